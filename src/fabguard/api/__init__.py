@@ -1,0 +1,1 @@
+"""HTTP interface: REST under /api/v1, errors as {"error": {"code", "message"}}."""

@@ -1,0 +1,236 @@
+"""The FastAPI application: admin API (bearer tokens), fixture API (TLS client certificates)."""
+
+# No "from __future__ import annotations": FastAPI must resolve the dependency aliases defined
+# inside create_app at definition time.
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from fabguard import __version__
+from fabguard.api.errors import BodyLimit, install_error_handlers
+from fabguard.api.schemas import (
+    EnrollIn,
+    FixtureIn,
+    OrderIn,
+    OrderStateIn,
+    ProductIn,
+    ProvisionBatchIn,
+    ProvisionIn,
+    QuotaChangeIn,
+    RevokeIn,
+    SiteIn,
+    TestRecordsIn,
+    TokenIn,
+)
+from fabguard.api.tls import client_cert_der
+from fabguard.domain.issuance import FixtureFacts
+from fabguard.domain.values import Role
+from fabguard.service import catalog, events, fixtures, orders, provisioning, testrecords, tokens
+from fabguard.service.instance import Instance
+
+_bearer = HTTPBearer(auto_error=False, description="An API token: fgt_...")
+
+
+def create_app(inst: Instance) -> Any:
+    """Build the ASGI app for ``inst`` (the body-size limit wraps the FastAPI app)."""
+    app = FastAPI(
+        title="FabGuard",
+        version=__version__,
+        description=(
+            "Quota-bound, test-gated device certificate issuance for contract manufacturing. "
+            "Admin calls use `Authorization: Bearer <token>`; fixture calls use the fixture's TLS "
+            'client certificate. Errors are `{"error": {"code": ..., "message": ...}}`.'
+        ),
+    )
+    app.state.instance = inst
+    install_error_handlers(app)
+
+    def principal(
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> tokens.Principal:
+        return tokens.authenticate_token(inst, creds.credentials if creds else None)
+
+    def operator(p: Annotated[tokens.Principal, Depends(principal)]) -> tokens.Principal:
+        p.require(Role.ENGINEER)
+        return p
+
+    def admin(p: Annotated[tokens.Principal, Depends(principal)]) -> tokens.Principal:
+        p.require(Role.ADMIN)
+        return p
+
+    def approver(p: Annotated[tokens.Principal, Depends(principal)]) -> tokens.Principal:
+        p.require(Role.APPROVER)
+        return p
+
+    def reader(p: Annotated[tokens.Principal, Depends(principal)]) -> tokens.Principal:
+        p.require(Role.ENGINEER, Role.AUDITOR, Role.APPROVER)
+        return p
+
+    def fixture(request: Request) -> FixtureFacts:
+        return fixtures.authenticate_fixture(inst, client_cert_der(request.scope), route=request.url.path)
+
+    Operator = Annotated[tokens.Principal, Depends(operator)]
+    Admin = Annotated[tokens.Principal, Depends(admin)]
+    Approver = Annotated[tokens.Principal, Depends(approver)]
+    Reader = Annotated[tokens.Principal, Depends(reader)]
+    Fixture = Annotated[FixtureFacts, Depends(fixture)]
+
+    @app.get("/api/v1/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/api/v1/ca/certificates", tags=["meta"])
+    def ca_certificates() -> dict[str, str]:
+        """The public CA certificates (root, device issuing CA, station CA), PEM."""
+        return {name: inst.cert_path(name).read_text() for name in ("root", "issuing", "station")}
+
+    # Admin: tokens, catalogue, orders
+    @app.post("/api/v1/tokens", status_code=201, tags=["admin"])
+    def create_token(body: TokenIn, p: Admin) -> dict[str, Any]:
+        made, secret = tokens.create_token(inst, name=body.name, role=body.role, actor=p.actor)
+        return {"id": made.id, "name": made.name, "role": made.role.value, "token": secret}
+
+    @app.post("/api/v1/products", status_code=201, tags=["admin"])
+    def create_product(body: ProductIn, p: Admin) -> dict[str, Any]:
+        prod = catalog.create_product(
+            inst,
+            product_id=body.id,
+            name=body.name,
+            key_types=body.key_types,
+            cert_lifetime_days=body.cert_lifetime_days,
+            actor=p.actor,
+        )
+        return _product(prod)
+
+    @app.get("/api/v1/products", tags=["admin"])
+    def list_products(_: Reader) -> list[dict[str, Any]]:
+        return [_product(x) for x in catalog.list_products(inst)]
+
+    @app.post("/api/v1/sites", status_code=201, tags=["admin"])
+    def create_site(body: SiteIn, p: Admin) -> dict[str, Any]:
+        site = catalog.create_site(inst, site_id=body.id, name=body.name, actor=p.actor)
+        return {"id": site.id, "name": site.name}
+
+    @app.get("/api/v1/sites", tags=["admin"])
+    def list_sites(_: Reader) -> list[dict[str, Any]]:
+        return [{"id": x.id, "name": x.name} for x in catalog.list_sites(inst)]
+
+    @app.post("/api/v1/orders", status_code=201, tags=["orders"])
+    def create_order(body: OrderIn, p: Operator) -> dict[str, object]:
+        return orders.create_order(
+            inst,
+            order_id=body.id,
+            product_id=body.product_id,
+            site_id=body.site_id,
+            quota=body.quota,
+            valid_from=body.valid_from,
+            valid_until=body.valid_until,
+            actor=p.actor,
+        ).to_dict()
+
+    @app.get("/api/v1/orders", tags=["orders"])
+    def list_orders(_: Reader) -> list[dict[str, object]]:
+        return [o.to_dict() for o in orders.list_orders(inst)]
+
+    @app.get("/api/v1/orders/{order_id}", tags=["orders"])
+    def get_order(order_id: str, _: Reader) -> dict[str, object]:
+        return orders.get_order(inst, order_id).to_dict()
+
+    @app.get("/api/v1/orders/{order_id}/units", tags=["orders"])
+    def order_units(order_id: str, _: Reader, after: int = 0, limit: int = 100) -> list[dict[str, object]]:
+        return orders.order_units(inst, order_id, after_id=after, limit=min(max(limit, 1), inst.limits.max_page))
+
+    @app.post("/api/v1/orders/{order_id}/state", tags=["orders"])
+    def set_order_state(order_id: str, body: OrderStateIn, p: Operator) -> dict[str, object]:
+        return orders.set_order_state(inst, order_id, body.state, actor=p.actor).to_dict()
+
+    @app.post("/api/v1/orders/{order_id}/quota-changes", status_code=201, tags=["orders"])
+    def request_quota_change(order_id: str, body: QuotaChangeIn, p: Operator) -> dict[str, object]:
+        """Lowering applies at once; raising creates a pending change for a second approver."""
+        return orders.request_quota_change(inst, order_id, body.quota, reason=body.reason, actor=p.actor)
+
+    @app.post("/api/v1/quota-changes/{change_id}/approve", tags=["orders"])
+    def approve_quota_change(change_id: int, p: Approver) -> dict[str, object]:
+        return orders.decide_quota_change(inst, change_id, approve=True, actor=p.actor)
+
+    @app.post("/api/v1/quota-changes/{change_id}/reject", tags=["orders"])
+    def reject_quota_change(change_id: int, p: Approver) -> dict[str, object]:
+        return orders.decide_quota_change(inst, change_id, approve=False, actor=p.actor)
+
+    # Admin: fixtures
+    @app.post("/api/v1/fixtures", status_code=201, tags=["fixtures"])
+    def create_fixture(body: FixtureIn, p: Admin) -> dict[str, Any]:
+        made, token = fixtures.create_fixture(inst, fixture_id=body.id, site_id=body.site_id, actor=p.actor)
+        return {**fixtures.fixture_dict(made), "enrollment_token": token}
+
+    @app.get("/api/v1/fixtures", tags=["fixtures"])
+    def list_fixtures(_: Reader) -> list[dict[str, object]]:
+        return [fixtures.fixture_dict(f) for f in fixtures.list_fixtures(inst)]
+
+    @app.post("/api/v1/fixtures/{fixture_id}/revoke", tags=["fixtures"])
+    def revoke_fixture(fixture_id: str, body: RevokeIn, p: Admin) -> dict[str, object]:
+        return fixtures.fixture_dict(fixtures.revoke_fixture(inst, fixture_id, reason=body.reason, actor=p.actor))
+
+    @app.post("/api/v1/fixtures/{fixture_id}/enrollment-token", status_code=201, tags=["fixtures"])
+    def new_enrollment_token(fixture_id: str, p: Admin) -> dict[str, str]:
+        return {
+            "fixture_id": fixture_id,
+            "enrollment_token": fixtures.new_enrollment_token(inst, fixture_id, actor=p.actor),
+        }
+
+    @app.get("/api/v1/events", tags=["audit"])
+    def list_events(
+        _: Reader, after: int = 0, limit: int = 100, kind: str | None = None, order_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        return events.list_events(inst, after=after, limit=max(limit, 1), kind=kind, order_id=order_id)
+
+    @app.get("/api/v1/units/{serial}/test-records", tags=["audit"])
+    def unit_test_records(serial: str, _: Reader) -> list[dict[str, object]]:
+        return testrecords.records_for_serial(inst, serial)
+
+    # Fixture side
+    @app.post("/api/v1/enroll", status_code=201, tags=["fixture"])
+    def enroll(body: EnrollIn) -> dict[str, object]:
+        """Exchange a one-time enrolment token and a CSR for the fixture's station certificate."""
+        return fixtures.enroll_fixture(inst, token=body.token, csr_data=body.csr.encode()).to_dict()
+
+    @app.get("/api/v1/fixture/whoami", tags=["fixture"])
+    def whoami(f: Fixture) -> dict[str, str]:
+        return {"fixture_id": f.id, "site_id": f.site_id}
+
+    @app.post("/api/v1/test-records", status_code=201, tags=["fixture"])
+    def upload_test_record(record: Annotated[dict[str, Any], Body()], f: Fixture) -> dict[str, object]:
+        """One OpenHTF JSON test record (as written by OpenHTF's OutputToJSON)."""
+        return testrecords.record_test(inst, f, record).to_dict()
+
+    @app.post("/api/v1/test-records/batch", tags=["fixture"])
+    def upload_test_records(body: TestRecordsIn, f: Fixture) -> dict[str, Any]:
+        return {"results": testrecords.record_tests(inst, f, body.records)}
+
+    @app.post("/api/v1/units/provision", tags=["fixture"])
+    def provision(body: ProvisionIn, f: Fixture, response: Response) -> dict[str, object]:
+        """Check and, if allowed, issue one unit's device certificate (201; 200 for an idempotent retry)."""
+        done = provisioning.provision_unit(inst, f, order_id=body.order_id, serial=body.serial, csr=body.csr)
+        response.status_code = 200 if done.replayed else 201
+        return done.to_dict()
+
+    @app.post("/api/v1/units/provision-batch", tags=["fixture"])
+    def provision_batch(body: ProvisionBatchIn, f: Fixture) -> dict[str, Any]:
+        """Many units in one request; each is decided on its own and has its own status."""
+        units = [u.model_dump() for u in body.units]
+        return {"results": provisioning.provision_batch(inst, f, order_id=body.order_id, units=units)}
+
+    return BodyLimit(app, inst.limits.max_body_bytes)
+
+
+def _product(p: Any) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "name": p.name,
+        "key_types": p.key_types.split(","),
+        "cert_lifetime_days": p.cert_lifetime_days,
+    }
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,84 @@
+"""Request bodies (they document the API in /openapi.json). Deep checks live in the domain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProductIn(_Strict):
+    id: str = Field(description="Slug: lower-case letters, digits and '-'", max_length=63)
+    name: str = Field(max_length=200)
+    key_types: list[str] = Field(default=["ec-p256"], description="Allowed device key types: ec-p256, ec-p384, ed25519")
+    cert_lifetime_days: int | None = Field(
+        default=None, description="Device certificate lifetime; unset = 99991231235959Z"
+    )
+
+
+class SiteIn(_Strict):
+    id: str = Field(max_length=63)
+    name: str = Field(max_length=200)
+
+
+class OrderIn(_Strict):
+    id: str | None = Field(default=None, max_length=63, description="Order id; generated when omitted")
+    product_id: str = Field(max_length=63)
+    site_id: str = Field(max_length=63)
+    quota: int = Field(ge=0, le=100_000_000)
+    valid_from: datetime | None = Field(default=None, description="ISO 8601 with a time zone; default now")
+    valid_until: datetime | None = None
+
+
+class OrderStateIn(_Strict):
+    state: str = Field(description="active, suspended or closed")
+
+
+class QuotaChangeIn(_Strict):
+    quota: int = Field(ge=0, le=100_000_000, description="The new quota; a raise waits for a second approver")
+    reason: str = Field(max_length=500)
+
+
+class FixtureIn(_Strict):
+    id: str = Field(max_length=63)
+    site_id: str = Field(max_length=63)
+
+
+class RevokeIn(_Strict):
+    reason: str = Field(max_length=500)
+
+
+class TokenIn(_Strict):
+    name: str = Field(max_length=128)
+    role: str = Field(description="admin, engineer, approver or auditor")
+
+
+class EnrollIn(_Strict):
+    token: str = Field(max_length=100, description="The one-time enrolment token")
+    csr: str = Field(max_length=16384, description="PKCS#10 CSR, PEM or base64 DER")
+
+
+class ProvisionIn(_Strict):
+    order_id: Any = Field(description="The production order")
+    serial: Any = Field(description="The unit serial; must equal the CSR subject's serialNumber")
+    csr: Any = Field(description="PKCS#10 CSR made on the device, PEM or base64 DER")
+
+
+class BatchUnit(BaseModel):
+    serial: Any = None
+    csr: Any = None
+
+
+class ProvisionBatchIn(_Strict):
+    order_id: Any
+    units: list[BatchUnit]
+
+
+class TestRecordsIn(_Strict):
+    __test__ = False
+    records: list[dict[str, Any]]

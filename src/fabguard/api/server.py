@@ -1,0 +1,117 @@
+"""Running the app under uvicorn over HTTPS, with client certificates for fixtures."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from fabguard.api.app import create_app
+from fabguard.api.tls import ClientCertH11Protocol
+from fabguard.pki.keys import passphrase_from_env
+from fabguard.service.instance import HOME_ENV, Instance
+
+
+@dataclass(frozen=True)
+class TLSContextFactory:
+    """Builds the server's TLS context (picklable, so worker processes can rebuild it).
+
+    Client certificates are optional at the handshake (enrolment and admin calls come without one)
+    but, when presented, must chain to the station CA alone: a device certificate from the issuing
+    CA is not a fixture credential. The app then refuses fixture routes without one.
+    """
+
+    home: str
+
+    def __call__(self, config: Any = None, default: Callable[[], ssl.SSLContext] | None = None) -> ssl.SSLContext:
+        ca = Path(self.home) / "ca"
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(
+            str(ca / "server-chain.pem"),
+            str(Path(self.home) / "keys" / "server.key.pem"),
+            password=passphrase_from_env(),
+        )
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(cafile=str(ca / "station.pem"))
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        return ctx
+
+
+def app_from_env() -> Any:
+    """App factory for worker processes: opens the instance named by FABGUARD_HOME."""
+    return create_app(Instance.open(Path(os.environ[HOME_ENV]), migrate=False))
+
+
+def server_config(
+    inst: Instance,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    log_level: str = "warning",
+    access_log: bool = False,
+) -> uvicorn.Config:
+    common: dict[str, Any] = dict(
+        host=host,
+        port=port,
+        http=ClientCertH11Protocol,
+        ssl_context_factory=TLSContextFactory(str(inst.home)),
+        log_level=log_level,
+        access_log=access_log,
+        lifespan="off",
+        timeout_keep_alive=30,
+        server_header=False,
+    )
+    if workers > 1:
+        os.environ[HOME_ENV] = str(inst.home)
+        return uvicorn.Config("fabguard.api.server:app_from_env", factory=True, workers=workers, **common)
+    return uvicorn.Config(create_app(inst), **common)
+
+
+class ServerThread:
+    """The server on a background thread of this process (the demo and the tests use it)."""
+
+    def __init__(self, inst: Instance, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        import socket
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.host, self.port = self._sock.getsockname()[:2]
+        self.server = uvicorn.Server(server_config(inst, host=host, port=self.port))
+        self._thread: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def start(self) -> ServerThread:
+        import threading
+        import time
+
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._sock.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""The pure core: values, decisions and errors. No I/O, no imports from the rest of FabGuard."""

@@ -1,0 +1,160 @@
+"""The issuance decision as small composable policies (authorize first, sign later).
+
+Each policy looks at plain values gathered by the service layer and either returns or raises a
+:class:`Refusal` with a stable code. They run in a fixed order, so the first failing check names the
+refusal, and each can be tested alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from fabguard.domain.errors import Refusal
+from fabguard.domain.values import KeyType, OrderState, Serial, TestOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class FixtureFacts:
+    id: str
+    site_id: str
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFacts:
+    id: str
+    product_id: str
+    site_id: str
+    state: OrderState
+    valid_from: datetime
+    valid_until: datetime | None
+    quota: int
+    used: int
+
+
+@dataclass(frozen=True, slots=True)
+class CsrFacts:
+    """What the PKI layer learnt from a CSR whose signature and shape it already checked."""
+
+    subject_serial: str
+    key_type: KeyType
+    key_fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnitHistory:
+    """What the database knows about this serial and this key before the decision."""
+
+    latest_test: TestOutcome | None
+    serial_key_fingerprint: str | None
+    key_owner_serial: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuanceRequest:
+    fixture: FixtureFacts
+    order: OrderFacts
+    allowed_key_types: tuple[KeyType, ...]
+    serial: Serial
+    csr: CsrFacts
+    history: UnitHistory
+    now: datetime
+
+
+Policy = Callable[[IssuanceRequest], None]
+
+
+def fixture_active(r: IssuanceRequest) -> None:
+    if r.fixture.revoked:
+        raise Refusal("fixture_revoked", f"fixture {r.fixture.id} has been revoked")
+
+
+def fixture_at_order_site(r: IssuanceRequest) -> None:
+    if r.fixture.site_id != r.order.site_id:
+        raise Refusal(
+            "wrong_site",
+            f"fixture {r.fixture.id} belongs to site {r.fixture.site_id}, "
+            f"order {r.order.id} is for site {r.order.site_id}",
+        )
+
+
+def order_active(r: IssuanceRequest) -> None:
+    if r.order.state is not OrderState.ACTIVE:
+        raise Refusal("order_inactive", f"order {r.order.id} is {r.order.state.value}")
+
+
+def order_in_window(r: IssuanceRequest) -> None:
+    if r.now < r.order.valid_from:
+        raise Refusal("order_not_yet_valid", f"order {r.order.id} is valid from {r.order.valid_from.isoformat()}")
+    if r.order.valid_until is not None and r.now >= r.order.valid_until:
+        raise Refusal("order_expired", f"order {r.order.id} expired at {r.order.valid_until.isoformat()}")
+
+
+def key_type_allowed(r: IssuanceRequest) -> None:
+    if r.csr.key_type not in r.allowed_key_types:
+        allowed = ", ".join(k.value for k in r.allowed_key_types)
+        raise Refusal(
+            "key_type_not_allowed",
+            f"key type {r.csr.key_type.value} is not allowed for product {r.order.product_id} ({allowed})",
+        )
+
+
+def csr_names_serial(r: IssuanceRequest) -> None:
+    if r.csr.subject_serial != r.serial.value:
+        raise Refusal(
+            "serial_mismatch",
+            f"the CSR subject names serial {r.csr.subject_serial!r}, the request names {r.serial.value!r}",
+        )
+
+
+def serial_keeps_its_key(r: IssuanceRequest) -> None:
+    known = r.history.serial_key_fingerprint
+    if known is not None and known != r.csr.key_fingerprint:
+        raise Refusal(
+            "serial_has_other_key",
+            f"serial {r.serial.value} was already provisioned with another key (possible clone)",
+        )
+
+
+def key_unseen(r: IssuanceRequest) -> None:
+    owner = r.history.key_owner_serial
+    if owner is not None and owner != r.serial.value:
+        raise Refusal("key_reused", f"this public key already belongs to serial {owner} (clone alarm)")
+
+
+def passed_test(r: IssuanceRequest) -> None:
+    if r.history.latest_test is None:
+        raise Refusal("test_missing", f"no test record has been uploaded for serial {r.serial.value}")
+    if r.history.latest_test is not TestOutcome.PASS:
+        raise Refusal(
+            "test_failed",
+            f"the latest test of serial {r.serial.value} ended {r.history.latest_test.value}",
+        )
+
+
+def quota_left(r: IssuanceRequest) -> None:
+    """A cheap early look; the binding check is the atomic reservation in the store."""
+    if r.order.used >= r.order.quota:
+        raise Refusal("quota_exhausted", f"order {r.order.id} has used all {r.order.quota} units")
+
+
+ISSUANCE_POLICIES: tuple[Policy, ...] = (
+    fixture_active,
+    fixture_at_order_site,
+    order_active,
+    order_in_window,
+    key_type_allowed,
+    csr_names_serial,
+    serial_keeps_its_key,
+    key_unseen,
+    passed_test,
+    quota_left,
+)
+
+
+def authorize_issuance(request: IssuanceRequest, policies: Sequence[Policy] = ISSUANCE_POLICIES) -> None:
+    """Run every policy in order; the first refusal wins."""
+    for policy in policies:
+        policy(request)

@@ -1,0 +1,180 @@
+"""Per-unit test records in OpenHTF's JSON output shape, parsed into checked values.
+
+Only what FabGuard decides on or reports is extracted; the full record is kept verbatim beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from fabguard.domain.errors import InvalidRequest
+from fabguard.domain.values import Serial, TestOutcome
+
+_MAX_NAME = 128
+
+
+class TestRecordInvalid(InvalidRequest):
+    __test__ = False
+    code = "test_record_invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    phase: str
+    name: str
+    outcome: str
+    value: float | None
+    lower: float | None
+    upper: float | None
+    units: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseResult:
+    name: str
+    outcome: str
+    start_ms: int | None
+    end_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TestRecord:
+    __test__ = False
+
+    serial: Serial
+    station_id: str
+    outcome: TestOutcome
+    start_ms: int
+    end_ms: int
+    phases: tuple[PhaseResult, ...]
+    measurements: tuple[Measurement, ...]
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome is TestOutcome.PASS
+
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > _MAX_NAME or not value.isprintable():
+        raise TestRecordInvalid(f"{where} must be a printable string of 1-{_MAX_NAME} characters")
+    return value
+
+
+def _millis(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 10**15:
+        raise TestRecordInvalid(f"{where} must be a non-negative integer of milliseconds since the epoch")
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    f = float(value)
+    return f if math.isfinite(f) else None
+
+
+def _limits(meas: dict[str, Any]) -> tuple[float | None, float | None]:
+    """Limits from the record: explicit ``lower``/``upper`` keys or OpenHTF's ``validators`` text."""
+    lower = _number(meas.get("lower"))
+    upper = _number(meas.get("upper"))
+    validators = meas.get("validators")
+    if (lower is None and upper is None) and isinstance(validators, list):
+        for text in validators:
+            if isinstance(text, str):
+                lo, hi = _parse_validator(text)
+                lower = lo if lo is not None else lower
+                upper = hi if hi is not None else upper
+    return lower, upper
+
+
+def _parse_validator(text: str) -> tuple[float | None, float | None]:
+    """Read OpenHTF's ``in_range`` text forms: ``0.5 <= x <= 1.5``, ``x >= 3``, ``x <= 7``."""
+    parts = text.replace("<=", "<").replace(">=", ">").split()
+    try:
+        if len(parts) == 5 and parts[1] == "<" and parts[3] == "<":
+            return float(parts[0]), float(parts[4])
+        if len(parts) == 3 and parts[0] == "x":
+            if parts[1] == ">":
+                return float(parts[2]), None
+            if parts[1] == "<":
+                return None, float(parts[2])
+    except ValueError:
+        return None, None
+    return None, None
+
+
+def parse_openhtf_record(data: Any, *, max_phases: int = 500, max_measurements: int = 5000) -> TestRecord:
+    """Check an OpenHTF JSON test record (as produced by ``OutputToJSON``) and extract its facts."""
+    if not isinstance(data, dict):
+        raise TestRecordInvalid("a test record must be a JSON object")
+    serial = Serial(data.get("dut_id"))  # type: ignore[arg-type]
+    station_id = _name(data.get("station_id"), "station_id")
+    raw_outcome = data.get("outcome")
+    try:
+        outcome = TestOutcome(raw_outcome)
+    except ValueError:
+        allowed = ", ".join(o.value for o in TestOutcome)
+        raise TestRecordInvalid(f"outcome {raw_outcome!r} is not one of {allowed}") from None
+    start = _millis(data.get("start_time_millis"), "start_time_millis")
+    end = _millis(data.get("end_time_millis"), "end_time_millis")
+    if end < start:
+        raise TestRecordInvalid("end_time_millis is before start_time_millis")
+    raw_phases = data.get("phases", [])
+    if not isinstance(raw_phases, list):
+        raise TestRecordInvalid("phases must be a list")
+    if len(raw_phases) > max_phases:
+        raise TestRecordInvalid(f"a test record may hold at most {max_phases} phases")
+    phases: list[PhaseResult] = []
+    measurements: list[Measurement] = []
+    for i, ph in enumerate(raw_phases):
+        if not isinstance(ph, dict):
+            raise TestRecordInvalid(f"phases[{i}] must be an object")
+        pname = _name(ph.get("name"), f"phases[{i}].name")
+        poutcome = _name(ph.get("outcome", "PASS"), f"phases[{i}].outcome")
+        pstart = ph.get("start_time_millis")
+        pend = ph.get("end_time_millis")
+        phases.append(
+            PhaseResult(
+                pname,
+                poutcome,
+                _millis(pstart, f"phases[{i}].start_time_millis") if pstart is not None else None,
+                _millis(pend, f"phases[{i}].end_time_millis") if pend is not None else None,
+            )
+        )
+        raw_meas = ph.get("measurements", {})
+        if isinstance(raw_meas, dict):
+            items = list(raw_meas.values())
+        elif isinstance(raw_meas, list):
+            items = raw_meas
+        else:
+            raise TestRecordInvalid(f"phases[{i}].measurements must be an object or a list")
+        for m in items:
+            if not isinstance(m, dict):
+                raise TestRecordInvalid(f"phases[{i}] has a measurement that is not an object")
+            if len(measurements) >= max_measurements:
+                raise TestRecordInvalid(f"a test record may hold at most {max_measurements} measurements")
+            lower, upper = _limits(m)
+            units = m.get("units")
+            unit_name = units.get("name") if isinstance(units, dict) else units
+            measurements.append(
+                Measurement(
+                    phase=pname,
+                    name=_name(m.get("name"), f"phases[{i}] measurement name"),
+                    outcome=_name(m.get("outcome", "UNSET"), f"phases[{i}] measurement outcome"),
+                    value=_number(m.get("measured_value")),
+                    lower=lower,
+                    upper=upper,
+                    units=unit_name[:_MAX_NAME] if isinstance(unit_name, str) else None,
+                )
+            )
+    return TestRecord(
+        serial=serial,
+        station_id=station_id,
+        outcome=outcome,
+        start_ms=start,
+        end_ms=end,
+        phases=tuple(phases),
+        measurements=tuple(measurements),
+    )

@@ -1,0 +1,1 @@
+"""Certificates and keys: CA hierarchy, profiles, CSR checks, key storage."""

@@ -1,0 +1,82 @@
+"""Private keys at rest: encrypted PKCS#8 files, never plaintext on disk.
+
+The passphrase comes from the environment (``FABGUARD_KEY_PASSPHRASE``) or a file named by
+``FABGUARD_KEY_PASSPHRASE_FILE``; it is never a command-line argument and never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+
+from fabguard.domain.errors import ConfigurationError
+
+PASSPHRASE_ENV = "FABGUARD_KEY_PASSPHRASE"
+PASSPHRASE_FILE_ENV = "FABGUARD_KEY_PASSPHRASE_FILE"
+MIN_PASSPHRASE = 12
+
+SigningKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+
+def passphrase_from_env(env: Mapping[str, str] | None = None) -> bytes:
+    """Read the key passphrase from the environment or the file it names."""
+    env = os.environ if env is None else env
+    value = env.get(PASSPHRASE_ENV)
+    if not value and env.get(PASSPHRASE_FILE_ENV):
+        path = Path(env[PASSPHRASE_FILE_ENV])
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read the key passphrase file {path}: {exc.strerror}") from None
+    if not value:
+        raise ConfigurationError(
+            f"no key passphrase: set {PASSPHRASE_ENV} or point {PASSPHRASE_FILE_ENV} at a file holding it"
+        )
+    if len(value) < MIN_PASSPHRASE:
+        raise ConfigurationError(f"the key passphrase must be at least {MIN_PASSPHRASE} characters")
+    return value.encode("utf-8")
+
+
+def new_signing_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def write_encrypted_key(key: PrivateKeyTypes, path: Path, passphrase: bytes) -> None:
+    """Write ``key`` as passphrase-encrypted PKCS#8 PEM, readable by the owner only."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+
+
+def read_encrypted_key(path: Path, passphrase: bytes) -> SigningKey:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read key file {path}: {exc.strerror}") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            f"cannot decrypt {path.name}: wrong key passphrase, or the file is not an encrypted key"
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+        raise ConfigurationError(f"{path.name} holds a key type FabGuard does not sign with")
+    return key
+
+
+def spki_fingerprint(public_key: PublicKeyTypes) -> str:
+    """SHA-256 of the DER SubjectPublicKeyInfo, hex: the identity of a key across CSRs."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()

@@ -1,0 +1,236 @@
+"""Certificate profiles: root and intermediate CAs, IEEE 802.1AR-style device IDevIDs, fixtures, TLS server.
+
+Every builder takes validated values and returns a signed certificate; callers never assemble
+extensions by hand.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from fabguard.domain.values import Serial
+from fabguard.pki.keys import SigningKey
+
+# IEEE 802.1AR: an IDevID is meant to live as long as the device; RFC 5280 4.1.2.5 names this date.
+NO_WELL_DEFINED_EXPIRY = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+# Backdating absorbs clock skew between the server and the devices that check the certificate.
+BACKDATE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Issuer:
+    """A CA certificate with the key that signs for it."""
+
+    certificate: x509.Certificate
+    key: SigningKey
+
+
+def _hash_for(key: SigningKey) -> hashes.SHA256 | None:
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+def _utc(t: datetime) -> datetime:
+    """Times are UTC; a naive datetime is taken to be UTC already."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _signature_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _name(organization: str, common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def self_signed_root(key: SigningKey, organization: str, common_name: str, now: datetime, years: int = 25) -> Issuer:
+    start = _utc(now) - BACKDATE
+    name = _name(organization, common_name)
+    public = key.public_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=365 * years))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .sign(key, _hash_for(key))
+    )
+    return Issuer(cert, key)
+
+
+def _aki(issuer: Issuer) -> x509.AuthorityKeyIdentifier:
+    ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def intermediate_ca(
+    parent: Issuer,
+    public_key: CertificateIssuerPublicKeyTypes,
+    organization: str,
+    common_name: str,
+    now: datetime,
+    years: int = 15,
+) -> x509.Certificate:
+    """An issuing or station CA below the root: may sign end-entity certificates only (pathLen 0)."""
+    start = _utc(now) - BACKDATE
+    end = min(start + timedelta(days=365 * years), parent.certificate.not_valid_after_utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(organization, common_name))
+        .issuer_name(parent.certificate.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(_aki(parent), critical=False)
+        .sign(parent.key, _hash_for(parent.key))
+    )
+
+
+def idevid_certificate(
+    issuer: Issuer,
+    public_key: CertificateIssuerPublicKeyTypes,
+    serial: Serial,
+    organization: str,
+    product_id: str,
+    now: datetime,
+    lifetime: timedelta | None = None,
+) -> x509.Certificate:
+    """An IEEE 802.1AR-style device identity: the unit serial in the subject's serialNumber."""
+    start = _utc(now) - BACKDATE
+    end = NO_WELL_DEFINED_EXPIRY if lifetime is None else start + lifetime
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.COMMON_NAME, product_id),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, serial.value),
+        ]
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_signature_key_usage(), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(_aki(issuer), critical=False)
+        .sign(issuer.key, _hash_for(issuer.key))
+    )
+
+
+def fixture_certificate(
+    issuer: Issuer,
+    public_key: CertificateIssuerPublicKeyTypes,
+    organization: str,
+    fixture_id: str,
+    site_id: str,
+    now: datetime,
+    days: int = 730,
+) -> x509.Certificate:
+    """A test-station client certificate (TLS client authentication only)."""
+    start = _utc(now) - BACKDATE
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, site_id),
+            x509.NameAttribute(NameOID.COMMON_NAME, fixture_id),
+        ]
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_signature_key_usage(), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(_aki(issuer), critical=False)
+        .sign(issuer.key, _hash_for(issuer.key))
+    )
+
+
+def server_certificate(
+    issuer: Issuer,
+    public_key: ec.EllipticCurvePublicKey,
+    organization: str,
+    hostnames: Sequence[str],
+    now: datetime,
+    days: int = 825,
+) -> x509.Certificate:
+    """The HTTPS server's certificate; names are DNS names or IP addresses."""
+    start = _utc(now) - BACKDATE
+    alt: list[x509.GeneralName] = []
+    for host in hostnames:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            alt.append(x509.DNSName(host))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(organization, hostnames[0]))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_signature_key_usage(), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(_aki(issuer), critical=False)
+        .sign(issuer.key, _hash_for(issuer.key))
+    )

@@ -1,0 +1,1 @@
+"""Use cases: each ties domain decisions, keys and storage together in one transaction."""

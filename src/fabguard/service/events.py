@@ -1,0 +1,66 @@
+"""Recording refusals (in their own transaction, after the refused one rolled back) and reading events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+
+from fabguard.domain.errors import FabGuardError
+from fabguard.service.instance import Instance
+from fabguard.store.db import append_event
+from fabguard.store.models import Event
+
+
+def record_refusal(
+    inst: Instance,
+    kind: str,
+    error: FabGuardError,
+    *,
+    fixture_id: str | None = None,
+    order_id: str | None = None,
+    serial: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Write a refusal event. The state change it refused was rolled back; this is all that stays."""
+    with inst.db.transaction() as s:
+        return append_event(
+            s,
+            kind,
+            at=inst.clock(),
+            actor=f"fixture:{fixture_id}" if fixture_id else None,
+            fixture_id=fixture_id,
+            order_id=order_id,
+            serial=serial,
+            code=error.code,
+            detail={"message": error.message, **(detail or {})},
+        )
+
+
+def event_dict(e: Event) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "at": e.at.isoformat(),
+        "kind": e.kind,
+        "actor": e.actor,
+        "order_id": e.order_id,
+        "fixture_id": e.fixture_id,
+        "serial": e.serial,
+        "code": e.code,
+        "detail": json.loads(e.detail),
+    }
+
+
+def list_events(
+    inst: Instance, *, after: int = 0, limit: int = 100, kind: str | None = None, order_id: str | None = None
+) -> list[dict[str, Any]]:
+    q = select(Event).where(Event.seq > after)
+    if kind:
+        q = q.where(Event.kind == kind)
+    if order_id:
+        q = q.where(Event.order_id == order_id)
+    with inst.db.read() as s:
+        return [
+            event_dict(e) for e in s.execute(q.order_by(Event.seq).limit(min(limit, inst.limits.max_page))).scalars()
+        ]

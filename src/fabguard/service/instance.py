@@ -1,0 +1,176 @@
+"""An instance: one data directory holding configuration, encrypted keys, certificates and (by default) the database."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from fabguard.domain.errors import ConfigurationError
+from fabguard.pki import profiles
+from fabguard.pki.keys import new_signing_key, passphrase_from_env, read_encrypted_key, write_encrypted_key
+from fabguard.service.settings import Limits
+from fabguard.store.db import Database, sqlite_url
+from fabguard.store.migrate import upgrade
+
+HOME_ENV = "FABGUARD_HOME"
+DATABASE_ENV = "FABGUARD_DATABASE_URL"
+CONFIG_NAME = "instance.json"
+# The keys an instance holds. The ledger key signs event checkpoints (the ledger issue uses it).
+KEY_NAMES = ("root", "issuing", "station", "ledger", "server")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def default_home(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get(HOME_ENV):
+        return Path(env[HOME_ENV]).expanduser()
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "fabguard"
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    organization: str
+    hostnames: tuple[str, ...]
+    database_url: str | None
+    limits: Limits = field(default_factory=Limits)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "organization": self.organization,
+                "hostnames": list(self.hostnames),
+                "database_url": self.database_url,
+                "limits": self.limits.to_dict(),
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> InstanceConfig:
+        data = json.loads(text)
+        return cls(
+            organization=data["organization"],
+            hostnames=tuple(data["hostnames"]),
+            database_url=data.get("database_url"),
+            limits=Limits.from_dict(data.get("limits", {})),
+        )
+
+
+class Instance:
+    """An opened instance. Keys are decrypted on first use and only held in memory."""
+
+    def __init__(
+        self,
+        home: Path,
+        config: InstanceConfig,
+        *,
+        env: Mapping[str, str] | None = None,
+        clock: Clock = utcnow,
+        database_url: str | None = None,
+    ) -> None:
+        self.home = home
+        self.config = config
+        self.limits = config.limits
+        self.clock = clock
+        self._env = os.environ if env is None else env
+        url = database_url or self._env.get(DATABASE_ENV) or config.database_url or sqlite_url(home / "fabguard.db")
+        self.db = Database(url)
+        self._issuers: dict[str, profiles.Issuer] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        home: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        clock: Clock = utcnow,
+        database_url: str | None = None,
+        migrate: bool = True,
+    ) -> Instance:
+        path = home / CONFIG_NAME
+        if not path.exists():
+            raise ConfigurationError(f"no FabGuard instance at {home}: run 'fabguard init' first (or set {HOME_ENV})")
+        inst = cls(home, InstanceConfig.from_json(path.read_text()), env=env, clock=clock, database_url=database_url)
+        if migrate:
+            upgrade(inst.db)
+        return inst
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # Certificates and keys
+    def cert_path(self, name: str) -> Path:
+        return self.home / "ca" / f"{name}.pem"
+
+    def key_path(self, name: str) -> Path:
+        return self.home / "keys" / f"{name}.key.pem"
+
+    def certificate(self, name: str) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.cert_path(name).read_bytes())
+
+    def issuer(self, name: str) -> profiles.Issuer:
+        """The CA named ``issuing`` or ``station`` (or ``root``), with its key decrypted."""
+        with self._lock:
+            if name not in self._issuers:
+                key = read_encrypted_key(self.key_path(name), passphrase_from_env(self._env))
+                self._issuers[name] = profiles.Issuer(self.certificate(name), key)
+            return self._issuers[name]
+
+    def chain_pem(self, name: str) -> list[str]:
+        """``name``'s certificate followed by the root, PEM."""
+        return [self.cert_path(name).read_text(), self.cert_path("root").read_text()]
+
+
+def init_instance(
+    home: Path,
+    *,
+    organization: str,
+    hostnames: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    database_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> InstanceConfig:
+    """Create the keys, the CA hierarchy and the configuration of a new instance in ``home``."""
+    if (home / CONFIG_NAME).exists():
+        raise ConfigurationError(f"{home} already holds a FabGuard instance")
+    passphrase = passphrase_from_env(env)
+    now = now or utcnow()
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
+    (home / "ca").mkdir(exist_ok=True)
+    keys = {name: new_signing_key() for name in KEY_NAMES}
+    root = profiles.self_signed_root(keys["root"], organization, f"{organization} FabGuard Root CA", now)
+    issuing = profiles.intermediate_ca(
+        root, keys["issuing"].public_key(), organization, f"{organization} Device Issuing CA", now
+    )
+    station = profiles.intermediate_ca(
+        root, keys["station"].public_key(), organization, f"{organization} Station CA", now
+    )
+    station_issuer = profiles.Issuer(station, keys["station"])
+    server = profiles.server_certificate(station_issuer, keys["server"].public_key(), organization, hostnames, now)
+    certs = {"root": root.certificate, "issuing": issuing, "station": station, "server": server}
+    for name, cert in certs.items():
+        (home / "ca" / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (home / "ca" / "server-chain.pem").write_bytes(
+        server.public_bytes(serialization.Encoding.PEM) + station.public_bytes(serialization.Encoding.PEM)
+    )
+    for name, key in keys.items():
+        write_encrypted_key(key, home / "keys" / f"{name}.key.pem", passphrase)
+    config = InstanceConfig(organization=organization, hostnames=hostnames, database_url=database_url)
+    (home / CONFIG_NAME).write_text(config.to_json())
+    return config

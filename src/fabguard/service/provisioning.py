@@ -1,0 +1,209 @@
+"""Provisioning a unit: the one transaction that matters (ARCHITECTURE.md).
+
+Authorize (pure policies over facts read in the transaction), reserve quota atomically, sign,
+record the unit and its event, commit; only then is the certificate returned. A refusal rolls
+everything back and is recorded on its own, consuming nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from fabguard.domain.errors import FabGuardError, InvalidRequest, Refusal
+from fabguard.domain.issuance import (
+    FixtureFacts,
+    IssuanceRequest,
+    OrderFacts,
+    UnitHistory,
+    authorize_issuance,
+    fixture_active,
+    fixture_at_order_site,
+)
+from fabguard.domain.values import OrderState, Serial, TestOutcome, parse_key_types
+from fabguard.pki import profiles
+from fabguard.pki.csr import check_device_csr, load_csr
+from fabguard.service.events import record_refusal
+from fabguard.service.instance import Instance
+from fabguard.store.db import append_event, reserve_quota
+from fabguard.store.models import Order, Product, TestRecordRow, Unit
+
+# A concurrent request for the same serial or key can make our insert collide; the retry then sees
+# the other request's unit and answers as for any retry (same certificate, or a refusal).
+_COLLISION_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    serial: str
+    order_id: str
+    certificate_pem: str
+    chain_pem: list[str]
+    replayed: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "serial": self.serial,
+            "order_id": self.order_id,
+            "certificate": self.certificate_pem,
+            "chain": self.chain_pem,
+            "replayed": self.replayed,
+        }
+
+
+def provision_unit(inst: Instance, fixture: FixtureFacts, *, order_id: Any, serial: Any, csr: Any) -> Provisioned:
+    """Decide, and if allowed issue, the device certificate for one unit."""
+    order_ref = order_id if isinstance(order_id, str) and len(order_id) <= 63 else None
+    try:
+        unit_serial = Serial(serial)
+        if isinstance(csr, str):
+            csr_bytes = csr.encode("utf-8", "replace")
+        elif isinstance(csr, bytes):
+            csr_bytes = csr
+        else:
+            raise Refusal("csr_invalid", "the CSR must be a PEM or base64 DER string")
+        checked = check_device_csr(load_csr(csr_bytes, inst.limits.max_csr_bytes))
+        for attempt in range(_COLLISION_RETRIES):
+            try:
+                return _provision_in_transaction(inst, fixture, order_id, unit_serial, checked)
+            except IntegrityError:
+                if attempt == _COLLISION_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+    except Refusal as refusal:
+        shown_serial = serial if isinstance(serial, str) and len(serial) <= 64 and serial.isprintable() else None
+        record_refusal(
+            inst,
+            "unit.refused",
+            refusal,
+            fixture_id=fixture.id,
+            order_id=order_ref,
+            serial=shown_serial,
+            detail={"site_id": fixture.site_id},
+        )
+        raise
+
+
+def _history(s: Session, product_id: str, serial: str, key_fp: str) -> tuple[UnitHistory, Unit | None]:
+    latest = s.execute(
+        select(TestRecordRow.outcome).where(TestRecordRow.serial == serial).order_by(TestRecordRow.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    existing = s.execute(select(Unit).where(Unit.product_id == product_id, Unit.serial == serial)).scalar_one_or_none()
+    key_owner = s.execute(select(Unit.serial).where(Unit.key_fingerprint == key_fp)).scalar_one_or_none()
+    history = UnitHistory(
+        latest_test=TestOutcome(latest) if latest is not None else None,
+        serial_key_fingerprint=existing.key_fingerprint if existing else None,
+        key_owner_serial=key_owner,
+    )
+    return history, existing
+
+
+def _provision_in_transaction(
+    inst: Instance, fixture: FixtureFacts, order_id: str, serial: Serial, checked: Any
+) -> Provisioned:
+    now = inst.clock()
+    with inst.db.transaction() as s:
+        order = s.get(Order, order_id) if isinstance(order_id, str) and len(order_id) <= 63 else None
+        if order is None:
+            raise Refusal("order_not_found", f"no order {str(order_id)[:63]!r}")
+        product = s.get(Product, order.product_id)
+        assert product is not None
+        facts = OrderFacts(
+            id=order.id,
+            product_id=order.product_id,
+            site_id=order.site_id,
+            state=OrderState(order.state),
+            valid_from=order.valid_from,
+            valid_until=order.valid_until,
+            quota=order.quota,
+            used=order.used,
+        )
+        history, existing = _history(s, product.id, serial.value, checked.facts.key_fingerprint)
+        request = IssuanceRequest(
+            fixture=fixture,
+            order=facts,
+            allowed_key_types=parse_key_types(product.key_types.split(",")),
+            serial=serial,
+            csr=checked.facts,
+            history=history,
+            now=now,
+        )
+        if existing is not None and existing.key_fingerprint == checked.facts.key_fingerprint:
+            # An idempotent retry: the same unit with the same key gets the same certificate, for free.
+            fixture_active(request)
+            fixture_at_order_site(request)
+            if existing.order_id != order.id:
+                raise Refusal("serial_has_other_key", f"serial {serial} was provisioned on order {existing.order_id}")
+            return Provisioned(serial.value, order.id, existing.certificate_pem, inst.chain_pem("issuing"), True)
+        authorize_issuance(request)
+        if not reserve_quota(s, order.id):
+            raise Refusal("quota_exhausted", f"order {order.id} has used all {order.quota} units")
+        lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None
+        cert = profiles.idevid_certificate(
+            inst.issuer("issuing"),
+            checked.public_key,
+            serial,
+            inst.config.organization,
+            product.id,
+            now,
+            lifetime,
+        )
+        pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+        cert_serial = format(cert.serial_number, "x")
+        s.add(
+            Unit(
+                product_id=product.id,
+                serial=serial.value,
+                order_id=order.id,
+                fixture_id=fixture.id,
+                key_fingerprint=checked.facts.key_fingerprint,
+                cert_serial=cert_serial,
+                certificate_pem=pem,
+                issued_at=now,
+            )
+        )
+        s.flush()
+        append_event(
+            s,
+            "unit.provisioned",
+            at=now,
+            actor=f"fixture:{fixture.id}",
+            order_id=order.id,
+            fixture_id=fixture.id,
+            serial=serial.value,
+            detail={
+                "cert_serial": cert_serial,
+                "key_fingerprint": checked.facts.key_fingerprint,
+                "site_id": fixture.site_id,
+                "product_id": product.id,
+            },
+        )
+    return Provisioned(serial.value, order.id, pem, inst.chain_pem("issuing"), False)
+
+
+def provision_batch(inst: Instance, fixture: FixtureFacts, *, order_id: str, units: Any) -> list[dict[str, object]]:
+    """Many units in one request, each decided on its own (one transaction each)."""
+    if not isinstance(units, list) or not units:
+        raise InvalidRequest("units must be a non-empty list of {serial, csr}")
+    if len(units) > inst.limits.max_batch_units:
+        raise InvalidRequest(f"a batch may hold at most {inst.limits.max_batch_units} units", code="batch_too_large")
+    results: list[dict[str, object]] = []
+    for item in units:
+        serial = item.get("serial") if isinstance(item, dict) else None
+        csr = item.get("csr") if isinstance(item, dict) else None
+        try:
+            if not isinstance(serial, str) or not isinstance(csr, str):
+                raise InvalidRequest("each unit needs a serial and a csr, both strings")
+            done = provision_unit(inst, fixture, order_id=order_id, serial=serial, csr=csr)
+            results.append({"status": "issued", **done.to_dict()})
+        except FabGuardError as exc:
+            results.append(
+                {"status": "refused", "serial": serial if isinstance(serial, str) else None, **exc.to_dict()}
+            )
+    return results

@@ -1,0 +1,28 @@
+"""Every limit in one place, with defaults a user can read (``fabguard serve --help`` names them)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_csr_bytes: int = 8 * 1024
+    max_test_record_bytes: int = 1024 * 1024
+    max_batch_units: int = 200
+    max_batch_records: int = 200
+    max_phases: int = 500
+    max_measurements: int = 5000
+    enrollment_token_hours: int = 72
+    fixture_cert_days: int = 730
+    max_page: int = 1000
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Limits:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: int(v) for k, v in data.items() if k in known})

@@ -1,0 +1,132 @@
+"""The database handle: engine set-up for SQLite (WAL, immediate transactions) and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from fabguard.store.models import Counter, Event, Order
+
+EVENT_COUNTER = "events"
+
+
+class Database:
+    """One engine and its session factory. Thread-safe; share one per process."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_timeout=60)
+            _configure_sqlite(self.engine)
+        else:
+            self.engine = create_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=60
+            )
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A read-write transaction: committed on success, rolled back on any exception."""
+        with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only unit of work (on SQLite it takes no write lock)."""
+        session = Session(bind=self.engine.execution_options(fabguard_readonly=True), expire_on_commit=False)
+        try:
+            with session.begin():
+                yield session
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control from the driver so that BEGIN IMMEDIATE below is what runs.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # NORMAL under WAL survives a killed process; only an OS crash can lose the newest commits.
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Writers take the lock up front: a deferred transaction that upgrades later can fail with
+        # SQLITE_BUSY without waiting, where an immediate one queues behind busy_timeout.
+        if conn.get_execution_options().get("fabguard_readonly"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def append_event(
+    session: Session,
+    kind: str,
+    *,
+    at: datetime,
+    actor: str | None = None,
+    order_id: str | None = None,
+    fixture_id: str | None = None,
+    serial: str | None = None,
+    code: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Append an event in the caller's transaction and return its sequence number.
+
+    The counter row is locked until the transaction ends, so numbers are handed out in commit order
+    and a rolled-back transaction gives its number back: the sequence has no gap.
+    """
+    seq = session.execute(
+        update(Counter).where(Counter.name == EVENT_COUNTER).values(value=Counter.value + 1).returning(Counter.value)
+    ).scalar_one()
+    session.add(
+        Event(
+            seq=seq,
+            at=at,
+            kind=kind,
+            actor=actor,
+            order_id=order_id,
+            fixture_id=fixture_id,
+            serial=serial,
+            code=code,
+            detail=json.dumps(detail or {}, sort_keys=True, separators=(",", ":")),
+        )
+    )
+    session.flush()
+    return int(seq)
+
+
+def reserve_quota(session: Session, order_id: str) -> bool:
+    """Take one unit of the order's quota; False when none is left. Atomic under any concurrency."""
+    result = session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.used < Order.quota)
+        .values(used=Order.used + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def event_count(session: Session) -> int:
+    return int(session.execute(select(Counter.value).where(Counter.name == EVENT_COUNTER)).scalar_one())
