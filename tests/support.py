@@ -1,0 +1,121 @@
+"""A test world: a real instance, a real HTTPS server on loopback, enrolled fixtures, real crypto."""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from sqlalchemy.engine import make_url
+
+from fabguard.api.server import ServerThread
+from fabguard.fixture.client import Credentials, FixtureClient, enroll
+from fabguard.fixture.device import SimulatedDevice
+from fabguard.fixture.openhtf_records import openhtf_record
+from fabguard.service import catalog, fixtures, orders, tokens
+from fabguard.service.instance import Instance, init_instance
+
+PASSPHRASE = "test-passphrase-not-secret"
+PG_ENV = "FABGUARD_TEST_PG_URL"
+
+
+def pg_admin_url() -> str | None:
+    return os.environ.get(PG_ENV)
+
+
+def create_pg_database() -> str:
+    """A fresh, empty PostgreSQL database for one test; returns its SQLAlchemy URL."""
+    admin = make_url(os.environ[PG_ENV])
+    name = f"fg_{secrets.token_hex(6)}"
+    with psycopg.connect(
+        host=admin.host, port=admin.port, user=admin.username, dbname=admin.database, autocommit=True
+    ) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(url: str) -> None:
+    u = make_url(url)
+    admin = make_url(os.environ[PG_ENV])
+    with psycopg.connect(
+        host=admin.host, port=admin.port, user=admin.username, dbname=admin.database, autocommit=True
+    ) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
+
+
+def new_instance(home: Path, database_url: str | None = None) -> Instance:
+    init_instance(home, organization="Acme Devices", database_url=database_url)
+    return Instance.open(home)
+
+
+@dataclass
+class World:
+    """An instance with a product, two sites and a running server; helpers to enrol fixtures."""
+
+    inst: Instance
+    tmp: Path
+    server: ServerThread
+    admin_token: str = ""
+    clients: list[FixtureClient] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, inst: Instance, tmp: Path) -> World:
+        server = ServerThread(inst).start()
+        world = cls(inst, tmp, server)
+        _, world.admin_token = tokens.create_token(inst, name="admin", role="admin", actor="test")
+        catalog.create_product(inst, product_id="sensor", name="Sensor v2", actor="test")
+        catalog.create_site(inst, site_id="cm-a", name="CM A", actor="test")
+        catalog.create_site(inst, site_id="cm-b", name="CM B", actor="test")
+        return world
+
+    def stop(self) -> None:
+        for c in self.clients:
+            c.close()
+        self.server.stop()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def root_ca(self) -> Path:
+        return self.inst.cert_path("root")
+
+    def order(self, quota: int = 10, *, site: str = "cm-a", order_id: str | None = None, **kw: Any) -> str:
+        return orders.create_order(
+            self.inst, product_id="sensor", site_id=site, quota=quota, actor="test", order_id=order_id, **kw
+        ).id
+
+    def credentials(self, fixture_id: str, site: str = "cm-a") -> Credentials:
+        _, token = fixtures.create_fixture(self.inst, fixture_id=fixture_id, site_id=site, actor="test")
+        return enroll(self.url, token, self.tmp / "fixtures" / fixture_id, ca_file=self.root_ca)
+
+    def fixture(self, fixture_id: str, site: str = "cm-a") -> FixtureClient:
+        client = FixtureClient(self.credentials(fixture_id, site))
+        self.clients.append(client)
+        return client
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            verify=str(self.root_ca),
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=30,
+        )
+
+
+def tested_device(client: FixtureClient, serial: str, *, passed: bool = True, seed: int = 0) -> SimulatedDevice:
+    """A device whose test record (PASS or FAIL) has been uploaded by ``client``."""
+    device = SimulatedDevice(serial)
+    client.upload_test_record(
+        openhtf_record(serial, client.credentials.fixture_id, fail=not passed, rng=random.Random(seed))
+    )
+    return device
+
+
+tested_device.__test__ = False  # type: ignore[attr-defined]
