@@ -1,0 +1,1 @@
+"""The ``fabguard`` command."""

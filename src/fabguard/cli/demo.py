@@ -1,0 +1,207 @@
+"""``fabguard demo``: the server and a simulated production line that tries every trick in the book."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fabguard.cli.common import console, friendly, state
+from fabguard.domain.values import Role
+from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
+from fabguard.service import catalog, fixtures, orders, tokens
+from fabguard.service.instance import CONFIG_NAME, Instance, init_instance
+
+DEMO_PASSPHRASE_FILE = "demo-passphrase"
+PRODUCT, SITE, OTHER_SITE = "demo-sensor", "cm-shenzhen", "cm-penang"
+
+
+def _ensure_passphrase(home: Path) -> None:
+    """The demo makes its own passphrase file when none is configured: fine for a demo, not for production."""
+    if os.environ.get(PASSPHRASE_ENV) or os.environ.get(PASSPHRASE_FILE_ENV):
+        return
+    path = home / DEMO_PASSPHRASE_FILE
+    if not path.exists():
+        if (home / CONFIG_NAME).exists():
+            raise typer.BadParameter(f"{home} holds an instance; set {PASSPHRASE_ENV} or {PASSPHRASE_FILE_ENV} for it")
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(24))
+        console.print(f"[yellow]demo:[/] no {PASSPHRASE_ENV} set; generated {path} for this demo instance only")
+    os.environ[PASSPHRASE_FILE_ENV] = str(path)
+
+
+def _setup(inst: Instance, quota: int, n_fixtures: int, run: str) -> tuple[str, list[tuple[str, str]], tuple[str, str]]:
+    existing_products = {p.id for p in catalog.list_products(inst)}
+    if PRODUCT not in existing_products:
+        catalog.create_product(inst, product_id=PRODUCT, name="Demo Sensor", actor="demo")
+    existing_sites = {s.id for s in catalog.list_sites(inst)}
+    for site, name in ((SITE, "CM Shenzhen line 3"), (OTHER_SITE, "CM Penang")):
+        if site not in existing_sites:
+            catalog.create_site(inst, site_id=site, name=name, actor="demo")
+    order = orders.create_order(
+        inst, order_id=f"demo-{run}", product_id=PRODUCT, site_id=SITE, quota=quota, actor="demo"
+    )
+    line = [
+        fixtures.create_fixture(inst, fixture_id=f"fx-{run}-{i}", site_id=SITE, actor="demo") for i in range(n_fixtures)
+    ]
+    stray = fixtures.create_fixture(inst, fixture_id=f"fx-{run}-stray", site_id=OTHER_SITE, actor="demo")
+    return order.id, [(f.id, t) for f, t in line], (stray[0].id, stray[1])
+
+
+@friendly
+def demo(
+    units: Annotated[
+        int, typer.Option(help="Genuine boards the line builds (more than the quota = overproduction)")
+    ] = 560,
+    quota: Annotated[int, typer.Option(help="The order's quota")] = 500,
+    fixtures_n: Annotated[int, typer.Option("--fixtures", help="Fixtures working in parallel")] = 8,
+    fail_rate: Annotated[float, typer.Option(help="Share of test runs that fail")] = 0.04,
+    retest_rate: Annotated[float, typer.Option(help="Share of failed boards repaired and retested")] = 0.8,
+    clones: Annotated[int, typer.Option(help="Cloned boards (a provisioned key on a new serial)")] = 4,
+    skip_tests: Annotated[int, typer.Option(help="Boards sent for a certificate without a test")] = 4,
+    wrong_site: Annotated[int, typer.Option(help="Attempts from a fixture at another site")] = 3,
+    batch: Annotated[int, typer.Option(help="Units per provisioning request (1 = one at a time)")] = 1,
+    port: Annotated[int, typer.Option(help="HTTPS port (0 = any free port)")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Leave CA certs, device certs and summary.json here")] = None,
+    keep_serving: Annotated[bool, typer.Option("--keep-serving", help="Keep the server up after the run")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed for the simulated line")] = 1,
+) -> None:
+    """Start the server and drive a simulated production line against it over HTTPS, then summarise."""
+    from fabguard.api.server import ServerThread
+    from fabguard.fixture.client import enroll
+    from fabguard.fixture.simulator import LineConfig, ProductionLine
+
+    home = state.home
+    _ensure_passphrase(home)
+    if not (home / CONFIG_NAME).exists():
+        init_instance(home, organization="FabGuard Demo Devices")
+        console.print(f"Created a demo instance in {home}")
+    inst = Instance.open(home)
+    work = Path(tempfile.mkdtemp(prefix="fabguard-demo-"))
+    run = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        order_id, line_tokens, (stray_id, stray_token) = _setup(inst, quota, fixtures_n, run)
+        _, admin_token = tokens.create_token(inst, name=f"demo-{run}", role=Role.ADMIN, actor="demo")
+        with ServerThread(inst, port=port) as server:
+            console.print(
+                f"Server up at [bold]{server.url}[/] - order [bold]{order_id}[/], quota {quota}, "
+                f"{fixtures_n} fixtures at {SITE}"
+            )
+            root = inst.cert_path("root")
+            creds = [enroll(server.url, t, work / fid, ca_file=root) for fid, t in line_tokens]
+            stray = enroll(server.url, stray_token, work / stray_id, ca_file=root)
+            total = units + clones + skip_tests + wrong_site
+            config = LineConfig(
+                order_id=order_id,
+                units=units,
+                fail_rate=fail_rate,
+                retest_rate=retest_rate,
+                clones=clones,
+                skip_tests=skip_tests,
+                wrong_site_attempts=wrong_site,
+                batch_size=batch,
+                seed=seed,
+                serial_prefix=f"D{run[-6:]}-",
+            )
+            lock = threading.Lock()
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("issued {task.fields[issued]}  refused {task.fields[refused]}"),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                task = progress.add_task("building", total=total, issued=0, refused=0)
+                counts = {"issued": 0, "refused": 0}
+
+                def on_attempt(kind: str, code: str | None) -> None:
+                    with lock:
+                        counts["refused" if code else "issued"] += 1
+                        progress.update(task, advance=1, **counts)
+
+                started = time.monotonic()
+                with ProductionLine(creds, config, wrong_site=stray, on_attempt=on_attempt) as line:
+                    report = line.run()
+                elapsed = time.monotonic() - started
+                progress.update(task, completed=total)
+            view = orders.get_order(inst, order_id)
+            summary = report.to_dict(quota)
+            _print_summary(summary, view, elapsed, inst)
+            if out is not None:
+                _write_out(out, inst, report.certificates, summary)
+                console.print(
+                    f"Wrote CA certificates, {len(report.certificates)} device certificates and summary.json to {out}"
+                )
+            if keep_serving:
+                console.print(
+                    f"Serving at {server.url} until Ctrl-C. Admin token: [bold]{admin_token}[/]\n"
+                    f"  curl --cacert {root} -H 'Authorization: Bearer {admin_token}' "
+                    f"{server.url}/api/v1/orders/{order_id}"
+                )
+                try:
+                    while True:
+                        time.sleep(3600)
+                except KeyboardInterrupt:
+                    console.print("stopping")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        inst.close()
+
+
+def _print_summary(summary: dict[str, object], view: orders.OrderView, elapsed: float, inst: Instance) -> None:
+    table = Table(title="Production run", show_header=False)
+    table.add_row("ordered (quota)", str(summary["ordered"]))
+    table.add_row("provisioning attempts", str(summary["attempted"]))
+    table.add_row("provisioned", f"[green]{summary['provisioned']}[/]")
+    refused = summary["refused"]
+    assert isinstance(refused, dict)
+    for code, n in refused.items():
+        table.add_row(f"refused: {code}", f"[red]{n}[/]")
+    tests = summary["tests"]
+    assert isinstance(tests, dict)
+    table.add_row("test records uploaded", str(tests["uploaded"]))
+    table.add_row("tests failed / retests / scrapped", f"{tests['failed']} / {tests['retests']} / {tests['scrapped']}")
+    table.add_row("order used / remaining", f"{view.used} / {view.remaining}")
+    table.add_row("events recorded", str(_event_total(inst)))
+    table.add_row("elapsed", f"{elapsed:.1f} s ({int(summary['attempted']) / max(elapsed, 1e-9):.0f} attempts/s)")  # type: ignore[call-overload]
+    console.print(table)
+    defences = {
+        "quota_exhausted": "overproduction stopped at the quota",
+        "key_reused": "cloned keys caught",
+        "test_missing": "untested boards refused",
+        "wrong_site": "fixture from another site refused",
+        "test_failed": "failed boards refused",
+    }
+    for code, text in defences.items():
+        if refused.get(code):
+            console.print(f"  [green]\u2713[/] {text} ({refused[code]})")
+
+
+def _event_total(inst: Instance) -> int:
+    from fabguard.store.db import event_count
+
+    with inst.db.read() as s:
+        return event_count(s)
+
+
+def _write_out(out: Path, inst: Instance, certificates: dict[str, str], summary: dict[str, object]) -> None:
+    (out / "ca").mkdir(parents=True, exist_ok=True)
+    (out / "certs").mkdir(parents=True, exist_ok=True)
+    for name in ("root", "issuing", "station"):
+        shutil.copyfile(inst.cert_path(name), out / "ca" / f"{name}.pem")
+    for serial, pem in certificates.items():
+        (out / "certs" / f"{serial}.pem").write_text(pem)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
