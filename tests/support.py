@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ class World:
     def admin(self) -> httpx.Client:
         return httpx.Client(
             base_url=self.url,
-            verify=str(self.root_ca),
+            verify=ssl.create_default_context(cafile=str(self.root_ca)),
             headers={"Authorization": f"Bearer {self.admin_token}"},
             timeout=30,
         )

@@ -19,7 +19,7 @@ from fabguard.service import tokens
 from fabguard.service.instance import Instance, default_home
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 TOKEN_ENV = "FABGUARD_TOKEN"
 
