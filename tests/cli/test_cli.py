@@ -128,6 +128,7 @@ def test_lowering_a_quota_applies_at_once(home: Path) -> None:
 
 def test_help_texts_name_every_command(home: Path) -> None:
     code, out = fg(home, "--help")
+    assert code == 0
     for command in ("init", "serve", "demo", "order", "fixture", "product", "site", "token", "events"):
         assert command in out
     assert os.environ.get("FABGUARD_KEY_PASSPHRASE")

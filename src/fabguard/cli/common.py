@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.service import tokens
@@ -72,7 +73,7 @@ def parse_time(value: str | None, what: str) -> datetime | None:
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
