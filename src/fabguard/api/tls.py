@@ -10,11 +10,12 @@ whose scope lacks it has no fixture identity and is refused on fixture routes. S
 from __future__ import annotations
 
 import ssl
+from collections.abc import MutableMapping
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
 
 
 def _client_chain(transport: Any) -> list[str]:
@@ -43,7 +44,7 @@ class _WithClientCert:
 class ClientCertH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, plus the verified client certificate in the ASGI scope."""
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self.app = _WithClientCert(self.app, _client_chain(transport))
 

@@ -130,7 +130,7 @@ def demo(
                 def on_attempt(kind: str, code: str | None) -> None:
                     with lock:
                         counts["refused" if code else "issued"] += 1
-                        progress.update(task, advance=1, **counts)
+                        progress.update(task, advance=1, issued=counts["issued"], refused=counts["refused"])
 
                 started = time.monotonic()
                 with ProductionLine(creds, config, wrong_site=stray, on_attempt=on_attempt) as line:

@@ -113,10 +113,12 @@ def parse_openhtf_record(data: Any, *, max_phases: int = 500, max_measurements: 
     station_id = _name(data.get("station_id"), "station_id")
     raw_outcome = data.get("outcome")
     try:
-        outcome = TestOutcome(raw_outcome)
+        outcome = TestOutcome(str(raw_outcome)) if isinstance(raw_outcome, str) else None
     except ValueError:
+        outcome = None
+    if outcome is None:
         allowed = ", ".join(o.value for o in TestOutcome)
-        raise TestRecordInvalid(f"outcome {raw_outcome!r} is not one of {allowed}") from None
+        raise TestRecordInvalid(f"outcome {str(raw_outcome)[:40]!r} is not one of {allowed}")
     start = _millis(data.get("start_time_millis"), "start_time_millis")
     end = _millis(data.get("end_time_millis"), "end_time_millis")
     if end < start:

@@ -17,6 +17,8 @@ from fabguard.domain.values import KeyType
 from fabguard.pki.keys import spki_fingerprint
 
 _ALLOWED_ATTRIBUTES = {AttributeOID.CHALLENGE_PASSWORD}
+# PKCS#9 extensionRequest: allowed only when it requests nothing (checked through csr.extensions).
+_EXTENSION_REQUEST = x509.ObjectIdentifier("1.2.840.113549.1.9.14")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,7 @@ def check_device_csr(csr: x509.CertificateSigningRequest) -> CheckedCsr:
         names = ", ".join(e.oid._name for e in extensions)
         raise Refusal("csr_invalid", f"the CSR asks for extensions ({names}); the profile decides them")
     for attribute in attributes:
-        if attribute.oid not in _ALLOWED_ATTRIBUTES and attribute.oid != AttributeOID.EXTENSION_REQUEST:
+        if attribute.oid not in _ALLOWED_ATTRIBUTES and attribute.oid != _EXTENSION_REQUEST:
             raise Refusal("csr_invalid", f"the CSR carries an unexpected attribute {attribute.oid.dotted_string}")
     serials = csr.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
     if len(serials) != 1:

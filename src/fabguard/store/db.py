@@ -125,7 +125,7 @@ def reserve_quota(session: Session, order_id: str) -> bool:
         .values(used=Order.used + 1)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def event_count(session: Session) -> int:
