@@ -12,10 +12,11 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from fabguard.domain.errors import ConfigurationError
 from fabguard.pki import profiles
-from fabguard.pki.keys import new_signing_key, passphrase_from_env, read_encrypted_key, write_encrypted_key
+from fabguard.pki.keys import SigningKey, new_signing_key, passphrase_from_env, read_encrypted_key, write_encrypted_key
 from fabguard.service.settings import Limits
 from fabguard.store.db import Database, sqlite_url
 from fabguard.store.migrate import upgrade
@@ -153,7 +154,10 @@ def init_instance(
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o700)
     (home / "ca").mkdir(exist_ok=True)
-    keys = {name: new_signing_key() for name in KEY_NAMES}
+    ec_keys = {name: new_signing_key() for name in KEY_NAMES if name != "ledger"}
+    keys: dict[str, SigningKey] = dict(ec_keys)
+    # Checkpoints are C2SP signed notes, whose standard signature type is Ed25519.
+    keys["ledger"] = ed25519.Ed25519PrivateKey.generate()
     root = profiles.self_signed_root(keys["root"], organization, f"{organization} FabGuard Root CA", now)
     issuing = profiles.intermediate_ca(
         root, keys["issuing"].public_key(), organization, f"{organization} Device Issuing CA", now
@@ -162,7 +166,7 @@ def init_instance(
         root, keys["station"].public_key(), organization, f"{organization} Station CA", now
     )
     station_issuer = profiles.Issuer(station, keys["station"])
-    server = profiles.server_certificate(station_issuer, keys["server"].public_key(), organization, hostnames, now)
+    server = profiles.server_certificate(station_issuer, ec_keys["server"].public_key(), organization, hostnames, now)
     certs = {"root": root.certificate, "issuing": issuing, "station": station, "server": server}
     for name, cert in certs.items():
         (home / "ca" / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
