@@ -2,9 +2,12 @@
 
 # No "from __future__ import annotations": FastAPI must resolve the dependency aliases defined
 # inside create_app at definition time.
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fabguard import __version__
@@ -26,7 +29,7 @@ from fabguard.api.schemas import (
 from fabguard.api.tls import client_cert_der
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import Role
-from fabguard.service import catalog, events, fixtures, orders, provisioning, testrecords, tokens
+from fabguard.service import catalog, events, fixtures, ledger, orders, provisioning, testrecords, tokens
 from fabguard.service.instance import Instance
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: fgt_...")
@@ -34,7 +37,18 @@ _bearer = HTTPBearer(auto_error=False, description="An API token: fgt_...")
 
 def create_app(inst: Instance) -> Any:
     """Build the ASGI app for ``inst`` (the body-size limit wraps the FastAPI app)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        schedule = ledger.CheckpointSchedule(inst, inst.limits.checkpoint_seconds)
+        schedule.start()
+        try:
+            yield
+        finally:
+            schedule.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="FabGuard",
         version=__version__,
         description=(
@@ -188,6 +202,41 @@ def create_app(inst: Instance) -> Any:
     @app.get("/api/v1/units/{serial}/test-records", tags=["audit"])
     def unit_test_records(serial: str, _: Reader) -> list[dict[str, object]]:
         return testrecords.records_for_serial(inst, serial)
+
+    # Ledger
+    @app.get("/api/v1/ledger/checkpoint", tags=["ledger"])
+    def ledger_checkpoint(_: Reader, format: str = "json") -> Any:
+        """The newest signed checkpoint (signed now if the tree grew); ``format=note`` for the bare signed note."""
+        cp = ledger.latest_checkpoint(inst)
+        if format == "note":
+            return PlainTextResponse(cp.note)
+        return cp.to_dict()
+
+    @app.get("/api/v1/ledger/checkpoints", tags=["ledger"])
+    def ledger_checkpoints(_: Reader, limit: int = 100) -> list[dict[str, Any]]:
+        return [c.to_dict() for c in ledger.checkpoints(inst, limit=min(max(limit, 1), inst.limits.max_page))]
+
+    @app.get("/api/v1/ledger/key", tags=["ledger"])
+    def ledger_key(_: Reader) -> dict[str, str]:
+        """The verifier key (C2SP signed-note form) that checks every checkpoint offline."""
+        return {"verifier_key": ledger.public_verifier_key(inst)}
+
+    @app.get("/api/v1/ledger/proof/inclusion", tags=["ledger"])
+    def ledger_inclusion(
+        _: Reader,
+        index: int | None = None,
+        serial: str | None = None,
+        cert: str | None = None,
+        size: int | None = None,
+    ) -> dict[str, Any]:
+        """Inclusion proof for one entry, named by index, unit serial, or certificate serial/SHA-256."""
+        if index is None:
+            index = ledger.index_of_unit(inst, serial=serial, cert=cert)
+        return ledger.inclusion(inst, index, size)
+
+    @app.get("/api/v1/ledger/proof/consistency", tags=["ledger"])
+    def ledger_consistency(_: Reader, first: int, second: int | None = None) -> dict[str, Any]:
+        return ledger.consistency(inst, first, second)
 
     # Fixture side
     @app.post("/api/v1/enroll", status_code=201, tags=["fixture"])

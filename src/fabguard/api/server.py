@@ -64,7 +64,7 @@ def server_config(
         ssl_context_factory=TLSContextFactory(str(inst.home)),
         log_level=log_level,
         access_log=access_log,
-        lifespan="off",
+        lifespan="on",
         timeout_keep_alive=30,
         server_header=False,
     )

@@ -417,13 +417,16 @@ def events_cmd(
     console.print(table)
 
 
-def _register_demo() -> None:
+def _register_more() -> None:
     from fabguard.cli.demo import demo
+    from fabguard.cli.ledger import audit_app, ledger_app
 
     app.command("demo")(demo)
+    app.add_typer(ledger_app, name="ledger")
+    app.add_typer(audit_app, name="audit")
 
 
-_register_demo()
+_register_more()
 
 
 def main() -> None:

@@ -91,6 +91,7 @@ class Instance:
         url = database_url or self._env.get(DATABASE_ENV) or config.database_url or sqlite_url(home / "fabguard.db")
         self.db = Database(url)
         self._issuers: dict[str, profiles.Issuer] = {}
+        self._keys: dict[str, SigningKey] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -124,11 +125,18 @@ class Instance:
     def certificate(self, name: str) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.cert_path(name).read_bytes())
 
+    def private_key(self, name: str) -> SigningKey:
+        """A key of this instance, decrypted (for signing only; never written anywhere)."""
+        with self._lock:
+            if name not in self._keys:
+                self._keys[name] = read_encrypted_key(self.key_path(name), passphrase_from_env(self._env))
+            return self._keys[name]
+
     def issuer(self, name: str) -> profiles.Issuer:
         """The CA named ``issuing`` or ``station`` (or ``root``), with its key decrypted."""
+        key = self.private_key(name)
         with self._lock:
             if name not in self._issuers:
-                key = read_encrypted_key(self.key_path(name), passphrase_from_env(self._env))
                 self._issuers[name] = profiles.Issuer(self.certificate(name), key)
             return self._issuers[name]
 

@@ -7,6 +7,7 @@ everything back and is recorded on its own, consuming nothing.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -156,6 +157,7 @@ def _provision_in_transaction(
         )
         pem = cert.public_bytes(serialization.Encoding.PEM).decode()
         cert_serial = format(cert.serial_number, "x")
+        cert_sha256 = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
         s.add(
             Unit(
                 product_id=product.id,
@@ -164,6 +166,7 @@ def _provision_in_transaction(
                 fixture_id=fixture.id,
                 key_fingerprint=checked.facts.key_fingerprint,
                 cert_serial=cert_serial,
+                cert_sha256=cert_sha256,
                 certificate_pem=pem,
                 issued_at=now,
             )
@@ -179,6 +182,7 @@ def _provision_in_transaction(
             serial=serial.value,
             detail={
                 "cert_serial": cert_serial,
+                "cert_sha256": cert_sha256,
                 "key_fingerprint": checked.facts.key_fingerprint,
                 "site_id": fixture.site_id,
                 "product_id": product.id,

@@ -9,11 +9,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import Engine, create_engine, event, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from fabguard.store.models import Counter, Event, Order
+from fabguard.ledger import merkle
+from fabguard.ledger.entry import encode_entry
+from fabguard.store.models import Counter, Event, LedgerNode, Order
 
 EVENT_COUNTER = "events"
 
@@ -97,9 +99,26 @@ def append_event(
     The counter row is locked until the transaction ends, so numbers are handed out in commit order
     and a rolled-back transaction gives its number back: the sequence has no gap.
     """
-    seq = session.execute(
-        update(Counter).where(Counter.name == EVENT_COUNTER).values(value=Counter.value + 1).returning(Counter.value)
-    ).scalar_one()
+    seq = int(
+        session.execute(
+            update(Counter)
+            .where(Counter.name == EVENT_COUNTER)
+            .values(value=Counter.value + 1)
+            .returning(Counter.value)
+        ).scalar_one()
+    )
+    detail = detail or {}
+    entry = encode_entry(
+        seq=seq,
+        at=at,
+        kind=kind,
+        actor=actor,
+        order_id=order_id,
+        fixture_id=fixture_id,
+        serial=serial,
+        code=code,
+        detail=detail,
+    )
     session.add(
         Event(
             seq=seq,
@@ -110,11 +129,27 @@ def append_event(
             fixture_id=fixture_id,
             serial=serial,
             code=code,
-            detail=json.dumps(detail or {}, sort_keys=True, separators=(",", ":")),
+            detail=json.dumps(detail, sort_keys=True, separators=(",", ":")),
+            entry=entry,
         )
     )
+    _append_leaf(session, seq - 1, merkle.leaf_hash(entry))
     session.flush()
-    return int(seq)
+    return seq
+
+
+def _append_leaf(session: Session, index: int, leaf: bytes) -> None:
+    """Store the leaf hash and every complete subtree it completes (the Merkle tree grows with the log)."""
+    rows = [{"level": 0, "idx": index, "hash": leaf}]
+    level, h = 0, leaf
+    while (index >> level) & 1:
+        left = session.execute(
+            select(LedgerNode.hash).where(LedgerNode.level == level, LedgerNode.idx == (index >> level) - 1)
+        ).scalar_one()
+        h = merkle.node_hash(left, h)
+        level += 1
+        rows.append({"level": level, "idx": index >> level, "hash": h})
+    session.execute(insert(LedgerNode), rows)
 
 
 def reserve_quota(session: Session, order_id: str) -> bool:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -162,6 +163,7 @@ class Unit(Base):
     fixture_id: Mapped[str] = mapped_column(ForeignKey("fixtures.id"))
     key_fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
     cert_serial: Mapped[str] = mapped_column(String(48), unique=True)
+    cert_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     certificate_pem: Mapped[str] = mapped_column(Text)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -182,6 +184,31 @@ class Event(Base):
     serial: Mapped[str | None] = mapped_column(String(64), nullable=True)
     code: Mapped[str | None] = mapped_column(String(40), nullable=True)
     detail: Mapped[str] = mapped_column(Text, default="{}")
+    # The canonical bytes of the ledger entry (fabguard.ledger.entry), hashed as Merkle leaf seq-1.
+    entry: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LedgerNode(Base):
+    """Hashes of complete Merkle subtrees: level 0 holds leaf hashes; (level, idx) covers 2^level leaves."""
+
+    __tablename__ = "ledger_nodes"
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class CheckpointRow(Base):
+    """Signed checkpoints, kept forever: an auditor compares them with the ones it saved."""
+
+    __tablename__ = "checkpoints"
+    size: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Counter(Base):

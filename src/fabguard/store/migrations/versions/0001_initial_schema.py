@@ -26,6 +26,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
     )
     op.create_table(
+        "checkpoints",
+        sa.Column("size", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=False, nullable=False),
+        sa.Column("root", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("size", name=op.f("pk_checkpoints")),
+    )
+    op.create_table(
         "counters",
         sa.Column("name", sa.String(length=40), nullable=False),
         sa.Column("value", sa.BigInteger(), nullable=False),
@@ -42,11 +50,19 @@ def upgrade() -> None:
         sa.Column("serial", sa.String(length=64), nullable=True),
         sa.Column("code", sa.String(length=40), nullable=True),
         sa.Column("detail", sa.Text(), nullable=False),
+        sa.Column("entry", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_events")),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index("ix_events_order_kind", ["order_id", "kind"], unique=False)
 
+    op.create_table(
+        "ledger_nodes",
+        sa.Column("level", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("idx", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=False, nullable=False),
+        sa.Column("hash", sa.LargeBinary(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("level", "idx", name=op.f("pk_ledger_nodes")),
+    )
     op.create_table(
         "products",
         sa.Column("id", sa.String(length=63), nullable=False),
@@ -153,6 +169,7 @@ def upgrade() -> None:
         sa.Column("fixture_id", sa.String(length=63), nullable=False),
         sa.Column("key_fingerprint", sa.String(length=64), nullable=False),
         sa.Column("cert_serial", sa.String(length=48), nullable=False),
+        sa.Column("cert_sha256", sa.String(length=64), nullable=False),
         sa.Column("certificate_pem", sa.Text(), nullable=False),
         sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["fixture_id"], ["fixtures.id"], name=op.f("fk_units_fixture_id_fixtures")),
@@ -160,6 +177,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["product_id"], ["products.id"], name=op.f("fk_units_product_id_products")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_units")),
         sa.UniqueConstraint("cert_serial", name=op.f("uq_units_cert_serial")),
+        sa.UniqueConstraint("cert_sha256", name=op.f("uq_units_cert_sha256")),
         sa.UniqueConstraint("key_fingerprint", name=op.f("uq_units_key_fingerprint")),
         sa.UniqueConstraint("product_id", "serial", name="uq_units_product_serial"),
     )
@@ -188,9 +206,11 @@ def downgrade() -> None:
     op.drop_table("fixtures")
     op.drop_table("sites")
     op.drop_table("products")
+    op.drop_table("ledger_nodes")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index("ix_events_order_kind")
 
     op.drop_table("events")
     op.drop_table("counters")
+    op.drop_table("checkpoints")
     op.drop_table("api_tokens")

@@ -1,0 +1,134 @@
+"""``fabguard ledger ...`` (the server's side) and ``fabguard audit verify`` (the auditor's, offline)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fabguard.cli.common import console, fail, friendly, opened
+
+ledger_app = typer.Typer(help="The tamper-evident ledger: checkpoints, proofs, export.", no_args_is_help=True)
+audit_app = typer.Typer(help="Offline verification for auditors (no server, no database).", no_args_is_help=True)
+
+
+@ledger_app.command("checkpoint")
+@friendly
+def checkpoint(out: Annotated[Path | None, typer.Option(help="Also write the signed note here")] = None) -> None:
+    """Sign the current tree head now and print the checkpoint (C2SP signed note)."""
+    from fabguard.service import ledger
+
+    with opened() as inst:
+        cp = ledger.make_checkpoint(inst)
+    console.out(cp.note, end="")
+    if out:
+        out.write_text(cp.note)
+
+
+@ledger_app.command("key")
+@friendly
+def key() -> None:
+    """Print the verifier key an auditor keeps (name+id+Ed25519 key)."""
+    from fabguard.service import ledger
+
+    with opened() as inst:
+        console.out(ledger.public_verifier_key(inst))
+
+
+@ledger_app.command("checkpoints")
+@friendly
+def checkpoints(limit: Annotated[int, typer.Option(help="How many, newest first")] = 20) -> None:
+    """The checkpoints signed so far, newest first."""
+    import base64
+
+    from fabguard.service import ledger
+
+    with opened() as inst:
+        rows = ledger.checkpoints(inst, limit=limit)
+    table = Table("tree size", "root (base64)")
+    for cp in rows:
+        table.add_row(str(cp.size), base64.b64encode(cp.root).decode())
+    console.print(table)
+
+
+@ledger_app.command("prove")
+@friendly
+def prove(
+    index: Annotated[int | None, typer.Option(help="Ledger entry index")] = None,
+    serial: Annotated[str | None, typer.Option(help="A provisioned unit's serial")] = None,
+    cert: Annotated[str | None, typer.Option(help="A device certificate's serial (hex) or SHA-256")] = None,
+    size: Annotated[int | None, typer.Option(help="Tree size to prove against (default: current)")] = None,
+) -> None:
+    """Inclusion proof of one entry (JSON), by index, unit serial or certificate."""
+    from fabguard.service import ledger
+
+    with opened() as inst:
+        if index is None:
+            if serial is None and cert is None:
+                fail("name an entry: --index, --serial or --cert")
+            index = ledger.index_of_unit(inst, serial=serial, cert=cert)
+        proof = ledger.inclusion(inst, index, size)
+    console.print_json(json.dumps(proof))
+
+
+@ledger_app.command("consistency")
+@friendly
+def consistency(
+    first: Annotated[int, typer.Argument(help="The older tree size")],
+    second: Annotated[int | None, typer.Argument(help="The newer tree size (default: current)")] = None,
+) -> None:
+    """Consistency proof between two tree sizes (JSON)."""
+    from fabguard.service import ledger
+
+    with opened() as inst:
+        console.print_json(json.dumps(ledger.consistency(inst, first, second)))
+
+
+@ledger_app.command("export")
+@friendly
+def export(out: Annotated[Path, typer.Argument(help="Directory to write")]) -> None:
+    """Write entries, checkpoints, the verifier key and certificates for offline audit."""
+    from fabguard.service import ledger
+
+    with opened() as inst:
+        manifest = ledger.export(inst, out)
+    console.print(
+        f"Exported {manifest['entries']} entries, {manifest['checkpoints']} checkpoints and "
+        f"{manifest['certificates']} certificates to {out}"
+    )
+
+
+@audit_app.command("verify")
+def verify(
+    directory: Annotated[Path, typer.Argument(help="An export made by 'fabguard ledger export'")],
+    key: Annotated[Path | None, typer.Option(help="The verifier key you kept (default: the export's own)")] = None,
+    trusted_checkpoint: Annotated[
+        list[Path] | None, typer.Option(help="A checkpoint you saved earlier (repeatable)")
+    ] = None,
+    root: Annotated[Path | None, typer.Option(help="The root CA certificate you trust (default: the export's)")] = None,
+) -> None:
+    """Verify an export offline: recompute the tree, check signatures, history and certificates."""
+    from fabguard.ledger.verify import AuditFailure, verify_export
+
+    try:
+        report = verify_export(
+            directory,
+            verifier=key.read_text().strip() if key else None,
+            trusted_checkpoints=tuple(trusted_checkpoint or ()),
+            root_ca=root,
+        )
+    except AuditFailure as exc:
+        fail(f"verification FAILED: {exc}", code=1)
+        return
+    except OSError as exc:
+        fail(f"cannot read the export: {exc}")
+        return
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(
+        f"[green]verified[/]: {report.entries} entries, {report.checkpoints_checked} signed checkpoints, "
+        f"{report.trusted_checked} of your checkpoints, {report.certificates_checked} certificates"
+    )

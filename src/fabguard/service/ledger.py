@@ -1,0 +1,238 @@
+"""The ledger as the server keeps it: tree size and root from stored nodes, signed checkpoints, proofs, export."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from fabguard.domain.errors import ConfigurationError, InvalidRequest, NotFound
+from fabguard.ledger import merkle
+from fabguard.ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
+from fabguard.service.instance import Instance
+from fabguard.store.db import event_count
+from fabguard.store.models import CheckpointRow, Event, LedgerNode, Unit
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    size: int
+    root: bytes
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "root": base64.b64encode(self.root).decode(), "note": self.note}
+
+
+def origin(inst: Instance) -> str:
+    return f"{inst.config.hostnames[0]}/fabguard-ledger"
+
+
+def _ledger_key(inst: Instance) -> ed25519.Ed25519PrivateKey:
+    key = inst.private_key("ledger")
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise ConfigurationError("the ledger key must be Ed25519")
+    return key
+
+
+def public_verifier_key(inst: Instance) -> str:
+    """The key an auditor keeps: ``name+id+key`` (C2SP signed-note verifier key)."""
+    return verifier_key(origin(inst), _ledger_key(inst).public_key())
+
+
+def _reader(s: Session) -> merkle.NodeReader:
+    def get(level: int, idx: int) -> bytes:
+        h = s.execute(select(LedgerNode.hash).where(LedgerNode.level == level, LedgerNode.idx == idx)).scalar_one()
+        return bytes(h)
+
+    return get
+
+
+def _size(s: Session, size: int | None) -> int:
+    current = event_count(s)
+    if size is None:
+        return current
+    if not 0 <= size <= current:
+        raise InvalidRequest(f"tree size {size} is outside 0..{current}", code="invalid_tree_size")
+    return size
+
+
+def tree_head(inst: Instance, size: int | None = None) -> tuple[int, bytes]:
+    with inst.db.read() as s:
+        n = _size(s, size)
+        return n, merkle.root(_reader(s), n)
+
+
+def make_checkpoint(inst: Instance) -> SignedCheckpoint:
+    """Sign the current tree head and keep it (idempotent for a size already signed)."""
+    size, root = tree_head(inst)
+    note = sign_checkpoint(Checkpoint(origin(inst), size, root), origin(inst), _ledger_key(inst))
+    try:
+        with inst.db.transaction() as s:
+            if s.get(CheckpointRow, size) is None:
+                s.add(CheckpointRow(size=size, root=root, note=note, created_at=inst.clock()))
+    except IntegrityError:
+        pass  # another process signed the same size at the same moment
+    with inst.db.read() as s:
+        row = s.get(CheckpointRow, size)
+        assert row is not None
+        return SignedCheckpoint(row.size, bytes(row.root), row.note)
+
+
+def latest_checkpoint(inst: Instance) -> SignedCheckpoint:
+    with inst.db.read() as s:
+        row = s.execute(select(CheckpointRow).order_by(CheckpointRow.size.desc()).limit(1)).scalar_one_or_none()
+        current = event_count(s)
+    if row is None or row.size < current:
+        return make_checkpoint(inst)
+    return SignedCheckpoint(row.size, bytes(row.root), row.note)
+
+
+def checkpoints(inst: Instance, *, limit: int = 100) -> list[SignedCheckpoint]:
+    with inst.db.read() as s:
+        rows = s.execute(select(CheckpointRow).order_by(CheckpointRow.size.desc()).limit(limit)).scalars()
+        return [SignedCheckpoint(r.size, bytes(r.root), r.note) for r in rows]
+
+
+def _b64(hashes: list[bytes]) -> list[str]:
+    return [base64.b64encode(h).decode() for h in hashes]
+
+
+def inclusion(inst: Instance, index: int, size: int | None = None) -> dict[str, Any]:
+    """Inclusion proof of entry ``index`` in the tree of ``size`` (default: current), with the entry itself."""
+    with inst.db.read() as s:
+        n = _size(s, size)
+        if not 0 <= index < n:
+            raise InvalidRequest(f"entry {index} is not in a tree of size {n}", code="invalid_index")
+        get = _reader(s)
+        entry = s.execute(select(Event.entry).where(Event.seq == index + 1)).scalar_one()
+        return {
+            "index": index,
+            "tree_size": n,
+            "root": base64.b64encode(merkle.root(get, n)).decode(),
+            "entry": bytes(entry).decode(),
+            "leaf_hash": base64.b64encode(merkle.leaf_hash(bytes(entry))).decode(),
+            "proof": _b64(merkle.inclusion_proof(get, index, n)),
+        }
+
+
+def index_of_unit(inst: Instance, *, serial: str | None = None, cert: str | None = None) -> int:
+    """The ledger index of the event that issued a unit's certificate (by serial, certificate serial or SHA-256)."""
+    with inst.db.read() as s:
+        q = select(Unit)
+        if serial is not None:
+            q = q.where(Unit.serial == serial)
+        elif cert is not None:
+            by_hash = len(cert) == 64
+            q = q.where((Unit.cert_sha256 if by_hash else Unit.cert_serial) == cert.lower())
+        else:
+            raise InvalidRequest("name a serial or a certificate")
+        unit = s.execute(q.limit(1)).scalar_one_or_none()
+        if unit is None:
+            raise NotFound("no provisioned unit matches", code="unit_not_found")
+        seq = s.execute(
+            select(Event.seq).where(
+                Event.kind == "unit.provisioned", Event.serial == unit.serial, Event.order_id == unit.order_id
+            )
+        ).scalar_one()
+        return int(seq) - 1
+
+
+def consistency(inst: Instance, first: int, second: int | None = None) -> dict[str, Any]:
+    with inst.db.read() as s:
+        n = _size(s, second)
+        if not 0 <= first <= n:
+            raise InvalidRequest(f"first size {first} is outside 0..{n}", code="invalid_tree_size")
+        get = _reader(s)
+        return {
+            "first": first,
+            "second": n,
+            "first_root": base64.b64encode(merkle.root(get, first)).decode(),
+            "second_root": base64.b64encode(merkle.root(get, n)).decode(),
+            "proof": _b64(merkle.consistency_proof(get, first, n)),
+        }
+
+
+def export(inst: Instance, out: Path, *, batch: int = 10_000) -> dict[str, int]:
+    """Write what an auditor needs to verify offline: entries, checkpoints, the verifier key, CA and unit certs."""
+    final = make_checkpoint(inst)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "checkpoints").mkdir(exist_ok=True)
+    (out / "certs").mkdir(exist_ok=True)
+    (out / "ca").mkdir(exist_ok=True)
+    for name in ("root", "issuing"):
+        shutil.copyfile(inst.cert_path(name), out / "ca" / f"{name}.pem")
+    (out / "ledger.pub").write_text(public_verifier_key(inst) + "\n")
+    written = 0
+    with inst.db.read() as s, (out / "entries.jsonl").open("wb") as fh:
+        last = 0
+        while last < final.size:
+            rows = s.execute(
+                select(Event.seq, Event.entry)
+                .where(Event.seq > last, Event.seq <= final.size)
+                .order_by(Event.seq)
+                .limit(batch)
+            ).all()
+            for seq, entry in rows:
+                fh.write(bytes(entry) + b"\n")
+                last = seq
+                written += 1
+        notes = s.execute(select(CheckpointRow.size, CheckpointRow.note).where(CheckpointRow.size <= final.size)).all()
+        for size, note in notes:
+            (out / "checkpoints" / f"{size:012d}.txt").write_text(note)
+        certs = 0
+        for serial, pem in s.execute(select(Unit.serial, Unit.certificate_pem)).all():
+            (out / "certs" / f"{serial}.pem").write_text(pem)
+            certs += 1
+    (out / "README.txt").write_text(
+        "FabGuard ledger export. Verify offline with: fabguard audit verify THIS_DIR --key YOUR_COPY_OF_ledger.pub\n"
+        "entries.jsonl: one canonical entry per line (leaf i = SHA-256(0x00 || line i without its newline))\n"
+    )
+    manifest = {"entries": written, "checkpoints": len(notes), "certificates": certs, "tree_size": final.size}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def entry_count(inst: Instance) -> int:
+    with inst.db.read() as s:
+        return int(s.execute(select(func.count()).select_from(Event)).scalar_one())
+
+
+class CheckpointSchedule:
+    """Signs a checkpoint every ``interval`` seconds when the tree has grown (a thread of the server)."""
+
+    def __init__(self, inst: Instance, interval: float) -> None:
+        import threading
+
+        self.inst = inst
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fabguard-checkpoints", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        import logging
+
+        while not self._stop.wait(self.interval):
+            try:
+                with self.inst.db.read() as s:
+                    size = event_count(s)
+                    signed = s.execute(select(func.max(CheckpointRow.size))).scalar_one()
+                if signed is None or size > signed:
+                    make_checkpoint(self.inst)
+            except Exception:  # a failed round is logged and retried next interval
+                logging.getLogger("fabguard.ledger").exception("scheduled checkpoint failed")
