@@ -15,9 +15,31 @@ def test_demo_shows_every_defence_and_leaves_verifiable_certificates(tmp_path: P
     out = tmp_path / "out"
     fabguard = Path(sys.executable).parent / "fabguard"
     result = subprocess.run(
-        [str(fabguard), "--home", str(tmp_path / "home"), "demo", "--units", "60", "--quota", "50",
-         "--fixtures", "4", "--clones", "2", "--skip-tests", "2", "--wrong-site", "2", "--out", str(out)],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        [
+            str(fabguard),
+            "--home",
+            str(tmp_path / "home"),
+            "demo",
+            "--units",
+            "60",
+            "--quota",
+            "50",
+            "--fixtures",
+            "4",
+            "--clones",
+            "2",
+            "--skip-tests",
+            "2",
+            "--wrong-site",
+            "2",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -31,9 +53,18 @@ def test_demo_shows_every_defence_and_leaves_verifiable_certificates(tmp_path: P
     certs = sorted((out / "certs").glob("*.pem"))
     assert len(certs) == 50
     verify = subprocess.run(
-        ["openssl", "verify", "-CAfile", str(out / "ca" / "root.pem"), "-untrusted", str(out / "ca" / "issuing.pem"),
-         *map(str, certs[:10])],
-        capture_output=True, text=True, check=False,
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(out / "ca" / "root.pem"),
+            "-untrusted",
+            str(out / "ca" / "issuing.pem"),
+            *map(str, certs[:10]),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     # The demo made its own passphrase file, readable by the owner only, and keys are encrypted.
@@ -42,6 +73,10 @@ def test_demo_shows_every_defence_and_leaves_verifiable_certificates(tmp_path: P
 
     again = subprocess.run(
         [str(fabguard), "--home", str(tmp_path / "home"), "order", "list"],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert again.returncode == 0 and "demo-" in again.stdout

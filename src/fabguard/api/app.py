@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Request, Response
+from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -31,6 +31,10 @@ from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import Role
 from fabguard.service import catalog, events, fixtures, ledger, orders, provisioning, testrecords, tokens
 from fabguard.service.instance import Instance
+
+# Bounded integers: a value past 64 bits is a 422, never an overflow deep in the database driver.
+Count = Annotated[int, Query(ge=0, le=2**62)]
+ChangeId = Annotated[int, Path(ge=1, le=2**62)]
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: fgt_...")
 
@@ -152,7 +156,7 @@ def create_app(inst: Instance) -> Any:
         return orders.get_order(inst, order_id).to_dict()
 
     @app.get("/api/v1/orders/{order_id}/units", tags=["orders"])
-    def order_units(order_id: str, _: Reader, after: int = 0, limit: int = 100) -> list[dict[str, object]]:
+    def order_units(order_id: str, _: Reader, after: Count = 0, limit: Count = 100) -> list[dict[str, object]]:
         return orders.order_units(inst, order_id, after_id=after, limit=min(max(limit, 1), inst.limits.max_page))
 
     @app.post("/api/v1/orders/{order_id}/state", tags=["orders"])
@@ -165,11 +169,11 @@ def create_app(inst: Instance) -> Any:
         return orders.request_quota_change(inst, order_id, body.quota, reason=body.reason, actor=p.actor)
 
     @app.post("/api/v1/quota-changes/{change_id}/approve", tags=["orders"])
-    def approve_quota_change(change_id: int, p: Approver) -> dict[str, object]:
+    def approve_quota_change(change_id: ChangeId, p: Approver) -> dict[str, object]:
         return orders.decide_quota_change(inst, change_id, approve=True, actor=p.actor)
 
     @app.post("/api/v1/quota-changes/{change_id}/reject", tags=["orders"])
-    def reject_quota_change(change_id: int, p: Approver) -> dict[str, object]:
+    def reject_quota_change(change_id: ChangeId, p: Approver) -> dict[str, object]:
         return orders.decide_quota_change(inst, change_id, approve=False, actor=p.actor)
 
     # Admin: fixtures
@@ -195,7 +199,7 @@ def create_app(inst: Instance) -> Any:
 
     @app.get("/api/v1/events", tags=["audit"])
     def list_events(
-        _: Reader, after: int = 0, limit: int = 100, kind: str | None = None, order_id: str | None = None
+        _: Reader, after: Count = 0, limit: Count = 100, kind: str | None = None, order_id: str | None = None
     ) -> list[dict[str, Any]]:
         return events.list_events(inst, after=after, limit=max(limit, 1), kind=kind, order_id=order_id)
 
@@ -213,7 +217,7 @@ def create_app(inst: Instance) -> Any:
         return cp.to_dict()
 
     @app.get("/api/v1/ledger/checkpoints", tags=["ledger"])
-    def ledger_checkpoints(_: Reader, limit: int = 100) -> list[dict[str, Any]]:
+    def ledger_checkpoints(_: Reader, limit: Count = 100) -> list[dict[str, Any]]:
         return [c.to_dict() for c in ledger.checkpoints(inst, limit=min(max(limit, 1), inst.limits.max_page))]
 
     @app.get("/api/v1/ledger/key", tags=["ledger"])
@@ -224,10 +228,10 @@ def create_app(inst: Instance) -> Any:
     @app.get("/api/v1/ledger/proof/inclusion", tags=["ledger"])
     def ledger_inclusion(
         _: Reader,
-        index: int | None = None,
+        index: Count | None = None,
         serial: str | None = None,
         cert: str | None = None,
-        size: int | None = None,
+        size: Count | None = None,
     ) -> dict[str, Any]:
         """Inclusion proof for one entry, named by index, unit serial, or certificate serial/SHA-256."""
         if index is None:
@@ -235,7 +239,7 @@ def create_app(inst: Instance) -> Any:
         return ledger.inclusion(inst, index, size)
 
     @app.get("/api/v1/ledger/proof/consistency", tags=["ledger"])
-    def ledger_consistency(_: Reader, first: int, second: int | None = None) -> dict[str, Any]:
+    def ledger_consistency(_: Reader, first: Count, second: Count | None = None) -> dict[str, Any]:
         return ledger.consistency(inst, first, second)
 
     # Fixture side

@@ -14,7 +14,13 @@ from fabguard.domain.errors import FabGuardError
 
 log = logging.getLogger("fabguard.api")
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 401: "unauthorized"}
+_HTTP_CODES = {
+    400: "malformed_json",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    401: "unauthorized",
+}
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:

@@ -71,7 +71,7 @@ def init(
     ] = None,
 ) -> None:
     """Create an instance: root, device-issuing and station CAs, a ledger key, the first admin token."""
-    hosts = tuple(hostname) if hostname else ("localhost", "127.0.0.1")
+    hosts = tuple(hostname) if hostname else ("127.0.0.1",)
     init_instance(state.home, organization=org, hostnames=hosts, database_url=database_url)
     inst = Instance.open(state.home)
     try:

@@ -7,6 +7,7 @@ import binascii
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509.oid import AttributeOID, NameOID
@@ -57,11 +58,11 @@ def key_type_of(public_key: object) -> KeyType:
     raise Refusal("key_type_not_allowed", f"{type(public_key).__name__} device keys are not supported")
 
 
-def check_device_csr(csr: x509.CertificateSigningRequest) -> CheckedCsr:
-    """Proof of possession, a known key type, a subject of only the serial, nothing else asked for."""
+def proven_public_key(csr: x509.CertificateSigningRequest) -> tuple[CertificateIssuerPublicKeyTypes, KeyType]:
+    """The CSR's key, if it is of a supported type and the CSR is signed by it (proof of possession)."""
     try:
         public_key = csr.public_key()
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise Refusal("key_type_not_allowed", "the CSR's public key is of an unsupported type") from None
     key_type = key_type_of(public_key)
     try:
@@ -70,9 +71,18 @@ def check_device_csr(csr: x509.CertificateSigningRequest) -> CheckedCsr:
         valid = False
     if not valid:
         raise Refusal("csr_invalid", "the CSR's signature does not verify (no proof of possession)")
+    if not isinstance(public_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise Refusal("key_type_not_allowed", "unsupported key")
+    return public_key, key_type
+
+
+def check_device_csr(csr: x509.CertificateSigningRequest) -> CheckedCsr:
+    """Proof of possession, a known key type, a subject of only the serial, nothing else asked for."""
+    public_key, key_type = proven_public_key(csr)
     try:
         extensions = csr.extensions
         attributes = list(csr.attributes)
+        subject = csr.subject
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
         raise Refusal("csr_invalid", "the CSR's attributes cannot be parsed") from None
     if len(extensions) > 0:
@@ -81,13 +91,13 @@ def check_device_csr(csr: x509.CertificateSigningRequest) -> CheckedCsr:
     for attribute in attributes:
         if attribute.oid not in _ALLOWED_ATTRIBUTES and attribute.oid != _EXTENSION_REQUEST:
             raise Refusal("csr_invalid", f"the CSR carries an unexpected attribute {attribute.oid.dotted_string}")
-    serials = csr.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    serials = subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
     if len(serials) != 1:
         raise Refusal("serial_mismatch", "the CSR subject must carry exactly one serialNumber attribute")
     serial = serials[0].value
     if not isinstance(serial, str):
         raise Refusal("csr_invalid", "the CSR subject serialNumber is not a string")
-    for rdn in csr.subject.rdns:
+    for rdn in subject.rdns:
         for attr in rdn:
             if attr.oid == NameOID.SERIAL_NUMBER:
                 continue
@@ -98,6 +108,4 @@ def check_device_csr(csr: x509.CertificateSigningRequest) -> CheckedCsr:
                 f"the CSR subject carries an unexpected attribute {attr.oid._name}; "
                 "only serialNumber (and a commonName equal to it) is accepted",
             )
-    if not isinstance(public_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
-        raise Refusal("key_type_not_allowed", "unsupported device key")
     return CheckedCsr(CsrFacts(serial, key_type, spki_fingerprint(public_key)), public_key)

@@ -9,7 +9,6 @@ from datetime import timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -17,7 +16,7 @@ from fabguard.domain.errors import Conflict, InvalidRequest, NotFound, Refusal, 
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import slug
 from fabguard.pki import profiles
-from fabguard.pki.csr import load_csr
+from fabguard.pki.csr import load_csr, proven_public_key
 from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event
@@ -107,12 +106,7 @@ def enroll_fixture(inst: Instance, *, token: str, csr_data: bytes) -> Enrollment
     """Exchange a one-time token and a CSR for a station certificate."""
     if not isinstance(token, str) or not token.startswith(ENROLL_PREFIX) or len(token) > 100:
         raise Unauthorized("the enrolment token is malformed", code="enrollment_token_invalid")
-    csr = load_csr(csr_data, inst.limits.max_csr_bytes)
-    if not csr.is_signature_valid:
-        raise InvalidRequest("the CSR's signature does not verify", code="csr_invalid")
-    public_key = csr.public_key()
-    if not isinstance(public_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
-        raise InvalidRequest("a fixture key must be ECDSA or Ed25519", code="key_type_not_allowed")
+    public_key, _ = proven_public_key(load_csr(csr_data, inst.limits.max_csr_bytes))
     now = inst.clock()
     station = inst.issuer("station")
     with inst.db.transaction() as s:

@@ -149,7 +149,7 @@ def init_instance(
     home: Path,
     *,
     organization: str,
-    hostnames: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    hostnames: tuple[str, ...] = ("127.0.0.1",),
     database_url: str | None = None,
     env: Mapping[str, str] | None = None,
     now: datetime | None = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -81,6 +81,13 @@ def create_order(
     for t in (valid_from, valid_until):
         if t is not None and t.tzinfo is None:
             raise InvalidRequest("order validity times must carry a time zone", code="invalid_time")
+        try:
+            if t is not None:
+                t.astimezone(UTC)
+        except OverflowError:
+            raise InvalidRequest(
+                "order validity times must lie between years 1 and 9999 in UTC", code="invalid_time"
+            ) from None
     if valid_until is not None and valid_until <= valid_from:
         raise InvalidRequest("valid_until must be after valid_from", code="invalid_time")
     try:
