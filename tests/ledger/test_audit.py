@@ -1,0 +1,216 @@
+"""An export of a real production run verifies offline; every kind of tampering is caught and located."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from fabguard.fixture.simulator import LineConfig, ProductionLine
+from fabguard.ledger.checkpoint import Checkpoint, open_signed_checkpoint, sign_checkpoint
+from fabguard.ledger.merkle import CompactRange, leaf_hash
+from fabguard.ledger.verify import AuditFailure, verify_export
+from fabguard.pki.keys import read_encrypted_key
+from fabguard.service import ledger
+from tests.support import PASSPHRASE, World, new_instance
+
+
+def _home(exported: tuple[Path, str, Path]) -> Path:
+    return exported[0].parent / "home"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, Path]]:
+    """A run of a small line with attacks, checkpoints taken along the way, then an export."""
+    tmp = tmp_path_factory.mktemp("audit")
+    inst = new_instance(tmp / "home")
+    world = World.start(inst, tmp)
+    try:
+        order = world.order(quota=20)
+        creds = [world.credentials(f"fx-{i}") for i in range(2)]
+        early = ledger.make_checkpoint(inst)
+        (tmp / "early.txt").write_text(early.note)
+        with ProductionLine(creds, LineConfig(order_id=order, units=25, clones=2, skip_tests=2)) as line:
+            line.run()
+        ledger.make_checkpoint(inst)
+        ledger.export(inst, tmp / "export")
+        yield tmp / "export", ledger.public_verifier_key(inst), tmp / "early.txt"
+    finally:
+        world.stop()
+        inst.close()
+
+
+@pytest.fixture
+def copy(exported: tuple[Path, str, Path], tmp_path: Path) -> Path:
+    shutil.copytree(exported[0], tmp_path / "export")
+    return tmp_path / "export"
+
+
+def lines(path: Path) -> list[bytes]:
+    return (path / "entries.jsonl").read_bytes().splitlines()
+
+
+def write(path: Path, entries: list[bytes]) -> None:
+    (path / "entries.jsonl").write_bytes(b"".join(e + b"\n" for e in entries))
+
+
+def test_untouched_export_verifies_with_the_kept_key_and_checkpoint(exported: tuple[Path, str, Path]) -> None:
+    export, key, early = exported
+    report = verify_export(export, verifier=key, trusted_checkpoints=(early,))
+    assert report.entries == len(lines(export)) > 50
+    assert report.trusted_checked == 1 and report.checkpoints_checked >= 1
+    assert report.certificates_checked == 20
+    assert not report.key_from_export
+
+
+def test_flipped_byte_is_caught_and_located(copy: Path, exported: tuple[Path, str, Path]) -> None:
+    entries = lines(copy)
+    target = len(entries) - 5
+    entries[target] = entries[target].replace(b'"kind":"', b'"kind":"X', 1)
+    write(copy, entries)
+    with pytest.raises(AuditFailure, match=rf"entries \d+\.\.{len(entries) - 1}"):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_byte_flip_that_breaks_the_encoding_names_the_entry(copy: Path, exported: tuple[Path, str, Path]) -> None:
+    entries = lines(copy)
+    entries[30] = entries[30].replace(b'"v":1', b'"v": 1')
+    write(copy, entries)
+    with pytest.raises(AuditFailure, match="entry 30: it is not in canonical form"):
+        verify_export(copy, verifier=exported[1])
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda e: e[:10] + e[11:], "entry 10: its index field says 11"),
+        (lambda e: [*e[:10], e[3], *e[10:]], "entry 10: its index field says 3"),
+        (lambda e: [*e[:10], e[11], e[10], *e[12:]], "entry 10: its index field says 11"),
+        (lambda e: e[:-3], "the log was truncated"),
+    ],
+    ids=["deleted", "inserted", "reordered", "truncated"],
+)
+def test_structural_tampering_is_caught_at_the_first_bad_entry(
+    copy: Path, exported: tuple[Path, str, Path], tamper: object, message: str
+) -> None:
+    write(copy, tamper(lines(copy)))  # type: ignore[operator]
+    with pytest.raises(AuditFailure, match=message):
+        verify_export(copy, verifier=exported[1])
+
+
+def _ledger_key(home: Path) -> ed25519.Ed25519PrivateKey:
+    key = read_encrypted_key(home / "keys" / "ledger.key.pem", PASSPHRASE.encode())
+    assert isinstance(key, ed25519.Ed25519PrivateKey)
+    return key
+
+
+def _final(copy: Path) -> Checkpoint:
+    note = sorted((copy / "checkpoints").glob("*.txt"))[-1].read_text()
+    return open_signed_checkpoint(note, (copy / "ledger.pub").read_text().strip())
+
+
+def test_fork_with_two_validly_signed_trees_of_one_size_is_caught(
+    copy: Path, exported: tuple[Path, str, Path], tmp_path: Path
+) -> None:
+    # Whoever runs the server holds the ledger key and shows this auditor a different tree of the same size.
+    final = _final(copy)
+    forged = sign_checkpoint(
+        Checkpoint(final.origin, final.size, bytes(32)), final.origin, _ledger_key(_home(exported))
+    )
+    (tmp_path / "seen-elsewhere.txt").write_text(forged)
+    with pytest.raises(AuditFailure, match="fork"):
+        verify_export(copy, verifier=exported[1], trusted_checkpoints=(tmp_path / "seen-elsewhere.txt",))
+
+
+def test_rewritten_history_resigned_by_the_operator_fails_against_a_kept_checkpoint(
+    copy: Path, exported: tuple[Path, str, Path]
+) -> None:
+    # Rewrite an early entry, recompute the tree, re-sign every checkpoint: self-consistent, but the
+    # checkpoint the auditor saved before the run names the old root for its size.
+    key = _ledger_key(_home(exported))
+    entries = lines(copy)
+    kept = open_signed_checkpoint(exported[2].read_text(), exported[1])
+    victim = kept.size - 1
+    entries[victim] = entries[victim].replace(b'"at":"2', b'"at":"1', 1)
+    assert entries[victim] != lines(copy)[victim]
+    write(copy, entries)
+    tree = CompactRange()
+    roots = {}
+    for i, e in enumerate(entries):
+        tree.push(leaf_hash(e))
+        roots[i + 1] = tree.root()
+    for path in (copy / "checkpoints").glob("*.txt"):
+        cp = open_signed_checkpoint(path.read_text(), exported[1])
+        path.write_text(sign_checkpoint(Checkpoint(cp.origin, cp.size, roots[cp.size]), cp.origin, key))
+    verify_export(copy, verifier=exported[1])  # without the kept checkpoint the forgery is consistent
+    with pytest.raises(AuditFailure, match="fork"):
+        verify_export(copy, verifier=exported[1], trusted_checkpoints=(exported[2],))
+
+
+def test_checkpoint_signed_by_another_key_is_refused(copy: Path, exported: tuple[Path, str, Path]) -> None:
+    final = _final(copy)
+    stranger = ed25519.Ed25519PrivateKey.generate()
+    path = sorted((copy / "checkpoints").glob("*.txt"))[-1]
+    path.write_text(sign_checkpoint(final, final.origin, stranger))
+    with pytest.raises(AuditFailure, match="no signature"):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_certificate_missing_from_the_ledger_is_caught(copy: Path, exported: tuple[Path, str, Path]) -> None:
+    from fabguard.fixture.device import SimulatedDevice
+
+    issuing_home = _home(exported)
+    from cryptography.hazmat.primitives import serialization
+
+    from fabguard.domain.values import Serial
+    from fabguard.pki import profiles
+    from fabguard.pki.keys import read_encrypted_key as read
+
+    issuer = profiles.Issuer(
+        profiles.x509.load_pem_x509_certificate((issuing_home / "ca" / "issuing.pem").read_bytes()),
+        read(issuing_home / "keys" / "issuing.key.pem", PASSPHRASE.encode()),
+    )
+    device = SimulatedDevice("SN-OFFBOOK")
+    cert = profiles.idevid_certificate(
+        issuer, device.key.public_key(), Serial("SN-OFFBOOK"), "Acme Devices", "sensor", datetime.now(UTC)
+    )
+    (copy / "certs" / "SN-OFFBOOK.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    with pytest.raises(AuditFailure, match=r"SN-OFFBOOK\.pem .* was never recorded in the ledger"):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_audit_verify_command_needs_no_server_and_names_the_problem(
+    copy: Path, exported: tuple[Path, str, Path], tmp_path: Path
+) -> None:
+    (tmp_path / "key.pub").write_text(exported[1])
+    fabguard = Path(sys.executable).parent / "fabguard"
+    ok = subprocess.run(
+        [fabguard, "audit", "verify", copy, "--key", tmp_path / "key.pub"], capture_output=True, text=True, check=False
+    )
+    assert ok.returncode == 0 and "verified" in ok.stdout, ok.stdout + ok.stderr
+    write(copy, lines(copy)[:-1])
+    bad = subprocess.run(
+        [fabguard, "audit", "verify", copy, "--key", tmp_path / "key.pub"], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 1 and "truncated" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_verifier_module_imports_nothing_from_the_server_side() -> None:
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'fastapi','sqlalchemy','alembic','uvicorn','psycopg','starlette','httpx'}"
+        " or name.startswith(('fabguard.service','fabguard.store','fabguard.api')):\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import fabguard.ledger.verify\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
