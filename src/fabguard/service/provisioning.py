@@ -110,7 +110,12 @@ def _provision_in_transaction(
 ) -> Provisioned:
     now = inst.clock()
     with inst.db.transaction() as s:
-        order = s.get(Order, order_id) if isinstance(order_id, str) and len(order_id) <= 63 else None
+        # Lock the order row first: requests for one order decide one after another, so a request that
+        # waited sees the unit its rival committed (same certificate, or key_reused) rather than only
+        # the spent quota. SQLite's immediate transactions already serialise; PostgreSQL needs this.
+        order = (
+            s.get(Order, order_id, with_for_update=True) if isinstance(order_id, str) and len(order_id) <= 63 else None
+        )
         if order is None:
             raise Refusal("order_not_found", f"no order {str(order_id)[:63]!r}")
         product = s.get(Product, order.product_id)
