@@ -4,6 +4,7 @@
 # inside create_app at definition time.
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
@@ -27,9 +28,10 @@ from fabguard.api.schemas import (
     TokenIn,
 )
 from fabguard.api.tls import client_cert_der
+from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import Role
-from fabguard.service import catalog, events, fixtures, ledger, orders, provisioning, testrecords, tokens
+from fabguard.service import catalog, events, fixtures, ledger, orders, provisioning, reports, testrecords, tokens
 from fabguard.service.instance import Instance
 
 # Bounded integers: a value past 64 bits is a 422, never an overflow deep in the database driver.
@@ -241,6 +243,30 @@ def create_app(inst: Instance) -> Any:
     @app.get("/api/v1/ledger/proof/consistency", tags=["ledger"])
     def ledger_consistency(_: Reader, first: Count, second: Count | None = None) -> dict[str, Any]:
         return ledger.consistency(inst, first, second)
+
+    @app.get("/api/v1/reports/reconciliation", tags=["ledger"])
+    def reconciliation(
+        _: Reader,
+        order_id: str | None = None,
+        site_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        format: str = "json",
+    ) -> Any:
+        """Ordered vs tested vs provisioned vs refused vs revoked at a fresh checkpoint; json, csv or pdf.
+
+        JSON embeds its signature; CSV and PDF carry theirs in ``X-FabGuard-Signature`` (Ed25519 by the
+        ledger key, base64)."""
+        rep = reports.reconciliation_report(inst, order_id=order_id, site_id=site_id, since=since, until=until)
+        if format == "json":
+            return rep.to_dict()
+        if format == "csv":
+            data, media = reports.to_csv(rep).encode(), "text/csv"
+        elif format == "pdf":
+            data, media = reports.to_pdf(rep), "application/pdf"
+        else:
+            raise InvalidRequest("format must be json, csv or pdf", code="invalid_format")
+        return Response(data, media_type=media, headers={"X-FabGuard-Signature": reports.sign_bytes(inst, data)})
 
     # Fixture side
     @app.post("/api/v1/enroll", status_code=201, tags=["fixture"])

@@ -132,3 +132,59 @@ def verify(
         f"[green]verified[/]: {report.entries} entries, {report.checkpoints_checked} signed checkpoints, "
         f"{report.trusted_checked} of your checkpoints, {report.certificates_checked} certificates"
     )
+
+
+@audit_app.command("report")
+@friendly
+def report(
+    out: Annotated[Path, typer.Option(help="Directory for report.json, report.csv, report.pdf and report.pdf.sig")],
+    order: Annotated[str | None, typer.Option(help="Only this order")] = None,
+    site: Annotated[str | None, typer.Option(help="Only this site")] = None,
+    since: Annotated[str | None, typer.Option(help="From this time (ISO 8601 with zone)")] = None,
+    until: Annotated[str | None, typer.Option(help="Until this time (ISO 8601 with zone)")] = None,
+) -> None:
+    """Reconcile ordered vs tested vs provisioned vs refused vs revoked, at a signed checkpoint."""
+    from fabguard.cli.common import parse_time
+    from fabguard.service import reports
+
+    with opened() as inst:
+        rep = reports.reconciliation_report(
+            inst, order_id=order, site_id=site, since=parse_time(since, "--since"), until=parse_time(until, "--until")
+        )
+        pdf = reports.to_pdf(rep)
+        sig = reports.sign_bytes(inst, pdf)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(reports.report_json(rep))
+    (out / "report.csv").write_text(reports.to_csv(rep))
+    (out / "report.pdf").write_bytes(pdf)
+    (out / "report.pdf.sig").write_text(sig + "\n")
+    f = rep.body["figures"]
+    table = Table(
+        "ordered", "tested", "provisioned", "refused", "revoked", "remaining", title=rep.reconciliation.scope.describe()
+    )
+    table.add_row(
+        str(f["ordered"]),
+        str(f["tested"]["units"]),
+        str(f["provisioned"]),
+        str(f["refused_total"]),
+        str(f["revoked"]),
+        str(f["remaining"]),
+    )
+    console.print(table)
+    console.print(f"Computed at checkpoint size {rep.body['checkpoint']['size']}; written to {out}")
+
+
+@audit_app.command("verify-report")
+def verify_report_cmd(
+    path: Annotated[Path, typer.Argument(help="report.json, or report.pdf with report.pdf.sig beside it")],
+    key: Annotated[Path, typer.Option(help="The ledger verifier key you kept")],
+) -> None:
+    """Check that a report was signed by the ledger key and not altered since."""
+    from fabguard.ledger.verify import AuditFailure, verify_report
+
+    try:
+        verify_report(path, key.read_text().strip())
+    except AuditFailure as exc:
+        fail(f"verification FAILED: {exc}", code=1)
+        return
+    console.print(f"[green]verified[/]: {path.name} is signed by the ledger key")

@@ -9,6 +9,7 @@ checks that every certificate in the export is in the ledger and chains to the C
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -207,3 +208,29 @@ def _check_certificates(directory: Path, included: set[str], root_ca: Path | Non
             raise AuditFailure(f"certificate {path.name} does not chain to the issuing CA") from None
         count += 1
     return count
+
+
+def verify_report(path: Path, verifier: str) -> str:
+    """Check a report's signature by the ledger key: ``report.json`` (embedded) or a file with ``.sig`` beside it."""
+    from cryptography.exceptions import InvalidSignature as BadSignature
+
+    from fabguard.ledger.checkpoint import parse_verifier_key
+
+    _, _, public_key = parse_verifier_key(verifier)
+    try:
+        if path.suffix == ".json":
+            doc = json.loads(path.read_text())
+            message = canonical_json(doc["report"])
+            signature = base64.b64decode(doc["signature"], validate=True)
+        else:
+            message = path.read_bytes()
+            signature = base64.b64decode(Path(str(path) + ".sig").read_text().strip(), validate=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AuditFailure(f"cannot read the report or its signature: {exc}") from None
+    try:
+        public_key.verify(signature, message)
+    except BadSignature:
+        raise AuditFailure(
+            f"the signature on {path.name} does not verify: the report was altered or not issued by this ledger"
+        ) from None
+    return path.name

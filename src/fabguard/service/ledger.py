@@ -36,7 +36,7 @@ def origin(inst: Instance) -> str:
     return f"{inst.config.hostnames[0]}/fabguard-ledger"
 
 
-def _ledger_key(inst: Instance) -> ed25519.Ed25519PrivateKey:
+def ledger_signing_key(inst: Instance) -> ed25519.Ed25519PrivateKey:
     key = inst.private_key("ledger")
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise ConfigurationError("the ledger key must be Ed25519")
@@ -45,7 +45,7 @@ def _ledger_key(inst: Instance) -> ed25519.Ed25519PrivateKey:
 
 def public_verifier_key(inst: Instance) -> str:
     """The key an auditor keeps: ``name+id+key`` (C2SP signed-note verifier key)."""
-    return verifier_key(origin(inst), _ledger_key(inst).public_key())
+    return verifier_key(origin(inst), ledger_signing_key(inst).public_key())
 
 
 def _reader(s: Session) -> merkle.NodeReader:
@@ -74,7 +74,7 @@ def tree_head(inst: Instance, size: int | None = None) -> tuple[int, bytes]:
 def make_checkpoint(inst: Instance) -> SignedCheckpoint:
     """Sign the current tree head and keep it (idempotent for a size already signed)."""
     size, root = tree_head(inst)
-    note = sign_checkpoint(Checkpoint(origin(inst), size, root), origin(inst), _ledger_key(inst))
+    note = sign_checkpoint(Checkpoint(origin(inst), size, root), origin(inst), ledger_signing_key(inst))
     try:
         with inst.db.transaction() as s:
             if s.get(CheckpointRow, size) is None:
