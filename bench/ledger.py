@@ -1,0 +1,190 @@
+"""Ledger benchmark: append rate inside a transaction, proof time at 1M entries, offline verification of 1M.
+
+    .venv/bin/python bench/ledger.py [--entries 1000000] [--appends 5000] [--database-url URL]
+
+Prints a table. Figures are for this machine only; compare within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import insert, update
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from fabguard.ledger import merkle  # noqa: E402
+from fabguard.ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key  # noqa: E402
+from fabguard.ledger.entry import encode_entry  # noqa: E402
+from fabguard.store.db import EVENT_COUNTER, Database, append_event  # noqa: E402
+from fabguard.store.migrate import upgrade  # noqa: E402
+from fabguard.store.models import Counter, Event, LedgerNode  # noqa: E402
+
+ORIGIN = "bench.example/fabguard-ledger"
+
+
+def entry(i: int) -> bytes:
+    return encode_entry(
+        seq=i + 1,
+        at=datetime(2026, 11, 25, tzinfo=UTC),
+        kind="unit.provisioned",
+        actor="fixture:fx-sz-01",
+        order_id="po-1042",
+        fixture_id="fx-sz-01",
+        serial=f"SN{i:010d}",
+        code=None,
+        detail={"cert_serial": f"{i:040x}", "cert_sha256": f"{i:064x}", "site_id": "cm-shenzhen"},
+    )
+
+
+def bench_appends(url: str, n: int) -> float:
+    db = Database(url)
+    upgrade(db)
+    now = datetime.now(UTC)
+    start = time.perf_counter()
+    for i in range(n):
+        with db.transaction() as s:
+            append_event(s, "unit.provisioned", at=now, order_id="po-1", serial=f"SN{i}", detail={"i": i})
+    elapsed = time.perf_counter() - start
+    db.dispose()
+    return n / elapsed
+
+
+def build_tree_db(url: str, n: int) -> Database:
+    """A database whose ledger holds n leaves (nodes bulk-loaded; events only where proofs read them)."""
+    db = Database(url)
+    upgrade(db)
+    cr = merkle.CompactRange()
+    batch: list[dict[str, object]] = []
+    with db.transaction() as s:
+        for i in range(n):
+            batch.extend({"level": lv, "idx": ix, "hash": h} for lv, ix, h in cr.append(merkle.leaf_hash(entry(i))))
+            if len(batch) >= 50_000:
+                s.execute(insert(LedgerNode), batch)
+                batch.clear()
+        if batch:
+            s.execute(insert(LedgerNode), batch)
+        s.execute(update(Counter).where(Counter.name == EVENT_COUNTER).values(value=n))
+        for i in (0, n // 2, n - 1):
+            s.add(
+                Event(
+                    seq=i + 1,
+                    at=datetime(2026, 11, 25, tzinfo=UTC),
+                    kind="unit.provisioned",
+                    detail="{}",
+                    entry=entry(i),
+                )
+            )
+    return db
+
+
+def bench_proofs(db: Database, n: int) -> tuple[float, float]:
+    from sqlalchemy import select
+
+    def reader(s: object) -> merkle.NodeReader:
+        def get(level: int, idx: int) -> bytes:
+            return bytes(
+                s.execute(  # type: ignore[attr-defined]
+                    select(LedgerNode.hash).where(LedgerNode.level == level, LedgerNode.idx == idx)
+                ).scalar_one()
+            )
+
+        return get
+
+    rounds = 50
+    with db.read() as s:
+        get = reader(s)
+        root = merkle.root(get, n)
+        start = time.perf_counter()
+        for k in range(rounds):
+            index = (k * 7919) % n
+            proof = merkle.inclusion_proof(get, index, n)
+        incl = (time.perf_counter() - start) / rounds
+        merkle.verify_inclusion(merkle.leaf_hash(entry(index)), index, n, proof, root)
+        start = time.perf_counter()
+        for k in range(rounds):
+            first = max(1, (k * 104729) % n)
+            merkle.consistency_proof(get, first, n)
+        cons = (time.perf_counter() - start) / rounds
+    return incl, cons
+
+
+def write_export(directory: Path, n: int) -> str:
+    key = ed25519.Ed25519PrivateKey.generate()
+    (directory / "checkpoints").mkdir(parents=True)
+    cr = merkle.CompactRange()
+    with (directory / "entries.jsonl").open("wb") as fh:
+        for i in range(n):
+            e = entry(i)
+            fh.write(e + b"\n")
+            cr.push(merkle.leaf_hash(e))
+            if i + 1 in (n // 2, n):
+                note = sign_checkpoint(Checkpoint(ORIGIN, i + 1, cr.root()), ORIGIN, key)
+                (directory / "checkpoints" / f"{i + 1:012d}.txt").write_text(note)
+    vkey = verifier_key(ORIGIN, key.public_key())
+    (directory / "ledger.pub").write_text(vkey + "\n")
+    return vkey
+
+
+VERIFY = """
+import resource, sys, time
+from pathlib import Path
+sys.path.insert(0, {src!r})
+from fabguard.ledger.verify import verify_export
+start = time.perf_counter()
+report = verify_export(Path({d!r}), verifier={vkey!r})
+elapsed = time.perf_counter() - start
+print(report.entries, elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--appends", type=int, default=5000)
+    parser.add_argument("--database-url", default=None, help="PostgreSQL URL for the append and proof figures")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fabguard-bench-ledger-") as tmp:
+        base = Path(tmp)
+        url = args.database_url or f"sqlite:///{base / 'appends.db'}"
+        print(f"appending {args.appends} events, one transaction each ...", flush=True)
+        rate = bench_appends(url, args.appends)
+        print(f"building a {args.entries:,}-leaf tree ...", flush=True)
+        t0 = time.perf_counter()
+        tree_url = f"sqlite:///{base / 'tree.db'}"
+        db = build_tree_db(tree_url, args.entries)
+        build = time.perf_counter() - t0
+        incl, cons = bench_proofs(db, args.entries)
+        db.dispose()
+        print(f"writing an export of {args.entries:,} entries ...", flush=True)
+        vkey = write_export(base / "export", args.entries)
+        size_mb = (base / "export" / "entries.jsonl").stat().st_size / 1e6
+        out = subprocess.run(
+            [sys.executable, "-c", VERIFY.format(src=str(ROOT / "src"), d=str(base / "export"), vkey=vkey)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        entries, verify_s, maxrss_kb = int(out[0]), float(out[1]), int(out[2])
+    print()
+    print(f"{'ledger benchmark':<52}{'figure':>18}")
+    print("-" * 70)
+    print(f"{'appends/s (own transaction each, ' + url.split(':')[0] + ')':<52}{rate:>15,.0f}/s")
+    print(f"{'tree bulk load (' + format(args.entries, ',') + ' leaves, SQLite)':<52}{build:>16.1f} s")
+    print(f"{'inclusion proof at ' + format(args.entries, ',') + ' (from stored nodes)':<52}{incl * 1e3:>15.2f} ms")
+    print(f"{'consistency proof at ' + format(args.entries, ',') + ' (from stored nodes)':<52}{cons * 1e3:>15.2f} ms")
+    print(f"{'offline verify of ' + format(entries, ',') + f' entries ({size_mb:.0f} MB)':<52}{verify_s:>16.2f} s")
+    print(f"{'  peak memory of the verifier process (max RSS)':<52}{maxrss_kb / 1024:>15.1f} MB")
+    print(f"{'  target':<52}{'< 5 s':>18}")
+
+
+if __name__ == "__main__":
+    main()
