@@ -32,7 +32,8 @@ from sqlalchemy import func, select
 from fabguard.fixture.client import Credentials, FabGuardClientError, FixtureClient, enroll
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
-from fabguard.service import catalog, fixtures, orders
+from fabguard.ledger import merkle
+from fabguard.service import catalog, fixtures, ledger, orders
 from fabguard.service.instance import Instance, init_instance
 from fabguard.store.db import event_count
 from fabguard.store.models import Event, Order, Unit
@@ -240,6 +241,11 @@ def assert_gap_free_events(inst: Instance) -> list[int]:
         f"gaps in the event sequence: {sorted(set(range(1, seqs[-1] + 1)) - set(seqs))[:20]}"
     )
     assert counter == seqs[-1], "the event counter and the last event disagree"
+    # The Merkle tree grew with the log: the root from stored subtree nodes equals the root of the entries.
+    with inst.db.read() as s:
+        entries = [bytes(e) for e in s.execute(select(Event.entry).order_by(Event.seq)).scalars()]
+    size, root = ledger.tree_head(inst)
+    assert size == len(entries) and root == merkle.mth([merkle.leaf_hash(e) for e in entries])
     return seqs
 
 
