@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fabguard import __version__
 from fabguard.api.errors import BodyLimit, install_error_handlers
+from fabguard.api.est import install_est
 from fabguard.api.schemas import (
     EnrollIn,
     FixtureIn,
@@ -300,6 +301,7 @@ def create_app(inst: Instance) -> Any:
         units = [u.model_dump() for u in body.units]
         return {"results": provisioning.provision_batch(inst, f, order_id=body.order_id, units=units)}
 
+    install_est(app, inst, fixture)
     return BodyLimit(app, inst.limits.max_body_bytes)
 
 

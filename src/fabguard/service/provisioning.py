@@ -78,17 +78,21 @@ def provision_unit(inst: Instance, fixture: FixtureFacts, *, order_id: Any, seri
                     raise
         raise AssertionError("unreachable")
     except Refusal as refusal:
-        shown_serial = serial if isinstance(serial, str) and len(serial) <= 64 and serial.isprintable() else None
-        record_refusal(
-            inst,
-            "unit.refused",
-            refusal,
-            fixture_id=fixture.id,
-            order_id=order_ref,
-            serial=shown_serial,
-            detail={"site_id": fixture.site_id},
-        )
+        record_unit_refusal(inst, fixture, refusal, order_id=order_ref, serial=serial)
         raise
+
+
+def record_unit_refusal(inst: Instance, fixture: FixtureFacts, refusal: Refusal, *, order_id: Any, serial: Any) -> None:
+    """Record a refused provisioning attempt (nothing else changed)."""
+    record_refusal(
+        inst,
+        "unit.refused",
+        refusal,
+        fixture_id=fixture.id,
+        order_id=order_id if isinstance(order_id, str) and len(order_id) <= 63 else None,
+        serial=serial if isinstance(serial, str) and len(serial) <= 64 and serial.isprintable() else None,
+        detail={"site_id": fixture.site_id},
+    )
 
 
 def _history(s: Session, product_id: str, serial: str, key_fp: str) -> tuple[UnitHistory, Unit | None]:
