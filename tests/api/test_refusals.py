@@ -436,5 +436,23 @@ def test_provisioned_serial_asking_again_with_another_key_is_refused(
     assert_refused(world.inst, response, "serial_has_other_key", before, order_id=order, fixture_id="fx-1")
 
 
+@provokes("unit_revoked")
+def test_revoked_unit_asking_again_even_with_its_own_key_is_refused(
+    world: World, http_of: Callable[[FixtureClient], httpx.Client]
+) -> None:
+    from fabguard.service import revocation
+
+    order = world.order(quota=5)
+    fx = world.fixture("fx-1")
+    device = tested_device(fx, "SN0001")
+    fx.provision(order, "SN0001", device.csr_pem())
+    revocation.revoke_unit(world.inst, "SN0001", reason_code="key_compromise", note="key extracted", actor="test")
+    before = snapshot(world.inst)
+
+    response = http_of(fx).post(PROVISION, json=provision_body(order, "SN0001", device.csr_pem()))
+
+    assert_refused(world.inst, response, "unit_revoked", before, order_id=order, fixture_id="fx-1")
+
+
 def test_every_public_refusal_code_is_provoked_by_a_test_here() -> None:
     assert set(REFUSAL_STATUS) == _PROVOKED

@@ -24,6 +24,7 @@ from fabguard.api.schemas import (
     ProvisionIn,
     QuotaChangeIn,
     RevokeIn,
+    RevokeUnitIn,
     SiteIn,
     TestRecordsIn,
     TokenIn,
@@ -32,7 +33,19 @@ from fabguard.api.tls import client_cert_der
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import Role
-from fabguard.service import catalog, events, fixtures, ledger, orders, provisioning, reports, testrecords, tokens
+from fabguard.service import (
+    catalog,
+    events,
+    fixtures,
+    ledger,
+    maintenance,
+    orders,
+    provisioning,
+    reports,
+    revocation,
+    testrecords,
+    tokens,
+)
 from fabguard.service.instance import Instance
 
 # Bounded integers: a value past 64 bits is a 422, never an overflow deep in the database driver.
@@ -47,7 +60,7 @@ def create_app(inst: Instance) -> Any:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        schedule = ledger.CheckpointSchedule(inst, inst.limits.checkpoint_seconds)
+        schedule = maintenance.MaintenanceSchedule(inst, inst.limits.checkpoint_seconds)
         schedule.start()
         try:
             yield
@@ -268,6 +281,25 @@ def create_app(inst: Instance) -> Any:
         else:
             raise InvalidRequest("format must be json, csv or pdf", code="invalid_format")
         return Response(data, media_type=media, headers={"X-FabGuard-Signature": reports.sign_bytes(inst, data)})
+
+    # Revocation
+    @app.get("/crl/{ca}.crl", tags=["revocation"])
+    def published_crl(ca: str) -> Response:
+        """The CRL of ``root``, ``issuing`` or ``station`` (DER), as named in certificates' CRL Distribution Points."""
+        return Response(revocation.current_crl(inst, ca), media_type="application/pkix-crl")
+
+    @app.post("/api/v1/units/{serial}/revoke", tags=["revocation"])
+    def revoke_unit(serial: str, body: RevokeUnitIn, p: Admin) -> dict[str, object]:
+        """Revoke one unit's certificate; the issuing CA's CRL is re-signed at once."""
+        return revocation.revoke_unit(
+            inst, serial, reason_code=body.reason, note=body.note, actor=p.actor, product_id=body.product_id
+        )
+
+    @app.post("/api/v1/orders/{order_id}/revoke-units", tags=["revocation"])
+    def revoke_order_units(order_id: str, body: RevokeUnitIn, p: Admin) -> dict[str, object]:
+        """Revoke every unit provisioned on an order (a breached CM, a recalled batch)."""
+        n = revocation.revoke_order_units(inst, order_id, reason_code=body.reason, note=body.note, actor=p.actor)
+        return {"order_id": order_id, "revoked": n}
 
     # Fixture side
     @app.post("/api/v1/enroll", status_code=201, tags=["fixture"])

@@ -53,6 +53,16 @@ class RevokeIn(_Strict):
     reason: str = Field(max_length=500)
 
 
+class RevokeUnitIn(_Strict):
+    reason: str = Field(
+        default="unspecified",
+        description="RFC 5280 reason: unspecified, key_compromise, ca_compromise, affiliation_changed, "
+        "superseded, cessation_of_operation",
+    )
+    note: str = Field(max_length=500, description="Why, in words (kept in the ledger)")
+    product_id: str | None = Field(default=None, description="Needed only if the serial exists in several products")
+
+
 class TokenIn(_Strict):
     name: str = Field(max_length=128)
     role: str = Field(description="admin, engineer, approver or auditor")

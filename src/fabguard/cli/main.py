@@ -37,6 +37,12 @@ app.add_typer(product_app, name="product")
 app.add_typer(site_app, name="site")
 app.add_typer(order_app, name="order")
 app.add_typer(fixture_app, name="fixture")
+unit_app = typer.Typer(help="Provisioned units: revocation.", no_args_is_help=True)
+ca_app = typer.Typer(help="Certificate authorities: certificates and CRLs.", no_args_is_help=True)
+app.add_typer(unit_app, name="unit")
+app.add_typer(ca_app, name="ca")
+
+REASON_HELP = "RFC 5280 reason: unspecified, key_compromise, ca_compromise, affiliation_changed, superseded, cessation_of_operation"
 
 
 def _version(value: bool) -> None:
@@ -390,6 +396,74 @@ def fixture_enroll(
     creds = enroll(server, token, out, ca_file=ca)
     console.print(f"Enrolled fixture {creds.fixture_id} at site {creds.site_id}; credentials in {out}")
     console.print(f"Try: curl --cert {creds.cert} --key {creds.key} --cacert {creds.ca} {server}/api/v1/fixture/whoami")
+
+
+@unit_app.command("revoke")
+@friendly
+def unit_revoke(
+    serial: str,
+    note: Annotated[str, typer.Option(help="Why, in words (kept in the ledger)")],
+    reason: Annotated[str, typer.Option(help=REASON_HELP)] = "unspecified",
+    product: Annotated[str | None, typer.Option(help="Product, if the serial exists in several")] = None,
+) -> None:
+    """Revoke a unit's certificate; its serial can never be provisioned again."""
+    from fabguard.service import revocation
+
+    with opened() as inst:
+        done = revocation.revoke_unit(
+            inst, serial, reason_code=reason, note=note, actor=actor(inst), product_id=product
+        )
+    console.print(f"Unit {serial} revoked (certificate {done['cert_serial']}); the issuing CA's CRL is updated")
+
+
+@order_app.command("revoke-units")
+@friendly
+def order_revoke_units(
+    order_id: str,
+    note: Annotated[str, typer.Option(help="Why, in words (kept in the ledger)")],
+    reason: Annotated[str, typer.Option(help=REASON_HELP)] = "unspecified",
+) -> None:
+    """Revoke every unit provisioned on an order."""
+    from fabguard.service import revocation
+
+    with opened() as inst:
+        n = revocation.revoke_order_units(inst, order_id, reason_code=reason, note=note, actor=actor(inst))
+    console.print(f"{n} units of {order_id} revoked; the issuing CA's CRL is updated")
+
+
+@ca_app.command("list")
+@friendly
+def ca_list() -> None:
+    """The instance's CAs with their subjects, validity and CRL URLs."""
+    with opened() as inst:
+        table = Table("name", "subject", "not after", "CRL published at")
+        for name in ("root", "issuing", "station"):
+            cert = inst.certificate(name)
+            table.add_row(
+                name, cert.subject.rfc4514_string(), cert.not_valid_after_utc.date().isoformat(), inst.crl_url(name)
+            )
+    console.print(table)
+
+
+@ca_app.command("crl")
+@friendly
+def ca_crl(
+    name: Annotated[str, typer.Argument(help="root, issuing or station")],
+    out: Annotated[Path | None, typer.Option(help="Write the DER CRL here")] = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Sign a new CRL now")] = False,
+) -> None:
+    """Show (or write) a CA's current CRL."""
+    from cryptography import x509
+
+    from fabguard.service import revocation
+
+    with opened() as inst:
+        der = revocation.refresh_crl(inst, name) if refresh else revocation.current_crl(inst, name)
+    crl = x509.load_der_x509_crl(der)
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    console.print(f"CRL of {name}: number {number}, {len(crl)} revoked, next update {crl.next_update_utc}")
+    if out:
+        out.write_bytes(der)
 
 
 @app.command("events")

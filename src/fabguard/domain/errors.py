@@ -28,6 +28,7 @@ REFUSAL_STATUS: dict[str, int] = {
     "test_failed": 409,
     "key_reused": 409,
     "serial_has_other_key": 409,
+    "unit_revoked": 409,
 }
 
 

@@ -56,6 +56,7 @@ def write_encrypted_key(key: PrivateKeyTypes, path: Path, passphrase: bytes) -> 
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # the mode argument only applies when the file is created
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
 

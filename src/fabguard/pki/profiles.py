@@ -34,7 +34,7 @@ class Issuer:
     key: SigningKey
 
 
-def _hash_for(key: SigningKey) -> hashes.SHA256 | None:
+def hash_for(key: SigningKey) -> hashes.SHA256 | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 
@@ -71,6 +71,16 @@ def _signature_key_usage() -> x509.KeyUsage:
     )
 
 
+def _with_crl_url(builder: x509.CertificateBuilder, crl_url: str | None) -> x509.CertificateBuilder:
+    """Name where the issuer's CRL is published (RFC 5280 4.2.1.13), when there is one."""
+    if crl_url is None:
+        return builder
+    point = x509.DistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(crl_url)], relative_name=None, reasons=None, crl_issuer=None
+    )
+    return builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+
+
 def _name(organization: str, common_name: str) -> x509.Name:
     return x509.Name(
         [
@@ -95,7 +105,7 @@ def self_signed_root(key: SigningKey, organization: str, common_name: str, now: 
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(_ca_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .sign(key, _hash_for(key))
+        .sign(key, hash_for(key))
     )
     return Issuer(cert, key)
 
@@ -112,11 +122,12 @@ def intermediate_ca(
     common_name: str,
     now: datetime,
     years: int = 15,
+    crl_url: str | None = None,
 ) -> x509.Certificate:
     """An issuing or station CA below the root: may sign end-entity certificates only (pathLen 0)."""
     start = _utc(now) - BACKDATE
     end = min(start + timedelta(days=365 * years), parent.certificate.not_valid_after_utc)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(organization, common_name))
         .issuer_name(parent.certificate.subject)
@@ -128,8 +139,8 @@ def intermediate_ca(
         .add_extension(_ca_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_aki(parent), critical=False)
-        .sign(parent.key, _hash_for(parent.key))
     )
+    return _with_crl_url(builder, crl_url).sign(parent.key, hash_for(parent.key))
 
 
 def idevid_certificate(
@@ -140,6 +151,7 @@ def idevid_certificate(
     product_id: str,
     now: datetime,
     lifetime: timedelta | None = None,
+    crl_url: str | None = None,
 ) -> x509.Certificate:
     """An IEEE 802.1AR-style device identity: the unit serial in the subject's serialNumber."""
     start = _utc(now) - BACKDATE
@@ -151,7 +163,7 @@ def idevid_certificate(
             x509.NameAttribute(NameOID.SERIAL_NUMBER, serial.value),
         ]
     )
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer.certificate.subject)
@@ -163,8 +175,8 @@ def idevid_certificate(
         .add_extension(_signature_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_aki(issuer), critical=False)
-        .sign(issuer.key, _hash_for(issuer.key))
     )
+    return _with_crl_url(builder, crl_url).sign(issuer.key, hash_for(issuer.key))
 
 
 def fixture_certificate(
@@ -175,6 +187,7 @@ def fixture_certificate(
     site_id: str,
     now: datetime,
     days: int = 730,
+    crl_url: str | None = None,
 ) -> x509.Certificate:
     """A test-station client certificate (TLS client authentication only)."""
     start = _utc(now) - BACKDATE
@@ -185,7 +198,7 @@ def fixture_certificate(
             x509.NameAttribute(NameOID.COMMON_NAME, fixture_id),
         ]
     )
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer.certificate.subject)
@@ -198,8 +211,8 @@ def fixture_certificate(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_aki(issuer), critical=False)
-        .sign(issuer.key, _hash_for(issuer.key))
     )
+    return _with_crl_url(builder, crl_url).sign(issuer.key, hash_for(issuer.key))
 
 
 def server_certificate(
@@ -232,5 +245,5 @@ def server_certificate(
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_aki(issuer), critical=False)
-        .sign(issuer.key, _hash_for(issuer.key))
+        .sign(issuer.key, hash_for(issuer.key))
     )

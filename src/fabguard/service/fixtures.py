@@ -125,6 +125,7 @@ def enroll_fixture(inst: Instance, *, token: str, csr_data: bytes) -> Enrollment
             fixture.site_id,
             now,
             inst.limits.fixture_cert_days,
+            crl_url=inst.crl_url("station"),
         )
         der = cert.public_bytes(serialization.Encoding.DER)
         row.used_at = now
@@ -197,6 +198,9 @@ def revoke_fixture(inst: Instance, fixture_id: str, *, reason: str, actor: str) 
             raise Conflict(f"fixture {fixture_id} is already revoked", code="fixture_revoked")
         fixture.revoked_at, fixture.revoked_reason = now, reason
         append_event(s, "fixture.revoked", at=now, actor=actor, fixture_id=fixture_id, detail={"reason": reason})
+    from fabguard.service.revocation import refresh_crl
+
+    refresh_crl(inst, "station")
     return fixture
 
 

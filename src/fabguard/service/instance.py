@@ -48,6 +48,11 @@ class InstanceConfig:
     hostnames: tuple[str, ...]
     database_url: str | None
     limits: Limits = field(default_factory=Limits)
+    crl_base_url: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.crl_base_url:
+            object.__setattr__(self, "crl_base_url", f"https://{self.hostnames[0]}:8443/crl")
 
     def to_json(self) -> str:
         return json.dumps(
@@ -55,6 +60,7 @@ class InstanceConfig:
                 "organization": self.organization,
                 "hostnames": list(self.hostnames),
                 "database_url": self.database_url,
+                "crl_base_url": self.crl_base_url,
                 "limits": self.limits.to_dict(),
             },
             indent=2,
@@ -68,6 +74,7 @@ class InstanceConfig:
             hostnames=tuple(data["hostnames"]),
             database_url=data.get("database_url"),
             limits=Limits.from_dict(data.get("limits", {})),
+            crl_base_url=data.get("crl_base_url", ""),
         )
 
 
@@ -140,6 +147,13 @@ class Instance:
                 self._issuers[name] = profiles.Issuer(self.certificate(name), key)
             return self._issuers[name]
 
+    def root_issuer(self) -> profiles.Issuer:
+        return self.issuer("root")
+
+    def crl_url(self, ca: str) -> str:
+        """Where the CRL of ``ca`` is published; certificates name it in CRL Distribution Points."""
+        return f"{self.config.crl_base_url}/{ca}.crl"
+
     def chain_pem(self, name: str) -> list[str]:
         """``name``'s certificate followed by the root, PEM."""
         return [self.cert_path(name).read_text(), self.cert_path("root").read_text()]
@@ -151,6 +165,7 @@ def init_instance(
     organization: str,
     hostnames: tuple[str, ...] = ("127.0.0.1",),
     database_url: str | None = None,
+    crl_base_url: str | None = None,
     env: Mapping[str, str] | None = None,
     now: datetime | None = None,
 ) -> InstanceConfig:
@@ -166,12 +181,16 @@ def init_instance(
     keys: dict[str, SigningKey] = dict(ec_keys)
     # Checkpoints are C2SP signed notes, whose standard signature type is Ed25519.
     keys["ledger"] = ed25519.Ed25519PrivateKey.generate()
+    config = InstanceConfig(
+        organization=organization, hostnames=hostnames, database_url=database_url, crl_base_url=crl_base_url or ""
+    )
+    root_crl = f"{config.crl_base_url}/root.crl"
     root = profiles.self_signed_root(keys["root"], organization, f"{organization} FabGuard Root CA", now)
     issuing = profiles.intermediate_ca(
-        root, keys["issuing"].public_key(), organization, f"{organization} Device Issuing CA", now
+        root, keys["issuing"].public_key(), organization, f"{organization} Device Issuing CA", now, crl_url=root_crl
     )
     station = profiles.intermediate_ca(
-        root, keys["station"].public_key(), organization, f"{organization} Station CA", now
+        root, keys["station"].public_key(), organization, f"{organization} Station CA", now, crl_url=root_crl
     )
     station_issuer = profiles.Issuer(station, keys["station"])
     server = profiles.server_certificate(station_issuer, ec_keys["server"].public_key(), organization, hostnames, now)
@@ -183,6 +202,5 @@ def init_instance(
     )
     for name, key in keys.items():
         write_encrypted_key(key, home / "keys" / f"{name}.key.pem", passphrase)
-    config = InstanceConfig(organization=organization, hostnames=hostnames, database_url=database_url)
     (home / CONFIG_NAME).write_text(config.to_json())
     return config

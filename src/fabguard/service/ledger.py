@@ -204,35 +204,3 @@ def export(inst: Instance, out: Path, *, batch: int = 10_000) -> dict[str, int]:
 def entry_count(inst: Instance) -> int:
     with inst.db.read() as s:
         return int(s.execute(select(func.count()).select_from(Event)).scalar_one())
-
-
-class CheckpointSchedule:
-    """Signs a checkpoint every ``interval`` seconds when the tree has grown (a thread of the server)."""
-
-    def __init__(self, inst: Instance, interval: float) -> None:
-        import threading
-
-        self.inst = inst
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fabguard-checkpoints", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        import logging
-
-        while not self._stop.wait(self.interval):
-            try:
-                with self.inst.db.read() as s:
-                    size = event_count(s)
-                    signed = s.execute(select(func.max(CheckpointRow.size))).scalar_one()
-                if signed is None or size > signed:
-                    make_checkpoint(self.inst)
-            except Exception:  # a failed round is logged and retried next interval
-                logging.getLogger("fabguard.ledger").exception("scheduled checkpoint failed")

@@ -144,6 +144,10 @@ def _provision_in_transaction(
             history=history,
             now=now,
         )
+        if existing is not None and existing.revoked_at is not None:
+            fixture_active(request)
+            fixture_at_order_site(request)
+            raise Refusal("unit_revoked", f"unit {serial} was revoked ({existing.revocation_reason}); it stays revoked")
         if existing is not None and existing.key_fingerprint == checked.facts.key_fingerprint:
             # An idempotent retry: the same unit with the same key gets the same certificate, for free.
             fixture_active(request)
@@ -163,6 +167,7 @@ def _provision_in_transaction(
             product.id,
             now,
             lifetime,
+            crl_url=inst.crl_url("issuing"),
         )
         pem = cert.public_bytes(serialization.Encoding.PEM).decode()
         cert_serial = format(cert.serial_number, "x")

@@ -166,6 +166,19 @@ class Unit(Base):
     cert_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     certificate_pem: Mapped[str] = mapped_column(Text)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class CrlRow(Base):
+    """The current CRL of each CA (root, issuing, station), re-signed on every revocation and on a schedule."""
+
+    __tablename__ = "crls"
+    ca: Mapped[str] = mapped_column(String(63), primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    this_update: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_update: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Event(Base):
