@@ -454,5 +454,23 @@ def test_revoked_unit_asking_again_even_with_its_own_key_is_refused(
     assert_refused(world.inst, response, "unit_revoked", before, order_id=order, fixture_id="fx-1")
 
 
+@provokes("issuing_ca_revoked")
+def test_order_whose_issuing_ca_was_revoked_issues_nothing(
+    world: World, http_of: Callable[[FixtureClient], httpx.Client]
+) -> None:
+    from fabguard.service import authorities
+
+    authorities.create_issuing_ca(world.inst, "issuing-cm-a", site_id="cm-a", product_id=None, actor="test")
+    order = world.order(quota=5)
+    fx = world.fixture("fx-1")
+    device = tested_device(fx, "SN0001")
+    authorities.revoke_ca(world.inst, "issuing-cm-a", reason_code="ca_compromise", note="breach", actor="test")
+    before = snapshot(world.inst)
+
+    response = http_of(fx).post(PROVISION, json=provision_body(order, "SN0001", device.csr_pem()))
+
+    assert_refused(world.inst, response, "issuing_ca_revoked", before, order_id=order, fixture_id="fx-1")
+
+
 def test_every_public_refusal_code_is_provoked_by_a_test_here() -> None:
     assert set(REFUSAL_STATUS) == _PROVOKED

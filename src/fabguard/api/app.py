@@ -15,8 +15,11 @@ from fabguard import __version__
 from fabguard.api.errors import BodyLimit, install_error_handlers
 from fabguard.api.est import install_est
 from fabguard.api.schemas import (
+    CaCertificateIn,
+    CaScopeIn,
     EnrollIn,
     FixtureIn,
+    IssuingCaIn,
     OrderIn,
     OrderStateIn,
     ProductIn,
@@ -25,6 +28,7 @@ from fabguard.api.schemas import (
     QuotaChangeIn,
     RevokeIn,
     RevokeUnitIn,
+    RotateIn,
     SiteIn,
     TestRecordsIn,
     TokenIn,
@@ -34,6 +38,7 @@ from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import Role
 from fabguard.service import (
+    authorities,
     catalog,
     events,
     fixtures,
@@ -116,8 +121,8 @@ def create_app(inst: Instance) -> Any:
 
     @app.get("/api/v1/ca/certificates", tags=["meta"])
     def ca_certificates() -> dict[str, str]:
-        """The public CA certificates (root, device issuing CA, station CA), PEM."""
-        return {name: inst.cert_path(name).read_text() for name in ("root", "issuing", "station")}
+        """The public CA certificates (root, station CA and every issuing CA), PEM, by name."""
+        return {c.name: inst.chain_pem(c.name)[0] for c in authorities.list_cas(inst) if c.subject}
 
     # Admin: tokens, catalogue, orders
     @app.post("/api/v1/tokens", status_code=201, tags=["admin"])
@@ -281,6 +286,38 @@ def create_app(inst: Instance) -> Any:
         else:
             raise InvalidRequest("format must be json, csv or pdf", code="invalid_format")
         return Response(data, media_type=media, headers={"X-FabGuard-Signature": reports.sign_bytes(inst, data)})
+
+    # Certificate authorities
+    @app.get("/api/v1/cas", tags=["ca"])
+    def list_cas(_: Reader) -> list[dict[str, object]]:
+        return [c.to_dict() for c in authorities.list_cas(inst)]
+
+    @app.post("/api/v1/cas", status_code=201, tags=["ca"])
+    def create_issuing_ca(body: IssuingCaIn, p: Admin) -> dict[str, object]:
+        """A new issuing CA for a site and/or product line, signed now by the online root."""
+        return authorities.create_issuing_ca(
+            inst, body.name, site_id=body.site_id, product_id=body.product_id, actor=p.actor
+        ).to_dict()
+
+    @app.post("/api/v1/cas/{name}/csr", status_code=201, tags=["ca"])
+    def issuing_ca_csr(name: str, body: CaScopeIn, p: Admin) -> dict[str, str]:
+        """For an offline root: make the CA key here and return its CSR (PEM)."""
+        csr = authorities.issuing_csr(inst, name, site_id=body.site_id, product_id=body.product_id, actor=p.actor)
+        return {"name": name, "csr": csr}
+
+    @app.post("/api/v1/cas/{name}/certificate", tags=["ca"])
+    def import_ca_certificate(name: str, body: CaCertificateIn, p: Admin) -> dict[str, object]:
+        return authorities.import_issuing_certificate(inst, name, body.certificate.encode(), actor=p.actor).to_dict()
+
+    @app.post("/api/v1/cas/{name}/rotate", status_code=201, tags=["ca"])
+    def rotate_ca(name: str, body: RotateIn, p: Admin) -> dict[str, object]:
+        """New orders go to a fresh CA of the same scope; the old one is retired, its certificates stay valid."""
+        return authorities.rotate_issuing_ca(inst, name, new_name=body.new_name, actor=p.actor).to_dict()
+
+    @app.post("/api/v1/cas/{name}/revoke", tags=["ca"])
+    def revoke_ca(name: str, body: RevokeUnitIn, p: Admin) -> dict[str, object]:
+        """Put a CA on the root's CRL: it signs nothing more and its certificates stop verifying."""
+        return authorities.revoke_ca(inst, name, reason_code=body.reason, note=body.note, actor=p.actor).to_dict()
 
     # Revocation
     @app.get("/crl/{ca}.crl", tags=["revocation"])

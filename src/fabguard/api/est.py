@@ -12,7 +12,7 @@ from collections.abc import Callable
 from fastapi import Depends, FastAPI, Request, Response
 from sqlalchemy import select
 
-from fabguard.domain.errors import InvalidRequest, Refusal
+from fabguard.domain.errors import InvalidRequest, NotFound, Refusal
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import OrderState
 from fabguard.pki import est
@@ -22,9 +22,17 @@ from fabguard.service.instance import Instance
 from fabguard.store.models import Order
 
 
-def _cacerts(inst: Instance) -> Response:
+def _cacerts(inst: Instance, label: str | None = None) -> Response:
+    """The CA chain devices should trust: the issuing CA of the labelled order (default CA without a label) and root."""
+    ca = "issuing"
+    if label is not None:
+        with inst.db.read() as s:
+            order = s.get(Order, label)
+        if order is None:
+            raise NotFound(f"no order {label!r}", code="order_not_found")
+        ca = order.issuing_ca
     return Response(
-        est.certs_only([inst.certificate("issuing"), inst.certificate("root")]), media_type="application/pkcs7-mime"
+        est.certs_only([inst.issuer(ca).certificate, inst.certificate("root")]), media_type="application/pkcs7-mime"
     )
 
 
@@ -82,7 +90,7 @@ def install_est(app: FastAPI, inst: Instance, fixture: Callable[..., FixtureFact
 
     @app.get("/.well-known/est/{label}/cacerts", tags=["est"])
     def cacerts_labelled(label: str) -> Response:
-        return _cacerts(inst)
+        return _cacerts(inst, label)
 
     @app.get("/.well-known/est/csrattrs", tags=["est"])
     def csrattrs() -> Response:

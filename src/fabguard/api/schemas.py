@@ -63,6 +63,25 @@ class RevokeUnitIn(_Strict):
     product_id: str | None = Field(default=None, description="Needed only if the serial exists in several products")
 
 
+class IssuingCaIn(_Strict):
+    name: str = Field(max_length=63, description="Slug naming the CA, e.g. issuing-cm-shenzhen")
+    site_id: str | None = Field(default=None, description="Only orders at this site use it")
+    product_id: str | None = Field(default=None, description="Only orders of this product use it")
+
+
+class CaScopeIn(_Strict):
+    site_id: str | None = None
+    product_id: str | None = None
+
+
+class CaCertificateIn(_Strict):
+    certificate: str = Field(max_length=20000, description="PEM certificate the offline root signed")
+
+
+class RotateIn(_Strict):
+    new_name: str = Field(max_length=63)
+
+
 class TokenIn(_Strict):
     name: str = Field(max_length=128)
     role: str = Field(description="admin, engineer, approver or auditor")

@@ -434,21 +434,101 @@ def order_revoke_units(
 @ca_app.command("list")
 @friendly
 def ca_list() -> None:
-    """The instance's CAs with their subjects, validity and CRL URLs."""
+    """The CA hierarchy: role, state, scope, key location, validity."""
+    from fabguard.service import authorities
+
     with opened() as inst:
-        table = Table("name", "subject", "not after", "CRL published at")
-        for name in ("root", "issuing", "station"):
-            cert = inst.certificate(name)
+        cas = authorities.list_cas(inst)
+        table = Table("name", "role", "state", "site", "product", "key", "not after", "CRL")
+        for c in cas:
             table.add_row(
-                name, cert.subject.rfc4514_string(), cert.not_valid_after_utc.date().isoformat(), inst.crl_url(name)
+                c.name,
+                c.role,
+                c.state,
+                c.site_id or "*",
+                c.product_id or "*",
+                c.key_ref.split(":")[0],
+                c.not_after.date().isoformat() if c.not_after else "-",
+                inst.crl_url(c.name),
             )
     console.print(table)
+
+
+@ca_app.command("create-issuing")
+@friendly
+def ca_create_issuing(
+    name: str,
+    site: Annotated[str | None, typer.Option(help="Only orders at this site use it")] = None,
+    product: Annotated[str | None, typer.Option(help="Only orders of this product use it")] = None,
+) -> None:
+    """A new issuing CA, signed now by the root (whose key must be on this machine)."""
+    from fabguard.service import authorities
+
+    with opened() as inst:
+        ca = authorities.create_issuing_ca(inst, name, site_id=site, product_id=product, actor=actor(inst))
+    console.print(f"Issuing CA {ca.name} created ({ca.subject}); new orders in its scope use it")
+
+
+@ca_app.command("csr")
+@friendly
+def ca_csr(
+    name: str,
+    out: Annotated[Path, typer.Option(help="Write the CSR (PEM) here, for the offline root to sign")],
+    site: Annotated[str | None, typer.Option(help="Only orders at this site will use it")] = None,
+    product: Annotated[str | None, typer.Option(help="Only orders of this product will use it")] = None,
+) -> None:
+    """For an offline root: make an issuing CA key here and write its CSR; then 'fabguard ca import'."""
+    from fabguard.service import authorities
+
+    with opened() as inst:
+        csr = authorities.issuing_csr(inst, name, site_id=site, product_id=product, actor=actor(inst))
+    out.write_text(csr)
+    console.print(f"CSR for {name} written to {out}; sign it with the root and run 'fabguard ca import {name} CERT'")
+
+
+@ca_app.command("import")
+@friendly
+def ca_import(
+    name: str, certificate: Annotated[Path, typer.Argument(help="The PEM certificate the root signed")]
+) -> None:
+    """Install the certificate signed by the offline root (checked against the key and the root)."""
+    from fabguard.service import authorities
+
+    with opened() as inst:
+        ca = authorities.import_issuing_certificate(inst, name, certificate.read_bytes(), actor=actor(inst))
+    console.print(f"CA {ca.name} is {ca.state}")
+
+
+@ca_app.command("rotate")
+@friendly
+def ca_rotate(name: str, new_name: Annotated[str, typer.Option(help="Name of the successor CA")]) -> None:
+    """New orders go to a fresh CA of the same scope; the old one retires, its certificates keep verifying."""
+    from fabguard.service import authorities
+
+    with opened() as inst:
+        ca = authorities.rotate_issuing_ca(inst, name, new_name=new_name, actor=actor(inst))
+    console.print(f"{name} retired; new orders use {ca.name}")
+
+
+@ca_app.command("revoke")
+@friendly
+def ca_revoke(
+    name: str,
+    note: Annotated[str, typer.Option(help="Why, in words (kept in the ledger)")],
+    reason: Annotated[str, typer.Option(help=REASON_HELP)] = "ca_compromise",
+) -> None:
+    """Put a CA on the root's CRL (contain a breached CM): it signs nothing more."""
+    from fabguard.service import authorities
+
+    with opened() as inst:
+        authorities.revoke_ca(inst, name, reason_code=reason, note=note, actor=actor(inst))
+    console.print(f"CA {name} revoked; the root's CRL is updated")
 
 
 @ca_app.command("crl")
 @friendly
 def ca_crl(
-    name: Annotated[str, typer.Argument(help="root, issuing or station")],
+    name: Annotated[str, typer.Argument(help="A CA name (see 'fabguard ca list')")],
     out: Annotated[Path | None, typer.Option(help="Write the DER CRL here")] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Sign a new CRL now")] = False,
 ) -> None:

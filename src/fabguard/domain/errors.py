@@ -29,6 +29,7 @@ REFUSAL_STATUS: dict[str, int] = {
     "key_reused": 409,
     "serial_has_other_key": 409,
     "unit_revoked": 409,
+    "issuing_ca_revoked": 409,
 }
 
 

@@ -71,7 +71,10 @@ def _millis(value: Any, where: str) -> int:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:  # a JSON integer of hundreds of digits
+        return None
     return f if math.isfinite(f) else None
 
 
@@ -90,19 +93,33 @@ def _limits(meas: dict[str, Any]) -> tuple[float | None, float | None]:
 
 
 def _parse_validator(text: str) -> tuple[float | None, float | None]:
-    """Read OpenHTF's ``in_range`` text forms: ``0.5 <= x <= 1.5``, ``x >= 3``, ``x <= 7``."""
-    parts = text.replace("<=", "<").replace(">=", ">").split()
-    try:
-        if len(parts) == 5 and parts[1] == "<" and parts[3] == "<":
-            return float(parts[0]), float(parts[4])
-        if len(parts) == 3 and parts[0] == "x":
-            if parts[1] == ">":
-                return float(parts[2]), None
-            if parts[1] == "<":
-                return None, float(parts[2])
-    except ValueError:
+    """Read OpenHTF's ``in_range`` text forms: ``0.5 <= x <= 1.5``, ``3 <= x``, ``x <= 7``, ``x == 5``,
+    and marginal ranges ``0.5 <= Marginal:0.6 <= x <= Marginal:1.4 <= 1.5`` (the outer limits count)."""
+    parts = [
+        p
+        for p in text.replace("<=", " <= ").replace(">=", " >= ").replace("==", " == ").split()
+        if not p.startswith("Marginal:")
+    ]
+    if "x" not in parts:
         return None, None
-    return None, None
+    at = parts.index("x")
+    before, after = parts[:at], parts[at + 1 :]
+
+    def number(token: str) -> float | None:
+        try:
+            value = float(token)
+        except (ValueError, OverflowError):
+            return None
+        return value if math.isfinite(value) else None
+
+    if len(after) == 2 and after[0] == "==" and not before:
+        v = number(after[1])
+        return v, v
+    lower = number(before[0]) if len(before) >= 2 and before[-1] in ("<=", "<") else None
+    upper = number(after[-1]) if len(after) >= 2 and after[0] in ("<=", "<") else None
+    if not before and len(after) == 2 and after[0] == ">=":
+        lower = number(after[1])
+    return lower, upper
 
 
 def parse_openhtf_record(data: Any, *, max_phases: int = 500, max_measurements: int = 5000) -> TestRecord:

@@ -186,16 +186,29 @@ def _locate(directory: Path, start: int, end: int) -> str:
     return ""
 
 
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 def _check_certificates(directory: Path, included: set[str], root_ca: Path | None) -> int:
     cert_dir = directory / "certs"
     if not cert_dir.is_dir():
         return 0
     root = x509.load_pem_x509_certificate((root_ca or directory / "ca" / "root.pem").read_bytes())
-    issuing = x509.load_pem_x509_certificate((directory / "ca" / "issuing.pem").read_bytes())
-    try:
-        issuing.verify_directly_issued_by(root)
-    except (ValueError, TypeError, InvalidSignature) as exc:
-        raise AuditFailure(f"the issuing CA in the export is not signed by the root CA: {exc}") from None
+    issuers: dict[x509.Name, list[x509.Certificate]] = {}
+    for path in sorted((directory / "ca").glob("issuing*.pem")):
+        issuing = x509.load_pem_x509_certificate(path.read_bytes())
+        try:
+            issuing.verify_directly_issued_by(root)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise AuditFailure(
+                f"the issuing CA {path.name} in the export is not signed by the root CA: {exc}"
+            ) from None
+        issuers.setdefault(issuing.subject, []).append(issuing)
     count = 0
     for path in sorted(cert_dir.glob("*.pem")):
         try:
@@ -205,10 +218,8 @@ def _check_certificates(directory: Path, included: set[str], root_ca: Path | Non
         digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
         if digest not in included:
             raise AuditFailure(f"certificate {path.name} (SHA-256 {digest[:16]}...) was never recorded in the ledger")
-        try:
-            cert.verify_directly_issued_by(issuing)
-        except (ValueError, TypeError, InvalidSignature):
-            raise AuditFailure(f"certificate {path.name} does not chain to the issuing CA") from None
+        if not any(_issued_by(cert, ca) for ca in issuers.get(cert.issuer, [])):
+            raise AuditFailure(f"certificate {path.name} does not chain to an issuing CA of the root") from None
         count += 1
     return count
 

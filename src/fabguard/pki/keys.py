@@ -43,6 +43,24 @@ def passphrase_from_env(env: Mapping[str, str] | None = None) -> bytes:
     return value.encode("utf-8")
 
 
+PIN_ENV = "FABGUARD_PKCS11_PIN"
+PIN_FILE_ENV = "FABGUARD_PKCS11_PIN_FILE"
+
+
+def pin_from_env(env: Mapping[str, str] | None = None) -> bytes:
+    """The HSM user PIN, from the environment or the file it names (never an argument, never logged)."""
+    env = os.environ if env is None else env
+    value = env.get(PIN_ENV)
+    if not value and env.get(PIN_FILE_ENV):
+        try:
+            value = Path(env[PIN_FILE_ENV]).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read the PIN file: {exc.strerror}") from None
+    if not value:
+        raise ConfigurationError(f"no HSM PIN: set {PIN_ENV} or point {PIN_FILE_ENV} at a file holding it")
+    return value.encode("utf-8")
+
+
 def new_signing_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 

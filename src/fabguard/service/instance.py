@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -16,7 +17,14 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from fabguard.domain.errors import ConfigurationError
 from fabguard.pki import profiles
-from fabguard.pki.keys import SigningKey, new_signing_key, passphrase_from_env, read_encrypted_key, write_encrypted_key
+from fabguard.pki.keys import (
+    SigningKey,
+    new_signing_key,
+    passphrase_from_env,
+    pin_from_env,
+    read_encrypted_key,
+    write_encrypted_key,
+)
 from fabguard.service.settings import Limits
 from fabguard.store.db import Database, sqlite_url
 from fabguard.store.migrate import upgrade
@@ -49,6 +57,9 @@ class InstanceConfig:
     database_url: str | None
     limits: Limits = field(default_factory=Limits)
     crl_base_url: str = ""
+    key_backend: str = "file"
+    pkcs11_module: str | None = None
+    pkcs11_token: str | None = None
 
     def __post_init__(self) -> None:
         if not self.crl_base_url:
@@ -61,6 +72,9 @@ class InstanceConfig:
                 "hostnames": list(self.hostnames),
                 "database_url": self.database_url,
                 "crl_base_url": self.crl_base_url,
+                "key_backend": self.key_backend,
+                "pkcs11_module": self.pkcs11_module,
+                "pkcs11_token": self.pkcs11_token,
                 "limits": self.limits.to_dict(),
             },
             indent=2,
@@ -75,6 +89,9 @@ class InstanceConfig:
             database_url=data.get("database_url"),
             limits=Limits.from_dict(data.get("limits", {})),
             crl_base_url=data.get("crl_base_url", ""),
+            key_backend=data.get("key_backend", "file"),
+            pkcs11_module=data.get("pkcs11_module"),
+            pkcs11_token=data.get("pkcs11_token"),
         )
 
 
@@ -99,6 +116,8 @@ class Instance:
         self.db = Database(url)
         self._issuers: dict[str, profiles.Issuer] = {}
         self._keys: dict[str, SigningKey] = {}
+        self._hsm_lock = threading.Lock()
+        self._hsm_backend: Any = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -117,6 +136,9 @@ class Instance:
         inst = cls(home, InstanceConfig.from_json(path.read_text()), env=env, clock=clock, database_url=database_url)
         if migrate:
             upgrade(inst.db)
+            from fabguard.service.authorities import seed
+
+            seed(inst)
         return inst
 
     def close(self) -> None:
@@ -133,19 +155,68 @@ class Instance:
         return x509.load_pem_x509_certificate(self.cert_path(name).read_bytes())
 
     def private_key(self, name: str) -> SigningKey:
-        """A key of this instance, decrypted (for signing only; never written anywhere)."""
+        """A file-backed key of this instance, decrypted (for signing only; never written anywhere)."""
+        return self.private_key_ref(f"file:{name}")
+
+    def private_key_ref(self, key_ref: str) -> SigningKey:
+        """The key a registry entry names: ``file:<name>`` (encrypted PKCS#8) or ``pkcs11:<label>`` (HSM)."""
         with self._lock:
-            if name not in self._keys:
-                self._keys[name] = read_encrypted_key(self.key_path(name), passphrase_from_env(self._env))
-            return self._keys[name]
+            if key_ref not in self._keys:
+                backend, _, name = key_ref.partition(":")
+                if backend == "file":
+                    self._keys[key_ref] = read_encrypted_key(self.key_path(name), passphrase_from_env(self._env))
+                elif backend == "pkcs11":
+                    self._keys[key_ref] = self._hsm().load(name)
+                else:
+                    raise ConfigurationError(f"unknown key reference {key_ref!r}")
+            return self._keys[key_ref]
+
+    def key_ref_for(self, name: str) -> str:
+        return f"{self.config.key_backend}:{name}"
+
+    def generate_key(self, name: str) -> None:
+        """Make a new CA key in this instance's key backend (encrypted file, or non-extractable in the HSM)."""
+        if self.config.key_backend == "pkcs11":
+            self._hsm().generate(name)
+            return
+        path = self.key_path(name)
+        if path.exists():
+            raise ConfigurationError(f"a key named {name} already exists")
+        write_encrypted_key(new_signing_key(), path, passphrase_from_env(self._env))
+
+    def _hsm(self) -> Any:
+        from fabguard.pki.pkcs11 import Pkcs11KeyBackend  # type: ignore[import-not-found,unused-ignore]
+
+        with self._hsm_lock:
+            if self._hsm_backend is None:
+                module, token = self.config.pkcs11_module, self.config.pkcs11_token
+                if not module or not token:
+                    raise ConfigurationError("this instance has no PKCS#11 module and token configured")
+                self._hsm_backend = Pkcs11KeyBackend(module, token, pin_from_env(self._env))
+            return self._hsm_backend
 
     def issuer(self, name: str) -> profiles.Issuer:
-        """The CA named ``issuing`` or ``station`` (or ``root``), with its key decrypted."""
-        key = self.private_key(name)
+        """A CA of the registry (or, before it is seeded, of the instance files), with its key."""
         with self._lock:
-            if name not in self._issuers:
-                self._issuers[name] = profiles.Issuer(self.certificate(name), key)
-            return self._issuers[name]
+            cached = self._issuers.get(name)
+        if cached is not None:
+            return cached
+        cert, key_ref = self._registry_entry(name)
+        issuer = profiles.Issuer(cert, self.private_key_ref(key_ref))
+        with self._lock:
+            self._issuers[name] = issuer
+        return issuer
+
+    def _registry_entry(self, name: str) -> tuple[x509.Certificate, str]:
+        from fabguard.store.models import CertificateAuthority
+
+        with self.db.read() as s:
+            row = s.get(CertificateAuthority, name)
+        if row is not None and row.certificate_pem:
+            return x509.load_pem_x509_certificate(row.certificate_pem.encode()), row.key_ref
+        if row is None and self.cert_path(name).exists():
+            return self.certificate(name), f"file:{name}"
+        raise ConfigurationError(f"CA {name} has no certificate yet")
 
     def root_issuer(self) -> profiles.Issuer:
         return self.issuer("root")
@@ -156,7 +227,8 @@ class Instance:
 
     def chain_pem(self, name: str) -> list[str]:
         """``name``'s certificate followed by the root, PEM."""
-        return [self.cert_path(name).read_text(), self.cert_path("root").read_text()]
+        cert = self.issuer(name).certificate
+        return [cert.public_bytes(serialization.Encoding.PEM).decode(), self.cert_path("root").read_text()]
 
 
 def init_instance(

@@ -19,7 +19,7 @@ from fabguard.ledger import merkle
 from fabguard.ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
 from fabguard.service.instance import Instance
 from fabguard.store.db import event_count
-from fabguard.store.models import CheckpointRow, Event, LedgerNode, Unit
+from fabguard.store.models import CertificateAuthority, CheckpointRow, Event, LedgerNode, Unit
 
 
 @dataclass(frozen=True)
@@ -168,8 +168,15 @@ def export(inst: Instance, out: Path, *, batch: int = 10_000) -> dict[str, int]:
     (out / "checkpoints").mkdir(exist_ok=True)
     (out / "certs").mkdir(exist_ok=True)
     (out / "ca").mkdir(exist_ok=True)
-    for name in ("root", "issuing"):
-        shutil.copyfile(inst.cert_path(name), out / "ca" / f"{name}.pem")
+    shutil.copyfile(inst.cert_path("root"), out / "ca" / "root.pem")
+    with inst.db.read() as s:
+        issuing = s.execute(
+            select(CertificateAuthority.name, CertificateAuthority.certificate_pem).where(
+                CertificateAuthority.role == "issuing", CertificateAuthority.certificate_pem.is_not(None)
+            )
+        ).all()
+    for name, pem in issuing:
+        (out / "ca" / f"issuing-{name}.pem").write_text(pem or "")
     (out / "ledger.pub").write_text(public_verifier_key(inst) + "\n")
     written = 0
     with inst.db.read() as s, (out / "entries.jsonl").open("wb") as fh:

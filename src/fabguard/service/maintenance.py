@@ -21,7 +21,7 @@ def run_once(inst: Instance) -> None:
         signed = s.execute(select(func.max(CheckpointRow.size))).scalar_one()
     if signed is None or size > signed:
         ledger.make_checkpoint(inst)
-    for ca in revocation.CA_NAMES:
+    for ca in revocation.ca_names(inst):
         revocation.current_crl(inst, ca)  # re-signs only when close to nextUpdate
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from fabguard.domain.values import OrderState, slug
+from fabguard.service.authorities import choose_issuing_ca
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event
 from fabguard.store.models import Event, Order, Product, QuotaChange, Site, Unit
@@ -38,6 +39,7 @@ class OrderView:
     created_by: str
     refused: dict[str, int]
     pending_quota_changes: list[dict[str, object]]
+    issuing_ca: str = "issuing"
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -55,6 +57,7 @@ class OrderView:
             "refused": self.refused,
             "refused_total": sum(self.refused.values()),
             "pending_quota_changes": self.pending_quota_changes,
+            "issuing_ca": self.issuing_ca,
         }
 
 
@@ -96,9 +99,11 @@ def create_order(
                 raise NotFound(f"no product {product_id!r}", code="product_not_found")
             if s.get(Site, site_id) is None:
                 raise NotFound(f"no site {site_id!r}", code="site_not_found")
+            issuing_ca = choose_issuing_ca(s, product_id, site_id)
             s.add(
                 Order(
                     id=order_id,
+                    issuing_ca=issuing_ca,
                     product_id=product_id,
                     site_id=site_id,
                     quota=quota,
@@ -121,6 +126,7 @@ def create_order(
                     "product_id": product_id,
                     "site_id": site_id,
                     "quota": quota,
+                    "issuing_ca": issuing_ca,
                     "valid_from": valid_from.isoformat(),
                     "valid_until": valid_until.isoformat() if valid_until else None,
                 },
@@ -158,6 +164,7 @@ def _view(s: Session, order: Order) -> OrderView:
         created_by=order.created_by,
         refused={str(k): int(v) for k, v in sorted(refused.items())},
         pending_quota_changes=pending,
+        issuing_ca=order.issuing_ca,
     )
 
 

@@ -30,10 +30,11 @@ from fabguard.domain.issuance import (
 from fabguard.domain.values import OrderState, Serial, TestOutcome, parse_key_types
 from fabguard.pki import profiles
 from fabguard.pki.csr import check_device_csr, load_csr
+from fabguard.service.authorities import USABLE
 from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event, reserve_quota
-from fabguard.store.models import Order, Product, TestRecordRow, Unit
+from fabguard.store.models import CertificateAuthority, Order, Product, TestRecordRow, Unit
 
 # A concurrent request for the same serial or key can make our insert collide; the retry then sees
 # the other request's unit and answers as for any retry (same certificate, or a refusal).
@@ -154,20 +155,25 @@ def _provision_in_transaction(
             fixture_at_order_site(request)
             if existing.order_id != order.id:
                 raise Refusal("serial_has_other_key", f"serial {serial} was provisioned on order {existing.order_id}")
-            return Provisioned(serial.value, order.id, existing.certificate_pem, inst.chain_pem("issuing"), True)
+            return Provisioned(serial.value, order.id, existing.certificate_pem, inst.chain_pem(order.issuing_ca), True)
         authorize_issuance(request)
+        ca = s.get(CertificateAuthority, order.issuing_ca)
+        if ca is None or ca.state not in USABLE:
+            state = ca.state if ca else "missing"
+            raise Refusal("issuing_ca_revoked", f"order {order.id}'s issuing CA {order.issuing_ca} is {state}")
+        issuer = inst.issuer(order.issuing_ca)
         if not reserve_quota(s, order.id):
             raise Refusal("quota_exhausted", f"order {order.id} has used all {order.quota} units")
         lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None
         cert = profiles.idevid_certificate(
-            inst.issuer("issuing"),
+            issuer,
             checked.public_key,
             serial,
             inst.config.organization,
             product.id,
             now,
             lifetime,
-            crl_url=inst.crl_url("issuing"),
+            crl_url=inst.crl_url(order.issuing_ca),
         )
         pem = cert.public_bytes(serialization.Encoding.PEM).decode()
         cert_serial = format(cert.serial_number, "x")
@@ -181,6 +187,7 @@ def _provision_in_transaction(
                 key_fingerprint=checked.facts.key_fingerprint,
                 cert_serial=cert_serial,
                 cert_sha256=cert_sha256,
+                issuing_ca=order.issuing_ca,
                 certificate_pem=pem,
                 issued_at=now,
             )
@@ -202,7 +209,7 @@ def _provision_in_transaction(
                 "product_id": product.id,
             },
         )
-    return Provisioned(serial.value, order.id, pem, inst.chain_pem("issuing"), False)
+    return Provisioned(serial.value, order.id, pem, inst.chain_pem(order.issuing_ca), False)
 
 
 def provision_batch(inst: Instance, fixture: FixtureFacts, *, order_id: str, units: Any) -> list[dict[str, object]]:

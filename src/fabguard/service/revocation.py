@@ -17,9 +17,8 @@ from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
 from fabguard.pki.crl import REASONS, RevokedEntry, build_crl
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event
-from fabguard.store.models import CrlRow, Fixture, Order, Unit
+from fabguard.store.models import CertificateAuthority, CrlRow, Fixture, Order, Unit
 
-CA_NAMES = ("root", "issuing", "station")
 CRL_VALIDITY = timedelta(days=7)
 # Re-sign when less than this is left, so a published CRL never lapses between scheduled runs.
 CRL_REFRESH_MARGIN = timedelta(days=6)
@@ -66,7 +65,7 @@ def revoke_unit(
                 "product_id": unit.product_id,
             },
         )
-    refresh_crl(inst, "issuing")
+    refresh_crl(inst, unit.issuing_ca)
     return {"serial": serial, "order_id": unit.order_id, "cert_serial": unit.cert_serial, "reason": reason_code}
 
 
@@ -98,33 +97,60 @@ def revoke_order_units(inst: Instance, order_id: str, *, reason_code: str, note:
                     "product_id": unit.product_id,
                 },
             )
-    refresh_crl(inst, "issuing")
+    for ca in sorted({u.issuing_ca for u in units}):
+        refresh_crl(inst, ca)
     return len(units)
 
 
-def _revoked_entries(inst: Instance, ca: str) -> list[RevokedEntry]:
+def _revoked_entries(inst: Instance, ca: str, role: str) -> list[RevokedEntry]:
     with inst.db.read() as s:
-        if ca == "issuing":
+        if role == "issuing":
             rows = s.execute(
-                select(Unit.cert_serial, Unit.revoked_at, Unit.revocation_reason).where(Unit.revoked_at.is_not(None))
+                select(Unit.cert_serial, Unit.revoked_at, Unit.revocation_reason).where(
+                    Unit.revoked_at.is_not(None), Unit.issuing_ca == ca
+                )
             ).all()
             return [RevokedEntry(int(c, 16), at, reason or "unspecified") for c, at, reason in rows if at is not None]
-        if ca == "station":
+        if role == "station":
             frows = s.execute(
                 select(Fixture.cert_serial, Fixture.revoked_at).where(
                     Fixture.revoked_at.is_not(None), Fixture.cert_serial.is_not(None)
                 )
             ).all()
             return [RevokedEntry(int(c, 16), at, "cessation_of_operation") for c, at in frows if c and at]
-    return []  # the root has revoked no CA
+        cas = s.execute(
+            select(
+                CertificateAuthority.cert_serial,
+                CertificateAuthority.revoked_at,
+                CertificateAuthority.revocation_reason,
+            ).where(CertificateAuthority.state == "revoked", CertificateAuthority.cert_serial.is_not(None))
+        ).all()
+        return [RevokedEntry(int(c, 16), at, reason or "unspecified") for c, at, reason in cas if c and at]
+
+
+def _role(inst: Instance, ca: str) -> str:
+    with inst.db.read() as s:
+        row = s.get(CertificateAuthority, ca)
+    if row is None or row.certificate_pem is None:
+        raise NotFound(f"no CA {ca!r} with a certificate", code="ca_not_found")
+    return row.role
+
+
+def ca_names(inst: Instance) -> list[str]:
+    """Every CA that publishes a CRL (all but those still waiting for their certificate)."""
+    with inst.db.read() as s:
+        return list(
+            s.execute(
+                select(CertificateAuthority.name).where(CertificateAuthority.certificate_pem.is_not(None))
+            ).scalars()
+        )
 
 
 def refresh_crl(inst: Instance, ca: str) -> bytes:
     """Sign a new CRL for ``ca`` (with the next CRL number) and publish it."""
-    if ca not in CA_NAMES:
-        raise NotFound(f"no CA {ca!r}", code="ca_not_found")
-    issuer = inst.issuer(ca) if ca != "root" else inst.root_issuer()
-    entries = _revoked_entries(inst, ca)
+    role = _role(inst, ca)
+    issuer = inst.issuer(ca)
+    entries = _revoked_entries(inst, ca, role)
     now = inst.clock()
     for _ in range(3):
         with inst.db.read() as s:
@@ -150,8 +176,7 @@ def refresh_crl(inst: Instance, ca: str) -> bytes:
 
 def current_crl(inst: Instance, ca: str) -> bytes:
     """The published CRL, re-signed first if it is missing or close to its nextUpdate."""
-    if ca not in CA_NAMES:
-        raise NotFound(f"no CA {ca!r}", code="ca_not_found")
+    _role(inst, ca)
     with inst.db.read() as s:
         row = s.get(CrlRow, ca)
         if row is not None and row.next_update - inst.clock() > CRL_REFRESH_MARGIN:

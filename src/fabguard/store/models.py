@@ -96,6 +96,8 @@ class Order(Base):
     valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(128))
+    # The issuing CA chosen when the order was created (by site and product); it signs all its units.
+    issuing_ca: Mapped[str] = mapped_column(String(63), default="issuing", server_default="issuing")
 
 
 class QuotaChange(Base):
@@ -166,6 +168,31 @@ class Unit(Base):
     cert_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     certificate_pem: Mapped[str] = mapped_column(Text)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    issuing_ca: Mapped[str] = mapped_column(String(63), default="issuing", server_default="issuing", index=True)
+
+
+class CertificateAuthority(Base):
+    """The CA registry: the root, the station CA and any number of issuing CAs (per site, per product line).
+
+    ``key_ref`` says where the private key lives: ``file:<name>`` (encrypted PKCS#8 in the instance's
+    keys/) or ``pkcs11:<label>`` (non-extractable, in the HSM token). States: ``pending`` (a CSR waits for
+    an offline root), ``active`` (chosen for new orders), ``retired`` (rotated out: still signs for the
+    orders bound to it, still publishes its CRL), ``revoked`` (on the root's CRL; signs nothing).
+    """
+
+    __tablename__ = "certificate_authorities"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    site_id: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    product_id: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    key_ref: Mapped[str] = mapped_column(String(200))
+    certificate_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
+    csr_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cert_serial: Mapped[str | None] = mapped_column(String(48), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
 

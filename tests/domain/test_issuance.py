@@ -1,0 +1,301 @@
+"""The issuance decision: each policy alone (passes, or refuses with its code), then their order.
+
+Pure values and a fixed ``now``: no database, no clock, no crypto.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from fabguard.domain.errors import REFUSAL_STATUS, Refusal
+from fabguard.domain.issuance import (
+    ISSUANCE_POLICIES,
+    CsrFacts,
+    FixtureFacts,
+    IssuanceRequest,
+    OrderFacts,
+    Policy,
+    UnitHistory,
+    authorize_issuance,
+    csr_names_serial,
+    fixture_active,
+    fixture_at_order_site,
+    key_type_allowed,
+    key_unseen,
+    order_active,
+    order_in_window,
+    passed_test,
+    quota_left,
+    serial_keeps_its_key,
+)
+from fabguard.domain.values import KeyType, OrderState, Serial, TestOutcome
+
+NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+KEY_FP = "a" * 64
+OTHER_FP = "b" * 64
+
+
+def allowed_request() -> IssuanceRequest:
+    """A request every policy allows: the baseline each test changes one thing in."""
+    return IssuanceRequest(
+        fixture=FixtureFacts(id="fx-1", site_id="cm-a", revoked=False),
+        order=OrderFacts(
+            id="po-1",
+            product_id="sensor",
+            site_id="cm-a",
+            state=OrderState.ACTIVE,
+            valid_from=NOW - timedelta(days=1),
+            valid_until=NOW + timedelta(days=30),
+            quota=10,
+            used=3,
+        ),
+        allowed_key_types=(KeyType.EC_P256,),
+        serial=Serial("SN0000001"),
+        csr=CsrFacts(subject_serial="SN0000001", key_type=KeyType.EC_P256, key_fingerprint=KEY_FP),
+        history=UnitHistory(latest_test=TestOutcome.PASS, serial_key_fingerprint=None, key_owner_serial=None),
+        now=NOW,
+    )
+
+
+def with_fixture(r: IssuanceRequest, **kw: object) -> IssuanceRequest:
+    return replace(r, fixture=replace(r.fixture, **kw))
+
+
+def with_order(r: IssuanceRequest, **kw: object) -> IssuanceRequest:
+    return replace(r, order=replace(r.order, **kw))
+
+
+def with_csr(r: IssuanceRequest, **kw: object) -> IssuanceRequest:
+    return replace(r, csr=replace(r.csr, **kw))
+
+
+def with_history(r: IssuanceRequest, **kw: object) -> IssuanceRequest:
+    return replace(r, history=replace(r.history, **kw))
+
+
+def refusal_code(policy: Policy, r: IssuanceRequest) -> str:
+    with pytest.raises(Refusal) as info:
+        policy(r)
+    return info.value.code
+
+
+# ------------------------------------------------------------------ the baseline
+@pytest.mark.parametrize("policy", ISSUANCE_POLICIES, ids=lambda p: p.__name__)
+def test_every_policy_allows_the_baseline_request(policy: Policy) -> None:
+    assert policy(allowed_request()) is None
+
+
+def test_authorize_issuance_allows_the_baseline_request() -> None:
+    assert authorize_issuance(allowed_request()) is None
+
+
+# ------------------------------------------------------------------ fixture
+def test_revoked_fixture_is_refused_as_fixture_revoked() -> None:
+    r = with_fixture(allowed_request(), revoked=True)
+    assert refusal_code(fixture_active, r) == "fixture_revoked"
+
+
+def test_fixture_of_another_site_is_refused_as_wrong_site() -> None:
+    r = with_fixture(allowed_request(), site_id="cm-b")
+    assert refusal_code(fixture_at_order_site, r) == "wrong_site"
+
+
+def test_wrong_site_refusal_names_both_sites() -> None:
+    r = with_fixture(allowed_request(), site_id="cm-b")
+    with pytest.raises(Refusal) as info:
+        fixture_at_order_site(r)
+    assert "cm-b" in info.value.message
+    assert "cm-a" in info.value.message
+    assert info.value.status == 403
+
+
+# ------------------------------------------------------------------ order
+@pytest.mark.parametrize("state", [OrderState.SUSPENDED, OrderState.CLOSED])
+def test_order_not_active_is_refused_as_order_inactive(state: OrderState) -> None:
+    r = with_order(allowed_request(), state=state)
+    assert refusal_code(order_active, r) == "order_inactive"
+
+
+def test_order_before_its_window_is_refused_as_order_not_yet_valid() -> None:
+    r = with_order(allowed_request(), valid_from=NOW + timedelta(seconds=1))
+    assert refusal_code(order_in_window, r) == "order_not_yet_valid"
+
+
+def test_order_is_valid_from_the_first_instant_of_its_window() -> None:
+    order_in_window(with_order(allowed_request(), valid_from=NOW))
+
+
+def test_order_at_its_end_instant_is_refused_as_order_expired() -> None:
+    r = with_order(allowed_request(), valid_until=NOW)
+    assert refusal_code(order_in_window, r) == "order_expired"
+
+
+def test_order_after_its_window_is_refused_as_order_expired() -> None:
+    r = with_order(allowed_request(), valid_until=NOW - timedelta(days=1))
+    assert refusal_code(order_in_window, r) == "order_expired"
+
+
+def test_order_without_end_never_expires() -> None:
+    r = replace(with_order(allowed_request(), valid_until=None), now=datetime(9999, 12, 31, tzinfo=UTC))
+    order_in_window(r)
+
+
+def test_window_is_decided_by_the_injected_clock() -> None:
+    r = allowed_request()
+    order_in_window(r)
+    assert refusal_code(order_in_window, replace(r, now=NOW + timedelta(days=31))) == "order_expired"
+    assert refusal_code(order_in_window, replace(r, now=NOW - timedelta(days=2))) == "order_not_yet_valid"
+
+
+# ------------------------------------------------------------------ CSR
+def test_key_type_outside_the_profile_is_refused_as_key_type_not_allowed() -> None:
+    r = with_csr(allowed_request(), key_type=KeyType.ED25519)
+    assert refusal_code(key_type_allowed, r) == "key_type_not_allowed"
+
+
+def test_any_key_type_of_the_profile_is_allowed() -> None:
+    r = replace(allowed_request(), allowed_key_types=(KeyType.EC_P384, KeyType.ED25519))
+    key_type_allowed(with_csr(r, key_type=KeyType.ED25519))
+    key_type_allowed(with_csr(r, key_type=KeyType.EC_P384))
+    assert refusal_code(key_type_allowed, with_csr(r, key_type=KeyType.EC_P256)) == "key_type_not_allowed"
+
+
+def test_csr_naming_another_serial_is_refused_as_serial_mismatch() -> None:
+    r = with_csr(allowed_request(), subject_serial="SN0000002")
+    assert refusal_code(csr_names_serial, r) == "serial_mismatch"
+
+
+def test_serial_comparison_is_exact_not_case_folded() -> None:
+    r = with_csr(allowed_request(), subject_serial="sn0000001")
+    assert refusal_code(csr_names_serial, r) == "serial_mismatch"
+
+
+# ------------------------------------------------------------------ unit history
+def test_serial_provisioned_with_another_key_is_refused_as_serial_has_other_key() -> None:
+    r = with_history(allowed_request(), serial_key_fingerprint=OTHER_FP)
+    assert refusal_code(serial_keeps_its_key, r) == "serial_has_other_key"
+
+
+def test_serial_presenting_its_own_key_again_is_allowed() -> None:
+    serial_keeps_its_key(with_history(allowed_request(), serial_key_fingerprint=KEY_FP))
+
+
+def test_key_owned_by_another_serial_is_refused_as_key_reused() -> None:
+    r = with_history(allowed_request(), key_owner_serial="SN0000099")
+    assert refusal_code(key_unseen, r) == "key_reused"
+
+
+def test_key_owned_by_the_same_serial_is_not_a_clone() -> None:
+    key_unseen(with_history(allowed_request(), key_owner_serial="SN0000001"))
+
+
+def test_serial_without_test_record_is_refused_as_test_missing() -> None:
+    r = with_history(allowed_request(), latest_test=None)
+    assert refusal_code(passed_test, r) == "test_missing"
+
+
+@pytest.mark.parametrize("outcome", [o for o in TestOutcome if o is not TestOutcome.PASS])
+def test_latest_test_not_passed_is_refused_as_test_failed(outcome: TestOutcome) -> None:
+    r = with_history(allowed_request(), latest_test=outcome)
+    assert refusal_code(passed_test, r) == "test_failed"
+
+
+# ------------------------------------------------------------------ quota
+def test_order_with_quota_used_up_is_refused_as_quota_exhausted() -> None:
+    r = with_order(allowed_request(), quota=10, used=10)
+    assert refusal_code(quota_left, r) == "quota_exhausted"
+
+
+def test_last_unit_of_the_quota_is_allowed() -> None:
+    quota_left(with_order(allowed_request(), quota=10, used=9))
+
+
+def test_order_with_zero_quota_is_refused_as_quota_exhausted() -> None:
+    r = with_order(allowed_request(), quota=0, used=0)
+    assert refusal_code(quota_left, r) == "quota_exhausted"
+
+
+# ------------------------------------------------------------------ codes and order
+def test_every_refusal_code_used_by_a_policy_has_an_http_status() -> None:
+    failing = everything_failing()
+    seen = set()
+    for policy in ISSUANCE_POLICIES:
+        seen.add(refusal_code(policy, failing))
+    assert seen <= set(REFUSAL_STATUS)
+    assert len(seen) == len(ISSUANCE_POLICIES)
+
+
+def everything_failing() -> IssuanceRequest:
+    """A request that every policy refuses."""
+    r = allowed_request()
+    r = with_fixture(r, revoked=True, site_id="cm-b")
+    r = with_order(r, state=OrderState.SUSPENDED, valid_from=NOW + timedelta(days=1), used=10)
+    r = with_csr(r, key_type=KeyType.ED25519, subject_serial="SN0000002")
+    return with_history(r, latest_test=TestOutcome.FAIL, serial_key_fingerprint=OTHER_FP, key_owner_serial="SN9")
+
+
+# Repair applied in this order, each one lets the next check speak.
+REPAIRS = [
+    ("fixture_revoked", lambda r: with_fixture(r, revoked=False)),
+    ("wrong_site", lambda r: with_fixture(r, site_id="cm-a")),
+    ("order_inactive", lambda r: with_order(r, state=OrderState.ACTIVE)),
+    ("order_not_yet_valid", lambda r: with_order(r, valid_from=NOW - timedelta(days=1))),
+    ("key_type_not_allowed", lambda r: with_csr(r, key_type=KeyType.EC_P256)),
+    ("serial_mismatch", lambda r: with_csr(r, subject_serial="SN0000001")),
+    ("serial_has_other_key", lambda r: with_history(r, serial_key_fingerprint=None)),
+    ("key_reused", lambda r: with_history(r, key_owner_serial=None)),
+    ("test_failed", lambda r: with_history(r, latest_test=TestOutcome.PASS)),
+    ("quota_exhausted", lambda r: with_order(r, used=0)),
+]
+
+
+def test_first_failing_check_names_the_refusal_in_the_documented_order() -> None:
+    r = everything_failing()
+    seen = []
+    for expected, repair in REPAIRS:
+        with pytest.raises(Refusal) as info:
+            authorize_issuance(r)
+        seen.append(info.value.code)
+        assert info.value.code == expected, seen
+        r = repair(r)
+    authorize_issuance(r)
+    assert seen == [code for code, _ in REPAIRS]
+
+
+def test_fixture_checks_come_before_anything_about_the_order_or_unit() -> None:
+    # A revoked fixture learns nothing about the order (not even that it is exhausted).
+    r = with_order(with_fixture(allowed_request(), revoked=True), used=10, state=OrderState.CLOSED)
+    with pytest.raises(Refusal) as info:
+        authorize_issuance(r)
+    assert info.value.code == "fixture_revoked"
+
+
+def test_quota_is_the_last_check_so_refused_units_never_look_like_quota_pressure() -> None:
+    r = with_history(with_order(allowed_request(), used=10), latest_test=None)
+    with pytest.raises(Refusal) as info:
+        authorize_issuance(r)
+    assert info.value.code == "test_missing"
+
+
+def test_authorize_issuance_runs_only_the_given_policies() -> None:
+    r = everything_failing()
+    authorize_issuance(r, policies=())
+    with pytest.raises(Refusal) as info:
+        authorize_issuance(r, policies=(quota_left, fixture_active))
+    assert info.value.code == "quota_exhausted"
+
+
+def test_authorize_issuance_stops_at_the_first_refusal() -> None:
+    called: list[str] = []
+
+    def spy(r: IssuanceRequest) -> None:
+        called.append("spy")
+
+    with pytest.raises(Refusal):
+        authorize_issuance(with_fixture(allowed_request(), revoked=True), policies=(fixture_active, spy))
+    assert called == []
+    authorize_issuance(allowed_request(), policies=(fixture_active, spy))
+    assert called == ["spy"]

@@ -1,0 +1,170 @@
+"""Value objects checked at the edge: unit serials, slugs, key-type lists."""
+
+from __future__ import annotations
+
+import re
+import string
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fabguard.domain.errors import InvalidRequest, Refusal
+from fabguard.domain.values import KeyType, Serial, parse_key_types, slug
+
+SERIAL_ALPHABET = set(string.ascii_letters + string.digits + ".:/-")
+SERIAL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.:/-]{0,63}"
+
+
+# ------------------------------------------------------------------ Serial
+@pytest.mark.parametrize(
+    "value",
+    [
+        "S",
+        "7",
+        "SN0000001",
+        "sn-lower-case",
+        "ACME:SENSOR/2024.11-0001",
+        "0" * 64,
+        "A" + "-" * 63,
+    ],
+)
+def test_well_formed_serial_is_accepted_unchanged(value: str) -> None:
+    serial = Serial(value)
+    assert serial.value == value
+    assert str(serial) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("A" * 65, id="65-chars"),
+        pytest.param("A" * 10_000, id="10kB"),
+        pytest.param("-SN1", id="leading-dash"),
+        pytest.param(".SN1", id="leading-dot"),
+        pytest.param("SN 1", id="space"),
+        pytest.param(" SN1", id="leading-space"),
+        pytest.param("SN1\n", id="trailing-newline"),
+        pytest.param("SN1\r\nX-Injected: 1", id="crlf"),
+        pytest.param("SN\x001", id="nul"),
+        pytest.param("SN\x1b[31m1", id="ansi-escape"),
+        pytest.param("SN\t1", id="tab"),
+        pytest.param("SN1'; DROP TABLE units;--", id="sql"),
+        pytest.param("' OR '1'='1", id="sql-tautology"),
+        pytest.param("SN_1", id="underscore"),
+        pytest.param("SN1+2", id="plus"),
+        pytest.param("SN\u00e91", id="latin-accent"),
+        pytest.param("SN\u0661\u0662", id="arabic-indic-digits"),
+        pytest.param("\uff33\uff2e1", id="fullwidth-letters"),
+        pytest.param("SN1\u200b", id="zero-width-space"),
+        pytest.param("\U0001f600", id="emoji"),
+        pytest.param("SN\u202e1", id="bidi-override"),
+    ],
+)
+def test_malformed_serial_is_refused_as_serial_invalid(value: str) -> None:
+    with pytest.raises(Refusal) as info:
+        Serial(value)
+    assert info.value.code == "serial_invalid"
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize("value", [None, 12345, 1.5, b"SN1", ["SN1"], {"serial": "SN1"}, True])
+def test_non_string_serial_is_refused_as_serial_invalid(value: object) -> None:
+    with pytest.raises(Refusal) as info:
+        Serial(value)  # type: ignore[arg-type]
+    assert info.value.code == "serial_invalid"
+
+
+def test_refusal_message_for_a_huge_serial_is_short() -> None:
+    with pytest.raises(Refusal) as info:
+        Serial("A" * 10_000)
+    assert len(info.value.message) < 200
+
+
+def test_serial_is_immutable_and_compares_by_value() -> None:
+    a = Serial("SN1")
+    assert a == Serial("SN1")
+    assert a != Serial("SN2")
+    assert hash(a) == hash(Serial("SN1"))
+    with pytest.raises(AttributeError):
+        a.value = "SN2"  # type: ignore[misc]
+
+
+@given(st.text(max_size=80))
+def test_any_string_serial_accepts_is_1_to_64_chars_of_the_allowed_alphabet(value: str) -> None:
+    try:
+        serial = Serial(value)
+    except Refusal as refusal:
+        assert refusal.code == "serial_invalid"
+        return
+    assert serial.value == value
+    assert 1 <= len(value) <= 64
+    assert set(value) <= SERIAL_ALPHABET
+    assert value[0].isascii() and value[0].isalnum()
+
+
+@given(st.from_regex(SERIAL_PATTERN, fullmatch=True))
+def test_every_string_of_the_documented_form_is_accepted(value: str) -> None:
+    assert re.fullmatch(SERIAL_PATTERN, value)
+    assert Serial(value).value == value
+
+
+@given(st.text(alphabet=sorted(SERIAL_ALPHABET), min_size=1, max_size=64))
+def test_strings_of_the_alphabet_are_accepted_iff_they_start_alphanumeric(value: str) -> None:
+    starts_alnum = value[0] not in ".:/-"
+    try:
+        Serial(value)
+    except Refusal:
+        assert not starts_alnum
+    else:
+        assert starts_alnum
+
+
+# ------------------------------------------------------------------ slug
+@pytest.mark.parametrize("value", ["a", "0", "cm-a", "sensor-v2", "a" * 63, "1-2-3"])
+def test_well_formed_slug_is_returned(value: str) -> None:
+    assert slug(value, "site id") == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "a" * 64, "CM-A", "-cm", "cm_a", "cm a", "cm.a", "cm/a", "cm-a\n", "caf\u00e9", "../etc"],
+)
+def test_malformed_slug_is_refused_with_a_code_naming_the_field(value: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        slug(value, "site id")
+    assert info.value.code == "invalid_site_id"
+    assert info.value.status == 422
+
+
+@pytest.mark.parametrize("value", [None, 7, b"cm-a"])
+def test_non_string_slug_is_refused(value: object) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        slug(value, "product id")  # type: ignore[arg-type]
+    assert info.value.code == "invalid_product_id"
+
+
+# ------------------------------------------------------------------ key types
+def test_key_types_are_parsed_in_the_given_order() -> None:
+    assert parse_key_types(["ed25519", "ec-p256"]) == (KeyType.ED25519, KeyType.EC_P256)
+    assert parse_key_types(("ec-p384",)) == (KeyType.EC_P384,)
+
+
+def test_duplicate_key_types_are_kept_once() -> None:
+    assert parse_key_types(["ec-p256", "ed25519", "ec-p256"]) == (KeyType.EC_P256, KeyType.ED25519)
+
+
+@pytest.mark.parametrize("value", ["rsa-2048", "EC-P256", "ec-p256 ", "secp256k1", ""])
+def test_unknown_key_type_is_refused_naming_the_allowed_ones(value: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        parse_key_types(["ec-p256", value])
+    assert info.value.code == "invalid_request"
+    for k in KeyType:
+        assert k.value in info.value.message
+
+
+def test_empty_key_type_list_is_refused() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        parse_key_types([])
+    assert "at least one" in info.value.message
