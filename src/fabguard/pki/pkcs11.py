@@ -2,8 +2,8 @@
 
 A key loaded from the token is a ``cryptography`` EC private key whose ``sign`` asks the token, so the
 ordinary certificate and CRL builders sign with it unchanged. The message is hashed in software and
-the token signs the digest with plain ``CKM_ECDSA``: that is the one ECDSA mechanism every token
-offers (Debian's SoftHSM2 refuses ``CKM_ECDSA_SHA256``).
+the token signs the digest with plain ``CKM_ECDSA``, the ECDSA mechanism tokens offer most widely
+(Debian's SoftHSM2 refuses ``CKM_ECDSA_SHA256``).
 
 The user PIN comes from the caller and is never stored, logged or put in an error message.
 """
@@ -63,9 +63,13 @@ class KeyNotExtractable(FabGuardError):
     status = 500
 
 
-# PKCS#11 logins belong to the whole process, not to a session: a second C_Login on a token that is
-# already logged in answers "already logged in" without checking the PIN. So the first backend to
-# open a token logs in and leaves a keyed digest of the PIN that later backends must match.
+# python-pkcs11 initialises a module with C_Initialize(NULL): a promise never to call it from two
+# threads at once. SoftHSM2 then runs without its own locks (two threads signing at once fail with
+# CKR_GENERAL_ERROR, even on separate sessions), so every call into a module holds that module's lock.
+#
+# Logins belong to the whole process, not to a session: C_Login on a token that is already logged in
+# answers "already logged in" without looking at the PIN. So the first backend to open a token logs
+# in and keeps a keyed digest of the PIN, which later backends on that token must match.
 _PIN_DIGEST_KEY = secrets.token_bytes(32)
 
 
@@ -76,36 +80,49 @@ class _Login:
     users: int = 0
 
 
-_LOGINS: dict[tuple[str, str], _Login] = {}
-_LOGINS_LOCK = threading.Lock()
-
-
-def _pin_digest(pin: bytes) -> bytes:
-    return hmac.new(_PIN_DIGEST_KEY, pin, hashlib.sha256).digest()
-
-
 @dataclass
-class _PooledSession:
-    session: Session
-    keys: dict[str, SignMixin] = field(default_factory=dict)  # label -> this session's handle
+class _Module:
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    logins: dict[str, _Login] = field(default_factory=dict)  # token label -> the process's login
+
+
+_MODULES: dict[str, _Module] = {}
+_MODULES_LOCK = threading.Lock()
+
+
+def _module(path: str) -> _Module:
+    with _MODULES_LOCK:
+        return _MODULES.setdefault(path, _Module())
 
 
 class Pkcs11KeyBackend:
     """P-256 CA keys in one token of a PKCS#11 module, found by label.
 
-    Safe to share between threads: a python-pkcs11 session runs one operation at a time, so each
-    signature borrows a session from a pool that grows to the number of threads signing at once.
+    Safe to share between threads; signatures from several threads take turns on the module (see
+    above), which costs little since a signature is a fraction of the work of issuing a certificate.
     """
 
     def __init__(self, module: str, token_label: str, pin: bytes) -> None:
         self.module = module
         self.token_label = token_label
-        self._token = _open_token(module, token_label)
-        self._login_key = (str(Path(module).resolve()), token_label)
-        _log_in(self._token, self._login_key, pin)
-        self._idle: list[_PooledSession] = []
-        self._pool_lock = threading.Lock()
-        self._closed = False
+        if not Path(module).is_file():
+            raise ConfigurationError(f"PKCS#11 module {module} does not exist")
+        # One path per module file: python-pkcs11 would load it a second time under a second name.
+        self._path = str(Path(module).resolve())
+        self._module = _module(self._path)
+        self._keys: dict[str, SignMixin] = {}  # label -> handle in self._session
+        with self._module.lock:
+            self._token = _open_token(self._path, token_label)
+            _log_in(self._module, self._token, pin)
+            try:
+                # Opened after the login, the session shares it: no PIN, and closing it does not log out.
+                # Read/write in the R/W user state, so it may also create token objects.
+                self._session: Session | None = self._token.open(rw=True)
+            except PKCS11Error as exc:
+                _log_out(self._module, token_label)
+                raise ConfigurationError(
+                    f"cannot open a session on token '{token_label}': {type(exc).__name__}"
+                ) from None
 
     def __repr__(self) -> str:
         return f"Pkcs11KeyBackend({self.module!r}, {self.token_label!r})"
@@ -117,38 +134,32 @@ class Pkcs11KeyBackend:
         self.close()
 
     def close(self) -> None:
-        """Close this backend's sessions; the last backend open on the token logs out."""
-        with self._pool_lock:
-            if self._closed:
+        """Close this backend's session; the last backend open on the token logs the process out."""
+        with self._module.lock:
+            if self._session is None:
                 return
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for pooled in idle:
-            pooled.session.close()
-        with _LOGINS_LOCK:
-            login = _LOGINS[self._login_key]
-            login.users -= 1
-            if login.users == 0:
-                del _LOGINS[self._login_key]
-                login.session.close()
+            session, self._session = self._session, None
+            self._keys.clear()
+            with suppress(PKCS11Error):
+                session.close()
+            _log_out(self._module, self.token_label)
 
     def describe(self) -> str:
         return f"PKCS#11 token '{self.token_label}' ({self._token.manufacturer_id.strip()}) via {self.module}"
 
     def exists(self, name: str) -> bool:
         label = check_key_name(name)
-        with self._guard(label), self._session() as pooled:
-            return any(True for _ in pooled.session.get_objects(_key_template(ObjectClass.PRIVATE_KEY, label)))
+        with self._use(label) as session:
+            return any(True for _ in session.get_objects(_key_template(ObjectClass.PRIVATE_KEY, label)))
 
     def generate(self, name: str) -> ec.EllipticCurvePrivateKey:
         """Make a P-256 key pair in the token, labelled ``name``: sensitive, never extractable."""
         label = check_key_name(name)
-        if self.exists(label):
-            raise ConfigurationError(f"a key named {label} already exists in token '{self.token_label}'")
-        # A read/write session opened after the login is in the R/W user state: it may create token objects.
-        with self._guard(label), self._token.open(rw=True) as session:
+        with self._use(label) as session:
+            if any(True for _ in session.get_objects(_key_template(ObjectClass.PRIVATE_KEY, label))):
+                raise ConfigurationError(f"a key named {label} already exists in token '{self.token_label}'")
             params = session.create_domain_parameters(KeyType.EC, {Attribute.EC_PARAMS: _P256_PARAMS}, local=True)
-            public, _ = params.generate_keypair(
+            public, private = params.generate_keypair(
                 id=secrets.token_bytes(16),
                 label=label,
                 store=True,
@@ -165,68 +176,44 @@ class Pkcs11KeyBackend:
                 },
             )
             public_key = _public_key(public, label)
+            if isinstance(private, SignMixin):
+                self._keys[label] = private
         return Pkcs11EcPrivateKey(self, label, public_key)
 
     def load(self, name: str) -> ec.EllipticCurvePrivateKey:
         label = check_key_name(name)
-        with self._guard(label), self._session() as pooled:
-            public_key = _public_key(
-                pooled.session.get_key(object_class=ObjectClass.PUBLIC_KEY, key_type=KeyType.EC, label=label), label
-            )
-            pooled.keys[label] = _signing_key(pooled.session, label)
+        with self._use(label) as session:
+            public = session.get_key(object_class=ObjectClass.PUBLIC_KEY, key_type=KeyType.EC, label=label)
+            public_key = _public_key(public, label)
+            self._keys[label] = _signing_key(session, label)
         return Pkcs11EcPrivateKey(self, label, public_key)
 
     def sign_digest(self, label: str, digest: bytes) -> bytes:
         """The token's raw ECDSA signature (``r || s``) of ``digest`` with the key ``label``."""
-        with self._guard(label), self._session() as pooled:
-            key = pooled.keys.get(label)
+        with self._use(label) as session:
+            key = self._keys.get(label)
             if key is None:
-                key = pooled.keys[label] = _signing_key(pooled.session, label)
+                key = self._keys[label] = _signing_key(session, label)
             return key.sign(digest, mechanism=Mechanism.ECDSA)
 
     @contextmanager
-    def _session(self) -> Iterator[_PooledSession]:
-        with self._pool_lock:
-            if self._closed:
+    def _use(self, label: str) -> Iterator[Session]:
+        """This backend's session, alone on the module; the token's errors become FabGuard's (never naming the PIN)."""
+        with self._module.lock:
+            if self._session is None:
                 raise ConfigurationError(f"the PKCS#11 backend for token '{self.token_label}' is closed")
-            pooled = self._idle.pop() if self._idle else None
-        if pooled is None:
-            # Opened after the login, the session shares it: no PIN needed, and closing it does not log out.
-            pooled = _PooledSession(self._token.open())
-        broken = False
-        try:
-            yield pooled
-        except PKCS11Error as exc:
-            # Other errors may leave the session unusable (token removed, handles invalidated): drop it.
-            broken = not isinstance(exc, NoSuchKey | MultipleObjectsReturned)
-            raise
-        finally:
-            if broken:
-                with suppress(PKCS11Error):
-                    pooled.session.close()
-            else:
-                self._release(pooled)
-
-    def _release(self, pooled: _PooledSession) -> None:
-        with self._pool_lock:
-            if self._closed:
-                pooled.session.close()
-            else:
-                self._idle.append(pooled)
-
-    @contextmanager
-    def _guard(self, label: str) -> Iterator[None]:
-        """Turn the token's errors into FabGuard's, naming the key and token (never the PIN)."""
-        try:
-            yield
-        except NoSuchKey:
-            raise ConfigurationError(f"no key '{label}' in token '{self.token_label}'") from None
-        except MultipleObjectsReturned:
-            raise ConfigurationError(f"several keys are labelled '{label}' in token '{self.token_label}'") from None
-        except PKCS11Error as exc:
-            raise ConfigurationError(
-                f"token '{self.token_label}' failed with key '{label}': {type(exc).__name__} {exc}".rstrip()
-            ) from None
+            try:
+                yield self._session
+            except NoSuchKey:
+                raise ConfigurationError(f"no key '{label}' in token '{self.token_label}'") from None
+            except MultipleObjectsReturned:
+                raise ConfigurationError(f"several keys are labelled '{label}' in token '{self.token_label}'") from None
+            except PKCS11Error as exc:
+                # A handle may have gone stale (key deleted, token re-inserted): look keys up afresh next time.
+                self._keys.pop(label, None)
+                raise ConfigurationError(
+                    f"token '{self.token_label}' failed with key '{label}': {type(exc).__name__} {exc}".rstrip()
+                ) from None
 
 
 class Pkcs11EcPrivateKey(ec.EllipticCurvePrivateKey):
@@ -302,8 +289,6 @@ def _key_template(object_class: ObjectClass, label: str) -> dict[Attribute, Any]
 
 
 def _open_token(module: str, token_label: str) -> Token:
-    if not Path(module).is_file():
-        raise ConfigurationError(f"PKCS#11 module {module} does not exist")
     try:
         library = pkcs11.lib(module)
     except PKCS11Error as exc:
@@ -318,34 +303,43 @@ def _open_token(module: str, token_label: str) -> Token:
         raise ConfigurationError(f"cannot list the tokens of {module}: {type(exc).__name__}") from None
 
 
-def _log_in(token: Token, login_key: tuple[str, str], pin: bytes) -> None:
-    """Log the process in to ``token`` once; later callers must present the same PIN."""
+def _log_in(module: _Module, token: Token, pin: bytes) -> None:
+    """Log the process in to ``token`` once; later callers must present the same PIN. Holds the module lock."""
     wrong = ConfigurationError(f"wrong PIN for token '{token.label}'")
     try:
         pin_text = pin.decode("utf-8")
     except UnicodeDecodeError:
         raise wrong from None
-    digest = _pin_digest(pin)
-    with _LOGINS_LOCK:
-        login = _LOGINS.get(login_key)
-        if login is None:
-            try:
-                session = token.open(user_pin=pin_text)
-            except (PinIncorrect, PinInvalid, PinLenRange):
-                raise wrong from None
-            except PinLocked:
-                raise ConfigurationError(f"the user PIN of token '{token.label}' is locked") from None
-            except UserAlreadyLoggedIn:
-                raise ConfigurationError(
-                    f"token '{token.label}' is already logged in by other code in this process, "
-                    "so FabGuard cannot check the PIN"
-                ) from None
-            except PKCS11Error as exc:
-                raise ConfigurationError(f"cannot log in to token '{token.label}': {type(exc).__name__}") from None
-            login = _LOGINS[login_key] = _Login(session, digest)
-        elif not hmac.compare_digest(login.pin_digest, digest):
-            raise wrong
-        login.users += 1
+    digest = hmac.new(_PIN_DIGEST_KEY, pin, hashlib.sha256).digest()
+    login = module.logins.get(token.label)
+    if login is None:
+        try:
+            session = token.open(user_pin=pin_text)
+        except (PinIncorrect, PinInvalid, PinLenRange):
+            raise wrong from None
+        except PinLocked:
+            raise ConfigurationError(f"the user PIN of token '{token.label}' is locked") from None
+        except UserAlreadyLoggedIn:
+            raise ConfigurationError(
+                f"token '{token.label}' is already logged in by other code in this process, "
+                "so FabGuard cannot check the PIN"
+            ) from None
+        except PKCS11Error as exc:
+            raise ConfigurationError(f"cannot log in to token '{token.label}': {type(exc).__name__}") from None
+        login = module.logins[token.label] = _Login(session, digest)
+    elif not hmac.compare_digest(login.pin_digest, digest):
+        raise wrong
+    login.users += 1
+
+
+def _log_out(module: _Module, token_label: str) -> None:
+    """One user fewer of the process's login to the token; the last one logs out. Holds the module lock."""
+    login = module.logins[token_label]
+    login.users -= 1
+    if login.users == 0:
+        del module.logins[token_label]
+        with suppress(PKCS11Error):
+            login.session.close()
 
 
 def _signing_key(session: Session, label: str) -> SignMixin:

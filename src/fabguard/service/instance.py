@@ -195,23 +195,30 @@ class Instance:
                 self._hsm_backend = Pkcs11KeyBackend(module, token, pin_from_env(self._env))
             return self._hsm_backend
 
-    def issuer(self, name: str) -> profiles.Issuer:
-        """A CA of the registry (or, before it is seeded, of the instance files), with its key."""
+    def issuer(self, name: str, session: Any = None) -> profiles.Issuer:
+        """A CA of the registry (or, before it is seeded, of the instance files), with its key.
+
+        Inside a transaction, pass its session: taking a second pooled connection while holding the
+        write lock could wait on a pool that the lock's waiters have exhausted.
+        """
         with self._lock:
             cached = self._issuers.get(name)
         if cached is not None:
             return cached
-        cert, key_ref = self._registry_entry(name)
+        cert, key_ref = self._registry_entry(name, session)
         issuer = profiles.Issuer(cert, self.private_key_ref(key_ref))
         with self._lock:
             self._issuers[name] = issuer
         return issuer
 
-    def _registry_entry(self, name: str) -> tuple[x509.Certificate, str]:
+    def _registry_entry(self, name: str, session: Any = None) -> tuple[x509.Certificate, str]:
         from fabguard.store.models import CertificateAuthority
 
-        with self.db.read() as s:
-            row = s.get(CertificateAuthority, name)
+        if session is not None:
+            row = session.get(CertificateAuthority, name)
+        else:
+            with self.db.read() as s:
+                row = s.get(CertificateAuthority, name)
         if row is not None and row.certificate_pem:
             return x509.load_pem_x509_certificate(row.certificate_pem.encode()), row.key_ref
         if row is None and self.cert_path(name).exists():
@@ -225,9 +232,9 @@ class Instance:
         """Where the CRL of ``ca`` is published; certificates name it in CRL Distribution Points."""
         return f"{self.config.crl_base_url}/{ca}.crl"
 
-    def chain_pem(self, name: str) -> list[str]:
+    def chain_pem(self, name: str, session: Any = None) -> list[str]:
         """``name``'s certificate followed by the root, PEM."""
-        cert = self.issuer(name).certificate
+        cert = self.issuer(name, session).certificate
         return [cert.public_bytes(serialization.Encoding.PEM).decode(), self.cert_path("root").read_text()]
 
 

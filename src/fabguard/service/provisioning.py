@@ -155,13 +155,15 @@ def _provision_in_transaction(
             fixture_at_order_site(request)
             if existing.order_id != order.id:
                 raise Refusal("serial_has_other_key", f"serial {serial} was provisioned on order {existing.order_id}")
-            return Provisioned(serial.value, order.id, existing.certificate_pem, inst.chain_pem(order.issuing_ca), True)
+            return Provisioned(
+                serial.value, order.id, existing.certificate_pem, inst.chain_pem(order.issuing_ca, s), True
+            )
         authorize_issuance(request)
         ca = s.get(CertificateAuthority, order.issuing_ca)
         if ca is None or ca.state not in USABLE:
             state = ca.state if ca else "missing"
             raise Refusal("issuing_ca_revoked", f"order {order.id}'s issuing CA {order.issuing_ca} is {state}")
-        issuer = inst.issuer(order.issuing_ca)
+        issuer = inst.issuer(order.issuing_ca, s)
         if not reserve_quota(s, order.id):
             raise Refusal("quota_exhausted", f"order {order.id} has used all {order.quota} units")
         lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -34,11 +35,19 @@ class Database:
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=60
             )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer = threading.Lock() if self.is_sqlite else None
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A read-write transaction: committed on success, rolled back on any exception."""
-        with self._sessions.begin() as session:
+        if self._writer is None:
+            with self._sessions.begin() as session:
+                yield session
+            return
+        # SQLite has one writer at a time anyway. Queueing writers of this process on a lock, rather
+        # than in SQLite's sleep-and-retry busy handler, keeps waits fair (no multi-second p99) and
+        # keeps waiting threads from holding pooled connections. Correctness still rests on SQLite's lock.
+        with self._writer, self._sessions.begin() as session:
             yield session
 
     @contextmanager
