@@ -40,7 +40,7 @@ def load_csr(data: bytes, max_bytes: int) -> x509.CertificateSigningRequest:
         if data[:1] == b"\x30":
             return x509.load_der_x509_csr(data)
         return x509.load_der_x509_csr(base64.b64decode(b"".join(data.split()), validate=True))
-    except (ValueError, binascii.Error, TypeError):
+    except (ValueError, binascii.Error, TypeError, x509.InvalidVersion):
         raise Refusal("csr_invalid", "the CSR could not be parsed as PEM, DER or base64 DER PKCS#10") from None
 
 
