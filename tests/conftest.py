@@ -1,13 +1,29 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fabguard.service.instance import Instance
-from tests.support import PASSPHRASE, World, create_pg_database, drop_pg_database, new_instance, pg_admin_url
+from tests.support import (
+    PASSPHRASE,
+    PIN_TOKEN,
+    SO_PIN,
+    SOFTHSM_MODULE,
+    TOKEN,
+    USER_PIN,
+    SoftHsm,
+    World,
+    create_pg_database,
+    drop_pg_database,
+    new_hsm_instance,
+    new_instance,
+    pg_admin_url,
+    softhsm_available,
+)
 
 os.environ["FABGUARD_KEY_PASSPHRASE"] = PASSPHRASE
 os.environ.pop("FABGUARD_KEY_PASSPHRASE_FILE", None)
@@ -57,3 +73,42 @@ def any_world(any_instance: Instance, tmp_path: Path) -> Iterator[World]:
     w = World.start(any_instance, tmp_path)
     yield w
     w.stop()
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
+    """A private SoftHSM2 store with two initialised tokens, shared by the whole test session.
+
+    python-pkcs11 loads the module once per process and SoftHSM2 reads ``SOFTHSM2_CONF`` at
+    C_Initialize, so the store is made (and the variable set) once, before anything loads the
+    module; tests then use their own key labels (instances prefix theirs).
+    """
+    if not softhsm_available():
+        pytest.skip("SoftHSM2 is not installed (apt-get install softhsm2)")
+    directory = tmp_path_factory.mktemp("softhsm")
+    tokens = directory / "tokens"
+    tokens.mkdir()
+    conf = directory / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOFTHSM2_CONF", str(conf))
+        for label in (TOKEN, PIN_TOKEN):
+            subprocess.run(
+                ["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", USER_PIN, "--so-pin", SO_PIN],
+                check=True,
+                capture_output=True,
+            )
+        yield SoftHsm(SOFTHSM_MODULE, directory)
+
+
+@pytest.fixture(params=["file", "pkcs11"])
+def ca_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    """A world on each CA key backend: encrypted files, and SoftHSM2 through PKCS#11."""
+    if request.param == "pkcs11":
+        inst = new_hsm_instance(tmp_path / "home", request.getfixturevalue("softhsm"))
+    else:
+        inst = new_instance(tmp_path / "home")
+    w = World.start(inst, tmp_path)
+    yield w
+    w.stop()
+    inst.close()

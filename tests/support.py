@@ -120,3 +120,39 @@ def tested_device(client: FixtureClient, serial: str, *, passed: bool = True, se
 
 
 tested_device.__test__ = False  # type: ignore[attr-defined]
+
+
+# SoftHSM2: one private token store per test session (SoftHSM reads SOFTHSM2_CONF once per process).
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+TOKEN = "fabguard-test"
+# A token no backend stays logged in to, so a wrong PIN reaches the token's own check.
+PIN_TOKEN = "fabguard-pin"
+USER_PIN = "user-pin-4711"
+SO_PIN = "so-pin-0815"
+WRONG_PIN = "wrong-pin-1234"
+
+
+@dataclass(frozen=True)
+class SoftHsm:
+    module: str
+    directory: Path  # the configuration file and SoftHSM's own (encrypted) token store
+
+
+def softhsm_available() -> bool:
+    import shutil
+
+    return Path(SOFTHSM_MODULE).is_file() and shutil.which("softhsm2-util") is not None
+
+
+def new_hsm_instance(home: Path, hsm: SoftHsm, database_url: str | None = None) -> Instance:
+    """An instance whose CA keys live in the SoftHSM token (PIN from the environment, as in production)."""
+    os.environ["FABGUARD_PKCS11_PIN"] = USER_PIN
+    init_instance(
+        home,
+        organization="Acme Devices",
+        database_url=database_url,
+        key_backend="pkcs11",
+        pkcs11_module=hsm.module,
+        pkcs11_token=TOKEN,
+    )
+    return Instance.open(home)

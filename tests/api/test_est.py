@@ -175,3 +175,57 @@ def test_simpleenroll_without_a_client_certificate_is_refused(world: World, tmp_
     payload, _, status = result.stdout.rpartition(b"\n")
     assert int(status) == 401 and json.loads(payload)["error"]["code"] == "unauthorized"
     assert orders.get_order(world.inst, order).used == 0
+
+
+def test_simplereenroll_renews_with_the_units_own_certificate_for_free(world: World, tmp_path: Path) -> None:
+    order = world.order(quota=1, order_id="po-est")
+    fx = world.fixture("fx-1")
+    tested_device(fx, "SN-RE-1")
+    csr, key = openssl_csr(tmp_path, "SN-RE-1")
+    status, payload = curl_est(world, "fx-1", f"/{order}/simpleenroll", csr)
+    assert status == 200
+    (tmp_path / "current.pem").write_text(pkcs7_certs(payload))
+    (tmp_path / "rekey").mkdir()
+    new_csr, new_key = openssl_csr(tmp_path / "rekey", "SN-RE-1")
+
+    def reenroll(cert: Path, key_file: Path, body: bytes) -> tuple[int, bytes]:
+        result = sh(
+            "curl",
+            "-sS",
+            "--cert",
+            cert,
+            "--key",
+            key_file,
+            "--cacert",
+            world.root_ca,
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            "@-",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            f"{world.url}/.well-known/est/simplereenroll",
+            data=body,
+        )
+        out, _, code = result.stdout.rpartition(b"\n")
+        return int(code), out
+
+    status, payload = reenroll(tmp_path / "current.pem", key, new_csr)
+    assert status == 200, payload
+    renewed = pkcs7_certs(payload)
+    assert "SN-RE-1" in renewed and renewed != (tmp_path / "current.pem").read_text()
+    (tmp_path / "renewed.pem").write_text(renewed)
+    assert (
+        sh("openssl", "x509", "-noout", "-pubkey", "-in", tmp_path / "renewed.pem").stdout
+        == sh("openssl", "pkey", "-pubout", "-in", new_key).stdout
+    )
+    assert orders.get_order(world.inst, order).used == 1  # quota 1, already spent: renewal is free
+
+    # The superseded certificate no longer renews anything; a fixture certificate is not a unit's.
+    status, payload = reenroll(tmp_path / "current.pem", key, new_csr)
+    assert status == 401 and json.loads(payload)["error"]["code"] == "unknown_device"
+    creds = world.tmp / "fixtures" / "fx-1"
+    status, payload = reenroll(creds / "fixture.pem", creds / "fixture.key", new_csr)
+    assert status == 401 and json.loads(payload)["error"]["code"] == "unknown_device"

@@ -18,9 +18,15 @@ from fabguard.domain.errors import Conflict, InvalidRequest
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.ledger.verify import verify_export
 from fabguard.pki import profiles
-from fabguard.pki.keys import new_signing_key, read_encrypted_key
+from fabguard.pki.keys import new_signing_key
 from fabguard.service import authorities, events, ledger, orders
-from tests.support import PASSPHRASE, World, tested_device
+from tests.support import World, tested_device
+
+
+@pytest.fixture
+def world(ca_world: World) -> World:
+    """Every test here runs with the CA keys in encrypted files and in SoftHSM2 (PKCS#11)."""
+    return ca_world
 
 
 def run(*args: object) -> subprocess.CompletedProcess[str]:
@@ -125,9 +131,8 @@ def test_offline_root_signs_a_csr_that_is_imported(world: World, tmp_path: Path)
         authorities.issuing_csr(world.inst, "issuing-offline", site_id="cm-a", product_id=None, actor="t").encode()
     )
     assert authorities.get_ca(world.inst, "issuing-offline").state == "pending"
-    # On the offline machine: the root key signs the CSR.
-    root_key = read_encrypted_key(world.inst.key_path("root"), PASSPHRASE.encode())
-    root = profiles.Issuer(world.inst.certificate("root"), root_key)
+    # On the offline machine: the root key (a file, or the HSM) signs the CSR.
+    root = world.inst.root_issuer()
     now = datetime.now(UTC)
     signed = profiles.intermediate_ca(root, csr.public_key(), "Acme Devices", "Offline-signed CA", now)  # type: ignore[arg-type]
 
@@ -176,3 +181,18 @@ def test_ca_api_and_cli_refuse_bad_requests_clearly(world: World) -> None:
         listing = http.get("/api/v1/cas").json()
         assert {c["name"] for c in listing} == {"root", "issuing", "station", "issuing-cm-a"}
         assert all("key" in c and "-----" not in str(c) for c in listing)
+
+
+def test_with_the_hsm_backend_no_ca_private_key_reaches_disk_or_the_database(world: World) -> None:
+    if world.inst.config.key_backend != "pkcs11":
+        pytest.skip("only meaningful for the PKCS#11 backend")
+    order = world.order(quota=2)
+    fx = world.fixture("fx-1")
+    fx.provision(order, "SN-HSM", tested_device(fx, "SN-HSM").csr_pem())
+    authorities.create_issuing_ca(world.inst, "issuing-hsm-2", site_id="cm-b", product_id=None, actor="t")
+    ledger.make_checkpoint(world.inst)
+    assert sorted(p.name for p in (world.inst.home / "keys").iterdir()) == ["ledger.key.pem", "server.key.pem"]
+    for path in world.inst.home.rglob("*"):
+        if path.is_file() and path.parent.name != "keys":
+            assert b"PRIVATE KEY" not in path.read_bytes(), path
+    assert all(c.key_ref.startswith("pkcs11:") for c in authorities.list_cas(world.inst) if c.role != "paa")

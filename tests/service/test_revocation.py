@@ -16,6 +16,12 @@ from fabguard.service import events, orders, reports, revocation
 from tests.support import World, tested_device
 
 
+@pytest.fixture
+def world(ca_world: World) -> World:
+    """CRLs are signed with the CA keys in encrypted files and in SoftHSM2 (PKCS#11)."""
+    return ca_world
+
+
 def run(*args: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=False)
 

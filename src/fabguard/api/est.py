@@ -12,6 +12,7 @@ from collections.abc import Callable
 from fastapi import Depends, FastAPI, Request, Response
 from sqlalchemy import select
 
+from fabguard.api.tls import client_cert_der
 from fabguard.domain.errors import InvalidRequest, NotFound, Refusal
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import OrderState
@@ -80,6 +81,18 @@ async def _enroll(inst: Instance, request: Request, fixture: FixtureFacts, label
     return Response(await run_in_threadpool(work), media_type=est.CERTS_ONLY)
 
 
+async def _reenroll(inst: Instance, request: Request) -> Response:
+    from cryptography import x509
+    from starlette.concurrency import run_in_threadpool
+
+    body = await request.body()
+    der = client_cert_der(request.scope)
+    done = await run_in_threadpool(provisioning.reenroll_unit, inst, der, body)
+    return Response(
+        est.certs_only([x509.load_pem_x509_certificate(done.certificate_pem.encode())]), media_type=est.CERTS_ONLY
+    )
+
+
 def install_est(app: FastAPI, inst: Instance, fixture: Callable[..., FixtureFacts]) -> None:
     Fixture = Depends(fixture)
 
@@ -100,6 +113,15 @@ def install_est(app: FastAPI, inst: Instance, fixture: Callable[..., FixtureFact
     @app.get("/.well-known/est/{label}/csrattrs", tags=["est"])
     def csrattrs_labelled(label: str) -> Response:
         return Response(est.csr_attributes(), media_type=est.CSRATTRS)
+
+    @app.post("/.well-known/est/simplereenroll", tags=["est"])
+    async def simplereenroll(request: Request) -> Response:
+        """Renew a provisioned unit's certificate, authenticated by that certificate (TLS); consumes no quota."""
+        return await _reenroll(inst, request)
+
+    @app.post("/.well-known/est/{label}/simplereenroll", tags=["est"])
+    async def simplereenroll_labelled(label: str, request: Request) -> Response:
+        return await _reenroll(inst, request)
 
     @app.post("/.well-known/est/simpleenroll", tags=["est"])
     async def simpleenroll(request: Request, f: FixtureFacts = Fixture) -> Response:

@@ -22,8 +22,10 @@ class TLSContextFactory:
     """Builds the server's TLS context (picklable, so worker processes can rebuild it).
 
     Client certificates are optional at the handshake (enrolment and admin calls come without one)
-    but, when presented, must chain to the station CA alone: a device certificate from the issuing
-    CA is not a fixture credential. The app then refuses fixture routes without one.
+    but, when presented, must chain to one of this instance's CAs (``ca/client-trust.pem``: the root,
+    the station CA and the issuing CAs, written when the server starts). Which certificate may do
+    what is the app's decision, by exact fingerprint: a fixture's for fixture routes, a provisioned
+    unit's for EST re-enrolment. See docs/adr/0001.
     """
 
     home: str
@@ -38,9 +40,19 @@ class TLSContextFactory:
             password=passphrase_from_env(),
         )
         ctx.verify_mode = ssl.CERT_OPTIONAL
-        ctx.load_verify_locations(cafile=str(ca / "station.pem"))
-        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        ctx.load_verify_locations(cafile=str(ca / CLIENT_TRUST))
         return ctx
+
+
+CLIENT_TRUST = "client-trust.pem"
+
+
+def write_client_trust(inst: Instance) -> None:
+    """The CAs whose certificates may be presented at the handshake (issuing CAs made later need a restart)."""
+    from fabguard.service import authorities
+
+    pems = [inst.chain_pem(c.name)[0] for c in authorities.list_cas(inst) if c.subject and c.role != "paa"]
+    (inst.home / "ca" / CLIENT_TRUST).write_text("".join(pems))
 
 
 def app_from_env() -> Any:
@@ -57,6 +69,7 @@ def server_config(
     log_level: str = "warning",
     access_log: bool = False,
 ) -> uvicorn.Config:
+    write_client_trust(inst)
     common: dict[str, Any] = dict(
         host=host,
         port=port,

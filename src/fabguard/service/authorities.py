@@ -82,7 +82,7 @@ def seed(inst: Instance) -> None:
                     name=name,
                     role=name,
                     state="active",
-                    key_ref=f"file:{name}",
+                    key_ref=inst.key_ref_for(name),
                     certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
                     cert_serial=format(cert.serial_number, "x"),
                     created_at=inst.clock(),

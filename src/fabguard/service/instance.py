@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ DATABASE_ENV = "FABGUARD_DATABASE_URL"
 CONFIG_NAME = "instance.json"
 # The keys an instance holds. The ledger key signs event checkpoints (the ledger issue uses it).
 KEY_NAMES = ("root", "issuing", "station", "ledger", "server")
+CA_KEYS = ("root", "issuing", "station")
 
 Clock = Callable[[], datetime]
 
@@ -60,6 +62,11 @@ class InstanceConfig:
     key_backend: str = "file"
     pkcs11_module: str | None = None
     pkcs11_token: str | None = None
+    # Token labels are "<prefix>-<name>", so several instances can share one HSM token.
+    key_prefix: str = "fabguard"
+
+    def hsm_label(self, name: str) -> str:
+        return f"{self.key_prefix}-{name}"
 
     def __post_init__(self) -> None:
         if not self.crl_base_url:
@@ -75,6 +82,7 @@ class InstanceConfig:
                 "key_backend": self.key_backend,
                 "pkcs11_module": self.pkcs11_module,
                 "pkcs11_token": self.pkcs11_token,
+                "key_prefix": self.key_prefix,
                 "limits": self.limits.to_dict(),
             },
             indent=2,
@@ -92,6 +100,7 @@ class InstanceConfig:
             key_backend=data.get("key_backend", "file"),
             pkcs11_module=data.get("pkcs11_module"),
             pkcs11_token=data.get("pkcs11_token"),
+            key_prefix=data.get("key_prefix", "fabguard"),
         )
 
 
@@ -143,6 +152,8 @@ class Instance:
 
     def close(self) -> None:
         self.db.dispose()
+        if self._hsm_backend is not None:
+            self._hsm_backend.close()
 
     # Certificates and keys
     def cert_path(self, name: str) -> Path:
@@ -172,12 +183,14 @@ class Instance:
             return self._keys[key_ref]
 
     def key_ref_for(self, name: str) -> str:
-        return f"{self.config.key_backend}:{name}"
+        if self.config.key_backend == "pkcs11":
+            return f"pkcs11:{self.config.hsm_label(name)}"
+        return f"file:{name}"
 
     def generate_key(self, name: str) -> None:
         """Make a new CA key in this instance's key backend (encrypted file, or non-extractable in the HSM)."""
         if self.config.key_backend == "pkcs11":
-            self._hsm().generate(name)
+            self._hsm().generate(self.config.hsm_label(name))
             return
         path = self.key_path(name)
         if path.exists():
@@ -245,10 +258,21 @@ def init_instance(
     hostnames: tuple[str, ...] = ("127.0.0.1",),
     database_url: str | None = None,
     crl_base_url: str | None = None,
+    key_backend: str = "file",
+    pkcs11_module: str | None = None,
+    pkcs11_token: str | None = None,
     env: Mapping[str, str] | None = None,
     now: datetime | None = None,
 ) -> InstanceConfig:
-    """Create the keys, the CA hierarchy and the configuration of a new instance in ``home``."""
+    """Create the keys, the CA hierarchy and the configuration of a new instance in ``home``.
+
+    With ``key_backend="pkcs11"`` the CA keys (root, issuing, station) are made inside the HSM token,
+    non-extractable; the TLS server key and the Ed25519 ledger key stay in encrypted files.
+    """
+    if key_backend not in ("file", "pkcs11"):
+        raise ConfigurationError(f"unknown key backend {key_backend!r}: file or pkcs11")
+    if key_backend == "pkcs11" and not (pkcs11_module and pkcs11_token):
+        raise ConfigurationError("the pkcs11 key backend needs --pkcs11-module and --pkcs11-token")
     if (home / CONFIG_NAME).exists():
         raise ConfigurationError(f"{home} already holds a FabGuard instance")
     passphrase = passphrase_from_env(env)
@@ -256,22 +280,41 @@ def init_instance(
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o700)
     (home / "ca").mkdir(exist_ok=True)
-    ec_keys = {name: new_signing_key() for name in KEY_NAMES if name != "ledger"}
+    config = InstanceConfig(
+        organization=organization,
+        hostnames=hostnames,
+        database_url=database_url,
+        crl_base_url=crl_base_url or "",
+        key_backend=key_backend,
+        pkcs11_module=pkcs11_module,
+        pkcs11_token=pkcs11_token,
+        key_prefix=secrets.token_hex(4),
+    )
+    ec_keys = {name: new_signing_key() for name in ("server",) + (CA_KEYS if key_backend == "file" else ())}
     keys: dict[str, SigningKey] = dict(ec_keys)
     # Checkpoints are C2SP signed notes, whose standard signature type is Ed25519.
     keys["ledger"] = ed25519.Ed25519PrivateKey.generate()
-    config = InstanceConfig(
-        organization=organization, hostnames=hostnames, database_url=database_url, crl_base_url=crl_base_url or ""
-    )
+    ca_keys: dict[str, SigningKey] = {name: ec_keys[name] for name in CA_KEYS if name in ec_keys}
+    if key_backend == "pkcs11":
+        from fabguard.pki.pkcs11 import Pkcs11KeyBackend  # type: ignore[import-not-found,unused-ignore]
+
+        hsm = Pkcs11KeyBackend(str(pkcs11_module), str(pkcs11_token), pin_from_env(env))
+        ca_keys = {name: hsm.generate(config.hsm_label(name)) for name in CA_KEYS}
+    keys_for_certs = {**keys, **ca_keys}
     root_crl = f"{config.crl_base_url}/root.crl"
-    root = profiles.self_signed_root(keys["root"], organization, f"{organization} FabGuard Root CA", now)
+    root = profiles.self_signed_root(keys_for_certs["root"], organization, f"{organization} FabGuard Root CA", now)
     issuing = profiles.intermediate_ca(
-        root, keys["issuing"].public_key(), organization, f"{organization} Device Issuing CA", now, crl_url=root_crl
+        root,
+        keys_for_certs["issuing"].public_key(),
+        organization,
+        f"{organization} Device Issuing CA",
+        now,
+        crl_url=root_crl,
     )
     station = profiles.intermediate_ca(
-        root, keys["station"].public_key(), organization, f"{organization} Station CA", now, crl_url=root_crl
+        root, keys_for_certs["station"].public_key(), organization, f"{organization} Station CA", now, crl_url=root_crl
     )
-    station_issuer = profiles.Issuer(station, keys["station"])
+    station_issuer = profiles.Issuer(station, keys_for_certs["station"])
     server = profiles.server_certificate(station_issuer, ec_keys["server"].public_key(), organization, hostnames, now)
     certs = {"root": root.certificate, "issuing": issuing, "station": station, "server": server}
     for name, cert in certs.items():

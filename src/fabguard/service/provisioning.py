@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fabguard.domain.errors import FabGuardError, InvalidRequest, Refusal
+from fabguard.domain.errors import FabGuardError, InvalidRequest, Refusal, Unauthorized
 from fabguard.domain.issuance import (
     FixtureFacts,
     IssuanceRequest,
@@ -234,3 +234,81 @@ def provision_batch(inst: Instance, fixture: FixtureFacts, *, order_id: str, uni
                 {"status": "refused", "serial": serial if isinstance(serial, str) else None, **exc.to_dict()}
             )
     return results
+
+
+def reenroll_unit(inst: Instance, unit_cert_der: bytes | None, csr: bytes) -> Provisioned:
+    """EST simplereenroll: a provisioned unit, authenticated by its current certificate, renews it.
+
+    Consumes no quota. The unit may keep its key or move to a new one (never one seen elsewhere).
+    """
+    if not unit_cert_der:
+        raise Unauthorized("re-enrolment needs the unit's current certificate as the TLS client certificate")
+    fingerprint = hashlib.sha256(unit_cert_der).hexdigest()
+    try:
+        checked = check_device_csr(load_csr(csr, inst.limits.max_csr_bytes))
+        return _reenroll_in_transaction(inst, fingerprint, checked)
+    except Refusal as refusal:
+        record_refusal(inst, "reenroll.refused", refusal, detail={"cert_sha256": fingerprint})
+        raise
+
+
+def _reenroll_in_transaction(inst: Instance, fingerprint: str, checked: Any) -> Provisioned:
+    now = inst.clock()
+    with inst.db.transaction() as s:
+        unit = s.execute(select(Unit).where(Unit.cert_sha256 == fingerprint).with_for_update()).scalar_one_or_none()
+        if unit is None:
+            raise Unauthorized(
+                "the client certificate is not the current certificate of a provisioned unit", code="unknown_device"
+            )
+        if unit.revoked_at is not None:
+            raise Refusal("unit_revoked", f"unit {unit.serial} was revoked; it cannot renew its certificate")
+        if checked.facts.subject_serial != unit.serial:
+            raise Refusal(
+                "serial_mismatch", f"the CSR names {checked.facts.subject_serial!r}, the unit is {unit.serial}"
+            )
+        product = s.get(Product, unit.product_id)
+        assert product is not None
+        if checked.facts.key_type not in parse_key_types(product.key_types.split(",")):
+            raise Refusal("key_type_not_allowed", f"key type {checked.facts.key_type.value} is not allowed")
+        new_key = checked.facts.key_fingerprint
+        if new_key != unit.key_fingerprint:
+            owner = s.execute(select(Unit.serial).where(Unit.key_fingerprint == new_key)).scalar_one_or_none()
+            if owner is not None:
+                raise Refusal("key_reused", f"this public key already belongs to serial {owner} (clone alarm)")
+        ca = s.get(CertificateAuthority, unit.issuing_ca)
+        if ca is None or ca.state not in USABLE:
+            raise Refusal("issuing_ca_revoked", f"the unit's issuing CA {unit.issuing_ca} cannot sign")
+        lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None
+        cert = profiles.idevid_certificate(
+            inst.issuer(unit.issuing_ca, s),
+            checked.public_key,
+            Serial(unit.serial),
+            inst.config.organization,
+            product.id,
+            now,
+            lifetime,
+            crl_url=inst.crl_url(unit.issuing_ca),
+        )
+        old_serial, old_key = unit.cert_serial, unit.key_fingerprint
+        unit.certificate_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+        unit.cert_serial = format(cert.serial_number, "x")
+        unit.cert_sha256 = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+        unit.key_fingerprint = new_key
+        append_event(
+            s,
+            "unit.reenrolled",
+            at=now,
+            actor=f"unit:{unit.serial}",
+            order_id=unit.order_id,
+            serial=unit.serial,
+            detail={
+                "old_cert_serial": old_serial,
+                "cert_serial": unit.cert_serial,
+                "cert_sha256": unit.cert_sha256,
+                "key_changed": new_key != old_key,
+                "key_fingerprint": new_key,
+            },
+        )
+        pem, order_id, ca_name = unit.certificate_pem, unit.order_id, unit.issuing_ca
+        serial = unit.serial
+    return Provisioned(serial, order_id, pem, inst.chain_pem(ca_name), False)
