@@ -132,3 +132,28 @@ def test_help_texts_name_every_command(home: Path) -> None:
     for command in ("init", "serve", "demo", "order", "fixture", "product", "site", "token", "events"):
         assert command in out
     assert os.environ.get("FABGUARD_KEY_PASSPHRASE")
+
+
+def test_init_with_an_hsm_keeps_ca_keys_out_of_the_instance(tmp_path: Path, softhsm: object) -> None:
+    from tests.support import TOKEN, USER_PIN
+
+    home = tmp_path / "hsm-home"
+    code, out = fg(
+        home,
+        "init",
+        "--org",
+        "Acme",
+        "--key-backend",
+        "pkcs11",
+        "--pkcs11-module",
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "--pkcs11-token",
+        TOKEN,
+        env={"FABGUARD_PKCS11_PIN": USER_PIN},
+    )
+    assert code == 0, out
+    assert sorted(p.name for p in (home / "keys").iterdir()) == ["ledger.key.pem", "server.key.pem"]
+    code, out = fg(home, "ca", "list", env={"FABGUARD_PKCS11_PIN": USER_PIN})
+    assert code == 0 and out.count("pkcs11") == 3
+    code, out = fg(tmp_path / "bad", "init", "--org", "Acme", "--key-backend", "pkcs11")
+    assert code == 2 and "--pkcs11-module" in out

@@ -75,10 +75,31 @@ def init(
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="PostgreSQL URL (postgresql+psycopg://...); default SQLite")
     ] = None,
+    crl_url: Annotated[
+        str | None, typer.Option("--crl-url", help="Base URL where CRLs are published (default https://HOST:8443/crl)")
+    ] = None,
+    key_backend: Annotated[
+        str, typer.Option("--key-backend", help="Where CA keys live: file (encrypted PKCS#8) or pkcs11 (HSM)")
+    ] = "file",
+    pkcs11_module: Annotated[
+        str | None, typer.Option("--pkcs11-module", help="PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so")
+    ] = None,
+    pkcs11_token: Annotated[
+        str | None, typer.Option("--pkcs11-token", help="Token label (the PIN comes from FABGUARD_PKCS11_PIN[_FILE])")
+    ] = None,
 ) -> None:
     """Create an instance: root, device-issuing and station CAs, a ledger key, the first admin token."""
     hosts = tuple(hostname) if hostname else ("127.0.0.1",)
-    init_instance(state.home, organization=org, hostnames=hosts, database_url=database_url)
+    init_instance(
+        state.home,
+        organization=org,
+        hostnames=hosts,
+        database_url=database_url,
+        crl_base_url=crl_url,
+        key_backend=key_backend,
+        pkcs11_module=pkcs11_module,
+        pkcs11_token=pkcs11_token,
+    )
     inst = Instance.open(state.home)
     try:
         _, secret = tokens.create_token(inst, name="admin", role=Role.ADMIN, actor="init")
