@@ -12,6 +12,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fabguard import __version__
+from fabguard.api.dashboard import install_dashboard
 from fabguard.api.errors import BodyLimit, install_error_handlers
 from fabguard.api.est import install_est
 from fabguard.api.schemas import (
@@ -371,6 +372,7 @@ def create_app(inst: Instance) -> Any:
         return {"results": provisioning.provision_batch(inst, f, order_id=body.order_id, units=units)}
 
     install_est(app, inst, fixture)
+    install_dashboard(app, inst, reader)
     return BodyLimit(app, inst.limits.max_body_bytes)
 
 

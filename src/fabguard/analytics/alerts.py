@@ -1,0 +1,137 @@
+"""Alerts: what a detector raises, with a stable id so an acknowledgement outlives recomputation."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import IntEnum
+
+# An alert names at most this many event seqs (the newest); ``count`` says how many there were.
+MAX_EVIDENCE = 100
+
+
+class Severity(IntEnum):
+    INFO = 1
+    WARNING = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+def alert_id(kind: str, *subject: str | None) -> str:
+    """The same kind about the same subject (order, fixture, serial...) always gets the same id."""
+    digest = hashlib.sha256("\x1f".join([kind, *(s or "" for s in subject)]).encode()).hexdigest()
+    return f"{kind}.{digest[:16]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: str
+    kind: str
+    severity: Severity
+    message: str
+    evidence: tuple[int, ...]
+    count: int
+    first_at: datetime
+    last_at: datetime
+    order_id: str | None = None
+    site_id: str | None = None
+    fixture_id: str | None = None
+    acknowledged_by: str | None = None
+
+    @property
+    def last_seq(self) -> int:
+        return max(self.evidence) if self.evidence else 0
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.acknowledged_by is not None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "severity": self.severity.label,
+            "message": self.message,
+            "order_id": self.order_id,
+            "site_id": self.site_id,
+            "fixture_id": self.fixture_id,
+            "count": self.count,
+            "evidence": list(self.evidence),
+            "first_at": self.first_at.isoformat(),
+            "last_at": self.last_at.isoformat(),
+            "acknowledged": self.acknowledged,
+            "acknowledged_by": self.acknowledged_by,
+        }
+
+
+def make_alert(
+    kind: str,
+    severity: Severity,
+    message: str,
+    seqs: Sequence[int],
+    times: Sequence[datetime],
+    *,
+    subject: Iterable[str | None] = (),
+    order_id: str | None = None,
+    site_id: str | None = None,
+    fixture_id: str | None = None,
+) -> Alert:
+    return Alert(
+        id=alert_id(kind, *subject),
+        kind=kind,
+        severity=severity,
+        message=message,
+        evidence=tuple(sorted(seqs)[-MAX_EVIDENCE:]),
+        count=len(seqs),
+        first_at=min(times),
+        last_at=max(times),
+        order_id=order_id,
+        site_id=site_id,
+        fixture_id=fixture_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    alert_id: str
+    up_to_seq: int
+    actor: str
+
+
+def with_acknowledgements(alerts: Iterable[Alert], acks: Iterable[Acknowledgement]) -> list[Alert]:
+    """Mark alerts acknowledged when an acknowledgement covers their newest evidence.
+
+    New evidence after the acknowledgement re-opens the alert: someone acknowledged what they saw,
+    not what came later.
+    """
+    latest: dict[str, Acknowledgement] = {}
+    for ack in acks:
+        if ack.alert_id not in latest or ack.up_to_seq >= latest[ack.alert_id].up_to_seq:
+            latest[ack.alert_id] = ack
+    out: list[Alert] = []
+    for alert in alerts:
+        found = latest.get(alert.id)
+        covered = found is not None and found.up_to_seq >= alert.last_seq
+        out.append(replace(alert, acknowledged_by=found.actor if found is not None and covered else None))
+    return out
+
+
+def ordered(alerts: Iterable[Alert]) -> list[Alert]:
+    """Open before acknowledged, then most severe, then newest."""
+    return sorted(alerts, key=lambda a: (a.acknowledged, -a.severity, -a.last_at.timestamp(), a.id))
+
+
+def counts_by(alerts: Iterable[Alert], *, open_only: bool = True) -> Mapping[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for a in alerts:
+        if open_only and a.acknowledged:
+            continue
+        key = (a.kind, a.severity.label)
+        counts[key] = counts.get(key, 0) + 1
+    return counts

@@ -1,0 +1,209 @@
+"""Dashboard routes: statistics, alerts and acknowledgements, a server-sent event stream, Prometheus
+metrics, and the page itself. Installed on the app by ``install_dashboard``.
+"""
+
+# No "from __future__ import annotations": FastAPI must resolve the dependency alias defined inside
+# install_dashboard at definition time.
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
+
+from fabguard.analytics.alerts import counts_by
+from fabguard.domain.values import Role
+from fabguard.service import analytics, tokens
+from fabguard.service.instance import Instance
+from fabguard.store.db import event_count
+from fabguard.store.models import Event, Fixture, Order, TestRecordRow
+from fabguard.web import STATIC_DIR
+
+# The stream polls the event counter this often; a browser sees a change within about this delay.
+POLL_SECONDS = 0.5
+# A fresh snapshot at least this often, so rates and projections move even when no event arrives.
+REFRESH_SECONDS = 15.0
+# A stream ends after this long and EventSource reconnects (with a fresh token check): it bounds how
+# long a server shutdown waits for open streams.
+STREAM_SECONDS = 60.0
+
+AlertId = Annotated[str, Path(max_length=80, pattern=r"^[a-z_]+\.[0-9a-f]{16}$")]
+
+# The page loads only its own files; the token travels in sessionStorage, never in a cookie.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class SnapshotCache:
+    """One overview per event sequence, shared by every open stream (computed once per change)."""
+
+    def __init__(self, inst: Instance) -> None:
+        self._inst = inst
+        self._lock = threading.Lock()
+        self._key: tuple[int, int] | None = None
+        self._value: dict[str, Any] = {}
+
+    def get(self, seq: int) -> dict[str, Any]:
+        key = (seq, int(time.monotonic() // REFRESH_SECONDS))
+        with self._lock:
+            if self._key != key:
+                self._value = analytics.overview(self._inst)
+                self._key = key
+            return self._value
+
+
+class ProductionCollector(Collector):
+    """Prometheus metrics read from the database at scrape time."""
+
+    def __init__(self, inst: Instance) -> None:
+        self._inst = inst
+
+    def collect(self) -> Iterable[Metric]:
+        inst = self._inst
+        labels = ["order_id", "product_id", "site_id", "state"]
+        quota = GaugeMetricFamily("fabguard_order_quota_units", "Units the order may provision.", labels=labels)
+        used = GaugeMetricFamily("fabguard_order_used_units", "Units provisioned on the order.", labels=labels)
+        refusals = CounterMetricFamily(
+            "fabguard_refusals", "Refused requests by event kind and reason code.", labels=["kind", "code"]
+        )
+        tests = CounterMetricFamily("fabguard_test_records", "Stored test records by outcome.", labels=["outcome"])
+        last = GaugeMetricFamily(
+            "fabguard_fixture_last_activity_timestamp_seconds",
+            "When the fixture last appeared in an event.",
+            labels=["fixture_id", "site_id"],
+        )
+        with inst.db.read() as s:
+            seq = event_count(s)
+            for o in s.execute(select(Order)).scalars():
+                values = [o.id, o.product_id, o.site_id, o.state]
+                quota.add_metric(values, o.quota)
+                used.add_metric(values, o.used)
+            for kind, code, n in s.execute(
+                select(Event.kind, Event.code, func.count())
+                .where(Event.kind.in_(("unit.refused", "test.refused", "request.refused")))
+                .group_by(Event.kind, Event.code)
+            ):
+                refusals.add_metric([kind, code or "unknown"], n)
+            for outcome, n in s.execute(select(TestRecordRow.outcome, func.count()).group_by(TestRecordRow.outcome)):
+                tests.add_metric([outcome], n)
+            seen = dict(
+                s.execute(
+                    select(Event.fixture_id, func.max(Event.at))
+                    .where(Event.seq > seq - analytics.DEFAULT.alert_events, Event.fixture_id.is_not(None))
+                    .group_by(Event.fixture_id)
+                ).all()
+            )
+            for fixture_id, site_id in s.execute(select(Fixture.id, Fixture.site_id)):
+                if fixture_id in seen:
+                    last.add_metric([fixture_id, site_id], seen[fixture_id].timestamp())
+        events = CounterMetricFamily("fabguard_events", "Events in the ledger.")
+        events.add_metric([], seq)
+        open_alerts = GaugeMetricFamily(
+            "fabguard_alerts_open", "Unacknowledged alerts by kind and severity.", labels=["kind", "severity"]
+        )
+        for (kind, severity), n in sorted(counts_by(analytics.alerts(inst)).items()):
+            open_alerts.add_metric([kind, severity], n)
+        yield from (quota, used, refusals, tests, last, events, open_alerts)
+
+
+def install_dashboard(app: FastAPI, inst: Instance, reader_dep: Callable[..., tokens.Principal]) -> None:
+    """Add the dashboard's API routes, the event stream, ``/metrics`` and the page at ``/``."""
+    Reader = Annotated[tokens.Principal, Depends(reader_dep)]
+    snapshots = SnapshotCache(inst)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ProductionCollector(inst))
+
+    @app.get("/api/v1/stats/overview", tags=["analytics"])
+    def stats_overview(_: Reader) -> dict[str, Any]:
+        """Orders with quota burn-down, fixtures with last activity, refusals, yield, series and alerts."""
+        return analytics.overview(inst)
+
+    @app.get("/api/v1/stats/orders/{order_id}", tags=["analytics"])
+    def stats_order(order_id: str, _: Reader) -> dict[str, Any]:
+        """One order: burn-down and projected exhaustion, throughput, refusals, yield and Cpk/Ppk at its site."""
+        return analytics.order_stats(inst, order_id)
+
+    @app.get("/api/v1/alerts", tags=["analytics"])
+    def list_alerts(
+        _: Reader,
+        state: Annotated[str, Query(pattern="^(open|all)$")] = "open",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, object]]:
+        """Alerts from the anomaly detectors, open first; ``state=all`` includes acknowledged ones."""
+        found = analytics.alerts(inst)
+        return [a.to_dict() for a in found if state == "all" or not a.acknowledged][:limit]
+
+    @app.post("/api/v1/alerts/{alert_id}/ack", tags=["analytics"])
+    def ack_alert(
+        alert_id: AlertId,
+        p: Reader,
+        note: Annotated[str, Body(embed=True, max_length=500)] = "",
+    ) -> dict[str, object]:
+        """Acknowledge an alert up to its newest evidence (an ``alert.acknowledged`` event); new evidence re-opens it."""
+        p.require(Role.ENGINEER)
+        return analytics.acknowledge(inst, alert_id, actor=p.actor, note=note).to_dict()
+
+    @app.get("/api/v1/stream", tags=["analytics"])
+    async def stream(request: Request, token: Annotated[str | None, Query(max_length=100)] = None) -> Response:
+        """Server-sent events: an ``overview`` snapshot whenever the event sequence grows.
+
+        EventSource cannot send headers, so the API token comes as ``?token=``."""
+
+        def check() -> None:
+            tokens.authenticate_token(inst, token).require(Role.ENGINEER, Role.AUDITOR, Role.APPROVER)
+
+        await run_in_threadpool(check)
+
+        async def events() -> AsyncIterator[str]:
+            yield f"retry: {int(POLL_SECONDS * 4000)}\n\n"
+            started = time.monotonic()
+            sent_key: tuple[int, int] | None = None
+            while time.monotonic() - started < STREAM_SECONDS:
+                if await request.is_disconnected():
+                    return
+                seq = await run_in_threadpool(analytics.current_sequence, inst)
+                key = (seq, int(time.monotonic() // REFRESH_SECONDS))
+                if key != sent_key:
+                    # A token revoked while the page is open stops receiving at the next change.
+                    await run_in_threadpool(check)
+                    snapshot = await run_in_threadpool(snapshots.get, seq)
+                    yield f"id: {seq}\nevent: overview\ndata: {json.dumps(snapshot, separators=(',', ':'))}\n\n"
+                    sent_key = key
+                await asyncio.sleep(POLL_SECONDS)
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get("/metrics", tags=["analytics"])
+    def metrics(_: Reader) -> Response:
+        """Prometheus text format (scrape with an API token as bearer credentials)."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+__all__ = ["install_dashboard"]

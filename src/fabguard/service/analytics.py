@@ -1,0 +1,321 @@
+"""Production metrics and alerts read from the database: aggregate queries over bounded windows.
+
+Alerts are computed from events on demand (the events are the truth; there is nothing to keep in
+step). An acknowledgement is itself an event, ``alert.acknowledged``, so it is in the ledger too; it
+covers the evidence seen when it was made, and new evidence re-opens the alert.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session, aliased
+
+from fabguard.analytics import (
+    Acknowledgement,
+    Alert,
+    CopiedTestRecords,
+    EventFact,
+    MeasuredValue,
+    TestFact,
+    buckets,
+    default_event_detectors,
+    detect_all,
+    measurement_capability,
+    ordered,
+    quota_burndown,
+    with_acknowledgements,
+)
+from fabguard.analytics.production import PASS, YieldStats
+from fabguard.domain.errors import FabGuardError, InvalidRequest, NotFound
+from fabguard.domain.testrecord import parse_openhtf_record
+from fabguard.service import fixtures, orders
+from fabguard.service.instance import Instance
+from fabguard.store.db import append_event, event_count
+from fabguard.store.models import Event, Fixture, Order, TestRecordRow
+
+ALERT_KINDS = ("unit.refused", "request.refused", "unit.provisioned")
+ACK_KIND = "alert.acknowledged"
+
+
+@dataclass(frozen=True)
+class AnalyticsSettings:
+    """How far back analytics looks, and the rates it holds a line to."""
+
+    window: timedelta = timedelta(hours=8)
+    bucket: timedelta = timedelta(minutes=10)
+    burn_window: timedelta = timedelta(hours=1)
+    # Alerts look at the newest this-many events and test records (a primary-key range: cheap).
+    alert_events: int = 100_000
+    alert_records: int = 2_000
+    spc_records: int = 500
+    rated_units_per_hour: float | None = None
+
+
+DEFAULT = AnalyticsSettings()
+
+
+def current_sequence(inst: Instance) -> int:
+    with inst.db.read() as s:
+        return event_count(s)
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t else None
+
+
+def _yield_at(s: Session, *, since: datetime, site_id: str | None = None) -> YieldStats:
+    """Yield over units first tested since ``since`` (at one site or all), all in SQL."""
+    tr = TestRecordRow
+    per_unit = select(
+        tr.serial, func.min(tr.id).label("first"), func.max(tr.id).label("last"), func.count().label("n")
+    ).where(tr.received_at >= since)
+    if site_id is not None:
+        per_unit = per_unit.join(Fixture, Fixture.id == tr.fixture_id).where(Fixture.site_id == site_id)
+    unit = per_unit.group_by(tr.serial).subquery()
+    first, last = aliased(tr), aliased(tr)
+    row = s.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(unit.c.n), 0),
+            func.coalesce(func.sum(case((first.outcome == PASS, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((last.outcome == PASS, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((unit.c.n > 1, 1), else_=0)), 0),
+        )
+        .select_from(unit)
+        .join(first, first.id == unit.c.first)
+        .join(last, last.id == unit.c.last)
+    ).one()
+    return YieldStats(*(int(x) for x in row))
+
+
+def _series(
+    s: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    width: timedelta,
+    order_id: str | None,
+    site_id: str | None,
+    low_seq: int = 0,
+) -> list[dict[str, Any]]:
+    """Provisioned units and tests (passed/failed) per bucket."""
+    provisioned = select(Event.at).where(Event.kind == "unit.provisioned", Event.at >= since)
+    if order_id is not None:
+        provisioned = provisioned.where(Event.order_id == order_id)
+    else:
+        provisioned = provisioned.where(Event.seq > low_seq)
+    tests = select(TestRecordRow.received_at, TestRecordRow.outcome).where(TestRecordRow.received_at >= since)
+    if site_id is not None:
+        tests = tests.join(Fixture, Fixture.id == TestRecordRow.fixture_id).where(Fixture.site_id == site_id)
+    test_rows = s.execute(tests).all()
+    made = buckets(s.execute(provisioned).scalars(), since=since, until=until, width=width)
+    passed = buckets((t for t, o in test_rows if o == PASS), since=since, until=until, width=width)
+    failed = buckets((t for t, o in test_rows if o != PASS), since=since, until=until, width=width)
+    return [
+        {
+            "start": m.start.isoformat(),
+            "provisioned": m.count,
+            "tests_passed": p.count,
+            "tests_failed": f.count,
+            "pass_rate": p.count / (p.count + f.count) if p.count + f.count else None,
+        }
+        for m, p, f in zip(made, passed, failed, strict=True)
+    ]
+
+
+def _burn(s: Session, order: orders.OrderView, now: datetime, settings: AnalyticsSettings) -> dict[str, object]:
+    recent = list(
+        s.execute(
+            select(Event.at).where(
+                Event.order_id == order.id, Event.kind == "unit.provisioned", Event.at >= now - settings.burn_window
+            )
+        ).scalars()
+    )
+    return quota_burndown(order.quota, order.used, recent, now=now, window=settings.burn_window).to_dict()
+
+
+def _test_facts(rows: Sequence[TestRecordRow], site_of: dict[str, str]) -> list[TestFact]:
+    facts = []
+    for r in rows:
+        try:
+            record = parse_openhtf_record(json.loads(r.record_json))
+        except (FabGuardError, ValueError):
+            continue
+        values = tuple(MeasuredValue(m.phase, m.name, m.value, m.lower, m.upper) for m in record.measurements)
+        facts.append(
+            TestFact(r.id, r.serial, r.fixture_id, r.outcome, r.received_at, values, site_id=site_of.get(r.fixture_id))
+        )
+    return facts
+
+
+def _sites(s: Session) -> dict[str, str]:
+    return dict(s.execute(select(Fixture.id, Fixture.site_id)).all())
+
+
+def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings = DEFAULT) -> dict[str, Any]:
+    """One order: quota burn-down, throughput, refusals, yield and capability at its site."""
+    view = orders.get_order(inst, order_id)
+    now = inst.clock()
+    since = max(now - settings.window, view.created_at)
+    with inst.db.read() as s:
+        tested_since = view.created_at
+        records = s.execute(
+            select(TestRecordRow)
+            .join(Fixture, Fixture.id == TestRecordRow.fixture_id)
+            .where(Fixture.site_id == view.site_id, TestRecordRow.received_at >= tested_since)
+            .order_by(TestRecordRow.id.desc())
+            .limit(settings.spc_records)
+        ).scalars()
+        spc = measurement_capability(reversed(_test_facts(list(records), {})))
+        return {
+            "order": view.to_dict(),
+            "burn_down": _burn(s, view, now, settings),
+            "yield": _yield_at(s, since=tested_since, site_id=view.site_id).to_dict(),
+            "refused": view.refused,
+            "series": _series(
+                s,
+                since=since,
+                until=now,
+                width=settings.bucket,
+                order_id=order_id,
+                site_id=view.site_id,
+            ),
+            "capability": [c.to_dict() for c in spc],
+            "as_of": now.isoformat(),
+            "sequence": event_count(s),
+        }
+
+
+def overview(inst: Instance, *, settings: AnalyticsSettings = DEFAULT, alerts_limit: int = 50) -> dict[str, Any]:
+    """Everything the dashboard shows at once: orders, fixtures, refusals, series, alerts."""
+    now = inst.clock()
+    since = now - settings.window
+    views = orders.list_orders(inst)
+    with inst.db.read() as s:
+        seq = event_count(s)
+        low = seq - settings.alert_events
+        last_seen = dict(
+            s.execute(
+                select(Event.fixture_id, func.max(Event.at))
+                .where(Event.seq > low, Event.fixture_id.is_not(None))
+                .group_by(Event.fixture_id)
+            ).all()
+        )
+        refusals: dict[str, dict[str, int]] = {}
+        for kind, code, n in s.execute(
+            select(Event.kind, Event.code, func.count())
+            .where(Event.seq > low, Event.kind.in_(("unit.refused", "test.refused", "request.refused")))
+            .group_by(Event.kind, Event.code)
+        ):
+            refusals.setdefault(kind, {})[code or "unknown"] = int(n)
+        provisioned = int(s.execute(select(func.coalesce(func.sum(Order.used), 0))).scalar_one())
+        yield_stats = _yield_at(s, since=since)
+        series = _series(s, since=since, until=now, width=settings.bucket, order_id=None, site_id=None, low_seq=low)
+        order_rows = [{**v.to_dict(), "burn_down": _burn(s, v, now, settings)} for v in views]
+    fixture_rows = [
+        {**fixtures.fixture_dict(f), "last_activity": _iso(last_seen.get(f.id) or f.enrolled_at)}
+        for f in fixtures.list_fixtures(inst)
+    ]
+    found = alerts(inst, settings=settings)
+    return {
+        "as_of": now.isoformat(),
+        "sequence": seq,
+        "totals": {
+            "orders": len(views),
+            "active_orders": sum(1 for v in views if v.state == "active"),
+            "provisioned": provisioned,
+            "refused": sum(sum(c.values()) for c in refusals.values()),
+            "open_alerts": sum(1 for a in found if not a.acknowledged),
+        },
+        "yield": yield_stats.to_dict(),
+        "orders": order_rows,
+        "fixtures": fixture_rows,
+        "refusals": refusals,
+        "series": series,
+        "bucket_seconds": int(settings.bucket.total_seconds()),
+        "alerts": [a.to_dict() for a in found[:alerts_limit]],
+    }
+
+
+def _event_fact(e: Event) -> EventFact:
+    return EventFact(e.seq, e.at, e.kind, e.order_id, e.fixture_id, e.serial, e.code, json.loads(e.detail))
+
+
+def _acknowledgement(e: Event) -> Acknowledgement:
+    detail = json.loads(e.detail)
+    up_to = detail.get("up_to_seq")
+    return Acknowledgement(str(detail.get("alert_id")), up_to if isinstance(up_to, int) else 0, e.actor or "unknown")
+
+
+def alerts(inst: Instance, *, settings: AnalyticsSettings = DEFAULT) -> list[Alert]:
+    """Every alert over the newest events and test records, acknowledged ones marked, open ones first."""
+    with inst.db.read() as s:
+        low = event_count(s) - settings.alert_events
+        rows = s.execute(
+            select(Event).where(Event.seq > low, Event.kind.in_((*ALERT_KINDS, ACK_KIND))).order_by(Event.seq)
+        ).scalars()
+        facts, acks = [], []
+        for e in rows:
+            if e.kind == ACK_KIND:
+                acks.append(_acknowledgement(e))
+            else:
+                facts.append(_event_fact(e))
+        records = list(
+            s.execute(select(TestRecordRow).order_by(TestRecordRow.id.desc()).limit(settings.alert_records)).scalars()
+        )
+        tests = _test_facts(records[::-1], _sites(s))
+        seq_of: dict[int, int] = {}
+        for seq, detail in s.execute(
+            select(Event.seq, Event.detail).where(
+                Event.seq > low, Event.kind == "test.recorded", Event.serial.in_({r.serial for r in records})
+            )
+        ):
+            record_id = json.loads(detail).get("record_id")
+            if isinstance(record_id, int):
+                seq_of[record_id] = seq
+    tests = [
+        TestFact(
+            t.record_id, t.serial, t.fixture_id, t.outcome, t.at, t.measurements, seq_of.get(t.record_id), t.site_id
+        )
+        for t in tests
+    ]
+    found = detect_all(
+        facts,
+        tests,
+        detectors=default_event_detectors(rated_per_hour=settings.rated_units_per_hour),
+        copies=CopiedTestRecords(),
+    )
+    return ordered(with_acknowledgements(found, acks))
+
+
+def acknowledge(
+    inst: Instance, alert_id: str, *, actor: str, note: str = "", settings: AnalyticsSettings = DEFAULT
+) -> Alert:
+    """Acknowledge an open alert up to its newest evidence; recorded as an ``alert.acknowledged`` event."""
+    if len(note) > 500 or not note.isprintable():
+        raise InvalidRequest("an acknowledgement note is at most 500 printable characters", code="invalid_note")
+    alert = next((a for a in alerts(inst, settings=settings) if a.id == alert_id), None)
+    if alert is None:
+        raise NotFound(f"no alert {alert_id[:80]!r}", code="alert_not_found")
+    with inst.db.transaction() as s:
+        append_event(
+            s,
+            ACK_KIND,
+            at=inst.clock(),
+            actor=actor,
+            order_id=alert.order_id,
+            fixture_id=alert.fixture_id,
+            detail={
+                "alert_id": alert.id,
+                "alert_kind": alert.kind,
+                "up_to_seq": alert.last_seq,
+                "note": note,
+            },
+        )
+    return with_acknowledgements([alert], [Acknowledgement(alert.id, alert.last_seq, actor)])[0]

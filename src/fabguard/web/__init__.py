@@ -1,0 +1,7 @@
+"""The dashboard: a single static page that reads the REST API and follows the event stream."""
+
+from pathlib import Path
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+__all__ = ["STATIC_DIR"]

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import random
+import statistics
+from datetime import UTC, datetime
+
+import pytest
+
+from fabguard.analytics import MeasuredValue, TestFact, capability, measurement_capability
+
+
+def test_capability_of_a_centred_process_matches_the_textbook_formulas() -> None:
+    rng = random.Random(7)
+    values = [rng.gauss(10.0, 0.1) for _ in range(2000)]
+    cap = capability(values, lower=9.4, upper=10.6)
+    sigma = statistics.stdev(values)
+    assert cap.mean == pytest.approx(statistics.fmean(values))
+    assert cap.sigma == pytest.approx(sigma)
+    assert cap.ppk == pytest.approx(min(10.6 - cap.mean, cap.mean - 9.4) / (3 * sigma))
+    # Independent values: the moving-range estimate agrees with the overall sigma, so Cpk ~ Ppk ~ 2.
+    assert cap.cpk == pytest.approx(2.0, rel=0.08)
+    assert cap.ppk == pytest.approx(2.0, rel=0.08)
+
+
+def test_a_drifting_process_has_a_lower_ppk_than_cpk() -> None:
+    rng = random.Random(3)
+    values = [10.0 + i * 0.002 + rng.gauss(0, 0.05) for i in range(300)]
+    cap = capability(values, lower=9.0, upper=11.0)
+    assert cap.ppk is not None and cap.cpk is not None
+    assert cap.ppk < cap.cpk
+
+
+def test_one_sided_limits_use_the_side_that_exists_and_no_limits_give_no_index() -> None:
+    values = [1.0, 2.0, 3.0, 2.0, 1.0, 2.0]
+    upper_only = capability(values, lower=None, upper=8.0)
+    assert upper_only.ppk == pytest.approx((8.0 - 11 / 6) / (3 * statistics.stdev(values)))
+    assert capability(values, lower=None, upper=None).ppk is None
+    assert capability([], lower=0, upper=1).n == 0
+    assert capability([5.0], lower=0, upper=10).cpk is None
+
+
+def test_capability_per_measurement_across_records() -> None:
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    records = [
+        TestFact(i, f"SN{i}", "f1", "PASS", at, (MeasuredValue("power", "vcc", 3.3 + (i % 3) * 0.01, 3.2, 3.4),))
+        for i in range(30)
+    ]
+    (cap,) = measurement_capability(records)
+    assert (cap.phase, cap.name, cap.n, cap.lower, cap.upper) == ("power", "vcc", 30, 3.2, 3.4)
+    assert cap.cpk is not None and cap.cpk > 1
