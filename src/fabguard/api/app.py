@@ -21,6 +21,7 @@ from fabguard.api.schemas import (
     EnrollIn,
     FixtureIn,
     IssuingCaIn,
+    MatterPaiIn,
     OrderIn,
     OrderStateIn,
     ProductIn,
@@ -298,6 +299,13 @@ def create_app(inst: Instance) -> Any:
         """A new issuing CA for a site and/or product line, signed now by the online root."""
         return authorities.create_issuing_ca(
             inst, body.name, site_id=body.site_id, product_id=body.product_id, actor=p.actor
+        ).to_dict()
+
+    @app.post("/api/v1/cas/matter-pai", status_code=201, tags=["ca"])
+    def create_matter_pai(body: MatterPaiIn, p: Admin) -> dict[str, object]:
+        """A Matter PAI for one product: its orders get Matter DACs (under the vendor's PAA)."""
+        return authorities.create_matter_pai(
+            inst, body.name, product_id=body.product_id, vid=body.vid, pid=body.pid, actor=p.actor
         ).to_dict()
 
     @app.post("/api/v1/cas/{name}/csr", status_code=201, tags=["ca"])

@@ -69,6 +69,13 @@ class IssuingCaIn(_Strict):
     product_id: str | None = Field(default=None, description="Only orders of this product use it")
 
 
+class MatterPaiIn(_Strict):
+    name: str = Field(max_length=63)
+    product_id: str = Field(max_length=63, description="Orders of this product get Matter DACs")
+    vid: int = Field(description="Matter vendor ID (0x0001-0xFFF4)")
+    pid: int = Field(description="Matter product ID (0x0001-0xFFFF)")
+
+
 class CaScopeIn(_Strict):
     site_id: str | None = None
     product_id: str | None = None

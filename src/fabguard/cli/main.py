@@ -490,6 +490,27 @@ def ca_create_issuing(
     console.print(f"Issuing CA {ca.name} created ({ca.subject}); new orders in its scope use it")
 
 
+@ca_app.command("create-matter-pai")
+@friendly
+def ca_create_matter_pai(
+    name: str,
+    product: Annotated[str, typer.Option(help="The product whose units get Matter DACs")],
+    vid: Annotated[str, typer.Option(help="Matter vendor ID, hex (e.g. FFF1)")],
+    pid: Annotated[str, typer.Option(help="Matter product ID, hex (e.g. 8000)")],
+) -> None:
+    """A Matter PAI for a product (under this vendor's PAA, made on first use): its units get DACs."""
+    from fabguard.domain.errors import InvalidRequest
+    from fabguard.service import authorities
+
+    try:
+        vid_n, pid_n = int(vid, 16), int(pid, 16)
+    except ValueError:
+        raise InvalidRequest("--vid and --pid are hexadecimal, e.g. FFF1 and 8000") from None
+    with opened() as inst:
+        ca = authorities.create_matter_pai(inst, name, product_id=product, vid=vid_n, pid=pid_n, actor=actor(inst))
+    console.print(f"Matter PAI {ca.name} created ({ca.subject}); new orders of {product} get DACs")
+
+
 @ca_app.command("csr")
 @friendly
 def ca_csr(

@@ -200,6 +200,62 @@ def _register(
     return _view(row)
 
 
+def create_matter_pai(inst: Instance, name: str, *, product_id: str, vid: int, pid: int | None, actor: str) -> CaView:
+    """A Matter PAI for one product (orders of that product then get DACs), under this vendor's PAA.
+
+    The PAA (a self-signed attestation root, separate from FabGuard's root) is made on first use and
+    kept in the same key backend. DACs carry the PAI's vendor ID and the product ID.
+    """
+    from fabguard.pki import matter
+
+    slug(name, "CA name")
+    vendor, product = matter.VendorId(vid), matter.ProductId(pid) if pid is not None else None
+    with inst.db.read() as s:
+        _check_scope(s, None, product_id)
+        if s.get(CertificateAuthority, name) is not None:
+            raise Conflict(f"CA {name} already exists", code="ca_exists")
+    paa_name = f"matter-paa-{str(vendor).lower()}"
+    now = inst.clock()
+    with inst.db.read() as s:
+        paa_row = s.get(CertificateAuthority, paa_name)
+    if paa_row is None:
+        key_ref = _new_key_ref(inst, paa_name)
+        paa = matter.paa_certificate(
+            inst.private_key_ref(key_ref), f"{inst.config.organization} Matter PAA {vendor}", now, vendor
+        )
+        row = CertificateAuthority(
+            name=paa_name,
+            role="paa",
+            state="active",
+            key_ref=key_ref,
+            certificate_pem=paa.certificate.public_bytes(serialization.Encoding.PEM).decode(),
+            cert_serial=format(paa.certificate.serial_number, "x"),
+            created_at=now,
+        )
+        with inst.db.transaction() as s:
+            s.add(row)
+            append_event(
+                s, "ca.created", at=now, actor=actor, detail={"ca": paa_name, "role": "paa", "vid": str(vendor)}
+            )
+    paa_issuer = inst.issuer(paa_name)
+    key_ref = _new_key_ref(inst, name)
+    cert = matter.pai_certificate(
+        paa_issuer,
+        inst.private_key_ref(key_ref).public_key(),
+        f"{inst.config.organization} Matter PAI {name}",
+        vendor,
+        product,
+        now,
+    )
+    return _register(inst, name, "active", None, product_id, key_ref, cert, None, actor, "ca.created")
+
+
+def is_matter_pai(cert: x509.Certificate) -> bool:
+    from fabguard.pki import matter
+
+    return matter.subject_ids(cert.subject)[0] is not None
+
+
 def issuing_csr(inst: Instance, name: str, *, site_id: str | None, product_id: str | None, actor: str) -> str:
     """For an offline root: make the key here and return a CSR for the root to sign (``ca import`` later)."""
     slug(name, "CA name")

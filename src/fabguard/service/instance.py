@@ -248,7 +248,32 @@ class Instance:
     def chain_pem(self, name: str, session: Any = None) -> list[str]:
         """``name``'s certificate followed by the root, PEM."""
         cert = self.issuer(name, session).certificate
-        return [cert.public_bytes(serialization.Encoding.PEM).decode(), self.cert_path("root").read_text()]
+        root = self.certificate("root")
+        if cert.issuer == root.subject or cert.issuer == cert.subject:
+            parent = root if cert.issuer != cert.subject else cert
+        else:  # e.g. a Matter PAI under its PAA
+            parent = self._registry_parent(cert, session)
+        chain = [cert] if parent is cert else [cert, parent]
+        return [c.public_bytes(serialization.Encoding.PEM).decode() for c in chain]
+
+    def _registry_parent(self, cert: x509.Certificate, session: Any) -> x509.Certificate:
+        from sqlalchemy import select
+
+        from fabguard.store.models import CertificateAuthority
+
+        def search(s: Any) -> x509.Certificate:
+            for pem in s.execute(
+                select(CertificateAuthority.certificate_pem).where(CertificateAuthority.certificate_pem.is_not(None))
+            ).scalars():
+                candidate = x509.load_pem_x509_certificate(pem.encode())
+                if candidate.subject == cert.issuer:
+                    return candidate
+            raise ConfigurationError(f"no CA in the registry issued {cert.subject.rfc4514_string()}")
+
+        if session is not None:
+            return search(session)
+        with self.db.read() as s:
+            return search(s)
 
 
 def init_instance(

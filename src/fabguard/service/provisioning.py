@@ -167,15 +167,8 @@ def _provision_in_transaction(
         if not reserve_quota(s, order.id):
             raise Refusal("quota_exhausted", f"order {order.id} has used all {order.quota} units")
         lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None
-        cert = profiles.idevid_certificate(
-            issuer,
-            checked.public_key,
-            serial,
-            inst.config.organization,
-            product.id,
-            now,
-            lifetime,
-            crl_url=inst.crl_url(order.issuing_ca),
+        cert = _device_certificate(
+            inst, issuer, checked.public_key, serial, product.id, now, lifetime, order.issuing_ca
         )
         pem = cert.public_bytes(serialization.Encoding.PEM).decode()
         cert_serial = format(cert.serial_number, "x")
@@ -212,6 +205,39 @@ def _provision_in_transaction(
             },
         )
     return Provisioned(serial.value, order.id, pem, inst.chain_pem(order.issuing_ca), False)
+
+
+def _device_certificate(
+    inst: Instance,
+    issuer: profiles.Issuer,
+    public_key: Any,
+    serial: Serial,
+    product_id: str,
+    now: Any,
+    lifetime: timedelta | None,
+    ca_name: str,
+) -> Any:
+    """The product's device profile: a Matter DAC under a Matter PAI, else an IEEE 802.1AR IDevID."""
+    from fabguard.pki import matter
+
+    vid, pid = matter.subject_ids(issuer.certificate.subject)
+    if vid is None:
+        return profiles.idevid_certificate(
+            issuer,
+            public_key,
+            serial,
+            inst.config.organization,
+            product_id,
+            now,
+            lifetime,
+            crl_url=inst.crl_url(ca_name),
+        )
+    if pid is None:
+        raise Refusal("key_type_not_allowed", f"the Matter PAI {ca_name} names no product ID for the DAC")
+    try:
+        return matter.dac_certificate(issuer, public_key, serial.value, vid, pid, now)
+    except matter.AttestationProfileError as exc:
+        raise Refusal("key_type_not_allowed", f"a Matter DAC cannot be issued: {exc.message}") from None
 
 
 def provision_batch(inst: Instance, fixture: FixtureFacts, *, order_id: str, units: Any) -> list[dict[str, object]]:

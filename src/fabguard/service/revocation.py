@@ -118,14 +118,19 @@ def _revoked_entries(inst: Instance, ca: str, role: str) -> list[RevokedEntry]:
                 )
             ).all()
             return [RevokedEntry(int(c, 16), at, "cessation_of_operation") for c, at in frows if c and at]
+        # The root (or a Matter PAA) lists the revoked CAs it issued itself.
+        subject = inst.issuer(ca, s).certificate.subject
         cas = s.execute(
-            select(
-                CertificateAuthority.cert_serial,
-                CertificateAuthority.revoked_at,
-                CertificateAuthority.revocation_reason,
-            ).where(CertificateAuthority.state == "revoked", CertificateAuthority.cert_serial.is_not(None))
-        ).all()
-        return [RevokedEntry(int(c, 16), at, reason or "unspecified") for c, at, reason in cas if c and at]
+            select(CertificateAuthority).where(
+                CertificateAuthority.state == "revoked", CertificateAuthority.certificate_pem.is_not(None)
+            )
+        ).scalars()
+        return [
+            RevokedEntry(int(str(r.cert_serial), 16), r.revoked_at, r.revocation_reason or "unspecified")
+            for r in cas
+            if r.revoked_at is not None
+            and x509.load_pem_x509_certificate(str(r.certificate_pem).encode()).issuer == subject
+        ]
 
 
 def _role(inst: Instance, ca: str) -> str:
