@@ -148,6 +148,7 @@ def demo(
             if keep_serving:
                 console.print(
                     f"Serving at {server.url} until Ctrl-C. Admin token: [bold]{admin_token}[/]\n"
+                    f"  Live dashboard: {server.url}/ (sign in with the token; the browser must trust {root})\n"
                     f"  curl --cacert {root} -H 'Authorization: Bearer {admin_token}' "
                     f"{server.url}/api/v1/orders/{order_id}"
                 )
