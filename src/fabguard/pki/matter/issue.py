@@ -19,7 +19,7 @@ from fabguard.pki.matter.identity import (
     subject_ids,
     utc,
 )
-from fabguard.pki.profiles import BACKDATE, NO_WELL_DEFINED_EXPIRY, Issuer
+from fabguard.pki.profiles import BACKDATE, NO_WELL_DEFINED_EXPIRY, Issuer, ca_key_usage, signature_key_usage
 
 
 def _p256_private(key: SigningKey, whose: str) -> ec.EllipticCurvePrivateKey:
@@ -32,34 +32,6 @@ def _p256_public(public_key: CertificatePublicKeyTypes, whose: str) -> ec.Ellipt
     if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(public_key.curve, ec.SECP256R1):
         raise AttestationProfileError("public-key", f"the {whose} public key must be ECDSA on P-256 (6.1)")
     return public_key
-
-
-def _ca_key_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=False,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _dac_key_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
 
 
 def _issued_within(issuer: x509.Certificate, start: datetime, role: AttestationRole) -> None:
@@ -96,7 +68,7 @@ def paa_certificate(
         .not_valid_after(start + timedelta(days=365 * years))
         # pathLen 1: a PAA signs PAIs, and a PAI signs DACs only; the 3-certificate chain is the whole point.
         .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(ca_key_usage(), critical=True)
         .add_extension(ski, critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(signer, hashes.SHA256())
@@ -135,7 +107,7 @@ def pai_certificate(
         .not_valid_before(start)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(ca_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
         .add_extension(_issuer_key_ids(paa), critical=False)
         .sign(signer, hashes.SHA256())
@@ -177,7 +149,7 @@ def dac_certificate(
         .not_valid_before(start)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_dac_key_usage(), critical=True)
+        .add_extension(signature_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
         .add_extension(_issuer_key_ids(pai), critical=False)
         .sign(signer, hashes.SHA256())
