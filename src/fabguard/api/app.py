@@ -15,6 +15,7 @@ from fabguard import __version__
 from fabguard.api.dashboard import install_dashboard
 from fabguard.api.errors import BodyLimit, install_error_handlers
 from fabguard.api.est import install_est
+from fabguard.api.firmware import install_firmware
 from fabguard.api.schemas import (
     CaCertificateIn,
     CaScopeIn,
@@ -381,6 +382,7 @@ def create_app(inst: Instance) -> Any:
 
     install_est(app, inst, fixture)
     install_dashboard(app, inst, reader)
+    install_firmware(app, inst, fixture, operator, approver, reader)
     return BodyLimit(app, inst.limits.max_body_bytes)
 
 

@@ -615,11 +615,13 @@ def events_cmd(
 
 def _register_more() -> None:
     from fabguard.cli.demo import demo
+    from fabguard.cli.firmware import firmware_app
     from fabguard.cli.ledger import audit_app, ledger_app
 
     app.command("demo")(demo)
     app.add_typer(ledger_app, name="ledger")
     app.add_typer(audit_app, name="audit")
+    app.add_typer(firmware_app, name="firmware")
 
 
 _register_more()

@@ -257,3 +257,6 @@ class Counter(Base):
     __tablename__ = "counters"
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+import fabguard.store.firmware_models  # noqa: E402, F401  (the firmware tables join this metadata)

@@ -1,0 +1,183 @@
+"""``fabguard firmware ...``: releases on the server's side, fetch on a line PC, open on (a model of) the device."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fabguard.cli.common import actor, console, fail, friendly, opened, principal
+
+firmware_app = typer.Typer(
+    help="Encrypted firmware: upload, approve, attach to orders, withdraw; fetch a unit's package.",
+    no_args_is_help=True,
+)
+
+
+@firmware_app.command("upload")
+@friendly
+def upload(
+    image: Annotated[Path, typer.Argument(help="The firmware image file")],
+    product: Annotated[str, typer.Option(help="The product it is for")],
+    version: Annotated[str, typer.Option(help="Its version, e.g. 1.4.0")],
+    notes: Annotated[Path | None, typer.Option(help="A file of release notes")] = None,
+    dual_control: Annotated[
+        bool, typer.Option("--dual-control/--single-control", help="Only a second person may approve it")
+    ] = False,
+    max_size: Annotated[int, typer.Option(help="Refuse images larger than this many bytes")] = 2 * 1024 * 1024,
+) -> None:
+    """Encrypt the image at rest, sign its manifest, make its SBOM; the release starts as 'uploaded'."""
+    from fabguard.service import firmware
+
+    data = image.read_bytes()
+    text = notes.read_text(encoding="utf-8") if notes else ""
+    with opened() as inst:
+        release = firmware.upload_release(
+            inst,
+            product_id=product,
+            version=version,
+            image=data,
+            notes=text,
+            dual_control=dual_control,
+            actor=actor(inst),
+            max_image_bytes=max_size,
+        )
+    console.print(f"Release [bold]{release.id}[/]: {product} {version}, {release.size} bytes, sha256 {release.sha256}")
+    console.print("It needs approval ('fabguard firmware approve') and an order ('fabguard firmware attach').")
+
+
+@firmware_app.command("list")
+@friendly
+def list_releases(
+    product: Annotated[str | None, typer.Option(help="Only this product")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """The releases, oldest first, with their state and the orders they are attached to."""
+    from fabguard.service import firmware
+
+    with opened() as inst:
+        releases = firmware.list_releases(inst, product_id=product)
+    if as_json:
+        console.print_json(json.dumps([r.to_dict() for r in releases]))
+        return
+    table = Table("id", "product", "version", "state", "size", "dual control", "uploaded by", "approved by", "orders")
+    for r in releases:
+        table.add_row(
+            r.id,
+            r.product_id,
+            r.version,
+            r.state,
+            str(r.size),
+            "yes" if r.dual_control else "no",
+            r.uploaded_by,
+            r.approved_by or "",
+            ", ".join(r.orders),
+        )
+    console.print(table)
+
+
+@firmware_app.command("approve")
+@friendly
+def approve(release_id: str) -> None:
+    """Approve a release (an approver's token in FABGUARD_TOKEN; under dual control, not the uploader's)."""
+    from fabguard.domain.values import Role
+    from fabguard.service import firmware
+
+    with opened() as inst:
+        p = principal(inst)
+        p.require(Role.APPROVER)
+        release = firmware.approve_release(inst, release_id, actor=p.actor)
+    console.print(f"Release {release.id} ({release.product_id} {release.version}) approved by {release.approved_by}")
+
+
+@firmware_app.command("attach")
+@friendly
+def attach(release_id: str, order: Annotated[str, typer.Option(help="The order whose units may receive it")]) -> None:
+    """Offer a release to the units of an order."""
+    from fabguard.service import firmware
+
+    with opened() as inst:
+        release = firmware.attach_release(inst, release_id, order, actor=actor(inst))
+    console.print(f"Release {release.id} attached to order {order}")
+
+
+@firmware_app.command("withdraw")
+@friendly
+def withdraw(release_id: str, reason: Annotated[str, typer.Option(help="Why (kept in the ledger)")]) -> None:
+    """Stop releasing a version to any unit, for good."""
+    from fabguard.service import firmware
+
+    with opened() as inst:
+        firmware.withdraw_release(inst, release_id, reason=reason, actor=actor(inst))
+    console.print(f"Release {release_id} withdrawn")
+
+
+@firmware_app.command("key")
+@friendly
+def key(out: Annotated[Path | None, typer.Option(help="Also write the PEM here")] = None) -> None:
+    """Print the firmware signing public key that devices pin (PEM)."""
+    from fabguard.service import firmware
+
+    with opened() as inst:
+        pem = firmware.firmware_public_key_pem(inst)
+    console.out(pem, end="")
+    if out:
+        out.write_text(pem)
+
+
+@firmware_app.command("fetch")
+@friendly
+def fetch(
+    credentials: Annotated[Path, typer.Option(help="The fixture's credentials directory (from 'fixture enroll')")],
+    release: Annotated[str, typer.Option(help="The release id")],
+    order: Annotated[str, typer.Option(help="The order the unit was provisioned on")],
+    serial: Annotated[str, typer.Option(help="The unit's serial")],
+    out: Annotated[Path, typer.Option(help="Where to write the package")],
+) -> None:
+    """On a line PC: fetch one unit's encrypted package (only that unit's key opens it)."""
+    from fabguard.fixture.client import Credentials, FixtureClient
+    from fabguard.fixture.firmware import fetch_package
+
+    with FixtureClient(Credentials.load(credentials)) as client:
+        package = fetch_package(client, order_id=order, serial=serial, release_id=release)
+    out.write_bytes(package)
+    console.print(f"Package for unit {serial} ({len(package)} bytes) written to {out}")
+
+
+@firmware_app.command("open")
+@friendly
+def open_cmd(
+    package: Annotated[Path, typer.Argument(help="A package fetched for this unit")],
+    device_key: Annotated[Path, typer.Option(help="The unit's private key (PEM, unencrypted): a device model only")],
+    serial: Annotated[str, typer.Option(help="The unit's serial")],
+    firmware_key: Annotated[Path, typer.Option(help="The pinned firmware public key (PEM)")],
+    out: Annotated[Path, typer.Option(help="Where to write the plaintext image")],
+) -> None:
+    """What the device runs: check the manifest signature, unwrap with the unit key, decrypt, check the digest."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from fabguard.fixture.firmware import FirmwarePackageError, load_firmware_public_key, open_package
+
+    key_obj = serialization.load_pem_private_key(device_key.read_bytes(), password=None)
+    if not isinstance(key_obj, ec.EllipticCurvePrivateKey):
+        fail("the device key must be an EC P-256 private key")
+        return
+    try:
+        opened_fw = open_package(
+            package.read_bytes(),
+            device_key=key_obj,
+            serial=serial,
+            firmware_key=load_firmware_public_key(firmware_key.read_bytes()),
+        )
+    except FirmwarePackageError as exc:
+        fail(f"REJECTED: {exc}", code=1)
+        return
+    out.write_bytes(opened_fw.image)
+    console.print(f"[green]verified[/]: release {opened_fw.release_id} version {opened_fw.version}, image in {out}")
+
+
+__all__ = ["firmware_app"]

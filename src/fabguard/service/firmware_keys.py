@@ -1,0 +1,82 @@
+"""The instance's two firmware keys: the manifest signing key and the key-encryption key (KEK).
+
+The signing key ``firmware`` lives in the instance's key backend like the CA keys (an encrypted PKCS#8
+file, or non-extractable in the HSM), and is made on first use. The KEK is a 256-bit AES key in
+``keys/firmware-kek.json``, sealed with the instance passphrase (scrypt + AES-256-GCM), also made on
+first use. Both are held in memory only once opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import weakref
+from pathlib import Path
+
+from fabguard.domain.errors import ConfigurationError
+from fabguard.firmware import envelope
+from fabguard.pki.keys import SigningKey, passphrase_from_env
+from fabguard.service.instance import Instance
+
+SIGNING_KEY = "firmware"
+KEK_FILE = "firmware-kek.json"
+
+_lock = threading.Lock()
+_keks: weakref.WeakKeyDictionary[Instance, bytes] = weakref.WeakKeyDictionary()
+
+
+def signing_key(inst: Instance) -> SigningKey:
+    """The firmware manifest signing key (P-256, as ``Instance.generate_key`` makes), created if missing."""
+    with _lock:
+        if inst.config.key_backend == "file":
+            if not inst.key_path(SIGNING_KEY).exists():
+                inst.generate_key(SIGNING_KEY)
+        else:
+            try:
+                return inst.private_key_ref(inst.key_ref_for(SIGNING_KEY))
+            except ConfigurationError:
+                inst.generate_key(SIGNING_KEY)
+        return inst.private_key_ref(inst.key_ref_for(SIGNING_KEY))
+
+
+def kek_path(inst: Instance) -> Path:
+    return inst.key_path(SIGNING_KEY).parent / KEK_FILE
+
+
+def kek(inst: Instance) -> bytes:
+    """The KEK, opened with the passphrase (once per process) or made and sealed on first use."""
+    with _lock:
+        cached = _keks.get(inst)
+        if cached is not None:
+            return cached
+        passphrase = passphrase_from_env(inst._env)
+        path = kek_path(inst)
+        if not path.exists():
+            _create(path, envelope.seal_kek(envelope.new_kek(), passphrase))
+        try:
+            value = envelope.open_kek(path.read_bytes(), passphrase)
+        except envelope.EnvelopeError as exc:
+            raise ConfigurationError(f"{path.name}: {exc}") from None
+        _keks[inst] = value
+        return value
+
+
+def _create(path: Path, content: bytes) -> None:
+    """Write ``content`` to ``path`` only if no file is there, atomically (another process may race us)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # If another process made it first, theirs is the KEK.
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink()
+
+
+__all__ = ["KEK_FILE", "SIGNING_KEY", "kek", "kek_path", "signing_key"]
