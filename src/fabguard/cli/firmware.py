@@ -180,4 +180,56 @@ def open_cmd(
     console.print(f"[green]verified[/]: release {opened_fw.release_id} version {opened_fw.version}, image in {out}")
 
 
+def _size(text: str, what: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        fail(f"{what} must be a number of bytes (decimal or 0x...), not {text!r}")
+        raise
+
+
+@firmware_app.command("mcuboot")
+@friendly
+def mcuboot_image(
+    image: Annotated[Path, typer.Argument(help="The application binary, without an MCUboot header")],
+    signing_key: Annotated[
+        Path, typer.Option(help="MCUboot ECDSA P-256 signing key: encrypted PKCS#8 PEM (FABGUARD_KEY_PASSPHRASE)")
+    ],
+    version: Annotated[str, typer.Option(help="MCUboot version: major.minor.revision+build")],
+    slot_size: Annotated[str, typer.Option(help="The image slot's size in bytes, e.g. 0x40000")],
+    out: Annotated[Path, typer.Option(help="Where to write the MCUboot image")],
+    encryption_key: Annotated[
+        Path | None, typer.Option(help="The bootloader's ECIES-P256 public key (PEM); omit to sign only")
+    ] = None,
+    header_size: Annotated[str, typer.Option(help="MCUboot header size")] = "0x200",
+    align: Annotated[int, typer.Option(help="Flash write alignment")] = 8,
+) -> None:
+    """Sign (ECDSA P-256) and encrypt (ECIES-P256) an image for MCUboot with imgtool; no key is written in clear."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from fabguard.firmware import mcuboot
+    from fabguard.pki.keys import passphrase_from_env, read_encrypted_key
+
+    key = read_encrypted_key(signing_key, passphrase_from_env())
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        fail("the MCUboot signing key must be an ECDSA P-256 key")
+        return
+    try:
+        built = mcuboot.build_mcuboot_image(
+            image.read_bytes(),
+            signing_key=key,
+            encryption_key_pem=encryption_key.read_bytes() if encryption_key else None,
+            version=version,
+            slot_size=_size(slot_size, "--slot-size"),
+            header_size=_size(header_size, "--header-size"),
+            align=align,
+        )
+    except mcuboot.McubootError as exc:
+        fail(str(exc))
+        return
+    out.write_bytes(built)
+    what = "signed and encrypted" if encryption_key else "signed (not encrypted)"
+    console.print(f"MCUboot image {version}, {what}: {len(built)} bytes written to {out}")
+
+
 __all__ = ["firmware_app"]
