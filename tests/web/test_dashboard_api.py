@@ -148,3 +148,60 @@ def test_the_page_is_served_with_a_strict_content_security_policy(world: World) 
     assert page.status_code == 200 and "FabGuard" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert script.status_code == 200 and chart.status_code == 200
+
+
+def _settings(world: World, **settings: object) -> None:
+    (world.inst.home / "analytics.json").write_text(json.dumps(settings))
+
+
+def test_a_drifting_measurement_raises_a_drift_alert(world: World) -> None:
+    from fabguard.fixture.openhtf_records import DEFAULT_PROCEDURE, MeasurementSpec
+
+    _settings(world, drift_subgroup=1, drift_baseline=20)
+    client = world.fixture("f1")
+    rng = random.Random(3)
+    steady = [openhtf_record(f"SN{i:07d}", "f1", fail=False, rng=rng) for i in range(20)]
+    client.upload_test_records(steady)
+    assert _alerts(world) == []
+    vcc = DEFAULT_PROCEDURE[0]
+    drifted = (
+        MeasurementSpec(vcc.phase, vcc.name, vcc.nominal + 5 * vcc.sigma, vcc.sigma / 4, vcc.lower, vcc.upper, "V"),
+    )
+    shifted = [
+        openhtf_record(f"SN{i:07d}", "f1", fail=False, rng=rng, procedure=drifted + DEFAULT_PROCEDURE[1:])
+        for i in range(20, 30)
+    ]
+    client.upload_test_records(shifted)
+    # Rules 1-3 also false-alarm at about 1 % of judged points on the steady measurements; only vcc is asserted.
+    (alert,) = [a for a in _alerts(world) if "vcc_3v3" in str(a["message"])]
+    assert alert["kind"] == "measurement_drift" and alert["site_id"] == "cm-a" and alert["severity"] == "warning"
+    assert "power_rails/vcc_3v3" in str(alert["message"]) and "rule 1" in str(alert["message"])
+    with world.admin() as admin:
+        events = admin.get("/api/v1/events", params={"kind": "test.recorded", "limit": 100}).json()
+    recorded = {e["seq"] for e in events if e["serial"] >= "SN0000020"}
+    assert set(alert["evidence"]) == recorded
+
+
+def test_provisioning_outside_the_sites_working_hours_raises_an_alert(world: World) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    open_hours = [(now - timedelta(hours=1)).strftime("%H:%M"), (now + timedelta(hours=1)).strftime("%H:%M"), "UTC"]
+    _settings(world, working_hours={"cm-a": open_hours})
+    order = world.order(5, order_id="po-hours")
+    with ProductionLine([world.credentials("f1")], LineConfig(order, units=2, fail_rate=0.0)) as line:
+        line.run()
+    assert _alerts(world) == []
+
+    closed = [(now + timedelta(hours=2)).strftime("%H:%M"), (now + timedelta(hours=3)).strftime("%H:%M"), "UTC"]
+    _settings(world, working_hours={"cm-a": closed, "cm-b": open_hours})
+    (alert,) = _alerts(world)
+    assert alert["kind"] == "off_hours_activity" and alert["site_id"] == "cm-a" and alert["severity"] == "high"
+    assert "2 units provisioned" in str(alert["message"])
+
+
+def test_a_broken_settings_file_is_a_configuration_error_not_silence(world: World) -> None:
+    _settings(world, working_hours={"cm-a": ["06:00", "22:00", "Mars/Olympus"]})
+    with world.admin() as admin:
+        response = admin.get("/api/v1/alerts")
+    assert response.status_code == 500 and response.json()["error"]["code"] == "configuration_error"

@@ -13,7 +13,9 @@ from fabguard.analytics.detectors import (
     quota_overrun,
     untested_units,
 )
+from fabguard.analytics.drift import MeasurementDrift, Signal, nelson_signals
 from fabguard.analytics.facts import EventFact, MeasuredValue, TestFact
+from fabguard.analytics.hours import OffHoursActivity, WorkingHours, parse_working_hours
 from fabguard.analytics.production import (
     Bucket,
     BurnDown,
@@ -36,10 +38,14 @@ __all__ = [
     "EventDetector",
     "EventFact",
     "MeasuredValue",
+    "MeasurementDrift",
+    "OffHoursActivity",
     "Severity",
+    "Signal",
     "TestFact",
     "ThroughputSpike",
     "UntrustedFixture",
+    "WorkingHours",
     "YieldStats",
     "alert_id",
     "buckets",
@@ -49,7 +55,9 @@ __all__ = [
     "duplicate_serial",
     "key_reuse",
     "measurement_capability",
+    "nelson_signals",
     "ordered",
+    "parse_working_hours",
     "quota_burndown",
     "quota_overrun",
     "refusals_by_reason",

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Protocol, TypeVar
 
 from fabguard.analytics.alerts import Alert, Severity, make_alert
+from fabguard.analytics.drift import MeasurementDrift
 from fabguard.analytics.facts import EventFact, TestFact
 
 K = TypeVar("K")
@@ -268,7 +269,8 @@ def detect_all(
     *,
     detectors: Sequence[EventDetector] | None = None,
     copies: CopiedTestRecords | None = None,
+    drift: MeasurementDrift | None = None,
 ) -> list[Alert]:
     """Every detector over the same facts."""
     alerts = [a for d in (detectors if detectors is not None else default_event_detectors()) for a in d.detect(events)]
-    return alerts + (copies or CopiedTestRecords()).detect(records)
+    return alerts + (copies or CopiedTestRecords()).detect(records) + (drift or MeasurementDrift()).detect(records)

@@ -53,6 +53,7 @@ from fabguard.service import (
     revocation,
     testrecords,
     tokens,
+    webhooks,
 )
 from fabguard.service.instance import Instance
 
@@ -70,10 +71,12 @@ def create_app(inst: Instance) -> Any:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         schedule = maintenance.MaintenanceSchedule(inst, inst.limits.checkpoint_seconds)
         schedule.start()
+        sender = webhooks.WebhookSender(inst).start()  # alerts to configured webhooks (<home>/webhooks.json)
         try:
             yield
         finally:
             schedule.stop()
+            sender.stop()
 
     app = FastAPI(
         lifespan=lifespan,

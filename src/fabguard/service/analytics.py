@@ -8,8 +8,8 @@ covers the evidence seen when it was made, and new evidence re-opens the alert.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,17 +22,20 @@ from fabguard.analytics import (
     CopiedTestRecords,
     EventFact,
     MeasuredValue,
+    MeasurementDrift,
+    OffHoursActivity,
     TestFact,
     buckets,
     default_event_detectors,
     detect_all,
     measurement_capability,
     ordered,
+    parse_working_hours,
     quota_burndown,
     with_acknowledgements,
 )
 from fabguard.analytics.production import PASS, YieldStats
-from fabguard.domain.errors import FabGuardError, InvalidRequest, NotFound
+from fabguard.domain.errors import ConfigurationError, FabGuardError, InvalidRequest, NotFound
 from fabguard.domain.testrecord import parse_openhtf_record
 from fabguard.service import fixtures, orders
 from fabguard.service.instance import Instance
@@ -40,6 +43,8 @@ from fabguard.store.db import append_event, event_count
 from fabguard.store.models import Event, Fixture, Order, TestRecordRow
 
 ALERT_KINDS = ("unit.refused", "request.refused", "unit.provisioned")
+# Read as well only when working hours are configured: test.recorded doubles the events to load.
+LINE_KINDS = ("test.recorded", "test.refused")
 ACK_KIND = "alert.acknowledged"
 
 
@@ -55,9 +60,57 @@ class AnalyticsSettings:
     alert_records: int = 2_000
     spc_records: int = 500
     rated_units_per_hour: float | None = None
+    # Per site: local working hours and their IANA zone, e.g. {"cm-a": ("06:00", "22:00", "Asia/Shanghai")};
+    # line activity outside them raises ``off_hours_activity``. Sites not named here are not judged.
+    working_hours: Mapping[str, tuple[str, str, str]] = field(default_factory=dict)
+    # Measurement drift: Nelson rules 1-3 on means of this many consecutive passing units, judged
+    # against a chart set by the first ``drift_baseline`` such means in the alert window.
+    drift_subgroup: int = 5
+    drift_baseline: int = 20
+
+    def __post_init__(self) -> None:
+        parse_working_hours(self.working_hours)  # a bad time or zone fails here, not at the first alert
+        if self.drift_subgroup < 1 or self.drift_baseline < 2:
+            raise ValueError("drift_subgroup must be at least 1 and drift_baseline at least 2")
 
 
 DEFAULT = AnalyticsSettings()
+SETTINGS_FILE = "analytics.json"
+
+
+def load_settings(inst: Instance) -> AnalyticsSettings:
+    """The instance's analytics settings: ``<home>/analytics.json`` when present, else the defaults.
+
+    The file is an object with any of ``window_hours``, ``bucket_minutes``, ``rated_units_per_hour``,
+    ``working_hours`` (``{"cm-a": ["06:00", "22:00", "Asia/Shanghai"]}``), ``drift_subgroup`` and
+    ``drift_baseline``. It is read on every call, so an edit takes effect without a restart; a broken
+    file is a configuration error, never silently ignored.
+    """
+    path = inst.home / SETTINGS_FILE
+    if not path.exists():
+        return DEFAULT
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("the file must hold a JSON object")
+        known = {"window_hours", "bucket_minutes", "rated_units_per_hour", "working_hours"}
+        known |= {"drift_subgroup", "drift_baseline"}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}")
+        hours = data.get("working_hours", {})
+        if not isinstance(hours, dict):
+            raise ValueError("working_hours must map a site to [start, end, zone]")
+        return AnalyticsSettings(
+            window=timedelta(hours=float(data.get("window_hours", DEFAULT.window.total_seconds() / 3600))),
+            bucket=timedelta(minutes=float(data.get("bucket_minutes", DEFAULT.bucket.total_seconds() / 60))),
+            rated_units_per_hour=data.get("rated_units_per_hour"),
+            working_hours={str(site): (str(h[0]), str(h[1]), str(h[2])) for site, h in hours.items()},
+            drift_subgroup=int(data.get("drift_subgroup", DEFAULT.drift_subgroup)),
+            drift_baseline=int(data.get("drift_baseline", DEFAULT.drift_baseline)),
+        )
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        raise ConfigurationError(f"{path}: {exc}") from exc
 
 
 def current_sequence(inst: Instance) -> int:
@@ -158,8 +211,9 @@ def _sites(s: Session) -> dict[str, str]:
     return dict(s.execute(select(Fixture.id, Fixture.site_id)).all())
 
 
-def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings = DEFAULT) -> dict[str, Any]:
+def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | None = None) -> dict[str, Any]:
     """One order: quota burn-down, throughput, refusals, yield and capability at its site."""
+    settings = settings or load_settings(inst)
     view = orders.get_order(inst, order_id)
     now = inst.clock()
     since = max(now - settings.window, view.created_at)
@@ -192,8 +246,9 @@ def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings = 
         }
 
 
-def overview(inst: Instance, *, settings: AnalyticsSettings = DEFAULT, alerts_limit: int = 50) -> dict[str, Any]:
+def overview(inst: Instance, *, settings: AnalyticsSettings | None = None, alerts_limit: int = 50) -> dict[str, Any]:
     """Everything the dashboard shows at once: orders, fixtures, refusals, series, alerts."""
+    settings = settings or load_settings(inst)
     now = inst.clock()
     since = now - settings.window
     views = orders.list_orders(inst)
@@ -253,12 +308,18 @@ def _acknowledgement(e: Event) -> Acknowledgement:
     return Acknowledgement(str(detail.get("alert_id")), up_to if isinstance(up_to, int) else 0, e.actor or "unknown")
 
 
-def alerts(inst: Instance, *, settings: AnalyticsSettings = DEFAULT) -> list[Alert]:
+def alerts(inst: Instance, *, settings: AnalyticsSettings | None = None) -> list[Alert]:
     """Every alert over the newest events and test records, acknowledged ones marked, open ones first."""
+    settings = settings or load_settings(inst)
     with inst.db.read() as s:
         low = event_count(s) - settings.alert_events
         rows = s.execute(
-            select(Event).where(Event.seq > low, Event.kind.in_((*ALERT_KINDS, ACK_KIND))).order_by(Event.seq)
+            select(Event)
+            .where(
+                Event.seq > low,
+                Event.kind.in_((*ALERT_KINDS, *(LINE_KINDS if settings.working_hours else ()), ACK_KIND)),
+            )
+            .order_by(Event.seq)
         ).scalars()
         facts, acks = [], []
         for e in rows:
@@ -269,7 +330,8 @@ def alerts(inst: Instance, *, settings: AnalyticsSettings = DEFAULT) -> list[Ale
         records = list(
             s.execute(select(TestRecordRow).order_by(TestRecordRow.id.desc()).limit(settings.alert_records)).scalars()
         )
-        tests = _test_facts(records[::-1], _sites(s))
+        sites = _sites(s)
+        tests = _test_facts(records[::-1], sites)
         seq_of: dict[int, int] = {}
         for seq, detail in s.execute(
             select(Event.seq, Event.detail).where(
@@ -285,17 +347,21 @@ def alerts(inst: Instance, *, settings: AnalyticsSettings = DEFAULT) -> list[Ale
         )
         for t in tests
     ]
+    detectors = default_event_detectors(rated_per_hour=settings.rated_units_per_hour)
+    if settings.working_hours:
+        detectors.append(OffHoursActivity(parse_working_hours(settings.working_hours), sites))
     found = detect_all(
         facts,
         tests,
-        detectors=default_event_detectors(rated_per_hour=settings.rated_units_per_hour),
+        detectors=detectors,
         copies=CopiedTestRecords(),
+        drift=MeasurementDrift(subgroup=settings.drift_subgroup, baseline=settings.drift_baseline),
     )
     return ordered(with_acknowledgements(found, acks))
 
 
 def acknowledge(
-    inst: Instance, alert_id: str, *, actor: str, note: str = "", settings: AnalyticsSettings = DEFAULT
+    inst: Instance, alert_id: str, *, actor: str, note: str = "", settings: AnalyticsSettings | None = None
 ) -> Alert:
     """Acknowledge an open alert up to its newest evidence; recorded as an ``alert.acknowledged`` event."""
     if len(note) > 500 or not note.isprintable():
