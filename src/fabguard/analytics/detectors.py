@@ -174,13 +174,24 @@ class ThroughputSpike:
             first, last = min(by_bucket), max(by_bucket)
             counts = [len(by_bucket.get(i, ())) for i in range(first, last + 1)]
             spikes: list[tuple[int, str]] = []
+            # The history's sum as a running total (counts are integers: exact), for the mean in one pass.
+            total = 0
             for i, n in enumerate(counts):
                 rate = n * per_hour
+                if i > 0:
+                    total += counts[i - 1]
+                    if i > 288:
+                        total -= counts[i - 289]
                 if self.rated_per_hour is not None and rate > self.rated_per_hour:
                     spikes.append((i, f"{rate:.0f} units/h against a rated {self.rated_per_hour:.0f} units/h"))
                 elif i >= self.min_history:
-                    history = counts[max(0, i - 288) : i]
-                    mean = statistics.fmean(history)
+                    lo = max(0, i - 288)
+                    # == statistics.fmean of the history (an exact sum, one rounding); fmean raises when empty
+                    mean = total / (i - lo) if i > lo else statistics.fmean(counts[lo:i])
+                    # sigma is at least 1, so a count at most ``mean + k`` is never a spike: skip the pstdev.
+                    if self.k >= 0 and not n > mean + self.k:
+                        continue
+                    history = counts[lo:i]
                     # A floor of one unit per bucket keeps a flat history from alarming on a single extra unit.
                     sigma = max(statistics.pstdev(history), 1.0)
                     if n > mean + self.k * sigma:

@@ -10,7 +10,8 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
@@ -19,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from fabguard.analytics.alerts import counts_by
@@ -69,11 +71,51 @@ class SnapshotCache:
             return self._value
 
 
+class _Aggregates(NamedTuple):
+    refused: list[tuple[str, str | None, int]]
+    outcomes: list[tuple[str, int]]
+    last_seen: dict[str | None, datetime]
+
+
 class ProductionCollector(Collector):
     """Prometheus metrics read from the database at scrape time."""
 
     def __init__(self, inst: Instance) -> None:
         self._inst = inst
+        # Aggregates over the ledger and the test records, by event sequence: neither changes without a
+        # new event (a test record is stored with its ``test.recorded`` event), so a scrape at the same
+        # sequence reuses them.
+        self._lock = threading.Lock()
+        self._aggregates: tuple[int, _Aggregates] | None = None
+
+    def _ledger_aggregates(self, s: Session, seq: int) -> _Aggregates:
+        with self._lock:
+            cached = self._aggregates
+        if cached is not None and cached[0] == seq:
+            return cached[1]
+        refused = [
+            (kind, code, n)
+            for kind, code, n in s.execute(
+                select(Event.kind, Event.code, func.count())
+                .where(Event.kind.in_(("unit.refused", "test.refused", "request.refused")))
+                .group_by(Event.kind, Event.code)
+            )
+        ]
+        outcomes = [
+            (outcome, n)
+            for outcome, n in s.execute(select(TestRecordRow.outcome, func.count()).group_by(TestRecordRow.outcome))
+        ]
+        seen = dict(
+            s.execute(
+                select(Event.fixture_id, func.max(Event.at))
+                .where(Event.seq > seq - analytics.DEFAULT.alert_events, Event.fixture_id.is_not(None))
+                .group_by(Event.fixture_id)
+            ).all()
+        )
+        found = _Aggregates(refused, outcomes, seen)
+        with self._lock:
+            self._aggregates = (seq, found)
+        return found
 
     def collect(self) -> Iterable[Metric]:
         inst = self._inst
@@ -95,21 +137,12 @@ class ProductionCollector(Collector):
                 values = [o.id, o.product_id, o.site_id, o.state]
                 quota.add_metric(values, o.quota)
                 used.add_metric(values, o.used)
-            for kind, code, n in s.execute(
-                select(Event.kind, Event.code, func.count())
-                .where(Event.kind.in_(("unit.refused", "test.refused", "request.refused")))
-                .group_by(Event.kind, Event.code)
-            ):
+            aggregates = self._ledger_aggregates(s, seq)
+            for kind, code, n in aggregates.refused:
                 refusals.add_metric([kind, code or "unknown"], n)
-            for outcome, n in s.execute(select(TestRecordRow.outcome, func.count()).group_by(TestRecordRow.outcome)):
+            for outcome, n in aggregates.outcomes:
                 tests.add_metric([outcome], n)
-            seen = dict(
-                s.execute(
-                    select(Event.fixture_id, func.max(Event.at))
-                    .where(Event.seq > seq - analytics.DEFAULT.alert_events, Event.fixture_id.is_not(None))
-                    .group_by(Event.fixture_id)
-                ).all()
-            )
+            seen = aggregates.last_seen
             for fixture_id, site_id in s.execute(select(Fixture.id, Fixture.site_id)):
                 if fixture_id in seen:
                     last.add_metric([fixture_id, site_id], seen[fixture_id].timestamp())

@@ -8,12 +8,15 @@ covers the evidence seen when it was made, and new evidence re-opens the alert.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session, aliased
 
 from fabguard.analytics import (
@@ -39,7 +42,7 @@ from fabguard.domain.errors import ConfigurationError, FabGuardError, InvalidReq
 from fabguard.domain.testrecord import parse_openhtf_record
 from fabguard.service import fixtures, orders
 from fabguard.service.instance import Instance
-from fabguard.store.db import append_event, event_count
+from fabguard.store.db import Database, append_event, event_count
 from fabguard.store.models import Event, Fixture, Order, TestRecordRow
 
 ALERT_KINDS = ("unit.refused", "request.refused", "unit.provisioned")
@@ -122,12 +125,78 @@ def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t else None
 
 
-def _yield_at(s: Session, *, since: datetime, site_id: str | None = None) -> YieldStats:
+# Time bounds as id bounds. Rows are only ever appended, and on SQLite (one writer, a new row's id above
+# every id stored) a block of ids below the largest id is final; the newest time in each final block
+# says which blocks hold no row at or after a bound, so a query on time can also bound the id (the
+# primary key) without changing its answer. Kept per database and table; empty blocks hold None.
+_BLOCK = 4096
+_blocks: weakref.WeakKeyDictionary[Database, dict[str, list[datetime | None]]] = weakref.WeakKeyDictionary()
+_blocks_lock = threading.Lock()
+
+
+def _block_newest(s: Session, db: Database, id_col: Any, at_col: Any) -> list[datetime | None]:
+    """The newest time in each final block of ids (None for an empty block); [] when not known."""
+    if not db.is_sqlite:
+        return []
+    table = str(id_col)
+    with _blocks_lock:
+        known = list(_blocks.setdefault(db, {}).get(table, ()))
+    final = (int(s.execute(select(func.coalesce(func.max(id_col), 0))).scalar_one()) + 1) // _BLOCK
+    if len(known) < final:
+        start = len(known)
+        newest: dict[int, datetime] = {}
+        for i, at in s.execute(select(id_col, at_col).where(id_col >= start * _BLOCK, id_col < final * _BLOCK)):
+            b = i // _BLOCK
+            if b not in newest or at > newest[b]:
+                newest[b] = at
+        known.extend(newest.get(b) for b in range(start, final))
+        with _blocks_lock:
+            stored = _blocks.setdefault(db, {})
+            if len(stored.get(table, ())) < len(known):
+                stored[table] = known
+    return known
+
+
+def _id_floor(s: Session, db: Database, id_col: Any, at_col: Any, since: datetime) -> int:
+    """An id below which every row of ``id_col``'s table is older than ``since`` (0 when not known)."""
+    floor = 0
+    for b, at in enumerate(_block_newest(s, db, id_col, at_col)):
+        if at is not None and at >= since:
+            break
+        floor = (b + 1) * _BLOCK
+    return floor
+
+
+def _id_ranges(s: Session, db: Database, id_col: Any, at_col: Any, since: datetime) -> list[tuple[int, int | None]]:
+    """Id ranges ``[lo, hi)`` (hi None: open) outside which every row is older than ``since``."""
+    ranges: list[tuple[int, int | None]] = []
+    newest = _block_newest(s, db, id_col, at_col)
+    lo: int | None = None
+    for b, at in enumerate(newest):
+        if at is not None and at >= since:
+            lo = b * _BLOCK if lo is None else lo
+        elif lo is not None:
+            ranges.append((lo, b * _BLOCK))
+            lo = None
+    ranges.append((len(newest) * _BLOCK if lo is None else lo, None))
+    return ranges
+
+
+def _times_since(s: Session, db: Database, query: Select[datetime], since: datetime) -> list[datetime]:
+    """``query`` (event times, already bounded by ``at >= since``) over only the ids that can match."""
+    found: list[datetime] = []
+    for lo, hi in _id_ranges(s, db, Event.seq, Event.at, since):
+        bounded = query.where(Event.seq >= lo)
+        found.extend(s.execute(bounded if hi is None else bounded.where(Event.seq < hi)).scalars())
+    return found
+
+
+def _yield_at(s: Session, db: Database, *, since: datetime, site_id: str | None = None) -> YieldStats:
     """Yield over units first tested since ``since`` (at one site or all), all in SQL."""
     tr = TestRecordRow
     per_unit = select(
         tr.serial, func.min(tr.id).label("first"), func.max(tr.id).label("last"), func.count().label("n")
-    ).where(tr.received_at >= since)
+    ).where(tr.received_at >= since, tr.id >= _id_floor(s, db, tr.id, tr.received_at, since))
     if site_id is not None:
         per_unit = per_unit.join(Fixture, Fixture.id == tr.fixture_id).where(Fixture.site_id == site_id)
     unit = per_unit.group_by(tr.serial).subquery()
@@ -149,6 +218,7 @@ def _yield_at(s: Session, *, since: datetime, site_id: str | None = None) -> Yie
 
 def _series(
     s: Session,
+    db: Database,
     *,
     since: datetime,
     until: datetime,
@@ -163,11 +233,14 @@ def _series(
         provisioned = provisioned.where(Event.order_id == order_id)
     else:
         provisioned = provisioned.where(Event.seq > low_seq)
-    tests = select(TestRecordRow.received_at, TestRecordRow.outcome).where(TestRecordRow.received_at >= since)
+    tests = select(TestRecordRow.received_at, TestRecordRow.outcome).where(
+        TestRecordRow.received_at >= since,
+        TestRecordRow.id >= _id_floor(s, db, TestRecordRow.id, TestRecordRow.received_at, since),
+    )
     if site_id is not None:
         tests = tests.join(Fixture, Fixture.id == TestRecordRow.fixture_id).where(Fixture.site_id == site_id)
     test_rows = s.execute(tests).all()
-    made = buckets(s.execute(provisioned).scalars(), since=since, until=until, width=width)
+    made = buckets(_times_since(s, db, provisioned, since), since=since, until=until, width=width)
     passed = buckets((t for t, o in test_rows if o == PASS), since=since, until=until, width=width)
     failed = buckets((t for t, o in test_rows if o != PASS), since=since, until=until, width=width)
     return [
@@ -182,28 +255,29 @@ def _series(
     ]
 
 
-def _burn(s: Session, order: orders.OrderView, now: datetime, settings: AnalyticsSettings) -> dict[str, object]:
-    recent = list(
-        s.execute(
-            select(Event.at).where(
-                Event.order_id == order.id, Event.kind == "unit.provisioned", Event.at >= now - settings.burn_window
-            )
-        ).scalars()
+def _burn(
+    s: Session, db: Database, order: orders.OrderView, now: datetime, settings: AnalyticsSettings
+) -> dict[str, object]:
+    since = now - settings.burn_window
+    recent = _times_since(
+        s,
+        db,
+        select(Event.at).where(Event.order_id == order.id, Event.kind == "unit.provisioned", Event.at >= since),
+        since,
     )
     return quota_burndown(order.quota, order.used, recent, now=now, window=settings.burn_window).to_dict()
 
 
-def _test_facts(rows: Sequence[TestRecordRow], site_of: dict[str, str]) -> list[TestFact]:
+def _test_facts(
+    s: Session, db: Database, rows: Sequence[tuple[int, str, str, str, datetime]], site_of: Mapping[str, str]
+) -> list[TestFact]:
+    """Facts of the records ``rows`` (id, serial, fixture, outcome, received), unparseable ones left out."""
+    measurements = _measurements_of(s, db, [r[0] for r in rows])
     facts = []
-    for r in rows:
-        try:
-            record = parse_openhtf_record(json.loads(r.record_json))
-        except (FabGuardError, ValueError):
-            continue
-        values = tuple(MeasuredValue(m.phase, m.name, m.value, m.lower, m.upper) for m in record.measurements)
-        facts.append(
-            TestFact(r.id, r.serial, r.fixture_id, r.outcome, r.received_at, values, site_id=site_of.get(r.fixture_id))
-        )
+    for rid, serial, fixture_id, outcome, at in rows:
+        values = measurements.get(rid)
+        if values is not None:
+            facts.append(TestFact(rid, serial, fixture_id, outcome, at, values, site_id=site_of.get(fixture_id)))
     return facts
 
 
@@ -220,20 +294,31 @@ def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | 
     with inst.db.read() as s:
         tested_since = view.created_at
         records = s.execute(
-            select(TestRecordRow)
+            select(
+                TestRecordRow.id,
+                TestRecordRow.serial,
+                TestRecordRow.fixture_id,
+                TestRecordRow.outcome,
+                TestRecordRow.received_at,
+            )
             .join(Fixture, Fixture.id == TestRecordRow.fixture_id)
-            .where(Fixture.site_id == view.site_id, TestRecordRow.received_at >= tested_since)
+            .where(
+                Fixture.site_id == view.site_id,
+                TestRecordRow.received_at >= tested_since,
+                TestRecordRow.id >= _id_floor(s, inst.db, TestRecordRow.id, TestRecordRow.received_at, tested_since),
+            )
             .order_by(TestRecordRow.id.desc())
             .limit(settings.spc_records)
-        ).scalars()
-        spc = measurement_capability(reversed(_test_facts(list(records), {})))
+        ).all()
+        spc = measurement_capability(reversed(_test_facts(s, inst.db, list(records), {})))
         return {
             "order": view.to_dict(),
-            "burn_down": _burn(s, view, now, settings),
-            "yield": _yield_at(s, since=tested_since, site_id=view.site_id).to_dict(),
+            "burn_down": _burn(s, inst.db, view, now, settings),
+            "yield": _yield_at(s, inst.db, since=tested_since, site_id=view.site_id).to_dict(),
             "refused": view.refused,
             "series": _series(
                 s,
+                inst.db,
                 since=since,
                 until=now,
                 width=settings.bucket,
@@ -270,9 +355,11 @@ def overview(inst: Instance, *, settings: AnalyticsSettings | None = None, alert
         ):
             refusals.setdefault(kind, {})[code or "unknown"] = int(n)
         provisioned = int(s.execute(select(func.coalesce(func.sum(Order.used), 0))).scalar_one())
-        yield_stats = _yield_at(s, since=since)
-        series = _series(s, since=since, until=now, width=settings.bucket, order_id=None, site_id=None, low_seq=low)
-        order_rows = [{**v.to_dict(), "burn_down": _burn(s, v, now, settings)} for v in views]
+        yield_stats = _yield_at(s, inst.db, since=since)
+        series = _series(
+            s, inst.db, since=since, until=now, width=settings.bucket, order_id=None, site_id=None, low_seq=low
+        )
+        order_rows = [{**v.to_dict(), "burn_down": _burn(s, inst.db, v, now, settings)} for v in views]
     fixture_rows = [
         {**fixtures.fixture_dict(f), "last_activity": _iso(last_seen.get(f.id) or f.enrolled_at)}
         for f in fixtures.list_fixtures(inst)
@@ -298,54 +385,172 @@ def overview(inst: Instance, *, settings: AnalyticsSettings | None = None, alert
     }
 
 
-def _event_fact(e: Event) -> EventFact:
-    return EventFact(e.seq, e.at, e.kind, e.order_id, e.fixture_id, e.serial, e.code, json.loads(e.detail))
+class _LazyDetail(Mapping[str, Any]):
+    """An event's JSON detail, parsed on first use (most detectors never look at it)."""
+
+    __slots__ = ("_parsed", "_raw")
+
+    def __init__(self, raw: str) -> None:
+        self._raw = raw
+        self._parsed: dict[str, Any] | None = None
+
+    def _data(self) -> dict[str, Any]:
+        parsed = self._parsed
+        if parsed is None:
+            parsed = self._parsed = json.loads(self._raw)
+        return parsed
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def __repr__(self) -> str:
+        return repr(self._data())
 
 
-def _acknowledgement(e: Event) -> Acknowledgement:
-    detail = json.loads(e.detail)
+def _acknowledgement(detail_json: str, actor: str | None) -> Acknowledgement:
+    detail = json.loads(detail_json)
     up_to = detail.get("up_to_seq")
-    return Acknowledgement(str(detail.get("alert_id")), up_to if isinstance(up_to, int) else 0, e.actor or "unknown")
+    return Acknowledgement(str(detail.get("alert_id")), up_to if isinstance(up_to, int) else 0, actor or "unknown")
+
+
+# Parsed measurements per stored test record (records are never changed once stored), per database.
+_MEASUREMENTS_MAX = 20_000
+_measurements: weakref.WeakKeyDictionary[Database, OrderedDict[int, tuple[MeasuredValue, ...] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+_measurements_lock = threading.Lock()
+
+
+def _parse_measurements(record_json: str) -> tuple[MeasuredValue, ...] | None:
+    try:
+        record = parse_openhtf_record(json.loads(record_json))
+    except (FabGuardError, ValueError):
+        return None
+    return tuple(MeasuredValue(m.phase, m.name, m.value, m.lower, m.upper) for m in record.measurements)
+
+
+def _measurements_of(s: Session, db: Database, ids: Sequence[int]) -> dict[int, tuple[MeasuredValue, ...] | None]:
+    """Measurements of the records ``ids`` (None when unparseable), each record's JSON parsed once."""
+    found: dict[int, tuple[MeasuredValue, ...] | None] = {}
+    with _measurements_lock:
+        memo = _measurements.get(db)
+        if memo is None:
+            memo = _measurements[db] = OrderedDict()
+        for i in ids:
+            if i in memo:
+                memo.move_to_end(i)
+                found[i] = memo[i]
+    missing = [i for i in ids if i not in found]
+    for start in range(0, len(missing), 500):
+        chunk = missing[start : start + 500]
+        for rid, raw in s.execute(
+            select(TestRecordRow.id, TestRecordRow.record_json).where(TestRecordRow.id.in_(chunk))
+        ):
+            found[rid] = _parse_measurements(raw)
+    if missing:
+        with _measurements_lock:
+            for i in missing:
+                if i in found:
+                    memo[i] = found[i]
+            while len(memo) > _MEASUREMENTS_MAX:
+                memo.popitem(last=False)
+    return found
+
+
+# Alerts per database, event sequence and settings: nothing they read changes without a new event.
+_ALERTS_MAX = 8
+_alerts_cache: weakref.WeakKeyDictionary[Database, OrderedDict[tuple[int, str], tuple[Alert, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+_alerts_lock = threading.Lock()
 
 
 def alerts(inst: Instance, *, settings: AnalyticsSettings | None = None) -> list[Alert]:
     """Every alert over the newest events and test records, acknowledged ones marked, open ones first."""
     settings = settings or load_settings(inst)
     with inst.db.read() as s:
-        low = event_count(s) - settings.alert_events
-        rows = s.execute(
-            select(Event)
-            .where(
-                Event.seq > low,
-                Event.kind.in_((*ALERT_KINDS, *(LINE_KINDS if settings.working_hours else ()), ACK_KIND)),
-            )
-            .order_by(Event.seq)
-        ).scalars()
-        facts, acks = [], []
-        for e in rows:
-            if e.kind == ACK_KIND:
-                acks.append(_acknowledgement(e))
-            else:
-                facts.append(_event_fact(e))
-        records = list(
-            s.execute(select(TestRecordRow).order_by(TestRecordRow.id.desc()).limit(settings.alert_records)).scalars()
+        seq = event_count(s)
+        key = (seq, repr(settings))
+        with _alerts_lock:
+            cache = _alerts_cache.get(inst.db)
+            hit = cache.get(key) if cache is not None else None
+            if cache is not None and hit is not None:
+                cache.move_to_end(key)
+        if hit is not None:
+            return list(hit)
+        found = _compute_alerts(s, inst.db, seq, settings)
+    with _alerts_lock:
+        cache = _alerts_cache.get(inst.db)
+        if cache is None:
+            cache = _alerts_cache[inst.db] = OrderedDict()
+        cache[key] = tuple(found)
+        while len(cache) > _ALERTS_MAX:
+            cache.popitem(last=False)
+    return found
+
+
+def _compute_alerts(s: Session, db: Database, seq: int, settings: AnalyticsSettings) -> list[Alert]:
+    low = seq - settings.alert_events
+    rows = s.execute(
+        select(
+            Event.seq,
+            Event.at,
+            Event.kind,
+            Event.order_id,
+            Event.fixture_id,
+            Event.serial,
+            Event.code,
+            Event.detail,
+            Event.actor,
         )
-        sites = _sites(s)
-        tests = _test_facts(records[::-1], sites)
-        seq_of: dict[int, int] = {}
-        for seq, detail in s.execute(
-            select(Event.seq, Event.detail).where(
-                Event.seq > low, Event.kind == "test.recorded", Event.serial.in_({r.serial for r in records})
+        .where(
+            Event.seq > low,
+            Event.kind.in_((*ALERT_KINDS, *(LINE_KINDS if settings.working_hours else ()), ACK_KIND)),
+        )
+        .order_by(Event.seq)
+    ).all()
+    facts: list[EventFact] = []
+    acks: list[Acknowledgement] = []
+    for e_seq, at, kind, order_id, fixture_id, serial, code, detail, actor in rows:
+        if kind == ACK_KIND:
+            acks.append(_acknowledgement(detail, actor))
+        else:
+            facts.append(EventFact(e_seq, at, kind, order_id, fixture_id, serial, code, _LazyDetail(detail)))
+    records = list(
+        s.execute(
+            select(
+                TestRecordRow.id,
+                TestRecordRow.serial,
+                TestRecordRow.fixture_id,
+                TestRecordRow.outcome,
+                TestRecordRow.received_at,
             )
-        ):
-            record_id = json.loads(detail).get("record_id")
-            if isinstance(record_id, int):
-                seq_of[record_id] = seq
+            .order_by(TestRecordRow.id.desc())
+            .limit(settings.alert_records)
+        ).all()
+    )
+    records.reverse()
+    sites = _sites(s)
+    seq_of: dict[int, int] = {}
+    for e_seq, detail in s.execute(
+        select(Event.seq, Event.detail).where(
+            Event.seq > low, Event.kind == "test.recorded", Event.serial.in_({r[1] for r in records})
+        )
+    ):
+        record_id = json.loads(detail).get("record_id")
+        if isinstance(record_id, int):
+            seq_of[record_id] = e_seq
     tests = [
         TestFact(
             t.record_id, t.serial, t.fixture_id, t.outcome, t.at, t.measurements, seq_of.get(t.record_id), t.site_id
         )
-        for t in tests
+        for t in _test_facts(s, db, records, sites)
     ]
     detectors = default_event_detectors(rated_per_hour=settings.rated_units_per_hour)
     if settings.working_hours:
