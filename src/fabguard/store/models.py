@@ -139,7 +139,10 @@ class EnrollmentToken(Base):
 
 class TestRecordRow(Base):
     __tablename__ = "test_records"
-    __table_args__ = (Index("ix_test_records_serial_id", "serial", "id"),)
+    __table_args__ = (
+        Index("ix_test_records_serial_id", "serial", "id"),
+        Index("ix_test_records_received_at", "received_at"),  # time-windowed analytics
+    )
     __test__ = False
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     serial: Mapped[str] = mapped_column(String(64))
@@ -212,7 +215,11 @@ class Event(Base):
     """Every decision, in one gap-free sequence (the ledger issue turns it into a Merkle log)."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_order_kind", "order_id", "kind"),)
+    __table_args__ = (
+        Index("ix_events_order_kind", "order_id", "kind"),
+        # Readers that follow one kind of event (webhook history, /metrics refusal counts, detectors).
+        Index("ix_events_kind_seq", "kind", "seq"),
+    )
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
     )
