@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fabguard.domain.errors import ConfigurationError
 from fabguard.firmware import envelope
-from fabguard.pki.keys import SigningKey, passphrase_from_env
+from fabguard.pki.keys import SigningKey
 from fabguard.service.instance import Instance
 
 SIGNING_KEY = "firmware"
@@ -50,7 +50,7 @@ def kek(inst: Instance) -> bytes:
         cached = _keks.get(inst)
         if cached is not None:
             return cached
-        passphrase = passphrase_from_env(inst._env)
+        passphrase = inst.passphrase()
         path = kek_path(inst)
         if not path.exists():
             _create(path, envelope.seal_kek(envelope.new_kek(), passphrase))

@@ -165,6 +165,10 @@ class Instance:
     def certificate(self, name: str) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.cert_path(name).read_bytes())
 
+    def passphrase(self) -> bytes:
+        """The key passphrase from this instance's environment (never stored, never logged)."""
+        return passphrase_from_env(self._env)
+
     def private_key(self, name: str) -> SigningKey:
         """A file-backed key of this instance, decrypted (for signing only; never written anywhere)."""
         return self.private_key_ref(f"file:{name}")
