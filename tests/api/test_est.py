@@ -38,28 +38,24 @@ def openssl_csr(tmp: Path, serial: str) -> tuple[bytes, Path]:
     return base64.encodebytes(der.stdout), key
 
 
-def curl_est(world: World, fx: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-    creds = world.tmp / "fixtures" / fx
-    args: list[object] = [
-        "curl",
-        "-sS",
-        "--cert",
-        creds / "fixture.pem",
-        "--key",
-        creds / "fixture.key",
-        "--cacert",
-        creds / "ca.pem",
-        "-o",
-        "-",
-        "-w",
-        "\n%{http_code}",
-    ]
+def est_request(
+    world: World, path: str, body: bytes | None = None, *, cert: Path | None = None, key: Path | None = None
+) -> tuple[int, bytes]:
+    """curl against /.well-known/est<path>, with a client certificate when given; (status, body)."""
+    args: list[object] = ["curl", "-sS", "--cacert", world.root_ca, "-o", "-", "-w", "\n%{http_code}"]
+    if cert is not None and key is not None:
+        args += ["--cert", cert, "--key", key]
     if body is not None:
         args += ["-H", "Content-Type: application/pkcs10", "--data-binary", "@-"]
     result = sh(*args, f"{world.url}/.well-known/est{path}", data=body)
     assert result.returncode == 0, result.stderr
     payload, _, status = result.stdout.rpartition(b"\n")
     return int(status), payload
+
+
+def curl_est(world: World, fx: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    creds = world.tmp / "fixtures" / fx
+    return est_request(world, path, body, cert=creds / "fixture.pem", key=creds / "fixture.key")
 
 
 def pkcs7_certs(payload: bytes) -> str:
@@ -156,24 +152,8 @@ def test_unlabelled_simpleenroll_uses_the_sites_only_active_order(world: World, 
 def test_simpleenroll_without_a_client_certificate_is_refused(world: World, tmp_path: Path) -> None:
     order = world.order(quota=1)
     csr, _ = openssl_csr(tmp_path, "SN-EST-7")
-    result = sh(
-        "curl",
-        "-sS",
-        "--cacert",
-        world.root_ca,
-        "-H",
-        "Content-Type: application/pkcs10",
-        "--data-binary",
-        "@-",
-        "-o",
-        "-",
-        "-w",
-        "\n%{http_code}",
-        f"{world.url}/.well-known/est/{order}/simpleenroll",
-        data=csr,
-    )
-    payload, _, status = result.stdout.rpartition(b"\n")
-    assert int(status) == 401 and json.loads(payload)["error"]["code"] == "unauthorized"
+    status, payload = est_request(world, f"/{order}/simpleenroll", csr)
+    assert status == 401 and json.loads(payload)["error"]["code"] == "unauthorized"
     assert orders.get_order(world.inst, order).used == 0
 
 
@@ -189,28 +169,7 @@ def test_simplereenroll_renews_with_the_units_own_certificate_for_free(world: Wo
     new_csr, new_key = openssl_csr(tmp_path / "rekey", "SN-RE-1")
 
     def reenroll(cert: Path, key_file: Path, body: bytes) -> tuple[int, bytes]:
-        result = sh(
-            "curl",
-            "-sS",
-            "--cert",
-            cert,
-            "--key",
-            key_file,
-            "--cacert",
-            world.root_ca,
-            "-H",
-            "Content-Type: application/pkcs10",
-            "--data-binary",
-            "@-",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            f"{world.url}/.well-known/est/simplereenroll",
-            data=body,
-        )
-        out, _, code = result.stdout.rpartition(b"\n")
-        return int(code), out
+        return est_request(world, "/simplereenroll", body, cert=cert, key=key_file)
 
     status, payload = reenroll(tmp_path / "current.pem", key, new_csr)
     assert status == 200, payload
