@@ -1,6 +1,15 @@
 """Production analytics and anomaly detection: pure functions over event and test-record values."""
 
-from fabguard.analytics.alerts import Acknowledgement, Alert, Severity, alert_id, ordered, with_acknowledgements
+from fabguard.analytics.alerts import (
+    Acknowledgement,
+    Alert,
+    Severity,
+    alert_id,
+    merge_alerts,
+    merge_all,
+    ordered,
+    with_acknowledgements,
+)
 from fabguard.analytics.detectors import (
     CopiedTestRecords,
     EventDetector,
@@ -55,6 +64,8 @@ __all__ = [
     "duplicate_serial",
     "key_reuse",
     "measurement_capability",
+    "merge_alerts",
+    "merge_all",
     "nelson_signals",
     "ordered",
     "parse_working_hours",

@@ -97,6 +97,45 @@ def make_alert(
     )
 
 
+def merge_alerts(old: Alert | None, hit: Alert) -> Alert:
+    """``old`` with the evidence of ``hit`` (the same alert id) added: counts add, the newest
+    ``MAX_EVIDENCE`` seqs are kept, the time span widens, the newer message and the higher severity win.
+
+    Detectors raise hits as facts arrive; an alert is the merge of its hits, so it can be kept
+    incrementally. An order, site or fixture named by only one of them is kept; two different ones
+    (several fixtures) leave None.
+    """
+    if old is None:
+        return hit
+    newer = hit if hit.last_at >= old.last_at else old
+
+    def same(a: str | None, b: str | None) -> str | None:
+        return a if b is None or a == b else (b if a is None else None)
+
+    return Alert(
+        id=old.id,
+        kind=old.kind,
+        severity=max(old.severity, hit.severity),
+        message=newer.message,
+        evidence=tuple(sorted(set(old.evidence) | set(hit.evidence))[-MAX_EVIDENCE:]),
+        count=old.count + hit.count,
+        first_at=min(old.first_at, hit.first_at),
+        last_at=max(old.last_at, hit.last_at),
+        order_id=same(old.order_id, hit.order_id),
+        site_id=same(old.site_id, hit.site_id),
+        fixture_id=same(old.fixture_id, hit.fixture_id),
+        acknowledged_by=old.acknowledged_by,
+    )
+
+
+def merge_all(hits: Iterable[Alert]) -> list[Alert]:
+    """Hits merged per alert id, in the order each id first appeared."""
+    merged: dict[str, Alert] = {}
+    for hit in hits:
+        merged[hit.id] = merge_alerts(merged.get(hit.id), hit)
+    return list(merged.values())
+
+
 @dataclass(frozen=True, slots=True)
 class Acknowledgement:
     alert_id: str
