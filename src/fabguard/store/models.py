@@ -266,4 +266,5 @@ class Counter(Base):
     value: Mapped[int] = mapped_column(BigInteger)
 
 
+import fabguard.store.analytics_models  # noqa: E402  (the analytics tables join this metadata)
 import fabguard.store.firmware_models  # noqa: E402, F401  (the firmware tables join this metadata)
