@@ -6,7 +6,12 @@ Loads a fresh instance (SQLite in a temporary directory, and PostgreSQL when a U
 is given) with synthetic OpenHTF records over the past week from 8 fixtures at 2 sites, one
 ``test.recorded`` event per record and a ``unit.provisioned`` event per passing one. Records go in
 through one batched executemany per 20,000 rows on SQLite and COPY on PostgreSQL. Then it times the
-service functions the dashboard calls (median of 3). Figures are for this machine only.
+service functions the dashboard calls. Figures are for this machine only.
+
+Dashboard queries read the analytics projection (ADR 0005), so the bench first times the projector's
+catch-up over the whole load (what ``fabguard stats catch-up`` does after a bulk import), then each
+query twice: warm (nothing new since the last call) and live (a burst of new records and units lands
+before every call, which the query folds in first, as on a running line). Median and worst of 5.
 
 The bulk-loaded events have no Merkle leaves: the database is for reading, not for appending to.
 """
@@ -35,7 +40,7 @@ os.environ.setdefault("FABGUARD_KEY_PASSPHRASE", "bench-passphrase-not-secret")
 from fabguard.api.dashboard import ProductionCollector  # noqa: E402
 from fabguard.fixture.openhtf_records import MeasurementSpec  # noqa: E402
 from fabguard.ledger.entry import encode_entry  # noqa: E402
-from fabguard.service import analytics, catalog, fixtures, orders  # noqa: E402
+from fabguard.service import analytics, catalog, fixtures, orders, projection  # noqa: E402
 from fabguard.service.instance import Instance, init_instance  # noqa: E402
 from fabguard.store.db import EVENT_COUNTER, event_count  # noqa: E402
 from fabguard.store.models import Counter, Event, TestRecordRow  # noqa: E402
@@ -220,13 +225,61 @@ def load(inst: Instance, n: int) -> dict[str, float]:
     return {"generate_s": gen_s, "records_s": rec_s, "events_s": ev_s, "events": seq - first_seq}
 
 
-def timed(fn: Callable[[], object], rounds: int = 3) -> float:
+def timed(fn: Callable[[], object], before: Callable[[], object] | None = None, rounds: int = 5) -> tuple[float, float]:
+    """Median and worst time of ``fn``, with ``before`` run (untimed) ahead of each call."""
     times = []
     for _ in range(rounds):
+        if before is not None:
+            before()
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(times), max(times)
+
+
+def burst(inst: Instance, n: int, offset: int) -> Callable[[], object]:
+    """A callable that appends ``n`` more records (and their events) as a running line would."""
+    state = {"next": offset}
+
+    def run() -> None:
+        with inst.db.read() as s:
+            seq = event_count(s)
+        now = inst.clock()
+        rows, events = [], []
+        rng = random.Random(state["next"])
+        for i in range(state["next"], state["next"] + n):
+            fixture_id, site = FIXTURES[i % len(FIXTURES)]
+            serial = f"LIVE{i:010d}"
+            start_ms = int(now.timestamp() * 1000)
+            rows.append(
+                {
+                    "id": i + 1,
+                    "serial": serial,
+                    "fixture_id": fixture_id,
+                    "station_id": fixture_id,
+                    "outcome": "PASS",
+                    "start_ms": start_ms,
+                    "end_ms": start_ms + 400,
+                    "measurement_count": len(PROCEDURE),
+                    "received_at": now,
+                    "record_json": record_json(serial, fixture_id, start_ms, False, rng),
+                }
+            )
+            for kind, order, detail in (
+                ("test.recorded", None, {"outcome": "PASS", "record_id": i + 1, "site_id": site}),
+                ("unit.provisioned", f"po-{site}", {"site_id": site}),
+            ):
+                seq += 1
+                e = {"at": now, "kind": kind, "actor": f"fixture:{fixture_id}", "order_id": order}
+                e |= {"fixture_id": fixture_id, "serial": serial, "code": None, "detail": detail}
+                events.append(event_row(seq, e))
+        with inst.db.transaction() as s:
+            s.execute(insert(TestRecordRow), rows)
+            s.execute(insert(Event), events)
+            s.execute(update(Counter).where(Counter.name == EVENT_COUNTER).values(value=seq))
+        state["next"] += n
+
+    return run
 
 
 def queries(inst: Instance) -> dict[str, Callable[[], object]]:
@@ -235,6 +288,7 @@ def queries(inst: Instance) -> dict[str, Callable[[], object]]:
         "current_sequence (stream poll)": lambda: analytics.current_sequence(inst),
         "overview (page, stream snapshot)": lambda: analytics.overview(inst),
         "order_stats (order page)": lambda: analytics.order_stats(inst, "po-cm-a"),
+        "production, a week (stats)": lambda: analytics.production(inst, since=inst.clock() - timedelta(days=7)),
         "alerts (alert list, ack)": lambda: analytics.alerts(inst),
         "metrics (Prometheus scrape)": lambda: list(collector.collect()),
     }
@@ -259,10 +313,23 @@ def run(label: str, url: str | None, n: int) -> None:
             if inst.db.is_sqlite:
                 size = sum(p.stat().st_size for p in (Path(tmp) / "home").glob("fabguard.db*"))
                 print(f"  database size                      {size / 2**30:8.2f} GiB")
+            t = time.perf_counter()
+            folded = projection.advance(inst, analytics.load_settings(inst)).events
+            took = time.perf_counter() - t
+            print(
+                f"  projection catch-up                {took:8.1f} s  {folded / took:>12,.0f} events/s  "
+                f"{n * len(PROCEDURE) / took:>9,.0f} measurements/s"
+            )
+            live = burst(inst, 20, n + 1_000_000)
+            print(f"  {'query':<34} {'warm median/worst':>20}   {'live median/worst':>20}")
             for name, fn in queries(inst).items():
-                seconds = timed(fn)
-                verdict = "ok" if seconds < 0.2 else "OVER 200 ms"
-                print(f"  {name:<34} {seconds * 1000:8.1f} ms  {verdict}")
+                warm, warm_max = timed(fn)
+                hot, hot_max = timed(fn, live)
+                verdict = "ok" if max(warm_max, hot_max) < 0.2 else "OVER 200 ms"
+                print(
+                    f"  {name:<34} {warm * 1000:8.1f} /{warm_max * 1000:8.1f} ms "
+                    f"{hot * 1000:8.1f} /{hot_max * 1000:8.1f} ms  {verdict}"
+                )
         finally:
             inst.close()
 

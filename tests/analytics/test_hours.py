@@ -40,7 +40,8 @@ def test_provisioning_at_night_local_time_raises_one_alert_per_site_and_night() 
         "cm-a",
         (500, 501),
     )
-    assert "2025-03-03" in first.message and "first at 23:30" in first.message and "Asia/Shanghai" in first.message
+    assert "2025-03-03" in first.message and "latest line activity at 23:35" in first.message
+    assert "Asia/Shanghai" in first.message and first.first_at == night
     assert second.evidence == (502,) and second.id != first.id
     # The same night seen again later keeps its id, so an acknowledgement sticks.
     assert OffHoursActivity(SHANGHAI).detect([event(500, night)])[0].id == first.id

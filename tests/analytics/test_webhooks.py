@@ -7,17 +7,23 @@ import hashlib
 import hmac
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from fabguard.domain.errors import ConfigurationError
-from fabguard.fixture.client import FabGuardClientError
+from fabguard.fixture.client import FabGuardClientError, FixtureClient
+from fabguard.fixture.device import SimulatedDevice
 from fabguard.service import analytics, webhooks
-from fabguard.service.webhooks import DeliveryPolicy, WebhookSender, load_webhooks, send_once
+from fabguard.service.instance import Instance, utcnow
+from fabguard.service.webhooks import DeliveryPolicy, WebhookSender, delivery_lease, load_webhooks, send_once
+from fabguard.store import leases
 from tests.support import World, tested_device
 
 SECRET = "receiver-secret-0123456789"
@@ -30,6 +36,8 @@ class Receiver:
 
     statuses: list[int] = field(default_factory=list)
     received: list[tuple[dict[str, str], bytes, int]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    delay: float = 0.0  # seconds before each answer, so that senders' rounds overlap
     server: Any = None
 
     @property
@@ -38,6 +46,12 @@ class Receiver:
 
     def bodies(self, status: int = 200) -> list[dict[str, Any]]:
         return [json.loads(b) for _, b, s in self.received if s == status]
+
+    def deliveries(self) -> Counter[tuple[str, str]]:
+        """How often each (path, alert id) was answered 200."""
+        return Counter(
+            (p, h["X-FabGuard-Alert"]) for p, (h, _, s) in zip(self.paths, self.received, strict=True) if s == 200
+        )
 
 
 @pytest.fixture
@@ -48,9 +62,11 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(state.delay)
             with lock:
                 status = state.statuses.pop(0) if state.statuses else 200
                 state.received.append((dict(self.headers), body, status))
+                state.paths.append(self.path)
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -78,6 +94,26 @@ def over_quota(world: World) -> None:
         device = tested_device(client, serial, seed=seed)
         with contextlib.suppress(FabGuardClientError):  # the second is refused: that is the point
             client.provision(order, serial, device.csr_pem())
+
+
+def untested(world: World, client: FixtureClient, order_id: str) -> None:
+    """A unit offered without a test record on a new order: one open untested_unit alert for that order."""
+    order = world.order(5, order_id=order_id)
+    serial = f"SN-{order_id}"
+    with contextlib.suppress(FabGuardClientError):  # refused: that is the point
+        client.provision(order, serial, SimulatedDevice(serial).csr_pem())
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def lease_holder(inst: Instance) -> str | None:
+    with inst.db.read() as s:
+        return leases.holder_of(s, webhooks.LEASE, now=inst.clock())
 
 
 def events(world: World, kind: str) -> list[dict[str, Any]]:
@@ -177,6 +213,111 @@ def test_the_sender_thread_delivers_and_stops(world: World, receiver: Receiver) 
     finally:
         sender.stop()
     assert len(receiver.bodies()) == 1
+
+
+def test_senders_of_two_processes_racing_deliver_every_alert_exactly_once(any_world: World, receiver: Receiver) -> None:
+    world = any_world
+    configure(
+        world,
+        {"name": "soc", "url": receiver.url, "secret": SECRET},
+        {"name": "pager", "url": receiver.url + "?pager", "secret": SECRET},
+    )
+    over_quota(world)
+    client = world.fixture("f2")
+    for n in range(3):
+        untested(world, client, f"po-{n}")
+    alerts = {a.id for a in analytics.alerts(world.inst)}
+    assert len(alerts) == 4
+    receiver.delay = 0.05
+    other = Instance.open(world.inst.home)  # a second process: its own engine on the same database
+    senders = 4
+    start = threading.Barrier(senders)
+    delivered: list[int] = []
+    errors: list[BaseException] = []
+
+    def sender(inst: Instance) -> None:
+        try:
+            lease = delivery_lease(inst, FAST)
+            start.wait()
+            for _ in range(6):
+                delivered.append(send_once(inst, policy=FAST, lease=lease))
+            lease.release()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sender, args=(inst,)) for inst in (world.inst, other) * (senders // 2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        other.close()
+    assert not errors, errors
+    expected = {(path, a) for path in ("/hook", "/hook?pager") for a in alerts}
+    assert receiver.deliveries() == Counter(expected)  # each alert once to each webhook, none twice
+    assert sum(delivered) == len(expected) == len(events(world, "alert.delivered"))
+
+
+def test_when_the_sending_process_stops_another_takes_over_at_its_next_round(
+    any_world: World, receiver: Receiver
+) -> None:
+    world = any_world
+    configure(world, {"name": "soc", "url": receiver.url, "secret": SECRET})
+    client = world.fixture("f2")
+    other = Instance.open(world.inst.home)
+    first = WebhookSender(world.inst, interval=0.02, policy=FAST).start()
+    second = WebhookSender(other, interval=0.02, policy=FAST)
+    try:
+        untested(world, client, "po-1")
+        wait_for(lambda: len(receiver.received) == 1)
+        assert lease_holder(world.inst) == first.lease.holder
+        second.start()
+        untested(world, client, "po-2")
+        wait_for(lambda: len(receiver.received) == 2)
+        assert lease_holder(other) == first.lease.holder  # the second sender has sent nothing
+        first.stop()
+        assert lease_holder(other) in (None, second.lease.holder)  # released, not left to expire
+        stopped = time.monotonic()
+        untested(world, client, "po-3")
+        wait_for(lambda: len(receiver.received) == 3)
+        assert time.monotonic() - stopped < FAST.lease_seconds / 2
+        assert lease_holder(other) == second.lease.holder
+    finally:
+        first.stop()
+        second.stop()
+        other.close()
+    assert sorted(receiver.deliveries().values()) == [1, 1, 1]
+    assert lease_holder(world.inst) is None  # stop() released it
+
+
+def test_a_crashed_senders_lease_blocks_sending_until_it_expires_then_is_taken_over(
+    any_world: World, receiver: Receiver
+) -> None:
+    world = any_world
+    configure(world, {"name": "soc", "url": receiver.url, "secret": SECRET})
+    over_quota(world)
+    ttl = timedelta(seconds=FAST.lease_seconds)
+    with world.inst.db.transaction() as s:  # a sender that took the lease and died
+        assert leases.acquire(s, webhooks.LEASE, "crashed-host/4242/dead", now=world.inst.clock(), ttl=ttl)
+    assert send_once(world.inst, policy=FAST) == 0
+    assert receiver.received == [] and events(world, "alert.delivered") == []
+    later = Instance.open(world.inst.home, clock=lambda: utcnow() + ttl)  # a process once the lease expired
+    try:
+        sender = WebhookSender(later, interval=0.02, policy=FAST).start()
+        try:
+            wait_for(lambda: len(receiver.received) == 1)
+            assert lease_holder(later) == sender.lease.holder
+        finally:
+            sender.stop()
+    finally:
+        later.close()
+    assert len(receiver.bodies()) == 1 and len(events(world, "alert.delivered")) == 1
+
+
+def test_a_lease_shorter_than_one_attempt_needs_is_refused() -> None:
+    with pytest.raises(ConfigurationError):
+        DeliveryPolicy(timeout=30.0, lease_seconds=60.0)
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import random
+import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fabguard.fixture.device import SimulatedDevice
+from fabguard.fixture.openhtf_records import openhtf_record
 from tests.support import World, tested_device
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,18 +31,45 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def page(world: World) -> Iterator[Any]:
-    """A browser page; closed before the world's server stops (an open event stream would hold it)."""
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium for the module's tests (launching it is most of a browser test's setup)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(ignore_https_errors=True, viewport={"width": 1440, "height": 1000})
+        launched = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            yield context.new_page()
+            yield launched
         finally:
-            context.close()
-            browser.close()
+            launched.close()
+
+
+@contextmanager
+def _fresh_page(browser: Any) -> Iterator[Any]:
+    """A page in its own context (its own sessionStorage), closed on exit."""
+    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1440, "height": 1000})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+# Pages depend on their world so they close before its server stops (an open event stream would hold it).
+@pytest.fixture
+def page(world: World, browser: Any) -> Iterator[Any]:
+    with _fresh_page(browser) as p:
+        yield p
+
+
+@pytest.fixture
+def any_page(any_world: World, browser: Any) -> Iterator[Any]:
+    with _fresh_page(browser) as p:
+        yield p
+
+
+def _sign_in(page: Any, world: World, path: str = "/") -> None:
+    page.goto(world.url + path)
+    page.fill("#token", world.admin_token)
+    page.click("#login-form button[type=submit]")
 
 
 def test_dashboard_follows_provisioning_and_raises_a_clone_alert_without_reload(
@@ -50,9 +81,7 @@ def test_dashboard_follows_provisioning_and_raises_a_clone_alert_without_reload(
     first = tested_device(fixture, "SN0000001")
     fixture.provision(order, first.serial, first.csr_pem())
 
-    page.goto(world.url + "/")
-    page.fill("#token", world.admin_token)
-    page.click("#login-form button[type=submit]")
+    _sign_in(page, world)
     used = page.locator('[data-order="po-live"] .used')
     used.wait_for()
     assert used.text_content() == "1"
@@ -91,3 +120,75 @@ def test_a_wrong_token_is_refused_on_the_login_page(world: World, page: Any) -> 
     page.wait_for_selector("#login-error:not([hidden])")
     assert "refused" in page.text_content("#login-error")
     assert page.is_hidden("#dash")
+
+
+def test_an_order_page_shows_capability_and_follows_provisioning_without_reload(
+    any_world: World, any_page: Any, tmp_path: Path
+) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    page = any_page
+    order = any_world.order(10, order_id="po-cap")
+    fixture = any_world.fixture("line-1")
+    # Capability needs two values of a measurement (Cpk from their moving range): three units give some margin.
+    for n in range(3):
+        unit = tested_device(fixture, f"SN100000{n}", seed=10 + n)
+        fixture.provision(order, unit.serial, unit.csr_pem())
+    failed = tested_device(fixture, "SN1000009", passed=False, seed=19)
+
+    _sign_in(page, any_world)
+    page.click('[data-order="po-cap"]')
+    page.wait_for_url("**/#order=po-cap")
+    assert page.is_hidden("#overview-view")
+    used = page.locator("#order-used")
+    sync_api.expect(used).to_have_text("3")
+    row = page.locator('#order-capability tr[data-measurement="power_rails/vcc_3v3"]')
+    sync_api.expect(row.locator("td.cpk .index")).to_have_text(re.compile(r"^\d+\.\d\d$"))
+    assert float(row.locator("td.cpk").text_content()) > 0
+    assert row.locator("td.cpk .index").get_attribute("class").split()[1] in {"good", "marginal", "bad"}
+    assert page.locator("#order-capability tr[data-measurement]").count() == 5
+    # Yield is about the order's units, i.e. those provisioned on it: the failing unit is not one yet.
+    sync_api.expect(page.locator("#order-fpy")).to_have_text("100.0%")
+    page.evaluate("window.__notReloaded = true")
+
+    fixture.upload_test_record(openhtf_record(failed.serial, "line-1", fail=False, rng=random.Random(20)))
+    fixture.provision(order, failed.serial, failed.csr_pem())
+    sync_api.expect(used).to_have_text("4", timeout=10_000)
+    sync_api.expect(page.locator("#order-fpy")).to_have_text("75.0%")
+    sync_api.expect(page.locator("#order-retest")).to_have_text("25.0%")
+    assert page.locator("#order-remaining").text_content() == "6"
+    assert page.evaluate("window.__notReloaded") is True
+    page.screenshot(path=str(tmp_path / "order.png"), full_page=True)
+
+    # Back returns to the overview; a reload on the order's address opens the order again.
+    page.go_back()
+    page.wait_for_selector("#overview-view:not([hidden])")
+    assert page.is_hidden("#order-view")
+    page.go_forward()
+    page.reload()
+    sync_api.expect(page.locator("#order-used")).to_have_text("4")
+    assert page.is_visible("#order-view") and page.is_hidden("#overview-view")
+
+
+def test_an_unknown_order_leads_back_and_a_failed_read_offers_a_retry(world: World, page: Any) -> None:
+    world.order(3, order_id="po-known")
+    _sign_in(page, world, "/#order=nope")
+    page.wait_for_selector("#order-missing:not([hidden])")
+    assert "nope" in page.text_content("#order-missing-text")
+    assert page.is_hidden("#order-page")
+    page.click("#order-missing-back")
+    known = page.locator('#overview-view:not([hidden]) [data-order="po-known"]')
+    known.wait_for()
+    assert page.is_hidden("#order-view")
+    assert page.evaluate("location.hash") == ""
+
+    # Any other failure keeps the page, says what went wrong and offers to try again.
+    busy = '{"error": {"code": "unavailable", "message": "database is busy"}}'
+    stats = "**/api/v1/stats/orders/**"
+    page.route(stats, lambda route: route.fulfill(status=503, content_type="application/json", body=busy))
+    known.click()
+    page.wait_for_selector("#order-error:not([hidden])")
+    assert "database is busy" in page.text_content("#order-error")
+    page.unroute(stats)
+    page.click("#order-error button")
+    page.wait_for_selector("#order-error", state="hidden")
+    assert page.text_content("#order-quota") == "3"

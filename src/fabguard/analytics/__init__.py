@@ -35,7 +35,7 @@ from fabguard.analytics.production import (
     throughput_per_hour,
     unit_yield,
 )
-from fabguard.analytics.spc import Capability, capability, measurement_capability
+from fabguard.analytics.spc import Capability, capability, capability_from_sums, measurement_capability
 
 __all__ = [
     "Acknowledgement",
@@ -59,6 +59,7 @@ __all__ = [
     "alert_id",
     "buckets",
     "capability",
+    "capability_from_sums",
     "default_event_detectors",
     "detect_all",
     "duplicate_serial",

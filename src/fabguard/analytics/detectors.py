@@ -1,56 +1,38 @@
-"""Anomaly detectors over the event stream. Each is a small pure object: facts in, alerts out."""
+"""Anomaly detectors over the event stream. Each is a small pure object: facts in, alerts out.
+
+Detectors work one fact at a time: ``hit(fact)`` (or ``feed(state, fact)`` for the few that need
+history) returns the alert *hit* this fact causes, if any, and the alert a user sees is the merge of
+its hits (``merge_alerts``), so alerts can be kept incrementally as events arrive. ``detect`` is the
+batch form over a list of facts, the same fold.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import math
-import statistics
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol, TypeVar
+from typing import Any, Protocol
 
-from fabguard.analytics.alerts import Alert, Severity, make_alert
+from fabguard.analytics.alerts import Alert, Severity, make_alert, merge_all
 from fabguard.analytics.drift import MeasurementDrift
-from fabguard.analytics.facts import EventFact, TestFact
-
-K = TypeVar("K")
+from fabguard.analytics.facts import EventFact, MeasuredValue, TestFact
 
 
 class EventDetector(Protocol):
+    """A detector that needs nothing but the event in hand."""
+
     @property
     def kind(self) -> str: ...
+
+    def hit(self, e: EventFact) -> Alert | None: ...
 
     def detect(self, events: Sequence[EventFact]) -> list[Alert]: ...
 
 
-def _group(
-    events: Iterable[EventFact], keep: Callable[[EventFact], bool], key: Callable[[EventFact], K]
-) -> dict[K, list[EventFact]]:
-    groups: dict[K, list[EventFact]] = {}
-    for e in events:
-        if keep(e):
-            groups.setdefault(key(e), []).append(e)
-    return groups
-
-
-def _site(group: Sequence[EventFact]) -> str | None:
-    return next((e.site_id for e in reversed(group) if e.site_id), None)
-
-
-def _fixture(group: Sequence[EventFact]) -> str | None:
-    """The fixture when one fixture did it all; None when several did."""
-    fixtures = {e.fixture_id for e in group}
-    return fixtures.pop() if len(fixtures) == 1 else None
-
-
-def _serials(group: Sequence[EventFact], most: int = 3) -> str:
-    serials = sorted({e.serial for e in group if e.serial})
-    shown = ", ".join(serials[:most])
-    return shown + (f" and {len(serials) - most} more" if len(serials) > most else "")
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
+def _detect(detector: EventDetector, events: Sequence[EventFact]) -> list[Alert]:
+    return merge_all(h for e in events if (h := detector.hit(e)) is not None)
 
 
 @dataclass(frozen=True)
@@ -62,27 +44,24 @@ class _UnitRefusals:
     severity: Severity
     what: str
 
+    def hit(self, e: EventFact) -> Alert | None:
+        if e.kind != "unit.refused" or e.code not in self.codes:
+            return None
+        order = e.order_id or "(none)"
+        return make_alert(
+            self.kind,
+            self.severity,
+            f"attempts {self.what} on order {order}" + (f"; latest {e.serial}" if e.serial else ""),
+            [e.seq],
+            [e.at],
+            subject=[e.order_id],
+            order_id=e.order_id,
+            site_id=e.site_id,
+            fixture_id=e.fixture_id,
+        )
+
     def detect(self, events: Sequence[EventFact]) -> list[Alert]:
-        groups = _group(events, lambda e: e.kind == "unit.refused" and e.code in self.codes, lambda e: e.order_id)
-        alerts = []
-        for order, group in groups.items():
-            order_id = order
-            serials = _serials(group)
-            alerts.append(
-                make_alert(
-                    self.kind,
-                    self.severity,
-                    f"{_plural(len(group), 'attempt')} {self.what} on order {order_id or '(none)'}"
-                    + (f": {serials}" if serials else ""),
-                    [e.seq for e in group],
-                    [e.at for e in group],
-                    subject=[order_id],
-                    order_id=order_id,
-                    site_id=_site(group),
-                    fixture_id=_fixture(group),
-                )
-            )
-        return alerts
+        return _detect(self, events)
 
 
 def quota_overrun() -> EventDetector:
@@ -124,154 +103,153 @@ class UntrustedFixture:
 
     kind: str = "untrusted_fixture"
 
-    def detect(self, events: Sequence[EventFact]) -> list[Alert]:
-        groups = _group(
-            events,
-            lambda e: e.kind == "request.refused" and e.code in _FIXTURE_CODES,
-            lambda e: (e.code or "", e.fixture_id),
+    def hit(self, e: EventFact) -> Alert | None:
+        if e.kind != "request.refused" or e.code not in _FIXTURE_CODES:
+            return None
+        severity, what = _FIXTURE_CODES[e.code]
+        who = f" {e.fixture_id}" if e.fixture_id and e.code == "fixture_revoked" else ""
+        return make_alert(
+            self.kind,
+            severity,
+            f"requests {what}{who}",
+            [e.seq],
+            [e.at],
+            subject=[e.code, e.fixture_id],
+            fixture_id=e.fixture_id,
         )
-        alerts = []
-        for key, group in groups.items():
-            code, fixture_id = key
-            severity, what = _FIXTURE_CODES[code]
-            who = f" {fixture_id}" if fixture_id and code == "fixture_revoked" else ""
-            alerts.append(
-                make_alert(
-                    self.kind,
-                    severity,
-                    f"{_plural(len(group), 'request')} {what}{who}",
-                    [e.seq for e in group],
-                    [e.at for e in group],
-                    subject=[code, fixture_id],
-                    fixture_id=fixture_id,
-                )
-            )
-        return alerts
+
+    def detect(self, events: Sequence[EventFact]) -> list[Alert]:
+        return _detect(self, events)
+
+
+@dataclass
+class OrderRate:
+    """One order's provisioned units per bucket over the spike detector's history (bounded)."""
+
+    first: int | None = None
+    counts: dict[int, int] = field(default_factory=dict)
+    # (bucket, mean, sigma) of the history before ``bucket``: the history of a bucket does not change
+    # while units land in it, so it is computed once per bucket.
+    baseline: tuple[int, float, float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"first": self.first, "counts": [[b, n] for b, n in sorted(self.counts.items())]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OrderRate:
+        return cls(data.get("first"), {int(b): int(n) for b, n in data.get("counts", [])})
 
 
 @dataclass(frozen=True)
 class ThroughputSpike:
     """Provisioning per order and time bucket: past a rated rate, or ``k`` sigma over the order's own history.
 
-    Buckets are aligned on the epoch, so the same events always fall into the same buckets.
+    Buckets are aligned on the epoch, so the same events always fall into the same buckets. The history
+    is the ``history`` buckets before the current one (a day of 5-minute buckets), judged once there are
+    ``min_history`` of them; sigma is at least one unit per bucket, so a flat history does not alarm on
+    a single extra unit. Every unit that lands in a bucket already past the limit is evidence.
     """
 
     rated_per_hour: float | None = None
     k: float = 4.0
     bucket: timedelta = timedelta(minutes=5)
     min_history: int = 6
+    history: int = 288
     kind: str = "throughput_spike"
 
-    def detect(self, events: Sequence[EventFact]) -> list[Alert]:
-        groups = _group(events, lambda e: e.kind == "unit.provisioned", lambda e: e.order_id)
+    def feed(self, rates: MutableMapping[str, OrderRate], e: EventFact) -> Alert | None:
+        if e.kind != "unit.provisioned":
+            return None
+        order = e.order_id or ""
+        rate = rates.get(order)
+        if rate is None:
+            rate = rates[order] = OrderRate()
         width = self.bucket.total_seconds()
+        b = math.floor(e.at.timestamp() / width)
+        rate.first = b if rate.first is None else min(rate.first, b)
+        rate.counts[b] = n = rate.counts.get(b, 0) + 1
+        for old in [x for x in rate.counts if x < b - self.history]:
+            del rate.counts[old]
         per_hour = 3600 / width
-        alerts = []
-        for order, group in groups.items():
-            by_bucket: dict[int, list[EventFact]] = {}
-            for e in group:
-                by_bucket.setdefault(math.floor(e.at.timestamp() / width), []).append(e)
-            first, last = min(by_bucket), max(by_bucket)
-            counts = [len(by_bucket.get(i, ())) for i in range(first, last + 1)]
-            spikes: list[tuple[int, str]] = []
-            # The history's sum as a running total (counts are integers: exact), for the mean in one pass.
-            total = 0
-            for i, n in enumerate(counts):
-                rate = n * per_hour
-                if i > 0:
-                    total += counts[i - 1]
-                    if i > 288:
-                        total -= counts[i - 289]
-                if self.rated_per_hour is not None and rate > self.rated_per_hour:
-                    spikes.append((i, f"{rate:.0f} units/h against a rated {self.rated_per_hour:.0f} units/h"))
-                elif i >= self.min_history:
-                    lo = max(0, i - 288)
-                    # == statistics.fmean of the history (an exact sum, one rounding); fmean raises when empty
-                    mean = total / (i - lo) if i > lo else statistics.fmean(counts[lo:i])
-                    # sigma is at least 1, so a count at most ``mean + k`` is never a spike: skip the pstdev.
-                    if self.k >= 0 and not n > mean + self.k:
-                        continue
-                    history = counts[lo:i]
-                    # A floor of one unit per bucket keeps a flat history from alarming on a single extra unit.
-                    sigma = max(statistics.pstdev(history), 1.0)
-                    if n > mean + self.k * sigma:
-                        spikes.append(
-                            (
-                                i,
-                                f"{rate:.0f} units/h, {(n - mean) / sigma:.1f} sigma over its usual {mean * per_hour:.0f} units/h",
-                            )
-                        )
-            if not spikes:
-                continue
-            _, peak_text = max(spikes, key=lambda s: counts[s[0]])
-            spiking = [e for i, _ in spikes for e in by_bucket[first + i]]
-            order_id = order
-            alerts.append(
-                make_alert(
-                    self.kind,
-                    Severity.WARNING,
-                    f"throughput spike on order {order_id}: {peak_text}",
-                    [e.seq for e in spiking],
-                    [e.at for e in spiking],
-                    subject=[order_id],
-                    order_id=order_id,
-                    site_id=_site(group),
-                    fixture_id=_fixture(spiking),
-                )
-            )
-        return alerts
+        if self.rated_per_hour is not None and n * per_hour > self.rated_per_hour:
+            text = f"{n * per_hour:.0f} units/h against a rated {self.rated_per_hour:.0f} units/h"
+        else:
+            lo = max(rate.first, b - self.history)
+            if b - lo < self.min_history:
+                return None
+            if rate.baseline is None or rate.baseline[0] != b:
+                past = [rate.counts.get(i, 0) for i in range(lo, b)]
+                mean = math.fsum(past) / len(past)
+                spread = math.sqrt(math.fsum((x - mean) ** 2 for x in past) / len(past))
+                rate.baseline = (b, mean, max(spread, 1.0))
+            _, mean, sigma = rate.baseline
+            if not n > mean + self.k * sigma:
+                return None
+            text = f"{n * per_hour:.0f} units/h, {(n - mean) / sigma:.1f} sigma over its usual {mean * per_hour:.0f} units/h"
+        return make_alert(
+            self.kind,
+            Severity.WARNING,
+            f"throughput spike on order {e.order_id}: {text}",
+            [e.seq],
+            [e.at],
+            subject=[e.order_id],
+            order_id=e.order_id,
+            site_id=e.site_id,
+            fixture_id=e.fixture_id,
+        )
+
+    def detect(self, events: Sequence[EventFact]) -> list[Alert]:
+        rates: dict[str, OrderRate] = {}
+        return merge_all(h for e in events if (h := self.feed(rates, e)) is not None)
 
 
 @dataclass(frozen=True)
 class CopiedTestRecords:
     """Identical measurement vectors on different serials: a test record copied instead of measured.
 
-    Real measurements carry noise; equal vectors of ``min_measurements`` or more values do not happen by chance.
+    Real measurements carry noise; equal vectors of ``min_measurements`` or more values do not happen
+    by chance. ``seen`` maps a vector's digest to the serial first measured with it.
     """
 
     min_measurements: int = 3
     kind: str = "copied_test_record"
 
+    def digest(self, record: TestFact) -> str | None:
+        """A short digest of the record's measured values, or None when it has too few to judge."""
+        return self.vector_digest(record.measurements)
+
+    def vector_digest(self, measurements: Iterable[MeasuredValue]) -> str | None:
+        vector = sorted((m.phase, m.name, m.value) for m in measurements if m.value is not None)
+        if len(vector) < self.min_measurements:
+            return None
+        return hashlib.sha256(repr(vector).encode()).hexdigest()[:32]
+
+    def feed(self, seen: MutableMapping[str, str], record: TestFact, digest: str | None = None) -> Alert | None:
+        digest = digest or self.digest(record)
+        if digest is None:
+            return None
+        original = seen.setdefault(digest, record.serial)
+        if original == record.serial:
+            return None
+        return make_alert(
+            self.kind,
+            Severity.CRITICAL,
+            f"test records copy the measurements of {original}; latest on {record.serial}",
+            [record.seq] if record.seq is not None else [],
+            [record.at],
+            subject=[original],
+            site_id=record.site_id,
+            fixture_id=record.fixture_id,
+        )
+
     def detect(self, records: Sequence[TestFact]) -> list[Alert]:
-        groups: dict[tuple[tuple[str, str, float], ...], list[TestFact]] = {}
-        for r in records:
-            vector = tuple(sorted((m.phase, m.name, m.value) for m in r.measurements if m.value is not None))
-            if len(vector) >= self.min_measurements:
-                groups.setdefault(vector, []).append(r)
-        alerts = []
-        for group in groups.values():
-            serials = sorted({r.serial for r in group})
-            if len(serials) < 2:
-                continue
-            group.sort(key=lambda r: r.record_id)
-            original = group[0]
-            copies = [r for r in group if r.serial != original.serial]
-            fixtures = {r.fixture_id for r in copies}
-            alerts.append(
-                make_alert(
-                    self.kind,
-                    Severity.CRITICAL,
-                    f"{_plural(len(copies), 'test record')} on {', '.join(s for s in serials if s != original.serial)[:200]} "
-                    f"copy the measurements of {original.serial}",
-                    [r.seq for r in group if r.seq is not None],
-                    [r.at for r in group],
-                    subject=[original.serial],
-                    site_id=next((r.site_id for r in copies if r.site_id), None),
-                    fixture_id=fixtures.pop() if len(fixtures) == 1 else None,
-                )
-            )
-        return alerts
+        seen: dict[str, str] = {}
+        ordered = sorted(records, key=lambda r: r.record_id)
+        return merge_all(h for r in ordered if (h := self.feed(seen, r)) is not None)
 
 
-def default_event_detectors(*, rated_per_hour: float | None = None) -> list[EventDetector]:
-    return [
-        quota_overrun(),
-        duplicate_serial(),
-        key_reuse(),
-        UntrustedFixture(),
-        untested_units(),
-        ThroughputSpike(rated_per_hour=rated_per_hour),
-    ]
+def default_event_detectors() -> list[EventDetector]:
+    return [quota_overrun(), duplicate_serial(), key_reuse(), UntrustedFixture(), untested_units()]
 
 
 def detect_all(
@@ -279,9 +257,11 @@ def detect_all(
     records: Sequence[TestFact] = (),
     *,
     detectors: Sequence[EventDetector] | None = None,
+    spike: ThroughputSpike | None = None,
     copies: CopiedTestRecords | None = None,
     drift: MeasurementDrift | None = None,
 ) -> list[Alert]:
-    """Every detector over the same facts."""
+    """Every detector over the same facts (the batch form of what the projector does incrementally)."""
     alerts = [a for d in (detectors if detectors is not None else default_event_detectors()) for a in d.detect(events)]
+    alerts += (spike or ThroughputSpike()).detect(events)
     return alerts + (copies or CopiedTestRecords()).detect(records) + (drift or MeasurementDrift()).detect(records)

@@ -5,30 +5,38 @@ units. The first ``baseline`` subgroups set the chart: the centre line is their 
 of a subgroup mean is the within sigma (mean moving range / d2, which a trend or a shift barely
 inflates) over sqrt(subgroup). Every later subgroup mean is judged once against that chart.
 
-False alarms are a property of the rules, not of this code: on an in-control process rules 1-3 together
-signal at about 1 % of judged points (rule 1: 0.27 %, rule 2: 0.39 %, rule 3: 0.28 %), i.e. one false
-signal per ~100 subgroups per measurement. Subgroups make a real drift stand out sqrt(subgroup) times
-more clearly without changing that rate.
+The chart is kept incrementally (``ChartState``, a few numbers per site and measurement), so the
+projector can judge each unit as it arrives and carry the chart across batches and restarts;
+``MeasurementDrift.detect`` is the same fold over a list of records.
+
+False alarms are a property of the rules, not of this code: with the classic constants (3 sigma, a
+run of 9, a trend of 6) an in-control process signals at about 1 % of judged points. The constants
+are parameters, as in common SPC tools, so a high-volume line can trade a little detection delay
+for far fewer false alarms (``bench/drift.py`` measures both).
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from math import sqrt
 
-from fabguard.analytics.alerts import Alert, Severity, make_alert
+from fabguard.analytics.alerts import Alert, Severity, make_alert, merge_all
 from fabguard.analytics.facts import TestFact
 
 PASS = "PASS"
 _D2 = 1.128
 
 RULE_TEXT = {
-    1: "a point beyond 3 sigma",
-    2: "9 points in a row on one side of the centre line",
-    3: "6 points steadily increasing or decreasing",
+    1: "a point beyond {limit:g} sigma",
+    2: "{run} points in a row on one side of the centre line",
+    3: "{trend} points steadily increasing or decreasing",
 }
+
+# (site, phase, measurement name): one chart each.
+ChartKey = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,87 +47,182 @@ class Signal:
     rule: int
 
 
-def nelson_signals(points: Sequence[float], center: float, sigma: float) -> list[Signal]:
-    """Rules 1-3 over ``points`` against a chart (centre, sigma of a point): one signal per point and rule."""
-    signals: list[Signal] = []
-    side_run = 0
-    side = 0
-    trend_run = 1
-    trend = 0
-    for i, x in enumerate(points):
-        if abs(x - center) > 3 * sigma:
-            signals.append(Signal(i, 1))
+@dataclass(slots=True)
+class _Runs:
+    """The state rules 2 and 3 carry from one judged point to the next."""
+
+    side: int = 0
+    side_run: int = 0
+    trend: int = 0
+    trend_run: int = 0  # 0 before the first point
+    previous: float = 0.0
+
+    def judge(self, x: float, center: float, sigma: float, limit: float, run: int, trend: int) -> list[int]:
+        rules = []
+        if abs(x - center) > limit * sigma:
+            rules.append(1)
         s = (x > center) - (x < center)
-        side_run = side_run + 1 if s != 0 and s == side else (1 if s != 0 else 0)
-        side = s
-        if side_run >= 9:
-            signals.append(Signal(i, 2))
-        if i > 0:
-            step = (x > points[i - 1]) - (x < points[i - 1])
-            trend_run = trend_run + 1 if step != 0 and step == trend else (2 if step != 0 else 1)
-            trend = step
-            if trend_run >= 6:
-                signals.append(Signal(i, 3))
-    return signals
+        self.side_run = self.side_run + 1 if s != 0 and s == self.side else (1 if s != 0 else 0)
+        self.side = s
+        if self.side_run >= run:
+            rules.append(2)
+        if self.trend_run == 0:
+            self.trend_run = 1
+        else:
+            step = (x > self.previous) - (x < self.previous)
+            self.trend_run = self.trend_run + 1 if step != 0 and step == self.trend else (2 if step != 0 else 1)
+            self.trend = step
+            if self.trend_run >= trend:
+                rules.append(3)
+        self.previous = x
+        return rules
 
 
-def _moving_range_sigma(values: Sequence[float]) -> float:
-    return math.fsum(abs(b - a) for a, b in itertools.pairwise(values)) / (len(values) - 1) / _D2
+def nelson_signals(
+    points: Sequence[float], center: float, sigma: float, *, limit: float = 3.0, run: int = 9, trend: int = 6
+) -> list[Signal]:
+    """Rules 1-3 over ``points`` against a chart (centre, sigma of a point): one signal per point and rule."""
+    runs = _Runs()
+    return [Signal(i, r) for i, x in enumerate(points) for r in runs.judge(x, center, sigma, limit, run, trend)]
+
+
+@dataclass(slots=True)
+class ChartState:
+    """One chart, kept as values arrive: the baseline's running sums, then the fixed chart, the
+    subgroup being filled and the runs of rules 2 and 3. Bounded: a subgroup's seqs at most."""
+
+    count: int = 0  # baseline values seen
+    total: float = 0.0
+    moving: float = 0.0  # sum of |moving ranges| over the baseline
+    last: float = 0.0
+    center: float | None = None  # set once the baseline is complete
+    sigma: float = 0.0  # of a subgroup mean
+    rules: int = 0  # bit r-1 set once rule r has fired on this chart
+    g_sum: float = 0.0
+    g_seqs: list[int] = field(default_factory=list)
+    g_times: list[float] = field(default_factory=list)
+    g_fixtures: set[str] = field(default_factory=set)
+    runs: _Runs = field(default_factory=_Runs)
+
+    def to_json(self) -> str:
+        r = self.runs
+        return json.dumps(
+            [
+                self.count,
+                self.total,
+                self.moving,
+                self.last,
+                self.center,
+                self.sigma,
+                self.rules,
+                self.g_sum,
+                self.g_seqs,
+                self.g_times,
+                sorted(self.g_fixtures),
+                [r.side, r.side_run, r.trend, r.trend_run, r.previous],
+            ],
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ChartState:
+        count, total, moving, last, center, sigma, rules, g_sum, seqs, times, fixtures, runs = json.loads(text)
+        return cls(
+            int(count),
+            float(total),
+            float(moving),
+            float(last),
+            None if center is None else float(center),
+            float(sigma),
+            int(rules),
+            float(g_sum),
+            [int(x) for x in seqs],
+            [float(x) for x in times],
+            set(fixtures),
+            _Runs(int(runs[0]), int(runs[1]), int(runs[2]), int(runs[3]), float(runs[4])),
+        )
 
 
 @dataclass(frozen=True)
 class MeasurementDrift:
     """One alert per site and measurement whose subgroup means break rule 1, 2 or 3 after the baseline.
 
-    Each site is its own process (its own fixtures and parts), so each gets its own chart."""
+    Each site is its own process (its own fixtures and parts), so each gets its own chart. ``limit``,
+    ``run`` and ``trend`` are the constants of rules 1, 2 and 3."""
 
     subgroup: int = 5
     baseline: int = 20
+    limit: float = 3.0
+    run: int = 9
+    trend: int = 6
     kind: str = "measurement_drift"
 
-    def detect(self, records: Sequence[TestFact]) -> list[Alert]:
-        series: dict[tuple[str, str, str], list[tuple[float, TestFact]]] = {}
-        for r in sorted(records, key=lambda r: r.record_id):
-            if r.outcome != PASS:  # failed units are the test gate's business; drift is about passing ones
-                continue
-            for m in r.measurements:
-                if m.value is not None:
-                    series.setdefault((r.site_id or "", m.phase, m.name), []).append((m.value, r))
-        alerts = []
-        for (site, phase, name), points in sorted(series.items()):
-            alert = self._judge(site, phase, name, points)
-            if alert is not None:
-                alerts.append(alert)
-        return alerts
+    def rule_text(self, rule: int) -> str:
+        return RULE_TEXT[rule].format(limit=self.limit, run=self.run, trend=self.trend)
 
-    def _judge(self, site: str, phase: str, name: str, points: list[tuple[float, TestFact]]) -> Alert | None:
+    def feed(self, charts: MutableMapping[ChartKey, ChartState], record: TestFact) -> list[Alert]:
+        """Add one unit's values to its site's charts; the hits of the subgroups it completes."""
+        if record.outcome != PASS:  # failed units are the test gate's business; drift is about passing ones
+            return []
+        site = record.site_id or ""
+        hits = []
+        for m in record.measurements:
+            if m.value is None:
+                continue
+            key = (site, m.phase, m.name)
+            chart = charts.get(key)
+            if chart is None:
+                chart = charts[key] = ChartState()
+            hit = self._add(key, chart, m.value, record)
+            if hit is not None:
+                hits.append(hit)
+        return hits
+
+    def detect(self, records: Iterable[TestFact]) -> list[Alert]:
+        charts: dict[ChartKey, ChartState] = {}
+        hits = [h for r in sorted(records, key=lambda r: r.record_id) for h in self.feed(charts, r)]
+        return merge_all(sorted(hits, key=lambda a: a.id))
+
+    def _add(self, key: ChartKey, chart: ChartState, value: float, record: TestFact) -> Alert | None:
         n = self.subgroup
-        groups = [points[i : i + n] for i in range(0, len(points) - len(points) % n, n)]
-        if len(groups) <= self.baseline:
+        if chart.center is None:
+            if chart.count:
+                chart.moving += abs(value - chart.last)
+            chart.count += 1
+            chart.total += value
+            chart.last = value
+            if chart.count == n * self.baseline:
+                chart.center = chart.total / chart.count
+                chart.sigma = chart.moving / (chart.count - 1) / _D2 / sqrt(n)
             return None
-        base_values = [v for g in groups[: self.baseline] for v, _ in g]
-        sigma = _moving_range_sigma(base_values) / math.sqrt(n)
-        if sigma <= 0:
+        chart.g_sum += value
+        if record.seq is not None:
+            chart.g_seqs.append(record.seq)
+        chart.g_times.append(record.at.timestamp())
+        chart.g_fixtures.add(record.fixture_id)
+        if len(chart.g_times) < n:
             return None
-        center = math.fsum(base_values) / len(base_values)
-        judged = groups[self.baseline :]
-        means = [math.fsum(v for v, _ in g) / n for g in judged]
-        signals = nelson_signals(means, center, sigma)
-        if not signals:
+        mean = chart.g_sum / n
+        seqs, times, fixtures = chart.g_seqs, chart.g_times, chart.g_fixtures
+        chart.g_sum, chart.g_seqs, chart.g_times, chart.g_fixtures = 0.0, [], [], set()
+        if chart.sigma <= 0:  # a constant baseline: nothing to judge against
             return None
-        rules = sorted({s.rule for s in signals})
-        hit = sorted({s.index for s in signals})
-        facts = [r for i in hit for _, r in judged[i]]
-        last = means[hit[-1]]
-        fixtures = {r.fixture_id for r in facts}
+        rules = chart.runs.judge(mean, chart.center, chart.sigma, self.limit, self.run, self.trend)
+        if not rules:
+            return None
+        for r in rules:
+            chart.rules |= 1 << (r - 1)
+        site, phase, name = key
+        seen = [r for r in (1, 2, 3) if chart.rules & (1 << (r - 1))]
         return make_alert(
             self.kind,
             Severity.WARNING,
-            f"{phase}/{name}{f' at {site}' if site else ''} drifts: {'; '.join(f'rule {k} ({RULE_TEXT[k]})' for k in rules)}; "
-            f"mean of {n} now {last:.6g} against a centre line of {center:.6g} (sigma of a mean {sigma:.3g})",
-            [r.seq for r in facts if r.seq is not None],
-            [r.at for r in facts],
+            f"{phase}/{name}{f' at {site}' if site else ''} drifts: "
+            f"{'; '.join(f'rule {k} ({self.rule_text(k)})' for k in seen)}; "
+            f"mean of {n} now {mean:.6g} against a centre line of {chart.center:.6g} (sigma of a mean {chart.sigma:.3g})",
+            seqs,
+            [datetime.fromtimestamp(t, UTC) for t in times],
             subject=[site, phase, name],
             site_id=site or None,
-            fixture_id=fixtures.pop() if len(fixtures) == 1 else None,
+            fixture_id=next(iter(fixtures)) if len(fixtures) == 1 else None,
         )

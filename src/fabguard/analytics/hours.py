@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fabguard.analytics.alerts import Alert, Severity, make_alert
+from fabguard.analytics.alerts import Alert, Severity, make_alert, merge_all
 from fabguard.analytics.facts import EventFact
 
 # What a line does; an administrator acknowledging an alert at night is not line activity.
@@ -64,33 +64,26 @@ class OffHoursActivity:
     fixture_sites: Mapping[str, str] = field(default_factory=dict)
     kind: str = "off_hours_activity"
 
+    def hit(self, e: EventFact) -> Alert | None:
+        if e.kind not in ACTIVITY_KINDS:
+            return None
+        site = e.site_id or (self.fixture_sites.get(e.fixture_id) if e.fixture_id else None)
+        hours = self.hours.get(site) if site else None
+        if site is None or hours is None or hours.contains(e.at):
+            return None
+        day = hours.local_day(e.at)
+        what = "a unit provisioned" if e.kind == "unit.provisioned" else "line activity"
+        return make_alert(
+            self.kind,
+            Severity.HIGH if e.kind == "unit.provisioned" else Severity.WARNING,
+            f"line events at {site} on {day.isoformat()} outside working hours {hours.describe()}; "
+            f"latest {what} at {e.at.astimezone(hours.zone):%H:%M}",
+            [e.seq],
+            [e.at],
+            subject=[site, day.isoformat()],
+            site_id=site,
+            fixture_id=e.fixture_id,
+        )
+
     def detect(self, events: Sequence[EventFact]) -> list[Alert]:
-        groups: dict[tuple[str, date], list[EventFact]] = {}
-        for e in events:
-            if e.kind not in ACTIVITY_KINDS:
-                continue
-            site = e.site_id or (self.fixture_sites.get(e.fixture_id) if e.fixture_id else None)
-            hours = self.hours.get(site) if site else None
-            if site is None or hours is None or hours.contains(e.at):
-                continue
-            groups.setdefault((site, hours.local_day(e.at)), []).append(e)
-        alerts = []
-        for (site, day), group in sorted(groups.items()):
-            hours = self.hours[site]
-            provisioned = sum(1 for e in group if e.kind == "unit.provisioned")
-            first = min(e.at for e in group).astimezone(hours.zone)
-            fixtures = {e.fixture_id for e in group}
-            alerts.append(
-                make_alert(
-                    self.kind,
-                    Severity.HIGH if provisioned else Severity.WARNING,
-                    f"{len(group)} line events ({provisioned} units provisioned) at {site} on {day.isoformat()} "
-                    f"outside working hours {hours.describe()}, first at {first:%H:%M}",
-                    [e.seq for e in group],
-                    [e.at for e in group],
-                    subject=[site, day.isoformat()],
-                    site_id=site,
-                    fixture_id=fixtures.pop() if len(fixtures) == 1 else None,
-                )
-            )
-        return alerts
+        return merge_all(h for e in events if (h := self.hit(e)) is not None)

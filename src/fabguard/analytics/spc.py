@@ -90,3 +90,39 @@ def measurement_capability(records: Iterable[TestFact]) -> list[Capability]:
         capability(vs, lower=limits[key][0], upper=limits[key][1], phase=key[0], name=key[1])
         for key, vs in sorted(values.items())
     ]
+
+
+def capability_from_sums(
+    *,
+    phase: str,
+    name: str,
+    n: int,
+    total: float,
+    total_sq: float,
+    mr_total: float,
+    mr_n: int,
+    lower: float | None,
+    upper: float | None,
+) -> Capability:
+    """Capability from running sums (count, sum, sum of squares, moving ranges), as rollups keep them.
+
+    The same figures as ``capability`` over the values, up to rounding: the overall sigma from the sums
+    (Ppk), the within sigma from the mean moving range (Cpk).
+    """
+    if n == 0:
+        return Capability(phase, name, 0, None, None, None, lower, upper, None, None)
+    mean = total / n
+    sigma = math.sqrt(max(total_sq - total * total / n, 0.0) / (n - 1)) if n > 1 else None
+    within = mr_total / mr_n / _D2 if mr_n > 0 else None
+    return Capability(
+        phase,
+        name,
+        n,
+        mean,
+        sigma,
+        within,
+        lower,
+        upper,
+        _index(mean, within, lower, upper),
+        _index(mean, sigma, lower, upper),
+    )

@@ -41,6 +41,7 @@ from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import Role
 from fabguard.service import (
+    analytics,
     authorities,
     catalog,
     events,
@@ -71,12 +72,14 @@ def create_app(inst: Instance) -> Any:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         schedule = maintenance.MaintenanceSchedule(inst, inst.limits.checkpoint_seconds)
         schedule.start()
+        projector = analytics.Projector(inst).start()  # rollups and alerts follow the event log
         sender = webhooks.WebhookSender(inst).start()  # alerts to configured webhooks (<home>/webhooks.json)
         try:
             yield
         finally:
             schedule.stop()
             sender.stop()
+            projector.stop()
 
     app = FastAPI(
         lifespan=lifespan,

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
@@ -20,15 +20,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from fabguard.analytics.alerts import counts_by
+from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role
 from fabguard.service import analytics, tokens
 from fabguard.service.instance import Instance
+from fabguard.store.analytics_models import FixtureActivity, StatsTotal
 from fabguard.store.db import event_count
-from fabguard.store.models import Event, Fixture, Order, TestRecordRow
+from fabguard.store.models import Fixture, Order
 from fabguard.web import STATIC_DIR
 
 # The stream polls the event counter this often; a browser sees a change within about this delay.
@@ -71,51 +72,11 @@ class SnapshotCache:
             return self._value
 
 
-class _Aggregates(NamedTuple):
-    refused: list[tuple[str, str | None, int]]
-    outcomes: list[tuple[str, int]]
-    last_seen: dict[str | None, datetime]
-
-
 class ProductionCollector(Collector):
-    """Prometheus metrics read from the database at scrape time."""
+    """Prometheus metrics read at scrape time from the orders and the analytics projection."""
 
     def __init__(self, inst: Instance) -> None:
         self._inst = inst
-        # Aggregates over the ledger and the test records, by event sequence: neither changes without a
-        # new event (a test record is stored with its ``test.recorded`` event), so a scrape at the same
-        # sequence reuses them.
-        self._lock = threading.Lock()
-        self._aggregates: tuple[int, _Aggregates] | None = None
-
-    def _ledger_aggregates(self, s: Session, seq: int) -> _Aggregates:
-        with self._lock:
-            cached = self._aggregates
-        if cached is not None and cached[0] == seq:
-            return cached[1]
-        refused = [
-            (kind, code, n)
-            for kind, code, n in s.execute(
-                select(Event.kind, Event.code, func.count())
-                .where(Event.kind.in_(("unit.refused", "test.refused", "request.refused")))
-                .group_by(Event.kind, Event.code)
-            )
-        ]
-        outcomes = [
-            (outcome, n)
-            for outcome, n in s.execute(select(TestRecordRow.outcome, func.count()).group_by(TestRecordRow.outcome))
-        ]
-        seen = dict(
-            s.execute(
-                select(Event.fixture_id, func.max(Event.at))
-                .where(Event.seq > seq - analytics.DEFAULT.alert_events, Event.fixture_id.is_not(None))
-                .group_by(Event.fixture_id)
-            ).all()
-        )
-        found = _Aggregates(refused, outcomes, seen)
-        with self._lock:
-            self._aggregates = (seq, found)
-        return found
 
     def collect(self) -> Iterable[Metric]:
         inst = self._inst
@@ -131,27 +92,40 @@ class ProductionCollector(Collector):
             "When the fixture last appeared in an event.",
             labels=["fixture_id", "site_id"],
         )
+        found = analytics.alerts(inst)  # catches the projection up first
         with inst.db.read() as s:
             seq = event_count(s)
             for o in s.execute(select(Order)).scalars():
                 values = [o.id, o.product_id, o.site_id, o.state]
                 quota.add_metric(values, o.quota)
                 used.add_metric(values, o.used)
-            aggregates = self._ledger_aggregates(s, seq)
-            for kind, code, n in aggregates.refused:
-                refusals.add_metric([kind, code or "unknown"], n)
-            for outcome, n in aggregates.outcomes:
-                tests.add_metric([outcome], n)
-            seen = aggregates.last_seen
-            for fixture_id, site_id in s.execute(select(Fixture.id, Fixture.site_id)):
-                if fixture_id in seen:
-                    last.add_metric([fixture_id, site_id], seen[fixture_id].timestamp())
+            t = StatsTotal.__table__
+            for kind, code, n in s.execute(
+                select(t.c.kind, t.c.code, func.sum(t.c.n))
+                .where(t.c.kind.in_(analytics.REFUSAL_KINDS))
+                .group_by(t.c.kind, t.c.code)
+                .order_by(t.c.kind, t.c.code)
+            ):
+                refusals.add_metric([kind, code or "unknown"], int(n))
+            for outcome, n in s.execute(
+                select(t.c.code, func.sum(t.c.n))
+                .where(t.c.kind == "test.recorded")
+                .group_by(t.c.code)
+                .order_by(t.c.code)
+            ):
+                tests.add_metric([outcome], int(n))
+            for fixture_id, site_id, at in s.execute(
+                select(Fixture.id, Fixture.site_id, FixtureActivity.last_at).join(
+                    FixtureActivity, FixtureActivity.fixture_id == Fixture.id
+                )
+            ):
+                last.add_metric([fixture_id, site_id], at.timestamp())
         events = CounterMetricFamily("fabguard_events", "Events in the ledger.")
         events.add_metric([], seq)
         open_alerts = GaugeMetricFamily(
             "fabguard_alerts_open", "Unacknowledged alerts by kind and severity.", labels=["kind", "severity"]
         )
-        for (kind, severity), n in sorted(counts_by(analytics.alerts(inst)).items()):
+        for (kind, severity), n in sorted(counts_by(found).items()):
             open_alerts.add_metric([kind, severity], n)
         yield from (quota, used, refusals, tests, last, events, open_alerts)
 
@@ -167,6 +141,39 @@ def install_dashboard(app: FastAPI, inst: Instance, reader_dep: Callable[..., to
     def stats_overview(_: Reader) -> dict[str, Any]:
         """Orders with quota burn-down, fixtures with last activity, refusals, yield, series and alerts."""
         return analytics.overview(inst)
+
+    @app.get("/api/v1/stats/production", tags=["analytics"])
+    def stats_production(
+        _: Reader,
+        since: Annotated[
+            datetime | None, Query(description="Window start, ISO 8601 with a time zone; default: 8 h before the end")
+        ] = None,
+        until: Annotated[
+            datetime | None, Query(description="Window end, ISO 8601 with a time zone; default now")
+        ] = None,
+        product: Annotated[
+            str | None, Query(max_length=63, description="Only units provisioned on this product's orders")
+        ] = None,
+        order: Annotated[str | None, Query(max_length=63, description="Only units provisioned on this order")] = None,
+        site: Annotated[str | None, Query(max_length=63, description="Only this site's fixtures")] = None,
+        fixture: Annotated[str | None, Query(max_length=63, description="Only this fixture")] = None,
+    ) -> dict[str, Any]:
+        """Production over a window: provisioned units, throughput, tests by outcome, first-pass and final
+        yield, retest rate, refusals by reason, the failure Pareto and Cpk/Ppk per measurement.
+
+        Tests, failures and measurements follow the site and fixture filters; units (and their yield)
+        follow the product and order filters once provisioned. An unknown order is a 404."""
+        for name, t in (("since", since), ("until", until)):
+            if t is not None and t.tzinfo is None:
+                raise InvalidRequest(f"{name} needs a time zone (e.g. +00:00 or Z)", code="invalid_time")
+        try:
+            return analytics.production(
+                inst, since=since, until=until, product_id=product, order_id=order, site_id=site, fixture_id=fixture
+            )
+        except OverflowError:  # a window reaching past year 1 or 9999
+            raise InvalidRequest(
+                "the window reaches outside the dates a calendar can hold", code="invalid_window"
+            ) from None
 
     @app.get("/api/v1/stats/orders/{order_id}", tags=["analytics"])
     def stats_order(order_id: str, _: Reader) -> dict[str, Any]:

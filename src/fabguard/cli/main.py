@@ -617,11 +617,13 @@ def _register_more() -> None:
     from fabguard.cli.demo import demo
     from fabguard.cli.firmware import firmware_app
     from fabguard.cli.ledger import audit_app, ledger_app
+    from fabguard.cli.stats import stats_app
 
     app.command("demo")(demo)
     app.add_typer(ledger_app, name="ledger")
     app.add_typer(audit_app, name="audit")
     app.add_typer(firmware_app, name="firmware")
+    app.add_typer(stats_app, name="stats")
 
 
 _register_more()

@@ -1,54 +1,60 @@
-"""Production metrics and alerts read from the database: aggregate queries over bounded windows.
+"""Production metrics and alerts, read from the analytics projection (ADR 0005).
 
-Alerts are computed from events on demand (the events are the truth; there is nothing to keep in
-step). An acknowledgement is itself an event, ``alert.acknowledged``, so it is in the ledger too; it
-covers the evidence seen when it was made, and new evidence re-opens the alert.
+The projector (``fabguard.service.projection``) folds the event log into per-minute rollups and
+stored alerts; the functions here read those small tables, so a dashboard query costs the same at a
+thousand test records as at a million. Every read first lets the projector catch up (a server's
+background projector normally leaves nothing to do) and reports how many events it is still behind
+(``lag``; 0 when what is shown covers every event).
+
+An acknowledgement is itself an event, ``alert.acknowledged``, so it is in the ledger too; it covers
+the evidence seen when it was made, and new evidence re-opens the alert.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
-import weakref
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
 
 from fabguard.analytics import (
     Acknowledgement,
     Alert,
-    CopiedTestRecords,
-    EventFact,
-    MeasuredValue,
-    MeasurementDrift,
-    OffHoursActivity,
-    TestFact,
-    buckets,
-    default_event_detectors,
-    detect_all,
-    measurement_capability,
+    Capability,
+    YieldStats,
+    capability_from_sums,
     ordered,
     parse_working_hours,
-    quota_burndown,
     with_acknowledgements,
 )
-from fabguard.analytics.production import PASS, YieldStats
-from fabguard.domain.errors import ConfigurationError, FabGuardError, InvalidRequest, NotFound
-from fabguard.domain.testrecord import parse_openhtf_record
-from fabguard.service import fixtures, orders
+from fabguard.domain.errors import ConfigurationError, InvalidRequest, NotFound
+from fabguard.service import fixtures, orders, projection
 from fabguard.service.instance import Instance
-from fabguard.store.db import Database, append_event, event_count
-from fabguard.store.models import Event, Fixture, Order, TestRecordRow
+from fabguard.service.projection import hour_of, minute_of
+from fabguard.store.analytics_models import (
+    AlertRow,
+    FailureMinute,
+    FixtureActivity,
+    MeasurementHour,
+    StatsMinute,
+    YieldMinute,
+)
+from fabguard.store.db import append_event, event_count
+from fabguard.store.models import Order
 
-ALERT_KINDS = ("unit.refused", "request.refused", "unit.provisioned")
-# Read as well only when working hours are configured: test.recorded doubles the events to load.
-LINE_KINDS = ("test.recorded", "test.refused")
-ACK_KIND = "alert.acknowledged"
+log = logging.getLogger("fabguard.analytics")
+
+ACK_KIND = projection.ACK_KIND
+REFUSAL_KINDS = ("unit.refused", "test.refused", "request.refused")
+# A read catches the projector up by at most this many events; more is left to the background
+# projector (and shown as ``lag``), so a page never waits minutes behind a backlog.
+READ_CATCH_UP = 20_000
 
 
 @dataclass(frozen=True)
@@ -58,16 +64,12 @@ class AnalyticsSettings:
     window: timedelta = timedelta(hours=8)
     bucket: timedelta = timedelta(minutes=10)
     burn_window: timedelta = timedelta(hours=1)
-    # Alerts look at the newest this-many events and test records (a primary-key range: cheap).
-    alert_events: int = 100_000
-    alert_records: int = 2_000
-    spc_records: int = 500
     rated_units_per_hour: float | None = None
     # Per site: local working hours and their IANA zone, e.g. {"cm-a": ("06:00", "22:00", "Asia/Shanghai")};
     # line activity outside them raises ``off_hours_activity``. Sites not named here are not judged.
     working_hours: Mapping[str, tuple[str, str, str]] = field(default_factory=dict)
-    # Measurement drift: Nelson rules 1-3 on means of this many consecutive passing units, judged
-    # against a chart set by the first ``drift_baseline`` such means in the alert window.
+    # Measurement drift: Nelson rules on means of this many consecutive passing units, judged against a
+    # chart set by the first ``drift_baseline`` such means of each site and measurement.
     drift_subgroup: int = 5
     drift_baseline: int = 20
 
@@ -75,6 +77,9 @@ class AnalyticsSettings:
         parse_working_hours(self.working_hours)  # a bad time or zone fails here, not at the first alert
         if self.drift_subgroup < 1 or self.drift_baseline < 2:
             raise ValueError("drift_subgroup must be at least 1 and drift_baseline at least 2")
+        for name, span in (("window", self.window), ("bucket", self.bucket), ("burn_window", self.burn_window)):
+            if span < timedelta(minutes=1) or span % timedelta(minutes=1):
+                raise ValueError(f"{name} must be a whole number of minutes (rollups are per minute)")
 
 
 DEFAULT = AnalyticsSettings()
@@ -117,257 +122,279 @@ def load_settings(inst: Instance) -> AnalyticsSettings:
 
 
 def current_sequence(inst: Instance) -> int:
+    """The newest event sequence: what the live stream polls."""
     with inst.db.read() as s:
         return event_count(s)
+
+
+def refresh(
+    inst: Instance, settings: AnalyticsSettings | None = None, *, max_events: int | None = READ_CATCH_UP
+) -> int:
+    """Let the projector catch up (by at most ``max_events``; None: all the way); returns the lag left."""
+    reached = projection.advance(inst, settings or load_settings(inst), max_events=max_events).cursor
+    with inst.db.read() as s:
+        return max(event_count(s) - max(reached, projection.read_cursor(s)), 0)
 
 
 def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t else None
 
 
-# Time bounds as id bounds. Rows are only ever appended, and on SQLite (one writer, a new row's id above
-# every id stored) a block of ids below the largest id is final; the newest time in each final block
-# says which blocks hold no row at or after a bound, so a query on time can also bound the id (the
-# primary key) without changing its answer. Kept per database and table; empty blocks hold None.
-_BLOCK = 4096
-_blocks: weakref.WeakKeyDictionary[Database, dict[str, list[datetime | None]]] = weakref.WeakKeyDictionary()
-_blocks_lock = threading.Lock()
+def _at_minute(minute: int) -> datetime:
+    return datetime.fromtimestamp(minute * 60, UTC)
 
 
-def _block_newest(s: Session, db: Database, id_col: Any, at_col: Any) -> list[datetime | None]:
-    """The newest time in each final block of ids (None for an empty block); [] when not known."""
-    if not db.is_sqlite:
-        return []
-    table = str(id_col)
-    with _blocks_lock:
-        known = list(_blocks.setdefault(db, {}).get(table, ()))
-    final = (int(s.execute(select(func.coalesce(func.max(id_col), 0))).scalar_one()) + 1) // _BLOCK
-    if len(known) < final:
-        start = len(known)
-        newest: dict[int, datetime] = {}
-        for i, at in s.execute(select(id_col, at_col).where(id_col >= start * _BLOCK, id_col < final * _BLOCK)):
-            b = i // _BLOCK
-            if b not in newest or at > newest[b]:
-                newest[b] = at
-        known.extend(newest.get(b) for b in range(start, final))
-        with _blocks_lock:
-            stored = _blocks.setdefault(db, {})
-            if len(stored.get(table, ())) < len(known):
-                stored[table] = known
-    return known
+@dataclass(frozen=True)
+class Scope:
+    """What a figure is about: a time window and, optionally, one product, order, site or fixture."""
+
+    since: datetime
+    until: datetime
+    product_id: str | None = None
+    order_id: str | None = None
+    site_id: str | None = None
+    fixture_id: str | None = None
+    # The orders a product filter stands for (filled by ``production``).
+    order_ids: tuple[str, ...] | None = field(default=None, compare=False)
+
+    @property
+    def minutes(self) -> tuple[int, int]:
+        """``[first, last)`` minutes: every minute that overlaps the window (rollups are per minute, so a
+        window is widened to whole minutes: an order created at 10:23:22 counts the tests of 10:23)."""
+        return int(self.since.timestamp()) // 60, -(-int(self.until.timestamp()) // 60)
+
+    def where(self, table: Any, *, orders_too: bool = True) -> list[ColumnElement[bool]]:
+        lo, hi = self.minutes
+        clauses: list[ColumnElement[bool]] = [table.c.minute >= lo, table.c.minute < hi]
+        if self.site_id is not None:
+            clauses.append(table.c.site_id == self.site_id)
+        if self.fixture_id is not None:
+            clauses.append(table.c.fixture_id == self.fixture_id)
+        if orders_too and self.order_id is not None:
+            clauses.append(table.c.order_id == self.order_id)
+        if orders_too and self.order_ids is not None:
+            clauses.append(table.c.order_id.in_(self.order_ids))
+        return clauses
 
 
-def _id_floor(s: Session, db: Database, id_col: Any, at_col: Any, since: datetime) -> int:
-    """An id below which every row of ``id_col``'s table is older than ``since`` (0 when not known)."""
-    floor = 0
-    for b, at in enumerate(_block_newest(s, db, id_col, at_col)):
-        if at is not None and at >= since:
-            break
-        floor = (b + 1) * _BLOCK
-    return floor
+def _refusals(s: Session, scope: Scope) -> dict[str, dict[str, int]]:
+    t = StatsMinute.__table__
+    out: dict[str, dict[str, int]] = {}
+    for kind, code, n in s.execute(
+        select(t.c.kind, t.c.code, func.sum(t.c.n))
+        .where(*scope.where(t), t.c.kind.in_(REFUSAL_KINDS))
+        .group_by(t.c.kind, t.c.code)
+    ):
+        out.setdefault(kind, {})[code or "unknown"] = int(n)
+    return out
 
 
-def _id_ranges(s: Session, db: Database, id_col: Any, at_col: Any, since: datetime) -> list[tuple[int, int | None]]:
-    """Id ranges ``[lo, hi)`` (hi None: open) outside which every row is older than ``since``."""
-    ranges: list[tuple[int, int | None]] = []
-    newest = _block_newest(s, db, id_col, at_col)
-    lo: int | None = None
-    for b, at in enumerate(newest):
-        if at is not None and at >= since:
-            lo = b * _BLOCK if lo is None else lo
-        elif lo is not None:
-            ranges.append((lo, b * _BLOCK))
-            lo = None
-    ranges.append((len(newest) * _BLOCK if lo is None else lo, None))
-    return ranges
-
-
-def _times_since(s: Session, db: Database, query: Select[datetime], since: datetime) -> list[datetime]:
-    """``query`` (event times, already bounded by ``at >= since``) over only the ids that can match."""
-    found: list[datetime] = []
-    for lo, hi in _id_ranges(s, db, Event.seq, Event.at, since):
-        bounded = query.where(Event.seq >= lo)
-        found.extend(s.execute(bounded if hi is None else bounded.where(Event.seq < hi)).scalars())
-    return found
-
-
-def _yield_at(s: Session, db: Database, *, since: datetime, site_id: str | None = None) -> YieldStats:
-    """Yield over units first tested since ``since`` (at one site or all), all in SQL."""
-    tr = TestRecordRow
-    per_unit = select(
-        tr.serial, func.min(tr.id).label("first"), func.max(tr.id).label("last"), func.count().label("n")
-    ).where(tr.received_at >= since, tr.id >= _id_floor(s, db, tr.id, tr.received_at, since))
-    if site_id is not None:
-        per_unit = per_unit.join(Fixture, Fixture.id == tr.fixture_id).where(Fixture.site_id == site_id)
-    unit = per_unit.group_by(tr.serial).subquery()
-    first, last = aliased(tr), aliased(tr)
+def _yield(s: Session, scope: Scope) -> YieldStats:
+    t = YieldMinute.__table__
     row = s.execute(
         select(
-            func.count(),
-            func.coalesce(func.sum(unit.c.n), 0),
-            func.coalesce(func.sum(case((first.outcome == PASS, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((last.outcome == PASS, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((unit.c.n > 1, 1), else_=0)), 0),
-        )
-        .select_from(unit)
-        .join(first, first.id == unit.c.first)
-        .join(last, last.id == unit.c.last)
+            *(
+                func.coalesce(func.sum(c), 0)
+                for c in (t.c.units, t.c.tests, t.c.first_pass, t.c.final_pass, t.c.retested)
+            )
+        ).where(*scope.where(t))
     ).one()
     return YieldStats(*(int(x) for x in row))
 
 
-def _series(
-    s: Session,
-    db: Database,
-    *,
-    since: datetime,
-    until: datetime,
-    width: timedelta,
-    order_id: str | None,
-    site_id: str | None,
-    low_seq: int = 0,
-) -> list[dict[str, Any]]:
-    """Provisioned units and tests (passed/failed) per bucket."""
-    provisioned = select(Event.at).where(Event.kind == "unit.provisioned", Event.at >= since)
-    if order_id is not None:
-        provisioned = provisioned.where(Event.order_id == order_id)
-    else:
-        provisioned = provisioned.where(Event.seq > low_seq)
-    tests = select(TestRecordRow.received_at, TestRecordRow.outcome).where(
-        TestRecordRow.received_at >= since,
-        TestRecordRow.id >= _id_floor(s, db, TestRecordRow.id, TestRecordRow.received_at, since),
-    )
-    if site_id is not None:
-        tests = tests.join(Fixture, Fixture.id == TestRecordRow.fixture_id).where(Fixture.site_id == site_id)
-    test_rows = s.execute(tests).all()
-    made = buckets(_times_since(s, db, provisioned, since), since=since, until=until, width=width)
-    passed = buckets((t for t, o in test_rows if o == PASS), since=since, until=until, width=width)
-    failed = buckets((t for t, o in test_rows if o != PASS), since=since, until=until, width=width)
+def _counts_per_minute(s: Session, scope: Scope, *, orders_too: bool) -> list[tuple[int, str, str, int]]:
+    t = StatsMinute.__table__
     return [
-        {
-            "start": m.start.isoformat(),
-            "provisioned": m.count,
-            "tests_passed": p.count,
-            "tests_failed": f.count,
-            "pass_rate": p.count / (p.count + f.count) if p.count + f.count else None,
-        }
-        for m, p, f in zip(made, passed, failed, strict=True)
+        (int(m), kind, code, int(n))
+        for m, kind, code, n in s.execute(
+            select(t.c.minute, t.c.kind, t.c.code, func.sum(t.c.n))
+            .where(*scope.where(t, orders_too=orders_too), t.c.kind.in_(("unit.provisioned", "test.recorded")))
+            .group_by(t.c.minute, t.c.kind, t.c.code)
+        )
     ]
 
 
+def _series(s: Session, scope: Scope, width: timedelta) -> list[dict[str, Any]]:
+    """Provisioned units and tests (passed/failed) per bucket of ``width`` (whole minutes)."""
+    lo, hi = scope.minutes
+    step = int(width.total_seconds() // 60)
+    n = max(1, -(-(hi - lo) // step))
+    made, passed, failed = [0] * n, [0] * n, [0] * n
+    # Provisioned units follow the order filter; tests carry no order until their unit is provisioned,
+    # so they follow the site and fixture filters only.
+    for minute, kind, _, count in _counts_per_minute(s, scope, orders_too=True):
+        if kind == "unit.provisioned":
+            made[(minute - lo) // step] += count
+    for minute, kind, code, count in _counts_per_minute(s, scope, orders_too=False):
+        if kind == "test.recorded":
+            (passed if code == "PASS" else failed)[(minute - lo) // step] += count
+    return [
+        {
+            "start": _at_minute(lo + i * step).isoformat(),
+            "provisioned": made[i],
+            "tests_passed": passed[i],
+            "tests_failed": failed[i],
+            "pass_rate": passed[i] / (passed[i] + failed[i]) if passed[i] + failed[i] else None,
+        }
+        for i in range(n)
+    ]
+
+
+def _recent_provisioned(s: Session, since: datetime) -> dict[str, tuple[int, int]]:
+    """Per order: units provisioned in the minutes since ``since`` and the last such minute."""
+    t = StatsMinute.__table__
+    return {
+        order: (int(n), int(last))
+        for order, n, last in s.execute(
+            select(t.c.order_id, func.sum(t.c.n), func.max(t.c.minute))
+            .where(t.c.minute >= minute_of(since), t.c.kind == "unit.provisioned")
+            .group_by(t.c.order_id)
+        )
+    }
+
+
 def _burn(
-    s: Session, db: Database, order: orders.OrderView, now: datetime, settings: AnalyticsSettings
+    order: orders.OrderView, recent: dict[str, tuple[int, int]], now: datetime, window: timedelta
 ) -> dict[str, object]:
-    since = now - settings.burn_window
-    recent = _times_since(
-        s,
-        db,
-        select(Event.at).where(Event.order_id == order.id, Event.kind == "unit.provisioned", Event.at >= since),
-        since,
-    )
-    return quota_burndown(order.quota, order.used, recent, now=now, window=settings.burn_window).to_dict()
+    """Remaining quota and, at the rate of the last ``window``, when it runs out (None when idle)."""
+    n, last = recent.get(order.id, (0, 0))
+    rate = n / (window.total_seconds() / 3600)
+    remaining = max(order.quota - order.used, 0)
+    if remaining == 0:
+        exhaustion: datetime | None = min(_at_minute(last + 1), now) if n else now
+    elif rate > 0:
+        exhaustion = now + timedelta(hours=remaining / rate)
+    else:
+        exhaustion = None
+    return {
+        "quota": order.quota,
+        "used": order.used,
+        "remaining": remaining,
+        "rate_per_hour": rate,
+        "projected_exhaustion": _iso(exhaustion),
+    }
 
 
-def _test_facts(
-    s: Session, db: Database, rows: Sequence[tuple[int, str, str, str, datetime]], site_of: Mapping[str, str]
-) -> list[TestFact]:
-    """Facts of the records ``rows`` (id, serial, fixture, outcome, received), unparseable ones left out."""
-    measurements = _measurements_of(s, db, [r[0] for r in rows])
-    facts = []
-    for rid, serial, fixture_id, outcome, at in rows:
-        values = measurements.get(rid)
-        if values is not None:
-            facts.append(TestFact(rid, serial, fixture_id, outcome, at, values, site_id=site_of.get(fixture_id)))
-    return facts
+def _capability(s: Session, scope: Scope) -> list[Capability]:
+    """Cp/Cpk and Pp/Ppk per measurement over the scope's hours (limits: the newest seen)."""
+    t = MeasurementHour.__table__
+    lo, hi = hour_of(scope.since), hour_of(scope.until) + 1
+    clauses = [t.c.hour >= lo, t.c.hour < hi]
+    if scope.site_id is not None:
+        clauses.append(t.c.site_id == scope.site_id)
+    if scope.fixture_id is not None:
+        clauses.append(t.c.fixture_id == scope.fixture_id)
+    sums: dict[tuple[str, str], list[Any]] = {}
+    for phase, name, hour, n, total, total_sq, mr_total, mr_n, lower, upper in s.execute(
+        select(
+            t.c.phase, t.c.name, t.c.hour, t.c.n, t.c.total, t.c.total_sq, t.c.mr_total, t.c.mr_n, t.c.lower, t.c.upper
+        ).where(*clauses)
+    ):
+        acc = sums.setdefault((phase, name), [0, 0.0, 0.0, 0.0, 0, -1, None, None])
+        acc[0] += n
+        acc[1] += total
+        acc[2] += total_sq
+        acc[3] += mr_total
+        acc[4] += mr_n
+        if hour >= acc[5]:
+            acc[5], acc[6], acc[7] = hour, lower, upper
+    return [
+        capability_from_sums(
+            phase=phase,
+            name=name,
+            n=a[0],
+            total=a[1],
+            total_sq=a[2],
+            mr_total=a[3],
+            mr_n=a[4],
+            lower=a[6],
+            upper=a[7],
+        )
+        for (phase, name), a in sorted(sums.items())
+    ]
 
 
-def _sites(s: Session) -> dict[str, str]:
-    return dict(s.execute(select(Fixture.id, Fixture.site_id)).all())
+def _pareto(s: Session, scope: Scope, limit: int = 10) -> list[dict[str, object]]:
+    """The phases and measurements that failed most in the scope, with their share of all failures."""
+    t = FailureMinute.__table__
+    rows = s.execute(
+        select(t.c.phase, t.c.measurement, func.sum(t.c.n).label("n"))
+        .where(*scope.where(t, orders_too=False))
+        .group_by(t.c.phase, t.c.measurement)
+    ).all()
+    total = sum(int(r.n) for r in rows)
+    top = sorted(rows, key=lambda r: (-int(r.n), r.phase, r.measurement))[:limit]
+    out, running = [], 0
+    for r in top:
+        running += int(r.n)
+        out.append(
+            {
+                "phase": r.phase,
+                "measurement": r.measurement or None,
+                "failures": int(r.n),
+                "share": int(r.n) / total,
+                "cumulative_share": running / total,
+            }
+        )
+    return out
+
+
+def _last_activity(s: Session) -> dict[str, datetime]:
+    return dict(s.execute(select(FixtureActivity.fixture_id, FixtureActivity.last_at)).all())
+
+
+def _alerts(s: Session) -> list[Alert]:
+    return ordered(projection.alert_from_row(r) for r in s.execute(select(AlertRow)).scalars())
 
 
 def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | None = None) -> dict[str, Any]:
-    """One order: quota burn-down, throughput, refusals, yield and capability at its site."""
+    """One order: quota burn-down, throughput, refusals, yield of its units, capability at its site."""
     settings = settings or load_settings(inst)
+    lag = refresh(inst, settings)
     view = orders.get_order(inst, order_id)
     now = inst.clock()
-    since = max(now - settings.window, view.created_at)
+    window = Scope(max(now - settings.window, view.created_at), now, order_id=order_id, site_id=view.site_id)
+    since_created = Scope(view.created_at, now, order_id=order_id)
     with inst.db.read() as s:
-        tested_since = view.created_at
-        records = s.execute(
-            select(
-                TestRecordRow.id,
-                TestRecordRow.serial,
-                TestRecordRow.fixture_id,
-                TestRecordRow.outcome,
-                TestRecordRow.received_at,
-            )
-            .join(Fixture, Fixture.id == TestRecordRow.fixture_id)
-            .where(
-                Fixture.site_id == view.site_id,
-                TestRecordRow.received_at >= tested_since,
-                TestRecordRow.id >= _id_floor(s, inst.db, TestRecordRow.id, TestRecordRow.received_at, tested_since),
-            )
-            .order_by(TestRecordRow.id.desc())
-            .limit(settings.spc_records)
-        ).all()
-        spc = measurement_capability(reversed(_test_facts(s, inst.db, list(records), {})))
         return {
             "order": view.to_dict(),
-            "burn_down": _burn(s, inst.db, view, now, settings),
-            "yield": _yield_at(s, inst.db, since=tested_since, site_id=view.site_id).to_dict(),
+            "burn_down": _burn(view, _recent_provisioned(s, now - settings.burn_window), now, settings.burn_window),
+            "yield": _yield(s, since_created).to_dict(),
             "refused": view.refused,
-            "series": _series(
-                s,
-                inst.db,
-                since=since,
-                until=now,
-                width=settings.bucket,
-                order_id=order_id,
-                site_id=view.site_id,
-            ),
-            "capability": [c.to_dict() for c in spc],
+            "series": _series(s, window, settings.bucket),
+            "capability": [c.to_dict() for c in _capability(s, Scope(view.created_at, now, site_id=view.site_id))],
+            "failures": _pareto(s, Scope(view.created_at, now, site_id=view.site_id)),
             "as_of": now.isoformat(),
             "sequence": event_count(s),
+            "lag": lag,
         }
 
 
 def overview(inst: Instance, *, settings: AnalyticsSettings | None = None, alerts_limit: int = 50) -> dict[str, Any]:
     """Everything the dashboard shows at once: orders, fixtures, refusals, series, alerts."""
     settings = settings or load_settings(inst)
+    lag = refresh(inst, settings)
     now = inst.clock()
-    since = now - settings.window
+    scope = Scope(now - settings.window, now)
     views = orders.list_orders(inst)
     with inst.db.read() as s:
         seq = event_count(s)
-        low = seq - settings.alert_events
-        last_seen = dict(
-            s.execute(
-                select(Event.fixture_id, func.max(Event.at))
-                .where(Event.seq > low, Event.fixture_id.is_not(None))
-                .group_by(Event.fixture_id)
-            ).all()
-        )
-        refusals: dict[str, dict[str, int]] = {}
-        for kind, code, n in s.execute(
-            select(Event.kind, Event.code, func.count())
-            .where(Event.seq > low, Event.kind.in_(("unit.refused", "test.refused", "request.refused")))
-            .group_by(Event.kind, Event.code)
-        ):
-            refusals.setdefault(kind, {})[code or "unknown"] = int(n)
+        last_seen = _last_activity(s)
+        refusals = _refusals(s, scope)
         provisioned = int(s.execute(select(func.coalesce(func.sum(Order.used), 0))).scalar_one())
-        yield_stats = _yield_at(s, inst.db, since=since)
-        series = _series(
-            s, inst.db, since=since, until=now, width=settings.bucket, order_id=None, site_id=None, low_seq=low
-        )
-        order_rows = [{**v.to_dict(), "burn_down": _burn(s, inst.db, v, now, settings)} for v in views]
+        yield_stats = _yield(s, scope)
+        series = _series(s, scope, settings.bucket)
+        recent = _recent_provisioned(s, now - settings.burn_window)
+        order_rows = [{**v.to_dict(), "burn_down": _burn(v, recent, now, settings.burn_window)} for v in views]
+        found = _alerts(s)
     fixture_rows = [
         {**fixtures.fixture_dict(f), "last_activity": _iso(last_seen.get(f.id) or f.enrolled_at)}
         for f in fixtures.list_fixtures(inst)
     ]
-    found = alerts(inst, settings=settings)
     return {
         "as_of": now.isoformat(),
         "sequence": seq,
+        "lag": lag,
         "totals": {
             "orders": len(views),
             "active_orders": sum(1 for v in views if v.state == "active"),
@@ -385,184 +412,78 @@ def overview(inst: Instance, *, settings: AnalyticsSettings | None = None, alert
     }
 
 
-class _LazyDetail(Mapping[str, Any]):
-    """An event's JSON detail, parsed on first use (most detectors never look at it)."""
+def production(
+    inst: Instance,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    product_id: str | None = None,
+    order_id: str | None = None,
+    site_id: str | None = None,
+    fixture_id: str | None = None,
+    settings: AnalyticsSettings | None = None,
+    catch_up: int | None = READ_CATCH_UP,
+) -> dict[str, Any]:
+    """Production figures over any window (default: the settings' window up to now), for all of
+    production or one product, order, site or fixture: tests, yield, throughput, provisioned units,
+    refusals by reason, the failure Pareto and per-measurement capability.
 
-    __slots__ = ("_parsed", "_raw")
-
-    def __init__(self, raw: str) -> None:
-        self._raw = raw
-        self._parsed: dict[str, Any] | None = None
-
-    def _data(self) -> dict[str, Any]:
-        parsed = self._parsed
-        if parsed is None:
-            parsed = self._parsed = json.loads(self._raw)
-        return parsed
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data())
-
-    def __len__(self) -> int:
-        return len(self._data())
-
-    def __repr__(self) -> str:
-        return repr(self._data())
-
-
-def _acknowledgement(detail_json: str, actor: str | None) -> Acknowledgement:
-    detail = json.loads(detail_json)
-    up_to = detail.get("up_to_seq")
-    return Acknowledgement(str(detail.get("alert_id")), up_to if isinstance(up_to, int) else 0, actor or "unknown")
-
-
-# Parsed measurements per stored test record (records are never changed once stored), per database.
-_MEASUREMENTS_MAX = 20_000
-_measurements: weakref.WeakKeyDictionary[Database, OrderedDict[int, tuple[MeasuredValue, ...] | None]] = (
-    weakref.WeakKeyDictionary()
-)
-_measurements_lock = threading.Lock()
-
-
-def _parse_measurements(record_json: str) -> tuple[MeasuredValue, ...] | None:
-    try:
-        record = parse_openhtf_record(json.loads(record_json))
-    except (FabGuardError, ValueError):
-        return None
-    return tuple(MeasuredValue(m.phase, m.name, m.value, m.lower, m.upper) for m in record.measurements)
-
-
-def _measurements_of(s: Session, db: Database, ids: Sequence[int]) -> dict[int, tuple[MeasuredValue, ...] | None]:
-    """Measurements of the records ``ids`` (None when unparseable), each record's JSON parsed once."""
-    found: dict[int, tuple[MeasuredValue, ...] | None] = {}
-    with _measurements_lock:
-        memo = _measurements.get(db)
-        if memo is None:
-            memo = _measurements[db] = OrderedDict()
-        for i in ids:
-            if i in memo:
-                memo.move_to_end(i)
-                found[i] = memo[i]
-    missing = [i for i in ids if i not in found]
-    for start in range(0, len(missing), 500):
-        chunk = missing[start : start + 500]
-        for rid, raw in s.execute(
-            select(TestRecordRow.id, TestRecordRow.record_json).where(TestRecordRow.id.in_(chunk))
-        ):
-            found[rid] = _parse_measurements(raw)
-    if missing:
-        with _measurements_lock:
-            for i in missing:
-                if i in found:
-                    memo[i] = found[i]
-            while len(memo) > _MEASUREMENTS_MAX:
-                memo.popitem(last=False)
-    return found
-
-
-# Alerts per database, event sequence and settings: nothing they read changes without a new event.
-_ALERTS_MAX = 8
-_alerts_cache: weakref.WeakKeyDictionary[Database, OrderedDict[tuple[int, str], tuple[Alert, ...]]] = (
-    weakref.WeakKeyDictionary()
-)
-_alerts_lock = threading.Lock()
+    Tests and measurements belong to a site and fixture when they are made; a unit's tests count for
+    an order (and its product) once the unit is provisioned on it, so an order's yield is that of its
+    units, and units never provisioned count only for their site and fixture.
+    """
+    settings = settings or load_settings(inst)
+    now = inst.clock()
+    until = until or now
+    since = since or until - settings.window
+    if since >= until:
+        raise InvalidRequest("the window must start before it ends", code="invalid_window")
+    if until - since > timedelta(days=3660):
+        raise InvalidRequest("a window may span at most ten years", code="invalid_window")
+    lag = refresh(inst, settings, max_events=catch_up)
+    with inst.db.read() as s:
+        order_ids: tuple[str, ...] | None = None
+        if product_id is not None:
+            order_ids = tuple(s.execute(select(Order.id).where(Order.product_id == product_id)).scalars())
+        for kind, value, model in (("order", order_id, Order),):
+            if value is not None and s.get(model, value) is None:
+                raise NotFound(f"no {kind} {value[:80]!r}", code=f"{kind}_not_found")
+        scope = Scope(since, until, product_id, order_id, site_id, fixture_id, order_ids)
+        # Per-unit yield follows orders; tests, failures and measurements follow sites and fixtures.
+        tests_scope = Scope(since, until, site_id=site_id, fixture_id=fixture_id)
+        provisioned = sum(
+            n for _, kind, _, n in _counts_per_minute(s, scope, orders_too=True) if kind == "unit.provisioned"
+        )
+        outcomes: dict[str, int] = {}
+        for _, kind, code, n in _counts_per_minute(s, tests_scope, orders_too=False):
+            if kind == "test.recorded":
+                outcomes[code] = outcomes.get(code, 0) + n
+        hours = (until - since).total_seconds() / 3600
+        figures = {
+            "window": {"since": since.isoformat(), "until": until.isoformat(), "hours": hours},
+            "scope": {"product_id": product_id, "order_id": order_id, "site_id": site_id, "fixture_id": fixture_id},
+            "provisioned": provisioned,
+            "throughput_per_hour": provisioned / hours,
+            "tests": {
+                "total": sum(outcomes.values()),
+                "by_outcome": dict(sorted(outcomes.items())),
+                "per_hour": sum(outcomes.values()) / hours,
+            },
+            "yield": _yield(s, scope if (order_id or product_id) else tests_scope).to_dict(),
+            "refusals": _refusals(s, scope),
+            "failures": _pareto(s, tests_scope),
+            "capability": [c.to_dict() for c in _capability(s, tests_scope)],
+            "sequence": event_count(s),
+            "lag": lag,
+        }
+    return figures
 
 
 def alerts(inst: Instance, *, settings: AnalyticsSettings | None = None) -> list[Alert]:
-    """Every alert over the newest events and test records, acknowledged ones marked, open ones first."""
-    settings = settings or load_settings(inst)
+    """Every alert the detectors have raised, acknowledged ones marked, open ones first."""
+    refresh(inst, settings)
     with inst.db.read() as s:
-        seq = event_count(s)
-        key = (seq, repr(settings))
-        with _alerts_lock:
-            cache = _alerts_cache.get(inst.db)
-            hit = cache.get(key) if cache is not None else None
-            if cache is not None and hit is not None:
-                cache.move_to_end(key)
-        if hit is not None:
-            return list(hit)
-        found = _compute_alerts(s, inst.db, seq, settings)
-    with _alerts_lock:
-        cache = _alerts_cache.get(inst.db)
-        if cache is None:
-            cache = _alerts_cache[inst.db] = OrderedDict()
-        cache[key] = tuple(found)
-        while len(cache) > _ALERTS_MAX:
-            cache.popitem(last=False)
-    return found
-
-
-def _compute_alerts(s: Session, db: Database, seq: int, settings: AnalyticsSettings) -> list[Alert]:
-    low = seq - settings.alert_events
-    rows = s.execute(
-        select(
-            Event.seq,
-            Event.at,
-            Event.kind,
-            Event.order_id,
-            Event.fixture_id,
-            Event.serial,
-            Event.code,
-            Event.detail,
-            Event.actor,
-        )
-        .where(
-            Event.seq > low,
-            Event.kind.in_((*ALERT_KINDS, *(LINE_KINDS if settings.working_hours else ()), ACK_KIND)),
-        )
-        .order_by(Event.seq)
-    ).all()
-    facts: list[EventFact] = []
-    acks: list[Acknowledgement] = []
-    for e_seq, at, kind, order_id, fixture_id, serial, code, detail, actor in rows:
-        if kind == ACK_KIND:
-            acks.append(_acknowledgement(detail, actor))
-        else:
-            facts.append(EventFact(e_seq, at, kind, order_id, fixture_id, serial, code, _LazyDetail(detail)))
-    records = list(
-        s.execute(
-            select(
-                TestRecordRow.id,
-                TestRecordRow.serial,
-                TestRecordRow.fixture_id,
-                TestRecordRow.outcome,
-                TestRecordRow.received_at,
-            )
-            .order_by(TestRecordRow.id.desc())
-            .limit(settings.alert_records)
-        ).all()
-    )
-    records.reverse()
-    sites = _sites(s)
-    seq_of: dict[int, int] = {}
-    for e_seq, detail in s.execute(
-        select(Event.seq, Event.detail).where(
-            Event.seq > low, Event.kind == "test.recorded", Event.serial.in_({r[1] for r in records})
-        )
-    ):
-        record_id = json.loads(detail).get("record_id")
-        if isinstance(record_id, int):
-            seq_of[record_id] = e_seq
-    tests = [
-        TestFact(
-            t.record_id, t.serial, t.fixture_id, t.outcome, t.at, t.measurements, seq_of.get(t.record_id), t.site_id
-        )
-        for t in _test_facts(s, db, records, sites)
-    ]
-    detectors = default_event_detectors(rated_per_hour=settings.rated_units_per_hour)
-    if settings.working_hours:
-        detectors.append(OffHoursActivity(parse_working_hours(settings.working_hours), sites))
-    found = detect_all(
-        facts,
-        tests,
-        detectors=detectors,
-        copies=CopiedTestRecords(),
-        drift=MeasurementDrift(subgroup=settings.drift_subgroup, baseline=settings.drift_baseline),
-    )
-    return ordered(with_acknowledgements(found, acks))
+        return _alerts(s)
 
 
 def acknowledge(
@@ -590,3 +511,32 @@ def acknowledge(
             },
         )
     return with_acknowledgements([alert], [Acknowledgement(alert.id, alert.last_seq, actor)])[0]
+
+
+class Projector:
+    """Keeps the analytics projection caught up on a daemon thread: reads then find nothing left to do.
+
+    Every server process may run one: the projector's cursor check lets exactly one of them fold each
+    batch. A failed round is logged and retried.
+    """
+
+    def __init__(self, inst: Instance, interval: float = 0.25) -> None:
+        self.inst = inst
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fabguard-projector", daemon=True)
+
+    def start(self) -> Projector:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                projection.advance(self.inst, load_settings(self.inst), max_events=READ_CATCH_UP)
+            except Exception:
+                log.exception("analytics projection round failed")

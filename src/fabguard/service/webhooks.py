@@ -13,8 +13,22 @@ attempt an ``alert.delivery_failed`` event, so what was sent where is in the led
 how the sender remembers: it never keeps state of its own. After ``max_attempts`` failed attempts in a
 row the alert is left for ``give_up_seconds`` and then tried again.
 
+Every server process runs a sender, and with PostgreSQL several processes share one database, so
+only the holder of the ``webhooks`` lease (``fabguard.store.leases``) sends. A round takes the lease
+(free, expired or already its own) before it reads what is due, and renews it before every attempt;
+an attempt is made only when the renewal leaves room for it (``DeliveryPolicy.attempt_seconds`` and
+``LEASE_MARGIN``), so no other sender can take over while a POST is in flight or before its outcome
+is recorded. A hold that lapsed in the middle of a round ends the round: another sender may have
+delivered meanwhile, and the next round reads the ledger afresh. A stopping sender releases the lease
+for another process to take at its next round; one that dies leaves it to expire
+(``DeliveryPolicy.lease_seconds``). The lease is operational, not a decision: it is logged, never
+recorded in the ledger.
+
 The receiver checks ``X-FabGuard-Signature: sha256=<hex>``, an HMAC-SHA256 of the raw body under the
-webhook's secret (compare in constant time), and may reject an old ``sent_at`` to stop replays.
+webhook's secret (compare in constant time), and may reject an old ``sent_at`` to stop replays. The
+lease rests on time (a receiver trickling its answer for longer than the margin allows, or host clocks
+far apart, could let a second sender repeat an alert), so a receiver that must never act twice keeps
+the ``X-FabGuard-Alert`` ids it has seen.
 """
 
 from __future__ import annotations
@@ -36,6 +50,7 @@ from fabguard.analytics import Alert, Severity
 from fabguard.domain.errors import ConfigurationError
 from fabguard.service import analytics
 from fabguard.service.instance import Instance
+from fabguard.store import leases
 from fabguard.store.db import append_event
 from fabguard.store.models import Event
 
@@ -46,6 +61,9 @@ DELIVERED = "alert.delivered"
 FAILED = "alert.delivery_failed"
 SIGNATURE_HEADER = "X-FabGuard-Signature"
 MIN_SECRET = 16
+LEASE = "webhooks"
+# Room left after an attempt's worst case, for recording its outcome and for clock differences between hosts.
+LEASE_MARGIN = 10.0
 
 
 @dataclass(frozen=True)
@@ -67,9 +85,27 @@ class DeliveryPolicy:
     give_up_seconds: float = 900.0
     # At most this many deliveries per webhook per round, so a backlog cannot stall shutdown.
     per_round: int = 50
+    # How long a renewal holds the delivery lease: a dead sender is taken over after at most this.
+    lease_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.lease_seconds < self.attempt_seconds + LEASE_MARGIN:
+            raise ConfigurationError(
+                f"lease_seconds must be at least 3 x timeout + {LEASE_MARGIN:g} (the room one attempt needs)"
+            )
+
+    @property
+    def attempt_seconds(self) -> float:
+        """One POST's worst case, as httpx bounds it: connecting, sending and receiving each within ``timeout``."""
+        return 3 * self.timeout
 
     def delay(self, attempt: int) -> float:
         return float(min(self.backoff * 2 ** (attempt - 1), self.max_backoff))
+
+
+def delivery_lease(inst: Instance, policy: DeliveryPolicy, holder: str | None = None) -> leases.Hold:
+    """A sender's hold on the ``webhooks`` lease (``holder`` defaults to a fresh id: host, pid, random)."""
+    return leases.Hold(inst.db, LEASE, ttl=timedelta(seconds=policy.lease_seconds), clock=inst.clock, holder=holder)
 
 
 def load_webhooks(inst: Instance) -> list[Webhook]:
@@ -162,9 +198,16 @@ def deliver(
     client: httpx.Client,
     policy: DeliveryPolicy,
     sleep: Callable[[float], bool],
+    may_send: Callable[[], bool] | None = None,
 ) -> bool:
-    """POST one alert, retrying with backoff; every attempt is an event. ``sleep`` returns True to stop early."""
+    """POST one alert, retrying with backoff; every attempt is an event. ``sleep`` returns True to stop early.
+
+    ``may_send`` is asked before each attempt (the sender renews its lease there); when it says no, the
+    alert is left, unrecorded, for whoever sends next.
+    """
     for attempt in range(1, policy.max_attempts + 1):
+        if may_send is not None and not may_send():
+            return False
         body = body_for(alert, sent_at=inst.clock(), organization=inst.config.organization)
         headers = {
             "Content-Type": "application/json",
@@ -213,37 +256,69 @@ def send_once(
     policy: DeliveryPolicy | None = None,
     sleep: Callable[[float], bool] | None = None,
     client: httpx.Client | None = None,
+    lease: leases.Hold | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
-    """One round: every due alert to every webhook. Returns how many were delivered."""
+    """One round: every due alert to every webhook, under the delivery lease. Returns how many were delivered.
+
+    Sends nothing while another sender holds the lease. Without ``lease`` the round takes one of its
+    own and releases it at the end. Once ``stop`` is set no new attempt starts and backoffs end.
+    """
     policy = policy or DeliveryPolicy()
     hooks = load_webhooks(inst)
     if not hooks:
         return 0
-    stop = threading.Event()
+    own_lease = lease is None
+    lease = lease or delivery_lease(inst, policy)
+    if not lease.take():
+        return 0
+    stop = stop or threading.Event()
+    room = timedelta(seconds=policy.attempt_seconds + LEASE_MARGIN)
+
+    def may_send() -> bool:
+        return not stop.is_set() and lease.renew(room)
+
     own = client is None
     http = client or httpx.Client(timeout=policy.timeout, follow_redirects=False)
     try:
-        return sum(
-            deliver(inst, hook, alert, client=http, policy=policy, sleep=sleep or stop.wait)
-            for hook, alert in pending(inst, hooks, policy)
-        )
+        delivered = 0
+        # Read what is due only once the lease is held: the ledger then shows every delivery made so far.
+        for hook, alert in pending(inst, hooks, policy):
+            delivered += deliver(
+                inst, hook, alert, client=http, policy=policy, sleep=sleep or stop.wait, may_send=may_send
+            )
+            if stop.is_set() or not lease.held:
+                break
+        return delivered
     finally:
         if own:
             http.close()
+        if own_lease:
+            lease.release()
 
 
 class WebhookSender:
-    """Runs ``send_once`` every ``interval`` seconds on a daemon thread; ``stop`` cuts a backoff short.
+    """Runs ``send_once`` every ``interval`` seconds on a daemon thread, sending while it holds the lease.
 
-    Run one per deployment: two processes each running one could both send an alert before either
-    has recorded the delivery.
+    Every server process may run one: of the senders sharing a database, only the holder of the
+    ``webhooks`` lease sends, keeping it from round to round; the others' rounds send nothing until
+    it is released or expires. ``stop`` cuts a backoff short, lets an attempt in flight finish and be
+    recorded, then releases the lease, so another process's sender takes over at its next round.
     """
 
-    def __init__(self, inst: Instance, interval: float = 5.0, policy: DeliveryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        inst: Instance,
+        interval: float = 5.0,
+        policy: DeliveryPolicy | None = None,
+        *,
+        holder: str | None = None,
+    ) -> None:
         self.inst = inst
         self.interval = interval
         self.policy = policy or DeliveryPolicy()
         self._stop = threading.Event()
+        self.lease = delivery_lease(inst, self.policy, holder)
         self._thread = threading.Thread(target=self._run, name="fabguard-webhooks", daemon=True)
 
     def start(self) -> WebhookSender:
@@ -255,9 +330,16 @@ class WebhookSender:
         self._thread.join(timeout=self.policy.timeout + 5)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=self.policy.timeout, follow_redirects=False) as client:
-            while not self._stop.wait(self.interval):
-                try:
-                    send_once(self.inst, policy=self.policy, sleep=self._stop.wait, client=client)
-                except Exception:  # a failed round is logged and retried at the next interval
-                    log.exception("webhook delivery round failed")
+        try:
+            with httpx.Client(timeout=self.policy.timeout, follow_redirects=False) as client:
+                while not self._stop.wait(self.interval):
+                    try:
+                        send_once(self.inst, policy=self.policy, client=client, lease=self.lease, stop=self._stop)
+                    except Exception:  # a failed round is logged and retried at the next interval
+                        log.exception("webhook delivery round failed")
+        finally:
+            # Here, not in stop(): only once the last attempt is recorded may another sender take over.
+            try:
+                self.lease.release()
+            except Exception:
+                log.exception("could not release the webhook delivery lease; it expires by itself")

@@ -39,6 +39,18 @@ class StatsMinute(Base):
     n: Mapped[int] = mapped_column(BigInteger)
 
 
+class StatsTotal(Base):
+    """The same counts as ``stats_minutes`` over all time (what Prometheus counters report)."""
+
+    __tablename__ = "stats_totals"
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    site_id: Mapped[str] = mapped_column(_Id, primary_key=True)
+    order_id: Mapped[str] = mapped_column(_Id, primary_key=True)
+    fixture_id: Mapped[str] = mapped_column(_Id, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 class UnitTests(Base):
     """Per serial: where and when it was first tested, how often, its first and latest outcome."""
 

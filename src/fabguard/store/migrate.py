@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import insert, select
 
+from fabguard.store.analytics_models import AnalyticsState
 from fabguard.store.db import EVENT_COUNTER, Database
 from fabguard.store.models import Counter
 
@@ -30,3 +31,5 @@ def upgrade(db: Database) -> None:
     with db.transaction() as s:
         if s.execute(select(Counter).where(Counter.name == EVENT_COUNTER)).first() is None:
             s.execute(insert(Counter).values(name=EVENT_COUNTER, value=0))
+        if s.get(AnalyticsState, "cursor") is None:
+            s.add(AnalyticsState(key="cursor", value="0"))  # the analytics projector's cursor

@@ -105,6 +105,16 @@ def upgrade() -> None:
         ),
     )
     op.create_table(
+        "stats_totals",
+        sa.Column("kind", sa.String(length=40), nullable=False),
+        sa.Column("code", sa.String(length=40), nullable=False),
+        sa.Column("site_id", sa.String(length=63), nullable=False),
+        sa.Column("order_id", sa.String(length=63), nullable=False),
+        sa.Column("fixture_id", sa.String(length=63), nullable=False),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("kind", "code", "site_id", "order_id", "fixture_id", name=op.f("pk_stats_totals")),
+    )
+    op.create_table(
         "test_vectors",
         sa.Column("digest", sa.String(length=32), nullable=False),
         sa.Column("serial", sa.String(length=64), nullable=False),
@@ -143,6 +153,7 @@ def downgrade() -> None:
     op.drop_table("yield_minutes")
     op.drop_table("unit_tests")
     op.drop_table("test_vectors")
+    op.drop_table("stats_totals")
     op.drop_table("stats_minutes")
     op.drop_table("measurement_hours")
     op.drop_table("leases")
