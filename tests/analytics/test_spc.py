@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
 from datetime import UTC, datetime
 
 import pytest
 
-from fabguard.analytics import MeasuredValue, TestFact, capability, measurement_capability
+from fabguard.analytics import MeasuredValue, TestFact, capability, capability_from_sums, measurement_capability
 
 
 def test_capability_of_a_centred_process_matches_the_textbook_formulas() -> None:
@@ -48,3 +49,34 @@ def test_capability_per_measurement_across_records() -> None:
     (cap,) = measurement_capability(records)
     assert (cap.phase, cap.name, cap.n, cap.lower, cap.upper) == ("power", "vcc", 30, 3.2, 3.4)
     assert cap.cpk is not None and cap.cpk > 1
+
+
+def test_capability_from_running_sums_equals_capability_from_the_values() -> None:
+    """What rollups keep (count, sum, sum of squares, moving ranges), split anywhere, gives the same figures."""
+    rng = random.Random(5)
+    values = [1000.0 + rng.gauss(0, 0.3) + i * 0.001 for i in range(500)]  # a large mean tests cancellation
+    direct = capability(values, lower=998.5, upper=1001.5, phase="p", name="v")
+    halves = [values[:137], values[137:]]
+    total = sum(sum(h) for h in halves)
+    total_sq = sum(v * v for h in halves for v in h)
+    ranges = [abs(b - a) for a, b in itertools.pairwise(values)]
+    summed = capability_from_sums(
+        phase="p",
+        name="v",
+        n=len(values),
+        total=total,
+        total_sq=total_sq,
+        mr_total=sum(ranges),
+        mr_n=len(ranges),
+        lower=998.5,
+        upper=1001.5,
+    )
+    assert summed.n == direct.n and summed.mean == pytest.approx(direct.mean)
+    assert summed.sigma == pytest.approx(direct.sigma, rel=1e-6)
+    assert summed.cpk == pytest.approx(direct.cpk, rel=1e-9) and summed.ppk == pytest.approx(direct.ppk, rel=1e-6)
+    assert (
+        capability_from_sums(
+            phase="p", name="v", n=0, total=0, total_sq=0, mr_total=0, mr_n=0, lower=None, upper=None
+        ).mean
+        is None
+    )

@@ -61,6 +61,20 @@ def capability(
     mean = math.fsum(values) / n
     sigma = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
     within = math.fsum(abs(b - a) for a, b in itertools.pairwise(values)) / (n - 1) / _D2 if n > 1 else None
+    return _indices(phase, name, n, mean, sigma, within, lower, upper)
+
+
+def _indices(
+    phase: str,
+    name: str,
+    n: int,
+    mean: float,
+    sigma: float | None,
+    within: float | None,
+    lower: float | None,
+    upper: float | None,
+) -> Capability:
+    """Cpk from the within sigma, Ppk from the overall sigma."""
     return Capability(
         phase,
         name,
@@ -114,15 +128,4 @@ def capability_from_sums(
     mean = total / n
     sigma = math.sqrt(max(total_sq - total * total / n, 0.0) / (n - 1)) if n > 1 else None
     within = mr_total / mr_n / _D2 if mr_n > 0 else None
-    return Capability(
-        phase,
-        name,
-        n,
-        mean,
-        sigma,
-        within,
-        lower,
-        upper,
-        _index(mean, within, lower, upper),
-        _index(mean, sigma, lower, upper),
-    )
+    return _indices(phase, name, n, mean, sigma, within, lower, upper)
