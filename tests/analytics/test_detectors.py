@@ -15,12 +15,14 @@ from fabguard.analytics import (
     TestFact,
     ThroughputSpike,
     UntrustedFixture,
+    closed_order,
     detect_all,
     duplicate_serial,
     key_reuse,
     quota_overrun,
     untested_units,
     with_acknowledgements,
+    wrong_site,
 )
 
 T0 = datetime(2025, 1, 1, 6, 0, tzinfo=UTC)
@@ -129,6 +131,21 @@ def test_provisioning_without_a_passing_test_raises_an_alert() -> None:
     (alert,) = untested_units().detect([*clean_line(), refused(9001, "test_missing"), refused(9002, "test_failed")])
     assert alert.count == 2 and alert.kind == "untested_unit"
     assert untested_units().detect(clean_line()) == []
+
+
+def test_a_fixture_of_another_site_raises_a_wrong_site_alert() -> None:
+    (alert,) = wrong_site().detect([*clean_line(), refused(9001, "wrong_site", "SN-ELSEWHERE")])
+    assert alert.kind == "wrong_site" and alert.severity is Severity.HIGH and alert.order_id == "po-1"
+    assert "another site" in alert.message and "SN-ELSEWHERE" in alert.message
+    assert wrong_site().detect(clean_line()) == []
+
+
+def test_provisioning_on_an_order_that_is_not_open_raises_one_alert_per_order() -> None:
+    codes = ("order_inactive", "order_expired", "order_not_yet_valid", "order_not_found", "quota_exhausted")
+    hits = closed_order().detect([*clean_line(), *(refused(9001 + i, code) for i, code in enumerate(codes))])
+    (alert,) = hits
+    assert alert.kind == "closed_order" and alert.evidence == (9001, 9002, 9003, 9004)  # quota is not its business
+    assert closed_order().detect(clean_line()) == []
 
 
 def test_throughput_past_a_rated_rate_raises_an_alert() -> None:

@@ -15,12 +15,14 @@ from fabguard.analytics.detectors import (
     EventDetector,
     ThroughputSpike,
     UntrustedFixture,
+    closed_order,
     default_event_detectors,
     detect_all,
     duplicate_serial,
     key_reuse,
     quota_overrun,
     untested_units,
+    wrong_site,
 )
 from fabguard.analytics.drift import MeasurementDrift, Signal, nelson_signals
 from fabguard.analytics.facts import EventFact, MeasuredValue, TestFact
@@ -60,6 +62,7 @@ __all__ = [
     "buckets",
     "capability",
     "capability_from_sums",
+    "closed_order",
     "default_event_detectors",
     "detect_all",
     "duplicate_serial",
@@ -77,4 +80,5 @@ __all__ = [
     "unit_yield",
     "untested_units",
     "with_acknowledgements",
+    "wrong_site",
 ]

@@ -90,6 +90,21 @@ def untested_units() -> EventDetector:
     )
 
 
+def wrong_site() -> EventDetector:
+    """A fixture of one site provisioning on another site's order: boards built where they were not ordered."""
+    return _UnitRefusals("wrong_site", frozenset({"wrong_site"}), Severity.HIGH, "from a fixture of another site")
+
+
+def closed_order() -> EventDetector:
+    """Provisioning on an order that is not open: cancelled or suspended, expired, not yet valid, or unknown."""
+    return _UnitRefusals(
+        "closed_order",
+        frozenset({"order_inactive", "order_expired", "order_not_yet_valid", "order_not_found"}),
+        Severity.HIGH,
+        "on an order that is not open",
+    )
+
+
 _FIXTURE_CODES = {
     "fixture_revoked": (Severity.CRITICAL, "from revoked fixture"),
     "unknown_fixture": (Severity.HIGH, "with an unknown fixture certificate"),
@@ -249,7 +264,15 @@ class CopiedTestRecords:
 
 
 def default_event_detectors() -> list[EventDetector]:
-    return [quota_overrun(), duplicate_serial(), key_reuse(), UntrustedFixture(), untested_units()]
+    return [
+        quota_overrun(),
+        duplicate_serial(),
+        key_reuse(),
+        UntrustedFixture(),
+        untested_units(),
+        wrong_site(),
+        closed_order(),
+    ]
 
 
 def detect_all(

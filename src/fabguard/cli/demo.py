@@ -72,6 +72,13 @@ def demo(
     clones: Annotated[int, typer.Option(help="Cloned boards (a provisioned key on a new serial)")] = 4,
     skip_tests: Annotated[int, typer.Option(help="Boards sent for a certificate without a test")] = 4,
     wrong_site: Annotated[int, typer.Option(help="Attempts from a fixture at another site")] = 3,
+    duplicates: Annotated[int, typer.Option(help="Boards reusing a provisioned serial with a key of their own")] = 0,
+    copied_records: Annotated[int, typer.Option(help="Boards whose test record is copied from another board")] = 0,
+    revoked: Annotated[int, typer.Option(help="Attempts from a revoked fixture")] = 0,
+    burst: Annotated[int, typer.Option(help="Extra boards provisioned back to back after the line")] = 0,
+    drift_after: Annotated[
+        int | None, typer.Option(help="Boards numbered above this measure vcc_3v3 3 sigma high (drift)")
+    ] = None,
     batch: Annotated[int, typer.Option(help="Units per provisioning request (1 = one at a time)")] = 1,
     port: Annotated[int, typer.Option(help="HTTPS port (0 = any free port)")] = 0,
     out: Annotated[Path | None, typer.Option(help="Leave CA certs, device certs and summary.json here")] = None,
@@ -102,7 +109,13 @@ def demo(
             root = inst.cert_path("root")
             creds = [enroll(server.url, t, work / fid, ca_file=root) for fid, t in line_tokens]
             stray = enroll(server.url, stray_token, work / stray_id, ca_file=root)
-            total = units + clones + skip_tests + wrong_site
+            untrusted = None
+            if revoked:
+                rogue_id = f"fx-{run}-revoked"
+                _, rogue_token = fixtures.create_fixture(inst, fixture_id=rogue_id, site_id=SITE, actor="demo")
+                untrusted = enroll(server.url, rogue_token, work / rogue_id, ca_file=root)
+                fixtures.revoke_fixture(inst, rogue_id, reason="reported stolen (demo)", actor="demo")
+            total = units + clones + skip_tests + wrong_site + duplicates + copied_records + revoked + burst
             config = LineConfig(
                 order_id=order_id,
                 units=units,
@@ -111,6 +124,11 @@ def demo(
                 clones=clones,
                 skip_tests=skip_tests,
                 wrong_site_attempts=wrong_site,
+                duplicate_serials=duplicates,
+                copied_records=copied_records,
+                untrusted_attempts=revoked,
+                burst=burst,
+                drift_after=drift_after,
                 batch_size=batch,
                 seed=seed,
                 serial_prefix=f"D{run[-6:]}-",
@@ -133,7 +151,9 @@ def demo(
                         progress.update(task, advance=1, issued=counts["issued"], refused=counts["refused"])
 
                 started = time.monotonic()
-                with ProductionLine(creds, config, wrong_site=stray, on_attempt=on_attempt) as line:
+                with ProductionLine(
+                    creds, config, wrong_site=stray, untrusted=untrusted, on_attempt=on_attempt
+                ) as line:
                     report = line.run()
                 elapsed = time.monotonic() - started
                 progress.update(task, completed=total)
@@ -182,6 +202,8 @@ def _print_summary(summary: dict[str, object], view: orders.OrderView, elapsed: 
     defences = {
         "quota_exhausted": "overproduction stopped at the quota",
         "key_reused": "cloned keys caught",
+        "serial_has_other_key": "duplicated serials caught",
+        "fixture_revoked": "revoked fixture refused",
         "test_missing": "untested boards refused",
         "wrong_site": "fixture from another site refused",
         "test_failed": "failed boards refused",
