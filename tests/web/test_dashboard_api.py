@@ -166,16 +166,24 @@ def test_a_drifting_measurement_raises_a_drift_alert(any_world: World) -> None:
     client.upload_test_records(steady)
     assert _alerts(any_world) == []
     vcc = DEFAULT_PROCEDURE[0]
+    # 8 sigma high, with the spec widened so the values are not clamped to it: past rule 1's 5 sigma.
     drifted = (
-        MeasurementSpec(vcc.phase, vcc.name, vcc.nominal + 5 * vcc.sigma, vcc.sigma / 4, vcc.lower, vcc.upper, "V"),
+        MeasurementSpec(
+            vcc.phase,
+            vcc.name,
+            vcc.nominal + 8 * vcc.sigma,
+            vcc.sigma / 4,
+            vcc.lower,
+            vcc.nominal + 10 * vcc.sigma,
+            "V",
+        ),
     )
     shifted = [
         openhtf_record(f"SN{i:07d}", "f1", fail=False, rng=rng, procedure=drifted + DEFAULT_PROCEDURE[1:])
         for i in range(20, 30)
     ]
     client.upload_test_records(shifted)
-    # Rules 1-3 also false-alarm at about 1 % of judged points on the steady measurements; only vcc is asserted.
-    (alert,) = [a for a in _alerts(any_world) if "vcc_3v3" in str(a["message"])]
+    (alert,) = _alerts(any_world)  # the steady measurements stay quiet
     assert alert["kind"] == "measurement_drift" and alert["site_id"] == "cm-a" and alert["severity"] == "warning"
     assert "power_rails/vcc_3v3" in str(alert["message"]) and "rule 1" in str(alert["message"])
     with any_world.admin() as admin:
