@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,8 @@ from tests.support import World, tested_device
 runner = CliRunner()
 
 
-def run(home: Path, *args: str) -> Result:
-    return runner.invoke(app, ["--home", str(home), *args], env={"COLUMNS": "200"}, catch_exceptions=False)
+def run(home: Path, *args: str, input: str | None = None) -> Result:
+    return runner.invoke(app, ["--home", str(home), *args], input=input, env={"COLUMNS": "200"}, catch_exceptions=False)
 
 
 def fg(home: Path, *args: str) -> tuple[int, str]:
@@ -128,6 +129,33 @@ def test_catch_up_folds_every_event_then_has_nothing_left(tmp_path: Path) -> Non
     assert code == 0 and f"up to date at event {events}: folded 0 events" in out
 
 
+def test_rebuild_judges_history_under_new_settings_and_keeps_acknowledgements(world: World) -> None:
+    home = world.inst.home
+    _line(world)
+    (overrun,) = [a for a in fg_json(home, "stats", "alerts") if a["kind"] == "quota_overrun"]
+    assert fg(home, "stats", "ack", overrun["id"])[0] == 0
+    before = {a["id"]: a for a in fg_json(home, "stats", "alerts", "--all")}
+    figures = fg_json(home, "stats", "order", "po-cli")
+    assert "off_hours_activity" not in {a["kind"] for a in before.values()}
+    # Working hours that exclude now apply from the next event on; a rebuild judges the past by them too.
+    now = world.inst.clock()
+    closed = [(now + timedelta(hours=2)).strftime("%H:%M"), (now + timedelta(hours=3)).strftime("%H:%M"), "UTC"]
+    (home / "analytics.json").write_text(json.dumps({"working_hours": {"cm-a": closed}}))
+    assert "off_hours_activity" not in {a["kind"] for a in fg_json(home, "stats", "alerts", "--all")}
+
+    assert run(home, "stats", "rebuild", input="n\n").exit_code == 1  # asks first; no changes the answer
+    code, out = fg(home, "stats", "rebuild", "--yes")
+    assert code == 0 and "Projection up to date at event" in out, out
+    after = {a["id"]: a for a in fg_json(home, "stats", "alerts", "--all")}
+    assert "off_hours_activity" in {a["kind"] for a in after.values()}
+    assert after[overrun["id"]]["acknowledged"]  # the acknowledgement is an event: folded again
+    for alert_id, alert in before.items():
+        assert {k: after[alert_id][k] for k in ("count", "evidence", "message")} == {
+            k: alert[k] for k in ("count", "evidence", "message")
+        }
+    assert fg_json(home, "stats", "order", "po-cli")["yield"] == figures["yield"]
+
+
 def test_bad_input_is_one_line_with_exit_code_2(world: World) -> None:
     home = world.inst.home
     world.order(1, order_id="po-1")
@@ -156,7 +184,7 @@ def test_help_says_what_each_command_and_option_does(world: World) -> None:
     code, out = fg(home, "--help")
     assert code == 0 and "stats" in out
     code, out = fg(home, "stats", "--help")
-    for command in ("production", "order", "alerts", "ack", "catch-up"):
+    for command in ("production", "order", "alerts", "ack", "catch-up", "rebuild"):
         assert command in out
     for command, phrases in [
         ("production", ("Start of the window", "End of the window", "Window length", "this product", "this order")),
@@ -165,6 +193,7 @@ def test_help_says_what_each_command_and_option_does(world: World) -> None:
         ("alerts", ("open ones", "Include acknowledged", "Print JSON")),
         ("ack", ("Acknowledge an alert", "The alert's id", "Why, in words")),
         ("catch-up", ("Fold every event",)),
+        ("rebuild", ("Empty the analytics projection", "Do not ask")),
     ]:
         code, out = fg(home, "stats", command, "--help")
         assert code == 0, out

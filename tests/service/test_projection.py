@@ -26,7 +26,7 @@ from fabguard.domain.testrecord import parse_openhtf_record
 from fabguard.fixture.simulator import LineConfig, ProductionLine
 from fabguard.service import analytics, projection
 from fabguard.service.instance import Instance
-from fabguard.store.analytics_models import AlertRow, StatsTotal, YieldMinute
+from fabguard.store.analytics_models import AlertRow, AnalyticsState, StatsTotal, YieldMinute
 from fabguard.store.models import Event, Fixture, TestRecordRow
 from tests.support import World
 
@@ -173,32 +173,12 @@ def test_a_failure_mid_batch_rolls_back_and_the_retry_counts_once(
 
 
 def _reset(inst: Instance) -> None:
-    from fabguard.store.analytics_models import (
-        AnalyticsState,
-        FailureMinute,
-        FixtureActivity,
-        MeasurementHour,
-        StatsMinute,
-        TestVector,
-        UnitTests,
-    )
-
-    with inst.db.transaction() as s:
-        for model in (
-            AlertRow,
-            StatsTotal,
-            YieldMinute,
-            AnalyticsState,
-            FailureMinute,
-            FixtureActivity,
-            MeasurementHour,
-            StatsMinute,
-            TestVector,
-            UnitTests,
-        ):
-            s.execute(model.__table__.delete())
-        s.add(AnalyticsState(key=projection.CURSOR, value="0"))
-    projection._memories.pop(inst.db, None)
+    projection.reset(inst)
+    with inst.db.read() as s:
+        assert projection.read_cursor(s) == 0
+        for model in projection.PROJECTED:
+            if model is not AnalyticsState:
+                assert s.execute(select(func.count()).select_from(model)).scalar_one() == 0, model
 
 
 def test_racing_projectors_on_separate_engines_fold_each_event_once(any_world: World) -> None:
@@ -221,6 +201,8 @@ def test_racing_projectors_on_separate_engines_fold_each_event_once(any_world: W
         t.start()
     try:
         run_line(any_world, seed=11)
+        projection.reset(inst)  # a rebuild while they fold: they start again from nothing
+        run_line(any_world, seed=12)
     finally:
         stop.set()
         for t in threads:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
+from collections import Counter
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import chain, repeat
 from typing import Any, Protocol
 
 from fabguard.analytics.alerts import Alert, Severity, make_alert, merge_all
@@ -146,6 +149,9 @@ class OrderRate:
     # (bucket, mean, sigma) of the history before ``bucket``: the history of a bucket does not change
     # while units land in it, so it is computed once per bucket.
     baseline: tuple[int, float, float] | None = None
+    # No bucket in ``counts`` is below this (a bound, not kept in JSON): the history is trimmed only
+    # when the trimming could remove something, not on every unit.
+    floor: int | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"first": self.first, "counts": [[b, n] for b, n in sorted(self.counts.items())]}
@@ -182,9 +188,19 @@ class ThroughputSpike:
         width = self.bucket.total_seconds()
         b = math.floor(e.at.timestamp() / width)
         rate.first = b if rate.first is None else min(rate.first, b)
-        rate.counts[b] = n = rate.counts.get(b, 0) + 1
-        for old in [x for x in rate.counts if x < b - self.history]:
-            del rate.counts[old]
+        counts = rate.counts
+        counts[b] = n = counts.get(b, 0) + 1
+        oldest = b - self.history
+        floor = rate.floor if rate.floor is not None else min(counts)
+        if floor < oldest:  # some bucket may have left the history: drop what did (all are >= floor)
+            if oldest - floor <= len(counts):
+                for old in range(floor, oldest):
+                    counts.pop(old, None)
+            else:
+                for old in [x for x in counts if x < oldest]:
+                    del counts[old]
+            floor = oldest
+        rate.floor = min(floor, b)
         per_hour = 3600 / width
         if self.rated_per_hour is not None and n * per_hour > self.rated_per_hour:
             text = f"{n * per_hour:.0f} units/h against a rated {self.rated_per_hour:.0f} units/h"
@@ -193,9 +209,13 @@ class ThroughputSpike:
             if b - lo < self.min_history:
                 return None
             if rate.baseline is None or rate.baseline[0] != b:
-                past = [rate.counts.get(i, 0) for i in range(lo, b)]
-                mean = math.fsum(past) / len(past)
-                spread = math.sqrt(math.fsum((x - mean) ** 2 for x in past) / len(past))
+                # The counts of the buckets lo..b-1 (0 where none); fsum is exact, so summing each distinct
+                # count's square deviation as often as it occurs gives the sum over every bucket.
+                past = Counter(map(counts.get, range(lo, b), repeat(0)))
+                span = b - lo
+                mean = math.fsum(x * k for x, k in past.items()) / span
+                squares = chain.from_iterable(repeat((x - mean) ** 2, k) for x, k in past.items())
+                spread = math.sqrt(math.fsum(squares) / span)
                 rate.baseline = (b, mean, max(spread, 1.0))
             _, mean, sigma = rate.baseline
             if not n > mean + self.k * sigma:
@@ -234,10 +254,18 @@ class CopiedTestRecords:
         return self.vector_digest(record.measurements)
 
     def vector_digest(self, measurements: Iterable[MeasuredValue]) -> str | None:
-        vector = sorted((m.phase, m.name, m.value) for m in measurements if m.value is not None)
-        if len(vector) < self.min_measurements:
+        """The digest of the (phase, name, value) of the values measured, in sorted order: blake2b-128 over
+        their count and values (little-endian doubles), then their phases joined by a unit separator, a
+        record separator and their names likewise (names are printable: this is unambiguous). The same in
+        every process and on every machine, so digests stored in ``test_vectors`` stay comparable."""
+        vector = sorted([(m.phase, m.name, m.value) for m in measurements if m.value is not None])
+        n = len(vector)
+        if n < self.min_measurements:
             return None
-        return hashlib.sha256(repr(vector).encode()).hexdigest()[:32]
+        phases, names, values = zip(*vector, strict=True)
+        h = hashlib.blake2b(struct.pack(f"<I{n}d", n, *values), digest_size=16)
+        h.update(("\x1f".join(phases) + "\x1e" + "\x1f".join(names)).encode())
+        return h.hexdigest()
 
     def feed(self, seen: MutableMapping[str, str], record: TestFact, digest: str | None = None) -> Alert | None:
         digest = digest or self.digest(record)

@@ -36,6 +36,28 @@ class MeasuredValue:
     upper: float | None
 
 
+_new = object.__new__
+_set_phase, _set_name, _set_value, _set_lower, _set_upper = (
+    MeasuredValue.__dict__[f].__set__
+    for f in ("phase", "name", "value", "lower", "upper")  # the slots
+)
+
+
+def measured_value(
+    phase: str, name: str, value: float | None, lower: float | None, upper: float | None
+) -> MeasuredValue:
+    """``MeasuredValue(phase, name, value, lower, upper)`` at half the cost: a frozen dataclass's
+    ``__init__`` sets each field through ``object.__setattr__``; this sets the slots directly. For the
+    projector, which makes one per value folded (a million in a bulk catch-up)."""
+    m = _new(MeasuredValue)
+    _set_phase(m, phase)
+    _set_name(m, name)
+    _set_value(m, value)
+    _set_lower(m, lower)
+    _set_upper(m, upper)
+    return m
+
+
 @dataclass(frozen=True, slots=True)
 class TestFact:
     """One stored test record: who tested which serial, the outcome and the measured values."""

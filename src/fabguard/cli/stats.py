@@ -295,11 +295,33 @@ def ack(
 def catch_up() -> None:
     """Fold every event not yet in the analytics projection, e.g. after an upgrade or a bulk import
     (a running server keeps it up to date by itself)."""
+    _fold_all(rebuild=False)
+
+
+@stats_app.command("rebuild")
+@friendly
+def rebuild(
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Empty the analytics projection and fold the whole event log again under the current settings
+    (analytics.json), e.g. to judge history by new working hours or drift constants.
+
+    Alerts are raised again from the evidence; acknowledgements, being events, are folded again too.
+    The ledger and the events are not touched. A running server's figures are incomplete until done.
+    """
+    if not yes and not typer.confirm("Empty the analytics projection and fold every event again?"):
+        raise typer.Exit(1)
+    _fold_all(rebuild=True)
+
+
+def _fold_all(*, rebuild: bool) -> None:
     from fabguard.service import analytics, projection
 
     started = time.monotonic()
     folded = 0
     with opened() as inst:
+        if rebuild:
+            projection.reset(inst)
         settings = analytics.load_settings(inst)
         behind = analytics.refresh(inst, settings, max_events=0)  # no folding: only how far behind it is
         with Progress(

@@ -201,23 +201,53 @@ def parse_openhtf_record(data: Any, *, max_phases: int = 500, max_measurements: 
     )
 
 
+# (phase, name, outcome, value, lower, upper) of one stored measurement.
+StoredMeasurement = tuple[str, str, str, float | None, float | None, float | None]
+
+
+def stored_rows(data: Any) -> tuple[list[tuple[str, str]], list[StoredMeasurement]]:
+    """``stored_results`` as plain tuples, without building the result objects: (name, outcome) of each
+    phase and (phase, name, outcome, value, lower, upper) of each measurement, in record order.
+
+    Like ``stored_results`` it trusts the shape it was given (a record checked when stored).
+    """
+    phases: list[tuple[str, str]] = []
+    measurements: list[StoredMeasurement] = []
+    add = measurements.append
+    validator_limits = _parse_validator
+    for ph in data.get("phases", ()):
+        pname = ph["name"]
+        phases.append((pname, ph.get("outcome", "PASS")))
+        raw = ph.get("measurements", {})
+        for m in raw.values() if isinstance(raw, dict) else raw:
+            value = m.get("measured_value")
+            # ``_number`` and ``_limits``, inlined for the usual case: a finite float (inf - inf and
+            # nan - nan are nan), no explicit limits and one validator text.
+            if type(value) is not float or value - value != 0.0:
+                value = _number(value)
+            validators = m.get("validators")
+            if (
+                type(validators) is list
+                and len(validators) == 1
+                and type(text := validators[0]) is str
+                and "lower" not in m
+                and "upper" not in m
+            ):
+                lower, upper = validator_limits(text)
+            else:
+                lower, upper = _limits(m)
+            add((pname, m["name"], m.get("outcome", "UNSET"), value, lower, upper))
+    return phases, measurements
+
+
 def stored_results(data: Any) -> tuple[tuple[PhaseResult, ...], tuple[Measurement, ...]]:
     """Phases and measurements of a record already checked by ``parse_openhtf_record`` when stored.
 
     The fast path for reading stored records back (analytics folds a million of them): it trusts the
     shape it was given and skips the checks, so it must never see a record that did not pass them.
     """
-    phases: list[PhaseResult] = []
-    measurements: list[Measurement] = []
-    for ph in data.get("phases", ()):
-        pname = ph["name"]
-        phases.append(PhaseResult(pname, ph.get("outcome", "PASS"), None, None))
-        raw = ph.get("measurements", {})
-        for m in raw.values() if isinstance(raw, dict) else raw:
-            lower, upper = _limits(m)
-            measurements.append(
-                Measurement(
-                    pname, m["name"], m.get("outcome", "UNSET"), _number(m.get("measured_value")), lower, upper, None
-                )
-            )
-    return tuple(phases), tuple(measurements)
+    phases, measurements = stored_rows(data)
+    return (
+        tuple(PhaseResult(name, outcome, None, None) for name, outcome in phases),
+        tuple(Measurement(p, n, o, v, lo, hi, None) for p, n, o, v, lo, hi in measurements),
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from fabguard.analytics import (
     Capability,
     YieldStats,
     capability_from_sums,
+    drift,
     ordered,
     parse_working_hours,
     with_acknowledgements,
@@ -69,14 +71,21 @@ class AnalyticsSettings:
     # line activity outside them raises ``off_hours_activity``. Sites not named here are not judged.
     working_hours: Mapping[str, tuple[str, str, str]] = field(default_factory=dict)
     # Measurement drift: Nelson rules on means of this many consecutive passing units, judged against a
-    # chart set by the first ``drift_baseline`` such means of each site and measurement.
+    # chart set by the first ``drift_baseline`` such means of each site and measurement; rule 1 at
+    # ``drift_limit`` sigma, rule 2 a run of ``drift_run``, rule 3 a trend of ``drift_trend`` (defaults
+    # for high-volume lines; 3, 9 and 6 are the textbook constants, with about 1 % false signals).
     drift_subgroup: int = 5
     drift_baseline: int = 20
+    drift_limit: float = drift.LIMIT
+    drift_run: int = drift.RUN
+    drift_trend: int = drift.TREND
 
     def __post_init__(self) -> None:
         parse_working_hours(self.working_hours)  # a bad time or zone fails here, not at the first alert
         if self.drift_subgroup < 1 or self.drift_baseline < 2:
             raise ValueError("drift_subgroup must be at least 1 and drift_baseline at least 2")
+        if not (math.isfinite(self.drift_limit) and self.drift_limit > 0) or self.drift_run < 2 or self.drift_trend < 3:
+            raise ValueError("drift_limit must be more than 0, drift_run at least 2 and drift_trend at least 3")
         for name, span in (("window", self.window), ("bucket", self.bucket), ("burn_window", self.burn_window)):
             if span < timedelta(minutes=1) or span % timedelta(minutes=1):
                 raise ValueError(f"{name} must be a whole number of minutes (rollups are per minute)")
@@ -90,8 +99,8 @@ def load_settings(inst: Instance) -> AnalyticsSettings:
     """The instance's analytics settings: ``<home>/analytics.json`` when present, else the defaults.
 
     The file is an object with any of ``window_hours``, ``bucket_minutes``, ``rated_units_per_hour``,
-    ``working_hours`` (``{"cm-a": ["06:00", "22:00", "Asia/Shanghai"]}``), ``drift_subgroup`` and
-    ``drift_baseline``. It is read on every call, so an edit takes effect without a restart; a broken
+    ``working_hours`` (``{"cm-a": ["06:00", "22:00", "Asia/Shanghai"]}``), ``drift_subgroup``,
+    ``drift_baseline``, ``drift_limit``, ``drift_run`` and ``drift_trend``. It is read on every call, so an edit takes effect without a restart; a broken
     file is a configuration error, never silently ignored.
     """
     path = inst.home / SETTINGS_FILE
@@ -102,7 +111,7 @@ def load_settings(inst: Instance) -> AnalyticsSettings:
         if not isinstance(data, dict):
             raise ValueError("the file must hold a JSON object")
         known = {"window_hours", "bucket_minutes", "rated_units_per_hour", "working_hours"}
-        known |= {"drift_subgroup", "drift_baseline"}
+        known |= {"drift_subgroup", "drift_baseline", "drift_limit", "drift_run", "drift_trend"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown settings {sorted(unknown)}")
@@ -116,6 +125,9 @@ def load_settings(inst: Instance) -> AnalyticsSettings:
             working_hours={str(site): (str(h[0]), str(h[1]), str(h[2])) for site, h in hours.items()},
             drift_subgroup=int(data.get("drift_subgroup", DEFAULT.drift_subgroup)),
             drift_baseline=int(data.get("drift_baseline", DEFAULT.drift_baseline)),
+            drift_limit=float(data.get("drift_limit", DEFAULT.drift_limit)),
+            drift_run=int(data.get("drift_run", DEFAULT.drift_run)),
+            drift_trend=int(data.get("drift_trend", DEFAULT.drift_trend)),
         )
     except (ValueError, TypeError, IndexError, KeyError) as exc:
         raise ConfigurationError(f"{path}: {exc}") from exc
@@ -161,7 +173,7 @@ class Scope:
     def minutes(self) -> tuple[int, int]:
         """``[first, last)`` minutes: every minute that overlaps the window (rollups are per minute, so a
         window is widened to whole minutes: an order created at 10:23:22 counts the tests of 10:23)."""
-        return int(self.since.timestamp()) // 60, -(-int(self.until.timestamp()) // 60)
+        return math.floor(self.since.timestamp() / 60), math.ceil(self.until.timestamp() / 60)
 
     def where(self, table: Any, *, orders_too: bool = True) -> list[ColumnElement[bool]]:
         lo, hi = self.minutes
@@ -212,6 +224,17 @@ def _counts_per_minute(s: Session, scope: Scope, *, orders_too: bool) -> list[tu
             .group_by(t.c.minute, t.c.kind, t.c.code)
         )
     ]
+
+
+def _counts(s: Session, scope: Scope, kind: str) -> dict[str, int]:
+    """Events of ``kind`` in the scope, by code (a test's outcome)."""
+    t = StatsMinute.__table__
+    return {
+        str(code): int(n)
+        for code, n in s.execute(
+            select(t.c.code, func.sum(t.c.n)).where(*scope.where(t), t.c.kind == kind).group_by(t.c.code)
+        )
+    }
 
 
 def _series(s: Session, scope: Scope, width: timedelta) -> list[dict[str, Any]]:
@@ -451,13 +474,8 @@ def production(
         scope = Scope(since, until, product_id, order_id, site_id, fixture_id, order_ids)
         # Per-unit yield follows orders; tests, failures and measurements follow sites and fixtures.
         tests_scope = Scope(since, until, site_id=site_id, fixture_id=fixture_id)
-        provisioned = sum(
-            n for _, kind, _, n in _counts_per_minute(s, scope, orders_too=True) if kind == "unit.provisioned"
-        )
-        outcomes: dict[str, int] = {}
-        for _, kind, code, n in _counts_per_minute(s, tests_scope, orders_too=False):
-            if kind == "test.recorded":
-                outcomes[code] = outcomes.get(code, 0) + n
+        provisioned = sum(_counts(s, scope, "unit.provisioned").values())
+        outcomes = _counts(s, tests_scope, "test.recorded")
         hours = (until - since).total_seconds() / 3600
         figures = {
             "window": {"since": since.isoformat(), "until": until.isoformat(), "hours": hours},

@@ -18,15 +18,16 @@ while this process is the one moving the cursor.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, func, select, update
+from sqlalchemy import Select, Table, any_, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,6 @@ from fabguard.analytics import (
     Alert,
     CopiedTestRecords,
     EventFact,
-    MeasuredValue,
     MeasurementDrift,
     OffHoursActivity,
     Severity,
@@ -47,7 +47,8 @@ from fabguard.analytics import (
 )
 from fabguard.analytics.detectors import EventDetector, OrderRate
 from fabguard.analytics.drift import ChartKey, ChartState
-from fabguard.domain.testrecord import Measurement, PhaseResult, stored_results
+from fabguard.analytics.facts import measured_value
+from fabguard.domain.testrecord import StoredMeasurement, stored_rows
 from fabguard.service.instance import Instance
 from fabguard.store.analytics_models import (
     AlertRow,
@@ -65,8 +66,21 @@ from fabguard.store.db import Database
 from fabguard.store.models import Base, Event, Fixture, TestRecordRow
 
 CURSOR = "cursor"
-# Events per batch: one short write transaction each.
-BATCH = 2000
+# Every table the projection writes (the leases are not the projection's).
+PROJECTED: tuple[type[Base], ...] = (
+    AnalyticsState,
+    StatsMinute,
+    StatsTotal,
+    UnitTests,
+    YieldMinute,
+    FailureMinute,
+    MeasurementHour,
+    FixtureActivity,
+    TestVector,
+    AlertRow,
+)
+# Events per batch: one short write transaction each (a few thousand rows, tens of milliseconds).
+BATCH = 5000
 PASS = "PASS"
 ACK_KIND = "alert.acknowledged"
 COUNTED_KINDS = frozenset({"unit.provisioned", "unit.refused", "request.refused", "test.refused", "test.recorded"})
@@ -91,7 +105,13 @@ class Detectors:
             events,
             ThroughputSpike(rated_per_hour=settings.rated_units_per_hour),
             CopiedTestRecords(),
-            MeasurementDrift(subgroup=settings.drift_subgroup, baseline=settings.drift_baseline),
+            MeasurementDrift(
+                subgroup=settings.drift_subgroup,
+                baseline=settings.drift_baseline,
+                limit=settings.drift_limit,
+                run=settings.drift_run,
+                trend=settings.drift_trend,
+            ),
             repr(settings),
         )
 
@@ -104,6 +124,10 @@ def hour_of(at: datetime) -> int:
     return int(at.timestamp() // 3600)
 
 
+# A measurement's (phase, name): its key among a fixture's last values and an hour's measurement sums.
+NameKey = tuple[str, str]
+
+
 @dataclass
 class _Memory:
     """Detector state carried between batches; valid only at ``cursor`` (else reloaded from the database)."""
@@ -111,7 +135,7 @@ class _Memory:
     cursor: int = -1
     rates: dict[str, OrderRate] = field(default_factory=dict)
     charts: dict[ChartKey, ChartState] = field(default_factory=dict)
-    last_values: dict[str, dict[str, float]] = field(default_factory=dict)  # fixture -> phase\x1fname -> value
+    last_values: dict[str, dict[NameKey, float]] = field(default_factory=dict)  # fixture -> (phase, name) -> value
 
 
 _memories: weakref.WeakKeyDictionary[Database, _Memory] = weakref.WeakKeyDictionary()
@@ -140,9 +164,14 @@ def _load_memory(s: Session, cursor: int) -> _Memory:
         elif kind == "drift":
             site, phase, name = rest.split("\x1f", 2)
             memory.charts[(site, phase, name)] = ChartState.from_json(value)
-        elif kind == "last":
-            memory.last_values[rest] = json.loads(value)
+        elif kind == "last":  # stored as {"phase\x1fname": value}
+            memory.last_values[rest] = {_name_key(k): v for k, v in json.loads(value).items()}
     return memory
+
+
+def _name_key(text: str) -> NameKey:
+    phase, _, name = text.partition("\x1f")
+    return phase, name
 
 
 def read_cursor(s: Session) -> int:
@@ -150,35 +179,45 @@ def read_cursor(s: Session) -> int:
     return int(value) if value is not None else 0
 
 
+# A unit_tests row: site, order, fixture, first minute, tests, first and last outcome.
+_UnitRow = tuple[str, str, str, int, int, str, str]
+
+
 @dataclass
 class _Fold:
     """What one batch adds, gathered in memory and written at once."""
 
     stats: dict[tuple[int, str, str, str, str, str], int] = field(default_factory=dict)
-    units: dict[str, list[Any]] = field(default_factory=dict)  # serial -> UnitTests columns (changed rows)
-    yields: dict[tuple[int, str, str, str], list[int]] = field(default_factory=dict)
+    # Tuples, not lists, in the two that take a row per unit: the batch keeps them until it is written,
+    # and the garbage collector stops tracking tuples of plain values, where thousands of lists would
+    # make it rescan the whole heap every batch or so.
+    units: dict[str, _UnitRow] = field(default_factory=dict)  # serial -> UnitTests columns (changed rows)
+    yields: dict[tuple[int, str, str, str], tuple[int, ...]] = field(default_factory=dict)
     failures: dict[tuple[int, str, str, str, str, str], int] = field(default_factory=dict)
-    measures: dict[tuple[int, str, str, str, str, str], list[Any]] = field(default_factory=dict)
+    # (hour, site, fixture) -> (phase, name) -> [n, total, total_sq, low, high, mr_total, mr_n, fails, lower, upper]
+    measures: dict[tuple[int, str, str], dict[NameKey, list[Any]]] = field(default_factory=dict)
     activity: dict[str, tuple[datetime, int]] = field(default_factory=dict)
     vectors: dict[str, tuple[str, int]] = field(default_factory=dict)
     hits: list[Alert] = field(default_factory=list)
     acks: list[Acknowledgement] = field(default_factory=list)
-    changed_state: set[str] = field(default_factory=set)
+    # Detector state this batch changed: orders' rates, fixtures' last values (and the drift charts of
+    # the sites and measurements in ``measures``, a superset: the state of an unchanged chart is rewritten).
+    orders: set[str] = field(default_factory=set)
+    fixtures: set[str] = field(default_factory=set)
 
     def count(self, key: tuple[int, str, str, str, str, str]) -> None:
         self.stats[key] = self.stats.get(key, 0) + 1
 
 
-@dataclass(frozen=True, slots=True)
-class _Results:
-    phases: tuple[PhaseResult, ...]
-    measurements: tuple[Measurement, ...]
+# A record's digest with what the copied-record check reports: record id, serial, fixture, outcome, at,
+# seq, site.
+_Copy = tuple[str, int, str, str, str, datetime, int, str]
 
 
-def _parse(record_json: str) -> _Results | None:
+def _parse(record_json: str) -> tuple[list[tuple[str, str]], list[StoredMeasurement]] | None:
     """A stored record's phases and measurements (it was checked when stored); None if unreadable."""
     try:
-        return _Results(*stored_results(json.loads(record_json)))
+        return stored_rows(json.loads(record_json))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -188,13 +227,34 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
-def _unit(fold: _Fold, known_units: Mapping[str, UnitTests], serial: str) -> list[Any] | None:
+def _among_size(s: Session) -> int:
+    """Values per ``_among``: a few hundred parameters on SQLite; one array, so a whole batch, on PostgreSQL."""
+    return 5000 if s.get_bind().dialect.name == "postgresql" else 500
+
+
+def _among(s: Session, column: Any, values: Sequence[Any]) -> Any:
+    """``column IN (values)``; on PostgreSQL ``column = ANY(array)``, one parameter, so that the driver and
+    the server see the same short statement every time rather than a new list of hundreds to parse."""
+    if s.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
+def _unit(fold: _Fold, known_units: Mapping[str, UnitTests], serial: str) -> _UnitRow | None:
     """The unit's row as this batch has it so far: site, order, fixture, first minute, tests, first and last outcome."""
     current = fold.units.get(serial)
     if current is None and serial in known_units:
         u = known_units[serial]
-        current = [u.site_id, u.order_id, u.fixture_id, u.first_minute, u.tests, u.first_outcome, u.last_outcome]
+        current = (u.site_id, u.order_id, u.fixture_id, u.first_minute, u.tests, u.first_outcome, u.last_outcome)
     return current
+
+
+def _add_yield(fold: _Fold, key: tuple[int, str, str, str], delta: tuple[int, ...], sign: int = 1) -> None:
+    totals = fold.yields.get(key)
+    if totals is None:
+        fold.yields[key] = tuple([sign * d for d in delta])
+    else:
+        fold.yields[key] = tuple([t + sign * d for t, d in zip(totals, delta, strict=True)])
 
 
 def _attribute(fold: _Fold, known_units: Mapping[str, UnitTests], serial: str, order_id: str) -> None:
@@ -202,13 +262,11 @@ def _attribute(fold: _Fold, known_units: Mapping[str, UnitTests], serial: str, o
     current = _unit(fold, known_units, serial)
     if current is None or current[1]:
         return
-    contribution = [1, current[4], int(current[5] == PASS), int(current[6] == PASS), int(current[4] > 1)]
-    for order, sign in (("", -1), (order_id, 1)):
-        totals = fold.yields.setdefault((current[3], current[0], order, current[2]), [0, 0, 0, 0, 0])
-        for i, c in enumerate(contribution):
-            totals[i] += sign * c
-    current[1] = order_id
-    fold.units[serial] = current
+    site, _, fixture, first_minute, tests, first_outcome, last_outcome = current
+    contribution = (1, tests, int(first_outcome == PASS), int(last_outcome == PASS), int(tests > 1))
+    _add_yield(fold, (first_minute, site, "", fixture), contribution, -1)
+    _add_yield(fold, (first_minute, site, order_id, fixture), contribution)
+    fold.units[serial] = (site, order_id, fixture, first_minute, tests, first_outcome, last_outcome)
 
 
 def _fold_test(
@@ -216,174 +274,186 @@ def _fold_test(
     memory: _Memory,
     detectors: Detectors,
     e: EventFact,
-    row: tuple[str, str, str, datetime, _Results | None],
+    row: tuple[str, str, str, datetime, str],
     known_units: Mapping[str, UnitTests],
-    seen_vectors: dict[str, str],
+    copies: list[_Copy],
 ) -> None:
-    serial, fixture_id, outcome, at, record = row
+    """Fold one test record (parsed here, once, and dropped when done) into ``fold``; its digest goes to
+    ``copies``, to be checked against the vectors already seen once the batch has been read."""
+    serial, fixture_id, outcome, at, record_json = row
     site = e.site_id or ""
-    minute = minute_of(at)
+    timestamp = at.timestamp()
+    minute = int(timestamp // 60)  # minute_of(at), hour_of(at) below
     passed = outcome == PASS
     # Yield: the unit's row, and its contribution to the minute of its first test.
     current = _unit(fold, known_units, serial)
     if current is None:
-        current = [site, "", fixture_id, minute, 1, outcome, outcome]
-        delta = [1, 1, int(passed), int(passed), 0]
+        current = (site, "", fixture_id, minute, 1, outcome, outcome)
+        delta = (1, 1, int(passed), int(passed), 0)
     else:
         was_pass = current[6] == PASS
-        delta = [0, 1, 0, int(passed) - int(was_pass), int(current[4] == 1)]
-        current[4] += 1
-        current[6] = outcome
+        delta = (0, 1, 0, int(passed) - int(was_pass), int(current[4] == 1))
+        current = (*current[:4], current[4] + 1, current[5], outcome)
     fold.units[serial] = current
-    ykey = (current[3], current[0], current[1], current[2])
-    totals = fold.yields.setdefault(ykey, [0, 0, 0, 0, 0])
-    for i, d in enumerate(delta):
-        totals[i] += d
+    _add_yield(fold, (current[3], current[0], current[1], current[2]), delta)
+    record = _parse(record_json)
     if record is None:
         return
-    # Failures and measurement sums.
-    hour = hour_of(at)
-    last = memory.last_values.setdefault(fixture_id, {})
-    failing_phases = {p.name for p in record.phases if p.outcome not in (PASS, "SKIP")}
-    for m in record.measurements:
-        if m.outcome == "FAIL":
-            key6 = (minute, site, "", fixture_id, m.phase[:128], m.name[:128])
-            fold.failures[key6] = fold.failures.get(key6, 0) + 1
-            failing_phases.discard(m.phase)
-        if m.value is None:
+    phases, measurements = record
+    # Failures and measurement sums (with moving ranges against the fixture's last value of each).
+    last = memory.last_values.get(fixture_id)
+    if last is None:
+        last = memory.last_values[fixture_id] = {}
+    gkey = (int(timestamp // 3600), site, fixture_id)
+    group = fold.measures.get(gkey)
+    if group is None:
+        group = fold.measures[gkey] = {}
+    failures = fold.failures
+    failing = {name for name, p_outcome in phases if p_outcome not in (PASS, "SKIP")} if not passed else None
+    for phase, name, m_outcome, v, lower, upper in measurements:
+        failed = m_outcome == "FAIL"
+        if failed:
+            key6 = (minute, site, "", fixture_id, phase[:128], name[:128])
+            failures[key6] = failures.get(key6, 0) + 1
+            if failing:
+                failing.discard(phase)
+        if v is None:
             continue
-        mkey = (hour, site, "", fixture_id, m.phase[:128], m.name[:128])
-        agg = fold.measures.get(mkey)
+        nk = (phase, name)
+        agg = group.get(nk)
         if agg is None:
-            # n, total, total_sq, low, high, mr_total, mr_n, fails, lower, upper
-            agg = fold.measures[mkey] = [0, 0.0, 0.0, m.value, m.value, 0.0, 0, 0, m.lower, m.upper]
+            agg = group[nk] = [0, 0.0, 0.0, v, v, 0.0, 0, 0, None, None]
         agg[0] += 1
-        agg[1] += m.value
-        agg[2] += m.value * m.value
-        agg[3] = min(agg[3], m.value)
-        agg[4] = max(agg[4], m.value)
-        agg[7] += int(m.outcome == "FAIL")
-        agg[8], agg[9] = m.lower, m.upper
-        name_key = _state_key(m.phase, m.name)
-        previous = last.get(name_key)
+        agg[1] += v
+        agg[2] += v * v
+        if v < agg[3]:
+            agg[3] = v
+        elif v > agg[4]:
+            agg[4] = v
+        if failed:
+            agg[7] += 1
+        agg[8] = lower
+        agg[9] = upper
+        previous = last.get(nk)
         if previous is not None:
-            agg[5] += abs(m.value - previous)
+            agg[5] += abs(v - previous)
             agg[6] += 1
-        last[name_key] = m.value
-    fold.changed_state.add(_state_key("last", fixture_id))
-    if outcome != PASS:
-        for phase in failing_phases:
+        last[nk] = v
+    fold.fixtures.add(fixture_id)
+    if failing:
+        for phase in failing:
             key6 = (minute, site, "", fixture_id, phase[:128], "")
-            fold.failures[key6] = fold.failures.get(key6, 0) + 1
+            failures[key6] = failures.get(key6, 0) + 1
     # Detectors on test records.
-    fact = TestFact(
-        int(e.detail.get("record_id", 0)),
-        serial,
-        fixture_id,
-        outcome,
-        at,
-        tuple(MeasuredValue(m.phase, m.name, m.value, m.lower, m.upper) for m in record.measurements),
-        seq=e.seq,
-        site_id=site or None,
-    )
-    digest = detectors.copies.digest(fact)
+    values = tuple([measured_value(p, n, v, lo, hi) for p, n, _, v, lo, hi in measurements])
+    record_id = int(e.detail.get("record_id", 0))
+    digest = detectors.copies.vector_digest(values)
     if digest is not None:
-        known = digest in seen_vectors
-        hit = detectors.copies.feed(seen_vectors, fact, digest)
-        if not known:
-            fold.vectors[digest] = (serial, fact.record_id)
-        if hit is not None:
-            fold.hits.append(hit)
-    for hit in detectors.drift.feed(memory.charts, fact):
-        fold.hits.append(hit)
-    if passed:
-        for mv in fact.measurements:
-            if mv.value is not None:
-                fold.changed_state.add(_state_key("drift", site, mv.phase, mv.name))
+        copies.append((digest, record_id, serial, fixture_id, outcome, at, e.seq, site))
+    fact = TestFact(record_id, serial, fixture_id, outcome, at, values, seq=e.seq, site_id=site or None)
+    fold.hits.extend(detectors.drift.feed(memory.charts, fact))
 
 
 def _fold(
     s: Session, memory: _Memory, detectors: Detectors, rows: Sequence[Any], sites: Mapping[str, str]
 ) -> tuple[_Fold, int]:
-    """Fold a batch of event rows into a ``_Fold``; reads what it needs (records, units, vectors) from ``s``."""
+    """Fold a batch of event rows into a ``_Fold``; reads what it needs (records, units, vectors) from ``s``.
+
+    ``rows`` are plain tuples (seq, at, kind, order, fixture, serial, code, detail JSON, actor); each
+    event's ``EventFact`` is made as it is folded, so that a batch keeps few objects alive."""
     fold = _Fold()
-    events: list[EventFact] = []
-    actors: dict[int, str | None] = {}
-    for seq, at, kind, order_id, fixture_id, serial, code, detail, actor in rows:
-        events.append(EventFact(seq, at, kind, order_id, fixture_id, serial, code, json.loads(detail)))
-        actors[seq] = actor
-    record_ids = [int(e.detail["record_id"]) for e in events if e.kind == "test.recorded" and "record_id" in e.detail]
-    records: dict[int, tuple[str, str, str, datetime, _Results | None]] = {}
-    digests: set[str] = set()
-    for chunk in _chunks(record_ids):
-        for rid, serial, fixture_id, outcome, at, raw in s.execute(
-            select(
-                TestRecordRow.id,
-                TestRecordRow.serial,
-                TestRecordRow.fixture_id,
-                TestRecordRow.outcome,
-                TestRecordRow.received_at,
-                TestRecordRow.record_json,
-            ).where(TestRecordRow.id.in_(chunk))
+    details: list[dict[str, Any]] = [json.loads(row[7]) for row in rows]
+    record_ids: list[int] = []
+    provisioned: set[str] = set()
+    for row, detail in zip(rows, details, strict=True):
+        if row[2] == "test.recorded" and "record_id" in detail:
+            record_ids.append(int(detail["record_id"]))
+        elif row[2] == "unit.provisioned" and row[5]:
+            provisioned.add(row[5])
+    records: dict[int, tuple[str, str, str, datetime, str]] = {}
+    for chunk in _chunks(record_ids, _among_size(s)):
+        for rid, *record in (
+            s.connection()
+            .execute(  # Core rows, without the ORM's result handling
+                select(
+                    TestRecordRow.id,
+                    TestRecordRow.serial,
+                    TestRecordRow.fixture_id,
+                    TestRecordRow.outcome,
+                    TestRecordRow.received_at,
+                    TestRecordRow.record_json,
+                ).where(_among(s, TestRecordRow.id, chunk))
+            )
+            .all()
         ):
-            record = _parse(raw)
-            records[rid] = (serial, fixture_id, outcome, at, record)
-            digest = detectors.copies.vector_digest(_values(record.measurements)) if record is not None else None
-            if digest is not None:
-                digests.add(digest)
+            records[rid] = cast(tuple[str, str, str, datetime, str], tuple(record))
     known_units: dict[str, UnitTests] = {}
-    serials = {r[0] for r in records.values()} | {e.serial for e in events if e.kind == "unit.provisioned" and e.serial}
-    for chunk in _chunks(sorted(serials)):
-        for u in s.execute(select(UnitTests).where(UnitTests.serial.in_(chunk))).scalars():
+    serials = {r[0] for r in records.values()} | provisioned
+    for chunk in _chunks(sorted(serials), _among_size(s)):
+        for u in s.execute(select(UnitTests).where(_among(s, UnitTests.serial, chunk))).scalars():
             known_units[u.serial] = u
-    seen_vectors: dict[str, str] = {}
-    for chunk in _chunks(sorted(digests)):
-        for digest, serial in s.execute(
-            select(TestVector.digest, TestVector.serial).where(TestVector.digest.in_(chunk))
-        ):
-            seen_vectors[digest] = serial
+    copies: list[_Copy] = []
     last_seq = memory.cursor
-    for e in events:
-        last_seq = e.seq
-        fixture = e.fixture_id or ""
+    hits = fold.hits
+    event_detectors = detectors.events
+    spike, rates = detectors.spike, memory.rates
+    for (seq, at, kind, order_id, fixture_id, serial, code, _, actor), detail in zip(rows, details, strict=True):
+        e = EventFact(seq, at, kind, order_id, fixture_id, serial, code, detail)
+        last_seq = seq
+        fixture = fixture_id or ""
         site = e.site_id or sites.get(fixture, "")
-        if e.fixture_id and actors.get(e.seq) == f"fixture:{e.fixture_id}":
-            seen = fold.activity.get(e.fixture_id)
-            fold.activity[e.fixture_id] = (e.at if seen is None else max(e.at, seen[0]), e.seq)
-        if e.kind == ACK_KIND:
-            up_to = e.detail.get("up_to_seq")
-            actor = actors.get(e.seq) or "unknown"
+        if fixture_id and actor == "fixture:" + fixture_id:
+            seen = fold.activity.get(fixture_id)
+            fold.activity[fixture_id] = (at if seen is None else max(at, seen[0]), seq)
+        if kind == ACK_KIND:
+            up_to = detail.get("up_to_seq")
             fold.acks.append(
-                Acknowledgement(str(e.detail.get("alert_id")), up_to if isinstance(up_to, int) else 0, actor)
+                Acknowledgement(str(detail.get("alert_id")), up_to if isinstance(up_to, int) else 0, actor or "unknown")
             )
             continue
-        if e.kind not in COUNTED_KINDS:
+        if kind not in COUNTED_KINDS:
             continue
-        code = e.code or ""
-        if e.kind == "test.recorded":
-            code = str(e.detail.get("outcome", ""))[:40]
-        fold.count((minute_of(e.at), e.kind, code, site, e.order_id or "", fixture))
-        for detector in detectors.events:
+        if kind == "test.recorded":
+            code = str(detail.get("outcome", ""))[:40]
+        fold.count((minute_of(at), kind, code or "", site, order_id or "", fixture))
+        for detector in event_detectors:
             hit = detector.hit(e)
             if hit is not None:
-                fold.hits.append(hit)
-        spike = detectors.spike.feed(memory.rates, e)
-        if e.kind == "unit.provisioned":
-            fold.changed_state.add(_state_key("spike", e.order_id or ""))
-            if e.serial and e.order_id:
-                _attribute(fold, known_units, e.serial, e.order_id)
-        if spike is not None:
-            fold.hits.append(spike)
-        if e.kind == "test.recorded":
-            record_id = e.detail.get("record_id")
+                hits.append(hit)
+        spiked = spike.feed(rates, e)
+        if kind == "unit.provisioned":
+            fold.orders.add(order_id or "")
+            if serial and order_id:
+                _attribute(fold, known_units, serial, order_id)
+        if spiked is not None:
+            hits.append(spiked)
+        if kind == "test.recorded":
+            record_id = detail.get("record_id")
             found = records.get(record_id) if isinstance(record_id, int) else None
             if found is not None:
-                _fold_test(fold, memory, detectors, e, found, known_units, seen_vectors)
+                _fold_test(fold, memory, detectors, e, found, known_units, copies)
+    _check_copies(s, fold, detectors.copies, copies)
     return fold, last_seq
 
 
-def _values(measurements: Iterable[Any]) -> tuple[MeasuredValue, ...]:
-    return tuple(MeasuredValue(m.phase, m.name, m.value, m.lower, m.upper) for m in measurements)
+def _check_copies(s: Session, fold: _Fold, detector: CopiedTestRecords, copies: Sequence[_Copy]) -> None:
+    """The copied-record check of a batch's records, in order, against the vectors seen before and in it."""
+    seen: dict[str, str] = {}
+    for chunk in _chunks(sorted({c[0] for c in copies}), _among_size(s)):
+        for digest, serial in (
+            s.connection()
+            .execute(select(TestVector.digest, TestVector.serial).where(_among(s, TestVector.digest, chunk)))
+            .all()
+        ):
+            seen[digest] = serial
+    for digest, record_id, serial, fixture_id, outcome, at, seq, site in copies:
+        known = digest in seen
+        fact = TestFact(record_id, serial, fixture_id, outcome, at, seq=seq, site_id=site or None)
+        hit = detector.feed(seen, fact, digest)
+        if not known:
+            fold.vectors[digest] = (serial, record_id)
+        if hit is not None:
+            fold.hits.append(hit)
 
 
 def _insert(s: Session, model: type[Base]) -> Any:
@@ -392,24 +462,8 @@ def _insert(s: Session, model: type[Base]) -> Any:
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
-def _add_counts(
-    s: Session, model: type[Base], keys: Sequence[str], adds: Sequence[str], rows: list[dict[str, Any]]
-) -> None:
-    """Upsert ``rows``, adding ``adds`` to what a row with the same ``keys`` already holds."""
-    if not rows:
-        return
-    stmt = _insert(s, model)
-    table = cast(Table, model.__table__)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c[k] for k in keys],
-        set_={a: table.c[a] + stmt.excluded[a] for a in adds},
-    )
-    for chunk in _chunks(rows, 1000):
-        s.execute(stmt, list(chunk))
-
-
 def _upsert(s: Session, model: type[Base], keys: Sequence[str], rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` or replace every other column of the rows already there."""
+    """Insert ``rows`` or replace every other column of the rows already there (few rows, typed columns)."""
     if not rows:
         return
     stmt = _insert(s, model)
@@ -420,6 +474,76 @@ def _upsert(s: Session, model: type[Base], keys: Sequence[str], rows: list[dict[
     )
     for chunk in _chunks(rows, 1000):
         s.execute(stmt, list(chunk))
+
+
+# How ``_merge`` combines a new value with a row already there.
+ADD, REPLACE, LEAST, GREATEST = "add", "replace", "least", "greatest"
+
+
+@functools.lru_cache(maxsize=64)
+def _merge_sql(
+    model: type[Base], dialect: str, columns: tuple[str, ...], keys: tuple[str, ...], how: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The statements of a ``_merge``: on SQLite an ``INSERT .. ON CONFLICT (keys) DO UPDATE`` of one row
+    (for ``executemany``); on PostgreSQL the creation of a temporary table (once per connection, emptied
+    at each commit), the ``COPY`` into it, then that ``INSERT`` from it.
+
+    Every name here is one of the models' own (no input reaches this text); values are parameters."""
+    table = cast(Table, model.__table__).name
+    on_sqlite = dialect == "sqlite"
+    combine = {
+        ADD: "{old} + {new}",
+        REPLACE: "{new}",
+        LEAST: ("min" if on_sqlite else "least") + "({old}, {new})",
+        GREATEST: ("max" if on_sqlite else "greatest") + "({old}, {new})",
+    }
+    others = [c for c in columns if c not in keys] if how else []
+    sets = [
+        f'"{c}" = ' + combine[h].format(old=f'"{table}"."{c}"', new=f'excluded."{c}"')
+        for c, h in zip(others, how, strict=True)
+    ]
+    names = ", ".join(f'"{c}"' for c in columns)
+    target = ", ".join(f'"{k}"' for k in keys)
+    action = f"DO UPDATE SET {', '.join(sets)}" if sets else "DO NOTHING"
+    if on_sqlite:
+        values = "VALUES (" + ", ".join(["?"] * len(columns)) + ")"
+        return (f'INSERT INTO "{table}" ({names}) {values} ON CONFLICT ({target}) {action}',)
+    temp = f"projector_{table}"
+    create = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{temp}" ON COMMIT DELETE ROWS AS SELECT {names} FROM "{table}"'  # noqa: S608
+    return (
+        f"{create} WITH NO DATA",
+        f'COPY "{temp}" ({names}) FROM STDIN',
+        f'INSERT INTO "{table}" ({names}) SELECT {names} FROM "{temp}" ON CONFLICT ({target}) {action}',  # noqa: S608
+    )
+
+
+def _merge(
+    s: Session,
+    model: type[Base],
+    columns: Sequence[str],
+    keys: Sequence[str],
+    how: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+) -> None:
+    """Upsert ``rows`` (tuples of ``columns``, plain ints, floats, strings and None, no key twice), combining
+    each non-key column with a row already there as ``how`` says (no ``how``: keep the row there).
+
+    The bulk of a batch, so straight to the driver, without the ORM's per-row parameter handling: one
+    ``executemany`` on SQLite, a ``COPY`` then one ``INSERT .. SELECT`` on PostgreSQL."""
+    if not rows:
+        return
+    conn = s.connection()
+    statements = _merge_sql(model, conn.dialect.name, tuple(columns), tuple(keys), tuple(how))
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(statements[0], list(rows))
+        return
+    create, copy_in, insert = statements
+    with conn.connection.dbapi_connection.cursor() as cur:  # type: ignore[union-attr]
+        cur.execute(create)
+        with cur.copy(copy_in) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(insert)
 
 
 def alert_from_row(r: AlertRow) -> Alert:
@@ -460,86 +584,78 @@ def _alert_row(a: Alert, acked_by: str | None, acked_up_to: int | None) -> dict[
 
 def _write(s: Session, fold: _Fold, memory: _Memory, last_seq: int) -> list[Alert]:
     """Write a batch's fold; returns the alerts it changed (as they now stand)."""
-    _add_counts(
+    dims = ("site_id", "order_id", "fixture_id")
+    _merge(
         s,
         StatsMinute,
-        ("minute", "kind", "code", "site_id", "order_id", "fixture_id"),
-        ("n",),
-        [
-            {"minute": k[0], "kind": k[1], "code": k[2], "site_id": k[3], "order_id": k[4], "fixture_id": k[5], "n": n}
-            for k, n in fold.stats.items()
-        ],
+        ("minute", "kind", "code", *dims, "n"),
+        ("minute", "kind", "code", *dims),
+        (ADD,),
+        [(*k, n) for k, n in fold.stats.items()],
     )
     totals: dict[tuple[str, ...], int] = {}
     for k, n in fold.stats.items():
         totals[k[1:]] = totals.get(k[1:], 0) + n
-    _add_counts(
+    _merge(
         s,
         StatsTotal,
-        ("kind", "code", "site_id", "order_id", "fixture_id"),
-        ("n",),
-        [
-            {"kind": k[0], "code": k[1], "site_id": k[2], "order_id": k[3], "fixture_id": k[4], "n": n}
-            for k, n in totals.items()
-        ],
+        ("kind", "code", *dims, "n"),
+        ("kind", "code", *dims),
+        (ADD,),
+        [(*k, n) for k, n in totals.items()],
     )
-    _upsert(
+    _merge(
         s,
         UnitTests,
+        ("serial", *dims, "first_minute", "tests", "first_outcome", "last_outcome"),
         ("serial",),
-        [
-            {
-                "serial": serial,
-                "site_id": u[0],
-                "order_id": u[1],
-                "fixture_id": u[2],
-                "first_minute": u[3],
-                "tests": u[4],
-                "first_outcome": u[5],
-                "last_outcome": u[6],
-            }
-            for serial, u in fold.units.items()
-        ],
+        (REPLACE,) * 7,
+        [(serial, *u) for serial, u in fold.units.items()],
     )
-    _add_counts(
+    _merge(
         s,
         YieldMinute,
-        ("minute", "site_id", "order_id", "fixture_id"),
-        ("units", "tests", "first_pass", "final_pass", "retested"),
-        [
-            {
-                "minute": k[0],
-                "site_id": k[1],
-                "order_id": k[2],
-                "fixture_id": k[3],
-                "units": t[0],
-                "tests": t[1],
-                "first_pass": t[2],
-                "final_pass": t[3],
-                "retested": t[4],
-            }
-            for k, t in fold.yields.items()
-        ],
+        ("minute", *dims, "units", "tests", "first_pass", "final_pass", "retested"),
+        ("minute", *dims),
+        (ADD,) * 5,
+        [(*k, *t) for k, t in fold.yields.items() if any(t)],  # a unit's move to its order can cancel out
     )
-    _add_counts(
+    _merge(
         s,
         FailureMinute,
-        ("minute", "site_id", "order_id", "fixture_id", "phase", "measurement"),
-        ("n",),
+        ("minute", *dims, "phase", "measurement", "n"),
+        ("minute", *dims, "phase", "measurement"),
+        (ADD,),
+        [(*k, n) for k, n in fold.failures.items()],
+    )
+    # Names were checked to be at most 128 characters when the record was stored.
+    _merge(
+        s,
+        MeasurementHour,
+        (
+            "hour",
+            *dims,
+            "phase",
+            "name",
+            "n",
+            "total",
+            "total_sq",
+            "low",
+            "high",
+            "mr_total",
+            "mr_n",
+            "fails",
+            "lower",
+            "upper",
+        ),
+        ("hour", *dims, "phase", "name"),
+        (ADD, ADD, ADD, LEAST, GREATEST, ADD, ADD, ADD, REPLACE, REPLACE),
         [
-            {
-                "minute": k[0],
-                "site_id": k[1],
-                "order_id": k[2],
-                "fixture_id": k[3],
-                "phase": k[4],
-                "measurement": k[5],
-                "n": n,
-            }
-            for k, n in fold.failures.items()
+            (hour, site, "", fixture, phase[:128], name[:128], *a)
+            for (hour, site, fixture), group in fold.measures.items()
+            for (phase, name), a in group.items()
         ],
     )
-    _write_measures(s, fold)
     if fold.activity:
         _upsert(
             s,
@@ -547,67 +663,17 @@ def _write(s: Session, fold: _Fold, memory: _Memory, last_seq: int) -> list[Aler
             ("fixture_id",),
             [{"fixture_id": f, "last_at": at, "last_seq": seq} for f, (at, seq) in fold.activity.items()],
         )
-    if fold.vectors:
-        stmt = _insert(s, TestVector).on_conflict_do_nothing()
-        s.execute(stmt, [{"digest": d, "serial": v[0], "record_id": v[1]} for d, v in fold.vectors.items()])
+    _merge(
+        s,
+        TestVector,
+        ("digest", "serial", "record_id"),
+        ("digest",),
+        (),
+        [(d, serial, record_id) for d, (serial, record_id) in fold.vectors.items()],
+    )
     changed = _write_alerts(s, fold)
     _write_state(s, fold, memory)
     return changed
-
-
-def _write_measures(s: Session, fold: _Fold) -> None:
-    if not fold.measures:
-        return
-    table = MeasurementHour.__table__
-    stmt = _insert(s, MeasurementHour)
-    x = stmt.excluded
-    c = table.c
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[c.hour, c.site_id, c.order_id, c.fixture_id, c.phase, c.name],
-        set_={
-            "n": c.n + x.n,
-            "total": c.total + x.total,
-            "total_sq": c.total_sq + x.total_sq,
-            "low": _least(s, c.low, x.low),
-            "high": _greatest(s, c.high, x.high),
-            "mr_total": c.mr_total + x.mr_total,
-            "mr_n": c.mr_n + x.mr_n,
-            "fails": c.fails + x.fails,
-            "lower": x.lower,
-            "upper": x.upper,
-        },
-    )
-    rows = [
-        {
-            "hour": k[0],
-            "site_id": k[1],
-            "order_id": k[2],
-            "fixture_id": k[3],
-            "phase": k[4],
-            "name": k[5],
-            "n": a[0],
-            "total": a[1],
-            "total_sq": a[2],
-            "low": a[3],
-            "high": a[4],
-            "mr_total": a[5],
-            "mr_n": a[6],
-            "fails": a[7],
-            "lower": a[8],
-            "upper": a[9],
-        }
-        for k, a in fold.measures.items()
-    ]
-    for chunk in _chunks(rows, 1000):
-        s.execute(stmt, list(chunk))
-
-
-def _least(s: Session, a: Any, b: Any) -> Any:
-    return func.min(a, b) if s.get_bind().dialect.name == "sqlite" else func.least(a, b)
-
-
-def _greatest(s: Session, a: Any, b: Any) -> Any:
-    return func.max(a, b) if s.get_bind().dialect.name == "sqlite" else func.greatest(a, b)
 
 
 def _write_alerts(s: Session, fold: _Fold) -> list[Alert]:
@@ -615,8 +681,8 @@ def _write_alerts(s: Session, fold: _Fold) -> list[Alert]:
     if not ids:
         return []
     rows: dict[str, AlertRow] = {}
-    for chunk in _chunks(ids):
-        for r in s.execute(select(AlertRow).where(AlertRow.id.in_(chunk))).scalars():
+    for chunk in _chunks(ids, _among_size(s)):
+        for r in s.execute(select(AlertRow).where(_among(s, AlertRow.id, chunk))).scalars():
             rows[r.id] = r
     alerts: dict[str, Alert] = {i: alert_from_row(r) for i, r in rows.items()}
     acks: dict[str, tuple[str | None, int | None]] = {i: (r.acked_by, r.acked_up_to) for i, r in rows.items()}
@@ -631,27 +697,31 @@ def _write_alerts(s: Session, fold: _Fold) -> list[Alert]:
                 acks[ack.alert_id] = (ack.actor, ack.up_to_seq)
                 touched.add(ack.alert_id)
     out = []
+    written = []
     for i in sorted(touched):
         by, up_to = acks.get(i, (None, None))
         row = _alert_row(alerts[i], by, up_to)
         out.append(alert_from_row(AlertRow(**row)))
-        _upsert(s, AlertRow, ("id",), [row])
+        written.append(row)
+    _upsert(s, AlertRow, ("id",), written)
     return out
 
 
 def _write_state(s: Session, fold: _Fold, memory: _Memory) -> None:
     rows = []
-    for key in sorted(fold.changed_state):
-        kind, _, rest = key.partition("\x1f")
-        if kind == "spike" and rest in memory.rates:
-            rows.append({"key": key, "value": json.dumps(memory.rates[rest].to_json(), separators=(",", ":"))})
-        elif kind == "drift":
-            site, phase, name = rest.split("\x1f", 2)
-            chart = memory.charts.get((site, phase, name))
-            if chart is not None:
-                rows.append({"key": key, "value": chart.to_json()})
-        elif kind == "last" and rest in memory.last_values:
-            rows.append({"key": key, "value": json.dumps(memory.last_values[rest], separators=(",", ":"))})
+    for order in sorted(fold.orders):
+        if order in memory.rates:
+            value = json.dumps(memory.rates[order].to_json(), separators=(",", ":"))
+            rows.append({"key": _state_key("spike", order), "value": value})
+    measured = {(site, phase, name) for (_, site, _), group in fold.measures.items() for phase, name in group}
+    for site, phase, name in sorted(measured):
+        chart = memory.charts.get((site, phase, name))
+        if chart is not None:
+            rows.append({"key": _state_key("drift", site, phase, name), "value": chart.to_json()})
+    for fixture in sorted(fold.fixtures):
+        if fixture in memory.last_values:
+            last = {_state_key(*k): v for k, v in memory.last_values[fixture].items()}
+            rows.append({"key": _state_key("last", fixture), "value": json.dumps(last, separators=(",", ":"))})
     _upsert(s, AnalyticsState, ("key",), rows)
 
 
@@ -683,6 +753,31 @@ class Advanced:
     alerts: tuple[Alert, ...]
 
 
+def reset(inst: Instance) -> None:
+    """Empty the projection and put the cursor back to 0, in one transaction: the next rounds fold the
+    whole log again under the settings of the time (``fabguard stats rebuild``).
+
+    The cursor row is written first, so a projector of another process that folded meanwhile either
+    committed before (and its work is deleted here) or finds the cursor moved and drops its batch.
+    """
+    db = inst.db
+    with _lock_for(db):
+        with db.transaction() as s:
+            s.execute(
+                update(AnalyticsState)
+                .where(AnalyticsState.key == CURSOR)
+                .values(value="0")
+                .execution_options(synchronize_session=False)
+            )
+            for model in PROJECTED:
+                table = cast(Table, model.__table__)
+                if model is AnalyticsState:
+                    s.execute(table.delete().where(table.c.key != CURSOR))
+                else:
+                    s.execute(table.delete())
+        _memories.pop(db, None)
+
+
 def advance(inst: Instance, settings: Any, *, max_events: int | None = None, batch: int = BATCH) -> Advanced:
     """Fold events after the cursor (all of them, or about ``max_events``) into the analytics tables.
 
@@ -696,8 +791,12 @@ def advance(inst: Instance, settings: Any, *, max_events: int | None = None, bat
     with _lock_for(db):  # one projector per process at a time; other processes are handled by the cursor check
         while max_events is None or done < max_events:
             with db.read() as s:
+                if not db.is_sqlite:
+                    # Plan the batch's lookups against the tables as they are now: a generic plan the driver
+                    # prepared while unit_tests or test_vectors were small would go on scanning them whole.
+                    s.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
                 cursor = read_cursor(s)
-                rows = s.execute(_events_after(cursor, batch)).all()
+                rows = [tuple(row) for row in s.connection().execute(_events_after(cursor, batch)).all()]
                 if not rows:
                     break
                 memory = _memories.get(db)

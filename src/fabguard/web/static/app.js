@@ -356,7 +356,7 @@ function renderOrder(data) {
   $("order-pending").hidden = !pending.length;
   $("order-pending").textContent = pending.map((c) => `Quota change to ${num(c.new_quota)} awaits approval (asked by ${c.requested_by}).`).join(" ");
 
-  $("order-yield-note").textContent = `site ${o.site_id}, since the order opened`;
+  $("order-yield-note").textContent = "units provisioned on this order";
   $("order-fpy").textContent = pct(y.first_pass_yield);
   $("order-final").textContent = pct(y.final_yield);
   $("order-retest").textContent = pct(y.retest_rate);
@@ -365,7 +365,7 @@ function renderOrder(data) {
   const refused = data.refused || {};
   $("order-refused-total").textContent = num(Object.values(refused).reduce((a, b) => a + b, 0));
   $("order-capability-note").textContent =
-    `From the newest test records at site ${o.site_id} since the order opened. Cpk uses σ within (moving range), Ppk σ overall; ` +
+    `From every test measured at site ${o.site_id} since the order opened (whole hours). Cpk uses σ within (moving range), Ppk σ overall; ` +
     "each needs two values and a spec limit.";
   renderCapability(data.capability, o.site_id);
   if (window.Chart) {
