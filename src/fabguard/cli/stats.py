@@ -134,6 +134,14 @@ def _lag_note(lag: object) -> None:
         )
 
 
+def _print_breakdown(figures: Mapping[str, Any], refusals: Mapping[str, Mapping[str, int]]) -> None:
+    """Refusals, the failure Pareto and capability, then how far behind the figures are."""
+    console.print(_refusal_table(refusals))
+    console.print(_pareto_table(figures["failures"]))
+    console.print(_capability_table(figures["capability"]))
+    _lag_note(figures["lag"])
+
+
 @stats_app.command("production")
 @friendly
 def production(
@@ -195,10 +203,7 @@ def production(
     summary.add_row("tests", f"{tests['total']} ({outcomes})" if outcomes else "0")
     _yield_rows(summary, figures["yield"])
     console.print(summary)
-    console.print(_refusal_table(figures["refusals"]))
-    console.print(_pareto_table(figures["failures"]))
-    console.print(_capability_table(figures["capability"]))
-    _lag_note(figures["lag"])
+    _print_breakdown(figures, figures["refusals"])
 
 
 @stats_app.command("order")
@@ -228,10 +233,7 @@ def order_cmd(
     table.add_row("projected exhaustion", burn["projected_exhaustion"] or "- (idle)")
     _yield_rows(table, figures["yield"])
     console.print(table)
-    console.print(_refusal_table({"unit.refused": figures["refused"]} if figures["refused"] else {}))
-    console.print(_pareto_table(figures["failures"]))
-    console.print(_capability_table(figures["capability"]))
-    _lag_note(figures["lag"])
+    _print_breakdown(figures, {"unit.refused": figures["refused"]} if figures["refused"] else {})
 
 
 @stats_app.command("alerts")
