@@ -350,8 +350,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--database-url", default=None, help="an empty PostgreSQL database, for a second run")
+    parser.add_argument("--no-sqlite", action="store_true", help="only the PostgreSQL run")
     args = parser.parse_args()
-    run("SQLite", None, args.records)
+    if not args.no_sqlite:
+        run("SQLite", None, args.records)
     if args.database_url:
         run("PostgreSQL", args.database_url, args.records)
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -255,3 +257,35 @@ def test_a_projector_killed_mid_work_leaves_a_consistent_prefix(any_world: World
     projection._memories.pop(inst.db, None)
     caught_up(inst)
     assert projected(inst) == reference(inst)
+
+
+def test_capability_from_rollups_is_exact_for_a_measurement_far_from_zero(any_world: World) -> None:
+    """A 2.4 GHz carrier measured to about 1 Hz: sums of squares of raw values would lose sigma
+    entirely (their rounding is ~1e6 Hz^2); the rollups keep sums about a reference, and rows folded
+    in separate batches (with separate references) merge exactly, in SQL and in the query."""
+    from fabguard.fixture.openhtf_records import MeasurementSpec, openhtf_record
+
+    carrier = (MeasurementSpec("radio", "carrier_hz", 2.402e9, 1.0, 2.402e9 - 50, 2.402e9 + 50, "Hz"),)
+    spurs = (
+        MeasurementSpec("radio", "spur_dbc", -60.0, 0.5, -80.0, -45.0, "dBc"),
+        MeasurementSpec("radio", "offset_hz", 1.0e7, 0.25, 1.0e7 - 5, 1.0e7 + 5, "Hz"),
+    )
+    client = any_world.fixture("f1")
+    rng = random.Random(4)
+    records = [openhtf_record(f"SN{i:07d}", "f1", fail=False, rng=rng, procedure=carrier + spurs) for i in range(40)]
+    settings = analytics.load_settings(any_world.inst)
+    for chunk in (records[:7], records[7:19], records[19:]):
+        client.upload_test_records(chunk)
+        projection.advance(any_world.inst, settings, batch=3)  # rows of one hour, folded in many batches
+    values: dict[str, list[float]] = {}
+    for r in records:
+        for phase in r["phases"]:
+            for name, m in phase["measurements"].items():
+                values.setdefault(name, []).append(m["measured_value"])
+    figures = analytics.production(any_world.inst, site_id="cm-a")
+    got = {c["name"]: c for c in figures["capability"]}
+    assert set(got) == {"carrier_hz", "spur_dbc", "offset_hz"}
+    for name, vs in values.items():
+        assert got[name]["n"] == len(vs)
+        assert got[name]["mean"] == pytest.approx(statistics.fmean(vs), rel=1e-12)
+        assert got[name]["sigma"] == pytest.approx(statistics.stdev(vs), rel=1e-6), name

@@ -117,15 +117,17 @@ def capability_from_sums(
     mr_n: int,
     lower: float | None,
     upper: float | None,
+    ref: float = 0.0,
 ) -> Capability:
     """Capability from running sums (count, sum, sum of squares, moving ranges), as rollups keep them.
 
     The same figures as ``capability`` over the values, up to rounding: the overall sigma from the sums
-    (Ppk), the within sigma from the mean moving range (Cpk).
+    (Ppk), the within sigma from the mean moving range (Cpk). ``total`` and ``total_sq`` may be sums of
+    ``value - ref`` (any ``ref`` near the values): then a mean far from zero costs no precision.
     """
     if n == 0:
         return Capability(phase, name, 0, None, None, None, lower, upper, None, None)
-    mean = total / n
+    mean = ref + total / n
     sigma = math.sqrt(max(total_sq - total * total / n, 0.0) / (n - 1)) if n > 1 else None
     within = mr_total / mr_n / _D2 if mr_n > 0 else None
     return _indices(phase, name, n, mean, sigma, within, lower, upper)

@@ -308,15 +308,27 @@ def _capability(s: Session, scope: Scope) -> list[Capability]:
     if scope.fixture_id is not None:
         clauses.append(t.c.fixture_id == scope.fixture_id)
     sums: dict[tuple[str, str], list[Any]] = {}
-    for phase, name, hour, n, total, total_sq, mr_total, mr_n, lower, upper in s.execute(
+    for phase, name, hour, n, total, total_sq, mr_total, mr_n, lower, upper, ref in s.execute(
         select(
-            t.c.phase, t.c.name, t.c.hour, t.c.n, t.c.total, t.c.total_sq, t.c.mr_total, t.c.mr_n, t.c.lower, t.c.upper
+            t.c.phase,
+            t.c.name,
+            t.c.hour,
+            t.c.n,
+            t.c.total,
+            t.c.total_sq,
+            t.c.mr_total,
+            t.c.mr_n,
+            t.c.lower,
+            t.c.upper,
+            t.c.ref,
         ).where(*clauses)
     ):
-        acc = sums.setdefault((phase, name), [0, 0.0, 0.0, 0.0, 0, -1, None, None])
+        acc = sums.setdefault((phase, name), [0, 0.0, 0.0, 0.0, 0, -1, None, None, ref])
+        # Each row's sums are about its own ref: move them to the accumulator's before adding.
+        shift = ref - acc[8]
         acc[0] += n
-        acc[1] += total
-        acc[2] += total_sq
+        acc[1] += total + n * shift
+        acc[2] += total_sq + 2 * shift * total + n * shift * shift
         acc[3] += mr_total
         acc[4] += mr_n
         if hour >= acc[5]:
@@ -332,6 +344,7 @@ def _capability(s: Session, scope: Scope) -> list[Capability]:
             mr_n=a[4],
             lower=a[6],
             upper=a[7],
+            ref=a[8],
         )
         for (phase, name), a in sorted(sums.items())
     ]

@@ -321,11 +321,12 @@ def _fold_test(
             continue
         nk = (phase, name)
         agg = group.get(nk)
-        if agg is None:
-            agg = group[nk] = [0, 0.0, 0.0, v, v, 0.0, 0, 0, None, None]
+        if agg is None:  # sums are of v - ref (ref: the first value), exact for any magnitude
+            agg = group[nk] = [0, 0.0, 0.0, v, v, 0.0, 0, 0, None, None, v]
         agg[0] += 1
-        agg[1] += v
-        agg[2] += v * v
+        d = v - agg[10]
+        agg[1] += d
+        agg[2] += d * d
         if v < agg[3]:
             agg[3] = v
         elif v > agg[4]:
@@ -476,8 +477,11 @@ def _upsert(s: Session, model: type[Base], keys: Sequence[str], rows: list[dict[
         s.execute(stmt, list(chunk))
 
 
-# How ``_merge`` combines a new value with a row already there.
-ADD, REPLACE, LEAST, GREATEST = "add", "replace", "least", "greatest"
+# How ``_merge`` combines a new value with a row already there. SHIFTED_SUM and SHIFTED_SQUARES add
+# sums of (v - ref) and (v - ref)^2 taken about the new row's ``ref`` to those of the row there, about
+# its own ``ref`` (kept: KEEP), so sums of squares never suffer from a large mean (2.4e9 Hz +- 1 Hz).
+ADD, REPLACE, LEAST, GREATEST, KEEP = "add", "replace", "least", "greatest", "keep"
+SHIFTED_SUM, SHIFTED_SQUARES = "shifted_sum", "shifted_squares"
 
 
 @functools.lru_cache(maxsize=64)
@@ -491,11 +495,15 @@ def _merge_sql(
     Every name here is one of the models' own (no input reaches this text); values are parameters."""
     table = cast(Table, model.__table__).name
     on_sqlite = dialect == "sqlite"
+    shift = f'(excluded."ref" - "{table}"."ref")'
     combine = {
         ADD: "{old} + {new}",
         REPLACE: "{new}",
+        KEEP: "{old}",
         LEAST: ("min" if on_sqlite else "least") + "({old}, {new})",
         GREATEST: ("max" if on_sqlite else "greatest") + "({old}, {new})",
+        SHIFTED_SUM: f'{{old}} + {{new}} + excluded."n" * {shift}',
+        SHIFTED_SQUARES: f'{{old}} + {{new}} + 2 * {shift} * excluded."total" + excluded."n" * {shift} * {shift}',
     }
     others = [c for c in columns if c not in keys] if how else []
     sets = [
@@ -647,9 +655,10 @@ def _write(s: Session, fold: _Fold, memory: _Memory, last_seq: int) -> list[Aler
             "fails",
             "lower",
             "upper",
+            "ref",
         ),
         ("hour", *dims, "phase", "name"),
-        (ADD, ADD, ADD, LEAST, GREATEST, ADD, ADD, ADD, REPLACE, REPLACE),
+        (ADD, SHIFTED_SUM, SHIFTED_SQUARES, LEAST, GREATEST, ADD, ADD, ADD, REPLACE, REPLACE, KEEP),
         [
             (hour, site, "", fixture, phase[:128], name[:128], *a)
             for (hour, site, fixture), group in fold.measures.items()

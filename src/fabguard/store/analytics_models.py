@@ -98,7 +98,8 @@ class MeasurementHour(Base):
 
     ``mr_total``/``mr_n`` are the moving ranges between consecutive values of the same measurement at
     the same fixture, in production order: sigma within = mean moving range / d2 (Cpk), while the sums
-    give the overall sigma (Ppk). Limits are the latest seen.
+    give the overall sigma (Ppk). The sums are of ``value - ref``, so a large mean costs no precision.
+    Limits are the latest seen.
     """
 
     __tablename__ = "measurement_hours"
@@ -109,8 +110,8 @@ class MeasurementHour(Base):
     phase: Mapped[str] = mapped_column(String(128), primary_key=True)
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     n: Mapped[int] = mapped_column(BigInteger)
-    total: Mapped[float] = mapped_column(Float)
-    total_sq: Mapped[float] = mapped_column(Float)
+    total: Mapped[float] = mapped_column(Float)  # of value - ref
+    total_sq: Mapped[float] = mapped_column(Float)  # of (value - ref)^2
     low: Mapped[float] = mapped_column(Float)
     high: Mapped[float] = mapped_column(Float)
     mr_total: Mapped[float] = mapped_column(Float)
@@ -118,6 +119,8 @@ class MeasurementHour(Base):
     fails: Mapped[int] = mapped_column(BigInteger)
     lower: Mapped[float | None] = mapped_column(Float, nullable=True)
     upper: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The value the sums are taken about (the row's first value): exact sums of squares at any magnitude.
+    ref: Mapped[float] = mapped_column(Float)
 
 
 class FixtureActivity(Base):

@@ -87,6 +87,7 @@ def upgrade() -> None:
         sa.Column("fails", sa.BigInteger(), nullable=False),
         sa.Column("lower", sa.Float(), nullable=True),
         sa.Column("upper", sa.Float(), nullable=True),
+        sa.Column("ref", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint(
             "hour", "site_id", "order_id", "fixture_id", "phase", "name", name=op.f("pk_measurement_hours")
         ),
