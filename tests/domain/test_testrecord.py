@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fabguard.domain.errors import FabGuardError, Refusal
-from fabguard.domain.testrecord import TestRecord, TestRecordInvalid, parse_openhtf_record
+from fabguard.domain.testrecord import TestRecord, TestRecordInvalid, parse_openhtf_record, stored_rows
 from fabguard.domain.values import Serial, TestOutcome
 from fabguard.fixture.openhtf_records import DEFAULT_PROCEDURE, openhtf_record
 
@@ -112,6 +112,27 @@ def test_measurements_given_as_a_list_are_accepted() -> None:
     for phase in data["phases"]:
         phase["measurements"] = list(phase["measurements"].values())
     assert len(parse_openhtf_record(data).measurements) == len(DEFAULT_PROCEDURE)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        record(),
+        record(fail=True, seed=3),
+        with_validators("0.5 <= Marginal:0.6 <= x <= Marginal:1.4 <= 1.5"),
+        with_validators("3 <= x", "x <= 7"),
+        with_validators(lower=3.1, upper=3.5),
+        with_validators(measured_value=None),
+        with_validators(measured_value=7),
+    ],
+    ids=["pass", "fail", "marginal", "two-validators", "explicit-limits", "no-value", "int-value"],
+)
+def test_the_fast_reader_of_stored_records_reads_what_the_parser_does(data: dict[str, Any]) -> None:
+    """``stored_rows`` inlines the usual case for the analytics fold; it must agree with the checked parse."""
+    parsed = parse_openhtf_record(copy.deepcopy(data))
+    phases, measurements = stored_rows(json.loads(json.dumps(data)))
+    assert phases == [(p.name, p.outcome) for p in parsed.phases]
+    assert measurements == [(m.phase, m.name, m.outcome, m.value, m.lower, m.upper) for m in parsed.measurements]
 
 
 def test_unknown_keys_are_ignored() -> None:

@@ -38,6 +38,21 @@ def _detect(detector: EventDetector, events: Sequence[EventFact]) -> list[Alert]
     return merge_all(h for e in events if (h := detector.hit(e)) is not None)
 
 
+def _order_alert(kind: str, severity: Severity, message: str, e: EventFact) -> Alert:
+    """A hit about ``e``'s order: the order is the subject; order, site and fixture come from the event."""
+    return make_alert(
+        kind,
+        severity,
+        message,
+        [e.seq],
+        [e.at],
+        subject=[e.order_id],
+        order_id=e.order_id,
+        site_id=e.site_id,
+        fixture_id=e.fixture_id,
+    )
+
+
 @dataclass(frozen=True)
 class _UnitRefusals:
     """Unit refusals with given codes, one alert per order."""
@@ -51,17 +66,8 @@ class _UnitRefusals:
         if e.kind != "unit.refused" or e.code not in self.codes:
             return None
         order = e.order_id or "(none)"
-        return make_alert(
-            self.kind,
-            self.severity,
-            f"attempts {self.what} on order {order}" + (f"; latest {e.serial}" if e.serial else ""),
-            [e.seq],
-            [e.at],
-            subject=[e.order_id],
-            order_id=e.order_id,
-            site_id=e.site_id,
-            fixture_id=e.fixture_id,
-        )
+        message = f"attempts {self.what} on order {order}" + (f"; latest {e.serial}" if e.serial else "")
+        return _order_alert(self.kind, self.severity, message, e)
 
     def detect(self, events: Sequence[EventFact]) -> list[Alert]:
         return _detect(self, events)
@@ -221,17 +227,7 @@ class ThroughputSpike:
             if not n > mean + self.k * sigma:
                 return None
             text = f"{n * per_hour:.0f} units/h, {(n - mean) / sigma:.1f} sigma over its usual {mean * per_hour:.0f} units/h"
-        return make_alert(
-            self.kind,
-            Severity.WARNING,
-            f"throughput spike on order {e.order_id}: {text}",
-            [e.seq],
-            [e.at],
-            subject=[e.order_id],
-            order_id=e.order_id,
-            site_id=e.site_id,
-            fixture_id=e.fixture_id,
-        )
+        return _order_alert(self.kind, Severity.WARNING, f"throughput spike on order {e.order_id}: {text}", e)
 
     def detect(self, events: Sequence[EventFact]) -> list[Alert]:
         rates: dict[str, OrderRate] = {}

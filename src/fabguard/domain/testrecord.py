@@ -206,10 +206,12 @@ StoredMeasurement = tuple[str, str, str, float | None, float | None, float | Non
 
 
 def stored_rows(data: Any) -> tuple[list[tuple[str, str]], list[StoredMeasurement]]:
-    """``stored_results`` as plain tuples, without building the result objects: (name, outcome) of each
-    phase and (phase, name, outcome, value, lower, upper) of each measurement, in record order.
+    """Phases and measurements of a record already checked by ``parse_openhtf_record`` when stored, as
+    plain tuples: (name, outcome) of each phase and (phase, name, outcome, value, lower, upper) of each
+    measurement, in record order.
 
-    Like ``stored_results`` it trusts the shape it was given (a record checked when stored).
+    The fast path for reading stored records back (analytics folds a million of them): it trusts the
+    shape it was given and skips the checks, so it must never see a record that did not pass them.
     """
     phases: list[tuple[str, str]] = []
     measurements: list[StoredMeasurement] = []
@@ -238,16 +240,3 @@ def stored_rows(data: Any) -> tuple[list[tuple[str, str]], list[StoredMeasuremen
                 lower, upper = _limits(m)
             add((pname, m["name"], m.get("outcome", "UNSET"), value, lower, upper))
     return phases, measurements
-
-
-def stored_results(data: Any) -> tuple[tuple[PhaseResult, ...], tuple[Measurement, ...]]:
-    """Phases and measurements of a record already checked by ``parse_openhtf_record`` when stored.
-
-    The fast path for reading stored records back (analytics folds a million of them): it trusts the
-    shape it was given and skips the checks, so it must never see a record that did not pass them.
-    """
-    phases, measurements = stored_rows(data)
-    return (
-        tuple(PhaseResult(name, outcome, None, None) for name, outcome in phases),
-        tuple(Measurement(p, n, o, v, lo, hi, None) for p, n, o, v, lo, hi in measurements),
-    )

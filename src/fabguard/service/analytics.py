@@ -176,8 +176,13 @@ class Scope:
         return math.floor(self.since.timestamp() / 60), math.ceil(self.until.timestamp() / 60)
 
     def where(self, table: Any, *, orders_too: bool = True) -> list[ColumnElement[bool]]:
+        """The window's minutes and the filters, on a per-minute rollup."""
         lo, hi = self.minutes
-        clauses: list[ColumnElement[bool]] = [table.c.minute >= lo, table.c.minute < hi]
+        return [table.c.minute >= lo, table.c.minute < hi, *self.filters(table, orders_too=orders_too)]
+
+    def filters(self, table: Any, *, orders_too: bool = True) -> list[ColumnElement[bool]]:
+        """The site, fixture and (with ``orders_too``) order or product filters, on any rollup."""
+        clauses: list[ColumnElement[bool]] = []
         if self.site_id is not None:
             clauses.append(table.c.site_id == self.site_id)
         if self.fixture_id is not None:
@@ -302,11 +307,7 @@ def _capability(s: Session, scope: Scope) -> list[Capability]:
     """Cp/Cpk and Pp/Ppk per measurement over the scope's hours (limits: the newest seen)."""
     t = MeasurementHour.__table__
     lo, hi = hour_of(scope.since), hour_of(scope.until) + 1
-    clauses = [t.c.hour >= lo, t.c.hour < hi]
-    if scope.site_id is not None:
-        clauses.append(t.c.site_id == scope.site_id)
-    if scope.fixture_id is not None:
-        clauses.append(t.c.fixture_id == scope.fixture_id)
+    clauses = [t.c.hour >= lo, t.c.hour < hi, *scope.filters(t, orders_too=False)]
     sums: dict[tuple[str, str], list[Any]] = {}
     for phase, name, hour, n, total, total_sq, mr_total, mr_n, lower, upper, ref in s.execute(
         select(
