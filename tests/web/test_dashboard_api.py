@@ -215,8 +215,26 @@ def test_provisioning_outside_the_sites_working_hours_raises_an_alert(any_world:
     assert "outside working hours" in str(alert["message"]) and alert["count"] >= 4  # 2 tests, 2 units
 
 
-def test_a_broken_settings_file_is_a_configuration_error_not_silence(world: World) -> None:
-    _settings(world, working_hours={"cm-a": ["06:00", "22:00", "Mars/Olympus"]})
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"working_hours": {"cm-a": ["06:00", "22:00", "Mars/Olympus"]}}, "Mars/Olympus"),
+        ({"drift_limit": 0}, "drift_limit"),
+        ({"drift_limit": "nan"}, "drift_limit"),
+        ({"drift_run": 1}, "drift_run"),
+        ({"drift_trend": 2}, "drift_trend"),
+        ({"drift_runs": 9}, "unknown settings"),
+    ],
+)
+def test_a_broken_settings_file_is_a_configuration_error_not_silence(
+    world: World, settings: dict[str, object], says: str
+) -> None:
+    world.order(3, order_id="po-settings")
     with world.admin() as admin:
+        before = admin.get("/api/v1/stats/overview").json()["sequence"]
+        _settings(world, **settings)
         response = admin.get("/api/v1/alerts")
-    assert response.status_code == 500 and response.json()["error"]["code"] == "configuration_error"
+        assert response.status_code == 500 and response.json()["error"]["code"] == "configuration_error"
+        assert says in response.json()["error"]["message"]
+        (world.inst.home / "analytics.json").unlink()
+        assert admin.get("/api/v1/stats/overview").json()["sequence"] == before  # nothing was recorded
