@@ -371,6 +371,9 @@ def create_app(inst: Instance) -> Any:
 
     @app.post("/api/v1/test-records/batch", tags=["fixture"])
     def upload_test_records(body: TestRecordsIn, f: Fixture) -> dict[str, Any]:
+        """Up to ``max_batch_records`` (200) records: each is checked on its own and answered in order
+        (``stored`` with its id, or ``refused`` with the error); the stored ones and the refusals are
+        written in one transaction, so a request that failed with an error status stored none of them."""
         return {"results": testrecords.record_tests(inst, f, body.records)}
 
     @app.post("/api/v1/units/provision", tags=["fixture"])

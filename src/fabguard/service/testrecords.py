@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
-from fabguard.domain.testrecord import TestRecordInvalid, parse_openhtf_record
-from fabguard.service.events import record_refusal
+from fabguard.domain.testrecord import TestRecord, TestRecordInvalid, parse_openhtf_record
 from fabguard.service.instance import Instance
-from fabguard.store.db import append_event
+from fabguard.store.db import NewEvent, append_events
 from fabguard.store.models import TestRecordRow
 
 
@@ -27,72 +27,117 @@ class StoredRecord:
         return {"id": self.id, "serial": self.serial, "outcome": self.outcome}
 
 
-def record_test(inst: Instance, fixture: FixtureFacts, data: Any) -> StoredRecord:
-    """Check and store one OpenHTF-shaped record uploaded by ``fixture``; a bad record is refused and logged."""
-    try:
-        record = parse_openhtf_record(
-            data, max_phases=inst.limits.max_phases, max_measurements=inst.limits.max_measurements
-        )
-        raw = json.dumps(data, separators=(",", ":"), sort_keys=True)
-        if len(raw) > inst.limits.max_test_record_bytes:
-            raise TestRecordInvalid(f"a test record may be at most {inst.limits.max_test_record_bytes} bytes")
-    except FabGuardError as exc:
-        serial = data.get("dut_id") if isinstance(data, dict) else None
-        record_refusal(
-            inst,
-            "test.refused",
-            exc,
-            fixture_id=fixture.id,
-            serial=serial if isinstance(serial, str) and len(serial) <= 64 and serial.isprintable() else None,
-        )
-        raise
+def _check(inst: Instance, data: Any) -> tuple[TestRecord, str]:
+    """The record's facts and its canonical JSON, or ``TestRecordInvalid``."""
+    record = parse_openhtf_record(
+        data, max_phases=inst.limits.max_phases, max_measurements=inst.limits.max_measurements
+    )
+    raw = json.dumps(data, separators=(",", ":"), sort_keys=True)
+    if len(raw) > inst.limits.max_test_record_bytes:
+        raise TestRecordInvalid(f"a test record may be at most {inst.limits.max_test_record_bytes} bytes")
+    return record, raw
+
+
+def _refusal(fixture: FixtureFacts, data: Any, exc: FabGuardError, at: datetime) -> NewEvent:
+    serial = data.get("dut_id") if isinstance(data, dict) else None
+    return NewEvent(
+        "test.refused",
+        at,
+        actor=f"fixture:{fixture.id}",
+        fixture_id=fixture.id,
+        serial=serial if isinstance(serial, str) and len(serial) <= 64 and serial.isprintable() else None,
+        code=exc.code,
+        detail={"message": exc.message},
+    )
+
+
+def _store(inst: Instance, fixture: FixtureFacts, records: list[Any]) -> list[StoredRecord | FabGuardError]:
+    """Check each record, then store the good ones and log the refusals of the bad ones in one transaction.
+
+    Their events keep the upload's order. One transaction for a batch: a fast line's upload of 200
+    records is a few statements, and a failure (the database gone) stores none of them, so the
+    fixture's retry of the whole batch stores each record once.
+    """
+    checked: list[tuple[TestRecord, str] | FabGuardError] = []
+    for data in records:
+        try:
+            checked.append(_check(inst, data))
+        except FabGuardError as exc:
+            checked.append(exc)
     now = inst.clock()
+    rows = [
+        {
+            "serial": record.serial.value,
+            "fixture_id": fixture.id,
+            "station_id": record.station_id,
+            "outcome": record.outcome.value,
+            "start_ms": record.start_ms,
+            "end_ms": record.end_ms,
+            "measurement_count": len(record.measurements),
+            "received_at": now,
+            "record_json": raw,
+        }
+        for record, raw in (c for c in checked if not isinstance(c, FabGuardError))
+    ]
     with inst.db.transaction() as s:
-        row = TestRecordRow(
-            serial=record.serial.value,
-            fixture_id=fixture.id,
-            station_id=record.station_id,
-            outcome=record.outcome.value,
-            start_ms=record.start_ms,
-            end_ms=record.end_ms,
-            measurement_count=len(record.measurements),
-            received_at=now,
-            record_json=raw,
+        ids = iter(
+            s.execute(insert(TestRecordRow).returning(TestRecordRow.id, sort_by_parameter_order=True), rows)
+            .scalars()
+            .all()
+            if rows
+            else ()
         )
-        s.add(row)
-        s.flush()
-        append_event(
-            s,
-            "test.recorded",
-            at=now,
-            actor=f"fixture:{fixture.id}",
-            fixture_id=fixture.id,
-            serial=record.serial.value,
-            detail={
-                "record_id": row.id,
-                "outcome": record.outcome.value,
+        out: list[StoredRecord | FabGuardError] = []
+        events: list[NewEvent] = []
+        for data, c in zip(records, checked, strict=True):
+            if isinstance(c, FabGuardError):
+                out.append(c)
+                events.append(_refusal(fixture, data, c, now))
+                continue
+            record, _ = c
+            stored = StoredRecord(next(ids), record.serial.value, record.outcome.value)
+            out.append(stored)
+            detail = {
+                "record_id": stored.id,
+                "outcome": stored.outcome,
                 "station_id": record.station_id,
                 "site_id": fixture.site_id,
-            },
-        )
-        return StoredRecord(row.id, row.serial, row.outcome)
+            }
+            events.append(
+                NewEvent(
+                    "test.recorded",
+                    now,
+                    actor=f"fixture:{fixture.id}",
+                    fixture_id=fixture.id,
+                    serial=stored.serial,
+                    detail=detail,
+                )
+            )
+        append_events(s, events)
+    return out
+
+
+def record_test(inst: Instance, fixture: FixtureFacts, data: Any) -> StoredRecord:
+    """Check and store one OpenHTF-shaped record uploaded by ``fixture``; a bad record is refused and logged."""
+    (result,) = _store(inst, fixture, [data])
+    if isinstance(result, FabGuardError):
+        raise result
+    return result
 
 
 def record_tests(inst: Instance, fixture: FixtureFacts, records: Any) -> list[dict[str, object]]:
-    """Batch upload: each record is checked and stored on its own."""
+    """Batch upload: each record is checked on its own (a bad one is refused, the others stored), and
+    the batch is stored in one transaction."""
     if not isinstance(records, list):
         raise InvalidRequest("records must be a list")
     if len(records) > inst.limits.max_batch_records:
         raise InvalidRequest(
             f"a batch may hold at most {inst.limits.max_batch_records} records", code="batch_too_large"
         )
-    out: list[dict[str, object]] = []
-    for data in records:
-        try:
-            out.append({"status": "stored", **record_test(inst, fixture, data).to_dict()})
-        except FabGuardError as exc:
-            out.append({"status": "refused", **exc.to_dict()})
-    return out
+    return [
+        {"status": "refused", **r.to_dict()} if isinstance(r, FabGuardError) else {"status": "stored", **r.to_dict()}
+        for r in _store(inst, fixture, records)
+    ]
 
 
 def records_for_serial(inst: Instance, serial: str) -> list[dict[str, object]]:
