@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fabguard.domain.errors import FabGuardError, Refusal
-from fabguard.domain.testrecord import TestRecord, TestRecordInvalid, parse_openhtf_record, stored_rows
+from fabguard.domain.testrecord import TestRecord, TestRecordInvalid, parse_openhtf_record, stored_rows, stored_text
 from fabguard.domain.values import Serial, TestOutcome
 from fabguard.fixture.openhtf_records import DEFAULT_PROCEDURE, openhtf_record
 
@@ -478,3 +478,27 @@ def test_arbitrary_record_shaped_objects_raise_nothing_but_fabguard_errors(data:
 @given(well_framed_records())
 def test_arbitrary_phases_and_measurements_raise_nothing_but_fabguard_errors(data: Any) -> None:
     parse_or_refuse(data)
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(well_framed_records())
+def test_a_record_stored_as_text_reads_back_as_the_parser_read_it(data: Any) -> None:
+    """What the analytics fold reads back from the stored text is what the checks saw when it was stored:
+    NaN and infinities written as null, integers past 64 bits and lone surrogates by the standard library."""
+    try:
+        parsed = parse_openhtf_record(copy.deepcopy(data))
+    except FabGuardError:
+        return
+    text = stored_text(data)
+    assert text == stored_text(json.loads(text))  # canonical: storing it again changes nothing
+    phases, measurements = stored_rows(json.loads(text))
+    assert phases == [(p.name, p.outcome) for p in parsed.phases]
+    assert measurements == [(m.phase, m.name, m.outcome, m.value, m.lower, m.upper) for m in parsed.measurements]
+
+
+def test_stored_text_is_compact_sorted_json_whichever_writer_wrote_it() -> None:
+    data = {"b": [1.5, None, "\u00e9"], "a": {"y": 2, "x": float("nan")}}
+    assert stored_text(data) == '{"a":{"x":null,"y":2},"b":[1.5,null,"\u00e9"]}'
+    big = {"b": 10**30, "a": 1}
+    assert stored_text(big) == '{"a":1,"b":1000000000000000000000000000000}'
+    assert json.loads(stored_text({"s": "\ud800"})) == {"s": "\ud800"}

@@ -6,9 +6,12 @@ Only what FabGuard decides on or reports is extracted; the full record is kept v
 from __future__ import annotations
 
 import functools
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Serial, TestOutcome
@@ -199,6 +202,20 @@ def parse_openhtf_record(data: Any, *, max_phases: int = 500, max_measurements: 
         phases=tuple(phases),
         measurements=tuple(measurements),
     )
+
+
+def stored_text(data: Any) -> str:
+    """A checked record as it is stored: compact JSON with sorted keys.
+
+    Written by orjson (eight times the standard library's speed: a fast line uploads thousands of
+    records a second), which writes NaN and infinities as ``null``, as JSON has no such numbers (the
+    parser reads them as no value either way). What orjson does not write (an integer past 64 bits,
+    a string with a lone surrogate) goes through the standard library instead.
+    """
+    try:
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 
 # (phase, name, outcome, value, lower, upper) of one stored measurement.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,7 +10,7 @@ from sqlalchemy import insert, select
 
 from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
-from fabguard.domain.testrecord import TestRecord, TestRecordInvalid, parse_openhtf_record
+from fabguard.domain.testrecord import TestRecord, TestRecordInvalid, parse_openhtf_record, stored_text
 from fabguard.service.instance import Instance
 from fabguard.store.db import NewEvent, append_events
 from fabguard.store.models import TestRecordRow
@@ -32,7 +31,7 @@ def _check(inst: Instance, data: Any) -> tuple[TestRecord, str]:
     record = parse_openhtf_record(
         data, max_phases=inst.limits.max_phases, max_measurements=inst.limits.max_measurements
     )
-    raw = json.dumps(data, separators=(",", ":"), sort_keys=True)
+    raw = stored_text(data)
     if len(raw) > inst.limits.max_test_record_bytes:
         raise TestRecordInvalid(f"a test record may be at most {inst.limits.max_test_record_bytes} bytes")
     return record, raw
