@@ -17,6 +17,8 @@ query twice: warm (nothing new since the last call) and live (a burst of new rec
 before every call, which the query folds in first, as on a running line). Median and worst of 5.
 
 The bulk-loaded events have no Merkle leaves: the database is for reading, not for appending to.
+What the product's own upload path costs (checks, canonical JSON, events with their Merkle leaves,
+over HTTPS with client certificates) is timed by ``bench/ingest.py``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 The reference is computed here from the raw events and test records with the pure batch functions;
 the projector must agree with it after a real line with attacks, with tiny batches whose state goes
 through the database every time, after a failure in the middle of a batch, with several projectors
-(two engines, as two processes) racing, and after a projector process is killed mid-work.
+(two engines, as two processes) racing, and after a projector process is killed mid-work. In each
+of those, every hour rollup must be its minute rollup summed per hour (``projected`` checks it).
 """
 
 from __future__ import annotations
@@ -28,7 +29,17 @@ from fabguard.domain.testrecord import parse_openhtf_record
 from fabguard.fixture.simulator import LineConfig, ProductionLine
 from fabguard.service import analytics, projection
 from fabguard.service.instance import Instance
-from fabguard.store.analytics_models import AlertRow, AnalyticsState, StatsTotal, YieldMinute
+from fabguard.store.analytics_models import (
+    AlertRow,
+    AnalyticsState,
+    FailureHour,
+    FailureMinute,
+    StatsHour,
+    StatsMinute,
+    StatsTotal,
+    YieldHour,
+    YieldMinute,
+)
 from fabguard.store.models import Event, Fixture, TestRecordRow
 from tests.support import World
 
@@ -92,7 +103,36 @@ def reference(inst: Instance) -> dict[str, Any]:
     }
 
 
+HOUR_ROLLUPS = ((StatsMinute, StatsHour), (YieldMinute, YieldHour), (FailureMinute, FailureHour))
+
+
+def _summed(s: Any, model: Any, unit: str, per: int) -> dict[tuple[Any, ...], tuple[int, ...]]:
+    """A rollup's rows as (time // per, *dimensions) -> counts, summed; rows whose counts are all 0 (a
+    unit's move to its order can cancel one out) are left out, as absent rows are the same zeros."""
+    table = model.__table__
+    dims = [c.name for c in table.primary_key.columns if c.name != unit]
+    counts = [c.name for c in table.columns if not c.primary_key]
+    out: dict[tuple[Any, ...], tuple[int, ...]] = {}
+    for row in s.execute(select(table.c[unit], *(table.c[d] for d in dims), *(table.c[c] for c in counts))):
+        key = (int(row[0]) // per, *row[1 : 1 + len(dims)])
+        values = tuple(int(v) for v in row[1 + len(dims) :])
+        before = out.get(key, (0,) * len(counts))
+        out[key] = tuple(a + b for a, b in zip(before, values, strict=True))
+    return {k: v for k, v in out.items() if any(v)}
+
+
+def check_hour_rollups(inst: Instance) -> None:
+    """Each hour rollup holds exactly its minute rollup summed by ``minute // 60``."""
+    with inst.db.read() as s:
+        for minutes, hours in HOUR_ROLLUPS:
+            by_hour = _summed(s, minutes, "minute", 60)
+            assert by_hour, f"{minutes.__tablename__} is empty: nothing to compare"
+            assert _summed(s, hours, "hour", 1) == by_hour, hours.__tablename__
+
+
 def projected(inst: Instance) -> dict[str, Any]:
+    """What the projection holds, to compare with ``reference``; checks the hour rollups on the way."""
+    check_hour_rollups(inst)
     with inst.db.read() as s:
         totals = {
             (r.kind, r.code, r.site_id, r.order_id, r.fixture_id): r.n

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import insert, inspect, select
 
 from fabguard.service.instance import Instance
+from fabguard.store.analytics_models import FailureHour, FailureMinute, StatsHour, StatsMinute, YieldHour, YieldMinute
+from fabguard.store.migrate import alembic_config
 from fabguard.store.models import Base
+
+HOUR_ROLLUPS = ((StatsMinute, StatsHour), (YieldMinute, YieldHour), (FailureMinute, FailureHour))
 
 
 def test_migrated_schema_matches_the_models(any_instance: Instance) -> None:
@@ -28,3 +37,59 @@ def test_quota_check_constraint_holds_even_against_a_direct_update(any_instance:
     oid = orders.create_order(any_instance, product_id="p", site_id="s", quota=1, actor="t").id
     with pytest.raises(IntegrityError), any_instance.db.transaction() as s:
         s.execute(update(Order).where(Order.id == oid).values(used=2))
+
+
+def _migrate(inst: Instance, revision: str, *, down: bool = False) -> None:
+    with inst.db.engine.begin() as conn:
+        cfg = alembic_config(inst.db)
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+
+def _minute_rows(rng: random.Random) -> dict[Any, dict[tuple[Any, ...], tuple[int, ...]]]:
+    """Minute rollups as a projector leaves them: per model, key (minute first) -> counts."""
+    base = 29_000_000  # epoch minutes, in 2025
+    minutes = [0, 59, 60, 61, 119, 120, base, base + 59, base + 60, *(base + rng.randrange(5000) for _ in range(60))]
+    rows: dict[Any, dict[tuple[Any, ...], tuple[int, ...]]] = {model: {} for model, _ in HOUR_ROLLUPS}
+    for m in minutes:
+        for site, order, fixture in (("cm-a", "", "f1"), ("cm-a", "po-1", "f1"), ("cm-b", "po-2", "f2")):
+            big = rng.choice((1, 7, 2**40))
+            rows[StatsMinute][(m, "test.recorded", rng.choice(("PASS", "FAIL")), site, order, fixture)] = (big,)
+            rows[StatsMinute][(m, "unit.refused", "quota_exhausted", site, order, fixture)] = (rng.randrange(1, 9),)
+            # A unit's move to its order leaves negative and zero counts under order "".
+            sign = -1 if order == "" and rng.random() < 0.3 else 1
+            rows[YieldMinute][(m, site, order, fixture)] = tuple(sign * rng.randrange(0, 5) for _ in range(5))
+            phase, measurement = rng.choice(("power", "radio")), rng.choice(("", "vcc", "rssi"))
+            rows[FailureMinute][(m, site, order, fixture, phase, measurement)] = (big,)
+    return rows
+
+
+def test_upgrade_to_0007_fills_the_hour_rollups_from_the_projected_minutes(any_instance: Instance) -> None:
+    """A deployment at 0006 has minute rollups projected already: 0007's hour tables start as their sums
+    (and its downgrade drops them)."""
+    _migrate(any_instance, "0006", down=True)
+    names = set(inspect(any_instance.db.engine).get_table_names())
+    assert not {hours.__tablename__ for _, hours in HOUR_ROLLUPS} & names
+    rows = _minute_rows(random.Random(6))
+    with any_instance.db.transaction() as s:
+        for model, keyed in rows.items():
+            table = model.__table__
+            columns = [c.name for c in table.primary_key.columns] + [c.name for c in table.columns if not c.primary_key]
+            s.execute(insert(table), [dict(zip(columns, (*k, *v), strict=True)) for k, v in keyed.items()])
+
+    _migrate(any_instance, "head")
+
+    with any_instance.db.read() as s:
+        for minutes, hours in HOUR_ROLLUPS:
+            want: dict[tuple[Any, ...], tuple[int, ...]] = {}
+            for (m, *dims), counts in rows[minutes].items():
+                before = want.get((m // 60, *dims), (0,) * len(counts))
+                want[(m // 60, *dims)] = tuple(a + b for a, b in zip(before, counts, strict=True))
+            table = hours.__table__
+            keys = list(table.primary_key.columns)
+            counts = [c for c in table.columns if not c.primary_key]
+            got = {
+                tuple(r[: len(keys)]): tuple(int(n) for n in r[len(keys) :]) for r in s.execute(select(*keys, *counts))
+            }
+            assert got == want, hours.__tablename__
+            assert len(got) < len(rows[minutes])  # minutes did share hours

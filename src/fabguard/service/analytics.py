@@ -1,8 +1,10 @@
 """Production metrics and alerts, read from the analytics projection (ADR 0005).
 
-The projector (``fabguard.service.projection``) folds the event log into per-minute rollups and
-stored alerts; the functions here read those small tables, so a dashboard query costs the same at a
-thousand test records as at a million. Every read first lets the projector catch up (a server's
+The projector (``fabguard.service.projection``) folds the event log into per-minute and per-hour
+rollups and stored alerts; the functions here read those small tables, so a dashboard query costs the
+same at a thousand test records as at a million. Sums over a window read its whole hours from the hour
+rollups and only the minutes at its edges from the minute ones (``_window_rows``), so a week costs
+about as much as an hour. Every read first lets the projector catch up (a server's
 background projector normally leaves nothing to do) and reports how many events it is still behind
 (``lag``; 0 when what is shown covers every event).
 
@@ -16,12 +18,12 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, Subquery, func, select, union_all
 from sqlalchemy.orm import Session
 
 from fabguard.analytics import (
@@ -41,10 +43,13 @@ from fabguard.service.instance import Instance
 from fabguard.service.projection import hour_of, minute_of
 from fabguard.store.analytics_models import (
     AlertRow,
+    FailureHour,
     FailureMinute,
     FixtureActivity,
     MeasurementHour,
+    StatsHour,
     StatsMinute,
+    YieldHour,
     YieldMinute,
 )
 from fabguard.store.db import append_event, event_count
@@ -194,28 +199,61 @@ class Scope:
         return clauses
 
 
+def _no_extra(table: Any) -> list[ColumnElement[bool]]:
+    return []
+
+
+def _window_rows(
+    scope: Scope,
+    minute_table: Any,
+    hour_table: Any,
+    columns: Sequence[str],
+    *,
+    orders_too: bool = True,
+    extra: Callable[[Any], Sequence[ColumnElement[bool]]] = _no_extra,
+) -> Subquery:
+    """The rows of a per-minute rollup in the scope's minutes, as ``columns`` (for the caller to sum):
+    the whole hours inside the window from the per-hour rollup (the same counts, summed per hour) and
+    only the minutes at the window's edges, before its first whole hour and after its last, from the
+    per-minute one. The scope's filters and ``extra(table)`` apply to each part."""
+    lo, hi = scope.minutes
+    first_hour, end_hour = -(-lo // 60), hi // 60  # whole hours: [first_hour, end_hour)
+
+    def part(table: Any, unit: Any, start: int, end: int) -> Select[Any]:
+        clauses = [unit >= start, unit < end, *scope.filters(table, orders_too=orders_too), *extra(table)]
+        return select(*(table.c[c] for c in columns)).where(*clauses)
+
+    if first_hour >= end_hour:  # no whole hour inside: minutes only
+        parts = [part(minute_table, minute_table.c.minute, lo, hi)]
+    else:
+        parts = [part(hour_table, hour_table.c.hour, first_hour, end_hour)]
+        if lo < first_hour * 60:
+            parts.append(part(minute_table, minute_table.c.minute, lo, first_hour * 60))
+        if end_hour * 60 < hi:
+            parts.append(part(minute_table, minute_table.c.minute, end_hour * 60, hi))
+    return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("window_rows")
+
+
 def _refusals(s: Session, scope: Scope) -> dict[str, dict[str, int]]:
-    t = StatsMinute.__table__
+    t = _window_rows(
+        scope,
+        StatsMinute.__table__,
+        StatsHour.__table__,
+        ("kind", "code", "n"),
+        extra=lambda table: [table.c.kind.in_(REFUSAL_KINDS)],
+    )
     out: dict[str, dict[str, int]] = {}
-    for kind, code, n in s.execute(
-        select(t.c.kind, t.c.code, func.sum(t.c.n))
-        .where(*scope.where(t), t.c.kind.in_(REFUSAL_KINDS))
-        .group_by(t.c.kind, t.c.code)
-    ):
+    for kind, code, n in s.execute(select(t.c.kind, t.c.code, func.sum(t.c.n)).group_by(t.c.kind, t.c.code)):
         out.setdefault(kind, {})[code or "unknown"] = int(n)
     return out
 
 
+_YIELD_COLUMNS = ("units", "tests", "first_pass", "final_pass", "retested")
+
+
 def _yield(s: Session, scope: Scope) -> YieldStats:
-    t = YieldMinute.__table__
-    row = s.execute(
-        select(
-            *(
-                func.coalesce(func.sum(c), 0)
-                for c in (t.c.units, t.c.tests, t.c.first_pass, t.c.final_pass, t.c.retested)
-            )
-        ).where(*scope.where(t))
-    ).one()
+    t = _window_rows(scope, YieldMinute.__table__, YieldHour.__table__, _YIELD_COLUMNS)
+    row = s.execute(select(*(func.coalesce(func.sum(t.c[c]), 0) for c in _YIELD_COLUMNS))).one()
     return YieldStats(*(int(x) for x in row))
 
 
@@ -233,13 +271,10 @@ def _counts_per_minute(s: Session, scope: Scope, *, orders_too: bool) -> list[tu
 
 def _counts(s: Session, scope: Scope, kind: str) -> dict[str, int]:
     """Events of ``kind`` in the scope, by code (a test's outcome)."""
-    t = StatsMinute.__table__
-    return {
-        str(code): int(n)
-        for code, n in s.execute(
-            select(t.c.code, func.sum(t.c.n)).where(*scope.where(t), t.c.kind == kind).group_by(t.c.code)
-        )
-    }
+    t = _window_rows(
+        scope, StatsMinute.__table__, StatsHour.__table__, ("code", "n"), extra=lambda table: [table.c.kind == kind]
+    )
+    return {str(code): int(n) for code, n in s.execute(select(t.c.code, func.sum(t.c.n)).group_by(t.c.code))}
 
 
 def _series(s: Session, scope: Scope, width: timedelta) -> list[dict[str, Any]]:
@@ -353,11 +388,11 @@ def _capability(s: Session, scope: Scope) -> list[Capability]:
 
 def _pareto(s: Session, scope: Scope, limit: int = 10) -> list[dict[str, object]]:
     """The phases and measurements that failed most in the scope, with their share of all failures."""
-    t = FailureMinute.__table__
+    t = _window_rows(
+        scope, FailureMinute.__table__, FailureHour.__table__, ("phase", "measurement", "n"), orders_too=False
+    )
     rows = s.execute(
-        select(t.c.phase, t.c.measurement, func.sum(t.c.n).label("n"))
-        .where(*scope.where(t, orders_too=False))
-        .group_by(t.c.phase, t.c.measurement)
+        select(t.c.phase, t.c.measurement, func.sum(t.c.n).label("n")).group_by(t.c.phase, t.c.measurement)
     ).all()
     total = sum(int(r.n) for r in rows)
     top = sorted(rows, key=lambda r: (-int(r.n), r.phase, r.measurement))[:limit]

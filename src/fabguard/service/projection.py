@@ -2,8 +2,10 @@
 
 Dashboard queries over a million test records cannot scan them (ADR 0005); they read small tables the
 projector keeps: counts per minute (``stats_minutes``), units by the minute of their first test
-(``yield_minutes``, from ``unit_tests``), failed measurements (``failure_minutes``), measurement sums
-per hour (``measurement_hours``), fixtures' last activity, and the alerts the detectors raised, merged.
+(``yield_minutes``, from ``unit_tests``), failed measurements (``failure_minutes``), the same three per
+hour for long windows (``stats_hours``, ``yield_hours``, ``failure_hours``: written from the same
+batch, so each is always its minute table summed per hour), measurement sums per hour
+(``measurement_hours``), fixtures' last activity, and the alerts the detectors raised, merged.
 
 The projector is a consumer of the log with a cursor, the ``analytics_state`` row ``cursor``. Each
 batch is read and folded outside any write lock, then written in one short transaction that first
@@ -53,13 +55,16 @@ from fabguard.service.instance import Instance
 from fabguard.store.analytics_models import (
     AlertRow,
     AnalyticsState,
+    FailureHour,
     FailureMinute,
     FixtureActivity,
     MeasurementHour,
+    StatsHour,
     StatsMinute,
     StatsTotal,
     TestVector,
     UnitTests,
+    YieldHour,
     YieldMinute,
 )
 from fabguard.store.db import Database
@@ -70,10 +75,13 @@ CURSOR = "cursor"
 PROJECTED: tuple[type[Base], ...] = (
     AnalyticsState,
     StatsMinute,
+    StatsHour,
     StatsTotal,
     UnitTests,
     YieldMinute,
+    YieldHour,
     FailureMinute,
+    FailureHour,
     MeasurementHour,
     FixtureActivity,
     TestVector,
@@ -590,6 +598,15 @@ def _alert_row(a: Alert, acked_by: str | None, acked_up_to: int | None) -> dict[
     }
 
 
+def _per_hour(counts: Mapping[tuple[Any, ...], int]) -> dict[tuple[Any, ...], int]:
+    """Counts keyed by (minute, *rest), summed by (hour, *rest): a batch's rows for the hour rollups."""
+    hours: dict[tuple[Any, ...], int] = {}
+    for (minute, *rest), n in counts.items():
+        key = (minute // 60, *rest)
+        hours[key] = hours.get(key, 0) + n
+    return hours
+
+
 def _write(s: Session, fold: _Fold, memory: _Memory, last_seq: int) -> list[Alert]:
     """Write a batch's fold; returns the alerts it changed (as they now stand)."""
     dims = ("site_id", "order_id", "fixture_id")
@@ -600,6 +617,14 @@ def _write(s: Session, fold: _Fold, memory: _Memory, last_seq: int) -> list[Aler
         ("minute", "kind", "code", *dims),
         (ADD,),
         [(*k, n) for k, n in fold.stats.items()],
+    )
+    _merge(
+        s,
+        StatsHour,
+        ("hour", "kind", "code", *dims, "n"),
+        ("hour", "kind", "code", *dims),
+        (ADD,),
+        [(*k, n) for k, n in _per_hour(fold.stats).items()],
     )
     totals: dict[tuple[str, ...], int] = {}
     for k, n in fold.stats.items():
@@ -628,6 +653,19 @@ def _write(s: Session, fold: _Fold, memory: _Memory, last_seq: int) -> list[Aler
         (ADD,) * 5,
         [(*k, *t) for k, t in fold.yields.items() if any(t)],  # a unit's move to its order can cancel out
     )
+    yield_hours: dict[tuple[Any, ...], tuple[int, ...]] = {}
+    for (minute, *rest), t in fold.yields.items():
+        key = (minute // 60, *rest)
+        summed = yield_hours.get(key)
+        yield_hours[key] = t if summed is None else tuple([a + b for a, b in zip(summed, t, strict=True)])
+    _merge(
+        s,
+        YieldHour,
+        ("hour", *dims, "units", "tests", "first_pass", "final_pass", "retested"),
+        ("hour", *dims),
+        (ADD,) * 5,
+        [(*k, *t) for k, t in yield_hours.items() if any(t)],
+    )
     _merge(
         s,
         FailureMinute,
@@ -635,6 +673,14 @@ def _write(s: Session, fold: _Fold, memory: _Memory, last_seq: int) -> list[Aler
         ("minute", *dims, "phase", "measurement"),
         (ADD,),
         [(*k, n) for k, n in fold.failures.items()],
+    )
+    _merge(
+        s,
+        FailureHour,
+        ("hour", *dims, "phase", "measurement", "n"),
+        ("hour", *dims, "phase", "measurement"),
+        (ADD,),
+        [(*k, n) for k, n in _per_hour(fold.failures).items()],
     )
     # Names were checked to be at most 128 characters when the record was stored.
     _merge(

@@ -2,8 +2,9 @@
 
 Nothing here is a source of truth: every row follows from the event log and the test records, and the
 projector's cursor (``analytics_state`` key ``cursor``) says up to which event sequence. The rollups are
-counts per minute (epoch minutes, UTC) and per dimension; an absent dimension is stored as ``""`` so it
-can be part of a primary key. Imported by ``fabguard.store.models`` so they share its metadata.
+counts per minute (epoch minutes, UTC) and per dimension, and the same counts per hour (epoch hours,
+``minute // 60``) for long windows; an absent dimension is stored as ``""`` so it can be part of a
+primary key. Imported by ``fabguard.store.models`` so they share its metadata.
 """
 
 from __future__ import annotations
@@ -31,6 +32,19 @@ class StatsMinute(Base):
 
     __tablename__ = "stats_minutes"
     minute: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    site_id: Mapped[str] = mapped_column(_Id, primary_key=True)
+    order_id: Mapped[str] = mapped_column(_Id, primary_key=True)
+    fixture_id: Mapped[str] = mapped_column(_Id, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatsHour(Base):
+    """The same counts as ``stats_minutes`` per hour (epoch hours, UTC: ``minute // 60``), for long windows."""
+
+    __tablename__ = "stats_hours"
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     kind: Mapped[str] = mapped_column(String(40), primary_key=True)
     code: Mapped[str] = mapped_column(String(40), primary_key=True)
     site_id: Mapped[str] = mapped_column(_Id, primary_key=True)
@@ -80,11 +94,39 @@ class YieldMinute(Base):
     retested: Mapped[int] = mapped_column(BigInteger)
 
 
+class YieldHour(Base):
+    """The same counts as ``yield_minutes`` per hour of first test (``minute // 60``), for long windows."""
+
+    __tablename__ = "yield_hours"
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    site_id: Mapped[str] = mapped_column(_Id, primary_key=True)
+    order_id: Mapped[str] = mapped_column(_Id, primary_key=True)
+    fixture_id: Mapped[str] = mapped_column(_Id, primary_key=True)
+    units: Mapped[int] = mapped_column(BigInteger)
+    tests: Mapped[int] = mapped_column(BigInteger)
+    first_pass: Mapped[int] = mapped_column(BigInteger)
+    final_pass: Mapped[int] = mapped_column(BigInteger)
+    retested: Mapped[int] = mapped_column(BigInteger)
+
+
 class FailureMinute(Base):
     """Failed measurements (or failed phases without one) per minute: the failure Pareto."""
 
     __tablename__ = "failure_minutes"
     minute: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    site_id: Mapped[str] = mapped_column(_Id, primary_key=True)
+    order_id: Mapped[str] = mapped_column(_Id, primary_key=True)
+    fixture_id: Mapped[str] = mapped_column(_Id, primary_key=True)
+    phase: Mapped[str] = mapped_column(String(128), primary_key=True)
+    measurement: Mapped[str] = mapped_column(String(128), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class FailureHour(Base):
+    """The same counts as ``failure_minutes`` per hour (``minute // 60``), for long windows."""
+
+    __tablename__ = "failure_hours"
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     site_id: Mapped[str] = mapped_column(_Id, primary_key=True)
     order_id: Mapped[str] = mapped_column(_Id, primary_key=True)
     fixture_id: Mapped[str] = mapped_column(_Id, primary_key=True)
