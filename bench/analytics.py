@@ -45,6 +45,7 @@ os.environ.setdefault("FABGUARD_KEY_PASSPHRASE", "bench-passphrase-not-secret")
 from fabguard.api.dashboard import ProductionCollector  # noqa: E402
 from fabguard.fixture.openhtf_records import MeasurementSpec  # noqa: E402
 from fabguard.ledger.entry import encode_entry  # noqa: E402
+from fabguard.runtime import tune_gc  # noqa: E402
 from fabguard.service import analytics, catalog, fixtures, orders, projection  # noqa: E402
 from fabguard.service.instance import Instance, init_instance  # noqa: E402
 from fabguard.store.db import EVENT_COUNTER, event_count  # noqa: E402
@@ -349,6 +350,7 @@ def run(label: str, url: str | None, n: int) -> None:
 
 
 def main() -> None:
+    tune_gc()  # as the server processes (whose projector folds) and ``fabguard stats catch-up`` do
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--database-url", default=None, help="an empty PostgreSQL database, for a second run")

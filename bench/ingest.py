@@ -41,6 +41,7 @@ import httpx
 from analytics import FIXTURES, PROCEDURE, make_instance, record_json  # bench/analytics.py
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.fixture.client import Credentials, FixtureClient, enroll
+from fabguard.runtime import tune_gc
 from fabguard.service import fixtures, projection, testrecords
 from fabguard.service.instance import HOME_ENV, Instance
 from fabguard.store.db import event_count
@@ -222,6 +223,7 @@ def fresh_database(url: str) -> str:
 
 
 def main() -> None:
+    tune_gc()  # the in-process figure as in a server process (``fabguard serve`` does the same)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=40_000)
     parser.add_argument("--clients", type=int, default=4)

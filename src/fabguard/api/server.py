@@ -14,6 +14,7 @@ import uvicorn
 from fabguard.api.app import create_app
 from fabguard.api.tls import ClientCertH11Protocol
 from fabguard.pki.keys import passphrase_from_env
+from fabguard.runtime import tune_gc
 from fabguard.service.instance import HOME_ENV, Instance
 
 
@@ -57,6 +58,7 @@ def write_client_trust(inst: Instance) -> None:
 
 def app_from_env() -> Any:
     """App factory for worker processes: opens the instance named by FABGUARD_HOME."""
+    tune_gc()
     return create_app(Instance.open(Path(os.environ[HOME_ENV]), migrate=False))
 
 

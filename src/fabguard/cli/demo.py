@@ -89,7 +89,9 @@ def demo(
     from fabguard.api.server import ServerThread
     from fabguard.fixture.client import enroll
     from fabguard.fixture.simulator import LineConfig, ProductionLine
+    from fabguard.runtime import tune_gc
 
+    tune_gc()
     home = state.home
     _ensure_passphrase(home)
     if not (home / CONFIG_NAME).exists():

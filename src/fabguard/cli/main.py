@@ -121,7 +121,9 @@ def serve(
     import uvicorn
 
     from fabguard.api.server import server_config
+    from fabguard.runtime import tune_gc
 
+    tune_gc()
     with opened() as inst:
         if workers > 1 and inst.db.is_sqlite:
             raise typer.BadParameter("several workers need PostgreSQL (init --database-url); SQLite is one process")

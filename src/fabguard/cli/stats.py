@@ -317,8 +317,10 @@ def rebuild(
 
 
 def _fold_all(*, rebuild: bool) -> None:
+    from fabguard.runtime import tune_gc
     from fabguard.service import analytics, projection
 
+    tune_gc()
     started = time.monotonic()
     folded = 0
     with opened() as inst:
