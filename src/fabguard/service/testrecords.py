@@ -54,8 +54,9 @@ def _store(inst: Instance, fixture: FixtureFacts, records: list[Any]) -> list[St
     """Check each record, then store the good ones and log the refusals of the bad ones in one transaction.
 
     Their events keep the upload's order. One transaction for a batch: a fast line's upload of 200
-    records is a few statements, and a failure (the database gone) stores none of them, so the
-    fixture's retry of the whole batch stores each record once.
+    records is a few statements, and a failure before the commit (the database gone) stores none of
+    them, so resending the batch after an error answer stores each record once (an answer lost after
+    the commit is another matter: records are append-only, so a resend then stores them again).
     """
     checked: list[tuple[TestRecord, str] | FabGuardError] = []
     for data in records:
