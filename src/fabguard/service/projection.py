@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Select, Table, any_, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -69,6 +70,9 @@ from fabguard.store.analytics_models import (
 )
 from fabguard.store.db import Database
 from fabguard.store.models import Base, Event, Fixture, TestRecordRow
+
+# A rollup row's counts: one count (stats, failures) or a tuple of them (yields).
+_Counts = TypeVar("_Counts", int, tuple[int, ...])
 
 CURSOR = "cursor"
 # Every table the projection writes (the leases are not the projection's).
@@ -598,12 +602,19 @@ def _alert_row(a: Alert, acked_by: str | None, acked_up_to: int | None) -> dict[
     }
 
 
-def _per_hour(counts: Mapping[tuple[Any, ...], int]) -> dict[tuple[Any, ...], int]:
-    """Counts keyed by (minute, *rest), summed by (hour, *rest): a batch's rows for the hour rollups."""
-    hours: dict[tuple[Any, ...], int] = {}
-    for (minute, *rest), n in counts.items():
+def _add_counts(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple([x + y for x, y in zip(a, b, strict=True)])
+
+
+def _per_hour(
+    rows: Mapping[tuple[Any, ...], _Counts], add: Callable[[_Counts, _Counts], _Counts]
+) -> dict[tuple[Any, ...], _Counts]:
+    """Counts keyed by (minute, *rest), summed by (hour, *rest) with ``add``: a batch's rows for the hour rollups."""
+    hours: dict[tuple[Any, ...], _Counts] = {}
+    for (minute, *rest), counts in rows.items():
         key = (minute // 60, *rest)
-        hours[key] = hours.get(key, 0) + n
+        known = hours.get(key)
+        hours[key] = counts if known is None else add(known, counts)
     return hours
 
 
@@ -624,7 +635,7 @@ def _write(s: Session, fold: _Fold, memory: _Memory, last_seq: int) -> list[Aler
         ("hour", "kind", "code", *dims, "n"),
         ("hour", "kind", "code", *dims),
         (ADD,),
-        [(*k, n) for k, n in _per_hour(fold.stats).items()],
+        [(*k, n) for k, n in _per_hour(fold.stats, operator.add).items()],
     )
     totals: dict[tuple[str, ...], int] = {}
     for k, n in fold.stats.items():
@@ -653,18 +664,13 @@ def _write(s: Session, fold: _Fold, memory: _Memory, last_seq: int) -> list[Aler
         (ADD,) * 5,
         [(*k, *t) for k, t in fold.yields.items() if any(t)],  # a unit's move to its order can cancel out
     )
-    yield_hours: dict[tuple[Any, ...], tuple[int, ...]] = {}
-    for (minute, *rest), t in fold.yields.items():
-        key = (minute // 60, *rest)
-        summed = yield_hours.get(key)
-        yield_hours[key] = t if summed is None else tuple([a + b for a, b in zip(summed, t, strict=True)])
     _merge(
         s,
         YieldHour,
         ("hour", *dims, "units", "tests", "first_pass", "final_pass", "retested"),
         ("hour", *dims),
         (ADD,) * 5,
-        [(*k, *t) for k, t in yield_hours.items() if any(t)],
+        [(*k, *t) for k, t in _per_hour(fold.yields, _add_counts).items() if any(t)],
     )
     _merge(
         s,
@@ -680,7 +686,7 @@ def _write(s: Session, fold: _Fold, memory: _Memory, last_seq: int) -> list[Aler
         ("hour", *dims, "phase", "measurement", "n"),
         ("hour", *dims, "phase", "measurement"),
         (ADD,),
-        [(*k, n) for k, n in _per_hour(fold.failures).items()],
+        [(*k, n) for k, n in _per_hour(fold.failures, operator.add).items()],
     )
     # Names were checked to be at most 128 characters when the record was stored.
     _merge(
