@@ -3,14 +3,38 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
 from fabguard.domain.errors import FabGuardError
 from fabguard.service.instance import Instance
-from fabguard.store.db import append_event
+from fabguard.store.db import NewEvent, append_events
 from fabguard.store.models import Event
+
+
+def refusal_event(
+    kind: str,
+    error: FabGuardError,
+    *,
+    at: datetime,
+    fixture_id: str | None = None,
+    order_id: str | None = None,
+    serial: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> NewEvent:
+    """The event that records a refusal: its code, and its message in the detail."""
+    return NewEvent(
+        kind,
+        at,
+        actor=f"fixture:{fixture_id}" if fixture_id else None,
+        fixture_id=fixture_id,
+        order_id=order_id,
+        serial=serial,
+        code=error.code,
+        detail={"message": error.message, **(detail or {})},
+    )
 
 
 def record_refusal(
@@ -24,18 +48,11 @@ def record_refusal(
     detail: dict[str, Any] | None = None,
 ) -> int:
     """Write a refusal event. The state change it refused was rolled back; this is all that stays."""
+    event = refusal_event(
+        kind, error, at=inst.clock(), fixture_id=fixture_id, order_id=order_id, serial=serial, detail=detail
+    )
     with inst.db.transaction() as s:
-        return append_event(
-            s,
-            kind,
-            at=inst.clock(),
-            actor=f"fixture:{fixture_id}" if fixture_id else None,
-            fixture_id=fixture_id,
-            order_id=order_id,
-            serial=serial,
-            code=error.code,
-            detail={"message": error.message, **(detail or {})},
-        )
+        return append_events(s, [event])[0]
 
 
 def event_dict(e: Event) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from sqlalchemy import insert, select
 from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.testrecord import TestRecord, TestRecordInvalid, parse_openhtf_record, stored_text
+from fabguard.service.events import refusal_event
 from fabguard.service.instance import Instance
 from fabguard.store.db import NewEvent, append_events
 from fabguard.store.models import TestRecordRow
@@ -39,15 +40,8 @@ def _check(inst: Instance, data: Any) -> tuple[TestRecord, str]:
 
 def _refusal(fixture: FixtureFacts, data: Any, exc: FabGuardError, at: datetime) -> NewEvent:
     serial = data.get("dut_id") if isinstance(data, dict) else None
-    return NewEvent(
-        "test.refused",
-        at,
-        actor=f"fixture:{fixture.id}",
-        fixture_id=fixture.id,
-        serial=serial if isinstance(serial, str) and len(serial) <= 64 and serial.isprintable() else None,
-        code=exc.code,
-        detail={"message": exc.message},
-    )
+    printable = isinstance(serial, str) and len(serial) <= 64 and serial.isprintable()
+    return refusal_event("test.refused", exc, at=at, fixture_id=fixture.id, serial=serial if printable else None)
 
 
 def _store(inst: Instance, fixture: FixtureFacts, records: list[Any]) -> list[StoredRecord | FabGuardError]:
