@@ -1,28 +1,61 @@
-"""What every subcommand shares: the instance it works on, who is acting, how errors are shown."""
+"""What every subcommand shares: the instance it works on, who is acting, how its output and errors are shown.
+
+Every subcommand is registered with :func:`command`, so whatever it raises of ours (a ``FabGuardError``, a
+refusal from a server it talks to, an unreadable file) reaches the operator as one line and exit code 2,
+never as a traceback. It works on the instance through :func:`opened`. The CLI's only imports of
+``fabguard.service.instance`` are here, so the other modules take ``Instance`` and its helpers from this one.
+"""
 
 from __future__ import annotations
 
 import getpass
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
+import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from fabguard.domain.errors import FabGuardError, InvalidRequest
+from fabguard.domain.values import Role
+from fabguard.fixture.client import FabGuardClientError
 from fabguard.service import tokens
-from fabguard.service.instance import Instance, default_home
+from fabguard.service.instance import CONFIG_NAME, HOME_ENV, Instance, default_home, init_instance
+
+__all__ = [
+    "CONFIG_NAME",
+    "HOME_ENV",
+    "REASON_HELP",
+    "TOKEN_ENV",
+    "Instance",
+    "actor",
+    "approver",
+    "command",
+    "console",
+    "err_console",
+    "fail",
+    "friendly",
+    "init_instance",
+    "opened",
+    "parse_time",
+    "principal",
+    "print_json",
+    "state",
+]
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 TOKEN_ENV = "FABGUARD_TOKEN"
+
+REASON_HELP = "RFC 5280 reason: unspecified, key_compromise, ca_compromise, affiliation_changed, superseded, cessation_of_operation"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +69,7 @@ state = State()
 
 @contextmanager
 def opened() -> Iterator[Instance]:
+    """The instance at ``--home`` (its CA keys unlocked with the passphrase from the environment), closed afterwards."""
     inst = Instance.open(state.home)
     try:
         yield inst
@@ -52,12 +86,20 @@ def actor(inst: Instance) -> str:
 
 
 def principal(inst: Instance) -> tokens.Principal:
+    """The holder of the API token in FABGUARD_TOKEN, which a dual-control step needs."""
     token = os.environ.get(TOKEN_ENV)
     if not token:
         raise InvalidRequest(
             f"this needs a second person's API token in {TOKEN_ENV} (dual control)", code="token_required"
         )
     return tokens.authenticate_token(inst, token)
+
+
+def approver(inst: Instance) -> tokens.Principal:
+    """The holder of FABGUARD_TOKEN, who must hold the approver role (a second person's approval)."""
+    p = principal(inst)
+    p.require(Role.APPROVER)
+    return p
 
 
 def parse_time(value: str | None, what: str) -> datetime | None:
@@ -72,18 +114,23 @@ def parse_time(value: str | None, what: str) -> datetime | None:
     return t
 
 
-def fail(message: str, code: int = 2) -> None:
+def print_json(data: object) -> None:
+    """Print data as (pretty, highlighted) JSON: what the API answers for the same question."""
+    console.print_json(json.dumps(data))
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print one error line on stderr and leave with exit code ``code``."""
     err_console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
 def friendly(fn: F) -> F:
-    """Show FabGuard errors (and a few common environment errors) as one line, not a traceback."""
+    """``fn`` with FabGuard errors (and a few common environment errors) shown as one line and exit code 2,
+    not as a traceback."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from fabguard.fixture.client import FabGuardClientError
-
         try:
             return fn(*args, **kwargs)
         except FabGuardError as exc:
@@ -92,11 +139,19 @@ def friendly(fn: F) -> F:
             fail(f"the server refused: {exc.message} [{exc.code}]")
         except OSError as exc:
             fail(str(exc))
-        except Exception as exc:
-            import httpx
-
-            if isinstance(exc, httpx.HTTPError):
-                fail(f"cannot reach the server: {exc}")
-            raise
+        except httpx.HTTPError as exc:
+            fail(f"cannot reach the server: {exc}")
 
     return wrapper  # type: ignore[return-value]
+
+
+def command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
+    """Register ``fn`` as a command of ``group`` (named ``name``, else after ``fn``), made :func:`friendly`:
+    how every fabguard command is registered, so none shows a traceback for an error of ours."""
+
+    def register(fn: F) -> F:
+        explaining = friendly(fn)
+        group.command(name)(explaining)
+        return explaining
+
+    return register

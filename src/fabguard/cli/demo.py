@@ -1,4 +1,7 @@
-"""``fabguard demo``: the server and a simulated production line that tries every trick in the book."""
+"""``fabguard demo``: the server and a simulated production line that tries every trick in the book.
+
+A top-level command: ``cli.main`` registers it.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +19,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fabguard.cli.common import console, friendly, state
+from fabguard.cli.common import CONFIG_NAME, Instance, console, init_instance, state
 from fabguard.domain.values import Role
+from fabguard.fixture.client import enroll
+from fabguard.fixture.simulator import LineConfig, ProductionLine
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
-from fabguard.service import catalog, fixtures, orders, tokens
-from fabguard.service.instance import CONFIG_NAME, Instance, init_instance
+from fabguard.runtime import tune_gc
+from fabguard.service import analytics, catalog, fixtures, orders, tokens
 
 DEMO_PASSPHRASE_FILE = "demo-passphrase"
 PRODUCT, SITE, OTHER_SITE = "demo-sensor", "cm-shenzhen", "cm-penang"
@@ -60,7 +65,6 @@ def _setup(inst: Instance, quota: int, n_fixtures: int, run: str) -> tuple[str, 
     return order.id, [(f.id, t) for f, t in line], (stray[0].id, stray[1])
 
 
-@friendly
 def demo(
     units: Annotated[
         int, typer.Option(help="Genuine boards the line builds (more than the quota = overproduction)")
@@ -86,10 +90,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed for the simulated line")] = 1,
 ) -> None:
     """Start the server and drive a simulated production line against it over HTTPS, then summarise."""
+    # Lazy: the web stack (FastAPI, uvicorn) takes about half a second to import, which no other command needs.
     from fabguard.api.server import ServerThread
-    from fabguard.fixture.client import enroll
-    from fabguard.fixture.simulator import LineConfig, ProductionLine
-    from fabguard.runtime import tune_gc
 
     tune_gc()
     home = state.home
@@ -198,7 +200,7 @@ def _print_summary(summary: dict[str, object], view: orders.OrderView, elapsed: 
     table.add_row("test records uploaded", str(tests["uploaded"]))
     table.add_row("tests failed / retests / scrapped", f"{tests['failed']} / {tests['retests']} / {tests['scrapped']}")
     table.add_row("order used / remaining", f"{view.used} / {view.remaining}")
-    table.add_row("events recorded", str(_event_total(inst)))
+    table.add_row("events recorded", str(analytics.current_sequence(inst)))
     table.add_row("elapsed", f"{elapsed:.1f} s ({int(summary['attempted']) / max(elapsed, 1e-9):.0f} attempts/s)")  # type: ignore[call-overload]
     console.print(table)
     defences = {
@@ -213,13 +215,6 @@ def _print_summary(summary: dict[str, object], view: orders.OrderView, elapsed: 
     for code, text in defences.items():
         if refused.get(code):
             console.print(f"  [green]\u2713[/] {text} ({refused[code]})")
-
-
-def _event_total(inst: Instance) -> int:
-    from fabguard.store.db import event_count
-
-    with inst.db.read() as s:
-        return event_count(s)
 
 
 def _write_out(out: Path, inst: Instance, certificates: dict[str, str], summary: dict[str, object]) -> None:

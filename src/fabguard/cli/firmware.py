@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from rich.table import Table
 
-from fabguard.cli.common import actor, console, fail, friendly, opened, principal
+from fabguard.cli.common import actor, approver, command, console, fail, opened, print_json
+from fabguard.firmware import mcuboot
+from fabguard.fixture.client import Credentials, FixtureClient
+from fabguard.fixture.firmware import FirmwarePackageError, fetch_package, load_firmware_public_key, open_package
+from fabguard.pki.keys import passphrase_from_env, read_encrypted_key
+from fabguard.service import firmware
 
 firmware_app = typer.Typer(
     help="Encrypted firmware: upload, approve, attach to orders, withdraw; fetch a unit's package.",
     no_args_is_help=True,
 )
 
+ReleaseId = Annotated[str, typer.Argument(help="The release's id (see 'fabguard firmware list')")]
 
-@firmware_app.command("upload")
-@friendly
+
+@command(firmware_app, "upload")
 def upload(
     image: Annotated[Path, typer.Argument(help="The firmware image file")],
     product: Annotated[str, typer.Option(help="The product it is for")],
@@ -30,8 +37,6 @@ def upload(
     max_size: Annotated[int, typer.Option(help="Refuse images larger than this many bytes")] = 2 * 1024 * 1024,
 ) -> None:
     """Encrypt the image at rest, sign its manifest, make its SBOM; the release starts as 'uploaded'."""
-    from fabguard.service import firmware
-
     data = image.read_bytes()
     text = notes.read_text(encoding="utf-8") if notes else ""
     with opened() as inst:
@@ -49,19 +54,16 @@ def upload(
     console.print("It needs approval ('fabguard firmware approve') and an order ('fabguard firmware attach').")
 
 
-@firmware_app.command("list")
-@friendly
+@command(firmware_app, "list")
 def list_releases(
     product: Annotated[str | None, typer.Option(help="Only this product")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """The releases, oldest first, with their state and the orders they are attached to."""
-    from fabguard.service import firmware
-
     with opened() as inst:
         releases = firmware.list_releases(inst, product_id=product)
     if as_json:
-        console.print_json(json.dumps([r.to_dict() for r in releases]))
+        print_json([r.to_dict() for r in releases])
         return
     table = Table("id", "product", "version", "state", "size", "dual control", "uploaded by", "approved by", "orders")
     for r in releases:
@@ -79,48 +81,33 @@ def list_releases(
     console.print(table)
 
 
-@firmware_app.command("approve")
-@friendly
-def approve(release_id: str) -> None:
+@command(firmware_app, "approve")
+def approve(release_id: ReleaseId) -> None:
     """Approve a release (an approver's token in FABGUARD_TOKEN; under dual control, not the uploader's)."""
-    from fabguard.domain.values import Role
-    from fabguard.service import firmware
-
     with opened() as inst:
-        p = principal(inst)
-        p.require(Role.APPROVER)
-        release = firmware.approve_release(inst, release_id, actor=p.actor)
+        release = firmware.approve_release(inst, release_id, actor=approver(inst).actor)
     console.print(f"Release {release.id} ({release.product_id} {release.version}) approved by {release.approved_by}")
 
 
-@firmware_app.command("attach")
-@friendly
-def attach(release_id: str, order: Annotated[str, typer.Option(help="The order whose units may receive it")]) -> None:
+@command(firmware_app, "attach")
+def attach(release_id: ReleaseId, order: Annotated[str, typer.Option(help="The order whose units may receive it")]) -> None:
     """Offer a release to the units of an order."""
-    from fabguard.service import firmware
-
     with opened() as inst:
         release = firmware.attach_release(inst, release_id, order, actor=actor(inst))
     console.print(f"Release {release.id} attached to order {order}")
 
 
-@firmware_app.command("withdraw")
-@friendly
-def withdraw(release_id: str, reason: Annotated[str, typer.Option(help="Why (kept in the ledger)")]) -> None:
+@command(firmware_app, "withdraw")
+def withdraw(release_id: ReleaseId, reason: Annotated[str, typer.Option(help="Why (kept in the ledger)")]) -> None:
     """Stop releasing a version to any unit, for good."""
-    from fabguard.service import firmware
-
     with opened() as inst:
         firmware.withdraw_release(inst, release_id, reason=reason, actor=actor(inst))
     console.print(f"Release {release_id} withdrawn")
 
 
-@firmware_app.command("key")
-@friendly
+@command(firmware_app, "key")
 def key(out: Annotated[Path | None, typer.Option(help="Also write the PEM here")] = None) -> None:
     """Print the firmware signing public key that devices pin (PEM)."""
-    from fabguard.service import firmware
-
     with opened() as inst:
         pem = firmware.firmware_public_key_pem(inst)
     console.out(pem, end="")
@@ -128,8 +115,7 @@ def key(out: Annotated[Path | None, typer.Option(help="Also write the PEM here")
         out.write_text(pem)
 
 
-@firmware_app.command("fetch")
-@friendly
+@command(firmware_app, "fetch")
 def fetch(
     credentials: Annotated[Path, typer.Option(help="The fixture's credentials directory (from 'fixture enroll')")],
     release: Annotated[str, typer.Option(help="The release id")],
@@ -138,17 +124,13 @@ def fetch(
     out: Annotated[Path, typer.Option(help="Where to write the package")],
 ) -> None:
     """On a line PC: fetch one unit's encrypted package (only that unit's key opens it)."""
-    from fabguard.fixture.client import Credentials, FixtureClient
-    from fabguard.fixture.firmware import fetch_package
-
     with FixtureClient(Credentials.load(credentials)) as client:
         package = fetch_package(client, order_id=order, serial=serial, release_id=release)
     out.write_bytes(package)
     console.print(f"Package for unit {serial} ({len(package)} bytes) written to {out}")
 
 
-@firmware_app.command("open")
-@friendly
+@command(firmware_app, "open")
 def open_cmd(
     package: Annotated[Path, typer.Argument(help="A package fetched for this unit")],
     device_key: Annotated[Path, typer.Option(help="The unit's private key (PEM, unencrypted): a device model only")],
@@ -157,15 +139,9 @@ def open_cmd(
     out: Annotated[Path, typer.Option(help="Where to write the plaintext image")],
 ) -> None:
     """What the device runs: check the manifest signature, unwrap with the unit key, decrypt, check the digest."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    from fabguard.fixture.firmware import FirmwarePackageError, load_firmware_public_key, open_package
-
     key_obj = serialization.load_pem_private_key(device_key.read_bytes(), password=None)
     if not isinstance(key_obj, ec.EllipticCurvePrivateKey):
         fail("the device key must be an EC P-256 private key")
-        return
     try:
         opened_fw = open_package(
             package.read_bytes(),
@@ -175,7 +151,6 @@ def open_cmd(
         )
     except FirmwarePackageError as exc:
         fail(f"REJECTED: {exc}", code=1)
-        return
     out.write_bytes(opened_fw.image)
     console.print(f"[green]verified[/]: release {opened_fw.release_id} version {opened_fw.version}, image in {out}")
 
@@ -185,11 +160,9 @@ def _size(text: str, what: str) -> int:
         return int(text, 0)
     except ValueError:
         fail(f"{what} must be a number of bytes (decimal or 0x...), not {text!r}")
-        raise
 
 
-@firmware_app.command("mcuboot")
-@friendly
+@command(firmware_app, "mcuboot")
 def mcuboot_image(
     image: Annotated[Path, typer.Argument(help="The application binary, without an MCUboot header")],
     signing_key: Annotated[
@@ -205,15 +178,9 @@ def mcuboot_image(
     align: Annotated[int, typer.Option(help="Flash write alignment")] = 8,
 ) -> None:
     """Sign (ECDSA P-256) and encrypt (ECIES-P256) an image for MCUboot with imgtool; no key is written in clear."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    from fabguard.firmware import mcuboot
-    from fabguard.pki.keys import passphrase_from_env, read_encrypted_key
-
     key = read_encrypted_key(signing_key, passphrase_from_env())
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         fail("the MCUboot signing key must be an ECDSA P-256 key")
-        return
     try:
         built = mcuboot.build_mcuboot_image(
             image.read_bytes(),
@@ -226,7 +193,6 @@ def mcuboot_image(
         )
     except mcuboot.McubootError as exc:
         fail(str(exc))
-        return
     out.write_bytes(built)
     what = "signed and encrypted" if encryption_key else "signed (not encrypted)"
     console.print(f"MCUboot image {version}, {what}: {len(built)} bytes written to {out}")

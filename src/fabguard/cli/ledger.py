@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import json
+import base64
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import console, fail, friendly, opened
+from fabguard.cli.common import command, console, fail, opened, parse_time, print_json
+from fabguard.ledger.verify import AuditFailure, verify_export, verify_report
+from fabguard.service import ledger, reports
 
 ledger_app = typer.Typer(help="The tamper-evident ledger: checkpoints, proofs, export.", no_args_is_help=True)
 audit_app = typer.Typer(help="Offline verification for auditors (no server, no database).", no_args_is_help=True)
 
 
-@ledger_app.command("checkpoint")
-@friendly
+@command(ledger_app, "checkpoint")
 def checkpoint(out: Annotated[Path | None, typer.Option(help="Also write the signed note here")] = None) -> None:
     """Sign the current tree head now and print the checkpoint (C2SP signed note)."""
-    from fabguard.service import ledger
-
     with opened() as inst:
         cp = ledger.make_checkpoint(inst)
     console.out(cp.note, end="")
@@ -28,24 +27,16 @@ def checkpoint(out: Annotated[Path | None, typer.Option(help="Also write the sig
         out.write_text(cp.note)
 
 
-@ledger_app.command("key")
-@friendly
+@command(ledger_app, "key")
 def key() -> None:
     """Print the verifier key an auditor keeps (name+id+Ed25519 key)."""
-    from fabguard.service import ledger
-
     with opened() as inst:
         console.out(ledger.public_verifier_key(inst))
 
 
-@ledger_app.command("checkpoints")
-@friendly
+@command(ledger_app, "checkpoints")
 def checkpoints(limit: Annotated[int, typer.Option(help="How many, newest first")] = 20) -> None:
     """The checkpoints signed so far, newest first."""
-    import base64
-
-    from fabguard.service import ledger
-
     with opened() as inst:
         rows = ledger.checkpoints(inst, limit=limit)
     table = Table("tree size", "root (base64)")
@@ -54,8 +45,7 @@ def checkpoints(limit: Annotated[int, typer.Option(help="How many, newest first"
     console.print(table)
 
 
-@ledger_app.command("prove")
-@friendly
+@command(ledger_app, "prove")
 def prove(
     index: Annotated[int | None, typer.Option(help="Ledger entry index")] = None,
     serial: Annotated[str | None, typer.Option(help="A provisioned unit's serial")] = None,
@@ -63,36 +53,28 @@ def prove(
     size: Annotated[int | None, typer.Option(help="Tree size to prove against (default: current)")] = None,
 ) -> None:
     """Inclusion proof of one entry (JSON), by index, unit serial or certificate."""
-    from fabguard.service import ledger
-
     with opened() as inst:
         if index is None:
             if serial is None and cert is None:
                 fail("name an entry: --index, --serial or --cert")
             index = ledger.index_of_unit(inst, serial=serial, cert=cert)
         proof = ledger.inclusion(inst, index, size)
-    console.print_json(json.dumps(proof))
+    print_json(proof)
 
 
-@ledger_app.command("consistency")
-@friendly
+@command(ledger_app, "consistency")
 def consistency(
     first: Annotated[int, typer.Argument(help="The older tree size")],
     second: Annotated[int | None, typer.Argument(help="The newer tree size (default: current)")] = None,
 ) -> None:
     """Consistency proof between two tree sizes (JSON)."""
-    from fabguard.service import ledger
-
     with opened() as inst:
-        console.print_json(json.dumps(ledger.consistency(inst, first, second)))
+        print_json(ledger.consistency(inst, first, second))
 
 
-@ledger_app.command("export")
-@friendly
+@command(ledger_app, "export")
 def export(out: Annotated[Path, typer.Argument(help="Directory to write")]) -> None:
     """Write entries, checkpoints, the verifier key and certificates for offline audit."""
-    from fabguard.service import ledger
-
     with opened() as inst:
         manifest = ledger.export(inst, out)
     console.print(
@@ -101,7 +83,7 @@ def export(out: Annotated[Path, typer.Argument(help="Directory to write")]) -> N
     )
 
 
-@audit_app.command("verify")
+@command(audit_app, "verify")
 def verify(
     directory: Annotated[Path, typer.Argument(help="An export made by 'fabguard ledger export'")],
     key: Annotated[Path | None, typer.Option(help="The verifier key you kept (default: the export's own)")] = None,
@@ -111,8 +93,6 @@ def verify(
     root: Annotated[Path | None, typer.Option(help="The root CA certificate you trust (default: the export's)")] = None,
 ) -> None:
     """Verify an export offline: recompute the tree, check signatures, history and certificates."""
-    from fabguard.ledger.verify import AuditFailure, verify_export
-
     try:
         report = verify_export(
             directory,
@@ -122,10 +102,8 @@ def verify(
         )
     except AuditFailure as exc:
         fail(f"verification FAILED: {exc}", code=1)
-        return
     except OSError as exc:
         fail(f"cannot read the export: {exc}")
-        return
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}")
     console.print(
@@ -134,8 +112,7 @@ def verify(
     )
 
 
-@audit_app.command("report")
-@friendly
+@command(audit_app, "report")
 def report(
     out: Annotated[Path, typer.Option(help="Directory for report.json, report.csv, report.pdf and report.pdf.sig")],
     order: Annotated[str | None, typer.Option(help="Only this order")] = None,
@@ -144,9 +121,6 @@ def report(
     until: Annotated[str | None, typer.Option(help="Until this time (ISO 8601 with zone)")] = None,
 ) -> None:
     """Reconcile ordered vs tested vs provisioned vs refused vs revoked, at a signed checkpoint."""
-    from fabguard.cli.common import parse_time
-    from fabguard.service import reports
-
     with opened() as inst:
         rep = reports.reconciliation_report(
             inst, order_id=order, site_id=site, since=parse_time(since, "--since"), until=parse_time(until, "--until")
@@ -174,17 +148,14 @@ def report(
     console.print(f"Computed at checkpoint size {rep.body['checkpoint']['size']}; written to {out}")
 
 
-@audit_app.command("verify-report")
+@command(audit_app, "verify-report")
 def verify_report_cmd(
     path: Annotated[Path, typer.Argument(help="report.json, or report.pdf with report.pdf.sig beside it")],
     key: Annotated[Path, typer.Option(help="The ledger verifier key you kept")],
 ) -> None:
     """Check that a report was signed by the ledger key and not altered since."""
-    from fabguard.ledger.verify import AuditFailure, verify_report
-
     try:
         verify_report(path, key.read_text().strip())
     except AuditFailure as exc:
         fail(f"verification FAILED: {exc}", code=1)
-        return
     console.print(f"[green]verified[/]: {path.name} is signed by the ledger key")

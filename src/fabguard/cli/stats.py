@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -14,8 +13,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fabguard.cli.common import actor, console, friendly, opened, parse_time
+from fabguard.cli.common import actor, command, console, opened, parse_time, print_json
 from fabguard.domain.errors import InvalidRequest
+from fabguard.runtime import tune_gc
+from fabguard.service import analytics, projection
 
 stats_app = typer.Typer(
     help="Production analytics: yield, throughput, refusals, failure Pareto, capability, alerts.",
@@ -55,10 +56,6 @@ def _index(value: object) -> str:
 
 def _when(iso: str) -> str:
     return datetime.fromisoformat(iso).isoformat(timespec="seconds")
-
-
-def _print_json(data: object) -> None:
-    console.print_json(json.dumps(data))
 
 
 def _yield_rows(table: Table, y: Mapping[str, Any]) -> None:
@@ -142,8 +139,7 @@ def _print_breakdown(figures: Mapping[str, Any], refusals: Mapping[str, Mapping[
     _lag_note(figures["lag"])
 
 
-@stats_app.command("production")
-@friendly
+@command(stats_app, "production")
 def production(
     since: Annotated[
         str | None,
@@ -169,8 +165,6 @@ def production(
 
     The default window is the analytics window (8 h unless analytics.json says otherwise) up to now.
     """
-    from fabguard.service import analytics
-
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
     if hours is not None:
         if since is not None:
@@ -190,7 +184,7 @@ def production(
                 "the window reaches outside the dates a calendar can hold", code="invalid_window"
             ) from None
     if as_json:
-        _print_json(figures)
+        print_json(figures)
         return
     window, scope = figures["window"], figures["scope"]
     named = ", ".join(f"{k.removesuffix('_id')} {escape(str(v))}" for k, v in scope.items() if v is not None)
@@ -206,20 +200,17 @@ def production(
     _print_breakdown(figures, figures["refusals"])
 
 
-@stats_app.command("order")
-@friendly
+@command(stats_app, "order")
 def order_cmd(
     order_id: Annotated[str, typer.Argument(help="The order (see 'fabguard order list')")],
     as_json: JsonOption = False,
 ) -> None:
     """One order: quota burn-down with projected exhaustion, its units' yield, refusals, and the
     failure Pareto and capability at its site since it was created."""
-    from fabguard.service import analytics
-
     with opened() as inst:
         figures = analytics.order_stats(inst, order_id)
     if as_json:
-        _print_json(figures)
+        print_json(figures)
         return
     o, burn = figures["order"], figures["burn_down"]
     table = Table(
@@ -236,19 +227,16 @@ def order_cmd(
     _print_breakdown(figures, {"unit.refused": figures["refused"]} if figures["refused"] else {})
 
 
-@stats_app.command("alerts")
-@friendly
+@command(stats_app, "alerts")
 def alerts_cmd(
     show_all: Annotated[bool, typer.Option("--all", help="Include acknowledged alerts")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Alerts raised by the anomaly detectors: open ones (all with --all), most severe first."""
-    from fabguard.service import analytics
-
     with opened() as inst:
         found = [a.to_dict() for a in analytics.alerts(inst) if show_all or not a.acknowledged]
     if as_json:
-        _print_json(found)
+        print_json(found)
         return
     table = Table(
         "id",
@@ -277,31 +265,26 @@ def alerts_cmd(
         console.print("No alerts." if show_all else "No open alerts.")
 
 
-@stats_app.command("ack")
-@friendly
+@command(stats_app, "ack")
 def ack(
     alert_id: Annotated[str, typer.Argument(help="The alert's id (see 'fabguard stats alerts')")],
     note: Annotated[str, typer.Option(help="Why, in words (kept in the ledger; at most 500 characters)")] = "",
 ) -> None:
     """Acknowledge an alert up to its newest evidence (recorded in the ledger); new evidence re-opens it."""
-    from fabguard.service import analytics
-
     with opened() as inst:
         who = actor(inst)
         done = analytics.acknowledge(inst, alert_id, actor=who, note=note)
     console.print(f"Alert {escape(done.id)} ({escape(done.kind)}) acknowledged by {escape(who)}")
 
 
-@stats_app.command("catch-up")
-@friendly
+@command(stats_app, "catch-up")
 def catch_up() -> None:
     """Fold every event not yet in the analytics projection, e.g. after an upgrade or a bulk import
     (a running server keeps it up to date by itself)."""
     _fold_all(rebuild=False)
 
 
-@stats_app.command("rebuild")
-@friendly
+@command(stats_app, "rebuild")
 def rebuild(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
 ) -> None:
@@ -317,9 +300,6 @@ def rebuild(
 
 
 def _fold_all(*, rebuild: bool) -> None:
-    from fabguard.runtime import tune_gc
-    from fabguard.service import analytics, projection
-
     tune_gc()
     started = time.monotonic()
     folded = 0

@@ -1,0 +1,128 @@
+"""``fabguard ca ...``: the CA hierarchy: issuing CAs and Matter PAIs, offline-root signing, rotation, CRLs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography import x509
+from rich.table import Table
+
+from fabguard.cli.common import REASON_HELP, actor, command, console, opened
+from fabguard.domain.errors import InvalidRequest
+from fabguard.service import authorities, revocation
+
+ca_app = typer.Typer(help="Certificate authorities: certificates and CRLs.", no_args_is_help=True)
+
+CaName = Annotated[str, typer.Argument(help="The CA's name (see 'fabguard ca list')")]
+
+
+@command(ca_app, "list")
+def ca_list() -> None:
+    """The CA hierarchy: role, state, scope, key location, validity."""
+    with opened() as inst:
+        cas = authorities.list_cas(inst)
+        table = Table("name", "role", "state", "site", "product", "key", "not after", "CRL")
+        for c in cas:
+            table.add_row(
+                c.name,
+                c.role,
+                c.state,
+                c.site_id or "*",
+                c.product_id or "*",
+                c.key_ref.split(":")[0],
+                c.not_after.date().isoformat() if c.not_after else "-",
+                inst.crl_url(c.name),
+            )
+    console.print(table)
+
+
+@command(ca_app, "create-issuing")
+def ca_create_issuing(
+    name: Annotated[str, typer.Argument(help="A name for the new CA")],
+    site: Annotated[str | None, typer.Option(help="Only orders at this site use it")] = None,
+    product: Annotated[str | None, typer.Option(help="Only orders of this product use it")] = None,
+) -> None:
+    """A new issuing CA, signed now by the root (whose key must be on this machine)."""
+    with opened() as inst:
+        ca = authorities.create_issuing_ca(inst, name, site_id=site, product_id=product, actor=actor(inst))
+    console.print(f"Issuing CA {ca.name} created ({ca.subject}); new orders in its scope use it")
+
+
+@command(ca_app, "create-matter-pai")
+def ca_create_matter_pai(
+    name: Annotated[str, typer.Argument(help="A name for the new PAI")],
+    product: Annotated[str, typer.Option(help="The product whose units get Matter DACs")],
+    vid: Annotated[str, typer.Option(help="Matter vendor ID, hex (e.g. FFF1)")],
+    pid: Annotated[str, typer.Option(help="Matter product ID, hex (e.g. 8000)")],
+) -> None:
+    """A Matter PAI for a product (under this vendor's PAA, made on first use): its units get DACs."""
+    try:
+        vid_n, pid_n = int(vid, 16), int(pid, 16)
+    except ValueError:
+        raise InvalidRequest("--vid and --pid are hexadecimal, e.g. FFF1 and 8000") from None
+    with opened() as inst:
+        ca = authorities.create_matter_pai(inst, name, product_id=product, vid=vid_n, pid=pid_n, actor=actor(inst))
+    console.print(f"Matter PAI {ca.name} created ({ca.subject}); new orders of {product} get DACs")
+
+
+@command(ca_app, "csr")
+def ca_csr(
+    name: Annotated[str, typer.Argument(help="A name for the new issuing CA")],
+    out: Annotated[Path, typer.Option(help="Write the CSR (PEM) here, for the offline root to sign")],
+    site: Annotated[str | None, typer.Option(help="Only orders at this site will use it")] = None,
+    product: Annotated[str | None, typer.Option(help="Only orders of this product will use it")] = None,
+) -> None:
+    """For an offline root: make an issuing CA key here and write its CSR; then 'fabguard ca import'."""
+    with opened() as inst:
+        csr = authorities.issuing_csr(inst, name, site_id=site, product_id=product, actor=actor(inst))
+    out.write_text(csr)
+    console.print(f"CSR for {name} written to {out}; sign it with the root and run 'fabguard ca import {name} CERT'")
+
+
+@command(ca_app, "import")
+def ca_import(
+    name: Annotated[str, typer.Argument(help="The name given to 'fabguard ca csr'")],
+    certificate: Annotated[Path, typer.Argument(help="The PEM certificate the root signed")],
+) -> None:
+    """Install the certificate signed by the offline root (checked against the key and the root)."""
+    with opened() as inst:
+        ca = authorities.import_issuing_certificate(inst, name, certificate.read_bytes(), actor=actor(inst))
+    console.print(f"CA {ca.name} is {ca.state}")
+
+
+@command(ca_app, "rotate")
+def ca_rotate(name: CaName, new_name: Annotated[str, typer.Option(help="Name of the successor CA")]) -> None:
+    """New orders go to a fresh CA of the same scope; the old one retires, its certificates keep verifying."""
+    with opened() as inst:
+        ca = authorities.rotate_issuing_ca(inst, name, new_name=new_name, actor=actor(inst))
+    console.print(f"{name} retired; new orders use {ca.name}")
+
+
+@command(ca_app, "revoke")
+def ca_revoke(
+    name: CaName,
+    note: Annotated[str, typer.Option(help="Why, in words (kept in the ledger)")],
+    reason: Annotated[str, typer.Option(help=REASON_HELP)] = "ca_compromise",
+) -> None:
+    """Put a CA on the root's CRL (contain a breached CM): it signs nothing more."""
+    with opened() as inst:
+        authorities.revoke_ca(inst, name, reason_code=reason, note=note, actor=actor(inst))
+    console.print(f"CA {name} revoked; the root's CRL is updated")
+
+
+@command(ca_app, "crl")
+def ca_crl(
+    name: Annotated[str, typer.Argument(help="A CA name (see 'fabguard ca list')")],
+    out: Annotated[Path | None, typer.Option(help="Write the DER CRL here")] = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Sign a new CRL now")] = False,
+) -> None:
+    """Show (or write) a CA's current CRL."""
+    with opened() as inst:
+        der = revocation.refresh_crl(inst, name) if refresh else revocation.current_crl(inst, name)
+    crl = x509.load_der_x509_crl(der)
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    console.print(f"CRL of {name}: number {number}, {len(crl)} revoked, next update {crl.next_update_utc}")
+    if out:
+        out.write_bytes(der)

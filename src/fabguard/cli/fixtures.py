@@ -1,0 +1,79 @@
+"""``fabguard fixture ...``: the test stations, registered on the server and enrolled from their line PC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fabguard.cli.common import actor, command, console, opened
+from fabguard.fixture.client import enroll
+from fabguard.service import fixtures
+
+fixture_app = typer.Typer(help="Fixtures (test stations): register, enrol, list, revoke.", no_args_is_help=True)
+
+FixtureId = Annotated[str, typer.Argument(help="The fixture's id, e.g. fx-line3-1")]
+
+
+@command(fixture_app, "add")
+def fixture_add(
+    fixture_id: FixtureId, site: Annotated[str, typer.Option(help="The site the fixture stands in")]
+) -> None:
+    """Register a fixture; prints its one-time enrolment token."""
+    with opened() as inst:
+        f, token = fixtures.create_fixture(inst, fixture_id=fixture_id, site_id=site, actor=actor(inst))
+        ca = inst.cert_path("root")
+    console.print(f"Fixture {f.id} registered at {f.site_id}. One-time enrolment token:\n[bold]{token}[/]")
+    console.print(
+        f"On the line PC: fabguard fixture enroll --server https://HOST:8443 --token {token} "
+        f"--ca {ca.name} --out DIR   (copy {ca} there)"
+    )
+
+
+@command(fixture_app, "token")
+def fixture_token(fixture_id: FixtureId) -> None:
+    """A fresh one-time enrolment token for a fixture (earlier unused ones lapse)."""
+    with opened() as inst:
+        token = fixtures.new_enrollment_token(inst, fixture_id, actor=actor(inst))
+    console.print(token)
+
+
+@command(fixture_app, "list")
+def fixture_list() -> None:
+    """Every fixture with its site, state, enrolment and certificate."""
+    with opened() as inst:
+        rows = [fixtures.fixture_dict(f) for f in fixtures.list_fixtures(inst)]
+    table = Table("fixture", "site", "state", "enrolled", "cert serial", "revoked reason")
+    for f in rows:
+        table.add_row(
+            str(f["id"]),
+            str(f["site_id"]),
+            str(f["state"]),
+            str(f["enrolled_at"] or "-"),
+            str(f["cert_serial"] or "-"),
+            str(f["revoked_reason"] or ""),
+        )
+    console.print(table)
+
+
+@command(fixture_app, "revoke")
+def fixture_revoke(fixture_id: FixtureId, reason: Annotated[str, typer.Option(help="Why")]) -> None:
+    """Revoke a fixture: every later call with its certificate is refused."""
+    with opened() as inst:
+        fixtures.revoke_fixture(inst, fixture_id, reason=reason, actor=actor(inst))
+    console.print(f"Fixture {fixture_id} revoked")
+
+
+@command(fixture_app, "enroll")
+def fixture_enroll(
+    server: Annotated[str, typer.Option(help="Server URL, e.g. https://fabguard.example:8443")],
+    token: Annotated[str, typer.Option(help="The one-time enrolment token", envvar="FABGUARD_ENROLLMENT_TOKEN")],
+    out: Annotated[Path, typer.Option(help="Directory for the key, certificate and CA chain")],
+    ca: Annotated[Path, typer.Option(help="The instance's root CA certificate (PEM), to trust the server")],
+) -> None:
+    """On a line PC: make the fixture key here, enrol, and leave fixture.key/.pem and ca.pem in OUT."""
+    creds = enroll(server, token, out, ca_file=ca)
+    console.print(f"Enrolled fixture {creds.fixture_id} at site {creds.site_id}; credentials in {out}")
+    console.print(f"Try: curl --cert {creds.cert} --key {creds.key} --cacert {creds.ca} {server}/api/v1/fixture/whoami")

@@ -1,0 +1,147 @@
+"""``fabguard order ...``: production orders, their quotas and dual-control raises, revoking their units."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fabguard.cli.common import REASON_HELP, actor, approver, command, console, opened, parse_time, print_json
+from fabguard.service import orders, revocation
+
+order_app = typer.Typer(help="Production orders: quotas, validity windows, dual-control raises.", no_args_is_help=True)
+
+OrderId = Annotated[str, typer.Argument(help="The order's id (see 'fabguard order list')")]
+ChangeId = Annotated[int, typer.Argument(help="The quota change's number (printed by 'fabguard order quota')")]
+
+
+def _order_table(views: list[orders.OrderView]) -> Table:
+    table = Table("order", "product", "site", "state", "quota", "used", "remaining", "refused", "valid until")
+    for o in views:
+        refused = ", ".join(f"{k} {v}" for k, v in o.refused.items()) or "-"
+        table.add_row(
+            o.id,
+            o.product_id,
+            o.site_id,
+            o.state,
+            str(o.quota),
+            str(o.used),
+            str(o.remaining),
+            refused,
+            o.valid_until.isoformat(timespec="seconds") if o.valid_until else "-",
+        )
+    return table
+
+
+@command(order_app, "create")
+def order_create(
+    product: Annotated[str, typer.Option(help="Product id")],
+    site: Annotated[str, typer.Option(help="Site id")],
+    quota: Annotated[int, typer.Option(help="Units that may be provisioned")],
+    order_id: Annotated[str | None, typer.Option("--id", help="Order id (generated if omitted)")] = None,
+    valid_from: Annotated[str | None, typer.Option(help="ISO 8601 with zone; default now")] = None,
+    valid_until: Annotated[str | None, typer.Option(help="ISO 8601 with zone; default open-ended")] = None,
+) -> None:
+    """Open an order: how many units of a product a site may provision, and when."""
+    with opened() as inst:
+        view = orders.create_order(
+            inst,
+            order_id=order_id,
+            product_id=product,
+            site_id=site,
+            quota=quota,
+            actor=actor(inst),
+            valid_from=parse_time(valid_from, "--valid-from"),
+            valid_until=parse_time(valid_until, "--valid-until"),
+        )
+    console.print(_order_table([view]))
+
+
+@command(order_app, "list")
+def order_list() -> None:
+    """Every order with its quota, units used and left, and refusals by reason."""
+    with opened() as inst:
+        console.print(_order_table(orders.list_orders(inst)))
+
+
+@command(order_app, "show")
+def order_show(order_id: OrderId, as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+    """One order, with its pending quota changes."""
+    with opened() as inst:
+        view = orders.get_order(inst, order_id)
+    if as_json:
+        print_json(view.to_dict())
+    else:
+        console.print(_order_table([view]))
+        for c in view.pending_quota_changes:
+            console.print(f"pending quota change {c['id']}: to {c['new_quota']} by {c['requested_by']} ({c['reason']})")
+
+
+def _set_state(order_id: str, new_state: str) -> None:
+    with opened() as inst:
+        console.print(_order_table([orders.set_order_state(inst, order_id, new_state, actor=actor(inst))]))
+
+
+@command(order_app, "suspend")
+def order_suspend(order_id: OrderId) -> None:
+    """Stop provisioning on an order (resume later)."""
+    _set_state(order_id, "suspended")
+
+
+@command(order_app, "resume")
+def order_resume(order_id: OrderId) -> None:
+    """Let a suspended order provision again."""
+    _set_state(order_id, "active")
+
+
+@command(order_app, "close")
+def order_close(order_id: OrderId) -> None:
+    """Close an order for good."""
+    _set_state(order_id, "closed")
+
+
+@command(order_app, "quota")
+def order_quota(
+    order_id: OrderId,
+    new_quota: Annotated[int, typer.Argument(help="The new quota")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the event log)")],
+) -> None:
+    """Change a quota: a decrease applies now; an increase waits for a second approver."""
+    with opened() as inst:
+        change = orders.request_quota_change(inst, order_id, new_quota, reason=reason, actor=actor(inst))
+    if change["state"] == "pending":
+        console.print(
+            f"Quota raise {change['id']} to {new_quota} is [yellow]pending[/]: "
+            f"a second person approves it with 'fabguard order approve {change['id']}'"
+        )
+    else:
+        console.print(f"Quota of {order_id} is now {new_quota}")
+
+
+@command(order_app, "approve")
+def order_approve(change_id: ChangeId) -> None:
+    """Approve a pending quota raise (needs an approver's token in FABGUARD_TOKEN, not the requester's)."""
+    with opened() as inst:
+        change = orders.decide_quota_change(inst, change_id, approve=True, actor=approver(inst).actor)
+    console.print(f"Quota change {change_id} applied: order {change['order_id']} quota {change['new_quota']}")
+
+
+@command(order_app, "reject")
+def order_reject(change_id: ChangeId) -> None:
+    """Reject a pending quota raise (needs an approver's token in FABGUARD_TOKEN)."""
+    with opened() as inst:
+        orders.decide_quota_change(inst, change_id, approve=False, actor=approver(inst).actor)
+    console.print(f"Quota change {change_id} rejected")
+
+
+@command(order_app, "revoke-units")
+def order_revoke_units(
+    order_id: OrderId,
+    note: Annotated[str, typer.Option(help="Why, in words (kept in the ledger)")],
+    reason: Annotated[str, typer.Option(help=REASON_HELP)] = "unspecified",
+) -> None:
+    """Revoke every unit provisioned on an order."""
+    with opened() as inst:
+        n = revocation.revoke_order_units(inst, order_id, reason_code=reason, note=note, actor=actor(inst))
+    console.print(f"{n} units of {order_id} revoked; the issuing CA's CRL is updated")
