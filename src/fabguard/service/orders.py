@@ -176,6 +176,25 @@ def get_order(inst: Instance, order_id: str) -> OrderView:
         return _view(s, order)
 
 
+def issuing_ca_of(inst: Instance, order_id: str) -> str:
+    """The name of the CA that signs the order's units."""
+    with inst.db.read() as s:
+        order = s.get(Order, order_id)
+        if order is None:
+            raise NotFound(f"no order {order_id!r}", code="order_not_found")
+        return order.issuing_ca
+
+
+def active_order_ids(inst: Instance, site_id: str) -> list[str]:
+    """The ids of the site's active orders."""
+    with inst.db.read() as s:
+        return list(
+            s.execute(
+                select(Order.id).where(Order.site_id == site_id, Order.state == OrderState.ACTIVE.value)
+            ).scalars()
+        )
+
+
 def list_orders(inst: Instance) -> list[OrderView]:
     with inst.db.read() as s:
         return [_view(s, o) for o in s.execute(select(Order).order_by(Order.created_at, Order.id)).scalars()]
