@@ -8,17 +8,16 @@ client certificate, as everywhere else.
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from fabguard.api import parsing
 from fabguard.api.deps import Fixture, Inst
 from fabguard.api.tls import client_cert_der
-from fabguard.domain.errors import InvalidRequest, Refusal
+from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.pki import est
-from fabguard.pki.csr import load_csr
-from fabguard.service import orders, provisioning
+from fabguard.service import orders, provisioning, reenrolment
 from fabguard.service.instance import Instance
 
 router = APIRouter(tags=["est"])
@@ -49,18 +48,8 @@ async def _enroll(inst: Instance, request: Request, fixture: FixtureFacts, label
     order_id = label if label is not None else await run_in_threadpool(_default_order, inst, fixture)
 
     def work() -> bytes:
-        try:
-            csr = load_csr(body, inst.limits.max_csr_bytes)
-            serials = csr.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-        except Refusal as refusal:
-            provisioning.record_unit_refusal(inst, fixture, refusal, order_id=order_id, serial=None)
-            raise
-        except ValueError:
-            unparsable = Refusal("csr_invalid", "the CSR subject cannot be parsed")
-            provisioning.record_unit_refusal(inst, fixture, unparsable, order_id=order_id, serial=None)
-            raise unparsable from None
-        serial = serials[0].value if len(serials) == 1 else ""
-        done = provisioning.provision_unit(inst, fixture, order_id=order_id, serial=serial, csr=body)
+        unit = parsing.est_unit_request(order_id, body, max_csr_bytes=inst.limits.max_csr_bytes)
+        done = provisioning.provision_unit(inst, fixture, unit)
         return est.certs_only([x509.load_pem_x509_certificate(done.certificate_pem.encode())])
 
     return Response(await run_in_threadpool(work), media_type=est.CERTS_ONLY)
@@ -69,7 +58,7 @@ async def _enroll(inst: Instance, request: Request, fixture: FixtureFacts, label
 async def _reenroll(inst: Instance, request: Request) -> Response:
     body = await request.body()
     der = client_cert_der(request.scope)
-    done = await run_in_threadpool(provisioning.reenroll_unit, inst, der, body)
+    done = await run_in_threadpool(reenrolment.reenroll_unit, inst, der, body)
     return Response(
         est.certs_only([x509.load_pem_x509_certificate(done.certificate_pem.encode())]), media_type=est.CERTS_ONLY
     )

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
 
+from fabguard.api import parsing
 from fabguard.api.deps import Fixture, Inst
 from fabguard.api.schemas import ProvisionBatchIn, ProvisionIn, TestRecordsIn
 from fabguard.service import provisioning, testrecords
@@ -35,7 +36,8 @@ def upload_test_records(inst: Inst, body: TestRecordsIn, f: Fixture) -> dict[str
 @router.post("/api/v1/units/provision")
 def provision(inst: Inst, body: ProvisionIn, f: Fixture, response: Response) -> dict[str, object]:
     """Check and, if allowed, issue one unit's device certificate (201; 200 for an idempotent retry)."""
-    done = provisioning.provision_unit(inst, f, order_id=body.order_id, serial=body.serial, csr=body.csr)
+    unit = parsing.unit_request(body.order_id, body.serial, body.csr, max_csr_bytes=inst.limits.max_csr_bytes)
+    done = provisioning.provision_unit(inst, f, unit)
     response.status_code = 200 if done.replayed else 201
     return done.to_dict()
 
@@ -43,5 +45,8 @@ def provision(inst: Inst, body: ProvisionIn, f: Fixture, response: Response) -> 
 @router.post("/api/v1/units/provision-batch")
 def provision_batch(inst: Inst, body: ProvisionBatchIn, f: Fixture) -> dict[str, Any]:
     """Many units in one request; each is decided on its own and has its own status."""
-    units = [u.model_dump() for u in body.units]
-    return {"results": provisioning.provision_batch(inst, f, order_id=body.order_id, units=units)}
+    units = [
+        parsing.batch_unit_request(body.order_id, u.serial, u.csr, max_csr_bytes=inst.limits.max_csr_bytes)
+        for u in body.units
+    ]
+    return {"results": provisioning.provision_batch(inst, f, units)}
