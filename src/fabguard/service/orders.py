@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from fabguard.domain.values import OrderState, slug
+from fabguard.domain.values import OrderId, OrderState
 from fabguard.service.authorities import choose_issuing_ca
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event
@@ -78,7 +78,7 @@ def create_order(
     valid_until: datetime | None = None,
 ) -> OrderView:
     _check_quota(quota)
-    order_id = slug(order_id, "order id") if order_id else f"po-{secrets.token_hex(4)}"
+    order_id = OrderId(order_id).value if order_id else f"po-{secrets.token_hex(4)}"
     now = inst.clock()
     valid_from = valid_from or now
     for t in (valid_from, valid_until):
