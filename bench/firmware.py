@@ -27,6 +27,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fabguard.api.parsing import unit_request
 from fabguard.api.server import ServerThread
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.firmware import envelope
@@ -84,7 +85,8 @@ def setup(home: Path, units: int, size: int) -> tuple[Instance, str, str, list[S
     for i in range(units):
         device = SimulatedDevice(f"SN-B{i:06d}")
         testrecords.record_test(inst, facts, openhtf_record(device.serial, facts.id, fail=False, rng=rng))
-        provisioning.provision_unit(inst, facts, order_id=order, serial=device.serial, csr=device.csr_pem())
+        unit = unit_request(order, device.serial, device.csr_pem(), max_csr_bytes=inst.limits.max_csr_bytes)
+        provisioning.provision_unit(inst, facts, unit)
         devices.append(device)
     release = firmware.upload_release(
         inst, product_id="sensor", version="1.0.0", image=os.urandom(size), actor="bench", max_image_bytes=size

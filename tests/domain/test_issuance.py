@@ -13,23 +13,32 @@ import pytest
 from fabguard.domain.errors import REFUSAL_STATUS, Refusal
 from fabguard.domain.issuance import (
     ISSUANCE_POLICIES,
+    REENROLMENT_POLICIES,
     CsrFacts,
     FixtureFacts,
     IssuanceRequest,
     OrderFacts,
     Policy,
+    ReenrolmentPolicy,
+    ReenrolmentRequest,
     UnitHistory,
     authorize_issuance,
+    authorize_reenrolment,
     csr_names_serial,
+    csr_names_the_unit,
     fixture_active,
     fixture_at_order_site,
+    issuing_ca_can_sign,
     key_type_allowed,
+    key_type_still_allowed,
     key_unseen,
+    new_key_unseen,
     order_active,
     order_in_window,
     passed_test,
     quota_left,
     serial_keeps_its_key,
+    unit_not_revoked,
 )
 from fabguard.domain.values import KeyType, OrderState, Serial, TestOutcome
 
@@ -299,3 +308,76 @@ def test_authorize_issuance_stops_at_the_first_refusal() -> None:
     assert called == []
     authorize_issuance(allowed_request(), policies=(fixture_active, spy))
     assert called == ["spy"]
+
+
+# ------------------------------------------------------------------ re-enrolment
+def allowed_renewal() -> ReenrolmentRequest:
+    """A renewal every re-enrolment policy allows."""
+    return ReenrolmentRequest(
+        serial="SN0000001",
+        revoked=False,
+        csr=CsrFacts(subject_serial="SN0000001", key_type=KeyType.EC_P256, key_fingerprint=OTHER_FP),
+        allowed_key_types=(KeyType.EC_P256,),
+        new_key_owner_serial=None,
+        issuing_ca="issuing",
+        issuing_ca_usable=True,
+    )
+
+
+def renewal_refusal(policy: ReenrolmentPolicy, r: ReenrolmentRequest) -> str:
+    with pytest.raises(Refusal) as info:
+        policy(r)
+    return info.value.code
+
+
+@pytest.mark.parametrize("policy", REENROLMENT_POLICIES, ids=lambda p: p.__name__)
+def test_every_reenrolment_policy_allows_the_baseline_renewal(policy: ReenrolmentPolicy) -> None:
+    assert policy(allowed_renewal()) is None
+
+
+def test_revoked_unit_cannot_renew() -> None:
+    assert renewal_refusal(unit_not_revoked, replace(allowed_renewal(), revoked=True)) == "unit_revoked"
+
+
+def test_renewal_csr_naming_another_serial_is_refused_as_serial_mismatch() -> None:
+    r = replace(allowed_renewal(), csr=replace(allowed_renewal().csr, subject_serial="SN0000002"))
+    assert renewal_refusal(csr_names_the_unit, r) == "serial_mismatch"
+
+
+def test_renewal_with_a_key_type_the_product_no_longer_allows_is_refused() -> None:
+    r = replace(allowed_renewal(), allowed_key_types=(KeyType.EC_P384,))
+    assert renewal_refusal(key_type_still_allowed, r) == "key_type_not_allowed"
+
+
+def test_renewal_onto_a_key_another_unit_holds_is_refused_as_key_reused() -> None:
+    r = replace(allowed_renewal(), new_key_owner_serial="SN0000099")
+    assert renewal_refusal(new_key_unseen, r) == "key_reused"
+
+
+def test_renewal_under_a_ca_that_cannot_sign_is_refused_as_issuing_ca_revoked() -> None:
+    r = replace(allowed_renewal(), issuing_ca_usable=False)
+    assert renewal_refusal(issuing_ca_can_sign, r) == "issuing_ca_revoked"
+
+
+def test_reenrolment_refusals_come_in_the_documented_order() -> None:
+    r = replace(
+        allowed_renewal(),
+        revoked=True,
+        csr=CsrFacts(subject_serial="SN0000002", key_type=KeyType.ED25519, key_fingerprint=OTHER_FP),
+        new_key_owner_serial="SN9",
+        issuing_ca_usable=False,
+    )
+    repairs = [
+        ("unit_revoked", lambda r: replace(r, revoked=False)),
+        ("serial_mismatch", lambda r: replace(r, csr=replace(r.csr, subject_serial="SN0000001"))),
+        ("key_type_not_allowed", lambda r: replace(r, csr=replace(r.csr, key_type=KeyType.EC_P256))),
+        ("key_reused", lambda r: replace(r, new_key_owner_serial=None)),
+        ("issuing_ca_revoked", lambda r: replace(r, issuing_ca_usable=True)),
+    ]
+    for expected, repair in repairs:
+        with pytest.raises(Refusal) as info:
+            authorize_reenrolment(r)
+        assert info.value.code == expected
+        r = repair(r)
+    authorize_reenrolment(r)
+    assert {code for code, _ in repairs} <= set(REFUSAL_STATUS)

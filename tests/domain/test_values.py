@@ -10,7 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fabguard.domain.errors import InvalidRequest, Refusal
-from fabguard.domain.values import KeyType, Serial, parse_key_types, slug
+from fabguard.domain.values import (
+    KeyType,
+    OrderId,
+    Serial,
+    parse_key_types,
+    recorded_order_id,
+    recorded_serial,
+    slug,
+)
 
 SERIAL_ALPHABET = set(string.ascii_letters + string.digits + ".:/-")
 SERIAL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.:/-]{0,63}"
@@ -168,3 +176,37 @@ def test_empty_key_type_list_is_refused() -> None:
     with pytest.raises(InvalidRequest) as info:
         parse_key_types([])
     assert "at least one" in info.value.message
+
+
+# ------------------------------------------------------------------ Serial.parse, OrderId, recorded forms
+@pytest.mark.parametrize("value", [None, 7, 1.5, ["SN1"], {"serial": "SN1"}, b"SN1"])
+def test_a_serial_that_is_not_a_string_is_refused_as_serial_invalid(value: object) -> None:
+    with pytest.raises(Refusal) as info:
+        Serial.parse(value)
+    assert info.value.code == "serial_invalid"
+
+
+def test_serial_parse_accepts_what_serial_accepts() -> None:
+    assert Serial.parse("SN0000001") == Serial("SN0000001")
+
+
+@pytest.mark.parametrize("value", ["po-1", "po-" + "a" * 60, "7"])
+def test_order_id_is_a_slug(value: str) -> None:
+    assert OrderId(value).value == value
+
+
+@pytest.mark.parametrize("value", ["", "PO-1", "po 1", "-po", "p" * 64])
+def test_order_id_outside_the_slug_form_is_invalid_order_id(value: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        OrderId(value)
+    assert info.value.code == "invalid_order_id"
+
+
+def test_refusal_events_record_any_string_that_fits_even_an_invalid_one() -> None:
+    assert recorded_order_id("PO 1") == "PO 1"
+    assert recorded_order_id("p" * 64) is None
+    assert recorded_order_id(7) is None
+    assert recorded_serial("SN 1") == "SN 1"
+    assert recorded_serial("S" * 65) is None
+    assert recorded_serial("SN\n1") is None
+    assert recorded_serial(None) is None

@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from fabguard.pki import matter
-from fabguard.service import authorities, catalog, orders
+from fabguard.service import authorities, catalog, orders, reenrolment
 from tests.support import World, tested_device
 
 
@@ -52,6 +52,28 @@ def test_matter_product_units_get_dacs_that_chain_to_the_paa(world: World, tmp_p
         fx.provision(idevid_order, "SN-I1", tested_device(fx, "SN-I1").csr_pem()).certificate_pem.encode()
     )
     assert matter.subject_ids(other.subject) == (None, None)
+
+
+def test_reenrolled_matter_unit_gets_a_new_dac_from_its_orders_pai(world: World) -> None:
+    catalog.create_product(world.inst, product_id="bulb", name="Smart Bulb", actor="t")
+    authorities.create_matter_pai(world.inst, "pai-bulb", product_id="bulb", vid=0xFFF1, pid=0x8000, actor="t")
+    order = orders.create_order(world.inst, product_id="bulb", site_id="cm-a", quota=1, actor="t").id
+    fx = world.fixture("fx-1")
+    device = tested_device(fx, "SN-M1")
+    first = x509.load_pem_x509_certificate(fx.provision(order, "SN-M1", device.csr_pem()).certificate_pem.encode())
+
+    renewed = reenrolment.reenroll_unit(
+        world.inst, first.public_bytes(serialization.Encoding.DER), device.csr_pem().encode()
+    )
+
+    dac = x509.load_pem_x509_certificate(renewed.certificate_pem.encode())
+    pai, paa = (x509.load_pem_x509_certificate(p.encode()) for p in renewed.chain_pem)
+    matter.check_attestation_chain(dac, pai, paa)
+    vid, pid = matter.subject_ids(dac.subject)
+    assert (str(vid), str(pid)) == ("FFF1", "8000")
+    assert dac.issuer == first.issuer == pai.subject
+    assert dac.serial_number != first.serial_number
+    assert orders.get_order(world.inst, order).used == 1
 
 
 def test_revoked_pai_is_on_its_paas_crl_not_the_roots(world: World) -> None:

@@ -158,3 +158,63 @@ def authorize_issuance(request: IssuanceRequest, policies: Sequence[Policy] = IS
     """Run every policy in order; the first refusal wins."""
     for policy in policies:
         policy(request)
+
+
+@dataclass(frozen=True, slots=True)
+class ReenrolmentRequest:
+    """A provisioned unit asking to renew its certificate, and what the database knows about it."""
+
+    serial: str
+    revoked: bool
+    csr: CsrFacts
+    allowed_key_types: tuple[KeyType, ...]
+    new_key_owner_serial: str | None  # the unit that holds the CSR's key already, if the key is a new one
+    issuing_ca: str
+    issuing_ca_usable: bool
+
+
+ReenrolmentPolicy = Callable[[ReenrolmentRequest], None]
+
+
+def unit_not_revoked(r: ReenrolmentRequest) -> None:
+    if r.revoked:
+        raise Refusal("unit_revoked", f"unit {r.serial} was revoked; it cannot renew its certificate")
+
+
+def csr_names_the_unit(r: ReenrolmentRequest) -> None:
+    if r.csr.subject_serial != r.serial:
+        raise Refusal("serial_mismatch", f"the CSR names {r.csr.subject_serial!r}, the unit is {r.serial}")
+
+
+def key_type_still_allowed(r: ReenrolmentRequest) -> None:
+    if r.csr.key_type not in r.allowed_key_types:
+        raise Refusal("key_type_not_allowed", f"key type {r.csr.key_type.value} is not allowed")
+
+
+def new_key_unseen(r: ReenrolmentRequest) -> None:
+    if r.new_key_owner_serial is not None:
+        raise Refusal(
+            "key_reused", f"this public key already belongs to serial {r.new_key_owner_serial} (clone alarm)"
+        )
+
+
+def issuing_ca_can_sign(r: ReenrolmentRequest) -> None:
+    if not r.issuing_ca_usable:
+        raise Refusal("issuing_ca_revoked", f"the unit's issuing CA {r.issuing_ca} cannot sign")
+
+
+REENROLMENT_POLICIES: tuple[ReenrolmentPolicy, ...] = (
+    unit_not_revoked,
+    csr_names_the_unit,
+    key_type_still_allowed,
+    new_key_unseen,
+    issuing_ca_can_sign,
+)
+
+
+def authorize_reenrolment(
+    request: ReenrolmentRequest, policies: Sequence[ReenrolmentPolicy] = REENROLMENT_POLICIES
+) -> None:
+    """Run every re-enrolment policy in order; the first refusal wins."""
+    for policy in policies:
+        policy(request)

@@ -26,13 +26,48 @@ class Serial:
 
     def __post_init__(self) -> None:
         if not isinstance(self.value, str) or not _SERIAL_RE.fullmatch(self.value):
-            raise Refusal(
-                "serial_invalid",
-                f"serial {_describe(str(self.value))} is not 1-64 characters of letters, digits and . : / -",
-            )
+            raise _serial_invalid(self.value)
+
+    @classmethod
+    def parse(cls, value: object) -> Serial:
+        """A serial from a loose value (a JSON field, a CSR attribute); anything else is ``serial_invalid``."""
+        if not isinstance(value, str):
+            raise _serial_invalid(value)
+        return cls(value)
 
     def __str__(self) -> str:
         return self.value
+
+
+def _serial_invalid(value: object) -> Refusal:
+    return Refusal(
+        "serial_invalid", f"serial {_describe(str(value))} is not 1-64 characters of letters, digits and . : / -"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderId:
+    """A production order's id: 1-63 lower-case letters, digits or '-', starting with a letter or digit."""
+
+    value: str
+
+    def __post_init__(self) -> None:
+        slug(self.value, "order id")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def recorded_order_id(value: object) -> str | None:
+    """An order id as a refusal event records it: any string that fits the column (63), even one that
+    names no order; else nothing."""
+    return value if isinstance(value, str) and len(value) <= 63 else None
+
+
+def recorded_serial(value: object) -> str | None:
+    """A serial as a refusal event records it: any printable string of at most 64 characters, even one
+    :class:`Serial` refuses; else nothing."""
+    return value if isinstance(value, str) and len(value) <= 64 and value.isprintable() else None
 
 
 def slug(value: str, what: str) -> str:

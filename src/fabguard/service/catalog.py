@@ -49,6 +49,15 @@ def create_product(
     return product
 
 
+def product_dict(p: Product) -> dict[str, object]:
+    return {
+        "id": p.id,
+        "name": p.name,
+        "key_types": p.key_types.split(","),
+        "cert_lifetime_days": p.cert_lifetime_days,
+    }
+
+
 def list_products(inst: Instance) -> list[Product]:
     with inst.db.read() as s:
         return list(s.execute(select(Product).order_by(Product.id)).scalars())

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from fabguard.domain.values import OrderState, slug
+from fabguard.domain.values import OrderId, OrderState
 from fabguard.service.authorities import choose_issuing_ca
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event
@@ -78,7 +78,7 @@ def create_order(
     valid_until: datetime | None = None,
 ) -> OrderView:
     _check_quota(quota)
-    order_id = slug(order_id, "order id") if order_id else f"po-{secrets.token_hex(4)}"
+    order_id = OrderId(order_id).value if order_id else f"po-{secrets.token_hex(4)}"
     now = inst.clock()
     valid_from = valid_from or now
     for t in (valid_from, valid_until):
@@ -174,6 +174,25 @@ def get_order(inst: Instance, order_id: str) -> OrderView:
         if order is None:
             raise NotFound(f"no order {order_id!r}", code="order_not_found")
         return _view(s, order)
+
+
+def issuing_ca_of(inst: Instance, order_id: str) -> str:
+    """The name of the CA that signs the order's units."""
+    with inst.db.read() as s:
+        order = s.get(Order, order_id)
+        if order is None:
+            raise NotFound(f"no order {order_id!r}", code="order_not_found")
+        return order.issuing_ca
+
+
+def active_order_ids(inst: Instance, site_id: str) -> list[str]:
+    """The ids of the site's active orders."""
+    with inst.db.read() as s:
+        return list(
+            s.execute(
+                select(Order.id).where(Order.site_id == site_id, Order.state == OrderState.ACTIVE.value)
+            ).scalars()
+        )
 
 
 def list_orders(inst: Instance) -> list[OrderView]:

@@ -8,16 +8,18 @@ everything back and is recorded on its own, consuming nothing.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fabguard.domain.errors import FabGuardError, InvalidRequest, Refusal, Unauthorized
+from fabguard.domain.errors import FabGuardError, InvalidRequest, Refusal
 from fabguard.domain.issuance import (
     FixtureFacts,
     IssuanceRequest,
@@ -27,9 +29,17 @@ from fabguard.domain.issuance import (
     fixture_active,
     fixture_at_order_site,
 )
-from fabguard.domain.values import OrderState, Serial, TestOutcome, parse_key_types
-from fabguard.pki import profiles
-from fabguard.pki.csr import check_device_csr, load_csr
+from fabguard.domain.values import (
+    OrderId,
+    OrderState,
+    Serial,
+    TestOutcome,
+    parse_key_types,
+    recorded_order_id,
+    recorded_serial,
+)
+from fabguard.pki import matter, profiles
+from fabguard.pki.csr import CheckedCsr
 from fabguard.service.authorities import USABLE
 from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
@@ -59,39 +69,57 @@ class Provisioned:
         }
 
 
-def provision_unit(inst: Instance, fixture: FixtureFacts, *, order_id: Any, serial: Any, csr: Any) -> Provisioned:
-    """Decide, and if allowed issue, the device certificate for one unit."""
-    order_ref = order_id if isinstance(order_id, str) and len(order_id) <= 63 else None
+@dataclass(frozen=True, slots=True)
+class UnitRequest:
+    """One unit's provisioning request, parsed at the edge: the order, the serial, the checked CSR."""
+
+    order_id: OrderId
+    serial: Serial
+    csr: CheckedCsr
+
+
+@dataclass(frozen=True, slots=True)
+class UnparsedUnit:
+    """A unit request the edge could not parse: why, and its order id and serial where they were strings."""
+
+    error: FabGuardError
+    order_id: str | None
+    serial: str | None
+
+
+def provision_unit(inst: Instance, fixture: FixtureFacts, request: UnitRequest | UnparsedUnit) -> Provisioned:
+    """Decide, and if allowed issue, the device certificate for one unit.
+
+    An unparsed request is refused here like any other: a refusal is recorded, and nothing is consumed.
+    """
+    if isinstance(request, UnparsedUnit):
+        if isinstance(request.error, Refusal):
+            record_unit_refusal(inst, fixture, request.error, order_id=request.order_id, serial=request.serial)
+        raise request.error
     try:
-        unit_serial = Serial(serial)
-        if isinstance(csr, str):
-            csr_bytes = csr.encode("utf-8", "replace")
-        elif isinstance(csr, bytes):
-            csr_bytes = csr
-        else:
-            raise Refusal("csr_invalid", "the CSR must be a PEM or base64 DER string")
-        checked = check_device_csr(load_csr(csr_bytes, inst.limits.max_csr_bytes))
         for attempt in range(_COLLISION_RETRIES):
             try:
-                return _provision_in_transaction(inst, fixture, order_id, unit_serial, checked)
+                return _provision_in_transaction(inst, fixture, request)
             except IntegrityError:
                 if attempt == _COLLISION_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
     except Refusal as refusal:
-        record_unit_refusal(inst, fixture, refusal, order_id=order_ref, serial=serial)
+        record_unit_refusal(inst, fixture, refusal, order_id=request.order_id.value, serial=request.serial.value)
         raise
 
 
-def record_unit_refusal(inst: Instance, fixture: FixtureFacts, refusal: Refusal, *, order_id: Any, serial: Any) -> None:
+def record_unit_refusal(
+    inst: Instance, fixture: FixtureFacts, refusal: Refusal, *, order_id: str | None, serial: str | None
+) -> None:
     """Record a refused provisioning attempt (nothing else changed)."""
     record_refusal(
         inst,
         "unit.refused",
         refusal,
         fixture_id=fixture.id,
-        order_id=order_id if isinstance(order_id, str) and len(order_id) <= 63 else None,
-        serial=serial if isinstance(serial, str) and len(serial) <= 64 and serial.isprintable() else None,
+        order_id=recorded_order_id(order_id),
+        serial=recorded_serial(serial),
         detail={"site_id": fixture.site_id},
     )
 
@@ -110,19 +138,16 @@ def _history(s: Session, product_id: str, serial: str, key_fp: str) -> tuple[Uni
     return history, existing
 
 
-def _provision_in_transaction(
-    inst: Instance, fixture: FixtureFacts, order_id: str, serial: Serial, checked: Any
-) -> Provisioned:
+def _provision_in_transaction(inst: Instance, fixture: FixtureFacts, unit: UnitRequest) -> Provisioned:
+    serial, checked = unit.serial, unit.csr
     now = inst.clock()
     with inst.db.transaction() as s:
         # Lock the order row first: requests for one order decide one after another, so a request that
         # waited sees the unit its rival committed (same certificate, or key_reused) rather than only
         # the spent quota. SQLite's immediate transactions already serialise; PostgreSQL needs this.
-        order = (
-            s.get(Order, order_id, with_for_update=True) if isinstance(order_id, str) and len(order_id) <= 63 else None
-        )
+        order = s.get(Order, unit.order_id.value, with_for_update=True)
         if order is None:
-            raise Refusal("order_not_found", f"no order {str(order_id)[:63]!r}")
+            raise Refusal("order_not_found", f"no order {unit.order_id.value!r}")
         product = s.get(Product, order.product_id)
         assert product is not None
         facts = OrderFacts(
@@ -167,7 +192,7 @@ def _provision_in_transaction(
         if not reserve_quota(s, order.id):
             raise Refusal("quota_exhausted", f"order {order.id} has used all {order.quota} units")
         lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None
-        cert = _device_certificate(
+        cert = device_certificate(
             inst, issuer, checked.public_key, serial, product.id, now, lifetime, order.issuing_ca
         )
         pem = cert.public_bytes(serialization.Encoding.PEM).decode()
@@ -207,19 +232,17 @@ def _provision_in_transaction(
     return Provisioned(serial.value, order.id, pem, inst.chain_pem(order.issuing_ca), False)
 
 
-def _device_certificate(
+def device_certificate(
     inst: Instance,
     issuer: profiles.Issuer,
-    public_key: Any,
+    public_key: CertificateIssuerPublicKeyTypes,
     serial: Serial,
     product_id: str,
-    now: Any,
+    now: datetime,
     lifetime: timedelta | None,
     ca_name: str,
-) -> Any:
+) -> x509.Certificate:
     """The product's device profile: a Matter DAC under a Matter PAI, else an IEEE 802.1AR IDevID."""
-    from fabguard.pki import matter
-
     vid, pid = matter.subject_ids(issuer.certificate.subject)
     if vid is None:
         return profiles.idevid_certificate(
@@ -240,101 +263,20 @@ def _device_certificate(
         raise Refusal("key_type_not_allowed", f"a Matter DAC cannot be issued: {exc.message}") from None
 
 
-def provision_batch(inst: Instance, fixture: FixtureFacts, *, order_id: str, units: Any) -> list[dict[str, object]]:
-    """Many units in one request, each decided on its own (one transaction each)."""
-    if not isinstance(units, list) or not units:
+def provision_batch(
+    inst: Instance, fixture: FixtureFacts, units: Sequence[UnitRequest | UnparsedUnit]
+) -> list[dict[str, object]]:
+    """Many units in one request, each decided on its own (one transaction each), answered in order."""
+    if not units:
         raise InvalidRequest("units must be a non-empty list of {serial, csr}")
     if len(units) > inst.limits.max_batch_units:
         raise InvalidRequest(f"a batch may hold at most {inst.limits.max_batch_units} units", code="batch_too_large")
     results: list[dict[str, object]] = []
-    for item in units:
-        serial = item.get("serial") if isinstance(item, dict) else None
-        csr = item.get("csr") if isinstance(item, dict) else None
+    for unit in units:
         try:
-            if not isinstance(serial, str) or not isinstance(csr, str):
-                raise InvalidRequest("each unit needs a serial and a csr, both strings")
-            done = provision_unit(inst, fixture, order_id=order_id, serial=serial, csr=csr)
+            done = provision_unit(inst, fixture, unit)
             results.append({"status": "issued", **done.to_dict()})
         except FabGuardError as exc:
-            results.append(
-                {"status": "refused", "serial": serial if isinstance(serial, str) else None, **exc.to_dict()}
-            )
+            serial = unit.serial if isinstance(unit, UnparsedUnit) else unit.serial.value
+            results.append({"status": "refused", "serial": serial, **exc.to_dict()})
     return results
-
-
-def reenroll_unit(inst: Instance, unit_cert_der: bytes | None, csr: bytes) -> Provisioned:
-    """EST simplereenroll: a provisioned unit, authenticated by its current certificate, renews it.
-
-    Consumes no quota. The unit may keep its key or move to a new one (never one seen elsewhere).
-    """
-    if not unit_cert_der:
-        raise Unauthorized("re-enrolment needs the unit's current certificate as the TLS client certificate")
-    fingerprint = hashlib.sha256(unit_cert_der).hexdigest()
-    try:
-        checked = check_device_csr(load_csr(csr, inst.limits.max_csr_bytes))
-        return _reenroll_in_transaction(inst, fingerprint, checked)
-    except Refusal as refusal:
-        record_refusal(inst, "reenroll.refused", refusal, detail={"cert_sha256": fingerprint})
-        raise
-
-
-def _reenroll_in_transaction(inst: Instance, fingerprint: str, checked: Any) -> Provisioned:
-    now = inst.clock()
-    with inst.db.transaction() as s:
-        unit = s.execute(select(Unit).where(Unit.cert_sha256 == fingerprint).with_for_update()).scalar_one_or_none()
-        if unit is None:
-            raise Unauthorized(
-                "the client certificate is not the current certificate of a provisioned unit", code="unknown_device"
-            )
-        if unit.revoked_at is not None:
-            raise Refusal("unit_revoked", f"unit {unit.serial} was revoked; it cannot renew its certificate")
-        if checked.facts.subject_serial != unit.serial:
-            raise Refusal(
-                "serial_mismatch", f"the CSR names {checked.facts.subject_serial!r}, the unit is {unit.serial}"
-            )
-        product = s.get(Product, unit.product_id)
-        assert product is not None
-        if checked.facts.key_type not in parse_key_types(product.key_types.split(",")):
-            raise Refusal("key_type_not_allowed", f"key type {checked.facts.key_type.value} is not allowed")
-        new_key = checked.facts.key_fingerprint
-        if new_key != unit.key_fingerprint:
-            owner = s.execute(select(Unit.serial).where(Unit.key_fingerprint == new_key)).scalar_one_or_none()
-            if owner is not None:
-                raise Refusal("key_reused", f"this public key already belongs to serial {owner} (clone alarm)")
-        ca = s.get(CertificateAuthority, unit.issuing_ca)
-        if ca is None or ca.state not in USABLE:
-            raise Refusal("issuing_ca_revoked", f"the unit's issuing CA {unit.issuing_ca} cannot sign")
-        lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None
-        cert = profiles.idevid_certificate(
-            inst.issuer(unit.issuing_ca, s),
-            checked.public_key,
-            Serial(unit.serial),
-            inst.config.organization,
-            product.id,
-            now,
-            lifetime,
-            crl_url=inst.crl_url(unit.issuing_ca),
-        )
-        old_serial, old_key = unit.cert_serial, unit.key_fingerprint
-        unit.certificate_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-        unit.cert_serial = format(cert.serial_number, "x")
-        unit.cert_sha256 = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
-        unit.key_fingerprint = new_key
-        append_event(
-            s,
-            "unit.reenrolled",
-            at=now,
-            actor=f"unit:{unit.serial}",
-            order_id=unit.order_id,
-            serial=unit.serial,
-            detail={
-                "old_cert_serial": old_serial,
-                "cert_serial": unit.cert_serial,
-                "cert_sha256": unit.cert_sha256,
-                "key_changed": new_key != old_key,
-                "key_fingerprint": new_key,
-            },
-        )
-        pem, order_id, ca_name = unit.certificate_pem, unit.order_id, unit.issuing_ca
-        serial = unit.serial
-    return Provisioned(serial, order_id, pem, inst.chain_pem(ca_name), False)

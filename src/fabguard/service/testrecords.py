@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import insert, select
 
 from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.testrecord import TestRecord, TestRecordInvalid, parse_openhtf_record, stored_text
+from fabguard.domain.values import recorded_serial
 from fabguard.service.events import refusal_event
 from fabguard.service.instance import Instance
 from fabguard.store.db import NewEvent, append_events
 from fabguard.store.models import TestRecordRow
+
+# An uploaded record as the API decoded it from JSON; its shape is checked here, record by record.
+JsonObject = dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class StoredRecord:
         return {"id": self.id, "serial": self.serial, "outcome": self.outcome}
 
 
-def _check(inst: Instance, data: Any) -> tuple[TestRecord, str]:
+def _check(inst: Instance, data: JsonObject) -> tuple[TestRecord, str]:
     """The record's facts and its canonical JSON, or ``TestRecordInvalid``."""
     record = parse_openhtf_record(
         data, max_phases=inst.limits.max_phases, max_measurements=inst.limits.max_measurements
@@ -38,13 +42,14 @@ def _check(inst: Instance, data: Any) -> tuple[TestRecord, str]:
     return record, raw
 
 
-def _refusal(fixture: FixtureFacts, data: Any, exc: FabGuardError, at: datetime) -> NewEvent:
-    serial = data.get("dut_id") if isinstance(data, dict) else None
-    printable = isinstance(serial, str) and len(serial) <= 64 and serial.isprintable()
-    return refusal_event("test.refused", exc, at=at, fixture_id=fixture.id, serial=serial if printable else None)
+def _refusal(fixture: FixtureFacts, data: JsonObject, exc: FabGuardError, at: datetime) -> NewEvent:
+    serial = recorded_serial(data.get("dut_id"))
+    return refusal_event("test.refused", exc, at=at, fixture_id=fixture.id, serial=serial)
 
 
-def _store(inst: Instance, fixture: FixtureFacts, records: list[Any]) -> list[StoredRecord | FabGuardError]:
+def _store(
+    inst: Instance, fixture: FixtureFacts, records: Sequence[JsonObject]
+) -> list[StoredRecord | FabGuardError]:
     """Check each record, then store the good ones and log the refusals of the bad ones in one transaction.
 
     Their events keep the upload's order. One transaction for a batch: a fast line's upload of 200
@@ -111,7 +116,7 @@ def _store(inst: Instance, fixture: FixtureFacts, records: list[Any]) -> list[St
     return out
 
 
-def record_test(inst: Instance, fixture: FixtureFacts, data: Any) -> StoredRecord:
+def record_test(inst: Instance, fixture: FixtureFacts, data: JsonObject) -> StoredRecord:
     """Check and store one OpenHTF-shaped record uploaded by ``fixture``; a bad record is refused and logged."""
     (result,) = _store(inst, fixture, [data])
     if isinstance(result, FabGuardError):
@@ -119,11 +124,9 @@ def record_test(inst: Instance, fixture: FixtureFacts, data: Any) -> StoredRecor
     return result
 
 
-def record_tests(inst: Instance, fixture: FixtureFacts, records: Any) -> list[dict[str, object]]:
+def record_tests(inst: Instance, fixture: FixtureFacts, records: Sequence[JsonObject]) -> list[dict[str, object]]:
     """Batch upload: each record is checked on its own (a bad one is refused, the others stored), and
     the batch is stored in one transaction."""
-    if not isinstance(records, list):
-        raise InvalidRequest("records must be a list")
     if len(records) > inst.limits.max_batch_records:
         raise InvalidRequest(
             f"a batch may hold at most {inst.limits.max_batch_records} records", code="batch_too_large"

@@ -1,0 +1,70 @@
+"""Turning request fields into the value objects the services take, once, at the edge.
+
+A provisioning request that cannot be parsed is not an error of the API: it becomes an
+``UnparsedUnit`` that the provisioning service refuses (and records) like any other refusal, with the
+same code it would have had (``serial_invalid``, ``csr_invalid``, ``order_not_found``, ...).
+"""
+
+from __future__ import annotations
+
+from cryptography.x509.oid import NameOID
+
+from fabguard.domain.errors import FabGuardError, InvalidRequest, Refusal
+from fabguard.domain.values import OrderId, Serial
+from fabguard.pki.csr import check_device_csr, load_csr
+from fabguard.service.provisioning import UnitRequest, UnparsedUnit
+
+
+def order_to_provision(value: object) -> OrderId:
+    """The order a fixture names; an id no order can have is simply not found."""
+    try:
+        if isinstance(value, str):
+            return OrderId(value)
+    except InvalidRequest:
+        pass
+    raise Refusal("order_not_found", f"no order {str(value)[:63]!r}")
+
+
+def unit_request(order_id: object, serial: object, csr: object, *, max_csr_bytes: int) -> UnitRequest | UnparsedUnit:
+    """A JSON provisioning request: the serial, then the CSR (PEM or base64 DER), then the order."""
+    try:
+        unit_serial = Serial.parse(serial)
+        if not isinstance(csr, str):
+            raise Refusal("csr_invalid", "the CSR must be a PEM or base64 DER string")
+        checked = check_device_csr(load_csr(csr.encode("utf-8", "replace"), max_csr_bytes))
+        return UnitRequest(order_to_provision(order_id), unit_serial, checked)
+    except Refusal as refusal:
+        return _unparsed(refusal, order_id, serial)
+
+
+def batch_unit_request(order_id: object, serial: object, csr: object, *, max_csr_bytes: int) -> UnitRequest | UnparsedUnit:
+    """One unit of a batch: as :func:`unit_request`, but a unit without string fields is an invalid request."""
+    if not isinstance(serial, str) or not isinstance(csr, str):
+        return _unparsed(InvalidRequest("each unit needs a serial and a csr, both strings"), order_id, serial)
+    return unit_request(order_id, serial, csr, max_csr_bytes=max_csr_bytes)
+
+
+def est_unit_request(order_id: str, body: bytes, *, max_csr_bytes: int) -> UnitRequest | UnparsedUnit:
+    """An EST simpleenroll: the CSR, the serial its subject names, the CSR's checks, then the order."""
+    try:
+        csr = load_csr(body, max_csr_bytes)
+        serials = csr.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    except Refusal as refusal:
+        return _unparsed(refusal, order_id, None)
+    except ValueError:
+        return _unparsed(Refusal("csr_invalid", "the CSR subject cannot be parsed"), order_id, None)
+    serial = serials[0].value if len(serials) == 1 else ""
+    try:
+        unit_serial = Serial.parse(serial)
+        checked = check_device_csr(csr)
+        return UnitRequest(order_to_provision(order_id), unit_serial, checked)
+    except Refusal as refusal:
+        return _unparsed(refusal, order_id, serial)
+
+
+def _unparsed(error: FabGuardError, order_id: object, serial: object) -> UnparsedUnit:
+    return UnparsedUnit(
+        error,
+        order_id if isinstance(order_id, str) else None,
+        serial if isinstance(serial, str) else None,
+    )

@@ -1,0 +1,42 @@
+"""The catalogue: products and CM sites (admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from fabguard.api.deps import Admin, Inst, Reader
+from fabguard.api.schemas import ProductIn, SiteIn
+from fabguard.service import catalog
+
+router = APIRouter(tags=["admin"])
+
+
+@router.post("/api/v1/products", status_code=201)
+def create_product(inst: Inst, body: ProductIn, p: Admin) -> dict[str, Any]:
+    prod = catalog.create_product(
+        inst,
+        product_id=body.id,
+        name=body.name,
+        key_types=body.key_types,
+        cert_lifetime_days=body.cert_lifetime_days,
+        actor=p.actor,
+    )
+    return catalog.product_dict(prod)
+
+
+@router.get("/api/v1/products")
+def list_products(inst: Inst, _: Reader) -> list[dict[str, Any]]:
+    return [catalog.product_dict(x) for x in catalog.list_products(inst)]
+
+
+@router.post("/api/v1/sites", status_code=201)
+def create_site(inst: Inst, body: SiteIn, p: Admin) -> dict[str, Any]:
+    site = catalog.create_site(inst, site_id=body.id, name=body.name, actor=p.actor)
+    return {"id": site.id, "name": site.name}
+
+
+@router.get("/api/v1/sites")
+def list_sites(inst: Inst, _: Reader) -> list[dict[str, Any]]:
+    return [{"id": x.id, "name": x.name} for x in catalog.list_sites(inst)]

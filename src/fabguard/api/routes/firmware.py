@@ -1,0 +1,117 @@
+"""Firmware routes under /api/v1/firmware: releases for engineers and approvers, packages for fixtures.
+
+Images above ``firmware.DEFAULT_MAX_IMAGE_BYTES`` are refused (413, ``image_too_large``); the app's body
+limit leaves room for the base64 image (4/3 of its size) plus the JSON around it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from fabguard.api.deps import Approver, Fixture, Inst, Operator, Reader
+from fabguard.service import firmware, firmware_units
+
+router = APIRouter()
+
+MAX_IMAGE_BYTES = firmware.DEFAULT_MAX_IMAGE_BYTES
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReleaseIn(_Strict):
+    product_id: str = Field(max_length=63)
+    version: str = Field(max_length=64, description="1-64 of letters, digits and . + _ ~ -")
+    notes: str = Field(default="", max_length=firmware.MAX_NOTES, description="Release notes")
+    image: str = Field(description="The firmware image, base64 (standard alphabet, padded)")
+    dual_control: bool = Field(default=False, description="Only a second person may approve this release")
+
+
+class AttachIn(_Strict):
+    order_id: str = Field(max_length=63)
+
+
+class WithdrawIn(_Strict):
+    reason: str = Field(max_length=500)
+
+
+class FetchIn(_Strict):
+    release_id: str = Field(max_length=64)
+    order_id: str = Field(max_length=63)
+    serial: str = Field(max_length=64)
+
+
+@router.get("/api/v1/firmware/key", tags=["firmware"])
+def firmware_key(inst: Inst) -> dict[str, str]:
+    """The public key that signs every manifest: devices pin it (PEM)."""
+    return {"public_key": firmware.firmware_public_key_pem(inst)}
+
+
+@router.post("/api/v1/firmware/releases", status_code=201, tags=["firmware"])
+def upload(inst: Inst, body: ReleaseIn, p: Operator) -> dict[str, Any]:
+    """Upload an image: it is encrypted at rest at once, its manifest signed and its SBOM made."""
+    image = firmware.decode_image(body.image, MAX_IMAGE_BYTES)
+    return firmware.upload_release(
+        inst,
+        product_id=body.product_id,
+        version=body.version,
+        image=image,
+        notes=body.notes,
+        dual_control=body.dual_control,
+        actor=p.actor,
+        max_image_bytes=MAX_IMAGE_BYTES,
+    ).to_dict()
+
+
+@router.get("/api/v1/firmware/releases", tags=["firmware"])
+def list_releases(inst: Inst, _: Reader, product_id: str | None = None) -> list[dict[str, Any]]:
+    return [r.to_dict() for r in firmware.list_releases(inst, product_id=product_id)]
+
+
+@router.get("/api/v1/firmware/releases/{release_id}", tags=["firmware"])
+def get_release(inst: Inst, release_id: str, _: Reader) -> dict[str, Any]:
+    return firmware.get_release(inst, release_id).to_dict()
+
+
+@router.get("/api/v1/firmware/releases/{release_id}/sbom", tags=["firmware"])
+def release_sbom(inst: Inst, release_id: str, _: Reader) -> dict[str, Any]:
+    """The release's CycloneDX 1.5 SBOM (its SHA-256 is in the signed manifest)."""
+    return firmware.release_sbom(inst, release_id)
+
+
+@router.post("/api/v1/firmware/releases/{release_id}/approve", tags=["firmware"])
+def approve(inst: Inst, release_id: str, p: Approver) -> dict[str, Any]:
+    """Approve a release (under dual control, not by its uploader)."""
+    return firmware.approve_release(inst, release_id, actor=p.actor).to_dict()
+
+
+@router.post("/api/v1/firmware/releases/{release_id}/attach", tags=["firmware"])
+def attach(inst: Inst, release_id: str, body: AttachIn, p: Operator) -> dict[str, Any]:
+    """Offer a release to the units of an order."""
+    return firmware.attach_release(inst, release_id, body.order_id, actor=p.actor).to_dict()
+
+
+@router.post("/api/v1/firmware/releases/{release_id}/withdraw", tags=["firmware"])
+def withdraw(inst: Inst, release_id: str, body: WithdrawIn, p: Operator) -> dict[str, Any]:
+    """Stop releasing this version to any unit, for good."""
+    return firmware.withdraw_release(inst, release_id, reason=body.reason, actor=p.actor).to_dict()
+
+
+@router.post("/api/v1/firmware/fetch", tags=["fixture"], response_class=Response)
+def fetch(inst: Inst, body: FetchIn, f: Fixture) -> Response:
+    """One unit's package (binary): the signed manifest, the data key wrapped to that unit, the ciphertext."""
+    done = firmware_units.release_to_unit(
+        inst, f, release_id=body.release_id, order_id=body.order_id, serial=body.serial
+    )
+    return Response(
+        done.package,
+        media_type=firmware.PACKAGE_MEDIA_TYPE,
+        headers={"X-FabGuard-Release": done.release_id, "X-FabGuard-Version": done.version},
+    )
+
+
+__all__ = ["AttachIn", "FetchIn", "ReleaseIn", "WithdrawIn", "router"]

@@ -1,0 +1,53 @@
+"""The transparency ledger: signed checkpoints, the verifier key, inclusion and consistency proofs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+
+from fabguard.api.deps import Count, Inst, Reader
+from fabguard.service import ledger
+
+router = APIRouter(tags=["ledger"])
+
+
+@router.get("/api/v1/ledger/checkpoint")
+def ledger_checkpoint(inst: Inst, _: Reader, format: str = "json") -> Any:
+    """The newest signed checkpoint (signed now if the tree grew); ``format=note`` for the bare signed note."""
+    cp = ledger.latest_checkpoint(inst)
+    if format == "note":
+        return PlainTextResponse(cp.note)
+    return cp.to_dict()
+
+
+@router.get("/api/v1/ledger/checkpoints")
+def ledger_checkpoints(inst: Inst, _: Reader, limit: Count = 100) -> list[dict[str, Any]]:
+    return [c.to_dict() for c in ledger.checkpoints(inst, limit=min(max(limit, 1), inst.limits.max_page))]
+
+
+@router.get("/api/v1/ledger/key")
+def ledger_key(inst: Inst, _: Reader) -> dict[str, str]:
+    """The verifier key (C2SP signed-note form) that checks every checkpoint offline."""
+    return {"verifier_key": ledger.public_verifier_key(inst)}
+
+
+@router.get("/api/v1/ledger/proof/inclusion")
+def ledger_inclusion(
+    inst: Inst,
+    _: Reader,
+    index: Count | None = None,
+    serial: str | None = None,
+    cert: str | None = None,
+    size: Count | None = None,
+) -> dict[str, Any]:
+    """Inclusion proof for one entry, named by index, unit serial, or certificate serial/SHA-256."""
+    if index is None:
+        index = ledger.index_of_unit(inst, serial=serial, cert=cert)
+    return ledger.inclusion(inst, index, size)
+
+
+@router.get("/api/v1/ledger/proof/consistency")
+def ledger_consistency(inst: Inst, _: Reader, first: Count, second: Count | None = None) -> dict[str, Any]:
+    return ledger.consistency(inst, first, second)

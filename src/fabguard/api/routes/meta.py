@@ -1,0 +1,22 @@
+"""Health and the public CA certificates: no credentials needed."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from fabguard import __version__
+from fabguard.api.deps import Inst
+from fabguard.service import authorities
+
+router = APIRouter(tags=["meta"])
+
+
+@router.get("/api/v1/health")
+def health() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/api/v1/ca/certificates")
+def ca_certificates(inst: Inst) -> dict[str, str]:
+    """The public CA certificates (root, station CA and every issuing CA), PEM, by name."""
+    return {c.name: inst.chain_pem(c.name)[0] for c in authorities.list_cas(inst) if c.subject}

@@ -1,0 +1,61 @@
+"""Production orders and their quota changes (dual control for raises)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from fabguard.api.deps import Approver, ChangeId, Count, Inst, Operator, Reader
+from fabguard.api.schemas import OrderIn, OrderStateIn, QuotaChangeIn
+from fabguard.service import orders
+
+router = APIRouter(tags=["orders"])
+
+
+@router.post("/api/v1/orders", status_code=201)
+def create_order(inst: Inst, body: OrderIn, p: Operator) -> dict[str, object]:
+    return orders.create_order(
+        inst,
+        order_id=body.id,
+        product_id=body.product_id,
+        site_id=body.site_id,
+        quota=body.quota,
+        valid_from=body.valid_from,
+        valid_until=body.valid_until,
+        actor=p.actor,
+    ).to_dict()
+
+
+@router.get("/api/v1/orders")
+def list_orders(inst: Inst, _: Reader) -> list[dict[str, object]]:
+    return [o.to_dict() for o in orders.list_orders(inst)]
+
+
+@router.get("/api/v1/orders/{order_id}")
+def get_order(inst: Inst, order_id: str, _: Reader) -> dict[str, object]:
+    return orders.get_order(inst, order_id).to_dict()
+
+
+@router.get("/api/v1/orders/{order_id}/units")
+def order_units(inst: Inst, order_id: str, _: Reader, after: Count = 0, limit: Count = 100) -> list[dict[str, object]]:
+    return orders.order_units(inst, order_id, after_id=after, limit=min(max(limit, 1), inst.limits.max_page))
+
+
+@router.post("/api/v1/orders/{order_id}/state")
+def set_order_state(inst: Inst, order_id: str, body: OrderStateIn, p: Operator) -> dict[str, object]:
+    return orders.set_order_state(inst, order_id, body.state, actor=p.actor).to_dict()
+
+
+@router.post("/api/v1/orders/{order_id}/quota-changes", status_code=201)
+def request_quota_change(inst: Inst, order_id: str, body: QuotaChangeIn, p: Operator) -> dict[str, object]:
+    """Lowering applies at once; raising creates a pending change for a second approver."""
+    return orders.request_quota_change(inst, order_id, body.quota, reason=body.reason, actor=p.actor)
+
+
+@router.post("/api/v1/quota-changes/{change_id}/approve")
+def approve_quota_change(inst: Inst, change_id: ChangeId, p: Approver) -> dict[str, object]:
+    return orders.decide_quota_change(inst, change_id, approve=True, actor=p.actor)
+
+
+@router.post("/api/v1/quota-changes/{change_id}/reject")
+def reject_quota_change(inst: Inst, change_id: ChangeId, p: Approver) -> dict[str, object]:
+    return orders.decide_quota_change(inst, change_id, approve=False, actor=p.actor)
