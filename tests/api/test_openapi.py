@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fabguard.api.errors import ERROR_SCHEMA
 from tests.support import World
 
 
@@ -35,3 +36,26 @@ def test_orders_api_shows_live_counts(world: World) -> None:
     with world.admin() as http:
         body = http.get(f"/api/v1/orders/{order}").json()
     assert (body["quota"], body["used"], body["remaining"], body["refused"]) == (3, 0, 3, {})
+
+
+def test_openapi_describes_the_error_body_every_operation_answers_with(world: World) -> None:
+    with world.admin() as http:
+        spec = http.get("/openapi.json").json()
+        refused = http.post("/api/v1/orders", json={"quota": "many"})
+    schemas = spec["components"]["schemas"]
+    assert schemas["Error"] == ERROR_SCHEMA
+    assert "HTTPValidationError" not in schemas  # FastAPI's own 422 body, which this API never sends
+    error_ref = {"$ref": "#/components/schemas/Error"}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            errors = {s: r for s, r in operation["responses"].items() if s == "default" or s >= "4"}
+            assert "default" in errors, (method, path)
+            for response in errors.values():
+                assert response["content"]["application/json"]["schema"] == error_ref, (method, path)
+    # What the schema says is what an error answer is.
+    body = refused.json()
+    assert refused.status_code == 422
+    assert set(body) == set(ERROR_SCHEMA["required"]) == set(ERROR_SCHEMA["properties"])
+    detail = ERROR_SCHEMA["properties"]["error"]
+    assert set(body["error"]) == set(detail["required"]) == set(detail["properties"])
+    assert all(isinstance(body["error"][k], str) for k in detail["properties"])

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from fabguard.domain.errors import FabGuardError
 from fabguard.firmware import envelope
 from fabguard.firmware.policy import FirmwareRefusal, ReleaseState, UnitReleaseFacts, authorize_unit_release
 from fabguard.firmware.sbom import InvalidSbom, firmware_sbom, validate_sbom
@@ -230,3 +231,15 @@ print("ok")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_firmware_errors_join_the_one_root_with_their_own_codes() -> None:
+    with pytest.raises(envelope.EnvelopeError) as sealed:
+        envelope.unwrap_data_key(b"k" * 32, bytes(12), b"not wrapped under this kek", RELEASE)
+    # The server's own sealed material failing to open is the server's failure.
+    assert isinstance(sealed.value, FabGuardError)
+    assert (sealed.value.code, sealed.value.status) == ("firmware_envelope_invalid", 500)
+    with pytest.raises(ValueError, match="bomFormat") as sbom:  # still a ValueError, as before
+        validate_sbom({"bomFormat": "SPDX"})
+    assert isinstance(sbom.value, InvalidSbom) and isinstance(sbom.value, FabGuardError)
+    assert (sbom.value.code, sbom.value.status) == ("sbom_invalid", 500)

@@ -20,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fabguard.domain.errors import FabGuardError
 from fabguard.firmware import mcuboot
 
 pytestmark = pytest.mark.skipif(not mcuboot.imgtool_available(), reason="imgtool is not installed")
@@ -382,3 +383,12 @@ def test_cli_builds_an_encrypted_mcuboot_image_from_an_encrypted_signing_key(
     assert opened[: len(firmware)] == firmware and set(opened[len(firmware) :]) <= {0}
     bad = CliRunner().invoke(app, [*args[:5], "1.0.0-rc1", *args[6:]], catch_exceptions=False)
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def test_mcuboot_errors_join_the_one_root_with_their_own_codes() -> None:
+    with pytest.raises(mcuboot.McubootError, match="digits only") as bad:
+        mcuboot.check_version("1.x")
+    assert isinstance(bad.value, FabGuardError)
+    assert (bad.value.code, bad.value.status) == ("mcuboot_image_invalid", 422)
+    assert (mcuboot.McubootDecryptError.code, mcuboot.McubootDecryptError.status) == ("mcuboot_decrypt_failed", 422)
+    assert (mcuboot.ImgtoolError.code, mcuboot.ImgtoolError.status) == ("imgtool_failed", 500)

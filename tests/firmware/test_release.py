@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from fabguard.cli.common import state
 from fabguard.cli.firmware import firmware_app
-from fabguard.firmware.policy import FIRMWARE_REFUSAL_STATUS
+from fabguard.domain.errors import FIRMWARE_REFUSAL_STATUS
 from fabguard.firmware.sbom import validate_sbom
 from fabguard.fixture import firmware as device_side
 from fabguard.fixture.client import FabGuardClientError, FixtureClient

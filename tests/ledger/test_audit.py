@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from fabguard.domain.errors import FabGuardError
 from fabguard.fixture.simulator import LineConfig, ProductionLine
 from fabguard.ledger.checkpoint import Checkpoint, open_signed_checkpoint, sign_checkpoint
 from fabguard.ledger.merkle import CompactRange, leaf_hash
@@ -214,3 +215,13 @@ def test_verifier_module_imports_nothing_from_the_server_side() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_an_export_that_does_not_verify_fails_with_the_audit_failed_code(
+    copy: Path, exported: tuple[Path, str, Path]
+) -> None:
+    write(copy, lines(copy)[:-1])
+    with pytest.raises(AuditFailure, match="truncated") as caught:
+        verify_export(copy, verifier=exported[1])
+    assert isinstance(caught.value, FabGuardError)
+    assert (caught.value.code, caught.value.status) == ("audit_failed", 422)

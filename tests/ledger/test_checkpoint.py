@@ -7,6 +7,7 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from fabguard.domain.errors import FabGuardError
 from fabguard.ledger.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -64,3 +65,10 @@ def test_verifier_key_with_a_wrong_id_is_refused(key: ed25519.Ed25519PrivateKey)
     name, _kid, rest = verifier_key(NAME, key.public_key()).split("+", 2)
     with pytest.raises(CheckpointError):
         open_signed_checkpoint(sign_checkpoint(Checkpoint(NAME, 1, bytes(32)), NAME, key), f"{name}+00000000+{rest}")
+
+
+def test_a_malformed_checkpoint_is_a_fabguard_error_still_caught_as_a_value_error() -> None:
+    with pytest.raises(ValueError, match="malformed checkpoint origin or size") as caught:
+        parse_checkpoint(f"{NAME}\nforty-two\n{base64.b64encode(bytes(32)).decode()}\n")
+    assert isinstance(caught.value, FabGuardError)
+    assert (caught.value.code, caught.value.status) == ("checkpoint_invalid", 422)

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymerkle import InmemoryTree
 
+from fabguard.domain.errors import FabGuardError
 from fabguard.ledger import merkle
 
 
@@ -120,3 +121,12 @@ def test_out_of_range_requests_are_errors() -> None:
         merkle.consistency_proof(get, 6, 5)
     with pytest.raises(merkle.ProofError):
         merkle.verify_consistency(6, 5, b"", b"", [])
+
+
+def test_a_proof_that_does_not_verify_is_a_fabguard_error_still_caught_as_a_value_error() -> None:
+    leaves, get = build(5)
+    proof = merkle.inclusion_proof(get, 2, 5)
+    with pytest.raises(ValueError, match="does not lead to the root") as caught:
+        merkle.verify_inclusion(leaves[3], 2, 5, proof, merkle.mth(leaves))
+    assert isinstance(caught.value, FabGuardError)
+    assert (caught.value.code, caught.value.status) == ("proof_invalid", 422)

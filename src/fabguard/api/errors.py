@@ -1,4 +1,8 @@
-"""Mapping every failure to ``{"error": {"code": ..., "message": ...}}`` with a 4xx (or, for bugs, 500)."""
+"""Mapping every failure to ``{"error": {"code": ..., "message": ...}}`` with a 4xx (or, for bugs, 500).
+
+A :class:`FabGuardError` answers with its own ``status`` and ``code``, whatever its class; the few
+codes the HTTP layer itself sends are declared in ``fabguard.domain.errors`` like all the others.
+"""
 
 from __future__ import annotations
 
@@ -35,9 +39,57 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "the request is not valid"
 
 
+# The body of every error answer, for /openapi.json (FastAPI would otherwise describe its own 422 body).
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "additionalProperties": False,
+            "properties": {
+                "code": {"type": "string", "description": "Stable: a refusal code or another code the README lists"},
+                "message": {"type": "string", "description": "What went wrong, for a person"},
+            },
+        }
+    },
+}
+_ERROR_REF = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+def _describe_errors(app: FastAPI) -> None:
+    """Make /openapi.json describe the error body: every operation's 422 and default answer is ``Error``."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        spec = generate()  # FastAPI caches the document: this rewrite runs on it once
+        schemas: dict[str, Any] = spec.setdefault("components", {}).setdefault("schemas", {})
+        if "Error" in schemas:
+            return spec
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas["Error"] = ERROR_SCHEMA
+        for operations in spec.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if "422" in responses:
+                    responses["422"] = {"description": "The request is not valid", "content": _ERROR_REF}
+                responses["default"] = {"description": "A refusal or another error", "content": _ERROR_REF}
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    _describe_errors(app)
+
     @app.exception_handler(FabGuardError)
     async def _fabguard(_: Request, exc: FabGuardError) -> JSONResponse:
+        if exc.status >= 500:  # the server's own failure: keep it in the log, as an unexpected error is
+            log.error("%s: %s", exc.code, exc.message, exc_info=exc)
         return error_response(exc.status, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)

@@ -1,7 +1,10 @@
-"""One error hierarchy for FabGuard.
+"""One error hierarchy for FabGuard, and every code it sends.
 
 Every error carries a stable machine-readable ``code``, an HTTP ``status`` and a human message.
 The API renders them as ``{"error": {"code": ..., "message": ...}}``; the CLI prints the message.
+Every code is declared below, once: a refusal code in ``REFUSAL_STATUS`` or
+``FIRMWARE_REFUSAL_STATUS``, any other code in ``ERROR_STATUS`` (a test checks that the source
+raises no other code and that the README lists each one).
 """
 
 from __future__ import annotations
@@ -32,12 +35,130 @@ REFUSAL_STATUS: dict[str, int] = {
     "issuing_ca_revoked": 409,
 }
 
+# Refusal codes a fixture can meet while fetching firmware, with their HTTP status.
+# These strings are part of the public API: never rename one.
+FIRMWARE_REFUSAL_STATUS: dict[str, int] = {
+    "release_not_found": 404,
+    "order_not_found": 404,
+    "wrong_site": 403,
+    "order_inactive": 409,
+    "unit_not_provisioned": 409,
+    "unit_revoked": 409,
+    "unit_key_unsupported": 409,
+    "release_withdrawn": 409,
+    "release_not_approved": 409,
+    "release_not_attached": 409,
+    "release_wrong_product": 409,
+}
+
+# Every other code, with the HTTP status it is sent with. Also part of the public API: never rename
+# one. A refusal code may also answer an admin call (``order_not_found``, ``fixture_revoked``...): it
+# is declared once, above.
+ERROR_STATUS: dict[str, int] = {
+    # The classes below, when no more precise code is given.
+    "invalid_request": 422,
+    "not_found": 404,
+    "conflict": 409,
+    "forbidden": 403,
+    "configuration_error": 500,
+    # The HTTP layer: a body that is not JSON or too large, a method a route does not have, a bug.
+    "malformed_json": 400,
+    "method_not_allowed": 405,
+    "body_too_large": 413,
+    "http_error": 400,  # any other HTTP-level error: sent with that error's own status
+    "internal_error": 500,
+    # Values that break a documented rule or limit.
+    "invalid_CA_name": 422,
+    "invalid_fixture_id": 422,
+    "invalid_order_id": 422,
+    "invalid_product_id": 422,
+    "invalid_site_id": 422,
+    "invalid_format": 422,
+    "invalid_index": 422,
+    "invalid_note": 422,
+    "invalid_quota": 422,
+    "invalid_reason": 422,
+    "invalid_state": 422,
+    "invalid_time": 422,
+    "invalid_tree_size": 422,
+    "invalid_window": 422,
+    "ambiguous_serial": 422,
+    "batch_too_large": 422,
+    "ca_is_root": 422,
+    "certificate_invalid": 422,
+    "certificate_key_mismatch": 422,
+    "certificate_not_ca": 422,
+    "certificate_untrusted": 422,
+    "est_label_required": 400,
+    "image_invalid": 422,
+    "image_too_large": 413,
+    "matter_attestation_invalid": 422,
+    "notes_invalid": 422,
+    "reason_invalid": 422,
+    "test_record_invalid": 422,
+    "token_not_found": 422,
+    "token_required": 422,
+    "version_invalid": 422,
+    # Credentials that are not accepted (the fixture refusals ``unauthorized``... are above).
+    "enrollment_token_invalid": 401,
+    "unknown_device": 401,
+    "same_approver": 403,
+    # Something named that does not exist.
+    "alert_not_found": 404,
+    "ca_not_found": 404,
+    "fixture_not_found": 404,
+    "product_not_found": 404,
+    "quota_change_not_found": 404,
+    "site_not_found": 404,
+    "unit_not_found": 404,
+    # A state that does not allow the request.
+    "ca_exists": 409,
+    "ca_not_active": 409,
+    "ca_not_pending": 409,
+    "ca_revoked": 409,
+    "crl_contention": 409,
+    "fixture_exists": 409,
+    "no_issuing_ca": 409,
+    "order_closed": 409,
+    "order_exists": 409,
+    "product_exists": 409,
+    "quota_below_used": 409,
+    "quota_change_decided": 409,
+    "release_already_approved": 409,
+    "release_already_attached": 409,
+    "release_exists": 409,
+    "site_exists": 409,
+    # The ledger: a proof, a checkpoint or an export that does not verify.
+    "proof_invalid": 422,
+    "checkpoint_invalid": 422,
+    "audit_failed": 422,
+    # Firmware: an MCUboot image that is not right; the server's own sealed material or SBOM failing
+    # its checks, or imgtool failing, is the server's fault (500).
+    "mcuboot_image_invalid": 422,
+    "mcuboot_decrypt_failed": 422,
+    "imgtool_failed": 500,
+    "firmware_envelope_invalid": 500,
+    "sbom_invalid": 500,
+    # The key backend.
+    "key_not_extractable": 500,
+}
+
+
+def is_declared(code: str) -> bool:
+    return code in REFUSAL_STATUS or code in FIRMWARE_REFUSAL_STATUS or code in ERROR_STATUS
+
 
 class FabGuardError(Exception):
     """Root of every error FabGuard raises on purpose."""
 
     code: str = "error"
     status: int = 400
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A class that names its own code names a declared one: checked once, when the class is made.
+        if "code" in cls.__dict__ and not is_declared(cls.code):
+            raise TypeError(f"{cls.__qualname__}.code {cls.code!r} is not declared in fabguard.domain.errors")
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
         super().__init__(message)

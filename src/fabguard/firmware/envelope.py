@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from fabguard.domain.errors import FabGuardError
+
 MANIFEST_FORMAT = "fabguard-firmware-manifest/1"
 PACKAGE_MAGIC = b"FGFWPKG1"
 PACKAGE_MEDIA_TYPE = "application/vnd.fabguard.firmware-package"
@@ -50,8 +52,14 @@ ManifestSigningKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 ManifestVerifyKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
-class EnvelopeError(Exception):
-    """A firmware envelope failed to open: wrong key, or altered bytes."""
+class EnvelopeError(FabGuardError):
+    """A firmware envelope failed to open: wrong key, or altered bytes.
+
+    On the server the envelope is its own sealed material, so this is the server's failure (500).
+    """
+
+    code = "firmware_envelope_invalid"
+    status = 500
 
 
 def _lv(*parts: bytes) -> bytes:

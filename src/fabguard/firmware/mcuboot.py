@@ -47,6 +47,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from fabguard.domain.errors import FabGuardError
+
 IMAGE_MAGIC = 0x96F3B83D
 IMAGE_HEADER_FORMAT = "<IIHHIIBBHII"  # magic, load_addr, hdr_size, prot_tlv_size, img_size, flags, version, pad
 IMAGE_HEADER_BYTES = struct.calcsize(IMAGE_HEADER_FORMAT)
@@ -75,16 +77,24 @@ DEFAULT_ALIGN = 8
 IMGTOOL_TIMEOUT_SECONDS = 120.0
 
 
-class McubootError(Exception):
+class McubootError(FabGuardError):
     """An MCUboot image could not be built or read."""
+
+    code = "mcuboot_image_invalid"
+    status = 422
 
 
 class ImgtoolError(McubootError):
     """imgtool is missing, or refused or failed a command."""
 
+    code = "imgtool_failed"
+    status = 500
+
 
 class McubootDecryptError(McubootError):
     """An encrypted MCUboot image does not open: wrong key, or altered bytes."""
+
+    code = "mcuboot_decrypt_failed"
 
 
 # Building

@@ -5,23 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from fabguard.domain.errors import FabGuardError
-
-# Refusal codes a fixture can meet while fetching firmware, with their HTTP status.
-# These strings are part of the public API: never rename one.
-FIRMWARE_REFUSAL_STATUS: dict[str, int] = {
-    "release_not_found": 404,
-    "order_not_found": 404,
-    "wrong_site": 403,
-    "order_inactive": 409,
-    "unit_not_provisioned": 409,
-    "unit_revoked": 409,
-    "unit_key_unsupported": 409,
-    "release_withdrawn": 409,
-    "release_not_approved": 409,
-    "release_not_attached": 409,
-    "release_wrong_product": 409,
-}
+from fabguard.domain.errors import FIRMWARE_REFUSAL_STATUS, FabGuardError
 
 
 class ReleaseState(StrEnum):

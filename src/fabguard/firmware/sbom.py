@@ -13,6 +13,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from fabguard.domain.errors import FabGuardError
+
 SPEC_VERSION = "1.5"
 _SERIAL = re.compile(r"^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -32,8 +34,11 @@ _COMPONENT_TYPES = {
 }
 
 
-class InvalidSbom(ValueError):
-    """The document is not the CycloneDX 1.5 JSON we produce."""
+class InvalidSbom(FabGuardError, ValueError):
+    """The document is not the CycloneDX 1.5 JSON we produce: the server's failure (500). Still a ``ValueError``."""
+
+    code = "sbom_invalid"
+    status = 500
 
 
 def firmware_sbom(

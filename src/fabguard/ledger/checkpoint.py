@@ -23,12 +23,17 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from fabguard.domain.errors import FabGuardError
+
 ED25519_TYPE = b"\x01"
 _DASH = "\u2014"  # the em dash that starts every signature line
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that does not parse or whose signature does not verify."""
+class CheckpointError(FabGuardError, ValueError):
+    """A checkpoint that does not parse or whose signature does not verify (still a ``ValueError``)."""
+
+    code = "checkpoint_invalid"
+    status = 422
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
+from fabguard.domain.errors import FabGuardError
+
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 _sha256 = hashlib.sha256
@@ -17,8 +19,11 @@ NodeReader = Callable[[int, int], bytes]
 """``get(level, index)``: the hash of the complete subtree covering leaves [index*2^level, (index+1)*2^level)."""
 
 
-class ProofError(ValueError):
-    """A proof or tree size that cannot be right."""
+class ProofError(FabGuardError, ValueError):
+    """A proof or tree size that cannot be right (still a ``ValueError``, as callers catch one)."""
+
+    code = "proof_invalid"
+    status = 422
 
 
 def leaf_hash(entry: bytes) -> bytes:

@@ -1,10 +1,11 @@
 """The offline auditor: verifies a ledger export with nothing but a public key.
 
-Imports nothing from the server side (only ``cryptography`` and the pure ledger modules), needs no
-database and no network. It recomputes the Merkle tree from the entries in O(log n) memory, checks
-every checkpoint's signature and root, checks the auditor's own saved checkpoints against the same
-tree (a fork or a rewrite of history shows as a different root for a size already signed), and
-checks that every certificate in the export is in the ledger and chains to the CA.
+Imports nothing from the server side (only ``cryptography``, the pure ledger modules and the error
+root in ``fabguard.domain``), needs no database and no network. It recomputes the Merkle tree from
+the entries in O(log n) memory, checks every checkpoint's signature and root, checks the auditor's
+own saved checkpoints against the same tree (a fork or a rewrite of history shows as a different
+root for a size already signed), and checks that every certificate in the export is in the ledger
+and chains to the CA.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from fabguard.ledger.checkpoint import Checkpoint, CheckpointError, open_signed_checkpoint
+from fabguard.domain.errors import FabGuardError
+from fabguard.ledger.checkpoint import Checkpoint, CheckpointError, open_signed_checkpoint, parse_verifier_key
 from fabguard.ledger.entry import canonical_json
 from fabguard.ledger.merkle import CompactRange
 
@@ -28,8 +30,11 @@ _PROVISIONED = b'"kind":"unit.provisioned"'
 _CERT_KEY = b'"cert_sha256":"'
 
 
-class AuditFailure(Exception):
+class AuditFailure(FabGuardError):
     """The export does not verify; the message names the first thing found wrong and where."""
+
+    code = "audit_failed"
+    status = 422
 
 
 @dataclass
@@ -226,10 +231,6 @@ def _check_certificates(directory: Path, included: set[str], root_ca: Path | Non
 
 def verify_report(path: Path, verifier: str) -> str:
     """Check a report's signature by the ledger key: ``report.json`` (embedded) or a file with ``.sig`` beside it."""
-    from cryptography.exceptions import InvalidSignature as BadSignature
-
-    from fabguard.ledger.checkpoint import parse_verifier_key
-
     _, _, public_key = parse_verifier_key(verifier)
     try:
         if path.suffix == ".json":
@@ -243,7 +244,7 @@ def verify_report(path: Path, verifier: str) -> str:
         raise AuditFailure(f"cannot read the report or its signature: {exc}") from None
     try:
         public_key.verify(signature, message)
-    except BadSignature:
+    except InvalidSignature:
         raise AuditFailure(
             f"the signature on {path.name} does not verify: the report was altered or not issued by this ledger"
         ) from None

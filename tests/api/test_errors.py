@@ -1,0 +1,84 @@
+"""The API answers every FabGuardError with its own status and code, whatever its class."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import pkgutil
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import fabguard
+from fabguard.api.errors import install_error_handlers
+from fabguard.domain.errors import FabGuardError, Refusal, is_declared
+from fabguard.firmware.policy import FirmwareRefusal
+from fabguard.pki.matter import AttestationProfileError
+
+# The classes whose constructor is not (message): what to build each with.
+_ARGUMENTS: dict[type[FabGuardError], tuple[str, ...]] = {
+    Refusal: ("quota_exhausted", "boom"),
+    FirmwareRefusal: ("release_withdrawn", "boom"),
+    AttestationProfileError: ("dac.vid", "boom"),
+}
+
+
+def _error_classes() -> list[type[FabGuardError]]:
+    found: set[type[FabGuardError]] = set()
+    for info in pkgutil.walk_packages(fabguard.__path__, "fabguard."):
+        module = importlib.import_module(info.name)
+        found |= {
+            obj
+            for obj in vars(module).values()
+            if inspect.isclass(obj) and issubclass(obj, FabGuardError) and obj is not FabGuardError
+        }
+    return sorted(found, key=lambda c: f"{c.__module__}.{c.__qualname__}")
+
+
+ERRORS = [cls(*_ARGUMENTS.get(cls, ("boom",))) for cls in _error_classes()]
+
+
+def _get_raising(error: BaseException) -> httpx.Response:
+    """GET a route that raises ``error``, through the error handlers the real app installs."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/raise")
+    def _raise() -> None:
+        raise error
+
+    async def get() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            return await http.get("/raise")
+
+    return asyncio.run(get())
+
+
+@pytest.mark.parametrize("error", ERRORS, ids=lambda e: type(e).__name__)
+def test_every_fabguard_error_answers_with_its_own_status_and_code(
+    error: FabGuardError, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="fabguard.api"):
+        response = _get_raising(error)
+    assert is_declared(error.code), error.code
+    assert (response.status_code, response.json()) == (error.status, error.to_dict())
+    # The server's own failures stay in the log (with the traceback); a 4xx is the client's business.
+    assert any(r.exc_info for r in caplog.records) == (error.status >= 500)
+
+
+def test_every_error_class_of_fabguard_is_exercised_above() -> None:
+    assert len(ERRORS) >= 19
+    assert {type(e) for e in ERRORS} >= set(_ARGUMENTS)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 406, 409, 413, 415, 429, 501, 503])
+def test_an_http_level_error_keeps_its_status_with_a_declared_code(status: int) -> None:
+    response = _get_raising(StarletteHTTPException(status, "no"))
+    body = response.json()
+    assert response.status_code == status
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert is_declared(body["error"]["code"]), body
