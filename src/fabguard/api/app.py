@@ -131,7 +131,7 @@ def create_app(inst: Instance) -> Any:
     @app.get("/api/v1/ca/certificates", tags=["meta"])
     def ca_certificates() -> dict[str, str]:
         """The public CA certificates (root, station CA and every issuing CA), PEM, by name."""
-        return {c.name: inst.chain_pem(c.name)[0] for c in authorities.list_cas(inst) if c.subject}
+        return {c.name: inst.cas.chain_pem(c.name)[0] for c in authorities.list_cas(inst) if c.subject}
 
     # Admin: tokens, catalogue, orders
     @app.post("/api/v1/tokens", status_code=201, tags=["admin"])

@@ -33,7 +33,7 @@ def _cacerts(inst: Instance, label: str | None = None) -> Response:
             raise NotFound(f"no order {label!r}", code="order_not_found")
         ca = order.issuing_ca
     return Response(
-        est.certs_only([inst.issuer(ca).certificate, inst.certificate("root")]), media_type="application/pkcs7-mime"
+        est.certs_only([inst.cas.issuer(ca).certificate, inst.cas.certificate("root")]), media_type="application/pkcs7-mime"
     )
 
 

@@ -17,7 +17,8 @@ from rich.markup import escape
 
 from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.service import tokens
-from fabguard.service.instance import Instance, default_home
+from fabguard.service.config import default_home
+from fabguard.service.instance import Instance
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)

@@ -20,7 +20,9 @@ from fabguard.cli.common import console, friendly, state
 from fabguard.domain.values import Role
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
 from fabguard.service import catalog, fixtures, orders, tokens
-from fabguard.service.instance import CONFIG_NAME, Instance, init_instance
+from fabguard.service.config import CONFIG_NAME
+from fabguard.service.instance import Instance
+from fabguard.service.seeding import init_instance
 
 DEMO_PASSPHRASE_FILE = "demo-passphrase"
 PRODUCT, SITE, OTHER_SITE = "demo-sensor", "cm-shenzhen", "cm-penang"
@@ -108,7 +110,7 @@ def demo(
                 f"Server up at [bold]{server.url}[/] - order [bold]{order_id}[/], quota {quota}, "
                 f"{fixtures_n} fixtures at {SITE}"
             )
-            root = inst.cert_path("root")
+            root = inst.cas.cert_path("root")
             creds = [enroll(server.url, t, work / fid, ca_file=root) for fid, t in line_tokens]
             stray = enroll(server.url, stray_token, work / stray_id, ca_file=root)
             untrusted = None
@@ -226,7 +228,7 @@ def _write_out(out: Path, inst: Instance, certificates: dict[str, str], summary:
     (out / "ca").mkdir(parents=True, exist_ok=True)
     (out / "certs").mkdir(parents=True, exist_ok=True)
     for name in ("root", "issuing", "station"):
-        shutil.copyfile(inst.cert_path(name), out / "ca" / f"{name}.pem")
+        shutil.copyfile(inst.cas.cert_path(name), out / "ca" / f"{name}.pem")
     for serial, pem in certificates.items():
         (out / "certs" / f"{serial}.pem").write_text(pem)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

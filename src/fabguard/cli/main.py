@@ -14,7 +14,9 @@ from fabguard.cli.common import actor, console, friendly, opened, parse_time, pr
 from fabguard.domain.values import Role
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
 from fabguard.service import catalog, events, fixtures, orders, tokens
-from fabguard.service.instance import HOME_ENV, Instance, init_instance
+from fabguard.service.config import HOME_ENV
+from fabguard.service.instance import Instance
+from fabguard.service.seeding import init_instance
 
 app = typer.Typer(
     help=(
@@ -127,7 +129,7 @@ def serve(
     with opened() as inst:
         if workers > 1 and inst.db.is_sqlite:
             raise typer.BadParameter("several workers need PostgreSQL (init --database-url); SQLite is one process")
-        inst.issuer("issuing")  # fail now, not on the first unit, if the passphrase is wrong
+        inst.cas.issuer("issuing")  # fail now, not on the first unit, if the passphrase is wrong
         console.print(f"FabGuard {__version__} serving https://{host}:{port} ({workers} worker(s))")
         uvicorn.Server(server_config(inst, host=host, port=port, workers=workers, log_level=log_level)).run()
 
@@ -361,7 +363,7 @@ def fixture_add(fixture_id: str, site: Annotated[str, typer.Option(help="The sit
     """Register a fixture; prints its one-time enrolment token."""
     with opened() as inst:
         f, token = fixtures.create_fixture(inst, fixture_id=fixture_id, site_id=site, actor=actor(inst))
-        ca = inst.cert_path("root")
+        ca = inst.cas.cert_path("root")
     console.print(f"Fixture {f.id} registered at {f.site_id}. One-time enrolment token:\n[bold]{token}[/]")
     console.print(
         f"On the line PC: fabguard fixture enroll --server https://HOST:8443 --token {token} "
@@ -472,7 +474,7 @@ def ca_list() -> None:
                 c.product_id or "*",
                 c.key_ref.split(":")[0],
                 c.not_after.date().isoformat() if c.not_after else "-",
-                inst.crl_url(c.name),
+                inst.cas.crl_url(c.name),
             )
     console.print(table)
 

@@ -156,14 +156,14 @@ def _provision_in_transaction(
             if existing.order_id != order.id:
                 raise Refusal("serial_has_other_key", f"serial {serial} was provisioned on order {existing.order_id}")
             return Provisioned(
-                serial.value, order.id, existing.certificate_pem, inst.chain_pem(order.issuing_ca, s), True
+                serial.value, order.id, existing.certificate_pem, inst.cas.chain_pem(order.issuing_ca, s), True
             )
         authorize_issuance(request)
         ca = s.get(CertificateAuthority, order.issuing_ca)
         if ca is None or ca.state not in USABLE:
             state = ca.state if ca else "missing"
             raise Refusal("issuing_ca_revoked", f"order {order.id}'s issuing CA {order.issuing_ca} is {state}")
-        issuer = inst.issuer(order.issuing_ca, s)
+        issuer = inst.cas.issuer(order.issuing_ca, s)
         if not reserve_quota(s, order.id):
             raise Refusal("quota_exhausted", f"order {order.id} has used all {order.quota} units")
         lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None
@@ -204,7 +204,7 @@ def _provision_in_transaction(
                 "product_id": product.id,
             },
         )
-    return Provisioned(serial.value, order.id, pem, inst.chain_pem(order.issuing_ca), False)
+    return Provisioned(serial.value, order.id, pem, inst.cas.chain_pem(order.issuing_ca), False)
 
 
 def _device_certificate(
@@ -230,7 +230,7 @@ def _device_certificate(
             product_id,
             now,
             lifetime,
-            crl_url=inst.crl_url(ca_name),
+            crl_url=inst.cas.crl_url(ca_name),
         )
     if pid is None:
         raise Refusal("key_type_not_allowed", f"the Matter PAI {ca_name} names no product ID for the DAC")
@@ -306,14 +306,14 @@ def _reenroll_in_transaction(inst: Instance, fingerprint: str, checked: Any) -> 
             raise Refusal("issuing_ca_revoked", f"the unit's issuing CA {unit.issuing_ca} cannot sign")
         lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None
         cert = profiles.idevid_certificate(
-            inst.issuer(unit.issuing_ca, s),
+            inst.cas.issuer(unit.issuing_ca, s),
             checked.public_key,
             Serial(unit.serial),
             inst.config.organization,
             product.id,
             now,
             lifetime,
-            crl_url=inst.crl_url(unit.issuing_ca),
+            crl_url=inst.cas.crl_url(unit.issuing_ca),
         )
         old_serial, old_key = unit.cert_serial, unit.key_fingerprint
         unit.certificate_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
@@ -337,4 +337,4 @@ def _reenroll_in_transaction(inst: Instance, fingerprint: str, checked: Any) -> 
         )
         pem, order_id, ca_name = unit.certificate_pem, unit.order_id, unit.issuing_ca
         serial = unit.serial
-    return Provisioned(serial, order_id, pem, inst.chain_pem(ca_name), False)
+    return Provisioned(serial, order_id, pem, inst.cas.chain_pem(ca_name), False)
