@@ -47,7 +47,8 @@ from fabguard.fixture.openhtf_records import MeasurementSpec  # noqa: E402
 from fabguard.ledger.entry import encode_entry  # noqa: E402
 from fabguard.runtime import tune_gc  # noqa: E402
 from fabguard.service import analytics, catalog, fixtures, orders, projection  # noqa: E402
-from fabguard.service.instance import Instance, init_instance  # noqa: E402
+from fabguard.service.instance import Instance  # noqa: E402
+from fabguard.service.seeding import init_instance  # noqa: E402
 from fabguard.store.db import EVENT_COUNTER, event_count  # noqa: E402
 from fabguard.store.models import Counter, Event, TestRecordRow  # noqa: E402
 

@@ -37,7 +37,9 @@ from fabguard.fixture.firmware import fetch_package, load_firmware_public_key, o
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
 from fabguard.service import catalog, firmware, firmware_units, fixtures, orders, provisioning, testrecords
-from fabguard.service.instance import DATABASE_ENV, Instance, init_instance
+from fabguard.service.config import DATABASE_ENV
+from fabguard.service.instance import Instance
+from fabguard.service.seeding import init_instance
 
 # The bench's own throwaway instance: this passphrase protects keys that are deleted at exit.
 BENCH_PASSPHRASE = "bench-passphrase-not-a-secret"
@@ -127,7 +129,7 @@ def main() -> None:
 
         with ServerThread(inst) as server:
             _, token = fixtures.create_fixture(inst, fixture_id="fx-tls", site_id="cm-a", actor="bench")
-            creds = enroll(server.url, token, Path(tmp) / "fx-tls", ca_file=inst.cert_path("root"))
+            creds = enroll(server.url, token, Path(tmp) / "fx-tls", ca_file=inst.cas.cert_path("root"))
             with FixtureClient(creds, max_connections=args.clients) as client:
                 fetch_package(client, order_id=order, serial=devices[0].serial, release_id=rid)  # warm up
                 t0 = time.perf_counter()

@@ -43,7 +43,8 @@ from fabguard.domain.issuance import FixtureFacts
 from fabguard.fixture.client import Credentials, FixtureClient, enroll
 from fabguard.runtime import tune_gc
 from fabguard.service import fixtures, projection, testrecords
-from fabguard.service.instance import HOME_ENV, Instance
+from fabguard.service.config import HOME_ENV
+from fabguard.service.instance import Instance
 from fabguard.store.db import event_count
 
 BATCH = 200
@@ -123,7 +124,7 @@ def over_https(inst: Instance, n: int, clients: int, workers: int, where: Path) 
         creds: dict[str, Credentials] = {}
         for fixture_id, _ in FIXTURES:
             token = fixtures.new_enrollment_token(inst, fixture_id, actor="bench")
-            creds[fixture_id] = enroll(url, token, where / fixture_id, ca_file=inst.cert_path("root"))
+            creds[fixture_id] = enroll(url, token, where / fixture_id, ca_file=inst.cas.cert_path("root"))
         sessions = {f: FixtureClient(c) for f, c in creds.items()}
         bodies = [
             (fixture_id, ('{"records":[' + ",".join(texts) + "]}").encode()) for fixture_id, _, texts in batches(n, "H")

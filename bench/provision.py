@@ -47,7 +47,9 @@ from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.pki import profiles
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
 from fabguard.service import catalog, fixtures, orders
-from fabguard.service.instance import DATABASE_ENV, Instance, init_instance
+from fabguard.service.config import DATABASE_ENV
+from fabguard.service.instance import Instance
+from fabguard.service.seeding import init_instance
 
 ORGANIZATION = "Bench Devices"
 # The bench's own throwaway instance: this passphrase protects keys that are deleted at exit.
@@ -180,7 +182,7 @@ def enrol_fixtures(inst: Instance, url: str, site: str, where: Path, count: int,
     creds = []
     for i in range(count):
         _, token = fixtures.create_fixture(inst, fixture_id=f"fx-{run_id}-{i:02d}", site_id=site, actor="bench")
-        creds.append(enroll(url, token, where / f"fx-{i:02d}", ca_file=inst.cert_path("root")))
+        creds.append(enroll(url, token, where / f"fx-{i:02d}", ca_file=inst.cas.cert_path("root")))
     return creds
 
 
@@ -287,7 +289,7 @@ def provision_batched(clients: list[FixtureClient], order_id: str, units: list[P
 
 def crypto_baseline(inst: Instance, product_id: str, units: list[PlannedUnit]) -> RunResult:
     """The cryptographic floor of issuance in this process: verify each CSR's signature, sign an IDevID."""
-    issuer = inst.issuer("issuing")
+    issuer = inst.cas.issuer("issuing")
     csrs = [(Serial(u.serial), x509.load_pem_x509_csr(u.csr_pem.encode())) for u in units]
     now = datetime.now(UTC)
     start = time.perf_counter()

@@ -19,7 +19,8 @@ from fabguard.fixture.client import Credentials, FixtureClient, enroll
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.service import catalog, fixtures, orders, tokens
-from fabguard.service.instance import Instance, init_instance
+from fabguard.service.instance import Instance
+from fabguard.service.seeding import init_instance
 
 PASSPHRASE = "test-passphrase-not-secret"
 PG_ENV = "FABGUARD_TEST_PG_URL"
@@ -85,7 +86,7 @@ class World:
 
     @property
     def root_ca(self) -> Path:
-        return self.inst.cert_path("root")
+        return self.inst.cas.cert_path("root")
 
     def order(self, quota: int = 10, *, site: str = "cm-a", order_id: str | None = None, **kw: Any) -> str:
         return orders.create_order(

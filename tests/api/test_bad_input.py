@@ -302,7 +302,7 @@ def oversized_real_csr() -> str:
 
 
 def root_certificate_pem(c: Ctx) -> str:
-    return c.inst.cert_path("root").read_text()
+    return c.inst.cas.cert_path("root").read_text()
 
 
 def private_key_pem() -> str:

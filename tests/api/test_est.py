@@ -99,7 +99,7 @@ def test_simpleenroll_with_stock_tools_provisions_a_tested_unit(world: World, tm
         "-CAfile",
         world.root_ca,
         "-untrusted",
-        world.inst.cert_path("issuing"),
+        world.inst.cas.cert_path("issuing"),
         tmp_path / "device.pem",
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr

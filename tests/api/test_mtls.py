@@ -200,7 +200,7 @@ def test_a_certificate_in_an_http_header_is_not_an_identity(world: World) -> Non
 def test_certificate_from_another_ca_is_shut_out(world: World, ca_name: str) -> None:
     creds = world.credentials("fx-1")  # the real fx-1 exists; the intruder claims its name
     name = (
-        world.inst.certificate("station").subject
+        world.inst.cas.certificate("station").subject
         if ca_name == "look-alike-of-station-ca"
         else x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Intruder CA")])
     )
@@ -221,7 +221,7 @@ def test_expired_station_certificate_is_shut_out(world: World, history: str) -> 
     key = ec.generate_private_key(ec.SECP256R1())
     if history == "never-enrolled":
         cert = profiles.fixture_certificate(
-            world.inst.issuer("station"), key.public_key(), "Acme Devices", "fx-old", "cm-a", past, days=1
+            world.inst.cas.issuer("station"), key.public_key(), "Acme Devices", "fx-old", "cm-a", past, days=1
         )
     else:
         # Enrolled for real three years ago (the instance's clock set back), its 730-day certificate has lapsed.
@@ -266,7 +266,7 @@ def test_device_certificate_is_not_a_fixture_credential(world: World) -> None:
     device = tested_device(fx, "SN0001")
     issued = fx.provision(order, "SN0001", device.csr_pem())
     device_cert = x509.load_pem_x509_certificate(issued.certificate_pem.encode())
-    issuing, root = world.inst.certificate("issuing"), world.inst.certificate("root")
+    issuing, root = world.inst.cas.certificate("issuing"), world.inst.cas.certificate("root")
     d = world.tmp / "device"
     key = write_key(device.key, d / "device.key")
 

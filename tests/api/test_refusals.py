@@ -190,7 +190,7 @@ def test_station_signed_certificate_that_was_never_enrolled_is_an_unknown_fixtur
     # at enrolment: identity is the issued certificate itself, not the name inside it.
     key = ec.generate_private_key(ec.SECP256R1())
     cert = profiles.fixture_certificate(
-        world.inst.issuer("station"), key.public_key(), "Acme Devices", "fx-1", "cm-a", world.inst.clock()
+        world.inst.cas.issuer("station"), key.public_key(), "Acme Devices", "fx-1", "cm-a", world.inst.clock()
     )
     before = snapshot(world.inst)
 

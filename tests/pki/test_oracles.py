@@ -62,7 +62,7 @@ def pems(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         out = tmp / "pems"
         out.mkdir()
         for name in ("root", "issuing", "station", "server"):
-            shutil.copy(inst.cert_path(name), out / f"{name}.pem")
+            shutil.copy(inst.cas.cert_path(name), out / f"{name}.pem")
         # A product allowing every key type, with a finite lifetime (UTCTime/GeneralizedTime both appear).
         catalog.create_product(
             inst,
@@ -167,7 +167,7 @@ def test_device_certificate_does_not_verify_against_a_foreign_root(pems: Path, t
     other = new_instance(tmp_path / "other")
     try:
         result = run(
-            "openssl", "verify", "-CAfile", other.cert_path("root"), "-untrusted", pems / "issuing.pem",
+            "openssl", "verify", "-CAfile", other.cas.cert_path("root"), "-untrusted", pems / "issuing.pem",
             pems / "device-p256.pem",
         )  # fmt: skip
     finally:
@@ -206,7 +206,7 @@ def test_pkilint_finds_no_error_in_a_server_certificate_for_a_dotted_host_name(p
     station = Instance.open(home, migrate=False)
     try:
         cert = profiles.server_certificate(
-            station.issuer("station"),
+            station.cas.issuer("station"),
             ec.generate_private_key(ec.SECP256R1()).public_key(),
             "Acme Devices",
             ("fabguard.example.com", "127.0.0.1"),
@@ -221,7 +221,7 @@ def test_pkilint_finds_no_error_in_a_server_certificate_for_a_dotted_host_name(p
 
 
 def test_server_certificate_names_the_configured_hostname_for_openssl(tmp_path: Path) -> None:
-    from fabguard.service.instance import init_instance
+    from fabguard.service.seeding import init_instance
 
     home = tmp_path / "named"
     init_instance(home, organization="Acme Devices", hostnames=("fabguard.acme.example", "127.0.0.1"))

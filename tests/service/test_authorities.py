@@ -56,7 +56,7 @@ def test_site_issuing_ca_signs_that_sites_orders_and_revoking_it_contains_the_br
     cert_b = x509.load_pem_x509_certificate(
         fx_b.provision(order_b, "SN-B1", tested_device(fx_b, "SN-B1").csr_pem()).certificate_pem.encode()
     )
-    site_ca = world.inst.issuer("issuing-cm-b").certificate
+    site_ca = world.inst.cas.issuer("issuing-cm-b").certificate
     assert cert_b.issuer == site_ca.subject
     ok = run(
         "openssl",
@@ -110,8 +110,8 @@ def test_rotation_moves_new_orders_and_keeps_old_certificates_valid(world: World
     assert orders.get_order(world.inst, new_order).issuing_ca == "issuing-2027"
     after = fx.provision(new_order, "SN-2", tested_device(fx, "SN-2").csr_pem())
     still = fx.provision(old_order, "SN-3", tested_device(fx, "SN-3").csr_pem())
-    old_ca = pem(world.inst.issuer("issuing").certificate, tmp_path / "old.pem")
-    new_ca = pem(world.inst.issuer("issuing-2027").certificate, tmp_path / "new.pem")
+    old_ca = pem(world.inst.cas.issuer("issuing").certificate, tmp_path / "old.pem")
+    new_ca = pem(world.inst.cas.issuer("issuing-2027").certificate, tmp_path / "new.pem")
     for cert, ca in ((before, old_ca), (still, old_ca), (after, new_ca)):
         (tmp_path / "leaf.pem").write_text(cert.certificate_pem)
         result = run("openssl", "verify", "-CAfile", world.root_ca, "-untrusted", ca, tmp_path / "leaf.pem")
@@ -132,7 +132,7 @@ def test_offline_root_signs_a_csr_that_is_imported(world: World, tmp_path: Path)
     )
     assert authorities.get_ca(world.inst, "issuing-offline").state == "pending"
     # On the offline machine: the root key (a file, or the HSM) signs the CSR.
-    root = world.inst.root_issuer()
+    root = world.inst.cas.root_issuer()
     now = datetime.now(UTC)
     signed = profiles.intermediate_ca(root, csr.public_key(), "Acme Devices", "Offline-signed CA", now)  # type: ignore[arg-type]
 

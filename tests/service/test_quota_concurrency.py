@@ -34,7 +34,8 @@ from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.ledger import merkle
 from fabguard.service import catalog, fixtures, ledger, orders
-from fabguard.service.instance import Instance, init_instance
+from fabguard.service.instance import Instance
+from fabguard.service.seeding import init_instance
 from fabguard.store.db import event_count
 from fabguard.store.models import Event, Order, Unit
 from tests.support import World, create_pg_database, drop_pg_database, pg_admin_url
@@ -166,7 +167,7 @@ def enrol_fixtures(inst: Instance, server_url: str, where: Path, count: int, pre
     for i in range(count):
         fixture_id = f"{prefix}-{i:02d}"
         _, token = fixtures.create_fixture(inst, fixture_id=fixture_id, site_id=SITE, actor="test")
-        creds.append(enroll(server_url, token, where / fixture_id, ca_file=inst.cert_path("root")))
+        creds.append(enroll(server_url, token, where / fixture_id, ca_file=inst.cas.cert_path("root")))
     return creds
 
 

@@ -44,7 +44,7 @@ def crl_check(world: World, cert: Path, crl: Path, issuer: str) -> subprocess.Co
         "-CAfile",
         world.root_ca,
         "-untrusted",
-        world.inst.cert_path(issuer),
+        world.inst.cas.cert_path(issuer),
         "-CRLfile",
         pem,
         cert,
@@ -80,7 +80,7 @@ def test_revoked_unit_fails_openssl_crl_check_and_the_others_pass(
     )
     assert entry is not None
     assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.key_compromise
-    assert crl.is_signature_valid(world.inst.certificate("issuing").public_key())  # type: ignore[arg-type]
+    assert crl.is_signature_valid(world.inst.cas.certificate("issuing").public_key())  # type: ignore[arg-type]
     cdp = x509.load_pem_x509_certificate(certs["SN-R1"].read_bytes()).extensions.get_extension_for_class(
         x509.CRLDistributionPoints
     )

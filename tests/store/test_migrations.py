@@ -13,14 +13,14 @@ from sqlalchemy import insert, inspect, select
 from fabguard.service.instance import Instance
 from fabguard.store.analytics_models import FailureHour, FailureMinute, StatsHour, StatsMinute, YieldHour, YieldMinute
 from fabguard.store.migrate import alembic_config
-from fabguard.store.models import Base
+from fabguard.store.schema import metadata
 
 HOUR_ROLLUPS = ((StatsMinute, StatsHour), (YieldMinute, YieldHour), (FailureMinute, FailureHour))
 
 
 def test_migrated_schema_matches_the_models(any_instance: Instance) -> None:
     with any_instance.db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
 
 

@@ -15,7 +15,9 @@ from fabguard.api.app import create_app
 from fabguard.api.tls import ClientCertH11Protocol
 from fabguard.pki.keys import passphrase_from_env
 from fabguard.runtime import tune_gc
-from fabguard.service.instance import HOME_ENV, Instance
+from fabguard.service import authorities
+from fabguard.service.config import HOME_ENV
+from fabguard.service.instance import Instance
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,7 @@ CLIENT_TRUST = "client-trust.pem"
 
 def write_client_trust(inst: Instance) -> None:
     """The CAs whose certificates may be presented at the handshake (issuing CAs made later need a restart)."""
-    from fabguard.service import authorities
-
-    pems = [inst.chain_pem(c.name)[0] for c in authorities.list_cas(inst) if c.subject and c.role != "paa"]
+    pems = [inst.cas.chain_pem(c.name)[0] for c in authorities.list_cas(inst) if c.subject and c.role != "paa"]
     (inst.home / "ca" / CLIENT_TRUST).write_text("".join(pems))
 
 

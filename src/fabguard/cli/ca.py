@@ -33,7 +33,7 @@ def ca_list() -> None:
                 c.product_id or "*",
                 c.key_ref.split(":")[0],
                 c.not_after.date().isoformat() if c.not_after else "-",
-                inst.crl_url(c.name),
+                inst.cas.crl_url(c.name),
             )
     console.print(table)
 

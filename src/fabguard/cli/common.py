@@ -27,7 +27,9 @@ from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.domain.values import Role
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.service import tokens
-from fabguard.service.instance import CONFIG_NAME, HOME_ENV, Instance, default_home, init_instance
+from fabguard.service.config import CONFIG_NAME, HOME_ENV, default_home
+from fabguard.service.instance import Instance
+from fabguard.service.seeding import init_instance
 
 __all__ = [
     "CONFIG_NAME",

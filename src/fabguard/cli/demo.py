@@ -110,7 +110,7 @@ def demo(
                 f"Server up at [bold]{server.url}[/] - order [bold]{order_id}[/], quota {quota}, "
                 f"{fixtures_n} fixtures at {SITE}"
             )
-            root = inst.cert_path("root")
+            root = inst.cas.cert_path("root")
             creds = [enroll(server.url, t, work / fid, ca_file=root) for fid, t in line_tokens]
             stray = enroll(server.url, stray_token, work / stray_id, ca_file=root)
             untrusted = None
@@ -221,7 +221,7 @@ def _write_out(out: Path, inst: Instance, certificates: dict[str, str], summary:
     (out / "ca").mkdir(parents=True, exist_ok=True)
     (out / "certs").mkdir(parents=True, exist_ok=True)
     for name in ("root", "issuing", "station"):
-        shutil.copyfile(inst.cert_path(name), out / "ca" / f"{name}.pem")
+        shutil.copyfile(inst.cas.cert_path(name), out / "ca" / f"{name}.pem")
     for serial, pem in certificates.items():
         (out / "certs" / f"{serial}.pem").write_text(pem)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -24,7 +24,7 @@ def fixture_add(
     """Register a fixture; prints its one-time enrolment token."""
     with opened() as inst:
         f, token = fixtures.create_fixture(inst, fixture_id=fixture_id, site_id=site, actor=actor(inst))
-        ca = inst.cert_path("root")
+        ca = inst.cas.cert_path("root")
     console.print(f"Fixture {f.id} registered at {f.site_id}. One-time enrolment token:\n[bold]{token}[/]")
     console.print(
         f"On the line PC: fabguard fixture enroll --server https://HOST:8443 --token {token} "

@@ -71,7 +71,7 @@ def serve(
     with opened() as inst:
         if workers > 1 and inst.db.is_sqlite:
             raise typer.BadParameter("several workers need PostgreSQL (init --database-url); SQLite is one process")
-        inst.issuer("issuing")  # fail now, not on the first unit, if the passphrase is wrong
+        inst.cas.issuer("issuing")  # fail now, not on the first unit, if the passphrase is wrong
         console.print(f"FabGuard {__version__} serving https://{host}:{port} ({workers} worker(s))")
         uvicorn.Server(server_config(inst, host=host, port=port, workers=workers, log_level=log_level)).run()
 

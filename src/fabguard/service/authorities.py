@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, InvalidRequest, NotFound, Refusal
 from fabguard.domain.values import slug
-from fabguard.pki import profiles
+from fabguard.pki import matter, profiles
 from fabguard.pki.crl import REASONS
 from fabguard.service.instance import Instance
+from fabguard.service.revocation import refresh_crl
 from fabguard.store.db import append_event
 from fabguard.store.models import CertificateAuthority, Product, Site
 
@@ -69,27 +70,6 @@ def _view(row: CertificateAuthority) -> CaView:
     )
 
 
-def seed(inst: Instance) -> None:
-    """Register the CAs that ``init`` made (idempotent; runs when an instance is opened)."""
-    with inst.db.transaction() as s:
-        known = set(s.execute(select(CertificateAuthority.name)).scalars())
-        for name in ("root", "issuing", "station"):
-            if name in known or not inst.cert_path(name).exists():
-                continue
-            cert = inst.certificate(name)
-            s.add(
-                CertificateAuthority(
-                    name=name,
-                    role=name,
-                    state="active",
-                    key_ref=inst.key_ref_for(name),
-                    certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
-                    cert_serial=format(cert.serial_number, "x"),
-                    created_at=inst.clock(),
-                )
-            )
-
-
 def list_cas(inst: Instance) -> list[CaView]:
     with inst.db.read() as s:
         return [_view(r) for r in s.execute(select(CertificateAuthority).order_by(CertificateAuthority.name)).scalars()]
@@ -131,11 +111,6 @@ def _check_scope(s: Session, site_id: str | None, product_id: str | None) -> Non
         raise NotFound(f"no product {product_id!r}", code="product_not_found")
 
 
-def _new_key_ref(inst: Instance, name: str) -> str:
-    inst.generate_key(name)
-    return inst.key_ref_for(name)
-
-
 def create_issuing_ca(inst: Instance, name: str, *, site_id: str | None, product_id: str | None, actor: str) -> CaView:
     """A new issuing CA signed at once by the (online) root."""
     slug(name, "CA name")
@@ -143,11 +118,11 @@ def create_issuing_ca(inst: Instance, name: str, *, site_id: str | None, product
         _check_scope(s, site_id, product_id)
         if s.get(CertificateAuthority, name) is not None:
             raise Conflict(f"CA {name} already exists", code="ca_exists")
-    key_ref = _new_key_ref(inst, name)
-    public_key = inst.private_key_ref(key_ref).public_key()
+    key_ref = inst.keys.generate(name)
+    public_key = inst.keys.load(key_ref).public_key()
     cn = f"{inst.config.organization} Issuing CA {name}"
     cert = profiles.intermediate_ca(
-        inst.root_issuer(), public_key, inst.config.organization, cn, inst.clock(), crl_url=inst.crl_url("root")
+        inst.cas.root_issuer(), public_key, inst.config.organization, cn, inst.clock(), crl_url=inst.cas.crl_url("root")
     )
     return _register(inst, name, "active", site_id, product_id, key_ref, cert, None, actor, "ca.created")
 
@@ -206,8 +181,6 @@ def create_matter_pai(inst: Instance, name: str, *, product_id: str, vid: int, p
     The PAA (a self-signed attestation root, separate from FabGuard's root) is made on first use and
     kept in the same key backend. DACs carry the PAI's vendor ID and the product ID.
     """
-    from fabguard.pki import matter
-
     slug(name, "CA name")
     vendor, product = matter.VendorId(vid), matter.ProductId(pid) if pid is not None else None
     with inst.db.read() as s:
@@ -219,9 +192,9 @@ def create_matter_pai(inst: Instance, name: str, *, product_id: str, vid: int, p
     with inst.db.read() as s:
         paa_row = s.get(CertificateAuthority, paa_name)
     if paa_row is None:
-        key_ref = _new_key_ref(inst, paa_name)
+        key_ref = inst.keys.generate(paa_name)
         paa = matter.paa_certificate(
-            inst.private_key_ref(key_ref), f"{inst.config.organization} Matter PAA {vendor}", now, vendor
+            inst.keys.load(key_ref), f"{inst.config.organization} Matter PAA {vendor}", now, vendor
         )
         row = CertificateAuthority(
             name=paa_name,
@@ -237,11 +210,11 @@ def create_matter_pai(inst: Instance, name: str, *, product_id: str, vid: int, p
             append_event(
                 s, "ca.created", at=now, actor=actor, detail={"ca": paa_name, "role": "paa", "vid": str(vendor)}
             )
-    paa_issuer = inst.issuer(paa_name)
-    key_ref = _new_key_ref(inst, name)
+    paa_issuer = inst.cas.issuer(paa_name)
+    key_ref = inst.keys.generate(name)
     cert = matter.pai_certificate(
         paa_issuer,
-        inst.private_key_ref(key_ref).public_key(),
+        inst.keys.load(key_ref).public_key(),
         f"{inst.config.organization} Matter PAI {name}",
         vendor,
         product,
@@ -251,8 +224,6 @@ def create_matter_pai(inst: Instance, name: str, *, product_id: str, vid: int, p
 
 
 def is_matter_pai(cert: x509.Certificate) -> bool:
-    from fabguard.pki import matter
-
     return matter.subject_ids(cert.subject)[0] is not None
 
 
@@ -263,8 +234,8 @@ def issuing_csr(inst: Instance, name: str, *, site_id: str | None, product_id: s
         _check_scope(s, site_id, product_id)
         if s.get(CertificateAuthority, name) is not None:
             raise Conflict(f"CA {name} already exists", code="ca_exists")
-    key_ref = _new_key_ref(inst, name)
-    key = inst.private_key_ref(key_ref)
+    key_ref = inst.keys.generate(name)
+    key = inst.keys.load(key_ref)
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(
@@ -295,9 +266,9 @@ def import_issuing_certificate(inst: Instance, name: str, cert_pem: bytes, *, ac
             raise NotFound(f"no CA {name!r}", code="ca_not_found")
         if row.state != "pending":
             raise Conflict(f"CA {name} is {row.state}, not waiting for a certificate", code="ca_not_pending")
-        if cert.public_key() != inst.private_key_ref(row.key_ref).public_key():
+        if cert.public_key() != inst.keys.load(row.key_ref).public_key():
             raise InvalidRequest("the certificate does not match this CA's key", code="certificate_key_mismatch")
-        root = inst.certificate("root")
+        root = inst.cas.certificate("root")
         try:
             cert.verify_directly_issued_by(root)
         except (ValueError, TypeError, InvalidSignature):
@@ -356,8 +327,6 @@ def revoke_ca(inst: Instance, name: str, *, reason_code: str, note: str, actor: 
             detail={"ca": name, "reason": reason_code, "note": note, "cert_serial": row.cert_serial},
         )
         view = _view(row)
-    from fabguard.service.revocation import refresh_crl
-
     refresh_crl(inst, "root")
     return view
 
@@ -367,4 +336,4 @@ def usable_issuer(inst: Instance, name: str) -> profiles.Issuer:
     ca = get_ca(inst, name)
     if ca.state not in USABLE:
         raise Refusal("issuing_ca_revoked", f"the order's issuing CA {name} is {ca.state}")
-    return inst.issuer(name)
+    return inst.cas.issuer(name)

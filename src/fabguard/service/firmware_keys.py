@@ -27,21 +27,21 @@ _keks: weakref.WeakKeyDictionary[Instance, bytes] = weakref.WeakKeyDictionary()
 
 
 def signing_key(inst: Instance) -> SigningKey:
-    """The firmware manifest signing key (P-256, as ``Instance.generate_key`` makes), created if missing."""
+    """The firmware manifest signing key (P-256, as ``KeyStore.generate`` makes), created if missing."""
     with _lock:
         if inst.config.key_backend == "file":
-            if not inst.key_path(SIGNING_KEY).exists():
-                inst.generate_key(SIGNING_KEY)
+            if not inst.keys.path(SIGNING_KEY).exists():
+                inst.keys.generate(SIGNING_KEY)
         else:
             try:
-                return inst.private_key_ref(inst.key_ref_for(SIGNING_KEY))
+                return inst.keys.load(inst.keys.ref_for(SIGNING_KEY))
             except ConfigurationError:
-                inst.generate_key(SIGNING_KEY)
-        return inst.private_key_ref(inst.key_ref_for(SIGNING_KEY))
+                inst.keys.generate(SIGNING_KEY)
+        return inst.keys.load(inst.keys.ref_for(SIGNING_KEY))
 
 
 def kek_path(inst: Instance) -> Path:
-    return inst.key_path(SIGNING_KEY).parent / KEK_FILE
+    return inst.keys.path(SIGNING_KEY).parent / KEK_FILE
 
 
 def kek(inst: Instance) -> bytes:
@@ -50,7 +50,7 @@ def kek(inst: Instance) -> bytes:
         cached = _keks.get(inst)
         if cached is not None:
             return cached
-        passphrase = inst.passphrase()
+        passphrase = inst.keys.passphrase()
         path = kek_path(inst)
         if not path.exists():
             _create(path, envelope.seal_kek(envelope.new_kek(), passphrase))

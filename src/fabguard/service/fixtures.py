@@ -19,6 +19,7 @@ from fabguard.pki import profiles
 from fabguard.pki.csr import load_csr, proven_public_key
 from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
+from fabguard.service.revocation import refresh_crl
 from fabguard.store.db import append_event
 from fabguard.store.models import EnrollmentToken, Fixture, Site
 
@@ -108,7 +109,7 @@ def enroll_fixture(inst: Instance, *, token: str, csr_data: bytes) -> Enrollment
         raise Unauthorized("the enrolment token is malformed", code="enrollment_token_invalid")
     public_key, _ = proven_public_key(load_csr(csr_data, inst.limits.max_csr_bytes))
     now = inst.clock()
-    station = inst.issuer("station")
+    station = inst.cas.issuer("station")
     with inst.db.transaction() as s:
         row = s.get(EnrollmentToken, _hash(token), with_for_update=True)
         if row is None or row.used_at is not None or row.expires_at <= now:
@@ -125,7 +126,7 @@ def enroll_fixture(inst: Instance, *, token: str, csr_data: bytes) -> Enrollment
             fixture.site_id,
             now,
             inst.limits.fixture_cert_days,
-            crl_url=inst.crl_url("station"),
+            crl_url=inst.cas.crl_url("station"),
         )
         der = cert.public_bytes(serialization.Encoding.DER)
         row.used_at = now
@@ -145,8 +146,8 @@ def enroll_fixture(inst: Instance, *, token: str, csr_data: bytes) -> Enrollment
             fixture_id=fixture.id,
             site_id=fixture.site_id,
             certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
-            chain_pem=inst.chain_pem("station"),
-            server_ca_pem=inst.chain_pem("station"),
+            chain_pem=inst.cas.chain_pem("station"),
+            server_ca_pem=inst.cas.chain_pem("station"),
         )
     return enrollment
 
@@ -198,8 +199,6 @@ def revoke_fixture(inst: Instance, fixture_id: str, *, reason: str, actor: str) 
             raise Conflict(f"fixture {fixture_id} is already revoked", code="fixture_revoked")
         fixture.revoked_at, fixture.revoked_reason = now, reason
         append_event(s, "fixture.revoked", at=now, actor=actor, fixture_id=fixture_id, detail={"reason": reason})
-    from fabguard.service.revocation import refresh_crl
-
     refresh_crl(inst, "station")
     return fixture
 

@@ -37,7 +37,7 @@ def origin(inst: Instance) -> str:
 
 
 def ledger_signing_key(inst: Instance) -> ed25519.Ed25519PrivateKey:
-    key = inst.private_key("ledger")
+    key = inst.keys.load("file:ledger")
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise ConfigurationError("the ledger key must be Ed25519")
     return key
@@ -168,7 +168,7 @@ def export(inst: Instance, out: Path, *, batch: int = 10_000) -> dict[str, int]:
     (out / "checkpoints").mkdir(exist_ok=True)
     (out / "certs").mkdir(exist_ok=True)
     (out / "ca").mkdir(exist_ok=True)
-    shutil.copyfile(inst.cert_path("root"), out / "ca" / "root.pem")
+    shutil.copyfile(inst.cas.cert_path("root"), out / "ca" / "root.pem")
     with inst.db.read() as s:
         issuing = s.execute(
             select(CertificateAuthority.name, CertificateAuthority.certificate_pem).where(

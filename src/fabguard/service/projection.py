@@ -68,8 +68,9 @@ from fabguard.store.analytics_models import (
     YieldHour,
     YieldMinute,
 )
+from fabguard.store.base import Base
 from fabguard.store.db import Database
-from fabguard.store.models import Base, Event, Fixture, TestRecordRow
+from fabguard.store.models import Event, Fixture, TestRecordRow
 
 # A rollup row's counts: one count (stats, failures) or a tuple of them (yields).
 _Counts = TypeVar("_Counts", int, tuple[int, ...])

@@ -181,14 +181,14 @@ def _provision_in_transaction(inst: Instance, fixture: FixtureFacts, unit: UnitR
             if existing.order_id != order.id:
                 raise Refusal("serial_has_other_key", f"serial {serial} was provisioned on order {existing.order_id}")
             return Provisioned(
-                serial.value, order.id, existing.certificate_pem, inst.chain_pem(order.issuing_ca, s), True
+                serial.value, order.id, existing.certificate_pem, inst.cas.chain_pem(order.issuing_ca, s), True
             )
         authorize_issuance(request)
         ca = s.get(CertificateAuthority, order.issuing_ca)
         if ca is None or ca.state not in USABLE:
             state = ca.state if ca else "missing"
             raise Refusal("issuing_ca_revoked", f"order {order.id}'s issuing CA {order.issuing_ca} is {state}")
-        issuer = inst.issuer(order.issuing_ca, s)
+        issuer = inst.cas.issuer(order.issuing_ca, s)
         if not reserve_quota(s, order.id):
             raise Refusal("quota_exhausted", f"order {order.id} has used all {order.quota} units")
         lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None
@@ -229,7 +229,7 @@ def _provision_in_transaction(inst: Instance, fixture: FixtureFacts, unit: UnitR
                 "product_id": product.id,
             },
         )
-    return Provisioned(serial.value, order.id, pem, inst.chain_pem(order.issuing_ca), False)
+    return Provisioned(serial.value, order.id, pem, inst.cas.chain_pem(order.issuing_ca), False)
 
 
 def device_certificate(
@@ -253,7 +253,7 @@ def device_certificate(
             product_id,
             now,
             lifetime,
-            crl_url=inst.crl_url(ca_name),
+            crl_url=inst.cas.crl_url(ca_name),
         )
     if pid is None:
         raise Refusal("key_type_not_allowed", f"the Matter PAI {ca_name} names no product ID for the DAC")

@@ -65,7 +65,7 @@ def _reenroll_in_transaction(inst: Instance, fingerprint: str, checked: CheckedC
             )
         )
         lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None
-        issuer = inst.issuer(unit.issuing_ca, s)
+        issuer = inst.cas.issuer(unit.issuing_ca, s)
         cert = device_certificate(
             inst, issuer, checked.public_key, Serial(unit.serial), product.id, now, lifetime, unit.issuing_ca
         )
@@ -91,7 +91,7 @@ def _reenroll_in_transaction(inst: Instance, fingerprint: str, checked: CheckedC
         )
         pem, order_id, ca_name = unit.certificate_pem, unit.order_id, unit.issuing_ca
         serial = unit.serial
-    return Provisioned(serial, order_id, pem, inst.chain_pem(ca_name), False)
+    return Provisioned(serial, order_id, pem, inst.cas.chain_pem(ca_name), False)
 
 
 __all__ = ["reenroll_unit"]

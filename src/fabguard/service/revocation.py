@@ -119,7 +119,7 @@ def _revoked_entries(inst: Instance, ca: str, role: str) -> list[RevokedEntry]:
             ).all()
             return [RevokedEntry(int(c, 16), at, "cessation_of_operation") for c, at in frows if c and at]
         # The root (or a Matter PAA) lists the revoked CAs it issued itself.
-        subject = inst.issuer(ca, s).certificate.subject
+        subject = inst.cas.issuer(ca, s).certificate.subject
         cas = s.execute(
             select(CertificateAuthority).where(
                 CertificateAuthority.state == "revoked", CertificateAuthority.certificate_pem.is_not(None)
@@ -154,7 +154,7 @@ def ca_names(inst: Instance) -> list[str]:
 def refresh_crl(inst: Instance, ca: str) -> bytes:
     """Sign a new CRL for ``ca`` (with the next CRL number) and publish it."""
     role = _role(inst, ca)
-    issuer = inst.issuer(ca)
+    issuer = inst.cas.issuer(ca)
     entries = _revoked_entries(inst, ca, role)
     now = inst.clock()
     for _ in range(3):

@@ -4,7 +4,7 @@ Nothing here is a source of truth: every row follows from the event log and the 
 projector's cursor (``analytics_state`` key ``cursor``) says up to which event sequence. The rollups are
 counts per minute (epoch minutes, UTC) and per dimension, and the same counts per hour (epoch hours,
 ``minute // 60``) for long windows; an absent dimension is stored as ``""`` so it can be part of a
-primary key. Imported by ``fabguard.store.models`` so they share its metadata.
+primary key. They share the declarative base of ``fabguard.store.base``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from fabguard.store.models import Base, UTCDateTime
+from fabguard.store.base import Base, UTCDateTime
 
 _Id = String(63)
 

@@ -1,5 +1,5 @@
 """Firmware tables: releases (the image encrypted at rest, its wrapped data key, signed manifest, SBOM)
-and their attachments to orders. Imported by ``fabguard.store.models`` so they share its metadata."""
+and their attachments to orders. They share the declarative base of ``fabguard.store.base``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from fabguard.store.models import Base, UTCDateTime
+from fabguard.store.base import Base, UTCDateTime
 
 
 class FirmwareRelease(Base):

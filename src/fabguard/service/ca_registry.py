@@ -1,0 +1,104 @@
+"""Finding an instance's CAs: their certificates and keys as issuers, their chains and CRL addresses.
+
+The registry (the ``certificate_authorities`` table) is the truth; before it is seeded, the root,
+issuing and station CAs that ``init`` wrote to ``<home>/ca`` stand in for it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fabguard.domain.errors import ConfigurationError
+from fabguard.pki import profiles
+from fabguard.pki.keystore import KeyStore
+from fabguard.store.db import Database
+from fabguard.store.models import CertificateAuthority
+
+
+class CaRegistry:
+    """The CAs of one instance, each with its key from ``keys``; issuers are cached once built."""
+
+    def __init__(self, db: Database, keys: KeyStore, ca_directory: Path, crl_base_url: str) -> None:
+        self._db = db
+        self._keys = keys
+        self.directory = ca_directory
+        self._crl_base_url = crl_base_url
+        self._issuers: dict[str, profiles.Issuer] = {}
+        self._lock = threading.Lock()
+
+    def cert_path(self, name: str) -> Path:
+        """The PEM file ``init`` wrote for ``name`` (root, issuing, station, server)."""
+        return self.directory / f"{name}.pem"
+
+    def certificate(self, name: str) -> x509.Certificate:
+        """The certificate in the instance's file for ``name``."""
+        return x509.load_pem_x509_certificate(self.cert_path(name).read_bytes())
+
+    def crl_url(self, ca: str) -> str:
+        """Where the CRL of ``ca`` is published; certificates name it in CRL Distribution Points."""
+        return f"{self._crl_base_url}/{ca}.crl"
+
+    def issuer(self, name: str, session: Session | None = None) -> profiles.Issuer:
+        """A CA of the registry (or, before it is seeded, of the instance files), with its key.
+
+        Inside a transaction, pass its session: taking a second pooled connection while holding the
+        write lock could wait on a pool that the lock's waiters have exhausted.
+        """
+        with self._lock:
+            cached = self._issuers.get(name)
+        if cached is not None:
+            return cached
+        cert, key_ref = self._entry(name, session)
+        issuer = profiles.Issuer(cert, self._keys.load(key_ref))
+        with self._lock:
+            self._issuers[name] = issuer
+        return issuer
+
+    def root_issuer(self) -> profiles.Issuer:
+        return self.issuer("root")
+
+    def chain_pem(self, name: str, session: Session | None = None) -> list[str]:
+        """``name``'s certificate followed by its parent (the root, or e.g. a Matter PAI's PAA), PEM."""
+        cert = self.issuer(name, session).certificate
+        root = self.certificate("root")
+        if cert.issuer == root.subject or cert.issuer == cert.subject:
+            parent = root if cert.issuer != cert.subject else cert
+        else:  # e.g. a Matter PAI under its PAA
+            parent = self._parent(cert, session)
+        chain = [cert] if parent is cert else [cert, parent]
+        return [c.public_bytes(serialization.Encoding.PEM).decode() for c in chain]
+
+    @contextmanager
+    def _session(self, session: Session | None) -> Iterator[Session]:
+        if session is not None:
+            yield session
+            return
+        with self._db.read() as s:
+            yield s
+
+    def _entry(self, name: str, session: Session | None) -> tuple[x509.Certificate, str]:
+        with self._session(session) as s:
+            row = s.get(CertificateAuthority, name)
+        if row is not None and row.certificate_pem:
+            return x509.load_pem_x509_certificate(row.certificate_pem.encode()), row.key_ref
+        if row is None and self.cert_path(name).exists():
+            return self.certificate(name), f"file:{name}"
+        raise ConfigurationError(f"CA {name} has no certificate yet")
+
+    def _parent(self, cert: x509.Certificate, session: Session | None) -> x509.Certificate:
+        with self._session(session) as s:
+            for pem in s.execute(
+                select(CertificateAuthority.certificate_pem).where(CertificateAuthority.certificate_pem.is_not(None))
+            ).scalars():
+                candidate = x509.load_pem_x509_certificate(str(pem).encode())
+                if candidate.subject == cert.issuer:
+                    return candidate
+        raise ConfigurationError(f"no CA in the registry issued {cert.subject.rfc4514_string()}")

@@ -1,0 +1,14 @@
+"""The whole schema: every table module imported, so ``metadata`` holds all tables (Alembic compares against it)."""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+
+from fabguard.store import analytics_models, firmware_models, models
+from fabguard.store.base import Base
+
+__all__ = ["MODEL_MODULES", "metadata"]
+
+# Importing a model module registers its tables on the shared base; naming them here keeps the imports used.
+MODEL_MODULES = (models, analytics_models, firmware_models)
+metadata: MetaData = Base.metadata
