@@ -40,21 +40,19 @@ from fabguard.api.tls import client_cert_der
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import Role
+from fabguard.runtime.workers import BackgroundWorkers
 from fabguard.service import (
-    analytics,
     authorities,
     catalog,
     events,
     fixtures,
     ledger,
-    maintenance,
     orders,
     provisioning,
     reports,
     revocation,
     testrecords,
     tokens,
-    webhooks,
 )
 from fabguard.service.instance import Instance
 
@@ -70,16 +68,11 @@ def create_app(inst: Instance) -> Any:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        schedule = maintenance.MaintenanceSchedule(inst, inst.limits.checkpoint_seconds)
-        schedule.start()
-        projector = analytics.Projector(inst).start()  # rollups and alerts follow the event log
-        sender = webhooks.WebhookSender(inst).start()  # alerts to configured webhooks (<home>/webhooks.json)
+        workers = BackgroundWorkers(inst).start()  # maintenance, projector, webhook sender
         try:
             yield
         finally:
-            schedule.stop()
-            sender.stop()
-            projector.stop()
+            workers.stop()
 
     app = FastAPI(
         lifespan=lifespan,
