@@ -23,13 +23,11 @@ from fabguard.analytics.fold import (
     Memory,
     RecordRow,
     UnitRow,
-    add_counts,
     check_copies,
     decode_details,
     fold_events,
     hour_of,
     minute_of,
-    per_hour,
     wanted,
 )
 from fabguard.analytics.settings import DEFAULT
@@ -238,18 +236,12 @@ def test_two_batches_with_carried_state_gather_what_one_batch_does() -> None:
     failures: dict[Any, int] = {}
     for part in (first.fold, second.fold):
         _add(stats, part.stats)
-        _add(yields, part.yields, add_counts)
+        _add(yields, part.yields, lambda a, b: tuple(x + y for x, y in zip(a, b, strict=True)))
         _add(failures, part.failures)
     assert stats == whole.stats and failures == whole.failures
     assert {k: v for k, v in yields.items() if any(v)} == {k: v for k, v in whole.yields.items() if any(v)}
     assert {**first.fold.units, **second.fold.units} == whole.units
     assert [h.id for h in first.fold.hits + second.fold.hits] == [h.id for h in whole.hits]
-
-
-def test_per_hour_sums_minute_rows_by_hour() -> None:
-    rows = {(60, "x"): 1, (119, "x"): 2, (120, "x"): 4, (61, "y"): 8}
-    assert per_hour(rows, operator.add) == {(1, "x"): 3, (2, "x"): 4, (1, "y"): 8}
-    assert per_hour({(0, "x"): (1, 2), (59, "x"): (3, 4)}, add_counts) == {(0, "x"): (4, 6)}
 
 
 def _alert(seq: int, *, kind: str = "quota_overrun", at: datetime = T0) -> Alert:

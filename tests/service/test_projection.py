@@ -199,11 +199,11 @@ def test_a_failure_mid_batch_rolls_back_and_the_retry_counts_once(
     calls = {"n": 0}
     real = alert_rows.write_alerts
 
-    def flaky(s: Any, fold: Any) -> Any:
+    def flaky(s: Any, changed: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("disk full")
-        return real(s, fold)
+        return real(s, changed)
 
     monkeypatch.setattr(alert_rows, "write_alerts", flaky)
     settings = analytics.load_settings(inst)

@@ -9,10 +9,10 @@ before (``fabguard.store.rollups``), and writes what the fold gathered (ADR 0005
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from fabguard.analytics.alerts import Acknowledgement, Alert
 from fabguard.analytics.detectors import (
@@ -32,8 +32,6 @@ PASS = "PASS"
 ACK_KIND = "alert.acknowledged"
 COUNTED_KINDS = frozenset({"unit.provisioned", "unit.refused", "request.refused", "test.refused", "test.recorded"})
 
-# A rollup row's counts: one count (stats, failures) or a tuple of them (yields).
-_Counts = TypeVar("_Counts", int, tuple[int, ...])
 # A measurement's (phase, name): its key among a fixture's last values and an hour's measurement sums.
 NameKey = tuple[str, str]
 # A unit_tests row: site, order, fixture, first minute, tests, first and last outcome.
@@ -119,6 +117,11 @@ class Fold:
 
     def count(self, key: tuple[int, str, str, str, str, str]) -> None:
         self.stats[key] = self.stats.get(key, 0) + 1
+
+    @property
+    def alert_ids(self) -> list[str]:
+        """The alerts the batch's hits and acknowledgements name, sorted."""
+        return sorted({h.id for h in self.hits} | {a.alert_id for a in self.acks})
 
 
 @dataclass
@@ -344,19 +347,3 @@ def check_copies(batch: Batch, detector: CopiedTestRecords, seen: dict[str, str]
             fold.vectors[digest] = (serial, record_id)
         if hit is not None:
             fold.hits.append(hit)
-
-
-def add_counts(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple([x + y for x, y in zip(a, b, strict=True)])
-
-
-def per_hour(
-    rows: Mapping[tuple[Any, ...], _Counts], add: Callable[[_Counts, _Counts], _Counts]
-) -> dict[tuple[Any, ...], _Counts]:
-    """Counts keyed by (minute, *rest), summed by (hour, *rest) with ``add``: a batch's rows for the hour rollups."""
-    hours: dict[tuple[Any, ...], _Counts] = {}
-    for (minute, *rest), counts in rows.items():
-        key = (minute // 60, *rest)
-        known = hours.get(key)
-        hours[key] = counts if known is None else add(known, counts)
-    return hours

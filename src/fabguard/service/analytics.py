@@ -16,14 +16,16 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from fabguard.analytics.alerts import Acknowledgement, Alert, with_acknowledgements
+from sqlalchemy.orm import Session
+
+from fabguard.analytics.alerts import Acknowledgement, Alert, ordered, with_acknowledgements
 from fabguard.analytics.fold import ACK_KIND
 from fabguard.analytics.settings import DEFAULT, AnalyticsSettings, settings_from_dict
+from fabguard.analytics.spc import capability_from_sums
 from fabguard.domain.errors import ConfigurationError, InvalidRequest, NotFound
 from fabguard.service import fixtures, orders, projection
 from fabguard.service.instance import Instance
-from fabguard.store import rollups, totals, windows
-from fabguard.store.alert_rows import all_alerts
+from fabguard.store import alert_rows, rollups, totals, windows
 from fabguard.store.db import append_event, event_count
 from fabguard.store.windows import Scope, at_minute
 
@@ -68,6 +70,25 @@ def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t else None
 
 
+def _capability(s: Session, scope: Scope) -> list[dict[str, Any]]:
+    """Cp/Cpk and Pp/Ppk per measurement over the scope's hours (limits: the newest seen)."""
+    return [
+        capability_from_sums(
+            phase=m.phase,
+            name=m.name,
+            n=m.n,
+            total=m.total,
+            total_sq=m.total_sq,
+            mr_total=m.mr_total,
+            mr_n=m.mr_n,
+            lower=m.lower,
+            upper=m.upper,
+            ref=m.ref,
+        ).to_dict()
+        for m in windows.measurement_sums(s, scope)
+    ]
+
+
 def _burn(
     order: orders.OrderView, recent: dict[str, tuple[int, int]], now: datetime, window: timedelta
 ) -> dict[str, object]:
@@ -107,7 +128,7 @@ def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | 
             "yield": windows.unit_yield(s, since_created).to_dict(),
             "refused": view.refused,
             "series": windows.series(s, window, settings.bucket),
-            "capability": [c.to_dict() for c in windows.capability(s, at_site)],
+            "capability": _capability(s, at_site),
             "failures": windows.pareto(s, at_site),
             "as_of": now.isoformat(),
             "sequence": event_count(s),
@@ -131,7 +152,7 @@ def overview(inst: Instance, *, settings: AnalyticsSettings | None = None, alert
         series = windows.series(s, scope, settings.bucket)
         recent = windows.recent_provisioned(s, now - settings.burn_window)
         order_rows = [{**v.to_dict(), "burn_down": _burn(v, recent, now, settings.burn_window)} for v in views]
-        found = all_alerts(s)
+        found = ordered(alert_rows.all_alerts(s))
     fixture_rows = [
         {**fixtures.fixture_dict(f), "last_activity": _iso(last_seen.get(f.id) or f.enrolled_at)}
         for f in fixtures.list_fixtures(inst)
@@ -209,7 +230,7 @@ def production(
             "yield": windows.unit_yield(s, scope if (order_id or product_id) else tests_scope).to_dict(),
             "refusals": windows.refusals(s, scope),
             "failures": windows.pareto(s, tests_scope),
-            "capability": [c.to_dict() for c in windows.capability(s, tests_scope)],
+            "capability": _capability(s, tests_scope),
             "sequence": event_count(s),
             "lag": lag,
         }
@@ -220,7 +241,7 @@ def alerts(inst: Instance, *, settings: AnalyticsSettings | None = None) -> list
     """Every alert the detectors have raised, acknowledged ones marked, open ones first."""
     refresh(inst, settings)
     with inst.db.read() as s:
-        return all_alerts(s)
+        return ordered(alert_rows.all_alerts(s))
 
 
 def acknowledge(

@@ -25,7 +25,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 
-from fabguard.analytics.alerts import Alert
+from fabguard.analytics.alerts import Alert, fold_batch_alerts
 from fabguard.analytics.fold import Detectors, Memory, check_copies, decode_details, fold_events, wanted
 from fabguard.analytics.settings import AnalyticsSettings
 from fabguard.service.instance import Instance
@@ -113,10 +113,12 @@ def advance(
             with db.transaction() as s:
                 if not rollups.move_cursor(s, cursor, folded.last_seq):
                     continue  # another process moved it: start again from there
-                rollups.write_rollups(s, folded.fold)
-                for alert in alert_rows.write_alerts(s, folded.fold):
+                fold = folded.fold
+                rollups.write_rollups(s, fold)
+                alerts = fold_batch_alerts(alert_rows.stored(s, fold.alert_ids), fold.hits, fold.acks)
+                for alert in alert_rows.write_alerts(s, alerts):
                     changed[alert.id] = alert
-                rollups.write_state(s, folded.fold, memory)
+                rollups.write_state(s, fold, memory)
             memory.cursor = folded.last_seq
             done += len(rows)
             cursor = folded.last_seq

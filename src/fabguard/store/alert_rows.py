@@ -1,15 +1,15 @@
-"""Stored alerts: ``AlertRow`` to and from ``Alert``, and writing what a folded batch changed in them."""
+"""Stored alerts: ``AlertRow`` to and from ``Alert``; reading them, and writing what a folded batch changed."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fabguard.analytics.alerts import AckState, Alert, Severity, fold_batch_alerts, ordered
-from fabguard.analytics.fold import Fold
+from fabguard.analytics.alerts import AckState, Alert, Severity
 from fabguard.store.analytics_models import AlertRow
 from fabguard.store.upserts import among, among_size, chunks, upsert
 
@@ -51,22 +51,25 @@ def _alert_row(a: Alert, acked_by: str | None, acked_up_to: int | None) -> dict[
 
 
 def all_alerts(s: Session) -> list[Alert]:
-    """Every stored alert, open first (``ordered``)."""
-    return ordered(alert_from_row(r) for r in s.execute(select(AlertRow)).scalars())
+    """Every stored alert (in no particular order)."""
+    return [alert_from_row(r) for r in s.execute(select(AlertRow)).scalars()]
 
 
-def write_alerts(s: Session, fold: Fold) -> list[Alert]:
-    """Merge a batch's hits and acknowledgements into the stored alerts; returns the alerts changed, as they now stand."""
-    ids = sorted({h.id for h in fold.hits} | {a.alert_id for a in fold.acks})
-    if not ids:
-        return []
-    stored: dict[str, tuple[Alert, AckState]] = {}
-    for chunk in chunks(ids, among_size(s)):
+def stored(s: Session, ids: Sequence[str]) -> dict[str, tuple[Alert, AckState]]:
+    """The stored alerts of these ids (those there), with who acknowledged each up to which seq."""
+    out: dict[str, tuple[Alert, AckState]] = {}
+    for chunk in chunks(sorted(ids), among_size(s)):
         for r in s.execute(select(AlertRow).where(among(s, AlertRow.id, chunk))).scalars():
-            stored[r.id] = (alert_from_row(r), (r.acked_by, r.acked_up_to))
+            out[r.id] = (alert_from_row(r), (r.acked_by, r.acked_up_to))
+    return out
+
+
+def write_alerts(s: Session, changed: Iterable[tuple[Alert, AckState]]) -> list[Alert]:
+    """Store these alerts with their acknowledgement state (replacing the rows there); returns them as
+    read back (acknowledged when the acknowledgement covers their newest evidence)."""
     out = []
     written = []
-    for alert, (by, up_to) in fold_batch_alerts(stored, fold.hits, fold.acks):
+    for alert, (by, up_to) in changed:
         row = _alert_row(alert, by, up_to)
         out.append(alert_from_row(AlertRow(**row)))
         written.append(row)

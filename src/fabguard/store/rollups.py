@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, select, text, update
 from sqlalchemy.orm import Session
 
 from fabguard.analytics.detectors import OrderRate
 from fabguard.analytics.drift import ChartState
-from fabguard.analytics.fold import EventRow, Fold, Memory, NameKey, RecordRow, UnitRow, add_counts, per_hour
+from fabguard.analytics.fold import EventRow, Fold, Memory, NameKey, RecordRow, UnitRow
 from fabguard.store.analytics_models import (
     AlertRow,
     AnalyticsState,
@@ -49,6 +49,9 @@ from fabguard.store.upserts import (
     merge,
     upsert,
 )
+
+# A rollup row's counts: one count (stats, failures) or a tuple of them (yields).
+_Counts = TypeVar("_Counts", int, tuple[int, ...])
 
 CURSOR = "cursor"
 # Every table the projection writes (the leases are not the projection's).
@@ -237,6 +240,22 @@ def write_state(s: Session, fold: Fold, memory: Memory) -> None:
     upsert(s, AnalyticsState, ("key",), rows)
 
 
+def _add_counts(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple([x + y for x, y in zip(a, b, strict=True)])
+
+
+def _per_hour(
+    rows: Mapping[tuple[Any, ...], _Counts], add: Callable[[_Counts, _Counts], _Counts]
+) -> dict[tuple[Any, ...], _Counts]:
+    """Counts keyed by (minute, *rest), summed by (hour, *rest) with ``add``: a batch's rows for the hour rollups."""
+    hours: dict[tuple[Any, ...], _Counts] = {}
+    for (minute, *rest), counts in rows.items():
+        key = (minute // 60, *rest)
+        known = hours.get(key)
+        hours[key] = counts if known is None else add(known, counts)
+    return hours
+
+
 _DIMS = ("site_id", "order_id", "fixture_id")
 _MEASURE_SUMS = ("n", "total", "total_sq", "low", "high", "mr_total", "mr_n", "fails", "lower", "upper", "ref")
 
@@ -259,7 +278,7 @@ def write_rollups(s: Session, fold: Fold) -> None:
         ("hour", "kind", "code", *dims, "n"),
         ("hour", "kind", "code", *dims),
         (ADD,),
-        [(*k, n) for k, n in per_hour(fold.stats, operator.add).items()],
+        [(*k, n) for k, n in _per_hour(fold.stats, operator.add).items()],
     )
     totals: dict[tuple[Any, ...], int] = {}
     for k, n in fold.stats.items():
@@ -294,7 +313,7 @@ def write_rollups(s: Session, fold: Fold) -> None:
         ("hour", *dims, "units", "tests", "first_pass", "final_pass", "retested"),
         ("hour", *dims),
         (ADD,) * 5,
-        [(*k, *t) for k, t in per_hour(fold.yields, add_counts).items() if any(t)],
+        [(*k, *t) for k, t in _per_hour(fold.yields, _add_counts).items() if any(t)],
     )
     merge(
         s,
@@ -310,7 +329,7 @@ def write_rollups(s: Session, fold: Fold) -> None:
         ("hour", *dims, "phase", "measurement", "n"),
         ("hour", *dims, "phase", "measurement"),
         (ADD,),
-        [(*k, n) for k, n in per_hour(fold.failures, operator.add).items()],
+        [(*k, n) for k, n in _per_hour(fold.failures, operator.add).items()],
     )
     # Names were checked to be at most 128 characters when the record was stored.
     merge(

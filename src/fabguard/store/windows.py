@@ -15,9 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, Subquery, func, select, union_all
 from sqlalchemy.orm import Session
 
-from fabguard.analytics.fold import hour_of, minute_of
 from fabguard.analytics.production import YieldStats
-from fabguard.analytics.spc import Capability, capability_from_sums
 from fabguard.store.analytics_models import (
     FailureHour,
     FailureMinute,
@@ -30,6 +28,23 @@ from fabguard.store.analytics_models import (
 )
 
 REFUSAL_KINDS = ("unit.refused", "test.refused", "request.refused")
+
+
+@dataclass(frozen=True)
+class MeasurementSums:
+    """A measurement's sums over a scope's hours: of ``v - ref`` and its square, of moving ranges, and
+    the newest limits seen (what ``capability_from_sums`` takes)."""
+
+    phase: str
+    name: str
+    n: int
+    total: float
+    total_sq: float
+    mr_total: float
+    mr_n: int
+    lower: float | None
+    upper: float | None
+    ref: float
 
 
 def at_minute(minute: int) -> datetime:
@@ -187,16 +202,16 @@ def recent_provisioned(s: Session, since: datetime) -> dict[str, tuple[int, int]
         order: (int(n), int(last))
         for order, n, last in s.execute(
             select(t.c.order_id, func.sum(t.c.n), func.max(t.c.minute))
-            .where(t.c.minute >= minute_of(since), t.c.kind == "unit.provisioned")
+            .where(t.c.minute >= int(since.timestamp() // 60), t.c.kind == "unit.provisioned")
             .group_by(t.c.order_id)
         )
     }
 
 
-def capability(s: Session, scope: Scope) -> list[Capability]:
-    """Cp/Cpk and Pp/Ppk per measurement over the scope's hours (limits: the newest seen)."""
+def measurement_sums(s: Session, scope: Scope) -> list[MeasurementSums]:
+    """Each measurement's sums over the scope's hours (limits: the newest seen), sorted by phase and name."""
     t = MeasurementHour.__table__
-    lo, hi = hour_of(scope.since), hour_of(scope.until) + 1
+    lo, hi = int(scope.since.timestamp() // 3600), int(scope.until.timestamp() // 3600) + 1
     clauses = [t.c.hour >= lo, t.c.hour < hi, *scope.filters(t, orders_too=False)]
     sums: dict[tuple[str, str], list[Any]] = {}
     for phase, name, hour, n, total, total_sq, mr_total, mr_n, lower, upper, ref in s.execute(
@@ -225,18 +240,7 @@ def capability(s: Session, scope: Scope) -> list[Capability]:
         if hour >= acc[5]:
             acc[5], acc[6], acc[7] = hour, lower, upper
     return [
-        capability_from_sums(
-            phase=phase,
-            name=name,
-            n=a[0],
-            total=a[1],
-            total_sq=a[2],
-            mr_total=a[3],
-            mr_n=a[4],
-            lower=a[6],
-            upper=a[7],
-            ref=a[8],
-        )
+        MeasurementSums(phase, name, a[0], a[1], a[2], a[3], a[4], a[6], a[7], a[8])
         for (phase, name), a in sorted(sums.items())
     ]
 
