@@ -42,9 +42,10 @@ from analytics import FIXTURES, PROCEDURE, make_instance, record_json  # bench/a
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.fixture.client import Credentials, FixtureClient, enroll
 from fabguard.runtime import tune_gc
-from fabguard.service import fixtures, projection, testrecords
+from fabguard.service import fixtures, testrecords
 from fabguard.service.config import HOME_ENV
 from fabguard.service.instance import Instance
+from fabguard.store import rollups
 from fabguard.store.db import event_count
 
 BATCH = 200
@@ -168,7 +169,7 @@ def over_https(inst: Instance, n: int, clients: int, workers: int, where: Path) 
         target = before + n  # one test.recorded event per record
         while True:
             with inst.db.read() as s:
-                if projection.read_cursor(s) >= target:
+                if rollups.read_cursor(s) >= target:
                     break
             time.sleep(0.02)
         current = time.perf_counter() - t

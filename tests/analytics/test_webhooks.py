@@ -20,9 +20,10 @@ import pytest
 from fabguard.domain.errors import ConfigurationError
 from fabguard.fixture.client import FabGuardClientError, FixtureClient
 from fabguard.fixture.device import SimulatedDevice
+from fabguard.runtime.workers import WebhookSender
 from fabguard.service import analytics, webhooks
 from fabguard.service.instance import Instance, utcnow
-from fabguard.service.webhooks import DeliveryPolicy, WebhookSender, delivery_lease, load_webhooks, send_once
+from fabguard.service.webhooks import DeliveryPolicy, delivery_lease, load_webhooks, send_once
 from fabguard.store import leases
 from tests.support import World, tested_device
 

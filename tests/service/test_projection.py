@@ -25,10 +25,12 @@ import pytest
 from sqlalchemy import func, select
 
 from fabguard.analytics import EventFact, MeasuredValue, TestFact, YieldStats, detect_all, unit_yield
+from fabguard.analytics.fold import COUNTED_KINDS, Detectors
 from fabguard.domain.testrecord import parse_openhtf_record
 from fabguard.fixture.simulator import LineConfig, ProductionLine
 from fabguard.service import analytics, projection
 from fabguard.service.instance import Instance
+from fabguard.store import alert_rows, rollups
 from fabguard.store.analytics_models import (
     AlertRow,
     AnalyticsState,
@@ -78,7 +80,7 @@ def reference(inst: Instance) -> dict[str, Any]:
     events, tests, sites = facts(inst)
     totals: Counter[tuple[str, ...]] = Counter()
     for e in events:
-        if e.kind in projection.COUNTED_KINDS:
+        if e.kind in COUNTED_KINDS:
             code = str(e.detail.get("outcome")) if e.kind == "test.recorded" else (e.code or "")
             site = e.site_id or sites.get(e.fixture_id or "", "")
             totals[(e.kind, code, site, e.order_id or "", e.fixture_id or "")] += 1
@@ -91,7 +93,7 @@ def reference(inst: Instance) -> dict[str, Any]:
         order: unit_yield([(s, o) for s, o in outcomes if first_order.get(s) == order])
         for order in set(first_order.values())
     }
-    detectors = projection.Detectors.from_settings(analytics.load_settings(inst), sites)
+    detectors = Detectors.from_settings(analytics.load_settings(inst), sites)
     alerts = detect_all(
         events, tests, detectors=detectors.events, spike=detectors.spike, copies=detectors.copies, drift=detectors.drift
     )
@@ -182,7 +184,7 @@ def test_tiny_batches_through_the_database_give_the_same_tables(world: World) ->
     _reset(inst)
     settings = analytics.load_settings(inst)
     while True:
-        projection._memories.pop(inst.db, None)  # as if another process had moved the cursor
+        projection.forget_memory(inst)  # as if another process had moved the cursor
         if projection.advance(inst, settings, max_events=7, batch=7).events == 0:
             break
     assert projected(inst) == reference(inst)
@@ -195,15 +197,15 @@ def test_a_failure_mid_batch_rolls_back_and_the_retry_counts_once(
     inst = any_world.inst
     any_world.server.stop()
     calls = {"n": 0}
-    real = projection._write_alerts
+    real = alert_rows.write_alerts
 
-    def flaky(s: Any, fold: Any) -> Any:
+    def flaky(s: Any, changed: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("disk full")
-        return real(s, fold)
+        return real(s, changed)
 
-    monkeypatch.setattr(projection, "_write_alerts", flaky)
+    monkeypatch.setattr(alert_rows, "write_alerts", flaky)
     settings = analytics.load_settings(inst)
     # Rewind: the server's projector may already have folded the line.
     _reset(inst)
@@ -217,8 +219,8 @@ def test_a_failure_mid_batch_rolls_back_and_the_retry_counts_once(
 def _reset(inst: Instance) -> None:
     projection.reset(inst)
     with inst.db.read() as s:
-        assert projection.read_cursor(s) == 0
-        for model in projection.PROJECTED:
+        assert rollups.read_cursor(s) == 0
+        for model in rollups.PROJECTED:
             if model is not AnalyticsState:
                 assert s.execute(select(func.count()).select_from(model)).scalar_one() == 0, model
 
@@ -292,9 +294,9 @@ def test_a_projector_killed_mid_work_leaves_a_consistent_prefix(any_world: World
         proc.send_signal(signal.SIGKILL)  # lands somewhere in the next batch
         proc.wait()
         with inst.db.read() as s:
-            killed_at.append(projection.read_cursor(s))
+            killed_at.append(rollups.read_cursor(s))
     assert killed_at[0] > 0 and killed_at[-1] < total, f"the kills missed the work: {killed_at} of {total}"
-    projection._memories.pop(inst.db, None)
+    projection.forget_memory(inst)
     caught_up(inst)
     assert projected(inst) == reference(inst)
 

@@ -161,6 +161,32 @@ def with_acknowledgements(alerts: Iterable[Alert], acks: Iterable[Acknowledgemen
     return out
 
 
+# A stored alert's acknowledgement: who acknowledged it and up to which event seq (None, None: never).
+AckState = tuple[str | None, int | None]
+NOT_ACKED: AckState = (None, None)
+
+
+def fold_batch_alerts(
+    stored: Mapping[str, tuple[Alert, AckState]], hits: Sequence[Alert], acks: Sequence[Acknowledgement]
+) -> list[tuple[Alert, AckState]]:
+    """What a batch changes in the stored alerts: ``stored`` (by id, those ``hits`` and ``acks`` name) with
+    each hit merged in and each acknowledgement of a known alert taken unless an older one than the one
+    there; the alerts touched, sorted by id, with their acknowledgement state."""
+    alerts = {i: alert for i, (alert, _) in stored.items()}
+    acked = {i: state for i, (_, state) in stored.items()}
+    touched: set[str] = set()
+    for hit in hits:
+        alerts[hit.id] = merge_alerts(alerts.get(hit.id), hit)
+        touched.add(hit.id)
+    for ack in acks:
+        if ack.alert_id in alerts:
+            previous = acked.get(ack.alert_id, NOT_ACKED)[1]
+            if previous is None or ack.up_to_seq >= previous:
+                acked[ack.alert_id] = (ack.actor, ack.up_to_seq)
+                touched.add(ack.alert_id)
+    return [(alerts[i], acked.get(i, NOT_ACKED)) for i in sorted(touched)]
+
+
 def ordered(alerts: Iterable[Alert]) -> list[Alert]:
     """Open before acknowledged, then most severe, then newest."""
     return sorted(alerts, key=lambda a: (a.acknowledged, -a.severity, -a.last_at.timestamp(), a.id))

@@ -27,7 +27,7 @@ from fabguard.api.routes import (
     station,
     tokens,
 )
-from fabguard.service import analytics, maintenance, webhooks
+from fabguard.runtime.workers import BackgroundWorkers
 from fabguard.service.instance import Instance
 
 
@@ -36,16 +36,11 @@ def create_app(inst: Instance) -> Any:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        schedule = maintenance.MaintenanceSchedule(inst, inst.limits.checkpoint_seconds)
-        schedule.start()
-        projector = analytics.Projector(inst).start()  # rollups and alerts follow the event log
-        sender = webhooks.WebhookSender(inst).start()  # alerts to configured webhooks (<home>/webhooks.json)
+        workers = BackgroundWorkers(inst).start()  # maintenance, projector, webhook sender
         try:
             yield
         finally:
-            schedule.stop()
-            sender.stop()
-            projector.stop()
+            workers.stop()
 
     app = FastAPI(
         lifespan=lifespan,

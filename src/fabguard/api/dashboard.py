@@ -19,17 +19,13 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from fabguard.analytics.alerts import counts_by
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role
 from fabguard.service import analytics, tokens
 from fabguard.service.instance import Instance
-from fabguard.store.analytics_models import FixtureActivity, StatsTotal
-from fabguard.store.db import event_count
-from fabguard.store.models import Fixture, Order
+from fabguard.service.metrics import production_metrics
 from fabguard.web import STATIC_DIR
 
 # The stream polls the event counter this often; a browser sees a change within about this delay.
@@ -92,40 +88,23 @@ class ProductionCollector(Collector):
             "When the fixture last appeared in an event.",
             labels=["fixture_id", "site_id"],
         )
-        found = analytics.alerts(inst)  # catches the projection up first
-        with inst.db.read() as s:
-            seq = event_count(s)
-            for o in s.execute(select(Order)).scalars():
-                values = [o.id, o.product_id, o.site_id, o.state]
-                quota.add_metric(values, o.quota)
-                used.add_metric(values, o.used)
-            t = StatsTotal.__table__
-            for kind, code, n in s.execute(
-                select(t.c.kind, t.c.code, func.sum(t.c.n))
-                .where(t.c.kind.in_(analytics.REFUSAL_KINDS))
-                .group_by(t.c.kind, t.c.code)
-                .order_by(t.c.kind, t.c.code)
-            ):
-                refusals.add_metric([kind, code or "unknown"], int(n))
-            for outcome, n in s.execute(
-                select(t.c.code, func.sum(t.c.n))
-                .where(t.c.kind == "test.recorded")
-                .group_by(t.c.code)
-                .order_by(t.c.code)
-            ):
-                tests.add_metric([outcome], int(n))
-            for fixture_id, site_id, at in s.execute(
-                select(Fixture.id, Fixture.site_id, FixtureActivity.last_at).join(
-                    FixtureActivity, FixtureActivity.fixture_id == Fixture.id
-                )
-            ):
-                last.add_metric([fixture_id, site_id], at.timestamp())
+        figures = production_metrics(inst)
+        for order_id, product_id, site_id, state, order_quota, order_used in figures.orders:
+            values = [order_id, product_id, site_id, state]
+            quota.add_metric(values, order_quota)
+            used.add_metric(values, order_used)
+        for kind, code, n in figures.refusals:
+            refusals.add_metric([kind, code], n)
+        for outcome, n in figures.tests:
+            tests.add_metric([outcome], n)
+        for fixture_id, site_id, at in figures.fixtures:
+            last.add_metric([fixture_id, site_id], at)
         events = CounterMetricFamily("fabguard_events", "Events in the ledger.")
-        events.add_metric([], seq)
+        events.add_metric([], figures.events)
         open_alerts = GaugeMetricFamily(
             "fabguard_alerts_open", "Unacknowledged alerts by kind and severity.", labels=["kind", "severity"]
         )
-        for (kind, severity), n in sorted(counts_by(found).items()):
+        for kind, severity, n in figures.open_alerts:
             open_alerts.add_metric([kind, severity], n)
         yield from (quota, used, refusals, tests, last, events, open_alerts)
 

@@ -13,16 +13,16 @@ attempt an ``alert.delivery_failed`` event, so what was sent where is in the led
 how the sender remembers: it never keeps state of its own. After ``max_attempts`` failed attempts in a
 row the alert is left for ``give_up_seconds`` and then tried again.
 
-Every server process runs a sender, and with PostgreSQL several processes share one database, so
-only the holder of the ``webhooks`` lease (``fabguard.store.leases``) sends. A round takes the lease
-(free, expired or already its own) before it reads what is due, and renews it before every attempt;
-an attempt is made only when the renewal leaves room for it (``DeliveryPolicy.attempt_seconds`` and
-``LEASE_MARGIN``), so no other sender can take over while a POST is in flight or before its outcome
-is recorded. A hold that lapsed in the middle of a round ends the round: another sender may have
-delivered meanwhile, and the next round reads the ledger afresh. A stopping sender releases the lease
-for another process to take at its next round; one that dies leaves it to expire
-(``DeliveryPolicy.lease_seconds``). The lease is operational, not a decision: it is logged, never
-recorded in the ledger.
+Every server process runs a sender (``fabguard.runtime.workers.WebhookSender``), and with PostgreSQL
+several processes share one database, so only the holder of the ``webhooks`` lease
+(``fabguard.store.leases``) sends. A round takes the lease (free, expired or already its own) before it
+reads what is due, and renews it before every attempt; an attempt is made only when the renewal leaves
+room for it (``DeliveryPolicy.attempt_seconds`` and ``LEASE_MARGIN``), so no other sender can take over
+while a POST is in flight or before its outcome is recorded. A hold that lapsed in the middle of a
+round ends the round: another sender may have delivered meanwhile, and the next round reads the ledger
+afresh. A stopping sender releases the lease for another process to take at its next round; one that
+dies leaves it to expire (``DeliveryPolicy.lease_seconds``). The lease is operational, not a decision:
+it is logged, never recorded in the ledger.
 
 The receiver checks ``X-FabGuard-Signature: sha256=<hex>``, an HMAC-SHA256 of the raw body under the
 webhook's secret (compare in constant time), and may reject an old ``sent_at`` to stop replays. The
@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -53,8 +52,6 @@ from fabguard.service.instance import Instance
 from fabguard.store import leases
 from fabguard.store.db import append_event
 from fabguard.store.models import Event
-
-log = logging.getLogger("fabguard.webhooks")
 
 CONFIG_FILE = "webhooks.json"
 DELIVERED = "alert.delivered"
@@ -295,51 +292,3 @@ def send_once(
             http.close()
         if own_lease:
             lease.release()
-
-
-class WebhookSender:
-    """Runs ``send_once`` every ``interval`` seconds on a daemon thread, sending while it holds the lease.
-
-    Every server process may run one: of the senders sharing a database, only the holder of the
-    ``webhooks`` lease sends, keeping it from round to round; the others' rounds send nothing until
-    it is released or expires. ``stop`` cuts a backoff short, lets an attempt in flight finish and be
-    recorded, then releases the lease, so another process's sender takes over at its next round.
-    """
-
-    def __init__(
-        self,
-        inst: Instance,
-        interval: float = 5.0,
-        policy: DeliveryPolicy | None = None,
-        *,
-        holder: str | None = None,
-    ) -> None:
-        self.inst = inst
-        self.interval = interval
-        self.policy = policy or DeliveryPolicy()
-        self._stop = threading.Event()
-        self.lease = delivery_lease(inst, self.policy, holder)
-        self._thread = threading.Thread(target=self._run, name="fabguard-webhooks", daemon=True)
-
-    def start(self) -> WebhookSender:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.policy.timeout + 5)
-
-    def _run(self) -> None:
-        try:
-            with httpx.Client(timeout=self.policy.timeout, follow_redirects=False) as client:
-                while not self._stop.wait(self.interval):
-                    try:
-                        send_once(self.inst, policy=self.policy, client=client, lease=self.lease, stop=self._stop)
-                    except Exception:  # a failed round is logged and retried at the next interval
-                        log.exception("webhook delivery round failed")
-        finally:
-            # Here, not in stop(): only once the last attempt is recorded may another sender take over.
-            try:
-                self.lease.release()
-            except Exception:
-                log.exception("could not release the webhook delivery lease; it expires by itself")

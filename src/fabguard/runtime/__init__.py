@@ -1,4 +1,5 @@
-"""Process settings for FabGuard's long-running processes (the server and its workers, the demo, catch-up).
+"""Process settings for FabGuard's long-running processes (the server and its workers, the demo, catch-up),
+and (``fabguard.runtime.workers``) the server's background workers.
 
 Only what a process that ingests test records at line rate needs and a library must not impose on its
 host: each entry point that owns its process calls ``tune_gc()`` once at start.

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.fixture.openhtf_records import openhtf_record
-from fabguard.service import analytics, catalog, fixtures, projection, testrecords
+from fabguard.runtime.workers import PROJECTOR_LEASE, Projector
+from fabguard.service import analytics, catalog, fixtures, testrecords
 from fabguard.service.instance import Instance
-from fabguard.store import leases
+from fabguard.store import leases, rollups
 from fabguard.store.db import event_count
 
 
@@ -25,7 +26,7 @@ def upload(inst: Instance, first: int, n: int) -> None:
 
 def cursor(inst: Instance) -> int:
     with inst.db.read() as s:
-        return projection.read_cursor(s)
+        return rollups.read_cursor(s)
 
 
 def events(inst: Instance) -> int:
@@ -45,10 +46,10 @@ def test_one_projector_folds_and_hands_over_when_stopped_or_dead(any_instance: I
     catalog.create_site(inst, site_id="cm-a", name="CM A", actor="test")
     fixtures.create_fixture(inst, fixture_id="fx-1", site_id="cm-a", actor="test")
     other = Instance.open(inst.home)  # a second server process: its own engine and connections
-    a = analytics.Projector(inst, interval=0.02, lease_seconds=1.5).start()
+    a = Projector(inst, interval=0.02, lease_seconds=1.5).start()
     try:
         wait_for(lambda: a.hold.held)
-        b = analytics.Projector(other, interval=0.02, lease_seconds=1.5).start()
+        b = Projector(other, interval=0.02, lease_seconds=1.5).start()
         try:
             upload(inst, 0, 30)
             wait_for(lambda: cursor(inst) == events(inst))
@@ -63,8 +64,8 @@ def test_one_projector_folds_and_hands_over_when_stopped_or_dead(any_instance: I
         # A holder that died without releasing: nobody folds in the background until its lease expires,
         # but a read catches the projection up itself.
         with inst.db.transaction() as s:
-            assert leases.acquire(s, analytics.PROJECTOR_LEASE, "dead", now=datetime.now(UTC), ttl=timedelta(seconds=2))
-        c = analytics.Projector(other, interval=0.02, lease_seconds=1.5).start()
+            assert leases.acquire(s, PROJECTOR_LEASE, "dead", now=datetime.now(UTC), ttl=timedelta(seconds=2))
+        c = Projector(other, interval=0.02, lease_seconds=1.5).start()
         try:
             upload(inst, 200, 10)
             time.sleep(0.5)
