@@ -267,7 +267,7 @@ def test_no_private_key_reaches_the_disk_and_the_work_directory_is_private_and_r
         return real(*args, cwd=cwd)
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(mcuboot, "run_imgtool", spy)
+    monkeypatch.setattr(mcuboot.build, "run_imgtool", spy)  # where build_mcuboot_image looks it up
     mcuboot.build_mcuboot_image(
         FIRMWARE,
         signing_key=signing_key,
