@@ -15,6 +15,7 @@ from fabguard.cli.common import command
 from fabguard.cli.main import app
 from fabguard.domain.errors import InvalidRequest
 from fabguard.fixture.client import FabGuardClientError
+from fabguard.fixture.firmware import PackageMalformed
 
 runner = CliRunner()
 ROOT: Any = typer.main.get_command(app)
@@ -109,6 +110,7 @@ def test_every_command_explains_a_failure_in_one_line_with_exit_code_2(
     [
         (InvalidRequest("no order 'po-9'", code="order_not_found"), "error: no order 'po-9' [order_not_found]"),
         (FabGuardClientError(403, "wrong_site", "the fixture is not at cm-a"), "error: the server refused: "),
+        (PackageMalformed("truncated"), "error: truncated [package_malformed]"),  # any error of the fixture SDK
         (FileNotFoundError(2, "No such file or directory", "ca.pem"), "error: [Errno 2] No such file or directory"),
     ],
 )

@@ -267,7 +267,7 @@ def test_no_private_key_reaches_the_disk_and_the_work_directory_is_private_and_r
         return real(*args, cwd=cwd)
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(mcuboot, "run_imgtool", spy)
+    monkeypatch.setattr(mcuboot.build, "run_imgtool", spy)  # where build_mcuboot_image looks it up
     mcuboot.build_mcuboot_image(
         FIRMWARE,
         signing_key=signing_key,
@@ -383,6 +383,22 @@ def test_cli_builds_an_encrypted_mcuboot_image_from_an_encrypted_signing_key(
     assert opened[: len(firmware)] == firmware and set(opened[len(firmware) :]) <= {0}
     bad = CliRunner().invoke(app, [*args[:5], "1.0.0-rc1", *args[6:]], catch_exceptions=False)
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def test_cli_shows_an_image_it_cannot_build_as_one_line_with_its_code(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fabguard.cli.main import app
+    from fabguard.pki.keys import new_signing_key, write_encrypted_key
+
+    write_encrypted_key(new_signing_key(), tmp_path / "sign.pem", os.environ["FABGUARD_KEY_PASSPHRASE"].encode())
+    (tmp_path / "empty.bin").write_bytes(b"")
+    args = ["firmware", "mcuboot", str(tmp_path / "empty.bin"), "--signing-key", str(tmp_path / "sign.pem")]
+    args += ["--version", "1.0.0", "--slot-size", "0x40000", "--out", str(tmp_path / "app.img")]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"}, catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: the firmware image is empty [mcuboot_image_invalid]", result.output
+    assert not (tmp_path / "app.img").exists()
 
 
 def test_mcuboot_errors_join_the_one_root_with_their_own_codes() -> None:

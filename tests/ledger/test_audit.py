@@ -225,3 +225,27 @@ def test_an_export_that_does_not_verify_fails_with_the_audit_failed_code(
         verify_export(copy, verifier=exported[1])
     assert isinstance(caught.value, FabGuardError)
     assert (caught.value.code, caught.value.status) == ("audit_failed", 422)
+
+
+def test_an_unparseable_ca_certificate_in_the_export_fails_verification(
+    copy: Path, exported: tuple[Path, str, Path]
+) -> None:
+    issuing = sorted((copy / "ca").glob("issuing*.pem"))[0]
+    issuing.write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    with pytest.raises(AuditFailure, match=rf"the issuing CA certificate {issuing.name} cannot be parsed"):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_a_root_ca_you_pass_that_is_not_a_certificate_is_an_input_error_not_a_failed_audit(
+    copy: Path, exported: tuple[Path, str, Path], tmp_path: Path
+) -> None:
+    (tmp_path / "root.pem").write_text("not a certificate")
+    with pytest.raises(FabGuardError, match="is not a PEM certificate") as caught:
+        verify_export(copy, verifier=exported[1], root_ca=tmp_path / "root.pem")
+    assert not isinstance(caught.value, AuditFailure) and caught.value.code == "invalid_request"
+    (tmp_path / "key.pub").write_text(exported[1])
+    fabguard = Path(sys.executable).parent / "fabguard"
+    args = [fabguard, "audit", "verify", copy, "--key", tmp_path / "key.pub", "--root", tmp_path / "root.pem"]
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().startswith("error: ") and "[invalid_request]" in done.stderr, done.stderr

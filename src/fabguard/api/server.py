@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import ssl
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,8 +96,6 @@ class ServerThread:
     """The server on a background thread of this process (the demo and the tests use it)."""
 
     def __init__(self, inst: Instance, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        import socket
-
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
@@ -107,9 +108,6 @@ class ServerThread:
         return f"https://{self.host}:{self.port}"
 
     def start(self) -> ServerThread:
-        import threading
-        import time
-
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 30

@@ -1,7 +1,7 @@
 """What every subcommand shares: the instance it works on, who is acting, how its output and errors are shown.
 
-Every subcommand is registered with :func:`command`, so whatever it raises of ours (a ``FabGuardError``, a
-refusal from a server it talks to, an unreadable file) reaches the operator as one line and exit code 2,
+Every subcommand is registered with :func:`command`, so whatever it raises of ours (a ``FabGuardError``, any
+error of the fixture SDK such as a server's refusal, an unreadable file) reaches the operator as one line and exit code 2,
 never as a traceback. It works on the instance through :func:`opened`. The CLI's only imports of
 ``fabguard.service.instance`` are here, so the other modules take ``Instance`` and its helpers from this one.
 """
@@ -26,6 +26,7 @@ from rich.markup import escape
 from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.domain.values import Role
 from fabguard.fixture.client import FabGuardClientError
+from fabguard.fixture.errors import FixtureError
 from fabguard.service import tokens
 from fabguard.service.config import CONFIG_NAME, HOME_ENV, default_home
 from fabguard.service.instance import Instance
@@ -128,8 +129,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def friendly(fn: F) -> F:
-    """``fn`` with FabGuard errors (and a few common environment errors) shown as one line and exit code 2,
-    not as a traceback."""
+    """``fn`` with FabGuard errors, the fixture SDK's errors (and a few common environment errors) shown as
+    one line and exit code 2, not as a traceback."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -137,8 +138,9 @@ def friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except FabGuardError as exc:
             fail(f"{exc.message} [{exc.code}]")
-        except FabGuardClientError as exc:
-            fail(f"the server refused: {exc.message} [{exc.code}]")
+        except FixtureError as exc:  # the client SDK's root: a server's refusal, or a package that does not open
+            refused = "the server refused: " if isinstance(exc, FabGuardClientError) else ""
+            fail(f"{refused}{exc.message} [{exc.code}]")
         except OSError as exc:
             fail(str(exc))
         except httpx.HTTPError as exc:

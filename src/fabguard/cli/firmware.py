@@ -181,18 +181,15 @@ def mcuboot_image(
     key = read_encrypted_key(signing_key, passphrase_from_env())
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         fail("the MCUboot signing key must be an ECDSA P-256 key")
-    try:
-        built = mcuboot.build_mcuboot_image(
-            image.read_bytes(),
-            signing_key=key,
-            encryption_key_pem=encryption_key.read_bytes() if encryption_key else None,
-            version=version,
-            slot_size=_size(slot_size, "--slot-size"),
-            header_size=_size(header_size, "--header-size"),
-            align=align,
-        )
-    except mcuboot.McubootError as exc:
-        fail(str(exc))
+    built = mcuboot.build_mcuboot_image(
+        image.read_bytes(),
+        signing_key=key,
+        encryption_key_pem=encryption_key.read_bytes() if encryption_key else None,
+        version=version,
+        slot_size=_size(slot_size, "--slot-size"),
+        header_size=_size(header_size, "--header-size"),
+        align=align,
+    )
     out.write_bytes(built)
     what = "signed and encrypted" if encryption_key else "signed (not encrypted)"
     console.print(f"MCUboot image {version}, {what}: {len(built)} bytes written to {out}")

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from fabguard.cli.common import command, console, fail, opened, parse_time, print_json
+from fabguard.ledger.checkpoint import CheckpointError, parse_verifier_key
 from fabguard.ledger.verify import AuditFailure, verify_export, verify_report
 from fabguard.service import ledger, reports
 
@@ -83,6 +84,20 @@ def export(out: Annotated[Path, typer.Argument(help="Directory to write")]) -> N
     )
 
 
+def _verifier_key(path: Path) -> str:
+    """The verifier key the auditor kept, read from ``--key``: a key that is not one is the auditor's input
+    error (exit 2), not a failed verification (exit 1)."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read the verifier key {path}: {exc}")
+    try:
+        parse_verifier_key(text)
+    except CheckpointError as exc:
+        fail(f"--key {path} is not a ledger verifier key: {exc.message} [{exc.code}]")
+    return text
+
+
 @command(audit_app, "verify")
 def verify(
     directory: Annotated[Path, typer.Argument(help="An export made by 'fabguard ledger export'")],
@@ -93,10 +108,11 @@ def verify(
     root: Annotated[Path | None, typer.Option(help="The root CA certificate you trust (default: the export's)")] = None,
 ) -> None:
     """Verify an export offline: recompute the tree, check signatures, history and certificates."""
+    verifier = _verifier_key(key) if key else None
     try:
         report = verify_export(
             directory,
-            verifier=key.read_text().strip() if key else None,
+            verifier=verifier,
             trusted_checkpoints=tuple(trusted_checkpoint or ()),
             root_ca=root,
         )
@@ -154,8 +170,9 @@ def verify_report_cmd(
     key: Annotated[Path, typer.Option(help="The ledger verifier key you kept")],
 ) -> None:
     """Check that a report was signed by the ledger key and not altered since."""
+    verifier = _verifier_key(key)
     try:
-        verify_report(path, key.read_text().strip())
+        verify_report(path, verifier)
     except AuditFailure as exc:
         fail(f"verification FAILED: {exc}", code=1)
     console.print(f"[green]verified[/]: {path.name} is signed by the ledger key")

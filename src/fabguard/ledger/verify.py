@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from fabguard.domain.errors import FabGuardError
+from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.ledger.checkpoint import Checkpoint, CheckpointError, open_signed_checkpoint, parse_verifier_key
 from fabguard.ledger.entry import canonical_json
 from fabguard.ledger.merkle import CompactRange
@@ -102,7 +102,10 @@ def verify_export(
     """Verify an export made by ``fabguard ledger export``; raises AuditFailure on the first problem."""
     report = AuditReport()
     if verifier is None:
-        verifier = (directory / "ledger.pub").read_text().strip()
+        try:
+            verifier = (directory / "ledger.pub").read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise AuditFailure("the export's verifier key ledger.pub is not text") from None
         report.key_from_export = True
         report.notes.append("the verifier key was taken from the export itself; pass the key you kept to trust nothing")
     signed = [_load_signed(p, verifier, False) for p in sorted((directory / "checkpoints").glob("*.txt"))]
@@ -199,14 +202,27 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def _export_certificate(path: Path, what: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except ValueError:
+        raise AuditFailure(f"{what} {path.name} cannot be parsed") from None
+
+
 def _check_certificates(directory: Path, included: set[str], root_ca: Path | None) -> int:
     cert_dir = directory / "certs"
     if not cert_dir.is_dir():
         return 0
-    root = x509.load_pem_x509_certificate((root_ca or directory / "ca" / "root.pem").read_bytes())
+    if root_ca is None:
+        root = _export_certificate(directory / "ca" / "root.pem", "the root CA certificate")
+    else:
+        try:
+            root = x509.load_pem_x509_certificate(root_ca.read_bytes())
+        except ValueError:
+            raise InvalidRequest(f"the root CA certificate you trust, {root_ca}, is not a PEM certificate") from None
     issuers: dict[x509.Name, list[x509.Certificate]] = {}
     for path in sorted((directory / "ca").glob("issuing*.pem")):
-        issuing = x509.load_pem_x509_certificate(path.read_bytes())
+        issuing = _export_certificate(path, "the issuing CA certificate")
         try:
             issuing.verify_directly_issued_by(root)
         except (ValueError, TypeError, InvalidSignature) as exc:
@@ -216,10 +232,7 @@ def _check_certificates(directory: Path, included: set[str], root_ca: Path | Non
         issuers.setdefault(issuing.subject, []).append(issuing)
     count = 0
     for path in sorted(cert_dir.glob("*.pem")):
-        try:
-            cert = x509.load_pem_x509_certificate(path.read_bytes())
-        except ValueError:
-            raise AuditFailure(f"certificate {path.name} cannot be parsed") from None
+        cert = _export_certificate(path, "certificate")
         digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
         if digest not in included:
             raise AuditFailure(f"certificate {path.name} (SHA-256 {digest[:16]}...) was never recorded in the ledger")

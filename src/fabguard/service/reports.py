@@ -116,6 +116,8 @@ def to_csv(report: Report) -> str:
 
 def to_pdf(report: Report) -> bytes:
     """A readable PDF for a contract audit: figures, refusals, exceptions, and the checkpoint note."""
+    # Lazy: fpdf2 takes about half a second to import, and every fabguard command imports this module
+    # (through ``fabguard audit``); only a report needs it.
     from fpdf import FPDF
 
     body = report.body

@@ -1,4 +1,9 @@
-"""The database handle: engine set-up for SQLite (WAL, immediate transactions) and PostgreSQL."""
+"""The database handle and the event log: engine set-up for SQLite (WAL, immediate transactions) and PostgreSQL.
+
+:class:`Database` opens transactions. The functions work in the caller's transaction: appending events
+(each one also a ledger leaf, its Merkle subtrees stored beside it, hashed with ``fabguard.ledger``),
+taking one unit of an order's quota atomically, counting events.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Schema migrations with Alembic, run programmatically so an instance upgrades itself."""
+"""Schema migrations with Alembic, run programmatically so an instance upgrades itself (and seeds its counters)."""
 
 from __future__ import annotations
 

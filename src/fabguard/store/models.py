@@ -1,4 +1,9 @@
-"""Tables. Constraints here are the last line of defence: the quota CHECK holds even if code is wrong."""
+"""The core tables: catalogue, orders and quota changes, fixtures, test records, units, CAs and CRLs, the
+event log with its ledger nodes and checkpoints, counters, and API and enrolment tokens.
+
+Constraints here are the last line of defence: the quota CHECK holds even if code is wrong. Analytics and
+firmware tables are in ``analytics_models`` and ``firmware_models``, on the same base (``base``).
+"""
 
 from __future__ import annotations
 
