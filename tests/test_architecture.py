@@ -1,0 +1,187 @@
+"""The layer rules of docs/architecture.md, checked on the source itself.
+
+Imports are read with ``ast`` (module level and inside functions alike, so a lazy import cannot hide a
+cycle or a forbidden edge); only imports under ``if TYPE_CHECKING:`` are left out, since they never run.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = SRC / "fabguard"
+
+# What each layer may import of ours, besides itself and the top-level ``fabguard`` package (its version).
+# Keep in step with the table in docs/architecture.md.
+ALLOWED: dict[str, frozenset[str]] = {
+    "domain": frozenset(),
+    "ledger": frozenset({"domain"}),
+    "pki": frozenset({"domain"}),
+    "firmware": frozenset({"domain", "pki"}),
+    "analytics": frozenset({"domain"}),
+    "store": frozenset({"domain", "ledger", "analytics"}),
+    "service": frozenset({"domain", "ledger", "pki", "firmware", "analytics", "store"}),
+    "runtime": frozenset({"domain", "ledger", "pki", "firmware", "analytics", "store", "service"}),
+    "web": frozenset(),
+    "api": frozenset({"domain", "ledger", "pki", "firmware", "service", "runtime", "web"}),
+    "fixture": frozenset(),
+    "cli": frozenset({"domain", "ledger", "pki", "firmware", "service", "runtime", "api", "fixture"}),
+}
+MAX_LINES = 400
+# Generated or data-like modules the size rule does not apply to.
+SIZE_EXEMPT = ("fabguard/store/migrations/",)
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _type_checking_only(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(tree: ast.AST, module: str, is_package: bool) -> Iterator[tuple[str, int]]:
+    """(imported module of ours, line) for every import that can run."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and _type_checking_only(node):
+            for child in node.orelse:
+                yield from _imports(ast.Module(body=[child], type_ignores=[]), module, is_package)
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "fabguard":
+                    yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base if is_package else base[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "fabguard":
+                continue
+            yield target, node.lineno
+            # ``from fabguard.pkg import mod`` imports the submodule ``fabguard.pkg.mod`` when there is one.
+            for alias in node.names:
+                yield f"{target}.{alias.name}", node.lineno
+        else:
+            yield from _imports(node, module, is_package)
+
+
+def _graph() -> dict[str, dict[str, int]]:
+    modules = _modules()
+    graph: dict[str, dict[str, int]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(), str(path))
+        edges: dict[str, int] = {}
+        for target, line in _imports(tree, name, path.name == "__init__.py"):
+            if target in modules and target != name:
+                edges.setdefault(target, line)
+        graph[name] = edges
+    return graph
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_every_package_has_a_row_in_the_layer_table() -> None:
+    layers = {_layer(m) for m in _modules()} - {""}
+    assert layers <= set(ALLOWED), f"add {sorted(layers - set(ALLOWED))} to ALLOWED and docs/architecture.md"
+
+
+def test_layers_import_only_what_the_table_allows() -> None:
+    bad = []
+    for module, edges in _graph().items():
+        here = _layer(module)
+        for target, line in edges.items():
+            there = _layer(target)
+            if there in ("", here):
+                continue
+            if there not in ALLOWED.get(here, frozenset()):
+                bad.append(f"{module}:{line} imports {target} ({here} -> {there})")
+    assert not bad, "imports against docs/architecture.md:\n" + "\n".join(sorted(bad))
+
+
+def _cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    found: list[list[str]] = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work: list[tuple[str, Iterator[str]]] = [(root, iter(graph[root]))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(graph[child])))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def _is_ancestor_package(a: str, b: str) -> bool:
+    return b.startswith(a + ".")
+
+
+def test_no_import_cycles_not_even_through_lazy_imports() -> None:
+    # A package's __init__ re-exporting its own submodules is not a cycle between modules.
+    graph = {m: {t: n for t, n in e.items() if not _is_ancestor_package(t, m)} for m, e in _graph().items()}
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_sees_a_cycle() -> None:
+    assert _cycles({"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}, "d": {"a": 1}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b": 1}, "b": {}}) == []
+
+
+def test_no_module_grows_past_about_400_lines() -> None:
+    big = []
+    for path in _modules().values():
+        if any(part in path.as_posix() for part in SIZE_EXEMPT):
+            continue
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_LINES:
+            big.append(f"{path.relative_to(SRC)}: {lines} lines")
+    assert not big, "split these by what they do:\n" + "\n".join(big)
