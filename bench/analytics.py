@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("FABGUARD_KEY_PASSPHRASE", "bench-passphrase-not-secret")
 
 from fabguard.api.dashboard import ProductionCollector  # noqa: E402
+from fabguard.domain.values import FixtureId, OrderId, ProductId, SiteId  # noqa: E402
 from fabguard.fixture.openhtf_records import MeasurementSpec  # noqa: E402
 from fabguard.ledger.entry import encode_entry  # noqa: E402
 from fabguard.runtime import tune_gc  # noqa: E402
@@ -89,14 +90,19 @@ def record_json(serial: str, station: str, start_ms: int, fail: bool, rng: rando
 def make_instance(home: Path, url: str | None) -> Instance:
     init_instance(home, organization="Bench Devices", database_url=url)
     inst = Instance.open(home)
-    catalog.create_product(inst, product_id="sensor", name="Sensor", actor="bench")
+    catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="bench")
     for site in SITES:
-        catalog.create_site(inst, site_id=site, name=site, actor="bench")
+        catalog.create_site(inst, site_id=SiteId(site), name=site, actor="bench")
     for fixture_id, site in FIXTURES:
-        fixtures.create_fixture(inst, fixture_id=fixture_id, site_id=site, actor="bench")
+        fixtures.create_fixture(inst, fixture_id=FixtureId(fixture_id), site_id=SiteId(site), actor="bench")
     for site in SITES:
         orders.create_order(
-            inst, product_id="sensor", site_id=site, quota=10_000_000, actor="bench", order_id=f"po-{site}"
+            inst,
+            product_id=ProductId("sensor"),
+            site_id=SiteId(site),
+            quota=10_000_000,
+            actor="bench",
+            order_id=OrderId(f"po-{site}"),
         )
     return inst
 

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fabguard.api.parsing import unit_request
 from fabguard.api.server import ServerThread
 from fabguard.domain.issuance import FixtureFacts
+from fabguard.domain.values import FixtureId, ProductId, SiteId
 from fabguard.firmware import envelope
 from fabguard.fixture.client import FixtureClient, enroll
 from fabguard.fixture.device import SimulatedDevice
@@ -38,6 +39,7 @@ from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
 from fabguard.service import catalog, firmware, firmware_units, fixtures, orders, provisioning, testrecords
 from fabguard.service.config import DATABASE_ENV
+from fabguard.service.firmware_units import UnitFirmwareRequest
 from fabguard.service.instance import Instance
 from fabguard.service.seeding import init_instance
 
@@ -77,10 +79,12 @@ def crypto_figures(size: int) -> list[tuple[str, str]]:
 def setup(home: Path, units: int, size: int) -> tuple[Instance, str, str, list[SimulatedDevice], FixtureFacts]:
     init_instance(home, organization="Bench Devices")
     inst = Instance.open(home)
-    catalog.create_product(inst, product_id="sensor", name="Sensor", actor="bench")
-    catalog.create_site(inst, site_id="cm-a", name="CM A", actor="bench")
-    order = orders.create_order(inst, product_id="sensor", site_id="cm-a", quota=2 * units, actor="bench").id
-    made, _ = fixtures.create_fixture(inst, fixture_id="fx-bench", site_id="cm-a", actor="bench")
+    catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="bench")
+    catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="bench")
+    order = orders.create_order(
+        inst, product_id=ProductId("sensor"), site_id=SiteId("cm-a"), quota=2 * units, actor="bench"
+    ).id
+    made, _ = fixtures.create_fixture(inst, fixture_id=FixtureId("fx-bench"), site_id=SiteId("cm-a"), actor="bench")
     facts = FixtureFacts(made.id, made.site_id, False)
     devices = []
     rng = random.Random(1)
@@ -114,7 +118,7 @@ def main() -> None:
         inst, order, rid, devices, facts = setup(Path(tmp) / "home", args.units, args.size)
         key = load_firmware_public_key(firmware.firmware_public_key_pem(inst).encode())
 
-        sample = firmware_units.release_to_unit(inst, facts, release_id=rid, order_id=order, serial=devices[0].serial)
+        sample = firmware_units.release_to_unit(inst, facts, UnitFirmwareRequest(rid, order, devices[0].serial))
         device_open = rate(
             lambda: open_package(sample.package, device_key=devices[0].key, serial=devices[0].serial, firmware_key=key),
             50,
@@ -123,12 +127,14 @@ def main() -> None:
 
         t0 = time.perf_counter()
         for d in devices:
-            firmware_units.release_to_unit(inst, facts, release_id=rid, order_id=order, serial=d.serial)
+            firmware_units.release_to_unit(inst, facts, UnitFirmwareRequest(rid, order, d.serial))
         in_process = len(devices) / (time.perf_counter() - t0)
         rows.append((f"per-unit releases, in process (service, SQLite, {mib:g} MiB)", f"{in_process:,.1f} /s"))
 
         with ServerThread(inst) as server:
-            _, token = fixtures.create_fixture(inst, fixture_id="fx-tls", site_id="cm-a", actor="bench")
+            _, token = fixtures.create_fixture(
+                inst, fixture_id=FixtureId("fx-tls"), site_id=SiteId("cm-a"), actor="bench"
+            )
             creds = enroll(server.url, token, Path(tmp) / "fx-tls", ca_file=inst.cas.cert_path("root"))
             with FixtureClient(creds, max_connections=args.clients) as client:
                 fetch_package(client, order_id=order, serial=devices[0].serial, release_id=rid)  # warm up

@@ -40,6 +40,7 @@ import httpx
 
 from analytics import FIXTURES, PROCEDURE, make_instance, record_json  # bench/analytics.py
 from fabguard.domain.issuance import FixtureFacts
+from fabguard.domain.values import FixtureId
 from fabguard.fixture.client import Credentials, FixtureClient, enroll
 from fabguard.runtime import tune_gc
 from fabguard.service import fixtures, testrecords
@@ -124,7 +125,7 @@ def over_https(inst: Instance, n: int, clients: int, workers: int, where: Path) 
         url = f"https://127.0.0.1:{port}"
         creds: dict[str, Credentials] = {}
         for fixture_id, _ in FIXTURES:
-            token = fixtures.new_enrollment_token(inst, fixture_id, actor="bench")
+            token = fixtures.new_enrollment_token(inst, FixtureId(fixture_id), actor="bench")
             creds[fixture_id] = enroll(url, token, where / fixture_id, ca_file=inst.cas.cert_path("root"))
         sessions = {f: FixtureClient(c) for f, c in creds.items()}
         bodies = [

@@ -40,7 +40,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fabguard.domain.values import Serial
+from fabguard.domain.values import FixtureId, ProductId, Serial, SiteId
 from fabguard.fixture.client import Credentials, FabGuardClientError, FixtureClient, enroll
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
@@ -181,7 +181,9 @@ def plan_units(prefix: str, count: int) -> list[PlannedUnit]:
 def enrol_fixtures(inst: Instance, url: str, site: str, where: Path, count: int, run_id: str) -> list[Credentials]:
     creds = []
     for i in range(count):
-        _, token = fixtures.create_fixture(inst, fixture_id=f"fx-{run_id}-{i:02d}", site_id=site, actor="bench")
+        _, token = fixtures.create_fixture(
+            inst, fixture_id=FixtureId(f"fx-{run_id}-{i:02d}"), site_id=SiteId(site), actor="bench"
+        )
         creds.append(enroll(url, token, where / f"fx-{i:02d}", ca_file=inst.cas.cert_path("root")))
     return creds
 
@@ -391,10 +393,14 @@ def main(argv: list[str] | None = None) -> int:
             inst = Instance.open(home)
             engine = inst.db.url.get_backend_name()
             product, site = f"bench-{run_id}", f"cm-{run_id}"
-            catalog.create_product(inst, product_id=product, name="Bench sensor", actor="bench")
-            catalog.create_site(inst, site_id=site, name="Bench CM", actor="bench")
-            single_order = orders.create_order(inst, product_id=product, site_id=site, quota=args.units, actor="bench")
-            batch_order = orders.create_order(inst, product_id=product, site_id=site, quota=args.units, actor="bench")
+            catalog.create_product(inst, product_id=ProductId(product), name="Bench sensor", actor="bench")
+            catalog.create_site(inst, site_id=SiteId(site), name="Bench CM", actor="bench")
+            single_order = orders.create_order(
+                inst, product_id=ProductId(product), site_id=SiteId(site), quota=args.units, actor="bench"
+            )
+            batch_order = orders.create_order(
+                inst, product_id=ProductId(product), site_id=SiteId(site), quota=args.units, actor="bench"
+            )
 
             log(f"generating {2 * args.units} device keys and CSRs")
             single_units = plan_units(f"B{run_id}S", args.units)

@@ -15,6 +15,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from fabguard.api.server import ServerThread
+from fabguard.domain.values import FixtureId, OrderId, ProductId, SiteId
 from fabguard.fixture.client import Credentials, FixtureClient, enroll
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
@@ -70,9 +71,9 @@ class World:
         server = ServerThread(inst).start()
         world = cls(inst, tmp, server)
         _, world.admin_token = tokens.create_token(inst, name="admin", role="admin", actor="test")
-        catalog.create_product(inst, product_id="sensor", name="Sensor v2", actor="test")
-        catalog.create_site(inst, site_id="cm-a", name="CM A", actor="test")
-        catalog.create_site(inst, site_id="cm-b", name="CM B", actor="test")
+        catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor v2", actor="test")
+        catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="test")
+        catalog.create_site(inst, site_id=SiteId("cm-b"), name="CM B", actor="test")
         return world
 
     def stop(self) -> None:
@@ -90,11 +91,19 @@ class World:
 
     def order(self, quota: int = 10, *, site: str = "cm-a", order_id: str | None = None, **kw: Any) -> str:
         return orders.create_order(
-            self.inst, product_id="sensor", site_id=site, quota=quota, actor="test", order_id=order_id, **kw
+            self.inst,
+            product_id=ProductId("sensor"),
+            site_id=SiteId(site),
+            quota=quota,
+            actor="test",
+            order_id=OrderId(order_id) if order_id else None,
+            **kw,
         ).id
 
     def credentials(self, fixture_id: str, site: str = "cm-a") -> Credentials:
-        _, token = fixtures.create_fixture(self.inst, fixture_id=fixture_id, site_id=site, actor="test")
+        _, token = fixtures.create_fixture(
+            self.inst, fixture_id=FixtureId(fixture_id), site_id=SiteId(site), actor="test"
+        )
         return enroll(self.url, token, self.tmp / "fixtures" / fixture_id, ca_file=self.root_ca)
 
     def fixture(self, fixture_id: str, site: str = "cm-a") -> FixtureClient:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fabguard.domain.errors import Refusal
+from fabguard.domain.values import FixtureId, SiteId
 from fabguard.fixture.client import Credentials, enroll
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.pki import profiles
@@ -227,7 +228,9 @@ def test_expired_station_certificate_is_shut_out(world: World, history: str) -> 
         # Enrolled for real three years ago (the instance's clock set back), its 730-day certificate has lapsed.
         then = Instance.open(world.inst.home, clock=lambda: past, migrate=False)
         try:
-            _, token = fixtures.create_fixture(then, fixture_id="fx-old", site_id="cm-a", actor="test")
+            _, token = fixtures.create_fixture(
+                then, fixture_id=FixtureId("fx-old"), site_id=SiteId("cm-a"), actor="test"
+            )
             csr = (
                 x509.CertificateSigningRequestBuilder()
                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fabguard-fixture")]))
@@ -251,7 +254,7 @@ def test_expired_station_certificate_is_shut_out(world: World, history: str) -> 
 def test_revoked_fixture_is_refused_with_fixture_revoked(world: World) -> None:
     creds = world.credentials("fx-1")
     assert curl(world, WHOAMI, cert=creds.cert, key=creds.key, cacert=creds.ca).status == 200
-    fixtures.revoke_fixture(world.inst, "fx-1", reason="decommissioned", actor="test")
+    fixtures.revoke_fixture(world.inst, FixtureId("fx-1"), reason="decommissioned", actor="test")
 
     result = curl(world, WHOAMI, cert=creds.cert, key=creds.key, cacert=creds.ca)
 
@@ -336,5 +339,7 @@ def test_provisioning_end_to_end_with_curl_and_openssl(world: World) -> None:
 
 
 def _token(world: World, fixture_id: str) -> str:
-    _, token = fixtures.create_fixture(world.inst, fixture_id=fixture_id, site_id="cm-a", actor="test")
+    _, token = fixtures.create_fixture(
+        world.inst, fixture_id=FixtureId(fixture_id), site_id=SiteId("cm-a"), actor="test"
+    )
     return token

@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
 from fabguard.domain.errors import REFUSAL_STATUS
+from fabguard.domain.values import CaName, FixtureId, OrderState
 from fabguard.fixture.client import FixtureClient
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.pki import profiles
@@ -208,7 +209,7 @@ def test_revoked_fixture_is_refused_even_with_its_own_valid_certificate(
     order = world.order(quota=5)
     fx = world.fixture("fx-1")
     device = tested_device(fx, "SN0001")
-    fixtures.revoke_fixture(world.inst, "fx-1", reason="station stolen", actor="test")
+    fixtures.revoke_fixture(world.inst, FixtureId("fx-1"), reason="station stolen", actor="test")
     before = snapshot(world.inst)
 
     response = http_of(fx).post(PROVISION, json=provision_body(order, "SN0001", device.csr_pem()))
@@ -255,7 +256,7 @@ def test_order_that_is_not_active_is_refused(
     order = world.order(quota=5)
     fx = world.fixture("fx-1")
     device = tested_device(fx, "SN0001")
-    orders.set_order_state(world.inst, order, state, actor="test")
+    orders.set_order_state(world.inst, order, OrderState(state), actor="test")
     before = snapshot(world.inst)
 
     response = http_of(fx).post(PROVISION, json=provision_body(order, "SN0001", device.csr_pem()))
@@ -460,7 +461,7 @@ def test_order_whose_issuing_ca_was_revoked_issues_nothing(
 ) -> None:
     from fabguard.service import authorities
 
-    authorities.create_issuing_ca(world.inst, "issuing-cm-a", site_id="cm-a", product_id=None, actor="test")
+    authorities.create_issuing_ca(world.inst, CaName("issuing-cm-a"), site_id="cm-a", product_id=None, actor="test")
     order = world.order(quota=5)
     fx = world.fixture("fx-1")
     device = tested_device(fx, "SN0001")

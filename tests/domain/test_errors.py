@@ -28,6 +28,7 @@ from fabguard.domain.errors import (
     InvalidRequest,
     is_declared,
 )
+from fabguard.domain.values import CaName, FixtureId, OrderId, ProductId, SiteId
 from fabguard.fixture.errors import FixtureError
 
 SRC = Path(fabguard.__file__).parent
@@ -35,8 +36,11 @@ README = SRC.parents[1] / "README.md"
 
 # Codes built at run time that no parameter of the enclosing function explains, as the source writes
 # them, with the codes they can take.
-# (None today: service/analytics.py, the last one, now names its code.)
-_RESOLVED_BY_HAND: dict[str, set[str]] = {}
+SLUG_VALUES = (OrderId, ProductId, SiteId, FixtureId, CaName)
+_RESOLVED_BY_HAND: dict[str, set[str]] = {
+    # slug() is called by the value classes, each with its own ``what``
+    "f\"invalid_{what.replace(' ', '_')}\"": {f"invalid_{c.what.replace(' ', '_')}" for c in SLUG_VALUES},
+}
 
 
 def _exception_classes() -> Iterator[type[BaseException]]:
@@ -190,6 +194,13 @@ def test_the_scan_finds_the_codes_the_source_raises() -> None:
     # One of each kind: a refusal, a firmware refusal, a literal code, a code built by slug(), the HTTP layer's.
     assert {"quota_exhausted", "release_not_approved", "batch_too_large", "invalid_order_id", "body_too_large"} <= codes
     assert len(codes) >= 80
+
+
+def test_the_codes_of_the_slug_values_are_declared_with_their_status() -> None:
+    for cls in SLUG_VALUES:
+        invalid, missing = f"invalid_{cls.what.replace(' ', '_')}", cls.not_found
+        assert ERROR_STATUS.get(invalid) == 422, cls
+        assert (ERROR_STATUS | REFUSAL_STATUS).get(missing) == 404, cls
 
 
 def test_every_code_the_source_raises_is_declared() -> None:

@@ -9,11 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fabguard.domain.errors import InvalidRequest, Refusal
+from fabguard.domain.errors import InvalidRequest, NotFound, Refusal
 from fabguard.domain.values import (
+    CaName,
+    FixtureId,
     KeyType,
     OrderId,
+    OrderState,
+    ProductId,
     Serial,
+    SiteId,
     parse_key_types,
     recorded_order_id,
     recorded_serial,
@@ -210,3 +215,61 @@ def test_refusal_events_record_any_string_that_fits_even_an_invalid_one() -> Non
     assert recorded_serial("S" * 65) is None
     assert recorded_serial("SN\n1") is None
     assert recorded_serial(None) is None
+
+
+# ------------------------------------------------------------------ ProductId, SiteId, FixtureId, CaName, OrderState
+SLUG_VALUES = [(ProductId, "invalid_product_id"), (SiteId, "invalid_site_id"), (FixtureId, "invalid_fixture_id")]
+
+
+@pytest.mark.parametrize(("cls", "code"), [*SLUG_VALUES, (CaName, "invalid_CA_name"), (OrderId, "invalid_order_id")])
+@pytest.mark.parametrize("value", ["", "a" * 64, "CM-A", "-cm", "cm_a", "cm a", "caf\u00e9"])
+def test_each_slug_value_refuses_with_the_code_and_message_of_the_slug_rule(
+    cls: type[ProductId], code: str, value: str
+) -> None:
+    with pytest.raises(InvalidRequest) as got:
+        cls(value)
+    with pytest.raises(InvalidRequest) as rule:
+        slug(value, cls.what)
+    assert (got.value.code, got.value.status, got.value.message) == (code, 422, rule.value.message)
+
+
+@pytest.mark.parametrize("cls", [ProductId, SiteId, FixtureId, CaName, OrderId])
+def test_a_slug_value_holds_its_string_and_prints_as_it(cls: type[ProductId]) -> None:
+    value = cls("cm-a2")
+    assert value.value == "cm-a2" and str(value) == "cm-a2" and f"{value}" == "cm-a2"
+
+
+def test_slug_values_of_different_kinds_are_never_equal() -> None:
+    assert ProductId("x") != SiteId("x")
+    assert ProductId("x") == ProductId("x") and hash(ProductId("x")) == hash(ProductId("x"))
+
+
+@pytest.mark.parametrize(
+    ("cls", "code", "message"),
+    [
+        (ProductId, "product_not_found", "no product 'Not A Slug'"),
+        (SiteId, "site_not_found", "no site 'Not A Slug'"),
+        (FixtureId, "fixture_not_found", "no fixture 'Not A Slug'"),
+        (OrderId, "order_not_found", "no order 'Not A Slug'"),
+    ],
+)
+def test_an_id_named_for_a_lookup_that_breaks_the_rule_is_not_found(
+    cls: type[ProductId], code: str, message: str
+) -> None:
+    assert cls.named("cm-a") == cls("cm-a")
+    with pytest.raises(NotFound) as info:
+        cls.named("Not A Slug")
+    assert (info.value.code, info.value.status, info.value.message) == (code, 404, message)
+
+
+@pytest.mark.parametrize("value", ["active", "suspended", "closed"])
+def test_order_state_parses_its_values(value: str) -> None:
+    assert OrderState.parse(value) is OrderState(value)
+
+
+@pytest.mark.parametrize("value", ["paused", "ACTIVE", ""])
+def test_an_unknown_order_state_is_invalid_state_naming_the_known_ones(value: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        OrderState.parse(value)
+    assert info.value.code == "invalid_state" and info.value.status == 422
+    assert info.value.message == f"unknown order state {value!r}; one of active, suspended, closed"

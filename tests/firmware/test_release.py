@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from fabguard.cli.common import state
 from fabguard.cli.firmware import firmware_app
 from fabguard.domain.errors import FIRMWARE_REFUSAL_STATUS
+from fabguard.domain.values import OrderState, ProductId, SiteId
 from fabguard.firmware.sbom import validate_sbom
 from fabguard.fixture import firmware as device_side
 from fabguard.fixture.client import FabGuardClientError, FixtureClient
@@ -268,15 +269,15 @@ def test_each_refusal_has_its_code_and_is_recorded(any_line: Line) -> None:
     revocation.revoke_unit(inst, "SN-F3", reason_code="key_compromise", note="key leaked", actor="test")
     refused(line, "unit_revoked", lambda: line.fetch(rid, "SN-F3"))
 
-    catalog.create_product(inst, product_id="meter", name="Meter", actor="test")
+    catalog.create_product(inst, product_id=ProductId("meter"), name="Meter", actor="test")
     meter = line.engineer.post(RELEASES, json={"product_id": "meter", "version": "9", "image": "eA=="}).json()["id"]
     line.approver.post(f"{RELEASES}/{meter}/approve")
     wrong = line.engineer.post(f"{RELEASES}/{meter}/attach", json={"order_id": line.order})
     assert wrong.status_code == 409 and wrong.json()["error"]["code"] == "release_wrong_product"
     refused(line, "release_wrong_product", lambda: line.fetch(meter, "SN-F1"))
 
-    catalog.create_product(inst, product_id="big", name="Big keys", key_types=["ec-p384"], actor="test")
-    big_order = orders.create_order(inst, product_id="big", site_id="cm-a", quota=2, actor="test").id
+    catalog.create_product(inst, product_id=ProductId("big"), name="Big keys", key_types=["ec-p384"], actor="test")
+    big_order = orders.create_order(inst, product_id=ProductId("big"), site_id=SiteId("cm-a"), quota=2, actor="test").id
     big_device = SimulatedDevice("SN-P384", key=ec.generate_private_key(ec.SECP384R1()))
     tested_device(line.fx, "SN-P384")
     line.fx.provision(big_order, "SN-P384", big_device.csr_pem())
@@ -285,9 +286,9 @@ def test_each_refusal_has_its_code_and_is_recorded(any_line: Line) -> None:
     line.engineer.post(f"{RELEASES}/{big_rid}/attach", json={"order_id": big_order})
     refused(line, "unit_key_unsupported", lambda: line.fetch(big_rid, "SN-P384", order=big_order))
 
-    orders.set_order_state(inst, line.order, "suspended", actor="test")
+    orders.set_order_state(inst, line.order, OrderState("suspended"), actor="test")
     refused(line, "order_inactive", lambda: line.fetch(rid, "SN-F1"))
-    orders.set_order_state(inst, line.order, "active", actor="test")
+    orders.set_order_state(inst, line.order, OrderState("active"), actor="test")
     assert line.open(line.fetch(rid, "SN-F1"), "SN-F1").image == distinctive_image(4096)
     assert set(FIRMWARE_REFUSAL_STATUS) == _PROVOKED, set(FIRMWARE_REFUSAL_STATUS) - _PROVOKED
 

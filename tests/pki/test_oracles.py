@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
+from fabguard.domain.values import ProductId, SiteId
 from fabguard.pki import profiles
 from fabguard.service import catalog, orders
 from fabguard.service.instance import Instance
@@ -66,7 +67,7 @@ def pems(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         # A product allowing every key type, with a finite lifetime (UTCTime/GeneralizedTime both appear).
         catalog.create_product(
             inst,
-            product_id="gateway",
+            product_id=ProductId("gateway"),
             name="Gateway",
             key_types=["ec-p256", "ec-p384", "ed25519"],
             cert_lifetime_days=3650,
@@ -79,7 +80,9 @@ def pems(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         (out / "device-p256.pem").write_text(
             fx.provision(sensor_order, "SN-ORACLE-1", device.csr_pem()).certificate_pem
         )
-        gateway_order = orders.create_order(inst, product_id="gateway", site_id="cm-a", quota=5, actor="test").id
+        gateway_order = orders.create_order(
+            inst, product_id=ProductId("gateway"), site_id=SiteId("cm-a"), quota=5, actor="test"
+        ).id
         for name, key in (
             ("device-p384", ec.generate_private_key(ec.SECP384R1())),
             ("device-ed25519", ed25519.Ed25519PrivateKey.generate()),

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from fabguard.domain.issuance import FixtureFacts
+from fabguard.domain.values import FixtureId, SiteId
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.runtime.workers import PROJECTOR_LEASE, Projector
 from fabguard.service import analytics, catalog, fixtures, testrecords
@@ -43,8 +44,8 @@ def wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
 
 def test_one_projector_folds_and_hands_over_when_stopped_or_dead(any_instance: Instance) -> None:
     inst = any_instance
-    catalog.create_site(inst, site_id="cm-a", name="CM A", actor="test")
-    fixtures.create_fixture(inst, fixture_id="fx-1", site_id="cm-a", actor="test")
+    catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="test")
+    fixtures.create_fixture(inst, fixture_id=FixtureId("fx-1"), site_id=SiteId("cm-a"), actor="test")
     other = Instance.open(inst.home)  # a second server process: its own engine and connections
     a = Projector(inst, interval=0.02, lease_seconds=1.5).start()
     try:

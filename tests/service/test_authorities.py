@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from fabguard.domain.errors import Conflict, InvalidRequest
+from fabguard.domain.values import CaName
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.ledger.verify import verify_export
 from fabguard.pki import profiles
@@ -48,7 +49,7 @@ def crl_pem(world: World, ca: str, path: Path) -> Path:
 def test_site_issuing_ca_signs_that_sites_orders_and_revoking_it_contains_the_breach(
     world: World, tmp_path: Path
 ) -> None:
-    authorities.create_issuing_ca(world.inst, "issuing-cm-b", site_id="cm-b", product_id=None, actor="test")
+    authorities.create_issuing_ca(world.inst, CaName("issuing-cm-b"), site_id="cm-b", product_id=None, actor="test")
     order_a, order_b = world.order(quota=5, site="cm-a"), world.order(quota=5, site="cm-b")
     assert orders.get_order(world.inst, order_b).issuing_ca == "issuing-cm-b"
     assert orders.get_order(world.inst, order_a).issuing_ca == "issuing"
@@ -128,7 +129,9 @@ def test_rotation_moves_new_orders_and_keeps_old_certificates_valid(world: World
 
 def test_offline_root_signs_a_csr_that_is_imported(world: World, tmp_path: Path) -> None:
     csr = x509.load_pem_x509_csr(
-        authorities.issuing_csr(world.inst, "issuing-offline", site_id="cm-a", product_id=None, actor="t").encode()
+        authorities.issuing_csr(
+            world.inst, CaName("issuing-offline"), site_id="cm-a", product_id=None, actor="t"
+        ).encode()
     )
     assert authorities.get_ca(world.inst, "issuing-offline").state == "pending"
     # On the offline machine: the root key (a file, or the HSM) signs the CSR.
@@ -189,7 +192,7 @@ def test_with_the_hsm_backend_no_ca_private_key_reaches_disk_or_the_database(wor
     order = world.order(quota=2)
     fx = world.fixture("fx-1")
     fx.provision(order, "SN-HSM", tested_device(fx, "SN-HSM").csr_pem())
-    authorities.create_issuing_ca(world.inst, "issuing-hsm-2", site_id="cm-b", product_id=None, actor="t")
+    authorities.create_issuing_ca(world.inst, CaName("issuing-hsm-2"), site_id="cm-b", product_id=None, actor="t")
     ledger.make_checkpoint(world.inst)
     assert sorted(p.name for p in (world.inst.home / "keys").iterdir()) == ["ledger.key.pem", "server.key.pem"]
     for path in world.inst.home.rglob("*"):

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from fabguard.domain.values import FixtureId
 from fabguard.fixture.client import enroll
 from fabguard.fixture.simulator import LineConfig, LineReport, ProductionLine
 from fabguard.service import fixtures
@@ -120,10 +121,10 @@ def test_an_untrusted_station_raises_untrusted_fixture(any_world: World, how: st
     order = any_world.order(20, order_id="po-rogue")
     rogue = any_world.credentials("f-rogue")
     if how == "revoked":
-        fixtures.revoke_fixture(any_world.inst, "f-rogue", reason="stolen from the line", actor="test")
+        fixtures.revoke_fixture(any_world.inst, FixtureId("f-rogue"), reason="stolen from the line", actor="test")
         code, severity, fixture_id = "fixture_revoked", "critical", "f-rogue"
     else:  # re-enrolled elsewhere: the certificate it still holds is no longer any fixture's
-        token = fixtures.new_enrollment_token(any_world.inst, "f-rogue", actor="test")
+        token = fixtures.new_enrollment_token(any_world.inst, FixtureId("f-rogue"), actor="test")
         enroll(any_world.url, token, any_world.tmp / "f-rogue-new", ca_file=any_world.root_ca)
         code, severity, fixture_id = "unknown_fixture", "high", None
     report = _run(any_world, LineConfig(order, units=4, fail_rate=0.0, untrusted_attempts=3), untrusted=rogue)

@@ -10,6 +10,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from fabguard.domain.values import CaName, ProductId, SiteId
 from fabguard.pki import matter
 from fabguard.service import authorities, catalog, orders, reenrolment
 from tests.support import World, tested_device
@@ -25,9 +26,9 @@ def run(*args: object) -> subprocess.CompletedProcess[str]:
 
 
 def test_matter_product_units_get_dacs_that_chain_to_the_paa(world: World, tmp_path: Path) -> None:
-    catalog.create_product(world.inst, product_id="bulb", name="Smart Bulb", actor="t")
-    authorities.create_matter_pai(world.inst, "pai-bulb", product_id="bulb", vid=0xFFF1, pid=0x8000, actor="t")
-    order = orders.create_order(world.inst, product_id="bulb", site_id="cm-a", quota=2, actor="t").id
+    catalog.create_product(world.inst, product_id=ProductId("bulb"), name="Smart Bulb", actor="t")
+    authorities.create_matter_pai(world.inst, CaName("pai-bulb"), product_id="bulb", vid=0xFFF1, pid=0x8000, actor="t")
+    order = orders.create_order(world.inst, product_id=ProductId("bulb"), site_id=SiteId("cm-a"), quota=2, actor="t").id
     idevid_order = world.order(quota=2)  # the other product keeps its IEEE 802.1AR profile
     assert orders.get_order(world.inst, order).issuing_ca == "pai-bulb"
     fx = world.fixture("fx-1")
@@ -55,9 +56,9 @@ def test_matter_product_units_get_dacs_that_chain_to_the_paa(world: World, tmp_p
 
 
 def test_reenrolled_matter_unit_gets_a_new_dac_from_its_orders_pai(world: World) -> None:
-    catalog.create_product(world.inst, product_id="bulb", name="Smart Bulb", actor="t")
-    authorities.create_matter_pai(world.inst, "pai-bulb", product_id="bulb", vid=0xFFF1, pid=0x8000, actor="t")
-    order = orders.create_order(world.inst, product_id="bulb", site_id="cm-a", quota=1, actor="t").id
+    catalog.create_product(world.inst, product_id=ProductId("bulb"), name="Smart Bulb", actor="t")
+    authorities.create_matter_pai(world.inst, CaName("pai-bulb"), product_id="bulb", vid=0xFFF1, pid=0x8000, actor="t")
+    order = orders.create_order(world.inst, product_id=ProductId("bulb"), site_id=SiteId("cm-a"), quota=1, actor="t").id
     fx = world.fixture("fx-1")
     device = tested_device(fx, "SN-M1")
     first = x509.load_pem_x509_certificate(fx.provision(order, "SN-M1", device.csr_pem()).certificate_pem.encode())
@@ -77,8 +78,8 @@ def test_reenrolled_matter_unit_gets_a_new_dac_from_its_orders_pai(world: World)
 
 
 def test_revoked_pai_is_on_its_paas_crl_not_the_roots(world: World) -> None:
-    catalog.create_product(world.inst, product_id="bulb", name="Smart Bulb", actor="t")
-    authorities.create_matter_pai(world.inst, "pai-bulb", product_id="bulb", vid=0xFFF1, pid=0x8000, actor="t")
+    catalog.create_product(world.inst, product_id=ProductId("bulb"), name="Smart Bulb", actor="t")
+    authorities.create_matter_pai(world.inst, CaName("pai-bulb"), product_id="bulb", vid=0xFFF1, pid=0x8000, actor="t")
     authorities.revoke_ca(world.inst, "pai-bulb", reason_code="ca_compromise", note="leak", actor="t")
     from fabguard.service import revocation
 
@@ -90,7 +91,7 @@ def test_revoked_pai_is_on_its_paas_crl_not_the_roots(world: World) -> None:
 
 
 def test_bad_matter_identifiers_are_refused(world: World) -> None:
-    catalog.create_product(world.inst, product_id="bulb", name="Smart Bulb", actor="t")
+    catalog.create_product(world.inst, product_id=ProductId("bulb"), name="Smart Bulb", actor="t")
     with world.admin() as http:
         r = http.post("/api/v1/cas/matter-pai", json={"name": "pai-x", "product_id": "bulb", "vid": 0, "pid": 1})
         assert r.status_code == 422 and r.json()["error"]["code"] == "matter_attestation_invalid"

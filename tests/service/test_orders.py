@@ -7,15 +7,18 @@ from datetime import timedelta
 import pytest
 
 from fabguard.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from fabguard.domain.values import OrderId, OrderState, ProductId, SiteId
 from fabguard.service import catalog, events, orders
 from fabguard.service.instance import Instance
 
 
 @pytest.fixture
 def order(any_instance: Instance) -> str:
-    catalog.create_product(any_instance, product_id="sensor", name="Sensor", actor="alice")
-    catalog.create_site(any_instance, site_id="cm-a", name="CM A", actor="alice")
-    return orders.create_order(any_instance, product_id="sensor", site_id="cm-a", quota=100, actor="alice").id
+    catalog.create_product(any_instance, product_id=ProductId("sensor"), name="Sensor", actor="alice")
+    catalog.create_site(any_instance, site_id=SiteId("cm-a"), name="CM A", actor="alice")
+    return orders.create_order(
+        any_instance, product_id=ProductId("sensor"), site_id=SiteId("cm-a"), quota=100, actor="alice"
+    ).id
 
 
 def test_raise_needs_a_different_approver_and_leaves_events(any_instance: Instance, order: str) -> None:
@@ -50,11 +53,11 @@ def test_quota_cannot_go_below_what_was_used_or_negative(any_instance: Instance,
 
 
 def test_closed_order_cannot_be_reopened(any_instance: Instance, order: str) -> None:
-    orders.set_order_state(any_instance, order, "closed", actor="alice")
+    orders.set_order_state(any_instance, order, OrderState("closed"), actor="alice")
     with pytest.raises(Conflict):
-        orders.set_order_state(any_instance, order, "active", actor="alice")
+        orders.set_order_state(any_instance, order, OrderState("active"), actor="alice")
     with pytest.raises(InvalidRequest):
-        orders.set_order_state(any_instance, order, "paused", actor="alice")
+        OrderState.parse("paused")
 
 
 def test_window_must_be_ordered_and_zoned(any_instance: Instance, order: str) -> None:
@@ -62,8 +65,8 @@ def test_window_must_be_ordered_and_zoned(any_instance: Instance, order: str) ->
     with pytest.raises(InvalidRequest):
         orders.create_order(
             any_instance,
-            product_id="sensor",
-            site_id="cm-a",
+            product_id=ProductId("sensor"),
+            site_id=SiteId("cm-a"),
             quota=1,
             actor="a",
             valid_from=now,
@@ -71,7 +74,19 @@ def test_window_must_be_ordered_and_zoned(any_instance: Instance, order: str) ->
         )
     with pytest.raises(InvalidRequest):
         orders.create_order(
-            any_instance, product_id="sensor", site_id="cm-a", quota=1, actor="a", valid_from=now.replace(tzinfo=None)
+            any_instance,
+            product_id=ProductId("sensor"),
+            site_id=SiteId("cm-a"),
+            quota=1,
+            actor="a",
+            valid_from=now.replace(tzinfo=None),
         )
     with pytest.raises(Conflict):
-        orders.create_order(any_instance, order_id=order, product_id="sensor", site_id="cm-a", quota=1, actor="a")
+        orders.create_order(
+            any_instance,
+            order_id=OrderId(order),
+            product_id=ProductId("sensor"),
+            site_id=SiteId("cm-a"),
+            quota=1,
+            actor="a",
+        )

@@ -29,6 +29,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from fabguard.domain.values import FixtureId, ProductId, SiteId
 from fabguard.fixture.client import Credentials, FabGuardClientError, FixtureClient, enroll
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
@@ -153,12 +154,12 @@ def server_processes(tmp_path: Path) -> Iterator[Callable[[Path], ServerProcess]
 
 
 def set_up_catalog(inst: Instance) -> None:
-    catalog.create_product(inst, product_id=PRODUCT, name="Sensor v2", actor="test")
-    catalog.create_site(inst, site_id=SITE, name="CM A", actor="test")
+    catalog.create_product(inst, product_id=ProductId(PRODUCT), name="Sensor v2", actor="test")
+    catalog.create_site(inst, site_id=SiteId(SITE), name="CM A", actor="test")
 
 
 def new_order(inst: Instance, quota: int) -> str:
-    return orders.create_order(inst, product_id=PRODUCT, site_id=SITE, quota=quota, actor="test").id
+    return orders.create_order(inst, product_id=ProductId(PRODUCT), site_id=SiteId(SITE), quota=quota, actor="test").id
 
 
 def enrol_fixtures(inst: Instance, server_url: str, where: Path, count: int, prefix: str = "fx") -> list[Credentials]:
@@ -166,7 +167,7 @@ def enrol_fixtures(inst: Instance, server_url: str, where: Path, count: int, pre
     creds = []
     for i in range(count):
         fixture_id = f"{prefix}-{i:02d}"
-        _, token = fixtures.create_fixture(inst, fixture_id=fixture_id, site_id=SITE, actor="test")
+        _, token = fixtures.create_fixture(inst, fixture_id=FixtureId(fixture_id), site_id=SiteId(SITE), actor="test")
         creds.append(enroll(server_url, token, where / fixture_id, ca_file=inst.cas.cert_path("root")))
     return creds
 

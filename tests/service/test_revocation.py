@@ -11,6 +11,7 @@ import httpx
 import pytest
 from cryptography import x509
 
+from fabguard.domain.values import FixtureId
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.service import events, orders, reports, revocation
 from tests.support import World, tested_device
@@ -126,7 +127,7 @@ def test_revoked_fixture_is_on_the_station_crl(world: World, tmp_path: Path) -> 
     fx = world.fixture("fx-gone")
     from fabguard.service import fixtures
 
-    fixtures.revoke_fixture(world.inst, "fx-gone", reason="station stolen", actor="test")
+    fixtures.revoke_fixture(world.inst, FixtureId("fx-gone"), reason="station stolen", actor="test")
     fetch_crl(world, "station", tmp_path / "station.crl")
     result = crl_check(world, fx.credentials.cert, tmp_path / "station.crl", "station")
     assert result.returncode != 0 and "certificate revoked" in result.stdout + result.stderr

@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from fabguard.analytics import unit_yield
 from fabguard.domain.testrecord import parse_openhtf_record
+from fabguard.domain.values import OrderId, ProductId, SiteId
 from fabguard.fixture.simulator import LineConfig, ProductionLine
 from fabguard.service import analytics, catalog, orders
 from fabguard.store.models import Event, Fixture, TestRecordRow
@@ -190,10 +191,15 @@ def reported(world: World, since: datetime, until: datetime, **filters: str) -> 
 def run_lines(world: World) -> None:
     """Two lines, one per site and product, with overproduction, clones, skipped tests, retests and a
     fixture of the wrong site, all on the stepping clock."""
-    catalog.create_product(world.inst, product_id="gadget", name="Gadget", actor="test")
+    catalog.create_product(world.inst, product_id=ProductId("gadget"), name="Gadget", actor="test")
     order_a = world.order(quota=22, order_id="po-a")
     order_b = orders.create_order(
-        world.inst, product_id="gadget", site_id="cm-b", quota=100, actor="test", order_id="po-b"
+        world.inst,
+        product_id=ProductId("gadget"),
+        site_id=SiteId("cm-b"),
+        quota=100,
+        actor="test",
+        order_id=OrderId("po-b"),
     ).id
     line_a = [world.credentials(f"fx-a-{i}") for i in range(2)]
     stray = world.credentials("fx-b-stray", site="cm-b")

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from fabguard.domain.issuance import FixtureFacts
+from fabguard.domain.values import FixtureId, SiteId
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.ledger import merkle
 from fabguard.service import fixtures, ledger, testrecords
@@ -69,7 +70,7 @@ def assert_ledger_whole(inst: Instance) -> list[Event]:
 
 def test_a_batch_keeps_upload_order_and_refuses_only_the_bad_records(any_world: World) -> None:
     inst = any_world.inst
-    fixtures.create_fixture(inst, fixture_id="fx-1", site_id="cm-a", actor="test")
+    fixtures.create_fixture(inst, fixture_id=FixtureId("fx-1"), site_id=SiteId("cm-a"), actor="test")
     fx = FixtureFacts("fx-1", "cm-a", False)
     good = records("fx-1", 1, 3)
     bad_serial = {**good[0], "dut_id": "bad serial\n"}
@@ -145,7 +146,7 @@ def test_a_failure_mid_batch_stores_nothing_and_a_retry_stores_each_record_once(
     any_world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inst = any_world.inst
-    fixtures.create_fixture(inst, fixture_id="fx-1", site_id="cm-a", actor="test")
+    fixtures.create_fixture(inst, fixture_id=FixtureId("fx-1"), site_id=SiteId("cm-a"), actor="test")
     fx = FixtureFacts("fx-1", "cm-a", False)
     testrecords.record_tests(inst, fx, records("fx-1", 1, 5))
     before = assert_ledger_whole(inst)
@@ -202,7 +203,7 @@ def test_uploaders_killed_mid_batch_leave_whole_batches_and_a_whole_ledger(any_w
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     names, targets = ("fx-k1", "fx-k2"), (3, 5)
     for name in names:
-        fixtures.create_fixture(inst, fixture_id=name, site_id="cm-a", actor="test")
+        fixtures.create_fixture(inst, fixture_id=FixtureId(name), site_id=SiteId("cm-a"), actor="test")
     finished: dict[str, int] = {}
 
     def run(name: str, target: int) -> None:

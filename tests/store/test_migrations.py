@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import insert, inspect, select
 
+from fabguard.domain.values import ProductId, SiteId
 from fabguard.service.instance import Instance
 from fabguard.store.analytics_models import FailureHour, FailureMinute, StatsHour, StatsMinute, YieldHour, YieldMinute
 from fabguard.store.migrate import alembic_config
@@ -32,9 +33,9 @@ def test_quota_check_constraint_holds_even_against_a_direct_update(any_instance:
     from fabguard.service import catalog, orders
     from fabguard.store.models import Order
 
-    catalog.create_product(any_instance, product_id="p", name="P", actor="t")
-    catalog.create_site(any_instance, site_id="s", name="S", actor="t")
-    oid = orders.create_order(any_instance, product_id="p", site_id="s", quota=1, actor="t").id
+    catalog.create_product(any_instance, product_id=ProductId("p"), name="P", actor="t")
+    catalog.create_site(any_instance, site_id=SiteId("s"), name="S", actor="t")
+    oid = orders.create_order(any_instance, product_id=ProductId("p"), site_id=SiteId("s"), quota=1, actor="t").id
     with pytest.raises(IntegrityError), any_instance.db.transaction() as s:
         s.execute(update(Order).where(Order.id == oid).values(used=2))
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fabguard.domain.values import FixtureId
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.fixture.simulator import LineConfig, ProductionLine
@@ -96,7 +97,7 @@ def test_copied_test_records_and_a_revoked_fixture_raise_alerts(any_world: World
     client.upload_test_record(openhtf_record("SN0000001", "f1", fail=False, rng=random.Random(9)))
     copied = openhtf_record("SN0000002", "f1", fail=False, rng=random.Random(9))
     client.upload_test_record(copied)
-    fixtures.revoke_fixture(any_world.inst, "f1", reason="stolen", actor="test")
+    fixtures.revoke_fixture(any_world.inst, FixtureId("f1"), reason="stolen", actor="test")
     with pytest.raises(FabGuardClientError, match="fixture_revoked"):
         client.upload_test_record(openhtf_record("SN0000003", "f1", fail=False, rng=random.Random(1)))
     kinds = {a["kind"]: a for a in _alerts(any_world)}

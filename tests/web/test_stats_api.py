@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from fabguard.domain.values import OrderId, ProductId, SiteId
 from fabguard.fixture.client import FabGuardClientError, FixtureClient
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import DEFAULT_PROCEDURE, openhtf_record
@@ -74,10 +75,15 @@ def test_yield_counts_units_failing_first_and_passing_on_retest(any_world: World
 
 
 def test_provisioned_units_and_refusals_follow_the_order_and_product_filters(any_world: World) -> None:
-    catalog.create_product(any_world.inst, product_id="meter", name="Meter", actor="test")
+    catalog.create_product(any_world.inst, product_id=ProductId("meter"), name="Meter", actor="test")
     sensor = any_world.order(2, order_id="po-sensor")
     meter = orders.create_order(
-        any_world.inst, product_id="meter", site_id="cm-a", quota=5, actor="test", order_id="po-meter"
+        any_world.inst,
+        product_id=ProductId("meter"),
+        site_id=SiteId("cm-a"),
+        quota=5,
+        actor="test",
+        order_id=OrderId("po-meter"),
     ).id
     client = any_world.fixture("f1")
     for i, order in enumerate([sensor, sensor, meter, meter, meter]):

@@ -2,7 +2,10 @@
 
 A provisioning request that cannot be parsed is not an error of the API: it becomes an
 ``UnparsedUnit`` that the provisioning service refuses (and records) like any other refusal, with the
-same code it would have had (``serial_invalid``, ``csr_invalid``, ``order_not_found``, ...).
+same code it would have had (``serial_invalid``, ``csr_invalid``, ``order_not_found``, ...). A firmware
+fetch becomes a ``UnitFirmwareRequest``. Ids that name something to create (product, site, fixture, CA)
+are parsed in the routes by their value classes (``ProductId(...)``), and an id that names something
+to look up by ``ProductId.named(...)``: one no product can have is simply not found.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from cryptography.x509.oid import NameOID
 from fabguard.domain.errors import FabGuardError, InvalidRequest, Refusal
 from fabguard.domain.values import OrderId, Serial
 from fabguard.pki.csr import check_device_csr, load_csr
+from fabguard.service.firmware_units import UnitFirmwareRequest
 from fabguard.service.provisioning import UnitRequest, UnparsedUnit
 
 
@@ -68,3 +72,12 @@ def _unparsed(error: FabGuardError, order_id: object, serial: object) -> Unparse
         order_id if isinstance(order_id, str) else None,
         serial if isinstance(serial, str) else None,
     )
+
+
+def unit_firmware_request(release_id: str, order_id: str, serial: str) -> UnitFirmwareRequest:
+    """A firmware fetch: release id, order id and serial must be short printable strings (the body schema
+    bounds their lengths); anything else is an invalid request, not a refusal."""
+    for value, limit in ((release_id, 64), (order_id, 63), (serial, 64)):
+        if not 0 < len(value) <= limit or not value.isprintable():
+            raise InvalidRequest("release_id, order_id and serial must be short printable strings")
+    return UnitFirmwareRequest(release_id, order_id, serial)

@@ -10,6 +10,7 @@ from cryptography import x509
 from rich.table import Table
 
 from fabguard.cli.common import REASON_HELP, actor, command, console, opened
+from fabguard.domain import values
 from fabguard.domain.errors import InvalidRequest
 from fabguard.service import authorities, revocation
 
@@ -46,7 +47,8 @@ def ca_create_issuing(
 ) -> None:
     """A new issuing CA, signed now by the root (whose key must be on this machine)."""
     with opened() as inst:
-        ca = authorities.create_issuing_ca(inst, name, site_id=site, product_id=product, actor=actor(inst))
+        by = actor(inst)
+        ca = authorities.create_issuing_ca(inst, values.CaName(name), site_id=site, product_id=product, actor=by)
     console.print(f"Issuing CA {ca.name} created ({ca.subject}); new orders in its scope use it")
 
 
@@ -63,7 +65,10 @@ def ca_create_matter_pai(
     except ValueError:
         raise InvalidRequest("--vid and --pid are hexadecimal, e.g. FFF1 and 8000") from None
     with opened() as inst:
-        ca = authorities.create_matter_pai(inst, name, product_id=product, vid=vid_n, pid=pid_n, actor=actor(inst))
+        by = actor(inst)
+        ca = authorities.create_matter_pai(
+            inst, values.CaName(name), product_id=product, vid=vid_n, pid=pid_n, actor=by
+        )
     console.print(f"Matter PAI {ca.name} created ({ca.subject}); new orders of {product} get DACs")
 
 
@@ -76,7 +81,8 @@ def ca_csr(
 ) -> None:
     """For an offline root: make an issuing CA key here and write its CSR; then 'fabguard ca import'."""
     with opened() as inst:
-        csr = authorities.issuing_csr(inst, name, site_id=site, product_id=product, actor=actor(inst))
+        by = actor(inst)
+        csr = authorities.issuing_csr(inst, values.CaName(name), site_id=site, product_id=product, actor=by)
     out.write_text(csr)
     console.print(f"CSR for {name} written to {out}; sign it with the root and run 'fabguard ca import {name} CERT'")
 

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from fabguard.cli.common import actor, command, console, opened
+from fabguard.domain.values import ProductId, SiteId
 from fabguard.service import catalog
 
 product_app = typer.Typer(help="Products and their device-key profile.", no_args_is_help=True)
@@ -27,13 +28,14 @@ def product_add(
 ) -> None:
     """Add a product: the device key types its units may use and their certificates' lifetime."""
     with opened() as inst:
+        by = actor(inst)
         p = catalog.create_product(
             inst,
-            product_id=product_id,
+            product_id=ProductId(product_id),
             name=name,
             key_types=key_type,
             cert_lifetime_days=lifetime_days,
-            actor=actor(inst),
+            actor=by,
         )
     console.print(f"Product {p.id} created (keys: {p.key_types})")
 
@@ -56,7 +58,8 @@ def site_add(
 ) -> None:
     """Add a contract manufacturer's site, where orders are built and fixtures stand."""
     with opened() as inst:
-        s = catalog.create_site(inst, site_id=site_id, name=name, actor=actor(inst))
+        by = actor(inst)
+        s = catalog.create_site(inst, site_id=SiteId(site_id), name=name, actor=by)
     console.print(f"Site {s.id} created")
 
 

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fabguard.cli.common import CONFIG_NAME, Instance, console, init_instance, state
-from fabguard.domain.values import Role
+from fabguard.domain.values import FixtureId, OrderId, ProductId, Role, SiteId
 from fabguard.fixture.client import enroll
 from fabguard.fixture.simulator import LineConfig, ProductionLine
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
@@ -50,18 +50,26 @@ def _ensure_passphrase(home: Path) -> None:
 def _setup(inst: Instance, quota: int, n_fixtures: int, run: str) -> tuple[str, list[tuple[str, str]], tuple[str, str]]:
     existing_products = {p.id for p in catalog.list_products(inst)}
     if PRODUCT not in existing_products:
-        catalog.create_product(inst, product_id=PRODUCT, name="Demo Sensor", actor="demo")
+        catalog.create_product(inst, product_id=ProductId(PRODUCT), name="Demo Sensor", actor="demo")
     existing_sites = {s.id for s in catalog.list_sites(inst)}
     for site, name in ((SITE, "CM Shenzhen line 3"), (OTHER_SITE, "CM Penang")):
         if site not in existing_sites:
-            catalog.create_site(inst, site_id=site, name=name, actor="demo")
+            catalog.create_site(inst, site_id=SiteId(site), name=name, actor="demo")
     order = orders.create_order(
-        inst, order_id=f"demo-{run}", product_id=PRODUCT, site_id=SITE, quota=quota, actor="demo"
+        inst,
+        order_id=OrderId(f"demo-{run}"),
+        product_id=ProductId(PRODUCT),
+        site_id=SiteId(SITE),
+        quota=quota,
+        actor="demo",
     )
     line = [
-        fixtures.create_fixture(inst, fixture_id=f"fx-{run}-{i}", site_id=SITE, actor="demo") for i in range(n_fixtures)
+        fixtures.create_fixture(inst, fixture_id=FixtureId(f"fx-{run}-{i}"), site_id=SiteId(SITE), actor="demo")
+        for i in range(n_fixtures)
     ]
-    stray = fixtures.create_fixture(inst, fixture_id=f"fx-{run}-stray", site_id=OTHER_SITE, actor="demo")
+    stray = fixtures.create_fixture(
+        inst, fixture_id=FixtureId(f"fx-{run}-stray"), site_id=SiteId(OTHER_SITE), actor="demo"
+    )
     return order.id, [(f.id, t) for f, t in line], (stray[0].id, stray[1])
 
 
@@ -116,9 +124,11 @@ def demo(
             untrusted = None
             if revoked:
                 rogue_id = f"fx-{run}-revoked"
-                _, rogue_token = fixtures.create_fixture(inst, fixture_id=rogue_id, site_id=SITE, actor="demo")
+                _, rogue_token = fixtures.create_fixture(
+                    inst, fixture_id=FixtureId(rogue_id), site_id=SiteId(SITE), actor="demo"
+                )
                 untrusted = enroll(server.url, rogue_token, work / rogue_id, ca_file=root)
-                fixtures.revoke_fixture(inst, rogue_id, reason="reported stolen (demo)", actor="demo")
+                fixtures.revoke_fixture(inst, FixtureId(rogue_id), reason="reported stolen (demo)", actor="demo")
             total = units + clones + skip_tests + wrong_site + duplicates + copied_records + revoked + burst
             config = LineConfig(
                 order_id=order_id,

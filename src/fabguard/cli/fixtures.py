@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from fabguard.cli.common import actor, command, console, opened
+from fabguard.domain import values
 from fabguard.fixture.client import enroll
 from fabguard.service import fixtures
 
@@ -23,7 +24,10 @@ def fixture_add(
 ) -> None:
     """Register a fixture; prints its one-time enrolment token."""
     with opened() as inst:
-        f, token = fixtures.create_fixture(inst, fixture_id=fixture_id, site_id=site, actor=actor(inst))
+        by = actor(inst)
+        f, token = fixtures.create_fixture(
+            inst, fixture_id=values.FixtureId(fixture_id), site_id=values.SiteId.named(site), actor=by
+        )
         ca = inst.cas.cert_path("root")
     console.print(f"Fixture {f.id} registered at {f.site_id}. One-time enrolment token:\n[bold]{token}[/]")
     console.print(
@@ -36,7 +40,8 @@ def fixture_add(
 def fixture_token(fixture_id: FixtureId) -> None:
     """A fresh one-time enrolment token for a fixture (earlier unused ones lapse)."""
     with opened() as inst:
-        token = fixtures.new_enrollment_token(inst, fixture_id, actor=actor(inst))
+        by = actor(inst)
+        token = fixtures.new_enrollment_token(inst, values.FixtureId.named(fixture_id), actor=by)
     console.print(token)
 
 
@@ -62,7 +67,8 @@ def fixture_list() -> None:
 def fixture_revoke(fixture_id: FixtureId, reason: Annotated[str, typer.Option(help="Why")]) -> None:
     """Revoke a fixture: every later call with its certificate is refused."""
     with opened() as inst:
-        fixtures.revoke_fixture(inst, fixture_id, reason=reason, actor=actor(inst))
+        by = actor(inst)
+        fixtures.revoke_fixture(inst, values.FixtureId.named(fixture_id), reason=reason, actor=by)
     console.print(f"Fixture {fixture_id} revoked")
 
 

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from fabguard.cli.common import REASON_HELP, actor, approver, command, console, opened, parse_time, print_json
+from fabguard.domain import values
 from fabguard.service import orders, revocation
 
 order_app = typer.Typer(help="Production orders: quotas, validity windows, dual-control raises.", no_args_is_help=True)
@@ -45,15 +46,17 @@ def order_create(
 ) -> None:
     """Open an order: how many units of a product a site may provision, and when."""
     with opened() as inst:
+        by = actor(inst)
+        window = parse_time(valid_from, "--valid-from"), parse_time(valid_until, "--valid-until")
         view = orders.create_order(
             inst,
-            order_id=order_id,
-            product_id=product,
-            site_id=site,
+            order_id=values.OrderId(order_id) if order_id else None,
+            product_id=values.ProductId.named(product),
+            site_id=values.SiteId.named(site),
             quota=quota,
-            actor=actor(inst),
-            valid_from=parse_time(valid_from, "--valid-from"),
-            valid_until=parse_time(valid_until, "--valid-until"),
+            actor=by,
+            valid_from=window[0],
+            valid_until=window[1],
         )
     console.print(_order_table([view]))
 
@@ -78,7 +81,7 @@ def order_show(order_id: OrderId, as_json: Annotated[bool, typer.Option("--json"
             console.print(f"pending quota change {c['id']}: to {c['new_quota']} by {c['requested_by']} ({c['reason']})")
 
 
-def _set_state(order_id: str, new_state: str) -> None:
+def _set_state(order_id: str, new_state: values.OrderState) -> None:
     with opened() as inst:
         console.print(_order_table([orders.set_order_state(inst, order_id, new_state, actor=actor(inst))]))
 
@@ -86,19 +89,19 @@ def _set_state(order_id: str, new_state: str) -> None:
 @command(order_app, "suspend")
 def order_suspend(order_id: OrderId) -> None:
     """Stop provisioning on an order (resume later)."""
-    _set_state(order_id, "suspended")
+    _set_state(order_id, values.OrderState.SUSPENDED)
 
 
 @command(order_app, "resume")
 def order_resume(order_id: OrderId) -> None:
     """Let a suspended order provision again."""
-    _set_state(order_id, "active")
+    _set_state(order_id, values.OrderState.ACTIVE)
 
 
 @command(order_app, "close")
 def order_close(order_id: OrderId) -> None:
     """Close an order for good."""
-    _set_state(order_id, "closed")
+    _set_state(order_id, values.OrderState.CLOSED)
 
 
 @command(order_app, "quota")

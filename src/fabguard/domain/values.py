@@ -5,8 +5,9 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from typing import ClassVar, Self
 
-from fabguard.domain.errors import InvalidRequest, Refusal
+from fabguard.domain.errors import InvalidRequest, NotFound, Refusal
 
 # X.509 serialNumber is a PrintableString: letters, digits and a few punctuation marks only.
 _SERIAL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:/-]{0,63}")
@@ -46,16 +47,73 @@ def _serial_invalid(value: object) -> Refusal:
 
 
 @dataclass(frozen=True, slots=True)
-class OrderId:
-    """A production order's id: 1-63 lower-case letters, digits or '-', starting with a letter or digit."""
+class _Slug:
+    """An identifier a person chooses, checked by :func:`slug`: 1-63 lower-case letters, digits or '-'."""
 
     value: str
+    what: ClassVar[str]  # names the field in the message and the code: "product id" -> invalid_product_id
+    noun: ClassVar[str]  # what a lookup that finds none says there is none of: "no product 'x'"
+    not_found: ClassVar[str]  # and its code
 
     def __post_init__(self) -> None:
-        slug(self.value, "order id")
+        slug(self.value, self.what)
+
+    @classmethod
+    def named(cls, value: str) -> Self:
+        """The id a request names to look up: one that breaks the rule names nothing, so it is not found
+        (with the message and code the lookup itself sends)."""
+        try:
+            return cls(value)
+        except InvalidRequest:
+            raise NotFound(f"no {cls.noun} {value!r}", code=cls.not_found) from None
 
     def __str__(self) -> str:
         return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class OrderId(_Slug):
+    """A production order's id: 1-63 lower-case letters, digits or '-', starting with a letter or digit."""
+
+    what: ClassVar[str] = "order id"
+    noun: ClassVar[str] = "order"
+    not_found: ClassVar[str] = "order_not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class ProductId(_Slug):
+    """A product's id (a slug)."""
+
+    what: ClassVar[str] = "product id"
+    noun: ClassVar[str] = "product"
+    not_found: ClassVar[str] = "product_not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class SiteId(_Slug):
+    """A contract manufacturer's site id (a slug)."""
+
+    what: ClassVar[str] = "site id"
+    noun: ClassVar[str] = "site"
+    not_found: ClassVar[str] = "site_not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class FixtureId(_Slug):
+    """A fixture's (test station's) id (a slug)."""
+
+    what: ClassVar[str] = "fixture id"
+    noun: ClassVar[str] = "fixture"
+    not_found: ClassVar[str] = "fixture_not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class CaName(_Slug):
+    """The name of an issuing CA or a Matter PAI that a person chooses (a slug)."""
+
+    what: ClassVar[str] = "CA name"
+    noun: ClassVar[str] = "CA"
+    not_found: ClassVar[str] = "ca_not_found"
 
 
 def recorded_order_id(value: object) -> str | None:
@@ -106,6 +164,16 @@ class OrderState(enum.StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
     CLOSED = "closed"
+
+    @classmethod
+    def parse(cls, value: str) -> OrderState:
+        """The state a request asks for; anything else is ``invalid_state``."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidRequest(
+                f"unknown order state {value!r}; one of {', '.join(x.value for x in cls)}", code="invalid_state"
+            ) from None
 
 
 class TestOutcome(enum.StrEnum):

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, InvalidRequest, NotFound, Refusal
-from fabguard.domain.values import slug
+from fabguard.domain.values import CaName
 from fabguard.pki import matter, profiles
 from fabguard.pki.crl import REASONS
 from fabguard.service.instance import Instance
@@ -111,9 +111,11 @@ def _check_scope(s: Session, site_id: str | None, product_id: str | None) -> Non
         raise NotFound(f"no product {product_id!r}", code="product_not_found")
 
 
-def create_issuing_ca(inst: Instance, name: str, *, site_id: str | None, product_id: str | None, actor: str) -> CaView:
+def create_issuing_ca(
+    inst: Instance, ca_name: CaName, *, site_id: str | None, product_id: str | None, actor: str
+) -> CaView:
     """A new issuing CA signed at once by the (online) root."""
-    slug(name, "CA name")
+    name = ca_name.value
     with inst.db.read() as s:
         _check_scope(s, site_id, product_id)
         if s.get(CertificateAuthority, name) is not None:
@@ -175,13 +177,15 @@ def _register(
     return _view(row)
 
 
-def create_matter_pai(inst: Instance, name: str, *, product_id: str, vid: int, pid: int | None, actor: str) -> CaView:
+def create_matter_pai(
+    inst: Instance, ca_name: CaName, *, product_id: str, vid: int, pid: int | None, actor: str
+) -> CaView:
     """A Matter PAI for one product (orders of that product then get DACs), under this vendor's PAA.
 
     The PAA (a self-signed attestation root, separate from FabGuard's root) is made on first use and
     kept in the same key backend. DACs carry the PAI's vendor ID and the product ID.
     """
-    slug(name, "CA name")
+    name = ca_name.value
     vendor, product = matter.VendorId(vid), matter.ProductId(pid) if pid is not None else None
     with inst.db.read() as s:
         _check_scope(s, None, product_id)
@@ -227,9 +231,9 @@ def is_matter_pai(cert: x509.Certificate) -> bool:
     return matter.subject_ids(cert.subject)[0] is not None
 
 
-def issuing_csr(inst: Instance, name: str, *, site_id: str | None, product_id: str | None, actor: str) -> str:
+def issuing_csr(inst: Instance, ca_name: CaName, *, site_id: str | None, product_id: str | None, actor: str) -> str:
     """For an offline root: make the key here and return a CSR for the root to sign (``ca import`` later)."""
-    slug(name, "CA name")
+    name = ca_name.value
     with inst.db.read() as s:
         _check_scope(s, site_id, product_id)
         if s.get(CertificateAuthority, name) is not None:
@@ -296,7 +300,7 @@ def rotate_issuing_ca(inst: Instance, name: str, *, new_name: str, actor: str) -
         raise Conflict(
             f"only an active issuing CA can be rotated; {name} is {old.role}/{old.state}", code="ca_not_active"
         )
-    new = create_issuing_ca(inst, new_name, site_id=old.site_id, product_id=old.product_id, actor=actor)
+    new = create_issuing_ca(inst, CaName(new_name), site_id=old.site_id, product_id=old.product_id, actor=actor)
     with inst.db.transaction() as s:
         row = s.get(CertificateAuthority, name, with_for_update=True)
         assert row is not None

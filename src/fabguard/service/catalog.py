@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from fabguard.domain.errors import Conflict, InvalidRequest
-from fabguard.domain.values import KeyType, parse_key_types, slug
+from fabguard.domain.values import KeyType, ProductId, SiteId, parse_key_types
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event
 from fabguard.store.models import Product, Site
@@ -21,19 +21,18 @@ def _display_name(name: str, what: str) -> str:
 def create_product(
     inst: Instance,
     *,
-    product_id: str,
+    product_id: ProductId,
     name: str,
     key_types: list[str] | None = None,
     cert_lifetime_days: int | None = None,
     actor: str,
 ) -> Product:
-    slug(product_id, "product id")
     types = parse_key_types(key_types or [KeyType.EC_P256.value])
     if cert_lifetime_days is not None and not 1 <= cert_lifetime_days <= 36500:
         raise InvalidRequest("cert_lifetime_days must be between 1 and 36500 (or unset for no expiry)")
     now = inst.clock()
     product = Product(
-        id=product_id,
+        id=product_id.value,
         name=_display_name(name, "product"),
         key_types=",".join(t.value for t in types),
         cert_lifetime_days=cert_lifetime_days,
@@ -43,7 +42,7 @@ def create_product(
         with inst.db.transaction() as s:
             s.add(product)
             s.flush()
-            append_event(s, "product.created", at=now, actor=actor, detail={"product_id": product_id})
+            append_event(s, "product.created", at=now, actor=actor, detail={"product_id": product_id.value})
     except IntegrityError:
         raise Conflict(f"product {product_id} already exists", code="product_exists") from None
     return product
@@ -63,15 +62,14 @@ def list_products(inst: Instance) -> list[Product]:
         return list(s.execute(select(Product).order_by(Product.id)).scalars())
 
 
-def create_site(inst: Instance, *, site_id: str, name: str, actor: str) -> Site:
-    slug(site_id, "site id")
+def create_site(inst: Instance, *, site_id: SiteId, name: str, actor: str) -> Site:
     now = inst.clock()
-    site = Site(id=site_id, name=_display_name(name, "site"), created_at=now)
+    site = Site(id=site_id.value, name=_display_name(name, "site"), created_at=now)
     try:
         with inst.db.transaction() as s:
             s.add(site)
             s.flush()
-            append_event(s, "site.created", at=now, actor=actor, detail={"site_id": site_id})
+            append_event(s, "site.created", at=now, actor=actor, detail={"site_id": site_id.value})
     except IntegrityError:
         raise Conflict(f"site {site_id} already exists", code="site_exists") from None
     return site

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
 from sqlalchemy import select
 
@@ -22,7 +22,7 @@ def refusal_event(
     fixture_id: str | None = None,
     order_id: str | None = None,
     serial: str | None = None,
-    detail: dict[str, Any] | None = None,
+    detail: dict[str, object] | None = None,
 ) -> NewEvent:
     """The event that records a refusal: its code, and its message in the detail."""
     return NewEvent(
@@ -45,7 +45,7 @@ def record_refusal(
     fixture_id: str | None = None,
     order_id: str | None = None,
     serial: str | None = None,
-    detail: dict[str, Any] | None = None,
+    detail: dict[str, object] | None = None,
 ) -> int:
     """Write a refusal event. The state change it refused was rolled back; this is all that stays."""
     event = refusal_event(
@@ -55,7 +55,21 @@ def record_refusal(
         return append_events(s, [event])[0]
 
 
-def event_dict(e: Event) -> dict[str, Any]:
+class EventDict(TypedDict):
+    """An event as the API and the CLI show it."""
+
+    seq: int
+    at: str
+    kind: str
+    actor: str | None
+    order_id: str | None
+    fixture_id: str | None
+    serial: str | None
+    code: str | None
+    detail: dict[str, object]
+
+
+def event_dict(e: Event) -> EventDict:
     return {
         "seq": e.seq,
         "at": e.at.isoformat(),
@@ -71,7 +85,7 @@ def event_dict(e: Event) -> dict[str, Any]:
 
 def list_events(
     inst: Instance, *, after: int = 0, limit: int = 100, kind: str | None = None, order_id: str | None = None
-) -> list[dict[str, Any]]:
+) -> list[EventDict]:
     q = select(Event).where(Event.seq > after)
     if kind:
         q = q.where(Event.kind == kind)

@@ -14,11 +14,11 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from fabguard.firmware import envelope
@@ -59,7 +59,7 @@ class ReleaseView:
     signer: str
     orders: tuple[str, ...]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "id": self.id,
             "product_id": self.product_id,
@@ -107,15 +107,13 @@ def _view(r: FirmwareRelease, orders: list[str]) -> ReleaseView:
     )
 
 
-def _attached(s: Any, release_id: str) -> list[str]:
+def _attached(s: Session, release_id: str) -> list[str]:
     q = select(FirmwareAttachment.order_id).where(FirmwareAttachment.release_id == release_id)
     return list(s.execute(q.order_by(FirmwareAttachment.order_id)).scalars())
 
 
-def decode_image(image_b64: Any, max_image_bytes: int) -> bytes:
+def decode_image(image_b64: str, max_image_bytes: int) -> bytes:
     """The image from its base64 text, bounded before and after decoding."""
-    if not isinstance(image_b64, str):
-        raise InvalidRequest("image must be base64 text", code="image_invalid")
     if len(image_b64) > (max_image_bytes + 2) // 3 * 4:
         raise InvalidRequest(f"the image is larger than {max_image_bytes} bytes", code="image_too_large", status=413)
     try:
@@ -255,7 +253,7 @@ def list_releases(inst: Instance, *, product_id: str | None = None) -> list[Rele
         return [_view(r, attached.get(r.id, [])) for r in rows]
 
 
-def _release(s: Any, release_id: str, *, lock: bool = False) -> FirmwareRelease:
+def _release(s: Session, release_id: str, *, lock: bool = False) -> FirmwareRelease:
     row = s.get(FirmwareRelease, release_id, with_for_update=lock) if len(release_id) <= _ID_LIMIT else None
     if row is None:
         raise NotFound(f"no firmware release {release_id[:_ID_LIMIT]!r}", code="release_not_found")
@@ -269,9 +267,9 @@ def get_release(inst: Instance, release_id: str) -> ReleaseView:
         return _view(row, _attached(s, row.id))
 
 
-def release_sbom(inst: Instance, release_id: str) -> dict[str, Any]:
+def release_sbom(inst: Instance, release_id: str) -> dict[str, object]:
     with inst.db.read() as s:
-        sbom: dict[str, Any] = json.loads(_release(s, release_id).sbom)
+        sbom: dict[str, object] = json.loads(_release(s, release_id).sbom)
         return sbom
 
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
-from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import OrderState
 from fabguard.firmware import envelope
@@ -27,8 +25,6 @@ from fabguard.service.instance import Instance
 from fabguard.store.db import append_event
 from fabguard.store.firmware_models import FirmwareAttachment, FirmwareRelease
 from fabguard.store.models import Order, Unit
-
-_ID_LIMIT = 64
 
 
 @dataclass(frozen=True)
@@ -41,17 +37,19 @@ class UnitPackage:
     package: bytes
 
 
-def _text(value: Any, limit: int) -> str | None:
-    return value if isinstance(value, str) and 0 < len(value) <= limit and value.isprintable() else None
+@dataclass(frozen=True, slots=True)
+class UnitFirmwareRequest:
+    """A fixture's request for one unit's package, parsed at the edge: short printable strings, looked up
+    as they are (an id that names nothing is refused, and recorded, by the decision)."""
+
+    release_id: str
+    order_id: str
+    serial: str
 
 
-def release_to_unit(
-    inst: Instance, fixture: FixtureFacts, *, release_id: Any, order_id: Any, serial: Any
-) -> UnitPackage:
+def release_to_unit(inst: Instance, fixture: FixtureFacts, request: UnitFirmwareRequest) -> UnitPackage:
     """Decide, record and build one unit's package; refusals are recorded and raised with their code."""
-    rid, oid, sn = _text(release_id, _ID_LIMIT), _text(order_id, 63), _text(serial, 64)
-    if rid is None or oid is None or sn is None:
-        raise InvalidRequest("release_id, order_id and serial must be short printable strings")
+    rid, oid, sn = request.release_id, request.order_id, request.serial
     try:
         return _release_in_transaction(inst, fixture, rid, oid, sn)
     except FirmwareRefusal as refusal:
@@ -130,4 +128,4 @@ def _release_in_transaction(inst: Instance, fixture: FixtureFacts, rid: str, oid
     return UnitPackage(rid, version, sn, envelope.encode_package(manifest, signature, wrap, ciphertext))
 
 
-__all__ = ["UnitPackage", "release_to_unit"]
+__all__ = ["UnitFirmwareRequest", "UnitPackage", "release_to_unit"]

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fabguard.domain.errors import Conflict, InvalidRequest, NotFound, Refusal, Unauthorized
 from fabguard.domain.issuance import FixtureFacts
-from fabguard.domain.values import slug
+from fabguard.domain.values import FixtureId, SiteId
 from fabguard.pki import profiles
 from fabguard.pki.csr import load_csr, proven_public_key
 from fabguard.service.events import record_refusal
@@ -52,54 +52,55 @@ def cert_fingerprint(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def create_fixture(inst: Instance, *, fixture_id: str, site_id: str, actor: str) -> tuple[Fixture, str]:
+def create_fixture(inst: Instance, *, fixture_id: FixtureId, site_id: SiteId, actor: str) -> tuple[Fixture, str]:
     """Register a fixture for a site and return its one-time enrolment token (shown once)."""
-    slug(fixture_id, "fixture id")
+    fid, sid = fixture_id.value, site_id.value
     now = inst.clock()
     token = ENROLL_PREFIX + secrets.token_urlsafe(24)
     try:
         with inst.db.transaction() as s:
-            if s.get(Site, site_id) is None:
-                raise NotFound(f"no site {site_id!r}", code="site_not_found")
-            fixture = Fixture(id=fixture_id, site_id=site_id, created_at=now)
+            if s.get(Site, sid) is None:
+                raise NotFound(f"no site {sid!r}", code="site_not_found")
+            fixture = Fixture(id=fid, site_id=sid, created_at=now)
             s.add(fixture)
             s.flush()
             s.add(
                 EnrollmentToken(
                     token_hash=_hash(token),
-                    fixture_id=fixture_id,
+                    fixture_id=fid,
                     expires_at=now + timedelta(hours=inst.limits.enrollment_token_hours),
                 )
             )
-            append_event(s, "fixture.created", at=now, actor=actor, fixture_id=fixture_id, detail={"site_id": site_id})
+            append_event(s, "fixture.created", at=now, actor=actor, fixture_id=fid, detail={"site_id": sid})
     except IntegrityError:
-        raise Conflict(f"fixture {fixture_id} already exists", code="fixture_exists") from None
+        raise Conflict(f"fixture {fid} already exists", code="fixture_exists") from None
     return fixture, token
 
 
-def new_enrollment_token(inst: Instance, fixture_id: str, *, actor: str) -> str:
+def new_enrollment_token(inst: Instance, fixture_id: FixtureId, *, actor: str) -> str:
     """A fresh one-time token, e.g. to re-enrol a fixture whose key was lost. Earlier tokens lapse."""
+    fid = fixture_id.value
     now = inst.clock()
     token = ENROLL_PREFIX + secrets.token_urlsafe(24)
     with inst.db.transaction() as s:
-        fixture = s.get(Fixture, fixture_id)
+        fixture = s.get(Fixture, fid)
         if fixture is None:
-            raise NotFound(f"no fixture {fixture_id!r}", code="fixture_not_found")
+            raise NotFound(f"no fixture {fid!r}", code="fixture_not_found")
         if fixture.revoked_at is not None:
-            raise Conflict(f"fixture {fixture_id} is revoked", code="fixture_revoked")
+            raise Conflict(f"fixture {fid} is revoked", code="fixture_revoked")
         s.execute(
             update(EnrollmentToken)
-            .where(EnrollmentToken.fixture_id == fixture_id, EnrollmentToken.used_at.is_(None))
+            .where(EnrollmentToken.fixture_id == fid, EnrollmentToken.used_at.is_(None))
             .values(used_at=now)
         )
         s.add(
             EnrollmentToken(
                 token_hash=_hash(token),
-                fixture_id=fixture_id,
+                fixture_id=fid,
                 expires_at=now + timedelta(hours=inst.limits.enrollment_token_hours),
             )
         )
-        append_event(s, "fixture.token_issued", at=now, actor=actor, fixture_id=fixture_id)
+        append_event(s, "fixture.token_issued", at=now, actor=actor, fixture_id=fid)
     return token
 
 
@@ -187,18 +188,19 @@ def _refuse(inst: Instance, refusal: Refusal, route: str, fixture_id: str | None
     return refusal
 
 
-def revoke_fixture(inst: Instance, fixture_id: str, *, reason: str, actor: str) -> Fixture:
+def revoke_fixture(inst: Instance, fixture_id: FixtureId, *, reason: str, actor: str) -> Fixture:
     if not reason or len(reason) > 500 or not reason.isprintable():
         raise InvalidRequest("a revocation needs a reason of 1-500 printable characters", code="invalid_reason")
+    fid = fixture_id.value
     now = inst.clock()
     with inst.db.transaction() as s:
-        fixture = s.get(Fixture, fixture_id, with_for_update=True)
+        fixture = s.get(Fixture, fid, with_for_update=True)
         if fixture is None:
-            raise NotFound(f"no fixture {fixture_id!r}", code="fixture_not_found")
+            raise NotFound(f"no fixture {fid!r}", code="fixture_not_found")
         if fixture.revoked_at is not None:
-            raise Conflict(f"fixture {fixture_id} is already revoked", code="fixture_revoked")
+            raise Conflict(f"fixture {fid} is already revoked", code="fixture_revoked")
         fixture.revoked_at, fixture.revoked_reason = now, reason
-        append_event(s, "fixture.revoked", at=now, actor=actor, fixture_id=fixture_id, detail={"reason": reason})
+        append_event(s, "fixture.revoked", at=now, actor=actor, fixture_id=fid, detail={"reason": reason})
     refresh_crl(inst, "station")
     return fixture
 

@@ -7,7 +7,6 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import func, select
@@ -28,7 +27,7 @@ class SignedCheckpoint:
     root: bytes
     note: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"size": self.size, "root": base64.b64encode(self.root).decode(), "note": self.note}
 
 
@@ -106,7 +105,7 @@ def _b64(hashes: list[bytes]) -> list[str]:
     return [base64.b64encode(h).decode() for h in hashes]
 
 
-def inclusion(inst: Instance, index: int, size: int | None = None) -> dict[str, Any]:
+def inclusion(inst: Instance, index: int, size: int | None = None) -> dict[str, object]:
     """Inclusion proof of entry ``index`` in the tree of ``size`` (default: current), with the entry itself."""
     with inst.db.read() as s:
         n = _size(s, size)
@@ -146,7 +145,7 @@ def index_of_unit(inst: Instance, *, serial: str | None = None, cert: str | None
         return int(seq) - 1
 
 
-def consistency(inst: Instance, first: int, second: int | None = None) -> dict[str, Any]:
+def consistency(inst: Instance, first: int, second: int | None = None) -> dict[str, object]:
     with inst.db.read() as s:
         n = _size(s, second)
         if not 0 <= first <= n:

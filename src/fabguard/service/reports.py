@@ -12,9 +12,10 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -25,10 +26,13 @@ from fabguard.service import ledger
 from fabguard.service.instance import Instance
 from fabguard.store.models import Event, Order, Site
 
+if TYPE_CHECKING:
+    from fpdf import FPDF  # imported where a PDF is made: fpdf is slow to import
+
 
 @dataclass(frozen=True)
 class Report:
-    body: dict[str, Any]
+    body: dict[str, Any]  # the signed JSON document; its readers (CLI, PDF) index into it
     signature: str  # base64 Ed25519 over canonical_json(body), by the ledger key
     reconciliation: Reconciliation
 
@@ -64,7 +68,7 @@ def reconciliation_report(
             raise NotFound(f"no site {site_id!r}", code="site_not_found")
     checkpoint = ledger.make_checkpoint(inst)
 
-    def entries() -> Any:
+    def entries() -> Iterator[dict[str, object]]:
         with inst.db.read() as s:
             last = 0
             while last < checkpoint.size:
@@ -197,7 +201,7 @@ def _latin1(text: str) -> str:
     return text.encode("latin-1", "replace").decode("latin-1")
 
 
-def _table(pdf: Any, title: str, rows: list[tuple[str, Any]]) -> None:
+def _table(pdf: FPDF, title: str, rows: list[tuple[str, object]]) -> None:
     pdf.set_font("Helvetica", "B", 12)
     pdf.cell(0, 8, title, new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 10)

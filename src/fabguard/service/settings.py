@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -24,6 +23,12 @@ class Limits:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Limits:
+    def from_dict(cls, data: dict[str, object]) -> Limits:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: int(v) for k, v in data.items() if k in known})
+        return cls(**{k: _whole(v) for k, v in data.items() if k in known})
+
+
+def _whole(value: object) -> int:
+    if isinstance(value, int | float | str):  # what int() takes from JSON; a bool is an int
+        return int(value)
+    raise TypeError(f"a limit must be a number, not {value!r}")

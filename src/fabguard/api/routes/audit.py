@@ -16,7 +16,8 @@ router = APIRouter(tags=["audit"])
 def list_events(
     inst: Inst, _: Reader, after: Count = 0, limit: Count = 100, kind: str | None = None, order_id: str | None = None
 ) -> list[dict[str, Any]]:
-    return events.list_events(inst, after=after, limit=max(limit, 1), kind=kind, order_id=order_id)
+    found = events.list_events(inst, after=after, limit=max(limit, 1), kind=kind, order_id=order_id)
+    return [dict(e) for e in found]
 
 
 @router.get("/api/v1/units/{serial}/test-records")

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 
 from fabguard.api.deps import Admin, Inst, Reader
 from fabguard.api.schemas import CaCertificateIn, CaScopeIn, IssuingCaIn, MatterPaiIn, RevokeUnitIn, RotateIn
+from fabguard.domain.values import CaName
 from fabguard.service import authorities, revocation
 
 router = APIRouter()
@@ -20,7 +21,7 @@ def list_cas(inst: Inst, _: Reader) -> list[dict[str, object]]:
 def create_issuing_ca(inst: Inst, body: IssuingCaIn, p: Admin) -> dict[str, object]:
     """A new issuing CA for a site and/or product line, signed now by the online root."""
     return authorities.create_issuing_ca(
-        inst, body.name, site_id=body.site_id, product_id=body.product_id, actor=p.actor
+        inst, CaName(body.name), site_id=body.site_id, product_id=body.product_id, actor=p.actor
     ).to_dict()
 
 
@@ -28,14 +29,14 @@ def create_issuing_ca(inst: Inst, body: IssuingCaIn, p: Admin) -> dict[str, obje
 def create_matter_pai(inst: Inst, body: MatterPaiIn, p: Admin) -> dict[str, object]:
     """A Matter PAI for one product: its orders get Matter DACs (under the vendor's PAA)."""
     return authorities.create_matter_pai(
-        inst, body.name, product_id=body.product_id, vid=body.vid, pid=body.pid, actor=p.actor
+        inst, CaName(body.name), product_id=body.product_id, vid=body.vid, pid=body.pid, actor=p.actor
     ).to_dict()
 
 
 @router.post("/api/v1/cas/{name}/csr", status_code=201, tags=["ca"])
 def issuing_ca_csr(inst: Inst, name: str, body: CaScopeIn, p: Admin) -> dict[str, str]:
     """For an offline root: make the CA key here and return its CSR (PEM)."""
-    csr = authorities.issuing_csr(inst, name, site_id=body.site_id, product_id=body.product_id, actor=p.actor)
+    csr = authorities.issuing_csr(inst, CaName(name), site_id=body.site_id, product_id=body.product_id, actor=p.actor)
     return {"name": name, "csr": csr}
 
 

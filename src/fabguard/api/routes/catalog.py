@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from fabguard.api.deps import Admin, Inst, Reader
 from fabguard.api.schemas import ProductIn, SiteIn
+from fabguard.domain.values import ProductId, SiteId
 from fabguard.service import catalog
 
 router = APIRouter(tags=["admin"])
@@ -17,7 +18,7 @@ router = APIRouter(tags=["admin"])
 def create_product(inst: Inst, body: ProductIn, p: Admin) -> dict[str, Any]:
     prod = catalog.create_product(
         inst,
-        product_id=body.id,
+        product_id=ProductId(body.id),
         name=body.name,
         key_types=body.key_types,
         cert_lifetime_days=body.cert_lifetime_days,
@@ -33,7 +34,7 @@ def list_products(inst: Inst, _: Reader) -> list[dict[str, Any]]:
 
 @router.post("/api/v1/sites", status_code=201)
 def create_site(inst: Inst, body: SiteIn, p: Admin) -> dict[str, Any]:
-    site = catalog.create_site(inst, site_id=body.id, name=body.name, actor=p.actor)
+    site = catalog.create_site(inst, site_id=SiteId(body.id), name=body.name, actor=p.actor)
     return {"id": site.id, "name": site.name}
 
 

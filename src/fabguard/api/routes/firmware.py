@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from fabguard.api import parsing
 from fabguard.api.deps import Approver, Fixture, Inst, Operator, Reader
 from fabguard.service import firmware, firmware_units
 
@@ -104,9 +105,8 @@ def withdraw(inst: Inst, release_id: str, body: WithdrawIn, p: Operator) -> dict
 @router.post("/api/v1/firmware/fetch", tags=["fixture"], response_class=Response)
 def fetch(inst: Inst, body: FetchIn, f: Fixture) -> Response:
     """One unit's package (binary): the signed manifest, the data key wrapped to that unit, the ciphertext."""
-    done = firmware_units.release_to_unit(
-        inst, f, release_id=body.release_id, order_id=body.order_id, serial=body.serial
-    )
+    request = parsing.unit_firmware_request(body.release_id, body.order_id, body.serial)
+    done = firmware_units.release_to_unit(inst, f, request)
     return Response(
         done.package,
         media_type=firmware.PACKAGE_MEDIA_TYPE,

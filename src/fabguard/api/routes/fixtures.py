@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from fabguard.api.deps import Admin, Inst, Reader
 from fabguard.api.schemas import EnrollIn, FixtureIn, RevokeIn
+from fabguard.domain.values import FixtureId, SiteId
 from fabguard.service import fixtures
 
 router = APIRouter()
@@ -15,7 +16,9 @@ router = APIRouter()
 
 @router.post("/api/v1/fixtures", status_code=201, tags=["fixtures"])
 def create_fixture(inst: Inst, body: FixtureIn, p: Admin) -> dict[str, Any]:
-    made, token = fixtures.create_fixture(inst, fixture_id=body.id, site_id=body.site_id, actor=p.actor)
+    made, token = fixtures.create_fixture(
+        inst, fixture_id=FixtureId(body.id), site_id=SiteId.named(body.site_id), actor=p.actor
+    )
     return {**fixtures.fixture_dict(made), "enrollment_token": token}
 
 
@@ -26,15 +29,14 @@ def list_fixtures(inst: Inst, _: Reader) -> list[dict[str, object]]:
 
 @router.post("/api/v1/fixtures/{fixture_id}/revoke", tags=["fixtures"])
 def revoke_fixture(inst: Inst, fixture_id: str, body: RevokeIn, p: Admin) -> dict[str, object]:
-    return fixtures.fixture_dict(fixtures.revoke_fixture(inst, fixture_id, reason=body.reason, actor=p.actor))
+    revoked = fixtures.revoke_fixture(inst, FixtureId.named(fixture_id), reason=body.reason, actor=p.actor)
+    return fixtures.fixture_dict(revoked)
 
 
 @router.post("/api/v1/fixtures/{fixture_id}/enrollment-token", status_code=201, tags=["fixtures"])
 def new_enrollment_token(inst: Inst, fixture_id: str, p: Admin) -> dict[str, str]:
-    return {
-        "fixture_id": fixture_id,
-        "enrollment_token": fixtures.new_enrollment_token(inst, fixture_id, actor=p.actor),
-    }
+    token = fixtures.new_enrollment_token(inst, FixtureId.named(fixture_id), actor=p.actor)
+    return {"fixture_id": fixture_id, "enrollment_token": token}
 
 
 @router.post("/api/v1/enroll", status_code=201, tags=["fixture"])

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from fabguard.api.deps import Approver, ChangeId, Count, Inst, Operator, Reader
 from fabguard.api.schemas import OrderIn, OrderStateIn, QuotaChangeIn
+from fabguard.domain.values import OrderId, OrderState, ProductId, SiteId
 from fabguard.service import orders
 
 router = APIRouter(tags=["orders"])
@@ -15,9 +16,9 @@ router = APIRouter(tags=["orders"])
 def create_order(inst: Inst, body: OrderIn, p: Operator) -> dict[str, object]:
     return orders.create_order(
         inst,
-        order_id=body.id,
-        product_id=body.product_id,
-        site_id=body.site_id,
+        order_id=OrderId(body.id) if body.id else None,
+        product_id=ProductId.named(body.product_id),
+        site_id=SiteId.named(body.site_id),
         quota=body.quota,
         valid_from=body.valid_from,
         valid_until=body.valid_until,
@@ -42,7 +43,7 @@ def order_units(inst: Inst, order_id: str, _: Reader, after: Count = 0, limit: C
 
 @router.post("/api/v1/orders/{order_id}/state")
 def set_order_state(inst: Inst, order_id: str, body: OrderStateIn, p: Operator) -> dict[str, object]:
-    return orders.set_order_state(inst, order_id, body.state, actor=p.actor).to_dict()
+    return orders.set_order_state(inst, order_id, OrderState.parse(body.state), actor=p.actor).to_dict()
 
 
 @router.post("/api/v1/orders/{order_id}/quota-changes", status_code=201)
