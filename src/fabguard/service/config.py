@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fabguard.pki.keystore import KeyStore
 from fabguard.service.settings import Limits
 
 HOME_ENV = "FABGUARD_HOME"
@@ -69,4 +70,15 @@ class InstanceConfig:
             pkcs11_module=data.get("pkcs11_module"),
             pkcs11_token=data.get("pkcs11_token"),
             key_prefix=data.get("key_prefix", "fabguard"),
+        )
+
+    def key_store(self, home: Path, env: Mapping[str, str] | None = None) -> KeyStore:
+        """The key store this configuration names, over ``home``'s ``keys/`` directory."""
+        return KeyStore(
+            home / "keys",
+            backend=self.key_backend,
+            pkcs11_module=self.pkcs11_module,
+            pkcs11_token=self.pkcs11_token,
+            label_prefix=self.key_prefix,
+            env=env,
         )

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fabguard.domain.errors import ConfigurationError
-from fabguard.pki.keystore import KeyStore
 from fabguard.service.ca_registry import CaRegistry
 from fabguard.service.config import CONFIG_NAME, DATABASE_ENV, HOME_ENV, InstanceConfig
 from fabguard.service.seeding import seed_registry
@@ -45,14 +44,7 @@ class Instance:
         env = os.environ if env is None else env
         url = database_url or env.get(DATABASE_ENV) or config.database_url or sqlite_url(home / "fabguard.db")
         self.db = Database(url)
-        self.keys = KeyStore(
-            home / "keys",
-            backend=config.key_backend,
-            pkcs11_module=config.pkcs11_module,
-            pkcs11_token=config.pkcs11_token,
-            label_prefix=config.key_prefix,
-            env=env,
-        )
+        self.keys = config.key_store(home, env)
         self.cas = CaRegistry(self.db, self.keys, home / "ca", config.crl_base_url)
 
     @classmethod

@@ -70,7 +70,7 @@ def init_instance(
     # Checkpoints are C2SP signed notes, whose standard signature type is Ed25519.
     keys["ledger"] = ed25519.Ed25519PrivateKey.generate()
     ca_keys: dict[str, SigningKey] = {name: ec_keys[name] for name in CA_KEYS if name in ec_keys}
-    store = _key_store(home, config, env)
+    store = config.key_store(home, env)
     try:
         if key_backend == "pkcs11":
             ca_keys = {name: store.load(store.generate(name)) for name in CA_KEYS}
@@ -81,17 +81,6 @@ def init_instance(
         write_encrypted_key(key, store.path(name), passphrase)
     (home / CONFIG_NAME).write_text(config.to_json())
     return config
-
-
-def _key_store(home: Path, config: InstanceConfig, env: Mapping[str, str] | None) -> KeyStore:
-    return KeyStore(
-        home / "keys",
-        backend=config.key_backend,
-        pkcs11_module=config.pkcs11_module,
-        pkcs11_token=config.pkcs11_token,
-        label_prefix=config.key_prefix,
-        env=env,
-    )
 
 
 def _write_hierarchy(
