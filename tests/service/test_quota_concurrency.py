@@ -66,10 +66,11 @@ def fabguard_command() -> list[str]:
 class ServerProcess:
     """``fabguard --home H serve`` as a real child process on a fixed loopback port."""
 
-    def __init__(self, home: Path, port: int, log: Path) -> None:
+    def __init__(self, home: Path, port: int, log: Path, workers: int = 1) -> None:
         self.home = home
         self.port = port
         self.log = log
+        self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -88,6 +89,8 @@ class ServerProcess:
             str(self.port),
             "--log-level",
             "warning",
+            "--workers",
+            str(self.workers),
         ]
         with self.log.open("ab") as out:
             out.write(f"--- start {time.strftime('%H:%M:%S')}: {' '.join(cmd)}\n".encode())
@@ -113,6 +116,20 @@ class ServerProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"the server did not answer /api/v1/health in {timeout} s:\n{self.log_text()}")
             time.sleep(0.1)
+
+    def worker_pids(self) -> list[int]:
+        """The live worker processes of a ``--workers N`` server (children of this one)."""
+        assert self.proc is not None
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmdline = (stat.parent / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid and fields[0] != "Z" and b"spawn_main" in cmdline:  # not the resource tracker
+                pids.append(int(stat.parent.name))
+        return sorted(pids)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler runs, in-flight requests and transactions die with it."""
@@ -143,8 +160,8 @@ def server_processes(tmp_path: Path) -> Iterator[Callable[[Path], ServerProcess]
     """A factory of started server processes; every one is stopped at teardown, pass or fail."""
     started: list[ServerProcess] = []
 
-    def start(home: Path) -> ServerProcess:
-        server = ServerProcess(home, free_port(), tmp_path / f"server-{len(started)}.log")
+    def start(home: Path, workers: int = 1) -> ServerProcess:
+        server = ServerProcess(home, free_port(), tmp_path / f"server-{len(started)}.log", workers)
         started.append(server)
         return server.start()
 
@@ -361,6 +378,40 @@ def test_32_fixtures_across_two_server_processes_on_postgres_issue_exactly_the_q
     assert per_server == Counter({0: UNITS // 2, 1: UNITS // 2}), "both processes answer every request sent to them"
     assert_exact_books(inst, order, outcome, quota=QUOTA, units=UNITS)
     print(f"postgres, 2 processes: {UNITS} requests from {CLIENTS} clients in {elapsed:.1f} s")
+
+
+def wait_for_workers(server: ServerProcess, n: int, timeout: float = 30.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while len(pids := server.worker_pids()) != n:
+        assert time.monotonic() < deadline, f"{len(pids)} worker processes, not {n}:\n{server.log_text()}"
+        time.sleep(0.1)
+    return pids
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_serve_workers_2_runs_two_processes_that_share_the_quota_and_replaces_a_killed_one(
+    pg_instance: Instance, server_processes: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    inst = pg_instance
+    set_up_catalog(inst)
+    order = new_order(inst, 40)
+    server = server_processes(inst.home, workers=2)
+    first = wait_for_workers(server, 2)
+    creds = enrol_fixtures(inst, server.url, tmp_path / "fixtures", 8)
+    clients = [FixtureClient(c, server=server.url) for c in creds]
+    try:
+        units = make_units(60)
+        upload_passing_tests(clients[0], [u.serial for u in units])
+        os.kill(first[0], signal.SIGKILL)  # a worker dies; the supervisor starts another on the same socket
+        replaced = wait_for_workers(server, 2)
+        assert first[0] not in replaced and first[1] in replaced
+        outcome = provision_all_at_once(clients, order, units)
+    finally:
+        for c in clients:
+            c.close()
+    assert server.proc is not None and server.proc.poll() is None, server.log_text()
+    assert_exact_books(inst, order, outcome, quota=40, units=60)
 
 
 # ------------------------------------------------------------------ uniqueness races (both engines)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from fabguard.api.app import create_app
 from fabguard.api.tls import ClientCertH11Protocol
@@ -90,6 +91,18 @@ def server_config(
         os.environ[HOME_ENV] = str(inst.home)
         return uvicorn.Config("fabguard.api.server:app_from_env", factory=True, workers=workers, **common)
     return uvicorn.Config(create_app(inst), **common)
+
+
+def run_server(config: uvicorn.Config) -> None:
+    """Serve until stopped: in this process, or with ``config.workers > 1`` as that many worker processes
+    on one listening socket under uvicorn's supervisor (which restarts a worker that dies).
+
+    ``uvicorn.Server(config).run()`` alone serves from this one process whatever ``workers`` says.
+    """
+    if config.workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        uvicorn.Server(config).run()
 
 
 class ServerThread:

@@ -63,9 +63,7 @@ def serve(
 ) -> None:
     """Run the HTTPS server (fixtures authenticate with their client certificates)."""
     # Lazy: the web stack (FastAPI, uvicorn) takes about half a second to import, which no other command needs.
-    import uvicorn
-
-    from fabguard.api.server import server_config
+    from fabguard.api.server import run_server, server_config
 
     tune_gc()
     with opened() as inst:
@@ -73,5 +71,5 @@ def serve(
             raise typer.BadParameter("several workers need PostgreSQL (init --database-url); SQLite is one process")
         inst.cas.issuer("issuing")  # fail now, not on the first unit, if the passphrase is wrong
         console.print(f"FabGuard {__version__} serving https://{host}:{port} ({workers} worker(s))")
-        uvicorn.Server(server_config(inst, host=host, port=port, workers=workers, log_level=log_level)).run()
+        run_server(server_config(inst, host=host, port=port, workers=workers, log_level=log_level))
 
