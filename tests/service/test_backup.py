@@ -235,3 +235,13 @@ def test_a_backup_holds_no_decrypted_key(backed_up: Path) -> None:
     assert b"PRIVATE KEY-----" not in (backed_up / "database" / "fabguard.db").read_bytes().replace(
         b"ENCRYPTED PRIVATE KEY-----", b""
     )
+
+
+def test_missing_postgresql_tools_are_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from fabguard.store import backups
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(backups, "PG_BIN_GLOB", str(tmp_path / "no-postgresql" / "*" / "bin"))
+    with pytest.raises(FabGuardError, match="pg_dump is not installed") as missing:
+        backups.pg_tool("pg_dump")
+    assert missing.value.code == "configuration_error"

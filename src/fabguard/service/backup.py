@@ -147,7 +147,7 @@ def backup(inst: Instance, out: Path) -> dict[str, Any]:
             f"{out} already exists and is not empty: back up into a new directory", code="backup_target_exists"
         )
     if inst.home.resolve() == out.resolve() or inst.home.resolve() in out.resolve().parents:
-        raise InvalidRequest(f"{out} is inside the instance directory: back up elsewhere", code="backup_target_exists")
+        raise InvalidRequest(f"{out} is inside the instance directory: back up elsewhere")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_dir(out, "backup")
     try:
