@@ -7,6 +7,7 @@ refused and nothing is written.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,6 +118,9 @@ def test_a_backup_taken_while_provisioning_restores_consistently_and_carries_on(
         with pytest.raises(FabGuardError) as refused:
             restore(tmp_path / "backup", new_home, database_url=database_url)
         assert refused.value.code == "restore_target_exists" and not new_home.exists()
+        with pytest.raises(FabGuardError) as no_url:
+            restore(tmp_path / "backup", new_home)
+        assert no_url.value.code == "backup_engine_mismatch" and not new_home.exists()
     done = restore(tmp_path / "backup", new_home, database_url=restore_url)
     inst = Instance.open(new_home)
     try:
@@ -193,12 +197,12 @@ def backed_up(world: World, tmp_path: Path) -> Path:
     ids=["key-altered", "database-altered", "file-missing", "manifest-garbled", "manifest-missing"],
 )
 def test_a_damaged_backup_is_refused_and_nothing_is_written(
-    backed_up: Path, tmp_path: Path, damage: object, code: str
+    backed_up: Path, tmp_path: Path, damage: object, code: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     damage(backed_up)  # type: ignore[operator]
-    with pytest.raises(FabGuardError) as refused:
+    with caplog.at_level(logging.WARNING, "fabguard.backup"), pytest.raises(FabGuardError) as refused:
         restore(backed_up, tmp_path / "new")
-    assert refused.value.code == code
+    assert refused.value.code == code and f"[{code}]" in caplog.text
     assert not (tmp_path / "new").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".new.")]
 

@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ from fabguard.service.backup import (
 )
 from fabguard.service.config import CONFIG_NAME, InstanceConfig
 from fabguard.store import backups
+
+log = logging.getLogger("fabguard.backup")
 
 
 @dataclass(frozen=True)
@@ -186,11 +189,17 @@ def restore(directory: Path, home: Path, *, database_url: str | None = None) -> 
     """Restore the backup in ``directory`` into the new instance directory ``home`` (and, for a PostgreSQL
     backup, the empty database ``database_url``). Refuses, writing nothing, a backup that does not match
     its manifest, an existing instance or a database that is not empty."""
-    manifest = verify_backup(directory)
-    if not is_empty_or_absent(home):
-        raise Conflict(f"{home} already exists and is not empty: restore into a new home", code="restore_target_exists")
-    engine = str(manifest["engine"])
-    target_db = _target_database(engine, database_url)
+    try:
+        manifest = verify_backup(directory)
+        if not is_empty_or_absent(home):
+            raise Conflict(
+                f"{home} already exists and is not empty: restore into a new home", code="restore_target_exists"
+            )
+        engine = str(manifest["engine"])
+        target_db = _target_database(engine, database_url)
+    except FabGuardError as refusal:
+        log.warning("restore of %s into %s refused: %s [%s]", directory, home, refusal.message, refusal.code)
+        raise
     home.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_dir(home, "restore")
     try:
