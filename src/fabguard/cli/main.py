@@ -8,7 +8,21 @@ from typing import Annotated
 import typer
 
 from fabguard import __version__
-from fabguard.cli import ca, catalog, demo, events, firmware, fixtures, instance, ledger, orders, stats, tokens, units
+from fabguard.cli import (
+    backup,
+    ca,
+    catalog,
+    demo,
+    events,
+    firmware,
+    fixtures,
+    instance,
+    ledger,
+    orders,
+    stats,
+    tokens,
+    units,
+)
 from fabguard.cli.common import HOME_ENV, command, console, state
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
 
@@ -28,6 +42,8 @@ command(app, "init")(instance.init)
 command(app, "serve")(instance.serve)
 command(app, "events")(events.events_cmd)
 command(app, "demo")(demo.demo)
+command(app, "backup")(backup.backup)
+command(app, "restore")(backup.restore)
 app.add_typer(tokens.token_app, name="token")
 app.add_typer(catalog.product_app, name="product")
 app.add_typer(catalog.site_app, name="site")

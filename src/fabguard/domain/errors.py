@@ -141,6 +141,15 @@ ERROR_STATUS: dict[str, int] = {
     "sbom_invalid": 500,
     # The key backend.
     "key_not_extractable": 500,
+    # Backup and restore: a backup that is not whole, a target that is not empty, a peer tool failing.
+    "backup_invalid": 422,
+    "backup_incomplete": 422,
+    "backup_tampered": 422,
+    "backup_engine_mismatch": 422,
+    "backup_target_exists": 409,
+    "restore_target_exists": 409,
+    "backup_failed": 500,
+    "restore_failed": 500,
 }
 
 
