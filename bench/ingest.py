@@ -24,19 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import ssl
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-import httpx
+from provision import ServerProcess  # bench/provision.py
 
 from analytics import FIXTURES, PROCEDURE, make_instance, record_json  # bench/analytics.py
 from fabguard.domain.issuance import FixtureFacts
@@ -44,7 +39,6 @@ from fabguard.domain.values import FixtureId
 from fabguard.fixture.client import Credentials, FixtureClient, enroll
 from fabguard.runtime import tune_gc
 from fabguard.service import fixtures, testrecords
-from fabguard.service.config import HOME_ENV
 from fabguard.service.instance import Instance
 from fabguard.store import rollups
 from fabguard.store.db import event_count
@@ -80,49 +74,13 @@ def in_process(inst: Instance, n: int) -> float:
     return took
 
 
-def start_server(home: Path, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, HOME_ENV: str(home)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("fabguard")),
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-                "--log-level",
-                "warning",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    ctx = ssl.create_default_context(cafile=str(home / "ca" / "root.pem"))
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {log.read_text()[-2000:]}")
-        with suppress(httpx.TransportError), httpx.Client(verify=ctx, timeout=2.0) as http:
-            if http.get(f"https://127.0.0.1:{port}/api/v1/health").status_code == 200:
-                return proc
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("the server did not answer within 60 s")
-        time.sleep(0.2)
-
-
 def over_https(inst: Instance, n: int, clients: int, workers: int, where: Path) -> dict[str, float]:
     """Upload n records to a server in its own process(es); seconds to upload, and until the projection
     had folded every upload."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    proc = start_server(inst.home, port, workers, where / "server.log")
+    server = ServerProcess(inst.home, where / "server.log", workers=workers)
+    server.start(timeout=60)
     try:
-        url = f"https://127.0.0.1:{port}"
+        url = server.url
         creds: dict[str, Credentials] = {}
         for fixture_id, _ in FIXTURES:
             token = fixtures.new_enrollment_token(inst, FixtureId(fixture_id), actor="bench")
@@ -178,11 +136,7 @@ def over_https(inst: Instance, n: int, clients: int, workers: int, where: Path) 
             c.close()
         return {"upload_s": uploaded, "current_s": current}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
 
 
 def line(label: str, seconds: float, n: int) -> str:

@@ -47,7 +47,7 @@ from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.pki import profiles
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
 from fabguard.service import catalog, fixtures, orders
-from fabguard.service.config import DATABASE_ENV
+from fabguard.service.config import DATABASE_ENV, HOME_ENV
 from fabguard.service.instance import Instance
 from fabguard.service.seeding import init_instance
 
@@ -58,15 +58,10 @@ UPLOAD_BATCH = 200  # Limits.max_batch_records
 # Set when the run is interrupted or fails: client threads stop after their request in flight.
 STOP = threading.Event()
 
-# Run in the child process: open the instance and serve it until terminated (or orphaned).
+# Run in the child process: `fabguard serve` itself (the production entry point, its GC tuning and
+# --workers included), plus a watchdog that ends it if the bench dies without stopping it.
 SERVER_CODE = """
 import os, sys, threading, time
-from pathlib import Path
-
-import uvicorn
-
-from fabguard.api.server import server_config
-from fabguard.service.instance import Instance
 
 parent = os.getppid()
 
@@ -78,8 +73,10 @@ def exit_when_orphaned():
 
 
 threading.Thread(target=exit_when_orphaned, daemon=True).start()
-inst = Instance.open(Path(sys.argv[1]))
-uvicorn.Server(server_config(inst, host="127.0.0.1", port=int(sys.argv[2]))).run()
+from fabguard.cli.main import main
+
+sys.argv = ["fabguard", "serve", *sys.argv[1:]]
+main()
 """
 
 
@@ -124,12 +121,50 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_tree(pid: int) -> list[int]:
+    """pid and its live descendants (Linux /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc; gone processes count 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in pids:
+        with suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 class ServerProcess:
-    def __init__(self, home: Path, log_path: Path) -> None:
+    """``fabguard serve --workers N`` in its own process, on a free loopback port."""
+
+    def __init__(self, home: Path, log_path: Path, workers: int = 1) -> None:
         self.home = home
         self.port = free_port()
         self.log_path = log_path
+        self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pids(self) -> list[int]:
+        """The server's processes: the one started and any workers it forked."""
+        return [] if self.proc is None else process_tree(self.proc.pid)
+
+    def cpu_s(self) -> float:
+        return cpu_seconds(self.pids)
+
+    @property
+    def serve_args(self) -> list[str]:
+        return ["--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning"]
 
     @property
     def url(self) -> str:
@@ -138,10 +173,10 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> None:
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", SERVER_CODE, str(self.home), str(self.port)],
+                [sys.executable, "-c", SERVER_CODE, *self.serve_args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=dict(os.environ),
+                env={**os.environ, HOME_ENV: str(self.home)},
             )
         ctx = ssl.create_default_context(cafile=str(self.home / "ca" / "root.pem"))
         deadline = time.monotonic() + timeout
@@ -216,15 +251,20 @@ def run_concurrently(
     clients: list[FixtureClient],
     jobs: list[list[PlannedUnit]],
     call: Callable[[FixtureClient, list[PlannedUnit]], None],
+    time_cap_s: float | None = None,
 ) -> float:
-    """Hand the jobs round-robin to one thread per client, release them together, return the wall time."""
+    """Hand the jobs round-robin to one thread per client, release them together, return the wall time.
+
+    With a time cap, no client starts a request after that many seconds (the ones in flight finish)."""
     shares = [jobs[i :: len(clients)] for i in range(len(clients))]
-    barrier = threading.Barrier(len(clients) + 1)
+    released: list[float] = []
+    barrier = threading.Barrier(len(clients) + 1, action=lambda: released.append(time.perf_counter()))
 
     def work(i: int) -> None:
         barrier.wait(timeout=60)
+        deadline = released[0] + time_cap_s if time_cap_s is not None else float("inf")
         for job in shares[i]:
-            if STOP.is_set():
+            if STOP.is_set() or time.perf_counter() > deadline:
                 return
             call(clients[i], job)
 
@@ -232,7 +272,7 @@ def run_concurrently(
         futures = [pool.submit(work, i) for i in range(len(clients))]
         try:
             barrier.wait(timeout=60)
-            start = time.perf_counter()
+            start = released[0]
             for f in futures:
                 f.result()
         except BaseException:
@@ -243,7 +283,9 @@ def run_concurrently(
         return time.perf_counter() - start
 
 
-def provision_one_per_request(clients: list[FixtureClient], order_id: str, units: list[PlannedUnit]) -> RunResult:
+def provision_one_per_request(
+    clients: list[FixtureClient], order_id: str, units: list[PlannedUnit], time_cap_s: float | None = None
+) -> RunResult:
     result = RunResult("1 unit / request", len(units), 0.0)
     lock = threading.Lock()
 
@@ -264,11 +306,18 @@ def provision_one_per_request(clients: list[FixtureClient], order_id: str, units
             else:
                 result.refused[outcome] += 1
 
-    result.wall_s = run_concurrently(clients, [[u] for u in units], call)
+    result.wall_s = run_concurrently(clients, [[u] for u in units], call, time_cap_s)
+    result.units = result.issued + result.refused.total()
     return result
 
 
-def provision_batched(clients: list[FixtureClient], order_id: str, units: list[PlannedUnit], batch: int) -> RunResult:
+def provision_batched(
+    clients: list[FixtureClient],
+    order_id: str,
+    units: list[PlannedUnit],
+    batch: int,
+    time_cap_s: float | None = None,
+) -> RunResult:
     result = RunResult(f"{batch} units / request", len(units), 0.0)
     lock = threading.Lock()
 
@@ -285,7 +334,8 @@ def provision_batched(clients: list[FixtureClient], order_id: str, units: list[P
                     result.refused[answer["error"]["code"]] += 1
 
     jobs = [units[i : i + batch] for i in range(0, len(units), batch)]
-    result.wall_s = run_concurrently(clients, jobs, call)
+    result.wall_s = run_concurrently(clients, jobs, call, time_cap_s)
+    result.units = result.issued + result.refused.total()
     return result
 
 
@@ -374,63 +424,77 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@dataclass
+class BenchLine:
+    """A running bench instance: its server process, enrolled fixtures and one order per unit list."""
+
+    inst: Instance
+    server: ServerProcess
+    clients: list[FixtureClient]
+    product: str
+    order_ids: list[str]
+
+    @property
+    def engine(self) -> str:
+        return self.inst.db.url.get_backend_name()
+
+    def check_used(self, order_id: str, run: RunResult) -> None:
+        """The order's count of used units must be what the clients saw issued."""
+        used = orders.get_order(self.inst, order_id).used
+        if used != run.issued:
+            raise RuntimeError(f"order {order_id} used {used} units but clients saw {run.issued} issued")
+
+
+def bench_environment() -> None:
+    """The bench's passphrase, and no database URL inherited from the caller's environment."""
     os.environ[PASSPHRASE_ENV] = BENCH_PASSPHRASE
     os.environ.pop(PASSPHRASE_FILE_ENV, None)
-    os.environ.pop(DATABASE_ENV, None)  # the engine is the one named here, nothing inherited
-    run_id = secrets.token_hex(3)  # ids stay unique if a PostgreSQL database is reused
-    tmp = Path(tempfile.mkdtemp(prefix="fabguard-bench-"))
-    server: ServerProcess | None = None
+    os.environ.pop(DATABASE_ENV, None)
+
+
+@contextmanager
+def bench_line(
+    where: Path,
+    run_id: str,
+    unit_lists: list[list[PlannedUnit]],
+    *,
+    clients: int,
+    database_url: str | None = None,
+    workers: int = 1,
+) -> Iterator[BenchLine]:
+    """Create an instance in ``where``, one order per unit list (quota = its length), start the server,
+    enrol the fixtures and upload a passing test record for every unit: nothing of this is timed."""
     inst: Instance | None = None
-    clients: list[FixtureClient] = []
+    server: ServerProcess | None = None
+    sessions: list[FixtureClient] = []
     failed = True
     try:
-        with exit_on_termination():
-            home = tmp / "home"
-            log("creating the instance")
-            init_instance(home, organization=ORGANIZATION, database_url=args.database_url)
-            inst = Instance.open(home)
-            engine = inst.db.url.get_backend_name()
-            product, site = f"bench-{run_id}", f"cm-{run_id}"
-            catalog.create_product(inst, product_id=ProductId(product), name="Bench sensor", actor="bench")
-            catalog.create_site(inst, site_id=SiteId(site), name="Bench CM", actor="bench")
-            single_order = orders.create_order(
-                inst, product_id=ProductId(product), site_id=SiteId(site), quota=args.units, actor="bench"
-            )
-            batch_order = orders.create_order(
-                inst, product_id=ProductId(product), site_id=SiteId(site), quota=args.units, actor="bench"
-            )
-
-            log(f"generating {2 * args.units} device keys and CSRs")
-            single_units = plan_units(f"B{run_id}S", args.units)
-            batch_units = plan_units(f"B{run_id}B", args.units)
-
-            log("starting the server process")
-            server = ServerProcess(home, tmp / "server.log")
-            server.start()
-            log(f"enrolling {args.clients} fixtures at {server.url}")
-            creds = enrol_fixtures(inst, server.url, site, tmp / "fixtures", args.clients, run_id)
-            clients = [FixtureClient(c) for c in creds]
-            log(f"uploading {2 * args.units} passing test records")
-            upload_passing_tests(clients, [u.serial for u in single_units + batch_units])
-
-            log(f"provisioning {args.units} units, one per request, {args.clients} clients")
-            single = provision_one_per_request(clients, single_order.id, single_units)
-            log(f"provisioning {args.units} units, {args.batch} per request, {args.clients} clients")
-            batched = provision_batched(clients, batch_order.id, batch_units, args.batch)
-            log(f"crypto-only baseline over {args.units} CSRs")
-            baseline = crypto_baseline(inst, product, single_units)
-
-            for order, run in ((single_order, single), (batch_order, batched)):
-                used = orders.get_order(inst, order.id).used
-                if used != run.issued:
-                    raise RuntimeError(f"order {order.id} used {used} units but clients saw {run.issued} issued")
-            print_report(args, engine, [single, batched], baseline)
-            failed = False
-            return 0 if single.issued == batched.issued == args.units else 1
+        home = where / "home"
+        log("creating the instance")
+        init_instance(home, organization=ORGANIZATION, database_url=database_url)
+        inst = Instance.open(home)
+        product, site = f"bench-{run_id}", f"cm-{run_id}"
+        catalog.create_product(inst, product_id=ProductId(product), name="Bench sensor", actor="bench")
+        catalog.create_site(inst, site_id=SiteId(site), name="Bench CM", actor="bench")
+        order_ids = [
+            orders.create_order(
+                inst, product_id=ProductId(product), site_id=SiteId(site), quota=len(units), actor="bench"
+            ).id
+            for units in unit_lists
+        ]
+        log(f"starting the server process (--workers {workers})")
+        server = ServerProcess(home, where / "server.log", workers=workers)
+        server.start()
+        log(f"enrolling {clients} fixtures at {server.url}")
+        creds = enrol_fixtures(inst, server.url, site, where / "fixtures", clients, run_id)
+        sessions = [FixtureClient(c) for c in creds]
+        serials = [u.serial for units in unit_lists for u in units]
+        log(f"uploading {len(serials)} passing test records")
+        upload_passing_tests(sessions, serials)
+        yield BenchLine(inst, server, sessions, product, order_ids)
+        failed = False
     finally:
-        for c in clients:
+        for c in sessions:
             c.close()
         if server is not None:
             if failed:
@@ -438,6 +502,33 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         if inst is not None:
             inst.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    bench_environment()
+    run_id = secrets.token_hex(3)  # ids stay unique if a PostgreSQL database is reused
+    tmp = Path(tempfile.mkdtemp(prefix="fabguard-bench-"))
+    try:
+        with exit_on_termination():
+            log(f"generating {2 * args.units} device keys and CSRs")
+            single_units = plan_units(f"B{run_id}S", args.units)
+            batch_units = plan_units(f"B{run_id}B", args.units)
+            with bench_line(
+                tmp, run_id, [single_units, batch_units], clients=args.clients, database_url=args.database_url
+            ) as line:
+                single_order, batch_order = line.order_ids
+                log(f"provisioning {args.units} units, one per request, {args.clients} clients")
+                single = provision_one_per_request(line.clients, single_order, single_units)
+                log(f"provisioning {args.units} units, {args.batch} per request, {args.clients} clients")
+                batched = provision_batched(line.clients, batch_order, batch_units, args.batch)
+                log(f"crypto-only baseline over {args.units} CSRs")
+                baseline = crypto_baseline(line.inst, line.product, single_units)
+                line.check_used(single_order, single)
+                line.check_used(batch_order, batched)
+                print_report(args, line.engine, [single, batched], baseline)
+            return 0 if single.issued == batched.issued == args.units else 1
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -1,0 +1,576 @@
+"""FabGuard beside a peer: cfssl's stateless signer and FabGuard's full transaction, same CSRs, same concurrency.
+
+    .venv/bin/python bench/peer.py [--units N] [--clients K] [--batch B] [--cfssl-seconds S]
+                                   [--time-cap S] [--database-url URL] [--profile DIR]
+
+Needs `cfssl` and `wrk` on PATH (Debian: `apt-get install golang-cfssl wrk`) and, unless
+--database-url names an empty PostgreSQL database, the PostgreSQL server binaries (initdb, pg_ctl)
+for a throwaway cluster on a free loopback port. It installs nothing.
+
+One run, in this order, every figure over TLS on loopback with K concurrent clients and the same
+pool of P-256 CSRs (each device's own key, subject = its serial):
+
+1. cfssl: `cfssl serve` (a CA made for the run, P-256) signing at /api/v1/cfssl/sign, driven by
+   `wrk` (K connections, keep-alive, a Lua script rotating through the CSR pool) for S seconds.
+   A stateless signer: no database, no quota, no test gate, no ledger.
+2. FabGuard, one unit per request: `fabguard serve` on SQLite, K fixture threads (httpx, keep-alive,
+   each with its own client certificate: wrk cannot present one, so the driver is Python).
+3. FabGuard, B units per request (/api/v1/units/provision-batch), same server and fixtures.
+4. FabGuard on PostgreSQL, `fabguard serve --workers 2`, one unit per request.
+5. cfssl again, to bracket the FabGuard runs (the machine's load drifts).
+
+Each FabGuard mode provisions N units (every serial with an order quota and a passing test record,
+uploaded before the clock starts) or stops starting requests after the time cap. Each FabGuard
+figure is given as a ratio to the mean of the two cfssl figures, beside issue 14's goals.
+With --profile DIR, py-spy samples the SQLite server during the one-unit-per-request run (that
+figure is then taken under the profiler) and the top functions are printed; see bench/PROFILE.md.
+Clients, servers and PostgreSQL share this machine's cores: the CPU columns say who used them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from provision import (  # bench/provision.py
+    PlannedUnit,
+    RunResult,
+    ServerProcess,
+    bench_environment,
+    bench_line,
+    cpu_seconds,
+    exit_on_termination,
+    free_port,
+    log,
+    plan_units,
+    provision_batched,
+    provision_one_per_request,
+)
+
+INSTALL_HINT = "apt-get install golang-cfssl wrk"
+SIGN_PATH = "/api/v1/cfssl/sign"
+# Issue 14's goals: FabGuard's rate as a share of cfssl's.
+GOALS = {"sqlite-1": 0.5, "sqlite-batch": 1.0, "pg-1": 0.5}
+
+WRK_SCRIPT = r"""
+-- Each wrk thread posts pre-built sign requests, rotating through the CSR pool from its own offset.
+local threads = {}
+local requests = {}
+local next_request = 0
+bad = 0
+
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local headers = {["Content-Type"] = "application/json"}
+  for line in io.lines(args[1]) do
+    requests[#requests + 1] = wrk.format("POST", "/api/v1/cfssl/sign", headers, line)
+  end
+  next_request = (id * math.floor(#requests / tonumber(args[2]))) % #requests
+end
+
+function request()
+  next_request = next_request % #requests + 1
+  return requests[next_request]
+end
+
+function response(status, headers, body)
+  if status ~= 200 or not string.find(body, '"success":true', 1, true) then
+    bad = bad + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local refused = 0
+  for _, t in ipairs(threads) do refused = refused + t:get("bad") end
+  local e = summary.errors
+  io.write(string.format("PEER-RESULT %d %d %d %d %d %d\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), refused,
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+@dataclass
+class Figure:
+    key: str
+    label: str
+    driver: str
+    units: int  # units certified (requests answered with a certificate)
+    requests: int
+    wall_s: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_s: float
+    driver_cpu_s: float
+    server_processes: int
+    failed: int
+
+    @property
+    def units_per_s(self) -> float:
+        return self.units / self.wall_s
+
+
+# ------------------------------------------------------------------ tools
+def find_pg_bin() -> Path | None:
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (d / "initdb").exists() and (d / "pg_ctl").exists():
+            return d
+    return None
+
+
+def missing_tools(need_postgres: bool) -> list[str]:
+    missing = [f"{tool} (Debian package {pkg})" for tool, pkg in (("cfssl", "golang-cfssl"), ("wrk", "wrk"))]
+    missing = [m for m in missing if shutil.which(m.split()[0]) is None]
+    if need_postgres and find_pg_bin() is None:
+        missing.append("initdb/pg_ctl (Debian package postgresql), or pass --database-url")
+    return missing
+
+
+# ------------------------------------------------------------------ the peer: cfssl + wrk
+class Cfssl:
+    """`cfssl serve` with a P-256 CA made by cfssl for this run, over TLS on a free loopback port."""
+
+    def __init__(self, where: Path) -> None:
+        self.where = where
+        where.mkdir(parents=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.config = where / "config.json"
+        self.config.write_text(
+            json.dumps(
+                {
+                    "signing": {
+                        # An IDevID-like leaf: 10 years, digital signature, client auth.
+                        "default": {"expiry": "87600h", "usages": ["digital signature", "client auth"]},
+                        "profiles": {"tls": {"expiry": "24h", "usages": ["digital signature", "server auth"]}},
+                    }
+                }
+            )
+        )
+        self._gencert("ca", {"CN": "Bench Peer CA", "key": {"algo": "ecdsa", "size": 256}}, ["-initca"])
+        tls_request = {"CN": "127.0.0.1", "hosts": ["127.0.0.1"], "key": {"algo": "ecdsa", "size": 256}}
+        ca_args = ["-ca", str(where / "ca.pem"), "-ca-key", str(where / "ca-key.pem"), "-config", str(self.config)]
+        self._gencert("tls", tls_request, [*ca_args, "-profile", "tls"])
+
+    def _gencert(self, name: str, request: Mapping[str, object], args: list[str]) -> None:
+        path = self.where / f"{name}-csr.json"
+        path.write_text(json.dumps(request))
+        out = subprocess.run(["cfssl", "gencert", *args, str(path)], capture_output=True, check=True).stdout
+        made = json.loads(out)
+        (self.where / f"{name}.pem").write_text(made["cert"])
+        (self.where / f"{name}-key.pem").write_text(made["key"])
+        (self.where / f"{name}-key.pem").chmod(0o600)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        w = self.where
+        with (w / "cfssl.log").open("wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    *("cfssl", "serve", "-address", "127.0.0.1", "-port", str(self.port)),
+                    *("-ca", str(w / "ca.pem"), "-ca-key", str(w / "ca-key.pem"), "-config", str(self.config)),
+                    *("-tls-cert", str(w / "tls.pem"), "-tls-key", str(w / "tls-key.pem")),
+                    *("-loglevel", "2"),  # warnings: no line per request (FabGuard runs without an access log)
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 20
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"cfssl serve exited: {(w / 'cfssl.log').read_text()[-1000:]}")
+            with suppress(httpx.TransportError), httpx.Client(verify=str(w / "ca.pem"), timeout=2) as http:
+                if http.post(f"{self.url}/api/v1/cfssl/info", json={}).status_code < 500:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError("cfssl serve did not answer within 20 s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def cfssl_figure(where: Path, label: str, bodies: Path, clients: int, seconds: int) -> Figure:
+    """Start cfssl, check one signature by hand, drive it with wrk for ``seconds``, stop it."""
+    peer = Cfssl(where)
+    peer.start()
+    try:
+        with httpx.Client(verify=str(where / "ca.pem"), timeout=10) as http:
+            first = http.post(f"{peer.url}{SIGN_PATH}", content=bodies.read_text().splitlines()[0]).json()
+        if not first.get("success"):
+            raise RuntimeError(f"cfssl refused a CSR of the pool: {first}")
+        script = where / "sign.lua"
+        script.write_text(WRK_SCRIPT)
+        threads = min(2, clients)
+        assert peer.proc is not None
+        cpu0, wrk0 = cpu_seconds([peer.proc.pid]), resource.getrusage(resource.RUSAGE_CHILDREN)
+        run = subprocess.run(
+            [
+                *("wrk", "-t", str(threads), "-c", str(clients), "-d", f"{seconds}s", "--timeout", "10s"),
+                *("-s", str(script), peer.url, "--", str(bodies), str(threads)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+        )
+        server_cpu = cpu_seconds([peer.proc.pid]) - cpu0
+        wrk1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    finally:
+        peer.stop()
+    found = re.search(r"^PEER-RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)$", run.stdout, re.MULTILINE)
+    if run.returncode != 0 or found is None:
+        raise RuntimeError(f"wrk failed ({run.returncode}): {run.stdout[-1500:]} {run.stderr[-1500:]}")
+    requests, duration_us, p50_us, p99_us, refused, errors = map(int, found.groups())
+    return Figure(
+        key="cfssl",
+        label=label,
+        driver=f"wrk, {threads} threads, {clients} connections",
+        units=requests - refused,
+        requests=requests,
+        wall_s=duration_us / 1e6,
+        p50_ms=p50_us / 1000,
+        p99_ms=p99_us / 1000,
+        server_cpu_s=server_cpu,
+        driver_cpu_s=(wrk1.ru_utime - wrk0.ru_utime) + (wrk1.ru_stime - wrk0.ru_stime),
+        server_processes=1,
+        failed=refused + errors,
+    )
+
+
+def write_sign_bodies(path: Path, units: list[PlannedUnit]) -> None:
+    """One cfssl sign request (JSON) per line, one per CSR of the pool."""
+    path.write_text("".join(json.dumps({"certificate_request": u.csr_pem}) + "\n" for u in units))
+
+
+# ------------------------------------------------------------------ FabGuard
+def fabguard_figure(
+    key: str, label: str, driver: str, server: ServerProcess, run: Callable[[], RunResult]
+) -> tuple[Figure, RunResult]:
+    """Time one FabGuard mode; CPU of the server's process tree and of this process (the driver)."""
+    processes = len(server.pids)
+    cpu0, own0 = server.cpu_s(), os.times()
+    result = run()
+    own1 = os.times()
+    figure = Figure(
+        key=key,
+        label=label,
+        driver=driver,
+        units=result.issued,
+        requests=len(result.latencies_s),
+        wall_s=result.wall_s,
+        p50_ms=result.percentile_ms(50),
+        p99_ms=result.percentile_ms(99),
+        server_cpu_s=server.cpu_s() - cpu0,
+        driver_cpu_s=(own1.user - own0.user) + (own1.system - own0.system),
+        server_processes=processes,
+        failed=result.refused.total(),
+    )
+    return figure, result
+
+
+@contextmanager
+def postgres_database(url: str | None) -> Iterator[str]:
+    """The database named by --database-url, else a throwaway cluster's."""
+    if url is not None:
+        yield url
+        return
+    where = Path(tempfile.mkdtemp(prefix="fabguard-peer-pg-"))
+    try:
+        with throwaway_postgres(where) as made:
+            yield made
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+@contextmanager
+def throwaway_postgres(where: Path) -> Iterator[str]:
+    """A PostgreSQL cluster of its own in ``where`` on a free loopback port (as scripts/test makes one)."""
+    pg_bin = find_pg_bin()
+    if pg_bin is None:
+        raise RuntimeError("no initdb/pg_ctl: install Debian's postgresql, or pass --database-url")
+    as_root = os.geteuid() == 0
+    if as_root:  # initdb refuses to run as root: the cluster belongs to the postgres user
+        shutil.chown(where, "postgres")
+
+    def as_owner(*cmd: str) -> None:
+        line = shlex.join(cmd)
+        argv = ["su", "postgres", "-s", "/bin/sh", "-c", line] if as_root else ["/bin/sh", "-c", line]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{cmd[0]} failed: {done.stdout[-800:]} {done.stderr[-800:]}")
+
+    port = free_port()
+    data = where / "data"
+    as_owner(str(pg_bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "fabguard", "-E", "UTF8", "--no-locale")
+    options = f"-k {where} -c listen_addresses=127.0.0.1 -p {port} -c max_connections=200"
+    as_owner(str(pg_bin / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(where / "log"), "-w", "start")
+    try:
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=port, user="fabguard", dbname="postgres", autocommit=True) as c:
+            c.execute("CREATE DATABASE fabguard_bench")
+        yield f"postgresql+psycopg://fabguard@127.0.0.1:{port}/fabguard_bench"
+    finally:
+        with suppress(RuntimeError):
+            as_owner(str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+
+
+# ------------------------------------------------------------------ the profile
+class Profiler:
+    """`py-spy record` (raw collapsed stacks, idle threads excluded) on a running process, plus one dump."""
+
+    def __init__(self, pid: int, out_dir: Path) -> None:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(spy).exists():
+            raise RuntimeError("--profile needs py-spy: pip install py-spy")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.raw = out_dir / "one-unit-sqlite.collapsed.txt"
+        self.dump = out_dir / "dump.txt"
+        self.spy, self.pid = spy, pid
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Profiler:
+        cmd = [self.spy, "record", "--pid", str(self.pid), "--rate", "200", "--format", "raw", "-o", str(self.raw)]
+        self.proc = subprocess.Popen([*cmd, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(1.0)  # py-spy attaches
+        threading.Timer(5.0, self._dump).start()
+        return self
+
+    def _dump(self) -> None:
+        with self.dump.open("w") as out:
+            subprocess.run([self.spy, "dump", "--pid", str(self.pid)], stdout=out, stderr=subprocess.STDOUT)
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        _, err = self.proc.communicate(timeout=60)
+        if not self.raw.exists():
+            raise RuntimeError(f"py-spy wrote no profile: {err.decode(errors='replace')[-1500:]}")
+
+
+def frame_name(frame: str) -> str:
+    """'function (path/to/file.py:123)' -> 'function (package/file.py)'."""
+    found = re.match(r"(.*) \((.*?)(?::\d+)?\)$", frame)
+    if found is None:
+        return frame
+    func, path = found.groups()
+    for marker in ("site-packages/", "/src/", "python3.11/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{func} ({path})"
+
+
+def summarize_profile(raw: Path, top: int = 15) -> str:
+    """Top self and cumulative functions of py-spy's collapsed stacks, as a percentage of all samples."""
+    self_time: Counter[str] = Counter()
+    cumulative: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [frame_name(f) for f in stack.split(";")]
+        total += count
+        self_time[frames[-1]] += count
+        for name in set(frames):
+            cumulative[name] += count
+    lines = [f"py-spy: {total} samples (non-idle threads), {raw}"]
+    for title, table in (("self", self_time), ("cumulative", cumulative)):
+        lines.append(f"\ntop {top} by {title} time")
+        lines += [f"  {n / total:6.1%}  {name}" for name, n in table.most_common(top)]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ report
+def print_report(args: argparse.Namespace, figures: list[Figure], load: tuple[float, float]) -> None:
+    peers = [f for f in figures if f.key == "cfssl"]
+    peer_rate = sum(f.units_per_s for f in peers) / len(peers)
+    print()
+    print(
+        f"FabGuard beside cfssl: {args.clients} concurrent clients, P-256 CSRs (one key per device), TLS on loopback; "
+        f"FabGuard modes capped at {args.units} units or {args.time_cap:.0f} s"
+    )
+    print(
+        f"host: {os.cpu_count()} cores, Python {platform.python_version()}, load average {load[0]:.1f} before, "
+        f"{load[1]:.1f} after; clients, servers and PostgreSQL share these cores"
+    )
+    print()
+    header = (
+        f"{'run':<40} {'units':>6} {'reqs':>6} {'wall s':>6} {'units/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'failed':>6} {'srv CPU s':>9} {'units/srv CPU s':>15} {'drv CPU s':>9}  {'vs cfssl':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for f in figures:
+        ratio = f"{f.units_per_s / peer_rate:.2f}x" if f.key != "cfssl" else "-"
+        print(
+            f"{f.label:<40} {f.units:>6} {f.requests:>6} {f.wall_s:>6.1f} {f.units_per_s:>8.0f} {f.p50_ms:>7.1f} "
+            f"{f.p99_ms:>7.1f} {f.failed:>6} {f.server_cpu_s:>9.1f} {f.units / max(f.server_cpu_s, 0.01):>15.0f} "
+            f"{f.driver_cpu_s:>9.1f}  {ratio:>8}"
+        )
+    print(f"{'mean of the cfssl runs':<40} {'':>6} {'':>6} {'':>6} {peer_rate:>8.0f}")
+    print()
+    print("goals (issue 14), FabGuard units/s as a share of the mean cfssl rate:")
+    for f in figures:
+        if f.key in GOALS:
+            got, goal = f.units_per_s / peer_rate, GOALS[f.key]
+            print(f"  {f.label:<40} {got:5.2f}x  goal >= {goal:.1f}x  {'met' if got >= goal else 'NOT met'}")
+    print()
+    print("drivers:")
+    for f in figures:
+        print(f"  {f.label:<40} {f.driver}; server processes: {f.server_processes}")
+    print("latency: per HTTP request (a batched request carries several units); wrk's figures are its own")
+    print("CPU: srv = the server's process tree, drv = the load generator, over the timed run; units per server")
+    print("CPU second is the figure least moved by other load on the machine")
+
+
+# ------------------------------------------------------------------ main
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog=f"Needs cfssl and wrk: {INSTALL_HINT}",
+    )
+    p.add_argument("--units", type=int, default=2000, help="units per FabGuard mode (default 2000)")
+    p.add_argument("--clients", type=int, default=16, help="concurrent clients in every run (default 16)")
+    p.add_argument("--batch", type=int, default=50, help="units per request in the batched mode (default 50)")
+    p.add_argument("--cfssl-seconds", type=int, default=10, help="seconds of each wrk run against cfssl (default 10)")
+    p.add_argument("--time-cap", type=float, default=60.0, help="seconds at most per FabGuard mode (default 60)")
+    p.add_argument("--workers", type=int, default=2, help="server processes on PostgreSQL (default 2)")
+    p.add_argument("--database-url", default=None, help="an empty PostgreSQL database (default: a throwaway cluster)")
+    p.add_argument("--profile", type=Path, default=None, help="py-spy the SQLite one-unit run; files go in this dir")
+    args = p.parse_args(argv)
+    if min(args.units, args.clients, args.cfssl_seconds, args.workers) < 1 or not 1 <= args.batch <= 200:
+        p.error("--units, --clients, --cfssl-seconds and --workers must be positive; --batch 1-200")
+    if args.database_url is not None and not args.database_url.startswith("postgresql"):
+        p.error("--database-url must be a PostgreSQL URL (the several-worker run needs PostgreSQL)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    missing = missing_tools(need_postgres=args.database_url is None)
+    if missing:
+        print(f"bench/peer.py needs: {', '.join(missing)}. Install with: {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    bench_environment()
+    run_id = secrets.token_hex(3)
+    tmp = Path(tempfile.mkdtemp(prefix="fabguard-peer-"))
+    load_before = os.getloadavg()[0]
+    figures: list[Figure] = []
+    profile_text = ""
+    try:
+        with exit_on_termination():
+            log(f"generating {3 * args.units} device keys and CSRs")
+            single = plan_units(f"P{run_id}S", args.units)
+            batch = plan_units(f"P{run_id}B", args.units)
+            pg_units = plan_units(f"P{run_id}G", args.units)
+            bodies = tmp / "sign-bodies.jsonl"
+            write_sign_bodies(bodies, single + batch + pg_units)
+
+            log(f"cfssl, {args.cfssl_seconds} s of wrk")
+            figures.append(
+                cfssl_figure(tmp / "cfssl-1", "cfssl serve (first)", bodies, args.clients, args.cfssl_seconds)
+            )
+
+            driver = f"Python httpx, {args.clients} fixture threads, mTLS, keep-alive"
+            cap = args.time_cap
+            with bench_line(tmp / "sqlite", run_id, [single, batch], clients=args.clients) as line:
+                order_1, order_b = line.order_ids
+                sqlite_server = line.server
+
+                def one_unit() -> RunResult:
+                    return provision_one_per_request(line.clients, order_1, single, cap)
+
+                log("FabGuard on SQLite, one unit per request")
+                label = "FabGuard SQLite, 1 unit/request"
+                if args.profile is None:
+                    fig, run = fabguard_figure("sqlite-1", label, driver, sqlite_server, one_unit)
+                else:
+                    assert sqlite_server.proc is not None
+                    with Profiler(sqlite_server.proc.pid, args.profile) as profiler:
+                        fig, run = fabguard_figure("sqlite-1", label + " (py-spy)", driver, sqlite_server, one_unit)
+                    profile_text = summarize_profile(profiler.raw)
+                figures.append(fig)
+                line.check_used(order_1, run)
+
+                log(f"FabGuard on SQLite, {args.batch} units per request")
+                fig, run = fabguard_figure(
+                    "sqlite-batch",
+                    f"FabGuard SQLite, {args.batch} units/request",
+                    driver,
+                    sqlite_server,
+                    lambda: provision_batched(line.clients, order_b, batch, args.batch, cap),
+                )
+                figures.append(fig)
+                line.check_used(order_b, run)
+
+            with (
+                postgres_database(args.database_url) as url,
+                bench_line(
+                    tmp / "pg", run_id, [pg_units], clients=args.clients, database_url=url, workers=args.workers
+                ) as line,
+            ):
+                (order_g,) = line.order_ids
+                log(f"FabGuard on PostgreSQL, --workers {args.workers} ({len(line.server.pids)} server process(es))")
+                fig, run = fabguard_figure(
+                    "pg-1",
+                    f"FabGuard PostgreSQL, --workers {args.workers}, 1/req",
+                    driver,
+                    line.server,
+                    lambda: provision_one_per_request(line.clients, order_g, pg_units, cap),
+                )
+                figures.append(fig)
+                line.check_used(order_g, run)
+
+            log(f"cfssl again, {args.cfssl_seconds} s of wrk")
+            figures.append(
+                cfssl_figure(tmp / "cfssl-2", "cfssl serve (again)", bodies, args.clients, args.cfssl_seconds)
+            )
+            print_report(args, figures, (load_before, os.getloadavg()[0]))
+            if profile_text:
+                print()
+                print(profile_text)
+            return 0 if all(f.failed == 0 for f in figures) else 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
