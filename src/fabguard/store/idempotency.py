@@ -39,8 +39,9 @@ def insert_key(s: Session, fixture_id: str, key: str, part: int, fingerprint: st
     table = cast(Table, IdempotencyKeyRow.__table__)
     ins = postgresql.insert(table) if s.get_bind().dialect.name == "postgresql" else sqlite.insert(table)
     values = {"fixture_id": fixture_id, "key": key, "part": part, "fingerprint": fingerprint, "created_at": now}
-    result = s.execute(ins.values(values).on_conflict_do_nothing())
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    # RETURNING rather than rowcount: psycopg's rowcount for an INSERT .. ON CONFLICT is not to be relied on.
+    inserted = s.execute(ins.values(values).on_conflict_do_nothing().returning(table.c.part)).first()
+    return inserted is not None
 
 
 def find_key(s: Session, fixture_id: str, key: str, part: int) -> IdempotencyKeyRow | None:
