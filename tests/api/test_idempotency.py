@@ -17,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from fabguard.domain.idempotency import IdempotencyKey
 from fabguard.fixture.client import Credentials, FixtureClient, tls_context
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
@@ -226,3 +227,42 @@ def test_keys_expire_after_the_retention_period_and_maintenance_forgets_them(wor
         keys = list(s.execute(select(IdempotencyKeyRow.key)).scalars())
     assert keys == [KEY]  # ...and maintenance forgot the other one, kept the one just taken
     assert idempotency.forget_expired(world.inst) == 0
+
+
+def test_openapi_documents_the_header_on_the_four_writes(world: World) -> None:
+    spec = httpx.get(f"{world.url}/openapi.json", verify=tls_context(world.credentials("fx-1"))).json()
+    for path in (
+        "/api/v1/test-records",
+        "/api/v1/test-records/batch",
+        "/api/v1/units/provision",
+        "/api/v1/units/provision-batch",
+    ):
+        [header] = [p for p in spec["paths"][path]["post"]["parameters"] if p["name"] == "Idempotency-Key"]
+        assert header["in"] == "header" and not header.get("required")
+        assert "idempotency_key_reused" in header["description"]
+
+
+def test_a_batch_whose_process_died_is_in_progress_then_taken_over_and_done_once(world: World) -> None:
+    creds = world.credentials("fx-1")
+    order = world.order(quota=5)
+    device = SimulatedDevice("SN00000001")
+    body = {"order_id": order, "units": [{"serial": device.serial, "csr": device.csr_pem()}]}
+    operation = "POST /api/v1/units/provision-batch"
+    # A process took the key, then died before answering.
+    assert (
+        idempotency.begin_batch(world.inst, idempotency.Keyed.of("fx-1", IdempotencyKey(KEY), operation, body)) is None
+    )
+    with mtls(world, creds) as http:
+        http.post("/api/v1/test-records", json=rec(device.serial))
+        waiting = http.post("/api/v1/units/provision-batch", json=body, headers={"Idempotency-Key": KEY})
+        real = world.inst.clock
+        world.inst.clock = lambda: real() + idempotency.STALE_AFTER + timedelta(seconds=1)
+        try:
+            taken = http.post("/api/v1/units/provision-batch", json=body, headers={"Idempotency-Key": KEY})
+            again = http.post("/api/v1/units/provision-batch", json=body, headers={"Idempotency-Key": KEY})
+        finally:
+            world.inst.clock = real
+    assert waiting.status_code == 409 and waiting.json()["error"]["code"] == "idempotency_key_in_progress"
+    assert taken.status_code == 200 and taken.json()["results"][0]["status"] == "issued"
+    assert again.json() == taken.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert counts(world, "unit.provisioned") == 1 and used(world, order) == 1
