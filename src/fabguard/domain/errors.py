@@ -63,6 +63,7 @@ ERROR_STATUS: dict[str, int] = {
     "configuration_error": 500,
     # The HTTP layer: a body that is not JSON or too large, a method a route does not have, a bug.
     "malformed_json": 400,
+    "idempotency_key_invalid": 400,
     "method_not_allowed": 405,
     "body_too_large": 413,
     "http_error": 400,  # any other HTTP-level error: sent with that error's own status
@@ -84,6 +85,7 @@ ERROR_STATUS: dict[str, int] = {
     "invalid_window": 422,
     "ambiguous_serial": 422,
     "batch_too_large": 422,
+    "idempotency_key_reused": 422,
     "ca_is_root": 422,
     "certificate_invalid": 422,
     "certificate_key_mismatch": 422,
@@ -118,6 +120,7 @@ ERROR_STATUS: dict[str, int] = {
     "ca_revoked": 409,
     "crl_contention": 409,
     "fixture_exists": 409,
+    "idempotency_key_in_progress": 409,
     "no_issuing_ca": 409,
     "order_closed": 409,
     "order_exists": 409,

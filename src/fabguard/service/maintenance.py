@@ -1,4 +1,5 @@
-"""Upkeep of a running server: checkpoints when the ledger grew, CRLs before they lapse.
+"""Upkeep of a running server: checkpoints when the ledger grew, CRLs before they lapse, expired
+idempotency keys forgotten.
 
 A server runs ``run_once`` on a schedule (``fabguard.runtime.workers.MaintenanceSchedule``)."""
 
@@ -6,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from fabguard.service import ledger, revocation
+from fabguard.service import idempotency, ledger, revocation
 from fabguard.service.instance import Instance
 from fabguard.store.db import event_count
 from fabguard.store.models import CheckpointRow
@@ -20,3 +21,4 @@ def run_once(inst: Instance) -> None:
         ledger.make_checkpoint(inst)
     for ca in revocation.ca_names(inst):
         revocation.current_crl(inst, ca)  # re-signs only when close to nextUpdate
+    idempotency.forget_expired(inst)

@@ -40,8 +40,10 @@ from fabguard.domain.values import (
 )
 from fabguard.pki import matter, profiles
 from fabguard.pki.csr import CheckedCsr
+from fabguard.service import idempotency
 from fabguard.service.authorities import USABLE
-from fabguard.service.events import record_refusal
+from fabguard.service.events import record_refusal, refusal_event
+from fabguard.service.idempotency import Answer, Keyed
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event, reserve_quota
 from fabguard.store.models import CertificateAuthority, Order, Product, TestRecordRow, Unit
@@ -97,16 +99,57 @@ def provision_unit(inst: Instance, fixture: FixtureFacts, request: UnitRequest |
             record_unit_refusal(inst, fixture, request.error, order_id=request.order_id, serial=request.serial)
         raise request.error
     try:
-        for attempt in range(_COLLISION_RETRIES):
-            try:
-                return _provision_in_transaction(inst, fixture, request)
-            except IntegrityError:
-                if attempt == _COLLISION_RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+        done = _provision_retrying(inst, fixture, request, None)
     except Refusal as refusal:
         record_unit_refusal(inst, fixture, refusal, order_id=request.order_id.value, serial=request.serial.value)
         raise
+    assert isinstance(done, Provisioned)
+    return done
+
+
+def provision_unit_once(
+    inst: Instance, fixture: FixtureFacts, request: UnitRequest | UnparsedUnit, key: Keyed
+) -> Answer:
+    """:func:`provision_unit` under an idempotency key. The answer, a refusal too (as the draft says: the
+    response, whatever it is), is kept in the transaction that issued the certificate or recorded the
+    refusal; a resend gets it back, and a refusal is recorded once, however often it is resent."""
+    if isinstance(request, UnparsedUnit):
+        if isinstance(request.error, Refusal):
+            return _refuse_once(inst, fixture, key, request.error, request.order_id, request.serial)
+        raise request.error
+    try:
+        done = _provision_retrying(inst, fixture, request, key)
+    except Refusal as refusal:
+        return _refuse_once(inst, fixture, key, refusal, request.order_id.value, request.serial.value)
+    assert isinstance(done, Answer)
+    return done
+
+
+def _provision_retrying(
+    inst: Instance, fixture: FixtureFacts, request: UnitRequest, key: Keyed | None
+) -> Provisioned | Answer:
+    for attempt in range(_COLLISION_RETRIES):
+        try:
+            return _provision_in_transaction(inst, fixture, request, key)
+        except IntegrityError:
+            if attempt == _COLLISION_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _refuse_once(
+    inst: Instance, fixture: FixtureFacts, key: Keyed, refusal: Refusal, order_id: str | None, serial: str | None
+) -> Answer:
+    event = refusal_event(
+        "unit.refused",
+        refusal,
+        at=inst.clock(),
+        fixture_id=fixture.id,
+        order_id=recorded_order_id(order_id),
+        serial=recorded_serial(serial),
+        detail={"site_id": fixture.site_id},
+    )
+    return idempotency.refuse_once(inst, key, event, refusal)
 
 
 def record_unit_refusal(
@@ -138,10 +181,15 @@ def _history(s: Session, product_id: str, serial: str, key_fp: str) -> tuple[Uni
     return history, existing
 
 
-def _provision_in_transaction(inst: Instance, fixture: FixtureFacts, unit: UnitRequest) -> Provisioned:
+def _provision_in_transaction(
+    inst: Instance, fixture: FixtureFacts, unit: UnitRequest, key: Keyed | None
+) -> Provisioned | Answer:
     serial, checked = unit.serial, unit.csr
     now = inst.clock()
     with inst.db.transaction() as s:
+        # The key first: a rival with the same key waits here for this transaction, then replays its answer.
+        if key is not None and (stored := idempotency.take(s, inst, key, now)) is not None:
+            return stored
         # Lock the order row first: requests for one order decide one after another, so a request that
         # waited sees the unit its rival committed (same certificate, or key_reused) rather than only
         # the spent quota. SQLite's immediate transactions already serialise; PostgreSQL needs this.
@@ -180,9 +228,10 @@ def _provision_in_transaction(inst: Instance, fixture: FixtureFacts, unit: UnitR
             fixture_at_order_site(request)
             if existing.order_id != order.id:
                 raise Refusal("serial_has_other_key", f"serial {serial} was provisioned on order {existing.order_id}")
-            return Provisioned(
+            again = Provisioned(
                 serial.value, order.id, existing.certificate_pem, inst.cas.chain_pem(order.issuing_ca, s), True
             )
+            return again if key is None else idempotency.keep(s, key, 200, again.to_dict())
         authorize_issuance(request)
         ca = s.get(CertificateAuthority, order.issuing_ca)
         if ca is None or ca.state not in USABLE:
@@ -192,9 +241,7 @@ def _provision_in_transaction(inst: Instance, fixture: FixtureFacts, unit: UnitR
         if not reserve_quota(s, order.id):
             raise Refusal("quota_exhausted", f"order {order.id} has used all {order.quota} units")
         lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None
-        cert = device_certificate(
-            inst, issuer, checked.public_key, serial, product.id, now, lifetime, order.issuing_ca
-        )
+        cert = device_certificate(inst, issuer, checked.public_key, serial, product.id, now, lifetime, order.issuing_ca)
         pem = cert.public_bytes(serialization.Encoding.PEM).decode()
         cert_serial = format(cert.serial_number, "x")
         cert_sha256 = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
@@ -229,6 +276,13 @@ def _provision_in_transaction(inst: Instance, fixture: FixtureFacts, unit: UnitR
                 "product_id": product.id,
             },
         )
+        if key is not None:
+            return idempotency.keep(
+                s,
+                key,
+                201,
+                Provisioned(serial.value, order.id, pem, inst.cas.chain_pem(order.issuing_ca, s), False).to_dict(),
+            )
     return Provisioned(serial.value, order.id, pem, inst.cas.chain_pem(order.issuing_ca), False)
 
 
@@ -267,16 +321,49 @@ def provision_batch(
     inst: Instance, fixture: FixtureFacts, units: Sequence[UnitRequest | UnparsedUnit]
 ) -> list[dict[str, object]]:
     """Many units in one request, each decided on its own (one transaction each), answered in order."""
-    if not units:
-        raise InvalidRequest("units must be a non-empty list of {serial, csr}")
-    if len(units) > inst.limits.max_batch_units:
-        raise InvalidRequest(f"a batch may hold at most {inst.limits.max_batch_units} units", code="batch_too_large")
+    _check_batch(inst, units)
     results: list[dict[str, object]] = []
     for unit in units:
         try:
             done = provision_unit(inst, fixture, unit)
             results.append({"status": "issued", **done.to_dict()})
         except FabGuardError as exc:
-            serial = unit.serial if isinstance(unit, UnparsedUnit) else unit.serial.value
-            results.append({"status": "refused", "serial": serial, **exc.to_dict()})
+            results.append({"status": "refused", "serial": _serial_of(unit), **exc.to_dict()})
     return results
+
+
+def provision_batch_once(
+    inst: Instance, fixture: FixtureFacts, units: Sequence[tuple[UnitRequest | UnparsedUnit, object]], key: Keyed
+) -> Answer:
+    """:func:`provision_batch` under an idempotency key; ``units`` pairs each request with its JSON (for
+    its part's fingerprint). Each unit's answer is kept in its own transaction, the batch's at the end."""
+    _check_batch(inst, [u for u, _ in units])
+    stored = idempotency.begin_batch(inst, key)
+    if stored is not None:
+        return stored
+    results: list[dict[str, object]] = []
+    try:
+        for index, (unit, body) in enumerate(units):
+            try:
+                answer = provision_unit_once(inst, fixture, unit, key.unit(index, body))
+            except FabGuardError as exc:
+                answer = Answer(exc.status, exc.to_dict())
+            if answer.status < 400:
+                results.append({"status": "issued", **answer.body})
+            else:
+                results.append({"status": "refused", "serial": _serial_of(unit), **answer.body})
+    except BaseException:
+        idempotency.abandon_batch(inst, key)
+        raise
+    return idempotency.finish_batch(inst, key, {"results": results})
+
+
+def _check_batch(inst: Instance, units: Sequence[UnitRequest | UnparsedUnit]) -> None:
+    if not units:
+        raise InvalidRequest("units must be a non-empty list of {serial, csr}")
+    if len(units) > inst.limits.max_batch_units:
+        raise InvalidRequest(f"a batch may hold at most {inst.limits.max_batch_units} units", code="batch_too_large")
+
+
+def _serial_of(unit: UnitRequest | UnparsedUnit) -> str | None:
+    return unit.serial if isinstance(unit, UnparsedUnit) else unit.serial.value

@@ -18,6 +18,7 @@ class Limits:
     fixture_cert_days: int = 730
     max_page: int = 1000
     checkpoint_seconds: int = 30
+    idempotency_key_hours: int = 24
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +13,7 @@ from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.testrecord import TestRecord, TestRecordInvalid, parse_openhtf_record, stored_text
 from fabguard.domain.values import recorded_serial
 from fabguard.service.events import refusal_event
+from fabguard.service.idempotency import Answer, Keyed, keep, take
 from fabguard.service.instance import Instance
 from fabguard.store.db import NewEvent, append_events
 from fabguard.store.models import TestRecordRow
@@ -47,15 +48,21 @@ def _refusal(fixture: FixtureFacts, data: JsonObject, exc: FabGuardError, at: da
     return refusal_event("test.refused", exc, at=at, fixture_id=fixture.id, serial=serial)
 
 
+Outcome = list[StoredRecord | FabGuardError]
+# How a keyed request's answer is made from its outcome: HTTP status and JSON body.
+Answering = tuple[Keyed, Callable[[Outcome], tuple[int, dict[str, object]]]]
+
+
 def _store(
-    inst: Instance, fixture: FixtureFacts, records: Sequence[JsonObject]
-) -> list[StoredRecord | FabGuardError]:
+    inst: Instance, fixture: FixtureFacts, records: Sequence[JsonObject], keyed: Answering | None = None
+) -> Outcome | Answer:
     """Check each record, then store the good ones and log the refusals of the bad ones in one transaction.
 
     Their events keep the upload's order. One transaction for a batch: a fast line's upload of 200
     records is a few statements, and a failure before the commit (the database gone) stores none of
-    them, so resending the batch after an error answer stores each record once (an answer lost after
-    the commit is another matter: records are append-only, so a resend then stores them again).
+    them, so resending the batch after an error answer stores each record once. An answer lost after
+    the commit is another matter (records are append-only): with an idempotency key (``keyed``) the
+    answer is kept in the same transaction, and a resend gets it back (an ``Answer``) storing nothing.
     """
     checked: list[tuple[TestRecord, str] | FabGuardError] = []
     for data in records:
@@ -79,6 +86,8 @@ def _store(
         for record, raw in (c for c in checked if not isinstance(c, FabGuardError))
     ]
     with inst.db.transaction() as s:
+        if keyed is not None and (stored_answer := take(s, inst, keyed[0], now)) is not None:
+            return stored_answer
         ids = iter(
             s.execute(insert(TestRecordRow).returning(TestRecordRow.id, sort_by_parameter_order=True), rows)
             .scalars()
@@ -113,28 +122,62 @@ def _store(
                 )
             )
         append_events(s, events)
+        if keyed is not None:
+            return keep(s, keyed[0], *keyed[1](out))
     return out
 
 
 def record_test(inst: Instance, fixture: FixtureFacts, data: JsonObject) -> StoredRecord:
     """Check and store one OpenHTF-shaped record uploaded by ``fixture``; a bad record is refused and logged."""
-    (result,) = _store(inst, fixture, [data])
+    outcome = _store(inst, fixture, [data])
+    assert not isinstance(outcome, Answer)
+    (result,) = outcome
     if isinstance(result, FabGuardError):
         raise result
     return result
 
 
-def record_tests(inst: Instance, fixture: FixtureFacts, records: Sequence[JsonObject]) -> list[dict[str, object]]:
-    """Batch upload: each record is checked on its own (a bad one is refused, the others stored), and
-    the batch is stored in one transaction."""
+def record_test_once(inst: Instance, fixture: FixtureFacts, data: JsonObject, key: Keyed) -> Answer:
+    """:func:`record_test` under an idempotency key: the answer (201, or the refusal) is kept with the record."""
+    answer = _store(inst, fixture, [data], (key, _single_answer))
+    assert isinstance(answer, Answer)
+    return answer
+
+
+def _single_answer(outcome: Outcome) -> tuple[int, dict[str, object]]:
+    (result,) = outcome
+    return (result.status, result.to_dict()) if isinstance(result, FabGuardError) else (201, result.to_dict())
+
+
+def _check_batch(inst: Instance, records: Sequence[JsonObject]) -> None:
     if len(records) > inst.limits.max_batch_records:
         raise InvalidRequest(
             f"a batch may hold at most {inst.limits.max_batch_records} records", code="batch_too_large"
         )
+
+
+def _results(outcome: Outcome) -> list[dict[str, object]]:
     return [
         {"status": "refused", **r.to_dict()} if isinstance(r, FabGuardError) else {"status": "stored", **r.to_dict()}
-        for r in _store(inst, fixture, records)
+        for r in outcome
     ]
+
+
+def record_tests(inst: Instance, fixture: FixtureFacts, records: Sequence[JsonObject]) -> list[dict[str, object]]:
+    """Batch upload: each record is checked on its own (a bad one is refused, the others stored), and
+    the batch is stored in one transaction."""
+    _check_batch(inst, records)
+    outcome = _store(inst, fixture, records)
+    assert not isinstance(outcome, Answer)
+    return _results(outcome)
+
+
+def record_tests_once(inst: Instance, fixture: FixtureFacts, records: Sequence[JsonObject], key: Keyed) -> Answer:
+    """:func:`record_tests` under an idempotency key: the answer (200 and the results) is kept with the records."""
+    _check_batch(inst, records)
+    answer = _store(inst, fixture, records, (key, lambda outcome: (200, {"results": _results(outcome)})))
+    assert isinstance(answer, Answer)
+    return answer
 
 
 def records_for_serial(inst: Instance, serial: str) -> list[dict[str, object]]:

@@ -1,17 +1,51 @@
-"""The fixture station's calls (TLS client certificate): whoami, test records, provisioning."""
+"""The fixture station's calls (TLS client certificate): whoami, test records, provisioning.
+
+The four writing calls take an optional ``Idempotency-Key`` header (``service.idempotency``): with it, a
+resend of the same request gets the first answer back (``Idempotent-Replayed: true``) and stores nothing."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Header, Response
+from fastapi.responses import JSONResponse
 
 from fabguard.api import parsing
 from fabguard.api.deps import Fixture, Inst
 from fabguard.api.schemas import ProvisionBatchIn, ProvisionIn, TestRecordsIn
+from fabguard.domain.idempotency import IdempotencyKey
 from fabguard.service import provisioning, testrecords
+from fabguard.service.idempotency import Answer, Keyed
 
 router = APIRouter(tags=["fixture"])
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+KeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description=(
+            "A key the fixture chose for this one request (a UUID, say; 1 to 255 printable ASCII characters, "
+            "bare or as a quoted structured-field string). The answer is stored with the work, in the same "
+            "transaction, for `idempotency_key_hours` (24 h): a resend with the same key and the same body "
+            "gets that answer again, with `Idempotent-Replayed: true`, and stores nothing (a refusal is "
+            "replayed too, and recorded once). The same key with another body is refused with "
+            "`idempotency_key_reused` (422); a key whose batch is still at work with "
+            "`idempotency_key_in_progress` (409); a malformed key with `idempotency_key_invalid` (400). "
+            "Without the header a resend is a new request."
+        ),
+    ),
+]
+
+
+def _keyed(f: Fixture, header: str, operation: str, body: object) -> Keyed:
+    return Keyed.of(f.id, IdempotencyKey.parse(header), operation, body)
+
+
+def _answered(answer: Answer) -> JSONResponse:
+    headers = {REPLAYED_HEADER: "true"} if answer.replayed else {}
+    return JSONResponse(answer.body, status_code=answer.status, headers=headers)
 
 
 @router.get("/api/v1/fixture/whoami")
@@ -19,34 +53,55 @@ def whoami(f: Fixture) -> dict[str, str]:
     return {"fixture_id": f.id, "site_id": f.site_id}
 
 
-@router.post("/api/v1/test-records", status_code=201)
-def upload_test_record(inst: Inst, record: Annotated[dict[str, Any], Body()], f: Fixture) -> dict[str, object]:
+@router.post("/api/v1/test-records", status_code=201, response_model=None)
+def upload_test_record(
+    inst: Inst, record: Annotated[dict[str, Any], Body()], f: Fixture, idempotency_key: KeyHeader = None
+) -> dict[str, object] | JSONResponse:
     """One OpenHTF JSON test record (as written by OpenHTF's OutputToJSON)."""
-    return testrecords.record_test(inst, f, record).to_dict()
+    if idempotency_key is None:
+        return testrecords.record_test(inst, f, record).to_dict()
+    key = _keyed(f, idempotency_key, "POST /api/v1/test-records", record)
+    return _answered(testrecords.record_test_once(inst, f, record, key))
 
 
-@router.post("/api/v1/test-records/batch")
-def upload_test_records(inst: Inst, body: TestRecordsIn, f: Fixture) -> dict[str, Any]:
+@router.post("/api/v1/test-records/batch", response_model=None)
+def upload_test_records(
+    inst: Inst, body: TestRecordsIn, f: Fixture, idempotency_key: KeyHeader = None
+) -> dict[str, Any] | JSONResponse:
     """Up to ``max_batch_records`` (200) records: each is checked on its own and answered in order
     (``stored`` with its id, or ``refused`` with the error); the stored ones and the refusals are
     written in one transaction, so a request that failed with an error status stored none of them."""
-    return {"results": testrecords.record_tests(inst, f, body.records)}
+    if idempotency_key is None:
+        return {"results": testrecords.record_tests(inst, f, body.records)}
+    key = _keyed(f, idempotency_key, "POST /api/v1/test-records/batch", body.model_dump(mode="json"))
+    return _answered(testrecords.record_tests_once(inst, f, body.records, key))
 
 
-@router.post("/api/v1/units/provision")
-def provision(inst: Inst, body: ProvisionIn, f: Fixture, response: Response) -> dict[str, object]:
+@router.post("/api/v1/units/provision", response_model=None)
+def provision(
+    inst: Inst, body: ProvisionIn, f: Fixture, response: Response, idempotency_key: KeyHeader = None
+) -> dict[str, object] | JSONResponse:
     """Check and, if allowed, issue one unit's device certificate (201; 200 for an idempotent retry)."""
     unit = parsing.unit_request(body.order_id, body.serial, body.csr, max_csr_bytes=inst.limits.max_csr_bytes)
+    if idempotency_key is not None:
+        key = _keyed(f, idempotency_key, "POST /api/v1/units/provision", body.model_dump(mode="json"))
+        return _answered(provisioning.provision_unit_once(inst, f, unit, key))
     done = provisioning.provision_unit(inst, f, unit)
     response.status_code = 200 if done.replayed else 201
     return done.to_dict()
 
 
-@router.post("/api/v1/units/provision-batch")
-def provision_batch(inst: Inst, body: ProvisionBatchIn, f: Fixture) -> dict[str, Any]:
+@router.post("/api/v1/units/provision-batch", response_model=None)
+def provision_batch(
+    inst: Inst, body: ProvisionBatchIn, f: Fixture, idempotency_key: KeyHeader = None
+) -> dict[str, Any] | JSONResponse:
     """Many units in one request; each is decided on its own and has its own status."""
     units = [
         parsing.batch_unit_request(body.order_id, u.serial, u.csr, max_csr_bytes=inst.limits.max_csr_bytes)
         for u in body.units
     ]
-    return {"results": provisioning.provision_batch(inst, f, units)}
+    if idempotency_key is None:
+        return {"results": provisioning.provision_batch(inst, f, units)}
+    key = _keyed(f, idempotency_key, "POST /api/v1/units/provision-batch", body.model_dump(mode="json"))
+    pairs = [(unit, u.model_dump(mode="json")) for unit, u in zip(units, body.units, strict=True)]
+    return _answered(provisioning.provision_batch_once(inst, f, pairs, key))

@@ -1,0 +1,133 @@
+"""Exactly-once fixture requests: an ``Idempotency-Key`` keeps a request's answer with its work.
+
+The answer is stored in the transaction that does the work, so a resend after a lost answer finds
+either nothing (the work rolled back: it is done now) or the answer (the work committed: it is
+replayed, and nothing is stored twice). Taking the key is the transaction's first write: on
+PostgreSQL a concurrent request with the same key waits for the first one's commit and then replays
+its answer; on SQLite writers queue anyway. A batch of provisioning requests runs one transaction per
+unit, so its own row is taken first, in a short transaction of its own (a rival meanwhile gets
+``idempotency_key_in_progress``), and each unit's answer is kept as a part of the key in that unit's
+transaction; a batch whose process died is taken over after ``STALE_AFTER``, its finished units replayed.
+Keys are forgotten ``Limits.idempotency_key_hours`` after they were taken.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from fabguard.domain.errors import Conflict, FabGuardError, InvalidRequest
+from fabguard.domain.idempotency import IdempotencyKey, request_fingerprint
+from fabguard.service.instance import Instance
+from fabguard.store import idempotency as rows
+from fabguard.store.db import NewEvent, append_events
+
+# A batch still unanswered this long after it was taken belongs to a process that died.
+STALE_AFTER = timedelta(minutes=5)
+_IN_PROGRESS = "the request with this Idempotency-Key is still being worked on; send it again later"
+
+
+@dataclass(frozen=True, slots=True)
+class Keyed:
+    """One fixture's key for one request (``part`` 0) or for one unit of its batch (``part`` ``i + 1``)."""
+
+    fixture_id: str
+    key: str
+    fingerprint: str
+    part: int = 0
+
+    @classmethod
+    def of(cls, fixture_id: str, key: IdempotencyKey, operation: str, body: object) -> Keyed:
+        return cls(fixture_id, key.value, request_fingerprint(operation, body))
+
+    def unit(self, index: int, body: object) -> Keyed:
+        return replace(self, part=index + 1, fingerprint=request_fingerprint(f"unit {index}", body))
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a keyed request was answered: HTTP status and JSON body; ``replayed`` when it was stored before."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+def _expired_before(inst: Instance, now: datetime) -> datetime:
+    return now - timedelta(hours=inst.limits.idempotency_key_hours)
+
+
+def _stored(row: rows.IdempotencyKeyRow | None, keyed: Keyed) -> Answer:
+    if row is None:  # taken and forgotten between our insert and our read: only a bug or a clock jump
+        raise Conflict(_IN_PROGRESS, code="idempotency_key_in_progress")
+    if row.fingerprint != keyed.fingerprint:
+        raise InvalidRequest(
+            "this Idempotency-Key was used for a different request; use a new key for a new request",
+            code="idempotency_key_reused",
+        )
+    if row.status is None or row.body is None:
+        raise Conflict(_IN_PROGRESS, code="idempotency_key_in_progress")
+    return Answer(row.status, json.loads(row.body), replayed=True)
+
+
+def take(s: Session, inst: Instance, keyed: Keyed, now: datetime) -> Answer | None:
+    """Take the key in the caller's transaction (None: do the work, then :func:`keep`), or the stored answer.
+
+    Raises ``idempotency_key_reused`` when the key was taken for another body and
+    ``idempotency_key_in_progress`` when its batch is still at work."""
+    rows.delete_expired(s, _expired_before(inst, now), fixture_id=keyed.fixture_id, key=keyed.key)
+    if rows.insert_key(s, keyed.fixture_id, keyed.key, keyed.part, keyed.fingerprint, now):
+        return None
+    return _stored(rows.find_key(s, keyed.fixture_id, keyed.key, keyed.part), keyed)
+
+
+def keep(s: Session, keyed: Keyed, status: int, body: dict[str, Any]) -> Answer:
+    """Store the answer under a key this transaction took."""
+    rows.set_answer(s, keyed.fixture_id, keyed.key, keyed.part, status, json.dumps(body, separators=(",", ":")))
+    return Answer(status, body)
+
+
+def refuse_once(inst: Instance, keyed: Keyed, event: NewEvent, error: FabGuardError) -> Answer:
+    """Record a refusal and keep it as the key's answer, in one transaction; a key already answered (a
+    rival's answer, or this request's own before a lost answer) is replayed and nothing is recorded again."""
+    with inst.db.transaction() as s:
+        stored = take(s, inst, keyed, event.at)
+        if stored is not None:
+            return stored
+        append_events(s, [event])
+        return keep(s, keyed, error.status, error.to_dict())
+
+
+def begin_batch(inst: Instance, keyed: Keyed) -> Answer | None:
+    """Take a batch's key in a transaction of its own, so that rivals see it at work: None to go ahead,
+    else its stored answer; raises ``idempotency_key_in_progress`` while it is at work (unless its
+    process died: it is then taken over) and ``idempotency_key_reused``."""
+    now = inst.clock()
+    with inst.db.transaction() as s:
+        try:
+            return take(s, inst, keyed, now)
+        except Conflict:
+            if not rows.take_over_stale(s, keyed.fixture_id, keyed.key, now - STALE_AFTER, now):
+                raise
+    return None
+
+
+def finish_batch(inst: Instance, keyed: Keyed, body: dict[str, Any]) -> Answer:
+    with inst.db.transaction() as s:
+        return keep(s, keyed, 200, body)
+
+
+def abandon_batch(inst: Instance, keyed: Keyed) -> None:
+    """A batch that failed with an error: free its key for a resend (its units' answers stay, and replay)."""
+    with inst.db.transaction() as s:
+        rows.delete_key(s, keyed.fixture_id, keyed.key, part=0)
+
+
+def forget_expired(inst: Instance) -> int:
+    """Maintenance: forget keys older than the retention period; returns how many rows went."""
+    with inst.db.transaction() as s:
+        return rows.delete_expired(s, _expired_before(inst, inst.clock()))

@@ -1,0 +1,96 @@
+"""Idempotency keys: per fixture, key and part, the request's fingerprint and the answer given to it.
+
+``part`` 0 is the request itself; a batch of provisioning requests keeps each unit's answer as part
+``index + 1`` beside it. A row without a status is a request still at work (only a batch's row is ever
+seen so: the others get their answer in the transaction that took them).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import ColumnElement, Integer, String, Table, Text, and_, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from fabguard.store.base import Base, UTCDateTime
+
+
+class IdempotencyKeyRow(Base):
+    __tablename__ = "idempotency_keys"
+    fixture_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+def _pk(fixture_id: str, key: str, part: int) -> ColumnElement[bool]:
+    t = IdempotencyKeyRow
+    return and_(t.fixture_id == fixture_id, t.key == key, t.part == part)
+
+
+def insert_key(s: Session, fixture_id: str, key: str, part: int, fingerprint: str, now: datetime) -> bool:
+    """Take the key: True if this transaction inserted it. On PostgreSQL a rival transaction holding the
+    same key makes this wait for its end; False then means the rival committed (its row is readable)."""
+    table = cast(Table, IdempotencyKeyRow.__table__)
+    ins = postgresql.insert(table) if s.get_bind().dialect.name == "postgresql" else sqlite.insert(table)
+    values = {"fixture_id": fixture_id, "key": key, "part": part, "fingerprint": fingerprint, "created_at": now}
+    # RETURNING rather than rowcount: psycopg's rowcount for an INSERT .. ON CONFLICT is not to be relied on.
+    inserted = s.execute(ins.values(values).on_conflict_do_nothing().returning(table.c.part)).first()
+    return inserted is not None
+
+
+def find_key(s: Session, fixture_id: str, key: str, part: int) -> IdempotencyKeyRow | None:
+    return s.execute(select(IdempotencyKeyRow).where(_pk(fixture_id, key, part))).scalar_one_or_none()
+
+
+def set_answer(s: Session, fixture_id: str, key: str, part: int, status: int, body: str) -> None:
+    s.execute(
+        update(IdempotencyKeyRow)
+        .where(_pk(fixture_id, key, part))
+        .values(status=status, body=body)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def take_over_stale(s: Session, fixture_id: str, key: str, before: datetime, now: datetime) -> bool:
+    """Restart a request (part 0) still unanswered since ``before`` (its process died): True if this one did."""
+    t = IdempotencyKeyRow
+    result = s.execute(
+        update(t)
+        .where(_pk(fixture_id, key, 0), t.status.is_(None), t.created_at < before)
+        .values(created_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def delete_key(s: Session, fixture_id: str, key: str, *, part: int | None = None) -> None:
+    """Forget a key (all its parts, or one)."""
+    t = IdempotencyKeyRow
+    q = delete(t).where(t.fixture_id == fixture_id, t.key == key)
+    s.execute(q if part is None else q.where(t.part == part))
+
+
+def delete_expired(s: Session, before: datetime, *, fixture_id: str | None = None, key: str | None = None) -> int:
+    """Forget keys taken before ``before`` (all, or one fixture's one key); returns how many rows went."""
+    t = IdempotencyKeyRow
+    q = delete(t).where(t.created_at < before)
+    if fixture_id is not None and key is not None:
+        q = q.where(t.fixture_id == fixture_id, t.key == key)
+    return int(s.execute(q).rowcount)  # type: ignore[attr-defined]
+
+
+__all__ = [
+    "IdempotencyKeyRow",
+    "delete_expired",
+    "delete_key",
+    "find_key",
+    "insert_key",
+    "set_answer",
+    "take_over_stale",
+]
