@@ -1,4 +1,4 @@
-"""Every route of the OpenAPI document × every kind of caller answers as docs/roles.md says.
+"""Every route of the OpenAPI document, as every kind of caller, answers as docs/roles.md says.
 
 The table is parsed from the document, so the doc and the code cannot drift; a route missing from it
 fails. Requests go in process to the ASGI app (one instance, minimal bodies), with a fixture's client
@@ -233,7 +233,12 @@ def test_every_route_answers_every_caller_as_the_role_table_says(matrix: Matrix)
 
 def test_an_operator_lists_only_its_own_sites_orders(matrix: Matrix) -> None:
     orders.create_order(
-        matrix.inst, order_id=OrderId("po-b"), product_id=ProductId("sensor"), site_id=SiteId("cm-b"), quota=1, actor="t"
+        matrix.inst,
+        order_id=OrderId("po-b"),
+        product_id=ProductId("sensor"),
+        site_id=SiteId("cm-b"),
+        quota=1,
+        actor="t",
     )
 
     def listed(caller: str) -> set[str]:
