@@ -880,13 +880,13 @@ def test_auditor_can_read_orders_but_not_create_them(ctx: Ctx) -> None:
     assert orders.get_order(ctx.inst, ctx.order).state == "active"
 
 
-def test_engineer_cannot_create_fixtures_or_products(ctx: Ctx) -> None:
+def test_engineer_cannot_create_fixtures_or_tokens(ctx: Ctx) -> None:
     _, secret = tokens.create_token(ctx.inst, name="engineer", role="engineer", actor="test")
     with _admin_with(ctx, f"Bearer {secret}") as engineer:
         before = snapshot(ctx.inst)
         response = engineer.post("/api/v1/fixtures", json={"id": "fx-rogue", "site_id": "cm-a"})
         assert_rejected(ctx.inst, response, before, status=403, code="forbidden")
-        response = engineer.post("/api/v1/products", json={"id": "rogue", "name": "Rogue"})
+        response = engineer.post("/api/v1/tokens", json={"name": "rogue", "role": "admin"})
         assert_rejected(ctx.inst, response, before, status=403, code="forbidden")
 
 

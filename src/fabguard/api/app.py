@@ -9,7 +9,6 @@ from typing import Any
 from fastapi import FastAPI
 
 from fabguard import __version__
-from fabguard.api import deps
 from fabguard.api.dashboard import install_dashboard
 from fabguard.api.errors import BodyLimit, install_error_handlers
 from fabguard.api.routes import (
@@ -57,7 +56,7 @@ def create_app(inst: Instance) -> Any:
     for routes in (meta, tokens, catalog, orders, fixtures, audit, ledger, reports, authorities, revocation, station):
         app.include_router(routes.router)
     app.include_router(est.router)
-    install_dashboard(app, inst, deps.reader)
+    install_dashboard(app, inst)
     app.include_router(firmware.router)
     return BodyLimit(app, inst.limits.max_body_bytes)
 

@@ -2,18 +2,18 @@
 metrics, and the page itself. Installed on the app by ``install_dashboard``.
 """
 
-# No "from __future__ import annotations": FastAPI must resolve the dependency alias defined inside
-# install_dashboard at definition time.
+# No "from __future__ import annotations": FastAPI resolves the routes' annotations, closures included,
+# at definition time.
 
 import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
+from fastapi import Body, FastAPI, Path, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -21,9 +21,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 
+from fabguard.api.deps import Reader, SiteReader, visible_order
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role
-from fabguard.service import analytics, tokens
+from fabguard.service import analytics, orders, tokens
 from fabguard.service.instance import Instance
 from fabguard.service.metrics import production_metrics
 from fabguard.web import STATIC_DIR
@@ -109,9 +110,8 @@ class ProductionCollector(Collector):
         yield from (quota, used, refusals, tests, last, events, open_alerts)
 
 
-def install_dashboard(app: FastAPI, inst: Instance, reader_dep: Callable[..., tokens.Principal]) -> None:
+def install_dashboard(app: FastAPI, inst: Instance) -> None:
     """Add the dashboard's API routes, the event stream, ``/metrics`` and the page at ``/``."""
-    Reader = Annotated[tokens.Principal, Depends(reader_dep)]
     snapshots = SnapshotCache(inst)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ProductionCollector(inst))
@@ -155,8 +155,11 @@ def install_dashboard(app: FastAPI, inst: Instance, reader_dep: Callable[..., to
             ) from None
 
     @app.get("/api/v1/stats/orders/{order_id}", tags=["analytics"])
-    def stats_order(order_id: str, _: Reader) -> dict[str, Any]:
-        """One order: burn-down and projected exhaustion, throughput, refusals, yield and Cpk/Ppk at its site."""
+    def stats_order(order_id: str, p: SiteReader) -> dict[str, Any]:
+        """One order: burn-down and projected exhaustion, throughput, refusals, yield and Cpk/Ppk at its site.
+
+        Another site's order is not found for an operator's token."""
+        visible_order(p, orders.get_order(inst, order_id))
         return analytics.order_stats(inst, order_id)
 
     @app.get("/api/v1/alerts", tags=["analytics"])

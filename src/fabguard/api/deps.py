@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fabguard.api.tls import client_cert_der
+from fabguard.domain.errors import NotFound
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import Role
 from fabguard.service import fixtures, tokens
 from fabguard.service.instance import Instance
+from fabguard.service.orders import OrderView
 
 # Bounded integers: a value past 64 bits is a 422, never an overflow deep in the database driver.
 Count = Annotated[int, Query(ge=0, le=2**62)]
@@ -29,30 +32,38 @@ def instance(request: Request) -> Instance:
 Inst = Annotated[Instance, Depends(instance)]
 
 
-def principal(
-    inst: Inst, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> tokens.Principal:
+def principal(inst: Inst, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> tokens.Principal:
     return tokens.authenticate_token(inst, creds.credentials if creds else None)
 
 
-def operator(p: Annotated[tokens.Principal, Depends(principal)]) -> tokens.Principal:
-    p.require(Role.ENGINEER)
-    return p
+def allow(*roles: Role) -> Callable[[tokens.Principal], tokens.Principal]:
+    """A dependency admitting a bearer token of one of ``roles`` (admin passes every check): 403 otherwise.
+
+    The routes' ``Annotated`` aliases below are the one place each role set is declared; docs/roles.md
+    is the table they implement and tests/api/test_role_matrix.py holds them to it."""
+
+    def check(p: Annotated[tokens.Principal, Depends(principal)]) -> tokens.Principal:
+        p.require(*roles)
+        return p
+
+    return check
 
 
-def admin(p: Annotated[tokens.Principal, Depends(principal)]) -> tokens.Principal:
-    p.require(Role.ADMIN)
-    return p
+# Who may do what (docs/roles.md). Admin passes every check; an operator only SiteReader's routes,
+# which show it its own site and answer another site's order as not found.
+engineer = allow(Role.ENGINEER)
+admin = allow(Role.ADMIN)
+approver = allow(Role.APPROVER)
+reader = allow(Role.ENGINEER, Role.AUDITOR, Role.APPROVER)
+site_reader = allow(Role.ENGINEER, Role.AUDITOR, Role.APPROVER, Role.OPERATOR)
 
 
-def approver(p: Annotated[tokens.Principal, Depends(principal)]) -> tokens.Principal:
-    p.require(Role.APPROVER)
-    return p
-
-
-def reader(p: Annotated[tokens.Principal, Depends(principal)]) -> tokens.Principal:
-    p.require(Role.ENGINEER, Role.AUDITOR, Role.APPROVER)
-    return p
+def visible_order(p: tokens.Principal, order: OrderView) -> OrderView:
+    """The order, if ``p`` may see its site; an operator asking for another site's order is told it does
+    not exist (404 ``order_not_found``, the same answer as for an absent order), so ids do not leak."""
+    if not p.sees_site(order.site_id):
+        raise NotFound(f"no order {order.id!r}", code="order_not_found")
+    return order
 
 
 def fixture(inst: Inst, request: Request) -> FixtureFacts:
@@ -60,7 +71,8 @@ def fixture(inst: Inst, request: Request) -> FixtureFacts:
     return fixtures.authenticate_fixture(inst, client_cert_der(request.scope), route=request.url.path)
 
 
-Operator = Annotated[tokens.Principal, Depends(operator)]
+Engineer = Annotated[tokens.Principal, Depends(engineer)]
+SiteReader = Annotated[tokens.Principal, Depends(site_reader)]
 Admin = Annotated[tokens.Principal, Depends(admin)]
 Approver = Annotated[tokens.Principal, Depends(approver)]
 Reader = Annotated[tokens.Principal, Depends(reader)]
@@ -71,15 +83,19 @@ __all__ = [
     "Approver",
     "ChangeId",
     "Count",
+    "Engineer",
     "Fixture",
     "Inst",
-    "Operator",
     "Reader",
+    "SiteReader",
     "admin",
+    "allow",
     "approver",
+    "engineer",
     "fixture",
     "instance",
-    "operator",
     "principal",
     "reader",
+    "site_reader",
+    "visible_order",
 ]

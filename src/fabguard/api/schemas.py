@@ -90,8 +90,16 @@ class RotateIn(_Strict):
 
 
 class TokenIn(_Strict):
-    name: str = Field(max_length=128)
-    role: str = Field(description="admin, engineer, approver or auditor")
+    name: str = Field(max_length=128, description="Who holds it (a person or a script)")
+    role: str = Field(description="admin, engineer, approver, auditor or operator (docs/roles.md)")
+    site_id: str | None = Field(
+        default=None,
+        max_length=63,
+        description="The site an operator token sees: required for operator, refused otherwise",
+    )
+    expires_in_days: int | None = Field(
+        default=None, ge=1, le=365, description="Days until the token stops working (default 90, at most 365)"
+    )
 
 
 class EnrollIn(_Strict):

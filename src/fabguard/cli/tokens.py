@@ -2,27 +2,67 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from fabguard.cli.common import actor, command, console, opened
-from fabguard.domain.values import Role
+from fabguard.domain.errors import InvalidRequest
+from fabguard.domain.values import Role, SiteId
 from fabguard.service import tokens
 
-token_app = typer.Typer(help="API tokens (admin, engineer, approver, auditor).", no_args_is_help=True)
+token_app = typer.Typer(
+    help="API tokens (admin, engineer, approver, auditor, operator): named, scoped, expiring, revocable.",
+    no_args_is_help=True,
+)
+
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_lifetime(value: str | None) -> timedelta | None:
+    """``90d``, ``12h``, ``30m`` or a bare number of days."""
+    if value is None:
+        return None
+    found = re.fullmatch(r"(\d{1,6})([dhm]?)", value.strip())
+    if not found:
+        raise InvalidRequest(
+            f"--expires-in {value!r} is not a duration like 90d, 12h or 30m", code="token_expiry_invalid"
+        )
+    return timedelta(**{_UNITS[found.group(2) or "d"]: int(found.group(1))})
 
 
 @command(token_app, "create")
 def token_create(
-    name: Annotated[str, typer.Option(help="Who holds it")],
-    role: Annotated[Role, typer.Option(help="What it may do")],
+    name: Annotated[str, typer.Option(help="Who holds it (a person or a script)")],
+    role: Annotated[Role, typer.Option(help="What it may do (docs/roles.md)")],
+    site: Annotated[
+        str | None, typer.Option(help="The one site an operator token sees: required for operator, refused otherwise")
+    ] = None,
+    expires_in: Annotated[
+        str | None,
+        typer.Option(
+            help=f"How long it works: 90d, 12h, 30m (default {tokens.DEFAULT_LIFETIME.days}d, "
+            f"at most {tokens.MAX_LIFETIME.days}d)"
+        ),
+    ] = None,
 ) -> None:
-    """Make an API token; it is printed once."""
+    """Make an API token; it is printed once, and only its hash is kept."""
+    lifetime = parse_lifetime(expires_in)
     with opened() as inst:
-        made, secret = tokens.create_token(inst, name=name, role=role, actor=actor(inst))
-    console.print(f"Token {made.id} for {made.name} ({made.role.value}):\n[bold]{secret}[/]")
+        made, secret = tokens.create_token(
+            inst,
+            name=name,
+            role=role,
+            actor=actor(inst),
+            site_id=SiteId.named(site) if site is not None else None,
+            expires_in=lifetime,
+        )
+    scope = f" at site {made.site_id}" if made.site_id else ""
+    until = made.expires_at.isoformat(timespec="seconds") if made.expires_at else "never"
+    console.print(f"Token {made.id} for {made.name} ({made.role.value}{scope}), expires {until}:\n[bold]{secret}[/]")
 
 
 @command(token_app, "list")
@@ -30,13 +70,15 @@ def token_list() -> None:
     """The tokens made so far, revoked ones included (only their hashes are kept, never the secrets)."""
     with opened() as inst:
         rows = tokens.list_tokens(inst)
-    table = Table("id", "name", "role", "created", "revoked")
+    table = Table("id", "name", "role", "site", "created", "expires", "revoked")
     for t in rows:
         table.add_row(
             t.id,
             t.name,
             t.role,
+            t.site_id or "",
             t.created_at.isoformat(timespec="seconds"),
+            t.expires_at.isoformat(timespec="seconds") if t.expires_at else "never",
             t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "",
         )
     console.print(table)

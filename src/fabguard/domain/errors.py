@@ -98,8 +98,10 @@ ERROR_STATUS: dict[str, int] = {
     "notes_invalid": 422,
     "reason_invalid": 422,
     "test_record_invalid": 422,
+    "token_expiry_invalid": 422,
     "token_not_found": 422,
     "token_required": 422,
+    "token_site_invalid": 422,
     "version_invalid": 422,
     # Credentials that are not accepted (the fixture refusals ``unauthorized``... are above).
     "enrollment_token_invalid": 401,

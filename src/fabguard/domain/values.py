@@ -189,9 +189,10 @@ class TestOutcome(enum.StrEnum):
 
 
 class Role(enum.StrEnum):
-    """Who holds an API token and what it may do."""
+    """Who holds an API token and what it may do (docs/roles.md has the route table)."""
 
     ADMIN = "admin"
     ENGINEER = "engineer"
     APPROVER = "approver"
     AUDITOR = "auditor"
+    OPERATOR = "operator"  # a CM site's reader: its token names the one site it sees

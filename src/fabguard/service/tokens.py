@@ -1,77 +1,150 @@
-"""API tokens: shown once, stored as SHA-256 hashes (they carry 256 bits of entropy, so no slow hash is needed)."""
+"""API tokens: named, scoped to a role (and a site for operators), expiring, revocable; shown once and
+stored as SHA-256 hashes (they carry 256 bits of entropy, so no slow hash is needed)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from fabguard.domain.errors import Forbidden, InvalidRequest, Unauthorized
-from fabguard.domain.values import Role
+from fabguard.domain.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from fabguard.domain.values import Role, SiteId
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event
-from fabguard.store.models import ApiToken
+from fabguard.store.models import ApiToken, Site
 
 TOKEN_PREFIX = "fgt_"
+DEFAULT_LIFETIME = timedelta(days=90)
+MAX_LIFETIME = timedelta(days=365)
+# The roles whose token must name a site (and only these may).
+SITE_ROLES = frozenset({Role.OPERATOR})
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is acting: a token's id, name and role (or a local operator of the CLI)."""
+    """Who is acting: a token's id, name, role and (for an operator) its one site."""
 
     id: str
     name: str
     role: Role
+    site_id: str | None = None
+    expires_at: datetime | None = None
 
     @property
     def actor(self) -> str:
         return f"{self.name} ({self.id})"
 
     def require(self, *roles: Role) -> None:
+        """Refuse (403 forbidden) unless the token holds one of ``roles``; admin passes every check."""
         if self.role not in roles and self.role is not Role.ADMIN:
             allowed = ", ".join(r.value for r in roles)
             raise Forbidden(f"this needs the role {allowed}; your token has {self.role.value}")
+
+    def sees_site(self, site_id: str) -> bool:
+        """Whether this principal may read a site's orders and figures (an operator: only its own)."""
+        return self.role not in SITE_ROLES or self.site_id == site_id
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_token(inst: Instance, *, name: str, role: Role | str, actor: str) -> tuple[Principal, str]:
-    """Make a token and return it in clear text: the only time it exists outside its holder's hands."""
+def _lifetime(expires_in: timedelta | None) -> timedelta:
+    lifetime = DEFAULT_LIFETIME if expires_in is None else expires_in
+    if not timedelta(minutes=1) <= lifetime <= MAX_LIFETIME:
+        raise InvalidRequest(
+            f"a token lives between 1 minute and {MAX_LIFETIME.days} days (default {DEFAULT_LIFETIME.days})",
+            code="token_expiry_invalid",
+        )
+    return lifetime
+
+
+def create_token(
+    inst: Instance,
+    *,
+    name: str,
+    role: Role | str,
+    actor: str,
+    site_id: SiteId | None = None,
+    expires_in: timedelta | None = None,
+) -> tuple[Principal, str]:
+    """Make a token and return it in clear text: the only time it exists outside its holder's hands.
+
+    An operator token must name an existing site; no other role may name one. The token expires
+    after ``expires_in`` (default 90 days, at most 365)."""
     try:
         role = Role(role)
     except ValueError:
         raise InvalidRequest(f"unknown role {role!r}; one of {', '.join(r.value for r in Role)}") from None
     if not name or len(name) > 128 or not name.isprintable():
         raise InvalidRequest("a token name must be 1-128 printable characters")
+    if role in SITE_ROLES and site_id is None:
+        raise InvalidRequest(f"a {role.value} token must name its site", code="token_site_invalid")
+    if role not in SITE_ROLES and site_id is not None:
+        raise InvalidRequest(
+            f"a {role.value} token is not scoped to a site; leave the site out", code="token_site_invalid"
+        )
+    now = inst.clock()
+    expires_at = now + _lifetime(expires_in)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token_id = secrets.token_hex(8)
-    now = inst.clock()
+    site = str(site_id) if site_id is not None else None
     with inst.db.transaction() as s:
-        s.add(ApiToken(id=token_id, name=name, role=role.value, token_hash=hash_token(token), created_at=now))
+        if site is not None and s.get(Site, site) is None:
+            raise NotFound(f"no site {site!r}", code="site_not_found")
+        s.add(
+            ApiToken(
+                id=token_id,
+                name=name,
+                role=role.value,
+                token_hash=hash_token(token),
+                created_at=now,
+                site_id=site,
+                expires_at=expires_at,
+            )
+        )
         append_event(
             s,
             "token.created",
             at=now,
             actor=actor,
-            detail={"token_id": token_id, "name": name, "role": role.value},
+            detail={
+                "token_id": token_id,
+                "name": name,
+                "role": role.value,
+                "site_id": site,
+                "expires_at": expires_at.isoformat(),
+            },
         )
-    return Principal(token_id, name, role), token
+    return Principal(token_id, name, role, site, expires_at), token
 
 
 def authenticate_token(inst: Instance, token: str | None) -> Principal:
+    """The principal holding ``token``; unknown, revoked and expired tokens are 401 ``unauthorized``."""
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         raise Unauthorized("a valid API token is needed (Authorization: Bearer fgt_...)")
     digest = hash_token(token)
     with inst.db.read() as s:
         row = s.execute(select(ApiToken).where(ApiToken.token_hash == digest)).scalar_one_or_none()
-    if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
-        raise Unauthorized("the API token is unknown or revoked")
-    return Principal(row.id, row.name, Role(row.role))
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        log.warning("refused an unknown API token")
+        raise Unauthorized("the API token is unknown")
+    if row.revoked_at is not None:
+        log.warning("refused revoked API token %s", row.id)
+        raise Unauthorized(f"the API token {row.id} was revoked at {row.revoked_at.isoformat(timespec='seconds')}")
+    if row.expires_at is not None and row.expires_at <= inst.clock():
+        log.warning("refused expired API token %s", row.id)
+        raise Unauthorized(
+            f"the API token {row.id} expired at {row.expires_at.isoformat(timespec='seconds')}; ask an admin for a new one"
+        )
+    return Principal(row.id, row.name, Role(row.role), row.site_id, row.expires_at)
 
 
 def list_tokens(inst: Instance) -> list[ApiToken]:

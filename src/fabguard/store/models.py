@@ -33,6 +33,10 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The one site an operator token sees (None for every other role), and when the token stops
+    # working (None for tokens made before expiry existed, migration 0008).
+    site_id: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Product(Base):

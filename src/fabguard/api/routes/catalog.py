@@ -1,4 +1,4 @@
-"""The catalogue: products and CM sites (admin)."""
+"""The catalogue: products and CM sites (engineers keep it)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from fabguard.api.deps import Admin, Inst, Reader
+from fabguard.api.deps import Engineer, Inst, Reader
 from fabguard.api.schemas import ProductIn, SiteIn
 from fabguard.domain.values import ProductId, SiteId
 from fabguard.service import catalog
@@ -15,7 +15,7 @@ router = APIRouter(tags=["admin"])
 
 
 @router.post("/api/v1/products", status_code=201)
-def create_product(inst: Inst, body: ProductIn, p: Admin) -> dict[str, Any]:
+def create_product(inst: Inst, body: ProductIn, p: Engineer) -> dict[str, Any]:
     prod = catalog.create_product(
         inst,
         product_id=ProductId(body.id),
@@ -33,7 +33,7 @@ def list_products(inst: Inst, _: Reader) -> list[dict[str, Any]]:
 
 
 @router.post("/api/v1/sites", status_code=201)
-def create_site(inst: Inst, body: SiteIn, p: Admin) -> dict[str, Any]:
+def create_site(inst: Inst, body: SiteIn, p: Engineer) -> dict[str, Any]:
     site = catalog.create_site(inst, site_id=SiteId(body.id), name=body.name, actor=p.actor)
     return {"id": site.id, "name": site.name}
 

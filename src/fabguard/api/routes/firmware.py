@@ -12,7 +12,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from fabguard.api import parsing
-from fabguard.api.deps import Approver, Fixture, Inst, Operator, Reader
+from fabguard.api.deps import Approver, Engineer, Fixture, Inst, Reader
 from fabguard.service import firmware, firmware_units
 
 router = APIRouter()
@@ -53,7 +53,7 @@ def firmware_key(inst: Inst) -> dict[str, str]:
 
 
 @router.post("/api/v1/firmware/releases", status_code=201, tags=["firmware"])
-def upload(inst: Inst, body: ReleaseIn, p: Operator) -> dict[str, Any]:
+def upload(inst: Inst, body: ReleaseIn, p: Engineer) -> dict[str, Any]:
     """Upload an image: it is encrypted at rest at once, its manifest signed and its SBOM made."""
     image = firmware.decode_image(body.image, MAX_IMAGE_BYTES)
     return firmware.upload_release(
@@ -91,13 +91,13 @@ def approve(inst: Inst, release_id: str, p: Approver) -> dict[str, Any]:
 
 
 @router.post("/api/v1/firmware/releases/{release_id}/attach", tags=["firmware"])
-def attach(inst: Inst, release_id: str, body: AttachIn, p: Operator) -> dict[str, Any]:
+def attach(inst: Inst, release_id: str, body: AttachIn, p: Engineer) -> dict[str, Any]:
     """Offer a release to the units of an order."""
     return firmware.attach_release(inst, release_id, body.order_id, actor=p.actor).to_dict()
 
 
 @router.post("/api/v1/firmware/releases/{release_id}/withdraw", tags=["firmware"])
-def withdraw(inst: Inst, release_id: str, body: WithdrawIn, p: Operator) -> dict[str, Any]:
+def withdraw(inst: Inst, release_id: str, body: WithdrawIn, p: Engineer) -> dict[str, Any]:
     """Stop releasing this version to any unit, for good."""
     return firmware.withdraw_release(inst, release_id, reason=body.reason, actor=p.actor).to_dict()
 

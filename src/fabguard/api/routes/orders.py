@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from fabguard.api.deps import Approver, ChangeId, Count, Inst, Operator, Reader
+from fabguard.api.deps import Approver, ChangeId, Count, Engineer, Inst, SiteReader, visible_order
 from fabguard.api.schemas import OrderIn, OrderStateIn, QuotaChangeIn
 from fabguard.domain.values import OrderId, OrderState, ProductId, SiteId
 from fabguard.service import orders
@@ -13,7 +13,7 @@ router = APIRouter(tags=["orders"])
 
 
 @router.post("/api/v1/orders", status_code=201)
-def create_order(inst: Inst, body: OrderIn, p: Operator) -> dict[str, object]:
+def create_order(inst: Inst, body: OrderIn, p: Engineer) -> dict[str, object]:
     return orders.create_order(
         inst,
         order_id=OrderId(body.id) if body.id else None,
@@ -27,27 +27,32 @@ def create_order(inst: Inst, body: OrderIn, p: Operator) -> dict[str, object]:
 
 
 @router.get("/api/v1/orders")
-def list_orders(inst: Inst, _: Reader) -> list[dict[str, object]]:
-    return [o.to_dict() for o in orders.list_orders(inst)]
+def list_orders(inst: Inst, p: SiteReader) -> list[dict[str, object]]:
+    """Every order; an operator's token lists only its site's."""
+    return [o.to_dict() for o in orders.list_orders(inst) if p.sees_site(o.site_id)]
 
 
 @router.get("/api/v1/orders/{order_id}")
-def get_order(inst: Inst, order_id: str, _: Reader) -> dict[str, object]:
-    return orders.get_order(inst, order_id).to_dict()
+def get_order(inst: Inst, order_id: str, p: SiteReader) -> dict[str, object]:
+    """One order; another site's order is not found for an operator's token."""
+    return visible_order(p, orders.get_order(inst, order_id)).to_dict()
 
 
 @router.get("/api/v1/orders/{order_id}/units")
-def order_units(inst: Inst, order_id: str, _: Reader, after: Count = 0, limit: Count = 100) -> list[dict[str, object]]:
+def order_units(
+    inst: Inst, order_id: str, p: SiteReader, after: Count = 0, limit: Count = 100
+) -> list[dict[str, object]]:
+    visible_order(p, orders.get_order(inst, order_id))
     return orders.order_units(inst, order_id, after_id=after, limit=min(max(limit, 1), inst.limits.max_page))
 
 
 @router.post("/api/v1/orders/{order_id}/state")
-def set_order_state(inst: Inst, order_id: str, body: OrderStateIn, p: Operator) -> dict[str, object]:
+def set_order_state(inst: Inst, order_id: str, body: OrderStateIn, p: Engineer) -> dict[str, object]:
     return orders.set_order_state(inst, order_id, OrderState.parse(body.state), actor=p.actor).to_dict()
 
 
 @router.post("/api/v1/orders/{order_id}/quota-changes", status_code=201)
-def request_quota_change(inst: Inst, order_id: str, body: QuotaChangeIn, p: Operator) -> dict[str, object]:
+def request_quota_change(inst: Inst, order_id: str, body: QuotaChangeIn, p: Engineer) -> dict[str, object]:
     """Lowering applies at once; raising creates a pending change for a second approver."""
     return orders.request_quota_change(inst, order_id, body.quota, reason=body.reason, actor=p.actor)
 
