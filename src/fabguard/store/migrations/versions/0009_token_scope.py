@@ -3,15 +3,15 @@
 Tokens made before this migration keep working without an expiry (expires_at NULL) and without a
 site (they hold none of the site-scoped roles, which did not exist yet).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
