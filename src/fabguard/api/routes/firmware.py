@@ -12,6 +12,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from fabguard.api.deps import Approver, Fixture, Inst, Operator, Reader
+from fabguard.api.media import answers
 from fabguard.service import firmware, firmware_units
 
 router = APIRouter()
@@ -101,7 +102,7 @@ def withdraw(inst: Inst, release_id: str, body: WithdrawIn, p: Operator) -> dict
     return firmware.withdraw_release(inst, release_id, reason=body.reason, actor=p.actor).to_dict()
 
 
-@router.post("/api/v1/firmware/fetch", tags=["fixture"], response_class=Response)
+@router.post("/api/v1/firmware/fetch", tags=["fixture"], **answers("The unit's package", firmware.PACKAGE_MEDIA_TYPE))
 def fetch(inst: Inst, body: FetchIn, f: Fixture) -> Response:
     """One unit's package (binary): the signed manifest, the data key wrapped to that unit, the ciphertext."""
     done = firmware_units.release_to_unit(
