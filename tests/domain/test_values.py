@@ -210,3 +210,9 @@ def test_refusal_events_record_any_string_that_fits_even_an_invalid_one() -> Non
     assert recorded_serial("S" * 65) is None
     assert recorded_serial("SN\n1") is None
     assert recorded_serial(None) is None
+
+
+def test_an_integer_too_long_for_str_is_a_serial_invalid_refusal_not_a_crash() -> None:
+    with pytest.raises(Refusal) as refused:
+        Serial(10**5000)  # type: ignore[arg-type]
+    assert refused.value.code == "serial_invalid" and "digits" in refused.value.message
