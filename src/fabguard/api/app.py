@@ -32,7 +32,7 @@ from fabguard.service.instance import Instance
 
 
 def create_app(inst: Instance) -> Any:
-    """Build the ASGI app for ``inst`` (the body-size limit wraps the FastAPI app)."""
+    """Build the ASGI app for ``inst`` (the body size and read-time limit wraps the FastAPI app)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -59,7 +59,10 @@ def create_app(inst: Instance) -> Any:
     app.include_router(est.router)
     install_dashboard(app, inst, deps.reader)
     app.include_router(firmware.router)
-    return BodyLimit(app, inst.limits.max_body_bytes)
+    limits = inst.limits
+    return BodyLimit(
+        app, limits.max_body_bytes, read_seconds=limits.body_read_seconds, max_header_bytes=limits.max_header_bytes
+    )
 
 
 __all__ = ["create_app"]

@@ -65,6 +65,9 @@ ERROR_STATUS: dict[str, int] = {
     "malformed_json": 400,
     "method_not_allowed": 405,
     "body_too_large": 413,
+    "headers_too_large": 431,
+    "malformed_request": 400,  # not HTTP/1.1 that h11 can read
+    "request_timeout": 408,  # the body did not arrive within the limit
     "http_error": 400,  # any other HTTP-level error: sent with that error's own status
     "internal_error": 500,
     # Values that break a documented rule or limit.

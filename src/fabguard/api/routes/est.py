@@ -32,9 +32,7 @@ _CSR = body("Base64 DER PKCS#10 (RFC 7030)", "application/pkcs10")
 def _cacerts(inst: Instance, label: str | None = None) -> Response:
     """The CA chain devices should trust: the issuing CA of the labelled order (default CA without a label) and root."""
     ca = "issuing" if label is None else orders.issuing_ca_of(inst, label)
-    return Response(
-        est.certs_only([inst.cas.issuer(ca).certificate, inst.cas.certificate("root")]), media_type=CACERTS
-    )
+    return Response(est.certs_only([inst.cas.issuer(ca).certificate, inst.cas.certificate("root")]), media_type=CACERTS)
 
 
 def _default_order(inst: Instance, fixture: FixtureFacts) -> str:
