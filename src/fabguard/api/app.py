@@ -27,6 +27,7 @@ from fabguard.api.routes import (
     station,
     tokens,
 )
+from fabguard.domain.ratelimit import RateLimiter
 from fabguard.runtime.workers import BackgroundWorkers
 from fabguard.service.instance import Instance
 
@@ -53,6 +54,8 @@ def create_app(inst: Instance) -> Any:
         ),
     )
     app.state.instance = inst  # what deps.instance hands to every route
+    app.state.fixture_rate = RateLimiter(inst.limits.fixture_requests_per_second, inst.limits.fixture_request_burst)
+    app.state.fixture_rate_records = RateLimiter(1, 1)  # rate_limited events: one a second per fixture
     install_error_handlers(app)
     for routes in (meta, tokens, catalog, orders, fixtures, audit, ledger, reports, authorities, revocation, station):
         app.include_router(routes.router)

@@ -33,6 +33,7 @@ REFUSAL_STATUS: dict[str, int] = {
     "serial_has_other_key": 409,
     "unit_revoked": 409,
     "issuing_ca_revoked": 409,
+    "rate_limited": 429,  # the fixture sends faster than Limits.fixture_requests_per_second
 }
 
 # Refusal codes a fixture can meet while fetching firmware, with their HTTP status.
