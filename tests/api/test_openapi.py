@@ -59,3 +59,28 @@ def test_openapi_describes_the_error_body_every_operation_answers_with(world: Wo
     detail = ERROR_SCHEMA["properties"]["error"]
     assert set(body["error"]) == set(detail["required"]) == set(detail["properties"])
     assert all(isinstance(body["error"][k], str) for k in detail["properties"])
+
+
+def test_openapi_names_the_media_types_of_answers_that_are_not_json(world: World) -> None:
+    with world.admin() as http:
+        paths = http.get("/openapi.json").json()["paths"]
+    expected = {
+        ("get", "/.well-known/est/cacerts"): {"application/pkcs7-mime"},
+        ("post", "/.well-known/est/{label}/simpleenroll"): {"application/pkcs7-mime; smime-type=certs-only"},
+        ("get", "/.well-known/est/csrattrs"): {"application/csrattrs"},
+        ("get", "/crl/{ca}.crl"): {"application/pkix-crl"},
+        ("get", "/metrics"): {"text/plain"},
+        ("get", "/api/v1/stream"): {"text/event-stream"},
+        ("get", "/api/v1/ledger/checkpoint"): {"application/json", "text/plain"},
+        ("get", "/api/v1/reports/reconciliation"): {"application/json", "text/csv", "application/pdf"},
+        ("post", "/api/v1/firmware/fetch"): {"application/vnd.fabguard.firmware-package"},
+    }
+    for (method, path), media in expected.items():
+        assert set(paths[path][method]["responses"]["200"]["content"]) == media, (method, path)
+    # EST reads its body itself: the document still says what it is.
+    body = paths["/.well-known/est/simpleenroll"]["post"]["requestBody"]
+    assert set(body["content"]) == {"application/pkcs10"}
+    # What the server sends is what the document says.
+    with world.admin() as http:
+        assert http.get("/.well-known/est/csrattrs").headers["content-type"] == "application/csrattrs"
+        assert http.get("/metrics").headers["content-type"].split(";")[0] == "text/plain"

@@ -475,3 +475,27 @@ def test_order_whose_issuing_ca_was_revoked_issues_nothing(
 
 def test_every_public_refusal_code_is_provoked_by_a_test_here() -> None:
     assert set(REFUSAL_STATUS) == _PROVOKED
+
+
+@provokes("rate_limited")
+def test_a_fixture_over_its_request_rate_is_refused_and_consumes_nothing(tmp_path: Path) -> None:
+    import dataclasses
+
+    from tests.support import new_instance
+
+    inst = new_instance(tmp_path / "home")
+    inst.limits = dataclasses.replace(inst.limits, fixture_requests_per_second=1, fixture_request_burst=2)
+    world = World.start(inst, tmp_path)
+    try:
+        order = world.order(quota=5)
+        fx = world.fixture("fx-1")
+        device = tested_device(fx, "SN0001")  # the upload takes the first token
+        with mtls_client(fx) as http:  # closed before the server stops, which waits for open connections
+            http.get("/api/v1/fixture/whoami")  # and this the second
+            before = snapshot(inst)
+            response = http.post(PROVISION, json=provision_body(order, "SN0001", device.csr_pem()))
+
+        assert_refused(inst, response, "rate_limited", before, fixture_id="fx-1")
+    finally:
+        world.stop()
+        inst.close()

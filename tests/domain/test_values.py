@@ -273,3 +273,9 @@ def test_an_unknown_order_state_is_invalid_state_naming_the_known_ones(value: st
         OrderState.parse(value)
     assert info.value.code == "invalid_state" and info.value.status == 422
     assert info.value.message == f"unknown order state {value!r}; one of active, suspended, closed"
+
+
+def test_an_integer_too_long_for_str_is_a_serial_invalid_refusal_not_a_crash() -> None:
+    with pytest.raises(Refusal) as refused:
+        Serial(10**5000)  # type: ignore[arg-type]
+    assert refused.value.code == "serial_invalid" and "digits" in refused.value.message

@@ -26,12 +26,13 @@ from fabguard.api.routes import (
     station,
     tokens,
 )
+from fabguard.domain.ratelimit import RateLimiter
 from fabguard.runtime.workers import BackgroundWorkers
 from fabguard.service.instance import Instance
 
 
 def create_app(inst: Instance) -> Any:
-    """Build the ASGI app for ``inst`` (the body-size limit wraps the FastAPI app)."""
+    """Build the ASGI app for ``inst`` (the body size and read-time limit wraps the FastAPI app)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -52,13 +53,18 @@ def create_app(inst: Instance) -> Any:
         ),
     )
     app.state.instance = inst  # what deps.instance hands to every route
+    app.state.fixture_rate = RateLimiter(inst.limits.fixture_requests_per_second, inst.limits.fixture_request_burst)
+    app.state.fixture_rate_records = RateLimiter(1, 1)  # rate_limited events: one a second per fixture
     install_error_handlers(app)
     for routes in (meta, tokens, catalog, orders, fixtures, audit, ledger, reports, authorities, revocation, station):
         app.include_router(routes.router)
     app.include_router(est.router)
     install_dashboard(app, inst)
     app.include_router(firmware.router)
-    return BodyLimit(app, inst.limits.max_body_bytes)
+    limits = inst.limits
+    return BodyLimit(
+        app, limits.max_body_bytes, read_seconds=limits.body_read_seconds, max_header_bytes=limits.max_header_bytes
+    )
 
 
 __all__ = ["create_app"]

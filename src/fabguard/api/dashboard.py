@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 
 from fabguard.api.deps import Reader, SiteReader, visible_order
+from fabguard.api.media import answers
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role
 from fabguard.service import analytics, orders, tokens
@@ -182,7 +183,7 @@ def install_dashboard(app: FastAPI, inst: Instance) -> None:
         p.require(Role.ENGINEER)
         return analytics.acknowledge(inst, alert_id, actor=p.actor, note=note).to_dict()
 
-    @app.get("/api/v1/stream", tags=["analytics"])
+    @app.get("/api/v1/stream", tags=["analytics"], **answers("Server-sent events", "text/event-stream"))
     async def stream(request: Request, token: Annotated[str | None, Query(max_length=100)] = None) -> Response:
         """Server-sent events: an ``overview`` snapshot whenever the event sequence grows.
 
@@ -216,7 +217,7 @@ def install_dashboard(app: FastAPI, inst: Instance) -> None:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    @app.get("/metrics", tags=["analytics"])
+    @app.get("/metrics", tags=["analytics"], **answers("Prometheus text format", CONTENT_TYPE_LATEST.split(";")[0]))
     def metrics(_: Reader) -> Response:
         """Prometheus text format (scrape with an API token as bearer credentials)."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -9,10 +11,11 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fabguard.api.tls import client_cert_der
-from fabguard.domain.errors import NotFound
+from fabguard.domain.errors import NotFound, Refusal
 from fabguard.domain.issuance import FixtureFacts
+from fabguard.domain.ratelimit import RateLimiter
 from fabguard.domain.values import Role
-from fabguard.service import fixtures, tokens
+from fabguard.service import events, fixtures, tokens
 from fabguard.service.instance import Instance
 from fabguard.service.orders import OrderView
 
@@ -67,8 +70,24 @@ def visible_order(p: tokens.Principal, order: OrderView) -> OrderView:
 
 
 def fixture(inst: Inst, request: Request) -> FixtureFacts:
-    """The enrolled, active fixture holding the TLS client certificate (refused and recorded otherwise)."""
-    return fixtures.authenticate_fixture(inst, client_cert_der(request.scope), route=request.url.path)
+    """The enrolled, active fixture holding the TLS client certificate (refused and recorded otherwise),
+    within its request rate (``rate_limited`` otherwise)."""
+    facts = fixtures.authenticate_fixture(inst, client_cert_der(request.scope), route=request.url.path)
+    limiter: RateLimiter = request.app.state.fixture_rate
+    wait = limiter.take(facts.id, time.monotonic())
+    if wait:
+        refusal = Refusal(
+            "rate_limited",
+            f"fixture {facts.id} is over {limiter.rate:g} requests a second; retry in {math.ceil(wait)} s",
+        )
+        recorded: RateLimiter = request.app.state.fixture_rate_records
+        if recorded.take(facts.id, time.monotonic()) == 0.0:
+            # Recorded once a second at most, so a flood of requests is no flood of events.
+            events.record_refusal(
+                inst, "request.refused", refusal, fixture_id=facts.id, detail={"route": request.url.path}
+            )
+        raise refusal
+    return facts
 
 
 Engineer = Annotated[tokens.Principal, Depends(engineer)]

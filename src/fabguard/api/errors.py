@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -111,17 +112,36 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """Refuse bodies over ``limit`` bytes before the app reads them (declared or streamed)."""
+    """Refuse, before the app reads anything: bodies over ``limit`` bytes (declared or streamed), bodies
+    that take over ``read_seconds`` to arrive (a client trickling its body must not hold a request
+    open), and a request line and headers over ``max_header_bytes`` (h11's own limit applies only to
+    headers still incomplete when a read ends, so a large block arriving at once would pass it)."""
 
-    def __init__(self, app: Any, limit: int) -> None:
+    def __init__(self, app: Any, limit: int, *, read_seconds: float = 30, max_header_bytes: int = 16 * 1024) -> None:
         self.app = app
         self.limit = limit
+        self.read_seconds = read_seconds
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", []):
+        headers = scope.get("headers", [])
+        head = (
+            len(scope.get("raw_path") or b"")
+            + len(scope.get("query_string", b""))
+            + sum(len(n) + len(v) + 4 for n, v in headers)
+        )
+        if head > self.max_header_bytes:
+            log.warning("headers_too_large: %s: %d bytes of request line and headers", scope["method"], head)
+            response = error_response(
+                431, "headers_too_large", f"the request line and headers are over {self.max_header_bytes} bytes"
+            )
+            response.headers["connection"] = "close"  # its body, if any, is not read
+            await response(scope, receive, send)
+            return
+        for name, value in headers:
             if name == b"content-length":
                 try:
                     too_big = int(value) > self.limit
@@ -130,22 +150,34 @@ class BodyLimit:
                 if too_big:
                     await self._reject(scope, receive, send)
                     return
-        # Read the whole body first (it is bounded), so a streamed oversize body is refused before
-        # the app sees any of it, then replay it.
+        # Read the whole body first (it is bounded in size and time), so a streamed oversize or slow
+        # body is refused before the app sees any of it, then replay it.
         chunks: list[bytes] = []
         seen = 0
-        while True:
-            message: dict[str, Any] = await receive()
-            if message["type"] != "http.request":
-                return
-            chunk = message.get("body", b"")
-            seen += len(chunk)
-            if seen > self.limit:
-                await self._reject(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            with anyio.fail_after(self.read_seconds):
+                while True:
+                    message: dict[str, Any] = await receive()
+                    if message["type"] != "http.request":
+                        return
+                    chunk = message.get("body", b"")
+                    seen += len(chunk)
+                    if seen > self.limit:
+                        await self._reject(scope, receive, send)
+                        return
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            log.warning(
+                "request_timeout: %s %s: %d body bytes in %ss", scope["method"], scope["path"], seen, self.read_seconds
+            )
+            response = error_response(
+                408, "request_timeout", f"the request body did not arrive within {self.read_seconds} seconds"
+            )
+            response.headers["connection"] = "close"  # the rest of that body is not waited for
+            await response(scope, receive, send)
+            return
         body = b"".join(chunks)
         replayed = False
 

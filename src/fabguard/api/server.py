@@ -84,7 +84,8 @@ def server_config(
         log_level=log_level,
         access_log=access_log,
         lifespan="on",
-        timeout_keep_alive=30,
+        timeout_keep_alive=inst.limits.idle_seconds,  # ClientCertH11Protocol applies it to the first request too
+        h11_max_incomplete_event_size=inst.limits.max_header_bytes,
         server_header=False,
     )
     if workers > 1:

@@ -9,10 +9,13 @@ whose scope lacks it has no fixture identity and is refused on fixture routes. S
 
 from __future__ import annotations
 
+import asyncio
+import json
 import ssl
 from collections.abc import MutableMapping
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 Scope = MutableMapping[str, Any]
@@ -42,11 +45,59 @@ class _WithClientCert:
 
 
 class ClientCertH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, plus the verified client certificate in the ASGI scope."""
+    """uvicorn's h11 protocol, plus the verified client certificate in the ASGI scope.
+
+    Also a deadline on each request's line and headers: a connection whose next request is not
+    complete up to its body within ``timeout_keep_alive`` seconds of the handshake or of the last
+    answer is closed (uvicorn's own keep-alive timer stops at the first byte, so a client sending its
+    headers slowly would hold the connection for ever); and what h11 cannot read is answered with the
+    API's JSON error body.
+    """
+
+    _headers_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self.app = _WithClientCert(self.app, _client_chain(transport))
+        self._arm_headers_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE and self._headers_deadline is not None:
+            self._headers_deadline.cancel()  # the request's headers are in
+            self._headers_deadline = None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._arm_headers_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._headers_deadline is not None:
+            self._headers_deadline.cancel()
+        super().connection_lost(exc)
+
+    def _arm_headers_deadline(self) -> None:
+        if self._headers_deadline is not None:
+            self._headers_deadline.cancel()
+        self._headers_deadline = self.loop.call_later(self.timeout_keep_alive, self._headers_too_slow)
+
+    def _headers_too_slow(self) -> None:
+        self._headers_deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        limit = self.config.h11_max_incomplete_event_size or 16 * 1024  # h11's default
+        if len(self.conn.trailing_data[0]) > limit:
+            status, code, text = 431, "headers_too_large", "the request line and headers are too large"
+        else:
+            status, code, text = 400, "malformed_request", "the request is not HTTP/1.1 this server can read"
+        body = json.dumps({"error": {"code": code, "message": text}}).encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        for event in (h11.Response(status_code=status, headers=headers), h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
 
 def client_cert_der(scope: Scope) -> bytes | None:

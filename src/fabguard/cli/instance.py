@@ -61,7 +61,10 @@ def serve(
     workers: Annotated[int, typer.Option(help="Server processes (use PostgreSQL for more than one)")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
-    """Run the HTTPS server (fixtures authenticate with their client certificates)."""
+    """Run the HTTPS server (fixtures authenticate with their client certificates).
+
+    Limits on hostile clients come from instance.json's "limits" (README, API): max_body_bytes, max_header_bytes, body_read_seconds, idle_seconds, fixture_requests_per_second, fixture_request_burst.
+    """
     # Lazy: the web stack (FastAPI, uvicorn) takes about half a second to import, which no other command needs.
     from fabguard.api.server import run_server, server_config
 

@@ -33,6 +33,7 @@ REFUSAL_STATUS: dict[str, int] = {
     "serial_has_other_key": 409,
     "unit_revoked": 409,
     "issuing_ca_revoked": 409,
+    "rate_limited": 429,  # the fixture sends faster than Limits.fixture_requests_per_second
 }
 
 # Refusal codes a fixture can meet while fetching firmware, with their HTTP status.
@@ -66,6 +67,9 @@ ERROR_STATUS: dict[str, int] = {
     "idempotency_key_invalid": 400,
     "method_not_allowed": 405,
     "body_too_large": 413,
+    "headers_too_large": 431,
+    "malformed_request": 400,  # not HTTP/1.1 that h11 can read
+    "request_timeout": 408,  # the body did not arrive within the limit
     "http_error": 400,  # any other HTTP-level error: sent with that error's own status
     "internal_error": 500,
     # Values that break a documented rule or limit.

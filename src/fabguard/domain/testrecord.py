@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from fabguard.domain.errors import InvalidRequest
-from fabguard.domain.values import Serial, TestOutcome
+from fabguard.domain.values import Serial, TestOutcome, describe_value
 
 _MAX_NAME = 128
 
@@ -140,7 +140,7 @@ def parse_openhtf_record(data: Any, *, max_phases: int = 500, max_measurements: 
         outcome = None
     if outcome is None:
         allowed = ", ".join(o.value for o in TestOutcome)
-        raise TestRecordInvalid(f"outcome {str(raw_outcome)[:40]!r} is not one of {allowed}")
+        raise TestRecordInvalid(f"outcome {describe_value(raw_outcome)} is not one of {allowed}")
     start = _millis(data.get("start_time_millis"), "start_time_millis")
     end = _millis(data.get("end_time_millis"), "end_time_millis")
     if end < start:

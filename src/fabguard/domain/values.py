@@ -14,8 +14,13 @@ _SERIAL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:/-]{0,63}")
 _SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
-def _describe(value: str) -> str:
-    shown = value if len(value) <= 40 else value[:40] + "..."
+def describe_value(value: object) -> str:
+    """A loose input value for an error message: its first 40 characters, quoted."""
+    try:
+        text = str(value)
+    except ValueError:  # an integer past Python's 4300-digit limit for str(): a JSON field can carry one
+        text = f"<an integer of about {value.bit_length() * 0.30103:.0f} digits>" if isinstance(value, int) else "<?>"
+    shown = text if len(text) <= 40 else text[:40] + "..."
     return repr(shown)
 
 
@@ -42,7 +47,7 @@ class Serial:
 
 def _serial_invalid(value: object) -> Refusal:
     return Refusal(
-        "serial_invalid", f"serial {_describe(str(value))} is not 1-64 characters of letters, digits and . : / -"
+        "serial_invalid", f"serial {describe_value(value)} is not 1-64 characters of letters, digits and . : / -"
     )
 
 
@@ -132,7 +137,7 @@ def slug(value: str, what: str) -> str:
     """Check an identifier chosen by a person (product, site, fixture name)."""
     if not isinstance(value, str) or not _SLUG_RE.fullmatch(value):
         raise InvalidRequest(
-            f"{what} {_describe(str(value))} must be 1-63 lower-case letters, digits or '-', "
+            f"{what} {describe_value(value)} must be 1-63 lower-case letters, digits or '-', "
             "starting with a letter or digit",
             code=f"invalid_{what.replace(' ', '_')}",
         )

@@ -8,6 +8,15 @@ from dataclasses import asdict, dataclass, fields
 @dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = 4 * 1024 * 1024
+    # The request line and headers together (h11's incomplete-event limit): over it, 431 headers_too_large.
+    max_header_bytes: int = 16 * 1024
+    # A connection whose next request's headers are not complete within this is closed (idle or slow).
+    idle_seconds: int = 30
+    # The whole body must arrive within this from the end of the headers: else 408 request_timeout.
+    body_read_seconds: int = 30
+    # Per fixture, in each server process: a sustained rate and a burst; over it, 429 rate_limited (0: no limit).
+    fixture_requests_per_second: int = 500
+    fixture_request_burst: int = 2000
     max_csr_bytes: int = 8 * 1024
     max_test_record_bytes: int = 1024 * 1024
     max_batch_units: int = 200

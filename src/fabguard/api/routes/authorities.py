@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from fabguard.api.deps import Admin, Inst, Reader
+from fabguard.api.media import answers
 from fabguard.api.schemas import CaCertificateIn, CaScopeIn, IssuingCaIn, MatterPaiIn, RevokeUnitIn, RotateIn
 from fabguard.domain.values import CaName
 from fabguard.service import authorities, revocation
@@ -57,7 +58,7 @@ def revoke_ca(inst: Inst, name: str, body: RevokeUnitIn, p: Admin) -> dict[str, 
     return authorities.revoke_ca(inst, name, reason_code=body.reason, note=body.note, actor=p.actor).to_dict()
 
 
-@router.get("/crl/{ca}.crl", tags=["revocation"])
+@router.get("/crl/{ca}.crl", tags=["revocation"], **answers("The CA's current CRL (DER)", "application/pkix-crl"))
 def published_crl(inst: Inst, ca: str) -> Response:
     """The CRL of ``root``, ``issuing`` or ``station`` (DER), as named in certificates' CRL Distribution Points."""
     return Response(revocation.current_crl(inst, ca), media_type="application/pkix-crl")

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fabguard.api import parsing
 from fabguard.api.deps import Fixture, Inst
+from fabguard.api.media import answers, body
 from fabguard.api.tls import client_cert_der
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
@@ -21,14 +22,17 @@ from fabguard.service import orders, provisioning, reenrolment
 from fabguard.service.instance import Instance
 
 router = APIRouter(tags=["est"])
+CACERTS = "application/pkcs7-mime"  # RFC 7030 4.1.3: no smime-type parameter
+_CACERTS = answers("Base64 PKCS#7 certs-only", CACERTS)
+_CERTS = answers("Base64 PKCS#7 certs-only", est.CERTS_ONLY)
+_ATTRS = answers("Base64 DER CSR attributes", est.CSRATTRS)
+_CSR = body("Base64 DER PKCS#10 (RFC 7030)", "application/pkcs10")
 
 
 def _cacerts(inst: Instance, label: str | None = None) -> Response:
     """The CA chain devices should trust: the issuing CA of the labelled order (default CA without a label) and root."""
     ca = "issuing" if label is None else orders.issuing_ca_of(inst, label)
-    return Response(
-        est.certs_only([inst.cas.issuer(ca).certificate, inst.cas.certificate("root")]), media_type="application/pkcs7-mime"
-    )
+    return Response(est.certs_only([inst.cas.issuer(ca).certificate, inst.cas.certificate("root")]), media_type=CACERTS)
 
 
 def _default_order(inst: Instance, fixture: FixtureFacts) -> str:
@@ -64,45 +68,45 @@ async def _reenroll(inst: Instance, request: Request) -> Response:
     )
 
 
-@router.get("/.well-known/est/cacerts")
+@router.get("/.well-known/est/cacerts", **_CACERTS)
 def cacerts(inst: Inst) -> Response:
     """The CA certificates devices should trust (issuing CA and root), base64 PKCS#7 certs-only."""
     return _cacerts(inst)
 
 
-@router.get("/.well-known/est/{label}/cacerts")
+@router.get("/.well-known/est/{label}/cacerts", **_CACERTS)
 def cacerts_labelled(inst: Inst, label: str) -> Response:
     return _cacerts(inst, label)
 
 
-@router.get("/.well-known/est/csrattrs")
+@router.get("/.well-known/est/csrattrs", **_ATTRS)
 def csrattrs() -> Response:
     """What the CSR must carry: a P-256 key, ecdsa-with-SHA256, the unit serial as subject serialNumber."""
     return Response(est.csr_attributes(), media_type=est.CSRATTRS)
 
 
-@router.get("/.well-known/est/{label}/csrattrs")
+@router.get("/.well-known/est/{label}/csrattrs", **_ATTRS)
 def csrattrs_labelled(label: str) -> Response:
     return Response(est.csr_attributes(), media_type=est.CSRATTRS)
 
 
-@router.post("/.well-known/est/simplereenroll")
+@router.post("/.well-known/est/simplereenroll", **_CERTS, **_CSR)
 async def simplereenroll(inst: Inst, request: Request) -> Response:
     """Renew a provisioned unit's certificate, authenticated by that certificate (TLS); consumes no quota."""
     return await _reenroll(inst, request)
 
 
-@router.post("/.well-known/est/{label}/simplereenroll")
+@router.post("/.well-known/est/{label}/simplereenroll", **_CERTS, **_CSR)
 async def simplereenroll_labelled(inst: Inst, label: str, request: Request) -> Response:
     return await _reenroll(inst, request)
 
 
-@router.post("/.well-known/est/simpleenroll")
+@router.post("/.well-known/est/simpleenroll", **_CERTS, **_CSR)
 async def simpleenroll(inst: Inst, request: Request, f: Fixture) -> Response:
     """Base64 DER PKCS#10 in (``application/pkcs10``), base64 PKCS#7 certs-only out: the provisioning transaction."""
     return await _enroll(inst, request, f, None)
 
 
-@router.post("/.well-known/est/{label}/simpleenroll")
+@router.post("/.well-known/est/{label}/simpleenroll", **_CERTS, **_CSR)
 async def simpleenroll_labelled(inst: Inst, label: str, request: Request, f: Fixture) -> Response:
     return await _enroll(inst, request, f, label)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fabguard.api import parsing
 from fabguard.api.deps import Approver, Engineer, Fixture, Inst, Reader
+from fabguard.api.media import answers
 from fabguard.service import firmware, firmware_units
 
 router = APIRouter()
@@ -102,7 +103,7 @@ def withdraw(inst: Inst, release_id: str, body: WithdrawIn, p: Engineer) -> dict
     return firmware.withdraw_release(inst, release_id, reason=body.reason, actor=p.actor).to_dict()
 
 
-@router.post("/api/v1/firmware/fetch", tags=["fixture"], response_class=Response)
+@router.post("/api/v1/firmware/fetch", tags=["fixture"], **answers("The unit's package", firmware.PACKAGE_MEDIA_TYPE))
 def fetch(inst: Inst, body: FetchIn, f: Fixture) -> Response:
     """One unit's package (binary): the signed manifest, the data key wrapped to that unit, the ciphertext."""
     request = parsing.unit_firmware_request(body.release_id, body.order_id, body.serial)

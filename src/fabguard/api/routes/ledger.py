@@ -8,12 +8,13 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from fabguard.api.deps import Count, Inst, Reader
+from fabguard.api.media import JSON, answers
 from fabguard.service import ledger
 
 router = APIRouter(tags=["ledger"])
 
 
-@router.get("/api/v1/ledger/checkpoint")
+@router.get("/api/v1/ledger/checkpoint", **answers("The checkpoint; format=note: the signed note", JSON, "text/plain"))
 def ledger_checkpoint(inst: Inst, _: Reader, format: str = "json") -> Any:
     """The newest signed checkpoint (signed now if the tree grew); ``format=note`` for the bare signed note."""
     cp = ledger.latest_checkpoint(inst)

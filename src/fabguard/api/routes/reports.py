@@ -8,13 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from fabguard.api.deps import Inst, Reader
+from fabguard.api.media import JSON, answers
 from fabguard.domain.errors import InvalidRequest
 from fabguard.service import reports
 
 router = APIRouter(tags=["ledger"])
 
 
-@router.get("/api/v1/reports/reconciliation")
+@router.get("/api/v1/reports/reconciliation", **answers("The signed report", JSON, "text/csv", "application/pdf"))
 def reconciliation(
     inst: Inst,
     _: Reader,
