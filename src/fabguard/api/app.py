@@ -12,6 +12,7 @@ from fabguard import __version__
 from fabguard.api.dashboard import install_dashboard
 from fabguard.api.errors import BodyLimit, install_error_handlers
 from fabguard.api.routes import (
+    approvals,
     audit,
     authorities,
     catalog,
@@ -53,7 +54,20 @@ def create_app(inst: Instance) -> Any:
     )
     app.state.instance = inst  # what deps.instance hands to every route
     install_error_handlers(app)
-    for routes in (meta, tokens, catalog, orders, fixtures, audit, ledger, reports, authorities, revocation, station):
+    for routes in (
+        meta,
+        tokens,
+        catalog,
+        orders,
+        approvals,
+        fixtures,
+        audit,
+        ledger,
+        reports,
+        authorities,
+        revocation,
+        station,
+    ):
         app.include_router(routes.router)
     app.include_router(est.router)
     install_dashboard(app, inst)
