@@ -47,6 +47,7 @@ PATH_VALUES = {
     "order_id": ORDER,
     "label": ORDER,
     "change_id": "999999",
+    "approval_id": "999999",
     "fixture_id": "fx-none",
     "serial": "SN-NONE",
     "name": "none",

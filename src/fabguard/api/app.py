@@ -12,6 +12,7 @@ from fabguard import __version__
 from fabguard.api.dashboard import install_dashboard
 from fabguard.api.errors import BodyLimit, install_error_handlers
 from fabguard.api.routes import (
+    approvals,
     audit,
     authorities,
     catalog,
@@ -56,7 +57,20 @@ def create_app(inst: Instance) -> Any:
     app.state.fixture_rate = RateLimiter(inst.limits.fixture_requests_per_second, inst.limits.fixture_request_burst)
     app.state.fixture_rate_records = RateLimiter(1, 1)  # rate_limited events: one a second per fixture
     install_error_handlers(app)
-    for routes in (meta, tokens, catalog, orders, fixtures, audit, ledger, reports, authorities, revocation, station):
+    for routes in (
+        meta,
+        tokens,
+        catalog,
+        orders,
+        approvals,
+        fixtures,
+        audit,
+        ledger,
+        reports,
+        authorities,
+        revocation,
+        station,
+    ):
         app.include_router(routes.router)
     app.include_router(est.router)
     install_dashboard(app, inst)

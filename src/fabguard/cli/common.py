@@ -27,7 +27,7 @@ from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.domain.values import Role
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.fixture.errors import FixtureError
-from fabguard.service import tokens
+from fabguard.service import approvals, tokens
 from fabguard.service.config import CONFIG_NAME, HOME_ENV, default_home
 from fabguard.service.instance import Instance
 from fabguard.service.seeding import init_instance
@@ -50,6 +50,7 @@ __all__ = [
     "parse_time",
     "principal",
     "print_json",
+    "requester",
     "state",
 ]
 
@@ -86,6 +87,15 @@ def actor(inst: Instance) -> str:
     if token:
         return tokens.authenticate_token(inst, token).actor
     return f"local:{getpass.getuser()}"
+
+
+def requester(inst: Instance) -> approvals.Person:
+    """Who asks for an act under dual control: the holder of FABGUARD_TOKEN if set, else the local operator."""
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        return approvals.Person.of(tokens.authenticate_token(inst, token))
+    name = f"local:{getpass.getuser()}"
+    return approvals.Person(name, name, None)
 
 
 def principal(inst: Instance) -> tokens.Principal:

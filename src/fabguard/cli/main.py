@@ -9,6 +9,7 @@ import typer
 
 from fabguard import __version__
 from fabguard.cli import (
+    approvals,
     backup,
     ca,
     catalog,
@@ -48,6 +49,7 @@ app.add_typer(tokens.token_app, name="token")
 app.add_typer(catalog.product_app, name="product")
 app.add_typer(catalog.site_app, name="site")
 app.add_typer(orders.order_app, name="order")
+app.add_typer(approvals.approval_app, name="approval")
 app.add_typer(fixtures.fixture_app, name="fixture")
 app.add_typer(units.unit_app, name="unit")
 app.add_typer(ca.ca_app, name="ca")

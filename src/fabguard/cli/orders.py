@@ -7,9 +7,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import REASON_HELP, actor, approver, command, console, opened, parse_time, print_json
+from fabguard.cli.common import (
+    REASON_HELP,
+    actor,
+    approver,
+    command,
+    console,
+    opened,
+    parse_time,
+    print_json,
+    requester,
+)
 from fabguard.domain import values
-from fabguard.service import orders, revocation
+from fabguard.service import approvals, orders, revocation
 
 order_app = typer.Typer(help="Production orders: quotas, validity windows, dual-control raises.", no_args_is_help=True)
 
@@ -94,8 +104,13 @@ def order_suspend(order_id: OrderId) -> None:
 
 @command(order_app, "resume")
 def order_resume(order_id: OrderId) -> None:
-    """Let a suspended order provision again."""
-    _set_state(order_id, values.OrderState.ACTIVE)
+    """Ask for a suspended order to provision again: a second person approves ('fabguard approval approve')."""
+    with opened() as inst:
+        pending = approvals.request_order_activation(inst, values.OrderId(order_id), by=requester(inst))
+    console.print(
+        f"Resuming {order_id} is request {pending.id}, [yellow]pending[/]: "
+        f"a second person approves it with 'fabguard approval approve {pending.id}'"
+    )
 
 
 @command(order_app, "close")

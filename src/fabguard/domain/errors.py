@@ -113,6 +113,7 @@ ERROR_STATUS: dict[str, int] = {
     "same_approver": 403,
     # Something named that does not exist.
     "alert_not_found": 404,
+    "approval_not_found": 404,
     "ca_not_found": 404,
     "fixture_not_found": 404,
     "product_not_found": 404,
@@ -120,6 +121,8 @@ ERROR_STATUS: dict[str, int] = {
     "site_not_found": 404,
     "unit_not_found": 404,
     # A state that does not allow the request.
+    "approval_decided": 409,
+    "approval_expired": 409,
     "ca_exists": 409,
     "ca_not_active": 409,
     "ca_not_pending": 409,
@@ -130,6 +133,7 @@ ERROR_STATUS: dict[str, int] = {
     "no_issuing_ca": 409,
     "order_closed": 409,
     "order_exists": 409,
+    "order_not_suspended": 409,
     "product_exists": 409,
     "quota_below_used": 409,
     "quota_change_decided": 409,

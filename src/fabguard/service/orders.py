@@ -202,24 +202,40 @@ def list_orders(inst: Instance) -> list[OrderView]:
 
 
 def set_order_state(inst: Instance, order_id: str, new_state: OrderState, *, actor: str) -> OrderView:
-    now = inst.clock()
+    """Suspend, resume or close an order. Through the API, resuming a suspended order needs a second
+    person (``service/approval_acts.py``); this function is the act itself."""
     with inst.db.transaction() as s:
-        order = s.get(Order, order_id, with_for_update=True)
-        if order is None:
-            raise NotFound(f"no order {order_id!r}", code="order_not_found")
-        if order.state == OrderState.CLOSED.value and new_state is not OrderState.CLOSED:
-            raise Conflict(f"order {order_id} is closed and cannot be reopened", code="order_closed")
-        old = order.state
-        order.state = new_state.value
-        append_event(
-            s,
-            "order.state_changed",
-            at=now,
-            actor=actor,
-            order_id=order_id,
-            detail={"from": old, "to": new_state.value},
-        )
+        change_order_state(s, order_id, new_state, now=inst.clock(), actor=actor)
     return get_order(inst, order_id)
+
+
+def change_order_state(
+    s: Session,
+    order_id: str,
+    new_state: OrderState,
+    *,
+    now: datetime,
+    actor: str,
+    detail: dict[str, object] | None = None,
+) -> str:
+    """Move an order to ``new_state`` in the caller's transaction (a closed order stays closed); returns
+    the state it had."""
+    order = s.get(Order, order_id, with_for_update=True)
+    if order is None:
+        raise NotFound(f"no order {order_id!r}", code="order_not_found")
+    if order.state == OrderState.CLOSED.value and new_state is not OrderState.CLOSED:
+        raise Conflict(f"order {order_id} is closed and cannot be reopened", code="order_closed")
+    old = order.state
+    order.state = new_state.value
+    append_event(
+        s,
+        "order.state_changed",
+        at=now,
+        actor=actor,
+        order_id=order_id,
+        detail={"from": old, "to": new_state.value, **(detail or {})},
+    )
+    return old
 
 
 def request_quota_change(

@@ -28,6 +28,8 @@ class Limits:
     max_page: int = 1000
     checkpoint_seconds: int = 30
     idempotency_key_hours: int = 24
+    # How long a dual-control request waits for its second person before it expires.
+    approval_hours: int = 72
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from fabguard.domain.values import Role, SiteId
@@ -66,19 +67,29 @@ def _lifetime(expires_in: timedelta | None) -> timedelta:
     return lifetime
 
 
-def create_token(
-    inst: Instance,
-    *,
-    name: str,
-    role: Role | str,
-    actor: str,
-    site_id: SiteId | None = None,
-    expires_in: timedelta | None = None,
-) -> tuple[Principal, str]:
-    """Make a token and return it in clear text: the only time it exists outside its holder's hands.
+@dataclass(frozen=True, slots=True)
+class TokenSpec:
+    """A token's checked name, role, site and lifetime, before it is made."""
 
-    An operator token must name an existing site; no other role may name one. The token expires
-    after ``expires_in`` (default 90 days, at most 365)."""
+    name: str
+    role: Role
+    site_id: str | None
+    lifetime: timedelta
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "role": self.role.value,
+            "site_id": self.site_id,
+            "lifetime_seconds": int(self.lifetime.total_seconds()),
+        }
+
+
+def token_spec(
+    name: str, role: Role | str, *, site_id: SiteId | None = None, expires_in: timedelta | None = None
+) -> TokenSpec:
+    """Check what a token would be: a known role, a printable name, a site for an operator only, a
+    lifetime from 1 minute to 365 days (default 90)."""
     try:
         role = Role(role)
     except ValueError:
@@ -91,39 +102,75 @@ def create_token(
         raise InvalidRequest(
             f"a {role.value} token is not scoped to a site; leave the site out", code="token_site_invalid"
         )
-    now = inst.clock()
-    expires_at = now + _lifetime(expires_in)
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return TokenSpec(name, role, str(site_id) if site_id is not None else None, _lifetime(expires_in))
+
+
+def new_secret() -> str:
+    """A fresh token secret (256 bits)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def insert_token(
+    s: Session,
+    spec: TokenSpec,
+    secret_sha256: str,
+    *,
+    now: datetime,
+    actor: str,
+    detail: dict[str, object] | None = None,
+) -> Principal:
+    """Store the token whose secret hashes to ``secret_sha256``, in the caller's transaction."""
+    if spec.site_id is not None and s.get(Site, spec.site_id) is None:
+        raise NotFound(f"no site {spec.site_id!r}", code="site_not_found")
     token_id = secrets.token_hex(8)
-    site = str(site_id) if site_id is not None else None
+    expires_at = now + spec.lifetime
+    s.add(
+        ApiToken(
+            id=token_id,
+            name=spec.name,
+            role=spec.role.value,
+            token_hash=secret_sha256,
+            created_at=now,
+            site_id=spec.site_id,
+            expires_at=expires_at,
+        )
+    )
+    append_event(
+        s,
+        "token.created",
+        at=now,
+        actor=actor,
+        detail={
+            "token_id": token_id,
+            "name": spec.name,
+            "role": spec.role.value,
+            "site_id": spec.site_id,
+            "expires_at": expires_at.isoformat(),
+            **(detail or {}),
+        },
+    )
+    return Principal(token_id, spec.name, spec.role, spec.site_id, expires_at)
+
+
+def create_token(
+    inst: Instance,
+    *,
+    name: str,
+    role: Role | str,
+    actor: str,
+    site_id: SiteId | None = None,
+    expires_in: timedelta | None = None,
+) -> tuple[Principal, str]:
+    """Make a token and return it in clear text: the only time it exists outside its holder's hands.
+
+    An operator token must name an existing site; no other role may name one. The token expires
+    after ``expires_in`` (default 90 days, at most 365). Through the API an admin token needs a second
+    person (``service/approval_acts.py``); this function is the act itself (and the local CLI's)."""
+    spec = token_spec(name, role, site_id=site_id, expires_in=expires_in)
+    token = new_secret()
     with inst.db.transaction() as s:
-        if site is not None and s.get(Site, site) is None:
-            raise NotFound(f"no site {site!r}", code="site_not_found")
-        s.add(
-            ApiToken(
-                id=token_id,
-                name=name,
-                role=role.value,
-                token_hash=hash_token(token),
-                created_at=now,
-                site_id=site,
-                expires_at=expires_at,
-            )
-        )
-        append_event(
-            s,
-            "token.created",
-            at=now,
-            actor=actor,
-            detail={
-                "token_id": token_id,
-                "name": name,
-                "role": role.value,
-                "site_id": site,
-                "expires_at": expires_at.isoformat(),
-            },
-        )
-    return Principal(token_id, name, role, site, expires_at), token
+        made = insert_token(s, spec, hash_token(token), now=inst.clock(), actor=actor)
+    return made, token
 
 
 def authenticate_token(inst: Instance, token: str | None) -> Principal:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from fabguard.api.deps import Approver, ChangeId, Count, Engineer, Inst, SiteReader, visible_order
 from fabguard.api.schemas import OrderIn, OrderStateIn, QuotaChangeIn
 from fabguard.domain.values import OrderId, OrderState, ProductId, SiteId
-from fabguard.service import orders
+from fabguard.service import approvals, orders
 
 router = APIRouter(tags=["orders"])
 
@@ -46,9 +49,19 @@ def order_units(
     return orders.order_units(inst, order_id, after_id=after, limit=min(max(limit, 1), inst.limits.max_page))
 
 
-@router.post("/api/v1/orders/{order_id}/state")
-def set_order_state(inst: Inst, order_id: str, body: OrderStateIn, p: Engineer) -> dict[str, object]:
-    return orders.set_order_state(inst, order_id, OrderState.parse(body.state), actor=p.actor).to_dict()
+@router.post(
+    "/api/v1/orders/{order_id}/state",
+    responses={202: {"description": "Resuming a suspended order: a pending request a second person approves"}},
+)
+def set_order_state(inst: Inst, order_id: str, body: OrderStateIn, p: Engineer) -> Any:
+    """Suspend or close an order at once; resuming a suspended one needs a second person (answer 202,
+    the pending request; ``POST /api/v1/approvals/{id}/approve``)."""
+    new_state = OrderState.parse(body.state)
+    current = orders.get_order(inst, order_id)
+    if new_state is OrderState.ACTIVE and current.state == OrderState.SUSPENDED.value:
+        pending = approvals.request_order_activation(inst, OrderId(order_id), by=approvals.Person.of(p))
+        return JSONResponse(pending.to_dict(), status_code=202)
+    return orders.set_order_state(inst, order_id, new_state, actor=p.actor).to_dict()
 
 
 @router.post("/api/v1/orders/{order_id}/quota-changes", status_code=201)

@@ -1,0 +1,251 @@
+"""Dual control: a dangerous act is first a pending request; a second, different person approves it
+(and the act runs in that transaction, exactly once) or rejects it. A request expires after
+``Limits.approval_hours``. Requester and approver are both in the ledger (``approval.requested``,
+``approval.approved`` / ``approval.rejected``, and the act's own event names both).
+
+"Different" means a different token id *and* a different token name: one person with two tokens
+made under one name cannot approve their own request. What each kind does is ``approval_acts``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from fabguard.domain.errors import Conflict, FabGuardError, Forbidden, InvalidRequest, NotFound
+from fabguard.domain.values import OrderId, OrderState, Role
+from fabguard.service import tokens
+from fabguard.service.approval_acts import ACTS, ADMIN_TOKEN, ORDER_ACTIVATION, Approved
+from fabguard.service.instance import Instance
+from fabguard.store.approval_models import ApprovalRequest
+from fabguard.store.db import append_event
+
+STATES = ("pending", "approved", "rejected", "expired")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """Who asks or decides: the actor string the ledger shows, the token's name and its id (None for
+    the local CLI, which acts without a token)."""
+
+    actor: str
+    name: str
+    token_id: str | None
+
+    @classmethod
+    def of(cls, p: tokens.Principal) -> Person:
+        return cls(p.actor, p.name, p.id)
+
+
+@dataclass(frozen=True)
+class ApprovalView:
+    id: int
+    kind: str
+    summary: str
+    target: str
+    parameters: dict[str, Any]
+    state: str
+    requested_by: str
+    requested_at: datetime
+    expires_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    result: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "summary": self.summary,
+            "target": self.target,
+            "parameters": self.parameters,
+            "state": self.state,
+            "requested_by": self.requested_by,
+            "requested_at": self.requested_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+            "decided_by": self.decided_by,
+            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+            "result": self.result,
+        }
+
+
+def _state(row: ApprovalRequest, now: datetime) -> str:
+    return "expired" if row.state == "pending" and row.expires_at <= now else row.state
+
+
+def _view(row: ApprovalRequest, now: datetime) -> ApprovalView:
+    return ApprovalView(
+        id=row.id,
+        kind=row.kind,
+        summary=ACTS[row.kind].summary,
+        target=row.target,
+        parameters=json.loads(row.parameters),
+        state=_state(row, now),
+        requested_by=row.requested_by,
+        requested_at=row.requested_at,
+        expires_at=row.expires_at,
+        decided_by=row.decided_by,
+        decided_at=row.decided_at,
+        result=json.loads(row.result) if row.result else None,
+    )
+
+
+def request(
+    inst: Instance,
+    kind: str,
+    target: str,
+    parameters: dict[str, Any],
+    *,
+    by: Person,
+    secret_sha256: str | None = None,
+) -> ApprovalView:
+    """Record a pending request for an act of ``kind`` (checked now, carried out when approved)."""
+    act = ACTS[kind]
+    now = inst.clock()
+    with inst.db.transaction() as s:
+        act.check(s, target, parameters)
+        row = ApprovalRequest(
+            kind=kind,
+            target=target,
+            parameters=json.dumps(parameters, sort_keys=True),
+            secret_sha256=secret_sha256,
+            requested_by=by.actor,
+            requester_name=by.name,
+            requester_token=by.token_id,
+            requested_at=now,
+            expires_at=now + timedelta(hours=inst.limits.approval_hours),
+            state="pending",
+        )
+        s.add(row)
+        s.flush()
+        append_event(
+            s,
+            "approval.requested",
+            at=now,
+            actor=by.actor,
+            detail={
+                "approval_id": row.id,
+                "kind": kind,
+                "target": target,
+                "parameters": parameters,
+                "expires_at": row.expires_at.isoformat(),
+            },
+        )
+        return _view(row, now)
+
+
+def request_admin_token(inst: Instance, spec: tokens.TokenSpec, *, by: Person) -> tuple[ApprovalView, str]:
+    """Ask for an admin token. The secret is handed to the requester now and stored nowhere (only its
+    hash, on the request); it starts to work when a second person approves."""
+    if spec.role is not Role.ADMIN:
+        raise ValueError("only admin tokens need a second person")
+    secret = tokens.new_secret()
+    view = request(inst, ADMIN_TOKEN, spec.name, spec.to_dict(), by=by, secret_sha256=tokens.hash_token(secret))
+    return view, secret
+
+
+def request_order_activation(inst: Instance, order_id: OrderId, *, by: Person) -> ApprovalView:
+    """Ask for a suspended order to provision again."""
+    return request(inst, ORDER_ACTIVATION, order_id.value, {"state": OrderState.ACTIVE.value}, by=by)
+
+
+def _refused(inst: Instance, approval_id: int, by: Person, error: FabGuardError) -> FabGuardError:
+    """Log and record a refused decision (in its own transaction: the refusal itself changes nothing)."""
+    log.warning("refused a decision on approval %s by %s: %s", approval_id, by.actor, error.code)
+    with inst.db.transaction() as s:
+        append_event(
+            s,
+            "approval.refused",
+            at=inst.clock(),
+            actor=by.actor,
+            code=error.code,
+            detail={"approval_id": approval_id},
+        )
+    return error
+
+
+def decide(inst: Instance, approval_id: int, *, approve: bool, by: tokens.Principal) -> ApprovalView:
+    """Approve (carrying out the act) or reject a pending request; ``by`` must be an approver (or admin)
+    other than the requester, and the request must not have expired."""
+    by.require(Role.APPROVER)
+    person = Person.of(by)
+    now = inst.clock()
+    try:
+        with inst.db.transaction() as s:
+            row = s.get(ApprovalRequest, approval_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"no approval request {approval_id}", code="approval_not_found")
+            if row.state != "pending":
+                raise Conflict(f"approval request {approval_id} is already {row.state}", code="approval_decided")
+            if person.token_id == row.requester_token or person.name == row.requester_name:
+                raise Forbidden(
+                    f"approval request {approval_id} needs a second person: its requester cannot decide it",
+                    code="same_approver",
+                )
+            if row.expires_at <= now:
+                raise Conflict(
+                    f"approval request {approval_id} expired at {row.expires_at.isoformat(timespec='seconds')}; "
+                    "ask again",
+                    code="approval_expired",
+                )
+            row.decided_by, row.decider_token, row.decided_at = person.actor, person.token_id, now
+            row.state = "approved" if approve else "rejected"
+            append_event(
+                s,
+                f"approval.{row.state}",
+                at=now,
+                actor=person.actor,
+                detail={
+                    "approval_id": row.id,
+                    "kind": row.kind,
+                    "target": row.target,
+                    "requested_by": row.requested_by,
+                },
+            )
+            if approve:
+                done = ACTS[row.kind].apply(
+                    s,
+                    Approved(
+                        id=row.id,
+                        target=row.target,
+                        parameters=json.loads(row.parameters),
+                        secret_sha256=row.secret_sha256,
+                        now=now,
+                        actor=person.actor,
+                        requested_by=row.requested_by,
+                    ),
+                )
+                row.result = json.dumps(done, sort_keys=True)
+            return _view(row, now)
+    except (Forbidden, Conflict) as exc:
+        if exc.code in ("same_approver", "approval_expired"):
+            raise _refused(inst, approval_id, person, exc) from None
+        raise
+
+
+def get_approval(inst: Instance, approval_id: int) -> ApprovalView:
+    with inst.db.read() as s:
+        row = s.get(ApprovalRequest, approval_id)
+        if row is None:
+            raise NotFound(f"no approval request {approval_id}", code="approval_not_found")
+        return _view(row, inst.clock())
+
+
+def list_approvals(inst: Instance, state: str = "pending") -> list[ApprovalView]:
+    """Requests in ``state`` (``pending`` by default: those still waiting and not expired), oldest first."""
+    if state not in STATES:
+        raise InvalidRequest(f"unknown approval state {state!r}; one of {', '.join(STATES)}", code="invalid_state")
+    now = inst.clock()
+    stored = "pending" if state == "expired" else state
+    with inst.db.read() as s:
+        rows = s.execute(
+            select(ApprovalRequest).where(ApprovalRequest.state == stored).order_by(ApprovalRequest.id)
+        ).scalars()
+        return [v for v in (_view(r, now) for r in rows) if v.state == state]
