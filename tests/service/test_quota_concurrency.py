@@ -414,6 +414,37 @@ def test_serve_workers_2_runs_two_processes_that_share_the_quota_and_replaces_a_
     assert_exact_books(inst, order, outcome, quota=40, units=60)
 
 
+SLOW_START_ENV = "FABGUARD_TEST_SLOW_WORKER_START"
+SLOW_SITECUSTOMIZE = f"""\
+import os, time
+if os.environ.get({SLOW_START_ENV!r}) and b"spawn_main" in open("/proc/self/cmdline", "rb").read():
+    time.sleep(float(os.environ[{SLOW_START_ENV!r}]))
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_serve_workers_comes_up_when_a_worker_takes_longer_than_5_s_to_start(
+    pg_instance: Instance,
+    server_processes: Callable[..., ServerProcess],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a loaded 2-core machine importing the app in a fresh worker took over 5 s, uvicorn's default
+    healthcheck timeout: the supervisor killed each worker as hung before it could answer and started
+    another, for ever, so the server never came up (and a worker replaced under load never would).
+    Here every worker sleeps 8 s before it even imports (a ``sitecustomize`` on its PYTHONPATH)."""
+    site = tmp_path / "slow-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLOW_SITECUSTOMIZE)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv(SLOW_START_ENV, "8")
+    server = server_processes(pg_instance.home, workers=2)  # healthy within its 30 s, or it raises
+    first = wait_for_workers(server, 2)
+    time.sleep(1.0)
+    assert wait_for_workers(server, 2) == first, "the supervisor replaced a worker that was only starting"
+
+
 # ------------------------------------------------------------------ uniqueness races (both engines)
 THREADS = 8
 ROUNDS = 4

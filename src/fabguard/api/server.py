@@ -52,6 +52,11 @@ class TLSContextFactory:
 
 
 CLIENT_TRUST = "client-trust.pem"
+# How long uvicorn's supervisor waits for a worker to answer its ping before it kills it as hung. A new
+# worker answers only once it has imported the app; on a loaded 2-core machine that took over uvicorn's
+# default 5 s, and the supervisor then killed and restarted every worker for ever. A dead worker is still
+# replaced at once (its process is gone); only a live but silent one waits this long.
+WORKER_HEALTHCHECK_S = 30
 
 
 def write_client_trust(inst: Instance) -> None:
@@ -90,7 +95,13 @@ def server_config(
     )
     if workers > 1:
         os.environ[HOME_ENV] = str(inst.home)
-        return uvicorn.Config("fabguard.api.server:app_from_env", factory=True, workers=workers, **common)
+        return uvicorn.Config(
+            "fabguard.api.server:app_from_env",
+            factory=True,
+            workers=workers,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+            **common,
+        )
     return uvicorn.Config(create_app(inst), **common)
 
 
