@@ -11,6 +11,7 @@ run. A secret may appear only where it is handed over, once: on the stdout of th
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -27,6 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fabguard.api.redaction import RedactSecrets, redact
 from fabguard.fixture.client import Credentials, FabGuardClientError, FixtureClient
 from fabguard.fixture.client import enroll as sdk_enroll
 from fabguard.fixture.device import SimulatedDevice
@@ -35,6 +37,7 @@ from fabguard.fixture.openhtf_records import openhtf_record
 SRC = Path(__file__).resolve().parents[1] / "src"
 PEM_MARKER = "PRIVATE KEY"
 FABGUARD = (sys.executable, "-m", "fabguard.cli.main")
+SERVE_AT_DEBUG = ("--log-level", "debug", "--access-log")
 
 
 @dataclass
@@ -106,7 +109,7 @@ def test_a_full_run_at_debug_level_leaks_no_secret(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [*FABGUARD, "--home", str(run.home), "serve", "--port", str(port), "--log-level", "debug"],
+            [*FABGUARD, "--home", str(run.home), "serve", "--port", str(port), *SERVE_AT_DEBUG],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -177,7 +180,8 @@ def test_a_full_run_at_debug_level_leaks_no_secret(tmp_path: Path) -> None:
     )
 
     server_log = run.captured["server.log"]
-    assert "refused" in server_log, "FabGuard's own log records were not captured"
+    assert "/api/v1/stream?token=[redacted] HTTP/1.1" in server_log, "the access log was not captured"
+    assert "fabguard.service.tokens: refused an unknown API token" in server_log, "FabGuard's own log was not"
     refusal = run.captured["wrong-passphrase.stderr"].strip()
     assert "passphrase" in refusal and len(refusal.splitlines()) == 1, refusal
     secrets_of_run = {
@@ -196,3 +200,32 @@ def test_a_full_run_at_debug_level_leaks_no_secret(tmp_path: Path) -> None:
     assert not leaks, leaks
     tracebacks = [where for where, text in run.captured.items() if "Traceback (most recent call last)" in text]
     assert not tracebacks, {w: run.captured[w][-2000:] for w in tracebacks}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "GET /api/v1/stream?token={t}&x=1 HTTP/1.1",
+        "ASGI scope {{'headers': [(b'authorization', b'Bearer {t}')]}}",
+        '{{"Authorization": "Bearer {t}"}}',
+        "refused the enrolment token {t}",
+    ],
+)
+def test_the_log_filter_redacts_credentials_wherever_they_appear(line: str) -> None:
+    for token in ("fgt_" + secrets.token_urlsafe(32), "fge_" + secrets.token_urlsafe(24), "plain-" + "s3cr3t" * 4):
+        text = line.format(t=token)
+        if token.startswith("plain") and "token=" not in text and "uthorization" not in text:
+            continue  # a secret with no mark of its own is kept out of logs by never logging it
+        assert token not in redact(text), text
+        assert "[redacted]" in redact(text)
+
+
+def test_the_log_filter_redacts_a_private_key_in_a_traceback() -> None:
+    pem = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49\n-----END PRIVATE KEY-----\n"
+    try:
+        raise ValueError(f"could not load {pem}")
+    except ValueError:
+        record = logging.LogRecord("fabguard", logging.ERROR, __file__, 1, "failed: %s", (pem,), sys.exc_info())
+    assert RedactSecrets().filter(record)
+    line = logging.Formatter().format(record)
+    assert PEM_MARKER not in line and "MIGHAgEA" not in line and "ValueError" in line
