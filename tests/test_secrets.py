@@ -65,7 +65,7 @@ class Run:
     def minted(self, name: str, prefix: str) -> str:
         """The secret the command ``name`` printed for its user (allowed there, and nowhere else)."""
         found = re.findall(re.escape(prefix) + r"[A-Za-z0-9_\-]+", self.captured[f"{name}.stdout"])
-        assert len(set(found)) == 1, self.captured[f"{name}.stdout"]
+        assert len(found) == 1, f"{name} must print its secret once, not {len(found)} times"
         self.handed_over[found[0]] = f"{name}.stdout"
         return found[0]
 
