@@ -41,9 +41,7 @@ def unit_request(order_id: object, serial: object, csr: object, *, max_csr_bytes
         return _unparsed(refusal, order_id, serial)
 
 
-def batch_unit_request(
-    order_id: object, serial: object, csr: object, *, max_csr_bytes: int
-) -> UnitRequest | UnparsedUnit:
+def batch_unit_request(order_id: object, serial: object, csr: object, *, max_csr_bytes: int) -> UnitRequest | UnparsedUnit:
     """One unit of a batch: as :func:`unit_request`, but a unit without string fields is an invalid request."""
     if not isinstance(serial, str) or not isinstance(csr, str):
         return _unparsed(InvalidRequest("each unit needs a serial and a csr, both strings"), order_id, serial)

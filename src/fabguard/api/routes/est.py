@@ -27,8 +27,7 @@ def _cacerts(inst: Instance, label: str | None = None) -> Response:
     """The CA chain devices should trust: the issuing CA of the labelled order (default CA without a label) and root."""
     ca = "issuing" if label is None else orders.issuing_ca_of(inst, label)
     return Response(
-        est.certs_only([inst.cas.issuer(ca).certificate, inst.cas.certificate("root")]),
-        media_type="application/pkcs7-mime",
+        est.certs_only([inst.cas.issuer(ca).certificate, inst.cas.certificate("root")]), media_type="application/pkcs7-mime"
     )
 
 
