@@ -190,7 +190,9 @@ def install_dashboard(app: FastAPI, inst: Instance) -> None:
         EventSource cannot send headers, so the API token comes as ``?token=``."""
 
         def check() -> None:
-            tokens.authenticate_token(inst, token).require(Role.ENGINEER, Role.AUDITOR, Role.APPROVER)
+            tokens.authenticate_token(inst, token, route="/api/v1/stream").require(
+                Role.ENGINEER, Role.AUDITOR, Role.APPROVER
+            )
 
         await run_in_threadpool(check)
 

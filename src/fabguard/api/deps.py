@@ -35,8 +35,10 @@ def instance(request: Request) -> Instance:
 Inst = Annotated[Instance, Depends(instance)]
 
 
-def principal(inst: Inst, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> tokens.Principal:
-    return tokens.authenticate_token(inst, creds.credentials if creds else None)
+def principal(
+    inst: Inst, request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> tokens.Principal:
+    return tokens.authenticate_token(inst, creds.credentials if creds else None, route=request.url.path)
 
 
 def allow(*roles: Role) -> Callable[[tokens.Principal], tokens.Principal]:

@@ -16,6 +16,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from fabguard.api.app import create_app
+from fabguard.api.redaction import log_config
 from fabguard.api.tls import ClientCertH11Protocol
 from fabguard.pki.keys import passphrase_from_env
 from fabguard.runtime import tune_gc
@@ -86,6 +87,7 @@ def server_config(
         port=port,
         http=ClientCertH11Protocol,
         ssl_context_factory=TLSContextFactory(str(inst.home)),
+        log_config=log_config(log_level),
         log_level=log_level,
         access_log=access_log,
         lifespan="on",

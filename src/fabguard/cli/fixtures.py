@@ -31,8 +31,8 @@ def fixture_add(
         ca = inst.cas.cert_path("root")
     console.print(f"Fixture {f.id} registered at {f.site_id}. One-time enrolment token:\n[bold]{token}[/]")
     console.print(
-        f"On the line PC: fabguard fixture enroll --server https://HOST:8443 --token {token} "
-        f"--ca {ca.name} --out DIR   (copy {ca} there)"
+        "On the line PC, with the token in FABGUARD_ENROLLMENT_TOKEN (an argument would show in the process list): "
+        f"fabguard fixture enroll --server https://HOST:8443 --ca {ca.name} --out DIR   (copy {ca} there)"
     )
 
 
@@ -75,7 +75,14 @@ def fixture_revoke(fixture_id: FixtureId, reason: Annotated[str, typer.Option(he
 @command(fixture_app, "enroll")
 def fixture_enroll(
     server: Annotated[str, typer.Option(help="Server URL, e.g. https://fabguard.example:8443")],
-    token: Annotated[str, typer.Option(help="The one-time enrolment token", envvar="FABGUARD_ENROLLMENT_TOKEN")],
+    token: Annotated[
+        str,
+        typer.Option(
+            help="The one-time enrolment token; better from FABGUARD_ENROLLMENT_TOKEN (an argument is visible to "
+            "every user in the process list)",
+            envvar="FABGUARD_ENROLLMENT_TOKEN",
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Directory for the key, certificate and CA chain")],
     ca: Annotated[Path, typer.Option(help="The instance's root CA certificate (PEM), to trust the server")],
 ) -> None:

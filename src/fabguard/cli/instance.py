@@ -59,7 +59,12 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTPS port")] = 8443,
     workers: Annotated[int, typer.Option(help="Server processes (use PostgreSQL for more than one)")] = 1,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    log_level: Annotated[
+        str, typer.Option(help="Log level of uvicorn and FabGuard: critical, error, warning, info, debug, trace")
+    ] = "info",
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log every request (credentials redacted)")
+    ] = False,
 ) -> None:
     """Run the HTTPS server (fixtures authenticate with their client certificates).
 
@@ -74,5 +79,6 @@ def serve(
             raise typer.BadParameter("several workers need PostgreSQL (init --database-url); SQLite is one process")
         inst.cas.issuer("issuing")  # fail now, not on the first unit, if the passphrase is wrong
         console.print(f"FabGuard {__version__} serving https://{host}:{port} ({workers} worker(s))")
-        run_server(server_config(inst, host=host, port=port, workers=workers, log_level=log_level))
-
+        run_server(
+            server_config(inst, host=host, port=port, workers=workers, log_level=log_level, access_log=access_log)
+        )

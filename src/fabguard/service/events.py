@@ -13,22 +13,27 @@ from fabguard.service.instance import Instance
 from fabguard.store.db import NewEvent, append_events
 from fabguard.store.models import Event
 
+# The actor of a refusal whose caller presented no credential it could be named by.
+ANONYMOUS = "anonymous"
+
 
 def refusal_event(
     kind: str,
     error: FabGuardError,
     *,
     at: datetime,
+    actor: str | None = None,
     fixture_id: str | None = None,
     order_id: str | None = None,
     serial: str | None = None,
     detail: dict[str, object] | None = None,
 ) -> NewEvent:
-    """The event that records a refusal: its code, and its message in the detail."""
+    """The event that records a refusal: its code, its message in the detail, and who tried: ``actor``,
+    else the fixture, else ``anonymous`` (a caller that presented nothing it could be named by)."""
     return NewEvent(
         kind,
         at,
-        actor=f"fixture:{fixture_id}" if fixture_id else None,
+        actor=actor or (f"fixture:{fixture_id}" if fixture_id else ANONYMOUS),
         fixture_id=fixture_id,
         order_id=order_id,
         serial=serial,
@@ -42,6 +47,7 @@ def record_refusal(
     kind: str,
     error: FabGuardError,
     *,
+    actor: str | None = None,
     fixture_id: str | None = None,
     order_id: str | None = None,
     serial: str | None = None,
@@ -49,7 +55,14 @@ def record_refusal(
 ) -> int:
     """Write a refusal event. The state change it refused was rolled back; this is all that stays."""
     event = refusal_event(
-        kind, error, at=inst.clock(), fixture_id=fixture_id, order_id=order_id, serial=serial, detail=detail
+        kind,
+        error,
+        at=inst.clock(),
+        actor=actor,
+        fixture_id=fixture_id,
+        order_id=order_id,
+        serial=serial,
+        detail=detail,
     )
     with inst.db.transaction() as s:
         return append_events(s, [event])[0]

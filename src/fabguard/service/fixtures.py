@@ -154,7 +154,8 @@ def enroll_fixture(inst: Instance, *, token: str, csr_data: bytes) -> Enrollment
 
 
 def authenticate_fixture(inst: Instance, cert_der: bytes | None, *, route: str) -> FixtureFacts:
-    """Map the TLS-verified client certificate to an enrolled, active fixture, or refuse (and record it)."""
+    """Map the TLS-verified client certificate to an enrolled, active fixture, or refuse (and record it,
+    naming the caller: the fixture, else the certificate as ``cert:<SHA-256, 16 hex digits>``)."""
     if not cert_der:
         raise _refuse(inst, Refusal("unauthorized", "this call needs the fixture's TLS client certificate"), route)
     fp = cert_fingerprint(cert_der)
@@ -163,7 +164,13 @@ def authenticate_fixture(inst: Instance, cert_der: bytes | None, *, route: str) 
         fixture = s.execute(select(Fixture).where(Fixture.cert_fingerprint == fp)).scalar_one_or_none()
     if fixture is None:
         subject = _subject_of(cert_der)
-        raise _refuse(inst, Refusal("unknown_fixture", f"no enrolled fixture holds the certificate {subject}"), route)
+        raise _refuse(
+            inst,
+            Refusal("unknown_fixture", f"no enrolled fixture holds the certificate {subject}"),
+            route,
+            actor=f"cert:{fp[:16]}",
+            detail={"cert_sha256": fp, "subject": subject},
+        )
     if fixture.revoked_at is not None:
         raise _refuse(inst, Refusal("fixture_revoked", f"fixture {fixture.id} has been revoked"), route, fixture.id)
     if fixture.cert_not_after is not None and fixture.cert_not_after <= now:
@@ -183,8 +190,23 @@ def _subject_of(der: bytes) -> str:
         return "(unparsable)"
 
 
-def _refuse(inst: Instance, refusal: Refusal, route: str, fixture_id: str | None = None) -> Refusal:
-    record_refusal(inst, "request.refused", refusal, fixture_id=fixture_id, detail={"route": route})
+def _refuse(
+    inst: Instance,
+    refusal: Refusal,
+    route: str,
+    fixture_id: str | None = None,
+    *,
+    actor: str | None = None,
+    detail: dict[str, object] | None = None,
+) -> Refusal:
+    record_refusal(
+        inst,
+        "request.refused",
+        refusal,
+        actor=actor,
+        fixture_id=fixture_id,
+        detail={"route": route, **(detail or {})},
+    )
     return refusal
 
 

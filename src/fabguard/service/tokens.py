@@ -15,11 +15,14 @@ from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from fabguard.domain.values import Role, SiteId
+from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event
 from fabguard.store.models import ApiToken, Site
 
 TOKEN_PREFIX = "fgt_"
+# The event kind of a refused bearer token (fixture certificates' refusals are ``request.refused``).
+REFUSED = "auth.refused"
 DEFAULT_LIFETIME = timedelta(days=90)
 MAX_LIFETIME = timedelta(days=365)
 # The roles whose token must name a site (and only these may).
@@ -173,25 +176,41 @@ def create_token(
     return made, token
 
 
-def authenticate_token(inst: Instance, token: str | None) -> Principal:
-    """The principal holding ``token``; unknown, revoked and expired tokens are 401 ``unauthorized``."""
+def authenticate_token(inst: Instance, token: str | None, *, route: str | None = None) -> Principal:
+    """The principal holding ``token``; unknown, revoked and expired tokens are 401 ``unauthorized``.
+
+    Each refusal is an ``auth.refused`` event naming the caller without the secret: ``token:<id>
+    (revoked)`` or ``(expired)`` for a known token, ``anonymous`` for none, a malformed or an unknown one."""
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 100:
-        raise Unauthorized("a valid API token is needed (Authorization: Bearer fgt_...)")
+        what = "no API token" if not token else "a malformed API token"
+        raise _refused(inst, Unauthorized("a valid API token is needed (Authorization: Bearer fgt_...)"), route, what)
     digest = hash_token(token)
     with inst.db.read() as s:
         row = s.execute(select(ApiToken).where(ApiToken.token_hash == digest)).scalar_one_or_none()
     if row is None or not hmac.compare_digest(row.token_hash, digest):
         log.warning("refused an unknown API token")
-        raise Unauthorized("the API token is unknown")
+        raise _refused(inst, Unauthorized("the API token is unknown"), route, "an unknown API token")
     if row.revoked_at is not None:
         log.warning("refused revoked API token %s", row.id)
-        raise Unauthorized(f"the API token {row.id} was revoked at {row.revoked_at.isoformat(timespec='seconds')}")
+        refusal = Unauthorized(f"the API token {row.id} was revoked at {row.revoked_at.isoformat(timespec='seconds')}")
+        raise _refused(inst, refusal, route, "a revoked API token", actor=f"token:{row.id} (revoked)")
     if row.expires_at is not None and row.expires_at <= inst.clock():
         log.warning("refused expired API token %s", row.id)
-        raise Unauthorized(
+        refusal = Unauthorized(
             f"the API token {row.id} expired at {row.expires_at.isoformat(timespec='seconds')}; ask an admin for a new one"
         )
+        raise _refused(inst, refusal, route, "an expired API token", actor=f"token:{row.id} (expired)")
     return Principal(row.id, row.name, Role(row.role), row.site_id, row.expires_at)
+
+
+def _refused(
+    inst: Instance, refusal: Unauthorized, route: str | None, presented: str, *, actor: str | None = None
+) -> Unauthorized:
+    detail: dict[str, object] = {"presented": presented}
+    if route is not None:
+        detail["route"] = route
+    record_refusal(inst, REFUSED, refusal, actor=actor, detail=detail)
+    return refusal
 
 
 def list_tokens(inst: Instance) -> list[ApiToken]:
