@@ -1,7 +1,7 @@
 """FabGuard beside a peer: cfssl's stateless signer and FabGuard's full transaction, same CSRs, same concurrency.
 
     .venv/bin/python bench/peer.py [--units N] [--clients K] [--batch B] [--cfssl-seconds S]
-                                   [--time-cap S] [--database-url URL] [--profile DIR]
+                                   [--time-cap S] [--database-url URL] [--profile DIR] [--no-postgres]
 
 Needs `cfssl` and `wrk` on PATH (Debian: `apt-get install golang-cfssl wrk`) and, unless
 --database-url names an empty PostgreSQL database, the PostgreSQL server binaries (initdb, pg_ctl)
@@ -16,7 +16,7 @@ pool of P-256 CSRs (each device's own key, subject = its serial):
 2. FabGuard, one unit per request: `fabguard serve` on SQLite, K fixture threads (httpx, keep-alive,
    each with its own client certificate: wrk cannot present one, so the driver is Python).
 3. FabGuard, B units per request (/api/v1/units/provision-batch), same server and fixtures.
-4. FabGuard on PostgreSQL, `fabguard serve --workers 2`, one unit per request.
+4. FabGuard on PostgreSQL, `fabguard serve --workers 2`, one unit per request (skipped with --no-postgres).
 5. cfssl again, to bracket the FabGuard runs (the machine's load drifts).
 
 Each FabGuard mode provisions N units (every serial with an order quota and a passing test record,
@@ -475,6 +475,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="server processes on PostgreSQL (default 2)")
     p.add_argument("--database-url", default=None, help="an empty PostgreSQL database (default: a throwaway cluster)")
     p.add_argument("--profile", type=Path, default=None, help="py-spy the SQLite one-unit run; files go in this dir")
+    p.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL run (quick before/after on SQLite)")
     args = p.parse_args(argv)
     if min(args.units, args.clients, args.cfssl_seconds, args.workers) < 1 or not 1 <= args.batch <= 200:
         p.error("--units, --clients, --cfssl-seconds and --workers must be positive; --batch 1-200")
@@ -485,7 +486,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    missing = missing_tools(need_postgres=args.database_url is None)
+    missing = missing_tools(need_postgres=args.database_url is None and not args.no_postgres)
     if missing:
         print(f"bench/peer.py needs: {', '.join(missing)}. Install with: {INSTALL_HINT}", file=sys.stderr)
         return 2
@@ -541,23 +542,26 @@ def main(argv: list[str] | None = None) -> int:
                 figures.append(fig)
                 line.check_used(order_b, run)
 
-            with (
-                postgres_database(args.database_url) as url,
-                bench_line(
-                    tmp / "pg", run_id, [pg_units], clients=args.clients, database_url=url, workers=args.workers
-                ) as line,
-            ):
-                (order_g,) = line.order_ids
-                log(f"FabGuard on PostgreSQL, --workers {args.workers} ({len(line.server.pids)} server process(es))")
-                fig, run = fabguard_figure(
-                    "pg-1",
-                    f"FabGuard PostgreSQL, --workers {args.workers}, 1/req",
-                    driver,
-                    line.server,
-                    lambda: provision_one_per_request(line.clients, order_g, pg_units, cap),
-                )
-                figures.append(fig)
-                line.check_used(order_g, run)
+            if not args.no_postgres:
+                with (
+                    postgres_database(args.database_url) as url,
+                    bench_line(
+                        tmp / "pg", run_id, [pg_units], clients=args.clients, database_url=url, workers=args.workers
+                    ) as line,
+                ):
+                    (order_g,) = line.order_ids
+                    log(
+                        f"FabGuard on PostgreSQL, --workers {args.workers} ({len(line.server.pids)} server process(es))"
+                    )
+                    fig, run = fabguard_figure(
+                        "pg-1",
+                        f"FabGuard PostgreSQL, --workers {args.workers}, 1/req",
+                        driver,
+                        line.server,
+                        lambda: provision_one_per_request(line.clients, order_g, pg_units, cap),
+                    )
+                    figures.append(fig)
+                    line.check_used(order_g, run)
 
             log(f"cfssl again, {args.cfssl_seconds} s of wrk")
             figures.append(

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from fabguard.domain.errors import ConfigurationError
+from fabguard.domain.values import CaName
+from fabguard.pki import profiles
+from fabguard.service import authorities
 from fabguard.service.instance import Instance
 
 
@@ -14,6 +20,31 @@ def test_an_issuing_chain_is_the_ca_then_the_root_and_the_root_chain_is_the_root
     chain = [x509.load_pem_x509_certificate(p.encode()) for p in instance.cas.chain_pem("issuing")]
     assert chain == [issuing, root]
     assert [x509.load_pem_x509_certificate(p.encode()) for p in instance.cas.chain_pem("root")] == [root]
+
+
+def test_a_pending_ca_has_no_chain_until_its_certificate_is_imported_then_the_cached_chain_is_its_own(
+    instance: Instance,
+) -> None:
+    assert instance.cas.chain_pem("issuing") == instance.cas.chain_pem("issuing")  # cached, then served again
+    csr_pem = authorities.issuing_csr(instance, CaName("offline"), site_id=None, product_id=None, actor="t")
+    with pytest.raises(ConfigurationError, match="has no certificate"):
+        instance.cas.chain_pem("offline")
+    csr = x509.load_pem_x509_csr(csr_pem.encode())
+    signed = profiles.intermediate_ca(
+        instance.cas.root_issuer(),
+        csr.public_key(),
+        "Acme",
+        "Offline CA",
+        datetime.now(UTC),  # type: ignore[arg-type]
+    )
+    authorities.import_issuing_certificate(
+        instance, "offline", signed.public_bytes(serialization.Encoding.PEM), actor="t"
+    )
+    chain = [x509.load_pem_x509_certificate(p.encode()) for p in instance.cas.chain_pem("offline")]
+    assert chain == [signed, instance.cas.certificate("root")]
+    chain_copy = instance.cas.chain_pem("offline")
+    chain_copy.clear()  # a caller's list is its own: the cached chain is unchanged
+    assert len(instance.cas.chain_pem("offline")) == 2
 
 
 def test_an_issuer_is_built_once_with_the_key_its_registry_entry_names(instance: Instance) -> None:

@@ -24,7 +24,12 @@ from fabguard.store.models import CertificateAuthority
 
 
 class CaRegistry:
-    """The CAs of one instance, each with its key from ``keys``; issuers are cached once built."""
+    """The CAs of one instance, each with its key from ``keys``; issuers and chains are cached once built.
+
+    The caches need no invalidation: a CA's certificate is written once under its name (``ca import``
+    fills a pending CA that had none, rotation makes a new name, revocation changes the registry
+    row's state, which issuance reads in its own transaction), and the root file never changes.
+    """
 
     def __init__(self, db: Database, keys: KeyStore, ca_directory: Path, crl_base_url: str) -> None:
         self._db = db
@@ -32,6 +37,8 @@ class CaRegistry:
         self.directory = ca_directory
         self._crl_base_url = crl_base_url
         self._issuers: dict[str, profiles.Issuer] = {}
+        self._chains: dict[str, tuple[str, ...]] = {}
+        self._root: x509.Certificate | None = None
         self._lock = threading.Lock()
 
     def cert_path(self, name: str) -> Path:
@@ -67,8 +74,22 @@ class CaRegistry:
 
     def chain_pem(self, name: str, session: Session | None = None) -> list[str]:
         """``name``'s certificate followed by its parent (the root, or e.g. a Matter PAI's PAA), PEM."""
+        with self._lock:
+            cached = self._chains.get(name)
+        if cached is None:
+            cached = tuple(self._build_chain(name, session))
+            with self._lock:
+                self._chains[name] = cached
+        return list(cached)
+
+    def _root_certificate(self) -> x509.Certificate:
+        if self._root is None:
+            self._root = self.certificate("root")
+        return self._root
+
+    def _build_chain(self, name: str, session: Session | None) -> list[str]:
         cert = self.issuer(name, session).certificate
-        root = self.certificate("root")
+        root = self._root_certificate()
         if cert.issuer == root.subject or cert.issuer == cert.subject:
             parent = root if cert.issuer != cert.subject else cert
         else:  # e.g. a Matter PAI under its PAA

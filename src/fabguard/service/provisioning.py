@@ -15,25 +15,20 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
-from sqlalchemy import select
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import FabGuardError, InvalidRequest, Refusal
 from fabguard.domain.issuance import (
     FixtureFacts,
     IssuanceRequest,
-    OrderFacts,
-    UnitHistory,
     authorize_issuance,
     fixture_active,
     fixture_at_order_site,
 )
 from fabguard.domain.values import (
     OrderId,
-    OrderState,
     Serial,
-    TestOutcome,
     parse_key_types,
     recorded_order_id,
     recorded_serial,
@@ -46,7 +41,8 @@ from fabguard.service.events import record_refusal, refusal_event
 from fabguard.service.idempotency import Answer, Keyed
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event, reserve_quota
-from fabguard.store.models import CertificateAuthority, Order, Product, TestRecordRow, Unit
+from fabguard.store.issuance_facts import lock_order, unit_history
+from fabguard.store.models import Unit
 
 # A concurrent request for the same serial or key can make our insert collide; the retry then sees
 # the other request's unit and answers as for any retry (same certificate, or a refusal).
@@ -167,20 +163,6 @@ def record_unit_refusal(
     )
 
 
-def _history(s: Session, product_id: str, serial: str, key_fp: str) -> tuple[UnitHistory, Unit | None]:
-    latest = s.execute(
-        select(TestRecordRow.outcome).where(TestRecordRow.serial == serial).order_by(TestRecordRow.id.desc()).limit(1)
-    ).scalar_one_or_none()
-    existing = s.execute(select(Unit).where(Unit.product_id == product_id, Unit.serial == serial)).scalar_one_or_none()
-    key_owner = s.execute(select(Unit.serial).where(Unit.key_fingerprint == key_fp)).scalar_one_or_none()
-    history = UnitHistory(
-        latest_test=TestOutcome(latest) if latest is not None else None,
-        serial_key_fingerprint=existing.key_fingerprint if existing else None,
-        key_owner_serial=key_owner,
-    )
-    return history, existing
-
-
 def _provision_in_transaction(
     inst: Instance, fixture: FixtureFacts, unit: UnitRequest, key: Keyed | None
 ) -> Provisioned | Answer:
@@ -193,26 +175,17 @@ def _provision_in_transaction(
         # Lock the order row first: requests for one order decide one after another, so a request that
         # waited sees the unit its rival committed (same certificate, or key_reused) rather than only
         # the spent quota. SQLite's immediate transactions already serialise; PostgreSQL needs this.
-        order = s.get(Order, unit.order_id.value, with_for_update=True)
+        # The history is a statement of its own, after the lock: on PostgreSQL a statement that waited
+        # for a row lock still reads other tables as of its start.
+        order = lock_order(s, unit.order_id.value)
         if order is None:
             raise Refusal("order_not_found", f"no order {unit.order_id.value!r}")
-        product = s.get(Product, order.product_id)
-        assert product is not None
-        facts = OrderFacts(
-            id=order.id,
-            product_id=order.product_id,
-            site_id=order.site_id,
-            state=OrderState(order.state),
-            valid_from=order.valid_from,
-            valid_until=order.valid_until,
-            quota=order.quota,
-            used=order.used,
-        )
-        history, existing = _history(s, product.id, serial.value, checked.facts.key_fingerprint)
+        facts, ca_name, product_id = order.facts, order.issuing_ca, order.facts.product_id
+        history, existing, ca_state = unit_history(s, product_id, serial.value, checked.facts.key_fingerprint, ca_name)
         request = IssuanceRequest(
             fixture=fixture,
             order=facts,
-            allowed_key_types=parse_key_types(product.key_types.split(",")),
+            allowed_key_types=parse_key_types(order.key_types.split(",")),
             serial=serial,
             csr=checked.facts,
             history=history,
@@ -226,46 +199,41 @@ def _provision_in_transaction(
             # An idempotent retry: the same unit with the same key gets the same certificate, for free.
             fixture_active(request)
             fixture_at_order_site(request)
-            if existing.order_id != order.id:
+            if existing.order_id != facts.id:
                 raise Refusal("serial_has_other_key", f"serial {serial} was provisioned on order {existing.order_id}")
-            again = Provisioned(
-                serial.value, order.id, existing.certificate_pem, inst.cas.chain_pem(order.issuing_ca, s), True
-            )
+            again = Provisioned(serial.value, facts.id, existing.certificate_pem, inst.cas.chain_pem(ca_name, s), True)
             return again if key is None else idempotency.keep(s, key, 200, again.to_dict())
         authorize_issuance(request)
-        ca = s.get(CertificateAuthority, order.issuing_ca)
-        if ca is None or ca.state not in USABLE:
-            state = ca.state if ca else "missing"
-            raise Refusal("issuing_ca_revoked", f"order {order.id}'s issuing CA {order.issuing_ca} is {state}")
-        issuer = inst.cas.issuer(order.issuing_ca, s)
-        if not reserve_quota(s, order.id):
-            raise Refusal("quota_exhausted", f"order {order.id} has used all {order.quota} units")
-        lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None
-        cert = device_certificate(inst, issuer, checked.public_key, serial, product.id, now, lifetime, order.issuing_ca)
+        if ca_state is None or ca_state not in USABLE:
+            raise Refusal("issuing_ca_revoked", f"order {facts.id}'s issuing CA {ca_name} is {ca_state or 'missing'}")
+        issuer = inst.cas.issuer(ca_name, s)
+        if not reserve_quota(s, facts.id):
+            raise Refusal("quota_exhausted", f"order {facts.id} has used all {facts.quota} units")
+        lifetime = timedelta(days=order.cert_lifetime_days) if order.cert_lifetime_days else None
+        cert = device_certificate(inst, issuer, checked.public_key, serial, product_id, now, lifetime, ca_name)
         pem = cert.public_bytes(serialization.Encoding.PEM).decode()
         cert_serial = format(cert.serial_number, "x")
         cert_sha256 = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
-        s.add(
-            Unit(
-                product_id=product.id,
+        s.execute(
+            insert(Unit).values(
+                product_id=product_id,
                 serial=serial.value,
-                order_id=order.id,
+                order_id=facts.id,
                 fixture_id=fixture.id,
                 key_fingerprint=checked.facts.key_fingerprint,
                 cert_serial=cert_serial,
                 cert_sha256=cert_sha256,
-                issuing_ca=order.issuing_ca,
+                issuing_ca=ca_name,
                 certificate_pem=pem,
                 issued_at=now,
             )
         )
-        s.flush()
         append_event(
             s,
             "unit.provisioned",
             at=now,
             actor=f"fixture:{fixture.id}",
-            order_id=order.id,
+            order_id=facts.id,
             fixture_id=fixture.id,
             serial=serial.value,
             detail={
@@ -273,17 +241,13 @@ def _provision_in_transaction(
                 "cert_sha256": cert_sha256,
                 "key_fingerprint": checked.facts.key_fingerprint,
                 "site_id": fixture.site_id,
-                "product_id": product.id,
+                "product_id": product_id,
             },
         )
+        done = Provisioned(serial.value, facts.id, pem, inst.cas.chain_pem(ca_name, s), False)
         if key is not None:
-            return idempotency.keep(
-                s,
-                key,
-                201,
-                Provisioned(serial.value, order.id, pem, inst.cas.chain_pem(order.issuing_ca, s), False).to_dict(),
-            )
-    return Provisioned(serial.value, order.id, pem, inst.cas.chain_pem(order.issuing_ca), False)
+            return idempotency.keep(s, key, 201, done.to_dict())
+    return done
 
 
 def device_certificate(

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy import Engine, and_, create_engine, event, insert, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -186,8 +186,17 @@ def append_events(session: Session, events: Sequence[NewEvent]) -> list[int]:
 
 def _append_leaves(session: Session, start: int, leaves: Sequence[bytes]) -> None:
     """Store the leaf hashes (at indexes ``start``, ``start + 1``, ...) and every complete subtree they
-    complete: the Merkle tree grows with the log. A left sibling made in this batch is in ``made``; one
-    from before is read from the table (a few, along the tree's right edge)."""
+    complete: the Merkle tree grows with the log. A left sibling made in this batch is in ``made``; those
+    from before (a few, along the tree's right edge) are read from the table in one statement."""
+    before = _siblings_before(start, len(leaves))
+    stored: dict[tuple[int, int], bytes] = {}
+    if before:
+        rows = session.execute(
+            select(LedgerNode.level, LedgerNode.idx, LedgerNode.hash).where(
+                or_(*(and_(LedgerNode.level == level, LedgerNode.idx == idx) for level, idx in before))
+            )
+        )
+        stored = {(level, idx): h for level, idx, h in rows}
     made: dict[tuple[int, int], bytes] = {}
     for index, leaf in enumerate(leaves, start=start):
         made[(0, index)] = h = leaf
@@ -196,13 +205,27 @@ def _append_leaves(session: Session, start: int, leaves: Sequence[bytes]) -> Non
             sibling = (level, (index >> level) - 1)
             left = made.get(sibling)
             if left is None:
-                left = session.execute(
-                    select(LedgerNode.hash).where(LedgerNode.level == sibling[0], LedgerNode.idx == sibling[1])
-                ).scalar_one()
+                left = stored[sibling]
             h = merkle.node_hash(left, h)
             level += 1
             made[(level, index >> level)] = h
     session.execute(insert(LedgerNode), [{"level": level, "idx": idx, "hash": h} for (level, idx), h in made.items()])
+
+
+def _siblings_before(start: int, count: int) -> list[tuple[int, int]]:
+    """The left siblings that appending ``count`` leaves at ``start`` combines with but does not make."""
+    made: set[tuple[int, int]] = set()
+    before: list[tuple[int, int]] = []
+    for index in range(start, start + count):
+        made.add((0, index))
+        level = 0
+        while (index >> level) & 1:
+            sibling = (level, (index >> level) - 1)
+            if sibling not in made:
+                before.append(sibling)
+            level += 1
+            made.add((level, index >> level))
+    return before
 
 
 def reserve_quota(session: Session, order_id: str) -> bool:
