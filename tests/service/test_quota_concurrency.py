@@ -404,7 +404,7 @@ def test_serve_workers_2_runs_two_processes_that_share_the_quota_and_replaces_a_
         units = make_units(60)
         upload_passing_tests(clients[0], [u.serial for u in units])
         os.kill(first[0], signal.SIGKILL)  # a worker dies; the supervisor starts another on the same socket
-        replaced = wait_for_workers(server, 2)
+        replaced = wait_for_workers(server, 2, timeout=90)  # the supervisor pings workers in turn, 30 s each at most
         assert first[0] not in replaced and first[1] in replaced
         outcome = provision_all_at_once(clients, order, units)
     finally:
