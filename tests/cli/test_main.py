@@ -63,8 +63,9 @@ def test_the_tree_has_every_group_and_top_level_command() -> None:
         "audit",
         "firmware",
         "stats",
+        "approval",
     }
-    assert {("init",), ("serve",), ("events",), ("demo",)} <= {p for p, _ in COMMANDS}
+    assert {("init",), ("serve",), ("events",), ("demo",), ("backup",), ("restore",)} <= {p for p, _ in COMMANDS}
 
 
 @pytest.mark.parametrize(("path", "group"), GROUPS, ids=_ids(GROUPS))
