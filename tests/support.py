@@ -12,6 +12,10 @@ from typing import Any
 
 import httpx
 import psycopg
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlalchemy.engine import make_url
 
 from fabguard.api.server import ServerThread
@@ -118,6 +122,19 @@ class World:
             headers={"Authorization": f"Bearer {self.admin_token}"},
             timeout=30,
         )
+
+
+def enrolled_fixture_pem(
+    inst: Instance, fixture_id: str, site: str = "cm-a", key: ec.EllipticCurvePrivateKey | None = None
+) -> str:
+    """Add a fixture and enrol it through the service with a CSR of ``key`` (a new one by default): its certificate PEM."""
+    _, token = fixtures.create_fixture(inst, fixture_id=FixtureId(fixture_id), site_id=SiteId(site), actor="test")
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fabguard-fixture")]))
+        .sign(key or ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    )
+    return fixtures.enroll_fixture(inst, token=token, csr_data=csr.public_bytes(serialization.Encoding.PEM)).certificate_pem
 
 
 def tested_device(client: FixtureClient, serial: str, *, passed: bool = True, seed: int = 0) -> SimulatedDevice:

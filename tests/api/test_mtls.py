@@ -24,7 +24,7 @@ from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.pki import profiles
 from fabguard.service import events, fixtures, orders
 from fabguard.service.instance import Instance
-from tests.support import World, tested_device
+from tests.support import World, enrolled_fixture_pem, tested_device
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None or shutil.which("openssl") is None, reason="needs curl")
 
@@ -228,18 +228,10 @@ def test_expired_station_certificate_is_shut_out(world: World, history: str) -> 
         # Enrolled for real three years ago (the instance's clock set back), its 730-day certificate has lapsed.
         then = Instance.open(world.inst.home, clock=lambda: past, migrate=False)
         try:
-            _, token = fixtures.create_fixture(
-                then, fixture_id=FixtureId("fx-old"), site_id=SiteId("cm-a"), actor="test"
-            )
-            csr = (
-                x509.CertificateSigningRequestBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fabguard-fixture")]))
-                .sign(key, hashes.SHA256())
-            )
-            enrolled = fixtures.enroll_fixture(then, token=token, csr_data=csr.public_bytes(serialization.Encoding.PEM))
+            enrolled_pem = enrolled_fixture_pem(then, "fx-old", key=key)
         finally:
             then.close()
-        cert = x509.load_pem_x509_certificate(enrolled.certificate_pem.encode())
+        cert = x509.load_pem_x509_certificate(enrolled_pem.encode())
     assert cert.not_valid_after_utc < world.inst.clock()
 
     result = curl(world, WHOAMI, cert=write_certs(d / "c.pem", cert), key=write_key(key, d / "k.pem"))

@@ -17,16 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from fabguard.api.app import create_app
-from fabguard.domain.values import FixtureId, OrderId, ProductId, Role, SiteId
-from fabguard.service import catalog, fixtures, orders, tokens
+from fabguard.domain.values import OrderId, ProductId, Role, SiteId
+from fabguard.service import catalog, orders, tokens
 from fabguard.service.instance import Instance
-from tests.support import new_instance
+from tests.support import enrolled_fixture_pem, new_instance
 
 ROLES_DOC = Path(__file__).resolve().parents[2] / "docs" / "roles.md"
 ORDER = "po-a"
@@ -94,15 +90,7 @@ class Matrix:
 
 
 def _fixture_cert(inst: Instance, fixture_id: str, site: str) -> str:
-    _, enrolment = fixtures.create_fixture(inst, fixture_id=FixtureId(fixture_id), site_id=SiteId(site), actor="test")
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fabguard-fixture")]))
-        .sign(key, hashes.SHA256())
-    )
-    made = fixtures.enroll_fixture(inst, token=enrolment, csr_data=csr.public_bytes(serialization.Encoding.PEM))
-    return made.certificate_pem
+    return enrolled_fixture_pem(inst, fixture_id, site)
 
 
 @pytest.fixture(scope="module")

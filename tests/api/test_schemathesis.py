@@ -19,10 +19,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -36,10 +32,10 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
 
 from fabguard.api.app import create_app
-from fabguard.domain.values import FixtureId, OrderId, ProductId, SiteId
-from fabguard.service import catalog, fixtures, orders, tokens
+from fabguard.domain.values import OrderId, ProductId, SiteId
+from fabguard.service import catalog, orders, tokens
 from fabguard.service.instance import Instance
-from tests.support import new_instance
+from tests.support import enrolled_fixture_pem, new_instance
 
 MAX_EXAMPLES = 6  # per operation, mode and credential set: ~70 operations, x2 (valid and invalid input) for admin
 SETTINGS: dict[str, Any] = {
@@ -94,15 +90,7 @@ class Target:
         catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor v2", actor="test")
         catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="test")
         orders.create_order(inst, product_id=ProductId("sensor"), site_id=SiteId("cm-a"), quota=5, actor="test", order_id=OrderId("po-1"))
-        _, enrolment = fixtures.create_fixture(inst, fixture_id=FixtureId("fx-1"), site_id=SiteId("cm-a"), actor="test")
-        key = ec.generate_private_key(ec.SECP256R1())
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fabguard-fixture")]))
-            .sign(key, hashes.SHA256())
-        )
-        enrolled = fixtures.enroll_fixture(inst, token=enrolment, csr_data=csr.public_bytes(serialization.Encoding.PEM))
-        self.fixture_chain = [enrolled.certificate_pem]
+        self.fixture_chain = [enrolled_fixture_pem(inst, "fx-1", "cm-a")]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -55,17 +55,6 @@ def sqlite_online_copy(db: Database, dest: Path) -> None:
 
 
 @contextmanager
-def read_sqlite_file(path: Path) -> Iterator[Session]:
-    """A read-only session on an SQLite file that is not an instance's live database (a copy, a restore)."""
-    engine = create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true", poolclass=NullPool)
-    try:
-        with Session(engine) as session, session.begin():
-            yield session
-    finally:
-        engine.dispose()
-
-
-@contextmanager
 def read_database(url: str) -> Iterator[Session]:
     """A read-only session on a database by URL, without an instance's engine set-up."""
     engine = create_engine(url, poolclass=NullPool)
@@ -74,6 +63,11 @@ def read_database(url: str) -> Iterator[Session]:
             yield session
     finally:
         engine.dispose()
+
+
+def read_sqlite_file(path: Path) -> AbstractContextManager[Session]:
+    """A read-only session on an SQLite file that is not an instance's live database (a copy, a restore)."""
+    return read_database(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
 
 
 @contextmanager
