@@ -136,3 +136,10 @@ def test_a_registered_command_lets_a_bug_show_its_traceback() -> None:
     command(group, "other")(lambda: None)
     with pytest.raises(KeyError):
         runner.invoke(group, ["go"], catch_exceptions=False)
+
+
+def test_serve_with_an_unknown_log_level_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["--home", str(tmp_path), "serve", "--log-level", "loud"])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0 and "unknown log level 'loud'" in result.output
+    assert "Traceback" not in result.output

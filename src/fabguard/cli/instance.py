@@ -11,6 +11,7 @@ import typer
 
 from fabguard import __version__
 from fabguard.cli.common import console, init_instance, opened, state
+from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role
 from fabguard.runtime import tune_gc
 from fabguard.service import tokens
@@ -55,6 +56,9 @@ def init(
     console.print(f"Admin API token (shown once, only its hash is kept):\n[bold]{secret}[/]")
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTPS port")] = 8443,
@@ -70,6 +74,8 @@ def serve(
 
     Limits on hostile clients come from instance.json's "limits" (README, API): max_body_bytes, max_header_bytes, body_read_seconds, idle_seconds, fixture_requests_per_second, fixture_request_burst.
     """
+    if log_level not in LOG_LEVELS:
+        raise InvalidRequest(f"unknown log level {log_level[:40]!r}; one of {', '.join(LOG_LEVELS)}")
     # Lazy: the web stack (FastAPI, uvicorn) takes about half a second to import, which no other command needs.
     from fabguard.api.server import run_server, server_config
 
