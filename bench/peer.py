@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/peer.py [--units N] [--clients K] [--batch B] [--cfssl-seconds S]
                                    [--time-cap S] [--database-url URL] [--profile DIR] [--no-postgres]
+                                   [--driver raw|httpx]
 
 Needs `cfssl` and `wrk` on PATH (Debian: `apt-get install golang-cfssl wrk`) and, unless
 --database-url names an empty PostgreSQL database, the PostgreSQL server binaries (initdb, pg_ctl)
@@ -13,8 +14,10 @@ pool of P-256 CSRs (each device's own key, subject = its serial):
 1. cfssl: `cfssl serve` (a CA made for the run, P-256) signing at /api/v1/cfssl/sign, driven by
    `wrk` (K connections, keep-alive, a Lua script rotating through the CSR pool) for S seconds.
    A stateless signer: no database, no quota, no test gate, no ledger.
-2. FabGuard, one unit per request: `fabguard serve` on SQLite, K fixture threads (httpx, keep-alive,
-   each with its own client certificate: wrk cannot present one, so the driver is Python).
+2. FabGuard, one unit per request: `fabguard serve` on SQLite, K fixture threads, each with its own
+   client certificate (wrk cannot present one, so the driver is Python): by default raw keep-alive TLS
+   sockets with pre-built requests (bench/rawdriver.py, --driver raw), or the SDK's httpx client
+   (--driver httpx), which costs the load generator about 2 ms of CPU a request.
 3. FabGuard, B units per request (/api/v1/units/provision-batch), same server and fixtures.
 4. FabGuard on PostgreSQL, `fabguard serve --workers 2`, one unit per request (skipped with --no-postgres).
 5. cfssl again, to bracket the FabGuard runs (the machine's load drifts).
@@ -51,7 +54,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import rawdriver  # bench/rawdriver.py
 from provision import (  # bench/provision.py
+    BenchLine,
     PlannedUnit,
     RunResult,
     ServerProcess,
@@ -475,6 +480,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="server processes on PostgreSQL (default 2)")
     p.add_argument("--database-url", default=None, help="an empty PostgreSQL database (default: a throwaway cluster)")
     p.add_argument("--profile", type=Path, default=None, help="py-spy the SQLite one-unit run; files go in this dir")
+    p.add_argument(
+        "--driver",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="FabGuard load driver: raw TLS sockets (lean, default) or the SDK's httpx client",
+    )
     p.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL run (quick before/after on SQLite)")
     args = p.parse_args(argv)
     if min(args.units, args.clients, args.cfssl_seconds, args.workers) < 1 or not 1 <= args.batch <= 200:
@@ -510,14 +521,30 @@ def main(argv: list[str] | None = None) -> int:
                 cfssl_figure(tmp / "cfssl-1", "cfssl serve (first)", bodies, args.clients, args.cfssl_seconds)
             )
 
-            driver = f"Python httpx, {args.clients} fixture threads, mTLS, keep-alive"
+            if args.driver == "raw":
+                driver = f"raw TLS sockets, {args.clients} fixture threads, mTLS, keep-alive (bench/rawdriver.py)"
+            else:
+                driver = f"Python httpx (the SDK), {args.clients} fixture threads, mTLS, keep-alive"
+
+            def one_per_request(line: BenchLine, order: str, units: list[PlannedUnit]) -> RunResult:
+                if args.driver == "raw":
+                    creds = [c.credentials for c in line.clients]
+                    return rawdriver.provision_one_per_request(creds, order, units, cap)
+                return provision_one_per_request(line.clients, order, units, cap)
+
+            def batched(line: BenchLine, order: str, units: list[PlannedUnit]) -> RunResult:
+                if args.driver == "raw":
+                    creds = [c.credentials for c in line.clients]
+                    return rawdriver.provision_batched(creds, order, units, args.batch, cap)
+                return provision_batched(line.clients, order, units, args.batch, cap)
+
             cap = args.time_cap
             with bench_line(tmp / "sqlite", run_id, [single, batch], clients=args.clients) as line:
                 order_1, order_b = line.order_ids
                 sqlite_server = line.server
 
                 def one_unit() -> RunResult:
-                    return provision_one_per_request(line.clients, order_1, single, cap)
+                    return one_per_request(line, order_1, single)
 
                 log("FabGuard on SQLite, one unit per request")
                 label = "FabGuard SQLite, 1 unit/request"
@@ -537,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"FabGuard SQLite, {args.batch} units/request",
                     driver,
                     sqlite_server,
-                    lambda: provision_batched(line.clients, order_b, batch, args.batch, cap),
+                    lambda: batched(line, order_b, batch),
                 )
                 figures.append(fig)
                 line.check_used(order_b, run)
@@ -558,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"FabGuard PostgreSQL, --workers {args.workers}, 1/req",
                         driver,
                         line.server,
-                        lambda: provision_one_per_request(line.clients, order_g, pg_units, cap),
+                        lambda: one_per_request(line, order_g, pg_units),
                     )
                     figures.append(fig)
                     line.check_used(order_g, run)
