@@ -59,7 +59,9 @@ def test_verification_certificate_is_no_ca_no_device_and_short_lived(
 def test_verification_certificate_never_outlives_its_ca(issuing: tuple[profiles.Issuer, profiles.Issuer]) -> None:
     _, ca = issuing
     late = ca.certificate.not_valid_after_utc - timedelta(hours=2)
-    assert handoff.verification_certificate(ca, AWS_CODE, late).not_valid_after_utc <= ca.certificate.not_valid_after_utc
+    assert (
+        handoff.verification_certificate(ca, AWS_CODE, late).not_valid_after_utc <= ca.certificate.not_valid_after_utc
+    )
 
 
 def test_pkilint_finds_no_error_in_the_verification_certificate(
