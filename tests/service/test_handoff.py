@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from sqlalchemy import func, select
 
 from fabguard.domain.errors import FabGuardError
 from fabguard.domain.values import CaName
-from fabguard.ledger.verify import AuditFailure, verify_report
+from fabguard.ledger.verify import AuditFailure, verify_export, verify_report
 from fabguard.pki.handoff import RegistrationCode, VerificationCode
 from fabguard.service import authorities, handoff, ledger, reports, revocation
 from fabguard.service.instance import Instance
@@ -215,3 +216,41 @@ def test_manifest_lists_every_unit_and_its_signatures_verify_offline(fleet: tupl
     (tmp_path / "manifest.csv").write_text(text.replace("revoked", "active"))
     with pytest.raises(AuditFailure):
         verify_report(tmp_path / "manifest.csv", key)
+
+
+def test_concurrent_hand_offs_are_each_recorded_once_and_the_ledger_verifies(
+    any_instance: Instance, tmp_path: Path
+) -> None:
+    inst = any_instance
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        bundles = list(
+            pool.map(
+                lambda i: handoff.aws_bundle(
+                    inst, "issuing", RegistrationCode(f"{i:02x}" * 32), role_arn=None, actor="a"
+                ),
+                range(12),
+            )
+        )
+    events = _events(inst, "handoff.aws")
+    assert sorted(e.seq for e in events) == sorted(b.event_seq for b in bundles)
+    assert len({b.verification_serial for b in bundles}) == 12
+    assert {json.loads(e.detail)["verification_cert_serial"] for e in events} == {
+        b.verification_serial for b in bundles
+    }
+    ledger.export(inst, tmp_path / "export")
+    assert verify_export(tmp_path / "export").entries == _count(inst)
+
+
+def test_a_verification_certificate_whose_record_fails_is_never_handed_out(
+    any_instance: Instance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inst = any_instance
+    before = _count(inst)
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(handoff, "append_event", broken)
+    with pytest.raises(OSError):
+        handoff.azure_bundle(inst, "issuing", DPS_CODE, actor="a")
+    assert _count(inst) == before and not _events(inst, "handoff.azure")
