@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from fabguard.ledger.checkpoint import parse_verifier_key
 from fabguard.ledger.entry import canonical_json
-from fabguard.service import ledger, tokens
+from fabguard.service import events, ledger, tokens
 from tests.support import World, new_instance, tested_device
 
 AWS_CODE = "ab" * 32
@@ -85,11 +85,13 @@ def test_engineer_gets_the_aws_and_azure_files(engineer: httpx.Client) -> None:
         ("azure", {"ca": "issuing", "verification_code": "AB", "enrollment_group_id": "-x"}, 422, "dps_name_invalid"),
     ],
 )
-def test_bad_hand_off_requests_get_their_code(
-    engineer: httpx.Client, path: str, body: dict[str, str], status: int, code: str
+def test_bad_hand_off_requests_get_their_code_and_are_recorded(
+    world: World, engineer: httpx.Client, path: str, body: dict[str, str], status: int, code: str
 ) -> None:
     r = engineer.post(f"/api/v1/handoff/{path}", json=body)
     assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+    [last] = events.list_events(world.inst, kind="handoff.refused", after=0, limit=1000)[-1:]
+    assert (last["code"], last["detail"]["cloud"]) == (code, path) and str(last["actor"]).startswith("engineer-1 (")
 
 
 def test_an_auditor_may_not_have_a_ca_sign(auditor: httpx.Client) -> None:

@@ -48,9 +48,10 @@ def handoff_aws(
     ] = None,
 ) -> None:
     """AWS IoT Core: CA, verification certificate (CN = the registration code), JITP template, device manifest."""
-    code = RegistrationCode(registration_code)
     with opened() as inst:
-        bundle = handoff.aws_bundle(inst, ca, code, role_arn=role_arn, order_id=order, actor=actor(inst))
+        by = actor(inst)
+        code = handoff.checked(inst, "aws", ca, lambda: RegistrationCode(registration_code), actor=by)
+        bundle = handoff.aws_bundle(inst, ca, code, role_arn=role_arn, order_id=order, actor=by)
     _write(out, bundle.files)
     console.print(
         f"AWS hand-off for {ca} written to {out} ({len(bundle.files)} files; ledger entry {bundle.event_seq - 1}); "
@@ -73,10 +74,11 @@ def handoff_azure(
     ] = None,
 ) -> None:
     """Azure IoT Hub DPS: proof-of-possession certificate (CN = the verification code) and an X.509 enrolment group."""
-    code = VerificationCode(verification_code)
     with opened() as inst:
+        by = actor(inst)
+        code = handoff.checked(inst, "azure", ca, lambda: VerificationCode(verification_code), actor=by)
         bundle = handoff.azure_bundle(
-            inst, ca, code, enrollment_group_id=enrollment_id, certificate_name=certificate_name, actor=actor(inst)
+            inst, ca, code, enrollment_group_id=enrollment_id, certificate_name=certificate_name, actor=by
         )
     _write(out, bundle.files)
     console.print(

@@ -15,8 +15,9 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -24,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, FabGuardError, NotFound
+from fabguard.domain.values import recorded_order_id
 from fabguard.ledger.entry import canonical_json, format_time
 from fabguard.pki import handoff
 from fabguard.service import ledger
@@ -122,9 +124,29 @@ def _issue(
                 },
             )
     except FabGuardError as exc:
-        record_refusal(inst, "handoff.refused", exc, actor=actor, order_id=order_id, detail={"cloud": cloud, "ca": ca})
+        record_refused(inst, cloud, ca, exc, actor=actor, order_id=order_id)
         raise
     return Bundle(files, seq, serial)
+
+
+def record_refused(
+    inst: Instance, cloud: str, ca: str, error: FabGuardError, *, actor: str, order_id: str | None = None
+) -> None:
+    """Record a refused hand-off (``handoff.refused``): nothing was signed, this is all that stays."""
+    detail: dict[str, object] = {"cloud": cloud, "ca": ca if len(ca) <= 63 else ca[:60] + "..."}
+    record_refusal(inst, "handoff.refused", error, actor=actor, order_id=recorded_order_id(order_id), detail=detail)
+
+
+T = TypeVar("T")
+
+
+def checked(inst: Instance, cloud: str, ca: str, parse: Callable[[], T], *, actor: str) -> T:
+    """A value the API or CLI parses for a hand-off (a cloud's code, a name): refused and recorded if it is bad."""
+    try:
+        return parse()
+    except FabGuardError as exc:
+        record_refused(inst, cloud, ca, exc, actor=actor)
+        raise
 
 
 def aws_bundle(
@@ -138,7 +160,7 @@ def aws_bundle(
 ) -> Bundle:
     """What ``aws iot register-ca-certificate`` needs (CA, verification certificate, JITP registration config),
     with a bulk-registration manifest of the CA's devices (of one order, if given)."""
-    role = handoff.role_arn(role_arn) if role_arn is not None else None
+    role = checked(inst, "aws", ca, lambda: handoff.role_arn(role_arn), actor=actor) if role_arn is not None else None
 
     def build(s: Session, ca_cert: x509.Certificate) -> dict[str, str]:
         template = handoff.jitp_template(matter=is_matter_pai(ca_cert))
@@ -179,8 +201,12 @@ def azure_bundle(
 ) -> Bundle:
     """What DPS needs: the CA certificate to upload, the proof-of-possession certificate for the code it gave,
     and an X.509 enrolment group that refers to the verified CA certificate."""
-    group = handoff.dps_name(enrollment_group_id or ca, "enrolment group id")
-    cert_name = handoff.dps_name(certificate_name or ca, "DPS certificate name")
+    group = checked(
+        inst, "azure", ca, lambda: handoff.dps_name(enrollment_group_id or ca, "enrolment group id"), actor=actor
+    )
+    cert_name = checked(
+        inst, "azure", ca, lambda: handoff.dps_name(certificate_name or ca, "DPS certificate name"), actor=actor
+    )
 
     def build(s: Session, ca_cert: x509.Certificate) -> dict[str, str]:
         tags = {"ca": ca, "organization": inst.config.organization}

@@ -38,7 +38,7 @@ class AzureHandoffIn(BaseModel):
 def aws(inst: Inst, body: AwsHandoffIn, p: Engineer) -> dict[str, Any]:
     """Files for ``aws iot register-ca-certificate`` (CA, verification certificate signed by the CA key, JITP
     registration config) and a bulk-registration manifest of the CA's devices; recorded as ``handoff.aws``."""
-    code = RegistrationCode(body.registration_code)
+    code = handoff.checked(inst, "aws", body.ca, lambda: RegistrationCode(body.registration_code), actor=p.actor)
     return handoff.aws_bundle(
         inst, body.ca, code, role_arn=body.role_arn, order_id=body.order_id, actor=p.actor
     ).to_dict()
@@ -48,7 +48,7 @@ def aws(inst: Inst, body: AwsHandoffIn, p: Engineer) -> dict[str, Any]:
 def azure(inst: Inst, body: AzureHandoffIn, p: Engineer) -> dict[str, Any]:
     """Files for Azure IoT Hub DPS: the proof-of-possession certificate for the verification code and an X.509
     enrolment group referring to the verified CA certificate; recorded as ``handoff.azure``."""
-    code = VerificationCode(body.verification_code)
+    code = handoff.checked(inst, "azure", body.ca, lambda: VerificationCode(body.verification_code), actor=p.actor)
     return handoff.azure_bundle(
         inst,
         body.ca,
