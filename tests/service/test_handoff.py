@@ -20,10 +20,10 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
 from fabguard.domain.errors import FabGuardError
-from fabguard.domain.values import CaName
+from fabguard.domain.values import CaName, ProductId
 from fabguard.ledger.verify import AuditFailure, verify_export, verify_report
 from fabguard.pki.handoff import RegistrationCode, VerificationCode
-from fabguard.service import authorities, handoff, ledger, reports, revocation
+from fabguard.service import authorities, catalog, handoff, ledger, reports, revocation
 from fabguard.service.instance import Instance
 from fabguard.service.reenrolment import reenroll_unit
 from fabguard.store.models import Event
@@ -254,3 +254,15 @@ def test_a_verification_certificate_whose_record_fails_is_never_handed_out(
     with pytest.raises(OSError):
         handoff.azure_bundle(inst, "issuing", DPS_CODE, actor="a")
     assert _count(inst) == before and not _events(inst, "handoff.azure")
+
+
+def test_a_matter_pai_hands_off_with_a_template_that_names_things_by_the_dac_cn(
+    instance: Instance, tmp_path: Path
+) -> None:
+    catalog.create_product(instance, product_id=ProductId("bulb"), name="Bulb", actor="t")
+    authorities.create_matter_pai(instance, CaName("pai-bulb"), product_id="bulb", vid=0xFFF1, pid=0x8000, actor="t")
+    bundle = handoff.aws_bundle(instance, "pai-bulb", AWS_CODE, role_arn=ROLE, actor="t")
+    template = json.loads(json.loads(bundle.files["registration-config.json"])["templateBody"])
+    assert template["Resources"]["thing"]["Properties"]["ThingName"] == {"Ref": "AWS::IoT::Certificate::CommonName"}
+    out = _write(bundle.files, tmp_path / "aws")
+    assert _openssl_verify(out).returncode == 0  # under the PAI and its PAA
