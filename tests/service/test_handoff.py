@@ -105,6 +105,10 @@ def test_aws_device_manifest_lists_the_cas_unrevoked_units_in_bulk_registration_
         device = x509.load_pem_x509_certificate(line["CertificatePem"].encode())
         device.verify_directly_issued_by(x509.load_pem_x509_certificate(line["CACertificatePem"].encode()))
         assert device.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value == line["SerialNumber"]
+    authorities.create_issuing_ca(world.inst, CaName("issuing-2"), site_id=None, product_id=None, actor="t")
+    with pytest.raises(FabGuardError) as exc:  # that order's units chain to "issuing", not to this CA
+        handoff.aws_bundle(world.inst, "issuing-2", AWS_CODE, role_arn=None, order_id=order, actor="alice")
+    assert exc.value.code == "order_not_under_ca" and exc.value.status == 409
 
 
 def test_azure_bundle_is_a_proof_of_possession_and_an_enrolment_group(any_instance: Instance, tmp_path: Path) -> None:

@@ -133,6 +133,7 @@ ERROR_STATUS: dict[str, int] = {
     "ca_not_pending": 409,
     "ca_revoked": 409,
     "ca_not_issuing": 409,
+    "order_not_under_ca": 409,
     "crl_contention": 409,
     "fixture_exists": 409,
     "idempotency_key_in_progress": 409,

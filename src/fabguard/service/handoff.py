@@ -87,16 +87,25 @@ def _device_rows(s: Session, ca: str, order_id: str | None) -> list[Unit]:
     return list(s.execute(q.order_by(Unit.serial)).scalars())
 
 
+Build = Callable[[Session, x509.Certificate], dict[str, str]]
+
+
 def _issue(
-    inst: Instance, cloud: str, ca: str, code: str, actor: str, build: Any, order_id: str | None = None
+    inst: Instance, cloud: str, ca: str, code: str, actor: str, build: Build, order_id: str | None = None
 ) -> Bundle:
     """Check the CA, sign the verification certificate, let ``build`` add the cloud's files, record it, commit."""
     now = inst.clock()
     try:
         with inst.db.transaction() as s:
             _issuing_row(s, ca)
-            if order_id is not None and s.get(Order, order_id) is None:
-                raise NotFound(f"no order {order_id!r}", code="order_not_found")
+            if order_id is not None:
+                order = s.get(Order, order_id)
+                if order is None:
+                    raise NotFound(f"no order {order_id!r}", code="order_not_found")
+                if order.issuing_ca != ca:
+                    raise Conflict(
+                        f"order {order_id} is issued by CA {order.issuing_ca}, not {ca}", code="order_not_under_ca"
+                    )
             issuer = inst.cas.issuer(ca, s)
             cert = handoff.verification_certificate(issuer, code, now)
             files = {
