@@ -17,6 +17,7 @@ from fabguard.cli import (
     events,
     firmware,
     fixtures,
+    handoff,
     instance,
     ledger,
     orders,
@@ -57,6 +58,7 @@ app.add_typer(ledger.ledger_app, name="ledger")
 app.add_typer(ledger.audit_app, name="audit")
 app.add_typer(firmware.firmware_app, name="firmware")
 app.add_typer(stats.stats_app, name="stats")
+app.add_typer(handoff.handoff_app, name="handoff")
 
 
 def _version(value: bool) -> None:

@@ -107,6 +107,11 @@ ERROR_STATUS: dict[str, int] = {
     "token_required": 422,
     "token_site_invalid": 422,
     "version_invalid": 422,
+    # Hand-off to device clouds: the codes the clouds gave, and names they accept.
+    "registration_code_invalid": 422,
+    "verification_code_invalid": 422,
+    "role_arn_invalid": 422,
+    "dps_name_invalid": 422,
     # Credentials that are not accepted (the fixture refusals ``unauthorized``... are above).
     "enrollment_token_invalid": 401,
     "unknown_device": 401,
@@ -127,6 +132,8 @@ ERROR_STATUS: dict[str, int] = {
     "ca_not_active": 409,
     "ca_not_pending": 409,
     "ca_revoked": 409,
+    "ca_not_issuing": 409,
+    "order_not_under_ca": 409,
     "crl_contention": 409,
     "fixture_exists": 409,
     "idempotency_key_in_progress": 409,

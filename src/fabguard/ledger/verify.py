@@ -243,12 +243,14 @@ def _check_certificates(directory: Path, included: set[str], root_ca: Path | Non
 
 
 def verify_report(path: Path, verifier: str) -> str:
-    """Check a report's signature by the ledger key: ``report.json`` (embedded) or a file with ``.sig`` beside it."""
+    """Check a report's (or a device manifest's) signature by the ledger key: ``report.json`` (embedded) or a
+    file with ``.sig`` beside it."""
     _, _, public_key = parse_verifier_key(verifier)
     try:
         if path.suffix == ".json":
             doc = json.loads(path.read_text())
-            message = canonical_json(doc["report"])
+            # A report signs its "report"; a device manifest (fabguard handoff manifest) its "manifest".
+            message = canonical_json(doc["manifest"] if "manifest" in doc else doc["report"])
             signature = base64.b64decode(doc["signature"], validate=True)
         else:
             message = path.read_bytes()

@@ -1,0 +1,108 @@
+"""``fabguard handoff ...``: onboard a fleet to a device cloud without a shared secret (AWS IoT Core, Azure DPS),
+and the signed manifest of an order's devices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fabguard.cli.common import actor, command, console, opened
+from fabguard.pki.handoff import RegistrationCode, VerificationCode
+from fabguard.service import handoff, reports
+
+handoff_app = typer.Typer(
+    help=(
+        "Hand-off to device clouds: register an issuing CA with AWS IoT Core or Azure IoT Hub DPS (proof of "
+        "possession signed by the CA key, recorded in the ledger), and signed device manifests."
+    ),
+    no_args_is_help=True,
+)
+
+Ca = Annotated[
+    str, typer.Option("--ca", help="The issuing CA whose devices the cloud will trust (see 'fabguard ca list')")
+]
+Out = Annotated[Path, typer.Option("--out", help="Directory to write the files to (made if missing)")]
+
+
+def _write(out: Path, files: dict[str, str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (out / name).write_text(text)
+
+
+@command(handoff_app, "aws")
+def handoff_aws(
+    ca: Ca,
+    registration_code: Annotated[
+        str, typer.Option("--registration-code", help="What 'aws iot get-registration-code' printed (64 hex digits)")
+    ],
+    out: Out,
+    role_arn: Annotated[
+        str | None,
+        typer.Option("--role-arn", help="IAM role JITP provisions with; without it no registration-config.json"),
+    ] = None,
+    order: Annotated[
+        str | None, typer.Option("--order", help="Only this order's devices in bulk-registration.jsonl")
+    ] = None,
+) -> None:
+    """AWS IoT Core: CA, verification certificate (CN = the registration code), JITP template, device manifest."""
+    with opened() as inst:
+        by = actor(inst)
+        code = handoff.checked(inst, "aws", ca, lambda: RegistrationCode(registration_code), actor=by)
+        bundle = handoff.aws_bundle(inst, ca, code, role_arn=role_arn, order_id=order, actor=by)
+    _write(out, bundle.files)
+    console.print(
+        f"AWS hand-off for {ca} written to {out} ({len(bundle.files)} files; ledger entry {bundle.event_seq - 1}); "
+        f"next: see {out / 'README.txt'}"
+    )
+
+
+@command(handoff_app, "azure")
+def handoff_azure(
+    ca: Ca,
+    verification_code: Annotated[
+        str, typer.Option("--verification-code", help="The code DPS generated for the uploaded CA certificate")
+    ],
+    out: Out,
+    enrollment_id: Annotated[
+        str | None, typer.Option("--enrollment-id", help="Enrolment group id (default: the CA's name)")
+    ] = None,
+    certificate_name: Annotated[
+        str | None, typer.Option("--certificate-name", help="The CA certificate's name in DPS (default: the CA's name)")
+    ] = None,
+) -> None:
+    """Azure IoT Hub DPS: proof-of-possession certificate (CN = the verification code) and an X.509 enrolment group."""
+    with opened() as inst:
+        by = actor(inst)
+        code = handoff.checked(inst, "azure", ca, lambda: VerificationCode(verification_code), actor=by)
+        bundle = handoff.azure_bundle(
+            inst, ca, code, enrollment_group_id=enrollment_id, certificate_name=certificate_name, actor=by
+        )
+    _write(out, bundle.files)
+    console.print(
+        f"Azure DPS hand-off for {ca} written to {out} ({len(bundle.files)} files; ledger entry "
+        f"{bundle.event_seq - 1}); next: see {out / 'README.txt'}"
+    )
+
+
+@command(handoff_app, "manifest")
+def handoff_manifest(
+    order: Annotated[str, typer.Option("--order", help="The order whose devices to list")],
+    out: Out,
+) -> None:
+    """manifest.json and manifest.csv (+ .sig) of an order's devices, signed by the ledger key."""
+    with opened() as inst:
+        manifest = handoff.order_manifest(inst, order, actor=actor(inst))
+        text = handoff.manifest_csv(manifest)
+        files = {
+            "manifest.json": handoff.manifest_json(manifest),
+            "manifest.csv": text,
+            "manifest.csv.sig": reports.sign_bytes(inst, text.encode()) + "\n",
+        }
+    _write(out, files)
+    console.print(
+        f"{manifest.body['count']} devices of {order} written to {out}; check with "
+        f"'fabguard audit verify-report {out / 'manifest.json'} --key ledger.pub'"
+    )

@@ -1,0 +1,246 @@
+"""Hand-off to device clouds: the files AWS IoT Core and Azure IoT Hub DPS need, built from values.
+
+Pure: no database, no files. A cloud trusts an issuing CA once the CA's owner proves possession of its
+key, by signing a *verification certificate* whose subject CN is a code the cloud chose (AWS: the
+account's registration code; DPS: the verification code of the uploaded CA certificate). Such a
+certificate is made so that it can serve for nothing else: its private key is generated, used for
+nothing and dropped (it is never returned), it lives one day, it is no CA (``CA:FALSE``, no
+keyCertSign), and its key usage is nonRepudiation alone, without digitalSignature, so a TLS stack
+refuses it as a client (device) or server certificate; it has no extended key usage. It also lacks
+the serialNumber attribute every FabGuard device certificate carries.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from fabguard.domain.errors import InvalidRequest
+from fabguard.pki import profiles
+
+VERIFICATION_LIFETIME = timedelta(days=1)
+# nonRepudiation only: RFC 5280 wants a bit set, and without digitalSignature no TLS handshake accepts
+# the certificate (a key-usage bit, not an EKU: a private EKU needs an OID arc of our own, and the
+# registration-free 2.25 UUID arc is longer than the 32-bit arcs pkilint and other parsers take).
+PROOF_OF_POSSESSION_USAGE = x509.KeyUsage(
+    digital_signature=False,
+    content_commitment=True,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+# AWS GetRegistrationCode: 64 characters, pattern (0x)?[a-fA-F0-9]+.
+_AWS_CODE = re.compile(r"(0x)?[0-9a-fA-F]+")
+# DPS hands out a hexadecimal nonce; accept the letters and digits a CN can hold, at most ub-common-name.
+_DPS_CODE = re.compile(r"[0-9A-Za-z]{1,64}")
+# AWS RegistrationConfig.roleArn, as documented (length 20-2048).
+_ROLE_ARN = re.compile(r"arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")
+# DPS enrolment group ids and certificate names: letters, digits and ". _ - :", none at either end.
+_DPS_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._:-]{0,126}[A-Za-z0-9])?")
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationCode:
+    """The code ``aws iot get-registration-code`` gave: 64 hexadecimal characters (optionally 0x...)."""
+
+    value: str
+
+    def __post_init__(self) -> None:
+        v = self.value
+        if not isinstance(v, str) or len(v) != 64 or not _AWS_CODE.fullmatch(v):
+            raise InvalidRequest(
+                f"the AWS registration code {_shown(v)} must be the 64 hexadecimal characters "
+                "'aws iot get-registration-code' printed",
+                code="registration_code_invalid",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationCode:
+    """The code DPS generated for an uploaded CA certificate (``az iot dps certificate generate-verification-code``)."""
+
+    value: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, str) or not _DPS_CODE.fullmatch(self.value):
+            raise InvalidRequest(
+                f"the DPS verification code {_shown(self.value)} must be 1-64 letters and digits, as DPS generated it",
+                code="verification_code_invalid",
+            )
+
+
+def role_arn(value: str) -> str:
+    """An IAM role ARN as AWS's RegistrationConfig accepts it."""
+    if not isinstance(value, str) or not 20 <= len(value) <= 2048 or not _ROLE_ARN.fullmatch(value):
+        raise InvalidRequest(
+            f"the role ARN {_shown(value)} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)",
+            code="role_arn_invalid",
+        )
+    return value
+
+
+def dps_name(value: str, what: str) -> str:
+    """An enrolment group id or DPS certificate name: 1-128 letters, digits and ``. _ - :``."""
+    if not isinstance(value, str) or not _DPS_NAME.fullmatch(value):
+        raise InvalidRequest(
+            f"the {what} {_shown(value)} must be 1-128 letters, digits and '. _ - :', "
+            "starting and ending with a letter or digit",
+            code="dps_name_invalid",
+        )
+    return value
+
+
+def verification_certificate(issuer: profiles.Issuer, code: str, now: datetime) -> x509.Certificate:
+    """A proof-of-possession certificate: subject CN = ``code``, signed by ``issuer``'s key, usable for nothing else."""
+    start = now.astimezone(UTC) - profiles.BACKDATE
+    # The key exists only so the certificate has one; nobody ever holds it, so nobody can present the
+    # certificate as a client.
+    public_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, code)]))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(min(start + VERIFICATION_LIFETIME, issuer.certificate.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(PROOF_OF_POSSESSION_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .sign(issuer.key, profiles.hash_for(issuer.key))
+    )
+
+
+def pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _device_policy() -> str:
+    """The IoT policy JITP attaches: a device connects as its own thing and talks under its own topics."""
+    thing = "${iot:Connection.Thing.ThingName}"
+    statements = [
+        {
+            "Effect": "Allow",
+            "Action": ["iot:Connect"],
+            "Resource": [f"arn:aws:iot:*:*:client/{thing}"],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["iot:Publish", "iot:Receive"],
+            "Resource": [f"arn:aws:iot:*:*:topic/devices/{thing}/*"],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["iot:Subscribe"],
+            "Resource": [f"arn:aws:iot:*:*:topicfilter/devices/{thing}/*"],
+        },
+    ]
+    # AWS takes the policy document as a JSON string inside the template.
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
+
+
+def jitp_template(*, matter: bool) -> dict[str, Any]:
+    """A just-in-time provisioning template: a thing named after the unit, its certificate ACTIVE, a policy.
+
+    JITP can only use what it reads from the device certificate's subject: a FabGuard IDevID carries
+    the serial in serialNumber and the product in CN; a Matter DAC carries the serial in CN.
+    """
+    name_param = "AWS::IoT::Certificate::CommonName" if matter else "AWS::IoT::Certificate::SerialNumber"
+    parameters: dict[str, Any] = {
+        "AWS::IoT::Certificate::CommonName": {"Type": "String"},
+        "AWS::IoT::Certificate::Id": {"Type": "String"},
+    }
+    attributes: dict[str, Any] = {"issuer": "fabguard"}
+    if not matter:
+        parameters["AWS::IoT::Certificate::SerialNumber"] = {"Type": "String"}
+        attributes["product"] = {"Ref": "AWS::IoT::Certificate::CommonName"}
+    return {
+        "Parameters": parameters,
+        "Resources": {
+            "thing": {
+                "Type": "AWS::IoT::Thing",
+                "Properties": {"ThingName": {"Ref": name_param}, "AttributePayload": attributes},
+            },
+            "certificate": {
+                "Type": "AWS::IoT::Certificate",
+                "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"},
+            },
+            "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyDocument": _device_policy()}},
+        },
+    }
+
+
+def bulk_template() -> dict[str, Any]:
+    """A bulk-registration template (``aws iot start-thing-registration-task``) for certificates FabGuard issued."""
+    return {
+        "Parameters": {
+            "ThingName": {"Type": "String"},
+            "SerialNumber": {"Type": "String"},
+            "CertificatePem": {"Type": "String"},
+            "CACertificatePem": {"Type": "String"},
+        },
+        "Resources": {
+            "thing": {
+                "Type": "AWS::IoT::Thing",
+                "Properties": {
+                    "ThingName": {"Ref": "ThingName"},
+                    "AttributePayload": {"serialNumber": {"Ref": "SerialNumber"}, "issuer": "fabguard"},
+                },
+            },
+            "certificate": {
+                "Type": "AWS::IoT::Certificate",
+                "Properties": {
+                    "CertificatePem": {"Ref": "CertificatePem"},
+                    "CACertificatePem": {"Ref": "CACertificatePem"},
+                    "Status": "ACTIVE",
+                },
+            },
+            "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyDocument": _device_policy()}},
+        },
+    }
+
+
+def registration_config(template: dict[str, Any], role: str) -> dict[str, str]:
+    """``--registration-config`` of ``aws iot register-ca-certificate``: the template body is a JSON string."""
+    return {"templateBody": json.dumps(template, indent=2, sort_keys=True), "roleArn": role}
+
+
+def enrollment_group(group_id: str, certificate_name: str, tags: dict[str, str]) -> dict[str, Any]:
+    """A DPS enrolment group (``PUT /enrollmentGroups/{id}``, api-version 2021-10-01) for a verified CA certificate.
+
+    ``caReferences.primary`` names the CA certificate as uploaded to DPS; every device whose chain
+    leads to it may register. Hashed allocation over the linked hubs, re-provisioning keeps data.
+    """
+    return {
+        "enrollmentGroupId": group_id,
+        "attestation": {"type": "x509", "x509": {"caReferences": {"primary": certificate_name}}},
+        "capabilities": {"iotEdge": False},
+        "provisioningStatus": "enabled",
+        "reprovisionPolicy": {"updateHubAssignment": True, "migrateDeviceData": True},
+        "allocationPolicy": "hashed",
+        "initialTwin": {"tags": {"fabguard": dict(tags)}, "properties": {"desired": {}}},
+    }
+
+
+def dumps(doc: object) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"

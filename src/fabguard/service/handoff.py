@@ -1,0 +1,373 @@
+"""Hand-off to device clouds: what AWS IoT Core and Azure IoT Hub DPS need to trust an issuing CA's devices,
+and a signed manifest of an order's devices.
+
+A verification certificate is signed by a CA key, so it is a dangerous act: it is issued inside the
+transaction that records it (``handoff.aws`` / ``handoff.azure``), and returned only once that commits.
+A refused attempt is recorded as ``handoff.refused``. A manifest is signed with the ledger key (like the
+reconciliation reports, checked offline by ``fabguard audit verify-report``) and recorded as
+``handoff.manifest``.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fabguard.domain.errors import Conflict, FabGuardError, NotFound
+from fabguard.domain.values import recorded_order_id
+from fabguard.ledger.entry import canonical_json, format_time
+from fabguard.pki import handoff
+from fabguard.service import ledger
+from fabguard.service.authorities import USABLE, is_matter_pai
+from fabguard.service.events import record_refusal
+from fabguard.service.instance import Instance
+from fabguard.store.db import append_event
+from fabguard.store.models import CertificateAuthority, Order, Unit
+
+MANIFEST_COLUMNS = (
+    "serial",
+    "status",
+    "order_id",
+    "product_id",
+    "site_id",
+    "issuing_ca",
+    "issued_at",
+    "revoked_at",
+    "cert_serial",
+    "certificate_sha256",
+    "public_key_sha256",
+    "certificate_der_base64",
+    "public_key_der_base64",
+)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """The files of one hand-off (name → text), and the ledger event that recorded it."""
+
+    files: dict[str, str]
+    event_seq: int
+    verification_serial: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"files": self.files, "event_seq": self.event_seq, "verification_cert_serial": self.verification_serial}
+
+
+def _issuing_row(s: Session, name: str) -> CertificateAuthority:
+    row = s.get(CertificateAuthority, name)
+    if row is None:
+        raise NotFound(f"no CA {name!r}", code="ca_not_found")
+    if row.role != "issuing":
+        raise Conflict(
+            f"CA {name} is the {row.role} CA; device clouds trust the issuing CA that signs the devices",
+            code="ca_not_issuing",
+        )
+    if row.state == "revoked":
+        raise Conflict(f"CA {name} is revoked: its devices must not be onboarded", code="ca_revoked")
+    if row.state not in USABLE or not row.certificate_pem:
+        raise Conflict(f"CA {name} is {row.state} and has no certificate yet", code="ca_not_active")
+    return row
+
+
+def _device_rows(s: Session, ca: str, order_id: str | None) -> list[Unit]:
+    q = select(Unit).where(Unit.issuing_ca == ca, Unit.revoked_at.is_(None))
+    if order_id is not None:
+        q = q.where(Unit.order_id == order_id)
+    return list(s.execute(q.order_by(Unit.serial)).scalars())
+
+
+Build = Callable[[Session, x509.Certificate], dict[str, str]]
+
+
+def _issue(
+    inst: Instance, cloud: str, ca: str, code: str, actor: str, build: Build, order_id: str | None = None
+) -> Bundle:
+    """Check the CA, sign the verification certificate, let ``build`` add the cloud's files, record it, commit."""
+    now = inst.clock()
+    try:
+        with inst.db.transaction() as s:
+            _issuing_row(s, ca)
+            if order_id is not None:
+                order = s.get(Order, order_id)
+                if order is None:
+                    raise NotFound(f"no order {order_id!r}", code="order_not_found")
+                if order.issuing_ca != ca:
+                    raise Conflict(
+                        f"order {order_id} is issued by CA {order.issuing_ca}, not {ca}", code="order_not_under_ca"
+                    )
+            issuer = inst.cas.issuer(ca, s)
+            cert = handoff.verification_certificate(issuer, code, now)
+            files = {
+                "ca.pem": handoff.pem(issuer.certificate),
+                "chain.pem": "".join(inst.cas.chain_pem(ca, s)),
+                "verification.pem": handoff.pem(cert),
+            }
+            files.update(build(s, issuer.certificate))
+            serial = format(cert.serial_number, "x")
+            seq = append_event(
+                s,
+                f"handoff.{cloud}",
+                at=now,
+                actor=actor,
+                order_id=order_id,
+                detail={
+                    "ca": ca,
+                    "code": code,
+                    "verification_cert_serial": serial,
+                    "verification_cert_sha256": hashlib.sha256(
+                        cert.public_bytes(serialization.Encoding.DER)
+                    ).hexdigest(),
+                    "not_after": format_time(cert.not_valid_after_utc),
+                    "files": sorted(files),
+                },
+            )
+    except FabGuardError as exc:
+        record_refused(inst, cloud, ca, exc, actor=actor, order_id=order_id)
+        raise
+    return Bundle(files, seq, serial)
+
+
+def record_refused(
+    inst: Instance, cloud: str, ca: str, error: FabGuardError, *, actor: str, order_id: str | None = None
+) -> None:
+    """Record a refused hand-off (``handoff.refused``): nothing was signed, this is all that stays."""
+    detail: dict[str, object] = {"cloud": cloud, "ca": ca if len(ca) <= 63 else ca[:60] + "..."}
+    record_refusal(inst, "handoff.refused", error, actor=actor, order_id=recorded_order_id(order_id), detail=detail)
+
+
+T = TypeVar("T")
+
+
+def checked(inst: Instance, cloud: str, ca: str, parse: Callable[[], T], *, actor: str) -> T:
+    """A value the API or CLI parses for a hand-off (a cloud's code, a name): refused and recorded if it is bad."""
+    try:
+        return parse()
+    except FabGuardError as exc:
+        record_refused(inst, cloud, ca, exc, actor=actor)
+        raise
+
+
+def aws_bundle(
+    inst: Instance,
+    ca: str,
+    code: handoff.RegistrationCode,
+    *,
+    role_arn: str | None,
+    order_id: str | None = None,
+    actor: str,
+) -> Bundle:
+    """What ``aws iot register-ca-certificate`` needs (CA, verification certificate, JITP registration config),
+    with a bulk-registration manifest of the CA's devices (of one order, if given)."""
+    role = checked(inst, "aws", ca, lambda: handoff.role_arn(role_arn), actor=actor) if role_arn is not None else None
+
+    def build(s: Session, ca_cert: x509.Certificate) -> dict[str, str]:
+        template = handoff.jitp_template(matter=is_matter_pai(ca_cert))
+        ca_pem = handoff.pem(ca_cert)
+        lines = [
+            json.dumps(
+                {
+                    "ThingName": u.serial,
+                    "SerialNumber": u.serial,
+                    "CertificatePem": u.certificate_pem,
+                    "CACertificatePem": ca_pem,
+                },
+                sort_keys=True,
+            )
+            for u in _device_rows(s, ca, order_id)
+        ]
+        files = {
+            "jitp-template.json": handoff.dumps(template),
+            "bulk-template.json": handoff.dumps(handoff.bulk_template()),
+            "bulk-registration.jsonl": "".join(line + "\n" for line in lines),
+            "README.txt": _aws_readme(role is not None),
+        }
+        if role is not None:
+            files["registration-config.json"] = handoff.dumps(handoff.registration_config(template, role))
+        return files
+
+    return _issue(inst, "aws", ca, code.value, actor, build, order_id)
+
+
+def azure_bundle(
+    inst: Instance,
+    ca: str,
+    code: handoff.VerificationCode,
+    *,
+    enrollment_group_id: str | None = None,
+    certificate_name: str | None = None,
+    actor: str,
+) -> Bundle:
+    """What DPS needs: the CA certificate to upload, the proof-of-possession certificate for the code it gave,
+    and an X.509 enrolment group that refers to the verified CA certificate."""
+    group = checked(
+        inst, "azure", ca, lambda: handoff.dps_name(enrollment_group_id or ca, "enrolment group id"), actor=actor
+    )
+    cert_name = checked(
+        inst, "azure", ca, lambda: handoff.dps_name(certificate_name or ca, "DPS certificate name"), actor=actor
+    )
+
+    def build(s: Session, ca_cert: x509.Certificate) -> dict[str, str]:
+        tags = {"ca": ca, "organization": inst.config.organization}
+        return {
+            "enrollment-group.json": handoff.dumps(handoff.enrollment_group(group, cert_name, tags)),
+            "README.txt": _azure_readme(group, cert_name),
+        }
+
+    return _issue(inst, "azure", ca, code.value, actor, build)
+
+
+def _aws_readme(with_role: bool) -> str:
+    config = "--registration-config file://registration-config.json" if with_role else ""
+    lines = [
+        "FabGuard hand-off to AWS IoT Core",
+        "",
+        "1. Register the issuing CA with its proof of possession (verification.pem: CN = your registration code,",
+        "   signed by the CA key; its own key was discarded, it is valid one day and serves for nothing else):",
+        "   aws iot register-ca-certificate --ca-certificate file://ca.pem --verification-cert file://verification.pem \\",
+        f"       --set-as-active --allow-auto-registration {config}".rstrip(),
+    ]
+    if not with_role:
+        lines += [
+            "   (Without --role-arn no registration-config.json was written: export again with --role-arn, or attach",
+            "   jitp-template.json later with aws iot update-ca-certificate --registration-config.)",
+        ]
+    lines += [
+        "2. Devices then provision on first connection (JITP, jitp-template.json): a thing named after the unit,",
+        "   its certificate ACTIVE, a policy restricting it to its own client id and topics.",
+        "3. Or register them ahead of time: upload bulk-registration.jsonl to S3 and run",
+        "   aws iot start-thing-registration-task --template-body file://bulk-template.json \\",
+        "       --input-file-bucket BUCKET --input-file-key bulk-registration.jsonl --role-arn ROLE_ARN",
+        "Check offline: openssl verify -CAfile chain.pem verification.pem",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _azure_readme(group: str, cert_name: str) -> str:
+    return "\n".join(
+        [
+            "FabGuard hand-off to Azure IoT Hub Device Provisioning Service",
+            "",
+            "1. Upload the issuing CA certificate and ask for a verification code:",
+            f"   az iot dps certificate create --dps-name DPS -g RG --certificate-name {cert_name} --path ca.pem",
+            f"   az iot dps certificate generate-verification-code --dps-name DPS -g RG --certificate-name {cert_name} --etag ETAG",
+            "2. verification.pem is the proof of possession for that code (CN = the code, signed by the CA key; its own",
+            "   key was discarded, it is valid one day and serves for nothing else):",
+            f"   az iot dps certificate verify --dps-name DPS -g RG --certificate-name {cert_name} --path verification.pem --etag ETAG",
+            "3. Create the enrolment group (REST body in enrollment-group.json):",
+            f"   az iot dps enrollment-group create --dps-name DPS -g RG --enrollment-id {group} --ca-name {cert_name}",
+            f"   or PUT https://DPS.azure-devices-provisioning.net/enrollmentGroups/{group}?api-version=2021-10-01",
+            "Check offline: openssl verify -CAfile chain.pem verification.pem",
+            "",
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    body: dict[str, Any]  # the signed document
+    signature: str  # base64 Ed25519 over canonical_json(body), by the ledger key
+    event_seq: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"manifest": self.body, "signature": self.signature, "signed_by": self.body["verifier_key"]}
+
+
+def _device(u: Unit, order: Order) -> dict[str, Any]:
+    cert = x509.load_pem_x509_certificate(u.certificate_pem.encode())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return {
+        "serial": u.serial,
+        "status": "revoked" if u.revoked_at else "active",
+        "order_id": u.order_id,
+        "product_id": u.product_id,
+        "site_id": order.site_id,
+        "issuing_ca": u.issuing_ca,
+        "issued_at": format_time(u.issued_at),
+        "revoked_at": format_time(u.revoked_at) if u.revoked_at else None,
+        "revocation_reason": u.revocation_reason,
+        "cert_serial": u.cert_serial,
+        "certificate_sha256": u.cert_sha256,
+        "public_key_sha256": hashlib.sha256(spki).hexdigest(),
+        "certificate_pem": u.certificate_pem,
+        "public_key_pem": cert.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode(),
+    }
+
+
+def order_manifest(inst: Instance, order_id: str, *, actor: str) -> Manifest:
+    """Every device of an order with its certificate, key and status, at a fresh checkpoint, signed."""
+    with inst.db.read() as s:
+        order = s.get(Order, order_id)
+        if order is None:
+            raise NotFound(f"no order {order_id!r}", code="order_not_found")
+        units = list(s.execute(select(Unit).where(Unit.order_id == order_id).order_by(Unit.serial)).scalars())
+        devices = [_device(u, order) for u in units]
+    checkpoint = ledger.make_checkpoint(inst)
+    body = {
+        "title": "FabGuard device manifest",
+        "organization": inst.config.organization,
+        "generated_at": format_time(inst.clock()),
+        "order": {
+            "id": order.id,
+            "product_id": order.product_id,
+            "site_id": order.site_id,
+            "issuing_ca": order.issuing_ca,
+        },
+        "checkpoint": {
+            "size": checkpoint.size,
+            "root": base64.b64encode(checkpoint.root).decode(),
+            "note": checkpoint.note,
+        },
+        "verifier_key": ledger.public_verifier_key(inst),
+        "count": len(devices),
+        "devices": devices,
+    }
+    message = canonical_json(body)
+    signature = base64.b64encode(ledger.ledger_signing_key(inst).sign(message)).decode()
+    with inst.db.transaction() as s:
+        seq = append_event(
+            s,
+            "handoff.manifest",
+            at=inst.clock(),
+            actor=actor,
+            order_id=order_id,
+            detail={
+                "devices": len(devices),
+                "sha256": hashlib.sha256(message).hexdigest(),
+                "tree_size": checkpoint.size,
+            },
+        )
+    return Manifest(body, signature, seq)
+
+
+def manifest_json(manifest: Manifest) -> str:
+    return json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def manifest_csv(manifest: Manifest) -> str:
+    """One row per device; certificate and public key as one-line base64 DER (the PEM body)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(MANIFEST_COLUMNS)
+    for d in manifest.body["devices"]:
+        cert = x509.load_pem_x509_certificate(d["certificate_pem"].encode())
+        row = dict(d)
+        row["certificate_der_base64"] = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+        row["public_key_der_base64"] = base64.b64encode(
+            cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        ).decode()
+        writer.writerow(["" if row[c] is None else row[c] for c in MANIFEST_COLUMNS])
+    return out.getvalue()
