@@ -26,6 +26,7 @@ from fabguard.api.routes import (
     revocation,
     station,
     tokens,
+    witness,
 )
 from fabguard.domain.ratelimit import RateLimiter
 from fabguard.runtime.workers import BackgroundWorkers
@@ -70,6 +71,7 @@ def create_app(inst: Instance) -> Any:
         authorities,
         revocation,
         station,
+        witness,
     ):
         app.include_router(routes.router)
     app.include_router(est.router)
