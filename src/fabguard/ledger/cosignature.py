@@ -17,8 +17,9 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
@@ -31,6 +32,7 @@ from fabguard.ledger.checkpoint import parse_checkpoint
 __all__ = [
     "COSIGNATURE_TYPE",
     "CosignatureError",
+    "CosignedCheckpoint",
     "CosignerKey",
     "Ed25519Signer",
     "append_cosignatures",
@@ -39,6 +41,8 @@ __all__ = [
     "cosigner_key_id",
     "cosigner_verifier_key",
     "parse_cosigner_key",
+    "require_cosignatures",
+    "require_export_cosignatures",
     "signature_lines",
     "split_note",
     "valid_cosigners",
@@ -221,3 +225,55 @@ def append_cosignatures(note: str, lines: Iterable[str]) -> str:
     extra = [line.rstrip("\n") for line in lines]
     merged = present + [line for i, line in enumerate(extra) if line not in present and line not in extra[:i]]
     return body + "\n" + "".join(line + "\n" for line in merged)
+
+
+@dataclass(frozen=True, slots=True)
+class CosignedCheckpoint:
+    """The checkpoint an audit required cosignatures on, and which of the given witnesses signed it."""
+
+    size: int
+    source: str
+    cosigners: dict[str, int]
+
+
+def require_cosignatures(
+    notes: Mapping[str, str], witnesses: Iterable[CosignerKey], minimum: int, *, size: int | None = None, now: int
+) -> CosignedCheckpoint:
+    """Check that the newest checkpoint among ``notes`` (source -> note), or the one of ``size``, carries
+    ``minimum`` valid cosignatures from distinct ``witnesses``. The log's signature on each note is the
+    caller's to have checked; raises CosignatureError naming what is missing."""
+    keys = list(witnesses)
+    by_size: dict[int, tuple[str, str]] = {}
+    for source, note in notes.items():
+        body, _ = split_note(note)
+        by_size[parse_checkpoint(body).size] = (source, note)
+    if not by_size:
+        raise CosignatureError("there is no checkpoint to look for cosignatures on")
+    wanted = max(by_size) if size is None else size
+    if wanted not in by_size:
+        raise CosignatureError(f"there is no checkpoint of size {wanted} to look for cosignatures on")
+    source, note = by_size[wanted]
+    try:
+        found = valid_cosigners(note, keys, now=now)
+    except CosignatureError as exc:
+        raise CosignatureError(f"checkpoint {source} (size {wanted}): {exc.message}") from None
+    if len(found) < minimum:
+        names = ", ".join(k.name for k in keys if k.verifier_key in found) or "none"
+        raise CosignatureError(
+            f"checkpoint {source} (size {wanted}) carries {len(found)} valid cosignatures of the {len(keys)} "
+            f"witnesses given ({names}); {minimum} are required"
+        )
+    return CosignedCheckpoint(wanted, source, found)
+
+
+def require_export_cosignatures(
+    directory: Path, witnesses: Iterable[CosignerKey], minimum: int, *, size: int | None = None, now: int
+) -> CosignedCheckpoint:
+    """:func:`require_cosignatures` over the checkpoints of an export (``checkpoints/*.txt``)."""
+    notes: dict[str, str] = {}
+    for path in sorted((directory / "checkpoints").glob("*.txt")):
+        try:
+            notes[path.name] = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise CosignatureError(f"checkpoint {path.name} is not text") from None
+    return require_cosignatures(notes, witnesses, minimum, size=size, now=now)

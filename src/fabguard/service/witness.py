@@ -18,11 +18,13 @@ from sqlalchemy.exc import IntegrityError
 
 from fabguard.domain.errors import Conflict, FabGuardError, Forbidden, InvalidRequest, NotFound
 from fabguard.domain.values import Role, SiteId
+from fabguard.ledger.checkpoint import CheckpointError, parse_checkpoint
 from fabguard.ledger.cosignature import (
     CosignatureError,
     append_cosignatures,
     parse_cosigner_key,
     signature_lines,
+    split_note,
     verify_cosignature,
 )
 from fabguard.ledger.witness import format_add_checkpoint
@@ -35,8 +37,10 @@ from fabguard.store.witness_models import CosignatureRow, WitnessKey
 
 __all__ = [
     "CLOCK_SKEW_SECONDS",
+    "Sender",
     "WitnessView",
     "add_cosignatures",
+    "add_cosigned_note",
     "cosign_request",
     "cosigned_checkpoint",
     "list_witnesses",
@@ -111,12 +115,36 @@ def cosign_request(inst: Instance, old: int) -> str:
     return format_add_checkpoint(old, [base64.b64decode(h) for h in proof], cp.note)
 
 
-def _refuse(error: FabGuardError, who: Principal, size: int) -> FabGuardError:
+@dataclass(frozen=True)
+class Sender:
+    """Who hands the server cosignatures: named for the log, and the one site it may speak for (or any)."""
+
+    actor: str
+    site_id: str | None = None
+
+    @classmethod
+    def of(cls, p: Principal) -> Sender:
+        return cls(p.actor, p.site_id if p.role is Role.OPERATOR else None)
+
+
+def _refuse(error: FabGuardError, who: Sender, size: int) -> FabGuardError:
     log.warning("cosignature refused for checkpoint %d from %s: %s [%s]", size, who.actor, error.message, error.code)
     return error
 
 
-def add_cosignatures(inst: Instance, who: Principal, *, size: int, lines: str) -> list[str]:
+def add_cosigned_note(inst: Instance, who: Sender, note: str) -> tuple[int, list[str]]:
+    """Keep the cosignatures of a cosigned note (the checkpoint with the witness's lines under the log's)."""
+    try:
+        body, lines = split_note(note)
+        size = parse_checkpoint(body).size
+    except (CosignatureError, CheckpointError) as exc:
+        raise _refuse(exc, who, -1) from None
+    own = ledger.public_verifier_key(inst).split("+")[0]
+    theirs = [line for line in lines if line.split(" ")[1:2] != [own]]
+    return size, add_cosignatures(inst, who, size=size, lines="".join(line + "\n" for line in theirs))
+
+
+def add_cosignatures(inst: Instance, who: Sender, *, size: int, lines: str) -> list[str]:
     """Verify and keep the witnesses' signature lines for checkpoint ``size``; returns the names they came from.
 
     Each line must be by a registered witness (an operator may send only its own site's) and verify over
@@ -134,7 +162,7 @@ def add_cosignatures(inst: Instance, who: Principal, *, size: int, lines: str) -
         return _store(inst, who, size, parsed)
 
 
-def _store(inst: Instance, who: Principal, size: int, parsed: list[str]) -> list[str]:
+def _store(inst: Instance, who: Sender, size: int, parsed: list[str]) -> list[str]:
     now = inst.clock()
     names: list[str] = []
     with inst.db.transaction() as s:
@@ -152,7 +180,7 @@ def _store(inst: Instance, who: Principal, size: int, parsed: list[str]) -> list
                 raise _refuse(
                     Forbidden(f"no witness {name} with this key id is registered", code="witness_unknown"), who, size
                 )
-            if who.role is Role.OPERATOR and who.site_id != witness.site_id:
+            if who.site_id is not None and who.site_id != witness.site_id:
                 raise _refuse(Forbidden(f"the witness {name} belongs to another site"), who, size)
             try:
                 timestamp = verify_cosignature(body, line, parse_cosigner_key(witness.verifier_key))

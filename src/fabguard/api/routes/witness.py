@@ -56,7 +56,7 @@ def cosign_request(inst: Inst, _: SiteReader, old: Count = 0) -> PlainTextRespon
 @router.post("/api/v1/ledger/cosignatures", status_code=201)
 def add_cosignatures(inst: Inst, body: CosignaturesIn, p: Cosigner) -> dict[str, Any]:
     """Keep cosignatures of a checkpoint, each verified with its registered witness key first."""
-    names = witness.add_cosignatures(inst, p, size=body.size, lines=body.signatures)
+    names = witness.add_cosignatures(inst, witness.Sender.of(p), size=body.size, lines=body.signatures)
     return {"size": body.size, "witnesses": names}
 
 
