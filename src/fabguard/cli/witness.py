@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import ssl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -185,7 +186,7 @@ def _client(server: str, cacert: Path | None) -> httpx.Client:
     return httpx.Client(
         base_url=server.rstrip("/"),
         headers={"Authorization": f"Bearer {token}"},
-        verify=str(cacert) if cacert else True,
+        verify=ssl.create_default_context(cafile=str(cacert)) if cacert else True,
         timeout=30,
     )
 
