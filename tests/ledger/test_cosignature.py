@@ -185,3 +185,12 @@ def test_a_damaged_state_is_refused() -> None:
     assert exc.value.code == "witness_state_invalid"
     s = WitnessState(ORIGIN, 3, bytes(32))
     assert WitnessState.from_dict(s.to_dict()) == s
+
+
+def test_the_cosignature_covers_extension_lines(wkey: ed25519.Ed25519PrivateKey) -> None:
+    b = f"{ORIGIN}\n7\n{base64.b64encode(bytes(32)).decode()}\nextension one\n"
+    line = cosign(b, W1, wkey, T)
+    key = parse_cosigner_key(cosigner_verifier_key(W1, wkey.public_key()))
+    assert verify_cosignature(b, line, key) == T
+    with pytest.raises(CosignatureError):
+        verify_cosignature(b.replace("one", "two"), line, key)

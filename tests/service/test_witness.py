@@ -190,3 +190,12 @@ def test_the_same_cosignature_sent_at_once_from_several_threads_is_kept_once(
             )
         )
     assert results == [[NAME]] * 8 and _rows(any_instance) == 1
+
+
+def test_a_witness_ahead_of_the_log_is_told_so(instance: Instance) -> None:
+    size = ledger.latest_checkpoint(instance).size
+    with pytest.raises(FabGuardError) as exc:
+        witness.cosign_request(instance, size + 1)
+    assert exc.value.code == "invalid_tree_size" and "saw another log" in exc.value.message
+    request = AddCheckpoint.parse(witness.cosign_request(instance, size))
+    assert (request.old, request.proof) == (size, ())

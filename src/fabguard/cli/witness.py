@@ -26,11 +26,13 @@ from fabguard.cli.common import TOKEN_ENV, command, console, fail
 from fabguard.domain.errors import ConfigurationError
 from fabguard.ledger.checkpoint import CheckpointError, parse_verifier_key
 from fabguard.ledger.cosignature import (
+    CosignatureError,
     Ed25519Signer,
     append_cosignatures,
     check_name,
     cosign,
     cosigner_verifier_key,
+    split_note,
 )
 from fabguard.ledger.witness import AddCheckpoint, WitnessRefusal, WitnessState, check_extension
 from fabguard.pki.keys import passphrase_from_env, pin_from_env, read_encrypted_key, write_encrypted_key
@@ -172,7 +174,7 @@ def _cosign(state: Path, request_text: str) -> tuple[int, str, str]:
     current = WitnessState.from_dict(data["log"])
     request = AddCheckpoint.parse(request_text)
     checkpoint = check_extension(current, request, data["log_key"])
-    body = checkpoint.body()
+    body, _ = split_note(request.note)  # the whole body as the log signed it, extension lines included
     line = cosign(body, data["name"], _signer(data["key"]), int(time.time()))
     data["log"] = WitnessState(current.origin, checkpoint.size, checkpoint.root).to_dict()
     _write_state(state, data)
@@ -235,6 +237,6 @@ def cosign_cmd(
                 body = _answer(client.get("/api/v1/ledger/cosign-request", params={"old": old})).text
                 size, line, _ = _cosign(state, body)
                 _answer(client.post("/api/v1/ledger/cosignatures", json={"size": size, "signatures": line}))
-        except (WitnessRefusal, CheckpointError) as exc:
+        except (WitnessRefusal, CheckpointError, CosignatureError) as exc:
             fail(f"{exc.message} [{exc.code}]; the witness state is unchanged", code=1)
     console.print(f"[green]cosigned[/] checkpoint of size {size} and sent it to {server}")
