@@ -121,7 +121,7 @@ def test_a_cosigned_checkpoint_is_served_exported_and_counted_by_the_auditor(
 
 
 def test_a_cosignature_by_an_unregistered_key_is_refused_and_nothing_kept(
-    instance: Instance, sqlite_site: Site
+    instance: Instance, sqlite_site: Site, caplog: pytest.LogCaptureFixture
 ) -> None:
     any_instance = instance
     stranger = Site(any_instance, "stranger.example/witness")
@@ -136,6 +136,7 @@ def test_a_cosignature_by_an_unregistered_key_is_refused_and_nothing_kept(
         witness.add_cosignatures(any_instance, witness.Sender("x"), size=size, lines=line)
     assert exc.value.code == "witness_unknown"
     assert _rows(any_instance) == 0
+    assert any("cosignature refused" in r.message and "witness_unknown" in r.message for r in caplog.records)
 
 
 def test_an_old_cosignature_replayed_for_a_new_checkpoint_is_refused(any_instance: Instance, site: Site) -> None:

@@ -193,14 +193,15 @@ def _client(server: str, cacert: Path | None) -> httpx.Client:
     )
 
 
-def _answer(response: httpx.Response) -> httpx.Response:
+def _answer(response: httpx.Response, after: str = "") -> httpx.Response:
     if response.is_success:
         return response
     try:
         error = response.json()["error"]
-        fail(f"the server refused: {error['message']} [{error['code']}]")
+        message = f"the server refused: {error['message']} [{error['code']}]"
     except (ValueError, KeyError, TypeError):
-        fail(f"the server answered {response.status_code}: {response.text[:200]}")
+        message = f"the server answered {response.status_code}: {response.text[:200]}"
+    fail(message + after)
 
 
 @command(witness_app, "cosign")
@@ -236,7 +237,8 @@ def cosign_cmd(
             with _client(server, cacert) as client:
                 body = _answer(client.get("/api/v1/ledger/cosign-request", params={"old": old})).text
                 size, line, _ = _cosign(state, body)
-                _answer(client.post("/api/v1/ledger/cosignatures", json={"size": size, "signatures": line}))
+                sent = client.post("/api/v1/ledger/cosignatures", json={"size": size, "signatures": line})
+                _answer(sent, f"; the witness did cosign size {size} (its state says so): run again to resend")
         except (WitnessRefusal, CheckpointError, CosignatureError) as exc:
             fail(f"{exc.message} [{exc.code}]; the witness state is unchanged", code=1)
     console.print(f"[green]cosigned[/] checkpoint of size {size} and sent it to {server}")
