@@ -39,6 +39,7 @@ class Site:
         self.key = ed25519.Ed25519PrivateKey.generate()
         self.state = WitnessState(ledger.origin(inst))
         self.log_key = ledger.public_verifier_key(inst)
+        self.state_body = ""
 
     @property
     def verifier(self) -> str:
@@ -48,6 +49,7 @@ class Site:
         request = AddCheckpoint.parse(witness.cosign_request(inst, self.state.size))
         cp = check_extension(self.state, request, self.log_key)
         self.state = WitnessState(cp.origin, cp.size, cp.root)
+        self.state_body = cp.body()
         return cp.size, cosign(cp.body(), self.name, self.key, int(time.time()))
 
 
@@ -94,6 +96,8 @@ def test_a_cosigned_checkpoint_is_served_exported_and_counted_by_the_auditor(
     assert size > first
     witness.add_cosignatures(inst, witness.Sender("cm-a op", "cm-a"), size=size, lines=line)
     witness.add_cosignatures(inst, witness.Sender("cm-a op", "cm-a"), size=size, lines=line)  # idempotent
+    again = cosign(site.state_body, NAME, site.key, int(time.time()) - 1)  # the same witness, another time
+    witness.add_cosignatures(inst, witness.Sender("cm-a op", "cm-a"), size=size, lines=again + line)
     assert _rows(inst) == 2
 
     served = witness.cosigned_checkpoint(inst)

@@ -196,8 +196,9 @@ def _store(inst: Instance, who: Sender, size: int, parsed: list[str]) -> list[st
                     who,
                     size,
                 )
-            rows.append(CosignatureRow(checkpoint_size=size, witness_id=witness.id, timestamp=timestamp, line=line))
-            names.append(name)
+            if all(r.witness_id != witness.id for r in rows):  # one per witness and size: the first line sent
+                rows.append(CosignatureRow(checkpoint_size=size, witness_id=witness.id, timestamp=timestamp, line=line))
+                names.append(name)
         for row in rows:
             exists = s.execute(
                 select(CosignatureRow.id).where(
