@@ -77,18 +77,21 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
-def _signer(key: dict[str, Any]) -> Ed25519Signer:
+@contextmanager
+def _signer(key: dict[str, Any]) -> Iterator[Ed25519Signer]:
+    """The witness key, ready to sign; a token's session is closed afterwards."""
     if key.get("type") == "pkcs11":
         # Imported here: python-pkcs11 is optional (the "hsm" extra), needed only for a key in a token.
         from fabguard.pki.pkcs11 import Pkcs11KeyBackend
         from fabguard.pki.pkcs11_ed25519 import load_ed25519
 
-        backend = Pkcs11KeyBackend(str(key["module"]), str(key["token"]), pin_from_env())
-        return load_ed25519(backend, str(key["label"]))
+        with Pkcs11KeyBackend(str(key["module"]), str(key["token"]), pin_from_env()) as backend:
+            yield load_ed25519(backend, str(key["label"]))
+        return
     private = read_encrypted_key(Path(str(key["path"])), passphrase_from_env())
     if not isinstance(private, ed25519.Ed25519PrivateKey):
         raise ConfigurationError(f"{key['path']} is not an Ed25519 key")
-    return private
+    yield private
 
 
 @command(witness_app, "init")
@@ -131,11 +134,12 @@ def init(
         key: dict[str, Any] = {"type": "pkcs11", "module": pkcs11_module, "token": pkcs11_token, "label": pkcs11_label}
     elif key_file:
         if key_file.exists():
-            private = _signer({"path": str(key_file)})
+            with _signer({"path": str(key_file)}) as existing:
+                public = existing.public_key()
         else:
             private = ed25519.Ed25519PrivateKey.generate()
             write_encrypted_key(private, key_file, passphrase_from_env())
-        public = private.public_key()
+            public = private.public_key()
         key = {"type": "file", "path": str(key_file.resolve())}
     else:
         fail("name where the witness key lives: --key-file, or --pkcs11-module/--pkcs11-token/--pkcs11-label")
@@ -175,7 +179,8 @@ def _cosign(state: Path, request_text: str) -> tuple[int, str, str]:
     request = AddCheckpoint.parse(request_text)
     checkpoint = check_extension(current, request, data["log_key"])
     body, _ = split_note(request.note)  # the whole body as the log signed it, extension lines included
-    line = cosign(body, data["name"], _signer(data["key"]), int(time.time()))
+    with _signer(data["key"]) as signer:
+        line = cosign(body, data["name"], signer, int(time.time()))
     data["log"] = WitnessState(current.origin, checkpoint.size, checkpoint.root).to_dict()
     _write_state(state, data)
     return checkpoint.size, line, append_cosignatures(request.note, [line])
