@@ -4,8 +4,13 @@ requires N cosignatures."""
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import shutil
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -162,3 +167,23 @@ def test_witness_init_refuses_bad_input_in_one_line(
     code, out = run("witness", "init", *args, "--log-key", tmp_path / "oem.pub", "--state", tmp_path / "w.json")
     assert code == 2 and expected in out and "Traceback" not in out, out
     assert not (tmp_path / "w.json").exists()
+
+
+def test_a_second_cosigning_waits_for_the_first_to_save_its_state(instance: Instance, tmp_path: Path) -> None:
+    """Checking against the state and saving the new one are one step (tlog-witness): another ``cosign``
+    on the same state waits on its lock, so it can never check against a state about to be replaced."""
+    witness_init(tmp_path, instance, "--key-file", tmp_path / "witness.key.pem")
+    assert run("--home", instance.home, "ledger", "cosign-request", "--old", "0", "--out", tmp_path / "r")[0] == 0
+    state = tmp_path / "w.json"
+    cmd = [sys.executable, "-m", "fabguard.cli.main", "witness", "cosign", "--state", str(state)]
+    with open(state.with_name(state.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        src = str(Path(__file__).resolve().parents[2] / "src")
+        env = {**os.environ, "PYTHONPATH": src}
+        proc = subprocess.Popen([*cmd, "--request", str(tmp_path / "r")], stdout=subprocess.PIPE, text=True, env=env)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=3)
+        assert json.loads(state.read_text())["log"]["size"] == 0
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "\u2014 " + NAME in out
+    assert json.loads(state.read_text())["log"]["size"] == ledger.latest_checkpoint(instance).size
