@@ -136,7 +136,12 @@ def test_online_the_site_cosigns_with_its_operator_token_and_the_server_serves_i
     stranger = line.replace(NAME, "stranger.example/w")
     with world.admin() as http:
         r = http.post("/api/v1/ledger/cosignatures", json={"size": served["size"], "signatures": stranger})
-    assert r.status_code == 403 and r.json()["error"]["code"] == "witness_unknown"
+        assert r.status_code == 403 and r.json()["error"]["code"] == "witness_unknown"
+        r = http.post("/api/v1/ledger/cosignatures", json={"size": served["size"], "signatures": "no line\n"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "cosignature_invalid"
+        r = http.post("/api/v1/ledger/witnesses", json={"site_id": "cm-b", "verifier_key": "cm-b+00+AQ=="})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "witness_key_invalid"
+        assert [w["name"] for w in http.get("/api/v1/ledger/witnesses").json()] == [NAME]
     code, out = run(*args, env={"FABGUARD_TOKEN": "fgt_not-a-token"})
     assert code == 2 and "the server refused" in out and "[unauthorized]" in out, out
 
@@ -182,7 +187,7 @@ def test_a_second_cosigning_waits_for_the_first_to_save_its_state(instance: Inst
         env = {**os.environ, "PYTHONPATH": src}
         proc = subprocess.Popen([*cmd, "--request", str(tmp_path / "r")], stdout=subprocess.PIPE, text=True, env=env)
         with pytest.raises(subprocess.TimeoutExpired):
-            proc.wait(timeout=3)
+            proc.wait(timeout=1.5)
         assert json.loads(state.read_text())["log"]["size"] == 0
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "\u2014 " + NAME in out
