@@ -27,6 +27,7 @@ from fabguard.api.routes import (
     revocation,
     station,
     tokens,
+    witness,
 )
 from fabguard.domain.ratelimit import RateLimiter
 from fabguard.runtime.workers import BackgroundWorkers
@@ -72,6 +73,7 @@ def create_app(inst: Instance) -> Any:
         revocation,
         station,
         handoff,
+        witness,
     ):
         app.include_router(routes.router)
     app.include_router(est.router)

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import command, console, fail, opened, parse_time, print_json
+from fabguard.cli.common import actor, command, console, fail, opened, parse_time, print_json
+from fabguard.domain.values import SiteId
 from fabguard.ledger.checkpoint import CheckpointError, parse_verifier_key
+from fabguard.ledger.cosignature import (
+    CosignatureError,
+    CosignerKey,
+    parse_cosigner_key,
+    require_export_cosignatures,
+)
 from fabguard.ledger.verify import AuditFailure, verify_export, verify_report
-from fabguard.service import ledger, reports
+from fabguard.service import ledger, reports, witness
 
 ledger_app = typer.Typer(help="The tamper-evident ledger: checkpoints, proofs, export.", no_args_is_help=True)
 audit_app = typer.Typer(help="Offline verification for auditors (no server, no database).", no_args_is_help=True)
@@ -84,6 +92,60 @@ def export(out: Annotated[Path, typer.Argument(help="Directory to write")]) -> N
     )
 
 
+@command(ledger_app, "witness-add")
+def witness_add(
+    site: Annotated[str, typer.Option(help="The CM site whose witness this is")],
+    key: Annotated[str, typer.Option(help="Its cosigner key (fabguard witness key), or a file holding it")],
+) -> None:
+    """Register a site's witness key (a ledger event): its cosignatures are accepted from then on."""
+    text = Path(key).read_text(encoding="utf-8").strip() if "+" not in key else key
+    with opened() as inst:
+        w = witness.register_witness(inst, site_id=SiteId(site), verifier_key=text, actor=actor(inst))
+    console.print(f"registered witness {w.name} (key id {w.key_id}) for site {w.site_id}")
+
+
+@command(ledger_app, "witnesses")
+def witnesses() -> None:
+    """The registered witnesses."""
+    with opened() as inst:
+        rows = witness.list_witnesses(inst)
+    table = Table("name", "key id", "site", "registered")
+    for w in rows:
+        table.add_row(w.name, w.key_id, w.site_id, w.registered_at)
+    console.print(table)
+
+
+@command(ledger_app, "cosign-request")
+def cosign_request(
+    old: Annotated[int, typer.Option(min=0, help="The size the witness last cosigned")],
+    out: Annotated[Path, typer.Option(help="Write the add-checkpoint body here, for the witness")],
+) -> None:
+    """Offline hand-off: the newest checkpoint with its consistency proof from OLD (C2SP add-checkpoint body)."""
+    with opened() as inst:
+        out.write_text(witness.cosign_request(inst, old))
+    console.print(f"wrote {out}: give it to the witness ('fabguard witness cosign --request {out.name}')")
+
+
+@command(ledger_app, "add-cosignature")
+def add_cosignature(
+    note: Annotated[Path, typer.Argument(help="The cosigned checkpoint the witness wrote (--out)")],
+) -> None:
+    """Offline hand-off: keep the cosignatures of a cosigned checkpoint, each verified with its witness key."""
+    with opened() as inst:
+        size, names = witness.add_cosigned_note(inst, witness.Sender(actor(inst)), note.read_text(encoding="utf-8"))
+    console.print(f"kept the cosignatures of checkpoint {size} by {', '.join(names)}")
+
+
+@command(ledger_app, "cosigned")
+def cosigned(
+    size: Annotated[int | None, typer.Option(help="Tree size (default: the newest cosigned checkpoint)")] = None,
+) -> None:
+    """Print a checkpoint with its witnesses' cosignatures under the log's signature."""
+    with opened() as inst:
+        cp = witness.cosigned_checkpoint(inst, size)
+    console.out(str(cp["note"]), end="")
+
+
 def _verifier_key(path: Path) -> str:
     """The verifier key the auditor kept, read from ``--key``: a key that is not one is the auditor's input
     error (exit 2), not a failed verification (exit 1)."""
@@ -106,9 +168,20 @@ def verify(
         list[Path] | None, typer.Option(help="A checkpoint you saved earlier (repeatable)")
     ] = None,
     root: Annotated[Path | None, typer.Option(help="The root CA certificate you trust (default: the export's)")] = None,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(help="A witness's cosigner key (name+id+key), or a file holding one (repeatable)"),
+    ] = None,
+    min_cosignatures: Annotated[
+        int, typer.Option(min=0, help="Require this many valid cosignatures from --witness keys on the checkpoint")
+    ] = 0,
+    cosigned_size: Annotated[
+        int | None, typer.Option(help="The checkpoint (tree size) that must be cosigned (default: the newest)")
+    ] = None,
 ) -> None:
-    """Verify an export offline: recompute the tree, check signatures, history and certificates."""
+    """Verify an export offline: recompute the tree, check signatures, history and certificates (and cosignatures)."""
     verifier = _verifier_key(key) if key else None
+    witnesses = _witness_keys(witness or [], min_cosignatures)
     try:
         report = verify_export(
             directory,
@@ -120,12 +193,39 @@ def verify(
         fail(f"verification FAILED: {exc}", code=1)
     except OSError as exc:
         fail(f"cannot read the export: {exc}")
+    cosigned = None
+    if min_cosignatures:
+        try:
+            cosigned = require_export_cosignatures(
+                directory, witnesses, min_cosignatures, size=cosigned_size, now=int(time.time())
+            )
+        except CosignatureError as exc:
+            fail(f"verification FAILED: {exc.message}", code=1)
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}")
     console.print(
         f"[green]verified[/]: {report.entries} entries, {report.checkpoints_checked} signed checkpoints, "
         f"{report.trusted_checked} of your checkpoints, {report.certificates_checked} certificates"
     )
+    if cosigned is not None:
+        console.print(
+            f"[green]cosigned[/]: checkpoint of size {cosigned.size} by {len(cosigned.cosigners)} of your witnesses"
+        )
+
+
+def _witness_keys(values: list[str], minimum: int) -> list[CosignerKey]:
+    """The witness keys of ``--witness`` (the text, or a file holding it); a bad one is the auditor's input error."""
+    keys = []
+    for value in values:
+        path = Path(value)
+        text = path.read_text(encoding="utf-8").strip() if "+" not in value and path.is_file() else value
+        try:
+            keys.append(parse_cosigner_key(text))
+        except CosignatureError as exc:
+            fail(f"--witness {value} is not a cosigner key: {exc.message} [{exc.code}]")
+    if minimum > len({k.verifier_key for k in keys}):
+        fail(f"--min-cosignatures {minimum} needs at least {minimum} distinct --witness keys")
+    return keys
 
 
 @command(audit_app, "report")

@@ -24,6 +24,7 @@ from fabguard.cli import (
     stats,
     tokens,
     units,
+    witness,
 )
 from fabguard.cli.common import HOME_ENV, command, console, state
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
@@ -56,6 +57,7 @@ app.add_typer(units.unit_app, name="unit")
 app.add_typer(ca.ca_app, name="ca")
 app.add_typer(ledger.ledger_app, name="ledger")
 app.add_typer(ledger.audit_app, name="audit")
+app.add_typer(witness.witness_app, name="witness")
 app.add_typer(firmware.firmware_app, name="firmware")
 app.add_typer(stats.stats_app, name="stats")
 app.add_typer(handoff.handoff_app, name="handoff")

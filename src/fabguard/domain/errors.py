@@ -152,6 +152,19 @@ ERROR_STATUS: dict[str, int] = {
     "proof_invalid": 422,
     "checkpoint_invalid": 422,
     "audit_failed": 422,
+    # Cosigned checkpoints: a witness refusing a checkpoint, a cosignature or witness key that is not right.
+    "cosignature_invalid": 422,
+    "witness_key_invalid": 422,
+    "witness_fork": 409,
+    "witness_rollback": 409,
+    "witness_old_size": 409,
+    "witness_proof_invalid": 422,
+    "witness_wrong_log": 404,
+    "witness_request_invalid": 422,
+    "witness_state_invalid": 422,
+    "witness_unknown": 403,
+    "witness_exists": 409,
+    "checkpoint_not_found": 404,
     # Firmware: an MCUboot image that is not right; the server's own sealed material or SBOM failing
     # its checks, or imgtool failing, is the server's fault (500).
     "mcuboot_image_invalid": 422,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +17,11 @@ from sqlalchemy.orm import Session
 from fabguard.domain.errors import ConfigurationError, InvalidRequest, NotFound
 from fabguard.ledger import merkle
 from fabguard.ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
+from fabguard.ledger.cosignature import append_cosignatures
 from fabguard.service.instance import Instance
 from fabguard.store.db import event_count
 from fabguard.store.models import CertificateAuthority, CheckpointRow, Event, LedgerNode, Unit
+from fabguard.store.witness_models import CosignatureRow
 
 
 @dataclass(frozen=True)
@@ -192,8 +195,9 @@ def export(inst: Instance, out: Path, *, batch: int = 10_000) -> dict[str, int]:
                 last = seq
                 written += 1
         notes = s.execute(select(CheckpointRow.size, CheckpointRow.note).where(CheckpointRow.size <= final.size)).all()
+        cosigned = cosignature_lines(s, final.size)
         for size, note in notes:
-            (out / "checkpoints" / f"{size:012d}.txt").write_text(note)
+            (out / "checkpoints" / f"{size:012d}.txt").write_text(append_cosignatures(note, cosigned.get(size, [])))
         certs = 0
         for serial, pem in s.execute(select(Unit.serial, Unit.certificate_pem)).all():
             (out / "certs" / f"{serial}.pem").write_text(pem)
@@ -205,6 +209,17 @@ def export(inst: Instance, out: Path, *, batch: int = 10_000) -> dict[str, int]:
     manifest = {"entries": written, "checkpoints": len(notes), "certificates": certs, "tree_size": final.size}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def cosignature_lines(s: Session, max_size: int | None = None) -> dict[int, list[str]]:
+    """The stored cosignature lines per checkpoint size (in the order received)."""
+    q = select(CosignatureRow.checkpoint_size, CosignatureRow.line).order_by(CosignatureRow.id)
+    if max_size is not None:
+        q = q.where(CosignatureRow.checkpoint_size <= max_size)
+    found: dict[int, list[str]] = defaultdict(list)
+    for size, line in s.execute(q).all():
+        found[size].append(line)
+    return dict(found)
 
 
 def entry_count(inst: Instance) -> int:
