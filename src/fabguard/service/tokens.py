@@ -56,6 +56,16 @@ class Principal:
         return self.role not in SITE_ROLES or self.site_id == site_id
 
 
+def same_person(actor: str, other: str) -> bool:
+    """Whether two actors (``name (token id)``, or ``local:user``) are one person for dual control: the
+    same token, or two tokens made under one name."""
+
+    def name(a: str) -> str:
+        return a.rsplit(" (", 1)[0] if a.endswith(")") else a
+
+    return actor == other or name(actor) == name(other)
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
