@@ -89,8 +89,8 @@ def _activate_order(inst: Instance, s: Session, a: Approved) -> dict[str, object
 
 
 def _new_ca_is_possible(inst: Instance, s: Session, target: str, p: Mapping[str, Any]) -> None:
-    del inst
     authorities.check_new_ca(s, target, site_id=p["site_id"], product_id=p["product_id"])
+    inst.cas.issuer("root", s)  # the root must sign it: fail now, not once a second person approves
 
 
 def _create_issuing_ca(inst: Instance, s: Session, a: Approved) -> dict[str, object]:
@@ -123,8 +123,8 @@ def _import_certificate(inst: Instance, s: Session, a: Approved) -> dict[str, ob
 
 
 def _rotation_is_possible(inst: Instance, s: Session, target: str, p: Mapping[str, Any]) -> None:
-    del inst
     authorities.check_rotation(s, target, new_name=p["new_name"])
+    inst.cas.issuer("root", s)
 
 
 def _rotate_ca(inst: Instance, s: Session, a: Approved) -> dict[str, object]:
