@@ -23,7 +23,7 @@ from fabguard.domain.values import FixtureId, OrderId, ProductId, SiteId
 from fabguard.fixture.client import Credentials, FixtureClient, enroll
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
-from fabguard.service import catalog, fixtures, orders, tokens
+from fabguard.service import approvals, catalog, fixtures, orders, tokens
 from fabguard.service.instance import Instance
 from fabguard.service.seeding import init_instance
 
@@ -124,6 +124,18 @@ class World:
         )
 
 
+# Who asks for an act under dual control in a test (the local operator: no token).
+REQUESTER = approvals.Person("test", "test", None)
+
+
+def second_person_approves(inst: Instance, pending: approvals.ApprovalView) -> dict[str, Any]:
+    """A second person, with an approver token of their own, approves ``pending``: what its act did."""
+    approver, _ = tokens.create_token(inst, name=f"approver-{pending.id}", role="approver", actor="test")
+    done = approvals.decide(inst, pending.id, approve=True, by=approver)
+    assert done.result is not None
+    return done.result
+
+
 def enrolled_fixture_pem(
     inst: Instance, fixture_id: str, site: str = "cm-a", key: ec.EllipticCurvePrivateKey | None = None
 ) -> str:
@@ -134,7 +146,9 @@ def enrolled_fixture_pem(
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fabguard-fixture")]))
         .sign(key or ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
     )
-    return fixtures.enroll_fixture(inst, token=token, csr_data=csr.public_bytes(serialization.Encoding.PEM)).certificate_pem
+    return fixtures.enroll_fixture(
+        inst, token=token, csr_data=csr.public_bytes(serialization.Encoding.PEM)
+    ).certificate_pem
 
 
 def tested_device(client: FixtureClient, serial: str, *, passed: bool = True, seed: int = 0) -> SimulatedDevice:

@@ -3,7 +3,9 @@ fixture holds by its fingerprint (``cert:<16 hex>``), a known token by its id, a
 
 from __future__ import annotations
 
+import math
 import ssl
+import time
 from datetime import timedelta
 
 import httpx
@@ -11,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fabguard.domain.values import FixtureId
+from fabguard.domain.values import FixtureId, SiteId
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.pki import profiles
 from fabguard.service import events, fixtures, tokens
@@ -86,3 +88,48 @@ def test_each_refused_caller_is_one_event_naming_it_without_its_secret(any_world
     assert unknown[0]["detail"]["cert_sha256"] == ghost_fp and "fx-r" in unknown[0]["detail"]["subject"]
     recorded = repr(events.list_events(inst, after=start, limit=1_000))
     assert gone_secret not in recorded and lapsed_secret not in recorded and "fgt_x" not in recorded
+
+
+def test_a_token_refused_for_its_role_is_an_event_naming_it_and_its_role(any_world: World) -> None:
+    world, inst = any_world, any_world.inst
+    auditor, auditor_secret = tokens.create_token(inst, name="audrey", role="auditor", actor="test")
+    operator, operator_secret = tokens.create_token(
+        inst, name="cm-a-line", role="operator", site_id=SiteId("cm-a"), actor="test"
+    )
+    start = events.list_events(inst, limit=1_000_000)[-1]["seq"]
+
+    with _http(world) as http:
+        as_auditor = {"Authorization": f"Bearer {auditor_secret}"}
+        made = http.post("/api/v1/products", json={"id": "x", "name": "X"}, headers=as_auditor)
+        acked = http.post("/api/v1/alerts/quota_overrun.0000000000000000/ack", json={}, headers=as_auditor)
+        streamed = http.get("/api/v1/stream", params={"token": operator_secret})
+    assert [r.status_code for r in (made, acked, streamed)] == [403, 403, 403]
+    assert made.json()["error"]["code"] == "forbidden"
+
+    refused = [
+        (e["kind"], e["code"], e["actor"], e["detail"]["route"], e["detail"]["role"])
+        for e in events.list_events(inst, after=start, limit=1_000)
+    ]
+    assert refused == [
+        ("auth.refused", "forbidden", auditor.actor, "/api/v1/products", "auditor"),
+        ("auth.refused", "forbidden", auditor.actor, "/api/v1/alerts/quota_overrun.0000000000000000/ack", "auditor"),
+        ("auth.refused", "forbidden", operator.actor, "/api/v1/stream", "operator"),
+    ]
+    assert "fgt_" not in repr(events.list_events(inst, after=start, limit=1_000))
+
+
+def test_an_anonymous_flood_writes_a_bounded_number_of_events(world: World) -> None:
+    inst = world.inst
+    start = events.list_events(inst, limit=1_000_000)[-1]["seq"]
+    began = time.monotonic()
+    with _http(world) as anonymous:
+        answers = [anonymous.get("/api/v1/orders").status_code for _ in range(30)]
+        answers += [anonymous.get("/api/v1/fixture/whoami").status_code for _ in range(10)]
+    elapsed = time.monotonic() - began
+
+    assert answers == [401] * 40
+    recorded = events.list_events(inst, after=start, limit=1_000)
+    # The burst of 10, then one a second at most; each later one counts those left out before it.
+    assert 10 <= len(recorded) <= 10 + math.ceil(elapsed) + 1
+    assert len(recorded) + sum(int(e["detail"].get("unrecorded_before", 0)) for e in recorded) <= 40
+    assert {e["actor"] for e in recorded} == {"anonymous"}

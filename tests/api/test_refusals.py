@@ -459,13 +459,20 @@ def test_revoked_unit_asking_again_even_with_its_own_key_is_refused(
 def test_order_whose_issuing_ca_was_revoked_issues_nothing(
     world: World, http_of: Callable[[FixtureClient], httpx.Client]
 ) -> None:
-    from fabguard.service import authorities
+    from fabguard.service import approvals
+    from tests.support import REQUESTER, second_person_approves
 
-    authorities.create_issuing_ca(world.inst, CaName("issuing-cm-a"), site_id="cm-a", product_id=None, actor="test")
+    asked = approvals.request_ca_creation(
+        world.inst, CaName("issuing-cm-a"), site_id="cm-a", product_id=None, by=REQUESTER
+    )
+    second_person_approves(world.inst, asked)
     order = world.order(quota=5)
     fx = world.fixture("fx-1")
     device = tested_device(fx, "SN0001")
-    authorities.revoke_ca(world.inst, "issuing-cm-a", reason_code="ca_compromise", note="breach", actor="test")
+    revoking = approvals.request_ca_revocation(
+        world.inst, "issuing-cm-a", reason_code="ca_compromise", note="breach", by=REQUESTER
+    )
+    second_person_approves(world.inst, revoking)
     before = snapshot(world.inst)
 
     response = http_of(fx).post(PROVISION, json=provision_body(order, "SN0001", device.csr_pem()))

@@ -7,7 +7,7 @@ import threading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fabguard.domain.ratelimit import RateLimiter
+from fabguard.domain.ratelimit import EventAllowance, RateLimiter
 
 
 def test_a_burst_then_one_request_per_refill() -> None:
@@ -51,3 +51,12 @@ def test_concurrent_takers_share_one_bucket_exactly() -> None:
     for t in threads:
         t.join()
     assert sum(granted) == 100
+
+
+def test_an_event_allowance_lets_a_burst_through_then_counts_what_it_leaves_out() -> None:
+    allowance = EventAllowance(rate=1, burst=3)
+    assert [allowance.admit(100.0) for _ in range(5)] == [0, 0, 0, None, None]
+    assert allowance.admit(100.5) is None
+    assert allowance.admit(101.0) == 3  # the next one written says three were left out
+    assert allowance.admit(101.0) is None
+    assert allowance.admit(110.0) == 1

@@ -1,5 +1,6 @@
 """The CA hierarchy: per-site issuing CAs contain a breach, rotation keeps old certificates valid,
-an offline root signs a CSR that is imported, and each step is checked with openssl."""
+an offline root signs a CSR that is imported, and each step is checked with openssl. Each change
+but the CSR is two people's (tests/service/test_ca_dual_control.py): here a second person approves."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from fabguard.fixture.client import FabGuardClientError
 from fabguard.ledger.verify import verify_export
 from fabguard.pki import profiles
 from fabguard.pki.keys import new_signing_key
-from fabguard.service import authorities, events, ledger, orders
-from tests.support import World, tested_device
+from fabguard.service import approvals, authorities, events, ledger, orders, tokens
+from tests.support import REQUESTER, World, second_person_approves, tested_device
 
 
 @pytest.fixture
@@ -49,7 +50,10 @@ def crl_pem(world: World, ca: str, path: Path) -> Path:
 def test_site_issuing_ca_signs_that_sites_orders_and_revoking_it_contains_the_breach(
     world: World, tmp_path: Path
 ) -> None:
-    authorities.create_issuing_ca(world.inst, CaName("issuing-cm-b"), site_id="cm-b", product_id=None, actor="test")
+    asked = approvals.request_ca_creation(
+        world.inst, CaName("issuing-cm-b"), site_id="cm-b", product_id=None, by=REQUESTER
+    )
+    second_person_approves(world.inst, asked)
     order_a, order_b = world.order(quota=5, site="cm-a"), world.order(quota=5, site="cm-b")
     assert orders.get_order(world.inst, order_b).issuing_ca == "issuing-cm-b"
     assert orders.get_order(world.inst, order_a).issuing_ca == "issuing"
@@ -72,7 +76,10 @@ def test_site_issuing_ca_signs_that_sites_orders_and_revoking_it_contains_the_br
     lint = run(Path(sys.executable).parent / "lint_pkix_cert", "lint", "-s", "ERROR", tmp_path / "ca.pem")
     assert lint.returncode == 0, lint.stdout
 
-    authorities.revoke_ca(world.inst, "issuing-cm-b", reason_code="ca_compromise", note="CM B breached", actor="t")
+    revoking = approvals.request_ca_revocation(
+        world.inst, "issuing-cm-b", reason_code="ca_compromise", note="CM B breached", by=REQUESTER
+    )
+    second_person_approves(world.inst, revoking)
 
     root_crl = crl_pem(world, "root", tmp_path / "root.crl.pem")
     site_crl = crl_pem(world, "issuing-cm-b", tmp_path / "site.crl.pem")
@@ -105,7 +112,8 @@ def test_rotation_moves_new_orders_and_keeps_old_certificates_valid(world: World
     fx = world.fixture("fx-1")
     before = fx.provision(old_order, "SN-1", tested_device(fx, "SN-1").csr_pem())
 
-    authorities.rotate_issuing_ca(world.inst, "issuing", new_name="issuing-2027", actor="test")
+    rotating = approvals.request_ca_rotation(world.inst, "issuing", new_name=CaName("issuing-2027"), by=REQUESTER)
+    second_person_approves(world.inst, rotating)
 
     new_order = world.order(quota=5)
     assert orders.get_order(world.inst, new_order).issuing_ca == "issuing-2027"
@@ -141,26 +149,29 @@ def test_offline_root_signs_a_csr_that_is_imported(world: World, tmp_path: Path)
 
     stranger = profiles.self_signed_root(new_signing_key(), "Evil", "Evil Root", now)
     forged = profiles.intermediate_ca(stranger, csr.public_key(), "Evil", "Forged", now)  # type: ignore[arg-type]
+    # A certificate that does not fit is refused when the import is asked for, not when it is approved.
     with pytest.raises(InvalidRequest) as untrusted:
-        authorities.import_issuing_certificate(
-            world.inst, "issuing-offline", forged.public_bytes(serialization.Encoding.PEM), actor="t"
+        approvals.request_ca_import(
+            world.inst, "issuing-offline", forged.public_bytes(serialization.Encoding.PEM), by=REQUESTER
         )
     assert untrusted.value.code == "certificate_untrusted"
     other_key = profiles.intermediate_ca(root, new_signing_key().public_key(), "Acme Devices", "Other", now)
     with pytest.raises(InvalidRequest) as mismatch:
-        authorities.import_issuing_certificate(
-            world.inst, "issuing-offline", other_key.public_bytes(serialization.Encoding.PEM), actor="t"
+        approvals.request_ca_import(
+            world.inst, "issuing-offline", other_key.public_bytes(serialization.Encoding.PEM), by=REQUESTER
         )
     assert mismatch.value.code == "certificate_key_mismatch"
-    assert authorities.get_ca(world.inst, "issuing-offline").state == "pending"
+    assert approvals.list_approvals(world.inst) == []
 
-    authorities.import_issuing_certificate(
-        world.inst, "issuing-offline", signed.public_bytes(serialization.Encoding.PEM), actor="t"
+    importing = approvals.request_ca_import(
+        world.inst, "issuing-offline", signed.public_bytes(serialization.Encoding.PEM), by=REQUESTER
     )
+    assert authorities.get_ca(world.inst, "issuing-offline").state == "pending"
+    second_person_approves(world.inst, importing)
     assert authorities.get_ca(world.inst, "issuing-offline").state == "active"
     with pytest.raises(Conflict):
-        authorities.import_issuing_certificate(
-            world.inst, "issuing-offline", signed.public_bytes(serialization.Encoding.PEM), actor="t"
+        approvals.request_ca_import(
+            world.inst, "issuing-offline", signed.public_bytes(serialization.Encoding.PEM), by=REQUESTER
         )
     order = world.order(quota=2)
     assert orders.get_order(world.inst, order).issuing_ca == "issuing-offline"
@@ -172,9 +183,15 @@ def test_offline_root_signs_a_csr_that_is_imported(world: World, tmp_path: Path)
 
 
 def test_ca_api_and_cli_refuse_bad_requests_clearly(world: World) -> None:
+    _, approver = tokens.create_token(world.inst, name="alex", role="approver", actor="test")
     with world.admin() as http:
-        made = http.post("/api/v1/cas", json={"name": "issuing-cm-a", "site_id": "cm-a"})
-        assert made.status_code == 201 and made.json()["state"] == "active"
+        asked = http.post("/api/v1/cas", json={"name": "issuing-cm-a", "site_id": "cm-a"})
+        assert asked.status_code == 202 and asked.json()["state"] == "pending", asked.text
+        assert asked.json()["kind"] == "ca.create"
+        made = http.post(
+            f"/api/v1/approvals/{asked.json()['id']}/approve", headers={"Authorization": f"Bearer {approver}"}
+        )
+        assert made.status_code == 200 and made.json()["result"]["state"] == "active", made.text
         again = http.post("/api/v1/cas", json={"name": "issuing-cm-a"})
         assert again.status_code == 409 and again.json()["error"]["code"] == "ca_exists"
         nowhere = http.post("/api/v1/cas", json={"name": "issuing-x", "site_id": "cm-zz"})
@@ -192,7 +209,10 @@ def test_with_the_hsm_backend_no_ca_private_key_reaches_disk_or_the_database(wor
     order = world.order(quota=2)
     fx = world.fixture("fx-1")
     fx.provision(order, "SN-HSM", tested_device(fx, "SN-HSM").csr_pem())
-    authorities.create_issuing_ca(world.inst, CaName("issuing-hsm-2"), site_id="cm-b", product_id=None, actor="t")
+    asked = approvals.request_ca_creation(
+        world.inst, CaName("issuing-hsm-2"), site_id="cm-b", product_id=None, by=REQUESTER
+    )
+    second_person_approves(world.inst, asked)
     ledger.make_checkpoint(world.inst)
     assert sorted(p.name for p in (world.inst.home / "keys").iterdir()) == ["ledger.key.pem", "server.key.pem"]
     for path in world.inst.home.rglob("*"):

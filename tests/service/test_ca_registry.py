@@ -11,8 +11,9 @@ from cryptography.hazmat.primitives import serialization
 from fabguard.domain.errors import ConfigurationError
 from fabguard.domain.values import CaName
 from fabguard.pki import profiles
-from fabguard.service import authorities
+from fabguard.service import approvals, authorities
 from fabguard.service.instance import Instance
+from tests.support import REQUESTER, second_person_approves
 
 
 def test_an_issuing_chain_is_the_ca_then_the_root_and_the_root_chain_is_the_root(instance: Instance) -> None:
@@ -37,9 +38,10 @@ def test_a_pending_ca_has_no_chain_until_its_certificate_is_imported_then_the_ca
         "Offline CA",
         datetime.now(UTC),  # type: ignore[arg-type]
     )
-    authorities.import_issuing_certificate(
-        instance, "offline", signed.public_bytes(serialization.Encoding.PEM), actor="t"
+    importing = approvals.request_ca_import(
+        instance, "offline", signed.public_bytes(serialization.Encoding.PEM), by=REQUESTER
     )
+    second_person_approves(instance, importing)
     chain = [x509.load_pem_x509_certificate(p.encode()) for p in instance.cas.chain_pem("offline")]
     assert chain == [signed, instance.cas.certificate("root")]
     chain_copy = instance.cas.chain_pem("offline")

@@ -12,13 +12,21 @@ from cryptography.hazmat.primitives import serialization
 
 from fabguard.domain.values import CaName, ProductId, SiteId
 from fabguard.pki import matter
-from fabguard.service import authorities, catalog, orders, reenrolment
-from tests.support import World, tested_device
+from fabguard.service import approvals, authorities, catalog, orders, reenrolment
+from tests.support import REQUESTER, World, second_person_approves, tested_device
 
 
 @pytest.fixture
 def world(ca_world: World) -> World:
     return ca_world
+
+
+def _pai_bulb(world: World) -> None:
+    """A PAI for the bulb, asked for and approved by a second person."""
+    asked = approvals.request_matter_pai(
+        world.inst, CaName("pai-bulb"), product_id="bulb", vid=0xFFF1, pid=0x8000, by=REQUESTER
+    )
+    second_person_approves(world.inst, asked)
 
 
 def run(*args: object) -> subprocess.CompletedProcess[str]:
@@ -27,7 +35,7 @@ def run(*args: object) -> subprocess.CompletedProcess[str]:
 
 def test_matter_product_units_get_dacs_that_chain_to_the_paa(world: World, tmp_path: Path) -> None:
     catalog.create_product(world.inst, product_id=ProductId("bulb"), name="Smart Bulb", actor="t")
-    authorities.create_matter_pai(world.inst, CaName("pai-bulb"), product_id="bulb", vid=0xFFF1, pid=0x8000, actor="t")
+    _pai_bulb(world)
     order = orders.create_order(world.inst, product_id=ProductId("bulb"), site_id=SiteId("cm-a"), quota=2, actor="t").id
     idevid_order = world.order(quota=2)  # the other product keeps its IEEE 802.1AR profile
     assert orders.get_order(world.inst, order).issuing_ca == "pai-bulb"
@@ -57,7 +65,7 @@ def test_matter_product_units_get_dacs_that_chain_to_the_paa(world: World, tmp_p
 
 def test_reenrolled_matter_unit_gets_a_new_dac_from_its_orders_pai(world: World) -> None:
     catalog.create_product(world.inst, product_id=ProductId("bulb"), name="Smart Bulb", actor="t")
-    authorities.create_matter_pai(world.inst, CaName("pai-bulb"), product_id="bulb", vid=0xFFF1, pid=0x8000, actor="t")
+    _pai_bulb(world)
     order = orders.create_order(world.inst, product_id=ProductId("bulb"), site_id=SiteId("cm-a"), quota=1, actor="t").id
     fx = world.fixture("fx-1")
     device = tested_device(fx, "SN-M1")
@@ -79,8 +87,11 @@ def test_reenrolled_matter_unit_gets_a_new_dac_from_its_orders_pai(world: World)
 
 def test_revoked_pai_is_on_its_paas_crl_not_the_roots(world: World) -> None:
     catalog.create_product(world.inst, product_id=ProductId("bulb"), name="Smart Bulb", actor="t")
-    authorities.create_matter_pai(world.inst, CaName("pai-bulb"), product_id="bulb", vid=0xFFF1, pid=0x8000, actor="t")
-    authorities.revoke_ca(world.inst, "pai-bulb", reason_code="ca_compromise", note="leak", actor="t")
+    _pai_bulb(world)
+    second_person_approves(
+        world.inst,
+        approvals.request_ca_revocation(world.inst, "pai-bulb", reason_code="ca_compromise", note="leak", by=REQUESTER),
+    )
     from fabguard.service import revocation
 
     pai_serial = int(str(authorities.get_ca(world.inst, "pai-bulb").cert_serial), 16)
@@ -98,3 +109,4 @@ def test_bad_matter_identifiers_are_refused(world: World) -> None:
         r = http.post("/api/v1/cas/matter-pai", json={"name": "pai-x", "product_id": "nope", "vid": 0xFFF1, "pid": 1})
         assert r.status_code == 404
     assert "pai-x" not in {c.name for c in authorities.list_cas(world.inst)}
+    assert approvals.list_approvals(world.inst) == []

@@ -29,7 +29,7 @@ from fabguard.api.routes import (
     tokens,
     witness,
 )
-from fabguard.domain.ratelimit import RateLimiter
+from fabguard.domain.ratelimit import EventAllowance, RateLimiter
 from fabguard.runtime.workers import BackgroundWorkers
 from fabguard.service.instance import Instance
 
@@ -58,6 +58,9 @@ def create_app(inst: Instance) -> Any:
     app.state.instance = inst  # what deps.instance hands to every route
     app.state.fixture_rate = RateLimiter(inst.limits.fixture_requests_per_second, inst.limits.fixture_request_burst)
     app.state.fixture_rate_records = RateLimiter(1, 1)  # rate_limited events: one a second per fixture
+    # Refusals of anonymous callers (no, a malformed or an unknown token; no client certificate) are
+    # recorded 1 a second, 10 at once; the next one recorded counts those left out.
+    app.state.anonymous_refusal_records = EventAllowance(1, 10)
     install_error_handlers(app)
     for routes in (
         meta,

@@ -180,7 +180,7 @@ def install_dashboard(app: FastAPI, inst: Instance) -> None:
         note: Annotated[str, Body(embed=True, max_length=500)] = "",
     ) -> dict[str, object]:
         """Acknowledge an alert up to its newest evidence (an ``alert.acknowledged`` event); new evidence re-opens it."""
-        p.require(Role.ENGINEER)
+        tokens.require_role(inst, p, Role.ENGINEER, route=f"/api/v1/alerts/{alert_id}/ack")
         return analytics.acknowledge(inst, alert_id, actor=p.actor, note=note).to_dict()
 
     @app.get("/api/v1/stream", tags=["analytics"], **answers("Server-sent events", "text/event-stream"))
@@ -190,9 +190,9 @@ def install_dashboard(app: FastAPI, inst: Instance) -> None:
         EventSource cannot send headers, so the API token comes as ``?token=``."""
 
         def check() -> None:
-            tokens.authenticate_token(inst, token, route="/api/v1/stream").require(
-                Role.ENGINEER, Role.AUDITOR, Role.APPROVER
-            )
+            route = "/api/v1/stream"
+            p = tokens.authenticate_token(inst, token, route=route, anonymous=app.state.anonymous_refusal_records)
+            tokens.require_role(inst, p, Role.ENGINEER, Role.AUDITOR, Role.APPROVER, route=route)
 
         await run_in_threadpool(check)
 

@@ -38,17 +38,23 @@ Inst = Annotated[Instance, Depends(instance)]
 def principal(
     inst: Inst, request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> tokens.Principal:
-    return tokens.authenticate_token(inst, creds.credentials if creds else None, route=request.url.path)
+    return tokens.authenticate_token(
+        inst,
+        creds.credentials if creds else None,
+        route=request.url.path,
+        anonymous=request.app.state.anonymous_refusal_records,
+    )
 
 
-def allow(*roles: Role) -> Callable[[tokens.Principal], tokens.Principal]:
-    """A dependency admitting a bearer token of one of ``roles`` (admin passes every check): 403 otherwise.
+def allow(*roles: Role) -> Callable[..., tokens.Principal]:
+    """A dependency admitting a bearer token of one of ``roles`` (admin passes every check): 403 otherwise,
+    recorded as an ``auth.refused`` event naming the token.
 
     The routes' ``Annotated`` aliases below are the one place each role set is declared; docs/roles.md
     is the table they implement and tests/api/test_role_matrix.py holds them to it."""
 
-    def check(p: Annotated[tokens.Principal, Depends(principal)]) -> tokens.Principal:
-        p.require(*roles)
+    def check(inst: Inst, request: Request, p: Annotated[tokens.Principal, Depends(principal)]) -> tokens.Principal:
+        tokens.require_role(inst, p, *roles, route=request.url.path)
         return p
 
     return check
@@ -74,7 +80,12 @@ def visible_order(p: tokens.Principal, order: OrderView) -> OrderView:
 def fixture(inst: Inst, request: Request) -> FixtureFacts:
     """The enrolled, active fixture holding the TLS client certificate (refused and recorded otherwise),
     within its request rate (``rate_limited`` otherwise)."""
-    facts = fixtures.authenticate_fixture(inst, client_cert_der(request.scope), route=request.url.path)
+    facts = fixtures.authenticate_fixture(
+        inst,
+        client_cert_der(request.scope),
+        route=request.url.path,
+        anonymous=request.app.state.anonymous_refusal_records,
+    )
     limiter: RateLimiter = request.app.state.fixture_rate
     wait = limiter.take(facts.id, time.monotonic())
     if wait:

@@ -11,7 +11,7 @@ from fabguard.cli.common import approver, command, console, opened, print_json
 from fabguard.service import approvals
 
 approval_app = typer.Typer(
-    help="Dual control: admin tokens and resuming orders wait here for a second person (an approver).",
+    help="Dual control: admin tokens, resuming orders and CA changes wait here for a second person (an approver).",
     no_args_is_help=True,
 )
 

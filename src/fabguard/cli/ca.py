@@ -9,12 +9,25 @@ import typer
 from cryptography import x509
 from rich.table import Table
 
-from fabguard.cli.common import REASON_HELP, actor, command, console, opened
+from fabguard.cli.common import REASON_HELP, actor, command, console, opened, requester
 from fabguard.domain import values
 from fabguard.domain.errors import InvalidRequest
-from fabguard.service import authorities, revocation
+from fabguard.service import approvals, authorities, revocation
 
-ca_app = typer.Typer(help="Certificate authorities: certificates and CRLs.", no_args_is_help=True)
+ca_app = typer.Typer(
+    help="Certificate authorities: certificates and CRLs. Creating, importing, rotating and revoking a CA "
+    "wait for a second person ('fabguard approval approve ID').",
+    no_args_is_help=True,
+)
+
+
+def _asked(pending: approvals.ApprovalView) -> None:
+    console.print(
+        f"Request {pending.id} to {pending.summary} ({pending.target}) waits for a second person until "
+        f"{pending.expires_at.isoformat(timespec='seconds')}: 'fabguard approval approve {pending.id}' "
+        "with an approver's token"
+    )
+
 
 CaName = Annotated[str, typer.Argument(help="The CA's name (see 'fabguard ca list')")]
 
@@ -45,11 +58,13 @@ def ca_create_issuing(
     site: Annotated[str | None, typer.Option(help="Only orders at this site use it")] = None,
     product: Annotated[str | None, typer.Option(help="Only orders of this product use it")] = None,
 ) -> None:
-    """A new issuing CA, signed now by the root (whose key must be on this machine)."""
+    """Ask for a new issuing CA; once a second person approves, its key is made and the root (whose key
+    must be on the server) signs it, and new orders in its scope use it."""
     with opened() as inst:
-        by = actor(inst)
-        ca = authorities.create_issuing_ca(inst, values.CaName(name), site_id=site, product_id=product, actor=by)
-    console.print(f"Issuing CA {ca.name} created ({ca.subject}); new orders in its scope use it")
+        pending = approvals.request_ca_creation(
+            inst, values.CaName(name), site_id=site, product_id=product, by=requester(inst)
+        )
+    _asked(pending)
 
 
 @command(ca_app, "create-matter-pai")
@@ -59,17 +74,17 @@ def ca_create_matter_pai(
     vid: Annotated[str, typer.Option(help="Matter vendor ID, hex (e.g. FFF1)")],
     pid: Annotated[str, typer.Option(help="Matter product ID, hex (e.g. 8000)")],
 ) -> None:
-    """A Matter PAI for a product (under this vendor's PAA, made on first use): its units get DACs."""
+    """Ask for a Matter PAI for a product (under this vendor's PAA, made on first use): once a second
+    person approves, its units get DACs."""
     try:
         vid_n, pid_n = int(vid, 16), int(pid, 16)
     except ValueError:
         raise InvalidRequest("--vid and --pid are hexadecimal, e.g. FFF1 and 8000") from None
     with opened() as inst:
-        by = actor(inst)
-        ca = authorities.create_matter_pai(
-            inst, values.CaName(name), product_id=product, vid=vid_n, pid=pid_n, actor=by
+        pending = approvals.request_matter_pai(
+            inst, values.CaName(name), product_id=product, vid=vid_n, pid=pid_n, by=requester(inst)
         )
-    console.print(f"Matter PAI {ca.name} created ({ca.subject}); new orders of {product} get DACs")
+    _asked(pending)
 
 
 @command(ca_app, "csr")
@@ -79,7 +94,8 @@ def ca_csr(
     site: Annotated[str | None, typer.Option(help="Only orders at this site will use it")] = None,
     product: Annotated[str | None, typer.Option(help="Only orders of this product will use it")] = None,
 ) -> None:
-    """For an offline root: make an issuing CA key here and write its CSR; then 'fabguard ca import'."""
+    """For an offline root: make an issuing CA key here and write its CSR; then 'fabguard ca import'
+    (the CA signs nothing until then)."""
     with opened() as inst:
         by = actor(inst)
         csr = authorities.issuing_csr(inst, values.CaName(name), site_id=site, product_id=product, actor=by)
@@ -92,18 +108,20 @@ def ca_import(
     name: Annotated[str, typer.Argument(help="The name given to 'fabguard ca csr'")],
     certificate: Annotated[Path, typer.Argument(help="The PEM certificate the root signed")],
 ) -> None:
-    """Install the certificate signed by the offline root (checked against the key and the root)."""
+    """Ask for the certificate signed by the offline root to be installed (checked now against the key
+    and the root); the CA signs once a second person approves."""
     with opened() as inst:
-        ca = authorities.import_issuing_certificate(inst, name, certificate.read_bytes(), actor=actor(inst))
-    console.print(f"CA {ca.name} is {ca.state}")
+        pending = approvals.request_ca_import(inst, name, certificate.read_bytes(), by=requester(inst))
+    _asked(pending)
 
 
 @command(ca_app, "rotate")
 def ca_rotate(name: CaName, new_name: Annotated[str, typer.Option(help="Name of the successor CA")]) -> None:
-    """New orders go to a fresh CA of the same scope; the old one retires, its certificates keep verifying."""
+    """Ask for new orders to go to a fresh CA of the same scope; once approved the old one retires, its
+    certificates keep verifying."""
     with opened() as inst:
-        ca = authorities.rotate_issuing_ca(inst, name, new_name=new_name, actor=actor(inst))
-    console.print(f"{name} retired; new orders use {ca.name}")
+        pending = approvals.request_ca_rotation(inst, name, new_name=values.CaName(new_name), by=requester(inst))
+    _asked(pending)
 
 
 @command(ca_app, "revoke")
@@ -112,10 +130,10 @@ def ca_revoke(
     note: Annotated[str, typer.Option(help="Why, in words (kept in the ledger)")],
     reason: Annotated[str, typer.Option(help=REASON_HELP)] = "ca_compromise",
 ) -> None:
-    """Put a CA on the root's CRL (contain a breached CM): it signs nothing more."""
+    """Ask for a CA to be put on the root's CRL (contain a breached CM): once approved it signs nothing more."""
     with opened() as inst:
-        authorities.revoke_ca(inst, name, reason_code=reason, note=note, actor=actor(inst))
-    console.print(f"CA {name} revoked; the root's CRL is updated")
+        pending = approvals.request_ca_revocation(inst, name, reason_code=reason, note=note, by=requester(inst))
+    _asked(pending)
 
 
 @command(ca_app, "crl")

@@ -111,7 +111,7 @@ def principal(inst: Instance) -> tokens.Principal:
 def approver(inst: Instance) -> tokens.Principal:
     """The holder of FABGUARD_TOKEN, who must hold the approver role (a second person's approval)."""
     p = principal(inst)
-    p.require(Role.APPROVER)
+    tokens.require_role(inst, p, Role.APPROVER)
     return p
 
 

@@ -47,4 +47,28 @@ class RateLimiter:
             return bucket.take(now)
 
 
-__all__ = ["RateLimiter", "TokenBucket"]
+class EventAllowance:
+    """How many events of one kind a process writes a second (``rate``, with a ``burst``): refusals of
+    callers who name no one, which anyone can provoke as fast as they can send. The others are only
+    counted, and the next one written says how many were left out, so the ledger grows with time, not
+    with the flood, and still shows that there was one."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self._bucket = TokenBucket(rate, max(burst, 1.0), max(burst, 1.0), 0.0)
+        self._started = False
+        self._left_out = 0
+        self._lock = threading.Lock()
+
+    def admit(self, now: float) -> int | None:
+        """None if this event is to be left out; else how many were left out since the last one written."""
+        with self._lock:
+            if not self._started:
+                self._bucket.updated, self._started = now, True
+            if self._bucket.take(now) > 0.0:
+                self._left_out += 1
+                return None
+            left_out, self._left_out = self._left_out, 0
+            return left_out
+
+
+__all__ = ["EventAllowance", "RateLimiter", "TokenBucket"]

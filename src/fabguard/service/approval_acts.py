@@ -1,8 +1,11 @@
 """What each kind of dual-control request does: checked when asked for, applied when a second person
 approves it, in the approval's own transaction (so an act runs exactly once, or not at all).
 
-The mechanism (who may approve, expiry, the ledger) is ``service/approvals.py``; quota raises
-(``service/orders.py``) and firmware releases (``service/firmware.py``) keep their own.
+The acts: issuing an admin token, resuming a suspended order, and creating (an issuing CA, a Matter
+PAI), importing (an offline root's certificate), rotating and revoking a CA. A new CA's key is made
+when the request is approved, never before. The mechanism (who may approve, expiry, the ledger) is
+``service/approvals.py``; quota raises (``service/orders.py``) and firmware releases
+(``service/firmware.py``) keep their own (docs/roles.md says why).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, NotFound
 from fabguard.domain.values import OrderState, Role
-from fabguard.service import orders, tokens
+from fabguard.service import authorities, matter_authorities, orders, revocation, tokens
+from fabguard.service.instance import Instance
 from fabguard.store.models import Order
 
 
@@ -44,16 +48,19 @@ class Act:
 
     summary: str
     # Refuses a request that could not be carried out (run when it is made, in its transaction).
-    check: Callable[[Session, str, Mapping[str, Any]], None]
+    check: Callable[[Instance, Session, str, Mapping[str, Any]], None]
     # Carries it out in the approval's transaction; returns what it did (kept on the request).
-    apply: Callable[[Session, Approved], dict[str, object]]
+    apply: Callable[[Instance, Session, Approved], dict[str, object]]
+    # What follows once the approval is committed (re-signing a CRL), if anything.
+    after: Callable[[Instance], None] | None = None
 
 
-def _no_check(s: Session, target: str, parameters: Mapping[str, Any]) -> None:
-    del s, target, parameters
+def _no_check(inst: Instance, s: Session, target: str, parameters: Mapping[str, Any]) -> None:
+    del inst, s, target, parameters
 
 
-def _issue_admin_token(s: Session, a: Approved) -> dict[str, object]:
+def _issue_admin_token(inst: Instance, s: Session, a: Approved) -> dict[str, object]:
+    del inst
     if a.secret_sha256 is None:
         raise ValueError(f"approval {a.id} carries no token hash")
     spec = tokens.TokenSpec(
@@ -66,8 +73,8 @@ def _issue_admin_token(s: Session, a: Approved) -> dict[str, object]:
     return {"token_id": made.id, "expires_at": made.expires_at.isoformat() if made.expires_at else None}
 
 
-def _order_is_suspended(s: Session, target: str, parameters: Mapping[str, Any]) -> None:
-    del parameters
+def _order_is_suspended(inst: Instance, s: Session, target: str, parameters: Mapping[str, Any]) -> None:
+    del inst, parameters
     order = s.get(Order, target)
     if order is None:
         raise NotFound(f"no order {target!r}", code="order_not_found")
@@ -75,17 +82,102 @@ def _order_is_suspended(s: Session, target: str, parameters: Mapping[str, Any]) 
         raise Conflict(f"order {target} is {order.state}, not suspended", code="order_not_suspended")
 
 
-def _activate_order(s: Session, a: Approved) -> dict[str, object]:
+def _activate_order(inst: Instance, s: Session, a: Approved) -> dict[str, object]:
+    del inst
     old = orders.change_order_state(s, a.target, OrderState.ACTIVE, now=a.now, actor=a.actor, detail=a.detail)
     return {"order_id": a.target, "from": old, "to": OrderState.ACTIVE.value}
 
 
+def _new_ca_is_possible(inst: Instance, s: Session, target: str, p: Mapping[str, Any]) -> None:
+    authorities.check_new_ca(s, target, site_id=p["site_id"], product_id=p["product_id"])
+    inst.cas.issuer("root", s)  # the root must sign it: fail now, not once a second person approves
+
+
+def _create_issuing_ca(inst: Instance, s: Session, a: Approved) -> dict[str, object]:
+    p = a.parameters
+    return authorities.create_issuing_ca_in(
+        s, inst, a.target, site_id=p["site_id"], product_id=p["product_id"], at=a.now, actor=a.actor, detail=a.detail
+    ).to_dict()
+
+
+def _new_pai_is_possible(inst: Instance, s: Session, target: str, p: Mapping[str, Any]) -> None:
+    del inst
+    matter_authorities.check_matter_pai(s, target, product_id=p["product_id"], vid=p["vid"], pid=p["pid"])
+
+
+def _create_matter_pai(inst: Instance, s: Session, a: Approved) -> dict[str, object]:
+    p = a.parameters
+    return matter_authorities.create_matter_pai_in(
+        s, inst, a.target, product_id=p["product_id"], vid=p["vid"], pid=p["pid"], at=a.now, actor=a.actor,
+        detail=a.detail,
+    ).to_dict()  # fmt: skip
+
+
+def _import_is_possible(inst: Instance, s: Session, target: str, p: Mapping[str, Any]) -> None:
+    authorities.check_import(s, inst, target, str(p["certificate"]).encode())
+
+
+def _import_certificate(inst: Instance, s: Session, a: Approved) -> dict[str, object]:
+    pem = str(a.parameters["certificate"]).encode()
+    return authorities.import_certificate_in(s, inst, a.target, pem, at=a.now, actor=a.actor, detail=a.detail).to_dict()
+
+
+def _rotation_is_possible(inst: Instance, s: Session, target: str, p: Mapping[str, Any]) -> None:
+    authorities.check_rotation(s, target, new_name=p["new_name"])
+    inst.cas.issuer("root", s)
+
+
+def _rotate_ca(inst: Instance, s: Session, a: Approved) -> dict[str, object]:
+    new_name = a.parameters["new_name"]
+    return authorities.rotate_issuing_ca_in(
+        s, inst, a.target, new_name=new_name, at=a.now, actor=a.actor, detail=a.detail
+    ).to_dict()
+
+
+def _revocation_is_possible(inst: Instance, s: Session, target: str, p: Mapping[str, Any]) -> None:
+    del inst
+    authorities.check_revocation(s, target, reason_code=p["reason"])
+
+
+def _revoke_ca(inst: Instance, s: Session, a: Approved) -> dict[str, object]:
+    del inst
+    p = a.parameters
+    return authorities.revoke_ca_in(
+        s, a.target, reason_code=p["reason"], note=p["note"], at=a.now, actor=a.actor, detail=a.detail
+    ).to_dict()
+
+
+def _resign_root_crl(inst: Instance) -> None:
+    revocation.refresh_crl(inst, "root")
+
+
 ADMIN_TOKEN = "token.admin"
 ORDER_ACTIVATION = "order.activate"
+CA_CREATION = "ca.create"
+MATTER_PAI_CREATION = "ca.create_matter_pai"
+CA_IMPORT = "ca.import"
+CA_ROTATION = "ca.rotate"
+CA_REVOCATION = "ca.revoke"
 
 ACTS: Mapping[str, Act] = {
     ADMIN_TOKEN: Act("issue an admin token", _no_check, _issue_admin_token),
     ORDER_ACTIVATION: Act("resume a suspended order", _order_is_suspended, _activate_order),
+    CA_CREATION: Act("create an issuing CA", _new_ca_is_possible, _create_issuing_ca),
+    MATTER_PAI_CREATION: Act("create a Matter PAI", _new_pai_is_possible, _create_matter_pai),
+    CA_IMPORT: Act("import a CA certificate", _import_is_possible, _import_certificate),
+    CA_ROTATION: Act("rotate an issuing CA", _rotation_is_possible, _rotate_ca),
+    CA_REVOCATION: Act("revoke a CA", _revocation_is_possible, _revoke_ca, after=_resign_root_crl),
 }
 
-__all__ = ["ACTS", "ADMIN_TOKEN", "ORDER_ACTIVATION", "Act", "Approved"]
+__all__ = [
+    "ACTS",
+    "ADMIN_TOKEN",
+    "CA_CREATION",
+    "CA_IMPORT",
+    "CA_REVOCATION",
+    "CA_ROTATION",
+    "MATTER_PAI_CREATION",
+    "ORDER_ACTIVATION",
+    "Act",
+    "Approved",
+]

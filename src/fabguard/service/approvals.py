@@ -18,9 +18,19 @@ from typing import Any
 from sqlalchemy import select
 
 from fabguard.domain.errors import Conflict, FabGuardError, Forbidden, InvalidRequest, NotFound
-from fabguard.domain.values import OrderId, OrderState, Role
+from fabguard.domain.values import CaName, OrderId, OrderState, Role
 from fabguard.service import tokens
-from fabguard.service.approval_acts import ACTS, ADMIN_TOKEN, ORDER_ACTIVATION, Approved
+from fabguard.service.approval_acts import (
+    ACTS,
+    ADMIN_TOKEN,
+    CA_CREATION,
+    CA_IMPORT,
+    CA_REVOCATION,
+    CA_ROTATION,
+    MATTER_PAI_CREATION,
+    ORDER_ACTIVATION,
+    Approved,
+)
 from fabguard.service.instance import Instance
 from fabguard.store.approval_models import ApprovalRequest
 from fabguard.store.db import append_event
@@ -110,7 +120,7 @@ def request(
     act = ACTS[kind]
     now = inst.clock()
     with inst.db.transaction() as s:
-        act.check(s, target, parameters)
+        act.check(inst, s, target, parameters)
         row = ApprovalRequest(
             kind=kind,
             target=target,
@@ -154,6 +164,40 @@ def request_admin_token(inst: Instance, spec: tokens.TokenSpec, *, by: Person) -
 def request_order_activation(inst: Instance, order_id: OrderId, *, by: Person) -> ApprovalView:
     """Ask for a suspended order to provision again."""
     return request(inst, ORDER_ACTIVATION, order_id.value, {"state": OrderState.ACTIVE.value}, by=by)
+
+
+def request_ca_creation(
+    inst: Instance, name: CaName, *, site_id: str | None, product_id: str | None, by: Person
+) -> ApprovalView:
+    """Ask for a new issuing CA (its key is made, and the root signs it, when a second person approves)."""
+    return request(inst, CA_CREATION, name.value, {"site_id": site_id, "product_id": product_id}, by=by)
+
+
+def request_matter_pai(
+    inst: Instance, name: CaName, *, product_id: str, vid: int, pid: int | None, by: Person
+) -> ApprovalView:
+    """Ask for a new Matter PAI for ``product_id`` (made, with its key, when a second person approves)."""
+    return request(inst, MATTER_PAI_CREATION, name.value, {"product_id": product_id, "vid": vid, "pid": pid}, by=by)
+
+
+def request_ca_import(inst: Instance, name: str, certificate_pem: bytes, *, by: Person) -> ApprovalView:
+    """Ask for the certificate an offline root signed to be installed on the pending CA ``name`` (checked
+    now; the CA signs from the moment a second person approves)."""
+    try:
+        pem = certificate_pem.decode("ascii")
+    except UnicodeDecodeError:
+        raise InvalidRequest("the file is not a PEM certificate", code="certificate_invalid") from None
+    return request(inst, CA_IMPORT, name, {"certificate": pem}, by=by)
+
+
+def request_ca_rotation(inst: Instance, name: str, *, new_name: CaName, by: Person) -> ApprovalView:
+    """Ask for an issuing CA to be succeeded by a new one of the same scope (made when approved)."""
+    return request(inst, CA_ROTATION, name, {"new_name": new_name.value}, by=by)
+
+
+def request_ca_revocation(inst: Instance, name: str, *, reason_code: str, note: str, by: Person) -> ApprovalView:
+    """Ask for a CA to be put on the root's CRL."""
+    return request(inst, CA_REVOCATION, name, {"reason": reason_code, "note": note}, by=by)
 
 
 def _refused(inst: Instance, approval_id: int, by: Person, error: FabGuardError) -> FabGuardError:
@@ -211,6 +255,7 @@ def decide(inst: Instance, approval_id: int, *, approve: bool, by: tokens.Princi
             )
             if approve:
                 done = ACTS[row.kind].apply(
+                    inst,
                     s,
                     Approved(
                         id=row.id,
@@ -223,11 +268,17 @@ def decide(inst: Instance, approval_id: int, *, approve: bool, by: tokens.Princi
                     ),
                 )
                 row.result = json.dumps(done, sort_keys=True)
-            return _view(row, now)
-    except (Forbidden, Conflict) as exc:
-        if exc.code in ("same_approver", "approval_expired"):
+            view = _view(row, now)
+    except FabGuardError as exc:
+        # Every refused decision is recorded, the act's own refusals included (a CA name taken since
+        # the request was made, say): the approval stays pending and nothing else changes.
+        if exc.status < 500:
             raise _refused(inst, approval_id, person, exc) from None
         raise
+    after = ACTS[view.kind].after
+    if approve and after is not None:
+        after(inst)
+    return view
 
 
 def get_approval(inst: Instance, approval_id: int) -> ApprovalView:

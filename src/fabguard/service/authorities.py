@@ -2,10 +2,14 @@
 
 Revoking one CM's issuing CA contains a breach at that CM; rotating an issuing CA moves new orders to
 a fresh key while every certificate already issued keeps verifying. Every operation is a ledger entry.
+Creating, importing, rotating and revoking are two people's (``ca_acts``): each ``check_*`` refuses a
+request when it is made, each ``*_in`` carries it out in the approval's transaction.
 """
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,7 +25,6 @@ from fabguard.domain.values import CaName
 from fabguard.pki import matter, profiles
 from fabguard.pki.crl import REASONS
 from fabguard.service.instance import Instance
-from fabguard.service.revocation import refresh_crl
 from fabguard.store.db import append_event
 from fabguard.store.models import CertificateAuthority, Product, Site
 
@@ -111,40 +114,41 @@ def _check_scope(s: Session, site_id: str | None, product_id: str | None) -> Non
         raise NotFound(f"no product {product_id!r}", code="product_not_found")
 
 
-def create_issuing_ca(
-    inst: Instance, ca_name: CaName, *, site_id: str | None, product_id: str | None, actor: str
-) -> CaView:
-    """A new issuing CA signed at once by the (online) root."""
-    name = ca_name.value
-    with inst.db.read() as s:
-        _check_scope(s, site_id, product_id)
-        if s.get(CertificateAuthority, name) is not None:
-            raise Conflict(f"CA {name} already exists", code="ca_exists")
-    key_ref = inst.keys.generate(name)
-    public_key = inst.keys.load(key_ref).public_key()
-    cn = f"{inst.config.organization} Issuing CA {name}"
-    cert = profiles.intermediate_ca(
-        inst.cas.root_issuer(), public_key, inst.config.organization, cn, inst.clock(), crl_url=inst.cas.crl_url("root")
-    )
-    return _register(inst, name, "active", site_id, product_id, key_ref, cert, None, actor, "ca.created")
+def check_new_ca(s: Session, name: str, *, site_id: str | None, product_id: str | None) -> None:
+    """Refuse a new CA whose scope names nothing, or whose name is taken."""
+    _check_scope(s, site_id, product_id)
+    if s.get(CertificateAuthority, name) is not None:
+        raise Conflict(f"CA {name} already exists", code="ca_exists")
 
 
-def _register(
-    inst: Instance,
+def new_ca_key(inst: Instance, name: str) -> str:
+    """A fresh key for the CA ``name``, under a key name of its own (``<name>-<8 hex digits>``, within the
+    key stores' 64 characters). It is made in the transaction that registers the CA, so a transaction
+    that fails leaves at most a key no CA refers to (never used to sign), and never blocks the next
+    attempt with a key name already taken."""
+    return inst.keys.generate(f"{name[:55]}-{secrets.token_hex(4)}")
+
+
+def register_ca(
+    s: Session,
     name: str,
     state: str,
-    site_id: str | None,
-    product_id: str | None,
+    scope: tuple[str | None, str | None],
     key_ref: str,
-    cert: x509.Certificate | None,
-    csr: x509.CertificateSigningRequest | None,
+    made: x509.Certificate | x509.CertificateSigningRequest,
+    *,
+    at: datetime,
     actor: str,
     kind: str,
+    detail: Mapping[str, object],
+    role: str = "issuing",
 ) -> CaView:
-    now = inst.clock()
+    cert = made if isinstance(made, x509.Certificate) else None
+    csr = made if isinstance(made, x509.CertificateSigningRequest) else None
+    site_id, product_id = scope
     row = CertificateAuthority(
         name=name,
-        role="issuing",
+        role=role,
         state=state,
         site_id=site_id,
         product_id=product_id,
@@ -152,79 +156,58 @@ def _register(
         certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode() if cert else None,
         csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode() if csr else None,
         cert_serial=format(cert.serial_number, "x") if cert else None,
-        created_at=now,
+        created_at=at,
     )
+    s.add(row)
     try:
-        with inst.db.transaction() as s:
-            s.add(row)
-            s.flush()
-            append_event(
-                s,
-                kind,
-                at=now,
-                actor=actor,
-                detail={
-                    "ca": name,
-                    "site_id": site_id,
-                    "product_id": product_id,
-                    "state": state,
-                    "cert_serial": row.cert_serial,
-                    "key": key_ref.split(":", 1)[0],
-                },
-            )
+        s.flush()
     except IntegrityError:
         raise Conflict(f"CA {name} already exists", code="ca_exists") from None
+    append_event(
+        s,
+        kind,
+        at=at,
+        actor=actor,
+        detail={
+            "ca": name,
+            "role": role,
+            "site_id": site_id,
+            "product_id": product_id,
+            "state": state,
+            "cert_serial": row.cert_serial,
+            "key": key_ref.split(":", 1)[0],
+            **detail,
+        },
+    )
     return _view(row)
 
 
-def create_matter_pai(
-    inst: Instance, ca_name: CaName, *, product_id: str, vid: int, pid: int | None, actor: str
+def create_issuing_ca_in(
+    s: Session,
+    inst: Instance,
+    name: str,
+    *,
+    site_id: str | None,
+    product_id: str | None,
+    at: datetime,
+    actor: str,
+    detail: Mapping[str, object],
 ) -> CaView:
-    """A Matter PAI for one product (orders of that product then get DACs), under this vendor's PAA.
-
-    The PAA (a self-signed attestation root, separate from FabGuard's root) is made on first use and
-    kept in the same key backend. DACs carry the PAI's vendor ID and the product ID.
-    """
-    name = ca_name.value
-    vendor, product = matter.VendorId(vid), matter.ProductId(pid) if pid is not None else None
-    with inst.db.read() as s:
-        _check_scope(s, None, product_id)
-        if s.get(CertificateAuthority, name) is not None:
-            raise Conflict(f"CA {name} already exists", code="ca_exists")
-    paa_name = f"matter-paa-{str(vendor).lower()}"
-    now = inst.clock()
-    with inst.db.read() as s:
-        paa_row = s.get(CertificateAuthority, paa_name)
-    if paa_row is None:
-        key_ref = inst.keys.generate(paa_name)
-        paa = matter.paa_certificate(
-            inst.keys.load(key_ref), f"{inst.config.organization} Matter PAA {vendor}", now, vendor
-        )
-        row = CertificateAuthority(
-            name=paa_name,
-            role="paa",
-            state="active",
-            key_ref=key_ref,
-            certificate_pem=paa.certificate.public_bytes(serialization.Encoding.PEM).decode(),
-            cert_serial=format(paa.certificate.serial_number, "x"),
-            created_at=now,
-        )
-        with inst.db.transaction() as s:
-            s.add(row)
-            append_event(
-                s, "ca.created", at=now, actor=actor, detail={"ca": paa_name, "role": "paa", "vid": str(vendor)}
-            )
-    paa_issuer = inst.cas.issuer(paa_name)
-    key_ref = inst.keys.generate(name)
-    cert = matter.pai_certificate(
-        paa_issuer,
+    """In the caller's transaction (a second person's approval): a new issuing CA, its key made now and
+    its certificate signed by the (online) root."""
+    check_new_ca(s, name, site_id=site_id, product_id=product_id)
+    key_ref = new_ca_key(inst, name)
+    cn = f"{inst.config.organization} Issuing CA {name}"
+    cert = profiles.intermediate_ca(
+        inst.cas.issuer("root", s),
         inst.keys.load(key_ref).public_key(),
-        f"{inst.config.organization} Matter PAI {name}",
-        vendor,
-        product,
-        now,
+        inst.config.organization,
+        cn,
+        at,
+        crl_url=inst.cas.crl_url("root"),
     )
-    return _register(inst, name, "active", None, product_id, key_ref, cert, None, actor, "ca.created")
+    scope = (site_id, product_id)
+    return register_ca(s, name, "active", scope, key_ref, cert, at=at, actor=actor, kind="ca.created", detail=detail)
 
 
 def is_matter_pai(cert: x509.Certificate) -> bool:
@@ -232,107 +215,131 @@ def is_matter_pai(cert: x509.Certificate) -> bool:
 
 
 def issuing_csr(inst: Instance, ca_name: CaName, *, site_id: str | None, product_id: str | None, actor: str) -> str:
-    """For an offline root: make the key here and return a CSR for the root to sign (``ca import`` later)."""
+    """For an offline root: make the key here and return a CSR for the root to sign (``ca import`` later).
+
+    One person's: the CA it registers is ``pending``, with no certificate, so its key signs nothing
+    until a certificate is imported, which takes a second person."""
     name = ca_name.value
-    with inst.db.read() as s:
-        _check_scope(s, site_id, product_id)
-        if s.get(CertificateAuthority, name) is not None:
-            raise Conflict(f"CA {name} already exists", code="ca_exists")
-    key_ref = inst.keys.generate(name)
-    key = inst.keys.load(key_ref)
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(
-            x509.Name(
-                [
-                    x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, inst.config.organization),
-                    x509.NameAttribute(x509.NameOID.COMMON_NAME, f"{inst.config.organization} Issuing CA {name}"),
-                ]
-            )
+    now = inst.clock()
+    with inst.db.transaction() as s:
+        check_new_ca(s, name, site_id=site_id, product_id=product_id)
+        key_ref = new_ca_key(inst, name)
+        key = inst.keys.load(key_ref)
+        subject = x509.Name(
+            [
+                x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, inst.config.organization),
+                x509.NameAttribute(x509.NameOID.COMMON_NAME, f"{inst.config.organization} Issuing CA {name}"),
+            ]
         )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, profiles.hash_for(key))
-    )
-    _register(inst, name, "pending", site_id, product_id, key_ref, None, csr, actor, "ca.csr_created")
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(subject)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(key, profiles.hash_for(key))
+        )
+        scope = (site_id, product_id)
+        register_ca(s, name, "pending", scope, key_ref, csr, at=now, actor=actor, kind="ca.csr_created", detail={})
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def import_issuing_certificate(inst: Instance, name: str, cert_pem: bytes, *, actor: str) -> CaView:
-    """Install the certificate an offline root signed for a pending CA, after checking it fits."""
+def check_import(s: Session, inst: Instance, name: str, cert_pem: bytes) -> CertificateAuthority:
+    """The pending CA ``name``, if ``cert_pem`` is a CA certificate for its key signed by this root."""
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError:
         raise InvalidRequest("the file is not a PEM certificate", code="certificate_invalid") from None
-    now = inst.clock()
-    with inst.db.transaction() as s:
-        row = s.get(CertificateAuthority, name, with_for_update=True)
-        if row is None:
-            raise NotFound(f"no CA {name!r}", code="ca_not_found")
-        if row.state != "pending":
-            raise Conflict(f"CA {name} is {row.state}, not waiting for a certificate", code="ca_not_pending")
-        if cert.public_key() != inst.keys.load(row.key_ref).public_key():
-            raise InvalidRequest("the certificate does not match this CA's key", code="certificate_key_mismatch")
-        root = inst.cas.certificate("root")
-        try:
-            cert.verify_directly_issued_by(root)
-        except (ValueError, TypeError, InvalidSignature):
-            raise InvalidRequest(
-                "the certificate is not signed by this instance's root CA", code="certificate_untrusted"
-            ) from None
-        try:
-            bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        except x509.ExtensionNotFound:
-            bc = None
-        if bc is None or not bc.ca:
-            raise InvalidRequest("the certificate is not a CA certificate", code="certificate_not_ca")
-        row.certificate_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-        row.cert_serial = format(cert.serial_number, "x")
-        row.state = "active"
-        row.csr_pem = None
-        append_event(s, "ca.imported", at=now, actor=actor, detail={"ca": name, "cert_serial": row.cert_serial})
-        return _view(row)
+    row = s.get(CertificateAuthority, name, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no CA {name!r}", code="ca_not_found")
+    if row.state != "pending":
+        raise Conflict(f"CA {name} is {row.state}, not waiting for a certificate", code="ca_not_pending")
+    if cert.public_key() != inst.keys.load(row.key_ref).public_key():
+        raise InvalidRequest("the certificate does not match this CA's key", code="certificate_key_mismatch")
+    try:
+        cert.verify_directly_issued_by(inst.cas.certificate("root"))
+    except (ValueError, TypeError, InvalidSignature):
+        raise InvalidRequest(
+            "the certificate is not signed by this instance's root CA", code="certificate_untrusted"
+        ) from None
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        bc = None
+    if bc is None or not bc.ca:
+        raise InvalidRequest("the certificate is not a CA certificate", code="certificate_not_ca")
+    return row
 
 
-def rotate_issuing_ca(inst: Instance, name: str, *, new_name: str, actor: str) -> CaView:
-    """A new issuing CA with the same scope; the old one is retired (no new orders, its units stay valid)."""
-    old = get_ca(inst, name)
-    if old.role != "issuing" or old.state != "active":
+def import_certificate_in(
+    s: Session, inst: Instance, name: str, cert_pem: bytes, *, at: datetime, actor: str, detail: Mapping[str, object]
+) -> CaView:
+    """In the caller's transaction: install the certificate an offline root signed for a pending CA."""
+    row = check_import(s, inst, name, cert_pem)
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    row.certificate_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    row.cert_serial = format(cert.serial_number, "x")
+    row.state = "active"
+    row.csr_pem = None
+    append_event(s, "ca.imported", at=at, actor=actor, detail={"ca": name, "cert_serial": row.cert_serial, **detail})
+    return _view(row)
+
+
+def check_rotation(s: Session, name: str, *, new_name: str) -> CertificateAuthority:
+    """The active issuing CA ``name``, if ``new_name`` is free for its successor."""
+    row = s.get(CertificateAuthority, name, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no CA {name!r}", code="ca_not_found")
+    if row.role != "issuing" or row.state != "active":
         raise Conflict(
-            f"only an active issuing CA can be rotated; {name} is {old.role}/{old.state}", code="ca_not_active"
+            f"only an active issuing CA can be rotated; {name} is {row.role}/{row.state}", code="ca_not_active"
         )
-    new = create_issuing_ca(inst, CaName(new_name), site_id=old.site_id, product_id=old.product_id, actor=actor)
-    with inst.db.transaction() as s:
-        row = s.get(CertificateAuthority, name, with_for_update=True)
-        assert row is not None
-        row.state = "retired"
-        append_event(s, "ca.rotated", at=inst.clock(), actor=actor, detail={"ca": name, "successor": new_name})
+    check_new_ca(s, new_name, site_id=None, product_id=None)
+    return row
+
+
+def rotate_issuing_ca_in(
+    s: Session, inst: Instance, name: str, *, new_name: str, at: datetime, actor: str, detail: Mapping[str, object]
+) -> CaView:
+    """In the caller's transaction: a new issuing CA with the same scope; the old one is retired (no new
+    orders, its units stay valid)."""
+    old = check_rotation(s, name, new_name=new_name)
+    new = create_issuing_ca_in(
+        s, inst, new_name, site_id=old.site_id, product_id=old.product_id, at=at, actor=actor, detail=detail
+    )
+    old.state = "retired"
+    append_event(s, "ca.rotated", at=at, actor=actor, detail={"ca": name, "successor": new_name, **detail})
     return new
 
 
-def revoke_ca(inst: Instance, name: str, *, reason_code: str, note: str, actor: str) -> CaView:
-    """Put an issuing (or the station) CA on the root's CRL: it signs nothing more, its certificates fail."""
+def check_revocation(s: Session, name: str, *, reason_code: str) -> CertificateAuthority:
+    """The CA ``name``, if it may be revoked for ``reason_code``: not the root, not revoked already."""
     if reason_code not in REASONS:
         raise InvalidRequest(f"unknown reason {reason_code!r}; one of {', '.join(REASONS)}", code="invalid_reason")
-    now = inst.clock()
-    with inst.db.transaction() as s:
-        row = s.get(CertificateAuthority, name, with_for_update=True)
-        if row is None:
-            raise NotFound(f"no CA {name!r}", code="ca_not_found")
-        if row.role == "root":
-            raise InvalidRequest("the root cannot revoke itself: replace the trust anchor instead", code="ca_is_root")
-        if row.state == "revoked":
-            raise Conflict(f"CA {name} is already revoked", code="ca_revoked")
-        row.state, row.revoked_at, row.revocation_reason = "revoked", now, reason_code
-        append_event(
-            s,
-            "ca.revoked",
-            at=now,
-            actor=actor,
-            detail={"ca": name, "reason": reason_code, "note": note, "cert_serial": row.cert_serial},
-        )
-        view = _view(row)
-    refresh_crl(inst, "root")
-    return view
+    row = s.get(CertificateAuthority, name, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no CA {name!r}", code="ca_not_found")
+    if row.role == "root":
+        raise InvalidRequest("the root cannot revoke itself: replace the trust anchor instead", code="ca_is_root")
+    if row.state == "revoked":
+        raise Conflict(f"CA {name} is already revoked", code="ca_revoked")
+    return row
+
+
+def revoke_ca_in(
+    s: Session, name: str, *, reason_code: str, note: str, at: datetime, actor: str, detail: Mapping[str, object]
+) -> CaView:
+    """In the caller's transaction: put an issuing (or the station) CA on the root's CRL: it signs nothing
+    more, its certificates fail. The caller re-signs the root's CRL once committed (``refresh_crl``)."""
+    row = check_revocation(s, name, reason_code=reason_code)
+    row.state, row.revoked_at, row.revocation_reason = "revoked", at, reason_code
+    append_event(
+        s,
+        "ca.revoked",
+        at=at,
+        actor=actor,
+        detail={"ca": name, "reason": reason_code, "note": note, "cert_serial": row.cert_serial, **detail},
+    )
+    return _view(row)
 
 
 def usable_issuer(inst: Instance, name: str) -> profiles.Issuer:

@@ -25,7 +25,9 @@ from fabguard.firmware import envelope
 from fabguard.firmware.policy import ReleaseState
 from fabguard.firmware.sbom import firmware_sbom, validate_sbom
 from fabguard.service import firmware_keys
+from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
+from fabguard.service.tokens import same_person
 from fabguard.store.db import append_event
 from fabguard.store.firmware_models import FirmwareAttachment, FirmwareRelease
 from fabguard.store.models import Order, Product
@@ -274,7 +276,17 @@ def release_sbom(inst: Instance, release_id: str) -> dict[str, object]:
 
 
 def approve_release(inst: Instance, release_id: str, *, actor: str) -> ReleaseView:
-    """Approve a release; under dual control the approver must not be the uploader."""
+    """Approve a release; under dual control the approver must not be the uploader (the same token or the
+    same name, as in ``service/approvals.py``), and that refusal is recorded."""
+    try:
+        return _approve_release(inst, release_id, actor=actor)
+    except Forbidden as exc:
+        if exc.code == "same_approver":
+            record_refusal(inst, "approval.refused", exc, actor=actor, detail={"release_id": release_id})
+        raise
+
+
+def _approve_release(inst: Instance, release_id: str, *, actor: str) -> ReleaseView:
     now = inst.clock()
     with inst.db.transaction() as s:
         row = _release(s, release_id, lock=True)
@@ -282,7 +294,7 @@ def approve_release(inst: Instance, release_id: str, *, actor: str) -> ReleaseVi
             raise Conflict(f"release {row.id} was withdrawn", code="release_withdrawn")
         if row.state == ReleaseState.APPROVED:
             raise Conflict(f"release {row.id} is already approved", code="release_already_approved")
-        if row.dual_control and row.uploaded_by == actor:
+        if row.dual_control and same_person(row.uploaded_by, actor):
             raise Forbidden(
                 "this release is under dual control: a second person must approve it, not its uploader",
                 code="same_approver",

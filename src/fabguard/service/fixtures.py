@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fabguard.domain.errors import Conflict, InvalidRequest, NotFound, Refusal, Unauthorized
 from fabguard.domain.issuance import FixtureFacts
+from fabguard.domain.ratelimit import EventAllowance
 from fabguard.domain.values import FixtureId, SiteId
 from fabguard.pki import profiles
 from fabguard.pki.csr import load_csr, proven_public_key
@@ -153,11 +155,18 @@ def enroll_fixture(inst: Instance, *, token: str, csr_data: bytes) -> Enrollment
     return enrollment
 
 
-def authenticate_fixture(inst: Instance, cert_der: bytes | None, *, route: str) -> FixtureFacts:
+def authenticate_fixture(
+    inst: Instance, cert_der: bytes | None, *, route: str, anonymous: EventAllowance | None = None
+) -> FixtureFacts:
     """Map the TLS-verified client certificate to an enrolled, active fixture, or refuse (and record it,
-    naming the caller: the fixture, else the certificate as ``cert:<SHA-256, 16 hex digits>``)."""
+    naming the caller: the fixture, else the certificate as ``cert:<SHA-256, 16 hex digits>``). A caller
+    without a certificate is recorded only as fast as ``anonymous`` allows, if given (as tokens do)."""
     if not cert_der:
-        raise _refuse(inst, Refusal("unauthorized", "this call needs the fixture's TLS client certificate"), route)
+        refusal = Refusal("unauthorized", "this call needs the fixture's TLS client certificate")
+        left_out = anonymous.admit(time.monotonic()) if anonymous is not None else 0
+        if left_out is None:
+            raise refusal
+        raise _refuse(inst, refusal, route, detail={"unrecorded_before": left_out} if left_out else None)
     fp = cert_fingerprint(cert_der)
     now = inst.clock()
     with inst.db.read() as s:

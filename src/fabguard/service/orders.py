@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fabguard.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from fabguard.domain.errors import Conflict, FabGuardError, Forbidden, InvalidRequest, NotFound
 from fabguard.domain.values import OrderId, OrderState, ProductId, SiteId
 from fabguard.service.authorities import choose_issuing_ca
+from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
+from fabguard.service.tokens import same_person
 from fabguard.store.db import append_event
 from fabguard.store.models import Event, Order, Product, QuotaChange, Site, Unit
 
@@ -305,7 +307,22 @@ def _change_dict(c: QuotaChange) -> dict[str, object]:
 
 
 def decide_quota_change(inst: Instance, change_id: int, *, approve: bool, actor: str) -> dict[str, object]:
-    """Approve or reject a pending raise. The approver must not be the person who asked."""
+    """Approve or reject a pending raise, under the rules of ``service/approvals.py``: not by the person
+    who asked (the same token or the same name), not after ``approval_hours``; a refusal is recorded."""
+    try:
+        return _decide_quota_change(inst, change_id, approve=approve, actor=actor)
+    except (Forbidden, Conflict) as exc:
+        if exc.code in ("same_approver", "approval_expired"):
+            raise _refused(inst, exc, actor, change_id) from None
+        raise
+
+
+def _refused(inst: Instance, exc: FabGuardError, actor: str, change_id: int) -> FabGuardError:
+    record_refusal(inst, "approval.refused", exc, actor=actor, detail={"quota_change_id": change_id})
+    return exc
+
+
+def _decide_quota_change(inst: Instance, change_id: int, *, approve: bool, actor: str) -> dict[str, object]:
     now = inst.clock()
     with inst.db.transaction() as s:
         change = s.get(QuotaChange, change_id, with_for_update=True)
@@ -313,10 +330,15 @@ def decide_quota_change(inst: Instance, change_id: int, *, approve: bool, actor:
             raise NotFound(f"no quota change {change_id}", code="quota_change_not_found")
         if change.state != "pending":
             raise Conflict(f"quota change {change_id} is already {change.state}", code="quota_change_decided")
-        if change.requested_by == actor:
+        if same_person(change.requested_by, actor):
             raise Forbidden(
                 "a quota raise needs a second person: the requester cannot approve or reject it",
                 code="same_approver",
+            )
+        if change.requested_at + timedelta(hours=inst.limits.approval_hours) <= now:
+            raise Conflict(
+                f"quota change {change_id} waited past {inst.limits.approval_hours} h; ask again",
+                code="approval_expired",
             )
         order = s.get(Order, change.order_id, with_for_update=True)
         assert order is not None

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from fabguard.domain.ratelimit import EventAllowance
 from fabguard.domain.values import Role, SiteId
 from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
@@ -54,6 +56,16 @@ class Principal:
     def sees_site(self, site_id: str) -> bool:
         """Whether this principal may read a site's orders and figures (an operator: only its own)."""
         return self.role not in SITE_ROLES or self.site_id == site_id
+
+
+def same_person(actor: str, other: str) -> bool:
+    """Whether two actors (``name (token id)``, or ``local:user``) are one person for dual control: the
+    same token, or two tokens made under one name."""
+
+    def name(a: str) -> str:
+        return a.rsplit(" (", 1)[0] if a.endswith(")") else a
+
+    return actor == other or name(actor) == name(other)
 
 
 def hash_token(token: str) -> str:
@@ -176,20 +188,27 @@ def create_token(
     return made, token
 
 
-def authenticate_token(inst: Instance, token: str | None, *, route: str | None = None) -> Principal:
+def authenticate_token(
+    inst: Instance, token: str | None, *, route: str | None = None, anonymous: EventAllowance | None = None
+) -> Principal:
     """The principal holding ``token``; unknown, revoked and expired tokens are 401 ``unauthorized``.
 
     Each refusal is an ``auth.refused`` event naming the caller without the secret: ``token:<id>
-    (revoked)`` or ``(expired)`` for a known token, ``anonymous`` for none, a malformed or an unknown one."""
+    (revoked)`` or ``(expired)`` for a known token, ``anonymous`` for none, a malformed or an unknown one.
+    With ``anonymous`` (the API's), anonymous refusals are recorded only as fast as it allows, each
+    written one counting those left out before it (``unrecorded_before``)."""
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         what = "no API token" if not token else "a malformed API token"
-        raise _refused(inst, Unauthorized("a valid API token is needed (Authorization: Bearer fgt_...)"), route, what)
+        refusal = Unauthorized("a valid API token is needed (Authorization: Bearer fgt_...)")
+        raise _refused(inst, refusal, route, what, allowance=anonymous)
     digest = hash_token(token)
     with inst.db.read() as s:
         row = s.execute(select(ApiToken).where(ApiToken.token_hash == digest)).scalar_one_or_none()
     if row is None or not hmac.compare_digest(row.token_hash, digest):
         log.warning("refused an unknown API token")
-        raise _refused(inst, Unauthorized("the API token is unknown"), route, "an unknown API token")
+        raise _refused(
+            inst, Unauthorized("the API token is unknown"), route, "an unknown API token", allowance=anonymous
+        )
     if row.revoked_at is not None:
         log.warning("refused revoked API token %s", row.id)
         refusal = Unauthorized(f"the API token {row.id} was revoked at {row.revoked_at.isoformat(timespec='seconds')}")
@@ -204,13 +223,39 @@ def authenticate_token(inst: Instance, token: str | None, *, route: str | None =
 
 
 def _refused(
-    inst: Instance, refusal: Unauthorized, route: str | None, presented: str, *, actor: str | None = None
+    inst: Instance,
+    refusal: Unauthorized,
+    route: str | None,
+    presented: str,
+    *,
+    actor: str | None = None,
+    allowance: EventAllowance | None = None,
 ) -> Unauthorized:
     detail: dict[str, object] = {"presented": presented}
     if route is not None:
         detail["route"] = route
+    if allowance is not None:
+        left_out = allowance.admit(time.monotonic())
+        if left_out is None:
+            return refusal
+        if left_out:
+            detail["unrecorded_before"] = left_out
     record_refusal(inst, REFUSED, refusal, actor=actor, detail=detail)
     return refusal
+
+
+def require_role(inst: Instance, p: Principal, *roles: Role, route: str | None = None) -> None:
+    """``p.require(*roles)``; a refusal (403 ``forbidden``) is an ``auth.refused`` event naming the token
+    and its role. Every one is recorded: the caller is known, and its token can be revoked."""
+    try:
+        p.require(*roles)
+    except Forbidden as exc:
+        log.warning("refused token %s (role %s) on %s", p.id, p.role.value, route or "the command line")
+        detail: dict[str, object] = {"role": p.role.value, "needs": [r.value for r in roles]}
+        if route is not None:
+            detail["route"] = route
+        record_refusal(inst, REFUSED, exc, actor=p.actor, detail=detail)
+        raise
 
 
 def list_tokens(inst: Instance) -> list[ApiToken]:

@@ -1,6 +1,9 @@
-"""Certificate authorities (issuing CAs, Matter PAIs, offline-root CSRs, rotation, revocation) and the CRLs."""
+"""Certificate authorities (issuing CAs, Matter PAIs, offline-root CSRs, rotation, revocation: each
+under dual control but the CSR) and the CRLs."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Response
 
@@ -8,7 +11,7 @@ from fabguard.api.deps import Admin, Inst, Reader
 from fabguard.api.media import answers
 from fabguard.api.schemas import CaCertificateIn, CaScopeIn, IssuingCaIn, MatterPaiIn, RevokeUnitIn, RotateIn
 from fabguard.domain.values import CaName
-from fabguard.service import authorities, revocation
+from fabguard.service import approvals, authorities, revocation
 
 router = APIRouter()
 
@@ -18,44 +21,62 @@ def list_cas(inst: Inst, _: Reader) -> list[dict[str, object]]:
     return [c.to_dict() for c in authorities.list_cas(inst)]
 
 
-@router.post("/api/v1/cas", status_code=201, tags=["ca"])
+# Creating, importing, rotating and revoking a CA are two people's: each answers 202 with the pending
+# request, carried out when a second person approves it (POST /api/v1/approvals/{id}/approve).
+PENDING: dict[int | str, dict[str, Any]] = {
+    202: {"description": "The pending request; a second person approves it (docs/roles.md)"}
+}
+
+
+@router.post("/api/v1/cas", status_code=202, tags=["ca"], responses=PENDING)
 def create_issuing_ca(inst: Inst, body: IssuingCaIn, p: Admin) -> dict[str, object]:
-    """A new issuing CA for a site and/or product line, signed now by the online root."""
-    return authorities.create_issuing_ca(
-        inst, CaName(body.name), site_id=body.site_id, product_id=body.product_id, actor=p.actor
+    """Ask for a new issuing CA for a site and/or product line: when a second person approves, its key
+    is made and the online root signs it."""
+    return approvals.request_ca_creation(
+        inst, CaName(body.name), site_id=body.site_id, product_id=body.product_id, by=approvals.Person.of(p)
     ).to_dict()
 
 
-@router.post("/api/v1/cas/matter-pai", status_code=201, tags=["ca"])
+@router.post("/api/v1/cas/matter-pai", status_code=202, tags=["ca"], responses=PENDING)
 def create_matter_pai(inst: Inst, body: MatterPaiIn, p: Admin) -> dict[str, object]:
-    """A Matter PAI for one product: its orders get Matter DACs (under the vendor's PAA)."""
-    return authorities.create_matter_pai(
-        inst, CaName(body.name), product_id=body.product_id, vid=body.vid, pid=body.pid, actor=p.actor
+    """Ask for a Matter PAI for one product (its orders then get Matter DACs, under the vendor's PAA):
+    made, with its key, when a second person approves."""
+    return approvals.request_matter_pai(
+        inst, CaName(body.name), product_id=body.product_id, vid=body.vid, pid=body.pid, by=approvals.Person.of(p)
     ).to_dict()
 
 
 @router.post("/api/v1/cas/{name}/csr", status_code=201, tags=["ca"])
 def issuing_ca_csr(inst: Inst, name: str, body: CaScopeIn, p: Admin) -> dict[str, str]:
-    """For an offline root: make the CA key here and return its CSR (PEM)."""
+    """For an offline root: make the CA key here and return its CSR (PEM). The CA is pending and signs
+    nothing until its certificate is imported, which needs a second person."""
     csr = authorities.issuing_csr(inst, CaName(name), site_id=body.site_id, product_id=body.product_id, actor=p.actor)
     return {"name": name, "csr": csr}
 
 
-@router.post("/api/v1/cas/{name}/certificate", tags=["ca"])
+@router.post("/api/v1/cas/{name}/certificate", status_code=202, tags=["ca"], responses=PENDING)
 def import_ca_certificate(inst: Inst, name: str, body: CaCertificateIn, p: Admin) -> dict[str, object]:
-    return authorities.import_issuing_certificate(inst, name, body.certificate.encode(), actor=p.actor).to_dict()
+    """Ask for the certificate the offline root signed to be installed (checked now against the key and
+    the root); the CA signs from the moment a second person approves."""
+    return approvals.request_ca_import(inst, name, body.certificate.encode(), by=approvals.Person.of(p)).to_dict()
 
 
-@router.post("/api/v1/cas/{name}/rotate", status_code=201, tags=["ca"])
+@router.post("/api/v1/cas/{name}/rotate", status_code=202, tags=["ca"], responses=PENDING)
 def rotate_ca(inst: Inst, name: str, body: RotateIn, p: Admin) -> dict[str, object]:
-    """New orders go to a fresh CA of the same scope; the old one is retired, its certificates stay valid."""
-    return authorities.rotate_issuing_ca(inst, name, new_name=body.new_name, actor=p.actor).to_dict()
+    """Ask for new orders to go to a fresh CA of the same scope; once approved the old one is retired,
+    its certificates stay valid."""
+    return approvals.request_ca_rotation(
+        inst, name, new_name=CaName(body.new_name), by=approvals.Person.of(p)
+    ).to_dict()
 
 
-@router.post("/api/v1/cas/{name}/revoke", tags=["ca"])
+@router.post("/api/v1/cas/{name}/revoke", status_code=202, tags=["ca"], responses=PENDING)
 def revoke_ca(inst: Inst, name: str, body: RevokeUnitIn, p: Admin) -> dict[str, object]:
-    """Put a CA on the root's CRL: it signs nothing more and its certificates stop verifying."""
-    return authorities.revoke_ca(inst, name, reason_code=body.reason, note=body.note, actor=p.actor).to_dict()
+    """Ask for a CA to be put on the root's CRL: once approved it signs nothing more and its
+    certificates stop verifying."""
+    return approvals.request_ca_revocation(
+        inst, name, reason_code=body.reason, note=body.note, by=approvals.Person.of(p)
+    ).to_dict()
 
 
 @router.get("/crl/{ca}.crl", tags=["revocation"], **answers("The CA's current CRL (DER)", "application/pkix-crl"))
