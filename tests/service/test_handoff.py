@@ -23,11 +23,11 @@ from fabguard.domain.errors import FabGuardError
 from fabguard.domain.values import CaName, ProductId
 from fabguard.ledger.verify import AuditFailure, verify_export, verify_report
 from fabguard.pki.handoff import RegistrationCode, VerificationCode
-from fabguard.service import authorities, catalog, handoff, ledger, reports, revocation
+from fabguard.service import approvals, authorities, catalog, handoff, ledger, reports, revocation
 from fabguard.service.instance import Instance
 from fabguard.service.reenrolment import reenroll_unit
 from fabguard.store.models import Event
-from tests.support import World, tested_device
+from tests.support import REQUESTER, World, second_person_approves, tested_device
 
 AWS_CODE = RegistrationCode("5e" * 32)
 DPS_CODE = VerificationCode("1B1F84DE79B9BD5F16D71E92709917C2A1CA19D5A156CB9F")
@@ -105,7 +105,10 @@ def test_aws_device_manifest_lists_the_cas_unrevoked_units_in_bulk_registration_
         device = x509.load_pem_x509_certificate(line["CertificatePem"].encode())
         device.verify_directly_issued_by(x509.load_pem_x509_certificate(line["CACertificatePem"].encode()))
         assert device.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value == line["SerialNumber"]
-    authorities.create_issuing_ca(world.inst, CaName("issuing-2"), site_id=None, product_id=None, actor="t")
+    _approved(
+        world.inst,
+        approvals.request_ca_creation(world.inst, CaName("issuing-2"), site_id=None, product_id=None, by=REQUESTER),
+    )
     with pytest.raises(FabGuardError) as exc:  # that order's units chain to "issuing", not to this CA
         handoff.aws_bundle(world.inst, "issuing-2", AWS_CODE, role_arn=None, order_id=order, actor="alice")
     assert exc.value.code == "order_not_under_ca" and exc.value.status == 409
@@ -158,8 +161,13 @@ REFUSED_CAS = {
 
 def test_a_ca_that_cannot_be_handed_off_is_refused_and_recorded(any_instance: Instance) -> None:
     inst = any_instance
-    authorities.create_issuing_ca(inst, CaName("issuing-cm-x"), site_id=None, product_id=None, actor="t")
-    authorities.revoke_ca(inst, "issuing-cm-x", reason_code="ca_compromise", note="test", actor="t")
+    _approved(
+        inst, approvals.request_ca_creation(inst, CaName("issuing-cm-x"), site_id=None, product_id=None, by=REQUESTER)
+    )
+    _approved(
+        inst,
+        approvals.request_ca_revocation(inst, "issuing-cm-x", reason_code="ca_compromise", note="test", by=REQUESTER),
+    )
     authorities.issuing_csr(inst, CaName("issuing-2027"), site_id=None, product_id=None, actor="t")
     before = _count(inst)
     for ca, code in REFUSED_CAS.items():
@@ -264,9 +272,19 @@ def test_a_matter_pai_hands_off_with_a_template_that_names_things_by_the_dac_cn(
     instance: Instance, tmp_path: Path
 ) -> None:
     catalog.create_product(instance, product_id=ProductId("bulb"), name="Bulb", actor="t")
-    authorities.create_matter_pai(instance, CaName("pai-bulb"), product_id="bulb", vid=0xFFF1, pid=0x8000, actor="t")
+    _approved(
+        instance,
+        approvals.request_matter_pai(
+            instance, CaName("pai-bulb"), product_id="bulb", vid=0xFFF1, pid=0x8000, by=REQUESTER
+        ),
+    )
     bundle = handoff.aws_bundle(instance, "pai-bulb", AWS_CODE, role_arn=ROLE, actor="t")
     template = json.loads(json.loads(bundle.files["registration-config.json"])["templateBody"])
     assert template["Resources"]["thing"]["Properties"]["ThingName"] == {"Ref": "AWS::IoT::Certificate::CommonName"}
     out = _write(bundle.files, tmp_path / "aws")
     assert _openssl_verify(out).returncode == 0  # under the PAI and its PAA
+
+
+def _approved(inst: Instance, pending: approvals.ApprovalView) -> None:
+    """A CA act under dual control, carried out: a second person approves it."""
+    second_person_approves(inst, pending)
