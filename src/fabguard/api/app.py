@@ -24,6 +24,7 @@ from fabguard.api.routes import (
     orders,
     reports,
     revocation,
+    royalties,
     station,
     tokens,
 )
@@ -69,6 +70,7 @@ def create_app(inst: Instance) -> Any:
         reports,
         authorities,
         revocation,
+        royalties,
         station,
     ):
         app.include_router(routes.router)

@@ -20,6 +20,7 @@ from fabguard.cli import (
     instance,
     ledger,
     orders,
+    royalty,
     stats,
     tokens,
     units,
@@ -57,6 +58,7 @@ app.add_typer(ledger.ledger_app, name="ledger")
 app.add_typer(ledger.audit_app, name="audit")
 app.add_typer(firmware.firmware_app, name="firmware")
 app.add_typer(stats.stats_app, name="stats")
+app.add_typer(royalty.royalty_app, name="royalty")
 
 
 def _version(value: bool) -> None:
