@@ -9,6 +9,7 @@ from fabguard.store import (
     approval_models,
     firmware_models,
     idempotency,
+    licence_models,
     models,
     royalty_models,
 )
@@ -17,5 +18,5 @@ from fabguard.store.base import Base
 __all__ = ["MODEL_MODULES", "metadata"]
 
 # Importing a model module registers its tables on the shared base; naming them here keeps the imports used.
-MODEL_MODULES = (models, analytics_models, firmware_models, idempotency, approval_models, royalty_models)
+MODEL_MODULES = (models, analytics_models, firmware_models, idempotency, approval_models, royalty_models, licence_models)
 metadata: MetaData = Base.metadata
