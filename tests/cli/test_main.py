@@ -66,6 +66,7 @@ def test_the_tree_has_every_group_and_top_level_command() -> None:
         "approval",
         "royalty",
         "royalty rate",
+        "licence",
     }
     assert {("init",), ("serve",), ("events",), ("demo",), ("backup",), ("restore",)} <= {p for p, _ in COMMANDS}
 

@@ -20,6 +20,7 @@ from fabguard.api.routes import (
     firmware,
     fixtures,
     ledger,
+    licences,
     meta,
     orders,
     reports,
@@ -71,6 +72,7 @@ def create_app(inst: Instance) -> Any:
         authorities,
         revocation,
         royalties,
+        licences,
         station,
     ):
         app.include_router(routes.router)

@@ -19,6 +19,7 @@ from fabguard.cli import (
     fixtures,
     instance,
     ledger,
+    licence,
     orders,
     royalty,
     stats,
@@ -59,6 +60,7 @@ app.add_typer(ledger.audit_app, name="audit")
 app.add_typer(firmware.firmware_app, name="firmware")
 app.add_typer(stats.stats_app, name="stats")
 app.add_typer(royalty.royalty_app, name="royalty")
+app.add_typer(licence.licence_app, name="licence")
 
 
 def _version(value: bool) -> None:
