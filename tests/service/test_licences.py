@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from fabguard.ledger.entry import decode_entry
 from fabguard.pki import licence as pki_licence
 from fabguard.pki import profiles
 from fabguard.service import licences, revocation
-from fabguard.store.licence_models import Licence
+from fabguard.store.licence_models import Licence, LicenceSigner
 from fabguard.store.models import Event
 from tests.support import World, tested_device
 
@@ -182,3 +184,21 @@ def test_openssl_verifies_the_signer_certificate_to_the_root_for_no_other_purpos
 def _licence_rows(world: World) -> int:
     with world.inst.db.read() as s:
         return int(s.execute(select(func.count()).select_from(Licence)).scalar_one())
+
+
+def test_first_licences_issued_at_once_share_one_signer(units_any: tuple[World, dict[str, x509.Certificate]]) -> None:
+    """Two first licences of a product at the same time: one signer is registered, both licences verify."""
+    world, certs = units_any
+    barrier = threading.Barrier(2)
+
+    def issue(serial: str) -> dict[str, object]:
+        barrier.wait()
+        return licences.issue_licence(world.inst, Serial(serial), features=["analytics"], actor="eng").document
+
+    with ThreadPoolExecutor(2) as pool:
+        docs = list(pool.map(issue, ("SN-L1", "SN-L2")))
+    with world.inst.db.read() as s:
+        signers = s.execute(select(func.count()).select_from(LicenceSigner)).scalar_one()
+    assert signers == 1
+    for serial, doc in zip(("SN-L1", "SN-L2"), docs, strict=True):
+        sdk.verify_licence(doc, device_certificate=certs[serial], root=_root(world))
