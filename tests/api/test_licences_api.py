@@ -10,7 +10,7 @@ import httpx
 from typer.testing import CliRunner
 
 from fabguard.cli.main import app
-from fabguard.service import tokens
+from fabguard.service import revocation, tokens
 from tests.support import World, tested_device
 
 
@@ -57,3 +57,28 @@ def test_issue_over_the_api_and_verify_with_the_cli_as_the_device(world: World, 
     bad = runner.invoke(app, [*base, str(certs["SN-B"])], env={"COLUMNS": "200"}, catch_exceptions=False)
     lines = [ln for ln in bad.output.splitlines() if ln.strip()]
     assert bad.exit_code == 1 and len(lines) == 1 and "licence_wrong_device" in lines[0], bad.output
+
+
+def test_cli_issues_a_licence_and_refuses_a_revoked_unit_in_one_line(world: World, tmp_path: Path) -> None:
+    order = world.order(quota=2)
+    fx = world.fixture("fx-1")
+    for serial in ("SN-A", "SN-B"):
+        fx.provision(order, serial, tested_device(fx, serial).csr_pem())
+    revocation.revoke_unit(world.inst, "SN-B", reason_code="key_compromise", note="cloned", actor="admin")
+    runner = CliRunner()
+    home = [
+        "--home",
+        str(world.inst.home),
+        "licence",
+        "issue",
+        "--feature",
+        "analytics",
+        "--out",
+        str(tmp_path / "l.json"),
+    ]
+    ok = runner.invoke(app, [*home, "--serial", "SN-A"], env={"COLUMNS": "200"}, catch_exceptions=False)
+    assert ok.exit_code == 0 and "analytics" in ok.output, ok.output
+    assert json.loads((tmp_path / "l.json").read_text())["licence"]["device"]["serial"] == "SN-A"
+    refused = runner.invoke(app, [*home, "--serial", "SN-B"], env={"COLUMNS": "200"}, catch_exceptions=False)
+    lines = [ln for ln in refused.output.splitlines() if ln.strip()]
+    assert refused.exit_code == 2 and len(lines) == 1 and "revoked" in lines[0], refused.output
