@@ -22,8 +22,7 @@ def _client(world: World, role: str) -> httpx.Client:
     return http
 
 
-def test_engineer_sets_rates_and_an_auditor_reads_the_signed_statement(any_world: World) -> None:
-    world = any_world
+def test_engineer_sets_rates_and_an_auditor_reads_the_signed_statement(world: World) -> None:
     order = world.order(quota=3)
     fx = world.fixture("fx-1")
     with _client(world, "engineer") as eng:

@@ -92,11 +92,8 @@ def test_units_are_priced_at_the_rate_in_force_and_a_past_period_keeps_its_state
         assert e["kind"] == "royalty.rate_set" and e["detail"]["amount"] == r.amount and e["actor"] == "eng"
 
 
-def test_a_rate_that_reaches_back_or_names_nothing_is_refused_and_changes_nothing(
-    line: tuple[World, str, Clock, Callable[[str], None]],
-) -> None:
-    world, order, _, _ = line
-    inst = world.inst
+def test_a_rate_that_reaches_back_or_names_nothing_is_refused_and_changes_nothing(world: World) -> None:
+    inst, order = world.inst, world.order()
     events, rows = _counts(world)
     cases = [
         (
