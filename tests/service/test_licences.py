@@ -200,5 +200,27 @@ def test_first_licences_issued_at_once_share_one_signer(units_any: tuple[World, 
     with world.inst.db.read() as s:
         signers = s.execute(select(func.count()).select_from(LicenceSigner)).scalar_one()
     assert signers == 1
+    assert len(list(world.inst.keys.directory.glob("licence-sensor-*"))) == 1  # a losing rival's key is gone
     for serial, doc in zip(("SN-L1", "SN-L2"), docs, strict=True):
         sdk.verify_licence(doc, device_certificate=certs[serial], root=_root(world))
+
+
+def test_a_revocation_committed_while_the_licence_is_signed_wins(
+    units_any: tuple[World, dict[str, x509.Certificate]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: the unit is revoked (for real) between the first check and the write."""
+    world, _ = units_any
+    inst, sign = world.inst, licences.sign_licence
+
+    def revoked_meanwhile(body: dict[str, object], signer: profiles.Issuer) -> dict[str, object]:
+        revocation.revoke_unit(inst, "SN-L1", reason_code="key_compromise", note="cloned", actor="admin")
+        return sign(body, signer)
+
+    monkeypatch.setattr(licences, "sign_licence", revoked_meanwhile)
+    with pytest.raises(FabGuardError) as err:
+        licences.issue_licence(inst, Serial("SN-L1"), features=["analytics"], actor="eng")
+    assert err.value.code == "unit_revoked"
+    assert _licence_rows(world) == 0
+    with inst.db.read() as s:
+        kinds = [k for (k,) in s.execute(select(Event.kind).where(Event.serial == "SN-L1").order_by(Event.seq))]
+    assert kinds[-2:] == ["unit.revoked", "licence.refused"] and "licence.issued" not in kinds

@@ -14,12 +14,13 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
 from fabguard.domain.licensing import licence_expiry, licence_features
@@ -58,7 +59,8 @@ def signer(inst: Instance, product_id: str) -> profiles.Issuer:
 
 def _make_signer(inst: Instance, product_id: str) -> LicenceSigner:
     now = inst.clock()
-    key_ref = inst.keys.generate(f"licence-{product_id}-{secrets.token_hex(4)}")
+    key_name = f"licence-{product_id}-{secrets.token_hex(4)}"
+    key_ref = inst.keys.generate(key_name)
     cert = licence_signer_certificate(
         inst.cas.root_issuer(), inst.keys.load(key_ref).public_key(), inst.config.organization, product_id, now
     )
@@ -80,11 +82,13 @@ def _make_signer(inst: Instance, product_id: str) -> LicenceSigner:
                     "certificate_serial": format(cert.serial_number, "x"),
                 },
             )
-    except IntegrityError:  # a rival made the product's signer first: use that one (this key stays unused)
+    except IntegrityError:  # a rival made the product's signer first: use that one
         with inst.db.read() as s:
             found = s.get(LicenceSigner, product_id)
         if found is None:
             raise
+        if key_ref.startswith("file:"):  # the unused key goes (an HSM object stays: the key store deletes none)
+            inst.keys.path(key_name).unlink(missing_ok=True)
         return found
     return row
 
@@ -104,17 +108,7 @@ def issue_licence(
     expiry = licence_expiry(not_after, now)
     unit = _unit(inst, serial.value, product_id)
     if unit.revoked_at is not None:
-        refusal = Conflict(f"unit {serial} is revoked: it gets no licence", code="unit_revoked")
-        record_refusal(
-            inst,
-            "licence.refused",
-            refusal,
-            actor=actor,
-            order_id=unit.order_id,
-            serial=serial.value,
-            detail={"product_id": unit.product_id, "features": list(names)},
-        )
-        raise refusal
+        _refuse_revoked(inst, unit, names, actor)
     signed_by = signer(inst, unit.product_id)
     licence_id = f"lic-{secrets.token_hex(8)}"
     device_cert = x509.load_pem_x509_certificate(unit.certificate_pem.encode())
@@ -132,40 +126,60 @@ def issue_licence(
     with inst.db.transaction() as s:
         # Re-read under the lock: a revocation that committed meanwhile wins, and nothing is issued.
         current = s.execute(select(Unit).where(Unit.id == unit.id).with_for_update()).scalar_one()
-        if current.revoked_at is not None or current.cert_sha256 != unit.cert_sha256:
+        revoked = current.revoked_at is not None
+        if not revoked and current.cert_sha256 != unit.cert_sha256:
             raise Conflict(f"unit {serial} changed while its licence was made: ask again", code="conflict")
-        seq = append_event(
-            s,
-            "licence.issued",
-            at=now,
-            actor=actor,
-            order_id=unit.order_id,
-            serial=serial.value,
-            detail={
-                "licence_id": licence_id,
-                "product_id": unit.product_id,
-                "cert_sha256": unit.cert_sha256,
-                "cert_serial": unit.cert_serial,
-                "features": list(names),
-                "not_after": body["not_after"],
-                "licence_sha256": hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest(),
-            },
-        )
-        s.add(
-            Licence(
-                id=licence_id,
-                product_id=unit.product_id,
-                serial=serial.value,
-                cert_sha256=unit.cert_sha256,
-                features=json.dumps(list(names)),
-                not_after=expiry,
-                issued_at=now,
-                issued_by=actor,
-                document=json.dumps(document, sort_keys=True),
-                event_seq=seq,
-            )
-        )
+        seq = 0 if revoked else _record(s, unit, body, document, actor, now)
+    if revoked:  # outside the transaction: the refusal event is written on its own
+        _refuse_revoked(inst, unit, names, actor)
     return IssuedLicence(licence_id, serial.value, unit.product_id, document, seq - 1)
+
+
+def _record(s: Session, unit: Unit, body: dict[str, Any], document: dict[str, Any], actor: str, now: datetime) -> int:
+    """The ``licence.issued`` event and the licence's row, in the caller's transaction; the event's number."""
+    signed = json.dumps(document, sort_keys=True)
+    seq = append_event(
+        s,
+        "licence.issued",
+        at=now,
+        actor=actor,
+        order_id=unit.order_id,
+        serial=unit.serial,
+        detail={
+            "licence_id": body["id"],
+            "product_id": unit.product_id,
+            "cert_sha256": unit.cert_sha256,
+            "cert_serial": unit.cert_serial,
+            "features": body["features"],
+            "not_after": body["not_after"],
+            "licence_sha256": hashlib.sha256(signed.encode()).hexdigest(),
+        },
+    )
+    not_after = datetime.fromisoformat(body["not_after"].replace("Z", "+00:00")) if body["not_after"] else None
+    s.add(
+        Licence(
+            id=body["id"],
+            product_id=unit.product_id,
+            serial=unit.serial,
+            cert_sha256=unit.cert_sha256,
+            features=json.dumps(body["features"]),
+            not_after=not_after,
+            issued_at=now,
+            issued_by=actor,
+            document=signed,
+            event_seq=seq,
+        )
+    )
+    return seq
+
+
+def _refuse_revoked(inst: Instance, unit: Unit, features: tuple[str, ...], actor: str) -> NoReturn:
+    refusal = Conflict(f"unit {unit.serial} is revoked: it gets no licence", code="unit_revoked")
+    detail: dict[str, object] = {"product_id": unit.product_id, "features": list(features)}
+    record_refusal(
+        inst, "licence.refused", refusal, actor=actor, order_id=unit.order_id, serial=unit.serial, detail=detail
+    )
+    raise refusal
 
 
 def _unit(inst: Instance, serial: str, product_id: ProductId | None) -> Unit:
