@@ -20,6 +20,9 @@ def test_openapi_lists_admin_and_fixture_routes(world: World) -> None:
         "/api/v1/units/provision",
         "/api/v1/units/provision-batch",
         "/api/v1/events",
+        "/api/v1/products/{product_id}/royalty-rate",
+        "/api/v1/royalties/statement",
+        "/api/v1/units/{serial}/licences",
     ):
         assert path in paths, path
     assert spec["info"]["title"] == "FabGuard"
@@ -73,6 +76,7 @@ def test_openapi_names_the_media_types_of_answers_that_are_not_json(world: World
         ("get", "/api/v1/stream"): {"text/event-stream"},
         ("get", "/api/v1/ledger/checkpoint"): {"application/json", "text/plain"},
         ("get", "/api/v1/reports/reconciliation"): {"application/json", "text/csv", "application/pdf"},
+        ("get", "/api/v1/royalties/statement"): {"application/json", "text/csv", "application/pdf"},
         ("post", "/api/v1/firmware/fetch"): {"application/vnd.fabguard.firmware-package"},
     }
     for (method, path), media in expected.items():

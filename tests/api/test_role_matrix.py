@@ -41,6 +41,7 @@ CALLERS = (
 )
 PATH_VALUES = {
     "order_id": ORDER,
+    "product_id": "sensor",
     "label": ORDER,
     "change_id": "999999",
     "approval_id": "999999",

@@ -66,6 +66,9 @@ def test_the_tree_has_every_group_and_top_level_command() -> None:
         "approval",
         "handoff",
         "witness",
+        "royalty",
+        "royalty rate",
+        "licence",
     }
     assert {("init",), ("serve",), ("events",), ("demo",), ("backup",), ("restore",)} <= {p for p, _ in COMMANDS}
 

@@ -266,10 +266,12 @@ def report(
 
 @command(audit_app, "verify-report")
 def verify_report_cmd(
-    path: Annotated[Path, typer.Argument(help="report.json, or report.pdf with report.pdf.sig beside it")],
+    path: Annotated[
+        Path, typer.Argument(help="report.json or statement.json, or the .pdf with its .pdf.sig beside it")
+    ],
     key: Annotated[Path, typer.Option(help="The ledger verifier key you kept")],
 ) -> None:
-    """Check that a report was signed by the ledger key and not altered since."""
+    """Check that a report or royalty statement was signed by the ledger key and not altered since."""
     verifier = _verifier_key(key)
     try:
         verify_report(path, verifier)

@@ -20,7 +20,9 @@ from fabguard.cli import (
     handoff,
     instance,
     ledger,
+    licence,
     orders,
+    royalty,
     stats,
     tokens,
     units,
@@ -61,6 +63,8 @@ app.add_typer(witness.witness_app, name="witness")
 app.add_typer(firmware.firmware_app, name="firmware")
 app.add_typer(stats.stats_app, name="stats")
 app.add_typer(handoff.handoff_app, name="handoff")
+app.add_typer(royalty.royalty_app, name="royalty")
+app.add_typer(licence.licence_app, name="licence")
 
 
 def _version(value: bool) -> None:

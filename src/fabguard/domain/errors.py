@@ -148,6 +148,13 @@ ERROR_STATUS: dict[str, int] = {
     "release_already_attached": 409,
     "release_exists": 409,
     "site_exists": 409,
+    # Royalties: a rate that is not exact decimal money, or that would reach back into a past period.
+    "invalid_rate": 422,
+    "invalid_currency": 422,
+    "rate_retroactive": 422,
+    # Feature licences: what a licence may say.
+    "invalid_feature": 422,
+    "licence_expiry_invalid": 422,
     # The ledger: a proof, a checkpoint or an export that does not verify.
     "proof_invalid": 422,
     "checkpoint_invalid": 422,

@@ -1,0 +1,115 @@
+"""``fabguard royalty ...``: per-unit royalty rates and the signed royalty statement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fabguard.cli.common import actor, command, console, fail, opened, parse_time
+from fabguard.domain.money import Money
+from fabguard.domain.values import OrderId, ProductId, SiteId
+from fabguard.service import reports, royalties, royalty_pdf
+
+royalty_app = typer.Typer(help="Royalty rates and signed royalty statements.", no_args_is_help=True)
+rate_app = typer.Typer(help="Per-unit royalty rates, per product or per order.", no_args_is_help=True)
+royalty_app.add_typer(rate_app, name="rate")
+
+
+@command(rate_app, "set")
+def rate_set(
+    amount: Annotated[str, typer.Option(help='Per-unit royalty as decimal text, e.g. "0.42"')],
+    currency: Annotated[str, typer.Option(help="ISO 4217 code, e.g. EUR")],
+    product: Annotated[str | None, typer.Option(help="The product's rate")] = None,
+    order: Annotated[str | None, typer.Option(help="An order's own rate, overriding its product's")] = None,
+    effective_from: Annotated[
+        str | None, typer.Option("--from", help="Takes effect at this time (ISO 8601 with zone; now or later)")
+    ] = None,
+) -> None:
+    """Set a rate (a ledger event). It takes effect now or later, so past statements stay the same."""
+    if (product is None) == (order is None):
+        fail("name either --product or --order")
+    rate = Money.parse(amount, currency)
+    with opened() as inst:
+        view = royalties.set_rate(
+            inst,
+            rate=rate,
+            actor=actor(inst),
+            product_id=ProductId.named(product) if product else None,
+            order_id=OrderId.named(order) if order else None,
+            effective_from=parse_time(effective_from, "--from"),
+        )
+    target = f"order {view.order_id}" if view.order_id else f"product {view.product_id}"
+    console.print(
+        f"Rate for {target}: {view.amount} {view.currency} per unit from {view.effective_from.isoformat()} "
+        f"(ledger entry {view.ledger_entry})"
+    )
+
+
+@command(rate_app, "list")
+def rate_list(
+    product: Annotated[str | None, typer.Option(help="Only this product's")] = None,
+    order: Annotated[str | None, typer.Option(help="Only this order's")] = None,
+) -> None:
+    """Every rate set, oldest first."""
+    with opened() as inst:
+        rows = royalties.list_rates(inst, product_id=product, order_id=order)
+    table = Table("product", "order", "per unit", "from", "set by", "ledger entry")
+    for r in rows:
+        table.add_row(
+            r.product_id,
+            r.order_id or "-",
+            f"{r.amount} {r.currency}",
+            r.effective_from.isoformat(),
+            r.set_by,
+            str(r.ledger_entry),
+        )
+    console.print(table)
+
+
+@command(royalty_app, "statement")
+def statement(
+    out: Annotated[Path, typer.Option(help="Directory for statement.json, .csv, .pdf and statement.pdf.sig")],
+    site: Annotated[str | None, typer.Option(help="Only this CM site")] = None,
+    order: Annotated[str | None, typer.Option(help="Only this order")] = None,
+    product: Annotated[str | None, typer.Option(help="Only this product")] = None,
+    since: Annotated[str | None, typer.Option(help="From this time (ISO 8601 with zone)")] = None,
+    until: Annotated[str | None, typer.Option(help="Until this time (ISO 8601 with zone)")] = None,
+) -> None:
+    """Units provisioned (priced), revoked and refused in the period, at a signed checkpoint; signed."""
+    with opened() as inst:
+        st = royalties.statement(
+            inst,
+            site_id=SiteId.named(site) if site else None,
+            order_id=OrderId.named(order) if order else None,
+            product_id=ProductId.named(product) if product else None,
+            since=parse_time(since, "--since"),
+            until=parse_time(until, "--until"),
+        )
+        pdf = royalty_pdf.to_pdf(st)
+        sig = reports.sign_bytes(inst, pdf)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "statement.json").write_text(royalties.statement_json(st))
+    (out / "statement.csv").write_text(royalties.to_csv(st))
+    (out / "statement.pdf").write_bytes(pdf)
+    (out / "statement.pdf.sig").write_text(sig + "\n")
+    table = Table("site", "order", "product", "units", "per unit", "amount", title=st.computed.scope.describe())
+    for ln in st.body["lines"]:
+        rate = ln["rate"]
+        table.add_row(
+            ln["site_id"],
+            ln["order_id"],
+            ln["product_id"],
+            str(ln["units"]),
+            f"{rate['amount']} {ln['currency']}" if rate else "no rate",
+            ln["amount"] or "-",
+        )
+    console.print(table)
+    f = st.body["figures"]
+    totals = ", ".join(f"{v} {c}" for c, v in f["totals"].items()) or "nothing"
+    console.print(
+        f"Due: {totals}; {f['unrated']} units with no rate, {f['revoked']} revoked, {f['refused_total']} refused. "
+        f"Computed at checkpoint size {st.body['checkpoint']['size']}; written to {out}"
+    )
