@@ -84,6 +84,8 @@ ERROR_STATUS: dict[str, int] = {
     "invalid_quota": 422,
     "invalid_reason": 422,
     "invalid_state": 422,
+    "invalid_support_period": 422,
+    "invalid_vulnerability_contact": 422,
     "invalid_time": 422,
     "invalid_tree_size": 422,
     "invalid_window": 422,
@@ -161,6 +163,7 @@ ERROR_STATUS: dict[str, int] = {
     "backup_engine_mismatch": 422,
     "backup_target_exists": 409,
     "restore_target_exists": 409,
+    "pack_target_exists": 409,  # fabguard compliance export never writes into a directory with files
     "backup_failed": 500,
     "restore_failed": 500,
 }
