@@ -10,7 +10,9 @@ import typer
 from rich.table import Table
 
 from fabguard.cli.common import command, console, fail, opened, parse_time, print_json
+from fabguard.firmware.sbom import validate_sbom
 from fabguard.ledger.checkpoint import CheckpointError, parse_verifier_key
+from fabguard.ledger.pack import is_compliance_pack, verify_pack
 from fabguard.ledger.verify import AuditFailure, verify_export, verify_report
 from fabguard.service import ledger, reports
 
@@ -107,8 +109,15 @@ def verify(
     ] = None,
     root: Annotated[Path | None, typer.Option(help="The root CA certificate you trust (default: the export's)")] = None,
 ) -> None:
-    """Verify an export offline: recompute the tree, check signatures, history and certificates."""
+    """Verify an export offline: recompute the tree, check signatures, history and certificates.
+
+    A CRA compliance pack ('fabguard compliance export') is recognised and checked instead: its signed
+    manifest, every file's digest, the checkpoint, the history's proofs, each SBOM and the inventory.
+    """
     verifier = _verifier_key(key) if key else None
+    if is_compliance_pack(directory):
+        _verify_pack(directory, verifier)
+        return
     try:
         report = verify_export(
             directory,
@@ -125,6 +134,20 @@ def verify(
     console.print(
         f"[green]verified[/]: {report.entries} entries, {report.checkpoints_checked} signed checkpoints, "
         f"{report.trusted_checked} of your checkpoints, {report.certificates_checked} certificates"
+    )
+
+
+def _verify_pack(directory: Path, verifier: str | None) -> None:
+    try:
+        report = verify_pack(directory, verifier=verifier, sbom_check=validate_sbom)
+    except AuditFailure as exc:
+        fail(f"verification FAILED: {exc}", code=1)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(
+        f"[green]verified[/] compliance pack: {report.files} files, {report.certificates} certificates, "
+        f"{report.history} history entries in the tree of {report.tree_size}, {report.cas} CAs, "
+        f"{report.sboms} SBOMs valid against the CycloneDX schema"
     )
 
 

@@ -13,6 +13,7 @@ from fabguard.cli import (
     backup,
     ca,
     catalog,
+    compliance,
     demo,
     events,
     firmware,
@@ -56,6 +57,7 @@ app.add_typer(ca.ca_app, name="ca")
 app.add_typer(ledger.ledger_app, name="ledger")
 app.add_typer(ledger.audit_app, name="audit")
 app.add_typer(firmware.firmware_app, name="firmware")
+app.add_typer(compliance.compliance_app, name="compliance")
 app.add_typer(stats.stats_app, name="stats")
 
 
