@@ -26,10 +26,14 @@ from fabguard.ledger.verify import AuditFailure
 from fabguard.service import catalog, compliance, firmware, ledger, orders, revocation
 from tests.support import (
     PASSPHRASE,
+    SO_PIN,
+    TOKEN,
     USER_PIN,
+    SoftHsm,
     World,
     create_pg_database,
     drop_pg_database,
+    new_hsm_instance,
     new_instance,
     pg_admin_url,
     tested_device,
@@ -79,6 +83,7 @@ def _make(world: World, tmp_path: Path) -> tuple[World, Path, str]:
     firmware.approve_release(inst, release.id, actor="approver")
     real = inst.clock
     inst.clock = lambda: real() + timedelta(days=2)  # the tag's one-day certificate has expired
+    label = inst.keys.label("issuing")
     try:
         compliance.export_pack(inst, tmp_path / "pack")
     finally:
@@ -140,6 +145,19 @@ def _invalid_sbom(pack: Path, key: ed25519.Ed25519PrivateKey) -> None:
     _resign(pack, key)
 
 
+def _forged_release(pack: Path, key: ed25519.Ed25519PrivateKey) -> None:
+    """A release manifest changed by someone holding the ledger key but not the firmware key."""
+    releases = json.loads((pack / "firmware/releases.json").read_bytes())
+    releases[0]["manifest"] = releases[0]["manifest"].replace('"version":"1.0.0"', '"version":"9.9.9"')
+    (pack / "firmware/releases.json").write_text(json.dumps(releases))
+    manifest = json.loads((pack / "manifest.json").read_bytes())
+    manifest["files"]["firmware/releases.json"] = hashlib.sha256(
+        (pack / "firmware/releases.json").read_bytes()
+    ).hexdigest()
+    (pack / "manifest.json").write_text(json.dumps(manifest))
+    _resign(pack, key)
+
+
 TAMPERING: dict[str, tuple[Callable[[Path, ed25519.Ed25519PrivateKey], None], str]] = {
     "file edited": (
         lambda p, k: _rewrite(p, "certificates/inventory.json", lambda b: b.replace(b'"revoked"', b'"active"', 1)),
@@ -154,6 +172,7 @@ TAMPERING: dict[str, tuple[Callable[[Path, ed25519.Ed25519PrivateKey], None], st
     "manifest signature removed": (lambda p, k: (p / "manifest.sig").unlink(), "manifest.sig is missing"),
     "signed by another key": (lambda p, k: _resign(p, ed25519.Ed25519PrivateKey.generate()), "does not verify"),
     "SBOM made invalid": (_invalid_sbom, "is not valid"),
+    "release manifest re-signed by the pack's signer": (_forged_release, "manifest signature does not verify"),
 }
 
 
@@ -169,6 +188,30 @@ def test_each_kind_of_tampering_fails_verification_and_says_what(
     tamper(copy, ledger_key)
     with pytest.raises(AuditFailure, match=expected):
         verify_pack(copy, verifier=key, sbom_check=validate_sbom)
+
+
+def test_an_hsm_instance_says_its_ca_keys_are_in_the_token_and_the_pack_holds_no_pin(
+    softhsm: SoftHsm, tmp_path: Path
+) -> None:
+    inst = new_hsm_instance(tmp_path / "home", softhsm)
+    label = inst.keys.label("issuing")
+    try:
+        compliance.export_pack(inst, tmp_path / "pack")
+        report = verify_pack(tmp_path / "pack", verifier=None, sbom_check=validate_sbom)
+    finally:
+        inst.close()
+    assert report.key_from_pack and report.notes
+    cas = {c["name"]: c for c in json.loads((tmp_path / "pack/ca/hierarchy.json").read_text())}
+    assert cas["issuing"]["key_protection"] == {
+        "kind": "hsm",
+        "interface": "PKCS#11",
+        "token": TOKEN,
+        "label": label,
+        "extractable": False,
+        "sensitive": True,
+    }
+    blob = b"".join(p.read_bytes() for p in (tmp_path / "pack").rglob("*") if p.is_file())
+    assert USER_PIN.encode() not in blob and SO_PIN.encode() not in blob and b"PRIVATE KEY" not in blob
 
 
 def test_a_pack_checked_with_the_wrong_key_fails(made: tuple[World, Path, str]) -> None:

@@ -21,7 +21,8 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from fabguard.ledger.checkpoint import CheckpointError, open_signed_checkpoint, parse_verifier_key
 from fabguard.ledger.merkle import ProofError, leaf_hash, verify_inclusion
@@ -241,11 +242,32 @@ def _check_sboms(directory: Path, sbom_check: Callable[[Any], None]) -> int:
             raise AuditFailure(
                 f"the SBOM {r.get('sbom')} of release {r.get('release_id')} is not valid: {exc}"
             ) from None
-        signed = json.loads(r.get("manifest") or "{}").get("sbom_sha256")
-        if signed != file_digest(data):
+        manifest = str(r.get("manifest"))
+        _check_release_signature(directory, r.get("release_id"), manifest, str(r.get("manifest_signature")))
+        signed = json.loads(manifest)
+        if signed.get("sbom_sha256") != file_digest(data):
             raise AuditFailure(f"the SBOM {r.get('sbom')} is not the one its release manifest signed")
+        if (signed.get("release_id"), signed.get("sha256")) != (r.get("release_id"), r.get("sha256")):
+            raise AuditFailure(f"release {r.get('release_id')}: its signed manifest names another release or image")
         count += 1
     return count
+
+
+def _check_release_signature(directory: Path, release_id: object, manifest: str, signature_b64: str) -> None:
+    """A release manifest's signature by the firmware key (ECDSA P-256 with SHA-256, or Ed25519)."""
+    try:
+        public = serialization.load_pem_public_key((directory / "firmware/signing-key.pem").read_bytes())
+        signature = base64.b64decode(signature_b64, validate=True)
+        if isinstance(public, ed25519.Ed25519PublicKey):
+            public.verify(signature, manifest.encode())
+        elif isinstance(public, ec.EllipticCurvePublicKey):
+            public.verify(signature, manifest.encode(), ec.ECDSA(hashes.SHA256()))
+        else:
+            raise AuditFailure("firmware/signing-key.pem is neither an EC nor an Ed25519 key")
+    except (OSError, ValueError, binascii.Error, InvalidSignature):
+        raise AuditFailure(
+            f"release {release_id}: its manifest signature does not verify with the firmware key"
+        ) from None
 
 
 def verify_pack(directory: Path, *, verifier: str | None, sbom_check: Callable[[Any], None]) -> PackReport:
