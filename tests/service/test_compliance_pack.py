@@ -83,7 +83,6 @@ def _make(world: World, tmp_path: Path) -> tuple[World, Path, str]:
     firmware.approve_release(inst, release.id, actor="approver")
     real = inst.clock
     inst.clock = lambda: real() + timedelta(days=2)  # the tag's one-day certificate has expired
-    label = inst.keys.label("issuing")
     try:
         compliance.export_pack(inst, tmp_path / "pack")
     finally:
