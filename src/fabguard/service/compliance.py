@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from fabguard.domain.errors import Conflict
 from fabguard.firmware.sbom import validate_sbom
+from fabguard.ledger import merkle
 from fabguard.ledger.entry import decode_entry, format_time
 from fabguard.ledger.pack import (
     HISTORY_KINDS,
@@ -36,7 +37,7 @@ from fabguard.ledger.pack import (
 from fabguard.service import firmware, ledger
 from fabguard.service.compliance_index import ANNEX_I_INDEX
 from fabguard.service.instance import Instance
-from fabguard.store.models import CertificateAuthority, Event, Product, Unit
+from fabguard.store.models import CertificateAuthority, Event, LedgerNode, Product, Unit
 
 _RETRIES = 3  # a unit re-enrolled between the checkpoint and the read of the units: sign a newer one
 
@@ -94,15 +95,31 @@ def _key_protection(inst: Instance, key_ref: str) -> dict[str, object]:
 
 
 def _history(inst: Instance, size: int) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """The history's entries with their inclusion proofs, in one read; the proofs share most of their
+    nodes, so each node is read once."""
+    lines, entries = [], []
     with inst.db.read() as s:
+        nodes: dict[tuple[int, int], bytes] = {}
+
+        def get(level: int, idx: int) -> bytes:
+            if (level, idx) not in nodes:
+                q = select(LedgerNode.hash).where(LedgerNode.level == level, LedgerNode.idx == idx)
+                nodes[(level, idx)] = bytes(s.execute(q).scalar_one())
+            return nodes[(level, idx)]
+
         rows = s.execute(
             select(Event.seq, Event.entry).where(Event.seq <= size, Event.kind.in_(HISTORY_KINDS)).order_by(Event.seq)
         ).all()
-    lines, entries = [], []
-    for seq, entry in rows:
-        proof = ledger.inclusion(inst, seq - 1, size)
-        lines.append({"index": seq - 1, "entry": bytes(entry).decode(), "proof": proof["proof"]})
-        entries.append(bytes(entry))
+        for seq, entry in rows:
+            proof = merkle.inclusion_proof(get, seq - 1, size)
+            lines.append(
+                {
+                    "index": seq - 1,
+                    "entry": bytes(entry).decode(),
+                    "proof": [base64.b64encode(h).decode() for h in proof],
+                }
+            )
+            entries.append(bytes(entry))
     return lines, entries
 
 
