@@ -154,6 +154,8 @@ ERROR_STATUS: dict[str, int] = {
     "imgtool_failed": 500,
     "firmware_envelope_invalid": 500,
     "sbom_invalid": 500,
+    "uploaded_sbom_invalid": 422,  # an OEM's SBOM uploaded with a release is not valid CycloneDX
+    "uploaded_sbom_mismatch": 422,  # ... or does not describe the image by its SHA-256
     # The key backend.
     "key_not_extractable": 500,
     # Backup and restore: a backup that is not whole, a target that is not empty, a peer tool failing.

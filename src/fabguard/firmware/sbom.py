@@ -4,7 +4,8 @@ A release's SBOM is CycloneDX 1.6: the firmware image is the described component
 and, as ``#image``, the one component it depends on, each with its SHA-256 hash; the OEM's build system
 is where a full SBOM of the image's contents would come from. :func:`validate_sbom` checks any document
 against the official CycloneDX JSON schema of the version it declares (1.2 to 1.7), offline: the schemas
-ship inside the library.
+ship inside the library. An OEM may upload its build's own SBOM of the image instead
+(:func:`accept_uploaded_sbom`): it must be valid and describe the image by its SHA-256.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from fabguard import __version__
-from fabguard.domain.errors import FabGuardError
+from fabguard.domain.errors import FabGuardError, InvalidRequest
 
 SPEC_VERSION = "1.6"
 _VALIDATORS: dict[SchemaVersion, JsonStrictValidator] = {}
@@ -75,6 +76,25 @@ def firmware_sbom(
     return doc
 
 
+def accept_uploaded_sbom(doc: Any, *, sha256: str) -> dict[str, Any]:
+    """An SBOM the OEM's build made for an image: valid CycloneDX whose described component
+    (``metadata.component``) carries the image's SHA-256. A bad one is the uploader's error (422)."""
+    try:
+        validate_sbom(doc)
+    except InvalidSbom as exc:
+        raise InvalidRequest(f"the uploaded SBOM is refused: {exc.message}", code="uploaded_sbom_invalid") from None
+    described = (doc.get("metadata") or {}).get("component") or {}
+    hashes = {(h.get("alg"), str(h.get("content", "")).lower()) for h in described.get("hashes") or []}
+    if ("SHA-256", sha256) not in hashes:
+        raise InvalidRequest(
+            "the uploaded SBOM does not describe this image: its metadata.component needs the image's SHA-256 "
+            f"({sha256}) among its hashes",
+            code="uploaded_sbom_mismatch",
+        )
+    accepted: dict[str, Any] = doc
+    return accepted
+
+
 def _validator(version: SchemaVersion) -> JsonStrictValidator:
     # Loading a schema (and its referenced ones) takes tens of milliseconds: once per version per process.
     if version not in _VALIDATORS:
@@ -119,4 +139,4 @@ def _unique_refs(doc: dict[str, Any]) -> None:
             seen.add(ref)
 
 
-__all__ = ["SPEC_VERSION", "InvalidSbom", "firmware_sbom", "validate_sbom"]
+__all__ = ["SPEC_VERSION", "InvalidSbom", "accept_uploaded_sbom", "firmware_sbom", "validate_sbom"]
