@@ -24,6 +24,7 @@ from fabguard.ledger.checkpoint import verifier_key
 from fabguard.ledger.pack import verify_pack
 from fabguard.ledger.verify import AuditFailure
 from fabguard.service import catalog, compliance, firmware, ledger, orders, revocation
+from fabguard.service.instance import Instance
 from tests.support import (
     PASSPHRASE,
     SO_PIN,
@@ -260,3 +261,29 @@ def test_audit_verify_recognises_a_pack_and_export_refuses_a_used_directory(
     with pytest.raises(Conflict) as used:
         compliance.export_pack(world.inst, pack)
     assert used.value.code == "pack_target_exists"
+
+
+def test_a_revocation_landing_while_the_pack_is_made_keeps_the_pack_consistent(
+    made: tuple[World, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A unit revoked after the checkpoint is signed but before the units are read: the inventory says what
+    the checkpoint covers (still active), so the pack verifies; the next pack shows the revocation."""
+    world, _, key = made
+    real = ledger.make_checkpoint
+    calls: list[int] = []
+
+    def checkpoint_then_revoke(inst: Instance) -> ledger.SignedCheckpoint:
+        cp = real(inst)
+        if not calls:
+            revocation.revoke_unit(inst, "SN-C1", reason_code="superseded", note="meanwhile", actor="admin")
+        calls.append(cp.size)
+        return cp
+
+    monkeypatch.setattr(ledger, "make_checkpoint", checkpoint_then_revoke)
+    compliance.export_pack(world.inst, tmp_path / "during")
+    monkeypatch.setattr(ledger, "make_checkpoint", real)
+    compliance.export_pack(world.inst, tmp_path / "after")
+    for name, status in (("during", "active"), ("after", "revoked")):
+        verify_pack(tmp_path / name, verifier=key, sbom_check=validate_sbom)
+        rows = json.loads((tmp_path / name / "certificates/inventory.json").read_text())
+        assert {r["serial"]: r["status"] for r in rows}["SN-C1"] == status
