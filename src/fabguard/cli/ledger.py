@@ -116,6 +116,8 @@ def verify(
     """
     verifier = _verifier_key(key) if key else None
     if is_compliance_pack(directory):
+        if trusted_checkpoint or root:
+            console.print("[yellow]note:[/] --trusted-checkpoint and --root check a ledger export, not a pack")
         _verify_pack(directory, verifier)
         return
     try:

@@ -47,7 +47,6 @@ HISTORY_KINDS = (
     "firmware.withdrawn",
     "product.compliance_set",
 )
-STATUSES = ("active", "revoked", "expired")
 
 
 @dataclass
@@ -325,7 +324,6 @@ __all__ = [
     "MANIFEST",
     "MANIFEST_SIGNATURE",
     "PACK_FORMAT",
-    "STATUSES",
     "PackReport",
     "file_digest",
     "is_compliance_pack",
