@@ -51,6 +51,7 @@ PATH_VALUES = {
     "ca": "none",
     "release_id": "none",
     "alert_id": "none.0000000000000000",
+    "product_id": "none",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -151,7 +152,7 @@ def test_the_kek_file_opens_only_with_the_passphrase_and_unaltered() -> None:
         envelope.open_kek(b"not json", b"correct horse battery")
 
 
-def test_sbom_is_minimal_cyclonedx_1_5_and_the_validator_catches_breakage() -> None:
+def test_sbom_is_cyclonedx_1_6_valid_against_the_schema_and_the_validator_catches_breakage() -> None:
     doc = firmware_sbom(
         product_id="sensor",
         version="1.2.3",
@@ -163,13 +164,39 @@ def test_sbom_is_minimal_cyclonedx_1_5_and_the_validator_catches_breakage() -> N
         serial_number=uuid.UUID(int=1),
     )
     validate_sbom(doc)
-    assert doc["bomFormat"] == "CycloneDX" and doc["specVersion"] == "1.5"
+    assert doc["bomFormat"] == "CycloneDX" and doc["specVersion"] == "1.6"
+    assert doc["serialNumber"] == f"urn:uuid:{uuid.UUID(int=1)}"
     assert doc["metadata"]["component"]["hashes"] == [{"alg": "SHA-256", "content": "ab" * 32}]
-    for key, value in (("bomFormat", "SPDX"), ("specVersion", "1.4"), ("serialNumber", "42"), ("version", 0)):
+    assert doc["metadata"]["tools"]["components"][0]["name"] == "fabguard"
+    assert doc["dependencies"][0] == {"ref": "firmware:sensor@1.2.3", "dependsOn": ["firmware:sensor@1.2.3#image"]}
+    for key, value in (("bomFormat", "SPDX"), ("specVersion", "0.9"), ("serialNumber", "42"), ("version", 0)):
         with pytest.raises(InvalidSbom):
             validate_sbom({**doc, key: value})
-    with pytest.raises(InvalidSbom):
-        validate_sbom({**doc, "components": []})
+    broken = json.loads(json.dumps(doc))
+    broken["components"][0]["hashes"][0]["content"] = "not hex"
+    with pytest.raises(InvalidSbom, match="components/0/hashes/0/content"):
+        validate_sbom(broken)
+    with pytest.raises(InvalidSbom, match="Additional properties"):
+        validate_sbom({**doc, "unexpected": True})
+    with pytest.raises(InvalidSbom, match="not unique"):
+        validate_sbom({**doc, "components": [doc["components"][0], {**doc["components"][0], "name": "other"}]})
+
+
+def test_an_sbom_is_checked_against_the_schema_of_the_version_it_declares() -> None:
+    """A CycloneDX 1.5 document (as releases stored before this library was used) still validates."""
+    sha = "cd" * 32
+    component = {"type": "firmware", "bom-ref": "fw", "name": "sensor", "hashes": [{"alg": "SHA-256", "content": sha}]}
+    older = {
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "serialNumber": f"urn:uuid:{uuid.UUID(int=2)}",
+        "version": 1,
+        "metadata": {"timestamp": "2026-01-01T00:00:00+00:00", "component": component},
+        "components": [dict(component, **{"bom-ref": "fw#image"})],
+    }
+    validate_sbom(older)
+    with pytest.raises(InvalidSbom, match=r"CycloneDX 1\.5"):
+        validate_sbom({**older, "metadata": {**older["metadata"], "timestamp": "yesterday"}})
 
 
 def facts(**changes: object) -> UnitReleaseFacts:

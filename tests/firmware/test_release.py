@@ -8,6 +8,7 @@ import json
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from fabguard.cli.common import state
 from fabguard.cli.firmware import firmware_app
 from fabguard.domain.errors import FIRMWARE_REFUSAL_STATUS
 from fabguard.domain.values import OrderState, ProductId, SiteId
-from fabguard.firmware.sbom import validate_sbom
+from fabguard.firmware.sbom import firmware_sbom, validate_sbom
 from fabguard.fixture import firmware as device_side
 from fabguard.fixture.client import FabGuardClientError, FixtureClient
 from fabguard.fixture.device import SimulatedDevice
@@ -225,6 +226,34 @@ def test_upload_limits_and_duplicates_are_refused_with_codes(line: Line) -> None
     assert line.upload(b"x", "3.0.3", client=reader).status_code == 403
     assert [r["version"] for r in reader.get(RELEASES).json()] == ["3.0.0"]
     reader.close()
+
+
+def test_an_sbom_from_the_oem_build_is_kept_when_valid_and_describing_the_image(line: Line) -> None:
+    image = b"\x7fELF-oem-build" * 8
+    sha = hashlib.sha256(image).hexdigest()
+    oem = firmware_sbom(
+        product_id="sensor",
+        version="4.0.0",
+        sha256=sha,
+        size=len(image),
+        release_id="build-77",
+        supplier="Acme Build",
+        timestamp=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    oem["components"].append({"type": "library", "name": "mbedtls", "version": "3.6.2", "bom-ref": "mbedtls"})
+    r = line.upload(image, "4.0.0", sbom=oem)
+    assert r.status_code == 201, r.text
+    stored = line.engineer.get(f"{RELEASES}/{r.json()['id']}/sbom").json()
+    assert (
+        stored == oem
+        and r.json()["manifest"]["sbom_sha256"]
+        == hashlib.sha256(json.dumps(oem, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    )
+    invalid = line.upload(image, "4.0.1", sbom={**oem, "specVersion": "1.6", "version": "one"})
+    assert invalid.status_code == 422 and invalid.json()["error"]["code"] == "uploaded_sbom_invalid"
+    other = line.upload(b"another image", "4.0.2", sbom=oem)
+    assert other.status_code == 422 and other.json()["error"]["code"] == "uploaded_sbom_mismatch"
+    assert [x["version"] for x in line.engineer.get(RELEASES).json()] == ["4.0.0"]
 
 
 # Refusals: each provoked through the API, each with its status and code, recorded, nothing released.

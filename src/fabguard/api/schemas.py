@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +18,13 @@ class ProductIn(_Strict):
     key_types: list[str] = Field(default=["ec-p256"], description="Allowed device key types: ec-p256, ec-p384, ed25519")
     cert_lifetime_days: int | None = Field(
         default=None, description="Device certificate lifetime; unset = 99991231235959Z"
+    )
+
+
+class ProductComplianceIn(_Strict):
+    support_until: date = Field(description="The last day of security support (CRA support period), YYYY-MM-DD")
+    vulnerability_contact: str = Field(
+        max_length=500, description="Where vulnerabilities are reported: an e-mail address, mailto: or https:// URI"
     )
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import actor, command, console, opened
+from fabguard.cli.common import actor, command, console, fail, opened
 from fabguard.domain.values import ProductId, SiteId
 from fabguard.service import catalog
 
@@ -40,14 +41,40 @@ def product_add(
     console.print(f"Product {p.id} created (keys: {p.key_types})")
 
 
+@command(product_app, "compliance")
+def product_compliance(
+    product_id: Annotated[str, typer.Argument(help="The product")],
+    support_until: Annotated[str, typer.Option(help="Last day of security support (CRA support period), YYYY-MM-DD")],
+    contact: Annotated[str, typer.Option(help="Where vulnerabilities are reported: e-mail, mailto: or https:// URI")],
+) -> None:
+    """Set a product's CRA facts: the end of its support period and its vulnerability contact."""
+    try:
+        until = date.fromisoformat(support_until)
+    except ValueError:
+        fail(f"--support-until {support_until!r} is not a day (YYYY-MM-DD)")
+    with opened() as inst:
+        by = actor(inst)
+        p = catalog.set_product_compliance(
+            inst, ProductId(product_id), support_until=until, vulnerability_contact=contact, actor=by
+        )
+    console.print(f"Product {p.id}: supported until {p.support_until}, vulnerabilities to {p.vulnerability_contact}")
+
+
 @command(product_app, "list")
 def product_list() -> None:
-    """The products, with their key types and certificate lifetime."""
+    """The products, with their key types, certificate lifetime and CRA facts."""
     with opened() as inst:
         rows = catalog.list_products(inst)
-    table = Table("id", "name", "key types", "cert lifetime")
+    table = Table("id", "name", "key types", "cert lifetime", "supported until", "vulnerability contact")
     for p in rows:
-        table.add_row(p.id, p.name, p.key_types, f"{p.cert_lifetime_days} d" if p.cert_lifetime_days else "no expiry")
+        table.add_row(
+            p.id,
+            p.name,
+            p.key_types,
+            f"{p.cert_lifetime_days} d" if p.cert_lifetime_days else "no expiry",
+            str(p.support_until or "-"),
+            p.vulnerability_contact or "-",
+        )
     console.print(table)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -35,10 +36,17 @@ def upload(
         bool, typer.Option("--dual-control/--single-control", help="Only a second person may approve it")
     ] = False,
     max_size: Annotated[int, typer.Option(help="Refuse images larger than this many bytes")] = 2 * 1024 * 1024,
+    sbom: Annotated[
+        Path | None, typer.Option(help="The build's CycloneDX SBOM of the image (JSON); default: FabGuard makes one")
+    ] = None,
 ) -> None:
-    """Encrypt the image at rest, sign its manifest, make its SBOM; the release starts as 'uploaded'."""
+    """Encrypt the image at rest, sign its manifest, make (or check) its SBOM; the release starts as 'uploaded'."""
     data = image.read_bytes()
     text = notes.read_text(encoding="utf-8") if notes else ""
+    try:
+        doc = json.loads(sbom.read_bytes()) if sbom else None
+    except ValueError as exc:
+        fail(f"--sbom {sbom} is not JSON: {exc}")
     with opened() as inst:
         release = firmware.upload_release(
             inst,
@@ -49,6 +57,7 @@ def upload(
             dual_control=dual_control,
             actor=actor(inst),
             max_image_bytes=max_size,
+            sbom=doc,
         )
     console.print(f"Release [bold]{release.id}[/]: {product} {version}, {release.size} bytes, sha256 {release.sha256}")
     console.print("It needs approval ('fabguard firmware approve') and an order ('fabguard firmware attach').")
@@ -90,7 +99,9 @@ def approve(release_id: ReleaseId) -> None:
 
 
 @command(firmware_app, "attach")
-def attach(release_id: ReleaseId, order: Annotated[str, typer.Option(help="The order whose units may receive it")]) -> None:
+def attach(
+    release_id: ReleaseId, order: Annotated[str, typer.Option(help="The order whose units may receive it")]
+) -> None:
     """Offer a release to the units of an order."""
     with opened() as inst:
         release = firmware.attach_release(inst, release_id, order, actor=actor(inst))

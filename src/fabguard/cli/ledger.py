@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fabguard.cli.common import actor, command, console, fail, opened, parse_time, print_json
 from fabguard.domain.values import SiteId
+from fabguard.firmware.sbom import validate_sbom
 from fabguard.ledger.checkpoint import CheckpointError, parse_verifier_key
 from fabguard.ledger.cosignature import (
     CosignatureError,
@@ -19,6 +20,7 @@ from fabguard.ledger.cosignature import (
     parse_cosigner_key,
     require_export_cosignatures,
 )
+from fabguard.ledger.pack import is_compliance_pack, verify_pack
 from fabguard.ledger.verify import AuditFailure, verify_export, verify_report
 from fabguard.service import ledger, reports, witness
 
@@ -162,7 +164,9 @@ def _verifier_key(path: Path) -> str:
 
 @command(audit_app, "verify")
 def verify(
-    directory: Annotated[Path, typer.Argument(help="An export made by 'fabguard ledger export'")],
+    directory: Annotated[
+        Path, typer.Argument(help="An export made by 'fabguard ledger export', or a 'fabguard compliance export' pack")
+    ],
     key: Annotated[Path | None, typer.Option(help="The verifier key you kept (default: the export's own)")] = None,
     trusted_checkpoint: Annotated[
         list[Path] | None, typer.Option(help="A checkpoint you saved earlier (repeatable)")
@@ -179,8 +183,21 @@ def verify(
         int | None, typer.Option(help="The checkpoint (tree size) that must be cosigned (default: the newest)")
     ] = None,
 ) -> None:
-    """Verify an export offline: recompute the tree, check signatures, history and certificates (and cosignatures)."""
+    """Verify an export offline: recompute the tree, check signatures, history and certificates (and cosignatures).
+
+    A CRA compliance pack ('fabguard compliance export') is recognised and checked instead: its signed
+    manifest, every file's digest, the checkpoint, the history's proofs, each SBOM and the inventory.
+    """
     verifier = _verifier_key(key) if key else None
+    if is_compliance_pack(directory):
+        if min_cosignatures:
+            fail("--min-cosignatures checks a ledger export, not a compliance pack: verify the export instead")
+        if trusted_checkpoint or root or witness:
+            console.print(
+                "[yellow]note:[/] --trusted-checkpoint, --root and --witness check a ledger export, not a pack"
+            )
+        _verify_pack(directory, verifier)
+        return
     witnesses = _witness_keys(witness or [], min_cosignatures)
     try:
         report = verify_export(
@@ -226,6 +243,20 @@ def _witness_keys(values: list[str], minimum: int) -> list[CosignerKey]:
     if minimum > len({k.verifier_key for k in keys}):
         fail(f"--min-cosignatures {minimum} needs at least {minimum} distinct --witness keys")
     return keys
+
+
+def _verify_pack(directory: Path, verifier: str | None) -> None:
+    try:
+        report = verify_pack(directory, verifier=verifier, sbom_check=validate_sbom)
+    except AuditFailure as exc:
+        fail(f"verification FAILED: {exc}", code=1)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(
+        f"[green]verified[/] compliance pack: {report.files} files, {report.certificates} certificates, "
+        f"{report.history} history entries in the tree of {report.tree_size}, {report.cas} CAs, "
+        f"{report.sboms} SBOMs valid against the CycloneDX schema"
+    )
 
 
 @command(audit_app, "report")

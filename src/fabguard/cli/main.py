@@ -13,6 +13,7 @@ from fabguard.cli import (
     backup,
     ca,
     catalog,
+    compliance,
     demo,
     events,
     firmware,
@@ -61,6 +62,7 @@ app.add_typer(ledger.ledger_app, name="ledger")
 app.add_typer(ledger.audit_app, name="audit")
 app.add_typer(witness.witness_app, name="witness")
 app.add_typer(firmware.firmware_app, name="firmware")
+app.add_typer(compliance.compliance_app, name="compliance")
 app.add_typer(stats.stats_app, name="stats")
 app.add_typer(handoff.handoff_app, name="handoff")
 app.add_typer(royalty.royalty_app, name="royalty")

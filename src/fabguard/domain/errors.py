@@ -84,6 +84,8 @@ ERROR_STATUS: dict[str, int] = {
     "invalid_quota": 422,
     "invalid_reason": 422,
     "invalid_state": 422,
+    "invalid_support_period": 422,
+    "invalid_vulnerability_contact": 422,
     "invalid_time": 422,
     "invalid_tree_size": 422,
     "invalid_window": 422,
@@ -179,6 +181,8 @@ ERROR_STATUS: dict[str, int] = {
     "imgtool_failed": 500,
     "firmware_envelope_invalid": 500,
     "sbom_invalid": 500,
+    "uploaded_sbom_invalid": 422,  # an OEM's SBOM uploaded with a release is not valid CycloneDX
+    "uploaded_sbom_mismatch": 422,  # ... or does not describe the image by its SHA-256
     # The key backend.
     "key_not_extractable": 500,
     # Backup and restore: a backup that is not whole, a target that is not empty, a peer tool failing.
@@ -188,6 +192,7 @@ ERROR_STATUS: dict[str, int] = {
     "backup_engine_mismatch": 422,
     "backup_target_exists": 409,
     "restore_target_exists": 409,
+    "pack_target_exists": 409,  # fabguard compliance export never writes into a directory with files
     "backup_failed": 500,
     "restore_failed": 500,
 }

@@ -1,11 +1,14 @@
-"""Products (what is built, with its device-key profile) and CM sites (where it is built)."""
+"""Products (what is built, with its device-key profile and CRA facts) and CM sites (where it is built)."""
 
 from __future__ import annotations
+
+import re
+from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from fabguard.domain.errors import Conflict, InvalidRequest
+from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
 from fabguard.domain.values import KeyType, ProductId, SiteId, parse_key_types
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event
@@ -54,7 +57,67 @@ def product_dict(p: Product) -> dict[str, object]:
         "name": p.name,
         "key_types": p.key_types.split(","),
         "cert_lifetime_days": p.cert_lifetime_days,
+        "support_until": p.support_until.isoformat() if p.support_until else None,
+        "vulnerability_contact": p.vulnerability_contact,
     }
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_CONTACT = 500
+
+
+def _contact(text: str) -> str:
+    """A vulnerability contact: an e-mail address, a ``mailto:`` URI or an ``https://`` address."""
+    ok = (
+        isinstance(text, str)
+        and 0 < len(text) <= MAX_CONTACT
+        and text.isprintable()
+        and (
+            _EMAIL.match(text.removeprefix("mailto:")) is not None
+            or (text.startswith("https://") and len(text) > len("https://") and " " not in text)
+        )
+    )
+    if not ok:
+        raise InvalidRequest(
+            f"a vulnerability contact is an e-mail address, a mailto: URI or an https:// address "
+            f"(at most {MAX_CONTACT} characters)",
+            code="invalid_vulnerability_contact",
+        )
+    return text
+
+
+def set_product_compliance(
+    inst: Instance, product_id: ProductId, *, support_until: date, vulnerability_contact: str, actor: str
+) -> Product:
+    """Set a product's end of security support (a day) and where vulnerabilities are reported (CRA)."""
+    contact = _contact(vulnerability_contact)
+    if not date(2000, 1, 1) <= support_until <= date(2200, 12, 31):
+        raise InvalidRequest(
+            "support_until must be a day between 2000-01-01 and 2200-12-31", code="invalid_support_period"
+        )
+    now = inst.clock()
+    with inst.db.transaction() as s:
+        product = s.get(Product, product_id.value, with_for_update=True)
+        if product is None:
+            raise NotFound(f"no product {product_id}", code="product_not_found")
+        if support_until < product.created_at.date():
+            raise InvalidRequest(
+                f"support_until {support_until} is before the product was created ({product.created_at.date()})",
+                code="invalid_support_period",
+            )
+        product.support_until, product.vulnerability_contact = support_until, contact
+        append_event(
+            s,
+            "product.compliance_set",
+            at=now,
+            actor=actor,
+            detail={
+                "product_id": product.id,
+                "support_until": support_until.isoformat(),
+                "vulnerability_contact": contact,
+            },
+        )
+        return product
 
 
 def list_products(inst: Instance) -> list[Product]:

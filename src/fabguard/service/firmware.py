@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from fabguard.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from fabguard.firmware import envelope
 from fabguard.firmware.policy import ReleaseState
-from fabguard.firmware.sbom import firmware_sbom, validate_sbom
+from fabguard.firmware.sbom import accept_uploaded_sbom, firmware_sbom, validate_sbom
 from fabguard.service import firmware_keys
 from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
@@ -140,8 +140,10 @@ def upload_release(
     dual_control: bool = False,
     actor: str,
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    sbom: dict[str, object] | None = None,
 ) -> ReleaseView:
-    """Seal the image under a fresh data key, sign its manifest, build its SBOM, store it: ``uploaded``."""
+    """Seal the image under a fresh data key, sign its manifest, build its SBOM (or check the one the OEM's
+    build made, ``sbom``), store it: ``uploaded``."""
     if not isinstance(version, str) or not _VERSION.match(version):
         raise InvalidRequest("version must be 1-64 of letters, digits and . + _ ~ -", code="version_invalid")
     if not isinstance(notes, str) or len(notes) > MAX_NOTES:
@@ -158,16 +160,19 @@ def upload_release(
     sealed = envelope.seal_image(image, release_id)
     key_nonce, wrapped_key = envelope.wrap_data_key(firmware_keys.kek(inst), sealed.data_key, release_id)
     sha256 = hashlib.sha256(image).hexdigest()
-    sbom = firmware_sbom(
-        product_id=product_id,
-        version=version,
-        sha256=sha256,
-        size=len(image),
-        release_id=release_id,
-        supplier=inst.config.organization,
-        timestamp=now,
-    )
-    validate_sbom(sbom)
+    if sbom is not None:
+        sbom = accept_uploaded_sbom(sbom, sha256=sha256)
+    else:
+        sbom = firmware_sbom(
+            product_id=product_id,
+            version=version,
+            sha256=sha256,
+            size=len(image),
+            release_id=release_id,
+            supplier=inst.config.organization,
+            timestamp=now,
+        )
+        validate_sbom(sbom)
     sbom_json = envelope.canonical_json(sbom)
     key = firmware_keys.signing_key(inst)
     signer = envelope.key_fingerprint(key.public_key())

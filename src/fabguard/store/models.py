@@ -7,11 +7,12 @@ firmware tables are in ``analytics_models`` and ``firmware_models``, on the same
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -46,6 +47,9 @@ class Product(Base):
     key_types: Mapped[str] = mapped_column(String(100))
     cert_lifetime_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # CRA evidence (migration 0011): the last day of security support and where to report a vulnerability.
+    support_until: Mapped[date | None] = mapped_column(Date, nullable=True)
+    vulnerability_contact: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class Site(Base):

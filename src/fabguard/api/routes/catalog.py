@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from fabguard.api.deps import Engineer, Inst, Reader
-from fabguard.api.schemas import ProductIn, SiteIn
+from fabguard.api.schemas import ProductComplianceIn, ProductIn, SiteIn
 from fabguard.domain.values import ProductId, SiteId
 from fabguard.service import catalog
 
@@ -30,6 +30,19 @@ def create_product(inst: Inst, body: ProductIn, p: Engineer) -> dict[str, Any]:
 @router.get("/api/v1/products")
 def list_products(inst: Inst, _: Reader) -> list[dict[str, Any]]:
     return [catalog.product_dict(x) for x in catalog.list_products(inst)]
+
+
+@router.put("/api/v1/products/{product_id}/compliance")
+def set_product_compliance(inst: Inst, product_id: str, body: ProductComplianceIn, p: Engineer) -> dict[str, Any]:
+    """Set the product's end of security support and its vulnerability contact (CRA evidence)."""
+    prod = catalog.set_product_compliance(
+        inst,
+        ProductId(product_id),
+        support_until=body.support_until,
+        vulnerability_contact=body.vulnerability_contact,
+        actor=p.actor,
+    )
+    return catalog.product_dict(prod)
 
 
 @router.post("/api/v1/sites", status_code=201)

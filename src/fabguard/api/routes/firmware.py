@@ -31,6 +31,11 @@ class ReleaseIn(_Strict):
     notes: str = Field(default="", max_length=firmware.MAX_NOTES, description="Release notes")
     image: str = Field(description="The firmware image, base64 (standard alphabet, padded)")
     dual_control: bool = Field(default=False, description="Only a second person may approve this release")
+    sbom: dict[str, Any] | None = Field(
+        default=None,
+        description="The build's own CycloneDX SBOM of the image (JSON); it must be schema-valid and name the "
+        "image's SHA-256 in metadata.component. Default: FabGuard makes one",
+    )
 
 
 class AttachIn(_Strict):
@@ -66,6 +71,7 @@ def upload(inst: Inst, body: ReleaseIn, p: Engineer) -> dict[str, Any]:
         dual_control=body.dual_control,
         actor=p.actor,
         max_image_bytes=MAX_IMAGE_BYTES,
+        sbom=body.sbom,
     ).to_dict()
 
 
