@@ -41,7 +41,6 @@ CALLERS = (
 )
 PATH_VALUES = {
     "order_id": ORDER,
-    "product_id": "sensor",
     "label": ORDER,
     "change_id": "999999",
     "approval_id": "999999",
