@@ -17,6 +17,7 @@ from fabguard.api.routes import (
     authorities,
     catalog,
     est,
+    field,
     firmware,
     fixtures,
     ledger,
@@ -70,6 +71,7 @@ def create_app(inst: Instance) -> Any:
         authorities,
         revocation,
         station,
+        field,
     ):
         app.include_router(routes.router)
     app.include_router(est.router)

@@ -15,6 +15,7 @@ from fabguard.cli import (
     catalog,
     demo,
     events,
+    field,
     firmware,
     fixtures,
     instance,
@@ -57,6 +58,7 @@ app.add_typer(ledger.ledger_app, name="ledger")
 app.add_typer(ledger.audit_app, name="audit")
 app.add_typer(firmware.firmware_app, name="firmware")
 app.add_typer(stats.stats_app, name="stats")
+app.add_typer(field.field_app, name="field")
 
 
 def _version(value: bool) -> None:
