@@ -15,7 +15,6 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypedDict
 
 from cryptography import x509
 from sqlalchemy import select, update
@@ -79,13 +78,7 @@ def parse_origin(inst: Instance, *, actor: str, source: str | None, client: str 
         raise
 
 
-class Challenge(TypedDict):
-    nonce: str
-    expires_at: str
-    context: str
-
-
-def issue_challenge(inst: Instance, *, actor: str) -> Challenge:
+def issue_challenge(inst: Instance, *, actor: str) -> dict[str, str]:
     """A fresh nonce for one device to sign (``context`` + nonce bytes, see ``domain.field``)."""
     nonce = secrets.token_bytes(field.NONCE_BYTES)
     now = inst.clock()

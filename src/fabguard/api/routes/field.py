@@ -38,7 +38,7 @@ def _client(request: Request) -> str | None:
 def challenge(inst: Inst, p: FieldChecker) -> dict[str, str]:
     """A fresh single-use nonce, valid 5 minutes. The device signs ``context`` (hex) followed by the 32 nonce
     bytes; only a ``field`` token (or an admin) may ask."""
-    return dict(field.issue_challenge(inst, actor=p.actor))
+    return field.issue_challenge(inst, actor=p.actor)
 
 
 @router.post("/api/v1/field/verify")
