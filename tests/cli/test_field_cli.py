@@ -113,29 +113,18 @@ def test_an_export_that_does_not_verify_decides_nothing(
     assert code == 1 and "the export does not verify" in out and "{" not in out, out
 
 
-@pytest.mark.parametrize(
-    ("nonce", "cert_text", "expected"),
-    [
-        ("xyz", None, "[nonce_invalid]"),
-        ("22" * 32, "not a certificate", "[field_chain_invalid]"),
-    ],
-)
 def test_bad_input_is_one_line_and_exit_code_2(
-    line: tuple[World, SimulatedDevice, SimulatedDevice],
-    tmp_path: Path,
-    nonce: str,
-    cert_text: str | None,
-    expected: str,
+    line: tuple[World, SimulatedDevice, SimulatedDevice], tmp_path: Path
 ) -> None:
     world, good, _ = line
     _, cert = _files(tmp_path, good)
-    if cert_text is not None:
-        cert.write_text(cert_text)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate")
     sig = tmp_path / "sig.b64"
     sig.write_text(good.answer_challenge("22" * 32))
-    for offline in ((), ("--export", tmp_path)):
-        code, out = _run(
-            world.inst.home, "field", "verify", *offline, "--cert", cert, "--signature", sig, "--nonce", nonce
-        )
-        lines = [x for x in out.splitlines() if x.strip()]
-        assert code == 2 and len(lines) == 1 and expected in lines[0], out
+    for nonce, chain, expected in (("xyz", cert, "[nonce_invalid]"), ("22" * 32, junk, "[field_chain_invalid]")):
+        for offline in ((), ("--export", tmp_path)):
+            args = ("field", "verify", *offline, "--cert", chain, "--signature", sig, "--nonce", nonce)
+            code, out = _run(world.inst.home, *args)
+            lines = [x for x in out.splitlines() if x.strip()]
+            assert code == 2 and len(lines) == 1 and expected in lines[0], out
