@@ -31,7 +31,7 @@ from fabguard.domain.values import Serial
 from fabguard.fixture.device import FIELD_CHALLENGE_CONTEXT, SimulatedDevice
 from fabguard.ledger.verify import verify_export
 from fabguard.pki import profiles
-from fabguard.service import analytics, field, ledger, reenrolment, revocation, tokens
+from fabguard.service import analytics, field, ledger, maintenance, reenrolment, revocation, tokens
 from fabguard.service.instance import Instance
 from fabguard.store.field_models import FieldCheck
 from fabguard.store.models import Event
@@ -242,6 +242,19 @@ def test_an_unknown_a_used_and_an_expired_nonce_are_refused(fw: Field) -> None:
         later.close()
     assert refused.value.code == "nonce_expired"
     assert fw.verify(fw.good.field_answer(nonce)).status_code == 200  # expiry spent nothing either
+
+
+def test_maintenance_forgets_expired_challenges_and_an_answer_to_one_is_still_refused(fw: Field) -> None:
+    nonce = fw.challenge()
+    now = fw.inst.clock()
+    later = Instance.open(fw.inst.home, clock=lambda: now + timedelta(minutes=6), migrate=False)
+    try:
+        maintenance.run_once(later)
+        assert field.forget_expired_nonces(later) == 0  # all gone already
+    finally:
+        later.close()
+    r = fw.verify(fw.good.field_answer(nonce))
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "nonce_unknown")
 
 
 def _parts(body: dict[str, str]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from fabguard.domain import field
@@ -206,6 +206,16 @@ def _verify(inst: Instance, answer: Answer, origin: Origin) -> dict[str, object]
             )
         )
     return {**detail, "seq": seq, "checked_at": now.isoformat()}
+
+
+def forget_expired_nonces(inst: Instance) -> int:
+    """Maintenance: drop challenges past their expiry, used or not (an answer to one is then
+    ``nonce_unknown``: still refused); returns how many went."""
+    with inst.db.transaction() as s:
+        gone = s.execute(
+            delete(FieldNonce).where(FieldNonce.expires_at < inst.clock()).execution_options(synchronize_session=False)
+        )
+        return int(gone.rowcount)  # type: ignore[attr-defined]
 
 
 def list_checks(inst: Instance, *, limit: int = 50) -> list[dict[str, object]]:
