@@ -33,9 +33,13 @@ from fabguard.ledger.verify import verify_export
 from fabguard.pki import profiles
 from fabguard.service import analytics, field, ledger, maintenance, reenrolment, revocation, tokens
 from fabguard.service.instance import Instance
+from fabguard.service.webhooks import DeliveryPolicy, send_once
 from fabguard.store.field_models import FieldCheck
 from fabguard.store.models import Event
+from tests.analytics.test_webhooks import Receiver, receiver, wait_for
 from tests.support import World, create_pg_database, drop_pg_database, new_instance, pg_admin_url, tested_device
+
+__all__ = ["receiver"]  # the loopback webhook receiver of the webhook tests
 
 
 @dataclass
@@ -309,3 +313,19 @@ def test_every_check_reaches_the_fold_and_the_reconciliation(fw: Field, tmp_path
     analytics.refresh(fw.inst, max_events=None)
     ledger.export(fw.inst, tmp_path / "export")
     assert verify_export(tmp_path / "export").entries > 0
+
+
+def test_a_field_clone_alert_reaches_a_webhook(fw: Field, receiver: Receiver) -> None:
+    (fw.inst.home / "webhooks.json").write_text(
+        json.dumps([{"name": "soc", "url": receiver.url, "secret": "s" * 24, "min_severity": "critical"}])
+    )
+    try:
+        fw.check(fw.good, source="scanner-1")
+        fw.check(fw.good, source="scanner-2")
+        analytics.refresh(fw.inst, max_events=None)
+        send_once(fw.inst, policy=DeliveryPolicy(max_attempts=2, backoff=0.01))  # the server's sender may go first
+        wait_for(lambda: any(b["alert"]["kind"] == "field_clone" for b in receiver.bodies()))
+    finally:
+        (fw.inst.home / "webhooks.json").unlink()
+    sent = [b["alert"] for b in receiver.bodies() if b["alert"]["kind"] == "field_clone"]
+    assert any("SN-F1" in a["message"] and a["severity"] == "critical" for a in sent)
