@@ -102,8 +102,6 @@ def test_dashboard_follows_provisioning_and_raises_a_clone_alert_without_reload(
     assert "clone" in alert.text_content()
     assert page.evaluate("window.__notReloaded") is True
 
-    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-
     # Acknowledging it from the page records an event and the alert shows as acknowledged.
     alert.locator("button.ack").click()
     page.wait_for_selector('#alerts [data-kind="key_reused"].acked', timeout=10_000)
@@ -127,6 +125,7 @@ def test_dashboard_follows_provisioning_and_raises_a_clone_alert_without_reload(
     assert "two places" in field_alert.text_content() and "SN0000001" in field_alert.text_content()
     sync_api.expect(page.locator("#field-alerts-count")).to_have_text("1")
     assert page.evaluate("window.__notReloaded") is True
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
 
 def test_a_wrong_token_is_refused_on_the_login_page(world: World, page: Any) -> None:
