@@ -102,8 +102,6 @@ def test_dashboard_follows_provisioning_and_raises_a_clone_alert_without_reload(
     assert "clone" in alert.text_content()
     assert page.evaluate("window.__notReloaded") is True
 
-    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-
     # Acknowledging it from the page records an event and the alert shows as acknowledged.
     alert.locator("button.ack").click()
     page.wait_for_selector('#alerts [data-kind="key_reused"].acked', timeout=10_000)
@@ -111,6 +109,23 @@ def test_dashboard_follows_provisioning_and_raises_a_clone_alert_without_reload(
         acks = admin.get("/api/v1/events", params={"kind": "alert.acknowledged"}).json()
     assert [a["detail"]["alert_kind"] for a in acks] == ["key_reused"]
     assert page.evaluate("window.__notReloaded") is True
+
+    # In the field: the first unit checked genuine at one store, then at another minutes later. Both
+    # checks appear, and the second raises a field clone alert, without a reload.
+    first.certificate_pem = fixture.provision(order, first.serial, first.csr_pem()).certificate_pem
+    with world.admin() as admin:
+        for store in ("store-lisbon", "store-oslo"):
+            nonce = admin.post("/api/v1/field/challenge").json()["nonce"]
+            verdict = admin.post("/api/v1/field/verify", json=first.field_answer(nonce, source=store)).json()
+            assert verdict["genuine"] is True
+    sync_api.expect(page.locator("#field-checks tr[data-field-check]")).to_have_count(2, timeout=10_000)
+    assert "store-oslo" in page.locator("#field-checks tr[data-field-check]").first.text_content()
+    field_alert = page.locator("#field-alerts [data-field-alert]")
+    field_alert.wait_for(timeout=10_000)
+    assert "two places" in field_alert.text_content() and "SN0000001" in field_alert.text_content()
+    sync_api.expect(page.locator("#field-alerts-count")).to_have_text("1")
+    assert page.evaluate("window.__notReloaded") is True
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
 
 def test_a_wrong_token_is_refused_on_the_login_page(world: World, page: Any) -> None:

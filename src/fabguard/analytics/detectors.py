@@ -146,6 +146,44 @@ class UntrustedFixture:
         return _detect(self, events)
 
 
+_FIELD_SIGNALS = {
+    "two_places": "answered from two places at once",
+    "not_issued": "answered with a certificate we never issued",
+    "revoked_active": "answered in the field after it was revoked",
+}
+
+
+@dataclass(frozen=True)
+class FieldClones:
+    """Field checks showing one identity doing what one device cannot (the check's ``clone`` signal,
+    decided by ``domain.field.clone_signal``): one alert per serial and signal."""
+
+    kind: str = "field_clone"
+
+    def hit(self, e: EventFact) -> Alert | None:
+        if e.kind != "field.checked":
+            return None
+        signal = e.detail.get("clone")
+        if signal not in _FIELD_SIGNALS:
+            return None
+        serial = e.serial or "(no serial)"
+        where = e.detail.get("place")
+        other = e.detail.get("other_place")
+        places = f" ({other} and {where})" if other else (f" ({where})" if where else "")
+        return make_alert(
+            self.kind,
+            Severity.CRITICAL,
+            f"device {serial} {_FIELD_SIGNALS[signal]}{places}",
+            [e.seq],
+            [e.at],
+            subject=[signal, e.serial],
+            order_id=e.order_id,
+        )
+
+    def detect(self, events: Sequence[EventFact]) -> list[Alert]:
+        return _detect(self, events)
+
+
 @dataclass
 class OrderRate:
     """One order's provisioned units per bucket over the spike detector's history (bounded)."""
@@ -296,6 +334,7 @@ def default_event_detectors() -> list[EventDetector]:
         untested_units(),
         wrong_site(),
         closed_order(),
+        FieldClones(),
     ]
 
 

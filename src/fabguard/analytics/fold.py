@@ -31,6 +31,8 @@ from fabguard.domain.testrecord import StoredMeasurement, stored_rows
 PASS = "PASS"
 ACK_KIND = "alert.acknowledged"
 COUNTED_KINDS = frozenset({"unit.provisioned", "unit.refused", "request.refused", "test.refused", "test.recorded"})
+# Kinds the event detectors see without counting in the production figures: field checks (field clones).
+DETECTED_KINDS = frozenset({"field.checked"})
 
 # A measurement's (phase, name): its key among a fixture's last values and an hour's measurement sums.
 NameKey = tuple[str, str]
@@ -312,6 +314,8 @@ def fold_events(
             )
             continue
         if kind not in COUNTED_KINDS:
+            if kind in DETECTED_KINDS:
+                hits.extend(hit for detector in event_detectors if (hit := detector.hit(e)) is not None)
             continue
         if kind == "test.recorded":
             code = str(detail.get("outcome", ""))[:40]

@@ -17,6 +17,7 @@ from fabguard.api.routes import (
     authorities,
     catalog,
     est,
+    field,
     firmware,
     fixtures,
     handoff,
@@ -81,6 +82,7 @@ def create_app(inst: Instance) -> Any:
         station,
         handoff,
         witness,
+        field,
     ):
         app.include_router(routes.router)
     app.include_router(est.router)

@@ -67,6 +67,7 @@ admin = allow(Role.ADMIN)
 approver = allow(Role.APPROVER)
 reader = allow(Role.ENGINEER, Role.AUDITOR, Role.APPROVER)
 site_reader = allow(Role.ENGINEER, Role.AUDITOR, Role.APPROVER, Role.OPERATOR)
+field_checker = allow(Role.FIELD)
 
 
 def visible_order(p: tokens.Principal, order: OrderView) -> OrderView:
@@ -108,6 +109,7 @@ SiteReader = Annotated[tokens.Principal, Depends(site_reader)]
 Admin = Annotated[tokens.Principal, Depends(admin)]
 Approver = Annotated[tokens.Principal, Depends(approver)]
 Reader = Annotated[tokens.Principal, Depends(reader)]
+FieldChecker = Annotated[tokens.Principal, Depends(field_checker)]
 Fixture = Annotated[FixtureFacts, Depends(fixture)]
 
 __all__ = [

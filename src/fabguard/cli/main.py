@@ -16,6 +16,7 @@ from fabguard.cli import (
     compliance,
     demo,
     events,
+    field,
     firmware,
     fixtures,
     handoff,
@@ -67,6 +68,7 @@ app.add_typer(stats.stats_app, name="stats")
 app.add_typer(handoff.handoff_app, name="handoff")
 app.add_typer(royalty.royalty_app, name="royalty")
 app.add_typer(licence.licence_app, name="licence")
+app.add_typer(field.field_app, name="field")
 
 
 def _version(value: bool) -> None:

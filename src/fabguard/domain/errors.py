@@ -195,6 +195,14 @@ ERROR_STATUS: dict[str, int] = {
     "pack_target_exists": 409,  # fabguard compliance export never writes into a directory with files
     "backup_failed": 500,
     "restore_failed": 500,
+    # Field checks (a not-genuine device is a 200 verdict, not one of these): the caller's input.
+    "nonce_invalid": 422,
+    "nonce_unknown": 404,
+    "nonce_expired": 409,
+    "nonce_used": 409,
+    "field_chain_invalid": 422,
+    "field_signature_malformed": 422,
+    "field_source_invalid": 422,
 }
 
 

@@ -201,3 +201,4 @@ class Role(enum.StrEnum):
     APPROVER = "approver"
     AUDITOR = "auditor"
     OPERATOR = "operator"  # a CM site's reader: its token names the one site it sees
+    FIELD = "field"  # a support desk or device cloud: asks field challenges and checks devices, nothing else

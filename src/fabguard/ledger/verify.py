@@ -27,6 +27,7 @@ from fabguard.ledger.merkle import CompactRange
 
 _INDEX_KEY = b',"index":'
 _PROVISIONED = b'"kind":"unit.provisioned"'
+_REENROLLED = b'"kind":"unit.reenrolled"'  # a renewed certificate is recorded here, not in unit.provisioned
 _CERT_KEY = b'"cert_sha256":"'
 
 
@@ -141,7 +142,7 @@ def verify_export(
                 raise AuditFailure(
                     f"entry {i}: {why}: entries were changed, deleted, inserted or reordered at this point"
                 )
-            if collect and _PROVISIONED in line:
+            if collect and (_PROVISIONED in line or _REENROLLED in line):
                 at = line.find(_CERT_KEY)
                 if at >= 0:
                     included.add(line[at + len(_CERT_KEY) : at + len(_CERT_KEY) + 64].decode("ascii", "replace"))

@@ -23,7 +23,7 @@ from fabguard.analytics.fold import ACK_KIND
 from fabguard.analytics.settings import DEFAULT, AnalyticsSettings, settings_from_dict
 from fabguard.analytics.spc import capability_from_sums
 from fabguard.domain.errors import ConfigurationError, InvalidRequest, NotFound
-from fabguard.service import fixtures, orders, projection
+from fabguard.service import field, fixtures, orders, projection
 from fabguard.service.instance import Instance
 from fabguard.store import alert_rows, rollups, totals, windows
 from fabguard.store.db import append_event, event_count
@@ -33,6 +33,7 @@ from fabguard.store.windows import Scope, at_minute
 # projector (and shown as ``lag``), so a page never waits minutes behind a backlog.
 READ_CATCH_UP = 20_000
 SETTINGS_FILE = "analytics.json"
+FIELD_CHECKS_SHOWN = 10  # the latest field checks the overview carries
 
 
 def load_settings(inst: Instance) -> AnalyticsSettings:
@@ -175,6 +176,7 @@ def overview(inst: Instance, *, settings: AnalyticsSettings | None = None, alert
         "series": series,
         "bucket_seconds": int(settings.bucket.total_seconds()),
         "alerts": [a.to_dict() for a in found[:alerts_limit]],
+        "field_checks": field.list_checks(inst, limit=FIELD_CHECKS_SHOWN),
     }
 
 

@@ -1,5 +1,5 @@
 """Upkeep of a running server: checkpoints when the ledger grew, CRLs before they lapse, expired
-idempotency keys forgotten.
+idempotency keys and expired field challenges forgotten.
 
 A server runs ``run_once`` on a schedule (``fabguard.runtime.workers.MaintenanceSchedule``)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from fabguard.service import idempotency, ledger, revocation
+from fabguard.service import field, idempotency, ledger, revocation
 from fabguard.service.instance import Instance
 from fabguard.store.db import event_count
 from fabguard.store.models import CheckpointRow
@@ -22,3 +22,4 @@ def run_once(inst: Instance) -> None:
     for ca in revocation.ca_names(inst):
         revocation.current_crl(inst, ca)  # re-signs only when close to nextUpdate
     idempotency.forget_expired(inst)
+    field.forget_expired_nonces(inst)

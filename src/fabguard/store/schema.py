@@ -7,6 +7,7 @@ from sqlalchemy import MetaData
 from fabguard.store import (
     analytics_models,
     approval_models,
+    field_models,
     firmware_models,
     idempotency,
     licence_models,
@@ -28,5 +29,6 @@ MODEL_MODULES = (
     witness_models,
     royalty_models,
     licence_models,
+    field_models,
 )
 metadata: MetaData = Base.metadata

@@ -146,6 +146,34 @@ function renderFixtures(fixtures) {
   if (!fixtures.length) body.append(el("tr", {}, el("td", { class: "empty", colSpan: 5 }, "No fixtures.")));
 }
 
+// Field checks (README "Field checks") and the field_clone alerts they raised.
+function renderField(checks, alerts) {
+  const body = $("field-checks");
+  body.replaceChildren();
+  for (const c of checks || []) {
+    const verdict = c.genuine ? "genuine" : "not genuine: " + String(c.reason || "").replaceAll("_", " ");
+    body.append(
+      el("tr", { "data-field-check": String(c.seq), class: c.genuine ? "" : "bad" },
+        el("td", { title: c.at }, ago(c.at)),
+        el("td", { class: "mono" }, c.serial || "–"),
+        el("td", {}, el("span", { class: "state " + (c.genuine ? "active" : "revoked") }, verdict)),
+        el("td", {}, c.clone ? c.clone.replaceAll("_", " ") : "–"),
+        el("td", {}, c.place)));
+  }
+  if (!(checks || []).length) body.append(el("tr", {}, el("td", { class: "empty", colSpan: 5 }, "No field checks yet.")));
+  const list = $("field-alerts");
+  list.replaceChildren();
+  const field = alerts.filter((a) => a.kind === "field_clone");
+  $("field-alerts-count").textContent = String(field.filter((a) => !a.acknowledged).length);
+  if (!field.length) list.append(el("li", { class: "empty" }, "No clones seen in the field."));
+  for (const a of field) {
+    list.append(
+      el("li", { class: `alert ${a.severity}${a.acknowledged ? " acked" : ""}`, "data-field-alert": a.id },
+        el("div", { class: "msg" }, a.message),
+        el("div", { class: "row" }, el("span", { class: "when" }, `${ago(a.last_at)} · ${a.count} check${a.count === 1 ? "" : "s"}`))));
+  }
+}
+
 const palette = ["#4cc2ff", "#f85149", "#d29922", "#f0883e", "#a371f7", "#3fb950", "#db61a2", "#8b98a5", "#56d4dd"];
 const hhmm = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 
@@ -210,6 +238,7 @@ function render(data) {
   renderOrders(data.orders);
   renderAlerts(data.alerts, data.totals.open_alerts);
   renderFixtures(data.fixtures);
+  renderField(data.field_checks, data.alerts);
   renderCharts(data);
 }
 

@@ -1,0 +1,139 @@
+"""The cryptography of a field check: the presented chain, our issuing CAs, the device's signature.
+
+Pure (values in, facts out): ``service.field`` calls it with the CA registry's certificates and the
+unit rows, ``pki.field_offline`` with an export's. Trust comes only from the CA certificates the
+caller passes: the intermediates the device sends are read to find its leaf, never trusted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import NameOID
+
+from fabguard.domain.errors import InvalidRequest
+from fabguard.domain.field import MAX_CHAIN_BYTES, MAX_SIGNATURE_BYTES, CheckFacts, UnitRecord, challenge_message
+from fabguard.pki.keys import spki_fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedCa:
+    """One of our issuing CAs: its certificate and whether it is revoked."""
+
+    name: str
+    certificate: x509.Certificate
+    revoked: bool
+
+
+def parse_chain(pem: str) -> x509.Certificate:
+    """The leaf (first certificate) of a PEM chain; the rest is ignored (trust is ours, not the caller's)."""
+    data = pem.encode("utf-8", "replace") if isinstance(pem, str) else b""
+    if not data.strip() or len(data) > MAX_CHAIN_BYTES:
+        raise InvalidRequest(
+            f"the certificate chain is PEM, the device certificate first, at most {MAX_CHAIN_BYTES} bytes",
+            code="field_chain_invalid",
+        )
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise InvalidRequest("the certificate chain is not PEM certificates", code="field_chain_invalid") from None
+    return certs[0]
+
+
+def parse_signature(text: str) -> bytes:
+    """The device's signature as the API carries it: base64 (standard alphabet, padded)."""
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True) if isinstance(text, str) else b""
+    except (binascii.Error, UnicodeEncodeError):
+        raw = b""
+    if not raw or len(raw) > MAX_SIGNATURE_BYTES:
+        raise InvalidRequest(
+            f"the signature is base64 of at most {MAX_SIGNATURE_BYTES} bytes", code="field_signature_malformed"
+        )
+    return raw
+
+
+def subject_serial(cert: x509.Certificate) -> str | None:
+    values = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    return str(values[0].value) if values else None
+
+
+def cert_sha256(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def issuing_ca(cert: x509.Certificate, cas: Sequence[TrustedCa]) -> TrustedCa | None:
+    """The CA of ``cas`` that signed ``cert``, if any."""
+    return next((ca for ca in cas if ca.certificate.subject == cert.issuer and signed_by(cert, ca.certificate)), None)
+
+
+def signature_valid(cert: x509.Certificate, nonce: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` is the certificate key's over the challenge message of ``nonce``."""
+    message = challenge_message(nonce)
+    key = cert.public_key()
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            digest = hashes.SHA384() if key.curve.key_size > 256 else hashes.SHA256()
+            key.verify(signature, message, ec.ECDSA(digest))
+        elif isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, message)
+        else:
+            return False
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def within_validity(cert: x509.Certificate, now: datetime) -> bool:
+    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+
+
+def pick_unit(candidates: Sequence[UnitRecord], key_fp: str, sha: str) -> UnitRecord | None:
+    """The unit a certificate names among those of its serial: the exact certificate, else the same key,
+    else any (one serial may exist in several products)."""
+    for match in (lambda u: u.cert_sha256 == sha, lambda u: u.key_fingerprint == key_fp, lambda u: True):
+        found = next((u for u in candidates if match(u)), None)
+        if found is not None:
+            return found
+    return None
+
+
+def check_facts(
+    leaf: x509.Certificate,
+    cas: Sequence[TrustedCa],
+    units: Sequence[UnitRecord],
+    nonce: bytes,
+    signature: bytes,
+    now: datetime,
+) -> CheckFacts:
+    """The facts ``domain.field.decide`` judges, from the leaf, our CAs and the units of its serial."""
+    ca = issuing_ca(leaf, cas)
+    key_fp = spki_fingerprint(leaf.public_key())
+    sha = cert_sha256(leaf)
+    return CheckFacts(
+        chained=ca is not None,
+        ca_revoked=ca is not None and ca.revoked,
+        within_validity=within_validity(leaf, now),
+        subject_serial=subject_serial(leaf),
+        key_fingerprint=key_fp,
+        cert_sha256=sha,
+        unit=pick_unit(units, key_fp, sha),
+        signature_valid=signature_valid(leaf, nonce, signature),
+    )

@@ -1,0 +1,38 @@
+"""A ``field`` token (docs/roles.md): the two field routes and the public ones, 403 on every other token route.
+
+The role has no column in the table (third parties hold it); this walks every route of the table as a
+field token instead, on the role matrix's instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fabguard.service import tokens
+from tests.api.test_role_matrix import Caller, Matrix, _concrete, call, matrix, role_table
+
+__all__ = ["matrix"]  # the module-scoped world of the role matrix, built again for this module
+
+FIELD_ROUTES = {("POST", "/api/v1/field/challenge"), ("POST", "/api/v1/field/verify")}
+
+
+def test_a_field_token_passes_only_the_field_routes_and_the_public_ones(matrix: Matrix) -> None:
+    _, secret = tokens.create_token(matrix.inst, name="support-desk", role="field", actor="test")
+    caller = Caller(bearer=secret)
+
+    async def run() -> list[str]:
+        wrong = []
+        for (method, path), cells in sorted(role_table().items()):
+            status, answer = await call(matrix.app, method, _concrete(path), caller)
+            code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
+            if (method, path) in FIELD_ROUTES or cells["none"] == "yes":
+                ok = status not in (401, 403) and status < 500
+            elif cells["admin"] != "yes":  # a fixture's route: every bearer token is refused alike
+                ok = f"{status} {code}" == cells["admin"]
+            else:
+                ok = (status, code) == (403, "forbidden")
+            if not ok:
+                wrong.append(f"{method} {path} as a field token: {status} {code}")
+        return wrong
+
+    assert asyncio.run(run()) == []
