@@ -12,8 +12,11 @@ import pytest
 
 from fabguard.domain.errors import REFUSAL_STATUS, Refusal
 from fabguard.domain.issuance import (
+    ATTESTATION_OFF,
     ISSUANCE_POLICIES,
     REENROLMENT_POLICIES,
+    AttestationFacts,
+    AttestationPolicy,
     CsrFacts,
     FixtureFacts,
     IssuanceRequest,
@@ -29,6 +32,7 @@ from fabguard.domain.issuance import (
     fixture_active,
     fixture_at_order_site,
     issuing_ca_can_sign,
+    key_attested,
     key_type_allowed,
     key_type_still_allowed,
     key_unseen,
@@ -227,6 +231,37 @@ def test_order_with_zero_quota_is_refused_as_quota_exhausted() -> None:
     assert refusal_code(quota_left, r) == "quota_exhausted"
 
 
+# ------------------------------------------------------------------ key attestation
+def with_attestation(
+    policy: AttestationPolicy, *, verified: bool = False, failure: Refusal | None = None
+) -> IssuanceRequest:
+    return replace(allowed_request(), attestation=AttestationFacts(policy, verified, failure))
+
+
+def test_attestation_off_ignores_even_a_failed_attestation() -> None:
+    key_attested(with_attestation(AttestationPolicy.OFF, failure=Refusal("attestation_invalid", "bad")))
+
+
+def test_attestation_required_and_absent_is_refused_as_attestation_missing() -> None:
+    assert refusal_code(key_attested, with_attestation(AttestationPolicy.REQUIRED)) == "attestation_missing"
+
+
+def test_attestation_optional_and_absent_is_allowed() -> None:
+    key_attested(with_attestation(AttestationPolicy.OPTIONAL))
+
+
+@pytest.mark.parametrize("policy", [AttestationPolicy.OPTIONAL, AttestationPolicy.REQUIRED])
+@pytest.mark.parametrize("code", ["attestation_invalid", "attestation_untrusted"])
+def test_a_failed_attestation_is_refused_with_its_code_unless_the_policy_is_off(
+    policy: AttestationPolicy, code: str
+) -> None:
+    assert refusal_code(key_attested, with_attestation(policy, failure=Refusal(code, "why"))) == code
+
+
+def test_a_verified_attestation_satisfies_a_required_policy() -> None:
+    key_attested(with_attestation(AttestationPolicy.REQUIRED, verified=True))
+
+
 # ------------------------------------------------------------------ codes and order
 def test_every_refusal_code_used_by_a_policy_has_an_http_status() -> None:
     failing = everything_failing()
@@ -243,6 +278,7 @@ def everything_failing() -> IssuanceRequest:
     r = with_fixture(r, revoked=True, site_id="cm-b")
     r = with_order(r, state=OrderState.SUSPENDED, valid_from=NOW + timedelta(days=1), used=10)
     r = with_csr(r, key_type=KeyType.ED25519, subject_serial="SN0000002")
+    r = replace(r, attestation=AttestationFacts(AttestationPolicy.REQUIRED))
     return with_history(r, latest_test=TestOutcome.FAIL, serial_key_fingerprint=OTHER_FP, key_owner_serial="SN9")
 
 
@@ -256,6 +292,7 @@ REPAIRS = [
     ("serial_mismatch", lambda r: with_csr(r, subject_serial="SN0000001")),
     ("serial_has_other_key", lambda r: with_history(r, serial_key_fingerprint=None)),
     ("key_reused", lambda r: with_history(r, key_owner_serial=None)),
+    ("attestation_missing", lambda r: replace(r, attestation=ATTESTATION_OFF)),
     ("test_failed", lambda r: with_history(r, latest_test=TestOutcome.PASS)),
     ("quota_exhausted", lambda r: with_order(r, used=0)),
 ]

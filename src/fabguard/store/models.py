@@ -46,6 +46,8 @@ class Product(Base):
     key_types: Mapped[str] = mapped_column(String(100))
     cert_lifetime_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Key attestation (store/attestation_models.py holds the trusted roots): off, optional or required.
+    attestation_policy: Mapped[str] = mapped_column(String(16), default="off", server_default="off")
 
 
 class Site(Base):
@@ -149,6 +151,8 @@ class Unit(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     issuing_ca: Mapped[str] = mapped_column(String(63), default="issuing", server_default="issuing", index=True)
+    # What attestation backed the certificate (JSON: format, evidence and chain digests), if any.
+    attestation: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class CertificateAuthority(Base):
