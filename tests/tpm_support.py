@@ -15,11 +15,14 @@ import shutil
 import struct
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -32,6 +35,19 @@ AK_ATTRIBUTES = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricte
 TPM_RS_PW = 0x40000009
 TPM_CC_CERTIFY = 0x148
 TPM_ST_SESSIONS = 0x8002
+
+
+@contextmanager
+def running_tpm(directory: Path) -> Iterator[SoftwareTpm]:
+    """A software TPM in ``directory`` (a test module's fixture), stopped on leaving; skips the test with
+    the reason when swtpm or tpm2-tools is missing."""
+    if (why := tpm_tools_missing()) is not None:
+        pytest.skip(why)
+    tpm = SoftwareTpm(directory).start()
+    try:
+        yield tpm
+    finally:
+        tpm.stop()
 
 
 def tpm_tools_missing() -> str | None:

@@ -24,8 +24,8 @@ from tests.tpm_support import (
     TpmUnit,
     csr_for,
     csr_sha256,
+    running_tpm,
     tpm_attestation,
-    tpm_tools_missing,
     tpm_unit,
 )
 
@@ -34,11 +34,8 @@ NOW = datetime.now(UTC)
 
 @pytest.fixture(scope="module")
 def tpm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftwareTpm]:
-    if (why := tpm_tools_missing()) is not None:
-        pytest.skip(why)
-    software_tpm = SoftwareTpm(tmp_path_factory.mktemp("swtpm")).start()
-    yield software_tpm
-    software_tpm.stop()
+    with running_tpm(tmp_path_factory.mktemp("swtpm")) as software_tpm:
+        yield software_tpm
 
 
 @pytest.fixture(scope="module")
