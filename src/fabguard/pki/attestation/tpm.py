@@ -44,8 +44,8 @@ MAX_BLOB = 2048
 class _Malformed(Refusal):
     """A TPM structure ends early or has bytes left over (each parser says which structure)."""
 
-    def __init__(self) -> None:
-        super().__init__("attestation_invalid", "a TPM structure is truncated or has trailing bytes")
+    def __init__(self, message: str = "a TPM structure is truncated or has trailing bytes") -> None:
+        super().__init__("attestation_invalid", message)
 
 
 class _Reader:
