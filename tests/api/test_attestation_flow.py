@@ -12,12 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
+from fabguard.domain.errors import Refusal
 from fabguard.fixture.client import FabGuardClientError, FixtureClient
-from fabguard.service import events, orders
+from fabguard.service import events, orders, reenrolment
 from fabguard.store.models import Unit
 from tests.support import World, tested_device
 from tests.tpm_support import (
@@ -166,3 +168,24 @@ def test_the_admin_api_sets_the_policy_and_keeps_the_roots(world: World) -> None
 
 def pem_of(csr: Any) -> str:
     return str(csr.public_bytes(serialization.Encoding.PEM).decode())
+
+
+def test_a_required_product_renews_a_unit_on_its_attested_key_but_not_onto_a_new_one(world: World) -> None:
+    vendor = TestCa.make("Test SE vendor root")
+    with world.admin() as admin:
+        configure(admin, "required", [("se", vendor)])
+    order = world.order(quota=1)
+    fx = world.fixture("fx-1")
+    device = tested_device(fx, "SN-R1")
+    chain = [pem(vendor.issue("se-device", device.key.public_key())), vendor.pem]
+    issued = fx.provision(order, "SN-R1", device.csr_pem(), attestation={"format": "se-chain", "chain": chain})
+    current = x509.load_pem_x509_certificate(issued.certificate_pem.encode()).public_bytes(serialization.Encoding.DER)
+
+    renewed = reenrolment.reenroll_unit(world.inst, current, device.csr_pem().encode())
+    assert unit_attestation(world, "SN-R1") is not None  # the same key: what backed it still holds
+    again = x509.load_pem_x509_certificate(renewed.certificate_pem.encode()).public_bytes(serialization.Encoding.DER)
+    new_key_csr = pem_of(csr_for("SN-R1", ec.generate_private_key(ec.SECP256R1())))
+    with pytest.raises(Refusal) as info:
+        reenrolment.reenroll_unit(world.inst, again, new_key_csr.encode())
+    assert info.value.code == "attestation_missing"
+    assert [e["code"] for e in events.list_events(world.inst, kind="reenroll.refused")] == ["attestation_missing"]

@@ -36,6 +36,7 @@ from fabguard.domain.issuance import (
     key_type_allowed,
     key_type_still_allowed,
     key_unseen,
+    new_key_attested,
     new_key_unseen,
     order_active,
     order_in_window,
@@ -391,6 +392,11 @@ def test_renewal_onto_a_key_another_unit_holds_is_refused_as_key_reused() -> Non
     assert renewal_refusal(new_key_unseen, r) == "key_reused"
 
 
+def test_renewal_onto_a_new_key_is_refused_when_the_product_requires_attestation() -> None:
+    r = replace(allowed_renewal(), new_key_unattested=True)
+    assert renewal_refusal(new_key_attested, r) == "attestation_missing"
+
+
 def test_renewal_under_a_ca_that_cannot_sign_is_refused_as_issuing_ca_revoked() -> None:
     r = replace(allowed_renewal(), issuing_ca_usable=False)
     assert renewal_refusal(issuing_ca_can_sign, r) == "issuing_ca_revoked"
@@ -403,12 +409,14 @@ def test_reenrolment_refusals_come_in_the_documented_order() -> None:
         csr=CsrFacts(subject_serial="SN0000002", key_type=KeyType.ED25519, key_fingerprint=OTHER_FP),
         new_key_owner_serial="SN9",
         issuing_ca_usable=False,
+        new_key_unattested=True,
     )
     repairs = [
         ("unit_revoked", lambda r: replace(r, revoked=False)),
         ("serial_mismatch", lambda r: replace(r, csr=replace(r.csr, subject_serial="SN0000001"))),
         ("key_type_not_allowed", lambda r: replace(r, csr=replace(r.csr, key_type=KeyType.EC_P256))),
         ("key_reused", lambda r: replace(r, new_key_owner_serial=None)),
+        ("attestation_missing", lambda r: replace(r, new_key_unattested=False)),
         ("issuing_ca_revoked", lambda r: replace(r, issuing_ca_usable=True)),
     ]
     for expected, repair in repairs:

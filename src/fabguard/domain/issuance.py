@@ -216,6 +216,8 @@ class ReenrolmentRequest:
     new_key_owner_serial: str | None  # the unit that holds the CSR's key already, if the key is a new one
     issuing_ca: str
     issuing_ca_usable: bool
+    # The key changes and the product requires key attestation, which a re-enrolment cannot carry.
+    new_key_unattested: bool = False
 
 
 ReenrolmentPolicy = Callable[[ReenrolmentRequest], None]
@@ -241,6 +243,14 @@ def new_key_unseen(r: ReenrolmentRequest) -> None:
         raise Refusal("key_reused", f"this public key already belongs to serial {r.new_key_owner_serial} (clone alarm)")
 
 
+def new_key_attested(r: ReenrolmentRequest) -> None:
+    if r.new_key_unattested:
+        raise Refusal(
+            "attestation_missing",
+            f"unit {r.serial}'s product requires key attestation: renew with the same key, or provision again",
+        )
+
+
 def issuing_ca_can_sign(r: ReenrolmentRequest) -> None:
     if not r.issuing_ca_usable:
         raise Refusal("issuing_ca_revoked", f"the unit's issuing CA {r.issuing_ca} cannot sign")
@@ -251,6 +261,7 @@ REENROLMENT_POLICIES: tuple[ReenrolmentPolicy, ...] = (
     csr_names_the_unit,
     key_type_still_allowed,
     new_key_unseen,
+    new_key_attested,
     issuing_ca_can_sign,
 )
 
