@@ -116,7 +116,7 @@ def test_optional_policy_issues_without_one_and_checks_an_se_chain_when_presente
     signer = TestCa.make("Test SE signer", issuer=vendor)
     with world.admin() as admin:
         configure(admin, "optional", [("se", vendor)])
-    order = world.order(quota=3)
+    order = world.order(quota=4)
     fx = world.fixture("fx-1")
     plain, se_unit, wrong = (tested_device(fx, s) for s in ("SN-P1", "SN-P2", "SN-P3"))
     fx.provision(order, "SN-P1", plain.csr_pem())
@@ -126,13 +126,30 @@ def test_optional_policy_issues_without_one_and_checks_an_se_chain_when_presente
     attestation = {"format": "se-chain", "chain": chain}
     assert refused(fx, order, "SN-P3", wrong.csr_pem(), attestation) == (400, "attestation_invalid")
 
+    # A batch passes each unit's attestation through too.
+    batch_unit = tested_device(fx, "SN-P4")
+    batch_chain = [pem(signer.issue("se-device-4", batch_unit.key.public_key())), pem(signer.cert)]
+    other = tested_device(fx, "SN-P5")
+    results = fx.provision_batch(
+        order,
+        [
+            ("SN-P4", batch_unit.csr_pem(), {"format": "se-chain", "chain": batch_chain}),
+            ("SN-P5", other.csr_pem(), {"format": "se-chain", "chain": batch_chain}),
+        ],
+    )
+    assert [(r["status"], r.get("error", {}).get("code")) for r in results] == [
+        ("issued", None),
+        ("refused", "attestation_invalid"),
+    ]
+    assert unit_attestation(world, "SN-P4") is not None
+
     assert unit_attestation(world, "SN-P1") is None
     recorded = unit_attestation(world, "SN-P2")
     assert recorded is not None and (recorded["format"], recorded["root_subject"]) == (
         "se-chain",
         "CN=Test SE vendor root",
     )
-    assert orders.get_order(world.inst, order).used == 2
+    assert orders.get_order(world.inst, order).used == 3
 
 
 def test_the_admin_api_sets_the_policy_and_keeps_the_roots(world: World) -> None:
