@@ -19,7 +19,7 @@ from fabguard.domain.errors import Conflict, InvalidRequest, NotFound, Refusal
 from fabguard.domain.issuance import ATTESTATION_OFF, AttestationFacts, AttestationPolicy
 from fabguard.domain.values import ProductId
 from fabguard.pki import attestation
-from fabguard.pki.attestation.chain import MAX_CERT_PEM, certificate_sha256
+from fabguard.pki.attestation.chain import MAX_CERT_PEM, certificate_sha256, readable
 from fabguard.service.instance import Instance
 from fabguard.store.attestation_models import AttestationRoot
 from fabguard.store.db import append_event
@@ -94,12 +94,12 @@ def add_root(inst: Instance, product_id: ProductId, kind: str, pem: str, *, acto
             f"a root certificate is at most {MAX_CERT_PEM} characters of PEM", code="certificate_invalid"
         )
     try:
-        cert = x509.load_pem_x509_certificate(pem.encode())
+        cert = readable(pem, "the root")
         constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         raise InvalidRequest("the certificate is not a CA (no basicConstraints)", code="certificate_not_ca") from None
-    except ValueError:
-        raise InvalidRequest("the root is not a PEM certificate", code="certificate_invalid") from None
+    except Refusal:
+        raise InvalidRequest("the root is not a readable PEM certificate", code="certificate_invalid") from None
     if not constraints.ca:
         raise InvalidRequest("the certificate is not a CA (basicConstraints cA is false)", code="certificate_not_ca")
     now, digest = inst.clock(), certificate_sha256(cert)

@@ -30,11 +30,21 @@ def load_chain(value: object, what: str) -> tuple[x509.Certificate, ...]:
     for pem in value:
         if not isinstance(pem, str) or len(pem) > MAX_CERT_PEM:
             raise Refusal("attestation_invalid", f"each certificate of {what} must be a PEM string")
-        try:
-            chain.append(x509.load_pem_x509_certificate(pem.encode()))
-        except ValueError:
-            raise Refusal("attestation_invalid", f"a certificate of {what} cannot be read as PEM") from None
+        chain.append(readable(pem, what))
     return tuple(chain)
+
+
+def readable(pem: str, what: str) -> x509.Certificate:
+    """A PEM certificate whose key, extensions and names all parse (so later checks cannot stumble on them)."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        cert.public_key()
+        list(cert.extensions)
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+    except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        raise Refusal("attestation_invalid", f"a certificate of {what} cannot be read") from None
+    return cert
 
 
 def certificate_sha256(cert: x509.Certificate) -> str:
