@@ -90,6 +90,9 @@ def test_required_tpm_attestation_refuses_each_forgery_for_free_then_issues_and_
     assert recorded["root_subject"] == "CN=Test TPM maker AK CA" and recorded["key_name"].startswith("000b")
     (event,) = events.list_events(any_world.inst, kind="unit.provisioned")
     assert event["detail"]["attestation"] == recorded
+    with any_world.admin() as admin:
+        (listed,) = admin.get(f"/api/v1/orders/{order}/units").json()
+    assert listed["attestation"] == recorded
     refusals = events.list_events(any_world.inst, kind="unit.refused")
     assert [e["code"] for e in refusals] == [
         "attestation_missing",
