@@ -480,6 +480,49 @@ def test_order_whose_issuing_ca_was_revoked_issues_nothing(
     assert_refused(world.inst, response, "issuing_ca_revoked", before, order_id=order, fixture_id="fx-1")
 
 
+# Key attestation (the product's policy; SE chains made for the test, see also tests/api/test_attestation_flow.py)
+
+
+def _attesting_product(world: World, vendor_pem: str) -> None:
+    from fabguard.domain.issuance import AttestationPolicy
+    from fabguard.domain.values import ProductId
+    from fabguard.service import attestation
+
+    attestation.add_root(world.inst, ProductId("sensor"), "se", vendor_pem, actor="test")
+    attestation.set_policy(world.inst, ProductId("sensor"), AttestationPolicy.REQUIRED, actor="test")
+
+
+ATTESTATION_CODES = ("attestation_missing", "attestation_invalid", "attestation_untrusted")
+
+
+@pytest.mark.parametrize("code", ATTESTATION_CODES)
+def test_a_unit_without_a_good_attestation_of_its_key_is_refused_when_the_product_requires_one(
+    world: World, http_of: Callable[[FixtureClient], httpx.Client], code: str
+) -> None:
+    from tests.tpm_support import TestCa, pem
+
+    vendor = TestCa.make("Test SE vendor root")
+    _attesting_product(world, vendor.pem)
+    order = world.order(quota=5)
+    fx = world.fixture("fx-1")
+    device = tested_device(fx, "SN0001")
+    signer = {"attestation_untrusted": TestCa.make("Unknown SE vendor")}.get(code, vendor)
+    attested_key = ec.generate_private_key(ec.SECP256R1()).public_key() if code == "attestation_invalid" else None
+    body = provision_body(order, "SN0001", device.csr_pem())
+    if code != "attestation_missing":
+        device_cert = signer.issue("se-device", attested_key or device.key.public_key())
+        body["attestation"] = {"format": "se-chain", "chain": [pem(device_cert), signer.pem]}
+    before = snapshot(world.inst)
+
+    response = http_of(fx).post(PROVISION, json=body)
+
+    assert_refused(world.inst, response, code, before, order_id=order, fixture_id="fx-1")
+
+
+for _code in ATTESTATION_CODES:
+    provokes(_code)(test_a_unit_without_a_good_attestation_of_its_key_is_refused_when_the_product_requires_one)
+
+
 def test_every_public_refusal_code_is_provoked_by_a_test_here() -> None:
     assert set(REFUSAL_STATUS) == _PROVOKED
 

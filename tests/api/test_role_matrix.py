@@ -50,7 +50,8 @@ PATH_VALUES = {
     "ca": "none",
     "release_id": "none",
     "alert_id": "none.0000000000000000",
-    "product_id": "none",
+    "product_id": "sensor",
+    "sha256": "none",
 }
 
 

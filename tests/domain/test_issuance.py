@@ -12,8 +12,11 @@ import pytest
 
 from fabguard.domain.errors import REFUSAL_STATUS, Refusal
 from fabguard.domain.issuance import (
+    ATTESTATION_OFF,
     ISSUANCE_POLICIES,
     REENROLMENT_POLICIES,
+    AttestationFacts,
+    AttestationPolicy,
     CsrFacts,
     FixtureFacts,
     IssuanceRequest,
@@ -29,9 +32,11 @@ from fabguard.domain.issuance import (
     fixture_active,
     fixture_at_order_site,
     issuing_ca_can_sign,
+    key_attested,
     key_type_allowed,
     key_type_still_allowed,
     key_unseen,
+    new_key_attested,
     new_key_unseen,
     order_active,
     order_in_window,
@@ -227,6 +232,37 @@ def test_order_with_zero_quota_is_refused_as_quota_exhausted() -> None:
     assert refusal_code(quota_left, r) == "quota_exhausted"
 
 
+# ------------------------------------------------------------------ key attestation
+def with_attestation(
+    policy: AttestationPolicy, *, verified: bool = False, failure: Refusal | None = None
+) -> IssuanceRequest:
+    return replace(allowed_request(), attestation=AttestationFacts(policy, verified, failure))
+
+
+def test_attestation_off_ignores_even_a_failed_attestation() -> None:
+    key_attested(with_attestation(AttestationPolicy.OFF, failure=Refusal("attestation_invalid", "bad")))
+
+
+def test_attestation_required_and_absent_is_refused_as_attestation_missing() -> None:
+    assert refusal_code(key_attested, with_attestation(AttestationPolicy.REQUIRED)) == "attestation_missing"
+
+
+def test_attestation_optional_and_absent_is_allowed() -> None:
+    key_attested(with_attestation(AttestationPolicy.OPTIONAL))
+
+
+@pytest.mark.parametrize("policy", [AttestationPolicy.OPTIONAL, AttestationPolicy.REQUIRED])
+@pytest.mark.parametrize("code", ["attestation_invalid", "attestation_untrusted"])
+def test_a_failed_attestation_is_refused_with_its_code_unless_the_policy_is_off(
+    policy: AttestationPolicy, code: str
+) -> None:
+    assert refusal_code(key_attested, with_attestation(policy, failure=Refusal(code, "why"))) == code
+
+
+def test_a_verified_attestation_satisfies_a_required_policy() -> None:
+    key_attested(with_attestation(AttestationPolicy.REQUIRED, verified=True))
+
+
 # ------------------------------------------------------------------ codes and order
 def test_every_refusal_code_used_by_a_policy_has_an_http_status() -> None:
     failing = everything_failing()
@@ -243,6 +279,7 @@ def everything_failing() -> IssuanceRequest:
     r = with_fixture(r, revoked=True, site_id="cm-b")
     r = with_order(r, state=OrderState.SUSPENDED, valid_from=NOW + timedelta(days=1), used=10)
     r = with_csr(r, key_type=KeyType.ED25519, subject_serial="SN0000002")
+    r = replace(r, attestation=AttestationFacts(AttestationPolicy.REQUIRED))
     return with_history(r, latest_test=TestOutcome.FAIL, serial_key_fingerprint=OTHER_FP, key_owner_serial="SN9")
 
 
@@ -256,6 +293,7 @@ REPAIRS = [
     ("serial_mismatch", lambda r: with_csr(r, subject_serial="SN0000001")),
     ("serial_has_other_key", lambda r: with_history(r, serial_key_fingerprint=None)),
     ("key_reused", lambda r: with_history(r, key_owner_serial=None)),
+    ("attestation_missing", lambda r: replace(r, attestation=ATTESTATION_OFF)),
     ("test_failed", lambda r: with_history(r, latest_test=TestOutcome.PASS)),
     ("quota_exhausted", lambda r: with_order(r, used=0)),
 ]
@@ -354,6 +392,11 @@ def test_renewal_onto_a_key_another_unit_holds_is_refused_as_key_reused() -> Non
     assert renewal_refusal(new_key_unseen, r) == "key_reused"
 
 
+def test_renewal_onto_a_new_key_is_refused_when_the_product_requires_attestation() -> None:
+    r = replace(allowed_renewal(), new_key_unattested=True)
+    assert renewal_refusal(new_key_attested, r) == "attestation_missing"
+
+
 def test_renewal_under_a_ca_that_cannot_sign_is_refused_as_issuing_ca_revoked() -> None:
     r = replace(allowed_renewal(), issuing_ca_usable=False)
     assert renewal_refusal(issuing_ca_can_sign, r) == "issuing_ca_revoked"
@@ -366,12 +409,14 @@ def test_reenrolment_refusals_come_in_the_documented_order() -> None:
         csr=CsrFacts(subject_serial="SN0000002", key_type=KeyType.ED25519, key_fingerprint=OTHER_FP),
         new_key_owner_serial="SN9",
         issuing_ca_usable=False,
+        new_key_unattested=True,
     )
     repairs = [
         ("unit_revoked", lambda r: replace(r, revoked=False)),
         ("serial_mismatch", lambda r: replace(r, csr=replace(r.csr, subject_serial="SN0000001"))),
         ("key_type_not_allowed", lambda r: replace(r, csr=replace(r.csr, key_type=KeyType.EC_P256))),
         ("key_reused", lambda r: replace(r, new_key_owner_serial=None)),
+        ("attestation_missing", lambda r: replace(r, new_key_unattested=False)),
         ("issuing_ca_revoked", lambda r: replace(r, issuing_ca_usable=True)),
     ]
     for expected, repair in repairs:

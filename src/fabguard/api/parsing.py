@@ -14,6 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from fabguard.domain.errors import FabGuardError, InvalidRequest, Refusal
 from fabguard.domain.values import OrderId, Serial
+from fabguard.pki import attestation
 from fabguard.pki.csr import check_device_csr, load_csr
 from fabguard.service.firmware_units import UnitFirmwareRequest
 from fabguard.service.provisioning import UnitRequest, UnparsedUnit
@@ -29,23 +30,37 @@ def order_to_provision(value: object) -> OrderId:
     raise Refusal("order_not_found", f"no order {str(value)[:63]!r}")
 
 
-def unit_request(order_id: object, serial: object, csr: object, *, max_csr_bytes: int) -> UnitRequest | UnparsedUnit:
-    """A JSON provisioning request: the serial, then the CSR (PEM or base64 DER), then the order."""
+def unit_request(
+    order_id: object, serial: object, csr: object, evidence: object = None, *, max_csr_bytes: int
+) -> UnitRequest | UnparsedUnit:
+    """A JSON provisioning request: the serial, then the CSR (PEM or base64 DER), then the order, then the
+    key attestation if any (one that cannot be read is kept as its refusal: the product's policy decides)."""
     try:
         unit_serial = Serial.parse(serial)
         if not isinstance(csr, str):
             raise Refusal("csr_invalid", "the CSR must be a PEM or base64 DER string")
         checked = check_device_csr(load_csr(csr.encode("utf-8", "replace"), max_csr_bytes))
-        return UnitRequest(order_to_provision(order_id), unit_serial, checked)
+        return UnitRequest(order_to_provision(order_id), unit_serial, checked, _evidence(evidence))
     except Refusal as refusal:
         return _unparsed(refusal, order_id, serial)
 
 
-def batch_unit_request(order_id: object, serial: object, csr: object, *, max_csr_bytes: int) -> UnitRequest | UnparsedUnit:
+def _evidence(value: object) -> attestation.Evidence | Refusal | None:
+    if value is None:
+        return None
+    try:
+        return attestation.parse_evidence(value)
+    except Refusal as refusal:
+        return refusal
+
+
+def batch_unit_request(
+    order_id: object, serial: object, csr: object, evidence: object = None, *, max_csr_bytes: int
+) -> UnitRequest | UnparsedUnit:
     """One unit of a batch: as :func:`unit_request`, but a unit without string fields is an invalid request."""
     if not isinstance(serial, str) or not isinstance(csr, str):
         return _unparsed(InvalidRequest("each unit needs a serial and a csr, both strings"), order_id, serial)
-    return unit_request(order_id, serial, csr, max_csr_bytes=max_csr_bytes)
+    return unit_request(order_id, serial, csr, evidence, max_csr_bytes=max_csr_bytes)
 
 
 def est_unit_request(order_id: str, body: bytes, *, max_csr_bytes: int) -> UnitRequest | UnparsedUnit:

@@ -114,15 +114,35 @@ class EnrollIn(_Strict):
     csr: str = Field(max_length=16384, description="PKCS#10 CSR, PEM or base64 DER")
 
 
+ATTESTATION_DOC = (
+    "Key attestation, read when the product's policy is optional or required: "
+    '{"format": "tpm2-certify", "attest": base64 TPMS_ATTEST of a TPM2_Certify whose extraData is the '
+    'SHA-256 of this CSR\'s DER, "signature": base64 TPMT_SIGNATURE by the AK, "public": base64 TPM2B_PUBLIC '
+    'of the certified key, "ak_chain": [PEM AK certificate, intermediates...]} or {"format": "se-chain", '
+    '"chain": [PEM device certificate of the secure element, its vendor\'s intermediates...]}'
+)
+
+
+class ProductAttestationIn(_Strict):
+    policy: str = Field(description="off (default: not read), optional (checked when presented) or required")
+
+
+class AttestationRootIn(_Strict):
+    kind: str = Field(description="tpm (issues AK certificates) or se (a secure-element vendor's CA)")
+    certificate: str = Field(max_length=8192, description="The CA certificate, PEM")
+
+
 class ProvisionIn(_Strict):
     order_id: Any = Field(description="The production order")
     serial: Any = Field(description="The unit serial; must equal the CSR subject's serialNumber")
     csr: Any = Field(description="PKCS#10 CSR made on the device, PEM or base64 DER")
+    attestation: Any = Field(default=None, description=ATTESTATION_DOC)
 
 
 class BatchUnit(BaseModel):
     serial: Any = None
     csr: Any = None
+    attestation: Any = Field(default=None, description="As for a single unit")
 
 
 class ProvisionBatchIn(_Strict):

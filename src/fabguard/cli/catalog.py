@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from fabguard.cli.common import actor, command, console, fail, opened
+from fabguard.domain.errors import InvalidRequest
+from fabguard.domain.issuance import AttestationPolicy
 from fabguard.domain.values import ProductId, SiteId
-from fabguard.service import catalog
+from fabguard.service import attestation, catalog
 
 product_app = typer.Typer(help="Products and their device-key profile.", no_args_is_help=True)
 site_app = typer.Typer(help="Contract-manufacturer sites.", no_args_is_help=True)
@@ -76,6 +79,53 @@ def product_list() -> None:
             p.vulnerability_contact or "-",
         )
     console.print(table)
+
+
+@command(product_app, "attestation")
+def product_attestation(
+    product_id: Annotated[str, typer.Argument(help="The product")],
+    policy: Annotated[
+        str | None, typer.Option(help="Set the key-attestation policy: off, optional or required")
+    ] = None,
+) -> None:
+    """Show (or with --policy set) the product's key-attestation policy and its trusted roots."""
+    with opened() as inst:
+        pid = ProductId.named(product_id)
+        if policy is not None:
+            attestation.set_policy(inst, pid, AttestationPolicy.parse(policy), actor=actor(inst))
+        shown = attestation.settings(inst, pid)
+    console.print(f"Product {product_id}: attestation {shown['policy']}")
+    table = Table("kind", "sha256", "subject")
+    for root in shown["roots"]:  # type: ignore[attr-defined]
+        table.add_row(root["kind"], root["sha256"], root["subject"])
+    console.print(table)
+
+
+@command(product_app, "trust-root")
+def product_trust_root(
+    product_id: Annotated[str, typer.Argument(help="The product")],
+    certificate: Annotated[Path, typer.Argument(help="PEM file of the CA certificate")],
+    kind: Annotated[str, typer.Option(help="tpm (issues AK certificates) or se (a secure-element vendor's CA)")],
+) -> None:
+    """Trust a TPM maker's or SE vendor's attestation CA for the product's units."""
+    try:
+        pem = certificate.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"cannot read {certificate}: {exc}", code="certificate_invalid") from None
+    with opened() as inst:
+        row = attestation.add_root(inst, ProductId.named(product_id), kind, pem, actor=actor(inst))
+    console.print(f"Product {product_id} trusts the {row['kind']} root {row['subject']} ({row['sha256']})")
+
+
+@command(product_app, "distrust-root")
+def product_distrust_root(
+    product_id: Annotated[str, typer.Argument(help="The product")],
+    sha256: Annotated[str, typer.Argument(help="The root certificate's SHA-256, as `product attestation` shows")],
+) -> None:
+    """Stop trusting an attestation root; certificates already issued stay as they are."""
+    with opened() as inst:
+        attestation.remove_root(inst, ProductId.named(product_id), sha256, actor=actor(inst))
+    console.print(f"Product {product_id} no longer trusts root {sha256}")
 
 
 @command(site_app, "add")

@@ -34,6 +34,10 @@ REFUSAL_STATUS: dict[str, int] = {
     "unit_revoked": 409,
     "issuing_ca_revoked": 409,
     "rate_limited": 429,  # the fixture sends faster than Limits.fixture_requests_per_second
+    # Key attestation (the product's attestation policy, pki/attestation):
+    "attestation_missing": 403,  # required, and the request carries none
+    "attestation_invalid": 400,  # malformed, does not verify, or about another key or request (replayed)
+    "attestation_untrusted": 403,  # verifies, but its chain ends at no root the product trusts
 }
 
 # Refusal codes a fixture can meet while fetching firmware, with their HTTP status.
@@ -124,6 +128,7 @@ ERROR_STATUS: dict[str, int] = {
     "ca_not_found": 404,
     "fixture_not_found": 404,
     "product_not_found": 404,
+    "attestation_root_not_found": 404,
     "quota_change_not_found": 404,
     "site_not_found": 404,
     "unit_not_found": 404,
@@ -144,6 +149,7 @@ ERROR_STATUS: dict[str, int] = {
     "order_exists": 409,
     "order_not_suspended": 409,
     "product_exists": 409,
+    "attestation_root_exists": 409,
     "quota_below_used": 409,
     "quota_change_decided": 409,
     "release_already_approved": 409,

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 
-from fabguard.domain.errors import Refusal
+from fabguard.domain.errors import InvalidRequest, Refusal
 from fabguard.domain.values import KeyType, OrderState, Serial, TestOutcome
 
 
@@ -52,6 +53,34 @@ class UnitHistory:
     key_owner_serial: str | None
 
 
+class AttestationPolicy(Enum):
+    """A product's key-attestation policy: ``off`` (the default: attestation is not read), ``optional``
+    (checked when presented, refused when it fails) or ``required`` (no certificate without it)."""
+
+    OFF = "off"
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+
+    @classmethod
+    def parse(cls, value: str) -> AttestationPolicy:
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidRequest("the attestation policy is one of off, optional, required") from None
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationFacts:
+    """The product's policy and what the PKI layer found in the request's attestation, if it carried one."""
+
+    policy: AttestationPolicy
+    verified: bool = False
+    failure: Refusal | None = None
+
+
+ATTESTATION_OFF = AttestationFacts(AttestationPolicy.OFF)
+
+
 @dataclass(frozen=True, slots=True)
 class IssuanceRequest:
     fixture: FixtureFacts
@@ -61,6 +90,7 @@ class IssuanceRequest:
     csr: CsrFacts
     history: UnitHistory
     now: datetime
+    attestation: AttestationFacts = ATTESTATION_OFF
 
 
 Policy = Callable[[IssuanceRequest], None]
@@ -124,6 +154,20 @@ def key_unseen(r: IssuanceRequest) -> None:
         raise Refusal("key_reused", f"this public key already belongs to serial {owner} (clone alarm)")
 
 
+def key_attested(r: IssuanceRequest) -> None:
+    """The product's attestation policy: a failed attestation is refused unless the policy is off."""
+    a = r.attestation
+    if a.policy is AttestationPolicy.OFF:
+        return
+    if a.failure is not None:
+        raise a.failure
+    if not a.verified and a.policy is AttestationPolicy.REQUIRED:
+        raise Refusal(
+            "attestation_missing",
+            f"product {r.order.product_id} requires key attestation and the request carries none",
+        )
+
+
 def passed_test(r: IssuanceRequest) -> None:
     if r.history.latest_test is None:
         raise Refusal("test_missing", f"no test record has been uploaded for serial {r.serial.value}")
@@ -149,6 +193,7 @@ ISSUANCE_POLICIES: tuple[Policy, ...] = (
     csr_names_serial,
     serial_keeps_its_key,
     key_unseen,
+    key_attested,
     passed_test,
     quota_left,
 )
@@ -171,6 +216,8 @@ class ReenrolmentRequest:
     new_key_owner_serial: str | None  # the unit that holds the CSR's key already, if the key is a new one
     issuing_ca: str
     issuing_ca_usable: bool
+    # The key changes and the product requires key attestation, which a re-enrolment cannot carry.
+    new_key_unattested: bool = False
 
 
 ReenrolmentPolicy = Callable[[ReenrolmentRequest], None]
@@ -193,8 +240,14 @@ def key_type_still_allowed(r: ReenrolmentRequest) -> None:
 
 def new_key_unseen(r: ReenrolmentRequest) -> None:
     if r.new_key_owner_serial is not None:
+        raise Refusal("key_reused", f"this public key already belongs to serial {r.new_key_owner_serial} (clone alarm)")
+
+
+def new_key_attested(r: ReenrolmentRequest) -> None:
+    if r.new_key_unattested:
         raise Refusal(
-            "key_reused", f"this public key already belongs to serial {r.new_key_owner_serial} (clone alarm)"
+            "attestation_missing",
+            f"unit {r.serial}'s product requires key attestation: renew with the same key, or provision again",
         )
 
 
@@ -208,6 +261,7 @@ REENROLMENT_POLICIES: tuple[ReenrolmentPolicy, ...] = (
     csr_names_the_unit,
     key_type_still_allowed,
     new_key_unseen,
+    new_key_attested,
     issuing_ca_can_sign,
 )
 

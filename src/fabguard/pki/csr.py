@@ -26,6 +26,7 @@ _EXTENSION_REQUEST = x509.ObjectIdentifier("1.2.840.113549.1.9.14")
 class CheckedCsr:
     facts: CsrFacts
     public_key: CertificateIssuerPublicKeyTypes
+    csr: x509.CertificateSigningRequest  # for key attestation, which binds to the CSR's bytes
 
 
 def load_csr(data: bytes, max_bytes: int) -> x509.CertificateSigningRequest:
@@ -108,4 +109,4 @@ def check_device_csr(csr: x509.CertificateSigningRequest) -> CheckedCsr:
                 f"the CSR subject carries an unexpected attribute {attr.oid._name}; "
                 "only serialNumber (and a commonName equal to it) is accepted",
             )
-    return CheckedCsr(CsrFacts(serial, key_type, spki_fingerprint(public_key)), public_key)
+    return CheckedCsr(CsrFacts(serial, key_type, spki_fingerprint(public_key)), public_key, csr)

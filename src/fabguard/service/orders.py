@@ -6,6 +6,7 @@ must approve (dual control).
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -386,6 +387,7 @@ def order_units(inst: Instance, order_id: str, *, after_id: int = 0, limit: int 
                 "fixture_id": u.fixture_id,
                 "cert_serial": u.cert_serial,
                 "issued_at": u.issued_at.isoformat(),
+                "attestation": json.loads(u.attestation) if u.attestation else None,
             }
             for u in rows
         ]

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fabguard.domain.errors import FabGuardError, InvalidRequest, Refusal
 from fabguard.domain.issuance import (
+    AttestationPolicy,
     FixtureFacts,
     IssuanceRequest,
     authorize_issuance,
@@ -33,9 +34,10 @@ from fabguard.domain.values import (
     recorded_order_id,
     recorded_serial,
 )
-from fabguard.pki import matter, profiles
+from fabguard.pki import attestation, matter, profiles
 from fabguard.pki.csr import CheckedCsr
 from fabguard.service import idempotency
+from fabguard.service.attestation import check_request, recorded
 from fabguard.service.authorities import USABLE
 from fabguard.service.events import record_refusal, refusal_event
 from fabguard.service.idempotency import Answer, Keyed
@@ -69,11 +71,13 @@ class Provisioned:
 
 @dataclass(frozen=True, slots=True)
 class UnitRequest:
-    """One unit's provisioning request, parsed at the edge: the order, the serial, the checked CSR."""
+    """One unit's provisioning request, parsed at the edge: the order, the serial, the checked CSR, and the
+    key attestation if it carried one (a refusal when it could not be read: the product's policy decides)."""
 
     order_id: OrderId
     serial: Serial
     csr: CheckedCsr
+    attestation: attestation.Evidence | Refusal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +186,8 @@ def _provision_in_transaction(
             raise Refusal("order_not_found", f"no order {unit.order_id.value!r}")
         facts, ca_name, product_id = order.facts, order.issuing_ca, order.facts.product_id
         history, existing, ca_state = unit_history(s, product_id, serial.value, checked.facts.key_fingerprint, ca_name)
+        policy = AttestationPolicy(order.attestation_policy)
+        attestation_facts, attested = check_request(s, policy, product_id, unit.attestation, checked.csr, now)
         request = IssuanceRequest(
             fixture=fixture,
             order=facts,
@@ -190,6 +196,7 @@ def _provision_in_transaction(
             csr=checked.facts,
             history=history,
             now=now,
+            attestation=attestation_facts,
         )
         if existing is not None and existing.revoked_at is not None:
             fixture_active(request)
@@ -226,6 +233,7 @@ def _provision_in_transaction(
                 issuing_ca=ca_name,
                 certificate_pem=pem,
                 issued_at=now,
+                attestation=recorded(attested),
             )
         )
         append_event(
@@ -242,6 +250,7 @@ def _provision_in_transaction(
                 "key_fingerprint": checked.facts.key_fingerprint,
                 "site_id": fixture.site_id,
                 "product_id": product_id,
+                **({"attestation": attested.to_dict()} if attested is not None else {}),
             },
         )
         done = Provisioned(serial.value, facts.id, pem, inst.cas.chain_pem(ca_name, s), False)

@@ -62,6 +62,7 @@ def _reenroll_in_transaction(inst: Instance, fingerprint: str, checked: CheckedC
                 new_key_owner_serial=owner,
                 issuing_ca=unit.issuing_ca,
                 issuing_ca_usable=ca is not None and ca.state in USABLE,
+                new_key_unattested=new_key != unit.key_fingerprint and product.attestation_policy == "required",
             )
         )
         lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None
@@ -74,6 +75,8 @@ def _reenroll_in_transaction(inst: Instance, fingerprint: str, checked: CheckedC
         unit.cert_serial = format(cert.serial_number, "x")
         unit.cert_sha256 = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
         unit.key_fingerprint = new_key
+        if new_key != old_key:
+            unit.attestation = None  # what backed the old key says nothing about the new one
         append_event(
             s,
             "unit.reenrolled",

@@ -25,6 +25,7 @@ class OrderRow:
     issuing_ca: str
     key_types: str
     cert_lifetime_days: int | None
+    attestation_policy: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ def lock_order(s: Session, order_id: str) -> OrderRow | None:
             o.issuing_ca,
             Product.key_types,
             Product.cert_lifetime_days,
+            Product.attestation_policy,
         )
         .join_from(Order, Product, Product.id == Order.product_id)
         .where(o.id == order_id)
@@ -71,7 +73,7 @@ def lock_order(s: Session, order_id: str) -> OrderRow | None:
         quota=row.quota,
         used=row.used,
     )
-    return OrderRow(facts, row.issuing_ca, row.key_types, row.cert_lifetime_days)
+    return OrderRow(facts, row.issuing_ca, row.key_types, row.cert_lifetime_days, row.attestation_policy)
 
 
 def unit_history(

@@ -50,6 +50,8 @@ class Product(Base):
     # CRA evidence (migration 0011): the last day of security support and where to report a vulnerability.
     support_until: Mapped[date | None] = mapped_column(Date, nullable=True)
     vulnerability_contact: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # Key attestation (store/attestation_models.py holds the trusted roots): off, optional or required.
+    attestation_policy: Mapped[str] = mapped_column(String(16), default="off", server_default="off")
 
 
 class Site(Base):
@@ -153,6 +155,8 @@ class Unit(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     issuing_ca: Mapped[str] = mapped_column(String(63), default="issuing", server_default="issuing", index=True)
+    # What attestation backed the certificate (JSON: format, evidence and chain digests), if any.
+    attestation: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class CertificateAuthority(Base):

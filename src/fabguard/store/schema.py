@@ -7,6 +7,7 @@ from sqlalchemy import MetaData
 from fabguard.store import (
     analytics_models,
     approval_models,
+    attestation_models,
     field_models,
     firmware_models,
     idempotency,
@@ -30,5 +31,6 @@ MODEL_MODULES = (
     royalty_models,
     licence_models,
     field_models,
+    attestation_models,
 )
 metadata: MetaData = Base.metadata

@@ -8,8 +8,10 @@ from fastapi import APIRouter
 
 from fabguard.api.deps import Engineer, Inst, Reader
 from fabguard.api.schemas import ProductComplianceIn, ProductIn, SiteIn
+from fabguard.api.schemas import AttestationRootIn, ProductAttestationIn, ProductIn, SiteIn
+from fabguard.domain.issuance import AttestationPolicy
 from fabguard.domain.values import ProductId, SiteId
-from fabguard.service import catalog
+from fabguard.service import attestation, catalog
 
 router = APIRouter(tags=["admin"])
 
@@ -43,6 +45,29 @@ def set_product_compliance(inst: Inst, product_id: str, body: ProductComplianceI
         actor=p.actor,
     )
     return catalog.product_dict(prod)
+@router.get("/api/v1/products/{product_id}/attestation")
+def product_attestation(inst: Inst, product_id: str, _: Reader) -> dict[str, object]:
+    """The product's key-attestation policy and the roots it trusts (README: Key attestation)."""
+    return attestation.settings(inst, ProductId.named(product_id))
+
+
+@router.put("/api/v1/products/{product_id}/attestation")
+def set_product_attestation(inst: Inst, product_id: str, body: ProductAttestationIn, p: Engineer) -> dict[str, object]:
+    """Set the policy: off (not read), optional (checked when presented) or required."""
+    policy = AttestationPolicy.parse(body.policy)
+    return attestation.set_policy(inst, ProductId.named(product_id), policy, actor=p.actor)
+
+
+@router.post("/api/v1/products/{product_id}/attestation/roots", status_code=201)
+def add_attestation_root(inst: Inst, product_id: str, body: AttestationRootIn, p: Engineer) -> dict[str, str]:
+    """Trust a TPM maker's AK-issuing CA (kind tpm) or an SE vendor's CA (kind se) for this product."""
+    return attestation.add_root(inst, ProductId.named(product_id), body.kind, body.certificate, actor=p.actor)
+
+
+@router.delete("/api/v1/products/{product_id}/attestation/roots/{sha256}", status_code=204)
+def remove_attestation_root(inst: Inst, product_id: str, sha256: str, p: Engineer) -> None:
+    """Stop trusting a root (by its certificate's SHA-256); issued certificates stay as they are."""
+    attestation.remove_root(inst, ProductId.named(product_id), sha256, actor=p.actor)
 
 
 @router.post("/api/v1/sites", status_code=201)

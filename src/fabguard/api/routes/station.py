@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from fabguard.api import parsing
 from fabguard.api.deps import Fixture, Inst
@@ -48,6 +49,19 @@ def _answered(answer: Answer) -> JSONResponse:
     return JSONResponse(answer.body, status_code=answer.status, headers=headers)
 
 
+def _dumped(body: BaseModel) -> Any:
+    """The body as its idempotency fingerprint sees it: an absent attestation is left out, so a request
+    without one has the fingerprint it had before attestation existed."""
+    dumped = body.model_dump(mode="json")
+    if dumped.get("attestation", 0) is None:
+        del dumped["attestation"]
+    if isinstance(dumped.get("units"), list):
+        for unit in dumped["units"]:
+            if isinstance(unit, dict) and unit.get("attestation", 0) is None:
+                del unit["attestation"]
+    return dumped
+
+
 @router.get("/api/v1/fixture/whoami")
 def whoami(f: Fixture) -> dict[str, str]:
     return {"fixture_id": f.id, "site_id": f.site_id}
@@ -82,9 +96,11 @@ def provision(
     inst: Inst, body: ProvisionIn, f: Fixture, response: Response, idempotency_key: KeyHeader = None
 ) -> dict[str, object] | JSONResponse:
     """Check and, if allowed, issue one unit's device certificate (201; 200 for an idempotent retry)."""
-    unit = parsing.unit_request(body.order_id, body.serial, body.csr, max_csr_bytes=inst.limits.max_csr_bytes)
+    unit = parsing.unit_request(
+        body.order_id, body.serial, body.csr, body.attestation, max_csr_bytes=inst.limits.max_csr_bytes
+    )
     if idempotency_key is not None:
-        key = _keyed(f, idempotency_key, "POST /api/v1/units/provision", body.model_dump(mode="json"))
+        key = _keyed(f, idempotency_key, "POST /api/v1/units/provision", _dumped(body))
         return _answered(provisioning.provision_unit_once(inst, f, unit, key))
     done = provisioning.provision_unit(inst, f, unit)
     response.status_code = 200 if done.replayed else 201
@@ -97,11 +113,13 @@ def provision_batch(
 ) -> dict[str, Any] | JSONResponse:
     """Many units in one request; each is decided on its own and has its own status."""
     units = [
-        parsing.batch_unit_request(body.order_id, u.serial, u.csr, max_csr_bytes=inst.limits.max_csr_bytes)
+        parsing.batch_unit_request(
+            body.order_id, u.serial, u.csr, u.attestation, max_csr_bytes=inst.limits.max_csr_bytes
+        )
         for u in body.units
     ]
     if idempotency_key is None:
         return {"results": provisioning.provision_batch(inst, f, units)}
-    key = _keyed(f, idempotency_key, "POST /api/v1/units/provision-batch", body.model_dump(mode="json"))
-    pairs = [(unit, u.model_dump(mode="json")) for unit, u in zip(units, body.units, strict=True)]
+    key = _keyed(f, idempotency_key, "POST /api/v1/units/provision-batch", _dumped(body))
+    pairs = [(unit, _dumped(u)) for unit, u in zip(units, body.units, strict=True)]
     return _answered(provisioning.provision_batch_once(inst, f, pairs, key))
