@@ -47,7 +47,7 @@ class Product(Base):
     key_types: Mapped[str] = mapped_column(String(100))
     cert_lifetime_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # CRA evidence (migration 0011): the last day of security support and where to report a vulnerability.
+    # CRA evidence (migration 0013): the last day of security support and where to report a vulnerability.
     support_until: Mapped[date | None] = mapped_column(Date, nullable=True)
     vulnerability_contact: Mapped[str | None] = mapped_column(String(500), nullable=True)
     # Key attestation (store/attestation_models.py holds the trusted roots): off, optional or required.

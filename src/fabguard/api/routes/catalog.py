@@ -7,8 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from fabguard.api.deps import Engineer, Inst, Reader
-from fabguard.api.schemas import ProductComplianceIn, ProductIn, SiteIn
-from fabguard.api.schemas import AttestationRootIn, ProductAttestationIn, ProductIn, SiteIn
+from fabguard.api.schemas import AttestationRootIn, ProductAttestationIn, ProductComplianceIn, ProductIn, SiteIn
 from fabguard.domain.issuance import AttestationPolicy
 from fabguard.domain.values import ProductId, SiteId
 from fabguard.service import attestation, catalog
