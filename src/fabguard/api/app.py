@@ -19,6 +19,7 @@ from fabguard.api.routes import (
     est,
     firmware,
     fixtures,
+    leases,
     ledger,
     meta,
     orders,
@@ -70,6 +71,7 @@ def create_app(inst: Instance) -> Any:
         authorities,
         revocation,
         station,
+        leases,
     ):
         app.include_router(routes.router)
     app.include_router(est.router)

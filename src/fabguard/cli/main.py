@@ -9,6 +9,7 @@ import typer
 
 from fabguard import __version__
 from fabguard.cli import (
+    agent,
     approvals,
     backup,
     ca,
@@ -18,6 +19,7 @@ from fabguard.cli import (
     firmware,
     fixtures,
     instance,
+    lease,
     ledger,
     orders,
     stats,
@@ -57,6 +59,8 @@ app.add_typer(ledger.ledger_app, name="ledger")
 app.add_typer(ledger.audit_app, name="audit")
 app.add_typer(firmware.firmware_app, name="firmware")
 app.add_typer(stats.stats_app, name="stats")
+app.add_typer(lease.lease_app, name="lease")
+app.add_typer(agent.agent_app, name="agent")
 
 
 def _version(value: bool) -> None:

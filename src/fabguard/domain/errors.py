@@ -163,6 +163,13 @@ ERROR_STATUS: dict[str, int] = {
     "restore_target_exists": 409,
     "backup_failed": 500,
     "restore_failed": 500,
+    # Quota leases for offline site agents.
+    "lease_invalid": 422,
+    "lease_units_invalid": 422,
+    "agent_request_invalid": 422,
+    "lease_not_found": 404,
+    "lease_exceeds_quota": 409,
+    "lease_order_unsupported": 409,
 }
 
 

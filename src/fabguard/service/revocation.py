@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
 from fabguard.pki.crl import REASONS, RevokedEntry, build_crl
+from fabguard.service.ca_registry import EXTERNAL_KEY
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event
 from fabguard.store.models import CertificateAuthority, CrlRow, Fixture, Order, Unit
@@ -142,11 +143,14 @@ def _role(inst: Instance, ca: str) -> str:
 
 
 def ca_names(inst: Instance) -> list[str]:
-    """Every CA that publishes a CRL (all but those still waiting for their certificate)."""
+    """Every CA that publishes a CRL (all but those still waiting for their certificate, or whose key is elsewhere)."""
     with inst.db.read() as s:
         return list(
             s.execute(
-                select(CertificateAuthority.name).where(CertificateAuthority.certificate_pem.is_not(None))
+                select(CertificateAuthority.name).where(
+                    CertificateAuthority.certificate_pem.is_not(None),
+                    CertificateAuthority.key_ref.not_like(f"{EXTERNAL_KEY}%"),
+                )
             ).scalars()
         )
 
