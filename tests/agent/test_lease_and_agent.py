@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,62 +11,20 @@ import pytest
 
 from fabguard.api.server import ServerThread
 from fabguard.domain.errors import Conflict, InvalidRequest
-from fabguard.domain.values import OrderId
-from fabguard.fixture.client import FabGuardClientError, FixtureClient
+from fabguard.fixture.client import FabGuardClientError
 from fabguard.ledger.lease import LeaseError
 from fabguard.service import orders
 from fabguard.service.agent import init_agent, prepare_agent
 from fabguard.service.instance import Instance
-from fabguard.service.leases import issue_lease, parse_agent_request
+from tests.agent.conftest import Site, agent_fixture, lease_for
 from tests.support import World, tested_device
-
-
-@dataclasses.dataclass
-class Site:
-    world: World
-    order_id: str
-    lease: dict[str, object]
-    home: Path
-
-
-def _lease(world: World, order_id: str, home: Path, units: int = 3, site: str = "cm-a") -> dict[str, object]:
-    request = parse_agent_request(prepare_agent(home, site_id=site))
-    return issue_lease(
-        world.inst, OrderId(order_id), units=units, expires_in=timedelta(hours=8), request=request, actor="test"
-    )
-
-
-@pytest.fixture
-def site(world: World, tmp_path: Path) -> Site:
-    world.credentials("line-1")  # enrolled before the lease, so the lease carries it
-    order_id = world.order(10)
-    home = tmp_path / "agent"
-    bundle = _lease(world, order_id, home)
-    init_agent(home, json.dumps(bundle))
-    return Site(world, order_id, bundle, home)
-
-
-@pytest.fixture
-def agent(site: Site) -> Iterator[tuple[Instance, ServerThread]]:
-    inst = Instance.open(site.home)
-    server = ServerThread(inst).start()
-    yield inst, server
-    server.stop()
-    inst.close()
-
-
-def _agent_fixture(site: Site, server: ServerThread) -> FixtureClient:
-    from fabguard.fixture.client import Credentials
-
-    creds = Credentials.load(site.world.tmp / "fixtures" / "line-1")
-    return FixtureClient(dataclasses.replace(creds, server=server.url))
 
 
 def test_a_lease_takes_its_units_out_of_the_central_quota(site: Site) -> None:
     order = orders.get_order(site.world.inst, site.order_id)
     assert (order.used, order.remaining) == (3, 7)
     with pytest.raises(Conflict) as exc:
-        _lease(site.world, site.order_id, site.world.tmp / "agent-2", units=8)
+        lease_for(site.world, site.order_id, site.world.tmp / "agent-2", units=8)
     assert exc.value.code == "lease_exceeds_quota"
     assert orders.get_order(site.world.inst, site.order_id).used == 3
 
@@ -76,16 +32,16 @@ def test_a_lease_takes_its_units_out_of_the_central_quota(site: Site) -> None:
 def test_a_lease_for_an_agent_of_another_site_or_of_no_units_is_refused(world: World, tmp_path: Path) -> None:
     order_id = world.order(10)
     with pytest.raises(InvalidRequest) as exc:
-        _lease(world, order_id, tmp_path / "a", site="cm-b")
+        lease_for(world, order_id, tmp_path / "a", site="cm-b")
     assert exc.value.code == "agent_request_invalid"
     with pytest.raises(InvalidRequest) as exc:
-        _lease(world, order_id, tmp_path / "b", units=0)
+        lease_for(world, order_id, tmp_path / "b", units=0)
     assert exc.value.code == "lease_units_invalid"
     assert orders.get_order(world.inst, order_id).used == 0
 
 
 def test_a_changed_lease_is_refused_by_the_agent(world: World, tmp_path: Path) -> None:
-    bundle = _lease(world, world.order(10), tmp_path / "agent")
+    bundle = lease_for(world, world.order(10), tmp_path / "agent")
     terms = bundle["lease"]
     assert isinstance(terms, dict)
     terms["units"] = 300
@@ -98,7 +54,7 @@ def test_the_agent_provisions_offline_and_stops_at_the_lease_limit(
 ) -> None:
     _, server = agent
     site.world.server.stop()  # the link to the central server is cut
-    with _agent_fixture(site, server) as client:
+    with agent_fixture(site, server) as client:
         issued = []
         for n in range(3):
             device = tested_device(client, f"SN-A{n}")
@@ -127,7 +83,7 @@ def test_the_agent_refuses_after_the_lease_ends(site: Site) -> None:
     later = datetime.fromisoformat(str(lease["not_after"])) + timedelta(seconds=1)
     inst = Instance.open(site.home, clock=lambda: later)
     try:
-        with ServerThread(inst) as server, _agent_fixture(site, server) as client:
+        with ServerThread(inst) as server, agent_fixture(site, server) as client:
             device = tested_device(client, "SN-LATE")
             with pytest.raises(FabGuardClientError) as exc:
                 client.provision(site.order_id, device.serial, device.csr_pem())

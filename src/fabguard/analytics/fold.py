@@ -30,7 +30,9 @@ from fabguard.domain.testrecord import StoredMeasurement, stored_rows
 
 PASS = "PASS"
 ACK_KIND = "alert.acknowledged"
-COUNTED_KINDS = frozenset({"unit.provisioned", "unit.refused", "request.refused", "test.refused", "test.recorded"})
+COUNTED_KINDS = frozenset(
+    {"unit.provisioned", "unit.refused", "request.refused", "test.refused", "test.recorded", "lease.sync_refused"}
+)
 
 # A measurement's (phase, name): its key among a fixture's last values and an hour's measurement sums.
 NameKey = tuple[str, str]

@@ -5,14 +5,18 @@
 
 from __future__ import annotations
 
+import os
+import ssl
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 
 from fabguard.cli import instance
-from fabguard.cli.common import command, console, opened, print_json, state
+from fabguard.cli.common import TOKEN_ENV, command, console, fail, opened, print_json, state
+from fabguard.domain.errors import InvalidRequest
 from fabguard.service import agent, orders
 
 agent_app = typer.Typer(
@@ -83,6 +87,45 @@ def agent_status() -> None:
             "not_after": terms.not_after.isoformat(),
         }
     )
+
+
+@command(agent_app, "sync")
+def agent_sync(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the sync package here (carry it to the server)")
+    ] = None,
+    central: Annotated[
+        str | None,
+        typer.Option("--central", help="Or send it to the central server at this URL (admin token in FABGUARD_TOKEN)"),
+    ] = None,
+) -> None:
+    """Send the agent's log, signed checkpoint and unit certificates to the central server (or to a file)."""
+    if (out is None) == (central is None):
+        raise InvalidRequest("give one of --out FILE or --central URL")
+    with opened() as inst:
+        package = agent.sync_package(inst, state.home)
+    if out is not None:
+        out.write_text(package.to_json())
+        console.print(f"[green]Sync package[/] of {len(package.entries)} entries written to {out}")
+        return
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        raise InvalidRequest(f"--central needs an admin token in {TOKEN_ENV}", code="token_required")
+    verify = ssl.create_default_context(cafile=str(state.home / "ca" / "root.pem"))
+    with httpx.Client(base_url=str(central), verify=verify, timeout=60) as client:
+        answer = client.post(
+            f"/api/v1/leases/{package.lease_id}/sync",
+            content=package.to_json(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+    if answer.status_code != 200:
+        error = (
+            answer.json().get("error", {})
+            if answer.headers.get("content-type", "").startswith("application/json")
+            else {}
+        )
+        fail(f"the server refused: {error.get('message', answer.text[:200])} [{error.get('code', answer.status_code)}]")
+    print_json(answer.json())
 
 
 @wraps(instance.serve)

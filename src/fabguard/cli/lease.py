@@ -13,7 +13,7 @@ from fabguard.cli.common import actor, command, console, opened, print_json
 from fabguard.cli.tokens import parse_lifetime
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import OrderId
-from fabguard.service import leases
+from fabguard.service import lease_sync, leases
 
 lease_app = typer.Typer(
     help="Quota leases: N units of an order, until a time, for one offline site agent.", no_args_is_help=True
@@ -74,3 +74,23 @@ def lease_list(
     for r in rows:
         table.add_row(*(str(r[k]) for k in ("id", "order_id", "site_id", "units", "not_after", "agent_ca", "state")))
     console.print(table)
+
+
+@command(lease_app, "sync")
+def lease_sync_cmd(
+    package: Annotated[Path, typer.Argument(help="The file 'fabguard agent sync --out' wrote")],
+) -> None:
+    """Fold a site agent's log into the ledger (a discrepancy is refused, recorded and alerted)."""
+    with opened() as inst:
+        summary = lease_sync.sync_lease(inst, lease_sync.parse_sync_package(package.read_bytes()), actor=actor(inst))
+    print_json(summary)
+
+
+@command(lease_app, "resolve")
+def lease_resolve(
+    lease_id: Annotated[str, typer.Argument(help="The lease whose discrepancy was looked into")],
+    note: Annotated[str, typer.Option("--note", help="What was found and done")],
+) -> None:
+    """Close a lease's discrepancy: new leases for its order and site are issued again."""
+    with opened() as inst:
+        print_json(lease_sync.resolve_discrepancy(inst, lease_id, note=note, actor=actor(inst)))

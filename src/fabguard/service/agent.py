@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from fabguard.domain.errors import ConfigurationError
 from fabguard.domain.values import OrderState
@@ -33,11 +33,13 @@ from fabguard.ledger.checkpoint import verifier_key
 from fabguard.ledger.lease import Lease, LeaseError, open_bundle
 from fabguard.pki import profiles
 from fabguard.pki.keys import SigningKey, new_signing_key, passphrase_from_env, read_encrypted_key, write_encrypted_key
+from fabguard.service import ledger
 from fabguard.service.ca_registry import EXTERNAL_KEY
 from fabguard.service.config import CONFIG_NAME, InstanceConfig
 from fabguard.service.instance import Clock, Instance, utcnow
+from fabguard.service.lease_sync import SyncPackage
 from fabguard.store.db import append_event
-from fabguard.store.models import CertificateAuthority, Fixture, Order, Product, Site
+from fabguard.store.models import CertificateAuthority, Event, Fixture, Order, Product, Site, Unit
 
 PENDING_NAME = "agent-pending.json"
 LEASE_NAME = "lease.json"
@@ -248,3 +250,22 @@ def agent_lease(home: Path) -> Lease:
     if not path.exists():
         raise ConfigurationError(f"{home} is not a site agent (no {LEASE_NAME}): run 'fabguard agent init'")
     return open_bundle(json.loads(path.read_text()))
+
+
+def sync_package(inst: Instance, home: Path) -> SyncPackage:
+    """The agent's whole log, a checkpoint of it signed with the agent's ledger key, and its units'
+    certificates. A sync is an event of its own first, so every genuine sync is newer than the last one
+    (an old package sent again is then a replay the central server refuses)."""
+    lease = agent_lease(home)
+    with inst.db.transaction() as s:
+        append_event(
+            s, "agent.sync_prepared", at=inst.clock(), actor=f"lease:{lease.lease_id}", order_id=lease.order_id
+        )
+    checkpoint = ledger.make_checkpoint(inst)
+    with inst.db.read() as s:
+        entries = [
+            bytes(e)
+            for e in s.execute(select(Event.entry).where(Event.seq <= checkpoint.size).order_by(Event.seq)).scalars()
+        ]
+        certificates = {sha: pem for sha, pem in s.execute(select(Unit.cert_sha256, Unit.certificate_pem)).all()}
+    return SyncPackage(lease.lease_id, checkpoint.note, entries, certificates)

@@ -168,6 +168,17 @@ def issue_lease(
     }
     bundle = sign_bundle(body, ledger_signing_key(inst))
     with inst.db.transaction() as s:
+        standing = s.execute(
+            select(QuotaLease.id).where(
+                QuotaLease.state == "discrepancy",
+                (QuotaLease.order_id == order.id) | (QuotaLease.site_id == order.site_id),
+            )
+        ).first()
+        if standing is not None:
+            raise Conflict(
+                f"lease {standing[0]} of this order or site has a discrepancy that stands: resolve it first",
+                code="lease_discrepancy",
+            )
         if not reserve_units(s, order.id, units):
             current = s.get(Order, order.id)
             assert current is not None
@@ -203,6 +214,8 @@ def issue_lease(
                 agent_ledger_key=request.ledger_key,
                 state="active",
                 bundle=json.dumps(bundle),
+                synced_size=0,
+                units_synced=0,
             )
         )
         append_event(
@@ -241,6 +254,10 @@ def lease_dict(row: QuotaLease) -> dict[str, object]:
         "issued_by": row.issued_by,
         "agent_ca": row.agent_ca,
         "state": row.state,
+        "synced_size": row.synced_size,
+        "synced_at": row.synced_at.isoformat() if row.synced_at else None,
+        "units_synced": row.units_synced,
+        "discrepancy": row.discrepancy,
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, update
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, LargeBinary, String, Text, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fabguard.store.base import Base, UTCDateTime
@@ -33,6 +33,12 @@ class QuotaLease(Base):
     agent_ledger_key: Mapped[str] = mapped_column(String(300))
     state: Mapped[str] = mapped_column(String(16))
     bundle: Mapped[str] = mapped_column(Text)
+    # The agent log accepted so far (size and root), the units it holds, and the discrepancy that stands.
+    synced_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    synced_root: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    units_synced: Mapped[int] = mapped_column(Integer, default=0)
+    discrepancy: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 def reserve_units(session: Session, order_id: str, units: int) -> bool:
