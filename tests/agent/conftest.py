@@ -34,23 +34,43 @@ def lease_for(world: World, order_id: str, home: Path, units: int = 3, site: str
     )
 
 
-@pytest.fixture
-def site(world: World, tmp_path: Path) -> Site:
-    world.credentials("line-1")  # enrolled before the lease, so the lease carries it
+def make_site(world: World, home: Path) -> Site:
+    """A lease of 3 units of a 10-unit order, with fixture line-1 enrolled before it (so the lease carries
+    it), and the agent made from it in ``home`` (the agent keeps its own SQLite file)."""
+    world.credentials("line-1")
     order_id = world.order(10)
-    home = tmp_path / "agent"
     bundle = lease_for(world, order_id, home)
     init_agent(home, json.dumps(bundle))
     return Site(world, order_id, bundle, home)
 
 
 @pytest.fixture
-def agent(site: Site) -> Iterator[tuple[Instance, ServerThread]]:
+def site(world: World, tmp_path: Path) -> Site:
+    return make_site(world, tmp_path / "agent")
+
+
+@pytest.fixture
+def any_site(any_world: World, tmp_path: Path) -> Site:
+    """:func:`make_site` with the central server on each engine in turn."""
+    return make_site(any_world, tmp_path / "agent")
+
+
+def serve(site: Site) -> Iterator[tuple[Instance, ServerThread]]:
     inst = Instance.open(site.home)
     server = ServerThread(inst).start()
     yield inst, server
     server.stop()
     inst.close()
+
+
+@pytest.fixture
+def agent(site: Site) -> Iterator[tuple[Instance, ServerThread]]:
+    yield from serve(site)
+
+
+@pytest.fixture
+def any_agent(any_site: Site) -> Iterator[tuple[Instance, ServerThread]]:
+    yield from serve(any_site)
 
 
 def agent_fixture(site: Site, server: ServerThread) -> FixtureClient:

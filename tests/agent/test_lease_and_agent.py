@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,16 +12,19 @@ import pytest
 
 from fabguard.api.server import ServerThread
 from fabguard.domain.errors import Conflict, InvalidRequest
+from fabguard.domain.values import OrderId
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.ledger.lease import LeaseError
 from fabguard.service import orders
 from fabguard.service.agent import init_agent, prepare_agent
 from fabguard.service.instance import Instance
+from fabguard.service.leases import AgentRequest, issue_lease, parse_agent_request
 from tests.agent.conftest import Site, agent_fixture, lease_for
 from tests.support import World, tested_device
 
 
-def test_a_lease_takes_its_units_out_of_the_central_quota(site: Site) -> None:
+def test_a_lease_takes_its_units_out_of_the_central_quota(any_site: Site) -> None:
+    site = any_site
     order = orders.get_order(site.world.inst, site.order_id)
     assert (order.used, order.remaining) == (3, 7)
     with pytest.raises(Conflict) as exc:
@@ -105,3 +109,22 @@ def test_a_lease_is_issued_over_the_api_by_an_admin_only(world: World, tmp_path:
     assert [lease["units"] for lease in listed] == [2]
     init_agent(tmp_path / "agent", json.dumps(issued.json()))
     assert orders.get_order(world.inst, order_id).used == 2
+
+
+def test_racing_leases_never_take_more_than_the_quota(any_world: World, tmp_path: Path) -> None:
+    order_id = any_world.order(10)
+    requests = [parse_agent_request(prepare_agent(tmp_path / f"agent-{n}", site_id="cm-a")) for n in range(3)]
+
+    def lease(request: AgentRequest) -> str:
+        try:
+            issue_lease(
+                any_world.inst, OrderId(order_id), units=4, expires_in=timedelta(hours=1), request=request, actor="t"
+            )
+            return "issued"
+        except Conflict as exc:
+            return exc.code
+
+    with ThreadPoolExecutor(3) as pool:
+        outcomes = sorted(pool.map(lease, requests))
+    assert outcomes == ["issued", "issued", "lease_exceeds_quota"]
+    assert orders.get_order(any_world.inst, order_id).used == 8

@@ -59,8 +59,10 @@ def _central_units(site: Site) -> list[str]:
         return sorted(s.execute(select(Unit.serial).where(Unit.order_id == site.order_id)).scalars())
 
 
-def test_the_agents_units_and_events_are_folded_into_the_ledger_sync_after_sync(site: Site, agent: Agent) -> None:
-    inst, server = agent
+def test_the_agents_units_and_events_are_folded_into_the_ledger_sync_after_sync(
+    any_site: Site, any_agent: Agent
+) -> None:
+    site, (inst, server) = any_site, any_agent
     with agent_fixture(site, server) as client:
         _provision(client, site.order_id, ["SN-S1", "SN-S2"])
         first = lease_sync.sync_lease(site.world.inst, sync_package(inst, site.home), actor="test")
