@@ -13,8 +13,10 @@ from tests.support import World
 runner = CliRunner()
 
 
-def fg(home: Path, *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, ["--home", str(home), *args], env={"COLUMNS": "200"}, catch_exceptions=False)
+def fg(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = runner.invoke(
+        app, ["--home", str(home), *args], env={"COLUMNS": "200", **(env or {})}, catch_exceptions=False
+    )
     return result.exit_code, " ".join(result.output.split())
 
 
@@ -86,3 +88,26 @@ def test_a_changed_lease_file_is_one_line_at_init(world: World, tmp_path: Path) 
     lease.write_text(lease.read_text().replace('"units": 2', '"units": 5'))
     code, out = fg(agent, "agent", "init", "--lease", str(lease))
     assert code == 2 and "[lease_invalid]" in out, out
+
+
+def test_the_agent_syncs_over_the_link_with_an_admin_token(world: World, tmp_path: Path) -> None:
+    agent, request, lease = tmp_path / "agent", tmp_path / "request.json", tmp_path / "lease.json"
+    fg(agent, "agent", "prepare", "--site", "cm-a", "--out", str(request))
+    fg(
+        world.inst.home,
+        "lease",
+        "issue",
+        "--order",
+        world.order(5),
+        "--units",
+        "2",
+        "--request",
+        str(request),
+        "--out",
+        str(lease),
+    )
+    assert fg(agent, "agent", "init", "--lease", str(lease))[0] == 0
+    code, out = fg(agent, "agent", "sync", "--central", world.url, env={"FABGUARD_TOKEN": world.admin_token})
+    assert code == 0 and json.loads(out)["entries"] == 2, out
+    code, out = fg(agent, "agent", "sync", "--central", world.url, env={"FABGUARD_TOKEN": "fg_not_a_token"})
+    assert code == 2 and "[unauthorized]" in out, out

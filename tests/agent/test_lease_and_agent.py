@@ -20,7 +20,7 @@ from fabguard.service.agent import init_agent, prepare_agent
 from fabguard.service.instance import Instance
 from fabguard.service.leases import AgentRequest, issue_lease, parse_agent_request
 from tests.agent.conftest import Site, agent_fixture, lease_for
-from tests.support import World, tested_device
+from tests.support import TOKEN, USER_PIN, SoftHsm, World, tested_device
 
 
 def test_a_lease_takes_its_units_out_of_the_central_quota(any_site: Site) -> None:
@@ -128,3 +128,33 @@ def test_racing_leases_never_take_more_than_the_quota(any_world: World, tmp_path
         outcomes = sorted(pool.map(lease, requests))
     assert outcomes == ["issued", "issued", "lease_exceeds_quota"]
     assert orders.get_order(any_world.inst, order_id).used == 8
+
+
+def test_an_agent_whose_issuing_key_is_in_its_token_provisions(
+    world: World, tmp_path: Path, softhsm: SoftHsm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FABGUARD_PKCS11_PIN", USER_PIN)
+    world.credentials("line-1")
+    order_id, home = world.order(5), tmp_path / "agent"
+    request = prepare_agent(
+        home, site_id="cm-a", key_backend="pkcs11", pkcs11_module=softhsm.module, pkcs11_token=TOKEN
+    )
+    bundle = issue_lease(
+        world.inst,
+        OrderId(order_id),
+        units=1,
+        expires_in=timedelta(hours=1),
+        request=parse_agent_request(request),
+        actor="test",
+    )
+    init_agent(home, json.dumps(bundle))
+    assert not (home / "keys" / "issuing.key.pem").exists()  # the key never left the token
+    site = Site(world, order_id, bundle, home)
+    inst = Instance.open(home)
+    try:
+        with ServerThread(inst) as server, agent_fixture(site, server) as client:
+            device = tested_device(client, "SN-HSM")
+            issued = client.provision(order_id, device.serial, device.csr_pem())
+    finally:
+        inst.close()
+    assert "BEGIN CERTIFICATE" in issued.certificate_pem
