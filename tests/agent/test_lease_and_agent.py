@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -82,8 +82,6 @@ def test_the_agent_provisions_offline_and_stops_at_the_lease_limit(
 def test_the_agent_refuses_after_the_lease_ends(site: Site) -> None:
     lease = site.lease["lease"]
     assert isinstance(lease, dict)
-    from datetime import datetime
-
     later = datetime.fromisoformat(str(lease["not_after"])) + timedelta(seconds=1)
     inst = Instance.open(site.home, clock=lambda: later)
     try:
@@ -158,3 +156,11 @@ def test_an_agent_whose_issuing_key_is_in_its_token_provisions(
     finally:
         inst.close()
     assert "BEGIN CERTIFICATE" in issued.certificate_pem
+
+
+def test_a_lease_never_outlives_its_order(world: World, tmp_path: Path) -> None:
+    order_id = world.order(5, valid_until=world.inst.clock() + timedelta(hours=2))
+    bundle = lease_for(world, order_id, tmp_path / "agent")  # asks for 8 hours
+    terms = bundle["lease"]
+    assert isinstance(terms, dict)
+    assert datetime.fromisoformat(str(terms["not_after"])) == orders.get_order(world.inst, order_id).valid_until

@@ -97,6 +97,13 @@ def issue_lease(
                 f"the agent is at site {request.site_id}, order {order.id} at {order.site_id}",
                 code="agent_request_invalid",
             )
+        if order.valid_from > now:
+            raise Conflict(
+                f"order {order.id} is not valid before {order.valid_from.isoformat()}", code="order_not_yet_valid"
+            )
+        if order.valid_until is not None and order.valid_until <= now:
+            raise Conflict(f"order {order.id} ended at {order.valid_until.isoformat()}", code="order_expired")
+        valid_until = order.valid_until
         ca_row = s.get(CertificateAuthority, order.issuing_ca)
         if (
             ca_row is None
@@ -140,7 +147,7 @@ def issue_lease(
     )
     agent_ca_pem = agent_ca.public_bytes(_PEM).decode()
     agent_ca_sha256 = hashlib.sha256(agent_ca.public_bytes(serialization.Encoding.DER)).hexdigest()
-    not_after = now + expires_in
+    not_after = now + expires_in if valid_until is None else min(now + expires_in, valid_until)  # never past the order
     body = {
         "format": LEASE_FORMAT,
         "lease": {
