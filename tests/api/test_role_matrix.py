@@ -49,6 +49,7 @@ PATH_VALUES = {
     "name": "none",
     "ca": "none",
     "release_id": "none",
+    "lease_id": "none",
     "alert_id": "none.0000000000000000",
     "product_id": "sensor",
     "sha256": "none",

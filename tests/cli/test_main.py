@@ -20,7 +20,7 @@ from fabguard.fixture.firmware import PackageMalformed
 runner = CliRunner()
 ROOT: Any = typer.main.get_command(app)
 # Commands that do their work even where no instance is: they would make one (and, for the demo, run a line).
-MAKES_AN_INSTANCE = {("init",), ("demo",)}
+MAKES_AN_INSTANCE = {("init",), ("demo",), ("agent", "prepare")}
 
 
 def _walk(cmd: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -71,6 +71,8 @@ def test_the_tree_has_every_group_and_top_level_command() -> None:
         "licence",
         "compliance",
         "field",
+        "lease",
+        "agent",
     }
     assert {("init",), ("serve",), ("events",), ("demo",), ("backup",), ("restore",)} <= {p for p, _ in COMMANDS}
 

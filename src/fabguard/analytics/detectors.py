@@ -114,6 +114,22 @@ def closed_order() -> EventDetector:
     )
 
 
+@dataclass(frozen=True)
+class LeaseDiscrepancy:
+    """A site agent's sync refused: units beyond its lease, a forked, tampered or replayed log."""
+
+    kind: str = "lease_discrepancy"
+
+    def hit(self, e: EventFact) -> Alert | None:
+        if e.kind != "lease.sync_refused":
+            return None
+        message = f"a site agent's sync on order {e.order_id or '(none)'} was refused: {e.code}"
+        return _order_alert(self.kind, Severity.CRITICAL, message, e)
+
+    def detect(self, events: Sequence[EventFact]) -> list[Alert]:
+        return _detect(self, events)
+
+
 _FIXTURE_CODES = {
     "fixture_revoked": (Severity.CRITICAL, "from revoked fixture"),
     "unknown_fixture": (Severity.HIGH, "with an unknown fixture certificate"),
@@ -335,6 +351,7 @@ def default_event_detectors() -> list[EventDetector]:
         wrong_site(),
         closed_order(),
         FieldClones(),
+        LeaseDiscrepancy(),
     ]
 
 

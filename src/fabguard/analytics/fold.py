@@ -30,7 +30,9 @@ from fabguard.domain.testrecord import StoredMeasurement, stored_rows
 
 PASS = "PASS"
 ACK_KIND = "alert.acknowledged"
-COUNTED_KINDS = frozenset({"unit.provisioned", "unit.refused", "request.refused", "test.refused", "test.recorded"})
+COUNTED_KINDS = frozenset(
+    {"unit.provisioned", "unit.refused", "request.refused", "test.refused", "test.recorded", "lease.sync_refused"}
+)
 # Kinds the event detectors see without counting in the production figures: field checks (field clones).
 DETECTED_KINDS = frozenset({"field.checked"})
 

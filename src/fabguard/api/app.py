@@ -21,6 +21,7 @@ from fabguard.api.routes import (
     firmware,
     fixtures,
     handoff,
+    leases,
     ledger,
     licences,
     meta,
@@ -83,6 +84,7 @@ def create_app(inst: Instance) -> Any:
         handoff,
         witness,
         field,
+        leases,
     ):
         app.include_router(routes.router)
     app.include_router(est.router)

@@ -153,3 +153,13 @@ class ProvisionBatchIn(_Strict):
 class TestRecordsIn(_Strict):
     __test__ = False
     records: list[dict[str, Any]]
+
+
+class LeaseIn(_Strict):
+    units: int = Field(ge=1, le=100_000_000, description="Units of the order's quota the agent may provision")
+    expires_in_minutes: int = Field(ge=1, le=90 * 24 * 60, description="How long the lease lasts (at most 90 days)")
+    agent_request: dict[str, Any] = Field(description="The request file 'fabguard agent prepare' wrote")
+
+
+class ResolveIn(_Strict):
+    note: str = Field(max_length=500, description="What was found and done about the discrepancy")

@@ -62,7 +62,7 @@ WORKER_HEALTHCHECK_S = 30
 
 def write_client_trust(inst: Instance) -> None:
     """The CAs whose certificates may be presented at the handshake (issuing CAs made later need a restart)."""
-    pems = [inst.cas.chain_pem(c.name)[0] for c in authorities.list_cas(inst) if c.subject and c.role != "paa"]
+    pems = [inst.cas.certificate_pem(c.name) for c in authorities.list_cas(inst) if c.subject and c.role != "paa"]
     (inst.home / "ca" / CLIENT_TRUST).write_text("".join(pems))
 
 

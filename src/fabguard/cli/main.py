@@ -9,6 +9,7 @@ import typer
 
 from fabguard import __version__
 from fabguard.cli import (
+    agent,
     approvals,
     backup,
     ca,
@@ -21,6 +22,7 @@ from fabguard.cli import (
     fixtures,
     handoff,
     instance,
+    lease,
     ledger,
     licence,
     orders,
@@ -69,6 +71,8 @@ app.add_typer(handoff.handoff_app, name="handoff")
 app.add_typer(royalty.royalty_app, name="royalty")
 app.add_typer(licence.licence_app, name="licence")
 app.add_typer(field.field_app, name="field")
+app.add_typer(lease.lease_app, name="lease")
+app.add_typer(agent.agent_app, name="agent")
 
 
 def _version(value: bool) -> None:

@@ -209,6 +209,20 @@ ERROR_STATUS: dict[str, int] = {
     "field_chain_invalid": 422,
     "field_signature_malformed": 422,
     "field_source_invalid": 422,
+    # Quota leases for offline site agents.
+    "lease_invalid": 422,
+    "lease_units_invalid": 422,
+    "agent_request_invalid": 422,
+    "lease_not_found": 404,
+    "lease_exceeds_quota": 409,
+    "lease_order_unsupported": 409,
+    "lease_discrepancy": 409,
+    # An agent's sync that does not verify or does not fit its lease (ledger.agent_sync).
+    "lease_sync_invalid": 422,
+    "lease_sync_tampered": 422,
+    "lease_sync_forked": 409,
+    "lease_sync_replayed": 409,
+    "lease_units_beyond": 409,
 }
 
 

@@ -143,6 +143,35 @@ def intermediate_ca(
     return _with_crl_url(builder, crl_url).sign(parent.key, hash_for(parent.key))
 
 
+def agent_issuing_ca(
+    parent: Issuer,
+    public_key: CertificateIssuerPublicKeyTypes,
+    organization: str,
+    common_name: str,
+    product_id: str,
+    now: datetime,
+    crl_url: str | None = None,
+) -> x509.Certificate:
+    """An offline site agent's issuing CA: pathLen 0 like any issuing CA, and name-constrained to the
+    device subjects of one product (``O=organization, CN=product``, the prefix of every IDevID subject)."""
+    permitted = x509.DirectoryName(_name(organization, product_id))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(organization, common_name))
+        .issuer_name(parent.certificate.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_utc(now) - BACKDATE)
+        .not_valid_after(parent.certificate.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(ca_key_usage(), critical=True)
+        .add_extension(x509.NameConstraints(permitted_subtrees=[permitted], excluded_subtrees=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(_aki(parent), critical=False)
+    )
+    return _with_crl_url(builder, crl_url).sign(parent.key, hash_for(parent.key))
+
+
 def idevid_certificate(
     issuer: Issuer,
     public_key: CertificateIssuerPublicKeyTypes,

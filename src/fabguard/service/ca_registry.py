@@ -22,6 +22,10 @@ from fabguard.pki.keystore import KeyStore
 from fabguard.store.db import Database
 from fabguard.store.models import CertificateAuthority
 
+# The key reference of a CA whose key this instance does not hold: a site agent's issuing CA on the central
+# server, the central root and station CA on an agent. Such a CA signs nothing here (no CRL either).
+EXTERNAL_KEY = "external:"
+
 
 class CaRegistry:
     """The CAs of one instance, each with its key from ``keys``; issuers and chains are cached once built.
@@ -68,6 +72,11 @@ class CaRegistry:
         with self._lock:
             self._issuers[name] = issuer
         return issuer
+
+    def certificate_pem(self, name: str, session: Session | None = None) -> str:
+        """``name``'s own certificate, PEM, without loading its key (which may be held elsewhere)."""
+        cert, _ = self._entry(name, session)
+        return cert.public_bytes(serialization.Encoding.PEM).decode()
 
     def root_issuer(self) -> profiles.Issuer:
         return self.issuer("root")

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
 from fabguard.pki.crl import REASONS, RevokedEntry, build_crl
+from fabguard.service.ca_registry import EXTERNAL_KEY
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event
 from fabguard.store.models import CertificateAuthority, CrlRow, Fixture, Order, Unit
@@ -65,7 +66,8 @@ def revoke_unit(
                 "product_id": unit.product_id,
             },
         )
-    refresh_crl(inst, unit.issuing_ca)
+    if unit.issuing_ca in ca_names(inst):  # not a site agent's CA, whose key is the agent's
+        refresh_crl(inst, unit.issuing_ca)
     return {"serial": serial, "order_id": unit.order_id, "cert_serial": unit.cert_serial, "reason": reason_code}
 
 
@@ -97,7 +99,8 @@ def revoke_order_units(inst: Instance, order_id: str, *, reason_code: str, note:
                     "product_id": unit.product_id,
                 },
             )
-    for ca in sorted({u.issuing_ca for u in units}):
+    held = set(ca_names(inst))  # a site agent's CA has its key elsewhere: its units are marked, no CRL signed here
+    for ca in sorted({u.issuing_ca for u in units} & held):
         refresh_crl(inst, ca)
     return len(units)
 
@@ -136,17 +139,20 @@ def _revoked_entries(inst: Instance, ca: str, role: str) -> list[RevokedEntry]:
 def _role(inst: Instance, ca: str) -> str:
     with inst.db.read() as s:
         row = s.get(CertificateAuthority, ca)
-    if row is None or row.certificate_pem is None:
-        raise NotFound(f"no CA {ca!r} with a certificate", code="ca_not_found")
+    if row is None or row.certificate_pem is None or row.key_ref.startswith(EXTERNAL_KEY):
+        raise NotFound(f"no CA {ca!r} with a certificate and a key here", code="ca_not_found")
     return row.role
 
 
 def ca_names(inst: Instance) -> list[str]:
-    """Every CA that publishes a CRL (all but those still waiting for their certificate)."""
+    """Every CA that publishes a CRL (all but those still waiting for their certificate, or whose key is elsewhere)."""
     with inst.db.read() as s:
         return list(
             s.execute(
-                select(CertificateAuthority.name).where(CertificateAuthority.certificate_pem.is_not(None))
+                select(CertificateAuthority.name).where(
+                    CertificateAuthority.certificate_pem.is_not(None),
+                    CertificateAuthority.key_ref.not_like(f"{EXTERNAL_KEY}%"),
+                )
             ).scalars()
         )
 

@@ -13,6 +13,7 @@ from fabguard.store import (
     idempotency,
     licence_models,
     models,
+    quota_leases,
     royalty_models,
     witness_models,
 )
@@ -32,5 +33,6 @@ MODEL_MODULES = (
     licence_models,
     field_models,
     attestation_models,
+    quota_leases,
 )
 metadata: MetaData = Base.metadata

@@ -19,4 +19,4 @@ def health() -> dict[str, str]:
 @router.get("/api/v1/ca/certificates")
 def ca_certificates(inst: Inst) -> dict[str, str]:
     """The public CA certificates (root, station CA and every issuing CA), PEM, by name."""
-    return {c.name: inst.cas.chain_pem(c.name)[0] for c in authorities.list_cas(inst) if c.subject}
+    return {c.name: inst.cas.certificate_pem(c.name) for c in authorities.list_cas(inst) if c.subject}

@@ -1,0 +1,61 @@
+"""Quota leases for offline site agents: issue one (admin), list them (readers)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+
+from fabguard.api.deps import Admin, Inst, Reader
+from fabguard.api.schemas import LeaseIn, ResolveIn
+from fabguard.domain.errors import InvalidRequest
+from fabguard.domain.values import OrderId
+from fabguard.service import lease_sync, leases
+
+router = APIRouter(tags=["leases"])
+
+
+@router.post("/api/v1/orders/{order_id}/leases", status_code=201)
+def issue_lease(inst: Inst, order_id: str, body: LeaseIn, p: Admin) -> dict[str, object]:
+    """Reserve units of the order for one site agent; the answer is the signed lease bundle for 'agent init'."""
+    return leases.issue_lease(
+        inst,
+        OrderId.named(order_id),
+        units=body.units,
+        expires_in=timedelta(minutes=body.expires_in_minutes),
+        request=leases.parse_agent_request(json.dumps(body.agent_request)),
+        actor=p.actor,
+    )
+
+
+@router.get("/api/v1/leases")
+def list_leases(inst: Inst, _: Reader, order_id: str | None = None) -> list[dict[str, object]]:
+    """Every lease issued (optionally one order's), with its units, end and state."""
+    return leases.list_leases(inst, order_id=order_id)
+
+
+@router.get("/api/v1/leases/{lease_id}")
+def get_lease(inst: Inst, lease_id: str, _: Reader) -> dict[str, object]:
+    return leases.get_lease(inst, lease_id)
+
+
+@router.post("/api/v1/leases/{lease_id}/sync")
+def sync_lease(
+    inst: Inst, lease_id: str, p: Admin, package: Annotated[dict[str, Any], Body(description="'agent sync --out' file")]
+) -> dict[str, object]:
+    """Fold a site agent's log (checked against its lease and the log it synced before) into the ledger.
+
+    A discrepancy (units beyond the lease, a forked, tampered or replayed log) is refused, recorded and
+    alerted, and stands against new leases for the order and site until resolved."""
+    parsed = lease_sync.parse_sync_package(json.dumps(package))
+    if parsed.lease_id != lease_id:
+        raise InvalidRequest(f"the package is for lease {parsed.lease_id}, not {lease_id}", code="lease_sync_invalid")
+    return lease_sync.sync_lease(inst, parsed, actor=p.actor)
+
+
+@router.post("/api/v1/leases/{lease_id}/resolve")
+def resolve_lease(inst: Inst, lease_id: str, body: ResolveIn, p: Admin) -> dict[str, object]:
+    """Close a lease's discrepancy once it was looked into."""
+    return lease_sync.resolve_discrepancy(inst, lease_id, note=body.note, actor=p.actor)

@@ -1,0 +1,96 @@
+"""``fabguard lease ...``: quota leases for offline site agents (the central server's side)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fabguard.cli.common import actor, command, console, opened, print_json
+from fabguard.cli.tokens import parse_lifetime
+from fabguard.domain.errors import InvalidRequest
+from fabguard.domain.values import OrderId
+from fabguard.service import lease_sync, leases
+
+lease_app = typer.Typer(
+    help="Quota leases: N units of an order, until a time, for one offline site agent.", no_args_is_help=True
+)
+
+
+@command(lease_app, "issue")
+def lease_issue(
+    order: Annotated[str, typer.Option("--order", help="The order the units come from")],
+    units: Annotated[int, typer.Option("--units", help="How many units the agent may provision")],
+    request: Annotated[
+        Path, typer.Option("--request", help="The agent's request file ('fabguard agent prepare --out')")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the signed lease bundle")],
+    expires_in: Annotated[
+        str,
+        typer.Option("--expires-in", help=f"How long the lease lasts: 8h, 3d, 30m (at most {leases.MAX_LEASE_DAYS}d)"),
+    ] = "24h",
+) -> None:
+    """Reserve units of an order for a site agent and sign its lease (its CA and TLS certificates included).
+
+    The units leave the order's quota at once: the server and the agent together never issue more than it.
+    """
+    try:
+        lifetime = parse_lifetime(expires_in)
+    except InvalidRequest as exc:
+        raise InvalidRequest(exc.message, code="invalid_time") from None
+    assert lifetime is not None
+    with opened() as inst:
+        bundle = leases.issue_lease(
+            inst,
+            OrderId.named(order),
+            units=units,
+            expires_in=lifetime,
+            request=leases.parse_agent_request(request.read_bytes()),
+            actor=actor(inst),
+        )
+    out.write_text(json.dumps(bundle, indent=2))
+    terms = bundle["lease"]
+    assert isinstance(terms, dict)
+    console.print(
+        f"[green]Lease {terms['lease_id']}[/]: {units} units of order {order} until {terms['not_after']}, written to {out}"
+    )
+
+
+@command(lease_app, "list")
+def lease_list(
+    order: Annotated[str | None, typer.Option("--order", help="Only this order's leases")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """The leases issued, with their order, units, end and state."""
+    with opened() as inst:
+        rows = leases.list_leases(inst, order_id=order)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("lease", "order", "site", "units", "not after", "agent CA", "state")
+    for r in rows:
+        table.add_row(*(str(r[k]) for k in ("id", "order_id", "site_id", "units", "not_after", "agent_ca", "state")))
+    console.print(table)
+
+
+@command(lease_app, "sync")
+def lease_sync_cmd(
+    package: Annotated[Path, typer.Argument(help="The file 'fabguard agent sync --out' wrote")],
+) -> None:
+    """Fold a site agent's log into the ledger (a discrepancy is refused, recorded and alerted)."""
+    with opened() as inst:
+        summary = lease_sync.sync_lease(inst, lease_sync.parse_sync_package(package.read_bytes()), actor=actor(inst))
+    print_json(summary)
+
+
+@command(lease_app, "resolve")
+def lease_resolve(
+    lease_id: Annotated[str, typer.Argument(help="The lease whose discrepancy was looked into")],
+    note: Annotated[str, typer.Option("--note", help="What was found and done")],
+) -> None:
+    """Close a lease's discrepancy: new leases for its order and site are issued again."""
+    with opened() as inst:
+        print_json(lease_sync.resolve_discrepancy(inst, lease_id, note=note, actor=actor(inst)))

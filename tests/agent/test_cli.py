@@ -1,0 +1,113 @@
+"""The agent's round trip through the command line: prepare, lease issue, init, status, sync by file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from fabguard.cli.main import app
+from tests.support import World
+
+runner = CliRunner()
+
+
+def fg(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = runner.invoke(
+        app, ["--home", str(home), *args], env={"COLUMNS": "200", **(env or {})}, catch_exceptions=False
+    )
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_an_agent_is_made_run_and_synced_from_the_command_line(world: World, tmp_path: Path) -> None:
+    central, agent = world.inst.home, tmp_path / "agent"
+    order_id = world.order(10)
+    request, lease, sync = tmp_path / "request.json", tmp_path / "lease.json", tmp_path / "sync.json"
+    assert fg(agent, "agent", "prepare", "--site", "cm-a", "--out", str(request))[0] == 0
+    code, out = fg(
+        central,
+        "lease",
+        "issue",
+        "--order",
+        order_id,
+        "--units",
+        "4",
+        "--expires-in",
+        "8h",
+        "--request",
+        str(request),
+        "--out",
+        str(lease),
+    )
+    assert code == 0 and "4 units" in out, out
+    code, out = fg(agent, "agent", "init", "--lease", str(lease))
+    assert code == 0 and "Agent ready" in out, out
+    code, out = fg(agent, "agent", "status")
+    assert code == 0 and json.loads(out)["units"] == 4
+    assert fg(agent, "agent", "sync", "--out", str(sync))[0] == 0
+    code, out = fg(central, "lease", "sync", str(sync))
+    assert code == 0 and json.loads(out)["units_synced"] == 0, out
+    # The same file again is a replay: one line, a code, and a discrepancy that stands.
+    code, out = fg(central, "lease", "sync", str(sync))
+    assert code == 2 and "[lease_sync_replayed]" in out and "Traceback" not in out
+    code, out = fg(central, "lease", "list", "--json")
+    assert json.loads(out)[0]["state"] == "discrepancy"
+    code, out = fg(
+        central,
+        "lease",
+        "issue",
+        "--order",
+        order_id,
+        "--units",
+        "1",
+        "--request",
+        str(request),
+        "--out",
+        str(tmp_path / "second.json"),
+    )
+    assert code == 2 and "[lease_discrepancy]" in out
+
+
+def test_a_changed_lease_file_is_one_line_at_init(world: World, tmp_path: Path) -> None:
+    agent, request, lease = tmp_path / "agent", tmp_path / "request.json", tmp_path / "lease.json"
+    fg(agent, "agent", "prepare", "--site", "cm-a", "--out", str(request))
+    fg(
+        world.inst.home,
+        "lease",
+        "issue",
+        "--order",
+        world.order(5),
+        "--units",
+        "2",
+        "--request",
+        str(request),
+        "--out",
+        str(lease),
+    )
+    lease.write_text(lease.read_text().replace('"units": 2', '"units": 5'))
+    code, out = fg(agent, "agent", "init", "--lease", str(lease))
+    assert code == 2 and "[lease_invalid]" in out, out
+
+
+def test_the_agent_syncs_over_the_link_with_an_admin_token(world: World, tmp_path: Path) -> None:
+    agent, request, lease = tmp_path / "agent", tmp_path / "request.json", tmp_path / "lease.json"
+    fg(agent, "agent", "prepare", "--site", "cm-a", "--out", str(request))
+    fg(
+        world.inst.home,
+        "lease",
+        "issue",
+        "--order",
+        world.order(5),
+        "--units",
+        "2",
+        "--request",
+        str(request),
+        "--out",
+        str(lease),
+    )
+    assert fg(agent, "agent", "init", "--lease", str(lease))[0] == 0
+    code, out = fg(agent, "agent", "sync", "--central", world.url, env={"FABGUARD_TOKEN": world.admin_token})
+    assert code == 0 and json.loads(out)["entries"] == 2, out
+    code, out = fg(agent, "agent", "sync", "--central", world.url, env={"FABGUARD_TOKEN": "fg_not_a_token"})
+    assert code == 2 and "[unauthorized]" in out, out

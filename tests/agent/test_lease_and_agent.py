@@ -1,0 +1,166 @@
+"""A quota lease issued by the central server, and a site agent made from it, provisioning on loopback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from fabguard.api.server import ServerThread
+from fabguard.domain.errors import Conflict, InvalidRequest
+from fabguard.domain.values import OrderId
+from fabguard.fixture.client import FabGuardClientError
+from fabguard.ledger.lease import LeaseError
+from fabguard.service import orders
+from fabguard.service.agent import init_agent, prepare_agent
+from fabguard.service.instance import Instance
+from fabguard.service.leases import AgentRequest, issue_lease, parse_agent_request
+from tests.agent.conftest import Site, agent_fixture, lease_for
+from tests.support import TOKEN, USER_PIN, SoftHsm, World, tested_device
+
+
+def test_a_lease_takes_its_units_out_of_the_central_quota(any_site: Site) -> None:
+    site = any_site
+    order = orders.get_order(site.world.inst, site.order_id)
+    assert (order.used, order.remaining) == (3, 7)
+    with pytest.raises(Conflict) as exc:
+        lease_for(site.world, site.order_id, site.world.tmp / "agent-2", units=8)
+    assert exc.value.code == "lease_exceeds_quota"
+    assert orders.get_order(site.world.inst, site.order_id).used == 3
+
+
+def test_a_lease_for_an_agent_of_another_site_or_of_no_units_is_refused(world: World, tmp_path: Path) -> None:
+    order_id = world.order(10)
+    with pytest.raises(InvalidRequest) as exc:
+        lease_for(world, order_id, tmp_path / "a", site="cm-b")
+    assert exc.value.code == "agent_request_invalid"
+    with pytest.raises(InvalidRequest) as exc:
+        lease_for(world, order_id, tmp_path / "b", units=0)
+    assert exc.value.code == "lease_units_invalid"
+    assert orders.get_order(world.inst, order_id).used == 0
+
+
+def test_a_changed_lease_is_refused_by_the_agent(world: World, tmp_path: Path) -> None:
+    bundle = lease_for(world, world.order(10), tmp_path / "agent")
+    terms = bundle["lease"]
+    assert isinstance(terms, dict)
+    terms["units"] = 300
+    with pytest.raises(LeaseError):
+        init_agent(tmp_path / "agent", json.dumps(bundle))
+
+
+def test_the_agent_provisions_offline_and_stops_at_the_lease_limit(
+    site: Site, agent: tuple[Instance, ServerThread]
+) -> None:
+    _, server = agent
+    site.world.server.stop()  # the link to the central server is cut
+    with agent_fixture(site, server) as client:
+        issued = []
+        for n in range(3):
+            device = tested_device(client, f"SN-A{n}")
+            issued.append(client.provision(site.order_id, device.serial, device.csr_pem()))
+        device = tested_device(client, "SN-A9")
+        with pytest.raises(FabGuardClientError) as exc:
+            client.provision(site.order_id, device.serial, device.csr_pem())
+    assert exc.value.code == "quota_exhausted"
+    # Each certificate chains to the central root through the agent's name-constrained CA.
+    certs = site.home / "ca"
+    leaf = site.world.tmp / "leaf.pem"
+    leaf.write_text(issued[0].certificate_pem)
+    check = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(certs / "root.pem"), "-untrusted", str(certs / "issuing.pem"), str(leaf)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_agent_refuses_after_the_lease_ends(site: Site) -> None:
+    lease = site.lease["lease"]
+    assert isinstance(lease, dict)
+    later = datetime.fromisoformat(str(lease["not_after"])) + timedelta(seconds=1)
+    inst = Instance.open(site.home, clock=lambda: later)
+    try:
+        with ServerThread(inst) as server, agent_fixture(site, server) as client:
+            device = tested_device(client, "SN-LATE")
+            with pytest.raises(FabGuardClientError) as exc:
+                client.provision(site.order_id, device.serial, device.csr_pem())
+            assert exc.value.code == "order_expired"
+    finally:
+        inst.close()
+
+
+def test_a_lease_is_issued_over_the_api_by_an_admin_only(world: World, tmp_path: Path) -> None:
+    order_id = world.order(5)
+    request = json.loads(prepare_agent(tmp_path / "agent", site_id="cm-a"))
+    body = {"units": 2, "expires_in_minutes": 60, "agent_request": request}
+    with world.admin() as admin:
+        issued = admin.post(f"/api/v1/orders/{order_id}/leases", json=body)
+        assert issued.status_code == 201, issued.text
+        too_many = admin.post(f"/api/v1/orders/{order_id}/leases", json={**body, "units": 4})
+        assert too_many.status_code == 409 and too_many.json()["error"]["code"] == "lease_exceeds_quota"
+        listed = admin.get("/api/v1/leases", params={"order_id": order_id}).json()
+    assert [lease["units"] for lease in listed] == [2]
+    init_agent(tmp_path / "agent", json.dumps(issued.json()))
+    assert orders.get_order(world.inst, order_id).used == 2
+
+
+def test_racing_leases_never_take_more_than_the_quota(any_world: World, tmp_path: Path) -> None:
+    order_id = any_world.order(10)
+    requests = [parse_agent_request(prepare_agent(tmp_path / f"agent-{n}", site_id="cm-a")) for n in range(3)]
+
+    def lease(request: AgentRequest) -> str:
+        try:
+            issue_lease(
+                any_world.inst, OrderId(order_id), units=4, expires_in=timedelta(hours=1), request=request, actor="t"
+            )
+            return "issued"
+        except Conflict as exc:
+            return exc.code
+
+    with ThreadPoolExecutor(3) as pool:
+        outcomes = sorted(pool.map(lease, requests))
+    assert outcomes == ["issued", "issued", "lease_exceeds_quota"]
+    assert orders.get_order(any_world.inst, order_id).used == 8
+
+
+def test_an_agent_whose_issuing_key_is_in_its_token_provisions(
+    world: World, tmp_path: Path, softhsm: SoftHsm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FABGUARD_PKCS11_PIN", USER_PIN)
+    world.credentials("line-1")
+    order_id, home = world.order(5), tmp_path / "agent"
+    request = prepare_agent(
+        home, site_id="cm-a", key_backend="pkcs11", pkcs11_module=softhsm.module, pkcs11_token=TOKEN
+    )
+    bundle = issue_lease(
+        world.inst,
+        OrderId(order_id),
+        units=1,
+        expires_in=timedelta(hours=1),
+        request=parse_agent_request(request),
+        actor="test",
+    )
+    init_agent(home, json.dumps(bundle))
+    assert not (home / "keys" / "issuing.key.pem").exists()  # the key never left the token
+    site = Site(world, order_id, bundle, home)
+    inst = Instance.open(home)
+    try:
+        with ServerThread(inst) as server, agent_fixture(site, server) as client:
+            device = tested_device(client, "SN-HSM")
+            issued = client.provision(order_id, device.serial, device.csr_pem())
+    finally:
+        inst.close()
+    assert "BEGIN CERTIFICATE" in issued.certificate_pem
+
+
+def test_a_lease_never_outlives_its_order(world: World, tmp_path: Path) -> None:
+    order_id = world.order(5, valid_until=world.inst.clock() + timedelta(hours=2))
+    bundle = lease_for(world, order_id, tmp_path / "agent")  # asks for 8 hours
+    terms = bundle["lease"]
+    assert isinstance(terms, dict)
+    assert datetime.fromisoformat(str(terms["not_after"])) == orders.get_order(world.inst, order_id).valid_until

@@ -1,0 +1,172 @@
+"""A site agent's log coming home: folded when it verifies; refused, recorded and alerted when not."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from fabguard.api.server import ServerThread
+from fabguard.domain.errors import Conflict
+from fabguard.fixture.client import FixtureClient
+from fabguard.fixture.device import SimulatedDevice
+from fabguard.ledger import merkle
+from fabguard.ledger.agent_sync import SyncDiscrepancy
+from fabguard.ledger.checkpoint import Checkpoint, sign_checkpoint
+from fabguard.service import analytics, authorities, events, lease_sync, leases, ledger, revocation
+from fabguard.service.agent import sync_package
+from fabguard.service.instance import Instance
+from fabguard.store.models import Order, Unit
+from tests.agent.conftest import Site, agent_fixture, lease_for
+from tests.support import tested_device
+
+Agent = tuple[Instance, ServerThread]
+
+
+def _provision(client: FixtureClient, order_id: str, serials: list[str]) -> list[SimulatedDevice]:
+    devices = [tested_device(client, serial) for serial in serials]
+    for d in devices:
+        client.provision(order_id, d.serial, d.csr_pem())
+    return devices
+
+
+def _lease_row(site: Site) -> dict[str, object]:
+    terms = site.lease["lease"]
+    assert isinstance(terms, dict)
+    return leases.get_lease(site.world.inst, str(terms["lease_id"]))
+
+
+def _refused(site: Site, package: lease_sync.SyncPackage, code: str) -> None:
+    with pytest.raises(SyncDiscrepancy) as exc:
+        lease_sync.sync_lease(site.world.inst, package, actor="test")
+    assert exc.value.code == code
+    row = _lease_row(site)
+    assert row["state"] == "discrepancy" and str(row["discrepancy"]).startswith(code)
+    refused = events.list_events(site.world.inst, kind="lease.sync_refused")
+    assert [e["code"] for e in refused] == [code]
+    assert any(a.kind == "lease_discrepancy" for a in analytics.alerts(site.world.inst))
+    # A new lease for the order (or the site) waits until the discrepancy is resolved.
+    with pytest.raises(Conflict) as blocked:
+        lease_for(site.world, site.order_id, site.world.tmp / "agent-next", units=1)
+    assert blocked.value.code == "lease_discrepancy"
+
+
+def _central_units(site: Site) -> list[str]:
+    with site.world.inst.db.read() as s:
+        return sorted(s.execute(select(Unit.serial).where(Unit.order_id == site.order_id)).scalars())
+
+
+def test_the_agents_units_and_events_are_folded_into_the_ledger_sync_after_sync(
+    any_site: Site, any_agent: Agent
+) -> None:
+    site, (inst, server) = any_site, any_agent
+    with agent_fixture(site, server) as client:
+        _provision(client, site.order_id, ["SN-S1", "SN-S2"])
+        first = lease_sync.sync_lease(site.world.inst, sync_package(inst, site.home), actor="test")
+        _provision(client, site.order_id, ["SN-S3"])
+    assert (first["units"], first["clones"]) == (2, [])
+    # Over the API, as 'fabguard agent sync --central' sends it.
+    package = sync_package(inst, site.home)
+    with site.world.admin() as admin:
+        answer = admin.post(
+            f"/api/v1/leases/{package.lease_id}/sync",
+            content=package.to_json(),
+            headers={"Content-Type": "application/json"},
+        )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["units"] == 1 and answer.json()["units_synced"] == 3
+    assert _central_units(site) == ["SN-S1", "SN-S2", "SN-S3"]
+    folded = events.list_events(site.world.inst, kind="unit.provisioned", order_id=site.order_id)
+    assert [e["serial"] for e in folded] == ["SN-S1", "SN-S2", "SN-S3"]
+    assert {e["actor"] for e in folded} == {f"agent:{package.lease_id}"}
+    # The central ledger still verifies as one tree, and the order's quota holds the lease's units once.
+    size, _ = ledger.tree_head(site.world.inst)
+    assert size == ledger.entry_count(site.world.inst)
+    with site.world.inst.db.read() as s:
+        order = s.get(Order, site.order_id)
+        assert order is not None and order.used == 3
+    # The server knows the agent's units: one is revoked; the agent CA itself goes on the root's CRL.
+    central = site.world.inst
+    revocation.revoke_unit(central, "SN-S2", reason_code="key_compromise", note="found in the field", actor="test")
+    agent_ca = str(_lease_row(site)["agent_ca"])
+    authorities.revoke_ca(central, agent_ca, reason_code="ca_compromise", note="agent stolen", actor="test")
+    listed = {format(r.serial_number, "x") for r in revocation.crl(central, "root")}
+    assert authorities.get_ca(central, agent_ca).cert_serial in listed
+
+
+def test_a_replayed_sync_is_refused(site: Site, agent: Agent) -> None:
+    inst, server = agent
+    with agent_fixture(site, server) as client:
+        _provision(client, site.order_id, ["SN-R1"])
+    package = sync_package(inst, site.home)
+    lease_sync.sync_lease(site.world.inst, package, actor="test")
+    _refused(site, package, "lease_sync_replayed")
+    lease_sync.resolve_discrepancy(site.world.inst, package.lease_id, note="a retry of the same file", actor="test")
+    lease_for(site.world, site.order_id, site.world.tmp / "agent-after", units=1)
+
+
+def test_a_tampered_agent_log_is_refused_and_changes_nothing(site: Site, agent: Agent) -> None:
+    inst, server = agent
+    with agent_fixture(site, server) as client:
+        _provision(client, site.order_id, ["SN-T1"])
+    package = sync_package(inst, site.home)
+    entries = list(package.entries)
+    entries[1] = entries[1].replace(b'"cm-a"', b'"cm-b"', 1)
+    assert entries[1] != package.entries[1]
+    before = ledger.entry_count(site.world.inst)
+    _refused(site, dataclasses.replace(package, entries=entries), "lease_sync_tampered")
+    assert _central_units(site) == []
+    assert ledger.entry_count(site.world.inst) == before + 1  # the refusal only
+
+
+def test_a_forked_agent_log_is_refused(site: Site, agent: Agent) -> None:
+    inst, server = agent
+    with agent_fixture(site, server) as client:
+        _provision(client, site.order_id, ["SN-F1"])
+        lease_sync.sync_lease(site.world.inst, sync_package(inst, site.home), actor="test")
+        _provision(client, site.order_id, ["SN-F2"])
+    package = sync_package(inst, site.home)
+    # The agent rewrites its history and signs the rewritten log with its own ledger key.
+    entries = list(package.entries)
+    entries[0] = entries[0].replace(b'"agent.initialized"', b'"agent.initialised"', 1)
+    root = merkle.mth([merkle.leaf_hash(e) for e in entries])
+    origin = ledger.origin(inst)
+    note = sign_checkpoint(Checkpoint(origin, len(entries), root), origin, ledger.ledger_signing_key(inst))
+    _refused(site, dataclasses.replace(package, entries=entries, checkpoint=note), "lease_sync_forked")
+    assert _central_units(site) == ["SN-F1"]
+
+
+def test_units_beyond_the_lease_are_refused(site: Site, agent: Agent) -> None:
+    inst, server = agent
+    with inst.db.transaction() as s:  # a dishonest agent raises its own quota
+        s.execute(update(Order).values(quota=5))
+    with agent_fixture(site, server) as client:
+        _provision(client, site.order_id, [f"SN-B{n}" for n in range(4)])
+    _refused(site, sync_package(inst, site.home), "lease_units_beyond")
+    assert _central_units(site) == []
+
+
+def test_a_key_seen_by_the_server_and_the_agent_is_raised_as_a_clone(site: Site, agent: Agent) -> None:
+    world = site.world
+    inst, server = agent
+    original = _provision(world.fixture("line-0"), site.order_id, ["SN-C0"])[0]
+    with agent_fixture(site, server) as client:
+        clone = original.clone_as("SN-C1")
+        tested_device(client, clone.serial)
+        client.provision(site.order_id, clone.serial, clone.csr_pem())
+    summary = lease_sync.sync_lease(world.inst, sync_package(inst, site.home), actor="test")
+    assert summary["clones"] == ["SN-C1"]
+    assert _central_units(site) == ["SN-C0"]
+    refused = events.list_events(world.inst, kind="unit.refused", order_id=site.order_id)
+    assert [(e["serial"], e["code"]) for e in refused] == [("SN-C1", "key_reused")]
+    assert any(a.kind == "key_reused" for a in analytics.alerts(world.inst))
+    assert _lease_row(site)["state"] == "discrepancy"
+
+
+def test_a_sync_package_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(Exception) as exc:
+        lease_sync.parse_sync_package(json.dumps({"format": "other"}))
+    assert getattr(exc.value, "code", None) == "lease_sync_invalid"
