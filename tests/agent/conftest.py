@@ -13,10 +13,10 @@ import pytest
 from fabguard.api.server import ServerThread
 from fabguard.domain.values import OrderId
 from fabguard.fixture.client import Credentials, FixtureClient
+from fabguard.service import approvals, leases
 from fabguard.service.agent import init_agent, prepare_agent
 from fabguard.service.instance import Instance
-from fabguard.service.leases import issue_lease, parse_agent_request
-from tests.support import World
+from tests.support import REQUESTER, World, second_person_approves
 
 
 @dataclasses.dataclass
@@ -27,11 +27,20 @@ class Site:
     home: Path
 
 
-def lease_for(world: World, order_id: str, home: Path, units: int = 3, site: str = "cm-a") -> dict[str, object]:
-    request = parse_agent_request(prepare_agent(home, site_id=site))
-    return issue_lease(
-        world.inst, OrderId(order_id), units=units, expires_in=timedelta(hours=8), request=request, actor="test"
+def approved_lease(
+    inst: Instance, order_id: str, request_text: str, *, units: int, expires_in: timedelta = timedelta(hours=8)
+) -> dict[str, object]:
+    """A lease asked for by one person and approved by a second (it certifies the agent's CA under the
+    root: dual control), then its bundle, as the agent gets it."""
+    pending = approvals.request_lease(
+        inst, OrderId(order_id), units=units, expires_in=expires_in, request_text=request_text, by=REQUESTER
     )
+    done = second_person_approves(inst, pending)
+    return leases.lease_bundle(inst, str(done["lease_id"]))
+
+
+def lease_for(world: World, order_id: str, home: Path, units: int = 3, site: str = "cm-a") -> dict[str, object]:
+    return approved_lease(world.inst, order_id, prepare_agent(home, site_id=site), units=units)
 
 
 def make_site(world: World, home: Path) -> Site:

@@ -1,14 +1,17 @@
-"""The agent's round trip through the command line: prepare, lease issue, init, status, sync by file."""
+"""The agent's round trip through the command line: prepare, lease issue (approved by a second person),
+lease bundle, init, status, sync by file."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from fabguard.cli.main import app
-from tests.support import World
+from fabguard.service import approvals
+from tests.support import World, second_person_approves
 
 runner = CliRunner()
 
@@ -20,26 +23,24 @@ def fg(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, 
     return result.exit_code, " ".join(result.output.split())
 
 
+def issue_by_two(world: World, order_id: str, units: str, request: Path, out: Path, *extra: str) -> tuple[int, str]:
+    """'lease issue' asks; a second person approves (dual control: the lease certifies a CA under the
+    root); 'lease bundle' writes the bundle. Returns what 'lease bundle' said."""
+    home = world.inst.home
+    code, said = fg(home, "lease", "issue", "--order", order_id, "--units", units, "--request", str(request), *extra)
+    assert code == 0 and "waits for a second person" in said, said
+    asked = re.search(r"Request (\d+) ", said)
+    assert asked is not None, said
+    done = second_person_approves(world.inst, approvals.get_approval(world.inst, int(asked.group(1))))
+    return fg(home, "lease", "bundle", str(done["lease_id"]), "--out", str(out))
+
+
 def test_an_agent_is_made_run_and_synced_from_the_command_line(world: World, tmp_path: Path) -> None:
     central, agent = world.inst.home, tmp_path / "agent"
     order_id = world.order(10)
     request, lease, sync = tmp_path / "request.json", tmp_path / "lease.json", tmp_path / "sync.json"
     assert fg(agent, "agent", "prepare", "--site", "cm-a", "--out", str(request))[0] == 0
-    code, out = fg(
-        central,
-        "lease",
-        "issue",
-        "--order",
-        order_id,
-        "--units",
-        "4",
-        "--expires-in",
-        "8h",
-        "--request",
-        str(request),
-        "--out",
-        str(lease),
-    )
+    code, out = issue_by_two(world, order_id, "4", request, lease, "--expires-in", "8h")
     assert code == 0 and "4 units" in out, out
     code, out = fg(agent, "agent", "init", "--lease", str(lease))
     assert code == 0 and "Agent ready" in out, out
@@ -63,8 +64,6 @@ def test_an_agent_is_made_run_and_synced_from_the_command_line(world: World, tmp
         "1",
         "--request",
         str(request),
-        "--out",
-        str(tmp_path / "second.json"),
     )
     assert code == 2 and "[lease_discrepancy]" in out
 
@@ -72,19 +71,7 @@ def test_an_agent_is_made_run_and_synced_from_the_command_line(world: World, tmp
 def test_a_changed_lease_file_is_one_line_at_init(world: World, tmp_path: Path) -> None:
     agent, request, lease = tmp_path / "agent", tmp_path / "request.json", tmp_path / "lease.json"
     fg(agent, "agent", "prepare", "--site", "cm-a", "--out", str(request))
-    fg(
-        world.inst.home,
-        "lease",
-        "issue",
-        "--order",
-        world.order(5),
-        "--units",
-        "2",
-        "--request",
-        str(request),
-        "--out",
-        str(lease),
-    )
+    assert issue_by_two(world, world.order(5), "2", request, lease)[0] == 0
     lease.write_text(lease.read_text().replace('"units": 2', '"units": 5'))
     code, out = fg(agent, "agent", "init", "--lease", str(lease))
     assert code == 2 and "[lease_invalid]" in out, out
@@ -93,19 +80,7 @@ def test_a_changed_lease_file_is_one_line_at_init(world: World, tmp_path: Path) 
 def test_the_agent_syncs_over_the_link_with_an_admin_token(world: World, tmp_path: Path) -> None:
     agent, request, lease = tmp_path / "agent", tmp_path / "request.json", tmp_path / "lease.json"
     fg(agent, "agent", "prepare", "--site", "cm-a", "--out", str(request))
-    fg(
-        world.inst.home,
-        "lease",
-        "issue",
-        "--order",
-        world.order(5),
-        "--units",
-        "2",
-        "--request",
-        str(request),
-        "--out",
-        str(lease),
-    )
+    assert issue_by_two(world, world.order(5), "2", request, lease)[0] == 0
     assert fg(agent, "agent", "init", "--lease", str(lease))[0] == 0
     code, out = fg(agent, "agent", "sync", "--central", world.url, env={"FABGUARD_TOKEN": world.admin_token})
     assert code == 0 and json.loads(out)["entries"] == 2, out

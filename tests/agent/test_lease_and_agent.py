@@ -15,12 +15,11 @@ from fabguard.domain.errors import Conflict, InvalidRequest
 from fabguard.domain.values import OrderId
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.ledger.lease import LeaseError
-from fabguard.service import orders
+from fabguard.service import approvals, events, orders
 from fabguard.service.agent import init_agent, prepare_agent
 from fabguard.service.instance import Instance
-from fabguard.service.leases import AgentRequest, issue_lease, parse_agent_request
-from tests.agent.conftest import Site, agent_fixture, lease_for
-from tests.support import TOKEN, USER_PIN, SoftHsm, World, tested_device
+from tests.agent.conftest import Site, agent_fixture, approved_lease, lease_for
+from tests.support import REQUESTER, TOKEN, USER_PIN, SoftHsm, World, second_person_approves, tested_device
 
 
 def test_a_lease_takes_its_units_out_of_the_central_quota(any_site: Site) -> None:
@@ -99,31 +98,50 @@ def test_a_lease_is_issued_over_the_api_by_an_admin_only(world: World, tmp_path:
     request = json.loads(prepare_agent(tmp_path / "agent", site_id="cm-a"))
     body = {"units": 2, "expires_in_minutes": 60, "agent_request": request}
     with world.admin() as admin:
-        issued = admin.post(f"/api/v1/orders/{order_id}/leases", json=body)
-        assert issued.status_code == 201, issued.text
+        asked = admin.post(f"/api/v1/orders/{order_id}/leases", json=body)
+        assert asked.status_code == 202 and asked.json()["state"] == "pending", asked.text
+        # Nothing is reserved or certified until a second person approves.
+        assert orders.get_order(world.inst, order_id).used == 0
+        assert admin.get("/api/v1/leases", params={"order_id": order_id}).json() == []
+        own = admin.post(f"/api/v1/approvals/{asked.json()['id']}/approve")
+        assert own.status_code == 403 and own.json()["error"]["code"] == "same_approver"
+        done = second_person_approves(world.inst, approvals.get_approval(world.inst, asked.json()["id"]))
+        bundle = admin.get(f"/api/v1/leases/{done['lease_id']}/bundle")
+        assert bundle.status_code == 200, bundle.text
         too_many = admin.post(f"/api/v1/orders/{order_id}/leases", json={**body, "units": 4})
         assert too_many.status_code == 409 and too_many.json()["error"]["code"] == "lease_exceeds_quota"
         listed = admin.get("/api/v1/leases", params={"order_id": order_id}).json()
     assert [lease["units"] for lease in listed] == [2]
-    init_agent(tmp_path / "agent", json.dumps(issued.json()))
+    init_agent(tmp_path / "agent", json.dumps(bundle.json()))
     assert orders.get_order(world.inst, order_id).used == 2
+    kinds = [e["kind"] for e in events.list_events(world.inst, limit=50)]
+    assert "approval.requested" in kinds and "approval.approved" in kinds and "lease.issued" in kinds
 
 
 def test_racing_leases_never_take_more_than_the_quota(any_world: World, tmp_path: Path) -> None:
     order_id = any_world.order(10)
-    requests = [parse_agent_request(prepare_agent(tmp_path / f"agent-{n}", site_id="cm-a")) for n in range(3)]
+    # Three requests that each fit when asked for, approved at once: the reservation at approval decides.
+    pending = [
+        approvals.request_lease(
+            any_world.inst,
+            OrderId(order_id),
+            units=4,
+            expires_in=timedelta(hours=1),
+            request_text=prepare_agent(tmp_path / f"agent-{n}", site_id="cm-a"),
+            by=REQUESTER,
+        )
+        for n in range(3)
+    ]
 
-    def lease(request: AgentRequest) -> str:
+    def lease(asked: approvals.ApprovalView) -> str:
         try:
-            issue_lease(
-                any_world.inst, OrderId(order_id), units=4, expires_in=timedelta(hours=1), request=request, actor="t"
-            )
+            second_person_approves(any_world.inst, asked)
             return "issued"
         except Conflict as exc:
             return exc.code
 
     with ThreadPoolExecutor(3) as pool:
-        outcomes = sorted(pool.map(lease, requests))
+        outcomes = sorted(pool.map(lease, pending))
     assert outcomes == ["issued", "issued", "lease_exceeds_quota"]
     assert orders.get_order(any_world.inst, order_id).used == 8
 
@@ -137,14 +155,7 @@ def test_an_agent_whose_issuing_key_is_in_its_token_provisions(
     request = prepare_agent(
         home, site_id="cm-a", key_backend="pkcs11", pkcs11_module=softhsm.module, pkcs11_token=TOKEN
     )
-    bundle = issue_lease(
-        world.inst,
-        OrderId(order_id),
-        units=1,
-        expires_in=timedelta(hours=1),
-        request=parse_agent_request(request),
-        actor="test",
-    )
+    bundle = approved_lease(world.inst, order_id, request, units=1, expires_in=timedelta(hours=1))
     init_agent(home, json.dumps(bundle))
     assert not (home / "keys" / "issuing.key.pem").exists()  # the key never left the token
     site = Site(world, order_id, bundle, home)

@@ -16,12 +16,12 @@ from fabguard.fixture.device import SimulatedDevice
 from fabguard.ledger import merkle
 from fabguard.ledger.agent_sync import SyncDiscrepancy
 from fabguard.ledger.checkpoint import Checkpoint, sign_checkpoint
-from fabguard.service import analytics, authorities, events, lease_sync, leases, ledger, revocation
+from fabguard.service import analytics, approvals, authorities, events, lease_sync, leases, ledger, revocation
 from fabguard.service.agent import sync_package
 from fabguard.service.instance import Instance
 from fabguard.store.models import Order, Unit
 from tests.agent.conftest import Site, agent_fixture, lease_for
-from tests.support import tested_device
+from tests.support import REQUESTER, second_person_approves, tested_device
 
 Agent = tuple[Instance, ServerThread]
 
@@ -92,7 +92,10 @@ def test_the_agents_units_and_events_are_folded_into_the_ledger_sync_after_sync(
     central = site.world.inst
     revocation.revoke_unit(central, "SN-S2", reason_code="key_compromise", note="found in the field", actor="test")
     agent_ca = str(_lease_row(site)["agent_ca"])
-    authorities.revoke_ca(central, agent_ca, reason_code="ca_compromise", note="agent stolen", actor="test")
+    asked = approvals.request_ca_revocation(
+        central, agent_ca, reason_code="ca_compromise", note="agent stolen", by=REQUESTER
+    )
+    second_person_approves(central, asked)
     listed = {format(r.serial_number, "x") for r in revocation.crl(central, "root")}
     assert authorities.get_ca(central, agent_ca).cert_serial in listed
 

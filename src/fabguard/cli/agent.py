@@ -22,7 +22,8 @@ from fabguard.service import agent, orders
 agent_app = typer.Typer(
     help=(
         "An offline site agent: provisions within a quota lease while the link to the central server is down. "
-        "Steps: 'agent prepare' (keys and a lease request), 'lease issue' on the central server, "
+        "Steps: 'agent prepare' (keys and a lease request), 'lease issue' on the central server (a second "
+        "person approves), 'lease bundle', "
         "'agent init --lease', 'agent serve'."
     ),
     no_args_is_help=True,
@@ -61,7 +62,7 @@ def agent_prepare(
 
 @command(agent_app, "init")
 def agent_init(
-    lease: Annotated[Path, typer.Option("--lease", help="The signed lease bundle ('fabguard lease issue --out')")],
+    lease: Annotated[Path, typer.Option("--lease", help="The signed lease bundle ('fabguard lease bundle --out')")],
 ) -> None:
     """Check the lease against this agent's keys and make the agent's instance: the order, the site's fixtures."""
     terms = agent.init_agent(state.home, lease.read_text())

@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import actor, command, console, opened, print_json
+from fabguard.cli.common import actor, command, console, opened, print_json, requester
 from fabguard.cli.tokens import parse_lifetime
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import OrderId
-from fabguard.service import lease_sync, leases
+from fabguard.service import approvals, lease_sync, leases
 
 lease_app = typer.Typer(
     help="Quota leases: N units of an order, until a time, for one offline site agent.", no_args_is_help=True
@@ -27,35 +27,51 @@ def lease_issue(
     request: Annotated[
         Path, typer.Option("--request", help="The agent's request file ('fabguard agent prepare --out')")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the signed lease bundle")],
     expires_in: Annotated[
         str,
         typer.Option("--expires-in", help=f"How long the lease lasts: 8h, 3d, 30m (at most {leases.MAX_LEASE_DAYS}d)"),
     ] = "24h",
 ) -> None:
-    """Reserve units of an order for a site agent and sign its lease (its CA and TLS certificates included).
+    """Ask for a lease of units of an order for a site agent; a second person approves it.
 
-    The units leave the order's quota at once: the server and the agent together never issue more than it.
+    The lease certifies the agent's CA under the root, so it is under dual control: once a second person
+    runs 'fabguard approval approve ID', the units leave the order's quota (the server and the agent
+    together never issue more than it) and 'fabguard lease bundle LEASE --out FILE' writes the bundle.
     """
     try:
         lifetime = parse_lifetime(expires_in)
     except InvalidRequest as exc:
         raise InvalidRequest(exc.message, code="invalid_time") from None
     assert lifetime is not None
+    try:
+        text = request.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"cannot read the agent request {request}: {exc}", code="agent_request_invalid") from None
     with opened() as inst:
-        bundle = leases.issue_lease(
-            inst,
-            OrderId.named(order),
-            units=units,
-            expires_in=lifetime,
-            request=leases.parse_agent_request(request.read_bytes()),
-            actor=actor(inst),
+        pending = approvals.request_lease(
+            inst, OrderId.named(order), units=units, expires_in=lifetime, request_text=text, by=requester(inst)
         )
+    console.print(
+        f"Request {pending.id} to {pending.summary} ({units} units of order {order}) waits for a second person "
+        f"until {pending.expires_at.isoformat(timespec='seconds')}: 'fabguard approval approve {pending.id}' with "
+        "an approver's token, then 'fabguard lease bundle LEASE --out FILE'"
+    )
+
+
+@command(lease_app, "bundle")
+def lease_bundle(
+    lease: Annotated[str, typer.Argument(help="The lease (its id: 'fabguard lease list', or the approval's result)")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the signed lease bundle")],
+) -> None:
+    """Write an issued lease's signed bundle, for 'fabguard agent init --lease' at the site."""
+    with opened() as inst:
+        bundle = leases.lease_bundle(inst, lease)
     out.write_text(json.dumps(bundle, indent=2))
     terms = bundle["lease"]
     assert isinstance(terms, dict)
     console.print(
-        f"[green]Lease {terms['lease_id']}[/]: {units} units of order {order} until {terms['not_after']}, written to {out}"
+        f"[green]Lease {terms['lease_id']}[/]: {terms['units']} units of order {terms['order_id']} until "
+        f"{terms['not_after']}, written to {out}"
     )
 
 

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, NotFound
-from fabguard.domain.values import OrderState, Role
-from fabguard.service import authorities, matter_authorities, orders, revocation, tokens
+from fabguard.domain.values import OrderId, OrderState, Role
+from fabguard.service import authorities, leases, matter_authorities, orders, revocation, tokens
 from fabguard.service.instance import Instance
 from fabguard.store.models import Order
 
@@ -147,6 +147,33 @@ def _revoke_ca(inst: Instance, s: Session, a: Approved) -> dict[str, object]:
     ).to_dict()
 
 
+def _lease_terms(p: Mapping[str, Any]) -> tuple[int, timedelta, leases.AgentRequest]:
+    return int(p["units"]), timedelta(seconds=int(p["expires_in_seconds"])), leases.parse_agent_request(p["request"])
+
+
+def _lease_is_possible(inst: Instance, s: Session, target: str, p: Mapping[str, Any]) -> None:
+    units, expires_in, request = _lease_terms(p)
+    leases.check_lease(inst, s, OrderId.named(target), units=units, expires_in=expires_in, request=request)
+    inst.cas.issuer("root", s)  # the root signs the agent's CA: fail now, not once a second person approves
+
+
+def _issue_lease(inst: Instance, s: Session, a: Approved) -> dict[str, object]:
+    units, expires_in, request = _lease_terms(a.parameters)
+    bundle = leases.issue_lease_in(
+        inst,
+        s,
+        OrderId.named(a.target),
+        units=units,
+        expires_in=expires_in,
+        request=request,
+        actor=a.actor,
+        detail=a.detail,
+    )
+    terms = bundle["lease"]
+    assert isinstance(terms, dict)
+    return {k: terms[k] for k in ("lease_id", "order_id", "site_id", "units", "not_after")}
+
+
 def _resign_root_crl(inst: Instance) -> None:
     revocation.refresh_crl(inst, "root")
 
@@ -158,6 +185,7 @@ MATTER_PAI_CREATION = "ca.create_matter_pai"
 CA_IMPORT = "ca.import"
 CA_ROTATION = "ca.rotate"
 CA_REVOCATION = "ca.revoke"
+LEASE_ISSUE = "lease.issue"
 
 ACTS: Mapping[str, Act] = {
     ADMIN_TOKEN: Act("issue an admin token", _no_check, _issue_admin_token),
@@ -167,6 +195,7 @@ ACTS: Mapping[str, Act] = {
     CA_IMPORT: Act("import a CA certificate", _import_is_possible, _import_certificate),
     CA_ROTATION: Act("rotate an issuing CA", _rotation_is_possible, _rotate_ca),
     CA_REVOCATION: Act("revoke a CA", _revocation_is_possible, _revoke_ca, after=_resign_root_crl),
+    LEASE_ISSUE: Act("issue a quota lease to a site agent (its CA under the root)", _lease_is_possible, _issue_lease),
 }
 
 __all__ = [
@@ -176,6 +205,7 @@ __all__ = [
     "CA_IMPORT",
     "CA_REVOCATION",
     "CA_ROTATION",
+    "LEASE_ISSUE",
     "MATTER_PAI_CREATION",
     "ORDER_ACTIVATION",
     "Act",

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from fabguard.domain.errors import Conflict, FabGuardError, Forbidden, InvalidRequest, NotFound
 from fabguard.domain.values import CaName, OrderId, OrderState, Role
-from fabguard.service import tokens
+from fabguard.service import leases, tokens
 from fabguard.service.approval_acts import (
     ACTS,
     ADMIN_TOKEN,
@@ -27,6 +27,7 @@ from fabguard.service.approval_acts import (
     CA_IMPORT,
     CA_REVOCATION,
     CA_ROTATION,
+    LEASE_ISSUE,
     MATTER_PAI_CREATION,
     ORDER_ACTIVATION,
     Approved,
@@ -193,6 +194,17 @@ def request_ca_import(inst: Instance, name: str, certificate_pem: bytes, *, by: 
 def request_ca_rotation(inst: Instance, name: str, *, new_name: CaName, by: Person) -> ApprovalView:
     """Ask for an issuing CA to be succeeded by a new one of the same scope (made when approved)."""
     return request(inst, CA_ROTATION, name, {"new_name": new_name.value}, by=by)
+
+
+def request_lease(
+    inst: Instance, order_id: OrderId, *, units: int, expires_in: timedelta, request_text: str, by: Person
+) -> ApprovalView:
+    """Ask for a quota lease of ``units`` of the order for the site agent whose request file is
+    ``request_text`` (checked now; the units are reserved and the agent's CA certified when a second
+    person approves; the bundle is then ``GET /api/v1/leases/{id}/bundle``)."""
+    leases.parse_agent_request(request_text)  # refuse a bad request file before recording anything
+    parameters = {"units": units, "expires_in_seconds": int(expires_in.total_seconds()), "request": request_text}
+    return request(inst, LEASE_ISSUE, order_id.value, parameters, by=by)
 
 
 def request_ca_revocation(inst: Instance, name: str, *, reason_code: str, note: str, by: Person) -> ApprovalView:

@@ -4,7 +4,9 @@ A lease takes N units out of an order's quota in one transaction (so the central
 together never pass the order's quota), certifies the agent's own issuing key as a name-constrained,
 pathLen 0 CA under the root (never handing out the root or any key), certifies the agent's TLS server key
 under the station CA (the fixtures already trust it), and signs the whole bundle with the ledger key.
-Issuing a lease is a ledger event.
+Issuing a lease makes a CA under the root, so it is under dual control: one person asks
+(``approvals.request_lease``), a second approves, and the lease is issued in the approval's transaction
+(``issue_lease_in``, a ``lease.issued`` event naming both).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
 from fabguard.domain.values import OrderId
@@ -77,61 +81,114 @@ def _fixture_entry(f: Fixture) -> dict[str, object]:
     }
 
 
-def issue_lease(
-    inst: Instance, order_id: OrderId, *, units: int, expires_in: timedelta, request: AgentRequest, actor: str
-) -> dict[str, object]:
-    """Reserve ``units`` of the order for one agent and return the signed lease bundle."""
+def check_lease(
+    inst: Instance, s: Session, order_id: OrderId, *, units: int, expires_in: timedelta, request: AgentRequest
+) -> None:
+    """Refuse a lease that could not be issued (asked for, and again when a second person approves)."""
+    _terms(inst, s, order_id, units=units, expires_in=expires_in, request=request)
+    order = s.get(Order, order_id.value)
+    assert order is not None
+    if order.quota - order.used < units:
+        raise Conflict(
+            f"order {order.id} has {order.quota - order.used} units left; a lease of {units} does not fit",
+            code="lease_exceeds_quota",
+        )
+    _no_standing_discrepancy(s, order)
+
+
+def _terms(
+    inst: Instance, s: Session, order_id: OrderId, *, units: int, expires_in: timedelta, request: AgentRequest
+) -> Order:
     if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
         raise InvalidRequest("a lease grants a whole number of units, at least one", code="lease_units_invalid")
     if not timedelta(minutes=1) <= expires_in <= timedelta(days=MAX_LEASE_DAYS):
         raise InvalidRequest(f"a lease lasts from 1 minute to {MAX_LEASE_DAYS} days", code="invalid_time")
     now = inst.clock()
+    order = s.get(Order, order_id.value)
+    if order is None:
+        raise NotFound(f"no order {order_id.value!r}", code="order_not_found")
+    if order.site_id != request.site_id:
+        raise InvalidRequest(
+            f"the agent is at site {request.site_id}, order {order.id} at {order.site_id}",
+            code="agent_request_invalid",
+        )
+    if order.valid_from > now:
+        raise Conflict(
+            f"order {order.id} is not valid before {order.valid_from.isoformat()}", code="order_not_yet_valid"
+        )
+    if order.valid_until is not None and order.valid_until <= now:
+        raise Conflict(f"order {order.id} ended at {order.valid_until.isoformat()}", code="order_expired")
+    ca_row = s.get(CertificateAuthority, order.issuing_ca)
+    if (
+        ca_row is None
+        or ca_row.certificate_pem is None
+        or is_matter_pai(x509.load_pem_x509_certificate(ca_row.certificate_pem.encode()))
+    ):
+        raise Conflict("only IDevID orders can be leased (a Matter DAC needs a PAI)", code="lease_order_unsupported")
+    return order
+
+
+def _no_standing_discrepancy(s: Session, order: Order) -> None:
+    standing = s.execute(
+        select(QuotaLease.id).where(
+            QuotaLease.state == "discrepancy",
+            (QuotaLease.order_id == order.id) | (QuotaLease.site_id == order.site_id),
+        )
+    ).first()
+    if standing is not None:
+        raise Conflict(
+            f"lease {standing[0]} of this order or site has a discrepancy that stands: resolve it first",
+            code="lease_discrepancy",
+        )
+
+
+def issue_lease_in(
+    inst: Instance,
+    s: Session,
+    order_id: OrderId,
+    *,
+    units: int,
+    expires_in: timedelta,
+    request: AgentRequest,
+    actor: str,
+    detail: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """Reserve ``units`` of the order for one agent, certify its keys and return the signed lease bundle,
+    in the caller's transaction: the act a second person approves (``service/approval_acts.py``), since
+    it makes a CA under the root. ``detail`` joins the ``lease.issued`` event (which approval, who asked)."""
+    now = inst.clock()
+    order = _terms(inst, s, order_id, units=units, expires_in=expires_in, request=request)
+    _no_standing_discrepancy(s, order)
+    if not reserve_units(s, order.id, units):
+        current = s.get(Order, order.id)
+        assert current is not None
+        raise Conflict(
+            f"order {order.id} is {current.state} with {current.quota - current.used} units left; "
+            f"a lease of {units} does not fit",
+            code="lease_exceeds_quota",
+        )
     lease_id = f"lease-{secrets.token_hex(6)}"
     ca_name = f"agent-{lease_id.removeprefix('lease-')}"
-    with inst.db.read() as s:
-        order = s.get(Order, order_id.value)
-        if order is None:
-            raise NotFound(f"no order {order_id.value!r}", code="order_not_found")
-        if order.site_id != request.site_id:
-            raise InvalidRequest(
-                f"the agent is at site {request.site_id}, order {order.id} at {order.site_id}",
-                code="agent_request_invalid",
+    valid_until = order.valid_until
+    product, site = s.get(Product, order.product_id), s.get(Site, order.site_id)
+    assert product is not None and site is not None
+    fixtures = [
+        _fixture_entry(f)
+        for f in s.execute(
+            select(Fixture).where(
+                Fixture.site_id == order.site_id,
+                Fixture.cert_fingerprint.is_not(None),
+                Fixture.revoked_at.is_(None),
             )
-        if order.valid_from > now:
-            raise Conflict(
-                f"order {order.id} is not valid before {order.valid_from.isoformat()}", code="order_not_yet_valid"
-            )
-        if order.valid_until is not None and order.valid_until <= now:
-            raise Conflict(f"order {order.id} ended at {order.valid_until.isoformat()}", code="order_expired")
-        valid_until = order.valid_until
-        ca_row = s.get(CertificateAuthority, order.issuing_ca)
-        if (
-            ca_row is None
-            or ca_row.certificate_pem is None
-            or is_matter_pai(x509.load_pem_x509_certificate(ca_row.certificate_pem.encode()))
-        ):
-            raise Conflict(
-                "only IDevID orders can be leased (a Matter DAC needs a PAI)", code="lease_order_unsupported"
-            )
-        product, site = s.get(Product, order.product_id), s.get(Site, order.site_id)
-        assert product is not None and site is not None
-        fixtures = [
-            _fixture_entry(f)
-            for f in s.execute(
-                select(Fixture).where(
-                    Fixture.site_id == order.site_id,
-                    Fixture.cert_fingerprint.is_not(None),
-                    Fixture.revoked_at.is_(None),
-                )
-            ).scalars()
-        ]
-        product_entry = {
-            "id": product.id,
-            "name": product.name,
-            "key_types": product.key_types.split(","),
-            "cert_lifetime_days": product.cert_lifetime_days,
-        }
-        site_entry = {"id": site.id, "name": site.name}
+        ).scalars()
+    ]
+    product_entry = {
+        "id": product.id,
+        "name": product.name,
+        "key_types": product.key_types.split(","),
+        "cert_lifetime_days": product.cert_lifetime_days,
+    }
+    site_entry = {"id": site.id, "name": site.name}
     org = inst.config.organization
     agent_ca = profiles.agent_issuing_ca(
         inst.cas.root_issuer(),
@@ -174,74 +231,65 @@ def issue_lease(
         },
     }
     bundle = sign_bundle(body, ledger_signing_key(inst))
-    with inst.db.transaction() as s:
-        standing = s.execute(
-            select(QuotaLease.id).where(
-                QuotaLease.state == "discrepancy",
-                (QuotaLease.order_id == order.id) | (QuotaLease.site_id == order.site_id),
-            )
-        ).first()
-        if standing is not None:
-            raise Conflict(
-                f"lease {standing[0]} of this order or site has a discrepancy that stands: resolve it first",
-                code="lease_discrepancy",
-            )
-        if not reserve_units(s, order.id, units):
-            current = s.get(Order, order.id)
-            assert current is not None
-            raise Conflict(
-                f"order {order.id} is {current.state} with {current.quota - current.used} units left; "
-                f"a lease of {units} does not fit",
-                code="lease_exceeds_quota",
-            )
-        s.add(
-            CertificateAuthority(
-                name=ca_name,
-                role="agent",
-                state="active",
-                site_id=order.site_id,
-                product_id=order.product_id,
-                key_ref=f"{EXTERNAL_KEY}{ca_name}",
-                certificate_pem=agent_ca_pem,
-                cert_serial=format(agent_ca.serial_number, "x"),
-                created_at=now,
-            )
+    s.add(
+        CertificateAuthority(
+            name=ca_name,
+            role="agent",
+            state="active",
+            site_id=order.site_id,
+            product_id=order.product_id,
+            key_ref=f"{EXTERNAL_KEY}{ca_name}",
+            certificate_pem=agent_ca_pem,
+            cert_serial=format(agent_ca.serial_number, "x"),
+            created_at=now,
         )
-        s.add(
-            QuotaLease(
-                id=lease_id,
-                order_id=order.id,
-                site_id=order.site_id,
-                units=units,
-                issued_at=now,
-                not_after=not_after,
-                issued_by=actor,
-                agent_ca=ca_name,
-                agent_ca_sha256=agent_ca_sha256,
-                agent_ledger_key=request.ledger_key,
-                state="active",
-                bundle=json.dumps(bundle),
-                synced_size=0,
-                units_synced=0,
-            )
-        )
-        append_event(
-            s,
-            "lease.issued",
-            at=now,
-            actor=actor,
+    )
+    s.add(
+        QuotaLease(
+            id=lease_id,
             order_id=order.id,
-            detail={
-                "lease_id": lease_id,
-                "site_id": order.site_id,
-                "units": units,
-                "not_after": not_after.isoformat(),
-                "agent_ca": ca_name,
-                "agent_ca_sha256": agent_ca_sha256,
-                "agent_ledger_key": request.ledger_key,
-            },
+            site_id=order.site_id,
+            units=units,
+            issued_at=now,
+            not_after=not_after,
+            issued_by=actor,
+            agent_ca=ca_name,
+            agent_ca_sha256=agent_ca_sha256,
+            agent_ledger_key=request.ledger_key,
+            state="active",
+            bundle=json.dumps(bundle),
+            synced_size=0,
+            units_synced=0,
         )
+    )
+    append_event(
+        s,
+        "lease.issued",
+        at=now,
+        actor=actor,
+        order_id=order.id,
+        detail={
+            "lease_id": lease_id,
+            "site_id": order.site_id,
+            "units": units,
+            "not_after": not_after.isoformat(),
+            "agent_ca": ca_name,
+            "agent_ca_sha256": agent_ca_sha256,
+            "agent_ledger_key": request.ledger_key,
+            **(detail or {}),
+        },
+    )
     return bundle
+
+
+def lease_bundle(inst: Instance, lease_id: str) -> dict[str, object]:
+    """The signed bundle of an issued lease (certificates and signed terms: no secret), for 'agent init'."""
+    with inst.db.read() as s:
+        row = s.get(QuotaLease, lease_id)
+        if row is None:
+            raise NotFound(f"no lease {lease_id!r}", code="lease_not_found")
+        bundle: dict[str, object] = json.loads(row.bundle)
+        return bundle
 
 
 def _ec(csr: x509.CertificateSigningRequest) -> ec.EllipticCurvePublicKey:

@@ -1,4 +1,4 @@
-"""Quota leases for offline site agents: issue one (admin), list them (readers)."""
+"""Quota leases for offline site agents: ask for one (admin; a second person approves), list them (readers)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,28 @@ from fabguard.api.deps import Admin, Inst, Reader
 from fabguard.api.schemas import LeaseIn, ResolveIn
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import OrderId
-from fabguard.service import lease_sync, leases
+from fabguard.service import approvals, lease_sync, leases
 
 router = APIRouter(tags=["leases"])
 
 
-@router.post("/api/v1/orders/{order_id}/leases", status_code=201)
+@router.post(
+    "/api/v1/orders/{order_id}/leases",
+    status_code=202,
+    responses={202: {"description": "The pending request; a second person approves it (docs/roles.md)"}},
+)
 def issue_lease(inst: Inst, order_id: str, body: LeaseIn, p: Admin) -> dict[str, object]:
-    """Reserve units of the order for one site agent; the answer is the signed lease bundle for 'agent init'."""
-    return leases.issue_lease(
+    """Ask for a lease of units of the order for one site agent. It certifies the agent's CA under the
+    root, so a second person approves it (POST /api/v1/approvals/{id}/approve); the approval's result
+    names the lease, whose bundle (for 'agent init') is GET /api/v1/leases/{lease_id}/bundle."""
+    return approvals.request_lease(
         inst,
         OrderId.named(order_id),
         units=body.units,
         expires_in=timedelta(minutes=body.expires_in_minutes),
-        request=leases.parse_agent_request(json.dumps(body.agent_request)),
-        actor=p.actor,
-    )
+        request_text=json.dumps(body.agent_request),
+        by=approvals.Person.of(p),
+    ).to_dict()
 
 
 @router.get("/api/v1/leases")
@@ -39,6 +45,13 @@ def list_leases(inst: Inst, _: Reader, order_id: str | None = None) -> list[dict
 @router.get("/api/v1/leases/{lease_id}")
 def get_lease(inst: Inst, lease_id: str, _: Reader) -> dict[str, object]:
     return leases.get_lease(inst, lease_id)
+
+
+@router.get("/api/v1/leases/{lease_id}/bundle")
+def get_lease_bundle(inst: Inst, lease_id: str, _: Admin) -> dict[str, object]:
+    """The signed lease bundle an agent is made from ('fabguard agent init --lease'): its terms, its CA
+    and TLS certificates, the site's fixtures; no secret."""
+    return leases.lease_bundle(inst, lease_id)
 
 
 @router.post("/api/v1/leases/{lease_id}/sync")
