@@ -91,6 +91,12 @@ def _make(world: World, tmp_path: Path) -> tuple[World, Path, str]:
     return world, tmp_path / "pack", ledger.public_verifier_key(inst)
 
 
+def _certificate_file(pack: Path, serial: str) -> str:
+    """Where the inventory says a unit's certificate is (named by its SHA-256, not its serial)."""
+    rows = json.loads((pack / "certificates/inventory.json").read_text())
+    return str(next(r["certificate"] for r in rows if r["serial"] == serial))
+
+
 def test_the_pack_verifies_offline_and_holds_what_it_promises(made: tuple[World, Path, str]) -> None:
     _world, pack, key = made
     report = verify_pack(pack, verifier=key, sbom_check=validate_sbom)
@@ -98,6 +104,7 @@ def test_the_pack_verifies_offline_and_holds_what_it_promises(made: tuple[World,
     inventory = {r["serial"]: r for r in json.loads((pack / "certificates/inventory.json").read_text())}
     assert {s: r["status"] for s, r in inventory.items()} == {"SN-C1": "active", "SN-C2": "revoked", "SN-T1": "expired"}
     assert inventory["SN-C2"]["revocation_reason"] == "key_compromise"
+    assert all(r["certificate"] == f"certificates/{r['cert_sha256']}.pem" for r in inventory.values())
     history = [
         json.loads(json.loads(line)["entry"])["kind"] for line in (pack / "history.jsonl").read_text().splitlines()
     ]
@@ -158,13 +165,21 @@ def _forged_release(pack: Path, key: ed25519.Ed25519PrivateKey) -> None:
     _resign(pack, key)
 
 
+def _linked(pack: Path, key: ed25519.Ed25519PrivateKey) -> None:
+    """A listed file swapped for a symbolic link (to something endless, say): refused, never followed."""
+    target = pack / _certificate_file(pack, "SN-C1")
+    target.unlink()
+    target.symlink_to("/dev/zero")
+
+
 TAMPERING: dict[str, tuple[Callable[[Path, ed25519.Ed25519PrivateKey], None], str]] = {
     "file edited": (
         lambda p, k: _rewrite(p, "certificates/inventory.json", lambda b: b.replace(b'"revoked"', b'"active"', 1)),
         "certificates/inventory.json was altered",
     ),
-    "file removed": (lambda p, k: (p / "certificates/SN-C2.pem").unlink(), "missing from the pack"),
+    "file removed": (lambda p, k: (p / _certificate_file(p, "SN-C2")).unlink(), "missing from the pack"),
     "file added": (lambda p, k: (p / "certificates/SN-X.pem").write_text("x"), "not in the signed manifest"),
+    "file replaced by a link": (_linked, "is not a plain file"),
     "manifest edited": (
         lambda p, k: _rewrite(p, "manifest.json", lambda b: b.replace(b"Acme", b"Acne", 1)),
         "signature on manifest.json does not verify",
@@ -287,3 +302,16 @@ def test_a_revocation_landing_while_the_pack_is_made_keeps_the_pack_consistent(
         verify_pack(tmp_path / name, verifier=key, sbom_check=validate_sbom)
         rows = json.loads((tmp_path / name / "certificates/inventory.json").read_text())
         assert {r["serial"]: r["status"] for r in rows}["SN-C1"] == status
+
+
+def test_a_serial_that_reads_as_a_path_stays_inside_the_pack(world: World, tmp_path: Path) -> None:
+    """A serial is the CM's input: one made of '/' and '..' must not steer where the pack writes."""
+    fx = world.fixture("fx-1")
+    serial = "SN/../../../escaped"
+    fx.provision(world.order(quota=1), serial, tested_device(fx, serial).csr_pem())
+    out = tmp_path / "deep" / "pack"
+    out.parent.mkdir()
+    compliance.export_pack(world.inst, out)
+    assert not list(tmp_path.glob("**/escaped*"))
+    report = verify_pack(out, verifier=ledger.public_verifier_key(world.inst), sbom_check=validate_sbom)
+    assert report.certificates == 1

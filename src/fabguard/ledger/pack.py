@@ -112,7 +112,12 @@ def _check_files(directory: Path, listed: dict[str, str]) -> None:
         p = PurePosixPath(name)
         if p.is_absolute() or ".." in p.parts or name in (MANIFEST, MANIFEST_SIGNATURE):
             raise AuditFailure(f"the manifest names a file outside the pack: {name!r}")
-    present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file() or p.is_symlink()} - {
+    for p in directory.rglob("*"):
+        # A pack holds plain files and folders only: a link (to /dev/zero, a FIFO, a file elsewhere) would
+        # make the verifier read something the manifest never described.
+        if p.is_symlink() or not (p.is_file() or p.is_dir()):
+            raise AuditFailure(f"{p.relative_to(directory).as_posix()} is not a plain file: a pack holds files only")
+    present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()} - {
         MANIFEST,
         MANIFEST_SIGNATURE,
     }
@@ -283,7 +288,10 @@ def verify_pack(directory: Path, *, verifier: str | None, sbom_check: Callable[[
     files = manifest.get("files")
     if not isinstance(files, dict):
         raise AuditFailure("manifest.json lists no files")
-    _check_files(directory, files)
+    try:
+        _check_files(directory, files)
+    except OSError as exc:
+        raise AuditFailure(f"the pack's files cannot be read: {exc}") from None
     report.files = len(files)
     try:
         cp = open_signed_checkpoint((directory / "checkpoint.txt").read_text(encoding="utf-8"), verifier)
@@ -295,7 +303,7 @@ def verify_pack(directory: Path, *, verifier: str | None, sbom_check: Callable[[
     report.tree_size = cp.size
     try:
         _check_contents(directory, manifest, cp.size, cp.root, sbom_check, report)
-    except (OSError, TypeError, AttributeError, KeyError) as exc:
+    except (OSError, TypeError, AttributeError, KeyError, ValueError) as exc:
         raise AuditFailure(f"the pack's contents are malformed: {type(exc).__name__}: {exc}") from None
     return report
 

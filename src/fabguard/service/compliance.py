@@ -53,7 +53,10 @@ class PackSummary:
 
 
 def _write(out: Path, name: str, data: bytes) -> None:
-    path = out / name
+    """Write one part of the pack; a name that would leave the pack's directory is a bug, never a path."""
+    path = (out / name).resolve()
+    if not path.is_relative_to(out.resolve()):
+        raise ValueError(f"pack part {name!r} would be written outside the pack")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
 
@@ -146,7 +149,9 @@ def _inventory(
         not_after = format_time(cert.not_valid_after_utc)
         reason, revoked_at = revoked.get((u.serial, u.cert_serial), (None, None))
         status = "revoked" if reason else ("expired" if not_after < now_text else "active")
-        path = f"certificates/{u.serial}.pem"
+        # Named by the certificate's SHA-256, never the serial: a serial is the CM's input (it may hold
+        # '/' or '..') and is unique only within a product.
+        path = f"certificates/{u.cert_sha256}.pem"
         rows.append(
             {
                 "serial": u.serial,
