@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
@@ -43,10 +43,15 @@ def parse_chain(pem: str) -> x509.Certificate:
             code="field_chain_invalid",
         )
     try:
-        certs = x509.load_pem_x509_certificates(data)
-    except ValueError:
+        leaf = x509.load_pem_x509_certificates(data)[0]
+        # cryptography parses lazily: read now what the check reads later, so a certificate with an
+        # unknown key algorithm or a badly encoded name is refused here, not a server error there.
+        leaf.public_key()
+        subject_serial(leaf)
+        _ = (leaf.issuer.rfc4514_string(), leaf.serial_number, leaf.not_valid_before_utc, leaf.not_valid_after_utc)
+    except (ValueError, UnsupportedAlgorithm):
         raise InvalidRequest("the certificate chain is not PEM certificates", code="field_chain_invalid") from None
-    return certs[0]
+    return leaf
 
 
 def parse_signature(text: str) -> bytes:
