@@ -73,7 +73,7 @@ def verify(
         typer.Option(help="Check offline against this 'fabguard ledger export' directory (no instance needed)"),
     ] = None,
     key: Annotated[
-        Path | None, typer.Option(help="With --export: the ledger verifier key you kept (default: the export's)")
+        Path | None, typer.Option(help="With --export (required): the ledger verifier key you kept")
     ] = None,
 ) -> None:
     """Check one device's answer: on this instance (the nonce from 'fabguard field challenge', recorded as an
@@ -90,7 +90,9 @@ def verify(
     else:
         parse_source(source)
         leaf, raw_nonce, raw_sig = parse_chain(chain), parse_nonce(nonce), parse_signature(sig)
-        verifier = _read(key, "the verifier key").decode("ascii", "replace").strip() if key else None
+        if key is None:
+            fail("--export needs --key, the ledger verifier key you kept: an export's own key proves nothing")
+        verifier = _read(key, "the verifier key").decode("ascii", "replace").strip()
         try:
             verify_export(export, verifier=verifier)
         except AuditFailure as exc:
