@@ -104,6 +104,13 @@ def test_the_device_refuses_a_tampered_misbound_or_expired_licence(
         (doc, certs["SN-L1"], datetime.now(UTC) + timedelta(hours=2), "licence_expired"),
         ({"licence": {}}, certs["SN-L1"], None, "licence_malformed"),
         (b"\xff not json", certs["SN-L1"], None, "licence_malformed"),
+        # json.loads reads NaN, but a NaN has no canonical form: malformed, not a crash.
+        (
+            json.dumps(doc).replace('"features": ["analytics"]', '"features": ["analytics"], "x": NaN'),
+            certs["SN-L1"],
+            None,
+            "licence_malformed",
+        ),
     ]
     for document, device, now, code in cases:
         with pytest.raises(sdk.LicenceInvalid) as err:
@@ -126,7 +133,9 @@ def test_a_signer_not_certified_by_the_root_or_without_the_licence_purpose_is_re
     issuing = inst.cas.issuer("issuing")
     device_like = profiles.idevid_certificate(issuing, key.public_key(), Serial("X-1"), "Acme", "sensor", now)
     by_root_no_eku = profiles.server_certificate(inst.cas.root_issuer(), key.public_key(), "Acme", ["x.test"], now)
-    for cert in (foreign, device_like, by_root_no_eku):
+    # A genuine licence signer of the real root, but another product's: it must not license this one.
+    other_product = pki_licence.licence_signer_certificate(inst.cas.root_issuer(), key.public_key(), "Acme", "tag", now)
+    for cert in (foreign, device_like, by_root_no_eku, other_product):
         forged = pki_licence.sign_licence(body, profiles.Issuer(cert, key))
         with pytest.raises(sdk.LicenceInvalid) as err:
             sdk.verify_licence(forged, device_certificate=certs["SN-L1"], root=root)
