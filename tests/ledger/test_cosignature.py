@@ -16,7 +16,9 @@ from fabguard.ledger.cosignature import (
     cosign,
     cosigned_message,
     cosigner_verifier_key,
+    distinct_keys,
     parse_cosigner_key,
+    require_cosignatures,
     valid_cosigners,
     verify_cosignature,
 )
@@ -194,3 +196,19 @@ def test_the_cosignature_covers_extension_lines(wkey: ed25519.Ed25519PrivateKey)
     assert verify_cosignature(b, line, key) == T
     with pytest.raises(CosignatureError):
         verify_cosignature(b.replace("one", "two"), line, key)
+
+
+def test_one_key_under_two_names_counts_as_one_witness(log_key, wkey) -> None:  # type: ignore[no-untyped-def]
+    log = Log(log_key, [b"a", b"b"])
+    note = log.note(2)
+    names = (W1, "cm-penang.example/witness")
+    keys = [parse_cosigner_key(cosigner_verifier_key(n, wkey.public_key())) for n in names]
+    cosigned = append_cosignatures(note, [cosign(body(note), n, wkey, T) for n in names])
+    assert distinct_keys(keys) == 1
+    assert require_cosignatures({"cp": cosigned}, keys, 1, now=T).size == 2
+    with pytest.raises(CosignatureError, match="1 valid cosignatures of distinct keys"):
+        require_cosignatures({"cp": cosigned}, keys, 2, now=T)
+    other = ed25519.Ed25519PrivateKey.generate()
+    second = parse_cosigner_key(cosigner_verifier_key("cm-b.example/witness", other.public_key()))
+    both = append_cosignatures(cosigned, [cosign(body(note), "cm-b.example/witness", other, T)])
+    assert require_cosignatures({"cp": both}, [*keys, second], 2, now=T).size == 2

@@ -17,6 +17,7 @@ from fabguard.ledger.checkpoint import CheckpointError, parse_verifier_key
 from fabguard.ledger.cosignature import (
     CosignatureError,
     CosignerKey,
+    distinct_keys,
     parse_cosigner_key,
     require_export_cosignatures,
 )
@@ -240,7 +241,7 @@ def _witness_keys(values: list[str], minimum: int) -> list[CosignerKey]:
             keys.append(parse_cosigner_key(text))
         except CosignatureError as exc:
             fail(f"--witness {value} is not a cosigner key: {exc.message} [{exc.code}]")
-    if minimum > len({k.verifier_key for k in keys}):
+    if minimum > distinct_keys(keys):
         fail(f"--min-cosignatures {minimum} needs at least {minimum} distinct --witness keys")
     return keys
 

@@ -40,6 +40,7 @@ __all__ = [
     "cosigned_message",
     "cosigner_key_id",
     "cosigner_verifier_key",
+    "distinct_keys",
     "parse_cosigner_key",
     "require_cosignatures",
     "require_export_cosignatures",
@@ -92,6 +93,11 @@ class CosignerKey:
 
 def _raw(public_key: ed25519.Ed25519PublicKey) -> bytes:
     return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def distinct_keys(keys: Iterable[CosignerKey]) -> int:
+    """How many different witnesses ``keys`` are: counted by public key, whatever names they carry."""
+    return len({_raw(k.public_key) for k in keys})
 
 
 def check_name(name: str) -> str:
@@ -257,10 +263,12 @@ def require_cosignatures(
         found = valid_cosigners(note, keys, now=now)
     except CosignatureError as exc:
         raise CosignatureError(f"checkpoint {source} (size {wanted}): {exc.message}") from None
-    if len(found) < minimum:
+    # Witnesses are counted by their public key, not their name: one key under two names is one witness.
+    signers = {_raw(k.public_key) for k in keys if k.verifier_key in found}
+    if len(signers) < minimum:
         names = ", ".join(k.name for k in keys if k.verifier_key in found) or "none"
         raise CosignatureError(
-            f"checkpoint {source} (size {wanted}) carries {len(found)} valid cosignatures of the {len(keys)} "
+            f"checkpoint {source} (size {wanted}) carries {len(signers)} valid cosignatures of distinct keys of the {len(keys)} "
             f"witnesses given ({names}); {minimum} are required"
         )
     return CosignedCheckpoint(wanted, source, found)
