@@ -112,11 +112,11 @@ def _check_files(directory: Path, listed: dict[str, str]) -> None:
         p = PurePosixPath(name)
         if p.is_absolute() or ".." in p.parts or name in (MANIFEST, MANIFEST_SIGNATURE):
             raise AuditFailure(f"the manifest names a file outside the pack: {name!r}")
-    for p in directory.rglob("*"):
+    for part in directory.rglob("*"):
         # A pack holds plain files and folders only: a link (to /dev/zero, a FIFO, a file elsewhere) would
         # make the verifier read something the manifest never described.
-        if p.is_symlink() or not (p.is_file() or p.is_dir()):
-            raise AuditFailure(f"{p.relative_to(directory).as_posix()} is not a plain file: a pack holds files only")
+        if part.is_symlink() or not (part.is_file() or part.is_dir()):
+            raise AuditFailure(f"{part.relative_to(directory).as_posix()} is not a plain file: a pack holds files only")
     present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()} - {
         MANIFEST,
         MANIFEST_SIGNATURE,
