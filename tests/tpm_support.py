@@ -279,11 +279,18 @@ class TestCa:
         return cls(key, cert)
 
     def issue(
-        self, name: str, public_key: ec.EllipticCurvePublicKey, *, eku: tuple[x509.ObjectIdentifier, ...] = ()
+        self,
+        name: str,
+        public_key: ec.EllipticCurvePublicKey,
+        *,
+        eku: tuple[x509.ObjectIdentifier, ...] = (),
+        ca: bool = False,
+        usage: x509.KeyUsage | None = SIGNING_USAGE,
     ) -> x509.Certificate:
-        """An end-entity certificate (a secure element's device certificate; ``eku`` if given)."""
+        """An end-entity certificate (a secure element's device certificate; ``eku`` if given), or, to make
+        a wrong one, a CA certificate (``ca``) for a key this CA does not hold."""
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        return _certificate(subject, public_key, self.cert.subject, self.key, ca=False, usage=SIGNING_USAGE, eku=eku)
+        return _certificate(subject, public_key, self.cert.subject, self.key, ca=ca, usage=usage, eku=eku)
 
     def issue_ak(self, name: str, public_key: ec.EllipticCurvePublicKey) -> x509.Certificate:
         """An AK certificate: an end entity with digitalSignature and the TCG AK purpose (2.23.133.8.3)."""

@@ -11,13 +11,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from fabguard.domain.errors import Refusal
 from fabguard.pki import attestation
 from fabguard.pki.attestation import tpm as tpm_format
 from tests.tpm_support import (
+    CA_USAGE,
     KEY_HANDLE,
+    TCG_AK_EKU,
     SoftwareTpm,
     TestCa,
     TpmSigningKey,
@@ -114,6 +118,25 @@ def test_an_ak_chain_to_an_unknown_maker_is_untrusted(tpm: SoftwareTpm, maker: T
     stranger = TestCa.make("Somebody's AK CA")
     code, _ = refusal(unit.attestation([stranger.issue_ak("AK", tpm.ak_public())]), unit.csr, [maker.cert])
     assert code == "attestation_untrusted"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda m, k: m.issue("IDevID", k), id="idevid-without-eku"),
+        pytest.param(lambda m, k: m.issue("IDevID", k, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,)), id="idevid-client"),
+        pytest.param(lambda m, k: m.issue("AK", k, eku=(TCG_AK_EKU,), ca=True, usage=CA_USAGE), id="ca-as-ak"),
+        pytest.param(lambda m, k: m.issue("AK", k, eku=(TCG_AK_EKU,), usage=CA_USAGE), id="no-digital-signature"),
+    ],
+)
+def test_a_certificate_of_the_tpm_maker_that_is_not_an_ak_certificate_is_untrusted(
+    tpm: SoftwareTpm, maker: TestCa, unit: TpmUnit, make: object
+) -> None:
+    # The TPM's own key signs a real TPMS_ATTEST: the signature verifies, as it would for the holder of a
+    # genuine device's IDevID key forging one; only the certificate's purpose tells it is no AK.
+    cert: x509.Certificate = make(maker, tpm.ak_public())  # type: ignore[operator]
+    code, message = refusal(unit.attestation([cert]), unit.csr, [maker.cert])
+    assert code == "attestation_untrusted" and "AK certificate" in message
 
 
 def test_an_ak_certificate_past_its_validity_is_untrusted(tpm: SoftwareTpm, maker: TestCa, unit: TpmUnit) -> None:
