@@ -109,7 +109,7 @@ def run(inst: Instance, n: int, tmp: Path) -> None:
         return
     with running_tpm(tmp / "swtpm") as tpm:
         maker = TestCa.make("Bench TPM maker")
-        ak = maker.issue("AK", tpm.ak_public())
+        ak = maker.issue_ak("AK", tpm.ak_public())
         made = tpm_unit(tpm, "SN-TPM")
     tpm_evidence = attestation.parse_evidence(made.attestation([ak]))
     print(

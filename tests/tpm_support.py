@@ -248,6 +248,11 @@ def csr_sha256(csr: x509.CertificateSigningRequest) -> bytes:
     return hashlib.sha256(csr.public_bytes(serialization.Encoding.DER)).digest()
 
 
+TCG_AK_EKU = x509.ObjectIdentifier("2.23.133.8.3")  # tcg-kp-AIKCertificate
+CA_USAGE = x509.KeyUsage(False, False, False, False, False, True, True, False, False)  # keyCertSign, cRLSign
+SIGNING_USAGE = x509.KeyUsage(True, False, False, False, False, False, False, False, False)  # digitalSignature
+
+
 @dataclass
 class TestCa:
     """A CA made for the test: a TPM maker's AK-issuing CA, or a secure-element vendor's."""
@@ -257,17 +262,39 @@ class TestCa:
     cert: x509.Certificate
 
     @classmethod
-    def make(cls, name: str, issuer: TestCa | None = None) -> TestCa:
+    def make(
+        cls,
+        name: str,
+        issuer: TestCa | None = None,
+        *,
+        path_length: int | None = None,
+        usage: x509.KeyUsage | None = CA_USAGE,
+    ) -> TestCa:
+        """A CA (keyCertSign and cRLSign unless ``usage`` says otherwise), self-signed or under ``issuer``."""
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         signer = issuer or None
         cert = _certificate(subject, key.public_key(), signer.cert.subject if signer else subject,
-                            signer.key if signer else key, ca=True)  # fmt: skip
+                            signer.key if signer else key, ca=True, path_length=path_length, usage=usage)  # fmt: skip
         return cls(key, cert)
 
-    def issue(self, name: str, public_key: ec.EllipticCurvePublicKey) -> x509.Certificate:
+    def issue(
+        self,
+        name: str,
+        public_key: ec.EllipticCurvePublicKey,
+        *,
+        eku: tuple[x509.ObjectIdentifier, ...] = (),
+        ca: bool = False,
+        usage: x509.KeyUsage | None = SIGNING_USAGE,
+    ) -> x509.Certificate:
+        """An end-entity certificate (a secure element's device certificate; ``eku`` if given), or, to make
+        a wrong one, a CA certificate (``ca``) for a key this CA does not hold."""
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        return _certificate(subject, public_key, self.cert.subject, self.key, ca=False)
+        return _certificate(subject, public_key, self.cert.subject, self.key, ca=ca, usage=usage, eku=eku)
+
+    def issue_ak(self, name: str, public_key: ec.EllipticCurvePublicKey) -> x509.Certificate:
+        """An AK certificate: an end entity with digitalSignature and the TCG AK purpose (2.23.133.8.3)."""
+        return self.issue(name, public_key, eku=(TCG_AK_EKU,))
 
     @property
     def pem(self) -> str:
@@ -275,10 +302,18 @@ class TestCa:
 
 
 def _certificate(
-    subject: x509.Name, public_key: Any, issuer: x509.Name, signer: ec.EllipticCurvePrivateKey, *, ca: bool
+    subject: x509.Name,
+    public_key: Any,
+    issuer: x509.Name,
+    signer: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool,
+    path_length: int | None = None,
+    usage: x509.KeyUsage | None = None,
+    eku: tuple[x509.ObjectIdentifier, ...] = (),
 ) -> x509.Certificate:
     now = datetime.now(UTC)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
@@ -286,9 +321,13 @@ def _certificate(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(days=1))
         .not_valid_after(now + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(signer, hashes.SHA256())
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
     )
+    if usage is not None:
+        builder = builder.add_extension(usage, critical=True)
+    if eku:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
+    return builder.sign(signer, hashes.SHA256())
 
 
 def pem(cert: x509.Certificate) -> str:

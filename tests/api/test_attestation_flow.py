@@ -61,7 +61,7 @@ def test_required_tpm_attestation_refuses_each_forgery_for_free_then_issues_and_
     any_world: World, software_tpm: SoftwareTpm
 ) -> None:
     maker = TestCa.make("Test TPM maker AK CA")
-    ak = maker.issue("AK", software_tpm.ak_public())
+    ak = maker.issue_ak("AK", software_tpm.ak_public())
     with any_world.admin() as admin:
         configure(admin, "required", [("tpm", maker)])
     order = any_world.order(quota=5)
@@ -70,7 +70,7 @@ def test_required_tpm_attestation_refuses_each_forgery_for_free_then_issues_and_
     tested_device(fx, "SN-A2")
     good = tpm_unit(software_tpm, "SN-A1")
     software_csr = pem_of(csr_for("SN-A1", ec.generate_private_key(ec.SECP256R1())))
-    stranger_ak = TestCa.make("Somebody's AK CA").issue("AK", software_tpm.ak_public())
+    stranger_ak = TestCa.make("Somebody's AK CA").issue_ak("AK", software_tpm.ak_public())
 
     assert refused(fx, order, "SN-A1", good.csr_pem) == (403, "attestation_missing")
     assert refused(fx, order, "SN-A1", software_csr, good.attestation([ak])) == (400, "attestation_invalid")

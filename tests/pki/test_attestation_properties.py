@@ -60,7 +60,7 @@ class Good:
     def __init__(self) -> None:
         self.maker = TestCa.make("Test TPM maker AK CA")
         self.ak = ec.generate_private_key(ec.SECP256R1())
-        self.ak_cert = self.maker.issue("AK", self.ak.public_key())
+        self.ak_cert = self.maker.issue_ak("AK", self.ak.public_key())
         device = ec.generate_private_key(ec.SECP256R1())
         self.csr = csr_for("SN-PROP-1", device)
         self.public = public_area(device.public_key())

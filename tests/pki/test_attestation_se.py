@@ -71,3 +71,13 @@ def test_the_trusted_root_itself_is_no_attestation(vendor: TestCa) -> None:
     with pytest.raises(Refusal) as info:
         check([vendor.pem], vendor.key, [vendor])
     assert info.value.code == "attestation_untrusted"
+
+
+def test_a_device_certificate_that_is_a_ca_is_untrusted(vendor: TestCa) -> None:
+    # The CSR's key in a CA certificate of the vendor's signer: a CA is no secure element's device.
+    key = ec.generate_private_key(ec.SECP256R1())
+    signer = TestCa.make("Test SE signer", issuer=vendor)
+    chain = [pem(signer.issue("sn0123456789", key.public_key(), ca=True)), pem(signer.cert)]
+    with pytest.raises(Refusal) as info:
+        check(chain, key, [vendor])
+    assert info.value.code == "attestation_untrusted" and "is a CA" in info.value.message

@@ -118,7 +118,8 @@ ATTESTATION_DOC = (
     "Key attestation, read when the product's policy is optional or required: "
     '{"format": "tpm2-certify", "attest": base64 TPMS_ATTEST of a TPM2_Certify whose extraData is the '
     'SHA-256 of this CSR\'s DER, "signature": base64 TPMT_SIGNATURE by the AK, "public": base64 TPM2B_PUBLIC '
-    'of the certified key, "ak_chain": [PEM AK certificate, intermediates...]} or {"format": "se-chain", '
+    'of the certified key, "ak_chain": [PEM AK certificate (an end entity with the TCG AK EKU 2.23.133.8.3), '
+    'intermediates...]} or {"format": "se-chain", '
     '"chain": [PEM device certificate of the secure element, its vendor\'s intermediates...]}'
 )
 

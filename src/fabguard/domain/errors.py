@@ -37,7 +37,7 @@ REFUSAL_STATUS: dict[str, int] = {
     # Key attestation (the product's attestation policy, pki/attestation):
     "attestation_missing": 403,  # required, and the request carries none
     "attestation_invalid": 400,  # malformed, does not verify, or about another key or request (replayed)
-    "attestation_untrusted": 403,  # verifies, but its chain ends at no root the product trusts
+    "attestation_untrusted": 403,  # verifies, but its chain does not vouch: no trusted root, or a certificate unfit
 }
 
 # Refusal codes a fixture can meet while fetching firmware, with their HTTP status.

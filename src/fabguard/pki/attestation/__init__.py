@@ -3,7 +3,8 @@
 ``parse_evidence`` reads the request's ``attestation`` object; ``verify`` checks it against one CSR and a
 product's trusted roots and returns what to record. A refusal is ``attestation_invalid`` (the evidence is
 malformed, does not verify, or is about another key or request) or ``attestation_untrusted`` (it verifies,
-but its chain does not end at a root the product trusts). Pure: values in, values out.
+but its chain does not vouch for the key: it ends at no root the product trusts, or a certificate in it is
+unfit for its place, such as a TPM "AK" certificate without the TCG AK purpose). Pure: values in, values out.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from fabguard.domain.errors import Refusal
-from fabguard.pki.attestation.chain import certificate_sha256, load_chain, trusted_root
+from fabguard.pki.attestation.chain import ak_certificate, certificate_sha256, load_chain, trusted_root
 from fabguard.pki.attestation.se import SeEvidence, verify_device_key
 from fabguard.pki.attestation.tpm import MAX_BLOB, TpmEvidence, verify_certify
 
@@ -113,6 +114,7 @@ def verify(
     if isinstance(evidence, TpmEvidence):
         digest = hashlib.sha256(csr.public_bytes(serialization.Encoding.DER)).digest()
         public = verify_certify(evidence, digest, csr_key)
+        ak_certificate(evidence.ak_chain[0])
         root = trusted_root(evidence.ak_chain, roots, now, "the AK certificate chain")
         leaf, key_name, fmt = evidence.ak_chain[0], public.name.hex(), TPM_FORMAT
     else:
