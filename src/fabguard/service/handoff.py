@@ -32,6 +32,7 @@ from fabguard.service import ledger
 from fabguard.service.authorities import USABLE, is_matter_pai
 from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
+from fabguard.service.reports import signed_head
 from fabguard.store.db import append_event
 from fabguard.store.models import CertificateAuthority, Order, Unit
 
@@ -317,21 +318,13 @@ def order_manifest(inst: Instance, order_id: str, *, actor: str) -> Manifest:
         devices = [_device(u, order) for u in units]
     checkpoint = ledger.make_checkpoint(inst)
     body = {
-        "title": "FabGuard device manifest",
-        "organization": inst.config.organization,
-        "generated_at": format_time(inst.clock()),
+        **signed_head(inst, "FabGuard device manifest", checkpoint),
         "order": {
             "id": order.id,
             "product_id": order.product_id,
             "site_id": order.site_id,
             "issuing_ca": order.issuing_ca,
         },
-        "checkpoint": {
-            "size": checkpoint.size,
-            "root": base64.b64encode(checkpoint.root).decode(),
-            "note": checkpoint.note,
-        },
-        "verifier_key": ledger.public_verifier_key(inst),
         "count": len(devices),
         "devices": devices,
     }

@@ -84,18 +84,7 @@ def reconciliation_report(
 
     result = reconcile(entries(), scope)
     result.tree_size = checkpoint.size
-    body = {
-        "title": "FabGuard reconciliation report",
-        "organization": inst.config.organization,
-        "generated_at": format_time(inst.clock()),
-        "checkpoint": {
-            "size": checkpoint.size,
-            "root": base64.b64encode(checkpoint.root).decode(),
-            "note": checkpoint.note,
-        },
-        "verifier_key": ledger.public_verifier_key(inst),
-        **result.to_dict(),
-    }
+    body = {**signed_head(inst, "FabGuard reconciliation report", checkpoint), **result.to_dict()}
     key = ledger.ledger_signing_key(inst)
     signature = base64.b64encode(key.sign(canonical_json(body))).decode()
     return Report(body, signature, result)
@@ -120,29 +109,9 @@ def to_csv(report: Report) -> str:
 
 def to_pdf(report: Report) -> bytes:
     """A readable PDF for a contract audit: figures, refusals, exceptions, and the checkpoint note."""
-    # Lazy: fpdf2 takes about half a second to import, and every fabguard command imports this module
-    # (through ``fabguard audit``); only a report needs it.
-    from fpdf import FPDF
-
     body = report.body
     figures = body["figures"]
-    pdf = FPDF(format="A4")
-    pdf.set_title(body["title"])
-    pdf.set_author(f"FabGuard for {body['organization']}")
-    pdf.set_auto_page_break(auto=True, margin=15)
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 10, _latin1(body["title"]), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 10)
-    scope = Scope(**body["scope"]).describe()
-    for line in (
-        f"Organisation: {body['organization']}",
-        f"Scope: {scope}",
-        f"Generated: {body['generated_at']}",
-        f"Computed at ledger checkpoint: size {body['checkpoint']['size']}, root {body['checkpoint']['root']}",
-    ):
-        pdf.multi_cell(0, 6, _latin1(line), new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(3)
+    pdf = pdf_document(body, Scope(**body["scope"]).describe())
     _table(
         pdf,
         "Figures",
@@ -180,13 +149,13 @@ def to_pdf(report: Report) -> bytes:
     pdf.set_font("Helvetica", "B", 12)
     pdf.cell(0, 8, "Signed checkpoint (C2SP signed note)", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Courier", "", 8)
-    pdf.multi_cell(0, 4, _latin1(body["checkpoint"]["note"].replace("\u2014", "--")), new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 4, latin1(body["checkpoint"]["note"].replace("\u2014", "--")), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     pdf.set_font("Helvetica", "", 9)
     pdf.multi_cell(
         0,
         5,
-        _latin1(
+        latin1(
             "The figures are computed from the ledger entries covered by this checkpoint. Verify the export "
             "with 'fabguard audit verify', and this report's detached signature (report.pdf.sig, Ed25519 by "
             f"the ledger key {body['verifier_key']}) with 'fabguard audit verify-report'."
@@ -197,7 +166,50 @@ def to_pdf(report: Report) -> bytes:
     return bytes(pdf.output())
 
 
-def _latin1(text: str) -> str:
+def signed_head(inst: Instance, title: str, checkpoint: ledger.SignedCheckpoint) -> dict[str, Any]:
+    """What every signed document (report, royalty statement, device manifest) starts with: what it is,
+    whose, when, the checkpoint it was computed at, and the key that checks it."""
+    return {
+        "title": title,
+        "organization": inst.config.organization,
+        "generated_at": format_time(inst.clock()),
+        "checkpoint": {
+            "size": checkpoint.size,
+            "root": base64.b64encode(checkpoint.root).decode(),
+            "note": checkpoint.note,
+        },
+        "verifier_key": ledger.public_verifier_key(inst),
+    }
+
+
+def pdf_document(body: dict[str, Any], scope: str, *extra: str) -> FPDF:
+    """An A4 PDF opened on a signed document's head: its title, whose, the scope, when, the checkpoint."""
+    # Lazy: fpdf2 takes about half a second to import, and every fabguard command imports this module
+    # (through ``fabguard audit``); only a PDF needs it.
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_title(body["title"])
+    pdf.set_author(f"FabGuard for {body['organization']}")
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(0, 10, latin1(body["title"]), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 10)
+    for line in (
+        f"Organisation: {body['organization']}",
+        f"Scope: {scope}",
+        f"Generated: {body['generated_at']}",
+        f"Computed at ledger checkpoint: size {body['checkpoint']['size']}, root {body['checkpoint']['root']}",
+        *extra,
+    ):
+        pdf.multi_cell(0, 6, latin1(line), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+    return pdf
+
+
+def latin1(text: str) -> str:
+    """What the PDF's core font can show: anything else becomes '?'."""
     return text.encode("latin-1", "replace").decode("latin-1")
 
 
@@ -206,8 +218,8 @@ def _table(pdf: FPDF, title: str, rows: list[tuple[str, object]]) -> None:
     pdf.cell(0, 8, title, new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 10)
     for label, value in rows:
-        pdf.cell(110, 6, _latin1(str(label)), border="B")
-        pdf.cell(0, 6, _latin1(str(value)), border="B", align="R", new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(110, 6, latin1(str(label)), border="B")
+        pdf.cell(0, 6, latin1(str(value)), border="B", align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
 
 

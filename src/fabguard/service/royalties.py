@@ -26,6 +26,7 @@ from fabguard.ledger.entry import canonical_json, decode_entry, format_time
 from fabguard.ledger.royalty import RATE_SET, RoyaltyScope, RoyaltyStatement, royalty_statement
 from fabguard.service import ledger
 from fabguard.service.instance import Instance
+from fabguard.service.reports import signed_head
 from fabguard.store.db import append_event
 from fabguard.store.models import Event, Order, Product, Site
 from fabguard.store.royalty_models import RoyaltyRate
@@ -206,15 +207,7 @@ def statement(
     computed = royalty_statement(_entries(inst, checkpoint.size), scope)
     computed.tree_size = checkpoint.size
     body = {
-        "title": TITLE,
-        "organization": inst.config.organization,
-        "generated_at": format_time(inst.clock()),
-        "checkpoint": {
-            "size": checkpoint.size,
-            "root": base64.b64encode(checkpoint.root).decode(),
-            "note": checkpoint.note,
-        },
-        "verifier_key": ledger.public_verifier_key(inst),
+        **signed_head(inst, TITLE, checkpoint),
         "terms": "royalty per unit provisioned in the period at the rate in force when it was provisioned; "
         "revoked and refused units are reported, not charged or credited",
         **computed.to_dict(),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fabguard.ledger.royalty import RoyaltyScope
+from fabguard.service.reports import latin1, pdf_document
 from fabguard.service.royalties import Statement
 
 if TYPE_CHECKING:
@@ -13,28 +14,9 @@ if TYPE_CHECKING:
 
 
 def to_pdf(st: Statement) -> bytes:
-    # Lazy: fpdf2 takes about half a second to import and only a PDF needs it.
-    from fpdf import FPDF
-
     body = st.body
     figures = body["figures"]
-    pdf = FPDF(format="A4")
-    pdf.set_title(body["title"])
-    pdf.set_author(f"FabGuard for {body['organization']}")
-    pdf.set_auto_page_break(auto=True, margin=15)
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 10, _latin1(body["title"]), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 10)
-    for line in (
-        f"Organisation: {body['organization']}",
-        f"Scope: {RoyaltyScope(**body['scope']).describe()}",
-        f"Generated: {body['generated_at']}",
-        f"Computed at ledger checkpoint: size {body['checkpoint']['size']}, root {body['checkpoint']['root']}",
-        f"Terms: {body['terms']}",
-    ):
-        pdf.multi_cell(0, 6, _latin1(line), new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(3)
+    pdf = pdf_document(body, RoyaltyScope(**body["scope"]).describe(), f"Terms: {body['terms']}")
     _heading(pdf, "Lines")
     widths = (28, 38, 30, 18, 28, 0)
     _row(pdf, widths, ("site", "order", "product", "units", "rate", "amount"), bold=True)
@@ -67,13 +49,13 @@ def to_pdf(st: Statement) -> bytes:
     pdf.add_page()
     _heading(pdf, "Signed checkpoint (C2SP signed note)")
     pdf.set_font("Courier", "", 8)
-    pdf.multi_cell(0, 4, _latin1(body["checkpoint"]["note"].replace("\u2014", "--")), new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 4, latin1(body["checkpoint"]["note"].replace("\u2014", "--")), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     pdf.set_font("Helvetica", "", 9)
     pdf.multi_cell(
         0,
         5,
-        _latin1(
+        latin1(
             "The figures are computed from the ledger entries covered by this checkpoint (recompute them from "
             "an export with fabguard.ledger.royalty). Check this statement's detached signature "
             f"(statement.pdf.sig, Ed25519 by the ledger key {body['verifier_key']}) with "
@@ -83,10 +65,6 @@ def to_pdf(st: Statement) -> bytes:
         new_y="NEXT",
     )
     return bytes(pdf.output())
-
-
-def _latin1(text: str) -> str:
-    return text.encode("latin-1", "replace").decode("latin-1")
 
 
 def _heading(pdf: FPDF, title: str) -> None:
@@ -100,7 +78,7 @@ def _row(pdf: FPDF, widths: tuple[int, ...], cells: tuple[str, ...], *, bold: bo
     for i, (w, text) in enumerate(zip(widths, cells, strict=True)):
         last = i == len(cells) - 1
         if last:
-            pdf.cell(w, 6, _latin1(text), border="B", align="R", new_x="LMARGIN", new_y="NEXT")
+            pdf.cell(w, 6, latin1(text), border="B", align="R", new_x="LMARGIN", new_y="NEXT")
         else:
-            pdf.cell(w, 6, _latin1(text), border="B")
+            pdf.cell(w, 6, latin1(text), border="B")
     pdf.set_font("Helvetica", "", 10)
