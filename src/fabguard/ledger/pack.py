@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from fabguard.ledger.checkpoint import CheckpointError, open_signed_checkpoint, parse_verifier_key
 from fabguard.ledger.merkle import ProofError, leaf_hash, verify_inclusion
-from fabguard.ledger.verify import AuditFailure
+from fabguard.ledger.verify import AuditFailure, issued_by
 
 PACK_FORMAT = "fabguard-compliance-pack/1"
 MANIFEST = "manifest.json"
@@ -184,17 +184,9 @@ def _check_cas(directory: Path) -> tuple[dict[x509.Name, list[x509.Certificate]]
         by_subject.setdefault(cert.subject, []).append(cert)
     for subject, certs in by_subject.items():
         for cert in certs:
-            if not any(_issued_by(cert, parent) for parent in by_subject.get(cert.issuer, [])):
+            if not any(issued_by(cert, parent) for parent in by_subject.get(cert.issuer, [])):
                 raise AuditFailure(f"CA certificate {subject.rfc4514_string()} is not signed by a CA of the pack")
     return by_subject, len(facts)
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
 
 
 def _check_inventory(
@@ -217,7 +209,7 @@ def _check_inventory(
             raise AuditFailure(f"{where} does not match its certificate (SHA-256 or serial differ)")
         if digest not in issued:
             raise AuditFailure(f"{where}: certificate {digest[:16]}... has no issuance entry in the history")
-        if not any(_issued_by(cert, ca) for ca in cas.get(cert.issuer, [])):
+        if not any(issued_by(cert, ca) for ca in cas.get(cert.issuer, [])):
             raise AuditFailure(f"{where}: the certificate does not chain to a CA of the pack")
         reason = revoked.get((str(row.get("serial")), str(row.get("cert_serial"))))
         not_after = cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -195,7 +195,8 @@ def _locate(directory: Path, start: int, end: int) -> str:
     return ""
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` signed ``cert`` (names and signature); never raises for a mismatch."""
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature):
@@ -237,7 +238,7 @@ def _check_certificates(directory: Path, included: set[str], root_ca: Path | Non
         digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
         if digest not in included:
             raise AuditFailure(f"certificate {path.name} (SHA-256 {digest[:16]}...) was never recorded in the ledger")
-        if not any(_issued_by(cert, ca) for ca in issuers.get(cert.issuer, [])):
+        if not any(issued_by(cert, ca) for ca in issuers.get(cert.issuer, [])):
             raise AuditFailure(f"certificate {path.name} does not chain to an issuing CA of the root") from None
         count += 1
     return count
