@@ -46,11 +46,19 @@ def test_an_agent_is_made_run_and_synced_from_the_command_line(world: World, tmp
     assert code == 0 and "Agent ready" in out, out
     code, out = fg(agent, "agent", "status")
     assert code == 0 and json.loads(out)["units"] == 4
-    assert fg(agent, "agent", "sync", "--out", str(sync))[0] == 0
+    older = tmp_path / "older.json"
+    assert fg(agent, "agent", "sync", "--out", str(older))[0] == 0
+    assert fg(agent, "agent", "sync", "--out", str(sync))[0] == 0  # a sync is an agent event: newer
     code, out = fg(central, "lease", "sync", str(sync))
     assert code == 0 and json.loads(out)["units_synced"] == 0, out
-    # The same file again is a replay: one line, a code, and a discrepancy that stands.
+    first = json.loads(out)
+    # The same file again (its answer was lost) is answered again, and nothing is written.
     code, out = fg(central, "lease", "sync", str(sync))
+    assert code == 0 and json.loads(out) == {**first, "resent": True}, out
+    code, out = fg(central, "lease", "list", "--json")
+    assert json.loads(out)[0]["state"] != "discrepancy"
+    # An older file is a replay: one line, a code, and a discrepancy that stands.
+    code, out = fg(central, "lease", "sync", str(older))
     assert code == 2 and "[lease_sync_replayed]" in out and "Traceback" not in out
     code, out = fg(central, "lease", "list", "--json")
     assert json.loads(out)[0]["state"] == "discrepancy"

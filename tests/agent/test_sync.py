@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from sqlalchemy import select, update
 
 from fabguard.api.server import ServerThread
@@ -16,6 +17,7 @@ from fabguard.fixture.device import SimulatedDevice
 from fabguard.ledger import merkle
 from fabguard.ledger.agent_sync import SyncDiscrepancy
 from fabguard.ledger.checkpoint import Checkpoint, sign_checkpoint
+from fabguard.ledger.entry import canonical_json, decode_entry
 from fabguard.service import analytics, approvals, authorities, events, lease_sync, leases, ledger, revocation
 from fabguard.service.agent import sync_package
 from fabguard.service.instance import Instance
@@ -100,15 +102,95 @@ def test_the_agents_units_and_events_are_folded_into_the_ledger_sync_after_sync(
     assert authorities.get_ca(central, agent_ca).cert_serial in listed
 
 
-def test_a_replayed_sync_is_refused(site: Site, agent: Agent) -> None:
+def test_the_same_package_again_is_answered_again_and_an_older_one_is_a_replay(site: Site, agent: Agent) -> None:
     inst, server = agent
     with agent_fixture(site, server) as client:
         _provision(client, site.order_id, ["SN-R1"])
-    package = sync_package(inst, site.home)
-    lease_sync.sync_lease(site.world.inst, package, actor="test")
-    _refused(site, package, "lease_sync_replayed")
-    lease_sync.resolve_discrepancy(site.world.inst, package.lease_id, note="a retry of the same file", actor="test")
+    older = sync_package(inst, site.home)
+    lease_sync.sync_lease(site.world.inst, older, actor="test")
+    package = sync_package(inst, site.home)  # a sync is an event of the agent's: this log is newer
+    first = lease_sync.sync_lease(site.world.inst, package, actor="test")
+    # The answer was lost; the agent sends the same package: the same answer, nothing new written.
+    before = ledger.entry_count(site.world.inst)
+    again = lease_sync.sync_lease(site.world.inst, package, actor="test")
+    assert again == {**first, "resent": True}
+    assert ledger.entry_count(site.world.inst) == before and _lease_row(site)["state"] != "discrepancy"
+    assert events.list_events(site.world.inst, kind="lease.sync_refused") == []
+    _refused(site, older, "lease_sync_replayed")
+    lease_sync.resolve_discrepancy(site.world.inst, package.lease_id, note="an old file sent again", actor="test")
     lease_for(site.world, site.order_id, site.world.tmp / "agent-after", units=1)
+
+
+def _forged(inst: Instance, package: lease_sync.SyncPackage, lines: list[dict[str, object]]) -> lease_sync.SyncPackage:
+    """The package a dishonest agent makes: its log rewritten, signed with its own ledger key."""
+    entries = [canonical_json({**e, "index": i}) for i, e in enumerate(lines)]
+    root = merkle.mth([merkle.leaf_hash(e) for e in entries])
+    origin = ledger.origin(inst)
+    note = sign_checkpoint(Checkpoint(origin, len(entries), root), origin, ledger.ledger_signing_key(inst))
+    return dataclasses.replace(package, entries=entries, checkpoint=note)
+
+
+def test_the_same_unit_twice_in_one_sync_is_a_clone(any_site: Site, any_agent: Agent) -> None:
+    site, (inst, server) = any_site, any_agent
+    with agent_fixture(site, server) as client:
+        _provision(client, site.order_id, ["SN-D1"])
+    package = sync_package(inst, site.home)
+    lines = [decode_entry(e) for e in package.entries]
+    unit = next(e for e in lines if e["kind"] == "unit.provisioned")
+    summary = lease_sync.sync_lease(site.world.inst, _forged(inst, package, [*lines, unit]), actor="test")
+    assert summary["clones"] == ["SN-D1"] and summary["units"] == 1
+    assert _central_units(site) == ["SN-D1"]
+    refused = events.list_events(site.world.inst, kind="unit.refused", order_id=site.order_id)
+    assert [(e["serial"], e["code"]) for e in refused] == [("SN-D1", "key_reused")]
+    assert any(a.kind == "key_reused" for a in analytics.alerts(site.world.inst))
+    assert _lease_row(site)["state"] == "discrepancy"
+
+
+def test_bad_agent_data_is_a_recorded_discrepancy_not_a_crash(any_site: Site, any_agent: Agent) -> None:
+    site, (inst, server) = any_site, any_agent
+    central = site.world.inst
+    with agent_fixture(site, server) as client:
+        _provision(client, site.order_id, ["SN-V1"])
+    package = sync_package(inst, site.home)
+    lines = [decode_entry(e) for e in package.entries]
+    u = next(i for i, e in enumerate(lines) if e["kind"] == "unit.provisioned")
+    other_order = site.world.order(2)
+    bad_unit: list[dict[str, object]] = [
+        {"at": None},
+        {"at": "yesterday"},
+        {"at": "2026-12-03T10:00:00"},  # no offset
+        {"fixture_id": None},
+        {"fixture_id": "no-such-fixture"},  # a non-null foreign key at the server
+        {"order_id": 5},
+        {"serial": "X" * 65},
+        {"code": 7},
+    ]
+    cases = [[*lines[:u], {**lines[u], **change}, *lines[u + 1 :]] for change in bad_unit]
+    # An agent event that names another order (only the lease's order is the agent's).
+    cases.append([*lines, {**lines[u], "kind": "unit.refused", "code": "key_reused", "order_id": other_order}])
+    for n, forged in enumerate(cases, 1):
+        with pytest.raises(SyncDiscrepancy) as exc:
+            lease_sync.sync_lease(central, _forged(inst, package, forged), actor="test")
+        assert exc.value.code == "lease_sync_invalid", forged
+        assert _lease_row(site)["state"] == "discrepancy"
+        assert len(events.list_events(central, kind="lease.sync_refused")) == n
+        lease_sync.resolve_discrepancy(central, package.lease_id, note="looked into", actor="test")
+    assert _central_units(site) == [] and _lease_row(site)["units_synced"] == 0
+    assert any(a.kind == "lease_discrepancy" for a in analytics.alerts(central))
+    # A certificate serial the server already holds (for another unit) is refused, not a 500.
+    _provision(site.world.fixture("line-0"), site.order_id, ["SN-V0"])
+    cert = x509.load_pem_x509_certificate(next(iter(package.certificates.values())).encode())
+    with central.db.transaction() as s:
+        s.execute(update(Unit).where(Unit.serial == "SN-V0").values(cert_serial=format(cert.serial_number, "x")))
+    with site.world.admin() as admin:  # over the API: a 4xx with its code
+        answer = admin.post(
+            f"/api/v1/leases/{package.lease_id}/sync",
+            content=package.to_json(),
+            headers={"Content-Type": "application/json"},
+        )
+    assert answer.status_code == 422 and "certificate serial" in answer.text, answer.text
+    assert answer.json()["error"]["code"] == "lease_sync_invalid"
+    assert _central_units(site) == ["SN-V0"]
 
 
 def test_a_tampered_agent_log_is_refused_and_changes_nothing(site: Site, agent: Agent) -> None:

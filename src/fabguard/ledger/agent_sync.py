@@ -54,7 +54,7 @@ class SyncedUnit:
     cert_serial: str
     cert_sha256: str
     certificate_pem: str
-    fixture_id: str | None
+    fixture_id: str
     at: datetime
 
 
@@ -64,6 +64,7 @@ class VerifiedSync:
     new_entries: list[dict[str, Any]]  # decoded, in index order, from the previously accepted size on
     new_units: list[SyncedUnit]
     units_total: int
+    resent: bool = False  # the very log accepted last, sent again (its answer was lost): nothing new
 
 
 def verify_sync(
@@ -89,10 +90,12 @@ def verify_sync(
             message=f"the {len(entries)} entries sent are not the log of size {cp.size} the agent signed",
         )
     done, done_root = previous
-    if cp.size < done or (cp.size == done and cp.root == done_root and done > 0):
+    if done > 0 and cp.size == done and cp.root == done_root:
+        return VerifiedSync(cp, [], [], 0, resent=True)
+    if cp.size < done:
         raise SyncConflict(
             code="lease_sync_replayed",
-            message=f"this log (size {cp.size}) is not newer than the one synced before (size {done})",
+            message=f"this log (size {cp.size}) is older than the one synced before (size {done})",
         )
     if merkle.mth(leaves[:done]) != done_root:
         raise SyncConflict(
@@ -105,27 +108,62 @@ def verify_sync(
             code="lease_units_beyond", message=f"the agent issued {len(provisioned)} units on a lease of {lease.units}"
         )
     for e in provisioned:
-        at = datetime.fromisoformat(str(e["at"]).replace("Z", "+00:00"))
-        if e.get("order_id") != lease.order_id or at > lease.not_after:
+        if e["order_id"] != lease.order_id or _time(e) > lease.not_after:
             raise SyncConflict(
                 code="lease_units_beyond",
                 message=f"entry {e['index']} issued unit {e.get('serial')} outside the lease's order or time",
+            )
+    for e in decoded:
+        if e["order_id"] is not None and e["order_id"] != lease.order_id:
+            raise SyncDiscrepancy(
+                code="lease_sync_invalid",
+                message=f"entry {e['index']} ({e['kind']}) names order {e['order_id']!r}, not the lease's",
             )
     new = decoded[done:]
     units = [_unit(e, agent_ca, certificates) for e in new if e["kind"] == PROVISIONED]
     return VerifiedSync(cp, new, units, len(provisioned))
 
 
+# Each field an entry names, the longest it may be (the central columns it lands in).
+_FIELDS = {"kind": 40, "actor": 128, "order_id": 63, "fixture_id": 63, "serial": 64, "code": 40, "at": 40}
+_UNIT_FIELDS = ("order_id", "fixture_id", "serial", "at")  # a unit.provisioned entry must name each
+
+
 def _decode(index: int, line: bytes) -> dict[str, Any]:
     try:
         e = decode_entry(line)
-        if e.get("index") != index or not isinstance(e.get("kind"), str) or not isinstance(e.get("detail"), dict):
-            raise ValueError(f"entry {index} names index {e.get('index')}")
+        if e.get("index") != index or not isinstance(e.get("detail"), dict):
+            raise ValueError(f"it names index {e.get('index')!r}, or its detail is not an object")
+        for name, limit in _FIELDS.items():
+            value = e.setdefault(name, None)
+            if value is not None and (not isinstance(value, str) or not 0 < len(value) <= limit):
+                raise ValueError(f"its {name} is not a string of 1-{limit} characters")
+        if not isinstance(e["kind"], str):
+            raise ValueError("it names no kind")
+        if e["at"] is not None:
+            _time(e)
+        if e["kind"] == PROVISIONED:
+            missing = [n for n in _UNIT_FIELDS if e[n] is None]
+            missing += [n for n in ("key_fingerprint", "cert_sha256") if not _hex64(e["detail"].get(n))]
+            if missing:
+                raise ValueError(f"the unit it names has no valid {', '.join(missing)}")
     except ValueError as exc:
         raise SyncDiscrepancy(
             code="lease_sync_invalid", message=f"entry {index} is not a ledger entry: {exc}"
         ) from None
     return e
+
+
+def _time(e: Mapping[str, Any]) -> datetime:
+    """An entry's time: RFC 3339 with its offset (a time without one, or not a time, is a ValueError)."""
+    at = datetime.fromisoformat(str(e["at"]).replace("Z", "+00:00"))
+    if at.tzinfo is None:
+        raise ValueError("its time names no UTC offset")
+    return at
+
+
+def _hex64(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def _unit(e: Mapping[str, Any], agent_ca: x509.Certificate, certificates: Mapping[str, str]) -> SyncedUnit:
@@ -153,13 +191,16 @@ def _unit(e: Mapping[str, Any], agent_ca: x509.Certificate, certificates: Mappin
         raise SyncDiscrepancy(
             code="lease_sync_invalid", message=f"{where}: the certificate is not the one its entry names"
         )
+    cert_serial = format(cert.serial_number, "x")
+    if len(cert_serial) > 48:
+        raise SyncDiscrepancy(code="lease_sync_invalid", message=f"{where}: the certificate's serial is too long")
     return SyncedUnit(
         index=int(e["index"]),
         serial=str(e["serial"]),
         key_fingerprint=str(detail["key_fingerprint"]),
-        cert_serial=format(cert.serial_number, "x"),
+        cert_serial=cert_serial,
         cert_sha256=sha,
         certificate_pem=pem,
-        fixture_id=e.get("fixture_id"),
-        at=datetime.fromisoformat(str(e["at"]).replace("Z", "+00:00")),
+        fixture_id=str(e["fixture_id"]),
+        at=_time(e),
     )

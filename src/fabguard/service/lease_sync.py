@@ -28,7 +28,7 @@ from fabguard.ledger.merkle import EMPTY_ROOT
 from fabguard.service.instance import Instance
 from fabguard.service.ledger import public_verifier_key
 from fabguard.store.db import NewEvent, append_event, append_events
-from fabguard.store.models import CertificateAuthority, Unit
+from fabguard.store.models import CertificateAuthority, Event, Fixture, Unit
 from fabguard.store.quota_leases import QuotaLease
 
 SYNC_FORMAT = "fabguard-agent-sync-v1"
@@ -84,10 +84,25 @@ def sync_lease(inst: Instance, package: SyncPackage, *, actor: str) -> dict[str,
     agent_ca = x509.load_pem_x509_certificate(ca_row.certificate_pem.encode())
     try:
         verified = verify_sync(lease, agent_ca, package.entries, package.checkpoint, package.certificates, previous)
-    except SyncDiscrepancy as exc:
+        if verified.resent:
+            with inst.db.read() as s:
+                return _earlier(s, row.id, row.order_id)
+        return _fold(inst, row.id, row.agent_ca, lease.product_id, verified, previous[0], actor)
+    except SyncDiscrepancy as exc:  # _fold's transaction is rolled back: only the refusal is written
         _record_discrepancy(inst, row, exc, actor)
         raise
-    return _fold(inst, row.id, row.agent_ca, lease.product_id, verified, previous[0], actor)
+
+
+def _earlier(s: Session, lease_id: str, order_id: str) -> dict[str, object]:
+    """The answer given when this log was accepted (an agent whose answer was lost sends it again)."""
+    details = s.execute(
+        select(Event.detail).where(Event.kind == "lease.synced", Event.order_id == order_id).order_by(Event.seq.desc())
+    ).scalars()
+    for text in details:
+        summary = json.loads(text)
+        if summary.get("lease_id") == lease_id:
+            return {**summary, "resent": True}
+    raise Conflict(f"lease {lease_id} has no accepted sync to answer again", code="lease_sync_replayed")
 
 
 def _fold(
@@ -98,11 +113,13 @@ def _fold(
     with inst.db.transaction() as s:
         row = s.get(QuotaLease, lease_id, with_for_update=True)
         assert row is not None
+        if row.synced_size == verified.checkpoint.size and bytes(row.synced_root or b"") == verified.checkpoint.root:
+            return _earlier(s, lease_id, row.order_id)  # the same log, accepted meanwhile
         if row.synced_size != before:
             raise Conflict(
                 f"lease {lease_id} was synced meanwhile; send the agent's log again", code="lease_sync_replayed"
             )
-        clone_of = {u.index: _clone_code(s, product_id, u.serial, u.key_fingerprint) for u in verified.new_units}
+        clone_of = _clone_codes(s, product_id, verified)
         by_index = {u.index: u for u in verified.new_units}
         events: list[NewEvent] = []
         for e in verified.new_entries:
@@ -159,6 +176,34 @@ def _fold(
         }
         append_event(s, "lease.synced", at=now, actor=actor, order_id=row.order_id, detail=summary)
     return summary
+
+
+def _clone_codes(s: Session, product_id: str, verified: VerifiedSync) -> dict[int, str | None]:
+    """Each new unit's clone code: its key or serial known to the server, or to an earlier unit of this
+    sync. A certificate serial the server (or this sync) already holds, or an unknown fixture, is a
+    discrepancy: the agent CA's serials are its own random ones, and the lease names the site's fixtures."""
+    keys: set[str] = set()
+    serials: set[str] = set()
+    cert_serials: set[str] = set()
+    codes: dict[int, str | None] = {}
+    for u in verified.new_units:
+        where = f"unit {u.serial} (entry {u.index})"
+        if s.get(Fixture, u.fixture_id) is None:
+            raise SyncDiscrepancy(code="lease_sync_invalid", message=f"{where} names unknown fixture {u.fixture_id!r}")
+        code = _clone_code(s, product_id, u.serial, u.key_fingerprint)
+        if code is None and u.key_fingerprint in keys:
+            code = "key_reused"
+        elif code is None and u.serial in serials:
+            code = "serial_has_other_key"
+        codes[u.index] = code
+        if code is None:  # only a unit recorded holds its key, serial and certificate
+            known = s.execute(select(Unit.id).where(Unit.cert_serial == u.cert_serial)).first()
+            if known is not None or u.cert_serial in cert_serials:
+                raise SyncDiscrepancy(code="lease_sync_invalid", message=f"{where}: its certificate serial is taken")
+            keys.add(u.key_fingerprint)
+            serials.add(u.serial)
+            cert_serials.add(u.cert_serial)
+    return codes
 
 
 def _clone_code(s: Session, product_id: str, serial: str, key_fingerprint: str) -> str | None:

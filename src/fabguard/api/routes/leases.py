@@ -61,7 +61,8 @@ def sync_lease(
     """Fold a site agent's log (checked against its lease and the log it synced before) into the ledger.
 
     A discrepancy (units beyond the lease, a forked, tampered or replayed log) is refused, recorded and
-    alerted, and stands against new leases for the order and site until resolved."""
+    alerted, and stands against new leases for the order and site until resolved. The package accepted
+    last, sent again (its answer was lost), is answered again ("resent": true) and changes nothing."""
     parsed = lease_sync.parse_sync_package(json.dumps(package))
     if parsed.lease_id != lease_id:
         raise InvalidRequest(f"the package is for lease {parsed.lease_id}, not {lease_id}", code="lease_sync_invalid")
