@@ -153,8 +153,15 @@ def agent_issuing_ca(
     crl_url: str | None = None,
 ) -> x509.Certificate:
     """An offline site agent's issuing CA: pathLen 0 like any issuing CA, and name-constrained to the
-    device subjects of one product (``O=organization, CN=product``, the prefix of every IDevID subject)."""
+    device subjects of one product (``O=organization, CN=product``, the prefix of every IDevID subject).
+    Every DNS name and IP address is excluded too: a subject DN constraint alone leaves SANs free, so the
+    agent's key could otherwise make a server certificate with an empty subject that chains to the root."""
     permitted = x509.DirectoryName(_name(organization, product_id))
+    excluded: list[x509.GeneralName] = [
+        x509.DNSName(""),  # RFC 5280 4.2.1.10: the empty name matches every DNS name
+        x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")),
+        x509.IPAddress(ipaddress.ip_network("::/0")),
+    ]
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(organization, common_name))
@@ -165,7 +172,7 @@ def agent_issuing_ca(
         .not_valid_after(parent.certificate.not_valid_after_utc)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(ca_key_usage(), critical=True)
-        .add_extension(x509.NameConstraints(permitted_subtrees=[permitted], excluded_subtrees=None), critical=True)
+        .add_extension(x509.NameConstraints(permitted_subtrees=[permitted], excluded_subtrees=excluded), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_aki(parent), critical=False)
     )
