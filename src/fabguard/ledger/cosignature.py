@@ -268,8 +268,8 @@ def require_cosignatures(
     if len(signers) < minimum:
         names = ", ".join(k.name for k in keys if k.verifier_key in found) or "none"
         raise CosignatureError(
-            f"checkpoint {source} (size {wanted}) carries {len(signers)} valid cosignatures of distinct keys of the {len(keys)} "
-            f"witnesses given ({names}); {minimum} are required"
+            f"checkpoint {source} (size {wanted}) carries {len(signers)} valid cosignatures of the {len(keys)} "
+            f"witnesses given ({names}; counted by distinct key); {minimum} are required"
         )
     return CosignedCheckpoint(wanted, source, found)
 
