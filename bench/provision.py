@@ -28,13 +28,14 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 import httpx
 from cryptography import x509
@@ -247,13 +248,17 @@ def upload_passing_tests(clients: list[FixtureClient], serials: list[str]) -> No
 
 
 # ------------------------------------------------------------------ timed runs
+C = TypeVar("C")  # whatever a worker thread sends its requests through
+
+
 def run_concurrently(
-    clients: list[FixtureClient],
+    clients: Sequence[C],
     jobs: list[list[PlannedUnit]],
-    call: Callable[[FixtureClient, list[PlannedUnit]], None],
+    call: Callable[[C, list[PlannedUnit]], None],
     time_cap_s: float | None = None,
 ) -> float:
-    """Hand the jobs round-robin to one thread per client, release them together, return the wall time.
+    """Hand the jobs round-robin to one thread per client (an SDK client, or a raw connection of
+    bench/rawdriver.py), release them together, return the wall time.
 
     With a time cap, no client starts a request after that many seconds (the ones in flight finish)."""
     shares = [jobs[i :: len(clients)] for i in range(len(clients))]

@@ -18,11 +18,10 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from provision import STOP, PlannedUnit, RunResult  # bench/provision.py
+from provision import PlannedUnit, RunResult, run_concurrently  # bench/provision.py
 
 from fabguard.fixture.client import IDEMPOTENCY_HEADER, Credentials, tls_context
 
@@ -122,41 +121,6 @@ class RawConnection:
         return Answer(status, body)
 
 
-def _run(
-    connections: list[RawConnection],
-    jobs: list[list[PlannedUnit]],
-    call: Callable[[RawConnection, list[PlannedUnit]], None],
-    time_cap_s: float | None,
-) -> float:
-    """Jobs round-robin to one thread per connection, released together; returns the wall time."""
-    shares = [jobs[i :: len(connections)] for i in range(len(connections))]
-    released: list[float] = []
-    barrier = threading.Barrier(len(connections) + 1, action=lambda: released.append(time.perf_counter()))
-    errors: list[BaseException] = []
-
-    def work(i: int) -> None:
-        try:
-            barrier.wait(timeout=60)
-            deadline = released[0] + time_cap_s if time_cap_s is not None else float("inf")
-            for job in shares[i]:
-                if STOP.is_set() or time.perf_counter() > deadline:
-                    return
-                call(connections[i], job)
-        except BaseException as exc:  # reported by the caller after the others finish
-            STOP.set()
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(connections))]
-    for t in threads:
-        t.start()
-    barrier.wait(timeout=60)
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return time.perf_counter() - released[0]
-
-
 def provision_one_per_request(
     credentials: list[Credentials], order_id: str, units: list[PlannedUnit], time_cap_s: float | None = None
 ) -> RunResult:
@@ -182,7 +146,7 @@ def provision_one_per_request(
 
     connections = [RawConnection(c) for c in credentials]
     try:
-        result.wall_s = _run(connections, [[u] for u in units], call, time_cap_s)
+        result.wall_s = run_concurrently(connections, [[u] for u in units], call, time_cap_s)
     finally:
         for conn in connections:
             conn.close()
@@ -226,7 +190,7 @@ def provision_batched(
 
     connections = [RawConnection(c) for c in credentials]
     try:
-        result.wall_s = _run(connections, jobs, call, time_cap_s)
+        result.wall_s = run_concurrently(connections, jobs, call, time_cap_s)
     finally:
         for conn in connections:
             conn.close()
