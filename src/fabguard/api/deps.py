@@ -18,6 +18,7 @@ from fabguard.domain.values import Role
 from fabguard.service import events, fixtures, tokens
 from fabguard.service.instance import Instance
 from fabguard.service.orders import OrderView
+from fabguard.service.provisioning_group import Runner
 
 # Bounded integers: a value past 64 bits is a 422, never an overflow deep in the database driver.
 Count = Annotated[int, Query(ge=0, le=2**62)]
@@ -33,6 +34,15 @@ def instance(request: Request) -> Instance:
 
 
 Inst = Annotated[Instance, Depends(instance)]
+
+
+def provisioner(request: Request) -> Runner:
+    """What decides provisioning units: the app's group-commit writer (``runtime.group_commit``)."""
+    runner: Runner = request.app.state.committer.run
+    return runner
+
+
+Provisioner = Annotated[Runner, Depends(provisioner)]
 
 
 def principal(

@@ -17,7 +17,7 @@ from fabguard.domain.values import OrderId, Serial
 from fabguard.pki import attestation
 from fabguard.pki.csr import check_device_csr, load_csr
 from fabguard.service.firmware_units import UnitFirmwareRequest
-from fabguard.service.provisioning import UnitRequest, UnparsedUnit
+from fabguard.service.unit_requests import UnitRequest, UnparsedUnit
 
 
 def order_to_provision(value: object) -> OrderId:

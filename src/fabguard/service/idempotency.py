@@ -61,7 +61,8 @@ def _expired_before(inst: Instance, now: datetime) -> datetime:
     return now - timedelta(hours=inst.limits.idempotency_key_hours)
 
 
-def _stored(row: rows.IdempotencyKeyRow | None, keyed: Keyed) -> Answer:
+def stored_answer(row: rows.IdempotencyKeyRow | None, keyed: Keyed) -> Answer:
+    """The answer kept under ``keyed``'s row; raises when it is another request's, or still at work."""
     if row is None:  # taken and forgotten between our insert and our read: only a bug or a clock jump
         raise Conflict(_IN_PROGRESS, code="idempotency_key_in_progress")
     if row.fingerprint != keyed.fingerprint:
@@ -82,7 +83,7 @@ def take(s: Session, inst: Instance, keyed: Keyed, now: datetime) -> Answer | No
     rows.delete_expired(s, _expired_before(inst, now), fixture_id=keyed.fixture_id, key=keyed.key)
     if rows.insert_key(s, keyed.fixture_id, keyed.key, keyed.part, keyed.fingerprint, now):
         return None
-    return _stored(rows.find_key(s, keyed.fixture_id, keyed.key, keyed.part), keyed)
+    return stored_answer(rows.find_key(s, keyed.fixture_id, keyed.key, keyed.part), keyed)
 
 
 def keep(s: Session, keyed: Keyed, status: int, body: dict[str, Any]) -> Answer:

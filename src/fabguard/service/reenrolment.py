@@ -20,7 +20,7 @@ from fabguard.pki.csr import CheckedCsr, check_device_csr, load_csr
 from fabguard.service.authorities import USABLE
 from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
-from fabguard.service.provisioning import Provisioned, device_certificate
+from fabguard.service.unit_requests import Provisioned, device_certificate
 from fabguard.store.db import append_event
 from fabguard.store.models import CertificateAuthority, Product, Unit
 

@@ -20,6 +20,9 @@ class Limits:
     max_csr_bytes: int = 8 * 1024
     max_test_record_bytes: int = 1024 * 1024
     max_batch_units: int = 200
+    # Units one server process's writer decides in one transaction at most (group commit; a request's
+    # units stay together). 1: every request in a transaction of its own.
+    group_commit_units: int = 128
     max_batch_records: int = 200
     max_phases: int = 500
     max_measurements: int = 5000

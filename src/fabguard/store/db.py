@@ -2,7 +2,7 @@
 
 :class:`Database` opens transactions. The functions work in the caller's transaction: appending events
 (each one also a ledger leaf, its Merkle subtrees stored beside it, hashed with ``fabguard.ledger``),
-taking one unit of an order's quota atomically, counting events.
+taking units of an order's quota atomically, counting events.
 """
 
 from __future__ import annotations
@@ -228,12 +228,12 @@ def _siblings_before(start: int, count: int) -> list[tuple[int, int]]:
     return before
 
 
-def reserve_quota(session: Session, order_id: str) -> bool:
-    """Take one unit of the order's quota; False when none is left. Atomic under any concurrency."""
+def take_quota(session: Session, order_id: str, units: int) -> bool:
+    """Take ``units`` of the order's quota at once; False (and nothing taken) when fewer are left."""
     result = session.execute(
         update(Order)
-        .where(Order.id == order_id, Order.used < Order.quota)
-        .values(used=Order.used + 1)
+        .where(Order.id == order_id, Order.used + units <= Order.quota)
+        .values(used=Order.used + units)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]

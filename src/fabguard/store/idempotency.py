@@ -7,10 +7,12 @@ seen so: the others get their answer in the transaction that took them).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Integer, String, Table, Text, and_, delete, select, update
+from sqlalchemy import ColumnElement, Integer, String, Table, Text, and_, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -46,6 +48,38 @@ def insert_key(s: Session, fixture_id: str, key: str, part: int, fingerprint: st
 
 def find_key(s: Session, fixture_id: str, key: str, part: int) -> IdempotencyKeyRow | None:
     return s.execute(select(IdempotencyKeyRow).where(_pk(fixture_id, key, part))).scalar_one_or_none()
+
+
+def find_keys(s: Session, keys: Sequence[tuple[str, str, int]]) -> dict[tuple[str, str, int], IdempotencyKeyRow]:
+    """The rows of these (fixture, key, part) triples that exist, in one statement."""
+    t = IdempotencyKeyRow
+    found = s.execute(select(t).where(tuple_(t.fixture_id, t.key, t.part).in_(list(keys)))).scalars()
+    return {(row.fixture_id, row.key, row.part): row for row in found}
+
+
+def answer_row(
+    fixture_id: str, key: str, part: int, fingerprint: str, now: datetime, status: int, body: dict[str, Any]
+) -> dict[str, Any]:
+    """A key taken and answered at once (for :func:`insert_answered`)."""
+    return {
+        "fixture_id": fixture_id,
+        "key": key,
+        "part": part,
+        "fingerprint": fingerprint,
+        "created_at": now,
+        "status": status,
+        "body": json.dumps(body, separators=(",", ":")),
+    }
+
+
+def insert_answered(s: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert answered keys (:func:`answer_row`) in one statement; returns how many went in. A key a rival
+    took meanwhile is left alone (on PostgreSQL after waiting for the rival's end): fewer than ``rows``."""
+    if not rows:
+        return 0
+    table = cast(Table, IdempotencyKeyRow.__table__)
+    ins = postgresql.insert(table) if s.get_bind().dialect.name == "postgresql" else sqlite.insert(table)
+    return len(s.execute(ins.values(list(rows)).on_conflict_do_nothing().returning(table.c.part)).all())
 
 
 def set_answer(s: Session, fixture_id: str, key: str, part: int, status: int, body: str) -> None:
@@ -87,9 +121,12 @@ def delete_expired(s: Session, before: datetime, *, fixture_id: str | None = Non
 
 __all__ = [
     "IdempotencyKeyRow",
+    "answer_row",
     "delete_expired",
     "delete_key",
     "find_key",
+    "find_keys",
+    "insert_answered",
     "insert_key",
     "set_answer",
     "take_over_stale",

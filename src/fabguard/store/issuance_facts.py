@@ -6,10 +6,12 @@ history and its issuing CA's state: the per-unit path of ``service.provisioning`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from fabguard.domain.issuance import OrderFacts, UnitHistory
@@ -109,3 +111,9 @@ def unit_history(
         ).one()
         existing = ExistingUnit(*found)
     return history, existing, row[3]
+
+
+def insert_units(s: Session, units: Sequence[dict[str, Any]]) -> None:
+    """Record issued units (columns of ``units`` by name) in one multi-row insert."""
+    if units:
+        s.execute(insert(cast(Table, Unit.__table__)), list(units))

@@ -43,7 +43,7 @@ class QuotaLease(Base):
 
 def reserve_units(session: Session, order_id: str, units: int) -> bool:
     """Take ``units`` of an active order's quota at once; False when fewer are left. Atomic under any
-    concurrency, like ``store.db.reserve_quota`` for one unit."""
+    concurrency, like ``store.db.take_quota`` for issued units."""
     result = session.execute(
         update(Order)
         .where(Order.id == order_id, Order.state == "active", Order.used + units <= Order.quota)

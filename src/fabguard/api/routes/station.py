@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from fabguard.api import parsing
-from fabguard.api.deps import Fixture, Inst
+from fabguard.api.deps import Fixture, Inst, Provisioner
 from fabguard.api.schemas import ProvisionBatchIn, ProvisionIn, TestRecordsIn
 from fabguard.domain.idempotency import IdempotencyKey
 from fabguard.service import provisioning, testrecords
@@ -93,7 +93,12 @@ def upload_test_records(
 
 @router.post("/api/v1/units/provision", response_model=None)
 def provision(
-    inst: Inst, body: ProvisionIn, f: Fixture, response: Response, idempotency_key: KeyHeader = None
+    inst: Inst,
+    body: ProvisionIn,
+    f: Fixture,
+    response: Response,
+    runner: Provisioner,
+    idempotency_key: KeyHeader = None,
 ) -> dict[str, object] | JSONResponse:
     """Check and, if allowed, issue one unit's device certificate (201; 200 for an idempotent retry)."""
     unit = parsing.unit_request(
@@ -101,15 +106,15 @@ def provision(
     )
     if idempotency_key is not None:
         key = _keyed(f, idempotency_key, "POST /api/v1/units/provision", _dumped(body))
-        return _answered(provisioning.provision_unit_once(inst, f, unit, key))
-    done = provisioning.provision_unit(inst, f, unit)
+        return _answered(provisioning.provision_unit_once(inst, f, unit, key, runner=runner))
+    done = provisioning.provision_unit(inst, f, unit, runner=runner)
     response.status_code = 200 if done.replayed else 201
     return done.to_dict()
 
 
 @router.post("/api/v1/units/provision-batch", response_model=None)
 def provision_batch(
-    inst: Inst, body: ProvisionBatchIn, f: Fixture, idempotency_key: KeyHeader = None
+    inst: Inst, body: ProvisionBatchIn, f: Fixture, runner: Provisioner, idempotency_key: KeyHeader = None
 ) -> dict[str, Any] | JSONResponse:
     """Many units in one request; each is decided on its own and has its own status."""
     units = [
@@ -119,7 +124,7 @@ def provision_batch(
         for u in body.units
     ]
     if idempotency_key is None:
-        return {"results": provisioning.provision_batch(inst, f, units)}
+        return {"results": provisioning.provision_batch(inst, f, units, runner=runner)}
     key = _keyed(f, idempotency_key, "POST /api/v1/units/provision-batch", _dumped(body))
     pairs = [(unit, _dumped(u)) for unit, u in zip(units, body.units, strict=True)]
-    return _answered(provisioning.provision_batch_once(inst, f, pairs, key))
+    return _answered(provisioning.provision_batch_once(inst, f, pairs, key, runner=runner))
