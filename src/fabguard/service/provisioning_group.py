@@ -50,7 +50,7 @@ from fabguard.service.instance import Instance
 from fabguard.service.unit_requests import Provisioned, UnitRequest, UnparsedUnit, device_certificate
 from fabguard.store import idempotency as key_rows
 from fabguard.store.db import NewEvent, append_events, take_quota
-from fabguard.store.issuance_facts import OrderRow, insert_units, lock_order, unit_history
+from fabguard.store.issuance_facts import GroupHistory, OrderRow, group_history, insert_units, lock_order
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ class _Group:
     inst: Instance
     now: datetime
     orders: dict[str, OrderRow | None] = field(default_factory=dict)
+    history: GroupHistory = field(default_factory=lambda: GroupHistory({}, {}, {}, {}))
     taken: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     units: list[dict[str, Any]] = field(default_factory=list)
     events: list[NewEvent] = field(default_factory=list)
@@ -192,9 +193,20 @@ def _commit(inst: Instance, jobs: list[Job]) -> list[Outcome]:
         # cycle); each unit's history is read after the locks, so it sees what a rival holding them wrote.
         for order_id in sorted({j.request.order_id.value for j in jobs if isinstance(j.request, UnitRequest)}):
             group.orders[order_id] = lock_order(s, order_id)
+        group.history = _history(s, group, [j for i, j in enumerate(jobs) if i not in stored])
         outcomes = [stored[i] if i in stored else _decide(s, group, job) for i, job in enumerate(jobs)]
         group.write(s)
     return outcomes
+
+
+def _history(s: Session, group: _Group, jobs: list[Job]) -> GroupHistory:
+    asks, cas = [], set()
+    for job in jobs:
+        unit = job.request
+        if isinstance(unit, UnitRequest) and (order := group.orders[unit.order_id.value]) is not None:
+            asks.append((order.facts.product_id, unit.serial.value, unit.csr.facts.key_fingerprint))
+            cas.add(order.issuing_ca)
+    return group_history(s, asks, sorted(cas))
 
 
 def _stored_answers(s: Session, group: _Group, jobs: list[Job]) -> dict[int, Outcome]:
@@ -239,7 +251,8 @@ def _issue(s: Session, group: _Group, job: Job, unit: UnitRequest) -> Outcome:
         raise Refusal("order_not_found", f"no order {unit.order_id.value!r}")
     facts = replace(order.facts, used=order.facts.used + group.taken[order.facts.id])
     ca_name, product_id = order.issuing_ca, facts.product_id
-    history, existing, ca_state = unit_history(s, product_id, serial.value, checked.facts.key_fingerprint, ca_name)
+    history, existing = group.history.of(product_id, serial.value, checked.facts.key_fingerprint)
+    ca_state = group.history.ca_states.get(ca_name)
     policy = AttestationPolicy(order.attestation_policy)
     attestation_facts, attested = check_request(s, policy, product_id, unit.attestation, checked.csr, now)
     request = IssuanceRequest(

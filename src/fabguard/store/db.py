@@ -25,6 +25,7 @@ from fabguard.ledger.entry import encode_entry
 from fabguard.store.models import Counter, Event, LedgerNode, Order
 
 EVENT_COUNTER = "events"
+SQLITE_POOL = 48
 
 
 class Database:
@@ -34,7 +35,12 @@ class Database:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_timeout=60)
+            # Keep a connection for every thread that may read at once (the server's 40 request threads,
+            # the writer, the background workers): a connection past the pool is opened per checkout and
+            # closed after, and a fresh SQLite connection re-runs its pragmas and reads its pages cold,
+            # which made the fixture's authentication the costliest step of a request (bench/PROFILE.md).
+            size = max(pool_size, SQLITE_POOL)
+            self.engine = create_engine(url, pool_size=size, max_overflow=size // 2, pool_timeout=60)
             _configure_sqlite(self.engine)
         else:
             self.engine = create_engine(

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Integer, String, Table, Text, and_, delete, select, tuple_, update
+from sqlalchemy import ColumnElement, Integer, String, Table, Text, and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -51,9 +51,10 @@ def find_key(s: Session, fixture_id: str, key: str, part: int) -> IdempotencyKey
 
 
 def find_keys(s: Session, keys: Sequence[tuple[str, str, int]]) -> dict[tuple[str, str, int], IdempotencyKeyRow]:
-    """The rows of these (fixture, key, part) triples that exist, in one statement."""
-    t = IdempotencyKeyRow
-    found = s.execute(select(t).where(tuple_(t.fixture_id, t.key, t.part).in_(list(keys)))).scalars()
+    """The rows of these (fixture, key, part) triples that exist, in one statement.
+
+    An OR of primary-key lookups, not a row-value ``IN``: SQLite scans the whole table for the latter."""
+    found = s.execute(select(IdempotencyKeyRow).where(or_(*(_pk(*k) for k in keys)))).scalars()
     return {(row.fixture_id, row.key, row.part): row for row in found}
 
 

@@ -1,7 +1,7 @@
 """What one unit's issuance decision reads in its transaction, in as few statements as it can.
 
-The order row under its lock (with its product's profile), then, in one more statement, the unit's
-history and its issuing CA's state: the per-unit path of ``service.provisioning``.
+The order rows under their locks (with their product's profile), then, in four statements for a whole
+group of units, their history and their issuing CAs' states: what ``service.provisioning_group`` reads.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from fabguard.domain.issuance import OrderFacts, UnitHistory
@@ -78,39 +78,63 @@ def lock_order(s: Session, order_id: str) -> OrderRow | None:
     return OrderRow(facts, row.issuing_ca, row.key_types, row.cert_lifetime_days, row.attestation_policy)
 
 
-def unit_history(
-    s: Session, product_id: str, serial: str, key_fp: str, ca_name: str
-) -> tuple[UnitHistory, ExistingUnit | None, str | None]:
-    """The unit's history and its issuing CA's state, in one statement (read after the order lock, so a
-    rival that held the lock has committed): latest test, the unit under this serial, the owner of this key."""
-    latest = (
-        select(TestRecordRow.outcome)
-        .where(TestRecordRow.serial == serial)
-        .order_by(TestRecordRow.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    serial_fp = (
-        select(Unit.key_fingerprint).where(Unit.product_id == product_id, Unit.serial == serial).scalar_subquery()
-    )
-    key_owner = select(Unit.serial).where(Unit.key_fingerprint == key_fp).scalar_subquery()
-    ca_state = select(CertificateAuthority.state).where(CertificateAuthority.name == ca_name).scalar_subquery()
-    row = s.execute(select(latest, serial_fp, key_owner, ca_state)).one()
-    history = UnitHistory(
-        latest_test=TestOutcome(row[0]) if row[0] is not None else None,
-        serial_key_fingerprint=row[1],
-        key_owner_serial=row[2],
-    )
-    existing = None
-    if row[1] is not None:  # a retry or a conflict: the rare path reads the whole unit
-        u = Unit.__table__.c
-        found = s.execute(
-            select(u.order_id, u.key_fingerprint, u.certificate_pem, u.revoked_at, u.revocation_reason).where(
-                u.product_id == product_id, u.serial == serial
-            )
-        ).one()
-        existing = ExistingUnit(*found)
-    return history, existing, row[3]
+@dataclass(frozen=True, slots=True)
+class GroupHistory:
+    """What a group of units' decisions read after the order locks, in four statements for the group:
+    each serial's latest test outcome, the units already under the group's serials, the owners of its
+    public keys, and its issuing CAs' states."""
+
+    latest_tests: dict[str, str]
+    units: dict[tuple[str, str], ExistingUnit]
+    key_owners: dict[str, str]
+    ca_states: dict[str, str]
+
+    def of(self, product_id: str, serial: str, key_fp: str) -> tuple[UnitHistory, ExistingUnit | None]:
+        outcome = self.latest_tests.get(serial)
+        existing = self.units.get((product_id, serial))
+        history = UnitHistory(
+            latest_test=TestOutcome(outcome) if outcome is not None else None,
+            serial_key_fingerprint=existing.key_fingerprint if existing is not None else None,
+            key_owner_serial=self.key_owners.get(key_fp),
+        )
+        return history, existing
+
+
+def group_history(s: Session, asks: Sequence[tuple[str, str, str]], ca_names: Sequence[str]) -> GroupHistory:
+    """The history of units ``(product_id, serial, key fingerprint)`` and the states of ``ca_names``."""
+    if not asks:
+        return GroupHistory({}, {}, {}, {})
+    serials = sorted({serial for _, serial, _ in asks})
+    products = sorted({product for product, _, _ in asks})
+    t, u, ca = TestRecordRow.__table__.c, Unit.__table__.c, CertificateAuthority.__table__.c
+    newest = select(func.max(t.id)).where(t.serial.in_(serials)).group_by(t.serial)
+    latest = {serial: outcome for serial, outcome in s.execute(select(t.serial, t.outcome).where(t.id.in_(newest)))}
+    wanted = {(product, serial) for product, serial, _ in asks}
+    units = {
+        (row.product_id, row.serial): ExistingUnit(
+            row.order_id, row.key_fingerprint, row.certificate_pem, row.revoked_at, row.revocation_reason
+        )
+        for row in s.execute(
+            select(
+                u.product_id,
+                u.serial,
+                u.order_id,
+                u.key_fingerprint,
+                u.certificate_pem,
+                u.revoked_at,
+                u.revocation_reason,
+            ).where(u.product_id.in_(products), u.serial.in_(serials))
+        )
+        if (row.product_id, row.serial) in wanted
+    }
+    keys = sorted({key_fp for _, _, key_fp in asks})
+    owners = {
+        fp: serial for fp, serial in s.execute(select(u.key_fingerprint, u.serial).where(u.key_fingerprint.in_(keys)))
+    }
+    states = {
+        name: state for name, state in s.execute(select(ca.name, ca.state).where(ca.name.in_(sorted(set(ca_names)))))
+    }
+    return GroupHistory(latest, units, owners, states)
 
 
 def insert_units(s: Session, units: Sequence[dict[str, Any]]) -> None:
