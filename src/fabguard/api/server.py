@@ -123,7 +123,10 @@ class ServerThread:
     """The server on a background thread of this process (the demo and the tests use it)."""
 
     def __init__(self, inst: Instance, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, as uvicorn's own bind_socket has it: asyncio sets TCP_NODELAY only on a socket whose
+        # proto says TCP (proto 0 does not), and without it every answer, written as headers then body,
+        # waited about 40 ms for the client's delayed ACK.
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.host, self.port = self._sock.getsockname()[:2]
