@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import fabguard
 from fabguard.api.errors import install_error_handlers
-from fabguard.domain.errors import FabGuardError, Refusal, is_declared
+from fabguard.domain.errors import FabGuardError, Refusal, Unavailable, is_declared
 from fabguard.firmware.policy import FirmwareRefusal
 from fabguard.pki.matter import AttestationProfileError
 
@@ -66,8 +66,17 @@ def test_every_fabguard_error_answers_with_its_own_status_and_code(
         response = _get_raising(error)
     assert is_declared(error.code), error.code
     assert (response.status_code, response.json()) == (error.status, error.to_dict())
-    # The server's own failures stay in the log (with the traceback); a 4xx is the client's business.
-    assert any(r.exc_info for r in caplog.records) == (error.status >= 500)
+    # The server's own failures stay in the log (with the traceback); a 4xx is the client's business,
+    # and an outage (503) is a warning line, not a bug's traceback.
+    assert any(r.exc_info for r in caplog.records) == (error.status >= 500 and not isinstance(error, Unavailable))
+
+
+def test_an_outage_is_a_warning_line_with_a_hint_to_send_again(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="fabguard.api"):
+        response = _get_raising(Unavailable("the database is unavailable (gone); send the request again"))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert [(r.levelno, r.exc_info) for r in caplog.records] == [(logging.WARNING, None)]
 
 
 def test_every_error_class_of_fabguard_is_exercised_above() -> None:

@@ -483,6 +483,9 @@ def test_torture_64_fixtures_4_processes_while_a_worker_postgres_and_connections
     assert "automatic recovery in progress" in pg_log, "PostgreSQL restarted without crash recovery"
     assert line.connections_lost > 0, "no request was lost in transit (the killed worker had none in flight?)"
     assert line.server_errors, "no request met the dead database"
+    # An outage is a 503 to send again, never a 500 that reads as a bug.
+    outage = {"503 database_unavailable", "409 idempotency_key_in_progress"}
+    assert set(line.server_errors) <= outage, dict(line.server_errors)
     # 5xx while PostgreSQL was down, and only then: once it is back, no request may fail on a dead
     # pooled connection (2 s of grace for requests that began during the outage).
     late = [round(t - postgres_down[1], 2) for t in line.server_error_times if t > postgres_down[1] + 2.0]

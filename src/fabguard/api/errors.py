@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fabguard.domain.errors import FabGuardError
+from fabguard.domain.errors import FabGuardError, Unavailable
 
 log = logging.getLogger("fabguard.api")
 
@@ -28,8 +28,8 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -89,6 +89,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(FabGuardError)
     async def _fabguard(_: Request, exc: FabGuardError) -> JSONResponse:
+        if isinstance(exc, Unavailable):  # an outage, not a bug: one line, and a hint to send again
+            log.warning("%s: %s", exc.code, exc.message)
+            return error_response(exc.status, exc.code, exc.message, {"Retry-After": "1"})
         if exc.status >= 500:  # the server's own failure: keep it in the log, as an unexpected error is
             log.error("%s: %s", exc.code, exc.message, exc_info=exc)
         return error_response(exc.status, exc.code, exc.message)

@@ -76,6 +76,8 @@ ERROR_STATUS: dict[str, int] = {
     "request_timeout": 408,  # the body did not arrive within the limit
     "http_error": 400,  # any other HTTP-level error: sent with that error's own status
     "internal_error": 500,
+    # The database cannot be reached or cannot take writes now (a failover, a restart): send again.
+    "database_unavailable": 503,
     # Values that break a documented rule or limit.
     "invalid_CA_name": 422,
     "invalid_fixture_id": 422,
@@ -291,6 +293,13 @@ class Unauthorized(FabGuardError):
 class Forbidden(FabGuardError):
     code = "forbidden"
     status = 403
+
+
+class Unavailable(FabGuardError):
+    """A passing outage (the database unreachable or read-only): nothing was done; the same request may be sent again."""
+
+    code = "database_unavailable"
+    status = 503
 
 
 class ConfigurationError(FabGuardError):

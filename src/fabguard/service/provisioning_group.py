@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fabguard.domain.errors import FabGuardError, Refusal
+from fabguard.domain.errors import Conflict, FabGuardError, Refusal
 from fabguard.domain.issuance import (
     AttestationPolicy,
     FixtureFacts,
@@ -76,8 +76,14 @@ Outcome = Provisioned | Answer | BaseException
 Runner = Callable[[Sequence[Job]], list[Outcome]]
 
 
-class _KeyTaken(Exception):
-    """A rival committed an idempotency key this group was answering: decide the unit again."""
+class _KeyTaken(Conflict):
+    """A rival committed an idempotency key this group was answering: decide the unit again (and if that
+    keeps happening, the caller hears the key is at work, and sends again)."""
+
+    def __init__(
+        self, message: str = "another request with this Idempotency-Key was answered meanwhile; send it again"
+    ) -> None:
+        super().__init__(message, code="idempotency_key_in_progress")
 
 
 def run_jobs(inst: Instance, jobs: Sequence[Job]) -> list[Outcome]:
@@ -155,7 +161,9 @@ class _Group:
         """``unkeyed`` when no key was sent, else the answer kept under the key (written with the group)."""
         if key is None:
             return unkeyed
-        self.answers.append(key_rows.answer_row(key.fixture_id, key.key, key.part, key.fingerprint, self.now, status, body))
+        self.answers.append(
+            key_rows.answer_row(key.fixture_id, key.key, key.part, key.fingerprint, self.now, status, body)
+        )
         return Answer(status, body)
 
     def refuse(self, job: Job, refusal: Refusal, order_id: str | None, serial: str | None) -> Outcome:

@@ -18,8 +18,10 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, event, insert, or_, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from fabguard.domain.errors import Unavailable
 from fabguard.ledger import merkle
 from fabguard.ledger.entry import encode_entry
 from fabguard.store.models import Counter, Event, LedgerNode, Order
@@ -51,29 +53,61 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A read-write transaction: committed on success, rolled back on any exception."""
-        if self._writer is None:
-            with self._sessions.begin() as session:
+        """A read-write transaction: committed on success, rolled back on any exception.
+
+        A database that cannot be reached or cannot take writes now raises ``Unavailable`` (503)."""
+        with _outage_is_unavailable():
+            if self._writer is None:
+                with self._sessions.begin() as session:
+                    yield session
+                return
+            # SQLite has one writer at a time anyway. Queueing writers of this process on a lock, rather
+            # than in SQLite's sleep-and-retry busy handler, keeps waits fair (no multi-second p99) and
+            # keeps waiting threads from holding pooled connections. Correctness still rests on SQLite's lock.
+            with self._writer, self._sessions.begin() as session:
                 yield session
-            return
-        # SQLite has one writer at a time anyway. Queueing writers of this process on a lock, rather
-        # than in SQLite's sleep-and-retry busy handler, keeps waits fair (no multi-second p99) and
-        # keeps waiting threads from holding pooled connections. Correctness still rests on SQLite's lock.
-        with self._writer, self._sessions.begin() as session:
-            yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only unit of work (on SQLite it takes no write lock)."""
         session = Session(bind=self.engine.execution_options(fabguard_readonly=True), expire_on_commit=False)
         try:
-            with session.begin():
+            with _outage_is_unavailable(), session.begin():
                 yield session
         finally:
             session.close()
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# SQLSTATEs of a passing outage besides psycopg's OperationalError (connection failures, a server
+# shutting down, deadlocks and serialization failures: all worth sending again): too many connections,
+# a read-only transaction (a standby, before or while it is promoted).
+_OUTAGE_STATES = ("08", "57P", "53300", "25006")
+
+
+def _is_outage(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if type(orig).__module__.startswith("psycopg"):
+        state = str(getattr(orig, "sqlstate", None) or "")
+        return isinstance(exc, OperationalError) or state.startswith(_OUTAGE_STATES)
+    # SQLite: only a lock held past the busy timeout; any other error there is the file's or a bug.
+    return isinstance(exc, OperationalError) and "database is locked" in str(orig)
+
+
+@contextmanager
+def _outage_is_unavailable() -> Iterator[None]:
+    """Turn a database outage into ``Unavailable``; any other database error stays what it is (a bug)."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if not _is_outage(exc):
+            raise
+        reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        raise Unavailable(f"the database is unavailable ({reason[:200]}); send the request again") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:
