@@ -169,8 +169,12 @@ def authenticate_fixture(
         raise _refuse(inst, refusal, route, detail={"unrecorded_before": left_out} if left_out else None)
     fp = cert_fingerprint(cert_der)
     now = inst.clock()
-    with inst.db.read() as s:
-        fixture = s.execute(select(Fixture).where(Fixture.cert_fingerprint == fp)).scalar_one_or_none()
+    with inst.db.read() as s:  # the columns, not the ORM object: this runs on every fixture request
+        fixture = s.execute(
+            select(Fixture.id, Fixture.site_id, Fixture.revoked_at, Fixture.cert_not_after).where(
+                Fixture.cert_fingerprint == fp
+            )
+        ).one_or_none()
     if fixture is None:
         subject = _subject_of(cert_der)
         raise _refuse(

@@ -49,6 +49,7 @@ class Database:
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=60
             )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._reader = self.engine.execution_options(fabguard_readonly=True)  # made once: it is an engine proxy
         self._writer = threading.Lock() if self.is_sqlite else None
 
     @contextmanager
@@ -70,7 +71,7 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only unit of work (on SQLite it takes no write lock)."""
-        session = Session(bind=self.engine.execution_options(fabguard_readonly=True), expire_on_commit=False)
+        session = Session(bind=self._reader, expire_on_commit=False)
         try:
             with _outage_is_unavailable(), session.begin():
                 yield session
