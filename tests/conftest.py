@@ -17,11 +17,9 @@ from tests.support import (
     USER_PIN,
     SoftHsm,
     World,
-    create_pg_database,
-    drop_pg_database,
+    fresh_pg_database,
     new_hsm_instance,
     new_instance,
-    pg_admin_url,
     softhsm_available,
 )
 
@@ -36,13 +34,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield None
         return
-    if not pg_admin_url():
-        pytest.skip("FABGUARD_TEST_PG_URL is not set (scripts/test starts a PostgreSQL cluster)")
-    url = create_pg_database()
-    try:
+    with fresh_pg_database() as url:
         yield url
-    finally:
-        drop_pg_database(url)
 
 
 @pytest.fixture

@@ -6,12 +6,15 @@ import os
 import random
 import secrets
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,6 +47,18 @@ def create_pg_database() -> str:
     ) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return admin.set(database=name).render_as_string(hide_password=False)
+
+
+@contextmanager
+def fresh_pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for the test (dropped after it); the test is skipped without a server."""
+    if not pg_admin_url():
+        pytest.skip("FABGUARD_TEST_PG_URL is not set (scripts/test starts a PostgreSQL cluster)")
+    url = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
 
 
 def drop_pg_database(url: str) -> None:

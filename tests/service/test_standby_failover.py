@@ -26,7 +26,6 @@ ledger event per decided request, no gap in the event sequence, the Merkle root 
 from __future__ import annotations
 
 import os
-import pwd
 import signal
 import subprocess
 import time
@@ -60,6 +59,7 @@ from tests.service.test_torture import (
     Line,
     PgCluster,
     ask_until_decided,
+    cluster_owner,
     postgres_binaries,
     run_ledger_cli,
 )
@@ -171,13 +171,7 @@ def pg_pair() -> Iterator[tuple[Primary, Standby]]:
     bin_dir = postgres_binaries()
     if bin_dir is None or not (bin_dir / "pg_basebackup").is_file():
         pytest.skip("initdb/postgres/pg_basebackup not found (Debian package postgresql; scripts/test installs it)")
-    owner = None
-    if os.getuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root without a 'postgres' user to own the clusters (scripts/test creates one)")
-        owner = "postgres"
+    owner = cluster_owner()
     primary, standby = Primary(bin_dir, owner), Standby(bin_dir, owner)
     try:
         primary.init()

@@ -202,19 +202,23 @@ def _alive(pid: int) -> bool:
     return fields is not None and fields[0] != "Z"
 
 
+def cluster_owner() -> str | None:
+    """Who runs a test's own PostgreSQL: ``postgres`` when we are root (root may not), else ourselves."""
+    if os.getuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("running as root without a 'postgres' user to own the cluster (scripts/test creates one)")
+    return "postgres"
+
+
 @pytest.fixture
 def pg_cluster() -> Iterator[PgCluster]:
     bin_dir = postgres_binaries()
     if bin_dir is None:
         pytest.skip("initdb/postgres not found (Debian package postgresql; scripts/test installs it)")
-    owner = None
-    if os.getuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root without a 'postgres' user to own the cluster (scripts/test creates one)")
-        owner = "postgres"
-    cluster = PgCluster(bin_dir, owner)
+    cluster = PgCluster(bin_dir, cluster_owner())
     try:
         yield cluster.init()
     finally:

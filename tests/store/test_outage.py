@@ -21,18 +21,13 @@ from fabguard.service import catalog
 from fabguard.service.instance import Instance
 from fabguard.store.db import Database
 from fabguard.store.models import Order
-from tests.support import World, create_pg_database, drop_pg_database, new_instance, pg_admin_url, tested_device
+from tests.support import World, fresh_pg_database, new_instance, pg_admin_url, tested_device
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    if not pg_admin_url():
-        pytest.skip("FABGUARD_TEST_PG_URL is not set (scripts/test starts a PostgreSQL cluster)")
-    url = create_pg_database()
-    try:
+    with fresh_pg_database() as url:
         yield url
-    finally:
-        drop_pg_database(url)
 
 
 def _set_read_only(url: str, on: bool) -> None:
