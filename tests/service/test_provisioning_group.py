@@ -15,14 +15,14 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session
 
 from fabguard.api.parsing import unit_request
-from fabguard.domain.errors import FabGuardError, InvalidRequest, Refusal
+from fabguard.domain.errors import FabGuardError, InvalidRequest, Refusal, Unavailable
 from fabguard.domain.idempotency import IdempotencyKey
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import FixtureId, OrderId, ProductId, SiteId
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.runtime.group_commit import GroupCommitter
-from fabguard.service import catalog, fixtures, orders, testrecords
+from fabguard.service import catalog, fixtures, orders, provisioning, testrecords
 from fabguard.service.idempotency import Answer, Keyed
 from fabguard.service.instance import Instance
 from fabguard.service.provisioning_group import Job, Outcome, run_jobs
@@ -160,8 +160,9 @@ def test_one_group_decides_every_unit_as_it_would_be_decided_alone(
 
     assert [_shape(o) for o in grouped] == [_shape(o) for o in alone]
     assert _books(any_instance) == _books(second_instance)
-    # One transaction for the group, one more for what had to wait for it (the retry, the clone, the resend).
-    assert group_commits == 2
+    # Three transactions: the units before the first repeat (the retry), then from it to the next repeat
+    # (the keyed resend), then the rest; one at a time took one per unit.
+    assert group_commits == 3
     shapes = [_shape(o) for o in grouped]
     assert shapes[:8] == [("issued", f"SN{i:04d}", "po-a", False) for i in range(8)]
     assert shapes[8:10] == [("error", "quota_exhausted")] * 2
@@ -303,3 +304,75 @@ def _until(condition: object, timeout: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+def test_units_are_decided_in_the_order_they_came_even_when_one_must_wait(
+    any_instance: Instance, second_instance: Instance
+) -> None:
+    """One unit of quota left: a clone of SN0001 (refused), SN0001 itself, then SN0002. SN0001 repeats the
+    clone's serial, so it waits for the next round, and SN0002 with it: SN0001 gets the last unit, as it
+    would one at a time, and SN0002 is quota_exhausted."""
+    original = SimulatedDevice("SN0090")
+    jobs = [
+        Job(FIXTURE, unit_request("po-b", "SN0001", original.clone_as("SN0001").csr_pem(), max_csr_bytes=MAX_CSR)),
+        Job(FIXTURE, unit_request("po-b", "SN0001", SimulatedDevice("SN0001").csr_pem(), max_csr_bytes=MAX_CSR)),
+        Job(FIXTURE, unit_request("po-b", "SN0002", SimulatedDevice("SN0002").csr_pem(), max_csr_bytes=MAX_CSR)),
+    ]
+    first = [
+        Job(FIXTURE, unit_request("po-b", "SN0090", original.csr_pem(), max_csr_bytes=MAX_CSR)),
+        Job(FIXTURE, unit_request("po-b", "SN0091", SimulatedDevice("SN0091").csr_pem(), max_csr_bytes=MAX_CSR)),
+    ]
+    shapes = []
+    for inst, grouped in ((any_instance, True), (second_instance, False)):
+        _prepare(inst, ["SN0001", "SN0002", "SN0090", "SN0091"])
+        assert all(isinstance(o, Provisioned) for o in run_jobs(inst, first))  # po-b: 2 of 3 used
+        outcomes = run_jobs(inst, jobs) if grouped else [run_jobs(inst, [j])[0] for j in jobs]
+        shapes.append([_shape(o) for o in outcomes])
+    assert (
+        shapes[0]
+        == shapes[1]
+        == [
+            ("error", "key_reused"),
+            ("issued", "SN0001", "po-b", False),
+            ("error", "quota_exhausted"),
+        ]
+    )
+
+
+@pytest.mark.postgres
+def test_a_keyed_batch_that_meets_an_outage_fails_whole_and_its_resend_provisions(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """A rival holds the order past the lock timeout: the group is an outage (503) for all its units at
+    once (not decided again unit by unit, each waiting out the timeout), the batch keeps no answer, and
+    the same batch sent again once the rival let go provisions every unit."""
+    if database_url is None:
+        pytest.skip("PostgreSQL only: SQLite's writer lock has no lock timeout of its own")
+    inst = new_instance(tmp_path / "home", database_url + "?options=-c%20lock_timeout%3D300")
+    try:
+        serials = [f"SN{i:04d}" for i in range(6)]
+        _prepare(inst, serials)
+        pairs = [
+            (unit_request("po-a", s, SimulatedDevice(s).csr_pem(), max_csr_bytes=MAX_CSR), {"serial": s})
+            for s in serials
+        ]
+        key = Keyed.of(FIXTURE.id, IdempotencyKey.parse("batch-1"), "POST /api/v1/units/provision-batch", {"b": 1})
+        begun: list[object] = []
+        on_begin = begun.append
+        with inst.db.engine.connect() as rival, rival.begin():
+            assert lock_order(Session(bind=rival), "po-a") is not None
+            event.listen(inst.db.engine, "begin", on_begin)
+            with pytest.raises(Unavailable) as caught:
+                provisioning.provision_batch_once(inst, FIXTURE, pairs, key)
+        assert "lock timeout" in caught.value.message and not caught.value.contended
+        # The batch's key taken, the group, the key freed: no transaction per unit.
+        assert len(begun) == 3
+        event.remove(inst.db.engine, "begin", on_begin)
+        assert _books(inst)[0]["po-a"] == 0
+        again = provisioning.provision_batch_once(inst, FIXTURE, pairs, key)
+        assert again.status == 200 and not again.replayed
+        assert [r["status"] for r in again.body["results"]] == ["issued"] * 6
+        assert _books(inst)[0]["po-a"] == 6
+        assert_gap_free_events(inst)
+    finally:
+        inst.db.dispose()

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from fabguard.domain.errors import Unavailable
 from fabguard.domain.values import ProductId
@@ -109,3 +109,17 @@ def test_provisioning_during_an_outage_answers_503_consumes_nothing_and_works_wh
     finally:
         world.stop()
         inst.db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_postgres_error_of_the_operational_class_that_is_a_bug_stays_one(tmp_path: Path, pg_url: str) -> None:
+    """psycopg calls these OperationalError too; they are the program's fault, not an outage: no 503."""
+    db = Database(pg_url)
+    try:
+        for statements in (["CREATE TEMP SEQUENCE s", "SELECT currval('s')"], ["ROLLBACK TO SAVEPOINT nope"]):
+            with pytest.raises(DBAPIError) as caught, db.transaction() as s:
+                for statement in statements:
+                    s.execute(text(statement))
+            assert not isinstance(caught.value, Unavailable)
+    finally:
+        db.dispose()

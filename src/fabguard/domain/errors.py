@@ -296,10 +296,15 @@ class Forbidden(FabGuardError):
 
 
 class Unavailable(FabGuardError):
-    """A passing outage (the database unreachable or read-only): nothing was done; the same request may be sent again."""
+    """A passing outage (the database unreachable or read-only): nothing was done; the same request may be
+    sent again. ``contended``: a deadlock or serialization failure, which the same work may pass at once."""
 
     code = "database_unavailable"
     status = 503
+
+    def __init__(self, message: str, *, contended: bool = False) -> None:
+        super().__init__(message)
+        self.contended = contended
 
 
 class ConfigurationError(FabGuardError):

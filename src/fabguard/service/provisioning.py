@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from fabguard.domain.errors import FabGuardError, InvalidRequest
+from fabguard.domain.errors import FabGuardError, InvalidRequest, Unavailable
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.service import idempotency
 from fabguard.service.idempotency import Answer, Keyed
@@ -79,6 +79,7 @@ def provision_batch(
     """Many units in one request, each decided on its own, answered in order."""
     _check_batch(inst, units)
     outcomes = _runner(inst, runner)([Job(fixture, unit) for unit in units])
+    _raise_passing(outcomes)
     results: list[dict[str, object]] = []
     for unit, outcome in zip(units, outcomes, strict=True):
         if isinstance(outcome, Provisioned):
@@ -106,6 +107,7 @@ def provision_batch_once(
     try:
         jobs = [Job(fixture, unit, key.unit(index, body)) for index, (unit, body) in enumerate(units)]
         outcomes = _runner(inst, runner)(jobs)
+        _raise_passing(outcomes)  # the batch's key is freed below: the resend does the rest
         results: list[dict[str, object]] = []
         for (unit, _), outcome in zip(units, outcomes, strict=True):
             answer = outcome if isinstance(outcome, Answer) else _as_answer(outcome)
@@ -117,6 +119,16 @@ def provision_batch_once(
         idempotency.abandon_batch(inst, key)
         raise
     return idempotency.finish_batch(inst, key, {"results": results})
+
+
+def _raise_passing(outcomes: Sequence[Outcome]) -> None:
+    """A unit that met an outage, or a key still at work, is no answer to keep: the batch fails with it
+    (503 or 409, send again); its units already committed replay on the resend."""
+    for outcome in outcomes:
+        if isinstance(outcome, Unavailable) or (
+            isinstance(outcome, FabGuardError) and outcome.code == "idempotency_key_in_progress"
+        ):
+            raise outcome
 
 
 def _refused(outcome: Outcome) -> FabGuardError:

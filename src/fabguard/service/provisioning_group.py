@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fabguard.domain.errors import Conflict, FabGuardError, Refusal
+from fabguard.domain.errors import Conflict, FabGuardError, Refusal, Unavailable
 from fabguard.domain.issuance import (
     AttestationPolicy,
     FixtureFacts,
@@ -95,7 +95,9 @@ def run_jobs(inst: Instance, jobs: Sequence[Job]) -> list[Outcome]:
         for index, outcome in zip(now, _run_round(inst, [jobs[i] for i in now]), strict=True):
             outcomes[index] = outcome
         pending = later
-    return [o for o in outcomes if o is not None]
+    decided = [o for o in outcomes if o is not None]
+    assert len(decided) == len(jobs), "a unit was left undecided"  # outcomes must line up with their jobs
+    return decided
 
 
 def _identities(job: Job) -> list[tuple[str, object]]:
@@ -109,37 +111,44 @@ def _identities(job: Job) -> list[tuple[str, object]]:
 
 
 def _rounds(jobs: Sequence[Job], pending: list[int]) -> tuple[list[int], list[int]]:
-    """The jobs that can share this round (none repeats an earlier one's serial, key or idempotency key)."""
+    """This round: the pending jobs up to the first that repeats an earlier one's serial, key or idempotency
+    key; it and all after it wait for the next round, so units are decided in the order they came (a
+    later unit never takes the quota an earlier one would have had)."""
     seen: set[tuple[str, object]] = set()
-    now, later = [], []
-    for index in pending:
+    for at, index in enumerate(pending):
         ids = _identities(jobs[index])
-        if seen.isdisjoint(ids):
-            now.append(index)
-            seen.update(ids)
-        else:
-            later.append(index)
-    return now, later
+        if not seen.isdisjoint(ids):
+            return pending[:at], pending[at:]
+        seen.update(ids)
+    return pending, []
 
 
 def _run_round(inst: Instance, jobs: list[Job]) -> list[Outcome]:
     if len(jobs) > 1:
         try:
             return _commit(inst, jobs)
-        except Exception:  # nothing of the group was answered: decide each unit alone
+        except Unavailable as outage:
+            if not outage.contended:  # an outage: every unit alone would wait it out again; none was answered
+                log.warning("a group of %d units met an outage: %s", len(jobs), outage.message)
+                return [outage] * len(jobs)
+            log.info("a group of %d units met a deadlock; deciding each alone", len(jobs))
+        except Exception:  # a rival's unit or key, a bug: nothing of the group was answered; each alone
             log.info("a group of %d units failed; deciding each alone", len(jobs), exc_info=True)
     return [_alone(inst, job) for job in jobs]
+
+
+def _retried(exc: Exception) -> bool:
+    """A collision with a rival's unit or key, or a deadlock: the unit, decided again, sees the rival's work."""
+    return isinstance(exc, IntegrityError | _KeyTaken) or (isinstance(exc, Unavailable) and exc.contended)
 
 
 def _alone(inst: Instance, job: Job) -> Outcome:
     for attempt in range(_COLLISION_RETRIES):
         try:
             return _commit(inst, [job])[0]
-        except (IntegrityError, _KeyTaken) as exc:
-            if attempt == _COLLISION_RETRIES - 1:
-                return exc
         except Exception as exc:  # the caller raises it in the asking thread
-            return exc
+            if not _retried(exc) or attempt == _COLLISION_RETRIES - 1:
+                return exc
     raise AssertionError("unreachable")
 
 
@@ -184,12 +193,15 @@ class _Group:
         before = self.now - timedelta(hours=self.inst.limits.idempotency_key_hours)
         for key in self.expired:
             key_rows.delete_expired(s, before, fixture_id=key.fixture_id, key=key.key)
-        insert_units(s, self.units)
+        # Unique index entries in one order in every process: two groups inserting the same serials
+        # wait for each other in turn instead of deadlocking.
+        insert_units(s, sorted(self.units, key=lambda u: (u["product_id"], u["serial"])))
         for order_id, n in self.taken.items():
             if not take_quota(s, order_id, n):  # the order is locked: only a bug gets here
                 raise AssertionError(f"order {order_id}: {n} units counted against its quota do not fit")
         append_events(s, self.events)
-        if key_rows.insert_answered(s, self.answers) != len(self.answers):
+        answers = sorted(self.answers, key=lambda a: (a["fixture_id"], a["key"], a["part"]))
+        if key_rows.insert_answered(s, answers) != len(self.answers):
             raise _KeyTaken
 
 
@@ -291,6 +303,7 @@ def _issue(s: Session, group: _Group, job: Job, unit: UnitRequest) -> Outcome:
     issuer = inst.cas.issuer(ca_name, s)
     lifetime = timedelta(days=order.cert_lifetime_days) if order.cert_lifetime_days else None
     cert = device_certificate(inst, issuer, checked.public_key, serial, product_id, now, lifetime, ca_name)
+    chain = inst.cas.chain_pem(ca_name, s)  # all that can fail comes before the unit joins the group's writes
     group.taken[facts.id] += 1
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     cert_serial = format(cert.serial_number, "x")
@@ -328,5 +341,5 @@ def _issue(s: Session, group: _Group, job: Job, unit: UnitRequest) -> Outcome:
             },
         )
     )
-    done = Provisioned(serial.value, facts.id, pem, inst.cas.chain_pem(ca_name, s), False)
+    done = Provisioned(serial.value, facts.id, pem, chain, False)
     return group.answer(job.key, 201, done.to_dict(), done)

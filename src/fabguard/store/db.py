@@ -82,21 +82,28 @@ class Database:
         self.engine.dispose()
 
 
-# SQLSTATEs of a passing outage besides psycopg's OperationalError (connection failures, a server
-# shutting down, deadlocks and serialization failures: all worth sending again): too many connections,
-# a read-only transaction (a standby, before or while it is promoted).
-_OUTAGE_STATES = ("08", "57P", "53300", "25006")
+# SQLSTATEs of a passing outage, worth sending the same request again for: a connection exception (08),
+# a serialization failure or deadlock (40001, 40P01), out of disk, memory or connections (53100, 53200,
+# 53300), the server shutting down, crashed or starting (57P01-57P03), a read-only transaction (25006:
+# a standby, before or while it is promoted), a lock not available (55P03). Any other error, psycopg's
+# OperationalError class included (program limits, savepoints, authentication...), is a bug or a
+# misconfiguration and stays a 500 with its traceback.
+_OUTAGE_STATES = ("08", "40001", "40P01", "53100", "53200", "53300", "57P01", "57P02", "57P03", "25006", "55P03")
+_CONTENDED_STATES = ("40001", "40P01")
 
 
-def _is_outage(exc: DBAPIError) -> bool:
+def _outage_state(exc: DBAPIError) -> str | None:
+    """The SQLSTATE that makes ``exc`` a passing outage ("08" for a lost connection), else None."""
     if exc.connection_invalidated:
-        return True
+        return "08"
     orig = exc.orig
     if type(orig).__module__.startswith("psycopg"):
         state = str(getattr(orig, "sqlstate", None) or "")
-        return isinstance(exc, OperationalError) or state.startswith(_OUTAGE_STATES)
+        if not state and isinstance(exc, OperationalError):  # the client's side: no connection to be had
+            return "08"
+        return state if state.startswith(_OUTAGE_STATES) else None
     # SQLite: only a lock held past the busy timeout; any other error there is the file's or a bug.
-    return isinstance(exc, OperationalError) and "database is locked" in str(orig)
+    return "55P03" if isinstance(exc, OperationalError) and "database is locked" in str(orig) else None
 
 
 @contextmanager
@@ -105,10 +112,14 @@ def _outage_is_unavailable() -> Iterator[None]:
     try:
         yield
     except DBAPIError as exc:
-        if not _is_outage(exc):
+        state = _outage_state(exc)
+        if state is None:
             raise
         reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
-        raise Unavailable(f"the database is unavailable ({reason[:200]}); send the request again") from exc
+        raise Unavailable(
+            f"the database is unavailable ({reason[:200]}); send the request again",
+            contended=state in _CONTENDED_STATES,
+        ) from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:
