@@ -34,7 +34,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -401,6 +401,17 @@ class CountingTransport(httpx.HTTPTransport):
             raise
 
 
+def wait_for_answers(line: Line, stations: list[Future[None]], count: float, deadline: float) -> int:
+    """Wait until the fixtures hold ``count`` answers (a station that died raises here); how many they hold."""
+    while (n := line.count()) < count:
+        assert time.monotonic() < deadline, f"only {n} answers before the deadline"
+        for f in stations:
+            if f.done():
+                f.result()
+        time.sleep(0.005)
+    return n
+
+
 def run_ledger_cli(home: Path, *args: str) -> str:
     done = subprocess.run(
         [*fabguard_command(), "--home", str(home), *args], capture_output=True, text=True, timeout=120
@@ -443,12 +454,7 @@ def test_torture_64_fixtures_4_processes_while_a_worker_postgres_and_connections
                 ask_until_decided(urls[i], clients[i], ask, line, deadline)
 
         def wait_for(fraction: float) -> int:
-            while (n := line.count()) < fraction * total:
-                assert time.monotonic() < deadline, f"only {n} of {total} answers before the deadline"
-                for f in futures:
-                    if f.done():
-                        f.result()  # a station that died raises here
-                time.sleep(0.005)
+            n = wait_for_answers(line, futures, fraction * total, deadline)
             assert n < total, "the run was over before the faults"
             return n
 
