@@ -2,12 +2,15 @@
 
 The answer is stored in the transaction that does the work, so a resend after a lost answer finds
 either nothing (the work rolled back: it is done now) or the answer (the work committed: it is
-replayed, and nothing is stored twice). Taking the key is the transaction's first write: on
-PostgreSQL a concurrent request with the same key waits for the first one's commit and then replays
-its answer; on SQLite writers queue anyway. A batch of provisioning requests runs one transaction per
-unit, so its own row is taken first, in a short transaction of its own (a rival meanwhile gets
-``idempotency_key_in_progress``), and each unit's answer is kept as a part of the key in that unit's
-transaction; a batch whose process died is taken over after ``STALE_AFTER``, its finished units replayed.
+replayed, and nothing is stored twice). For test records, taking the key is the transaction's first
+write: on PostgreSQL a concurrent request with the same key waits for the first one's commit and then
+replays its answer; on SQLite writers queue anyway. Provisioning (``service.provisioning_group``) reads
+its units' keys first and inserts them, answered, with the group's writes; a rival that answered one
+meanwhile makes that insert come up short, and the unit is decided again (it then replays the rival's
+answer). A batch of provisioning requests takes its own row first, in a short transaction of its own (a
+rival meanwhile gets ``idempotency_key_in_progress``), and each unit's answer is kept as a part of the
+key with that unit's work; a batch whose process died is taken over after ``STALE_AFTER``, its finished
+units replayed.
 Keys are forgotten ``Limits.idempotency_key_hours`` after they were taken.
 """
 
@@ -20,11 +23,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from fabguard.domain.errors import Conflict, FabGuardError, InvalidRequest
+from fabguard.domain.errors import Conflict, InvalidRequest
 from fabguard.domain.idempotency import IdempotencyKey, request_fingerprint
 from fabguard.service.instance import Instance
 from fabguard.store import idempotency as rows
-from fabguard.store.db import NewEvent, append_events
 
 # A batch still unanswered this long after it was taken belongs to a process that died.
 STALE_AFTER = timedelta(minutes=5)
@@ -57,7 +59,8 @@ class Answer:
     replayed: bool = False
 
 
-def _expired_before(inst: Instance, now: datetime) -> datetime:
+def expired_before(inst: Instance, now: datetime) -> datetime:
+    """Keys taken before this are forgotten (``Limits.idempotency_key_hours``)."""
     return now - timedelta(hours=inst.limits.idempotency_key_hours)
 
 
@@ -80,7 +83,7 @@ def take(s: Session, inst: Instance, keyed: Keyed, now: datetime) -> Answer | No
 
     Raises ``idempotency_key_reused`` when the key was taken for another body and
     ``idempotency_key_in_progress`` when its batch is still at work."""
-    rows.delete_expired(s, _expired_before(inst, now), fixture_id=keyed.fixture_id, key=keyed.key)
+    rows.delete_expired(s, expired_before(inst, now), fixture_id=keyed.fixture_id, key=keyed.key)
     if rows.insert_key(s, keyed.fixture_id, keyed.key, keyed.part, keyed.fingerprint, now):
         return None
     return stored_answer(rows.find_key(s, keyed.fixture_id, keyed.key, keyed.part), keyed)
@@ -90,17 +93,6 @@ def keep(s: Session, keyed: Keyed, status: int, body: dict[str, Any]) -> Answer:
     """Store the answer under a key this transaction took."""
     rows.set_answer(s, keyed.fixture_id, keyed.key, keyed.part, status, json.dumps(body, separators=(",", ":")))
     return Answer(status, body)
-
-
-def refuse_once(inst: Instance, keyed: Keyed, event: NewEvent, error: FabGuardError) -> Answer:
-    """Record a refusal and keep it as the key's answer, in one transaction; a key already answered (a
-    rival's answer, or this request's own before a lost answer) is replayed and nothing is recorded again."""
-    with inst.db.transaction() as s:
-        stored = take(s, inst, keyed, event.at)
-        if stored is not None:
-            return stored
-        append_events(s, [event])
-        return keep(s, keyed, error.status, error.to_dict())
 
 
 def begin_batch(inst: Instance, keyed: Keyed) -> Answer | None:
@@ -131,4 +123,4 @@ def abandon_batch(inst: Instance, keyed: Keyed) -> None:
 def forget_expired(inst: Instance) -> int:
     """Maintenance: forget keys older than the retention period; returns how many rows went."""
     with inst.db.transaction() as s:
-        return rows.delete_expired(s, _expired_before(inst, inst.clock()))
+        return rows.delete_expired(s, expired_before(inst, inst.clock()))

@@ -159,7 +159,7 @@ class _Group:
     inst: Instance
     now: datetime
     orders: dict[str, OrderRow | None] = field(default_factory=dict)
-    history: GroupHistory = field(default_factory=lambda: GroupHistory({}, {}, {}, {}))
+    history: GroupHistory = field(default_factory=GroupHistory.empty)
     taken: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     units: list[dict[str, Any]] = field(default_factory=list)
     events: list[NewEvent] = field(default_factory=list)
@@ -189,10 +189,13 @@ class _Group:
         )
         return self.answer(job.key, refusal.status, refusal.to_dict(), refusal)
 
+    @property
+    def keys_forgotten_before(self) -> datetime:
+        return idempotency.expired_before(self.inst, self.now)
+
     def write(self, s: Session) -> None:
-        before = self.now - timedelta(hours=self.inst.limits.idempotency_key_hours)
         for key in self.expired:
-            key_rows.delete_expired(s, before, fixture_id=key.fixture_id, key=key.key)
+            key_rows.delete_expired(s, self.keys_forgotten_before, fixture_id=key.fixture_id, key=key.key)
         # Unique index entries in one order in every process: two groups inserting the same serials
         # wait for each other in turn instead of deadlocking.
         insert_units(s, sorted(self.units, key=lambda u: (u["product_id"], u["serial"])))
@@ -235,7 +238,7 @@ def _stored_answers(s: Session, group: _Group, jobs: list[Job]) -> dict[int, Out
     if not keyed:
         return {}
     rows = key_rows.find_keys(s, [(k.fixture_id, k.key, k.part) for _, k in keyed])
-    before = group.now - timedelta(hours=group.inst.limits.idempotency_key_hours)
+    before = group.keys_forgotten_before
     stored: dict[int, Outcome] = {}
     for index, key in keyed:
         row = rows.get((key.fixture_id, key.key, key.part))

@@ -89,6 +89,10 @@ class GroupHistory:
     key_owners: dict[str, str]
     ca_states: dict[str, str]
 
+    @classmethod
+    def empty(cls) -> GroupHistory:
+        return cls({}, {}, {}, {})
+
     def of(self, product_id: str, serial: str, key_fp: str) -> tuple[UnitHistory, ExistingUnit | None]:
         outcome = self.latest_tests.get(serial)
         existing = self.units.get((product_id, serial))
@@ -103,7 +107,7 @@ class GroupHistory:
 def group_history(s: Session, asks: Sequence[tuple[str, str, str]], ca_names: Sequence[str]) -> GroupHistory:
     """The history of units ``(product_id, serial, key fingerprint)`` and the states of ``ca_names``."""
     if not asks:
-        return GroupHistory({}, {}, {}, {})
+        return GroupHistory.empty()
     serials = sorted({serial for _, serial, _ in asks})
     products = sorted({product for product, _, _ in asks})
     t, u, ca = TestRecordRow.__table__.c, Unit.__table__.c, CertificateAuthority.__table__.c
