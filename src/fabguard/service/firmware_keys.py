@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import weakref
 from pathlib import Path
 
 from fabguard.domain.errors import ConfigurationError
@@ -22,13 +21,10 @@ from fabguard.service.instance import Instance
 SIGNING_KEY = "firmware"
 KEK_FILE = "firmware-kek.json"
 
-_lock = threading.Lock()
-_keks: weakref.WeakKeyDictionary[Instance, bytes] = weakref.WeakKeyDictionary()
-
 
 def signing_key(inst: Instance) -> SigningKey:
     """The firmware manifest signing key (P-256, as ``KeyStore.generate`` makes), created if missing."""
-    with _lock:
+    with inst.firmware_keys.lock:
         if inst.config.key_backend == "file":
             if not inst.keys.path(SIGNING_KEY).exists():
                 inst.keys.generate(SIGNING_KEY)
@@ -45,11 +41,11 @@ def kek_path(inst: Instance) -> Path:
 
 
 def kek(inst: Instance) -> bytes:
-    """The KEK, opened with the passphrase (once per process) or made and sealed on first use."""
-    with _lock:
-        cached = _keks.get(inst)
-        if cached is not None:
-            return cached
+    """The KEK, opened with the passphrase (once per opened instance) or made and sealed on first use."""
+    state = inst.firmware_keys
+    with state.lock:
+        if state.kek is not None:
+            return state.kek
         passphrase = inst.keys.passphrase()
         path = kek_path(inst)
         if not path.exists():
@@ -58,7 +54,7 @@ def kek(inst: Instance) -> bytes:
             value = envelope.open_kek(path.read_bytes(), passphrase)
         except envelope.EnvelopeError as exc:
             raise ConfigurationError(f"{path.name}: {exc}") from None
-        _keks[inst] = value
+        state.kek = value
         return value
 
 

@@ -7,10 +7,13 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fabguard.analytics.fold import Memory
 from fabguard.domain.errors import ConfigurationError
 from fabguard.service.ca_registry import CaRegistry
 from fabguard.service.config import CONFIG_NAME, DATABASE_ENV, HOME_ENV, InstanceConfig
@@ -25,8 +28,27 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass
+class FirmwareKeys:
+    """The firmware keys' state in this process: one lock for making them, the KEK once opened."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    kek: bytes | None = None
+
+
+@dataclass
+class ProjectorState:
+    """The analytics projector's state in this process: one projector at a time, and the detector state at
+    the cursor it last moved (``None`` until loaded, or after another process moved the cursor)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    memory: Memory | None = None
+
+
 class Instance:
-    """An opened instance. Keys are decrypted on first use and only held in memory."""
+    """An opened instance. Keys are decrypted on first use and only held in memory, as is what this process
+    keeps beside the database (``firmware_keys``, ``projector``): state belongs to the instance that owns it,
+    never to a module."""
 
     def __init__(
         self,
@@ -46,6 +68,8 @@ class Instance:
         self.db = Database(url)
         self.keys = config.key_store(home, env)
         self.cas = CaRegistry(self.db, self.keys, home / "ca", config.crl_base_url)
+        self.firmware_keys = FirmwareKeys()
+        self.projector = ProjectorState()
 
     @classmethod
     def open(

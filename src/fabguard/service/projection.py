@@ -21,37 +21,21 @@ while this process is the one moving the cursor.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass
 
 from fabguard.analytics.alerts import Alert, fold_batch_alerts
-from fabguard.analytics.fold import Detectors, Memory, check_copies, decode_details, fold_events, wanted
+from fabguard.analytics.fold import Detectors, check_copies, decode_details, fold_events, wanted
 from fabguard.analytics.settings import AnalyticsSettings
 from fabguard.service.instance import Instance
 from fabguard.store import alert_rows, rollups
-from fabguard.store.db import Database
 
 # Events per batch: one short write transaction each (a few thousand rows, tens of milliseconds).
 BATCH = 5000
 
-# Detector state at the cursor this process last moved, per database; and one projector per process.
-_memories: weakref.WeakKeyDictionary[Database, Memory] = weakref.WeakKeyDictionary()
-_locks: weakref.WeakKeyDictionary[Database, threading.Lock] = weakref.WeakKeyDictionary()
-_registry_lock = threading.Lock()
-
-
-def _lock_for(db: Database) -> threading.Lock:
-    with _registry_lock:
-        lock = _locks.get(db)
-        if lock is None:
-            lock = _locks[db] = threading.Lock()
-        return lock
-
 
 def forget_memory(inst: Instance) -> None:
     """Drop this process's detector state, as if another process had moved the cursor (it is reloaded)."""
-    _memories.pop(inst.db, None)
+    inst.projector.memory = None
 
 
 @dataclass(frozen=True)
@@ -70,11 +54,10 @@ def reset(inst: Instance) -> None:
     The cursor row is written first, so a projector of another process that folded meanwhile either
     committed before (and its work is deleted here) or finds the cursor moved and drops its batch.
     """
-    db = inst.db
-    with _lock_for(db):
-        with db.transaction() as s:
+    with inst.projector.lock:
+        with inst.db.transaction() as s:
             rollups.clear(s)
-        _memories.pop(db, None)
+        inst.projector.memory = None
 
 
 def advance(
@@ -89,7 +72,8 @@ def advance(
     done = 0
     changed: dict[str, Alert] = {}
     cursor = 0
-    with _lock_for(db):  # one projector per process at a time; other processes are handled by the cursor check
+    state = inst.projector
+    with state.lock:  # one projector per instance at a time; other processes are handled by the cursor check
         while max_events is None or done < max_events:
             with db.read() as s:
                 rollups.plan_for_now(s)
@@ -97,10 +81,9 @@ def advance(
                 rows = rollups.events_after(s, cursor, batch)
                 if not rows:
                     break
-                memory = _memories.get(db)
+                memory = state.memory
                 if memory is None or memory.cursor != cursor:
-                    memory = rollups.load_memory(s, cursor)
-                    _memories[db] = memory
+                    memory = state.memory = rollups.load_memory(s, cursor)
                 memory.cursor = -1  # in flux until the batch commits
                 sites = rollups.fixture_sites(s)
                 detectors = Detectors.from_settings(settings, sites)
