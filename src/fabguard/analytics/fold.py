@@ -243,29 +243,8 @@ def _fold_test(
             failures[key6] = failures.get(key6, 0) + 1
             if failing:
                 failing.discard(phase)
-        if v is None:
-            continue
-        nk = (phase, name)
-        agg = group.get(nk)
-        if agg is None:  # sums are of v - ref (ref: the first value), exact for any magnitude
-            agg = group[nk] = [0, 0.0, 0.0, v, v, 0.0, 0, 0, None, None, v]
-        agg[0] += 1
-        d = v - agg[10]
-        agg[1] += d
-        agg[2] += d * d
-        if v < agg[3]:
-            agg[3] = v
-        elif v > agg[4]:
-            agg[4] = v
-        if failed:
-            agg[7] += 1
-        agg[8] = lower
-        agg[9] = upper
-        previous = last.get(nk)
-        if previous is not None:
-            agg[5] += abs(v - previous)
-            agg[6] += 1
-        last[nk] = v
+        if v is not None:
+            _add_measurement(group, last, (phase, name), v, failed, lower, upper)
     fold.fixtures.add(fixture_id)
     if failing:
         for phase in failing:
@@ -279,6 +258,38 @@ def _fold_test(
         copies.append((digest, record_id, serial, fixture_id, outcome, at, e.seq, site))
     fact = TestFact(record_id, serial, fixture_id, outcome, at, values, seq=e.seq, site_id=site or None)
     fold.hits.extend(detectors.drift.feed(memory.charts, fact))
+
+
+def _add_measurement(
+    group: dict[NameKey, list[Any]],
+    last: dict[NameKey, float],
+    nk: NameKey,
+    v: float,
+    failed: bool,
+    lower: float | None,
+    upper: float | None,
+) -> None:
+    """Add one measured value to its hour's sums, with its moving range against the fixture's last value."""
+    agg = group.get(nk)
+    if agg is None:  # sums are of v - ref (ref: the first value), exact for any magnitude
+        agg = group[nk] = [0, 0.0, 0.0, v, v, 0.0, 0, 0, None, None, v]
+    agg[0] += 1
+    d = v - agg[10]
+    agg[1] += d
+    agg[2] += d * d
+    if v < agg[3]:
+        agg[3] = v
+    elif v > agg[4]:
+        agg[4] = v
+    if failed:
+        agg[7] += 1
+    agg[8] = lower
+    agg[9] = upper
+    previous = last.get(nk)
+    if previous is not None:
+        agg[5] += abs(v - previous)
+        agg[6] += 1
+    last[nk] = v
 
 
 def fold_events(

@@ -144,14 +144,7 @@ def upload_release(
 ) -> ReleaseView:
     """Seal the image under a fresh data key, sign its manifest, build its SBOM (or check the one the OEM's
     build made, ``sbom``), store it: ``uploaded``."""
-    if not isinstance(version, str) or not _VERSION.match(version):
-        raise InvalidRequest("version must be 1-64 of letters, digits and . + _ ~ -", code="version_invalid")
-    if not isinstance(notes, str) or len(notes) > MAX_NOTES:
-        raise InvalidRequest(f"release notes are at most {MAX_NOTES} characters", code="notes_invalid")
-    if not image:
-        raise InvalidRequest("the image is empty", code="image_invalid")
-    if len(image) > max_image_bytes:
-        raise InvalidRequest(f"the image is larger than {max_image_bytes} bytes", code="image_too_large", status=413)
+    _check_upload(version, notes, image, max_image_bytes)
     now = inst.clock()
     with inst.db.read() as s:
         if s.get(Product, product_id) is None:
@@ -194,7 +187,6 @@ def upload_release(
             "signer": signer,
         }
     )
-    signature = envelope.sign_manifest(key, manifest)
     row = FirmwareRelease(
         id=release_id,
         product_id=product_id,
@@ -208,7 +200,7 @@ def upload_release(
         key_nonce=key_nonce,
         kek_id=envelope.kek_id(firmware_keys.kek(inst)),
         manifest=manifest.decode(),
-        manifest_signature=signature,
+        manifest_signature=envelope.sign_manifest(key, manifest),
         signer=signer,
         sbom=sbom_json.decode(),
         state=ReleaseState.UPLOADED.value,
@@ -216,36 +208,49 @@ def upload_release(
         uploaded_by=actor,
         uploaded_at=now,
     )
+    _store_release(inst, row, actor)
+    return _view(row, [])
+
+
+def _check_upload(version: str, notes: str, image: bytes, max_image_bytes: int) -> None:
+    if not isinstance(version, str) or not _VERSION.match(version):
+        raise InvalidRequest("version must be 1-64 of letters, digits and . + _ ~ -", code="version_invalid")
+    if not isinstance(notes, str) or len(notes) > MAX_NOTES:
+        raise InvalidRequest(f"release notes are at most {MAX_NOTES} characters", code="notes_invalid")
+    if not image:
+        raise InvalidRequest("the image is empty", code="image_invalid")
+    if len(image) > max_image_bytes:
+        raise InvalidRequest(f"the image is larger than {max_image_bytes} bytes", code="image_too_large", status=413)
+
+
+def _store_release(inst: Instance, row: FirmwareRelease, actor: str) -> None:
+    """Store an uploaded release with its ``firmware.uploaded`` event; one release per product and version."""
+    exists = Conflict(f"{row.product_id} already has a release {row.version}", code="release_exists")
     try:
         with inst.db.transaction() as s:
-            taken = s.execute(
-                select(FirmwareRelease.id).where(
-                    FirmwareRelease.product_id == product_id, FirmwareRelease.version == version
-                )
-            ).first()
-            if taken is not None:
-                raise Conflict(f"{product_id} already has a release {version}", code="release_exists")
+            same = (FirmwareRelease.product_id == row.product_id, FirmwareRelease.version == row.version)
+            if s.execute(select(FirmwareRelease.id).where(*same)).first() is not None:
+                raise exists
             s.add(row)
             s.flush()
             append_event(
                 s,
                 "firmware.uploaded",
-                at=now,
+                at=row.uploaded_at,
                 actor=actor,
                 detail={
-                    "release_id": release_id,
-                    "product_id": product_id,
-                    "version": version,
-                    "size": len(image),
-                    "sha256": sha256,
-                    "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
-                    "signer": signer,
-                    "dual_control": bool(dual_control),
+                    "release_id": row.id,
+                    "product_id": row.product_id,
+                    "version": row.version,
+                    "size": row.size,
+                    "sha256": row.sha256,
+                    "manifest_sha256": hashlib.sha256(row.manifest.encode()).hexdigest(),
+                    "signer": row.signer,
+                    "dual_control": row.dual_control,
                 },
             )
     except IntegrityError:
-        raise Conflict(f"{product_id} already has a release {version}", code="release_exists") from None
-    return _view(row, [])
+        raise exists from None
 
 
 def list_releases(inst: Instance, *, product_id: str | None = None) -> list[ReleaseView]:

@@ -16,7 +16,7 @@ import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -159,78 +159,33 @@ def issue_lease_in(
     now = inst.clock()
     order = _terms(inst, s, order_id, units=units, expires_in=expires_in, request=request)
     _no_standing_discrepancy(s, order)
-    if not reserve_units(s, order.id, units):
-        current = s.get(Order, order.id)
-        assert current is not None
-        raise Conflict(
-            f"order {order.id} is {current.state} with {current.quota - current.used} units left; "
-            f"a lease of {units} does not fit",
-            code="lease_exceeds_quota",
-        )
+    _reserve(s, order, units)
     lease_id = f"lease-{secrets.token_hex(6)}"
     ca_name = f"agent-{lease_id.removeprefix('lease-')}"
-    valid_until = order.valid_until
-    product, site = s.get(Product, order.product_id), s.get(Site, order.site_id)
-    assert product is not None and site is not None
-    fixtures = [
-        _fixture_entry(f)
-        for f in s.execute(
-            select(Fixture).where(
-                Fixture.site_id == order.site_id,
-                Fixture.cert_fingerprint.is_not(None),
-                Fixture.revoked_at.is_(None),
-            )
-        ).scalars()
-    ]
-    product_entry = {
-        "id": product.id,
-        "name": product.name,
-        "key_types": product.key_types.split(","),
-        "cert_lifetime_days": product.cert_lifetime_days,
-    }
-    site_entry = {"id": site.id, "name": site.name}
-    org = inst.config.organization
-    agent_ca = profiles.agent_issuing_ca(
-        inst.cas.root_issuer(),
-        _ec(request.ca_csr),
-        org,
-        f"{org} Site Agent CA {lease_id}",
-        order.product_id,
-        now,
-        crl_url=inst.cas.crl_url("root"),
-    )
-    server = profiles.server_certificate(
-        inst.cas.issuer("station"), _ec(request.server_csr), org, request.hostnames, now, days=MAX_LEASE_DAYS * 2
-    )
+    agent_ca, server = _certify_agent(inst, order, request, lease_id, now)
     agent_ca_pem = agent_ca.public_bytes(_PEM).decode()
     agent_ca_sha256 = hashlib.sha256(agent_ca.public_bytes(serialization.Encoding.DER)).hexdigest()
+    valid_until = order.valid_until
     not_after = now + expires_in if valid_until is None else min(now + expires_in, valid_until)  # never past the order
-    body = {
-        "format": LEASE_FORMAT,
-        "lease": {
-            "lease_id": lease_id,
-            "order_id": order.id,
-            "site_id": order.site_id,
-            "product_id": order.product_id,
-            "units": units,
-            "issued_at": now.isoformat(),
-            "not_after": not_after.isoformat(),
-            "agent_ca_sha256": agent_ca_sha256,
-            "agent_ledger_key": request.ledger_key,
-            "issuer_key": public_verifier_key(inst),
-        },
-        "organization": org,
-        "product": product_entry,
-        "site": site_entry,
-        "fixtures": fixtures,
-        "certificates": {
-            "root": inst.cas.certificate_pem("root"),
-            "station": inst.cas.certificate_pem("station"),
-            "agent_ca": agent_ca_pem,
-            "server": server.public_bytes(_PEM).decode(),
-        },
+    terms = {
+        "lease_id": lease_id,
+        "order_id": order.id,
+        "site_id": order.site_id,
+        "product_id": order.product_id,
+        "units": units,
+        "issued_at": now.isoformat(),
+        "not_after": not_after.isoformat(),
+        "agent_ca_sha256": agent_ca_sha256,
+        "agent_ledger_key": request.ledger_key,
+        "issuer_key": public_verifier_key(inst),
     }
-    bundle = sign_bundle(body, ledger_signing_key(inst))
+    certificates = {
+        "root": inst.cas.certificate_pem("root"),
+        "station": inst.cas.certificate_pem("station"),
+        "agent_ca": agent_ca_pem,
+        "server": server.public_bytes(_PEM).decode(),
+    }
+    bundle = sign_bundle(_bundle_body(inst, s, order, terms, certificates), ledger_signing_key(inst))
     s.add(
         CertificateAuthority(
             name=ca_name,
@@ -262,24 +217,76 @@ def issue_lease_in(
             units_synced=0,
         )
     )
-    append_event(
-        s,
-        "lease.issued",
-        at=now,
-        actor=actor,
-        order_id=order.id,
-        detail={
-            "lease_id": lease_id,
-            "site_id": order.site_id,
-            "units": units,
-            "not_after": not_after.isoformat(),
-            "agent_ca": ca_name,
-            "agent_ca_sha256": agent_ca_sha256,
-            "agent_ledger_key": request.ledger_key,
-            **(detail or {}),
-        },
-    )
+    event_detail = {k: terms[k] for k in ("lease_id", "site_id", "units", "not_after")}
+    event_detail |= {"agent_ca": ca_name, "agent_ca_sha256": agent_ca_sha256, "agent_ledger_key": request.ledger_key}
+    append_event(s, "lease.issued", at=now, actor=actor, order_id=order.id, detail={**event_detail, **(detail or {})})
     return bundle
+
+
+def _reserve(s: Session, order: Order, units: int) -> None:
+    """Take the lease's units out of the order's quota, or refuse with what is left."""
+    if not reserve_units(s, order.id, units):
+        current = s.get(Order, order.id)
+        assert current is not None
+        raise Conflict(
+            f"order {order.id} is {current.state} with {current.quota - current.used} units left; "
+            f"a lease of {units} does not fit",
+            code="lease_exceeds_quota",
+        )
+
+
+def _certify_agent(
+    inst: Instance, order: Order, request: AgentRequest, lease_id: str, now: datetime
+) -> tuple[x509.Certificate, x509.Certificate]:
+    """The agent's issuing CA certificate (under the root, for this order's product) and its TLS server
+    certificate (under the station CA)."""
+    org = inst.config.organization
+    agent_ca = profiles.agent_issuing_ca(
+        inst.cas.root_issuer(),
+        _ec(request.ca_csr),
+        org,
+        f"{org} Site Agent CA {lease_id}",
+        order.product_id,
+        now,
+        crl_url=inst.cas.crl_url("root"),
+    )
+    server = profiles.server_certificate(
+        inst.cas.issuer("station"), _ec(request.server_csr), org, request.hostnames, now, days=MAX_LEASE_DAYS * 2
+    )
+    return agent_ca, server
+
+
+def _bundle_body(
+    inst: Instance, s: Session, order: Order, terms: dict[str, object], certificates: dict[str, str]
+) -> dict[str, object]:
+    """What the signed lease bundle says: its terms, the product and site, the site's enrolled fixtures, and
+    the certificates the agent needs."""
+    product, site = s.get(Product, order.product_id), s.get(Site, order.site_id)
+    assert product is not None and site is not None
+    fixtures = [
+        _fixture_entry(f)
+        for f in s.execute(
+            select(Fixture).where(
+                Fixture.site_id == order.site_id,
+                Fixture.cert_fingerprint.is_not(None),
+                Fixture.revoked_at.is_(None),
+            )
+        ).scalars()
+    ]
+    return {
+        "format": LEASE_FORMAT,
+        "lease": terms,
+        "organization": inst.config.organization,
+        "product": {
+            "id": product.id,
+            "name": product.name,
+            "key_types": product.key_types.split(","),
+            "cert_lifetime_days": product.cert_lifetime_days,
+        },
+        "site": {"id": site.id, "name": site.name},
+        "fixtures": fixtures,
+        "certificates": certificates,
+    }
 
 
 def lease_bundle(inst: Instance, lease_id: str) -> dict[str, object]:

@@ -264,6 +264,28 @@ _MEASURE_SUMS = ("n", "total", "total_sq", "low", "high", "mr_total", "mr_n", "f
 def write_rollups(s: Session, fold: Fold) -> None:
     """Add a batch's counts to the minute, hour and total rollups; replace its units' rows; record its
     fixtures' activity and its new test vectors."""
+    _write_stats(s, fold)
+    _write_units_and_yields(s, fold)
+    _write_failures_and_measures(s, fold)
+    if fold.activity:
+        upsert(
+            s,
+            FixtureActivity,
+            ("fixture_id",),
+            [{"fixture_id": f, "last_at": at, "last_seq": seq} for f, (at, seq) in fold.activity.items()],
+        )
+    merge(
+        s,
+        TestVector,
+        ("digest", "serial", "record_id"),
+        ("digest",),
+        (),
+        [(d, serial, record_id) for d, (serial, record_id) in fold.vectors.items()],
+    )
+
+
+def _write_stats(s: Session, fold: Fold) -> None:
+    """Event counts per minute, per hour and in total."""
     dims = _DIMS
     merge(
         s,
@@ -292,6 +314,11 @@ def write_rollups(s: Session, fold: Fold) -> None:
         (ADD,),
         [(*k, n) for k, n in totals.items()],
     )
+
+
+def _write_units_and_yields(s: Session, fold: Fold) -> None:
+    """Each unit's test summary (replaced), and yields per minute and per hour."""
+    dims = _DIMS
     merge(
         s,
         UnitTests,
@@ -316,6 +343,11 @@ def write_rollups(s: Session, fold: Fold) -> None:
         (ADD,) * 5,
         [(*k, *t) for k, t in _per_hour(fold.yields, _add_counts).items() if any(t)],
     )
+
+
+def _write_failures_and_measures(s: Session, fold: Fold) -> None:
+    """Failed measurements per minute and per hour, and measurement sums per hour (for Cpk)."""
+    dims = _DIMS
     merge(
         s,
         FailureMinute,
@@ -344,19 +376,4 @@ def write_rollups(s: Session, fold: Fold) -> None:
             for (hour, site, fixture), group in fold.measures.items()
             for (phase, name), a in group.items()
         ],
-    )
-    if fold.activity:
-        upsert(
-            s,
-            FixtureActivity,
-            ("fixture_id",),
-            [{"fixture_id": f, "last_at": at, "last_seq": seq} for f, (at, seq) in fold.activity.items()],
-        )
-    merge(
-        s,
-        TestVector,
-        ("digest", "serial", "record_id"),
-        ("digest",),
-        (),
-        [(d, serial, record_id) for d, (serial, record_id) in fold.vectors.items()],
     )
