@@ -239,7 +239,10 @@ def test_no_certificate_is_lost_when_the_primary_dies_and_its_synchronous_standb
     creds = enrol_fixtures(inst, server.url, tmp_path / "fixtures", FIXTURES)
     line = Line()
     clients = [
-        FixtureClient(c, server=server.url, timeout=15.0, transport=CountingTransport(line, tls_context(c)))
+        # busy_retry_seconds=0: every 503 and in-progress answer comes back here, to be counted and resent
+        FixtureClient(
+            c, server=server.url, timeout=15.0, busy_retry_seconds=0, transport=CountingTransport(line, tls_context(c))
+        )
         for c in creds
     ]
     try:

@@ -438,7 +438,10 @@ def test_torture_64_fixtures_4_processes_while_a_worker_postgres_and_connections
     urls = [servers[i % SERVERS].url for i in range(FIXTURES)]
     line = Line()
     clients = [
-        FixtureClient(c, server=urls[i], timeout=15.0, transport=CountingTransport(line, tls_context(c)))
+        # busy_retry_seconds=0: every 503 and in-progress answer comes back here, to be counted and resent
+        FixtureClient(
+            c, server=urls[i], timeout=15.0, busy_retry_seconds=0, transport=CountingTransport(line, tls_context(c))
+        )
         for i, c in enumerate(creds)
     ]
     try:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from fabguard.domain.errors import Unavailable
 from fabguard.domain.values import ProductId
-from fabguard.fixture.client import FabGuardClientError, tls_context
+from fabguard.fixture.client import FabGuardClientError, FixtureClient, tls_context
 from fabguard.service import catalog
 from fabguard.service.instance import Instance
 from fabguard.store.db import Database
@@ -95,8 +95,12 @@ def test_provisioning_during_an_outage_answers_503_consumes_nothing_and_works_wh
             answer = raw.post("/api/v1/units/provision", json=body, headers={"Idempotency-Key": "k-outage-1"})
         assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
         assert answer.json()["error"]["code"] == "database_unavailable"
-        with pytest.raises(FabGuardClientError) as caught:
-            client.provision(order, device.serial, body["csr"], idempotency_key="k-outage-1")
+        # The SDK sends a 503 again for ``busy_retry_seconds``, then hands it on.
+        with (
+            FixtureClient(client.credentials, busy_retry_seconds=1.0) as patient,
+            pytest.raises(FabGuardClientError) as caught,
+        ):
+            patient.provision(order, device.serial, body["csr"], idempotency_key="k-outage-1")
         assert (caught.value.status, caught.value.code) == (503, "database_unavailable")
         with inst.db.read() as s:
             assert s.execute(select(Order.used).where(Order.id == order)).scalar_one() == 0

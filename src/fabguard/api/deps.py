@@ -15,6 +15,7 @@ from fabguard.domain.errors import NotFound, Refusal
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.ratelimit import RateLimiter
 from fabguard.domain.values import Role
+from fabguard.runtime.group_commit import GroupCommitter
 from fabguard.service import events, fixtures, tokens
 from fabguard.service.instance import Instance
 from fabguard.service.orders import OrderView
@@ -43,6 +44,15 @@ def provisioner(request: Request) -> Runner:
 
 
 Provisioner = Annotated[Runner, Depends(provisioner)]
+
+
+def provisioning_writer(request: Request) -> GroupCommitter:
+    """The app's provisioning writer itself (the health route asks whether it is alive)."""
+    committer: GroupCommitter = request.app.state.committer
+    return committer
+
+
+Writer = Annotated[GroupCommitter, Depends(provisioning_writer)]
 
 
 def principal(

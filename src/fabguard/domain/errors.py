@@ -78,6 +78,8 @@ ERROR_STATUS: dict[str, int] = {
     "internal_error": 500,
     # The database cannot be reached or cannot take writes now (a failover, a restart): send again.
     "database_unavailable": 503,
+    # The server process's provisioning writer died (a bug): it decides nothing until it is restarted.
+    "provisioning_writer_down": 503,
     # Values that break a documented rule or limit.
     "invalid_CA_name": 422,
     "invalid_fixture_id": 422,

@@ -1,5 +1,6 @@
-"""A server's background workers, started and stopped together: the analytics projector, the webhook
-sender and the maintenance schedule, each on its own daemon thread.
+"""A server's background workers, started and stopped together: the process's liveness lease
+(``runtime.liveness``), the analytics projector, the webhook sender and the maintenance schedule, each
+on its own daemon thread.
 
 What each round does is a service (``projection.advance``, ``webhooks.send_once``,
 ``maintenance.run_once``); here are only the threads that repeat them and the leases that keep the
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from fabguard.runtime.liveness import ProcessLiveness
 from fabguard.service import analytics, maintenance, projection, webhooks
 from fabguard.service.instance import Instance
 from fabguard.store import leases
@@ -158,20 +160,23 @@ class MaintenanceSchedule:
 
 
 class BackgroundWorkers:
-    """A server process's three workers, with one life cycle: ``start`` them all, ``stop`` them all.
+    """A server process's workers, with one life cycle: ``start`` them all, ``stop`` them all.
 
-    The maintenance schedule runs every ``inst.limits.checkpoint_seconds``; the projector keeps rollups
-    and alerts following the event log; the sender pushes alerts to the configured webhooks
-    (``<home>/webhooks.json``). ``stop`` returns once each thread has ended (or its join timed out), the
-    projector and webhook leases released for another process to take at once.
+    The liveness lease is renewed every second (started first, given up last); the maintenance schedule
+    runs every ``inst.limits.checkpoint_seconds``; the projector keeps rollups and alerts following the
+    event log; the sender pushes alerts to the configured webhooks (``<home>/webhooks.json``). ``stop``
+    returns once each thread has ended (or its join timed out), the liveness, projector and webhook
+    leases released for another process to take at once.
     """
 
     def __init__(self, inst: Instance) -> None:
+        self.liveness = ProcessLiveness(inst)
         self.maintenance = MaintenanceSchedule(inst, inst.limits.checkpoint_seconds)
         self.projector = Projector(inst)
         self.sender = WebhookSender(inst)
 
     def start(self) -> BackgroundWorkers:
+        self.liveness.start()
         self.maintenance.start()
         self.projector.start()
         self.sender.start()
@@ -182,4 +187,7 @@ class BackgroundWorkers:
             self.maintenance.stop()
             self.sender.stop()
         finally:
-            self.projector.stop()
+            try:
+                self.projector.stop()
+            finally:
+                self.liveness.stop()

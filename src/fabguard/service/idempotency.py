@@ -9,8 +9,10 @@ its units' keys first and inserts them, answered, with the group's writes; a riv
 meanwhile makes that insert come up short, and the unit is decided again (it then replays the rival's
 answer). A batch of provisioning requests takes its own row first, in a short transaction of its own (a
 rival meanwhile gets ``idempotency_key_in_progress``), and each unit's answer is kept as a part of the
-key with that unit's work; a batch whose process died is taken over after ``STALE_AFTER``, its finished
-units replayed.
+key with that unit's work. The batch's row names the server process working on it (its liveness lease,
+``runtime.liveness``, renewed every second): once that lease has lapsed (the process died) a resend takes
+the batch over at once, its finished units replayed and the rest done; a row whose process kept no
+lease (the CLI, or a row from before) is taken over after ``STALE_AFTER``.
 Keys are forgotten ``Limits.idempotency_key_hours`` after they were taken.
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -28,7 +30,8 @@ from fabguard.domain.idempotency import IdempotencyKey, request_fingerprint
 from fabguard.service.instance import Instance
 from fabguard.store import idempotency as rows
 
-# A batch still unanswered this long after it was taken belongs to a process that died.
+# A batch still unanswered this long after it was taken belongs to a process that died, whether or not
+# that process kept a liveness lease (with one, its death is seen within seconds: ``runtime.liveness``).
 STALE_AFTER = timedelta(minutes=5)
 _IN_PROGRESS = "the request with this Idempotency-Key is still being worked on; send it again later"
 
@@ -78,13 +81,13 @@ def stored_answer(row: rows.IdempotencyKeyRow | None, keyed: Keyed) -> Answer:
     return Answer(row.status, json.loads(row.body), replayed=True)
 
 
-def take(s: Session, inst: Instance, keyed: Keyed, now: datetime) -> Answer | None:
+def take(s: Session, inst: Instance, keyed: Keyed, now: datetime, *, holder: str | None = None) -> Answer | None:
     """Take the key in the caller's transaction (None: do the work, then :func:`keep`), or the stored answer.
 
     Raises ``idempotency_key_reused`` when the key was taken for another body and
     ``idempotency_key_in_progress`` when its batch is still at work."""
     rows.delete_expired(s, expired_before(inst, now), fixture_id=keyed.fixture_id, key=keyed.key)
-    if rows.insert_key(s, keyed.fixture_id, keyed.key, keyed.part, keyed.fingerprint, now):
+    if rows.insert_key(s, keyed.fixture_id, keyed.key, keyed.part, keyed.fingerprint, now, holder=holder):
         return None
     return stored_answer(rows.find_key(s, keyed.fixture_id, keyed.key, keyed.part), keyed)
 
@@ -98,13 +101,19 @@ def keep(s: Session, keyed: Keyed, status: int, body: dict[str, Any]) -> Answer:
 def begin_batch(inst: Instance, keyed: Keyed) -> Answer | None:
     """Take a batch's key in a transaction of its own, so that rivals see it at work: None to go ahead,
     else its stored answer; raises ``idempotency_key_in_progress`` while it is at work (unless its
-    process died: it is then taken over) and ``idempotency_key_reused``."""
-    now = inst.clock()
+    process died: it is then taken over) and ``idempotency_key_reused``. The key is held for this
+    process's liveness lease (``inst.process_lease``), when it keeps one."""
+    now, holder = inst.clock(), inst.process_lease
     with inst.db.transaction() as s:
         try:
-            return take(s, inst, keyed, now)
+            return take(s, inst, keyed, now, holder=holder)
         except Conflict:
-            if not rows.take_over_stale(s, keyed.fixture_id, keyed.key, now - STALE_AFTER, now):
+            # Leases are kept in wall-clock time, whatever the instance's clock says.
+            live_at = datetime.now(UTC)
+            stale_before = now - STALE_AFTER
+            if not rows.take_over(
+                s, keyed.fixture_id, keyed.key, holder=holder, stale_before=stale_before, now=now, live_at=live_at
+            ):
                 raise
     return None
 

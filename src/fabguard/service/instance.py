@@ -70,6 +70,9 @@ class Instance:
         self.cas = CaRegistry(self.db, self.keys, home / "ca", config.crl_base_url)
         self.firmware_keys = FirmwareKeys()
         self.projector = ProjectorState()
+        # The name of this server process's liveness lease while ``runtime.liveness`` keeps it (None
+        # elsewhere): a provisioning batch's idempotency key records it as the key's holder.
+        self.process_lease: str | None = None
 
     @classmethod
     def open(

@@ -2,7 +2,9 @@
 
 ``part`` 0 is the request itself; a batch of provisioning requests keeps each unit's answer as part
 ``index + 1`` beside it. A row without a status is a request still at work (only a batch's row is ever
-seen so: the others get their answer in the transaction that took them).
+seen so: the others get their answer in the transaction that took them); its ``holder`` names the
+liveness lease (``leases``) of the server process working on it, or is empty (a process without one,
+or a row from before holders were kept).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Integer, String, Table, Text, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, Integer, String, Table, Text, and_, delete, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from fabguard.store.analytics_models import Lease
 from fabguard.store.base import Base, UTCDateTime
 
 
@@ -28,6 +31,7 @@ class IdempotencyKeyRow(Base):
     status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     body: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    holder: Mapped[str | None] = mapped_column(String(63), nullable=True)
 
 
 def _pk(fixture_id: str, key: str, part: int) -> ColumnElement[bool]:
@@ -35,12 +39,21 @@ def _pk(fixture_id: str, key: str, part: int) -> ColumnElement[bool]:
     return and_(t.fixture_id == fixture_id, t.key == key, t.part == part)
 
 
-def insert_key(s: Session, fixture_id: str, key: str, part: int, fingerprint: str, now: datetime) -> bool:
-    """Take the key: True if this transaction inserted it. On PostgreSQL a rival transaction holding the
-    same key makes this wait for its end; False then means the rival committed (its row is readable)."""
+def insert_key(
+    s: Session, fixture_id: str, key: str, part: int, fingerprint: str, now: datetime, *, holder: str | None = None
+) -> bool:
+    """Take the key (for ``holder``, if given): True if this transaction inserted it. On PostgreSQL a rival
+    transaction holding the same key makes this wait for its end; False then means the rival committed."""
     table = cast(Table, IdempotencyKeyRow.__table__)
     ins = postgresql.insert(table) if s.get_bind().dialect.name == "postgresql" else sqlite.insert(table)
-    values = {"fixture_id": fixture_id, "key": key, "part": part, "fingerprint": fingerprint, "created_at": now}
+    values = {
+        "fixture_id": fixture_id,
+        "key": key,
+        "part": part,
+        "fingerprint": fingerprint,
+        "created_at": now,
+        "holder": holder,
+    }
     # RETURNING rather than rowcount: psycopg's rowcount for an INSERT .. ON CONFLICT is not to be relied on.
     inserted = s.execute(ins.values(values).on_conflict_do_nothing().returning(table.c.part)).first()
     return inserted is not None
@@ -92,13 +105,31 @@ def set_answer(s: Session, fixture_id: str, key: str, part: int, status: int, bo
     )
 
 
-def take_over_stale(s: Session, fixture_id: str, key: str, before: datetime, now: datetime) -> bool:
-    """Restart a request (part 0) still unanswered since ``before`` (its process died): True if this one did."""
+def take_over(
+    s: Session,
+    fixture_id: str,
+    key: str,
+    *,
+    holder: str | None,
+    stale_before: datetime,
+    now: datetime,
+    live_at: datetime,
+) -> bool:
+    """Restart a request (part 0) still unanswered whose holder is gone, for ``holder``: True if this one did.
+
+    Gone: its holder's liveness lease has expired at ``live_at`` (wall-clock time, as leases are kept)
+    or was given up, or, whoever holds it, it was taken before ``stale_before``. On PostgreSQL a rival
+    taking it over at the same time waits for this row; it then finds this holder alive."""
     t = IdempotencyKeyRow
+    alive = exists().where(Lease.name == t.holder, Lease.expires_at > live_at)
     result = s.execute(
         update(t)
-        .where(_pk(fixture_id, key, 0), t.status.is_(None), t.created_at < before)
-        .values(created_at=now)
+        .where(
+            _pk(fixture_id, key, 0),
+            t.status.is_(None),
+            or_(t.created_at < stale_before, and_(t.holder.is_not(None), ~alive)),
+        )
+        .values(created_at=now, holder=holder)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
@@ -130,5 +161,5 @@ __all__ = [
     "insert_answered",
     "insert_key",
     "set_answer",
-    "take_over_stale",
+    "take_over",
 ]

@@ -35,7 +35,7 @@ from fabguard.domain.errors import ConfigurationError
 from fabguard.store.analytics_models import Lease
 from fabguard.store.db import Database
 
-__all__ = ["Hold", "acquire", "holder_id", "holder_of", "release"]
+__all__ = ["Hold", "acquire", "holder_id", "holder_of", "release", "release_others"]
 
 log = logging.getLogger("fabguard.leases")
 
@@ -72,6 +72,16 @@ def release(session: Session, name: str, holder: str) -> bool:
         delete(Lease).where(Lease.name == name, Lease.holder == holder).execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def release_others(session: Session, prefix: str, keep: str) -> int:
+    """Give up every lease named ``prefix...`` but ``keep``, expired or not; returns how many went."""
+    result = session.execute(
+        delete(Lease)
+        .where(Lease.name.startswith(prefix, autoescape=True), Lease.name != keep)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def holder_of(session: Session, name: str, *, now: datetime) -> str | None:

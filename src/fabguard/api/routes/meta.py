@@ -5,14 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from fabguard import __version__
-from fabguard.api.deps import Inst
+from fabguard.api.deps import Inst, Writer
 from fabguard.service import authorities
 
 router = APIRouter(tags=["meta"])
 
 
 @router.get("/api/v1/health")
-def health() -> dict[str, str]:
+def health(writer: Writer) -> dict[str, str]:
+    """200 while this process can serve; 503 `provisioning_writer_down` once its provisioning writer has
+    died (it then provisions nothing: restart it)."""
+    writer.check()
     return {"status": "ok", "version": __version__}
 
 
