@@ -16,12 +16,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fabguard.api.server import ServerThread
 from fabguard.domain.values import Serial
+from fabguard.firmware.sbom import validate_sbom
 from fabguard.fixture.device import SimulatedDevice
+from fabguard.ledger.pack import verify_pack
 from fabguard.ledger.verify import verify_export
 from fabguard.pki import profiles
 from fabguard.pki.field_offline import load_export, verify_offline
 from fabguard.pki.handoff import RegistrationCode, VerificationCode
-from fabguard.service import analytics, authorities, field, handoff, lease_sync, ledger
+from fabguard.service import analytics, authorities, compliance, field, handoff, lease_sync, ledger
 from fabguard.service.agent import sync_package
 from fabguard.service.instance import Instance
 from tests.agent.conftest import Site, agent_fixture
@@ -145,3 +147,17 @@ def test_the_azure_hand_off_carries_an_enrolment_group_for_the_agent_ca(site: Si
     group = json.loads(bundle.files[f"{name}-enrollment-group.json"])
     assert group["attestation"]["x509"]["caReferences"]["primary"] == name
     assert f"--certificate-name {name}" in bundle.files["README.txt"]
+
+
+def test_an_agent_unit_is_in_the_cra_pack_which_says_where_the_agent_key_is(
+    site: Site, agent: Agent, tmp_path: Path
+) -> None:
+    central = site.world.inst
+    _issued_offline_and_synced(site, agent, "SN-G5")
+    compliance.export_pack(central, tmp_path / "pack", allow_incomplete=True)
+    report = verify_pack(tmp_path / "pack", verifier=ledger.public_verifier_key(central), sbom_check=validate_sbom)
+    assert report.certificates == 1
+    rows = json.loads((tmp_path / "pack/certificates/inventory.json").read_text())
+    assert [(r["serial"], r["issuing_ca"], r["status"]) for r in rows] == [("SN-G5", _agent_ca(site), "active")]
+    cas = {c["name"]: c for c in json.loads((tmp_path / "pack/ca/hierarchy.json").read_text())}
+    assert cas[_agent_ca(site)]["key_protection"]["kind"] == "elsewhere"

@@ -35,6 +35,7 @@ from fabguard.ledger.pack import (
     file_digest,
 )
 from fabguard.service import firmware, ledger
+from fabguard.service.ca_registry import EXTERNAL_KEY
 from fabguard.service.compliance_index import missing_facts, pack_index
 from fabguard.service.instance import Instance
 from fabguard.store.models import CertificateAuthority, Event, LedgerNode, Product, Unit
@@ -80,6 +81,13 @@ def _key_algorithm(cert: x509.Certificate) -> str:
 def _key_protection(inst: Instance, key_ref: str) -> dict[str, object]:
     """Where a key lives, as facts an auditor can read: the backend, never the key, passphrase or PIN."""
     backend, _, name = key_ref.partition(":")
+    if key_ref.startswith(EXTERNAL_KEY):  # a site agent's CA (or, at an agent, the root and station CA)
+        return {
+            "kind": "elsewhere",
+            "location": None,
+            "note": "this instance holds the certificate only: the key is where the CA runs (a site agent's "
+            "issuing key stays at its site, in an encrypted file or its token)",
+        }
     if backend == "pkcs11":
         return {
             "kind": "hsm",
