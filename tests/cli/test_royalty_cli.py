@@ -20,12 +20,30 @@ def test_rate_set_list_and_a_statement_that_verifies_offline(home: Path, tmp_pat
         "statement.csv",
         "statement.pdf",
         "statement.pdf.sig",
+        "statement.csv.sig",
     }
     code, key = fg(home, "ledger", "key")
     (tmp_path / "key.pub").write_text(key)
-    for name in ("statement.json", "statement.pdf"):
+    for name in ("statement.json", "statement.pdf", "statement.csv"):
         code, out = fg(home, "audit", "verify-report", str(tmp_path / "st" / name), "--key", str(tmp_path / "key.pub"))
         assert code == 0 and "verified" in out, out
+
+
+def test_the_statement_csv_is_signed_and_a_changed_byte_fails(home: Path, tmp_path: Path) -> None:  # noqa: F811
+    """Each of the three files is signed by the ledger key: the CSV (what a finance tool imports) too."""
+    fg(home, "product", "add", "sensor", "--name", "Sensor")
+    fg(home, "royalty", "rate", "set", "--product", "sensor", "--amount", "0.42", "--currency", "EUR")
+    assert fg(home, "royalty", "statement", "--product", "sensor", "--out", str(tmp_path / "st"))[0] == 0
+    _, key = fg(home, "ledger", "key")
+    (tmp_path / "key.pub").write_text(key)
+    csv_path = tmp_path / "st" / "statement.csv"
+    code, out = fg(home, "audit", "verify-report", str(csv_path), "--key", str(tmp_path / "key.pub"))
+    assert code == 0 and "verified" in out, out
+    data = bytearray(csv_path.read_bytes())
+    data[-3] ^= 0x01  # one bit of one byte near the end (a figure or a ledger index)
+    csv_path.write_bytes(bytes(data))
+    code, out = fg(home, "audit", "verify-report", str(csv_path), "--key", str(tmp_path / "key.pub"))
+    assert code == 1 and "FAILED" in out and "statement.csv" in out, out
 
 
 def test_bad_rates_are_one_line_errors(home: Path) -> None:  # noqa: F811

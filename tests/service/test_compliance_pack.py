@@ -85,7 +85,7 @@ def _make(world: World, tmp_path: Path) -> tuple[World, Path, str]:
     real = inst.clock
     inst.clock = lambda: real() + timedelta(days=2)  # the tag's one-day certificate has expired
     try:
-        compliance.export_pack(inst, tmp_path / "pack")
+        compliance.export_pack(inst, tmp_path / "pack", allow_incomplete=True)  # 'tag' has no CRA facts
     finally:
         inst.clock = real
     return world, tmp_path / "pack", ledger.public_verifier_key(inst)
@@ -118,6 +118,8 @@ def test_the_pack_verifies_offline_and_holds_what_it_promises(made: tuple[World,
     assert products["sensor"]["support_until"] == "2032-12-31" and products["tag"]["support_until"] is None
     assert products["sensor"]["vulnerability_contact"] == "psirt@acme.example"
     index = json.loads((pack / "index.json").read_text())
+    assert index["incomplete"]["products"] == {"tag": ["support_until", "vulnerability_contact"]}
+    assert [n for n in report.notes if "--allow-incomplete" in n and "tag" in n], report.notes
     assert {"Annex I Part II (1)"} <= {r for p in index["parts"] for r in p["requirements"]}
     sbom = json.loads(next((pack / "firmware").glob("*.cdx.json")).read_text())
     assert sbom["specVersion"] == "1.6"
@@ -165,6 +167,17 @@ def _forged_release(pack: Path, key: ed25519.Ed25519PrivateKey) -> None:
     _resign(pack, key)
 
 
+def _allowance_hidden(pack: Path, key: ed25519.Ed25519PrivateKey) -> None:
+    """The signer drops the index's record that the pack was made incomplete (manifest fixed, re-signed)."""
+    index = json.loads((pack / "index.json").read_bytes())
+    del index["incomplete"]
+    (pack / "index.json").write_text(json.dumps(index))
+    manifest = json.loads((pack / "manifest.json").read_bytes())
+    manifest["files"]["index.json"] = hashlib.sha256((pack / "index.json").read_bytes()).hexdigest()
+    (pack / "manifest.json").write_text(json.dumps(manifest))
+    _resign(pack, key)
+
+
 def _linked(pack: Path, key: ed25519.Ed25519PrivateKey) -> None:
     """A listed file swapped for a symbolic link (to something endless, say): refused, never followed."""
     target = pack / _certificate_file(pack, "SN-C1")
@@ -188,6 +201,7 @@ TAMPERING: dict[str, tuple[Callable[[Path, ed25519.Ed25519PrivateKey], None], st
     "signed by another key": (lambda p, k: _resign(p, ed25519.Ed25519PrivateKey.generate()), "does not verify"),
     "SBOM made invalid": (_invalid_sbom, "is not valid"),
     "release manifest re-signed by the pack's signer": (_forged_release, "manifest signature does not verify"),
+    "incomplete products not recorded": (_allowance_hidden, "product 'tag' lacks support_until, vulnerability_contact"),
 }
 
 
@@ -295,9 +309,9 @@ def test_a_revocation_landing_while_the_pack_is_made_keeps_the_pack_consistent(
         return cp
 
     monkeypatch.setattr(ledger, "make_checkpoint", checkpoint_then_revoke)
-    compliance.export_pack(world.inst, tmp_path / "during")
+    compliance.export_pack(world.inst, tmp_path / "during", allow_incomplete=True)
     monkeypatch.setattr(ledger, "make_checkpoint", real)
-    compliance.export_pack(world.inst, tmp_path / "after")
+    compliance.export_pack(world.inst, tmp_path / "after", allow_incomplete=True)
     for name, status in (("during", "active"), ("after", "revoked")):
         verify_pack(tmp_path / name, verifier=key, sbom_check=validate_sbom)
         rows = json.loads((tmp_path / name / "certificates/inventory.json").read_text())
@@ -311,7 +325,38 @@ def test_a_serial_that_reads_as_a_path_stays_inside_the_pack(world: World, tmp_p
     fx.provision(world.order(quota=1), serial, tested_device(fx, serial).csr_pem())
     out = tmp_path / "deep" / "pack"
     out.parent.mkdir()
-    compliance.export_pack(world.inst, out)
+    compliance.export_pack(world.inst, out, allow_incomplete=True)
     assert not list(tmp_path.glob("**/escaped*"))
     report = verify_pack(out, verifier=ledger.public_verifier_key(world.inst), sbom_check=validate_sbom)
     assert report.certificates == 1
+
+
+def test_a_product_without_its_cra_facts_is_refused_by_name_and_nothing_is_written(
+    made: tuple[World, Path, str], tmp_path: Path
+) -> None:
+    """A pack whose products.json says null for a support period or a contact is no evidence: refused,
+    naming each product and what it lacks, unless asked for explicitly (then the signed index says so)."""
+    world, _, _ = made
+    before = ledger.entry_count(world.inst)
+    with pytest.raises(Conflict) as refused:
+        compliance.export_pack(world.inst, tmp_path / "pack")
+    assert refused.value.code == "product_compliance_incomplete"
+    message = refused.value.message
+    assert "tag" in message and "support_until" in message and "vulnerability_contact" in message, message
+    assert "sensor" not in message, message  # its facts are set: only what lacks them is named
+    assert "--allow-incomplete" in message and "fabguard product compliance" in message
+    assert not (tmp_path / "pack").exists() and ledger.entry_count(world.inst) == before
+
+
+def test_a_complete_catalogue_exports_without_the_flag_and_records_nothing(world: World, tmp_path: Path) -> None:
+    catalog.set_product_compliance(
+        world.inst,
+        ProductId("sensor"),
+        support_until=date(2031, 12, 31),
+        vulnerability_contact="psirt@acme.example",
+        actor="t",
+    )
+    compliance.export_pack(world.inst, tmp_path / "pack")
+    assert "incomplete" not in json.loads((tmp_path / "pack/index.json").read_text())
+    report = verify_pack(tmp_path / "pack", verifier=ledger.public_verifier_key(world.inst), sbom_check=validate_sbom)
+    assert not [n for n in report.notes if "incomplete" in n]

@@ -214,6 +214,7 @@ def test_each_reason_a_device_is_not_genuine(fw: Field, case: str, reason: str, 
         ({"signature": "not base64!"}, "field_signature_malformed"),
         ({"chain": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}, "field_chain_invalid"),
         ({"source": "\u0000bad"}, "field_source_invalid"),
+        ({"source": "a" * 101}, "field_source_invalid"),  # the documented code, not the schema's invalid_request
     ],
 )
 def test_a_malformed_answer_is_422_recorded_and_spends_no_nonce(fw: Field, change: dict[str, str], code: str) -> None:

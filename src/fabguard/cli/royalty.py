@@ -71,14 +71,18 @@ def rate_list(
 
 @command(royalty_app, "statement")
 def statement(
-    out: Annotated[Path, typer.Option(help="Directory for statement.json, .csv, .pdf and statement.pdf.sig")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Directory for statement.json, .csv and .pdf, with statement.csv.sig and statement.pdf.sig"),
+    ],
     site: Annotated[str | None, typer.Option(help="Only this CM site")] = None,
     order: Annotated[str | None, typer.Option(help="Only this order")] = None,
     product: Annotated[str | None, typer.Option(help="Only this product")] = None,
     since: Annotated[str | None, typer.Option(help="From this time (ISO 8601 with zone)")] = None,
     until: Annotated[str | None, typer.Option(help="Until this time (ISO 8601 with zone)")] = None,
 ) -> None:
-    """Units provisioned (priced), revoked and refused in the period, at a signed checkpoint; signed."""
+    """Units provisioned (priced), revoked and refused in the period, at a signed checkpoint; all three files
+    signed by the ledger key (check each with 'fabguard audit verify-report')."""
     with opened() as inst:
         st = royalties.statement(
             inst,
@@ -89,12 +93,19 @@ def statement(
             until=parse_time(until, "--until"),
         )
         pdf = royalty_pdf.to_pdf(st)
-        sig = reports.sign_bytes(inst, pdf)
+        table_bytes = royalties.to_csv(st).encode()
+        # The JSON embeds its signature; the CSV and the PDF each get a detached one over their exact bytes
+        # ('fabguard audit verify-report statement.csv' reads statement.csv.sig beside it).
+        signatures = {
+            "statement.csv.sig": reports.sign_bytes(inst, table_bytes),
+            "statement.pdf.sig": reports.sign_bytes(inst, pdf),
+        }
     out.mkdir(parents=True, exist_ok=True)
     (out / "statement.json").write_text(royalties.statement_json(st))
-    (out / "statement.csv").write_text(royalties.to_csv(st))
+    (out / "statement.csv").write_bytes(table_bytes)
     (out / "statement.pdf").write_bytes(pdf)
-    (out / "statement.pdf.sig").write_text(sig + "\n")
+    for name, sig in signatures.items():
+        (out / name).write_text(sig + "\n")
     table = Table("site", "order", "product", "units", "per unit", "amount", title=st.computed.scope.describe())
     for ln in st.body["lines"]:
         rate = ln["rate"]

@@ -203,6 +203,9 @@ ERROR_STATUS: dict[str, int] = {
     "backup_target_exists": 409,
     "restore_target_exists": 409,
     "pack_target_exists": 409,  # fabguard compliance export never writes into a directory with files
+    # fabguard compliance export: a product without its support period or vulnerability contact (named in
+    # the message) makes no evidence pack, unless --allow-incomplete, which the pack's signed index records.
+    "product_compliance_incomplete": 409,
     "backup_failed": 500,
     "restore_failed": 500,
     # Field checks (a not-genuine device is a 200 verdict, not one of these): the caller's input.

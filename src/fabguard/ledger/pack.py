@@ -249,6 +249,32 @@ def _check_sboms(directory: Path, sbom_check: Callable[[Any], None]) -> int:
     return count
 
 
+_COMPLIANCE_FIELDS = ("support_until", "vulnerability_contact")
+
+
+def _check_products(directory: Path, index: dict[str, Any]) -> list[str]:
+    """A product without its CRA facts is in a pack only if the index records that it was exported so
+    (``--allow-incomplete``); each one recorded is a note."""
+    missing = {
+        str(p.get("id")): [f for f in _COMPLIANCE_FIELDS if not p.get(f)] for p in _json(directory, "products.json")
+    }
+    missing = {pid: fields for pid, fields in missing.items() if fields}
+    recorded = (index.get("incomplete") or {}).get("products") or {}
+    for pid, fields in sorted(missing.items()):
+        if recorded.get(pid) != fields:
+            raise AuditFailure(
+                f"products.json: product {pid!r} lacks {', '.join(fields)}, and index.json does not record "
+                "that the pack was exported incomplete"
+            )
+    for pid in sorted(set(recorded) - set(missing)):
+        raise AuditFailure(f"index.json records product {pid!r} as incomplete, but products.json says otherwise")
+    return [
+        f"exported with --allow-incomplete: product {pid} has no {', '.join(fields)} (no evidence of its "
+        "support period or vulnerability handling)"
+        for pid, fields in sorted(missing.items())
+    ]
+
+
 def _check_release_signature(directory: Path, release_id: object, manifest: str, signature_b64: str) -> None:
     """A release manifest's signature by the firmware key (ECDSA P-256 with SHA-256, or Ed25519)."""
     try:
@@ -313,6 +339,7 @@ def _check_contents(
     report.certificates = _check_inventory(directory, str(manifest.get("generated_at")), cas, issued, revoked)
     report.sboms = _check_sboms(directory, sbom_check)
     index = _json(directory, "index.json")
+    report.notes.extend(_check_products(directory, index))
     for part in index.get("parts", []):
         name = str(part.get("part"))
         if not any(f == name or f.startswith(name) for f in [*manifest["files"], MANIFEST]):

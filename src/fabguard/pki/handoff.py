@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -244,3 +245,82 @@ def enrollment_group(group_id: str, certificate_name: str, tags: dict[str, str])
 
 def dumps(doc: object) -> str:
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def aws_readme(with_role: bool, agent_cas: Sequence[str] = ()) -> str:
+    """How to use an AWS hand-off's files, step by step (``agent_cas``: the site agents' CAs it carries)."""
+    config = "--registration-config file://registration-config.json" if with_role else ""
+    lines = [
+        "FabGuard hand-off to AWS IoT Core",
+        "",
+        "1. Register the issuing CA with its proof of possession (verification.pem: CN = your registration code,",
+        "   signed by the CA key; its own key was discarded, it is valid one day and serves for nothing else):",
+        "   aws iot register-ca-certificate --ca-certificate file://ca.pem --verification-cert file://verification.pem \\",
+        f"       --set-as-active --allow-auto-registration {config}".rstrip(),
+    ]
+    if not with_role:
+        lines += [
+            "   (Without --role-arn no registration-config.json was written: export again with --role-arn, or attach",
+            "   jitp-template.json later with aws iot update-ca-certificate --registration-config.)",
+        ]
+    lines += [
+        "2. Devices then provision on first connection (JITP, jitp-template.json): a thing named after the unit,",
+        "   its certificate ACTIVE, a policy restricting it to its own client id and topics.",
+        "3. Or register them ahead of time: upload bulk-registration.jsonl to S3 and run",
+        "   aws iot start-thing-registration-task --template-body file://bulk-template.json \\",
+        "       --input-file-bucket BUCKET --input-file-key bulk-registration.jsonl --role-arn ROLE_ARN",
+        "Check offline: openssl verify -CAfile chain.pem verification.pem",
+        "",
+    ]
+    if agent_cas:
+        lines += [
+            "Site agents: units an offline site agent issued under a quota lease chain to the root through the",
+            "agent's own CA, and AWS IoT registers a certificate under the CA that signed it. Register each agent CA",
+            "before step 3 (bulk-registration.jsonl names it as those units' CACertificatePem). Its key is at the",
+            "site, so no proof of possession can be made here: register it in SNI_ONLY mode (devices send SNI), and",
+            "without auto-registration, so that only the units the agent synced home (those in the bulk file) are",
+            "registered, never a certificate it signed off its log. Check first that your root signed it:",
+        ]
+        for name in agent_cas:
+            lines += [
+                f"   openssl verify -CAfile YOUR_ROOT.pem {name}.pem      (or: openssl verify -CAfile {name}-chain.pem {name}.pem)",
+                f"   aws iot register-ca-certificate --ca-certificate file://{name}.pem --certificate-mode SNI_ONLY --set-as-active",
+            ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def azure_readme(group: str, cert_name: str, agent_cas: Sequence[str] = ()) -> str:
+    """How to use an Azure DPS hand-off's files, step by step (``agent_cas``: the site agents' CAs it carries)."""
+    lines = [
+        "FabGuard hand-off to Azure IoT Hub Device Provisioning Service",
+        "",
+        "1. Upload the issuing CA certificate and ask for a verification code:",
+        f"   az iot dps certificate create --dps-name DPS -g RG --certificate-name {cert_name} --path ca.pem",
+        f"   az iot dps certificate generate-verification-code --dps-name DPS -g RG --certificate-name {cert_name} --etag ETAG",
+        "2. verification.pem is the proof of possession for that code (CN = the code, signed by the CA key; its own",
+        "   key was discarded, it is valid one day and serves for nothing else):",
+        f"   az iot dps certificate verify --dps-name DPS -g RG --certificate-name {cert_name} --path verification.pem --etag ETAG",
+        "3. Create the enrolment group (REST body in enrollment-group.json):",
+        f"   az iot dps enrollment-group create --dps-name DPS -g RG --enrollment-id {group} --ca-name {cert_name}",
+        f"   or PUT https://DPS.azure-devices-provisioning.net/enrollmentGroups/{group}?api-version=2021-10-01",
+        "Check offline: openssl verify -CAfile chain.pem verification.pem",
+        "",
+    ]
+    if agent_cas:
+        lines += [
+            "Site agents: units an offline site agent issued under a quota lease chain to the root through the",
+            "agent's own CA, not through the CA above. Give DPS each agent CA and an enrolment group of its own. Its",
+            "key is at the site, so no proof of possession can be made here: check that your root signed it, then",
+            "upload it marked verified. DPS then admits any certificate that CA signs: disable its group once the",
+            "lease has ended and its last sync is in (FabGuard's field checks still tell synced units from others).",
+        ]
+        for name in agent_cas:
+            lines += [
+                f"   openssl verify -CAfile YOUR_ROOT.pem {name}.pem      (or: openssl verify -CAfile {name}-chain.pem {name}.pem)",
+                f"   az iot dps certificate create --dps-name DPS -g RG --certificate-name {name} --path {name}.pem --verified true",
+                f"   az iot dps enrollment-group create --dps-name DPS -g RG --enrollment-id {name} --ca-name {name}",
+                f"   (REST body in {name}-enrollment-group.json)",
+            ]
+        lines.append("")
+    return "\n".join(lines)

@@ -30,6 +30,25 @@ from fabguard.store.models import CertificateAuthority, Product, Site
 
 ROLES = ("root", "station", "issuing")
 USABLE = ("active", "retired")
+# The CAs whose signature can stand behind a genuine unit: our issuing CAs, and the CA of a site agent,
+# which issues under a quota lease (ADR 0010). Its signature alone proves nothing more than ours does: a
+# unit is genuine only as the exact certificate recorded for it, and an agent's units are recorded only by
+# a sync that verified against the lease, so what the agent CA signs off its log stays not issued.
+DEVICE_ISSUER_ROLES = ("issuing", "agent")
+
+
+def device_issuers(s: Session) -> list[CertificateAuthority]:
+    """The CAs that may have issued genuine units (any state, with a certificate), by name: the one answer
+    for field checks, exports, hand-offs and every other place that asks which CAs sign devices."""
+    return list(
+        s.execute(
+            select(CertificateAuthority)
+            .where(
+                CertificateAuthority.role.in_(DEVICE_ISSUER_ROLES), CertificateAuthority.certificate_pem.is_not(None)
+            )
+            .order_by(CertificateAuthority.name)
+        ).scalars()
+    )
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ from fabguard.ledger.pack import (
     file_digest,
 )
 from fabguard.service import firmware, ledger
-from fabguard.service.compliance_index import ANNEX_I_INDEX
+from fabguard.service.ca_registry import EXTERNAL_KEY
+from fabguard.service.compliance_index import missing_facts, pack_index
 from fabguard.service.instance import Instance
 from fabguard.store.models import CertificateAuthority, Event, LedgerNode, Product, Unit
 
@@ -50,6 +51,7 @@ class PackSummary:
     history: int
     releases: int
     cas: int
+    incomplete: dict[str, list[str]]  # product -> the CRA facts it lacks (only with allow_incomplete)
 
 
 def _write(out: Path, name: str, data: bytes) -> None:
@@ -79,6 +81,13 @@ def _key_algorithm(cert: x509.Certificate) -> str:
 def _key_protection(inst: Instance, key_ref: str) -> dict[str, object]:
     """Where a key lives, as facts an auditor can read: the backend, never the key, passphrase or PIN."""
     backend, _, name = key_ref.partition(":")
+    if key_ref.startswith(EXTERNAL_KEY):  # a site agent's CA (or, at an agent, the root and station CA)
+        return {
+            "kind": "elsewhere",
+            "location": None,
+            "note": "this instance holds the certificate only: the key is where the CA runs (a site agent's "
+            "issuing key stays at its site, in an encrypted file or its token)",
+        }
     if backend == "pkcs11":
         return {
             "kind": "hsm",
@@ -243,10 +252,26 @@ def _products_and_releases(inst: Instance) -> tuple[list[dict[str, object]], lis
     return product_rows, releases, sboms
 
 
-def export_pack(inst: Instance, out: Path) -> PackSummary:
-    """Write the CRA evidence pack into ``out`` (new or empty): see the module's docstring."""
+def _refuse_incomplete(incomplete: dict[str, list[str]]) -> None:
+    named = "; ".join(f"{pid} ({', '.join(fields)})" for pid, fields in sorted(incomplete.items()))
+    raise Conflict(
+        f"products without their CRA facts make no evidence: {named}. Set them with 'fabguard product compliance "
+        "ID --support-until YYYY-MM-DD --contact ADDRESS', or export with --allow-incomplete (the pack's signed "
+        "index then records which products lack what)",
+        code="product_compliance_incomplete",
+    )
+
+
+def export_pack(inst: Instance, out: Path, *, allow_incomplete: bool = False) -> PackSummary:
+    """Write the CRA evidence pack into ``out`` (new or empty): see the module's docstring. A product without
+    its support period or vulnerability contact is refused (``product_compliance_incomplete``) before anything
+    is signed or written, unless ``allow_incomplete``, which ``index.json`` then records."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise Conflict(f"{out} exists and is not an empty directory", code="pack_target_exists")
+    products, releases, sboms = _products_and_releases(inst)
+    incomplete = missing_facts(products)
+    if incomplete and not allow_incomplete:
+        _refuse_incomplete(incomplete)
     now = inst.clock().astimezone(UTC)
     now_text = format_time(now)
     for _ in range(_RETRIES):
@@ -261,7 +286,6 @@ def export_pack(inst: Instance, out: Path) -> PackSummary:
         raise Conflict("units kept being re-enrolled while the pack was made: try again", code="conflict")
     rows, unit_pems = inventory
     cas, ca_pems = _cas(inst)
-    products, releases, sboms = _products_and_releases(inst)
     fw_key = firmware.firmware_public_key_pem(inst) if releases else None
 
     out.mkdir(parents=True, exist_ok=True)
@@ -273,7 +297,7 @@ def export_pack(inst: Instance, out: Path) -> PackSummary:
         "ca/hierarchy.json": _json(cas),
         "products.json": _json(products),
         "firmware/releases.json": _json(releases),
-        "index.json": _json(ANNEX_I_INDEX),
+        "index.json": _json(pack_index(incomplete)),
         "README.txt": README.encode(),
     }
     if fw_key:
@@ -293,7 +317,7 @@ def export_pack(inst: Instance, out: Path) -> PackSummary:
     _write(out, MANIFEST, manifest_bytes)
     signature = ledger.ledger_signing_key(inst).sign(manifest_bytes)
     _write(out, MANIFEST_SIGNATURE, base64.b64encode(signature) + b"\n")
-    return PackSummary(out, cp.size, len(rows), len(lines), len(releases), len(cas))
+    return PackSummary(out, cp.size, len(rows), len(lines), len(releases), len(cas), incomplete)
 
 
 README = """FabGuard CRA evidence pack (format fabguard-compliance-pack/1).
@@ -311,7 +335,8 @@ history.jsonl      issuance, re-enrolment, revocation, CA and firmware entries o
                    its RFC 9162 inclusion proof against the checkpoint
 ca/                hierarchy.json (each CA: subject, key algorithm, validity, where its key lives) and
                    each CA certificate; no key, passphrase or PIN is ever in the pack
-products.json      each product's support period end and vulnerability contact
+products.json      each product's support period end and vulnerability contact (a product without them is
+                   exported only with --allow-incomplete, which index.json records under "incomplete")
 firmware/          releases.json (signed release manifests), signing-key.pem (the key that signs
                    them, public) and each release's CycloneDX SBOM (*.cdx.json)
 """

@@ -9,6 +9,11 @@ for these requirements, not a claim that a product meets them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+# The CRA facts products.json carries per product; a pack without one of them is made only on request.
+COMPLIANCE_FIELDS = ("support_until", "vulnerability_contact")
+
 REGULATION = "Regulation (EU) 2024/2847 (Cyber Resilience Act), Annex I"
 
 ANNEX_I_INDEX: dict[str, object] = {
@@ -62,3 +67,25 @@ ANNEX_I_INDEX: dict[str, object] = {
         },
     ],
 }
+
+
+def missing_facts(products: list[dict[str, object]]) -> dict[str, list[str]]:
+    """Per product of ``products.json`` that lacks any, the CRA facts it lacks (in ``COMPLIANCE_FIELDS`` order)."""
+    missing = {str(p["id"]): [f for f in COMPLIANCE_FIELDS if not p.get(f)] for p in products}
+    return {pid: fields for pid, fields in missing.items() if fields}
+
+
+def pack_index(incomplete: Mapping[str, list[str]]) -> dict[str, object]:
+    """The pack's ``index.json``: the Annex I index, and, when the pack was made with ``--allow-incomplete``
+    for products lacking CRA facts, that record (``fabguard audit verify`` reports it as a note)."""
+    if not incomplete:
+        return ANNEX_I_INDEX
+    return {
+        **ANNEX_I_INDEX,
+        "incomplete": {
+            "allowed_by": "--allow-incomplete",
+            "products": {pid: list(fields) for pid, fields in sorted(incomplete.items())},
+            "note": "these products have no support period or vulnerability contact in products.json (null): "
+            "the pack is no evidence of Annex I Part II (5) and (6) for them",
+        },
+    }

@@ -1,8 +1,9 @@
 """Field genuineness checks: hand out a challenge, then judge a device's answer, each in one transaction.
 
 A challenge is 32 random bytes, kept only as their SHA-256 and usable once within
-``domain.field.NONCE_LIFETIME``. A verification spends the nonce, gathers the facts (our issuing CAs
-from the registry, the units provisioned with the certificate's serial, the device's signature), lets
+``domain.field.NONCE_LIFETIME``. A verification spends the nonce, gathers the facts (the CAs that may
+have issued genuine units, ``authorities.device_issuers``: our issuing CAs and the site agents' CAs;
+the units provisioned with the certificate's serial; the device's signature), lets
 ``domain.field`` decide, and records the outcome as a ``field.checked`` event (with the clone signal
 it shows, which the ``field_clone`` detector raises as an alert) and a ``field_checks`` row. A
 malformed answer or a nonce that cannot be used is refused (4xx), recorded as ``field.refused``, and
@@ -23,11 +24,12 @@ from sqlalchemy.orm import Session
 from fabguard.domain import field
 from fabguard.domain.errors import Conflict, FabGuardError, NotFound
 from fabguard.pki.field import TrustedCa, check_facts, parse_chain, parse_signature, subject_serial
+from fabguard.service.authorities import device_issuers
 from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event
 from fabguard.store.field_models import FieldCheck, FieldNonce
-from fabguard.store.models import CertificateAuthority, Unit
+from fabguard.store.models import Unit
 
 CHECKED = "field.checked"
 REFUSED = "field.refused"
@@ -120,15 +122,12 @@ def _spend_nonce(s: Session, nonce: bytes, now: datetime) -> None:
 
 
 def trusted_cas(s: Session) -> list[TrustedCa]:
-    """Our issuing CAs (any state but pending): the only anchors a device certificate may chain to."""
-    rows = s.execute(
-        select(CertificateAuthority.name, CertificateAuthority.certificate_pem, CertificateAuthority.state).where(
-            CertificateAuthority.role == "issuing", CertificateAuthority.certificate_pem.is_not(None)
-        )
-    ).all()
+    """The CAs that may have issued genuine units (our issuing CAs and site agents' CAs, any state but
+    pending): the only anchors a device certificate may chain to. An agent CA's unit is genuine only as the
+    certificate its lease's sync recorded (``decide`` asks for the recorded unit)."""
     return [
-        TrustedCa(name, x509.load_pem_x509_certificate(str(pem).encode()), state == "revoked")
-        for name, pem, state in rows
+        TrustedCa(row.name, x509.load_pem_x509_certificate(str(row.certificate_pem).encode()), row.state == "revoked")
+        for row in device_issuers(s)
     ]
 
 

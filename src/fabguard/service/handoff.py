@@ -1,6 +1,12 @@
 """Hand-off to device clouds: what AWS IoT Core and Azure IoT Hub DPS need to trust an issuing CA's devices,
 and a signed manifest of an order's devices.
 
+An issuing CA's devices include those its orders' site agents issued under quota leases (ADR 0010): they
+chain to the root through the agent's own CA, so each such CA comes along (its certificate, its chain to
+the root, and how to register it: AWS IoT in SNI_ONLY mode, Azure DPS as a certificate marked verified on
+upload, since its key is at the site and no proof of possession can be made here), and the agent's synced
+units are in the bulk registration under their own CA.
+
 A verification certificate is signed by a CA key, so it is a dangerous act: it is issued inside the
 transaction that records it (``handoff.aws`` / ``handoff.azure``), and returned only once that commits.
 A refused attempt is recorded as ``handoff.refused``. A manifest is signed with the ledger key (like the
@@ -29,12 +35,13 @@ from fabguard.domain.values import recorded_order_id
 from fabguard.ledger.entry import canonical_json, format_time
 from fabguard.pki import handoff
 from fabguard.service import ledger
-from fabguard.service.authorities import USABLE, is_matter_pai
+from fabguard.service.authorities import USABLE, device_issuers, is_matter_pai
 from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
 from fabguard.service.reports import signed_head
 from fabguard.store.db import append_event
 from fabguard.store.models import CertificateAuthority, Order, Unit
+from fabguard.store.quota_leases import QuotaLease
 
 MANIFEST_COLUMNS = (
     "serial",
@@ -69,6 +76,12 @@ def _issuing_row(s: Session, name: str) -> CertificateAuthority:
     row = s.get(CertificateAuthority, name)
     if row is None:
         raise NotFound(f"no CA {name!r}", code="ca_not_found")
+    if row.role == "agent":
+        raise Conflict(
+            f"CA {name} is a site agent's (its key is at the site): hand off the issuing CA of its lease's order, "
+            "whose hand-off carries this CA and its synced units",
+            code="ca_not_issuing",
+        )
     if row.role != "issuing":
         raise Conflict(
             f"CA {name} is the {row.role} CA; device clouds trust the issuing CA that signs the devices",
@@ -81,14 +94,36 @@ def _issuing_row(s: Session, name: str) -> CertificateAuthority:
     return row
 
 
-def _device_rows(s: Session, ca: str, order_id: str | None) -> list[Unit]:
-    q = select(Unit).where(Unit.issuing_ca == ca, Unit.revoked_at.is_(None))
+def _agent_cas(s: Session, ca: str, order_id: str | None) -> list[CertificateAuthority]:
+    """The site agents' CAs (of ``device_issuers``) whose leases are of an order under ``ca`` (of that order,
+    if given), unless revoked: their units are this CA's orders' devices too."""
+    leased = select(QuotaLease.agent_ca).join(Order, Order.id == QuotaLease.order_id).where(Order.issuing_ca == ca)
+    if order_id is not None:
+        leased = leased.where(QuotaLease.order_id == order_id)
+    names = set(s.execute(leased).scalars())
+    return [r for r in device_issuers(s) if r.role == "agent" and r.name in names and r.state != "revoked"]
+
+
+def _device_rows(s: Session, ca: str, order_id: str | None, agents: list[CertificateAuthority]) -> list[Unit]:
+    q = select(Unit).where(Unit.issuing_ca.in_([ca, *(a.name for a in agents)]), Unit.revoked_at.is_(None))
     if order_id is not None:
         q = q.where(Unit.order_id == order_id)
     return list(s.execute(q.order_by(Unit.serial)).scalars())
 
 
-Build = Callable[[Session, x509.Certificate], dict[str, str]]
+def _agent_files(inst: Instance, agents: list[CertificateAuthority]) -> dict[str, str]:
+    """Each agent CA's certificate and its chain to the root (``<name>.pem``, ``<name>-chain.pem``). An agent
+    CA is certified by the root itself (``profiles.agent_issuing_ca``), and its key is not here: its chain is
+    its certificate and the root's, not the registry's chain of a CA with a key."""
+    root = inst.cas.certificate_pem("root")
+    files: dict[str, str] = {}
+    for a in agents:
+        files[f"{a.name}.pem"] = str(a.certificate_pem)
+        files[f"{a.name}-chain.pem"] = str(a.certificate_pem) + root
+    return files
+
+
+Build = Callable[[Session, x509.Certificate, list[CertificateAuthority]], dict[str, str]]
 
 
 def _issue(
@@ -109,12 +144,14 @@ def _issue(
                     )
             issuer = inst.cas.issuer(ca, s)
             cert = handoff.verification_certificate(issuer, code, now)
+            agents = _agent_cas(s, ca, order_id)
             files = {
                 "ca.pem": handoff.pem(issuer.certificate),
                 "chain.pem": "".join(inst.cas.chain_pem(ca, s)),
                 "verification.pem": handoff.pem(cert),
+                **_agent_files(inst, agents),
             }
-            files.update(build(s, issuer.certificate))
+            files.update(build(s, issuer.certificate, agents))
             serial = format(cert.serial_number, "x")
             seq = append_event(
                 s,
@@ -130,6 +167,7 @@ def _issue(
                         cert.public_bytes(serialization.Encoding.DER)
                     ).hexdigest(),
                     "not_after": format_time(cert.not_valid_after_utc),
+                    "agent_cas": [a.name for a in agents],
                     "files": sorted(files),
                 },
             )
@@ -172,26 +210,27 @@ def aws_bundle(
     with a bulk-registration manifest of the CA's devices (of one order, if given)."""
     role = checked(inst, "aws", ca, lambda: handoff.role_arn(role_arn), actor=actor) if role_arn is not None else None
 
-    def build(s: Session, ca_cert: x509.Certificate) -> dict[str, str]:
+    def build(s: Session, ca_cert: x509.Certificate, agents: list[CertificateAuthority]) -> dict[str, str]:
         template = handoff.jitp_template(matter=is_matter_pai(ca_cert))
-        ca_pem = handoff.pem(ca_cert)
+        # Each device under the CA that signed it (AWS IoT registers a certificate under its signing CA).
+        signer = {ca: handoff.pem(ca_cert), **{a.name: str(a.certificate_pem) for a in agents}}
         lines = [
             json.dumps(
                 {
                     "ThingName": u.serial,
                     "SerialNumber": u.serial,
                     "CertificatePem": u.certificate_pem,
-                    "CACertificatePem": ca_pem,
+                    "CACertificatePem": signer[u.issuing_ca],
                 },
                 sort_keys=True,
             )
-            for u in _device_rows(s, ca, order_id)
+            for u in _device_rows(s, ca, order_id, agents)
         ]
         files = {
             "jitp-template.json": handoff.dumps(template),
             "bulk-template.json": handoff.dumps(handoff.bulk_template()),
             "bulk-registration.jsonl": "".join(line + "\n" for line in lines),
-            "README.txt": _aws_readme(role is not None),
+            "README.txt": handoff.aws_readme(role is not None, [a.name for a in agents]),
         }
         if role is not None:
             files["registration-config.json"] = handoff.dumps(handoff.registration_config(template, role))
@@ -218,61 +257,20 @@ def azure_bundle(
         inst, "azure", ca, lambda: handoff.dps_name(certificate_name or ca, "DPS certificate name"), actor=actor
     )
 
-    def build(s: Session, ca_cert: x509.Certificate) -> dict[str, str]:
+    def build(s: Session, ca_cert: x509.Certificate, agents: list[CertificateAuthority]) -> dict[str, str]:
         tags = {"ca": ca, "organization": inst.config.organization}
-        return {
+        files = {
             "enrollment-group.json": handoff.dumps(handoff.enrollment_group(group, cert_name, tags)),
-            "README.txt": _azure_readme(group, cert_name),
+            "README.txt": handoff.azure_readme(group, cert_name, [a.name for a in agents]),
         }
+        for a in agents:  # a site agent's devices chain through its own CA: a group of its own
+            agent_tags = {"ca": a.name, "organization": inst.config.organization}
+            files[f"{a.name}-enrollment-group.json"] = handoff.dumps(
+                handoff.enrollment_group(a.name, a.name, agent_tags)
+            )
+        return files
 
     return _issue(inst, "azure", ca, code.value, actor, build)
-
-
-def _aws_readme(with_role: bool) -> str:
-    config = "--registration-config file://registration-config.json" if with_role else ""
-    lines = [
-        "FabGuard hand-off to AWS IoT Core",
-        "",
-        "1. Register the issuing CA with its proof of possession (verification.pem: CN = your registration code,",
-        "   signed by the CA key; its own key was discarded, it is valid one day and serves for nothing else):",
-        "   aws iot register-ca-certificate --ca-certificate file://ca.pem --verification-cert file://verification.pem \\",
-        f"       --set-as-active --allow-auto-registration {config}".rstrip(),
-    ]
-    if not with_role:
-        lines += [
-            "   (Without --role-arn no registration-config.json was written: export again with --role-arn, or attach",
-            "   jitp-template.json later with aws iot update-ca-certificate --registration-config.)",
-        ]
-    lines += [
-        "2. Devices then provision on first connection (JITP, jitp-template.json): a thing named after the unit,",
-        "   its certificate ACTIVE, a policy restricting it to its own client id and topics.",
-        "3. Or register them ahead of time: upload bulk-registration.jsonl to S3 and run",
-        "   aws iot start-thing-registration-task --template-body file://bulk-template.json \\",
-        "       --input-file-bucket BUCKET --input-file-key bulk-registration.jsonl --role-arn ROLE_ARN",
-        "Check offline: openssl verify -CAfile chain.pem verification.pem",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _azure_readme(group: str, cert_name: str) -> str:
-    return "\n".join(
-        [
-            "FabGuard hand-off to Azure IoT Hub Device Provisioning Service",
-            "",
-            "1. Upload the issuing CA certificate and ask for a verification code:",
-            f"   az iot dps certificate create --dps-name DPS -g RG --certificate-name {cert_name} --path ca.pem",
-            f"   az iot dps certificate generate-verification-code --dps-name DPS -g RG --certificate-name {cert_name} --etag ETAG",
-            "2. verification.pem is the proof of possession for that code (CN = the code, signed by the CA key; its own",
-            "   key was discarded, it is valid one day and serves for nothing else):",
-            f"   az iot dps certificate verify --dps-name DPS -g RG --certificate-name {cert_name} --path verification.pem --etag ETAG",
-            "3. Create the enrolment group (REST body in enrollment-group.json):",
-            f"   az iot dps enrollment-group create --dps-name DPS -g RG --enrollment-id {group} --ca-name {cert_name}",
-            f"   or PUT https://DPS.azure-devices-provisioning.net/enrollmentGroups/{group}?api-version=2021-10-01",
-            "Check offline: openssl verify -CAfile chain.pem verification.pem",
-            "",
-        ]
-    )
 
 
 @dataclass(frozen=True)

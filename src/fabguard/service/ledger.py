@@ -18,9 +18,10 @@ from fabguard.domain.errors import ConfigurationError, InvalidRequest, NotFound
 from fabguard.ledger import merkle
 from fabguard.ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
 from fabguard.ledger.cosignature import append_cosignatures
+from fabguard.service.authorities import device_issuers
 from fabguard.service.instance import Instance
 from fabguard.store.db import event_count
-from fabguard.store.models import CertificateAuthority, CheckpointRow, Event, LedgerNode, Unit
+from fabguard.store.models import CheckpointRow, Event, LedgerNode, Unit
 from fabguard.store.witness_models import CosignatureRow
 
 
@@ -172,11 +173,9 @@ def export(inst: Instance, out: Path, *, batch: int = 10_000) -> dict[str, int]:
     (out / "ca").mkdir(exist_ok=True)
     shutil.copyfile(inst.cas.cert_path("root"), out / "ca" / "root.pem")
     with inst.db.read() as s:
-        issuing = s.execute(
-            select(CertificateAuthority.name, CertificateAuthority.certificate_pem).where(
-                CertificateAuthority.role == "issuing", CertificateAuthority.certificate_pem.is_not(None)
-            )
-        ).all()
+        # Every CA that may have issued a genuine unit (a site agent's too), under the name the offline
+        # verifiers read (ca/issuing-*.pem): an agent's synced units chain through its CA to the root.
+        issuing = [(row.name, row.certificate_pem) for row in device_issuers(s)]
     for name, pem in issuing:
         (out / "ca" / f"issuing-{name}.pem").write_text(pem or "")
     (out / "ledger.pub").write_text(public_verifier_key(inst) + "\n")

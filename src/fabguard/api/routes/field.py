@@ -25,8 +25,12 @@ class FieldAnswerIn(BaseModel):
     chain: str = Field(
         max_length=MAX_CHAIN_BYTES, description="PEM: the device certificate first, then any intermediates"
     )
+    # No schema length limit: domain.field.parse_source checks the label (its length too), so an over-long
+    # one is the documented field_source_invalid (recorded as a refusal), not a generic invalid_request.
     source: str | None = Field(
-        default=None, max_length=100, description="Where the device was seen: a store, scanner or cloud region"
+        default=None,
+        description="Where the device was seen: a store, scanner or cloud region (1-100 characters: letters, "
+        "digits, space and . _ : / @ -; anything else is 422 field_source_invalid)",
     )
 
 

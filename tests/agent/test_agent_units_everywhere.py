@@ -1,0 +1,163 @@
+"""A unit a site agent issued offline and synced home is one of ours everywhere a unit appears: genuine in
+a field check (online and from a ledger export) with no clone alert, in the device-cloud hand-off with the
+agent CA's chain, and in an audited export. A certificate the agent CA signed off the log stays not issued.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fabguard.api.server import ServerThread
+from fabguard.domain.values import Serial
+from fabguard.firmware.sbom import validate_sbom
+from fabguard.fixture.device import SimulatedDevice
+from fabguard.ledger.pack import verify_pack
+from fabguard.ledger.verify import verify_export
+from fabguard.pki import profiles
+from fabguard.pki.field_offline import load_export, verify_offline
+from fabguard.pki.handoff import RegistrationCode, VerificationCode
+from fabguard.service import analytics, authorities, compliance, field, handoff, lease_sync, ledger
+from fabguard.service.agent import sync_package
+from fabguard.service.instance import Instance
+from tests.agent.conftest import Site, agent_fixture
+from tests.support import tested_device
+
+Agent = tuple[Instance, ServerThread]
+
+
+def _issued_offline_and_synced(site: Site, agent: Agent, serial: str) -> SimulatedDevice:
+    inst, server = agent
+    with agent_fixture(site, server) as client:
+        device = tested_device(client, serial)
+        device.certificate_pem = client.provision(site.order_id, serial, device.csr_pem()).certificate_pem
+    summary = lease_sync.sync_lease(site.world.inst, sync_package(inst, site.home), actor="test")
+    assert summary["units"] == 1 and summary["clones"] == []
+    return device
+
+
+def _check(inst: Instance, device: SimulatedDevice, source: str) -> dict[str, object]:
+    origin = field.parse_origin(inst, actor="support-desk", source=source, client="127.0.0.1")
+    body = device.field_answer(field.issue_challenge(inst, actor="support-desk")["nonce"])
+    answer = field.parse_answer(inst, origin, nonce=body["nonce"], signature=body["signature"], chain_pem=body["chain"])
+    return field.verify(inst, answer, origin)
+
+
+def _agent_ca(site: Site) -> str:
+    terms = site.lease["lease"]
+    assert isinstance(terms, dict)
+    return f"agent-{str(terms['lease_id']).removeprefix('lease-')}"
+
+
+def test_an_agent_unit_is_genuine_in_the_field_and_raises_no_clone_alert(any_site: Site, any_agent: Agent) -> None:
+    site, central = any_site, any_site.world.inst
+    device = _issued_offline_and_synced(site, any_agent, "SN-G1")
+    verdict = _check(central, device, "store-berlin")
+    assert (verdict["genuine"], verdict["reason"], verdict["clone"]) == (True, None, None), verdict
+    assert verdict["serial"] == "SN-G1" and verdict["order_id"] == site.order_id
+    assert not [a for a in analytics.alerts(central) if a.kind == "field_clone"]
+    # What the agent CA signs off its log never came home: still not issued, and a clone alert.
+    agent_inst, _ = any_agent
+    key = ec.generate_private_key(ec.SECP256R1())
+    rogue = profiles.idevid_certificate(
+        agent_inst.cas.issuer("issuing"),
+        key.public_key(),
+        Serial("SN-OFFLOG"),
+        agent_inst.config.organization,
+        "sensor",
+        agent_inst.clock(),
+    )
+    off_log = SimulatedDevice("SN-OFFLOG", key, rogue.public_bytes(serialization.Encoding.PEM).decode())
+    verdict = _check(central, off_log, "store-paris")
+    assert (verdict["genuine"], verdict["reason"], verdict["clone"]) == (False, "serial_unknown", "not_issued")
+
+
+def test_the_cas_that_may_have_issued_genuine_units_are_the_issuing_and_agent_cas(site: Site) -> None:
+    with site.world.inst.db.read() as s:
+        names = {row.name: row.role for row in authorities.device_issuers(s)}
+    assert names == {"issuing": "issuing", _agent_ca(site): "agent"}
+
+
+def test_an_agent_unit_is_genuine_offline_from_an_audited_export(site: Site, agent: Agent, tmp_path: Path) -> None:
+    central = site.world.inst
+    device = _issued_offline_and_synced(site, agent, "SN-G2")
+    ledger.export(central, tmp_path / "export")
+    report = verify_export(tmp_path / "export", verifier=ledger.public_verifier_key(central))
+    assert report.certificates_checked == 1
+    facts = load_export(tmp_path / "export")
+    nonce = bytes(range(32))
+    signature = base64.b64decode(device.answer_challenge(nonce.hex()))
+    leaf = x509.load_pem_x509_certificate(str(device.certificate_pem).encode())
+    verdict = verify_offline(facts, leaf, nonce, signature, central.clock())
+    assert (verdict.genuine, verdict.reason) == (True, None)
+
+
+def _openssl_verifies(tmp: Path, root_pem: str, chain_pem: str, leaf_pem: str) -> None:
+    (tmp / "root.pem").write_text(root_pem)
+    (tmp / "chain.pem").write_text(chain_pem)
+    (tmp / "leaf.pem").write_text(leaf_pem)
+    check = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(tmp / "root.pem"),
+            "-untrusted",
+            str(tmp / "chain.pem"),
+            str(tmp / "leaf.pem"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_aws_hand_off_registers_the_agent_ca_and_bulk_registers_its_synced_units(
+    site: Site, agent: Agent, tmp_path: Path
+) -> None:
+    central = site.world.inst
+    device = _issued_offline_and_synced(site, agent, "SN-G3")
+    name = _agent_ca(site)
+    bundle = handoff.aws_bundle(
+        central, "issuing", RegistrationCode("ab" * 32), role_arn=None, order_id=site.order_id, actor="test"
+    )
+    lines = [json.loads(line) for line in bundle.files["bulk-registration.jsonl"].splitlines()]
+    mine = [line for line in lines if line["SerialNumber"] == "SN-G3"]
+    agent_pem = central.cas.certificate_pem(name)
+    assert len(mine) == 1 and mine[0]["CACertificatePem"] == agent_pem
+    assert bundle.files[f"{name}.pem"] == agent_pem
+    chain = bundle.files[f"{name}-chain.pem"]
+    _openssl_verifies(tmp_path, central.cas.certificate_pem("root"), chain, str(device.certificate_pem))
+    readme = bundle.files["README.txt"]
+    assert f"file://{name}.pem" in readme and "SNI_ONLY" in readme
+
+
+def test_the_azure_hand_off_carries_an_enrolment_group_for_the_agent_ca(site: Site, agent: Agent) -> None:
+    central = site.world.inst
+    _issued_offline_and_synced(site, agent, "SN-G4")
+    name = _agent_ca(site)
+    bundle = handoff.azure_bundle(central, "issuing", VerificationCode("A1B2C3"), actor="test")
+    assert bundle.files[f"{name}.pem"] == central.cas.certificate_pem(name)
+    group = json.loads(bundle.files[f"{name}-enrollment-group.json"])
+    assert group["attestation"]["x509"]["caReferences"]["primary"] == name
+    assert f"--certificate-name {name}" in bundle.files["README.txt"]
+
+
+def test_an_agent_unit_is_in_the_cra_pack_which_says_where_the_agent_key_is(
+    site: Site, agent: Agent, tmp_path: Path
+) -> None:
+    central = site.world.inst
+    _issued_offline_and_synced(site, agent, "SN-G5")
+    compliance.export_pack(central, tmp_path / "pack", allow_incomplete=True)
+    report = verify_pack(tmp_path / "pack", verifier=ledger.public_verifier_key(central), sbom_check=validate_sbom)
+    assert report.certificates == 1
+    rows = json.loads((tmp_path / "pack/certificates/inventory.json").read_text())
+    assert [(r["serial"], r["issuing_ca"], r["status"]) for r in rows] == [("SN-G5", _agent_ca(site), "active")]
+    cas = {c["name"]: c for c in json.loads((tmp_path / "pack/ca/hierarchy.json").read_text())}
+    assert cas[_agent_ca(site)]["key_protection"]["kind"] == "elsewhere"
