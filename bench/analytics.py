@@ -122,7 +122,8 @@ def generate(n: int, now: datetime) -> Iterator[tuple[dict[str, Any], list[dict[
             "id": i + 1,
             "serial": serial,
             "fixture_id": fixture_id,
-            "station_id": fixture_id,
+            "site_id": site,
+            "declared_station_id": fixture_id,
             "outcome": outcome,
             "start_ms": start_ms,
             "end_ms": start_ms + 400,
@@ -139,7 +140,13 @@ def generate(n: int, now: datetime) -> Iterator[tuple[dict[str, Any], list[dict[
                 "fixture_id": fixture_id,
                 "serial": serial,
                 "code": None,
-                "detail": {"outcome": outcome, "record_id": i + 1, "site_id": site, "station_id": fixture_id},
+                "detail": {
+                    "outcome": outcome,
+                    "record_id": i + 1,
+                    "site_id": site,
+                    "station_id": fixture_id,
+                    "declared_station_id": fixture_id,
+                },
             }
         ]
         if not fail:
@@ -167,9 +174,19 @@ def event_row(seq: int, e: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-COPY_RECORDS = "COPY test_records (id, serial, fixture_id, station_id, outcome, start_ms, end_ms, measurement_count, received_at, record_json) FROM STDIN"
+COPY_RECORDS = "COPY test_records (id, serial, fixture_id, site_id, declared_station_id, outcome, start_ms, end_ms, measurement_count, received_at, record_json) FROM STDIN"
 COPY_EVENTS = "COPY events (seq, at, kind, actor, order_id, fixture_id, serial, code, detail, entry) FROM STDIN"
-RECORD_COLS = ("id", "serial", "fixture_id", "station_id", "outcome", "start_ms", "end_ms", "measurement_count")
+RECORD_COLS = (
+    "id",
+    "serial",
+    "fixture_id",
+    "site_id",
+    "declared_station_id",
+    "outcome",
+    "start_ms",
+    "end_ms",
+    "measurement_count",
+)
 EVENT_COLS = ("seq", "at", "kind", "actor", "order_id", "fixture_id", "serial", "code", "detail", "entry")
 
 
@@ -269,7 +286,8 @@ def burst(inst: Instance, n: int, offset: int) -> Callable[[], object]:
                     "id": i + 1,
                     "serial": serial,
                     "fixture_id": fixture_id,
-                    "station_id": fixture_id,
+                    "site_id": site,
+                    "declared_station_id": fixture_id,
                     "outcome": "PASS",
                     "start_ms": start_ms,
                     "end_ms": start_ms + 400,

@@ -15,7 +15,7 @@ from fabguard.domain.errors import Conflict, InvalidRequest
 from fabguard.domain.values import OrderId
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.ledger.lease import LeaseError
-from fabguard.service import approvals, events, orders
+from fabguard.service import approvals, events, orders, testrecords
 from fabguard.service.agent import init_agent, prepare_agent
 from fabguard.service.instance import Instance
 from tests.agent.conftest import Site, agent_fixture, approved_lease, lease_for
@@ -76,6 +76,16 @@ def test_the_agent_provisions_offline_and_stops_at_the_lease_limit(
         text=True,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_agents_test_records_are_bound_to_the_leases_site(site: Site, agent: tuple[Instance, ServerThread]) -> None:
+    """At the agent, a record of one of the lease's fixtures is the lease's site's: it opens the lease's order."""
+    inst, server = agent
+    with agent_fixture(site, server) as client:
+        device = tested_device(client, "SN-SITE")
+        client.provision(site.order_id, device.serial, device.csr_pem())
+    (record,) = testrecords.records_for_serial(inst, "SN-SITE")
+    assert (record["station_id"], record["site_id"]) == ("line-1", "cm-a")
 
 
 def test_the_agent_refuses_after_the_lease_ends(site: Site) -> None:

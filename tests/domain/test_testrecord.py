@@ -54,7 +54,7 @@ def test_passing_record_is_parsed_into_its_facts() -> None:
     parsed = parse_openhtf_record(data)
     assert isinstance(parsed, TestRecord)
     assert parsed.serial == Serial("SN0000001")
-    assert parsed.station_id == "station-7"
+    assert parsed.declared_station_id == "station-7"
     assert parsed.outcome is TestOutcome.PASS
     assert parsed.passed
     assert parsed.start_ms == START_MS

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import insert, inspect, select, text
 
 from fabguard.domain.values import ProductId, SiteId
 from fabguard.service.instance import Instance
@@ -94,3 +95,37 @@ def test_upgrade_to_0007_fills_the_hour_rollups_from_the_projected_minutes(any_i
             }
             assert got == want, hours.__tablename__
             assert len(got) < len(rows[minutes])  # minutes did share hours
+
+
+def test_upgrade_to_0018_binds_stored_test_records_to_their_fixtures_sites(any_instance: Instance) -> None:
+    """Records stored before 0018 take their uploading fixture's site; the body's station stays, as declared
+    (and the downgrade gives the column its old name back)."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    _migrate(any_instance, "0016", down=True)
+    with any_instance.db.engine.begin() as conn:
+        for site in ("cm-a", "cm-b"):
+            conn.execute(text("INSERT INTO sites (id, name, created_at) VALUES (:s, :s, :t)"), {"s": site, "t": now})
+            conn.execute(
+                text("INSERT INTO fixtures (id, site_id, created_at) VALUES (:f, :s, :t)"),
+                {"f": f"fx-{site}", "s": site, "t": now},
+            )
+        for serial, fixture, station in (("SN1", "fx-cm-a", "st-1"), ("SN1", "fx-cm-b", "fx-cm-a")):
+            conn.execute(
+                text(
+                    "INSERT INTO test_records (serial, fixture_id, station_id, outcome, start_ms, end_ms,"
+                    " measurement_count, received_at, record_json) VALUES (:s, :f, :st, 'PASS', 1, 2, 0, :t, '{}')"
+                ),
+                {"s": serial, "f": fixture, "st": station, "t": now},
+            )
+
+    _migrate(any_instance, "head")
+
+    with any_instance.db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT fixture_id, site_id, declared_station_id FROM test_records ORDER BY id"))
+        assert [tuple(r) for r in rows] == [("fx-cm-a", "cm-a", "st-1"), ("fx-cm-b", "cm-b", "fx-cm-a")]
+    _migrate(any_instance, "0016", down=True)
+    with any_instance.db.engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(text("SELECT station_id FROM test_records ORDER BY id"))] == [
+            ("st-1",),
+            ("fx-cm-a",),
+        ]

@@ -48,6 +48,8 @@ class CsrFacts:
 class UnitHistory:
     """What the database knows about this serial and this key before the decision."""
 
+    # The outcome of the latest record uploaded by a fixture of the order's site: a record from another
+    # site is kept, but decides nothing here.
     latest_test: TestOutcome | None
     serial_key_fingerprint: str | None
     key_owner_serial: str | None
@@ -169,12 +171,17 @@ def key_attested(r: IssuanceRequest) -> None:
 
 
 def passed_test(r: IssuanceRequest) -> None:
+    """The latest test at the order's site passed (``history.latest_test`` counts that site's records only)."""
+    site = r.order.site_id
     if r.history.latest_test is None:
-        raise Refusal("test_missing", f"no test record has been uploaded for serial {r.serial.value}")
+        raise Refusal(
+            "test_missing",
+            f"no fixture of site {site} has uploaded a test record for serial {r.serial.value}",
+        )
     if r.history.latest_test is not TestOutcome.PASS:
         raise Refusal(
             "test_failed",
-            f"the latest test of serial {r.serial.value} ended {r.history.latest_test.value}",
+            f"the latest test of serial {r.serial.value} at site {site} ended {r.history.latest_test.value}",
         )
 
 

@@ -48,7 +48,9 @@ class TestRecord:
     __test__ = False
 
     serial: Serial
-    station_id: str
+    # The body's ``station_id``, as the record says it: a claim, never the record's identity (the station
+    # of a record is the fixture that uploaded it, and its site is that fixture's).
+    declared_station_id: str
     outcome: TestOutcome
     start_ms: int
     end_ms: int
@@ -195,7 +197,7 @@ def parse_openhtf_record(data: Any, *, max_phases: int = 500, max_measurements: 
             )
     return TestRecord(
         serial=serial,
-        station_id=station_id,
+        declared_station_id=station_id,
         outcome=outcome,
         start_ms=start,
         end_ms=end,

@@ -227,7 +227,8 @@ def _history(s: Session, group: _Group, jobs: list[Job]) -> GroupHistory:
     for job in jobs:
         unit = job.request
         if isinstance(unit, UnitRequest) and (order := group.orders[unit.order_id.value]) is not None:
-            asks.append((order.facts.product_id, unit.serial.value, unit.csr.facts.key_fingerprint))
+            facts = order.facts
+            asks.append((facts.product_id, unit.serial.value, unit.csr.facts.key_fingerprint, facts.site_id))
             cas.add(order.issuing_ca)
     return group_history(s, asks, sorted(cas))
 
@@ -274,7 +275,8 @@ def _issue(s: Session, group: _Group, job: Job, unit: UnitRequest) -> Outcome:
         raise Refusal("order_not_found", f"no order {unit.order_id.value!r}")
     facts = replace(order.facts, used=order.facts.used + group.taken[order.facts.id])
     ca_name, product_id = order.issuing_ca, facts.product_id
-    history, existing = group.history.of(product_id, serial.value, checked.facts.key_fingerprint)
+    # The test gate reads the order's site's records: a record from another site's fixture decides nothing here.
+    history, existing = group.history.of(product_id, serial.value, checked.facts.key_fingerprint, facts.site_id)
     ca_state = group.history.ca_states.get(ca_name)
     policy = AttestationPolicy(order.attestation_policy)
     attestation_facts, attested = check_request(s, policy, product_id, unit.attestation, checked.csr, now)

@@ -1,4 +1,9 @@
-"""Per-unit test records from fixtures: kept per serial, never overwritten; a retest adds a record."""
+"""Per-unit test records from fixtures: kept per serial, never overwritten; a retest adds a record.
+
+A record's station is the fixture that uploaded it (its TLS client certificate says which), and its site
+is that fixture's: only the orders of that site let it decide their units (the test gate,
+``domain.issuance.passed_test``). The ``station_id`` the record's body names is kept as
+``declared_station_id``, as the station said it, and is trusted for nothing."""
 
 from __future__ import annotations
 
@@ -75,7 +80,8 @@ def _store(
         {
             "serial": record.serial.value,
             "fixture_id": fixture.id,
-            "station_id": record.station_id,
+            "site_id": fixture.site_id,
+            "declared_station_id": record.declared_station_id,
             "outcome": record.outcome.value,
             "start_ms": record.start_ms,
             "end_ms": record.end_ms,
@@ -108,7 +114,8 @@ def _store(
             detail = {
                 "record_id": stored.id,
                 "outcome": stored.outcome,
-                "station_id": record.station_id,
+                "station_id": fixture.id,
+                "declared_station_id": record.declared_station_id,
                 "site_id": fixture.site_id,
             }
             events.append(
@@ -181,6 +188,8 @@ def record_tests_once(inst: Instance, fixture: FixtureFacts, records: Sequence[J
 
 
 def records_for_serial(inst: Instance, serial: str) -> list[dict[str, object]]:
+    """Every record of ``serial``, from every site, oldest first: ``station_id`` is the fixture that
+    uploaded it, ``site_id`` the site whose orders it decides, ``declared_station_id`` what it claimed."""
     with inst.db.read() as s:
         rows = s.execute(
             select(TestRecordRow).where(TestRecordRow.serial == serial).order_by(TestRecordRow.id)
@@ -190,7 +199,9 @@ def records_for_serial(inst: Instance, serial: str) -> list[dict[str, object]]:
                 "id": r.id,
                 "serial": r.serial,
                 "fixture_id": r.fixture_id,
-                "station_id": r.station_id,
+                "station_id": r.fixture_id,
+                "site_id": r.site_id,
+                "declared_station_id": r.declared_station_id,
                 "outcome": r.outcome,
                 "start_time_millis": r.start_ms,
                 "end_time_millis": r.end_ms,

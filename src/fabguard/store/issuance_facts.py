@@ -2,6 +2,7 @@
 
 The order rows under their locks (with their product's profile), then, in four statements for a whole
 group of units, their history and their issuing CAs' states: what ``service.provisioning_group`` reads.
+A unit's test history is that of its order's site: the latest record uploaded by a fixture of that site.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Select, Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from fabguard.domain.issuance import OrderFacts, UnitHistory
@@ -81,10 +82,11 @@ def lock_order(s: Session, order_id: str) -> OrderRow | None:
 @dataclass(frozen=True, slots=True)
 class GroupHistory:
     """What a group of units' decisions read after the order locks, in four statements for the group:
-    each serial's latest test outcome, the units already under the group's serials, the owners of its
-    public keys, and its issuing CAs' states."""
+    each serial's latest test outcome at each of the group's sites (``(site_id, serial)``: a record decides
+    only at the site of the fixture that uploaded it), the units already under the group's serials, the
+    owners of its public keys, and its issuing CAs' states."""
 
-    latest_tests: dict[str, str]
+    latest_tests: dict[tuple[str, str], str]
     units: dict[tuple[str, str], ExistingUnit]
     key_owners: dict[str, str]
     ca_states: dict[str, str]
@@ -93,8 +95,9 @@ class GroupHistory:
     def empty(cls) -> GroupHistory:
         return cls({}, {}, {}, {})
 
-    def of(self, product_id: str, serial: str, key_fp: str) -> tuple[UnitHistory, ExistingUnit | None]:
-        outcome = self.latest_tests.get(serial)
+    def of(self, product_id: str, serial: str, key_fp: str, site_id: str) -> tuple[UnitHistory, ExistingUnit | None]:
+        """The history of ``serial`` as an order of ``product_id`` at ``site_id`` sees it."""
+        outcome = self.latest_tests.get((site_id, serial))
         existing = self.units.get((product_id, serial))
         history = UnitHistory(
             latest_test=TestOutcome(outcome) if outcome is not None else None,
@@ -104,16 +107,29 @@ class GroupHistory:
         return history, existing
 
 
-def group_history(s: Session, asks: Sequence[tuple[str, str, str]], ca_names: Sequence[str]) -> GroupHistory:
-    """The history of units ``(product_id, serial, key fingerprint)`` and the states of ``ca_names``."""
+def latest_tests_query(serials: Sequence[str], site_ids: Sequence[str]) -> Select[str, str, str]:
+    """``(serial, site_id, outcome)`` of the latest record of each of ``serials`` uploaded at each of
+    ``site_ids``: one statement, searched through ``ix_test_records_serial_site_id``."""
+    t = TestRecordRow.__table__.c
+    newest = select(func.max(t.id)).where(t.serial.in_(serials), t.site_id.in_(site_ids)).group_by(t.serial, t.site_id)
+    return select(t.serial, t.site_id, t.outcome).where(t.id.in_(newest))
+
+
+def group_history(s: Session, asks: Sequence[tuple[str, str, str, str]], ca_names: Sequence[str]) -> GroupHistory:
+    """The history of units ``(product_id, serial, key fingerprint, the order's site)`` and the states
+    of ``ca_names``."""
     if not asks:
         return GroupHistory.empty()
-    serials = sorted({serial for _, serial, _ in asks})
-    products = sorted({product for product, _, _ in asks})
-    t, u, ca = TestRecordRow.__table__.c, Unit.__table__.c, CertificateAuthority.__table__.c
-    newest = select(func.max(t.id)).where(t.serial.in_(serials)).group_by(t.serial)
-    latest = {serial: outcome for serial, outcome in s.execute(select(t.serial, t.outcome).where(t.id.in_(newest)))}
-    wanted = {(product, serial) for product, serial, _ in asks}
+    serials = sorted({serial for _, serial, _, _ in asks})
+    products = sorted({product for product, _, _, _ in asks})
+    tested = {(site, serial) for _, serial, _, site in asks}
+    u, ca = Unit.__table__.c, CertificateAuthority.__table__.c
+    latest = {
+        (site, serial): outcome
+        for serial, site, outcome in s.execute(latest_tests_query(serials, sorted({site for site, _ in tested})))
+        if (site, serial) in tested
+    }
+    wanted = {(product, serial) for product, serial, _, _ in asks}
     units = {
         (row.product_id, row.serial): ExistingUnit(
             row.order_id, row.key_fingerprint, row.certificate_pem, row.revoked_at, row.revocation_reason
@@ -131,7 +147,7 @@ def group_history(s: Session, asks: Sequence[tuple[str, str, str]], ca_names: Se
         )
         if (row.product_id, row.serial) in wanted
     }
-    keys = sorted({key_fp for _, _, key_fp in asks})
+    keys = sorted({key_fp for _, _, key_fp, _ in asks})
     owners = {
         fp: serial for fp, serial in s.execute(select(u.key_fingerprint, u.serial).where(u.key_fingerprint.in_(keys)))
     }

@@ -119,16 +119,23 @@ class EnrollmentToken(Base):
 
 
 class TestRecordRow(Base):
+    """A unit's test record. Its station is the fixture that uploaded it (``fixture_id``), and ``site_id`` is
+    that fixture's site when it uploaded: only records of the order's site decide its units (the test gate).
+    ``declared_station_id`` is what the record's body says its station is, kept as said and trusted for nothing.
+    """
+
     __tablename__ = "test_records"
     __table_args__ = (
-        Index("ix_test_records_serial_id", "serial", "id"),
+        # The test gate's read: the latest record of each (serial, site).
+        Index("ix_test_records_serial_site_id", "serial", "site_id", "id"),
         Index("ix_test_records_received_at", "received_at"),  # time-windowed analytics
     )
     __test__ = False
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     serial: Mapped[str] = mapped_column(String(64))
     fixture_id: Mapped[str] = mapped_column(ForeignKey("fixtures.id"))
-    station_id: Mapped[str] = mapped_column(String(128))
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    declared_station_id: Mapped[str] = mapped_column(String(128))
     outcome: Mapped[str] = mapped_column(String(16))
     start_ms: Mapped[int] = mapped_column(BigInteger)
     end_ms: Mapped[int] = mapped_column(BigInteger)

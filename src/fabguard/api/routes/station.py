@@ -71,7 +71,11 @@ def whoami(f: Fixture) -> dict[str, str]:
 def upload_test_record(
     inst: Inst, record: Annotated[dict[str, Any], Body()], f: Fixture, idempotency_key: KeyHeader = None
 ) -> dict[str, object] | JSONResponse:
-    """One OpenHTF JSON test record (as written by OpenHTF's OutputToJSON)."""
+    """One OpenHTF JSON test record (as written by OpenHTF's OutputToJSON).
+
+    The record's station is the fixture that uploads it, and it decides only the units of orders at that
+    fixture's site (a record from another site is kept and listed, but opens or blocks nothing here); the
+    body's ``station_id`` is kept as ``declared_station_id``, a claim trusted for nothing."""
     if idempotency_key is None:
         return testrecords.record_test(inst, f, record).to_dict()
     key = _keyed(f, idempotency_key, "POST /api/v1/test-records", record)
@@ -84,7 +88,8 @@ def upload_test_records(
 ) -> dict[str, Any] | JSONResponse:
     """Up to ``max_batch_records`` (200) records: each is checked on its own and answered in order
     (``stored`` with its id, or ``refused`` with the error); the stored ones and the refusals are
-    written in one transaction, so a request that failed with an error status stored none of them."""
+    written in one transaction, so a request that failed with an error status stored none of them.
+    Each record is bound to this fixture and its site, as for a single upload."""
     if idempotency_key is None:
         return {"results": testrecords.record_tests(inst, f, body.records)}
     key = _keyed(f, idempotency_key, "POST /api/v1/test-records/batch", body.model_dump(mode="json"))
