@@ -1,14 +1,14 @@
 """idempotency key holders: the server process working on a keyed batch (its liveness lease's name)
 
 Revision ID: 0020
-Revises: 0016
+Revises: 0018
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0020"
-down_revision = "0016"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
