@@ -121,7 +121,9 @@ def _choices(spec: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]
 
 def test_every_parameter_that_takes_one_of_a_fixed_set_of_values_is_an_enum_in_openapi(api: Api) -> None:
     choices = _choices(api.openapi())
-    missing = sorted(f"{m.upper()} {p} {n}" for (m, p, n), s in choices.items() if "enum" not in s and (m, p, n) not in FREE)
+    missing = sorted(
+        f"{m.upper()} {p} {n}" for (m, p, n), s in choices.items() if "enum" not in s and (m, p, n) not in FREE
+    )
     assert missing == [], "choices without an enum in /openapi.json"
     enums = {key: s["enum"] for key, s in choices.items() if "enum" in s}
     expected = {
@@ -156,7 +158,13 @@ def test_every_parameter_that_takes_one_of_a_fixed_set_of_values_is_an_enum_in_o
         ("POST", f"/api/v1/orders/{ORDER}/state", {"json": {"state": "paused"}}, "invalid_state", "suspended"),
         ("POST", "/api/v1/tokens", {"json": {"name": "x", "role": "root"}}, "invalid_request", "auditor"),
         ("PUT", "/api/v1/products/sensor/attestation", {"json": {"policy": "maybe"}}, "invalid_request", "optional"),
-        ("POST", "/api/v1/products/sensor/attestation/roots", {"json": {"kind": "hsm", "certificate": "x"}}, "invalid_request", "tpm"),
+        (
+            "POST",
+            "/api/v1/products/sensor/attestation/roots",
+            {"json": {"kind": "hsm", "certificate": "x"}},
+            "invalid_request",
+            "tpm",
+        ),
     ],
 )
 def test_a_value_outside_the_set_is_refused_with_its_code_and_changes_nothing(
@@ -251,6 +259,9 @@ def test_the_signed_report_refuses_until_as_a_number_instead_of_dating_it_1970(a
         ("DELETE", f"/api/v1/orders/{ORDER}", "GET"),
         ("GET", "/api/v1/units/provision", "POST"),
         ("POST", "/api/v1/products/sensor/attestation", "GET, PUT"),
+        ("DELETE", "/openapi.json", "GET, HEAD"),
+        ("POST", "/", "GET"),
+        ("POST", "/static/app.js", "GET, HEAD"),
     ],
 )
 def test_a_method_the_path_does_not_have_is_405_with_allow(api: Api, method: str, path: str, allow: str) -> None:
@@ -264,7 +275,9 @@ def test_a_method_the_path_does_not_have_is_405_with_allow(api: Api, method: str
 # ----------------------------------------------------------------------------- the checkpoint: GET reads, POST takes
 
 
-def test_reading_the_checkpoint_stores_nothing_and_answers_the_newest_stored_one(tmp_path: Path, database_url: str | None) -> None:
+def test_reading_the_checkpoint_stores_nothing_and_answers_the_newest_stored_one(
+    tmp_path: Path, database_url: str | None
+) -> None:
     inst = new_instance(tmp_path / "home", database_url)
     try:
         api = _setup(inst)
