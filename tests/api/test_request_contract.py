@@ -239,6 +239,21 @@ def test_an_rfc3339_timestamp_passes_the_edge(api: Api, target: tuple[str, str, 
         assert code not in ("invalid_time", "invalid_request"), (value, response.text[:300])
 
 
+@pytest.mark.parametrize(
+    "value", [978307200, "978307200", "2031-01-01T00:00:00Z", "2031-1-1", "20310101", "2031-02-30"]
+)
+def test_a_day_is_an_rfc3339_full_date_or_invalid_time(api: Api, value: Any) -> None:
+    path, contact = "/api/v1/products/sensor/compliance", "security@example.com"
+    before = _state(api.inst)
+    message = _refused(
+        api.request("PUT", path, json={"support_until": value, "vulnerability_contact": contact}), 422, "invalid_time"
+    )
+    assert "support_until" in message and "YYYY-MM-DD" in message
+    assert _state(api.inst) == before
+    good = api.request("PUT", path, json={"support_until": "2031-01-01", "vulnerability_contact": contact})
+    assert good.status_code == 200 and good.json()["support_until"] == "2031-01-01", good.text
+
+
 def test_the_signed_report_refuses_until_as_a_number_instead_of_dating_it_1970(api: Api) -> None:
     good = api.request("GET", "/api/v1/reports/reconciliation", params={"until": "2031-01-01T00:00:00Z"})
     assert good.status_code == 200
