@@ -910,7 +910,7 @@ BAD_ORDERS: dict[str, tuple[dict[str, Any], int, str]] = {
         422,
         "invalid_time",
     ),
-    "not-a-date": ({**NEW_ORDER, "valid_until": "next tuesday"}, 422, "invalid_request"),
+    "not-a-date": ({**NEW_ORDER, "valid_until": "next tuesday"}, 422, "invalid_time"),
     "year-one-east-of-utc": ({**NEW_ORDER, "valid_from": "0001-01-01T00:00:00+01:00"}, 422, "invalid_time"),
     "negative-quota": ({**NEW_ORDER, "quota": -1}, 422, "invalid_request"),
     "quota-too-big": ({**NEW_ORDER, "quota": 10**12}, 422, "invalid_request"),

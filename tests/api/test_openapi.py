@@ -75,6 +75,7 @@ def test_openapi_names_the_media_types_of_answers_that_are_not_json(world: World
         ("get", "/metrics"): {"text/plain"},
         ("get", "/api/v1/stream"): {"text/event-stream"},
         ("get", "/api/v1/ledger/checkpoint"): {"application/json", "text/plain"},
+        ("post", "/api/v1/ledger/checkpoint"): {"application/json", "text/plain"},
         ("get", "/api/v1/reports/reconciliation"): {"application/json", "text/csv", "application/pdf"},
         ("get", "/api/v1/royalties/statement"): {"application/json", "text/csv", "application/pdf"},
         ("post", "/api/v1/firmware/fetch"): {"application/vnd.fabguard.firmware-package"},

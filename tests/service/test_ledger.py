@@ -17,11 +17,12 @@ def test_checkpoint_root_matches_the_entries_after_a_simulated_line(any_world: W
     order = any_world.order(quota=15)
     creds = [any_world.credentials(f"fx-{i}") for i in range(3)]
     with any_world.admin() as http:
-        early = http.get("/api/v1/ledger/checkpoint").json()
+        early = http.post("/api/v1/ledger/checkpoint").json()
         with ProductionLine(creds, LineConfig(order_id=order, units=20, clones=1, skip_tests=1)) as line:
             report = line.run()
         key = http.get("/api/v1/ledger/key").json()["verifier_key"]
-        latest = http.get("/api/v1/ledger/checkpoint", params={"format": "note"}).text
+        latest = http.post("/api/v1/ledger/checkpoint", params={"format": "note"}).text
+        assert http.get("/api/v1/ledger/checkpoint", params={"format": "note"}).text == latest
         cp = open_signed_checkpoint(latest, key)
         serial = next(iter(report.certificates))
         inclusion = http.get("/api/v1/ledger/proof/inclusion", params={"serial": serial, "size": cp.size}).json()

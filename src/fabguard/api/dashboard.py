@@ -10,8 +10,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, Path, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
@@ -23,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fabguard.api.deps import Reader, SiteReader, visible_order
 from fabguard.api.media import answers
+from fabguard.api.parsing import Timestamp
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role
 from fabguard.service import analytics, orders, tokens
@@ -126,10 +126,10 @@ def install_dashboard(app: FastAPI, inst: Instance) -> None:
     def stats_production(
         _: Reader,
         since: Annotated[
-            datetime | None, Query(description="Window start, ISO 8601 with a time zone; default: 8 h before the end")
+            Timestamp | None, Query(description="Window start, RFC 3339 with its offset; default: 8 h before the end")
         ] = None,
         until: Annotated[
-            datetime | None, Query(description="Window end, ISO 8601 with a time zone; default now")
+            Timestamp | None, Query(description="Window end, RFC 3339 with its offset; default now")
         ] = None,
         product: Annotated[
             str | None, Query(max_length=63, description="Only units provisioned on this product's orders")
@@ -143,9 +143,6 @@ def install_dashboard(app: FastAPI, inst: Instance) -> None:
 
         Tests, failures and measurements follow the site and fixture filters; units (and their yield)
         follow the product and order filters once provisioned. An unknown order is a 404."""
-        for name, t in (("since", since), ("until", until)):
-            if t is not None and t.tzinfo is None:
-                raise InvalidRequest(f"{name} needs a time zone (e.g. +00:00 or Z)", code="invalid_time")
         try:
             return analytics.production(
                 inst, since=since, until=until, product_id=product, order_id=order, site_id=site, fixture_id=fixture
@@ -166,7 +163,7 @@ def install_dashboard(app: FastAPI, inst: Instance) -> None:
     @app.get("/api/v1/alerts", tags=["analytics"])
     def list_alerts(
         _: Reader,
-        state: Annotated[str, Query(pattern="^(open|all)$")] = "open",
+        state: Annotated[Literal["open", "all"], Query(description="open (default) or all")] = "open",
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, object]]:
         """Alerts from the anomaly detectors, open first; ``state=all`` includes acknowledged ones."""

@@ -2,6 +2,10 @@
 
 A :class:`FabGuardError` answers with its own ``status`` and ``code``, whatever its class; the few
 codes the HTTP layer itself sends are declared in ``fabguard.domain.errors`` like all the others.
+A request that does not validate is ``invalid_request``, unless a parser of ours named a declared code
+(``invalid_time`` from ``api.parsing``) or the value is outside a ``format`` or ``state`` parameter's
+choices (``invalid_format``, ``invalid_state``, the codes those refusals always had). A 405 names, in
+``Allow``, every method the path has (Starlette's own names only those of the first route it matched).
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
+from starlette.staticfiles import StaticFiles
 
-from fabguard.domain.errors import FabGuardError, Unavailable
+from fabguard.domain.errors import ERROR_STATUS, FabGuardError, Unavailable
 
 log = logging.getLogger("fabguard.api")
 
@@ -28,6 +34,11 @@ _HTTP_CODES = {
 }
 
 
+# A value outside the choices of a parameter or field of this name (an Enum or Literal): its own code.
+_CHOICE_CODES = {"format": "invalid_format", "state": "invalid_state"}
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
@@ -38,6 +49,30 @@ def _describe_validation(exc: RequestValidationError) -> str:
         loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
         parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "the request is not valid"
+
+
+def _validation_code(errors: list[dict[str, Any]]) -> str:
+    for err in errors:
+        kind = str(err.get("type", ""))
+        if kind in ERROR_STATUS:  # a PydanticCustomError of ours, typed with its declared code
+            return kind
+        loc = err.get("loc") or ("",)
+        if kind in ("enum", "literal_error") and loc[-1] in _CHOICE_CODES:
+            return _CHOICE_CODES[str(loc[-1])]
+    return "invalid_request"
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods some route takes at the request's path (RFC 9110: a 405 carries ``Allow``), found by
+    asking the app's routes whether they match the request with each method instead of its own."""
+    allowed: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Mount):  # a mount takes any method at its prefix; static files answer two
+            if isinstance(route.app, StaticFiles) and route.matches(request.scope)[0] is Match.FULL:
+                allowed |= {"GET", "HEAD"}
+            continue
+        allowed |= {m for m in _METHODS if route.matches({**request.scope, "method": m})[0] is Match.FULL}
+    return ", ".join(sorted(allowed))
 
 
 # The body of every error answer, for /openapi.json (FastAPI would otherwise describe its own 422 body).
@@ -101,12 +136,16 @@ def install_error_handlers(app: FastAPI) -> None:
         errors: list[dict[str, Any]] = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_response(400, "malformed_json", "the request body is not valid JSON")
-        return error_response(422, "invalid_request", _describe_validation(exc))
+        code = _validation_code(errors)
+        return error_response(ERROR_STATUS[code], code, _describe_validation(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        return error_response(exc.status_code, code, str(exc.detail), headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -6,11 +6,22 @@ same code it would have had (``serial_invalid``, ``csr_invalid``, ``order_not_fo
 fetch becomes a ``UnitFirmwareRequest``. Ids that name something to create (product, site, fixture, CA)
 are parsed in the routes by their value classes (``ProductId(...)``), and an id that names something
 to look up by ``ProductId.named(...)``: one no product can have is simply not found.
+
+A time the API takes, in a query or a body, is a :data:`Timestamp`: RFC 3339 (``date-time``, with its
+offset) and nothing else, so a number (Pydantic would read ``0.5`` as 1970), a date alone (which names
+no instant until a time zone is chosen for it) or a time without an offset is ``invalid_time`` at the
+edge. A day (``support_until``) is a :data:`Day`, RFC 3339's ``full-date``.
 """
 
 from __future__ import annotations
 
+import re
+from datetime import date, datetime
+from typing import Annotated
+
 from cryptography.x509.oid import NameOID
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 
 from fabguard.domain.errors import FabGuardError, InvalidRequest, Refusal
 from fabguard.domain.values import OrderId, Serial
@@ -18,6 +29,44 @@ from fabguard.pki import attestation
 from fabguard.pki.csr import check_device_csr, load_csr
 from fabguard.service.firmware_units import UnitFirmwareRequest
 from fabguard.service.unit_requests import UnitRequest, UnparsedUnit
+
+# RFC 3339 section 5.6: full-date "T" full-time, the offset "Z" or +hh:mm / -hh:mm ("T" and "Z" in either case).
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})", re.ASCII)
+_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_SHOWN = 40  # characters of a refused value repeated in the message
+
+
+def _refused_time(value: object, what: str) -> PydanticCustomError:
+    # The error's type is the declared code: api.errors answers a validation error with it.
+    return PydanticCustomError("invalid_time", "{value} is not " + what, {"value": repr(value)[:_SHOWN]})
+
+
+def rfc3339_timestamp(value: object) -> datetime:
+    """An RFC 3339 timestamp with its offset (``2031-01-01T00:00:00Z``, ``...T08:00:00.5+08:00``); a
+    leap second (``:60``) is refused, as Python's datetime cannot hold it."""
+    what = "an RFC 3339 timestamp with its time zone, e.g. 2031-01-01T00:00:00Z"
+    if not isinstance(value, str) or not _DATE_TIME.fullmatch(value.upper()):
+        raise _refused_time(value, what)
+    try:
+        return datetime.fromisoformat(value.upper())
+    except ValueError:  # a month 13, a 25th hour, an offset past 23:59, a leap second
+        raise _refused_time(value, what) from None
+
+
+def rfc3339_day(value: object) -> date:
+    """An RFC 3339 ``full-date``, YYYY-MM-DD."""
+    what = "an RFC 3339 date, YYYY-MM-DD"
+    if not isinstance(value, str) or not _FULL_DATE.fullmatch(value):
+        raise _refused_time(value, what)
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _refused_time(value, what) from None
+
+
+# The types of the API's times: /openapi.json shows a string of format date-time (date) as before.
+Timestamp = Annotated[datetime, BeforeValidator(rfc3339_timestamp)]
+Day = Annotated[date, BeforeValidator(rfc3339_day)]
 
 
 def order_to_provision(value: object) -> OrderId:

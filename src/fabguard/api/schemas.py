@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from fabguard.api.parsing import Day, Timestamp
+from fabguard.domain.issuance import AttestationPolicy
+from fabguard.domain.values import OrderState, Role
 
 
 class _Strict(BaseModel):
@@ -22,7 +25,7 @@ class ProductIn(_Strict):
 
 
 class ProductComplianceIn(_Strict):
-    support_until: date = Field(description="The last day of security support (CRA support period), YYYY-MM-DD")
+    support_until: Day = Field(description="The last day of security support (CRA support period), YYYY-MM-DD")
     vulnerability_contact: str = Field(
         max_length=500, description="Where vulnerabilities are reported: an e-mail address, mailto: or https:// URI"
     )
@@ -38,12 +41,12 @@ class OrderIn(_Strict):
     product_id: str = Field(max_length=63)
     site_id: str = Field(max_length=63)
     quota: int = Field(ge=0, le=100_000_000)
-    valid_from: datetime | None = Field(default=None, description="ISO 8601 with a time zone; default now")
-    valid_until: datetime | None = None
+    valid_from: Timestamp | None = Field(default=None, description="RFC 3339 with its offset; default now")
+    valid_until: Timestamp | None = Field(default=None, description="RFC 3339 with its offset; default: no end")
 
 
 class OrderStateIn(_Strict):
-    state: str = Field(description="active, suspended or closed")
+    state: OrderState = Field(description="active, suspended or closed")
 
 
 class QuotaChangeIn(_Strict):
@@ -98,7 +101,7 @@ class RotateIn(_Strict):
 
 class TokenIn(_Strict):
     name: str = Field(max_length=128, description="Who holds it (a person or a script)")
-    role: str = Field(description="admin, engineer, approver, auditor or operator (docs/roles.md)")
+    role: Role = Field(description="admin, engineer, approver, auditor, operator or field (docs/roles.md)")
     site_id: str | None = Field(
         default=None,
         max_length=63,
@@ -125,11 +128,13 @@ ATTESTATION_DOC = (
 
 
 class ProductAttestationIn(_Strict):
-    policy: str = Field(description="off (default: not read), optional (checked when presented) or required")
+    policy: AttestationPolicy = Field(
+        description="off (default: not read), optional (checked when presented) or required"
+    )
 
 
 class AttestationRootIn(_Strict):
-    kind: str = Field(description="tpm (issues AK certificates) or se (a secure-element vendor's CA)")
+    kind: Literal["tpm", "se"] = Field(description="tpm (issues AK certificates) or se (a secure-element vendor's CA)")
     certificate: str = Field(max_length=8192, description="The CA certificate, PEM")
 
 

@@ -90,7 +90,20 @@ def make_checkpoint(inst: Instance) -> SignedCheckpoint:
         return SignedCheckpoint(row.size, bytes(row.root), row.note)
 
 
+def newest_checkpoint(inst: Instance) -> SignedCheckpoint:
+    """The newest stored checkpoint; signs nothing (``checkpoint_not_found`` before the first)."""
+    with inst.db.read() as s:
+        row = s.execute(select(CheckpointRow).order_by(CheckpointRow.size.desc()).limit(1)).scalar_one_or_none()
+        if row is None:
+            raise NotFound(
+                "no checkpoint has been signed yet (POST /api/v1/ledger/checkpoint signs one)",
+                code="checkpoint_not_found",
+            )
+        return SignedCheckpoint(row.size, bytes(row.root), row.note)
+
+
 def latest_checkpoint(inst: Instance) -> SignedCheckpoint:
+    """A checkpoint of the whole tree: the newest stored one, or one signed now if the tree grew since."""
     with inst.db.read() as s:
         row = s.execute(select(CheckpointRow).order_by(CheckpointRow.size.desc()).limit(1)).scalar_one_or_none()
         current = event_count(s)

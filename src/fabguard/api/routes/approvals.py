@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
@@ -11,7 +11,10 @@ from fabguard.service import approvals
 
 router = APIRouter(tags=["approvals"])
 
-StateQuery = Annotated[str, Query(description="pending (default), approved, rejected or expired")]
+StateQuery = Annotated[
+    Literal["pending", "approved", "rejected", "expired"],
+    Query(description="pending (default: waiting and not expired), approved, rejected or expired"),
+]
 
 
 @router.get("/api/v1/approvals")

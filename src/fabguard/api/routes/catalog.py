@@ -8,7 +8,6 @@ from fastapi import APIRouter
 
 from fabguard.api.deps import Engineer, Inst, Reader
 from fabguard.api.schemas import AttestationRootIn, ProductAttestationIn, ProductComplianceIn, ProductIn, SiteIn
-from fabguard.domain.issuance import AttestationPolicy
 from fabguard.domain.values import ProductId, SiteId
 from fabguard.service import attestation, catalog
 
@@ -44,6 +43,8 @@ def set_product_compliance(inst: Inst, product_id: str, body: ProductComplianceI
         actor=p.actor,
     )
     return catalog.product_dict(prod)
+
+
 @router.get("/api/v1/products/{product_id}/attestation")
 def product_attestation(inst: Inst, product_id: str, _: Reader) -> dict[str, object]:
     """The product's key-attestation policy and the roots it trusts (README: Key attestation)."""
@@ -53,8 +54,7 @@ def product_attestation(inst: Inst, product_id: str, _: Reader) -> dict[str, obj
 @router.put("/api/v1/products/{product_id}/attestation")
 def set_product_attestation(inst: Inst, product_id: str, body: ProductAttestationIn, p: Engineer) -> dict[str, object]:
     """Set the policy: off (not read), optional (checked when presented) or required."""
-    policy = AttestationPolicy.parse(body.policy)
-    return attestation.set_policy(inst, ProductId.named(product_id), policy, actor=p.actor)
+    return attestation.set_policy(inst, ProductId.named(product_id), body.policy, actor=p.actor)
 
 
 @router.post("/api/v1/products/{product_id}/attestation/roots", status_code=201)

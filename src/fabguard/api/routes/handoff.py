@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from fabguard.api.deps import Engineer, Inst, Reader
 from fabguard.api.media import JSON, answers
-from fabguard.domain.errors import InvalidRequest
 from fabguard.pki.handoff import RegistrationCode, VerificationCode
 from fabguard.service import handoff, reports
 
@@ -60,12 +59,10 @@ def azure(inst: Inst, body: AzureHandoffIn, p: Engineer) -> dict[str, Any]:
 
 
 @router.get("/api/v1/handoff/manifest/{order_id}", **answers("The signed manifest", JSON, "text/csv"))
-def manifest(inst: Inst, order_id: str, p: Reader, format: str = "json") -> Any:
+def manifest(inst: Inst, order_id: str, p: Reader, format: Literal["json", "csv"] = "json") -> Any:
     """Every device of an order (serial, certificate, public key, status...) at a fresh checkpoint; json or csv.
 
     JSON embeds its signature; CSV carries it in ``X-FabGuard-Signature`` (Ed25519 by the ledger key, base64)."""
-    if format not in ("json", "csv"):
-        raise InvalidRequest("format must be json or csv", code="invalid_format")
     m = handoff.order_manifest(inst, order_id, actor=p.actor)
     if format == "json":
         return m.to_dict()

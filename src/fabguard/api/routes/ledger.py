@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
-from fabguard.api.deps import Count, Inst, Reader
+from fabguard.api.deps import Count, Engineer, Inst, Reader
 from fabguard.api.media import JSON, answers
 from fabguard.service import ledger
 
 router = APIRouter(tags=["ledger"])
 
+CheckpointFormat = Annotated[Literal["json", "note"], Query(description="json (default) or note: the bare signed note")]
 
-@router.get("/api/v1/ledger/checkpoint", **answers("The checkpoint; format=note: the signed note", JSON, "text/plain"))
-def ledger_checkpoint(inst: Inst, _: Reader, format: str = "json") -> Any:
-    """The newest signed checkpoint (signed now if the tree grew); ``format=note`` for the bare signed note."""
-    cp = ledger.latest_checkpoint(inst)
+
+def _checkpoint(cp: ledger.SignedCheckpoint, format: str) -> Any:
     if format == "note":
         return PlainTextResponse(cp.note)
     return cp.to_dict()
+
+
+@router.get("/api/v1/ledger/checkpoint", **answers("The checkpoint; format=note: the signed note", JSON, "text/plain"))
+def ledger_checkpoint(inst: Inst, _: Reader, format: CheckpointFormat = "json") -> Any:
+    """The newest stored checkpoint, read only (404 ``checkpoint_not_found`` before the first). The server
+    signs one every ``checkpoint_seconds`` when the tree grew; ``POST`` signs one now."""
+    return _checkpoint(ledger.newest_checkpoint(inst), format)
+
+
+@router.post("/api/v1/ledger/checkpoint", **answers("The checkpoint; format=note: the signed note", JSON, "text/plain"))
+def take_checkpoint(inst: Inst, _: Engineer, format: CheckpointFormat = "json") -> Any:
+    """Sign the current tree head now and keep it (once per tree size: the same size answers the stored one)."""
+    return _checkpoint(ledger.make_checkpoint(inst), format)
 
 
 @router.get("/api/v1/ledger/checkpoints")

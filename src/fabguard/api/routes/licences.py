@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from fabguard.api.deps import Engineer, Inst, Reader
+from fabguard.api.parsing import Timestamp
 from fabguard.domain.values import ProductId, Serial
 from fabguard.service import licences
 
@@ -18,7 +18,7 @@ router = APIRouter(tags=["licences"])
 class LicenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     features: list[str] = Field(max_length=64, description="1-64 feature names (lower-case letters, digits, . _ -)")
-    not_after: datetime | None = Field(default=None, description="Expiry, ISO 8601 with a time zone; none by default")
+    not_after: Timestamp | None = Field(default=None, description="Expiry, RFC 3339 with its offset; none by default")
     product_id: str | None = Field(
         default=None, max_length=63, description="Needed only if the serial is in several products"
     )

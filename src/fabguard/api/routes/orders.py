@@ -56,7 +56,7 @@ def order_units(
 def set_order_state(inst: Inst, order_id: str, body: OrderStateIn, p: Engineer) -> Any:
     """Suspend or close an order at once; resuming a suspended one needs a second person (answer 202,
     the pending request; ``POST /api/v1/approvals/{id}/approve``)."""
-    new_state = OrderState.parse(body.state)
+    new_state = body.state
     current = orders.get_order(inst, order_id)
     if new_state is OrderState.ACTIVE and current.state == OrderState.SUSPENDED.value:
         pending = approvals.request_order_activation(inst, OrderId(order_id), by=approvals.Person.of(p))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 
 from fabguard.api.deps import Inst, Reader
 from fabguard.api.media import JSON, answers
-from fabguard.domain.errors import InvalidRequest
+from fabguard.api.parsing import Timestamp
 from fabguard.service import reports
 
 router = APIRouter(tags=["ledger"])
@@ -21,9 +20,9 @@ def reconciliation(
     _: Reader,
     order_id: str | None = None,
     site_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    format: str = "json",
+    since: Timestamp | None = None,
+    until: Timestamp | None = None,
+    format: Literal["json", "csv", "pdf"] = "json",
 ) -> Any:
     """Ordered vs tested vs provisioned vs refused vs revoked at a fresh checkpoint; json, csv or pdf.
 
@@ -34,8 +33,6 @@ def reconciliation(
         return rep.to_dict()
     if format == "csv":
         data, media = reports.to_csv(rep).encode(), "text/csv"
-    elif format == "pdf":
-        data, media = reports.to_pdf(rep), "application/pdf"
     else:
-        raise InvalidRequest("format must be json, csv or pdf", code="invalid_format")
+        data, media = reports.to_pdf(rep), "application/pdf"
     return Response(data, media_type=media, headers={"X-FabGuard-Signature": reports.sign_bytes(inst, data)})

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from fabguard.api.deps import Engineer, Inst, Reader
 from fabguard.api.media import JSON, answers
-from fabguard.domain.errors import InvalidRequest
+from fabguard.api.parsing import Timestamp
 from fabguard.domain.money import Money
 from fabguard.domain.values import OrderId, ProductId, SiteId
 from fabguard.service import reports, royalties, royalty_pdf
@@ -22,8 +21,8 @@ class RateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     amount: str = Field(max_length=24, description='Per-unit royalty as decimal text, e.g. "0.42" (never a number)')
     currency: str = Field(max_length=3, description="ISO 4217 code, e.g. EUR")
-    effective_from: datetime | None = Field(
-        default=None, description="When it takes effect, ISO 8601 with a time zone; now or later (default now)"
+    effective_from: Timestamp | None = Field(
+        default=None, description="When it takes effect, RFC 3339 with its offset; now or later (default now)"
     )
 
 
@@ -62,15 +61,13 @@ def statement(
     site_id: str | None = None,
     order_id: str | None = None,
     product_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    format: str = "json",
+    since: Timestamp | None = None,
+    until: Timestamp | None = None,
+    format: Literal["json", "csv", "pdf"] = "json",
 ) -> Any:
     """Units provisioned (priced per unit), revoked and refused, per site, order and product, at a fresh
     checkpoint; json, csv or pdf. JSON embeds its signature; CSV and PDF carry theirs in
     ``X-FabGuard-Signature`` (Ed25519 by the ledger key, base64)."""
-    if format not in ("json", "csv", "pdf"):
-        raise InvalidRequest("format must be json, csv or pdf", code="invalid_format")
     st = royalties.statement(
         inst,
         site_id=SiteId.named(site_id) if site_id else None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
@@ -64,7 +64,9 @@ def add_cosignatures(inst: Inst, body: CosignaturesIn, p: Cosigner) -> dict[str,
     "/api/v1/ledger/checkpoint/cosigned",
     **answers("The cosigned checkpoint; format=note: the note", JSON, "text/plain"),
 )
-def cosigned_checkpoint(inst: Inst, _: SiteReader, size: Count | None = None, format: str = "json") -> Any:
+def cosigned_checkpoint(
+    inst: Inst, _: SiteReader, size: Count | None = None, format: Literal["json", "note"] = "json"
+) -> Any:
     """A checkpoint with its witnesses' signature lines under the log's (default: the newest cosigned one)."""
     cp = witness.cosigned_checkpoint(inst, size)
     if format == "note":
