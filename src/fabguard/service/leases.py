@@ -198,6 +198,7 @@ def issue_lease_in(
         order.product_id,
         now,
         crl_url=inst.cas.crl_url("root"),
+        ca_issuers_url=inst.cas.ca_issuers_url("root"),
     )
     server = profiles.server_certificate(
         inst.cas.issuer("station"), _ec(request.server_csr), org, request.hostnames, now, days=MAX_LEASE_DAYS * 2
