@@ -22,6 +22,7 @@ The loop is asyncio's selector loop with ``create_server`` wrapping the socket i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import logging
@@ -49,6 +50,8 @@ FD_HEADROOM = 256
 # first, the rest of that accept round ends at once; a pause shorter than asyncio's one-second retry.
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _ROUND_SECONDS = 0.25
+# Connections over the bound refused in one call of accept(), so a flood does not hold the loop.
+_REFUSALS_PER_CALL = 256
 # SO_LINGER on, zero seconds: close() sends a reset instead of waiting out a FIN handshake.
 _RESET = struct.pack("ii", 1, 0)
 
@@ -172,7 +175,7 @@ class _BoundedListener(socket.socket):
     def accept(self) -> tuple[socket.socket, Any]:
         if time.monotonic() < self._quiet_until:
             raise BlockingIOError(errno.EAGAIN, "the rest of this accept round waits for asyncio's retry")
-        while True:
+        for _ in range(_REFUSALS_PER_CALL):
             try:
                 fd, address = self._accept()  # type: ignore[attr-defined]
             except OSError as exc:
@@ -184,13 +187,14 @@ class _BoundedListener(socket.socket):
                 conn.bind_release(self._connections)
                 return conn, address
             self._refuse(fd)
+        # The socket stays readable: the loop comes back to the rest after its other work.
+        raise BlockingIOError(errno.EAGAIN, "more connections over the limit wait for the next round")
 
     def _refuse(self, fd: int) -> None:
         refused = socket.socket(self.family, self.type, self.proto, fileno=fd)
-        try:
+        with contextlib.suppress(OSError):  # already reset by the client: closing is all there is to do
             refused.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
-        finally:
-            refused.close()
+        refused.close()
         if self._log.admit("refused connections over the limit"):
             log.warning(
                 "refused a connection: %d are open, the limit of this process (limits.max_connections, "
