@@ -72,6 +72,7 @@ def test_openapi_names_the_media_types_of_answers_that_are_not_json(world: World
         ("post", "/.well-known/est/{label}/simpleenroll"): {"application/pkcs7-mime; smime-type=certs-only"},
         ("get", "/.well-known/est/csrattrs"): {"application/csrattrs"},
         ("get", "/crl/{ca}.crl"): {"application/pkix-crl"},
+        ("get", "/ca/{ca}.crt"): {"application/pkix-cert"},
         ("get", "/metrics"): {"text/plain"},
         ("get", "/api/v1/stream"): {"text/event-stream"},
         ("get", "/api/v1/ledger/checkpoint"): {"application/json", "text/plain"},

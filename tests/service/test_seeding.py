@@ -19,7 +19,7 @@ def test_init_writes_the_configuration_certificates_and_encrypted_keys(tmp_path:
     config = init_instance(tmp_path / "home", organization="Acme Devices", hostnames=("fab.example",))
     home = tmp_path / "home"
     assert InstanceConfig.from_json((home / CONFIG_NAME).read_text()) == config
-    assert config.crl_base_url == "https://fab.example:8443/crl"
+    assert config.crl_base_url == "http://fab.example:8080/crl"  # plain HTTP (serve --http-port 8080)
     assert sorted(p.name for p in (home / "ca").iterdir()) == [
         "issuing.pem",
         "root.pem",

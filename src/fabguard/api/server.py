@@ -1,4 +1,5 @@
-"""Running the app under uvicorn over HTTPS, with client certificates for fixtures."""
+"""Running the app under uvicorn over HTTPS, with client certificates for fixtures, and the plain-HTTP
+publication listener (CRLs and CA certificates); both with a bound on connections (``api.connections``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from fabguard.api.app import create_app
+from fabguard.api.connections import (
+    HANDSHAKE_SECONDS,
+    Bound,
+    OpenConnections,
+    ServerConfig,
+    connection_limit,
+)
+from fabguard.api.publication import create_publication_app
 from fabguard.api.redaction import log_config
 from fabguard.api.tls import ClientCertH11Protocol
 from fabguard.pki.keys import passphrase_from_env
@@ -72,6 +81,13 @@ def app_from_env() -> Any:
     return create_app(Instance.open(Path(os.environ[HOME_ENV]), migrate=False))
 
 
+def connection_bound(inst: Instance, connections: OpenConnections | None = None) -> Bound:
+    """The bound of a server of ``inst``: ``connections`` (shared by the listeners of one process), else
+    ``limits.max_connections`` within this process's open-file limit."""
+    connections = connections or OpenConnections(connection_limit(inst.limits.max_connections))
+    return Bound(connections, handshake_seconds=min(HANDSHAKE_SECONDS, inst.limits.idle_seconds))
+
+
 def server_config(
     inst: Instance,
     *,
@@ -80,9 +96,11 @@ def server_config(
     workers: int = 1,
     log_level: str = "warning",
     access_log: bool = False,
+    connections: OpenConnections | None = None,
 ) -> uvicorn.Config:
     write_client_trust(inst)
     common: dict[str, Any] = dict(
+        bound=connection_bound(inst, connections),
         host=host,
         port=port,
         http=ClientCertH11Protocol,
@@ -97,32 +115,74 @@ def server_config(
     )
     if workers > 1:
         os.environ[HOME_ENV] = str(inst.home)
-        return uvicorn.Config(
+        return ServerConfig(
             "fabguard.api.server:app_from_env",
             factory=True,
             workers=workers,
             timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
             **common,
         )
-    return uvicorn.Config(create_app(inst), **common)
+    return ServerConfig(create_app(inst), **common)
 
 
-def run_server(config: uvicorn.Config) -> None:
+def publication_config(
+    inst: Instance,
+    *,
+    host: str,
+    port: int,
+    log_level: str = "warning",
+    access_log: bool = False,
+    connections: OpenConnections | None = None,
+) -> uvicorn.Config:
+    """The plain-HTTP listener that serves only CRLs and CA certificates (``api.publication``)."""
+    return ServerConfig(
+        create_publication_app(inst),
+        bound=connection_bound(inst, connections),
+        host=host,
+        port=port,
+        log_config=log_config(log_level),
+        log_level=log_level,
+        access_log=access_log,
+        lifespan="off",
+        timeout_keep_alive=inst.limits.idle_seconds,
+        h11_max_incomplete_event_size=inst.limits.max_header_bytes,
+        server_header=False,
+    )
+
+
+def run_server(config: uvicorn.Config, publication: ServerThread | None = None) -> None:
     """Serve until stopped: in this process, or with ``config.workers > 1`` as that many worker processes
-    on one listening socket under uvicorn's supervisor (which restarts a worker that dies).
+    on one listening socket under uvicorn's supervisor (which restarts a worker that dies). The
+    ``publication`` listener, if any, runs on a thread of this process meanwhile.
 
     ``uvicorn.Server(config).run()`` alone serves from this one process whatever ``workers`` says.
     """
-    if config.workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
-    else:
-        uvicorn.Server(config).run()
+    sockets = [config.bind_socket()]  # bound here, so the bounded loop wraps it (api.connections)
+    if publication is not None:
+        publication.start()
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=sockets).run()
+        else:
+            uvicorn.Server(config).run(sockets=sockets)
+    finally:
+        if publication is not None:
+            publication.stop()
 
 
 class ServerThread:
-    """The server on a background thread of this process (the demo and the tests use it)."""
+    """A server on a background thread of this process: the app over HTTPS (the demo and the tests use
+    it), or with ``config`` another, such as the plain-HTTP publication listener."""
 
-    def __init__(self, inst: Instance, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        inst: Instance,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        config: Callable[..., uvicorn.Config] = server_config,
+        connections: OpenConnections | None = None,
+    ) -> None:
         # IPPROTO_TCP, as uvicorn's own bind_socket has it: asyncio sets TCP_NODELAY only on a socket whose
         # proto says TCP (proto 0 does not), and without it every answer, written as headers then body,
         # waited about 40 ms for the client's delayed ACK.
@@ -130,12 +190,13 @@ class ServerThread:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.host, self.port = self._sock.getsockname()[:2]
-        self.server = uvicorn.Server(server_config(inst, host=host, port=self.port))
+        self.server = uvicorn.Server(config(inst, host=host, port=self.port, connections=connections))
         self._thread: Any = None
 
     @property
     def url(self) -> str:
-        return f"https://{self.host}:{self.port}"
+        scheme = "https" if self.server.config.is_ssl else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def start(self) -> ServerThread:
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)

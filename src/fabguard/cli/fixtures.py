@@ -28,11 +28,11 @@ def fixture_add(
         f, token = fixtures.create_fixture(
             inst, fixture_id=values.FixtureId(fixture_id), site_id=values.SiteId.named(site), actor=by
         )
-        ca = inst.cas.cert_path("root")
+        ca, server = inst.cas.cert_path("root"), inst.config.public_url
     console.print(f"Fixture {f.id} registered at {f.site_id}. One-time enrolment token:\n[bold]{token}[/]")
     console.print(
         "On the line PC, with the token in FABGUARD_ENROLLMENT_TOKEN (an argument would show in the process list): "
-        f"fabguard fixture enroll --server https://HOST:8443 --ca {ca.name} --out DIR   (copy {ca} there)"
+        f"fabguard fixture enroll --server {server} --ca {ca.name} --out DIR   (copy {ca} there)"
     )
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from fabguard import __version__
-from fabguard.cli.common import console, init_instance, opened, state
+from fabguard.cli.common import Instance, console, err_console, init_instance, opened, state
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role
 from fabguard.runtime import tune_gc
-from fabguard.service import tokens
+from fabguard.service import published_urls, tokens
 
 
 def init(
@@ -25,8 +26,21 @@ def init(
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="PostgreSQL URL (postgresql+psycopg://...); default SQLite")
     ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option("--public-url", help="The HTTPS API's URL as fixtures reach it (default https://HOST:8443)"),
+    ] = None,
+    pki_url: Annotated[
+        str | None,
+        typer.Option(
+            "--pki-url",
+            help="Plain-HTTP base certificates name for CRLs (<URL>/crl/CA.crl) and CA certificates "
+            "(<URL>/ca/CA.crt); serve it with 'serve --http-port' (default http://HOST:8080)",
+        ),
+    ] = None,
     crl_url: Annotated[
-        str | None, typer.Option("--crl-url", help="Base URL where CRLs are published (default https://HOST:8443/crl)")
+        str | None,
+        typer.Option("--crl-url", help="Base URL of the CRLs alone, if not <pki-url>/crl (e.g. http://HOST:8080/crl)"),
     ] = None,
     key_backend: Annotated[
         str, typer.Option("--key-backend", help="Where CA keys live: file (encrypted PKCS#8) or pkcs11 (HSM)")
@@ -46,6 +60,8 @@ def init(
         hostnames=hosts,
         database_url=database_url,
         crl_base_url=crl_url,
+        public_url=public_url,
+        pki_url=pki_url,
         key_backend=key_backend,
         pkcs11_module=pkcs11_module,
         pkcs11_token=pkcs11_token,
@@ -62,6 +78,14 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTPS port")] = 8443,
+    http_port: Annotated[
+        int | None,
+        typer.Option(
+            "--http-port",
+            help="Also publish CRLs and CA certificates (nothing else) over plain HTTP on this port, "
+            "as certificates name them (instance.json's pki_url)",
+        ),
+    ] = None,
     workers: Annotated[int, typer.Option(help="Server processes (use PostgreSQL for more than one)")] = 1,
     log_level: Annotated[
         str, typer.Option(help="Log level of uvicorn and FabGuard: critical, error, warning, info, debug, trace")
@@ -72,19 +96,51 @@ def serve(
 ) -> None:
     """Run the HTTPS server (fixtures authenticate with their client certificates).
 
-    Limits on hostile clients come from instance.json's "limits" (README, API): max_body_bytes, max_header_bytes, body_read_seconds, idle_seconds, fixture_requests_per_second, fixture_request_burst.
+    Limits on hostile clients come from instance.json's "limits" (README, API): max_body_bytes, max_header_bytes, body_read_seconds, idle_seconds, max_connections (per process, within the open-file limit, which serve raises to its hard limit), fixture_requests_per_second, fixture_request_burst.
     """
     if log_level not in LOG_LEVELS:
         raise InvalidRequest(f"unknown log level {log_level[:40]!r}; one of {', '.join(LOG_LEVELS)}")
     # Lazy: the web stack (FastAPI, uvicorn) takes about half a second to import, which no other command needs.
-    from fabguard.api.server import run_server, server_config
+    from fabguard.api.connections import OpenConnections, connection_limit, raise_open_file_limit
+    from fabguard.api.server import ServerThread, publication_config, run_server, server_config
 
     tune_gc()
+    raise_open_file_limit()
     with opened() as inst:
         if workers > 1 and inst.db.is_sqlite:
             raise typer.BadParameter("several workers need PostgreSQL (init --database-url); SQLite is one process")
         inst.cas.issuer("issuing")  # fail now, not on the first unit, if the passphrase is wrong
-        console.print(f"FabGuard {__version__} serving https://{host}:{port} ({workers} worker(s))")
-        run_server(
-            server_config(inst, host=host, port=port, workers=workers, log_level=log_level, access_log=access_log)
+        connections = OpenConnections(connection_limit(inst.limits.max_connections))  # this process's listeners
+        publication = None
+        if http_port is not None:
+            publication = ServerThread(
+                inst, host=host, port=http_port, config=publication_config, connections=connections
+            )
+        _warn_unserved(inst, host, port, http_port)
+        served = f"https://{host}:{port}" + (
+            f" and http://{host}:{http_port} (CRLs, CA certificates)" if http_port else ""
         )
+        console.print(f"FabGuard {__version__} serving {served} ({workers} worker(s))")
+        config = server_config(
+            inst,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=access_log,
+            connections=connections,
+        )
+        run_server(config, publication)
+
+
+def _warn_unserved(inst: Instance, host: str, port: int, http_port: int | None) -> None:
+    """One line for each published URL that this server does not serve (certificates would name nothing)."""
+    for line in published_urls.unserved(
+        public_url=inst.config.public_url,
+        crl_base_url=inst.config.crl_base_url,
+        ca_base_url=inst.config.ca_issuers_base_url,
+        host=host,
+        port=port,
+        http_port=http_port,
+    ):
+        err_console.print(f"[yellow]warning:[/] {escape(line)}")

@@ -15,6 +15,7 @@ from fabguard.cli import (
     ca,
     catalog,
     compliance,
+    config,
     demo,
     events,
     field,
@@ -73,6 +74,7 @@ app.add_typer(licence.licence_app, name="licence")
 app.add_typer(field.field_app, name="field")
 app.add_typer(lease.lease_app, name="lease")
 app.add_typer(agent.agent_app, name="agent")
+app.add_typer(config.config_app, name="config")
 
 
 def _version(value: bool) -> None:

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from fabguard.domain.values import Serial
 from fabguard.pki.keys import SigningKey
@@ -71,14 +71,22 @@ def signature_key_usage() -> x509.KeyUsage:
     )
 
 
-def _with_crl_url(builder: x509.CertificateBuilder, crl_url: str | None) -> x509.CertificateBuilder:
-    """Name where the issuer's CRL is published (RFC 5280 4.2.1.13), when there is one."""
-    if crl_url is None:
-        return builder
-    point = x509.DistributionPoint(
-        full_name=[x509.UniformResourceIdentifier(crl_url)], relative_name=None, reasons=None, crl_issuer=None
-    )
-    return builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+def _published(
+    builder: x509.CertificateBuilder, crl_url: str | None, ca_issuers_url: str | None
+) -> x509.CertificateBuilder:
+    """Name where the issuer's CRL is published (CRL Distribution Points, RFC 5280 4.2.1.13) and where its
+    certificate is (Authority Information Access caIssuers, 4.2.2.1: over HTTP, one DER certificate)."""
+    if crl_url is not None:
+        point = x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(crl_url)], relative_name=None, reasons=None, crl_issuer=None
+        )
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    if ca_issuers_url is not None:
+        where = x509.AccessDescription(
+            AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(ca_issuers_url)
+        )
+        builder = builder.add_extension(x509.AuthorityInformationAccess([where]), critical=False)
+    return builder
 
 
 def _name(organization: str, common_name: str) -> x509.Name:
@@ -123,6 +131,7 @@ def intermediate_ca(
     now: datetime,
     years: int = 15,
     crl_url: str | None = None,
+    ca_issuers_url: str | None = None,
 ) -> x509.Certificate:
     """An issuing or station CA below the root: may sign end-entity certificates only (pathLen 0)."""
     start = _utc(now) - BACKDATE
@@ -140,7 +149,7 @@ def intermediate_ca(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_aki(parent), critical=False)
     )
-    return _with_crl_url(builder, crl_url).sign(parent.key, hash_for(parent.key))
+    return _published(builder, crl_url, ca_issuers_url).sign(parent.key, hash_for(parent.key))
 
 
 def agent_issuing_ca(
@@ -151,6 +160,7 @@ def agent_issuing_ca(
     product_id: str,
     now: datetime,
     crl_url: str | None = None,
+    ca_issuers_url: str | None = None,
 ) -> x509.Certificate:
     """An offline site agent's issuing CA: pathLen 0 like any issuing CA, and name-constrained to the
     device subjects of one product (``O=organization, CN=product``, the prefix of every IDevID subject).
@@ -176,7 +186,7 @@ def agent_issuing_ca(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_aki(parent), critical=False)
     )
-    return _with_crl_url(builder, crl_url).sign(parent.key, hash_for(parent.key))
+    return _published(builder, crl_url, ca_issuers_url).sign(parent.key, hash_for(parent.key))
 
 
 def idevid_certificate(
@@ -188,6 +198,7 @@ def idevid_certificate(
     now: datetime,
     lifetime: timedelta | None = None,
     crl_url: str | None = None,
+    ca_issuers_url: str | None = None,
 ) -> x509.Certificate:
     """An IEEE 802.1AR-style device identity: the unit serial in the subject's serialNumber."""
     start = _utc(now) - BACKDATE
@@ -212,7 +223,7 @@ def idevid_certificate(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_aki(issuer), critical=False)
     )
-    return _with_crl_url(builder, crl_url).sign(issuer.key, hash_for(issuer.key))
+    return _published(builder, crl_url, ca_issuers_url).sign(issuer.key, hash_for(issuer.key))
 
 
 def fixture_certificate(
@@ -224,6 +235,7 @@ def fixture_certificate(
     now: datetime,
     days: int = 730,
     crl_url: str | None = None,
+    ca_issuers_url: str | None = None,
 ) -> x509.Certificate:
     """A test-station client certificate (TLS client authentication only)."""
     start = _utc(now) - BACKDATE
@@ -248,7 +260,7 @@ def fixture_certificate(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_aki(issuer), critical=False)
     )
-    return _with_crl_url(builder, crl_url).sign(issuer.key, hash_for(issuer.key))
+    return _published(builder, crl_url, ca_issuers_url).sign(issuer.key, hash_for(issuer.key))
 
 
 def server_certificate(

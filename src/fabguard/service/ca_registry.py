@@ -1,4 +1,4 @@
-"""Finding an instance's CAs: their certificates and keys as issuers, their chains and CRL addresses.
+"""Finding an instance's CAs: their certificates and keys as issuers, their chains, CRL and certificate addresses.
 
 The registry (the ``certificate_authorities`` table) is the truth; before it is seeded, the root,
 issuing and station CAs that ``init`` wrote to ``<home>/ca`` stand in for it.
@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fabguard.domain.errors import ConfigurationError
+from fabguard.domain.errors import ConfigurationError, NotFound
 from fabguard.pki import profiles
 from fabguard.pki.keystore import KeyStore
 from fabguard.store.db import Database
@@ -35,11 +35,14 @@ class CaRegistry:
     row's state, which issuance reads in its own transaction), and the root file never changes.
     """
 
-    def __init__(self, db: Database, keys: KeyStore, ca_directory: Path, crl_base_url: str) -> None:
+    def __init__(
+        self, db: Database, keys: KeyStore, ca_directory: Path, crl_base_url: str, ca_issuers_base_url: str = ""
+    ) -> None:
         self._db = db
         self._keys = keys
         self.directory = ca_directory
         self._crl_base_url = crl_base_url
+        self._ca_issuers_base_url = ca_issuers_base_url
         self._issuers: dict[str, profiles.Issuer] = {}
         self._chains: dict[str, tuple[str, ...]] = {}
         self._root: x509.Certificate | None = None
@@ -56,6 +59,19 @@ class CaRegistry:
     def crl_url(self, ca: str) -> str:
         """Where the CRL of ``ca`` is published; certificates name it in CRL Distribution Points."""
         return f"{self._crl_base_url}/{ca}.crl"
+
+    def ca_issuers_url(self, ca: str) -> str | None:
+        """Where the certificate of ``ca`` is published (DER); certificates it signs name it in Authority
+        Information Access (caIssuers)."""
+        return f"{self._ca_issuers_base_url}/{ca}.crt" if self._ca_issuers_base_url else None
+
+    def published_certificate(self, name: str) -> bytes:
+        """``name``'s certificate (DER) as the caIssuers URL serves it: any CA of the registry that has one."""
+        with self._db.read() as s:
+            row = s.get(CertificateAuthority, name)
+        if row is None or not row.certificate_pem:
+            raise NotFound(f"no CA {name[:80]!r} with a certificate here", code="ca_not_found")
+        return x509.load_pem_x509_certificate(row.certificate_pem.encode()).public_bytes(serialization.Encoding.DER)
 
     def issuer(self, name: str, session: Session | None = None) -> profiles.Issuer:
         """A CA of the registry (or, before it is seeded, of the instance files), with its key.

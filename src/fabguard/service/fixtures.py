@@ -130,6 +130,7 @@ def enroll_fixture(inst: Instance, *, token: str, csr_data: bytes) -> Enrollment
             now,
             inst.limits.fixture_cert_days,
             crl_url=inst.cas.crl_url("station"),
+            ca_issuers_url=inst.cas.ca_issuers_url("station"),
         )
         der = cert.public_bytes(serialization.Encoding.DER)
         row.used_at = now

@@ -14,9 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fabguard.analytics.fold import Memory
-from fabguard.domain.errors import ConfigurationError
 from fabguard.service.ca_registry import CaRegistry
-from fabguard.service.config import CONFIG_NAME, DATABASE_ENV, HOME_ENV, InstanceConfig
+from fabguard.service.config import DATABASE_ENV, InstanceConfig, load_config
 from fabguard.service.seeding import seed_registry
 from fabguard.store.db import Database, sqlite_url
 from fabguard.store.migrate import upgrade
@@ -67,7 +66,7 @@ class Instance:
         url = database_url or env.get(DATABASE_ENV) or config.database_url or sqlite_url(home / "fabguard.db")
         self.db = Database(url)
         self.keys = config.key_store(home, env)
-        self.cas = CaRegistry(self.db, self.keys, home / "ca", config.crl_base_url)
+        self.cas = CaRegistry(self.db, self.keys, home / "ca", config.crl_base_url, config.ca_issuers_base_url)
         self.firmware_keys = FirmwareKeys()
         self.projector = ProjectorState()
         # The name of this server process's liveness lease while ``runtime.liveness`` keeps it (None
@@ -85,10 +84,7 @@ class Instance:
         migrate: bool = True,
     ) -> Instance:
         """Open the instance in ``home``; with ``migrate``, upgrade its schema and register the CAs ``init`` made."""
-        path = home / CONFIG_NAME
-        if not path.exists():
-            raise ConfigurationError(f"no FabGuard instance at {home}: run 'fabguard init' first (or set {HOME_ENV})")
-        inst = cls(home, InstanceConfig.from_json(path.read_text()), env=env, clock=clock, database_url=database_url)
+        inst = cls(home, load_config(home), env=env, clock=clock, database_url=database_url)
         if migrate:
             upgrade(inst.db)
             seed_registry(inst.db, inst.cas, inst.keys, inst.clock)

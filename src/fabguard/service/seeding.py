@@ -33,6 +33,8 @@ def init_instance(
     hostnames: tuple[str, ...] = ("127.0.0.1",),
     database_url: str | None = None,
     crl_base_url: str | None = None,
+    public_url: str | None = None,
+    pki_url: str | None = None,
     key_backend: str = "file",
     pkcs11_module: str | None = None,
     pkcs11_token: str | None = None,
@@ -41,6 +43,8 @@ def init_instance(
 ) -> InstanceConfig:
     """Create the keys, the CA hierarchy and the configuration of a new instance in ``home``.
 
+    ``public_url`` (the HTTPS API's base), ``pki_url`` (the plain-HTTP base where CRLs and CA certificates
+    are published) and ``crl_base_url`` (CRLs set apart from it) default from the first host name.
     With ``key_backend="pkcs11"`` the CA keys (root, issuing, station) are made inside the HSM token,
     non-extractable; the TLS server key and the Ed25519 ledger key stay in encrypted files.
     """
@@ -50,21 +54,21 @@ def init_instance(
         raise ConfigurationError("the pkcs11 key backend needs --pkcs11-module and --pkcs11-token")
     if (home / CONFIG_NAME).exists():
         raise ConfigurationError(f"{home} already holds a FabGuard instance")
-    passphrase = passphrase_from_env(env)
-    now = now or datetime.now(UTC)
-    home.mkdir(parents=True, exist_ok=True)
-    os.chmod(home, 0o700)
-    (home / "ca").mkdir(exist_ok=True)
     config = InstanceConfig(
         organization=organization,
         hostnames=hostnames,
         database_url=database_url,
-        crl_base_url=crl_base_url or "",
         key_backend=key_backend,
         pkcs11_module=pkcs11_module,
         pkcs11_token=pkcs11_token,
         key_prefix=secrets.token_hex(4),
     )
+    config = _with_published_urls(config, public_url, pki_url, crl_base_url)
+    passphrase = passphrase_from_env(env)
+    now = now or datetime.now(UTC)
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
+    (home / "ca").mkdir(exist_ok=True)
     ec_keys = {name: new_signing_key() for name in ("server",) + (CA_KEYS if key_backend == "file" else ())}
     keys: dict[str, SigningKey] = dict(ec_keys)
     # Checkpoints are C2SP signed notes, whose standard signature type is Ed25519.
@@ -83,6 +87,15 @@ def init_instance(
     return config
 
 
+def _with_published_urls(
+    config: InstanceConfig, public_url: str | None, pki_url: str | None, crl_url: str | None
+) -> InstanceConfig:
+    """``config`` with the URLs ``init`` was given; an old-style ``--crl-url .../crl`` alone names the PKI URL too."""
+    if crl_url is not None and pki_url is None and crl_url.rstrip("/").endswith("/crl"):
+        pki_url, crl_url = crl_url.rstrip("/").removesuffix("/crl"), None
+    return config.with_urls(public_url=public_url, pki_url=pki_url, crl_url=crl_url)
+
+
 def _write_hierarchy(
     home: Path,
     config: InstanceConfig,
@@ -92,13 +105,25 @@ def _write_hierarchy(
 ) -> None:
     """Sign the root, issuing, station and TLS server certificates and write them to ``<home>/ca``."""
     organization = config.organization
-    root_crl = f"{config.crl_base_url}/root.crl"
+    root_crl, root_crt = f"{config.crl_base_url}/root.crl", f"{config.ca_issuers_base_url}/root.crt"
     root = profiles.self_signed_root(keys["root"], organization, f"{organization} FabGuard Root CA", now)
     issuing = profiles.intermediate_ca(
-        root, keys["issuing"].public_key(), organization, f"{organization} Device Issuing CA", now, crl_url=root_crl
+        root,
+        keys["issuing"].public_key(),
+        organization,
+        f"{organization} Device Issuing CA",
+        now,
+        crl_url=root_crl,
+        ca_issuers_url=root_crt,
     )
     station = profiles.intermediate_ca(
-        root, keys["station"].public_key(), organization, f"{organization} Station CA", now, crl_url=root_crl
+        root,
+        keys["station"].public_key(),
+        organization,
+        f"{organization} Station CA",
+        now,
+        crl_url=root_crl,
+        ca_issuers_url=root_crt,
     )
     station_issuer = profiles.Issuer(station, keys["station"])
     server = profiles.server_certificate(station_issuer, server_key.public_key(), organization, config.hostnames, now)

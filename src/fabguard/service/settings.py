@@ -14,6 +14,9 @@ class Limits:
     idle_seconds: int = 30
     # The whole body must arrive within this from the end of the headers: else 408 request_timeout.
     body_read_seconds: int = 30
+    # Open connections per server process (each listener of it counted together), within what the
+    # open-file limit leaves: one more is reset at once. See api/connections.py.
+    max_connections: int = 4096
     # Per fixture, in each server process: a sustained rate and a burst; over it, 429 rate_limited (0: no limit).
     fixture_requests_per_second: int = 500
     fixture_request_burst: int = 2000

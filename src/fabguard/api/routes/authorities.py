@@ -1,17 +1,16 @@
 """Certificate authorities (issuing CAs, Matter PAIs, offline-root CSRs, rotation, revocation: each
-under dual control but the CSR) and the CRLs."""
+under dual control but the CSR); the CRLs are published by ``publication``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 
 from fabguard.api.deps import Admin, Inst, Reader
-from fabguard.api.media import answers
 from fabguard.api.schemas import CaCertificateIn, CaScopeIn, IssuingCaIn, MatterPaiIn, RevokeUnitIn, RotateIn
 from fabguard.domain.values import CaName
-from fabguard.service import approvals, authorities, revocation
+from fabguard.service import approvals, authorities
 
 router = APIRouter()
 
@@ -77,9 +76,3 @@ def revoke_ca(inst: Inst, name: str, body: RevokeUnitIn, p: Admin) -> dict[str, 
     return approvals.request_ca_revocation(
         inst, name, reason_code=body.reason, note=body.note, by=approvals.Person.of(p)
     ).to_dict()
-
-
-@router.get("/crl/{ca}.crl", tags=["revocation"], **answers("The CA's current CRL (DER)", "application/pkix-crl"))
-def published_crl(inst: Inst, ca: str) -> Response:
-    """The CRL of ``root``, ``issuing`` or ``station`` (DER), as named in certificates' CRL Distribution Points."""
-    return Response(revocation.current_crl(inst, ca), media_type="application/pkix-crl")
