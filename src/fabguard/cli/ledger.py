@@ -168,7 +168,12 @@ def verify(
     directory: Annotated[
         Path, typer.Argument(help="An export made by 'fabguard ledger export', or a 'fabguard compliance export' pack")
     ],
-    key: Annotated[Path | None, typer.Option(help="The verifier key you kept (default: the export's own)")] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            help="The ledger verifier key you kept ('fabguard ledger key'); required: the export's own proves nothing"
+        ),
+    ] = None,
     trusted_checkpoint: Annotated[
         list[Path] | None, typer.Option(help="A checkpoint you saved earlier (repeatable)")
     ] = None,
@@ -189,7 +194,14 @@ def verify(
     A CRA compliance pack ('fabguard compliance export') is recognised and checked instead: its signed
     manifest, every file's digest, the checkpoint, the history's proofs, each SBOM and the inventory.
     """
-    verifier = _verifier_key(key) if key else None
+    if key is None:
+        # Checked with the key it carries, an export (or a pack) proves only that it agrees with itself:
+        # whoever made or changed it also made that key. So no key is no success ('field verify --export' agrees).
+        fail(
+            "--key is required: the verifier key you kept ('fabguard ledger key', taken from the server, not "
+            "from the export); checked with its own ledger.pub an export proves nothing"
+        )
+    verifier = _verifier_key(key)
     if is_compliance_pack(directory):
         if min_cosignatures:
             fail("--min-cosignatures checks a ledger export, not a compliance pack: verify the export instead")
@@ -246,7 +258,7 @@ def _witness_keys(values: list[str], minimum: int) -> list[CosignerKey]:
     return keys
 
 
-def _verify_pack(directory: Path, verifier: str | None) -> None:
+def _verify_pack(directory: Path, verifier: str) -> None:
     try:
         report = verify_pack(directory, verifier=verifier, sbom_check=validate_sbom)
     except AuditFailure as exc:

@@ -201,6 +201,7 @@ ERROR_STATUS: dict[str, int] = {
     "backup_target_exists": 409,
     "restore_target_exists": 409,
     "pack_target_exists": 409,  # fabguard compliance export never writes into a directory with files
+    "export_target_exists": 409,  # fabguard ledger export writes only into a new or empty directory
     "output_path_unsafe": 409,  # a file an export or hand-off writes would land outside its folder (a link)
     "backup_failed": 500,
     "restore_failed": 500,
