@@ -258,6 +258,31 @@ def test_an_inventory_that_lies_is_caught_even_when_re_signed(made: tuple[World,
         verify_pack(copy, verifier=key, sbom_check=validate_sbom)
 
 
+def test_a_pack_whose_json_names_a_file_outside_it_fails_and_nothing_outside_is_read(
+    made: tuple[World, Path, str], tmp_path: Path
+) -> None:
+    """Every path the pack's JSON names is one of its signed files: the verifier never reads outside the pack."""
+    world, pack, key = made
+    copy = tmp_path / "copy"
+    shutil.copytree(pack, copy)
+    name = _certificate_file(copy, "SN-C1")
+    shutil.move(copy / name, tmp_path / "outside.pem")  # the certificate, moved out of the pack
+    rows = json.loads((copy / "certificates/inventory.json").read_text())
+    for r in rows:
+        if r["certificate"] == name:
+            r["certificate"] = "../outside.pem"
+    (copy / "certificates/inventory.json").write_text(json.dumps(rows))
+    manifest = json.loads((copy / "manifest.json").read_bytes())
+    del manifest["files"][name]
+    manifest["files"]["certificates/inventory.json"] = hashlib.sha256(
+        (copy / "certificates/inventory.json").read_bytes()
+    ).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    _resign(copy, ledger.ledger_signing_key(world.inst))
+    with pytest.raises(AuditFailure, match=r"'\.\./outside\.pem' is not a file of the pack"):
+        verify_pack(copy, verifier=key, sbom_check=validate_sbom)
+
+
 def test_audit_verify_recognises_a_pack_and_export_refuses_a_used_directory(
     made: tuple[World, Path, str], tmp_path: Path
 ) -> None:
