@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from fabguard.cli.common import actor, command, console, fail, opened, parse_time, print_json
+from fabguard.domain.filenames import path_inside
 from fabguard.domain.values import SiteId
 from fabguard.firmware.sbom import validate_sbom
 from fabguard.ledger.checkpoint import CheckpointError, parse_verifier_key
@@ -288,10 +289,10 @@ def report(
         pdf = reports.to_pdf(rep)
         sig = reports.sign_bytes(inst, pdf)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(reports.report_json(rep))
-    (out / "report.csv").write_text(reports.to_csv(rep))
-    (out / "report.pdf").write_bytes(pdf)
-    (out / "report.pdf.sig").write_text(sig + "\n")
+    path_inside(out, "report.json").write_text(reports.report_json(rep))
+    path_inside(out, "report.csv").write_text(reports.to_csv(rep))
+    path_inside(out, "report.pdf").write_bytes(pdf)
+    path_inside(out, "report.pdf.sig").write_text(sig + "\n")
     f = rep.body["figures"]
     table = Table(
         "ordered", "tested", "provisioned", "refused", "revoked", "remaining", title=rep.reconciliation.scope.describe()
