@@ -8,12 +8,15 @@ import re
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from fabguard.domain import values
 from fabguard.domain.errors import Conflict
 from fabguard.domain.values import OrderId, ProductId, SiteId
-from fabguard.ledger.verify import verify_export
-from fabguard.service import catalog, ledger, orders, revocation
+from fabguard.ledger.verify import AuditFailure, verify_export
+from fabguard.service import catalog, ledger, orders, reenrolment, revocation
+from fabguard.service.instance import Instance
 from tests.support import World, tested_device
 
 OLD_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:/-]{0,63}")  # the serial syntax before issue 23
@@ -82,3 +85,33 @@ def test_an_export_is_written_only_into_a_new_or_empty_folder(world: World, tmp_
     with pytest.raises(Conflict) as used:
         ledger.export(world.inst, tmp_path / "export")
     assert used.value.code == "export_target_exists"
+
+
+def test_a_unit_re_enrolled_while_the_export_is_made_is_exported_at_a_newer_checkpoint(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its certificate changed after the checkpoint was signed: the export signs a newer one and holds the unit's
+    current certificate; a file holding the certificate the re-enrolment superseded fails the audit."""
+    fx = world.fixture("fx-1")
+    device = tested_device(fx, "SN-R1")
+    old_pem = fx.provision(world.order(quota=1), "SN-R1", device.csr_pem()).certificate_pem
+    old_der = x509.load_pem_x509_certificate(old_pem.encode()).public_bytes(serialization.Encoding.DER)
+    real = ledger.make_checkpoint
+    sizes: list[int] = []
+
+    def checkpoint_then_reenrol(inst: Instance) -> ledger.SignedCheckpoint:
+        cp = real(inst)
+        if not sizes:
+            reenrolment.reenroll_unit(inst, old_der, device.csr_pem().encode())
+        sizes.append(cp.size)
+        return cp
+
+    monkeypatch.setattr(ledger, "make_checkpoint", checkpoint_then_reenrol)
+    manifest = ledger.export(world.inst, tmp_path / "export")
+    assert len(sizes) == 2 and sizes[1] == sizes[0] + 1 and manifest["tree_size"] == sizes[1]
+    key = ledger.public_verifier_key(world.inst)
+    assert verify_export(tmp_path / "export", verifier=key).certificates_checked == 1
+    assert (tmp_path / "export" / "certs" / "SN-R1.pem").read_text() != old_pem
+    (tmp_path / "export" / "certs" / "SN-R1.pem").write_text(old_pem)
+    with pytest.raises(AuditFailure, match=r"certs/SN-R1\.pem holds a certificate of unit SN-R1 .* superseded"):
+        verify_export(tmp_path / "export", verifier=key)
