@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from cryptography import x509
 from sqlalchemy import select, update
 
 from fabguard.api.server import ServerThread
+from fabguard.domain import values
 from fabguard.domain.errors import Conflict
 from fabguard.fixture.client import FixtureClient
 from fabguard.fixture.device import SimulatedDevice
@@ -205,6 +207,23 @@ def test_a_tampered_agent_log_is_refused_and_changes_nothing(site: Site, agent: 
     _refused(site, dataclasses.replace(package, entries=entries), "lease_sync_tampered")
     assert _central_units(site) == []
     assert ledger.entry_count(site.world.inst) == before + 1  # the refusal only
+
+
+def test_a_unit_whose_serial_is_a_path_is_refused_at_sync(
+    site: Site, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent issued a certificate for 'SN/../A1' (an agent older than issue 23, or a dishonest one): its
+    certificate matches its entry, but a serial is an identifier, never a path, so the sync is refused."""
+    inst, server = agent
+    monkeypatch.setattr(values, "_SERIAL_RE", re.compile(r"[A-Za-z0-9][A-Za-z0-9.:/-]{0,63}"))  # the old rule
+    with agent_fixture(site, server) as client:
+        _provision(client, site.order_id, ["SN/../A1"])
+    monkeypatch.undo()
+    package = sync_package(inst, site.home)
+    with pytest.raises(SyncDiscrepancy, match=re.escape("SN/../A1")) as exc:
+        lease_sync.sync_lease(site.world.inst, package, actor="test")
+    assert exc.value.code == "lease_sync_invalid"
+    assert _central_units(site) == []
 
 
 def test_a_forked_agent_log_is_refused(site: Site, agent: Agent) -> None:

@@ -486,6 +486,8 @@ BAD_SERIALS: dict[str, Any] = {
     "leading-space": " SN0001",
     "leading-dash": "-SN0001",
     "path-traversal": "../../etc/passwd",
+    "path-inside": "A/../../x",  # issued before issue 23: then no ledger export could be written
+    "slash": "SN/77",
     "number": 1234,
     "float": 1.5,
     "true": True,

@@ -68,3 +68,17 @@ def test_manifest_verifies_with_the_auditors_command_and_fails_when_changed(home
     path.write_text(path.read_text().replace('"count": 0', '"count": 1'))
     code, out = fg(home, "audit", "verify-report", str(path), "--key", str(tmp_path / "ledger.pub"))
     assert code == 1 and "FAILED" in out
+
+
+def test_a_link_in_the_out_folder_that_leads_out_of_it_is_refused_and_nothing_is_written(
+    home: Path, tmp_path: Path
+) -> None:
+    """Files are written only inside --out: a link planted there (ca.pem -> a file elsewhere) is not followed."""
+    out, victim = tmp_path / "aws", tmp_path / "victim.txt"
+    out.mkdir()
+    victim.write_text("keep me")
+    (out / "ca.pem").symlink_to(victim)
+    code, text = fg(home, "handoff", "aws", "--ca", "issuing", "--registration-code", "c1" * 32, "--out", str(out))
+    assert code == 2 and "output_path_unsafe" in text and "Traceback" not in text, text
+    assert victim.read_text() == "keep me"
+    assert sorted(p.name for p in out.iterdir()) == ["ca.pem"]

@@ -25,8 +25,8 @@ from fabguard.domain.values import (
     slug,
 )
 
-SERIAL_ALPHABET = set(string.ascii_letters + string.digits + ".:/-")
-SERIAL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.:/-]{0,63}"
+SERIAL_ALPHABET = set(string.ascii_letters + string.digits + ".:-")
+SERIAL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.:-]{0,63}"
 
 
 # ------------------------------------------------------------------ Serial
@@ -37,7 +37,7 @@ SERIAL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.:/-]{0,63}"
         "7",
         "SN0000001",
         "sn-lower-case",
-        "ACME:SENSOR/2024.11-0001",
+        "ACME:SENSOR.2024.11-0001",
         "0" * 64,
         "A" + "-" * 63,
     ],
@@ -73,6 +73,10 @@ def test_well_formed_serial_is_accepted_unchanged(value: str) -> None:
         pytest.param("SN1\u200b", id="zero-width-space"),
         pytest.param("\U0001f600", id="emoji"),
         pytest.param("SN\u202e1", id="bidi-override"),
+        pytest.param("A/../../x", id="path-traversal"),
+        pytest.param("SN/77", id="slash"),
+        pytest.param("SN\\77", id="backslash"),
+        pytest.param("..", id="dot-dot"),
     ],
 )
 def test_malformed_serial_is_refused_as_serial_invalid(value: str) -> None:
@@ -87,6 +91,16 @@ def test_non_string_serial_is_refused_as_serial_invalid(value: object) -> None:
     with pytest.raises(Refusal) as info:
         Serial(value)  # type: ignore[arg-type]
     assert info.value.code == "serial_invalid"
+
+
+@pytest.mark.parametrize("value", ["SN/77", "A/../../x"])
+def test_a_serial_with_a_path_separator_is_refused_and_the_message_names_what_is_allowed(value: str) -> None:
+    """A serial is an identifier, never a path: the refusal says which characters a serial may hold."""
+    with pytest.raises(Refusal) as info:
+        Serial(value)
+    assert info.value.code == "serial_invalid"
+    assert "letters, digits and . : -" in info.value.message
+    assert "no '/'" in info.value.message
 
 
 def test_refusal_message_for_a_huge_serial_is_short() -> None:
@@ -125,7 +139,7 @@ def test_every_string_of_the_documented_form_is_accepted(value: str) -> None:
 
 @given(st.text(alphabet=sorted(SERIAL_ALPHABET), min_size=1, max_size=64))
 def test_strings_of_the_alphabet_are_accepted_iff_they_start_alphanumeric(value: str) -> None:
-    starts_alnum = value[0] not in ".:/-"
+    starts_alnum = value[0] not in ".:-"
     try:
         Serial(value)
     except Refusal:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -249,3 +251,96 @@ def test_a_root_ca_you_pass_that_is_not_a_certificate_is_an_input_error_not_a_fa
     done = subprocess.run(args, capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().startswith("error: ") and "[invalid_request]" in done.stderr, done.stderr
+
+
+# ------------------------------------------------------------------ the certificate files and the manifest
+def _certs(copy: Path) -> list[Path]:
+    return sorted((copy / "certs").glob("*.pem"))
+
+
+def test_the_manifest_maps_each_certificate_file_to_its_unit(exported: tuple[Path, str, Path]) -> None:
+    export = exported[0]
+    manifest = json.loads((export / "manifest.json").read_text())
+    files = manifest["certificate_files"]
+    assert len(files) == manifest["certificates"] == len(_certs(export)) == 20
+    for name, unit in files.items():
+        assert name == f"certs/{unit['serial']}.pem" and unit["order_id"]
+
+
+def test_a_missing_certificate_file_fails_and_is_named(copy: Path, exported: tuple[Path, str, Path]) -> None:
+    gone = _certs(copy)[3]
+    gone.unlink()
+    with pytest.raises(AuditFailure, match=rf"certs/{gone.name} is missing"):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_all_certificate_files_removed_fails(copy: Path, exported: tuple[Path, str, Path]) -> None:
+    shutil.rmtree(copy / "certs")
+    with pytest.raises(AuditFailure, match=r"certs/.* is missing"):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_an_extra_copy_of_a_certificate_fails_and_is_named(copy: Path, exported: tuple[Path, str, Path]) -> None:
+    first = _certs(copy)[0]
+    shutil.copyfile(first, copy / "certs" / "SN-EXTRA.pem")
+    with pytest.raises(AuditFailure, match=rf"certs/SN-EXTRA\.pem .*{first.stem}"):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_a_file_in_a_folder_under_certs_is_extra(copy: Path, exported: tuple[Path, str, Path]) -> None:
+    (copy / "certs" / "SN").mkdir()
+    shutil.copyfile(_certs(copy)[0], copy / "certs" / "SN" / "77.pem")
+    with pytest.raises(AuditFailure, match=r"certs/SN"):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_a_certificate_duplicated_over_another_units_file_fails(copy: Path, exported: tuple[Path, str, Path]) -> None:
+    a, b = _certs(copy)[:2]
+    shutil.copyfile(a, b)
+    with pytest.raises(AuditFailure, match=rf"certs/{b.name} holds the certificate of unit {a.stem}"):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_two_swapped_certificate_files_fail(copy: Path, exported: tuple[Path, str, Path]) -> None:
+    a, b = _certs(copy)[4:6]
+    pem_a, pem_b = a.read_bytes(), b.read_bytes()
+    a.write_bytes(pem_b)
+    b.write_bytes(pem_a)
+    with pytest.raises(AuditFailure, match=rf"certs/{a.name} holds the certificate of unit {b.stem}"):
+        verify_export(copy, verifier=exported[1])
+
+
+@pytest.mark.parametrize(
+    ("field", "change", "message"),
+    [
+        ("entries", lambda v: v + 1, r"manifest\.json says \d+ entries"),
+        ("tree_size", lambda v: v - 1, r"manifest\.json says a tree of \d+"),
+        ("checkpoints", lambda v: v + 2, r"manifest\.json says \d+ checkpoints"),
+        ("certificates", lambda v: v - 1, r"manifest\.json says 19 certificates"),
+        ("certificate_files", lambda v: dict(list(v.items())[1:]), r"manifest\.json maps"),
+    ],
+)
+def test_a_manifest_whose_figures_are_not_what_was_verified_fails(
+    copy: Path, exported: tuple[Path, str, Path], field: str, change: Callable[[Any], Any], message: str
+) -> None:
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest[field] = change(manifest[field])
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AuditFailure, match=message):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_a_missing_manifest_fails(copy: Path, exported: tuple[Path, str, Path]) -> None:
+    (copy / "manifest.json").unlink()
+    with pytest.raises(AuditFailure, match=r"manifest\.json"):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_audit_verify_without_a_key_proves_nothing_and_exits_non_zero(
+    exported: tuple[Path, str, Path], tmp_path: Path
+) -> None:
+    """As 'field verify --export' does: an export checked with its own key proves nothing, so it is no success."""
+    fabguard = Path(sys.executable).parent / "fabguard"
+    done = subprocess.run([fabguard, "audit", "verify", exported[0]], capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "verified" not in done.stdout, done.stdout + done.stderr
+    assert "--key" in done.stderr and "proves nothing" in done.stderr and "Traceback" not in done.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from typer.testing import CliRunner
 
 from fabguard.cli.main import app
+from fabguard.domain import values
 from fabguard.domain.errors import Conflict
 from fabguard.domain.values import OrderId, ProductId, SiteId
 from fabguard.firmware.sbom import validate_sbom
@@ -270,6 +272,31 @@ def test_an_inventory_that_lies_is_caught_even_when_re_signed(made: tuple[World,
         verify_pack(copy, verifier=key, sbom_check=validate_sbom)
 
 
+def test_a_pack_whose_json_names_a_file_outside_it_fails_and_nothing_outside_is_read(
+    made: tuple[World, Path, str], tmp_path: Path
+) -> None:
+    """Every path the pack's JSON names is one of its signed files: the verifier never reads outside the pack."""
+    world, pack, key = made
+    copy = tmp_path / "copy"
+    shutil.copytree(pack, copy)
+    name = _certificate_file(copy, "SN-C1")
+    shutil.move(copy / name, tmp_path / "outside.pem")  # the certificate, moved out of the pack
+    rows = json.loads((copy / "certificates/inventory.json").read_text())
+    for r in rows:
+        if r["certificate"] == name:
+            r["certificate"] = "../outside.pem"
+    (copy / "certificates/inventory.json").write_text(json.dumps(rows))
+    manifest = json.loads((copy / "manifest.json").read_bytes())
+    del manifest["files"][name]
+    manifest["files"]["certificates/inventory.json"] = hashlib.sha256(
+        (copy / "certificates/inventory.json").read_bytes()
+    ).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    _resign(copy, ledger.ledger_signing_key(world.inst))
+    with pytest.raises(AuditFailure, match=r"'\.\./outside\.pem' is not a file of the pack"):
+        verify_pack(copy, verifier=key, sbom_check=validate_sbom)
+
+
 def test_audit_verify_recognises_a_pack_and_export_refuses_a_used_directory(
     made: tuple[World, Path, str], tmp_path: Path
 ) -> None:
@@ -290,6 +317,14 @@ def test_audit_verify_recognises_a_pack_and_export_refuses_a_used_directory(
     with pytest.raises(Conflict) as used:
         compliance.export_pack(world.inst, pack)
     assert used.value.code == "pack_target_exists"
+
+
+def test_audit_verify_of_a_pack_without_a_key_proves_nothing_and_exits_non_zero(made: tuple[World, Path, str]) -> None:
+    """As 'field verify --export' does: a pack checked with its own ledger.pub proves nothing, so it is no success."""
+    _, pack, _ = made
+    done = CliRunner().invoke(app, ["audit", "verify", str(pack)], env={"COLUMNS": "200"})
+    assert done.exit_code == 2 and "verified" not in done.output, done.output
+    assert "--key is required" in done.output and "proves nothing" in done.output
 
 
 def test_a_revocation_landing_while_the_pack_is_made_keeps_the_pack_consistent(
@@ -318,11 +353,16 @@ def test_a_revocation_landing_while_the_pack_is_made_keeps_the_pack_consistent(
         assert {r["serial"]: r["status"] for r in rows}["SN-C1"] == status
 
 
-def test_a_serial_that_reads_as_a_path_stays_inside_the_pack(world: World, tmp_path: Path) -> None:
-    """A serial is the CM's input: one made of '/' and '..' must not steer where the pack writes."""
+def test_a_serial_that_reads_as_a_path_stays_inside_the_pack(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A serial stored before issue 23 refused '/' (the CM's input, made of '/' and '..') must not steer where
+    the pack writes."""
+    monkeypatch.setattr(values, "_SERIAL_RE", re.compile(r"[A-Za-z0-9][A-Za-z0-9.:/-]{0,63}"))  # the old rule
     fx = world.fixture("fx-1")
     serial = "SN/../../../escaped"
     fx.provision(world.order(quota=1), serial, tested_device(fx, serial).csr_pem())
+    monkeypatch.undo()
     out = tmp_path / "deep" / "pack"
     out.parent.mkdir()
     compliance.export_pack(world.inst, out, allow_incomplete=True)

@@ -548,7 +548,8 @@ def test_torture_64_fixtures_4_processes_while_a_worker_postgres_and_connections
     took["checks"] = t3 - t2
     export = tmp_path / "export"
     run_ledger_cli(inst.home, "ledger", "export", str(export))
-    verified = run_ledger_cli(inst.home, "audit", "verify", str(export))
+    (tmp_path / "ledger.pub").write_text(run_ledger_cli(inst.home, "ledger", "key"))  # the key an auditor keeps
+    verified = run_ledger_cli(inst.home, "audit", "verify", str(export), "--key", str(tmp_path / "ledger.pub"))
     assert f"verified: {len(seqs)} entries" in verified, verified
     took["export and verify"] = time.monotonic() - t3
     print(

@@ -16,18 +16,30 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fabguard.cli.common import CONFIG_NAME, Instance, console, init_instance, state
+from fabguard.domain.filenames import path_inside, safe_file_name
 from fabguard.domain.values import FixtureId, OrderId, ProductId, Role, SiteId
 from fabguard.fixture.client import enroll
-from fabguard.fixture.simulator import LineConfig, ProductionLine
+from fabguard.fixture.simulator import LineConfig, LineReport, ProductionLine
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
 from fabguard.runtime import tune_gc
 from fabguard.service import analytics, catalog, fixtures, orders, tokens
 
 DEMO_PASSPHRASE_FILE = "demo-passphrase"
+DEMO_KEYS = "demo-device-keys"
+DEMO_KEY_MARK = b"DEMO ONLY: a simulated device's private key, written by 'fabguard demo --out'.\n"
+DEMO_KEYS_README = """DEMO ONLY. These are the private keys of the demo's simulated devices, unencrypted, one per
+certificate in ../certs (same name), so that the README's field check can be followed from the demo:
+
+    openssl dgst -sha256 -sign demo-device-keys/SERIAL.key.pem -out sig.der msg.bin
+
+A real device's key is made on its secure element and never leaves it: FabGuard never sees, stores or
+writes one. Do not use these keys for anything but the demo.
+"""
 PRODUCT, SITE, OTHER_SITE = "demo-sensor", "cm-shenzhen", "cm-penang"
 # Boards a fixture tests together (a 2 x 5 panel on one bed of nails), their records in one upload: one
 # request and one transaction per record took about 40% of the time the server spent writing.
@@ -96,7 +108,10 @@ def demo(
     ] = None,
     batch: Annotated[int, typer.Option(help="Units per provisioning request (1 = one at a time)")] = 1,
     port: Annotated[int, typer.Option(help="HTTPS port (0 = any free port)")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Leave CA certs, device certs and summary.json here")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Leave CA certs, device certs, summary.json and (demo only) the devices' keys here"),
+    ] = None,
     keep_serving: Annotated[bool, typer.Option("--keep-serving", help="Keep the server up after the run")] = False,
     seed: Annotated[int, typer.Option(help="Random seed for the simulated line")] = 1,
 ) -> None:
@@ -176,12 +191,13 @@ def demo(
                 elapsed = time.monotonic() - started
                 progress.update(task, completed=total)
             view = orders.get_order(inst, order_id)
-            summary = report.to_dict(quota)
+            summary = {"order_id": order_id, **report.to_dict(quota)}
             _print_summary(summary, view, elapsed, inst)
             if out is not None:
-                _write_out(out, inst, report.certificates, summary)
+                _write_out(out, inst, report, summary)
                 console.print(
-                    f"Wrote CA certificates, {len(report.certificates)} device certificates and summary.json to {out}"
+                    f"Wrote CA certificates, {len(report.certificates)} device certificates and summary.json to "
+                    f"{out}, and the simulated devices' keys to {out / DEMO_KEYS} [yellow](demo only)[/]"
                 )
             if keep_serving:
                 console.print(
@@ -231,11 +247,25 @@ def _print_summary(summary: dict[str, object], view: orders.OrderView, elapsed: 
             console.print(f"  [green]\u2713[/] {text} ({refused[code]})")
 
 
-def _write_out(out: Path, inst: Instance, certificates: dict[str, str], summary: dict[str, object]) -> None:
-    (out / "ca").mkdir(parents=True, exist_ok=True)
-    (out / "certs").mkdir(parents=True, exist_ok=True)
+def _write_out(out: Path, inst: Instance, report: LineReport, summary: dict[str, object]) -> None:
+    """The CA certificates, each device's certificate and (demo only) key, named after its serial made a safe
+    file name, and the summary: every file inside ``out``."""
+    for folder in ("ca", "certs", DEMO_KEYS):
+        path_inside(out, folder).mkdir(parents=True, exist_ok=True)
     for name in ("root", "issuing", "station"):
-        shutil.copyfile(inst.cas.cert_path(name), out / "ca" / f"{name}.pem")
-    for serial, pem in certificates.items():
-        (out / "certs" / f"{serial}.pem").write_text(pem)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        shutil.copyfile(inst.cas.cert_path(name), path_inside(out, f"ca/{name}.pem"))
+    for serial, pem in report.certificates.items():
+        path_inside(out, f"certs/{safe_file_name(serial)}.pem").write_text(pem)
+    for serial, key in report.device_keys.items():
+        key_pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        _write_private(path_inside(out, f"{DEMO_KEYS}/{safe_file_name(serial)}.key.pem"), DEMO_KEY_MARK + key_pem)
+    path_inside(out, f"{DEMO_KEYS}/README.txt").write_text(DEMO_KEYS_README)
+    path_inside(out, "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """A file only its owner reads, never through a link."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(data)

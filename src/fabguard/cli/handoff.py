@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from fabguard.cli.common import actor, command, console, opened
+from fabguard.domain.filenames import path_inside
 from fabguard.pki.handoff import RegistrationCode, VerificationCode
 from fabguard.service import handoff, reports
 
@@ -27,9 +28,11 @@ Out = Annotated[Path, typer.Option("--out", help="Directory to write the files t
 
 
 def _write(out: Path, files: dict[str, str]) -> None:
+    """Write the files inside ``out`` only: every path is checked before the first is written."""
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (out / name).write_text(text)
+    paths = {path_inside(out, name): text for name, text in files.items()}
+    for path, text in paths.items():
+        path.write_text(text)
 
 
 @command(handoff_app, "aws")

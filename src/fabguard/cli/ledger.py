@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from fabguard.cli.common import actor, command, console, fail, opened, parse_time, print_json
+from fabguard.domain.filenames import path_inside
 from fabguard.domain.values import SiteId
 from fabguard.firmware.sbom import validate_sbom
 from fabguard.ledger.checkpoint import CheckpointError, parse_verifier_key
@@ -168,7 +169,12 @@ def verify(
     directory: Annotated[
         Path, typer.Argument(help="An export made by 'fabguard ledger export', or a 'fabguard compliance export' pack")
     ],
-    key: Annotated[Path | None, typer.Option(help="The verifier key you kept (default: the export's own)")] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            help="The ledger verifier key you kept ('fabguard ledger key'); required: the export's own proves nothing"
+        ),
+    ] = None,
     trusted_checkpoint: Annotated[
         list[Path] | None, typer.Option(help="A checkpoint you saved earlier (repeatable)")
     ] = None,
@@ -189,7 +195,14 @@ def verify(
     A CRA compliance pack ('fabguard compliance export') is recognised and checked instead: its signed
     manifest, every file's digest, the checkpoint, the history's proofs, each SBOM and the inventory.
     """
-    verifier = _verifier_key(key) if key else None
+    if key is None:
+        # Checked with the key it carries, an export (or a pack) proves only that it agrees with itself:
+        # whoever made or changed it also made that key. So no key is no success ('field verify --export' agrees).
+        fail(
+            "--key is required: the verifier key you kept ('fabguard ledger key', taken from the server, not "
+            "from the export); checked with its own ledger.pub an export proves nothing"
+        )
+    verifier = _verifier_key(key)
     if is_compliance_pack(directory):
         if min_cosignatures:
             fail("--min-cosignatures checks a ledger export, not a compliance pack: verify the export instead")
@@ -246,7 +259,7 @@ def _witness_keys(values: list[str], minimum: int) -> list[CosignerKey]:
     return keys
 
 
-def _verify_pack(directory: Path, verifier: str | None) -> None:
+def _verify_pack(directory: Path, verifier: str) -> None:
     try:
         report = verify_pack(directory, verifier=verifier, sbom_check=validate_sbom)
     except AuditFailure as exc:
@@ -276,10 +289,10 @@ def report(
         pdf = reports.to_pdf(rep)
         sig = reports.sign_bytes(inst, pdf)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(reports.report_json(rep))
-    (out / "report.csv").write_text(reports.to_csv(rep))
-    (out / "report.pdf").write_bytes(pdf)
-    (out / "report.pdf.sig").write_text(sig + "\n")
+    path_inside(out, "report.json").write_text(reports.report_json(rep))
+    path_inside(out, "report.csv").write_text(reports.to_csv(rep))
+    path_inside(out, "report.pdf").write_bytes(pdf)
+    path_inside(out, "report.pdf.sig").write_text(sig + "\n")
     f = rep.body["figures"]
     table = Table(
         "ordered", "tested", "provisioned", "refused", "revoked", "remaining", title=rep.reconciliation.scope.describe()

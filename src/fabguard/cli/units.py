@@ -5,11 +5,29 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from fabguard.cli.common import REASON_HELP, actor, command, console, opened
-from fabguard.service import revocation
+from fabguard.service import revocation, units
 
-unit_app = typer.Typer(help="Provisioned units: revocation.", no_args_is_help=True)
+unit_app = typer.Typer(help="Provisioned units: list, revoke.", no_args_is_help=True)
+
+
+@command(unit_app, "list")
+def unit_list(
+    order: Annotated[str | None, typer.Option(help="Only this order's units")] = None,
+    product: Annotated[str | None, typer.Option(help="Only this product's units")] = None,
+    limit: Annotated[int, typer.Option(help=f"At most this many, newest first (1-{units.MAX_LIST})")] = 100,
+) -> None:
+    """Provisioned units, newest first: serial, product, order, issuing CA, certificate serial, state."""
+    with opened() as inst:
+        rows = units.list_units(inst, order_id=order, product_id=product, limit=limit)
+    table = Table("serial", "product", "order", "issuing CA", "cert serial", "issued", "state")
+    for u in rows:
+        state = f"revoked ({u.revocation_reason})" if u.revoked_at else "active"
+        table.add_row(u.serial, u.product_id, u.order_id, u.issuing_ca, u.cert_serial, u.issued_at.isoformat(), state)
+    console.print(table)
+    console.print(f"{len(rows)} units" + (" (the newest; raise --limit for more)" if len(rows) == limit else ""))
 
 
 @command(unit_app, "revoke")

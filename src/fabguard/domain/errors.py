@@ -206,6 +206,8 @@ ERROR_STATUS: dict[str, int] = {
     # fabguard compliance export: a product without its support period or vulnerability contact (named in
     # the message) makes no evidence pack, unless --allow-incomplete, which the pack's signed index records.
     "product_compliance_incomplete": 409,
+    "export_target_exists": 409,  # fabguard ledger export writes only into a new or empty directory
+    "output_path_unsafe": 409,  # a file an export or hand-off writes would land outside its folder (a link)
     "backup_failed": 500,
     "restore_failed": 500,
     # Field checks (a not-genuine device is a 200 verdict, not one of these): the caller's input.

@@ -9,8 +9,9 @@ from typing import ClassVar, Self
 
 from fabguard.domain.errors import InvalidRequest, NotFound, Refusal
 
-# X.509 serialNumber is a PrintableString: letters, digits and a few punctuation marks only.
-_SERIAL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:/-]{0,63}")
+# X.509 serialNumber is a PrintableString: letters, digits and a few punctuation marks only. A serial is
+# an identifier, never a path: no '/' (issue 23; serials stored before keep working, see docs/ledger.md).
+_SERIAL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,63}")
 _SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
@@ -26,7 +27,7 @@ def describe_value(value: object) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Serial:
-    """A unit serial number: 1-64 characters, letters, digits and ``. : / -``, starting alphanumeric."""
+    """A unit serial number: 1-64 characters, letters, digits and ``. : -``, starting alphanumeric."""
 
     value: str
 
@@ -47,7 +48,9 @@ class Serial:
 
 def _serial_invalid(value: object) -> Refusal:
     return Refusal(
-        "serial_invalid", f"serial {describe_value(value)} is not 1-64 characters of letters, digits and . : / -"
+        "serial_invalid",
+        f"serial {describe_value(value)} is not 1-64 characters of letters, digits and . : - starting with a "
+        "letter or digit (no '/', spaces or other characters)",
     )
 
 

@@ -21,7 +21,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from fabguard.domain.errors import FabGuardError
+from fabguard.domain.errors import FabGuardError, Refusal
+from fabguard.domain.values import Serial
 from fabguard.ledger import merkle
 from fabguard.ledger.checkpoint import Checkpoint, CheckpointError, open_signed_checkpoint
 from fabguard.ledger.entry import decode_entry
@@ -147,6 +148,9 @@ def _decode(index: int, line: bytes) -> dict[str, Any]:
             missing += [n for n in ("key_fingerprint", "cert_sha256") if not _hex64(e["detail"].get(n))]
             if missing:
                 raise ValueError(f"the unit it names has no valid {', '.join(missing)}")
+            Serial(e["serial"])  # an identifier, never a path: the server names files after it
+    except Refusal as exc:
+        raise SyncDiscrepancy(code="lease_sync_invalid", message=f"entry {index}: {exc.message}") from None
     except ValueError as exc:
         raise SyncDiscrepancy(
             code="lease_sync_invalid", message=f"entry {index} is not a ledger entry: {exc}"

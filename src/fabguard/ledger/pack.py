@@ -14,7 +14,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -163,20 +163,28 @@ def _check_history(directory: Path, size: int, root: bytes) -> tuple[set[str], d
     return issued, revoked, count
 
 
-def _load_cert(directory: Path, name: str, what: str) -> x509.Certificate:
+def _part(directory: Path, parts: Collection[str], name: object, what: str) -> Path:
+    """A file the pack's JSON names: one of the files its signed manifest lists, never a path out of the pack."""
+    if not isinstance(name, str) or name not in parts:
+        raise AuditFailure(f"{what} {name!r} is not a file of the pack (its signed manifest lists no such file)")
+    return directory / name
+
+
+def _load_cert(directory: Path, parts: Collection[str], name: object, what: str) -> x509.Certificate:
+    path = _part(directory, parts, name, what)
     try:
-        return x509.load_pem_x509_certificate((directory / name).read_bytes())
+        return x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError):
         raise AuditFailure(f"{what} {name} cannot be read as a PEM certificate") from None
 
 
-def _check_cas(directory: Path) -> tuple[dict[x509.Name, list[x509.Certificate]], int]:
+def _check_cas(directory: Path, parts: Collection[str]) -> tuple[dict[x509.Name, list[x509.Certificate]], int]:
     by_subject: dict[x509.Name, list[x509.Certificate]] = {}
     facts = _json(directory, "ca/hierarchy.json")
     for ca in facts:
         if not ca.get("certificate"):
             continue
-        cert = _load_cert(directory, ca["certificate"], f"the certificate of CA {ca.get('name')!r},")
+        cert = _load_cert(directory, parts, ca["certificate"], f"the certificate of CA {ca.get('name')!r},")
         if cert.subject.rfc4514_string() != ca.get("subject"):
             raise AuditFailure(
                 f"ca/hierarchy.json: CA {ca.get('name')!r} names a subject its certificate does not have"
@@ -191,6 +199,7 @@ def _check_cas(directory: Path) -> tuple[dict[x509.Name, list[x509.Certificate]]
 
 def _check_inventory(
     directory: Path,
+    parts: Collection[str],
     generated_at: str,
     cas: dict[x509.Name, list[x509.Certificate]],
     issued: set[str],
@@ -203,7 +212,7 @@ def _check_inventory(
             raise AuditFailure(f"certificates/{p.name} is not in the inventory")
     for row in rows:
         where = f"inventory row {row.get('serial')!r}"
-        cert = _load_cert(directory, str(row.get("certificate")), f"{where}: certificate")
+        cert = _load_cert(directory, parts, row.get("certificate"), f"{where}: certificate")
         digest = file_digest(cert.public_bytes(serialization.Encoding.DER))
         if digest != row.get("cert_sha256") or format(cert.serial_number, "x") != row.get("cert_serial"):
             raise AuditFailure(f"{where} does not match its certificate (SHA-256 or serial differ)")
@@ -222,7 +231,7 @@ def _check_inventory(
     return len(rows)
 
 
-def _check_sboms(directory: Path, sbom_check: Callable[[Any], None]) -> int:
+def _check_sboms(directory: Path, parts: Collection[str], sbom_check: Callable[[Any], None]) -> int:
     releases = _json(directory, "firmware/releases.json")
     named = {r.get("sbom") for r in releases}
     count = 0
@@ -231,7 +240,7 @@ def _check_sboms(directory: Path, sbom_check: Callable[[Any], None]) -> int:
         if name not in named:
             raise AuditFailure(f"{name} belongs to no release in firmware/releases.json")
     for r in releases:
-        data = (directory / str(r.get("sbom"))).read_bytes()
+        data = _part(directory, parts, r.get("sbom"), f"the SBOM of release {r.get('release_id')},").read_bytes()
         try:
             sbom_check(json.loads(data))
         except ValueError as exc:  # InvalidSbom is a ValueError, as is a JSON error
@@ -334,10 +343,11 @@ def _check_contents(
     sbom_check: Callable[[Any], None],
     report: PackReport,
 ) -> None:
+    parts = frozenset(manifest["files"])
     issued, revoked, report.history = _check_history(directory, size, root)
-    cas, report.cas = _check_cas(directory)
-    report.certificates = _check_inventory(directory, str(manifest.get("generated_at")), cas, issued, revoked)
-    report.sboms = _check_sboms(directory, sbom_check)
+    cas, report.cas = _check_cas(directory, parts)
+    report.certificates = _check_inventory(directory, parts, str(manifest.get("generated_at")), cas, issued, revoked)
+    report.sboms = _check_sboms(directory, parts, sbom_check)
     index = _json(directory, "index.json")
     report.notes.extend(_check_products(directory, index))
     for part in index.get("parts", []):

@@ -4,8 +4,10 @@ Imports nothing from the server side (only ``cryptography``, the pure ledger mod
 root in ``fabguard.domain``), needs no database and no network. It recomputes the Merkle tree from
 the entries in O(log n) memory, checks every checkpoint's signature and root, checks the auditor's
 own saved checkpoints against the same tree (a fork or a rewrite of history shows as a different
-root for a size already signed), and checks that every certificate in the export is in the ledger
-and chains to the CA.
+root for a size already signed), checks the export's certificate files against the units the entries
+issued (one file per unit, named as :mod:`fabguard.ledger.export_files` says, holding the unit's current
+certificate, chaining to the CA: a missing, extra, duplicated or swapped file fails and is named), and
+checks the figures of its manifest against what it verified.
 """
 
 from __future__ import annotations
@@ -23,12 +25,10 @@ from cryptography.hazmat.primitives import serialization
 from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.ledger.checkpoint import Checkpoint, CheckpointError, open_signed_checkpoint, parse_verifier_key
 from fabguard.ledger.entry import canonical_json
+from fabguard.ledger.export_files import CERTS, EXPORT_FORMAT, IssuedCertificates, IssuedUnit, file_map
 from fabguard.ledger.merkle import CompactRange
 
 _INDEX_KEY = b',"index":'
-_PROVISIONED = b'"kind":"unit.provisioned"'
-_REENROLLED = b'"kind":"unit.reenrolled"'  # a renewed certificate is recorded here, not in unit.provisioned
-_CERT_KEY = b'"cert_sha256":"'
 
 
 class AuditFailure(FabGuardError):
@@ -44,6 +44,7 @@ class AuditReport:
     root: bytes = b""
     checkpoints_checked: int = 0
     trusted_checked: int = 0
+    checkpoint_files: int = 0  # the export's own signed checkpoints, each one checked
     certificates_checked: int = 0
     key_from_export: bool = False
     notes: list[str] = field(default_factory=list)
@@ -110,6 +111,7 @@ def verify_export(
         report.key_from_export = True
         report.notes.append("the verifier key was taken from the export itself; pass the key you kept to trust nothing")
     signed = [_load_signed(p, verifier, False) for p in sorted((directory / "checkpoints").glob("*.txt"))]
+    report.checkpoint_files = len(signed)
     signed += [_load_signed(p, verifier, True) for p in trusted_checkpoints]
     if not signed:
         raise AuditFailure("the export holds no signed checkpoint")
@@ -128,10 +130,7 @@ def verify_export(
     if 0 in wanted:
         roots[0] = CompactRange().root()
     tree = CompactRange()
-    included: set[str] = set()
-    # Certificate hashes are only collected when there are certificates to check: otherwise memory
-    # stays O(log n) whatever the size of the log.
-    collect = (directory / "certs").is_dir() and any((directory / "certs").glob("*.pem"))
+    issued = IssuedCertificates()  # the tree takes O(log n) memory; the units' certificates one record each
     sha256 = hashlib.sha256
     with (directory / "entries.jsonl").open("rb") as fh:
         for i, raw in enumerate(fh):
@@ -142,10 +141,7 @@ def verify_export(
                 raise AuditFailure(
                     f"entry {i}: {why}: entries were changed, deleted, inserted or reordered at this point"
                 )
-            if collect and (_PROVISIONED in line or _REENROLLED in line):
-                at = line.find(_CERT_KEY)
-                if at >= 0:
-                    included.add(line[at + len(_CERT_KEY) : at + len(_CERT_KEY) + 64].decode("ascii", "replace"))
+            issued.see(i, line)
             tree.push(sha256(b"\x00" + line).digest())
             if tree.size in wanted:
                 roots[tree.size] = tree.root()
@@ -178,7 +174,8 @@ def verify_export(
             f"entries {last_good}..{tree.size - 1} are not covered by any signed checkpoint: "
             "they were appended outside the ledger"
         )
-    report.certificates_checked = _check_certificates(directory, included, root_ca)
+    report.certificates_checked = _check_certificates(directory, issued, root_ca)
+    _check_manifest(directory, report, issued.files())
     return report
 
 
@@ -211,10 +208,7 @@ def _export_certificate(path: Path, what: str) -> x509.Certificate:
         raise AuditFailure(f"{what} {path.name} cannot be parsed") from None
 
 
-def _check_certificates(directory: Path, included: set[str], root_ca: Path | None) -> int:
-    cert_dir = directory / "certs"
-    if not cert_dir.is_dir():
-        return 0
+def _load_issuers(directory: Path, root_ca: Path | None) -> dict[x509.Name, list[x509.Certificate]]:
     if root_ca is None:
         root = _export_certificate(directory / "ca" / "root.pem", "the root CA certificate")
     else:
@@ -232,16 +226,90 @@ def _check_certificates(directory: Path, included: set[str], root_ca: Path | Non
                 f"the issuing CA {path.name} in the export is not signed by the root CA: {exc}"
             ) from None
         issuers.setdefault(issuing.subject, []).append(issuing)
+    return issuers
+
+
+def _certificate_files(directory: Path) -> list[str]:
+    """The files under ``certs/``; anything there but a plain ``.pem`` file is named as not the export's."""
+    cert_dir = directory / CERTS
+    if not cert_dir.exists():
+        return []
+    if cert_dir.is_symlink() or not cert_dir.is_dir():
+        raise AuditFailure(f"{CERTS} is not a folder of certificate files")
+    names = []
+    for path in sorted(cert_dir.rglob("*")):
+        name = path.relative_to(directory).as_posix()
+        if path.is_symlink() or not path.is_file() or path.parent != cert_dir or path.suffix != ".pem":
+            raise AuditFailure(f"{name} is not a certificate file of this export: it was added")
+        names.append(name)
+    return names
+
+
+def _misplaced(name: str, digest: str, issued: IssuedCertificates, files: dict[str, IssuedUnit]) -> str:
+    """Why the certificate with ``digest`` does not belong in file ``name``."""
+    owner = issued.recorded.get(digest)
+    if owner is None:
+        return f"certificate {name} (SHA-256 {digest[:16]}...) was never recorded in the ledger"
+    if not issued.current(digest):
+        return f"{name} holds a certificate of {owner.describe()} that a re-enrolment superseded (entry {owner.index})"
+    home = next(n for n, u in files.items() if u == owner)
+    if name in files:
+        return (
+            f"{name} holds the certificate of {owner.describe()} (whose file is {home}), not that of "
+            f"{files[name].describe()}: certificate files were swapped or copied"
+        )
+    return f"{name} is an extra file: it holds the certificate of {owner.describe()}, whose file is {home}"
+
+
+def _check_certificates(directory: Path, issued: IssuedCertificates, root_ca: Path | None) -> int:
+    """Each unit's file holds its current certificate, chaining to the CA; no file is missing or extra."""
+    files = issued.files()
+    present = _certificate_files(directory)
+    for name in sorted(set(files) - set(present)):
+        missing = files[name]
+        raise AuditFailure(
+            f"{name} is missing: {missing.describe()} was issued certificate {missing.cert_sha256[:16]}... "
+            f"(entry {missing.index})"
+        )
+    if not present:
+        return 0
+    issuers = _load_issuers(directory, root_ca)
     count = 0
-    for path in sorted(cert_dir.glob("*.pem")):
-        cert = _export_certificate(path, "certificate")
+    for name in present:
+        cert = _export_certificate(directory / name, "certificate")
         digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
-        if digest not in included:
-            raise AuditFailure(f"certificate {path.name} (SHA-256 {digest[:16]}...) was never recorded in the ledger")
+        owner = files.get(name)
+        if owner is None or owner.cert_sha256 != digest:
+            raise AuditFailure(_misplaced(name, digest, issued, files))
         if not any(issued_by(cert, ca) for ca in issuers.get(cert.issuer, [])):
-            raise AuditFailure(f"certificate {path.name} does not chain to an issuing CA of the root") from None
+            raise AuditFailure(f"certificate {name} does not chain to an issuing CA of the root") from None
         count += 1
     return count
+
+
+def _check_manifest(directory: Path, report: AuditReport, files: dict[str, IssuedUnit]) -> None:
+    """The manifest's figures are what was verified (an edited or stale manifest misleads a reader)."""
+    try:
+        manifest = json.loads((directory / "manifest.json").read_bytes())
+    except OSError as exc:
+        raise AuditFailure(f"the export's manifest.json cannot be read: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError):
+        raise AuditFailure("the export's manifest.json is not JSON") from None
+    if not isinstance(manifest, dict):
+        raise AuditFailure("the export's manifest.json is not a JSON object")
+    verified = (
+        ("entries", report.entries, "manifest.json says {} entries, but the export holds {}"),
+        ("tree_size", report.entries, "manifest.json says a tree of {} entries, but the newest checkpoint signs {}"),
+        ("checkpoints", report.checkpoint_files, "manifest.json says {} checkpoints, but the export holds {}"),
+        ("certificates", report.certificates_checked, "manifest.json says {} certificates, but {} were verified"),
+    )
+    for key, value, message in verified:
+        said = manifest.get(key)
+        if type(said) is not int or said != value:
+            raise AuditFailure(message.format(json.dumps(said), value))
+    mapped = manifest.get("format") == EXPORT_FORMAT or "certificate_files" in manifest  # older exports map none
+    if mapped and manifest.get("certificate_files") != file_map(files):
+        raise AuditFailure("manifest.json maps its certificate files to other units than the entries issued them to")
 
 
 def verify_report(path: Path, verifier: str) -> str:

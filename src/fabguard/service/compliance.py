@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from sqlalchemy import select
 
 from fabguard.domain.errors import Conflict
+from fabguard.domain.filenames import path_inside, safe_file_name
 from fabguard.firmware.sbom import validate_sbom
 from fabguard.ledger import merkle
 from fabguard.ledger.entry import decode_entry, format_time
@@ -55,10 +56,8 @@ class PackSummary:
 
 
 def _write(out: Path, name: str, data: bytes) -> None:
-    """Write one part of the pack; a name that would leave the pack's directory is a bug, never a path."""
-    path = (out / name).resolve()
-    if not path.is_relative_to(out.resolve()):
-        raise ValueError(f"pack part {name!r} would be written outside the pack")
+    """Write one part of the pack; a name that would leave the pack's directory is refused, never followed."""
+    path = path_inside(out, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
 
@@ -198,7 +197,7 @@ def _cas(inst: Instance) -> tuple[list[dict[str, object]], dict[str, str]]:
         }
         if row.certificate_pem:
             cert = x509.load_pem_x509_certificate(row.certificate_pem.encode())
-            path = f"ca/{row.name}.pem"
+            path = f"ca/{safe_file_name(row.name)}.pem"
             fact.update(
                 certificate=path,
                 subject=cert.subject.rfc4514_string(),
@@ -221,7 +220,7 @@ def _products_and_releases(inst: Instance) -> tuple[list[dict[str, object]], lis
     for r in firmware.list_releases(inst):
         sbom = firmware.release_sbom(inst, r.id)
         validate_sbom(sbom)
-        path = f"firmware/{r.id}.cdx.json"
+        path = f"firmware/{safe_file_name(r.id)}.cdx.json"
         # The SBOM's canonical bytes, as the signed release manifest's sbom_sha256 names them.
         sboms[path] = json.dumps(sbom, sort_keys=True, separators=(",", ":")).encode()
         releases.append(

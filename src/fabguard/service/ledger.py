@@ -14,15 +14,19 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fabguard.domain.errors import ConfigurationError, InvalidRequest, NotFound
+from fabguard.domain.errors import ConfigurationError, Conflict, InvalidRequest, NotFound
+from fabguard.domain.filenames import path_inside, safe_file_name
 from fabguard.ledger import merkle
 from fabguard.ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
 from fabguard.ledger.cosignature import append_cosignatures
 from fabguard.service.authorities import device_issuers
+from fabguard.ledger.export_files import CERTS, EXPORT_FORMAT, IssuedCertificates, IssuedUnit, file_map
 from fabguard.service.instance import Instance
 from fabguard.store.db import event_count
 from fabguard.store.models import CheckpointRow, Event, LedgerNode, Unit
 from fabguard.store.witness_models import CosignatureRow
+
+_RETRIES = 3  # a unit re-enrolled between the checkpoint and the read of its certificate: export at a newer one
 
 
 @dataclass(frozen=True)
@@ -177,23 +181,35 @@ def consistency(inst: Instance, first: int, second: int | None = None) -> dict[s
         }
 
 
-def export(inst: Instance, out: Path, *, batch: int = 10_000) -> dict[str, int]:
-    """Write what an auditor needs to verify offline: entries, checkpoints, the verifier key, CA and unit certs."""
+def export(inst: Instance, out: Path, *, batch: int = 10_000) -> dict[str, object]:
+    """Write what an auditor needs to verify offline into ``out`` (new or empty): entries, checkpoints, the
+    verifier key, the CA certificates and each unit's current certificate (named as ``ledger.export_files``
+    says: a serial never steers where a file is written)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise Conflict(f"{out} exists and is not an empty directory", code="export_target_exists")
+    for _ in range(_RETRIES):
+        manifest = _export_at_a_checkpoint(inst, out, batch)
+        if manifest is not None:
+            return manifest
+    raise Conflict("units kept being re-enrolled while the export was made: try again", code="conflict")
+
+
+def _export_at_a_checkpoint(inst: Instance, out: Path, batch: int) -> dict[str, object] | None:
+    """One attempt: None if a unit's certificate changed after the checkpoint (its entry's is gone)."""
     final = make_checkpoint(inst)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "checkpoints").mkdir(exist_ok=True)
-    (out / "certs").mkdir(exist_ok=True)
-    (out / "ca").mkdir(exist_ok=True)
-    shutil.copyfile(inst.cas.cert_path("root"), out / "ca" / "root.pem")
+    for folder in ("checkpoints", CERTS, "ca"):
+        path_inside(out, folder).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(inst.cas.cert_path("root"), path_inside(out, "ca/root.pem"))
     with inst.db.read() as s:
         # Every CA that may have issued a genuine unit (a site agent's too), under the name the offline
         # verifiers read (ca/issuing-*.pem): an agent's synced units chain through its CA to the root.
         issuing = [(row.name, row.certificate_pem) for row in device_issuers(s)]
     for name, pem in issuing:
-        (out / "ca" / f"issuing-{name}.pem").write_text(pem or "")
-    (out / "ledger.pub").write_text(public_verifier_key(inst) + "\n")
+        path_inside(out, f"ca/issuing-{safe_file_name(name)}.pem").write_text(pem or "")
+    path_inside(out, "ledger.pub").write_text(public_verifier_key(inst) + "\n")
+    issued = IssuedCertificates()
     written = 0
-    with inst.db.read() as s, (out / "entries.jsonl").open("wb") as fh:
+    with inst.db.read() as s, path_inside(out, "entries.jsonl").open("wb") as fh:
         last = 0
         while last < final.size:
             rows = s.execute(
@@ -204,23 +220,51 @@ def export(inst: Instance, out: Path, *, batch: int = 10_000) -> dict[str, int]:
             ).all()
             for seq, entry in rows:
                 fh.write(bytes(entry) + b"\n")
+                issued.see(seq - 1, bytes(entry))
                 last = seq
                 written += 1
         notes = s.execute(select(CheckpointRow.size, CheckpointRow.note).where(CheckpointRow.size <= final.size)).all()
         cosigned = cosignature_lines(s, final.size)
-        for size, note in notes:
-            (out / "checkpoints" / f"{size:012d}.txt").write_text(append_cosignatures(note, cosigned.get(size, [])))
-        certs = 0
-        for serial, pem in s.execute(select(Unit.serial, Unit.certificate_pem)).all():
-            (out / "certs" / f"{serial}.pem").write_text(pem)
-            certs += 1
-    (out / "README.txt").write_text(
+    for size, note in notes:
+        path_inside(out, f"checkpoints/{size:012d}.txt").write_text(append_cosignatures(note, cosigned.get(size, [])))
+    files = issued.files()
+    if not _write_certificates(inst, out, files):
+        return None
+    path_inside(out, "README.txt").write_text(
         "FabGuard ledger export. Verify offline with: fabguard audit verify THIS_DIR --key YOUR_COPY_OF_ledger.pub\n"
         "entries.jsonl: one canonical entry per line (leaf i = SHA-256(0x00 || line i without its newline))\n"
+        "certs/: each unit's current certificate, named after its serial (percent-encoded where it holds\n"
+        "anything but letters, digits, '.', '_' and '-'); manifest.json maps each file to its unit\n"
     )
-    manifest = {"entries": written, "checkpoints": len(notes), "certificates": certs, "tree_size": final.size}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest: dict[str, object] = {
+        "format": EXPORT_FORMAT,
+        "entries": written,
+        "checkpoints": len(notes),
+        "certificates": len(files),
+        "tree_size": final.size,
+        "certificate_files": file_map(files),
+    }
+    path_inside(out, "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _write_certificates(inst: Instance, out: Path, files: dict[str, IssuedUnit], chunk: int = 500) -> bool:
+    """Write each unit's certificate the entries name; False (and none written) if one is no longer stored."""
+    names = list(files)
+    for start in range(0, len(names), chunk):
+        wanted = {files[name].cert_sha256: name for name in names[start : start + chunk]}
+        with inst.db.read() as s:
+            rows = s.execute(
+                select(Unit.cert_sha256, Unit.certificate_pem).where(Unit.cert_sha256.in_(list(wanted)))
+            ).all()
+        if len(rows) < len(wanted):  # re-enrolled since the checkpoint: another attempt, at a newer one
+            for name in names[:start]:
+                path_inside(out, name).unlink()
+            return False
+        for sha, pem in rows:
+            with path_inside(out, wanted[sha]).open("x") as fh:  # "x": a name is never written twice
+                fh.write(pem)
+    return True
 
 
 def cosignature_lines(s: Session, max_size: int | None = None) -> dict[int, list[str]]:
