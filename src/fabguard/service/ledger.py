@@ -19,8 +19,8 @@ from fabguard.domain.filenames import path_inside, safe_file_name
 from fabguard.ledger import merkle
 from fabguard.ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
 from fabguard.ledger.cosignature import append_cosignatures
-from fabguard.service.authorities import device_issuers
 from fabguard.ledger.export_files import CERTS, EXPORT_FORMAT, IssuedCertificates, IssuedUnit, file_map
+from fabguard.service.authorities import device_issuers
 from fabguard.service.instance import Instance
 from fabguard.store.db import event_count
 from fabguard.store.models import CheckpointRow, Event, LedgerNode, Unit
