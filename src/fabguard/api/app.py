@@ -26,6 +26,7 @@ from fabguard.api.routes import (
     licences,
     meta,
     orders,
+    people,
     reports,
     revocation,
     royalties,
@@ -90,6 +91,7 @@ def create_app(inst: Instance) -> Any:
         witness,
         field,
         leases,
+        people,
     ):
         app.include_router(routes.router)
     app.include_router(est.router)
