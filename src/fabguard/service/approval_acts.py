@@ -82,7 +82,7 @@ def _token_holder(s: Session, p: Mapping[str, Any]) -> Person:
 
 def _token_is_possible(inst: Instance, s: Session, target: str, p: Mapping[str, Any]) -> None:
     del inst, target
-    tokens.check_holder(s, _token_holder(s, p), _token_spec(p))
+    tokens.check_holder(_token_holder(s, p), _token_spec(p))
 
 
 def _issue_token(inst: Instance, s: Session, a: Approved) -> dict[str, object]:

@@ -34,6 +34,7 @@ SUSPENDED = "suspended"
 APPROVING = frozenset({Role.ADMIN, Role.APPROVER})
 # An actor string a token acts under: ``name (token id)`` (tokens.Principal.actor).
 _TOKEN_ACTOR = re.compile(r" \(([0-9a-f]{16})\)\Z")
+_ID = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ def person_spec(
     site exactly when they hold the operator role."""
     if not name or len(name) > 128 or not name.isprintable() or name != name.strip():
         raise InvalidRequest("a person's name must be 1-128 printable characters", code="person_invalid")
+    if _ID.fullmatch(name):  # people are found by id or name: a name must not read as an id
+        raise InvalidRequest(f"{name!r} reads as a person's id; choose another name", code="person_invalid")
     if len(contact) > 200 or not contact.isprintable():
         raise InvalidRequest("a contact must be at most 200 printable characters", code="person_invalid")
     held = parse_roles(roles)

@@ -92,7 +92,7 @@ def issue_token(
     now = inst.clock()
     with inst.db.transaction() as s:
         holder = people.find(s, person, lock=True)
-        tokens.check_holder(s, holder, spec)
+        tokens.check_holder(holder, spec)
         for_other = spec.role in people.APPROVING and holder.id != by.person_id
         if spec.role is Role.ADMIN or (for_other and _alone(s, frozenset({spec.role}), by) is None):
             kind = ADMIN_TOKEN if spec.role is Role.ADMIN else APPROVER_TOKEN

@@ -122,7 +122,7 @@ def new_secret() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def check_holder(s: Session, person: Person, spec: TokenSpec) -> None:
+def check_holder(person: Person, spec: TokenSpec) -> None:
     """Refuse a token ``person`` may not hold: suspended, or a role they do not hold (an operator
     token of an operator: at their site)."""
     if person.state != people.ACTIVE:
@@ -155,7 +155,7 @@ def insert_token(
     if spec.site_id is not None and s.get(Site, spec.site_id) is None:
         raise NotFound(f"no site {spec.site_id!r}", code="site_not_found")
     person = people.find(s, person_id, lock=True)
-    check_holder(s, person, spec)
+    check_holder(person, spec)
     if spec.role in people.APPROVING and person.approving_since is None:
         person.approving_since = now
     token_id = secrets.token_hex(8)
