@@ -24,7 +24,13 @@ def test_every_event_of_a_full_flow_names_the_token_or_fixture_that_acted(world:
     admin, ada = _bearer(world, "admin", "ada")
     with engineer, approver, admin:
         assert (
-            admin.post("/api/v1/tokens", json={"name": "line", "role": "operator", "site_id": "cm-a"}).status_code
+            admin.post("/api/v1/people", json={"name": "line", "roles": ["operator"], "site_id": "cm-a"}).status_code
+            == 201
+        )
+        assert (
+            admin.post(
+                "/api/v1/tokens", json={"person": "line", "name": "line", "role": "operator", "site_id": "cm-a"}
+            ).status_code
             == 201
         )
         order = engineer.post("/api/v1/orders", json={"product_id": "sensor", "site_id": "cm-a", "quota": 1}).json()[

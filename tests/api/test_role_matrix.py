@@ -53,6 +53,7 @@ PATH_VALUES = {
     "alert_id": "none.0000000000000000",
     "product_id": "sensor",
     "sha256": "none",
+    "person_id": "none",
 }
 
 

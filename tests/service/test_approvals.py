@@ -15,7 +15,7 @@ from sqlalchemy import select
 from fabguard.api.app import create_app
 from fabguard.domain.errors import Conflict, FabGuardError, Forbidden, Unauthorized
 from fabguard.domain.values import OrderId, OrderState, ProductId, Role, SiteId
-from fabguard.service import approvals, catalog, orders, tokens
+from fabguard.service import approvals, catalog, orders, person_acts, tokens
 from fabguard.service.instance import Instance
 from fabguard.store.models import ApiToken, Event
 
@@ -62,7 +62,12 @@ class _Http:
 
 
 def _ask_admin_token(inst: Instance, by: tokens.Principal) -> tuple[approvals.ApprovalView, str]:
-    return approvals.request_admin_token(inst, tokens.token_spec("new-admin", Role.ADMIN), by=approvals.Person.of(by))
+    """``by`` asks for an admin token for themself (named ``new-admin``)."""
+    assert by.person_id is not None
+    spec = tokens.token_spec("new-admin", Role.ADMIN)
+    pending, secret = person_acts.issue_token(inst, spec, by.person_id, by=approvals.Person.of(by))
+    assert isinstance(pending, approvals.ApprovalView)
+    return pending, secret
 
 
 def test_an_admin_token_works_only_once_a_second_person_approves_it(any_instance: Instance) -> None:
@@ -85,6 +90,7 @@ def test_an_admin_token_works_only_once_a_second_person_approves_it(any_instance
         and done.result
         == {
             "token_id": holder.id,
+            "person_id": ada.person_id,
             "expires_at": holder.expires_at.isoformat() if holder.expires_at else None,
         }
     )
@@ -107,13 +113,14 @@ def test_an_admin_token_works_only_once_a_second_person_approves_it(any_instance
         assert secret not in " ".join(e.detail for e in s.execute(select(Event)).scalars())
 
 
-def test_a_second_token_under_the_requesters_name_cannot_approve(any_instance: Instance) -> None:
+def test_a_second_token_of_the_requesters_person_cannot_approve(any_instance: Instance) -> None:
     ada, _ = _person(any_instance, "ada", "admin")
-    ada_too, _ = _person(any_instance, "ada", "approver")  # another token id, the same name
+    ada_too, _ = _person(any_instance, "ada", "approver")  # another token id, the same person
+    assert ada_too.person_id == ada.person_id
     pending, secret = _ask_admin_token(any_instance, ada)
     with pytest.raises(Forbidden) as refused:
         approvals.decide(any_instance, pending.id, approve=True, by=ada_too)
-    assert refused.value.code == "same_approver"
+    assert refused.value.code == "same_person"
     with pytest.raises(Unauthorized):
         tokens.authenticate_token(any_instance, secret)
 
@@ -205,14 +212,17 @@ def test_through_the_api_neither_act_is_one_persons(any_instance: Instance) -> N
     def as_(secret: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {secret}"}
 
-    asked = http.post("/api/v1/tokens", json={"name": "root-2", "role": "admin"}, headers=as_(ada))
+    asked = http.post("/api/v1/tokens", json={"person": "ada", "name": "root-2", "role": "admin"}, headers=as_(ada))
     assert asked.status_code == 202 and asked.json()["state"] == "pending"
     new_admin = asked.json()["token"]
     assert http.get("/api/v1/orders", headers=as_(new_admin)).status_code == 401
     assert http.post(f"/api/v1/approvals/{asked.json()['id']}/approve", headers=as_(ada)).json()["error"]["code"] == (
         "same_approver"
     )
-    assert http.post("/api/v1/tokens", json={"name": "op", "role": "auditor"}, headers=as_(ada)).status_code == 201
+    audrey = http.post("/api/v1/people", json={"name": "audrey", "roles": ["auditor"]}, headers=as_(ada))
+    assert audrey.status_code == 201, audrey.text
+    made = http.post("/api/v1/tokens", json={"person": "audrey", "role": "auditor"}, headers=as_(ada))
+    assert made.status_code == 201 and made.json()["name"] == "audrey"
 
     resumed = http.post(f"/api/v1/orders/{ORDER}/state", json={"state": "active"}, headers=as_(erin))
     assert resumed.status_code == 202 and resumed.json()["kind"] == "order.activate"

@@ -1,6 +1,6 @@
 """Quota raises and firmware approvals keep their own routes but follow the dual-control rules of
-service/approvals.py: a second token under the requester's name is the same person, a quota raise
-expires after ``approval_hours``, and each such refusal is an ``approval.refused`` event."""
+service/approvals.py: another token of the requester's person (whatever its name) is the same person,
+a quota raise expires after ``approval_hours``, and each such refusal is an ``approval.refused`` event."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from fabguard.domain.errors import Conflict, Forbidden
 from fabguard.domain.values import OrderId, ProductId, SiteId
-from fabguard.service import catalog, firmware, orders, tokens
+from fabguard.service import approvals, catalog, firmware, orders, people, person_acts, tokens
 from fabguard.service.instance import Instance
 from fabguard.store.models import Event
 
@@ -22,6 +22,15 @@ def _refusals(inst: Instance, key: str) -> list[tuple[str | None, str | None, ob
     with inst.db.read() as s:
         rows = s.execute(select(Event).where(Event.kind == "approval.refused").order_by(Event.seq)).scalars()
         return [(e.actor, e.code, json.loads(e.detail)[key]) for e in rows]
+
+
+def _erin(inst: Instance) -> tuple[tokens.Principal, tokens.Principal]:
+    """Erin, an engineer and approver, with a token of each role (the second under another name)."""
+    spec = people.person_spec("erin", roles=["engineer", "approver"])
+    person_acts.add_person(inst, spec, by=approvals.Person("test", "test", None))
+    erin, _ = tokens.create_token(inst, name="erin", role="engineer", actor="test", person="erin")
+    erin_too, _ = tokens.create_token(inst, name="erin's laptop", role="approver", actor="test", person="erin")
+    return erin, erin_too
 
 
 @pytest.fixture
@@ -39,14 +48,13 @@ def test_a_quota_raise_is_not_approved_by_the_requesters_other_token_nor_after_i
     any_instance: Instance, order: str
 ) -> None:
     inst = any_instance
-    erin, _ = tokens.create_token(inst, name="erin", role="engineer", actor="test")
-    erin_too, _ = tokens.create_token(inst, name="erin", role="approver", actor="test")
+    erin, erin_too = _erin(inst)
     alex, _ = tokens.create_token(inst, name="alex", role="approver", actor="test")
     raise_ = orders.request_quota_change(inst, order, 10, reason="PO amendment", actor=erin.actor)
 
     with pytest.raises(Forbidden) as own:
         orders.decide_quota_change(inst, int(str(raise_["id"])), approve=True, actor=erin_too.actor)
-    assert own.value.code == "same_approver"
+    assert own.value.code == "same_person"
     real = inst.clock
     inst.clock = lambda: real() + timedelta(hours=inst.limits.approval_hours, seconds=1)
     with pytest.raises(Conflict) as late:
@@ -55,7 +63,7 @@ def test_a_quota_raise_is_not_approved_by_the_requesters_other_token_nor_after_i
 
     assert orders.get_order(inst, order).quota == 3
     assert _refusals(inst, "quota_change_id") == [
-        (erin_too.actor, "same_approver", raise_["id"]),
+        (erin_too.actor, "same_person", raise_["id"]),
         (alex.actor, "approval_expired", raise_["id"]),
     ]
 
@@ -63,8 +71,7 @@ def test_a_quota_raise_is_not_approved_by_the_requesters_other_token_nor_after_i
 def test_a_dual_control_release_is_not_approved_by_its_uploaders_other_token(any_instance: Instance) -> None:
     inst = any_instance
     catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="test")
-    erin, _ = tokens.create_token(inst, name="erin", role="engineer", actor="test")
-    erin_too, _ = tokens.create_token(inst, name="erin", role="approver", actor="test")
+    erin, erin_too = _erin(inst)
     alex, _ = tokens.create_token(inst, name="alex", role="approver", actor="test")
     release = firmware.upload_release(
         inst, product_id="sensor", version="1.0.0", image=b"\x00" * 64, dual_control=True, actor=erin.actor
@@ -73,7 +80,7 @@ def test_a_dual_control_release_is_not_approved_by_its_uploaders_other_token(any
     with pytest.raises(Forbidden) as own:
         firmware.approve_release(inst, release.id, actor=erin_too.actor)
 
-    assert own.value.code == "same_approver"
+    assert own.value.code == "same_person"
     assert firmware.get_release(inst, release.id).state == "uploaded"
-    assert _refusals(inst, "release_id") == [(erin_too.actor, "same_approver", release.id)]
+    assert _refusals(inst, "release_id") == [(erin_too.actor, "same_person", release.id)]
     assert firmware.approve_release(inst, release.id, actor=alex.actor).state == "approved"

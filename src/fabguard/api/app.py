@@ -26,6 +26,7 @@ from fabguard.api.routes import (
     licences,
     meta,
     orders,
+    people,
     publication,
     reports,
     revocation,
@@ -92,6 +93,7 @@ def create_app(inst: Instance) -> Any:
         witness,
         field,
         leases,
+        people,
     ):
         app.include_router(routes.router)
     app.include_router(est.router)

@@ -100,7 +100,12 @@ class RotateIn(_Strict):
 
 
 class TokenIn(_Strict):
-    name: str = Field(max_length=128, description="Who holds it (a person or a script)")
+    person: str = Field(
+        max_length=128, description="The person it belongs to (their id or name); it carries one of their roles"
+    )
+    name: str | None = Field(
+        default=None, max_length=128, description="A label for it (a laptop, a script); the person's name by default"
+    )
     role: Role = Field(description="admin, engineer, approver, auditor, operator or field (docs/roles.md)")
     site_id: str | None = Field(
         default=None,
@@ -169,3 +174,19 @@ class LeaseIn(_Strict):
 
 class ResolveIn(_Strict):
     note: str = Field(max_length=500, description="What was found and done about the discrepancy")
+
+
+class PersonIn(_Strict):
+    name: str = Field(max_length=128, description="Their name, unique among people")
+    contact: str = Field(default="", max_length=200, description="How to reach them (mail, phone)")
+    roles: list[str] = Field(default_factory=list, max_length=6, description="Roles they hold (docs/roles.md)")
+    site_id: str | None = Field(default=None, max_length=63, description="An operator's site (operators only)")
+
+
+class RoleGrantIn(_Strict):
+    role: str = Field(max_length=16, description="The role to grant or revoke")
+    site_id: str | None = Field(default=None, max_length=63, description="The site, when granting operator")
+
+
+class SuspendIn(_Strict):
+    reason: str = Field(max_length=500, description="Why (kept in the ledger)")

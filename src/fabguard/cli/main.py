@@ -27,6 +27,7 @@ from fabguard.cli import (
     ledger,
     licence,
     orders,
+    people,
     royalty,
     stats,
     tokens,
@@ -55,6 +56,7 @@ command(app, "demo")(demo.demo)
 command(app, "backup")(backup.backup)
 command(app, "restore")(backup.restore)
 app.add_typer(tokens.token_app, name="token")
+app.add_typer(people.person_app, name="person")
 app.add_typer(catalog.product_app, name="product")
 app.add_typer(catalog.site_app, name="site")
 app.add_typer(orders.order_app, name="order")

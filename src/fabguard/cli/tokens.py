@@ -12,7 +12,7 @@ from rich.table import Table
 from fabguard.cli.common import actor, command, console, opened
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role, SiteId
-from fabguard.service import tokens
+from fabguard.service import people, tokens
 
 token_app = typer.Typer(
     help="API tokens (admin, engineer, approver, auditor, operator): named, scoped, expiring, revocable.",
@@ -36,8 +36,17 @@ def parse_lifetime(value: str | None) -> timedelta | None:
 
 @command(token_app, "create")
 def token_create(
-    name: Annotated[str, typer.Option(help="Who holds it (a person or a script)")],
-    role: Annotated[Role, typer.Option(help="What it may do (docs/roles.md)")],
+    role: Annotated[Role, typer.Option(help="What it may do (docs/roles.md): a role its person holds")],
+    person: Annotated[
+        str | None,
+        typer.Option(
+            help="The person it belongs to (id or name, see 'fabguard person list'); default: the one named --name"
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="A label for it (a laptop, a script); without --person, the person's name (made if new)"),
+    ] = None,
     site: Annotated[
         str | None, typer.Option(help="The one site an operator token sees: required for operator, refused otherwise")
     ] = None,
@@ -49,9 +58,13 @@ def token_create(
         ),
     ] = None,
 ) -> None:
-    """Make an API token; it is printed once, and only its hash is kept."""
+    """Make a person's API token; it is printed once, and only its hash is kept."""
     lifetime = parse_lifetime(expires_in)
     with opened() as inst:
+        if name is None:
+            if person is None:
+                raise InvalidRequest("name the token's --person (or a --name for a new person)", code="person_invalid")
+            name = people.get_person(inst, person).name
         made, secret = tokens.create_token(
             inst,
             name=name,
@@ -59,10 +72,13 @@ def token_create(
             actor=actor(inst),
             site_id=SiteId.named(site) if site is not None else None,
             expires_in=lifetime,
+            person=person,
         )
     scope = f" at site {made.site_id}" if made.site_id else ""
     until = made.expires_at.isoformat(timespec="seconds") if made.expires_at else "never"
-    console.print(f"Token {made.id} for {made.name} ({made.role.value}{scope}), expires {until}:\n[bold]{secret}[/]")
+    console.print(
+        f"Token {made.id} ({made.name}) of {made.person_name} ({made.role.value}{scope}), expires {until}:\n[bold]{secret}[/]"
+    )
 
 
 @command(token_app, "list")
@@ -70,11 +86,12 @@ def token_list() -> None:
     """The tokens made so far, revoked ones included (only their hashes are kept, never the secrets)."""
     with opened() as inst:
         rows = tokens.list_tokens(inst)
-    table = Table("id", "name", "role", "site", "created", "expires", "revoked")
+    table = Table("id", "name", "person", "role", "site", "created", "expires", "revoked")
     for t in rows:
         table.add_row(
             t.id,
             t.name,
+            t.person_id,
             t.role,
             t.site_id or "",
             t.created_at.isoformat(timespec="seconds"),

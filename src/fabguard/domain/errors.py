@@ -126,6 +126,14 @@ ERROR_STATUS: dict[str, int] = {
     "enrollment_token_invalid": 401,
     "unknown_device": 401,
     "same_approver": 403,
+    # People (docs/roles.md): dual control compares the people behind tokens.
+    "same_person": 403,  # another token of the requester's person, or of the person who made the requester's token
+    "person_not_found": 404,
+    "person_exists": 409,
+    "person_invalid": 422,
+    "person_lacks_role": 409,  # a token may carry only a role its person holds
+    "person_has_role": 409,
+    "person_suspended": 409,
     # Something named that does not exist.
     "alert_not_found": 404,
     "approval_not_found": 404,

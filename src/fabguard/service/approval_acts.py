@@ -1,8 +1,9 @@
 """What each kind of dual-control request does: checked when asked for, applied when a second person
 approves it, in the approval's own transaction (so an act runs exactly once, or not at all).
 
-The acts: issuing an admin token, resuming a suspended order, and creating (an issuing CA, a Matter
-PAI), importing (an offline root's certificate), rotating and revoking a CA. A new CA's key is made
+The acts: issuing an admin token (or an approver token for someone else), granting a person approver
+or admin, resuming a suspended order, and creating (an issuing CA, a Matter PAI), importing (an
+offline root's certificate), rotating and revoking a CA. A new CA's key is made
 when the request is approved, never before. The mechanism (who may approve, expiry, the ledger) is
 ``service/approvals.py``; quota raises (``service/orders.py``) and firmware releases
 (``service/firmware.py``) keep their own (docs/roles.md says why).
@@ -15,13 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, NotFound
 from fabguard.domain.values import OrderId, OrderState, Role
-from fabguard.service import authorities, leases, matter_authorities, orders, revocation, tokens
+from fabguard.service import authorities, leases, matter_authorities, orders, people, revocation, tokens
 from fabguard.service.instance import Instance
 from fabguard.store.models import Order
+from fabguard.store.people_models import Person
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,7 @@ class Approved:
     now: datetime
     actor: str  # the approver
     requested_by: str
+    requester_person: str | None = None
 
     @property
     def detail(self) -> dict[str, object]:
@@ -55,22 +59,69 @@ class Act:
     after: Callable[[Instance], None] | None = None
 
 
-def _no_check(inst: Instance, s: Session, target: str, parameters: Mapping[str, Any]) -> None:
-    del inst, s, target, parameters
+def _token_spec(p: Mapping[str, Any]) -> tokens.TokenSpec:
+    return tokens.TokenSpec(
+        name=str(p["name"]),
+        role=Role(p["role"]),
+        site_id=None,
+        lifetime=timedelta(seconds=int(p["lifetime_seconds"])),
+    )
 
 
-def _issue_admin_token(inst: Instance, s: Session, a: Approved) -> dict[str, object]:
+def _token_holder(s: Session, p: Mapping[str, Any]) -> Person:
+    """The person the token is for. A request made before people existed (migration 0017) names none:
+    its token is the person's named as the token, as the migration maps every earlier token."""
+    if "person_id" in p:
+        return people.find(s, str(p["person_id"]))
+    named = s.execute(select(Person).where(Person.name == str(p["name"]))).scalar_one_or_none()
+    if named is not None:
+        return named
+    spec = people.person_spec(str(p["name"]), roles={Role(p["role"])})
+    return Person(id="", name=spec.name, contact="", roles=people.roles_text(spec.roles), state=people.ACTIVE)
+
+
+def _token_is_possible(inst: Instance, s: Session, target: str, p: Mapping[str, Any]) -> None:
+    del inst, target
+    tokens.check_holder(_token_holder(s, p), _token_spec(p))
+
+
+def _issue_token(inst: Instance, s: Session, a: Approved) -> dict[str, object]:
     del inst
     if a.secret_sha256 is None:
         raise ValueError(f"approval {a.id} carries no token hash")
-    spec = tokens.TokenSpec(
-        name=str(a.parameters["name"]),
-        role=Role(a.parameters["role"]),
-        site_id=None,
-        lifetime=timedelta(seconds=int(a.parameters["lifetime_seconds"])),
+    holder = _token_holder(s, a.parameters)
+    if not holder.id:  # an admin token asked for before migration 0017, for a name no person has
+        spec = people.person_spec(holder.name, roles=people.roles_of(holder))
+        holder = people.insert_person(s, spec, now=a.now, actor=a.actor, detail=a.detail)
+    # The requester got the secret when asking: they made the token.
+    made = tokens.insert_token(
+        s,
+        _token_spec(a.parameters),
+        a.secret_sha256,
+        person_id=holder.id,
+        made_by=a.requester_person,
+        now=a.now,
+        actor=a.actor,
+        detail=a.detail,
     )
-    made = tokens.insert_token(s, spec, a.secret_sha256, now=a.now, actor=a.actor, detail=a.detail)
-    return {"token_id": made.id, "expires_at": made.expires_at.isoformat() if made.expires_at else None}
+    return {
+        "token_id": made.id,
+        "person_id": holder.id,
+        "expires_at": made.expires_at.isoformat() if made.expires_at else None,
+    }
+
+
+def _grant_is_possible(inst: Instance, s: Session, target: str, p: Mapping[str, Any]) -> None:
+    del inst
+    people.check_grant(s, people.find(s, target), people.parse_roles(p["roles"]), p.get("site_id"))
+
+
+def _grant_roles(inst: Instance, s: Session, a: Approved) -> dict[str, object]:
+    del inst
+    row = people.find(s, a.target, lock=True)
+    roles = people.parse_roles(a.parameters["roles"])
+    people.add_roles(s, row, roles, site_id=a.parameters.get("site_id"), now=a.now, actor=a.actor, detail=a.detail)
+    return {"person_id": row.id, "roles": [r.value for r in people.view(row).roles]}
 
 
 def _order_is_suspended(inst: Instance, s: Session, target: str, parameters: Mapping[str, Any]) -> None:
@@ -179,6 +230,8 @@ def _resign_root_crl(inst: Instance) -> None:
 
 
 ADMIN_TOKEN = "token.admin"
+APPROVER_TOKEN = "token.approver"
+PERSON_GRANT = "person.grant"
 ORDER_ACTIVATION = "order.activate"
 CA_CREATION = "ca.create"
 MATTER_PAI_CREATION = "ca.create_matter_pai"
@@ -188,7 +241,9 @@ CA_REVOCATION = "ca.revoke"
 LEASE_ISSUE = "lease.issue"
 
 ACTS: Mapping[str, Act] = {
-    ADMIN_TOKEN: Act("issue an admin token", _no_check, _issue_admin_token),
+    ADMIN_TOKEN: Act("issue an admin token", _token_is_possible, _issue_token),
+    APPROVER_TOKEN: Act("issue an approver token for someone else", _token_is_possible, _issue_token),
+    PERSON_GRANT: Act("grant a person approver or admin", _grant_is_possible, _grant_roles),
     ORDER_ACTIVATION: Act("resume a suspended order", _order_is_suspended, _activate_order),
     CA_CREATION: Act("create an issuing CA", _new_ca_is_possible, _create_issuing_ca),
     MATTER_PAI_CREATION: Act("create a Matter PAI", _new_pai_is_possible, _create_matter_pai),
@@ -201,6 +256,7 @@ ACTS: Mapping[str, Act] = {
 __all__ = [
     "ACTS",
     "ADMIN_TOKEN",
+    "APPROVER_TOKEN",
     "CA_CREATION",
     "CA_IMPORT",
     "CA_REVOCATION",
@@ -208,6 +264,7 @@ __all__ = [
     "LEASE_ISSUE",
     "MATTER_PAI_CREATION",
     "ORDER_ACTIVATION",
+    "PERSON_GRANT",
     "Act",
     "Approved",
 ]

@@ -3,8 +3,10 @@
 ``Limits.approval_hours``. Requester and approver are both in the ledger (``approval.requested``,
 ``approval.approved`` / ``approval.rejected``, and the act's own event names both).
 
-"Different" means a different token id *and* a different token name: one person with two tokens
-made under one name cannot approve their own request. What each kind does is ``approval_acts``.
+"Different" means a different person (``service/people.py``): not the requester's token
+(``same_approver``), not another token of the requester's person, nor of the person who made the
+requester's token (``same_person``), whatever the tokens are named. What each kind does is
+``approval_acts``.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, FabGuardError, Forbidden, InvalidRequest, NotFound
 from fabguard.domain.values import CaName, OrderId, OrderState, Role
-from fabguard.service import leases, tokens
+from fabguard.service import leases, people, tokens
 from fabguard.service.approval_acts import (
     ACTS,
-    ADMIN_TOKEN,
     CA_CREATION,
     CA_IMPORT,
     CA_REVOCATION,
@@ -43,16 +45,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Person:
-    """Who asks or decides: the actor string the ledger shows, the token's name and its id (None for
-    the local CLI, which acts without a token)."""
+    """Who asks or decides: the actor string the ledger shows, the token's name, its id and its person
+    (None for the local CLI, which acts without a token)."""
 
     actor: str
     name: str
     token_id: str | None
+    person_id: str | None = None
 
     @classmethod
     def of(cls, p: tokens.Principal) -> Person:
-        return cls(p.actor, p.name, p.id)
+        return cls(p.actor, p.name, p.id, p.person_id)
 
 
 @dataclass(frozen=True)
@@ -118,48 +121,54 @@ def request(
     secret_sha256: str | None = None,
 ) -> ApprovalView:
     """Record a pending request for an act of ``kind`` (checked now, carried out when approved)."""
+    with inst.db.transaction() as s:
+        return request_in(inst, s, kind, target, parameters, by=by, secret_sha256=secret_sha256)
+
+
+def request_in(
+    inst: Instance,
+    s: Session,
+    kind: str,
+    target: str,
+    parameters: dict[str, Any],
+    *,
+    by: Person,
+    secret_sha256: str | None = None,
+) -> ApprovalView:
+    """:func:`request`, in the caller's transaction."""
     act = ACTS[kind]
     now = inst.clock()
-    with inst.db.transaction() as s:
-        act.check(inst, s, target, parameters)
-        row = ApprovalRequest(
-            kind=kind,
-            target=target,
-            parameters=json.dumps(parameters, sort_keys=True),
-            secret_sha256=secret_sha256,
-            requested_by=by.actor,
-            requester_name=by.name,
-            requester_token=by.token_id,
-            requested_at=now,
-            expires_at=now + timedelta(hours=inst.limits.approval_hours),
-            state="pending",
-        )
-        s.add(row)
-        s.flush()
-        append_event(
-            s,
-            "approval.requested",
-            at=now,
-            actor=by.actor,
-            detail={
-                "approval_id": row.id,
-                "kind": kind,
-                "target": target,
-                "parameters": parameters,
-                "expires_at": row.expires_at.isoformat(),
-            },
-        )
-        return _view(row, now)
-
-
-def request_admin_token(inst: Instance, spec: tokens.TokenSpec, *, by: Person) -> tuple[ApprovalView, str]:
-    """Ask for an admin token. The secret is handed to the requester now and stored nowhere (only its
-    hash, on the request); it starts to work when a second person approves."""
-    if spec.role is not Role.ADMIN:
-        raise ValueError("only admin tokens need a second person")
-    secret = tokens.new_secret()
-    view = request(inst, ADMIN_TOKEN, spec.name, spec.to_dict(), by=by, secret_sha256=tokens.hash_token(secret))
-    return view, secret
+    act.check(inst, s, target, parameters)
+    row = ApprovalRequest(
+        kind=kind,
+        target=target,
+        parameters=json.dumps(parameters, sort_keys=True),
+        secret_sha256=secret_sha256,
+        requested_by=by.actor,
+        requester_name=by.name,
+        requester_token=by.token_id,
+        requester_person=by.person_id,
+        requested_at=now,
+        expires_at=now + timedelta(hours=inst.limits.approval_hours),
+        state="pending",
+    )
+    s.add(row)
+    s.flush()
+    append_event(
+        s,
+        "approval.requested",
+        at=now,
+        actor=by.actor,
+        detail={
+            "approval_id": row.id,
+            "kind": kind,
+            "target": target,
+            "parameters": parameters,
+            "expires_at": row.expires_at.isoformat(),
+            "person_id": by.person_id,
+        },
+    )
+    return _view(row, now)
 
 
 def request_order_activation(inst: Instance, order_id: OrderId, *, by: Person) -> ApprovalView:
@@ -240,10 +249,12 @@ def decide(inst: Instance, approval_id: int, *, approve: bool, by: tokens.Princi
                 raise NotFound(f"no approval request {approval_id}", code="approval_not_found")
             if row.state != "pending":
                 raise Conflict(f"approval request {approval_id} is already {row.state}", code="approval_decided")
-            if person.token_id == row.requester_token or person.name == row.requester_name:
+            refused = people.second_person_refusal(_requester(s, row), people.acting(s, person.actor, person.token_id))
+            if refused is not None:
                 raise Forbidden(
-                    f"approval request {approval_id} needs a second person: its requester cannot decide it",
-                    code="same_approver",
+                    f"approval request {approval_id} needs a second person: "
+                    + ("its requester cannot decide it" if refused == "same_approver" else _SAME_PERSON),
+                    code=refused,
                 )
             if row.expires_at <= now:
                 raise Conflict(
@@ -263,6 +274,8 @@ def decide(inst: Instance, approval_id: int, *, approve: bool, by: tokens.Princi
                     "kind": row.kind,
                     "target": row.target,
                     "requested_by": row.requested_by,
+                    "person_id": person.person_id,
+                    "requester_person": row.requester_person,
                 },
             )
             if approve:
@@ -277,6 +290,7 @@ def decide(inst: Instance, approval_id: int, *, approve: bool, by: tokens.Princi
                         now=now,
                         actor=person.actor,
                         requested_by=row.requested_by,
+                        requester_person=row.requester_person,
                     ),
                 )
                 row.result = json.dumps(done, sort_keys=True)
@@ -291,6 +305,18 @@ def decide(inst: Instance, approval_id: int, *, approve: bool, by: tokens.Princi
     if approve and after is not None:
         after(inst)
     return view
+
+
+_SAME_PERSON = "the token deciding it is the requester's person's, or its person made the requester's token"
+
+
+def _requester(s: Session, row: ApprovalRequest) -> people.Acting:
+    """The requester as dual control compares them: their token's person and maker (for a request
+    made before migration 0017, its requester's person is filled from the token)."""
+    found = people.acting(s, row.requested_by, row.requester_token)
+    if found.token_id is None:  # the local operator: judged by name, as before people existed
+        return people.Acting(row.requester_name)
+    return found
 
 
 def get_approval(inst: Instance, approval_id: int) -> ApprovalView:

@@ -24,10 +24,9 @@ from fabguard.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from fabguard.firmware import envelope
 from fabguard.firmware.policy import ReleaseState
 from fabguard.firmware.sbom import accept_uploaded_sbom, firmware_sbom, validate_sbom
-from fabguard.service import firmware_keys
+from fabguard.service import firmware_keys, people
 from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
-from fabguard.service.tokens import same_person
 from fabguard.store.db import append_event
 from fabguard.store.firmware_models import FirmwareAttachment, FirmwareRelease
 from fabguard.store.models import Order, Product
@@ -231,6 +230,7 @@ def _store_release(inst: Instance, row: FirmwareRelease, actor: str) -> None:
             same = (FirmwareRelease.product_id == row.product_id, FirmwareRelease.version == row.version)
             if s.execute(select(FirmwareRelease.id).where(*same)).first() is not None:
                 raise exists
+            row.uploader_person = people.acting(s, actor).person_id
             s.add(row)
             s.flush()
             append_event(
@@ -286,12 +286,11 @@ def release_sbom(inst: Instance, release_id: str) -> dict[str, object]:
 
 
 def approve_release(inst: Instance, release_id: str, *, actor: str) -> ReleaseView:
-    """Approve a release; under dual control the approver must not be the uploader (the same token or the
-    same name, as in ``service/approvals.py``), and that refusal is recorded."""
+    """Approve a release; under dual control not by its uploader's person (any token), refusal recorded."""
     try:
         return _approve_release(inst, release_id, actor=actor)
     except Forbidden as exc:
-        if exc.code == "same_approver":
+        if exc.code in ("same_approver", "same_person"):
             record_refusal(inst, "approval.refused", exc, actor=actor, detail={"release_id": release_id})
         raise
 
@@ -304,10 +303,12 @@ def _approve_release(inst: Instance, release_id: str, *, actor: str) -> ReleaseV
             raise Conflict(f"release {row.id} was withdrawn", code="release_withdrawn")
         if row.state == ReleaseState.APPROVED:
             raise Conflict(f"release {row.id} is already approved", code="release_already_approved")
-        if row.dual_control and same_person(row.uploaded_by, actor):
+        decider = people.acting(s, actor)
+        refused = people.second_person_refusal(people.acting(s, row.uploaded_by), decider)
+        if row.dual_control and refused is not None:
             raise Forbidden(
                 "this release is under dual control: a second person must approve it, not its uploader",
-                code="same_approver",
+                code=refused,
             )
         row.state, row.approved_by, row.approved_at = ReleaseState.APPROVED.value, actor, now
         append_event(
@@ -321,6 +322,8 @@ def _approve_release(inst: Instance, release_id: str, *, actor: str) -> ReleaseV
                 "version": row.version,
                 "uploaded_by": row.uploaded_by,
                 "dual_control": row.dual_control,
+                "uploader_person": row.uploader_person,
+                "person_id": decider.person_id,
             },
         )
         return _view(row, _attached(s, row.id))

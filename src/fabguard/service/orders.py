@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, FabGuardError, Forbidden, InvalidRequest, NotFound
 from fabguard.domain.values import OrderId, OrderState, ProductId, SiteId
+from fabguard.service import people
 from fabguard.service.authorities import choose_issuing_ca
 from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
-from fabguard.service.tokens import same_person
 from fabguard.store.db import append_event
 from fabguard.store.models import Event, Order, Product, QuotaChange, Site, Unit
 
@@ -268,6 +268,7 @@ def request_quota_change(
             requested_by=actor,
             requested_at=now,
             state="pending",
+            requester_person=people.acting(s, actor).person_id,
         )
         s.add(change)
         s.flush()
@@ -309,11 +310,12 @@ def _change_dict(c: QuotaChange) -> dict[str, object]:
 
 def decide_quota_change(inst: Instance, change_id: int, *, approve: bool, actor: str) -> dict[str, object]:
     """Approve or reject a pending raise, under the rules of ``service/approvals.py``: not by the person
-    who asked (the same token or the same name), not after ``approval_hours``; a refusal is recorded."""
+    who asked (whichever token; ``people.second_person_refusal``), not after ``approval_hours``; a
+    refusal is recorded."""
     try:
         return _decide_quota_change(inst, change_id, approve=approve, actor=actor)
     except (Forbidden, Conflict) as exc:
-        if exc.code in ("same_approver", "approval_expired"):
+        if exc.code in ("same_approver", "same_person", "approval_expired"):
             raise _refused(inst, exc, actor, change_id) from None
         raise
 
@@ -331,10 +333,12 @@ def _decide_quota_change(inst: Instance, change_id: int, *, approve: bool, actor
             raise NotFound(f"no quota change {change_id}", code="quota_change_not_found")
         if change.state != "pending":
             raise Conflict(f"quota change {change_id} is already {change.state}", code="quota_change_decided")
-        if same_person(change.requested_by, actor):
+        decider = people.acting(s, actor)
+        refused = people.second_person_refusal(people.acting(s, change.requested_by), decider)
+        if refused is not None:
             raise Forbidden(
-                "a quota raise needs a second person: the requester cannot approve or reject it",
-                code="same_approver",
+                "a quota raise needs a second person: the requester cannot approve or reject it, with any token",
+                code=refused,
             )
         if change.requested_at + timedelta(hours=inst.limits.approval_hours) <= now:
             raise Conflict(
@@ -358,6 +362,8 @@ def _decide_quota_change(inst: Instance, change_id: int, *, approve: bool, actor
                     "from": old,
                     "to": order.quota,
                     "requested_by": change.requested_by,
+                    "requester_person": change.requester_person,
+                    "person_id": decider.person_id,
                 },
             )
         else:

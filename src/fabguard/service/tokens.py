@@ -1,5 +1,8 @@
 """API tokens: named, scoped to a role (and a site for operators), expiring, revocable; shown once and
-stored as SHA-256 hashes (they carry 256 bits of entropy, so no slow hash is needed)."""
+stored as SHA-256 hashes (they carry 256 bits of entropy, so no slow hash is needed).
+
+Every token belongs to a person (``service/people.py``) and carries only a role that person holds; a
+suspended person's tokens, and a token whose role its person no longer holds, are refused."""
 
 from __future__ import annotations
 
@@ -14,13 +17,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fabguard.domain.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from fabguard.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 from fabguard.domain.ratelimit import EventAllowance
 from fabguard.domain.values import Role, SiteId
+from fabguard.service import people
 from fabguard.service.events import record_refusal
 from fabguard.service.instance import Instance
 from fabguard.store.db import append_event
 from fabguard.store.models import ApiToken, Site
+from fabguard.store.people_models import Person
 
 TOKEN_PREFIX = "fgt_"
 # The event kind of a refused bearer token (fixture certificates' refusals are ``request.refused``).
@@ -35,13 +40,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is acting: a token's id, name, role and (for an operator) its one site."""
+    """Who is acting: a token's id, name, role, (for an operator) its one site, and its person."""
 
     id: str
     name: str
     role: Role
     site_id: str | None = None
     expires_at: datetime | None = None
+    person_id: str | None = None
+    person_name: str | None = None
 
     @property
     def actor(self) -> str:
@@ -56,16 +63,6 @@ class Principal:
     def sees_site(self, site_id: str) -> bool:
         """Whether this principal may read a site's orders and figures (an operator: only its own)."""
         return self.role not in SITE_ROLES or self.site_id == site_id
-
-
-def same_person(actor: str, other: str) -> bool:
-    """Whether two actors (``name (token id)``, or ``local:user``) are one person for dual control: the
-    same token, or two tokens made under one name."""
-
-    def name(a: str) -> str:
-        return a.rsplit(" (", 1)[0] if a.endswith(")") else a
-
-    return actor == other or name(actor) == name(other)
 
 
 def hash_token(token: str) -> str:
@@ -125,18 +122,42 @@ def new_secret() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+def check_holder(person: Person, spec: TokenSpec) -> None:
+    """Refuse a token ``person`` may not hold: suspended, or a role they do not hold (an operator
+    token of an operator: at their site)."""
+    if person.state != people.ACTIVE:
+        raise Conflict(f"{person.name} is suspended: no token is made for them", code="person_suspended")
+    if not people.holds(person, spec.role):
+        raise Conflict(
+            f"{person.name} does not hold the role {spec.role.value}; grant it first (fabguard person grant)",
+            code="person_lacks_role",
+        )
+    if spec.role is Role.OPERATOR and Role.OPERATOR in people.roles_of(person) and spec.site_id != person.site_id:
+        raise InvalidRequest(
+            f"{person.name} is an operator at {person.site_id}: their operator token is for that site",
+            code="token_site_invalid",
+        )
+
+
 def insert_token(
     s: Session,
     spec: TokenSpec,
     secret_sha256: str,
     *,
+    person_id: str,
+    made_by: str | None,
     now: datetime,
     actor: str,
     detail: dict[str, object] | None = None,
 ) -> Principal:
-    """Store the token whose secret hashes to ``secret_sha256``, in the caller's transaction."""
+    """Store the token of person ``person_id`` whose secret hashes to ``secret_sha256``, in the caller's
+    transaction; ``made_by`` is the person who got the secret (None for the local operator)."""
     if spec.site_id is not None and s.get(Site, spec.site_id) is None:
         raise NotFound(f"no site {spec.site_id!r}", code="site_not_found")
+    person = people.find(s, person_id, lock=True)
+    check_holder(person, spec)
+    if spec.role in people.APPROVING and person.approving_since is None:
+        person.approving_since = now
     token_id = secrets.token_hex(8)
     expires_at = now + spec.lifetime
     s.add(
@@ -148,6 +169,8 @@ def insert_token(
             created_at=now,
             site_id=spec.site_id,
             expires_at=expires_at,
+            person_id=person.id,
+            made_by_person=made_by,
         )
     )
     append_event(
@@ -161,10 +184,13 @@ def insert_token(
             "role": spec.role.value,
             "site_id": spec.site_id,
             "expires_at": expires_at.isoformat(),
+            "person_id": person.id,
+            "person": person.name,
+            "made_by_person": made_by,
             **(detail or {}),
         },
     )
-    return Principal(token_id, spec.name, spec.role, spec.site_id, expires_at)
+    return Principal(token_id, spec.name, spec.role, spec.site_id, expires_at, person.id, person.name)
 
 
 def create_token(
@@ -175,16 +201,30 @@ def create_token(
     actor: str,
     site_id: SiteId | None = None,
     expires_in: timedelta | None = None,
+    person: str | None = None,
+    made_by: str | None = None,
 ) -> tuple[Principal, str]:
-    """Make a token and return it in clear text: the only time it exists outside its holder's hands.
+    """Make a token of ``person`` (an id or name) and return it in clear text: the only time it exists
+    outside its holder's hands. ``made_by`` is the person of the caller's token (None for the local
+    operator).
 
     An operator token must name an existing site; no other role may name one. The token expires
-    after ``expires_in`` (default 90 days, at most 365). Through the API an admin token needs a second
-    person (``service/approval_acts.py``); this function is the act itself (and the local CLI's)."""
+    after ``expires_in`` (default 90 days, at most 365). Through the API an admin token, and an
+    approving token for someone else, need a second person (``api/routes/tokens.py``); this function
+    is the act itself. Without ``person`` (the local operator's way, never the API's) the token is the
+    person's named ``name``, who is recorded with the token's role if there is no such person yet:
+    the local operator holds the instance's keys and database, which no second signature binds."""
     spec = token_spec(name, role, site_id=site_id, expires_in=expires_in)
     token = new_secret()
+    now = inst.clock()
     with inst.db.transaction() as s:
-        made = insert_token(s, spec, hash_token(token), now=inst.clock(), actor=actor)
+        if person is None:
+            holder = s.execute(select(Person).where(Person.name == spec.name)).scalar_one_or_none()
+            if holder is None:
+                owned = people.person_spec(spec.name, roles={spec.role}, site_id=spec.site_id)
+                holder = people.insert_person(s, owned, now=now, actor=actor, detail={"for_token": True})
+            person = holder.id
+        made = insert_token(s, spec, hash_token(token), person_id=person, made_by=made_by, now=now, actor=actor)
     return made, token
 
 
@@ -203,8 +243,11 @@ def authenticate_token(
         raise _refused(inst, refusal, route, what, allowance=anonymous)
     digest = hash_token(token)
     with inst.db.read() as s:
-        row = s.execute(select(ApiToken).where(ApiToken.token_hash == digest)).scalar_one_or_none()
-    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        found = s.execute(
+            select(ApiToken, Person).join(Person, Person.id == ApiToken.person_id).where(ApiToken.token_hash == digest)
+        ).one_or_none()
+    row, person = found if found is not None else (None, None)
+    if row is None or person is None or not hmac.compare_digest(row.token_hash, digest):
         log.warning("refused an unknown API token")
         raise _refused(
             inst, Unauthorized("the API token is unknown"), route, "an unknown API token", allowance=anonymous
@@ -219,7 +262,15 @@ def authenticate_token(
             f"the API token {row.id} expired at {row.expires_at.isoformat(timespec='seconds')}; ask an admin for a new one"
         )
         raise _refused(inst, refusal, route, "an expired API token", actor=f"token:{row.id} (expired)")
-    return Principal(row.id, row.name, Role(row.role), row.site_id, row.expires_at)
+    if person.state != people.ACTIVE:
+        log.warning("refused API token %s of suspended person %s", row.id, person.id)
+        refusal = Unauthorized(f"the API token {row.id} is {person.name}'s, who is suspended")
+        raise _refused(inst, refusal, route, "a suspended person's API token", actor=f"token:{row.id} (suspended)")
+    if not people.holds(person, Role(row.role)):
+        log.warning("refused API token %s: person %s no longer holds %s", row.id, person.id, row.role)
+        refusal = Unauthorized(f"the API token {row.id} carries {row.role}, which {person.name} no longer holds")
+        raise _refused(inst, refusal, route, "a token of a role taken away", actor=f"token:{row.id} (role revoked)")
+    return Principal(row.id, row.name, Role(row.role), row.site_id, row.expires_at, person.id, person.name)
 
 
 def _refused(

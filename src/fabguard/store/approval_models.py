@@ -32,6 +32,8 @@ class ApprovalRequest(Base):
     requested_by: Mapped[str] = mapped_column(String(128))
     requester_name: Mapped[str] = mapped_column(String(128))
     requester_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The person behind the requester's token (None for the local operator): what dual control compares.
+    requester_person: Mapped[str | None] = mapped_column(String(32), nullable=True)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     state: Mapped[str] = mapped_column(String(16))

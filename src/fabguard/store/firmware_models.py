@@ -38,6 +38,8 @@ class FirmwareRelease(Base):
     state: Mapped[str] = mapped_column(String(16))
     dual_control: Mapped[bool] = mapped_column(Boolean)
     uploaded_by: Mapped[str] = mapped_column(String(128))
+    # The person who uploaded it (None for the local operator, who acts without a token).
+    uploader_person: Mapped[str | None] = mapped_column(String(32), nullable=True)
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime())
     approved_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -38,6 +38,12 @@ class ApiToken(Base):
     # working (None for tokens made before expiry existed, migration 0008).
     site_id: Mapped[str | None] = mapped_column(String(63), nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The person holding it (migration 0017): dual control compares people, not tokens.
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    # The person who made it and so saw its secret (the requester, for a token made through an approval);
+    # None for the local operator, who acts without a token, and for tokens made before migration 0017
+    # whose maker the ledger does not name.
+    made_by_person: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class Product(Base):
@@ -95,6 +101,8 @@ class QuotaChange(Base):
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
     decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The person who asked (None for the local operator, who acts without a token).
+    requester_person: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class Fixture(Base):

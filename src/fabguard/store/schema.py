@@ -13,6 +13,7 @@ from fabguard.store import (
     idempotency,
     licence_models,
     models,
+    people_models,
     quota_leases,
     royalty_models,
     witness_models,
@@ -23,6 +24,7 @@ __all__ = ["MODEL_MODULES", "metadata"]
 
 # Importing a model module registers its tables on the shared base; naming them here keeps the imports used.
 MODEL_MODULES = (
+    people_models,
     models,
     analytics_models,
     firmware_models,

@@ -7,14 +7,14 @@ changes site); the index the test gate reads through becomes (serial, site_id, i
 ``declared_station_id``.
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
