@@ -47,10 +47,11 @@ from fabguard.domain.values import FixtureId, OrderId, ProductId, SiteId  # noqa
 from fabguard.fixture.openhtf_records import MeasurementSpec  # noqa: E402
 from fabguard.ledger.entry import encode_entry  # noqa: E402
 from fabguard.runtime import tune_gc  # noqa: E402
-from fabguard.service import analytics, catalog, fixtures, orders, projection  # noqa: E402
-from fabguard.service.instance import Instance  # noqa: E402
-from fabguard.service.seeding import init_instance  # noqa: E402
-from fabguard.store.db import EVENT_COUNTER, event_count  # noqa: E402
+from fabguard.service.analytics import dashboard_queries, projection  # noqa: E402
+from fabguard.service.catalog import fixtures, orders, product_catalog  # noqa: E402
+from fabguard.service.core.instance import Instance  # noqa: E402
+from fabguard.service.core.seeding import init_instance  # noqa: E402
+from fabguard.store.eventlog import EVENT_COUNTER, event_count  # noqa: E402
 from fabguard.store.models import Counter, Event, TestRecordRow  # noqa: E402
 
 BATCH = 20_000
@@ -90,9 +91,9 @@ def record_json(serial: str, station: str, start_ms: int, fail: bool, rng: rando
 def make_instance(home: Path, url: str | None) -> Instance:
     init_instance(home, organization="Bench Devices", database_url=url)
     inst = Instance.open(home)
-    catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="bench")
+    product_catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="bench")
     for site in SITES:
-        catalog.create_site(inst, site_id=SiteId(site), name=site, actor="bench")
+        product_catalog.create_site(inst, site_id=SiteId(site), name=site, actor="bench")
     for fixture_id, site in FIXTURES:
         fixtures.create_fixture(inst, fixture_id=FixtureId(fixture_id), site_id=SiteId(site), actor="bench")
     for site in SITES:
@@ -316,11 +317,13 @@ def burst(inst: Instance, n: int, offset: int) -> Callable[[], object]:
 def queries(inst: Instance) -> dict[str, Callable[[], object]]:
     collector = ProductionCollector(inst)
     return {
-        "current_sequence (stream poll)": lambda: analytics.current_sequence(inst),
-        "overview (page, stream snapshot)": lambda: analytics.overview(inst),
-        "order_stats (order page)": lambda: analytics.order_stats(inst, "po-cm-a"),
-        "production, a week (stats)": lambda: analytics.production(inst, since=inst.clock() - timedelta(days=7)),
-        "alerts (alert list, ack)": lambda: analytics.alerts(inst),
+        "current_sequence (stream poll)": lambda: dashboard_queries.current_sequence(inst),
+        "overview (page, stream snapshot)": lambda: dashboard_queries.overview(inst),
+        "order_stats (order page)": lambda: dashboard_queries.order_stats(inst, "po-cm-a"),
+        "production, a week (stats)": lambda: dashboard_queries.production(
+            inst, since=inst.clock() - timedelta(days=7)
+        ),
+        "alerts (alert list, ack)": lambda: dashboard_queries.alerts(inst),
         "metrics (Prometheus scrape)": lambda: list(collector.collect()),
     }
 
@@ -350,7 +353,7 @@ def run(label: str, url: str | None, n: int) -> None:
                 size = sum(p.stat().st_size for p in (Path(tmp) / "home").glob("fabguard.db*"))
                 print(f"  database size                      {size / 2**30:8.2f} GiB")
             t = time.perf_counter()
-            folded = projection.advance(inst, analytics.load_settings(inst)).events
+            folded = projection.advance(inst, dashboard_queries.load_settings(inst)).events
             took = time.perf_counter() - t
             print(
                 f"  projection catch-up                {took:8.1f} s  {measurements / took:>12,.0f} measurements/s  "

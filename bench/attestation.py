@@ -37,10 +37,11 @@ from fabguard.domain.issuance import AttestationPolicy, FixtureFacts  # noqa: E4
 from fabguard.domain.values import FixtureId, OrderId, ProductId, SiteId  # noqa: E402
 from fabguard.fixture.openhtf_records import openhtf_record  # noqa: E402
 from fabguard.pki import attestation  # noqa: E402
-from fabguard.service import attestation as attestation_settings  # noqa: E402
-from fabguard.service import catalog, fixtures, orders, provisioning, testrecords  # noqa: E402
-from fabguard.service.instance import Instance  # noqa: E402
-from fabguard.service.seeding import init_instance  # noqa: E402
+from fabguard.service.catalog import fixtures, orders, product_catalog  # noqa: E402
+from fabguard.service.core.instance import Instance  # noqa: E402
+from fabguard.service.core.seeding import init_instance  # noqa: E402
+from fabguard.service.provisioning import attestation as attestation_settings  # noqa: E402
+from fabguard.service.provisioning import issuance, testrecords  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,8 +60,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(inst: Instance, n: int, tmp: Path) -> None:
-    catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="bench")
-    catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="bench")
+    product_catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="bench")
+    product_catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="bench")
     fixtures.create_fixture(inst, fixture_id=FixtureId("fx-1"), site_id=SiteId("cm-a"), actor="bench")
     fx = FixtureFacts("fx-1", "cm-a", False)
     vendor = TestCa.make("Bench SE vendor")
@@ -92,7 +93,7 @@ def run(inst: Instance, n: int, tmp: Path) -> None:
         for serial, csr, evidence in units[policy]:
             request = parsing.unit_request(order, serial, csr, evidence, max_csr_bytes=16384)
             before, start = statements[0], time.perf_counter()
-            provisioning.provision_unit(inst, fx, request)
+            issuance.provision_unit(inst, fx, request)
             times.append(time.perf_counter() - start)
             counts.append(statements[0] - before)
         print(

@@ -35,16 +35,18 @@ from fabguard.fixture.device import SimulatedDevice  # noqa: E402
 from fabguard.fixture.openhtf_records import openhtf_record  # noqa: E402
 from fabguard.pki.field import signature_valid, signed_by  # noqa: E402
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV  # noqa: E402
-from fabguard.service import catalog, field, fixtures, orders, tokens  # noqa: E402
-from fabguard.service.instance import Instance  # noqa: E402
-from fabguard.service.seeding import init_instance  # noqa: E402
+from fabguard.service.access import tokens  # noqa: E402
+from fabguard.service.catalog import fixtures, orders, product_catalog  # noqa: E402
+from fabguard.service.core.instance import Instance  # noqa: E402
+from fabguard.service.core.seeding import init_instance  # noqa: E402
+from fabguard.service.field import genuineness  # noqa: E402
 
 BENCH_PASSPHRASE = "bench-passphrase-not-a-secret"  # protects throwaway keys deleted at exit
 
 
 def provision(inst: Instance, server: ServerThread, tmp: Path, n: int) -> list[SimulatedDevice]:
-    catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="bench")
-    catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="bench")
+    product_catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="bench")
+    product_catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="bench")
     order = orders.create_order(inst, product_id=ProductId("sensor"), site_id=SiteId("cm-a"), quota=n, actor="bench").id
     _, token = fixtures.create_fixture(inst, fixture_id=FixtureId("fx-bench"), site_id=SiteId("cm-a"), actor="bench")
     creds = enroll(server.url, token, tmp / "fx", ca_file=inst.cas.cert_path("root"))
@@ -59,14 +61,16 @@ def provision(inst: Instance, server: ServerThread, tmp: Path, n: int) -> list[S
 
 
 def in_process(inst: Instance, devices: list[SimulatedDevice], checks: int) -> float:
-    origin = field.Origin("bench", "bench-desk", "127.0.0.1")
+    origin = genuineness.Origin("bench", "bench-desk", "127.0.0.1")
     start = time.perf_counter()
     for i in range(checks):
         d = devices[i % len(devices)]
-        nonce = field.issue_challenge(inst, actor="bench")["nonce"]
+        nonce = genuineness.issue_challenge(inst, actor="bench")["nonce"]
         body = d.field_answer(nonce)
-        answer = field.parse_answer(inst, origin, nonce=nonce, signature=body["signature"], chain_pem=body["chain"])
-        assert field.verify(inst, answer, origin)["genuine"] is True
+        answer = genuineness.parse_answer(
+            inst, origin, nonce=nonce, signature=body["signature"], chain_pem=body["chain"]
+        )
+        assert genuineness.verify(inst, answer, origin)["genuine"] is True
     return checks / (time.perf_counter() - start)
 
 

@@ -37,11 +37,13 @@ from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.firmware import fetch_package, load_firmware_public_key, open_package
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
-from fabguard.service import catalog, firmware, firmware_units, fixtures, orders, provisioning, testrecords
-from fabguard.service.config import DATABASE_ENV
-from fabguard.service.firmware_units import UnitFirmwareRequest
-from fabguard.service.instance import Instance
-from fabguard.service.seeding import init_instance
+from fabguard.service.catalog import fixtures, orders, product_catalog
+from fabguard.service.core.config import DATABASE_ENV
+from fabguard.service.core.instance import Instance
+from fabguard.service.core.seeding import init_instance
+from fabguard.service.firmware import release_lifecycle, sealing_keys, unit_releases
+from fabguard.service.firmware.unit_releases import UnitFirmwareRequest
+from fabguard.service.provisioning import issuance, testrecords
 
 # The bench's own throwaway instance: this passphrase protects keys that are deleted at exit.
 BENCH_PASSPHRASE = "bench-passphrase-not-a-secret"
@@ -79,8 +81,8 @@ def crypto_figures(size: int) -> list[tuple[str, str]]:
 def setup(home: Path, units: int, size: int) -> tuple[Instance, str, str, list[SimulatedDevice], FixtureFacts]:
     init_instance(home, organization="Bench Devices")
     inst = Instance.open(home)
-    catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="bench")
-    catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="bench")
+    product_catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="bench")
+    product_catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="bench")
     order = orders.create_order(
         inst, product_id=ProductId("sensor"), site_id=SiteId("cm-a"), quota=2 * units, actor="bench"
     ).id
@@ -92,13 +94,13 @@ def setup(home: Path, units: int, size: int) -> tuple[Instance, str, str, list[S
         device = SimulatedDevice(f"SN-B{i:06d}")
         testrecords.record_test(inst, facts, openhtf_record(device.serial, facts.id, fail=False, rng=rng))
         unit = unit_request(order, device.serial, device.csr_pem(), max_csr_bytes=inst.limits.max_csr_bytes)
-        provisioning.provision_unit(inst, facts, unit)
+        issuance.provision_unit(inst, facts, unit)
         devices.append(device)
-    release = firmware.upload_release(
+    release = release_lifecycle.upload_release(
         inst, product_id="sensor", version="1.0.0", image=os.urandom(size), actor="bench", max_image_bytes=size
     )
-    firmware.approve_release(inst, release.id, actor="bench-approver")
-    firmware.attach_release(inst, release.id, order, actor="bench")
+    release_lifecycle.approve_release(inst, release.id, actor="bench-approver")
+    release_lifecycle.attach_release(inst, release.id, order, actor="bench")
     return inst, order, release.id, devices, facts
 
 
@@ -116,9 +118,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fabguard-bench-firmware-") as tmp:
         print(f"provisioning {args.units} units and uploading a {mib:g} MiB release ...", flush=True)
         inst, order, rid, devices, facts = setup(Path(tmp) / "home", args.units, args.size)
-        key = load_firmware_public_key(firmware.firmware_public_key_pem(inst).encode())
+        key = load_firmware_public_key(sealing_keys.public_key_pem(inst).encode())
 
-        sample = firmware_units.release_to_unit(inst, facts, UnitFirmwareRequest(rid, order, devices[0].serial))
+        sample = unit_releases.release_to_unit(inst, facts, UnitFirmwareRequest(rid, order, devices[0].serial))
         device_open = rate(
             lambda: open_package(sample.package, device_key=devices[0].key, serial=devices[0].serial, firmware_key=key),
             50,
@@ -127,7 +129,7 @@ def main() -> None:
 
         t0 = time.perf_counter()
         for d in devices:
-            firmware_units.release_to_unit(inst, facts, UnitFirmwareRequest(rid, order, d.serial))
+            unit_releases.release_to_unit(inst, facts, UnitFirmwareRequest(rid, order, d.serial))
         in_process = len(devices) / (time.perf_counter() - t0)
         rows.append((f"per-unit releases, in process (service, SQLite, {mib:g} MiB)", f"{in_process:,.1f} /s"))
 

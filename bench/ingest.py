@@ -38,10 +38,11 @@ from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import FixtureId
 from fabguard.fixture.client import Credentials, FixtureClient, enroll
 from fabguard.runtime import tune_gc
-from fabguard.service import fixtures, testrecords
-from fabguard.service.instance import Instance
+from fabguard.service.catalog import fixtures
+from fabguard.service.core.instance import Instance
+from fabguard.service.provisioning import testrecords
 from fabguard.store import rollups
-from fabguard.store.db import event_count
+from fabguard.store.eventlog import event_count
 
 BATCH = 200
 MEASUREMENTS = len(PROCEDURE)

@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from fabguard.ledger import merkle  # noqa: E402
 from fabguard.ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key  # noqa: E402
 from fabguard.ledger.entry import encode_entry  # noqa: E402
-from fabguard.store.db import EVENT_COUNTER, Database, append_event  # noqa: E402
+from fabguard.store.db import Database  # noqa: E402
+from fabguard.store.eventlog import EVENT_COUNTER, append_event  # noqa: E402
 from fabguard.store.migrate import upgrade  # noqa: E402
 from fabguard.store.models import Counter, Event, LedgerNode  # noqa: E402
 

@@ -47,10 +47,10 @@ from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.pki import profiles
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
-from fabguard.service import catalog, fixtures, orders
-from fabguard.service.config import DATABASE_ENV, HOME_ENV
-from fabguard.service.instance import Instance
-from fabguard.service.seeding import init_instance
+from fabguard.service.catalog import fixtures, orders, product_catalog
+from fabguard.service.core.config import DATABASE_ENV, HOME_ENV
+from fabguard.service.core.instance import Instance
+from fabguard.service.core.seeding import init_instance
 
 ORGANIZATION = "Bench Devices"
 # The bench's own throwaway instance: this passphrase protects keys that are deleted at exit.
@@ -479,8 +479,8 @@ def bench_line(
         init_instance(home, organization=ORGANIZATION, database_url=database_url)
         inst = Instance.open(home)
         product, site = f"bench-{run_id}", f"cm-{run_id}"
-        catalog.create_product(inst, product_id=ProductId(product), name="Bench sensor", actor="bench")
-        catalog.create_site(inst, site_id=SiteId(site), name="Bench CM", actor="bench")
+        product_catalog.create_product(inst, product_id=ProductId(product), name="Bench sensor", actor="bench")
+        product_catalog.create_site(inst, site_id=SiteId(site), name="Bench CM", actor="bench")
         order_ids = [
             orders.create_order(
                 inst, product_id=ProductId(product), site_id=SiteId(site), quota=len(units), actor="bench"

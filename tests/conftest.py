@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fabguard.service.instance import Instance
+from fabguard.service.core.instance import Instance
 from tests.support import (
     PASSPHRASE,
     PIN_TOKEN,

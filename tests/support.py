@@ -26,9 +26,11 @@ from fabguard.domain.values import FixtureId, OrderId, ProductId, SiteId
 from fabguard.fixture.client import Credentials, FixtureClient, enroll
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
-from fabguard.service import approvals, catalog, fixtures, orders, tokens
-from fabguard.service.instance import Instance
-from fabguard.service.seeding import init_instance
+from fabguard.service.access import tokens
+from fabguard.service.approvals import requests
+from fabguard.service.catalog import fixtures, orders, product_catalog
+from fabguard.service.core.instance import Instance
+from fabguard.service.core.seeding import init_instance
 
 PASSPHRASE = "test-passphrase-not-secret"
 PG_ENV = "FABGUARD_TEST_PG_URL"
@@ -90,9 +92,9 @@ class World:
         server = ServerThread(inst).start()
         world = cls(inst, tmp, server)
         _, world.admin_token = tokens.create_token(inst, name="admin", role="admin", actor="test")
-        catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor v2", actor="test")
-        catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="test")
-        catalog.create_site(inst, site_id=SiteId("cm-b"), name="CM B", actor="test")
+        product_catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor v2", actor="test")
+        product_catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="test")
+        product_catalog.create_site(inst, site_id=SiteId("cm-b"), name="CM B", actor="test")
         return world
 
     def stop(self) -> None:
@@ -140,13 +142,13 @@ class World:
 
 
 # Who asks for an act under dual control in a test (the local operator: no token).
-REQUESTER = approvals.Person("test", "test", None)
+REQUESTER = requests.Person("test", "test", None)
 
 
-def second_person_approves(inst: Instance, pending: approvals.ApprovalView) -> dict[str, Any]:
+def second_person_approves(inst: Instance, pending: requests.ApprovalView) -> dict[str, Any]:
     """A second person, with an approver token of their own, approves ``pending``: what its act did."""
     approver, _ = tokens.create_token(inst, name=f"approver-{pending.id}", role="approver", actor="test")
-    done = approvals.decide(inst, pending.id, approve=True, by=approver)
+    done = requests.decide(inst, pending.id, approve=True, by=approver)
     assert done.result is not None
     return done.result
 

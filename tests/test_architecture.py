@@ -185,3 +185,82 @@ def test_no_module_grows_past_about_400_lines() -> None:
         if lines > MAX_LINES:
             big.append(f"{path.relative_to(SRC)}: {lines} lines")
     assert not big, "split these by what they do:\n" + "\n".join(big)
+
+
+# service/ is cut by feature (ADR 0013): what each slice may import of its siblings. ``core`` imports no
+# slice; every slice may import ``core``. Keep in step with the slice table in docs/architecture.md.
+SLICES: dict[str, frozenset[str]] = {
+    "core": frozenset(),
+    "access": frozenset({"core"}),
+    "authority": frozenset({"core"}),
+    "catalog": frozenset({"core", "access", "authority"}),
+    "provisioning": frozenset({"core", "authority"}),
+    "ledger": frozenset({"core", "access", "authority"}),
+    "agent": frozenset({"core", "authority", "ledger"}),
+    "approvals": frozenset({"core", "access", "agent", "authority", "catalog"}),
+    "field": frozenset({"core", "authority"}),
+    "firmware": frozenset({"core", "access"}),
+    "royalties": frozenset({"core", "ledger"}),
+    "compliance": frozenset({"core", "firmware", "ledger"}),
+    "handoff": frozenset({"core", "authority", "ledger"}),
+    "analytics": frozenset({"core", "catalog", "field"}),
+    "operations": frozenset({"core", "authority", "field", "ledger"}),
+}
+
+
+def _slice(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[1] == "service" else None
+
+
+def test_service_is_cut_into_the_slices_of_the_table() -> None:
+    service = PACKAGE / "service"
+    loose = [p.name for p in service.glob("*.py") if p.name != "__init__.py"]
+    slices = {s for m in _modules() if (s := _slice(m))}
+    assert not loose, f"put these modules in a slice of service/: {loose}"
+    assert slices == set(SLICES), f"slices and the table differ: {sorted(slices ^ set(SLICES))}"
+
+
+def test_slices_import_only_the_siblings_their_row_names() -> None:
+    bad = []
+    for module, edges in _graph().items():
+        here = _slice(module)
+        if here is None:
+            continue
+        for target, line in edges.items():
+            there = _slice(target)
+            if there is None or there == here:
+                continue
+            if there not in SLICES[here]:
+                bad.append(f"{module}:{line} imports {target} ({here} -> {there})")
+    assert not bad, "imports against the slice table of docs/architecture.md:\n" + "\n".join(sorted(bad))
+
+
+# Process state a module would hide from its owner: locks and weak maps at module level, writes to the
+# environment. State belongs to the ``Instance`` or the runtime object that owns it (issue 24, item 4).
+_HIDDEN_STATE_CALLS = {"Lock", "RLock", "WeakKeyDictionary", "WeakValueDictionary", "local"}
+_SERVER_LAYERS = ("service", "store", "runtime", "api")
+
+
+def test_no_hidden_process_state_in_the_server() -> None:
+    bad = []
+    for name, path in _modules().items():
+        if _layer(name) not in _SERVER_LAYERS:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Call):
+                func = node.value.func
+                called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if called in _HIDDEN_STATE_CALLS:
+                    bad.append(f"{name}:{node.lineno} keeps a module-level {called}")
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            for target in targets:
+                if (
+                    isinstance(target, ast.Subscript)
+                    and isinstance(target.value, ast.Attribute)
+                    and target.value.attr == "environ"
+                ):
+                    bad.append(f"{name}:{node.lineno} writes os.environ")
+    assert not bad, "state belongs to the instance or runtime that owns it:\n" + "\n".join(bad)

@@ -181,7 +181,7 @@ def test_a_full_run_at_debug_level_leaks_no_secret(tmp_path: Path) -> None:
 
     server_log = run.captured["server.log"]
     assert "/api/v1/stream?token=[redacted] HTTP/1.1" in server_log, "the access log was not captured"
-    assert "fabguard.service.tokens: refused an unknown API token" in server_log, "FabGuard's own log was not"
+    assert "fabguard.service.access.tokens: refused an unknown API token" in server_log, "FabGuard's own log was not"
     refusal = run.captured["wrong-passphrase.stderr"].strip()
     assert "passphrase" in refusal and len(refusal.splitlines()) == 1, refusal
     secrets_of_run = {

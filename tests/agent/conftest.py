@@ -13,9 +13,10 @@ import pytest
 from fabguard.api.server import ServerThread
 from fabguard.domain.values import OrderId
 from fabguard.fixture.client import Credentials, FixtureClient
-from fabguard.service import approvals, leases
-from fabguard.service.agent import init_agent, prepare_agent
-from fabguard.service.instance import Instance
+from fabguard.service.agent import quota_leases
+from fabguard.service.agent.site_agent import init_agent, prepare_agent
+from fabguard.service.approvals import requests
+from fabguard.service.core.instance import Instance
 from tests.support import REQUESTER, World, second_person_approves
 
 
@@ -32,11 +33,11 @@ def approved_lease(
 ) -> dict[str, object]:
     """A lease asked for by one person and approved by a second (it certifies the agent's CA under the
     root: dual control), then its bundle, as the agent gets it."""
-    pending = approvals.request_lease(
+    pending = requests.request_lease(
         inst, OrderId(order_id), units=units, expires_in=expires_in, request_text=request_text, by=REQUESTER
     )
     done = second_person_approves(inst, pending)
-    return leases.lease_bundle(inst, str(done["lease_id"]))
+    return quota_leases.lease_bundle(inst, str(done["lease_id"]))
 
 
 def lease_for(world: World, order_id: str, home: Path, units: int = 3, site: str = "cm-a") -> dict[str, object]:

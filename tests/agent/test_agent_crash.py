@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import func, select
 
 from fabguard.fixture.client import FabGuardClientError
-from fabguard.service import lease_sync
-from fabguard.service.agent import sync_package
-from fabguard.service.instance import Instance
+from fabguard.service.agent import sync
+from fabguard.service.agent.site_agent import sync_package
+from fabguard.service.core.instance import Instance
 from fabguard.store.models import Order, Unit
 from tests.agent.conftest import Site, agent_fixture
-from tests.service.test_quota_concurrency import ServerProcess, fabguard_command, free_port
+from tests.service.provisioning.test_quota_concurrency import ServerProcess, fabguard_command, free_port
 from tests.support import tested_device
 
 
@@ -66,7 +66,7 @@ def test_the_agent_killed_mid_lease_restarts_with_its_books_exact(site: Site, tm
             order = s.get(Order, site.order_id)
             assert order is not None
             assert order.used == s.execute(select(func.count()).select_from(Unit)).scalar_one() == 3
-        summary = lease_sync.sync_lease(site.world.inst, sync_package(inst, site.home), actor="test")
+        summary = sync.sync_lease(site.world.inst, sync_package(inst, site.home), actor="test")
     finally:
         inst.close()
     assert summary["units_synced"] == 3 and summary["clones"] == []

@@ -23,9 +23,15 @@ from fabguard.ledger.verify import verify_export
 from fabguard.pki import profiles
 from fabguard.pki.field_offline import load_export, verify_offline
 from fabguard.pki.handoff import RegistrationCode, VerificationCode
-from fabguard.service import analytics, authorities, compliance, field, handoff, lease_sync, ledger
-from fabguard.service.agent import sync_package
-from fabguard.service.instance import Instance
+from fabguard.service.agent import sync
+from fabguard.service.agent.site_agent import sync_package
+from fabguard.service.analytics import dashboard_queries
+from fabguard.service.authority import authorities
+from fabguard.service.compliance import evidence_pack
+from fabguard.service.core.instance import Instance
+from fabguard.service.field import genuineness
+from fabguard.service.handoff import clouds
+from fabguard.service.ledger import merkle_log
 from tests.agent.conftest import Site, agent_fixture
 from tests.support import tested_device
 
@@ -37,16 +43,18 @@ def _issued_offline_and_synced(site: Site, agent: Agent, serial: str) -> Simulat
     with agent_fixture(site, server) as client:
         device = tested_device(client, serial)
         device.certificate_pem = client.provision(site.order_id, serial, device.csr_pem()).certificate_pem
-    summary = lease_sync.sync_lease(site.world.inst, sync_package(inst, site.home), actor="test")
+    summary = sync.sync_lease(site.world.inst, sync_package(inst, site.home), actor="test")
     assert summary["units"] == 1 and summary["clones"] == []
     return device
 
 
 def _check(inst: Instance, device: SimulatedDevice, source: str) -> dict[str, object]:
-    origin = field.parse_origin(inst, actor="support-desk", source=source, client="127.0.0.1")
-    body = device.field_answer(field.issue_challenge(inst, actor="support-desk")["nonce"])
-    answer = field.parse_answer(inst, origin, nonce=body["nonce"], signature=body["signature"], chain_pem=body["chain"])
-    return field.verify(inst, answer, origin)
+    origin = genuineness.parse_origin(inst, actor="support-desk", source=source, client="127.0.0.1")
+    body = device.field_answer(genuineness.issue_challenge(inst, actor="support-desk")["nonce"])
+    answer = genuineness.parse_answer(
+        inst, origin, nonce=body["nonce"], signature=body["signature"], chain_pem=body["chain"]
+    )
+    return genuineness.verify(inst, answer, origin)
 
 
 def _agent_ca(site: Site) -> str:
@@ -61,7 +69,7 @@ def test_an_agent_unit_is_genuine_in_the_field_and_raises_no_clone_alert(any_sit
     verdict = _check(central, device, "store-berlin")
     assert (verdict["genuine"], verdict["reason"], verdict["clone"]) == (True, None, None), verdict
     assert verdict["serial"] == "SN-G1" and verdict["order_id"] == site.order_id
-    assert not [a for a in analytics.alerts(central) if a.kind == "field_clone"]
+    assert not [a for a in dashboard_queries.alerts(central) if a.kind == "field_clone"]
     # What the agent CA signs off its log never came home: still not issued, and a clone alert.
     agent_inst, _ = any_agent
     key = ec.generate_private_key(ec.SECP256R1())
@@ -87,8 +95,8 @@ def test_the_cas_that_may_have_issued_genuine_units_are_the_issuing_and_agent_ca
 def test_an_agent_unit_is_genuine_offline_from_an_audited_export(site: Site, agent: Agent, tmp_path: Path) -> None:
     central = site.world.inst
     device = _issued_offline_and_synced(site, agent, "SN-G2")
-    ledger.export(central, tmp_path / "export")
-    report = verify_export(tmp_path / "export", verifier=ledger.public_verifier_key(central))
+    merkle_log.export(central, tmp_path / "export")
+    report = verify_export(tmp_path / "export", verifier=merkle_log.public_verifier_key(central))
     assert report.certificates_checked == 1
     facts = load_export(tmp_path / "export")
     nonce = bytes(range(32))
@@ -124,7 +132,7 @@ def test_the_aws_hand_off_registers_the_agent_ca_and_bulk_registers_its_synced_u
     central = site.world.inst
     device = _issued_offline_and_synced(site, agent, "SN-G3")
     name = _agent_ca(site)
-    bundle = handoff.aws_bundle(
+    bundle = clouds.aws_bundle(
         central, "issuing", RegistrationCode("ab" * 32), role_arn=None, order_id=site.order_id, actor="test"
     )
     lines = [json.loads(line) for line in bundle.files["bulk-registration.jsonl"].splitlines()]
@@ -142,7 +150,7 @@ def test_the_azure_hand_off_carries_an_enrolment_group_for_the_agent_ca(site: Si
     central = site.world.inst
     _issued_offline_and_synced(site, agent, "SN-G4")
     name = _agent_ca(site)
-    bundle = handoff.azure_bundle(central, "issuing", VerificationCode("A1B2C3"), actor="test")
+    bundle = clouds.azure_bundle(central, "issuing", VerificationCode("A1B2C3"), actor="test")
     assert bundle.files[f"{name}.pem"] == central.cas.certificate_pem(name)
     group = json.loads(bundle.files[f"{name}-enrollment-group.json"])
     assert group["attestation"]["x509"]["caReferences"]["primary"] == name
@@ -154,8 +162,8 @@ def test_an_agent_unit_is_in_the_cra_pack_which_says_where_the_agent_key_is(
 ) -> None:
     central = site.world.inst
     _issued_offline_and_synced(site, agent, "SN-G5")
-    compliance.export_pack(central, tmp_path / "pack", allow_incomplete=True)
-    report = verify_pack(tmp_path / "pack", verifier=ledger.public_verifier_key(central), sbom_check=validate_sbom)
+    evidence_pack.export_pack(central, tmp_path / "pack", allow_incomplete=True)
+    report = verify_pack(tmp_path / "pack", verifier=merkle_log.public_verifier_key(central), sbom_check=validate_sbom)
     assert report.certificates == 1
     rows = json.loads((tmp_path / "pack/certificates/inventory.json").read_text())
     assert [(r["serial"], r["issuing_ca"], r["status"]) for r in rows] == [("SN-G5", _agent_ca(site), "active")]

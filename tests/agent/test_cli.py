@@ -10,7 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from fabguard.cli.main import app
-from fabguard.service import approvals
+from fabguard.service.approvals import requests
 from tests.support import World, second_person_approves
 
 runner = CliRunner()
@@ -31,7 +31,7 @@ def issue_by_two(world: World, order_id: str, units: str, request: Path, out: Pa
     assert code == 0 and "waits for a second person" in said, said
     asked = re.search(r"Request (\d+) ", said)
     assert asked is not None, said
-    done = second_person_approves(world.inst, approvals.get_approval(world.inst, int(asked.group(1))))
+    done = second_person_approves(world.inst, requests.get_approval(world.inst, int(asked.group(1))))
     return fg(home, "lease", "bundle", str(done["lease_id"]), "--out", str(out))
 
 

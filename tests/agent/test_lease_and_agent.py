@@ -15,9 +15,12 @@ from fabguard.domain.errors import Conflict, InvalidRequest
 from fabguard.domain.values import OrderId
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.ledger.lease import LeaseError
-from fabguard.service import approvals, events, orders, testrecords
-from fabguard.service.agent import init_agent, prepare_agent
-from fabguard.service.instance import Instance
+from fabguard.service.agent.site_agent import init_agent, prepare_agent
+from fabguard.service.approvals import requests
+from fabguard.service.catalog import orders
+from fabguard.service.core import events
+from fabguard.service.core.instance import Instance
+from fabguard.service.provisioning import testrecords
 from tests.agent.conftest import Site, agent_fixture, approved_lease, lease_for
 from tests.support import REQUESTER, TOKEN, USER_PIN, SoftHsm, World, second_person_approves, tested_device
 
@@ -115,7 +118,7 @@ def test_a_lease_is_issued_over_the_api_by_an_admin_only(world: World, tmp_path:
         assert admin.get("/api/v1/leases", params={"order_id": order_id}).json() == []
         own = admin.post(f"/api/v1/approvals/{asked.json()['id']}/approve")
         assert own.status_code == 403 and own.json()["error"]["code"] == "same_approver"
-        done = second_person_approves(world.inst, approvals.get_approval(world.inst, asked.json()["id"]))
+        done = second_person_approves(world.inst, requests.get_approval(world.inst, asked.json()["id"]))
         bundle = admin.get(f"/api/v1/leases/{done['lease_id']}/bundle")
         assert bundle.status_code == 200, bundle.text
         too_many = admin.post(f"/api/v1/orders/{order_id}/leases", json={**body, "units": 4})
@@ -132,7 +135,7 @@ def test_racing_leases_never_take_more_than_the_quota(any_world: World, tmp_path
     order_id = any_world.order(10)
     # Three requests that each fit when asked for, approved at once: the reservation at approval decides.
     pending = [
-        approvals.request_lease(
+        requests.request_lease(
             any_world.inst,
             OrderId(order_id),
             units=4,
@@ -143,7 +146,7 @@ def test_racing_leases_never_take_more_than_the_quota(any_world: World, tmp_path
         for n in range(3)
     ]
 
-    def lease(asked: approvals.ApprovalView) -> str:
+    def lease(asked: requests.ApprovalView) -> str:
         try:
             second_person_approves(any_world.inst, asked)
             return "issued"

@@ -20,9 +20,14 @@ from fabguard.ledger import merkle
 from fabguard.ledger.agent_sync import SyncDiscrepancy
 from fabguard.ledger.checkpoint import Checkpoint, sign_checkpoint
 from fabguard.ledger.entry import canonical_json, decode_entry
-from fabguard.service import analytics, approvals, authorities, events, lease_sync, leases, ledger, revocation
-from fabguard.service.agent import sync_package
-from fabguard.service.instance import Instance
+from fabguard.service.agent import quota_leases, sync
+from fabguard.service.agent.site_agent import sync_package
+from fabguard.service.analytics import dashboard_queries
+from fabguard.service.approvals import requests
+from fabguard.service.authority import authorities, revocation
+from fabguard.service.core import events
+from fabguard.service.core.instance import Instance
+from fabguard.service.ledger import merkle_log
 from fabguard.store.models import Order, Unit
 from tests.agent.conftest import Site, agent_fixture, lease_for
 from tests.support import REQUESTER, second_person_approves, tested_device
@@ -40,18 +45,18 @@ def _provision(client: FixtureClient, order_id: str, serials: list[str]) -> list
 def _lease_row(site: Site) -> dict[str, object]:
     terms = site.lease["lease"]
     assert isinstance(terms, dict)
-    return leases.get_lease(site.world.inst, str(terms["lease_id"]))
+    return quota_leases.get_lease(site.world.inst, str(terms["lease_id"]))
 
 
-def _refused(site: Site, package: lease_sync.SyncPackage, code: str) -> None:
+def _refused(site: Site, package: sync.SyncPackage, code: str) -> None:
     with pytest.raises(SyncDiscrepancy) as exc:
-        lease_sync.sync_lease(site.world.inst, package, actor="test")
+        sync.sync_lease(site.world.inst, package, actor="test")
     assert exc.value.code == code
     row = _lease_row(site)
     assert row["state"] == "discrepancy" and str(row["discrepancy"]).startswith(code)
     refused = events.list_events(site.world.inst, kind="lease.sync_refused")
     assert [e["code"] for e in refused] == [code]
-    assert any(a.kind == "lease_discrepancy" for a in analytics.alerts(site.world.inst))
+    assert any(a.kind == "lease_discrepancy" for a in dashboard_queries.alerts(site.world.inst))
     # A new lease for the order (or the site) waits until the discrepancy is resolved.
     with pytest.raises(Conflict) as blocked:
         lease_for(site.world, site.order_id, site.world.tmp / "agent-next", units=1)
@@ -69,7 +74,7 @@ def test_the_agents_units_and_events_are_folded_into_the_ledger_sync_after_sync(
     site, (inst, server) = any_site, any_agent
     with agent_fixture(site, server) as client:
         _provision(client, site.order_id, ["SN-S1", "SN-S2"])
-        first = lease_sync.sync_lease(site.world.inst, sync_package(inst, site.home), actor="test")
+        first = sync.sync_lease(site.world.inst, sync_package(inst, site.home), actor="test")
         _provision(client, site.order_id, ["SN-S3"])
     assert (first["units"], first["clones"]) == (2, [])
     # Over the API, as 'fabguard agent sync --central' sends it.
@@ -87,8 +92,8 @@ def test_the_agents_units_and_events_are_folded_into_the_ledger_sync_after_sync(
     assert [e["serial"] for e in folded] == ["SN-S1", "SN-S2", "SN-S3"]
     assert {e["actor"] for e in folded} == {f"agent:{package.lease_id}"}
     # The central ledger still verifies as one tree, and the order's quota holds the lease's units once.
-    size, _ = ledger.tree_head(site.world.inst)
-    assert size == ledger.entry_count(site.world.inst)
+    size, _ = merkle_log.tree_head(site.world.inst)
+    assert size == merkle_log.entry_count(site.world.inst)
     with site.world.inst.db.read() as s:
         order = s.get(Order, site.order_id)
         assert order is not None and order.used == 3
@@ -96,7 +101,7 @@ def test_the_agents_units_and_events_are_folded_into_the_ledger_sync_after_sync(
     central = site.world.inst
     revocation.revoke_unit(central, "SN-S2", reason_code="key_compromise", note="found in the field", actor="test")
     agent_ca = str(_lease_row(site)["agent_ca"])
-    asked = approvals.request_ca_revocation(
+    asked = requests.request_ca_revocation(
         central, agent_ca, reason_code="ca_compromise", note="agent stolen", by=REQUESTER
     )
     second_person_approves(central, asked)
@@ -109,26 +114,26 @@ def test_the_same_package_again_is_answered_again_and_an_older_one_is_a_replay(s
     with agent_fixture(site, server) as client:
         _provision(client, site.order_id, ["SN-R1"])
     older = sync_package(inst, site.home)
-    lease_sync.sync_lease(site.world.inst, older, actor="test")
+    sync.sync_lease(site.world.inst, older, actor="test")
     package = sync_package(inst, site.home)  # a sync is an event of the agent's: this log is newer
-    first = lease_sync.sync_lease(site.world.inst, package, actor="test")
+    first = sync.sync_lease(site.world.inst, package, actor="test")
     # The answer was lost; the agent sends the same package: the same answer, nothing new written.
-    before = ledger.entry_count(site.world.inst)
-    again = lease_sync.sync_lease(site.world.inst, package, actor="test")
+    before = merkle_log.entry_count(site.world.inst)
+    again = sync.sync_lease(site.world.inst, package, actor="test")
     assert again == {**first, "resent": True}
-    assert ledger.entry_count(site.world.inst) == before and _lease_row(site)["state"] != "discrepancy"
+    assert merkle_log.entry_count(site.world.inst) == before and _lease_row(site)["state"] != "discrepancy"
     assert events.list_events(site.world.inst, kind="lease.sync_refused") == []
     _refused(site, older, "lease_sync_replayed")
-    lease_sync.resolve_discrepancy(site.world.inst, package.lease_id, note="an old file sent again", actor="test")
+    sync.resolve_discrepancy(site.world.inst, package.lease_id, note="an old file sent again", actor="test")
     lease_for(site.world, site.order_id, site.world.tmp / "agent-after", units=1)
 
 
-def _forged(inst: Instance, package: lease_sync.SyncPackage, lines: list[dict[str, object]]) -> lease_sync.SyncPackage:
+def _forged(inst: Instance, package: sync.SyncPackage, lines: list[dict[str, object]]) -> sync.SyncPackage:
     """The package a dishonest agent makes: its log rewritten, signed with its own ledger key."""
     entries = [canonical_json({**e, "index": i}) for i, e in enumerate(lines)]
     root = merkle.mth([merkle.leaf_hash(e) for e in entries])
-    origin = ledger.origin(inst)
-    note = sign_checkpoint(Checkpoint(origin, len(entries), root), origin, ledger.ledger_signing_key(inst))
+    origin = merkle_log.origin(inst)
+    note = sign_checkpoint(Checkpoint(origin, len(entries), root), origin, merkle_log.ledger_signing_key(inst))
     return dataclasses.replace(package, entries=entries, checkpoint=note)
 
 
@@ -139,12 +144,12 @@ def test_the_same_unit_twice_in_one_sync_is_a_clone(any_site: Site, any_agent: A
     package = sync_package(inst, site.home)
     lines = [decode_entry(e) for e in package.entries]
     unit = next(e for e in lines if e["kind"] == "unit.provisioned")
-    summary = lease_sync.sync_lease(site.world.inst, _forged(inst, package, [*lines, unit]), actor="test")
+    summary = sync.sync_lease(site.world.inst, _forged(inst, package, [*lines, unit]), actor="test")
     assert summary["clones"] == ["SN-D1"] and summary["units"] == 1
     assert _central_units(site) == ["SN-D1"]
     refused = events.list_events(site.world.inst, kind="unit.refused", order_id=site.order_id)
     assert [(e["serial"], e["code"]) for e in refused] == [("SN-D1", "key_reused")]
-    assert any(a.kind == "key_reused" for a in analytics.alerts(site.world.inst))
+    assert any(a.kind == "key_reused" for a in dashboard_queries.alerts(site.world.inst))
     assert _lease_row(site)["state"] == "discrepancy"
 
 
@@ -172,13 +177,13 @@ def test_bad_agent_data_is_a_recorded_discrepancy_not_a_crash(any_site: Site, an
     cases.append([*lines, {**lines[u], "kind": "unit.refused", "code": "key_reused", "order_id": other_order}])
     for n, forged in enumerate(cases, 1):
         with pytest.raises(SyncDiscrepancy) as exc:
-            lease_sync.sync_lease(central, _forged(inst, package, forged), actor="test")
+            sync.sync_lease(central, _forged(inst, package, forged), actor="test")
         assert exc.value.code == "lease_sync_invalid", forged
         assert _lease_row(site)["state"] == "discrepancy"
         assert len(events.list_events(central, kind="lease.sync_refused")) == n
-        lease_sync.resolve_discrepancy(central, package.lease_id, note="looked into", actor="test")
+        sync.resolve_discrepancy(central, package.lease_id, note="looked into", actor="test")
     assert _central_units(site) == [] and _lease_row(site)["units_synced"] == 0
-    assert any(a.kind == "lease_discrepancy" for a in analytics.alerts(central))
+    assert any(a.kind == "lease_discrepancy" for a in dashboard_queries.alerts(central))
     # A certificate serial the server already holds (for another unit) is refused, not a 500.
     _provision(site.world.fixture("line-0"), site.order_id, ["SN-V0"])
     cert = x509.load_pem_x509_certificate(next(iter(package.certificates.values())).encode())
@@ -203,10 +208,10 @@ def test_a_tampered_agent_log_is_refused_and_changes_nothing(site: Site, agent: 
     entries = list(package.entries)
     entries[1] = entries[1].replace(b'"cm-a"', b'"cm-b"', 1)
     assert entries[1] != package.entries[1]
-    before = ledger.entry_count(site.world.inst)
+    before = merkle_log.entry_count(site.world.inst)
     _refused(site, dataclasses.replace(package, entries=entries), "lease_sync_tampered")
     assert _central_units(site) == []
-    assert ledger.entry_count(site.world.inst) == before + 1  # the refusal only
+    assert merkle_log.entry_count(site.world.inst) == before + 1  # the refusal only
 
 
 def test_a_unit_whose_serial_is_a_path_is_refused_at_sync(
@@ -221,7 +226,7 @@ def test_a_unit_whose_serial_is_a_path_is_refused_at_sync(
     monkeypatch.undo()
     package = sync_package(inst, site.home)
     with pytest.raises(SyncDiscrepancy, match=re.escape("SN/../A1")) as exc:
-        lease_sync.sync_lease(site.world.inst, package, actor="test")
+        sync.sync_lease(site.world.inst, package, actor="test")
     assert exc.value.code == "lease_sync_invalid"
     assert _central_units(site) == []
 
@@ -230,15 +235,15 @@ def test_a_forked_agent_log_is_refused(site: Site, agent: Agent) -> None:
     inst, server = agent
     with agent_fixture(site, server) as client:
         _provision(client, site.order_id, ["SN-F1"])
-        lease_sync.sync_lease(site.world.inst, sync_package(inst, site.home), actor="test")
+        sync.sync_lease(site.world.inst, sync_package(inst, site.home), actor="test")
         _provision(client, site.order_id, ["SN-F2"])
     package = sync_package(inst, site.home)
     # The agent rewrites its history and signs the rewritten log with its own ledger key.
     entries = list(package.entries)
     entries[0] = entries[0].replace(b'"agent.initialized"', b'"agent.initialised"', 1)
     root = merkle.mth([merkle.leaf_hash(e) for e in entries])
-    origin = ledger.origin(inst)
-    note = sign_checkpoint(Checkpoint(origin, len(entries), root), origin, ledger.ledger_signing_key(inst))
+    origin = merkle_log.origin(inst)
+    note = sign_checkpoint(Checkpoint(origin, len(entries), root), origin, merkle_log.ledger_signing_key(inst))
     _refused(site, dataclasses.replace(package, entries=entries, checkpoint=note), "lease_sync_forked")
     assert _central_units(site) == ["SN-F1"]
 
@@ -261,16 +266,16 @@ def test_a_key_seen_by_the_server_and_the_agent_is_raised_as_a_clone(site: Site,
         clone = original.clone_as("SN-C1")
         tested_device(client, clone.serial)
         client.provision(site.order_id, clone.serial, clone.csr_pem())
-    summary = lease_sync.sync_lease(world.inst, sync_package(inst, site.home), actor="test")
+    summary = sync.sync_lease(world.inst, sync_package(inst, site.home), actor="test")
     assert summary["clones"] == ["SN-C1"]
     assert _central_units(site) == ["SN-C0"]
     refused = events.list_events(world.inst, kind="unit.refused", order_id=site.order_id)
     assert [(e["serial"], e["code"]) for e in refused] == [("SN-C1", "key_reused")]
-    assert any(a.kind == "key_reused" for a in analytics.alerts(world.inst))
+    assert any(a.kind == "key_reused" for a in dashboard_queries.alerts(world.inst))
     assert _lease_row(site)["state"] == "discrepancy"
 
 
 def test_a_sync_package_that_is_not_one_is_refused(tmp_path: Path) -> None:
     with pytest.raises(Exception) as exc:
-        lease_sync.parse_sync_package(json.dumps({"format": "other"}))
+        sync.parse_sync_package(json.dumps({"format": "other"}))
     assert getattr(exc.value, "code", None) == "lease_sync_invalid"

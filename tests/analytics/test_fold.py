@@ -1,6 +1,6 @@
 """The analytics fold, without a database: hand-made events and stored records in, rollup rows and alerts out.
 
-The projector's tests (tests/service/test_projection.py) prove the tables equal the fold of a real
+The projector's tests (tests/service/analytics/test_projection.py) prove the tables equal the fold of a real
 line's log on both engines; these pin what the fold gathers from a few events whose rows can be
 worked out by hand, and that folding in two batches (state carried as the store would carry it)
 gathers the same as one.
@@ -67,7 +67,9 @@ def record_json(values: Mapping[str, float], *, fail: Sequence[str] = (), phase_
     return json.dumps({"phases": [{"name": "rf", "outcome": phase_outcome, "measurements": measurements}]})
 
 
-def recorded(seq: int, record_id: int, serial: str, outcome: str, *, fixture: str = "fx-1", at: datetime = T0) -> EventRow:
+def recorded(
+    seq: int, record_id: int, serial: str, outcome: str, *, fixture: str = "fx-1", at: datetime = T0
+) -> EventRow:
     return event(
         seq,
         "test.recorded",
@@ -167,7 +169,9 @@ def test_measurement_sums_are_about_the_first_value_with_moving_ranges_per_fixtu
     memory = Memory(cursor=0)
     f = fold([recorded(i + 1, 10 + i, f"SN{i + 1}", "PASS") for i in range(3)], records, memory=memory).fold
     # n, sum and sum of squares of v - 4, low, high, moving ranges (3 + 2) over 2, fails, limits, ref
-    assert f.measures == {(hour_of(T0), "cm-a", "fx-1"): {("rf", "a"): [3, 4.0, 10.0, 4.0, 7.0, 5.0, 2, 0, 0.0, 10.0, 4.0]}}
+    assert f.measures == {
+        (hour_of(T0), "cm-a", "fx-1"): {("rf", "a"): [3, 4.0, 10.0, 4.0, 7.0, 5.0, 2, 0, 0.0, 10.0, 4.0]}
+    }
     assert memory.last_values == {"fx-1": {("rf", "a"): 5.0}}
     assert f.fixtures == {"fx-1"}
 

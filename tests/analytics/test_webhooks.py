@@ -21,10 +21,10 @@ from fabguard.domain.errors import ConfigurationError
 from fabguard.fixture.client import FabGuardClientError, FixtureClient
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.runtime.workers import WebhookSender
-from fabguard.service import analytics, webhooks
-from fabguard.service.instance import Instance, utcnow
-from fabguard.service.webhooks import DeliveryPolicy, delivery_lease, load_webhooks, send_once
-from fabguard.store import leases
+from fabguard.service.analytics import dashboard_queries, webhooks
+from fabguard.service.analytics.webhooks import DeliveryPolicy, delivery_lease, load_webhooks, send_round
+from fabguard.service.core.instance import Instance, utcnow
+from fabguard.store import worker_leases
 from tests.support import World, tested_device
 
 SECRET = "receiver-secret-0123456789"
@@ -114,7 +114,7 @@ def wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> None:
 
 def lease_holder(inst: Instance) -> str | None:
     with inst.db.read() as s:
-        return leases.holder_of(s, webhooks.LEASE, now=inst.clock())
+        return worker_leases.holder_of(s, webhooks.LEASE, now=inst.clock())
 
 
 def events(world: World, kind: str) -> list[dict[str, Any]]:
@@ -125,8 +125,8 @@ def events(world: World, kind: str) -> list[dict[str, Any]]:
 def test_a_new_alert_is_posted_once_signed_and_recorded(world: World, receiver: Receiver) -> None:
     configure(world, {"name": "soc", "url": receiver.url, "secret": SECRET})
     over_quota(world)
-    assert send_once(world.inst, policy=FAST) == 1
-    assert send_once(world.inst, policy=FAST) == 0  # already delivered: the ledger remembers
+    assert send_round(world.inst, policy=FAST) == 1
+    assert send_round(world.inst, policy=FAST) == 0  # already delivered: the ledger remembers
     ((headers, body, _),) = receiver.received
     expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers["X-FabGuard-Signature"], f"sha256={expected}")
@@ -143,7 +143,7 @@ def test_a_new_alert_is_posted_once_signed_and_recorded(world: World, receiver: 
 def test_a_tampered_body_fails_signature_verification(world: World, receiver: Receiver) -> None:
     configure(world, {"name": "soc", "url": receiver.url, "secret": SECRET})
     over_quota(world)
-    send_once(world.inst, policy=FAST)
+    send_round(world.inst, policy=FAST)
     ((headers, body, _),) = receiver.received
     tampered = body.replace(b"po-hook", b"po-evil")
     assert headers["X-FabGuard-Signature"] != webhooks.signature(SECRET, tampered)
@@ -155,7 +155,7 @@ def test_a_failing_receiver_is_retried_with_backoff_and_each_attempt_recorded(wo
     over_quota(world)
     receiver.statuses = [500, 503]
     waits: list[float] = []
-    assert send_once(world.inst, policy=FAST, sleep=lambda s: waits.append(s) is not None) == 1
+    assert send_round(world.inst, policy=FAST, sleep=lambda s: waits.append(s) is not None) == 1
     assert [s for _, _, s in receiver.received] == [500, 503, 200]
     assert waits == [0.01, 0.02]
     failed = sorted(events(world, "alert.delivery_failed"), key=lambda e: e["seq"])
@@ -172,11 +172,11 @@ def test_attempts_are_bounded_and_a_dead_receiver_is_left_alone_for_a_while(worl
     configure(world, {"name": "soc", "url": receiver.url, "secret": SECRET})
     over_quota(world)
     receiver.statuses = [500] * 10
-    assert send_once(world.inst, policy=FAST) == 0
+    assert send_round(world.inst, policy=FAST) == 0
     assert len(receiver.received) == 3
     assert [e["detail"]["gave_up"] for e in sorted(events(world, "alert.delivery_failed"), key=lambda e: e["seq"])][-1]
-    assert send_once(world.inst, policy=FAST) == 0 and len(receiver.received) == 3  # cooling off
-    assert send_once(world.inst, policy=DeliveryPolicy(max_attempts=3, backoff=0.01, give_up_seconds=0)) == 0
+    assert send_round(world.inst, policy=FAST) == 0 and len(receiver.received) == 3  # cooling off
+    assert send_round(world.inst, policy=DeliveryPolicy(max_attempts=3, backoff=0.01, give_up_seconds=0)) == 0
     assert len(receiver.received) == 6
 
 
@@ -186,7 +186,7 @@ def test_an_unreachable_url_is_a_recorded_failure_not_a_crash(world: World, rece
     receiver.server.server_close()
     configure(world, {"name": "gone", "url": f"http://127.0.0.1:{port}/hook", "secret": SECRET})
     over_quota(world)
-    assert send_once(world.inst, policy=DeliveryPolicy(max_attempts=2, backoff=0.01)) == 0
+    assert send_round(world.inst, policy=DeliveryPolicy(max_attempts=2, backoff=0.01)) == 0
     assert {e["detail"]["error"].split(":")[0] for e in events(world, "alert.delivery_failed")} == {"ConnectError"}
 
 
@@ -197,9 +197,9 @@ def test_severity_filter_and_acknowledged_alerts_are_not_sent(world: World, rece
         {"name": "soc", "url": receiver.url + "?b", "secret": SECRET},
     )
     over_quota(world)
-    (alert,) = analytics.alerts(world.inst)
-    analytics.acknowledge(world.inst, alert.id, actor="alice")
-    assert send_once(world.inst, policy=FAST) == 0 and receiver.received == []
+    (alert,) = dashboard_queries.alerts(world.inst)
+    dashboard_queries.acknowledge(world.inst, alert.id, actor="alice")
+    assert send_round(world.inst, policy=FAST) == 0 and receiver.received == []
 
 
 def test_the_sender_thread_delivers_and_stops(world: World, receiver: Receiver) -> None:
@@ -227,7 +227,7 @@ def test_senders_of_two_processes_racing_deliver_every_alert_exactly_once(any_wo
     client = world.fixture("f2")
     for n in range(3):
         untested(world, client, f"po-{n}")
-    alerts = {a.id for a in analytics.alerts(world.inst)}
+    alerts = {a.id for a in dashboard_queries.alerts(world.inst)}
     assert len(alerts) == 4
     receiver.delay = 0.05
     other = Instance.open(world.inst.home)  # a second process: its own engine on the same database
@@ -241,7 +241,7 @@ def test_senders_of_two_processes_racing_deliver_every_alert_exactly_once(any_wo
             lease = delivery_lease(inst, FAST)
             start.wait()
             for _ in range(6):
-                delivered.append(send_once(inst, policy=FAST, lease=lease))
+                delivered.append(send_round(inst, policy=FAST, lease=lease))
             lease.release()
         except BaseException as exc:
             errors.append(exc)
@@ -300,8 +300,8 @@ def test_a_crashed_senders_lease_blocks_sending_until_it_expires_then_is_taken_o
     over_quota(world)
     ttl = timedelta(seconds=FAST.lease_seconds)
     with world.inst.db.transaction() as s:  # a sender that took the lease and died
-        assert leases.acquire(s, webhooks.LEASE, "crashed-host/4242/dead", now=world.inst.clock(), ttl=ttl)
-    assert send_once(world.inst, policy=FAST) == 0
+        assert worker_leases.acquire(s, webhooks.LEASE, "crashed-host/4242/dead", now=world.inst.clock(), ttl=ttl)
+    assert send_round(world.inst, policy=FAST) == 0
     assert receiver.received == [] and events(world, "alert.delivered") == []
     later = Instance.open(world.inst.home, clock=lambda: utcnow() + ttl)  # a process once the lease expired
     try:
@@ -337,4 +337,4 @@ def test_a_bad_webhook_file_is_refused(world: World, hooks: dict[str, object]) -
 
 
 def test_no_file_means_no_webhooks(world: World) -> None:
-    assert load_webhooks(world.inst) == [] and send_once(world.inst) == 0
+    assert load_webhooks(world.inst) == [] and send_round(world.inst) == 0

@@ -19,7 +19,9 @@ from sqlalchemy import select
 
 from fabguard.domain.errors import Refusal
 from fabguard.fixture.client import FabGuardClientError, FixtureClient
-from fabguard.service import events, orders, reenrolment
+from fabguard.service.catalog import orders
+from fabguard.service.core import events
+from fabguard.service.provisioning import reenrolment
 from fabguard.store.models import Unit
 from tests.support import World, tested_device
 from tests.tpm_support import (

@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from fabguard.fixture.client import FabGuardClientError
-from fabguard.service import events, tokens
+from fabguard.service.access import tokens
+from fabguard.service.core import events
 from tests.support import World, tested_device
 
 

@@ -25,9 +25,12 @@ from sqlalchemy import func, select
 
 from fabguard.fixture.client import FixtureClient
 from fabguard.fixture.openhtf_records import openhtf_record
-from fabguard.service import events, orders, testrecords, tokens
-from fabguard.service.instance import Instance
-from fabguard.store.db import event_count
+from fabguard.service.access import tokens
+from fabguard.service.catalog import orders
+from fabguard.service.core import events
+from fabguard.service.core.instance import Instance
+from fabguard.service.provisioning import testrecords
+from fabguard.store.eventlog import event_count
 from fabguard.store.models import Fixture, Order, Product, TestRecordRow, Unit
 from tests.support import World, new_instance, tested_device
 

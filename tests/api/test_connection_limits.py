@@ -24,8 +24,8 @@ import pytest
 
 from fabguard.api.connections import OpenConnections, RepeatedLog, connection_limit
 from fabguard.api.server import ServerThread
-from fabguard.service.instance import Instance
-from fabguard.service.seeding import init_instance
+from fabguard.service.core.instance import Instance
+from fabguard.service.core.seeding import init_instance
 from tests.support import new_instance
 
 FABGUARD = (sys.executable, "-m", "fabguard.cli.main")

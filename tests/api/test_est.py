@@ -8,7 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from fabguard.service import orders
+from fabguard.service.catalog import orders
 from tests.support import World, tested_device
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fabguard.service import tokens
+from fabguard.service.access import tokens
 from tests.api.test_role_matrix import Caller, Matrix, _concrete, call, matrix, role_table
 
 __all__ = ["matrix"]  # the module-scoped world of the role matrix, built again for this module

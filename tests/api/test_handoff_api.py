@@ -15,7 +15,9 @@ from cryptography.x509.oid import NameOID
 
 from fabguard.ledger.checkpoint import parse_verifier_key
 from fabguard.ledger.entry import canonical_json
-from fabguard.service import events, ledger, tokens
+from fabguard.service.access import tokens
+from fabguard.service.core import events
+from fabguard.service.ledger import merkle_log
 from tests.support import World, new_instance, tested_device
 
 AWS_CODE = "ab" * 32
@@ -103,7 +105,7 @@ def test_an_auditor_reads_the_signed_manifest_as_json_and_csv(world: World, audi
     order = world.order(quota=2)
     fx = world.fixture("fx-1")
     fx.provision(order, "SN-API1", tested_device(fx, "SN-API1").csr_pem())
-    _, _, public_key = parse_verifier_key(ledger.public_verifier_key(world.inst))
+    _, _, public_key = parse_verifier_key(merkle_log.public_verifier_key(world.inst))
     r = auditor.get(f"/api/v1/handoff/manifest/{order}")
     assert r.status_code == 200
     doc = r.json()

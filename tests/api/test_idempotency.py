@@ -21,8 +21,9 @@ from fabguard.domain.idempotency import IdempotencyKey
 from fabguard.fixture.client import Credentials, FixtureClient, tls_context
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
-from fabguard.service import idempotency, maintenance
-from fabguard.service.events import list_events
+from fabguard.service.core import idempotency
+from fabguard.service.core.events import list_events
+from fabguard.service.operations import maintenance
 from fabguard.store.idempotency import IdempotencyKeyRow
 from fabguard.store.models import Order, TestRecordRow
 from tests.support import World
@@ -218,7 +219,7 @@ def test_keys_expire_after_the_retention_period_and_maintenance_forgets_them(wor
         try:
             # A key past its retention is a new key (even before maintenance came by)...
             again = http.post("/api/v1/test-records", json=rec("SN00000001"), headers={"Idempotency-Key": KEY})
-            maintenance.run_once(world.inst)
+            maintenance.run_round(world.inst)
         finally:
             world.inst.clock = real
     assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers

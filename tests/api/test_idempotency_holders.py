@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 from fabguard.domain.idempotency import IdempotencyKey
 from fabguard.fixture.client import FabGuardClientError, FixtureClient, tls_context
 from fabguard.runtime.liveness import ProcessLiveness
-from fabguard.service import idempotency
-from fabguard.service.instance import Instance
-from fabguard.store import leases
-from fabguard.store.analytics_models import Lease
+from fabguard.service.core import idempotency
+from fabguard.service.core.instance import Instance
+from fabguard.store import worker_leases
+from fabguard.store.analytics_models import WorkerLease
 from fabguard.store.models import Order, Unit
 from tests.support import World, tested_device
 
@@ -39,7 +39,9 @@ def taken_by_a_process(world: World, body: dict[str, Any], *, lives_for: timedel
     try:
         other.process_lease = "process:the-other-one"
         with other.db.transaction() as s:
-            assert leases.acquire(s, other.process_lease, other.process_lease, now=datetime.now(UTC), ttl=lives_for)
+            assert worker_leases.acquire(
+                s, other.process_lease, other.process_lease, now=datetime.now(UTC), ttl=lives_for
+            )
         keyed = idempotency.Keyed.of("fx-1", IdempotencyKey(KEY), OPERATION, body)
         assert idempotency.begin_batch(other, keyed) is None
     finally:
@@ -121,14 +123,14 @@ def test_a_server_process_beats_while_it_runs_and_gives_its_lease_up_when_it_sto
     try:
         assert any_instance.process_lease == liveness.name
         with any_instance.db.read() as s:
-            first = leases.holder_of(s, liveness.name, now=datetime.now(UTC))
+            first = worker_leases.holder_of(s, liveness.name, now=datetime.now(UTC))
         time.sleep(0.3)
         with any_instance.db.read() as s:
-            later = s.execute(select(Lease.expires_at).where(Lease.name == liveness.name)).scalar_one()
+            later = s.execute(select(WorkerLease.expires_at).where(WorkerLease.name == liveness.name)).scalar_one()
         assert first == liveness.name
         assert later > datetime.now(UTC) + liveness.dead_after - timedelta(seconds=0.25)
     finally:
         liveness.stop()
     assert any_instance.process_lease is None
     with any_instance.db.read() as s:
-        assert leases.holder_of(s, liveness.name, now=datetime.now(UTC)) is None
+        assert worker_leases.holder_of(s, liveness.name, now=datetime.now(UTC)) is None

@@ -10,7 +10,8 @@ import httpx
 from typer.testing import CliRunner
 
 from fabguard.cli.main import app
-from fabguard.service import revocation, tokens
+from fabguard.service.access import tokens
+from fabguard.service.authority import revocation
 from tests.support import World, tested_device
 
 

@@ -22,8 +22,9 @@ from fabguard.domain.values import FixtureId, SiteId
 from fabguard.fixture.client import Credentials, enroll
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.pki import profiles
-from fabguard.service import events, fixtures, orders
-from fabguard.service.instance import Instance
+from fabguard.service.catalog import fixtures, orders
+from fabguard.service.core import events
+from fabguard.service.core.instance import Instance
 from tests.support import World, enrolled_fixture_pem, tested_device
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None or shutil.which("openssl") is None, reason="needs curl")

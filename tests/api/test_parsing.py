@@ -5,7 +5,7 @@ from __future__ import annotations
 from fabguard.api.parsing import batch_unit_request, est_unit_request, order_to_provision, unit_request
 from fabguard.domain.errors import InvalidRequest, Refusal
 from fabguard.fixture.device import SimulatedDevice
-from fabguard.service.unit_requests import UnitRequest, UnparsedUnit
+from fabguard.service.provisioning.unit_requests import UnitRequest, UnparsedUnit
 
 MAX = 16384
 

@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from fabguard.service import events, orders, tokens
+from fabguard.service.access import tokens
+from fabguard.service.catalog import orders
+from fabguard.service.core import events
 from fabguard.store.models import Event
 from tests.support import World
 

@@ -8,7 +8,8 @@ from cryptography.x509.oid import NameOID
 
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.fixture.device import SimulatedDevice
-from fabguard.service import events, orders
+from fabguard.service.catalog import orders
+from fabguard.service.core import events
 from tests.support import World, tested_device
 
 

@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 
 from fabguard.api.server import ServerThread, publication_config
-from fabguard.service.instance import Instance
+from fabguard.service.core.instance import Instance
 from tests.support import new_instance
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from fabguard.fixture.errors import FixtureError
-from fabguard.service import events
-from fabguard.service.instance import Instance
+from fabguard.service.core import events
+from fabguard.service.core.instance import Instance
 from tests.support import World, new_instance
 
 BURST = 5

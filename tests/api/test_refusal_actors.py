@@ -16,8 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fabguard.domain.values import FixtureId, SiteId
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.pki import profiles
-from fabguard.service import events, fixtures, tokens
-from fabguard.service.instance import Instance
+from fabguard.service.access import tokens
+from fabguard.service.catalog import fixtures
+from fabguard.service.core import events
+from fabguard.service.core.instance import Instance
 from tests.support import World, tested_device
 
 

@@ -29,9 +29,10 @@ from fabguard.domain.values import CaName, FixtureId, OrderState
 from fabguard.fixture.client import FixtureClient
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.pki import profiles
-from fabguard.service import events, fixtures, orders
-from fabguard.service.instance import Instance
-from fabguard.store.db import event_count
+from fabguard.service.catalog import fixtures, orders
+from fabguard.service.core import events
+from fabguard.service.core.instance import Instance
+from fabguard.store.eventlog import event_count
 from fabguard.store.models import Unit
 from tests.support import World, tested_device
 
@@ -441,7 +442,7 @@ def test_provisioned_serial_asking_again_with_another_key_is_refused(
 def test_revoked_unit_asking_again_even_with_its_own_key_is_refused(
     world: World, http_of: Callable[[FixtureClient], httpx.Client]
 ) -> None:
-    from fabguard.service import revocation
+    from fabguard.service.authority import revocation
 
     order = world.order(quota=5)
     fx = world.fixture("fx-1")
@@ -459,17 +460,17 @@ def test_revoked_unit_asking_again_even_with_its_own_key_is_refused(
 def test_order_whose_issuing_ca_was_revoked_issues_nothing(
     world: World, http_of: Callable[[FixtureClient], httpx.Client]
 ) -> None:
-    from fabguard.service import approvals
+    from fabguard.service.approvals import requests
     from tests.support import REQUESTER, second_person_approves
 
-    asked = approvals.request_ca_creation(
+    asked = requests.request_ca_creation(
         world.inst, CaName("issuing-cm-a"), site_id="cm-a", product_id=None, by=REQUESTER
     )
     second_person_approves(world.inst, asked)
     order = world.order(quota=5)
     fx = world.fixture("fx-1")
     device = tested_device(fx, "SN0001")
-    revoking = approvals.request_ca_revocation(
+    revoking = requests.request_ca_revocation(
         world.inst, "issuing-cm-a", reason_code="ca_compromise", note="breach", by=REQUESTER
     )
     second_person_approves(world.inst, revoking)
@@ -486,7 +487,7 @@ def test_order_whose_issuing_ca_was_revoked_issues_nothing(
 def _attesting_product(world: World, vendor_pem: str) -> None:
     from fabguard.domain.issuance import AttestationPolicy
     from fabguard.domain.values import ProductId
-    from fabguard.service import attestation
+    from fabguard.service.provisioning import attestation
 
     attestation.add_root(world.inst, ProductId("sensor"), "se", vendor_pem, actor="test")
     attestation.set_policy(world.inst, ProductId("sensor"), AttestationPolicy.REQUIRED, actor="test")

@@ -20,9 +20,11 @@ from sqlalchemy import func, select
 
 from fabguard.api.app import create_app
 from fabguard.domain.values import OrderId, ProductId, Role, SiteId
-from fabguard.service import catalog, ledger, orders, tokens
-from fabguard.service.instance import Instance
-from fabguard.store.db import event_count
+from fabguard.service.access import tokens
+from fabguard.service.catalog import orders, product_catalog
+from fabguard.service.core.instance import Instance
+from fabguard.service.ledger import merkle_log
+from fabguard.store.eventlog import event_count
 from fabguard.store.models import CheckpointRow
 from tests.support import new_instance
 
@@ -51,8 +53,8 @@ class Api:
 
 
 def _setup(inst: Instance) -> Api:
-    catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="test")
-    catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="test")
+    product_catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="test")
+    product_catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="test")
     orders.create_order(
         inst, order_id=OrderId(ORDER), product_id=ProductId("sensor"), site_id=SiteId("cm-a"), quota=5, actor="test"
     )
@@ -296,8 +298,8 @@ def test_reading_the_checkpoint_stores_nothing_and_answers_the_newest_stored_one
     inst = new_instance(tmp_path / "home", database_url)
     try:
         api = _setup(inst)
-        taken = ledger.make_checkpoint(inst)
-        catalog.create_site(inst, site_id=SiteId("cm-z"), name="CM Z", actor="test")  # the tree grows past it
+        taken = merkle_log.make_checkpoint(inst)
+        product_catalog.create_site(inst, site_id=SiteId("cm-z"), name="CM Z", actor="test")  # the tree grows past it
         before = _state(inst)
         assert before[0] > taken.size
         for role in ("auditor", "engineer", "admin"):

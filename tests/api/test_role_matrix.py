@@ -20,8 +20,9 @@ import pytest
 
 from fabguard.api.app import create_app
 from fabguard.domain.values import OrderId, ProductId, Role, SiteId
-from fabguard.service import catalog, orders, tokens
-from fabguard.service.instance import Instance
+from fabguard.service.access import tokens
+from fabguard.service.catalog import orders, product_catalog
+from fabguard.service.core.instance import Instance
 from tests.support import enrolled_fixture_pem, new_instance
 
 ROLES_DOC = Path(__file__).resolve().parents[2] / "docs" / "roles.md"
@@ -101,9 +102,9 @@ def _fixture_cert(inst: Instance, fixture_id: str, site: str) -> str:
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     home = tmp_path_factory.mktemp("matrix") / "home"
     inst = new_instance(home)
-    catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="test")
+    product_catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="test")
     for site in ("cm-a", "cm-b"):
-        catalog.create_site(inst, site_id=SiteId(site), name=site, actor="test")
+        product_catalog.create_site(inst, site_id=SiteId(site), name=site, actor="test")
     orders.create_order(
         inst, order_id=OrderId(ORDER), product_id=ProductId("sensor"), site_id=SiteId("cm-a"), quota=5, actor="test"
     )

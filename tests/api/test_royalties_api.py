@@ -11,7 +11,8 @@ from cryptography.exceptions import InvalidSignature
 
 from fabguard.ledger.checkpoint import parse_verifier_key
 from fabguard.ledger.entry import canonical_json
-from fabguard.service import ledger, tokens
+from fabguard.service.access import tokens
+from fabguard.service.ledger import merkle_log
 from tests.support import World, tested_device
 
 
@@ -33,7 +34,7 @@ def test_engineer_sets_rates_and_an_auditor_reads_the_signed_statement(world: Wo
         assert r.status_code == 200 and r.json()["product_id"] == "sensor"
     for serial in ("SN-1", "SN-2"):
         fx.provision(order, serial, tested_device(fx, serial).csr_pem())
-    _, _, public_key = parse_verifier_key(ledger.public_verifier_key(world.inst))
+    _, _, public_key = parse_verifier_key(merkle_log.public_verifier_key(world.inst))
     with _client(world, "auditor") as aud:
         assert (
             aud.put("/api/v1/products/sensor/royalty-rate", json={"amount": "0", "currency": "EUR"}).status_code == 403

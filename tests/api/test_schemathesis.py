@@ -33,8 +33,9 @@ from schemathesis.generation import GenerationMode
 
 from fabguard.api.app import create_app
 from fabguard.domain.values import OrderId, ProductId, SiteId
-from fabguard.service import catalog, orders, tokens
-from fabguard.service.instance import Instance
+from fabguard.service.access import tokens
+from fabguard.service.catalog import orders, product_catalog
+from fabguard.service.core.instance import Instance
 from tests.support import enrolled_fixture_pem, new_instance
 
 MAX_EXAMPLES = 6  # per operation, mode and credential set: ~70 operations, x2 (valid and invalid input) for admin
@@ -87,9 +88,16 @@ class Target:
         self.app = WithClientCert(create_app(inst))
         _, self.admin = tokens.create_token(inst, name="fuzz-admin", role="admin", actor="test")
         _, self.auditor = tokens.create_token(inst, name="fuzz-auditor", role="auditor", actor="test")
-        catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor v2", actor="test")
-        catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="test")
-        orders.create_order(inst, product_id=ProductId("sensor"), site_id=SiteId("cm-a"), quota=5, actor="test", order_id=OrderId("po-1"))
+        product_catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor v2", actor="test")
+        product_catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="test")
+        orders.create_order(
+            inst,
+            product_id=ProductId("sensor"),
+            site_id=SiteId("cm-a"),
+            quota=5,
+            actor="test",
+            order_id=OrderId("po-1"),
+        )
         self.fixture_chain = [enrolled_fixture_pem(inst, "fx-1", "cm-a")]
 
 

@@ -17,8 +17,8 @@ import pytest
 
 from fabguard.api.server import ServerThread
 from fabguard.domain.errors import ERROR_STATUS
-from fabguard.service import tokens
-from fabguard.service.instance import Instance
+from fabguard.service.access import tokens
+from fabguard.service.core.instance import Instance
 from tests.support import new_instance
 
 READ_SECONDS = 1
@@ -101,9 +101,9 @@ def test_a_body_trickled_past_the_deadline_gets_408_request_timeout_and_is_close
     assert headers["connection"] == "close"
     assert READ_SECONDS <= elapsed < READ_SECONDS + 3
     assert ERROR_STATUS["request_timeout"] == 408
-    from fabguard.service import catalog
+    from fabguard.service.catalog import product_catalog
 
-    assert all(p.id != "slow" for p in catalog.list_products(inst))  # nothing was created
+    assert all(p.id != "slow" for p in product_catalog.list_products(inst))  # nothing was created
 
 
 def test_a_body_sent_in_time_is_served(server: tuple[ServerThread, Instance, str]) -> None:

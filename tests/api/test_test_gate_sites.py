@@ -13,7 +13,8 @@ import pytest
 from fabguard.fixture.client import FabGuardClientError, FixtureClient
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
-from fabguard.service import events, orders
+from fabguard.service.catalog import orders
+from fabguard.service.core import events
 from tests.api.test_est import curl_est, openssl_csr
 from tests.support import World, tested_device
 

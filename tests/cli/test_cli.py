@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from fabguard.cli.main import app
-from fabguard.service import orders
-from fabguard.service.instance import Instance
+from fabguard.service.catalog import orders
+from fabguard.service.core.instance import Instance
 
 runner = CliRunner()
 

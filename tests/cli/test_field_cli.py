@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from fabguard.cli.main import app
 from fabguard.fixture.device import SimulatedDevice
-from fabguard.service import ledger, revocation
+from fabguard.service.authority import revocation
+from fabguard.service.ledger import merkle_log
 from tests.support import World, tested_device
 
 runner = CliRunner()
@@ -107,7 +108,7 @@ def test_an_export_that_does_not_verify_decides_nothing(
     key, cert = _files(tmp_path, good)
     nonce = "11" * 32
     sig = _sign(world.inst.home, tmp_path, key, nonce)
-    (tmp_path / "ledger.pub").write_text(ledger.public_verifier_key(world.inst))
+    (tmp_path / "ledger.pub").write_text(merkle_log.public_verifier_key(world.inst))
     args = ("field", "verify", "--export", export, "--cert", cert, "--signature", sig, "--nonce", nonce)
     code, out = _run(world.inst.home, *args, "--key", tmp_path / "ledger.pub")
     assert code == 1 and "the export does not verify" in out and "{" not in out, out

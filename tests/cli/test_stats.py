@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 from fabguard.cli.main import app
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.fixture.openhtf_records import DEFAULT_PROCEDURE, openhtf_record
-from fabguard.service import analytics
+from fabguard.service.analytics import dashboard_queries
 from tests.support import World, tested_device
 
 runner = CliRunner()
@@ -114,11 +114,11 @@ def test_catch_up_folds_every_event_then_has_nothing_left(tmp_path: Path) -> Non
     assert fg(home, "product", "add", "sensor", "--name", "Sensor")[0] == 0
     assert fg(home, "site", "add", "cm-a", "--name", "CM A")[0] == 0
     assert fg(home, "order", "create", "--id", "po-1", "--product", "sensor", "--site", "cm-a", "--quota", "5")[0] == 0
-    from fabguard.service.instance import Instance
+    from fabguard.service.core.instance import Instance
 
     inst = Instance.open(home)
     try:
-        events = analytics.current_sequence(inst)
+        events = dashboard_queries.current_sequence(inst)
     finally:
         inst.close()
     assert events > 0

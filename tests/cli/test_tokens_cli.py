@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fabguard.service import tokens
-from fabguard.service.instance import Instance
+from fabguard.service.access import tokens
+from fabguard.service.core.instance import Instance
 from tests.cli.test_cli import fg
 
 

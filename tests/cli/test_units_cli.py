@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fabguard.service import revocation
+from fabguard.service.authority import revocation
 from tests.cli.test_cli import fg
 from tests.support import World, tested_device
 

@@ -20,8 +20,10 @@ from typer.testing import CliRunner
 from fabguard.cli.main import app
 from fabguard.domain.values import SiteId
 from fabguard.ledger.cosignature import parse_cosigner_key, valid_cosigners
-from fabguard.service import catalog, ledger, tokens
-from fabguard.service.instance import Instance
+from fabguard.service.access import tokens
+from fabguard.service.catalog import product_catalog
+from fabguard.service.core.instance import Instance
+from fabguard.service.ledger import merkle_log
 from tests.support import SOFTHSM_MODULE, TOKEN, USER_PIN, SoftHsm, World, new_instance
 
 runner = CliRunner()
@@ -35,12 +37,12 @@ def run(*args: str | Path, env: dict[str, str] | None = None) -> tuple[int, str]
 
 def grow(inst: Instance, *sites: str) -> None:
     for s in sites:
-        catalog.create_site(inst, site_id=SiteId(s), name=s, actor="test")
+        product_catalog.create_site(inst, site_id=SiteId(s), name=s, actor="test")
 
 
 def witness_init(tmp: Path, inst: Instance, *key_args: str | Path, env: dict[str, str] | None = None) -> str:
     tmp.mkdir(exist_ok=True)
-    (tmp / "oem.pub").write_text(ledger.public_verifier_key(inst) + "\n")
+    (tmp / "oem.pub").write_text(merkle_log.public_verifier_key(inst) + "\n")
     code, out = run(
         "witness", "init", "--name", NAME, "--log-key", tmp / "oem.pub", "--state", tmp / "w.json", *key_args, env=env
     )
@@ -66,11 +68,11 @@ def test_the_witness_cosigns_one_ledger_and_refuses_its_fork_and_the_auditor_cou
         assert code == 0, out
         code, out = run("--home", tmp_path / "a", "ledger", "add-cosignature", tmp_path / "ca")
         assert code == 0 and NAME in out, out
-        size = ledger.latest_checkpoint(a).size
+        size = merkle_log.latest_checkpoint(a).size
         saved = state.read_bytes()
 
         # The fork, at the same size: another root for a size the witness cosigned.
-        assert ledger.latest_checkpoint(b).size == size
+        assert merkle_log.latest_checkpoint(b).size == size
         assert (
             run("--home", tmp_path / "b", "ledger", "cosign-request", "--old", size, "--out", tmp_path / "rb")[0] == 0
         )
@@ -168,7 +170,7 @@ def test_the_witness_key_can_live_in_a_pkcs11_token(softhsm: SoftHsm, instance: 
 def test_witness_init_refuses_bad_input_in_one_line(
     instance: Instance, tmp_path: Path, args: tuple[str, ...], expected: str
 ) -> None:
-    (tmp_path / "oem.pub").write_text(ledger.public_verifier_key(instance))
+    (tmp_path / "oem.pub").write_text(merkle_log.public_verifier_key(instance))
     code, out = run("witness", "init", *args, "--log-key", tmp_path / "oem.pub", "--state", tmp_path / "w.json")
     assert code == 2 and expected in out and "Traceback" not in out, out
     assert not (tmp_path / "w.json").exists()
@@ -191,4 +193,4 @@ def test_a_second_cosigning_waits_for_the_first_to_save_its_state(instance: Inst
         assert json.loads(state.read_text())["log"]["size"] == 0
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "\u2014 " + NAME in out
-    assert json.loads(state.read_text())["log"]["size"] == ledger.latest_checkpoint(instance).size
+    assert json.loads(state.read_text())["log"]["size"] == merkle_log.latest_checkpoint(instance).size

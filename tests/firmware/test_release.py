@@ -26,8 +26,11 @@ from fabguard.firmware.sbom import firmware_sbom, validate_sbom
 from fabguard.fixture import firmware as device_side
 from fabguard.fixture.client import FabGuardClientError, FixtureClient
 from fabguard.fixture.device import SimulatedDevice
-from fabguard.service import catalog, events, orders, revocation, tokens
-from fabguard.store.db import event_count
+from fabguard.service.access import tokens
+from fabguard.service.authority import revocation
+from fabguard.service.catalog import orders, product_catalog
+from fabguard.service.core import events
+from fabguard.store.eventlog import event_count
 from tests.support import World, tested_device
 
 RELEASES = "/api/v1/firmware/releases"
@@ -298,14 +301,16 @@ def test_each_refusal_has_its_code_and_is_recorded(any_line: Line) -> None:
     revocation.revoke_unit(inst, "SN-F3", reason_code="key_compromise", note="key leaked", actor="test")
     refused(line, "unit_revoked", lambda: line.fetch(rid, "SN-F3"))
 
-    catalog.create_product(inst, product_id=ProductId("meter"), name="Meter", actor="test")
+    product_catalog.create_product(inst, product_id=ProductId("meter"), name="Meter", actor="test")
     meter = line.engineer.post(RELEASES, json={"product_id": "meter", "version": "9", "image": "eA=="}).json()["id"]
     line.approver.post(f"{RELEASES}/{meter}/approve")
     wrong = line.engineer.post(f"{RELEASES}/{meter}/attach", json={"order_id": line.order})
     assert wrong.status_code == 409 and wrong.json()["error"]["code"] == "release_wrong_product"
     refused(line, "release_wrong_product", lambda: line.fetch(meter, "SN-F1"))
 
-    catalog.create_product(inst, product_id=ProductId("big"), name="Big keys", key_types=["ec-p384"], actor="test")
+    product_catalog.create_product(
+        inst, product_id=ProductId("big"), name="Big keys", key_types=["ec-p384"], actor="test"
+    )
     big_order = orders.create_order(inst, product_id=ProductId("big"), site_id=SiteId("cm-a"), quota=2, actor="test").id
     big_device = SimulatedDevice("SN-P384", key=ec.generate_private_key(ec.SECP384R1()))
     tested_device(line.fx, "SN-P384")

@@ -20,7 +20,7 @@ from fabguard.ledger.checkpoint import Checkpoint, open_signed_checkpoint, sign_
 from fabguard.ledger.merkle import CompactRange, leaf_hash
 from fabguard.ledger.verify import AuditFailure, verify_export
 from fabguard.pki.keys import read_encrypted_key
-from fabguard.service import ledger
+from fabguard.service.ledger import merkle_log
 from tests.support import PASSPHRASE, World, new_instance
 
 
@@ -37,13 +37,13 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
     try:
         order = world.order(quota=20)
         creds = [world.credentials(f"fx-{i}") for i in range(2)]
-        early = ledger.make_checkpoint(inst)
+        early = merkle_log.make_checkpoint(inst)
         (tmp / "early.txt").write_text(early.note)
         with ProductionLine(creds, LineConfig(order_id=order, units=25, clones=2, skip_tests=2)) as line:
             line.run()
-        ledger.make_checkpoint(inst)
-        ledger.export(inst, tmp / "export")
-        yield tmp / "export", ledger.public_verifier_key(inst), tmp / "early.txt"
+        merkle_log.make_checkpoint(inst)
+        merkle_log.export(inst, tmp / "export")
+        yield tmp / "export", merkle_log.public_verifier_key(inst), tmp / "early.txt"
     finally:
         world.stop()
         inst.close()

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from fabguard.domain.values import FixtureId, OrderId, ProductId, SiteId
 from fabguard.ledger.verify import AuditFailure, verify_export
-from fabguard.service import catalog, fixtures, ledger, orders
+from fabguard.service.catalog import fixtures, orders, product_catalog
+from fabguard.service.ledger import merkle_log
 from tests.support import new_instance
 
 PROPERTY = settings(
@@ -27,14 +28,21 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str
     tmp = tmp_path_factory.mktemp("export-props")
     inst = new_instance(tmp / "home")
     try:
-        catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="test")
-        catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="test")
-        ledger.make_checkpoint(inst)
-        orders.create_order(inst, product_id=ProductId("sensor"), site_id=SiteId("cm-a"), quota=3, actor="test", order_id=OrderId("po-1"))
+        product_catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="test")
+        product_catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="test")
+        merkle_log.make_checkpoint(inst)
+        orders.create_order(
+            inst,
+            product_id=ProductId("sensor"),
+            site_id=SiteId("cm-a"),
+            quota=3,
+            actor="test",
+            order_id=OrderId("po-1"),
+        )
         fixtures.create_fixture(inst, fixture_id=FixtureId("fx-1"), site_id=SiteId("cm-a"), actor="test")
-        ledger.make_checkpoint(inst)
-        ledger.export(inst, tmp / "export")
-        yield tmp / "export", ledger.public_verifier_key(inst)
+        merkle_log.make_checkpoint(inst)
+        merkle_log.export(inst, tmp / "export")
+        yield tmp / "export", merkle_log.public_verifier_key(inst)
     finally:
         inst.close()
 

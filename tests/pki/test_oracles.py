@@ -21,8 +21,8 @@ from cryptography.x509.oid import NameOID
 
 from fabguard.domain.values import ProductId, SiteId
 from fabguard.pki import profiles
-from fabguard.service import catalog, orders
-from fabguard.service.instance import Instance
+from fabguard.service.catalog import orders, product_catalog
+from fabguard.service.core.instance import Instance
 from tests.support import World, new_instance, tested_device
 
 BIN = Path(sys.executable).parent
@@ -65,7 +65,7 @@ def pems(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         for name in ("root", "issuing", "station", "server"):
             shutil.copy(inst.cas.cert_path(name), out / f"{name}.pem")
         # A product allowing every key type, with a finite lifetime (UTCTime/GeneralizedTime both appear).
-        catalog.create_product(
+        product_catalog.create_product(
             inst,
             product_id=ProductId("gateway"),
             name="Gateway",
@@ -224,7 +224,7 @@ def test_pkilint_finds_no_error_in_a_server_certificate_for_a_dotted_host_name(p
 
 
 def test_server_certificate_names_the_configured_hostname_for_openssl(tmp_path: Path) -> None:
-    from fabguard.service.seeding import init_instance
+    from fabguard.service.core.seeding import init_instance
 
     home = tmp_path / "named"
     init_instance(home, organization="Acme Devices", hostnames=("fabguard.acme.example", "127.0.0.1"))

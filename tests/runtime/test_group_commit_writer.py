@@ -15,9 +15,9 @@ from fabguard.domain.errors import FabGuardError, InvalidRequest, Unavailable
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.fixture.client import tls_context
 from fabguard.runtime.group_commit import GroupCommitter
-from fabguard.service.instance import Instance
-from fabguard.service.provisioning_group import Job, Outcome
-from fabguard.service.unit_requests import UnparsedUnit
+from fabguard.service.core.instance import Instance
+from fabguard.service.provisioning.group import Job, Outcome
+from fabguard.service.provisioning.unit_requests import UnparsedUnit
 from tests.support import World, tested_device
 
 FIXTURE = FixtureFacts("fx-1", "cm-a", False)

@@ -12,10 +12,12 @@ from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import FixtureId, SiteId
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.runtime.workers import PROJECTOR_LEASE, Projector
-from fabguard.service import analytics, catalog, fixtures, testrecords
-from fabguard.service.instance import Instance
-from fabguard.store import leases, rollups
-from fabguard.store.db import event_count
+from fabguard.service.analytics import dashboard_queries
+from fabguard.service.catalog import fixtures, product_catalog
+from fabguard.service.core.instance import Instance
+from fabguard.service.provisioning import testrecords
+from fabguard.store import rollups, worker_leases
+from fabguard.store.eventlog import event_count
 
 
 def upload(inst: Instance, first: int, n: int) -> None:
@@ -44,7 +46,7 @@ def wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
 
 def test_one_projector_folds_and_hands_over_when_stopped_or_dead(any_instance: Instance) -> None:
     inst = any_instance
-    catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="test")
+    product_catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="test")
     fixtures.create_fixture(inst, fixture_id=FixtureId("fx-1"), site_id=SiteId("cm-a"), actor="test")
     other = Instance.open(inst.home)  # a second server process: its own engine and connections
     a = Projector(inst, interval=0.02, lease_seconds=1.5).start()
@@ -67,13 +69,13 @@ def test_one_projector_folds_and_hands_over_when_stopped_or_dead(any_instance: I
         # A holder that died without releasing: nobody folds in the background until its lease expires,
         # but a read catches the projection up itself.
         with inst.db.transaction() as s:
-            assert leases.acquire(s, PROJECTOR_LEASE, "dead", now=datetime.now(UTC), ttl=timedelta(seconds=2))
+            assert worker_leases.acquire(s, PROJECTOR_LEASE, "dead", now=datetime.now(UTC), ttl=timedelta(seconds=2))
         c = Projector(other, interval=0.02, lease_seconds=1.5).start()
         try:
             upload(inst, 200, 10)
             time.sleep(0.5)
             assert c.folded == 0 and cursor(inst) < events(inst)
-            assert analytics.refresh(inst) == 0  # what a dashboard read does
+            assert dashboard_queries.refresh(inst) == 0  # what a dashboard read does
             upload(inst, 300, 10)
             wait_for(lambda: c.folded == 10, seconds=10)  # taken over once the dead holder's lease ran out
             assert c.hold.held and cursor(inst) == events(inst)

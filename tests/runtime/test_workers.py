@@ -8,8 +8,8 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from fabguard.runtime.workers import PROJECTOR_LEASE, BackgroundWorkers
-from fabguard.service.instance import Instance
-from fabguard.store import leases
+from fabguard.service.core.instance import Instance
+from fabguard.store import worker_leases
 
 NAMES = {"fabguard-maintenance", "fabguard-projector", "fabguard-webhooks"}
 
@@ -32,4 +32,4 @@ def test_workers_start_together_and_stop_handing_the_projector_lease_over_at_onc
         workers.stop()
     assert running() == before
     with any_instance.db.read() as s:
-        assert leases.holder_of(s, PROJECTOR_LEASE, now=datetime.now(UTC)) is None
+        assert worker_leases.holder_of(s, PROJECTOR_LEASE, now=datetime.now(UTC)) is None

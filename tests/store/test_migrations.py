@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import insert, inspect, select, text
 
 from fabguard.domain.values import ProductId, SiteId
-from fabguard.service.instance import Instance
+from fabguard.service.core.instance import Instance
 from fabguard.store.analytics_models import FailureHour, FailureMinute, StatsHour, StatsMinute, YieldHour, YieldMinute
 from fabguard.store.migrate import alembic_config
 from fabguard.store.schema import metadata
@@ -31,11 +31,11 @@ def test_quota_check_constraint_holds_even_against_a_direct_update(any_instance:
     from sqlalchemy import update
     from sqlalchemy.exc import IntegrityError
 
-    from fabguard.service import catalog, orders
+    from fabguard.service.catalog import orders, product_catalog
     from fabguard.store.models import Order
 
-    catalog.create_product(any_instance, product_id=ProductId("p"), name="P", actor="t")
-    catalog.create_site(any_instance, site_id=SiteId("s"), name="S", actor="t")
+    product_catalog.create_product(any_instance, product_id=ProductId("p"), name="P", actor="t")
+    product_catalog.create_site(any_instance, site_id=SiteId("s"), name="S", actor="t")
     oid = orders.create_order(any_instance, product_id=ProductId("p"), site_id=SiteId("s"), quota=1, actor="t").id
     with pytest.raises(IntegrityError), any_instance.db.transaction() as s:
         s.execute(update(Order).where(Order.id == oid).values(used=2))

@@ -17,8 +17,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from fabguard.domain.errors import Unavailable
 from fabguard.domain.values import ProductId
 from fabguard.fixture.client import FabGuardClientError, FixtureClient, tls_context
-from fabguard.service import catalog
-from fabguard.service.instance import Instance
+from fabguard.service.catalog import product_catalog
+from fabguard.service.core.instance import Instance
 from fabguard.store.db import Database
 from fabguard.store.models import Order
 from tests.support import World, fresh_pg_database, new_instance, pg_admin_url, tested_device
@@ -44,14 +44,14 @@ def test_a_read_only_database_is_unavailable_and_reads_still_work(tmp_path: Path
         _set_read_only(pg_url, True)
         inst.db.engine.dispose()  # the setting applies to new sessions
         with pytest.raises(Unavailable) as caught:
-            catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="test")
+            product_catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="test")
         assert (caught.value.code, caught.value.status) == ("database_unavailable", 503)
         assert "read-only" in caught.value.message
-        assert catalog.list_products(inst) == []  # reads go on
+        assert product_catalog.list_products(inst) == []  # reads go on
         _set_read_only(pg_url, False)
         inst.db.engine.dispose()
-        catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="test")
-        assert [p.id for p in catalog.list_products(inst)] == ["sensor"]
+        product_catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="test")
+        assert [p.id for p in product_catalog.list_products(inst)] == ["sensor"]
     finally:
         inst.db.dispose()
 

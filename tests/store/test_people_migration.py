@@ -12,8 +12,10 @@ from sqlalchemy import insert, select
 
 from fabguard.domain.errors import Forbidden
 from fabguard.domain.values import OrderId, ProductId, Role, SiteId
-from fabguard.service import approvals, catalog, orders, people, tokens
-from fabguard.service.instance import Instance
+from fabguard.service.access import people, tokens
+from fabguard.service.approvals import requests
+from fabguard.service.catalog import orders, product_catalog
+from fabguard.service.core.instance import Instance
 from fabguard.store.approval_models import ApprovalRequest
 from fabguard.store.migrate import alembic_config
 from fabguard.store.models import ApiToken, QuotaChange
@@ -35,8 +37,8 @@ def _old_token(conn: object, token_id: str, name: str, role: str, **kw: object) 
 
 def test_each_token_name_becomes_one_person_and_pending_requests_keep_their_judgement(any_instance: Instance) -> None:
     inst = any_instance
-    catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="test")
-    catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="test")
+    product_catalog.create_product(inst, product_id=ProductId("sensor"), name="Sensor", actor="test")
+    product_catalog.create_site(inst, site_id=SiteId("cm-a"), name="CM A", actor="test")
     orders.create_order(
         inst, order_id=OrderId("po-m"), product_id=ProductId("sensor"), site_id=SiteId("cm-a"), quota=3, actor="t"
     )
@@ -86,9 +88,9 @@ def test_each_token_name_becomes_one_person_and_pending_requests_keep_their_judg
     ada_too = tokens.Principal("aaaaaaaaaaaaaaa2", "ada", Role.APPROVER, person_id=found["ada"].id)
     alex = tokens.Principal("bbbbbbbbbbbbbbb1", "alex", Role.APPROVER, person_id=found["alex"].id)
     with pytest.raises(Forbidden) as own:
-        approvals.decide(inst, 7, approve=True, by=ada_too)
+        requests.decide(inst, 7, approve=True, by=ada_too)
     assert own.value.code == "same_person"
-    done = approvals.decide(inst, 7, approve=True, by=alex)
+    done = requests.decide(inst, 7, approve=True, by=alex)
     # A request made before people names none: the token is the person's named as it, made now.
     assert done.result is not None and done.result["person_id"] == people.get_person(inst, "root-2").id
     assert people.get_person(inst, "root-2").roles == (Role.ADMIN,)

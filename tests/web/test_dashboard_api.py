@@ -13,7 +13,8 @@ from fabguard.domain.values import FixtureId
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.fixture.simulator import LineConfig, ProductionLine
-from fabguard.service import fixtures, tokens
+from fabguard.service.access import tokens
+from fabguard.service.catalog import fixtures
 from tests.support import World
 
 

@@ -14,7 +14,8 @@ from fabguard.fixture.client import FabGuardClientError, FixtureClient
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import DEFAULT_PROCEDURE, openhtf_record
 from fabguard.fixture.simulator import LineConfig, ProductionLine
-from fabguard.service import analytics, catalog, orders
+from fabguard.service.analytics import dashboard_queries
+from fabguard.service.catalog import orders, product_catalog
 from tests.support import World, tested_device
 
 
@@ -75,7 +76,7 @@ def test_yield_counts_units_failing_first_and_passing_on_retest(any_world: World
 
 
 def test_provisioned_units_and_refusals_follow_the_order_and_product_filters(any_world: World) -> None:
-    catalog.create_product(any_world.inst, product_id=ProductId("meter"), name="Meter", actor="test")
+    product_catalog.create_product(any_world.inst, product_id=ProductId("meter"), name="Meter", actor="test")
     sensor = any_world.order(2, order_id="po-sensor")
     meter = orders.create_order(
         any_world.inst,
@@ -162,7 +163,7 @@ def test_figures_agree_with_a_simulated_line_with_failures_and_retests(world: Wo
     with ProductionLine([world.credentials("f1"), world.credentials("f2")], config) as line:
         report = line.run()
     assert report.tests_failed > 0
-    figures = analytics.production(world.inst, order_id=order)
+    figures = dashboard_queries.production(world.inst, order_id=order)
     assert figures["provisioned"] == report.provisioned == 30
     assert figures["tests"]["total"] == report.tests_uploaded
     assert figures["tests"]["by_outcome"].get("FAIL", 0) == report.tests_failed

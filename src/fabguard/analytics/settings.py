@@ -1,7 +1,7 @@
 """Analytics settings: the windows the figures cover, the rates a line is held to, the detectors' constants.
 
 A pure value with its checks, built from a plain mapping (what ``<home>/analytics.json`` holds); reading
-the file is the service's (``fabguard.service.analytics.load_settings``).
+the file is the service's (``fabguard.service.analytics.dashboard_queries.load_settings``).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from fabguard.api.routes import (
 from fabguard.domain.ratelimit import EventAllowance, RateLimiter
 from fabguard.runtime.group_commit import GroupCommitter
 from fabguard.runtime.workers import BackgroundWorkers
-from fabguard.service.instance import Instance
+from fabguard.service.core.instance import Instance
 
 
 def create_app(inst: Instance) -> Any:

@@ -25,9 +25,11 @@ from fabguard.api.media import answers
 from fabguard.api.parsing import Timestamp
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role
-from fabguard.service import analytics, orders, tokens
-from fabguard.service.instance import Instance
-from fabguard.service.metrics import production_metrics
+from fabguard.service.access import tokens
+from fabguard.service.analytics import dashboard_queries
+from fabguard.service.analytics.metrics import production_metrics
+from fabguard.service.catalog import orders
+from fabguard.service.core.instance import Instance
 from fabguard.web import STATIC_DIR
 
 # The stream polls the event counter this often; a browser sees a change within about this delay.
@@ -65,7 +67,7 @@ class SnapshotCache:
         key = (seq, int(time.monotonic() // REFRESH_SECONDS))
         with self._lock:
             if self._key != key:
-                self._value = analytics.overview(self._inst)
+                self._value = dashboard_queries.overview(self._inst)
                 self._key = key
             return self._value
 
@@ -120,7 +122,7 @@ def install_dashboard(app: FastAPI, inst: Instance) -> None:
     @app.get("/api/v1/stats/overview", tags=["analytics"])
     def stats_overview(_: Reader) -> dict[str, Any]:
         """Orders with quota burn-down, fixtures with last activity, refusals, yield, series and alerts."""
-        return analytics.overview(inst)
+        return dashboard_queries.overview(inst)
 
     @app.get("/api/v1/stats/production", tags=["analytics"])
     def stats_production(
@@ -144,7 +146,7 @@ def install_dashboard(app: FastAPI, inst: Instance) -> None:
         Tests, failures and measurements follow the site and fixture filters; units (and their yield)
         follow the product and order filters once provisioned. An unknown order is a 404."""
         try:
-            return analytics.production(
+            return dashboard_queries.production(
                 inst, since=since, until=until, product_id=product, order_id=order, site_id=site, fixture_id=fixture
             )
         except OverflowError:  # a window reaching past year 1 or 9999
@@ -158,7 +160,7 @@ def install_dashboard(app: FastAPI, inst: Instance) -> None:
 
         Another site's order is not found for an operator's token."""
         visible_order(p, orders.get_order(inst, order_id))
-        return analytics.order_stats(inst, order_id)
+        return dashboard_queries.order_stats(inst, order_id)
 
     @app.get("/api/v1/alerts", tags=["analytics"])
     def list_alerts(
@@ -167,7 +169,7 @@ def install_dashboard(app: FastAPI, inst: Instance) -> None:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, object]]:
         """Alerts from the anomaly detectors, open first; ``state=all`` includes acknowledged ones."""
-        found = analytics.alerts(inst)
+        found = dashboard_queries.alerts(inst)
         return [a.to_dict() for a in found if state == "all" or not a.acknowledged][:limit]
 
     @app.post("/api/v1/alerts/{alert_id}/ack", tags=["analytics"])
@@ -178,7 +180,7 @@ def install_dashboard(app: FastAPI, inst: Instance) -> None:
     ) -> dict[str, object]:
         """Acknowledge an alert up to its newest evidence (an ``alert.acknowledged`` event); new evidence re-opens it."""
         tokens.require_role(inst, p, Role.ENGINEER, route=f"/api/v1/alerts/{alert_id}/ack")
-        return analytics.acknowledge(inst, alert_id, actor=p.actor, note=note).to_dict()
+        return dashboard_queries.acknowledge(inst, alert_id, actor=p.actor, note=note).to_dict()
 
     @app.get("/api/v1/stream", tags=["analytics"], **answers("Server-sent events", "text/event-stream"))
     async def stream(request: Request, token: Annotated[str | None, Query(max_length=100)] = None) -> Response:
@@ -200,7 +202,7 @@ def install_dashboard(app: FastAPI, inst: Instance) -> None:
             while time.monotonic() - started < STREAM_SECONDS:
                 if await request.is_disconnected():
                     return
-                seq = await run_in_threadpool(analytics.current_sequence, inst)
+                seq = await run_in_threadpool(dashboard_queries.current_sequence, inst)
                 key = (seq, int(time.monotonic() // REFRESH_SECONDS))
                 if key != sent_key:
                     # A token revoked while the page is open stops receiving at the next change.

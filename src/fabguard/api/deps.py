@@ -16,10 +16,12 @@ from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.ratelimit import RateLimiter
 from fabguard.domain.values import Role
 from fabguard.runtime.group_commit import GroupCommitter
-from fabguard.service import events, fixtures, tokens
-from fabguard.service.instance import Instance
-from fabguard.service.orders import OrderView
-from fabguard.service.provisioning_group import Runner
+from fabguard.service.access import tokens
+from fabguard.service.catalog import fixtures
+from fabguard.service.catalog.orders import OrderView
+from fabguard.service.core import events
+from fabguard.service.core.instance import Instance
+from fabguard.service.provisioning.group import Runner
 
 # Bounded integers: a value past 64 bits is a 422, never an overflow deep in the database driver.
 Count = Annotated[int, Query(ge=0, le=2**62)]

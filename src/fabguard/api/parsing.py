@@ -27,8 +27,8 @@ from fabguard.domain.errors import FabGuardError, InvalidRequest, Refusal
 from fabguard.domain.values import OrderId, Serial
 from fabguard.pki import attestation
 from fabguard.pki.csr import check_device_csr, load_csr
-from fabguard.service.firmware_units import UnitFirmwareRequest
-from fabguard.service.unit_requests import UnitRequest, UnparsedUnit
+from fabguard.service.firmware.unit_releases import UnitFirmwareRequest
+from fabguard.service.provisioning.unit_requests import UnitRequest, UnparsedUnit
 
 # RFC 3339 section 5.6: full-date "T" full-time, the offset "Z" or +hh:mm / -hh:mm ("T" and "Z" in either case).
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})", re.ASCII)

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fabguard import __version__
 from fabguard.api.errors import BodyLimit, install_error_handlers
 from fabguard.api.routes import publication
-from fabguard.service.instance import Instance
+from fabguard.service.core.instance import Instance
 
 # Requests here carry no body: a GET's request line and headers are all there is.
 MAX_BODY_BYTES = 0

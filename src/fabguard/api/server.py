@@ -3,13 +3,13 @@ publication listener (CRLs and CA certificates); both with a bound on connection
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,8 @@ from fabguard.api.redaction import log_config
 from fabguard.api.tls import ClientCertH11Protocol
 from fabguard.pki.keys import passphrase_from_env
 from fabguard.runtime import tune_gc
-from fabguard.service import authorities
-from fabguard.service.config import HOME_ENV
-from fabguard.service.instance import Instance
+from fabguard.service.authority import authorities
+from fabguard.service.core.instance import Instance
 
 
 @dataclass(frozen=True)
@@ -75,10 +74,11 @@ def write_client_trust(inst: Instance) -> None:
     (inst.home / "ca" / CLIENT_TRUST).write_text("".join(pems))
 
 
-def app_from_env() -> Any:
-    """App factory for worker processes: opens the instance named by FABGUARD_HOME."""
+def app_for_home(home: str) -> Any:
+    """App factory for worker processes: opens the instance at ``home``, which the supervisor hands each
+    worker with its (pickled) configuration, so nothing is passed through this process's environment."""
     tune_gc()
-    return create_app(Instance.open(Path(os.environ[HOME_ENV]), migrate=False))
+    return create_app(Instance.open(Path(home), migrate=False))
 
 
 def connection_bound(inst: Instance, connections: OpenConnections | None = None) -> Bound:
@@ -114,9 +114,8 @@ def server_config(
         server_header=False,
     )
     if workers > 1:
-        os.environ[HOME_ENV] = str(inst.home)
         return ServerConfig(
-            "fabguard.api.server:app_from_env",
+            partial(app_for_home, str(inst.home)),
             factory=True,
             workers=workers,
             timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,

@@ -17,7 +17,8 @@ import typer
 from fabguard.cli import instance
 from fabguard.cli.common import TOKEN_ENV, command, console, fail, opened, print_json, state
 from fabguard.domain.errors import InvalidRequest
-from fabguard.service import agent, orders
+from fabguard.service.agent import site_agent
+from fabguard.service.catalog import orders
 
 agent_app = typer.Typer(
     help=(
@@ -46,7 +47,7 @@ def agent_prepare(
     ] = None,
 ) -> None:
     """Make the agent's keys (issuing key, TLS key, ledger key) and its lease request: public parts only."""
-    text = agent.prepare_agent(
+    text = site_agent.prepare_agent(
         state.home,
         site_id=site,
         hostnames=tuple(hostname) if hostname else ("127.0.0.1",),
@@ -65,7 +66,7 @@ def agent_init(
     lease: Annotated[Path, typer.Option("--lease", help="The signed lease bundle ('fabguard lease bundle --out')")],
 ) -> None:
     """Check the lease against this agent's keys and make the agent's instance: the order, the site's fixtures."""
-    terms = agent.init_agent(state.home, lease.read_text())
+    terms = site_agent.init_agent(state.home, lease.read_text())
     console.print(
         f"[green]Agent ready[/]: lease {terms.lease_id}, {terms.units} units of order {terms.order_id} "
         f"at {terms.site_id} until {terms.not_after.isoformat()}"
@@ -75,7 +76,7 @@ def agent_init(
 @command(agent_app, "status")
 def agent_status() -> None:
     """The lease this agent runs under and how much of it is used."""
-    terms = agent.agent_lease(state.home)
+    terms = site_agent.agent_lease(state.home)
     with opened() as inst:
         order = orders.get_order(inst, terms.order_id)
     print_json(
@@ -104,7 +105,7 @@ def agent_sync(
     if (out is None) == (central is None):
         raise InvalidRequest("give one of --out FILE or --central URL")
     with opened() as inst:
-        package = agent.sync_package(inst, state.home)
+        package = site_agent.sync_package(inst, state.home)
     if out is not None:
         out.write_text(package.to_json())
         console.print(f"[green]Sync package[/] of {len(package.entries)} entries written to {out}")
@@ -131,7 +132,7 @@ def agent_sync(
 
 @wraps(instance.serve)
 def _agent_serve(**options: Any) -> None:
-    agent.agent_lease(state.home)  # refuse a home that is not an agent's
+    site_agent.agent_lease(state.home)  # refuse a home that is not an agent's
     instance.serve(**options)
 
 

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from fabguard.cli.common import approver, command, console, opened, print_json
-from fabguard.service import approvals
+from fabguard.service.approvals import requests
 
 approval_app = typer.Typer(
     help="Dual control: admin tokens, resuming orders and CA changes wait here for a second person (an approver).",
@@ -25,7 +25,7 @@ def approval_list(
 ) -> None:
     """The requests in a state (by default those still waiting), oldest first."""
     with opened() as inst:
-        views = approvals.list_approvals(inst, state)
+        views = requests.list_approvals(inst, state)
     if as_json:
         print_json([v.to_dict() for v in views])
         return
@@ -47,7 +47,7 @@ def approval_list(
 def approval_approve(approval_id: ApprovalId) -> None:
     """Approve a request and carry out its act (an approver's token in FABGUARD_TOKEN, not the requester's)."""
     with opened() as inst:
-        view = approvals.decide(inst, approval_id, approve=True, by=approver(inst))
+        view = requests.decide(inst, approval_id, approve=True, by=approver(inst))
     console.print(f"Request {view.id} approved: {view.summary} ({view.target}) done")
 
 
@@ -55,5 +55,5 @@ def approval_approve(approval_id: ApprovalId) -> None:
 def approval_reject(approval_id: ApprovalId) -> None:
     """Reject a request: nothing is done (an approver's token in FABGUARD_TOKEN, not the requester's)."""
     with opened() as inst:
-        view = approvals.decide(inst, approval_id, approve=False, by=approver(inst))
+        view = requests.decide(inst, approval_id, approve=False, by=approver(inst))
     console.print(f"Request {view.id} rejected: {view.summary} ({view.target}) not done")

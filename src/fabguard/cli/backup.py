@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from fabguard.cli.common import Instance, console, state
-from fabguard.service import backup as backups
-from fabguard.service import restore as restores
+from fabguard.service.operations import backup as backups
+from fabguard.service.operations import restore as restores
 
 
 def backup(

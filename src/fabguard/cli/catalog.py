@@ -13,7 +13,8 @@ from fabguard.cli.common import actor, command, console, fail, opened
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.issuance import AttestationPolicy
 from fabguard.domain.values import ProductId, SiteId
-from fabguard.service import attestation, catalog
+from fabguard.service.catalog import product_catalog
+from fabguard.service.provisioning import attestation
 
 product_app = typer.Typer(help="Products and their device-key profile.", no_args_is_help=True)
 site_app = typer.Typer(help="Contract-manufacturer sites.", no_args_is_help=True)
@@ -33,7 +34,7 @@ def product_add(
     """Add a product: the device key types its units may use and their certificates' lifetime."""
     with opened() as inst:
         by = actor(inst)
-        p = catalog.create_product(
+        p = product_catalog.create_product(
             inst,
             product_id=ProductId(product_id),
             name=name,
@@ -57,7 +58,7 @@ def product_compliance(
         fail(f"--support-until {support_until!r} is not a day (YYYY-MM-DD)")
     with opened() as inst:
         by = actor(inst)
-        p = catalog.set_product_compliance(
+        p = product_catalog.set_product_compliance(
             inst, ProductId(product_id), support_until=until, vulnerability_contact=contact, actor=by
         )
     console.print(f"Product {p.id}: supported until {p.support_until}, vulnerabilities to {p.vulnerability_contact}")
@@ -67,7 +68,7 @@ def product_compliance(
 def product_list() -> None:
     """The products, with their key types, certificate lifetime and CRA facts."""
     with opened() as inst:
-        rows = catalog.list_products(inst)
+        rows = product_catalog.list_products(inst)
     table = Table("id", "name", "key types", "cert lifetime", "supported until", "vulnerability contact")
     for p in rows:
         table.add_row(
@@ -136,7 +137,7 @@ def site_add(
     """Add a contract manufacturer's site, where orders are built and fixtures stand."""
     with opened() as inst:
         by = actor(inst)
-        s = catalog.create_site(inst, site_id=SiteId(site_id), name=name, actor=by)
+        s = product_catalog.create_site(inst, site_id=SiteId(site_id), name=name, actor=by)
     console.print(f"Site {s.id} created")
 
 
@@ -144,7 +145,7 @@ def site_add(
 def site_list() -> None:
     """The sites."""
     with opened() as inst:
-        rows = catalog.list_sites(inst)
+        rows = product_catalog.list_sites(inst)
     table = Table("id", "name")
     for s in rows:
         table.add_row(s.id, s.name)

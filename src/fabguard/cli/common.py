@@ -3,7 +3,7 @@
 Every subcommand is registered with :func:`command`, so whatever it raises of ours (a ``FabGuardError``, any
 error of the fixture SDK such as a server's refusal, an unreadable file) reaches the operator as one line and exit code 2,
 never as a traceback. It works on the instance through :func:`opened`. The CLI's only imports of
-``fabguard.service.instance`` are here, so the other modules take ``Instance`` and its helpers from this one.
+``fabguard.service.core.instance`` are here, so the other modules take ``Instance`` and its helpers from this one.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.domain.values import Role
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.fixture.errors import FixtureError
-from fabguard.service import approvals, tokens
-from fabguard.service.config import CONFIG_NAME, HOME_ENV, default_home
-from fabguard.service.instance import Instance
-from fabguard.service.seeding import init_instance
+from fabguard.service.access import tokens
+from fabguard.service.approvals import requests
+from fabguard.service.core.config import CONFIG_NAME, HOME_ENV, default_home
+from fabguard.service.core.instance import Instance
+from fabguard.service.core.seeding import init_instance
 
 __all__ = [
     "CONFIG_NAME",
@@ -89,13 +90,13 @@ def actor(inst: Instance) -> str:
     return f"local:{getpass.getuser()}"
 
 
-def requester(inst: Instance) -> approvals.Person:
+def requester(inst: Instance) -> requests.Person:
     """Who asks for an act under dual control: the holder of FABGUARD_TOKEN if set, else the local operator."""
     token = os.environ.get(TOKEN_ENV)
     if token:
-        return approvals.Person.of(tokens.authenticate_token(inst, token))
+        return requests.Person.of(tokens.authenticate_token(inst, token))
     name = f"local:{getpass.getuser()}"
-    return approvals.Person(name, name, None)
+    return requests.Person(name, name, None)
 
 
 def principal(inst: Instance) -> tokens.Principal:

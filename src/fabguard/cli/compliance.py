@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from fabguard.cli.common import command, console, opened
-from fabguard.service import compliance
+from fabguard.service.compliance import evidence_pack
 
 compliance_app = typer.Typer(help="CRA evidence: the signed, checkpointed compliance pack.", no_args_is_help=True)
 
@@ -33,7 +33,7 @@ def export(
     what it lacks, unless --allow-incomplete.
     """
     with opened() as inst:
-        pack = compliance.export_pack(inst, out, allow_incomplete=allow_incomplete)
+        pack = evidence_pack.export_pack(inst, out, allow_incomplete=allow_incomplete)
     for pid, fields in sorted(pack.incomplete.items()):
         console.print(f"[yellow]incomplete:[/] product {pid} has no {', '.join(fields)} (recorded in index.json)")
     console.print(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from fabguard.cli.common import command, console, print_json, state
-from fabguard.service.config import InstanceConfig, load_config, set_published_urls
+from fabguard.service.core.config import InstanceConfig, load_config, set_published_urls
 
 config_app = typer.Typer(
     help="The instance's published URLs: the HTTPS API (public-url), where certificates say CRLs and CA "

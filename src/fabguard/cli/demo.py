@@ -27,7 +27,9 @@ from fabguard.fixture.client import enroll
 from fabguard.fixture.simulator import LineConfig, LineReport, ProductionLine
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
 from fabguard.runtime import tune_gc
-from fabguard.service import analytics, catalog, fixtures, orders, tokens
+from fabguard.service.access import tokens
+from fabguard.service.analytics import dashboard_queries
+from fabguard.service.catalog import fixtures, orders, product_catalog
 
 DEMO_PASSPHRASE_FILE = "demo-passphrase"
 DEMO_KEYS = "demo-device-keys"
@@ -63,13 +65,13 @@ def _ensure_passphrase(home: Path) -> None:
 
 
 def _setup(inst: Instance, quota: int, n_fixtures: int, run: str) -> tuple[str, list[tuple[str, str]], tuple[str, str]]:
-    existing_products = {p.id for p in catalog.list_products(inst)}
+    existing_products = {p.id for p in product_catalog.list_products(inst)}
     if PRODUCT not in existing_products:
-        catalog.create_product(inst, product_id=ProductId(PRODUCT), name="Demo Sensor", actor="demo")
-    existing_sites = {s.id for s in catalog.list_sites(inst)}
+        product_catalog.create_product(inst, product_id=ProductId(PRODUCT), name="Demo Sensor", actor="demo")
+    existing_sites = {s.id for s in product_catalog.list_sites(inst)}
     for site, name in ((SITE, "CM Shenzhen line 3"), (OTHER_SITE, "CM Penang")):
         if site not in existing_sites:
-            catalog.create_site(inst, site_id=SiteId(site), name=name, actor="demo")
+            product_catalog.create_site(inst, site_id=SiteId(site), name=name, actor="demo")
     order = orders.create_order(
         inst,
         order_id=OrderId(f"demo-{run}"),
@@ -230,7 +232,7 @@ def _print_summary(summary: dict[str, object], view: orders.OrderView, elapsed: 
     table.add_row("test records uploaded", str(tests["uploaded"]))
     table.add_row("tests failed / retests / scrapped", f"{tests['failed']} / {tests['retests']} / {tests['scrapped']}")
     table.add_row("order used / remaining", f"{view.used} / {view.remaining}")
-    table.add_row("events recorded", str(analytics.current_sequence(inst)))
+    table.add_row("events recorded", str(dashboard_queries.current_sequence(inst)))
     table.add_row("elapsed", f"{elapsed:.1f} s ({int(summary['attempted']) / max(elapsed, 1e-9):.0f} attempts/s)")  # type: ignore[call-overload]
     console.print(table)
     defences = {

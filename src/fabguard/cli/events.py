@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from fabguard.cli.common import console, opened
-from fabguard.service import events
+from fabguard.service.core import events
 
 
 def events_cmd(

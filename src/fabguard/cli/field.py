@@ -15,7 +15,7 @@ from fabguard.domain.field import challenge_message, parse_nonce, parse_source
 from fabguard.ledger.verify import AuditFailure, verify_export
 from fabguard.pki.field import parse_chain, parse_signature
 from fabguard.pki.field_offline import load_export, verify_offline
-from fabguard.service import field
+from fabguard.service.field import genuineness
 
 field_app = typer.Typer(
     help=(
@@ -49,7 +49,7 @@ def _signature_text(path: Path) -> str:
 def challenge() -> None:
     """Make a challenge on this instance (valid 5 minutes, single use) and print it as JSON."""
     with opened() as inst:
-        print_json(field.issue_challenge(inst, actor=actor(inst)))
+        print_json(genuineness.issue_challenge(inst, actor=actor(inst)))
 
 
 @command(field_app, "message")
@@ -72,9 +72,7 @@ def verify(
         Path | None,
         typer.Option(help="Check offline against this 'fabguard ledger export' directory (no instance needed)"),
     ] = None,
-    key: Annotated[
-        Path | None, typer.Option(help="With --export (required): the ledger verifier key you kept")
-    ] = None,
+    key: Annotated[Path | None, typer.Option(help="With --export (required): the ledger verifier key you kept")] = None,
 ) -> None:
     """Check one device's answer: on this instance (the nonce from 'fabguard field challenge', recorded as an
     event), or offline with --export (your own nonce; the export is audited first)."""
@@ -82,9 +80,9 @@ def verify(
     sig = _signature_text(signature)
     if export is None:
         with opened() as inst:
-            origin = field.parse_origin(inst, actor=actor(inst), source=source, client="cli")
-            answer = field.parse_answer(inst, origin, nonce=nonce, signature=sig, chain_pem=chain)
-            result = field.verify(inst, answer, origin)
+            origin = genuineness.parse_origin(inst, actor=actor(inst), source=source, client="cli")
+            answer = genuineness.parse_answer(inst, origin, nonce=nonce, signature=sig, chain_pem=chain)
+            result = genuineness.verify(inst, answer, origin)
         genuine, reason = bool(result["genuine"]), result["reason"]
         print_json(result)
     else:

@@ -16,7 +16,7 @@ from fabguard.firmware import mcuboot
 from fabguard.fixture.client import Credentials, FixtureClient
 from fabguard.fixture.firmware import FirmwarePackageError, fetch_package, load_firmware_public_key, open_package
 from fabguard.pki.keys import passphrase_from_env, read_encrypted_key
-from fabguard.service import firmware
+from fabguard.service.firmware import release_lifecycle, sealing_keys
 
 firmware_app = typer.Typer(
     help="Encrypted firmware: upload, approve, attach to orders, withdraw; fetch a unit's package.",
@@ -48,7 +48,7 @@ def upload(
     except ValueError as exc:
         fail(f"--sbom {sbom} is not JSON: {exc}")
     with opened() as inst:
-        release = firmware.upload_release(
+        release = release_lifecycle.upload_release(
             inst,
             product_id=product,
             version=version,
@@ -70,7 +70,7 @@ def list_releases(
 ) -> None:
     """The releases, oldest first, with their state and the orders they are attached to."""
     with opened() as inst:
-        releases = firmware.list_releases(inst, product_id=product)
+        releases = release_lifecycle.list_releases(inst, product_id=product)
     if as_json:
         print_json([r.to_dict() for r in releases])
         return
@@ -94,7 +94,7 @@ def list_releases(
 def approve(release_id: ReleaseId) -> None:
     """Approve a release (an approver's token in FABGUARD_TOKEN; under dual control, not the uploader's)."""
     with opened() as inst:
-        release = firmware.approve_release(inst, release_id, actor=approver(inst).actor)
+        release = release_lifecycle.approve_release(inst, release_id, actor=approver(inst).actor)
     console.print(f"Release {release.id} ({release.product_id} {release.version}) approved by {release.approved_by}")
 
 
@@ -104,7 +104,7 @@ def attach(
 ) -> None:
     """Offer a release to the units of an order."""
     with opened() as inst:
-        release = firmware.attach_release(inst, release_id, order, actor=actor(inst))
+        release = release_lifecycle.attach_release(inst, release_id, order, actor=actor(inst))
     console.print(f"Release {release.id} attached to order {order}")
 
 
@@ -112,7 +112,7 @@ def attach(
 def withdraw(release_id: ReleaseId, reason: Annotated[str, typer.Option(help="Why (kept in the ledger)")]) -> None:
     """Stop releasing a version to any unit, for good."""
     with opened() as inst:
-        firmware.withdraw_release(inst, release_id, reason=reason, actor=actor(inst))
+        release_lifecycle.withdraw_release(inst, release_id, reason=reason, actor=actor(inst))
     console.print(f"Release {release_id} withdrawn")
 
 
@@ -120,7 +120,7 @@ def withdraw(release_id: ReleaseId, reason: Annotated[str, typer.Option(help="Wh
 def key(out: Annotated[Path | None, typer.Option(help="Also write the PEM here")] = None) -> None:
     """Print the firmware signing public key that devices pin (PEM)."""
     with opened() as inst:
-        pem = firmware.firmware_public_key_pem(inst)
+        pem = sealing_keys.public_key_pem(inst)
     console.out(pem, end="")
     if out:
         out.write_text(pem)

@@ -11,7 +11,7 @@ from rich.table import Table
 from fabguard.cli.common import actor, command, console, opened
 from fabguard.domain import values
 from fabguard.fixture.client import enroll
-from fabguard.service import fixtures
+from fabguard.service.catalog import fixtures
 
 fixture_app = typer.Typer(help="Fixtures (test stations): register, enrol, list, revoke.", no_args_is_help=True)
 

@@ -11,7 +11,8 @@ import typer
 from fabguard.cli.common import actor, command, console, opened
 from fabguard.domain.filenames import path_inside
 from fabguard.pki.handoff import RegistrationCode, VerificationCode
-from fabguard.service import handoff, reports
+from fabguard.service.handoff import clouds
+from fabguard.service.ledger import reports
 
 handoff_app = typer.Typer(
     help=(
@@ -53,8 +54,8 @@ def handoff_aws(
     """AWS IoT Core: CA, verification certificate (CN = the registration code), JITP template, device manifest."""
     with opened() as inst:
         by = actor(inst)
-        code = handoff.checked(inst, "aws", ca, lambda: RegistrationCode(registration_code), actor=by)
-        bundle = handoff.aws_bundle(inst, ca, code, role_arn=role_arn, order_id=order, actor=by)
+        code = clouds.checked(inst, "aws", ca, lambda: RegistrationCode(registration_code), actor=by)
+        bundle = clouds.aws_bundle(inst, ca, code, role_arn=role_arn, order_id=order, actor=by)
     _write(out, bundle.files)
     console.print(
         f"AWS hand-off for {ca} written to {out} ({len(bundle.files)} files; ledger entry {bundle.event_seq - 1}); "
@@ -79,8 +80,8 @@ def handoff_azure(
     """Azure IoT Hub DPS: proof-of-possession certificate (CN = the verification code) and an X.509 enrolment group."""
     with opened() as inst:
         by = actor(inst)
-        code = handoff.checked(inst, "azure", ca, lambda: VerificationCode(verification_code), actor=by)
-        bundle = handoff.azure_bundle(
+        code = clouds.checked(inst, "azure", ca, lambda: VerificationCode(verification_code), actor=by)
+        bundle = clouds.azure_bundle(
             inst, ca, code, enrollment_group_id=enrollment_id, certificate_name=certificate_name, actor=by
         )
     _write(out, bundle.files)
@@ -97,10 +98,10 @@ def handoff_manifest(
 ) -> None:
     """manifest.json and manifest.csv (+ .sig) of an order's devices, signed by the ledger key."""
     with opened() as inst:
-        manifest = handoff.order_manifest(inst, order, actor=actor(inst))
-        text = handoff.manifest_csv(manifest)
+        manifest = clouds.order_manifest(inst, order, actor=actor(inst))
+        text = clouds.manifest_csv(manifest)
         files = {
-            "manifest.json": handoff.manifest_json(manifest),
+            "manifest.json": clouds.manifest_json(manifest),
             "manifest.csv": text,
             "manifest.csv.sig": reports.sign_bytes(inst, text.encode()) + "\n",
         }

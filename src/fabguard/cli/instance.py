@@ -15,7 +15,8 @@ from fabguard.cli.common import Instance, console, err_console, init_instance, o
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role
 from fabguard.runtime import tune_gc
-from fabguard.service import published_urls, tokens
+from fabguard.service.access import tokens
+from fabguard.service.core import published_urls
 
 
 def init(

@@ -13,7 +13,8 @@ from fabguard.cli.common import actor, command, console, opened, print_json, req
 from fabguard.cli.tokens import parse_lifetime
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import OrderId
-from fabguard.service import approvals, lease_sync, leases
+from fabguard.service.agent import quota_leases, sync
+from fabguard.service.approvals import requests
 
 lease_app = typer.Typer(
     help="Quota leases: N units of an order, until a time, for one offline site agent.", no_args_is_help=True
@@ -29,7 +30,9 @@ def lease_issue(
     ],
     expires_in: Annotated[
         str,
-        typer.Option("--expires-in", help=f"How long the lease lasts: 8h, 3d, 30m (at most {leases.MAX_LEASE_DAYS}d)"),
+        typer.Option(
+            "--expires-in", help=f"How long the lease lasts: 8h, 3d, 30m (at most {quota_leases.MAX_LEASE_DAYS}d)"
+        ),
     ] = "24h",
 ) -> None:
     """Ask for a lease of units of an order for a site agent; a second person approves it.
@@ -48,7 +51,7 @@ def lease_issue(
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"cannot read the agent request {request}: {exc}", code="agent_request_invalid") from None
     with opened() as inst:
-        pending = approvals.request_lease(
+        pending = requests.request_lease(
             inst, OrderId.named(order), units=units, expires_in=lifetime, request_text=text, by=requester(inst)
         )
     console.print(
@@ -65,7 +68,7 @@ def lease_bundle(
 ) -> None:
     """Write an issued lease's signed bundle, for 'fabguard agent init --lease' at the site."""
     with opened() as inst:
-        bundle = leases.lease_bundle(inst, lease)
+        bundle = quota_leases.lease_bundle(inst, lease)
     out.write_text(json.dumps(bundle, indent=2))
     terms = bundle["lease"]
     assert isinstance(terms, dict)
@@ -82,7 +85,7 @@ def lease_list(
 ) -> None:
     """The leases issued, with their order, units, end and state."""
     with opened() as inst:
-        rows = leases.list_leases(inst, order_id=order)
+        rows = quota_leases.list_leases(inst, order_id=order)
     if as_json:
         print_json(rows)
         return
@@ -98,7 +101,7 @@ def lease_sync_cmd(
 ) -> None:
     """Fold a site agent's log into the ledger (a discrepancy is refused, recorded and alerted)."""
     with opened() as inst:
-        summary = lease_sync.sync_lease(inst, lease_sync.parse_sync_package(package.read_bytes()), actor=actor(inst))
+        summary = sync.sync_lease(inst, sync.parse_sync_package(package.read_bytes()), actor=actor(inst))
     print_json(summary)
 
 
@@ -109,4 +112,4 @@ def lease_resolve(
 ) -> None:
     """Close a lease's discrepancy: new leases for its order and site are issued again."""
     with opened() as inst:
-        print_json(lease_sync.resolve_discrepancy(inst, lease_id, note=note, actor=actor(inst)))
+        print_json(sync.resolve_discrepancy(inst, lease_id, note=note, actor=actor(inst)))

@@ -24,7 +24,7 @@ from fabguard.ledger.cosignature import (
 )
 from fabguard.ledger.pack import is_compliance_pack, verify_pack
 from fabguard.ledger.verify import AuditFailure, verify_export, verify_report
-from fabguard.service import ledger, reports, witness
+from fabguard.service.ledger import merkle_log, reports, witness
 
 ledger_app = typer.Typer(help="The tamper-evident ledger: checkpoints, proofs, export.", no_args_is_help=True)
 audit_app = typer.Typer(help="Offline verification for auditors (no server, no database).", no_args_is_help=True)
@@ -34,7 +34,7 @@ audit_app = typer.Typer(help="Offline verification for auditors (no server, no d
 def checkpoint(out: Annotated[Path | None, typer.Option(help="Also write the signed note here")] = None) -> None:
     """Sign the current tree head now and print the checkpoint (C2SP signed note)."""
     with opened() as inst:
-        cp = ledger.make_checkpoint(inst)
+        cp = merkle_log.make_checkpoint(inst)
     console.out(cp.note, end="")
     if out:
         out.write_text(cp.note)
@@ -44,14 +44,14 @@ def checkpoint(out: Annotated[Path | None, typer.Option(help="Also write the sig
 def key() -> None:
     """Print the verifier key an auditor keeps (name+id+Ed25519 key)."""
     with opened() as inst:
-        console.out(ledger.public_verifier_key(inst))
+        console.out(merkle_log.public_verifier_key(inst))
 
 
 @command(ledger_app, "checkpoints")
 def checkpoints(limit: Annotated[int, typer.Option(help="How many, newest first")] = 20) -> None:
     """The checkpoints signed so far, newest first."""
     with opened() as inst:
-        rows = ledger.checkpoints(inst, limit=limit)
+        rows = merkle_log.checkpoints(inst, limit=limit)
     table = Table("tree size", "root (base64)")
     for cp in rows:
         table.add_row(str(cp.size), base64.b64encode(cp.root).decode())
@@ -70,8 +70,8 @@ def prove(
         if index is None:
             if serial is None and cert is None:
                 fail("name an entry: --index, --serial or --cert")
-            index = ledger.index_of_unit(inst, serial=serial, cert=cert)
-        proof = ledger.inclusion(inst, index, size)
+            index = merkle_log.index_of_unit(inst, serial=serial, cert=cert)
+        proof = merkle_log.inclusion(inst, index, size)
     print_json(proof)
 
 
@@ -82,14 +82,14 @@ def consistency(
 ) -> None:
     """Consistency proof between two tree sizes (JSON)."""
     with opened() as inst:
-        print_json(ledger.consistency(inst, first, second))
+        print_json(merkle_log.consistency(inst, first, second))
 
 
 @command(ledger_app, "export")
 def export(out: Annotated[Path, typer.Argument(help="Directory to write")]) -> None:
     """Write entries, checkpoints, the verifier key and certificates for offline audit."""
     with opened() as inst:
-        manifest = ledger.export(inst, out)
+        manifest = merkle_log.export(inst, out)
     console.print(
         f"Exported {manifest['entries']} entries, {manifest['checkpoints']} checkpoints and "
         f"{manifest['certificates']} certificates to {out}"

@@ -12,7 +12,7 @@ from cryptography import x509
 from fabguard.cli.common import actor, command, console, fail, opened, parse_time
 from fabguard.domain.values import ProductId, Serial
 from fabguard.fixture.licence import LicenceInvalid, verify_licence
-from fabguard.service import licences
+from fabguard.service.royalties import licences
 
 licence_app = typer.Typer(help="Signed feature licences bound to a device certificate.", no_args_is_help=True)
 

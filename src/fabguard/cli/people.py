@@ -15,7 +15,8 @@ from rich.table import Table
 
 from fabguard.cli.common import TOKEN_ENV, Instance, actor, command, console, opened, print_json, requester
 from fabguard.domain.values import Role
-from fabguard.service import approvals, people, person_acts, tokens
+from fabguard.service.access import people, tokens
+from fabguard.service.approvals import person_acts, requests
 
 person_app = typer.Typer(
     help="People: who holds tokens, with which roles (granting approver or admin needs a second person).",
@@ -25,16 +26,16 @@ person_app = typer.Typer(
 PersonRef = Annotated[str, typer.Argument(help="The person's id or name (see 'fabguard person list')")]
 
 
-def _by(inst: Instance) -> approvals.Person:
+def _by(inst: Instance) -> requests.Person:
     """Who acts: the holder of FABGUARD_TOKEN (who must be an admin), else the local operator."""
     if os.environ.get(TOKEN_ENV):
         p = tokens.authenticate_token(inst, os.environ[TOKEN_ENV])
         tokens.require_role(inst, p, Role.ADMIN)
-        return approvals.Person.of(p)
+        return requests.Person.of(p)
     return requester(inst)
 
 
-def _said(person: people.PersonView, pending: approvals.ApprovalView | None) -> None:
+def _said(person: people.PersonView, pending: requests.ApprovalView | None) -> None:
     roles = ", ".join(r.value for r in person.roles) or "no role"
     console.print(f"{person.name} ({person.id}): {roles}{f' at site {person.site_id}' if person.site_id else ''}")
     if pending is not None:

@@ -11,7 +11,8 @@ from rich.table import Table
 from fabguard.cli.common import actor, command, console, fail, opened, parse_time
 from fabguard.domain.money import Money
 from fabguard.domain.values import OrderId, ProductId, SiteId
-from fabguard.service import reports, royalties, royalty_pdf
+from fabguard.service.ledger import reports
+from fabguard.service.royalties import statement_pdf, statements
 
 royalty_app = typer.Typer(help="Royalty rates and signed royalty statements.", no_args_is_help=True)
 rate_app = typer.Typer(help="Per-unit royalty rates, per product or per order.", no_args_is_help=True)
@@ -33,7 +34,7 @@ def rate_set(
         fail("name either --product or --order")
     rate = Money.parse(amount, currency)
     with opened() as inst:
-        view = royalties.set_rate(
+        view = statements.set_rate(
             inst,
             rate=rate,
             actor=actor(inst),
@@ -55,7 +56,7 @@ def rate_list(
 ) -> None:
     """Every rate set, oldest first."""
     with opened() as inst:
-        rows = royalties.list_rates(inst, product_id=product, order_id=order)
+        rows = statements.list_rates(inst, product_id=product, order_id=order)
     table = Table("product", "order", "per unit", "from", "set by", "ledger entry")
     for r in rows:
         table.add_row(
@@ -84,7 +85,7 @@ def statement(
     """Units provisioned (priced), revoked and refused in the period, at a signed checkpoint; all three files
     signed by the ledger key (check each with 'fabguard audit verify-report')."""
     with opened() as inst:
-        st = royalties.statement(
+        st = statements.statement(
             inst,
             site_id=SiteId.named(site) if site else None,
             order_id=OrderId.named(order) if order else None,
@@ -92,8 +93,8 @@ def statement(
             since=parse_time(since, "--since"),
             until=parse_time(until, "--until"),
         )
-        pdf = royalty_pdf.to_pdf(st)
-        table_bytes = royalties.to_csv(st).encode()
+        pdf = statement_pdf.to_pdf(st)
+        table_bytes = statements.to_csv(st).encode()
         # The JSON embeds its signature; the CSV and the PDF each get a detached one over their exact bytes
         # ('fabguard audit verify-report statement.csv' reads statement.csv.sig beside it).
         signatures = {
@@ -101,7 +102,7 @@ def statement(
             "statement.pdf.sig": reports.sign_bytes(inst, pdf),
         }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "statement.json").write_text(royalties.statement_json(st))
+    (out / "statement.json").write_text(statements.statement_json(st))
     (out / "statement.csv").write_bytes(table_bytes)
     (out / "statement.pdf").write_bytes(pdf)
     for name, sig in signatures.items():

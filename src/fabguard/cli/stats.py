@@ -16,7 +16,7 @@ from rich.table import Table
 from fabguard.cli.common import actor, command, console, opened, parse_time, print_json
 from fabguard.domain.errors import InvalidRequest
 from fabguard.runtime import tune_gc
-from fabguard.service import analytics, projection
+from fabguard.service.analytics import dashboard_queries, projection
 
 stats_app = typer.Typer(
     help="Production analytics: yield, throughput, refusals, failure Pareto, capability, alerts.",
@@ -176,7 +176,7 @@ def production(
             if hours is not None:
                 end = end or inst.clock()
                 start = end - timedelta(hours=hours)
-            figures = analytics.production(
+            figures = dashboard_queries.production(
                 inst, since=start, until=end, product_id=product, order_id=order, site_id=site, fixture_id=fixture
             )
         except OverflowError:  # a window reaching past year 1 or 9999
@@ -208,7 +208,7 @@ def order_cmd(
     """One order: quota burn-down with projected exhaustion, its units' yield, refusals, and the
     failure Pareto and capability at its site since it was created."""
     with opened() as inst:
-        figures = analytics.order_stats(inst, order_id)
+        figures = dashboard_queries.order_stats(inst, order_id)
     if as_json:
         print_json(figures)
         return
@@ -234,7 +234,7 @@ def alerts_cmd(
 ) -> None:
     """Alerts raised by the anomaly detectors: open ones (all with --all), most severe first."""
     with opened() as inst:
-        found = [a.to_dict() for a in analytics.alerts(inst) if show_all or not a.acknowledged]
+        found = [a.to_dict() for a in dashboard_queries.alerts(inst) if show_all or not a.acknowledged]
     if as_json:
         print_json(found)
         return
@@ -273,7 +273,7 @@ def ack(
     """Acknowledge an alert up to its newest evidence (recorded in the ledger); new evidence re-opens it."""
     with opened() as inst:
         who = actor(inst)
-        done = analytics.acknowledge(inst, alert_id, actor=who, note=note)
+        done = dashboard_queries.acknowledge(inst, alert_id, actor=who, note=note)
     console.print(f"Alert {escape(done.id)} ({escape(done.kind)}) acknowledged by {escape(who)}")
 
 
@@ -306,8 +306,8 @@ def _fold_all(*, rebuild: bool) -> None:
     with opened() as inst:
         if rebuild:
             projection.reset(inst)
-        settings = analytics.load_settings(inst)
-        behind = analytics.refresh(inst, settings, max_events=0)  # no folding: only how far behind it is
+        settings = dashboard_queries.load_settings(inst)
+        behind = dashboard_queries.refresh(inst, settings, max_events=0)  # no folding: only how far behind it is
         with Progress(
             TextColumn("[bold]folding events"),
             BarColumn(),
@@ -321,7 +321,7 @@ def _fold_all(*, rebuild: bool) -> None:
                 step = projection.advance(inst, settings, max_events=projection.BATCH)
                 folded += step.events
                 # A running server may add events (and fold some itself) meanwhile.
-                left = max(analytics.current_sequence(inst) - step.cursor, 0)
+                left = max(dashboard_queries.current_sequence(inst) - step.cursor, 0)
                 progress.update(task, completed=folded, total=folded + left)
                 if step.events == 0 or left == 0:
                     break

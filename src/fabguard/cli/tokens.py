@@ -12,7 +12,7 @@ from rich.table import Table
 from fabguard.cli.common import actor, command, console, opened
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role, SiteId
-from fabguard.service import people, tokens
+from fabguard.service.access import people, tokens
 
 token_app = typer.Typer(
     help="API tokens (admin, engineer, approver, auditor, operator): named, scoped, expiring, revocable.",

@@ -8,7 +8,8 @@ import typer
 from rich.table import Table
 
 from fabguard.cli.common import REASON_HELP, actor, command, console, opened
-from fabguard.service import revocation, units
+from fabguard.service.authority import revocation
+from fabguard.service.provisioning import units
 
 unit_app = typer.Typer(help="Provisioned units: list, revoke.", no_args_is_help=True)
 

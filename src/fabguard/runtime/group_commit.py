@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from fabguard.domain.errors import Unavailable
-from fabguard.service.instance import Instance
-from fabguard.service.provisioning_group import Job, Outcome, Runner, run_jobs
+from fabguard.service.core.instance import Instance
+from fabguard.service.provisioning.group import Job, Outcome, Runner, run_jobs
 
 log = logging.getLogger(__name__)
 

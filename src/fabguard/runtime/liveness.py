@@ -12,7 +12,7 @@ gone, and the key is free at once. On PostgreSQL another process may well be ali
 itself if it is not.
 
 Leases are judged by wall-clock time, so hosts sharing a database keep their clocks within a second or
-so of each other (NTP), as for every lease (``store.leases``).
+so of each other (NTP), as for every lease (``store.worker_leases``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from fabguard.service.instance import Instance
-from fabguard.store import leases
+from fabguard.service.core.instance import Instance
+from fabguard.store import worker_leases
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class ProcessLiveness:
         self.name = f"{LEASE_PREFIX}{uuid.uuid4().hex}"
         self.beat_seconds = beat_seconds
         self.dead_after = dead_after
-        self.hold = leases.Hold(inst.db, self.name, ttl=dead_after, clock=_wall_clock, holder=self.name)
+        self.hold = worker_leases.Hold(inst.db, self.name, ttl=dead_after, clock=_wall_clock, holder=self.name)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fabguard-liveness", daemon=True)
 
@@ -57,7 +57,7 @@ class ProcessLiveness:
         try:
             if self.inst.db.is_sqlite:
                 with self.inst.db.transaction() as s:
-                    gone = leases.release_others(s, LEASE_PREFIX, self.name)
+                    gone = worker_leases.release_others(s, LEASE_PREFIX, self.name)
                 if gone:
                     log.info("the keys of %d server process(es) gone before this one are free", gone)
             self._beat()

@@ -2,8 +2,8 @@
 (``runtime.liveness``), the analytics projector, the webhook sender and the maintenance schedule, each
 on its own daemon thread.
 
-What each round does is a service (``projection.advance``, ``webhooks.send_once``,
-``maintenance.run_once``); here are only the threads that repeat them and the leases that keep the
+What each round does is a service (``projection.advance``, ``webhooks.send_round``,
+``maintenance.run_round``); here are only the threads that repeat them and the leases that keep the
 processes sharing one database from doing the same work twice.
 """
 
@@ -17,9 +17,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from fabguard.runtime.liveness import ProcessLiveness
-from fabguard.service import analytics, maintenance, projection, webhooks
-from fabguard.service.instance import Instance
-from fabguard.store import leases
+from fabguard.service.analytics import dashboard_queries, projection, webhooks
+from fabguard.service.core.instance import Instance
+from fabguard.service.operations import maintenance
+from fabguard.store import worker_leases
 
 # Each worker logs under the name its service has always used.
 _projector_log = logging.getLogger("fabguard.analytics")
@@ -45,7 +46,7 @@ class Projector:
         self.inst = inst
         self.interval = interval
         self.lease_seconds = lease_seconds
-        self.hold = leases.Hold(
+        self.hold = worker_leases.Hold(
             inst.db, PROJECTOR_LEASE, ttl=timedelta(seconds=lease_seconds), clock=lambda: datetime.now(UTC)
         )
         self.folded = 0  # events this projector has folded
@@ -72,8 +73,8 @@ class Projector:
                         self._claim()
                         next_claim = time.monotonic() + self.lease_seconds / 3
                     if self.hold.held:
-                        settings = analytics.load_settings(self.inst)
-                        done = projection.advance(self.inst, settings, max_events=analytics.READ_CATCH_UP)
+                        settings = dashboard_queries.load_settings(self.inst)
+                        done = projection.advance(self.inst, settings, max_events=dashboard_queries.READ_CATCH_UP)
                         self.folded += done.events
                 except Exception:
                     _projector_log.exception("analytics projection round failed")
@@ -85,7 +86,7 @@ class Projector:
 
 
 class WebhookSender:
-    """Runs ``webhooks.send_once`` every ``interval`` seconds on a daemon thread, sending while it holds the lease.
+    """Runs ``webhooks.send_round`` every ``interval`` seconds on a daemon thread, sending while it holds the lease.
 
     Every server process may run one: of the senders sharing a database, only the holder of the
     ``webhooks`` lease sends, keeping it from round to round; the others' rounds send nothing until
@@ -121,7 +122,7 @@ class WebhookSender:
             with httpx.Client(timeout=self.policy.timeout, follow_redirects=False) as client:
                 while not self._stop.wait(self.interval):
                     try:
-                        webhooks.send_once(
+                        webhooks.send_round(
                             self.inst, policy=self.policy, client=client, lease=self.lease, stop=self._stop
                         )
                     except Exception:  # a failed round is logged and retried at the next interval
@@ -135,7 +136,7 @@ class WebhookSender:
 
 
 class MaintenanceSchedule:
-    """Runs ``maintenance.run_once`` every ``interval`` seconds on a daemon thread (several processes may each run one)."""
+    """Runs ``maintenance.run_round`` every ``interval`` seconds on a daemon thread (several processes may each run one)."""
 
     def __init__(self, inst: Instance, interval: float) -> None:
         self.inst = inst
@@ -154,7 +155,7 @@ class MaintenanceSchedule:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                maintenance.run_once(self.inst)
+                maintenance.run_round(self.inst)
             except Exception:  # a failed round is logged and retried at the next interval
                 _maintenance_log.exception("scheduled maintenance failed")
 

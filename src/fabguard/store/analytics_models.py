@@ -1,4 +1,4 @@
-"""Analytics tables: derived data, kept by the projector (``fabguard.service.projection``) from the events.
+"""Analytics tables: derived data, kept by the projector (``fabguard.service.analytics.projection``) from the events.
 
 Nothing here is a source of truth: every row follows from the event log and the test records, and the
 projector's cursor (``analytics_state`` key ``cursor``) says up to which event sequence. The rollups are
@@ -205,7 +205,7 @@ class AlertRow(Base):
     acked_up_to: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
-class Lease(Base):
+class WorkerLease(Base):
     """Who may run a singleton job (e.g. webhook delivery) across server processes, and until when."""
 
     __tablename__ = "leases"

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Integer, String, Table, Text, and_, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from fabguard.store.analytics_models import Lease
+from fabguard.store.analytics_models import WorkerLease
 from fabguard.store.base import Base, UTCDateTime
 
 
@@ -121,7 +121,7 @@ def take_over(
     or was given up, or, whoever holds it, it was taken before ``stale_before``. On PostgreSQL a rival
     taking it over at the same time waits for this row; it then finds this holder alive."""
     t = IdempotencyKeyRow
-    alive = exists().where(Lease.name == t.holder, Lease.expires_at > live_at)
+    alive = exists().where(WorkerLease.name == t.holder, WorkerLease.expires_at > live_at)
     result = s.execute(
         update(t)
         .where(

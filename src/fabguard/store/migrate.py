@@ -9,7 +9,8 @@ from alembic.config import Config
 from sqlalchemy import insert, select
 
 from fabguard.store.analytics_models import AnalyticsState
-from fabguard.store.db import EVENT_COUNTER, Database
+from fabguard.store.db import Database
+from fabguard.store.eventlog import EVENT_COUNTER
 from fabguard.store.models import Counter
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -4,7 +4,7 @@ A person has a unique name, a contact, the roles they hold (a token carries one 
 another), a site when they hold the operator role, and a state (``suspended`` refuses all their
 tokens). ``approving_since`` is when a token carrying approver or admin was first made for them; it is
 never cleared, so once two people have had one, granting those roles stays two people's act
-(``service/people.py``).
+(``service/access/people.py``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Quota leases granted to offline site agents (not the worker leases of ``store.leases``).
+"""Quota leases granted to offline site agents (not the worker leases of ``store.worker_leases``).
 
 A lease takes its units out of the order's quota when it is issued (``reserve_units``), so the central
 server and its agents together can never issue more than the order allows: the order's ``used`` counts
@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, LargeBinary, String, Text, update
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
 
 from fabguard.store.base import Base, UTCDateTime
-from fabguard.store.models import Order
 
 
 class QuotaLease(Base):
@@ -39,15 +38,3 @@ class QuotaLease(Base):
     synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     units_synced: Mapped[int] = mapped_column(Integer, default=0)
     discrepancy: Mapped[str | None] = mapped_column(Text, nullable=True)
-
-
-def reserve_units(session: Session, order_id: str, units: int) -> bool:
-    """Take ``units`` of an active order's quota at once; False when fewer are left. Atomic under any
-    concurrency, like ``store.db.take_quota`` for issued units."""
-    result = session.execute(
-        update(Order)
-        .where(Order.id == order_id, Order.state == "active", Order.used + units <= Order.quota)
-        .values(used=Order.used + units)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 writes of what it gathered (rollups, fixtures' activity, test vectors, detector state).
 
 The fold itself is pure (``fabguard.analytics.fold``); the transaction that checks and moves the
-cursor is ``fabguard.service.projection``.
+cursor is ``fabguard.service.analytics.projection``.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def move_cursor(s: Session, cursor: int, to: int) -> bool:
 
 
 def clear(s: Session) -> None:
-    """Put the cursor back to 0 (first, see ``fabguard.service.projection.reset``), then empty the projection."""
+    """Put the cursor back to 0 (first, see ``fabguard.service.analytics.projection.reset``), then empty the projection."""
     s.execute(
         update(AnalyticsState)
         .where(AnalyticsState.key == CURSOR)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from fabguard.api.deps import Approver, ChangeId, Inst, Reader
-from fabguard.service import approvals
+from fabguard.service.approvals import requests
 
 router = APIRouter(tags=["approvals"])
 
@@ -20,23 +20,23 @@ StateQuery = Annotated[
 @router.get("/api/v1/approvals")
 def list_approvals(inst: Inst, _: Approver, state: StateQuery = "pending") -> list[dict[str, object]]:
     """Requests waiting for a second person (or, with ``state``, those decided or expired)."""
-    return [a.to_dict() for a in approvals.list_approvals(inst, state)]
+    return [a.to_dict() for a in requests.list_approvals(inst, state)]
 
 
 @router.get("/api/v1/approvals/{approval_id}")
 def get_approval(inst: Inst, approval_id: ChangeId, _: Reader) -> dict[str, object]:
     """One request and, once approved, what its act did."""
-    return approvals.get_approval(inst, approval_id).to_dict()
+    return requests.get_approval(inst, approval_id).to_dict()
 
 
 @router.post("/api/v1/approvals/{approval_id}/approve")
 def approve(inst: Inst, approval_id: ChangeId, p: Approver) -> dict[str, object]:
     """Approve and carry out the act, in one transaction: only by someone other than the requester,
     before the request expires."""
-    return approvals.decide(inst, approval_id, approve=True, by=p).to_dict()
+    return requests.decide(inst, approval_id, approve=True, by=p).to_dict()
 
 
 @router.post("/api/v1/approvals/{approval_id}/reject")
 def reject(inst: Inst, approval_id: ChangeId, p: Approver) -> dict[str, object]:
     """Reject the request: nothing is done."""
-    return approvals.decide(inst, approval_id, approve=False, by=p).to_dict()
+    return requests.decide(inst, approval_id, approve=False, by=p).to_dict()

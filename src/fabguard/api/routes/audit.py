@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from fabguard.api.deps import Count, Inst, Reader
-from fabguard.service import events, testrecords
+from fabguard.service.core import events
+from fabguard.service.provisioning import testrecords
 
 router = APIRouter(tags=["audit"])
 

@@ -9,14 +9,15 @@ from fastapi import APIRouter
 from fabguard.api.deps import Engineer, Inst, Reader
 from fabguard.api.schemas import AttestationRootIn, ProductAttestationIn, ProductComplianceIn, ProductIn, SiteIn
 from fabguard.domain.values import ProductId, SiteId
-from fabguard.service import attestation, catalog
+from fabguard.service.catalog import product_catalog
+from fabguard.service.provisioning import attestation
 
 router = APIRouter(tags=["admin"])
 
 
 @router.post("/api/v1/products", status_code=201)
 def create_product(inst: Inst, body: ProductIn, p: Engineer) -> dict[str, Any]:
-    prod = catalog.create_product(
+    prod = product_catalog.create_product(
         inst,
         product_id=ProductId(body.id),
         name=body.name,
@@ -24,25 +25,25 @@ def create_product(inst: Inst, body: ProductIn, p: Engineer) -> dict[str, Any]:
         cert_lifetime_days=body.cert_lifetime_days,
         actor=p.actor,
     )
-    return catalog.product_dict(prod)
+    return product_catalog.product_dict(prod)
 
 
 @router.get("/api/v1/products")
 def list_products(inst: Inst, _: Reader) -> list[dict[str, Any]]:
-    return [catalog.product_dict(x) for x in catalog.list_products(inst)]
+    return [product_catalog.product_dict(x) for x in product_catalog.list_products(inst)]
 
 
 @router.put("/api/v1/products/{product_id}/compliance")
 def set_product_compliance(inst: Inst, product_id: str, body: ProductComplianceIn, p: Engineer) -> dict[str, Any]:
     """Set the product's end of security support and its vulnerability contact (CRA evidence)."""
-    prod = catalog.set_product_compliance(
+    prod = product_catalog.set_product_compliance(
         inst,
         ProductId(product_id),
         support_until=body.support_until,
         vulnerability_contact=body.vulnerability_contact,
         actor=p.actor,
     )
-    return catalog.product_dict(prod)
+    return product_catalog.product_dict(prod)
 
 
 @router.get("/api/v1/products/{product_id}/attestation")
@@ -71,10 +72,10 @@ def remove_attestation_root(inst: Inst, product_id: str, sha256: str, p: Enginee
 
 @router.post("/api/v1/sites", status_code=201)
 def create_site(inst: Inst, body: SiteIn, p: Engineer) -> dict[str, Any]:
-    site = catalog.create_site(inst, site_id=SiteId(body.id), name=body.name, actor=p.actor)
+    site = product_catalog.create_site(inst, site_id=SiteId(body.id), name=body.name, actor=p.actor)
     return {"id": site.id, "name": site.name}
 
 
 @router.get("/api/v1/sites")
 def list_sites(inst: Inst, _: Reader) -> list[dict[str, Any]]:
-    return [{"id": x.id, "name": x.name} for x in catalog.list_sites(inst)]
+    return [{"id": x.id, "name": x.name} for x in product_catalog.list_sites(inst)]

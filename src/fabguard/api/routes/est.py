@@ -18,8 +18,9 @@ from fabguard.api.tls import client_cert_der
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.pki import est
-from fabguard.service import orders, provisioning, reenrolment
-from fabguard.service.instance import Instance
+from fabguard.service.catalog import orders
+from fabguard.service.core.instance import Instance
+from fabguard.service.provisioning import issuance, reenrolment
 
 router = APIRouter(tags=["est"])
 CACERTS = "application/pkcs7-mime"  # RFC 7030 4.1.3: no smime-type parameter
@@ -53,7 +54,7 @@ async def _enroll(inst: Instance, request: Request, fixture: FixtureFacts, label
 
     def work() -> bytes:
         unit = parsing.est_unit_request(order_id, body, max_csr_bytes=inst.limits.max_csr_bytes)
-        done = provisioning.provision_unit(inst, fixture, unit, runner=provisioner(request))
+        done = issuance.provision_unit(inst, fixture, unit, runner=provisioner(request))
         return est.certs_only([x509.load_pem_x509_certificate(done.certificate_pem.encode())])
 
     return Response(await run_in_threadpool(work), media_type=est.CERTS_ONLY)

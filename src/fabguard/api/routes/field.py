@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fabguard.api.deps import FieldChecker, Inst, Reader
 from fabguard.domain.field import MAX_CHAIN_BYTES
-from fabguard.service import field
+from fabguard.service.field import genuineness
 
 router = APIRouter(tags=["field"])
 
@@ -42,7 +42,7 @@ def _client(request: Request) -> str | None:
 def challenge(inst: Inst, p: FieldChecker) -> dict[str, str]:
     """A fresh single-use nonce, valid 5 minutes. The device signs ``context`` (hex) followed by the 32 nonce
     bytes; only a ``field`` token (or an admin) may ask."""
-    return field.issue_challenge(inst, actor=p.actor)
+    return genuineness.issue_challenge(inst, actor=p.actor)
 
 
 @router.post("/api/v1/field/verify")
@@ -51,12 +51,12 @@ def verify(inst: Inst, body: FieldAnswerIn, request: Request, p: FieldChecker) -
     certificate_expired, issuing_ca_revoked, serial_unknown, key_mismatch, certificate_superseded,
     unit_revoked, signature_invalid) and the ``clone`` signal it shows. A malformed answer is 422, a
     nonce that is unknown 404, used or expired 409; those spend nothing. Every outcome is an event."""
-    origin = field.parse_origin(inst, actor=p.actor, source=body.source, client=_client(request))
-    answer = field.parse_answer(inst, origin, nonce=body.nonce, signature=body.signature, chain_pem=body.chain)
-    return field.verify(inst, answer, origin)
+    origin = genuineness.parse_origin(inst, actor=p.actor, source=body.source, client=_client(request))
+    answer = genuineness.parse_answer(inst, origin, nonce=body.nonce, signature=body.signature, chain_pem=body.chain)
+    return genuineness.verify(inst, answer, origin)
 
 
 @router.get("/api/v1/field/checks")
 def checks(inst: Inst, _: Reader, limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
     """The latest field checks, newest first: verdict, reason, clone signal, where from."""
-    return field.list_checks(inst, limit=limit)
+    return genuineness.list_checks(inst, limit=limit)

@@ -14,11 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from fabguard.api import parsing
 from fabguard.api.deps import Approver, Engineer, Fixture, Inst, Reader
 from fabguard.api.media import answers
-from fabguard.service import firmware, firmware_units
+from fabguard.service.firmware import release_lifecycle, sealing_keys, unit_releases
 
 router = APIRouter()
 
-MAX_IMAGE_BYTES = firmware.DEFAULT_MAX_IMAGE_BYTES
+MAX_IMAGE_BYTES = release_lifecycle.DEFAULT_MAX_IMAGE_BYTES
 
 
 class _Strict(BaseModel):
@@ -28,7 +28,7 @@ class _Strict(BaseModel):
 class ReleaseIn(_Strict):
     product_id: str = Field(max_length=63)
     version: str = Field(max_length=64, description="1-64 of letters, digits and . + _ ~ -")
-    notes: str = Field(default="", max_length=firmware.MAX_NOTES, description="Release notes")
+    notes: str = Field(default="", max_length=release_lifecycle.MAX_NOTES, description="Release notes")
     image: str = Field(description="The firmware image, base64 (standard alphabet, padded)")
     dual_control: bool = Field(default=False, description="Only a second person may approve this release")
     sbom: dict[str, Any] | None = Field(
@@ -55,14 +55,14 @@ class FetchIn(_Strict):
 @router.get("/api/v1/firmware/key", tags=["firmware"])
 def firmware_key(inst: Inst) -> dict[str, str]:
     """The public key that signs every manifest: devices pin it (PEM)."""
-    return {"public_key": firmware.firmware_public_key_pem(inst)}
+    return {"public_key": sealing_keys.public_key_pem(inst)}
 
 
 @router.post("/api/v1/firmware/releases", status_code=201, tags=["firmware"])
 def upload(inst: Inst, body: ReleaseIn, p: Engineer) -> dict[str, Any]:
     """Upload an image: it is encrypted at rest at once, its manifest signed and its SBOM made."""
-    image = firmware.decode_image(body.image, MAX_IMAGE_BYTES)
-    return firmware.upload_release(
+    image = release_lifecycle.decode_image(body.image, MAX_IMAGE_BYTES)
+    return release_lifecycle.upload_release(
         inst,
         product_id=body.product_id,
         version=body.version,
@@ -77,46 +77,48 @@ def upload(inst: Inst, body: ReleaseIn, p: Engineer) -> dict[str, Any]:
 
 @router.get("/api/v1/firmware/releases", tags=["firmware"])
 def list_releases(inst: Inst, _: Reader, product_id: str | None = None) -> list[dict[str, Any]]:
-    return [r.to_dict() for r in firmware.list_releases(inst, product_id=product_id)]
+    return [r.to_dict() for r in release_lifecycle.list_releases(inst, product_id=product_id)]
 
 
 @router.get("/api/v1/firmware/releases/{release_id}", tags=["firmware"])
 def get_release(inst: Inst, release_id: str, _: Reader) -> dict[str, Any]:
-    return firmware.get_release(inst, release_id).to_dict()
+    return release_lifecycle.get_release(inst, release_id).to_dict()
 
 
 @router.get("/api/v1/firmware/releases/{release_id}/sbom", tags=["firmware"])
 def release_sbom(inst: Inst, release_id: str, _: Reader) -> dict[str, Any]:
     """The release's CycloneDX 1.5 SBOM (its SHA-256 is in the signed manifest)."""
-    return firmware.release_sbom(inst, release_id)
+    return release_lifecycle.release_sbom(inst, release_id)
 
 
 @router.post("/api/v1/firmware/releases/{release_id}/approve", tags=["firmware"])
 def approve(inst: Inst, release_id: str, p: Approver) -> dict[str, Any]:
     """Approve a release (under dual control, not by its uploader)."""
-    return firmware.approve_release(inst, release_id, actor=p.actor).to_dict()
+    return release_lifecycle.approve_release(inst, release_id, actor=p.actor).to_dict()
 
 
 @router.post("/api/v1/firmware/releases/{release_id}/attach", tags=["firmware"])
 def attach(inst: Inst, release_id: str, body: AttachIn, p: Engineer) -> dict[str, Any]:
     """Offer a release to the units of an order."""
-    return firmware.attach_release(inst, release_id, body.order_id, actor=p.actor).to_dict()
+    return release_lifecycle.attach_release(inst, release_id, body.order_id, actor=p.actor).to_dict()
 
 
 @router.post("/api/v1/firmware/releases/{release_id}/withdraw", tags=["firmware"])
 def withdraw(inst: Inst, release_id: str, body: WithdrawIn, p: Engineer) -> dict[str, Any]:
     """Stop releasing this version to any unit, for good."""
-    return firmware.withdraw_release(inst, release_id, reason=body.reason, actor=p.actor).to_dict()
+    return release_lifecycle.withdraw_release(inst, release_id, reason=body.reason, actor=p.actor).to_dict()
 
 
-@router.post("/api/v1/firmware/fetch", tags=["fixture"], **answers("The unit's package", firmware.PACKAGE_MEDIA_TYPE))
+@router.post(
+    "/api/v1/firmware/fetch", tags=["fixture"], **answers("The unit's package", release_lifecycle.PACKAGE_MEDIA_TYPE)
+)
 def fetch(inst: Inst, body: FetchIn, f: Fixture) -> Response:
     """One unit's package (binary): the signed manifest, the data key wrapped to that unit, the ciphertext."""
     request = parsing.unit_firmware_request(body.release_id, body.order_id, body.serial)
-    done = firmware_units.release_to_unit(inst, f, request)
+    done = unit_releases.release_to_unit(inst, f, request)
     return Response(
         done.package,
-        media_type=firmware.PACKAGE_MEDIA_TYPE,
+        media_type=release_lifecycle.PACKAGE_MEDIA_TYPE,
         headers={"X-FabGuard-Release": done.release_id, "X-FabGuard-Version": done.version},
     )
 

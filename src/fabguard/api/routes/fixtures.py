@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fabguard.api.deps import Admin, Inst, Reader
 from fabguard.api.schemas import EnrollIn, FixtureIn, RevokeIn
 from fabguard.domain.values import FixtureId, SiteId
-from fabguard.service import fixtures
+from fabguard.service.catalog import fixtures
 
 router = APIRouter()
 

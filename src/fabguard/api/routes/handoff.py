@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from fabguard.api.deps import Engineer, Inst, Reader
 from fabguard.api.media import JSON, answers
 from fabguard.pki.handoff import RegistrationCode, VerificationCode
-from fabguard.service import handoff, reports
+from fabguard.service.handoff import clouds
+from fabguard.service.ledger import reports
 
 router = APIRouter(tags=["handoff"])
 
@@ -37,8 +38,8 @@ class AzureHandoffIn(BaseModel):
 def aws(inst: Inst, body: AwsHandoffIn, p: Engineer) -> dict[str, Any]:
     """Files for ``aws iot register-ca-certificate`` (CA, verification certificate signed by the CA key, JITP
     registration config) and a bulk-registration manifest of the CA's devices; recorded as ``handoff.aws``."""
-    code = handoff.checked(inst, "aws", body.ca, lambda: RegistrationCode(body.registration_code), actor=p.actor)
-    return handoff.aws_bundle(
+    code = clouds.checked(inst, "aws", body.ca, lambda: RegistrationCode(body.registration_code), actor=p.actor)
+    return clouds.aws_bundle(
         inst, body.ca, code, role_arn=body.role_arn, order_id=body.order_id, actor=p.actor
     ).to_dict()
 
@@ -47,8 +48,8 @@ def aws(inst: Inst, body: AwsHandoffIn, p: Engineer) -> dict[str, Any]:
 def azure(inst: Inst, body: AzureHandoffIn, p: Engineer) -> dict[str, Any]:
     """Files for Azure IoT Hub DPS: the proof-of-possession certificate for the verification code and an X.509
     enrolment group referring to the verified CA certificate; recorded as ``handoff.azure``."""
-    code = handoff.checked(inst, "azure", body.ca, lambda: VerificationCode(body.verification_code), actor=p.actor)
-    return handoff.azure_bundle(
+    code = clouds.checked(inst, "azure", body.ca, lambda: VerificationCode(body.verification_code), actor=p.actor)
+    return clouds.azure_bundle(
         inst,
         body.ca,
         code,
@@ -63,8 +64,8 @@ def manifest(inst: Inst, order_id: str, p: Reader, format: Literal["json", "csv"
     """Every device of an order (serial, certificate, public key, status...) at a fresh checkpoint; json or csv.
 
     JSON embeds its signature; CSV carries it in ``X-FabGuard-Signature`` (Ed25519 by the ledger key, base64)."""
-    m = handoff.order_manifest(inst, order_id, actor=p.actor)
+    m = clouds.order_manifest(inst, order_id, actor=p.actor)
     if format == "json":
         return m.to_dict()
-    data = handoff.manifest_csv(m).encode()
+    data = clouds.manifest_csv(m).encode()
     return Response(data, media_type="text/csv", headers={"X-FabGuard-Signature": reports.sign_bytes(inst, data)})

@@ -12,7 +12,8 @@ from fabguard.api.deps import Admin, Inst, Reader
 from fabguard.api.schemas import LeaseIn, ResolveIn
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import OrderId
-from fabguard.service import approvals, lease_sync, leases
+from fabguard.service.agent import quota_leases, sync
+from fabguard.service.approvals import requests
 
 router = APIRouter(tags=["leases"])
 
@@ -26,32 +27,32 @@ def issue_lease(inst: Inst, order_id: str, body: LeaseIn, p: Admin) -> dict[str,
     """Ask for a lease of units of the order for one site agent. It certifies the agent's CA under the
     root, so a second person approves it (POST /api/v1/approvals/{id}/approve); the approval's result
     names the lease, whose bundle (for 'agent init') is GET /api/v1/leases/{lease_id}/bundle."""
-    return approvals.request_lease(
+    return requests.request_lease(
         inst,
         OrderId.named(order_id),
         units=body.units,
         expires_in=timedelta(minutes=body.expires_in_minutes),
         request_text=json.dumps(body.agent_request),
-        by=approvals.Person.of(p),
+        by=requests.Person.of(p),
     ).to_dict()
 
 
 @router.get("/api/v1/leases")
 def list_leases(inst: Inst, _: Reader, order_id: str | None = None) -> list[dict[str, object]]:
     """Every lease issued (optionally one order's), with its units, end and state."""
-    return leases.list_leases(inst, order_id=order_id)
+    return quota_leases.list_leases(inst, order_id=order_id)
 
 
 @router.get("/api/v1/leases/{lease_id}")
 def get_lease(inst: Inst, lease_id: str, _: Reader) -> dict[str, object]:
-    return leases.get_lease(inst, lease_id)
+    return quota_leases.get_lease(inst, lease_id)
 
 
 @router.get("/api/v1/leases/{lease_id}/bundle")
 def get_lease_bundle(inst: Inst, lease_id: str, _: Admin) -> dict[str, object]:
     """The signed lease bundle an agent is made from ('fabguard agent init --lease'): its terms, its CA
     and TLS certificates, the site's fixtures; no secret."""
-    return leases.lease_bundle(inst, lease_id)
+    return quota_leases.lease_bundle(inst, lease_id)
 
 
 @router.post("/api/v1/leases/{lease_id}/sync")
@@ -63,13 +64,13 @@ def sync_lease(
     A discrepancy (units beyond the lease, a forked, tampered or replayed log) is refused, recorded and
     alerted, and stands against new leases for the order and site until resolved. The package accepted
     last, sent again (its answer was lost), is answered again ("resent": true) and changes nothing."""
-    parsed = lease_sync.parse_sync_package(json.dumps(package))
+    parsed = sync.parse_sync_package(json.dumps(package))
     if parsed.lease_id != lease_id:
         raise InvalidRequest(f"the package is for lease {parsed.lease_id}, not {lease_id}", code="lease_sync_invalid")
-    return lease_sync.sync_lease(inst, parsed, actor=p.actor)
+    return sync.sync_lease(inst, parsed, actor=p.actor)
 
 
 @router.post("/api/v1/leases/{lease_id}/resolve")
 def resolve_lease(inst: Inst, lease_id: str, body: ResolveIn, p: Admin) -> dict[str, object]:
     """Close a lease's discrepancy once it was looked into."""
-    return lease_sync.resolve_discrepancy(inst, lease_id, note=body.note, actor=p.actor)
+    return sync.resolve_discrepancy(inst, lease_id, note=body.note, actor=p.actor)

@@ -9,14 +9,14 @@ from fastapi.responses import PlainTextResponse
 
 from fabguard.api.deps import Count, Engineer, Inst, Reader
 from fabguard.api.media import JSON, answers
-from fabguard.service import ledger
+from fabguard.service.ledger import merkle_log
 
 router = APIRouter(tags=["ledger"])
 
 CheckpointFormat = Annotated[Literal["json", "note"], Query(description="json (default) or note: the bare signed note")]
 
 
-def _checkpoint(cp: ledger.SignedCheckpoint, format: str) -> Any:
+def _checkpoint(cp: merkle_log.SignedCheckpoint, format: str) -> Any:
     if format == "note":
         return PlainTextResponse(cp.note)
     return cp.to_dict()
@@ -26,24 +26,24 @@ def _checkpoint(cp: ledger.SignedCheckpoint, format: str) -> Any:
 def ledger_checkpoint(inst: Inst, _: Reader, format: CheckpointFormat = "json") -> Any:
     """The newest stored checkpoint, read only (404 ``checkpoint_not_found`` before the first). The server
     signs one every ``checkpoint_seconds`` when the tree grew; ``POST`` signs one now."""
-    return _checkpoint(ledger.newest_checkpoint(inst), format)
+    return _checkpoint(merkle_log.newest_checkpoint(inst), format)
 
 
 @router.post("/api/v1/ledger/checkpoint", **answers("The checkpoint; format=note: the signed note", JSON, "text/plain"))
 def take_checkpoint(inst: Inst, _: Engineer, format: CheckpointFormat = "json") -> Any:
     """Sign the current tree head now and keep it (once per tree size: the same size answers the stored one)."""
-    return _checkpoint(ledger.make_checkpoint(inst), format)
+    return _checkpoint(merkle_log.make_checkpoint(inst), format)
 
 
 @router.get("/api/v1/ledger/checkpoints")
 def ledger_checkpoints(inst: Inst, _: Reader, limit: Count = 100) -> list[dict[str, Any]]:
-    return [c.to_dict() for c in ledger.checkpoints(inst, limit=min(max(limit, 1), inst.limits.max_page))]
+    return [c.to_dict() for c in merkle_log.checkpoints(inst, limit=min(max(limit, 1), inst.limits.max_page))]
 
 
 @router.get("/api/v1/ledger/key")
 def ledger_key(inst: Inst, _: Reader) -> dict[str, str]:
     """The verifier key (C2SP signed-note form) that checks every checkpoint offline."""
-    return {"verifier_key": ledger.public_verifier_key(inst)}
+    return {"verifier_key": merkle_log.public_verifier_key(inst)}
 
 
 @router.get("/api/v1/ledger/proof/inclusion")
@@ -57,10 +57,10 @@ def ledger_inclusion(
 ) -> dict[str, Any]:
     """Inclusion proof for one entry, named by index, unit serial, or certificate serial/SHA-256."""
     if index is None:
-        index = ledger.index_of_unit(inst, serial=serial, cert=cert)
-    return ledger.inclusion(inst, index, size)
+        index = merkle_log.index_of_unit(inst, serial=serial, cert=cert)
+    return merkle_log.inclusion(inst, index, size)
 
 
 @router.get("/api/v1/ledger/proof/consistency")
 def ledger_consistency(inst: Inst, _: Reader, first: Count, second: Count | None = None) -> dict[str, Any]:
-    return ledger.consistency(inst, first, second)
+    return merkle_log.consistency(inst, first, second)

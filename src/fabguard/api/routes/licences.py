@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fabguard.api.deps import Engineer, Inst, Reader
 from fabguard.api.parsing import Timestamp
 from fabguard.domain.values import ProductId, Serial
-from fabguard.service import licences
+from fabguard.service.royalties import licences
 
 router = APIRouter(tags=["licences"])
 

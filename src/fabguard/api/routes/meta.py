@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from fabguard import __version__
 from fabguard.api.deps import Inst, Writer
-from fabguard.service import authorities
+from fabguard.service.authority import authorities
 
 router = APIRouter(tags=["meta"])
 

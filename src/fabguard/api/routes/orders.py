@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from fabguard.api.deps import Approver, ChangeId, Count, Engineer, Inst, SiteReader, visible_order
 from fabguard.api.schemas import OrderIn, OrderStateIn, QuotaChangeIn
 from fabguard.domain.values import OrderId, OrderState, ProductId, SiteId
-from fabguard.service import approvals, orders
+from fabguard.service.approvals import requests
+from fabguard.service.catalog import orders
 
 router = APIRouter(tags=["orders"])
 
@@ -59,7 +60,7 @@ def set_order_state(inst: Inst, order_id: str, body: OrderStateIn, p: Engineer) 
     new_state = body.state
     current = orders.get_order(inst, order_id)
     if new_state is OrderState.ACTIVE and current.state == OrderState.SUSPENDED.value:
-        pending = approvals.request_order_activation(inst, OrderId(order_id), by=approvals.Person.of(p))
+        pending = requests.request_order_activation(inst, OrderId(order_id), by=requests.Person.of(p))
         return JSONResponse(pending.to_dict(), status_code=202)
     return orders.set_order_state(inst, order_id, new_state, actor=p.actor).to_dict()
 

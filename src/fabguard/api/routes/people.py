@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse
 
 from fabguard.api.deps import Admin, Inst, Reader
 from fabguard.api.schemas import PersonIn, RoleGrantIn, SuspendIn
-from fabguard.service import approvals, people, person_acts
+from fabguard.service.access import people
+from fabguard.service.approvals import person_acts, requests
 
 router = APIRouter(tags=["people"])
 
@@ -19,7 +20,7 @@ _PENDING: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _answer(person: people.PersonView, pending: approvals.ApprovalView | None, status: int) -> Any:
+def _answer(person: people.PersonView, pending: requests.ApprovalView | None, status: int) -> Any:
     body = {**person.to_dict(), "pending_approval": pending.to_dict() if pending else None}
     return JSONResponse(body, status_code=202 if pending else status)
 
@@ -35,7 +36,7 @@ def add_person(inst: Inst, body: PersonIn, p: Admin) -> Any:
     """Record a person with their roles (an operator with their site). Approver or admin, once two
     people have approving tokens, wait for a second person (202, the pending request)."""
     spec = people.person_spec(body.name, contact=body.contact, roles=body.roles, site_id=body.site_id)
-    person, pending = person_acts.add_person(inst, spec, by=approvals.Person.of(p))
+    person, pending = person_acts.add_person(inst, spec, by=requests.Person.of(p))
     return _answer(person, pending, 201)
 
 
@@ -50,7 +51,7 @@ def grant_role(inst: Inst, person_id: PersonRef, body: RoleGrantIn, p: Admin) ->
     """Grant a role (operator with its site). Approver or admin, once two people have approving
     tokens, wait for a second person (202, the pending request)."""
     roles = people.parse_roles([body.role])
-    person, pending = person_acts.grant_roles(inst, person_id, roles, site_id=body.site_id, by=approvals.Person.of(p))
+    person, pending = person_acts.grant_roles(inst, person_id, roles, site_id=body.site_id, by=requests.Person.of(p))
     return _answer(person, pending, 200)
 
 

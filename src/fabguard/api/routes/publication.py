@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 
 from fabguard.api.deps import Inst
 from fabguard.api.media import answers
-from fabguard.service import revocation
+from fabguard.service.authority import revocation
 
 router = APIRouter(tags=["revocation"])
 

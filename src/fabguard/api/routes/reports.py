@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from fabguard.api.deps import Inst, Reader
 from fabguard.api.media import JSON, answers
 from fabguard.api.parsing import Timestamp
-from fabguard.service import reports
+from fabguard.service.ledger import reports
 
 router = APIRouter(tags=["ledger"])
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from fabguard.api.deps import Admin, Inst
 from fabguard.api.schemas import RevokeUnitIn
-from fabguard.service import revocation
+from fabguard.service.authority import revocation
 
 router = APIRouter(tags=["revocation"])
 

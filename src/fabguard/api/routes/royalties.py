@@ -12,7 +12,8 @@ from fabguard.api.media import JSON, answers
 from fabguard.api.parsing import Timestamp
 from fabguard.domain.money import Money
 from fabguard.domain.values import OrderId, ProductId, SiteId
-from fabguard.service import reports, royalties, royalty_pdf
+from fabguard.service.ledger import reports
+from fabguard.service.royalties import statement_pdf, statements
 
 router = APIRouter(tags=["royalties"])
 
@@ -30,7 +31,7 @@ class RateIn(BaseModel):
 def set_product_rate(inst: Inst, product_id: str, body: RateIn, p: Engineer) -> dict[str, Any]:
     """The product's per-unit royalty from ``effective_from`` on (a ledger event; earlier periods keep theirs)."""
     rate = Money.parse(body.amount, body.currency)
-    view = royalties.set_rate(
+    view = statements.set_rate(
         inst, rate=rate, actor=p.actor, product_id=ProductId.named(product_id), effective_from=body.effective_from
     )
     return view.to_dict()
@@ -40,7 +41,7 @@ def set_product_rate(inst: Inst, product_id: str, body: RateIn, p: Engineer) -> 
 def set_order_rate(inst: Inst, order_id: str, body: RateIn, p: Engineer) -> dict[str, Any]:
     """An order's own per-unit royalty, overriding its product's from ``effective_from`` on."""
     rate = Money.parse(body.amount, body.currency)
-    view = royalties.set_rate(
+    view = statements.set_rate(
         inst, rate=rate, actor=p.actor, order_id=OrderId.named(order_id), effective_from=body.effective_from
     )
     return view.to_dict()
@@ -51,7 +52,7 @@ def list_rates(
     inst: Inst, _: Reader, product_id: str | None = None, order_id: str | None = None
 ) -> list[dict[str, Any]]:
     """Every rate set, oldest first (each names the ledger entry that records it)."""
-    return [r.to_dict() for r in royalties.list_rates(inst, product_id=product_id, order_id=order_id)]
+    return [r.to_dict() for r in statements.list_rates(inst, product_id=product_id, order_id=order_id)]
 
 
 @router.get("/api/v1/royalties/statement", **answers("The signed statement", JSON, "text/csv", "application/pdf"))
@@ -68,7 +69,7 @@ def statement(
     """Units provisioned (priced per unit), revoked and refused, per site, order and product, at a fresh
     checkpoint; json, csv or pdf. JSON embeds its signature; CSV and PDF carry theirs in
     ``X-FabGuard-Signature`` (Ed25519 by the ledger key, base64)."""
-    st = royalties.statement(
+    st = statements.statement(
         inst,
         site_id=SiteId.named(site_id) if site_id else None,
         order_id=OrderId.named(order_id) if order_id else None,
@@ -79,7 +80,7 @@ def statement(
     if format == "json":
         return st.to_dict()
     if format == "csv":
-        data, media = royalties.to_csv(st).encode(), "text/csv"
+        data, media = statements.to_csv(st).encode(), "text/csv"
     else:
-        data, media = royalty_pdf.to_pdf(st), "application/pdf"
+        data, media = statement_pdf.to_pdf(st), "application/pdf"
     return Response(data, media_type=media, headers={"X-FabGuard-Signature": reports.sign_bytes(inst, data)})

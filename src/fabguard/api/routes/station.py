@@ -15,8 +15,8 @@ from fabguard.api import parsing
 from fabguard.api.deps import Fixture, Inst, Provisioner
 from fabguard.api.schemas import ProvisionBatchIn, ProvisionIn, TestRecordsIn
 from fabguard.domain.idempotency import IdempotencyKey
-from fabguard.service import provisioning, testrecords
-from fabguard.service.idempotency import Answer, Keyed
+from fabguard.service.core.idempotency import Answer, Keyed
+from fabguard.service.provisioning import issuance, testrecords
 
 router = APIRouter(tags=["fixture"])
 
@@ -111,8 +111,8 @@ def provision(
     )
     if idempotency_key is not None:
         key = _keyed(f, idempotency_key, "POST /api/v1/units/provision", _dumped(body))
-        return _answered(provisioning.provision_unit_once(inst, f, unit, key, runner=runner))
-    done = provisioning.provision_unit(inst, f, unit, runner=runner)
+        return _answered(issuance.provision_unit_once(inst, f, unit, key, runner=runner))
+    done = issuance.provision_unit(inst, f, unit, runner=runner)
     response.status_code = 200 if done.replayed else 201
     return done.to_dict()
 
@@ -129,7 +129,7 @@ def provision_batch(
         for u in body.units
     ]
     if idempotency_key is None:
-        return {"results": provisioning.provision_batch(inst, f, units, runner=runner)}
+        return {"results": issuance.provision_batch(inst, f, units, runner=runner)}
     key = _keyed(f, idempotency_key, "POST /api/v1/units/provision-batch", _dumped(body))
     pairs = [(unit, _dumped(u)) for unit, u in zip(units, body.units, strict=True)]
-    return _answered(provisioning.provision_batch_once(inst, f, pairs, key, runner=runner))
+    return _answered(issuance.provision_batch_once(inst, f, pairs, key, runner=runner))

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from fabguard.api.deps import Admin, Inst
 from fabguard.api.schemas import TokenIn
 from fabguard.domain.values import SiteId
-from fabguard.service import approvals, people, person_acts, tokens
+from fabguard.service.access import people, tokens
+from fabguard.service.approvals import person_acts, requests
 
 router = APIRouter(tags=["admin"])
 
@@ -40,8 +41,8 @@ def create_token(inst: Inst, body: TokenIn, p: Admin) -> Any:
         site_id=SiteId.named(body.site_id) if body.site_id is not None else None,
         expires_in=timedelta(days=body.expires_in_days) if body.expires_in_days is not None else None,
     )
-    made, secret = person_acts.issue_token(inst, spec, holder.id, by=approvals.Person.of(p))
-    if isinstance(made, approvals.ApprovalView):
+    made, secret = person_acts.issue_token(inst, spec, holder.id, by=requests.Person.of(p))
+    if isinstance(made, requests.ApprovalView):
         return JSONResponse({**made.to_dict(), "token": secret}, status_code=202)
     return {
         "id": made.id,

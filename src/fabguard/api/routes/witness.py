@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from fabguard.api.deps import Count, Engineer, Inst, Reader, SiteReader, allow
 from fabguard.api.media import JSON, answers
 from fabguard.domain.values import Role, SiteId
-from fabguard.service import tokens, witness
+from fabguard.service.access import tokens
+from fabguard.service.ledger import witness
 
 router = APIRouter(tags=["ledger"])
 

@@ -34,7 +34,7 @@ down_revision = "0016"
 branch_labels = None
 depends_on = None
 
-# The order roles are stored in (service/people.py writes them the same way).
+# The order roles are stored in (service/access/people.py writes them the same way).
 ROLE_ORDER = ("admin", "engineer", "approver", "auditor", "operator", "field")
 APPROVING = ("admin", "approver")
 _TOKEN_ACTOR = re.compile(r" \(([0-9a-f]{16})\)\Z")

@@ -1,0 +1,256 @@
+"""A site agent's log coming home: verify it, fold it into the main ledger, record its units (issue 18).
+
+One transaction folds a verified sync: each new agent entry becomes a central event naming the agent
+(``actor`` ``agent:<lease id>``, the agent's index and actor in its detail); each unit the agent issued
+becomes a unit of the order, under the agent CA, so field checks and revocation know it. A unit whose key
+or serial the central server already knows (issued by the server or by another agent) is not recorded: it is
+a clone, folded as a ``unit.refused`` event (``key_reused`` / ``serial_has_other_key``), which the existing
+detectors raise as a critical alert. A sync that does not verify changes nothing but the lease's state: it
+is recorded as ``lease.sync_refused`` (an alert too) and the lease holds a discrepancy, which refuses new
+leases for its order and site until someone resolves it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+
+from cryptography import x509
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
+from fabguard.ledger.agent_sync import PROVISIONED, SyncDiscrepancy, VerifiedSync, verify_sync
+from fabguard.ledger.lease import open_bundle
+from fabguard.ledger.merkle import EMPTY_ROOT
+from fabguard.service.core.instance import Instance
+from fabguard.service.ledger.merkle_log import public_verifier_key
+from fabguard.store.eventlog import NewEvent, append_event, append_events
+from fabguard.store.models import CertificateAuthority, Event, Fixture, Unit
+from fabguard.store.quota_leases import QuotaLease
+
+SYNC_FORMAT = "fabguard-agent-sync-v1"
+_KIND_LIMIT = 40  # events.kind
+
+
+@dataclass(frozen=True)
+class SyncPackage:
+    """What ``fabguard agent sync`` sends: the lease, the agent's signed checkpoint, its log, its certificates."""
+
+    lease_id: str
+    checkpoint: str
+    entries: list[bytes]
+    certificates: dict[str, str]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": SYNC_FORMAT,
+                "lease_id": self.lease_id,
+                "checkpoint": self.checkpoint,
+                "entries": [base64.b64encode(e).decode() for e in self.entries],
+                "certificates": self.certificates,
+            }
+        )
+
+
+def parse_sync_package(text: str | bytes) -> SyncPackage:
+    try:
+        data = json.loads(text)
+        if data.get("format") != SYNC_FORMAT:
+            raise ValueError(f"the format is not {SYNC_FORMAT}")
+        return SyncPackage(
+            lease_id=str(data["lease_id"]),
+            checkpoint=str(data["checkpoint"]),
+            entries=[base64.b64decode(str(e), validate=True) for e in data["entries"]],
+            certificates={str(k): str(v) for k, v in dict(data["certificates"]).items()},
+        )
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+        raise InvalidRequest(f"not an agent sync package: {exc}", code="lease_sync_invalid") from None
+
+
+def sync_lease(inst: Instance, package: SyncPackage, *, actor: str) -> dict[str, object]:
+    """Verify and fold one agent sync; a discrepancy is recorded, raised as an alert, and refused."""
+    with inst.db.read() as s:
+        row = s.get(QuotaLease, package.lease_id)
+        if row is None:
+            raise NotFound(f"no lease {package.lease_id!r}", code="lease_not_found")
+        ca_row = s.get(CertificateAuthority, row.agent_ca)
+        assert ca_row is not None and ca_row.certificate_pem is not None
+        previous = (row.synced_size, bytes(row.synced_root) if row.synced_root else EMPTY_ROOT)
+    lease = open_bundle(json.loads(row.bundle), public_verifier_key(inst))
+    agent_ca = x509.load_pem_x509_certificate(ca_row.certificate_pem.encode())
+    try:
+        verified = verify_sync(lease, agent_ca, package.entries, package.checkpoint, package.certificates, previous)
+        if verified.resent:
+            with inst.db.read() as s:
+                return _earlier(s, row.id, row.order_id)
+        return _fold(inst, row.id, row.agent_ca, lease.product_id, verified, previous[0], actor)
+    except SyncDiscrepancy as exc:  # _fold's transaction is rolled back: only the refusal is written
+        _record_discrepancy(inst, row, exc, actor)
+        raise
+
+
+def _earlier(s: Session, lease_id: str, order_id: str) -> dict[str, object]:
+    """The answer given when this log was accepted (an agent whose answer was lost sends it again)."""
+    details = s.execute(
+        select(Event.detail).where(Event.kind == "lease.synced", Event.order_id == order_id).order_by(Event.seq.desc())
+    ).scalars()
+    for text in details:
+        summary = json.loads(text)
+        if summary.get("lease_id") == lease_id:
+            return {**summary, "resent": True}
+    raise Conflict(f"lease {lease_id} has no accepted sync to answer again", code="lease_sync_replayed")
+
+
+def _fold(
+    inst: Instance, lease_id: str, agent_ca: str, product_id: str, verified: VerifiedSync, before: int, actor: str
+) -> dict[str, object]:
+    now = inst.clock()
+    clones: list[str] = []
+    with inst.db.transaction() as s:
+        row = s.get(QuotaLease, lease_id, with_for_update=True)
+        assert row is not None
+        if row.synced_size == verified.checkpoint.size and bytes(row.synced_root or b"") == verified.checkpoint.root:
+            return _earlier(s, lease_id, row.order_id)  # the same log, accepted meanwhile
+        if row.synced_size != before:
+            raise Conflict(
+                f"lease {lease_id} was synced meanwhile; send the agent's log again", code="lease_sync_replayed"
+            )
+        clone_of = _clone_codes(s, product_id, verified)
+        by_index = {u.index: u for u in verified.new_units}
+        events: list[NewEvent] = []
+        for e in verified.new_entries:
+            index, detail = int(e["index"]), dict(e["detail"])
+            kind, code = str(e["kind"]), e.get("code")
+            unit = by_index.get(index)
+            if unit is not None and clone_of[index] is not None:
+                kind, code = "unit.refused", clone_of[index]
+                detail["message"] = f"the agent issued {unit.serial} with a key or serial the server already knows"
+                clones.append(unit.serial)
+            elif unit is not None:
+                s.add(
+                    Unit(
+                        product_id=product_id,
+                        serial=unit.serial,
+                        order_id=row.order_id,
+                        fixture_id=unit.fixture_id,
+                        key_fingerprint=unit.key_fingerprint,
+                        cert_serial=unit.cert_serial,
+                        cert_sha256=unit.cert_sha256,
+                        issuing_ca=agent_ca,
+                        certificate_pem=unit.certificate_pem,
+                        issued_at=unit.at,
+                    )
+                )
+            elif kind not in (PROVISIONED, "unit.refused"):
+                kind = f"agent.{kind}"[:_KIND_LIMIT]  # kept apart from the server's own test records and orders
+            detail["agent"] = {"lease_id": lease_id, "index": index, "actor": e.get("actor"), "at": e.get("at")}
+            events.append(
+                NewEvent(
+                    kind,
+                    now,
+                    actor=f"agent:{lease_id}",
+                    order_id=e.get("order_id"),
+                    fixture_id=e.get("fixture_id"),
+                    serial=e.get("serial"),
+                    code=code,
+                    detail=detail,
+                )
+            )
+        s.flush()
+        append_events(s, events)
+        row.synced_size, row.synced_root, row.synced_at = verified.checkpoint.size, verified.checkpoint.root, now
+        row.units_synced = verified.units_total
+        if clones:
+            row.state, row.discrepancy = "discrepancy", f"clones: {', '.join(clones[:20])}"
+        summary = {
+            "lease_id": lease_id,
+            "size": verified.checkpoint.size,
+            "entries": len(verified.new_entries),
+            "units": len(verified.new_units) - len(clones),
+            "units_synced": verified.units_total,
+            "clones": clones,
+        }
+        append_event(s, "lease.synced", at=now, actor=actor, order_id=row.order_id, detail=summary)
+    return summary
+
+
+def _clone_codes(s: Session, product_id: str, verified: VerifiedSync) -> dict[int, str | None]:
+    """Each new unit's clone code: its key or serial known to the server, or to an earlier unit of this
+    sync. A certificate serial the server (or this sync) already holds, or an unknown fixture, is a
+    discrepancy: the agent CA's serials are its own random ones, and the lease names the site's fixtures."""
+    keys: set[str] = set()
+    serials: set[str] = set()
+    cert_serials: set[str] = set()
+    codes: dict[int, str | None] = {}
+    for u in verified.new_units:
+        where = f"unit {u.serial} (entry {u.index})"
+        if s.get(Fixture, u.fixture_id) is None:
+            raise SyncDiscrepancy(code="lease_sync_invalid", message=f"{where} names unknown fixture {u.fixture_id!r}")
+        code = _clone_code(s, product_id, u.serial, u.key_fingerprint)
+        if code is None and u.key_fingerprint in keys:
+            code = "key_reused"
+        elif code is None and u.serial in serials:
+            code = "serial_has_other_key"
+        codes[u.index] = code
+        if code is None:  # only a unit recorded holds its key, serial and certificate
+            known = s.execute(select(Unit.id).where(Unit.cert_serial == u.cert_serial)).first()
+            if known is not None or u.cert_serial in cert_serials:
+                raise SyncDiscrepancy(code="lease_sync_invalid", message=f"{where}: its certificate serial is taken")
+            keys.add(u.key_fingerprint)
+            serials.add(u.serial)
+            cert_serials.add(u.cert_serial)
+    return codes
+
+
+def _clone_code(s: Session, product_id: str, serial: str, key_fingerprint: str) -> str | None:
+    found = s.execute(
+        select(Unit.key_fingerprint).where(
+            or_(Unit.key_fingerprint == key_fingerprint, (Unit.product_id == product_id) & (Unit.serial == serial))
+        )
+    ).first()
+    if found is None:
+        return None
+    return "key_reused" if found[0] == key_fingerprint else "serial_has_other_key"
+
+
+def _record_discrepancy(inst: Instance, row: QuotaLease, exc: SyncDiscrepancy, actor: str) -> None:
+    now = inst.clock()
+    with inst.db.transaction() as s:
+        locked = s.get(QuotaLease, row.id, with_for_update=True)
+        assert locked is not None
+        locked.state, locked.discrepancy = "discrepancy", f"{exc.code}: {exc.message}"[:2000]
+        append_event(
+            s,
+            "lease.sync_refused",
+            at=now,
+            actor=actor,
+            order_id=row.order_id,
+            code=exc.code,
+            detail={"lease_id": row.id, "site_id": row.site_id, "message": exc.message},
+        )
+
+
+def resolve_discrepancy(inst: Instance, lease_id: str, *, note: str, actor: str) -> dict[str, object]:
+    """Close a lease's discrepancy after it was looked into (new leases for its order and site then go again)."""
+    if not note or len(note) > 500 or not note.isprintable():
+        raise InvalidRequest("resolving needs a note of 1-500 printable characters", code="invalid_note")
+    with inst.db.transaction() as s:
+        row = s.get(QuotaLease, lease_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"no lease {lease_id!r}", code="lease_not_found")
+        if row.state != "discrepancy":
+            raise Conflict(f"lease {lease_id} has no discrepancy", code="lease_discrepancy")
+        append_event(
+            s,
+            "lease.resolved",
+            at=inst.clock(),
+            actor=actor,
+            order_id=row.order_id,
+            detail={"lease_id": lease_id, "discrepancy": row.discrepancy, "note": note},
+        )
+        row.state, row.discrepancy = "resolved", None
+        return {"lease_id": lease_id, "state": row.state}

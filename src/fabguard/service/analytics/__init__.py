@@ -1,0 +1,1 @@
+"""The analytics projection, dashboard queries, alerts pushed to webhooks, and metrics."""

@@ -1,0 +1,1 @@
+"""Dual control: requests a second, different person approves, and the acts they run."""

@@ -1,0 +1,1 @@
+"""The CA hierarchy (IDevID and Matter), and revoking units, orders, fixtures and CAs."""

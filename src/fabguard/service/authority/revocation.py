@@ -1,0 +1,199 @@
+"""Revoking units, whole orders and fixtures, and publishing each CA's CRL.
+
+A revocation and its ledger entry commit together; the CA's CRL is then re-signed at once (and
+again on a schedule before it expires), so ``openssl verify -crl_check`` sees it immediately.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
+from fabguard.pki.crl import REASONS, RevokedEntry, build_crl
+from fabguard.service.core.ca_registry import EXTERNAL_KEY
+from fabguard.service.core.instance import Instance
+from fabguard.store.eventlog import append_event
+from fabguard.store.models import CertificateAuthority, CrlRow, Fixture, Order, Unit
+
+CRL_VALIDITY = timedelta(days=7)
+# Re-sign when less than this is left, so a published CRL never lapses between scheduled runs.
+CRL_REFRESH_MARGIN = timedelta(days=6)
+
+
+def _check_reason(reason_code: str, note: str) -> None:
+    if reason_code not in REASONS:
+        raise InvalidRequest(f"unknown reason {reason_code!r}; one of {', '.join(REASONS)}", code="invalid_reason")
+    if not note or len(note) > 500 or not note.isprintable():
+        raise InvalidRequest("a revocation needs a note of 1-500 printable characters", code="invalid_reason")
+
+
+def revoke_unit(
+    inst: Instance, serial: str, *, reason_code: str, note: str, actor: str, product_id: str | None = None
+) -> dict[str, object]:
+    _check_reason(reason_code, note)
+    now = inst.clock()
+    with inst.db.transaction() as s:
+        q = select(Unit).where(Unit.serial == serial)
+        if product_id:
+            q = q.where(Unit.product_id == product_id)
+        units = list(s.execute(q.with_for_update()).scalars())
+        if not units:
+            raise NotFound(f"no provisioned unit {serial!r}", code="unit_not_found")
+        if len(units) > 1:
+            raise InvalidRequest(
+                f"serial {serial} exists in several products: name the product", code="ambiguous_serial"
+            )
+        unit = units[0]
+        if unit.revoked_at is not None:
+            raise Conflict(f"unit {serial} is already revoked", code="unit_revoked")
+        unit.revoked_at, unit.revocation_reason = now, reason_code
+        append_event(
+            s,
+            "unit.revoked",
+            at=now,
+            actor=actor,
+            order_id=unit.order_id,
+            serial=serial,
+            detail={
+                "cert_serial": unit.cert_serial,
+                "reason": reason_code,
+                "note": note,
+                "product_id": unit.product_id,
+            },
+        )
+    if unit.issuing_ca in ca_names(inst):  # not a site agent's CA, whose key is the agent's
+        refresh_crl(inst, unit.issuing_ca)
+    return {"serial": serial, "order_id": unit.order_id, "cert_serial": unit.cert_serial, "reason": reason_code}
+
+
+def revoke_order_units(inst: Instance, order_id: str, *, reason_code: str, note: str, actor: str) -> int:
+    """Revoke every unit of an order (a CM breach, a recalled batch). Returns how many were revoked."""
+    _check_reason(reason_code, note)
+    now = inst.clock()
+    with inst.db.transaction() as s:
+        if s.get(Order, order_id) is None:
+            raise NotFound(f"no order {order_id!r}", code="order_not_found")
+        units = list(
+            s.execute(
+                select(Unit).where(Unit.order_id == order_id, Unit.revoked_at.is_(None)).with_for_update()
+            ).scalars()
+        )
+        for unit in units:
+            unit.revoked_at, unit.revocation_reason = now, reason_code
+            append_event(
+                s,
+                "unit.revoked",
+                at=now,
+                actor=actor,
+                order_id=order_id,
+                serial=unit.serial,
+                detail={
+                    "cert_serial": unit.cert_serial,
+                    "reason": reason_code,
+                    "note": note,
+                    "product_id": unit.product_id,
+                },
+            )
+    held = set(ca_names(inst))  # a site agent's CA has its key elsewhere: its units are marked, no CRL signed here
+    for ca in sorted({u.issuing_ca for u in units} & held):
+        refresh_crl(inst, ca)
+    return len(units)
+
+
+def _revoked_entries(inst: Instance, ca: str, role: str) -> list[RevokedEntry]:
+    with inst.db.read() as s:
+        if role == "issuing":
+            rows = s.execute(
+                select(Unit.cert_serial, Unit.revoked_at, Unit.revocation_reason).where(
+                    Unit.revoked_at.is_not(None), Unit.issuing_ca == ca
+                )
+            ).all()
+            return [RevokedEntry(int(c, 16), at, reason or "unspecified") for c, at, reason in rows if at is not None]
+        if role == "station":
+            frows = s.execute(
+                select(Fixture.cert_serial, Fixture.revoked_at).where(
+                    Fixture.revoked_at.is_not(None), Fixture.cert_serial.is_not(None)
+                )
+            ).all()
+            return [RevokedEntry(int(c, 16), at, "cessation_of_operation") for c, at in frows if c and at]
+        # The root (or a Matter PAA) lists the revoked CAs it issued itself.
+        subject = inst.cas.issuer(ca, s).certificate.subject
+        cas = s.execute(
+            select(CertificateAuthority).where(
+                CertificateAuthority.state == "revoked", CertificateAuthority.certificate_pem.is_not(None)
+            )
+        ).scalars()
+        return [
+            RevokedEntry(int(str(r.cert_serial), 16), r.revoked_at, r.revocation_reason or "unspecified")
+            for r in cas
+            if r.revoked_at is not None
+            and x509.load_pem_x509_certificate(str(r.certificate_pem).encode()).issuer == subject
+        ]
+
+
+def _role(inst: Instance, ca: str) -> str:
+    with inst.db.read() as s:
+        row = s.get(CertificateAuthority, ca)
+    if row is None or row.certificate_pem is None or row.key_ref.startswith(EXTERNAL_KEY):
+        raise NotFound(f"no CA {ca!r} with a certificate and a key here", code="ca_not_found")
+    return row.role
+
+
+def ca_names(inst: Instance) -> list[str]:
+    """Every CA that publishes a CRL (all but those still waiting for their certificate, or whose key is elsewhere)."""
+    with inst.db.read() as s:
+        return list(
+            s.execute(
+                select(CertificateAuthority.name).where(
+                    CertificateAuthority.certificate_pem.is_not(None),
+                    CertificateAuthority.key_ref.not_like(f"{EXTERNAL_KEY}%"),
+                )
+            ).scalars()
+        )
+
+
+def refresh_crl(inst: Instance, ca: str) -> bytes:
+    """Sign a new CRL for ``ca`` (with the next CRL number) and publish it."""
+    role = _role(inst, ca)
+    issuer = inst.cas.issuer(ca)
+    entries = _revoked_entries(inst, ca, role)
+    now = inst.clock()
+    for _ in range(3):
+        with inst.db.read() as s:
+            current = s.get(CrlRow, ca)
+            number = (current.number + 1) if current else 1
+        der = build_crl(issuer, entries, number=number, now=now, valid_for=CRL_VALIDITY).public_bytes(
+            serialization.Encoding.DER
+        )
+        try:
+            with inst.db.transaction() as s:
+                row = s.get(CrlRow, ca, with_for_update=True)
+                if row is None:
+                    s.add(CrlRow(ca=ca, number=number, der=der, this_update=now, next_update=now + CRL_VALIDITY))
+                elif row.number == number - 1:
+                    row.number, row.der, row.this_update, row.next_update = number, der, now, now + CRL_VALIDITY
+                else:
+                    continue  # another process published meanwhile; sign again over the newest state
+            return der
+        except IntegrityError:
+            continue
+    raise Conflict(f"could not publish the CRL of {ca}: too much contention", code="crl_contention")
+
+
+def current_crl(inst: Instance, ca: str) -> bytes:
+    """The published CRL, re-signed first if it is missing or close to its nextUpdate."""
+    _role(inst, ca)
+    with inst.db.read() as s:
+        row = s.get(CrlRow, ca)
+        if row is not None and row.next_update - inst.clock() > CRL_REFRESH_MARGIN:
+            return bytes(row.der)
+    return refresh_crl(inst, ca)
+
+
+def crl(inst: Instance, ca: str) -> x509.CertificateRevocationList:
+    return x509.load_der_x509_crl(current_crl(inst, ca))

@@ -1,0 +1,1 @@
+"""The CRA evidence pack and its index."""

@@ -1,0 +1,156 @@
+"""Making a new instance (keys, CA hierarchy, configuration and certificate files) and seeding its CA registry."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from sqlalchemy import select
+
+from fabguard.domain.errors import ConfigurationError
+from fabguard.pki import profiles
+from fabguard.pki.keys import SigningKey, new_signing_key, passphrase_from_env, write_encrypted_key
+from fabguard.pki.keystore import KEY_BACKENDS, KeyStore
+from fabguard.service.core.ca_registry import CaRegistry
+from fabguard.service.core.config import CONFIG_NAME, InstanceConfig
+from fabguard.store.db import Database
+from fabguard.store.models import CertificateAuthority
+
+# The keys an instance holds. The ledger key signs event checkpoints (the ledger issue uses it).
+KEY_NAMES = ("root", "issuing", "station", "ledger", "server")
+CA_KEYS = ("root", "issuing", "station")
+
+
+def init_instance(
+    home: Path,
+    *,
+    organization: str,
+    hostnames: tuple[str, ...] = ("127.0.0.1",),
+    database_url: str | None = None,
+    crl_base_url: str | None = None,
+    public_url: str | None = None,
+    pki_url: str | None = None,
+    key_backend: str = "file",
+    pkcs11_module: str | None = None,
+    pkcs11_token: str | None = None,
+    env: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> InstanceConfig:
+    """Create the keys, the CA hierarchy and the configuration of a new instance in ``home``.
+
+    ``public_url`` (the HTTPS API's base), ``pki_url`` (the plain-HTTP base where CRLs and CA certificates
+    are published) and ``crl_base_url`` (CRLs set apart from it) default from the first host name.
+    With ``key_backend="pkcs11"`` the CA keys (root, issuing, station) are made inside the HSM token,
+    non-extractable; the TLS server key and the Ed25519 ledger key stay in encrypted files.
+    """
+    if key_backend not in KEY_BACKENDS:
+        raise ConfigurationError(f"unknown key backend {key_backend!r}: file or pkcs11")
+    if key_backend == "pkcs11" and not (pkcs11_module and pkcs11_token):
+        raise ConfigurationError("the pkcs11 key backend needs --pkcs11-module and --pkcs11-token")
+    if (home / CONFIG_NAME).exists():
+        raise ConfigurationError(f"{home} already holds a FabGuard instance")
+    config = InstanceConfig(
+        organization=organization,
+        hostnames=hostnames,
+        database_url=database_url,
+        key_backend=key_backend,
+        pkcs11_module=pkcs11_module,
+        pkcs11_token=pkcs11_token,
+        key_prefix=secrets.token_hex(4),
+    )
+    config = _with_published_urls(config, public_url, pki_url, crl_base_url)
+    passphrase = passphrase_from_env(env)
+    now = now or datetime.now(UTC)
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
+    (home / "ca").mkdir(exist_ok=True)
+    ec_keys = {name: new_signing_key() for name in ("server",) + (CA_KEYS if key_backend == "file" else ())}
+    keys: dict[str, SigningKey] = dict(ec_keys)
+    # Checkpoints are C2SP signed notes, whose standard signature type is Ed25519.
+    keys["ledger"] = ed25519.Ed25519PrivateKey.generate()
+    ca_keys: dict[str, SigningKey] = {name: ec_keys[name] for name in CA_KEYS if name in ec_keys}
+    store = config.key_store(home, env)
+    try:
+        if key_backend == "pkcs11":
+            ca_keys = {name: store.load(store.generate(name)) for name in CA_KEYS}
+        _write_hierarchy(home, config, {**keys, **ca_keys}, ec_keys["server"], now)
+    finally:
+        store.close()
+    for name, key in keys.items():
+        write_encrypted_key(key, store.path(name), passphrase)
+    (home / CONFIG_NAME).write_text(config.to_json())
+    return config
+
+
+def _with_published_urls(
+    config: InstanceConfig, public_url: str | None, pki_url: str | None, crl_url: str | None
+) -> InstanceConfig:
+    """``config`` with the URLs ``init`` was given; an old-style ``--crl-url .../crl`` alone names the PKI URL too."""
+    if crl_url is not None and pki_url is None and crl_url.rstrip("/").endswith("/crl"):
+        pki_url, crl_url = crl_url.rstrip("/").removesuffix("/crl"), None
+    return config.with_urls(public_url=public_url, pki_url=pki_url, crl_url=crl_url)
+
+
+def _write_hierarchy(
+    home: Path,
+    config: InstanceConfig,
+    keys: Mapping[str, SigningKey],
+    server_key: ec.EllipticCurvePrivateKey,
+    now: datetime,
+) -> None:
+    """Sign the root, issuing, station and TLS server certificates and write them to ``<home>/ca``."""
+    organization = config.organization
+    root_crl, root_crt = f"{config.crl_base_url}/root.crl", f"{config.ca_issuers_base_url}/root.crt"
+    root = profiles.self_signed_root(keys["root"], organization, f"{organization} FabGuard Root CA", now)
+    issuing = profiles.intermediate_ca(
+        root,
+        keys["issuing"].public_key(),
+        organization,
+        f"{organization} Device Issuing CA",
+        now,
+        crl_url=root_crl,
+        ca_issuers_url=root_crt,
+    )
+    station = profiles.intermediate_ca(
+        root,
+        keys["station"].public_key(),
+        organization,
+        f"{organization} Station CA",
+        now,
+        crl_url=root_crl,
+        ca_issuers_url=root_crt,
+    )
+    station_issuer = profiles.Issuer(station, keys["station"])
+    server = profiles.server_certificate(station_issuer, server_key.public_key(), organization, config.hostnames, now)
+    certs = {"root": root.certificate, "issuing": issuing, "station": station, "server": server}
+    for name, cert in certs.items():
+        (home / "ca" / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (home / "ca" / "server-chain.pem").write_bytes(
+        server.public_bytes(serialization.Encoding.PEM) + station.public_bytes(serialization.Encoding.PEM)
+    )
+
+
+def seed_registry(db: Database, cas: CaRegistry, keys: KeyStore, clock: Callable[[], datetime]) -> None:
+    """Register the CAs that ``init`` made (idempotent; runs when an instance is opened)."""
+    with db.transaction() as s:
+        known = set(s.execute(select(CertificateAuthority.name)).scalars())
+        for name in CA_KEYS:
+            if name in known or not cas.cert_path(name).exists():
+                continue
+            cert = cas.certificate(name)
+            s.add(
+                CertificateAuthority(
+                    name=name,
+                    role=name,
+                    state="active",
+                    key_ref=keys.ref_for(name),
+                    certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
+                    cert_serial=format(cert.serial_number, "x"),
+                    created_at=clock(),
+                )
+            )

@@ -1,0 +1,1 @@
+"""Field genuineness checks of devices after the factory."""

@@ -1,0 +1,1 @@
+"""Encrypted firmware: releases, their sealing keys, and release to provisioned units."""

@@ -1,0 +1,1 @@
+"""The ledger as the server keeps it: checkpoints, proofs, export, witnesses and reconciliation reports."""

@@ -1,0 +1,1 @@
+"""Keeping an instance: backup, restore, and the upkeep a running server does."""

@@ -1,0 +1,212 @@
+"""Per-unit test records from fixtures: kept per serial, never overwritten; a retest adds a record.
+
+A record's station is the fixture that uploaded it (its TLS client certificate says which), and its site
+is that fixture's: only the orders of that site let it decide their units (the test gate,
+``domain.issuance.passed_test``). The ``station_id`` the record's body names is kept as
+``declared_station_id``, as the station said it, and is trusted for nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select
+
+from fabguard.domain.errors import FabGuardError, InvalidRequest
+from fabguard.domain.issuance import FixtureFacts
+from fabguard.domain.testrecord import TestRecord, TestRecordInvalid, parse_openhtf_record, stored_text
+from fabguard.domain.values import recorded_serial
+from fabguard.service.core.events import refusal_event
+from fabguard.service.core.idempotency import Answer, Keyed, keep, take
+from fabguard.service.core.instance import Instance
+from fabguard.store.eventlog import NewEvent, append_events
+from fabguard.store.models import TestRecordRow
+
+# An uploaded record as the API decoded it from JSON; its shape is checked here, record by record.
+JsonObject = dict[str, object]
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    id: int
+    serial: str
+    outcome: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.id, "serial": self.serial, "outcome": self.outcome}
+
+
+def _check(inst: Instance, data: JsonObject) -> tuple[TestRecord, str]:
+    """The record's facts and its canonical JSON, or ``TestRecordInvalid``."""
+    record = parse_openhtf_record(
+        data, max_phases=inst.limits.max_phases, max_measurements=inst.limits.max_measurements
+    )
+    raw = stored_text(data)
+    if len(raw) > inst.limits.max_test_record_bytes:
+        raise TestRecordInvalid(f"a test record may be at most {inst.limits.max_test_record_bytes} bytes")
+    return record, raw
+
+
+def _refusal(fixture: FixtureFacts, data: JsonObject, exc: FabGuardError, at: datetime) -> NewEvent:
+    serial = recorded_serial(data.get("dut_id"))
+    return refusal_event("test.refused", exc, at=at, fixture_id=fixture.id, serial=serial)
+
+
+Outcome = list[StoredRecord | FabGuardError]
+# How a keyed request's answer is made from its outcome: HTTP status and JSON body.
+Answering = tuple[Keyed, Callable[[Outcome], tuple[int, dict[str, object]]]]
+
+
+def _store(
+    inst: Instance, fixture: FixtureFacts, records: Sequence[JsonObject], keyed: Answering | None = None
+) -> Outcome | Answer:
+    """Check each record, then store the good ones and log the refusals of the bad ones in one transaction.
+
+    Their events keep the upload's order. One transaction for a batch: a fast line's upload of 200
+    records is a few statements, and a failure before the commit (the database gone) stores none of
+    them, so resending the batch after an error answer stores each record once. An answer lost after
+    the commit is another matter (records are append-only): with an idempotency key (``keyed``) the
+    answer is kept in the same transaction, and a resend gets it back (an ``Answer``) storing nothing.
+    """
+    checked: list[tuple[TestRecord, str] | FabGuardError] = []
+    for data in records:
+        try:
+            checked.append(_check(inst, data))
+        except FabGuardError as exc:
+            checked.append(exc)
+    now = inst.clock()
+    rows = [
+        {
+            "serial": record.serial.value,
+            "fixture_id": fixture.id,
+            "site_id": fixture.site_id,
+            "declared_station_id": record.declared_station_id,
+            "outcome": record.outcome.value,
+            "start_ms": record.start_ms,
+            "end_ms": record.end_ms,
+            "measurement_count": len(record.measurements),
+            "received_at": now,
+            "record_json": raw,
+        }
+        for record, raw in (c for c in checked if not isinstance(c, FabGuardError))
+    ]
+    with inst.db.transaction() as s:
+        if keyed is not None and (stored_answer := take(s, inst, keyed[0], now)) is not None:
+            return stored_answer
+        ids = iter(
+            s.execute(insert(TestRecordRow).returning(TestRecordRow.id, sort_by_parameter_order=True), rows)
+            .scalars()
+            .all()
+            if rows
+            else ()
+        )
+        out: list[StoredRecord | FabGuardError] = []
+        events: list[NewEvent] = []
+        for data, c in zip(records, checked, strict=True):
+            if isinstance(c, FabGuardError):
+                out.append(c)
+                events.append(_refusal(fixture, data, c, now))
+                continue
+            record, _ = c
+            stored = StoredRecord(next(ids), record.serial.value, record.outcome.value)
+            out.append(stored)
+            detail = {
+                "record_id": stored.id,
+                "outcome": stored.outcome,
+                "station_id": fixture.id,
+                "declared_station_id": record.declared_station_id,
+                "site_id": fixture.site_id,
+            }
+            events.append(
+                NewEvent(
+                    "test.recorded",
+                    now,
+                    actor=f"fixture:{fixture.id}",
+                    fixture_id=fixture.id,
+                    serial=stored.serial,
+                    detail=detail,
+                )
+            )
+        append_events(s, events)
+        if keyed is not None:
+            return keep(s, keyed[0], *keyed[1](out))
+    return out
+
+
+def record_test(inst: Instance, fixture: FixtureFacts, data: JsonObject) -> StoredRecord:
+    """Check and store one OpenHTF-shaped record uploaded by ``fixture``; a bad record is refused and logged."""
+    outcome = _store(inst, fixture, [data])
+    assert not isinstance(outcome, Answer)
+    (result,) = outcome
+    if isinstance(result, FabGuardError):
+        raise result
+    return result
+
+
+def record_test_once(inst: Instance, fixture: FixtureFacts, data: JsonObject, key: Keyed) -> Answer:
+    """:func:`record_test` under an idempotency key: the answer (201, or the refusal) is kept with the record."""
+    answer = _store(inst, fixture, [data], (key, _single_answer))
+    assert isinstance(answer, Answer)
+    return answer
+
+
+def _single_answer(outcome: Outcome) -> tuple[int, dict[str, object]]:
+    (result,) = outcome
+    return (result.status, result.to_dict()) if isinstance(result, FabGuardError) else (201, result.to_dict())
+
+
+def _check_batch(inst: Instance, records: Sequence[JsonObject]) -> None:
+    if len(records) > inst.limits.max_batch_records:
+        raise InvalidRequest(
+            f"a batch may hold at most {inst.limits.max_batch_records} records", code="batch_too_large"
+        )
+
+
+def _results(outcome: Outcome) -> list[dict[str, object]]:
+    return [
+        {"status": "refused", **r.to_dict()} if isinstance(r, FabGuardError) else {"status": "stored", **r.to_dict()}
+        for r in outcome
+    ]
+
+
+def record_tests(inst: Instance, fixture: FixtureFacts, records: Sequence[JsonObject]) -> list[dict[str, object]]:
+    """Batch upload: each record is checked on its own (a bad one is refused, the others stored), and
+    the batch is stored in one transaction."""
+    _check_batch(inst, records)
+    outcome = _store(inst, fixture, records)
+    assert not isinstance(outcome, Answer)
+    return _results(outcome)
+
+
+def record_tests_once(inst: Instance, fixture: FixtureFacts, records: Sequence[JsonObject], key: Keyed) -> Answer:
+    """:func:`record_tests` under an idempotency key: the answer (200 and the results) is kept with the records."""
+    _check_batch(inst, records)
+    answer = _store(inst, fixture, records, (key, lambda outcome: (200, {"results": _results(outcome)})))
+    assert isinstance(answer, Answer)
+    return answer
+
+
+def records_for_serial(inst: Instance, serial: str) -> list[dict[str, object]]:
+    """Every record of ``serial``, from every site, oldest first: ``station_id`` is the fixture that
+    uploaded it, ``site_id`` the site whose orders it decides, ``declared_station_id`` what it claimed."""
+    with inst.db.read() as s:
+        rows = s.execute(
+            select(TestRecordRow).where(TestRecordRow.serial == serial).order_by(TestRecordRow.id)
+        ).scalars()
+        return [
+            {
+                "id": r.id,
+                "serial": r.serial,
+                "fixture_id": r.fixture_id,
+                "station_id": r.fixture_id,
+                "site_id": r.site_id,
+                "declared_station_id": r.declared_station_id,
+                "outcome": r.outcome,
+                "start_time_millis": r.start_ms,
+                "end_time_millis": r.end_ms,
+                "measurements": r.measurement_count,
+                "received_at": r.received_at.isoformat(),
+            }
+            for r in rows
+        ]

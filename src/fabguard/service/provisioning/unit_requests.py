@@ -1,0 +1,87 @@
+"""What a provisioning request is, and what it is answered: a unit request as the edge parsed it (or why it
+could not), the issued certificate with its chain, and the device profile that signs it (IEEE 802.1AR
+IDevID, or a Matter DAC under a Matter PAI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
+
+from fabguard.domain.errors import FabGuardError, Refusal
+from fabguard.domain.values import OrderId, Serial
+from fabguard.pki import attestation, matter, profiles
+from fabguard.pki.csr import CheckedCsr
+from fabguard.service.core.instance import Instance
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    serial: str
+    order_id: str
+    certificate_pem: str
+    chain_pem: list[str]
+    replayed: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "serial": self.serial,
+            "order_id": self.order_id,
+            "certificate": self.certificate_pem,
+            "chain": self.chain_pem,
+            "replayed": self.replayed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRequest:
+    """One unit's provisioning request, parsed at the edge: the order, the serial, the checked CSR, and the
+    key attestation if it carried one (a refusal when it could not be read: the product's policy decides)."""
+
+    order_id: OrderId
+    serial: Serial
+    csr: CheckedCsr
+    attestation: attestation.Evidence | Refusal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnparsedUnit:
+    """A unit request the edge could not parse: why, and its order id and serial where they were strings."""
+
+    error: FabGuardError
+    order_id: str | None
+    serial: str | None
+
+
+def device_certificate(
+    inst: Instance,
+    issuer: profiles.Issuer,
+    public_key: CertificateIssuerPublicKeyTypes,
+    serial: Serial,
+    product_id: str,
+    now: datetime,
+    lifetime: timedelta | None,
+    ca_name: str,
+) -> x509.Certificate:
+    """The product's device profile: a Matter DAC under a Matter PAI, else an IEEE 802.1AR IDevID."""
+    vid, pid = matter.subject_ids(issuer.certificate.subject)
+    if vid is None:
+        return profiles.idevid_certificate(
+            issuer,
+            public_key,
+            serial,
+            inst.config.organization,
+            product_id,
+            now,
+            lifetime,
+            crl_url=inst.cas.crl_url(ca_name),
+            ca_issuers_url=inst.cas.ca_issuers_url(ca_name),
+        )
+    if pid is None:
+        raise Refusal("key_type_not_allowed", f"the Matter PAI {ca_name} names no product ID for the DAC")
+    try:
+        return matter.dac_certificate(issuer, public_key, serial.value, vid, pid, now)
+    except matter.AttestationProfileError as exc:
+        raise Refusal("key_type_not_allowed", f"a Matter DAC cannot be issued: {exc.message}") from None

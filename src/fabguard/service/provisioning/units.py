@@ -1,0 +1,54 @@
+"""Provisioned units as an operator lists them (``fabguard unit list``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from fabguard.domain.errors import InvalidRequest
+from fabguard.service.core.instance import Instance
+from fabguard.store.models import Unit
+
+MAX_LIST = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class UnitView:
+    serial: str
+    product_id: str
+    order_id: str
+    issuing_ca: str
+    cert_serial: str
+    issued_at: datetime
+    revoked_at: datetime | None
+    revocation_reason: str | None
+
+
+def list_units(
+    inst: Instance, *, order_id: str | None = None, product_id: str | None = None, limit: int = 100
+) -> list[UnitView]:
+    """The newest ``limit`` units (of one order or product, if given), newest first; agent-issued ones too."""
+    if not 1 <= limit <= MAX_LIST:
+        raise InvalidRequest(f"limit must be 1-{MAX_LIST}")
+    q = select(Unit)
+    if order_id is not None:
+        q = q.where(Unit.order_id == order_id)
+    if product_id is not None:
+        q = q.where(Unit.product_id == product_id)
+    with inst.db.read() as s:
+        rows = s.execute(q.order_by(Unit.id.desc()).limit(limit)).scalars()
+        return [
+            UnitView(
+                u.serial,
+                u.product_id,
+                u.order_id,
+                u.issuing_ca,
+                u.cert_serial,
+                u.issued_at,
+                u.revoked_at,
+                u.revocation_reason,
+            )
+            for u in rows
+        ]

@@ -1,0 +1,1 @@
+"""Royalty statements and feature licences."""

@@ -1,0 +1,202 @@
+"""Issuing feature licences to provisioned, non-revoked units, signed by each product's licence signer.
+
+The signer is a key of its own per product (``licence-<product>-<suffix>`` in the key store: an
+encrypted file or the HSM), certified by the root for licence signing only; it is made on the first
+licence of a product (``licence.signer_created``). Every licence is a ledger event (``licence.issued``)
+written with its row in one transaction; a refused one (a revoked unit) is a ``licence.refused`` event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NoReturn
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
+from fabguard.domain.licensing import licence_expiry, licence_features
+from fabguard.domain.values import ProductId, Serial
+from fabguard.pki import profiles
+from fabguard.pki.licence import licence_body, licence_signer_certificate, sign_licence
+from fabguard.service.core.events import record_refusal
+from fabguard.service.core.instance import Instance
+from fabguard.store.eventlog import append_event
+from fabguard.store.licence_models import Licence, LicenceSigner
+from fabguard.store.models import Product, Unit
+
+
+@dataclass(frozen=True)
+class IssuedLicence:
+    licence_id: str
+    serial: str
+    product_id: str
+    document: dict[str, Any]
+    ledger_entry: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.licence_id, "ledger_entry": self.ledger_entry, **self.document}
+
+
+def signer(inst: Instance, product_id: str) -> profiles.Issuer:
+    """The product's licence signer, made (key, certificate under the root, ledger event) on first use."""
+    with inst.db.read() as s:
+        row = s.get(LicenceSigner, product_id)
+        if row is None and s.get(Product, product_id) is None:
+            raise NotFound(f"no product {product_id!r}", code="product_not_found")
+    if row is None:
+        row = _make_signer(inst, product_id)
+    return profiles.Issuer(x509.load_pem_x509_certificate(row.certificate_pem.encode()), inst.keys.load(row.key_ref))
+
+
+def _make_signer(inst: Instance, product_id: str) -> LicenceSigner:
+    now = inst.clock()
+    key_name = f"licence-{product_id}-{secrets.token_hex(4)}"
+    key_ref = inst.keys.generate(key_name)
+    cert = licence_signer_certificate(
+        inst.cas.root_issuer(), inst.keys.load(key_ref).public_key(), inst.config.organization, product_id, now
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    try:
+        with inst.db.transaction() as s:
+            row = LicenceSigner(product_id=product_id, key_ref=key_ref, certificate_pem=pem, created_at=now)
+            s.add(row)
+            s.flush()
+            append_event(
+                s,
+                "licence.signer_created",
+                at=now,
+                actor="fabguard",
+                detail={
+                    "product_id": product_id,
+                    "key_ref": key_ref,
+                    "certificate_sha256": hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest(),
+                    "certificate_serial": format(cert.serial_number, "x"),
+                },
+            )
+    except IntegrityError:  # a rival made the product's signer first: use that one
+        with inst.db.read() as s:
+            found = s.get(LicenceSigner, product_id)
+        if found is None:
+            raise
+        if key_ref.startswith("file:"):  # the unused key goes (an HSM object stays: the key store deletes none)
+            inst.keys.path(key_name).unlink(missing_ok=True)
+        return found
+    return row
+
+
+def issue_licence(
+    inst: Instance,
+    serial: Serial,
+    *,
+    features: Sequence[object],
+    actor: str,
+    not_after: datetime | None = None,
+    product_id: ProductId | None = None,
+) -> IssuedLicence:
+    """A signed licence for ``features`` bound to the unit's current certificate; refused for a revoked unit."""
+    names = licence_features(features)
+    now = inst.clock()
+    expiry = licence_expiry(not_after, now)
+    unit = _unit(inst, serial.value, product_id)
+    if unit.revoked_at is not None:
+        _refuse_revoked(inst, unit, names, actor)
+    signed_by = signer(inst, unit.product_id)
+    licence_id = f"lic-{secrets.token_hex(8)}"
+    device_cert = x509.load_pem_x509_certificate(unit.certificate_pem.encode())
+    body = licence_body(
+        licence_id=licence_id,
+        organization=inst.config.organization,
+        product_id=unit.product_id,
+        serial=serial.value,
+        device_certificate=device_cert,
+        features=names,
+        issued_at=now,
+        not_after=expiry,
+    )
+    document = sign_licence(body, signed_by)
+    with inst.db.transaction() as s:
+        # Re-read under the lock: a revocation that committed meanwhile wins, and nothing is issued.
+        current = s.execute(select(Unit).where(Unit.id == unit.id).with_for_update()).scalar_one()
+        revoked = current.revoked_at is not None
+        if not revoked and current.cert_sha256 != unit.cert_sha256:
+            raise Conflict(f"unit {serial} changed while its licence was made: ask again", code="conflict")
+        seq = 0 if revoked else _record(s, unit, body, document, actor, now)
+    if revoked:  # outside the transaction: the refusal event is written on its own
+        _refuse_revoked(inst, unit, names, actor)
+    return IssuedLicence(licence_id, serial.value, unit.product_id, document, seq - 1)
+
+
+def _record(s: Session, unit: Unit, body: dict[str, Any], document: dict[str, Any], actor: str, now: datetime) -> int:
+    """The ``licence.issued`` event and the licence's row, in the caller's transaction; the event's number."""
+    signed = json.dumps(document, sort_keys=True)
+    seq = append_event(
+        s,
+        "licence.issued",
+        at=now,
+        actor=actor,
+        order_id=unit.order_id,
+        serial=unit.serial,
+        detail={
+            "licence_id": body["id"],
+            "product_id": unit.product_id,
+            "cert_sha256": unit.cert_sha256,
+            "cert_serial": unit.cert_serial,
+            "features": body["features"],
+            "not_after": body["not_after"],
+            "licence_sha256": hashlib.sha256(signed.encode()).hexdigest(),
+        },
+    )
+    not_after = datetime.fromisoformat(body["not_after"].replace("Z", "+00:00")) if body["not_after"] else None
+    s.add(
+        Licence(
+            id=body["id"],
+            product_id=unit.product_id,
+            serial=unit.serial,
+            cert_sha256=unit.cert_sha256,
+            features=json.dumps(body["features"]),
+            not_after=not_after,
+            issued_at=now,
+            issued_by=actor,
+            document=signed,
+            event_seq=seq,
+        )
+    )
+    return seq
+
+
+def _refuse_revoked(inst: Instance, unit: Unit, features: tuple[str, ...], actor: str) -> NoReturn:
+    refusal = Conflict(f"unit {unit.serial} is revoked: it gets no licence", code="unit_revoked")
+    detail: dict[str, object] = {"product_id": unit.product_id, "features": list(features)}
+    record_refusal(
+        inst, "licence.refused", refusal, actor=actor, order_id=unit.order_id, serial=unit.serial, detail=detail
+    )
+    raise refusal
+
+
+def _unit(inst: Instance, serial: str, product_id: ProductId | None) -> Unit:
+    q = select(Unit).where(Unit.serial == serial)
+    if product_id is not None:
+        q = q.where(Unit.product_id == product_id.value)
+    with inst.db.read() as s:
+        units = list(s.execute(q).scalars())
+    if not units:
+        raise NotFound(f"no provisioned unit {serial!r}: only a provisioned unit gets a licence", code="unit_not_found")
+    if len(units) > 1:
+        raise InvalidRequest(f"serial {serial} exists in several products: name the product", code="ambiguous_serial")
+    return units[0]
+
+
+def licences_of(inst: Instance, serial: str) -> list[dict[str, Any]]:
+    """The licences issued to a serial, oldest first, as signed documents."""
+    with inst.db.read() as s:
+        rows = s.execute(select(Licence).where(Licence.serial == serial).order_by(Licence.event_seq)).scalars()
+        return [{"id": r.id, "ledger_entry": r.event_seq - 1, **json.loads(r.document)} for r in rows]

@@ -1,0 +1,33 @@
+"""An order's quota, taken atomically in the caller's transaction: units issued one by one (``take_quota``)
+and units a quota lease reserves for a site agent (``reserve_units``). Both are one conditional ``UPDATE``
+(``used + n <= quota``, with ``CHECK (used <= quota)`` behind it), so no concurrency can take one unit over."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from fabguard.store.models import Order
+
+
+def take_quota(session: Session, order_id: str, units: int) -> bool:
+    """Take ``units`` of the order's quota at once; False (and nothing taken) when fewer are left."""
+    result = session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.used + units <= Order.quota)
+        .values(used=Order.used + units)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def reserve_units(session: Session, order_id: str, units: int) -> bool:
+    """Take ``units`` of an active order's quota at once; False when fewer are left. Atomic under any
+    concurrency, like ``take_quota`` for issued units."""
+    result = session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.state == "active", Order.used + units <= Order.quota)
+        .values(used=Order.used + units)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
