@@ -23,7 +23,7 @@ from fabguard.domain.testformats.common import (
     record_outcome,
     step_outcome,
 )
-from fabguard.domain.testformats.safexml import Document, local, namespace, parse_xml
+from fabguard.domain.testformats.safexml import Document, local, namespace
 from fabguard.domain.testrecord import TestRecord
 
 
@@ -66,7 +66,9 @@ def atml_version(root_tag: str) -> AtmlVersion | None:
     """The ATML version whose root element (a collection, or 2.02's bare TestResults) this is."""
     ns, name = namespace(root_tag), local(root_tag)
     for version in VERSIONS:
-        if (name == "TestResultsCollection" and ns == version.collection) or (name == "TestResults" and ns == version.tr):
+        if (name == "TestResultsCollection" and ns == version.collection) or (
+            name == "TestResults" and ns == version.tr
+        ):
             return version
     return None
 
@@ -260,17 +262,14 @@ class _Reader:
         return lower, upper, "GELE", None
 
 
-def parse_atml(data: bytes, limits: FormatLimits, assume_tz: tzinfo) -> tuple[TestRecord, ...]:
+def parse_atml(doc: Document, limits: FormatLimits, assume_tz: tzinfo) -> tuple[TestRecord, ...]:
     """Each UUT's record in a TestStand ATML report (a collection may hold several: a batch's)."""
-    doc = parse_xml(data, limits)
     version = atml_version(doc.root.tag)
     if version is None:
         raise FormatUnknown(f"{doc.at(doc.root)} in namespace {namespace(doc.root.tag)!r} is not TestStand ATML")
     reader = _Reader(doc, version, limits, assume_tz)
-    if version.collection is None:
-        results = [doc.root]
-    else:
-        results = doc.root.findall(f"{{{version.collection}}}TestResults")
+    wrapper = version.collection
+    results = [doc.root] if wrapper is None else doc.root.findall(f"{{{wrapper}}}TestResults")
     if not results:
         raise FormatInvalid(f"{doc.at(doc.root)}: no TestResults")
     if len(results) > limits.max_records:
