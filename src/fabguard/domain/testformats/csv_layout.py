@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from datetime import tzinfo
 
 from fabguard.domain.testformats.common import (
@@ -28,6 +29,18 @@ REQUIRED = ("serial", "station", "start_time", "end_time", "outcome", "step", "s
 OPTIONAL = ("lower", "upper", "units", "comparison", "measurement_outcome", "expected")
 STEP_OUTCOMES = ("PASS", "FAIL", "ERROR", "SKIP", "ABORTED", "DONE")
 _RECORD_COLUMNS = ("serial", "station", "start_time", "end_time", "outcome")
+
+
+@dataclass
+class _Pending:
+    """A record being read: its first row's record columns, what its rows added, its own columns read."""
+
+    head: tuple[str, ...]
+    build: RecordBuilder
+    steps: set[str]
+    outcome: TestOutcome
+    start: int
+    end: int
 
 
 def _rows(data: bytes) -> list[list[str]]:
@@ -70,7 +83,8 @@ def parse_csv(data: bytes, limits: FormatLimits, assume_tz: tzinfo) -> tuple[Tes
         )
     if len(rows) - 1 > limits.max_measurements * limits.max_records:
         raise RecordTooLarge(f"a CSV file may hold at most {limits.max_measurements * limits.max_records} rows")
-    records: dict[tuple[str, str], tuple[tuple[str, ...], RecordBuilder, set[str]]] = {}
+    records: dict[tuple[str, str], _Pending] = {}
+    outcomes = tuple(o.value for o in TestOutcome)
     for number_, cells in enumerate(rows[1:], start=2):
         where = f"line {number_}"
         if len(cells) != len(header):
@@ -81,8 +95,16 @@ def parse_csv(data: bytes, limits: FormatLimits, assume_tz: tzinfo) -> tuple[Tes
         if key not in records:
             if len(records) >= limits.max_records:
                 raise RecordTooLarge(f"a file may hold at most {limits.max_records} UUT records")
-            records[key] = (head, RecordBuilder(limits), set())
-        first, build, steps = records[key]
+            records[key] = _Pending(
+                head,
+                RecordBuilder(limits),
+                set(),
+                TestOutcome(_word(row["outcome"], outcomes, f"{where} outcome")),
+                iso_millis(row["start_time"], f"{where} start_time", assume_tz),
+                iso_millis(row["end_time"], f"{where} end_time", assume_tz),
+            )
+        pending = records[key]
+        first, build, steps = pending.head, pending.build, pending.steps
         if head != first:
             raise FormatInvalid(f"{where}: serial, station, times and outcome differ from this record's first row")
         step = clean_name(row["step"], where)
@@ -109,16 +131,4 @@ def parse_csv(data: bytes, limits: FormatLimits, assume_tz: tzinfo) -> tuple[Tes
             expected=row.get("expected") or None,
             where=where,
         )
-    out: list[TestRecord] = []
-    for (serial, started), (head, build, _) in records.items():
-        outcomes = tuple(o.value for o in TestOutcome)
-        out.append(
-            build.record(
-                serial,
-                head[1],
-                TestOutcome(_word(head[4], outcomes, "outcome")),
-                iso_millis(started, "start_time", assume_tz),
-                iso_millis(head[3], "end_time", assume_tz),
-            )
-        )
-    return tuple(out)
+    return tuple(p.build.record(serial, p.head[1], p.outcome, p.start, p.end) for (serial, _), p in records.items())

@@ -17,7 +17,7 @@ from fabguard.domain.testformats.common import (
 )
 from fabguard.domain.testformats.csv_layout import parse_csv
 from fabguard.domain.testformats.junit import parse_junit
-from fabguard.domain.testformats.safexml import Document, parse_xml
+from fabguard.domain.testformats.safexml import Document, namespace, parse_xml
 from fabguard.domain.testformats.teststand_xml import parse_teststand_xml
 from fabguard.domain.testrecord import TestRecord, parse_openhtf_record
 
@@ -93,7 +93,8 @@ def parse_test_records(
     doc = parse_xml(data, limits)
     found = _xml_format(doc)
     if found is None or (format != "auto" and found != format):
-        raise FormatUnknown(f"{doc.at(doc.root)}: the XML is not {'a known format' if found is None else format}")
+        what = "a format FabGuard reads" if found is None else format
+        raise FormatUnknown(f"{doc.at(doc.root)} in namespace {namespace(doc.root.tag)!r} is not {what}")
     if found == "atml":
         return parse_atml(doc, limits, assume_tz)
     if found == "teststand-xml":
