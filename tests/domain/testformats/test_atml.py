@@ -133,3 +133,11 @@ def test_a_malformed_report_is_refused_with_a_code_and_where(old: str, new: str,
         parse_test_record(text.replace(old, new, 1).encode("iso-8859-1"))
     assert refused.value.code == code
     assert said in refused.value.message
+
+
+def test_a_report_without_a_station_takes_the_one_given_and_is_refused_without() -> None:
+    data = _read("601", "passed").replace(b"<c:SerialNumber>LINE2-FCT-07</c:SerialNumber>", b"")
+    assert parse_test_record(data, station="bench-3").station_id == "bench-3"
+    with pytest.raises(FabGuardError) as refused:
+        parse_test_record(data)
+    assert refused.value.code == "test_record_format_invalid" and "station" in refused.value.message

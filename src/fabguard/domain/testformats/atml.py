@@ -74,7 +74,10 @@ def atml_version(root_tag: str) -> AtmlVersion | None:
 
 
 class _Reader:
-    def __init__(self, doc: Document, version: AtmlVersion, limits: FormatLimits, assume_tz: tzinfo) -> None:
+    def __init__(
+        self, doc: Document, version: AtmlVersion, limits: FormatLimits, assume_tz: tzinfo, station: str | None
+    ) -> None:
+        self.station = station
         self.doc = doc
         self.v = version
         self.limits = limits
@@ -118,7 +121,7 @@ class _Reader:
         station_id = self.c(station, "SerialNumber")
         return build.record(
             serial.text if serial is not None else None,
-            station_id.text if station_id is not None else None,
+            (station_id.text if station_id is not None else None) or self.station,
             record_outcome(self.outcome(result_set)),
             self.time(result_set, "startDateTime", required=True) or 0,
             self.time(result_set, "endDateTime", required=True) or 0,
@@ -262,12 +265,14 @@ class _Reader:
         return lower, upper, "GELE", None
 
 
-def parse_atml(doc: Document, limits: FormatLimits, assume_tz: tzinfo) -> tuple[TestRecord, ...]:
+def parse_atml(
+    doc: Document, limits: FormatLimits, assume_tz: tzinfo, station: str | None = None
+) -> tuple[TestRecord, ...]:
     """Each UUT's record in a TestStand ATML report (a collection may hold several: a batch's)."""
     version = atml_version(doc.root.tag)
     if version is None:
         raise FormatUnknown(f"{doc.at(doc.root)} in namespace {namespace(doc.root.tag)!r} is not TestStand ATML")
-    reader = _Reader(doc, version, limits, assume_tz)
+    reader = _Reader(doc, version, limits, assume_tz, station)
     wrapper = version.collection
     results = [doc.root] if wrapper is None else doc.root.findall(f"{{{wrapper}}}TestResults")
     if not results:

@@ -96,9 +96,9 @@ def parse_test_records(
         what = "a format FabGuard reads" if found is None else format
         raise FormatUnknown(f"{doc.at(doc.root)} in namespace {namespace(doc.root.tag)!r} is not {what}")
     if found == "atml":
-        return parse_atml(doc, limits, assume_tz)
+        return parse_atml(doc, limits, assume_tz, station)
     if found == "teststand-xml":
-        return parse_teststand_xml(doc, limits, assume_tz)
+        return parse_teststand_xml(doc, limits, assume_tz, station)
     return parse_junit(doc, limits, assume_tz, station)
 
 

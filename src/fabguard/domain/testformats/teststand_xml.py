@@ -48,7 +48,8 @@ def _seconds(element: ET.Element | None, path: str) -> float | None:
 
 
 class _Reader:
-    def __init__(self, doc: Document, limits: FormatLimits, assume_tz: tzinfo) -> None:
+    def __init__(self, doc: Document, limits: FormatLimits, assume_tz: tzinfo, station: str | None) -> None:
+        self.station = station
         self.doc = doc
         self.limits = limits
         self.tz = assume_tz
@@ -75,7 +76,7 @@ class _Reader:
         begun = millis(start, self.doc.at(report))
         return build.record(
             _text(report, "UUT.SerialNumber"),
-            _text(report, "StationInfo.StationID"),
+            _text(report, "StationInfo.StationID") or self.station,
             record_outcome(step_outcome(report.get("UUTResult"), self.doc.at(report))),
             begun,
             begun + max(0, round(total * 1000)) if total < 1e9 else begun,
@@ -171,7 +172,9 @@ class _Reader:
         )
 
 
-def parse_teststand_xml(doc: Document, limits: FormatLimits, assume_tz: tzinfo) -> tuple[TestRecord, ...]:
+def parse_teststand_xml(
+    doc: Document, limits: FormatLimits, assume_tz: tzinfo, station: str | None = None
+) -> tuple[TestRecord, ...]:
     """Each UUT report's record in a TestStand XML report file (batch reports are left out)."""
     if doc.root.tag == "Reports":
         reports = doc.root.findall("Report")
@@ -184,5 +187,5 @@ def parse_teststand_xml(doc: Document, limits: FormatLimits, assume_tz: tzinfo) 
         raise FormatInvalid(f"{doc.at(doc.root)}: no Report of Type 'UUT'")
     if len(uut) > limits.max_records:
         raise RecordTooLarge(f"a file may hold at most {limits.max_records} UUT records")
-    reader = _Reader(doc, limits, assume_tz)
+    reader = _Reader(doc, limits, assume_tz, station)
     return tuple(reader.record(r) for r in uut)
