@@ -112,6 +112,10 @@ ERROR_STATUS: dict[str, int] = {
     "notes_invalid": 422,
     "reason_invalid": 422,
     "test_record_invalid": 422,
+    # A test record in a line's own format (ATML, TestStand XML, JUnit XML, CSV: domain/testformats).
+    "test_record_format_invalid": 422,  # malformed: the message names the line or element at fault
+    "test_record_format_unknown": 422,  # not one of the formats read, or not the one named
+    "test_record_too_large": 413,  # over the size, depth, element, step or measurement limits
     "token_expiry_invalid": 422,
     "token_not_found": 422,
     "token_required": 422,

@@ -16,7 +16,19 @@ import orjson
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Serial, TestOutcome, describe_value
 
-_MAX_NAME = 128
+MAX_NAME = 128  # a name's length (a station, step, measurement, unit)
+_MAX_NAME = MAX_NAME
+MAX_TEXT = 256  # a string measurement's value or expected string, cut to this length
+
+# How a measurement was judged, in TestStand's words (also what ATML, TestStand's XML report and WATS
+# use): one limit (``GE``: value >= lower), a range (``GELE``: lower <= value <= upper, ``LTGT``:
+# outside it), ``EQ``/``NE`` a value, ``LOG`` no judgement; for strings ``EQ`` (case-sensitive) and
+# ``CIEQ`` (case-insensitive).
+COMPARISONS = frozenset(
+    {"EQ", "NE", "GT", "GE", "LT", "LE", "LOG", "CIEQ"}
+    | {a + b for a in ("GT", "GE") for b in ("LT", "LE")}
+    | {a + b for a in ("LT", "LE") for b in ("GT", "GE")}
+)
 
 
 class TestRecordInvalid(InvalidRequest):
@@ -33,6 +45,18 @@ class Measurement:
     lower: float | None
     upper: float | None
     units: str | None
+    comparison: str | None = None  # one of COMPARISONS
+    text: str | None = None  # a measured value that is a string (a string-value step's)
+    expected: str | None = None  # the string a string measurement is compared with
+
+
+def default_comparison(lower: float | None, upper: float | None) -> str | None:
+    """The comparison limits imply when a record names none: a range, one bound, or equality."""
+    if lower is not None and upper is not None:
+        return "EQ" if lower == upper else "GELE"
+    if lower is not None:
+        return "GE"
+    return "LE" if upper is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +208,9 @@ def parse_openhtf_record(data: Any, *, max_phases: int = 500, max_measurements: 
             lower, upper = _limits(m)
             units = m.get("units")
             unit_name = units.get("name") if isinstance(units, dict) else units
+            measured = m.get("measured_value")
+            comparison = m.get("comparison")
+            expected = m.get("expected")
             measurements.append(
                 Measurement(
                     phase=pname,
@@ -193,6 +220,13 @@ def parse_openhtf_record(data: Any, *, max_phases: int = 500, max_measurements: 
                     lower=lower,
                     upper=upper,
                     units=unit_name[:_MAX_NAME] if isinstance(unit_name, str) else None,
+                    comparison=(
+                        comparison
+                        if isinstance(comparison, str) and comparison in COMPARISONS
+                        else default_comparison(lower, upper)
+                    ),
+                    text=measured[:MAX_TEXT] if isinstance(measured, str) else None,
+                    expected=expected[:MAX_TEXT] if isinstance(expected, str) else None,
                 )
             )
     return TestRecord(
