@@ -22,9 +22,9 @@ from fabguard.pki.matter import (
     Spake2pParameters,
     UnitCommissioning,
     VendorId,
+    onboarding,
     spake2p_verifier,
 )
-from fabguard.pki.matter import onboarding
 from fabguard.pki.matter.onboarding import INVALID_PASSCODES, base38_encode
 from fabguard.pki.matter.spake2p import P256_ORDER
 
@@ -79,7 +79,7 @@ def test_a_custom_flow_puts_vid_and_pid_in_a_21_digit_manual_code() -> None:
     assert payload.manual_code_grouped().replace("-", "") == code
 
 
-@pytest.mark.parametrize("passcode", sorted(INVALID_PASSCODES) + [99999999 + 1, -5, 2**40])
+@pytest.mark.parametrize("passcode", [*sorted(INVALID_PASSCODES), 99999999 + 1, -5, 2**40])
 def test_the_forbidden_and_out_of_range_passcodes_are_refused(passcode: int) -> None:
     assert _code(lambda: SetupPasscode(passcode)) == "invalid_setup_passcode"
 
@@ -119,7 +119,8 @@ def test_a_commissioning_flow_outside_the_enum_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("salt", "iterations"), [(b"x" * 15, 1000), (b"x" * 33, 1000), (b"x" * 16, 999), (b"x" * 16, 100001), ("x" * 16, 1000)]
+    ("salt", "iterations"),
+    [(b"x" * 15, 1000), (b"x" * 33, 1000), (b"x" * 16, 999), (b"x" * 16, 100001), ("x" * 16, 1000)],
 )
 def test_spake2p_parameters_keep_the_specifications_bounds(salt: bytes, iterations: int) -> None:
     assert _code(lambda: Spake2pParameters(salt, iterations)) == "invalid_matter_onboarding"

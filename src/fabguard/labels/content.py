@@ -19,7 +19,7 @@ MAX_QR = 300  # characters: a QR of version 10 or less at level M, still legible
 MAX_TITLE = 40
 MAX_MACS = 8
 _PRINTABLE = re.compile(r"[\x20-\x7e]+")
-_MANUAL_CODE = re.compile(r"[0-9]{4}(?:-[0-9]{1,5})+|[0-9]{11}|[0-9]{21}")
+_MANUAL_CODE = re.compile(r"[0-9]+(?:-[0-9]+)*")  # digits, grouped by single dashes or not
 _URL_BASE = re.compile(r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?")
 
 
@@ -49,7 +49,9 @@ class UnitLabel:
         if not all(isinstance(m, MacAddress) for m in self.macs):
             raise _label_invalid("a label's MAC addresses must be MacAddress values")
         if self.manual_code is not None and (
-            not isinstance(self.manual_code, str) or not _MANUAL_CODE.fullmatch(self.manual_code)
+            not isinstance(self.manual_code, str)
+            or not _MANUAL_CODE.fullmatch(self.manual_code)
+            or len(self.manual_code.replace("-", "")) not in (11, 21)
         ):
             raise _label_invalid(f"manual pairing code {describe_value(self.manual_code)} is not 11 or 21 digits")
         if self.title is not None and (

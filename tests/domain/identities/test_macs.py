@@ -48,7 +48,9 @@ def test_each_unit_gets_its_own_consecutive_addresses() -> None:
 def test_units_never_share_an_address_and_stay_inside_the_assignment(
     kind: IeeeAssignment, per_unit: int, data: st.DataObject
 ) -> None:
-    prefix = data.draw(st.integers(0, (1 << kind.prefix_bits) - 1).filter(lambda p: not (p >> (kind.prefix_bits - 8)) & 3))
+    prefix = data.draw(
+        st.integers(0, (1 << kind.prefix_bits) - 1).filter(lambda p: not (p >> (kind.prefix_bits - 8)) & 3)
+    )
     first = data.draw(st.integers(0, kind.size - per_unit))
     count = data.draw(st.none() | st.integers(per_unit, kind.size - first))
     block = MacBlock(kind, prefix, per_unit, first, count)

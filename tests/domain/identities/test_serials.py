@@ -30,7 +30,9 @@ def test_luhn_mod_36_formats_check_with_luhn() -> None:
     from stdnum import luhn
 
     fmt = SerialFormat("x1.", 4, CheckAlgorithm.LUHN_MOD_36)
-    assert str(fmt.serial(7)) == "x1.0007" + luhn.calc_check_digit("X10007", alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    assert str(fmt.serial(7)) == "x1.0007" + luhn.calc_check_digit(
+        "X10007", alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    )
 
 
 @given(

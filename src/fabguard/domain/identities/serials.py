@@ -73,7 +73,8 @@ class SerialFormat:
     @property
     def capacity(self) -> int:
         """How many serials the format has: counters 0 to 10**width - 1."""
-        return 10**self.width
+        capacity: int = 10**self.width
+        return capacity
 
     @property
     def length(self) -> int:
