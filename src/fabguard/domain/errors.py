@@ -244,6 +244,16 @@ ERROR_STATUS: dict[str, int] = {
     "lease_sync_forked": 409,
     "lease_sync_replayed": 409,
     "lease_units_beyond": 409,
+    # Unique identities the OEM allocates (domain/identities, pki/matter/onboarding, labels): a serial
+    # format, MAC block, Matter onboarding value or label that breaks its rule; a pool with none left.
+    "invalid_serial_format": 422,
+    "serial_not_in_format": 422,
+    "serial_range_exhausted": 409,
+    "invalid_mac_block": 422,
+    "mac_block_exhausted": 409,
+    "invalid_setup_passcode": 422,
+    "invalid_matter_onboarding": 422,
+    "invalid_label": 422,
 }
 
 
