@@ -23,7 +23,7 @@ def _read(version: str, result: str) -> bytes:
 def test_a_passing_report_gives_its_unit_station_times_and_outcome(version: str) -> None:
     record = parse_test_record(_read(version, "passed"), "atml")
     assert record.serial.value == "SN-ATML-0001"
-    assert record.station_id == "LINE2-FCT-07"
+    assert record.declared_station_id == "LINE2-FCT-07"
     assert record.outcome is TestOutcome.PASS
     assert record.end_ms - record.start_ms == 3150  # 09:14:02.050 to 09:14:05.200
 
@@ -137,7 +137,7 @@ def test_a_malformed_report_is_refused_with_a_code_and_where(old: str, new: str,
 
 def test_a_report_without_a_station_takes_the_one_given_and_is_refused_without() -> None:
     data = _read("601", "passed").replace(b"<c:SerialNumber>LINE2-FCT-07</c:SerialNumber>", b"")
-    assert parse_test_record(data, station="bench-3").station_id == "bench-3"
+    assert parse_test_record(data, station="bench-3").declared_station_id == "bench-3"
     with pytest.raises(FabGuardError) as refused:
         parse_test_record(data)
     assert refused.value.code == "test_record_format_invalid" and "station" in refused.value.message

@@ -38,7 +38,7 @@ def test_a_passing_pytest_run_is_a_passing_record_with_its_measurements(tmp_path
     data = _run_station(tmp_path, "3.31")
     assert detect_format(data) == "junit"
     record = parse_test_record(data, "junit")
-    assert (record.serial.value, record.station_id, record.outcome) == (
+    assert (record.serial.value, record.declared_station_id, record.outcome) == (
         "SN-JUNIT-0001",
         "pytest-station-1",
         TestOutcome.PASS,
@@ -77,7 +77,7 @@ def test_without_a_station_property_the_hostname_names_the_station_and_without_a
     data = b"""<testsuites><testsuite name="pytest" hostname="line-pc-3" timestamp="2024-03-05T10:00:00+00:00"
     time="1.5"><properties><property name="serial" value="SN-9"/></properties>
     <testcase classname="s" name="test_a" time="1"/></testsuite></testsuites>"""
-    assert parse_test_record(data).station_id == "line-pc-3"
+    assert parse_test_record(data).declared_station_id == "line-pc-3"
     with pytest.raises(FabGuardError) as refused:
         parse_test_record(data.replace(b'name="serial"', b'name="lot"'))
     assert refused.value.code == "test_record_format_invalid" and "serial" in refused.value.message

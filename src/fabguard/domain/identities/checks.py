@@ -21,8 +21,8 @@ def _values(text: str, alphabet: str) -> list[int]:
 
 
 def iso7064_mod_37_36(text: str) -> str:
-    """ISO/IEC 7064 hybrid system MOD 37,36 over ``0-9A-Z``: catches every single substitution and
-    every transposition of two adjacent characters."""
+    """ISO/IEC 7064 hybrid system MOD 37,36 over ``0-9A-Z``: catches every single substitution and almost
+    every transposition of two adjacent characters (docs/identities.md)."""
     m = len(ALPHANUMERIC)  # 36
     p = m
     for value in _values(text, ALPHANUMERIC):

@@ -194,7 +194,7 @@ class RecordBuilder:
             raise FormatInvalid("the record ends before it starts")
         return TestRecord(
             serial=Serial.parse(serial.strip()),
-            station_id=clean_name(station, "station"),
+            declared_station_id=clean_name(station, "station"),
             outcome=outcome,
             start_ms=start,
             end_ms=end,

@@ -143,7 +143,7 @@ def openhtf_json(record: TestRecord) -> dict[str, Any]:
         phases.append(phase)
     return {
         "dut_id": record.serial.value,
-        "station_id": record.station_id,
+        "station_id": record.declared_station_id,
         "outcome": record.outcome.value,
         "start_time_millis": record.start_ms,
         "end_time_millis": record.end_ms,
