@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fabguard.service.instance import Instance
+from tests import hypothesis_profiles, templates
 from tests.support import (
     PASSPHRASE,
     PIN_TOKEN,
@@ -26,30 +27,42 @@ from tests.support import (
 os.environ["FABGUARD_KEY_PASSPHRASE"] = PASSPHRASE
 os.environ.pop("FABGUARD_KEY_PASSPHRASE_FILE", None)
 os.environ.pop("FABGUARD_DATABASE_URL", None)
+hypothesis_profiles.load()  # before any test module is imported: their settings read the profile
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    templates.discard()
+
+
+def _from_template(request: pytest.FixtureRequest) -> bool:
+    """Whether the test's database starts as a copy of the session's migrated template (tests/templates.py);
+    tests marked ``migrations`` build theirs by running every migration."""
+    return request.node.get_closest_marker("migrations") is None
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
-    """None for the embedded SQLite default, or a fresh PostgreSQL database."""
+    """None for the embedded SQLite default, or a fresh PostgreSQL database: a copy of the migrated
+    template, or empty for a test marked ``migrations``."""
     if request.param == "sqlite":
         yield None
         return
-    with fresh_pg_database() as url:
+    with fresh_pg_database(migrated=_from_template(request)) as url:
         yield url
 
 
 @pytest.fixture
-def instance(tmp_path: Path) -> Iterator[Instance]:
+def instance(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Instance]:
     """An embedded (SQLite) instance."""
-    inst = new_instance(tmp_path / "home")
+    inst = new_instance(tmp_path / "home", from_template=_from_template(request))
     yield inst
     inst.close()
 
 
 @pytest.fixture
-def any_instance(tmp_path: Path, database_url: str | None) -> Iterator[Instance]:
+def any_instance(request: pytest.FixtureRequest, tmp_path: Path, database_url: str | None) -> Iterator[Instance]:
     """An instance on each database engine in turn."""
-    inst = new_instance(tmp_path / "home", database_url)
+    inst = new_instance(tmp_path / "home", database_url, from_template=_from_template(request))
     yield inst
     inst.close()
 

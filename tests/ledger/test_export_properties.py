@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from fabguard.domain.values import FixtureId, OrderId, ProductId, SiteId
 from fabguard.ledger.verify import AuditFailure, verify_export
 from fabguard.service import catalog, fixtures, ledger, orders
+from tests.hypothesis_profiles import examples
 from tests.support import new_instance
 
 PROPERTY = settings(
-    max_examples=120, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(120), derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
