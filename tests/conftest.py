@@ -34,6 +34,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     templates.discard()
 
 
+# An honest ``slow`` marker: the summary names the tests that took longer than this without carrying it.
+UNMARKED_SLOW_S = 15.0
+_unmarked_slow: list[tuple[float, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.duration > UNMARKED_SLOW_S and "slow" not in report.keywords:
+        _unmarked_slow.append((report.duration, report.nodeid))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _unmarked_slow:
+        terminalreporter.section(f"slower than {UNMARKED_SLOW_S:.0f} s without the slow marker")
+        for duration, nodeid in sorted(_unmarked_slow, reverse=True):
+            terminalreporter.write_line(f"{duration:6.1f}s {nodeid}")
+
+
 def _from_template(request: pytest.FixtureRequest) -> bool:
     """Whether the test's database starts as a copy of the session's migrated template (tests/templates.py);
     tests marked ``migrations`` build theirs by running every migration."""

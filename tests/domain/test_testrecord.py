@@ -464,24 +464,28 @@ def parse_or_refuse(data: Any) -> None:
     assert len(parsed.measurements) <= 6
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(json_values)
 def test_arbitrary_json_values_raise_nothing_but_fabguard_errors(data: Any) -> None:
     parse_or_refuse(data)
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(500), suppress_health_check=[HealthCheck.too_slow])
 @given(record_like)
 def test_arbitrary_record_shaped_objects_raise_nothing_but_fabguard_errors(data: Any) -> None:
     parse_or_refuse(data)
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(500), suppress_health_check=[HealthCheck.too_slow])
 @given(well_framed_records())
 def test_arbitrary_phases_and_measurements_raise_nothing_but_fabguard_errors(data: Any) -> None:
     parse_or_refuse(data)
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(500), suppress_health_check=[HealthCheck.too_slow])
 @given(well_framed_records())
 def test_a_record_stored_as_text_reads_back_as_the_parser_read_it(data: Any) -> None:
