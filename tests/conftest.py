@@ -27,6 +27,11 @@ from tests.support import (
 os.environ["FABGUARD_KEY_PASSPHRASE"] = PASSPHRASE
 os.environ.pop("FABGUARD_KEY_PASSPHRASE_FILE", None)
 os.environ.pop("FABGUARD_DATABASE_URL", None)
+# pytest-xdist's workers start with COLUMNS=80 and LINES=24 in their environment. The CLI's Rich console
+# takes its width from COLUMNS once, when it is made (at import), and would then ignore the COLUMNS each CLI
+# test gives its command: tests see the caller's terminal size nowhere.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 hypothesis_profiles.load()  # before any test module is imported: their settings read the profile
 
 
