@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fabguard.service.core.instance import Instance
+from tests import hypothesis_profiles, templates
 from tests.support import (
     PASSPHRASE,
     PIN_TOKEN,
@@ -26,30 +27,64 @@ from tests.support import (
 os.environ["FABGUARD_KEY_PASSPHRASE"] = PASSPHRASE
 os.environ.pop("FABGUARD_KEY_PASSPHRASE_FILE", None)
 os.environ.pop("FABGUARD_DATABASE_URL", None)
+# pytest-xdist's workers start with COLUMNS=80 and LINES=24 in their environment. The CLI's Rich console
+# takes its width from COLUMNS once, when it is made (at import), and would then ignore the COLUMNS each CLI
+# test gives its command: tests see the caller's terminal size nowhere.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+hypothesis_profiles.load()  # before any test module is imported: their settings read the profile
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    templates.discard()
+
+
+# An honest ``slow`` marker: the summary names the tests that took longer than this without carrying it.
+UNMARKED_SLOW_S = 15.0
+_unmarked_slow: list[tuple[float, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.duration > UNMARKED_SLOW_S and "slow" not in report.keywords:
+        _unmarked_slow.append((report.duration, report.nodeid))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _unmarked_slow:
+        terminalreporter.section(f"slower than {UNMARKED_SLOW_S:.0f} s without the slow marker")
+        for duration, nodeid in sorted(_unmarked_slow, reverse=True):
+            terminalreporter.write_line(f"{duration:6.1f}s {nodeid}")
+
+
+def _from_template(request: pytest.FixtureRequest) -> bool:
+    """Whether the test's database starts as a copy of the session's migrated template (tests/templates.py);
+    tests marked ``migrations`` build theirs by running every migration."""
+    return request.node.get_closest_marker("migrations") is None
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
-    """None for the embedded SQLite default, or a fresh PostgreSQL database."""
+    """None for the embedded SQLite default, or a fresh PostgreSQL database: a copy of the migrated
+    template, or empty for a test marked ``migrations``."""
     if request.param == "sqlite":
         yield None
         return
-    with fresh_pg_database() as url:
+    with fresh_pg_database(migrated=_from_template(request)) as url:
         yield url
 
 
 @pytest.fixture
-def instance(tmp_path: Path) -> Iterator[Instance]:
+def instance(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Instance]:
     """An embedded (SQLite) instance."""
-    inst = new_instance(tmp_path / "home")
+    inst = new_instance(tmp_path / "home", from_template=_from_template(request))
     yield inst
     inst.close()
 
 
 @pytest.fixture
-def any_instance(tmp_path: Path, database_url: str | None) -> Iterator[Instance]:
+def any_instance(request: pytest.FixtureRequest, tmp_path: Path, database_url: str | None) -> Iterator[Instance]:
     """An instance on each database engine in turn."""
-    inst = new_instance(tmp_path / "home", database_url)
+    inst = new_instance(tmp_path / "home", database_url, from_template=_from_template(request))
     yield inst
     inst.close()
 

@@ -31,6 +31,7 @@ from fabguard.service.approvals import requests
 from fabguard.service.catalog import fixtures, orders, product_catalog
 from fabguard.service.core.instance import Instance
 from fabguard.service.core.seeding import init_instance
+from tests import templates
 
 PASSPHRASE = "test-passphrase-not-secret"
 PG_ENV = "FABGUARD_TEST_PG_URL"
@@ -40,23 +41,23 @@ def pg_admin_url() -> str | None:
     return os.environ.get(PG_ENV)
 
 
-def create_pg_database() -> str:
-    """A fresh, empty PostgreSQL database for one test; returns its SQLAlchemy URL."""
+def create_pg_database(*, migrated: bool = False) -> str:
+    """A fresh PostgreSQL database for one test; returns its SQLAlchemy URL.
+
+    Empty, or with ``migrated`` a copy of the session's migrated template (tests/templates.py): the schema
+    at the head revision and nothing that differs between instances."""
     admin = make_url(os.environ[PG_ENV])
     name = f"fg_{secrets.token_hex(6)}"
-    with psycopg.connect(
-        host=admin.host, port=admin.port, user=admin.username, dbname=admin.database, autocommit=True
-    ) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    templates.create_pg_database(name, migrated=migrated)
     return admin.set(database=name).render_as_string(hide_password=False)
 
 
 @contextmanager
-def fresh_pg_database() -> Iterator[str]:
+def fresh_pg_database(*, migrated: bool = False) -> Iterator[str]:
     """A fresh PostgreSQL database for the test (dropped after it); the test is skipped without a server."""
     if not pg_admin_url():
         pytest.skip("FABGUARD_TEST_PG_URL is not set (scripts/test starts a PostgreSQL cluster)")
-    url = create_pg_database()
+    url = create_pg_database(migrated=migrated)
     try:
         yield url
     finally:
@@ -72,8 +73,15 @@ def drop_pg_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
 
 
-def new_instance(home: Path, database_url: str | None = None) -> Instance:
+def new_instance(home: Path, database_url: str | None = None, *, from_template: bool = True) -> Instance:
+    """A new instance in ``home``: its own keys and CAs (``init_instance``), opened as a server opens it.
+
+    On SQLite (no ``database_url``) its database starts as a copy of the session's migrated template
+    unless ``from_template`` is false; on PostgreSQL it is the database given (``create_pg_database``
+    says whether that one is migrated already). ``Instance.open`` migrates whatever is left to migrate."""
     init_instance(home, organization="Acme Devices", database_url=database_url)
+    if database_url is None and from_template:
+        templates.copy_sqlite_template(home)
     return Instance.open(home)
 
 
@@ -202,8 +210,11 @@ def softhsm_available() -> bool:
     return Path(SOFTHSM_MODULE).is_file() and shutil.which("softhsm2-util") is not None
 
 
-def new_hsm_instance(home: Path, hsm: SoftHsm, database_url: str | None = None) -> Instance:
-    """An instance whose CA keys live in the SoftHSM token (PIN from the environment, as in production)."""
+def new_hsm_instance(
+    home: Path, hsm: SoftHsm, database_url: str | None = None, *, from_template: bool = True
+) -> Instance:
+    """An instance whose CA keys live in the SoftHSM token (PIN from the environment, as in production);
+    its database as in ``new_instance``."""
     os.environ["FABGUARD_PKCS11_PIN"] = USER_PIN
     init_instance(
         home,
@@ -213,4 +224,6 @@ def new_hsm_instance(home: Path, hsm: SoftHsm, database_url: str | None = None) 
         pkcs11_module=hsm.module,
         pkcs11_token=TOKEN,
     )
+    if database_url is None and from_template:
+        templates.copy_sqlite_template(home)
     return Instance.open(home)

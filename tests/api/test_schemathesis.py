@@ -193,10 +193,12 @@ BOTH = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 VALID = (GenerationMode.POSITIVE,)
 
 
+@pytest.mark.slow
 def test_admin_gets_documented_answers_and_never_5xx(api_schema: Any, as_admin: dict[str, str]) -> None:
     _fuzz(api_schema, as_admin, BOTH)
 
 
+@pytest.mark.slow
 def test_auditor_gets_documented_answers_and_never_5xx(api_schema: Any, as_auditor: dict[str, str]) -> None:
     _fuzz(api_schema, as_auditor, VALID)
 

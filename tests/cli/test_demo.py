@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow
 def test_demo_shows_every_defence_and_leaves_verifiable_certificates(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FABGUARD_")}
     env["COLUMNS"] = "200"

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fabguard.domain.ratelimit import EventAllowance, RateLimiter
+from tests.hypothesis_profiles import examples
 
 
 def test_a_burst_then_one_request_per_refill() -> None:
@@ -26,7 +27,7 @@ def test_keys_have_their_own_buckets_and_rate_zero_is_no_limit() -> None:
     assert all(unlimited.take("fx-1", 0.0) == 0.0 for _ in range(1000))
 
 
-@settings(max_examples=100, derandomize=True, deadline=None)
+@settings(max_examples=examples(100), derandomize=True)
 @given(st.integers(1, 50), st.integers(1, 50), st.lists(st.floats(0, 5), min_size=1, max_size=60))
 def test_never_more_than_burst_plus_rate_times_elapsed(rate: int, burst: int, gaps: list[float]) -> None:
     limiter = RateLimiter(rate=rate, burst=burst)

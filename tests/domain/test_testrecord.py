@@ -17,6 +17,7 @@ from fabguard.domain.errors import FabGuardError, Refusal
 from fabguard.domain.testrecord import TestRecord, TestRecordInvalid, parse_openhtf_record, stored_rows, stored_text
 from fabguard.domain.values import Serial, TestOutcome
 from fabguard.fixture.openhtf_records import DEFAULT_PROCEDURE, openhtf_record
+from tests.hypothesis_profiles import examples
 
 START_MS = 1_700_000_000_000
 SERIAL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.:/-]{0,63}"
@@ -463,25 +464,29 @@ def parse_or_refuse(data: Any) -> None:
     assert len(parsed.measurements) <= 6
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(json_values)
 def test_arbitrary_json_values_raise_nothing_but_fabguard_errors(data: Any) -> None:
     parse_or_refuse(data)
 
 
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
+@settings(max_examples=examples(500), suppress_health_check=[HealthCheck.too_slow])
 @given(record_like)
 def test_arbitrary_record_shaped_objects_raise_nothing_but_fabguard_errors(data: Any) -> None:
     parse_or_refuse(data)
 
 
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
+@settings(max_examples=examples(500), suppress_health_check=[HealthCheck.too_slow])
 @given(well_framed_records())
 def test_arbitrary_phases_and_measurements_raise_nothing_but_fabguard_errors(data: Any) -> None:
     parse_or_refuse(data)
 
 
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
+@settings(max_examples=examples(500), suppress_health_check=[HealthCheck.too_slow])
 @given(well_framed_records())
 def test_a_record_stored_as_text_reads_back_as_the_parser_read_it(data: Any) -> None:
     """What the analytics fold reads back from the stored text is what the checks saw when it was stored:

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from fabguard.domain.errors import FabGuardError, is_declared
 from fabguard.domain.testrecord import TestRecord, parse_openhtf_record, stored_rows, stored_text
 from fabguard.fixture.openhtf_records import openhtf_record
+from tests.hypothesis_profiles import examples
 
-PROPERTY = settings(max_examples=200, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=examples(200), derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 json_values = st.recursive(

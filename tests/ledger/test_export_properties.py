@@ -15,10 +15,11 @@ from fabguard.domain.values import FixtureId, OrderId, ProductId, SiteId
 from fabguard.ledger.verify import AuditFailure, verify_export
 from fabguard.service.catalog import fixtures, orders, product_catalog
 from fabguard.service.ledger import merkle_log
+from tests.hypothesis_profiles import examples
 from tests.support import new_instance
 
 PROPERTY = settings(
-    max_examples=120, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(120), derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 

@@ -11,6 +11,7 @@ from pymerkle import InmemoryTree
 
 from fabguard.domain.errors import FabGuardError
 from fabguard.ledger import merkle
+from tests.hypothesis_profiles import examples
 
 
 def build(n: int) -> tuple[list[bytes], merkle.NodeReader]:
@@ -58,7 +59,7 @@ def test_same_root_and_proofs_as_pymerkle(n: int) -> None:
             )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150))
 @given(st.integers(min_value=1, max_value=300), st.data())
 def test_inclusion_proofs_verify_and_any_change_fails(n: int, data: st.DataObject) -> None:
     leaves, get = build(n)
@@ -85,7 +86,7 @@ def test_inclusion_proofs_verify_and_any_change_fails(n: int, data: st.DataObjec
                 merkle.verify_inclusion(leaves[index], wrong, n, proof, root)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150))
 @given(st.integers(min_value=1, max_value=300), st.data())
 def test_consistency_proofs_verify_and_any_change_fails(n: int, data: st.DataObject) -> None:
     leaves, get = build(n)

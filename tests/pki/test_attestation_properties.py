@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from fabguard.domain.errors import Refusal
 from fabguard.pki import attestation
 from fabguard.pki.attestation import tpm
+from tests.hypothesis_profiles import examples
 from tests.tpm_support import TestCa, csr_for, csr_sha256
 
-PROPERTY = settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=examples(150), derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 CODES = {"attestation_invalid", "attestation_untrusted"}
 NOW = datetime.now(UTC)
 

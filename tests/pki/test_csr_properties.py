@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 
 from fabguard.domain.errors import REFUSAL_STATUS, Refusal
 from fabguard.pki.csr import check_device_csr, load_csr
+from tests.hypothesis_profiles import examples
 
 MAX = 8 * 1024
 # What the checks may answer: load_csr only that the CSR is unreadable; the checks also a key or serial problem.
 LOAD_CODES = {"csr_invalid"}
 CHECK_CODES = {"csr_invalid", "key_type_not_allowed", "serial_mismatch"}
-PROPERTY = settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=examples(150), derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _valid_der() -> bytes:

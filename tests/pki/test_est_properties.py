@@ -17,8 +17,9 @@ from pyasn1.codec.der import decoder
 from fabguard.api.parsing import UnparsedUnit, est_unit_request
 from fabguard.domain.errors import is_declared
 from fabguard.pki import est
+from tests.hypothesis_profiles import examples
 
-PROPERTY = settings(max_examples=100, derandomize=True, deadline=None)
+PROPERTY = settings(max_examples=examples(100), derandomize=True)
 KEY = ec.generate_private_key(ec.SECP256R1())
 
 

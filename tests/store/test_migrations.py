@@ -6,6 +6,7 @@ import random
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -17,6 +18,9 @@ from fabguard.store.analytics_models import FailureHour, FailureMinute, StatsHou
 from fabguard.store.migrate import alembic_config
 from fabguard.store.schema import metadata
 
+# These tests check the migrations themselves: their instances run every migration (no template copy).
+pytestmark = pytest.mark.migrations
+
 HOUR_ROLLUPS = ((StatsMinute, StatsHour), (YieldMinute, YieldHour), (FailureMinute, FailureHour))
 
 
@@ -27,7 +31,6 @@ def test_migrated_schema_matches_the_models(any_instance: Instance) -> None:
 
 
 def test_quota_check_constraint_holds_even_against_a_direct_update(any_instance: Instance) -> None:
-    import pytest
     from sqlalchemy import update
     from sqlalchemy.exc import IntegrityError
 
