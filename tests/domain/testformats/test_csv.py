@@ -16,7 +16,11 @@ RUN = (Path(__file__).parents[2] / "data" / "testformats" / "csv" / "station_run
 def test_the_documented_layout_is_read_into_steps_and_measurements() -> None:
     assert detect_format(RUN) == "csv"
     record = parse_test_record(RUN, "csv")
-    assert (record.serial.value, record.declared_station_id, record.outcome) == ("SN-CSV-0001", "LINE1-FCT-02", TestOutcome.PASS)
+    assert (record.serial.value, record.declared_station_id, record.outcome) == (
+        "SN-CSV-0001",
+        "LINE1-FCT-02",
+        TestOutcome.PASS,
+    )
     assert record.start_ms == 1709629200000 and record.end_ms - record.start_ms == 4500  # 09:00 UTC
     assert [p.name for p in record.phases] == ["Supply voltage", "Rail currents", "Firmware version", "Button pressed"]
     assert [(m.name, m.value, m.lower, m.upper, m.units, m.comparison) for m in record.measurements[:3]] == [

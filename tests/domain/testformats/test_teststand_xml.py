@@ -17,7 +17,11 @@ def test_a_real_report_gives_its_serial_station_outcome_steps_and_measurements()
     data = (REPORTS / "TsWithoutWats.xml").read_bytes()
     assert detect_format(data) == "teststand-xml"
     record = parse_test_record(data, "teststand-xml")
-    assert (record.serial.value, record.declared_station_id, record.outcome) == ("2342343", "TS-2021-BETA", TestOutcome.PASS)
+    assert (record.serial.value, record.declared_station_id, record.outcome) == (
+        "2342343",
+        "TS-2021-BETA",
+        TestOutcome.PASS,
+    )
     # UUT start: July 1, 2022, 15:47:48.927 (read as UTC here); the main sequence ran 6.08 s
     assert record.start_ms == 1656690468927
     assert [p.name for p in record.phases][:3] == ["Powerup Test", "CPU Test", "CPU Test / Register Test"]
