@@ -35,16 +35,13 @@ def upgrade() -> None:
             "ix_royalty_rates_product_order", ["product_id", "order_id", "effective_from"], unique=False
         )
 
-
     op.create_table(
         "licence_signers",
         sa.Column("product_id", sa.String(length=63), nullable=False),
         sa.Column("key_ref", sa.String(length=200), nullable=False),
         sa.Column("certificate_pem", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["product_id"], ["products.id"], name=op.f("fk_licence_signers_product_id_products")
-        ),
+        sa.ForeignKeyConstraint(["product_id"], ["products.id"], name=op.f("fk_licence_signers_product_id_products")),
         sa.PrimaryKeyConstraint("product_id", name=op.f("pk_licence_signers")),
     )
     op.create_table(
