@@ -63,7 +63,9 @@ def revoked(at: datetime, reason: str) -> CertStatus:
 
 
 def malformed(message: str) -> InvalidRequest:
-    return InvalidRequest(f"not an OCSP request this responder reads: {message}", code="ocsp_request_malformed")
+    return InvalidRequest(
+        f"not an OCSP request this responder reads: {message}", code="ocsp_request_malformed", status=400
+    )
 
 
 def parse_request(der: bytes) -> CertQuery:
