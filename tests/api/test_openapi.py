@@ -73,6 +73,8 @@ def test_openapi_names_the_media_types_of_answers_that_are_not_json(world: World
         ("get", "/.well-known/est/csrattrs"): {"application/csrattrs"},
         ("get", "/crl/{ca}.crl"): {"application/pkix-crl"},
         ("get", "/ca/{ca}.crt"): {"application/pkix-cert"},
+        ("get", "/ocsp/{ocsp_request}"): {"application/ocsp-response"},
+        ("post", "/ocsp"): {"application/ocsp-response"},
         ("get", "/metrics"): {"text/plain"},
         ("get", "/api/v1/stream"): {"text/event-stream"},
         ("get", "/api/v1/ledger/checkpoint"): {"application/json", "text/plain"},
@@ -86,6 +88,7 @@ def test_openapi_names_the_media_types_of_answers_that_are_not_json(world: World
     # EST reads its body itself: the document still says what it is.
     body = paths["/.well-known/est/simpleenroll"]["post"]["requestBody"]
     assert set(body["content"]) == {"application/pkcs10"}
+    assert set(paths["/ocsp"]["post"]["requestBody"]["content"]) == {"application/ocsp-request"}
     # What the server sends is what the document says.
     with world.admin() as http:
         assert http.get("/.well-known/est/csrattrs").headers["content-type"] == "application/csrattrs"

@@ -55,6 +55,7 @@ PATH_VALUES = {
     "product_id": "sensor",
     "sha256": "none",
     "person_id": "none",
+    "ocsp_request": "none",
 }
 
 

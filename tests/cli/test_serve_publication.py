@@ -161,8 +161,25 @@ def test_a_revoked_device_certificate_is_on_the_crl_its_distribution_point_names
             fetched = openssl_verify("-crl_check", "-crl_download")
             assert fetched.returncode == 0, fetched.stdout + fetched.stderr
 
+            def openssl_ocsp() -> str:
+                """Ask the responder the certificate names (AIA OCSP, read by openssl itself)."""
+                device = str(tmp_path / "device.pem")
+                where = subprocess.run(["openssl", "x509", "-noout", "-ocsp_uri", "-in", device],
+                                       capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+                assert where == f"http://127.0.0.1:{http_port}/ocsp"
+                asked = subprocess.run(
+                    ["openssl", "ocsp", "-issuer", str(tmp_path / "issuing.pem"), "-cert", device, "-url", where,
+                     "-CAfile", str(root), "-nonce"],
+                    capture_output=True, text=True, timeout=60,
+                )  # fmt: skip
+                assert "Response verify OK" in asked.stderr, asked.stdout + asked.stderr
+                return asked.stdout
+
+            assert f"{tmp_path / 'device.pem'}: good" in openssl_ocsp()
+
             revoked = api.post("/api/v1/units/SN-1/revoke", json={"reason": "key_compromise", "note": "test"})
             assert revoked.status_code == 200, revoked.text
+            assert f"{tmp_path / 'device.pem'}: revoked" in openssl_ocsp()  # at once
 
         media, crl_der = _fetch(crl_url)
         assert media == "application/pkix-crl"

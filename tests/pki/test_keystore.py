@@ -82,3 +82,30 @@ def test_hsm_keys_are_labelled_with_the_prefix_and_found_again_after_close(tmp_p
     keys.close()
     assert keys.load(ref).public_key() == public
     keys.close()
+
+
+def test_a_destroyed_file_key_is_gone(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path, env=ENV)
+    ref = keys.generate("ocsp-issuing-1")
+    keys.load(ref)
+    keys.destroy(ref)
+    assert not keys.path("ocsp-issuing-1").exists()
+    with pytest.raises(ConfigurationError):
+        keys.load(ref)
+    keys.destroy(ref)  # nothing left: nothing to do
+
+
+@pytest.mark.skipif(not softhsm_available(), reason="SoftHSM2 is not installed (apt-get install softhsm2)")
+def test_a_destroyed_hsm_key_is_gone_from_the_token(tmp_path: Path, softhsm: SoftHsm) -> None:
+    env = {**ENV, "FABGUARD_PKCS11_PIN": USER_PIN}
+    keys = KeyStore(
+        tmp_path, backend="pkcs11", pkcs11_module=softhsm.module, pkcs11_token=TOKEN,
+        label_prefix=secrets.token_hex(4), env=env,
+    )  # fmt: skip
+    ref = keys.generate("ocsp-root-1")
+    keys.load(ref)
+    keys.destroy(ref)
+    keys.close()
+    with pytest.raises(ConfigurationError):
+        keys.load(ref)
+    keys.close()

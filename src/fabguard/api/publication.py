@@ -1,8 +1,8 @@
-"""The plain-HTTP publication app: CRLs and CA certificates only (``fabguard serve --http-port``).
+"""The plain-HTTP publication app: CRLs, CA certificates and OCSP only (``fabguard serve --http-port``).
 
 Relying parties fetch what certificates name in CRL Distribution Points and Authority Information
-Access over plain HTTP (RFC 5280 4.2.1.13, 4.2.2.1: an HTTPS URL there would need a certificate check
-that itself needs the CRL). Everything else is 404 here: no API, no dashboard, no documents.
+Access over plain HTTP (RFC 5280 4.2.1.13, 4.2.2.1, RFC 6960 A.1: an HTTPS URL there would need a
+certificate check that itself needs the CRL or OCSP). Everything else is 404 here: no API, no dashboard, no documents.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from fabguard.api.errors import BodyLimit, install_error_handlers
 from fabguard.api.routes import publication
 from fabguard.service.core.instance import Instance
 
-# Requests here carry no body: a GET's request line and headers are all there is.
-MAX_BODY_BYTES = 0
+# The one body here is an OCSP request POSTed: about a hundred bytes, a few kilobytes if signed.
+MAX_BODY_BYTES = 8 * 1024
 
 
 def create_publication_app(inst: Instance) -> Any:

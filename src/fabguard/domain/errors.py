@@ -73,6 +73,8 @@ ERROR_STATUS: dict[str, int] = {
     "body_too_large": 413,
     "headers_too_large": 431,
     "malformed_request": 400,  # not HTTP/1.1 that h11 can read
+    # OCSP (RFC 6960): what is not a request the responder reads; sent as an OCSP malformedRequest response.
+    "ocsp_request_malformed": 400,
     "request_timeout": 408,  # the body did not arrive within the limit
     "http_error": 400,  # any other HTTP-level error: sent with that error's own status
     "internal_error": 500,

@@ -103,6 +103,18 @@ class KeyStore:
         write_encrypted_key(new_signing_key(), path, self.passphrase())
         return self.ref_for(name)
 
+    def destroy(self, key_ref: str) -> None:
+        """Delete the key a reference names, for good (a retired OCSP responder's, say); nothing if it is gone."""
+        backend, _, name = key_ref.partition(":")
+        with self._lock:
+            self._keys.pop(key_ref, None)
+        if backend == "file":
+            self.path(name).unlink(missing_ok=True)
+        elif backend == "pkcs11":
+            self._hsm().destroy(name)
+        else:
+            raise ConfigurationError(f"unknown key reference {key_ref!r}")
+
     def close(self) -> None:
         """Close the HSM session, if one was opened; cached keys are dropped."""
         with self._hsm_lock:

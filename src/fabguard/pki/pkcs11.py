@@ -188,6 +188,15 @@ class Pkcs11KeyBackend:
             self._keys[label] = _signing_key(session, label)
         return Pkcs11EcPrivateKey(self, label, public_key)
 
+    def destroy(self, name: str) -> None:
+        """Delete the key pair labelled ``name`` from the token (nothing if there is none)."""
+        label = check_key_name(name)
+        with self._use(label) as session:
+            for object_class in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
+                for obj in list(session.get_objects(_key_template(object_class, label))):
+                    obj.destroy()
+            self._keys.pop(label, None)
+
     def sign_digest(self, label: str, digest: bytes) -> bytes:
         """The token's raw ECDSA signature (``r || s``) of ``digest`` with the key ``label``."""
         with self._use(label) as session:

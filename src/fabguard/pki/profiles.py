@@ -72,20 +72,29 @@ def signature_key_usage() -> x509.KeyUsage:
 
 
 def _published(
-    builder: x509.CertificateBuilder, crl_url: str | None, ca_issuers_url: str | None
+    builder: x509.CertificateBuilder, crl_url: str | None, ca_issuers_url: str | None, ocsp_url: str | None = None
 ) -> x509.CertificateBuilder:
-    """Name where the issuer's CRL is published (CRL Distribution Points, RFC 5280 4.2.1.13) and where its
-    certificate is (Authority Information Access caIssuers, 4.2.2.1: over HTTP, one DER certificate)."""
+    """Name where the issuer's CRL is published (CRL Distribution Points, RFC 5280 4.2.1.13), where its
+    certificate is (Authority Information Access caIssuers, 4.2.2.1: over HTTP, one DER certificate) and
+    where its OCSP responder answers (Authority Information Access OCSP, RFC 6960 3.1)."""
     if crl_url is not None:
         point = x509.DistributionPoint(
             full_name=[x509.UniformResourceIdentifier(crl_url)], relative_name=None, reasons=None, crl_issuer=None
         )
         builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
-    if ca_issuers_url is not None:
-        where = x509.AccessDescription(
-            AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(ca_issuers_url)
+    access = []
+    if ocsp_url is not None:
+        access.append(
+            x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))
         )
-        builder = builder.add_extension(x509.AuthorityInformationAccess([where]), critical=False)
+    if ca_issuers_url is not None:
+        access.append(
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(ca_issuers_url)
+            )
+        )
+    if access:
+        builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
     return builder
 
 
@@ -132,6 +141,7 @@ def intermediate_ca(
     years: int = 15,
     crl_url: str | None = None,
     ca_issuers_url: str | None = None,
+    ocsp_url: str | None = None,
 ) -> x509.Certificate:
     """An issuing or station CA below the root: may sign end-entity certificates only (pathLen 0)."""
     start = _utc(now) - BACKDATE
@@ -149,7 +159,7 @@ def intermediate_ca(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_aki(parent), critical=False)
     )
-    return _published(builder, crl_url, ca_issuers_url).sign(parent.key, hash_for(parent.key))
+    return _published(builder, crl_url, ca_issuers_url, ocsp_url).sign(parent.key, hash_for(parent.key))
 
 
 def agent_issuing_ca(
@@ -161,6 +171,7 @@ def agent_issuing_ca(
     now: datetime,
     crl_url: str | None = None,
     ca_issuers_url: str | None = None,
+    ocsp_url: str | None = None,
 ) -> x509.Certificate:
     """An offline site agent's issuing CA: pathLen 0 like any issuing CA, and name-constrained to the
     device subjects of one product (``O=organization, CN=product``, the prefix of every IDevID subject).
@@ -186,7 +197,7 @@ def agent_issuing_ca(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_aki(parent), critical=False)
     )
-    return _published(builder, crl_url, ca_issuers_url).sign(parent.key, hash_for(parent.key))
+    return _published(builder, crl_url, ca_issuers_url, ocsp_url).sign(parent.key, hash_for(parent.key))
 
 
 def idevid_certificate(
@@ -199,6 +210,7 @@ def idevid_certificate(
     lifetime: timedelta | None = None,
     crl_url: str | None = None,
     ca_issuers_url: str | None = None,
+    ocsp_url: str | None = None,
 ) -> x509.Certificate:
     """An IEEE 802.1AR-style device identity: the unit serial in the subject's serialNumber."""
     start = _utc(now) - BACKDATE
@@ -223,7 +235,7 @@ def idevid_certificate(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_aki(issuer), critical=False)
     )
-    return _published(builder, crl_url, ca_issuers_url).sign(issuer.key, hash_for(issuer.key))
+    return _published(builder, crl_url, ca_issuers_url, ocsp_url).sign(issuer.key, hash_for(issuer.key))
 
 
 def fixture_certificate(
@@ -236,6 +248,7 @@ def fixture_certificate(
     days: int = 730,
     crl_url: str | None = None,
     ca_issuers_url: str | None = None,
+    ocsp_url: str | None = None,
 ) -> x509.Certificate:
     """A test-station client certificate (TLS client authentication only)."""
     start = _utc(now) - BACKDATE
@@ -260,7 +273,7 @@ def fixture_certificate(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_aki(issuer), critical=False)
     )
-    return _published(builder, crl_url, ca_issuers_url).sign(issuer.key, hash_for(issuer.key))
+    return _published(builder, crl_url, ca_issuers_url, ocsp_url).sign(issuer.key, hash_for(issuer.key))
 
 
 def server_certificate(

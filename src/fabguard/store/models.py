@@ -209,6 +209,21 @@ class CrlRow(Base):
     next_update: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class OcspResponder(Base):
+    """A delegated OCSP responder certificate of a CA (id-kp-OCSPSigning, id-pkix-ocsp-nocheck), with the key
+    made for it alone (``key_ref``, in the instance's key store like the CAs' keys). Renewed, with a new key,
+    before it expires; the newest of a CA signs its responses."""
+
+    __tablename__ = "ocsp_responders"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    ca: Mapped[str] = mapped_column(String(63), index=True)
+    key_ref: Mapped[str] = mapped_column(String(200))
+    certificate_pem: Mapped[str] = mapped_column(Text)
+    cert_serial: Mapped[str] = mapped_column(String(48))
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class Event(Base):
     """Every decision, in one gap-free sequence (the ledger issue turns it into a Merkle log)."""
 

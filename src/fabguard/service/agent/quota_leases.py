@@ -251,6 +251,7 @@ def _certify_agent(
         now,
         crl_url=inst.cas.crl_url("root"),
         ca_issuers_url=inst.cas.ca_issuers_url("root"),
+        ocsp_url=inst.cas.ocsp_url("root"),
     )
     server = profiles.server_certificate(
         inst.cas.issuer("station"), _ec(request.server_csr), org, request.hostnames, now, days=MAX_LEASE_DAYS * 2

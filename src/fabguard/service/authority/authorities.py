@@ -225,6 +225,7 @@ def create_issuing_ca_in(
         at,
         crl_url=inst.cas.crl_url("root"),
         ca_issuers_url=inst.cas.ca_issuers_url("root"),
+        ocsp_url=inst.cas.ocsp_url("root"),
     )
     scope = (site_id, product_id)
     return register_ca(s, name, "active", scope, key_ref, cert, at=at, actor=actor, kind="ca.created", detail=detail)

@@ -6,17 +6,19 @@ again on a schedule before it expires), so ``openssl verify -crl_check`` sees it
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
 from fabguard.pki.crl import REASONS, RevokedEntry, build_crl
+from fabguard.pki.profiles import Issuer
 from fabguard.service.core.ca_registry import EXTERNAL_KEY
 from fabguard.service.core.instance import Instance
+from fabguard.store.crls import insert_first_crl, lock_crl
 from fabguard.store.eventlog import append_event
 from fabguard.store.models import CertificateAuthority, CrlRow, Fixture, Order, Unit
 
@@ -105,35 +107,34 @@ def revoke_order_units(inst: Instance, order_id: str, *, reason_code: str, note:
     return len(units)
 
 
-def _revoked_entries(inst: Instance, ca: str, role: str) -> list[RevokedEntry]:
-    with inst.db.read() as s:
-        if role == "issuing":
-            rows = s.execute(
-                select(Unit.cert_serial, Unit.revoked_at, Unit.revocation_reason).where(
-                    Unit.revoked_at.is_not(None), Unit.issuing_ca == ca
-                )
-            ).all()
-            return [RevokedEntry(int(c, 16), at, reason or "unspecified") for c, at, reason in rows if at is not None]
-        if role == "station":
-            frows = s.execute(
-                select(Fixture.cert_serial, Fixture.revoked_at).where(
-                    Fixture.revoked_at.is_not(None), Fixture.cert_serial.is_not(None)
-                )
-            ).all()
-            return [RevokedEntry(int(c, 16), at, "cessation_of_operation") for c, at in frows if c and at]
-        # The root (or a Matter PAA) lists the revoked CAs it issued itself.
-        subject = inst.cas.issuer(ca, s).certificate.subject
-        cas = s.execute(
-            select(CertificateAuthority).where(
-                CertificateAuthority.state == "revoked", CertificateAuthority.certificate_pem.is_not(None)
+def _revoked_entries(s: Session, inst: Instance, ca: str, role: str) -> list[RevokedEntry]:
+    if role == "issuing":
+        rows = s.execute(
+            select(Unit.cert_serial, Unit.revoked_at, Unit.revocation_reason).where(
+                Unit.revoked_at.is_not(None), Unit.issuing_ca == ca
             )
-        ).scalars()
-        return [
-            RevokedEntry(int(str(r.cert_serial), 16), r.revoked_at, r.revocation_reason or "unspecified")
-            for r in cas
-            if r.revoked_at is not None
-            and x509.load_pem_x509_certificate(str(r.certificate_pem).encode()).issuer == subject
-        ]
+        ).all()
+        return [RevokedEntry(int(c, 16), at, reason or "unspecified") for c, at, reason in rows if at is not None]
+    if role == "station":
+        frows = s.execute(
+            select(Fixture.cert_serial, Fixture.revoked_at).where(
+                Fixture.revoked_at.is_not(None), Fixture.cert_serial.is_not(None)
+            )
+        ).all()
+        return [RevokedEntry(int(c, 16), at, "cessation_of_operation") for c, at in frows if c and at]
+    # The root (or a Matter PAA) lists the revoked CAs it issued itself.
+    subject = inst.cas.issuer(ca, s).certificate.subject
+    cas = s.execute(
+        select(CertificateAuthority).where(
+            CertificateAuthority.state == "revoked", CertificateAuthority.certificate_pem.is_not(None)
+        )
+    ).scalars()
+    return [
+        RevokedEntry(int(str(r.cert_serial), 16), r.revoked_at, r.revocation_reason or "unspecified")
+        for r in cas
+        if r.revoked_at is not None
+        and x509.load_pem_x509_certificate(str(r.certificate_pem).encode()).issuer == subject
+    ]
 
 
 def _role(inst: Instance, ca: str) -> str:
@@ -158,31 +159,30 @@ def ca_names(inst: Instance) -> list[str]:
 
 
 def refresh_crl(inst: Instance, ca: str) -> bytes:
-    """Sign a new CRL for ``ca`` (with the next CRL number) and publish it."""
+    """Sign a new CRL for ``ca`` with the next CRL number and publish it, in one transaction that holds the
+    CA's CRL row (its number counter) from reading the revocations to writing the CRL: concurrent publishers,
+    in this process or others, take turns, so numbers strictly increase and none is used twice."""
     role = _role(inst, ca)
     issuer = inst.cas.issuer(ca)
-    entries = _revoked_entries(inst, ca, role)
-    now = inst.clock()
-    for _ in range(3):
-        with inst.db.read() as s:
-            current = s.get(CrlRow, ca)
-            number = (current.number + 1) if current else 1
-        der = build_crl(issuer, entries, number=number, now=now, valid_for=CRL_VALIDITY).public_bytes(
-            serialization.Encoding.DER
-        )
-        try:
-            with inst.db.transaction() as s:
-                row = s.get(CrlRow, ca, with_for_update=True)
-                if row is None:
-                    s.add(CrlRow(ca=ca, number=number, der=der, this_update=now, next_update=now + CRL_VALIDITY))
-                elif row.number == number - 1:
-                    row.number, row.der, row.this_update, row.next_update = number, der, now, now + CRL_VALIDITY
-                else:
-                    continue  # another process published meanwhile; sign again over the newest state
-            return der
-        except IntegrityError:
-            continue
-    raise Conflict(f"could not publish the CRL of {ca}: too much contention", code="crl_contention")
+    with inst.db.transaction() as s:
+        row = lock_crl(s, ca)
+        if row is None:
+            now = inst.clock()
+            der = _signed(issuer, _revoked_entries(s, inst, ca, role), 1, now)
+            if insert_first_crl(s, ca, der, now, now + CRL_VALIDITY):
+                return der
+            row = lock_crl(s, ca)  # another publisher's first CRL committed meanwhile: follow it
+            assert row is not None
+        now = inst.clock()
+        der = _signed(issuer, _revoked_entries(s, inst, ca, role), row.number + 1, now)
+        row.number, row.der, row.this_update, row.next_update = row.number + 1, der, now, now + CRL_VALIDITY
+    return der
+
+
+def _signed(issuer: Issuer, entries: list[RevokedEntry], number: int, now: datetime) -> bytes:
+    return build_crl(issuer, entries, number=number, now=now, valid_for=CRL_VALIDITY).public_bytes(
+        serialization.Encoding.DER
+    )
 
 
 def current_crl(inst: Instance, ca: str) -> bytes:

@@ -131,6 +131,7 @@ def enroll_fixture(inst: Instance, *, token: str, csr_data: bytes) -> Enrollment
             inst.limits.fixture_cert_days,
             crl_url=inst.cas.crl_url("station"),
             ca_issuers_url=inst.cas.ca_issuers_url("station"),
+            ocsp_url=inst.cas.ocsp_url("station"),
         )
         der = cert.public_bytes(serialization.Encoding.DER)
         row.used_at = now

@@ -36,13 +36,20 @@ class CaRegistry:
     """
 
     def __init__(
-        self, db: Database, keys: KeyStore, ca_directory: Path, crl_base_url: str, ca_issuers_base_url: str = ""
+        self,
+        db: Database,
+        keys: KeyStore,
+        ca_directory: Path,
+        crl_base_url: str,
+        ca_issuers_base_url: str = "",
+        ocsp_url: str = "",
     ) -> None:
         self._db = db
         self._keys = keys
         self.directory = ca_directory
         self._crl_base_url = crl_base_url
         self._ca_issuers_base_url = ca_issuers_base_url
+        self._ocsp_url = ocsp_url
         self._issuers: dict[str, profiles.Issuer] = {}
         self._chains: dict[str, tuple[str, ...]] = {}
         self._root: x509.Certificate | None = None
@@ -64,6 +71,11 @@ class CaRegistry:
         """Where the certificate of ``ca`` is published (DER); certificates it signs name it in Authority
         Information Access (caIssuers)."""
         return f"{self._ca_issuers_base_url}/{ca}.crt" if self._ca_issuers_base_url else None
+
+    def ocsp_url(self, ca: str) -> str | None:
+        """Where the OCSP responder answers for certificates ``ca`` signs (one URL for every CA: a request
+        names its CA by hashes); certificates name it in Authority Information Access (OCSP)."""
+        return self._ocsp_url or None
 
     def published_certificate(self, name: str) -> bytes:
         """``name``'s certificate (DER) as the caIssuers URL serves it: any CA of the registry that has one."""

@@ -44,7 +44,8 @@ class InstanceConfig:
     # The HTTPS API's base as fixtures and EST clients reach it (``fabguard serve``'s --port).
     public_url: str = ""
     # The plain-HTTP publication base (``fabguard serve --http-port``): relying parties fetch CRLs at
-    # ``<pki_url>/crl/<ca>.crl`` and CA certificates at ``<pki_url>/ca/<ca>.crt`` (AIA caIssuers).
+    # ``<pki_url>/crl/<ca>.crl``, CA certificates at ``<pki_url>/ca/<ca>.crt`` (AIA caIssuers) and OCSP
+    # answers at ``<pki_url>/ocsp`` (AIA OCSP).
     pki_url: str = ""
 
     def __post_init__(self) -> None:
@@ -64,6 +65,12 @@ class InstanceConfig:
     def ca_issuers_base_url(self) -> str:
         """Where CA certificates are published (DER), named in certificates' Authority Information Access."""
         return f"{self.pki_url}/ca"
+
+    @property
+    def ocsp_url(self) -> str:
+        """Where the OCSP responder answers (RFC 6960 A.1: GET and POST), named in certificates' Authority
+        Information Access."""
+        return f"{self.pki_url}/ocsp"
 
     def with_urls(
         self, *, public_url: str | None = None, pki_url: str | None = None, crl_url: str | None = None

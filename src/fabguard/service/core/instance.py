@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fabguard.analytics.fold import Memory
+from fabguard.pki.ocsp import OcspState
 from fabguard.service.core.ca_registry import CaRegistry
 from fabguard.service.core.config import DATABASE_ENV, InstanceConfig, load_config
 from fabguard.service.core.seeding import seed_registry
@@ -66,9 +67,12 @@ class Instance:
         url = database_url or env.get(DATABASE_ENV) or config.database_url or sqlite_url(home / "fabguard.db")
         self.db = Database(url)
         self.keys = config.key_store(home, env)
-        self.cas = CaRegistry(self.db, self.keys, home / "ca", config.crl_base_url, config.ca_issuers_base_url)
+        self.cas = CaRegistry(
+            self.db, self.keys, home / "ca", config.crl_base_url, config.ca_issuers_base_url, config.ocsp_url
+        )
         self.firmware_keys = FirmwareKeys()
         self.projector = ProjectorState()
+        self.ocsp = OcspState()  # this process's signed OCSP responses and loaded responders
         # The name of this server process's liveness lease while ``runtime.liveness`` keeps it (None
         # elsewhere): a provisioning batch's idempotency key records it as the key's holder.
         self.process_lease: str | None = None

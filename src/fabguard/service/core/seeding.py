@@ -115,6 +115,7 @@ def _write_hierarchy(
         now,
         crl_url=root_crl,
         ca_issuers_url=root_crt,
+        ocsp_url=config.ocsp_url,
     )
     station = profiles.intermediate_ca(
         root,
@@ -124,6 +125,7 @@ def _write_hierarchy(
         now,
         crl_url=root_crl,
         ca_issuers_url=root_crt,
+        ocsp_url=config.ocsp_url,
     )
     station_issuer = profiles.Issuer(station, keys["station"])
     server = profiles.server_certificate(station_issuer, server_key.public_key(), organization, config.hostnames, now)

@@ -1,4 +1,4 @@
-"""Upkeep of a running server: checkpoints when the ledger grew, CRLs before they lapse, expired
+"""Upkeep of a running server: checkpoints when the ledger grew, CRLs and OCSP responders before they lapse, expired
 idempotency keys and expired field challenges forgotten.
 
 A server runs ``run_round`` on a schedule (``fabguard.runtime.workers.MaintenanceSchedule``)."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from fabguard.service.authority import revocation
+from fabguard.service.authority import ocsp, revocation
 from fabguard.service.core import idempotency
 from fabguard.service.core.instance import Instance
 from fabguard.service.field import genuineness
@@ -24,5 +24,6 @@ def run_round(inst: Instance) -> None:
         merkle_log.make_checkpoint(inst)
     for ca in revocation.ca_names(inst):
         revocation.current_crl(inst, ca)  # re-signs only when close to nextUpdate
+    ocsp.renew_responders(inst)  # makes or renews only a responder close to its end
     idempotency.forget_expired(inst)
     genuineness.forget_expired_nonces(inst)

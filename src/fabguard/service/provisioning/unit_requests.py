@@ -78,6 +78,7 @@ def device_certificate(
             lifetime,
             crl_url=inst.cas.crl_url(ca_name),
             ca_issuers_url=inst.cas.ca_issuers_url(ca_name),
+            ocsp_url=inst.cas.ocsp_url(ca_name),
         )
     if pid is None:
         raise Refusal("key_type_not_allowed", f"the Matter PAI {ca_name} names no product ID for the DAC")
