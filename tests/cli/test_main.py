@@ -74,6 +74,7 @@ def test_the_tree_has_every_group_and_top_level_command() -> None:
         "lease",
         "agent",
         "config",
+        "person",
     }
     assert {("init",), ("serve",), ("events",), ("demo",), ("backup",), ("restore",)} <= {p for p, _ in COMMANDS}
 

@@ -184,7 +184,11 @@ class PersonIn(_Strict):
 
 
 class RoleGrantIn(_Strict):
-    role: str = Field(max_length=16, description="The role to grant or revoke")
+    # Checked by ``people.parse_roles`` (refused as ``person_invalid``, the code it always had); the schema
+    # names the choices so the API says what it accepts.
+    role: str = Field(
+        max_length=16, description="The role to grant or revoke", json_schema_extra={"enum": [r.value for r in Role]}
+    )
     site_id: str | None = Field(default=None, max_length=63, description="The site, when granting operator")
 
 

@@ -263,10 +263,10 @@ def test_racing_projectors_on_separate_engines_fold_each_event_once(any_world: W
 KILLED_PROJECTOR = """
 import sys
 from pathlib import Path
-from fabguard.service import analytics, projection
+from fabguard.service.analytics import dashboard_queries, projection
 from fabguard.service.core.instance import Instance
 inst = Instance.open(Path(sys.argv[1]))
-settings = analytics.load_settings(inst)
+settings = dashboard_queries.load_settings(inst)
 while True:
     done = projection.advance(inst, settings, max_events=3, batch=3)
     print(done.cursor, flush=True)

@@ -25,7 +25,7 @@ from fabguard.service.catalog import fixtures
 from fabguard.service.core.instance import Instance
 from fabguard.service.ledger import merkle_log
 from fabguard.service.provisioning import testrecords
-from fabguard.store import db as store_db
+from fabguard.store import eventlog
 from fabguard.store.eventlog import event_count
 from fabguard.store.models import Event, LedgerNode, TestRecordRow
 from tests.support import World
@@ -158,7 +158,7 @@ def test_a_failure_mid_batch_stores_nothing_and_a_retry_stores_each_record_once(
         raise RuntimeError("the database went away")
 
     # After the records and the events are written, before the Merkle nodes.
-    monkeypatch.setattr(store_db, "_append_leaves", broken)
+    monkeypatch.setattr(eventlog, "_append_leaves", broken)
     with pytest.raises(RuntimeError):
         testrecords.record_tests(inst, fx, batch)
     monkeypatch.undo()
@@ -174,21 +174,21 @@ UPLOADER = """
 import random, sys, time
 from pathlib import Path
 from fabguard.domain.issuance import FixtureFacts
-from fabguard.store import db
+from fabguard.store import eventlog
 from fabguard.fixture.openhtf_records import openhtf_record
-from fabguard.service import testrecords
+from fabguard.service.provisioning import testrecords
 from fabguard.service.core.instance import Instance
 inst = Instance.open(Path(sys.argv[1]))
 fx = FixtureFacts(sys.argv[2], "cm-a", False)
 target = int(sys.argv[3])
 rng = random.Random(sys.argv[2])
-leaves = db._append_leaves
+leaves = eventlog._append_leaves
 def held(*args):  # batch ``target``: its records and events written, its Merkle nodes not, and wait
     if b == target:
         print("held", flush=True)
         time.sleep(600)
     leaves(*args)
-db._append_leaves = held
+eventlog._append_leaves = held
 for b in range(1000):
     batch = [openhtf_record(f"{sys.argv[2]}-{b}-{i}", fx.id, fail=False, rng=rng) for i in range(100)]
     batch[b % 100] = {"dut_id": "SN0", "outcome": "PASS"}
