@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("FABGUARD_KEY_PASSPHRASE", "bench-passphrase-not-secret")
 
-from fabguard.api.dashboard import ProductionCollector  # noqa: E402
+from fabguard.api.routes.dashboard import ProductionCollector  # noqa: E402
 from fabguard.domain.values import FixtureId, OrderId, ProductId, SiteId  # noqa: E402
 from fabguard.fixture.openhtf_records import MeasurementSpec  # noqa: E402
 from fabguard.ledger.entry import encode_entry  # noqa: E402

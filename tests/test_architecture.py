@@ -33,6 +33,8 @@ ALLOWED: dict[str, frozenset[str]] = {
 MAX_LINES = 400
 # Generated or data-like modules the size rule does not apply to.
 SIZE_EXEMPT = ("fabguard/store/migrations/",)
+# A function longer than this is split into named steps (the size rule's exemptions apply).
+MAX_FUNCTION_LINES = 80
 
 
 def _module_name(path: Path) -> str:
@@ -186,6 +188,20 @@ def test_no_module_grows_past_about_400_lines() -> None:
         if lines > MAX_LINES:
             big.append(f"{path.relative_to(SRC)}: {lines} lines")
     assert not big, "split these by what they do:\n" + "\n".join(big)
+
+
+def test_no_function_grows_past_80_lines() -> None:
+    long = []
+    for path in _modules().values():
+        if any(part in path.as_posix() for part in SIZE_EXEMPT):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                assert node.end_lineno is not None
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name}: {lines} lines")
+    assert not long, "split these into named steps:\n" + "\n".join(long)
 
 
 # service/ is cut by feature (ADR 0013): what each slice may import of its siblings. ``core`` imports no

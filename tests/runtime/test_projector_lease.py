@@ -51,7 +51,7 @@ def test_one_projector_folds_and_hands_over_when_stopped_or_dead(any_instance: I
     other = Instance.open(inst.home)  # a second server process: its own engine and connections
     a = Projector(inst, interval=0.02, lease_seconds=1.5).start()
     try:
-        wait_for(lambda: a.hold.held)
+        wait_for(lambda: a.lease.held)
         b = Projector(other, interval=0.02, lease_seconds=1.5).start()
         try:
             upload(inst, 0, 30)
@@ -78,7 +78,7 @@ def test_one_projector_folds_and_hands_over_when_stopped_or_dead(any_instance: I
             assert dashboard_queries.refresh(inst) == 0  # what a dashboard read does
             upload(inst, 300, 10)
             wait_for(lambda: c.folded == 10, seconds=10)  # taken over once the dead holder's lease ran out
-            assert c.hold.held and cursor(inst) == events(inst)
+            assert c.lease.held and cursor(inst) == events(inst)
         finally:
             c.stop()
     finally:

@@ -25,7 +25,7 @@ def test_workers_start_together_and_stop_handing_the_projector_lease_over_at_onc
     try:
         assert running() == before + Counter(NAMES)
         deadline = time.monotonic() + 10
-        while not workers.projector.hold.held:
+        while not workers.projector.lease.held:
             assert time.monotonic() < deadline, "the projector never took its lease"
             time.sleep(0.02)
     finally:

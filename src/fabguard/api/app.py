@@ -9,13 +9,13 @@ from typing import Any
 from fastapi import FastAPI
 
 from fabguard import __version__
-from fabguard.api.dashboard import install_dashboard
 from fabguard.api.errors import BodyLimit, install_error_handlers
 from fabguard.api.routes import (
     approvals,
     audit,
     authorities,
     catalog,
+    dashboard,
     est,
     field,
     firmware,
@@ -72,6 +72,7 @@ def create_app(inst: Instance) -> Any:
     # Refusals of anonymous callers (no, a malformed or an unknown token; no client certificate) are
     # recorded 1 a second, 10 at once; the next one recorded counts those left out.
     app.state.anonymous_refusal_records = EventAllowance(1, 10)
+    app.state.dashboard = dashboard.DashboardState(inst)  # the stream's snapshots and the /metrics registry
     install_error_handlers(app)
     for routes in (
         meta,
@@ -97,7 +98,7 @@ def create_app(inst: Instance) -> Any:
     ):
         app.include_router(routes.router)
     app.include_router(est.router)
-    install_dashboard(app, inst)
+    app.include_router(dashboard.router)
     app.include_router(firmware.router)
     limits = inst.limits
     return BodyLimit(

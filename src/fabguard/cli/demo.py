@@ -23,7 +23,7 @@ from rich.table import Table
 from fabguard.cli.common import CONFIG_NAME, Instance, console, init_instance, state
 from fabguard.domain.filenames import path_inside, safe_file_name
 from fabguard.domain.values import FixtureId, OrderId, ProductId, Role, SiteId
-from fabguard.fixture.client import enroll
+from fabguard.fixture.client import Credentials, enroll
 from fabguard.fixture.simulator import LineConfig, LineReport, ProductionLine
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
 from fabguard.runtime import tune_gc
@@ -122,16 +122,11 @@ def demo(
     from fabguard.api.server import ServerThread
 
     tune_gc()
-    home = state.home
-    _ensure_passphrase(home)
-    if not (home / CONFIG_NAME).exists():
-        init_instance(home, organization="FabGuard Demo Devices")
-        console.print(f"Created a demo instance in {home}")
-    inst = Instance.open(home)
+    inst = _open_demo_instance(state.home)
     work = Path(tempfile.mkdtemp(prefix="fabguard-demo-"))
     run = time.strftime("%Y%m%d-%H%M%S")
     try:
-        order_id, line_tokens, (stray_id, stray_token) = _setup(inst, quota, fixtures_n, run)
+        order_id, line_tokens, stray_line = _setup(inst, quota, fixtures_n, run)
         _, admin_token = tokens.create_token(inst, name=f"demo-{run}", role=Role.ADMIN, actor="demo")
         with ServerThread(inst, port=port) as server:
             console.print(
@@ -139,16 +134,7 @@ def demo(
                 f"{fixtures_n} fixtures at {SITE}"
             )
             root = inst.cas.cert_path("root")
-            creds = [enroll(server.url, t, work / fid, ca_file=root) for fid, t in line_tokens]
-            stray = enroll(server.url, stray_token, work / stray_id, ca_file=root)
-            untrusted = None
-            if revoked:
-                rogue_id = f"fx-{run}-revoked"
-                _, rogue_token = fixtures.create_fixture(
-                    inst, fixture_id=FixtureId(rogue_id), site_id=SiteId(SITE), actor="demo"
-                )
-                untrusted = enroll(server.url, rogue_token, work / rogue_id, ca_file=root)
-                fixtures.revoke_fixture(inst, FixtureId(rogue_id), reason="reported stolen (demo)", actor="demo")
+            creds, stray, untrusted = _enroll_line(inst, server.url, root, work, run, line_tokens, stray_line, revoked)
             total = units + clones + skip_tests + wrong_site + duplicates + copied_records + revoked + burst
             config = LineConfig(
                 order_id=order_id,
@@ -168,30 +154,7 @@ def demo(
                 panel=PANEL,
                 serial_prefix=f"D{run[-6:]}-",
             )
-            lock = threading.Lock()
-            with Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("issued {task.fields[issued]}  refused {task.fields[refused]}"),
-                TimeElapsedColumn(),
-                console=console,
-            ) as progress:
-                task = progress.add_task("building", total=total, issued=0, refused=0)
-                counts = {"issued": 0, "refused": 0}
-
-                def on_attempt(kind: str, code: str | None) -> None:
-                    with lock:
-                        counts["refused" if code else "issued"] += 1
-                        progress.update(task, advance=1, issued=counts["issued"], refused=counts["refused"])
-
-                started = time.monotonic()
-                with ProductionLine(
-                    creds, config, wrong_site=stray, untrusted=untrusted, on_attempt=on_attempt
-                ) as line:
-                    report = line.run()
-                elapsed = time.monotonic() - started
-                progress.update(task, completed=total)
+            report, elapsed = _run_line(creds, config, stray, untrusted, total)
             view = orders.get_order(inst, order_id)
             summary = {"order_id": order_id, **report.to_dict(quota)}
             _print_summary(summary, view, elapsed, inst)
@@ -202,20 +165,92 @@ def demo(
                     f"{out}, and the simulated devices' keys to {out / DEMO_KEYS} [yellow](demo only)[/]"
                 )
             if keep_serving:
-                console.print(
-                    f"Serving at {server.url} until Ctrl-C. Admin token: [bold]{admin_token}[/]\n"
-                    f"  Live dashboard: {server.url}/ (sign in with the token; the browser must trust {root})\n"
-                    f"  curl --cacert {root} -H 'Authorization: Bearer {admin_token}' "
-                    f"{server.url}/api/v1/orders/{order_id}"
-                )
-                try:
-                    while True:
-                        time.sleep(3600)
-                except KeyboardInterrupt:
-                    console.print("stopping")
+                _serve_until_interrupted(server.url, root, admin_token, order_id)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         inst.close()
+
+
+def _open_demo_instance(home: Path) -> Instance:
+    """The instance at ``home``, created for the demo when there is none."""
+    _ensure_passphrase(home)
+    if not (home / CONFIG_NAME).exists():
+        init_instance(home, organization="FabGuard Demo Devices")
+        console.print(f"Created a demo instance in {home}")
+    return Instance.open(home)
+
+
+def _enroll_line(
+    inst: Instance,
+    url: str,
+    root: Path,
+    work: Path,
+    run: str,
+    line_tokens: list[tuple[str, str]],
+    stray_line: tuple[str, str],
+    revoked: int,
+) -> tuple[list[Credentials], Credentials, Credentials | None]:
+    """Enrol the line's fixtures and the other site's one; with ``revoked``, one more fixture, revoked once
+    enrolled, whose credentials the line then tries."""
+    creds = [enroll(url, t, work / fid, ca_file=root) for fid, t in line_tokens]
+    stray_id, stray_token = stray_line
+    stray = enroll(url, stray_token, work / stray_id, ca_file=root)
+    untrusted = None
+    if revoked:
+        rogue_id = f"fx-{run}-revoked"
+        _, rogue_token = fixtures.create_fixture(
+            inst, fixture_id=FixtureId(rogue_id), site_id=SiteId(SITE), actor="demo"
+        )
+        untrusted = enroll(url, rogue_token, work / rogue_id, ca_file=root)
+        fixtures.revoke_fixture(inst, FixtureId(rogue_id), reason="reported stolen (demo)", actor="demo")
+    return creds, stray, untrusted
+
+
+def _run_line(
+    creds: list[Credentials],
+    config: LineConfig,
+    stray: Credentials,
+    untrusted: Credentials | None,
+    total: int,
+) -> tuple[LineReport, float]:
+    """Run the simulated line under a progress bar; its report and how long it took."""
+    lock = threading.Lock()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("issued {task.fields[issued]}  refused {task.fields[refused]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("building", total=total, issued=0, refused=0)
+        counts = {"issued": 0, "refused": 0}
+
+        def on_attempt(kind: str, code: str | None) -> None:
+            with lock:
+                counts["refused" if code else "issued"] += 1
+                progress.update(task, advance=1, issued=counts["issued"], refused=counts["refused"])
+
+        started = time.monotonic()
+        with ProductionLine(creds, config, wrong_site=stray, untrusted=untrusted, on_attempt=on_attempt) as line:
+            report = line.run()
+        elapsed = time.monotonic() - started
+        progress.update(task, completed=total)
+    return report, elapsed
+
+
+def _serve_until_interrupted(url: str, root: Path, admin_token: str, order_id: str) -> None:
+    console.print(
+        f"Serving at {url} until Ctrl-C. Admin token: [bold]{admin_token}[/]\n"
+        f"  Live dashboard: {url}/ (sign in with the token; the browser must trust {root})\n"
+        f"  curl --cacert {root} -H 'Authorization: Bearer {admin_token}' "
+        f"{url}/api/v1/orders/{order_id}"
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping")
 
 
 def _print_summary(summary: dict[str, object], view: orders.OrderView, elapsed: float, inst: Instance) -> None:

@@ -159,14 +159,7 @@ def parse_openhtf_record(data: Any, *, max_phases: int = 500, max_measurements: 
         raise TestRecordInvalid("a test record must be a JSON object")
     serial = Serial(data.get("dut_id"))  # type: ignore[arg-type]
     station_id = _name(data.get("station_id"), "station_id")
-    raw_outcome = data.get("outcome")
-    try:
-        outcome = TestOutcome(str(raw_outcome)) if isinstance(raw_outcome, str) else None
-    except ValueError:
-        outcome = None
-    if outcome is None:
-        allowed = ", ".join(o.value for o in TestOutcome)
-        raise TestRecordInvalid(f"outcome {describe_value(raw_outcome)} is not one of {allowed}")
+    outcome = _outcome(data.get("outcome"))
     start = _millis(data.get("start_time_millis"), "start_time_millis")
     end = _millis(data.get("end_time_millis"), "end_time_millis")
     if end < start:
@@ -181,54 +174,14 @@ def parse_openhtf_record(data: Any, *, max_phases: int = 500, max_measurements: 
     for i, ph in enumerate(raw_phases):
         if not isinstance(ph, dict):
             raise TestRecordInvalid(f"phases[{i}] must be an object")
-        pname = _name(ph.get("name"), f"phases[{i}].name")
-        poutcome = _name(ph.get("outcome", "PASS"), f"phases[{i}].outcome")
-        pstart = ph.get("start_time_millis")
-        pend = ph.get("end_time_millis")
-        phases.append(
-            PhaseResult(
-                pname,
-                poutcome,
-                _millis(pstart, f"phases[{i}].start_time_millis") if pstart is not None else None,
-                _millis(pend, f"phases[{i}].end_time_millis") if pend is not None else None,
-            )
-        )
-        raw_meas = ph.get("measurements", {})
-        if isinstance(raw_meas, dict):
-            items = list(raw_meas.values())
-        elif isinstance(raw_meas, list):
-            items = raw_meas
-        else:
-            raise TestRecordInvalid(f"phases[{i}].measurements must be an object or a list")
-        for m in items:
+        phase = _phase(ph, i)
+        phases.append(phase)
+        for m in _raw_measurements(ph, i):
             if not isinstance(m, dict):
                 raise TestRecordInvalid(f"phases[{i}] has a measurement that is not an object")
             if len(measurements) >= max_measurements:
                 raise TestRecordInvalid(f"a test record may hold at most {max_measurements} measurements")
-            lower, upper = _limits(m)
-            units = m.get("units")
-            unit_name = units.get("name") if isinstance(units, dict) else units
-            measured = m.get("measured_value")
-            comparison = m.get("comparison")
-            expected = m.get("expected")
-            measurements.append(
-                Measurement(
-                    phase=pname,
-                    name=_name(m.get("name"), f"phases[{i}] measurement name"),
-                    outcome=_name(m.get("outcome", "UNSET"), f"phases[{i}] measurement outcome"),
-                    value=_number(m.get("measured_value")),
-                    lower=lower,
-                    upper=upper,
-                    units=unit_name[:_MAX_NAME] if isinstance(unit_name, str) else None,
-                    comparison=(
-                        comparison
-                        if isinstance(comparison, str) and comparison in COMPARISONS
-                        else default_comparison(lower, upper)
-                    ),
-                    text=measured[:MAX_TEXT] if isinstance(measured, str) else None,
-                    expected=expected[:MAX_TEXT] if isinstance(expected, str) else None,
-                )
-            )
+            measurements.append(_measurement(m, phase.name, i))
     return TestRecord(
         serial=serial,
         declared_station_id=station_id,
@@ -237,6 +190,65 @@ def parse_openhtf_record(data: Any, *, max_phases: int = 500, max_measurements: 
         end_ms=end,
         phases=tuple(phases),
         measurements=tuple(measurements),
+    )
+
+
+def _outcome(raw: Any) -> TestOutcome:
+    try:
+        outcome = TestOutcome(str(raw)) if isinstance(raw, str) else None
+    except ValueError:
+        outcome = None
+    if outcome is None:
+        allowed = ", ".join(o.value for o in TestOutcome)
+        raise TestRecordInvalid(f"outcome {describe_value(raw)} is not one of {allowed}")
+    return outcome
+
+
+def _phase(ph: dict[str, Any], i: int) -> PhaseResult:
+    """Phase ``i`` of an OpenHTF record, without its measurements."""
+    pstart = ph.get("start_time_millis")
+    pend = ph.get("end_time_millis")
+    return PhaseResult(
+        _name(ph.get("name"), f"phases[{i}].name"),
+        _name(ph.get("outcome", "PASS"), f"phases[{i}].outcome"),
+        _millis(pstart, f"phases[{i}].start_time_millis") if pstart is not None else None,
+        _millis(pend, f"phases[{i}].end_time_millis") if pend is not None else None,
+    )
+
+
+def _raw_measurements(ph: dict[str, Any], i: int) -> list[Any]:
+    """Phase ``i``'s measurements, given as an object by name or as a list."""
+    raw_meas = ph.get("measurements", {})
+    if isinstance(raw_meas, dict):
+        return list(raw_meas.values())
+    if isinstance(raw_meas, list):
+        return raw_meas
+    raise TestRecordInvalid(f"phases[{i}].measurements must be an object or a list")
+
+
+def _measurement(m: dict[str, Any], phase: str, i: int) -> Measurement:
+    """One measurement of phase ``i`` (named ``phase``)."""
+    lower, upper = _limits(m)
+    units = m.get("units")
+    unit_name = units.get("name") if isinstance(units, dict) else units
+    measured = m.get("measured_value")
+    comparison = m.get("comparison")
+    expected = m.get("expected")
+    return Measurement(
+        phase=phase,
+        name=_name(m.get("name"), f"phases[{i}] measurement name"),
+        outcome=_name(m.get("outcome", "UNSET"), f"phases[{i}] measurement outcome"),
+        value=_number(m.get("measured_value")),
+        lower=lower,
+        upper=upper,
+        units=unit_name[:_MAX_NAME] if isinstance(unit_name, str) else None,
+        comparison=(
+            comparison
+            if isinstance(comparison, str) and comparison in COMPARISONS
+            else default_comparison(lower, upper)
+        ),
+        text=measured[:MAX_TEXT] if isinstance(measured, str) else None,
+        expected=expected[:MAX_TEXT] if isinstance(expected, str) else None,
     )
 
 

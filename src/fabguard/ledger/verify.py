@@ -104,12 +104,34 @@ def verify_export(
     """Verify an export made by ``fabguard ledger export``; raises AuditFailure on the first problem."""
     report = AuditReport()
     if verifier is None:
-        try:
-            verifier = (directory / "ledger.pub").read_text(encoding="utf-8").strip()
-        except UnicodeDecodeError:
-            raise AuditFailure("the export's verifier key ledger.pub is not text") from None
-        report.key_from_export = True
-        report.notes.append("the verifier key was taken from the export itself; pass the key you kept to trust nothing")
+        verifier = _export_verifier(directory, report)
+    by_size = _checkpoints_by_size(directory, verifier, trusted_checkpoints, report)
+    issued = IssuedCertificates()  # the tree takes O(log n) memory; the units' certificates one record each
+    tree, roots = _hash_entries(directory, set(by_size), issued)
+    report.entries = tree.size
+    report.root = tree.root()
+    _match_checkpoints(directory, by_size, roots, tree.size, report)
+    report.certificates_checked = _check_certificates(directory, issued, root_ca)
+    _check_manifest(directory, report, issued.files())
+    return report
+
+
+def _export_verifier(directory: Path, report: AuditReport) -> str:
+    """The verifier key the export carries (``ledger.pub``), noted in the report as trusting the export."""
+    try:
+        verifier = (directory / "ledger.pub").read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise AuditFailure("the export's verifier key ledger.pub is not text") from None
+    report.key_from_export = True
+    report.notes.append("the verifier key was taken from the export itself; pass the key you kept to trust nothing")
+    return verifier
+
+
+def _checkpoints_by_size(
+    directory: Path, verifier: str, trusted_checkpoints: tuple[Path, ...], report: AuditReport
+) -> dict[int, _Signed]:
+    """The export's signed checkpoints and the auditor's own, one per tree size (the auditor's when both
+    exist); two validly signed for one size with different roots are a fork."""
     signed = [_load_signed(p, verifier, False) for p in sorted((directory / "checkpoints").glob("*.txt"))]
     report.checkpoint_files = len(signed)
     signed += [_load_signed(p, verifier, True) for p in trusted_checkpoints]
@@ -125,12 +147,18 @@ def verify_export(
             )
         if other is None or s.trusted:
             by_size[s.checkpoint.size] = s
-    wanted = set(by_size)
+    return by_size
+
+
+def _hash_entries(
+    directory: Path, wanted: set[int], issued: IssuedCertificates
+) -> tuple[CompactRange, dict[int, bytes]]:
+    """The Merkle tree of the entries, in order, and its root at each ``wanted`` size; each entry is
+    shown to ``issued``."""
     roots: dict[int, bytes] = {}
     if 0 in wanted:
         roots[0] = CompactRange().root()
     tree = CompactRange()
-    issued = IssuedCertificates()  # the tree takes O(log n) memory; the units' certificates one record each
     sha256 = hashlib.sha256
     with (directory / "entries.jsonl").open("rb") as fh:
         for i, raw in enumerate(fh):
@@ -145,14 +173,19 @@ def verify_export(
             tree.push(sha256(b"\x00" + line).digest())
             if tree.size in wanted:
                 roots[tree.size] = tree.root()
-    report.entries = tree.size
-    report.root = tree.root()
+    return tree, roots
+
+
+def _match_checkpoints(
+    directory: Path, by_size: dict[int, _Signed], roots: dict[int, bytes], entries: int, report: AuditReport
+) -> None:
+    """Every checkpoint names the root of the entries up to its size, and together they cover every entry."""
     last_good = 0
     for size in sorted(by_size):
         s = by_size[size]
-        if size > tree.size:
+        if size > entries:
             raise AuditFailure(
-                f"checkpoint {s.source} signs a tree of {size} entries but the export holds only {tree.size}: "
+                f"checkpoint {s.source} signs a tree of {size} entries but the export holds only {entries}: "
                 "the log was truncated"
             )
         if roots[size] != s.checkpoint.root:
@@ -169,14 +202,11 @@ def verify_export(
             report.trusted_checked += 1
         else:
             report.checkpoints_checked += 1
-    if last_good != tree.size:
+    if last_good != entries:
         raise AuditFailure(
-            f"entries {last_good}..{tree.size - 1} are not covered by any signed checkpoint: "
+            f"entries {last_good}..{entries - 1} are not covered by any signed checkpoint: "
             "they were appended outside the ledger"
         )
-    report.certificates_checked = _check_certificates(directory, issued, root_ca)
-    _check_manifest(directory, report, issued.files())
-    return report
 
 
 def _locate(directory: Path, start: int, end: int) -> str:

@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from fabguard.domain.errors import InvalidRequest
 from fabguard.pki import profiles
+from fabguard.pki.builder import authority_key_id, certificate_builder
 
 VERIFICATION_LIFETIME = timedelta(days=1)
 # nonRepudiation only: RFC 5280 wants a bit set, and without digitalSignature no TLS handshake accepts
@@ -115,21 +116,16 @@ def verification_certificate(issuer: profiles.Issuer, code: str, now: datetime) 
     # The key exists only so the certificate has one; nobody ever holds it, so nobody can present the
     # certificate as a client.
     public_key = ec.generate_private_key(ec.SECP256R1()).public_key()
-    ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, code)]))
-        .issuer_name(issuer.certificate.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(min(start + VERIFICATION_LIFETIME, issuer.certificate.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(PROOF_OF_POSSESSION_USAGE, critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-        .sign(issuer.key, profiles.hash_for(issuer.key))
-    )
+    return certificate_builder(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, code)]),
+        issuer.certificate.subject,
+        public_key,
+        start,
+        min(start + VERIFICATION_LIFETIME, issuer.certificate.not_valid_after_utc),
+        constraints=x509.BasicConstraints(ca=False, path_length=None),
+        key_usage=PROOF_OF_POSSESSION_USAGE,
+        authority_key=authority_key_id(issuer.certificate),
+    ).sign(issuer.key, profiles.hash_for(issuer.key))
 
 
 def pem(cert: x509.Certificate) -> str:

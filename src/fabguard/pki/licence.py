@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509.oid import NameOID
 
+from fabguard.pki.builder import authority_key_id, certificate_builder
 from fabguard.pki.keys import SigningKey
 from fabguard.pki.profiles import BACKDATE, Issuer, hash_for, signature_key_usage
 
@@ -57,22 +58,17 @@ def licence_signer_certificate(
             x509.NameAttribute(NameOID.COMMON_NAME, f"{product_id} licences"),
         ]
     )
-    ski = root.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(root.certificate.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(signature_key_usage(), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([LICENCE_SIGNING_EKU]), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-        .sign(root.key, hash_for(root.key))
-    )
+    return certificate_builder(
+        subject,
+        root.certificate.subject,
+        public_key,
+        start,
+        end,
+        constraints=x509.BasicConstraints(ca=False, path_length=None),
+        key_usage=signature_key_usage(),
+        extensions=[(x509.ExtendedKeyUsage([LICENCE_SIGNING_EKU]), True)],
+        authority_key=authority_key_id(root.certificate),
+    ).sign(root.key, hash_for(root.key))
 
 
 def licence_body(

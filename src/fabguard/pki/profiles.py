@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPub
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from fabguard.domain.values import Serial
+from fabguard.pki.builder import authority_key_id, certificate_builder
 from fabguard.pki.keys import SigningKey
 
 # IEEE 802.1AR: an IDevID is meant to live as long as the device; RFC 5280 4.1.2.5 names this date.
@@ -110,26 +111,16 @@ def _name(organization: str, common_name: str) -> x509.Name:
 def self_signed_root(key: SigningKey, organization: str, common_name: str, now: datetime, years: int = 25) -> Issuer:
     start = _utc(now) - BACKDATE
     name = _name(organization, common_name)
-    public = key.public_key()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=365 * years))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(ca_key_usage(), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .sign(key, hash_for(key))
-    )
+    cert = certificate_builder(
+        name,
+        name,
+        key.public_key(),
+        start,
+        start + timedelta(days=365 * years),
+        constraints=x509.BasicConstraints(ca=True, path_length=None),
+        key_usage=ca_key_usage(),
+    ).sign(key, hash_for(key))
     return Issuer(cert, key)
-
-
-def _aki(issuer: Issuer) -> x509.AuthorityKeyIdentifier:
-    ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
 def intermediate_ca(
@@ -146,18 +137,15 @@ def intermediate_ca(
     """An issuing or station CA below the root: may sign end-entity certificates only (pathLen 0)."""
     start = _utc(now) - BACKDATE
     end = min(start + timedelta(days=365 * years), parent.certificate.not_valid_after_utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(organization, common_name))
-        .issuer_name(parent.certificate.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(ca_key_usage(), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(_aki(parent), critical=False)
+    builder = certificate_builder(
+        _name(organization, common_name),
+        parent.certificate.subject,
+        public_key,
+        start,
+        end,
+        constraints=x509.BasicConstraints(ca=True, path_length=0),
+        key_usage=ca_key_usage(),
+        authority_key=authority_key_id(parent.certificate),
     )
     return _published(builder, crl_url, ca_issuers_url, ocsp_url).sign(parent.key, hash_for(parent.key))
 
@@ -183,19 +171,16 @@ def agent_issuing_ca(
         x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")),
         x509.IPAddress(ipaddress.ip_network("::/0")),
     ]
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(organization, common_name))
-        .issuer_name(parent.certificate.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(_utc(now) - BACKDATE)
-        .not_valid_after(parent.certificate.not_valid_after_utc)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(ca_key_usage(), critical=True)
-        .add_extension(x509.NameConstraints(permitted_subtrees=[permitted], excluded_subtrees=excluded), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(_aki(parent), critical=False)
+    builder = certificate_builder(
+        _name(organization, common_name),
+        parent.certificate.subject,
+        public_key,
+        _utc(now) - BACKDATE,
+        parent.certificate.not_valid_after_utc,
+        constraints=x509.BasicConstraints(ca=True, path_length=0),
+        key_usage=ca_key_usage(),
+        extensions=[(x509.NameConstraints(permitted_subtrees=[permitted], excluded_subtrees=excluded), True)],
+        authority_key=authority_key_id(parent.certificate),
     )
     return _published(builder, crl_url, ca_issuers_url, ocsp_url).sign(parent.key, hash_for(parent.key))
 
@@ -222,18 +207,15 @@ def idevid_certificate(
             x509.NameAttribute(NameOID.SERIAL_NUMBER, serial.value),
         ]
     )
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.certificate.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(signature_key_usage(), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(_aki(issuer), critical=False)
+    builder = certificate_builder(
+        subject,
+        issuer.certificate.subject,
+        public_key,
+        start,
+        end,
+        constraints=x509.BasicConstraints(ca=False, path_length=None),
+        key_usage=signature_key_usage(),
+        authority_key=authority_key_id(issuer.certificate),
     )
     return _published(builder, crl_url, ca_issuers_url, ocsp_url).sign(issuer.key, hash_for(issuer.key))
 
@@ -259,19 +241,16 @@ def fixture_certificate(
             x509.NameAttribute(NameOID.COMMON_NAME, fixture_id),
         ]
     )
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.certificate.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(signature_key_usage(), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(_aki(issuer), critical=False)
+    builder = certificate_builder(
+        subject,
+        issuer.certificate.subject,
+        public_key,
+        start,
+        start + timedelta(days=days),
+        constraints=x509.BasicConstraints(ca=False, path_length=None),
+        key_usage=signature_key_usage(),
+        extensions=[(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)],
+        authority_key=authority_key_id(issuer.certificate),
     )
     return _published(builder, crl_url, ca_issuers_url, ocsp_url).sign(issuer.key, hash_for(issuer.key))
 
@@ -292,19 +271,17 @@ def server_certificate(
             alt.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             alt.append(x509.DNSName(host))
-    return (
-        x509.CertificateBuilder()
-        .subject_name(_name(organization, hostnames[0]))
-        .issuer_name(issuer.certificate.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(signature_key_usage(), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(_aki(issuer), critical=False)
-        .sign(issuer.key, hash_for(issuer.key))
-    )
+    return certificate_builder(
+        _name(organization, hostnames[0]),
+        issuer.certificate.subject,
+        public_key,
+        start,
+        start + timedelta(days=days),
+        constraints=x509.BasicConstraints(ca=False, path_length=None),
+        key_usage=signature_key_usage(),
+        extensions=[
+            (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+            (x509.SubjectAlternativeName(alt), False),
+        ],
+        authority_key=authority_key_id(issuer.certificate),
+    ).sign(issuer.key, hash_for(issuer.key))

@@ -18,10 +18,11 @@ so of each other (NTP), as for every lease (``store.worker_leases``).
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Self
 
+from fabguard.runtime.periodic import PeriodicWorker
 from fabguard.service.core.instance import Instance
 from fabguard.store import worker_leases
 
@@ -37,22 +38,29 @@ def _wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
-class ProcessLiveness:
+class ProcessLiveness(PeriodicWorker):
     """Keeps this process's liveness lease on a daemon thread and names it on the instance
-    (``inst.process_lease``) while it is held."""
+    (``inst.process_lease``) while it is held.
+
+    Its lease is not the thread's to give up (``PeriodicWorker.lease``): ``stop`` gives it up once the
+    instance no longer names it, even if a beat is stuck in the database, so this process's keys are free
+    at once."""
+
+    thread_name = "fabguard-liveness"
+    log = log
+    # Retried at the next beat; meanwhile the lease may lapse.
+    round_failed = "could not renew this process's liveness lease"
 
     def __init__(
         self, inst: Instance, *, beat_seconds: float = BEAT_SECONDS, dead_after: timedelta = DEAD_AFTER
     ) -> None:
-        self.inst = inst
+        super().__init__(inst, beat_seconds)
         self.name = f"{LEASE_PREFIX}{uuid.uuid4().hex}"
         self.beat_seconds = beat_seconds
         self.dead_after = dead_after
         self.hold = worker_leases.Hold(inst.db, self.name, ttl=dead_after, clock=_wall_clock, holder=self.name)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fabguard-liveness", daemon=True)
 
-    def start(self) -> ProcessLiveness:
+    def start(self) -> Self:
         """Beat once (on SQLite, first giving up the leases of processes gone before), then every second."""
         try:
             if self.inst.db.is_sqlite:
@@ -60,16 +68,14 @@ class ProcessLiveness:
                     gone = worker_leases.release_others(s, LEASE_PREFIX, self.name)
                 if gone:
                     log.info("the keys of %d server process(es) gone before this one are free", gone)
-            self._beat()
+            self.run_round()
         except Exception:  # the database may be away at start: the thread beats as soon as it is back
             log.exception("could not take this process's liveness lease yet")
-        self._thread.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
         """Stop beating and give the lease up: this process's keys are free at once."""
-        self._stop.set()
-        self._thread.join(timeout=10)
+        super().stop()
         if self.inst.process_lease == self.name:
             self.inst.process_lease = None
         try:
@@ -77,14 +83,8 @@ class ProcessLiveness:
         except Exception:
             log.exception("could not give this process's liveness lease up; it lapses by itself")
 
-    def _beat(self) -> None:
+    def run_round(self) -> None:
+        """One beat: renew the lease, or take it again."""
         held = self.hold.renew(timedelta(0)) or self.hold.take()
         # Named only while held: a key taken for a lease nobody keeps would look abandoned at once.
         self.inst.process_lease = self.name if held else None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.beat_seconds):
-            try:
-                self._beat()
-            except Exception:  # retried at the next beat; meanwhile the lease may lapse
-                log.exception("could not renew this process's liveness lease")

@@ -3,34 +3,32 @@
 on its own daemon thread.
 
 What each round does is a service (``projection.advance``, ``webhooks.send_round``,
-``maintenance.run_round``); here are only the threads that repeat them and the leases that keep the
-processes sharing one database from doing the same work twice.
+``maintenance.run_round``); here are only the threads that repeat them (each a ``PeriodicWorker``,
+``runtime.periodic``) and the leases that keep the processes sharing one database from doing the same
+work twice. Each worker logs under the name its service has always used.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from fabguard.runtime.liveness import ProcessLiveness
+from fabguard.runtime.periodic import PeriodicWorker
 from fabguard.service.analytics import dashboard_queries, projection, webhooks
 from fabguard.service.core.instance import Instance
 from fabguard.service.operations import maintenance
 from fabguard.store import worker_leases
 
-# Each worker logs under the name its service has always used.
-_projector_log = logging.getLogger("fabguard.analytics")
-_sender_log = logging.getLogger("fabguard.webhooks")
-_maintenance_log = logging.getLogger("fabguard.maintenance")
-
 PROJECTOR_LEASE = "projector"
 
 
-class Projector:
+class Projector(PeriodicWorker):
     """Keeps the analytics projection caught up on a daemon thread: reads then find nothing left to do.
 
     Every server process runs one, but only the holder of the ``projector`` lease folds: with several
@@ -42,57 +40,52 @@ class Projector:
     not by the instance's clock. A failed round is logged and retried.
     """
 
+    thread_name = "fabguard-projector"
+    log = logging.getLogger("fabguard.analytics")
+    round_failed = "analytics projection round failed"
+    release_failed = "could not release the projector lease"
+    lease: worker_leases.Hold
+
     def __init__(self, inst: Instance, interval: float = 0.25, *, lease_seconds: float = 30.0) -> None:
-        self.inst = inst
-        self.interval = interval
-        self.lease_seconds = lease_seconds
-        self.hold = worker_leases.Hold(
+        hold = worker_leases.Hold(
             inst.db, PROJECTOR_LEASE, ttl=timedelta(seconds=lease_seconds), clock=lambda: datetime.now(UTC)
         )
+        super().__init__(inst, interval, lease=hold)  # released as the thread ends: the work is handed over at once
+        self.lease_seconds = lease_seconds
         self.folded = 0  # events this projector has folded
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fabguard-projector", daemon=True)
+        self._next_claim = 0.0
 
-    def start(self) -> Projector:
-        self._thread.start()
-        return self
+    def join_seconds(self) -> float:
+        return 30.0
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+    def run_round(self) -> None:
+        if time.monotonic() >= self._next_claim:
+            self._claim()
+            self._next_claim = time.monotonic() + self.lease_seconds / 3
+        if self.lease.held:
+            settings = dashboard_queries.load_settings(self.inst)
+            done = projection.advance(self.inst, settings, max_events=dashboard_queries.READ_CATCH_UP)
+            self.folded += done.events
 
     def _claim(self) -> bool:
-        return self.hold.renew(timedelta(0)) or self.hold.take()
-
-    def _run(self) -> None:
-        next_claim = 0.0
-        try:
-            while not self._stop.wait(self.interval):
-                try:
-                    if time.monotonic() >= next_claim:
-                        self._claim()
-                        next_claim = time.monotonic() + self.lease_seconds / 3
-                    if self.hold.held:
-                        settings = dashboard_queries.load_settings(self.inst)
-                        done = projection.advance(self.inst, settings, max_events=dashboard_queries.READ_CATCH_UP)
-                        self.folded += done.events
-                except Exception:
-                    _projector_log.exception("analytics projection round failed")
-        finally:
-            try:
-                self.hold.release()  # a stopping server hands the work over at once
-            except Exception:
-                _projector_log.exception("could not release the projector lease")
+        return self.lease.renew(timedelta(0)) or self.lease.take()
 
 
-class WebhookSender:
+class WebhookSender(PeriodicWorker):
     """Runs ``webhooks.send_round`` every ``interval`` seconds on a daemon thread, sending while it holds the lease.
 
     Every server process may run one: of the senders sharing a database, only the holder of the
     ``webhooks`` lease sends, keeping it from round to round; the others' rounds send nothing until
     it is released or expires. ``stop`` cuts a backoff short, lets an attempt in flight finish and be
-    recorded, then releases the lease, so another process's sender takes over at its next round.
+    recorded, then releases the lease (as the thread ends, not in ``stop``: only once the last attempt
+    is recorded may another sender take over), so another process's sender takes over at its next round.
     """
+
+    thread_name = "fabguard-webhooks"
+    log = logging.getLogger("fabguard.webhooks")
+    round_failed = "webhook delivery round failed"
+    release_failed = "could not release the webhook delivery lease; it expires by itself"
+    lease: worker_leases.Hold
 
     def __init__(
         self,
@@ -102,62 +95,37 @@ class WebhookSender:
         *,
         holder: str | None = None,
     ) -> None:
-        self.inst = inst
-        self.interval = interval
         self.policy = policy or webhooks.DeliveryPolicy()
-        self._stop = threading.Event()
-        self.lease = webhooks.delivery_lease(inst, self.policy, holder)
-        self._thread = threading.Thread(target=self._run, name="fabguard-webhooks", daemon=True)
+        super().__init__(inst, interval, lease=webhooks.delivery_lease(inst, self.policy, holder))
+        self._client: httpx.Client | None = None
 
-    def start(self) -> WebhookSender:
-        self._thread.start()
-        return self
+    def join_seconds(self) -> float:
+        return self.policy.timeout + 5
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.policy.timeout + 5)
-
-    def _run(self) -> None:
-        try:
-            with httpx.Client(timeout=self.policy.timeout, follow_redirects=False) as client:
-                while not self._stop.wait(self.interval):
-                    try:
-                        webhooks.send_round(
-                            self.inst, policy=self.policy, client=client, lease=self.lease, stop=self._stop
-                        )
-                    except Exception:  # a failed round is logged and retried at the next interval
-                        _sender_log.exception("webhook delivery round failed")
-        finally:
-            # Here, not in stop(): only once the last attempt is recorded may another sender take over.
+    @contextmanager
+    def rounds(self) -> Iterator[None]:
+        """One HTTP client for every round of the thread."""
+        with httpx.Client(timeout=self.policy.timeout, follow_redirects=False) as client:
+            self._client = client
             try:
-                self.lease.release()
-            except Exception:
-                _sender_log.exception("could not release the webhook delivery lease; it expires by itself")
+                yield
+            finally:
+                self._client = None
+
+    def run_round(self) -> None:
+        assert self._client is not None  # rounds run inside ``rounds``
+        webhooks.send_round(self.inst, policy=self.policy, client=self._client, lease=self.lease, stop=self._stop)
 
 
-class MaintenanceSchedule:
+class MaintenanceSchedule(PeriodicWorker):
     """Runs ``maintenance.run_round`` every ``interval`` seconds on a daemon thread (several processes may each run one)."""
 
-    def __init__(self, inst: Instance, interval: float) -> None:
-        self.inst = inst
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fabguard-maintenance", daemon=True)
+    thread_name = "fabguard-maintenance"
+    log = logging.getLogger("fabguard.maintenance")
+    round_failed = "scheduled maintenance failed"
 
-    def start(self) -> MaintenanceSchedule:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                maintenance.run_round(self.inst)
-            except Exception:  # a failed round is logged and retried at the next interval
-                _maintenance_log.exception("scheduled maintenance failed")
+    def run_round(self) -> None:
+        maintenance.run_round(self.inst)
 
 
 class BackgroundWorkers:

@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
+from fabguard.pki.builder import authority_key_id, certificate_builder
 from fabguard.pki.keys import SigningKey
 from fabguard.pki.matter.identity import (
     AttestationProfileError,
@@ -44,11 +45,6 @@ def _issued_within(issuer: x509.Certificate, start: datetime, role: AttestationR
         )
 
 
-def _issuer_key_ids(issuer: Issuer) -> x509.AuthorityKeyIdentifier:
-    ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
-
-
 def paa_certificate(
     key: SigningKey, common_name: str, now: datetime, vid: VendorId | None = None, years: int = 25
 ) -> Issuer:
@@ -58,21 +54,17 @@ def paa_certificate(
     start = utc(now) - BACKDATE
     name = attestation_subject(common_name, vid, None)
     ski = x509.SubjectKeyIdentifier.from_public_key(public)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=365 * years))
+    cert = certificate_builder(
+        name,
+        name,
+        public,
+        start,
+        start + timedelta(days=365 * years),
         # pathLen 1: a PAA signs PAIs, and a PAI signs DACs only; the 3-certificate chain is the whole point.
-        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-        .add_extension(ca_key_usage(), critical=True)
-        .add_extension(ski, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-        .sign(signer, hashes.SHA256())
-    )
+        constraints=x509.BasicConstraints(ca=True, path_length=1),
+        key_usage=ca_key_usage(),
+        authority_key=x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+    ).sign(signer, hashes.SHA256())
     return Issuer(cert, signer)
 
 
@@ -98,20 +90,16 @@ def pai_certificate(
     start = utc(now) - BACKDATE
     _issued_within(paa.certificate, start, AttestationRole.PAI)
     end = min(start + timedelta(days=365 * years), paa.certificate.not_valid_after_utc)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(attestation_subject(common_name, vid, pid))
-        .issuer_name(paa.certificate.subject)
-        .public_key(subject_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(ca_key_usage(), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
-        .add_extension(_issuer_key_ids(paa), critical=False)
-        .sign(signer, hashes.SHA256())
-    )
+    return certificate_builder(
+        attestation_subject(common_name, vid, pid),
+        paa.certificate.subject,
+        subject_key,
+        start,
+        end,
+        constraints=x509.BasicConstraints(ca=True, path_length=0),
+        key_usage=ca_key_usage(),
+        authority_key=authority_key_id(paa.certificate),
+    ).sign(signer, hashes.SHA256())
 
 
 def dac_certificate(
@@ -140,17 +128,13 @@ def dac_certificate(
     end = NO_WELL_DEFINED_EXPIRY if not_after is None else utc(not_after)
     if end <= start:
         raise AttestationProfileError("validity-period", f"the DAC would expire ({end}) before it starts ({start})")
-    return (
-        x509.CertificateBuilder()
-        .subject_name(attestation_subject(common_name, vid, pid))
-        .issuer_name(pai.certificate.subject)
-        .public_key(subject_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(signature_key_usage(), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
-        .add_extension(_issuer_key_ids(pai), critical=False)
-        .sign(signer, hashes.SHA256())
-    )
+    return certificate_builder(
+        attestation_subject(common_name, vid, pid),
+        pai.certificate.subject,
+        subject_key,
+        start,
+        end,
+        constraints=x509.BasicConstraints(ca=False, path_length=None),
+        key_usage=signature_key_usage(),
+        authority_key=authority_key_id(pai.certificate),
+    ).sign(signer, hashes.SHA256())

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -41,6 +42,7 @@ from fabguard.domain.issuance import (
     fixture_at_order_site,
 )
 from fabguard.domain.values import parse_key_types, recorded_order_id, recorded_serial
+from fabguard.pki.attestation import Attested
 from fabguard.service.authority.authorities import USABLE
 from fabguard.service.core import idempotency
 from fabguard.service.core.events import refusal_event
@@ -311,6 +313,23 @@ def _issue(s: Session, group: _Group, job: Job, unit: UnitRequest) -> Outcome:
     cert = device_certificate(inst, issuer, checked.public_key, serial, product_id, now, lifetime, ca_name)
     chain = inst.cas.chain_pem(ca_name, s)  # all that can fail comes before the unit joins the group's writes
     group.taken[facts.id] += 1
+    pem = _add_unit(group, job, unit, facts.id, product_id, ca_name, cert, attested)
+    done = Provisioned(serial.value, facts.id, pem, chain, False)
+    return group.answer(job.key, 201, done.to_dict(), done)
+
+
+def _add_unit(
+    group: _Group,
+    job: Job,
+    unit: UnitRequest,
+    order_id: str,
+    product_id: str,
+    ca_name: str,
+    cert: x509.Certificate,
+    attested: Attested | None,
+) -> str:
+    """Add the issued unit and its ``unit.provisioned`` event to the group's writes; its certificate's PEM."""
+    now, fixture, serial, key_fingerprint = group.now, job.fixture, unit.serial, unit.csr.facts.key_fingerprint
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     cert_serial = format(cert.serial_number, "x")
     cert_sha256 = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
@@ -318,9 +337,9 @@ def _issue(s: Session, group: _Group, job: Job, unit: UnitRequest) -> Outcome:
         {
             "product_id": product_id,
             "serial": serial.value,
-            "order_id": facts.id,
+            "order_id": order_id,
             "fixture_id": fixture.id,
-            "key_fingerprint": checked.facts.key_fingerprint,
+            "key_fingerprint": key_fingerprint,
             "cert_serial": cert_serial,
             "cert_sha256": cert_sha256,
             "issuing_ca": ca_name,
@@ -334,18 +353,17 @@ def _issue(s: Session, group: _Group, job: Job, unit: UnitRequest) -> Outcome:
             "unit.provisioned",
             now,
             actor=f"fixture:{fixture.id}",
-            order_id=facts.id,
+            order_id=order_id,
             fixture_id=fixture.id,
             serial=serial.value,
             detail={
                 "cert_serial": cert_serial,
                 "cert_sha256": cert_sha256,
-                "key_fingerprint": checked.facts.key_fingerprint,
+                "key_fingerprint": key_fingerprint,
                 "site_id": fixture.site_id,
                 "product_id": product_id,
                 **({"attestation": attested.to_dict()} if attested is not None else {}),
             },
         )
     )
-    done = Provisioned(serial.value, facts.id, pem, chain, False)
-    return group.answer(job.key, 201, done.to_dict(), done)
+    return pem
