@@ -16,6 +16,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from sqlalchemy import select
@@ -57,20 +58,29 @@ class SyncPackage:
             }
         )
 
+    @classmethod
+    def from_json(cls, data: Any) -> SyncPackage:
+        """The package in ``data`` (its parsed JSON: the API's body, or the file's)."""
+        try:
+            if data.get("format") != SYNC_FORMAT:
+                raise ValueError(f"the format is not {SYNC_FORMAT}")
+            return cls(
+                lease_id=str(data["lease_id"]),
+                checkpoint=str(data["checkpoint"]),
+                entries=[base64.b64decode(str(e), validate=True) for e in data["entries"]],
+                certificates={str(k): str(v) for k, v in dict(data["certificates"]).items()},
+            )
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+            raise InvalidRequest(f"not an agent sync package: {exc}", code="lease_sync_invalid") from None
+
 
 def parse_sync_package(text: str | bytes) -> SyncPackage:
+    """Read the file ``fabguard agent sync --out`` wrote."""
     try:
         data = json.loads(text)
-        if data.get("format") != SYNC_FORMAT:
-            raise ValueError(f"the format is not {SYNC_FORMAT}")
-        return SyncPackage(
-            lease_id=str(data["lease_id"]),
-            checkpoint=str(data["checkpoint"]),
-            entries=[base64.b64decode(str(e), validate=True) for e in data["entries"]],
-            certificates={str(k): str(v) for k, v in dict(data["certificates"]).items()},
-        )
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+    except ValueError as exc:
         raise InvalidRequest(f"not an agent sync package: {exc}", code="lease_sync_invalid") from None
+    return SyncPackage.from_json(data)
 
 
 def sync_lease(inst: Instance, package: SyncPackage, *, actor: str) -> dict[str, object]:

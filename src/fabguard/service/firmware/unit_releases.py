@@ -81,7 +81,8 @@ def _release_in(inst: Instance, fixture: FixtureFacts, rid: str, oid: str, sn: s
             select(Unit).where(Unit.product_id == order.product_id, Unit.serial == sn)
         ).scalar_one_or_none()
         on_order = unit is not None and unit.order_id == order.id
-        unit_key = x509.load_pem_x509_certificate(unit.certificate_pem.encode()).public_key() if on_order else None
+        cert = x509.load_pem_x509_certificate(unit.certificate_pem.encode()) if unit is not None and on_order else None
+        unit_key = cert.public_key() if cert is not None else None
         authorize_unit_release(
             UnitReleaseFacts(
                 release_id=row.id,
