@@ -2,7 +2,10 @@
 
 Each policy looks at plain values gathered by the service layer and either returns or raises a
 :class:`Refusal` with a stable code. They run in a fixed order, so the first failing check names the
-refusal, and each can be tested alone.
+refusal, and each can be tested alone. ``decide_issuance`` runs them: a retry (the serial's own key
+again) runs ``RETRY_POLICIES`` and is answered with the certificate it has; anything else runs
+``ISSUANCE_POLICIES`` and is signed. A site agent's units coming home meet the same clone rules
+(``synced_unit_unseen``).
 """
 
 from __future__ import annotations
