@@ -14,6 +14,8 @@ from fabguard.api.server import ServerThread
 from fabguard.domain.values import OrderId
 from fabguard.fixture.client import Credentials, FixtureClient
 from fabguard.service.agent import quota_leases
+from fabguard.service.agent.agent_request import parse_agent_request
+from fabguard.service.agent.lease_acts import LeaseIssue
 from fabguard.service.agent.site_agent import init_agent, prepare_agent
 from fabguard.service.approvals import requests
 from fabguard.service.core.instance import Instance
@@ -33,8 +35,8 @@ def approved_lease(
 ) -> dict[str, object]:
     """A lease asked for by one person and approved by a second (it certifies the agent's CA under the
     root: dual control), then its bundle, as the agent gets it."""
-    pending = requests.request_lease(
-        inst, OrderId(order_id), units=units, expires_in=expires_in, request_text=request_text, by=REQUESTER
+    pending = requests.request(
+        inst, OrderId(order_id).value, LeaseIssue.of(units, expires_in, parse_agent_request(request_text)), by=REQUESTER
     )
     done = second_person_approves(inst, pending)
     return quota_leases.lease_bundle(inst, str(done["lease_id"]))

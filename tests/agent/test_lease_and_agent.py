@@ -15,6 +15,8 @@ from fabguard.domain.errors import Conflict, InvalidRequest
 from fabguard.domain.values import OrderId
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.ledger.lease import LeaseError
+from fabguard.service.agent.agent_request import parse_agent_request
+from fabguard.service.agent.lease_acts import LeaseIssue
 from fabguard.service.agent.site_agent import init_agent, prepare_agent
 from fabguard.service.approvals import requests
 from fabguard.service.catalog import orders
@@ -135,12 +137,12 @@ def test_racing_leases_never_take_more_than_the_quota(any_world: World, tmp_path
     order_id = any_world.order(10)
     # Three requests that each fit when asked for, approved at once: the reservation at approval decides.
     pending = [
-        requests.request_lease(
+        requests.request(
             any_world.inst,
-            OrderId(order_id),
-            units=4,
-            expires_in=timedelta(hours=1),
-            request_text=prepare_agent(tmp_path / f"agent-{n}", site_id="cm-a"),
+            OrderId(order_id).value,
+            LeaseIssue.of(
+                4, timedelta(hours=1), parse_agent_request(prepare_agent(tmp_path / f"agent-{n}", site_id="cm-a"))
+            ),
             by=REQUESTER,
         )
         for n in range(3)

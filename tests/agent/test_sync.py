@@ -25,6 +25,7 @@ from fabguard.service.agent.site_agent import sync_package
 from fabguard.service.analytics import dashboard_queries
 from fabguard.service.approvals import requests
 from fabguard.service.authority import authorities, revocation
+from fabguard.service.authority.ca_acts import CaRevocation
 from fabguard.service.core import events
 from fabguard.service.core.instance import Instance
 from fabguard.service.ledger import merkle_log
@@ -101,9 +102,7 @@ def test_the_agents_units_and_events_are_folded_into_the_ledger_sync_after_sync(
     central = site.world.inst
     revocation.revoke_unit(central, "SN-S2", reason_code="key_compromise", note="found in the field", actor="test")
     agent_ca = str(_lease_row(site)["agent_ca"])
-    asked = requests.request_ca_revocation(
-        central, agent_ca, reason_code="ca_compromise", note="agent stolen", by=REQUESTER
-    )
+    asked = requests.request(central, agent_ca, CaRevocation("ca_compromise", "agent stolen"), by=REQUESTER)
     second_person_approves(central, asked)
     listed = {format(r.serial_number, "x") for r in revocation.crl(central, "root")}
     assert authorities.get_ca(central, agent_ca).cert_serial in listed

@@ -29,6 +29,7 @@ from fabguard.domain.values import CaName, FixtureId, OrderState
 from fabguard.fixture.client import FixtureClient
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.pki import profiles
+from fabguard.service.authority.ca_acts import CaCreation, CaRevocation
 from fabguard.service.catalog import fixtures, orders
 from fabguard.service.core import events
 from fabguard.service.core.instance import Instance
@@ -463,16 +464,12 @@ def test_order_whose_issuing_ca_was_revoked_issues_nothing(
     from fabguard.service.approvals import requests
     from tests.support import REQUESTER, second_person_approves
 
-    asked = requests.request_ca_creation(
-        world.inst, CaName("issuing-cm-a"), site_id="cm-a", product_id=None, by=REQUESTER
-    )
+    asked = requests.request(world.inst, CaName("issuing-cm-a").value, CaCreation("cm-a", None), by=REQUESTER)
     second_person_approves(world.inst, asked)
     order = world.order(quota=5)
     fx = world.fixture("fx-1")
     device = tested_device(fx, "SN0001")
-    revoking = requests.request_ca_revocation(
-        world.inst, "issuing-cm-a", reason_code="ca_compromise", note="breach", by=REQUESTER
-    )
+    revoking = requests.request(world.inst, "issuing-cm-a", CaRevocation("ca_compromise", "breach"), by=REQUESTER)
     second_person_approves(world.inst, revoking)
     before = snapshot(world.inst)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -14,35 +15,51 @@ from fabguard.domain.errors import REFUSAL_STATUS, Refusal
 from fabguard.domain.issuance import (
     ATTESTATION_OFF,
     ISSUANCE_POLICIES,
-    REENROLMENT_POLICIES,
+    RETRY_POLICIES,
     AttestationFacts,
     AttestationPolicy,
     CsrFacts,
+    Decision,
     FixtureFacts,
     IssuanceRequest,
+    IssuingCaFacts,
+    MatterPai,
     OrderFacts,
     Policy,
-    ReenrolmentPolicy,
-    ReenrolmentRequest,
     UnitHistory,
+    active_fixture,
     authorize_issuance,
-    authorize_reenrolment,
     csr_names_serial,
-    csr_names_the_unit,
+    dac_refused,
+    decide_issuance,
     fixture_active,
     fixture_at_order_site,
-    issuing_ca_can_sign,
     key_attested,
     key_type_allowed,
-    key_type_still_allowed,
     key_unseen,
-    new_key_attested,
-    new_key_unseen,
+    matter_dac_possible,
     order_active,
+    order_ca_can_sign,
+    order_found,
     order_in_window,
     passed_test,
     quota_left,
+    retry_on_its_order,
     serial_keeps_its_key,
+    serial_not_revoked,
+    synced_unit_unseen,
+)
+from fabguard.domain.reenrolment import (
+    REENROLMENT_POLICIES,
+    ReenrolmentPolicy,
+    ReenrolmentRequest,
+    authorize_reenrolment,
+    csr_names_the_unit,
+    issuing_ca_can_sign,
+    key_type_still_allowed,
+    matter_dac_still_possible,
+    new_key_attested,
+    new_key_unseen,
     unit_not_revoked,
 )
 from fabguard.domain.values import KeyType, OrderState, Serial, TestOutcome
@@ -71,6 +88,7 @@ def allowed_request() -> IssuanceRequest:
         csr=CsrFacts(subject_serial="SN0000001", key_type=KeyType.EC_P256, key_fingerprint=KEY_FP),
         history=UnitHistory(latest_test=TestOutcome.PASS, serial_key_fingerprint=None, key_owner_serial=None),
         now=NOW,
+        issuing_ca=IssuingCaFacts("issuing", "active"),
     )
 
 
@@ -263,6 +281,147 @@ def test_a_verified_attestation_satisfies_a_required_policy() -> None:
     key_attested(with_attestation(AttestationPolicy.REQUIRED, verified=True))
 
 
+# ------------------------------------------------------------------ rules that lived in the service (issue 24)
+def test_an_order_that_names_nothing_is_refused_as_order_not_found() -> None:
+    assert order_found("po-1", "the row") == "the row"
+    with pytest.raises(Refusal) as info:
+        order_found("po-404", None)
+    assert (info.value.code, info.value.message) == ("order_not_found", "no order 'po-404'")
+
+
+def test_a_revoked_fixture_is_refused_whatever_it_asks() -> None:
+    active_fixture(FixtureFacts("fx-1", "cm-a", revoked=False))
+    with pytest.raises(Refusal) as info:
+        active_fixture(FixtureFacts("fx-1", "cm-a", revoked=True))
+    assert (info.value.code, info.value.message) == ("fixture_revoked", "fixture fx-1 has been revoked")
+
+
+def test_a_revoked_unit_is_refused_as_unit_revoked_and_says_why() -> None:
+    r = with_history(allowed_request(), serial_revoked=True, serial_revocation_reason="keyCompromise")
+    with pytest.raises(Refusal) as info:
+        serial_not_revoked(r)
+    assert info.value.code == "unit_revoked"
+    assert info.value.message == "unit SN0000001 was revoked (keyCompromise); it stays revoked"
+
+
+def test_a_retry_on_another_order_is_refused_as_serial_has_other_key() -> None:
+    retry_on_its_order(with_history(allowed_request(), serial_order_id="po-1"))
+    r = with_history(allowed_request(), serial_order_id="po-0")
+    with pytest.raises(Refusal) as info:
+        retry_on_its_order(r)
+    assert info.value.code == "serial_has_other_key"
+    assert info.value.message == "serial SN0000001 was provisioned on order po-0"
+
+
+@pytest.mark.parametrize(("state", "shown"), [("revoked", "revoked"), ("pending", "pending"), (None, "missing")])
+def test_an_issuing_ca_that_cannot_sign_is_refused_as_issuing_ca_revoked(state: str | None, shown: str) -> None:
+    r = replace(allowed_request(), issuing_ca=IssuingCaFacts("issuing", state))
+    with pytest.raises(Refusal) as info:
+        order_ca_can_sign(r)
+    assert info.value.code == "issuing_ca_revoked"
+    assert info.value.message == f"order po-1's issuing CA issuing is {shown}"
+
+
+def test_a_retired_issuing_ca_still_signs() -> None:
+    order_ca_can_sign(replace(allowed_request(), issuing_ca=IssuingCaFacts("issuing", "retired")))
+
+
+def under_pai(pid: int | None, key_type: KeyType = KeyType.EC_P256) -> IssuanceRequest:
+    r = with_csr(allowed_request(), key_type=key_type)
+    return replace(r, issuing_ca=IssuingCaFacts("pai-bulb", "active", MatterPai(pid)))
+
+
+def test_a_matter_pai_without_a_product_id_can_issue_no_dac() -> None:
+    matter_dac_possible(under_pai(0x8001))
+    with pytest.raises(Refusal) as info:
+        matter_dac_possible(under_pai(None))
+    assert info.value.code == "key_type_not_allowed"
+    assert info.value.message == "the Matter PAI pai-bulb names no product ID for the DAC"
+
+
+@pytest.mark.parametrize("key_type", [KeyType.EC_P384, KeyType.ED25519])
+def test_a_dac_needs_a_p256_key(key_type: KeyType) -> None:
+    with pytest.raises(Refusal) as info:
+        matter_dac_possible(under_pai(0x8001, key_type))
+    assert info.value.code == "key_type_not_allowed"
+    assert info.value.message == "a Matter DAC cannot be issued: the DAC public key must be ECDSA on P-256 (6.1)"
+
+
+def test_an_idevid_issuer_takes_any_key_the_product_allows() -> None:
+    matter_dac_possible(with_csr(allowed_request(), key_type=KeyType.ED25519))
+
+
+def test_what_the_signer_refuses_of_a_dac_is_refused_as_key_type_not_allowed() -> None:
+    refusal = dac_refused("a DAC issued at 2030-06-01T12:00:00Z falls outside its issuer's validity")
+    assert refusal.code == "key_type_not_allowed" and refusal.message.startswith("a Matter DAC cannot be issued: ")
+
+
+# ------------------------------------------------------------------ retries
+def retry() -> IssuanceRequest:
+    """The unit asks again with the key it was issued with, on its order."""
+    return with_history(
+        allowed_request(), serial_key_fingerprint=KEY_FP, key_owner_serial="SN0000001", serial_order_id="po-1"
+    )
+
+
+def test_a_retry_is_replayed_even_when_the_order_is_spent_or_closed() -> None:
+    r = with_order(retry(), used=10, state=OrderState.CLOSED)
+    assert decide_issuance(r) is Decision.REPLAY
+    assert decide_issuance(allowed_request()) is Decision.ISSUE
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        (lambda r: with_fixture(r, revoked=True), "fixture_revoked"),
+        (lambda r: with_fixture(r, site_id="cm-b"), "wrong_site"),
+        (lambda r: with_history(r, serial_revoked=True), "unit_revoked"),
+        (lambda r: with_history(r, serial_order_id="po-0"), "serial_has_other_key"),
+    ],
+)
+def test_a_retry_is_refused_by_the_retry_policies_in_order(change: Any, code: str) -> None:
+    with pytest.raises(Refusal) as info:
+        decide_issuance(change(retry()))
+    assert info.value.code == code
+    assert [p.__name__ for p in RETRY_POLICIES] == [
+        "fixture_active",
+        "fixture_at_order_site",
+        "serial_not_revoked",
+        "retry_on_its_order",
+    ]
+
+
+def test_a_revoked_unit_with_a_new_key_is_refused_as_unit_revoked_before_the_order_speaks() -> None:
+    r = with_history(with_order(allowed_request(), state=OrderState.CLOSED), serial_revoked=True)
+    with pytest.raises(Refusal) as info:
+        decide_issuance(r)
+    assert info.value.code == "unit_revoked"
+
+
+# ------------------------------------------------------------------ a site agent's units coming home
+def synced_code(serial: str, key: str, history: UnitHistory) -> str | None:
+    try:
+        synced_unit_unseen(serial, key, history)
+    except Refusal as clone:
+        return clone.code
+    return None
+
+
+def test_a_synced_unit_is_checked_by_the_issuance_clone_rules() -> None:
+    unseen = UnitHistory(None, None, None)
+    assert synced_code("SN1", KEY_FP, unseen) is None
+    assert synced_code("SN1", KEY_FP, UnitHistory(None, None, "SN2")) == "key_reused"
+    assert synced_code("SN1", KEY_FP, UnitHistory(None, OTHER_FP, None)) == "serial_has_other_key"
+
+
+def test_a_synced_unit_the_server_already_holds_with_its_key_is_a_clone() -> None:
+    assert synced_code("SN1", KEY_FP, UnitHistory(None, KEY_FP, "SN1")) == "key_reused"
+
+
+def test_a_synced_unit_is_judged_on_its_key_before_its_serial() -> None:
+    assert synced_code("SN1", KEY_FP, UnitHistory(None, OTHER_FP, "SN2")) == "key_reused"
+
+
 # ------------------------------------------------------------------ codes and order
 def test_every_refusal_code_used_by_a_policy_has_an_http_status() -> None:
     failing = everything_failing()
@@ -270,7 +429,8 @@ def test_every_refusal_code_used_by_a_policy_has_an_http_status() -> None:
     for policy in ISSUANCE_POLICIES:
         seen.add(refusal_code(policy, failing))
     assert seen <= set(REFUSAL_STATUS)
-    assert len(seen) == len(ISSUANCE_POLICIES)
+    # key_type_not_allowed twice: the product's key types, and a Matter PAI that names no product.
+    assert len(seen) == len(ISSUANCE_POLICIES) - 1
 
 
 def everything_failing() -> IssuanceRequest:
@@ -280,13 +440,17 @@ def everything_failing() -> IssuanceRequest:
     r = with_order(r, state=OrderState.SUSPENDED, valid_from=NOW + timedelta(days=1), used=10)
     r = with_csr(r, key_type=KeyType.ED25519, subject_serial="SN0000002")
     r = replace(r, attestation=AttestationFacts(AttestationPolicy.REQUIRED))
-    return with_history(r, latest_test=TestOutcome.FAIL, serial_key_fingerprint=OTHER_FP, key_owner_serial="SN9")
+    r = replace(r, issuing_ca=IssuingCaFacts("pai", "revoked", MatterPai(None)))
+    return with_history(
+        r, latest_test=TestOutcome.FAIL, serial_key_fingerprint=OTHER_FP, key_owner_serial="SN9", serial_revoked=True
+    )
 
 
 # Repair applied in this order, each one lets the next check speak.
 REPAIRS = [
     ("fixture_revoked", lambda r: with_fixture(r, revoked=False)),
     ("wrong_site", lambda r: with_fixture(r, site_id="cm-a")),
+    ("unit_revoked", lambda r: with_history(r, serial_revoked=False)),
     ("order_inactive", lambda r: with_order(r, state=OrderState.ACTIVE)),
     ("order_not_yet_valid", lambda r: with_order(r, valid_from=NOW - timedelta(days=1))),
     ("key_type_not_allowed", lambda r: with_csr(r, key_type=KeyType.EC_P256)),
@@ -296,6 +460,8 @@ REPAIRS = [
     ("attestation_missing", lambda r: replace(r, attestation=ATTESTATION_OFF)),
     ("test_failed", lambda r: with_history(r, latest_test=TestOutcome.PASS)),
     ("quota_exhausted", lambda r: with_order(r, used=0)),
+    ("issuing_ca_revoked", lambda r: replace(r, issuing_ca=replace(r.issuing_ca, state="retired"))),
+    ("key_type_not_allowed", lambda r: replace(r, issuing_ca=IssuingCaFacts("pai", "active", MatterPai(0x8001)))),
 ]
 
 
@@ -400,6 +566,14 @@ def test_renewal_onto_a_new_key_is_refused_when_the_product_requires_attestation
 def test_renewal_under_a_ca_that_cannot_sign_is_refused_as_issuing_ca_revoked() -> None:
     r = replace(allowed_renewal(), issuing_ca_usable=False)
     assert renewal_refusal(issuing_ca_can_sign, r) == "issuing_ca_revoked"
+
+
+def test_renewal_under_a_matter_pai_follows_the_dac_rules() -> None:
+    r = replace(allowed_renewal(), matter_pai=MatterPai(0x8001))
+    matter_dac_still_possible(r)
+    assert renewal_refusal(matter_dac_still_possible, replace(r, matter_pai=MatterPai(None))) == "key_type_not_allowed"
+    p384 = replace(r, csr=replace(r.csr, key_type=KeyType.EC_P384))
+    assert renewal_refusal(matter_dac_still_possible, p384) == "key_type_not_allowed"
 
 
 def test_reenrolment_refusals_come_in_the_documented_order() -> None:

@@ -14,7 +14,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from fabguard.domain.errors import FabGuardError
 from fabguard.firmware import envelope
-from fabguard.firmware.policy import FirmwareRefusal, ReleaseState, UnitReleaseFacts, authorize_unit_release
+from fabguard.firmware.policy import (
+    FirmwareRefusal,
+    ReleaseState,
+    UnitReleaseFacts,
+    authorize_unit_release,
+    order_found,
+    release_found,
+)
 from fabguard.firmware.sbom import InvalidSbom, firmware_sbom, validate_sbom
 from fabguard.fixture import firmware as device_side
 
@@ -213,6 +220,7 @@ def facts(**changes: object) -> UnitReleaseFacts:
         serial=SERIAL,
         unit_on_order=True,
         unit_revoked=False,
+        unit_key_p256=True,
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -228,6 +236,7 @@ def facts(**changes: object) -> UnitReleaseFacts:
         ({"release_state": ReleaseState.UPLOADED}, "release_not_approved"),
         ({"release_product_id": "other"}, "release_wrong_product"),
         ({"attached": False}, "release_not_attached"),
+        ({"unit_key_p256": False}, "unit_key_unsupported"),
     ],
 )
 def test_each_release_policy_refuses_with_its_code(changes: dict[str, object], code: str) -> None:
@@ -235,6 +244,16 @@ def test_each_release_policy_refuses_with_its_code(changes: dict[str, object], c
     with pytest.raises(FirmwareRefusal) as refused:
         authorize_unit_release(facts(**changes))
     assert refused.value.code == code
+
+
+def test_a_release_or_order_that_names_nothing_is_refused_as_not_found() -> None:
+    assert release_found("r-1", "row") == "row"
+    with pytest.raises(FirmwareRefusal) as refused:
+        release_found("r-1", None)
+    assert refused.value.code == "release_not_found"
+    with pytest.raises(FirmwareRefusal) as refused:
+        order_found("o-1", None)
+    assert refused.value.code == "order_not_found"
 
 
 def test_the_device_side_imports_nothing_from_the_server_side() -> None:

@@ -14,6 +14,7 @@ from fabguard.domain import values
 from fabguard.domain.errors import InvalidRequest
 from fabguard.service.approvals import requests
 from fabguard.service.authority import authorities, revocation
+from fabguard.service.authority.ca_acts import CaCreation, CaImport, CaRevocation, CaRotation, MatterPaiCreation
 
 ca_app = typer.Typer(
     help="Certificate authorities: certificates and CRLs. Creating, importing, rotating and revoking a CA "
@@ -62,9 +63,7 @@ def ca_create_issuing(
     """Ask for a new issuing CA; once a second person approves, its key is made and the root (whose key
     must be on the server) signs it, and new orders in its scope use it."""
     with opened() as inst:
-        pending = requests.request_ca_creation(
-            inst, values.CaName(name), site_id=site, product_id=product, by=requester(inst)
-        )
+        pending = requests.request(inst, values.CaName(name).value, CaCreation(site, product), by=requester(inst))
     _asked(pending)
 
 
@@ -82,8 +81,8 @@ def ca_create_matter_pai(
     except ValueError:
         raise InvalidRequest("--vid and --pid are hexadecimal, e.g. FFF1 and 8000") from None
     with opened() as inst:
-        pending = requests.request_matter_pai(
-            inst, values.CaName(name), product_id=product, vid=vid_n, pid=pid_n, by=requester(inst)
+        pending = requests.request(
+            inst, values.CaName(name).value, MatterPaiCreation(product, vid_n, pid_n), by=requester(inst)
         )
     _asked(pending)
 
@@ -112,7 +111,7 @@ def ca_import(
     """Ask for the certificate signed by the offline root to be installed (checked now against the key
     and the root); the CA signs once a second person approves."""
     with opened() as inst:
-        pending = requests.request_ca_import(inst, name, certificate.read_bytes(), by=requester(inst))
+        pending = requests.request(inst, name, CaImport.from_pem(certificate.read_bytes()), by=requester(inst))
     _asked(pending)
 
 
@@ -121,7 +120,7 @@ def ca_rotate(name: CaName, new_name: Annotated[str, typer.Option(help="Name of 
     """Ask for new orders to go to a fresh CA of the same scope; once approved the old one retires, its
     certificates keep verifying."""
     with opened() as inst:
-        pending = requests.request_ca_rotation(inst, name, new_name=values.CaName(new_name), by=requester(inst))
+        pending = requests.request(inst, name, CaRotation(values.CaName(new_name).value), by=requester(inst))
     _asked(pending)
 
 
@@ -133,7 +132,7 @@ def ca_revoke(
 ) -> None:
     """Ask for a CA to be put on the root's CRL (contain a breached CM): once approved it signs nothing more."""
     with opened() as inst:
-        pending = requests.request_ca_revocation(inst, name, reason_code=reason, note=note, by=requester(inst))
+        pending = requests.request(inst, name, CaRevocation(reason, note), by=requester(inst))
     _asked(pending)
 
 

@@ -14,6 +14,8 @@ from fabguard.cli.tokens import parse_lifetime
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import OrderId
 from fabguard.service.agent import quota_leases, sync
+from fabguard.service.agent.agent_request import parse_agent_request
+from fabguard.service.agent.lease_acts import LeaseIssue
 from fabguard.service.approvals import requests
 
 lease_app = typer.Typer(
@@ -51,8 +53,11 @@ def lease_issue(
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"cannot read the agent request {request}: {exc}", code="agent_request_invalid") from None
     with opened() as inst:
-        pending = requests.request_lease(
-            inst, OrderId.named(order), units=units, expires_in=lifetime, request_text=text, by=requester(inst)
+        pending = requests.request(
+            inst,
+            OrderId.named(order).value,
+            LeaseIssue.of(units, lifetime, parse_agent_request(text)),
+            by=requester(inst),
         )
     console.print(
         f"Request {pending.id} to {pending.summary} ({units} units of order {order}) waits for a second person "

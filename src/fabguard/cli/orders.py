@@ -22,6 +22,7 @@ from fabguard.domain import values
 from fabguard.service.approvals import requests
 from fabguard.service.authority import revocation
 from fabguard.service.catalog import orders
+from fabguard.service.catalog.order_acts import OrderActivation
 
 order_app = typer.Typer(help="Production orders: quotas, validity windows, dual-control raises.", no_args_is_help=True)
 
@@ -108,7 +109,7 @@ def order_suspend(order_id: OrderId) -> None:
 def order_resume(order_id: OrderId) -> None:
     """Ask for a suspended order to provision again: a second person approves ('fabguard approval approve')."""
     with opened() as inst:
-        pending = requests.request_order_activation(inst, values.OrderId(order_id), by=requester(inst))
+        pending = requests.request(inst, values.OrderId(order_id).value, OrderActivation(), by=requester(inst))
     console.print(
         f"Resuming {order_id} is request {pending.id}, [yellow]pending[/]: "
         f"a second person approves it with 'fabguard approval approve {pending.id}'"

@@ -2,7 +2,10 @@
 
 Each policy looks at plain values gathered by the service layer and either returns or raises a
 :class:`Refusal` with a stable code. They run in a fixed order, so the first failing check names the
-refusal, and each can be tested alone.
+refusal, and each can be tested alone. ``decide_issuance`` runs them: a retry (the serial's own key
+again) runs ``RETRY_POLICIES`` and is answered with the certificate it has; anything else runs
+``ISSUANCE_POLICIES`` and is signed. A site agent's units coming home meet the same clone rules
+(``synced_unit_unseen``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import TypeVar
 
 from fabguard.domain.errors import InvalidRequest, Refusal
 from fabguard.domain.values import KeyType, OrderState, Serial, TestOutcome
@@ -53,6 +57,36 @@ class UnitHistory:
     latest_test: TestOutcome | None
     serial_key_fingerprint: str | None
     key_owner_serial: str | None
+    # The unit already issued under this serial (for this product), if any: its order, and its revocation.
+    serial_order_id: str | None = None
+    serial_revoked: bool = False
+    serial_revocation_reason: str | None = None
+
+
+# The states in which a CA signs: ``retired`` still signs what it signed before (re-enrolment, retries).
+CA_STATES_THAT_SIGN = frozenset({"active", "retired"})
+
+
+@dataclass(frozen=True, slots=True)
+class MatterPai:
+    """An issuing CA that is a Matter PAI, as its certificate's subject says: the product ID the DACs it
+    signs carry (None: its subject names none, and a DAC needs one)."""
+
+    product_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuingCaFacts:
+    """The order's issuing CA as the registry holds it: its state (None: the registry has no such CA) and,
+    for a Matter PAI, what its subject says (None: an IEEE 802.1AR IDevID issuer)."""
+
+    name: str
+    state: str | None
+    matter_pai: MatterPai | None = None
+
+    @property
+    def can_sign(self) -> bool:
+        return self.state in CA_STATES_THAT_SIGN
 
 
 class AttestationPolicy(Enum):
@@ -92,15 +126,31 @@ class IssuanceRequest:
     csr: CsrFacts
     history: UnitHistory
     now: datetime
+    issuing_ca: IssuingCaFacts
     attestation: AttestationFacts = ATTESTATION_OFF
 
 
 Policy = Callable[[IssuanceRequest], None]
 
+_Order = TypeVar("_Order")
+
+
+def order_found(order_id: str, order: _Order | None) -> _Order:
+    """The order a unit names, or ``order_not_found``: the one rule that comes before there is a request
+    to decide (every policy reads the order)."""
+    if order is None:
+        raise Refusal("order_not_found", f"no order {order_id!r}")
+    return order
+
+
+def active_fixture(fixture: FixtureFacts) -> None:
+    """A revoked fixture may do nothing: not provision, not enrol again, not authenticate."""
+    if fixture.revoked:
+        raise Refusal("fixture_revoked", f"fixture {fixture.id} has been revoked")
+
 
 def fixture_active(r: IssuanceRequest) -> None:
-    if r.fixture.revoked:
-        raise Refusal("fixture_revoked", f"fixture {r.fixture.id} has been revoked")
+    active_fixture(r.fixture)
 
 
 def fixture_at_order_site(r: IssuanceRequest) -> None:
@@ -141,19 +191,41 @@ def csr_names_serial(r: IssuanceRequest) -> None:
         )
 
 
-def serial_keeps_its_key(r: IssuanceRequest) -> None:
-    known = r.history.serial_key_fingerprint
-    if known is not None and known != r.csr.key_fingerprint:
+def serial_not_revoked(r: IssuanceRequest) -> None:
+    """A revoked unit stays revoked: neither a retry nor a new key brings it back."""
+    if r.history.serial_revoked:
         raise Refusal(
-            "serial_has_other_key",
-            f"serial {r.serial.value} was already provisioned with another key (possible clone)",
+            "unit_revoked", f"unit {r.serial} was revoked ({r.history.serial_revocation_reason}); it stays revoked"
         )
 
 
-def key_unseen(r: IssuanceRequest) -> None:
-    owner = r.history.key_owner_serial
-    if owner is not None and owner != r.serial.value:
+def retry_on_its_order(r: IssuanceRequest) -> None:
+    """A retry (the serial's own key again) gets its certificate from the order that issued it, no other."""
+    issued_on = r.history.serial_order_id
+    if issued_on is not None and issued_on != r.order.id:
+        raise Refusal("serial_has_other_key", f"serial {r.serial} was provisioned on order {issued_on}")
+
+
+def _serial_keeps_key(serial: str, key_fingerprint: str, history: UnitHistory) -> None:
+    known = history.serial_key_fingerprint
+    if known is not None and known != key_fingerprint:
+        raise Refusal(
+            "serial_has_other_key", f"serial {serial} was already provisioned with another key (possible clone)"
+        )
+
+
+def _key_unseen(serial: str, history: UnitHistory) -> None:
+    owner = history.key_owner_serial
+    if owner is not None and owner != serial:
         raise Refusal("key_reused", f"this public key already belongs to serial {owner} (clone alarm)")
+
+
+def serial_keeps_its_key(r: IssuanceRequest) -> None:
+    _serial_keeps_key(r.serial.value, r.csr.key_fingerprint, r.history)
+
+
+def key_unseen(r: IssuanceRequest) -> None:
+    _key_unseen(r.serial.value, r.history)
 
 
 def key_attested(r: IssuanceRequest) -> None:
@@ -191,9 +263,36 @@ def quota_left(r: IssuanceRequest) -> None:
         raise Refusal("quota_exhausted", f"order {r.order.id} has used all {r.order.quota} units")
 
 
+def order_ca_can_sign(r: IssuanceRequest) -> None:
+    ca = r.issuing_ca
+    if not ca.can_sign:
+        raise Refusal("issuing_ca_revoked", f"order {r.order.id}'s issuing CA {ca.name} is {ca.state or 'missing'}")
+
+
+def dac_refused(reason: str) -> Refusal:
+    """A Matter DAC the profile does not allow (Matter 6.2.2): the PKI layer's reason, when it signs, for
+    what no fact foretold (a PAI outside its own validity)."""
+    return Refusal("key_type_not_allowed", f"a Matter DAC cannot be issued: {reason}")
+
+
+def dac_possible(ca_name: str, pai: MatterPai | None, key_type: KeyType) -> None:
+    if pai is None:  # an IDevID issuer
+        return
+    if pai.product_id is None:
+        raise Refusal("key_type_not_allowed", f"the Matter PAI {ca_name} names no product ID for the DAC")
+    if key_type is not KeyType.EC_P256:
+        raise dac_refused("the DAC public key must be ECDSA on P-256 (6.1)")
+
+
+def matter_dac_possible(r: IssuanceRequest) -> None:
+    """Under a Matter PAI, the unit gets a DAC: the PAI names the product, and the key is P-256."""
+    dac_possible(r.issuing_ca.name, r.issuing_ca.matter_pai, r.csr.key_type)
+
+
 ISSUANCE_POLICIES: tuple[Policy, ...] = (
     fixture_active,
     fixture_at_order_site,
+    serial_not_revoked,
     order_active,
     order_in_window,
     key_type_allowed,
@@ -203,7 +302,18 @@ ISSUANCE_POLICIES: tuple[Policy, ...] = (
     key_attested,
     passed_test,
     quota_left,
+    order_ca_can_sign,
+    matter_dac_possible,
 )
+
+# A retry (the serial presents the key it was issued with) is answered with the certificate it has, for
+# free, once the fixture may ask and the unit is neither revoked nor another order's.
+RETRY_POLICIES: tuple[Policy, ...] = (fixture_active, fixture_at_order_site, serial_not_revoked, retry_on_its_order)
+
+
+class Decision(Enum):
+    ISSUE = "issue"  # sign a new certificate
+    REPLAY = "replay"  # answer with the certificate the unit already has
 
 
 def authorize_issuance(request: IssuanceRequest, policies: Sequence[Policy] = ISSUANCE_POLICIES) -> None:
@@ -212,70 +322,23 @@ def authorize_issuance(request: IssuanceRequest, policies: Sequence[Policy] = IS
         policy(request)
 
 
-@dataclass(frozen=True, slots=True)
-class ReenrolmentRequest:
-    """A provisioned unit asking to renew its certificate, and what the database knows about it."""
-
-    serial: str
-    revoked: bool
-    csr: CsrFacts
-    allowed_key_types: tuple[KeyType, ...]
-    new_key_owner_serial: str | None  # the unit that holds the CSR's key already, if the key is a new one
-    issuing_ca: str
-    issuing_ca_usable: bool
-    # The key changes and the product requires key attestation, which a re-enrolment cannot carry.
-    new_key_unattested: bool = False
+def decide_issuance(request: IssuanceRequest) -> Decision:
+    """A retry is replayed once :data:`RETRY_POLICIES` allow it; any other request runs every issuance policy."""
+    known = request.history.serial_key_fingerprint
+    if known is not None and known == request.csr.key_fingerprint:
+        authorize_issuance(request, RETRY_POLICIES)
+        return Decision.REPLAY
+    authorize_issuance(request)
+    return Decision.ISSUE
 
 
-ReenrolmentPolicy = Callable[[ReenrolmentRequest], None]
-
-
-def unit_not_revoked(r: ReenrolmentRequest) -> None:
-    if r.revoked:
-        raise Refusal("unit_revoked", f"unit {r.serial} was revoked; it cannot renew its certificate")
-
-
-def csr_names_the_unit(r: ReenrolmentRequest) -> None:
-    if r.csr.subject_serial != r.serial:
-        raise Refusal("serial_mismatch", f"the CSR names {r.csr.subject_serial!r}, the unit is {r.serial}")
-
-
-def key_type_still_allowed(r: ReenrolmentRequest) -> None:
-    if r.csr.key_type not in r.allowed_key_types:
-        raise Refusal("key_type_not_allowed", f"key type {r.csr.key_type.value} is not allowed")
-
-
-def new_key_unseen(r: ReenrolmentRequest) -> None:
-    if r.new_key_owner_serial is not None:
-        raise Refusal("key_reused", f"this public key already belongs to serial {r.new_key_owner_serial} (clone alarm)")
-
-
-def new_key_attested(r: ReenrolmentRequest) -> None:
-    if r.new_key_unattested:
+def synced_unit_unseen(serial: str, key_fingerprint: str, history: UnitHistory) -> None:
+    """A unit a site agent issued offline, against what was known without it: the clone rules of issuance
+    (a key another serial holds, a serial issued with another key), key first; and a unit issued again
+    with the key it already had is a clone too (``key_reused``: there is no retry offline)."""
+    _key_unseen(serial, history)
+    _serial_keeps_key(serial, key_fingerprint, history)
+    if history.key_owner_serial is not None:
         raise Refusal(
-            "attestation_missing",
-            f"unit {r.serial}'s product requires key attestation: renew with the same key, or provision again",
+            "key_reused", f"unit {serial} was already issued with this key: a second certificate is a clone's"
         )
-
-
-def issuing_ca_can_sign(r: ReenrolmentRequest) -> None:
-    if not r.issuing_ca_usable:
-        raise Refusal("issuing_ca_revoked", f"the unit's issuing CA {r.issuing_ca} cannot sign")
-
-
-REENROLMENT_POLICIES: tuple[ReenrolmentPolicy, ...] = (
-    unit_not_revoked,
-    csr_names_the_unit,
-    key_type_still_allowed,
-    new_key_unseen,
-    new_key_attested,
-    issuing_ca_can_sign,
-)
-
-
-def authorize_reenrolment(
-    request: ReenrolmentRequest, policies: Sequence[ReenrolmentPolicy] = REENROLMENT_POLICIES
-) -> None:
-    """Run every re-enrolment policy in order; the first refusal wins."""
-    for policy in policies:
-        policy(request)

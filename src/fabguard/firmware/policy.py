@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from fabguard.domain.errors import FIRMWARE_REFUSAL_STATUS, FabGuardError
 
@@ -39,6 +40,22 @@ class UnitReleaseFacts:
     serial: str
     unit_on_order: bool
     unit_revoked: bool
+    unit_key_p256: bool  # the key of the unit's certificate, which the data key is wrapped to
+
+
+_Row = TypeVar("_Row")
+
+
+def release_found(release_id: str, release: _Row | None) -> _Row:
+    if release is None:
+        raise FirmwareRefusal("release_not_found", f"no firmware release {release_id!r}")
+    return release
+
+
+def order_found(order_id: str, order: _Row | None) -> _Row:
+    if order is None:
+        raise FirmwareRefusal("order_not_found", f"no order {order_id!r}")
+    return order
 
 
 def authorize_unit_release(f: UnitReleaseFacts) -> None:
@@ -63,6 +80,16 @@ def authorize_unit_release(f: UnitReleaseFacts) -> None:
         )
     if not f.attached:
         raise FirmwareRefusal("release_not_attached", f"release {f.release_id} is not attached to order {f.order_id}")
+    if not f.unit_key_p256:
+        raise FirmwareRefusal("unit_key_unsupported", f"unit {f.serial}'s key is not P-256: firmware cannot be wrapped")
 
 
-__all__ = ["FIRMWARE_REFUSAL_STATUS", "FirmwareRefusal", "ReleaseState", "UnitReleaseFacts", "authorize_unit_release"]
+__all__ = [
+    "FIRMWARE_REFUSAL_STATUS",
+    "FirmwareRefusal",
+    "ReleaseState",
+    "UnitReleaseFacts",
+    "authorize_unit_release",
+    "order_found",
+    "release_found",
+]

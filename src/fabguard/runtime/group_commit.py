@@ -1,6 +1,6 @@
 """The server process's provisioning writer: one thread that decides the units of concurrent requests together.
 
-Request threads hand their units (``service.provisioning_group.Job``) to :meth:`GroupCommitter.run` and
+Request threads hand their units (``service/provisioning/group.py``'s ``Job``) to :meth:`GroupCommitter.run` and
 wait. The writer takes whatever is queued when it is free, up to ``Limits.group_commit_units`` units
 (a request's units stay together), and decides them with ``run_jobs``: one transaction and one commit
 for the group, each unit decided on its own. Nothing waits for a group to fill: a lone request is

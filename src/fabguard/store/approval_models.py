@@ -1,6 +1,7 @@
 """Dual control: a request for a dangerous act that a second, different person approves or rejects.
 
-One table for every kind of act (``service/approvals/acts.py`` says what each kind does once approved).
+One table for every kind of act (``service/approvals/registry.py`` says how each slice registers what its
+kinds do once approved).
 The state CHECK and the ``decided_*`` columns are filled in the one transaction that decides it.
 """
 

@@ -1,8 +1,10 @@
 """What one unit's issuance decision reads in its transaction, in as few statements as it can.
 
 The order rows under their locks (with their product's profile), then, in four statements for a whole
-group of units, their history and their issuing CAs' states: what ``service.provisioning_group`` reads.
-A unit's test history is that of its order's site: the latest record uploaded by a fixture of that site.
+group of units, their history and their issuing CAs' states and certificates: what
+``service/provisioning/group.py`` reads. A unit's test history is that of its order's site: the latest
+record uploaded by a fixture of that site. A site agent's sync reads the same key and serial facts for the
+units it brings home (``key_owners``, ``serial_keys``).
 """
 
 from __future__ import annotations
@@ -84,16 +86,17 @@ class GroupHistory:
     """What a group of units' decisions read after the order locks, in four statements for the group:
     each serial's latest test outcome at each of the group's sites (``(site_id, serial)``: a record decides
     only at the site of the fixture that uploaded it), the units already under the group's serials, the
-    owners of its public keys, and its issuing CAs' states."""
+    owners of its public keys, and its issuing CAs' states and certificates."""
 
     latest_tests: dict[tuple[str, str], str]
     units: dict[tuple[str, str], ExistingUnit]
     key_owners: dict[str, str]
     ca_states: dict[str, str]
+    ca_certificates: dict[str, str | None]
 
     @classmethod
     def empty(cls) -> GroupHistory:
-        return cls({}, {}, {}, {})
+        return cls({}, {}, {}, {}, {})
 
     def of(self, product_id: str, serial: str, key_fp: str, site_id: str) -> tuple[UnitHistory, ExistingUnit | None]:
         """The history of ``serial`` as an order of ``product_id`` at ``site_id`` sees it."""
@@ -103,6 +106,9 @@ class GroupHistory:
             latest_test=TestOutcome(outcome) if outcome is not None else None,
             serial_key_fingerprint=existing.key_fingerprint if existing is not None else None,
             key_owner_serial=self.key_owners.get(key_fp),
+            serial_order_id=existing.order_id if existing is not None else None,
+            serial_revoked=existing is not None and existing.revoked_at is not None,
+            serial_revocation_reason=existing.revocation_reason if existing is not None else None,
         )
         return history, existing
 
@@ -147,14 +153,32 @@ def group_history(s: Session, asks: Sequence[tuple[str, str, str, str]], ca_name
         )
         if (row.product_id, row.serial) in wanted
     }
-    keys = sorted({key_fp for _, _, key_fp, _ in asks})
-    owners = {
+    owners = key_owners(s, sorted({key_fp for _, _, key_fp, _ in asks}))
+    states, certificates = {}, {}
+    for name, state, pem in s.execute(
+        select(ca.name, ca.state, ca.certificate_pem).where(ca.name.in_(sorted(set(ca_names))))
+    ):
+        states[name], certificates[name] = state, pem
+    return GroupHistory(latest, units, owners, states, certificates)
+
+
+def key_owners(s: Session, keys: Sequence[str]) -> dict[str, str]:
+    """The serial of the unit holding each of ``keys`` (public key fingerprints), of any product."""
+    u = Unit.__table__.c
+    return {
         fp: serial for fp, serial in s.execute(select(u.key_fingerprint, u.serial).where(u.key_fingerprint.in_(keys)))
     }
-    states = {
-        name: state for name, state in s.execute(select(ca.name, ca.state).where(ca.name.in_(sorted(set(ca_names)))))
+
+
+def serial_keys(s: Session, product_id: str, serials: Sequence[str]) -> dict[str, str]:
+    """The key fingerprint each of ``serials`` was issued with under ``product_id``."""
+    u = Unit.__table__.c
+    return {
+        serial: fp
+        for serial, fp in s.execute(
+            select(u.serial, u.key_fingerprint).where(u.product_id == product_id, u.serial.in_(serials))
+        )
     }
-    return GroupHistory(latest, units, owners, states)
 
 
 def insert_units(s: Session, units: Sequence[dict[str, Any]]) -> None:

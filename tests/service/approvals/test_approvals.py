@@ -18,6 +18,7 @@ from fabguard.domain.values import OrderId, OrderState, ProductId, Role, SiteId
 from fabguard.service.access import tokens
 from fabguard.service.approvals import person_acts, requests
 from fabguard.service.catalog import orders, product_catalog
+from fabguard.service.catalog.order_acts import OrderActivation
 from fabguard.service.core.instance import Instance
 from fabguard.store.models import ApiToken, Event
 
@@ -131,7 +132,7 @@ def test_an_expired_request_is_refused_and_its_act_never_happens(any_instance: I
     _suspended_order(any_instance)
     erin, _ = _person(any_instance, "erin", "engineer")
     alex, _ = _person(any_instance, "alex", "approver")
-    pending = requests.request_order_activation(any_instance, OrderId(ORDER), by=requests.Person.of(erin))
+    pending = requests.request(any_instance, OrderId(ORDER).value, OrderActivation(), by=requests.Person.of(erin))
     real = any_instance.clock
     any_instance.clock = lambda: real() + timedelta(hours=any_instance.limits.approval_hours, seconds=1)
     assert requests.get_approval(any_instance, pending.id).state == "expired"
@@ -147,7 +148,7 @@ def test_a_rejected_request_changes_nothing_and_cannot_be_approved_after(any_ins
     _suspended_order(any_instance)
     erin, _ = _person(any_instance, "erin", "engineer")
     alex, _ = _person(any_instance, "alex", "approver")
-    pending = requests.request_order_activation(any_instance, OrderId(ORDER), by=requests.Person.of(erin))
+    pending = requests.request(any_instance, OrderId(ORDER).value, OrderActivation(), by=requests.Person.of(erin))
     assert [a.id for a in requests.list_approvals(any_instance)] == [pending.id]
     rejected = requests.decide(any_instance, pending.id, approve=False, by=alex)
     assert rejected.state == "rejected" and rejected.result is None
@@ -167,7 +168,7 @@ def test_an_engineer_cannot_approve_and_a_missing_request_is_not_found(any_insta
     erin, _ = _person(any_instance, "erin", "engineer")
     eve, _ = _person(any_instance, "eve", "engineer")
     alex, _ = _person(any_instance, "alex", "approver")
-    pending = requests.request_order_activation(any_instance, OrderId(ORDER), by=requests.Person.of(erin))
+    pending = requests.request(any_instance, OrderId(ORDER).value, OrderActivation(), by=requests.Person.of(erin))
     with pytest.raises(Forbidden) as refused:
         requests.decide(any_instance, pending.id, approve=True, by=eve)
     assert refused.value.code == "forbidden"
@@ -243,5 +244,5 @@ def test_through_the_api_neither_act_is_one_persons(any_instance: Instance) -> N
     assert http.post(f"/api/v1/orders/{ORDER}/state", json={"state": "suspended"}, headers=as_(erin)).status_code == 200
     with pytest.raises(Conflict) as active:
         orders.set_order_state(any_instance, ORDER, OrderState.ACTIVE, actor="t")
-        requests.request_order_activation(any_instance, OrderId(ORDER), by=requests.Person("t", "t", None))
+        requests.request(any_instance, OrderId(ORDER).value, OrderActivation(), by=requests.Person("t", "t", None))
     assert active.value.code == "order_not_suspended"

@@ -24,6 +24,7 @@ from fabguard.pki.keys import new_signing_key
 from fabguard.service.access import tokens
 from fabguard.service.approvals import requests
 from fabguard.service.authority import authorities
+from fabguard.service.authority.ca_acts import CaCreation, CaImport, CaRevocation, CaRotation
 from fabguard.service.catalog import orders
 from fabguard.service.core import events
 from fabguard.service.ledger import merkle_log
@@ -55,9 +56,7 @@ def crl_pem(world: World, ca: str, path: Path) -> Path:
 def test_site_issuing_ca_signs_that_sites_orders_and_revoking_it_contains_the_breach(
     world: World, tmp_path: Path
 ) -> None:
-    asked = requests.request_ca_creation(
-        world.inst, CaName("issuing-cm-b"), site_id="cm-b", product_id=None, by=REQUESTER
-    )
+    asked = requests.request(world.inst, CaName("issuing-cm-b").value, CaCreation("cm-b", None), by=REQUESTER)
     second_person_approves(world.inst, asked)
     order_a, order_b = world.order(quota=5, site="cm-a"), world.order(quota=5, site="cm-b")
     assert orders.get_order(world.inst, order_b).issuing_ca == "issuing-cm-b"
@@ -81,8 +80,8 @@ def test_site_issuing_ca_signs_that_sites_orders_and_revoking_it_contains_the_br
     lint = run(Path(sys.executable).parent / "lint_pkix_cert", "lint", "-s", "ERROR", tmp_path / "ca.pem")
     assert lint.returncode == 0, lint.stdout
 
-    revoking = requests.request_ca_revocation(
-        world.inst, "issuing-cm-b", reason_code="ca_compromise", note="CM B breached", by=REQUESTER
+    revoking = requests.request(
+        world.inst, "issuing-cm-b", CaRevocation("ca_compromise", "CM B breached"), by=REQUESTER
     )
     second_person_approves(world.inst, revoking)
 
@@ -117,7 +116,7 @@ def test_rotation_moves_new_orders_and_keeps_old_certificates_valid(world: World
     fx = world.fixture("fx-1")
     before = fx.provision(old_order, "SN-1", tested_device(fx, "SN-1").csr_pem())
 
-    rotating = requests.request_ca_rotation(world.inst, "issuing", new_name=CaName("issuing-2027"), by=REQUESTER)
+    rotating = requests.request(world.inst, "issuing", CaRotation(CaName("issuing-2027").value), by=REQUESTER)
     second_person_approves(world.inst, rotating)
 
     new_order = world.order(quota=5)
@@ -156,27 +155,36 @@ def test_offline_root_signs_a_csr_that_is_imported(world: World, tmp_path: Path)
     forged = profiles.intermediate_ca(stranger, csr.public_key(), "Evil", "Forged", now)  # type: ignore[arg-type]
     # A certificate that does not fit is refused when the import is asked for, not when it is approved.
     with pytest.raises(InvalidRequest) as untrusted:
-        requests.request_ca_import(
-            world.inst, "issuing-offline", forged.public_bytes(serialization.Encoding.PEM), by=REQUESTER
+        requests.request(
+            world.inst,
+            "issuing-offline",
+            CaImport.from_pem(forged.public_bytes(serialization.Encoding.PEM)),
+            by=REQUESTER,
         )
     assert untrusted.value.code == "certificate_untrusted"
     other_key = profiles.intermediate_ca(root, new_signing_key().public_key(), "Acme Devices", "Other", now)
     with pytest.raises(InvalidRequest) as mismatch:
-        requests.request_ca_import(
-            world.inst, "issuing-offline", other_key.public_bytes(serialization.Encoding.PEM), by=REQUESTER
+        requests.request(
+            world.inst,
+            "issuing-offline",
+            CaImport.from_pem(other_key.public_bytes(serialization.Encoding.PEM)),
+            by=REQUESTER,
         )
     assert mismatch.value.code == "certificate_key_mismatch"
     assert requests.list_approvals(world.inst) == []
 
-    importing = requests.request_ca_import(
-        world.inst, "issuing-offline", signed.public_bytes(serialization.Encoding.PEM), by=REQUESTER
+    importing = requests.request(
+        world.inst, "issuing-offline", CaImport.from_pem(signed.public_bytes(serialization.Encoding.PEM)), by=REQUESTER
     )
     assert authorities.get_ca(world.inst, "issuing-offline").state == "pending"
     second_person_approves(world.inst, importing)
     assert authorities.get_ca(world.inst, "issuing-offline").state == "active"
     with pytest.raises(Conflict):
-        requests.request_ca_import(
-            world.inst, "issuing-offline", signed.public_bytes(serialization.Encoding.PEM), by=REQUESTER
+        requests.request(
+            world.inst,
+            "issuing-offline",
+            CaImport.from_pem(signed.public_bytes(serialization.Encoding.PEM)),
+            by=REQUESTER,
         )
     order = world.order(quota=2)
     assert orders.get_order(world.inst, order).issuing_ca == "issuing-offline"
@@ -214,9 +222,7 @@ def test_with_the_hsm_backend_no_ca_private_key_reaches_disk_or_the_database(wor
     order = world.order(quota=2)
     fx = world.fixture("fx-1")
     fx.provision(order, "SN-HSM", tested_device(fx, "SN-HSM").csr_pem())
-    asked = requests.request_ca_creation(
-        world.inst, CaName("issuing-hsm-2"), site_id="cm-b", product_id=None, by=REQUESTER
-    )
+    asked = requests.request(world.inst, CaName("issuing-hsm-2").value, CaCreation("cm-b", None), by=REQUESTER)
     second_person_approves(world.inst, asked)
     merkle_log.make_checkpoint(world.inst)
     assert sorted(p.name for p in (world.inst.home / "keys").iterdir()) == ["ledger.key.pem", "server.key.pem"]

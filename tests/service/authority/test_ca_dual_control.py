@@ -17,6 +17,7 @@ from fabguard.domain.values import CaName, SiteId
 from fabguard.service.access import tokens
 from fabguard.service.approvals import requests
 from fabguard.service.authority import authorities
+from fabguard.service.authority.ca_acts import CaCreation, CaRevocation, CaRotation
 from fabguard.service.catalog import product_catalog
 from fabguard.service.core.instance import Instance
 from fabguard.store.models import CertificateAuthority, Event
@@ -43,9 +44,7 @@ def test_a_new_ca_and_its_key_exist_only_once_a_second_person_approves(any_insta
     ada, alex = _people(inst)
     keys_before = _keys(inst)
 
-    asked = requests.request_ca_creation(
-        inst, CaName("issuing-cm-b"), site_id="cm-b", product_id=None, by=requests.Person.of(ada)
-    )
+    asked = requests.request(inst, CaName("issuing-cm-b").value, CaCreation("cm-b", None), by=requests.Person.of(ada))
 
     assert asked.state == "pending" and asked.kind == "ca.create" and asked.requested_by == ada.actor
     assert "issuing-cm-b" not in {c.name for c in authorities.list_cas(inst)}
@@ -80,10 +79,8 @@ def test_a_new_ca_and_its_key_exist_only_once_a_second_person_approves(any_insta
 def test_rotation_and_revocation_wait_for_the_second_person_and_expire(any_instance: Instance) -> None:
     inst = any_instance
     ada, alex = _people(inst)
-    rotating = requests.request_ca_rotation(inst, "issuing", new_name=CaName("issuing-2"), by=requests.Person.of(ada))
-    revoking = requests.request_ca_revocation(
-        inst, "station", reason_code="ca_compromise", note="leak", by=requests.Person.of(ada)
-    )
+    rotating = requests.request(inst, "issuing", CaRotation(CaName("issuing-2").value), by=requests.Person.of(ada))
+    revoking = requests.request(inst, "station", CaRevocation("ca_compromise", "leak"), by=requests.Person.of(ada))
     assert {c.name: c.state for c in authorities.list_cas(inst)} == {
         "root": "active",
         "issuing": "active",
@@ -107,12 +104,8 @@ def test_an_approval_whose_act_became_impossible_is_refused_recorded_and_changes
 ) -> None:
     inst = any_instance
     ada, alex = _people(inst)
-    first = requests.request_ca_creation(
-        inst, CaName("issuing-x"), site_id=None, product_id=None, by=requests.Person.of(ada)
-    )
-    second = requests.request_ca_creation(
-        inst, CaName("issuing-x"), site_id=None, product_id=None, by=requests.Person.of(ada)
-    )
+    first = requests.request(inst, CaName("issuing-x").value, CaCreation(None, None), by=requests.Person.of(ada))
+    second = requests.request(inst, CaName("issuing-x").value, CaCreation(None, None), by=requests.Person.of(ada))
     requests.decide(inst, first.id, approve=True, by=alex)
     keys_before = _keys(inst)
 
@@ -130,9 +123,7 @@ def test_two_approvers_at_once_create_the_ca_exactly_once(any_instance: Instance
     inst = any_instance
     ada, _ = _people(inst)
     deciders = [tokens.create_token(inst, name=f"approver-{i}", role="approver", actor="test")[0] for i in range(4)]
-    asked = requests.request_ca_creation(
-        inst, CaName("issuing-race"), site_id=None, product_id=None, by=requests.Person.of(ada)
-    )
+    asked = requests.request(inst, CaName("issuing-race").value, CaCreation(None, None), by=requests.Person.of(ada))
     keys_before = _keys(inst)
     start = threading.Barrier(len(deciders))
     outcomes: list[str] = []

@@ -13,6 +13,7 @@ from fabguard.domain.values import CaName
 from fabguard.pki import profiles
 from fabguard.service.approvals import requests
 from fabguard.service.authority import authorities
+from fabguard.service.authority.ca_acts import CaImport
 from fabguard.service.core.instance import Instance
 from tests.support import REQUESTER, second_person_approves
 
@@ -39,8 +40,8 @@ def test_a_pending_ca_has_no_chain_until_its_certificate_is_imported_then_the_ca
         "Offline CA",
         datetime.now(UTC),  # type: ignore[arg-type]
     )
-    importing = requests.request_ca_import(
-        instance, "offline", signed.public_bytes(serialization.Encoding.PEM), by=REQUESTER
+    importing = requests.request(
+        instance, "offline", CaImport.from_pem(signed.public_bytes(serialization.Encoding.PEM)), by=REQUESTER
     )
     second_person_approves(instance, importing)
     chain = [x509.load_pem_x509_certificate(p.encode()) for p in instance.cas.chain_pem("offline")]

@@ -25,6 +25,7 @@ from fabguard.ledger.verify import AuditFailure, verify_export, verify_report
 from fabguard.pki.handoff import RegistrationCode, VerificationCode
 from fabguard.service.approvals import requests
 from fabguard.service.authority import authorities, revocation
+from fabguard.service.authority.ca_acts import CaCreation, CaRevocation, MatterPaiCreation
 from fabguard.service.catalog import product_catalog
 from fabguard.service.core.instance import Instance
 from fabguard.service.handoff import clouds
@@ -111,7 +112,7 @@ def test_aws_device_manifest_lists_the_cas_unrevoked_units_in_bulk_registration_
         assert device.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value == line["SerialNumber"]
     _approved(
         world.inst,
-        requests.request_ca_creation(world.inst, CaName("issuing-2"), site_id=None, product_id=None, by=REQUESTER),
+        requests.request(world.inst, CaName("issuing-2").value, CaCreation(None, None), by=REQUESTER),
     )
     with pytest.raises(FabGuardError) as exc:  # that order's units chain to "issuing", not to this CA
         clouds.aws_bundle(world.inst, "issuing-2", AWS_CODE, role_arn=None, order_id=order, actor="alice")
@@ -165,12 +166,10 @@ REFUSED_CAS = {
 
 def test_a_ca_that_cannot_be_handed_off_is_refused_and_recorded(any_instance: Instance) -> None:
     inst = any_instance
-    _approved(
-        inst, requests.request_ca_creation(inst, CaName("issuing-cm-x"), site_id=None, product_id=None, by=REQUESTER)
-    )
+    _approved(inst, requests.request(inst, CaName("issuing-cm-x").value, CaCreation(None, None), by=REQUESTER))
     _approved(
         inst,
-        requests.request_ca_revocation(inst, "issuing-cm-x", reason_code="ca_compromise", note="test", by=REQUESTER),
+        requests.request(inst, "issuing-cm-x", CaRevocation("ca_compromise", "test"), by=REQUESTER),
     )
     authorities.issuing_csr(inst, CaName("issuing-2027"), site_id=None, product_id=None, actor="t")
     before = _count(inst)
@@ -278,9 +277,7 @@ def test_a_matter_pai_hands_off_with_a_template_that_names_things_by_the_dac_cn(
     product_catalog.create_product(instance, product_id=ProductId("bulb"), name="Bulb", actor="t")
     _approved(
         instance,
-        requests.request_matter_pai(
-            instance, CaName("pai-bulb"), product_id="bulb", vid=0xFFF1, pid=0x8000, by=REQUESTER
-        ),
+        requests.request(instance, CaName("pai-bulb").value, MatterPaiCreation("bulb", 0xFFF1, 0x8000), by=REQUESTER),
     )
     bundle = clouds.aws_bundle(instance, "pai-bulb", AWS_CODE, role_arn=ROLE, actor="t")
     template = json.loads(json.loads(bundle.files["registration-config.json"])["templateBody"])

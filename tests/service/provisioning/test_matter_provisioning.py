@@ -14,6 +14,7 @@ from fabguard.domain.values import CaName, ProductId, SiteId
 from fabguard.pki import matter
 from fabguard.service.approvals import requests
 from fabguard.service.authority import authorities
+from fabguard.service.authority.ca_acts import CaRevocation, MatterPaiCreation
 from fabguard.service.catalog import orders, product_catalog
 from fabguard.service.provisioning import reenrolment
 from tests.support import REQUESTER, World, second_person_approves, tested_device
@@ -26,8 +27,8 @@ def world(ca_world: World) -> World:
 
 def _pai_bulb(world: World) -> None:
     """A PAI for the bulb, asked for and approved by a second person."""
-    asked = requests.request_matter_pai(
-        world.inst, CaName("pai-bulb"), product_id="bulb", vid=0xFFF1, pid=0x8000, by=REQUESTER
+    asked = requests.request(
+        world.inst, CaName("pai-bulb").value, MatterPaiCreation("bulb", 0xFFF1, 0x8000), by=REQUESTER
     )
     second_person_approves(world.inst, asked)
 
@@ -93,7 +94,7 @@ def test_revoked_pai_is_on_its_paas_crl_not_the_roots(world: World) -> None:
     _pai_bulb(world)
     second_person_approves(
         world.inst,
-        requests.request_ca_revocation(world.inst, "pai-bulb", reason_code="ca_compromise", note="leak", by=REQUESTER),
+        requests.request(world.inst, "pai-bulb", CaRevocation("ca_compromise", "leak"), by=REQUESTER),
     )
     from fabguard.service.authority import revocation
 

@@ -12,6 +12,7 @@ from fabguard.api.schemas import CaCertificateIn, CaScopeIn, IssuingCaIn, Matter
 from fabguard.domain.values import CaName
 from fabguard.service.approvals import requests
 from fabguard.service.authority import authorities
+from fabguard.service.authority.ca_acts import CaCreation, CaImport, CaRevocation, CaRotation, MatterPaiCreation
 
 router = APIRouter()
 
@@ -32,8 +33,8 @@ PENDING: dict[int | str, dict[str, Any]] = {
 def create_issuing_ca(inst: Inst, body: IssuingCaIn, p: Admin) -> dict[str, object]:
     """Ask for a new issuing CA for a site and/or product line: when a second person approves, its key
     is made and the online root signs it."""
-    return requests.request_ca_creation(
-        inst, CaName(body.name), site_id=body.site_id, product_id=body.product_id, by=requests.Person.of(p)
+    return requests.request(
+        inst, CaName(body.name).value, CaCreation(body.site_id, body.product_id), by=requests.Person.of(p)
     ).to_dict()
 
 
@@ -41,8 +42,8 @@ def create_issuing_ca(inst: Inst, body: IssuingCaIn, p: Admin) -> dict[str, obje
 def create_matter_pai(inst: Inst, body: MatterPaiIn, p: Admin) -> dict[str, object]:
     """Ask for a Matter PAI for one product (its orders then get Matter DACs, under the vendor's PAA):
     made, with its key, when a second person approves."""
-    return requests.request_matter_pai(
-        inst, CaName(body.name), product_id=body.product_id, vid=body.vid, pid=body.pid, by=requests.Person.of(p)
+    return requests.request(
+        inst, CaName(body.name).value, MatterPaiCreation(body.product_id, body.vid, body.pid), by=requests.Person.of(p)
     ).to_dict()
 
 
@@ -58,20 +59,20 @@ def issuing_ca_csr(inst: Inst, name: str, body: CaScopeIn, p: Admin) -> dict[str
 def import_ca_certificate(inst: Inst, name: str, body: CaCertificateIn, p: Admin) -> dict[str, object]:
     """Ask for the certificate the offline root signed to be installed (checked now against the key and
     the root); the CA signs from the moment a second person approves."""
-    return requests.request_ca_import(inst, name, body.certificate.encode(), by=requests.Person.of(p)).to_dict()
+    return requests.request(
+        inst, name, CaImport.from_pem(body.certificate.encode()), by=requests.Person.of(p)
+    ).to_dict()
 
 
 @router.post("/api/v1/cas/{name}/rotate", status_code=202, tags=["ca"], responses=PENDING)
 def rotate_ca(inst: Inst, name: str, body: RotateIn, p: Admin) -> dict[str, object]:
     """Ask for new orders to go to a fresh CA of the same scope; once approved the old one is retired,
     its certificates stay valid."""
-    return requests.request_ca_rotation(inst, name, new_name=CaName(body.new_name), by=requests.Person.of(p)).to_dict()
+    return requests.request(inst, name, CaRotation(CaName(body.new_name).value), by=requests.Person.of(p)).to_dict()
 
 
 @router.post("/api/v1/cas/{name}/revoke", status_code=202, tags=["ca"], responses=PENDING)
 def revoke_ca(inst: Inst, name: str, body: RevokeUnitIn, p: Admin) -> dict[str, object]:
     """Ask for a CA to be put on the root's CRL: once approved it signs nothing more and its
     certificates stop verifying."""
-    return requests.request_ca_revocation(
-        inst, name, reason_code=body.reason, note=body.note, by=requests.Person.of(p)
-    ).to_dict()
+    return requests.request(inst, name, CaRevocation(body.reason, body.note), by=requests.Person.of(p)).to_dict()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -13,6 +12,8 @@ from fabguard.api.schemas import LeaseIn, ResolveIn
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import OrderId
 from fabguard.service.agent import quota_leases, sync
+from fabguard.service.agent.agent_request import AgentRequest
+from fabguard.service.agent.lease_acts import LeaseIssue
 from fabguard.service.approvals import requests
 
 router = APIRouter(tags=["leases"])
@@ -27,14 +28,11 @@ def issue_lease(inst: Inst, order_id: str, body: LeaseIn, p: Admin) -> dict[str,
     """Ask for a lease of units of the order for one site agent. It certifies the agent's CA under the
     root, so a second person approves it (POST /api/v1/approvals/{id}/approve); the approval's result
     names the lease, whose bundle (for 'agent init') is GET /api/v1/leases/{lease_id}/bundle."""
-    return requests.request_lease(
-        inst,
-        OrderId.named(order_id),
-        units=body.units,
-        expires_in=timedelta(minutes=body.expires_in_minutes),
-        request_text=json.dumps(body.agent_request),
-        by=requests.Person.of(p),
-    ).to_dict()
+    order = OrderId.named(order_id)
+    lease = LeaseIssue.of(
+        body.units, timedelta(minutes=body.expires_in_minutes), AgentRequest.from_json(body.agent_request)
+    )
+    return requests.request(inst, order.value, lease, by=requests.Person.of(p)).to_dict()
 
 
 @router.get("/api/v1/leases")
@@ -64,7 +62,7 @@ def sync_lease(
     A discrepancy (units beyond the lease, a forked, tampered or replayed log) is refused, recorded and
     alerted, and stands against new leases for the order and site until resolved. The package accepted
     last, sent again (its answer was lost), is answered again ("resent": true) and changes nothing."""
-    parsed = sync.parse_sync_package(json.dumps(package))
+    parsed = sync.SyncPackage.from_json(package)
     if parsed.lease_id != lease_id:
         raise InvalidRequest(f"the package is for lease {parsed.lease_id}, not {lease_id}", code="lease_sync_invalid")
     return sync.sync_lease(inst, parsed, actor=p.actor)

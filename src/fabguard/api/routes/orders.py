@@ -12,6 +12,7 @@ from fabguard.api.schemas import OrderIn, OrderStateIn, QuotaChangeIn
 from fabguard.domain.values import OrderId, OrderState, ProductId, SiteId
 from fabguard.service.approvals import requests
 from fabguard.service.catalog import orders
+from fabguard.service.catalog.order_acts import OrderActivation
 
 router = APIRouter(tags=["orders"])
 
@@ -60,7 +61,7 @@ def set_order_state(inst: Inst, order_id: str, body: OrderStateIn, p: Engineer) 
     new_state = body.state
     current = orders.get_order(inst, order_id)
     if new_state is OrderState.ACTIVE and current.state == OrderState.SUSPENDED.value:
-        pending = requests.request_order_activation(inst, OrderId(order_id), by=requests.Person.of(p))
+        pending = requests.request(inst, OrderId(order_id).value, OrderActivation(), by=requests.Person.of(p))
         return JSONResponse(pending.to_dict(), status_code=202)
     return orders.set_order_state(inst, order_id, new_state, actor=p.actor).to_dict()
 

@@ -5,7 +5,7 @@ together never pass the order's quota), certifies the agent's own issuing key as
 pathLen 0 CA under the root (never handing out the root or any key), certifies the agent's TLS server key
 under the station CA (the fixtures already trust it), and signs the whole bundle with the ledger key.
 Issuing a lease makes a CA under the root, so it is under dual control: one person asks
-(``approvals.request_lease``), a second approves, and the lease is issued in the approval's transaction
+(``lease_acts.LeaseIssue``), a second approves, and the lease is issued in the approval's transaction
 (``issue_lease_in``, a ``lease.issued`` event naming both).
 """
 
@@ -15,7 +15,6 @@ import hashlib
 import json
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -26,9 +25,9 @@ from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
 from fabguard.domain.values import OrderId
-from fabguard.ledger.checkpoint import CheckpointError, parse_verifier_key
 from fabguard.ledger.lease import LEASE_FORMAT, sign_bundle
 from fabguard.pki import profiles
+from fabguard.service.agent.agent_request import AgentRequest
 from fabguard.service.authority.authorities import is_matter_pai
 from fabguard.service.core.ca_registry import EXTERNAL_KEY
 from fabguard.service.core.instance import Instance
@@ -40,35 +39,6 @@ from fabguard.store.quota_leases import QuotaLease
 
 MAX_LEASE_DAYS = 90
 _PEM = serialization.Encoding.PEM
-
-
-@dataclass(frozen=True)
-class AgentRequest:
-    """What an agent sends to get a lease: the CSRs of its issuing and TLS keys, its ledger verifier key."""
-
-    site_id: str
-    hostnames: tuple[str, ...]
-    ca_csr: x509.CertificateSigningRequest
-    server_csr: x509.CertificateSigningRequest
-    ledger_key: str
-
-
-def parse_agent_request(text: str | bytes) -> AgentRequest:
-    """Read ``fabguard agent prepare``'s request file, checking each CSR's proof of possession."""
-    try:
-        data = json.loads(text)
-        site_id, hostnames = str(data["site_id"]), tuple(str(h) for h in data["hostnames"])
-        csrs = [x509.load_pem_x509_csr(str(data[k]).encode()) for k in ("ca_csr", "server_csr")]
-        ledger_key = str(data["ledger_key"])
-        parse_verifier_key(ledger_key)
-    except (ValueError, KeyError, TypeError, CheckpointError) as exc:
-        raise InvalidRequest(f"not an agent request: {exc}", code="agent_request_invalid") from None
-    for csr in csrs:
-        if not csr.is_signature_valid or not isinstance(csr.public_key(), ec.EllipticCurvePublicKey):
-            raise InvalidRequest("each CSR must be an EC key's, self-signed", code="agent_request_invalid")
-    if not hostnames or csrs[0].public_key() == csrs[1].public_key():
-        raise InvalidRequest("an agent names its host and uses two different keys", code="agent_request_invalid")
-    return AgentRequest(site_id, hostnames, csrs[0], csrs[1], ledger_key)
 
 
 def _fixture_entry(f: Fixture) -> dict[str, object]:
@@ -155,7 +125,7 @@ def issue_lease_in(
     detail: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     """Reserve ``units`` of the order for one agent, certify its keys and return the signed lease bundle,
-    in the caller's transaction: the act a second person approves (``service/approvals/acts.py``), since
+    in the caller's transaction: the act a second person approves (``lease_acts.py``), since
     it makes a CA under the root. ``detail`` joins the ``lease.issued`` event (which approval, who asked)."""
     now = inst.clock()
     order = _terms(inst, s, order_id, units=units, expires_in=expires_in, request=request)
@@ -304,7 +274,7 @@ def lease_bundle(inst: Instance, lease_id: str) -> dict[str, object]:
 
 def _ec(csr: x509.CertificateSigningRequest) -> ec.EllipticCurvePublicKey:
     key = csr.public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)  # parse_agent_request checked it
+    assert isinstance(key, ec.EllipticCurvePublicKey)  # AgentRequest.from_json checked it
     return key
 
 

@@ -16,18 +16,21 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
+from fabguard.domain.errors import Conflict, InvalidRequest, NotFound, Refusal
+from fabguard.domain.issuance import UnitHistory, synced_unit_unseen
 from fabguard.ledger.agent_sync import PROVISIONED, SyncDiscrepancy, VerifiedSync, verify_sync
 from fabguard.ledger.lease import open_bundle
 from fabguard.ledger.merkle import EMPTY_ROOT
 from fabguard.service.core.instance import Instance
 from fabguard.service.ledger.merkle_log import public_verifier_key
 from fabguard.store.eventlog import NewEvent, append_event, append_events
+from fabguard.store.issuance_facts import key_owners, serial_keys
 from fabguard.store.models import CertificateAuthority, Event, Fixture, Unit
 from fabguard.store.quota_leases import QuotaLease
 
@@ -55,20 +58,29 @@ class SyncPackage:
             }
         )
 
+    @classmethod
+    def from_json(cls, data: Any) -> SyncPackage:
+        """The package in ``data`` (its parsed JSON: the API's body, or the file's)."""
+        try:
+            if data.get("format") != SYNC_FORMAT:
+                raise ValueError(f"the format is not {SYNC_FORMAT}")
+            return cls(
+                lease_id=str(data["lease_id"]),
+                checkpoint=str(data["checkpoint"]),
+                entries=[base64.b64decode(str(e), validate=True) for e in data["entries"]],
+                certificates={str(k): str(v) for k, v in dict(data["certificates"]).items()},
+            )
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+            raise InvalidRequest(f"not an agent sync package: {exc}", code="lease_sync_invalid") from None
+
 
 def parse_sync_package(text: str | bytes) -> SyncPackage:
+    """Read the file ``fabguard agent sync --out`` wrote."""
     try:
         data = json.loads(text)
-        if data.get("format") != SYNC_FORMAT:
-            raise ValueError(f"the format is not {SYNC_FORMAT}")
-        return SyncPackage(
-            lease_id=str(data["lease_id"]),
-            checkpoint=str(data["checkpoint"]),
-            entries=[base64.b64decode(str(e), validate=True) for e in data["entries"]],
-            certificates={str(k): str(v) for k, v in dict(data["certificates"]).items()},
-        )
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+    except ValueError as exc:
         raise InvalidRequest(f"not an agent sync package: {exc}", code="lease_sync_invalid") from None
+    return SyncPackage.from_json(data)
 
 
 def sync_lease(inst: Instance, package: SyncPackage, *, actor: str) -> dict[str, object]:
@@ -179,42 +191,45 @@ def _fold(
 
 
 def _clone_codes(s: Session, product_id: str, verified: VerifiedSync) -> dict[int, str | None]:
-    """Each new unit's clone code: its key or serial known to the server, or to an earlier unit of this
-    sync. A certificate serial the server (or this sync) already holds, or an unknown fixture, is a
-    discrepancy: the agent CA's serials are its own random ones, and the lease names the site's fixtures."""
-    keys: set[str] = set()
-    serials: set[str] = set()
-    cert_serials: set[str] = set()
+    """Each new unit's clone code (``synced_unit_unseen``): its key or serial known to the server, or else
+    to an earlier unit of this sync. A certificate serial the server (or this sync) already holds, or an
+    unknown fixture, is a discrepancy: the agent CA's serials are its own random ones, and the lease names
+    the site's fixtures. The server's facts for the whole sync are read in four statements."""
+    units = verified.new_units
+    fixtures = set(s.execute(select(Fixture.id).where(Fixture.id.in_(sorted({u.fixture_id for u in units})))).scalars())
+    owners = key_owners(s, sorted({u.key_fingerprint for u in units}))
+    serial_key = serial_keys(s, product_id, sorted({u.serial for u in units}))
+    taken = set(
+        s.execute(
+            select(Unit.cert_serial).where(Unit.cert_serial.in_(sorted({u.cert_serial for u in units})))
+        ).scalars()
+    )
+    synced_owners: dict[str, str] = {}  # this sync's recorded units: key -> serial, serial -> key
+    synced_keys: dict[str, str] = {}
     codes: dict[int, str | None] = {}
-    for u in verified.new_units:
+    for u in units:
         where = f"unit {u.serial} (entry {u.index})"
-        if s.get(Fixture, u.fixture_id) is None:
+        if u.fixture_id not in fixtures:
             raise SyncDiscrepancy(code="lease_sync_invalid", message=f"{where} names unknown fixture {u.fixture_id!r}")
-        code = _clone_code(s, product_id, u.serial, u.key_fingerprint)
-        if code is None and u.key_fingerprint in keys:
-            code = "key_reused"
-        elif code is None and u.serial in serials:
-            code = "serial_has_other_key"
-        codes[u.index] = code
-        if code is None:  # only a unit recorded holds its key, serial and certificate
-            known = s.execute(select(Unit.id).where(Unit.cert_serial == u.cert_serial)).first()
-            if known is not None or u.cert_serial in cert_serials:
+        known = UnitHistory(None, serial_key.get(u.serial), owners.get(u.key_fingerprint))
+        synced = UnitHistory(None, synced_keys.get(u.serial), synced_owners.get(u.key_fingerprint))
+        codes[u.index] = _clone_code(u.serial, u.key_fingerprint, known) or _clone_code(
+            u.serial, u.key_fingerprint, synced
+        )
+        if codes[u.index] is None:  # only a unit recorded holds its key, serial and certificate
+            if u.cert_serial in taken:
                 raise SyncDiscrepancy(code="lease_sync_invalid", message=f"{where}: its certificate serial is taken")
-            keys.add(u.key_fingerprint)
-            serials.add(u.serial)
-            cert_serials.add(u.cert_serial)
+            synced_owners[u.key_fingerprint], synced_keys[u.serial] = u.serial, u.key_fingerprint
+            taken.add(u.cert_serial)
     return codes
 
 
-def _clone_code(s: Session, product_id: str, serial: str, key_fingerprint: str) -> str | None:
-    found = s.execute(
-        select(Unit.key_fingerprint).where(
-            or_(Unit.key_fingerprint == key_fingerprint, (Unit.product_id == product_id) & (Unit.serial == serial))
-        )
-    ).first()
-    if found is None:
-        return None
-    return "key_reused" if found[0] == key_fingerprint else "serial_has_other_key"
+def _clone_code(serial: str, key_fingerprint: str, history: UnitHistory) -> str | None:
+    try:
+        synced_unit_unseen(serial, key_fingerprint, history)
+    except Refusal as clone:
+        return clone.code
+    return None
 
 
 def _record_discrepancy(inst: Instance, row: QuotaLease, exc: SyncDiscrepancy, actor: str) -> None:

@@ -5,8 +5,8 @@
 
 "Different" means a different person (``service/access/people.py``): not the requester's token
 (``same_approver``), not another token of the requester's person, nor of the person who made the
-requester's token (``same_person``), whatever the tokens are named. What each kind does is
-``approval_acts``.
+requester's token (``same_person``), whatever the tokens are named. What each kind does, and what
+its request carries, is registered by the slice that does it (``registry.py``).
 """
 
 from __future__ import annotations
@@ -21,20 +21,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, FabGuardError, Forbidden, InvalidRequest, NotFound
-from fabguard.domain.values import CaName, OrderId, OrderState, Role
+from fabguard.domain.values import Role
 from fabguard.service.access import people, tokens
-from fabguard.service.agent import quota_leases
-from fabguard.service.approvals.acts import (
-    ACTS,
-    CA_CREATION,
-    CA_IMPORT,
-    CA_REVOCATION,
-    CA_ROTATION,
-    LEASE_ISSUE,
-    MATTER_PAI_CREATION,
-    ORDER_ACTIVATION,
-    Approved,
-)
+from fabguard.service.approvals.registry import Approved, Parameters, act_for, act_of
 from fabguard.service.core.instance import Instance
 from fabguard.store.approval_models import ApprovalRequest
 from fabguard.store.eventlog import append_event
@@ -99,7 +88,7 @@ def _view(row: ApprovalRequest, now: datetime) -> ApprovalView:
     return ApprovalView(
         id=row.id,
         kind=row.kind,
-        summary=ACTS[row.kind].summary,
+        summary=act_of(row.kind).summary,
         target=row.target,
         parameters=json.loads(row.parameters),
         state=_state(row, now),
@@ -114,36 +103,36 @@ def _view(row: ApprovalRequest, now: datetime) -> ApprovalView:
 
 def request(
     inst: Instance,
-    kind: str,
     target: str,
-    parameters: dict[str, Any],
+    parameters: Parameters,
     *,
     by: Person,
     secret_sha256: str | None = None,
 ) -> ApprovalView:
-    """Record a pending request for an act of ``kind`` (checked now, carried out when approved)."""
+    """Record a pending request for the act ``parameters`` belong to, on ``target`` (an order, a CA, a
+    person, a token's name): checked now, carried out when a second person approves."""
     with inst.db.transaction() as s:
-        return request_in(inst, s, kind, target, parameters, by=by, secret_sha256=secret_sha256)
+        return request_in(inst, s, target, parameters, by=by, secret_sha256=secret_sha256)
 
 
 def request_in(
     inst: Instance,
     s: Session,
-    kind: str,
     target: str,
-    parameters: dict[str, Any],
+    parameters: Parameters,
     *,
     by: Person,
     secret_sha256: str | None = None,
 ) -> ApprovalView:
     """:func:`request`, in the caller's transaction."""
-    act = ACTS[kind]
+    act = act_for(parameters)
     now = inst.clock()
     act.check(inst, s, target, parameters)
+    stored = parameters.to_json()
     row = ApprovalRequest(
-        kind=kind,
+        kind=act.kind,
         target=target,
-        parameters=json.dumps(parameters, sort_keys=True),
+        parameters=json.dumps(stored, sort_keys=True),
         secret_sha256=secret_sha256,
         requested_by=by.actor,
         requester_name=by.name,
@@ -162,64 +151,14 @@ def request_in(
         actor=by.actor,
         detail={
             "approval_id": row.id,
-            "kind": kind,
+            "kind": act.kind,
             "target": target,
-            "parameters": parameters,
+            "parameters": stored,
             "expires_at": row.expires_at.isoformat(),
             "person_id": by.person_id,
         },
     )
     return _view(row, now)
-
-
-def request_order_activation(inst: Instance, order_id: OrderId, *, by: Person) -> ApprovalView:
-    """Ask for a suspended order to provision again."""
-    return request(inst, ORDER_ACTIVATION, order_id.value, {"state": OrderState.ACTIVE.value}, by=by)
-
-
-def request_ca_creation(
-    inst: Instance, name: CaName, *, site_id: str | None, product_id: str | None, by: Person
-) -> ApprovalView:
-    """Ask for a new issuing CA (its key is made, and the root signs it, when a second person approves)."""
-    return request(inst, CA_CREATION, name.value, {"site_id": site_id, "product_id": product_id}, by=by)
-
-
-def request_matter_pai(
-    inst: Instance, name: CaName, *, product_id: str, vid: int, pid: int | None, by: Person
-) -> ApprovalView:
-    """Ask for a new Matter PAI for ``product_id`` (made, with its key, when a second person approves)."""
-    return request(inst, MATTER_PAI_CREATION, name.value, {"product_id": product_id, "vid": vid, "pid": pid}, by=by)
-
-
-def request_ca_import(inst: Instance, name: str, certificate_pem: bytes, *, by: Person) -> ApprovalView:
-    """Ask for the certificate an offline root signed to be installed on the pending CA ``name`` (checked
-    now; the CA signs from the moment a second person approves)."""
-    try:
-        pem = certificate_pem.decode("ascii")
-    except UnicodeDecodeError:
-        raise InvalidRequest("the file is not a PEM certificate", code="certificate_invalid") from None
-    return request(inst, CA_IMPORT, name, {"certificate": pem}, by=by)
-
-
-def request_ca_rotation(inst: Instance, name: str, *, new_name: CaName, by: Person) -> ApprovalView:
-    """Ask for an issuing CA to be succeeded by a new one of the same scope (made when approved)."""
-    return request(inst, CA_ROTATION, name, {"new_name": new_name.value}, by=by)
-
-
-def request_lease(
-    inst: Instance, order_id: OrderId, *, units: int, expires_in: timedelta, request_text: str, by: Person
-) -> ApprovalView:
-    """Ask for a quota lease of ``units`` of the order for the site agent whose request file is
-    ``request_text`` (checked now; the units are reserved and the agent's CA certified when a second
-    person approves; the bundle is then ``GET /api/v1/leases/{id}/bundle``)."""
-    quota_leases.parse_agent_request(request_text)  # refuse a bad request file before recording anything
-    parameters = {"units": units, "expires_in_seconds": int(expires_in.total_seconds()), "request": request_text}
-    return request(inst, LEASE_ISSUE, order_id.value, parameters, by=by)
-
-
-def request_ca_revocation(inst: Instance, name: str, *, reason_code: str, note: str, by: Person) -> ApprovalView:
-    """Ask for a CA to be put on the root's CRL."""
-    return request(inst, CA_REVOCATION, name, {"reason": reason_code, "note": note}, by=by)
 
 
 def _refused(inst: Instance, approval_id: int, by: Person, error: FabGuardError) -> FabGuardError:
@@ -280,13 +219,14 @@ def decide(inst: Instance, approval_id: int, *, approve: bool, by: tokens.Princi
                 },
             )
             if approve:
-                done = ACTS[row.kind].apply(
+                act = act_of(row.kind)
+                done = act.apply(
                     inst,
                     s,
                     Approved(
                         id=row.id,
                         target=row.target,
-                        parameters=json.loads(row.parameters),
+                        parameters=act.load(row.parameters),
                         secret_sha256=row.secret_sha256,
                         now=now,
                         actor=person.actor,
@@ -302,7 +242,7 @@ def decide(inst: Instance, approval_id: int, *, approve: bool, by: tokens.Princi
         if exc.status < 500:
             raise _refused(inst, approval_id, person, exc) from None
         raise
-    after = ACTS[view.kind].after
+    after = act_of(view.kind).after
     if approve and after is not None:
         after(inst)
     return view

@@ -20,7 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fabguard.domain.errors import Conflict, InvalidRequest, NotFound, Refusal
+from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
+from fabguard.domain.issuance import CA_STATES_THAT_SIGN, MatterPai
 from fabguard.domain.values import CaName
 from fabguard.pki import matter, profiles
 from fabguard.pki.crl import REASONS
@@ -29,7 +30,7 @@ from fabguard.store.eventlog import append_event
 from fabguard.store.models import CertificateAuthority, Product, Site
 
 ROLES = ("root", "station", "issuing")
-USABLE = ("active", "retired")
+USABLE = CA_STATES_THAT_SIGN
 # The CAs whose signature can stand behind a genuine unit: our issuing CAs, and the CA of a site agent,
 # which issues under a quota lease (ADR 0010). Its signature alone proves nothing more than ours does: a
 # unit is genuine only as the exact certificate recorded for it, and an agent's units are recorded only by
@@ -235,6 +236,18 @@ def is_matter_pai(cert: x509.Certificate) -> bool:
     return matter.subject_ids(cert.subject)[0] is not None
 
 
+def matter_pai_facts(certificate_pem: str | None) -> MatterPai | None:
+    """What a device issuer's certificate says for the DAC policies: a Matter PAI and its product ID, or
+    None (an IDevID issuer). A subject whose VID or PID is malformed is left to the signer, which refuses it."""
+    if not certificate_pem:
+        return None
+    try:
+        vid, pid = matter.subject_ids(x509.load_pem_x509_certificate(certificate_pem.encode()).subject)
+    except matter.AttestationProfileError:
+        return None
+    return None if vid is None else MatterPai(pid.value if pid is not None else None)
+
+
 def issuing_csr(inst: Instance, ca_name: CaName, *, site_id: str | None, product_id: str | None, actor: str) -> str:
     """For an offline root: make the key here and return a CSR for the root to sign (``ca import`` later).
 
@@ -361,11 +374,3 @@ def revoke_ca_in(
         detail={"ca": name, "reason": reason_code, "note": note, "cert_serial": row.cert_serial, **detail},
     )
     return _view(row)
-
-
-def usable_issuer(inst: Instance, name: str) -> profiles.Issuer:
-    """The issuer for an order's CA, refusing one that is revoked or still pending."""
-    ca = get_ca(inst, name)
-    if ca.state not in USABLE:
-        raise Refusal("issuing_ca_revoked", f"the order's issuing CA {name} is {ca.state}")
-    return inst.cas.issuer(name)

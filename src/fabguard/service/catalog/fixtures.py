@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from fabguard.domain.errors import Conflict, InvalidRequest, NotFound, Refusal, Unauthorized
-from fabguard.domain.issuance import FixtureFacts
+from fabguard.domain.issuance import FixtureFacts, active_fixture
 from fabguard.domain.ratelimit import EventAllowance
 from fabguard.domain.values import FixtureId, SiteId
 from fabguard.pki import profiles
@@ -119,8 +119,7 @@ def enroll_fixture(inst: Instance, *, token: str, csr_data: bytes) -> Enrollment
             raise Unauthorized("the enrolment token is unknown, used or expired", code="enrollment_token_invalid")
         fixture = s.get(Fixture, row.fixture_id, with_for_update=True)
         assert fixture is not None
-        if fixture.revoked_at is not None:
-            raise Refusal("fixture_revoked", f"fixture {fixture.id} has been revoked")
+        active_fixture(FixtureFacts(fixture.id, fixture.site_id, revoked=fixture.revoked_at is not None))
         cert = profiles.fixture_certificate(
             station,
             public_key,
@@ -186,8 +185,11 @@ def authenticate_fixture(
             actor=f"cert:{fp[:16]}",
             detail={"cert_sha256": fp, "subject": subject},
         )
-    if fixture.revoked_at is not None:
-        raise _refuse(inst, Refusal("fixture_revoked", f"fixture {fixture.id} has been revoked"), route, fixture.id)
+    facts = FixtureFacts(fixture.id, fixture.site_id, revoked=fixture.revoked_at is not None)
+    try:
+        active_fixture(facts)
+    except Refusal as refusal:
+        raise _refuse(inst, refusal, route, fixture.id) from None
     if fixture.cert_not_after is not None and fixture.cert_not_after <= now:
         raise _refuse(
             inst,
@@ -195,7 +197,7 @@ def authenticate_fixture(
             route,
             fixture.id,
         )
-    return FixtureFacts(fixture.id, fixture.site_id, revoked=False)
+    return facts
 
 
 def _subject_of(der: bytes) -> str:

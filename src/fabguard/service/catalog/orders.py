@@ -206,7 +206,7 @@ def list_orders(inst: Instance) -> list[OrderView]:
 
 def set_order_state(inst: Instance, order_id: str, new_state: OrderState, *, actor: str) -> OrderView:
     """Suspend, resume or close an order. Through the API, resuming a suspended order needs a second
-    person (``service/approvals/acts.py``); this function is the act itself."""
+    person (``service/catalog/order_acts.py``); this function is the act itself."""
     with inst.db.transaction() as s:
         change_order_state(s, order_id, new_state, now=inst.clock(), actor=actor)
     return get_order(inst, order_id)

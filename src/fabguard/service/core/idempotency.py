@@ -4,7 +4,7 @@ The answer is stored in the transaction that does the work, so a resend after a 
 either nothing (the work rolled back: it is done now) or the answer (the work committed: it is
 replayed, and nothing is stored twice). For test records, taking the key is the transaction's first
 write: on PostgreSQL a concurrent request with the same key waits for the first one's commit and then
-replays its answer; on SQLite writers queue anyway. Provisioning (``service.provisioning_group``) reads
+replays its answer; on SQLite writers queue anyway. Provisioning (``service/provisioning/group.py``) reads
 its units' keys first and inserts them, answered, with the group's writes; a rival that answered one
 meanwhile makes that insert come up short, and the unit is decided again (it then replays the rival's
 answer). A batch of provisioning requests takes its own row first, in a short transaction of its own (a

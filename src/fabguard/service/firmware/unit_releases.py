@@ -18,7 +18,14 @@ from sqlalchemy import select
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import OrderState
 from fabguard.firmware import envelope
-from fabguard.firmware.policy import FirmwareRefusal, ReleaseState, UnitReleaseFacts, authorize_unit_release
+from fabguard.firmware.policy import (
+    FirmwareRefusal,
+    ReleaseState,
+    UnitReleaseFacts,
+    authorize_unit_release,
+    order_found,
+    release_found,
+)
 from fabguard.service.core.events import record_refusal
 from fabguard.service.core.instance import Instance
 from fabguard.service.firmware import sealing_keys
@@ -68,16 +75,14 @@ def release_to_unit(inst: Instance, fixture: FixtureFacts, request: UnitFirmware
 def _release_in(inst: Instance, fixture: FixtureFacts, rid: str, oid: str, sn: str) -> UnitPackage:
     now = inst.clock()
     with inst.db.transaction() as s:
-        row = s.get(FirmwareRelease, rid)
-        if row is None:
-            raise FirmwareRefusal("release_not_found", f"no firmware release {rid!r}")
-        order = s.get(Order, oid)
-        if order is None:
-            raise FirmwareRefusal("order_not_found", f"no order {oid!r}")
+        row = release_found(rid, s.get(FirmwareRelease, rid))
+        order = order_found(oid, s.get(Order, oid))
         unit = s.execute(
             select(Unit).where(Unit.product_id == order.product_id, Unit.serial == sn)
         ).scalar_one_or_none()
         on_order = unit is not None and unit.order_id == order.id
+        cert = x509.load_pem_x509_certificate(unit.certificate_pem.encode()) if unit is not None and on_order else None
+        unit_key = cert.public_key() if cert is not None else None
         authorize_unit_release(
             UnitReleaseFacts(
                 release_id=row.id,
@@ -92,13 +97,11 @@ def _release_in(inst: Instance, fixture: FixtureFacts, rid: str, oid: str, sn: s
                 serial=sn,
                 unit_on_order=on_order,
                 unit_revoked=on_order and unit is not None and unit.revoked_at is not None,
+                unit_key_p256=isinstance(unit_key, ec.EllipticCurvePublicKey)
+                and isinstance(unit_key.curve, ec.SECP256R1),
             )
         )
-        assert unit is not None
-        cert = x509.load_pem_x509_certificate(unit.certificate_pem.encode())
-        unit_key = cert.public_key()
-        if not isinstance(unit_key, ec.EllipticCurvePublicKey) or not isinstance(unit_key.curve, ec.SECP256R1):
-            raise FirmwareRefusal("unit_key_unsupported", f"unit {sn}'s key is not P-256: firmware cannot be wrapped")
+        assert unit is not None and isinstance(unit_key, ec.EllipticCurvePublicKey)
         manifest = row.manifest.encode()
         manifest_sha256 = hashlib.sha256(manifest).digest()
         data_key = envelope.unwrap_data_key(sealing_keys.kek(inst), row.key_nonce, row.wrapped_key, row.id)

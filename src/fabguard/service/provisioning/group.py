@@ -35,15 +35,16 @@ from sqlalchemy.orm import Session
 from fabguard.domain.errors import Conflict, FabGuardError, Refusal, Unavailable
 from fabguard.domain.issuance import (
     AttestationPolicy,
+    Decision,
     FixtureFacts,
     IssuanceRequest,
-    authorize_issuance,
-    fixture_active,
-    fixture_at_order_site,
+    IssuingCaFacts,
+    decide_issuance,
+    order_found,
 )
 from fabguard.domain.values import parse_key_types, recorded_order_id, recorded_serial
 from fabguard.pki.attestation import Attested
-from fabguard.service.authority.authorities import USABLE
+from fabguard.service.authority.authorities import matter_pai_facts
 from fabguard.service.core import idempotency
 from fabguard.service.core.events import refusal_event
 from fabguard.service.core.idempotency import Answer, Keyed
@@ -168,6 +169,14 @@ class _Group:
     events: list[NewEvent] = field(default_factory=list)
     answers: list[dict[str, Any]] = field(default_factory=list)
     expired: list[Keyed] = field(default_factory=list)
+    cas: dict[str, IssuingCaFacts] = field(default_factory=dict)
+
+    def issuing_ca(self, name: str) -> IssuingCaFacts:
+        """The facts of an issuing CA, its certificate read once per group."""
+        if name not in self.cas:
+            pai = matter_pai_facts(self.history.ca_certificates.get(name))
+            self.cas[name] = IssuingCaFacts(name, self.history.ca_states.get(name), pai)
+        return self.cas[name]
 
     def answer(self, key: Keyed | None, status: int, body: dict[str, Any], unkeyed: Outcome) -> Outcome:
         """``unkeyed`` when no key was sent, else the answer kept under the key (written with the group)."""
@@ -273,14 +282,11 @@ def _decide(s: Session, group: _Group, job: Job) -> Outcome:
 def _issue(s: Session, group: _Group, job: Job, unit: UnitRequest) -> Outcome:
     inst, now, fixture = group.inst, group.now, job.fixture
     serial, checked = unit.serial, unit.csr
-    order = group.orders[unit.order_id.value]
-    if order is None:
-        raise Refusal("order_not_found", f"no order {unit.order_id.value!r}")
+    order = order_found(unit.order_id.value, group.orders[unit.order_id.value])
     facts = replace(order.facts, used=order.facts.used + group.taken[order.facts.id])
     ca_name, product_id = order.issuing_ca, facts.product_id
     # The test gate reads the order's site's records: a record from another site's fixture decides nothing here.
     history, existing = group.history.of(product_id, serial.value, checked.facts.key_fingerprint, facts.site_id)
-    ca_state = group.history.ca_states.get(ca_name)
     policy = AttestationPolicy(order.attestation_policy)
     attestation_facts, attested = check_request(s, policy, product_id, unit.attestation, checked.csr, now)
     request = IssuanceRequest(
@@ -291,23 +297,15 @@ def _issue(s: Session, group: _Group, job: Job, unit: UnitRequest) -> Outcome:
         csr=checked.facts,
         history=history,
         now=now,
+        issuing_ca=group.issuing_ca(ca_name),
         attestation=attestation_facts,
     )
-    if existing is not None and existing.revoked_at is not None:
-        fixture_active(request)
-        fixture_at_order_site(request)
-        raise Refusal("unit_revoked", f"unit {serial} was revoked ({existing.revocation_reason}); it stays revoked")
-    if existing is not None and existing.key_fingerprint == checked.facts.key_fingerprint:
+    # quota_left among the policies: the locked count plus the group's own units
+    if decide_issuance(request) is Decision.REPLAY:
         # An idempotent retry: the same unit with the same key gets the same certificate, for free.
-        fixture_active(request)
-        fixture_at_order_site(request)
-        if existing.order_id != facts.id:
-            raise Refusal("serial_has_other_key", f"serial {serial} was provisioned on order {existing.order_id}")
+        assert existing is not None
         again = Provisioned(serial.value, facts.id, existing.certificate_pem, inst.cas.chain_pem(ca_name, s), True)
         return group.answer(job.key, 200, again.to_dict(), again)
-    authorize_issuance(request)  # quota_left among the policies: the locked count plus the group's own units
-    if ca_state is None or ca_state not in USABLE:
-        raise Refusal("issuing_ca_revoked", f"order {facts.id}'s issuing CA {ca_name} is {ca_state or 'missing'}")
     issuer = inst.cas.issuer(ca_name, s)
     lifetime = timedelta(days=order.cert_lifetime_days) if order.cert_lifetime_days else None
     cert = device_certificate(inst, issuer, checked.public_key, serial, product_id, now, lifetime, ca_name)

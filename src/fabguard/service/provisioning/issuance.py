@@ -3,7 +3,7 @@
 Authorize (pure policies over facts read in the transaction), take quota atomically, sign, record the
 unit and its event, commit; only then is the certificate returned. A refusal consumes nothing and is
 recorded. The units of concurrent requests may share that transaction (group commit,
-``service.provisioning_group``): each is still decided on its own, and none is answered before the commit.
+``service/provisioning/group.py``): each is still decided on its own, and none is answered before the commit.
 
 Each function takes a ``runner``, what decides the units: by default ``run_jobs`` in the caller's
 thread; the server passes its writer thread's, which groups the units of concurrent requests.

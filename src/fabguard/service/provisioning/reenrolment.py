@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
 from fabguard.domain.errors import Refusal, Unauthorized
-from fabguard.domain.issuance import ReenrolmentRequest, authorize_reenrolment
+from fabguard.domain.reenrolment import ReenrolmentRequest, authorize_reenrolment
 from fabguard.domain.values import Serial, parse_key_types
 from fabguard.pki.csr import CheckedCsr, check_device_csr, load_csr
-from fabguard.service.authority.authorities import USABLE
+from fabguard.service.authority.authorities import USABLE, matter_pai_facts
 from fabguard.service.core.events import record_refusal
 from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning.unit_requests import Provisioned, device_certificate
@@ -63,6 +63,7 @@ def _reenroll_in(inst: Instance, fingerprint: str, checked: CheckedCsr) -> Provi
                 issuing_ca=unit.issuing_ca,
                 issuing_ca_usable=ca is not None and ca.state in USABLE,
                 new_key_unattested=new_key != unit.key_fingerprint and product.attestation_policy == "required",
+                matter_pai=matter_pai_facts(ca.certificate_pem) if ca is not None else None,
             )
         )
         lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None

@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 
 from fabguard.domain.errors import FabGuardError, Refusal
+from fabguard.domain.issuance import dac_refused
 from fabguard.domain.values import OrderId, Serial
 from fabguard.pki import attestation, matter, profiles
 from fabguard.pki.csr import CheckedCsr
@@ -65,7 +66,10 @@ def device_certificate(
     lifetime: timedelta | None,
     ca_name: str,
 ) -> x509.Certificate:
-    """The product's device profile: a Matter DAC under a Matter PAI, else an IEEE 802.1AR IDevID."""
+    """The product's device profile: a Matter DAC under a Matter PAI, else an IEEE 802.1AR IDevID.
+
+    Called once the policies allowed the unit (a DAC's among them); what the Matter profile still refuses
+    when signing (a PAI outside its own validity) is refused as they would."""
     vid, pid = matter.subject_ids(issuer.certificate.subject)
     if vid is None:
         return profiles.idevid_certificate(
@@ -80,9 +84,9 @@ def device_certificate(
             ca_issuers_url=inst.cas.ca_issuers_url(ca_name),
             ocsp_url=inst.cas.ocsp_url(ca_name),
         )
-    if pid is None:
-        raise Refusal("key_type_not_allowed", f"the Matter PAI {ca_name} names no product ID for the DAC")
+    # The DAC policies (``matter_dac_possible``) read this certificate: a PAI without a product ID is refused.
+    assert pid is not None, f"the Matter PAI {ca_name} names no product ID"
     try:
         return matter.dac_certificate(issuer, public_key, serial.value, vid, pid, now)
     except matter.AttestationProfileError as exc:
-        raise Refusal("key_type_not_allowed", f"a Matter DAC cannot be issued: {exc.message}") from None
+        raise dac_refused(exc.message) from None
