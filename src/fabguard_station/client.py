@@ -176,13 +176,26 @@ class FixtureClient:
     def close(self) -> None:
         self._http.close()
 
-    def _post(self, path: str, body: Any, key: str | None) -> Any:
+    def _post(
+        self,
+        path: str,
+        body: Any,
+        key: str | None,
+        *,
+        content_type: str | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """POST ``body`` as JSON, or as it is (bytes) with ``content_type``; the answer's JSON."""
         headers = {IDEMPOTENCY_HEADER: key or str(uuid.uuid4())}
+        sent: dict[str, Any] = {"json": body}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+            sent = {"content": body}
         lost = busy = 0
         busy_since: float | None = None
         while True:
             try:
-                response = self._http.post(path, json=body, headers=headers)
+                response = self._http.post(path, headers=headers, params=params, **sent)
             except httpx.TransportError:
                 if lost >= self.retries:
                     raise
@@ -210,6 +223,25 @@ class FixtureClient:
         """Upload one OpenHTF JSON test record."""
         result: dict[str, Any] = self._post("/api/v1/test-records", record, idempotency_key)
         return result
+
+    def upload_test_file(
+        self,
+        data: bytes,
+        content_type: str,
+        *,
+        format: str = "auto",
+        tz: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Upload a station's own report as it is (``content_type``: ``application/xml``, ``text/csv`` or
+        ``application/json``); the server parses it (``format``, ``auto`` by default; ``tz``: the
+        station's IANA zone for times written without one). Returns each stored UUT record."""
+        params = {"format": format}
+        if tz is not None:
+            params["tz"] = tz
+        body = self._post("/api/v1/test-records", data, idempotency_key, content_type=content_type, params=params)
+        records: list[dict[str, Any]] = body.get("records", [body])
+        return records
 
     def upload_test_records(
         self, records: list[dict[str, Any]], *, idempotency_key: str | None = None
