@@ -51,19 +51,21 @@ def _exception_classes() -> Iterator[type[BaseException]]:
                 yield obj
 
 
+# The station SDK (``fabguard.fixture`` is an alias of ``fabguard_station``, a distribution of its own).
+SDK_MODULES = ("fabguard.fixture", "fabguard_station")
 EXCEPTIONS = sorted(set(_exception_classes()), key=lambda c: f"{c.__module__}.{c.__qualname__}")
 FABGUARD_ERRORS = {c.__name__: c for c in EXCEPTIONS if issubclass(c, FabGuardError)}
 
 
 def test_every_exception_class_outside_the_sdk_derives_from_fabguard_error() -> None:
-    server = [c for c in EXCEPTIONS if not c.__module__.startswith("fabguard.fixture")]
+    server = [c for c in EXCEPTIONS if not c.__module__.startswith(SDK_MODULES)]
     assert len(server) >= 20
     strays = [f"{c.__module__}.{c.__qualname__}" for c in server if not issubclass(c, FabGuardError)]
     assert strays == []
 
 
 def test_every_exception_class_of_the_fixture_sdk_derives_from_its_own_root() -> None:
-    sdk = [c for c in EXCEPTIONS if c.__module__.startswith("fabguard.fixture")]
+    sdk = [c for c in EXCEPTIONS if c.__module__.startswith(SDK_MODULES)]
     assert len(sdk) >= 8
     strays = [f"{c.__module__}.{c.__qualname__}" for c in sdk if not issubclass(c, FixtureError)]
     assert strays == []

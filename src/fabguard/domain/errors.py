@@ -118,6 +118,9 @@ ERROR_STATUS: dict[str, int] = {
     "test_record_format_invalid": 422,  # malformed: the message names the line or element at fault
     "test_record_format_unknown": 422,  # not one of the formats read, or not the one named
     "test_record_too_large": 413,  # over the size, depth, element, step or measurement limits
+    # A station's own file posted as it is (POST /api/v1/test-records with an XML or CSV media type).
+    "unsupported_media_type": 415,  # not JSON, XML or CSV
+    "time_zone_invalid": 422,  # the station's time zone is not an IANA name (Europe/Berlin)
     "token_expiry_invalid": 422,
     "token_not_found": 422,
     "token_required": 422,

@@ -1,20 +1,29 @@
 """The fixture station's calls (TLS client certificate): whoami, test records, provisioning.
 
+``POST /api/v1/test-records`` takes an OpenHTF JSON record, or a station's own report as it is (ATML,
+TestStand XML, JUnit XML as ``application/xml`` or ``text/xml``; CSV as ``text/csv``), parsed on the
+server by ``domain.testformats``, so a ``curl`` from any line PC feeds the test gate.
+
 The four writing calls take an optional ``Idempotency-Key`` header (``service.idempotency``): with it, a
 resend of the same request gets the first answer back (``Idempotent-Replayed: true``) and stores nothing."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import hashlib
+from datetime import UTC, tzinfo
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Body, Header, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from fabguard.api import parsing
 from fabguard.api.deps import Fixture, Inst, Provisioner
 from fabguard.api.schemas import ProvisionBatchIn, ProvisionIn, TestRecordsIn
+from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.idempotency import IdempotencyKey
+from fabguard.domain.testformats import FormatUnknown
 from fabguard.service.core.idempotency import Answer, Keyed
 from fabguard.service.provisioning import issuance, testrecords
 
@@ -67,15 +76,94 @@ def whoami(f: Fixture) -> dict[str, str]:
     return {"fixture_id": f.id, "site_id": f.site_id}
 
 
-@router.post("/api/v1/test-records", status_code=201, response_model=None)
-def upload_test_record(
-    inst: Inst, record: Annotated[dict[str, Any], Body()], f: Fixture, idempotency_key: KeyHeader = None
+# A station's own report, as it is: the media types taken besides JSON.
+FILE_MEDIA_TYPES = ("application/xml", "text/xml", "text/csv")
+FileFormat = Literal["auto", "openhtf", "atml", "teststand-xml", "junit", "csv"]
+_JSON_RECORD = {"type": "object", "description": "An OpenHTF JSON test record (OutputToJSON)"}
+_RECORD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _JSON_RECORD},
+            **{m: {"schema": {"type": "string"}} for m in FILE_MEDIA_TYPES},
+        },
+    }
+}
+FormatQuery = Annotated[
+    FileFormat,
+    Query(
+        description="The file's format (XML and CSV bodies): `auto` reads it from the file; a file in "
+        "another format than the one named is refused with `test_record_format_unknown`."
+    ),
+]
+ZoneQuery = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="The station's time zone (an IANA name: `Europe/Berlin`) for times the file writes "
+        "without an offset (TestStand writes local time); UTC when absent.",
+    ),
+]
+
+
+def _zone(name: str | None) -> tzinfo:
+    if name is None:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError, OSError):
+        raise InvalidRequest(
+            f"time zone {name[:64]!r} is not an IANA name such as Europe/Berlin", code="time_zone_invalid"
+        ) from None
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _upload_file(
+    inst: Inst, f: Fixture, data: bytes, media_type: str, format: str, tz: str | None, key: str | None
 ) -> dict[str, object] | JSONResponse:
-    """One OpenHTF JSON test record (as written by OpenHTF's OutputToJSON).
+    if media_type not in FILE_MEDIA_TYPES:
+        raise InvalidRequest(
+            f"a test record is JSON, XML ({', '.join(FILE_MEDIA_TYPES[:2])}) or CSV (text/csv), not {media_type[:80]!r}",
+            code="unsupported_media_type",
+            status=415,
+        )
+    zone = _zone(tz)
+    if key is None:
+        return testrecords.record_test_file(inst, f, data, format, zone)
+    fingerprint = {"media_type": media_type, "format": format, "tz": tz, "sha256": hashlib.sha256(data).hexdigest()}
+    keyed = _keyed(f, key, "POST /api/v1/test-records (file)", fingerprint)
+    return _answered(testrecords.record_test_file_once(inst, f, data, format, zone, keyed))
+
+
+@router.post("/api/v1/test-records", status_code=201, response_model=None, openapi_extra=_RECORD_BODY)
+def upload_test_record(
+    inst: Inst,
+    record: Annotated[Any, Body()],
+    f: Fixture,
+    request: Request,
+    format: FormatQuery = "auto",
+    tz: ZoneQuery = None,
+    idempotency_key: KeyHeader = None,
+) -> dict[str, object] | JSONResponse:
+    """One OpenHTF JSON test record (as written by OpenHTF's OutputToJSON), or a station's own report.
+
+    A report (ATML, TestStand XML, JUnit XML as `application/xml` or `text/xml`, CSV as `text/csv`) is
+    parsed on the server into the same model (docs/test-record-formats.md) and each of its UUT records
+    stored: the answer (201) is `{"records": [{id, serial, outcome}, ...]}`. A malformed file is refused
+    whole (`test_record_format_invalid`, naming the line or element at fault) and stores nothing.
 
     The record's station is the fixture that uploads it, and it decides only the units of orders at that
     fixture's site (a record from another site is kept and listed, but opens or blocks nothing here); the
     body's ``station_id`` is kept as ``declared_station_id``, a claim trusted for nothing."""
+    if isinstance(record, bytes):
+        return _upload_file(inst, f, record, _media_type(request), format, tz, idempotency_key)
+    if not isinstance(record, dict):
+        raise InvalidRequest("body: a JSON test record is an object (OpenHTF's OutputToJSON)")
+    if format not in ("auto", "openhtf"):
+        raise FormatUnknown(f"a JSON body is an OpenHTF record, not {format}")
     if idempotency_key is None:
         return testrecords.record_test(inst, f, record).to_dict()
     key = _keyed(f, idempotency_key, "POST /api/v1/test-records", record)

@@ -3,18 +3,23 @@
 A record's station is the fixture that uploaded it (its TLS client certificate says which), and its site
 is that fixture's: only the orders of that site let it decide their units (the test gate,
 ``domain.issuance.passed_test``). The ``station_id`` the record's body names is kept as
-``declared_station_id``, as the station said it, and is trusted for nothing."""
+``declared_station_id``, as the station said it, and is trusted for nothing.
+
+A station may also send its own report as it is (ATML, TestStand XML, JUnit XML, CSV: a file may hold
+several UUTs): ``record_test_file`` parses it with ``domain.testformats`` into the same model and
+stores each record in OpenHTF's JSON shape, so analytics and the gate read it like any other."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from sqlalchemy import insert, select
 
 from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
+from fabguard.domain.testformats import FormatLimits, RecordTooLarge, openhtf_json, parse_test_records
 from fabguard.domain.testrecord import TestRecord, TestRecordInvalid, parse_openhtf_record, stored_text
 from fabguard.domain.values import recorded_serial
 from fabguard.service.core.events import refusal_event
@@ -58,8 +63,25 @@ Outcome = list[StoredRecord | FabGuardError]
 Answering = tuple[Keyed, Callable[[Outcome], tuple[int, dict[str, object]]]]
 
 
+Checked = tuple[TestRecord, str] | FabGuardError
+
+
+def _checked(inst: Instance, records: Sequence[JsonObject]) -> list[Checked]:
+    checked: list[Checked] = []
+    for data in records:
+        try:
+            checked.append(_check(inst, data))
+        except FabGuardError as exc:
+            checked.append(exc)
+    return checked
+
+
 def _store(
-    inst: Instance, fixture: FixtureFacts, records: Sequence[JsonObject], keyed: Answering | None = None
+    inst: Instance,
+    fixture: FixtureFacts,
+    records: Sequence[JsonObject],
+    keyed: Answering | None = None,
+    checked: list[Checked] | None = None,
 ) -> Outcome | Answer:
     """Check each record, then store the good ones and log the refusals of the bad ones in one transaction.
 
@@ -68,13 +90,10 @@ def _store(
     them, so resending the batch after an error answer stores each record once. An answer lost after
     the commit is another matter (records are append-only): with an idempotency key (``keyed``) the
     answer is kept in the same transaction, and a resend gets it back (an ``Answer``) storing nothing.
+    ``checked`` is what ``records`` gave when they were checked before (a file's records, parsed from
+    their format: ``records`` then holds each one's OpenHTF shape, or ``{}`` for the file's refusal).
     """
-    checked: list[tuple[TestRecord, str] | FabGuardError] = []
-    for data in records:
-        try:
-            checked.append(_check(inst, data))
-        except FabGuardError as exc:
-            checked.append(exc)
+    checked = _checked(inst, records) if checked is None else checked
     now = inst.clock()
     rows = [
         {
@@ -183,6 +202,76 @@ def record_tests_once(inst: Instance, fixture: FixtureFacts, records: Sequence[J
     """:func:`record_tests` under an idempotency key: the answer (200 and the results) is kept with the records."""
     _check_batch(inst, records)
     answer = _store(inst, fixture, records, (key, lambda outcome: (200, {"results": _results(outcome)})))
+    assert isinstance(answer, Answer)
+    return answer
+
+
+def _parse_file(
+    inst: Instance, fixture: FixtureFacts, data: bytes, format: str, assume_tz: tzinfo
+) -> list[tuple[TestRecord, str]]:
+    """Every UUT record of a station's file with its stored (OpenHTF-shaped) JSON, or the file's refusal.
+    A file that names no station (JUnit XML without a host name) is the uploading fixture's."""
+    limits = FormatLimits(
+        max_bytes=inst.limits.max_body_bytes,
+        max_phases=inst.limits.max_phases,
+        max_measurements=inst.limits.max_measurements,
+    )
+    parsed = parse_test_records(data, format, limits=limits, assume_tz=assume_tz, station=fixture.id)
+    out: list[tuple[TestRecord, str]] = []
+    for record in parsed:
+        raw = stored_text(openhtf_json(record))
+        if len(raw) > inst.limits.max_test_record_bytes:
+            raise RecordTooLarge(
+                f"the record of {record.serial.value} is over {inst.limits.max_test_record_bytes} bytes when stored"
+            )
+        out.append((record, raw))
+    return out
+
+
+def _store_file(
+    inst: Instance,
+    fixture: FixtureFacts,
+    data: bytes,
+    format: str,
+    assume_tz: tzinfo,
+    keyed: Answering | None = None,
+) -> Outcome | Answer:
+    """A file's records all stored, or (malformed) none and the file's refusal logged: one transaction."""
+    try:
+        parsed = _parse_file(inst, fixture, data, format, assume_tz)
+    except FabGuardError as exc:
+        return _store(inst, fixture, [{}], keyed, [exc])
+    return _store(inst, fixture, [openhtf_json(r) for r, _ in parsed], keyed, list(parsed))
+
+
+def _file_answer(outcome: Outcome) -> tuple[int, dict[str, object]]:
+    refused = next((r for r in outcome if isinstance(r, FabGuardError)), None)
+    if refused is not None:
+        return refused.status, refused.to_dict()
+    return 201, {"records": [r.to_dict() for r in outcome if isinstance(r, StoredRecord)]}
+
+
+def record_test_file(
+    inst: Instance, fixture: FixtureFacts, data: bytes, format: str, assume_tz: tzinfo
+) -> dict[str, object]:
+    """Parse a station's own report (``format``: one of ``domain.testformats.FORMATS`` or ``auto``;
+    ``assume_tz``: the station's zone, for times written without one) and store each of its UUT
+    records; a malformed file is refused whole, logged, and stores nothing."""
+    outcome = _store_file(inst, fixture, data, format, assume_tz)
+    assert not isinstance(outcome, Answer)
+    status, body = _file_answer(outcome)
+    for result in outcome:
+        if isinstance(result, FabGuardError):
+            raise result
+    assert status == 201
+    return body
+
+
+def record_test_file_once(
+    inst: Instance, fixture: FixtureFacts, data: bytes, format: str, assume_tz: tzinfo, key: Keyed
+) -> Answer:
+    """:func:`record_test_file` under an idempotency key: the answer is kept with the records."""
+    answer = _store_file(inst, fixture, data, format, assume_tz, (key, _file_answer))
     assert isinstance(answer, Answer)
     return answer
 
