@@ -16,6 +16,7 @@ from fabguard.cli import (
     catalog,
     compliance,
     config,
+    db,
     demo,
     events,
     field,
@@ -77,6 +78,7 @@ app.add_typer(field.field_app, name="field")
 app.add_typer(lease.lease_app, name="lease")
 app.add_typer(agent.agent_app, name="agent")
 app.add_typer(config.config_app, name="config")
+app.add_typer(db.db_app, name="db")
 
 
 def _version(value: bool) -> None:
