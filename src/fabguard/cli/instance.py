@@ -5,6 +5,8 @@ Both are top-level commands: ``cli.main`` registers them.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from functools import partial
 from typing import Annotated
 
@@ -147,12 +149,7 @@ def serve(
                 config=partial(publication_config, log_level=log_level, log_format=chosen_format),
                 connections=connections,
             )
-        _warn_unserved(inst, host, port, http_port)
-        served = f"https://{host}:{port}" + (
-            f" and http://{host}:{http_port} (CRLs, CA certificates)" if http_port else ""
-        )
-        console.print(f"FabGuard {__version__} serving {served} ({workers} worker(s))")
-        config = server_config(
+        config = server_config(  # configures logging: what serve says from here on is in the log's format
             inst,
             host=host,
             port=port,
@@ -162,17 +159,40 @@ def serve(
             access_log=access_log,
             connections=connections,
         )
+        say = _teller(chosen_format)
+        for line in _unserved(inst, host, port, http_port):
+            say(logging.WARNING, line)
+        served = f"https://{host}:{port}" + (
+            f" and http://{host}:{http_port} (CRLs, CA certificates)" if http_port else ""
+        )
+        say(logging.INFO, f"FabGuard {__version__} serving {served} ({workers} worker(s))")
         run_server(config, publication)
 
 
-def _warn_unserved(inst: Instance, host: str, port: int, http_port: int | None) -> None:
+def _teller(log_format: str) -> Callable[[int, str], None]:
+    """How serve tells the operator something: as text on the console, or with ``--log-format json`` as a
+    log record, so that every line of a JSON server's output is one JSON object."""
+
+    def tell(level: int, line: str) -> None:
+        if log_format == "json":
+            logging.getLogger("fabguard.serve").log(level, "%s", line)
+        elif level >= logging.WARNING:
+            err_console.print(f"[yellow]warning:[/] {escape(line)}")
+        else:
+            console.print(line)
+
+    return tell
+
+
+def _unserved(inst: Instance, host: str, port: int, http_port: int | None) -> list[str]:
     """One line for each published URL that this server does not serve (certificates would name nothing)."""
-    for line in published_urls.unserved(
-        public_url=inst.config.public_url,
-        crl_base_url=inst.config.crl_base_url,
-        ca_base_url=inst.config.ca_issuers_base_url,
-        host=host,
-        port=port,
-        http_port=http_port,
-    ):
-        err_console.print(f"[yellow]warning:[/] {escape(line)}")
+    return list(
+        published_urls.unserved(
+            public_url=inst.config.public_url,
+            crl_base_url=inst.config.crl_base_url,
+            ca_base_url=inst.config.ca_issuers_base_url,
+            host=host,
+            port=port,
+            http_port=http_port,
+        )
+    )

@@ -7,8 +7,9 @@ from __future__ import annotations
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from sqlalchemy.exc import SQLAlchemyError
 
-from fabguard.domain.errors import FabGuardError
+from fabguard.domain.errors import FabGuardError, Unavailable
 from fabguard.service.core.instance import Instance, require_current_schema
 
 PROBE = b"fabguard readiness probe"
@@ -16,7 +17,11 @@ PROBE = b"fabguard readiness probe"
 
 def check_database(inst: Instance) -> None:
     """The database answers and its schema is the code's (``database_unavailable``, ``database_behind_code``...)."""
-    require_current_schema(inst.db)
+    try:
+        require_current_schema(inst.db)
+    except SQLAlchemyError as exc:  # not an outage the store knows (a file that does not open, a refused login)
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise Unavailable(f"the database cannot be read: {reason[:200]}") from exc
 
 
 def check_keys(inst: Instance, ca: str = "issuing") -> None:
