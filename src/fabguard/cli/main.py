@@ -18,6 +18,7 @@ from fabguard.cli import (
     config,
     db,
     demo,
+    doctor,
     events,
     field,
     firmware,
@@ -56,6 +57,7 @@ command(app, "events")(events.events_cmd)
 command(app, "demo")(demo.demo)
 command(app, "backup")(backup.backup)
 command(app, "restore")(backup.restore)
+command(app, "doctor")(doctor.doctor)
 app.add_typer(tokens.token_app, name="token")
 app.add_typer(people.person_app, name="person")
 app.add_typer(catalog.product_app, name="product")

@@ -93,6 +93,9 @@ def _create_schema(home: Path, config: InstanceConfig, env: Mapping[str, str] | 
     """Give a new instance's database the code's schema and register its CAs: the one implicit migration
     (every later one is asked for: ``fabguard db upgrade``)."""
     db = Database(resolve_database_url(home, config, env))
+    if db.is_sqlite and db.url.database:
+        # Made empty and the owner's alone before SQLite opens it: its WAL files take the file's mode.
+        Path(db.url.database).touch(mode=0o600)
     store = config.key_store(home, env)
     try:
         upgrade(db)
