@@ -113,6 +113,9 @@ def test_commands_refuse_a_database_behind_the_code_until_db_upgrade_brings_it_t
         Instance.open(home).close()
     assert refused.value.code == "database_behind_code" and refused.value.status == 503
 
+    code, out = fg(home, "backup", "--out", str(home.parent / "before-upgrade"))  # the step before an upgrade
+    assert code == 0 and "Backed up" in out, out
+
     code, out = fg(home, "db", "upgrade")
     assert code == 0, out
     assert f"Upgraded the database from revision {OLD_RELEASE} to {head}" in out
