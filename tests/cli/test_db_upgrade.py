@@ -5,11 +5,19 @@ refused by every command, ``serve`` included, with what to run; ``fabguard db ch
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
@@ -162,3 +170,40 @@ def test_a_new_instance_is_at_the_code_revision_and_opening_it_writes_nothing(tm
         0,
         f"database: {code_revision()}; code: {code_revision()}: current (nothing to do)",
     )
+
+
+def test_serve_migrate_upgrades_first_then_serves_ready(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    init_instance(home, organization="Acme Devices")
+    _as_an_older_release(home, None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "fabguard.cli.main", "--home", str(home), "serve", "--port", str(port), "--migrate"],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        verify = ssl.create_default_context(cafile=str(home / "ca" / "root.pem"))
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                ready = httpx.get(f"https://127.0.0.1:{port}/readyz", verify=verify, timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
+    assert fg(home, "db", "check")[0] == 0
