@@ -78,11 +78,17 @@ def new_instance(home: Path, database_url: str | None = None, *, from_template: 
 
     On SQLite (no ``database_url``) its database starts as a copy of the session's migrated template
     unless ``from_template`` is false; on PostgreSQL it is the database given (``create_pg_database``
-    says whether that one is migrated already). ``Instance.open`` migrates whatever is left to migrate."""
+    says whether that one is migrated already). ``init_instance`` migrates whatever is left to migrate
+    (nothing, from the template) and registers the instance's CAs."""
+    _database_from_template(home, database_url, from_template)
     init_instance(home, organization="Acme Devices", database_url=database_url)
-    if database_url is None and from_template:
-        templates.copy_sqlite_template(home)
     return Instance.open(home)
+
+
+def _database_from_template(home: Path, database_url: str | None, from_template: bool) -> None:
+    if database_url is None and from_template:
+        home.mkdir(parents=True, exist_ok=True)
+        templates.copy_sqlite_template(home)
 
 
 @dataclass
@@ -216,6 +222,7 @@ def new_hsm_instance(
     """An instance whose CA keys live in the SoftHSM token (PIN from the environment, as in production);
     its database as in ``new_instance``."""
     os.environ["FABGUARD_PKCS11_PIN"] = USER_PIN
+    _database_from_template(home, database_url, from_template)
     init_instance(
         home,
         organization="Acme Devices",
@@ -224,6 +231,4 @@ def new_hsm_instance(
         pkcs11_module=hsm.module,
         pkcs11_token=TOKEN,
     )
-    if database_url is None and from_template:
-        templates.copy_sqlite_template(home)
     return Instance.open(home)

@@ -78,6 +78,7 @@ def copy_sqlite_template(home: Path) -> None:
     if target.exists():
         raise FileExistsError(target)
     shutil.copyfile(sqlite_template(), target)
+    target.chmod(0o600)  # as init_instance makes it: the owner's alone
 
 
 def pg_template() -> str:

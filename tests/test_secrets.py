@@ -1,7 +1,8 @@
 """No secret of a full run reaches a log, a process title, a traceback or an error message.
 
-One run, as an operator would do it: ``fabguard init``, ``token create``, ``fixture add`` and the
-catalog through the CLI, ``fabguard serve --log-level debug --access-log`` as a real process, the
+One run, as an operator would do it, once with each log format (``--log-format text`` and ``json``):
+``fabguard init``, ``token create``, ``fixture add`` and the catalog through the CLI, ``fabguard serve
+--log-level debug --access-log`` as a real process, the
 fixture enrolled with ``fabguard fixture enroll``, units provisioned through the SDK, refused requests
 (bad, unknown and wrong-role tokens, the dashboard stream's ``?token=``, a used enrolment token) and a
 server started with a wrong passphrase. Then everything captured is searched for every secret of the
@@ -88,7 +89,8 @@ def _wait_until_serving(url: str, ca: Path, server: subprocess.Popen[bytes]) -> 
     raise AssertionError("the server did not start")
 
 
-def test_a_full_run_at_debug_level_leaks_no_secret(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_full_run_at_debug_level_leaks_no_secret(tmp_path: Path, log_format: str) -> None:
     passphrase = "pp-" + secrets.token_urlsafe(24)
     webhook_secret = "wh-" + secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FABGUARD_")}
@@ -109,7 +111,11 @@ def test_a_full_run_at_debug_level_leaks_no_secret(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [*FABGUARD, "--home", str(run.home), "serve", "--port", str(port), *SERVE_AT_DEBUG],
+            [
+                *FABGUARD,
+                *("--home", str(run.home), "serve", "--port", str(port), *SERVE_AT_DEBUG),
+                *("--log-format", log_format),
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -181,7 +187,24 @@ def test_a_full_run_at_debug_level_leaks_no_secret(tmp_path: Path) -> None:
 
     server_log = run.captured["server.log"]
     assert "/api/v1/stream?token=[redacted] HTTP/1.1" in server_log, "the access log was not captured"
-    assert "fabguard.service.access.tokens: refused an unknown API token" in server_log, "FabGuard's own log was not"
+    if log_format == "json":  # every line one object; FabGuard's own records and the request lines among them
+        records = [json.loads(line) for line in server_log.splitlines() if line.strip()]
+        assert {"time", "level", "logger", "message"} <= set(records[0]), records[0]
+        assert any(
+            r["logger"] == "fabguard.service.access.tokens" and r["message"] == "refused an unknown API token"
+            for r in records
+        ), "FabGuard's own log was not captured"
+        requests = [r for r in records if r["logger"] == "fabguard.access"]
+        assert {(r["route"], r["status"], r.get("code")) for r in requests} >= {
+            ("/api/v1/orders", 401, "unauthorized"),
+            ("/api/v1/tokens", 403, "forbidden"),
+            ("/api/v1/units/provision", 409, "test_missing"),  # SN-3 has no test record
+        }, requests
+        assert all(r["request_id"] for r in requests)
+    else:
+        assert "fabguard.service.access.tokens: refused an unknown API token" in server_log, (
+            "FabGuard's own log was not"
+        )
     refusal = run.captured["wrong-passphrase.stderr"].strip()
     assert "passphrase" in refusal and len(refusal.splitlines()) == 1, refusal
     secrets_of_run = {

@@ -75,8 +75,10 @@ def test_the_tree_has_every_group_and_top_level_command() -> None:
         "agent",
         "config",
         "person",
+        "db",
     }
-    assert {("init",), ("serve",), ("events",), ("demo",), ("backup",), ("restore",)} <= {p for p, _ in COMMANDS}
+    top = {("init",), ("serve",), ("events",), ("demo",), ("backup",), ("restore",), ("doctor",)}
+    assert top <= {p for p, _ in COMMANDS}
 
 
 @pytest.mark.parametrize(("path", "group"), GROUPS, ids=_ids(GROUPS))

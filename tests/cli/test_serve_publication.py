@@ -50,7 +50,7 @@ def _cli(home: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess
 def _serve(home: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [*FABGUARD, "--home", str(home), "serve", "--log-level", "warning", *args],
+            [*FABGUARD, "--home", str(home), "serve", "--log-level", "warning", "--log-format", "text", *args],
             env={**os.environ, "COLUMNS": "300", "NO_COLOR": "1"},
             stdout=out,
             stderr=subprocess.STDOUT,

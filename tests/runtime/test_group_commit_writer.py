@@ -121,7 +121,7 @@ def test_the_server_answers_503_and_reports_unhealthy_once_its_writer_died(world
     order = world.order(quota=5)
     client = world.fixture("fx-1")
     device = tested_device(client, "SN-WRITER-1")
-    committer: GroupCommitter = world.server.server.config.app.app.state.committer
+    committer: GroupCommitter = world.server.server.config.app.app.app.state.committer  # RequestLog(BodyLimit(FastAPI))
 
     def dying(jobs: Sequence[Job]) -> list[Outcome]:
         raise WriterKilled

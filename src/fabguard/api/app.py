@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from fabguard import __version__
 from fabguard.api.errors import BodyLimit, install_error_handlers
+from fabguard.api.logs import RequestLog
 from fabguard.api.routes import (
     approvals,
     audit,
@@ -42,7 +43,8 @@ from fabguard.service.core.instance import Instance
 
 
 def create_app(inst: Instance) -> Any:
-    """Build the ASGI app for ``inst`` (the body size and read-time limit wraps the FastAPI app)."""
+    """Build the ASGI app for ``inst``: the FastAPI app inside the body size and read-time limit, inside
+    the request log (request ids, one line a request, ``api.logs``), so even a refused body is logged."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -101,8 +103,10 @@ def create_app(inst: Instance) -> Any:
     app.include_router(dashboard.router)
     app.include_router(firmware.router)
     limits = inst.limits
-    return BodyLimit(
-        app, limits.max_body_bytes, read_seconds=limits.body_read_seconds, max_header_bytes=limits.max_header_bytes
+    return RequestLog(
+        BodyLimit(
+            app, limits.max_body_bytes, read_seconds=limits.body_read_seconds, max_header_bytes=limits.max_header_bytes
+        )
     )
 
 

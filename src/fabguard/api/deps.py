@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from fabguard.api.logs import note_who
 from fabguard.api.tls import client_cert_der
 from fabguard.domain.errors import NotFound, Refusal
 from fabguard.domain.issuance import FixtureFacts
@@ -60,12 +61,17 @@ Writer = Annotated[GroupCommitter, Depends(provisioning_writer)]
 def principal(
     inst: Inst, request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> tokens.Principal:
-    return tokens.authenticate_token(
+    p = tokens.authenticate_token(
         inst,
         creds.credentials if creds else None,
         route=request.url.path,
         anonymous=request.app.state.anonymous_refusal_records,
     )
+    if p.person_id:
+        note_who(request.scope, "person", p.person_id, p.person_name or p.name)
+    else:
+        note_who(request.scope, "token", p.id, p.name)
+    return p
 
 
 def allow(*roles: Role) -> Callable[..., tokens.Principal]:
@@ -109,6 +115,7 @@ def fixture(inst: Inst, request: Request) -> FixtureFacts:
         route=request.url.path,
         anonymous=request.app.state.anonymous_refusal_records,
     )
+    note_who(request.scope, "fixture", facts.id, facts.id)
     limiter: RateLimiter = request.app.state.fixture_rate
     wait = limiter.take(facts.id, time.monotonic())
     if wait:

@@ -1,4 +1,4 @@
-"""The server's logging: FabGuard's and uvicorn's records on the same handlers, every one passed through
+"""Keeping secrets out of the server's logs (``api.logs`` configures them): every handler passes each record through
 :class:`RedactSecrets` first, so no API token, enrolment token, ``?token=`` value, bearer credential or
 private key reaches a log line, whatever logged it (an access log line, uvicorn's ASGI trace, a traceback).
 """
@@ -62,51 +62,3 @@ class RedactSecrets(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
-
-
-def log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging configuration (its formats and streams), plus FabGuard's own loggers at ``level``
-    on the same handler, and the redacting filter on every handler."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "filters": {"redact": {"()": RedactSecrets}},
-        "formatters": {
-            "default": {
-                "()": "uvicorn.logging.DefaultFormatter",
-                "fmt": "%(levelprefix)s %(message)s",
-                "use_colors": None,
-            },
-            "named": {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(levelprefix)s %(name)s: %(message)s"},
-            "access": {
-                "()": "uvicorn.logging.AccessFormatter",
-                "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
-            },
-        },
-        "handlers": {
-            "default": {
-                "formatter": "default",
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
-                "filters": ["redact"],
-            },
-            "fabguard": {
-                "formatter": "named",
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
-                "filters": ["redact"],
-            },
-            "access": {
-                "formatter": "access",
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stdout",
-                "filters": ["redact"],
-            },
-        },
-        "loggers": {
-            "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
-            "uvicorn.error": {"level": "INFO"},
-            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
-            "fabguard": {"handlers": ["fabguard"], "level": level.upper(), "propagate": False},
-        },
-    }

@@ -24,8 +24,8 @@ from fabguard.api.connections import (
     ServerConfig,
     connection_limit,
 )
+from fabguard.api.logs import LogFormat, log_config
 from fabguard.api.publication import create_publication_app
-from fabguard.api.redaction import log_config
 from fabguard.api.tls import ClientCertH11Protocol
 from fabguard.pki.keys import passphrase_from_env
 from fabguard.runtime import tune_gc
@@ -95,6 +95,7 @@ def server_config(
     port: int,
     workers: int = 1,
     log_level: str = "warning",
+    log_format: LogFormat = "text",
     access_log: bool = False,
     connections: OpenConnections | None = None,
 ) -> uvicorn.Config:
@@ -105,9 +106,9 @@ def server_config(
         port=port,
         http=ClientCertH11Protocol,
         ssl_context_factory=TLSContextFactory(str(inst.home)),
-        log_config=log_config(log_level),
+        log_config=log_config(log_level, log_format, access_log=access_log),
         log_level=log_level,
-        access_log=access_log,
+        access_log=False,  # replaced by api.logs.RequestLog's line (the log configuration turns it on)
         lifespan="on",
         timeout_keep_alive=inst.limits.idle_seconds,  # ClientCertH11Protocol applies it to the first request too
         h11_max_incomplete_event_size=inst.limits.max_header_bytes,
@@ -130,6 +131,7 @@ def publication_config(
     host: str,
     port: int,
     log_level: str = "warning",
+    log_format: LogFormat = "text",
     access_log: bool = False,
     connections: OpenConnections | None = None,
 ) -> uvicorn.Config:
@@ -139,9 +141,9 @@ def publication_config(
         bound=connection_bound(inst, connections),
         host=host,
         port=port,
-        log_config=log_config(log_level),
+        log_config=log_config(log_level, log_format, access_log=access_log),
         log_level=log_level,
-        access_log=access_log,
+        access_log=False,
         lifespan="off",
         timeout_keep_alive=inst.limits.idle_seconds,
         h11_max_incomplete_event_size=inst.limits.max_header_bytes,

@@ -19,8 +19,9 @@ def backup(
     """Back up the instance while it runs: a consistent copy of its database (SQLite online backup, or
     pg_dump), its configuration, certificates and encrypted keys as they are, and a manifest with the
     SHA-256 of every file. Needs no passphrase."""
-    # Not migrated: a backup copies the database as the server has it, and writes nothing to it.
-    inst = Instance.open(state.home, migrate=False)
+    # Not migrated, nor refused when behind the code: a backup copies the database as the server has it
+    # (the step before 'fabguard db upgrade'), and writes nothing to it.
+    inst = Instance.open(state.home, check_schema=False)
     try:
         manifest = backups.backup(inst, out)
     finally:

@@ -73,9 +73,11 @@ state = State()
 
 
 @contextmanager
-def opened() -> Iterator[Instance]:
-    """The instance at ``--home`` (its CA keys unlocked with the passphrase from the environment), closed afterwards."""
-    inst = Instance.open(state.home)
+def opened(*, migrate: bool = False) -> Iterator[Instance]:
+    """The instance at ``--home`` (its CA keys unlocked with the passphrase from the environment), closed
+    afterwards. Its database must be at the code's schema (``database_behind_code`` says what to run),
+    unless ``migrate`` (``db upgrade``, ``serve --migrate``) brings it there."""
+    inst = Instance.open(state.home, migrate=migrate)
     try:
         yield inst
     finally:

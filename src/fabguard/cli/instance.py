@@ -5,6 +5,9 @@ Both are top-level commands: ``cli.main`` registers them.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -74,6 +77,7 @@ def init(
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+LOG_FORMATS = ("text", "json")  # api.logs.LOG_FORMATS (the web stack is imported only when serving)
 
 
 def serve(
@@ -92,22 +96,46 @@ def serve(
         str, typer.Option(help="Log level of uvicorn and FabGuard: critical, error, warning, info, debug, trace")
     ] = "info",
     access_log: Annotated[
-        bool, typer.Option("--access-log/--no-access-log", help="Log every request (credentials redacted)")
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log one line a request on stdout: time, request id, route, status, duration, who, refusal code",
+        ),
+    ] = True,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="text (for a person) or json (one object a line, for a log collector); "
+            "default: text at a terminal, json otherwise",
+        ),
+    ] = None,
+    migrate: Annotated[
+        bool,
+        typer.Option(
+            "--migrate", help="Upgrade the database's schema first if it is behind the code (as 'fabguard db upgrade')"
+        ),
     ] = False,
 ) -> None:
     """Run the HTTPS server (fixtures authenticate with their client certificates).
+
+    Refuses a database behind the code (database_behind_code): run 'fabguard db upgrade' first, or pass --migrate.
 
     Limits on hostile clients come from instance.json's "limits" (README, API): max_body_bytes, max_header_bytes, body_read_seconds, idle_seconds, max_connections (per process, within the open-file limit, which serve raises to its hard limit), fixture_requests_per_second, fixture_request_burst.
     """
     if log_level not in LOG_LEVELS:
         raise InvalidRequest(f"unknown log level {log_level[:40]!r}; one of {', '.join(LOG_LEVELS)}")
+    if log_format not in (None, *LOG_FORMATS):
+        raise InvalidRequest(f"unknown log format {log_format[:40]!r}; one of {', '.join(LOG_FORMATS)}")
     # Lazy: the web stack (FastAPI, uvicorn) takes about half a second to import, which no other command needs.
     from fabguard.api.connections import OpenConnections, connection_limit, raise_open_file_limit
+    from fabguard.api.logs import default_log_format
     from fabguard.api.server import ServerThread, publication_config, run_server, server_config
 
+    chosen_format = default_log_format() if log_format is None else "json" if log_format == "json" else "text"
     tune_gc()
     raise_open_file_limit()
-    with opened() as inst:
+    with opened(migrate=migrate) as inst:
         if workers > 1 and inst.db.is_sqlite:
             raise typer.BadParameter("several workers need PostgreSQL (init --database-url); SQLite is one process")
         inst.cas.issuer("issuing")  # fail now, not on the first unit, if the passphrase is wrong
@@ -115,33 +143,56 @@ def serve(
         publication = None
         if http_port is not None:
             publication = ServerThread(
-                inst, host=host, port=http_port, config=publication_config, connections=connections
+                inst,
+                host=host,
+                port=http_port,
+                config=partial(publication_config, log_level=log_level, log_format=chosen_format),
+                connections=connections,
             )
-        _warn_unserved(inst, host, port, http_port)
-        served = f"https://{host}:{port}" + (
-            f" and http://{host}:{http_port} (CRLs, CA certificates)" if http_port else ""
-        )
-        console.print(f"FabGuard {__version__} serving {served} ({workers} worker(s))")
-        config = server_config(
+        config = server_config(  # configures logging: what serve says from here on is in the log's format
             inst,
             host=host,
             port=port,
             workers=workers,
             log_level=log_level,
+            log_format=chosen_format,
             access_log=access_log,
             connections=connections,
         )
+        say = _teller(chosen_format)
+        for line in _unserved(inst, host, port, http_port):
+            say(logging.WARNING, line)
+        served = f"https://{host}:{port}" + (
+            f" and http://{host}:{http_port} (CRLs, CA certificates)" if http_port else ""
+        )
+        say(logging.INFO, f"FabGuard {__version__} serving {served} ({workers} worker(s))")
         run_server(config, publication)
 
 
-def _warn_unserved(inst: Instance, host: str, port: int, http_port: int | None) -> None:
+def _teller(log_format: str) -> Callable[[int, str], None]:
+    """How serve tells the operator something: as text on the console, or with ``--log-format json`` as a
+    log record, so that every line of a JSON server's output is one JSON object."""
+
+    def tell(level: int, line: str) -> None:
+        if log_format == "json":
+            logging.getLogger("fabguard.serve").log(level, "%s", line)
+        elif level >= logging.WARNING:
+            err_console.print(f"[yellow]warning:[/] {escape(line)}")
+        else:
+            console.print(line)
+
+    return tell
+
+
+def _unserved(inst: Instance, host: str, port: int, http_port: int | None) -> list[str]:
     """One line for each published URL that this server does not serve (certificates would name nothing)."""
-    for line in published_urls.unserved(
-        public_url=inst.config.public_url,
-        crl_base_url=inst.config.crl_base_url,
-        ca_base_url=inst.config.ca_issuers_base_url,
-        host=host,
-        port=port,
-        http_port=http_port,
-    ):
-        err_console.print(f"[yellow]warning:[/] {escape(line)}")
+    return list(
+        published_urls.unserved(
+            public_url=inst.config.public_url,
+            crl_base_url=inst.config.crl_base_url,
+            ca_base_url=inst.config.ca_issuers_base_url,
+            host=host,
+            port=port,
+            http_port=http_port,
+        )
+    )

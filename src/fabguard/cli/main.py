@@ -16,7 +16,9 @@ from fabguard.cli import (
     catalog,
     compliance,
     config,
+    db,
     demo,
+    doctor,
     events,
     field,
     firmware,
@@ -55,6 +57,7 @@ command(app, "events")(events.events_cmd)
 command(app, "demo")(demo.demo)
 command(app, "backup")(backup.backup)
 command(app, "restore")(backup.restore)
+command(app, "doctor")(doctor.doctor)
 app.add_typer(tokens.token_app, name="token")
 app.add_typer(people.person_app, name="person")
 app.add_typer(catalog.product_app, name="product")
@@ -77,6 +80,7 @@ app.add_typer(field.field_app, name="field")
 app.add_typer(lease.lease_app, name="lease")
 app.add_typer(agent.agent_app, name="agent")
 app.add_typer(config.config_app, name="config")
+app.add_typer(db.db_app, name="db")
 
 
 def _version(value: bool) -> None:

@@ -82,6 +82,11 @@ ERROR_STATUS: dict[str, int] = {
     "database_unavailable": 503,
     # The server process's provisioning writer died (a bug): it decides nothing until it is restarted.
     "provisioning_writer_down": 503,
+    # The database's schema is not the code's (nothing migrates on its own: 'fabguard db upgrade').
+    "database_behind_code": 503,  # an older schema: back it up, then 'fabguard db upgrade'
+    "database_ahead_of_code": 503,  # upgraded by a newer FabGuard: run that release
+    # /readyz: the key store does not sign with the issuing CA's key (an HSM gone, a key that does not open).
+    "key_store_unavailable": 503,
     # Values that break a documented rule or limit.
     "invalid_CA_name": 422,
     "invalid_fixture_id": 422,
@@ -339,6 +344,13 @@ class Unavailable(FabGuardError):
     def __init__(self, message: str, *, contended: bool = False) -> None:
         super().__init__(message)
         self.contended = contended
+
+
+class SchemaMismatch(FabGuardError):
+    """The database's schema is not at the code's revision: nothing was done (``code`` says which way)."""
+
+    code = "database_behind_code"
+    status = 503
 
 
 class ConfigurationError(FabGuardError):

@@ -137,7 +137,7 @@ def init_agent(home: Path, bundle_text: str, *, env: Mapping[str, str] | None = 
     (home / LEASE_NAME).write_text(bundle_text)
     (home / CONFIG_NAME).write_text(replace(config, organization=str(bundle["organization"])).to_json())
     pending.unlink()
-    inst = Instance.open(home, env=env, clock=clock)
+    inst = Instance.open(home, env=env, clock=clock, migrate=True)  # a new instance: its schema is made here
     try:
         _seed_agent(inst, lease, bundle)
     finally:

@@ -13,6 +13,7 @@ from fabguard.domain.errors import ConfigurationError
 from fabguard.pki.keystore import KeyStore
 from fabguard.service.core.published_urls import published_url, url_host
 from fabguard.service.core.settings import Limits
+from fabguard.store.db import sqlite_url
 
 HOME_ENV = "FABGUARD_HOME"
 DATABASE_ENV = "FABGUARD_DATABASE_URL"
@@ -138,6 +139,15 @@ class InstanceConfig:
             label_prefix=self.key_prefix,
             env=env,
         )
+
+
+def resolve_database_url(
+    home: Path, config: InstanceConfig, env: Mapping[str, str] | None = None, override: str | None = None
+) -> str:
+    """The database an instance uses: ``override``, else $FABGUARD_DATABASE_URL, else its configuration's,
+    else the SQLite file in its home."""
+    env = os.environ if env is None else env
+    return override or env.get(DATABASE_ENV) or config.database_url or sqlite_url(home / "fabguard.db")
 
 
 def load_config(home: Path) -> InstanceConfig:

@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fabguard.analytics.fold import Memory
+from fabguard.domain.errors import SchemaMismatch
 from fabguard.pki.ocsp import OcspState
 from fabguard.service.core.ca_registry import CaRegistry
-from fabguard.service.core.config import DATABASE_ENV, InstanceConfig, load_config
+from fabguard.service.core.config import InstanceConfig, load_config, resolve_database_url
 from fabguard.service.core.seeding import seed_registry
-from fabguard.store.db import Database, sqlite_url
-from fabguard.store.migrate import upgrade
+from fabguard.store.db import Database
+from fabguard.store.migrate import SchemaStatus, schema_status, upgrade
 
 Clock = Callable[[], datetime]
 
@@ -64,8 +65,7 @@ class Instance:
         self.limits = config.limits
         self.clock = clock
         env = os.environ if env is None else env
-        url = database_url or env.get(DATABASE_ENV) or config.database_url or sqlite_url(home / "fabguard.db")
-        self.db = Database(url)
+        self.db = Database(resolve_database_url(home, config, env, database_url))
         self.keys = config.key_store(home, env)
         self.cas = CaRegistry(
             self.db, self.keys, home / "ca", config.crl_base_url, config.ca_issuers_base_url, config.ocsp_url
@@ -85,15 +85,52 @@ class Instance:
         env: Mapping[str, str] | None = None,
         clock: Clock = utcnow,
         database_url: str | None = None,
-        migrate: bool = True,
+        migrate: bool = False,
+        check_schema: bool = True,
     ) -> Instance:
-        """Open the instance in ``home``; with ``migrate``, upgrade its schema and register the CAs ``init`` made."""
+        """Open the instance in ``home``. Nothing migrates on its own: with ``migrate`` (``fabguard db
+        upgrade``, ``serve --migrate``) its schema is brought to the code's revision and the CAs ``init``
+        made are registered; otherwise a database whose schema is not the code's is refused with
+        ``database_behind_code`` (or ``database_ahead_of_code``), saying what to run, unless
+        ``check_schema`` is off (a backup copies the database as it is)."""
         inst = cls(home, load_config(home), env=env, clock=clock, database_url=database_url)
-        if migrate:
-            upgrade(inst.db)
-            seed_registry(inst.db, inst.cas, inst.keys, inst.clock)
+        try:
+            if migrate:
+                inst.upgrade()
+            elif check_schema:
+                require_current_schema(inst.db)
+        except BaseException:
+            inst.close()
+            raise
         return inst
+
+    def schema(self) -> SchemaStatus:
+        """Where this instance's database schema stands against the code (``Unavailable`` if unreachable)."""
+        return schema_status(self.db)
+
+    def upgrade(self) -> None:
+        """Bring the database's schema to the code's revision and register the CAs ``init`` made (idempotent)."""
+        upgrade(self.db)
+        seed_registry(self.db, self.cas, self.keys, self.clock)
 
     def close(self) -> None:
         self.db.dispose()
         self.keys.close()
+
+
+def require_current_schema(db: Database) -> SchemaStatus:
+    """``db``'s schema status, if it is the code's; ``SchemaMismatch`` saying what to run otherwise."""
+    status = schema_status(db)
+    if status.state == "behind":
+        at = f"at revision {status.database}" if status.database else "empty (no FabGuard schema)"
+        raise SchemaMismatch(
+            f"the database is {at} and this FabGuard needs revision {status.code}: back it up, then run "
+            "'fabguard db upgrade' (or start the server with 'fabguard serve --migrate')"
+        )
+    if status.state == "ahead":
+        raise SchemaMismatch(
+            f"the database is at revision {status.database}, which this FabGuard (revision {status.code}) "
+            "does not know: a newer FabGuard upgraded it; run that release (schemas are never downgraded)",
+            code="database_ahead_of_code",
+        )
+    return status

@@ -17,8 +17,9 @@ from fabguard.pki import profiles
 from fabguard.pki.keys import SigningKey, new_signing_key, passphrase_from_env, write_encrypted_key
 from fabguard.pki.keystore import KEY_BACKENDS, KeyStore
 from fabguard.service.core.ca_registry import CaRegistry
-from fabguard.service.core.config import CONFIG_NAME, InstanceConfig
+from fabguard.service.core.config import CONFIG_NAME, InstanceConfig, resolve_database_url
 from fabguard.store.db import Database
+from fabguard.store.migrate import upgrade
 from fabguard.store.models import CertificateAuthority
 
 # The keys an instance holds. The ledger key signs event checkpoints (the ledger issue uses it).
@@ -83,8 +84,26 @@ def init_instance(
         store.close()
     for name, key in keys.items():
         write_encrypted_key(key, store.path(name), passphrase)
+    _create_schema(home, config, env, now)  # before the configuration, whose presence says "an instance"
     (home / CONFIG_NAME).write_text(config.to_json())
     return config
+
+
+def _create_schema(home: Path, config: InstanceConfig, env: Mapping[str, str] | None, now: datetime) -> None:
+    """Give a new instance's database the code's schema and register its CAs: the one implicit migration
+    (every later one is asked for: ``fabguard db upgrade``)."""
+    db = Database(resolve_database_url(home, config, env))
+    if db.is_sqlite and db.url.database:
+        # Made empty and the owner's alone before SQLite opens it: its WAL files take the file's mode.
+        Path(db.url.database).touch(mode=0o600)
+    store = config.key_store(home, env)
+    try:
+        upgrade(db)
+        cas = CaRegistry(db, store, home / "ca", config.crl_base_url, config.ca_issuers_base_url)
+        seed_registry(db, cas, store, lambda: now)
+    finally:
+        store.close()
+        db.dispose()
 
 
 def _with_published_urls(
