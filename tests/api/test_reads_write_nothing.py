@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,14 @@ from sqlalchemy import func, select
 from fabguard.api.app import create_app
 from fabguard.domain.values import Role, SiteId
 from fabguard.service.access import tokens
+from fabguard.service.catalog import product_catalog
 from fabguard.service.core.instance import Instance
+from fabguard.service.firmware import sealing_keys
 from fabguard.service.ledger import merkle_log
 from fabguard.store import analytics_models
 from fabguard.store.base import Base
 from fabguard.store.models import CheckpointRow, Event, LedgerNode
+from tests.api.test_request_contract import ORDER, _refused, _setup
 from tests.api.test_role_matrix import PATH_VALUES, Caller, _openapi, call_raw, role_table
 from tests.support import World, tested_device
 
@@ -127,7 +131,7 @@ def _counts(inst: Instance) -> tuple[int, int, int]:
 
 def _get_routes(app: Any) -> list[str]:
     paths = [p for p, ops in _openapi(app)["paths"].items() if "get" in ops]
-    return sorted(paths) + ["/"]  # the dashboard's page is not in the document
+    return [*sorted(paths), "/"]  # the dashboard's page is not in the document
 
 
 def _caller(table: dict[tuple[str, str], dict[str, str]], path: str) -> str:
@@ -166,3 +170,73 @@ def test_no_get_route_writes_anything(reads: Reads) -> None:
     assert wrote == [], "\n".join(wrote)
     assert {p: answers[p] for p in MUST_ANSWER} == dict.fromkeys(MUST_ANSWER, 200)
     assert all(status < 500 for status in answers.values()), answers
+
+
+# ----------------------------------------------------------------------------- signed documents bind to a stored checkpoint
+
+DOCUMENTS = ("/api/v1/reports/reconciliation", "/api/v1/royalties/statement")
+
+
+@pytest.mark.parametrize("path", DOCUMENTS)
+def test_a_signed_document_binds_to_the_newest_stored_checkpoint_and_signs_none(
+    any_instance: Instance, path: str
+) -> None:
+    api = _setup(any_instance)
+    params = {"order_id": ORDER}
+    before = _counts(any_instance)
+    message = _refused(api.request("GET", path, role="auditor", params=params), 409, "checkpoint_required")
+    assert "POST /api/v1/ledger/checkpoint" in message
+    assert _counts(any_instance) == before
+
+    stored = merkle_log.make_checkpoint(any_instance)
+    signed_at = any_instance.clock()
+    product_catalog.create_site(any_instance, site_id=SiteId("cm-later"), name="later", actor="test")  # grows
+    before = _counts(any_instance)
+    doc = api.request("GET", path, role="auditor", params=params)
+    assert doc.status_code == 200, doc.text
+    assert doc.json()["report"]["checkpoint"] == stored.to_dict()
+    # A period that ended before the entries the checkpoint leaves out: covered.
+    until = (signed_at - timedelta(seconds=1)).isoformat()
+    assert api.request("GET", path, role="auditor", params={**params, "until": until}).status_code == 200
+    # A period that reaches past them: the document would leave them out, so it is refused.
+    later = (signed_at + timedelta(hours=1)).isoformat()
+    message = _refused(
+        api.request("GET", path, role="auditor", params={**params, "until": later}), 409, "checkpoint_required"
+    )
+    assert f"size {stored.size}" in message and "POST /api/v1/ledger/checkpoint" in message
+    assert _counts(any_instance) == before
+    # Once an engineer takes one, the same period is covered.
+    assert api.request("POST", "/api/v1/ledger/checkpoint", role="engineer").status_code == 200
+    covered = api.request("GET", path, role="auditor", params={**params, "until": later})
+    assert covered.status_code == 200 and covered.json()["report"]["checkpoint"]["size"] == stored.size + 1
+
+
+def test_a_cosign_request_hands_out_the_newest_stored_checkpoint_and_signs_none(any_instance: Instance) -> None:
+    api = _setup(any_instance)
+    api.bearer["operator"] = tokens.create_token(
+        any_instance, name="op", role=Role.OPERATOR, site_id=SiteId("cm-a"), actor="test"
+    )[1]
+    before = _counts(any_instance)
+    _refused(api.request("GET", "/api/v1/ledger/cosign-request", role="operator"), 404, "checkpoint_not_found")
+    assert _counts(any_instance) == before
+    stored = merkle_log.make_checkpoint(any_instance)
+    product_catalog.create_site(any_instance, site_id=SiteId("cm-later"), name="later", actor="test")
+    before = _counts(any_instance)
+    answer = api.request("GET", "/api/v1/ledger/cosign-request", role="operator")
+    assert answer.status_code == 200 and answer.text.endswith(stored.note)
+    assert _counts(any_instance) == before
+
+
+def test_init_makes_the_firmware_key_and_reading_it_never_does(instance: Instance) -> None:
+    api = _setup(instance)
+    key_file = instance.keys.path(sealing_keys.SIGNING_KEY)
+    assert key_file.exists()  # made by init: devices pin it before the first release
+    made = api.request("GET", "/api/v1/firmware/key", role=None).json()["public_key"]
+    # An instance made before init made it: the read answers 404 and makes nothing.
+    key_file.unlink()
+    instance.keys.close()  # drop the key held in memory, as a fresh process would not have it
+    message = _refused(api.request("GET", "/api/v1/firmware/key", role=None), 404, "firmware_key_not_found")
+    assert "fabguard firmware key" in message and not key_file.exists()
+    # The command line (the operator's act) makes it; then the read answers it.
+    pem = sealing_keys.public_key_pem(instance, make_if_missing=True)
+    assert pem != made and api.request("GET", "/api/v1/firmware/key", role=None).json()["public_key"] == pem
