@@ -31,7 +31,7 @@ from fabguard.store.base import Base
 from fabguard.store.models import CheckpointRow, Event, LedgerNode
 from tests.api.test_request_contract import ORDER, _refused, _setup
 from tests.api.test_role_matrix import PATH_VALUES, Caller, _openapi, call_raw, role_table
-from tests.support import World, tested_device
+from tests.support import SoftHsm, World, new_hsm_instance, tested_device
 
 # The least privileged caller first: a route an auditor may read is read as an auditor.
 PREFERENCE = ("auditor", "operator", "approver", "engineer", "admin", "fixture", "none")
@@ -240,3 +240,14 @@ def test_init_makes_the_firmware_key_and_reading_it_never_does(instance: Instanc
     # The command line (the operator's act) makes it; then the read answers it.
     pem = sealing_keys.public_key_pem(instance, make_if_missing=True)
     assert pem != made and api.request("GET", "/api/v1/firmware/key", role=None).json()["public_key"] == pem
+
+
+def test_an_hsm_instance_gets_its_firmware_key_in_the_token_at_init(softhsm: SoftHsm, tmp_path: Path) -> None:
+    inst = new_hsm_instance(tmp_path / "home", softhsm)
+    try:
+        assert not inst.keys.path(sealing_keys.SIGNING_KEY).exists()  # in the token, not a file
+        api = _setup(inst)
+        pem = api.request("GET", "/api/v1/firmware/key", role=None).json()["public_key"]
+        assert pem == sealing_keys.public_key_pem(inst, make_if_missing=True)  # the same key: nothing was made
+    finally:
+        inst.close()

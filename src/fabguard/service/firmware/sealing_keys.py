@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 
 from fabguard.domain.errors import ConfigurationError, NotFound
 from fabguard.firmware import envelope
+from fabguard.pki.backends import KeyNotFound
 from fabguard.pki.keys import SigningKey
 from fabguard.service.core.instance import Instance
 from fabguard.service.core.seeding import FIRMWARE_KEY
@@ -37,7 +38,7 @@ def signing_key(inst: Instance) -> SigningKey:
         else:
             try:
                 return inst.keys.load(inst.keys.ref_for(SIGNING_KEY))
-            except ConfigurationError:
+            except KeyNotFound:  # a token that fails is not a key to make
                 inst.keys.generate(SIGNING_KEY)
         return inst.keys.load(inst.keys.ref_for(SIGNING_KEY))
 
@@ -92,9 +93,7 @@ def existing_signing_key(inst: Instance) -> SigningKey:
         raise missing
     try:
         return inst.keys.load(inst.keys.ref_for(SIGNING_KEY))
-    except ConfigurationError:
-        if inst.config.key_backend == "file":
-            raise
+    except KeyNotFound:  # not in the HSM's token (any other trouble with the token stays what it is)
         raise missing from None
 
 
