@@ -1,5 +1,5 @@
-"""The hand-off routes over HTTPS: engineers get the cloud files, readers the signed manifest, and bad
-requests a 4xx with its code."""
+"""The hand-off routes over HTTPS: engineers get the cloud files and hand off the signed manifest (a POST,
+recorded in the ledger), and bad requests a 4xx with its code."""
 
 from __future__ import annotations
 
@@ -101,21 +101,40 @@ def test_an_auditor_may_not_have_a_ca_sign(auditor: httpx.Client) -> None:
     assert r.status_code == 403
 
 
-def test_an_auditor_reads_the_signed_manifest_as_json_and_csv(world: World, auditor: httpx.Client) -> None:
+def test_an_engineer_hands_off_the_signed_manifest_as_json_and_csv_each_recorded(
+    world: World, engineer: httpx.Client, auditor: httpx.Client
+) -> None:
     order = world.order(quota=2)
     fx = world.fixture("fx-1")
     fx.provision(order, "SN-API1", tested_device(fx, "SN-API1").csr_pem())
     _, _, public_key = parse_verifier_key(merkle_log.public_verifier_key(world.inst))
-    r = auditor.get(f"/api/v1/handoff/manifest/{order}")
-    assert r.status_code == 200
+
+    def recorded() -> list[dict[str, object]]:
+        return events.list_events(world.inst, kind="handoff.manifest", after=0, limit=1000)
+
+    before = len(recorded())
+    r = engineer.post(f"/api/v1/handoff/manifest/{order}")
+    assert r.status_code == 201
     doc = r.json()
     assert [d["serial"] for d in doc["manifest"]["devices"]] == ["SN-API1"]
     public_key.verify(base64.b64decode(doc["signature"]), canonical_json(doc["manifest"]))
-    r = auditor.get(f"/api/v1/handoff/manifest/{order}", params={"format": "csv"})
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    # Signed at a checkpoint taken now, which covers the unit it lists.
+    assert doc["manifest"]["checkpoint"]["size"] >= merkle_log.index_of_unit(world.inst, serial="SN-API1") + 1
+    r = engineer.post(f"/api/v1/handoff/manifest/{order}", params={"format": "csv"})
+    assert r.status_code == 201 and r.headers["content-type"].startswith("text/csv")
     public_key.verify(base64.b64decode(r.headers["X-FabGuard-Signature"]), r.content)
     assert "SN-API1" in r.text
-    assert auditor.get(f"/api/v1/handoff/manifest/{order}", params={"format": "xml"}).json()["error"]["code"] == (
+    made = recorded()[before:]
+    assert len(made) == 2 and {e["order_id"] for e in made} == {order}
+    assert str(made[0]["actor"]).startswith("engineer-1 (")
+    assert engineer.post(f"/api/v1/handoff/manifest/{order}", params={"format": "xml"}).json()["error"]["code"] == (
         "invalid_format"
     )
-    assert auditor.get("/api/v1/handoff/manifest/po-none").json()["error"]["code"] == "order_not_found"
+    assert engineer.post("/api/v1/handoff/manifest/po-none").json()["error"]["code"] == "order_not_found"
+    assert len(recorded()) == before + 2
+    # Handing off is an act recorded in the ledger: not a reader's, and never a GET.
+    denied = auditor.post(f"/api/v1/handoff/manifest/{order}")
+    assert (denied.status_code, denied.json()["error"]["code"]) == (403, "forbidden")
+    read = auditor.get(f"/api/v1/handoff/manifest/{order}")
+    assert (read.status_code, read.headers["allow"]) == (405, "POST")
+    assert len(recorded()) == before + 2

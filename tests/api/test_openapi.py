@@ -88,6 +88,10 @@ def test_openapi_names_the_media_types_of_answers_that_are_not_json(world: World
     }
     for (method, path), media in expected.items():
         assert set(paths[path][method]["responses"]["200"]["content"]) == media, (method, path)
+    # Handing off a device manifest is recorded in the ledger: a POST answering 201, never a GET (issue 23).
+    manifest = paths["/api/v1/handoff/manifest/{order_id}"]
+    assert set(manifest) == {"post"}
+    assert set(manifest["post"]["responses"]["201"]["content"]) == {"application/json", "text/csv"}
     # EST reads its body itself: the document still says what it is.
     body = paths["/.well-known/est/simpleenroll"]["post"]["requestBody"]
     assert set(body["content"]) == {"application/pkcs10"}

@@ -137,7 +137,7 @@ def test_every_parameter_that_takes_one_of_a_fixed_set_of_values_is_an_enum_in_o
         ("get", "/api/v1/ledger/checkpoint/cosigned", "format"): ["json", "note"],
         ("get", "/api/v1/reports/reconciliation", "format"): ["json", "csv", "pdf"],
         ("get", "/api/v1/royalties/statement", "format"): ["json", "csv", "pdf"],
-        ("get", "/api/v1/handoff/manifest/{order_id}", "format"): ["json", "csv"],
+        ("post", "/api/v1/handoff/manifest/{order_id}", "format"): ["json", "csv"],
         ("post", "/api/v1/tokens", "role"): [r.value for r in Role],
         ("put", "/api/v1/products/{product_id}/attestation", "policy"): ["off", "optional", "required"],
         ("post", "/api/v1/products/{product_id}/attestation/roots", "kind"): ["tpm", "se"],
@@ -154,7 +154,7 @@ def test_every_parameter_that_takes_one_of_a_fixed_set_of_values_is_an_enum_in_o
         ("GET", "/api/v1/ledger/checkpoint/cosigned", {"params": {"format": "xml"}}, "invalid_format", "note"),
         ("GET", "/api/v1/reports/reconciliation", {"params": {"format": "xml"}}, "invalid_format", "pdf"),
         ("GET", "/api/v1/royalties/statement", {"params": {"format": "xml"}}, "invalid_format", "pdf"),
-        ("GET", f"/api/v1/handoff/manifest/{ORDER}", {"params": {"format": "pdf"}}, "invalid_format", "csv"),
+        ("POST", f"/api/v1/handoff/manifest/{ORDER}", {"params": {"format": "pdf"}}, "invalid_format", "csv"),
         ("GET", "/api/v1/approvals", {"params": {"state": "lost"}}, "invalid_state", "expired"),
         ("GET", "/api/v1/alerts", {"params": {"state": "closed"}}, "invalid_state", "open"),
         ("POST", f"/api/v1/orders/{ORDER}/state", {"json": {"state": "paused"}}, "invalid_state", "suspended"),
@@ -257,6 +257,7 @@ def test_a_day_is_an_rfc3339_full_date_or_invalid_time(api: Api, value: Any) -> 
 
 
 def test_the_signed_report_refuses_until_as_a_number_instead_of_dating_it_1970(api: Api) -> None:
+    merkle_log.make_checkpoint(api.inst)  # the report binds to a stored checkpoint covering its period
     good = api.request("GET", "/api/v1/reports/reconciliation", params={"until": "2031-01-01T00:00:00Z"})
     assert good.status_code == 200
     before = _state(api.inst)
@@ -275,6 +276,7 @@ def test_the_signed_report_refuses_until_as_a_number_instead_of_dating_it_1970(a
         ("PUT", "/api/v1/orders", "GET, POST"),
         ("DELETE", f"/api/v1/orders/{ORDER}", "GET"),
         ("GET", "/api/v1/units/provision", "POST"),
+        ("GET", f"/api/v1/handoff/manifest/{ORDER}", "POST"),
         ("POST", "/api/v1/products/sensor/attestation", "GET, PUT"),
         ("DELETE", "/openapi.json", "GET, HEAD"),
         ("POST", "/", "GET"),

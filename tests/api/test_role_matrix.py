@@ -140,13 +140,22 @@ def _openapi(app: Any) -> dict[str, Any]:
     return spec
 
 
-async def call(app: Any, method: str, path: str, caller: Caller) -> tuple[int, Any]:
+async def call(app: Any, method: str, path: str, caller: Caller, query: str = "") -> tuple[int, Any]:
     """One request straight into the ASGI app; the client disconnects once the request is sent, so a
     streaming answer ends at once."""
-    query = b""
+    status, raw = await call_raw(app, method, path, caller, query)
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, None
+
+
+async def call_raw(app: Any, method: str, path: str, caller: Caller, query: str = "") -> tuple[int, bytes]:
+    """As ``call``, with ``query`` (already encoded) and the answer's bytes as they came."""
+    query_bytes = query.encode()
     headers = [(b"host", b"testserver")]
     if caller.bearer and path == "/api/v1/stream":  # EventSource sends no headers: the token is a parameter
-        query = b"token=" + caller.bearer.encode()
+        query_bytes = b"token=" + caller.bearer.encode()
     elif caller.bearer:
         headers.append((b"authorization", b"Bearer " + caller.bearer.encode()))
     body = b"{}" if method == "POST" else b""
@@ -161,7 +170,7 @@ async def call(app: Any, method: str, path: str, caller: Caller) -> tuple[int, A
         "path": path,
         "raw_path": path.encode(),
         "root_path": "",
-        "query_string": query,
+        "query_string": query_bytes,
         "headers": headers,
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 443),
@@ -187,10 +196,7 @@ async def call(app: Any, method: str, path: str, caller: Caller) -> tuple[int, A
             chunks.append(message.get("body", b""))
 
     await app(scope, receive, send)
-    try:
-        return status, json.loads(b"".join(chunks))
-    except ValueError:
-        return status, None
+    return status, b"".join(chunks)
 
 
 def _concrete(path: str) -> str:

@@ -34,6 +34,9 @@ def test_engineer_sets_rates_and_an_auditor_reads_the_signed_statement(world: Wo
         assert r.status_code == 200 and r.json()["product_id"] == "sensor"
     for serial in ("SN-1", "SN-2"):
         fx.provision(order, serial, tested_device(fx, serial).csr_pem())
+    # The statement binds to a stored checkpoint and signs none: an engineer takes one.
+    with _client(world, "engineer") as eng:
+        assert eng.post("/api/v1/ledger/checkpoint").status_code == 200
     _, _, public_key = parse_verifier_key(merkle_log.public_verifier_key(world.inst))
     with _client(world, "auditor") as aud:
         assert (

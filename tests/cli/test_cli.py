@@ -34,7 +34,8 @@ def home(tmp_path: Path) -> Path:
 def test_init_prints_an_admin_token_once_and_stores_only_its_hash(home: Path) -> None:
     db = (home / "fabguard.db").read_bytes()
     keys = [p.read_text() for p in (home / "keys").iterdir()]
-    assert all("ENCRYPTED PRIVATE KEY" in k for k in keys) and len(keys) == 5
+    assert all("ENCRYPTED PRIVATE KEY" in k for k in keys) and len(keys) == 6
+    assert (home / "keys" / "firmware.key.pem").exists()  # made here, never by a read (issue 23)
     assert b"fgt_" not in db
 
 

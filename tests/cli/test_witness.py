@@ -111,16 +111,25 @@ def test_online_the_site_cosigns_with_its_operator_token_and_the_server_serves_i
     _, operator = tokens.create_token(inst, name="cm-a op", role="operator", actor="test", site_id=SiteId("cm-a"))
     _, other_op = tokens.create_token(inst, name="cm-b op", role="operator", actor="test", site_id=SiteId("cm-b"))
     args = ("witness", "cosign", "--state", tmp / "w.json", "--server", world.url, "--cacert", world.root_ca)
+
+    def checkpoint() -> None:
+        """What the server's worker does every checkpoint_seconds: the GET a witness makes signs none."""
+        with world.admin() as http:
+            assert http.post("/api/v1/ledger/checkpoint").status_code == 200
+
+    checkpoint()
     # Not registered yet: the server refuses, the witness has cosigned all the same (its state moved on).
     code, out = run(*args, env={"FABGUARD_TOKEN": operator})
     assert code == 2 and "[witness_unknown]" in out and "run again to resend" in out, out
     with world.admin() as http:
         r = http.post("/api/v1/ledger/witnesses", json={"site_id": "cm-a", "verifier_key": cosigner})
         assert r.status_code == 201, r.text
+    checkpoint()
     # Resent: the log grew by the registration, so the witness checks the proof from the size it kept.
     code, out = run(*args, env={"FABGUARD_TOKEN": operator})
     assert code == 0 and "cosigned" in out, out
     grow(inst, "cm-c")
+    checkpoint()
     code, out = run(*args, env={"FABGUARD_TOKEN": operator})
     assert code == 0, out
 

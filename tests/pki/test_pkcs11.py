@@ -29,7 +29,7 @@ from pkcs11.exceptions import AttributeSensitive
 from fabguard.domain.errors import ConfigurationError
 from fabguard.domain.values import Serial
 from fabguard.pki import profiles
-from fabguard.pki.backends import FileKeyBackend, KeyBackend
+from fabguard.pki.backends import FileKeyBackend, KeyBackend, KeyNotFound
 from fabguard.pki.keys import new_signing_key
 from fabguard.pki.pkcs11 import KeyNotExtractable, Pkcs11EcPrivateKey, Pkcs11KeyBackend
 from tests.support import PIN_TOKEN, SOFTHSM_MODULE, TOKEN, USER_PIN, WRONG_PIN, SoftHsm, softhsm_available
@@ -196,8 +196,9 @@ def test_a_new_backend_loads_the_key_by_label(softhsm: SoftHsm, backend: Pkcs11K
 
 def test_missing_key_is_a_configuration_error_naming_key_and_token(backend: Pkcs11KeyBackend) -> None:
     assert not backend.exists("issuing-absent")
-    with pytest.raises(ConfigurationError, match="no key 'issuing-absent' in token 'fabguard-test'"):
+    with pytest.raises(ConfigurationError, match="no key 'issuing-absent' in token 'fabguard-test'") as missing:
         backend.load("issuing-absent")
+    assert isinstance(missing.value, KeyNotFound)  # told apart from a token that fails
 
 
 def test_generating_a_label_twice_is_refused(backend: Pkcs11KeyBackend, label: str) -> None:

@@ -118,9 +118,10 @@ def withdraw(release_id: ReleaseId, reason: Annotated[str, typer.Option(help="Wh
 
 @command(firmware_app, "key")
 def key(out: Annotated[Path | None, typer.Option(help="Also write the PEM here")] = None) -> None:
-    """Print the firmware signing public key that devices pin (PEM)."""
+    """Print the firmware signing public key that devices pin (PEM); makes the key first on an instance made
+    before 'fabguard init' made it (run locally, that is the operator's act; the API's GET makes nothing)."""
     with opened() as inst:
-        pem = sealing_keys.public_key_pem(inst)
+        pem = sealing_keys.public_key_pem(inst, make_if_missing=True)
     console.out(pem, end="")
     if out:
         out.write_text(pem)

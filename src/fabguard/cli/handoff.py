@@ -96,7 +96,8 @@ def handoff_manifest(
     order: Annotated[str, typer.Option("--order", help="The order whose devices to list")],
     out: Out,
 ) -> None:
-    """manifest.json and manifest.csv (+ .sig) of an order's devices, signed by the ledger key."""
+    """manifest.json and manifest.csv (+ .sig) of an order's devices, signed by the ledger key at a checkpoint
+    signed first, and recorded as a handoff.manifest event (as POST /api/v1/handoff/manifest/ORDER does)."""
     with opened() as inst:
         manifest = clouds.order_manifest(inst, order, actor=actor(inst))
         text = clouds.manifest_csv(manifest)

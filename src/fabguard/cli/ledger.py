@@ -124,9 +124,12 @@ def cosign_request(
     old: Annotated[int, typer.Option(min=0, help="The size the witness last cosigned")],
     out: Annotated[Path, typer.Option(help="Write the add-checkpoint body here, for the witness")],
 ) -> None:
-    """Offline hand-off: the newest checkpoint with its consistency proof from OLD (C2SP add-checkpoint body)."""
+    """Offline hand-off: the newest checkpoint with its consistency proof from OLD (C2SP add-checkpoint body).
+
+    Signs a checkpoint of the whole ledger first if it grew since the newest one (run locally, it is the
+    operator's act; the API's GET hands out the newest stored checkpoint and signs nothing)."""
     with opened() as inst:
-        out.write_text(witness.cosign_request(inst, old))
+        out.write_text(witness.cosign_request(inst, old, sign_checkpoint=True))
     console.print(f"wrote {out}: give it to the witness ('fabguard witness cosign --request {out.name}')")
 
 
@@ -281,10 +284,16 @@ def report(
     since: Annotated[str | None, typer.Option(help="From this time (ISO 8601 with zone)")] = None,
     until: Annotated[str | None, typer.Option(help="Until this time (ISO 8601 with zone)")] = None,
 ) -> None:
-    """Reconcile ordered vs tested vs provisioned vs refused vs revoked, at a signed checkpoint."""
+    """Reconcile ordered vs tested vs provisioned vs refused vs revoked, at a checkpoint of the whole ledger
+    signed first (run locally, taking it is the operator's act; the API's GET signs none)."""
     with opened() as inst:
         rep = reports.reconciliation_report(
-            inst, order_id=order, site_id=site, since=parse_time(since, "--since"), until=parse_time(until, "--until")
+            inst,
+            order_id=order,
+            site_id=site,
+            since=parse_time(since, "--since"),
+            until=parse_time(until, "--until"),
+            sign_checkpoint=True,
         )
         pdf = reports.to_pdf(rep)
         sig = reports.sign_bytes(inst, pdf)

@@ -82,8 +82,9 @@ def statement(
     since: Annotated[str | None, typer.Option(help="From this time (ISO 8601 with zone)")] = None,
     until: Annotated[str | None, typer.Option(help="Until this time (ISO 8601 with zone)")] = None,
 ) -> None:
-    """Units provisioned (priced), revoked and refused in the period, at a signed checkpoint; all three files
-    signed by the ledger key (check each with 'fabguard audit verify-report')."""
+    """Units provisioned (priced), revoked and refused in the period, at a checkpoint of the whole ledger signed
+    first (run locally, taking it is the operator's act; the API's GET signs none); all three files signed by
+    the ledger key (check each with 'fabguard audit verify-report')."""
     with opened() as inst:
         st = statements.statement(
             inst,
@@ -92,6 +93,7 @@ def statement(
             product_id=ProductId.named(product) if product else None,
             since=parse_time(since, "--since"),
             until=parse_time(until, "--until"),
+            sign_checkpoint=True,
         )
         pdf = statement_pdf.to_pdf(st)
         table_bytes = statements.to_csv(st).encode()

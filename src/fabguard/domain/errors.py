@@ -206,6 +206,9 @@ ERROR_STATUS: dict[str, int] = {
     "witness_unknown": 403,
     "witness_exists": 409,
     "checkpoint_not_found": 404,
+    # A GET never writes (issue 23): what a read needs and only a POST (or init) makes.
+    "checkpoint_required": 409,  # a signed document binds to a stored checkpoint: none, or none covering the period
+    "firmware_key_not_found": 404,  # an instance made before init made the firmware key, with no release yet
     # Firmware: an MCUboot image that is not right; the server's own sealed material or SBOM failing
     # its checks, or imgtool failing, is the server's fault (500).
     "mcuboot_image_invalid": 422,

@@ -15,10 +15,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fabguard.domain.errors import ConfigurationError
 from fabguard.pki.keys import new_signing_key, read_encrypted_key, write_encrypted_key
 
-__all__ = ["FileKeyBackend", "KeyBackend", "check_key_name"]
+__all__ = ["FileKeyBackend", "KeyBackend", "KeyNotFound", "check_key_name"]
 
 # Key names become file names and token labels: no path separators, no leading dot.
 _KEY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class KeyNotFound(ConfigurationError):
+    """A backend holds no key of that name (a caller that may do without one tells this from a broken backend)."""
 
 
 def check_key_name(name: str) -> str:

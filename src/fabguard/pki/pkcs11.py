@@ -43,7 +43,7 @@ from pkcs11.types import Key, PublicKey, Session, SignMixin, Token
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from fabguard.domain.errors import ConfigurationError, FabGuardError
-from fabguard.pki.backends import check_key_name
+from fabguard.pki.backends import KeyNotFound, check_key_name
 
 __all__ = ["KeyNotExtractable", "Pkcs11EcPrivateKey", "Pkcs11KeyBackend"]
 
@@ -214,7 +214,7 @@ class Pkcs11KeyBackend:
             try:
                 yield self._session
             except NoSuchKey:
-                raise ConfigurationError(f"no key '{label}' in token '{self.token_label}'") from None
+                raise KeyNotFound(f"no key '{label}' in token '{self.token_label}'") from None
             except MultipleObjectsReturned:
                 raise ConfigurationError(f"several keys are labelled '{label}' in token '{self.token_label}'") from None
             except PKCS11Error as exc:

@@ -28,7 +28,7 @@ def test_init_writes_the_configuration_certificates_and_encrypted_keys(tmp_path:
         "station.pem",
     ]
     assert sorted(p.name for p in (home / "keys").iterdir()) == [
-        f"{name}.key.pem" for name in ("issuing", "ledger", "root", "server", "station")
+        f"{name}.key.pem" for name in ("firmware", "issuing", "ledger", "root", "server", "station")
     ]
 
 

@@ -37,7 +37,7 @@ def entries_of(world: World) -> dict[int, dict[str, object]]:
 
 def test_order_report_matches_the_books_and_points_at_its_evidence(run: tuple[World, str]) -> None:
     world, order = run
-    rep = reports.reconciliation_report(world.inst, order_id=order)
+    rep = reports.reconciliation_report(world.inst, order_id=order, sign_checkpoint=True)
     figures, evidence = rep.body["figures"], rep.body["evidence"]
     view = orders.get_order(world.inst, order)
 
@@ -61,7 +61,7 @@ def test_order_report_matches_the_books_and_points_at_its_evidence(run: tuple[Wo
 
 def test_auditor_recomputes_the_same_figures_from_an_export(run: tuple[World, str], tmp_path: Path) -> None:
     world, order = run
-    rep = reports.reconciliation_report(world.inst, order_id=order)
+    rep = reports.reconciliation_report(world.inst, order_id=order, sign_checkpoint=True)
     merkle_log.export(world.inst, tmp_path / "export")
     lines = (tmp_path / "export" / "entries.jsonl").read_bytes().splitlines()
     recomputed = reconcile((decode_entry(line) for line in lines[: rep.body["tree_size"]]), Scope(order_id=order))
@@ -70,15 +70,15 @@ def test_auditor_recomputes_the_same_figures_from_an_export(run: tuple[World, st
 
 def test_site_scope_leaves_out_the_other_sites_attempts(run: tuple[World, str]) -> None:
     world, _ = run
-    at_a = reports.reconciliation_report(world.inst, site_id="cm-a").body["figures"]
-    at_b = reports.reconciliation_report(world.inst, site_id="cm-b").body["figures"]
+    at_a = reports.reconciliation_report(world.inst, site_id="cm-a", sign_checkpoint=True).body["figures"]
+    at_b = reports.reconciliation_report(world.inst, site_id="cm-b", sign_checkpoint=True).body["figures"]
     assert "wrong_site" not in at_a["refused"]
     assert at_b["refused"] == {"wrong_site": 2} and at_b["provisioned"] == 0 and at_b["ordered"] == 0
 
 
 def test_signed_report_verifies_and_any_change_is_caught(run: tuple[World, str], tmp_path: Path) -> None:
     world, order = run
-    rep = reports.reconciliation_report(world.inst, order_id=order)
+    rep = reports.reconciliation_report(world.inst, order_id=order, sign_checkpoint=True)
     key = merkle_log.public_verifier_key(world.inst)
     path = tmp_path / "report.json"
     path.write_text(reports.report_json(rep))
@@ -103,8 +103,10 @@ def test_signed_report_verifies_and_any_change_is_caught(run: tuple[World, str],
 def test_report_api_serves_json_csv_and_pdf_and_refuses_unknown_scopes(run: tuple[World, str]) -> None:
     world, order = run
     with world.admin() as http:
+        taken = http.post("/api/v1/ledger/checkpoint").json()  # the GET binds to a stored checkpoint, signs none
         body = http.get("/api/v1/reports/reconciliation", params={"order_id": order}).json()
         assert body["report"]["figures"]["provisioned"] == 12 and body["signature"]
+        assert body["report"]["checkpoint"]["size"] >= taken["size"]
         csv_r = http.get("/api/v1/reports/reconciliation", params={"order_id": order, "format": "csv"})
         assert csv_r.headers["content-type"].startswith("text/csv") and csv_r.headers["x-fabguard-signature"]
         assert csv_r.text.count("\nprovisioned,") == 12

@@ -47,7 +47,7 @@ class Site:
         return cosigner_verifier_key(self.name, self.key.public_key())
 
     def cosign(self, inst: Instance) -> tuple[int, str]:
-        request = AddCheckpoint.parse(witness.cosign_request(inst, self.state.size))
+        request = AddCheckpoint.parse(witness.cosign_request(inst, self.state.size, sign_checkpoint=True))
         cp = check_extension(self.state, request, self.log_key)
         self.state = WitnessState(cp.origin, cp.size, cp.root)
         self.state_body = cp.body()
@@ -164,7 +164,7 @@ def test_a_cosignature_dated_before_its_checkpoint_or_in_the_future_is_refused(
     instance: Instance, sqlite_site: Site
 ) -> None:
     any_instance, site = instance, sqlite_site
-    request = AddCheckpoint.parse(witness.cosign_request(any_instance, 0))
+    request = AddCheckpoint.parse(witness.cosign_request(any_instance, 0, sign_checkpoint=True))
     cp = check_extension(site.state, request, site.log_key)
     for when in (int(time.time()) - 3600, int(time.time()) + 3600):
         line = cosign(cp.body(), NAME, site.key, when)
@@ -205,3 +205,17 @@ def test_a_witness_ahead_of_the_log_is_told_so(instance: Instance) -> None:
     assert exc.value.code == "invalid_tree_size" and "saw another log" in exc.value.message
     request = AddCheckpoint.parse(witness.cosign_request(instance, size))
     assert (request.old, request.proof) == (size, ())
+
+
+def test_a_cosign_request_read_hands_out_the_newest_stored_checkpoint_and_signs_none(any_instance: Instance) -> None:
+    with pytest.raises(FabGuardError) as exc:
+        witness.cosign_request(any_instance, 0)
+    assert exc.value.code == "checkpoint_not_found" and "POST /api/v1/ledger/checkpoint" in exc.value.message
+    stored = merkle_log.make_checkpoint(any_instance)
+    _grow(any_instance, "cm-later")  # the tree grows past the newest checkpoint
+    request = AddCheckpoint.parse(witness.cosign_request(any_instance, 0))
+    assert (request.old, request.note) == (0, stored.note)
+    assert [c.size for c in merkle_log.checkpoints(any_instance)] == [stored.size]
+    # The command line's hand-off signs one of the whole tree first (the operator's act).
+    witness.cosign_request(any_instance, 0, sign_checkpoint=True)
+    assert merkle_log.checkpoints(any_instance)[0].size == merkle_log.entry_count(any_instance)

@@ -233,8 +233,8 @@ def test_restore_never_overwrites_an_instance_and_backup_never_overwrites_a_dire
 
 
 def test_a_backup_holds_no_decrypted_key(backed_up: Path) -> None:
-    keys = sorted((backed_up / "home" / "keys").iterdir())
-    assert len(keys) == 5 and all("ENCRYPTED PRIVATE KEY" in k.read_text() for k in keys)
+    keys = sorted((backed_up / "home" / "keys").iterdir())  # root, issuing, station, ledger, server, firmware
+    assert len(keys) == 6 and all("ENCRYPTED PRIVATE KEY" in k.read_text() for k in keys)
     assert all(k.stat().st_mode & 0o077 == 0 for k in keys)
     assert b"PRIVATE KEY-----" not in (backed_up / "database" / "fabguard.db").read_bytes().replace(
         b"ENCRYPTED PRIVATE KEY-----", b""

@@ -64,7 +64,7 @@ def test_units_are_priced_at_the_rate_in_force_and_a_past_period_keeps_its_state
     provision("SN-1")
     provision("SN-2")
     first_period = {"since": start, "until": clock.advance(minutes=30)}
-    before = statements.statement(inst, order_id=oid, **first_period).body
+    before = statements.statement(inst, sign_checkpoint=True, order_id=oid, **first_period).body
 
     clock.advance(minutes=30)
     statements.set_rate(inst, rate=EUR("0.50", "EUR"), actor="eng", product_id=ProductId("sensor"))
@@ -75,17 +75,19 @@ def test_units_are_priced_at_the_rate_in_force_and_a_past_period_keeps_its_state
     clock.advance(hours=2)
     provision("SN-4")  # the order's own rate
 
-    body = statements.statement(inst, order_id=oid).body
+    body = statements.statement(inst, sign_checkpoint=True, order_id=oid).body
     assert body["figures"]["totals"] == {"EUR": "1.60"} and body["figures"]["provisioned"] == 4
     assert [(ln["units"], ln["rate"]["amount"], ln["rate"]["basis"]) for ln in body["lines"]] == [
         (2, "0.40", "product"),
         (1, "0.50", "product"),
         (1, "0.30", "order"),
     ]
-    after = statements.statement(inst, order_id=oid, **first_period).body
+    after = statements.statement(inst, sign_checkpoint=True, order_id=oid, **first_period).body
     assert after["lines"] == before["lines"] and after["figures"] == before["figures"]
     assert after["checkpoint"]["size"] > before["checkpoint"]["size"]  # computed later, same statement
-    assert reports.reconciliation_report(inst, order_id=order).body["figures"]["provisioned"] == 4  # rates ignored
+    assert (
+        reports.reconciliation_report(inst, order_id=order, sign_checkpoint=True).body["figures"]["provisioned"] == 4
+    )  # rates ignored
     rates = statements.list_rates(inst, product_id="sensor")
     assert [(r.amount, r.order_id) for r in rates] == [("0.40", None), ("0.50", None), ("0.30", order)]
     entries = _entries(world)
@@ -126,10 +128,10 @@ def test_revoked_and_refused_units_are_reported_not_charged(
         fx.provision(order, "SN-UNTESTED", SimulatedDevice("SN-UNTESTED").csr_pem())
     assert refused.value.code == "test_missing"
     revocation.revoke_unit(inst, "SN-1", reason_code="key_compromise", note="leaked", actor="admin")
-    figures = statements.statement(inst, site_id=SiteId("cm-a")).body["figures"]
+    figures = statements.statement(inst, sign_checkpoint=True, site_id=SiteId("cm-a")).body["figures"]
     assert figures["totals"] == {"USD": "2.50"} and figures["revoked"] == 1
     assert figures["refused"] == {"test_missing": 1}
-    other = statements.statement(inst, site_id=SiteId("cm-b")).body["figures"]
+    other = statements.statement(inst, sign_checkpoint=True, site_id=SiteId("cm-b")).body["figures"]
     assert other["provisioned"] == 0 and other["totals"] == {}
 
 
@@ -140,7 +142,7 @@ def test_statement_is_signed_recomputable_from_an_export_and_tamper_evident(
     inst = world.inst
     statements.set_rate(inst, rate=EUR("0.07", "EUR"), actor="eng", product_id=ProductId("sensor"))
     provision("SN-1")
-    st = statements.statement(inst, product_id=ProductId("sensor"))
+    st = statements.statement(inst, sign_checkpoint=True, product_id=ProductId("sensor"))
     merkle_log.export(inst, tmp_path / "export")
     lines = (tmp_path / "export" / "entries.jsonl").read_bytes().splitlines()[: st.body["tree_size"]]
     recomputed = royalty_statement((decode_entry(b) for b in lines), RoyaltyScope(product_id="sensor")).to_dict()

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from fabguard.api.deps import Engineer, Inst, Reader
+from fabguard.api.deps import Engineer, Inst
 from fabguard.api.media import JSON, answers
 from fabguard.pki.handoff import RegistrationCode, VerificationCode
 from fabguard.service.handoff import clouds
@@ -59,13 +59,19 @@ def azure(inst: Inst, body: AzureHandoffIn, p: Engineer) -> dict[str, Any]:
     ).to_dict()
 
 
-@router.get("/api/v1/handoff/manifest/{order_id}", **answers("The signed manifest", JSON, "text/csv"))
-def manifest(inst: Inst, order_id: str, p: Reader, format: Literal["json", "csv"] = "json") -> Any:
-    """Every device of an order (serial, certificate, public key, status...) at a fresh checkpoint; json or csv.
+@router.post(
+    "/api/v1/handoff/manifest/{order_id}",
+    status_code=201,
+    **answers("The signed manifest", JSON, "text/csv", status=201),
+)
+def manifest(inst: Inst, order_id: str, p: Engineer, format: Literal["json", "csv"] = "json") -> Any:
+    """Hand off every device of an order (serial, certificate, public key, status...), signed at a checkpoint
+    of the whole ledger taken now and recorded as a ``handoff.manifest`` event; json or csv.
 
     JSON embeds its signature; CSV carries it in ``X-FabGuard-Signature`` (Ed25519 by the ledger key, base64)."""
     m = clouds.order_manifest(inst, order_id, actor=p.actor)
     if format == "json":
         return m.to_dict()
     data = clouds.manifest_csv(m).encode()
-    return Response(data, media_type="text/csv", headers={"X-FabGuard-Signature": reports.sign_bytes(inst, data)})
+    signature = {"X-FabGuard-Signature": reports.sign_bytes(inst, data)}
+    return Response(data, status_code=201, media_type="text/csv", headers=signature)

@@ -24,9 +24,12 @@ def reconciliation(
     until: Timestamp | None = None,
     format: Literal["json", "csv", "pdf"] = "json",
 ) -> Any:
-    """Ordered vs tested vs provisioned vs refused vs revoked at a fresh checkpoint; json, csv or pdf.
+    """Ordered vs tested vs provisioned vs refused vs revoked at the newest stored checkpoint; json, csv or pdf.
 
-    JSON embeds its signature; CSV and PDF carry theirs in ``X-FabGuard-Signature`` (Ed25519 by the
+    Signs no checkpoint and writes nothing: 409 ``checkpoint_required`` before the first checkpoint, or when
+    ``until`` is given and ledger entries after the newest checkpoint fall in the period (``POST
+    /api/v1/ledger/checkpoint`` first). Without ``until`` the figures run to that checkpoint, which the report
+    names. JSON embeds its signature; CSV and PDF carry theirs in ``X-FabGuard-Signature`` (Ed25519 by the
     ledger key, base64)."""
     rep = reports.reconciliation_report(inst, order_id=order_id, site_id=site_id, since=since, until=until)
     if format == "json":

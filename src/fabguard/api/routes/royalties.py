@@ -66,9 +66,11 @@ def statement(
     until: Timestamp | None = None,
     format: Literal["json", "csv", "pdf"] = "json",
 ) -> Any:
-    """Units provisioned (priced per unit), revoked and refused, per site, order and product, at a fresh
-    checkpoint; json, csv or pdf. JSON embeds its signature; CSV and PDF carry theirs in
-    ``X-FabGuard-Signature`` (Ed25519 by the ledger key, base64)."""
+    """Units provisioned (priced per unit), revoked and refused, per site, order and product, at the newest
+    stored checkpoint; json, csv or pdf. Signs no checkpoint and writes nothing: 409 ``checkpoint_required``
+    before the first checkpoint, or when ``until`` is given and ledger entries after the newest checkpoint
+    fall in the period (``POST /api/v1/ledger/checkpoint`` first). JSON embeds its signature; CSV and PDF
+    carry theirs in ``X-FabGuard-Signature`` (Ed25519 by the ledger key, base64)."""
     st = statements.statement(
         inst,
         site_id=SiteId.named(site_id) if site_id else None,

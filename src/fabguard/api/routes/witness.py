@@ -50,7 +50,9 @@ def list_witnesses(inst: Inst, _: Reader) -> list[dict[str, Any]]:
 
 @router.get("/api/v1/ledger/cosign-request", **answers("The C2SP add-checkpoint body", "text/plain"))
 def cosign_request(inst: Inst, _: SiteReader, old: Count = 0) -> PlainTextResponse:
-    """For a witness that last cosigned size ``old``: ``old N``, the consistency proof, a blank line, the newest checkpoint."""
+    """For a witness that last cosigned size ``old``: ``old N``, the consistency proof, a blank line, the newest
+    stored checkpoint (signs none: 404 ``checkpoint_not_found`` before the first; the server signs one every
+    ``checkpoint_seconds`` when the ledger grew, an engineer with ``POST /api/v1/ledger/checkpoint``)."""
     return PlainTextResponse(witness.cosign_request(inst, old))
 
 

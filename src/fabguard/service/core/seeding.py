@@ -25,6 +25,9 @@ from fabguard.store.models import CertificateAuthority
 # The keys an instance holds. The ledger key signs event checkpoints (the ledger issue uses it).
 KEY_NAMES = ("root", "issuing", "station", "ledger", "server")
 CA_KEYS = ("root", "issuing", "station")
+# The firmware manifest signing key (service/firmware/sealing_keys), made here so devices can pin it
+# before the first release and no read ever makes it; it lives in the HSM with the CA keys when there is one.
+FIRMWARE_KEY = "firmware"
 
 
 def init_instance(
@@ -72,6 +75,8 @@ def init_instance(
     (home / "ca").mkdir(exist_ok=True)
     ec_keys = {name: new_signing_key() for name in ("server",) + (CA_KEYS if key_backend == "file" else ())}
     keys: dict[str, SigningKey] = dict(ec_keys)
+    if key_backend == "file":
+        keys[FIRMWARE_KEY] = new_signing_key()
     # Checkpoints are C2SP signed notes, whose standard signature type is Ed25519.
     keys["ledger"] = ed25519.Ed25519PrivateKey.generate()
     ca_keys: dict[str, SigningKey] = {name: ec_keys[name] for name in CA_KEYS if name in ec_keys}
@@ -79,6 +84,7 @@ def init_instance(
     try:
         if key_backend == "pkcs11":
             ca_keys = {name: store.load(store.generate(name)) for name in CA_KEYS}
+            store.generate(FIRMWARE_KEY)
         _write_hierarchy(home, config, {**keys, **ca_keys}, ec_keys["server"], now)
     finally:
         store.close()

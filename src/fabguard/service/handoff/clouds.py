@@ -10,8 +10,9 @@ units are in the bulk registration under their own CA.
 A verification certificate is signed by a CA key, so it is a dangerous act: it is issued inside the
 transaction that records it (``handoff.aws`` / ``handoff.azure``), and returned only once that commits.
 A refused attempt is recorded as ``handoff.refused``. A manifest is signed with the ledger key (like the
-reconciliation reports, checked offline by ``fabguard audit verify-report``) and recorded as
-``handoff.manifest``.
+reconciliation reports, checked offline by ``fabguard audit verify-report``) at a checkpoint signed when it
+is made, and recorded as ``handoff.manifest``: handing it off is an act, so its route is a POST by an
+engineer or admin (``POST /api/v1/handoff/manifest/{order_id}``; a GET never writes).
 """
 
 from __future__ import annotations
@@ -307,7 +308,8 @@ def _device(u: Unit, order: Order) -> dict[str, Any]:
 
 
 def order_manifest(inst: Instance, order_id: str, *, actor: str) -> Manifest:
-    """Every device of an order with its certificate, key and status, at a fresh checkpoint, signed."""
+    """Every device of an order with its certificate, key and status, at a checkpoint signed now, signed, and
+    recorded as a ``handoff.manifest`` event (writes: only a POST or the command line calls it)."""
     with inst.db.read() as s:
         order = s.get(Order, order_id)
         if order is None:

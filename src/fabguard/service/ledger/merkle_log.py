@@ -7,6 +7,7 @@ import json
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -26,6 +27,8 @@ from fabguard.store.eventlog import event_count
 from fabguard.store.models import CheckpointRow, Event, LedgerNode, Unit
 from fabguard.store.witness_models import CosignatureRow
 
+# What a refused read tells its caller to do (an engineer's or admin's act).
+_TAKE_ONE = "POST /api/v1/ledger/checkpoint (or 'fabguard ledger checkpoint') signs one"
 _RETRIES = 3  # a unit re-enrolled between the checkpoint and the read of its certificate: export at a newer one
 
 
@@ -106,8 +109,39 @@ def newest_checkpoint(inst: Instance) -> SignedCheckpoint:
         return SignedCheckpoint(row.size, bytes(row.root), row.note)
 
 
+def covering_checkpoint(
+    inst: Instance, *, since: datetime | None = None, until: datetime | None = None
+) -> SignedCheckpoint:
+    """The newest stored checkpoint, for a signed document of the period ``since``..``until`` to bind to;
+    signs nothing. ``checkpoint_required`` (409) before the first, or when ``until`` is given and an entry
+    after the checkpoint falls in the period (the document would leave it out). Without ``until`` the
+    period ends at the checkpoint, which the document names."""
+    with inst.db.read() as s:
+        row = s.execute(select(CheckpointRow).order_by(CheckpointRow.size.desc()).limit(1)).scalar_one_or_none()
+        if row is None:
+            raise Conflict(
+                f"no checkpoint has been signed yet: {_TAKE_ONE} first (the server also signs one every "
+                "checkpoint_seconds when the ledger grew)",
+                code="checkpoint_required",
+            )
+        if until is not None:
+            later = select(func.count()).select_from(Event).where(Event.seq > row.size, Event.at < until)
+            if since is not None:
+                later = later.where(Event.at >= since)
+            missing = int(s.execute(later).scalar_one())
+            if missing:
+                raise Conflict(
+                    f"the newest checkpoint (size {row.size}, signed {row.created_at.isoformat()}) does not cover "
+                    f"the period up to {until.isoformat()}: {missing} later ledger entries fall in it; "
+                    f"{_TAKE_ONE} first",
+                    code="checkpoint_required",
+                )
+        return SignedCheckpoint(row.size, bytes(row.root), row.note)
+
+
 def latest_checkpoint(inst: Instance) -> SignedCheckpoint:
-    """A checkpoint of the whole tree: the newest stored one, or one signed now if the tree grew since."""
+    """A checkpoint of the whole tree: the newest stored one, or one signed now if the tree grew since (a
+    write: for the command line and POSTs, never a GET)."""
     with inst.db.read() as s:
         row = s.execute(select(CheckpointRow).order_by(CheckpointRow.size.desc()).limit(1)).scalar_one_or_none()
         current = event_count(s)

@@ -1,5 +1,8 @@
 """Reconciliation reports, computed at a signed checkpoint from the ledger entries it covers.
 
+The API's report binds to the newest stored checkpoint and writes nothing (a GET); the command line
+signs a checkpoint of the whole tree first (``sign_checkpoint``: the operator's act).
+
 Each report says which checkpoint it was computed at (size, root, the signed note) and is itself
 signed with the ledger key, so a contract auditor can check both the figures (recompute them from an
 export with ``fabguard.ledger.reconcile``) and that FabGuard issued the report.
@@ -59,14 +62,17 @@ def reconciliation_report(
     site_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    sign_checkpoint: bool = False,
 ) -> Report:
+    """The report at the newest stored checkpoint (``merkle_log.covering_checkpoint``: signs nothing, the
+    API's GET); with ``sign_checkpoint`` at one of the whole tree signed now (a write: the command line)."""
     scope = _scope(order_id, site_id, since, until)
     with inst.db.read() as s:
         if order_id is not None and s.get(Order, order_id) is None:
             raise NotFound(f"no order {order_id!r}", code="order_not_found")
         if site_id is not None and s.get(Site, site_id) is None:
             raise NotFound(f"no site {site_id!r}", code="site_not_found")
-    checkpoint = merkle_log.make_checkpoint(inst)
+    checkpoint = document_checkpoint(inst, since=since, until=until, sign=sign_checkpoint)
 
     def entries() -> Iterator[dict[str, object]]:
         with inst.db.read() as s:
@@ -164,6 +170,16 @@ def to_pdf(report: Report) -> bytes:
         new_y="NEXT",
     )
     return bytes(pdf.output())
+
+
+def document_checkpoint(
+    inst: Instance, *, since: datetime | None, until: datetime | None, sign: bool
+) -> merkle_log.SignedCheckpoint:
+    """What a signed document of the period binds to: one signed now (``sign``), else the newest stored one
+    that covers the period (409 ``checkpoint_required`` if none does)."""
+    if sign:
+        return merkle_log.make_checkpoint(inst)
+    return merkle_log.covering_checkpoint(inst, since=since, until=until)
 
 
 def signed_head(inst: Instance, title: str, checkpoint: merkle_log.SignedCheckpoint) -> dict[str, Any]:

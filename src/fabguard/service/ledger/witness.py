@@ -4,7 +4,8 @@ Registering a witness (a CM site's cosigner key) is an engineer's act and a ledg
 cosignature is stored only once it verifies, with the registered key, over the stored checkpoint it
 names; it is not a ledger event (an entry per cosignature would grow the tree it signs). What a
 witness is handed is the C2SP ``add-checkpoint`` body: its old size, the consistency proof, the newest
-signed checkpoint.
+stored checkpoint (the API's GET signs none; the server signs one every ``checkpoint_seconds`` when the
+ledger grew).
 """
 
 from __future__ import annotations
@@ -102,9 +103,11 @@ def list_witnesses(inst: Instance) -> list[WitnessView]:
         return [WitnessView.of(w) for w in s.execute(select(WitnessKey).order_by(WitnessKey.id)).scalars()]
 
 
-def cosign_request(inst: Instance, old: int) -> str:
-    """The ``add-checkpoint`` body for a witness that last cosigned size ``old``: proof, then the newest checkpoint."""
-    cp = merkle_log.latest_checkpoint(inst)
+def cosign_request(inst: Instance, old: int, *, sign_checkpoint: bool = False) -> str:
+    """The ``add-checkpoint`` body for a witness that last cosigned size ``old``: proof, then the newest stored
+    checkpoint (signs nothing: the API's GET; ``checkpoint_not_found`` before the first). With
+    ``sign_checkpoint``, one of the whole tree is signed first if it grew (a write: the command line)."""
+    cp = merkle_log.latest_checkpoint(inst) if sign_checkpoint else merkle_log.newest_checkpoint(inst)
     if old > cp.size:
         raise InvalidRequest(
             f"old size {old} is larger than the newest checkpoint ({cp.size}): this witness saw another log",

@@ -2,8 +2,9 @@
 
 A rate is a ledger entry (``royalty.rate_set``) written with its row in one transaction; it may take
 effect now or later, never earlier, so a statement of a past period stays what it was. A statement is
-computed at a fresh signed checkpoint from the ledger entries it covers (``fabguard.ledger.royalty``),
-and signed with the ledger key like a reconciliation report: ``fabguard audit verify-report`` checks it.
+computed at a signed checkpoint from the ledger entries it covers (``fabguard.ledger.royalty``): the
+newest stored one for the API's GET, which writes nothing, or one signed first by the command line; it
+is signed with the ledger key like a reconciliation report: ``fabguard audit verify-report`` checks it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from fabguard.ledger.entry import canonical_json, decode_entry, format_time
 from fabguard.ledger.royalty import RATE_SET, RoyaltyScope, RoyaltyStatement, royalty_statement
 from fabguard.service.core.instance import Instance
 from fabguard.service.ledger import merkle_log
-from fabguard.service.ledger.reports import signed_head
+from fabguard.service.ledger.reports import document_checkpoint, signed_head
 from fabguard.store.eventlog import append_event
 from fabguard.store.models import Event, Order, Product, Site
 from fabguard.store.royalty_models import RoyaltyRate
@@ -193,8 +194,11 @@ def statement(
     product_id: ProductId | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    sign_checkpoint: bool = False,
 ) -> Statement:
-    """Units provisioned, revoked and refused in scope, priced per unit, at a fresh signed checkpoint."""
+    """Units provisioned, revoked and refused in scope, priced per unit, at the newest stored checkpoint
+    (signs nothing: the API's GET; 409 ``checkpoint_required`` if none covers the period), or with
+    ``sign_checkpoint`` at one signed now (a write: the command line)."""
     scope = _scope(site_id, order_id, product_id, since, until)
     with inst.db.read() as s:
         if site_id is not None and s.get(Site, site_id.value) is None:
@@ -203,7 +207,7 @@ def statement(
             raise NotFound(f"no order {order_id.value!r}", code="order_not_found")
         if product_id is not None and s.get(Product, product_id.value) is None:
             raise NotFound(f"no product {product_id.value!r}", code="product_not_found")
-    checkpoint = merkle_log.make_checkpoint(inst)
+    checkpoint = document_checkpoint(inst, since=since, until=until, sign=sign_checkpoint)
     computed = royalty_statement(_entries(inst, checkpoint.size), scope)
     computed.tree_size = checkpoint.size
     body = {
