@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.markup import escape
@@ -123,16 +123,11 @@ def serve(
 
     Limits on hostile clients come from instance.json's "limits" (README, API): max_body_bytes, max_header_bytes, body_read_seconds, idle_seconds, max_connections (per process, within the open-file limit, which serve raises to its hard limit), fixture_requests_per_second, fixture_request_burst.
     """
-    if log_level not in LOG_LEVELS:
-        raise InvalidRequest(f"unknown log level {log_level[:40]!r}; one of {', '.join(LOG_LEVELS)}")
-    if log_format not in (None, *LOG_FORMATS):
-        raise InvalidRequest(f"unknown log format {log_format[:40]!r}; one of {', '.join(LOG_FORMATS)}")
+    chosen_format = _log_format(log_level, log_format)
     # Lazy: the web stack (FastAPI, uvicorn) takes about half a second to import, which no other command needs.
     from fabguard.api.connections import OpenConnections, connection_limit, raise_open_file_limit
-    from fabguard.api.logs import default_log_format
     from fabguard.api.server import ServerThread, publication_config, run_server, server_config
 
-    chosen_format = default_log_format() if log_format is None else "json" if log_format == "json" else "text"
     tune_gc()
     raise_open_file_limit()
     with opened(migrate=migrate) as inst:
@@ -142,13 +137,8 @@ def serve(
         connections = OpenConnections(connection_limit(inst.limits.max_connections))  # this process's listeners
         publication = None
         if http_port is not None:
-            publication = ServerThread(
-                inst,
-                host=host,
-                port=http_port,
-                config=partial(publication_config, log_level=log_level, log_format=chosen_format),
-                connections=connections,
-            )
+            made = partial(publication_config, log_level=log_level, log_format=chosen_format)
+            publication = ServerThread(inst, host=host, port=http_port, config=made, connections=connections)
         config = server_config(  # configures logging: what serve says from here on is in the log's format
             inst,
             host=host,
@@ -163,10 +153,21 @@ def serve(
         for line in _unserved(inst, host, port, http_port):
             say(logging.WARNING, line)
         served = f"https://{host}:{port}" + (
-            f" and http://{host}:{http_port} (CRLs, CA certificates)" if http_port else ""
+            f" and http://{host}:{http_port} (CRLs, CA certificates)" * bool(http_port)
         )
         say(logging.INFO, f"FabGuard {__version__} serving {served} ({workers} worker(s))")
         run_server(config, publication)
+
+
+def _log_format(log_level: str, log_format: str | None) -> Literal["text", "json"]:
+    """The log format serve uses (text or json), after checking both options."""
+    if log_level not in LOG_LEVELS:
+        raise InvalidRequest(f"unknown log level {log_level[:40]!r}; one of {', '.join(LOG_LEVELS)}")
+    if log_format not in (None, *LOG_FORMATS):
+        raise InvalidRequest(f"unknown log format {log_format[:40]!r}; one of {', '.join(LOG_FORMATS)}")
+    from fabguard.api.logs import default_log_format  # lazy, as in serve
+
+    return default_log_format() if log_format is None else "json" if log_format == "json" else "text"
 
 
 def _teller(log_format: str) -> Callable[[int, str], None]:
