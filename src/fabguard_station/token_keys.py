@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -43,7 +44,9 @@ def token_session(module: str, token_label: str, pin: str) -> Iterator[Any]:
     except ImportError:
         raise TokenError("python-pkcs11 is not installed: pip install 'fabguard-station[pkcs11]'") from None
     try:
-        token = pkcs11.lib(module).get_token(token_label=token_label)
+        # By its resolved path, as the server's PKCS#11 backend loads it: python-pkcs11 keeps one library per
+        # path string, and a second string for the same module in one process fails to initialise it.
+        token = pkcs11.lib(str(Path(module).resolve())).get_token(token_label=token_label)
     except NoSuchToken:
         raise TokenError(f"no token labelled '{token_label}' in PKCS#11 module {module}") from None
     except (PKCS11Error, OSError, RuntimeError) as exc:

@@ -56,6 +56,8 @@ def test_openapi_describes_the_error_body_every_operation_answers_with(world: Wo
             if (method, path) == ("get", "/readyz"):  # its 503 is a report (each check's answer), not an error
                 readiness = {"$ref": "#/components/schemas/Readiness"}
                 assert errors.pop("503")["content"]["application/json"]["schema"] == readiness
+            if path.startswith("/ocsp"):  # a request that does not parse is answered as OCSP says: malformedRequest
+                assert set(errors.pop("400")["content"]) == {"application/ocsp-response"}
             for response in errors.values():
                 assert response["content"]["application/json"]["schema"] == error_ref, (method, path)
     # What the schema says is what an error answer is.

@@ -56,6 +56,8 @@ CHECKS = [
 ]
 # EST bodies are text (base64 DER): send the generated strings as they are.
 schemathesis.serializer.alias("application/pkcs10", "text/plain")
+# OCSP requests are DER: a generated string is sent as its bytes, and refused as malformedRequest.
+schemathesis.serializer.alias("application/ocsp-request", "text/plain")
 
 
 class WithClientCert:

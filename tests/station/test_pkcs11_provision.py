@@ -41,7 +41,9 @@ def test_the_unit_key_is_made_in_the_token_and_never_leaves_it(
     cert = x509.load_pem_x509_certificate(Path(done.json["certificate"]).read_bytes())
     csr = x509.load_pem_x509_csr(Path(done.json["csr"]).read_bytes())
     assert csr.is_signature_valid
-    with pkcs11.lib(softhsm.module).get_token(token_label=TOKEN).open(user_pin=USER_PIN) as session:
+    with (
+        pkcs11.lib(str(Path(softhsm.module).resolve())).get_token(token_label=TOKEN).open(user_pin=USER_PIN) as session
+    ):
         private = session.get_key(object_class=ObjectClass.PRIVATE_KEY, key_type=KeyType.EC, label=label)
         public = session.get_key(object_class=ObjectClass.PUBLIC_KEY, key_type=KeyType.EC, label=label)
         # The certificate is for the token's key.

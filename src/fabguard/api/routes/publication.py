@@ -24,6 +24,10 @@ OCSP_RESPONSE = "application/ocsp-response"
 _OCSP_ANSWER = answers(
     "An OCSP response (DER, RFC 6960): successful, or malformedRequest (400) or unauthorized", OCSP_RESPONSE
 )
+# A request that does not parse is answered as OCSP says (a malformedRequest response), not as a JSON error.
+_OCSP_ANSWER["responses"][400] = answers("malformedRequest (an OCSP response, DER)", OCSP_RESPONSE, status=400)[
+    "responses"
+][400]
 
 
 @router.get("/crl/{ca}.crl", **answers("The CA's current CRL (DER)", "application/pkix-crl"))
