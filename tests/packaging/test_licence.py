@@ -30,6 +30,7 @@ def test_the_changelog_keeps_an_unreleased_section() -> None:
     assert "\n## [Unreleased]\n" in text
 
 
+@pytest.mark.slow
 def test_both_wheels_carry_the_licence_in_their_dist_info(tmp_path: Path) -> None:
     tree = tmp_path / "repo"  # a copy, so the build leaves nothing in the checkout
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", ".mypy_cache")
