@@ -16,12 +16,13 @@ from contextlib import contextmanager
 from datetime import datetime
 from functools import wraps
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import httpx
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
+from rich.table import Table
 
 from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.domain.values import Role
@@ -36,9 +37,12 @@ from fabguard.service.core.seeding import init_instance
 __all__ = [
     "CONFIG_NAME",
     "HOME_ENV",
+    "PIPE_WIDTH",
     "REASON_HELP",
     "TOKEN_ENV",
     "Instance",
+    "JsonOption",
+    "ScriptableConsole",
     "actor",
     "approver",
     "command",
@@ -55,7 +59,37 @@ __all__ = [
     "state",
 ]
 
-console = Console()
+PIPE_WIDTH = 100_000
+"""The width the CLI writes at when stdout is not a terminal: wide enough that no line is ever wrapped or cut."""
+
+
+class ScriptableConsole(Console):
+    """Rich's console, made for scripts as much as for people.
+
+    When stdout is not a terminal (a pipe, a file) there is no screen to fit: every line is as long as its
+    content, so a table row stays on one line with every value whole (``fabguard order list | grep po-1042``
+    finds it; ``--json`` gives the same data for a program). On a terminal a table too wide for the screen wraps
+    its cells, folding a long id across lines; no value is ever cut to "…".
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        return size if self.is_terminal else ConsoleDimensions(PIPE_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        for obj in objects:
+            if isinstance(obj, Table):
+                for column in obj.columns:
+                    column.overflow = "fold"
+        super().print(*objects, **kwargs)
+
+
+console = ScriptableConsole()
 err_console = Console(stderr=True, soft_wrap=True)
 
 TOKEN_ENV = "FABGUARD_TOKEN"
@@ -63,6 +97,10 @@ TOKEN_ENV = "FABGUARD_TOKEN"
 REASON_HELP = "RFC 5280 reason: unspecified, key_compromise, ca_compromise, affiliation_changed, superseded, cessation_of_operation"
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print JSON instead of a table: the fields the API answers for the same resource")
+]
 
 
 class State:

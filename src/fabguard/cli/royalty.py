@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import actor, command, console, fail, opened, parse_time
+from fabguard.cli.common import JsonOption, actor, command, console, fail, opened, parse_time, print_json
 from fabguard.domain.money import Money
 from fabguard.domain.values import OrderId, ProductId, SiteId
 from fabguard.service.ledger import reports
@@ -53,10 +53,14 @@ def rate_set(
 def rate_list(
     product: Annotated[str | None, typer.Option(help="Only this product's")] = None,
     order: Annotated[str | None, typer.Option(help="Only this order's")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Every rate set, oldest first."""
     with opened() as inst:
         rows = statements.list_rates(inst, product_id=product, order_id=order)
+    if as_json:
+        print_json([r.to_dict() for r in rows])
+        return
     table = Table("product", "order", "per unit", "from", "set by", "ledger entry")
     for r in rows:
         table.add_row(
