@@ -90,3 +90,36 @@ def test_every_list_and_show_prints_json_with_the_ids(home: Path) -> None:
     assert [(r["product_id"], r["amount"]) for r in _json(home, "royalty", "rate", "list")] == [(LONG_PRODUCT, "0.42")]
     assert _json(home, "approval", "list") == [] and _json(home, "lease", "list") == []
     assert _json(home, "firmware", "list") == []
+
+
+def test_a_database_that_does_not_answer_exits_4_with_one_line(home: Path) -> None:
+    env = {"FABGUARD_DATABASE_URL": "postgresql+psycopg://fabguard@127.0.0.1:1/nowhere?connect_timeout=2"}
+    result = runner.invoke(app, ["--home", str(home), "order", "list"], env=env)
+    assert result.exit_code == 4, result.output
+    assert "database" in result.output and "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_exit_codes_are_usage_2_refused_2_verification_1(home: Path) -> None:
+    assert runner.invoke(app, ["--home", str(home), "order", "list", "--no-such-option"]).exit_code == 2
+    refused = runner.invoke(app, ["--home", str(home), "order", "show", "po-missing"])
+    assert refused.exit_code == 2 and "[order_not_found]" in " ".join(refused.output.split())
+
+
+def test_a_date_alone_for_valid_until_means_midnight_utc(home: Path) -> None:
+    fg(
+        home,
+        "order",
+        "create",
+        "--id",
+        "po-dated",
+        "--product",
+        LONG_PRODUCT,
+        "--site",
+        LONG_SITE,
+        "--quota",
+        "5",
+        "--valid-until",
+        "2027-03-31",
+    )
+    assert _json(home, "order", "show", "po-dated")["valid_until"] == "2027-03-31T00:00:00+00:00"

@@ -55,8 +55,12 @@ def order_create(
     site: Annotated[str, typer.Option(help="Site id")],
     quota: Annotated[int, typer.Option(help="Units that may be provisioned")],
     order_id: Annotated[str | None, typer.Option("--id", help="Order id (generated if omitted)")] = None,
-    valid_from: Annotated[str | None, typer.Option(help="ISO 8601 with zone; default now")] = None,
-    valid_until: Annotated[str | None, typer.Option(help="ISO 8601 with zone; default open-ended")] = None,
+    valid_from: Annotated[
+        str | None, typer.Option(help="ISO 8601 with zone, or a date: 00:00 UTC; default now")
+    ] = None,
+    valid_until: Annotated[
+        str | None, typer.Option(help="ISO 8601 with zone, or a date: 00:00 UTC; default open-ended")
+    ] = None,
 ) -> None:
     """Open an order: how many units of a product a site may provision, and when."""
     with opened() as inst:

@@ -26,7 +26,10 @@ def rate_set(
     product: Annotated[str | None, typer.Option(help="The product's rate")] = None,
     order: Annotated[str | None, typer.Option(help="An order's own rate, overriding its product's")] = None,
     effective_from: Annotated[
-        str | None, typer.Option("--from", help="Takes effect at this time (ISO 8601 with zone; now or later)")
+        str | None,
+        typer.Option(
+            "--from", help="Takes effect at this time (ISO 8601 with zone, or a date: 00:00 UTC; now or later)"
+        ),
     ] = None,
 ) -> None:
     """Set a rate (a ledger event). It takes effect now or later, so past statements stay the same."""
@@ -83,8 +86,10 @@ def statement(
     site: Annotated[str | None, typer.Option(help="Only this CM site")] = None,
     order: Annotated[str | None, typer.Option(help="Only this order")] = None,
     product: Annotated[str | None, typer.Option(help="Only this product")] = None,
-    since: Annotated[str | None, typer.Option(help="From this time (ISO 8601 with zone)")] = None,
-    until: Annotated[str | None, typer.Option(help="Until this time (ISO 8601 with zone)")] = None,
+    since: Annotated[str | None, typer.Option(help="From this time (ISO 8601 with zone, or a date: 00:00 UTC)")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Until this time (ISO 8601 with zone, or a date: 00:00 UTC)")
+    ] = None,
 ) -> None:
     """Units provisioned (priced), revoked and refused in the period, at a checkpoint of the whole ledger signed
     first (run locally, taking it is the operator's act; the API's GET signs none); all three files signed by
