@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fabguard.api.errors import ERROR_SCHEMA
 from tests.support import World
 
@@ -102,3 +104,18 @@ def test_openapi_names_the_media_types_of_answers_that_are_not_json(world: World
     with world.admin() as http:
         assert http.get("/.well-known/est/csrattrs").headers["content-type"] == "application/csrattrs"
         assert http.get("/metrics").headers["content-type"].split(";")[0] == "text/plain"
+
+
+def test_docs_work_offline_from_assets_the_server_ships(world: World) -> None:
+    with world.admin() as http:
+        page = http.get("/docs")
+        assert page.status_code == 200
+        refs = re.findall(r"""(?:src|href)=["']([^"']+)["']|url:\s*["']([^"']+)["']""", page.text)
+        urls = [a or b for a, b in refs]
+        assert urls and not [u for u in urls if "://" in u or u.startswith("//")], urls
+        assert "cdn" not in page.text.lower() and 'validatorUrl": null' in page.text
+        for url in urls:
+            asset = http.get(url)
+            assert asset.status_code == 200, url
+        assert "SwaggerUIBundle" in http.get("/static/vendor/swagger/swagger-ui-bundle.js").text
+        assert http.get("/static/vendor/swagger/LICENSE").status_code == 200

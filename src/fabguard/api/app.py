@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from fabguard import __version__
+from fabguard.api import docs
 from fabguard.api.errors import BodyLimit, install_error_handlers
 from fabguard.api.logs import RequestLog
 from fabguard.api.routes import (
@@ -58,6 +59,8 @@ def create_app(inst: Instance) -> Any:
 
     app = FastAPI(
         lifespan=lifespan,
+        docs_url=None,  # api/docs.py serves /docs from shipped assets
+        redoc_url=None,  # ReDoc would load from a CDN
         title="FabGuard",
         version=__version__,
         description=(
@@ -102,6 +105,7 @@ def create_app(inst: Instance) -> Any:
     app.include_router(est.router)
     app.include_router(dashboard.router)
     app.include_router(firmware.router)
+    app.include_router(docs.router)
     limits = inst.limits
     return RequestLog(
         BodyLimit(

@@ -9,7 +9,7 @@ import typer
 from cryptography import x509
 from rich.table import Table
 
-from fabguard.cli.common import REASON_HELP, actor, command, console, opened, requester
+from fabguard.cli.common import REASON_HELP, JsonOption, actor, command, console, opened, print_json, requester
 from fabguard.domain import values
 from fabguard.domain.errors import InvalidRequest
 from fabguard.service.approvals import requests
@@ -35,10 +35,13 @@ CaName = Annotated[str, typer.Argument(help="The CA's name (see 'fabguard ca lis
 
 
 @command(ca_app, "list")
-def ca_list() -> None:
+def ca_list(as_json: JsonOption = False) -> None:
     """The CA hierarchy: role, state, scope, key location, validity."""
     with opened() as inst:
         cas = authorities.list_cas(inst)
+        if as_json:
+            print_json([c.to_dict() for c in cas])
+            return
         table = Table("name", "role", "state", "site", "product", "key", "not after", "CRL")
         for c in cas:
             table.add_row(

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import actor, command, console, fail, opened
+from fabguard.cli.common import JsonOption, actor, command, console, fail, opened, print_json
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.issuance import AttestationPolicy
 from fabguard.domain.values import ProductId, SiteId
@@ -65,10 +65,13 @@ def product_compliance(
 
 
 @command(product_app, "list")
-def product_list() -> None:
+def product_list(as_json: JsonOption = False) -> None:
     """The products, with their key types, certificate lifetime and CRA facts."""
     with opened() as inst:
         rows = product_catalog.list_products(inst)
+    if as_json:
+        print_json([product_catalog.product_dict(p) for p in rows])
+        return
     table = Table("id", "name", "key types", "cert lifetime", "supported until", "vulnerability contact")
     for p in rows:
         table.add_row(
@@ -142,10 +145,13 @@ def site_add(
 
 
 @command(site_app, "list")
-def site_list() -> None:
+def site_list(as_json: JsonOption = False) -> None:
     """The sites."""
     with opened() as inst:
         rows = product_catalog.list_sites(inst)
+    if as_json:
+        print_json([{"id": s.id, "name": s.name} for s in rows])
+        return
     table = Table("id", "name")
     for s in rows:
         table.add_row(s.id, s.name)

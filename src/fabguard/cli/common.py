@@ -1,8 +1,11 @@
 """What every subcommand shares: the instance it works on, who is acting, how its output and errors are shown.
 
 Every subcommand is registered with :func:`command`, so whatever it raises of ours (a ``FabGuardError``, any
-error of the fixture SDK such as a server's refusal, an unreadable file) reaches the operator as one line and exit code 2,
-never as a traceback. It works on the instance through :func:`opened`. The CLI's only imports of
+error of the fixture SDK such as a server's refusal, an unreadable file) reaches the operator as one line ending in
+its machine-readable code, never as a traceback. Exit codes (README "Exit codes"): 0 done; 1 a verification or
+check failed (``audit verify``, ``licence verify``, ``doctor``, ``db check`` ...); 2 a usage error or a refusal
+(bad input, not found, not allowed: the code in brackets says which); 4 the database, the key store or the
+server is unavailable (trying again later may work). It works on the instance through :func:`opened`. The CLI's only imports of
 ``fabguard.service.core.instance`` are here, so the other modules take ``Instance`` and its helpers from this one.
 """
 
@@ -13,17 +16,18 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from functools import wraps
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import httpx
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
+from rich.table import Table
 
-from fabguard.domain.errors import FabGuardError, InvalidRequest
+from fabguard.domain.errors import FabGuardError, InvalidRequest, Unavailable
 from fabguard.domain.values import Role
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.fixture.errors import FixtureError
@@ -35,10 +39,16 @@ from fabguard.service.core.seeding import init_instance
 
 __all__ = [
     "CONFIG_NAME",
+    "EXIT_FAILED",
+    "EXIT_REFUSED",
+    "EXIT_UNAVAILABLE",
     "HOME_ENV",
+    "PIPE_WIDTH",
     "REASON_HELP",
     "TOKEN_ENV",
     "Instance",
+    "JsonOption",
+    "ScriptableConsole",
     "actor",
     "approver",
     "command",
@@ -55,7 +65,37 @@ __all__ = [
     "state",
 ]
 
-console = Console()
+PIPE_WIDTH = 100_000
+"""The width the CLI writes at when stdout is not a terminal: wide enough that no line is ever wrapped or cut."""
+
+
+class ScriptableConsole(Console):
+    """Rich's console, made for scripts as much as for people.
+
+    When stdout is not a terminal (a pipe, a file) there is no screen to fit: every line is as long as its
+    content, so a table row stays on one line with every value whole (``fabguard order list | grep po-1042``
+    finds it; ``--json`` gives the same data for a program). On a terminal a table too wide for the screen wraps
+    its cells, folding a long id across lines; no value is ever cut to "…".
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        return size if self.is_terminal else ConsoleDimensions(PIPE_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        for obj in objects:
+            if isinstance(obj, Table):
+                for column in obj.columns:
+                    column.overflow = "fold"
+        super().print(*objects, **kwargs)
+
+
+console = ScriptableConsole()
 err_console = Console(stderr=True, soft_wrap=True)
 
 TOKEN_ENV = "FABGUARD_TOKEN"
@@ -63,6 +103,10 @@ TOKEN_ENV = "FABGUARD_TOKEN"
 REASON_HELP = "RFC 5280 reason: unspecified, key_compromise, ca_compromise, affiliation_changed, superseded, cessation_of_operation"
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print JSON instead of a table: the fields the API answers for the same resource")
+]
 
 
 class State:
@@ -119,9 +163,12 @@ def approver(inst: Instance) -> tokens.Principal:
 
 
 def parse_time(value: str | None, what: str) -> datetime | None:
+    """An ISO 8601 time with its zone; a date alone (``2027-03-31``) means midnight UTC at its start."""
     if value is None:
         return None
     try:
+        if len(value) == len("2027-03-31"):
+            return datetime.combine(date.fromisoformat(value), time(0), tzinfo=UTC)
         t = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidRequest(f"{what} {value!r} is not an ISO 8601 time (e.g. 2027-01-31T00:00:00+00:00)") from None
@@ -130,12 +177,22 @@ def parse_time(value: str | None, what: str) -> datetime | None:
     return t
 
 
+EXIT_FAILED, EXIT_REFUSED, EXIT_UNAVAILABLE = 1, 2, 4
+"""Exit codes besides 0: a verification failed; a usage error or a refusal; something needed is unavailable."""
+
+
+def _unavailable(exc: FabGuardError | FixtureError) -> bool:
+    if isinstance(exc, Unavailable) or exc.code.endswith("_unavailable"):
+        return True
+    return isinstance(exc, FabGuardClientError) and exc.status in (502, 503, 504)
+
+
 def print_json(data: object) -> None:
     """Print data as (pretty, highlighted) JSON: what the API answers for the same question."""
     console.print_json(json.dumps(data))
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
+def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:
     """Print one error line on stderr and leave with exit code ``code``."""
     err_console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
@@ -143,21 +200,21 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def friendly(fn: F) -> F:
     """``fn`` with FabGuard errors, the fixture SDK's errors (and a few common environment errors) shown as
-    one line and exit code 2, not as a traceback."""
+    one line, not as a traceback: exit code 4 when the database, key store or server is unavailable, else 2."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except FabGuardError as exc:
-            fail(f"{exc.message} [{exc.code}]")
+            fail(f"{exc.message} [{exc.code}]", EXIT_UNAVAILABLE if _unavailable(exc) else EXIT_REFUSED)
         except FixtureError as exc:  # the client SDK's root: a server's refusal, or a package that does not open
             refused = "the server refused: " if isinstance(exc, FabGuardClientError) else ""
-            fail(f"{refused}{exc.message} [{exc.code}]")
+            fail(f"{refused}{exc.message} [{exc.code}]", EXIT_UNAVAILABLE if _unavailable(exc) else EXIT_REFUSED)
         except OSError as exc:
             fail(str(exc))
         except httpx.HTTPError as exc:
-            fail(f"cannot reach the server: {exc}")
+            fail(f"cannot reach the server: {exc}", EXIT_UNAVAILABLE)
 
     return wrapper  # type: ignore[return-value]
 

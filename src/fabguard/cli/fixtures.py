@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import actor, command, console, opened
+from fabguard.cli.common import JsonOption, actor, command, console, opened, print_json
 from fabguard.domain import values
 from fabguard.fixture.client import enroll
 from fabguard.service.catalog import fixtures
@@ -46,10 +46,13 @@ def fixture_token(fixture_id: FixtureId) -> None:
 
 
 @command(fixture_app, "list")
-def fixture_list() -> None:
+def fixture_list(as_json: JsonOption = False) -> None:
     """Every fixture with its site, state, enrolment and certificate."""
     with opened() as inst:
         rows = [fixtures.fixture_dict(f) for f in fixtures.list_fixtures(inst)]
+    if as_json:
+        print_json(rows)
+        return
     table = Table("fixture", "site", "state", "enrolled", "cert serial", "revoked reason")
     for f in rows:
         table.add_row(

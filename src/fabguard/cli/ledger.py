@@ -281,8 +281,10 @@ def report(
     out: Annotated[Path, typer.Option(help="Directory for report.json, report.csv, report.pdf and report.pdf.sig")],
     order: Annotated[str | None, typer.Option(help="Only this order")] = None,
     site: Annotated[str | None, typer.Option(help="Only this site")] = None,
-    since: Annotated[str | None, typer.Option(help="From this time (ISO 8601 with zone)")] = None,
-    until: Annotated[str | None, typer.Option(help="Until this time (ISO 8601 with zone)")] = None,
+    since: Annotated[str | None, typer.Option(help="From this time (ISO 8601 with zone, or a date: 00:00 UTC)")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Until this time (ISO 8601 with zone, or a date: 00:00 UTC)")
+    ] = None,
 ) -> None:
     """Reconcile ordered vs tested vs provisioned vs refused vs revoked, at a checkpoint of the whole ledger
     signed first (run locally, taking it is the operator's act; the API's GET signs none)."""

@@ -22,7 +22,9 @@ def issue(
     serial: Annotated[str, typer.Option(help="The provisioned unit's serial")],
     feature: Annotated[list[str], typer.Option(help="A feature it may use (repeatable)")],
     out: Annotated[Path, typer.Option(help="Where to write the signed licence (JSON)")],
-    not_after: Annotated[str | None, typer.Option(help="Expiry (ISO 8601 with zone); default none")] = None,
+    not_after: Annotated[
+        str | None, typer.Option(help="Expiry (ISO 8601 with zone, or a date: 00:00 UTC); default none")
+    ] = None,
     product: Annotated[str | None, typer.Option(help="The product, if the serial is in several")] = None,
 ) -> None:
     """Issue a licence (a ledger event) bound to the unit's current device certificate."""
@@ -48,7 +50,9 @@ def verify(
     path: Annotated[Path, typer.Argument(help="The licence (JSON)")],
     device_cert: Annotated[Path, typer.Option(help="The device's certificate (PEM)")],
     root: Annotated[Path, typer.Option(help="The root CA certificate the device trusts (PEM)")],
-    at: Annotated[str | None, typer.Option(help="Check as of this time (ISO 8601 with zone); default now")] = None,
+    at: Annotated[
+        str | None, typer.Option(help="Check as of this time (ISO 8601 with zone, or a date: 00:00 UTC); default now")
+    ] = None,
 ) -> None:
     """Check a licence offline as its device does: signer chain to the root, signature, binding, expiry."""
     try:

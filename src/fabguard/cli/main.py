@@ -44,7 +44,10 @@ app = typer.Typer(
         "FabGuard: quota-bound, test-gated device identity for contract manufacturing.\n\n"
         f"Every command works on one instance directory: --home, else ${HOME_ENV}, else "
         f"~/.local/share/fabguard. CA keys are encrypted with the passphrase in ${PASSPHRASE_ENV} "
-        f"(or the file named by ${PASSPHRASE_FILE_ENV})."
+        f"(or the file named by ${PASSPHRASE_FILE_ENV}).\n\n"
+        "In scripts: every list and show command takes --json; tables never cut a value (one line per row when "
+        "stdout is not a terminal). Exit codes: 0 done, 1 a verification or check failed, 2 a usage error or a "
+        "refusal (its code in brackets), 4 the database, key store or server is unavailable."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from fabguard.cli.common import (
     REASON_HELP,
+    JsonOption,
     actor,
     approver,
     command,
@@ -54,8 +55,12 @@ def order_create(
     site: Annotated[str, typer.Option(help="Site id")],
     quota: Annotated[int, typer.Option(help="Units that may be provisioned")],
     order_id: Annotated[str | None, typer.Option("--id", help="Order id (generated if omitted)")] = None,
-    valid_from: Annotated[str | None, typer.Option(help="ISO 8601 with zone; default now")] = None,
-    valid_until: Annotated[str | None, typer.Option(help="ISO 8601 with zone; default open-ended")] = None,
+    valid_from: Annotated[
+        str | None, typer.Option(help="ISO 8601 with zone, or a date: 00:00 UTC; default now")
+    ] = None,
+    valid_until: Annotated[
+        str | None, typer.Option(help="ISO 8601 with zone, or a date: 00:00 UTC; default open-ended")
+    ] = None,
 ) -> None:
     """Open an order: how many units of a product a site may provision, and when."""
     with opened() as inst:
@@ -75,14 +80,18 @@ def order_create(
 
 
 @command(order_app, "list")
-def order_list() -> None:
+def order_list(as_json: JsonOption = False) -> None:
     """Every order with its quota, units used and left, and refusals by reason."""
     with opened() as inst:
-        console.print(_order_table(orders.list_orders(inst)))
+        views = orders.list_orders(inst)
+    if as_json:
+        print_json([v.to_dict() for v in views])
+    else:
+        console.print(_order_table(views))
 
 
 @command(order_app, "show")
-def order_show(order_id: OrderId, as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+def order_show(order_id: OrderId, as_json: JsonOption = False) -> None:
     """One order, with its pending quota changes."""
     with opened() as inst:
         view = orders.get_order(inst, order_id)

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import TOKEN_ENV, Instance, actor, command, console, opened, print_json, requester
+from fabguard.cli.common import TOKEN_ENV, Instance, JsonOption, actor, command, console, opened, print_json, requester
 from fabguard.domain.values import Role
 from fabguard.service.access import people, tokens
 from fabguard.service.approvals import person_acts, requests
@@ -60,7 +60,7 @@ def person_add(
 
 
 @command(person_app, "list")
-def person_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+def person_list(as_json: JsonOption = False) -> None:
     """Everyone, suspended people included."""
     with opened() as inst:
         views = people.list_people(inst)
@@ -74,8 +74,8 @@ def person_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
 
 
 @command(person_app, "show")
-def person_show(person: PersonRef) -> None:
-    """One person and their tokens (never a secret)."""
+def person_show(person: PersonRef, as_json: JsonOption = False) -> None:  # JSON either way
+    """One person and their tokens (never a secret), as JSON (``--json`` is accepted, like every show)."""
     with opened() as inst:
         print_json({**people.get_person(inst, person).to_dict(), "tokens": people.tokens_of(inst, person)})
 

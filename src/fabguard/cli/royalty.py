@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import actor, command, console, fail, opened, parse_time
+from fabguard.cli.common import JsonOption, actor, command, console, fail, opened, parse_time, print_json
 from fabguard.domain.money import Money
 from fabguard.domain.values import OrderId, ProductId, SiteId
 from fabguard.service.ledger import reports
@@ -26,7 +26,10 @@ def rate_set(
     product: Annotated[str | None, typer.Option(help="The product's rate")] = None,
     order: Annotated[str | None, typer.Option(help="An order's own rate, overriding its product's")] = None,
     effective_from: Annotated[
-        str | None, typer.Option("--from", help="Takes effect at this time (ISO 8601 with zone; now or later)")
+        str | None,
+        typer.Option(
+            "--from", help="Takes effect at this time (ISO 8601 with zone, or a date: 00:00 UTC; now or later)"
+        ),
     ] = None,
 ) -> None:
     """Set a rate (a ledger event). It takes effect now or later, so past statements stay the same."""
@@ -53,10 +56,14 @@ def rate_set(
 def rate_list(
     product: Annotated[str | None, typer.Option(help="Only this product's")] = None,
     order: Annotated[str | None, typer.Option(help="Only this order's")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Every rate set, oldest first."""
     with opened() as inst:
         rows = statements.list_rates(inst, product_id=product, order_id=order)
+    if as_json:
+        print_json([r.to_dict() for r in rows])
+        return
     table = Table("product", "order", "per unit", "from", "set by", "ledger entry")
     for r in rows:
         table.add_row(
@@ -79,8 +86,10 @@ def statement(
     site: Annotated[str | None, typer.Option(help="Only this CM site")] = None,
     order: Annotated[str | None, typer.Option(help="Only this order")] = None,
     product: Annotated[str | None, typer.Option(help="Only this product")] = None,
-    since: Annotated[str | None, typer.Option(help="From this time (ISO 8601 with zone)")] = None,
-    until: Annotated[str | None, typer.Option(help="Until this time (ISO 8601 with zone)")] = None,
+    since: Annotated[str | None, typer.Option(help="From this time (ISO 8601 with zone, or a date: 00:00 UTC)")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Until this time (ISO 8601 with zone, or a date: 00:00 UTC)")
+    ] = None,
 ) -> None:
     """Units provisioned (priced), revoked and refused in the period, at a checkpoint of the whole ledger signed
     first (run locally, taking it is the operator's act; the API's GET signs none); all three files signed by

@@ -143,9 +143,13 @@ def _print_breakdown(figures: Mapping[str, Any], refusals: Mapping[str, Mapping[
 def production(
     since: Annotated[
         str | None,
-        typer.Option(help="Start of the window (ISO 8601 with zone); default: --hours, or 8 h, before the end"),
+        typer.Option(
+            help="Start of the window (ISO 8601 with zone, or a date: 00:00 UTC); default: --hours, or 8 h, before the end"
+        ),
     ] = None,
-    until: Annotated[str | None, typer.Option(help="End of the window (ISO 8601 with zone); default now")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="End of the window (ISO 8601 with zone, or a date: 00:00 UTC); default now")
+    ] = None,
     hours: Annotated[
         float | None, typer.Option(help="Window length in hours, ending at --until (cannot go with --since)")
     ] = None,

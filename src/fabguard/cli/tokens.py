@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import actor, command, console, opened
+from fabguard.cli.common import JsonOption, actor, command, console, opened, print_json
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role, SiteId
 from fabguard.service.access import people, tokens
@@ -82,10 +82,28 @@ def token_create(
 
 
 @command(token_app, "list")
-def token_list() -> None:
+def token_list(as_json: JsonOption = False) -> None:
     """The tokens made so far, revoked ones included (only their hashes are kept, never the secrets)."""
     with opened() as inst:
         rows = tokens.list_tokens(inst)
+    if as_json:  # the fields of a token in GET /api/v1/people/{id}, with its holder
+        print_json(
+            [
+                {
+                    "id": t.id,
+                    "name": t.name,
+                    "person_id": t.person_id,
+                    "role": t.role,
+                    "site_id": t.site_id,
+                    "created_at": t.created_at.isoformat(),
+                    "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+                    "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+                    "made_by_person": t.made_by_person,
+                }
+                for t in rows
+            ]
+        )
+        return
     table = Table("id", "name", "person", "role", "site", "created", "expires", "revoked")
     for t in rows:
         table.add_row(

@@ -7,11 +7,24 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import REASON_HELP, actor, command, console, opened
+from fabguard.cli.common import REASON_HELP, JsonOption, actor, command, console, opened, print_json
 from fabguard.service.authority import revocation
 from fabguard.service.provisioning import units
 
 unit_app = typer.Typer(help="Provisioned units: list, revoke.", no_args_is_help=True)
+
+
+def _unit_dict(u: units.UnitView) -> dict[str, object]:
+    return {
+        "serial": u.serial,
+        "product_id": u.product_id,
+        "order_id": u.order_id,
+        "issuing_ca": u.issuing_ca,
+        "cert_serial": u.cert_serial,
+        "issued_at": u.issued_at.isoformat(),
+        "revoked_at": u.revoked_at.isoformat() if u.revoked_at else None,
+        "revocation_reason": u.revocation_reason,
+    }
 
 
 @command(unit_app, "list")
@@ -19,10 +32,14 @@ def unit_list(
     order: Annotated[str | None, typer.Option(help="Only this order's units")] = None,
     product: Annotated[str | None, typer.Option(help="Only this product's units")] = None,
     limit: Annotated[int, typer.Option(help=f"At most this many, newest first (1-{units.MAX_LIST})")] = 100,
+    as_json: JsonOption = False,
 ) -> None:
     """Provisioned units, newest first: serial, product, order, issuing CA, certificate serial, state."""
     with opened() as inst:
         rows = units.list_units(inst, order_id=order, product_id=product, limit=limit)
+    if as_json:
+        print_json([_unit_dict(u) for u in rows])
+        return
     table = Table("serial", "product", "order", "issuing CA", "cert serial", "issued", "state")
     for u in rows:
         state = f"revoked ({u.revocation_reason})" if u.revoked_at else "active"
