@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from fabguard.domain.errors import ConfigurationError, FabGuardError
-from fabguard.store.db import Database
+from fabguard.store.db import Database, require_driver
 
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
@@ -57,6 +57,7 @@ def sqlite_online_copy(db: Database, dest: Path) -> None:
 @contextmanager
 def read_database(url: str) -> Iterator[Session]:
     """A read-only session on a database by URL, without an instance's engine set-up."""
+    require_driver(url)
     engine = create_engine(url, poolclass=NullPool)
     try:
         with Session(engine) as session, session.begin():

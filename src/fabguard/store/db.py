@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from fabguard.domain.errors import Unavailable
+from fabguard.domain.errors import ConfigurationError, Unavailable
 
 SQLITE_POOL = 48
 
@@ -36,6 +36,7 @@ class Database:
             self.engine = create_engine(url, pool_size=size, max_overflow=size // 2, pool_timeout=60)
             _configure_sqlite(self.engine)
         else:
+            require_driver(url)
             self.engine = create_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=60
             )
@@ -134,6 +135,19 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def require_driver(url: str) -> None:
+    """Refuse a database URL whose driver is not installed, naming what to install: the PostgreSQL driver
+    (psycopg) is the ``postgres`` extra, not a dependency of an SQLite install. Imports the driver."""
+    parsed = make_url(url)
+    try:
+        parsed.get_dialect().import_dbapi()
+    except ImportError as exc:
+        extra = " (pip install 'fabguard[postgres]')" if parsed.get_backend_name() == "postgresql" else ""
+        raise ConfigurationError(
+            f"the database driver for {parsed.drivername} URLs is not installed{extra}: {exc}"
+        ) from None
 
 
 def sqlite_url(path: Path) -> str:

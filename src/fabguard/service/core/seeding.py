@@ -18,7 +18,7 @@ from fabguard.pki.keys import SigningKey, new_signing_key, passphrase_from_env, 
 from fabguard.pki.keystore import KEY_BACKENDS, KeyStore
 from fabguard.service.core.ca_registry import CaRegistry
 from fabguard.service.core.config import CONFIG_NAME, InstanceConfig, resolve_database_url
-from fabguard.store.db import Database
+from fabguard.store.db import Database, require_driver
 from fabguard.store.migrate import upgrade
 from fabguard.store.models import CertificateAuthority
 
@@ -68,6 +68,7 @@ def init_instance(
         key_prefix=secrets.token_hex(4),
     )
     config = _with_published_urls(config, public_url, pki_url, crl_base_url)
+    require_driver(resolve_database_url(home, config, env))  # before any key or file is written
     passphrase = passphrase_from_env(env)
     now = now or datetime.now(UTC)
     home.mkdir(parents=True, exist_ok=True)
