@@ -12,6 +12,7 @@ from fabguard import __version__
 from fabguard.api import docs
 from fabguard.api.errors import BodyLimit, install_error_handlers
 from fabguard.api.logs import RequestLog
+from fabguard.api.metrics import ServerMetrics
 from fabguard.api.routes import (
     approvals,
     audit,
@@ -78,6 +79,7 @@ def create_app(inst: Instance) -> Any:
     # recorded 1 a second, 10 at once; the next one recorded counts those left out.
     app.state.anonymous_refusal_records = EventAllowance(1, 10)
     app.state.dashboard = dashboard.DashboardState(inst)  # the stream's snapshots and the /metrics registry
+    server_metrics = ServerMetrics(app.state.dashboard.registry, inst, committer)  # requests, units, pool
     install_error_handlers(app)
     for routes in (
         meta,
@@ -110,7 +112,8 @@ def create_app(inst: Instance) -> Any:
     return RequestLog(
         BodyLimit(
             app, limits.max_body_bytes, read_seconds=limits.body_read_seconds, max_header_bytes=limits.max_header_bytes
-        )
+        ),
+        server_metrics,
     )
 
 

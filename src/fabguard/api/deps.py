@@ -96,6 +96,7 @@ approver = allow(Role.APPROVER)
 reader = allow(Role.ENGINEER, Role.AUDITOR, Role.APPROVER)
 site_reader = allow(Role.ENGINEER, Role.AUDITOR, Role.APPROVER, Role.OPERATOR)
 field_checker = allow(Role.FIELD)
+scraper = allow(Role.ENGINEER, Role.AUDITOR, Role.APPROVER, Role.METRICS)  # /metrics: the readers and metrics
 
 
 def visible_order(p: tokens.Principal, order: OrderView) -> OrderView:
@@ -138,6 +139,7 @@ SiteReader = Annotated[tokens.Principal, Depends(site_reader)]
 Admin = Annotated[tokens.Principal, Depends(admin)]
 Approver = Annotated[tokens.Principal, Depends(approver)]
 Reader = Annotated[tokens.Principal, Depends(reader)]
+Scraper = Annotated[tokens.Principal, Depends(scraper)]
 FieldChecker = Annotated[tokens.Principal, Depends(field_checker)]
 Fixture = Annotated[FixtureFacts, Depends(fixture)]
 
@@ -150,6 +152,7 @@ __all__ = [
     "Fixture",
     "Inst",
     "Reader",
+    "Scraper",
     "SiteReader",
     "admin",
     "allow",

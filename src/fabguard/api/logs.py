@@ -180,10 +180,12 @@ def _error_code(body: bytes) -> str | None:
 
 class RequestLog:
     """ASGI middleware, outermost: gives each HTTP request an id (echoed as ``X-Request-ID``) and logs
-    one line when its answer is done (or failed), with the fields of ``REQUEST_FIELDS``."""
+    one line when its answer is done (or failed), with the fields of ``REQUEST_FIELDS``; and tells
+    ``metrics`` (``api.metrics.ServerMetrics``) each request's method, route template, status and duration."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, metrics: Any = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -214,8 +216,12 @@ class RequestLog:
             await self.app(scope, receive, send_with_id)
         finally:
             _request_id.reset(token)
+            took = time.perf_counter() - started
+            if self.metrics is not None:
+                route = getattr(scope.get("route"), "path", None)
+                self.metrics.observe_request(scope.get("method", ""), route, seen["status"], took)
             if log.isEnabledFor(logging.INFO):
-                self._log(scope, request_id, seen, notes, time.perf_counter() - started)
+                self._log(scope, request_id, seen, notes, took)
 
     @staticmethod
     def _log(scope: dict[str, Any], request_id: str, seen: dict[str, Any], notes: dict[str, Any], took: float) -> None:

@@ -113,7 +113,10 @@ class TokenIn(_Strict):
         description="The site an operator token sees: required for operator, refused otherwise",
     )
     expires_in_days: int | None = Field(
-        default=None, ge=1, le=365, description="Days until the token stops working (default 90, at most 365)"
+        default=None,
+        ge=1,
+        le=1830,
+        description="Days until the token stops working (default 90, at most 365; a metrics token's at most 1830)",
     )
 
 

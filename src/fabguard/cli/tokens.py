@@ -15,7 +15,7 @@ from fabguard.domain.values import Role, SiteId
 from fabguard.service.access import people, tokens
 
 token_app = typer.Typer(
-    help="API tokens (admin, engineer, approver, auditor, operator): named, scoped, expiring, revocable.",
+    help="API tokens (admin, engineer, approver, auditor, operator, field, metrics): named, scoped, expiring, revocable.",
     no_args_is_help=True,
 )
 
@@ -54,7 +54,7 @@ def token_create(
         str | None,
         typer.Option(
             help=f"How long it works: 90d, 12h, 30m (default {tokens.DEFAULT_LIFETIME.days}d, "
-            f"at most {tokens.MAX_LIFETIME.days}d)"
+            f"at most {tokens.MAX_LIFETIME.days}d; a metrics token's {tokens.METRICS_MAX_LIFETIME.days}d)"
         ),
     ] = None,
 ) -> None:

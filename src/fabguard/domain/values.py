@@ -205,3 +205,4 @@ class Role(enum.StrEnum):
     AUDITOR = "auditor"
     OPERATOR = "operator"  # a CM site's reader: its token names the one site it sees
     FIELD = "field"  # a support desk or device cloud: asks field challenges and checks devices, nothing else
+    METRICS = "metrics"  # a Prometheus server: scrapes /metrics, nothing else; its token may live for years

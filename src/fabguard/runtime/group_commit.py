@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -32,6 +32,9 @@ from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning.group import Job, Outcome, Runner, run_jobs
 
 log = logging.getLogger(__name__)
+
+# Told of every decided group, its jobs and their outcomes in order (the API's metrics count them).
+Observer = Callable[[Sequence[Job], Sequence[Outcome]], None]
 
 
 class WriterDown(Unavailable):
@@ -68,6 +71,12 @@ class GroupCommitter:
         self._thread: threading.Thread | None = None
         self.groups = 0  # groups committed and units in them (for the bench and the tests)
         self.units = 0
+        self.observer: Observer | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for the writer (not those it is deciding now)."""
+        return self._queue.qsize()
 
     @property
     def down(self) -> bool:
@@ -109,7 +118,9 @@ class GroupCommitter:
             else:
                 queued = False
         if not queued:
-            return _each_its_own(self.decide(jobs))
+            outcomes = _each_its_own(self.decide(jobs))
+            self._observe(jobs, outcomes)
+            return outcomes
         request.done.wait()
         return request.outcomes
 
@@ -148,11 +159,19 @@ class GroupCommitter:
         outcomes = _each_its_own(outcomes)
         self.groups += 1
         self.units += len(jobs)
+        self._observe(jobs, outcomes)
         at = 0
         for request in group:
             request.outcomes = outcomes[at : at + len(request.jobs)]
             at += len(request.jobs)
             request.done.set()
+
+    def _observe(self, jobs: Sequence[Job], outcomes: Sequence[Outcome]) -> None:
+        if self.observer is not None:
+            try:
+                self.observer(jobs, outcomes)
+            except Exception:  # counting must never cost a unit its answer
+                log.exception("the provisioning observer failed")
 
     def _die(self, taken: list[_Request], exc: BaseException) -> None:
         log.critical(

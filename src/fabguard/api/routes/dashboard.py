@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 
-from fabguard.api.deps import Inst, Reader, SiteReader, visible_order
+from fabguard.api.deps import Inst, Reader, Scraper, SiteReader, visible_order
 from fabguard.api.media import answers
 from fabguard.api.parsing import Timestamp
 from fabguard.domain.errors import InvalidRequest
@@ -253,8 +253,9 @@ async def stream(
 
 
 @router.get("/metrics", **answers("Prometheus text format", CONTENT_TYPE_LATEST.split(";")[0]))
-def metrics(dashboard: Dashboard, _: Reader) -> Response:
-    """Prometheus text format (scrape with an API token as bearer credentials)."""
+def metrics(dashboard: Dashboard, _: Scraper) -> Response:
+    """Prometheus text format (scrape with an API token as bearer credentials: a ``metrics`` role's token
+    reads this and nothing else, and may live up to five years)."""
     return Response(generate_latest(dashboard.registry), media_type=CONTENT_TYPE_LATEST)
 
 

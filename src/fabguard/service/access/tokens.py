@@ -32,6 +32,8 @@ TOKEN_PREFIX = "fgt_"
 REFUSED = "auth.refused"
 DEFAULT_LIFETIME = timedelta(days=90)
 MAX_LIFETIME = timedelta(days=365)
+# A metrics token only reads /metrics; a scrape credential that expired would silence the alerts watching it.
+METRICS_MAX_LIFETIME = timedelta(days=5 * 366)
 # The roles whose token must name a site (and only these may).
 SITE_ROLES = frozenset({Role.OPERATOR})
 
@@ -69,11 +71,12 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _lifetime(expires_in: timedelta | None) -> timedelta:
+def _lifetime(expires_in: timedelta | None, role: Role) -> timedelta:
     lifetime = DEFAULT_LIFETIME if expires_in is None else expires_in
-    if not timedelta(minutes=1) <= lifetime <= MAX_LIFETIME:
+    longest = METRICS_MAX_LIFETIME if role is Role.METRICS else MAX_LIFETIME
+    if not timedelta(minutes=1) <= lifetime <= longest:
         raise InvalidRequest(
-            f"a token lives between 1 minute and {MAX_LIFETIME.days} days (default {DEFAULT_LIFETIME.days})",
+            f"a {role.value} token lives between 1 minute and {longest.days} days (default {DEFAULT_LIFETIME.days})",
             code="token_expiry_invalid",
         )
     return lifetime
@@ -101,7 +104,7 @@ def token_spec(
     name: str, role: Role | str, *, site_id: SiteId | None = None, expires_in: timedelta | None = None
 ) -> TokenSpec:
     """Check what a token would be: a known role, a printable name, a site for an operator only, a
-    lifetime from 1 minute to 365 days (default 90)."""
+    lifetime from 1 minute to 365 days (a metrics token's to 1830 days; default 90)."""
     try:
         role = Role(role)
     except ValueError:
@@ -114,7 +117,7 @@ def token_spec(
         raise InvalidRequest(
             f"a {role.value} token is not scoped to a site; leave the site out", code="token_site_invalid"
         )
-    return TokenSpec(name, role, str(site_id) if site_id is not None else None, _lifetime(expires_in))
+    return TokenSpec(name, role, str(site_id) if site_id is not None else None, _lifetime(expires_in, role))
 
 
 def new_secret() -> str:
