@@ -125,10 +125,8 @@ def _order_units(inst: Instance, view: orders.OrderView, since: datetime, until:
     """The units an order's yield counts (docs/figures.md): those provisioned on it and, when it is the
     only order at its site, the site's units never provisioned (test records carry no order, so a
     scrapped board is the order's only when no other order could have made it)."""
-    site = filters.pop("site_id", None)
-    if _sole_order_at_site(inst, view) and site in (None, view.site_id):
-        return Scope(since, until, site_id=view.site_id, **filters)
-    return Scope(since, until, order_id=view.id, site_id=site, **filters)
+    site = view.site_id if _sole_order_at_site(inst, view) else None
+    return Scope(since, until, order_id=view.id, unprovisioned_site=site, **filters)
 
 
 def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | None = None) -> dict[str, Any]:
