@@ -61,14 +61,16 @@ def test_production_prints_its_tables_and_json(any_world: World) -> None:
     assert code == 0, out
     assert "units provisioned 2" in out and "tests 4 (FAIL 1, PASS 3)" in out
     assert "first-pass yield 66.7% (2 units)" in out and "final yield 100.0% (3 units)" in out
-    assert "retest rate 33.3% (1 units)" in out
+    assert "retest rate 33.3% (1 units)" in out and "scrap 0.0% (0 units)" in out
     assert "unit.refused quota_exhausted 1" in out
     assert f"{failed} 1 100.0% 100.0%" in out
     assert "vcc_3v3 4" in out and "Cpk" in out and "Traceback" not in out
 
     figures = fg_json(home, "stats", "production", "--order", "po-cli")
     assert figures["provisioned"] == 2 and figures["scope"]["order_id"] == "po-cli"
-    assert figures["yield"]["units_tested"] == 2 and figures["yield"]["retest_rate"] == 0.5
+    # po-cli is the only order at cm-a: its units are the site's (docs/figures.md), the refused third included.
+    assert figures["yield"]["units_tested"] == 3 and figures["yield"]["retest_rate"] == pytest.approx(1 / 3)
+    assert figures["yield"] == fg_json(home, "stats", "production")["yield"]
     assert figures["refusals"] == {"unit.refused": {"quota_exhausted": 1}}
     assert fg_json(home, "stats", "production", "--site", "cm-b")["tests"]["total"] == 0
     assert fg_json(home, "stats", "production", "--fixture", "f1", "--hours", "1")["tests"]["total"] == 4
@@ -85,7 +87,7 @@ def test_order_shows_its_burn_down(world: World) -> None:
     assert "Order po-cli: sensor at cm-a" in out
     assert "quota 2" in out and "used 2" in out and "remaining 0" in out and "rate 2 units/h" in out
     assert "projected exhaustion 20" in out  # exhausted: when the last unit was provisioned
-    assert "first-pass yield 50.0% (1 units)" in out and "quota_exhausted 1" in out and "Capability" in out
+    assert "first-pass yield 66.7% (2 units)" in out and "quota_exhausted 1" in out and "Capability" in out
     figures = fg_json(world.inst.home, "stats", "order", "po-cli")
     assert figures["burn_down"]["remaining"] == 0 and figures["refused"] == {"quota_exhausted": 1}
 

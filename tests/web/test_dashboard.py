@@ -161,8 +161,10 @@ def test_an_order_page_shows_capability_and_follows_provisioning_without_reload(
     assert float(row.locator("td.cpk").text_content()) > 0
     assert row.locator("td.cpk .index").get_attribute("class").split()[1] in {"good", "marginal", "bad"}
     assert page.locator("#order-capability tr[data-measurement]").count() == 5
-    # Yield is about the order's units, i.e. those provisioned on it: the failing unit is not one yet.
-    sync_api.expect(page.locator("#order-fpy")).to_have_text("100.0%")
+    # Yield is about the order's units: the order is alone at its site, so the failing unit, not
+    # provisioned (yet), is one of them (docs/figures.md).
+    sync_api.expect(page.locator("#order-fpy")).to_have_text("75.0%")
+    sync_api.expect(page.locator("#order-retest")).to_have_text("0.0%")
     page.evaluate("window.__notReloaded = true")
 
     fixture.upload_test_record(openhtf_record(failed.serial, "line-1", fail=False, rng=random.Random(20)))

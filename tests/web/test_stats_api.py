@@ -60,6 +60,8 @@ def test_yield_counts_units_failing_first_and_passing_on_retest(any_world: World
         "first_pass_yield": 0.6,
         "final_yield": 1.0,
         "retest_rate": 0.4,
+        "scrapped": 0,
+        "scrap_rate": 0.0,
     }
     assert figures["throughput_per_hour"] == pytest.approx(5 / figures["window"]["hours"])
     # Each failing record has exactly one measurement out of its limits: the Pareto names it.

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from fabguard.analytics import figures
 from fabguard.analytics.facts import EventFact
 
 PASS = "PASS"
@@ -14,8 +15,8 @@ PASS = "PASS"
 
 @dataclass(frozen=True, slots=True)
 class YieldStats:
-    """Counts over units (distinct serials): first-pass yield counts a unit whose first test passed,
-    final yield one whose latest test passed; a unit tested more than once was retested."""
+    """Counts over units (distinct serials); the figures are those of ``fabguard.analytics.figures``
+    (first-pass and final yield, retest rate, scrap), one definition for every surface."""
 
     units: int = 0
     tests: int = 0
@@ -25,15 +26,23 @@ class YieldStats:
 
     @property
     def first_pass_yield(self) -> float | None:
-        return self.first_pass / self.units if self.units else None
+        return figures.first_pass_yield(self.first_pass, self.units)
 
     @property
     def final_yield(self) -> float | None:
-        return self.final_pass / self.units if self.units else None
+        return figures.final_yield(self.final_pass, self.units)
 
     @property
     def retest_rate(self) -> float | None:
-        return self.retested / self.units if self.units else None
+        return figures.retest_rate(self.retested, self.units)
+
+    @property
+    def scrapped(self) -> int:
+        return figures.scrapped(self.final_pass, self.units)
+
+    @property
+    def scrap_rate(self) -> float | None:
+        return figures.scrap_rate(self.final_pass, self.units)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -45,6 +54,8 @@ class YieldStats:
             "first_pass_yield": self.first_pass_yield,
             "final_yield": self.final_yield,
             "retest_rate": self.retest_rate,
+            "scrapped": self.scrapped,
+            "scrap_rate": self.scrap_rate,
         }
 
 
@@ -67,11 +78,9 @@ def unit_yield(outcomes: Iterable[tuple[str, str]]) -> YieldStats:
 
 
 def throughput_per_hour(times: Sequence[datetime], *, since: datetime, until: datetime) -> float:
-    """Units per hour over ``[since, until)``."""
+    """Units per hour over ``[since, until)`` (``figures.throughput_per_hour``)."""
     hours = (until - since).total_seconds() / 3600
-    if hours <= 0:
-        return 0.0
-    return sum(1 for t in times if since <= t < until) / hours
+    return figures.throughput_per_hour(sum(1 for t in times if since <= t < until), hours)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,7 @@ def _yield_rows(table: Table, y: Mapping[str, Any]) -> None:
     table.add_row("first-pass yield", f"{_percent(y['first_pass_yield'])} ({y['first_pass']} units)")
     table.add_row("final yield", f"{_percent(y['final_yield'])} ({y['final_pass']} units)")
     table.add_row("retest rate", f"{_percent(y['retest_rate'])} ({y['retested']} units)")
+    table.add_row("scrap", f"{_percent(y['scrap_rate'])} ({y['scrapped']} units)")
 
 
 def _refusal_table(refusals: Mapping[str, Mapping[str, int]]) -> Table:

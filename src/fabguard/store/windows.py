@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Subquery, func, select, union_all
+from sqlalchemy import ColumnElement, Select, Subquery, and_, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from fabguard.analytics.production import YieldStats
@@ -63,6 +63,9 @@ class Scope:
     fixture_id: str | None = None
     # The orders a product filter stands for (filled by ``production``).
     order_ids: tuple[str, ...] | None = field(default=None, compare=False)
+    # With ``order_id``: the units never provisioned (order "") first tested at this site count too
+    # (an order alone at its site owns that site's scrapped boards; docs/figures.md).
+    unprovisioned_site: str | None = None
 
     @property
     def minutes(self) -> tuple[int, int]:
@@ -82,7 +85,14 @@ class Scope:
             clauses.append(table.c.site_id == self.site_id)
         if self.fixture_id is not None:
             clauses.append(table.c.fixture_id == self.fixture_id)
-        if orders_too and self.order_id is not None:
+        if orders_too and self.order_id is not None and self.unprovisioned_site is not None:
+            clauses.append(
+                or_(
+                    table.c.order_id == self.order_id,
+                    and_(table.c.order_id == "", table.c.site_id == self.unprovisioned_site),
+                )
+            )
+        elif orders_too and self.order_id is not None:
             clauses.append(table.c.order_id == self.order_id)
         if orders_too and self.order_ids is not None:
             clauses.append(table.c.order_id.in_(self.order_ids))

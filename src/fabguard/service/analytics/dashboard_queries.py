@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from fabguard.analytics import figures as figure
 from fabguard.analytics.alerts import Acknowledgement, Alert, ordered, with_acknowledgements
 from fabguard.analytics.fold import ACK_KIND
 from fabguard.analytics.settings import DEFAULT, AnalyticsSettings, settings_from_dict
@@ -114,6 +115,20 @@ def _burn(
     }
 
 
+def _sole_order_at_site(inst: Instance, view: orders.OrderView) -> bool:
+    """Whether ``view`` is the only order ever created at its site (docs/figures.md: its units then
+    include the site's units never provisioned, its scrapped boards)."""
+    return not any(v.site_id == view.site_id and v.id != view.id for v in orders.list_orders(inst))
+
+
+def _order_units(inst: Instance, view: orders.OrderView, since: datetime, until: datetime, **filters: Any) -> Scope:
+    """The units an order's yield counts (docs/figures.md): those provisioned on it and, when it is the
+    only order at its site, the site's units never provisioned (test records carry no order, so a
+    scrapped board is the order's only when no other order could have made it)."""
+    site = view.site_id if _sole_order_at_site(inst, view) else None
+    return Scope(since, until, order_id=view.id, unprovisioned_site=site, **filters)
+
+
 def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | None = None) -> dict[str, Any]:
     """One order: quota burn-down, throughput, refusals, yield of its units, capability at its site."""
     settings = settings or load_settings(inst)
@@ -121,7 +136,7 @@ def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | 
     view = orders.get_order(inst, order_id)
     now = inst.clock()
     window = Scope(max(now - settings.window, view.created_at), now, order_id=order_id, site_id=view.site_id)
-    since_created = Scope(view.created_at, now, order_id=order_id)
+    since_created = _order_units(inst, view, view.created_at, now)
     at_site = Scope(view.created_at, now, site_id=view.site_id)
     with inst.db.read() as s:
         recent = windows.recent_provisioned(s, now - settings.burn_window)
@@ -211,6 +226,13 @@ def production(
     if until - since > timedelta(days=3660):
         raise InvalidRequest("a window may span at most ten years", code="invalid_window")
     lag = refresh(inst, settings, max_events=catch_up)
+    units_scope: Scope | None = None
+    if order_id is not None and product_id is None:
+        try:
+            view = orders.get_order(inst, order_id)
+        except NotFound:
+            raise NotFound(f"no order {order_id[:80]!r}", code="order_not_found") from None
+        units_scope = _order_units(inst, view, since, until, site_id=site_id, fixture_id=fixture_id)
     with inst.db.read() as s:
         order_ids = totals.product_orders(s, product_id) if product_id is not None else None
         if order_id is not None and not totals.order_exists(s, order_id):
@@ -225,13 +247,15 @@ def production(
             "window": {"since": since.isoformat(), "until": until.isoformat(), "hours": hours},
             "scope": {"product_id": product_id, "order_id": order_id, "site_id": site_id, "fixture_id": fixture_id},
             "provisioned": provisioned,
-            "throughput_per_hour": provisioned / hours,
+            "throughput_per_hour": figure.throughput_per_hour(provisioned, hours),
             "tests": {
                 "total": sum(outcomes.values()),
                 "by_outcome": dict(sorted(outcomes.items())),
                 "per_hour": sum(outcomes.values()) / hours,
             },
-            "yield": windows.unit_yield(s, scope if (order_id or product_id) else tests_scope).to_dict(),
+            "yield": windows.unit_yield(
+                s, units_scope or (scope if (order_id or product_id) else tests_scope)
+            ).to_dict(),
             "refusals": windows.refusals(s, scope),
             "failures": windows.pareto(s, tests_scope),
             "capability": _capability(s, tests_scope),
