@@ -174,6 +174,20 @@ class Unit(Base):
     attestation: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+class SupersededCertificate(Base):
+    """A unit's certificate replaced by re-enrolment: revoked with reason ``superseded`` (RFC 5280
+    CRLReason 4) at the re-enrolment, listed on its issuing CA's CRL and answered ``revoked`` by OCSP."""
+
+    __tablename__ = "superseded_certificates"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    cert_serial: Mapped[str] = mapped_column(String(48), unique=True)
+    issuing_ca: Mapped[str] = mapped_column(String(63), index=True)
+    product_id: Mapped[str] = mapped_column(String(63))
+    unit_serial: Mapped[str] = mapped_column(String(64))
+    cert_sha256: Mapped[str] = mapped_column(String(64))
+    superseded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class CertificateAuthority(Base):
     """The CA registry: the root, the station CA and any number of issuing CAs (per site, per product line).
 

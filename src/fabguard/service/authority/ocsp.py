@@ -27,7 +27,7 @@ from fabguard.pki import ocsp
 from fabguard.pki.profiles import Issuer
 from fabguard.service.core.ca_registry import EXTERNAL_KEY
 from fabguard.service.core.instance import Instance
-from fabguard.store.models import CertificateAuthority, Fixture, OcspResponder, Unit
+from fabguard.store.models import CertificateAuthority, Fixture, OcspResponder, SupersededCertificate, Unit
 
 # A responder certificate with id-pkix-ocsp-nocheck cannot be revoked in any way relying parties see
 # (RFC 6960 4.2.2.2.1), so it lives a week and is renewed, with a new key, when two days are left.
@@ -123,6 +123,13 @@ def _status(s: Session, authority: _Authority, serial_number: int) -> ocsp.CertS
             )
         ).first()
         found = None if unit is None else (unit[0], unit[1] or "unspecified")
+        if found is None:  # a certificate re-enrolment replaced
+            superseded_at = s.execute(
+                select(SupersededCertificate.superseded_at).where(
+                    SupersededCertificate.cert_serial == serial, SupersededCertificate.issuing_ca == authority.name
+                )
+            ).scalar_one_or_none()
+            found = None if superseded_at is None else (superseded_at, "superseded")
     elif authority.role == "station":
         fixture = s.execute(select(Fixture.revoked_at).where(Fixture.cert_serial == serial)).first()
         found = None if fixture is None else (fixture[0], "cessation_of_operation")

@@ -1,4 +1,5 @@
-"""Revoking units, whole orders and fixtures, and publishing each CA's CRL.
+"""Revoking units, whole orders and fixtures, and publishing each CA's CRL (which also lists the
+certificates re-enrolment superseded).
 
 A revocation and its ledger entry commit together; the CA's CRL is then re-signed at once (and
 again on a schedule before it expires), so ``openssl verify -crl_check`` sees it immediately.
@@ -20,7 +21,7 @@ from fabguard.service.core.ca_registry import EXTERNAL_KEY
 from fabguard.service.core.instance import Instance
 from fabguard.store.crls import insert_first_crl, lock_crl
 from fabguard.store.eventlog import append_event
-from fabguard.store.models import CertificateAuthority, CrlRow, Fixture, Order, Unit
+from fabguard.store.models import CertificateAuthority, CrlRow, Fixture, Order, SupersededCertificate, Unit
 
 CRL_VALIDITY = timedelta(days=7)
 # Re-sign when less than this is left, so a published CRL never lapses between scheduled runs.
@@ -114,7 +115,14 @@ def _revoked_entries(s: Session, inst: Instance, ca: str, role: str) -> list[Rev
                 Unit.revoked_at.is_not(None), Unit.issuing_ca == ca
             )
         ).all()
-        return [RevokedEntry(int(c, 16), at, reason or "unspecified") for c, at, reason in rows if at is not None]
+        entries = [RevokedEntry(int(c, 16), at, reason or "unspecified") for c, at, reason in rows if at is not None]
+        # Certificates replaced by re-enrolment (RFC 5280 CRLReason superseded).
+        superseded = s.execute(
+            select(SupersededCertificate.cert_serial, SupersededCertificate.superseded_at).where(
+                SupersededCertificate.issuing_ca == ca
+            )
+        ).all()
+        return entries + [RevokedEntry(int(c, 16), at, "superseded") for c, at in superseded]
     if role == "station":
         frows = s.execute(
             select(Fixture.cert_serial, Fixture.revoked_at).where(

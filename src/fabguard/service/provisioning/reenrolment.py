@@ -3,6 +3,10 @@
 Consumes no quota. The unit may keep its key or move to a new one (never one seen elsewhere). The new
 certificate has the product's device profile, as at first issuance: a Matter DAC under the order's PAI,
 else an IEEE 802.1AR IDevID.
+
+The certificate it replaces is revoked with reason ``superseded`` (RFC 5280 CRLReason 4) at the
+re-enrolment, in the same transaction: OCSP answers ``revoked`` for it, and the issuing CA's CRL is
+re-signed at once to list it, as after a revocation.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from fabguard.domain.reenrolment import ReenrolmentRequest, authorize_reenrolmen
 from fabguard.domain.values import Serial, parse_key_types
 from fabguard.pki.csr import CheckedCsr, check_device_csr, load_csr
 from fabguard.service.authority.authorities import USABLE, matter_pai_facts
+from fabguard.service.authority.revocation import ca_names, refresh_crl
 from fabguard.service.core.events import record_refusal
 from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning.unit_requests import Provisioned, device_certificate
 from fabguard.store.eventlog import append_event
-from fabguard.store.models import CertificateAuthority, Product, Unit
+from fabguard.store.models import CertificateAuthority, Product, SupersededCertificate, Unit
 
 
 def reenroll_unit(inst: Instance, unit_cert_der: bytes | None, csr: bytes) -> Provisioned:
@@ -32,13 +37,17 @@ def reenroll_unit(inst: Instance, unit_cert_der: bytes | None, csr: bytes) -> Pr
     fingerprint = hashlib.sha256(unit_cert_der).hexdigest()
     try:
         checked = check_device_csr(load_csr(csr, inst.limits.max_csr_bytes))
-        return _reenroll_in(inst, fingerprint, checked)
+        provisioned, ca = _reenroll_in(inst, fingerprint, checked)
     except Refusal as refusal:
         record_refusal(inst, "reenroll.refused", refusal, detail={"cert_sha256": fingerprint})
         raise
+    if ca in ca_names(inst):  # not a site agent's CA, whose key is the agent's
+        refresh_crl(inst, ca)  # the superseded certificate is on the next CRL at once
+    return provisioned
 
 
-def _reenroll_in(inst: Instance, fingerprint: str, checked: CheckedCsr) -> Provisioned:
+def _reenroll_in(inst: Instance, fingerprint: str, checked: CheckedCsr) -> tuple[Provisioned, str]:
+    """Issue the new certificate and supersede the old one; (what to answer, the issuing CA's name)."""
     now = inst.clock()
     with inst.db.transaction() as s:
         unit = s.execute(select(Unit).where(Unit.cert_sha256 == fingerprint).with_for_update()).scalar_one_or_none()
@@ -72,6 +81,16 @@ def _reenroll_in(inst: Instance, fingerprint: str, checked: CheckedCsr) -> Provi
             inst, issuer, checked.public_key, Serial(unit.serial), product.id, now, lifetime, unit.issuing_ca
         )
         old_serial, old_key = unit.cert_serial, unit.key_fingerprint
+        s.add(
+            SupersededCertificate(
+                cert_serial=old_serial,
+                issuing_ca=unit.issuing_ca,
+                product_id=unit.product_id,
+                unit_serial=unit.serial,
+                cert_sha256=unit.cert_sha256,
+                superseded_at=now,
+            )
+        )
         unit.certificate_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
         unit.cert_serial = format(cert.serial_number, "x")
         unit.cert_sha256 = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
@@ -87,6 +106,7 @@ def _reenroll_in(inst: Instance, fingerprint: str, checked: CheckedCsr) -> Provi
             serial=unit.serial,
             detail={
                 "old_cert_serial": old_serial,
+                "old_cert_revoked": "superseded",
                 "cert_serial": unit.cert_serial,
                 "cert_sha256": unit.cert_sha256,
                 "key_changed": new_key != old_key,
@@ -95,7 +115,7 @@ def _reenroll_in(inst: Instance, fingerprint: str, checked: CheckedCsr) -> Provi
         )
         pem, order_id, ca_name = unit.certificate_pem, unit.order_id, unit.issuing_ca
         serial = unit.serial
-    return Provisioned(serial, order_id, pem, inst.cas.chain_pem(ca_name), False)
+    return Provisioned(serial, order_id, pem, inst.cas.chain_pem(ca_name), False), ca_name
 
 
 __all__ = ["reenroll_unit"]
