@@ -10,7 +10,7 @@ import asyncio
 from datetime import timedelta
 
 from fabguard.service.access import tokens
-from tests.api.test_role_matrix import Caller, Matrix, _concrete, call, matrix, role_table
+from tests.api.test_role_matrix import Caller, Matrix, matrix, narrow_role_mistakes, role_table
 
 __all__ = ["matrix"]  # the module-scoped world of the role matrix, built again for this module
 
@@ -23,20 +23,5 @@ def test_a_metrics_token_passes_only_metrics_and_the_public_routes(matrix: Matri
     )
     caller = Caller(bearer=secret)
 
-    async def run() -> list[str]:
-        wrong = []
-        for (method, path), cells in sorted(role_table().items()):
-            status, answer = await call(matrix.app, method, _concrete(path), caller)
-            code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
-            if (method, path) in METRICS_ROUTES or cells["none"] == "yes":
-                ok = status not in (401, 403) and status < 500
-            elif cells["admin"] != "yes":  # a fixture's route: every bearer token is refused alike
-                ok = f"{status} {code}" == cells["admin"]
-            else:
-                ok = (status, code) == (403, "forbidden")
-            if not ok:
-                wrong.append(f"{method} {path} as a metrics token: {status} {code}")
-        return wrong
-
     assert ("GET", "/metrics") in role_table()
-    assert asyncio.run(run()) == []
+    assert asyncio.run(narrow_role_mistakes(matrix.app, caller, METRICS_ROUTES, "metrics")) == []

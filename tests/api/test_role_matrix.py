@@ -255,3 +255,22 @@ def test_an_operator_lists_only_its_own_sites_orders(matrix: Matrix) -> None:
     # Another site's order and an order that does not exist look the same to an operator.
     assert (status, body["error"]["code"]) == (absent_status, absent["error"]["code"]) == (404, "order_not_found")
     assert body["error"]["message"] == "no order 'po-b'" and absent["error"]["message"] == "no order 'po-zz'"
+
+
+async def narrow_role_mistakes(app: Any, caller: Caller, allowed: set[tuple[str, str]], role: str) -> list[str]:
+    """Walk every route of the table as ``caller``, a token of a role with no column of its own (``field``,
+    ``metrics``): only ``allowed`` and the public routes let it through; a fixture's route refuses it as it
+    refuses every bearer token; every other route answers 403 ``forbidden``. The routes that did otherwise."""
+    wrong = []
+    for (method, path), cells in sorted(role_table().items()):
+        status, answer = await call(app, method, _concrete(path), caller)
+        code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
+        if (method, path) in allowed or cells["none"] == "yes":
+            ok = status not in (401, 403) and status < 500
+        elif cells["admin"] != "yes":  # a fixture's route: every bearer token is refused alike
+            ok = f"{status} {code}" == cells["admin"]
+        else:
+            ok = (status, code) == (403, "forbidden")
+        if not ok:
+            wrong.append(f"{method} {path} as a {role} token: {status} {code}")
+    return wrong
