@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +28,6 @@ from tests.service.provisioning.test_quota_concurrency import (
     ServerProcess,
     assert_gap_free_events,
     enrol_fixtures,
-    free_port,
     make_units,
     new_order,
     read_books,
@@ -60,21 +59,6 @@ class Line:
     def answers(self) -> int:
         with self.lock:
             return len(self.issued) + len(self.refused)
-
-
-@pytest.fixture
-def server_process(tmp_path: Path) -> Iterator[Callable[[Path], ServerProcess]]:
-    """Start one ``fabguard serve`` process; it is stopped at teardown whatever happened."""
-    started: list[ServerProcess] = []
-
-    def start(home: Path) -> ServerProcess:
-        server = ServerProcess(home, free_port(), tmp_path / "server.log")
-        started.append(server)
-        return server.start()
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def provision_until_answered(
@@ -111,12 +95,12 @@ def provision_until_answered(
 
 @pytest.mark.slow
 def test_sigkill_mid_run_loses_no_certificate_and_never_overshoots(
-    any_instance: Instance, server_process: Callable[[Path], ServerProcess], tmp_path: Path
+    any_instance: Instance, server_processes: Callable[[Path], ServerProcess], tmp_path: Path
 ) -> None:
     inst = any_instance
     set_up_catalog(inst)
     order = new_order(inst, QUOTA)
-    server = server_process(inst.home)
+    server = server_processes(inst.home)
     creds = enrol_fixtures(inst, server.url, tmp_path / "fixtures", FIXTURES)
     clients = [FixtureClient(c, timeout=20.0) for c in creds]
     try:

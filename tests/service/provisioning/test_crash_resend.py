@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -24,7 +24,6 @@ from tests.service.provisioning.test_quota_concurrency import (
     ServerProcess,
     assert_gap_free_events,
     enrol_fixtures,
-    free_port,
     make_units,
     new_order,
     read_books,
@@ -38,20 +37,6 @@ KEY = "batch-killed-mid-way"
 RESEND_WITHIN_S = 10.0
 
 
-@pytest.fixture
-def server_process(tmp_path: Path) -> Iterator[Callable[[Path], ServerProcess]]:
-    started: list[ServerProcess] = []
-
-    def start(home: Path) -> ServerProcess:
-        server = ServerProcess(home, free_port(), tmp_path / "server.log")
-        started.append(server)
-        return server.start()
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 def units_recorded(inst: Instance) -> dict[str, str]:
     with inst.db.read() as s:
         return {serial: pem for serial, pem in s.execute(select(Unit.serial, Unit.certificate_pem))}
@@ -59,12 +44,12 @@ def units_recorded(inst: Instance) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_a_batch_killed_mid_way_is_done_exactly_once_by_a_resend_within_seconds(
-    any_instance: Instance, server_process: Callable[[Path], ServerProcess], tmp_path: Path
+    any_instance: Instance, server_processes: Callable[[Path], ServerProcess], tmp_path: Path
 ) -> None:
     inst = any_instance
     set_up_catalog(inst)
     order = new_order(inst, QUOTA)
-    server = server_process(inst.home)
+    server = server_processes(inst.home)
     [creds] = enrol_fixtures(inst, server.url, tmp_path / "fixtures", 1)
     units = make_units(UNITS)
     # Each unit twice in a row (a station resending a unit inside its batch): every repeat starts a new

@@ -158,21 +158,6 @@ class ServerProcess:
             return "(no log)"
 
 
-@pytest.fixture
-def server_processes(tmp_path: Path) -> Iterator[Callable[[Path], ServerProcess]]:
-    """A factory of started server processes; every one is stopped at teardown, pass or fail."""
-    started: list[ServerProcess] = []
-
-    def start(home: Path, workers: int = 1) -> ServerProcess:
-        server = ServerProcess(home, free_port(), tmp_path / f"server-{len(started)}.log", workers)
-        started.append(server)
-        return server.start()
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 def set_up_catalog(inst: Instance) -> None:
     product_catalog.create_product(inst, product_id=ProductId(PRODUCT), name="Sensor v2", actor="test")
     product_catalog.create_site(inst, site_id=SiteId(SITE), name="CM A", actor="test")
