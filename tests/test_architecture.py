@@ -217,7 +217,7 @@ SLICES: dict[str, frozenset[str]] = {
     "approvals": frozenset({"core", "access"}),
     "field": frozenset({"core", "authority"}),
     "firmware": frozenset({"core", "access"}),
-    "royalties": frozenset({"core", "ledger"}),
+    "royalties": frozenset({"core", "ledger", "approvals", "authority"}),
     "compliance": frozenset({"core", "firmware", "ledger"}),
     "handoff": frozenset({"core", "authority", "ledger"}),
     "analytics": frozenset({"core", "catalog", "field"}),

@@ -50,8 +50,11 @@ def verify_licence(
     device_certificate: x509.Certificate,
     root: x509.Certificate,
     now: datetime | None = None,
+    crl: x509.CertificateRevocationList | None = None,
 ) -> VerifiedLicence:
-    """Check ``document`` for the device holding ``device_certificate``, trusting ``root`` only."""
+    """Check ``document`` for the device holding ``device_certificate``, trusting ``root`` only. With the
+    root's ``crl`` (``/crl/root.crl``), a licence whose signer was revoked is refused (``licence_signer_revoked``):
+    a device that can fetch it now and then learns of a compromised signer."""
     at = (now or datetime.now(UTC)).astimezone(UTC)
     doc = _parsed(document)
     try:
@@ -68,6 +71,8 @@ def verify_licence(
     except (KeyError, IndexError, TypeError, ValueError, binascii.Error) as exc:
         raise LicenceInvalid(f"not a FabGuard licence: {exc}", code="licence_malformed") from None
     _check_signer(signer, root, at)
+    if crl is not None:
+        _check_not_revoked(signer, root, crl)
     # Each product has its own licence signer: one product's key must not license another's devices.
     names = signer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not names or names[0].value != f"{product_id} licences":
@@ -113,6 +118,15 @@ def _check_signer(signer: x509.Certificate, root: x509.Certificate, at: datetime
         raise LicenceInvalid("the signer certificate is not a licence signer's", code="licence_untrusted") from None
     if basic.ca or not usage.digital_signature or LICENCE_SIGNING_EKU not in purposes:
         raise LicenceInvalid("the signer certificate may not sign licences", code="licence_untrusted")
+
+
+def _check_not_revoked(signer: x509.Certificate, root: x509.Certificate, crl: x509.CertificateRevocationList) -> None:
+    if crl.issuer != root.subject or not crl.is_signature_valid(root.public_key()):  # type: ignore[arg-type]
+        raise LicenceInvalid("the CRL given is not the trusted root's", code="licence_crl_invalid")
+    if crl.get_revoked_certificate_by_serial_number(signer.serial_number) is not None:
+        raise LicenceInvalid(
+            "the licence's signer was revoked (it is on the root's CRL)", code="licence_signer_revoked"
+        )
 
 
 def _check_signature(signer: x509.Certificate, signature: bytes, message: bytes) -> None:

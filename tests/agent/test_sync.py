@@ -28,7 +28,7 @@ from fabguard.service.authority import authorities, revocation
 from fabguard.service.authority.ca_acts import CaRevocation
 from fabguard.service.core import events
 from fabguard.service.core.instance import Instance
-from fabguard.service.ledger import merkle_log
+from fabguard.service.ledger import ledger_keys, merkle_log
 from fabguard.store.models import Order, Unit
 from tests.agent.conftest import Site, agent_fixture, lease_for
 from tests.support import REQUESTER, second_person_approves, tested_device
@@ -278,3 +278,15 @@ def test_a_sync_package_that_is_not_one_is_refused(tmp_path: Path) -> None:
     with pytest.raises(Exception) as exc:
         sync.parse_sync_package(json.dumps({"format": "other"}))
     assert getattr(exc.value, "code", None) == "lease_sync_invalid"
+
+
+def test_a_lease_issued_before_a_key_rotation_still_syncs_after_it(site: Site, agent: Agent) -> None:
+    """The lease bundle is signed by the ledger key of its day; a rotation since must not orphan it."""
+    inst, server = agent
+    central = site.world.inst
+    with agent_fixture(site, server) as client:
+        _provision(client, site.order_id, ["SN-K1"])
+    ledger_keys.rotate(central, actor="admin")
+    ledger_keys.finish_rotation(central, actor="admin")
+    folded = sync.sync_lease(central, sync_package(inst, site.home), actor="test")
+    assert folded["units"] == 1 and _central_units(site) == ["SN-K1"]

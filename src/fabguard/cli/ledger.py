@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import actor, command, console, fail, opened, parse_time, print_json
+from fabguard.cli.common import JsonOption, actor, command, console, fail, opened, parse_time, print_json
 from fabguard.domain.filenames import path_inside
 from fabguard.domain.values import SiteId
 from fabguard.firmware.sbom import validate_sbom
@@ -24,7 +25,7 @@ from fabguard.ledger.cosignature import (
 )
 from fabguard.ledger.pack import is_compliance_pack, verify_pack
 from fabguard.ledger.verify import AuditFailure, verify_export, verify_report
-from fabguard.service.ledger import merkle_log, reports, witness
+from fabguard.service.ledger import ledger_keys, merkle_log, reports, witness
 
 ledger_app = typer.Typer(help="The tamper-evident ledger: checkpoints, proofs, export.", no_args_is_help=True)
 audit_app = typer.Typer(help="Offline verification for auditors (no server, no database).", no_args_is_help=True)
@@ -45,6 +46,48 @@ def key() -> None:
     """Print the verifier key an auditor keeps (name+id+Ed25519 key)."""
     with opened() as inst:
         console.out(merkle_log.public_verifier_key(inst))
+
+
+@command(ledger_app, "keys")
+def keys(json_out: JsonOption = False) -> None:
+    """The chain of checkpoint keys: each key, the tree sizes it signs, who endorsed and retired it."""
+    with opened() as inst:
+        document = ledger_keys.document(inst)
+    if json_out:
+        print_json(document)
+        return
+    table = Table("verifier key", "signs sizes", "state")
+    for k in document["keys"]:
+        until = k["until_size"]
+        table.add_row(
+            k["verifier"],
+            f"{k['from_size']}..{'' if until is None else until}",
+            "retired" if until is not None else "signing",
+        )
+    console.print(table)
+
+
+@command(ledger_app, "rotate-key")
+def rotate_key(
+    finish: Annotated[
+        bool, typer.Option("--finish", help="End the overlap: retire the old key (the new one alone signs)")
+    ] = False,
+) -> None:
+    """Rotate the checkpoint key with an overlap: a new key, endorsed by the old, and both sign checkpoints
+    until --finish retires the old one. Give verifiers the new chain (ledger keys --json) in between."""
+    with opened() as inst:
+        who = actor(inst)
+        if finish:
+            retired = ledger_keys.finish_rotation(inst, actor=who)
+            console.print(
+                f"Retired key {retired.public.verifier}: it covers tree sizes up to {retired.public.until_size}"
+            )
+        else:
+            new = ledger_keys.rotate(inst, actor=who)
+            console.print(
+                f"New checkpoint key {new.public.verifier}, signing from tree size {new.public.from_size}; "
+                "checkpoints carry both signatures until 'fabguard ledger rotate-key --finish'"
+            )
 
 
 @command(ledger_app, "checkpoints")
@@ -326,11 +369,21 @@ def verify_report_cmd(
         Path, typer.Argument(help="report.json or statement.json, or the .pdf with its .pdf.sig beside it")
     ],
     key: Annotated[Path, typer.Option(help="The ledger verifier key you kept")],
+    keys: Annotated[
+        Path | None,
+        typer.Option(
+            help="The ledger's key chain (GET /api/v1/ledger/keys) if it rotated its key since you kept yours"
+        ),
+    ] = None,
 ) -> None:
     """Check that a report or royalty statement was signed by the ledger key and not altered since."""
     verifier = _verifier_key(key)
     try:
-        verify_report(path, verifier)
+        chain = json.loads(keys.read_text(encoding="utf-8")) if keys else None
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read the key chain {keys}: {exc}")
+    try:
+        verify_report(path, verifier, chain)
     except AuditFailure as exc:
         fail(f"verification FAILED: {exc}", code=1)
     console.print(f"[green]verified[/]: {path.name} is signed by the ledger key")

@@ -8,11 +8,14 @@ from typing import Annotated
 
 import typer
 from cryptography import x509
+from rich.table import Table
 
-from fabguard.cli.common import actor, command, console, fail, opened, parse_time
+from fabguard.cli.common import JsonOption, actor, command, console, fail, opened, parse_time, print_json, requester
 from fabguard.domain.values import ProductId, Serial
 from fabguard.fixture.licence import LicenceInvalid, verify_licence
+from fabguard.service.approvals import requests
 from fabguard.service.royalties import licences
+from fabguard.service.royalties.licence_acts import LicenceSignerRevocation
 
 licence_app = typer.Typer(help="Signed feature licences bound to a device certificate.", no_args_is_help=True)
 
@@ -53,19 +56,72 @@ def verify(
     at: Annotated[
         str | None, typer.Option(help="Check as of this time (ISO 8601 with zone, or a date: 00:00 UTC); default now")
     ] = None,
+    crl: Annotated[
+        Path | None, typer.Option(help="The root's CRL (DER or PEM, /crl/root.crl): refuse a revoked signer's licence")
+    ] = None,
 ) -> None:
-    """Check a licence offline as its device does: signer chain to the root, signature, binding, expiry."""
+    """Check a licence offline as its device does: signer chain to the root, signature, binding, expiry (and,
+    with --crl, that its signer was not revoked)."""
     try:
         device = x509.load_pem_x509_certificate(device_cert.read_bytes())
         trusted = x509.load_pem_x509_certificate(root.read_bytes())
         document = path.read_bytes()
+        revoked = _crl(crl.read_bytes()) if crl else None
     except (OSError, ValueError) as exc:
-        fail(f"cannot read the licence or a certificate: {exc}")
+        fail(f"cannot read the licence, a certificate or the CRL: {exc}")
     try:
-        ok = verify_licence(document, device_certificate=device, root=trusted, now=parse_time(at, "--at"))
+        ok = verify_licence(document, device_certificate=device, root=trusted, now=parse_time(at, "--at"), crl=revoked)
     except LicenceInvalid as exc:
         fail(f"licence REFUSED: {exc.message} [{exc.code}]", code=1)
     console.print(
         f"[green]valid[/]: licence {ok.licence_id} for {ok.serial} ({ok.product_id}): {', '.join(ok.features)}; "
         f"expires {ok.not_after.isoformat() if ok.not_after else 'never'}"
+    )
+
+
+def _crl(data: bytes) -> x509.CertificateRevocationList:
+    return x509.load_pem_x509_crl(data) if data.lstrip().startswith(b"-----") else x509.load_der_x509_crl(data)
+
+
+@command(licence_app, "signers")
+def signers(product: Annotated[str, typer.Argument(help="The product")], json_out: JsonOption = False) -> None:
+    """A product's licence signers, oldest first: which signs now, which retired, which were revoked."""
+    with opened() as inst:
+        rows = licences.signers(inst, ProductId.named(product))
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("generation", "state", "certificate serial", "valid until", "since")
+    for r in rows:
+        table.add_row(str(r["generation"]), r["state"], r["certificate_serial"], r["not_after"], r["created_at"])
+    console.print(table)
+
+
+@command(licence_app, "rotate-signer")
+def rotate_signer(product: Annotated[str, typer.Argument(help="The product")]) -> None:
+    """Give the product a new licence signer: it signs from now on; the older ones retire and the licences
+    they signed stay valid (revoke a signer to end those)."""
+    with opened() as inst:
+        row = licences.rotate_signer(inst, ProductId.named(product), actor=actor(inst))
+    console.print(f"Licence signer {row.generation} of {product} signs from now on; earlier signers retired")
+
+
+@command(licence_app, "revoke-signer")
+def revoke_signer(
+    product: Annotated[str, typer.Argument(help="The product")],
+    generation: Annotated[int, typer.Argument(help="Which signer ('fabguard licence signers PRODUCT')")],
+    note: Annotated[str, typer.Option(help="Why, in words (kept in the ledger)")],
+    reason: Annotated[str, typer.Option(help="RFC 5280 reason")] = "key_compromise",
+) -> None:
+    """Ask for a licence signer to be put on the root's CRL (devices that check it refuse its licences):
+    carried out when a second person approves ('fabguard approvals approve ID')."""
+    with opened() as inst:
+        pending = requests.request(
+            inst,
+            ProductId.named(product).value,
+            LicenceSignerRevocation(generation, reason, note),
+            by=requester(inst),
+        )
+    console.print(
+        f"Request {pending.id} to revoke licence signer {generation} of {product}: a second person approves it"
     )

@@ -74,11 +74,16 @@ def parse_verifier_key(text: str) -> tuple[str, bytes, ed25519.Ed25519PublicKey]
     return name, kid, public_key
 
 
-def sign_checkpoint(checkpoint: Checkpoint, name: str, private_key: ed25519.Ed25519PrivateKey) -> str:
+def sign_checkpoint(checkpoint: Checkpoint, name: str, *private_keys: ed25519.Ed25519PrivateKey) -> str:
+    """The signed note: the body and one signature line per key (two during a key rotation's overlap)."""
+    if not private_keys:
+        raise ValueError("a checkpoint is signed by at least one key")
     body = checkpoint.body()
-    signature = private_key.sign(body.encode())
-    blob = base64.b64encode(key_id(name, private_key.public_key()) + signature).decode()
-    return f"{body}\n{_DASH} {name} {blob}\n"
+    lines = []
+    for private_key in private_keys:
+        blob = base64.b64encode(key_id(name, private_key.public_key()) + private_key.sign(body.encode())).decode()
+        lines.append(f"{_DASH} {name} {blob}\n")
+    return f"{body}\n{''.join(lines)}"
 
 
 def parse_checkpoint(body: str) -> Checkpoint:

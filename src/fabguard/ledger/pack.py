@@ -24,7 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from fabguard.ledger.checkpoint import CheckpointError, open_signed_checkpoint, parse_verifier_key
+from fabguard.ledger.checkpoint import CheckpointError
+from fabguard.ledger.keychain import KEYCHAIN_FILE, LedgerKey, keys_for, open_checkpoint, verifies
 from fabguard.ledger.merkle import ProofError, leaf_hash, verify_inclusion
 from fabguard.ledger.verify import AuditFailure, issued_by
 
@@ -82,8 +83,16 @@ def _json(directory: Path, name: str) -> Any:
         raise AuditFailure(f"{name} cannot be read as JSON: {exc}") from None
 
 
-def _check_manifest(directory: Path, verifier: str) -> tuple[dict[str, Any], bytes]:
-    _, _, public_key = parse_verifier_key(verifier)
+def _pack_keys(directory: Path, verifier: str) -> tuple[LedgerKey, ...]:
+    """The key kept, and the keys the log's published chain links to it if the pack carries one (a rotation)."""
+    path = directory / KEYCHAIN_FILE
+    try:
+        return keys_for(verifier, json.loads(path.read_bytes()) if path.exists() else None)
+    except (OSError, ValueError, CheckpointError) as exc:
+        raise AuditFailure(f"{KEYCHAIN_FILE}: {exc}") from None
+
+
+def _check_manifest(directory: Path, keys: tuple[LedgerKey, ...]) -> tuple[dict[str, Any], bytes]:
     try:
         manifest_bytes = (directory / MANIFEST).read_bytes()
         signature = base64.b64decode((directory / MANIFEST_SIGNATURE).read_bytes().strip(), validate=True)
@@ -91,13 +100,11 @@ def _check_manifest(directory: Path, verifier: str) -> tuple[dict[str, Any], byt
         raise AuditFailure(f"{Path(str(exc.filename)).name} is missing: the pack is not signed") from None
     except (OSError, binascii.Error) as exc:
         raise AuditFailure(f"the manifest signature cannot be read: {exc}") from None
-    try:
-        public_key.verify(signature, manifest_bytes)
-    except InvalidSignature:
+    if not verifies(manifest_bytes, signature, keys):
         raise AuditFailure(
             "the signature on manifest.json does not verify with this ledger key: the manifest was altered "
             "or the pack was not signed by this ledger"
-        ) from None
+        )
     try:
         manifest = json.loads(manifest_bytes)
     except ValueError:
@@ -311,7 +318,8 @@ def verify_pack(directory: Path, *, verifier: str | None, sbom_check: Callable[[
             raise AuditFailure("the pack's ledger.pub cannot be read; pass the key you kept with --key") from None
         report.key_from_pack = True
         report.notes.append("the verifier key was taken from the pack itself; pass the key you kept to trust nothing")
-    manifest, _ = _check_manifest(directory, verifier)
+    keys = _pack_keys(directory, verifier)
+    manifest, _ = _check_manifest(directory, keys)
     files = manifest.get("files")
     if not isinstance(files, dict):
         raise AuditFailure("manifest.json lists no files")
@@ -321,7 +329,7 @@ def verify_pack(directory: Path, *, verifier: str | None, sbom_check: Callable[[
         raise AuditFailure(f"the pack's files cannot be read: {exc}") from None
     report.files = len(files)
     try:
-        cp = open_signed_checkpoint((directory / "checkpoint.txt").read_text(encoding="utf-8"), verifier)
+        cp = open_checkpoint((directory / "checkpoint.txt").read_text(encoding="utf-8"), keys)
     except (CheckpointError, UnicodeDecodeError) as exc:
         raise AuditFailure(f"checkpoint.txt: {exc}") from None
     bound = manifest.get("checkpoint") or {}

@@ -23,9 +23,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from fabguard.domain.errors import FabGuardError, InvalidRequest
-from fabguard.ledger.checkpoint import Checkpoint, CheckpointError, open_signed_checkpoint, parse_verifier_key
+from fabguard.ledger.checkpoint import Checkpoint, CheckpointError
 from fabguard.ledger.entry import canonical_json
 from fabguard.ledger.export_files import CERTS, EXPORT_FORMAT, IssuedCertificates, IssuedUnit, file_map
+from fabguard.ledger.keychain import KEYCHAIN_FILE, LedgerKey, keys_for, open_checkpoint, verifies
 from fabguard.ledger.merkle import CompactRange
 
 _INDEX_KEY = b',"index":'
@@ -86,9 +87,9 @@ def _entry_problem(line: bytes) -> str | None:
     return None
 
 
-def _load_signed(path: Path, verifier: str, trusted: bool) -> _Signed:
+def _load_signed(path: Path, keys: tuple[LedgerKey, ...], trusted: bool) -> _Signed:
     try:
-        cp = open_signed_checkpoint(path.read_text(encoding="utf-8"), verifier)
+        cp = open_checkpoint(path.read_text(encoding="utf-8"), keys)
     except (CheckpointError, UnicodeDecodeError) as exc:
         raise AuditFailure(f"checkpoint {path.name}: {exc}") from None
     return _Signed(cp, path.name, trusted)
@@ -132,9 +133,10 @@ def _checkpoints_by_size(
 ) -> dict[int, _Signed]:
     """The export's signed checkpoints and the auditor's own, one per tree size (the auditor's when both
     exist); two validly signed for one size with different roots are a fork."""
-    signed = [_load_signed(p, verifier, False) for p in sorted((directory / "checkpoints").glob("*.txt"))]
+    keys = _keys(directory, verifier, report)
+    signed = [_load_signed(p, keys, False) for p in sorted((directory / "checkpoints").glob("*.txt"))]
     report.checkpoint_files = len(signed)
-    signed += [_load_signed(p, verifier, True) for p in trusted_checkpoints]
+    signed += [_load_signed(p, keys, True) for p in trusted_checkpoints]
     if not signed:
         raise AuditFailure("the export holds no signed checkpoint")
     by_size: dict[int, _Signed] = {}
@@ -148,6 +150,20 @@ def _checkpoints_by_size(
         if other is None or s.trusted:
             by_size[s.checkpoint.size] = s
     return by_size
+
+
+def _keys(directory: Path, verifier: str, report: AuditReport) -> tuple[LedgerKey, ...]:
+    """The checkpoint keys to trust: the one kept, and, if the log rotated its key, the others its published
+    chain (``ledger-keys.json``) links to it."""
+    path = directory / KEYCHAIN_FILE
+    try:
+        document = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        keys = keys_for(verifier, document)
+    except (ValueError, UnicodeDecodeError, CheckpointError) as exc:
+        raise AuditFailure(f"{KEYCHAIN_FILE}: {exc}") from None
+    if len(keys) > 1:
+        report.notes.append(f"the log rotated its key: {len(keys)} keys trusted through {KEYCHAIN_FILE}")
+    return keys
 
 
 def _hash_entries(
@@ -342,10 +358,14 @@ def _check_manifest(directory: Path, report: AuditReport, files: dict[str, Issue
         raise AuditFailure("manifest.json maps its certificate files to other units than the entries issued them to")
 
 
-def verify_report(path: Path, verifier: str) -> str:
+def verify_report(path: Path, verifier: str, chain: dict[str, object] | None = None) -> str:
     """Check a report's (or a device manifest's) signature by the ledger key: ``report.json`` (embedded) or a
-    file with ``.sig`` beside it."""
-    _, _, public_key = parse_verifier_key(verifier)
+    file with ``.sig`` beside it. ``chain``, the log's published key chain, lets a report signed after a key
+    rotation verify with the key kept from before it (or the other way round)."""
+    try:
+        keys = keys_for(verifier, chain)
+    except CheckpointError as exc:
+        raise AuditFailure(str(exc)) from None
     try:
         if path.suffix == ".json":
             doc = json.loads(path.read_text())
@@ -357,10 +377,8 @@ def verify_report(path: Path, verifier: str) -> str:
             signature = base64.b64decode(Path(str(path) + ".sig").read_text().strip(), validate=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise AuditFailure(f"cannot read the report or its signature: {exc}") from None
-    try:
-        public_key.verify(signature, message)
-    except InvalidSignature:
+    if not verifies(message, signature, keys):
         raise AuditFailure(
             f"the signature on {path.name} does not verify: the report was altered or not issued by this ledger"
-        ) from None
+        )
     return path.name

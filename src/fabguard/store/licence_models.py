@@ -8,20 +8,28 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fabguard.store.base import Base, UTCDateTime
 
 
 class LicenceSigner(Base):
-    """A product's licence-signing key (by reference into the key store) and its certificate under the root."""
+    """One of a product's licence-signing keys (by reference into the key store) and its certificate under the
+    root. A product signs with its newest signer that is neither retired nor revoked; a retired signer's
+    licences stay valid (the overlap of a rotation), a revoked one's certificate is on the root's CRL."""
 
-    __tablename__ = "licence_signers"
-    product_id: Mapped[str] = mapped_column(String(63), ForeignKey("products.id"), primary_key=True)
+    __tablename__ = "licence_signing_keys"
+    __table_args__ = (UniqueConstraint("product_id", "generation"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    product_id: Mapped[str] = mapped_column(String(63), ForeignKey("products.id"))
+    generation: Mapped[int] = mapped_column(Integer)
     key_ref: Mapped[str] = mapped_column(String(200))
     certificate_pem: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revocation_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class Licence(Base):

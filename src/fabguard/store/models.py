@@ -285,6 +285,23 @@ class CheckpointRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class LedgerKeyRow(Base):
+    """The ledger's checkpoint keys after the first rotation (none before: the instance's ``ledger`` key alone
+    signs). Each key's endorsement by the one before and its retirement by the one after
+    (``fabguard.ledger.keychain``)."""
+
+    __tablename__ = "ledger_keys"
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    key_ref: Mapped[str] = mapped_column(String(200))
+    verifier: Mapped[str] = mapped_column(Text)
+    from_size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    until_size: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), nullable=True)
+    endorsement: Mapped[str | None] = mapped_column(Text, nullable=True)
+    retirement: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
 class Counter(Base):
     """Named counters taken under a row lock: the event sequence is one, so it never has a gap."""
 

@@ -23,6 +23,7 @@ from fabguard.service.approvals.registry import act_of, register, registered_kin
 from fabguard.service.authority import ca_acts
 from fabguard.service.catalog import order_acts, orders
 from fabguard.service.core.instance import Instance
+from fabguard.service.royalties import licence_acts
 from fabguard.store.approval_models import ApprovalRequest
 from fabguard.store.models import Event
 from tests.support import World, second_person_approves
@@ -53,14 +54,19 @@ OLD_SHAPES: dict[str, dict[str, Any]] = {
     ca_acts.CA_REVOCATION: {"reason": "ca_compromise", "note": "leak"},
 }
 
+# Acts added since, in the shape they are stored in.
+NEW_SHAPES: dict[str, dict[str, Any]] = {
+    licence_acts.LICENCE_SIGNER_REVOCATION: {"generation": 1, "reason": "key_compromise", "note": "leaked"},
+}
+
 
 def test_every_old_shape_names_a_registered_kind() -> None:
-    assert registered_kinds() == {*OLD_SHAPES, lease_acts.LEASE_ISSUE}
+    assert registered_kinds() == {*OLD_SHAPES, *NEW_SHAPES, lease_acts.LEASE_ISSUE}
 
 
-@pytest.mark.parametrize("kind", sorted(OLD_SHAPES))
+@pytest.mark.parametrize("kind", sorted({*OLD_SHAPES, *NEW_SHAPES}))
 def test_parameters_read_and_write_the_shape_requests_are_stored_in(kind: str) -> None:
-    stored = OLD_SHAPES[kind]
+    stored = {**OLD_SHAPES, **NEW_SHAPES}[kind]
     act = act_of(kind)
     parameters = act.load(json.dumps(stored, sort_keys=True))
     assert isinstance(parameters, act.parameters)
@@ -104,7 +110,7 @@ def test_the_api_and_the_cli_can_decide_every_kind(module: str) -> None:
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(src)}
     )
-    assert set(out.stdout.strip().split(",")) == {*OLD_SHAPES, lease_acts.LEASE_ISSUE}
+    assert set(out.stdout.strip().split(",")) == {*OLD_SHAPES, *NEW_SHAPES, lease_acts.LEASE_ISSUE}
 
 
 def _old_row(inst: Instance, kind: str, target: str, parameters: dict[str, Any], by: tokens.Principal) -> int:

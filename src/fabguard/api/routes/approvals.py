@@ -11,10 +11,11 @@ from fabguard.service.agent import lease_acts
 from fabguard.service.approvals import person_acts, requests
 from fabguard.service.authority import ca_acts
 from fabguard.service.catalog import order_acts
+from fabguard.service.royalties import licence_acts
 
 # Each slice registers the acts it carries out when its module is imported: all of them, so that any
 # stored request can be listed and decided here.
-ACT_MODULES = (ca_acts, lease_acts, order_acts, person_acts)
+ACT_MODULES = (ca_acts, lease_acts, licence_acts, order_acts, person_acts)
 
 router = APIRouter(tags=["approvals"])
 

@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
-from fabguard.api.deps import Count, Engineer, Inst, Reader
+from fabguard.api.deps import Admin, Count, Engineer, Inst, Reader
 from fabguard.api.media import JSON, answers
-from fabguard.service.ledger import merkle_log
+from fabguard.service.ledger import ledger_keys, merkle_log
 
 router = APIRouter(tags=["ledger"])
 
@@ -44,6 +44,31 @@ def ledger_checkpoints(inst: Inst, _: Reader, limit: Count = 100) -> list[dict[s
 def ledger_key(inst: Inst, _: Reader) -> dict[str, str]:
     """The verifier key (C2SP signed-note form) that checks every checkpoint offline."""
     return {"verifier_key": merkle_log.public_verifier_key(inst)}
+
+
+@router.get(
+    "/api/v1/ledger/keys", summary="The chain of checkpoint keys (after a rotation, how each key links to the next)"
+)
+def ledger_key_chain(inst: Inst, _: Reader) -> dict[str, Any]:
+    return ledger_keys.document(inst)
+
+
+@router.post(
+    "/api/v1/ledger/keys/rotate",
+    summary="Begin a rotation of the checkpoint key: a new key, endorsed by the old; both sign until finished",
+)
+def ledger_key_rotate(inst: Inst, p: Admin) -> dict[str, Any]:
+    ledger_keys.rotate(inst, actor=p.actor)
+    return ledger_keys.document(inst)
+
+
+@router.post(
+    "/api/v1/ledger/keys/finish-rotation",
+    summary="End a rotation's overlap: the new key signs the old one's retirement and alone signs from now on",
+)
+def ledger_key_finish(inst: Inst, p: Admin) -> dict[str, Any]:
+    ledger_keys.finish_rotation(inst, actor=p.actor)
+    return ledger_keys.document(inst)
 
 
 @router.get("/api/v1/ledger/proof/inclusion")

@@ -28,6 +28,7 @@ from fabguard.ledger.agent_sync import PROVISIONED, SyncDiscrepancy, VerifiedSyn
 from fabguard.ledger.lease import open_bundle
 from fabguard.ledger.merkle import EMPTY_ROOT
 from fabguard.service.core.instance import Instance
+from fabguard.service.ledger import ledger_keys
 from fabguard.service.ledger.merkle_log import public_verifier_key
 from fabguard.store.eventlog import NewEvent, append_event, append_events
 from fabguard.store.issuance_facts import key_owners, serial_keys
@@ -92,7 +93,10 @@ def sync_lease(inst: Instance, package: SyncPackage, *, actor: str) -> dict[str,
         ca_row = s.get(CertificateAuthority, row.agent_ca)
         assert ca_row is not None and ca_row.certificate_pem is not None
         previous = (row.synced_size, bytes(row.synced_root) if row.synced_root else EMPTY_ROOT)
-    lease = open_bundle(json.loads(row.bundle), public_verifier_key(inst))
+    bundle = json.loads(row.bundle)
+    # Signed by whichever of the ledger's keys signed when it was issued (a rotation may have come since).
+    issuer = str(bundle.get("lease", {}).get("issuer_key", ""))
+    lease = open_bundle(bundle, issuer if issuer in ledger_keys.verifiers(inst) else public_verifier_key(inst))
     agent_ca = x509.load_pem_x509_certificate(ca_row.certificate_pem.encode())
     try:
         verified = verify_sync(lease, agent_ca, package.entries, package.checkpoint, package.certificates, previous)

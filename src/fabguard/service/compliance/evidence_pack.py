@@ -28,6 +28,7 @@ from fabguard.domain.filenames import path_inside, safe_file_name
 from fabguard.firmware.sbom import validate_sbom
 from fabguard.ledger import merkle
 from fabguard.ledger.entry import decode_entry, format_time
+from fabguard.ledger.keychain import KEYCHAIN_FILE
 from fabguard.ledger.pack import (
     HISTORY_KINDS,
     MANIFEST,
@@ -39,7 +40,7 @@ from fabguard.service.compliance.index import missing_facts, pack_index
 from fabguard.service.core.ca_registry import EXTERNAL_KEY
 from fabguard.service.core.instance import Instance
 from fabguard.service.firmware import release_lifecycle, sealing_keys
-from fabguard.service.ledger import merkle_log
+from fabguard.service.ledger import ledger_keys, merkle_log
 from fabguard.store.models import CertificateAuthority, Event, LedgerNode, Product, Unit
 
 _RETRIES = 3  # a unit re-enrolled between the checkpoint and the read of the units: sign a newer one
@@ -292,6 +293,7 @@ def export_pack(inst: Instance, out: Path, *, allow_incomplete: bool = False) ->
     files: dict[str, bytes] = {
         "checkpoint.txt": cp.note.encode(),
         "ledger.pub": (merkle_log.public_verifier_key(inst) + "\n").encode(),
+        **_key_chain(inst),
         "certificates/inventory.json": _json(rows),
         "history.jsonl": b"".join(json.dumps(x, sort_keys=True).encode() + b"\n" for x in lines),
         "ca/hierarchy.json": _json(cas),
@@ -340,3 +342,10 @@ products.json      each product's support period end and vulnerability contact (
 firmware/          releases.json (signed release manifests), signing-key.pem (the key that signs
                    them, public) and each release's CycloneDX SBOM (*.cdx.json)
 """
+
+
+def _key_chain(inst: Instance) -> dict[str, bytes]:
+    """The ledger's key chain, once it rotated its key: how a verifier's kept key reaches the one that signed."""
+    if len(ledger_keys.chain(inst)) < 2:
+        return {}
+    return {KEYCHAIN_FILE: _json(ledger_keys.document(inst))}

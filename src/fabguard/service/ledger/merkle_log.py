@@ -15,14 +15,17 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fabguard.domain.errors import ConfigurationError, Conflict, InvalidRequest, NotFound
+from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
 from fabguard.domain.filenames import path_inside, safe_file_name
 from fabguard.ledger import merkle
-from fabguard.ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
+from fabguard.ledger.checkpoint import Checkpoint, sign_checkpoint
 from fabguard.ledger.cosignature import append_cosignatures
 from fabguard.ledger.export_files import CERTS, EXPORT_FORMAT, IssuedCertificates, IssuedUnit, file_map
+from fabguard.ledger.keychain import KEYCHAIN_FILE
 from fabguard.service.authority.authorities import device_issuers
 from fabguard.service.core.instance import Instance
+from fabguard.service.ledger import ledger_keys
+from fabguard.service.ledger.ledger_keys import origin
 from fabguard.store.eventlog import event_count
 from fabguard.store.models import CheckpointRow, Event, LedgerNode, Unit
 from fabguard.store.witness_models import CosignatureRow
@@ -42,20 +45,16 @@ class SignedCheckpoint:
         return {"size": self.size, "root": base64.b64encode(self.root).decode(), "note": self.note}
 
 
-def origin(inst: Instance) -> str:
-    return f"{inst.config.hostnames[0]}/fabguard-ledger"
-
-
 def ledger_signing_key(inst: Instance) -> ed25519.Ed25519PrivateKey:
-    key = inst.keys.load("file:ledger")
-    if not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise ConfigurationError("the ledger key must be Ed25519")
-    return key
+    """The key that signs single-signature documents (reports, statements, manifests, leases, the CRA pack):
+    the oldest that still signs, so during a rotation's overlap verifiers that kept the old key notice nothing."""
+    return ledger_keys.signing_keys(inst)[0][1]
 
 
 def public_verifier_key(inst: Instance) -> str:
-    """The key an auditor keeps: ``name+id+key`` (C2SP signed-note verifier key)."""
-    return verifier_key(origin(inst), ledger_signing_key(inst).public_key())
+    """The key an auditor keeps: ``name+id+key`` (C2SP signed-note verifier key) of :func:`ledger_signing_key`;
+    after a rotation, ``ledger_keys.document`` links it to the keys before and after it."""
+    return ledger_keys.signing_keys(inst)[0][0]
 
 
 def _reader(s: Session) -> merkle.NodeReader:
@@ -84,7 +83,8 @@ def tree_head(inst: Instance, size: int | None = None) -> tuple[int, bytes]:
 def make_checkpoint(inst: Instance) -> SignedCheckpoint:
     """Sign the current tree head and keep it (idempotent for a size already signed)."""
     size, root = tree_head(inst)
-    note = sign_checkpoint(Checkpoint(origin(inst), size, root), origin(inst), ledger_signing_key(inst))
+    keys = [key for _, key in ledger_keys.signing_keys(inst)]  # two during a rotation's overlap
+    note = sign_checkpoint(Checkpoint(origin(inst), size, root), origin(inst), *keys)
     try:
         with inst.db.transaction() as s:
             if s.get(CheckpointRow, size) is None:
@@ -241,6 +241,9 @@ def _export_at_a_checkpoint(inst: Instance, out: Path, batch: int) -> dict[str, 
     for name, pem in issuing:
         path_inside(out, f"ca/issuing-{safe_file_name(name)}.pem").write_text(pem or "")
     path_inside(out, "ledger.pub").write_text(public_verifier_key(inst) + "\n")
+    if len(ledger_keys.chain(inst)) > 1:  # rotated: how the key kept reaches the others (ledger.keychain)
+        chain = json.dumps(ledger_keys.document(inst), indent=2, sort_keys=True)
+        path_inside(out, KEYCHAIN_FILE).write_text(chain + "\n")
     issued = IssuedCertificates()
     written = 0
     with inst.db.read() as s, path_inside(out, "entries.jsonl").open("wb") as fh:

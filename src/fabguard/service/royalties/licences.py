@@ -2,7 +2,9 @@
 
 The signer is a key of its own per product (``licence-<product>-<suffix>`` in the key store: an
 encrypted file or the HSM), certified by the root for licence signing only; it is made on the first
-licence of a product (``licence.signer_created``). Every licence is a ledger event (``licence.issued``)
+licence of a product (``licence.signer_created``). It rotates with an overlap (``rotate_signer``: a new
+signer signs from then on, the old one retires and its licences stay valid) and can be revoked
+(``revoke_signer``: its certificate goes on the root's CRL, which devices may check). Every licence is a ledger event (``licence.issued``)
 written with its row in one transaction; a refused one (a revoked unit) is a ``licence.refused`` event.
 """
 
@@ -18,7 +20,7 @@ from typing import Any, NoReturn
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,6 +28,7 @@ from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
 from fabguard.domain.licensing import licence_expiry, licence_features
 from fabguard.domain.values import ProductId, Serial
 from fabguard.pki import profiles
+from fabguard.pki.crl import REASONS
 from fabguard.pki.licence import licence_body, licence_signer_certificate, sign_licence
 from fabguard.service.core.events import record_refusal
 from fabguard.service.core.instance import Instance
@@ -46,18 +49,124 @@ class IssuedLicence:
         return {"id": self.licence_id, "ledger_entry": self.ledger_entry, **self.document}
 
 
+def _active(s: Session, product_id: str) -> LicenceSigner | None:
+    """The product's newest signer that still signs (neither retired nor revoked)."""
+    q = (
+        select(LicenceSigner)
+        .where(
+            LicenceSigner.product_id == product_id,
+            LicenceSigner.retired_at.is_(None),
+            LicenceSigner.revoked_at.is_(None),
+        )
+        .order_by(LicenceSigner.generation.desc())
+        .limit(1)
+    )
+    return s.execute(q).scalar_one_or_none()
+
+
+def _next_generation(s: Session, product_id: str) -> int:
+    q = select(func.max(LicenceSigner.generation)).where(LicenceSigner.product_id == product_id)
+    return int(s.execute(q).scalar_one() or 0) + 1
+
+
 def signer(inst: Instance, product_id: str) -> profiles.Issuer:
-    """The product's licence signer, made (key, certificate under the root, ledger event) on first use."""
+    """The product's licence signer, made (key, certificate under the root, ledger event) on first use, and
+    again after its last one was revoked."""
     with inst.db.read() as s:
-        row = s.get(LicenceSigner, product_id)
+        row = _active(s, product_id)
         if row is None and s.get(Product, product_id) is None:
             raise NotFound(f"no product {product_id!r}", code="product_not_found")
     if row is None:
-        row = _make_signer(inst, product_id)
+        row = _make_signer(inst, product_id, actor="fabguard")
     return profiles.Issuer(x509.load_pem_x509_certificate(row.certificate_pem.encode()), inst.keys.load(row.key_ref))
 
 
-def _make_signer(inst: Instance, product_id: str) -> LicenceSigner:
+def rotate_signer(inst: Instance, product_id: ProductId, *, actor: str) -> LicenceSigner:
+    """A new signer for the product; the ones before it retire (they sign no more, and the licences they
+    signed stay valid: the overlap while devices that hold them are in the field)."""
+    with inst.db.read() as s:
+        if s.get(Product, product_id.value) is None:
+            raise NotFound(f"no product {product_id.value!r}", code="product_not_found")
+    return _make_signer(inst, product_id.value, actor=actor, rotate=True)
+
+
+def _signer_row(s: Session, product_id: str, generation: int, *, lock: bool = False) -> LicenceSigner:
+    q = select(LicenceSigner).where(LicenceSigner.product_id == product_id, LicenceSigner.generation == generation)
+    row = s.execute(q.with_for_update() if lock else q).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"product {product_id} has no licence signer {generation}", code="licence_signer_not_found")
+    return row
+
+
+def check_signer_revocation(s: Session, product_id: str, generation: int, reason_code: str) -> None:
+    """Refuse a revocation that could not be carried out: an unknown signer or reason."""
+    if reason_code not in REASONS:
+        raise InvalidRequest(f"unknown reason {reason_code!r}; one of {', '.join(REASONS)}", code="invalid_reason")
+    _signer_row(s, product_id, generation)
+
+
+def revoke_signer_in(
+    s: Session,
+    product_id: str,
+    generation: int,
+    *,
+    reason_code: str,
+    note: str,
+    at: datetime,
+    actor: str,
+    detail: dict[str, object],
+) -> dict[str, object]:
+    """Put a licence signer's certificate on the root's CRL (the caller re-signs it once committed): devices
+    that check the CRL refuse every licence it signed. The next licence is signed by a newer signer (made if
+    none). In the caller's transaction (a second person's approval: ``licence_acts``)."""
+    row = _signer_row(s, product_id, generation, lock=True)
+    if row.revoked_at is None:
+        row.revoked_at, row.revocation_reason = at, reason_code
+        cert = x509.load_pem_x509_certificate(row.certificate_pem.encode())
+        append_event(
+            s,
+            "licence.signer_revoked",
+            at=at,
+            actor=actor,
+            detail={
+                **detail,
+                "product_id": product_id,
+                "generation": generation,
+                "certificate_serial": format(cert.serial_number, "x"),
+                "reason": reason_code,
+                "note": note,
+            },
+        )
+    return _signer_view(row)
+
+
+def signers(inst: Instance, product_id: ProductId) -> list[dict[str, Any]]:
+    """The product's licence signers, oldest first: their certificates and states (the published chain)."""
+    with inst.db.read() as s:
+        rows = s.execute(
+            select(LicenceSigner).where(LicenceSigner.product_id == product_id.value).order_by(LicenceSigner.generation)
+        ).scalars()
+        return [_signer_view(r) for r in rows]
+
+
+def _signer_view(r: LicenceSigner) -> dict[str, Any]:
+    cert = x509.load_pem_x509_certificate(r.certificate_pem.encode())
+    state = "revoked" if r.revoked_at else "retired" if r.retired_at else "signing"
+    return {
+        "product_id": r.product_id,
+        "generation": r.generation,
+        "state": state,
+        "certificate_serial": format(cert.serial_number, "x"),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "created_at": r.created_at.isoformat(),
+        "retired_at": r.retired_at.isoformat() if r.retired_at else None,
+        "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None,
+        "revocation_reason": r.revocation_reason,
+        "certificate_pem": r.certificate_pem,
+    }
+
+
+def _make_signer(inst: Instance, product_id: str, *, actor: str, rotate: bool = False) -> LicenceSigner:
     now = inst.clock()
     key_name = f"licence-{product_id}-{secrets.token_hex(4)}"
     key_ref = inst.keys.generate(key_name)
@@ -67,30 +176,48 @@ def _make_signer(inst: Instance, product_id: str) -> LicenceSigner:
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     try:
         with inst.db.transaction() as s:
-            row = LicenceSigner(product_id=product_id, key_ref=key_ref, certificate_pem=pem, created_at=now)
+            if not rotate and (rival := _active(s, product_id)) is not None:
+                _drop_key(inst, key_ref, key_name)  # a rival made the product's signer first: use that one
+                return rival
+            generation = _next_generation(s, product_id)
+            if rotate:
+                for old in s.execute(
+                    select(LicenceSigner).where(
+                        LicenceSigner.product_id == product_id, LicenceSigner.retired_at.is_(None)
+                    )
+                ).scalars():
+                    old.retired_at = now
+            row = LicenceSigner(
+                product_id=product_id, generation=generation, key_ref=key_ref, certificate_pem=pem, created_at=now
+            )
             s.add(row)
             s.flush()
             append_event(
                 s,
                 "licence.signer_created",
                 at=now,
-                actor="fabguard",
+                actor=actor,
                 detail={
                     "product_id": product_id,
+                    "generation": generation,
                     "key_ref": key_ref,
                     "certificate_sha256": hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest(),
                     "certificate_serial": format(cert.serial_number, "x"),
                 },
             )
-    except IntegrityError:  # a rival made the product's signer first: use that one
+    except IntegrityError:  # a rival took the same generation at the same moment
+        _drop_key(inst, key_ref, key_name)
         with inst.db.read() as s:
-            found = s.get(LicenceSigner, product_id)
+            found = _active(s, product_id)
         if found is None:
             raise
-        if key_ref.startswith("file:"):  # the unused key goes (an HSM object stays: the key store deletes none)
-            inst.keys.path(key_name).unlink(missing_ok=True)
         return found
     return row
+
+
+def _drop_key(inst: Instance, key_ref: str, key_name: str) -> None:
+    if key_ref.startswith("file:"):  # the unused key goes (an HSM object stays: the key store deletes none)
+        inst.keys.path(key_name).unlink(missing_ok=True)
 
 
 def issue_licence(
