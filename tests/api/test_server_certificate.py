@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from fabguard.fixture.client import FixtureClient, enroll
 from tests.operator_ca import OperatorCA, cli, free_port, init_instance, serve, served_serial, stop, wait_healthy
-from tests.support import tested_device
+from tests.support import fresh_pg_database, tested_device
 
 pytestmark = pytest.mark.slow
 PASSPHRASE = "operator key passphrase"
@@ -184,3 +184,38 @@ def test_config_tls_refuses_what_it_cannot_serve_and_changes_nothing(tmp_path: P
     assert shown["tls_cert"] == str(cert) and shown["tls_key"] == str(key)
     back = json.loads(cli(home, "config", "tls", "--station").stdout.split("\nSend")[0])
     assert back["tls_cert"] is None and back["tls_key"] is None
+
+
+def _children(pid: int) -> set[int]:
+    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def test_with_workers_sighup_reloads_every_worker_without_restarting_one(tmp_path: Path) -> None:
+    operator = OperatorCA(tmp_path / "operator")
+    cert, key, first = operator.server_certificate("server", with_root=True)
+    port, home = free_port(), tmp_path / "home"
+    with fresh_pg_database() as database:
+        init_instance(home, port, "--database-url", database, "--tls-cert", str(cert), "--tls-key", str(key))
+        log = tmp_path / "serve.log"
+        server = serve(home, log, port, "--workers", "2")
+        try:
+            wait_healthy(f"https://127.0.0.1:{port}", operator.root_file, server)
+            _until(lambda: log.read_text().count("Application startup complete") == 2, "both workers serve", 90)
+            workers = _children(server.pid)
+            assert {served_serial(port, operator.root_file) for _ in range(8)} == {first.serial_number}
+
+            _, stray_key, _ = operator.server_certificate("stray")
+            good_key = key.read_bytes()
+            key.write_bytes(stray_key.read_bytes())  # the supervisor checks first: nothing is passed on
+            server.send_signal(signal.SIGHUP)
+            _until(lambda: "not reloaded" in log.read_text(), "the supervisor refuses the bad files")
+            key.write_bytes(good_key)
+
+            cert, key, second = operator.server_certificate("server", with_root=True)
+            server.send_signal(signal.SIGHUP)
+            _until(lambda: log.read_text().count("SIGHUP: the TLS certificate was reloaded") == 2, "each worker reloads")
+            # Connections land on either worker (one listening socket): all get the new certificate.
+            assert {served_serial(port, operator.root_file) for _ in range(8)} == {second.serial_number}
+            assert _children(server.pid) == workers  # no worker was restarted
+        finally:
+            stop(server)
