@@ -81,6 +81,25 @@ class OperatorCA:
         """A TLS server certificate for ``hosts`` under the intermediate: ``name``.pem (leaf, intermediate[, root])
         and ``name``.key (encrypted with ``passphrase`` if given)."""
         key = ec.generate_private_key(ec.SECP256R1())
+        cert_file, leaf = self.certificate_for(key.public_key(), name, hosts=hosts, days=days, with_root=with_root)
+        key_file = self.directory / f"{name}.key"
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase.encode()) if passphrase else serialization.NoEncryption()
+        )
+        key_file.write_bytes(key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, encryption))
+        key_file.chmod(0o600)
+        return cert_file, key_file, leaf
+
+    def certificate_for(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        name: str,
+        *,
+        hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+        days: int = 90,
+        with_root: bool = False,
+    ) -> tuple[Path, x509.Certificate]:
+        """A TLS server certificate for ``public_key`` (wherever its private key is): ``name``.pem, the chain."""
         now = datetime.now(UTC) - timedelta(minutes=5)
         sans: list[x509.GeneralName] = []
         for host in hosts:
@@ -90,7 +109,7 @@ class OperatorCA:
                 sans.append(x509.DNSName(host))
         leaf = (
             x509.CertificateBuilder().subject_name(_name(hosts[0])).issuer_name(self.issuing.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .public_key(public_key).serial_number(x509.random_serial_number())
             .not_valid_before(now).not_valid_after(now + timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
@@ -100,14 +119,9 @@ class OperatorCA:
             .sign(self.issuing_key, hashes.SHA256())
         )  # fmt: skip
         chain = [leaf, self.issuing] + ([self.root] if with_root else [])
-        cert_file, key_file = self.directory / f"{name}.pem", self.directory / f"{name}.key"
+        cert_file = self.directory / f"{name}.pem"
         cert_file.write_bytes(b"".join(c.public_bytes(PEM) for c in chain))
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(passphrase.encode()) if passphrase else serialization.NoEncryption()
-        )
-        key_file.write_bytes(key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, encryption))
-        key_file.chmod(0o600)
-        return cert_file, key_file, leaf
+        return cert_file, leaf
 
 
 def free_port() -> int:

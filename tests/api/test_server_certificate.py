@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from fabguard.fixture.client import FixtureClient, enroll
+from fabguard.pki.pkcs11 import Pkcs11KeyBackend
 from tests.operator_ca import OperatorCA, cli, free_port, init_instance, serve, served_serial, stop, wait_healthy
-from tests.support import fresh_pg_database, tested_device
+from tests.support import TOKEN, USER_PIN, SoftHsm, fresh_pg_database, tested_device
 
 pytestmark = pytest.mark.slow
 PASSPHRASE = "operator key passphrase"
@@ -213,9 +214,70 @@ def test_with_workers_sighup_reloads_every_worker_without_restarting_one(tmp_pat
 
             cert, key, second = operator.server_certificate("server", with_root=True)
             server.send_signal(signal.SIGHUP)
-            _until(lambda: log.read_text().count("SIGHUP: the TLS certificate was reloaded") == 2, "each worker reloads")
+            _until(
+                lambda: log.read_text().count("SIGHUP: the TLS certificate was reloaded") == 2, "each worker reloads"
+            )
             # Connections land on either worker (one listening socket): all get the new certificate.
             assert {served_serial(port, operator.root_file) for _ in range(8)} == {second.serial_number}
             assert _children(server.pid) == workers  # no worker was restarted
         finally:
             stop(server)
+
+
+def test_a_key_in_an_hsm_serves_through_openssls_pkcs11_engine_and_reloads(
+    softhsm: SoftHsm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not Path("/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so").exists():
+        pytest.skip("OpenSSL's pkcs11 engine is not installed (apt-get install libengine-pkcs11-openssl)")
+    monkeypatch.setenv("FABGUARD_PKCS11_PIN", USER_PIN)  # for the CLI and serve subprocesses, as in production
+    hsm = Pkcs11KeyBackend(softhsm.module, TOKEN, USER_PIN.encode())
+    operator = OperatorCA(tmp_path / "operator")
+    label = f"tls-{os.getpid()}-{time.monotonic_ns()}"
+    cert, first = operator.certificate_for(hsm.generate(label).public_key(), "hsm", with_root=True)  # type: ignore[arg-type]
+    uri = f"pkcs11:token={TOKEN};object={label};type=private"
+    port, home = free_port(), tmp_path / "home"
+    admin = init_instance(home, port)
+
+    wrong_cert, _, _ = operator.server_certificate("not-the-hsm-key")
+    refused = cli(
+        home,
+        "config",
+        "tls",
+        "--cert",
+        str(wrong_cert),
+        "--pkcs11-key",
+        uri,
+        "--pkcs11-module",
+        softhsm.module,
+        ok=False,
+    )
+    assert "[certificate_key_mismatch]" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    refused = cli(home, "config", "tls", "--cert", str(cert), "--pkcs11-key", f"pkcs11:token={TOKEN};object=no-such-key",
+                  "--pkcs11-module", softhsm.module, ok=False)  # fmt: skip
+    assert "[server_tls_unreadable]" in refused.stderr, refused.stderr
+    cli(home, "config", "tls", "--cert", str(cert), "--pkcs11-key", uri, "--pkcs11-module", softhsm.module)
+
+    url, trust = f"https://127.0.0.1:{port}", operator.root_file
+    log = tmp_path / "serve.log"
+    server = serve(home, log, port)
+    try:
+        wait_healthy(url, trust, server)
+        assert served_serial(port, trust) == first.serial_number  # the handshake was signed in the HSM
+        with _api(url, trust, admin) as api:
+            _order(api)
+        added = cli(home, "fixture", "add", "fx-1", "--site", "cm-a")
+        [token] = re.findall(r"fge_[A-Za-z0-9_\-]+", added.stdout)
+        with FixtureClient(enroll(url, token, tmp_path / "fx", ca_file=trust)) as fx:
+            device = tested_device(fx, "SN-1")
+            assert fx.provision("po-1", "SN-1", device.csr_pem()).serial == "SN-1"
+
+        renewed_label = f"{label}-2"
+        operator.certificate_for(hsm.generate(renewed_label).public_key(), "hsm-2", with_root=True)  # type: ignore[arg-type]
+        renewed = x509.load_pem_x509_certificates((operator.directory / "hsm-2.pem").read_bytes())[0]
+        renewed_uri = f"pkcs11:token={TOKEN};object={renewed_label};type=private"
+        cli(home, "config", "tls", "--cert", str(operator.directory / "hsm-2.pem"), "--pkcs11-key", renewed_uri,
+            "--pkcs11-module", softhsm.module)  # fmt: skip
+        server.send_signal(signal.SIGHUP)
+        _until(lambda: served_serial(port, trust) == renewed.serial_number, "the HSM key is reloaded on SIGHUP")
+    finally:
+        stop(server)

@@ -23,8 +23,9 @@ from typing import Any
 
 from uvicorn.supervisors import Multiprocess
 
+from fabguard.api.tls_pkcs11 import load_pkcs11_key
 from fabguard.domain.errors import FabGuardError
-from fabguard.pki.keys import passphrase_from_env
+from fabguard.pki.keys import passphrase_from_env, pin_from_env
 from fabguard.pki.server_tls import ServerCredentials, parse_chain
 from fabguard.service.core import server_tls
 from fabguard.service.core.config import load_config
@@ -68,16 +69,14 @@ class ReloadableTLS:
 
     def _load(self) -> tuple[ssl.SSLContext, str]:
         home = Path(self.home)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx = _server_context()
         files = server_tls.operator_files(load_config(home))
         if files is None:
             chain = home / server_tls.STATION_CHAIN
             ctx.load_cert_chain(str(chain), str(home / server_tls.STATION_KEY), password=passphrase_from_env())
             served = ServerCredentials(parse_chain(chain.read_bytes(), str(chain)))
         else:
-            served = server_tls.read_credentials(files)  # the clear refusals: unreadable, mismatched, out of order
-            ctx.load_cert_chain(str(files.cert), str(files.key), password=files.passphrase())
+            served = load_operator(ctx, files)
         ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.load_verify_locations(cafile=str(home / "ca" / CLIENT_TRUST))
         return ctx, served.describe()
@@ -101,6 +100,27 @@ class ReloadableTLS:
             log.error("SIGHUP: the TLS certificate was not reloaded, the old one still serves: %s", exc)
             return
         log.info("SIGHUP: the TLS certificate was reloaded; new connections get %s", served)
+
+
+def _server_context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def load_operator(ctx: ssl.SSLContext, files: server_tls.OperatorFiles) -> ServerCredentials:
+    """Make ``ctx`` serve the operator's certificate and key (a PEM file, or in an HSM), checked first."""
+    served = server_tls.read_credentials(files)  # the clear refusals: unreadable, mismatched, out of order
+    if files.pkcs11_key is not None and files.pkcs11_module is not None:
+        load_pkcs11_key(ctx, files.cert, files.pkcs11_key, files.pkcs11_module, pin_from_env())
+    elif files.key is not None:
+        ctx.load_cert_chain(str(files.cert), str(files.key), password=files.passphrase())
+    return served
+
+
+def check_operator(files: server_tls.OperatorFiles) -> ServerCredentials:
+    """The operator's certificate and key loaded as the listener would (a key in an HSM included), or why not."""
+    return load_operator(_server_context(), files)
 
 
 class ReloadingMultiprocess(Multiprocess):

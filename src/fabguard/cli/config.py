@@ -81,6 +81,18 @@ def config_tls(
             "(default: the self-signed certificates at the end of --cert)",
         ),
     ] = None,
+    pkcs11_key: Annotated[
+        str | None,
+        typer.Option(
+            "--pkcs11-key",
+            help="The key in an HSM instead of --key: a PKCS#11 URI, e.g. 'pkcs11:token=tls;object=server' "
+            "(PIN from FABGUARD_PKCS11_PIN[_FILE]; needs libengine-pkcs11-openssl)",
+        ),
+    ] = None,
+    pkcs11_module: Annotated[
+        str | None,
+        typer.Option("--pkcs11-module", help="The PKCS#11 library for --pkcs11-key (default: the instance's)"),
+    ] = None,
     station: Annotated[
         bool, typer.Option("--station", help="Go back to the certificate init made under FabGuard's station CA")
     ] = False,
@@ -93,12 +105,20 @@ def config_tls(
     Fixtures' client certificates are still verified against FabGuard's own CAs."""
     files = None
     if station:
-        if cert or key or key_passphrase_file or ca:
+        if cert or key or key_passphrase_file or ca or pkcs11_key:
             raise InvalidRequest("--station goes alone: it drops the operator's certificate files")
-    elif cert is None or key is None:
-        raise InvalidRequest("give --cert and --key (the operator's certificate), or --station")
+    elif cert is None:
+        raise InvalidRequest("give --cert and --key (or --pkcs11-key): the operator's certificate; or --station")
     else:
-        files = server_tls.OperatorFiles.named(cert, key, key_passphrase_file, ca)
+        module = pkcs11_module or (load_config(state.home).pkcs11_module if pkcs11_key else None)
+        files = server_tls.OperatorFiles.named(
+            cert, key, key_passphrase_file, ca, pkcs11_key=pkcs11_key, pkcs11_module=module
+        )
+        if files.pkcs11_key is not None:
+            # Lazy: the web stack's TLS loader (ctypes, OpenSSL's engine) is needed only to check an HSM key.
+            from fabguard.api.server_tls import check_operator
+
+            check_operator(files)
     config, credentials = server_tls.set_operator_tls(state.home, files)
     print_json(_urls(config))
     if credentials is not None:

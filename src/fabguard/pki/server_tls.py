@@ -91,8 +91,7 @@ def parse_key(pem: bytes, passphrase: bytes | None, where: str) -> PrivateKeyTyp
 
 
 def check_credentials(chain: tuple[x509.Certificate, ...], key: PrivateKeyTypes, where: str) -> ServerCredentials:
-    """The chain and key as a server can use them: the leaf is the key's, and each certificate is signed by
-    the next one (the last may be a root or an intermediate; clients bring their own trust anchor)."""
+    """The chain and key as a server can use them: the leaf is the key's, and the chain is in order."""
     leaf = chain[0]
     if leaf.public_key() != key.public_key():
         raise InvalidRequest(
@@ -100,6 +99,12 @@ def check_credentials(chain: tuple[x509.Certificate, ...], key: PrivateKeyTypes,
             "the key file holds another key",
             code=MISMATCH,
         )
+    return check_chain(chain, where)
+
+
+def check_chain(chain: tuple[x509.Certificate, ...], where: str) -> ServerCredentials:
+    """The chain as a server can send it: each certificate signed by the next one (the last may be a root or
+    an intermediate; clients bring their own trust anchor)."""
     for child, parent in itertools.pairwise(chain):
         try:
             child.verify_directly_issued_by(parent)

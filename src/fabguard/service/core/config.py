@@ -56,6 +56,10 @@ class InstanceConfig:
     tls_key: str | None = None
     tls_key_passphrase_file: str | None = None
     tls_ca: str | None = None
+    # Or the key in an HSM: a PKCS#11 URI (pkcs11:token=...;object=...), through ``tls_pkcs11_module`` (else
+    # ``pkcs11_module``), the PIN from FABGUARD_PKCS11_PIN[_FILE]; served through OpenSSL's pkcs11 engine.
+    tls_pkcs11_key: str | None = None
+    tls_pkcs11_module: str | None = None
 
     def __post_init__(self) -> None:
         host = url_host(self.hostnames[0])
@@ -114,6 +118,8 @@ class InstanceConfig:
                 "tls_key": self.tls_key,
                 "tls_key_passphrase_file": self.tls_key_passphrase_file,
                 "tls_ca": self.tls_ca,
+                "tls_pkcs11_key": self.tls_pkcs11_key,
+                "tls_pkcs11_module": self.tls_pkcs11_module,
             },
             indent=2,
         )
@@ -137,6 +143,8 @@ class InstanceConfig:
             tls_key=data.get("tls_key"),
             tls_key_passphrase_file=data.get("tls_key_passphrase_file"),
             tls_ca=data.get("tls_ca"),
+            tls_pkcs11_key=data.get("tls_pkcs11_key"),
+            tls_pkcs11_module=data.get("tls_pkcs11_module"),
         )
 
     def save(self, home: Path) -> None:

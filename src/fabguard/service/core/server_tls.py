@@ -14,6 +14,7 @@ from fabguard.domain.errors import InvalidRequest
 from fabguard.pki.server_tls import (
     UNREADABLE,
     ServerCredentials,
+    check_chain,
     check_credentials,
     parse_chain,
     parse_key,
@@ -27,25 +28,43 @@ STATION_KEY = Path("keys") / "server.key.pem"
 
 @dataclass(frozen=True)
 class OperatorFiles:
-    """Where the operator's certificate chain, key, key passphrase and CA certificates are (absolute)."""
+    """Where the operator's certificate chain, key (a PEM file, or a PKCS#11 URI and module), the key's
+    passphrase and the CA certificates for clients are (paths absolute)."""
 
     cert: Path
-    key: Path
+    key: Path | None
     passphrase_file: Path | None = None
     ca: Path | None = None
+    pkcs11_key: str | None = None
+    pkcs11_module: str | None = None
 
     @classmethod
     def named(
-        cls, cert: Path | str, key: Path | str, passphrase_file: Path | str | None = None, ca: Path | str | None = None
+        cls,
+        cert: Path | str,
+        key: Path | str | None,
+        passphrase_file: Path | str | None = None,
+        ca: Path | str | None = None,
+        *,
+        pkcs11_key: str | None = None,
+        pkcs11_module: str | None = None,
     ) -> OperatorFiles:
+        """The files named, checked for form: a key file or a PKCS#11 key (with its module), not both."""
+        if (key is None) == (pkcs11_key is None):
+            raise InvalidRequest("name the server's key: a PEM file or a PKCS#11 URI, one of them")
+        if pkcs11_key is not None and (not pkcs11_key.startswith("pkcs11:") or not pkcs11_module):
+            raise InvalidRequest("a PKCS#11 key is a pkcs11: URI (RFC 7512), with the module that reaches its token")
+
         def absolute(p: Path | str | None) -> Path | None:
             return None if p is None else Path(p).expanduser().absolute()
 
         return cls(
             cert=Path(cert).expanduser().absolute(),
-            key=Path(key).expanduser().absolute(),
+            key=absolute(key),
             passphrase_file=absolute(passphrase_file),
             ca=absolute(ca),
+            pkcs11_key=pkcs11_key,
+            pkcs11_module=pkcs11_module,
         )
 
     def passphrase(self) -> bytes | None:
@@ -59,9 +78,16 @@ class OperatorFiles:
 
 def operator_files(config: InstanceConfig) -> OperatorFiles | None:
     """The operator's files ``config`` names, or None: the listener uses the station CA's certificate."""
-    if not config.tls_cert or not config.tls_key:
+    if not config.tls_cert or not (config.tls_key or config.tls_pkcs11_key):
         return None
-    return OperatorFiles.named(config.tls_cert, config.tls_key, config.tls_key_passphrase_file, config.tls_ca)
+    return OperatorFiles.named(
+        config.tls_cert,
+        config.tls_key,
+        config.tls_key_passphrase_file,
+        config.tls_ca,
+        pkcs11_key=config.tls_pkcs11_key,
+        pkcs11_module=config.tls_pkcs11_module or config.pkcs11_module,
+    )
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -73,11 +99,14 @@ def _read(path: Path, what: str) -> bytes:
 
 def read_credentials(files: OperatorFiles) -> ServerCredentials:
     """The operator's chain and key, read now and checked: readable, the key opening, the leaf the key's,
-    the chain in order; the CA file, if named, readable (``server_tls_unreadable``,
+    the chain in order (a key in an HSM is checked where it is loaded); the CA file, if named, readable (``server_tls_unreadable``,
     ``certificate_key_mismatch``, ``certificate_invalid``)."""
     chain = parse_chain(_read(files.cert, "the certificate file"), str(files.cert))
-    key = parse_key(_read(files.key, "the key file"), files.passphrase(), str(files.key))
-    credentials = check_credentials(chain, key, str(files.cert))
+    if files.key is None:  # in the HSM: the TLS context checks that it matches (api.tls_pkcs11)
+        credentials = check_chain(chain, str(files.cert))
+    else:
+        key = parse_key(_read(files.key, "the key file"), files.passphrase(), str(files.key))
+        credentials = check_credentials(chain, key, str(files.cert))
     if files.ca is not None:
         parse_chain(_read(files.ca, "the CA file"), str(files.ca))
     return credentials
@@ -108,7 +137,9 @@ def set_operator_tls(home: Path, files: OperatorFiles | None) -> tuple[InstanceC
     config = dataclasses.replace(
         load_config(home),
         tls_cert=str(files.cert) if files else None,
-        tls_key=str(files.key) if files else None,
+        tls_key=str(files.key) if files and files.key else None,
+        tls_pkcs11_key=files.pkcs11_key if files else None,
+        tls_pkcs11_module=files.pkcs11_module if files else None,
         tls_key_passphrase_file=str(files.passphrase_file) if files and files.passphrase_file else None,
         tls_ca=str(files.ca) if files and files.ca else None,
     )

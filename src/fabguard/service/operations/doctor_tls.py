@@ -28,7 +28,7 @@ def examine_operator_tls(config: InstanceConfig, now: datetime) -> Iterator[Judg
     if files is None:
         return
     problems = 0
-    if files.key.exists() and stat.S_IMODE(files.key.stat().st_mode) & 0o077:
+    if files.key is not None and files.key.exists() and stat.S_IMODE(files.key.stat().st_mode) & 0o077:
         problems += 1
         yield ("failed", f"{files.key} is readable by others", f"chmod 600 {files.key}")
     try:
@@ -49,7 +49,8 @@ def examine_operator_tls(config: InstanceConfig, now: datetime) -> Iterator[Judg
             "fabguard config tls ... --ca YOUR-CA.pem",
         )
     if not problems:
-        yield ("ok", f"the HTTPS listener serves the operator's certificate: {credentials.describe()}", None)
+        where = f", its key in the HSM at {files.pkcs11_key} (loaded and matched by serve)" if files.pkcs11_key else ""
+        yield ("ok", f"the HTTPS listener serves the operator's certificate: {credentials.describe()}{where}", None)
 
 
 def _judge(credentials: ServerCredentials, config: InstanceConfig, now: datetime) -> Iterator[Judged]:
