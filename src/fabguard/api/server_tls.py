@@ -94,12 +94,23 @@ class ReloadableTLS:
             ssl_object.context = current
 
     def _on_sighup(self, signum: int, frame: object) -> None:
+        # Runs between two bytecodes of whatever the main thread was doing (the event loop): nothing may
+        # escape from here, whatever a broken file makes the loading raise.
         try:
             served = self.reload()
-        except (FabGuardError, ssl.SSLError, OSError) as exc:
-            log.error("SIGHUP: the TLS certificate was not reloaded, the old one still serves: %s", exc)
+        except Exception as exc:
+            _not_reloaded(exc)
             return
         log.info("SIGHUP: the TLS certificate was reloaded; new connections get %s", served)
+
+
+def _not_reloaded(exc: Exception) -> None:
+    expected = isinstance(exc, (FabGuardError, OSError))  # ssl.SSLError is an OSError
+    log.error(
+        "SIGHUP: the TLS certificate was not reloaded, the old one still serves: %s",
+        exc,
+        exc_info=None if expected else exc,
+    )
 
 
 def _server_context() -> ssl.SSLContext:
@@ -134,8 +145,8 @@ class ReloadingMultiprocess(Multiprocess):
             return
         try:
             factory.build()
-        except (FabGuardError, ssl.SSLError, OSError) as exc:
-            log.error("SIGHUP: the TLS certificate was not reloaded, the old one still serves: %s", exc)
+        except Exception as exc:  # whatever a broken file raises, the supervisor goes on
+            _not_reloaded(exc)
             return
         # A worker still starting (no handler yet) dies of the signal; the supervisor replaces it, and its
         # replacement loads the new files anyway.

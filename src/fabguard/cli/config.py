@@ -36,6 +36,8 @@ def _urls(config: InstanceConfig) -> dict[str, str | None]:
         "tls_key": config.tls_key,
         "tls_key_passphrase_file": config.tls_key_passphrase_file,
         "tls_ca": config.tls_ca,
+        "tls_pkcs11_key": config.tls_pkcs11_key,
+        "tls_pkcs11_module": config.tls_pkcs11_module,
     }
 
 
