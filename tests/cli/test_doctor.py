@@ -21,6 +21,7 @@ from fabguard.domain.values import Role
 from fabguard.service.access import tokens
 from fabguard.service.core.instance import Instance
 from fabguard.service.operations import doctor
+from tests.operator_ca import OperatorCA
 from tests.support import PASSPHRASE
 
 runner = CliRunner()
@@ -136,3 +137,22 @@ def test_expired_certificates_and_a_clock_gone_back_fail(any_instance: Instance)
         earlier.close()
     clock = [f for f in findings if f.check == "clock" and f.status == "failed"]
     assert any("the clock went back" in f.message and "NTP" in str(f.fix) for f in clock), findings
+
+
+def test_the_operator_certificate_is_checked_and_a_wrong_host_fails(
+    home: Path, passphrase_file: dict[str, str], tmp_path: Path
+) -> None:
+    operator = OperatorCA(tmp_path / "operator")
+    cert, key, leaf = operator.server_certificate("server", hosts=("127.0.0.1",), with_root=True)
+    configured = runner.invoke(app, ["--home", str(home), "config", "tls", "--cert", str(cert), "--key", str(key)])
+    assert configured.exit_code == 0, configured.output
+    code, report = run_doctor(home, passphrase_file, "--offline")
+    [tls] = [f for f in report["findings"] if f["check"] == "tls"]  # type: ignore[attr-defined]
+    assert code == 0 and tls["status"] == "ok" and f"serial {leaf.serial_number:x}" in tls["message"], report
+
+    cert, key, _ = operator.server_certificate("elsewhere", hosts=("fab.example.com",), with_root=True)
+    runner.invoke(app, ["--home", str(home), "config", "tls", "--cert", str(cert), "--key", str(key)])
+    code, report = run_doctor(home, passphrase_file, "--offline")
+    [tls] = [f for f in report["findings"] if f["check"] == "tls"]  # type: ignore[attr-defined]
+    assert code == 1 and tls["status"] == "failed" and "not 127.0.0.1" in tls["message"], report
+    assert not any("server certificate names" in f["message"] for f in report["findings"])  # type: ignore[attr-defined]

@@ -57,10 +57,11 @@ def host_root(tmp_path: Path, *, drop_in: bool) -> Path:
     if drop_in:
         (etc / "fabguard.service.d").mkdir()
         shutil.copy(DROP_IN, etc / "fabguard.service.d" / DROP_IN.name)
-    command = root / PREFIX.lstrip("/")
-    command.parent.mkdir(parents=True)
-    command.write_text("#!/bin/sh\n")
-    command.chmod(0o755)
+    for path in (PREFIX, "/bin/kill"):  # what ExecStart and ExecReload (kill -HUP) run
+        command = root / path.lstrip("/")
+        command.parent.mkdir(parents=True)
+        command.write_text("#!/bin/sh\n")
+        command.chmod(0o755)
     return root
 
 

@@ -4,17 +4,14 @@ publication listener (CRLs and CA certificates); both with a bound on connection
 from __future__ import annotations
 
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
 
 from fabguard.api.app import create_app
 from fabguard.api.connections import (
@@ -26,41 +23,12 @@ from fabguard.api.connections import (
 )
 from fabguard.api.logs import LogFormat, log_config
 from fabguard.api.publication import create_publication_app
+from fabguard.api.server_tls import CLIENT_TRUST, ReloadableTLS, ReloadingMultiprocess
 from fabguard.api.tls import ClientCertH11Protocol
-from fabguard.pki.keys import passphrase_from_env
 from fabguard.runtime import tune_gc
 from fabguard.service.authority import authorities
 from fabguard.service.core.instance import Instance
 
-
-@dataclass(frozen=True)
-class TLSContextFactory:
-    """Builds the server's TLS context (picklable, so worker processes can rebuild it).
-
-    Client certificates are optional at the handshake (enrolment and admin calls come without one)
-    but, when presented, must chain to one of this instance's CAs (``ca/client-trust.pem``: the root,
-    the station CA and the issuing CAs, written when the server starts). Which certificate may do
-    what is the app's decision, by exact fingerprint: a fixture's for fixture routes, a provisioned
-    unit's for EST re-enrolment. See docs/adr/0001.
-    """
-
-    home: str
-
-    def __call__(self, config: Any = None, default: Callable[[], ssl.SSLContext] | None = None) -> ssl.SSLContext:
-        ca = Path(self.home) / "ca"
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(
-            str(ca / "server-chain.pem"),
-            str(Path(self.home) / "keys" / "server.key.pem"),
-            password=passphrase_from_env(),
-        )
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-        ctx.load_verify_locations(cafile=str(ca / CLIENT_TRUST))
-        return ctx
-
-
-CLIENT_TRUST = "client-trust.pem"
 # How long uvicorn's supervisor waits for a worker to answer its ping before it kills it as hung. A new
 # worker answers only once it has imported the app; on a loaded 2-core machine that took over uvicorn's
 # default 5 s, and the supervisor then killed and restarted every worker for ever. A dead worker is still
@@ -105,7 +73,7 @@ def server_config(
         host=host,
         port=port,
         http=ClientCertH11Protocol,
-        ssl_context_factory=TLSContextFactory(str(inst.home)),
+        ssl_context_factory=ReloadableTLS(str(inst.home)),  # its certificate reloads on SIGHUP
         log_config=log_config(log_level, log_format, access_log=access_log),
         log_level=log_level,
         access_log=False,  # replaced by api.logs.RequestLog's line (the log configuration turns it on)
@@ -163,7 +131,7 @@ def run_server(config: uvicorn.Config, publication: ServerThread | None = None) 
         publication.start()
     try:
         if config.workers > 1:
-            Multiprocess(config, sockets=sockets).run()
+            ReloadingMultiprocess(config, sockets=sockets).run()
         else:
             uvicorn.Server(config).run(sockets=sockets)
     finally:

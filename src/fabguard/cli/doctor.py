@@ -12,6 +12,8 @@ import typer
 from rich.markup import escape
 
 from fabguard.cli.common import Instance, console, print_json, state
+from fabguard.domain.errors import FabGuardError
+from fabguard.service.core import server_tls
 from fabguard.service.operations import doctor as checks
 
 # What doctor exits with: scripts and CI run it as a gate.
@@ -20,9 +22,12 @@ _MARK = {"ok": "[green]ok[/]     ", "warning": "[yellow]warning[/]", "failed": "
 PROBE_SECONDS = 3.0
 
 
-def _probe(root_pem: str) -> checks.Probe:
-    """GET a URL as a client would (HTTPS verified against the instance's root CA): None if it answers 200."""
+def _probe(root_pem: str, operator_pems: list[str]) -> checks.Probe:
+    """GET a URL as a client would (HTTPS verified against the instance's root CA, and the operator's CA if the
+    listener serves the operator's certificate): None if it answers 200."""
     verify = ssl.create_default_context(cafile=root_pem)
+    if operator_pems:
+        verify.load_verify_locations(cadata="".join(operator_pems))
 
     def probe(url: str) -> str | None:
         try:
@@ -40,11 +45,13 @@ def doctor(
 ) -> None:
     """Check this instance as an operator would and say what to fix: file permissions, key protection
     (run it with the service's passphrase file to check that the keys open), the database and its
-    schema, the clock, the published URLs (unreachable ones are only a warning) and certificate expiry.
+    schema, the clock, the published URLs (unreachable ones are only a warning), certificate expiry, and
+    the operator's HTTPS certificate if 'fabguard config tls' names one (readable, matching its key, in
+    date, naming the public URL's host).
     Exits 1 if a check failed, 0 otherwise (warnings included)."""
     inst = Instance.open(state.home, check_schema=False)  # a database behind the code is a finding here
     try:
-        probe = None if offline else _probe(str(inst.cas.cert_path("root")))
+        probe = None if offline else _probe(str(inst.cas.cert_path("root")), _operator_trust(inst))
         findings = checks.examine(inst, os.environ, probe)
     finally:
         inst.close()
@@ -60,3 +67,12 @@ def doctor(
         console.print(f"{len(failed)} failed, {warned} warning(s), {len(findings) - len(failed) - warned} ok")
     if failed:
         raise typer.Exit(FAILED)
+
+
+def _operator_trust(inst: Instance) -> list[str]:
+    """The operator's CA certificates for the HTTPS listener, if any can be read (the "tls" findings say if not)."""
+    files = server_tls.operator_files(inst.config)
+    try:
+        return server_tls.client_trust_pems(files) if files is not None else []
+    except FabGuardError:
+        return []

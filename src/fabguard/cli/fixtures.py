@@ -12,6 +12,7 @@ from fabguard.cli.common import JsonOption, actor, command, console, opened, pri
 from fabguard.domain import values
 from fabguard.fixture.client import enroll
 from fabguard.service.catalog import fixtures
+from fabguard.service.core import server_tls
 
 fixture_app = typer.Typer(help="Fixtures (test stations): register, enrol, list, revoke.", no_args_is_help=True)
 
@@ -29,6 +30,9 @@ def fixture_add(
             inst, fixture_id=values.FixtureId(fixture_id), site_id=values.SiteId.named(site), actor=by
         )
         ca, server = inst.cas.cert_path("root"), inst.config.public_url
+        operator = server_tls.operator_files(inst.config)
+        if operator is not None:  # the listener serves the operator's certificate: enrolment trusts their CA
+            ca = operator.ca or operator.cert
     console.print(f"Fixture {f.id} registered at {f.site_id}. One-time enrolment token:\n[bold]{token}[/]")
     console.print(
         "On the line PC, with the token in FABGUARD_ENROLLMENT_TOKEN (an argument would show in the process list): "

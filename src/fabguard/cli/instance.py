@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
@@ -19,7 +20,7 @@ from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role
 from fabguard.runtime import tune_gc
 from fabguard.service.access import tokens
-from fabguard.service.core import published_urls
+from fabguard.service.core import published_urls, server_tls
 
 
 def init(
@@ -55,9 +56,29 @@ def init(
     pkcs11_token: Annotated[
         str | None, typer.Option("--pkcs11-token", help="Token label (the PIN comes from FABGUARD_PKCS11_PIN[_FILE])")
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", help="The HTTPS listener's certificate from your own CA (PEM, leaf then chain)"),
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Its private key (PEM)")] = None,
+    tls_key_passphrase_file: Annotated[
+        Path | None, typer.Option("--tls-key-passphrase-file", help="File holding that key's passphrase")
+    ] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option("--tls-ca", help="CA certificate(s) clients trust for it (given to fixtures)")
+    ] = None,
 ) -> None:
-    """Create an instance: root, device-issuing and station CAs, a ledger key, the first admin token."""
+    """Create an instance: root, device-issuing and station CAs, a ledger key, the first admin token.
+
+    The HTTPS listener serves a certificate made under the station CA, or with --tls-cert and --tls-key
+    the operator's (see 'fabguard config tls')."""
     hosts = tuple(hostname) if hostname else ("127.0.0.1",)
+    operator_tls = None
+    if tls_cert or tls_key:
+        if tls_cert is None or tls_key is None:
+            raise InvalidRequest("--tls-cert and --tls-key go together")
+        operator_tls = server_tls.OperatorFiles.named(tls_cert, tls_key, tls_key_passphrase_file, tls_ca)
+        server_tls.read_credentials(operator_tls)  # refused before anything is made
     init_instance(
         state.home,
         organization=org,
@@ -70,6 +91,8 @@ def init(
         pkcs11_module=pkcs11_module,
         pkcs11_token=pkcs11_token,
     )
+    if operator_tls is not None:
+        server_tls.set_operator_tls(state.home, operator_tls)
     with opened() as inst:
         _, secret = tokens.create_token(inst, name="admin", role=Role.ADMIN, actor="init")
     console.print(f"[green]Instance created[/] in {state.home}")

@@ -112,6 +112,9 @@ ERROR_STATUS: dict[str, int] = {
     "certificate_key_mismatch": 422,
     "certificate_not_ca": 422,
     "certificate_untrusted": 422,
+    # The HTTPS listener's own certificate (fabguard config tls): a file missing, not PEM, or a key that does
+    # not open with its passphrase (a certificate not matching its key is certificate_key_mismatch).
+    "server_tls_unreadable": 422,
     "est_label_required": 400,
     "image_invalid": 422,
     "image_too_large": 413,

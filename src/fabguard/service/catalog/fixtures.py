@@ -20,6 +20,7 @@ from fabguard.domain.values import FixtureId, SiteId
 from fabguard.pki import profiles
 from fabguard.pki.csr import load_csr, proven_public_key
 from fabguard.service.authority.revocation import refresh_crl
+from fabguard.service.core import server_tls
 from fabguard.service.core.events import record_refusal
 from fabguard.service.core.instance import Instance
 from fabguard.store.eventlog import append_event
@@ -113,6 +114,8 @@ def enroll_fixture(inst: Instance, *, token: str, csr_data: bytes) -> Enrollment
     public_key, _ = proven_public_key(load_csr(csr_data, inst.limits.max_csr_bytes))
     now = inst.clock()
     station = inst.cas.issuer("station")
+    # What the fixture verifies this server with: the station chain, and the operator's CA if it serves theirs.
+    server_trust = server_tls.server_trust_pems(inst.home, inst.cas.chain_pem("station"))
     with inst.db.transaction() as s:
         row = s.get(EnrollmentToken, _hash(token), with_for_update=True)
         if row is None or row.used_at is not None or row.expires_at <= now:
@@ -151,7 +154,7 @@ def enroll_fixture(inst: Instance, *, token: str, csr_data: bytes) -> Enrollment
             site_id=fixture.site_id,
             certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
             chain_pem=inst.cas.chain_pem("station"),
-            server_ca_pem=inst.cas.chain_pem("station"),
+            server_ca_pem=server_trust,
         )
     return enrollment
 

@@ -48,6 +48,18 @@ class InstanceConfig:
     # ``<pki_url>/crl/<ca>.crl``, CA certificates at ``<pki_url>/ca/<ca>.crt`` (AIA caIssuers) and OCSP
     # answers at ``<pki_url>/ocsp`` (AIA OCSP).
     pki_url: str = ""
+    # The HTTPS listener's own certificate, if the operator supplies one (``fabguard config tls``): a PEM
+    # chain, leaf first, and its key (encrypted with the passphrase in ``tls_key_passphrase_file``, or
+    # not); ``tls_ca`` the CA certificates clients should trust for it, handed to fixtures at enrolment.
+    # None: the certificate ``init`` made under the station CA (``ca/server-chain.pem``).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_key_passphrase_file: str | None = None
+    tls_ca: str | None = None
+    # Or the key in an HSM: a PKCS#11 URI (pkcs11:token=...;object=...), through ``tls_pkcs11_module`` (else
+    # ``pkcs11_module``), the PIN from FABGUARD_PKCS11_PIN[_FILE]; served through OpenSSL's pkcs11 engine.
+    tls_pkcs11_key: str | None = None
+    tls_pkcs11_module: str | None = None
 
     def __post_init__(self) -> None:
         host = url_host(self.hostnames[0])
@@ -102,6 +114,12 @@ class InstanceConfig:
                 "pkcs11_token": self.pkcs11_token,
                 "key_prefix": self.key_prefix,
                 "limits": self.limits.to_dict(),
+                "tls_cert": self.tls_cert,
+                "tls_key": self.tls_key,
+                "tls_key_passphrase_file": self.tls_key_passphrase_file,
+                "tls_ca": self.tls_ca,
+                "tls_pkcs11_key": self.tls_pkcs11_key,
+                "tls_pkcs11_module": self.tls_pkcs11_module,
             },
             indent=2,
         )
@@ -121,6 +139,12 @@ class InstanceConfig:
             key_prefix=data.get("key_prefix", "fabguard"),
             public_url=data.get("public_url", ""),
             pki_url=data.get("pki_url", ""),
+            tls_cert=data.get("tls_cert"),
+            tls_key=data.get("tls_key"),
+            tls_key_passphrase_file=data.get("tls_key_passphrase_file"),
+            tls_ca=data.get("tls_ca"),
+            tls_pkcs11_key=data.get("tls_pkcs11_key"),
+            tls_pkcs11_module=data.get("tls_pkcs11_module"),
         )
 
     def save(self, home: Path) -> None:

@@ -4,7 +4,8 @@ Checks: file permissions (the home, the keys, the SQLite file, the passphrase an
 protection (keys encrypted, the passphrase from a file, every CA key opening and matching its
 certificate), the database (reachable, at the code's schema), the clock (after the CAs' start, not behind
 the newest event, near the database server's), the published URLs (schemes, the server certificate
-naming the public host, and, with a probe, whether they answer: a warning only) and certificate expiry.
+naming the public host, and, with a probe, whether they answer: a warning only), certificate expiry, and
+the operator's HTTPS certificate if one is configured (``doctor_tls``).
 A finding is ``ok``, a ``warning`` (worth a look) or ``failed`` (fix it: the command exits non-zero).
 """
 
@@ -26,6 +27,7 @@ from fabguard.domain.errors import FabGuardError
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV, PIN_ENV, PIN_FILE_ENV
 from fabguard.service.core.config import CONFIG_NAME
 from fabguard.service.core.instance import Instance, require_current_schema
+from fabguard.service.operations.doctor_tls import examine_operator_tls
 from fabguard.service.operations.readiness import check_database, check_keys
 from fabguard.store.models import Event
 
@@ -42,7 +44,7 @@ CLOCK_TOLERANCE = timedelta(seconds=60)
 
 @dataclass(frozen=True)
 class Finding:
-    check: str  # permissions, keys, database, clock, urls, certificates
+    check: str  # permissions, keys, database, clock, urls, certificates, tls
     status: Status
     message: str
     fix: str | None = None
@@ -61,6 +63,7 @@ def examine(inst: Instance, env: Mapping[str, str], probe: Probe | None = None) 
         *_clock(inst),
         *_urls(inst, probe),
         *_certificates(inst),
+        *(Finding("tls", *judged) for judged in examine_operator_tls(inst.config, inst.clock())),
     ]
     return findings
 
@@ -223,7 +226,7 @@ def _urls(inst: Instance, probe: Probe | None) -> Iterator[Finding]:
             "fabguard config set public-url https://HOST:PORT",
         )
     server = _certificate(inst, "server")
-    if server is not None:
+    if server is not None and not config.tls_cert:  # the operator's certificate: the "tls" findings
         try:
             names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             hosts = {str(n) for n in names.get_values_for_type(x509.DNSName)}
@@ -274,7 +277,8 @@ def _urls(inst: Instance, probe: Probe | None) -> Iterator[Finding]:
 
 def _certificates(inst: Instance) -> Iterator[Finding]:
     now, problems = inst.clock(), 0
-    for name in (*CA_FILES, "server"):
+    served = () if inst.config.tls_cert else ("server",)  # the operator's: the "tls" findings
+    for name in (*CA_FILES, *served):
         cert = _certificate(inst, name)
         if cert is None:
             problems += 1
