@@ -1,28 +1,21 @@
-"""An operator's own CA for the tests of the HTTPS listener's certificate, and a ``fabguard serve`` process to
-point it at: real keys and certificates (``cryptography``), a real server in a subprocess."""
+"""An operator's own CA for the tests of the HTTPS listener's certificate (real keys and certificates from
+``cryptography``), and what a new TLS connection to a server is given; the server itself runs in a subprocess
+(``tests/served.py``)."""
 
 from __future__ import annotations
 
 import ipaddress
-import os
-import re
-import signal
 import socket
 import ssl
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-FABGUARD = (sys.executable, "-m", "fabguard.cli.main")
 PEM = serialization.Encoding.PEM
 
 
@@ -122,64 +115,6 @@ class OperatorCA:
         cert_file = self.directory / f"{name}.pem"
         cert_file.write_bytes(b"".join(c.public_bytes(PEM) for c in chain))
         return cert_file, leaf
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cli(home: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [*FABGUARD, "--home", str(home), *args],
-        env={**os.environ, "COLUMNS": "300", "NO_COLOR": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert (done.returncode == 0) is ok, (args, done.stdout, done.stderr)
-    return done
-
-
-def init_instance(home: Path, port: int, *extra: str) -> str:
-    """``fabguard init`` for a server on 127.0.0.1:``port``; the admin token."""
-    done = cli(home, "init", "--org", "Acme Devices", "--public-url", f"https://127.0.0.1:{port}", *extra)
-    [admin] = re.findall(r"fgt_[A-Za-z0-9_\-]+", done.stdout)
-    return admin
-
-
-def serve(home: Path, log: Path, port: int, *args: str) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [*FABGUARD, "--home", str(home), "serve", "--log-level", "info", "--log-format", "text", "--port", str(port), *args],
-            env={**os.environ, "COLUMNS": "300", "NO_COLOR": "1"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-
-def stop(server: subprocess.Popen[bytes]) -> None:
-    server.send_signal(signal.SIGINT)
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-
-
-def wait_healthy(url: str, trust: Path, server: subprocess.Popen[bytes]) -> None:
-    verify = ssl.create_default_context(cafile=str(trust))
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "the server exited"
-        try:
-            if httpx.get(f"{url}/api/v1/health", verify=verify, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the server did not start")
 
 
 def served_serial(port: int, trust: Path | None = None) -> int:

@@ -25,7 +25,8 @@ from cryptography.x509.oid import NameOID
 
 from fabguard.fixture.client import FixtureClient, enroll
 from fabguard.pki.pkcs11 import Pkcs11KeyBackend
-from tests.operator_ca import OperatorCA, cli, free_port, init_instance, serve, served_serial, stop, wait_healthy
+from tests.operator_ca import OperatorCA, served_serial
+from tests.served import cli, free_port, init_instance, serve, stop, wait_healthy
 from tests.support import TOKEN, USER_PIN, SoftHsm, fresh_pg_database, tested_device
 
 pytestmark = pytest.mark.slow

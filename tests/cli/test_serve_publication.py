@@ -4,14 +4,9 @@ names over plain HTTP, and OpenSSL's verdict. ``serve`` says, in one line, when 
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
 import ssl
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,61 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from fabguard.fixture.client import FixtureClient, enroll
+from tests.served import cli, free_port, serve, stop, wait_healthy
 from tests.support import tested_device
 
 pytestmark = pytest.mark.slow
-FABGUARD = (sys.executable, "-m", "fabguard.cli.main")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cli(home: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [*FABGUARD, "--home", str(home), *args],
-        env={**os.environ, "COLUMNS": "300", "NO_COLOR": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert (done.returncode == 0) is ok, (args, done.stdout, done.stderr)
-    return done
-
-
-def _serve(home: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [*FABGUARD, "--home", str(home), "serve", "--log-level", "warning", "--log-format", "text", *args],
-            env={**os.environ, "COLUMNS": "300", "NO_COLOR": "1"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    server.send_signal(signal.SIGINT)
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-
-
-def _wait_healthy(url: str, root: Path, server: subprocess.Popen[bytes]) -> None:
-    verify = ssl.create_default_context(cafile=str(root))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "the server exited"
-        try:
-            if httpx.get(f"{url}/api/v1/health", verify=verify, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the server did not start")
 
 
 def _uri(cert: x509.Certificate, which: str) -> str:
@@ -97,9 +41,9 @@ def _fetch(url: str) -> tuple[str, bytes]:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[tuple[Path, int, int, str]]:
-    port, http_port = _free_port(), _free_port()
+    port, http_port = free_port(), free_port()
     home = tmp_path / "home"
-    done = _cli(
+    done = cli(
         home,
         "init",
         "--org",
@@ -119,9 +63,9 @@ def test_a_revoked_device_certificate_is_on_the_crl_its_distribution_point_names
     home_dir, port, http_port, admin = home
     url, root = f"https://127.0.0.1:{port}", home_dir / "ca" / "root.pem"
     log = tmp_path / "serve.log"
-    server = _serve(home_dir, log, "--port", str(port), "--http-port", str(http_port))
+    server = serve(home_dir, log, port, "--http-port", str(http_port), level="warning")
     try:
-        _wait_healthy(url, root, server)
+        wait_healthy(url, root, server)
         verify = ssl.create_default_context(cafile=str(root))
         with httpx.Client(base_url=url, verify=verify, timeout=30, headers={"Authorization": f"Bearer {admin}"}) as api:
             for path, body in (
@@ -130,7 +74,7 @@ def test_a_revoked_device_certificate_is_on_the_crl_its_distribution_point_names
                 ("/api/v1/orders", {"id": "po-1", "product_id": "sensor", "site_id": "cm-a", "quota": 2}),
             ):
                 assert api.post(path, json=body).status_code == 201, path
-            added = _cli(home_dir, "fixture", "add", "fx-1", "--site", "cm-a")
+            added = cli(home_dir, "fixture", "add", "fx-1", "--site", "cm-a")
             [token] = re.findall(r"fge_[A-Za-z0-9_\-]+", added.stdout)
             assert f"--server {url}" in added.stdout  # the enrolment hint names the public URL
             with FixtureClient(enroll(url, token, tmp_path / "fx", ca_file=root)) as fx:
@@ -193,7 +137,7 @@ def test_a_revoked_device_certificate_is_on_the_crl_its_distribution_point_names
         assert "certificate revoked" in downloaded.stdout + downloaded.stderr
         assert httpx.get(f"http://127.0.0.1:{http_port}/api/v1/health", timeout=10).status_code == 404
     finally:
-        _stop(server)
+        stop(server)
     assert "warning" not in log.read_text().lower(), log.read_text()  # it serves where the URLs point
 
 
@@ -201,22 +145,22 @@ def test_serve_elsewhere_says_so_in_one_line_and_config_set_moves_the_urls(
     home: tuple[Path, int, int, str], tmp_path: Path
 ) -> None:
     home_dir, port, _, _ = home
-    other = _free_port()
+    other = free_port()
     log = tmp_path / "serve.log"
-    server = _serve(home_dir, log, "--port", str(other))
+    server = serve(home_dir, log, other, level="warning")
     try:
-        _wait_healthy(f"https://127.0.0.1:{other}", home_dir / "ca" / "root.pem", server)
+        wait_healthy(f"https://127.0.0.1:{other}", home_dir / "ca" / "root.pem", server)
     finally:
-        _stop(server)
+        stop(server)
     warnings = [line for line in log.read_text().splitlines() if line.startswith("warning:")]
     assert len(warnings) == 2, log.read_text()
     assert f"https://127.0.0.1:{port}" in warnings[0] and f"https://127.0.0.1:{other}" in warnings[0]
     assert "--http-port" in warnings[1]
 
-    moved = _cli(home_dir, "config", "set", "public-url", f"https://127.0.0.1:{other}")
+    moved = cli(home_dir, "config", "set", "public-url", f"https://127.0.0.1:{other}")
     assert f'"public_url": "https://127.0.0.1:{other}"' in moved.stdout
-    refused = _cli(home_dir, "config", "set", "pki-url", "ftp://127.0.0.1", ok=False)
+    refused = cli(home_dir, "config", "set", "pki-url", "ftp://127.0.0.1", ok=False)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert "Traceback" not in refused.stderr
-    shown = _cli(home_dir, "config", "show")
+    shown = cli(home_dir, "config", "show")
     assert f'"public_url": "https://127.0.0.1:{other}"' in shown.stdout

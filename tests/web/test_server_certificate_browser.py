@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.operator_ca import OperatorCA, free_port, init_instance, serve, stop, wait_healthy
+from tests.operator_ca import OperatorCA
+from tests.served import free_port, init_instance, serve, stop, wait_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
