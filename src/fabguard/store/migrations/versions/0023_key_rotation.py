@@ -1,13 +1,13 @@
 """key rotation: the ledger's chain of checkpoint keys; several licence signers per product, retired or revoked
 
-Revision ID: 0029
+Revision ID: 0023
 Revises: 0022
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0029"
+revision = "0023"
 down_revision = "0022"
 branch_labels = None
 depends_on = None
