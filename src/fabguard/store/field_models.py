@@ -1,16 +1,21 @@
-"""Field checks: the challenges handed out (single use, short-lived) and every check's outcome.
+"""Field checks: the replay set of used challenges, and every check's outcome.
 
-A nonce is kept only as its SHA-256 (like tokens): the table leaks no challenge a caller could answer.
-Using one is ``UPDATE ... SET used_at WHERE used_at IS NULL``, so of two checks racing on one nonce
-exactly one wins on either engine.
+Challenges are stateless (``pki.field_nonce``: the nonce carries its expiry and a MAC), so issuing one
+writes nothing; ``field_nonces`` holds the nonces *answered*, each only as its SHA-256 (like tokens: the
+table leaks no challenge a caller could answer), until its expiry. Using one is an ``INSERT ... ON
+CONFLICT DO NOTHING RETURNING`` of its digest (``spend_nonces``), so of two checks racing on one nonce,
+in one process or several, exactly one inserts it on either engine.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Table, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fabguard.store.base import Base, UTCDateTime
 
@@ -41,3 +46,24 @@ class FieldCheck(Base):
     source: Mapped[str | None] = mapped_column(String(100), nullable=True)
     client: Mapped[str | None] = mapped_column(String(64), nullable=True)
     actor: Mapped[str] = mapped_column(String(128))
+
+
+def spend_nonces(s: Session, rows: Sequence[dict[str, object]]) -> set[str]:
+    """Insert ``rows`` (``FieldNonce`` columns, distinct digests) into the replay set; the digests this
+    transaction inserted. One already there is left out; on PostgreSQL a rival transaction holding one
+    makes this wait for its end, and it is left out if the rival committed. Sorted, so two groups taking
+    overlapping nonces in two processes wait for each other in one order and never deadlock."""
+    if not rows:
+        return set()
+    table = cast(Table, FieldNonce.__table__)
+    ins = postgresql.insert(table) if s.get_bind().dialect.name == "postgresql" else sqlite.insert(table)
+    ordered = sorted(rows, key=lambda r: str(r["nonce_sha256"]))
+    # RETURNING rather than rowcount: psycopg's rowcount for an INSERT .. ON CONFLICT is not to be relied on.
+    stmt = ins.values(ordered).on_conflict_do_nothing().returning(table.c.nonce_sha256)
+    return {str(d) for d in s.execute(stmt).scalars()}
+
+
+def add_checks(s: Session, rows: Sequence[dict[str, object]]) -> None:
+    """Insert the ``field_checks`` rows of a group of checks in one statement."""
+    if rows:
+        s.execute(insert(FieldCheck), list(rows))

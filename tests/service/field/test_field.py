@@ -40,7 +40,8 @@ from fabguard.service.field import genuineness
 from fabguard.service.ledger import merkle_log
 from fabguard.service.operations import maintenance
 from fabguard.service.provisioning import reenrolment
-from fabguard.store.field_models import FieldCheck
+from fabguard.pki.field_nonce import nonce_digest
+from fabguard.store.field_models import FieldCheck, FieldNonce
 from fabguard.store.models import Event
 from tests.analytics.test_webhooks import Receiver, receiver, wait_for
 from tests.support import World, create_pg_database, drop_pg_database, new_instance, pg_admin_url, tested_device
@@ -255,17 +256,30 @@ def test_an_unknown_a_used_and_an_expired_nonce_are_refused(fw: Field) -> None:
     assert fw.verify(fw.good.field_answer(nonce)).status_code == 200  # expiry spent nothing either
 
 
-def test_maintenance_forgets_expired_challenges_and_an_answer_to_one_is_still_refused(fw: Field) -> None:
+def test_maintenance_forgets_used_challenges_once_expired_and_an_answer_to_one_is_still_refused(fw: Field) -> None:
     nonce = fw.challenge()
+    body = fw.good.field_answer(nonce)
+    assert fw.verify(body).json()["genuine"] is True
+    digest = nonce_digest(bytes.fromhex(nonce))
+    assert _replay_set_holds(fw.inst, digest)
     now = fw.inst.clock()
-    later = Instance.open(fw.inst.home, clock=lambda: now + timedelta(minutes=6), migrate=False)
+    later = Instance.open(fw.inst.home, clock=lambda: now + timedelta(minutes=7), migrate=False)
     try:
         maintenance.run_round(later)
+        assert not _replay_set_holds(later, digest)  # forgotten: past its expiry and the margin
         assert genuineness.forget_expired_nonces(later) == 0  # all gone already
+        origin = genuineness.Origin("test")
+        answer = genuineness.parse_answer(later, origin, **_parts(body))
+        with pytest.raises(FabGuardError) as refused:
+            genuineness.verify(later, answer, origin)
     finally:
         later.close()
-    r = fw.verify(fw.good.field_answer(nonce))
-    assert (r.status_code, r.json()["error"]["code"]) == (404, "nonce_unknown")
+    assert refused.value.code == "nonce_expired"  # the expiry the nonce carries refuses it, not the set
+
+
+def _replay_set_holds(inst: Instance, digest: str) -> bool:
+    with inst.db.read() as s:
+        return s.get(FieldNonce, digest) is not None
 
 
 def _parts(body: dict[str, str]) -> dict[str, str]:
