@@ -59,8 +59,10 @@ def spend_nonces(s: Session, rows: Sequence[dict[str, object]]) -> set[str]:
     ins = postgresql.insert(table) if s.get_bind().dialect.name == "postgresql" else sqlite.insert(table)
     ordered = sorted(rows, key=lambda r: str(r["nonce_sha256"]))
     # RETURNING rather than rowcount: psycopg's rowcount for an INSERT .. ON CONFLICT is not to be relied on.
-    stmt = ins.values(ordered).on_conflict_do_nothing().returning(table.c.nonce_sha256)
-    return {str(d) for d in s.execute(stmt).scalars()}
+    # Parameters apart from the statement (SQLAlchemy's "insertmanyvalues"): one cached statement, sent
+    # as multi-row VALUES, rather than a statement compiled afresh for every group's values.
+    stmt = ins.on_conflict_do_nothing().returning(table.c.nonce_sha256)
+    return {str(d) for d in s.execute(stmt, list(ordered)).scalars()}
 
 
 def add_checks(s: Session, rows: Sequence[dict[str, object]]) -> None:

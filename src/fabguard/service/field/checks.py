@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fabguard.domain import field
@@ -196,25 +196,34 @@ def _refusal_of(job: Job, spent: set[str], now: datetime) -> FabGuardError | Non
 def _units_of(s: Session, serials: set[str]) -> dict[str, list[field.UnitRecord]]:
     found: dict[str, list[field.UnitRecord]] = defaultdict(list)
     if serials:
-        for u in s.execute(select(Unit).where(Unit.serial.in_(sorted(serials)))).scalars():
-            found[u.serial].append(
-                field.UnitRecord(u.serial, u.order_id, u.key_fingerprint, u.cert_sha256, u.revoked_at is not None)
+        rows = s.execute(
+            select(Unit.serial, Unit.order_id, Unit.key_fingerprint, Unit.cert_sha256, Unit.revoked_at).where(
+                Unit.serial.in_(sorted(serials))
             )
+        )
+        for serial, order, key_fp, sha, revoked_at in rows:
+            found[serial].append(field.UnitRecord(serial, order, key_fp, sha, revoked_at is not None))
     return found
 
 
 def _earlier_checks(s: Session, serials: set[str], now: datetime) -> dict[str, list[field.SeenAt]]:
+    """Per serial, the places its genuine checks inside the clone window came from, each with its latest
+    check: all ``clone_signal`` needs (the latest check from another place), however often a device is
+    checked from its own place."""
     found: dict[str, list[field.SeenAt]] = defaultdict(list)
     if serials:
+        latest = func.max(FieldCheck.at)
         rows = s.execute(
-            select(FieldCheck.serial, FieldCheck.at, FieldCheck.place).where(
+            select(FieldCheck.serial, FieldCheck.place, latest)
+            .where(
                 FieldCheck.serial.in_(sorted(serials)),
                 FieldCheck.genuine.is_(True),
                 FieldCheck.at >= now - field.CLONE_WINDOW,
             )
+            .group_by(FieldCheck.serial, FieldCheck.place)
         )
-        for serial, at, place in rows:
-            found[str(serial)].append(field.SeenAt(at, place))
+        for serial, place, at in rows:
+            found[str(serial)].append(field.SeenAt(at, place))  # max() keeps the column's type: UTC-aware
     return found
 
 
