@@ -30,13 +30,15 @@ class FieldNonce(Base):
 
 
 class FieldCheck(Base):
-    """One verification's outcome; ``place`` is the source label, else ``addr:<client address>``."""
+    """One verification's outcome; ``place`` is the source label, else ``addr:<client address>``. ``seq``
+    is its ``field.checked`` event, None for a genuine check with no clone signal (ADR 0015: kept as this
+    row only, not as a ledger event)."""
 
     __tablename__ = "field_checks"
     __table_args__ = (Index("ix_field_checks_serial_at", "serial", "at"),)
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
-    seq: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     serial: Mapped[str | None] = mapped_column(String(64), nullable=True)
     cert_sha256: Mapped[str] = mapped_column(String(64))
     genuine: Mapped[bool] = mapped_column(Boolean)
@@ -65,7 +67,9 @@ def spend_nonces(s: Session, rows: Sequence[dict[str, object]]) -> set[str]:
     return {str(d) for d in s.execute(stmt, list(ordered)).scalars()}
 
 
-def add_checks(s: Session, rows: Sequence[dict[str, object]]) -> None:
-    """Insert the ``field_checks`` rows of a group of checks in one statement."""
-    if rows:
-        s.execute(insert(FieldCheck), list(rows))
+def add_checks(s: Session, rows: Sequence[dict[str, object]]) -> list[int]:
+    """Insert the ``field_checks`` rows of a group of checks in one statement; their ids, in order."""
+    if not rows:
+        return []
+    stmt = insert(FieldCheck).returning(FieldCheck.id, sort_by_parameter_order=True)
+    return [int(i) for i in s.execute(stmt, list(rows)).scalars()]

@@ -151,18 +151,33 @@ def test_the_sdk_signs_the_same_context_the_server_checks() -> None:
     assert FIELD_CHALLENGE_CONTEXT == CHALLENGE_CONTEXT
 
 
-def test_a_provisioned_device_is_genuine_and_the_check_is_an_event_with_where_from(fw: Field) -> None:
-    body = fw.check(fw.good, source="store-berlin")
-    assert body["genuine"] is True and body["reason"] is None
-    assert body["serial"] == "SN-F1" and body["order_id"] == fw.order
+def test_a_provisioned_device_is_genuine_and_the_check_is_recorded_with_where_from(fw: Field) -> None:
+    """A genuine check with no clone signal is a field_checks row, not a ledger event (ADR 0015)."""
+    with fw.inst.db.read() as s:
+        last_seq = s.execute(select(func.max(Event.seq))).scalar_one()
+    body = fw.check(fw.renewed, source="store-berlin")
+    assert body["genuine"] is True and body["reason"] is None and body["clone"] is None
+    assert body["serial"] == "SN-F3" and body["order_id"] == fw.order
+    assert body["seq"] is None and body["source"] == "store-berlin" and body["client"] == "127.0.0.1"
+    with fw.inst.db.read() as s:
+        row = s.get(FieldCheck, body["check_id"])
+        assert s.execute(select(func.max(Event.seq))).scalar_one() == last_seq  # no event
+    assert row is not None and row.genuine and row.place == "store-berlin" and row.seq is None
+    assert row.serial == "SN-F3" and "support-desk" in row.actor and row.client == "127.0.0.1"
+
+
+def test_a_genuine_check_with_a_clone_signal_is_an_event_too(fw: Field) -> None:
+    fw.check(fw.renewed, source="store-porto")
+    body = fw.check(fw.renewed, source="store-tallinn")
+    assert (body["genuine"], body["clone"], body["other_place"]) == (True, "two_places", "store-porto")
     with fw.inst.db.read() as s:
         event = s.execute(select(Event).where(Event.seq == body["seq"])).scalar_one()
-        row = s.execute(select(FieldCheck).where(FieldCheck.seq == body["seq"])).scalar_one()
+        row = s.get(FieldCheck, body["check_id"])
     detail = json.loads(event.detail)
-    assert event.kind == "field.checked" and event.serial == "SN-F1" and event.code is None
-    assert detail["source"] == "store-berlin" and detail["client"] == "127.0.0.1" and detail["genuine"] is True
+    assert event.kind == "field.checked" and event.serial == "SN-F3" and event.code is None
+    assert detail["source"] == "store-tallinn" and detail["genuine"] is True and detail["clone"] == "two_places"
     assert "support-desk" in (event.actor or "")
-    assert row.genuine and row.place == "store-berlin"
+    assert row is not None and row.seq == body["seq"] and row.clone == "two_places"
 
 
 @pytest.mark.parametrize(

@@ -77,10 +77,10 @@ def test_a_batch_answers_each_device_in_order_and_records_every_outcome(fw: Fiel
     key = fw.inst.keys.secret(NONCE_KEY)
     expired, _ = make_nonce(key, fw.inst.clock() - timedelta(minutes=6))  # ours, but past its expiry
     answers = [
-        fw.good.field_answer(n1, source="eu-west"),
+        fw.renewed.field_answer(n1, source="eu-west"),  # SN-F3: checked nowhere else yet, so no clone signal
         {**fw.good.field_answer(n2), "signature": "not base64!"},
         fw.good.field_answer("ab" * 32),
-        fw.good.field_answer(n1, source="eu-west"),
+        fw.renewed.field_answer(n1, source="eu-west"),
         fw.revoked.field_answer(n3),
         fw.good.field_answer(expired.hex()),
         {**fw.good.field_answer(n2), "source": "\u0000bad"},
@@ -89,7 +89,7 @@ def test_a_batch_answers_each_device_in_order_and_records_every_outcome(fw: Fiel
     r = fw.http.post("/api/v1/field/verify-batch", json={"answers": answers})
     assert r.status_code == 200, r.text
     results = r.json()["results"]
-    assert results[0]["genuine"] is True and results[0]["serial"] == "SN-F1" and results[0]["source"] == "eu-west"
+    assert results[0]["genuine"] is True and results[0]["serial"] == "SN-F3" and results[0]["source"] == "eu-west"
     assert [x.get("error", {}).get("code") for x in results] == [
         None,
         "field_signature_malformed",
@@ -102,8 +102,8 @@ def test_a_batch_answers_each_device_in_order_and_records_every_outcome(fw: Fiel
     assert (results[4]["genuine"], results[4]["reason"], results[4]["clone"]) == (False, "unit_revoked", "revoked_active")
     with fw.inst.db.read() as s:
         events = s.execute(select(Event).where(Event.seq > before).order_by(Event.seq)).scalars().all()
+    assert results[0]["seq"] is None  # genuine, no clone signal: a field_checks row, no event (ADR 0015)
     assert [(e.kind, e.code) for e in events] == [
-        ("field.checked", None),
         ("field.refused", "field_signature_malformed"),
         ("field.refused", "nonce_unknown"),
         ("field.refused", "nonce_used"),
@@ -111,8 +111,10 @@ def test_a_batch_answers_each_device_in_order_and_records_every_outcome(fw: Fiel
         ("field.refused", "nonce_expired"),
         ("field.refused", "field_source_invalid"),
     ]
-    assert [e.seq for e in events if e.kind == "field.checked"] == [results[0]["seq"], results[4]["seq"]]
-    assert json.loads(events[1].detail)["client"] == "127.0.0.1"
+    assert [e.seq for e in events if e.kind == "field.checked"] == [results[4]["seq"]]
+    assert json.loads(events[0].detail)["client"] == "127.0.0.1"
+    with fw.inst.db.read() as s:
+        assert [s.get(FieldCheck, x["check_id"]).genuine for x in (results[0], results[4])] == [True, False]
     assert fw.verify(fw.good.field_answer(n2)).json()["genuine"] is True  # a malformed answer spent nothing
 
 
@@ -121,7 +123,7 @@ def test_challenges_come_many_at_once_and_batches_have_bounds(fw: Field) -> None
     assert r.status_code == 200, r.text
     nonces = [c["nonce"] for c in r.json()["challenges"]]
     assert len(set(nonces)) == 3
-    answers = [fw.renewed.field_answer(n, source="scanner-9") for n in nonces]  # no check of it elsewhere
+    answers = [fw.renewed.field_answer(n, source="eu-west") for n in nonces]  # the place of its only checks
     results = fw.http.post("/api/v1/field/verify-batch", json={"answers": answers}).json()["results"]
     assert [x["genuine"] for x in results] == [True, True, True]
     # the second and third checks of one serial from the same place in one group show no clone

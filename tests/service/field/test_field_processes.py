@@ -154,7 +154,7 @@ def test_a_server_killed_while_checks_are_in_flight_never_answers_a_nonce_genuin
         batches.append([cloud.devices[(k + i) % 20].field_answer(n, source="cloud") for i, n in enumerate(nonces)])
     http.close()
     genuine: Counter[str] = Counter()
-    seqs: list[int] = []
+    check_ids: list[int] = []
     lost: list[list[dict[str, str]]] = []
     lock = threading.Lock()
     killed, some_answered = threading.Event(), threading.Event()
@@ -173,7 +173,7 @@ def test_a_server_killed_while_checks_are_in_flight_never_answers_a_nonce_genuin
             for body, x in zip(batch, results, strict=True):
                 if x.get("genuine") is True:
                     genuine[body["nonce"]] += 1
-                    seqs.append(int(x["seq"]))
+                    check_ids.append(int(x["check_id"]))
         some_answered.set()
 
     def killer() -> None:  # SIGKILL once the first batch is answered: the others are queued or in a group
@@ -193,9 +193,9 @@ def test_a_server_killed_while_checks_are_in_flight_never_answers_a_nonce_genuin
     assert len(lost) == lost_before, "after the restart every batch is answered"
     assert genuine and max(genuine.values()) == 1, "a nonce answered genuine twice"
     with home.db.read() as s:
-        recorded = set(s.execute(select(FieldCheck.seq).where(FieldCheck.genuine.is_(True))).scalars())
+        recorded = set(s.execute(select(FieldCheck.id).where(FieldCheck.genuine.is_(True))).scalars())
         spent = s.execute(select(func.count()).select_from(FieldNonce)).scalar_one()
-    assert set(seqs) <= recorded, "an answer went out for a check that was not committed"
+    assert set(check_ids) <= recorded, "an answer went out for a check that was not committed"
     assert spent == len(recorded) <= 10 * BATCHES
     print(
         f"killed with {lost_before} of {BATCHES} batches unanswered; {len(genuine)} nonces answered genuine, "

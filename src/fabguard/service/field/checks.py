@@ -11,9 +11,11 @@ or the caller's) then decides a group of prepared answers in one transaction:
 2. reads the facts of the whole group at once (our CAs' states, the units of the serials, their
    genuine checks inside the clone window) and decides each answer with ``domain.field``, exactly as
    alone (a check earlier in the group counts for the two-places signal of a later one);
-3. records every check as a ``field.checked`` event and a ``field_checks`` row, and every refusal as a
-   ``field.refused`` event (``append_events``: a few statements for the group), commits, and only then
-   are the outcomes handed back. A crash before the commit leaves no used nonce and no answer.
+3. records every check as a ``field_checks`` row, every check that is not genuine or shows a clone
+   signal also as a ``field.checked`` event, and every refusal as a ``field.refused`` event
+   (``append_events``: a few statements for the group; a genuine check with no clone signal is no ledger
+   event, ADR 0015), commits, and only then are the outcomes handed back. A crash before the commit
+   leaves no used nonce and no answer.
 
 A group whose transaction fails is decided again answer by answer.
 """
@@ -30,7 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fabguard.domain import field
-from fabguard.domain.errors import FabGuardError
+from fabguard.domain.errors import FabGuardError, Unavailable
 from fabguard.pki.field import LeafFacts, TrustedCa, leaf_facts
 from fabguard.pki.field_nonce import issued_at, make_nonce, nonce_digest, nonce_expiry
 from fabguard.service.authority.authorities import device_issuers
@@ -110,9 +112,15 @@ def prepare(inst: Instance, answer: Answer, origin: Origin, cas: Sequence[Truste
 
 def decide_group(inst: Instance, jobs: Sequence[Job]) -> list[Outcome]:
     """Decide ``jobs`` in one transaction (see the module's docstring); each outcome is the check's
-    answer or the error that refused it. A group that fails is decided again one job at a time."""
+    answer or the error that refused it. A group that fails is decided again one job at a time, but for
+    an outage (``database_unavailable``, a deadlock aside): every job is answered with it at once, since
+    deciding each alone would only wait the outage out once per check, and a resend decides them."""
     try:
         return _decide_group(inst, jobs)
+    except Unavailable as exc:
+        if not exc.contended or len(jobs) == 1:
+            return [Unavailable(exc.message, contended=exc.contended) for _ in jobs]
+        return [outcome for job in jobs for outcome in _decide_alone(inst, job)]
     except Exception as exc:
         if len(jobs) == 1:
             return [exc]
@@ -128,9 +136,10 @@ def _decide_alone(inst: Instance, job: Job) -> list[Outcome]:
 
 @dataclass
 class _Decided:
-    """One job's part of the group: its event, and for a check its answer and row (without the seq)."""
+    """One job's part of the group: its event (none for a genuine check with no clone signal), and for a
+    check its answer and row (without the seq and id)."""
 
-    event: NewEvent
+    event: NewEvent | None
     answer: dict[str, object] | None = None
     row: dict[str, object] | None = None
     error: FabGuardError | None = None
@@ -154,11 +163,16 @@ def _decide_group(inst: Instance, jobs: Sequence[Job]) -> list[Outcome]:
             else:
                 assert isinstance(job, Pending)
                 decided.append(_check(job, revoked, units, earlier, now))
-        seqs = append_events(s, [d.event for d in decided])
-        add_checks(s, [{**d.row, "seq": seq} for d, seq in zip(decided, seqs, strict=True) if d.row is not None])
+        seqs = iter(append_events(s, [d.event for d in decided if d.event is not None]))
+        seq_of = [next(seqs) if d.event is not None else None for d in decided]
+        ids = iter(
+            add_checks(s, [{**d.row, "seq": seq} for d, seq in zip(decided, seq_of, strict=True) if d.row is not None])
+        )
     return [
-        d.error if d.error is not None else {**(d.answer or {}), "seq": seq, "checked_at": now.isoformat()}
-        for d, seq in zip(decided, seqs, strict=True)
+        d.error
+        if d.error is not None
+        else {**(d.answer or {}), "seq": seq, "check_id": next(ids), "checked_at": now.isoformat()}
+        for d, seq in zip(decided, seq_of, strict=True)
     ]
 
 
@@ -255,8 +269,13 @@ def _check(
     if other is not None:
         detail["other_place"] = other
     code = verdict.reason.value if verdict.reason else None
-    event = NewEvent(
-        CHECKED, now, actor=origin.actor, order_id=verdict.order_id, serial=verdict.serial, code=code, detail=detail
+    # A genuine check with no clone signal is this row only; the rest are also ledger events (ADR 0015).
+    event = (
+        NewEvent(
+            CHECKED, now, actor=origin.actor, order_id=verdict.order_id, serial=verdict.serial, code=code, detail=detail
+        )
+        if not verdict.genuine or signal is not None
+        else None
     )
     row: dict[str, object] = {
         "at": now,
