@@ -124,4 +124,3 @@ def _verdict(body: dict[str, object]) -> str:
     if body.get("genuine") is True:
         return "genuine"
     return str(body.get("reason"))
-

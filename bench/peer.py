@@ -610,9 +610,7 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         assert sqlite_server.proc is not None
                         with Profiler(sqlite_server.proc.pid, args.profile) as profiler:
-                            fig, run = fabguard_figure(
-                                "sqlite-1", label + " (py-spy)", driver, sqlite_server, one_unit
-                            )
+                            fig, run = fabguard_figure("sqlite-1", label + " (py-spy)", driver, sqlite_server, one_unit)
                         profile_text = summarize_profile(profiler.raw)
                     figures.append(fig)
                     line.check_used(order_1, run)

@@ -25,7 +25,7 @@ def test_a_nonce_is_32_bytes_carrying_its_expiry_and_every_one_differs() -> None
 
 
 def test_it_may_be_used_within_its_lifetime_only() -> None:
-    nonce, expires = make_nonce(KEY, T0)
+    _, expires = make_nonce(KEY, T0)
     issued = issued_at(expires)
     assert issued <= T0  # never later than it really was issued
     assert nonce_state(issued, None, T0) is None

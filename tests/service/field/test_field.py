@@ -31,6 +31,7 @@ from fabguard.domain.values import Serial
 from fabguard.fixture.device import FIELD_CHALLENGE_CONTEXT, SimulatedDevice
 from fabguard.ledger.verify import verify_export
 from fabguard.pki import profiles
+from fabguard.pki.field_nonce import nonce_digest
 from fabguard.service.access import tokens
 from fabguard.service.analytics import dashboard_queries
 from fabguard.service.analytics.webhooks import DeliveryPolicy, send_round
@@ -40,7 +41,6 @@ from fabguard.service.field import genuineness
 from fabguard.service.ledger import merkle_log
 from fabguard.service.operations import maintenance
 from fabguard.service.provisioning import reenrolment
-from fabguard.pki.field_nonce import nonce_digest
 from fabguard.store.field_models import FieldCheck, FieldNonce
 from fabguard.store.models import Event
 from tests.analytics.test_webhooks import Receiver, receiver, wait_for

@@ -99,7 +99,11 @@ def test_a_batch_answers_each_device_in_order_and_records_every_outcome(fw: Fiel
         "nonce_expired",
         "field_source_invalid",
     ]
-    assert (results[4]["genuine"], results[4]["reason"], results[4]["clone"]) == (False, "unit_revoked", "revoked_active")
+    assert (results[4]["genuine"], results[4]["reason"], results[4]["clone"]) == (
+        False,
+        "unit_revoked",
+        "revoked_active",
+    )
     with fw.inst.db.read() as s:
         events = s.execute(select(Event).where(Event.seq > before).order_by(Event.seq)).scalars().all()
     assert results[0]["seq"] is None  # genuine, no clone signal: a field_checks row, no event (ADR 0015)

@@ -180,9 +180,11 @@ def _spend(s: Session, jobs: Sequence[Job], now: datetime) -> set[str]:
     """Insert the group's fresh nonces (each digest once) into the replay set; the digests it took."""
     rows: dict[str, dict[str, object]] = {}
     for job in jobs:
-        if isinstance(job, Pending) and job.digest not in rows and field.nonce_state(
-            issued_at(job.expires), None, now
-        ) is None:
+        if (
+            isinstance(job, Pending)
+            and job.digest not in rows
+            and field.nonce_state(issued_at(job.expires), None, now) is None
+        ):
             rows[job.digest] = {
                 "nonce_sha256": job.digest,
                 "issued_at": issued_at(job.expires),

@@ -116,9 +116,7 @@ def verify_batch(
     """Judge many devices' answers (a device cloud's batch): each outcome, in order, is the check's answer
     or the error that refused it (a malformed answer refuses itself only), all recorded."""
     if not 1 <= len(answers) <= inst.limits.max_field_batch:
-        raise InvalidRequest(
-            f"a batch holds 1 to {inst.limits.max_field_batch} answers", code="field_batch_invalid"
-        )
+        raise InvalidRequest(f"a batch holds 1 to {inst.limits.max_field_batch} answers", code="field_batch_invalid")
     cas, key = device_cas(inst), nonce_key(inst)
     jobs: list[Job] = []
     for raw in answers:
