@@ -26,7 +26,7 @@ class FieldNonce(Base):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    issued_to: Mapped[str] = mapped_column(String(128))
+    issued_to: Mapped[str] = mapped_column(String(128))  # since ADR 0015: the actor whose answer used it
 
 
 class FieldCheck(Base):
