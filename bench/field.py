@@ -1,12 +1,16 @@
 """Field checks: challenge + verify per second, in process (the service) and over HTTPS (the API).
 
-    .venv/bin/python bench/field.py [--devices 20] [--checks 500] [--clients 4] [--database-url URL]
+    .venv/bin/python bench/field.py [--devices 20] [--checks 500] [--clients 4] [--batch 100]
+                                    [--database-url URL]
 
 A temporary instance provisions ``--devices`` units through the real server (mutual TLS), then times
-``--checks`` genuine checks: first the service in this process (one challenge transaction and one
-verification transaction each, no HTTP), then the API from ``--clients`` threads (two HTTPS requests
-each, keep-alive). A baseline is the crypto alone: the chain signature check and the device
-signature check. Prints a table; figures are for this machine only, compare within one run.
+``--checks`` genuine checks: the service in this process one at a time (a stateless challenge, then a
+group of one: one transaction), the service in batches of ``--batch`` (one transaction a batch), then
+the API from ``--clients`` threads (two HTTPS requests each, keep-alive), and last the analytics
+projector folding every ``field.checked`` event those checks recorded (events/s: what recording every
+check as an event costs later, ADR 0015). A baseline is the crypto alone: the chain signature check
+and the device signature check. Prints a table; figures are for this machine only, compare within one
+run. bench/peer.py has the field-check mode beside cfssl (batches over HTTPS, several processes).
 """
 
 from __future__ import annotations
@@ -36,10 +40,13 @@ from fabguard.fixture.openhtf_records import openhtf_record  # noqa: E402
 from fabguard.pki.field import signature_valid, signed_by  # noqa: E402
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV  # noqa: E402
 from fabguard.service.access import tokens  # noqa: E402
+from fabguard.service.analytics import dashboard_queries  # noqa: E402
 from fabguard.service.catalog import fixtures, orders, product_catalog  # noqa: E402
 from fabguard.service.core.instance import Instance  # noqa: E402
 from fabguard.service.core.seeding import init_instance  # noqa: E402
 from fabguard.service.field import genuineness  # noqa: E402
+from fabguard.store import rollups  # noqa: E402
+from fabguard.store.eventlog import event_count  # noqa: E402
 
 BENCH_PASSPHRASE = "bench-passphrase-not-a-secret"  # protects throwaway keys deleted at exit
 
@@ -72,6 +79,28 @@ def in_process(inst: Instance, devices: list[SimulatedDevice], checks: int) -> f
         )
         assert genuineness.verify(inst, answer, origin)["genuine"] is True
     return checks / (time.perf_counter() - start)
+
+
+def in_batches(inst: Instance, devices: list[SimulatedDevice], checks: int, batch: int) -> float:
+    start = time.perf_counter()
+    for at in range(0, checks, batch):
+        group = [devices[(at + i) % len(devices)] for i in range(min(batch, checks - at))]
+        nonces = [c["nonce"] for c in genuineness.issue_challenges(inst, actor="bench", count=len(group))]
+        raw = [
+            genuineness.RawAnswer(n, d.answer_challenge(n), d.certificate_pem or "", "bench-desk")
+            for d, n in zip(group, nonces, strict=True)
+        ]
+        results = genuineness.verify_batch(inst, raw, actor="bench", client="127.0.0.1")
+        assert all(isinstance(r, dict) and r["genuine"] is True for r in results), results[:2]
+    return checks / (time.perf_counter() - start)
+
+
+def fold(inst: Instance) -> float:
+    with inst.db.read() as s:
+        events = event_count(s) - rollups.read_cursor(s)
+    start = time.perf_counter()
+    dashboard_queries.refresh(inst, max_events=None)
+    return events / (time.perf_counter() - start)
 
 
 def over_https(inst: Instance, url: str, devices: list[SimulatedDevice], checks: int, clients: int) -> float:
@@ -113,6 +142,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=20)
     parser.add_argument("--checks", type=int, default=500)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     os.environ[PASSPHRASE_ENV] = BENCH_PASSPHRASE
@@ -128,10 +158,16 @@ def main() -> None:
                 ("crypto only (chain + device signature)", crypto_only(inst, devices, args.checks)),
                 ("service, in process (challenge + verify)", in_process(inst, devices, args.checks)),
                 (
+                    f"service, in process, batches of {args.batch}",
+                    in_batches(inst, devices, args.checks, args.batch),
+                ),
+                (
                     f"API over HTTPS, {args.clients} clients",
                     over_https(inst, server.url, devices, args.checks, args.clients),
                 ),
             ]
+            server.stop()  # its projector would fold the events first
+            rows.append(("projector: fold of every event so far (events/s)", fold(inst)))
         finally:
             server.stop()
             inst.close()

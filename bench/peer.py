@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/peer.py [--units N] [--clients K] [--batch B] [--cfssl-seconds S]
                                    [--time-cap S] [--database-url URL] [--profile DIR] [--no-postgres]
-                                   [--driver raw|httpx]
+                                   [--driver raw|httpx] [--field-checks N] [--field-batch B]
+                                   [--field-devices D] [--field-only | --no-field]
 
 Needs `cfssl` and `wrk` on PATH (Debian: `apt-get install golang-cfssl wrk`) and, unless
 --database-url names an empty PostgreSQL database, the PostgreSQL server binaries (initdb, pg_ctl)
@@ -19,14 +20,21 @@ pool of P-256 CSRs (each device's own key, subject = its serial):
    sockets with pre-built requests (bench/rawdriver.py, --driver raw), or the SDK's httpx client
    (--driver httpx), which costs the load generator about 2 ms of CPU a request.
 3. FabGuard, B units per request (/api/v1/units/provision-batch), same server and fixtures.
-4. FabGuard on PostgreSQL, `fabguard serve --workers 2`, one unit per request (skipped with --no-postgres).
-5. cfssl again, to bracket the FabGuard runs (the machine's load drifts).
+4. Field checks on the SQLite server (issue 28 item 4; bench/fielddriver.py): D devices provisioned first,
+   then K field-token clients run N checks, each a challenge, the device's signature and its verdict:
+   first one check per request pair (/field/challenge + /field/verify), then B per request pair
+   (/field/challenges + /field/verify-batch, a device cloud's batch). Their "units" are genuine checks.
+5. FabGuard on PostgreSQL, `fabguard serve --workers 2`, one unit per request, then field checks B per
+   request across both processes (skipped with --no-postgres).
+6. cfssl again, to bracket the FabGuard runs (the machine's load drifts).
+
+--field-only runs cfssl, the field checks on SQLite (and PostgreSQL) and cfssl again; --no-field skips them.
 
 Each FabGuard mode provisions N units (every serial with an order quota and a passing test record,
 uploaded before the clock starts) or stops starting requests after the time cap. Each FabGuard
 figure is given as a ratio to the mean of the two cfssl figures, beside issue 14's goals.
-With --profile DIR, py-spy samples the SQLite server during the one-unit-per-request run (that
-figure is then taken under the profiler) and the top functions are printed; see bench/PROFILE.md.
+With --profile DIR, py-spy samples the SQLite server during the one-unit-per-request run (with
+--field-only: the batched field-check run; that figure is then taken under the profiler) and the top functions are printed; see bench/PROFILE.md.
 Clients, servers and PostgreSQL share this machine's cores: the CPU columns say who used them.
 """
 
@@ -53,6 +61,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import fielddriver  # bench/fielddriver.py
 import httpx
 import rawdriver  # bench/rawdriver.py
 from provision import (  # bench/provision.py
@@ -74,7 +83,7 @@ from provision import (  # bench/provision.py
 INSTALL_HINT = "apt-get install golang-cfssl wrk"
 SIGN_PATH = "/api/v1/cfssl/sign"
 # Issue 14's goals: FabGuard's rate as a share of cfssl's.
-GOALS = {"sqlite-1": 0.5, "sqlite-batch": 1.0, "pg-1": 0.5}
+GOALS = {"sqlite-1": 0.5, "sqlite-batch": 1.0, "pg-1": 0.5, "field": 0.25}
 
 WRK_SCRIPT = r"""
 -- Each wrk thread posts pre-built sign requests, rotating through the CSR pool from its own offset.
@@ -362,13 +371,13 @@ class Profiler:
     threads waiting to take the GIL back after a C call (a SQLite statement, a TLS read) are sampled in
     that call, and a cheap indexed SELECT looks like a fifth of the server's time."""
 
-    def __init__(self, pid: int, out_dir: Path) -> None:
+    def __init__(self, pid: int, out_dir: Path, name: str = "one-unit-sqlite") -> None:
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         if not Path(spy).exists():
             raise RuntimeError("--profile needs py-spy: pip install py-spy")
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.raw = out_dir / "one-unit-sqlite.collapsed.txt"
-        self.dump = out_dir / "dump.txt"
+        self.raw = out_dir / f"{name}.collapsed.txt"
+        self.dump = out_dir / f"{name}.dump.txt"
         self.spy, self.pid = spy, pid
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -456,11 +465,11 @@ def print_report(args: argparse.Namespace, figures: list[Figure], load: tuple[fl
         )
     print(f"{'mean of the cfssl runs':<40} {'':>6} {'':>6} {'':>6} {peer_rate:>8.0f}")
     print()
-    print("goals (issue 14), FabGuard units/s as a share of the mean cfssl rate:")
+    print("goals (issues 14 and 28), FabGuard units (field: genuine checks)/s as a share of the mean cfssl rate:")
     for f in figures:
         if f.key in GOALS:
             got, goal = f.units_per_s / peer_rate, GOALS[f.key]
-            print(f"  {f.label:<40} {got:5.2f}x  goal >= {goal:.1f}x  {'met' if got >= goal else 'NOT met'}")
+            print(f"  {f.label:<40} {got:5.2f}x  goal >= {goal:.2f}x  {'met' if got >= goal else 'NOT met'}")
     print()
     print("drivers:")
     for f in figures:
@@ -491,12 +500,51 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="FabGuard load driver: raw TLS sockets (lean, default) or the SDK's httpx client",
     )
     p.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL run (quick before/after on SQLite)")
+    p.add_argument("--field-checks", type=int, default=5000, help="checks per field-check mode (default 5000)")
+    p.add_argument("--field-batch", type=int, default=100, help="checks per request, batched mode (default 100)")
+    p.add_argument("--field-devices", type=int, default=200, help="devices answering the checks (default 200)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--field-only", action="store_true", help="only the field checks (and cfssl)")
+    which.add_argument("--no-field", action="store_true", help="skip the field checks")
     args = p.parse_args(argv)
-    if min(args.units, args.clients, args.cfssl_seconds, args.workers) < 1 or not 1 <= args.batch <= 200:
-        p.error("--units, --clients, --cfssl-seconds and --workers must be positive; --batch 1-200")
+    if min(args.units, args.clients, args.cfssl_seconds, args.workers, args.field_checks, args.field_devices) < 1:
+        p.error("--units, --clients, --cfssl-seconds, --workers, --field-checks and --field-devices must be positive")
+    if not 1 <= args.batch <= 200 or not 1 <= args.field_batch <= 500:
+        p.error("--batch 1-200, --field-batch 1-500")
     if args.database_url is not None and not args.database_url.startswith("postgresql"):
         p.error("--database-url must be a PostgreSQL URL (the several-worker run needs PostgreSQL)")
     return args
+
+
+def field_figures(
+    args: argparse.Namespace, line: BenchLine, site: str, prefix: str, key: str, label: str, *, single: bool
+) -> Iterator[Figure]:
+    """The field-check figures on ``line``'s server: one check per request pair (if ``single``), then
+    ``--field-batch`` per request pair; under py-spy with --profile and --field-only."""
+    devices = fielddriver.provision_devices(line, site, prefix, args.field_devices)
+    token = fielddriver.field_token(line, f"bench-cloud-{prefix.lower()}")
+    root = line.inst.cas.cert_path("root")
+    driver = f"Python httpx, {args.clients} field-token threads, keep-alive, {args.field_devices} devices"
+    runs = ([1] if single else []) + ([args.field_batch] if args.field_batch > 1 or not single else [])
+    for batch in runs:
+        checks = min(args.field_checks, 1000) if batch == 1 and runs != [1] else args.field_checks
+
+        def run(batch: int = batch, checks: int = checks) -> RunResult:
+            return fielddriver.check_devices(
+                line.server.url, root, token, devices, checks=checks, clients=args.clients, batch=batch,
+                time_cap_s=args.time_cap,
+            )  # fmt: skip
+
+        log(f"{label}: field checks, {batch} per request")
+        name = f"{label}, field checks {batch}/req"
+        if args.profile is not None and args.field_only and batch == runs[-1] and line.server.proc is not None:
+            with Profiler(line.server.proc.pid, args.profile, f"field-{prefix.lower()}") as profiler:
+                fig, _ = fabguard_figure(key if batch > 1 else f"{key}-1", name + " (py-spy)", driver, line.server, run)
+            yield fig
+            print(summarize_profile(profiler.raw), file=sys.stderr)
+        else:
+            fig, _ = fabguard_figure(key if batch > 1 else f"{key}-1", name, driver, line.server, run)
+            yield fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -511,12 +559,15 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     figures: list[Figure] = []
     profile_text = ""
+    provisioning = not args.field_only
+    field = not args.no_field
     try:
         with exit_on_termination():
-            log(f"generating {3 * args.units} device keys and CSRs")
-            single = plan_units(f"P{run_id}S", args.units)
-            batch = plan_units(f"P{run_id}B", args.units)
-            pg_units = plan_units(f"P{run_id}G", args.units)
+            units = args.units if provisioning else 1
+            log(f"generating {3 * units} device keys and CSRs")
+            single = plan_units(f"P{run_id}S", units)
+            batch = plan_units(f"P{run_id}B", units)
+            pg_units = plan_units(f"P{run_id}G", units)
             bodies = tmp / "sign-bodies.jsonl"
             write_sign_bodies(bodies, single + batch + pg_units)
 
@@ -543,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
                 return provision_batched(line.clients, order, units, args.batch, cap)
 
             cap = args.time_cap
+            site = f"cm-{run_id}"
             with bench_line(tmp / "sqlite", run_id, [single, batch], clients=args.clients) as line:
                 order_1, order_b = line.order_ids
                 sqlite_server = line.server
@@ -550,28 +602,31 @@ def main(argv: list[str] | None = None) -> int:
                 def one_unit() -> RunResult:
                     return one_per_request(line, order_1, single)
 
-                log("FabGuard on SQLite, one unit per request")
-                label = "FabGuard SQLite, 1 unit/request"
-                if args.profile is None:
-                    fig, run = fabguard_figure("sqlite-1", label, driver, sqlite_server, one_unit)
-                else:
-                    assert sqlite_server.proc is not None
-                    with Profiler(sqlite_server.proc.pid, args.profile) as profiler:
-                        fig, run = fabguard_figure("sqlite-1", label + " (py-spy)", driver, sqlite_server, one_unit)
-                    profile_text = summarize_profile(profiler.raw)
-                figures.append(fig)
-                line.check_used(order_1, run)
+                if provisioning:
+                    log("FabGuard on SQLite, one unit per request")
+                    label = "FabGuard SQLite, 1 unit/request"
+                    if args.profile is None:
+                        fig, run = fabguard_figure("sqlite-1", label, driver, sqlite_server, one_unit)
+                    else:
+                        assert sqlite_server.proc is not None
+                        with Profiler(sqlite_server.proc.pid, args.profile) as profiler:
+                            fig, run = fabguard_figure("sqlite-1", label + " (py-spy)", driver, sqlite_server, one_unit)
+                        profile_text = summarize_profile(profiler.raw)
+                    figures.append(fig)
+                    line.check_used(order_1, run)
 
-                log(f"FabGuard on SQLite, {args.batch} units per request")
-                fig, run = fabguard_figure(
-                    "sqlite-batch",
-                    f"FabGuard SQLite, {args.batch} units/request",
-                    driver,
-                    sqlite_server,
-                    lambda: batched(line, order_b, batch),
-                )
-                figures.append(fig)
-                line.check_used(order_b, run)
+                    log(f"FabGuard on SQLite, {args.batch} units per request")
+                    fig, run = fabguard_figure(
+                        "sqlite-batch",
+                        f"FabGuard SQLite, {args.batch} units/request",
+                        driver,
+                        sqlite_server,
+                        lambda: batched(line, order_b, batch),
+                    )
+                    figures.append(fig)
+                    line.check_used(order_b, run)
+                if field:
+                    figures += field_figures(args, line, site, f"F{run_id}S", "field", "FabGuard SQLite", single=True)
 
             if not args.no_postgres:
                 with (
@@ -581,18 +636,23 @@ def main(argv: list[str] | None = None) -> int:
                     ) as line,
                 ):
                     (order_g,) = line.order_ids
-                    log(
-                        f"FabGuard on PostgreSQL, --workers {args.workers} ({len(line.server.pids)} server process(es))"
-                    )
-                    fig, run = fabguard_figure(
-                        "pg-1",
-                        f"FabGuard PostgreSQL, --workers {args.workers}, 1/req",
-                        driver,
-                        line.server,
-                        lambda: one_per_request(line, order_g, pg_units),
-                    )
-                    figures.append(fig)
-                    line.check_used(order_g, run)
+                    if provisioning:
+                        log(
+                            f"FabGuard on PostgreSQL, --workers {args.workers} "
+                            f"({len(line.server.pids)} server process(es))"
+                        )
+                        fig, run = fabguard_figure(
+                            "pg-1",
+                            f"FabGuard PostgreSQL, --workers {args.workers}, 1/req",
+                            driver,
+                            line.server,
+                            lambda: one_per_request(line, order_g, pg_units),
+                        )
+                        figures.append(fig)
+                        line.check_used(order_g, run)
+                    if field:
+                        label = f"FabGuard PostgreSQL --workers {args.workers}"
+                        figures += field_figures(args, line, site, f"F{run_id}G", "pg-field", label, single=False)
 
             log(f"cfssl again, {args.cfssl_seconds} s of wrk")
             figures.append(

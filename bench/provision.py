@@ -171,7 +171,7 @@ class ServerProcess:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 90.0) -> None:
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", SERVER_CODE, *self.serve_args],

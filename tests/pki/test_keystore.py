@@ -109,3 +109,17 @@ def test_a_destroyed_hsm_key_is_gone_from_the_token(tmp_path: Path, softhsm: Sof
     with pytest.raises(ConfigurationError):
         keys.load(ref)
     keys.close()
+
+
+def test_a_secret_is_made_once_encrypted_and_read_the_same_by_every_store_of_the_instance(tmp_path: Path) -> None:
+    """The field nonces' MAC key (ADR 0015): one per instance, whichever process makes it first."""
+    first, second = KeyStore(tmp_path / "keys", env=ENV), KeyStore(tmp_path / "keys", env=ENV)
+    secret = first.secret("field-nonce")
+    assert len(secret) == 32 and second.secret("field-nonce") == secret
+    assert first.secret("another") != secret
+    path = first.path("field-nonce")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and b"ENCRYPTED PRIVATE KEY" in path.read_bytes()
+    assert secret not in path.read_bytes()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["another.key.pem", "field-nonce.key.pem"]
+    with pytest.raises(ConfigurationError):
+        KeyStore(tmp_path / "keys", env={"FABGUARD_KEY_PASSPHRASE": "not the passphrase at all"}).secret("field-nonce")

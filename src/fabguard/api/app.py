@@ -39,6 +39,7 @@ from fabguard.api.routes import (
     witness,
 )
 from fabguard.domain.ratelimit import EventAllowance, RateLimiter
+from fabguard.runtime.field_writer import FieldWriter
 from fabguard.runtime.group_commit import GroupCommitter
 from fabguard.runtime.workers import BackgroundWorkers
 from fabguard.service.core.instance import Instance
@@ -52,9 +53,11 @@ def create_app(inst: Instance) -> Any:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         workers = BackgroundWorkers(inst).start()  # maintenance, projector, webhook sender
         committer.start()
+        field_writer.start()
         try:
             yield
         finally:
+            field_writer.stop()
             committer.stop()
             workers.stop()
 
@@ -73,6 +76,8 @@ def create_app(inst: Instance) -> Any:
     app.state.instance = inst  # what deps.instance hands to every route
     # Provisioning's writer (group commit); until the lifespan starts it, units are decided in the request's thread.
     committer = app.state.committer = GroupCommitter(inst)
+    # Field checks' writer (group commit of checks, ADR 0015); routes/field.py hands it their answers.
+    field_writer = app.state.field_writer = FieldWriter(inst)
     app.state.fixture_rate = RateLimiter(inst.limits.fixture_requests_per_second, inst.limits.fixture_request_burst)
     app.state.fixture_rate_records = RateLimiter(1, 1)  # rate_limited events: one a second per fixture
     # Refusals of anonymous callers (no, a malformed or an unknown token; no client certificate) are

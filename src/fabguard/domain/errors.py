@@ -82,6 +82,7 @@ ERROR_STATUS: dict[str, int] = {
     "database_unavailable": 503,
     # The server process's provisioning writer died (a bug): it decides nothing until it is restarted.
     "provisioning_writer_down": 503,
+    "field_writer_down": 503,  # this server process's field-check writer has stopped (runtime.field_writer)
     # The database's schema is not the code's (nothing migrates on its own: 'fabguard db upgrade').
     "database_behind_code": 503,  # an older schema: back it up, then 'fabguard db upgrade'
     "database_ahead_of_code": 503,  # upgraded by a newer FabGuard: run that release
@@ -252,6 +253,7 @@ ERROR_STATUS: dict[str, int] = {
     "field_chain_invalid": 422,
     "field_signature_malformed": 422,
     "field_source_invalid": 422,
+    "field_batch_invalid": 422,  # a batch of field answers or challenges: empty, or over Limits.max_field_batch
     # Quota leases for offline site agents.
     "lease_invalid": 422,
     "lease_units_invalid": 422,

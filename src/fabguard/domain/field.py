@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from fabguard.domain.errors import InvalidRequest
+from fabguard.domain.errors import Conflict, FabGuardError, InvalidRequest, NotFound
 
 CHALLENGE_CONTEXT = b"FabGuard field genuineness challenge v1\x00"
 NONCE_BYTES = 32
@@ -193,3 +193,21 @@ def nonce_state(issued_at: datetime, used_at: datetime | None, now: datetime) ->
     if now >= issued_at + NONCE_LIFETIME or now < issued_at:
         return "nonce_expired"
     return None
+
+
+def nonce_refusal(code: str | None) -> FabGuardError | None:
+    """The error that answers a nonce in state ``code`` (``nonce_state``'s, or ``nonce_unknown`` for one
+    the server did not issue), or None when it may be used."""
+    return None if code is None else nonce_error(code)
+
+
+def nonce_error(code: str) -> FabGuardError:
+    """The error of a nonce that may not be used: ``nonce_used``, ``nonce_expired`` or ``nonce_unknown``."""
+    if code == "nonce_used":
+        return Conflict("this challenge was already answered: ask for a new one", code="nonce_used")
+    if code == "nonce_expired":
+        return Conflict(
+            f"this challenge expired ({int(NONCE_LIFETIME.total_seconds())} s): ask for a new one",
+            code="nonce_expired",
+        )
+    return NotFound("no such challenge: ask /api/v1/field/challenge for one", code="nonce_unknown")

@@ -120,6 +120,47 @@ def pick_unit(candidates: Sequence[UnitRecord], key_fp: str, sha: str) -> UnitRe
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class LeafFacts:
+    """What a check learns from the answer and our CAs' certificates alone, before any record is read:
+    the CA that signed the leaf (by name), its validity, names and the device's signature."""
+
+    ca: str | None
+    within_validity: bool
+    subject_serial: str | None
+    key_fingerprint: str
+    cert_sha256: str
+    signature_valid: bool
+
+    def facts(self, ca_revoked: bool, units: Sequence[UnitRecord]) -> CheckFacts:
+        """The facts ``domain.field.decide`` judges, once the CA's state and the units are read."""
+        return CheckFacts(
+            chained=self.ca is not None,
+            ca_revoked=self.ca is not None and ca_revoked,
+            within_validity=self.within_validity,
+            subject_serial=self.subject_serial,
+            key_fingerprint=self.key_fingerprint,
+            cert_sha256=self.cert_sha256,
+            unit=pick_unit(units, self.key_fingerprint, self.cert_sha256),
+            signature_valid=self.signature_valid,
+        )
+
+
+def leaf_facts(
+    leaf: x509.Certificate, cas: Sequence[TrustedCa], nonce: bytes, signature: bytes, now: datetime
+) -> LeafFacts:
+    """The leaf's facts: which of ``cas`` signed it, its validity at ``now``, its names, the signature."""
+    ca = issuing_ca(leaf, cas)
+    return LeafFacts(
+        ca=ca.name if ca is not None else None,
+        within_validity=within_validity(leaf, now),
+        subject_serial=subject_serial(leaf),
+        key_fingerprint=spki_fingerprint(leaf.public_key()),
+        cert_sha256=cert_sha256(leaf),
+        signature_valid=signature_valid(leaf, nonce, signature),
+    )
+
+
 def check_facts(
     leaf: x509.Certificate,
     cas: Sequence[TrustedCa],
@@ -129,16 +170,6 @@ def check_facts(
     now: datetime,
 ) -> CheckFacts:
     """The facts ``domain.field.decide`` judges, from the leaf, our CAs and the units of its serial."""
-    ca = issuing_ca(leaf, cas)
-    key_fp = spki_fingerprint(leaf.public_key())
-    sha = cert_sha256(leaf)
-    return CheckFacts(
-        chained=ca is not None,
-        ca_revoked=ca is not None and ca.revoked,
-        within_validity=within_validity(leaf, now),
-        subject_serial=subject_serial(leaf),
-        key_fingerprint=key_fp,
-        cert_sha256=sha,
-        unit=pick_unit(units, key_fp, sha),
-        signature_valid=signature_valid(leaf, nonce, signature),
-    )
+    found = leaf_facts(leaf, cas, nonce, signature, now)
+    revoked = any(ca.revoked for ca in cas if ca.name == found.ca)
+    return found.facts(revoked, units)

@@ -8,11 +8,15 @@ in the token) on first use and then held in memory only.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from fabguard.domain.errors import ConfigurationError
 from fabguard.pki.keys import (
@@ -54,6 +58,7 @@ class KeyStore:
         self._prefix = label_prefix
         self._env = os.environ if env is None else env
         self._keys: dict[str, SigningKey] = {}
+        self._secrets: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._hsm_backend: Pkcs11KeyBackend | None = None
         self._hsm_lock = threading.Lock()
@@ -103,6 +108,25 @@ class KeyStore:
         write_encrypted_key(new_signing_key(), path, self.passphrase())
         return self.ref_for(name)
 
+    def secret(self, name: str) -> bytes:
+        """The instance's 32-byte symmetric secret ``name`` (a MAC key), made on first use, the same for
+        every process of the instance: an Ed25519 key in the keys directory, encrypted with the passphrase
+        like the file-backed keys (also on an HSM instance: the token holds signing keys, not secrets);
+        the secret is SHA-256 over a label, ``name`` and its private bytes. Held in memory once read."""
+        with self._lock:
+            if name not in self._secrets:
+                path = self.path(name)
+                if not path.exists():
+                    _create_once(path, ed25519.Ed25519PrivateKey.generate(), self.passphrase())
+                key = read_encrypted_key(path, self.passphrase())
+                if not isinstance(key, ed25519.Ed25519PrivateKey):
+                    raise ConfigurationError(f"{path.name} holds no secret (not an Ed25519 key)")
+                raw = key.private_bytes(
+                    serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+                )
+                self._secrets[name] = hashlib.sha256(b"FabGuard secret v1\x00" + name.encode() + raw).digest()
+            return self._secrets[name]
+
     def destroy(self, key_ref: str) -> None:
         """Delete the key a reference names, for good (a retired OCSP responder's, say); nothing if it is gone."""
         backend, _, name = key_ref.partition(":")
@@ -121,6 +145,7 @@ class KeyStore:
             backend, self._hsm_backend = self._hsm_backend, None
         with self._lock:
             self._keys.clear()
+            self._secrets.clear()
         if backend is not None:
             backend.close()
 
@@ -135,3 +160,15 @@ class KeyStore:
                     raise ConfigurationError("this instance has no PKCS#11 module and token configured")
                 self._hsm_backend = Pkcs11KeyBackend(self._module, self._token, pin_from_env(self._env))
             return self._hsm_backend
+
+
+def _create_once(path: Path, key: ed25519.Ed25519PrivateKey, passphrase: bytes) -> None:
+    """Write ``key`` to ``path`` unless a file is there; of several processes racing, the first link wins."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    write_encrypted_key(key, tmp, passphrase)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process made it first: theirs is the secret
+    finally:
+        tmp.unlink()

@@ -31,6 +31,7 @@ from fabguard.domain.values import Serial
 from fabguard.fixture.device import FIELD_CHALLENGE_CONTEXT, SimulatedDevice
 from fabguard.ledger.verify import verify_export
 from fabguard.pki import profiles
+from fabguard.pki.field_nonce import nonce_digest
 from fabguard.service.access import tokens
 from fabguard.service.analytics import dashboard_queries
 from fabguard.service.analytics.webhooks import DeliveryPolicy, send_round
@@ -40,7 +41,7 @@ from fabguard.service.field import genuineness
 from fabguard.service.ledger import merkle_log
 from fabguard.service.operations import maintenance
 from fabguard.service.provisioning import reenrolment
-from fabguard.store.field_models import FieldCheck
+from fabguard.store.field_models import FieldCheck, FieldNonce
 from fabguard.store.models import Event
 from tests.analytics.test_webhooks import Receiver, receiver, wait_for
 from tests.support import World, create_pg_database, drop_pg_database, new_instance, pg_admin_url, tested_device
@@ -150,18 +151,33 @@ def test_the_sdk_signs_the_same_context_the_server_checks() -> None:
     assert FIELD_CHALLENGE_CONTEXT == CHALLENGE_CONTEXT
 
 
-def test_a_provisioned_device_is_genuine_and_the_check_is_an_event_with_where_from(fw: Field) -> None:
-    body = fw.check(fw.good, source="store-berlin")
-    assert body["genuine"] is True and body["reason"] is None
-    assert body["serial"] == "SN-F1" and body["order_id"] == fw.order
+def test_a_provisioned_device_is_genuine_and_the_check_is_recorded_with_where_from(fw: Field) -> None:
+    """A genuine check with no clone signal is a field_checks row, not a ledger event (ADR 0015)."""
+    with fw.inst.db.read() as s:
+        last_seq = s.execute(select(func.max(Event.seq))).scalar_one()
+    body = fw.check(fw.renewed, source="store-berlin")
+    assert body["genuine"] is True and body["reason"] is None and body["clone"] is None
+    assert body["serial"] == "SN-F3" and body["order_id"] == fw.order
+    assert body["seq"] is None and body["source"] == "store-berlin" and body["client"] == "127.0.0.1"
+    with fw.inst.db.read() as s:
+        row = s.get(FieldCheck, body["check_id"])
+        assert s.execute(select(func.max(Event.seq))).scalar_one() == last_seq  # no event
+    assert row is not None and row.genuine and row.place == "store-berlin" and row.seq is None
+    assert row.serial == "SN-F3" and "support-desk" in row.actor and row.client == "127.0.0.1"
+
+
+def test_a_genuine_check_with_a_clone_signal_is_an_event_too(fw: Field) -> None:
+    fw.check(fw.renewed, source="store-porto")
+    body = fw.check(fw.renewed, source="store-tallinn")
+    assert (body["genuine"], body["clone"], body["other_place"]) == (True, "two_places", "store-porto")
     with fw.inst.db.read() as s:
         event = s.execute(select(Event).where(Event.seq == body["seq"])).scalar_one()
-        row = s.execute(select(FieldCheck).where(FieldCheck.seq == body["seq"])).scalar_one()
+        row = s.get(FieldCheck, body["check_id"])
     detail = json.loads(event.detail)
-    assert event.kind == "field.checked" and event.serial == "SN-F1" and event.code is None
-    assert detail["source"] == "store-berlin" and detail["client"] == "127.0.0.1" and detail["genuine"] is True
+    assert event.kind == "field.checked" and event.serial == "SN-F3" and event.code is None
+    assert detail["source"] == "store-tallinn" and detail["genuine"] is True and detail["clone"] == "two_places"
     assert "support-desk" in (event.actor or "")
-    assert row.genuine and row.place == "store-berlin"
+    assert row is not None and row.seq == body["seq"] and row.clone == "two_places"
 
 
 @pytest.mark.parametrize(
@@ -255,17 +271,30 @@ def test_an_unknown_a_used_and_an_expired_nonce_are_refused(fw: Field) -> None:
     assert fw.verify(fw.good.field_answer(nonce)).status_code == 200  # expiry spent nothing either
 
 
-def test_maintenance_forgets_expired_challenges_and_an_answer_to_one_is_still_refused(fw: Field) -> None:
+def test_maintenance_forgets_used_challenges_once_expired_and_an_answer_to_one_is_still_refused(fw: Field) -> None:
     nonce = fw.challenge()
+    body = fw.good.field_answer(nonce)
+    assert fw.verify(body).json()["genuine"] is True
+    digest = nonce_digest(bytes.fromhex(nonce))
+    assert _replay_set_holds(fw.inst, digest)
     now = fw.inst.clock()
-    later = Instance.open(fw.inst.home, clock=lambda: now + timedelta(minutes=6), migrate=False)
+    later = Instance.open(fw.inst.home, clock=lambda: now + timedelta(minutes=7), migrate=False)
     try:
         maintenance.run_round(later)
+        assert not _replay_set_holds(later, digest)  # forgotten: past its expiry and the margin
         assert genuineness.forget_expired_nonces(later) == 0  # all gone already
+        origin = genuineness.Origin("test")
+        answer = genuineness.parse_answer(later, origin, **_parts(body))
+        with pytest.raises(FabGuardError) as refused:
+            genuineness.verify(later, answer, origin)
     finally:
         later.close()
-    r = fw.verify(fw.good.field_answer(nonce))
-    assert (r.status_code, r.json()["error"]["code"]) == (404, "nonce_unknown")
+    assert refused.value.code == "nonce_expired"  # the expiry the nonce carries refuses it, not the set
+
+
+def _replay_set_holds(inst: Instance, digest: str) -> bool:
+    with inst.db.read() as s:
+        return s.get(FieldNonce, digest) is not None
 
 
 def _parts(body: dict[str, str]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Field genuineness checks: a challenge, a device's answer judged, the checks so far (README "Field checks")."""
+"""Field genuineness checks: challenges, devices' answers judged (one, or a device cloud's batch), the checks
+so far (docs/field-checks.md). Answers are decided by this process's field writer (``runtime.field_writer``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from fabguard.api.deps import FieldChecker, Inst, Reader
+from fabguard.domain.errors import FabGuardError
 from fabguard.domain.field import MAX_CHAIN_BYTES
+from fabguard.runtime.field_writer import FieldWriter
 from fabguard.service.field import genuineness
 
 router = APIRouter(tags=["field"])
@@ -34,15 +37,46 @@ class FieldAnswerIn(BaseModel):
     )
 
 
+class FieldBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    answers: list[FieldAnswerIn] = Field(
+        description="Devices' answers, each to its own challenge (1 to Limits.max_field_batch, default 500; "
+        "more or none is 422 field_batch_invalid)"
+    )
+
+
+class ChallengesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    count: int = Field(description="How many challenges (1 to Limits.max_field_batch, default 500)")
+
+
 def _client(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def _writer(request: Request) -> FieldWriter:
+    writer: FieldWriter = request.app.state.field_writer
+    return writer
+
+
+def _error(exc: BaseException) -> dict[str, object]:
+    if isinstance(exc, FabGuardError):
+        return {"error": {"code": exc.code, "message": exc.message}}
+    return {"error": {"code": "internal_error", "message": "this answer could not be decided: send it again"}}
 
 
 @router.post("/api/v1/field/challenge")
 def challenge(inst: Inst, p: FieldChecker) -> dict[str, str]:
     """A fresh single-use nonce, valid 5 minutes. The device signs ``context`` (hex) followed by the 32 nonce
-    bytes; only a ``field`` token (or an admin) may ask."""
+    bytes; only a ``field`` token (or an admin) may ask. Stateless: the nonce carries its expiry and a MAC
+    under the instance's key, so any server process of the instance can judge the answer."""
     return genuineness.issue_challenge(inst, actor=p.actor)
+
+
+@router.post("/api/v1/field/challenges")
+def challenges(inst: Inst, body: ChallengesIn, p: FieldChecker) -> dict[str, list[dict[str, str]]]:
+    """``count`` fresh challenges at once (a device cloud's, one per connecting device), as /field/challenge."""
+    return {"challenges": genuineness.issue_challenges(inst, actor=p.actor, count=body.count)}
 
 
 @router.post("/api/v1/field/verify")
@@ -53,7 +87,19 @@ def verify(inst: Inst, body: FieldAnswerIn, request: Request, p: FieldChecker) -
     nonce that is unknown 404, used or expired 409; those spend nothing. Every outcome is an event."""
     origin = genuineness.parse_origin(inst, actor=p.actor, source=body.source, client=_client(request))
     answer = genuineness.parse_answer(inst, origin, nonce=body.nonce, signature=body.signature, chain_pem=body.chain)
-    return genuineness.verify(inst, answer, origin)
+    return genuineness.verify(inst, answer, origin, run=_writer(request).run)
+
+
+@router.post("/api/v1/field/verify-batch")
+def verify_batch(inst: Inst, body: FieldBatchIn, request: Request, p: FieldChecker) -> dict[str, list[Any]]:
+    """Judge many devices' answers in one request (a device cloud's batch), decided and committed together
+    with other requests' checks. ``results`` holds one entry per answer, in order: the verdict as
+    /field/verify answers it, or ``{"error": {"code", "message"}}`` for an answer refused (malformed 422
+    codes, nonce_unknown, nonce_expired, nonce_used); a refused answer refuses itself only, and every
+    outcome is an event."""
+    raw = [genuineness.RawAnswer(a.nonce, a.signature, a.chain, a.source) for a in body.answers]
+    outcomes = genuineness.verify_batch(inst, raw, actor=p.actor, client=_client(request), run=_writer(request).run)
+    return {"results": [_error(o) if isinstance(o, BaseException) else o for o in outcomes]}
 
 
 @router.get("/api/v1/field/checks")

@@ -36,6 +36,10 @@ class Limits:
     idempotency_key_hours: int = 24
     # How long a dual-control request waits for its second person before it expires.
     approval_hours: int = 72
+    # Field checks: answers in one /field/verify-batch request, challenges in one /field/challenges
+    # request, and the checks one server process's field writer decides in one transaction at most.
+    max_field_batch: int = 500
+    field_group_checks: int = 512
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)

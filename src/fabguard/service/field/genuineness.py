@@ -1,218 +1,142 @@
-"""Field genuineness checks: hand out a challenge, then judge a device's answer, each in one transaction.
+"""Field genuineness checks: hand out challenges, judge devices' answers, list the checks (ADR 0015).
 
-A challenge is 32 random bytes, kept only as their SHA-256 and usable once within
-``domain.field.NONCE_LIFETIME``. A verification spends the nonce, gathers the facts (the CAs that may
-have issued genuine units, ``authorities.device_issuers``: our issuing CAs and the site agents' CAs;
-the units provisioned with the certificate's serial; the device's signature), lets
-``domain.field`` decide, and records the outcome as a ``field.checked`` event (with the clone signal
-it shows, which the ``field_clone`` detector raises as an alert) and a ``field_checks`` row. A
-malformed answer or a nonce that cannot be used is refused (4xx), recorded as ``field.refused``, and
-spends nothing.
+A challenge is stateless (``pki.field_nonce``): 32 bytes carrying their expiry and a MAC under the
+instance's nonce key, so handing one out writes nothing and any server process of the instance can
+judge the answer. The answer is judged in a group (``service.field.checks``: the nonce spent in the
+replay set, the facts gathered, ``domain.field`` deciding, the outcome recorded as a ``field.checked``
+event with the clone signal it shows, which the ``field_clone`` detector raises as an alert, and a
+``field_checks`` row), committed before it is answered. A malformed answer or a nonce that cannot be
+used (unknown, expired, already used) is refused (4xx), recorded as ``field.refused``, and spends nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import timedelta
+from functools import partial
 
-from cryptography import x509
-from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, select
 
-from fabguard.domain import field
-from fabguard.domain.errors import Conflict, FabGuardError, NotFound
-from fabguard.pki.field import TrustedCa, check_facts, parse_chain, parse_signature, subject_serial
-from fabguard.service.authority.authorities import device_issuers
-from fabguard.service.core.events import record_refusal
+from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.service.core.instance import Instance
-from fabguard.store.eventlog import append_event
+from fabguard.service.field.answers import (
+    CHECKED,
+    MAX_CLIENT,
+    REFUSED,
+    Answer,
+    Origin,
+    parse_answer,
+    parse_origin,
+    read_answer,
+    read_origin,
+)
+from fabguard.service.field.checks import (
+    Job,
+    Outcome,
+    Refused,
+    Runner,
+    decide_group,
+    device_cas,
+    new_challenge,
+    nonce_key,
+    prepare,
+    trusted_cas,
+)
 from fabguard.store.field_models import FieldCheck, FieldNonce
-from fabguard.store.models import Unit
 
-CHECKED = "field.checked"
-REFUSED = "field.refused"
-MAX_CLIENT = 64
+__all__ = [
+    "CHECKED",
+    "MAX_CLIENT",
+    "REFUSED",
+    "Answer",
+    "Origin",
+    "RawAnswer",
+    "forget_expired_nonces",
+    "issue_challenge",
+    "issue_challenges",
+    "list_checks",
+    "parse_answer",
+    "parse_origin",
+    "trusted_cas",
+    "verify",
+    "verify_batch",
+]
+
+# Used nonces stay in the replay set this long past their expiry, so a server process whose clock is
+# behind the one that runs maintenance still sees them expired before they are forgotten.
+FORGET_MARGIN = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
-class Answer:
-    """A device's answer to a challenge, parsed: the nonce, its signature and its certificate."""
+class RawAnswer:
+    """One answer of a batch as the API receives it, not yet parsed."""
 
-    nonce: bytes
-    signature: bytes
-    leaf: x509.Certificate
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Who asks (the token's actor) and where the device was seen (a label, the caller's address)."""
-
-    actor: str
+    nonce: str
+    signature: str
+    chain: str
     source: str | None = None
-    client: str | None = None
-
-    @property
-    def place(self) -> str:
-        return field.place_of(self.source, self.client)
-
-    def detail(self) -> dict[str, object]:
-        return {"source": self.source, "client": self.client}
-
-
-def parse_answer(inst: Instance, origin: Origin, *, nonce: str, signature: str, chain_pem: str) -> Answer:
-    """Parse an answer as the API and CLI receive it; a malformed one is refused and recorded."""
-    try:
-        return Answer(field.parse_nonce(nonce), parse_signature(signature), parse_chain(chain_pem))
-    except FabGuardError as exc:
-        record_refusal(inst, REFUSED, exc, actor=origin.actor, detail=origin.detail())
-        raise
-
-
-def parse_origin(inst: Instance, *, actor: str, source: str | None, client: str | None) -> Origin:
-    """The origin of a check, its source label checked (a bad label is refused and recorded)."""
-    client = client[:MAX_CLIENT] if client else None
-    try:
-        return Origin(actor, field.parse_source(source), client)
-    except FabGuardError as exc:
-        record_refusal(inst, REFUSED, exc, actor=actor, detail={"client": client})
-        raise
 
 
 def issue_challenge(inst: Instance, *, actor: str) -> dict[str, str]:
-    """A fresh nonce for one device to sign (``context`` + nonce bytes, see ``domain.field``)."""
-    nonce = secrets.token_bytes(field.NONCE_BYTES)
-    now = inst.clock()
-    expires = now + field.NONCE_LIFETIME
-    with inst.db.transaction() as s:
-        s.add(
-            FieldNonce(
-                nonce_sha256=hashlib.sha256(nonce).hexdigest(),
-                issued_at=now,
-                expires_at=expires,
-                issued_to=actor[:128],
-            )
+    """A fresh nonce for one device to sign (``context`` + nonce bytes, see ``domain.field``); writes
+    nothing (``actor`` is who asked: the check records who answered)."""
+    del actor
+    return new_challenge(inst, nonce_key(inst), inst.clock())
+
+
+def issue_challenges(inst: Instance, *, actor: str, count: int) -> list[dict[str, str]]:
+    """``count`` fresh nonces (1 to ``Limits.max_field_batch``), one per device, in one call."""
+    if not 1 <= count <= inst.limits.max_field_batch:
+        raise InvalidRequest(
+            f"ask for 1 to {inst.limits.max_field_batch} challenges at once", code="field_batch_invalid"
         )
-    return {"nonce": nonce.hex(), "expires_at": expires.isoformat(), "context": field.CHALLENGE_CONTEXT.hex()}
+    del actor
+    key, now = nonce_key(inst), inst.clock()
+    return [new_challenge(inst, key, now) for _ in range(count)]
 
 
-def _spend_nonce(s: Session, nonce: bytes, now: datetime) -> None:
-    digest = hashlib.sha256(nonce).hexdigest()
-    row = s.get(FieldNonce, digest)
-    if row is None:
-        raise NotFound("no such challenge: ask /api/v1/field/challenge for one", code="nonce_unknown")
-    code = field.nonce_state(row.issued_at, row.used_at, now)
-    if code == "nonce_used":
-        raise Conflict("this challenge was already answered: ask for a new one", code="nonce_used")
-    if code == "nonce_expired":
-        raise Conflict(
-            f"this challenge expired ({int(field.NONCE_LIFETIME.total_seconds())} s): ask for a new one",
-            code="nonce_expired",
-        )
-    # The one write that decides between rivals: of two checks of one nonce, one updates the row.
-    spent = s.execute(
-        update(FieldNonce)
-        .where(FieldNonce.nonce_sha256 == digest, FieldNonce.used_at.is_(None))
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if spent.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict("this challenge was already answered: ask for a new one", code="nonce_used")
+def _runner(inst: Instance, run: Runner | None) -> Runner:
+    return run if run is not None else partial(decide_group, inst)
 
 
-def trusted_cas(s: Session) -> list[TrustedCa]:
-    """The CAs that may have issued genuine units (our issuing CAs and site agents' CAs, any state but
-    pending): the only anchors a device certificate may chain to. An agent CA's unit is genuine only as the
-    certificate its lease's sync recorded (``decide`` asks for the recorded unit)."""
-    return [
-        TrustedCa(row.name, x509.load_pem_x509_certificate(str(row.certificate_pem).encode()), row.state == "revoked")
-        for row in device_issuers(s)
-    ]
+def verify(inst: Instance, answer: Answer, origin: Origin, *, run: Runner | None = None) -> dict[str, object]:
+    """Judge one answer: the verdict, its reason and the clone signal, recorded as an event. ``run``
+    decides its group (the server's field writer); by default it is decided alone, in this thread."""
+    job = prepare(inst, answer, origin, device_cas(inst), nonce_key(inst))
+    outcome = _runner(inst, run)([job])[0]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
-def _units_of(s: Session, serial: str | None) -> list[field.UnitRecord]:
-    if serial is None:
-        return []
-    rows = s.execute(select(Unit).where(Unit.serial == serial)).scalars()
-    return [
-        field.UnitRecord(u.serial, u.order_id, u.key_fingerprint, u.cert_sha256, u.revoked_at is not None) for u in rows
-    ]
-
-
-def verify(inst: Instance, answer: Answer, origin: Origin) -> dict[str, object]:
-    """Judge one answer: the verdict, its reason and the clone signal, recorded as an event."""
-    try:
-        return _verify(inst, answer, origin)
-    except FabGuardError as exc:
-        record_refusal(inst, REFUSED, exc, actor=origin.actor, detail=origin.detail())
-        raise
-
-
-def _verify(inst: Instance, answer: Answer, origin: Origin) -> dict[str, object]:
-    now = inst.clock()
-    with inst.db.transaction() as s:
-        _spend_nonce(s, answer.nonce, now)
-        units = _units_of(s, subject_serial(answer.leaf))
-        facts = check_facts(answer.leaf, trusted_cas(s), units, answer.nonce, answer.signature, now)
-        verdict = field.decide(facts)
-        earlier: list[field.SeenAt] = []
-        if verdict.genuine and verdict.serial is not None:
-            earlier = [
-                field.SeenAt(at, place)
-                for at, place in s.execute(
-                    select(FieldCheck.at, FieldCheck.place).where(
-                        FieldCheck.serial == verdict.serial,
-                        FieldCheck.genuine.is_(True),
-                        FieldCheck.at >= now - field.CLONE_WINDOW,
-                    )
-                ).all()
-            ]
-        signal, other = field.clone_signal(verdict, origin.place, now, earlier)
-        detail: dict[str, object] = {
-            **verdict.to_dict(),
-            **origin.detail(),
-            "place": origin.place,
-            "cert_sha256": facts.cert_sha256,
-            "cert_serial": format(answer.leaf.serial_number, "x"),
-            "clone": signal.value if signal else None,
-        }
-        if other is not None:
-            detail["other_place"] = other
-        seq = append_event(
-            s,
-            CHECKED,
-            at=now,
-            actor=origin.actor,
-            order_id=verdict.order_id,
-            serial=verdict.serial,
-            code=verdict.reason.value if verdict.reason else None,
-            detail=detail,
-        )
-        s.add(
-            FieldCheck(
-                at=now,
-                seq=seq,
-                serial=(verdict.serial or "")[:64] or None,
-                cert_sha256=facts.cert_sha256,
-                genuine=verdict.genuine,
-                reason=verdict.reason.value if verdict.reason else None,
-                clone=signal.value if signal else None,
-                place=origin.place[:128],
-                source=origin.source,
-                client=origin.client,
-                actor=origin.actor[:128],
-            )
-        )
-    return {**detail, "seq": seq, "checked_at": now.isoformat()}
+def verify_batch(
+    inst: Instance, answers: Sequence[RawAnswer], *, actor: str, client: str | None, run: Runner | None = None
+) -> list[Outcome]:
+    """Judge many devices' answers (a device cloud's batch): each outcome, in order, is the check's answer
+    or the error that refused it (a malformed answer refuses itself only), all recorded."""
+    if not 1 <= len(answers) <= inst.limits.max_field_batch:
+        raise InvalidRequest(f"a batch holds 1 to {inst.limits.max_field_batch} answers", code="field_batch_invalid")
+    cas, key = device_cas(inst), nonce_key(inst)
+    jobs: list[Job] = []
+    for raw in answers:
+        origin = Origin(actor, None, client[:MAX_CLIENT] if client else None)
+        try:
+            origin = read_origin(actor, raw.source, client)
+            jobs.append(prepare(inst, read_answer(raw.nonce, raw.signature, raw.chain), origin, cas, key))
+        except FabGuardError as exc:
+            jobs.append(Refused(exc, origin))
+    return _runner(inst, run)(jobs)
 
 
 def forget_expired_nonces(inst: Instance) -> int:
-    """Maintenance: drop challenges past their expiry, used or not (an answer to one is then
-    ``nonce_unknown``: still refused); returns how many went."""
+    """Maintenance: drop used challenges past their expiry (and ``FORGET_MARGIN``) from the replay set: an
+    answer to one is refused by the expiry it carries; returns how many went."""
     with inst.db.transaction() as s:
         gone = s.execute(
-            delete(FieldNonce).where(FieldNonce.expires_at < inst.clock()).execution_options(synchronize_session=False)
+            delete(FieldNonce)
+            .where(FieldNonce.expires_at < inst.clock() - FORGET_MARGIN)
+            .execution_options(synchronize_session=False)
         )
         return int(gone.rowcount)  # type: ignore[attr-defined]
 
