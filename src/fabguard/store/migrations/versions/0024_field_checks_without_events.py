@@ -1,14 +1,14 @@
 """field checks without events: a genuine check with no clone signal is a field_checks row only (ADR 0015)
 
-Revision ID: 0025
-Revises: 0022
+Revision ID: 0024
+Revises: 0023
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0025"
-down_revision = "0022"
+revision = "0024"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 
