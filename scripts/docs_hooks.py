@@ -18,8 +18,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import gen_docs  # noqa: E402
-from mkdocs.structure.files import File, Files  # noqa: E402
+import gen_docs
+from mkdocs.structure.files import File, Files
 
 log = logging.getLogger("mkdocs.hooks.fabguard")
 ADR_SECTION = "Decisions (ADRs)"

@@ -137,7 +137,10 @@ def _dict_entries(source: str, name: str) -> list[tuple[str, str, int, str]]:
         n
         for n in tree.body
         if isinstance(n, ast.AnnAssign | ast.Assign)
-        and any(isinstance(t, ast.Name) and t.id == name for t in ([n.target] if isinstance(n, ast.AnnAssign) else n.targets))
+        and any(
+            isinstance(t, ast.Name) and t.id == name
+            for t in ([n.target] if isinstance(n, ast.AnnAssign) else n.targets)
+        )
     )
     assert isinstance(node.value, ast.Dict)
     comments: dict[int, str] = {}
@@ -158,7 +161,7 @@ def _dict_entries(source: str, name: str) -> list[tuple[str, str, int, str]]:
         if above:
             heading = " ".join(above).rstrip(":")
         note = comments.get(key.lineno, "") if not lines[key.lineno - 1].strip().startswith("#") else ""
-        entries.append((heading, str(key.value), int(value.value), note))
+        entries.append((heading, str(key.value), int(str(value.value)), note))
         previous_end = value.end_lineno or key.lineno
     return entries
 
@@ -170,7 +173,7 @@ def error_reference() -> str:
     out = [
         "# Error codes\n",
         GENERATED_NOTE,
-        'Every code FabGuard sends, declared once in `fabguard.domain.errors`. The API answers '
+        "Every code FabGuard sends, declared once in `fabguard.domain.errors`. The API answers "
         '`{"error": {"code": "...", "message": "..."}}` with the status below; the CLI prints the message with '
         "the code in brackets. The codes are part of the public API: none is ever renamed. What each means "
         "where it arises: [HTTP API](../api.md).\n",
@@ -184,9 +187,15 @@ def error_reference() -> str:
         out.append(f"## {title}\n")
         if intro:
             out.append(intro + "\n")
-        out += ["| code | HTTP status | group | note |", "|---|---|---|---|"]
-        for heading, code, status, note in _dict_entries(source, name):
-            out.append(f"| `{code}` | {status} | {_cell(heading)} | {_cell(note)} |")
+        entries = _dict_entries(source, name)
+        # Only the columns the declarations fill: a group (the comment above a run of codes), a note (beside one).
+        columns = [("group", 0), ("note", 3)]
+        columns = [(title, i) for title, i in columns if any(entry[i] for entry in entries)]
+        out.append("| code | HTTP status |" + "".join(f" {t} |" for t, _ in columns))
+        out.append("|---|---|" + "---|" * len(columns))
+        for entry in entries:
+            cells = "".join(f" {_cell(entry[i])} |" for _, i in columns)
+            out.append(f"| `{entry[1]}` | {entry[2]} |{cells}")
         out.append("")
     out += [
         "## Exception classes\n",
@@ -208,6 +217,7 @@ def error_reference() -> str:
 
 def _error_classes(root: type) -> Iterator[type]:
     yield root
+    sub: type
     for sub in root.__subclasses__():
         yield from _error_classes(sub)
 
@@ -217,7 +227,7 @@ def _error_classes(root: type) -> Iterator[type]:
 
 def _field_comments(cls: type) -> dict[str, str]:
     """The comment lines written just above each field of a dataclass."""
-    source, start = inspect.getsourcelines(cls)
+    source, _ = inspect.getsourcelines(cls)
     notes: dict[str, str] = {}
     pending: list[str] = []
     for line in source:
@@ -298,9 +308,9 @@ def _environment_variables() -> dict[str, set[str]]:
     for package in ("fabguard", "fabguard_station"):
         for path in sorted((SRC / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                    if re.fullmatch(r"FABGUARD_[A-Z0-9_]+", node.value):
-                        found.setdefault(node.value, set()).add(str(path.relative_to(SRC)))
+                text = node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else ""
+                if re.fullmatch(r"FABGUARD_[A-Z0-9_]+", text):
+                    found.setdefault(text, set()).add(str(path.relative_to(SRC)))
     return found
 
 
@@ -394,8 +404,8 @@ def openapi_page(spec: dict[str, Any]) -> str:
                 out.append(f"Request body: {kinds}\n")
             out += ["| status | meaning | body |", "|---|---|---|"]
             for status, response in sorted(op.get("responses", {}).items()):
-                content = response.get("content") or {}
-                schema = next(iter(content.values()), {}).get("schema") if content else None
+                content: dict[str, Any] = response.get("content") or {}
+                schema = next(iter(content.values())).get("schema") if content else None
                 out.append(f"| {status} | {_cell(response.get('description', ''))} | {_cell(_schema_name(schema))} |")
             out.append("")
     out.append("## Schemas\n")

@@ -137,9 +137,18 @@ def test_the_site_builds_strictly_lists_pages_the_nav_does_not_name_and_fails_on
     built = build(tree)
     assert built.returncode == 0, built.stderr[-3000:]
     site = tree / "site"
-    for page in ("index.html", "tutorial.html", "reference/cli.html", "reference/errors.html",
-                 "reference/http-api.html", "reference/configuration.html", "reference/openapi.json",
-                 "adr/index.html", "ceremony.html", "adr/0099-a-new-decision.html"):
+    for page in (
+        "index.html",
+        "tutorial.html",
+        "reference/cli.html",
+        "reference/errors.html",
+        "reference/http-api.html",
+        "reference/configuration.html",
+        "reference/openapi.json",
+        "adr/index.html",
+        "ceremony.html",
+        "adr/0099-a-new-decision.html",
+    ):
         assert (site / page).is_file(), page
     home = (site / "index.html").read_text(encoding="utf-8")
     assert "ceremony.html" in home and "adr/0099-a-new-decision.html" in home  # in the nav

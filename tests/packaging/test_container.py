@@ -1,6 +1,6 @@
 """The container image (packaging/container): its Containerfile keeps the promises docs/container.md makes, the
 compose file wires PostgreSQL to N servers through the proxy, and, when FABGUARD_TEST_CONTAINER=1 asks for it
-(the build takes some four minutes, most of it fetching the dependencies' wheels), the image is built here from
+(the build takes three to five minutes), the image is built here from
 Debian's packages with ./build and runs, as its own unprivileged user, the demo line and its health check."""
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def test_the_compose_file_runs_postgresql_and_several_servers_behind_a_tcp_proxy
 # -------------------------------------------------------------------------- the image, built and run here
 
 needs_build = pytest.mark.skipif(
-    not BUILD_ASKED, reason="set FABGUARD_TEST_CONTAINER=1 to build the image here (about four minutes)"
+    not BUILD_ASKED, reason="set FABGUARD_TEST_CONTAINER=1 to build the image here (three to five minutes)"
 )
 
 
