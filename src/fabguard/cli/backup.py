@@ -49,5 +49,5 @@ def restore(
     done = restores.restore(directory, home.expanduser(), database_url=database_url)
     console.print(
         f"Restored {directory} into {done.home} ({done.engine}): {done.event_count} ledger events, "
-        f"{done.units} units. Units issued after the backup are unknown here: see 'Backup and restore' in the README."
+        f"{done.units} units. Units issued after the backup are unknown here: see 'Backup and restore' in the documentation (docs/howto/backup-restore.md)."
     )

@@ -4,7 +4,7 @@ Every error carries a stable machine-readable ``code``, an HTTP ``status`` and a
 The API renders them as ``{"error": {"code": ..., "message": ...}}``; the CLI prints the message.
 Every code is declared below, once: a refusal code in ``REFUSAL_STATUS`` or
 ``FIRMWARE_REFUSAL_STATUS``, any other code in ``ERROR_STATUS`` (a test checks that the source
-raises no other code and that the README lists each one).
+raises no other code and that docs/api.md lists each one).
 """
 
 from __future__ import annotations
