@@ -1,5 +1,5 @@
 """Field genuineness checks: challenges, devices' answers judged (one, or a device cloud's batch), the checks
-so far (docs/field-checks.md). Answers are decided by this process's field writer (``runtime.field_writer``)."""
+so far (docs/howto/field-checks.md). Answers are decided by this process's field writer (``runtime.field_writer``)."""
 
 from __future__ import annotations
 
