@@ -12,6 +12,7 @@ export and the CRA pack) for verifiers to follow from the key they kept.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -106,12 +107,9 @@ def rotate(inst: Instance, *, actor: str) -> HeldKey:
         )
     previous = signing[0]
     generation = keys[-1].generation + 1
-    name = f"ledger-{generation}"
+    # A name of its own: a rival rotating at the same moment writes another file, and the loser removes only its own.
+    name = f"ledger-{generation}-{secrets.token_hex(4)}"
     path = inst.keys.path(name)
-    if path.exists():
-        raise Conflict(
-            f"the key file {path.name} already exists: a rotation is under way", code="key_rotation_in_progress"
-        )
     new_key = ed25519.Ed25519PrivateKey.generate()
     write_encrypted_key(new_key, path, inst.keys.passphrase())
     verifier = verifier_key(origin(inst), new_key.public_key())
