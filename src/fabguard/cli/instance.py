@@ -8,22 +8,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 from rich.markup import escape
 
 from fabguard import __version__
-from fabguard.cli.common import Instance, console, err_console, init_instance, opened, state
+from fabguard.cli.common import Instance, actor, console, err_console, init_instance, opened, state
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role
+from fabguard.pki import ceremony as pki_ceremony
 from fabguard.runtime import tune_gc
 from fabguard.service.access import tokens
+from fabguard.service.authority import ceremony
 from fabguard.service.core import published_urls
 
 
 def init(
-    org: Annotated[str, typer.Option("--org", help="Organisation name written into certificate subjects")],
+    org: Annotated[
+        str | None, typer.Option("--org", help="Organisation name written into certificate subjects (required)")
+    ] = None,
     hostname: Annotated[
         list[str] | None, typer.Option("--hostname", help="Server name for its TLS certificate (repeatable)")
     ] = None,
@@ -55,9 +60,37 @@ def init(
     pkcs11_token: Annotated[
         str | None, typer.Option("--pkcs11-token", help="Token label (the PIN comes from FABGUARD_PKCS11_PIN[_FILE])")
     ] = None,
+    offline_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--offline-root",
+            help="Make no root key here: write the CAs' CSRs into this new directory (a ceremony request "
+            "bundle) for 'fabguard ceremony sign' on the air-gapped machine (docs/ceremony.md)",
+        ),
+    ] = None,
+    import_ceremony: Annotated[
+        Path | None,
+        typer.Option(
+            "--import-ceremony",
+            help="Finish an instance made with --offline-root: import the signed bundle the ceremony wrote",
+        ),
+    ] = None,
 ) -> None:
-    """Create an instance: root, device-issuing and station CAs, a ledger key, the first admin token."""
+    """Create an instance: root, device-issuing and station CAs, a ledger key, the first admin token.
+
+    With --offline-root the root's key is never on this machine: the instance waits, signing nothing,
+    until 'init --import-ceremony DIR' installs what the ceremony signed."""
+    if import_ceremony is not None:
+        with opened() as inst:
+            done = ceremony.import_bundle(inst, pki_ceremony.read_directory(import_ceremony), actor=actor(inst))
+        console.print(f"[green]Ceremony imported[/] into {state.home}: the instance can serve")
+        console.print(f"Root SHA-256 {done.root_fingerprint}; root CRL number {done.crl_number}")
+        return
+    if org is None:
+        raise InvalidRequest("init needs --org (or --import-ceremony DIR to finish an offline-root instance)")
     hosts = tuple(hostname) if hostname else ("127.0.0.1",)
+    if offline_root is not None and offline_root.exists() and any(offline_root.iterdir()):
+        raise InvalidRequest(f"{offline_root} is not empty: give a new directory for the ceremony request")
     init_instance(
         state.home,
         organization=org,
@@ -69,9 +102,17 @@ def init(
         key_backend=key_backend,
         pkcs11_module=pkcs11_module,
         pkcs11_token=pkcs11_token,
+        offline_root=offline_root is not None,
     )
     with opened() as inst:
         _, secret = tokens.create_token(inst, name="admin", role=Role.ADMIN, actor="init")
+        request = ceremony.request_bundle(inst) if offline_root is not None else None
+    if offline_root is not None and request is not None:
+        pki_ceremony.write_directory(offline_root, request)
+        console.print(
+            f"Ceremony request written to {offline_root} (manifest SHA-256 {pki_ceremony.manifest_digest(request)}): "
+            "sign it with 'fabguard ceremony sign', then 'fabguard init --import-ceremony DIR'"
+        )
     console.print(f"[green]Instance created[/] in {state.home}")
     console.print(f"Admin API token (shown once, only its hash is kept):\n[bold]{secret}[/]")
 

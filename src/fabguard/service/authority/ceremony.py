@@ -1,0 +1,221 @@
+"""The instance's side of an offline root's ceremonies (docs/ceremony.md).
+
+``request_bundle`` writes what the ceremony is asked for: the CSRs of every CA waiting for its certificate
+(after ``init --offline-root``: the issuing and station CAs; after ``add_issuer``: a new issuing CA) and
+the root's CRL as this instance wants it (the CAs it revoked, the next CRL number). ``import_bundle``
+checks the ceremony's answer (``pki.ceremony.check_signed``) and installs it in one transaction: the root's
+certificate (its key ``external:``, never here), the CAs' certificates, and the root's CRL, which ``/crl``
+then serves as imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fabguard.domain.errors import Conflict
+from fabguard.domain.values import CaName
+from fabguard.pki import ceremony
+from fabguard.pki.crl import RevokedEntry
+from fabguard.service.authority import authorities
+from fabguard.service.core.ca_registry import EXTERNAL_KEY
+from fabguard.service.core.instance import Instance
+from fabguard.service.core.seeding import ca_common_name, write_ca_files
+from fabguard.store.crls import lock_crl
+from fabguard.store.eventlog import append_event
+from fabguard.store.models import CertificateAuthority, CrlRow
+
+OFFLINE_ROOT_KEY = f"{EXTERNAL_KEY}offline-root"
+FILES_OF = ("issuing", "station")  # the CAs whose certificates init writes to <home>/ca
+
+
+def _profile(role: str) -> str:
+    return "station-ca" if role == "station" else "issuing-ca"
+
+
+def _offline_root(s: Session) -> CertificateAuthority | None:
+    """The root's registry row (None before the first ceremony is imported), if the root is offline."""
+    row = s.get(CertificateAuthority, "root")
+    if row is not None and not row.key_ref.startswith(EXTERNAL_KEY):
+        raise Conflict(
+            "this instance's root key is on the server (made by 'init' without --offline-root): "
+            "it signs its CAs itself ('fabguard ca create-issuing')",
+            code="root_not_offline",
+        )
+    return row
+
+
+def _revoked_under(s: Session, root_subject: x509.Name | None) -> list[RevokedEntry]:
+    """The revoked CAs the root certified: its CRL must list them."""
+    if root_subject is None:
+        return []
+    rows = s.execute(
+        select(CertificateAuthority).where(
+            CertificateAuthority.state == "revoked", CertificateAuthority.certificate_pem.is_not(None)
+        )
+    ).scalars()
+    return [
+        RevokedEntry(int(str(r.cert_serial), 16), r.revoked_at, r.revocation_reason or "unspecified")
+        for r in rows
+        if r.revoked_at is not None
+        and x509.load_pem_x509_certificate(str(r.certificate_pem).encode()).issuer == root_subject
+    ]
+
+
+def _pending(s: Session) -> list[CertificateAuthority]:
+    return list(
+        s.execute(
+            select(CertificateAuthority)
+            .where(CertificateAuthority.state == "pending", CertificateAuthority.csr_pem.is_not(None))
+            .order_by(CertificateAuthority.name)
+        ).scalars()
+    )
+
+
+def _signing_request(row: CertificateAuthority) -> ceremony.SigningRequest:
+    csr = x509.load_pem_x509_csr(str(row.csr_pem).encode())
+    org = csr.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)[0].value
+    cn = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+    return ceremony.SigningRequest(row.name, _profile(row.role), str(org), str(cn), csr)
+
+
+def request_bundle(inst: Instance) -> dict[str, bytes]:
+    """The files of a request bundle: every pending CA's CSR and the root's CRL as this instance wants it."""
+    org = inst.config.organization
+    with inst.db.read() as s:
+        root = _offline_root(s)
+        root_cert = x509.load_pem_x509_certificate(str(root.certificate_pem).encode()) if root else None
+        crl_row = s.get(CrlRow, "root")
+        request = ceremony.CeremonyRequest(
+            organization=org,
+            instance=inst.config.key_prefix,
+            root_common_name=ca_common_name(org, "root"),
+            crl_url=inst.cas.crl_url("root"),
+            ca_issuers_url=inst.cas.ca_issuers_url("root"),
+            next_crl_number=crl_row.number + 1 if crl_row else 1,
+            revoked=tuple(_revoked_under(s, root_cert.subject if root_cert else None)),
+            requests=tuple(_signing_request(r) for r in _pending(s)),
+        )
+    return request.to_files()
+
+
+def add_issuer(
+    inst: Instance, name: CaName, *, site_id: str | None, product_id: str | None, actor: str
+) -> dict[str, bytes]:
+    """A new issuing CA for an offline root: its key made here, registered pending, its CSR in a request
+    bundle (with any other pending CA and the root's CRL) for the next ceremony."""
+    with inst.db.read() as s:
+        _offline_root(s)
+    authorities.issuing_csr(inst, name, site_id=site_id, product_id=product_id, actor=actor)
+    return request_bundle(inst)
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    root_fingerprint: str
+    cas: tuple[str, ...]
+    crl_number: int
+    crl_next_update: str
+
+
+def import_bundle(inst: Instance, files: dict[str, bytes], *, actor: str) -> Imported:
+    """Check a signed bundle against this instance and install it (all of it, or nothing)."""
+    bundle = ceremony.read_signed(files)
+    now = inst.clock()
+    with inst.db.transaction() as s:
+        root_row = _offline_root(s)
+        known = x509.load_pem_x509_certificate(str(root_row.certificate_pem).encode()) if root_row else None
+        rows = {r.name: r for r in _pending(s) if r.name in bundle.certificates}
+        expected = {
+            name: ceremony.Expected(
+                inst.keys.load(r.key_ref).public_key(),
+                x509.load_pem_x509_csr(str(r.csr_pem).encode()).subject,
+                _profile(r.role),
+            )
+            for name, r in rows.items()
+        }
+        crl_row = lock_crl(s, "root")
+        ceremony.check_signed(
+            bundle,
+            expected,
+            known_root=known,
+            current_crl_number=crl_row.number if crl_row else None,
+            revoked_serials=[e.serial_number for e in _revoked_under(s, bundle.root.subject)],
+            now=now,
+        )
+        if root_row is None:
+            _register_root(s, bundle.root, now=now, actor=actor)
+        for name, cert in bundle.certificates.items():
+            _activate(s, rows[name], cert, now=now, actor=actor)
+        number = _install_crl(s, crl_row, bundle.crl, now=now, actor=actor)
+    _write_files(inst, bundle, first=root_row is None)
+    return Imported(
+        bundle.root.fingerprint(hashes.SHA256()).hex(),
+        tuple(bundle.certificates),
+        number,
+        bundle.crl.next_update_utc.isoformat() if bundle.crl.next_update_utc else "",
+    )
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _register_root(s: Session, root: x509.Certificate, *, now: datetime, actor: str) -> None:
+    s.add(
+        CertificateAuthority(
+            name="root",
+            role="root",
+            state="active",
+            key_ref=OFFLINE_ROOT_KEY,
+            certificate_pem=_pem(root),
+            cert_serial=format(root.serial_number, "x"),
+            created_at=now,
+        )
+    )
+    detail = {"ca": "root", "cert_serial": format(root.serial_number, "x"), "key": "offline"}
+    append_event(s, "ca.imported", at=now, actor=actor, detail=detail)
+
+
+def _activate(s: Session, row: CertificateAuthority, cert: x509.Certificate, *, now: datetime, actor: str) -> None:
+    row.certificate_pem, row.cert_serial = _pem(cert), format(cert.serial_number, "x")
+    row.state, row.csr_pem = "active", None
+    detail = {"ca": row.name, "cert_serial": row.cert_serial, "ceremony": True}
+    append_event(s, "ca.imported", at=now, actor=actor, detail=detail)
+
+
+def _install_crl(
+    s: Session, row: CrlRow | None, crl: x509.CertificateRevocationList, *, now: datetime, actor: str
+) -> int:
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    der = crl.public_bytes(serialization.Encoding.DER)
+    this_update, next_update = crl.last_update_utc, crl.next_update_utc
+    assert next_update is not None  # build_crl always sets it; a CRL without one is refused by check_root_crl
+    if row is None:
+        s.add(CrlRow(ca="root", number=number, der=der, this_update=this_update, next_update=next_update))
+    else:
+        row.number, row.der, row.this_update, row.next_update = number, der, this_update, next_update
+    detail = {"ca": "root", "crl_number": number, "next_update": next_update.isoformat(), "revoked": len(crl)}
+    append_event(s, "crl.imported", at=now, actor=actor, detail=detail)
+    return int(number)
+
+
+def _write_files(inst: Instance, bundle: ceremony.SignedBundle, *, first: bool) -> None:
+    """The certificate files ``init`` writes for an online root, once their CAs are active: ``ca/root.pem``,
+    ``issuing.pem``, ``station.pem`` and, signed now by the station CA, the TLS server's certificate."""
+    certs = {name: c for name, c in bundle.certificates.items() if name in FILES_OF}
+    if first:
+        certs["root"] = bundle.root
+    station = inst.cas.issuer("station") if "station" in certs else None
+    server_key = inst.keys.load("file:server")
+    assert isinstance(server_key, ec.EllipticCurvePrivateKey)
+    write_ca_files(inst.home, inst.config, certs, station, server_key, inst.clock())
+
+
+__all__ = ["OFFLINE_ROOT_KEY", "Imported", "add_issuer", "import_bundle", "request_bundle"]
