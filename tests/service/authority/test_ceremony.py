@@ -4,6 +4,8 @@ them. Real keys, real SQLite and PostgreSQL, a real server; OpenSSL verifies the
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fabguard.domain.errors import FabGuardError
 from fabguard.domain.values import CaName
-from fabguard.pki import ceremony, ceremony_root
+from fabguard.pki import ceremony, ceremony_root, profiles
 from fabguard.service.authority import authorities
 from fabguard.service.authority import ceremony as instance_side
 from fabguard.service.authority import revocation
@@ -26,8 +28,10 @@ from fabguard.service.approvals import requests
 from fabguard.service.core.instance import Instance
 from fabguard.service.core.seeding import init_instance
 from fabguard.service.operations import backup as backups
+from fabguard.pki.pkcs11 import Pkcs11EcPrivateKey
 from fabguard.store.backups import pg_tool
-from tests.support import PASSPHRASE, REQUESTER, World, second_person_approves, tested_device
+from fabguard.store.models import CertificateAuthority
+from tests.support import PASSPHRASE, REQUESTER, TOKEN, USER_PIN, SoftHsm, softhsm_available, World, second_person_approves, tested_device
 
 ORG = "Acme Devices"
 
@@ -186,3 +190,194 @@ def test_no_root_private_key_is_on_the_server_in_its_database_or_its_backup(
     assert "encrypted file in" in " ".join(_found(root.directory, forms))
     write(tmp_path / "backup" / "planted", b"x" + forms["PKCS8 DER"] + b"y")
     assert any("PKCS8 DER" in hit for hit in _found(tmp_path / "backup", forms))
+
+
+def _root_crl(inst: Instance) -> x509.CertificateRevocationList:
+    return x509.load_der_x509_crl(revocation.current_crl(inst, "root"))
+
+
+def _number(crl: x509.CertificateRevocationList) -> int:
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def test_a_revoked_issuing_ca_reaches_the_root_crl_at_the_next_ceremony(
+    offline: Instance, root: Ceremony, tmp_path: Path
+) -> None:
+    """Revoking a CA under an offline root marks it at once; the root's CRL lists it once a ceremony signs it."""
+    second_person_approves(
+        offline, requests.request(offline, "issuing", CaRevocation("key_compromise", "CM breach"), by=REQUESTER)
+    )
+    before = _root_crl(offline)
+    serial = x509.load_pem_x509_certificate((offline.home / "ca" / "issuing.pem").read_bytes()).serial_number
+    assert before.get_revoked_certificate_by_serial_number(serial) is None  # not signed here: no root key
+
+    request = ceremony.read_request(instance_side.request_bundle(offline))
+    assert [e.serial_number for e in request.revoked] == [serial] and request.next_crl_number == _number(before) + 1
+    instance_side.import_bundle(offline, root.sign(instance_side.request_bundle(offline), crl_only=True), actor="t")
+
+    after = _root_crl(offline)
+    listed = after.get_revoked_certificate_by_serial_number(serial)
+    assert listed is not None and _number(after) == _number(before) + 1
+    assert listed.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.key_compromise
+    crl = write(tmp_path / "root.crl.pem", after.public_bytes(serialization.Encoding.PEM))
+    result = openssl(
+        "verify", "-crl_check", "-CRLfile", crl, "-CAfile", root.directory / "root.pem", offline.home / "ca" / "issuing.pem"
+    )
+    assert result.returncode != 0 and "certificate revoked" in result.stdout + result.stderr
+
+
+def test_a_new_issuing_ca_is_signed_at_a_ceremony_and_serves_its_scope(
+    offline: Instance, root: Ceremony, tmp_path: Path
+) -> None:
+    from fabguard.domain.values import ProductId
+    from fabguard.service.catalog import product_catalog
+
+    product_catalog.create_product(offline, product_id=ProductId("sensor"), name="Sensor", actor="test")
+    request = instance_side.add_issuer(offline, CaName("sensor-ca"), site_id=None, product_id="sensor", actor="t")
+    assert authorities.get_ca(offline, "sensor-ca").state == "pending"
+    assert [r.name for r in ceremony.read_request(request).requests] == ["sensor-ca"]
+    done = instance_side.import_bundle(offline, root.sign(request), actor="t")
+
+    view = authorities.get_ca(offline, "sensor-ca")
+    assert done.cas == ("sensor-ca",) and view.state == "active" and view.product_id == "sensor"
+    with offline.db.read() as s:
+        assert authorities.choose_issuing_ca(s, "sensor", "any-site") == "sensor-ca"
+    pem = write(tmp_path / "sensor-ca.pem", offline.cas.certificate_pem("sensor-ca"))
+    result = openssl("verify", "-x509_strict", "-CAfile", root.directory / "root.pem", pem)
+    assert result.returncode == 0, result.stdout + result.stderr
+    constraints = x509.load_pem_x509_certificate(pem.read_bytes()).extensions.get_extension_for_class(
+        x509.BasicConstraints
+    )
+    assert constraints.value.path_length == 0 and constraints.critical
+
+
+def test_an_instance_with_an_online_root_refuses_ceremony_steps(tmp_path: Path) -> None:
+    from tests.support import new_instance
+
+    inst = new_instance(tmp_path / "home")
+    try:
+        with pytest.raises(FabGuardError) as refused:
+            instance_side.request_bundle(inst)
+    finally:
+        inst.close()
+    assert refused.value.code == "root_not_offline"
+
+
+def test_the_root_of_an_offline_instance_signs_nothing_here(offline: Instance) -> None:
+    from fabguard.service.authority.ca_acts import CaCreation
+
+    with pytest.raises(FabGuardError) as refused:
+        offline.cas.issuer("root")
+    with pytest.raises(FabGuardError) as asked:  # 'ca create-issuing': refused when asked, not once approved
+        requests.request(offline, "online-ca", CaCreation(None, None), by=REQUESTER)
+    assert refused.value.code == asked.value.code == "ca_key_offline"
+    assert "root" not in revocation.ca_names(offline)
+
+
+# ----------------------------------------------------------------------------- what import refuses
+
+
+@pytest.fixture
+def waiting(tmp_path: Path) -> Iterator[Instance]:
+    """An instance made with --offline-root, waiting for its first ceremony (SQLite)."""
+    init_instance(tmp_path / "home", organization=ORG, offline_root=True)
+    inst = Instance.open(tmp_path / "home")
+    yield inst
+    inst.close()
+
+
+def _refused(inst: Instance, files: dict[str, bytes]) -> str:
+    with pytest.raises(FabGuardError) as refused:
+        instance_side.import_bundle(inst, files, actor="t")
+    with inst.db.read() as s:  # nothing was imported
+        assert [r.state for r in s.query(CertificateAuthority).order_by("name")] == ["pending"] * 2
+    assert not (inst.home / "ca" / "root.pem").exists()
+    return refused.value.code
+
+
+def _resigned(files: dict[str, bytes], name: str, cert: x509.Certificate) -> dict[str, bytes]:
+    return {**files, f"{name}.pem": cert.public_bytes(serialization.Encoding.PEM)}
+
+
+def test_import_refuses_a_bundle_signed_by_another_root(waiting: Instance, tmp_path: Path) -> None:
+    request = instance_side.request_bundle(waiting)
+    good = new_ceremony(tmp_path / "good").sign(request)
+    other = new_ceremony(tmp_path / "other").sign(request)
+    mixed = {**good, "issuing.pem": other["issuing.pem"]}  # one certificate from another root
+    assert _refused(waiting, mixed) == "certificate_untrusted"
+    assert _refused(waiting, {**good, "root.crl": other["root.crl"]}) == "crl_invalid"
+
+
+def test_import_refuses_a_certificate_for_another_key_or_of_another_profile(
+    waiting: Instance, root: Ceremony
+) -> None:
+    request = instance_side.request_bundle(waiting)
+    files = root.sign(request)
+    with ceremony_root.opened_root(root.directory) as opened:
+        subject_cn = f"{ORG} Device Issuing CA"
+        stranger = profiles.intermediate_ca(opened.issuer, ec.generate_private_key(ec.SECP256R1()).public_key(), ORG, subject_cn, datetime.now(UTC))
+        key = waiting.keys.load("file:issuing").public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        deeper = _path_len_one(opened.issuer, key, subject_cn)
+    assert _refused(waiting, _resigned(files, "issuing", stranger)) == "certificate_key_mismatch"
+    assert _refused(waiting, _resigned(files, "issuing", deeper)) == "ceremony_profile_mismatch"
+    swapped = {**files, "issuing.pem": files["station.pem"], "station.pem": files["issuing.pem"]}
+    assert _refused(waiting, swapped) == "certificate_key_mismatch"
+    broken = {k: v for k, v in files.items() if k != "root.crl"}
+    assert _refused(waiting, broken) == "ceremony_bundle_invalid"
+
+
+def _path_len_one(root: profiles.Issuer, key: ec.EllipticCurvePublicKey, cn: str) -> x509.Certificate:
+    """A CA certificate for the right key and subject that could certify further CAs: not the profile."""
+    from fabguard.pki.builder import authority_key_id, certificate_builder
+
+    now = datetime.now(UTC)
+    return certificate_builder(
+        ceremony.ca_subject(ORG, cn), root.certificate.subject, key, now, now + timedelta(days=365),
+        constraints=x509.BasicConstraints(ca=True, path_length=1), key_usage=profiles.ca_key_usage(),
+        authority_key=authority_key_id(root.certificate),
+    ).sign(root.key, hashes.SHA256())  # fmt: skip
+
+
+def test_import_refuses_a_crl_that_is_not_newer_or_leaves_out_a_revoked_ca(offline: Instance, root: Ceremony) -> None:
+    renewal = root.sign(instance_side.request_bundle(offline), crl_only=True)
+    instance_side.import_bundle(offline, renewal, actor="t")
+    with pytest.raises(FabGuardError) as again:
+        instance_side.import_bundle(offline, renewal, actor="t")  # replayed: the CRL number is not above
+    second_person_approves(
+        offline, requests.request(offline, "station", CaRevocation("ca_compromise", "lost"), by=REQUESTER)
+    )
+    request = ceremony.read_request(instance_side.request_bundle(offline))
+    forgetful = dataclasses.replace(request, revoked=())  # a ceremony that leaves the revoked CA out
+    with ceremony_root.opened_root(root.directory) as opened:
+        bundle = ceremony.sign_request(
+            opened.issuer, forgetful, request_digest="", crl_number=request.next_crl_number + 5,
+            now=datetime.now(UTC), crl_valid_for=timedelta(days=30), sign_csrs=False,
+        )  # fmt: skip
+    with pytest.raises(FabGuardError) as short:
+        instance_side.import_bundle(offline, bundle.to_files(), actor="t")
+    assert again.value.code == short.value.code == "crl_invalid"
+    assert _number(_root_crl(offline)) == _number(x509.load_der_x509_crl(renewal["root.crl"]))
+
+
+@pytest.mark.skipif(not softhsm_available(), reason="SoftHSM2 is not installed (apt-get install softhsm2)")
+def test_a_root_in_an_hsm_signs_the_ceremony(tmp_path: Path, softhsm: SoftHsm, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ceremony's root key made inside a PKCS#11 token (SoftHSM2), never extractable; the instance's
+    own CA keys in another token of its own would work the same (its key store)."""
+    monkeypatch.setenv("FABGUARD_PKCS11_PIN", USER_PIN)
+    label = f"root-{secrets.token_hex(4)}"
+    hsm_root = new_ceremony(
+        tmp_path / "ceremony", key_backend="pkcs11", pkcs11_module=softhsm.module, pkcs11_token=TOKEN, key_label=label
+    )
+    assert not (hsm_root.directory / ceremony_root.ROOT_KEY).exists()
+    inst = offline_instance(tmp_path / "home", hsm_root)
+    try:
+        chain = inst.cas.chain_pem("issuing")
+    finally:
+        inst.close()
+    root_pem = (hsm_root.directory / "root.pem").read_bytes()
+    assert chain[1].encode() == root_pem
+    result = openssl("verify", "-x509_strict", "-CAfile", hsm_root.directory / "root.pem", tmp_path / "home" / "ca" / "issuing.pem")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with ceremony_root.opened_root(hsm_root.directory) as opened:
+        assert isinstance(opened.issuer.key, Pkcs11EcPrivateKey) and opened.state.last_crl_number == 1
