@@ -30,7 +30,9 @@ def ceremony_done(tmp_path: Path) -> tuple[Path, Path]:
     air = tmp_path / "air-gapped" / "no-instance"  # the ceremony machine has no instance
     code, out = fg(air, "ceremony", "new-root", str(root), "--org", ORG)
     assert code == 0 and "SHA-256 fingerprint" in out, out
-    code, out = fg(air, "ceremony", "sign", str(tmp_path / "request"), "--root", str(root), "--out", str(tmp_path / "signed"))
+    code, out = fg(
+        air, "ceremony", "sign", str(tmp_path / "request"), "--root", str(root), "--out", str(tmp_path / "signed")
+    )
     assert code == 0 and "issuing: issuing-ca" in out and "station: station-ca" in out, out
     assert not air.exists()
     code, out = fg(home, "init", "--import-ceremony", str(tmp_path / "signed"))
@@ -49,7 +51,9 @@ def test_the_first_ceremony_from_the_command_line_gives_certificates_pkilint_and
         result = run(BIN / "lint_pkix_cert", "lint", "-s", "ERROR", ca / f"{name}.pem")
         assert result.returncode == 0 and "(ERROR)" not in result.stdout, f"{name}:\n{result.stdout}{result.stderr}"
     for issuer, name in (("root", "issuing"), ("root", "station"), ("station", "server")):
-        result = run(BIN / "lint_pkix_signer_signee_cert_chain", "lint", "-s", "ERROR", ca / f"{issuer}.pem", ca / f"{name}.pem")
+        result = run(
+            BIN / "lint_pkix_signer_signee_cert_chain", "lint", "-s", "ERROR", ca / f"{issuer}.pem", ca / f"{name}.pem"
+        )
         assert result.returncode == 0, f"{issuer} -> {name}:\n{result.stdout}{result.stderr}"
     der, crl = tmp_path / "root.crl", tmp_path / "root.crl.pem"
     assert fg(home, "ca", "crl", "root", "--out", str(der))[0] == 0
@@ -59,7 +63,9 @@ def test_the_first_ceremony_from_the_command_line_gives_certificates_pkilint_and
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_later_ceremonies_add_an_issuing_ca_and_renew_the_root_crl(ceremony_done: tuple[Path, Path], tmp_path: Path) -> None:
+def test_later_ceremonies_add_an_issuing_ca_and_renew_the_root_crl(
+    ceremony_done: tuple[Path, Path], tmp_path: Path
+) -> None:
     home, root = ceremony_done
     air = tmp_path / "air"
     code, out = fg(home, "ceremony", "add-issuer", "line-2", "--out", str(tmp_path / "r2"))
@@ -71,7 +77,18 @@ def test_later_ceremonies_add_an_issuing_ca_and_renew_the_root_crl(ceremony_done
     assert "active" in fg(home, "ca", "list")[1]
 
     assert fg(home, "ceremony", "request", "--out", str(tmp_path / "r3"))[0] == 0
-    code, out = fg(air, "ceremony", "crl", str(tmp_path / "r3"), "--root", str(root), "--out", str(tmp_path / "s3"), "--crl-days", "30")
+    code, out = fg(
+        air,
+        "ceremony",
+        "crl",
+        str(tmp_path / "r3"),
+        "--root",
+        str(root),
+        "--out",
+        str(tmp_path / "s3"),
+        "--crl-days",
+        "30",
+    )
     assert code == 0 and "0 certificate(s), root CRL number 3" in out, out
     assert fg(home, "ceremony", "import", str(tmp_path / "s3"))[0] == 0
     code, out = fg(home, "ca", "crl", "root")

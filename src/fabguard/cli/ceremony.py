@@ -41,13 +41,18 @@ def new_root(
     org: Annotated[str, typer.Option("--org", help="Organisation, exactly as the instance's 'init --org'")],
     common_name: Annotated[str | None, typer.Option("--common-name", help="Default: '<org> FabGuard Root CA'")] = None,
     key_backend: Annotated[
-        str, typer.Option("--key-backend", help="file (encrypted PKCS#8, passphrase from FABGUARD_KEY_PASSPHRASE) or pkcs11")
+        str,
+        typer.Option(
+            "--key-backend", help="file (encrypted PKCS#8, passphrase from FABGUARD_KEY_PASSPHRASE) or pkcs11"
+        ),
     ] = "file",
     pkcs11_module: Annotated[str | None, typer.Option("--pkcs11-module", help="PKCS#11 library of the HSM")] = None,
     pkcs11_token: Annotated[
         str | None, typer.Option("--pkcs11-token", help="Token label (PIN from FABGUARD_PKCS11_PIN[_FILE])")
     ] = None,
-    key_label: Annotated[str, typer.Option("--key-label", help="The root key's label in the token")] = "fabguard-offline-root",
+    key_label: Annotated[
+        str, typer.Option("--key-label", help="The root key's label in the token")
+    ] = "fabguard-offline-root",
     years: Annotated[int, typer.Option("--years", help="The root certificate's lifetime")] = 25,
 ) -> None:
     """AIR-GAPPED: make the root key (in the HSM, or an encrypted file) and its self-signed certificate."""
@@ -91,7 +96,9 @@ def _signed(request_dir: Path, root_dir: Path, out: Path, crl_days: int, *, sign
         )
         ceremony.write_directory(out, bundle.to_files())
         root.record_crl_number(number)
-    console.print(f"Signed bundle written to {out}: {len(bundle.certificates)} certificate(s), root CRL number {number}")
+    console.print(
+        f"Signed bundle written to {out}: {len(bundle.certificates)} certificate(s), root CRL number {number}"
+    )
 
 
 @command(ceremony_app, "sign")
@@ -126,9 +133,7 @@ def add_issuer(
     """SERVER: make a new issuing CA's key here (pending, it signs nothing) and write a request bundle
     with its CSR for the next ceremony; then 'fabguard ceremony import'."""
     with opened() as inst:
-        files = instance_side.add_issuer(
-            inst, values.CaName(name), site_id=site, product_id=product, actor=actor(inst)
-        )
+        files = instance_side.add_issuer(inst, values.CaName(name), site_id=site, product_id=product, actor=actor(inst))
     ceremony.write_directory(out, files)
     _told(out, files)
 

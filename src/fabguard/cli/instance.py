@@ -24,6 +24,22 @@ from fabguard.service.access import tokens
 from fabguard.service.authority import ceremony
 from fabguard.service.core import published_urls
 
+OfflineRoot = Annotated[
+    Path | None,
+    typer.Option(
+        "--offline-root",
+        help="Make no root key here: write the CAs' CSRs into this new directory (a ceremony request "
+        "bundle) for 'fabguard ceremony sign' on the air-gapped machine (docs/ceremony.md)",
+    ),
+]
+ImportCeremony = Annotated[
+    Path | None,
+    typer.Option(
+        "--import-ceremony",
+        help="Finish an instance made with --offline-root: import the signed bundle the ceremony wrote",
+    ),
+]
+
 
 def init(
     org: Annotated[
@@ -60,31 +76,15 @@ def init(
     pkcs11_token: Annotated[
         str | None, typer.Option("--pkcs11-token", help="Token label (the PIN comes from FABGUARD_PKCS11_PIN[_FILE])")
     ] = None,
-    offline_root: Annotated[
-        Path | None,
-        typer.Option(
-            "--offline-root",
-            help="Make no root key here: write the CAs' CSRs into this new directory (a ceremony request "
-            "bundle) for 'fabguard ceremony sign' on the air-gapped machine (docs/ceremony.md)",
-        ),
-    ] = None,
-    import_ceremony: Annotated[
-        Path | None,
-        typer.Option(
-            "--import-ceremony",
-            help="Finish an instance made with --offline-root: import the signed bundle the ceremony wrote",
-        ),
-    ] = None,
+    offline_root: OfflineRoot = None,
+    import_ceremony: ImportCeremony = None,
 ) -> None:
     """Create an instance: root, device-issuing and station CAs, a ledger key, the first admin token.
 
     With --offline-root the root's key is never on this machine: the instance waits, signing nothing,
     until 'init --import-ceremony DIR' installs what the ceremony signed."""
     if import_ceremony is not None:
-        with opened() as inst:
-            done = ceremony.import_bundle(inst, pki_ceremony.read_directory(import_ceremony), actor=actor(inst))
-        console.print(f"[green]Ceremony imported[/] into {state.home}: the instance can serve")
-        console.print(f"Root SHA-256 {done.root_fingerprint}; root CRL number {done.crl_number}")
+        _import_ceremony(import_ceremony)
         return
     if org is None:
         raise InvalidRequest("init needs --org (or --import-ceremony DIR to finish an offline-root instance)")
@@ -108,13 +108,24 @@ def init(
         _, secret = tokens.create_token(inst, name="admin", role=Role.ADMIN, actor="init")
         request = ceremony.request_bundle(inst) if offline_root is not None else None
     if offline_root is not None and request is not None:
-        pki_ceremony.write_directory(offline_root, request)
-        console.print(
-            f"Ceremony request written to {offline_root} (manifest SHA-256 {pki_ceremony.manifest_digest(request)}): "
-            "sign it with 'fabguard ceremony sign', then 'fabguard init --import-ceremony DIR'"
-        )
+        _write_request(offline_root, request)
     console.print(f"[green]Instance created[/] in {state.home}")
     console.print(f"Admin API token (shown once, only its hash is kept):\n[bold]{secret}[/]")
+
+
+def _import_ceremony(directory: Path) -> None:
+    with opened() as inst:
+        done = ceremony.import_bundle(inst, pki_ceremony.read_directory(directory), actor=actor(inst))
+    console.print(f"[green]Ceremony imported[/] into {state.home}: the instance can serve")
+    console.print(f"Root SHA-256 {done.root_fingerprint}; root CRL number {done.crl_number}")
+
+
+def _write_request(directory: Path, request: dict[str, bytes]) -> None:
+    pki_ceremony.write_directory(directory, request)
+    console.print(
+        f"Ceremony request written to {directory} (manifest SHA-256 {pki_ceremony.manifest_digest(request)}): "
+        "sign it with 'fabguard ceremony sign', then 'fabguard init --import-ceremony DIR'"
+    )
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")

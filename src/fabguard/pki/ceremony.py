@@ -7,23 +7,23 @@ back: the root's certificate, one certificate per request and the root's CRL. Bo
 small files with a ``manifest.json``; neither holds a private key. Signing (``sign_request``) checks each
 CSR and issues it with its profile (pathLen 0, the subject asked for); importing (``check_signed``)
 checks that each certificate is for the key the instance holds, has that profile and chains to the
-root, and that the CRL is the root's, newer than the one served, and lists every CA the instance revoked.
+root, and that the CRL is the root's, newer than the one served, and lists every CA the instance revoked
+(``pki.ceremony_checks``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from fabguard.domain.errors import InvalidRequest
 from fabguard.pki import profiles
@@ -114,8 +114,10 @@ def ca_subject(organization: str, common_name: str) -> x509.Name:
 
 def ca_csr(key: SigningKey, organization: str, common_name: str) -> x509.CertificateSigningRequest:
     """The CSR of a CA key the instance made, for the ceremony to sign."""
-    return x509.CertificateSigningRequestBuilder().subject_name(ca_subject(organization, common_name)).sign(
-        key, profiles.hash_for(key)
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(ca_subject(organization, common_name))
+        .sign(key, profiles.hash_for(key))
     )
 
 
@@ -159,6 +161,8 @@ def _signing_request(files: Mapping[str, bytes], item: Mapping[str, Any]) -> Sig
     )
     if request.profile not in PROFILES:
         raise InvalidRequest(f"unknown profile {request.profile[:40]!r}", code="ceremony_profile_mismatch")
+    if not isinstance(csr.public_key(), ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise invalid(f"the CSR of {request.name} is not for an EC or Ed25519 key, which FabGuard's CAs sign with")
     if not csr.is_signature_valid:
         raise invalid(f"the CSR of {request.name} is not signed by its own key")
     if csr.subject != ca_subject(request.organization, request.common_name):
@@ -244,9 +248,7 @@ def sign_request(
     sign_csrs: bool = True,
 ) -> SignedBundle:
     """Certify the request's CSRs (unless only the CRL is asked for) and sign the root's CRL."""
-    if request.organization != root.certificate.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)[
-        0
-    ].value:
+    if request.organization != root.certificate.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)[0].value:
         raise invalid("the request is for another organisation than this root's")
     certificates: dict[str, x509.Certificate] = {}
     for r in request.requests if sign_csrs else ():
@@ -262,96 +264,6 @@ def sign_request(
     crl = build_crl(root, list(request.revoked), number=crl_number, now=now, valid_for=crl_valid_for)
     kinds = {r.name: r.profile for r in request.requests if r.name in certificates}
     return SignedBundle(request_digest, root.certificate, certificates, kinds, crl)
-
-
-@dataclass(frozen=True, slots=True)
-class Expected:
-    """What the instance holds for a CA waiting for its certificate: its key, subject and profile."""
-
-    public_key: PublicKeyTypes
-    subject: x509.Name
-    profile: str
-
-
-def check_signed(
-    bundle: SignedBundle,
-    expected: Mapping[str, Expected],
-    *,
-    known_root: x509.Certificate | None,
-    current_crl_number: int | None,
-    revoked_serials: Sequence[int],
-    now: datetime,
-) -> None:
-    """Refuse a signed bundle the instance must not import (nothing is imported then)."""
-    _check_root(bundle.root, known_root, now)
-    for name, cert in bundle.certificates.items():
-        if name not in expected:
-            raise InvalidRequest(f"no CA {name[:63]!r} waits for a certificate here", code="ca_not_pending")
-        _check_certificate(name, cert, expected[name], bundle.root, bundle.profiles_of.get(name))
-    check_root_crl(bundle.crl, bundle.root, current_crl_number=current_crl_number, revoked_serials=revoked_serials)
-
-
-def _check_root(root: x509.Certificate, known_root: x509.Certificate | None, now: datetime) -> None:
-    if known_root is not None and root != known_root:
-        raise InvalidRequest("the bundle's root is not this instance's root", code="certificate_untrusted")
-    try:
-        root.verify_directly_issued_by(root)
-        constraints = root.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
-        raise InvalidRequest("the bundle's root is not a self-signed CA certificate", code="certificate_untrusted") from None
-    if not constraints.ca or not root.not_valid_before_utc <= now <= root.not_valid_after_utc:
-        raise InvalidRequest("the bundle's root is not a CA valid now", code="certificate_untrusted")
-
-
-def _check_certificate(
-    name: str, cert: x509.Certificate, want: Expected, root: x509.Certificate, profile: str | None
-) -> None:
-    if cert.public_key() != want.public_key:
-        raise InvalidRequest(
-            f"the certificate for {name} is not for the key this instance holds", code="certificate_key_mismatch"
-        )
-    try:
-        cert.verify_directly_issued_by(root)
-    except (ValueError, TypeError, InvalidSignature):
-        raise InvalidRequest(f"the certificate for {name} is not signed by the root", code="certificate_untrusted") from None
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        raise InvalidRequest(f"the certificate for {name} is not a CA certificate", code="certificate_not_ca") from None
-    if not bc.ca or not usage.key_cert_sign:
-        raise InvalidRequest(f"the certificate for {name} is not a CA certificate", code="certificate_not_ca")
-    if bc.path_length != 0 or profile != want.profile or cert.subject != want.subject or not usage.crl_sign:
-        raise InvalidRequest(
-            f"the certificate for {name} is not the {want.profile} profile asked for (subject, pathLen 0, key usage)",
-            code="ceremony_profile_mismatch",
-        )
-
-
-def check_root_crl(
-    crl: x509.CertificateRevocationList,
-    root: x509.Certificate,
-    *,
-    current_crl_number: int | None,
-    revoked_serials: Sequence[int],
-) -> None:
-    """The root's CRL: signed by it, newer than the one served, listing every CA the instance revoked."""
-    if crl.issuer != root.subject or not crl.is_signature_valid(root.public_key()):  # type: ignore[arg-type]
-        raise InvalidRequest("the CRL is not signed by the root", code="crl_invalid")
-    try:
-        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    except x509.ExtensionNotFound:
-        raise InvalidRequest("the CRL has no CRL number", code="crl_invalid") from None
-    if current_crl_number is not None and number <= current_crl_number:
-        raise InvalidRequest(
-            f"the CRL's number {number} is not above the one served ({current_crl_number})", code="crl_invalid"
-        )
-    missing = sorted(s for s in revoked_serials if crl.get_revoked_certificate_by_serial_number(s) is None)
-    if missing:
-        raise InvalidRequest(
-            f"the CRL leaves out {len(missing)} revoked CA certificate(s), e.g. serial {missing[0]:x}",
-            code="crl_invalid",
-        )
 
 
 def read_directory(directory: Path) -> dict[str, bytes]:
@@ -380,13 +292,10 @@ def write_directory(directory: Path, files: Mapping[str, bytes]) -> None:
 __all__ = [
     "PROFILES",
     "CeremonyRequest",
-    "Expected",
     "SignedBundle",
     "SigningRequest",
     "ca_csr",
     "ca_subject",
-    "check_root_crl",
-    "check_signed",
     "manifest_digest",
     "read_directory",
     "read_request",

@@ -20,18 +20,27 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fabguard.domain.errors import FabGuardError
 from fabguard.domain.values import CaName
 from fabguard.pki import ceremony, ceremony_root, profiles
-from fabguard.service.authority import authorities
-from fabguard.service.authority import ceremony as instance_side
-from fabguard.service.authority import revocation
-from fabguard.service.authority.ca_acts import CaRevocation
+from fabguard.pki.pkcs11 import Pkcs11EcPrivateKey
 from fabguard.service.approvals import requests
+from fabguard.service.authority import authorities, revocation
+from fabguard.service.authority import ceremony as instance_side
+from fabguard.service.authority.ca_acts import CaRevocation
 from fabguard.service.core.instance import Instance
 from fabguard.service.core.seeding import init_instance
 from fabguard.service.operations import backup as backups
-from fabguard.pki.pkcs11 import Pkcs11EcPrivateKey
 from fabguard.store.backups import pg_tool
 from fabguard.store.models import CertificateAuthority
-from tests.support import PASSPHRASE, REQUESTER, TOKEN, USER_PIN, SoftHsm, softhsm_available, World, second_person_approves, tested_device
+from tests.support import (
+    PASSPHRASE,
+    REQUESTER,
+    TOKEN,
+    USER_PIN,
+    SoftHsm,
+    World,
+    second_person_approves,
+    softhsm_available,
+    tested_device,
+)
 
 ORG = "Acme Devices"
 
@@ -61,7 +70,11 @@ class Ceremony:
 
 def new_ceremony(directory: Path, **kw: object) -> Ceremony:
     ceremony_root.create_root(
-        directory, organization=ORG, common_name=f"{ORG} FabGuard Root CA", now=datetime.now(UTC), **kw  # type: ignore[arg-type]
+        directory,
+        organization=ORG,
+        common_name=f"{ORG} FabGuard Root CA",
+        now=datetime.now(UTC),
+        **kw,  # type: ignore[arg-type]
     )
     return Ceremony(directory)
 
@@ -157,7 +170,10 @@ def _root_key_forms(root: Ceremony) -> dict[str, bytes]:
     key = serialization.load_pem_private_key(encrypted, password=PASSPHRASE.encode())
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     forms = {"scalar": key.private_numbers().private_value.to_bytes(32, "big"), "encrypted file": encrypted}
-    for fname, fmt in (("PKCS8", serialization.PrivateFormat.PKCS8), ("SEC1", serialization.PrivateFormat.TraditionalOpenSSL)):
+    for fname, fmt in (
+        ("PKCS8", serialization.PrivateFormat.PKCS8),
+        ("SEC1", serialization.PrivateFormat.TraditionalOpenSSL),
+    ):
         for ename, enc in (("DER", serialization.Encoding.DER), ("PEM", serialization.Encoding.PEM)):
             forms[f"{fname} {ename}"] = key.private_bytes(enc, fmt, serialization.NoEncryption())
     forms["scalar hex"] = forms["scalar"].hex().encode()
@@ -221,7 +237,13 @@ def test_a_revoked_issuing_ca_reaches_the_root_crl_at_the_next_ceremony(
     assert listed.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.key_compromise
     crl = write(tmp_path / "root.crl.pem", after.public_bytes(serialization.Encoding.PEM))
     result = openssl(
-        "verify", "-crl_check", "-CRLfile", crl, "-CAfile", root.directory / "root.pem", offline.home / "ca" / "issuing.pem"
+        "verify",
+        "-crl_check",
+        "-CRLfile",
+        crl,
+        "-CAfile",
+        root.directory / "root.pem",
+        offline.home / "ca" / "issuing.pem",
     )
     assert result.returncode != 0 and "certificate revoked" in result.stdout + result.stderr
 
@@ -308,14 +330,14 @@ def test_import_refuses_a_bundle_signed_by_another_root(waiting: Instance, tmp_p
     assert _refused(waiting, {**good, "root.crl": other["root.crl"]}) == "crl_invalid"
 
 
-def test_import_refuses_a_certificate_for_another_key_or_of_another_profile(
-    waiting: Instance, root: Ceremony
-) -> None:
+def test_import_refuses_a_certificate_for_another_key_or_of_another_profile(waiting: Instance, root: Ceremony) -> None:
     request = instance_side.request_bundle(waiting)
     files = root.sign(request)
     with ceremony_root.opened_root(root.directory) as opened:
         subject_cn = f"{ORG} Device Issuing CA"
-        stranger = profiles.intermediate_ca(opened.issuer, ec.generate_private_key(ec.SECP256R1()).public_key(), ORG, subject_cn, datetime.now(UTC))
+        stranger = profiles.intermediate_ca(
+            opened.issuer, ec.generate_private_key(ec.SECP256R1()).public_key(), ORG, subject_cn, datetime.now(UTC)
+        )
         key = waiting.keys.load("file:issuing").public_key()
         assert isinstance(key, ec.EllipticCurvePublicKey)
         deeper = _path_len_one(opened.issuer, key, subject_cn)
@@ -377,7 +399,9 @@ def test_a_root_in_an_hsm_signs_the_ceremony(tmp_path: Path, softhsm: SoftHsm, m
         inst.close()
     root_pem = (hsm_root.directory / "root.pem").read_bytes()
     assert chain[1].encode() == root_pem
-    result = openssl("verify", "-x509_strict", "-CAfile", hsm_root.directory / "root.pem", tmp_path / "home" / "ca" / "issuing.pem")
+    result = openssl(
+        "verify", "-x509_strict", "-CAfile", hsm_root.directory / "root.pem", tmp_path / "home" / "ca" / "issuing.pem"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     with ceremony_root.opened_root(hsm_root.directory) as opened:
         assert isinstance(opened.issuer.key, Pkcs11EcPrivateKey) and opened.state.last_crl_number == 1

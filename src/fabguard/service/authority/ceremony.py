@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict
 from fabguard.domain.values import CaName
-from fabguard.pki import ceremony
+from fabguard.pki import ceremony, ceremony_checks
 from fabguard.pki.crl import RevokedEntry
 from fabguard.service.authority import authorities
 from fabguard.service.core.ca_registry import EXTERNAL_KEY
@@ -133,7 +133,7 @@ def import_bundle(inst: Instance, files: dict[str, bytes], *, actor: str) -> Imp
         known = x509.load_pem_x509_certificate(str(root_row.certificate_pem).encode()) if root_row else None
         rows = {r.name: r for r in _pending(s) if r.name in bundle.certificates}
         expected = {
-            name: ceremony.Expected(
+            name: ceremony_checks.Expected(
                 inst.keys.load(r.key_ref).public_key(),
                 x509.load_pem_x509_csr(str(r.csr_pem).encode()).subject,
                 _profile(r.role),
@@ -141,7 +141,7 @@ def import_bundle(inst: Instance, files: dict[str, bytes], *, actor: str) -> Imp
             for name, r in rows.items()
         }
         crl_row = lock_crl(s, "root")
-        ceremony.check_signed(
+        ceremony_checks.check_signed(
             bundle,
             expected,
             known_root=known,

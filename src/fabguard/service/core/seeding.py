@@ -95,7 +95,10 @@ def init_instance(
             ca_keys = {name: store.load(store.generate(name)) for name in ca_names}
             store.generate(FIRMWARE_KEY)
         if offline_root:
-            csrs = {name: ceremony.ca_csr(ca_keys[name], organization, ca_common_name(organization, name)) for name in ca_names}
+            csrs = {
+                name: ceremony.ca_csr(ca_keys[name], organization, ca_common_name(organization, name))
+                for name in ca_names
+            }
         else:
             _write_hierarchy(home, config, {**keys, **ca_keys}, ec_keys["server"], now)
     finally:
@@ -111,7 +114,9 @@ def init_instance(
 
 def ca_common_name(organization: str, name: str) -> str:
     """The common name ``init`` gives the root, issuing and station CAs."""
-    return f"{organization} " + {"root": "FabGuard Root CA", "issuing": "Device Issuing CA", "station": "Station CA"}[name]
+    return (
+        f"{organization} " + {"root": "FabGuard Root CA", "issuing": "Device Issuing CA", "station": "Station CA"}[name]
+    )
 
 
 def _register_pending(
