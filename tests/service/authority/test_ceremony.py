@@ -405,3 +405,18 @@ def test_a_root_in_an_hsm_signs_the_ceremony(tmp_path: Path, softhsm: SoftHsm, m
     assert result.returncode == 0, result.stdout + result.stderr
     with ceremony_root.opened_root(hsm_root.directory) as opened:
         assert isinstance(opened.issuer.key, Pkcs11EcPrivateKey) and opened.state.last_crl_number == 1
+
+
+def test_doctor_skips_the_offline_root_key_and_says_when_its_crl_is_due(offline: Instance) -> None:
+    from fabguard.service.operations import doctor
+
+    findings = {(f.check, f.status): f.message for f in doctor.examine(offline, _passphrase_env())}
+    assert "the root's is offline" in findings[("keys", "ok")]
+    assert ("keys", "failed") not in findings and "valid until" in findings[("crl", "ok")]
+    offline.clock = lambda: datetime.now(UTC) + timedelta(days=75)  # the ceremony signed it for 90 days
+    late = {(f.check, f.status): f.message for f in doctor.examine(offline, _passphrase_env())}
+    assert "expires in 14 days" in late[("crl", "warning")]
+
+
+def _passphrase_env() -> dict[str, str]:
+    return {"FABGUARD_KEY_PASSPHRASE": PASSPHRASE}

@@ -24,14 +24,13 @@ from fabguard.domain.values import CaName
 from fabguard.pki import ceremony, ceremony_checks
 from fabguard.pki.crl import RevokedEntry
 from fabguard.service.authority import authorities
-from fabguard.service.core.ca_registry import EXTERNAL_KEY
+from fabguard.service.core.ca_registry import EXTERNAL_KEY, OFFLINE_ROOT_KEY
 from fabguard.service.core.instance import Instance
 from fabguard.service.core.seeding import ca_common_name, write_ca_files
 from fabguard.store.crls import lock_crl
 from fabguard.store.eventlog import append_event
 from fabguard.store.models import CertificateAuthority, CrlRow
 
-OFFLINE_ROOT_KEY = f"{EXTERNAL_KEY}offline-root"
 FILES_OF = ("issuing", "station")  # the CAs whose certificates init writes to <home>/ca
 
 
@@ -218,4 +217,4 @@ def _write_files(inst: Instance, bundle: ceremony.SignedBundle, *, first: bool) 
     write_ca_files(inst.home, inst.config, certs, station, server_key, inst.clock())
 
 
-__all__ = ["OFFLINE_ROOT_KEY", "Imported", "add_issuer", "import_bundle", "request_bundle"]
+__all__ = ["Imported", "add_issuer", "import_bundle", "request_bundle"]

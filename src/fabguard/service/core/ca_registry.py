@@ -25,6 +25,8 @@ from fabguard.store.models import CertificateAuthority
 # The key reference of a CA whose key this instance does not hold: a site agent's issuing CA on the central
 # server, the central root and station CA on an agent. Such a CA signs nothing here (no CRL either).
 EXTERNAL_KEY = "external:"
+# The key reference of an offline root (``init --offline-root``): its key is at the key ceremony only.
+OFFLINE_ROOT_KEY = f"{EXTERNAL_KEY}offline-root"
 
 
 class CaRegistry:
