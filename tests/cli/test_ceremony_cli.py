@@ -111,3 +111,14 @@ def test_ceremony_mistakes_are_one_line_with_their_code(tmp_path: Path) -> None:
     assert code == 2 and "[ceremony_bundle_invalid]" in out, out
     code, out = fg(tmp_path / "other", "init")
     assert code == 2 and "--org" in out, out
+
+
+def test_an_offline_root_instance_backs_up_and_restores(ceremony_done: tuple[Path, Path], tmp_path: Path) -> None:
+    home, _ = ceremony_done
+    assert fg(home, "backup", "--out", str(tmp_path / "b"))[0] == 0
+    code, out = fg(home, "restore", str(tmp_path / "b"), "--home", str(tmp_path / "restored"))
+    assert code == 0, out
+    code, out = fg(tmp_path / "restored", "ca", "crl", "root")
+    assert code == 0 and "number 1" in out, out
+    code, out = fg(tmp_path / "restored", "doctor", "--offline")
+    assert "the root's is offline" in out and "offline root's CRL (number 1)" in out, out
