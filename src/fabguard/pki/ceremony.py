@@ -252,9 +252,12 @@ def sign_request(
         raise invalid("the request is for another organisation than this root's")
     certificates: dict[str, x509.Certificate] = {}
     for r in request.requests if sign_csrs else ():
+        key = r.csr.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+            raise invalid(f"the CSR of {r.name} is not for an EC or Ed25519 key")
         certificates[r.name] = profiles.intermediate_ca(
             root,
-            r.csr.public_key(),  # type: ignore[arg-type]  # checked: a CA key type (EC, Ed25519)
+            key,
             r.organization,
             r.common_name,
             now,

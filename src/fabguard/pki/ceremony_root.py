@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -31,6 +31,9 @@ from fabguard.pki.keys import (
     read_encrypted_key,
     write_encrypted_key,
 )
+
+if TYPE_CHECKING:
+    from fabguard.pki.pkcs11 import Pkcs11KeyBackend
 
 STATE = "ceremony.json"
 ROOT_FORMAT = "fabguard-ceremony-root/1"
@@ -161,11 +164,12 @@ def _checked(directory: Path, state: RootState, cert: x509.Certificate, key: Sig
 
 
 @contextmanager
-def _hsm(state: RootState, env: Mapping[str, str] | None) -> Iterator[Any]:
+def _hsm(state: RootState, env: Mapping[str, str] | None) -> Iterator[Pkcs11KeyBackend]:
     # Imported here: python-pkcs11 is an optional dependency (the "hsm" extra).
     from fabguard.pki.pkcs11 import Pkcs11KeyBackend
 
-    assert state.pkcs11_module and state.pkcs11_token
+    if not (state.pkcs11_module and state.pkcs11_token):
+        raise ConfigurationError(f"{STATE} names no PKCS#11 module and token")
     backend = Pkcs11KeyBackend(state.pkcs11_module, state.pkcs11_token, pin_from_env(env))
     try:
         yield backend
