@@ -420,3 +420,21 @@ def test_doctor_skips_the_offline_root_key_and_says_when_its_crl_is_due(offline:
 
 def _passphrase_env() -> dict[str, str]:
     return {"FABGUARD_KEY_PASSPHRASE": PASSPHRASE}
+
+
+def test_doctor_warns_when_an_offline_root_instance_holds_a_matter_paa_key(offline: Instance) -> None:
+    """The Matter PAA is not made at a ceremony yet (docs/ceremony.md): made on first use, its key is on
+    the server, and doctor says so."""
+    from fabguard.domain.values import ProductId
+    from fabguard.service.authority.ca_acts import MatterPaiCreation
+    from fabguard.service.catalog import product_catalog
+    from fabguard.service.operations import doctor
+
+    def paa_warnings() -> list[str]:
+        return [f.message for f in doctor.examine(offline, _passphrase_env()) if "Matter PAA" in f.message]
+
+    assert paa_warnings() == []
+    product_catalog.create_product(offline, product_id=ProductId("bulb"), name="Bulb", actor="test")
+    pending = requests.request(offline, "bulb-pai", MatterPaiCreation("bulb", 0xFFF1, 0x8000), by=REQUESTER)
+    second_person_approves(offline, pending)
+    assert paa_warnings() == ["the root is offline but the Matter PAA matter-paa-fff1's key is on this server"]
