@@ -122,3 +122,29 @@ def test_an_offline_root_instance_backs_up_and_restores(ceremony_done: tuple[Pat
     assert code == 0 and "number 1" in out, out
     code, out = fg(tmp_path / "restored", "doctor", "--offline")
     assert "the root's is offline" in out and "offline root's CRL (number 1)" in out, out
+
+
+def test_a_matter_pai_from_its_paa_ceremony_on_the_command_line(
+    ceremony_done: tuple[Path, Path], tmp_path: Path
+) -> None:
+    home, _ = ceremony_done
+    air, paa = tmp_path / "air", tmp_path / "air-gapped" / "paa"
+    code, out = fg(air, "ceremony", "new-root", str(paa), "--org", ORG, "--matter-vid", "FFF1")
+    assert code == 0 and "CN=Acme Devices Matter PAA FFF1" in out, out
+    assert fg(home, "product", "add", "bulb", "--name", "Bulb")[0] == 0
+    code, out = fg(home, "ca", "create-matter-pai", "bulb-pai", "--product", "bulb", "--vid", "FFF1", "--pid", "8000")
+    assert code == 2 and "[ca_key_offline]" in out, out
+    args = ["--product", "bulb", "--vid", "FFF1", "--pid", "8000", "--out", str(tmp_path / "r")]
+    assert fg(home, "ceremony", "add-matter-pai", "bulb-pai", *args)[0] == 0
+    code, out = fg(air, "ceremony", "sign", str(tmp_path / "r"), "--root", str(paa), "--out", str(tmp_path / "s"))
+    assert code == 0 and "bulb-pai: matter-pai" in out, out
+    code, out = fg(home, "ceremony", "import", str(tmp_path / "s"))
+    assert code == 0 and "bulb-pai" in out, out
+    code, out = fg(home, "ca", "list", "--json")
+    assert '"name": "matter-paa-fff1", "role": "paa", "state": "active"' in out and '"key": "external"' in out, out
+    assert fg(home, "ceremony", "request", "--for", "matter-paa-fff1", "--out", str(tmp_path / "r2"))[0] == 0
+    code, out = fg(air, "ceremony", "crl", str(tmp_path / "r2"), "--root", str(paa), "--out", str(tmp_path / "s2"))
+    assert code == 0 and "root CRL number 2" in out, out
+    assert fg(home, "ceremony", "import", str(tmp_path / "s2"))[0] == 0
+    code, out = fg(home, "ca", "crl", "matter-paa-fff1")
+    assert code == 0 and "number 2" in out, out

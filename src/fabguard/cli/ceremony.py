@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes
 
 from fabguard.cli.common import actor, command, console, opened
 from fabguard.domain import values
+from fabguard.domain.errors import InvalidRequest
 from fabguard.pki import ceremony, ceremony_root
 from fabguard.service.authority import ceremony as instance_side
 
@@ -54,12 +55,20 @@ def new_root(
         str, typer.Option("--key-label", help="The root key's label in the token")
     ] = "fabguard-offline-root",
     years: Annotated[int, typer.Option("--years", help="The root certificate's lifetime")] = 25,
+    matter_vid: Annotated[
+        str | None,
+        typer.Option("--matter-vid", help="Make the vendor's Matter PAA instead (its vendor ID, hex: e.g. FFF1)"),
+    ] = None,
 ) -> None:
-    """AIR-GAPPED: make the root key (in the HSM, or an encrypted file) and its self-signed certificate."""
+    """AIR-GAPPED: make the root key (in the HSM, or an encrypted file) and its self-signed certificate:
+    FabGuard's root, or with --matter-vid the vendor's Matter PAA (a root of its own, its own directory)."""
+    vid = _hex(matter_vid, "--matter-vid") if matter_vid is not None else None
+    default_cn = f"{org} FabGuard Root CA" if vid is None else f"{org} Matter PAA {vid:04X}"
     cert = ceremony_root.create_root(
         directory,
         organization=org,
-        common_name=common_name or f"{org} FabGuard Root CA",
+        matter_vid=vid,
+        common_name=common_name or default_cn,
         now=datetime.now(UTC),
         key_backend=key_backend,
         pkcs11_module=pkcs11_module,
@@ -138,12 +147,43 @@ def add_issuer(
     _told(out, files)
 
 
+def _hex(value: str, option: str) -> int:
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise InvalidRequest(f"{option} is hexadecimal, e.g. FFF1") from None
+
+
+@command(ceremony_app, "add-matter-pai")
+def add_matter_pai(
+    name: Annotated[str, typer.Argument(help="A name for the new PAI")],
+    out: Out,
+    product: Annotated[str, typer.Option(help="The product whose units get Matter DACs")],
+    vid: Annotated[str, typer.Option(help="Matter vendor ID, hex (e.g. FFF1): its PAA signs the PAI")],
+    pid: Annotated[str | None, typer.Option(help="Matter product ID, hex (e.g. 8000)")] = None,
+) -> None:
+    """SERVER: make a Matter PAI's key here (pending) and write a request bundle for the ceremony of the
+    vendor's PAA ('ceremony sign --root PAA-DIR'); then 'fabguard ceremony import'."""
+    pid_n = _hex(pid, "--pid") if pid is not None else None
+    with opened() as inst:
+        files = instance_side.add_matter_pai(
+            inst, values.CaName(name), product_id=product, vid=_hex(vid, "--vid"), pid=pid_n, actor=actor(inst)
+        )
+    ceremony.write_directory(out, files)
+    _told(out, files)
+
+
 @command(ceremony_app, "request")
-def request(out: Out) -> None:
-    """SERVER: write a request bundle: every CA waiting for its certificate, and the root's CRL as this
+def request(
+    out: Out,
+    root: Annotated[
+        str, typer.Option("--for", help="Which offline root: 'root' (FabGuard's) or a Matter PAA, matter-paa-VID")
+    ] = "root",
+) -> None:
+    """SERVER: write a request bundle: every CA waiting for that root's signature, and its CRL as this
     instance wants it (to renew the CRL, or after revoking a CA)."""
     with opened() as inst:
-        files = instance_side.request_bundle(inst)
+        files = instance_side.request_bundle(inst, root)
     ceremony.write_directory(out, files)
     _told(out, files)
 

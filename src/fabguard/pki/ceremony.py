@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from fabguard.domain.errors import InvalidRequest
-from fabguard.pki import profiles
+from fabguard.pki import matter, profiles
 from fabguard.pki.crl import REASONS, RevokedEntry, build_crl
 from fabguard.pki.keys import SigningKey, spki_fingerprint
 
@@ -34,7 +34,9 @@ REQUEST_FORMAT = "fabguard-ceremony-request/1"
 SIGNED_FORMAT = "fabguard-ceremony-signed/1"
 MANIFEST = "manifest.json"
 # The profiles a ceremony signs with: both are CAs below the root that sign end entities only (pathLen 0).
-PROFILES = {"issuing-ca": "issuing", "station-ca": "station"}
+# A Matter PAI (pathLen 0 too) is signed by a PAA, a root of its own kept in its own ceremony directory.
+PROFILES = {"issuing-ca": "issuing", "station-ca": "station", "matter-pai": "issuing"}
+ROOT_KINDS = ("root", "matter-paa")
 MAX_FILE_BYTES = 1 << 20
 MAX_FILES = 200
 
@@ -52,10 +54,22 @@ class SigningRequest:
     organization: str
     common_name: str
     csr: x509.CertificateSigningRequest
+    vid: int | None = None  # a Matter PAI's vendor and product IDs
+    pid: int | None = None
 
     @property
     def fingerprint(self) -> str:
         return spki_fingerprint(self.csr.public_key())
+
+    @property
+    def subject(self) -> x509.Name:
+        """The subject the certificate gets: ``O, CN`` for FabGuard's CAs, ``CN, VID, PID`` for a Matter PAI."""
+        if self.profile != "matter-pai":
+            return ca_subject(self.organization, self.common_name)
+        if self.vid is None:
+            raise invalid(f"the Matter PAI {self.name} names no vendor ID")
+        pid = matter.ProductId(self.pid) if self.pid is not None else None
+        return matter.attestation_subject(self.common_name, matter.VendorId(self.vid), pid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +82,8 @@ class CeremonyRequest:
     next_crl_number: int
     revoked: tuple[RevokedEntry, ...]
     requests: tuple[SigningRequest, ...]
+    root_kind: str = "root"  # or "matter-paa": which root the ceremony opens
+    root_vid: int | None = None  # a PAA's vendor ID
 
     def to_files(self) -> dict[str, bytes]:
         files = {f"{r.name}.csr.pem": r.csr.public_bytes(serialization.Encoding.PEM) for r in self.requests}
@@ -79,6 +95,8 @@ class CeremonyRequest:
                 "common_name": self.root_common_name,
                 "crl_url": self.crl_url,
                 "ca_issuers_url": self.ca_issuers_url,
+                "kind": self.root_kind,
+                "vid": self.root_vid,
             },
             "crl": {
                 "next_number": self.next_crl_number,
@@ -95,6 +113,8 @@ class CeremonyRequest:
                     "common_name": r.common_name,
                     "csr": f"{r.name}.csr.pem",
                     "spki_sha256": r.fingerprint,
+                    "vid": r.vid,
+                    "pid": r.pid,
                 }
                 for r in self.requests
             ],
@@ -156,8 +176,9 @@ def _signing_request(files: Mapping[str, bytes], item: Mapping[str, Any]) -> Sig
         csr = x509.load_pem_x509_csr(_file(files, item["csr"]))
     except ValueError:
         raise invalid(f"{item['csr']} is not a PEM CSR") from None
+    ids = [None if item.get(k) is None else int(item[k]) for k in ("vid", "pid")]
     request = SigningRequest(
-        str(item["name"]), str(item["profile"]), str(item["organization"]), str(item["common_name"]), csr
+        str(item["name"]), str(item["profile"]), str(item["organization"]), str(item["common_name"]), csr, *ids
     )
     if request.profile not in PROFILES:
         raise InvalidRequest(f"unknown profile {request.profile[:40]!r}", code="ceremony_profile_mismatch")
@@ -165,7 +186,7 @@ def _signing_request(files: Mapping[str, bytes], item: Mapping[str, Any]) -> Sig
         raise invalid(f"the CSR of {request.name} is not for an EC or Ed25519 key, which FabGuard's CAs sign with")
     if not csr.is_signature_valid:
         raise invalid(f"the CSR of {request.name} is not signed by its own key")
-    if csr.subject != ca_subject(request.organization, request.common_name):
+    if csr.subject != request.subject:
         raise invalid(f"the CSR of {request.name} asks for another subject than its manifest says")
     if item.get("spki_sha256") != request.fingerprint:
         raise invalid(f"the CSR of {request.name} holds another key than its manifest names")
@@ -187,9 +208,17 @@ def read_request(files: Mapping[str, bytes]) -> CeremonyRequest:
             int(crl["next_number"]),
             tuple(_entry(e) for e in crl["revoked"]),
             requests,
+            str(root.get("kind", "root")),
+            None if root.get("vid") is None else int(root["vid"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise invalid(f"{MANIFEST} is incomplete or malformed ({type(exc).__name__}: {str(exc)[:80]})") from None
+    if request.root_kind not in ROOT_KINDS:
+        raise invalid(f"unknown kind of root {request.root_kind[:40]!r}")
+    if any((r.profile == "matter-pai") != (request.root_kind == "matter-paa") for r in requests):
+        raise InvalidRequest(
+            "a Matter PAI is signed by a PAA, any other CA by the root", code="ceremony_profile_mismatch"
+        )
     if len({r.name for r in requests}) != len(requests):
         raise invalid("the bundle asks twice for one CA")
     return request
@@ -248,25 +277,38 @@ def sign_request(
     sign_csrs: bool = True,
 ) -> SignedBundle:
     """Certify the request's CSRs (unless only the CRL is asked for) and sign the root's CRL."""
-    if request.organization != root.certificate.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)[0].value:
-        raise invalid("the request is for another organisation than this root's")
+    _check_root_fits(root.certificate, request)
     certificates: dict[str, x509.Certificate] = {}
     for r in request.requests if sign_csrs else ():
-        key = r.csr.public_key()
-        if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
-            raise invalid(f"the CSR of {r.name} is not for an EC or Ed25519 key")
-        certificates[r.name] = profiles.intermediate_ca(
-            root,
-            key,
-            r.organization,
-            r.common_name,
-            now,
-            crl_url=request.crl_url,
-            ca_issuers_url=request.ca_issuers_url,
-        )
+        certificates[r.name] = _issue(root, r, request, now)
     crl = build_crl(root, list(request.revoked), number=crl_number, now=now, valid_for=crl_valid_for)
     kinds = {r.name: r.profile for r in request.requests if r.name in certificates}
     return SignedBundle(request_digest, root.certificate, certificates, kinds, crl)
+
+
+def _check_root_fits(root: x509.Certificate, request: CeremonyRequest) -> None:
+    """The root opened is the kind the request asks for: FabGuard's root of its organisation, or its PAA."""
+    vid = matter.subject_ids(root.subject)[0]
+    if request.root_kind == "matter-paa":
+        if vid is None or vid.value != request.root_vid:
+            raise invalid("the request is for a Matter PAA of another vendor ID than this root's")
+        return
+    orgs = root.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)
+    if vid is not None or not orgs or orgs[0].value != request.organization:
+        raise invalid("the request is for another organisation's root than this one")
+
+
+def _issue(root: profiles.Issuer, r: SigningRequest, request: CeremonyRequest, now: datetime) -> x509.Certificate:
+    key = r.csr.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise invalid(f"the CSR of {r.name} is not for an EC or Ed25519 key")
+    if r.profile == "matter-pai":
+        assert r.vid is not None  # r.subject checked it when the request was read
+        pid = matter.ProductId(r.pid) if r.pid is not None else None
+        return matter.pai_certificate(root, key, r.common_name, matter.VendorId(r.vid), pid, now)
+    return profiles.intermediate_ca(
+        root, key, r.organization, r.common_name, now, crl_url=request.crl_url, ca_issuers_url=request.ca_issuers_url
+    )
 
 
 def read_directory(directory: Path) -> dict[str, bytes]:

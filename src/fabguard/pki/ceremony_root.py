@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from fabguard.domain.errors import ConfigurationError
-from fabguard.pki import profiles
+from fabguard.pki import matter, profiles
 from fabguard.pki.keys import (
     SigningKey,
     new_signing_key,
@@ -96,8 +96,10 @@ def create_root(
     key_label: str = "fabguard-offline-root",
     years: int = 25,
     env: Mapping[str, str] | None = None,
+    matter_vid: int | None = None,
 ) -> x509.Certificate:
-    """Make the root key (an encrypted file, or inside the HSM) and its self-signed certificate."""
+    """Make the root key (an encrypted file, or inside the HSM) and its self-signed certificate: FabGuard's
+    root, or with ``matter_vid`` the vendor's Matter PAA (P-256, pathLen 1, the VID in its subject)."""
     if (directory / STATE).exists():
         raise ConfigurationError(f"{directory} already holds a root")
     if key_backend not in ("file", "pkcs11"):
@@ -107,13 +109,20 @@ def create_root(
     state = RootState(organization, key_backend, pkcs11_module, pkcs11_token, key_label, 0)
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
+    vendor = matter.VendorId(matter_vid) if matter_vid is not None else None
+
+    def certificate(key: SigningKey) -> x509.Certificate:
+        if vendor is not None:
+            return matter.paa_certificate(key, common_name, now, vendor, years).certificate
+        return profiles.self_signed_root(key, organization, common_name, now, years).certificate
+
     if key_backend == "file":
         key: SigningKey = new_signing_key()
         write_encrypted_key(key, directory / ROOT_KEY, passphrase_from_env(env))
-        cert = profiles.self_signed_root(key, organization, common_name, now, years).certificate
+        cert = certificate(key)
     else:
         with _hsm(state, env) as hsm:
-            cert = profiles.self_signed_root(hsm.generate(key_label), organization, common_name, now, years).certificate
+            cert = certificate(hsm.generate(key_label))
     (directory / ROOT_CERT).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_state(directory, state)
     return cert

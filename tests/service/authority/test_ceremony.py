@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -68,14 +69,8 @@ class Ceremony:
         return bundle.to_files()
 
 
-def new_ceremony(directory: Path, **kw: object) -> Ceremony:
-    ceremony_root.create_root(
-        directory,
-        organization=ORG,
-        common_name=f"{ORG} FabGuard Root CA",
-        now=datetime.now(UTC),
-        **kw,  # type: ignore[arg-type]
-    )
+def new_ceremony(directory: Path, common_name: str = f"{ORG} FabGuard Root CA", **kw: Any) -> Ceremony:
+    ceremony_root.create_root(directory, organization=ORG, common_name=common_name, now=datetime.now(UTC), **kw)
     return Ceremony(directory)
 
 
@@ -422,19 +417,59 @@ def _passphrase_env() -> dict[str, str]:
     return {"FABGUARD_KEY_PASSPHRASE": PASSPHRASE}
 
 
-def test_doctor_warns_when_an_offline_root_instance_holds_a_matter_paa_key(offline: Instance) -> None:
-    """The Matter PAA is not made at a ceremony yet (docs/ceremony.md): made on first use, its key is on
-    the server, and doctor says so."""
+# ----------------------------------------------------------------------------- the Matter PAA
+
+
+@pytest.fixture
+def bulb(offline: Instance) -> Instance:
     from fabguard.domain.values import ProductId
-    from fabguard.service.authority.ca_acts import MatterPaiCreation
     from fabguard.service.catalog import product_catalog
-    from fabguard.service.operations import doctor
 
-    def paa_warnings() -> list[str]:
-        return [f.message for f in doctor.examine(offline, _passphrase_env()) if "Matter PAA" in f.message]
-
-    assert paa_warnings() == []
     product_catalog.create_product(offline, product_id=ProductId("bulb"), name="Bulb", actor="test")
-    pending = requests.request(offline, "bulb-pai", MatterPaiCreation("bulb", 0xFFF1, 0x8000), by=REQUESTER)
-    second_person_approves(offline, pending)
-    assert paa_warnings() == ["the root is offline but the Matter PAA matter-paa-fff1's key is on this server"]
+    return offline
+
+
+def test_an_offline_root_instance_makes_no_matter_paa_of_its_own(bulb: Instance) -> None:
+    """On an instance whose root is offline, a PAI asked for the online way would make its PAA (a root)
+    here: refused when asked, naming the ceremony step."""
+    from fabguard.service.authority.ca_acts import MatterPaiCreation
+
+    with pytest.raises(FabGuardError) as refused:
+        requests.request(bulb, "bulb-pai", MatterPaiCreation("bulb", 0xFFF1, 0x8000), by=REQUESTER)
+    assert refused.value.code == "ca_key_offline" and "add-matter-pai" in str(refused.value)
+    assert "matter-paa-fff1" not in {c.name for c in authorities.list_cas(bulb)}
+
+
+def test_a_matter_pai_is_signed_at_its_paa_ceremony_and_issues_dacs_that_chain(bulb: Instance, tmp_path: Path) -> None:
+    from fabguard.pki import matter
+
+    paa = new_ceremony(tmp_path / "paa", f"{ORG} Matter PAA FFF1", matter_vid=0xFFF1)
+    request = instance_side.add_matter_pai(
+        bulb, CaName("bulb-pai"), product_id="bulb", vid=0xFFF1, pid=0x8000, actor="t"
+    )
+    parsed = ceremony.read_request(request)
+    assert [(r.name, r.profile, r.vid, r.pid) for r in parsed.requests] == [("bulb-pai", "matter-pai", 0xFFF1, 0x8000)]
+    assert parsed.root_kind == "matter-paa" and parsed.root_vid == 0xFFF1
+    assert ceremony.read_request(instance_side.request_bundle(bulb)).requests == ()  # not the root's to sign
+    with pytest.raises(FabGuardError) as wrong_root:  # FabGuard's root is not the PAA the request names
+        Ceremony(tmp_path / "ceremony").sign(request)
+    assert wrong_root.value.code == "ceremony_bundle_invalid"
+
+    root_pem = (bulb.home / "ca" / "root.pem").read_bytes()
+    done = instance_side.import_bundle(bulb, paa.sign(request), actor="t")
+    assert done.cas == ("bulb-pai",) and (bulb.home / "ca" / "root.pem").read_bytes() == root_pem
+    assert {c.name: (c.role, c.key_ref) for c in authorities.list_cas(bulb)}["matter-paa-fff1"] == (
+        "paa", "external:offline-root",
+    )  # fmt: skip
+    pai = bulb.cas.issuer("bulb-pai")
+    paa_cert = x509.load_pem_x509_certificate((paa.directory / "root.pem").read_bytes())
+    dac = matter.dac_certificate(
+        pai, ec.generate_private_key(ec.SECP256R1()).public_key(), "Bulb DAC", matter.VendorId(0xFFF1),
+        matter.ProductId(0x8000), datetime.now(UTC),
+    )  # fmt: skip
+    matter.check_attestation_chain(dac, pai.certificate, paa_cert, at=datetime.now(UTC))
+    assert bulb.cas.chain_pem("bulb-pai")[1] == paa_cert.public_bytes(serialization.Encoding.PEM).decode()
+    assert x509.load_der_x509_crl(revocation.current_crl(bulb, "matter-paa-fff1")).issuer == paa_cert.subject
+    with pytest.raises(FabGuardError) as paa_offline:
+        bulb.cas.issuer("matter-paa-fff1")
+    assert paa_offline.value.code == "ca_key_offline"

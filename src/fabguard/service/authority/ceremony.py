@@ -19,11 +19,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fabguard.domain.errors import Conflict
+from fabguard.domain.errors import Conflict, NotFound
 from fabguard.domain.values import CaName
-from fabguard.pki import ceremony, ceremony_checks
+from fabguard.pki import ceremony, ceremony_checks, matter, profiles
 from fabguard.pki.crl import RevokedEntry
-from fabguard.service.authority import authorities
+from fabguard.service.authority import authorities, matter_authorities
 from fabguard.service.core.ca_registry import EXTERNAL_KEY, OFFLINE_ROOT_KEY
 from fabguard.service.core.instance import Instance
 from fabguard.service.core.seeding import ca_common_name, write_ca_files
@@ -34,17 +34,41 @@ from fabguard.store.models import CertificateAuthority, CrlRow
 FILES_OF = ("issuing", "station")  # the CAs whose certificates init writes to <home>/ca
 
 
-def _profile(role: str) -> str:
-    return "station-ca" if role == "station" else "issuing-ca"
+def _csr(row: CertificateAuthority) -> x509.CertificateSigningRequest:
+    return x509.load_pem_x509_csr(str(row.csr_pem).encode())
 
 
-def _offline_root(s: Session) -> CertificateAuthority | None:
-    """The root's registry row (None before the first ceremony is imported), if the root is offline."""
-    row = s.get(CertificateAuthority, "root")
+def _vendor(row: CertificateAuthority) -> matter.VendorId | None:
+    """The vendor ID a pending CA's CSR asks for: a Matter PAI's, signed by that vendor's PAA; else None."""
+    return matter.subject_ids(_csr(row).subject)[0]
+
+
+def _profile(row: CertificateAuthority) -> str:
+    if _vendor(row) is not None:
+        return "matter-pai"
+    return "station-ca" if row.role == "station" else "issuing-ca"
+
+
+def _target(root: str) -> matter.VendorId | None:
+    """The vendor of the PAA ``root`` names (``matter-paa-<vid>``), or None for FabGuard's root."""
+    if root == "root":
+        return None
+    vid = root.removeprefix("matter-paa-")
+    try:
+        if vid == root:
+            raise ValueError
+        return matter.VendorId(int(vid, 16))
+    except ValueError:
+        raise NotFound(f"no root {root[:63]!r}: 'root' or 'matter-paa-<vid>'", code="ca_not_found") from None
+
+
+def _offline_root(s: Session, name: str = "root") -> CertificateAuthority | None:
+    """The registry row of the root ``name`` (FabGuard's root, or a Matter PAA; None before its first
+    ceremony is imported), if its key is offline."""
+    row = s.get(CertificateAuthority, name)
     if row is not None and not row.key_ref.startswith(EXTERNAL_KEY):
         raise Conflict(
-            "this instance's root key is on the server (made by 'init' without --offline-root): "
-            "it signs its CAs itself ('fabguard ca create-issuing')",
+            f"this instance's {name} key is on the server (made without a ceremony): it signs its CAs itself",
             code="root_not_offline",
         )
     return row
@@ -77,29 +101,36 @@ def _pending(s: Session) -> list[CertificateAuthority]:
     )
 
 
-def _signing_request(row: CertificateAuthority) -> ceremony.SigningRequest:
-    csr = x509.load_pem_x509_csr(str(row.csr_pem).encode())
-    org = csr.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)[0].value
-    cn = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
-    return ceremony.SigningRequest(row.name, _profile(row.role), str(org), str(cn), csr)
+def _signing_request(row: CertificateAuthority, organization: str) -> ceremony.SigningRequest:
+    csr, vendor = _csr(row), _vendor(row)
+    cn = str(csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value)
+    if vendor is not None:
+        product = matter.subject_ids(csr.subject)[1]
+        pid = product.value if product is not None else None
+        return ceremony.SigningRequest(row.name, "matter-pai", organization, cn, csr, vendor.value, pid)
+    org = str(csr.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)[0].value)
+    return ceremony.SigningRequest(row.name, _profile(row), org, cn, csr)
 
 
-def request_bundle(inst: Instance) -> dict[str, bytes]:
-    """The files of a request bundle: every pending CA's CSR and the root's CRL as this instance wants it."""
-    org = inst.config.organization
+def request_bundle(inst: Instance, root: str = "root") -> dict[str, bytes]:
+    """The files of a request bundle for the root ``root`` (FabGuard's, or a Matter PAA ``matter-paa-<vid>``):
+    the CSR of every pending CA it is to sign, and its CRL as this instance wants it."""
+    org, vendor = inst.config.organization, _target(root)
     with inst.db.read() as s:
-        root = _offline_root(s)
-        root_cert = x509.load_pem_x509_certificate(str(root.certificate_pem).encode()) if root else None
-        crl_row = s.get(CrlRow, "root")
+        row = _offline_root(s, root)
+        root_cert = x509.load_pem_x509_certificate(str(row.certificate_pem).encode()) if row else None
+        crl_row = s.get(CrlRow, root)
         request = ceremony.CeremonyRequest(
             organization=org,
             instance=inst.config.key_prefix,
-            root_common_name=ca_common_name(org, "root"),
-            crl_url=inst.cas.crl_url("root"),
-            ca_issuers_url=inst.cas.ca_issuers_url("root"),
+            root_common_name=ca_common_name(org, "root") if vendor is None else f"{org} Matter PAA {vendor}",
+            crl_url=inst.cas.crl_url(root),
+            ca_issuers_url=inst.cas.ca_issuers_url(root),
             next_crl_number=crl_row.number + 1 if crl_row else 1,
             revoked=tuple(_revoked_under(s, root_cert.subject if root_cert else None)),
-            requests=tuple(_signing_request(r) for r in _pending(s)),
+            requests=tuple(_signing_request(r, org) for r in _pending(s) if _vendor(r) == vendor),
+            root_kind="root" if vendor is None else "matter-paa",
+            root_vid=None if vendor is None else vendor.value,
         )
     return request.to_files()
 
@@ -115,6 +146,29 @@ def add_issuer(
     return request_bundle(inst)
 
 
+def add_matter_pai(
+    inst: Instance, name: CaName, *, product_id: str, vid: int, pid: int | None, actor: str
+) -> dict[str, bytes]:
+    """A Matter PAI whose vendor's PAA is offline: its key made here, registered pending (scoped to the
+    product, like ``ca create-matter-pai``'s), its CSR in a request bundle for the PAA's ceremony."""
+    now = inst.clock()
+    with inst.db.transaction() as s:
+        vendor, product = matter_authorities.check_matter_pai(
+            s, name.value, product_id=product_id, vid=vid, pid=pid, offline=True
+        )
+        paa = matter_authorities.paa_name(vendor)
+        _offline_root(s, paa)
+        key_ref = authorities.new_ca_key(inst, name.value)
+        key = inst.keys.load(key_ref)
+        subject = matter.attestation_subject(f"{inst.config.organization} Matter PAI {name.value}", vendor, product)
+        csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, profiles.hash_for(key))
+        authorities.register_ca(
+            s, name.value, "pending", (None, product_id), key_ref, csr,
+            at=now, actor=actor, kind="ca.csr_created", detail={"vid": str(vendor)},
+        )  # fmt: skip
+    return request_bundle(inst, paa)
+
+
 @dataclass(frozen=True, slots=True)
 class Imported:
     root_fingerprint: str
@@ -127,19 +181,21 @@ def import_bundle(inst: Instance, files: dict[str, bytes], *, actor: str) -> Imp
     """Check a signed bundle against this instance and install it (all of it, or nothing)."""
     bundle = ceremony.read_signed(files)
     now = inst.clock()
+    vendor = matter.subject_ids(bundle.root.subject)[0]
+    target = "root" if vendor is None else matter_authorities.paa_name(vendor)
     with inst.db.transaction() as s:
-        root_row = _offline_root(s)
+        root_row = _offline_root(s, target)
         known = x509.load_pem_x509_certificate(str(root_row.certificate_pem).encode()) if root_row else None
         rows = {r.name: r for r in _pending(s) if r.name in bundle.certificates}
         expected = {
             name: ceremony_checks.Expected(
                 inst.keys.load(r.key_ref).public_key(),
-                x509.load_pem_x509_csr(str(r.csr_pem).encode()).subject,
-                _profile(r.role),
+                _csr(r).subject,
+                _profile(r),
             )
             for name, r in rows.items()
         }
-        crl_row = lock_crl(s, "root")
+        crl_row = lock_crl(s, target)
         ceremony_checks.check_signed(
             bundle,
             expected,
@@ -149,11 +205,11 @@ def import_bundle(inst: Instance, files: dict[str, bytes], *, actor: str) -> Imp
             now=now,
         )
         if root_row is None:
-            _register_root(s, bundle.root, now=now, actor=actor)
+            _register_root(s, target, bundle.root, now=now, actor=actor)
         for name, cert in bundle.certificates.items():
             _activate(s, rows[name], cert, now=now, actor=actor)
-        number = _install_crl(s, crl_row, bundle.crl, now=now, actor=actor)
-    _write_files(inst, bundle, first=root_row is None)
+        number = _install_crl(s, target, crl_row, bundle.crl, now=now, actor=actor)
+    _write_files(inst, bundle, first=root_row is None and target == "root")
     return Imported(
         bundle.root.fingerprint(hashes.SHA256()).hex(),
         tuple(bundle.certificates),
@@ -166,11 +222,11 @@ def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def _register_root(s: Session, root: x509.Certificate, *, now: datetime, actor: str) -> None:
+def _register_root(s: Session, name: str, root: x509.Certificate, *, now: datetime, actor: str) -> None:
     s.add(
         CertificateAuthority(
-            name="root",
-            role="root",
+            name=name,
+            role="root" if name == "root" else "paa",
             state="active",
             key_ref=OFFLINE_ROOT_KEY,
             certificate_pem=_pem(root),
@@ -178,7 +234,7 @@ def _register_root(s: Session, root: x509.Certificate, *, now: datetime, actor: 
             created_at=now,
         )
     )
-    detail = {"ca": "root", "cert_serial": format(root.serial_number, "x"), "key": "offline"}
+    detail = {"ca": name, "cert_serial": format(root.serial_number, "x"), "key": "offline"}
     append_event(s, "ca.imported", at=now, actor=actor, detail=detail)
 
 
@@ -190,17 +246,17 @@ def _activate(s: Session, row: CertificateAuthority, cert: x509.Certificate, *, 
 
 
 def _install_crl(
-    s: Session, row: CrlRow | None, crl: x509.CertificateRevocationList, *, now: datetime, actor: str
+    s: Session, ca: str, row: CrlRow | None, crl: x509.CertificateRevocationList, *, now: datetime, actor: str
 ) -> int:
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     der = crl.public_bytes(serialization.Encoding.DER)
     this_update, next_update = crl.last_update_utc, crl.next_update_utc
     assert next_update is not None  # build_crl always sets it; a CRL without one is refused by check_root_crl
     if row is None:
-        s.add(CrlRow(ca="root", number=number, der=der, this_update=this_update, next_update=next_update))
+        s.add(CrlRow(ca=ca, number=number, der=der, this_update=this_update, next_update=next_update))
     else:
         row.number, row.der, row.this_update, row.next_update = number, der, this_update, next_update
-    detail = {"ca": "root", "crl_number": number, "next_update": next_update.isoformat(), "revoked": len(crl)}
+    detail = {"ca": ca, "crl_number": number, "next_update": next_update.isoformat(), "revoked": len(crl)}
     append_event(s, "crl.imported", at=now, actor=actor, detail=detail)
     return int(number)
 
@@ -217,4 +273,4 @@ def _write_files(inst: Instance, bundle: ceremony.SignedBundle, *, first: bool) 
     write_ca_files(inst.home, inst.config, certs, station, server_key, inst.clock())
 
 
-__all__ = ["Imported", "add_issuer", "import_bundle", "request_bundle"]
+__all__ = ["Imported", "add_issuer", "add_matter_pai", "import_bundle", "request_bundle"]

@@ -166,23 +166,9 @@ def _offline_cas(inst: Instance) -> set[str]:
 
 
 def _offline_root_crl(inst: Instance) -> Iterator[Finding]:
-    """An offline root's CRL is signed at a ceremony, not here: say when the next one is due; and say so
-    if another root's key (a Matter PAA, made on first use) is on the server all the same."""
+    """An offline root's CRL is signed at a ceremony, not here: say when the next one is due."""
     if "root" not in _offline_cas(inst):
         return
-    with inst.db.read() as s:
-        online_roots = s.execute(
-            select(CertificateAuthority.name).where(
-                CertificateAuthority.role == "paa", CertificateAuthority.key_ref.not_like(f"{EXTERNAL_KEY}%")
-            )
-        ).scalars()
-        for name in online_roots:
-            yield Finding(
-                "keys",
-                "warning",
-                f"the root is offline but the Matter PAA {name}'s key is on this server",
-                "if the PAA must be offline too, make no Matter PAI here yet (docs/ceremony.md, 'Not covered')",
-            )
     with inst.db.read() as s:
         row = s.get(CrlRow, "root")
     fix = "hold a ceremony: fabguard ceremony request, ceremony crl, ceremony import (docs/ceremony.md)"
