@@ -53,12 +53,11 @@ def _target(root: str) -> matter.VendorId | None:
     """The vendor of the PAA ``root`` names (``matter-paa-<vid>``), or None for FabGuard's root."""
     if root == "root":
         return None
-    vid = root.removeprefix("matter-paa-")
     try:
-        if vid == root:
-            raise ValueError
-        return matter.VendorId(int(vid, 16))
-    except ValueError:
+        if not root.startswith("matter-paa-"):
+            raise ValueError(root)
+        return matter.VendorId(int(root.removeprefix("matter-paa-"), 16))
+    except ValueError:  # a VendorId out of range is a ValueError too
         raise NotFound(f"no root {root[:63]!r}: 'root' or 'matter-paa-<vid>'", code="ca_not_found") from None
 
 
