@@ -473,3 +473,4 @@ def test_a_matter_pai_is_signed_at_its_paa_ceremony_and_issues_dacs_that_chain(b
     with pytest.raises(FabGuardError) as paa_offline:
         bulb.cas.issuer("matter-paa-fff1")
     assert paa_offline.value.code == "ca_key_offline"
+    assert _found(bulb.home, _root_key_forms(paa)) == []  # the PAA's key is not here either
