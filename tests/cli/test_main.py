@@ -20,7 +20,8 @@ from fabguard.fixture.firmware import PackageMalformed
 runner = CliRunner()
 ROOT: Any = typer.main.get_command(app)
 # Commands that do their work even where no instance is: they would make one (and, for the demo, run a line).
-MAKES_AN_INSTANCE = {("init",), ("demo",), ("agent", "prepare")}
+# ``ceremony new-root`` makes a ceremony's root directory, on a machine that has no instance at all.
+MAKES_AN_INSTANCE = {("init",), ("demo",), ("agent", "prepare"), ("ceremony", "new-root")}
 
 
 def _walk(cmd: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -76,6 +77,7 @@ def test_the_tree_has_every_group_and_top_level_command() -> None:
         "config",
         "person",
         "db",
+        "ceremony",
     }
     top = {("init",), ("serve",), ("events",), ("demo",), ("backup",), ("restore",), ("doctor",)}
     assert top <= {p for p, _ in COMMANDS}

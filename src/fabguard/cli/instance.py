@@ -15,16 +15,49 @@ import typer
 from rich.markup import escape
 
 from fabguard import __version__
-from fabguard.cli.common import Instance, console, err_console, init_instance, opened, state
+from fabguard.cli.common import Instance, actor, console, err_console, init_instance, opened, state
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role
+from fabguard.pki import ceremony as pki_ceremony
 from fabguard.runtime import tune_gc
 from fabguard.service.access import tokens
+from fabguard.service.authority import ceremony
 from fabguard.service.core import published_urls, server_tls
+
+OfflineRoot = Annotated[
+    Path | None,
+    typer.Option(
+        "--offline-root",
+        help="Make no root key here: write the CAs' CSRs into this new directory (a ceremony request "
+        "bundle) for 'fabguard ceremony sign' on the air-gapped machine (docs/ceremony.md)",
+    ),
+]
+ImportCeremony = Annotated[
+    Path | None,
+    typer.Option(
+        "--import-ceremony",
+        help="Finish an instance made with --offline-root: import the signed bundle the ceremony wrote",
+    ),
+]
+
+
+def _operator_tls(
+    cert: Path | None, key: Path | None, passphrase_file: Path | None, ca: Path | None
+) -> server_tls.OperatorFiles | None:
+    """The operator's certificate files for the HTTPS listener, read now: refused before anything is made."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise InvalidRequest("--tls-cert and --tls-key go together")
+    files = server_tls.OperatorFiles.named(cert, key, passphrase_file, ca)
+    server_tls.read_credentials(files)
+    return files
 
 
 def init(
-    org: Annotated[str, typer.Option("--org", help="Organisation name written into certificate subjects")],
+    org: Annotated[
+        str | None, typer.Option("--org", help="Organisation name written into certificate subjects (required)")
+    ] = None,
     hostname: Annotated[
         list[str] | None, typer.Option("--hostname", help="Server name for its TLS certificate (repeatable)")
     ] = None,
@@ -67,18 +100,23 @@ def init(
     tls_ca: Annotated[
         Path | None, typer.Option("--tls-ca", help="CA certificate(s) clients trust for it (given to fixtures)")
     ] = None,
+    offline_root: OfflineRoot = None,
+    import_ceremony: ImportCeremony = None,
 ) -> None:
     """Create an instance: root, device-issuing and station CAs, a ledger key, the first admin token.
 
     The HTTPS listener serves a certificate made under the station CA, or with --tls-cert and --tls-key
-    the operator's (see 'fabguard config tls')."""
+    the operator's (see 'fabguard config tls'). With --offline-root the root's key is never on this machine:
+    the instance waits, signing nothing, until 'init --import-ceremony DIR' installs what the ceremony signed."""
+    if import_ceremony is not None:
+        _import_ceremony(import_ceremony)
+        return
+    if org is None:
+        raise InvalidRequest("init needs --org (or --import-ceremony DIR to finish an offline-root instance)")
     hosts = tuple(hostname) if hostname else ("127.0.0.1",)
-    operator_tls = None
-    if tls_cert or tls_key:
-        if tls_cert is None or tls_key is None:
-            raise InvalidRequest("--tls-cert and --tls-key go together")
-        operator_tls = server_tls.OperatorFiles.named(tls_cert, tls_key, tls_key_passphrase_file, tls_ca)
-        server_tls.read_credentials(operator_tls)  # refused before anything is made
+    operator_tls = _operator_tls(tls_cert, tls_key, tls_key_passphrase_file, tls_ca)
+    if offline_root is not None and offline_root.exists() and any(offline_root.iterdir()):
+        raise InvalidRequest(f"{offline_root} is not empty: give a new directory for the ceremony request")
     init_instance(
         state.home,
         organization=org,
@@ -90,13 +128,32 @@ def init(
         key_backend=key_backend,
         pkcs11_module=pkcs11_module,
         pkcs11_token=pkcs11_token,
+        offline_root=offline_root is not None,
     )
     if operator_tls is not None:
         server_tls.set_operator_tls(state.home, operator_tls)
     with opened() as inst:
         _, secret = tokens.create_token(inst, name="admin", role=Role.ADMIN, actor="init")
+        request = ceremony.request_bundle(inst) if offline_root is not None else None
+    if offline_root is not None and request is not None:
+        _write_request(offline_root, request)
     console.print(f"[green]Instance created[/] in {state.home}")
     console.print(f"Admin API token (shown once, only its hash is kept):\n[bold]{secret}[/]")
+
+
+def _import_ceremony(directory: Path) -> None:
+    with opened() as inst:
+        done = ceremony.import_bundle(inst, pki_ceremony.read_directory(directory), actor=actor(inst))
+    console.print(f"[green]Ceremony imported[/] into {state.home}: the instance can serve")
+    console.print(f"Root SHA-256 {done.root_fingerprint}; root CRL number {done.crl_number}")
+
+
+def _write_request(directory: Path, request: dict[str, bytes]) -> None:
+    pki_ceremony.write_directory(directory, request)
+    console.print(
+        f"Ceremony request written to {directory} (manifest SHA-256 {pki_ceremony.manifest_digest(request)}): "
+        "sign it with 'fabguard ceremony sign', then 'fabguard init --import-ceremony DIR'"
+    )
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")

@@ -14,6 +14,7 @@ from fabguard.cli import (
     backup,
     ca,
     catalog,
+    ceremony,
     compliance,
     config,
     db,
@@ -84,6 +85,7 @@ app.add_typer(lease.lease_app, name="lease")
 app.add_typer(agent.agent_app, name="agent")
 app.add_typer(config.config_app, name="config")
 app.add_typer(db.db_app, name="db")
+app.add_typer(ceremony.ceremony_app, name="ceremony")
 
 
 def _version(value: bool) -> None:

@@ -116,6 +116,10 @@ ERROR_STATUS: dict[str, int] = {
     # The HTTPS listener's own certificate (fabguard config tls): a file missing, not PEM, or a key that does
     # not open with its passphrase (a certificate not matching its key is certificate_key_mismatch).
     "server_tls_unreadable": 422,
+    # An offline root's ceremonies (docs/ceremony.md).
+    "ceremony_bundle_invalid": 422,  # not a bundle FabGuard wrote, incomplete, or a CSR that is not as its manifest says
+    "ceremony_profile_mismatch": 422,  # a certificate that is not the profile asked for (subject, pathLen 0, key usage)
+    "crl_invalid": 422,  # a CRL not signed by the root, not newer than the one served, or leaving out a revoked CA
     "est_label_required": 400,
     "image_invalid": 422,
     "image_too_large": 413,
@@ -168,6 +172,8 @@ ERROR_STATUS: dict[str, int] = {
     "ca_exists": 409,
     "ca_not_active": 409,
     "ca_not_pending": 409,
+    "ca_key_offline": 409,  # the CA's key is not here (an offline root): what it signs is signed at a ceremony
+    "root_not_offline": 409,  # a ceremony step asked of an instance whose root key is on the server
     "ca_revoked": 409,
     "ca_not_issuing": 409,
     "order_not_under_ca": 409,

@@ -163,7 +163,8 @@ def _revoke_ca(inst: Instance, s: Session, a: Approved[CaRevocation]) -> dict[st
 
 
 def _resign_root_crl(inst: Instance) -> None:
-    revocation.refresh_crl(inst, "root")
+    if "root" in revocation.ca_names(inst):  # an offline root's CRL is signed at the next ceremony
+        revocation.refresh_crl(inst, "root")
 
 
 register(CA_CREATION, CaCreation, summary="create an issuing CA", check=_new_ca_is_possible, apply=_create_issuing_ca)

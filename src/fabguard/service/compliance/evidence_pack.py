@@ -37,7 +37,7 @@ from fabguard.ledger.pack import (
     file_digest,
 )
 from fabguard.service.compliance.index import missing_facts, pack_index
-from fabguard.service.core.ca_registry import EXTERNAL_KEY
+from fabguard.service.core.ca_registry import EXTERNAL_KEY, OFFLINE_ROOT_KEY
 from fabguard.service.core.instance import Instance
 from fabguard.service.firmware import release_lifecycle, sealing_keys
 from fabguard.service.ledger import ledger_keys, merkle_log
@@ -82,6 +82,13 @@ def _key_algorithm(cert: x509.Certificate) -> str:
 def _key_protection(inst: Instance, key_ref: str) -> dict[str, object]:
     """Where a key lives, as facts an auditor can read: the backend, never the key, passphrase or PIN."""
     backend, _, name = key_ref.partition(":")
+    if key_ref == OFFLINE_ROOT_KEY:
+        return {
+            "kind": "offline",
+            "location": None,
+            "note": "an offline root: its key exists only at the key ceremony, on an air-gapped machine "
+            "(an HSM or an encrypted file), never on this server (docs/ceremony.md)",
+        }
     if key_ref.startswith(EXTERNAL_KEY):  # a site agent's CA (or, at an agent, the root and station CA)
         return {
             "kind": "elsewhere",

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fabguard.domain.errors import ConfigurationError, NotFound
+from fabguard.domain.errors import ConfigurationError, Conflict, NotFound
 from fabguard.pki import profiles
 from fabguard.pki.keystore import KeyStore
 from fabguard.store.db import Database
@@ -25,6 +25,8 @@ from fabguard.store.models import CertificateAuthority
 # The key reference of a CA whose key this instance does not hold: a site agent's issuing CA on the central
 # server, the central root and station CA on an agent. Such a CA signs nothing here (no CRL either).
 EXTERNAL_KEY = "external:"
+# The key reference of an offline root (``init --offline-root``): its key is at the key ceremony only.
+OFFLINE_ROOT_KEY = f"{EXTERNAL_KEY}offline-root"
 
 
 class CaRegistry:
@@ -96,6 +98,12 @@ class CaRegistry:
         if cached is not None:
             return cached
         cert, key_ref = self._entry(name, session)
+        if key_ref.startswith(EXTERNAL_KEY):
+            raise Conflict(
+                f"CA {name}'s key is not on this server (an offline root, or another instance's CA): "
+                "what it signs is signed at a ceremony (docs/ceremony.md)",
+                code="ca_key_offline",
+            )
         issuer = profiles.Issuer(cert, self._keys.load(key_ref))
         with self._lock:
             self._issuers[name] = issuer
@@ -149,7 +157,9 @@ class CaRegistry:
             return x509.load_pem_x509_certificate(row.certificate_pem.encode()), row.key_ref
         if row is None and self.cert_path(name).exists():
             return self.certificate(name), f"file:{name}"
-        raise ConfigurationError(f"CA {name} has no certificate yet")
+        raise ConfigurationError(
+            f"CA {name} has no certificate yet (an offline root's CA: 'fabguard init --import-ceremony DIR')"
+        )
 
     def _parent(self, cert: x509.Certificate, session: Session | None) -> x509.Certificate:
         with self._session(session) as s:

@@ -8,12 +8,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from sqlalchemy import select
 
 from fabguard.domain.errors import ConfigurationError
-from fabguard.pki import profiles
+from fabguard.pki import ceremony, profiles
 from fabguard.pki.keys import SigningKey, new_signing_key, passphrase_from_env, write_encrypted_key
 from fabguard.pki.keystore import KEY_BACKENDS, KeyStore
 from fabguard.service.core.ca_registry import CaRegistry
@@ -25,6 +26,8 @@ from fabguard.store.models import CertificateAuthority
 # The keys an instance holds. The ledger key signs event checkpoints (the ledger issue uses it).
 KEY_NAMES = ("root", "issuing", "station", "ledger", "server")
 CA_KEYS = ("root", "issuing", "station")
+# With an offline root (``init --offline-root``) the root's key is made at a ceremony, never here.
+OFFLINE_CA_KEYS = ("issuing", "station")
 # The firmware manifest signing key (service/firmware/sealing_keys), made here so devices can pin it
 # before the first release and no read ever makes it; it lives in the HSM with the CA keys when there is one.
 FIRMWARE_KEY = "firmware"
@@ -44,6 +47,7 @@ def init_instance(
     pkcs11_token: str | None = None,
     env: Mapping[str, str] | None = None,
     now: datetime | None = None,
+    offline_root: bool = False,
 ) -> InstanceConfig:
     """Create the keys, the CA hierarchy and the configuration of a new instance in ``home``.
 
@@ -51,6 +55,8 @@ def init_instance(
     are published) and ``crl_base_url`` (CRLs set apart from it) default from the first host name.
     With ``key_backend="pkcs11"`` the CA keys (root, issuing, station) are made inside the HSM token,
     non-extractable; the TLS server key and the Ed25519 ledger key stay in encrypted files.
+    With ``offline_root`` no root key is made here: the issuing and station CAs are registered ``pending``
+    with their CSRs, for a ceremony to sign (``service.authority.ceremony``; docs/ceremony.md).
     """
     if key_backend not in KEY_BACKENDS:
         raise ConfigurationError(f"unknown key backend {key_backend!r}: file or pkcs11")
@@ -74,26 +80,71 @@ def init_instance(
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o700)
     (home / "ca").mkdir(exist_ok=True)
-    ec_keys = {name: new_signing_key() for name in ("server",) + (CA_KEYS if key_backend == "file" else ())}
+    ca_names = OFFLINE_CA_KEYS if offline_root else CA_KEYS
+    ec_keys = {name: new_signing_key() for name in ("server",) + (ca_names if key_backend == "file" else ())}
     keys: dict[str, SigningKey] = dict(ec_keys)
     if key_backend == "file":
         keys[FIRMWARE_KEY] = new_signing_key()
     # Checkpoints are C2SP signed notes, whose standard signature type is Ed25519.
     keys["ledger"] = ed25519.Ed25519PrivateKey.generate()
-    ca_keys: dict[str, SigningKey] = {name: ec_keys[name] for name in CA_KEYS if name in ec_keys}
+    ca_keys: dict[str, SigningKey] = {name: ec_keys[name] for name in ca_names if name in ec_keys}
+    csrs: dict[str, x509.CertificateSigningRequest] = {}
     store = config.key_store(home, env)
     try:
         if key_backend == "pkcs11":
-            ca_keys = {name: store.load(store.generate(name)) for name in CA_KEYS}
+            ca_keys = {name: store.load(store.generate(name)) for name in ca_names}
             store.generate(FIRMWARE_KEY)
-        _write_hierarchy(home, config, {**keys, **ca_keys}, ec_keys["server"], now)
+        if offline_root:
+            csrs = {
+                name: ceremony.ca_csr(ca_keys[name], organization, ca_common_name(organization, name))
+                for name in ca_names
+            }
+        else:
+            _write_hierarchy(home, config, {**keys, **ca_keys}, ec_keys["server"], now)
     finally:
         store.close()
     for name, key in keys.items():
         write_encrypted_key(key, store.path(name), passphrase)
     _create_schema(home, config, env, now)  # before the configuration, whose presence says "an instance"
+    if offline_root:
+        _register_pending(home, config, env, csrs, now)
     (home / CONFIG_NAME).write_text(config.to_json())
     return config
+
+
+def ca_common_name(organization: str, name: str) -> str:
+    """The common name ``init`` gives the root, issuing and station CAs."""
+    return (
+        f"{organization} " + {"root": "FabGuard Root CA", "issuing": "Device Issuing CA", "station": "Station CA"}[name]
+    )
+
+
+def _register_pending(
+    home: Path,
+    config: InstanceConfig,
+    env: Mapping[str, str] | None,
+    csrs: Mapping[str, x509.CertificateSigningRequest],
+    now: datetime,
+) -> None:
+    """Register the CAs of an offline-root instance as ``pending``, each with its CSR for the ceremony."""
+    db = Database(resolve_database_url(home, config, env))
+    store = config.key_store(home, env)
+    try:
+        with db.transaction() as s:
+            for name, csr in csrs.items():
+                s.add(
+                    CertificateAuthority(
+                        name=name,
+                        role=name,
+                        state="pending",
+                        key_ref=store.ref_for(name),
+                        csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode(),
+                        created_at=now,
+                    )
+                )
+    finally:
+        store.close()
+        db.dispose()
 
 
 def _create_schema(home: Path, config: InstanceConfig, env: Mapping[str, str] | None, now: datetime) -> None:
@@ -132,12 +183,12 @@ def _write_hierarchy(
     """Sign the root, issuing, station and TLS server certificates and write them to ``<home>/ca``."""
     organization = config.organization
     root_crl, root_crt = f"{config.crl_base_url}/root.crl", f"{config.ca_issuers_base_url}/root.crt"
-    root = profiles.self_signed_root(keys["root"], organization, f"{organization} FabGuard Root CA", now)
+    root = profiles.self_signed_root(keys["root"], organization, ca_common_name(organization, "root"), now)
     issuing = profiles.intermediate_ca(
         root,
         keys["issuing"].public_key(),
         organization,
-        f"{organization} Device Issuing CA",
+        ca_common_name(organization, "issuing"),
         now,
         crl_url=root_crl,
         ca_issuers_url=root_crt,
@@ -147,19 +198,33 @@ def _write_hierarchy(
         root,
         keys["station"].public_key(),
         organization,
-        f"{organization} Station CA",
+        ca_common_name(organization, "station"),
         now,
         crl_url=root_crl,
         ca_issuers_url=root_crt,
         ocsp_url=config.ocsp_url,
     )
-    station_issuer = profiles.Issuer(station, keys["station"])
-    server = profiles.server_certificate(station_issuer, server_key.public_key(), organization, config.hostnames, now)
-    certs = {"root": root.certificate, "issuing": issuing, "station": station, "server": server}
+    certs = {"root": root.certificate, "issuing": issuing, "station": station}
+    write_ca_files(home, config, certs, profiles.Issuer(station, keys["station"]), server_key, now)
+
+
+def write_ca_files(
+    home: Path,
+    config: InstanceConfig,
+    certs: Mapping[str, x509.Certificate],
+    station: profiles.Issuer | None,
+    server_key: ec.EllipticCurvePrivateKey,
+    now: datetime,
+) -> None:
+    """Write the CA certificates to ``<home>/ca``, and with the station CA the TLS server's certificate."""
     for name, cert in certs.items():
         (home / "ca" / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    if station is None:
+        return
+    server = profiles.server_certificate(station, server_key.public_key(), config.organization, config.hostnames, now)
+    (home / "ca" / "server.pem").write_bytes(server.public_bytes(serialization.Encoding.PEM))
     (home / "ca" / "server-chain.pem").write_bytes(
-        server.public_bytes(serialization.Encoding.PEM) + station.public_bytes(serialization.Encoding.PEM)
+        server.public_bytes(serialization.Encoding.PEM) + station.certificate.public_bytes(serialization.Encoding.PEM)
     )
 
 

@@ -25,11 +25,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from fabguard.domain.errors import FabGuardError
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV, PIN_ENV, PIN_FILE_ENV
+from fabguard.service.core.ca_registry import EXTERNAL_KEY
 from fabguard.service.core.config import CONFIG_NAME
 from fabguard.service.core.instance import Instance, require_current_schema
 from fabguard.service.operations.doctor_tls import examine_operator_tls
 from fabguard.service.operations.readiness import check_database, check_keys
-from fabguard.store.models import Event
+from fabguard.store.models import CertificateAuthority, CrlRow, Event
 
 Status = Literal["ok", "warning", "failed"]
 # A URL probe: None if the URL answered, else why not (the CLI's does a GET; tests pass their own).
@@ -40,11 +41,13 @@ CA_FILES = ("root", "issuing", "station")
 SOON = {"server": timedelta(days=30)}
 SOON_CA = timedelta(days=180)
 CLOCK_TOLERANCE = timedelta(seconds=60)
+# An offline root's CRL takes a ceremony to renew: warn a month ahead.
+ROOT_CRL_SOON = timedelta(days=30)
 
 
 @dataclass(frozen=True)
 class Finding:
-    check: str  # permissions, keys, database, clock, urls, certificates, tls
+    check: str  # permissions, keys, database, clock, urls, certificates, tls, crl
     status: Status
     message: str
     fix: str | None = None
@@ -64,6 +67,7 @@ def examine(inst: Instance, env: Mapping[str, str], probe: Probe | None = None) 
         *_urls(inst, probe),
         *_certificates(inst),
         *(Finding("tls", *judged) for judged in examine_operator_tls(inst.config, inst.clock())),
+        *_offline_root_crl(inst),
     ]
     return findings
 
@@ -138,8 +142,10 @@ def _key_protection(inst: Instance, env: Mapping[str, str]) -> Iterator[Finding]
             f"run doctor as the service runs, with ${PASSPHRASE_FILE_ENV}",
         )
         return
-    opened = True
+    opened, offline = True, _offline_cas(inst)
     for ca in CA_FILES:
+        if ca in offline:
+            continue
         try:
             check_keys(inst, ca)
         except FabGuardError as exc:
@@ -151,8 +157,34 @@ def _key_protection(inst: Instance, env: Mapping[str, str]) -> Iterator[Finding]
                 "check the passphrase (and for an HSM its module, token and PIN)",
             )
     if opened and not plain:
+        held = f"the CA keys ({inst.keys.backend}) are encrypted, open and match their certificates"
+        yield Finding("keys", "ok", held + ("; the root's is offline (docs/ceremony.md)" if offline else ""))
+
+
+def _offline_cas(inst: Instance) -> set[str]:
+    """The CAs whose keys this instance does not hold (an offline root): nothing to open here."""
+    with inst.db.read() as s:
+        rows = s.execute(select(CertificateAuthority.name, CertificateAuthority.key_ref)).all()
+    return {name for name, key_ref in rows if key_ref.startswith(EXTERNAL_KEY)}
+
+
+def _offline_root_crl(inst: Instance) -> Iterator[Finding]:
+    """An offline root's CRL is signed at a ceremony, not here: say when the next one is due."""
+    if "root" not in _offline_cas(inst):
+        return
+    with inst.db.read() as s:
+        row = s.get(CrlRow, "root")
+    fix = "hold a ceremony: fabguard ceremony request, ceremony crl, ceremony import (docs/ceremony.md)"
+    if row is None:
+        yield Finding("crl", "failed", "the offline root has no CRL here", fix)
+    elif row.next_update <= inst.clock():
+        yield Finding("crl", "failed", f"the offline root's CRL expired on {row.next_update:%Y-%m-%d}", fix)
+    elif row.next_update - inst.clock() < ROOT_CRL_SOON:
+        days = (row.next_update - inst.clock()).days
+        yield Finding("crl", "warning", f"the offline root's CRL expires in {days} days", fix)
+    else:
         yield Finding(
-            "keys", "ok", f"the CA keys ({inst.keys.backend}) are encrypted, open and match their certificates"
+            "crl", "ok", f"the offline root's CRL (number {row.number}) is valid until {row.next_update:%Y-%m-%d}"
         )
 
 
