@@ -19,16 +19,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fabguard.domain.errors import FabGuardError
-from fabguard.domain.values import CaName
+from fabguard.domain.values import CaName, ProductId
 from fabguard.pki import ceremony, ceremony_root, profiles
 from fabguard.pki.pkcs11 import Pkcs11EcPrivateKey
 from fabguard.service.approvals import requests
 from fabguard.service.authority import authorities, revocation
 from fabguard.service.authority import ceremony as instance_side
 from fabguard.service.authority.ca_acts import CaRevocation
+from fabguard.service.catalog import product_catalog
 from fabguard.service.core.instance import Instance
 from fabguard.service.core.seeding import init_instance
 from fabguard.service.operations import backup as backups
+from fabguard.service.royalties import licences
 from fabguard.store.backups import pg_tool
 from fabguard.store.models import CertificateAuthority
 from tests.support import (
@@ -289,6 +291,13 @@ def test_the_root_of_an_offline_instance_signs_nothing_here(offline: Instance) -
         requests.request(offline, "online-ca", CaCreation(None, None), by=REQUESTER)
     assert refused.value.code == asked.value.code == "ca_key_offline"
     assert "root" not in revocation.ca_names(offline)
+    # A licence signer is the root's to certify: not made here (docs/key-rotation.md), nothing written.
+    product_catalog.create_product(offline, product_id=ProductId("lic"), name="Licensed", actor="test")
+    with pytest.raises(FabGuardError) as signer:
+        licences.rotate_signer(offline, ProductId("lic"), actor="test")
+    assert signer.value.code == "ca_key_offline"
+    assert licences.signers(offline, ProductId("lic")) == []
+    assert list(offline.keys.directory.glob("licence-*")) == []
 
 
 # ----------------------------------------------------------------------------- what import refuses

@@ -168,10 +168,11 @@ def _signer_view(r: LicenceSigner) -> dict[str, Any]:
 
 def _make_signer(inst: Instance, product_id: str, *, actor: str, rotate: bool = False) -> LicenceSigner:
     now = inst.clock()
+    root = inst.cas.root_issuer()  # an offline root (ca_key_offline) refuses before a key is made
     key_name = f"licence-{product_id}-{secrets.token_hex(4)}"
     key_ref = inst.keys.generate(key_name)
     cert = licence_signer_certificate(
-        inst.cas.root_issuer(), inst.keys.load(key_ref).public_key(), inst.config.organization, product_id, now
+        root, inst.keys.load(key_ref).public_key(), inst.config.organization, product_id, now
     )
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     try:
