@@ -16,6 +16,7 @@ from fabguard.domain.values import OrderId, Serial
 from fabguard.pki import attestation, matter, profiles
 from fabguard.pki.csr import CheckedCsr
 from fabguard.service.core.instance import Instance
+from fabguard.service.provisioning.identity_draws import UnitIdentity
 
 
 @dataclass(frozen=True)
@@ -25,15 +26,21 @@ class Provisioned:
     certificate_pem: str
     chain_pem: list[str]
     replayed: bool
+    identity: UnitIdentity | None = (
+        None  # the unit's serial, MAC addresses and Matter data, where its product has pools
+    )
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "serial": self.serial,
             "order_id": self.order_id,
             "certificate": self.certificate_pem,
             "chain": self.chain_pem,
             "replayed": self.replayed,
         }
+        if self.identity is not None:
+            out["identity"] = self.identity.to_dict()
+        return out
 
 
 @dataclass(frozen=True, slots=True)
