@@ -101,8 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csr", type=Path, help="the unit's CSR (PEM), made on the unit")
     _token_options(p, "the unit's key (its secure element): the key pair is made there and never leaves it")
     p.add_argument("--attestation", type=Path, help="the key's attestation (JSON), where the product asks for one")
-    p.add_argument("--out", type=Path, required=True, help="where to write SERIAL.pem and SERIAL.chain.pem")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="where to write SERIAL.pem, SERIAL.chain.pem (and SERIAL.identity.json where the product has pools)",
+    )
     p.set_defaults(run=commands.provision)
+
+    p = command("allocate", "Allocate a unit's serial, MAC addresses and Matter codes before provisioning it.")
+    p.add_argument("--order", required=True, help="the order the unit is built on")
+    p.add_argument("--serial", help="the unit's serial, for a product without a serial format (else it is drawn)")
+    p.add_argument("--out", type=Path, required=True, help="where to write SERIAL.identity.json")
+    p.set_defaults(run=commands.allocate)
 
     firmware = command("firmware", "Firmware for a unit.").add_subparsers(
         dest="action", required=True, metavar="ACTION"

@@ -230,8 +230,30 @@ def provision(args: Namespace) -> Outcome:
     cert.write_text(issued.certificate_pem)
     chain.write_text("".join(issued.chain_pem))
     body.update({"certificate": str(cert), "chain": str(chain), "replayed": issued.replayed})
+    if issued.identity is not None:
+        body["identity"] = str(_write_identity(args.out, issued.identity))
     again = " (the certificate issued before)" if issued.replayed else ""
     return Outcome(Exit.DONE, body, [f"unit {issued.serial} provisioned{again}: {cert}"])
+
+
+def _write_identity(out: Path, identity: dict[str, Any]) -> Path:
+    """SERIAL.identity.json: the unit's serial, MAC addresses and Matter onboarding data, for the line's
+    flashing and label steps (docs/identities.md)."""
+    path = out / f"{_file_name(str(identity['serial']))}.identity.json"
+    path.write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def allocate(args: Namespace) -> Outcome:
+    """Allocate a unit's identities before it is provisioned, and write them where the line needs them."""
+    with _client(args) as client:
+        answer = client.allocate(args.order, args.serial)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = _write_identity(args.out, answer)
+    macs = ", ".join(answer.get("mac_addresses") or []) or "no MAC addresses"
+    again = " (allocated before)" if answer.get("replayed") else ""
+    body = {"serial": answer["serial"], "identity": str(path), "replayed": answer.get("replayed", False)}
+    return Outcome(Exit.DONE, body, [f"unit {answer['serial']} allocated{again}: {macs}; {path}"])
 
 
 def firmware_fetch(args: Namespace) -> Outcome:
