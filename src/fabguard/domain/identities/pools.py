@@ -175,3 +175,14 @@ def pool_json(pool: IdentityPool) -> dict[str, object]:
             "iterations": t.iterations,
         },
     }
+
+
+def leasable(order_id: str, product_id: str, declares_pools: bool) -> None:
+    """A site agent issues offline, where no pool can be drawn from: an order whose product declares
+    identity pools is not leased (ADR 0014); its units' identities are allocated by the central server."""
+    if declares_pools:
+        raise Conflict(
+            f"order {order_id} cannot be leased: product {product_id} draws its units' identities from pools, "
+            "allocated by the central server only",
+            code="lease_order_unsupported",
+        )
