@@ -28,7 +28,9 @@ def test_a_serial_must_be_allocated_to_its_order_where_the_product_says_so() -> 
     r = allowed_request()
     serial_allocated(r)  # no pools: nothing to say
     serial_allocated(replace(r, identity=IdentityFacts(serials_required=True, allocated_order_id="po-1")))
-    assert refused(serial_allocated, replace(r, identity=IdentityFacts(serials_required=True))) == "serial_not_allocated"
+    assert (
+        refused(serial_allocated, replace(r, identity=IdentityFacts(serials_required=True))) == "serial_not_allocated"
+    )
     elsewhere = replace(r, identity=IdentityFacts(allocated_order_id="po-2"))  # even where not required
     assert refused(serial_allocated, elsewhere) == "serial_not_allocated"
     # Among the issuance policies, after the CSR names the serial and before the test gate.
@@ -40,7 +42,10 @@ def test_a_unit_drawing_at_provisioning_needs_quota_for_identities_and_a_pool_le
     r = allowed_request()
     identities_left(replace(r, identity=IdentityFacts(draws=False, exhausted="MAC block x")))  # draws nothing
     identities_left(replace(r, identity=IdentityFacts(draws=True, order_allocated=9)))
-    assert refused(identities_left, replace(r, identity=IdentityFacts(draws=True, order_allocated=10))) == "quota_exhausted"
+    assert (
+        refused(identities_left, replace(r, identity=IdentityFacts(draws=True, order_allocated=10)))
+        == "quota_exhausted"
+    )
     empty = replace(r, identity=IdentityFacts(draws=True, exhausted="MAC block x"))
     assert refused(identities_left, empty) == "identity_pool_exhausted"
 

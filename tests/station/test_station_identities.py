@@ -38,7 +38,9 @@ def test_allocate_then_provision_write_the_units_identity(world: World, station:
     assert Path(given.json["identity"]) == out / f"{serial}.identity.json"
 
     fixture = FixtureFacts("fx-line1", "cm-a", False)
-    testrecords.record_tests(world.inst, fixture, [openhtf_record(serial, "fx-line1", fail=False, rng=random.Random(3))])
+    testrecords.record_tests(
+        world.inst, fixture, [openhtf_record(serial, "fx-line1", fail=False, rng=random.Random(3))]
+    )
     csr = tmp_path / "unit.csr"
     csr.write_text(SimulatedDevice(serial).csr_pem())
     certs = tmp_path / "certs"

@@ -57,7 +57,12 @@ def prepare(inst: Instance, pool: dict[str, object] | None = None, quota: int = 
     fixtures.create_fixture(inst, fixture_id=FixtureId(FIXTURE.id), site_id=SiteId(SITE), actor="test")
     for order_id in ("po-a", "po-b"):
         orders.create_order(
-            inst, order_id=OrderId(order_id), product_id=ProductId(PRODUCT), site_id=SiteId(SITE), quota=quota, actor="t"
+            inst,
+            order_id=OrderId(order_id),
+            product_id=ProductId(PRODUCT),
+            site_id=SiteId(SITE),
+            quota=quota,
+            actor="t",
         )
     if pool is not None:
         identity_pools.set_pools(inst, ProductId(PRODUCT), pool_from_json(pool), actor="test")

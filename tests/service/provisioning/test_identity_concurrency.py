@@ -19,12 +19,11 @@ from sqlalchemy import func, select
 from fabguard.api.parsing import unit_request
 from fabguard.domain.errors import Refusal
 from fabguard.domain.identities import SerialFormat
-from fabguard.domain.identities.pools import pool_from_json
 from fabguard.domain.values import OrderId, ProductId, Serial, SiteId
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.runtime.group_commit import GroupCommitter
-from fabguard.service.catalog import identity_pools, orders, product_catalog
+from fabguard.service.catalog import orders
 from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning import testrecords
 from fabguard.service.provisioning.allocation import Allocated, allocate_unit
@@ -118,7 +117,9 @@ def test_units_drawing_at_provisioning_in_groups_and_alone_never_share_an_addres
 ) -> None:
     a, b = two_instances
     prepare(a, {"macs": {"prefix": "70-B3-D5-1", "count": UNITS}, "matter": {"vendor_id": 0xFFF1, "product_id": 7}})
-    orders.create_order(a, order_id=OrderId("po-c"), product_id=ProductId(PRODUCT), site_id=SiteId("cm-a"), quota=ASKS, actor="t")
+    orders.create_order(
+        a, order_id=OrderId("po-c"), product_id=ProductId(PRODUCT), site_id=SiteId("cm-a"), quota=ASKS, actor="t"
+    )
     serials = [f"U{i:04d}" for i in range(ASKS)]
     rng = random.Random(5)
     records = [openhtf_record(s, FIXTURE.id, fail=False, rng=rng) for s in serials]
@@ -127,9 +128,9 @@ def test_units_drawing_at_provisioning_in_groups_and_alone_never_share_an_addres
     committer = GroupCommitter(a).start()  # one process's writer groups its requests; the other decides alone
     try:
         outcomes = _in_threads(
-            lambda i: committer.run([Job(FIXTURE, requests[i])])[0]
-            if i % 2
-            else run_jobs(b, [Job(FIXTURE, requests[i])])[0],
+            lambda i: (
+                committer.run([Job(FIXTURE, requests[i])])[0] if i % 2 else run_jobs(b, [Job(FIXTURE, requests[i])])[0]
+            ),
             ASKS,
         )
     finally:
@@ -151,7 +152,9 @@ def test_a_station_serial_named_by_many_threads_at_once_is_allocated_once(
 ) -> None:
     a, b = two_instances
     prepare(a, {"macs": {"prefix": "00-1B-63"}})
-    outcomes = _in_threads(lambda i: allocate_unit(a if i % 2 else b, FIXTURE, OrderId("po-a"), Serial("SAME-1")), THREADS)
+    outcomes = _in_threads(
+        lambda i: allocate_unit(a if i % 2 else b, FIXTURE, OrderId("po-a"), Serial("SAME-1")), THREADS
+    )
     done = [o for o in outcomes if isinstance(o, Allocated)]
     assert len(done) == THREADS, outcomes
     assert len({d.identity for d in done}) == 1 and sum(not d.replayed for d in done) == 1
