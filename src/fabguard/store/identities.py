@@ -15,7 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from fabguard.domain.identities import CheckAlgorithm, MacBlock, SerialFormat
+from fabguard.domain.identities import CheckAlgorithm, MacAddress, MacBlock, SerialFormat
 from fabguard.domain.identities.pools import IdentityPool, MatterPool
 from fabguard.store.identity_models import AllocatedMac, IdentityPoolRow, UnitIdentityRow
 
@@ -165,3 +165,40 @@ def identities_of_order(s: Session, order_id: str) -> list[UnitIdentityRow]:
 def identities_of_product(s: Session, product_id: str) -> list[UnitIdentityRow]:
     r = UnitIdentityRow
     return list(s.execute(select(r).where(r.product_id == product_id).order_by(r.id)).scalars())
+
+
+def serials_allocated(s: Session, units: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str], bool]:
+    """For units ``(product_id, serial, order_id)``: False where the product takes only allocated serials and
+    the serial was not allocated to that order; True otherwise."""
+    if not units:
+        return {}
+    required = {
+        p
+        for (p,) in s.execute(
+            select(IdentityPoolRow.product_id).where(
+                IdentityPoolRow.product_id.in_(sorted({p for p, _, _ in units})), IdentityPoolRow.serials_required
+            )
+        )
+    }
+    given = allocations(s, [(p, serial) for p, serial, _ in units if p in required])
+    out = {}
+    for product_id, serial, order_id in units:
+        row = given.get((product_id, serial))
+        out[(product_id, serial)] = product_id not in required or (row is not None and row.order_id == order_id)
+    return out
+
+
+def public_identity(row: UnitIdentityRow | None) -> dict[str, object] | None:
+    """What a unit's identities show outside the station (manifests, listings): the serial's index, the MAC
+    addresses and the Matter vendor, product and discriminator; never the passcode, salt or verifier."""
+    if row is None:
+        return None
+    macs = [str(MacAddress(row.mac_first + i)) for i in range(row.mac_count)] if row.mac_first is not None else []
+    out: dict[str, object] = {"serial_index": row.serial_index, "mac_addresses": macs, "matter": None}
+    if row.passcode is not None:
+        out["matter"] = {
+            "vendor_id": row.vendor_id,
+            "product_id": row.matter_product_id,
+            "discriminator": row.discriminator,
+        }
+    return out

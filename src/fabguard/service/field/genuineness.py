@@ -27,6 +27,7 @@ from fabguard.pki.field import TrustedCa, check_facts, parse_chain, parse_signat
 from fabguard.service.authority.authorities import device_issuers
 from fabguard.service.core.events import record_refusal
 from fabguard.service.core.instance import Instance
+from fabguard.store import identities as identity_rows
 from fabguard.store.eventlog import append_event
 from fabguard.store.field_models import FieldCheck, FieldNonce
 from fabguard.store.models import Unit
@@ -134,9 +135,18 @@ def trusted_cas(s: Session) -> list[TrustedCa]:
 def _units_of(s: Session, serial: str | None) -> list[field.UnitRecord]:
     if serial is None:
         return []
-    rows = s.execute(select(Unit).where(Unit.serial == serial)).scalars()
+    rows = list(s.execute(select(Unit).where(Unit.serial == serial)).scalars())
+    allocated = identity_rows.serials_allocated(s, [(u.product_id, u.serial, u.order_id) for u in rows])
     return [
-        field.UnitRecord(u.serial, u.order_id, u.key_fingerprint, u.cert_sha256, u.revoked_at is not None) for u in rows
+        field.UnitRecord(
+            u.serial,
+            u.order_id,
+            u.key_fingerprint,
+            u.cert_sha256,
+            u.revoked_at is not None,
+            allocated[(u.product_id, u.serial)],
+        )
+        for u in rows
     ]
 
 
