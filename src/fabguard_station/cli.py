@@ -115,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="where to write SERIAL.identity.json")
     p.set_defaults(run=commands.allocate)
 
+    p = command(
+        "matter-partition",
+        "Make a unit's ESP32 Matter factory data partition with esp-matter-mfg-tool, from its FabGuard identity and DAC.",
+    )
+    p.add_argument("--identity", type=Path, required=True, help="the unit's SERIAL.identity.json (allocate/provision)")
+    p.add_argument("--certificate", type=Path, required=True, help="the unit's DAC (SERIAL.pem, from provision)")
+    p.add_argument("--chain", type=Path, required=True, help="its chain (SERIAL.chain.pem: the PAI first)")
+    p.add_argument("--key", type=Path, required=True, help="the DAC's private key (PEM), where the line made it")
+    p.add_argument("--cd", type=Path, help="the certification declaration (DER), if the product has one")
+    p.add_argument("--tool", help="esp-matter-mfg-tool (default: $FABGUARD_ESP_MATTER_MFG_TOOL, then the PATH)")
+    p.add_argument("--target", default="esp32", help="the chip: esp32, esp32c3, esp32h2, ... (default esp32)")
+    p.add_argument("--out", type=Path, required=True, help="where the tool writes the partition")
+    p.set_defaults(run=commands.matter_partition)
+
     firmware = command("firmware", "Firmware for a unit.").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )

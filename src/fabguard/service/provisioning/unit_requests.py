@@ -93,7 +93,10 @@ def device_certificate(
         )
     # The DAC policies (``matter_dac_possible``) read this certificate: a PAI without a product ID is refused.
     assert pid is not None, f"the Matter PAI {ca_name} names no product ID"
+    # The product's certificate lifetime bounds a DAC too (within its PAI's validity, as esp-matter-mfg-tool
+    # asks of a chain it writes to a factory partition); without one it has no well-defined expiry.
+    not_after = min(now + lifetime, issuer.certificate.not_valid_after_utc) if lifetime is not None else None
     try:
-        return matter.dac_certificate(issuer, public_key, serial.value, vid, pid, now)
+        return matter.dac_certificate(issuer, public_key, serial.value, vid, pid, now, not_after)
     except matter.AttestationProfileError as exc:
         raise dac_refused(exc.message) from None
