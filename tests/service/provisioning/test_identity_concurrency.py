@@ -12,6 +12,7 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -19,11 +20,13 @@ from sqlalchemy import func, select
 from fabguard.api.parsing import unit_request
 from fabguard.domain.errors import Refusal
 from fabguard.domain.identities import SerialFormat
+from fabguard.domain.identities.pools import pool_from_json
 from fabguard.domain.values import OrderId, ProductId, Serial, SiteId
+from fabguard.fixture.client import FabGuardClientError, FixtureClient
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.runtime.group_commit import GroupCommitter
-from fabguard.service.catalog import orders
+from fabguard.service.catalog import identity_pools, orders
 from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning import testrecords
 from fabguard.service.provisioning.allocation import Allocated, allocate_unit
@@ -32,7 +35,20 @@ from fabguard.service.provisioning.unit_requests import Provisioned
 from fabguard.store.identity_models import AllocatedMac, IdentityPoolRow, UnitIdentityRow
 from fabguard.store.models import Event, Order
 from tests.service.provisioning.test_identities import FIXTURE, PRODUCT, prepare
-from tests.service.provisioning.test_quota_concurrency import assert_gap_free_events
+from tests.service.provisioning.test_quota_concurrency import (
+    PRODUCT as QUOTA_PRODUCT,
+)
+from tests.service.provisioning.test_quota_concurrency import (
+    ServerProcess,
+    assert_gap_free_events,
+    enrol_fixtures,
+    new_order,
+    pg_instance,
+    set_up_catalog,
+)
+
+__all__ = ["pg_instance"]  # the fixture of the quota tests: a PostgreSQL instance no test made before
+assert QUOTA_PRODUCT == PRODUCT  # their catalogue is ours
 
 THREADS = 16
 UNITS = 40  # the pool's units
@@ -57,7 +73,7 @@ def _in_threads(work: Callable[[int], object], count: int) -> list[object]:
             start.wait(30)  # every thread asks at once
         try:
             return work(i)
-        except Refusal as refusal:
+        except (Refusal, FabGuardClientError) as refusal:
             return refusal
 
     with ThreadPoolExecutor(THREADS) as pool:
@@ -159,3 +175,45 @@ def test_a_station_serial_named_by_many_threads_at_once_is_allocated_once(
     assert len(done) == THREADS, outcomes
     assert len({d.identity for d in done}) == 1 and sum(not d.replayed for d in done) == 1
     assert len(_given_once(a)[0]) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_server_processes_allocate_each_identity_once(
+    pg_instance: Instance, server_processes: Callable[[Path], ServerProcess], tmp_path: Path
+) -> None:
+    """Real ``fabguard serve`` processes on one PostgreSQL database, fixtures over mTLS on both at once."""
+    inst = pg_instance
+    set_up_catalog(inst)
+    identity_pools.set_pools(
+        inst,
+        ProductId(PRODUCT),
+        pool_from_json(
+            {
+                "serials": {"prefix": "PX-", "width": 4, "required": True},
+                "macs": {"prefix": "00-1B-63", "per_unit": 2, "count": 2 * UNITS},
+                "matter": {"vendor_id": 0xFFF1, "product_id": 0x8000, "iterations": 1000},
+            }
+        ),
+        actor="test",
+    )
+    order = new_order(inst, ASKS)
+    servers = [server_processes(inst.home), server_processes(inst.home)]
+    creds = enrol_fixtures(inst, servers[0].url, tmp_path / "fixtures", 8)
+    clients = [FixtureClient(c, server=servers[i % 2].url) for i, c in enumerate(creds)]
+    try:
+        outcomes = _in_threads(lambda i: clients[i % len(clients)].allocate(order), ASKS)
+    finally:
+        for c in clients:
+            c.close()
+    given = [o for o in outcomes if isinstance(o, dict)]
+    refused = [o.code for o in outcomes if isinstance(o, FabGuardClientError)]
+    assert len(given) == UNITS and refused == ["identity_pool_exhausted"] * (ASKS - UNITS), outcomes
+    serials, macs, passcodes = _given_once(inst)
+    assert (
+        sorted(g["serial"] for g in given)
+        == sorted(serials)
+        == sorted(SerialFormat("PX-", 4).serial(n).value for n in range(UNITS))
+    )
+    assert len(macs) == 2 * UNITS and len(passcodes) == UNITS
+    assert sorted(g["matter"]["passcode"] for g in given) == sorted(passcodes)
