@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from fabguard.domain.identities import CheckAlgorithm, MacAddress, MacBlock, SerialFormat
 from fabguard.domain.identities.pools import IdentityPool, MatterPool
 from fabguard.store.identity_models import AllocatedMac, IdentityPoolRow, UnitIdentityRow
+from fabguard.store.models import Unit
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,16 @@ def allocations(s: Session, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str,
         select(r).where(r.product_id.in_(sorted({p for p, _ in wanted})), r.serial.in_(sorted({x for _, x in wanted})))
     ).scalars()
     return {(row.product_id, row.serial): row for row in rows if (row.product_id, row.serial) in wanted}
+
+
+def serial_used(s: Session, product_id: str, serial: str) -> bool:
+    """Whether a unit of the product already carries ``serial``: provisioned (before its pools, or with a
+    station's own serial) or allocated."""
+    u, r = Unit.__table__.c, UnitIdentityRow.__table__.c
+    for c in (u, r):
+        if s.execute(select(c.id).where(c.product_id == product_id, c.serial == serial).limit(1)).first():
+            return True
+    return False
 
 
 def passcodes_taken(s: Session, passcodes: Sequence[int]) -> set[int]:

@@ -223,3 +223,17 @@ def test_pools_that_gave_identities_out_stay_and_blocks_never_overlap(any_instan
             inst, ProductId("hub"), pool_from_json({"matter": {"vendor_id": 0xFFFF, "product_id": 1}}), actor="t"
         )
     assert vendor.value.code == "invalid_identity_pool"
+
+
+def test_a_drawn_serial_passes_over_one_a_unit_already_carries(any_instance: Instance) -> None:
+    inst = any_instance
+    prepare(inst)
+    fmt = SerialFormat("OWN-", 3)
+    provision(inst, fmt.serial(0).value)  # provisioned before the product had pools
+    identity_pools.set_pools(
+        inst, ProductId(PRODUCT), pool_from_json({"serials": {"prefix": "OWN-", "width": 3}}), actor="test"
+    )
+    provision(inst, fmt.serial(2).value)  # a station's own serial of the format (not required)
+    assert [allocate(inst).identity.serial for _ in range(3)] == [fmt.serial(n).value for n in (1, 3, 4)]
+    with inst.db.read() as s:
+        assert s.get(IdentityPoolRow, PRODUCT).next_serial == 5  # type: ignore[union-attr]

@@ -187,10 +187,7 @@ class IdentityDraws:
         pool = locked.pool
         index = None
         if serial is None:
-            assert pool.serials is not None
-            index = locked.next_serial + self.serials_taken[product_id]
-            serial = pool.serials.serial(index).value
-            self.serials_taken[product_id] += 1
+            index, serial = self._next_serial(s, product_id)
         addresses: tuple[MacAddress, ...] = ()
         mac_unit = None
         if pool.macs is not None:
@@ -210,6 +207,18 @@ class IdentityDraws:
             detail={"product_id": product_id, **identity.recorded()},
         )
         return identity, event
+
+    def _next_serial(self, s: Session, product_id: str) -> tuple[int, str]:
+        """The format's next serial no unit carries yet: one a station used as its own (before the pools, or
+        with a format not required) is passed over, its counter spent (past the last: ``serial_range_exhausted``)."""
+        locked = self.pools[product_id]
+        assert locked.pool.serials is not None
+        while True:
+            index = locked.next_serial + self.serials_taken[product_id]
+            serial = locked.pool.serials.serial(index).value
+            self.serials_taken[product_id] += 1
+            if (product_id, serial) not in self.drawn and not rows.serial_used(s, product_id, serial):
+                return index, serial
 
     def _commissioning(self, s: Session, pool: IdentityPool) -> UnitCommissioning:
         assert pool.matter is not None
