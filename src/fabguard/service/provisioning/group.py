@@ -251,9 +251,13 @@ def _history(s: Session, group: _Group, jobs: list[Job]) -> GroupHistory:
 
 def _identity_draws(s: Session, group: _Group, jobs: list[Job]) -> IdentityDraws:
     """The pools of the group's products, locked after its orders, with its serials' allocations."""
-    asks = [(o.facts.product_id, o.facts.id, j.request.serial.value) for j in jobs if isinstance(j.request, UnitRequest)
-            and (o := group.orders[j.request.order_id.value]) is not None]  # fmt: skip
-    return IdentityDraws.load(s, [p for p, _, _ in asks], [o for _, o, _ in asks], [(p, x) for p, _, x in asks])
+    products, order_ids, serials = [], [], []
+    for job in jobs:
+        if isinstance(job.request, UnitRequest) and (order := group.orders[job.request.order_id.value]) is not None:
+            products.append(order.facts.product_id)
+            order_ids.append(order.facts.id)
+            serials.append((order.facts.product_id, job.request.serial.value))
+    return IdentityDraws.load(s, products, order_ids, serials)
 
 
 def _stored_answers(s: Session, group: _Group, jobs: list[Job]) -> dict[int, Outcome]:
