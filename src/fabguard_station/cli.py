@@ -101,8 +101,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csr", type=Path, help="the unit's CSR (PEM), made on the unit")
     _token_options(p, "the unit's key (its secure element): the key pair is made there and never leaves it")
     p.add_argument("--attestation", type=Path, help="the key's attestation (JSON), where the product asks for one")
-    p.add_argument("--out", type=Path, required=True, help="where to write SERIAL.pem and SERIAL.chain.pem")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="where to write SERIAL.pem, SERIAL.chain.pem (and SERIAL.identity.json where the product has pools)",
+    )
     p.set_defaults(run=commands.provision)
+
+    p = command("allocate", "Allocate a unit's serial, MAC addresses and Matter codes before provisioning it.")
+    p.add_argument("--order", required=True, help="the order the unit is built on")
+    p.add_argument("--serial", help="the unit's serial, for a product without a serial format (else it is drawn)")
+    p.add_argument("--out", type=Path, required=True, help="where to write SERIAL.identity.json")
+    p.set_defaults(run=commands.allocate)
+
+    p = command(
+        "matter-partition",
+        "Make a unit's ESP32 Matter factory data partition with esp-matter-mfg-tool, from its FabGuard identity and DAC.",
+    )
+    p.add_argument("--identity", type=Path, required=True, help="the unit's SERIAL.identity.json (allocate/provision)")
+    p.add_argument("--certificate", type=Path, required=True, help="the unit's DAC (SERIAL.pem, from provision)")
+    p.add_argument("--chain", type=Path, required=True, help="its chain (SERIAL.chain.pem: the PAI first)")
+    p.add_argument("--key", type=Path, required=True, help="the DAC's private key (PEM), where the line made it")
+    p.add_argument("--cd", type=Path, help="the certification declaration (DER), if the product has one")
+    p.add_argument("--tool", help="esp-matter-mfg-tool (default: $FABGUARD_ESP_MATTER_MFG_TOOL, then the PATH)")
+    p.add_argument("--target", default="esp32", help="the chip: esp32, esp32c3, esp32h2, ... (default esp32)")
+    p.add_argument("--out", type=Path, required=True, help="where the tool writes the partition")
+    p.set_defaults(run=commands.matter_partition)
 
     firmware = command("firmware", "Firmware for a unit.").add_subparsers(
         dest="action", required=True, metavar="ACTION"

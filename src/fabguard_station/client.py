@@ -129,6 +129,7 @@ class Issued:
     certificate_pem: str
     chain_pem: list[str]
     replayed: bool
+    identity: dict[str, Any] | None = None  # serial, MAC addresses, Matter data, where the product has pools
 
 
 class FixtureClient:
@@ -268,7 +269,19 @@ class FixtureClient:
         if attestation is not None:
             request["attestation"] = attestation
         body = self._post("/api/v1/units/provision", request, idempotency_key)
-        return Issued(body["serial"], body["certificate"], body["chain"], body["replayed"])
+        return Issued(body["serial"], body["certificate"], body["chain"], body["replayed"], body.get("identity"))
+
+    def allocate(
+        self, order_id: str, serial: str | None = None, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Allocate one unit's identities before provisioning it: its serial (drawn from the product's format,
+        or ``serial`` for a product without one), MAC addresses and Matter onboarding data. With an
+        idempotency key, a resend after a lost answer gets the same identities instead of new ones."""
+        request: dict[str, Any] = {"order_id": order_id}
+        if serial is not None:
+            request["serial"] = serial
+        answer: dict[str, Any] = self._post("/api/v1/units/allocate", request, idempotency_key)
+        return answer
 
     def fetch_firmware(self, order_id: str, serial: str, release_id: str) -> bytes:
         """One unit's encrypted firmware package (only that unit's key opens it)."""

@@ -26,6 +26,7 @@ from fabguard_station.device import field_challenge_message
 from fabguard_station.exit_codes import Exit
 from fabguard_station.file_spool import FileSpool
 from fabguard_station.firmware import fetch_package
+from fabguard_station.matter_partition import PartitionError, find_tool, make_partition
 from fabguard_station.openhtf_upload import FabGuardUploader
 from fabguard_station.token_keys import token_session, unit_csr_pem, unit_key
 
@@ -230,8 +231,63 @@ def provision(args: Namespace) -> Outcome:
     cert.write_text(issued.certificate_pem)
     chain.write_text("".join(issued.chain_pem))
     body.update({"certificate": str(cert), "chain": str(chain), "replayed": issued.replayed})
+    if issued.identity is not None:
+        body["identity"] = str(_write_identity(args.out, issued.identity))
     again = " (the certificate issued before)" if issued.replayed else ""
     return Outcome(Exit.DONE, body, [f"unit {issued.serial} provisioned{again}: {cert}"])
+
+
+def _write_identity(out: Path, identity: dict[str, Any]) -> Path:
+    """SERIAL.identity.json: the unit's serial, MAC addresses and Matter onboarding data, for the line's
+    flashing and label steps (docs/identities.md)."""
+    path = out / f"{_file_name(str(identity['serial']))}.identity.json"
+    path.write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def allocate(args: Namespace) -> Outcome:
+    """Allocate a unit's identities before it is provisioned, and write them where the line needs them."""
+    with _client(args) as client:
+        answer = client.allocate(args.order, args.serial)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = _write_identity(args.out, answer)
+    macs = ", ".join(answer.get("mac_addresses") or []) or "no MAC addresses"
+    again = " (allocated before)" if answer.get("replayed") else ""
+    body = {"serial": answer["serial"], "identity": str(path), "replayed": answer.get("replayed", False)}
+    return Outcome(Exit.DONE, body, [f"unit {answer['serial']} allocated{again}: {macs}; {path}"])
+
+
+def matter_partition(args: Namespace) -> Outcome:
+    """The unit's ESP32 Matter factory data partition, made by esp-matter-mfg-tool from what FabGuard gave it."""
+    try:
+        identity = json.loads(_read(args.identity, "the identity"))
+    except ValueError as exc:
+        raise UsageError(f"the identity {args.identity} is not JSON: {exc}") from None
+    for path, what in ((args.certificate, "the DAC"), (args.chain, "the chain"), (args.key, "the DAC's key")):
+        _read(path, what)
+    try:
+        tool = find_tool(args.tool)
+        made = make_partition(
+            tool,
+            identity,
+            dac=args.certificate,
+            chain=args.chain,
+            dac_key=args.key,
+            cd=args.cd,
+            out=args.out,
+            target=args.target,
+        )
+    except PartitionError as exc:
+        if exc.missing:
+            raise UsageError(str(exc)) from None
+        return Outcome(
+            Exit.STATION,
+            {"error": {"code": "matter_partition_failed", "message": str(exc)}},
+            [],
+            ("matter_partition_failed", str(exc)),
+        )
+    body = {"serial": identity.get("serial"), "partition": str(made.binary), "partition_csv": str(made.csv)}
+    return Outcome(Exit.DONE, body, [f"unit {identity.get('serial')}: factory partition {made.binary}"])
 
 
 def firmware_fetch(args: Namespace) -> Outcome:

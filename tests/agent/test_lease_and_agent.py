@@ -12,14 +12,15 @@ import pytest
 
 from fabguard.api.server import ServerThread
 from fabguard.domain.errors import Conflict, InvalidRequest
-from fabguard.domain.values import OrderId
+from fabguard.domain.identities.pools import pool_from_json
+from fabguard.domain.values import OrderId, ProductId
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.ledger.lease import LeaseError
 from fabguard.service.agent.agent_request import parse_agent_request
 from fabguard.service.agent.lease_acts import LeaseIssue
 from fabguard.service.agent.site_agent import init_agent, prepare_agent
 from fabguard.service.approvals import requests
-from fabguard.service.catalog import orders
+from fabguard.service.catalog import identity_pools, orders
 from fabguard.service.core import events
 from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning import testrecords
@@ -190,3 +191,14 @@ def test_a_lease_never_outlives_its_order(world: World, tmp_path: Path) -> None:
     terms = bundle["lease"]
     assert isinstance(terms, dict)
     assert datetime.fromisoformat(str(terms["not_after"])) == orders.get_order(world.inst, order_id).valid_until
+
+
+def test_an_order_whose_product_draws_identities_from_pools_is_not_leased(world: World, tmp_path: Path) -> None:
+    order_id = world.order(10)
+    identity_pools.set_pools(
+        world.inst, ProductId("sensor"), pool_from_json({"macs": {"prefix": "00-1B-63"}}), actor="t"
+    )
+    with pytest.raises(Conflict) as exc:
+        lease_for(world, order_id, tmp_path / "agent")
+    assert exc.value.code == "lease_order_unsupported" and "pools" in exc.value.message
+    assert orders.get_order(world.inst, order_id).used == 0

@@ -25,15 +25,18 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
 from fabguard.domain.errors import REFUSAL_STATUS
-from fabguard.domain.values import CaName, FixtureId, OrderState
+from fabguard.domain.identities import SerialFormat
+from fabguard.domain.identities.pools import pool_from_json
+from fabguard.domain.values import CaName, FixtureId, OrderState, ProductId
 from fabguard.fixture.client import FixtureClient
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.pki import profiles
 from fabguard.service.authority.ca_acts import CaCreation, CaRevocation
-from fabguard.service.catalog import fixtures, orders
+from fabguard.service.catalog import fixtures, identity_pools, orders
 from fabguard.service.core import events
 from fabguard.service.core.instance import Instance
 from fabguard.store.eventlog import event_count
+from fabguard.store.identity_models import UnitIdentityRow
 from fabguard.store.models import Unit
 from tests.support import World, tested_device
 
@@ -547,3 +550,93 @@ def test_a_fixture_over_its_request_rate_is_refused_and_consumes_nothing(tmp_pat
     finally:
         world.stop()
         inst.close()
+
+
+# Identity pools (docs/identities.md): a refusal draws nothing either
+ALLOCATE = "/api/v1/units/allocate"
+
+
+def _pools(world: World, pool: dict[str, Any]) -> None:
+    identity_pools.set_pools(world.inst, ProductId("sensor"), pool_from_json(pool), actor="test")
+
+
+def _drawn(inst: Instance) -> int:
+    with inst.db.read() as s:
+        return int(s.execute(select(func.count()).select_from(UnitIdentityRow)).scalar_one())
+
+
+@provokes("serial_not_allocated")
+def test_a_serial_never_allocated_is_refused_where_the_product_takes_only_allocated_serials(
+    any_world: World, http_of: Callable[[FixtureClient], httpx.Client]
+) -> None:
+    _pools(any_world, {"serials": {"prefix": "AL-", "width": 4, "required": True}})
+    order = any_world.order(quota=5)
+    fx = any_world.fixture("fx-1")
+    serial = SerialFormat("AL-", 4).serial(3).value  # of the format, never allocated
+    device = tested_device(fx, serial)
+    before = snapshot(any_world.inst)
+
+    response = http_of(fx).post(PROVISION, json=provision_body(order, serial, device.csr_pem()))
+
+    assert_refused(any_world.inst, response, "serial_not_allocated", before, order_id=order, fixture_id="fx-1")
+    assert _drawn(any_world.inst) == 0
+
+
+@provokes("identity_pool_exhausted")
+def test_an_allocation_past_the_pools_end_is_refused_and_draws_nothing(
+    any_world: World, http_of: Callable[[FixtureClient], httpx.Client]
+) -> None:
+    _pools(any_world, {"macs": {"prefix": "00-1B-63", "per_unit": 2, "count": 3}})
+    order = any_world.order(quota=5)
+    fx = any_world.fixture("fx-1")
+    assert http_of(fx).post(ALLOCATE, json={"order_id": order, "serial": "SN-1"}).status_code == 201
+    before = snapshot(any_world.inst)
+
+    response = http_of(fx).post(ALLOCATE, json={"order_id": order, "serial": "SN-2"})
+
+    assert_refused(any_world.inst, response, "identity_pool_exhausted", before, order_id=order, fixture_id="fx-1")
+    assert _drawn(any_world.inst) == 1
+
+
+@provokes("identity_pool_missing")
+def test_an_allocation_for_a_product_without_pools_is_refused(
+    world: World, http_of: Callable[[FixtureClient], httpx.Client]
+) -> None:
+    order = world.order(quota=5)
+    fx = world.fixture("fx-1")
+    before = snapshot(world.inst)
+
+    response = http_of(fx).post(ALLOCATE, json={"order_id": order, "serial": "SN-1"})
+
+    assert_refused(world.inst, response, "identity_pool_missing", before, order_id=order, fixture_id="fx-1")
+
+
+@provokes("serial_already_allocated")
+def test_a_station_serial_allocated_to_another_order_is_refused(
+    world: World, http_of: Callable[[FixtureClient], httpx.Client]
+) -> None:
+    _pools(world, {"macs": {"prefix": "00-1B-63"}})
+    first, second = world.order(quota=5), world.order(quota=5)
+    fx = world.fixture("fx-1")
+    assert http_of(fx).post(ALLOCATE, json={"order_id": first, "serial": "SN-1"}).status_code == 201
+    before = snapshot(world.inst)
+
+    response = http_of(fx).post(ALLOCATE, json={"order_id": second, "serial": "SN-1"})
+
+    assert_refused(world.inst, response, "serial_already_allocated", before, order_id=second, fixture_id="fx-1")
+    assert _drawn(world.inst) == 1
+
+
+@provokes("allocation_serial_invalid")
+def test_a_serial_sent_where_the_pool_draws_it_is_refused(
+    world: World, http_of: Callable[[FixtureClient], httpx.Client]
+) -> None:
+    _pools(world, {"serials": {"prefix": "AL-", "width": 4}})
+    order = world.order(quota=5)
+    fx = world.fixture("fx-1")
+    before = snapshot(world.inst)
+
+    response = http_of(fx).post(ALLOCATE, json={"order_id": order, "serial": "MINE-1"})
+
+    assert_refused(world.inst, response, "allocation_serial_invalid", before, order_id=order, fixture_id="fx-1")
+    assert _drawn(world.inst) == 0

@@ -21,6 +21,7 @@ from fabguard.domain.issuance import (
     CsrFacts,
     Decision,
     FixtureFacts,
+    IdentityFacts,
     IssuanceRequest,
     IssuingCaFacts,
     MatterPai,
@@ -429,8 +430,9 @@ def test_every_refusal_code_used_by_a_policy_has_an_http_status() -> None:
     for policy in ISSUANCE_POLICIES:
         seen.add(refusal_code(policy, failing))
     assert seen <= set(REFUSAL_STATUS)
-    # key_type_not_allowed twice: the product's key types, and a Matter PAI that names no product.
-    assert len(seen) == len(ISSUANCE_POLICIES) - 1
+    # key_type_not_allowed twice: the product's key types, and a Matter PAI that names no product; and
+    # quota_exhausted twice: the order's units, and its units' identities (identities_left).
+    assert len(seen) == len(ISSUANCE_POLICIES) - 2
 
 
 def everything_failing() -> IssuanceRequest:
@@ -441,6 +443,7 @@ def everything_failing() -> IssuanceRequest:
     r = with_csr(r, key_type=KeyType.ED25519, subject_serial="SN0000002")
     r = replace(r, attestation=AttestationFacts(AttestationPolicy.REQUIRED))
     r = replace(r, issuing_ca=IssuingCaFacts("pai", "revoked", MatterPai(None)))
+    r = replace(r, identity=IdentityFacts(serials_required=True, draws=True, order_allocated=10, exhausted="MAC block"))
     return with_history(
         r, latest_test=TestOutcome.FAIL, serial_key_fingerprint=OTHER_FP, key_owner_serial="SN9", serial_revoked=True
     )
@@ -455,11 +458,14 @@ REPAIRS = [
     ("order_not_yet_valid", lambda r: with_order(r, valid_from=NOW - timedelta(days=1))),
     ("key_type_not_allowed", lambda r: with_csr(r, key_type=KeyType.EC_P256)),
     ("serial_mismatch", lambda r: with_csr(r, subject_serial="SN0000001")),
+    ("serial_not_allocated", lambda r: replace(r, identity=replace(r.identity, allocated_order_id="po-1"))),
     ("serial_has_other_key", lambda r: with_history(r, serial_key_fingerprint=None)),
     ("key_reused", lambda r: with_history(r, key_owner_serial=None)),
     ("attestation_missing", lambda r: replace(r, attestation=ATTESTATION_OFF)),
     ("test_failed", lambda r: with_history(r, latest_test=TestOutcome.PASS)),
     ("quota_exhausted", lambda r: with_order(r, used=0)),
+    ("quota_exhausted", lambda r: replace(r, identity=replace(r.identity, order_allocated=0))),
+    ("identity_pool_exhausted", lambda r: replace(r, identity=replace(r.identity, exhausted=None))),
     ("issuing_ca_revoked", lambda r: replace(r, issuing_ca=replace(r.issuing_ca, state="retired"))),
     ("key_type_not_allowed", lambda r: replace(r, issuing_ca=IssuingCaFacts("pai", "active", MatterPai(0x8001)))),
 ]

@@ -197,3 +197,45 @@ class RoleGrantIn(_Strict):
 
 class SuspendIn(_Strict):
     reason: str = Field(max_length=500, description="Why (kept in the ledger)")
+
+
+class SerialPoolIn(_Strict):
+    prefix: str = Field(default="", max_length=32, description="0-32 letters, digits, '-', '.', ':' (never '/')")
+    width: int = Field(default=6, description="Digits of the counter (1-18): 10**width serials")
+    check: str = Field(default="iso7064-mod-37-36", description="iso7064-mod-37-36 or luhn-mod-36")
+    required: bool = Field(
+        default=False, description="Provision only serials allocated to the unit's order (else serial_not_allocated)"
+    )
+
+
+class MacPoolIn(_Strict):
+    prefix: str = Field(
+        max_length=16, description="The IEEE assignment: MA-L 00-1B-63, MA-M 70-B3-D5-1 or MA-S 70-B3-D5-7A-9"
+    )
+    per_unit: int = Field(default=1, description="Consecutive addresses a unit gets (1-64)")
+    first: int = Field(default=0, description="The block's first address, as an offset in the assignment")
+    count: int | None = Field(default=None, description="Addresses in the block; unset: to the assignment's end")
+
+
+class MatterPoolIn(_Strict):
+    vendor_id: int = Field(description="Matter vendor ID (0x0001-0xFFF4)")
+    product_id: int = Field(description="Matter product ID (0x0001-0xFFFF)")
+    flow: int = Field(default=0, description="Commissioning flow: 0 standard, 1 user intent, 2 custom")
+    discovery: int = Field(default=2, description="Discovery capabilities: sum of 2 BLE, 4 on-network, 32 Thread, ...")
+    iterations: int = Field(default=10000, description="SPAKE2+ PBKDF2 iterations (1000-100000)")
+
+
+class IdentityPoolIn(_Strict):
+    """A product's identity pools (docs/identities.md); at least one section."""
+
+    serials: SerialPoolIn | None = None
+    macs: MacPoolIn | None = None
+    matter: MatterPoolIn | None = None
+
+
+class AllocateIn(_Strict):
+    order_id: Any = Field(description="The production order the unit is made on")
+    serial: Any = Field(
+        default=None,
+        description="The unit's serial, for a product without a serial format; none when the pool draws it",
+    )

@@ -11,9 +11,10 @@ from rich.table import Table
 
 from fabguard.cli.common import JsonOption, actor, command, console, fail, opened, print_json
 from fabguard.domain.errors import InvalidRequest
+from fabguard.domain.identities.pools import pool_from_json
 from fabguard.domain.issuance import AttestationPolicy
 from fabguard.domain.values import ProductId, SiteId
-from fabguard.service.catalog import product_catalog
+from fabguard.service.catalog import identity_pools, product_catalog
 from fabguard.service.provisioning import attestation
 
 product_app = typer.Typer(help="Products and their device-key profile.", no_args_is_help=True)
@@ -130,6 +131,77 @@ def product_distrust_root(
     with opened() as inst:
         attestation.remove_root(inst, ProductId.named(product_id), sha256, actor=actor(inst))
     console.print(f"Product {product_id} no longer trusts root {sha256}")
+
+
+def _pool_sections(
+    serial: tuple[str | None, int, str, bool],
+    mac: tuple[str | None, int, int, int | None],
+    matter: tuple[int | None, int | None, int, int, int],
+) -> dict[str, object]:
+    """The declaration as the API takes it, from the command's options (a section only where it was given)."""
+    (prefix, width, check, required), (mac_prefix, per_unit, first, count), (vid, pid, flow, disc, its) = (
+        serial,
+        mac,
+        matter,
+    )
+    body: dict[str, object] = {}
+    if prefix is not None:
+        body["serials"] = {"prefix": prefix, "width": width, "check": check, "required": required}
+    if mac_prefix is not None:
+        body["macs"] = {"prefix": mac_prefix, "per_unit": per_unit, "first": first, "count": count}
+    if vid is not None or pid is not None:
+        body["matter"] = {"vendor_id": vid, "product_id": pid, "flow": flow, "discovery": disc, "iterations": its}
+    return body
+
+
+@command(product_app, "identities")
+def product_identities(
+    product_id: Annotated[str, typer.Argument(help="The product")],
+    serial_prefix: Annotated[
+        str | None, typer.Option(help="Serial format: the prefix ('' for none), e.g. ACME-26-")
+    ] = None,
+    serial_width: Annotated[int, typer.Option(help="Serial format: digits of the counter (1-18)")] = 6,
+    serial_check: Annotated[str, typer.Option(help="Check character: iso7064-mod-37-36 or luhn-mod-36")] = (
+        "iso7064-mod-37-36"
+    ),
+    require_allocated_serials: Annotated[
+        bool, typer.Option(help="Provision only serials allocated to the unit's order (serial_not_allocated)")
+    ] = False,
+    mac_prefix: Annotated[
+        str | None, typer.Option(help="MAC block: the IEEE assignment, MA-L 00-1B-63, MA-M 70-B3-D5-1, MA-S 9 digits")
+    ] = None,
+    mac_per_unit: Annotated[int, typer.Option(help="MAC block: consecutive addresses per unit (1-64)")] = 1,
+    mac_first: Annotated[int, typer.Option(help="MAC block: offset of its first address in the assignment")] = 0,
+    mac_count: Annotated[int | None, typer.Option(help="MAC block: addresses in it (default: to the end)")] = None,
+    matter_vendor_id: Annotated[int | None, typer.Option(help="Matter: vendor ID (e.g. 65521 = 0xFFF1)")] = None,
+    matter_product_id: Annotated[int | None, typer.Option(help="Matter: product ID")] = None,
+    matter_flow: Annotated[int, typer.Option(help="Matter: commissioning flow 0, 1 or 2")] = 0,
+    matter_discovery: Annotated[int, typer.Option(help="Matter: discovery bits (2 BLE, 4 on-network, 32 Thread)")] = 2,
+    matter_iterations: Annotated[int, typer.Option(help="Matter: SPAKE2+ iterations (1000-100000)")] = 10000,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the product's identity pools, or declare them with any of the serial, MAC and Matter options
+    (replaceable until one unit's identities are allocated; docs/identities.md)."""
+    body = _pool_sections(
+        (serial_prefix, serial_width, serial_check, require_allocated_serials),
+        (mac_prefix, mac_per_unit, mac_first, mac_count),
+        (matter_vendor_id, matter_product_id, matter_flow, matter_discovery, matter_iterations),
+    )
+    with opened() as inst:
+        pid = ProductId.named(product_id)
+        if body:
+            shown = identity_pools.set_pools(inst, pid, pool_from_json(body), actor=actor(inst))
+        else:
+            shown = identity_pools.pools(inst, pid)
+    if as_json:
+        print_json(shown)
+        return
+    for section in ("serials", "macs", "matter"):
+        console.print(f"{section}: {shown[section] if shown[section] is not None else '-'}")
+    console.print(
+        f"next serial {shown['next_serial']}, next MAC unit {shown['next_mac_unit']}, "
+        f"{shown['units_allocated']} units allocated"
+    )
 
 
 @command(site_app, "add")

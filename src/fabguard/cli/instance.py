@@ -41,6 +41,19 @@ ImportCeremony = Annotated[
 ]
 
 
+TlsCert = Annotated[
+    Path | None,
+    typer.Option("--tls-cert", help="The HTTPS listener's certificate from your own CA (PEM, leaf then chain)"),
+]
+TlsKey = Annotated[Path | None, typer.Option("--tls-key", help="Its private key (PEM)")]
+TlsKeyPassphrase = Annotated[
+    Path | None, typer.Option("--tls-key-passphrase-file", help="File holding that key's passphrase")
+]
+TlsCa = Annotated[
+    Path | None, typer.Option("--tls-ca", help="CA certificate(s) clients trust for it (given to fixtures)")
+]
+
+
 def _operator_tls(
     cert: Path | None, key: Path | None, passphrase_file: Path | None, ca: Path | None
 ) -> server_tls.OperatorFiles | None:
@@ -89,17 +102,10 @@ def init(
     pkcs11_token: Annotated[
         str | None, typer.Option("--pkcs11-token", help="Token label (the PIN comes from FABGUARD_PKCS11_PIN[_FILE])")
     ] = None,
-    tls_cert: Annotated[
-        Path | None,
-        typer.Option("--tls-cert", help="The HTTPS listener's certificate from your own CA (PEM, leaf then chain)"),
-    ] = None,
-    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Its private key (PEM)")] = None,
-    tls_key_passphrase_file: Annotated[
-        Path | None, typer.Option("--tls-key-passphrase-file", help="File holding that key's passphrase")
-    ] = None,
-    tls_ca: Annotated[
-        Path | None, typer.Option("--tls-ca", help="CA certificate(s) clients trust for it (given to fixtures)")
-    ] = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    tls_key_passphrase_file: TlsKeyPassphrase = None,
+    tls_ca: TlsCa = None,
     offline_root: OfflineRoot = None,
     import_ceremony: ImportCeremony = None,
 ) -> None:

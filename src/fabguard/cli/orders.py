@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,9 +21,10 @@ from fabguard.cli.common import (
     requester,
 )
 from fabguard.domain import values
+from fabguard.domain.errors import InvalidRequest
 from fabguard.service.approvals import requests
 from fabguard.service.authority import revocation
-from fabguard.service.catalog import orders
+from fabguard.service.catalog import identity_labels, orders
 from fabguard.service.catalog.order_acts import OrderActivation
 
 order_app = typer.Typer(help="Production orders: quotas, validity windows, dual-control raises.", no_args_is_help=True)
@@ -175,3 +177,32 @@ def order_revoke_units(
     with opened() as inst:
         n = revocation.revoke_order_units(inst, order_id, reason_code=reason, note=note, actor=actor(inst))
     console.print(f"{n} units of {order_id} revoked; the issuing CA's CRL is updated")
+
+
+@command(order_app, "labels")
+def order_labels(
+    order_id: OrderId,
+    out: Annotated[Path, typer.Option(help="The file to write (a new one)")],
+    format: Annotated[str, typer.Option(help="pdf (one page per label) or zpl (Zebra printers)")] = "pdf",
+    check_url: Annotated[
+        str | None, typer.Option(help="Field-check URL for the QR of units without Matter codes (https://...)")
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="A caption printed on every label")] = None,
+) -> None:
+    """Labels for the order's allocated units: serial, MAC addresses and the QR code (Matter onboarding
+    payload, or the field-check URL carrying the serial), as PDF or ZPL (docs/identities.md)."""
+    if format not in ("pdf", "zpl"):
+        raise InvalidRequest(f"--format is pdf or zpl, not {format[:20]!r}", code="invalid_label")
+    if out.exists():
+        raise InvalidRequest(f"{out} exists: labels go to a new file", code="invalid_label")
+    with opened() as inst:
+        data, count = identity_labels.order_labels(
+            inst,
+            values.OrderId.named(order_id),
+            "pdf" if format == "pdf" else "zpl",
+            check_url=check_url,
+            title=title,
+            actor=actor(inst),
+        )
+    out.write_bytes(data)
+    console.print(f"{count} labels of order {order_id} written to {out}")

@@ -24,6 +24,7 @@ def _unit_dict(u: units.UnitView) -> dict[str, object]:
         "issued_at": u.issued_at.isoformat(),
         "revoked_at": u.revoked_at.isoformat() if u.revoked_at else None,
         "revocation_reason": u.revocation_reason,
+        "identity": u.identity,
     }
 
 

@@ -38,6 +38,12 @@ REFUSAL_STATUS: dict[str, int] = {
     "attestation_missing": 403,  # required, and the request carries none
     "attestation_invalid": 400,  # malformed, does not verify, or about another key or request (replayed)
     "attestation_untrusted": 403,  # verifies, but its chain does not vouch: no trusted root, or a certificate unfit
+    # Identity pools per product and their allocation to units (domain/identities/allocation.py).
+    "identity_pool_exhausted": 409,  # the product's serial range or MAC block has no unit left
+    "identity_pool_missing": 409,  # the product declares no identity pool to allocate from
+    "serial_not_allocated": 409,  # the product asks for allocated serials and this one was not allocated to the order
+    "serial_already_allocated": 409,  # a station-chosen serial already allocated to another order
+    "allocation_serial_invalid": 422,  # a serial sent where the pool draws it, or none where the station must
 }
 
 # Refusal codes a fixture can meet while fetching firmware, with their HTTP status.
@@ -283,6 +289,11 @@ ERROR_STATUS: dict[str, int] = {
     "invalid_setup_passcode": 422,
     "invalid_matter_onboarding": 422,
     "invalid_label": 422,
+    # A product's identity pools (domain/identities/pools.py): a declaration that breaks a rule, or a
+    # change to pools that have already given identities out.
+    "invalid_identity_pool": 422,
+    "identity_pool_in_use": 409,
+    "identity_pool_not_found": 404,
 }
 
 

@@ -41,6 +41,8 @@ class Reason(enum.StrEnum):
     CERTIFICATE_SUPERSEDED = "certificate_superseded"  # the unit's key, but a certificate re-enrolment replaced
     UNIT_REVOKED = "unit_revoked"  # the unit was revoked
     SIGNATURE_INVALID = "signature_invalid"  # the signature is not the certificate key's over this challenge
+    # its product takes only allocated serials, and this one was never allocated to the unit's order
+    SERIAL_NOT_ALLOCATED = "serial_not_allocated"
 
 
 class CloneSignal(enum.StrEnum):
@@ -52,7 +54,9 @@ class CloneSignal(enum.StrEnum):
 
 
 # The reasons that mean the certificate is not one we issued to this unit.
-_NOT_ISSUED = frozenset({Reason.CHAIN_UNTRUSTED, Reason.SERIAL_UNKNOWN, Reason.KEY_MISMATCH})
+_NOT_ISSUED = frozenset(
+    {Reason.CHAIN_UNTRUSTED, Reason.SERIAL_UNKNOWN, Reason.KEY_MISMATCH, Reason.SERIAL_NOT_ALLOCATED}
+)
 
 
 def challenge_message(nonce: bytes) -> bytes:
@@ -95,6 +99,9 @@ class UnitRecord:
     key_fingerprint: str
     cert_sha256: str
     revoked: bool
+    # False when the unit's product takes only allocated serials (docs/identities.md) and this serial was
+    # never allocated to the unit's order (a unit provisioned before its product's pools, or offline).
+    allocated: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +137,8 @@ class Verdict:
 
 
 def decide(f: CheckFacts) -> Verdict:
-    """The verdict, first failing check first: chain, validity, CA, unit record, key, revocation, signature."""
+    """The verdict, first failing check first: chain, validity, CA, unit record, key, certificate, serial
+    allocation, revocation, signature."""
     unit = f.unit
 
     def no(reason: Reason) -> Verdict:
@@ -148,6 +156,8 @@ def decide(f: CheckFacts) -> Verdict:
         return no(Reason.KEY_MISMATCH)
     if unit.cert_sha256 != f.cert_sha256:
         return no(Reason.CERTIFICATE_SUPERSEDED)
+    if not unit.allocated:
+        return no(Reason.SERIAL_NOT_ALLOCATED)
     if unit.revoked:
         return no(Reason.UNIT_REVOKED)
     if not f.signature_valid:

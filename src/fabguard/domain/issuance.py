@@ -118,6 +118,23 @@ ATTESTATION_OFF = AttestationFacts(AttestationPolicy.OFF)
 
 
 @dataclass(frozen=True, slots=True)
+class IdentityFacts:
+    """The product's identity pools as they bear on one unit (docs/identities.md): whether the product
+    takes only allocated serials, the order this serial was allocated to (None: never allocated), whether
+    the unit draws its MAC addresses and Matter data now (pools, and no allocation yet), how many units'
+    identities the order holds (the group's own draws counted) and which pool, if any, has none left."""
+
+    serials_required: bool = False
+    allocated_order_id: str | None = None
+    draws: bool = False
+    order_allocated: int = 0
+    exhausted: str | None = None
+
+
+NO_IDENTITIES = IdentityFacts()
+
+
+@dataclass(frozen=True, slots=True)
 class IssuanceRequest:
     fixture: FixtureFacts
     order: OrderFacts
@@ -128,6 +145,7 @@ class IssuanceRequest:
     now: datetime
     issuing_ca: IssuingCaFacts
     attestation: AttestationFacts = ATTESTATION_OFF
+    identity: IdentityFacts = NO_IDENTITIES
 
 
 Policy = Callable[[IssuanceRequest], None]
@@ -263,6 +281,41 @@ def quota_left(r: IssuanceRequest) -> None:
         raise Refusal("quota_exhausted", f"order {r.order.id} has used all {r.order.quota} units")
 
 
+def serial_allocated(r: IssuanceRequest) -> None:
+    """A serial allocated to an order is provisioned on that order only; a product that takes only allocated
+    serials provisions no serial that was never allocated."""
+    i = r.identity
+    if i.allocated_order_id is not None and i.allocated_order_id != r.order.id:
+        raise Refusal(
+            "serial_not_allocated",
+            f"serial {r.serial.value} was allocated to order {i.allocated_order_id}, not {r.order.id}",
+        )
+    if i.serials_required and i.allocated_order_id is None:
+        raise Refusal(
+            "serial_not_allocated",
+            f"product {r.order.product_id} takes only allocated serials, and serial {r.serial.value} was never allocated",
+        )
+
+
+def order_holds_identities(order_id: str, quota: int, allocated: int) -> None:
+    """An order draws identities for no more units than its quota."""
+    if allocated >= quota:
+        raise Refusal("quota_exhausted", f"order {order_id} has allocated identities for all its {quota} units")
+
+
+def pool_left(product_id: str, exhausted: str | None) -> None:
+    if exhausted is not None:
+        raise Refusal("identity_pool_exhausted", f"product {product_id}'s {exhausted} has no unit left")
+
+
+def identities_left(r: IssuanceRequest) -> None:
+    """A unit that draws its identities at provisioning finds them: under its order's quota, in its pools."""
+    i = r.identity
+    if i.draws:
+        order_holds_identities(r.order.id, r.order.quota, i.order_allocated)
+        pool_left(r.order.product_id, i.exhausted)
+
+
 def order_ca_can_sign(r: IssuanceRequest) -> None:
     ca = r.issuing_ca
     if not ca.can_sign:
@@ -297,11 +350,13 @@ ISSUANCE_POLICIES: tuple[Policy, ...] = (
     order_in_window,
     key_type_allowed,
     csr_names_serial,
+    serial_allocated,
     serial_keeps_its_key,
     key_unseen,
     key_attested,
     passed_test,
     quota_left,
+    identities_left,
     order_ca_can_sign,
     matter_dac_possible,
 )

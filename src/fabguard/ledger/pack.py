@@ -47,7 +47,10 @@ HISTORY_KINDS = (
     "firmware.attached",
     "firmware.withdrawn",
     "product.compliance_set",
+    "product.identities_set",
+    "identity.allocated",
 )
+IDENTITY_FIELDS = ("serial_index", "mac_addresses", "matter")
 
 
 @dataclass
@@ -140,7 +143,11 @@ def _check_files(directory: Path, listed: dict[str, str]) -> None:
             )
 
 
-def _check_history(directory: Path, size: int, root: bytes) -> tuple[set[str], dict[tuple[str, str], str], int]:
+def _check_history(
+    directory: Path, size: int, root: bytes, identities: dict[tuple[str, str], dict[str, Any]]
+) -> tuple[set[str], dict[tuple[str, str], str], int]:
+    """The certificates issued and revoked by the history's entries (``identities`` filled with the units'
+    identities as their ``identity.allocated`` entries say), once each entry's proof verifies."""
     issued: set[str] = set()
     revoked: dict[tuple[str, str], str] = {}
     count = 0
@@ -166,6 +173,9 @@ def _check_history(directory: Path, size: int, root: bytes) -> tuple[set[str], d
             issued.add(str(detail["cert_sha256"]))
         elif entry.get("kind") == "unit.revoked":
             revoked[(str(entry.get("serial")), str(detail.get("cert_serial")))] = str(detail.get("reason"))
+        elif entry.get("kind") == "identity.allocated":
+            key = (str(detail.get("product_id")), str(entry.get("serial")))
+            identities[key] = {k: detail.get(k) for k in IDENTITY_FIELDS}
         count += 1
     return issued, revoked, count
 
@@ -211,6 +221,7 @@ def _check_inventory(
     cas: dict[x509.Name, list[x509.Certificate]],
     issued: set[str],
     revoked: dict[tuple[str, str], str],
+    identities: dict[tuple[str, str], dict[str, Any]],
 ) -> int:
     rows = _json(directory, "certificates/inventory.json")
     named = {row.get("certificate") for row in rows}
@@ -235,6 +246,8 @@ def _check_inventory(
                 f"{where} says {row.get('status')!r} (reason {row.get('revocation_reason')!r}) but the certificate "
                 f"and history say {expected!r}" + (f" (reason {reason!r})" if reason else "")
             )
+        if row.get("identity") != identities.get((str(row.get("product_id")), str(row.get("serial")))):
+            raise AuditFailure(f"{where}: its identity is not the one the history allocated")
     return len(rows)
 
 
@@ -352,9 +365,11 @@ def _check_contents(
     report: PackReport,
 ) -> None:
     parts = frozenset(manifest["files"])
-    issued, revoked, report.history = _check_history(directory, size, root)
+    identities: dict[tuple[str, str], dict[str, Any]] = {}
+    issued, revoked, report.history = _check_history(directory, size, root, identities)
     cas, report.cas = _check_cas(directory, parts)
-    report.certificates = _check_inventory(directory, parts, str(manifest.get("generated_at")), cas, issued, revoked)
+    generated = str(manifest.get("generated_at"))
+    report.certificates = _check_inventory(directory, parts, generated, cas, issued, revoked, identities)
     report.sboms = _check_sboms(directory, parts, sbom_check)
     index = _json(directory, "index.json")
     report.notes.extend(_check_products(directory, index))

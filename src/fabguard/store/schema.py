@@ -11,6 +11,7 @@ from fabguard.store import (
     field_models,
     firmware_models,
     idempotency,
+    identity_models,
     licence_models,
     models,
     people_models,
@@ -36,5 +37,6 @@ MODEL_MODULES = (
     field_models,
     attestation_models,
     quota_leases,
+    identity_models,
 )
 metadata: MetaData = Base.metadata

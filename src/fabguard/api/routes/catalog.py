@@ -7,9 +7,17 @@ from typing import Any
 from fastapi import APIRouter
 
 from fabguard.api.deps import Engineer, Inst, Reader
-from fabguard.api.schemas import AttestationRootIn, ProductAttestationIn, ProductComplianceIn, ProductIn, SiteIn
+from fabguard.api.schemas import (
+    AttestationRootIn,
+    IdentityPoolIn,
+    ProductAttestationIn,
+    ProductComplianceIn,
+    ProductIn,
+    SiteIn,
+)
+from fabguard.domain.identities.pools import pool_from_json
 from fabguard.domain.values import ProductId, SiteId
-from fabguard.service.catalog import product_catalog
+from fabguard.service.catalog import identity_pools, product_catalog
 from fabguard.service.provisioning import attestation
 
 router = APIRouter(tags=["admin"])
@@ -68,6 +76,20 @@ def add_attestation_root(inst: Inst, product_id: str, body: AttestationRootIn, p
 def remove_attestation_root(inst: Inst, product_id: str, sha256: str, p: Engineer) -> None:
     """Stop trusting a root (by its certificate's SHA-256); issued certificates stay as they are."""
     attestation.remove_root(inst, ProductId.named(product_id), sha256, actor=p.actor)
+
+
+@router.get("/api/v1/products/{product_id}/identities")
+def product_identities(inst: Inst, product_id: str, _: Reader) -> dict[str, object]:
+    """The product's identity pools (serial format, MAC block, Matter settings) and how much each gave out."""
+    return identity_pools.pools(inst, ProductId.named(product_id))
+
+
+@router.put("/api/v1/products/{product_id}/identities")
+def set_product_identities(inst: Inst, product_id: str, body: IdentityPoolIn, p: Engineer) -> dict[str, object]:
+    """Declare the product's identity pools (docs/identities.md); replaceable until one unit's identities are
+    allocated (then `identity_pool_in_use`); a MAC block overlapping another product's is refused."""
+    pool = pool_from_json(body.model_dump(mode="json"))
+    return identity_pools.set_pools(inst, ProductId.named(product_id), pool, actor=p.actor)
 
 
 @router.post("/api/v1/sites", status_code=201)

@@ -83,7 +83,7 @@ def challenges(inst: Inst, body: ChallengesIn, p: FieldChecker) -> dict[str, lis
 def verify(inst: Inst, body: FieldAnswerIn, request: Request, p: FieldChecker) -> dict[str, object]:
     """Judge a device's answer: 200 with ``genuine`` true, or false with a ``reason`` (chain_untrusted,
     certificate_expired, issuing_ca_revoked, serial_unknown, key_mismatch, certificate_superseded,
-    unit_revoked, signature_invalid) and the ``clone`` signal it shows. A malformed answer is 422, a
+    serial_not_allocated, unit_revoked, signature_invalid) and the ``clone`` signal it shows. A malformed answer is 422, a
     nonce that is unknown 404, used or expired 409; those spend nothing. Every outcome is an event."""
     origin = genuineness.parse_origin(inst, actor=p.actor, source=body.source, client=_client(request))
     answer = genuineness.parse_answer(inst, origin, nonce=body.nonce, signature=body.signature, chain_pem=body.chain)

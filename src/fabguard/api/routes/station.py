@@ -20,12 +20,13 @@ from pydantic import BaseModel
 
 from fabguard.api import parsing
 from fabguard.api.deps import Fixture, Inst, Provisioner
-from fabguard.api.schemas import ProvisionBatchIn, ProvisionIn, TestRecordsIn
+from fabguard.api.schemas import AllocateIn, ProvisionBatchIn, ProvisionIn, TestRecordsIn
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.idempotency import IdempotencyKey
 from fabguard.domain.testformats import FormatUnknown
+from fabguard.domain.values import Serial
 from fabguard.service.core.idempotency import Answer, Keyed
-from fabguard.service.provisioning import issuance, testrecords
+from fabguard.service.provisioning import allocation, issuance, testrecords
 
 router = APIRouter(tags=["fixture"])
 
@@ -221,3 +222,27 @@ def provision_batch(
     key = _keyed(f, idempotency_key, "POST /api/v1/units/provision-batch", _dumped(body))
     pairs = [(unit, _dumped(u)) for unit, u in zip(units, body.units, strict=True)]
     return _answered(issuance.provision_batch_once(inst, f, pairs, key, runner=runner))
+
+
+@router.post("/api/v1/units/allocate", status_code=201, response_model=None)
+def allocate(
+    inst: Inst, body: AllocateIn, f: Fixture, response: Response, idempotency_key: KeyHeader = None
+) -> dict[str, object] | JSONResponse:
+    """Allocate one unit's identities from its product's pools before it is provisioned (docs/identities.md):
+    the next serial (for a product with a serial format; else the station names the unit's serial), its MAC
+    addresses and its Matter onboarding data (passcode, discriminator, salt, iterations, verifier, QR and
+    manual codes). 201 for new identities; 200 when a station-chosen serial already holds them on this
+    order. Refused, drawing nothing: `identity_pool_exhausted`, `quota_exhausted` (the order holds
+    identities for all its units), `identity_pool_missing`, `serial_already_allocated`,
+    `allocation_serial_invalid`, and the order and fixture refusals of provisioning."""
+    order_id = parsing.order_to_provision(body.order_id)
+    serial = Serial.parse(body.serial) if body.serial is not None else None
+    if idempotency_key is not None:
+        key = _keyed(f, idempotency_key, "POST /api/v1/units/allocate", body.model_dump(mode="json"))
+        answer = allocation.allocate_unit(inst, f, order_id, serial, key)
+        assert isinstance(answer, Answer)
+        return _answered(answer)
+    done = allocation.allocate_unit(inst, f, order_id, serial)
+    assert isinstance(done, allocation.Allocated)
+    response.status_code = 200 if done.replayed else 201
+    return done.to_dict()

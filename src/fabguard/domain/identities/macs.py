@@ -85,7 +85,7 @@ class MacBlock:
         base = self.prefix << (48 - bits)
         if base & _MULTICAST or base & _LOCAL:
             raise _mac_block_invalid(
-                f"prefix {self._prefix_text()} has the multicast or the locally-administered bit set: "
+                f"prefix {self.prefix_text} has the multicast or the locally-administered bit set: "
                 "it is not an IEEE assignment"
             )
         for name, value, low in (("per_unit", self.per_unit, 1), ("first", self.first, 0)):
@@ -146,10 +146,12 @@ class MacBlock:
         start = self.first_address.value + n * self.per_unit
         return tuple(MacAddress(start + i) for i in range(self.per_unit))
 
-    def _prefix_text(self) -> str:
+    @property
+    def prefix_text(self) -> str:
+        """The prefix in the registry's notation: ``00-1B-63``, ``70-B3-D5-1``."""
         digits = self.assignment.prefix_bits // 4
         text = f"{self.prefix:0{digits}X}"
         return "-".join(text[i : i + 2] for i in range(0, digits, 2))
 
     def __str__(self) -> str:
-        return f"{self.assignment} {self._prefix_text()} [{self.first}, +{self.size})"
+        return f"{self.assignment} {self.prefix_text} [{self.first}, +{self.size})"

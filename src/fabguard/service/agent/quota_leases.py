@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
+from fabguard.domain.identities.pools import leasable
 from fabguard.domain.values import OrderId
 from fabguard.ledger.lease import LEASE_FORMAT, sign_bundle
 from fabguard.pki import profiles
@@ -32,6 +33,7 @@ from fabguard.service.authority.authorities import is_matter_pai
 from fabguard.service.core.ca_registry import EXTERNAL_KEY
 from fabguard.service.core.instance import Instance
 from fabguard.service.ledger.merkle_log import ledger_signing_key, public_verifier_key
+from fabguard.store import identities as identity_rows
 from fabguard.store.eventlog import append_event
 from fabguard.store.models import CertificateAuthority, Fixture, Order, Product, Site
 from fabguard.store.quota import reserve_units
@@ -96,6 +98,7 @@ def _terms(
         or is_matter_pai(x509.load_pem_x509_certificate(ca_row.certificate_pem.encode()))
     ):
         raise Conflict("only IDevID orders can be leased (a Matter DAC needs a PAI)", code="lease_order_unsupported")
+    leasable(order.id, order.product_id, identity_rows.pool_row(s, order.product_id) is not None)
     return order
 
 

@@ -31,6 +31,7 @@ from fabguard.ledger.entry import decode_entry, format_time
 from fabguard.ledger.keychain import KEYCHAIN_FILE
 from fabguard.ledger.pack import (
     HISTORY_KINDS,
+    IDENTITY_FIELDS,
     MANIFEST,
     MANIFEST_SIGNATURE,
     PACK_FORMAT,
@@ -150,10 +151,14 @@ def _inventory(
     is newer than the checkpoint (re-enrolled meanwhile)."""
     issued: set[str] = set()
     revoked: dict[tuple[str, str], tuple[str, str]] = {}
+    identities: dict[tuple[str, str], dict[str, object]] = {}
     for raw in entries:
         e = decode_entry(raw)
         detail = e.get("detail") or {}
-        if e["kind"] in ("unit.provisioned", "unit.reenrolled") and "cert_sha256" in detail:
+        if e["kind"] == "identity.allocated":  # the unit's identities, as the ledger recorded them
+            key = (str(detail.get("product_id")), str(e["serial"]))
+            identities[key] = {k: detail.get(k) for k in IDENTITY_FIELDS}
+        elif e["kind"] in ("unit.provisioned", "unit.reenrolled") and "cert_sha256" in detail:
             issued.add(str(detail["cert_sha256"]))
         elif e["kind"] == "unit.revoked":
             revoked[(str(e["serial"]), str(detail.get("cert_serial")))] = (str(detail.get("reason")), str(e["at"]))
@@ -183,6 +188,7 @@ def _inventory(
                 "revocation_reason": reason,
                 "revoked_at": revoked_at,
                 "certificate": path,
+                "identity": identities.get((u.product_id, u.serial)),
             }
         )
         pems[path] = u.certificate_pem

@@ -39,6 +39,7 @@ from fabguard.service.authority.authorities import device_issuers
 from fabguard.service.core.events import refusal_event
 from fabguard.service.core.instance import Instance
 from fabguard.service.field.answers import CHECKED, REFUSED, Answer, Origin
+from fabguard.store import identities as identity_rows
 from fabguard.store.eventlog import NewEvent, append_events
 from fabguard.store.field_models import FieldCheck, add_checks, spend_nonces
 from fabguard.store.models import Unit
@@ -213,12 +214,15 @@ def _units_of(s: Session, serials: set[str]) -> dict[str, list[field.UnitRecord]
     found: dict[str, list[field.UnitRecord]] = defaultdict(list)
     if serials:
         rows = s.execute(
-            select(Unit.serial, Unit.order_id, Unit.key_fingerprint, Unit.cert_sha256, Unit.revoked_at).where(
-                Unit.serial.in_(sorted(serials))
-            )
-        )
-        for serial, order, key_fp, sha, revoked_at in rows:
-            found[serial].append(field.UnitRecord(serial, order, key_fp, sha, revoked_at is not None))
+            select(
+                Unit.product_id, Unit.serial, Unit.order_id, Unit.key_fingerprint, Unit.cert_sha256, Unit.revoked_at
+            ).where(Unit.serial.in_(sorted(serials)))
+        ).all()
+        # Whether each unit's serial was allocated to its order, where its product takes only allocated serials.
+        allocated = identity_rows.serials_allocated(s, [(p, serial, order) for p, serial, order, *_ in rows])
+        for product, serial, order, key_fp, sha, revoked_at in rows:
+            record = field.UnitRecord(serial, order, key_fp, sha, revoked_at is not None, allocated[(product, serial)])
+            found[serial].append(record)
     return found
 
 

@@ -40,6 +40,7 @@ from fabguard.service.core.events import record_refusal
 from fabguard.service.core.instance import Instance
 from fabguard.service.ledger import merkle_log
 from fabguard.service.ledger.reports import signed_head
+from fabguard.store import identities as identity_rows
 from fabguard.store.eventlog import append_event
 from fabguard.store.models import CertificateAuthority, Order, Unit
 from fabguard.store.quota_leases import QuotaLease
@@ -58,6 +59,7 @@ MANIFEST_COLUMNS = (
     "public_key_sha256",
     "certificate_der_base64",
     "public_key_der_base64",
+    "mac_addresses",  # space-separated, where the product has a MAC block (docs/identities.md)
 )
 
 
@@ -284,7 +286,7 @@ class Manifest:
         return {"manifest": self.body, "signature": self.signature, "signed_by": self.body["verifier_key"]}
 
 
-def _device(u: Unit, order: Order) -> dict[str, Any]:
+def _device(u: Unit, order: Order, identity: dict[str, object] | None) -> dict[str, Any]:
     cert = x509.load_pem_x509_certificate(u.certificate_pem.encode())
     spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return {
@@ -304,6 +306,8 @@ def _device(u: Unit, order: Order) -> dict[str, Any]:
         "public_key_pem": cert.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode(),
+        # The identities allocated to the unit from its product's pools (None: the product has none).
+        "identity": identity,
     }
 
 
@@ -315,7 +319,8 @@ def order_manifest(inst: Instance, order_id: str, *, actor: str) -> Manifest:
         if order is None:
             raise NotFound(f"no order {order_id!r}", code="order_not_found")
         units = list(s.execute(select(Unit).where(Unit.order_id == order_id).order_by(Unit.serial)).scalars())
-        devices = [_device(u, order) for u in units]
+        given = {row.serial: row for row in identity_rows.identities_of_order(s, order_id)}
+        devices = [_device(u, order, identity_rows.public_identity(given.get(u.serial))) for u in units]
     checkpoint = merkle_log.make_checkpoint(inst)
     body = {
         **signed_head(inst, "FabGuard device manifest", checkpoint),
@@ -358,6 +363,7 @@ def manifest_csv(manifest: Manifest) -> str:
     for d in manifest.body["devices"]:
         cert = x509.load_pem_x509_certificate(d["certificate_pem"].encode())
         row = dict(d)
+        row["mac_addresses"] = " ".join(d["identity"]["mac_addresses"]) if d.get("identity") else None
         row["certificate_der_base64"] = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
         row["public_key_der_base64"] = base64.b64encode(
             cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -50,6 +50,7 @@ from fabguard.service.core.events import refusal_event
 from fabguard.service.core.idempotency import Answer, Keyed
 from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning.attestation import check_request, recorded
+from fabguard.service.provisioning.identity_draws import IdentityDraws
 from fabguard.service.provisioning.unit_requests import Provisioned, UnitRequest, UnparsedUnit, device_certificate
 from fabguard.store import idempotency as key_rows
 from fabguard.store.eventlog import NewEvent, append_events
@@ -170,6 +171,7 @@ class _Group:
     answers: list[dict[str, Any]] = field(default_factory=list)
     expired: list[Keyed] = field(default_factory=list)
     cas: dict[str, IssuingCaFacts] = field(default_factory=dict)
+    ids: IdentityDraws = field(default_factory=IdentityDraws)
 
     def issuing_ca(self, name: str) -> IssuingCaFacts:
         """The facts of an issuing CA, its certificate read once per group."""
@@ -211,6 +213,7 @@ class _Group:
         # Unique index entries in one order in every process: two groups inserting the same serials
         # wait for each other in turn instead of deadlocking.
         insert_units(s, sorted(self.units, key=lambda u: (u["product_id"], u["serial"])))
+        self.ids.write(s)
         for order_id, n in self.taken.items():
             if not take_quota(s, order_id, n):  # the order is locked: only a bug gets here
                 raise AssertionError(f"order {order_id}: {n} units counted against its quota do not fit")
@@ -228,6 +231,7 @@ def _commit(inst: Instance, jobs: list[Job]) -> list[Outcome]:
         # cycle); each unit's history is read after the locks, so it sees what a rival holding them wrote.
         for order_id in sorted({j.request.order_id.value for j in jobs if isinstance(j.request, UnitRequest)}):
             group.orders[order_id] = lock_order(s, order_id)
+        group.ids = _identity_draws(s, group, jobs)
         group.history = _history(s, group, [j for i, j in enumerate(jobs) if i not in stored])
         outcomes = [stored[i] if i in stored else _decide(s, group, job) for i, job in enumerate(jobs)]
         group.write(s)
@@ -243,6 +247,17 @@ def _history(s: Session, group: _Group, jobs: list[Job]) -> GroupHistory:
             asks.append((facts.product_id, unit.serial.value, unit.csr.facts.key_fingerprint, facts.site_id))
             cas.add(order.issuing_ca)
     return group_history(s, asks, sorted(cas))
+
+
+def _identity_draws(s: Session, group: _Group, jobs: list[Job]) -> IdentityDraws:
+    """The pools of the group's products, locked after its orders, with its serials' allocations."""
+    products, order_ids, serials = [], [], []
+    for job in jobs:
+        if isinstance(job.request, UnitRequest) and (order := group.orders[job.request.order_id.value]) is not None:
+            products.append(order.facts.product_id)
+            order_ids.append(order.facts.id)
+            serials.append((order.facts.product_id, job.request.serial.value))
+    return IdentityDraws.load(s, products, order_ids, serials)
 
 
 def _stored_answers(s: Session, group: _Group, jobs: list[Job]) -> dict[int, Outcome]:
@@ -299,20 +314,26 @@ def _issue(s: Session, group: _Group, job: Job, unit: UnitRequest) -> Outcome:
         now=now,
         issuing_ca=group.issuing_ca(ca_name),
         attestation=attestation_facts,
+        identity=group.ids.facts(product_id, facts.id, serial.value),
     )
     # quota_left among the policies: the locked count plus the group's own units
     if decide_issuance(request) is Decision.REPLAY:
         # An idempotent retry: the same unit with the same key gets the same certificate, for free.
         assert existing is not None
-        again = Provisioned(serial.value, facts.id, existing.certificate_pem, inst.cas.chain_pem(ca_name, s), True)
+        chain, ident = inst.cas.chain_pem(ca_name, s), group.ids.existing(product_id, serial.value)
+        again = Provisioned(serial.value, facts.id, existing.certificate_pem, chain, True, ident)
         return group.answer(job.key, 200, again.to_dict(), again)
     issuer = inst.cas.issuer(ca_name, s)
     lifetime = timedelta(days=order.cert_lifetime_days) if order.cert_lifetime_days else None
     cert = device_certificate(inst, issuer, checked.public_key, serial, product_id, now, lifetime, ca_name)
     chain = inst.cas.chain_pem(ca_name, s)  # all that can fail comes before the unit joins the group's writes
     group.taken[facts.id] += 1
+    ident = group.ids.existing(product_id, serial.value)
+    if ident is None and request.identity.draws:  # its MAC addresses and Matter data, drawn now
+        ident, drawn = group.ids.draw(s, product_id, facts.id, serial.value, fixture.id, now)
+        group.events.append(drawn)
     pem = _add_unit(group, job, unit, facts.id, product_id, ca_name, cert, attested)
-    done = Provisioned(serial.value, facts.id, pem, chain, False)
+    done = Provisioned(serial.value, facts.id, pem, chain, False, ident)
     return group.answer(job.key, 201, done.to_dict(), done)
 
 

@@ -16,6 +16,7 @@ from fabguard.domain.values import OrderId, Serial
 from fabguard.pki import attestation, matter, profiles
 from fabguard.pki.csr import CheckedCsr
 from fabguard.service.core.instance import Instance
+from fabguard.service.provisioning.identity_draws import UnitIdentity
 
 
 @dataclass(frozen=True)
@@ -25,15 +26,21 @@ class Provisioned:
     certificate_pem: str
     chain_pem: list[str]
     replayed: bool
+    identity: UnitIdentity | None = (
+        None  # the unit's serial, MAC addresses and Matter data, where its product has pools
+    )
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "serial": self.serial,
             "order_id": self.order_id,
             "certificate": self.certificate_pem,
             "chain": self.chain_pem,
             "replayed": self.replayed,
         }
+        if self.identity is not None:
+            out["identity"] = self.identity.to_dict()
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +93,10 @@ def device_certificate(
         )
     # The DAC policies (``matter_dac_possible``) read this certificate: a PAI without a product ID is refused.
     assert pid is not None, f"the Matter PAI {ca_name} names no product ID"
+    # The product's certificate lifetime bounds a DAC too (within its PAI's validity, as esp-matter-mfg-tool
+    # asks of a chain it writes to a factory partition); without one it has no well-defined expiry.
+    not_after = min(now + lifetime, issuer.certificate.not_valid_after_utc) if lifetime is not None else None
     try:
-        return matter.dac_certificate(issuer, public_key, serial.value, vid, pid, now)
+        return matter.dac_certificate(issuer, public_key, serial.value, vid, pid, now, not_after)
     except matter.AttestationProfileError as exc:
         raise dac_refused(exc.message) from None

@@ -1,4 +1,5 @@
-"""Provisioned units as an operator lists them (``fabguard unit list``)."""
+"""Provisioned units as an operator lists them (``fabguard unit list``), with the identities allocated to each
+from its product's pools (serial index, MAC addresses, Matter vendor/product/discriminator)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import select
 
 from fabguard.domain.errors import InvalidRequest
 from fabguard.service.core.instance import Instance
+from fabguard.store import identities as identity_rows
 from fabguard.store.models import Unit
 
 MAX_LIST = 10_000
@@ -24,6 +26,7 @@ class UnitView:
     issued_at: datetime
     revoked_at: datetime | None
     revocation_reason: str | None
+    identity: dict[str, object] | None = None
 
 
 def list_units(
@@ -38,7 +41,8 @@ def list_units(
     if product_id is not None:
         q = q.where(Unit.product_id == product_id)
     with inst.db.read() as s:
-        rows = s.execute(q.order_by(Unit.id.desc()).limit(limit)).scalars()
+        rows = list(s.execute(q.order_by(Unit.id.desc()).limit(limit)).scalars())
+        given = identity_rows.allocations(s, [(u.product_id, u.serial) for u in rows])
         return [
             UnitView(
                 u.serial,
@@ -49,6 +53,7 @@ def list_units(
                 u.issued_at,
                 u.revoked_at,
                 u.revocation_reason,
+                identity_rows.public_identity(given.get((u.product_id, u.serial))),
             )
             for u in rows
         ]
