@@ -91,7 +91,9 @@ def _signed(request_dir: Path, root_dir: Path, out: Path, crl_days: int, *, sign
     console.print(f"Request {request_dir}: manifest SHA-256 {digest}, from instance {request.instance}")
     for r in request.requests if sign_csrs else ():
         console.print(f"  {r.name}: {r.profile}, O={r.organization}, CN={r.common_name}, key SHA-256 {r.fingerprint}")
-    console.print(f"  root CRL: number >= {request.next_crl_number}, {len(request.revoked)} revoked CA(s)")
+    console.print(
+        f"  root CRL: number >= {request.next_crl_number}, {len(request.revoked)} revoked certificate(s) (CAs, licence signers)"
+    )
     with ceremony_root.opened_root(root_dir) as root:
         number = root.next_crl_number(request.next_crl_number)
         bundle = ceremony.sign_request(

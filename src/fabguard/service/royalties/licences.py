@@ -2,7 +2,8 @@
 
 The signer is a key of its own per product (``licence-<product>-<suffix>`` in the key store: an
 encrypted file or the HSM), certified by the root for licence signing only; it is made on the first
-licence of a product (``licence.signer_created``). It rotates with an overlap (``rotate_signer``: a new
+licence of a product (``licence.signer_created``), or, under an offline root, at a ceremony
+(``service.authority.ceremony_licences``: ``pending`` until imported; here only refused, naming the step). It rotates with an overlap (``rotate_signer``: a new
 signer signs from then on, the old one retires and its licences stay valid) and can be revoked
 (``revoke_signer``: its certificate goes on the root's CRL, which devices may check). Every licence is a ledger event (``licence.issued``)
 written with its row in one transaction; a refused one (a revoked unit) is a ``licence.refused`` event.
