@@ -148,3 +148,25 @@ def test_a_matter_pai_from_its_paa_ceremony_on_the_command_line(
     assert fg(home, "ceremony", "import", str(tmp_path / "s2"))[0] == 0
     code, out = fg(home, "ca", "crl", "matter-paa-fff1")
     assert code == 0 and "number 2" in out, out
+
+
+def test_a_licence_signer_from_the_root_ceremony_on_the_command_line(
+    ceremony_done: tuple[Path, Path], tmp_path: Path
+) -> None:
+    home, root = ceremony_done
+    air = tmp_path / "air"
+    assert fg(home, "product", "add", "sensor", "--name", "Sensor")[0] == 0
+    code, out = fg(home, "licence", "rotate-signer", "sensor")
+    assert code == 2 and "[ca_key_offline]" in out and "ceremony add-licence-signer sensor" in out, out
+    code, out = fg(home, "ceremony", "add-licence-signer", "sensor", "--out", str(tmp_path / "r"))
+    assert code == 0 and "manifest SHA-256" in out, out
+    code, out = fg(home, "licence", "signers", "sensor")
+    assert code == 0 and "pending" in out, out
+    code, out = fg(air, "ceremony", "sign", str(tmp_path / "r"), "--root", str(root), "--out", str(tmp_path / "s"))
+    assert code == 0 and "licence-signer.sensor.1: licence-signer" in out and "CN=sensor licences" in out, out
+    code, out = fg(home, "ceremony", "import", str(tmp_path / "s"))
+    assert code == 0 and "Licence signer 1 of sensor signs from now on" in out, out
+    code, out = fg(home, "licence", "signers", "sensor")
+    assert code == 0 and "signing" in out and "pending" not in out, out
+    code, out = fg(home, "ceremony", "add-licence-signer", "nosuch", "--out", str(tmp_path / "r2"))
+    assert code == 2 and "[product_not_found]" in out and "Traceback" not in out, out

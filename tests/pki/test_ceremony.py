@@ -15,6 +15,7 @@ from fabguard.domain.errors import InvalidRequest
 from fabguard.pki import ceremony, ceremony_checks, profiles
 from fabguard.pki.crl import RevokedEntry
 from fabguard.pki.keys import new_signing_key
+from fabguard.pki.licence import licence_signer_certificate, licence_signer_subject
 
 ORG = "Acme Devices"
 NOW = datetime(2030, 6, 1, tzinfo=UTC)
@@ -91,3 +92,58 @@ def test_signing_gives_pathlen_zero_cas_and_a_crl_listing_the_revoked() -> None:
         ceremony.sign_request(
             root, _request(organization="Other"), request_digest="", crl_number=1, now=NOW, crl_valid_for=timedelta(1)
         )
+
+
+def _licence_request(product: str = "sensor", **changes: object) -> ceremony.CeremonyRequest:
+    key = new_signing_key()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(licence_signer_subject(ORG, product))
+        .sign(key, profiles.hash_for(key))
+    )
+    signer = ceremony.SigningRequest(
+        f"licence-signer.{product}.1", "licence-signer", ORG, f"{product} licences", csr, product_id=product
+    )
+    return _request(requests=(signer,), **changes)
+
+
+def test_a_licence_signer_is_signed_with_the_online_roots_profile_and_checked_as_such() -> None:
+    root = profiles.self_signed_root(new_signing_key(), ORG, f"{ORG} FabGuard Root CA", NOW)
+    request = _licence_request()
+    again = ceremony.read_request(request.to_files())
+    assert again.requests[0].product_id == "sensor" and again.requests[0].subject == licence_signer_subject(
+        ORG, "sensor"
+    )
+    bundle = ceremony.sign_request(
+        root, again, request_digest="d", crl_number=7, now=NOW, crl_valid_for=timedelta(days=90)
+    )
+    cert = ceremony.read_signed(bundle.to_files()).certificates["licence-signer.sensor.1"]
+    online = licence_signer_certificate(root, cert.public_key(), ORG, "sensor", NOW)  # type: ignore[arg-type]
+    assert {e.oid: (e.critical, e.value) for e in cert.extensions if e.oid != x509.OID_AUTHORITY_KEY_IDENTIFIER} == {
+        e.oid: (e.critical, e.value) for e in online.extensions if e.oid != x509.OID_AUTHORITY_KEY_IDENTIFIER
+    }
+    assert cert.subject == online.subject and cert.issuer == root.certificate.subject
+    want = ceremony_checks.Expected(cert.public_key(), cert.subject, "licence-signer")
+    checks = {"known_root": root.certificate, "current_crl_number": 6, "revoked_serials": [], "now": NOW}
+    ceremony_checks.check_signed(bundle, {"licence-signer.sensor.1": want}, **checks)  # type: ignore[arg-type]
+    as_ca = profiles.intermediate_ca(root, cert.public_key(), ORG, "sensor licences", NOW)  # type: ignore[arg-type]
+    forged = dataclasses.replace(bundle, certificates={"licence-signer.sensor.1": as_ca})
+    with pytest.raises(InvalidRequest) as refused:
+        ceremony_checks.check_signed(forged, {"licence-signer.sensor.1": want}, **checks)  # type: ignore[arg-type]
+    assert refused.value.code == "ceremony_profile_mismatch"
+
+
+@pytest.mark.parametrize(
+    ("what", "edit", "code"),
+    [
+        ("another product", lambda m: m["requests"][0].update(product_id="other"), "ceremony_bundle_invalid"),
+        ("no product", lambda m: m["requests"][0].update(product_id=None), "ceremony_bundle_invalid"),
+        ("from a Matter PAA", lambda m: m["root"].update(kind="matter-paa", vid=0xFFF1), "ceremony_profile_mismatch"),
+    ],
+)
+def test_a_licence_signer_request_that_is_not_as_its_manifest_says_is_refused(
+    what: str, edit: object, code: str
+) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        ceremony.read_request(_manifest_edit(_licence_request().to_files(), edit))
+    assert refused.value.code == code, what

@@ -1,9 +1,9 @@
 """``fabguard ceremony ...``: an offline root's key ceremonies (docs/ceremony.md).
 
 Three commands run on the air-gapped ceremony machine and need no instance: ``new-root``, ``sign`` and
-``crl`` (the root's key in a ceremony directory: an encrypted file, or an HSM through PKCS#11). Three run
-on the server, on its instance (``--home``): ``add-issuer`` and ``request`` write a request bundle,
-``import`` installs what a ceremony signed. Only bundles cross the air gap; none holds a private key.
+``crl`` (the root's key in a ceremony directory: an encrypted file, or an HSM through PKCS#11). The others
+run on the server, on its instance (``--home``): ``add-issuer``, ``add-matter-pai``, ``add-licence-signer``
+and ``request`` write a request bundle, ``import`` installs what a ceremony signed. Only bundles cross the air gap; none holds a private key.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from fabguard.service.authority import ceremony as instance_side
 
 ceremony_app = typer.Typer(
     help="An offline root's key ceremonies: 'new-root', 'sign' and 'crl' run on the air-gapped machine that "
-    "holds the root key; 'add-issuer', 'request' and 'import' run on the server. Only bundles (CSRs, "
+    "holds the root key; 'add-issuer', 'add-licence-signer', 'request' and 'import' run on the server. Only bundles (CSRs, "
     "certificates, CRLs) cross the air gap. See docs/ceremony.md.",
     no_args_is_help=True,
 )
@@ -91,7 +91,9 @@ def _signed(request_dir: Path, root_dir: Path, out: Path, crl_days: int, *, sign
     console.print(f"Request {request_dir}: manifest SHA-256 {digest}, from instance {request.instance}")
     for r in request.requests if sign_csrs else ():
         console.print(f"  {r.name}: {r.profile}, O={r.organization}, CN={r.common_name}, key SHA-256 {r.fingerprint}")
-    console.print(f"  root CRL: number >= {request.next_crl_number}, {len(request.revoked)} revoked CA(s)")
+    console.print(
+        f"  root CRL: number >= {request.next_crl_number}, {len(request.revoked)} revoked certificate(s) (CAs, licence signers)"
+    )
     with ceremony_root.opened_root(root_dir) as root:
         number = root.next_crl_number(request.next_crl_number)
         bundle = ceremony.sign_request(
@@ -173,6 +175,20 @@ def add_matter_pai(
     _told(out, files)
 
 
+@command(ceremony_app, "add-licence-signer")
+def add_licence_signer(
+    product: Annotated[str, typer.Argument(help="The product whose feature licences it signs")],
+    out: Out,
+) -> None:
+    """SERVER: make the product's next licence signer's key here (pending: it signs nothing) and write a
+    request bundle with its CSR for the root's ceremony; once 'fabguard ceremony import' installs its
+    certificate it signs the product's licences and the earlier signers retire."""
+    with opened() as inst:
+        files = instance_side.add_licence_signer(inst, values.ProductId.named(product), actor=actor(inst))
+    ceremony.write_directory(out, files)
+    _told(out, files)
+
+
 @command(ceremony_app, "request")
 def request(
     out: Out,
@@ -207,3 +223,6 @@ def _imported(done: instance_side.Imported) -> None:
         f"Imported: root SHA-256 {done.root_fingerprint}; CA certificates: {', '.join(done.cas) or 'none'}; "
         f"root CRL number {done.crl_number}, next update {done.crl_next_update}"
     )
+    for signer in done.licence_signers:
+        product, generation = signer.split(" ")
+        console.print(f"Licence signer {generation} of {product} signs from now on; earlier signers retired")

@@ -85,7 +85,8 @@ def _crl(data: bytes) -> x509.CertificateRevocationList:
 
 @command(licence_app, "signers")
 def signers(product: Annotated[str, typer.Argument(help="The product")], json_out: JsonOption = False) -> None:
-    """A product's licence signers, oldest first: which signs now, which retired, which were revoked."""
+    """A product's licence signers, oldest first: which signs now, which retired, which were revoked, which
+    waits for an offline root's ceremony (pending)."""
     with opened() as inst:
         rows = licences.signers(inst, ProductId.named(product))
     if json_out:
@@ -93,7 +94,8 @@ def signers(product: Annotated[str, typer.Argument(help="The product")], json_ou
         return
     table = Table("generation", "state", "certificate serial", "valid until", "since")
     for r in rows:
-        table.add_row(str(r["generation"]), r["state"], r["certificate_serial"], r["not_after"], r["created_at"])
+        cert = (r["certificate_serial"] or "-", r["not_after"] or "-")  # a pending signer has no certificate yet
+        table.add_row(str(r["generation"]), r["state"], *cert, r["created_at"])
     console.print(table)
 
 

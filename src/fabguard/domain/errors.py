@@ -214,6 +214,7 @@ ERROR_STATUS: dict[str, int] = {
     "key_rotation_in_progress": 409,  # a rotation's overlap is open: finish it before starting another
     "no_key_rotation": 409,  # nothing to finish: only one key signs
     "licence_signer_not_found": 404,
+    "licence_signer_pending": 409,  # an offline root's signer waiting for its ceremony: no certificate yet
     # Cosigned checkpoints: a witness refusing a checkpoint, a cosignature or witness key that is not right.
     "cosignature_invalid": 422,
     "witness_key_invalid": 422,

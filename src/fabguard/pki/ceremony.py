@@ -5,7 +5,8 @@ made (each with its profile and the subject it must get), the root's CRL as the 
 CAs it revoked, the next CRL number) and the URLs the root's certificates name. A **signed** bundle comes
 back: the root's certificate, one certificate per request and the root's CRL. Both are a directory of
 small files with a ``manifest.json``; neither holds a private key. Signing (``sign_request``) checks each
-CSR and issues it with its profile (pathLen 0, the subject asked for); importing (``check_signed``)
+CSR and issues it with its profile (a CA with pathLen 0, or a product's licence signer: an end entity
+for licence signing only, the subject asked for); importing (``check_signed``)
 checks that each certificate is for the key the instance holds, has that profile and chains to the
 root, and that the CRL is the root's, newer than the one served, and lists every CA the instance revoked
 (``pki.ceremony_checks``).
@@ -29,13 +30,17 @@ from fabguard.domain.errors import InvalidRequest
 from fabguard.pki import matter, profiles
 from fabguard.pki.crl import REASONS, RevokedEntry, build_crl
 from fabguard.pki.keys import SigningKey, spki_fingerprint
+from fabguard.pki.licence import licence_signer_certificate, licence_signer_subject
 
 REQUEST_FORMAT = "fabguard-ceremony-request/1"
 SIGNED_FORMAT = "fabguard-ceremony-signed/1"
 MANIFEST = "manifest.json"
 # The profiles a ceremony signs with: both are CAs below the root that sign end entities only (pathLen 0).
 # A Matter PAI (pathLen 0 too) is signed by a PAA, a root of its own kept in its own ceremony directory.
-PROFILES = {"issuing-ca": "issuing", "station-ca": "station", "matter-pai": "issuing"}
+# A licence signer is no CA: the root certifies it for feature licences only (``pki.licence``), as an
+# online root does; devices take its licences only if the root signed it directly.
+PROFILES = {"issuing-ca": "issuing", "station-ca": "station", "matter-pai": "issuing", "licence-signer": "licence"}
+LICENCE_SIGNER = "licence-signer"
 ROOT_KINDS = ("root", "matter-paa")
 MAX_FILE_BYTES = 1 << 20
 MAX_FILES = 200
@@ -56,6 +61,7 @@ class SigningRequest:
     csr: x509.CertificateSigningRequest
     vid: int | None = None  # a Matter PAI's vendor and product IDs
     pid: int | None = None
+    product_id: str | None = None  # a licence signer's product
 
     @property
     def fingerprint(self) -> str:
@@ -63,7 +69,12 @@ class SigningRequest:
 
     @property
     def subject(self) -> x509.Name:
-        """The subject the certificate gets: ``O, CN`` for FabGuard's CAs, ``CN, VID, PID`` for a Matter PAI."""
+        """The subject the certificate gets: ``O, CN`` for FabGuard's CAs, ``CN, VID, PID`` for a Matter PAI,
+        ``O, OU, CN`` for a licence signer (``<product> licences``)."""
+        if self.profile == LICENCE_SIGNER:
+            if self.product_id is None:
+                raise invalid(f"the licence signer {self.name} names no product")
+            return licence_signer_subject(self.organization, self.product_id)
         if self.profile != "matter-pai":
             return ca_subject(self.organization, self.common_name)
         if self.vid is None:
@@ -115,6 +126,7 @@ class CeremonyRequest:
                     "spki_sha256": r.fingerprint,
                     "vid": r.vid,
                     "pid": r.pid,
+                    "product_id": r.product_id,
                 }
                 for r in self.requests
             ],
@@ -176,10 +188,12 @@ def _signing_request(files: Mapping[str, bytes], item: Mapping[str, Any]) -> Sig
         csr = x509.load_pem_x509_csr(_file(files, item["csr"]))
     except ValueError:
         raise invalid(f"{item['csr']} is not a PEM CSR") from None
-    ids = [None if item.get(k) is None else int(item[k]) for k in ("vid", "pid")]
+    vid, pid = (None if item.get(k) is None else int(item[k]) for k in ("vid", "pid"))
+    product = None if item.get("product_id") is None else str(item["product_id"])
     request = SigningRequest(
-        str(item["name"]), str(item["profile"]), str(item["organization"]), str(item["common_name"]), csr, *ids
-    )
+        str(item["name"]), str(item["profile"]), str(item["organization"]), str(item["common_name"]), csr, vid, pid,
+        product,
+    )  # fmt: skip
     if request.profile not in PROFILES:
         raise InvalidRequest(f"unknown profile {request.profile[:40]!r}", code="ceremony_profile_mismatch")
     if not isinstance(csr.public_key(), ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
@@ -306,6 +320,9 @@ def _issue(root: profiles.Issuer, r: SigningRequest, request: CeremonyRequest, n
         assert r.vid is not None  # r.subject checked it when the request was read
         pid = matter.ProductId(r.pid) if r.pid is not None else None
         return matter.pai_certificate(root, key, r.common_name, matter.VendorId(r.vid), pid, now)
+    if r.profile == LICENCE_SIGNER:
+        assert r.product_id is not None  # r.subject checked it when the request was read
+        return licence_signer_certificate(root, key, r.organization, r.product_id, now)
     return profiles.intermediate_ca(
         root, key, r.organization, r.common_name, now, crl_url=request.crl_url, ca_issuers_url=request.ca_issuers_url
     )
@@ -335,6 +352,7 @@ def write_directory(directory: Path, files: Mapping[str, bytes]) -> None:
 
 
 __all__ = [
+    "LICENCE_SIGNER",
     "PROFILES",
     "CeremonyRequest",
     "SignedBundle",

@@ -1,7 +1,9 @@
 """What an instance checks before it imports what a ceremony signed (``pki.ceremony``'s signed bundle): each
-certificate is for the key the instance holds, of the profile asked for, signed by the bundle's root (the
-instance's own, once it has one); the root's CRL is signed by it, newer than the one served, and lists
-every CA the instance revoked. A bundle that fails any check is refused whole.
+certificate is for the key the instance holds, of the profile asked for (a CA with pathLen 0, or a licence
+signer: no CA, digitalSignature only, the critical licence-signing EKU), signed directly by the bundle's root
+(the instance's own, once it has one); the root's CRL is signed by it, newer than the one served, and lists
+every certificate the instance revoked under it (CAs and licence signers). A bundle that fails any check is
+refused whole.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from fabguard.domain.errors import Conflict, InvalidRequest
-from fabguard.pki.ceremony import SignedBundle
+from fabguard.pki.ceremony import LICENCE_SIGNER, SignedBundle
+from fabguard.pki.licence import LICENCE_SIGNING_EKU
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,9 @@ def _check_certificate(
         raise InvalidRequest(
             f"the certificate for {name} is not signed by the root", code="certificate_untrusted"
         ) from None
+    if want.profile == LICENCE_SIGNER:
+        _check_licence_signer(name, cert, want, profile)
+        return
     try:
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -86,6 +92,27 @@ def _check_certificate(
         )
 
 
+def _check_licence_signer(name: str, cert: x509.Certificate, want: Expected, profile: str | None) -> None:
+    """The profile of ``pki.licence.licence_signer_certificate``: what ``verify_licence`` on a device accepts."""
+    mismatch = InvalidRequest(
+        f"the certificate for {name} is not the licence-signer profile asked for (subject, not a CA, "
+        "digitalSignature only, the critical licence-signing EKU)",
+        code="ceremony_profile_mismatch",
+    )
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        raise mismatch from None
+    if bc.ca or usage.key_cert_sign or usage.crl_sign or not usage.digital_signature:
+        raise mismatch
+    if not eku.critical or list(eku.value) != [LICENCE_SIGNING_EKU]:
+        raise mismatch
+    if profile != want.profile or cert.subject != want.subject:
+        raise mismatch
+
+
 def check_root_crl(
     crl: x509.CertificateRevocationList,
     root: x509.Certificate,
@@ -93,7 +120,8 @@ def check_root_crl(
     current_crl_number: int | None,
     revoked_serials: Sequence[int],
 ) -> None:
-    """The root's CRL: signed by it, newer than the one served, listing every CA the instance revoked."""
+    """The root's CRL: signed by it, newer than the one served, listing every certificate the instance revoked
+    under the root (CAs and licence signers)."""
     if crl.issuer != root.subject or not crl.is_signature_valid(root.public_key()):  # type: ignore[arg-type]
         raise InvalidRequest("the CRL is not signed by the root", code="crl_invalid")
     try:
@@ -107,7 +135,7 @@ def check_root_crl(
     missing = sorted(s for s in revoked_serials if crl.get_revoked_certificate_by_serial_number(s) is None)
     if missing:
         raise InvalidRequest(
-            f"the CRL leaves out {len(missing)} revoked CA certificate(s), e.g. serial {missing[0]:x}",
+            f"the CRL leaves out {len(missing)} revoked certificate(s), e.g. serial {missing[0]:x}",
             code="crl_invalid",
         )
 

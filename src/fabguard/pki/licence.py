@@ -40,6 +40,17 @@ def canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
+def licence_signer_subject(organization: str, product_id: str) -> x509.Name:
+    """The subject of a product's licence signer (devices check its CN names the licence's product)."""
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "licence signing"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{product_id} licences"),
+        ]
+    )
+
+
 def licence_signer_certificate(
     root: Issuer,
     public_key: CertificateIssuerPublicKeyTypes,
@@ -51,15 +62,8 @@ def licence_signer_certificate(
     """The certificate of a product's licence-signing key: an end entity under ``root``, for licences only."""
     start = now.astimezone(UTC) - BACKDATE
     end = min(start + timedelta(days=365 * years), root.certificate.not_valid_after_utc)
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "licence signing"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"{product_id} licences"),
-        ]
-    )
     return certificate_builder(
-        subject,
+        licence_signer_subject(organization, product_id),
         root.certificate.subject,
         public_key,
         start,

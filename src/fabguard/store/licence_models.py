@@ -13,11 +13,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from fabguard.store.base import Base, UTCDateTime
 
+# Under an offline root a signer waits for its ceremony: until its certificate is imported, its row holds
+# the CSR the ceremony signs (in ``certificate_pem``; PEM says which it is) and it signs nothing.
+CSR_PEM_HEADER = "-----BEGIN CERTIFICATE REQUEST-----"
+
 
 class LicenceSigner(Base):
     """One of a product's licence-signing keys (by reference into the key store) and its certificate under the
-    root. A product signs with its newest signer that is neither retired nor revoked; a retired signer's
-    licences stay valid (the overlap of a rotation), a revoked one's certificate is on the root's CRL."""
+    root. A product signs with its newest signer that is neither retired nor revoked nor pending; a retired
+    signer's licences stay valid (the overlap of a rotation), a revoked one's certificate is on the root's
+    CRL; a pending one (an offline root's, ``CSR_PEM_HEADER``) has no certificate yet."""
 
     __tablename__ = "licence_signing_keys"
     __table_args__ = (UniqueConstraint("product_id", "generation"),)
@@ -30,6 +35,11 @@ class LicenceSigner(Base):
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revocation_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+    @property
+    def pending(self) -> bool:
+        """Waiting for its certificate from an offline root's ceremony: ``certificate_pem`` holds its CSR."""
+        return self.certificate_pem.startswith(CSR_PEM_HEADER)
 
 
 class Licence(Base):
@@ -46,4 +56,4 @@ class Licence(Base):
     event_seq: Mapped[int] = mapped_column(Integer)
 
 
-__all__ = ["Licence", "LicenceSigner"]
+__all__ = ["CSR_PEM_HEADER", "Licence", "LicenceSigner"]

@@ -55,8 +55,9 @@ def list_licences(inst: Inst, serial: str, _: Reader) -> list[dict[str, Any]]:
 
 @router.get("/api/v1/products/{product_id}/licence-signers")
 def list_signers(inst: Inst, product_id: str, _: Reader) -> list[dict[str, Any]]:
-    """The product's licence signers, oldest first: certificate, state (signing, retired, revoked). A device
-    accepts a licence from any of them that chains to its root and is not on the root's CRL."""
+    """The product's licence signers, oldest first: certificate, state (signing, retired, revoked, or pending:
+    an offline root's signer waiting for its ceremony, no certificate yet). A device accepts a licence from any
+    of them that chains to its root and is not on the root's CRL."""
     return licences.signers(inst, ProductId.named(product_id))
 
 

@@ -2,10 +2,11 @@
 
 ``request_bundle`` writes what the ceremony is asked for: the CSRs of every CA waiting for its certificate
 (after ``init --offline-root``: the issuing and station CAs; after ``add_issuer``: a new issuing CA) and
-the root's CRL as this instance wants it (the CAs it revoked, the next CRL number). ``import_bundle``
+the root's CRL as this instance wants it (the CAs and licence signers it revoked, the next CRL number);
+``add_licence_signer`` asks for a product's next licence signer (``ceremony_licences``). ``import_bundle``
 checks the ceremony's answer (``pki.ceremony.check_signed``) and installs it in one transaction: the root's
-certificate (its key ``external:``, never here), the CAs' certificates, and the root's CRL, which ``/crl``
-then serves as imported.
+certificate (its key ``external:``, never here), the CAs' certificates, the licence signers' certificates,
+and the root's CRL, which ``/crl`` then serves as imported.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, NotFound
-from fabguard.domain.values import CaName
+from fabguard.domain.values import CaName, ProductId
 from fabguard.pki import ceremony, ceremony_checks, matter, profiles
 from fabguard.pki.crl import RevokedEntry
-from fabguard.service.authority import authorities, matter_authorities
+from fabguard.service.authority import authorities, ceremony_licences, matter_authorities
 from fabguard.service.core.ca_registry import EXTERNAL_KEY, OFFLINE_ROOT_KEY
 from fabguard.service.core.instance import Instance
 from fabguard.service.core.seeding import ca_common_name, write_ca_files
@@ -74,7 +75,7 @@ def _offline_root(s: Session, name: str = "root") -> CertificateAuthority | None
 
 
 def _revoked_under(s: Session, root_subject: x509.Name | None) -> list[RevokedEntry]:
-    """The revoked CAs the root certified: its CRL must list them."""
+    """The revoked CAs and licence signers the root certified: its CRL must list them."""
     if root_subject is None:
         return []
     rows = s.execute(
@@ -87,7 +88,7 @@ def _revoked_under(s: Session, root_subject: x509.Name | None) -> list[RevokedEn
         for r in rows
         if r.revoked_at is not None
         and x509.load_pem_x509_certificate(str(r.certificate_pem).encode()).issuer == root_subject
-    ]
+    ] + ceremony_licences.revoked_under(s, root_subject)
 
 
 def _pending(s: Session) -> list[CertificateAuthority]:
@@ -127,7 +128,8 @@ def request_bundle(inst: Instance, root: str = "root") -> dict[str, bytes]:
             ca_issuers_url=inst.cas.ca_issuers_url(root),
             next_crl_number=crl_row.number + 1 if crl_row else 1,
             revoked=tuple(_revoked_under(s, root_cert.subject if root_cert else None)),
-            requests=tuple(_signing_request(r, org) for r in _pending(s) if _vendor(r) == vendor),
+            requests=tuple(_signing_request(r, org) for r in _pending(s) if _vendor(r) == vendor)
+            + tuple(ceremony_licences.signing_requests(s, org) if vendor is None else ()),
             root_kind="root" if vendor is None else "matter-paa",
             root_vid=None if vendor is None else vendor.value,
         )
@@ -168,12 +170,22 @@ def add_matter_pai(
     return request_bundle(inst, paa)
 
 
+def add_licence_signer(inst: Instance, product_id: ProductId, *, actor: str) -> dict[str, bytes]:
+    """A product's next licence signer under the offline root: its key made here, pending (it signs nothing)
+    until the ceremony's certificate is imported; a request bundle with its CSR (and anything else pending)."""
+    with inst.db.read() as s:
+        _offline_root(s)
+    ceremony_licences.make_pending(inst, product_id, actor=actor)
+    return request_bundle(inst)
+
+
 @dataclass(frozen=True, slots=True)
 class Imported:
     root_fingerprint: str
     cas: tuple[str, ...]
     crl_number: int
     crl_next_update: str
+    licence_signers: tuple[str, ...] = ()  # "<product> <generation>" of each licence signer installed
 
 
 def import_bundle(inst: Instance, files: dict[str, bytes], *, actor: str) -> Imported:
@@ -194,6 +206,9 @@ def import_bundle(inst: Instance, files: dict[str, bytes], *, actor: str) -> Imp
             )
             for name, r in rows.items()
         }
+        # Licence signers are FabGuard's root's to certify, never a PAA's.
+        signers = ceremony_licences.expected(inst, s, bundle.certificates) if target == "root" else {}
+        expected.update({name: want for name, (_, want) in signers.items()})
         crl_row = lock_crl(s, target)
         ceremony_checks.check_signed(
             bundle,
@@ -206,14 +221,19 @@ def import_bundle(inst: Instance, files: dict[str, bytes], *, actor: str) -> Imp
         if root_row is None:
             _register_root(s, target, bundle.root, now=now, actor=actor)
         for name, cert in bundle.certificates.items():
-            _activate(s, rows[name], cert, now=now, actor=actor)
+            if name in signers:
+                ceremony_licences.install(s, signers[name][0], cert, now=now, actor=actor)
+            else:
+                _activate(s, rows[name], cert, now=now, actor=actor)
         number = _install_crl(s, target, crl_row, bundle.crl, now=now, actor=actor)
+        installed = tuple(f"{row.product_id} {row.generation}" for row, _ in signers.values())
     _write_files(inst, bundle, first=root_row is None and target == "root")
     return Imported(
         bundle.root.fingerprint(hashes.SHA256()).hex(),
-        tuple(bundle.certificates),
+        tuple(name for name in bundle.certificates if name not in signers),
         number,
         bundle.crl.next_update_utc.isoformat() if bundle.crl.next_update_utc else "",
+        installed,
     )
 
 
@@ -272,4 +292,4 @@ def _write_files(inst: Instance, bundle: ceremony.SignedBundle, *, first: bool) 
     write_ca_files(inst.home, inst.config, certs, station, server_key, inst.clock())
 
 
-__all__ = ["Imported", "add_issuer", "add_matter_pai", "import_bundle", "request_bundle"]
+__all__ = ["Imported", "add_issuer", "add_licence_signer", "add_matter_pai", "import_bundle", "request_bundle"]

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
 from fabguard.pki.crl import REASONS, RevokedEntry, build_crl
 from fabguard.pki.profiles import Issuer
+from fabguard.service.authority import ceremony_licences
 from fabguard.service.core.ca_registry import EXTERNAL_KEY
 from fabguard.service.core.instance import Instance
 from fabguard.store.crls import insert_first_crl, lock_crl
 from fabguard.store.eventlog import append_event
-from fabguard.store.licence_models import LicenceSigner
 from fabguard.store.models import CertificateAuthority, CrlRow, Fixture, Order, SupersededCertificate, Unit
 
 CRL_VALIDITY = timedelta(days=7)
@@ -145,14 +145,7 @@ def _revoked_entries(s: Session, inst: Instance, ca: str, role: str) -> list[Rev
         and x509.load_pem_x509_certificate(str(r.certificate_pem).encode()).issuer == subject
     ]
     # ... and the revoked licence signers it certified (service/royalties/licence_acts.py).
-    signers = s.execute(select(LicenceSigner).where(LicenceSigner.revoked_at.is_not(None))).scalars()
-    for signer in signers:
-        cert = x509.load_pem_x509_certificate(signer.certificate_pem.encode())
-        if signer.revoked_at is not None and cert.issuer == subject:
-            entries.append(
-                RevokedEntry(cert.serial_number, signer.revoked_at, signer.revocation_reason or "unspecified")
-            )
-    return entries
+    return entries + ceremony_licences.revoked_under(s, subject)
 
 
 def _role(inst: Instance, ca: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fabguard.service.approvals.registry import Approved, register
-from fabguard.service.authority import revocation
+from fabguard.service.authority import ceremony_licences, revocation
 from fabguard.service.core.instance import Instance
 from fabguard.service.royalties import licences
 
@@ -34,20 +34,32 @@ class LicenceSignerRevocation:
         return cls(int(data["generation"]), str(data["reason"]), str(data["note"]))
 
 
+# An offline root's CRL is signed at its ceremony: the revocation is marked now, the CRL comes later.
+AT_NEXT_CEREMONY = (
+    "the root is offline: its CRL lists this signer from the next ceremony "
+    "('fabguard ceremony request', 'ceremony crl', 'ceremony import')"
+)
+
+
 def _revocation_is_possible(inst: Instance, s: Session, target: str, p: LicenceSignerRevocation) -> None:
     licences.check_signer_revocation(s, target, p.generation, p.reason)
-    inst.cas.issuer("root", s)  # the root signs the CRL: fail now, not once a second person approves
+    if not ceremony_licences.root_is_offline(s):
+        inst.cas.issuer("root", s)  # the root signs the CRL: fail now, not once a second person approves
 
 
 def _revoke_signer(inst: Instance, s: Session, a: Approved[LicenceSignerRevocation]) -> dict[str, object]:
     del inst
     p = a.parameters
-    return licences.revoke_signer_in(
+    done = licences.revoke_signer_in(
         s, a.target, p.generation, reason_code=p.reason, note=p.note, at=a.now, actor=a.actor, detail=a.detail
     )
+    return {**done, "crl": AT_NEXT_CEREMONY} if ceremony_licences.root_is_offline(s) else done
 
 
 def _resign_root_crl(inst: Instance) -> None:
+    with inst.db.read() as s:
+        if ceremony_licences.root_is_offline(s):
+            return  # no root key here: the next ceremony signs the CRL (request_bundle lists the signer)
     revocation.refresh_crl(inst, "root")
 
 

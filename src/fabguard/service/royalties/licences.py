@@ -2,7 +2,8 @@
 
 The signer is a key of its own per product (``licence-<product>-<suffix>`` in the key store: an
 encrypted file or the HSM), certified by the root for licence signing only; it is made on the first
-licence of a product (``licence.signer_created``). It rotates with an overlap (``rotate_signer``: a new
+licence of a product (``licence.signer_created``), or, under an offline root, at a ceremony
+(``service.authority.ceremony_licences``: ``pending`` until imported; here only refused, naming the step). It rotates with an overlap (``rotate_signer``: a new
 signer signs from then on, the old one retires and its licences stay valid) and can be revoked
 (``revoke_signer``: its certificate goes on the root's CRL, which devices may check). Every licence is a ledger event (``licence.issued``)
 written with its row in one transaction; a refused one (a revoked unit) is a ``licence.refused`` event.
@@ -30,10 +31,11 @@ from fabguard.domain.values import ProductId, Serial
 from fabguard.pki import profiles
 from fabguard.pki.crl import REASONS
 from fabguard.pki.licence import licence_body, licence_signer_certificate, sign_licence
+from fabguard.service.authority import ceremony_licences
 from fabguard.service.core.events import record_refusal
 from fabguard.service.core.instance import Instance
 from fabguard.store.eventlog import append_event
-from fabguard.store.licence_models import Licence, LicenceSigner
+from fabguard.store.licence_models import CSR_PEM_HEADER, Licence, LicenceSigner
 from fabguard.store.models import Product, Unit
 
 
@@ -57,6 +59,7 @@ def _active(s: Session, product_id: str) -> LicenceSigner | None:
             LicenceSigner.product_id == product_id,
             LicenceSigner.retired_at.is_(None),
             LicenceSigner.revoked_at.is_(None),
+            ~LicenceSigner.certificate_pem.startswith(CSR_PEM_HEADER, autoescape=True),  # pending: no certificate
         )
         .order_by(LicenceSigner.generation.desc())
         .limit(1)
@@ -99,10 +102,14 @@ def _signer_row(s: Session, product_id: str, generation: int, *, lock: bool = Fa
 
 
 def check_signer_revocation(s: Session, product_id: str, generation: int, reason_code: str) -> None:
-    """Refuse a revocation that could not be carried out: an unknown signer or reason."""
+    """Refuse a revocation that could not be carried out: an unknown signer or reason, a pending signer."""
     if reason_code not in REASONS:
         raise InvalidRequest(f"unknown reason {reason_code!r}; one of {', '.join(REASONS)}", code="invalid_reason")
-    _signer_row(s, product_id, generation)
+    if _signer_row(s, product_id, generation).pending:
+        raise Conflict(
+            f"licence signer {generation} of {product_id} waits for its ceremony: it has no certificate to revoke",
+            code="licence_signer_pending",
+        )
 
 
 def revoke_signer_in(
@@ -116,9 +123,10 @@ def revoke_signer_in(
     actor: str,
     detail: dict[str, object],
 ) -> dict[str, object]:
-    """Put a licence signer's certificate on the root's CRL (the caller re-signs it once committed): devices
-    that check the CRL refuse every licence it signed. The next licence is signed by a newer signer (made if
-    none). In the caller's transaction (a second person's approval: ``licence_acts``)."""
+    """Put a licence signer's certificate on the root's CRL (the caller re-signs it once committed; an offline
+    root's CRL lists it from the next ceremony): devices that check the CRL refuse every licence it signed.
+    The next licence is signed by a newer signer (made if none, and the root is here). In the caller's
+    transaction (a second person's approval: ``licence_acts``)."""
     row = _signer_row(s, product_id, generation, lock=True)
     if row.revoked_at is None:
         row.revoked_at, row.revocation_reason = at, reason_code
@@ -150,25 +158,26 @@ def signers(inst: Instance, product_id: ProductId) -> list[dict[str, Any]]:
 
 
 def _signer_view(r: LicenceSigner) -> dict[str, Any]:
-    cert = x509.load_pem_x509_certificate(r.certificate_pem.encode())
-    state = "revoked" if r.revoked_at else "retired" if r.retired_at else "signing"
+    """A signer as listed; a pending one (an offline root's, waiting for its ceremony) has no certificate."""
+    cert = None if r.pending else x509.load_pem_x509_certificate(r.certificate_pem.encode())
+    state = "pending" if cert is None else "revoked" if r.revoked_at else "retired" if r.retired_at else "signing"
     return {
         "product_id": r.product_id,
         "generation": r.generation,
         "state": state,
-        "certificate_serial": format(cert.serial_number, "x"),
-        "not_after": cert.not_valid_after_utc.isoformat(),
+        "certificate_serial": format(cert.serial_number, "x") if cert else None,
+        "not_after": cert.not_valid_after_utc.isoformat() if cert else None,
         "created_at": r.created_at.isoformat(),
         "retired_at": r.retired_at.isoformat() if r.retired_at else None,
         "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None,
         "revocation_reason": r.revocation_reason,
-        "certificate_pem": r.certificate_pem,
+        "certificate_pem": r.certificate_pem if cert else None,
     }
 
 
 def _make_signer(inst: Instance, product_id: str, *, actor: str, rotate: bool = False) -> LicenceSigner:
     now = inst.clock()
-    root = inst.cas.root_issuer()  # an offline root (ca_key_offline) refuses before a key is made
+    root = _root_here(inst, product_id)  # an offline root (ca_key_offline) refuses before a key is made
     key_name = f"licence-{product_id}-{secrets.token_hex(4)}"
     key_ref = inst.keys.generate(key_name)
     cert = licence_signer_certificate(
@@ -214,6 +223,28 @@ def _make_signer(inst: Instance, product_id: str, *, actor: str, rotate: bool = 
             raise
         return found
     return row
+
+
+def _root_here(inst: Instance, product_id: str) -> profiles.Issuer:
+    """The root, which certifies licence signers; on an offline-root instance, a refusal naming the ceremony."""
+    try:
+        return inst.cas.root_issuer()
+    except Conflict as exc:
+        if exc.code != "ca_key_offline":
+            raise
+    with inst.db.read() as s:
+        waiting = ceremony_licences.pending_of(s, product_id)
+    step = (
+        f"its signer {waiting.generation} waits for the ceremony: 'fabguard ceremony sign' the request bundle, "
+        "then 'fabguard ceremony import'"
+        if waiting is not None
+        else f"'fabguard ceremony add-licence-signer {product_id} --out DIR', then 'ceremony sign' and 'ceremony import'"
+    )
+    raise Conflict(
+        f"this instance's root is offline: product {product_id}'s licence signer is certified at a ceremony "
+        f"({step}; docs/ceremony.md)",
+        code="ca_key_offline",
+    ) from None
 
 
 def _drop_key(inst: Instance, key_ref: str, key_name: str) -> None:
