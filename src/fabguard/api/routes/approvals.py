@@ -38,13 +38,13 @@ def get_approval(inst: Inst, approval_id: ChangeId, _: Reader) -> dict[str, obje
 
 
 @router.post("/api/v1/approvals/{approval_id}/approve")
-def approve(inst: Inst, approval_id: ChangeId, p: Approver) -> dict[str, object]:
+def approve_request(inst: Inst, approval_id: ChangeId, p: Approver) -> dict[str, object]:
     """Approve and carry out the act, in one transaction: only by someone other than the requester,
     before the request expires."""
     return requests.decide(inst, approval_id, approve=True, by=p).to_dict()
 
 
 @router.post("/api/v1/approvals/{approval_id}/reject")
-def reject(inst: Inst, approval_id: ChangeId, p: Approver) -> dict[str, object]:
+def reject_request(inst: Inst, approval_id: ChangeId, p: Approver) -> dict[str, object]:
     """Reject the request: nothing is done."""
     return requests.decide(inst, approval_id, approve=False, by=p).to_dict()

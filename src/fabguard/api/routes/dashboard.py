@@ -235,7 +235,7 @@ async def _overview_events(
 
 
 @router.get("/api/v1/stream", **answers("Server-sent events", "text/event-stream"))
-async def stream(
+async def dashboard_stream(
     inst: Inst,
     dashboard: Dashboard,
     request: Request,
@@ -253,7 +253,7 @@ async def stream(
 
 
 @router.get("/metrics", **answers("Prometheus text format", CONTENT_TYPE_LATEST.split(";")[0]))
-def metrics(dashboard: Dashboard, _: Scraper) -> Response:
+def get_metrics(dashboard: Dashboard, _: Scraper) -> Response:
     """Prometheus text format (scrape with an API token as bearer credentials: a ``metrics`` role's token
     reads this and nothing else, and may live up to five years)."""
     return Response(generate_latest(dashboard.registry), media_type=CONTENT_TYPE_LATEST)

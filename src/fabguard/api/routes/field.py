@@ -39,14 +39,14 @@ def _client(request: Request) -> str | None:
 
 
 @router.post("/api/v1/field/challenge")
-def challenge(inst: Inst, p: FieldChecker) -> dict[str, str]:
+def field_challenge(inst: Inst, p: FieldChecker) -> dict[str, str]:
     """A fresh single-use nonce, valid 5 minutes. The device signs ``context`` (hex) followed by the 32 nonce
     bytes; only a ``field`` token (or an admin) may ask."""
     return genuineness.issue_challenge(inst, actor=p.actor)
 
 
 @router.post("/api/v1/field/verify")
-def verify(inst: Inst, body: FieldAnswerIn, request: Request, p: FieldChecker) -> dict[str, object]:
+def field_verify(inst: Inst, body: FieldAnswerIn, request: Request, p: FieldChecker) -> dict[str, object]:
     """Judge a device's answer: 200 with ``genuine`` true, or false with a ``reason`` (chain_untrusted,
     certificate_expired, issuing_ca_revoked, serial_unknown, key_mismatch, certificate_superseded,
     unit_revoked, signature_invalid) and the ``clone`` signal it shows. A malformed answer is 422, a
@@ -57,6 +57,6 @@ def verify(inst: Inst, body: FieldAnswerIn, request: Request, p: FieldChecker) -
 
 
 @router.get("/api/v1/field/checks")
-def checks(inst: Inst, _: Reader, limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
+def list_field_checks(inst: Inst, _: Reader, limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
     """The latest field checks, newest first: verdict, reason, clone signal, where from."""
     return genuineness.list_checks(inst, limit=limit)

@@ -59,7 +59,7 @@ def firmware_key(inst: Inst) -> dict[str, str]:
 
 
 @router.post("/api/v1/firmware/releases", status_code=201, tags=["firmware"])
-def upload(inst: Inst, body: ReleaseIn, p: Engineer) -> dict[str, Any]:
+def upload_release(inst: Inst, body: ReleaseIn, p: Engineer) -> dict[str, Any]:
     """Upload an image: it is encrypted at rest at once, its manifest signed and its SBOM made."""
     image = release_lifecycle.decode_image(body.image, MAX_IMAGE_BYTES)
     return release_lifecycle.upload_release(
@@ -92,19 +92,19 @@ def release_sbom(inst: Inst, release_id: str, _: Reader) -> dict[str, Any]:
 
 
 @router.post("/api/v1/firmware/releases/{release_id}/approve", tags=["firmware"])
-def approve(inst: Inst, release_id: str, p: Approver) -> dict[str, Any]:
+def approve_release(inst: Inst, release_id: str, p: Approver) -> dict[str, Any]:
     """Approve a release (under dual control, not by its uploader)."""
     return release_lifecycle.approve_release(inst, release_id, actor=p.actor).to_dict()
 
 
 @router.post("/api/v1/firmware/releases/{release_id}/attach", tags=["firmware"])
-def attach(inst: Inst, release_id: str, body: AttachIn, p: Engineer) -> dict[str, Any]:
+def attach_release(inst: Inst, release_id: str, body: AttachIn, p: Engineer) -> dict[str, Any]:
     """Offer a release to the units of an order."""
     return release_lifecycle.attach_release(inst, release_id, body.order_id, actor=p.actor).to_dict()
 
 
 @router.post("/api/v1/firmware/releases/{release_id}/withdraw", tags=["firmware"])
-def withdraw(inst: Inst, release_id: str, body: WithdrawIn, p: Engineer) -> dict[str, Any]:
+def withdraw_release(inst: Inst, release_id: str, body: WithdrawIn, p: Engineer) -> dict[str, Any]:
     """Stop releasing this version to any unit, for good."""
     return release_lifecycle.withdraw_release(inst, release_id, reason=body.reason, actor=p.actor).to_dict()
 
@@ -112,7 +112,7 @@ def withdraw(inst: Inst, release_id: str, body: WithdrawIn, p: Engineer) -> dict
 @router.post(
     "/api/v1/firmware/fetch", tags=["fixture"], **answers("The unit's package", release_lifecycle.PACKAGE_MEDIA_TYPE)
 )
-def fetch(inst: Inst, body: FetchIn, f: Fixture) -> Response:
+def fetch_firmware(inst: Inst, body: FetchIn, f: Fixture) -> Response:
     """One unit's package (binary): the signed manifest, the data key wrapped to that unit, the ciphertext."""
     request = parsing.unit_firmware_request(body.release_id, body.order_id, body.serial)
     done = unit_releases.release_to_unit(inst, f, request)

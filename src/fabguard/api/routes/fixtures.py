@@ -40,6 +40,6 @@ def new_enrollment_token(inst: Inst, fixture_id: str, p: Admin) -> dict[str, str
 
 
 @router.post("/api/v1/enroll", status_code=201, tags=["fixture"])
-def enroll(inst: Inst, body: EnrollIn) -> dict[str, object]:
+def enroll_fixture(inst: Inst, body: EnrollIn) -> dict[str, object]:
     """Exchange a one-time enrolment token and a CSR for the fixture's station certificate."""
     return fixtures.enroll_fixture(inst, token=body.token, csr_data=body.csr.encode()).to_dict()

@@ -33,7 +33,7 @@ class RevokeSignerIn(BaseModel):
 
 
 @router.post("/api/v1/units/{serial}/licences", status_code=201)
-def issue(inst: Inst, serial: str, body: LicenceIn, p: Engineer) -> dict[str, Any]:
+def issue_licence(inst: Inst, serial: str, body: LicenceIn, p: Engineer) -> dict[str, Any]:
     """A signed licence bound to the unit's device certificate (a ledger event); 409 ``unit_revoked`` for a
     revoked unit. The document carries its signer's chain: the device verifies it with the root it trusts."""
     issued = licences.issue_licence(

@@ -15,7 +15,7 @@ router = APIRouter(tags=["ledger"])
 
 
 @router.get("/api/v1/reports/reconciliation", **answers("The signed report", JSON, "text/csv", "application/pdf"))
-def reconciliation(
+def reconciliation_report(
     inst: Inst,
     _: Reader,
     order_id: str | None = None,

@@ -56,7 +56,7 @@ def list_rates(
 
 
 @router.get("/api/v1/royalties/statement", **answers("The signed statement", JSON, "text/csv", "application/pdf"))
-def statement(
+def royalty_statement(
     inst: Inst,
     _: Reader,
     site_id: str | None = None,

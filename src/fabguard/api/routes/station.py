@@ -72,7 +72,7 @@ def _dumped(body: BaseModel) -> Any:
 
 
 @router.get("/api/v1/fixture/whoami")
-def whoami(f: Fixture) -> dict[str, str]:
+def fixture_whoami(f: Fixture) -> dict[str, str]:
     return {"fixture_id": f.id, "site_id": f.site_id}
 
 
@@ -185,7 +185,7 @@ def upload_test_records(
 
 
 @router.post("/api/v1/units/provision", response_model=None)
-def provision(
+def provision_unit(
     inst: Inst,
     body: ProvisionIn,
     f: Fixture,
