@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from fabguard.api.deps import FieldChecker, Inst, Reader
+from fabguard.api.responses.field import FieldChallenge, FieldCheck, FieldVerdict
 from fabguard.domain.field import MAX_CHAIN_BYTES
 from fabguard.service.field import genuineness
 
@@ -38,14 +39,14 @@ def _client(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-@router.post("/api/v1/field/challenge")
+@router.post("/api/v1/field/challenge", response_model=FieldChallenge)
 def field_challenge(inst: Inst, p: FieldChecker) -> dict[str, str]:
     """A fresh single-use nonce, valid 5 minutes. The device signs ``context`` (hex) followed by the 32 nonce
     bytes; only a ``field`` token (or an admin) may ask."""
     return genuineness.issue_challenge(inst, actor=p.actor)
 
 
-@router.post("/api/v1/field/verify")
+@router.post("/api/v1/field/verify", response_model=FieldVerdict, response_model_exclude_unset=True)
 def field_verify(inst: Inst, body: FieldAnswerIn, request: Request, p: FieldChecker) -> dict[str, object]:
     """Judge a device's answer: 200 with ``genuine`` true, or false with a ``reason`` (chain_untrusted,
     certificate_expired, issuing_ca_revoked, serial_unknown, key_mismatch, certificate_superseded,
@@ -56,7 +57,7 @@ def field_verify(inst: Inst, body: FieldAnswerIn, request: Request, p: FieldChec
     return genuineness.verify(inst, answer, origin)
 
 
-@router.get("/api/v1/field/checks")
+@router.get("/api/v1/field/checks", response_model=list[FieldCheck])
 def list_field_checks(inst: Inst, _: Reader, limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
     """The latest field checks, newest first: verdict, reason, clone signal, where from."""
     return genuineness.list_checks(inst, limit=limit)

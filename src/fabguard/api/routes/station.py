@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from fabguard.api import parsing
 from fabguard.api.deps import Fixture, Inst, Provisioner
+from fabguard.api.responses.station import ProvisionedUnit, RecordResults, StoredRecord, StoredRecords, UnitResults
 from fabguard.api.schemas import ProvisionBatchIn, ProvisionIn, TestRecordsIn
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.idempotency import IdempotencyKey
@@ -138,7 +139,12 @@ def _upload_file(
     return _answered(testrecords.record_test_file_once(inst, f, data, format, zone, keyed))
 
 
-@router.post("/api/v1/test-records", status_code=201, response_model=None, openapi_extra=_RECORD_BODY)
+@router.post(
+    "/api/v1/test-records",
+    status_code=201,
+    response_model=StoredRecord | StoredRecords,
+    openapi_extra=_RECORD_BODY,
+)
 def upload_test_record(
     inst: Inst,
     record: Annotated[Any, Body()],
@@ -170,7 +176,7 @@ def upload_test_record(
     return _answered(testrecords.record_test_once(inst, f, record, key))
 
 
-@router.post("/api/v1/test-records/batch", response_model=None)
+@router.post("/api/v1/test-records/batch", response_model=RecordResults)
 def upload_test_records(
     inst: Inst, body: TestRecordsIn, f: Fixture, idempotency_key: KeyHeader = None
 ) -> dict[str, Any] | JSONResponse:
@@ -184,7 +190,7 @@ def upload_test_records(
     return _answered(testrecords.record_tests_once(inst, f, body.records, key))
 
 
-@router.post("/api/v1/units/provision", response_model=None)
+@router.post("/api/v1/units/provision", response_model=ProvisionedUnit)
 def provision_unit(
     inst: Inst,
     body: ProvisionIn,
@@ -205,7 +211,7 @@ def provision_unit(
     return done.to_dict()
 
 
-@router.post("/api/v1/units/provision-batch", response_model=None)
+@router.post("/api/v1/units/provision-batch", response_model=UnitResults)
 def provision_batch(
     inst: Inst, body: ProvisionBatchIn, f: Fixture, runner: Provisioner, idempotency_key: KeyHeader = None
 ) -> dict[str, Any] | JSONResponse:
