@@ -119,3 +119,22 @@ def test_docs_work_offline_from_assets_the_server_ships(world: World) -> None:
             assert asset.status_code == 200, url
         assert "SwaggerUIBundle" in http.get("/static/vendor/swagger/swagger-ui-bundle.js").text
         assert http.get("/static/vendor/swagger/LICENSE").status_code == 200
+
+
+READABLE_ID = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)+")  # snake_case, at least two words: verb_noun
+PATH_FRAGMENTS = ("api_v1", "well_known", "__")
+METHOD_SUFFIXES = ("_get", "_post", "_put", "_patch", "_delete")
+
+
+def test_every_operation_has_a_readable_unique_id(world: World) -> None:
+    """What a client generator names its functions: ``list_cas``, not ``list_cas_api_v1_cas_get``."""
+    with world.admin() as http:
+        spec = http.get("/openapi.json").json()
+    ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values()]
+    assert len(ids) > 100
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    assert not duplicates, duplicates
+    unreadable = [i for i in ids if not READABLE_ID.fullmatch(i) or any(f in i for f in PATH_FRAGMENTS)]
+    assert not unreadable, unreadable
+    assert not [i for i in ids if i.endswith(METHOD_SUFFIXES)]
+    assert {"list_cas", "approve_release", "approve_request", "ledger_checkpoint"} <= set(ids)

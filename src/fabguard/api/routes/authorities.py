@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from fabguard.api.deps import Admin, Inst, Reader
+from fabguard.api.responses.authority import Approval, Ca
 from fabguard.api.schemas import CaCertificateIn, CaScopeIn, IssuingCaIn, MatterPaiIn, RevokeUnitIn, RotateIn
 from fabguard.domain.values import CaName
 from fabguard.service.approvals import requests
@@ -17,7 +18,7 @@ from fabguard.service.authority.ca_acts import CaCreation, CaImport, CaRevocatio
 router = APIRouter()
 
 
-@router.get("/api/v1/cas", tags=["ca"])
+@router.get("/api/v1/cas", tags=["ca"], response_model=list[Ca])
 def list_cas(inst: Inst, _: Reader) -> list[dict[str, object]]:
     return [c.to_dict() for c in authorities.list_cas(inst)]
 
@@ -29,7 +30,7 @@ PENDING: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/api/v1/cas", status_code=202, tags=["ca"], responses=PENDING)
+@router.post("/api/v1/cas", status_code=202, tags=["ca"], responses=PENDING, response_model=Approval)
 def create_issuing_ca(inst: Inst, body: IssuingCaIn, p: Admin) -> dict[str, object]:
     """Ask for a new issuing CA for a site and/or product line: when a second person approves, its key
     is made and the online root signs it."""
@@ -38,7 +39,7 @@ def create_issuing_ca(inst: Inst, body: IssuingCaIn, p: Admin) -> dict[str, obje
     ).to_dict()
 
 
-@router.post("/api/v1/cas/matter-pai", status_code=202, tags=["ca"], responses=PENDING)
+@router.post("/api/v1/cas/matter-pai", status_code=202, tags=["ca"], responses=PENDING, response_model=Approval)
 def create_matter_pai(inst: Inst, body: MatterPaiIn, p: Admin) -> dict[str, object]:
     """Ask for a Matter PAI for one product (its orders then get Matter DACs, under the vendor's PAA):
     made, with its key, when a second person approves."""
@@ -55,7 +56,7 @@ def issuing_ca_csr(inst: Inst, name: str, body: CaScopeIn, p: Admin) -> dict[str
     return {"name": name, "csr": csr}
 
 
-@router.post("/api/v1/cas/{name}/certificate", status_code=202, tags=["ca"], responses=PENDING)
+@router.post("/api/v1/cas/{name}/certificate", status_code=202, tags=["ca"], responses=PENDING, response_model=Approval)
 def import_ca_certificate(inst: Inst, name: str, body: CaCertificateIn, p: Admin) -> dict[str, object]:
     """Ask for the certificate the offline root signed to be installed (checked now against the key and
     the root); the CA signs from the moment a second person approves."""
@@ -64,14 +65,14 @@ def import_ca_certificate(inst: Inst, name: str, body: CaCertificateIn, p: Admin
     ).to_dict()
 
 
-@router.post("/api/v1/cas/{name}/rotate", status_code=202, tags=["ca"], responses=PENDING)
+@router.post("/api/v1/cas/{name}/rotate", status_code=202, tags=["ca"], responses=PENDING, response_model=Approval)
 def rotate_ca(inst: Inst, name: str, body: RotateIn, p: Admin) -> dict[str, object]:
     """Ask for new orders to go to a fresh CA of the same scope; once approved the old one is retired,
     its certificates stay valid."""
     return requests.request(inst, name, CaRotation(CaName(body.new_name).value), by=requests.Person.of(p)).to_dict()
 
 
-@router.post("/api/v1/cas/{name}/revoke", status_code=202, tags=["ca"], responses=PENDING)
+@router.post("/api/v1/cas/{name}/revoke", status_code=202, tags=["ca"], responses=PENDING, response_model=Approval)
 def revoke_ca(inst: Inst, name: str, body: RevokeUnitIn, p: Admin) -> dict[str, object]:
     """Ask for a CA to be put on the root's CRL: once approved it signs nothing more and its
     certificates stop verifying."""

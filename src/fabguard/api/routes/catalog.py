@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from fabguard.api.deps import Engineer, Inst, Reader
+from fabguard.api.responses.catalog import Product, ProductAttestation, Site
 from fabguard.api.schemas import (
     AttestationRootIn,
     IdentityPoolIn,
@@ -23,7 +24,7 @@ from fabguard.service.provisioning import attestation
 router = APIRouter(tags=["admin"])
 
 
-@router.post("/api/v1/products", status_code=201)
+@router.post("/api/v1/products", status_code=201, response_model=Product)
 def create_product(inst: Inst, body: ProductIn, p: Engineer) -> dict[str, Any]:
     prod = product_catalog.create_product(
         inst,
@@ -36,12 +37,12 @@ def create_product(inst: Inst, body: ProductIn, p: Engineer) -> dict[str, Any]:
     return product_catalog.product_dict(prod)
 
 
-@router.get("/api/v1/products")
+@router.get("/api/v1/products", response_model=list[Product])
 def list_products(inst: Inst, _: Reader) -> list[dict[str, Any]]:
     return [product_catalog.product_dict(x) for x in product_catalog.list_products(inst)]
 
 
-@router.put("/api/v1/products/{product_id}/compliance")
+@router.put("/api/v1/products/{product_id}/compliance", response_model=Product)
 def set_product_compliance(inst: Inst, product_id: str, body: ProductComplianceIn, p: Engineer) -> dict[str, Any]:
     """Set the product's end of security support and its vulnerability contact (CRA evidence)."""
     prod = product_catalog.set_product_compliance(
@@ -54,13 +55,13 @@ def set_product_compliance(inst: Inst, product_id: str, body: ProductComplianceI
     return product_catalog.product_dict(prod)
 
 
-@router.get("/api/v1/products/{product_id}/attestation")
+@router.get("/api/v1/products/{product_id}/attestation", response_model=ProductAttestation)
 def product_attestation(inst: Inst, product_id: str, _: Reader) -> dict[str, object]:
     """The product's key-attestation policy and the roots it trusts (README: Key attestation)."""
     return attestation.settings(inst, ProductId.named(product_id))
 
 
-@router.put("/api/v1/products/{product_id}/attestation")
+@router.put("/api/v1/products/{product_id}/attestation", response_model=ProductAttestation)
 def set_product_attestation(inst: Inst, product_id: str, body: ProductAttestationIn, p: Engineer) -> dict[str, object]:
     """Set the policy: off (not read), optional (checked when presented) or required."""
     return attestation.set_policy(inst, ProductId.named(product_id), body.policy, actor=p.actor)
@@ -92,12 +93,12 @@ def set_product_identities(inst: Inst, product_id: str, body: IdentityPoolIn, p:
     return identity_pools.set_pools(inst, ProductId.named(product_id), pool, actor=p.actor)
 
 
-@router.post("/api/v1/sites", status_code=201)
+@router.post("/api/v1/sites", status_code=201, response_model=Site)
 def create_site(inst: Inst, body: SiteIn, p: Engineer) -> dict[str, Any]:
     site = product_catalog.create_site(inst, site_id=SiteId(body.id), name=body.name, actor=p.actor)
     return {"id": site.id, "name": site.name}
 
 
-@router.get("/api/v1/sites")
+@router.get("/api/v1/sites", response_model=list[Site])
 def list_sites(inst: Inst, _: Reader) -> list[dict[str, Any]]:
     return [{"id": x.id, "name": x.name} for x in product_catalog.list_sites(inst)]

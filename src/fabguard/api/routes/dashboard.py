@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from fabguard.api.deps import Inst, Reader, Scraper, SiteReader, visible_order
 from fabguard.api.media import answers
 from fabguard.api.parsing import Timestamp
+from fabguard.api.responses.analytics import Alert
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import Role
 from fabguard.service.access import tokens
@@ -180,7 +181,7 @@ def stats_order(inst: Inst, order_id: str, p: SiteReader) -> dict[str, Any]:
     return dashboard_queries.order_stats(inst, order_id)
 
 
-@router.get("/api/v1/alerts")
+@router.get("/api/v1/alerts", response_model=list[Alert])
 def list_alerts(
     inst: Inst,
     _: Reader,
@@ -192,7 +193,7 @@ def list_alerts(
     return [a.to_dict() for a in found if state == "all" or not a.acknowledged][:limit]
 
 
-@router.post("/api/v1/alerts/{alert_id}/ack")
+@router.post("/api/v1/alerts/{alert_id}/ack", response_model=Alert)
 def ack_alert(
     inst: Inst,
     alert_id: AlertId,
@@ -235,7 +236,7 @@ async def _overview_events(
 
 
 @router.get("/api/v1/stream", **answers("Server-sent events", "text/event-stream"))
-async def stream(
+async def dashboard_stream(
     inst: Inst,
     dashboard: Dashboard,
     request: Request,
@@ -253,7 +254,7 @@ async def stream(
 
 
 @router.get("/metrics", **answers("Prometheus text format", CONTENT_TYPE_LATEST.split(";")[0]))
-def metrics(dashboard: Dashboard, _: Scraper) -> Response:
+def get_metrics(dashboard: Dashboard, _: Scraper) -> Response:
     """Prometheus text format (scrape with an API token as bearer credentials: a ``metrics`` role's token
     reads this and nothing else, and may live up to five years)."""
     return Response(generate_latest(dashboard.registry), media_type=CONTENT_TYPE_LATEST)

@@ -70,44 +70,44 @@ async def _reenroll(inst: Instance, request: Request) -> Response:
 
 
 @router.get("/.well-known/est/cacerts", **_CACERTS)
-def cacerts(inst: Inst) -> Response:
+def est_cacerts(inst: Inst) -> Response:
     """The CA certificates devices should trust (issuing CA and root), base64 PKCS#7 certs-only."""
     return _cacerts(inst)
 
 
 @router.get("/.well-known/est/{label}/cacerts", **_CACERTS)
-def cacerts_labelled(inst: Inst, label: str) -> Response:
+def est_cacerts_labelled(inst: Inst, label: str) -> Response:
     return _cacerts(inst, label)
 
 
 @router.get("/.well-known/est/csrattrs", **_ATTRS)
-def csrattrs() -> Response:
+def est_csrattrs() -> Response:
     """What the CSR must carry: a P-256 key, ecdsa-with-SHA256, the unit serial as subject serialNumber."""
     return Response(est.csr_attributes(), media_type=est.CSRATTRS)
 
 
 @router.get("/.well-known/est/{label}/csrattrs", **_ATTRS)
-def csrattrs_labelled(label: str) -> Response:
+def est_csrattrs_labelled(label: str) -> Response:
     return Response(est.csr_attributes(), media_type=est.CSRATTRS)
 
 
 @router.post("/.well-known/est/simplereenroll", **_CERTS, **_CSR)
-async def simplereenroll(inst: Inst, request: Request) -> Response:
+async def est_simplereenroll(inst: Inst, request: Request) -> Response:
     """Renew a provisioned unit's certificate, authenticated by that certificate (TLS); consumes no quota."""
     return await _reenroll(inst, request)
 
 
 @router.post("/.well-known/est/{label}/simplereenroll", **_CERTS, **_CSR)
-async def simplereenroll_labelled(inst: Inst, label: str, request: Request) -> Response:
+async def est_simplereenroll_labelled(inst: Inst, label: str, request: Request) -> Response:
     return await _reenroll(inst, request)
 
 
 @router.post("/.well-known/est/simpleenroll", **_CERTS, **_CSR)
-async def simpleenroll(inst: Inst, request: Request, f: Fixture) -> Response:
+async def est_simpleenroll(inst: Inst, request: Request, f: Fixture) -> Response:
     """Base64 DER PKCS#10 in (``application/pkcs10``), base64 PKCS#7 certs-only out: the provisioning transaction."""
     return await _enroll(inst, request, f, None)
 
 
 @router.post("/.well-known/est/{label}/simpleenroll", **_CERTS, **_CSR)
-async def simpleenroll_labelled(inst: Inst, label: str, request: Request, f: Fixture) -> Response:
+async def est_simpleenroll_labelled(inst: Inst, label: str, request: Request, f: Fixture) -> Response:
     return await _enroll(inst, request, f, label)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from fabguard.api.deps import FieldChecker, Inst, Reader
+from fabguard.api.responses.field import FieldChallenge, FieldChallenges, FieldCheck, FieldVerdict
 from fabguard.domain.errors import FabGuardError
 from fabguard.domain.field import MAX_CHAIN_BYTES
 from fabguard.runtime.field_writer import FieldWriter
@@ -65,22 +66,22 @@ def _error(exc: BaseException) -> dict[str, object]:
     return {"error": {"code": "internal_error", "message": "this answer could not be decided: send it again"}}
 
 
-@router.post("/api/v1/field/challenge")
-def challenge(inst: Inst, p: FieldChecker) -> dict[str, str]:
+@router.post("/api/v1/field/challenge", response_model=FieldChallenge)
+def field_challenge(inst: Inst, p: FieldChecker) -> dict[str, str]:
     """A fresh single-use nonce, valid 5 minutes. The device signs ``context`` (hex) followed by the 32 nonce
     bytes; only a ``field`` token (or an admin) may ask. Stateless: the nonce carries its expiry and a MAC
     under the instance's key, so any server process of the instance can judge the answer."""
     return genuineness.issue_challenge(inst, actor=p.actor)
 
 
-@router.post("/api/v1/field/challenges")
-def challenges(inst: Inst, body: ChallengesIn, p: FieldChecker) -> dict[str, list[dict[str, str]]]:
+@router.post("/api/v1/field/challenges", response_model=FieldChallenges)
+def field_challenges(inst: Inst, body: ChallengesIn, p: FieldChecker) -> dict[str, list[dict[str, str]]]:
     """``count`` fresh challenges at once (a device cloud's, one per connecting device), as /field/challenge."""
     return {"challenges": genuineness.issue_challenges(inst, actor=p.actor, count=body.count)}
 
 
-@router.post("/api/v1/field/verify")
-def verify(inst: Inst, body: FieldAnswerIn, request: Request, p: FieldChecker) -> dict[str, object]:
+@router.post("/api/v1/field/verify", response_model=FieldVerdict, response_model_exclude_unset=True)
+def field_verify(inst: Inst, body: FieldAnswerIn, request: Request, p: FieldChecker) -> dict[str, object]:
     """Judge a device's answer: 200 with ``genuine`` true, or false with a ``reason`` (chain_untrusted,
     certificate_expired, issuing_ca_revoked, serial_unknown, key_mismatch, certificate_superseded,
     serial_not_allocated, unit_revoked, signature_invalid) and the ``clone`` signal it shows. A malformed answer is 422, a
@@ -91,7 +92,7 @@ def verify(inst: Inst, body: FieldAnswerIn, request: Request, p: FieldChecker) -
 
 
 @router.post("/api/v1/field/verify-batch")
-def verify_batch(inst: Inst, body: FieldBatchIn, request: Request, p: FieldChecker) -> dict[str, list[Any]]:
+def field_verify_batch(inst: Inst, body: FieldBatchIn, request: Request, p: FieldChecker) -> dict[str, list[Any]]:
     """Judge many devices' answers in one request (a device cloud's batch), decided and committed together
     with other requests' checks. ``results`` holds one entry per answer, in order: the verdict as
     /field/verify answers it, or ``{"error": {"code", "message"}}`` for an answer refused (malformed 422
@@ -102,7 +103,7 @@ def verify_batch(inst: Inst, body: FieldBatchIn, request: Request, p: FieldCheck
     return {"results": [_error(o) if isinstance(o, BaseException) else o for o in outcomes]}
 
 
-@router.get("/api/v1/field/checks")
-def checks(inst: Inst, _: Reader, limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
+@router.get("/api/v1/field/checks", response_model=list[FieldCheck])
+def list_field_checks(inst: Inst, _: Reader, limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
     """The latest field checks, newest first: verdict, reason, clone signal, where from."""
     return genuineness.list_checks(inst, limit=limit)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fabguard.api import parsing
 from fabguard.api.deps import Approver, Engineer, Fixture, Inst, Reader
 from fabguard.api.media import answers
+from fabguard.api.responses.firmware import Release
 from fabguard.service.firmware import release_lifecycle, sealing_keys, unit_releases
 
 router = APIRouter()
@@ -58,8 +59,8 @@ def firmware_key(inst: Inst) -> dict[str, str]:
     return {"public_key": sealing_keys.public_key_pem(inst)}
 
 
-@router.post("/api/v1/firmware/releases", status_code=201, tags=["firmware"])
-def upload(inst: Inst, body: ReleaseIn, p: Engineer) -> dict[str, Any]:
+@router.post("/api/v1/firmware/releases", status_code=201, tags=["firmware"], response_model=Release)
+def upload_release(inst: Inst, body: ReleaseIn, p: Engineer) -> dict[str, Any]:
     """Upload an image: it is encrypted at rest at once, its manifest signed and its SBOM made."""
     image = release_lifecycle.decode_image(body.image, MAX_IMAGE_BYTES)
     return release_lifecycle.upload_release(
@@ -75,12 +76,12 @@ def upload(inst: Inst, body: ReleaseIn, p: Engineer) -> dict[str, Any]:
     ).to_dict()
 
 
-@router.get("/api/v1/firmware/releases", tags=["firmware"])
+@router.get("/api/v1/firmware/releases", tags=["firmware"], response_model=list[Release])
 def list_releases(inst: Inst, _: Reader, product_id: str | None = None) -> list[dict[str, Any]]:
     return [r.to_dict() for r in release_lifecycle.list_releases(inst, product_id=product_id)]
 
 
-@router.get("/api/v1/firmware/releases/{release_id}", tags=["firmware"])
+@router.get("/api/v1/firmware/releases/{release_id}", tags=["firmware"], response_model=Release)
 def get_release(inst: Inst, release_id: str, _: Reader) -> dict[str, Any]:
     return release_lifecycle.get_release(inst, release_id).to_dict()
 
@@ -91,20 +92,20 @@ def release_sbom(inst: Inst, release_id: str, _: Reader) -> dict[str, Any]:
     return release_lifecycle.release_sbom(inst, release_id)
 
 
-@router.post("/api/v1/firmware/releases/{release_id}/approve", tags=["firmware"])
-def approve(inst: Inst, release_id: str, p: Approver) -> dict[str, Any]:
+@router.post("/api/v1/firmware/releases/{release_id}/approve", tags=["firmware"], response_model=Release)
+def approve_release(inst: Inst, release_id: str, p: Approver) -> dict[str, Any]:
     """Approve a release (under dual control, not by its uploader)."""
     return release_lifecycle.approve_release(inst, release_id, actor=p.actor).to_dict()
 
 
-@router.post("/api/v1/firmware/releases/{release_id}/attach", tags=["firmware"])
-def attach(inst: Inst, release_id: str, body: AttachIn, p: Engineer) -> dict[str, Any]:
+@router.post("/api/v1/firmware/releases/{release_id}/attach", tags=["firmware"], response_model=Release)
+def attach_release(inst: Inst, release_id: str, body: AttachIn, p: Engineer) -> dict[str, Any]:
     """Offer a release to the units of an order."""
     return release_lifecycle.attach_release(inst, release_id, body.order_id, actor=p.actor).to_dict()
 
 
-@router.post("/api/v1/firmware/releases/{release_id}/withdraw", tags=["firmware"])
-def withdraw(inst: Inst, release_id: str, body: WithdrawIn, p: Engineer) -> dict[str, Any]:
+@router.post("/api/v1/firmware/releases/{release_id}/withdraw", tags=["firmware"], response_model=Release)
+def withdraw_release(inst: Inst, release_id: str, body: WithdrawIn, p: Engineer) -> dict[str, Any]:
     """Stop releasing this version to any unit, for good."""
     return release_lifecycle.withdraw_release(inst, release_id, reason=body.reason, actor=p.actor).to_dict()
 
@@ -112,7 +113,7 @@ def withdraw(inst: Inst, release_id: str, body: WithdrawIn, p: Engineer) -> dict
 @router.post(
     "/api/v1/firmware/fetch", tags=["fixture"], **answers("The unit's package", release_lifecycle.PACKAGE_MEDIA_TYPE)
 )
-def fetch(inst: Inst, body: FetchIn, f: Fixture) -> Response:
+def fetch_firmware(inst: Inst, body: FetchIn, f: Fixture) -> Response:
     """One unit's package (binary): the signed manifest, the data key wrapped to that unit, the ciphertext."""
     request = parsing.unit_firmware_request(body.release_id, body.order_id, body.serial)
     done = unit_releases.release_to_unit(inst, f, request)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fabguard.api.deps import Engineer, Inst
 from fabguard.api.media import JSON, answers
+from fabguard.api.responses.handoff import HandoffBundle, SignedManifest
 from fabguard.pki.handoff import RegistrationCode, VerificationCode
 from fabguard.service.handoff import clouds
 from fabguard.service.ledger import reports
@@ -34,8 +35,8 @@ class AzureHandoffIn(BaseModel):
     certificate_name: str | None = Field(default=None, max_length=200, description="The CA certificate's name in DPS")
 
 
-@router.post("/api/v1/handoff/aws", status_code=201)
-def aws(inst: Inst, body: AwsHandoffIn, p: Engineer) -> dict[str, Any]:
+@router.post("/api/v1/handoff/aws", status_code=201, response_model=HandoffBundle)
+def handoff_aws(inst: Inst, body: AwsHandoffIn, p: Engineer) -> dict[str, Any]:
     """Files for ``aws iot register-ca-certificate`` (CA, verification certificate signed by the CA key, JITP
     registration config) and a bulk-registration manifest of the CA's devices; recorded as ``handoff.aws``."""
     code = clouds.checked(inst, "aws", body.ca, lambda: RegistrationCode(body.registration_code), actor=p.actor)
@@ -44,8 +45,8 @@ def aws(inst: Inst, body: AwsHandoffIn, p: Engineer) -> dict[str, Any]:
     ).to_dict()
 
 
-@router.post("/api/v1/handoff/azure", status_code=201)
-def azure(inst: Inst, body: AzureHandoffIn, p: Engineer) -> dict[str, Any]:
+@router.post("/api/v1/handoff/azure", status_code=201, response_model=HandoffBundle)
+def handoff_azure(inst: Inst, body: AzureHandoffIn, p: Engineer) -> dict[str, Any]:
     """Files for Azure IoT Hub DPS: the proof-of-possession certificate for the verification code and an X.509
     enrolment group referring to the verified CA certificate; recorded as ``handoff.azure``."""
     code = clouds.checked(inst, "azure", body.ca, lambda: VerificationCode(body.verification_code), actor=p.actor)
@@ -63,8 +64,9 @@ def azure(inst: Inst, body: AzureHandoffIn, p: Engineer) -> dict[str, Any]:
     "/api/v1/handoff/manifest/{order_id}",
     status_code=201,
     **answers("The signed manifest", JSON, "text/csv", status=201),
+    response_model=SignedManifest,
 )
-def manifest(inst: Inst, order_id: str, p: Engineer, format: Literal["json", "csv"] = "json") -> Any:
+def handoff_manifest(inst: Inst, order_id: str, p: Engineer, format: Literal["json", "csv"] = "json") -> Any:
     """Hand off every device of an order (serial, certificate, public key, status...), signed at a checkpoint
     of the whole ledger taken now and recorded as a ``handoff.manifest`` event; json or csv.
 

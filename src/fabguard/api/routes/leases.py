@@ -8,6 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 
 from fabguard.api.deps import Admin, Inst, Reader
+from fabguard.api.responses.authority import Approval
+from fabguard.api.responses.leases import Lease, LeaseResolved, LeaseSync
 from fabguard.api.schemas import LeaseIn, ResolveIn
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import OrderId
@@ -23,6 +25,7 @@ router = APIRouter(tags=["leases"])
     "/api/v1/orders/{order_id}/leases",
     status_code=202,
     responses={202: {"description": "The pending request; a second person approves it (docs/roles.md)"}},
+    response_model=Approval,
 )
 def issue_lease(inst: Inst, order_id: str, body: LeaseIn, p: Admin) -> dict[str, object]:
     """Ask for a lease of units of the order for one site agent. It certifies the agent's CA under the
@@ -35,13 +38,13 @@ def issue_lease(inst: Inst, order_id: str, body: LeaseIn, p: Admin) -> dict[str,
     return requests.request(inst, order.value, lease, by=requests.Person.of(p)).to_dict()
 
 
-@router.get("/api/v1/leases")
+@router.get("/api/v1/leases", response_model=list[Lease])
 def list_leases(inst: Inst, _: Reader, order_id: str | None = None) -> list[dict[str, object]]:
     """Every lease issued (optionally one order's), with its units, end and state."""
     return quota_leases.list_leases(inst, order_id=order_id)
 
 
-@router.get("/api/v1/leases/{lease_id}")
+@router.get("/api/v1/leases/{lease_id}", response_model=Lease)
 def get_lease(inst: Inst, lease_id: str, _: Reader) -> dict[str, object]:
     return quota_leases.get_lease(inst, lease_id)
 
@@ -53,7 +56,7 @@ def get_lease_bundle(inst: Inst, lease_id: str, _: Admin) -> dict[str, object]:
     return quota_leases.lease_bundle(inst, lease_id)
 
 
-@router.post("/api/v1/leases/{lease_id}/sync")
+@router.post("/api/v1/leases/{lease_id}/sync", response_model=LeaseSync, response_model_exclude_unset=True)
 def sync_lease(
     inst: Inst, lease_id: str, p: Admin, package: Annotated[dict[str, Any], Body(description="'agent sync --out' file")]
 ) -> dict[str, object]:
@@ -68,7 +71,7 @@ def sync_lease(
     return sync.sync_lease(inst, parsed, actor=p.actor)
 
 
-@router.post("/api/v1/leases/{lease_id}/resolve")
+@router.post("/api/v1/leases/{lease_id}/resolve", response_model=LeaseResolved)
 def resolve_lease(inst: Inst, lease_id: str, body: ResolveIn, p: Admin) -> dict[str, object]:
     """Close a lease's discrepancy once it was looked into."""
     return sync.resolve_discrepancy(inst, lease_id, note=body.note, actor=p.actor)

@@ -49,7 +49,7 @@ class Readiness(BaseModel):
 
 
 @router.get("/livez", response_model=Liveness)
-async def livez() -> Liveness:
+async def get_liveness() -> Liveness:
     """200 while the process answers (it touches no database: a database outage must not get the process
     restarted). For a liveness probe."""
     return Liveness(status="alive", version=__version__)
@@ -68,7 +68,7 @@ def _run(check: Callable[[], None]) -> Check:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "Not ready: the checks say which part and why"}},
 )
-def readyz(inst: Inst, writer: Writer) -> JSONResponse:
+def get_readiness(inst: Inst, writer: Writer) -> JSONResponse:
     """200 when this process can serve: its database reachable and at the code's schema revision, its key
     store signing with the issuing CA's key, its provisioning writer alive; 503 otherwise, with every
     check's answer. For a readiness probe or a load balancer's health check."""
@@ -83,7 +83,7 @@ def readyz(inst: Inst, writer: Writer) -> JSONResponse:
 
 
 @router.get("/api/v1/health")
-def health(writer: Writer) -> dict[str, str]:
+def get_health(writer: Writer) -> dict[str, str]:
     """200 while this process can serve; 503 `provisioning_writer_down` once its provisioning writer has
     died (it then provisions nothing: restart it). Kept for existing checks: `/livez` and `/readyz` say more."""
     writer.check()

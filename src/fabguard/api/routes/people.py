@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
 from fabguard.api.deps import Admin, Inst, Reader
+from fabguard.api.responses.people import Person, PersonChange, PersonWithTokens
 from fabguard.api.schemas import PersonIn, RoleGrantIn, SuspendIn
 from fabguard.service.access import people
 from fabguard.service.approvals import person_acts, requests
@@ -16,7 +17,10 @@ router = APIRouter(tags=["people"])
 
 PersonRef = Annotated[str, Path(max_length=128, description="The person's id or name")]
 _PENDING: dict[int | str, dict[str, Any]] = {
-    202: {"description": "Approver or admin waits for a second person: pending_approval is the request"}
+    202: {
+        "description": "Approver or admin waits for a second person: pending_approval is the request",
+        "model": PersonChange,
+    }
 }
 
 
@@ -25,13 +29,13 @@ def _answer(person: people.PersonView, pending: requests.ApprovalView | None, st
     return JSONResponse(body, status_code=202 if pending else status)
 
 
-@router.get("/api/v1/people")
+@router.get("/api/v1/people", response_model=list[Person])
 def list_people(inst: Inst, _: Reader) -> list[dict[str, object]]:
     """Everyone who holds (or held) tokens, suspended people included."""
     return [p.to_dict() for p in people.list_people(inst)]
 
 
-@router.post("/api/v1/people", status_code=201, responses=_PENDING)
+@router.post("/api/v1/people", status_code=201, responses=_PENDING, response_model=PersonChange)
 def add_person(inst: Inst, body: PersonIn, p: Admin) -> Any:
     """Record a person with their roles (an operator with their site). Approver or admin, once two
     people have approving tokens, wait for a second person (202, the pending request)."""
@@ -40,13 +44,13 @@ def add_person(inst: Inst, body: PersonIn, p: Admin) -> Any:
     return _answer(person, pending, 201)
 
 
-@router.get("/api/v1/people/{person_id}")
+@router.get("/api/v1/people/{person_id}", response_model=PersonWithTokens)
 def get_person(inst: Inst, person_id: PersonRef, _: Reader) -> dict[str, object]:
     """One person, with their tokens (never a secret)."""
     return {**people.get_person(inst, person_id).to_dict(), "tokens": people.tokens_of(inst, person_id)}
 
 
-@router.post("/api/v1/people/{person_id}/grant", responses=_PENDING)
+@router.post("/api/v1/people/{person_id}/grant", responses=_PENDING, response_model=PersonChange)
 def grant_role(inst: Inst, person_id: PersonRef, body: RoleGrantIn, p: Admin) -> Any:
     """Grant a role (operator with its site). Approver or admin, once two people have approving
     tokens, wait for a second person (202, the pending request)."""
@@ -55,14 +59,14 @@ def grant_role(inst: Inst, person_id: PersonRef, body: RoleGrantIn, p: Admin) ->
     return _answer(person, pending, 200)
 
 
-@router.post("/api/v1/people/{person_id}/revoke")
+@router.post("/api/v1/people/{person_id}/revoke", response_model=Person)
 def revoke_role(inst: Inst, person_id: PersonRef, body: RoleGrantIn, p: Admin) -> dict[str, object]:
     """Take a role away: their tokens of that role are refused from now on."""
     (role,) = people.parse_roles([body.role])
     return people.revoke_role(inst, person_id, role, actor=p.actor).to_dict()
 
 
-@router.post("/api/v1/people/{person_id}/suspend")
+@router.post("/api/v1/people/{person_id}/suspend", response_model=Person)
 def suspend_person(inst: Inst, person_id: PersonRef, body: SuspendIn, p: Admin) -> dict[str, object]:
     """Suspend a person: every token of theirs is refused (401) from now on."""
     return people.suspend_person(inst, person_id, reason=body.reason, actor=p.actor).to_dict()

@@ -45,7 +45,7 @@ def published_ca_certificate(inst: Inst, ca: str) -> Response:
 
 
 @router.post("/ocsp", **_OCSP_ANSWER, **body("An OCSP request (DER)", "application/ocsp-request"))
-async def ocsp_post(inst: Inst, request: Request) -> Response:
+async def answer_ocsp(inst: Inst, request: Request) -> Response:
     """The OCSP responder (RFC 6960 A.1.1), as named in certificates' Authority Information Access: the
     status of one certificate that the root, the station CA or an issuing CA issued, signed by that CA's
     delegated responder; a nonce in the request is echoed."""
@@ -54,7 +54,7 @@ async def ocsp_post(inst: Inst, request: Request) -> Response:
 
 
 @router.get("/ocsp/{ocsp_request:path}", **_OCSP_ANSWER)
-def ocsp_get(inst: Inst, ocsp_request: str) -> Response:
+def answer_ocsp_url(inst: Inst, ocsp_request: str) -> Response:
     """The OCSP responder by GET (RFC 6960 A.1.1, RFC 5019): the request's DER in base64 (URL-encoded) as the
     last part of the path. An answer without a nonce may be kept by HTTP caches until its nextUpdate."""
     try:

@@ -9,13 +9,18 @@ from fastapi import APIRouter, Response
 from fabguard.api.deps import Inst, Reader
 from fabguard.api.media import JSON, answers
 from fabguard.api.parsing import Timestamp
+from fabguard.api.responses.ledger import SignedReport
 from fabguard.service.ledger import reports
 
 router = APIRouter(tags=["ledger"])
 
 
-@router.get("/api/v1/reports/reconciliation", **answers("The signed report", JSON, "text/csv", "application/pdf"))
-def reconciliation(
+@router.get(
+    "/api/v1/reports/reconciliation",
+    **answers("The signed report", JSON, "text/csv", "application/pdf"),
+    response_model=SignedReport,
+)
+def reconciliation_report(
     inst: Inst,
     _: Reader,
     order_id: str | None = None,

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from fabguard.api.deps import Engineer, Inst, Reader
 from fabguard.api.media import JSON, answers
 from fabguard.api.parsing import Timestamp
+from fabguard.api.responses.ledger import SignedReport
+from fabguard.api.responses.royalties import RoyaltyRate
 from fabguard.domain.money import Money
 from fabguard.domain.values import OrderId, ProductId, SiteId
 from fabguard.service.ledger import reports
@@ -27,7 +29,7 @@ class RateIn(BaseModel):
     )
 
 
-@router.put("/api/v1/products/{product_id}/royalty-rate")
+@router.put("/api/v1/products/{product_id}/royalty-rate", response_model=RoyaltyRate)
 def set_product_rate(inst: Inst, product_id: str, body: RateIn, p: Engineer) -> dict[str, Any]:
     """The product's per-unit royalty from ``effective_from`` on (a ledger event; earlier periods keep theirs)."""
     rate = Money.parse(body.amount, body.currency)
@@ -37,7 +39,7 @@ def set_product_rate(inst: Inst, product_id: str, body: RateIn, p: Engineer) -> 
     return view.to_dict()
 
 
-@router.put("/api/v1/orders/{order_id}/royalty-rate")
+@router.put("/api/v1/orders/{order_id}/royalty-rate", response_model=RoyaltyRate)
 def set_order_rate(inst: Inst, order_id: str, body: RateIn, p: Engineer) -> dict[str, Any]:
     """An order's own per-unit royalty, overriding its product's from ``effective_from`` on."""
     rate = Money.parse(body.amount, body.currency)
@@ -47,7 +49,7 @@ def set_order_rate(inst: Inst, order_id: str, body: RateIn, p: Engineer) -> dict
     return view.to_dict()
 
 
-@router.get("/api/v1/royalties/rates")
+@router.get("/api/v1/royalties/rates", response_model=list[RoyaltyRate])
 def list_rates(
     inst: Inst, _: Reader, product_id: str | None = None, order_id: str | None = None
 ) -> list[dict[str, Any]]:
@@ -55,8 +57,12 @@ def list_rates(
     return [r.to_dict() for r in statements.list_rates(inst, product_id=product_id, order_id=order_id)]
 
 
-@router.get("/api/v1/royalties/statement", **answers("The signed statement", JSON, "text/csv", "application/pdf"))
-def statement(
+@router.get(
+    "/api/v1/royalties/statement",
+    **answers("The signed statement", JSON, "text/csv", "application/pdf"),
+    response_model=SignedReport,
+)
+def royalty_statement(
     inst: Inst,
     _: Reader,
     site_id: str | None = None,

@@ -20,6 +20,14 @@ from pydantic import BaseModel
 
 from fabguard.api import parsing
 from fabguard.api.deps import Fixture, Inst, Provisioner
+from fabguard.api.responses.station import (
+    AllocatedIdentity,
+    ProvisionedUnit,
+    RecordResults,
+    StoredRecord,
+    StoredRecords,
+    UnitResults,
+)
 from fabguard.api.schemas import AllocateIn, ProvisionBatchIn, ProvisionIn, TestRecordsIn
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.idempotency import IdempotencyKey
@@ -73,7 +81,7 @@ def _dumped(body: BaseModel) -> Any:
 
 
 @router.get("/api/v1/fixture/whoami")
-def whoami(f: Fixture) -> dict[str, str]:
+def fixture_whoami(f: Fixture) -> dict[str, str]:
     return {"fixture_id": f.id, "site_id": f.site_id}
 
 
@@ -139,7 +147,12 @@ def _upload_file(
     return _answered(testrecords.record_test_file_once(inst, f, data, format, zone, keyed))
 
 
-@router.post("/api/v1/test-records", status_code=201, response_model=None, openapi_extra=_RECORD_BODY)
+@router.post(
+    "/api/v1/test-records",
+    status_code=201,
+    response_model=StoredRecord | StoredRecords,
+    openapi_extra=_RECORD_BODY,
+)
 def upload_test_record(
     inst: Inst,
     record: Annotated[Any, Body()],
@@ -171,7 +184,7 @@ def upload_test_record(
     return _answered(testrecords.record_test_once(inst, f, record, key))
 
 
-@router.post("/api/v1/test-records/batch", response_model=None)
+@router.post("/api/v1/test-records/batch", response_model=RecordResults)
 def upload_test_records(
     inst: Inst, body: TestRecordsIn, f: Fixture, idempotency_key: KeyHeader = None
 ) -> dict[str, Any] | JSONResponse:
@@ -185,8 +198,8 @@ def upload_test_records(
     return _answered(testrecords.record_tests_once(inst, f, body.records, key))
 
 
-@router.post("/api/v1/units/provision", response_model=None)
-def provision(
+@router.post("/api/v1/units/provision", response_model=ProvisionedUnit, response_model_exclude_unset=True)
+def provision_unit(
     inst: Inst,
     body: ProvisionIn,
     f: Fixture,
@@ -206,7 +219,7 @@ def provision(
     return done.to_dict()
 
 
-@router.post("/api/v1/units/provision-batch", response_model=None)
+@router.post("/api/v1/units/provision-batch", response_model=UnitResults, response_model_exclude_unset=True)
 def provision_batch(
     inst: Inst, body: ProvisionBatchIn, f: Fixture, runner: Provisioner, idempotency_key: KeyHeader = None
 ) -> dict[str, Any] | JSONResponse:
@@ -224,8 +237,13 @@ def provision_batch(
     return _answered(issuance.provision_batch_once(inst, f, pairs, key, runner=runner))
 
 
-@router.post("/api/v1/units/allocate", status_code=201, response_model=None)
-def allocate(
+@router.post(
+    "/api/v1/units/allocate",
+    status_code=201,
+    response_model=None,
+    responses={201: {"model": AllocatedIdentity}, 200: {"model": AllocatedIdentity}},
+)
+def allocate_unit_identity(
     inst: Inst, body: AllocateIn, f: Fixture, response: Response, idempotency_key: KeyHeader = None
 ) -> dict[str, object] | JSONResponse:
     """Allocate one unit's identities from its product's pools before it is provisioned (docs/identities.md):

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from fabguard.api.deps import Admin, Inst
+from fabguard.api.responses.people import NewToken, PendingToken
 from fabguard.api.schemas import TokenIn
 from fabguard.domain.values import SiteId
 from fabguard.service.access import people, tokens
@@ -23,9 +24,11 @@ router = APIRouter(tags=["admin"])
     responses={
         202: {
             "description": "An admin token, or an approver token for someone else: a pending request a second "
-            "person approves (docs/roles.md)"
+            "person approves (docs/roles.md)",
+            "model": PendingToken,
         }
     },
+    response_model=NewToken,
 )
 def create_token(inst: Inst, body: TokenIn, p: Admin) -> Any:
     """A token of a person for one role they hold (and one site for an operator) that expires; its secret

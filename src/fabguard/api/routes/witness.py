@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fabguard.api.deps import Count, Engineer, Inst, Reader, SiteReader, allow
 from fabguard.api.media import JSON, answers
+from fabguard.api.responses.ledger import Cosignatures, CosignedCheckpoint, Witness
 from fabguard.domain.values import Role, SiteId
 from fabguard.service.access import tokens
 from fabguard.service.ledger import witness
@@ -36,14 +37,14 @@ class CosignaturesIn(BaseModel):
     )
 
 
-@router.post("/api/v1/ledger/witnesses", status_code=201)
+@router.post("/api/v1/ledger/witnesses", status_code=201, response_model=Witness)
 def register_witness(inst: Inst, body: WitnessIn, p: Engineer) -> dict[str, Any]:
     """Register a site's witness key (a ledger event); its cosignatures are accepted from then on."""
     w = witness.register_witness(inst, site_id=SiteId(body.site_id), verifier_key=body.verifier_key, actor=p.actor)
     return w.__dict__
 
 
-@router.get("/api/v1/ledger/witnesses")
+@router.get("/api/v1/ledger/witnesses", response_model=list[Witness])
 def list_witnesses(inst: Inst, _: Reader) -> list[dict[str, Any]]:
     return [w.__dict__ for w in witness.list_witnesses(inst)]
 
@@ -56,7 +57,7 @@ def cosign_request(inst: Inst, _: SiteReader, old: Count = 0) -> PlainTextRespon
     return PlainTextResponse(witness.cosign_request(inst, old))
 
 
-@router.post("/api/v1/ledger/cosignatures", status_code=201)
+@router.post("/api/v1/ledger/cosignatures", status_code=201, response_model=Cosignatures)
 def add_cosignatures(inst: Inst, body: CosignaturesIn, p: Cosigner) -> dict[str, Any]:
     """Keep cosignatures of a checkpoint, each verified with its registered witness key first."""
     names = witness.add_cosignatures(inst, witness.Sender.of(p), size=body.size, lines=body.signatures)
@@ -66,6 +67,7 @@ def add_cosignatures(inst: Inst, body: CosignaturesIn, p: Cosigner) -> dict[str,
 @router.get(
     "/api/v1/ledger/checkpoint/cosigned",
     **answers("The cosigned checkpoint; format=note: the note", JSON, "text/plain"),
+    response_model=CosignedCheckpoint,
 )
 def cosigned_checkpoint(
     inst: Inst, _: SiteReader, size: Count | None = None, format: Literal["json", "note"] = "json"
