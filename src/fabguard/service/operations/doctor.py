@@ -25,11 +25,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from fabguard.domain.errors import FabGuardError
 from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV, PIN_ENV, PIN_FILE_ENV
+from fabguard.service.core.ca_registry import EXTERNAL_KEY
 from fabguard.service.core.config import CONFIG_NAME
 from fabguard.service.core.instance import Instance, require_current_schema
 from fabguard.service.operations.doctor_tls import examine_operator_tls
 from fabguard.service.operations.readiness import check_database, check_keys
-from fabguard.store.models import Event
+from fabguard.store.models import CertificateAuthority, Event
 
 Status = Literal["ok", "warning", "failed"]
 # A URL probe: None if the URL answered, else why not (the CLI's does a GET; tests pass their own).
@@ -139,7 +140,7 @@ def _key_protection(inst: Instance, env: Mapping[str, str]) -> Iterator[Finding]
         )
         return
     opened = True
-    for ca in CA_FILES:
+    for ca in _cas_with_keys_here(inst):
         try:
             check_keys(inst, ca)
         except FabGuardError as exc:
@@ -154,6 +155,18 @@ def _key_protection(inst: Instance, env: Mapping[str, str]) -> Iterator[Finding]
         yield Finding(
             "keys", "ok", f"the CA keys ({inst.keys.backend}) are encrypted, open and match their certificates"
         )
+
+
+def _cas_with_keys_here(inst: Instance) -> list[str]:
+    """The CAs of ``CA_FILES`` whose key this instance holds: not a site agent's root and station CA, whose
+    keys stay at the central server (``external:``), which sign nothing there."""
+    try:
+        with inst.db.read() as s:
+            rows = s.execute(select(CertificateAuthority).where(CertificateAuthority.name.in_(CA_FILES))).scalars()
+            external = {row.name for row in rows if row.key_ref.startswith(EXTERNAL_KEY)}
+    except SQLAlchemyError:  # the database check says why; check every key then
+        external = set()
+    return [ca for ca in CA_FILES if ca not in external]
 
 
 def _database(inst: Instance) -> Iterator[Finding]:
