@@ -252,9 +252,7 @@ def test_missing_postgresql_tools_are_a_clear_error(monkeypatch: pytest.MonkeyPa
     assert missing.value.code == "configuration_error"
 
 
-def test_the_database_copy_and_the_restored_database_are_the_owners_alone(
-    backed_up: Path, tmp_path: Path
-) -> None:
+def test_the_database_copy_and_the_restored_database_are_the_owners_alone(backed_up: Path, tmp_path: Path) -> None:
     """The database holds token hashes, enrolment tokens and every unit: the backup's copy and the restored
     SQLite file are as private as the original (``fabguard doctor`` fails a restored instance otherwise)."""
     copies = list((backed_up / "database").iterdir())
