@@ -10,11 +10,14 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
 
 from fabguard.api.server import ServerThread
+from fabguard.domain.errors import Refusal
 from fabguard.domain.values import Serial
 from fabguard.firmware.sbom import validate_sbom
 from fabguard.fixture.device import SimulatedDevice
@@ -28,10 +31,13 @@ from fabguard.service.agent.site_agent import sync_package
 from fabguard.service.analytics import dashboard_queries
 from fabguard.service.authority import authorities
 from fabguard.service.compliance import evidence_pack
+from fabguard.service.core import events
 from fabguard.service.core.instance import Instance
 from fabguard.service.field import genuineness
 from fabguard.service.handoff import clouds
 from fabguard.service.ledger import merkle_log
+from fabguard.service.provisioning import reenrolment
+from fabguard.store.models import Unit
 from tests.agent.conftest import Site, agent_fixture
 from tests.support import tested_device
 
@@ -169,3 +175,21 @@ def test_an_agent_unit_is_in_the_cra_pack_which_says_where_the_agent_key_is(
     assert [(r["serial"], r["issuing_ca"], r["status"]) for r in rows] == [("SN-G5", _agent_ca(site), "active")]
     cas = {c["name"]: c for c in json.loads((tmp_path / "pack/ca/hierarchy.json").read_text())}
     assert cas[_agent_ca(site)]["key_protection"]["kind"] == "elsewhere"
+
+
+def test_an_agent_unit_that_re_enrols_at_the_central_server_is_refused_cleanly(site: Site, agent: Agent) -> None:
+    """EST re-enrolment at the central server of a synced agent unit: the agent CA's key is the agent's, so
+    the server cannot sign for it. A refusal with its code, recorded as an event, the unit unchanged (it was
+    a 500 ``configuration_error``, "unknown key reference 'external:agent-...'")."""
+    central = site.world.inst
+    device = _issued_offline_and_synced(site, agent, "SN-G3")
+    leaf = x509.load_pem_x509_certificate(str(device.certificate_pem).encode())
+    with pytest.raises(Refusal) as refused:
+        reenrolment.reenroll_unit(central, leaf.public_bytes(serialization.Encoding.DER), device.csr_pem().encode())
+    assert refused.value.code == "issuing_ca_revoked" and "site agent" in refused.value.message
+    refusals = events.list_events(central, kind="reenroll.refused")
+    assert [e["code"] for e in refusals] == ["issuing_ca_revoked"]
+    with central.db.read() as s:
+        assert s.execute(select(Unit.certificate_pem).where(Unit.serial == "SN-G3")).scalar_one() == str(
+            device.certificate_pem
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,3 +159,38 @@ def test_serve_with_an_unknown_log_level_is_one_line_not_a_traceback(tmp_path: P
     assert result.exit_code == 2
     assert result.output.strip().count("\n") == 0 and "unknown log level 'loud'" in result.output
     assert "Traceback" not in result.output
+
+
+def _names_a_command(words: list[str]) -> bool:
+    """Whether ``fabguard WORDS...`` starts with a command of the tree (words after a command are its arguments)."""
+    cmd: Any = ROOT
+    for word in words:
+        if not hasattr(cmd, "commands"):
+            return True
+        if word not in cmd.commands:
+            return False
+        cmd = cmd.commands[word]
+    return True
+
+
+def test_every_fabguard_command_a_help_text_or_a_page_names_exists() -> None:
+    """A help text or a documentation page that tells the user to run ``fabguard X Y`` names a real command
+    (``fabguard approvals approve`` was named where the command is ``fabguard approval approve``)."""
+    repo = Path(__file__).resolve().parents[2]
+    texts = [
+        (
+            f"fabguard {' '.join(path)} --help",
+            " ".join([cmd.help or "", *(getattr(p, "help", "") or "" for p in cmd.params)]),
+        )
+        for path, cmd in _walk(ROOT)
+    ]
+    texts += [
+        (str(page.relative_to(repo)), page.read_text()) for page in [repo / "README.md", *(repo / "docs").rglob("*.md")]
+    ]
+    wrong = [
+        f"{where}: {m.group(0)}"
+        for where, text in texts
+        for m in re.finditer(r"\bfabguard((?: [a-z][a-z0-9-]+){1,2})", text)
+        if not _names_a_command(m.group(1).split())
+    ]
+    assert wrong == []

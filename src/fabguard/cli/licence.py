@@ -116,7 +116,7 @@ def revoke_signer(
     reason: Annotated[str, typer.Option(help="RFC 5280 reason")] = "key_compromise",
 ) -> None:
     """Ask for a licence signer to be put on the root's CRL (devices that check it refuse its licences):
-    carried out when a second person approves ('fabguard approvals approve ID')."""
+    carried out when a second person approves ('fabguard approval approve ID')."""
     with opened() as inst:
         pending = requests.request(
             inst,

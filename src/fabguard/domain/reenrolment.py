@@ -25,6 +25,8 @@ class ReenrolmentRequest:
     # The key changes and the product requires key attestation, which a re-enrolment cannot carry.
     new_key_unattested: bool = False
     matter_pai: MatterPai | None = None  # the unit's issuing CA, when it is a Matter PAI
+    # The unit's issuing CA is a site agent's (ADR 0010): its key is at the agent, not here.
+    issuing_ca_at_agent: bool = False
 
 
 ReenrolmentPolicy = Callable[[ReenrolmentRequest], None]
@@ -59,6 +61,12 @@ def new_key_attested(r: ReenrolmentRequest) -> None:
 
 
 def issuing_ca_can_sign(r: ReenrolmentRequest) -> None:
+    if r.issuing_ca_at_agent:
+        raise Refusal(
+            "issuing_ca_revoked",
+            f"the unit's issuing CA {r.issuing_ca} is a site agent's CA, whose key is at the agent: this server "
+            "cannot sign for it (re-enrol at the agent while its lease runs)",
+        )
     if not r.issuing_ca_usable:
         raise Refusal("issuing_ca_revoked", f"the unit's issuing CA {r.issuing_ca} cannot sign")
 

@@ -23,6 +23,7 @@ from fabguard.ledger.verify import AuditFailure, verify_export
 from fabguard.service.core.instance import Instance
 from fabguard.service.ledger import merkle_log
 from fabguard.service.operations.backup import backup
+from fabguard.service.operations.doctor import examine
 from fabguard.service.operations.restore import restore
 from fabguard.store.eventlog import event_count
 from fabguard.store.models import Order, Unit
@@ -249,3 +250,19 @@ def test_missing_postgresql_tools_are_a_clear_error(monkeypatch: pytest.MonkeyPa
     with pytest.raises(FabGuardError, match="pg_dump is not installed") as missing:
         backups.pg_tool("pg_dump")
     assert missing.value.code == "configuration_error"
+
+
+def test_the_database_copy_and_the_restored_database_are_the_owners_alone(backed_up: Path, tmp_path: Path) -> None:
+    """The database holds token hashes, enrolment tokens and every unit: the backup's copy and the restored
+    SQLite file are as private as the original (``fabguard doctor`` fails a restored instance otherwise)."""
+    copies = list((backed_up / "database").iterdir())
+    assert copies and all(p.stat().st_mode & 0o077 == 0 for p in copies)
+    home = tmp_path / "restored"
+    restore(backed_up, home)
+    assert (home / "fabguard.db").stat().st_mode & 0o077 == 0
+    restored = Instance.open(home)
+    try:
+        permissions = [f for f in examine(restored, {}) if f.check == "permissions"]
+    finally:
+        restored.close()
+    assert [f.status for f in permissions] == ["ok"], permissions

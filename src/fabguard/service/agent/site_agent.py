@@ -35,9 +35,10 @@ from fabguard.pki import profiles
 from fabguard.pki.keys import SigningKey, new_signing_key, passphrase_from_env, read_encrypted_key, write_encrypted_key
 from fabguard.service.agent.sync import SyncPackage
 from fabguard.service.core.ca_registry import EXTERNAL_KEY
-from fabguard.service.core.config import CONFIG_NAME, InstanceConfig
+from fabguard.service.core.config import CONFIG_NAME, InstanceConfig, resolve_database_url
 from fabguard.service.core.instance import Clock, Instance, utcnow
 from fabguard.service.ledger import merkle_log
+from fabguard.store.db import sqlite_url
 from fabguard.store.eventlog import append_event
 from fabguard.store.models import CertificateAuthority, Event, Fixture, Order, Product, Site, Unit
 
@@ -137,6 +138,9 @@ def init_agent(home: Path, bundle_text: str, *, env: Mapping[str, str] | None = 
     (home / LEASE_NAME).write_text(bundle_text)
     (home / CONFIG_NAME).write_text(replace(config, organization=str(bundle["organization"])).to_json())
     pending.unlink()
+    if resolve_database_url(home, config, env) == sqlite_url(home / "fabguard.db"):
+        # The agent's own SQLite file, the owner's alone as init makes it (its WAL files take its mode).
+        (home / "fabguard.db").touch(mode=0o600)
     inst = Instance.open(home, env=env, clock=clock, migrate=True)  # a new instance: its schema is made here
     try:
         _seed_agent(inst, lease, bundle)

@@ -132,11 +132,13 @@ def _copy_database(inst: Instance, dest: Path) -> tuple[str, str, LedgerState, d
     if inst.db.is_sqlite:
         copy = dest / SQLITE_FILE
         backups.sqlite_online_copy(inst.db, copy)
+        copy.chmod(0o600)  # token hashes, enrolment tokens, every unit: as private as the original
         with backups.read_sqlite_file(copy) as s:
             return "sqlite", SQLITE_FILE, ledger_state(s), _counts(s)
     with backups.pg_snapshot(inst.db) as (snapshot, s):
         state, counts = ledger_state(s), _counts(s)
         backups.pg_dump(inst.db, dest / PG_DUMP_FILE, snapshot)
+    (dest / PG_DUMP_FILE).chmod(0o600)
     return "postgresql", PG_DUMP_FILE, state, counts
 
 

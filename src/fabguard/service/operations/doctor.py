@@ -142,10 +142,8 @@ def _key_protection(inst: Instance, env: Mapping[str, str]) -> Iterator[Finding]
             f"run doctor as the service runs, with ${PASSPHRASE_FILE_ENV}",
         )
         return
-    opened, offline = True, _offline_cas(inst)
-    for ca in CA_FILES:
-        if ca in offline:
-            continue
+    opened = True
+    for ca in _cas_with_keys_here(inst):
         try:
             check_keys(inst, ca)
         except FabGuardError as exc:
@@ -186,6 +184,18 @@ def _offline_root_crl(inst: Instance) -> Iterator[Finding]:
         yield Finding(
             "crl", "ok", f"the offline root's CRL (number {row.number}) is valid until {row.next_update:%Y-%m-%d}"
         )
+
+
+def _cas_with_keys_here(inst: Instance) -> list[str]:
+    """The CAs of ``CA_FILES`` whose key this instance holds: not an offline root, nor a site agent's root and
+    station CA, whose keys stay at the central server (``external:``): they sign nothing here."""
+    try:
+        with inst.db.read() as s:
+            rows = s.execute(select(CertificateAuthority).where(CertificateAuthority.name.in_(CA_FILES))).scalars()
+            external = {row.name for row in rows if row.key_ref.startswith(EXTERNAL_KEY)}
+    except SQLAlchemyError:  # the database check says why; check every key then
+        external = set()
+    return [ca for ca in CA_FILES if ca not in external]
 
 
 def _database(inst: Instance) -> Iterator[Finding]:

@@ -206,6 +206,7 @@ def restore(directory: Path, home: Path, *, database_url: str | None = None) -> 
         _copy_home(directory, manifest, staging, target_db)
         if target_db is None:
             shutil.copyfile(directory / SQLITE_FILE, staging / "fabguard.db")
+            (staging / "fabguard.db").chmod(0o600)  # as private as init makes it (doctor checks it)
         else:
             backups.pg_restore(target_db, directory / PG_DUMP_FILE)
         events = _check_restored(manifest, staging, target_db)

@@ -23,6 +23,7 @@ from fabguard.domain.values import Serial, parse_key_types
 from fabguard.pki.csr import CheckedCsr, check_device_csr, load_csr
 from fabguard.service.authority.authorities import USABLE, matter_pai_facts
 from fabguard.service.authority.revocation import ca_names, refresh_crl
+from fabguard.service.core.ca_registry import EXTERNAL_KEY
 from fabguard.service.core.events import record_refusal
 from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning.unit_requests import Provisioned, device_certificate
@@ -73,6 +74,7 @@ def _reenroll_in(inst: Instance, fingerprint: str, checked: CheckedCsr) -> tuple
                 issuing_ca_usable=ca is not None and ca.state in USABLE,
                 new_key_unattested=new_key != unit.key_fingerprint and product.attestation_policy == "required",
                 matter_pai=matter_pai_facts(ca.certificate_pem) if ca is not None else None,
+                issuing_ca_at_agent=ca is not None and ca.key_ref.startswith(EXTERNAL_KEY),
             )
         )
         lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None
