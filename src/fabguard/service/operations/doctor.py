@@ -156,7 +156,9 @@ def _key_protection(inst: Instance, env: Mapping[str, str]) -> Iterator[Finding]
             )
     if opened and not plain:
         held = f"the CA keys ({inst.keys.backend}) are encrypted, open and match their certificates"
-        yield Finding("keys", "ok", held + ("; the root's is offline (docs/ceremony.md)" if offline else ""))
+        yield Finding(
+            "keys", "ok", held + ("; the root's is offline (docs/ceremony.md)" if "root" in _offline_cas(inst) else "")
+        )
 
 
 def _offline_cas(inst: Instance) -> set[str]:
