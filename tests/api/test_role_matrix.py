@@ -294,7 +294,10 @@ def test_an_operator_sees_its_own_sites_dashboard_and_nothing_of_other_sites(mat
     status, all_sites = get("auditor", "/api/v1/stats/overview")
     assert status == 200 and {"po-a", "po-c"} <= {o["id"] for o in all_sites["orders"]}
     assert {"fx-a", "fx-b"} <= {f["id"] for f in all_sites["fixtures"]}
-    for caller, site, order, fixture in (("operator", "cm-a", "po-a", "fx-a"), ("operator (other site)", "cm-b", "po-c", "fx-b")):
+    for caller, site, order, fixture in (
+        ("operator", "cm-a", "po-a", "fx-a"),
+        ("operator (other site)", "cm-b", "po-c", "fx-b"),
+    ):
         status, mine = get(caller, "/api/v1/stats/overview")
         assert status == 200, mine
         assert mine["site_id"] == site

@@ -35,6 +35,7 @@ from fabguard.api.routes import (
     revocation,
     royalties,
     station,
+    stations,
     tokens,
     witness,
 )
@@ -106,6 +107,7 @@ def create_app(inst: Instance) -> Any:
         app.include_router(routes.router)
     app.include_router(est.router)
     app.include_router(dashboard.router)
+    app.include_router(stations.router)
     app.include_router(firmware.router)
     app.include_router(docs.router)
     limits = inst.limits

@@ -158,7 +158,9 @@ Until = Annotated[Timestamp | None, Query(description="Window end, RFC 3339 with
 
 
 @router.get("/api/v1/stats/overview")
-def stats_overview(inst: Inst, p: SiteReader, since: Since = None, until: Until = None, site: SiteFilter = None) -> dict[str, Any]:
+def stats_overview(
+    inst: Inst, p: SiteReader, since: Since = None, until: Until = None, site: SiteFilter = None
+) -> dict[str, Any]:
     """Orders with quota burn-down, fixtures with last activity, refusals, yield, series and alerts over a
     window (its buckets fit its span: docs/dashboard.md); an operator's token sees its own site only."""
     try:

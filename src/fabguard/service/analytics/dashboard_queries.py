@@ -25,7 +25,7 @@ from fabguard.analytics.fold import ACK_KIND
 from fabguard.analytics.settings import DEFAULT, AnalyticsSettings, settings_from_dict
 from fabguard.analytics.spc import capability_from_sums
 from fabguard.domain.errors import ConfigurationError, InvalidRequest, NotFound
-from fabguard.service.analytics import projection
+from fabguard.service.analytics import projection, record_samples
 from fabguard.service.catalog import fixtures, orders
 from fabguard.service.core.instance import Instance
 from fabguard.service.field import genuineness
@@ -131,7 +131,8 @@ def _order_units(inst: Instance, view: orders.OrderView, since: datetime, until:
 
 
 def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | None = None) -> dict[str, Any]:
-    """One order: quota burn-down, throughput, refusals, yield of its units, capability at its site."""
+    """One order: quota burn-down, throughput, refusals, yield of its units, capability over its own
+    units (each one's latest test at the order's site), the failure Pareto at its site."""
     settings = settings or load_settings(inst)
     lag = refresh(inst, settings)
     view = orders.get_order(inst, order_id)
@@ -139,6 +140,7 @@ def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | 
     window = Scope(max(now - settings.window, view.created_at), now, order_id=order_id, site_id=view.site_id)
     since_created = _order_units(inst, view, view.created_at, now)
     at_site = Scope(view.created_at, now, site_id=view.site_id)
+    capability = record_samples.order_capability(inst, view.id, view.site_id)
     with inst.db.read() as s:
         recent = windows.recent_provisioned(s, now - settings.burn_window)
         return {
@@ -147,7 +149,8 @@ def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | 
             "yield": windows.unit_yield(s, since_created).to_dict(),
             "refused": view.refused,
             "series": windows.series(s, window, settings.bucket),
-            "capability": _capability(s, at_site),
+            "capability": capability,
+            "capability_basis": "units",
             "failures": windows.pareto(s, at_site),
             "as_of": now.isoformat(),
             "sequence": event_count(s),
