@@ -23,6 +23,7 @@ from fabguard.api.routes import (
     field,
     firmware,
     fixtures,
+    genealogy,
     handoff,
     leases,
     ledger,
@@ -108,6 +109,7 @@ def create_app(inst: Instance) -> Any:
     app.include_router(est.router)
     app.include_router(dashboard.router)
     app.include_router(stations.router)
+    app.include_router(genealogy.router)
     app.include_router(firmware.router)
     app.include_router(docs.router)
     limits = inst.limits

@@ -267,6 +267,9 @@ ERROR_STATUS: dict[str, int] = {
     "invalid_setup_passcode": 422,
     "invalid_matter_onboarding": 422,
     "invalid_label": 422,
+    # The dashboard: unit search, and a browser session's request from another origin (CSRF).
+    "invalid_serial_query": 422,
+    "cross_origin_refused": 403,
 }
 
 

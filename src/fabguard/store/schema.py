@@ -16,6 +16,7 @@ from fabguard.store import (
     people_models,
     quota_leases,
     royalty_models,
+    session_models,
     witness_models,
 )
 from fabguard.store.base import Base
@@ -36,5 +37,6 @@ MODEL_MODULES = (
     field_models,
     attestation_models,
     quota_leases,
+    session_models,
 )
 metadata: MetaData = Base.metadata
