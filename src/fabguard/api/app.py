@@ -35,6 +35,7 @@ from fabguard.api.routes import (
     reports,
     revocation,
     royalties,
+    session,
     station,
     stations,
     tokens,
@@ -110,6 +111,7 @@ def create_app(inst: Instance) -> Any:
     app.include_router(dashboard.router)
     app.include_router(stations.router)
     app.include_router(genealogy.router)
+    app.include_router(session.router)
     app.include_router(firmware.router)
     app.include_router(docs.router)
     limits = inst.limits

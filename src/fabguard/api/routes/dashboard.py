@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 
-from fabguard.api.deps import Inst, Reader, Scraper, SiteReader, visible_order
+from fabguard.api.deps import Inst, Reader, Scraper, SiteReader, session_or_token, visible_order
 from fabguard.api.media import answers
 from fabguard.api.parsing import Timestamp
 from fabguard.domain.errors import InvalidRequest, NotFound
@@ -44,7 +44,8 @@ STREAM_SECONDS = 60.0
 
 AlertId = Annotated[str, Path(max_length=80, pattern=r"^[a-z_]+\.[0-9a-f]{16}$")]
 
-# The page loads only its own files; the token travels in sessionStorage, never in a cookie.
+# The page loads only its own files; it signs in once (POST /api/v1/session) and its session cookie is
+# HttpOnly, so no script of the page ever holds the token.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -239,10 +240,10 @@ def ack_alert(
 
 
 def _stream_reader(inst: Instance, request: Request, token: str | None) -> tokens.Principal:
-    """The ``?token=`` of the stream: a reader's or an operator's, refused and recorded otherwise."""
+    """The ``?token=`` of the stream, else the browser session's cookie: a reader's or an operator's,
+    refused and recorded otherwise."""
     route = "/api/v1/stream"
-    anonymous = request.app.state.anonymous_refusal_records
-    p = tokens.authenticate_token(inst, token, route=route, anonymous=anonymous)
+    p = session_or_token(inst, request, token)
     tokens.require_role(inst, p, Role.ENGINEER, Role.AUDITOR, Role.APPROVER, Role.OPERATOR, route=route)
     return p
 
