@@ -192,6 +192,8 @@ function applyCustom(e) {
 // ------------------------------------------------------------------------------ signing in and out
 
 function showWho() {
+  $("site-badge").hidden = !(who && who.site_id);
+  $("site-badge").textContent = who && who.site_id ? `Site ${who.site_id} only` : "";
   $("who").textContent = who ? (who.site_id ? `${who.name} · ${who.role} · site ${who.site_id}` : `${who.name} · ${who.role}`) : "";
 }
 

@@ -106,7 +106,7 @@ function renderOrderSeries(data) {
       ] },
       options: {
         animation: false, maintainAspectRatio: false, interaction: { mode: "index", intersect: false },
-        scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "per bucket" } } },
+        scales: { x: { stacked: true, ticks: { maxRotation: 0, autoSkip: true, autoSkipPadding: 12 } }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "per bucket" } } },
       },
     });
   } else {

@@ -55,15 +55,15 @@ function unitsSection(g) {
 }
 
 function recordsSection(records) {
-  const items = records.slice().reverse().map((r) => {
+  const items = records.slice().reverse().map((r, i) => {
     const rows = [];
     for (const s of r.steps) {
-      rows.push([el("b", {}, s.phase), "", outcome(s.outcome), ""]);
-      for (const m of s.measurements) rows.push(["", el("span", { class: "mono" }, m.name), outcome(m.outcome), `${sig(m.value)}  [${limits(m)}]`]);
+      rows.push([el("b", {}, s.phase), outcome(s.outcome), ""]);
+      for (const m of s.measurements) rows.push([el("span", { class: "mono indent" }, m.name), outcome(m.outcome), `${sig(m.value)}  [${limits(m)}]`]);
     }
-    return el("details", { class: "record", open: r === records[records.length - 1], "data-record": String(r.id) },
+    return el("details", { class: "record", open: i === 0, "data-record": String(r.id) },
       el("summary", {}, outcome(r.outcome), ` record ${r.id} · ${when(r.received_at)} · fixture ${r.fixture_id} (site ${r.site_id})`),
-      table(["Step", "Measurement", "Outcome", "Value [limits]"], rows, "No steps recorded."));
+      table(["Step / measurement", "Outcome", "Value [limits]"], rows, "No steps recorded."));
   });
   return section("Test records", records.length, ...(items.length ? items : [el("p", { class: "empty" }, "No test records.")]));
 }
