@@ -55,7 +55,9 @@ def _line(world: World) -> dict[str, str]:
     unit = tested_device(b, "SNB0001", seed=7)
     b.provision(other, unit.serial, unit.csr_pem())
     merkle_log.make_checkpoint(world.inst)
-    _, operator = tokens.create_token(world.inst, name="Ana (CM A)", role=Role.OPERATOR, site_id=SiteId("cm-a"), actor="t")
+    _, operator = tokens.create_token(
+        world.inst, name="Ana (CM A)", role=Role.OPERATOR, site_id=SiteId("cm-a"), actor="t"
+    )
     _, engineer = tokens.create_token(world.inst, name="Eve", role=Role.ENGINEER, actor="t")
     return {"engineer": engineer, "operator": operator}
 
@@ -91,6 +93,12 @@ def test_every_view_as_an_engineer(world: World, browser: Any, size: str) -> Non
         page.wait_for_url("**/?range=week")
         expect(page.locator("#bucket-note")).to_have_text("per 3 h · week")
         _shot(page, f"engineer-overview-week-{size}")
+        page.select_option("#range", "custom")
+        page.fill("#range-since", "2026-01-01T00:00")
+        page.fill("#range-until", "2026-01-31T00:00")
+        page.click("#range-custom button")
+        page.wait_for_url("**/?range=custom&since=*&until=*")
+        expect(page.locator("#bucket-note")).to_have_text("per 12 h · custom")
         page.select_option("#range", "order")
         page.wait_for_url("**/?range=order&order=po-a1")
         expect(page.locator("#kpi-provisioned")).to_have_text("10")
@@ -104,7 +112,10 @@ def test_every_view_as_an_engineer(world: World, browser: Any, size: str) -> Non
         page.locator("#pareto tr[data-step]").first.click()
         failing = page.locator("#failing-units [data-failing-unit]")
         failing.first.wait_for()
-        assert {failing.nth(i).get_attribute("data-failing-unit") for i in range(failing.count())} <= {"SNA0100", "SNA0101"}
+        assert {failing.nth(i).get_attribute("data-failing-unit") for i in range(failing.count())} <= {
+            "SNA0100",
+            "SNA0101",
+        }
         expect(page.locator("#dist-note")).to_contain_text("values from the newest")
         _shot(page, f"engineer-stations-{size}")
         failing.first.locator("a").click()
@@ -141,7 +152,12 @@ def test_an_operator_sees_its_own_site_in_every_view(world: World, browser: Any,
     expect = sync_api.expect
     made = _line(world)
     with _page(browser, WIDTHS[size]) as page:
-        _sign_in(page, world, made["operator"])
+        # A shared link opens its view with its range.
+        _sign_in(page, world, made["operator"], "/?range=day#stations")
+        expect(page.locator("#stations tr[data-station]")).to_have_count(2)
+        assert page.input_value("#range") == "day"
+        expect(page.locator("#site-badge")).to_have_text("Site cm-a only")
+        page.click('#nav a[data-view="overview"]')
         expect(page.locator('[data-order="po-a1"] .used')).to_have_text("9")
         assert page.locator('[data-order="po-b1"]').count() == 0
         assert page.is_hidden("#field-card") and page.is_hidden("#field-alerts-card")

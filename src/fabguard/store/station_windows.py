@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -58,8 +59,19 @@ def counts_by_fixture(s: Session, scope: Scope, kind: str) -> dict[tuple[str, st
     return {(site, fx): int(n) for site, fx, n in s.execute(query)}
 
 
-def _record(row: TestRecordRow) -> StoredRecord:
-    return StoredRecord(row.id, row.serial, row.fixture_id, row.site_id, row.outcome, row.received_at, row.record_json)
+_COLUMNS = (
+    TestRecordRow.id,
+    TestRecordRow.serial,
+    TestRecordRow.fixture_id,
+    TestRecordRow.site_id,
+    TestRecordRow.outcome,
+    TestRecordRow.received_at,
+    TestRecordRow.record_json,
+)
+
+
+def _records(rows: Any) -> list[StoredRecord]:
+    return [StoredRecord(*row) for row in rows]
 
 
 def newest_records(
@@ -75,15 +87,15 @@ def newest_records(
     """Up to ``limit`` of the newest records received in ``[since, until)`` (of a site, a fixture, only
     failed ones), oldest first."""
     t = TestRecordRow
-    query = select(t).where(t.received_at >= since, t.received_at < until)
+    query = select(*_COLUMNS).where(t.received_at >= since, t.received_at < until)
     if site_id is not None:
         query = query.where(t.site_id == site_id)
     if fixture_id is not None:
         query = query.where(t.fixture_id == fixture_id)
     if failed_only:
         query = query.where(t.outcome != "PASS")
-    rows = s.execute(query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)).scalars().all()
-    return [_record(r) for r in reversed(rows)]
+    rows = s.execute(query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)).all()
+    return _records(reversed(rows))
 
 
 def order_unit_records(s: Session, order_id: str, site_id: str, *, limit: int) -> list[StoredRecord]:
@@ -93,5 +105,5 @@ def order_unit_records(s: Session, order_id: str, site_id: str, *, limit: int) -
     newest = (
         select(func.max(t.id)).where(t.serial.in_(units.scalar_subquery()), t.site_id == site_id).group_by(t.serial)
     )
-    rows = s.execute(select(t).where(t.id.in_(newest.scalar_subquery())).order_by(t.id)).scalars().all()
-    return [_record(r) for r in rows]
+    rows = s.execute(select(*_COLUMNS).where(t.id.in_(newest.scalar_subquery())).order_by(t.id)).all()
+    return _records(rows)

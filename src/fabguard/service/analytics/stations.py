@@ -20,11 +20,12 @@ from fabguard.service.analytics import dashboard_queries
 from fabguard.service.analytics.record_samples import parsed as _parsed
 from fabguard.service.core.instance import Instance
 from fabguard.store import station_windows, windows
+from fabguard.store.station_windows import StoredRecord
 from fabguard.store.windows import Scope
 
-SAMPLE = 2000  # the newest records a distribution or an order's capability is drawn from
-FAILING_SCAN = 5000  # the newest failed records searched for a step's failing units
-FAILING_SHOWN = 200
+SAMPLE = 1000  # the newest records holding the measurement a distribution is drawn from
+FAILING_SCAN = 2000  # the newest failed records naming the step searched for its failing units
+FAILING_SHOWN = 100
 
 
 def _window(inst: Instance, since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
@@ -35,6 +36,14 @@ def _window(inst: Instance, since: datetime | None, until: datetime | None) -> t
     if problem:
         raise InvalidRequest(problem, code="invalid_window")
     return since, until
+
+
+def _naming(records: list[StoredRecord], *names: str | None) -> list[StoredRecord]:
+    """The records whose JSON text holds every plain name in ``names`` as a string: a cheap test that
+    spares parsing records that cannot hold them (a name with quotes, backslashes or non-ASCII is not
+    tested, since its JSON spelling may differ)."""
+    needles = [f'"{n}"' for n in names if n and n.isascii() and n.isprintable() and not set(n) & set('"\\')]
+    return [r for r in records if all(x in r.record_json for x in needles)]
 
 
 def _row(key: tuple[str, str], stats: YieldStats, provisioned: int, tests: int, hours: float) -> dict[str, Any]:
@@ -103,7 +112,7 @@ def distribution(
     since, until = _window(inst, since, until)
     with inst.db.read() as s:
         records = station_windows.newest_records(s, since, until, site_id=site_id, fixture_id=fixture_id, limit=SAMPLE)
-    parsed = [p for p in map(_parsed, records) if p is not None]
+    parsed = [p for p in map(_parsed, _naming(records, phase, name)) if p is not None]
     values, lower, upper = samples.values_of(parsed, phase, name)
     found = samples.histogram(phase, name, values, lower, upper, bins)
     capability = samples.capabilities([([], [(phase, name, "", v, lower, upper) for v in values])])
@@ -132,7 +141,7 @@ def failing_units(
             s, since, until, site_id=site_id, fixture_id=fixture_id, failed_only=True, limit=FAILING_SCAN
         )
     hits = []
-    for r in reversed(records):
+    for r in reversed(_naming(records, phase, measurement)):
         parsed = _parsed(r)
         if parsed is not None and samples.failed_step(parsed, phase, measurement):
             hits.append(
