@@ -175,3 +175,17 @@ def test_an_operator_sees_its_own_site_in_every_view(world: World, browser: Any,
         _shot(page, f"operator-unit-{size}")
         page.goto(world.url + "/#order=po-b1")
         page.wait_for_selector("#order-missing:not([hidden])")
+
+
+def test_revoking_the_token_signs_the_open_page_out(world: World, browser: Any) -> None:
+    """The session ends with its token: the open page, following the stream, shows the sign-in form and
+    why, without a reload."""
+    world.order(5, order_id="po-r")
+    row, token = tokens.create_token(world.inst, name="Sam", role=Role.AUDITOR, actor="t")
+    with _page(browser, WIDTHS["desk"]) as page:
+        _sign_in(page, world, token)
+        page.wait_for_selector('[data-order="po-r"]')
+        tokens.revoke_token(world.inst, row.id, actor="t")
+        page.wait_for_selector("#login:not([hidden])", timeout=90_000)
+        assert "revoked" in page.text_content("#login-error")
+        assert page.is_hidden("#dash")

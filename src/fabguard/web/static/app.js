@@ -11,6 +11,7 @@ let lastOverview = null;
 const LIVE_MIN_MS = 3000;
 let liveTimer = null;
 let liveAt = 0;
+let sessionCheckedAt = 0;
 
 function routedOrder() {
   const m = /^#order=(.*)$/.exec(location.hash);
@@ -127,7 +128,15 @@ function follow() {
   // The session cookie goes with the request: no token in the address.
   stream = new EventSource("/api/v1/stream");
   stream.addEventListener("overview", (e) => onOverview(JSON.parse(e.data)));
-  stream.onerror = () => setLive(false, "reconnecting…");
+  stream.onerror = () => {
+    setLive(false, "reconnecting…");
+    // The stream also fails when the session ended (signed out elsewhere, its token revoked): ask, at
+    // most every few seconds; a 401 shows the sign-in form with the reason.
+    if (Date.now() - sessionCheckedAt > 4000) {
+      sessionCheckedAt = Date.now();
+      api("/api/v1/session").catch(() => {});
+    }
+  };
 }
 
 // ------------------------------------------------------------------------------ the range picker
