@@ -49,7 +49,7 @@ def stats_distribution(
     bins: Annotated[int, Query(ge=5, le=100)] = 30,
 ) -> dict[str, Any]:
     """A measurement's histogram against its limits, with values below and above them, from the newest
-    2000 records of the window (``records_read`` says how many)."""
+    500 records of the window (``records_read`` says how many)."""
     try:
         return stations.distribution(
             inst,
@@ -78,8 +78,8 @@ def stats_failing_units(
     site: SiteFilter = None,
     fixture: Fixture = None,
 ) -> dict[str, Any]:
-    """The units whose test records failed a step the Pareto names (newest first, at most 200, searched
-    among the newest 5000 failed records of the window)."""
+    """The units whose test records failed a step the Pareto names (newest first, at most 50, searched
+    among the newest 1000 failed records of the window)."""
     try:
         return stations.failing_units(
             inst,

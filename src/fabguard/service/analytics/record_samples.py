@@ -12,7 +12,7 @@ from fabguard.service.core.instance import Instance
 from fabguard.store import station_windows
 from fabguard.store.station_windows import StoredRecord
 
-SAMPLE = 2000  # the newest units (or records) a sample figure is drawn from
+SAMPLE = 500  # the newest units an order's capability is drawn from
 
 
 def parsed(record: StoredRecord) -> samples.Parsed | None:

@@ -23,9 +23,9 @@ from fabguard.store import station_windows, windows
 from fabguard.store.station_windows import StoredRecord
 from fabguard.store.windows import Scope
 
-SAMPLE = 1000  # the newest records holding the measurement a distribution is drawn from
-FAILING_SCAN = 2000  # the newest failed records naming the step searched for its failing units
-FAILING_SHOWN = 100
+SAMPLE = 500  # the newest records a distribution is drawn from
+FAILING_SCAN = 1000  # the newest failed records searched (newest first) for a step's failing units
+FAILING_SHOWN = 50  # the search stops at this many units
 
 
 def _window(inst: Instance, since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:

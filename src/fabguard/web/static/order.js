@@ -150,7 +150,7 @@ function renderOrder(data) {
   const refused = data.refused || {};
   $("order-refused-total").textContent = num(Object.values(refused).reduce((a, b) => a + b, 0));
   $("order-capability-note").textContent =
-    `From this order's own units: each unit's latest test at site ${o.site_id} (its newest 2,000 units). Cpk uses σ within (moving range), Ppk σ overall; ` +
+    `From this order's own units: each unit's latest test at site ${o.site_id} (its newest 500 units). Cpk uses σ within (moving range), Ppk σ overall; ` +
     "each needs two values and a spec limit.";
   renderCapability(data.capability, o.site_id);
   if (window.Chart) {
