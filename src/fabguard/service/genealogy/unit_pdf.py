@@ -37,9 +37,14 @@ def to_pdf(g: dict[str, Any], organization: str) -> bytes:
             (40, 30, 60, 0),
             (c["at"][:19], "yes" if c["genuine"] else "NO", f"{c['reason'] or '-'} / {c['clone'] or '-'}", c["place"]),
         )
+    if not g["field_checks"]:
+        _line(pdf, "None.")
     _heading(pdf, "Licences")
     for lic in g["licences"]:
-        _line(pdf, f"{lic.get('id')}: ledger entry {lic.get('ledger_entry')}")
+        features = ", ".join((lic.get("licence") or {}).get("features") or [])
+        _line(pdf, f"{lic.get('id')}: ledger entry {lic.get('ledger_entry')}; features {features or '-'}")
+    if not g["licences"]:
+        _line(pdf, "None.")
     _ledger(pdf, g)
     return bytes(pdf.output())
 
@@ -91,6 +96,8 @@ def _events(pdf: FPDF, title: str, entries: list[dict[str, Any]]) -> None:
     _row(pdf, widths, ("entry", "at", "kind", "code", "actor"), bold=True)
     for e in entries:
         _row(pdf, widths, (str(e["index"]), e["at"][:19], e["kind"], e["code"] or "-", e["actor"] or "-"))
+    if not entries:
+        _line(pdf, "None.")
 
 
 def _ledger(pdf: FPDF, g: dict[str, Any]) -> None:
@@ -100,7 +107,8 @@ def _ledger(pdf: FPDF, g: dict[str, Any]) -> None:
     _line(
         pdf,
         f"{len(entries)} ledger entries name this serial; {proven} are covered by the signed checkpoint below. "
-        "Their inclusion proofs are in the JSON export (verify with 'fabguard audit verify').",
+        "Their inclusion proofs (RFC 9162) are in the JSON export; check each against the checkpoint's root, "
+        "and the checkpoint's signature with the verifier key below.",
     )
     note = (g["ledger"]["checkpoint"] or {}).get("note") or "No checkpoint signed yet."
     pdf.set_font("Courier", "", 8)
