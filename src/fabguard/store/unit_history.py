@@ -1,5 +1,5 @@
 """Reads of one serial's history (unit search and genealogy): indexed by serial everywhere
-(``ix_units_serial``, ``unit_tests``' key, ``ix_test_records_serial_site_id``, ``ix_events_serial_seq``,
+(``ix_units_serial``, ``ix_test_records_serial_site_id``, ``ix_events_serial_seq``,
 ``ix_field_checks_serial_at``), so a unit's page costs the same among millions of units."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fabguard.store.analytics_models import UnitTests
 from fabguard.store.field_models import FieldCheck
 from fabguard.store.models import Event, Fixture, Order, SupersededCertificate, TestRecordRow, Unit
 
@@ -16,16 +15,17 @@ TOP = "\U0010ffff"
 
 
 def serials_starting(s: Session, prefix: str, limit: int, site_id: str | None = None) -> list[str]:
-    """Up to ``limit`` serials that start with ``prefix``, tested or provisioned (at ``site_id``: first
-    tested there or provisioned on one of its orders), in order."""
-    tested = select(UnitTests.serial).where(UnitTests.serial >= prefix, UnitTests.serial < prefix + TOP)
+    """Up to ``limit`` serials that start with ``prefix``, tested or provisioned (at ``site_id``: tested
+    there or provisioned on one of its orders), in order."""
+    t = TestRecordRow
+    tested = select(t.serial).where(t.serial >= prefix, t.serial < prefix + TOP).distinct()
     made = select(Unit.serial).where(Unit.serial >= prefix, Unit.serial < prefix + TOP)
     if site_id is not None:
-        tested = tested.where(UnitTests.site_id == site_id)
+        tested = tested.where(t.site_id == site_id)
         made = made.join(Order, Order.id == Unit.order_id).where(Order.site_id == site_id)
     found: set[str] = set()
-    for query in (tested.order_by(UnitTests.serial), made.order_by(Unit.serial)):
-        found.update(s.execute(query.limit(limit)).scalars())
+    for query in (tested.order_by(t.serial), made.order_by(Unit.serial)):
+        found.update(x for x in s.execute(query.limit(limit)).scalars() if x.startswith(prefix))
     return sorted(found)[:limit]
 
 
