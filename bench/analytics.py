@@ -47,10 +47,11 @@ from fabguard.domain.values import FixtureId, OrderId, ProductId, SiteId  # noqa
 from fabguard.fixture.openhtf_records import MeasurementSpec  # noqa: E402
 from fabguard.ledger.entry import encode_entry  # noqa: E402
 from fabguard.runtime import tune_gc  # noqa: E402
-from fabguard.service.analytics import dashboard_queries, projection  # noqa: E402
+from fabguard.service.analytics import dashboard_queries, projection, stations  # noqa: E402
 from fabguard.service.catalog import fixtures, orders, product_catalog  # noqa: E402
 from fabguard.service.core.instance import Instance  # noqa: E402
 from fabguard.service.core.seeding import init_instance  # noqa: E402
+from fabguard.service.genealogy import unit_history  # noqa: E402
 from fabguard.store.eventlog import EVENT_COUNTER, event_count  # noqa: E402
 from fabguard.store.models import Counter, Event, TestRecordRow  # noqa: E402
 
@@ -323,6 +324,18 @@ def queries(inst: Instance) -> dict[str, Callable[[], object]]:
         "production, a week (stats)": lambda: dashboard_queries.production(
             inst, since=inst.clock() - timedelta(days=7)
         ),
+        "overview, a week (range picker)": lambda: dashboard_queries.overview(
+            inst, since=inst.clock() - timedelta(days=7), until=inst.clock()
+        ),
+        "overview, one site (operator)": lambda: dashboard_queries.overview(inst, site_id="cm-a"),
+        "stations, a week": lambda: stations.stations(inst, since=inst.clock() - timedelta(days=7)),
+        "distribution, a week": lambda: stations.distribution(
+            inst, phase="phase_0", name="m_0_0", since=inst.clock() - timedelta(days=7)
+        ),
+        "failing units, a week": lambda: stations.failing_units(
+            inst, phase="phase_0", measurement="m_0_0", since=inst.clock() - timedelta(days=7)
+        ),
+        "unit search (prefix)": lambda: unit_history.search(inst, "SN00000012"),
         "alerts (alert list, ack)": lambda: dashboard_queries.alerts(inst),
         "metrics (Prometheus scrape)": lambda: list(collector.collect()),
     }

@@ -222,6 +222,7 @@ SLICES: dict[str, frozenset[str]] = {
     "handoff": frozenset({"core", "authority", "ledger"}),
     "analytics": frozenset({"core", "catalog", "field"}),
     "operations": frozenset({"core", "authority", "field", "ledger"}),
+    "genealogy": frozenset({"core", "ledger", "royalties"}),
 }
 
 

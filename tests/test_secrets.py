@@ -232,10 +232,16 @@ def test_a_full_run_at_debug_level_leaks_no_secret(tmp_path: Path, log_format: s
         "ASGI scope {{'headers': [(b'authorization', b'Bearer {t}')]}}",
         '{{"Authorization": "Bearer {t}"}}',
         "refused the enrolment token {t}",
+        "ASGI scope {{'headers': [(b'cookie', b'fabguard_session={t}')]}}",
     ],
 )
 def test_the_log_filter_redacts_credentials_wherever_they_appear(line: str) -> None:
-    for token in ("fgt_" + secrets.token_urlsafe(32), "fge_" + secrets.token_urlsafe(24), "plain-" + "s3cr3t" * 4):
+    for token in (
+        "fgt_" + secrets.token_urlsafe(32),
+        "fge_" + secrets.token_urlsafe(24),
+        "fgs_" + secrets.token_urlsafe(32),
+        "plain-" + "s3cr3t" * 4,
+    ):
         text = line.format(t=token)
         if token.startswith("plain") and "token=" not in text and "uthorization" not in text:
             continue  # a secret with no mark of its own is kept out of logs by never logging it

@@ -20,6 +20,13 @@ STILL_UNTYPED = frozenset(
         "stats_order",  # the dashboard's figures (service/analytics/dashboard_queries.py): nested series,
         "stats_overview",  # yields, burn-down and Pareto rows
         "stats_production",
+        "stats_stations",  # the station and line view, a measurement's distribution and a failing step's units
+        "stats_distribution",  # (service/analytics/stations.py, record_samples.py)
+        "stats_failing_units",
+        "search_units",  # unit search and a serial's whole history (service/genealogy/unit_history.py)
+        "unit_genealogy",
+        "sign_in",  # the dashboard's browser session (api/routes/session.py)
+        "who_am_i",
     }
 )
 

@@ -43,6 +43,9 @@ QUERIES = {
     "/api/v1/reports/reconciliation": "order_id={order}",
     "/api/v1/royalties/statement": "order_id={order}",
     "/api/v1/orders/{order_id}/units": "",
+    "/api/v1/units/search": "q=SN-READ",
+    "/api/v1/stats/distribution": "phase=power_rails&name=vcc_3v3",
+    "/api/v1/stats/failing-units": "phase=power_rails",
 }
 # The reads issue 23 named, which must answer 200 here (the others may answer 404 for a missing resource).
 MUST_ANSWER = (
@@ -70,6 +73,7 @@ DERIVED = {
     "/api/v1/stats/overview": ANALYTICS,
     "/api/v1/stats/production": ANALYTICS,
     "/api/v1/stats/orders/{order_id}": ANALYTICS,
+    "/api/v1/stats/stations": ANALYTICS,
     "/metrics": ANALYTICS,
     # A CRL that is missing or near its nextUpdate is signed again (revocation.current_crl): the same list
     # of revoked serials under a newer thisUpdate, as the maintenance worker signs it.

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fabguard.domain.values import FixtureId, SiteId
+from fabguard.domain.values import FixtureId
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.pki import profiles
 from fabguard.service.access import tokens
@@ -95,16 +95,16 @@ def test_each_refused_caller_is_one_event_naming_it_without_its_secret(any_world
 def test_a_token_refused_for_its_role_is_an_event_naming_it_and_its_role(any_world: World) -> None:
     world, inst = any_world, any_world.inst
     auditor, auditor_secret = tokens.create_token(inst, name="audrey", role="auditor", actor="test")
-    operator, operator_secret = tokens.create_token(
-        inst, name="cm-a-line", role="operator", site_id=SiteId("cm-a"), actor="test"
-    )
+    # A metrics token reads /metrics alone: the dashboard's stream refuses it (an operator may follow
+    # its own site's stream).
+    scraper, scraper_secret = tokens.create_token(inst, name="prometheus", role="metrics", actor="test")
     start = events.list_events(inst, limit=1_000_000)[-1]["seq"]
 
     with _http(world) as http:
         as_auditor = {"Authorization": f"Bearer {auditor_secret}"}
         made = http.post("/api/v1/products", json={"id": "x", "name": "X"}, headers=as_auditor)
         acked = http.post("/api/v1/alerts/quota_overrun.0000000000000000/ack", json={}, headers=as_auditor)
-        streamed = http.get("/api/v1/stream", params={"token": operator_secret})
+        streamed = http.get("/api/v1/stream", params={"token": scraper_secret})
     assert [r.status_code for r in (made, acked, streamed)] == [403, 403, 403]
     assert made.json()["error"]["code"] == "forbidden"
 
@@ -115,7 +115,7 @@ def test_a_token_refused_for_its_role_is_an_event_naming_it_and_its_role(any_wor
     assert refused == [
         ("auth.refused", "forbidden", auditor.actor, "/api/v1/products", "auditor"),
         ("auth.refused", "forbidden", auditor.actor, "/api/v1/alerts/quota_overrun.0000000000000000/ack", "auditor"),
-        ("auth.refused", "forbidden", operator.actor, "/api/v1/stream", "operator"),
+        ("auth.refused", "forbidden", scraper.actor, "/api/v1/stream", "metrics"),
     ]
     assert "fgt_" not in repr(events.list_events(inst, after=start, limit=1_000))
 

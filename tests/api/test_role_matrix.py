@@ -275,3 +275,49 @@ async def narrow_role_mistakes(app: Any, caller: Caller, allowed: set[tuple[str,
         if not ok:
             wrong.append(f"{method} {path} as a {role} token: {status} {code}")
     return wrong
+
+
+def test_an_operator_sees_its_own_sites_dashboard_and_nothing_of_other_sites(matrix: Matrix) -> None:
+    """The CM's own view: the overview, production stats and alerts an operator reads hold its site's
+    orders and fixtures only, and asking for another site is answered as a site that does not exist."""
+    orders.create_order(
+        matrix.inst,
+        order_id=OrderId("po-c"),
+        product_id=ProductId("sensor"),
+        site_id=SiteId("cm-b"),
+        quota=1,
+        actor="t",
+    )
+
+    def get(caller: str, path: str, query: str = "") -> tuple[int, Any]:
+        return asyncio.run(call(matrix.app, "GET", path, matrix.callers[caller], query))
+
+    status, all_sites = get("auditor", "/api/v1/stats/overview")
+    assert status == 200 and {"po-a", "po-c"} <= {o["id"] for o in all_sites["orders"]}
+    assert {"fx-a", "fx-b"} <= {f["id"] for f in all_sites["fixtures"]}
+    for caller, site, order, fixture in (
+        ("operator", "cm-a", "po-a", "fx-a"),
+        ("operator (other site)", "cm-b", "po-c", "fx-b"),
+    ):
+        status, mine = get(caller, "/api/v1/stats/overview")
+        assert status == 200, mine
+        assert mine["site_id"] == site
+        assert order in {o["id"] for o in mine["orders"]}
+        assert {o["site_id"] for o in mine["orders"]} == {site}
+        assert {f["id"] for f in mine["fixtures"]} == {fixture}
+        assert mine["field_checks"] == []
+        assert all(a["site_id"] == site for a in mine["alerts"])
+        status, production = get(caller, "/api/v1/stats/production")
+        assert status == 200 and production["scope"]["site_id"] == site
+        status, alerts = get(caller, "/api/v1/alerts", "state=all")
+        assert status == 200 and all(a["site_id"] == site for a in alerts)
+    other = {"operator": "cm-b", "operator (other site)": "cm-a"}
+    for caller, site in other.items():
+        for path in ("/api/v1/stats/overview", "/api/v1/stats/production"):
+            status, body = get(caller, path, f"site={site}")
+            assert (status, body["error"]["code"]) == (404, "site_not_found"), (caller, path, body)
+    status, body = get("operator", "/api/v1/stats/production", "order=po-c")
+    assert (status, body["error"]["code"]) == (404, "order_not_found")
+    # A reader may narrow the overview to one site.
+    status, narrowed = get("engineer", "/api/v1/stats/overview", "site=cm-b")
+    assert status == 200 and {o["site_id"] for o in narrowed["orders"]} == {"cm-b"}

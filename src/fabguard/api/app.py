@@ -24,6 +24,7 @@ from fabguard.api.routes import (
     field,
     firmware,
     fixtures,
+    genealogy,
     handoff,
     leases,
     ledger,
@@ -35,7 +36,9 @@ from fabguard.api.routes import (
     reports,
     revocation,
     royalties,
+    session,
     station,
+    stations,
     tokens,
     witness,
 )
@@ -119,6 +122,9 @@ def create_app(inst: Instance) -> Any:
         app.include_router(routes.router)
     app.include_router(est.router)
     app.include_router(dashboard.router)
+    app.include_router(stations.router)
+    app.include_router(genealogy.router)
+    app.include_router(session.router)
     app.include_router(firmware.router)
     app.include_router(docs.router)
     limits = inst.limits

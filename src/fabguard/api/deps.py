@@ -12,12 +12,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fabguard.api.logs import note_who
 from fabguard.api.tls import client_cert_der
-from fabguard.domain.errors import NotFound, Refusal
+from fabguard.domain.errors import Forbidden, NotFound, Refusal
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.ratelimit import RateLimiter
 from fabguard.domain.values import Role
 from fabguard.runtime.group_commit import GroupCommitter
-from fabguard.service.access import tokens
+from fabguard.service.access import sessions, tokens
 from fabguard.service.catalog import fixtures
 from fabguard.service.catalog.orders import OrderView
 from fabguard.service.core import events
@@ -58,15 +58,38 @@ def provisioning_writer(request: Request) -> GroupCommitter:
 Writer = Annotated[GroupCommitter, Depends(provisioning_writer)]
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def same_origin(request: Request) -> None:
+    """A browser session's request that changes something must come from the dashboard's own origin:
+    the cookie is SameSite=Strict, and this ``Origin`` check closes what SameSite leaves (older
+    browsers, a sibling subdomain). 403 ``cross_origin_refused`` otherwise."""
+    origin = request.headers.get("origin")
+    host = request.headers.get("host")
+    if not origin or not host or origin != f"{request.url.scheme}://{host}":
+        raise Forbidden(
+            "a browser session's change must come from the dashboard's own page (Origin header)",
+            code="cross_origin_refused",
+        )
+
+
+def session_or_token(inst: Instance, request: Request, bearer: str | None) -> tokens.Principal:
+    """The caller: its bearer token when it sends one, else its browser session's cookie (a change
+    through a session must come from the page's own origin)."""
+    anonymous = request.app.state.anonymous_refusal_records
+    cookie = request.cookies.get(sessions.COOKIE)
+    if bearer is None and cookie:
+        if request.method not in SAFE_METHODS:
+            same_origin(request)
+        return sessions.authenticate_session(inst, cookie, route=request.url.path, anonymous=anonymous)
+    return tokens.authenticate_token(inst, bearer, route=request.url.path, anonymous=anonymous)
+
+
 def principal(
     inst: Inst, request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> tokens.Principal:
-    p = tokens.authenticate_token(
-        inst,
-        creds.credentials if creds else None,
-        route=request.url.path,
-        anonymous=request.app.state.anonymous_refusal_records,
-    )
+    p = session_or_token(inst, request, creds.credentials if creds else None)
     if p.person_id:
         note_who(request.scope, "person", p.person_id, p.person_name or p.name)
     else:

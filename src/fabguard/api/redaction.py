@@ -14,8 +14,8 @@ REDACTED = "[redacted]"
 _PATTERNS = (
     # A private key in PEM, whole (a traceback or a debug dump of a file's content).
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S), REDACTED),
-    # API tokens (fgt_) and fixture enrolment tokens (fge_): keep the prefix, so a reader sees which kind.
-    (re.compile(r"\b(fg[te]_)[A-Za-z0-9_\-]+"), r"\g<1>" + REDACTED),
+    # API tokens (fgt_), fixture enrolment tokens (fge_) and browser sessions (fgs_): keep the prefix, so a reader sees which kind.
+    (re.compile(r"\b(fg[tes]_)[A-Za-z0-9_\-]+"), r"\g<1>" + REDACTED),
     # A credential in a query string, e.g. the dashboard stream's ?token= (EventSource cannot send headers).
     (re.compile(r"([?&](?:token|access_token|secret|password|passphrase|pin)=)[^&\s\"']*", re.I), r"\g<1>" + REDACTED),
     # Authorization headers, whatever their scheme, as text, JSON or an ASGI scope's (b'name', b'value').

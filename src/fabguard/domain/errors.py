@@ -295,6 +295,9 @@ ERROR_STATUS: dict[str, int] = {
     "invalid_identity_pool": 422,
     "identity_pool_in_use": 409,
     "identity_pool_not_found": 404,
+    # The dashboard: unit search, and a browser session's request from another origin (CSRF).
+    "invalid_serial_query": 422,
+    "cross_origin_refused": 403,
 }
 
 

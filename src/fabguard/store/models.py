@@ -156,7 +156,10 @@ class Unit(Base):
     """A provisioned unit: one serial of one product, bound to one key and one certificate."""
 
     __tablename__ = "units"
-    __table_args__ = (UniqueConstraint("product_id", "serial", name="uq_units_product_serial"),)
+    __table_args__ = (
+        UniqueConstraint("product_id", "serial", name="uq_units_product_serial"),
+        Index("ix_units_serial", "serial"),  # unit search by serial or its start (migration 0026)
+    )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id"))
     serial: Mapped[str] = mapped_column(String(64))
@@ -246,6 +249,8 @@ class Event(Base):
         Index("ix_events_order_kind", "order_id", "kind"),
         # Readers that follow one kind of event (webhook history, /metrics refusal counts, detectors).
         Index("ix_events_kind_seq", "kind", "seq"),
+        # A unit's genealogy: every event naming its serial (migration 0026).
+        Index("ix_events_serial_seq", "serial", "seq"),
     )
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False

@@ -17,6 +17,7 @@ from fabguard.store import (
     people_models,
     quota_leases,
     royalty_models,
+    session_models,
     witness_models,
 )
 from fabguard.store.base import Base
@@ -38,5 +39,6 @@ MODEL_MODULES = (
     attestation_models,
     quota_leases,
     identity_models,
+    session_models,
 )
 metadata: MetaData = Base.metadata

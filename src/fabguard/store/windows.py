@@ -159,14 +159,24 @@ def unit_yield(s: Session, scope: Scope) -> YieldStats:
     return YieldStats(*(int(x) for x in row))
 
 
-def _counts_per_minute(s: Session, scope: Scope, *, orders_too: bool) -> list[tuple[int, str, str, int]]:
-    t = StatsMinute.__table__
+def _counts_per_unit(s: Session, scope: Scope, *, orders_too: bool, hours: bool) -> list[tuple[int, str, str, int]]:
+    """Provisioned units and tests per minute (or, with ``hours``, per hour: the hour rollup) in the scope."""
+    t = StatsHour.__table__ if hours else StatsMinute.__table__
+    unit = t.c.hour if hours else t.c.minute
+    lo, hi = scope.minutes
+    if hours:
+        lo, hi = lo // 60, -(-hi // 60)
     return [
         (int(m), kind, code, int(n))
         for m, kind, code, n in s.execute(
-            select(t.c.minute, t.c.kind, t.c.code, func.sum(t.c.n))
-            .where(*scope.where(t, orders_too=orders_too), t.c.kind.in_(("unit.provisioned", "test.recorded")))
-            .group_by(t.c.minute, t.c.kind, t.c.code)
+            select(unit, t.c.kind, t.c.code, func.sum(t.c.n))
+            .where(
+                unit >= lo,
+                unit < hi,
+                *scope.filters(t, orders_too=orders_too),
+                t.c.kind.in_(("unit.provisioned", "test.recorded")),
+            )
+            .group_by(unit, t.c.kind, t.c.code)
         )
     ]
 
@@ -180,19 +190,28 @@ def counts(s: Session, scope: Scope, kind: str) -> dict[str, int]:
 
 
 def series(s: Session, scope: Scope, width: timedelta) -> list[dict[str, Any]]:
-    """Provisioned units and tests (passed/failed) per bucket of ``width`` (whole minutes)."""
+    """Provisioned units and tests (passed/failed) per bucket of ``width`` (whole minutes). Buckets of
+    whole hours start on the hour and are read from the hour rollup (a week costs as much as an hour)."""
     lo, hi = scope.minutes
     step = int(width.total_seconds() // 60)
+    hours = step >= 60 and step % 60 == 0
+    if hours:
+        lo = lo // 60 * 60
     n = max(1, -(-(hi - lo) // step))
     made, passed, failed = [0] * n, [0] * n, [0] * n
+    scale = 60 if hours else 1
+
+    def slot(unit: int) -> int:
+        return min(n - 1, max(0, (unit * scale - lo) // step))
+
     # Provisioned units follow the order filter; tests carry no order until their unit is provisioned,
     # so they follow the site and fixture filters only.
-    for minute, kind, _, count in _counts_per_minute(s, scope, orders_too=True):
+    for unit, kind, _, count in _counts_per_unit(s, scope, orders_too=True, hours=hours):
         if kind == "unit.provisioned":
-            made[(minute - lo) // step] += count
-    for minute, kind, code, count in _counts_per_minute(s, scope, orders_too=False):
+            made[slot(unit)] += count
+    for unit, kind, code, count in _counts_per_unit(s, scope, orders_too=False, hours=hours):
         if kind == "test.recorded":
-            (passed if code == "PASS" else failed)[(minute - lo) // step] += count
+            (passed if code == "PASS" else failed)[slot(unit)] += count
     return [
         {
             "start": at_minute(lo + i * step).isoformat(),

@@ -45,7 +45,7 @@ from fabguard.store.analytics_models import (
 from fabguard.store.models import Event, Fixture, TestRecordRow
 from tests.support import World
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the repository (tests/service/analytics/ is three below it)
 
 
 def run_line(world: World, *, units: int = 24, quota: int = 20, seed: int = 3) -> None:

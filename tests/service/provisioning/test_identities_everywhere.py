@@ -16,6 +16,7 @@ from fabguard.firmware.sbom import validate_sbom
 from fabguard.ledger.pack import AuditFailure, verify_pack
 from fabguard.service.compliance import evidence_pack
 from fabguard.service.core.instance import Instance
+from fabguard.service.genealogy import unit_history
 from fabguard.service.handoff import clouds
 from fabguard.service.ledger import merkle_log
 from fabguard.service.provisioning import units
@@ -51,6 +52,11 @@ def test_manifest_listing_and_cra_inventory_carry_the_identities(any_instance: I
 
     [listed] = units.list_units(inst, order_id="po-a")
     assert listed.identity == public
+
+    # The unit's genealogy (the dashboard's unit page, its JSON and PDF export) names them too.
+    history = unit_history.genealogy(inst, given.identity.serial)
+    assert history["identities"] == [{"product_id": "sensor", "order_id": "po-a", **public}]
+    assert matter["salt"] not in json.dumps(history)
 
     evidence_pack.export_pack(inst, tmp_path / "pack", allow_incomplete=True)
     [entry] = json.loads((tmp_path / "pack" / "certificates" / "inventory.json").read_text())

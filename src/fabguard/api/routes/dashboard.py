@@ -22,11 +22,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 
-from fabguard.api.deps import Inst, Reader, Scraper, SiteReader, visible_order
+from fabguard.api.deps import Inst, Reader, Scraper, SiteReader, session_or_token, visible_order
 from fabguard.api.media import answers
 from fabguard.api.parsing import Timestamp
 from fabguard.api.responses.analytics import Alert
-from fabguard.domain.errors import InvalidRequest
+from fabguard.domain.errors import InvalidRequest, NotFound
 from fabguard.domain.values import Role
 from fabguard.service.access import tokens
 from fabguard.service.analytics import dashboard_queries
@@ -45,7 +45,8 @@ STREAM_SECONDS = 60.0
 
 AlertId = Annotated[str, Path(max_length=80, pattern=r"^[a-z_]+\.[0-9a-f]{16}$")]
 
-# The page loads only its own files; the token travels in sessionStorage, never in a cookie.
+# The page loads only its own files; it signs in once (POST /api/v1/session) and its session cookie is
+# HttpOnly, so no script of the page ever holds the token.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -58,21 +59,24 @@ PAGE_HEADERS = {
 
 
 class SnapshotCache:
-    """One overview per event sequence, shared by every open stream (computed once per change)."""
+    """One overview per event sequence and site, shared by every open stream (computed once per change)."""
 
     def __init__(self, inst: Instance) -> None:
         self._inst = inst
         self._lock = threading.Lock()
         self._key: tuple[int, int] | None = None
-        self._value: dict[str, Any] = {}
+        self._values: dict[str | None, dict[str, Any]] = {}
 
-    def get(self, seq: int) -> dict[str, Any]:
+    def get(self, seq: int, site_id: str | None = None) -> dict[str, Any]:
+        """The overview at ``seq`` of all sites (None) or of one (an operator's stream)."""
         key = (seq, int(time.monotonic() // REFRESH_SECONDS))
         with self._lock:
             if self._key != key:
-                self._value = dashboard_queries.overview(self._inst)
+                self._values = {}
                 self._key = key
-            return self._value
+            if site_id not in self._values:
+                self._values[site_id] = dashboard_queries.overview(self._inst, site_id=site_id)
+            return self._values[site_id]
 
 
 class ProductionCollector(Collector):
@@ -136,32 +140,61 @@ Dashboard = Annotated[DashboardState, Depends(dashboard_state)]
 router = APIRouter(tags=["analytics"])
 
 
+def viewed_site(p: tokens.Principal, site: str | None) -> str | None:
+    """The site a reader's view covers: an operator's own site always (asking for another is answered
+    as a site that does not exist), anyone else's ``site`` (None: every site)."""
+    if p.role in tokens.SITE_ROLES:
+        if site is not None and site != p.site_id:
+            raise NotFound(f"no site {site!r}", code="site_not_found")
+        return p.site_id
+    return site
+
+
+SiteFilter = Annotated[
+    str | None, Query(max_length=63, description="Only this site (an operator's token always sees its own)")
+]
+Since = Annotated[
+    Timestamp | None, Query(description="Window start, RFC 3339 with its offset; default: 8 h before the end")
+]
+Until = Annotated[Timestamp | None, Query(description="Window end, RFC 3339 with its offset; default now")]
+
+
 @router.get("/api/v1/stats/overview")
-def stats_overview(inst: Inst, _: Reader) -> dict[str, Any]:
-    """Orders with quota burn-down, fixtures with last activity, refusals, yield, series and alerts."""
-    return dashboard_queries.overview(inst)
+def stats_overview(
+    inst: Inst, p: SiteReader, since: Since = None, until: Until = None, site: SiteFilter = None
+) -> dict[str, Any]:
+    """Orders with quota burn-down, fixtures with last activity, refusals, yield, series and alerts over a
+    window (its buckets fit its span: docs/dashboard.md); an operator's token sees its own site only."""
+    try:
+        return dashboard_queries.overview(inst, since=since, until=until, site_id=viewed_site(p, site))
+    except OverflowError:  # a window reaching past year 1 or 9999
+        raise InvalidRequest(
+            "the window reaches outside the dates a calendar can hold", code="invalid_window"
+        ) from None
 
 
 @router.get("/api/v1/stats/production")
 def stats_production(
     inst: Inst,
-    _: Reader,
-    since: Annotated[
-        Timestamp | None, Query(description="Window start, RFC 3339 with its offset; default: 8 h before the end")
-    ] = None,
-    until: Annotated[Timestamp | None, Query(description="Window end, RFC 3339 with its offset; default now")] = None,
+    p: SiteReader,
+    since: Since = None,
+    until: Until = None,
     product: Annotated[
         str | None, Query(max_length=63, description="Only units provisioned on this product's orders")
     ] = None,
     order: Annotated[str | None, Query(max_length=63, description="Only units provisioned on this order")] = None,
-    site: Annotated[str | None, Query(max_length=63, description="Only this site's fixtures")] = None,
+    site: SiteFilter = None,
     fixture: Annotated[str | None, Query(max_length=63, description="Only this fixture")] = None,
 ) -> dict[str, Any]:
     """Production over a window: provisioned units, throughput, tests by outcome, first-pass and final
     yield, retest rate, refusals by reason, the failure Pareto and Cpk/Ppk per measurement.
 
     Tests, failures and measurements follow the site and fixture filters; units (and their yield)
-    follow the product and order filters once provisioned. An unknown order is a 404."""
+    follow the product and order filters once provisioned. An unknown order is a 404; an operator's
+    token sees its own site only."""
+    site = viewed_site(p, site)
+    if order is not None and site is not None and p.role in tokens.SITE_ROLES:
+        visible_order(p, orders.get_order(inst, order))
     try:
         return dashboard_queries.production(
             inst, since=since, until=until, product_id=product, order_id=order, site_id=site, fixture_id=fixture
@@ -184,12 +217,14 @@ def stats_order(inst: Inst, order_id: str, p: SiteReader) -> dict[str, Any]:
 @router.get("/api/v1/alerts", response_model=list[Alert])
 def list_alerts(
     inst: Inst,
-    _: Reader,
+    p: SiteReader,
     state: Annotated[Literal["open", "all"], Query(description="open (default) or all")] = "open",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, object]]:
-    """Alerts from the anomaly detectors, open first; ``state=all`` includes acknowledged ones."""
-    found = dashboard_queries.alerts(inst)
+    """Alerts from the anomaly detectors, open first; ``state=all`` includes acknowledged ones. An
+    operator's token sees its own site's alerts only."""
+    site = viewed_site(p, None)
+    found = [a for a in dashboard_queries.alerts(inst) if site is None or a.site_id == site]
     return [a.to_dict() for a in found if state == "all" or not a.acknowledged][:limit]
 
 
@@ -205,12 +240,13 @@ def ack_alert(
     return dashboard_queries.acknowledge(inst, alert_id, actor=p.actor, note=note).to_dict()
 
 
-def _stream_reader(inst: Instance, request: Request, token: str | None) -> None:
-    """The ``?token=`` of the stream: a reader's, refused and recorded otherwise."""
+def _stream_reader(inst: Instance, request: Request, token: str | None) -> tokens.Principal:
+    """The ``?token=`` of the stream, else the browser session's cookie: a reader's or an operator's,
+    refused and recorded otherwise."""
     route = "/api/v1/stream"
-    anonymous = request.app.state.anonymous_refusal_records
-    p = tokens.authenticate_token(inst, token, route=route, anonymous=anonymous)
-    tokens.require_role(inst, p, Role.ENGINEER, Role.AUDITOR, Role.APPROVER, route=route)
+    p = session_or_token(inst, request, token)
+    tokens.require_role(inst, p, Role.ENGINEER, Role.AUDITOR, Role.APPROVER, Role.OPERATOR, route=route)
+    return p
 
 
 async def _overview_events(
@@ -228,8 +264,8 @@ async def _overview_events(
         key = (seq, int(time.monotonic() // REFRESH_SECONDS))
         if key != sent_key:
             # A token revoked while the page is open stops receiving at the next change.
-            await run_in_threadpool(_stream_reader, inst, request, token)
-            snapshot = await run_in_threadpool(snapshots.get, seq)
+            p = await run_in_threadpool(_stream_reader, inst, request, token)
+            snapshot = await run_in_threadpool(snapshots.get, seq, viewed_site(p, None))
             yield f"id: {seq}\nevent: overview\ndata: {json.dumps(snapshot, separators=(',', ':'))}\n\n"
             sent_key = key
         await asyncio.sleep(POLL_SECONDS)
@@ -244,7 +280,8 @@ async def dashboard_stream(
 ) -> Response:
     """Server-sent events: an ``overview`` snapshot whenever the event sequence grows.
 
-    EventSource cannot send headers, so the API token comes as ``?token=``."""
+    EventSource cannot send headers, so the API token comes as ``?token=`` (or the browser session's
+    cookie). An operator's stream carries its own site's overview."""
     await run_in_threadpool(_stream_reader, inst, request, token)
     return StreamingResponse(
         _overview_events(inst, request, token, dashboard.snapshots),

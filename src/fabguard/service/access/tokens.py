@@ -243,7 +243,7 @@ def authenticate_token(
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         what = "no API token" if not token else "a malformed API token"
         refusal = Unauthorized("a valid API token is needed (Authorization: Bearer fgt_...)")
-        raise _refused(inst, refusal, route, what, allowance=anonymous)
+        raise refused(inst, refusal, route, what, allowance=anonymous)
     digest = hash_token(token)
     with inst.db.read() as s:
         found = s.execute(
@@ -252,31 +252,38 @@ def authenticate_token(
     row, person = found if found is not None else (None, None)
     if row is None or person is None or not hmac.compare_digest(row.token_hash, digest):
         log.warning("refused an unknown API token")
-        raise _refused(
+        raise refused(
             inst, Unauthorized("the API token is unknown"), route, "an unknown API token", allowance=anonymous
         )
+    return checked_principal(inst, row, person, route)
+
+
+def checked_principal(inst: Instance, row: ApiToken, person: Person, route: str | None) -> Principal:
+    """The principal of a known token (found by its secret, or through a browser session it opened):
+    401 ``unauthorized``, recorded, when it is revoked or expired, or its person suspended or no longer
+    holding its role."""
     if row.revoked_at is not None:
         log.warning("refused revoked API token %s", row.id)
         refusal = Unauthorized(f"the API token {row.id} was revoked at {row.revoked_at.isoformat(timespec='seconds')}")
-        raise _refused(inst, refusal, route, "a revoked API token", actor=f"token:{row.id} (revoked)")
+        raise refused(inst, refusal, route, "a revoked API token", actor=f"token:{row.id} (revoked)")
     if row.expires_at is not None and row.expires_at <= inst.clock():
         log.warning("refused expired API token %s", row.id)
         refusal = Unauthorized(
             f"the API token {row.id} expired at {row.expires_at.isoformat(timespec='seconds')}; ask an admin for a new one"
         )
-        raise _refused(inst, refusal, route, "an expired API token", actor=f"token:{row.id} (expired)")
+        raise refused(inst, refusal, route, "an expired API token", actor=f"token:{row.id} (expired)")
     if person.state != people.ACTIVE:
         log.warning("refused API token %s of suspended person %s", row.id, person.id)
         refusal = Unauthorized(f"the API token {row.id} is {person.name}'s, who is suspended")
-        raise _refused(inst, refusal, route, "a suspended person's API token", actor=f"token:{row.id} (suspended)")
+        raise refused(inst, refusal, route, "a suspended person's API token", actor=f"token:{row.id} (suspended)")
     if not people.holds(person, Role(row.role)):
         log.warning("refused API token %s: person %s no longer holds %s", row.id, person.id, row.role)
         refusal = Unauthorized(f"the API token {row.id} carries {row.role}, which {person.name} no longer holds")
-        raise _refused(inst, refusal, route, "a token of a role taken away", actor=f"token:{row.id} (role revoked)")
+        raise refused(inst, refusal, route, "a token of a role taken away", actor=f"token:{row.id} (role revoked)")
     return Principal(row.id, row.name, Role(row.role), row.site_id, row.expires_at, person.id, person.name)
 
 
-def _refused(
+def refused(
     inst: Instance,
     refusal: Unauthorized,
     route: str | None,

@@ -19,12 +19,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fabguard.analytics import figures as figure
+from fabguard.analytics import ranges
 from fabguard.analytics.alerts import Acknowledgement, Alert, ordered, with_acknowledgements
 from fabguard.analytics.fold import ACK_KIND
 from fabguard.analytics.settings import DEFAULT, AnalyticsSettings, settings_from_dict
 from fabguard.analytics.spc import capability_from_sums
 from fabguard.domain.errors import ConfigurationError, InvalidRequest, NotFound
-from fabguard.service.analytics import projection
+from fabguard.service.analytics import projection, record_samples
 from fabguard.service.catalog import fixtures, orders
 from fabguard.service.core.instance import Instance
 from fabguard.service.field import genuineness
@@ -130,7 +131,8 @@ def _order_units(inst: Instance, view: orders.OrderView, since: datetime, until:
 
 
 def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | None = None) -> dict[str, Any]:
-    """One order: quota burn-down, throughput, refusals, yield of its units, capability at its site."""
+    """One order: quota burn-down, throughput, refusals, yield of its units, capability over its own
+    units (each one's latest test at the order's site), the failure Pareto at its site."""
     settings = settings or load_settings(inst)
     lag = refresh(inst, settings)
     view = orders.get_order(inst, order_id)
@@ -138,6 +140,7 @@ def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | 
     window = Scope(max(now - settings.window, view.created_at), now, order_id=order_id, site_id=view.site_id)
     since_created = _order_units(inst, view, view.created_at, now)
     at_site = Scope(view.created_at, now, site_id=view.site_id)
+    capability = record_samples.order_capability(inst, view.id, view.site_id)
     with inst.db.read() as s:
         recent = windows.recent_provisioned(s, now - settings.burn_window)
         return {
@@ -146,7 +149,8 @@ def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | 
             "yield": windows.unit_yield(s, since_created).to_dict(),
             "refused": view.refused,
             "series": windows.series(s, window, settings.bucket),
-            "capability": _capability(s, at_site),
+            "capability": capability,
+            "capability_basis": "units",
             "failures": windows.pareto(s, at_site),
             "as_of": now.isoformat(),
             "sequence": event_count(s),
@@ -154,31 +158,61 @@ def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | 
         }
 
 
-def overview(inst: Instance, *, settings: AnalyticsSettings | None = None, alerts_limit: int = 50) -> dict[str, Any]:
-    """Everything the dashboard shows at once: orders, fixtures, refusals, series, alerts."""
+def _window(
+    inst: Instance, settings: AnalyticsSettings, since: datetime | None, until: datetime | None
+) -> tuple[datetime, datetime, timedelta]:
+    """A view's window and bucket width: the settings' window up to now by default, else the given
+    ends (``analytics.ranges``: a bucket that fits the span); a bad window is ``invalid_window``."""
+    now = inst.clock()
+    if since is None and until is None:
+        return now - settings.window, now, settings.bucket
+    until = until or now
+    since = since or until - settings.window
+    problem = ranges.window_problem(since, until)
+    if problem:
+        raise InvalidRequest(problem, code="invalid_window")
+    return since, until, ranges.bucket_for(until - since)
+
+
+def overview(
+    inst: Instance,
+    *,
+    settings: AnalyticsSettings | None = None,
+    alerts_limit: int = 50,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    site_id: str | None = None,
+) -> dict[str, Any]:
+    """Everything the dashboard shows at once: orders, fixtures, refusals, series, alerts, over a
+    window (default: the settings' window up to now) and, with ``site_id``, of that site alone (an
+    operator's view: its site's orders, fixtures, figures and alerts, no field checks)."""
     settings = settings or load_settings(inst)
     lag = refresh(inst, settings)
     now = inst.clock()
-    scope = Scope(now - settings.window, now)
-    views = orders.list_orders(inst)
+    since, until, bucket = _window(inst, settings, since, until)
+    scope = Scope(since, until, site_id=site_id)
+    views = [v for v in orders.list_orders(inst) if site_id is None or v.site_id == site_id]
     with inst.db.read() as s:
         seq = event_count(s)
         last_seen = windows.last_activity(s)
         refusals = windows.refusals(s, scope)
-        provisioned = totals.provisioned_total(s)
+        provisioned = totals.provisioned_total(s) if site_id is None else sum(v.used for v in views)
         yield_stats = windows.unit_yield(s, scope)
-        series = windows.series(s, scope, settings.bucket)
+        series = windows.series(s, scope, bucket)
         recent = windows.recent_provisioned(s, now - settings.burn_window)
         order_rows = [{**v.to_dict(), "burn_down": _burn(v, recent, now, settings.burn_window)} for v in views]
-        found = ordered(alert_rows.all_alerts(s))
+        found = [a for a in ordered(alert_rows.all_alerts(s)) if site_id is None or a.site_id == site_id]
     fixture_rows = [
         {**fixtures.fixture_dict(f), "last_activity": _iso(last_seen.get(f.id) or f.enrolled_at)}
         for f in fixtures.list_fixtures(inst)
+        if site_id is None or f.site_id == site_id
     ]
     return {
         "as_of": now.isoformat(),
         "sequence": seq,
         "lag": lag,
+        "site_id": site_id,
+        "window": {"since": since.isoformat(), "until": until.isoformat()},
         "totals": {
             "orders": len(views),
             "active_orders": sum(1 for v in views if v.state == "active"),
@@ -191,9 +225,9 @@ def overview(inst: Instance, *, settings: AnalyticsSettings | None = None, alert
         "fixtures": fixture_rows,
         "refusals": refusals,
         "series": series,
-        "bucket_seconds": int(settings.bucket.total_seconds()),
+        "bucket_seconds": int(bucket.total_seconds()),
         "alerts": [a.to_dict() for a in found[:alerts_limit]],
-        "field_checks": genuineness.list_checks(inst, limit=FIELD_CHECKS_SHOWN),
+        "field_checks": genuineness.list_checks(inst, limit=FIELD_CHECKS_SHOWN) if site_id is None else [],
     }
 
 
@@ -221,10 +255,9 @@ def production(
     now = inst.clock()
     until = until or now
     since = since or until - settings.window
-    if since >= until:
-        raise InvalidRequest("the window must start before it ends", code="invalid_window")
-    if until - since > timedelta(days=3660):
-        raise InvalidRequest("a window may span at most ten years", code="invalid_window")
+    problem = ranges.window_problem(since, until)
+    if problem:
+        raise InvalidRequest(problem, code="invalid_window")
     lag = refresh(inst, settings, max_events=catch_up)
     units_scope: Scope | None = None
     if order_id is not None and product_id is None:

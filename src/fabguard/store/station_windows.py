@@ -1,0 +1,109 @@
+"""Per-station window queries (the dashboard's station view) and the bounded reads of stored test
+records that figures without a rollup need (a measurement's distribution, one order's capability, the
+units that failed a step).
+
+Rollup sums come from ``windows.window_rows`` (whole hours from the hour rollups); record reads take
+at most ``limit`` of the newest records through an index (``ix_test_records_received_at``,
+``ix_test_records_serial_site_id``, ``units.order_id``), never a scan of every record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from fabguard.analytics.production import YieldStats
+from fabguard.store.analytics_models import StatsHour, StatsMinute, YieldHour, YieldMinute
+from fabguard.store.models import TestRecordRow, Unit
+from fabguard.store.windows import Scope, window_rows
+
+_YIELD_COLUMNS = ("units", "tests", "first_pass", "final_pass", "retested")
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A stored test record as the sample reads need it."""
+
+    id: int
+    serial: str
+    fixture_id: str
+    site_id: str
+    outcome: str
+    received_at: datetime
+    record_json: str
+
+
+def yield_by_fixture(s: Session, scope: Scope) -> dict[tuple[str, str], YieldStats]:
+    """(site, fixture) -> the yield of the units first tested there in the scope."""
+    t = window_rows(scope, YieldMinute.__table__, YieldHour.__table__, ("site_id", "fixture_id", *_YIELD_COLUMNS))
+    query = select(t.c.site_id, t.c.fixture_id, *(func.sum(t.c[c]) for c in _YIELD_COLUMNS)).group_by(
+        t.c.site_id, t.c.fixture_id
+    )
+    return {(site, fx): YieldStats(*(int(x or 0) for x in rest)) for site, fx, *rest in s.execute(query)}
+
+
+def counts_by_fixture(s: Session, scope: Scope, kind: str) -> dict[tuple[str, str], int]:
+    """(site, fixture) -> events of ``kind`` in the scope (tests: every outcome)."""
+    t = window_rows(
+        scope,
+        StatsMinute.__table__,
+        StatsHour.__table__,
+        ("site_id", "fixture_id", "n"),
+        extra=lambda table: [table.c.kind == kind],
+    )
+    query = select(t.c.site_id, t.c.fixture_id, func.sum(t.c.n)).group_by(t.c.site_id, t.c.fixture_id)
+    return {(site, fx): int(n) for site, fx, n in s.execute(query)}
+
+
+_COLUMNS = (
+    TestRecordRow.id,
+    TestRecordRow.serial,
+    TestRecordRow.fixture_id,
+    TestRecordRow.site_id,
+    TestRecordRow.outcome,
+    TestRecordRow.received_at,
+    TestRecordRow.record_json,
+)
+
+
+def _records(rows: Any) -> list[StoredRecord]:
+    return [StoredRecord(*row) for row in rows]
+
+
+def newest_records(
+    s: Session,
+    since: datetime,
+    until: datetime,
+    *,
+    site_id: str | None = None,
+    fixture_id: str | None = None,
+    failed_only: bool = False,
+    limit: int,
+) -> list[StoredRecord]:
+    """Up to ``limit`` of the newest records received in ``[since, until)`` (of a site, a fixture, only
+    failed ones), oldest first."""
+    t = TestRecordRow
+    query = select(*_COLUMNS).where(t.received_at >= since, t.received_at < until)
+    if site_id is not None:
+        query = query.where(t.site_id == site_id)
+    if fixture_id is not None:
+        query = query.where(t.fixture_id == fixture_id)
+    if failed_only:
+        query = query.where(t.outcome != "PASS")
+    rows = s.execute(query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)).all()
+    return _records(reversed(rows))
+
+
+def order_unit_records(s: Session, order_id: str, site_id: str, *, limit: int) -> list[StoredRecord]:
+    """The latest test record at the order's site of each of the order's newest ``limit`` units, oldest first."""
+    units = select(Unit.serial).where(Unit.order_id == order_id).order_by(Unit.id.desc()).limit(limit)
+    t = TestRecordRow
+    newest = (
+        select(func.max(t.id)).where(t.serial.in_(units.scalar_subquery()), t.site_id == site_id).group_by(t.serial)
+    )
+    rows = s.execute(select(*_COLUMNS).where(t.id.in_(newest.scalar_subquery())).order_by(t.id)).all()
+    return _records(rows)

@@ -1,0 +1,73 @@
+"""Reads of one serial's history (unit search and genealogy): indexed by serial everywhere
+(``ix_units_serial``, ``ix_test_records_serial_site_id``, ``ix_events_serial_seq``,
+``ix_field_checks_serial_at``), so a unit's page costs the same among millions of units."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fabguard.store.field_models import FieldCheck
+from fabguard.store.models import Event, Fixture, Order, SupersededCertificate, TestRecordRow, Unit
+
+# The highest code point: ``serial >= q AND serial < q + TOP`` is a prefix match an index can serve.
+TOP = "\U0010ffff"
+
+
+def serials_starting(s: Session, prefix: str, limit: int, site_id: str | None = None) -> list[str]:
+    """Up to ``limit`` serials that start with ``prefix``, tested or provisioned (at ``site_id``: tested
+    there or provisioned on one of its orders), in order."""
+    t = TestRecordRow
+    tested = select(t.serial).where(t.serial >= prefix, t.serial < prefix + TOP).distinct()
+    made = select(Unit.serial).where(Unit.serial >= prefix, Unit.serial < prefix + TOP)
+    if site_id is not None:
+        tested = tested.where(t.site_id == site_id)
+        made = made.join(Order, Order.id == Unit.order_id).where(Order.site_id == site_id)
+    found: set[str] = set()
+    for query in (tested.order_by(t.serial), made.order_by(Unit.serial)):
+        found.update(x for x in s.execute(query.limit(limit)).scalars() if x.startswith(prefix))
+    return sorted(found)[:limit]
+
+
+def site_orders_and_fixtures(s: Session, site_id: str) -> tuple[set[str], set[str]]:
+    """The ids of a site's orders and fixtures (what an operator's view of a unit keeps)."""
+    orders = set(s.execute(select(Order.id).where(Order.site_id == site_id)).scalars())
+    fixtures = set(s.execute(select(Fixture.id).where(Fixture.site_id == site_id)).scalars())
+    return orders, fixtures
+
+
+def units(s: Session, serial: str) -> list[tuple[Unit, str]]:
+    """The units of ``serial`` (one per product at most) with their order's site."""
+    rows = s.execute(
+        select(Unit, Order.site_id)
+        .join(Order, Order.id == Unit.order_id)
+        .where(Unit.serial == serial)
+        .order_by(Unit.id)
+    ).all()
+    return [(u, site) for u, site in rows]
+
+
+def superseded(s: Session, serial: str) -> list[SupersededCertificate]:
+    """The certificates of ``serial`` that re-enrolment replaced."""
+    query = select(SupersededCertificate).where(SupersededCertificate.unit_serial == serial)
+    return list(s.execute(query.order_by(SupersededCertificate.id)).scalars())
+
+
+def test_records(s: Session, serial: str, limit: int) -> list[TestRecordRow]:
+    """The newest ``limit`` test records of ``serial``, oldest first."""
+    query = select(TestRecordRow).where(TestRecordRow.serial == serial).order_by(TestRecordRow.id.desc()).limit(limit)
+    return list(reversed(s.execute(query).scalars().all()))
+
+
+def events(s: Session, serial: str, limit: int) -> list[Event]:
+    """The first ``limit`` events naming ``serial``, in ledger order."""
+    return list(s.execute(select(Event).where(Event.serial == serial).order_by(Event.seq).limit(limit)).scalars())
+
+
+def field_checks(s: Session, serial: str, limit: int) -> list[FieldCheck]:
+    """The newest ``limit`` field checks of ``serial``, oldest first."""
+    query = select(FieldCheck).where(FieldCheck.serial == serial).order_by(FieldCheck.at.desc()).limit(limit)
+    return list(reversed(s.execute(query).scalars().all()))
+
+
+test_records.__test__ = False  # type: ignore[attr-defined]

@@ -1,0 +1,101 @@
+"""Unit search and genealogy over the API: a serial's whole history, its ledger entries proven against
+the signed checkpoint, as JSON and PDF, and an operator's view of its own site only."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from fabguard.domain.values import Role, SiteId
+from fabguard.ledger import merkle
+from fabguard.service.access import tokens
+from fabguard.service.ledger import merkle_log
+from tests.support import World, tested_device
+
+
+def _get(world: World, path: str, token: str | None = None, **params: str) -> Any:
+    with world.admin() as admin:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return admin.get(path, params=params, headers=headers)
+
+
+def test_a_units_genealogy_holds_its_tests_decisions_certificate_field_checks_and_proven_entries(
+    any_world: World,
+) -> None:
+    order = any_world.order(5, order_id="po-gen")
+    line = any_world.fixture("f1")
+    device = tested_device(line, "SN-GEN-0001", passed=False, seed=3)
+    with pytest.raises(Exception, match="test"):
+        line.provision(order, device.serial, device.csr_pem())  # refused: its latest test failed
+    tested_device(line, "SN-GEN-0001", seed=4)
+    device.certificate_pem = line.provision(order, device.serial, device.csr_pem()).certificate_pem
+    tested_device(line, "SN-GEN-0002", seed=5)
+    with any_world.admin() as admin:
+        nonce = admin.post("/api/v1/field/challenge").json()["nonce"]
+        assert admin.post("/api/v1/field/verify", json=device.field_answer(nonce, source="store-1")).json()["genuine"]
+    merkle_log.make_checkpoint(any_world.inst)
+
+    found = _get(any_world, "/api/v1/units/search", q="SN-GEN").json()
+    assert found["serials"] == ["SN-GEN-0001", "SN-GEN-0002"]
+    assert _get(any_world, "/api/v1/units/search", q="SN-GEN-0002").json()["serials"] == ["SN-GEN-0002"]
+
+    g = _get(any_world, "/api/v1/units/SN-GEN-0001/genealogy").json()
+    [unit] = g["units"]
+    assert (unit["order_id"], unit["site_id"], unit["made_by"]) == (
+        order,
+        "cm-a",
+        {"kind": "fixture", "fixture_id": "f1"},
+    )
+    assert unit["certificate"]["pem"].strip() == device.certificate_pem.strip()
+    assert [r["outcome"] for r in g["test_records"]] == ["FAIL", "PASS"]
+    steps = g["test_records"][1]["steps"]
+    assert steps and all(m["outcome"] == "PASS" for s in steps for m in s["measurements"])
+    assert any(m["name"] == "vcc_3v3" and m["lower"] == 3.2 for s in steps for m in s["measurements"])
+    kinds = [e["kind"] for e in g["decisions"]]
+    assert "unit.refused" in kinds and "unit.provisioned" in kinds
+    assert [c["place"] for c in g["field_checks"]] == ["store-1"] and g["field_checks"][0]["genuine"]
+    assert g["identities"] == []  # its product declares no identity pools
+    # Every entry is proven against the signed checkpoint, which the export carries.
+    checkpoint = g["ledger"]["checkpoint"]
+    assert checkpoint and g["ledger"]["entries"]
+    for e in g["ledger"]["entries"]:
+        proof = e["inclusion"]
+        assert (
+            proof["checkpointed"] and proof["tree_size"] == checkpoint["size"] and proof["root"] == checkpoint["root"]
+        )
+        merkle.verify_inclusion(
+            merkle.leaf_hash(proof["entry"].encode()),
+            e["index"],
+            proof["tree_size"],
+            [base64.b64decode(h) for h in proof["proof"]],
+            base64.b64decode(checkpoint["root"]),
+        )
+
+    pdf = _get(any_world, "/api/v1/units/SN-GEN-0001/genealogy.pdf")
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF") and b"SN-GEN-0001" in pdf.headers["content-disposition"].encode()
+
+    missing = _get(any_world, "/api/v1/units/SN-NOPE/genealogy")
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "unit_not_found")
+    bad = _get(any_world, "/api/v1/units/search", q=" ")
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_serial_query")
+
+
+def test_an_operator_finds_and_reads_its_own_sites_units_only(any_world: World) -> None:
+    order = any_world.order(5, order_id="po-a")
+    a = tested_device(any_world.fixture("fa"), "SN-A-1", seed=1)
+    any_world.clients[0].provision(order, a.serial, a.csr_pem())
+    tested_device(any_world.fixture("fb", site="cm-b"), "SN-B-1", seed=2)
+    made = {
+        site: tokens.create_token(any_world.inst, name=site, role=Role.OPERATOR, site_id=SiteId(site), actor="t")[1]
+        for site in ("cm-a", "cm-b")
+    }
+    assert _get(any_world, "/api/v1/units/search", made["cm-a"], q="SN-").json()["serials"] == ["SN-A-1"]
+    assert _get(any_world, "/api/v1/units/search", made["cm-b"], q="SN-").json()["serials"] == ["SN-B-1"]
+    mine = _get(any_world, "/api/v1/units/SN-A-1/genealogy", made["cm-a"]).json()
+    assert mine["site_id"] == "cm-a" and mine["units"] and mine["field_checks"] == [] and mine["licences"] == []
+    theirs = _get(any_world, "/api/v1/units/SN-A-1/genealogy", made["cm-b"])
+    assert (theirs.status_code, theirs.json()["error"]["code"]) == (404, "unit_not_found")
+    assert _get(any_world, "/api/v1/units/SN-A-1/genealogy.pdf", made["cm-b"]).status_code == 404
