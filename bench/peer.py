@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/peer.py [--units N] [--clients K] [--batch B] [--cfssl-seconds S]
                                    [--time-cap S] [--database-url URL] [--profile DIR] [--no-postgres]
-                                   [--driver raw|httpx]
+                                   [--driver raw|httpx] [--http httptools|h11|both] [--no-cfssl]
 
 Needs `cfssl` and `wrk` on PATH (Debian: `apt-get install golang-cfssl wrk`) and, unless
 --database-url names an empty PostgreSQL database, the PostgreSQL server binaries (initdb, pg_ctl)
@@ -21,6 +21,9 @@ pool of P-256 CSRs (each device's own key, subject = its serial):
 3. FabGuard, B units per request (/api/v1/units/provision-batch), same server and fixtures.
 4. FabGuard on PostgreSQL, `fabguard serve --workers 2`, one unit per request (skipped with --no-postgres).
 5. cfssl again, to bracket the FabGuard runs (the machine's load drifts).
+
+--http both runs modes 2 and 3 on each HTTP stack (`serve --http h11`, then `--http httptools`), one
+server per stack, turn about; --no-cfssl leaves cfssl out, for FabGuard's own A-against-B figures.
 
 Each FabGuard mode provisions N units (every serial with an order quota and a passing test record,
 uploaded before the clock starts) or stops starting requests after the time cap. Each FabGuard
@@ -49,7 +52,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -430,7 +433,7 @@ def summarize_profile(raw: Path, top: int = 15) -> str:
 # ------------------------------------------------------------------ report
 def print_report(args: argparse.Namespace, figures: list[Figure], load: tuple[float, float]) -> None:
     peers = [f for f in figures if f.key == "cfssl"]
-    peer_rate = sum(f.units_per_s for f in peers) / len(peers)
+    peer_rate = sum(f.units_per_s for f in peers) / len(peers) if peers else 0.0
     print()
     print(
         f"FabGuard beside cfssl: {args.clients} concurrent clients, P-256 CSRs (one key per device), TLS on loopback; "
@@ -448,7 +451,7 @@ def print_report(args: argparse.Namespace, figures: list[Figure], load: tuple[fl
     print(header)
     print("-" * len(header))
     for f in figures:
-        ratio = f"{f.units_per_s / peer_rate:.2f}x" if f.key != "cfssl" else "-"
+        ratio = f"{f.units_per_s / peer_rate:.2f}x" if f.key != "cfssl" and peer_rate else "-"
         print(
             f"{f.label:<40} {f.units:>6} {f.requests:>6} {f.wall_s:>6.1f} {f.units_per_s:>8.0f} {f.p50_ms:>7.1f} "
             f"{f.p99_ms:>7.1f} {f.failed:>6} {f.server_cpu_s:>9.1f} {f.units / max(f.server_cpu_s, 0.01):>15.0f} "
@@ -458,7 +461,7 @@ def print_report(args: argparse.Namespace, figures: list[Figure], load: tuple[fl
     print()
     print("goals (issue 14), FabGuard units/s as a share of the mean cfssl rate:")
     for f in figures:
-        if f.key in GOALS:
+        if f.key in GOALS and peer_rate:
             got, goal = f.units_per_s / peer_rate, GOALS[f.key]
             print(f"  {f.label:<40} {got:5.2f}x  goal >= {goal:.1f}x  {'met' if got >= goal else 'NOT met'}")
     print()
@@ -491,6 +494,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="FabGuard load driver: raw TLS sockets (lean, default) or the SDK's httpx client",
     )
     p.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL run (quick before/after on SQLite)")
+    p.add_argument(
+        "--http",
+        choices=("httptools", "h11", "both"),
+        default="httptools",
+        help="the server's HTTP stack (serve --http); both: the SQLite modes on each, one server per stack, "
+        "taken turn about (h11, httptools) in one run",
+    )
+    p.add_argument("--no-cfssl", action="store_true", help="skip cfssl (FabGuard's own figures, A against B)")
     args = p.parse_args(argv)
     if min(args.units, args.clients, args.cfssl_seconds, args.workers) < 1 or not 1 <= args.batch <= 200:
         p.error("--units, --clients, --cfssl-seconds and --workers must be positive; --batch 1-200")
@@ -502,6 +513,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     missing = missing_tools(need_postgres=args.database_url is None and not args.no_postgres)
+    if args.no_cfssl:
+        missing = [m for m in missing if m not in ("cfssl", "wrk")]
     if missing:
         print(f"bench/peer.py needs: {', '.join(missing)}. Install with: {INSTALL_HINT}", file=sys.stderr)
         return 2
@@ -513,17 +526,21 @@ def main(argv: list[str] | None = None) -> int:
     profile_text = ""
     try:
         with exit_on_termination():
-            log(f"generating {3 * args.units} device keys and CSRs")
-            single = plan_units(f"P{run_id}S", args.units)
-            batch = plan_units(f"P{run_id}B", args.units)
+            n_stacks = 2 if args.http == "both" else 1
+            log(f"generating {(2 * n_stacks + 1) * args.units} device keys and CSRs")
+            sqlite_units = [
+                [plan_units(f"P{run_id}{k}S", args.units), plan_units(f"P{run_id}{k}B", args.units)]
+                for k in range(n_stacks)
+            ]
             pg_units = plan_units(f"P{run_id}G", args.units)
             bodies = tmp / "sign-bodies.jsonl"
-            write_sign_bodies(bodies, single + batch + pg_units)
+            write_sign_bodies(bodies, [u for pair in sqlite_units for units in pair for u in units] + pg_units)
 
-            log(f"cfssl, {args.cfssl_seconds} s of wrk")
-            figures.append(
-                cfssl_figure(tmp / "cfssl-1", "cfssl serve (first)", bodies, args.clients, args.cfssl_seconds)
-            )
+            if not args.no_cfssl:
+                log(f"cfssl, {args.cfssl_seconds} s of wrk")
+                figures.append(
+                    cfssl_figure(tmp / "cfssl-1", "cfssl serve (first)", bodies, args.clients, args.cfssl_seconds)
+                )
 
             if args.driver == "raw":
                 driver = f"raw TLS sockets, {args.clients} fixture threads, mTLS, keep-alive (bench/rawdriver.py)"
@@ -543,35 +560,52 @@ def main(argv: list[str] | None = None) -> int:
                 return provision_batched(line.clients, order, units, args.batch, cap)
 
             cap = args.time_cap
-            with bench_line(tmp / "sqlite", run_id, [single, batch], clients=args.clients) as line:
-                order_1, order_b = line.order_ids
-                sqlite_server = line.server
+            stacks = ("h11", "httptools") if args.http == "both" else (args.http,)
+            with ExitStack() as lines:
+                # One SQLite server per stack, each with its own units; the modes alternate between them so
+                # the machine's drifting load falls on both alike.
+                runs = {
+                    stack: (
+                        lines.enter_context(
+                            bench_line(tmp / f"sqlite-{stack}", run_id, planned, clients=args.clients, http=stack)
+                        ),
+                        planned,
+                    )
+                    for stack, planned in zip(stacks, sqlite_units, strict=True)
+                }
+                for stack, (line, (single, _)) in runs.items():
+                    order_1 = line.order_ids[0]
+                    sqlite_server = line.server
 
-                def one_unit() -> RunResult:
-                    return one_per_request(line, order_1, single)
+                    def one_unit(
+                        line: BenchLine = line, order_1: str = order_1, single: list[PlannedUnit] = single
+                    ) -> RunResult:
+                        return one_per_request(line, order_1, single)
 
-                log("FabGuard on SQLite, one unit per request")
-                label = "FabGuard SQLite, 1 unit/request"
-                if args.profile is None:
-                    fig, run = fabguard_figure("sqlite-1", label, driver, sqlite_server, one_unit)
-                else:
-                    assert sqlite_server.proc is not None
-                    with Profiler(sqlite_server.proc.pid, args.profile) as profiler:
-                        fig, run = fabguard_figure("sqlite-1", label + " (py-spy)", driver, sqlite_server, one_unit)
-                    profile_text = summarize_profile(profiler.raw)
-                figures.append(fig)
-                line.check_used(order_1, run)
+                    log(f"FabGuard on SQLite ({stack}), one unit per request")
+                    label = f"FabGuard SQLite {stack}, 1 unit/request"
+                    if args.profile is None or stack != stacks[-1]:
+                        fig, run = fabguard_figure("sqlite-1", label, driver, sqlite_server, one_unit)
+                    else:
+                        assert sqlite_server.proc is not None
+                        with Profiler(sqlite_server.proc.pid, args.profile) as profiler:
+                            fig, run = fabguard_figure("sqlite-1", label + " (py-spy)", driver, sqlite_server, one_unit)
+                        profile_text = summarize_profile(profiler.raw)
+                    figures.append(fig)
+                    line.check_used(order_1, run)
 
-                log(f"FabGuard on SQLite, {args.batch} units per request")
-                fig, run = fabguard_figure(
-                    "sqlite-batch",
-                    f"FabGuard SQLite, {args.batch} units/request",
-                    driver,
-                    sqlite_server,
-                    lambda: batched(line, order_b, batch),
-                )
-                figures.append(fig)
-                line.check_used(order_b, run)
+                for stack, (line, (_, batch)) in runs.items():
+                    order_b = line.order_ids[1]
+                    log(f"FabGuard on SQLite ({stack}), {args.batch} units per request")
+                    fig, run = fabguard_figure(
+                        "sqlite-batch",
+                        f"FabGuard SQLite {stack}, {args.batch} units/request",
+                        driver,
+                        line.server,
+                        lambda line=line, order_b=order_b, batch=batch: batched(line, order_b, batch),
+                    )
+                    figures.append(fig)
+                    line.check_used(order_b, run)
 
             if not args.no_postgres:
                 with (
@@ -594,10 +628,11 @@ def main(argv: list[str] | None = None) -> int:
                     figures.append(fig)
                     line.check_used(order_g, run)
 
-            log(f"cfssl again, {args.cfssl_seconds} s of wrk")
-            figures.append(
-                cfssl_figure(tmp / "cfssl-2", "cfssl serve (again)", bodies, args.clients, args.cfssl_seconds)
-            )
+            if not args.no_cfssl:
+                log(f"cfssl again, {args.cfssl_seconds} s of wrk")
+                figures.append(
+                    cfssl_figure(tmp / "cfssl-2", "cfssl serve (again)", bodies, args.clients, args.cfssl_seconds)
+                )
             print_report(args, figures, (load_before, os.getloadavg()[0]))
             if profile_text:
                 print()

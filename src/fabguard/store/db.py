@@ -70,6 +70,25 @@ class Database:
         finally:
             session.close()
 
+    def read_value(self, sql: str) -> Any:
+        """The first column of the first row of ``sql``, read on a pooled connection without a session or an
+        explicit transaction (SQLite runs it in autocommit; PostgreSQL's implicit one is rolled back as the
+        connection goes back to the pool): the cheapest read there is, for a check made on every request."""
+        with _outage_is_unavailable():
+            conn = self.engine.raw_connection()
+            try:
+                cursor = conn.cursor()
+                try:
+                    cursor.execute(sql)
+                    row = cursor.fetchone()
+                except self.engine.dialect.loaded_dbapi.Error as exc:
+                    raise DBAPIError.instance(sql, None, exc, self.engine.dialect.loaded_dbapi.Error) from exc
+                finally:
+                    cursor.close()
+            finally:
+                conn.close()
+        return None if row is None else row[0]
+
     def dispose(self) -> None:
         self.engine.dispose()
 
