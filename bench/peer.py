@@ -54,6 +54,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -365,13 +366,13 @@ class Profiler:
     threads waiting to take the GIL back after a C call (a SQLite statement, a TLS read) are sampled in
     that call, and a cheap indexed SELECT looks like a fifth of the server's time."""
 
-    def __init__(self, pid: int, out_dir: Path) -> None:
+    def __init__(self, pid: int, out_dir: Path, name: str = "one-unit-sqlite") -> None:
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         if not Path(spy).exists():
             raise RuntimeError("--profile needs py-spy: pip install py-spy")
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.raw = out_dir / "one-unit-sqlite.collapsed.txt"
-        self.dump = out_dir / "dump.txt"
+        self.raw = out_dir / f"{name}.collapsed.txt"
+        self.dump = out_dir / f"{name}.dump.txt"
         self.spy, self.pid = spy, pid
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -594,16 +595,21 @@ def main(argv: list[str] | None = None) -> int:
                     figures.append(fig)
                     line.check_used(order_1, run)
 
+                def batch_run(line: BenchLine, order_b: str, batch: list[PlannedUnit]) -> RunResult:
+                    return batched(line, order_b, batch)
+
                 for stack, (line, (_, batch)) in runs.items():
                     order_b = line.order_ids[1]
                     log(f"FabGuard on SQLite ({stack}), {args.batch} units per request")
-                    fig, run = fabguard_figure(
-                        "sqlite-batch",
-                        f"FabGuard SQLite {stack}, {args.batch} units/request",
-                        driver,
-                        line.server,
-                        lambda line=line, order_b=order_b, batch=batch: batched(line, order_b, batch),
-                    )
+                    label = f"FabGuard SQLite {stack}, {args.batch} units/request"
+                    work = partial(batch_run, line, order_b, batch)
+                    if args.profile is None or stack != stacks[-1]:
+                        fig, run = fabguard_figure("sqlite-batch", label, driver, line.server, work)
+                    else:  # the batched mode is profiled too (issue 28: what is on top at 50 per request)
+                        assert line.server.proc is not None
+                        with Profiler(line.server.proc.pid, args.profile, "batch-sqlite") as profiler:
+                            fig, run = fabguard_figure("sqlite-batch", label + " (py-spy)", driver, line.server, work)
+                        profile_text += "\n\n" + summarize_profile(profiler.raw)
                     figures.append(fig)
                     line.check_used(order_b, run)
 

@@ -58,7 +58,10 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
         if self._headers_deadline is not None:
             self._headers_deadline.cancel()  # the request's headers are in
             self._headers_deadline = None
+        before = self.cycle
         super().on_headers_complete()
+        if self.cycle is not before and self.cycle is not None and self.cycle.transport is self.transport:
+            self.cycle.transport = _OneWrite(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._awaiting_head = True
@@ -98,6 +101,48 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
         )
         self.transport.write(head + body)
         self.transport.close()
+
+
+class _OneWrite:
+    """A response's transport that sends its head together with what follows: uvicorn writes the head and
+    the body separately, two TLS records and two system calls for every answer (issue 28's profile had the
+    writes near the top). The head is held until the next write, or the end of this turn of the loop (a
+    streamed answer's head goes out at once); every later write passes straight through."""
+
+    __slots__ = ("_held", "_loop", "_passing", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._passing = False
+
+    def write(self, data: bytes) -> None:
+        if self._passing:
+            self._transport.write(data)
+        elif self._held is None:
+            self._held = bytes(data)
+            self._loop.call_soon(self._flush)
+        else:
+            held, self._held, self._passing = self._held, None, True
+            self._transport.write(held + data)
+
+    def _flush(self) -> None:
+        self._passing = True
+        if self._held is not None:
+            held, self._held = self._held, None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 __all__ = ["ClientCertHttpToolsProtocol"]
