@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/peer.py [--units N] [--clients K] [--batch B] [--cfssl-seconds S]
                                    [--time-cap S] [--database-url URL] [--profile DIR] [--no-postgres]
-                                   [--driver raw|httpx] [--field-checks N] [--field-batch B]
-                                   [--field-devices D] [--field-only | --no-field]
+                                   [--driver raw|httpx] [--http httptools|h11|both] [--no-cfssl]
+                                   [--field-checks N] [--field-batch B] [--field-devices D]
+                                   [--field-only | --no-field]
 
 Needs `cfssl` and `wrk` on PATH (Debian: `apt-get install golang-cfssl wrk`) and, unless
 --database-url names an empty PostgreSQL database, the PostgreSQL server binaries (initdb, pg_ctl)
@@ -30,11 +31,14 @@ pool of P-256 CSRs (each device's own key, subject = its serial):
 
 --field-only runs cfssl, the field checks on SQLite (and PostgreSQL) and cfssl again; --no-field skips them.
 
+--http both runs modes 2 and 3 on each HTTP stack (`serve --http h11`, then `--http httptools`), one
+server per stack, turn about; --no-cfssl leaves cfssl out, for FabGuard's own A-against-B figures.
+
 Each FabGuard mode provisions N units (every serial with an order quota and a passing test record,
 uploaded before the clock starts) or stops starting requests after the time cap. Each FabGuard
 figure is given as a ratio to the mean of the two cfssl figures, beside issue 14's goals.
-With --profile DIR, py-spy samples the SQLite server during the one-unit-per-request run (with
---field-only: the batched field-check run; that figure is then taken under the profiler) and the top functions are printed; see bench/PROFILE.md.
+With --profile DIR, py-spy samples the SQLite server during the one-unit-per-request run (that
+figure is then taken under the profiler) and the top functions are printed; see bench/PROFILE.md.
 Clients, servers and PostgreSQL share this machine's cores: the CPU columns say who used them.
 """
 
@@ -57,8 +61,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import fielddriver  # bench/fielddriver.py
@@ -439,7 +444,7 @@ def summarize_profile(raw: Path, top: int = 15) -> str:
 # ------------------------------------------------------------------ report
 def print_report(args: argparse.Namespace, figures: list[Figure], load: tuple[float, float]) -> None:
     peers = [f for f in figures if f.key == "cfssl"]
-    peer_rate = sum(f.units_per_s for f in peers) / len(peers)
+    peer_rate = sum(f.units_per_s for f in peers) / len(peers) if peers else 0.0
     print()
     print(
         f"FabGuard beside cfssl: {args.clients} concurrent clients, P-256 CSRs (one key per device), TLS on loopback; "
@@ -457,7 +462,7 @@ def print_report(args: argparse.Namespace, figures: list[Figure], load: tuple[fl
     print(header)
     print("-" * len(header))
     for f in figures:
-        ratio = f"{f.units_per_s / peer_rate:.2f}x" if f.key != "cfssl" else "-"
+        ratio = f"{f.units_per_s / peer_rate:.2f}x" if f.key != "cfssl" and peer_rate else "-"
         print(
             f"{f.label:<40} {f.units:>6} {f.requests:>6} {f.wall_s:>6.1f} {f.units_per_s:>8.0f} {f.p50_ms:>7.1f} "
             f"{f.p99_ms:>7.1f} {f.failed:>6} {f.server_cpu_s:>9.1f} {f.units / max(f.server_cpu_s, 0.01):>15.0f} "
@@ -467,7 +472,7 @@ def print_report(args: argparse.Namespace, figures: list[Figure], load: tuple[fl
     print()
     print("goals (issues 14 and 28), FabGuard units (field: genuine checks)/s as a share of the mean cfssl rate:")
     for f in figures:
-        if f.key in GOALS:
+        if f.key in GOALS and peer_rate:
             got, goal = f.units_per_s / peer_rate, GOALS[f.key]
             print(f"  {f.label:<40} {got:5.2f}x  goal >= {goal:.2f}x  {'met' if got >= goal else 'NOT met'}")
     print()
@@ -500,6 +505,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="FabGuard load driver: raw TLS sockets (lean, default) or the SDK's httpx client",
     )
     p.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL run (quick before/after on SQLite)")
+    p.add_argument(
+        "--http",
+        choices=("httptools", "h11", "both"),
+        default="httptools",
+        help="the server's HTTP stack (serve --http); both: the SQLite modes on each, one server per stack, "
+        "taken turn about (h11, httptools) in one run",
+    )
+    p.add_argument("--no-cfssl", action="store_true", help="skip cfssl (FabGuard's own figures, A against B)")
     p.add_argument("--field-checks", type=int, default=5000, help="checks per field-check mode (default 5000)")
     p.add_argument("--field-batch", type=int, default=100, help="checks per request, batched mode (default 100)")
     p.add_argument("--field-devices", type=int, default=200, help="devices answering the checks (default 200)")
@@ -550,6 +563,8 @@ def field_figures(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     missing = missing_tools(need_postgres=args.database_url is None and not args.no_postgres)
+    if args.no_cfssl:
+        missing = [m for m in missing if m not in ("cfssl", "wrk")]
     if missing:
         print(f"bench/peer.py needs: {', '.join(missing)}. Install with: {INSTALL_HINT}", file=sys.stderr)
         return 2
@@ -563,18 +578,21 @@ def main(argv: list[str] | None = None) -> int:
     field = not args.no_field
     try:
         with exit_on_termination():
+            n_stacks = 2 if args.http == "both" else 1
             units = args.units if provisioning else 1
-            log(f"generating {3 * units} device keys and CSRs")
-            single = plan_units(f"P{run_id}S", units)
-            batch = plan_units(f"P{run_id}B", units)
+            log(f"generating {(2 * n_stacks + 1) * units} device keys and CSRs")
+            sqlite_units = [
+                [plan_units(f"P{run_id}{k}S", units), plan_units(f"P{run_id}{k}B", units)] for k in range(n_stacks)
+            ]
             pg_units = plan_units(f"P{run_id}G", units)
             bodies = tmp / "sign-bodies.jsonl"
-            write_sign_bodies(bodies, single + batch + pg_units)
+            write_sign_bodies(bodies, [u for pair in sqlite_units for units in pair for u in units] + pg_units)
 
-            log(f"cfssl, {args.cfssl_seconds} s of wrk")
-            figures.append(
-                cfssl_figure(tmp / "cfssl-1", "cfssl serve (first)", bodies, args.clients, args.cfssl_seconds)
-            )
+            if not args.no_cfssl:
+                log(f"cfssl, {args.cfssl_seconds} s of wrk")
+                figures.append(
+                    cfssl_figure(tmp / "cfssl-1", "cfssl serve (first)", bodies, args.clients, args.cfssl_seconds)
+                )
 
             if args.driver == "raw":
                 driver = f"raw TLS sockets, {args.clients} fixture threads, mTLS, keep-alive (bench/rawdriver.py)"
@@ -595,17 +613,31 @@ def main(argv: list[str] | None = None) -> int:
 
             cap = args.time_cap
             site = f"cm-{run_id}"
-            with bench_line(tmp / "sqlite", run_id, [single, batch], clients=args.clients) as line:
-                order_1, order_b = line.order_ids
-                sqlite_server = line.server
+            stacks = ("h11", "httptools") if args.http == "both" else (args.http,)
+            with ExitStack() as lines:
+                # One SQLite server per stack, each with its own units; the modes alternate between them so
+                # the machine's drifting load falls on both alike.
+                runs = {
+                    stack: (
+                        lines.enter_context(
+                            bench_line(tmp / f"sqlite-{stack}", run_id, planned, clients=args.clients, http=stack)
+                        ),
+                        planned,
+                    )
+                    for stack, planned in zip(stacks, sqlite_units, strict=True)
+                }
+                for stack, (line, (single, _)) in runs.items() if provisioning else ():
+                    order_1 = line.order_ids[0]
+                    sqlite_server = line.server
 
-                def one_unit() -> RunResult:
-                    return one_per_request(line, order_1, single)
+                    def one_unit(
+                        line: BenchLine = line, order_1: str = order_1, single: list[PlannedUnit] = single
+                    ) -> RunResult:
+                        return one_per_request(line, order_1, single)
 
-                if provisioning:
-                    log("FabGuard on SQLite, one unit per request")
-                    label = "FabGuard SQLite, 1 unit/request"
-                    if args.profile is None:
+                    log(f"FabGuard on SQLite ({stack}), one unit per request")
+                    label = f"FabGuard SQLite {stack}, 1 unit/request"
+                    if args.profile is None or stack != stacks[-1]:
                         fig, run = fabguard_figure("sqlite-1", label, driver, sqlite_server, one_unit)
                     else:
                         assert sqlite_server.proc is not None
@@ -615,17 +647,25 @@ def main(argv: list[str] | None = None) -> int:
                     figures.append(fig)
                     line.check_used(order_1, run)
 
-                    log(f"FabGuard on SQLite, {args.batch} units per request")
-                    fig, run = fabguard_figure(
-                        "sqlite-batch",
-                        f"FabGuard SQLite, {args.batch} units/request",
-                        driver,
-                        sqlite_server,
-                        lambda: batched(line, order_b, batch),
-                    )
+                def batch_run(line: BenchLine, order_b: str, batch: list[PlannedUnit]) -> RunResult:
+                    return batched(line, order_b, batch)
+
+                for stack, (line, (_, batch)) in runs.items() if provisioning else ():
+                    order_b = line.order_ids[1]
+                    log(f"FabGuard on SQLite ({stack}), {args.batch} units per request")
+                    label = f"FabGuard SQLite {stack}, {args.batch} units/request"
+                    work = partial(batch_run, line, order_b, batch)
+                    if args.profile is None or stack != stacks[-1]:
+                        fig, run = fabguard_figure("sqlite-batch", label, driver, line.server, work)
+                    else:  # the batched mode is profiled too (issue 28: what is on top at 50 per request)
+                        assert line.server.proc is not None
+                        with Profiler(line.server.proc.pid, args.profile, "batch-sqlite") as profiler:
+                            fig, run = fabguard_figure("sqlite-batch", label + " (py-spy)", driver, line.server, work)
+                        profile_text += "\n\n" + summarize_profile(profiler.raw)
                     figures.append(fig)
                     line.check_used(order_b, run)
-                if field:
+                if field:  # on the last stack's server (the default one)
+                    line = runs[stacks[-1]][0]
                     figures += field_figures(args, line, site, f"F{run_id}S", "field", "FabGuard SQLite", single=True)
 
             if not args.no_postgres:
@@ -654,10 +694,11 @@ def main(argv: list[str] | None = None) -> int:
                         label = f"FabGuard PostgreSQL --workers {args.workers}"
                         figures += field_figures(args, line, site, f"F{run_id}G", "pg-field", label, single=False)
 
-            log(f"cfssl again, {args.cfssl_seconds} s of wrk")
-            figures.append(
-                cfssl_figure(tmp / "cfssl-2", "cfssl serve (again)", bodies, args.clients, args.cfssl_seconds)
-            )
+            if not args.no_cfssl:
+                log(f"cfssl again, {args.cfssl_seconds} s of wrk")
+                figures.append(
+                    cfssl_figure(tmp / "cfssl-2", "cfssl serve (again)", bodies, args.clients, args.cfssl_seconds)
+                )
             print_report(args, figures, (load_before, os.getloadavg()[0]))
             if profile_text:
                 print()

@@ -148,11 +148,12 @@ def cpu_seconds(pids: list[int]) -> float:
 class ServerProcess:
     """``fabguard serve --workers N`` in its own process, on a free loopback port."""
 
-    def __init__(self, home: Path, log_path: Path, workers: int = 1) -> None:
+    def __init__(self, home: Path, log_path: Path, workers: int = 1, http: str = "httptools") -> None:
         self.home = home
         self.port = free_port()
         self.log_path = log_path
         self.workers = workers
+        self.http = http  # serve --http: httptools (uvloop) or h11
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -165,7 +166,7 @@ class ServerProcess:
 
     @property
     def serve_args(self) -> list[str]:
-        return ["--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning"]
+        return ["--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning", "--http", self.http]
 
     @property
     def url(self) -> str:
@@ -466,6 +467,7 @@ def bench_line(
     clients: int,
     database_url: str | None = None,
     workers: int = 1,
+    http: str = "httptools",
 ) -> Iterator[BenchLine]:
     """Create an instance in ``where``, one order per unit list (quota = its length), start the server,
     enrol the fixtures and upload a passing test record for every unit: nothing of this is timed."""
@@ -488,7 +490,7 @@ def bench_line(
             for units in unit_lists
         ]
         log(f"starting the server process (--workers {workers})")
-        server = ServerProcess(home, where / "server.log", workers=workers)
+        server = ServerProcess(home, where / "server.log", workers=workers, http=http)
         server.start()
         log(f"enrolling {clients} fixtures at {server.url}")
         creds = enrol_fixtures(inst, server.url, site, where / "fixtures", clients, run_id)

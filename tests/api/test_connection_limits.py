@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from fabguard.api.connections import OpenConnections, RepeatedLog, connection_limit
-from fabguard.api.server import ServerThread
+from fabguard.api.server import STACKS, ServerThread
 from fabguard.service.core.instance import Instance
 from fabguard.service.core.seeding import init_instance
 from tests.support import new_instance
@@ -102,11 +102,12 @@ def _health(url: str, root: Path, timeout: float = 5) -> int | str:
         return type(exc).__name__
 
 
-@pytest.fixture
-def bounded(tmp_path: Path) -> Iterator[tuple[ServerThread, Instance]]:
+@pytest.fixture(params=STACKS)
+def bounded(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[ServerThread, Instance]]:
+    """A server with a bound of 5 connections, on each HTTP stack (uvloop accepts through its own wrapper)."""
     inst = new_instance(tmp_path / "home")
     try:
-        with ServerThread(inst, connections=OpenConnections(5)) as srv:
+        with ServerThread(inst, connections=OpenConnections(5), http=request.param) as srv:
             yield srv, inst
     finally:
         inst.close()
@@ -143,14 +144,25 @@ def _low_nofile() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path, Path]]:
+@pytest.fixture(params=STACKS)
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[bytes], str, Path, Path]]:
     home, port = tmp_path / "home", _free_port()
     init_instance(home, organization="Acme", public_url=f"https://127.0.0.1:{port}")
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [*FABGUARD, "--home", str(home), "serve", "--port", str(port), "--log-level", "info"],
+            [
+                *FABGUARD,
+                "--home",
+                str(home),
+                "serve",
+                "--port",
+                str(port),
+                "--log-level",
+                "info",
+                "--http",
+                request.param,
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             preexec_fn=_low_nofile,

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from fabguard.api.server import STACKS, ServerThread, Stack
 from fabguard.domain.errors import Refusal
 from fabguard.domain.values import FixtureId, SiteId
 from fabguard.fixture.client import Credentials, enroll
@@ -53,6 +54,7 @@ def curl(
     cacert: Path | None = None,
     data: Path | None = None,
     headers: tuple[str, ...] = (),
+    url: str | None = None,
 ) -> CurlResult:
     out = world.tmp / f"curl-{random.getrandbits(48):012x}.out"
     cmd = ["curl", "-sS", "--max-time", "20", "-o", str(out), "-w", "%{http_code}"]
@@ -65,7 +67,7 @@ def curl(
         cmd += ["-H", h]
     if data is not None:
         cmd += ["-H", "Content-Type: application/json", "--data-binary", f"@{data}"]
-    cmd.append(world.url + path)
+    cmd.append((url or world.url) + path)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     body = out.read_text() if out.exists() else ""
     status = int(done.stdout.strip() or 0)
@@ -169,6 +171,18 @@ def test_two_fixtures_are_told_apart_by_their_certificates(world: World) -> None
         {"fixture_id": "fx-b", "site_id": "cm-b"},
         {"fixture_id": "fx-a", "site_id": "cm-a"},
     ]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_http_stack_carries_the_certificate_and_nothing_from_headers(world: World, stack: Stack) -> None:
+    creds = world.credentials("fx-s", site="cm-b")
+    pem = creds.cert.read_text().replace("\n", "")
+    with ServerThread(world.inst, http=stack) as srv:
+        mine = curl(world, WHOAMI, cert=creds.cert, key=creds.key, cacert=creds.ca, url=srv.url)
+        none = curl(world, WHOAMI, headers=(f"X-Client-Cert: {pem}",), url=srv.url)
+
+    assert (mine.status, mine.json()) == (200, {"fixture_id": "fx-s", "site_id": "cm-b"}), mine
+    assert_error(none, 401, "unauthorized")
 
 
 # ----------------------------------------------------------------------------- who is refused

@@ -1,4 +1,5 @@
-"""Slow and oversized clients over a real TLS socket: they get a JSON error with a declared code, or are closed.
+"""Slow and oversized clients over a real TLS socket: they get a JSON error with a declared code, or are closed,
+on both HTTP stacks (httptools on uvloop, h11 on asyncio).
 
 The limits are set low on the instance (``Limits``) so each case takes about a second.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fabguard.api.server import ServerThread
+from fabguard.api.server import STACKS, ServerThread
 from fabguard.domain.errors import ERROR_STATUS
 from fabguard.service.access import tokens
 from fabguard.service.core.instance import Instance
@@ -26,15 +27,18 @@ IDLE_SECONDS = 1
 MAX_HEADER_BYTES = 4096
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerThread, Instance, str]]:
+@pytest.fixture(scope="module", params=STACKS)
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[ServerThread, Instance, str]]:
+    """A server on each HTTP stack (``serve --http``): every defence holds on both."""
     inst = new_instance(Path(tmp_path_factory.mktemp("slow")) / "home")
     inst.limits = dataclasses.replace(
         inst.limits, body_read_seconds=READ_SECONDS, idle_seconds=IDLE_SECONDS, max_header_bytes=MAX_HEADER_BYTES
     )
     _, token = tokens.create_token(inst, name="admin", role="admin", actor="test")
     try:
-        with ServerThread(inst) as srv:
+        with ServerThread(inst, http=request.param) as srv:
             yield srv, inst, token
     finally:
         inst.close()
@@ -154,3 +158,19 @@ def test_headers_within_the_limit_are_served(server: tuple[ServerThread, Instanc
             b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (MAX_HEADER_BYTES // 2) + b"\r\n\r\n"
         )
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+def test_headers_that_keep_coming_past_the_limit_get_431_before_they_end(
+    server: tuple[ServerThread, Instance, str],
+) -> None:
+    srv, inst, _ = server
+    with _connect(srv, inst) as sock:
+        sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        for _ in range(4):  # past the limit, the head still open (no blank line)
+            sock.sendall(b"X-Pad: " + b"a" * (MAX_HEADER_BYTES // 2) + b"\r\n")
+            time.sleep(0.05)
+        status, headers, error = _answer(_read_all(sock))
+        elapsed = time.monotonic() - started
+    assert (status, error["error"]["code"], headers["connection"]) == (431, "headers_too_large", "close")
+    assert elapsed < IDLE_SECONDS  # refused for its size, not closed by the headers' deadline

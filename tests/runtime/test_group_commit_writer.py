@@ -136,3 +136,45 @@ def test_the_server_answers_503_and_reports_unhealthy_once_its_writer_died(world
     for answer in (first, later):
         assert answer.status_code == 503 and answer.json()["error"]["code"] == "provisioning_writer_down"
     assert health.status_code == 503 and health.json()["error"]["code"] == "provisioning_writer_down"
+
+
+def test_a_submitted_request_is_answered_through_its_callback_after_its_group_and_never_before(
+    instance: Instance,
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+    decided: list[int] = []
+
+    def deciding(jobs: Sequence[Job]) -> list[Outcome]:
+        entered.set()
+        release.wait(10)
+        decided.append(len(jobs))
+        return [InvalidRequest(f"unit {i}") for i in range(len(jobs))]
+
+    committer = GroupCommitter(instance, decide=deciding)
+    assert committer.submit([job()], lambda outcomes: None) is False  # not running: the caller uses run
+    committer.start()
+    answers: list[list[Outcome]] = []
+    got = threading.Event()
+    try:
+        assert committer.submit([job(), job()], lambda outcomes: (answers.append(outcomes), got.set())) is True
+        assert entered.wait(10)
+        assert answers == [] and not got.wait(0.2)  # nothing before the group is decided
+        release.set()
+        assert got.wait(10)
+    finally:
+        committer.stop()
+    assert decided == [2] and [str(o) for o in answers[0]] == ["unit 0", "unit 1"]
+
+
+def test_a_request_submitted_to_a_dead_writer_is_answered_writer_down_at_once(instance: Instance) -> None:
+    def dying(jobs: Sequence[Job]) -> list[Outcome]:
+        raise WriterKilled
+
+    committer = GroupCommitter(instance, decide=dying).start()
+    first: list[list[Outcome]] = []
+    committer.submit([job()], first.append)
+    until(lambda: committer.down and first)
+    later: list[list[Outcome]] = []
+    assert committer.submit([job(), job()], later.append) is True
+    assert [o.code for o in later[0] if isinstance(o, FabGuardError)] == ["provisioning_writer_down"] * 2
+    assert isinstance(first[0][0], Unavailable)

@@ -15,8 +15,9 @@ checks stalled. Here:
 - the event loop's exception handler and the refusals log each kind of message once per
   ``LOG_INTERVAL_SECONDS``, saying how many more there were.
 
-The loop is asyncio's selector loop with ``create_server`` wrapping the socket it is given
-(``ServerConfig`` hands it to uvicorn, in this process and in each worker process).
+The loop is asyncio's selector loop with ``create_server`` wrapping the socket it is given, or on uvloop
+``api.uvloop_bound.BoundedUVLoop``, which accepts through the same wrapper (``ServerConfig`` hands the
+bound's loop to uvicorn, in this process and in each worker process).
 """
 
 from __future__ import annotations
@@ -204,6 +205,31 @@ class _BoundedListener(socket.socket):
             )
 
 
+def log_loop_exception(
+    loop: asyncio.AbstractEventLoop, repeated: RepeatedLog, connections: OpenConnections, context: dict[str, Any]
+) -> None:
+    """An event loop's exception handler: each kind of message once per interval with a count, and a want
+    of descriptors or memory as one line with the connection count instead of a traceback."""
+    exc = context.get("exception")
+    message = str(context.get("message") or "unhandled error in the event loop")
+    kind = f"{message}|{type(exc).__name__}|{getattr(exc, 'errno', '')}"
+    if not repeated.admit(kind):
+        return
+    if isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCES:  # the cause is the news, not a traceback
+        log.error(
+            "%s: %s; %d connections open, limit %d; repeats are counted every %g s",
+            message,
+            exc.strerror,
+            connections.open,
+            connections.limit,
+            repeated.interval,
+        )
+        return
+    loop.default_exception_handler(
+        {**context, "message": f"{message} (repeats are counted every {repeated.interval:g} s)"}
+    )
+
+
 class BoundedEventLoop(asyncio.SelectorEventLoop):
     """asyncio's selector loop whose servers keep to a connection bound and a handshake deadline, and whose
     unhandled errors are logged once per interval with a count."""
@@ -226,24 +252,7 @@ class BoundedEventLoop(asyncio.SelectorEventLoop):
         return await super().create_server(protocol_factory, sock=listener, **kwargs)
 
     def _log_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        message = str(context.get("message") or "unhandled error in the event loop")
-        kind = f"{message}|{type(exc).__name__}|{getattr(exc, 'errno', '')}"
-        if not self._repeated.admit(kind):
-            return
-        if isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCES:  # the cause is the news, not a traceback
-            log.error(
-                "%s: %s; %d connections open, limit %d; repeats are counted every %g s",
-                message,
-                exc.strerror,
-                self._connections.open,
-                self._connections.limit,
-                self._repeated.interval,
-            )
-            return
-        self.default_exception_handler(
-            {**context, "message": f"{message} (repeats are counted every {self._repeated.interval:g} s)"}
-        )
+        log_loop_exception(loop, self._repeated, self._connections, context)
 
     def close(self) -> None:
         self._repeated.flush()
@@ -252,21 +261,23 @@ class BoundedEventLoop(asyncio.SelectorEventLoop):
 
 @dataclass(frozen=True)
 class Bound:
-    """The connection bound of a server: the process's count and the TLS handshake deadline."""
+    """The connection bound of a server: the process's count, the TLS handshake deadline, and the event loop
+    that keeps to them (``BoundedEventLoop``, or ``api.uvloop_bound.BoundedUVLoop`` on uvloop)."""
 
     connections: OpenConnections
     handshake_seconds: float = HANDSHAKE_SECONDS
+    loop: Callable[[OpenConnections, float], asyncio.AbstractEventLoop] = BoundedEventLoop
 
 
 class ServerConfig(uvicorn.Config):
-    """uvicorn's configuration, whose event loop (here and in every worker process) is a ``BoundedEventLoop``."""
+    """uvicorn's configuration, whose event loop (here and in every worker process) is the bound's loop."""
 
     def __init__(self, app: Any, *, bound: Bound, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.bound = bound
 
     def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
-        return functools.partial(BoundedEventLoop, self.bound.connections, self.bound.handshake_seconds)
+        return functools.partial(self.bound.loop, self.bound.connections, self.bound.handshake_seconds)
 
 
 __all__ = [

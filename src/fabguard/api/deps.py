@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from fabguard.api.logs import note_who
 from fabguard.api.tls import client_cert_der
@@ -22,7 +24,7 @@ from fabguard.service.catalog import fixtures
 from fabguard.service.catalog.orders import OrderView
 from fabguard.service.core import events
 from fabguard.service.core.instance import Instance
-from fabguard.service.provisioning.group import Runner
+from fabguard.service.provisioning.group import Job, Outcome, Runner
 
 # Bounded integers: a value past 64 bits is a 422, never an overflow deep in the database driver.
 Count = Annotated[int, Query(ge=0, le=2**62)]
@@ -31,7 +33,12 @@ ChangeId = Annotated[int, Path(ge=1, le=2**62)]
 _bearer = HTTPBearer(auto_error=False, description="An API token: fgt_...")
 
 
-def instance(request: Request) -> Instance:
+# The dependencies that only look something up on the app are ``async``: FastAPI runs a plain ``def``
+# dependency in its thread pool, and that hand-off to a thread and back cost more than all else they do
+# (issue 28's profile: thread hand-offs were the top entry at one unit per request).
+
+
+async def instance(request: Request) -> Instance:
     """The instance the app was built for (``create_app`` puts it on the app's state)."""
     inst: Instance = request.app.state.instance
     return inst
@@ -40,16 +47,42 @@ def instance(request: Request) -> Instance:
 Inst = Annotated[Instance, Depends(instance)]
 
 
-def provisioner(request: Request) -> Runner:
+def runner_of(request: Request) -> Runner:
     """What decides provisioning units: the app's group-commit writer (``runtime.group_commit``)."""
     runner: Runner = request.app.state.committer.run
     return runner
 
 
+async def provisioner(request: Request) -> Runner:
+    """``runner_of`` as a dependency."""
+    return runner_of(request)
+
+
 Provisioner = Annotated[Runner, Depends(provisioner)]
 
 
-def provisioning_writer(request: Request) -> GroupCommitter:
+async def decided(request: Request, jobs: Sequence[Job]) -> list[Outcome]:
+    """The outcomes of ``jobs`` from the app's writer, after their commit, awaited on the event loop: the
+    writer hands them back with ``call_soon_threadsafe``, so no request thread is handed the request and
+    then woken for its answer (issue 28's profile: those hand-offs were the top entry). While the writer is
+    not running, ``run`` decides them in a worker thread."""
+    committer: GroupCommitter = request.app.state.committer
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[list[Outcome]] = loop.create_future()
+
+    def resolve(outcomes: list[Outcome]) -> None:
+        if not future.done():  # the request may have been given up meanwhile
+            future.set_result(outcomes)
+
+    def hand_back(outcomes: list[Outcome]) -> None:  # in the writer's thread
+        loop.call_soon_threadsafe(resolve, outcomes)
+
+    if committer.submit(jobs, hand_back):
+        return await future
+    return await run_in_threadpool(committer.run, jobs)
+
+
+async def provisioning_writer(request: Request) -> GroupCommitter:
     """The app's provisioning writer itself (the health route asks whether it is alive)."""
     committer: GroupCommitter = request.app.state.committer
     return committer
@@ -180,11 +213,13 @@ __all__ = [
     "admin",
     "allow",
     "approver",
+    "decided",
     "engineer",
     "fixture",
     "instance",
     "principal",
     "reader",
+    "runner_of",
     "site_reader",
     "visible_order",
 ]

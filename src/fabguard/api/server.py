@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -17,14 +17,17 @@ from fabguard.api.app import create_app
 from fabguard.api.connections import (
     HANDSHAKE_SECONDS,
     Bound,
+    BoundedEventLoop,
     OpenConnections,
     ServerConfig,
     connection_limit,
 )
+from fabguard.api.httptools_protocol import ClientCertHttpToolsProtocol
 from fabguard.api.logs import LogFormat, log_config
 from fabguard.api.publication import create_publication_app
 from fabguard.api.server_tls import CLIENT_TRUST, ReloadableTLS, ReloadingMultiprocess
 from fabguard.api.tls import ClientCertH11Protocol
+from fabguard.api.uvloop_bound import BoundedUVLoop
 from fabguard.runtime import tune_gc
 from fabguard.service.authority import authorities
 from fabguard.service.core.instance import Instance
@@ -49,11 +52,19 @@ def app_for_home(home: str) -> Any:
     return create_app(Instance.open(Path(home), migrate=False))
 
 
-def connection_bound(inst: Instance, connections: OpenConnections | None = None) -> Bound:
+# The HTTP stacks a server can run (ADR 0016): llhttp's parser on uvloop (the default), or uvicorn's pure-Python
+# h11 on asyncio's selector loop (the stack before; kept so bench/peer.py can measure one against the other).
+Stack = Literal["httptools", "h11"]
+STACKS: tuple[Stack, ...] = ("httptools", "h11")
+_PROTOCOLS: dict[Stack, type[Any]] = {"httptools": ClientCertHttpToolsProtocol, "h11": ClientCertH11Protocol}
+
+
+def connection_bound(inst: Instance, connections: OpenConnections | None = None, http: Stack = "httptools") -> Bound:
     """The bound of a server of ``inst``: ``connections`` (shared by the listeners of one process), else
-    ``limits.max_connections`` within this process's open-file limit."""
+    ``limits.max_connections`` within this process's open-file limit; kept by the ``http`` stack's loop."""
     connections = connections or OpenConnections(connection_limit(inst.limits.max_connections))
-    return Bound(connections, handshake_seconds=min(HANDSHAKE_SECONDS, inst.limits.idle_seconds))
+    loop = BoundedUVLoop if http == "httptools" else BoundedEventLoop
+    return Bound(connections, handshake_seconds=min(HANDSHAKE_SECONDS, inst.limits.idle_seconds), loop=loop)
 
 
 def server_config(
@@ -66,19 +77,20 @@ def server_config(
     log_format: LogFormat = "text",
     access_log: bool = False,
     connections: OpenConnections | None = None,
+    http: Stack = "httptools",
 ) -> uvicorn.Config:
     write_client_trust(inst)
     common: dict[str, Any] = dict(
-        bound=connection_bound(inst, connections),
+        bound=connection_bound(inst, connections, http),
         host=host,
         port=port,
-        http=ClientCertH11Protocol,
+        http=_PROTOCOLS[http],
         ssl_context_factory=ReloadableTLS(str(inst.home)),  # its certificate reloads on SIGHUP
         log_config=log_config(log_level, log_format, access_log=access_log),
         log_level=log_level,
         access_log=False,  # replaced by api.logs.RequestLog's line (the log configuration turns it on)
         lifespan="on",
-        timeout_keep_alive=inst.limits.idle_seconds,  # ClientCertH11Protocol applies it to the first request too
+        timeout_keep_alive=inst.limits.idle_seconds,  # our protocols apply it to the first request's headers too
         h11_max_incomplete_event_size=inst.limits.max_header_bytes,
         server_header=False,
     )
@@ -102,13 +114,15 @@ def publication_config(
     log_format: LogFormat = "text",
     access_log: bool = False,
     connections: OpenConnections | None = None,
+    http: Stack = "httptools",
 ) -> uvicorn.Config:
     """The plain-HTTP listener that serves only CRLs and CA certificates (``api.publication``)."""
     return ServerConfig(
         create_publication_app(inst),
-        bound=connection_bound(inst, connections),
+        bound=connection_bound(inst, connections, http),
         host=host,
         port=port,
+        http=_PROTOCOLS[http],
         log_config=log_config(log_level, log_format, access_log=access_log),
         log_level=log_level,
         access_log=False,
@@ -151,6 +165,7 @@ class ServerThread:
         port: int = 0,
         config: Callable[..., uvicorn.Config] = server_config,
         connections: OpenConnections | None = None,
+        http: Stack = "httptools",
     ) -> None:
         # IPPROTO_TCP, as uvicorn's own bind_socket has it: asyncio sets TCP_NODELAY only on a socket whose
         # proto says TCP (proto 0 does not), and without it every answer, written as headers then body,
@@ -159,7 +174,7 @@ class ServerThread:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.host, self.port = self._sock.getsockname()[:2]
-        self.server = uvicorn.Server(config(inst, host=host, port=self.port, connections=connections))
+        self.server = uvicorn.Server(config(inst, host=host, port=self.port, connections=connections, http=http))
         self._thread: Any = None
 
     @property

@@ -164,6 +164,15 @@ def _write_request(directory: Path, request: dict[str, bytes]) -> None:
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 LOG_FORMATS = ("text", "json")  # api.logs.LOG_FORMATS (the web stack is imported only when serving)
+HTTP_STACKS = ("httptools", "h11")  # api.server.STACKS (imported only when serving)
+HttpStackOption = Annotated[
+    str,
+    typer.Option(
+        "--http",
+        help="HTTP stack: httptools (llhttp on uvloop, the default) or h11 (pure Python on asyncio; "
+        "slower, kept for comparison); both carry client certificates and the same limits",
+    ),
+]
 
 
 def serve(
@@ -178,6 +187,7 @@ def serve(
         ),
     ] = None,
     workers: Annotated[int, typer.Option(help="Server processes (use PostgreSQL for more than one)")] = 1,
+    http: HttpStackOption = "httptools",
     log_level: Annotated[
         str, typer.Option(help="Log level of uvicorn and FabGuard: critical, error, warning, info, debug, trace")
     ] = "info",
@@ -210,6 +220,7 @@ def serve(
     Limits on hostile clients come from instance.json's "limits" (README, API): max_body_bytes, max_header_bytes, body_read_seconds, idle_seconds, max_connections (per process, within the open-file limit, which serve raises to its hard limit), fixture_requests_per_second, fixture_request_burst.
     """
     chosen_format = _log_format(log_level, log_format)
+    stack = _http_stack(http)
     # Lazy: the web stack (FastAPI, uvicorn) takes about half a second to import, which no other command needs.
     from fabguard.api.connections import OpenConnections, connection_limit, raise_open_file_limit
     from fabguard.api.server import ServerThread, publication_config, run_server, server_config
@@ -224,25 +235,28 @@ def serve(
         publication = None
         if http_port is not None:
             made = partial(publication_config, log_level=log_level, log_format=chosen_format)
-            publication = ServerThread(inst, host=host, port=http_port, config=made, connections=connections)
+            publication = ServerThread(
+                inst, host=host, port=http_port, config=made, connections=connections, http=stack
+            )
         config = server_config(  # configures logging: what serve says from here on is in the log's format
-            inst,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-            log_format=chosen_format,
-            access_log=access_log,
-            connections=connections,
-        )
+            inst, host=host, port=port, workers=workers, log_level=log_level, log_format=chosen_format,
+            access_log=access_log, connections=connections, http=stack,
+        )  # fmt: skip
         say = _teller(chosen_format)
         for line in _unserved(inst, host, port, http_port):
             say(logging.WARNING, line)
         served = f"https://{host}:{port}" + (
             f" and http://{host}:{http_port} (CRLs, CA certificates)" * bool(http_port)
         )
-        say(logging.INFO, f"FabGuard {__version__} serving {served} ({workers} worker(s))")
+        say(logging.INFO, f"FabGuard {__version__} serving {served} ({workers} worker(s), {stack})")
         run_server(config, publication)
+
+
+def _http_stack(http: str) -> Literal["httptools", "h11"]:
+    """The HTTP stack ``serve --http`` names (api.server.Stack)."""
+    if http not in HTTP_STACKS:
+        raise InvalidRequest(f"unknown HTTP stack {http[:40]!r}; one of {', '.join(HTTP_STACKS)}")
+    return "h11" if http == "h11" else "httptools"
 
 
 def _log_format(log_level: str, log_format: str | None) -> Literal["text", "json"]:

@@ -1,9 +1,10 @@
 """The server process's provisioning writer: one thread that decides the units of concurrent requests together.
 
 Request threads hand their units (``service/provisioning/group.py``'s ``Job``) to :meth:`GroupCommitter.run` and
-wait. The writer takes whatever is queued when it is free, up to ``Limits.group_commit_units`` units
-(a request's units stay together), and decides them with ``run_jobs``: one transaction and one commit
-for the group, each unit decided on its own. Nothing waits for a group to fill: a lone request is
+wait; an event loop hands them to :meth:`GroupCommitter.submit` with a callback and awaits a future. The writer
+takes whatever is queued when it is free, up to ``Limits.group_commit_units`` units (a request's units stay
+together), and decides them with ``run_jobs``: one transaction and one commit for the group, each unit decided
+on its own. Nothing waits for a group to fill: a lone request is
 decided at once, and a group forms only from requests that arrived while the writer was busy, so the
 busier the server, the less each unit costs. Every request gets its own units' outcomes, and only after
 their commit.
@@ -50,11 +51,25 @@ class WriterDown(Unavailable):
         super().__init__(message)
 
 
+# Told a submitted request's outcomes, in the writer's thread, after their commit (``GroupCommitter.submit``).
+Callback = Callable[[list[Outcome]], None]
+
+
 @dataclass
 class _Request:
     jobs: Sequence[Job]
     done: threading.Event = field(default_factory=threading.Event)
     outcomes: list[Outcome] = field(default_factory=list)
+    callback: Callback | None = None
+
+    def finish(self, outcomes: list[Outcome]) -> None:
+        self.outcomes = outcomes
+        self.done.set()
+        if self.callback is not None:
+            try:
+                self.callback(outcomes)
+            except Exception:  # e.g. the asking event loop has closed: no one is left to answer
+                log.exception("a provisioning request's callback failed")
 
 
 class GroupCommitter:
@@ -124,6 +139,22 @@ class GroupCommitter:
         request.done.wait()
         return request.outcomes
 
+    def submit(self, jobs: Sequence[Job], callback: Callback) -> bool:
+        """Queue ``jobs`` without waiting: ``callback`` gets their outcomes, in order, after their commit, in
+        the writer's thread (an event loop's caller hands them back to itself with ``call_soon_threadsafe``,
+        no request thread blocked meanwhile). False, and nothing queued, while the writer is not running
+        (the caller then uses :meth:`run`)."""
+        request = _Request(jobs, callback=callback)
+        with self._lock:
+            down = self._down
+            if down is None:
+                if not self._running:
+                    return False
+                self._queue.put(request)
+        if down is not None:
+            request.finish([_writer_down(down) for _ in jobs])
+        return True
+
     def _run(self) -> None:
         taken: list[_Request] = []
         try:
@@ -162,9 +193,8 @@ class GroupCommitter:
         self._observe(jobs, outcomes)
         at = 0
         for request in group:
-            request.outcomes = outcomes[at : at + len(request.jobs)]
+            request.finish(outcomes[at : at + len(request.jobs)])
             at += len(request.jobs)
-            request.done.set()
 
     def _observe(self, jobs: Sequence[Job], outcomes: Sequence[Outcome]) -> None:
         if self.observer is not None:
@@ -189,8 +219,7 @@ class GroupCommitter:
             if request is not None:
                 stranded.append(request)
         for request in stranded:
-            request.outcomes = [_writer_down(exc) for _ in request.jobs]
-            request.done.set()
+            request.finish([_writer_down(exc) for _ in request.jobs])
 
 
 def _writer_down(cause: BaseException) -> WriterDown:

@@ -70,6 +70,27 @@ class Database:
         finally:
             session.close()
 
+    def read_value(self, sql: str) -> Any:
+        """The first column of the first row of ``sql``, read on a pooled connection without a session or an
+        explicit transaction (SQLite runs it in autocommit; PostgreSQL's implicit one is rolled back as the
+        connection goes back to the pool): the cheapest read there is, for a check made on every request."""
+        driver_error = self.engine.dialect.loaded_dbapi.Error
+        with _outage_is_unavailable():
+            try:  # the driver's own errors, connecting included, as SQLAlchemy's (what the outage check reads)
+                conn = self.engine.raw_connection()
+                try:
+                    cursor = conn.cursor()
+                    try:
+                        cursor.execute(sql)
+                        row = cursor.fetchone()
+                    finally:
+                        cursor.close()
+                finally:
+                    conn.close()
+            except driver_error as exc:
+                raise DBAPIError.instance(sql, None, exc, driver_error) from exc
+        return None if row is None else row[0]
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, func, insert, select
+from sqlalchemy import Select, Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from fabguard.domain.issuance import OrderFacts, UnitHistory
@@ -44,28 +44,48 @@ class ExistingUnit:
     revocation_reason: str | None
 
 
+# The writer's reads, built once (each group runs them; building them cost more than running them: issue 28's
+# profile). Lists go in expanding parameters. Constants, not caches.
+_o = cast(Table, Order.__table__).c
+_LOCK_ORDER = (
+    select(
+        _o.id,
+        _o.product_id,
+        _o.site_id,
+        _o.state,
+        _o.valid_from,
+        _o.valid_until,
+        _o.quota,
+        _o.used,
+        _o.issuing_ca,
+        Product.key_types,
+        Product.cert_lifetime_days,
+        Product.attestation_policy,
+    )
+    .join_from(Order, Product, Product.id == Order.product_id)
+    .where(_o.id == bindparam("lock_order_id"))
+    .with_for_update(of=Order)
+)
+_t = cast(Table, TestRecordRow.__table__).c
+_LATEST_TESTS = select(_t.serial, _t.site_id, _t.outcome).where(
+    _t.id.in_(
+        select(func.max(_t.id))
+        .where(_t.serial.in_(bindparam("serials", expanding=True)), _t.site_id.in_(bindparam("sites", expanding=True)))
+        .group_by(_t.serial, _t.site_id)
+    )
+)
+_u = cast(Table, Unit.__table__).c
+_UNITS = select(
+    _u.product_id, _u.serial, _u.order_id, _u.key_fingerprint, _u.certificate_pem, _u.revoked_at, _u.revocation_reason
+).where(_u.product_id.in_(bindparam("products", expanding=True)), _u.serial.in_(bindparam("serials", expanding=True)))
+_KEY_OWNERS = select(_u.key_fingerprint, _u.serial).where(_u.key_fingerprint.in_(bindparam("keys", expanding=True)))
+_ca = cast(Table, CertificateAuthority.__table__).c
+_CA_STATES = select(_ca.name, _ca.state, _ca.certificate_pem).where(_ca.name.in_(bindparam("names", expanding=True)))
+
+
 def lock_order(s: Session, order_id: str) -> OrderRow | None:
     """Lock the order row (on PostgreSQL; SQLite's writer already serialises) and read it with its product."""
-    o = Order.__table__.c
-    row = s.execute(
-        select(
-            o.id,
-            o.product_id,
-            o.site_id,
-            o.state,
-            o.valid_from,
-            o.valid_until,
-            o.quota,
-            o.used,
-            o.issuing_ca,
-            Product.key_types,
-            Product.cert_lifetime_days,
-            Product.attestation_policy,
-        )
-        .join_from(Order, Product, Product.id == Order.product_id)
-        .where(o.id == order_id)
-        .with_for_update(of=Order)
-    ).one_or_none()
+    row = s.execute(_LOCK_ORDER, {"lock_order_id": order_id}).one_or_none()
     if row is None:
         return None
     facts = OrderFacts(
@@ -115,10 +135,9 @@ class GroupHistory:
 
 def latest_tests_query(serials: Sequence[str], site_ids: Sequence[str]) -> Select[str, str, str]:
     """``(serial, site_id, outcome)`` of the latest record of each of ``serials`` uploaded at each of
-    ``site_ids``: one statement, searched through ``ix_test_records_serial_site_id``."""
-    t = TestRecordRow.__table__.c
-    newest = select(func.max(t.id)).where(t.serial.in_(serials), t.site_id.in_(site_ids)).group_by(t.serial, t.site_id)
-    return select(t.serial, t.site_id, t.outcome).where(t.id.in_(newest))
+    ``site_ids``: one statement, searched through ``ix_test_records_serial_site_id`` (the one ``group_history``
+    runs, with its lists bound)."""
+    return _LATEST_TESTS.params(serials=list(serials), sites=list(site_ids))
 
 
 def group_history(s: Session, asks: Sequence[tuple[str, str, str, str]], ca_names: Sequence[str]) -> GroupHistory:
@@ -129,10 +148,11 @@ def group_history(s: Session, asks: Sequence[tuple[str, str, str, str]], ca_name
     serials = sorted({serial for _, serial, _, _ in asks})
     products = sorted({product for product, _, _, _ in asks})
     tested = {(site, serial) for _, serial, _, site in asks}
-    u, ca = Unit.__table__.c, CertificateAuthority.__table__.c
     latest = {
         (site, serial): outcome
-        for serial, site, outcome in s.execute(latest_tests_query(serials, sorted({site for site, _ in tested})))
+        for serial, site, outcome in s.execute(
+            _LATEST_TESTS, {"serials": serials, "sites": sorted({site for site, _ in tested})}
+        )
         if (site, serial) in tested
     }
     wanted = {(product, serial) for product, serial, _, _ in asks}
@@ -140,34 +160,19 @@ def group_history(s: Session, asks: Sequence[tuple[str, str, str, str]], ca_name
         (row.product_id, row.serial): ExistingUnit(
             row.order_id, row.key_fingerprint, row.certificate_pem, row.revoked_at, row.revocation_reason
         )
-        for row in s.execute(
-            select(
-                u.product_id,
-                u.serial,
-                u.order_id,
-                u.key_fingerprint,
-                u.certificate_pem,
-                u.revoked_at,
-                u.revocation_reason,
-            ).where(u.product_id.in_(products), u.serial.in_(serials))
-        )
+        for row in s.execute(_UNITS, {"products": products, "serials": serials})
         if (row.product_id, row.serial) in wanted
     }
     owners = key_owners(s, sorted({key_fp for _, _, key_fp, _ in asks}))
     states, certificates = {}, {}
-    for name, state, pem in s.execute(
-        select(ca.name, ca.state, ca.certificate_pem).where(ca.name.in_(sorted(set(ca_names))))
-    ):
+    for name, state, pem in s.execute(_CA_STATES, {"names": sorted(set(ca_names))}):
         states[name], certificates[name] = state, pem
     return GroupHistory(latest, units, owners, states, certificates)
 
 
 def key_owners(s: Session, keys: Sequence[str]) -> dict[str, str]:
     """The serial of the unit holding each of ``keys`` (public key fingerprints), of any product."""
-    u = Unit.__table__.c
-    return {
-        fp: serial for fp, serial in s.execute(select(u.key_fingerprint, u.serial).where(u.key_fingerprint.in_(keys)))
-    }
+    return {fp: serial for fp, serial in s.execute(_KEY_OWNERS, {"keys": list(keys)})}
 
 
 def serial_keys(s: Session, product_id: str, serials: Sequence[str]) -> dict[str, str]:

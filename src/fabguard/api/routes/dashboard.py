@@ -129,7 +129,7 @@ class DashboardState:
         self.registry.register(ProductionCollector(inst))
 
 
-def dashboard_state(request: Request) -> DashboardState:
+async def dashboard_state(request: Request) -> DashboardState:
     """The app's ``DashboardState`` (``create_app`` puts it on the app's state)."""
     state: DashboardState = request.app.state.dashboard
     return state

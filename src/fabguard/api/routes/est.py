@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from fabguard.api import parsing
-from fabguard.api.deps import Fixture, Inst, provisioner
+from fabguard.api.deps import Fixture, Inst, runner_of
 from fabguard.api.media import answers, body
 from fabguard.api.tls import client_cert_der
 from fabguard.domain.errors import InvalidRequest
@@ -54,7 +54,7 @@ async def _enroll(inst: Instance, request: Request, fixture: FixtureFacts, label
 
     def work() -> bytes:
         unit = parsing.est_unit_request(order_id, body, max_csr_bytes=inst.limits.max_csr_bytes)
-        done = issuance.provision_unit(inst, fixture, unit, runner=provisioner(request))
+        done = issuance.provision_unit(inst, fixture, unit, runner=runner_of(request))
         return est.certs_only([x509.load_pem_x509_certificate(done.certificate_pem.encode())])
 
     return Response(await run_in_threadpool(work), media_type=est.CERTS_ONLY)

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from fabguard.api import parsing
-from fabguard.api.deps import Fixture, Inst, Provisioner
+from fabguard.api.deps import Fixture, Inst, Provisioner, decided
 from fabguard.api.responses.station import (
     AllocatedIdentity,
     ProvisionedUnit,
@@ -198,23 +198,32 @@ def upload_test_records(
     return _answered(testrecords.record_tests_once(inst, f, body.records, key))
 
 
-@router.post("/api/v1/units/provision", response_model=ProvisionedUnit, response_model_exclude_unset=True)
-def provision_unit(
+# The hot path answers its dict as it is (no response validation: issue 28's profile); its model documents it.
+@router.post(
+    "/api/v1/units/provision",
+    response_model=None,
+    status_code=201,
+    responses={201: {"model": ProvisionedUnit}, 200: {"model": ProvisionedUnit}},
+)
+async def provision_unit(
     inst: Inst,
     body: ProvisionIn,
     f: Fixture,
+    request: Request,
     response: Response,
-    runner: Provisioner,
     idempotency_key: KeyHeader = None,
 ) -> dict[str, object] | JSONResponse:
     """Check and, if allowed, issue one unit's device certificate (201; 200 for an idempotent retry)."""
+    # On the event loop: parsing is pure, and the unit is decided by the writer thread, awaited (deps.decided).
     unit = parsing.unit_request(
         body.order_id, body.serial, body.csr, body.attestation, max_csr_bytes=inst.limits.max_csr_bytes
     )
     if idempotency_key is not None:
         key = _keyed(f, idempotency_key, "POST /api/v1/units/provision", _dumped(body))
-        return _answered(issuance.provision_unit_once(inst, f, unit, key, runner=runner))
-    done = issuance.provision_unit(inst, f, unit, runner=runner)
+        [outcome] = await decided(request, [issuance.unit_job(f, unit, key)])
+        return _answered(issuance.answered(outcome))
+    [outcome] = await decided(request, [issuance.unit_job(f, unit)])
+    done = issuance.provisioned(outcome)
     response.status_code = 200 if done.replayed else 201
     return done.to_dict()
 

@@ -21,8 +21,10 @@ from fabguard.pki import profiles
 from fabguard.pki.csr import load_csr, proven_public_key
 from fabguard.service.authority.revocation import refresh_crl
 from fabguard.service.core import server_tls
+from fabguard.service.core.auth_cache import FixtureIdentity
 from fabguard.service.core.events import record_refusal
 from fabguard.service.core.instance import Instance
+from fabguard.store.auth_generation import bump_auth_generation, read_auth_generation
 from fabguard.store.eventlog import append_event
 from fabguard.store.models import EnrollmentToken, Fixture, Site
 
@@ -141,6 +143,7 @@ def enroll_fixture(inst: Instance, *, token: str, csr_data: bytes) -> Enrollment
         fixture.cert_fingerprint = cert_fingerprint(der)
         fixture.cert_serial = format(cert.serial_number, "x")
         fixture.cert_not_after = cert.not_valid_after_utc
+        bump_auth_generation(s)  # the fixture's earlier certificate, if any, is remembered nowhere after this
         append_event(
             s,
             "fixture.enrolled",
@@ -173,7 +176,13 @@ def authenticate_fixture(
         raise _refuse(inst, refusal, route, detail={"unrecorded_before": left_out} if left_out else None)
     fp = cert_fingerprint(cert_der)
     now = inst.clock()
-    with inst.db.read() as s:  # the columns, not the ORM object: this runs on every fixture request
+    # From this process's memory while the auth generation stands (ADR 0017); read first, so that facts read
+    # after it are kept under it and a revocation committed in between bumps it past them.
+    generation = read_auth_generation(inst.db)
+    known = inst.fixture_identities.get(generation, fp)
+    if known is not None and (known.cert_not_after is None or known.cert_not_after > now):
+        return known.facts
+    with inst.db.read() as s:  # the columns, not the ORM object
         fixture = s.execute(
             select(Fixture.id, Fixture.site_id, Fixture.revoked_at, Fixture.cert_not_after).where(
                 Fixture.cert_fingerprint == fp
@@ -200,6 +209,7 @@ def authenticate_fixture(
             route,
             fixture.id,
         )
+    inst.fixture_identities.put(generation, fp, FixtureIdentity(facts, fixture.cert_not_after))
     return facts
 
 
@@ -242,6 +252,7 @@ def revoke_fixture(inst: Instance, fixture_id: FixtureId, *, reason: str, actor:
         if fixture.revoked_at is not None:
             raise Conflict(f"fixture {fid} is already revoked", code="fixture_revoked")
         fixture.revoked_at, fixture.revoked_reason = now, reason
+        bump_auth_generation(s)  # every server process forgets it before its next request
         append_event(s, "fixture.revoked", at=now, actor=actor, fixture_id=fid, detail={"reason": reason})
     refresh_crl(inst, "station")
     return fixture

@@ -16,6 +16,7 @@ from pathlib import Path
 from fabguard.analytics.fold import Memory
 from fabguard.domain.errors import SchemaMismatch
 from fabguard.pki.ocsp import OcspState
+from fabguard.service.core.auth_cache import FixtureIdentity, GenerationCache
 from fabguard.service.core.ca_registry import CaRegistry
 from fabguard.service.core.config import InstanceConfig, load_config, resolve_database_url
 from fabguard.service.core.seeding import seed_registry
@@ -73,6 +74,8 @@ class Instance:
         self.firmware_keys = FirmwareKeys()
         self.projector = ProjectorState()
         self.ocsp = OcspState()  # this process's signed OCSP responses and loaded responders
+        # Enrolled fixtures by certificate fingerprint, valid for one auth generation (ADR 0017).
+        self.fixture_identities: GenerationCache[str, FixtureIdentity] = GenerationCache()
         # The name of this server process's liveness lease while ``runtime.liveness`` keeps it (None
         # elsewhere): a provisioning batch's idempotency key records it as the key's holder.
         self.process_lease: str | None = None

@@ -26,15 +26,39 @@ __all__ = [
     "Provisioned",
     "UnitRequest",
     "UnparsedUnit",
+    "answered",
     "provision_batch",
     "provision_batch_once",
     "provision_unit",
     "provision_unit_once",
+    "provisioned",
+    "unit_job",
 ]
 
 
 def _runner(inst: Instance, runner: Runner | None) -> Runner:
     return runner if runner is not None else partial(run_jobs, inst)
+
+
+def unit_job(fixture: FixtureFacts, request: UnitRequest | UnparsedUnit, key: Keyed | None = None) -> Job:
+    """One unit to decide, for a runner or for a writer the caller awaits (the API's event loop)."""
+    return Job(fixture, request, key)
+
+
+def provisioned(outcome: Outcome) -> Provisioned:
+    """A unit's outcome without an idempotency key: its certificate, or its refusal or error raised."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    assert isinstance(outcome, Provisioned)
+    return outcome
+
+
+def answered(outcome: Outcome) -> Answer:
+    """A unit's outcome under an idempotency key: the answer kept under it, or its error raised."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    assert isinstance(outcome, Answer)
+    return outcome
 
 
 def provision_unit(
@@ -44,11 +68,7 @@ def provision_unit(
 
     A refusal (an unparsed request's too) is recorded and raised, and nothing is consumed.
     """
-    outcome = _runner(inst, runner)([Job(fixture, request)])[0]
-    if isinstance(outcome, BaseException):
-        raise outcome
-    assert isinstance(outcome, Provisioned)
-    return outcome
+    return provisioned(_runner(inst, runner)([unit_job(fixture, request)])[0])
 
 
 def provision_unit_once(
@@ -62,11 +82,7 @@ def provision_unit_once(
     """:func:`provision_unit` under an idempotency key. The answer, a refusal too (as the draft says: the
     response, whatever it is), is kept in the transaction that issued the certificate or recorded the
     refusal; a resend gets it back, and a refusal is recorded once, however often it is resent."""
-    outcome = _runner(inst, runner)([Job(fixture, request, key)])[0]
-    if isinstance(outcome, BaseException):
-        raise outcome
-    assert isinstance(outcome, Answer)
-    return outcome
+    return answered(_runner(inst, runner)([unit_job(fixture, request, key)])[0])
 
 
 def provision_batch(
