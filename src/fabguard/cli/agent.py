@@ -15,7 +15,7 @@ import httpx
 import typer
 
 from fabguard.cli import instance
-from fabguard.cli.common import TOKEN_ENV, command, console, fail, opened, print_json, state
+from fabguard.cli.common import EXIT_REFUSED, TOKEN_ENV, command, console, fail, opened, print_json, state
 from fabguard.domain.errors import InvalidRequest
 from fabguard.service.agent import site_agent
 from fabguard.service.catalog import orders
@@ -126,7 +126,8 @@ def agent_sync(
             if answer.headers.get("content-type", "").startswith("application/json")
             else {}
         )
-        fail(f"the server refused: {error.get('message', answer.text[:200])} [{error.get('code', answer.status_code)}]")
+        code = str(error.get("code", answer.status_code))
+        fail(f"the server refused: {error.get('message', answer.text[:200])} [{code}]", EXIT_REFUSED, error=code)
     print_json(answer.json())
 
 

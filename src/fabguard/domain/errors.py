@@ -267,6 +267,10 @@ ERROR_STATUS: dict[str, int] = {
     "invalid_setup_passcode": 422,
     "invalid_matter_onboarding": 422,
     "invalid_label": 422,
+    # The CLI through --server (cli/remote.py): a command that needs the instance directory itself; a server
+    # that does not answer (never sent by the API: the CLI's own codes for what it meets).
+    "needs_instance": 422,
+    "server_unavailable": 503,
 }
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from fabguard.api.deps import Count, Inst, Reader
+from fabguard.api.parsing import Timestamp
 from fabguard.service.core import events
 from fabguard.service.provisioning import testrecords
 
@@ -15,9 +16,17 @@ router = APIRouter(tags=["audit"])
 
 @router.get("/api/v1/events")
 def list_events(
-    inst: Inst, _: Reader, after: Count = 0, limit: Count = 100, kind: str | None = None, order_id: str | None = None
+    inst: Inst,
+    _: Reader,
+    after: Count = 0,
+    limit: Count = 100,
+    kind: str | None = None,
+    order_id: str | None = None,
+    since: Annotated[Timestamp | None, Query(description="Only events at or after this time (RFC 3339)")] = None,
 ) -> list[dict[str, Any]]:
-    found = events.list_events(inst, after=after, limit=max(limit, 1), kind=kind, order_id=order_id)
+    """The decision log, oldest first, a page at a time: ask again with ``after`` set to the last ``seq``
+    seen to read on (``fabguard events --follow`` does, every second)."""
+    found = events.list_events(inst, after=after, limit=max(limit, 1), kind=kind, order_id=order_id, since=since)
     return [dict(e) for e in found]
 
 

@@ -1,0 +1,136 @@
+"""The fabguard CLI from a workstation: ``--server URL`` with FABGUARD_TOKEN and ``--ca``, against a real
+``fabguard serve`` process. Each command group makes at least one real round trip; refusals keep their code and
+exit 3, a server that does not answer exits 4, a command that needs the instance directory exits 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from fabguard.cli.main import app
+from tests.service.provisioning.test_quota_concurrency import ServerProcess, fabguard_command, free_port
+
+runner = CliRunner()
+
+
+@dataclass
+class Remote:
+    """A running server and the tokens of the people who work on it from their workstations."""
+
+    home: Path
+    server: ServerProcess
+    tokens: dict[str, str]  # role -> secret
+
+    @property
+    def ca(self) -> Path:
+        return self.home / "ca" / "root.pem"
+
+    def run(self, *args: str, who: str = "engineer", ok: bool = True) -> Result:
+        env = {"FABGUARD_TOKEN": self.tokens[who], "FABGUARD_SERVER": None, "FABGUARD_CA": None}
+        result = runner.invoke(app, ["--server", self.server.url, "--ca", str(self.ca), *args], env=env)
+        if ok:
+            assert result.exit_code == 0, (args, result.output)
+        return result
+
+    def json(self, *args: str, who: str = "engineer") -> Any:
+        return json.loads(self.run(*args, "--json", who=who).stdout)
+
+    def local(self, *args: str) -> str:
+        result = runner.invoke(app, ["--home", str(self.home), *args], env={"FABGUARD_TOKEN": None})
+        assert result.exit_code == 0, (args, result.output)
+        return result.stdout
+
+
+def _secret(output: str) -> str:
+    found = re.search(r"fgt_[A-Za-z0-9_-]+", output)
+    assert found, output
+    return found.group(0)
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
+    home = tmp_path_factory.mktemp("remote") / "home"
+    made = runner.invoke(app, ["--home", str(home), "init", "--org", "Acme Devices"], env={"FABGUARD_TOKEN": None})
+    assert made.exit_code == 0, made.output
+    tokens = {"admin": _secret(made.stdout)}
+    for role, name in (("engineer", "alice"), ("approver", "bob"), ("auditor", "carol")):
+        out = runner.invoke(app, ["--home", str(home), "token", "create", "--role", role, "--name", name])
+        assert out.exit_code == 0, out.output
+        tokens[role] = _secret(out.stdout)
+    server = ServerProcess(home, free_port(), home.parent / "serve.log").start()
+    try:
+        yield Remote(home, server, tokens)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def catalog(remote: Remote) -> Remote:
+    """A product and a site, made through the server by the engineer."""
+    remote.run("product", "add", "sensor-v2", "--name", "Sensor v2")
+    remote.run("site", "add", "cm-shenzhen", "--name", "CM Shenzhen")
+    return remote
+
+
+def test_orders_round_trip_and_the_events_name_the_token_holder(catalog: Remote) -> None:
+    r = catalog
+    r.run("order", "create", "--id", "po-7", "--product", "sensor-v2", "--site", "cm-shenzhen", "--quota", "10")
+    r.run("order", "create", "--id", "po-8", "--product", "sensor-v2", "--site", "cm-shenzhen", "--quota", "1",
+          "--valid-until", "2027-03-31")  # fmt: skip
+    listed = {o["id"]: o for o in r.json("order", "list")}
+    assert listed["po-7"]["quota"] == 10 and listed["po-8"]["valid_until"] == "2027-03-31T00:00:00+00:00"
+    assert "po-7" in r.run("order", "list").stdout
+    assert r.json("order", "show", "po-7") == json.loads(r.local("order", "show", "po-7", "--json"))
+    # A raise waits for a second person; the approver approves it from their own workstation.
+    pending = r.run("order", "quota", "po-7", "20", "--reason", "second batch").stdout
+    change = re.search(r"Quota raise (\d+)", pending)
+    assert change, pending
+    r.run("order", "approve", change.group(1), who="approver")
+    assert r.json("order", "show", "po-7")["quota"] == 20
+    r.run("order", "suspend", "po-8")
+    assert r.json("order", "show", "po-8")["state"] == "suspended"
+    # The ledger names the person behind each token, not the server's local operator.
+    created = [e for e in json.loads(r.local("events", "--kind", "order.created", "--json"))]
+    assert created and all(e["actor"].startswith("alice (") for e in created), created
+    approved = json.loads(r.local("events", "--kind", "order.quota_changed", "--json"))
+    assert approved and approved[-1]["actor"].startswith("bob ("), approved
+
+
+def test_a_refusal_through_the_server_is_one_line_with_its_code_and_exit_3(catalog: Remote) -> None:
+    missing = catalog.run("order", "show", "po-missing", ok=False)
+    assert missing.exit_code == 3 and missing.stderr.strip().endswith("[order_not_found]"), missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    as_json = catalog.run("order", "show", "po-missing", "--json", ok=False)
+    assert json.loads(as_json.stdout)["error"]["code"] == "order_not_found"
+    forbidden = catalog.run("order", "create", "--product", "sensor-v2", "--site", "cm-shenzhen", "--quota", "1",
+                            who="auditor", ok=False)  # fmt: skip
+    assert forbidden.exit_code == 3 and "[forbidden]" in forbidden.stderr, forbidden.stderr
+
+
+def test_a_server_that_does_not_answer_exits_4_and_a_local_only_command_exits_2(remote: Remote) -> None:
+    nowhere = f"https://127.0.0.1:{free_port()}"
+    env = {**os.environ, "FABGUARD_TOKEN": remote.tokens["engineer"], "FABGUARD_SERVER": nowhere}
+    done = subprocess.run([*fabguard_command(), "order", "list"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 4 and "[server_unavailable]" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    for args in (["backup", "--to", "x"], ["db", "check"], ["init", "--org", "x"], ["doctor"]):
+        refused = remote.run(*args, ok=False)
+        assert refused.exit_code == 2 and "[needs_instance]" in refused.stderr, (args, refused.output)
+    no_token = runner.invoke(app, ["--server", remote.server.url, "order", "list"], env={"FABGUARD_TOKEN": None})
+    assert no_token.exit_code == 3 and "[token_required]" in no_token.stderr, no_token.output
+
+
+def test_a_wrong_token_is_refused_by_the_server(remote: Remote) -> None:
+    remote.tokens["nobody"] = "fgt_" + "x" * 43
+    refused = remote.run("order", "list", who="nobody", ok=False)
+    assert refused.exit_code == 3 and "[unauthorized]" in refused.stderr, refused.output
