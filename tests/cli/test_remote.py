@@ -134,3 +134,93 @@ def test_a_wrong_token_is_refused_by_the_server(remote: Remote) -> None:
     remote.tokens["nobody"] = "fgt_" + "x" * 43
     refused = remote.run("order", "list", who="nobody", ok=False)
     assert refused.exit_code == 3 and "[unauthorized]" in refused.stderr, refused.output
+
+
+def test_fixtures_round_trip(catalog: Remote) -> None:
+    added = catalog.run("fixture", "add", "fx-line-1", "--site", "cm-shenzhen", who="admin").stdout
+    assert "fgt_" not in added and re.search(r"enrolment token:\s*\S+", added), added
+    assert f"--server {catalog.server.url}" in added
+    assert [f["id"] for f in catalog.json("fixture", "list")] == ["fx-line-1"]
+    assert catalog.run("fixture", "token", "fx-line-1", who="admin").stdout.strip()
+    catalog.run("fixture", "revoke", "fx-line-1", "--reason", "stolen", who="admin")
+    assert catalog.json("fixture", "list")[0]["state"] == "revoked"
+
+
+def test_resuming_an_order_waits_for_an_approver_on_another_workstation(catalog: Remote) -> None:
+    r = catalog
+    r.run("order", "create", "--id", "po-9", "--product", "sensor-v2", "--site", "cm-shenzhen", "--quota", "3")
+    r.run("order", "suspend", "po-9")
+    asked = r.run("order", "resume", "po-9").stdout
+    found = re.search(r"request (\d+)", asked)
+    assert found, asked
+    request_id = found.group(1)
+    assert request_id in [str(a["id"]) for a in r.json("approval", "list", who="approver")]
+    assert r.json("approval", "show", request_id)["state"] == "pending"
+    own = r.run("approval", "approve", request_id, who="engineer", ok=False)
+    assert own.exit_code == 3 and "[forbidden]" in own.stderr, own.output  # an engineer is no approver
+    r.run("approval", "approve", request_id, who="approver")
+    assert r.json("order", "show", "po-9")["state"] == "active"
+    assert r.json("approval", "show", request_id)["state"] == "approved"
+
+
+def test_people_and_tokens_round_trip_and_a_revoked_token_is_refused(remote: Remote) -> None:
+    r = remote
+    assert "dave" in r.run("person", "add", "dave", "--role", "auditor", who="admin").stdout
+    made = r.run("token", "create", "--person", "dave", "--role", "auditor", "--expires-in", "30d", who="admin")
+    remote.tokens["dave"] = _secret(made.stdout)
+    listed = {t["id"]: t for t in r.json("token", "list", who="admin")}
+    dave = r.json("person", "show", "dave", who="dave")
+    (token_id,) = [t["id"] for t in dave["tokens"]]
+    assert listed[token_id]["role"] == "auditor" and listed[token_id]["revoked_at"] is None
+    assert [p["name"] for p in r.json("person", "list", who="dave")].count("dave") == 1
+    hourly = r.run(
+        "token", "create", "--person", "dave", "--role", "auditor", "--expires-in", "12h", who="admin", ok=False
+    )
+    assert hourly.exit_code == 3 and "[token_expiry_invalid]" in hourly.stderr, hourly.output
+    r.run("token", "revoke", token_id, who="admin")
+    refused = r.run("order", "list", who="dave", ok=False)
+    assert refused.exit_code == 3 and "[unauthorized]" in refused.stderr, refused.output
+    r.run("person", "grant", "dave", "engineer", who="admin")
+    assert "engineer" in r.json("person", "show", "dave")["roles"]
+    r.run("person", "revoke", "dave", "engineer", who="admin")
+    assert "suspended" in r.run("person", "suspend", "dave", "--reason", "left", who="admin").stdout
+    assert r.json("person", "show", "dave")["state"] == "suspended"
+    not_admin = r.run("token", "list", ok=False)
+    assert not_admin.exit_code == 3 and "[forbidden]" in not_admin.stderr
+
+
+def test_stats_through_the_server_are_the_local_figures(catalog: Remote) -> None:
+    r = catalog
+    r.run("order", "create", "--id", "po-stats", "--product", "sensor-v2", "--site", "cm-shenzhen", "--quota", "4")
+    through_server = r.json("stats", "order", "po-stats")
+    assert through_server["burn_down"]["quota"] == 4
+    local = json.loads(r.local("stats", "order", "po-stats", "--json"))
+    assert {**through_server, "as_of": None} == {**local, "as_of": None}
+    production = r.json("stats", "production", "--hours", "2", "--order", "po-stats")
+    assert production["provisioned"] == 0 and production["scope"]["order_id"] == "po-stats"
+    assert r.json("stats", "alerts", "--all", who="auditor") == []
+
+
+def test_events_since_and_follow_through_the_server(catalog: Remote) -> None:
+    r = catalog
+    everything = r.json("events", "--limit", "1000", who="auditor")
+    assert everything == json.loads(r.local("events", "--limit", "1000", "--json"))
+    later = everything[-1]["at"]
+    assert all(e["at"] >= later for e in r.json("events", "--since", later, who="auditor"))
+    assert r.json("events", "--since", "2999-01-01", who="auditor") == []
+    env = {
+        **os.environ,
+        "FABGUARD_TOKEN": r.tokens["auditor"],
+        "FABGUARD_SERVER": r.server.url,
+        "FABGUARD_CA": str(r.ca),
+    }
+    args = ["events", "--follow", "--json", "--after", str(everything[-1]["seq"]), "--follow-for", "20"]
+    follower = subprocess.Popen([*fabguard_command(), *args], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        r.run("site", "add", "cm-followed", "--name", "Followed")
+        assert follower.stdout is not None
+        event = json.loads(follower.stdout.readline())
+        assert event["kind"] == "site.created" and event["actor"].startswith("alice ("), event
+    finally:
+        follower.terminate()
+        follower.wait(timeout=30)
