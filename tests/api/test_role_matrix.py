@@ -56,6 +56,7 @@ PATH_VALUES = {
     "sha256": "none",
     "person_id": "none",
     "ocsp_request": "none",
+    "token_id": "none",
 }
 
 
