@@ -224,3 +224,40 @@ def test_events_since_and_follow_through_the_server(catalog: Remote) -> None:
     finally:
         follower.terminate()
         follower.wait(timeout=30)
+
+
+def test_ledger_checkpoint_proofs_export_and_report_through_the_server_verify_offline(
+    catalog: Remote, tmp_path: Path
+) -> None:
+    r = catalog
+    key = r.run("ledger", "key", who="auditor").stdout.strip()
+    assert key == r.local("ledger", "key").strip()
+    (tmp_path / "ledger.pub").write_text(key + "\n")
+    note = r.run("ledger", "checkpoint").stdout
+    size = int(note.splitlines()[1])
+    assert size == r.json("ledger", "checkpoints", who="auditor")[0]["size"]
+    assert r.json("ledger", "checkpoints", who="auditor") == json.loads(r.local("ledger", "checkpoints", "--json"))
+    proof = json.loads(r.run("ledger", "prove", "--index", "0", "--size", str(size), who="auditor").stdout)
+    assert proof == json.loads(r.local("ledger", "prove", "--index", "0", "--size", str(size)))
+    assert json.loads(r.run("ledger", "consistency", "1", str(size), who="auditor").stdout)["second"] == size
+    refused = r.run("ledger", "checkpoint", who="auditor", ok=False)
+    assert refused.exit_code == 3 and "[forbidden]" in refused.stderr  # an auditor's token signs nothing
+    # The export comes over the wire as one archive and verifies offline against the key the auditor kept.
+    out = tmp_path / "export"
+    assert "entries" in r.run("ledger", "export", str(out)).stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tree_size"] >= size and (out / "entries.jsonl").exists()
+    verified = runner.invoke(app, ["audit", "verify", str(out), "--key", str(tmp_path / "ledger.pub")])
+    assert verified.exit_code == 0, verified.output
+    again = r.run("ledger", "export", str(out), ok=False)
+    assert again.exit_code == 3 and "[export_target_exists]" in again.stderr
+    # The reconciliation report, signed by the ledger key, verifies offline too.
+    report = tmp_path / "report"
+    assert "checkpoint size" in r.run("audit", "report", "--out", str(report), "--order", "po-7", who="auditor").stdout
+    for name in ("report.json", "report.pdf"):
+        checked = runner.invoke(
+            app, ["audit", "verify-report", str(report / name), "--key", str(tmp_path / "ledger.pub")]
+        )
+        assert checked.exit_code == 0, checked.output
+    assert json.loads((report / "report.json").read_text())["report"]["scope"] == {"order_id": "po-7"}
+    assert (report / "report.csv").read_text().startswith("category,serial")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import base64
+import json
+import tarfile
+import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import actor, command, console, fail, opened, parse_time, print_json
+from fabguard.cli.common import Instance, JsonOption, actor, command, console, fail, opened, parse_time, print_json
+from fabguard.cli.remote import Remote, connected, remote, through
+from fabguard.domain.errors import Conflict
 from fabguard.domain.filenames import path_inside
 from fabguard.domain.values import SiteId
 from fabguard.firmware.sbom import validate_sbom
@@ -23,6 +27,7 @@ from fabguard.ledger.cosignature import (
     require_export_cosignatures,
 )
 from fabguard.ledger.pack import is_compliance_pack, verify_pack
+from fabguard.ledger.reconcile import Scope
 from fabguard.ledger.verify import AuditFailure, verify_export, verify_report
 from fabguard.service.ledger import merkle_log, reports, witness
 
@@ -33,28 +38,36 @@ audit_app = typer.Typer(help="Offline verification for auditors (no server, no d
 @command(ledger_app, "checkpoint")
 def checkpoint(out: Annotated[Path | None, typer.Option(help="Also write the signed note here")] = None) -> None:
     """Sign the current tree head now and print the checkpoint (C2SP signed note)."""
-    with opened() as inst:
-        cp = merkle_log.make_checkpoint(inst)
-    console.out(cp.note, end="")
+    note: str = through(
+        lambda inst: merkle_log.make_checkpoint(inst).note,
+        lambda api: api.call("POST", "/api/v1/ledger/checkpoint", params={"format": "note"}).text,
+    )
+    console.out(note, end="")
     if out:
-        out.write_text(cp.note)
+        out.write_text(note)
 
 
 @command(ledger_app, "key")
 def key() -> None:
     """Print the verifier key an auditor keeps (name+id+Ed25519 key)."""
-    with opened() as inst:
-        console.out(merkle_log.public_verifier_key(inst))
+    console.out(through(merkle_log.public_verifier_key, lambda api: str(api.get("/api/v1/ledger/key")["verifier_key"])))
 
 
 @command(ledger_app, "checkpoints")
-def checkpoints(limit: Annotated[int, typer.Option(help="How many, newest first")] = 20) -> None:
+def checkpoints(
+    limit: Annotated[int, typer.Option(help="How many, newest first")] = 20, as_json: JsonOption = False
+) -> None:
     """The checkpoints signed so far, newest first."""
-    with opened() as inst:
-        rows = merkle_log.checkpoints(inst, limit=limit)
+    rows: list[dict[str, Any]] = through(
+        lambda inst: [c.to_dict() for c in merkle_log.checkpoints(inst, limit=limit)],
+        lambda api: api.get("/api/v1/ledger/checkpoints", limit=limit),
+    )
+    if as_json:
+        print_json(rows)
+        return
     table = Table("tree size", "root (base64)")
     for cp in rows:
-        table.add_row(str(cp.size), base64.b64encode(cp.root).decode())
+        table.add_row(str(cp["size"]), str(cp["root"]))
     console.print(table)
 
 
@@ -66,13 +79,15 @@ def prove(
     size: Annotated[int | None, typer.Option(help="Tree size to prove against (default: current)")] = None,
 ) -> None:
     """Inclusion proof of one entry (JSON), by index, unit serial or certificate."""
-    with opened() as inst:
-        if index is None:
-            if serial is None and cert is None:
-                fail("name an entry: --index, --serial or --cert")
-            index = merkle_log.index_of_unit(inst, serial=serial, cert=cert)
-        proof = merkle_log.inclusion(inst, index, size)
-    print_json(proof)
+    if index is None and serial is None and cert is None:
+        fail("name an entry: --index, --serial or --cert")
+
+    def local(inst: Instance) -> dict[str, Any]:
+        at = index if index is not None else merkle_log.index_of_unit(inst, serial=serial, cert=cert)
+        return merkle_log.inclusion(inst, at, size)
+
+    query = {"index": index, "serial": serial, "cert": cert, "size": size}
+    print_json(through(local, lambda api: api.get("/api/v1/ledger/proof/inclusion", **query)))
 
 
 @command(ledger_app, "consistency")
@@ -81,19 +96,41 @@ def consistency(
     second: Annotated[int | None, typer.Argument(help="The newer tree size (default: current)")] = None,
 ) -> None:
     """Consistency proof between two tree sizes (JSON)."""
-    with opened() as inst:
-        print_json(merkle_log.consistency(inst, first, second))
+    print_json(
+        through(
+            lambda inst: merkle_log.consistency(inst, first, second),
+            lambda api: api.get("/api/v1/ledger/proof/consistency", first=first, second=second),
+        )
+    )
 
 
 @command(ledger_app, "export")
 def export(out: Annotated[Path, typer.Argument(help="Directory to write")]) -> None:
     """Write entries, checkpoints, the verifier key and certificates for offline audit."""
-    with opened() as inst:
-        manifest = merkle_log.export(inst, out)
+    if remote():
+        with connected() as api:
+            manifest = _export_from(api, out)
+    else:
+        with opened() as inst:
+            manifest = merkle_log.export(inst, out)
     console.print(
         f"Exported {manifest['entries']} entries, {manifest['checkpoints']} checkpoints and "
         f"{manifest['certificates']} certificates to {out}"
     )
+
+
+def _export_from(api: Remote, out: Path) -> dict[str, Any]:
+    """The server's export (``POST /api/v1/ledger/export``, a .tar.gz) unpacked into ``out``, new or empty."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise Conflict(f"{out} exists and is not an empty directory", code="export_target_exists")
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile() as archive:
+        api.download("POST", "/api/v1/ledger/export", archive)
+        archive.seek(0)
+        with tarfile.open(fileobj=archive, mode="r:gz") as tar:
+            tar.extractall(out, filter="data")  # no member lands outside ``out``, none is a device or a link out
+    manifest: dict[str, Any] = json.loads(path_inside(out, "manifest.json").read_text())
+    return manifest
 
 
 @command(ledger_app, "witness-add")
@@ -287,26 +324,39 @@ def report(
     ] = None,
 ) -> None:
     """Reconcile ordered vs tested vs provisioned vs refused vs revoked, at a checkpoint of the whole ledger
-    signed first (run locally, taking it is the operator's act; the API's GET signs none)."""
-    with opened() as inst:
+    signed first (run locally, taking it is the operator's act; through --server, the API's GET signs none:
+    the report stands at the newest stored checkpoint, 'fabguard ledger checkpoint' takes one)."""
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+
+    def local(inst: Instance) -> tuple[dict[str, Any], str, bytes, str]:
         rep = reports.reconciliation_report(
-            inst,
-            order_id=order,
-            site_id=site,
-            since=parse_time(since, "--since"),
-            until=parse_time(until, "--until"),
-            sign_checkpoint=True,
+            inst, order_id=order, site_id=site, since=start, until=end, sign_checkpoint=True
         )
         pdf = reports.to_pdf(rep)
-        sig = reports.sign_bytes(inst, pdf)
+        return rep.to_dict(), reports.to_csv(rep), pdf, reports.sign_bytes(inst, pdf)
+
+    def on_server(api: Remote) -> tuple[dict[str, Any], str, bytes, str]:
+        query = {
+            "order_id": order,
+            "site_id": site,
+            "since": start and start.isoformat(),
+            "until": end and end.isoformat(),
+        }
+        path = "/api/v1/reports/reconciliation"
+        pdf = api.call("GET", path, params={**query, "format": "pdf"})
+        csv = api.call("GET", path, params={**query, "format": "csv"}).text
+        return api.get(path, **query), csv, pdf.content, pdf.headers["X-FabGuard-Signature"]
+
+    signed, csv, pdf, sig = through(local, on_server)
     out.mkdir(parents=True, exist_ok=True)
-    path_inside(out, "report.json").write_text(reports.report_json(rep))
-    path_inside(out, "report.csv").write_text(reports.to_csv(rep))
+    path_inside(out, "report.json").write_text(json.dumps(signed, indent=2, sort_keys=True) + "\n")
+    path_inside(out, "report.csv").write_text(csv)
     path_inside(out, "report.pdf").write_bytes(pdf)
     path_inside(out, "report.pdf.sig").write_text(sig + "\n")
-    f = rep.body["figures"]
+    body = signed["report"]
+    f = body["figures"]
     table = Table(
-        "ordered", "tested", "provisioned", "refused", "revoked", "remaining", title=rep.reconciliation.scope.describe()
+        "ordered", "tested", "provisioned", "refused", "revoked", "remaining", title=Scope(**body["scope"]).describe()
     )
     table.add_row(
         str(f["ordered"]),
@@ -317,7 +367,7 @@ def report(
         str(f["remaining"]),
     )
     console.print(table)
-    console.print(f"Computed at checkpoint size {rep.body['checkpoint']['size']}; written to {out}")
+    console.print(f"Computed at checkpoint size {body['checkpoint']['size']}; written to {out}")
 
 
 @command(audit_app, "verify-report")

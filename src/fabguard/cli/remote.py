@@ -14,7 +14,7 @@ import os
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import httpx
 
@@ -70,6 +70,18 @@ class Remote:
 
     def delete(self, path: str) -> None:
         self.call("DELETE", path)
+
+    def download(self, method: str, path: str, into: BinaryIO) -> None:
+        """Stream an answer that may be large (a ledger export) into ``into``, a chunk at a time."""
+        try:
+            with self.http.stream(method, path) as answer:
+                if answer.status_code >= 400:
+                    answer.read()
+                    raise _error(self.url, answer)
+                for chunk in answer.iter_bytes():
+                    into.write(chunk)
+        except httpx.TransportError as exc:
+            raise _unavailable(self.url, exc) from None
 
 
 def _error(url: str, answer: httpx.Response) -> FabGuardError:
