@@ -261,3 +261,51 @@ def test_ledger_checkpoint_proofs_export_and_report_through_the_server_verify_of
         assert checked.exit_code == 0, checked.output
     assert json.loads((report / "report.json").read_text())["report"]["scope"] == {"order_id": "po-7"}
     assert (report / "report.csv").read_text().startswith("category,serial")
+
+
+def test_royalties_rates_and_the_signed_statement_through_the_server(catalog: Remote, tmp_path: Path) -> None:
+    r = catalog
+    r.run("royalty", "rate", "set", "--amount", "0.42", "--currency", "EUR", "--product", "sensor-v2")
+    rates = r.json("royalty", "rate", "list", who="auditor")
+    assert [(x["product_id"], x["amount"], x["set_by"][:7]) for x in rates] == [("sensor-v2", "0.42", "alice (")]
+    assert rates == json.loads(r.local("royalty", "rate", "list", "--json"))
+    r.run("ledger", "checkpoint")
+    (tmp_path / "ledger.pub").write_text(r.local("ledger", "key"))
+    out = tmp_path / "statement"
+    assert "Due:" in r.run("royalty", "statement", "--out", str(out), who="auditor").stdout
+    for name in ("statement.json", "statement.csv", "statement.pdf"):
+        checked = runner.invoke(app, ["audit", "verify-report", str(out / name), "--key", str(tmp_path / "ledger.pub")])
+        assert checked.exit_code == 0, (name, checked.output)
+
+
+def test_compliance_pack_and_handoff_through_the_server(catalog: Remote, tmp_path: Path) -> None:
+    r = catalog
+    (tmp_path / "ledger.pub").write_text(r.local("ledger", "key"))
+    refused = r.run("compliance", "export", str(tmp_path / "no"), ok=False)
+    assert refused.exit_code == 3 and "[product_compliance_incomplete]" in refused.stderr, refused.output
+    r.run("product", "compliance", "sensor-v2", "--support-until", "2031-12-31", "--contact", "psirt@acme.example")
+    pack = tmp_path / "pack"
+    assert "Compliance pack written" in r.run("compliance", "export", str(pack)).stdout
+    verified = runner.invoke(app, ["audit", "verify", str(pack), "--key", str(tmp_path / "ledger.pub")])
+    assert verified.exit_code == 0, verified.output
+    issuing = [c["name"] for c in json.loads(r.local("ca", "list", "--json")) if c["role"] == "issuing"][0]
+    aws = tmp_path / "aws"
+    r.run("handoff", "aws", "--ca", issuing, "--registration-code", "ab" * 32, "--out", str(aws))
+    assert (aws / "README.txt").exists()
+    manifest = tmp_path / "manifest"
+    assert "0 devices of po-7" in r.run("handoff", "manifest", "--order", "po-7", "--out", str(manifest)).stdout
+    checked = runner.invoke(
+        app, ["audit", "verify-report", str(manifest / "manifest.json"), "--key", str(tmp_path / "ledger.pub")]
+    )
+    assert checked.exit_code == 0, checked.output
+    kinds = {e["kind"]: e["actor"] for e in r.json("events", "--limit", "1000", who="auditor")}
+    assert kinds["handoff.aws"].startswith("alice (") and kinds["handoff.manifest"].startswith("alice (")
+
+
+def test_licences_through_the_server_refuse_an_unknown_unit_with_its_code(catalog: Remote, tmp_path: Path) -> None:
+    assert catalog.json("licence", "list", "--serial", "SN-NONE", who="auditor") == []
+    refused = catalog.run(
+        "licence", "issue", "--serial", "SN-NONE", "--feature", "analytics", "--out", str(tmp_path / "l.json"), ok=False
+    )
+    assert refused.exit_code == 3 and "[unit_not_found]" in refused.stderr, refused.output
+    assert not (tmp_path / "l.json").exists()

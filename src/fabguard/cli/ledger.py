@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -123,12 +121,7 @@ def _export_from(api: Remote, out: Path) -> dict[str, Any]:
     """The server's export (``POST /api/v1/ledger/export``, a .tar.gz) unpacked into ``out``, new or empty."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise Conflict(f"{out} exists and is not an empty directory", code="export_target_exists")
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile() as archive:
-        api.download("POST", "/api/v1/ledger/export", archive)
-        archive.seek(0)
-        with tarfile.open(fileobj=archive, mode="r:gz") as tar:
-            tar.extractall(out, filter="data")  # no member lands outside ``out``, none is a device or a link out
+    api.unpack("/api/v1/ledger/export", out)
     manifest: dict[str, Any] = json.loads(path_inside(out, "manifest.json").read_text())
     return manifest
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from cryptography import x509
 
-from fabguard.cli.common import actor, command, console, fail, opened, parse_time
+from fabguard.cli.common import JsonOption, actor, command, console, fail, parse_time, print_json
+from fabguard.cli.remote import through
 from fabguard.domain.values import ProductId, Serial
 from fabguard.fixture.licence import LicenceInvalid, verify_licence
 from fabguard.service.royalties import licences
@@ -28,21 +29,40 @@ def issue(
     product: Annotated[str | None, typer.Option(help="The product, if the serial is in several")] = None,
 ) -> None:
     """Issue a licence (a ledger event) bound to the unit's current device certificate."""
-    with opened() as inst:
-        issued = licences.issue_licence(
+    until = parse_time(not_after, "--not-after")
+    wanted = {"features": feature, "not_after": until.isoformat() if until else None, "product_id": product}
+    issued: dict[str, Any] = through(
+        lambda inst: licences.issue_licence(
             inst,
             Serial.parse(serial),
             features=feature,
             actor=actor(inst),
-            not_after=parse_time(not_after, "--not-after"),
+            not_after=until,
             product_id=ProductId.named(product) if product else None,
-        )
-    out.write_text(json.dumps(issued.document, indent=2, sort_keys=True) + "\n")
-    body = issued.document["licence"]
-    console.print(
-        f"Licence {issued.licence_id} for {issued.serial} ({', '.join(body['features'])}), "
-        f"expires {body['not_after'] or 'never'}; ledger entry {issued.ledger_entry}; written to {out}"
+        ).to_dict(),
+        lambda api: api.post(f"/api/v1/units/{serial}/licences", wanted),
     )
+    document = {k: v for k, v in issued.items() if k not in ("id", "ledger_entry")}
+    out.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    body = document["licence"]
+    console.print(
+        f"Licence {issued['id']} for {body['device']['serial']} ({', '.join(body['features'])}), "
+        f"expires {body['not_after'] or 'never'}; ledger entry {issued['ledger_entry']}; written to {out}"
+    )
+
+
+@command(licence_app, "list")
+def licence_list(serial: Annotated[str, typer.Option(help="The unit's serial")], as_json: JsonOption = False) -> None:
+    """The licences issued to a unit, oldest first (their signed documents with --json)."""
+    found: list[dict[str, Any]] = through(
+        lambda inst: licences.licences_of(inst, serial), lambda api: api.get(f"/api/v1/units/{serial}/licences")
+    )
+    if as_json:
+        print_json(found)
+        return
+    for doc in found:
+        body = doc["licence"]
+        console.print(f"{doc['id']}: {', '.join(body['features'])}, expires {body['not_after'] or 'never'}")
 
 
 @command(licence_app, "verify")

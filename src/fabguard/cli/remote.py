@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import os
 import ssl
+import tarfile
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import httpx
@@ -71,17 +74,30 @@ class Remote:
     def delete(self, path: str) -> None:
         self.call("DELETE", path)
 
-    def download(self, method: str, path: str, into: BinaryIO) -> None:
-        """Stream an answer that may be large (a ledger export) into ``into``, a chunk at a time."""
+    def download(self, method: str, path: str, into: BinaryIO, **params: Any) -> httpx.Headers:
+        """Stream an answer that may be large (a ledger export) into ``into``, a chunk at a time; its headers."""
+        query = {k: v for k, v in params.items() if v is not None}
         try:
-            with self.http.stream(method, path) as answer:
+            with self.http.stream(method, path, params=query) as answer:
                 if answer.status_code >= 400:
                     answer.read()
                     raise _error(self.url, answer)
                 for chunk in answer.iter_bytes():
                     into.write(chunk)
+                return answer.headers
         except httpx.TransportError as exc:
             raise _unavailable(self.url, exc) from None
+
+    def unpack(self, path: str, out: Path, **params: Any) -> httpx.Headers:
+        """POST ``path``, whose answer is a directory as a .tar.gz (``api/archives.py``), and unpack it into
+        ``out`` (made if need be): no member may land outside ``out``, be a device or link out of it."""
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile() as archive:
+            headers = self.download("POST", path, archive, **params)
+            archive.seek(0)
+            with tarfile.open(fileobj=archive, mode="r:gz") as tar:
+                tar.extractall(out, filter="data")
+        return headers
 
 
 def _error(url: str, answer: httpx.Response) -> FabGuardError:

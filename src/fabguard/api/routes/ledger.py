@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import tarfile
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, PlainTextResponse
-from starlette.background import BackgroundTask
 
+from fabguard.api.archives import ARCHIVE_MEDIA, directory_archive
 from fabguard.api.deps import Count, Engineer, Inst, Reader
 from fabguard.api.media import JSON, answers
 from fabguard.service.ledger import merkle_log
@@ -71,22 +68,14 @@ def ledger_consistency(inst: Inst, _: Reader, first: Count, second: Count | None
     return merkle_log.consistency(inst, first, second)
 
 
-EXPORT_MEDIA = "application/gzip"
-
-
-@router.post("/api/v1/ledger/export", **answers("The export directory as a gzip-compressed tar archive", EXPORT_MEDIA))
+@router.post("/api/v1/ledger/export", **answers("The export directory as a gzip-compressed tar archive", ARCHIVE_MEDIA))
 def ledger_export(inst: Inst, _: Engineer) -> FileResponse:
     """Sign a checkpoint of the whole ledger, then answer what ``fabguard ledger export DIR`` writes (entries,
     checkpoints, the verifier key, the CA and unit certificates) as one ``.tar.gz``; ``fabguard --server URL
     ledger export DIR`` unpacks it. Verify it offline with the verifier key you kept, never with its own."""
-    folder = Path(tempfile.mkdtemp(prefix="fabguard-export-"))
-    try:
-        merkle_log.export(inst, folder / "export")
-        archive = folder / "export.tar.gz"
-        with tarfile.open(archive, "w:gz") as tar:
-            tar.add(folder / "export", arcname=".")
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    cleanup = BackgroundTask(shutil.rmtree, folder, ignore_errors=True)
-    return FileResponse(archive, media_type=EXPORT_MEDIA, filename="ledger-export.tar.gz", background=cleanup)
+
+    def fill(out: Path) -> dict[str, str]:
+        merkle_log.export(inst, out)
+        return {}
+
+    return directory_archive(fill, "ledger-export.tar.gz")
