@@ -309,3 +309,11 @@ def test_licences_through_the_server_refuse_an_unknown_unit_with_its_code(catalo
     )
     assert refused.exit_code == 3 and "[unit_not_found]" in refused.stderr, refused.output
     assert not (tmp_path / "l.json").exists()
+
+
+def test_units_and_witnesses_through_the_server(catalog: Remote) -> None:
+    assert catalog.json("unit", "list", "--order", "po-7", who="auditor") == []
+    assert catalog.json("unit", "list", who="auditor") == json.loads(catalog.local("unit", "list", "--json"))
+    missing = catalog.run("unit", "revoke", "SN-NONE", "--note", "lost", who="admin", ok=False)
+    assert missing.exit_code == 3 and "[unit_not_found]" in missing.stderr, missing.output
+    assert catalog.json("ledger", "witnesses", who="auditor") == []

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from fabguard.cli.common import command, console, print_json, state
+from fabguard.cli.common import JsonOption, command, console, print_json, state
 from fabguard.service.core.config import InstanceConfig, load_config, set_published_urls
 
 config_app = typer.Typer(
@@ -33,8 +33,8 @@ def _urls(config: InstanceConfig) -> dict[str, str]:
 
 
 @command(config_app, "show")
-def config_show() -> None:
-    """The published URLs, as instance.json holds them."""
+def config_show(as_json: JsonOption = False) -> None:  # JSON either way
+    """The published URLs, as instance.json holds them, as JSON (``--json`` is accepted, like every show)."""
     print_json(_urls(load_config(state.home)))
 
 

@@ -133,19 +133,28 @@ def witness_add(
 ) -> None:
     """Register a site's witness key (a ledger event): its cosignatures are accepted from then on."""
     text = Path(key).read_text(encoding="utf-8").strip() if "+" not in key else key
-    with opened() as inst:
-        w = witness.register_witness(inst, site_id=SiteId(site), verifier_key=text, actor=actor(inst))
-    console.print(f"registered witness {w.name} (key id {w.key_id}) for site {w.site_id}")
+    w = through(
+        lambda inst: dict(
+            witness.register_witness(inst, site_id=SiteId(site), verifier_key=text, actor=actor(inst)).__dict__
+        ),
+        lambda api: api.post("/api/v1/ledger/witnesses", {"site_id": site, "verifier_key": text}),
+    )
+    console.print(f"registered witness {w['name']} (key id {w['key_id']}) for site {w['site_id']}")
 
 
 @command(ledger_app, "witnesses")
-def witnesses() -> None:
+def witnesses(as_json: JsonOption = False) -> None:
     """The registered witnesses."""
-    with opened() as inst:
-        rows = witness.list_witnesses(inst)
+    rows: list[dict[str, Any]] = through(
+        lambda inst: [dict(w.__dict__) for w in witness.list_witnesses(inst)],
+        lambda api: api.get("/api/v1/ledger/witnesses"),
+    )
+    if as_json:
+        print_json(rows)
+        return
     table = Table("name", "key id", "site", "registered")
     for w in rows:
-        table.add_row(w.name, w.key_id, w.site_id, w.registered_at)
+        table.add_row(w["name"], w["key_id"], w["site_id"], str(w["registered_at"]))
     console.print(table)
 
 

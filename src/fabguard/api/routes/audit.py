@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fabguard.api.deps import Count, Inst, Reader
 from fabguard.api.parsing import Timestamp
 from fabguard.service.core import events
-from fabguard.service.provisioning import testrecords
+from fabguard.service.provisioning import testrecords, units
 
 router = APIRouter(tags=["audit"])
 
@@ -28,6 +28,18 @@ def list_events(
     seen to read on (``fabguard events --follow`` does, every second)."""
     found = events.list_events(inst, after=after, limit=max(limit, 1), kind=kind, order_id=order_id, since=since)
     return [dict(e) for e in found]
+
+
+@router.get("/api/v1/units")
+def list_units(
+    inst: Inst,
+    _: Reader,
+    order_id: Annotated[str | None, Query(max_length=63)] = None,
+    product_id: Annotated[str | None, Query(max_length=63)] = None,
+    limit: Annotated[int, Query(ge=1, le=units.MAX_LIST)] = 100,
+) -> list[dict[str, object]]:
+    """Provisioned units (of one order or product), newest first: serial, issuing CA, certificate, state."""
+    return [u.to_dict() for u in units.list_units(inst, order_id=order_id, product_id=product_id, limit=limit)]
 
 
 @router.get("/api/v1/units/{serial}/test-records")
