@@ -317,3 +317,9 @@ def test_units_and_witnesses_through_the_server(catalog: Remote) -> None:
     missing = catalog.run("unit", "revoke", "SN-NONE", "--note", "lost", who="admin", ok=False)
     assert missing.exit_code == 3 and "[unit_not_found]" in missing.stderr, missing.output
     assert catalog.json("ledger", "witnesses", who="auditor") == []
+    assert catalog.json("ca", "list", who="auditor") == json.loads(catalog.local("ca", "list", "--json"))
+    assert "issuing" in catalog.run("ca", "list", who="auditor").stdout
+    assert catalog.json("firmware", "list", who="auditor") == [] and catalog.json("lease", "list", who="auditor") == []
+    # What has no way through the API yet says so, in one line, instead of opening a local directory.
+    refused = catalog.run("ca", "crl", "issuing", who="admin", ok=False)
+    assert refused.exit_code == 2 and "[needs_instance]" in refused.stderr and "fabguard ca crl" in refused.stderr

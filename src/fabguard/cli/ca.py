@@ -10,6 +10,7 @@ from cryptography import x509
 from rich.table import Table
 
 from fabguard.cli.common import REASON_HELP, JsonOption, actor, command, console, opened, print_json, requester
+from fabguard.cli.remote import through
 from fabguard.domain import values
 from fabguard.domain.errors import InvalidRequest
 from fabguard.service.approvals import requests
@@ -37,23 +38,28 @@ CaName = Annotated[str, typer.Argument(help="The CA's name (see 'fabguard ca lis
 @command(ca_app, "list")
 def ca_list(as_json: JsonOption = False) -> None:
     """The CA hierarchy: role, state, scope, key location, validity."""
-    with opened() as inst:
-        cas = authorities.list_cas(inst)
-        if as_json:
-            print_json([c.to_dict() for c in cas])
-            return
-        table = Table("name", "role", "state", "site", "product", "key", "not after", "CRL")
-        for c in cas:
-            table.add_row(
-                c.name,
-                c.role,
-                c.state,
-                c.site_id or "*",
-                c.product_id or "*",
-                c.key_ref.split(":")[0],
-                c.not_after.date().isoformat() if c.not_after else "-",
-                inst.cas.crl_url(c.name),
-            )
+    cas, crls = through(
+        lambda inst: (
+            [c.to_dict() for c in authorities.list_cas(inst)],
+            {c.name: inst.cas.crl_url(c.name) for c in authorities.list_cas(inst)},
+        ),
+        lambda api: (api.get("/api/v1/cas"), {}),
+    )
+    if as_json:
+        print_json(cas)
+        return
+    table = Table("name", "role", "state", "site", "product", "key", "not after", "CRL")
+    for c in cas:
+        table.add_row(
+            str(c["name"]),
+            str(c["role"]),
+            str(c["state"]),
+            str(c["site_id"] or "*"),
+            str(c["product_id"] or "*"),
+            str(c["key"]),
+            str(c["not_after"])[:10] if c["not_after"] else "-",
+            crls.get(str(c["name"]), "-"),
+        )
     console.print(table)
 
 

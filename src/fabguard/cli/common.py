@@ -25,7 +25,6 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
-import click
 import httpx
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -120,6 +119,8 @@ class State:
     home: Path = default_home()
     server: str | None = None  # --server / FABGUARD_SERVER: work through this server's API (cli.remote)
     ca: Path | None = None  # --ca / FABGUARD_CA: the CA certificate the server's TLS certificate chains to
+    group: str | None = None  # the command group this run invoked (``ca``), set by the root callback
+    command: str | None = None  # the command this run invoked (``crl``), set as it starts: for messages
 
 
 state = State()
@@ -200,8 +201,9 @@ USAGE_CODES = frozenset({"needs_instance"})
 def needs_instance(name: str | None = None) -> InvalidRequest:
     """The error of a command (``name``, else the one running) that works on the instance directory itself,
     run with ``--server``."""
-    ctx = click.get_current_context(silent=True)
-    name = name or (f"'{ctx.command_path}'" if ctx is not None else "this command")
+    if name is None:
+        words = ["fabguard", state.group, state.command if state.command != state.group else None]
+        name = f"'{' '.join(w for w in words if w)}'" if state.command else "this command"
     return InvalidRequest(
         f"{name} works on the instance directory itself: run it on the server's machine (--home), not through --server",
         code="needs_instance",
@@ -263,7 +265,13 @@ def command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
 
     def register(fn: F) -> F:
         explaining = friendly(fn)
-        group.command(name)(explaining)
+
+        @wraps(explaining)
+        def named(*args: Any, **kwargs: Any) -> Any:
+            state.command = name or fn.__name__
+            return explaining(*args, **kwargs)
+
+        group.command(name)(named)
         return explaining
 
     return register

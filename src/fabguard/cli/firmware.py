@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from cryptography.hazmat.primitives import serialization
@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from rich.table import Table
 
 from fabguard.cli.common import actor, approver, command, console, fail, opened, print_json
+from fabguard.cli.remote import through
 from fabguard.firmware import mcuboot
 from fabguard.fixture.client import Credentials, FixtureClient
 from fabguard.fixture.firmware import FirmwarePackageError, fetch_package, load_firmware_public_key, open_package
@@ -69,23 +70,25 @@ def list_releases(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """The releases, oldest first, with their state and the orders they are attached to."""
-    with opened() as inst:
-        releases = release_lifecycle.list_releases(inst, product_id=product)
+    releases: list[dict[str, Any]] = through(
+        lambda inst: [r.to_dict() for r in release_lifecycle.list_releases(inst, product_id=product)],
+        lambda api: api.get("/api/v1/firmware/releases", product_id=product),
+    )
     if as_json:
-        print_json([r.to_dict() for r in releases])
+        print_json(releases)
         return
     table = Table("id", "product", "version", "state", "size", "dual control", "uploaded by", "approved by", "orders")
     for r in releases:
         table.add_row(
-            r.id,
-            r.product_id,
-            r.version,
-            r.state,
-            str(r.size),
-            "yes" if r.dual_control else "no",
-            r.uploaded_by,
-            r.approved_by or "",
-            ", ".join(r.orders),
+            r["id"],
+            r["product_id"],
+            r["version"],
+            r["state"],
+            str(r["size"]),
+            "yes" if r["dual_control"] else "no",
+            r["uploaded_by"],
+            r["approved_by"] or "",
+            ", ".join(r["orders"]),
         )
     console.print(table)
 

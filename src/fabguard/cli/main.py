@@ -131,6 +131,7 @@ def main_options(
         state.home = home.expanduser()
     state.server = server.rstrip("/") if server else None
     state.ca = ca.expanduser() if ca else None
+    state.group = ctx.invoked_subcommand
     if state.server is not None and ctx.invoked_subcommand in LOCAL_ONLY:
         error = needs_instance(f"'fabguard {ctx.invoked_subcommand}'")
         fail(f"{error.message} [{error.code}]", error=error.code)
