@@ -288,7 +288,7 @@ def test_compliance_pack_and_handoff_through_the_server(catalog: Remote, tmp_pat
     assert "Compliance pack written" in r.run("compliance", "export", str(pack)).stdout
     verified = runner.invoke(app, ["audit", "verify", str(pack), "--key", str(tmp_path / "ledger.pub")])
     assert verified.exit_code == 0, verified.output
-    issuing = [c["name"] for c in json.loads(r.local("ca", "list", "--json")) if c["role"] == "issuing"][0]
+    issuing = next(c["name"] for c in json.loads(r.local("ca", "list", "--json")) if c["role"] == "issuing")
     aws = tmp_path / "aws"
     r.run("handoff", "aws", "--ca", issuing, "--registration-code", "ab" * 32, "--out", str(aws))
     assert (aws / "README.txt").exists()
