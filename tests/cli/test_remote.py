@@ -323,3 +323,19 @@ def test_units_and_witnesses_through_the_server(catalog: Remote) -> None:
     # What has no way through the API yet says so, in one line, instead of opening a local directory.
     refused = catalog.run("ca", "crl", "issuing", who="admin", ok=False)
     assert refused.exit_code == 2 and "[needs_instance]" in refused.stderr and "fabguard ca crl" in refused.stderr
+
+
+def test_events_follow_on_the_instance_directory_polls_the_database(catalog: Remote) -> None:
+    last = json.loads(catalog.local("events", "--limit", "1000", "--json"))[-1]["seq"]
+    env = {**os.environ, "FABGUARD_TOKEN": "", "FABGUARD_SERVER": ""}
+    env = {k: v for k, v in env.items() if v}
+    args = ["--home", str(catalog.home), "events", "--follow", "--json", "--after", str(last), "--follow-for", "20"]
+    follower = subprocess.Popen([*fabguard_command(), *args], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        catalog.local("site", "add", "cm-local-follow", "--name", "Local")
+        assert follower.stdout is not None
+        event = json.loads(follower.stdout.readline())
+        assert event["kind"] == "site.created" and event["actor"].startswith("local:"), event
+    finally:
+        follower.terminate()
+        follower.wait(timeout=30)
