@@ -130,6 +130,13 @@ def test_a_server_that_does_not_answer_exits_4_and_a_local_only_command_exits_2(
     assert no_token.exit_code == 3 and "[token_required]" in no_token.stderr, no_token.output
 
 
+def test_a_server_whose_certificate_the_ca_does_not_vouch_for_is_refused_not_unavailable(remote: Remote) -> None:
+    env = {"FABGUARD_TOKEN": remote.tokens["engineer"], "FABGUARD_CA": None, "SSL_CERT_FILE": None}
+    untrusted = runner.invoke(app, ["--server", remote.server.url, "order", "list"], env=env)
+    assert untrusted.exit_code == 3 and "[certificate_untrusted]" in untrusted.stderr, untrusted.output
+    assert "--ca" in untrusted.stderr and len(untrusted.stderr.strip().splitlines()) == 1
+
+
 def test_a_wrong_token_is_refused_by_the_server(remote: Remote) -> None:
     remote.tokens["nobody"] = "fgt_" + "x" * 43
     refused = remote.run("order", "list", who="nobody", ok=False)

@@ -33,7 +33,14 @@ TIMEOUT_SECONDS = 60.0
 T = TypeVar("T")
 
 
-def _unavailable(url: str, why: object) -> FabGuardError:
+def _unavailable(url: str, why: httpx.TransportError) -> FabGuardError:
+    """A transport failure: a server that does not answer (exit 4), or one whose certificate ``--ca`` does not
+    vouch for (no retry helps that: refused, ``certificate_untrusted``)."""
+    if "CERTIFICATE_VERIFY_FAILED" in str(why):
+        return InvalidRequest(
+            f"the TLS certificate of {url} is not trusted ({why}): give the CA it chains to with --ca",
+            code="certificate_untrusted",
+        )
     return FabGuardError(f"server unavailable: {url} does not answer ({why})", code="server_unavailable", status=503)
 
 
@@ -106,7 +113,9 @@ def _error(url: str, answer: httpx.Response) -> FabGuardError:
         code, message = str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         if answer.status_code in (502, 503, 504):  # a proxy in front of a server that is down
-            return _unavailable(url, f"HTTP {answer.status_code}")
+            return FabGuardError(
+                f"server unavailable: {url} answered HTTP {answer.status_code}", code="server_unavailable", status=503
+            )
         status = answer.status_code
         return FabGuardError(f"{url} answered HTTP {status}, not FabGuard's API", code="http_error", status=status)
     return FabGuardError(message, code=code, status=answer.status_code)
