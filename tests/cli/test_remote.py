@@ -346,3 +346,13 @@ def test_events_follow_on_the_instance_directory_polls_the_database(catalog: Rem
     finally:
         follower.terminate()
         follower.wait(timeout=30)
+
+
+def test_a_new_issuing_ca_asked_and_approved_from_two_workstations(catalog: Remote) -> None:
+    asked = catalog.run("ca", "create-issuing", "issuing-remote", "--site", "cm-shenzhen", who="admin").stdout
+    found = re.search(r"Request (\d+)", asked)
+    assert found and "waits for a second person" in asked, asked
+    assert "issuing-remote" not in [c["name"] for c in catalog.json("ca", "list")]
+    catalog.run("approval", "approve", found.group(1), who="approver")
+    made = {c["name"]: c for c in catalog.json("ca", "list")}
+    assert made["issuing-remote"]["site_id"] == "cm-shenzhen" and made["issuing-remote"]["state"] == "active"
