@@ -17,6 +17,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
+from fabguard.cli.common import state
 from fabguard.cli.main import app
 from tests.service.provisioning.test_quota_concurrency import ServerProcess, fabguard_command, free_port
 
@@ -49,6 +50,14 @@ class Remote:
         result = runner.invoke(app, ["--home", str(self.home), *args], env={"FABGUARD_TOKEN": None})
         assert result.exit_code == 0, (args, result.output)
         return result.stdout
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_server() -> Iterator[None]:
+    """The CLI's run state lives in one object for the process: a test that invokes a command group directly
+    (not the root command, whose options reset it) must not inherit this module's --server."""
+    yield
+    state.server = state.ca = state.group = state.command = None
 
 
 def _secret(output: str) -> str:
@@ -356,3 +365,17 @@ def test_a_new_issuing_ca_asked_and_approved_from_two_workstations(catalog: Remo
     catalog.run("approval", "approve", found.group(1), who="approver")
     made = {c["name"]: c for c in catalog.json("ca", "list")}
     assert made["issuing-remote"]["site_id"] == "cm-shenzhen" and made["issuing-remote"]["state"] == "active"
+
+
+def test_a_firmware_release_approved_attached_and_withdrawn_through_the_server(catalog: Remote, tmp_path: Path) -> None:
+    image = tmp_path / "app.bin"
+    image.write_bytes(bytes(range(256)) * 64)
+    uploaded = catalog.local("firmware", "upload", str(image), "--product", "sensor-v2", "--version", "1.0.0")
+    release = uploaded.split("Release ")[1].split(":")[0].strip()
+    engineer = catalog.run("firmware", "approve", release, ok=False)
+    assert engineer.exit_code == 3 and "[forbidden]" in engineer.stderr, engineer.output
+    assert "approved by bob (" in catalog.run("firmware", "approve", release, who="approver").stdout
+    catalog.run("firmware", "attach", release, "--order", "po-7")
+    catalog.run("firmware", "withdraw", release, "--reason", "bad build")
+    (listed,) = [r for r in catalog.json("firmware", "list", who="auditor") if r["id"] == release]
+    assert listed["state"] == "withdrawn" and listed["orders"] == ["po-7"], listed

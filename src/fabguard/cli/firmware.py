@@ -96,9 +96,13 @@ def list_releases(
 @command(firmware_app, "approve")
 def approve(release_id: ReleaseId) -> None:
     """Approve a release (an approver's token in FABGUARD_TOKEN; under dual control, not the uploader's)."""
-    with opened() as inst:
-        release = release_lifecycle.approve_release(inst, release_id, actor=approver(inst).actor)
-    console.print(f"Release {release.id} ({release.product_id} {release.version}) approved by {release.approved_by}")
+    release = through(
+        lambda inst: release_lifecycle.approve_release(inst, release_id, actor=approver(inst).actor).to_dict(),
+        lambda api: api.post(f"/api/v1/firmware/releases/{release_id}/approve"),
+    )
+    console.print(
+        f"Release {release['id']} ({release['product_id']} {release['version']}) approved by {release['approved_by']}"
+    )
 
 
 @command(firmware_app, "attach")
@@ -106,16 +110,20 @@ def attach(
     release_id: ReleaseId, order: Annotated[str, typer.Option(help="The order whose units may receive it")]
 ) -> None:
     """Offer a release to the units of an order."""
-    with opened() as inst:
-        release = release_lifecycle.attach_release(inst, release_id, order, actor=actor(inst))
-    console.print(f"Release {release.id} attached to order {order}")
+    release = through(
+        lambda inst: release_lifecycle.attach_release(inst, release_id, order, actor=actor(inst)).to_dict(),
+        lambda api: api.post(f"/api/v1/firmware/releases/{release_id}/attach", {"order_id": order}),
+    )
+    console.print(f"Release {release['id']} attached to order {order}")
 
 
 @command(firmware_app, "withdraw")
 def withdraw(release_id: ReleaseId, reason: Annotated[str, typer.Option(help="Why (kept in the ledger)")]) -> None:
     """Stop releasing a version to any unit, for good."""
-    with opened() as inst:
-        release_lifecycle.withdraw_release(inst, release_id, reason=reason, actor=actor(inst))
+    through(
+        lambda inst: release_lifecycle.withdraw_release(inst, release_id, reason=reason, actor=actor(inst)).to_dict(),
+        lambda api: api.post(f"/api/v1/firmware/releases/{release_id}/withdraw", {"reason": reason}),
+    )
     console.print(f"Release {release_id} withdrawn")
 
 
