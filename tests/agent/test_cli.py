@@ -59,7 +59,7 @@ def test_an_agent_is_made_run_and_synced_from_the_command_line(world: World, tmp
     assert json.loads(out)[0]["state"] != "discrepancy"
     # An older file is a replay: one line, a code, and a discrepancy that stands.
     code, out = fg(central, "lease", "sync", str(older))
-    assert code == 2 and "[lease_sync_replayed]" in out and "Traceback" not in out
+    assert code == 3 and "[lease_sync_replayed]" in out and "Traceback" not in out
     code, out = fg(central, "lease", "list", "--json")
     assert json.loads(out)[0]["state"] == "discrepancy"
     code, out = fg(
@@ -73,7 +73,7 @@ def test_an_agent_is_made_run_and_synced_from_the_command_line(world: World, tmp
         "--request",
         str(request),
     )
-    assert code == 2 and "[lease_discrepancy]" in out
+    assert code == 3 and "[lease_discrepancy]" in out
 
 
 def test_a_changed_lease_file_is_one_line_at_init(world: World, tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_a_changed_lease_file_is_one_line_at_init(world: World, tmp_path: Path) 
     assert issue_by_two(world, world.order(5), "2", request, lease)[0] == 0
     lease.write_text(lease.read_text().replace('"units": 2', '"units": 5'))
     code, out = fg(agent, "agent", "init", "--lease", str(lease))
-    assert code == 2 and "[lease_invalid]" in out, out
+    assert code == 3 and "[lease_invalid]" in out, out
 
 
 def test_the_agent_syncs_over_the_link_with_an_admin_token(world: World, tmp_path: Path) -> None:
@@ -93,4 +93,4 @@ def test_the_agent_syncs_over_the_link_with_an_admin_token(world: World, tmp_pat
     code, out = fg(agent, "agent", "sync", "--central", world.url, env={"FABGUARD_TOKEN": world.admin_token})
     assert code == 0 and json.loads(out)["entries"] == 2, out
     code, out = fg(agent, "agent", "sync", "--central", world.url, env={"FABGUARD_TOKEN": "fg_not_a_token"})
-    assert code == 2 and "[unauthorized]" in out, out
+    assert code == 3 and "[unauthorized]" in out, out

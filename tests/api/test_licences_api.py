@@ -82,4 +82,4 @@ def test_cli_issues_a_licence_and_refuses_a_revoked_unit_in_one_line(world: Worl
     assert json.loads((tmp_path / "l.json").read_text())["licence"]["device"]["serial"] == "SN-A"
     refused = runner.invoke(app, [*home, "--serial", "SN-B"], env={"COLUMNS": "200"}, catch_exceptions=False)
     lines = [ln for ln in refused.output.splitlines() if ln.strip()]
-    assert refused.exit_code == 2 and len(lines) == 1 and "revoked" in lines[0], refused.output
+    assert refused.exit_code == 3 and len(lines) == 1 and "revoked" in lines[0], refused.output

@@ -57,6 +57,7 @@ PATH_VALUES = {
     "person_id": "none",
     "ocsp_request": "none",
     "generation": "9",
+    "token_id": "none",
 }
 
 

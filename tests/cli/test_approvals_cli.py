@@ -42,9 +42,9 @@ def test_ca_changes_wait_in_the_approval_list_for_a_second_persons_token(home: P
     assert code == 0 and "create an issuing CA" in out and "issuing-cm-a" in out and "local:" in out, out
 
     code, out = fg(home, "approval", "approve", "1")
-    assert code == 2 and "token_required" in out and "Traceback" not in out, out
+    assert code == 3 and "token_required" in out and "Traceback" not in out, out
     code, out = fg(home, "approval", "approve", "1", env=erin)
-    assert code == 2 and "forbidden" in out, out
+    assert code == 3 and "forbidden" in out, out
     code, out = fg(home, "approval", "approve", "1", env=alex)
     assert code == 0 and "Request 1 approved: create an issuing CA (issuing-cm-a) done" in out, out
     assert re.search(r"issuing-cm-a\W+issuing\W+active\W+cm-a", fg(home, "ca", "list")[1])
@@ -60,7 +60,7 @@ def test_ca_changes_wait_in_the_approval_list_for_a_second_persons_token(home: P
         (2, "ca.revoke", True)
     ]
     code, out = fg(home, "approval", "approve", "2", env=alex)
-    assert code == 2 and "approval_decided" in out, out
+    assert code == 3 and "approval_decided" in out, out
     assert re.search(r"issuing-cm-a\W+issuing\W+active", fg(home, "ca", "list")[1])
 
 
@@ -69,11 +69,11 @@ def test_the_requester_cannot_approve_their_own_request_and_a_bad_one_is_refused
     code, out = fg(home, "ca", "rotate", "issuing", "--new-name", "issuing-2", env=alex)
     assert code == 0 and "Request 1 to rotate an issuing CA (issuing)" in out, out
     code, out = fg(home, "approval", "approve", "1", env=alex)
-    assert code == 2 and "same_approver" in out and "Traceback" not in out, out
+    assert code == 3 and "same_approver" in out and "Traceback" not in out, out
     code, out = fg(home, "ca", "revoke", "root", "--note", "x")
-    assert code == 2 and "ca_is_root" in out, out
+    assert code == 3 and "ca_is_root" in out, out
     code, out = fg(home, "ca", "create-issuing", "issuing-x", "--site", "cm-zz")
-    assert code == 2 and "site_not_found" in out, out
+    assert code == 3 and "site_not_found" in out, out
     code, out = fg(home, "approval", "list", "--state", "sometime")
-    assert code == 2 and "invalid_state" in out, out
+    assert code == 3 and "invalid_state" in out, out
     assert _states(home) == {"1": "pending"}

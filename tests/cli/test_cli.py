@@ -41,20 +41,20 @@ def test_init_prints_an_admin_token_once_and_stores_only_its_hash(home: Path) ->
 
 def test_init_refuses_an_existing_instance_with_a_message(home: Path) -> None:
     code, out = fg(home, "init", "--org", "Again")
-    assert code == 2
+    assert code == 3
     assert "already holds a FabGuard instance" in out and "Traceback" not in out
 
 
 def test_init_without_a_passphrase_is_a_clear_error(tmp_path: Path) -> None:
     env = {"FABGUARD_KEY_PASSPHRASE": ""}
     code, out = fg(tmp_path / "h", "init", "--org", "Acme", env=env)
-    assert code == 2 and "no key passphrase" in out
+    assert code == 3 and "no key passphrase" in out
     assert not (tmp_path / "h" / "keys").exists()
 
 
 def test_commands_without_an_instance_say_how_to_make_one(tmp_path: Path) -> None:
     code, out = fg(tmp_path / "nowhere", "order", "list")
-    assert code == 2 and "fabguard init" in out
+    assert code == 3 and "fabguard init" in out
 
 
 def test_catalogue_and_orders_round_trip_with_tables(home: Path) -> None:
@@ -86,7 +86,7 @@ def test_bad_input_gets_a_message_not_a_traceback(home: Path) -> None:
         (("fixture", "revoke", "fx-missing", "--reason", "lost"), "no fixture"),
     ]:
         code, out = fg(home, *args)
-        assert code == 2, (args, out)
+        assert code == 3, (args, out)
         assert expected in out and "Traceback" not in out, (args, out)
 
 
@@ -107,9 +107,9 @@ def test_quota_raise_waits_for_a_second_person(home: Path) -> None:
         assert orders.get_order(inst, "po-1").quota == 500
 
         code, out = fg(home, "order", "approve", change, env={"FABGUARD_TOKEN": alice})
-        assert code == 2 and "second person" in out and "same_approver" in out
+        assert code == 3 and "second person" in out and "same_approver" in out
         code, out = fg(home, "order", "approve", change)
-        assert code == 2 and "FABGUARD_TOKEN" in out
+        assert code == 3 and "FABGUARD_TOKEN" in out
         assert orders.get_order(inst, "po-1").quota == 500
 
         code, out = fg(home, "order", "approve", change, env={"FABGUARD_TOKEN": bob})
@@ -157,4 +157,4 @@ def test_init_with_an_hsm_keeps_ca_keys_out_of_the_instance(tmp_path: Path, soft
     code, out = fg(home, "ca", "list", env={"FABGUARD_PKCS11_PIN": USER_PIN})
     assert code == 0 and out.count("pkcs11") == 3
     code, out = fg(tmp_path / "bad", "init", "--org", "Acme", "--key-backend", "pkcs11")
-    assert code == 2 and "--pkcs11-module" in out
+    assert code == 3 and "--pkcs11-module" in out

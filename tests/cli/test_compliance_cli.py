@@ -12,7 +12,7 @@ from tests.cli.test_cli import fg, home  # noqa: F401  (the fixture)
 def test_export_refuses_an_incomplete_product_then_records_the_flag(home: Path, tmp_path: Path) -> None:  # noqa: F811
     assert fg(home, "product", "add", "sensor", "--name", "Sensor")[0] == 0
     code, out = fg(home, "compliance", "export", str(tmp_path / "pack"))
-    assert code == 2 and "sensor" in out and "support_until" in out and "--allow-incomplete" in out, out
+    assert code == 3 and "sensor" in out and "support_until" in out and "--allow-incomplete" in out, out
     assert "Traceback" not in out and not (tmp_path / "pack").exists()
     code, out = fg(home, "compliance", "export", str(tmp_path / "pack"), "--allow-incomplete")
     assert code == 0 and "incomplete" in out, out

@@ -109,7 +109,7 @@ def test_commands_refuse_a_database_behind_the_code_until_db_upgrade_brings_it_t
 
     for command in (("order", "list"), ("serve", "--port", "0")):
         code, out = fg(home, *command)
-        assert code == 2, (command, out)
+        assert code == 3, (command, out)
         assert "[database_behind_code]" in out and f"revision {OLD_RELEASE}" in out, out
         assert "fabguard db upgrade" in out and "serve --migrate" in out and "Traceback" not in out
     db = _database(home, database_url)
@@ -160,7 +160,7 @@ def test_a_database_a_newer_release_upgraded_is_refused_and_never_downgraded(
     assert code == 1 and "database: 9999" in out and "ahead" in out and "newer FabGuard" in out, out
     for command in (("order", "list"), ("db", "upgrade")):
         code, out = fg(home, *command)
-        assert code == 2 and "[database_ahead_of_code]" in out and "Traceback" not in out, (command, out)
+        assert code == 3 and "[database_ahead_of_code]" in out and "Traceback" not in out, (command, out)
 
 
 def test_a_new_instance_is_at_the_code_revision_and_opening_it_writes_nothing(tmp_path: Path) -> None:

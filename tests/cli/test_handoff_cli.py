@@ -48,7 +48,7 @@ def test_aws_and_azure_write_files_that_openssl_verifies(home: Path, tmp_path: P
 )
 def test_bad_input_is_one_line_and_writes_nothing(home: Path, tmp_path: Path, args: list[str], message: str) -> None:
     code, out = fg(home, "handoff", *args, "--out", str(tmp_path / "out"))
-    assert code == 2 and message in out and "Traceback" not in out
+    assert code in (2, 3) and message in out and "Traceback" not in out
     assert not (tmp_path / "out").exists()
 
 
@@ -79,6 +79,6 @@ def test_a_link_in_the_out_folder_that_leads_out_of_it_is_refused_and_nothing_is
     victim.write_text("keep me")
     (out / "ca.pem").symlink_to(victim)
     code, text = fg(home, "handoff", "aws", "--ca", "issuing", "--registration-code", "c1" * 32, "--out", str(out))
-    assert code == 2 and "output_path_unsafe" in text and "Traceback" not in text, text
+    assert code == 3 and "output_path_unsafe" in text and "Traceback" not in text, text
     assert victim.read_text() == "keep me"
     assert sorted(p.name for p in out.iterdir()) == ["ca.pem"]

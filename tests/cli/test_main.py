@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from fabguard.cli.common import command
 from fabguard.cli.main import app
-from fabguard.domain.errors import InvalidRequest
+from fabguard.domain.errors import InvalidRequest, Unavailable
 from fabguard.fixture.client import FabGuardClientError
 from fabguard.fixture.firmware import PackageMalformed
 
@@ -107,7 +107,7 @@ def test_every_command_help_describes_it_and_each_parameter(path: tuple[str, ...
 
 
 @pytest.mark.parametrize(("path", "cmd"), ON_AN_INSTANCE, ids=_ids(ON_AN_INSTANCE))
-def test_every_command_explains_a_failure_in_one_line_with_exit_code_2(
+def test_every_command_explains_a_failure_in_one_line_with_exit_code_2_or_3(
     path: tuple[str, ...], cmd: Any, tmp_path: Path
 ) -> None:
     """Where there is no instance (and no file, server or record its arguments name), each command fails
@@ -117,21 +117,23 @@ def test_every_command_explains_a_failure_in_one_line_with_exit_code_2(
     lines = [line for line in result.output.splitlines() if line.strip()]
     if path == ("stats", "rebuild"):
         lines = lines[1:]  # its confirmation prompt
-    assert result.exit_code == 2, (args, result.output)
+    assert result.exit_code in (2, 3), (args, result.output)  # a usage error, or refused with its code
     assert len(lines) == 1 and lines[0].startswith("error: "), (args, result.output)
     assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(
-    ("error", "expected"),
+    ("error", "expected", "exit_code"),
     [
-        (InvalidRequest("no order 'po-9'", code="order_not_found"), "error: no order 'po-9' [order_not_found]"),
-        (FabGuardClientError(403, "wrong_site", "the fixture is not at cm-a"), "error: the server refused: "),
-        (PackageMalformed("truncated"), "error: truncated [package_malformed]"),  # any error of the fixture SDK
-        (FileNotFoundError(2, "No such file or directory", "ca.pem"), "error: [Errno 2] No such file or directory"),
+        (InvalidRequest("no order 'po-9'", code="order_not_found"), "error: no order 'po-9' [order_not_found]", 3),
+        (FabGuardClientError(403, "wrong_site", "the fixture is not at cm-a"), "error: the server refused: ", 3),
+        (PackageMalformed("truncated"), "error: truncated [package_malformed]", 3),  # any error of the fixture SDK
+        (FileNotFoundError(2, "No such file or directory", "ca.pem"), "error: [Errno 2] No such file or directory", 2),
+        (InvalidRequest("run it on the server", code="needs_instance"), "error: run it on the server", 2),
+        (Unavailable("the database does not answer"), "error: the database does not answer", 4),
     ],
 )
-def test_a_registered_command_shows_our_errors_as_one_line(error: Exception, expected: str) -> None:
+def test_a_registered_command_shows_our_errors_as_one_line(error: Exception, expected: str, exit_code: int) -> None:
     def go() -> None:
         raise error
 
@@ -139,7 +141,7 @@ def test_a_registered_command_shows_our_errors_as_one_line(error: Exception, exp
     command(group, "go")(go)
     command(group, "other")(lambda: None)
     result = runner.invoke(group, ["go"], env={"COLUMNS": "200"}, catch_exceptions=False)
-    assert result.exit_code == 2
+    assert result.exit_code == exit_code
     assert result.output.startswith(expected) and len(result.output.strip().splitlines()) == 1, result.output
 
 
@@ -156,7 +158,7 @@ def test_a_registered_command_lets_a_bug_show_its_traceback() -> None:
 
 def test_serve_with_an_unknown_log_level_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--home", str(tmp_path), "serve", "--log-level", "loud"])
-    assert result.exit_code == 2
+    assert result.exit_code == 3  # refused with its code
     assert result.output.strip().count("\n") == 0 and "unknown log level 'loud'" in result.output
     assert "Traceback" not in result.output
 

@@ -35,11 +35,11 @@ def test_init_makes_the_first_admin_person_and_people_are_managed_on_the_command
     assert code == 0 and '"alex-laptop"' in out and "fgt_" not in out, out
 
     code, out = fg(home, "token", "create", "--person", "alex", "--role", "engineer")
-    assert code == 2 and "person_lacks_role" in out and "Traceback" not in out, out
+    assert code == 3 and "person_lacks_role" in out and "Traceback" not in out, out
     code, out = fg(home, "token", "create", "--role", "auditor")
-    assert code == 2 and "person_invalid" in out, out
+    assert code == 3 and "person_invalid" in out, out
     code, out = fg(home, "person", "grant", "nobody", "engineer")
-    assert code == 2 and "person_not_found" in out, out
+    assert code == 3 and "person_not_found" in out, out
 
 
 def test_with_an_admins_token_granting_approver_waits_for_a_second_person(home: Path) -> None:
@@ -54,7 +54,7 @@ def test_with_an_admins_token_granting_approver_waits_for_a_second_person(home: 
     assert code == 0 and "waits for a second person" in out, out
     request = re.search(r"Request (\d+)", out).group(1)  # type: ignore[union-attr]
     code, out = fg(home, "approval", "approve", request, env=as_admin)
-    assert code == 2 and "same_approver" in out, out
+    assert code == 3 and "same_approver" in out, out
     code, out = fg(home, "approval", "approve", request, env=as_alex)
     assert code == 0, out
     code, out = fg(home, "person", "show", "mallory")
@@ -63,4 +63,4 @@ def test_with_an_admins_token_granting_approver_waits_for_a_second_person(home: 
     code, out = fg(home, "person", "suspend", "mallory", "--reason", "left")
     assert code == 0 and "suspended" in out, out
     code, out = fg(home, "token", "create", "--person", "mallory", "--role", "engineer")
-    assert code == 2 and "person_suspended" in out, out
+    assert code == 3 and "person_suspended" in out, out

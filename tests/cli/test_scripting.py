@@ -100,10 +100,12 @@ def test_a_database_that_does_not_answer_exits_4_with_one_line(home: Path) -> No
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-def test_exit_codes_are_usage_2_refused_2_verification_1(home: Path) -> None:
+def test_exit_codes_are_usage_2_refused_3_with_its_code(home: Path) -> None:
     assert runner.invoke(app, ["--home", str(home), "order", "list", "--no-such-option"]).exit_code == 2
     refused = runner.invoke(app, ["--home", str(home), "order", "show", "po-missing"])
-    assert refused.exit_code == 2 and "[order_not_found]" in " ".join(refused.output.split())
+    assert refused.exit_code == 3 and "[order_not_found]" in " ".join(refused.output.split())
+    as_json = runner.invoke(app, ["--home", str(home), "order", "show", "po-missing", "--json"])
+    assert as_json.exit_code == 3 and json.loads(as_json.stdout)["error"]["code"] == "order_not_found"
 
 
 def test_a_date_alone_for_valid_until_means_midnight_utc(home: Path) -> None:

@@ -160,7 +160,7 @@ def test_serve_elsewhere_says_so_in_one_line_and_config_set_moves_the_urls(
     moved = cli(home_dir, "config", "set", "public-url", f"https://127.0.0.1:{other}")
     assert f'"public_url": "https://127.0.0.1:{other}"' in moved.stdout
     refused = cli(home_dir, "config", "set", "pki-url", "ftp://127.0.0.1", ok=False)
-    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert refused.returncode == 3 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert "Traceback" not in refused.stderr
     shown = cli(home_dir, "config", "show")
     assert f'"public_url": "https://127.0.0.1:{other}"' in shown.stdout

@@ -176,7 +176,7 @@ def test_bad_input_is_one_line_with_exit_code_2(world: World) -> None:
         (("ack", "x", "--note", "bad\nnote"), "note"),
     ]:
         result = run(home, "stats", *args)
-        assert result.exit_code == 2, (args, result.output)
+        assert result.exit_code == 3, (args, result.output)  # refused, its code on the line
         assert expected in result.output and "Traceback" not in result.output, (args, result.output)
         assert len(result.output.strip().splitlines()) == 1, (args, result.output)
 

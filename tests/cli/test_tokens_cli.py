@@ -55,4 +55,4 @@ def test_an_operator_token_for_a_site_with_a_lifetime(home: Path) -> None:
 )
 def test_bad_scope_or_lifetime_is_a_one_line_refusal(home: Path, args: tuple[str, ...], expected: str) -> None:
     code, out = fg(home, "token", "create", "--name", "x", *args)
-    assert code == 2 and expected in out and "Traceback" not in out, out
+    assert code == 3 and expected in out and "Traceback" not in out, out

@@ -20,4 +20,4 @@ def test_unit_list_shows_an_orders_units_with_their_state(world: World) -> None:
     code, out = fg(world.inst.home, "unit", "list", "--limit", "1")
     assert code == 0 and "SN-L3" in out and "SN-L1" not in out and "raise --limit" in out, out
     code, out = fg(world.inst.home, "unit", "list", "--limit", "0")
-    assert code == 2 and "limit must be" in out and "Traceback" not in out, out
+    assert code == 3 and "limit must be" in out and "Traceback" not in out, out

@@ -398,4 +398,4 @@ def test_cli_uploads_approves_attaches_lists_and_the_device_opens_a_fetched_pack
     code, out = fw("withdraw", rid, "--reason", "recalled")
     assert code == 0
     code, out = fw("withdraw", rid, "--reason", "recalled")
-    assert code == 2 and "release_withdrawn" in " ".join(out.split())
+    assert code == 3 and "release_withdrawn" in " ".join(out.split())

@@ -249,7 +249,7 @@ def test_a_root_ca_you_pass_that_is_not_a_certificate_is_an_input_error_not_a_fa
     fabguard = Path(sys.executable).parent / "fabguard"
     args = [fabguard, "audit", "verify", copy, "--key", tmp_path / "key.pub", "--root", tmp_path / "root.pem"]
     done = subprocess.run(args, capture_output=True, text=True, check=False)
-    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().startswith("error: ") and "[invalid_request]" in done.stderr, done.stderr
 
 

@@ -63,7 +63,7 @@ def test_a_postgresql_url_without_the_driver_names_the_extra_and_leaves_nothing(
     )
     env = {"PYTHONPATH": str(ROOT / "src"), "FABGUARD_HOME": str(home), "FABGUARD_KEY_PASSPHRASE": "x" * 16}
     done = run(sys.executable, "-c", code, env=env)
-    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.returncode == 3, (done.stdout, done.stderr)  # refused, with its code
     message = " ".join(done.stderr.split())
     assert "Traceback" not in done.stderr
     assert "pip install 'fabguard[postgres]'" in message and "[configuration_error]" in message, message

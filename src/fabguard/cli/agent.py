@@ -15,7 +15,17 @@ import httpx
 import typer
 
 from fabguard.cli import instance
-from fabguard.cli.common import TOKEN_ENV, command, console, fail, opened, print_json, state
+from fabguard.cli.common import (
+    EXIT_REFUSED,
+    TOKEN_ENV,
+    JsonOption,
+    command,
+    console,
+    fail,
+    opened,
+    print_json,
+    state,
+)
 from fabguard.domain.errors import InvalidRequest
 from fabguard.service.agent import site_agent
 from fabguard.service.catalog import orders
@@ -74,8 +84,8 @@ def agent_init(
 
 
 @command(agent_app, "status")
-def agent_status() -> None:
-    """The lease this agent runs under and how much of it is used."""
+def agent_status(as_json: JsonOption = False) -> None:  # JSON either way
+    """The lease this agent runs under and how much of it is used, as JSON (``--json`` is accepted)."""
     terms = site_agent.agent_lease(state.home)
     with opened() as inst:
         order = orders.get_order(inst, terms.order_id)
@@ -126,7 +136,8 @@ def agent_sync(
             if answer.headers.get("content-type", "").startswith("application/json")
             else {}
         )
-        fail(f"the server refused: {error.get('message', answer.text[:200])} [{error.get('code', answer.status_code)}]")
+        code = str(error.get("code", answer.status_code))
+        fail(f"the server refused: {error.get('message', answer.text[:200])} [{code}]", EXIT_REFUSED, error=code)
     print_json(answer.json())
 
 

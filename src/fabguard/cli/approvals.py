@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import approver, command, console, opened, print_json
+from fabguard.cli.common import JsonOption, approver, command, console, print_json
+from fabguard.cli.remote import through
 from fabguard.service.agent import lease_acts
 from fabguard.service.approvals import person_acts, requests
 from fabguard.service.authority import ca_acts
@@ -29,39 +30,64 @@ ApprovalId = Annotated[int, typer.Argument(help="The request's number (see 'fabg
 @command(approval_app, "list")
 def approval_list(
     state: Annotated[str, typer.Option(help="pending, approved, rejected or expired")] = "pending",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """The requests in a state (by default those still waiting), oldest first."""
-    with opened() as inst:
-        views = requests.list_approvals(inst, state)
+    views: list[dict[str, Any]] = through(
+        lambda inst: [v.to_dict() for v in requests.list_approvals(inst, state)],
+        lambda api: api.get("/api/v1/approvals", state=state),
+    )
+    _show(views, as_json)
+
+
+def _show(views: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        print_json([v.to_dict() for v in views])
+        print_json(views)
         return
     table = Table("id", "act", "target", "requested by", "expires", "state", "decided by")
     for v in views:
         table.add_row(
-            str(v.id),
-            v.summary,
-            v.target,
-            v.requested_by,
-            v.expires_at.isoformat(timespec="seconds"),
-            v.state,
-            v.decided_by or "",
+            str(v["id"]),
+            v["summary"],
+            v["target"],
+            v["requested_by"],
+            v["expires_at"][:19],
+            v["state"],
+            v["decided_by"] or "",
         )
     console.print(table)
+
+
+@command(approval_app, "show")
+def approval_show(approval_id: ApprovalId, as_json: JsonOption = False) -> None:
+    """One request, whatever its state, and (once approved) what its act did."""
+    view = through(
+        lambda inst: requests.get_approval(inst, approval_id).to_dict(),
+        lambda api: api.get(f"/api/v1/approvals/{approval_id}"),
+    )
+    if as_json:
+        print_json(view)
+    else:
+        _show([view], False)
+
+
+def _decide(approval_id: int, approve: bool) -> dict[str, Any]:
+    verb = "approve" if approve else "reject"
+    return through(
+        lambda inst: requests.decide(inst, approval_id, approve=approve, by=approver(inst)).to_dict(),
+        lambda api: api.post(f"/api/v1/approvals/{approval_id}/{verb}"),
+    )
 
 
 @command(approval_app, "approve")
 def approval_approve(approval_id: ApprovalId) -> None:
     """Approve a request and carry out its act (an approver's token in FABGUARD_TOKEN, not the requester's)."""
-    with opened() as inst:
-        view = requests.decide(inst, approval_id, approve=True, by=approver(inst))
-    console.print(f"Request {view.id} approved: {view.summary} ({view.target}) done")
+    view = _decide(approval_id, True)
+    console.print(f"Request {view['id']} approved: {view['summary']} ({view['target']}) done")
 
 
 @command(approval_app, "reject")
 def approval_reject(approval_id: ApprovalId) -> None:
     """Reject a request: nothing is done (an approver's token in FABGUARD_TOKEN, not the requester's)."""
-    with opened() as inst:
-        view = requests.decide(inst, approval_id, approve=False, by=approver(inst))
-    console.print(f"Request {view.id} rejected: {view.summary} ({view.target}) not done")
+    view = _decide(approval_id, False)
+    console.print(f"Request {view['id']} rejected: {view['summary']} ({view['target']}) not done")

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from cryptography import x509
 from rich.table import Table
 
 from fabguard.cli.common import REASON_HELP, JsonOption, actor, command, console, opened, print_json, requester
+from fabguard.cli.remote import through
 from fabguard.domain import values
 from fabguard.domain.errors import InvalidRequest
 from fabguard.service.approvals import requests
+from fabguard.service.approvals.registry import Parameters
 from fabguard.service.authority import authorities, revocation
 from fabguard.service.authority.ca_acts import CaCreation, CaImport, CaRevocation, CaRotation, MatterPaiCreation
 
@@ -23,11 +27,17 @@ ca_app = typer.Typer(
 )
 
 
-def _asked(pending: requests.ApprovalView) -> None:
+def _ask(target: str, act: Callable[[], Parameters], path: str, body: dict[str, Any]) -> None:
+    """Ask for a CA act under dual control, locally (as the requester) or through the server (202, pending),
+    and say how it is approved."""
+    pending = through(
+        lambda inst: requests.request(inst, target, act(), by=requester(inst)).to_dict(),
+        lambda api: api.post(path, body),
+    )
+    until = datetime.fromisoformat(str(pending["expires_at"])).isoformat(timespec="seconds")
     console.print(
-        f"Request {pending.id} to {pending.summary} ({pending.target}) waits for a second person until "
-        f"{pending.expires_at.isoformat(timespec='seconds')}: 'fabguard approval approve {pending.id}' "
-        "with an approver's token"
+        f"Request {pending['id']} to {pending['summary']} ({pending['target']}) waits for a second person until "
+        f"{until}: 'fabguard approval approve {pending['id']}' with an approver's token"
     )
 
 
@@ -37,23 +47,28 @@ CaName = Annotated[str, typer.Argument(help="The CA's name (see 'fabguard ca lis
 @command(ca_app, "list")
 def ca_list(as_json: JsonOption = False) -> None:
     """The CA hierarchy: role, state, scope, key location, validity."""
-    with opened() as inst:
-        cas = authorities.list_cas(inst)
-        if as_json:
-            print_json([c.to_dict() for c in cas])
-            return
-        table = Table("name", "role", "state", "site", "product", "key", "not after", "CRL")
-        for c in cas:
-            table.add_row(
-                c.name,
-                c.role,
-                c.state,
-                c.site_id or "*",
-                c.product_id or "*",
-                c.key_ref.split(":")[0],
-                c.not_after.date().isoformat() if c.not_after else "-",
-                inst.cas.crl_url(c.name),
-            )
+    cas, crls = through(
+        lambda inst: (
+            [c.to_dict() for c in authorities.list_cas(inst)],
+            {c.name: inst.cas.crl_url(c.name) for c in authorities.list_cas(inst)},
+        ),
+        lambda api: (api.get("/api/v1/cas"), {}),
+    )
+    if as_json:
+        print_json(cas)
+        return
+    table = Table("name", "role", "state", "site", "product", "key", "not after", "CRL")
+    for c in cas:
+        table.add_row(
+            str(c["name"]),
+            str(c["role"]),
+            str(c["state"]),
+            str(c["site_id"] or "*"),
+            str(c["product_id"] or "*"),
+            str(c["key"]),
+            str(c["not_after"])[:10] if c["not_after"] else "-",
+            crls.get(str(c["name"]), "-"),
+        )
     console.print(table)
 
 
@@ -65,9 +80,8 @@ def ca_create_issuing(
 ) -> None:
     """Ask for a new issuing CA; once a second person approves, its key is made and the root (whose key
     must be on the server) signs it, and new orders in its scope use it."""
-    with opened() as inst:
-        pending = requests.request(inst, values.CaName(name).value, CaCreation(site, product), by=requester(inst))
-    _asked(pending)
+    body = {"name": name, "site_id": site, "product_id": product}
+    _ask(values.CaName(name).value, lambda: CaCreation(site, product), "/api/v1/cas", body)
 
 
 @command(ca_app, "create-matter-pai")
@@ -83,11 +97,8 @@ def ca_create_matter_pai(
         vid_n, pid_n = int(vid, 16), int(pid, 16)
     except ValueError:
         raise InvalidRequest("--vid and --pid are hexadecimal, e.g. FFF1 and 8000") from None
-    with opened() as inst:
-        pending = requests.request(
-            inst, values.CaName(name).value, MatterPaiCreation(product, vid_n, pid_n), by=requester(inst)
-        )
-    _asked(pending)
+    body = {"name": name, "product_id": product, "vid": vid_n, "pid": pid_n}
+    _ask(values.CaName(name).value, lambda: MatterPaiCreation(product, vid_n, pid_n), "/api/v1/cas/matter-pai", body)
 
 
 @command(ca_app, "csr")
@@ -99,9 +110,12 @@ def ca_csr(
 ) -> None:
     """For an offline root: make an issuing CA key here and write its CSR; then 'fabguard ca import'
     (the CA signs nothing until then)."""
-    with opened() as inst:
-        by = actor(inst)
-        csr = authorities.issuing_csr(inst, values.CaName(name), site_id=site, product_id=product, actor=by)
+    csr = through(
+        lambda inst: authorities.issuing_csr(
+            inst, values.CaName(name), site_id=site, product_id=product, actor=actor(inst)
+        ),
+        lambda api: str(api.post(f"/api/v1/cas/{name}/csr", {"site_id": site, "product_id": product})["csr"]),
+    )
     out.write_text(csr)
     console.print(f"CSR for {name} written to {out}; sign it with the root and run 'fabguard ca import {name} CERT'")
 
@@ -113,18 +127,15 @@ def ca_import(
 ) -> None:
     """Ask for the certificate signed by the offline root to be installed (checked now against the key
     and the root); the CA signs once a second person approves."""
-    with opened() as inst:
-        pending = requests.request(inst, name, CaImport.from_pem(certificate.read_bytes()), by=requester(inst))
-    _asked(pending)
+    pem = certificate.read_bytes()
+    _ask(name, lambda: CaImport.from_pem(pem), f"/api/v1/cas/{name}/certificate", {"certificate": pem.decode()})
 
 
 @command(ca_app, "rotate")
 def ca_rotate(name: CaName, new_name: Annotated[str, typer.Option(help="Name of the successor CA")]) -> None:
     """Ask for new orders to go to a fresh CA of the same scope; once approved the old one retires, its
     certificates keep verifying."""
-    with opened() as inst:
-        pending = requests.request(inst, name, CaRotation(values.CaName(new_name).value), by=requester(inst))
-    _asked(pending)
+    _ask(name, lambda: CaRotation(values.CaName(new_name).value), f"/api/v1/cas/{name}/rotate", {"new_name": new_name})
 
 
 @command(ca_app, "revoke")
@@ -134,9 +145,7 @@ def ca_revoke(
     reason: Annotated[str, typer.Option(help=REASON_HELP)] = "ca_compromise",
 ) -> None:
     """Ask for a CA to be put on the root's CRL (contain a breached CM): once approved it signs nothing more."""
-    with opened() as inst:
-        pending = requests.request(inst, name, CaRevocation(reason, note), by=requester(inst))
-    _asked(pending)
+    _ask(name, lambda: CaRevocation(reason, note), f"/api/v1/cas/{name}/revoke", {"reason": reason, "note": note})
 
 
 @command(ca_app, "crl")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import JsonOption, actor, command, console, fail, opened, print_json
+from fabguard.cli.common import Instance, JsonOption, actor, command, console, fail, print_json
+from fabguard.cli.remote import Remote, through
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.identities.pools import pool_from_json
 from fabguard.domain.issuance import AttestationPolicy
@@ -33,17 +34,23 @@ def product_add(
     ] = None,
 ) -> None:
     """Add a product: the device key types its units may use and their certificates' lifetime."""
-    with opened() as inst:
-        by = actor(inst)
-        p = product_catalog.create_product(
-            inst,
-            product_id=ProductId(product_id),
-            name=name,
-            key_types=key_type,
-            cert_lifetime_days=lifetime_days,
-            actor=by,
-        )
-    console.print(f"Product {p.id} created (keys: {p.key_types})")
+    body: dict[str, object] = {"id": product_id, "name": name, "cert_lifetime_days": lifetime_days}
+    if key_type:
+        body["key_types"] = key_type
+    p = through(
+        lambda inst: product_catalog.product_dict(
+            product_catalog.create_product(
+                inst,
+                product_id=ProductId(product_id),
+                name=name,
+                key_types=key_type,
+                cert_lifetime_days=lifetime_days,
+                actor=actor(inst),
+            )
+        ),
+        lambda api: api.post("/api/v1/products", body),
+    )
+    console.print(f"Product {p['id']} created (keys: {','.join(cast(list[str], p['key_types']))})")
 
 
 @command(product_app, "compliance")
@@ -57,31 +64,41 @@ def product_compliance(
         until = date.fromisoformat(support_until)
     except ValueError:
         fail(f"--support-until {support_until!r} is not a day (YYYY-MM-DD)")
-    with opened() as inst:
-        by = actor(inst)
-        p = product_catalog.set_product_compliance(
-            inst, ProductId(product_id), support_until=until, vulnerability_contact=contact, actor=by
-        )
-    console.print(f"Product {p.id}: supported until {p.support_until}, vulnerabilities to {p.vulnerability_contact}")
+    p = through(
+        lambda inst: product_catalog.product_dict(
+            product_catalog.set_product_compliance(
+                inst, ProductId(product_id), support_until=until, vulnerability_contact=contact, actor=actor(inst)
+            )
+        ),
+        lambda api: api.put(
+            f"/api/v1/products/{product_id}/compliance",
+            {"support_until": until.isoformat(), "vulnerability_contact": contact},
+        ),
+    )
+    console.print(
+        f"Product {p['id']}: supported until {p['support_until']}, vulnerabilities to {p['vulnerability_contact']}"
+    )
 
 
 @command(product_app, "list")
 def product_list(as_json: JsonOption = False) -> None:
     """The products, with their key types, certificate lifetime and CRA facts."""
-    with opened() as inst:
-        rows = product_catalog.list_products(inst)
+    rows: list[dict[str, Any]] = through(
+        lambda inst: [product_catalog.product_dict(p) for p in product_catalog.list_products(inst)],
+        lambda api: api.get("/api/v1/products"),
+    )
     if as_json:
-        print_json([product_catalog.product_dict(p) for p in rows])
+        print_json(rows)
         return
     table = Table("id", "name", "key types", "cert lifetime", "supported until", "vulnerability contact")
     for p in rows:
         table.add_row(
-            p.id,
-            p.name,
-            p.key_types,
-            f"{p.cert_lifetime_days} d" if p.cert_lifetime_days else "no expiry",
-            str(p.support_until or "-"),
-            p.vulnerability_contact or "-",
+            p["id"],
+            p["name"],
+            ",".join(p["key_types"]),
+            f"{p['cert_lifetime_days']} d" if p["cert_lifetime_days"] else "no expiry",
+            p["support_until"] or "-",
+            p["vulnerability_contact"] or "-",
         )
     console.print(table)
 
@@ -92,13 +109,27 @@ def product_attestation(
     policy: Annotated[
         str | None, typer.Option(help="Set the key-attestation policy: off, optional or required")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show (or with --policy set) the product's key-attestation policy and its trusted roots."""
-    with opened() as inst:
+    new = AttestationPolicy.parse(policy) if policy is not None else None
+    path = f"/api/v1/products/{product_id}/attestation"
+
+    def local(inst: Instance) -> dict[str, object]:
         pid = ProductId.named(product_id)
-        if policy is not None:
-            attestation.set_policy(inst, pid, AttestationPolicy.parse(policy), actor=actor(inst))
-        shown = attestation.settings(inst, pid)
+        if new is not None:
+            attestation.set_policy(inst, pid, new, actor=actor(inst))
+        return attestation.settings(inst, pid)
+
+    def on_server(api: Remote) -> dict[str, object]:
+        if new is not None:
+            api.put(path, {"policy": new.value})
+        return cast(dict[str, object], api.get(path))
+
+    shown = through(local, on_server)
+    if as_json:
+        print_json(shown)
+        return
     console.print(f"Product {product_id}: attestation {shown['policy']}")
     table = Table("kind", "sha256", "subject")
     for root in shown["roots"]:  # type: ignore[attr-defined]
@@ -117,8 +148,10 @@ def product_trust_root(
         pem = certificate.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"cannot read {certificate}: {exc}", code="certificate_invalid") from None
-    with opened() as inst:
-        row = attestation.add_root(inst, ProductId.named(product_id), kind, pem, actor=actor(inst))
+    row = through(
+        lambda inst: attestation.add_root(inst, ProductId.named(product_id), kind, pem, actor=actor(inst)),
+        lambda api: api.post(f"/api/v1/products/{product_id}/attestation/roots", {"kind": kind, "certificate": pem}),
+    )
     console.print(f"Product {product_id} trusts the {row['kind']} root {row['subject']} ({row['sha256']})")
 
 
@@ -128,8 +161,10 @@ def product_distrust_root(
     sha256: Annotated[str, typer.Argument(help="The root certificate's SHA-256, as `product attestation` shows")],
 ) -> None:
     """Stop trusting an attestation root; certificates already issued stay as they are."""
-    with opened() as inst:
-        attestation.remove_root(inst, ProductId.named(product_id), sha256, actor=actor(inst))
+    through(
+        lambda inst: attestation.remove_root(inst, ProductId.named(product_id), sha256, actor=actor(inst)),
+        lambda api: api.delete(f"/api/v1/products/{product_id}/attestation/roots/{sha256}"),
+    )
     console.print(f"Product {product_id} no longer trusts root {sha256}")
 
 
@@ -187,12 +222,18 @@ def product_identities(
         (mac_prefix, mac_per_unit, mac_first, mac_count),
         (matter_vendor_id, matter_product_id, matter_flow, matter_discovery, matter_iterations),
     )
-    with opened() as inst:
-        pid = ProductId.named(product_id)
+    pid = ProductId.named(product_id)
+
+    def local(inst: Instance) -> dict[str, Any]:
         if body:
-            shown = identity_pools.set_pools(inst, pid, pool_from_json(body), actor=actor(inst))
-        else:
-            shown = identity_pools.pools(inst, pid)
+            return identity_pools.set_pools(inst, pid, pool_from_json(body), actor=actor(inst))
+        return identity_pools.pools(inst, pid)
+
+    def on_server(api: Remote) -> dict[str, Any]:
+        path = f"/api/v1/products/{pid.value}/identities"
+        return dict(api.put(path, body) if body else api.get(path))
+
+    shown = through(local, on_server)
     if as_json:
         print_json(shown)
         return
@@ -210,21 +251,24 @@ def site_add(
     name: Annotated[str, typer.Option(help="Display name")],
 ) -> None:
     """Add a contract manufacturer's site, where orders are built and fixtures stand."""
-    with opened() as inst:
-        by = actor(inst)
-        s = product_catalog.create_site(inst, site_id=SiteId(site_id), name=name, actor=by)
-    console.print(f"Site {s.id} created")
+    made = through(
+        lambda inst: product_catalog.create_site(inst, site_id=SiteId(site_id), name=name, actor=actor(inst)).id,
+        lambda api: api.post("/api/v1/sites", {"id": site_id, "name": name})["id"],
+    )
+    console.print(f"Site {made} created")
 
 
 @command(site_app, "list")
 def site_list(as_json: JsonOption = False) -> None:
     """The sites."""
-    with opened() as inst:
-        rows = product_catalog.list_sites(inst)
+    rows: list[dict[str, str]] = through(
+        lambda inst: [{"id": s.id, "name": s.name} for s in product_catalog.list_sites(inst)],
+        lambda api: api.get("/api/v1/sites"),
+    )
     if as_json:
-        print_json([{"id": s.id, "name": s.name} for s in rows])
+        print_json(rows)
         return
     table = Table("id", "name")
-    for s in rows:
-        table.add_row(s.id, s.name)
+    for row in rows:
+        table.add_row(row["id"], row["name"])
     console.print(table)

@@ -2,11 +2,15 @@
 
 Every subcommand is registered with :func:`command`, so whatever it raises of ours (a ``FabGuardError``, any
 error of the fixture SDK such as a server's refusal, an unreadable file) reaches the operator as one line ending in
-its machine-readable code, never as a traceback. Exit codes (README "Exit codes"): 0 done; 1 a verification or
-check failed (``audit verify``, ``licence verify``, ``doctor``, ``db check`` ...); 2 a usage error or a refusal
-(bad input, not found, not allowed: the code in brackets says which); 4 the database, the key store or the
-server is unavailable (trying again later may work). It works on the instance through :func:`opened`. The CLI's only imports of
-``fabguard.service.core.instance`` are here, so the other modules take ``Instance`` and its helpers from this one.
+its machine-readable code, never as a traceback (and, with ``--json``, as ``{"error": {"code", "message"}}`` on
+stdout too). Exit codes (docs/cli.md has the table): 0 done; 1 a verification or check failed (``audit verify``,
+``licence verify``, ``doctor``, ``db check`` ...); 2 a usage error (an option or argument the command does not
+take, a file it cannot read, a command that needs the instance directory run with ``--server``:
+``needs_instance``); 3 refused (bad input, not found, not allowed, a state that does not allow it: the code in
+brackets says which, the same code the API answers); 4 the database, the key store or the server is unavailable
+(trying again later may work). It works on the instance through :func:`opened` (or on a server through
+``cli.remote``). The CLI's only imports of ``fabguard.service.core.instance`` are here, so the other modules take
+``Instance`` and its helpers from this one.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_REFUSED",
     "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
     "HOME_ENV",
     "PIPE_WIDTH",
     "REASON_HELP",
@@ -57,6 +62,7 @@ __all__ = [
     "fail",
     "friendly",
     "init_instance",
+    "needs_instance",
     "opened",
     "parse_time",
     "principal",
@@ -111,6 +117,10 @@ JsonOption = Annotated[
 
 class State:
     home: Path = default_home()
+    server: str | None = None  # --server / FABGUARD_SERVER: work through this server's API (cli.remote)
+    ca: Path | None = None  # --ca / FABGUARD_CA: the CA certificate the server's TLS certificate chains to
+    group: str | None = None  # the command group this run invoked (``ca``), set by the root callback
+    command: str | None = None  # the command this run invoked (``crl``), set as it starts: for messages
 
 
 state = State()
@@ -120,7 +130,10 @@ state = State()
 def opened(*, migrate: bool = False) -> Iterator[Instance]:
     """The instance at ``--home`` (its CA keys unlocked with the passphrase from the environment), closed
     afterwards. Its database must be at the code's schema (``database_behind_code`` says what to run),
-    unless ``migrate`` (``db upgrade``, ``serve --migrate``) brings it there."""
+    unless ``migrate`` (``db upgrade``, ``serve --migrate``) brings it there. With ``--server``, a command
+    that has no way through the API says so (``needs_instance``, exit 2) instead of opening a local directory."""
+    if state.server is not None:
+        raise needs_instance()
     inst = Instance.open(state.home, migrate=migrate)
     try:
         yield inst
@@ -177,8 +190,30 @@ def parse_time(value: str | None, what: str) -> datetime | None:
     return t
 
 
-EXIT_FAILED, EXIT_REFUSED, EXIT_UNAVAILABLE = 1, 2, 4
-"""Exit codes besides 0: a verification failed; a usage error or a refusal; something needed is unavailable."""
+EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_UNAVAILABLE = 1, 2, 3, 4
+"""Exit codes besides 0: a verification failed; a usage error; a refusal (its code says which); something
+needed (the database, the key store, the server) is unavailable."""
+
+USAGE_CODES = frozenset({"needs_instance"})
+"""Codes of ours that are usage errors (exit 2), not refusals: the command line asked for something impossible."""
+
+
+def needs_instance(name: str | None = None) -> InvalidRequest:
+    """The error of a command (``name``, else the one running) that works on the instance directory itself,
+    run with ``--server``."""
+    if name is None:
+        words = ["fabguard", state.group, state.command if state.command != state.group else None]
+        name = f"'{' '.join(w for w in words if w)}'" if state.command else "this command"
+    return InvalidRequest(
+        f"{name} works on the instance directory itself: run it on the server's machine (--home), not through --server",
+        code="needs_instance",
+    )
+
+
+def _exit_code(exc: FabGuardError | FixtureError) -> int:
+    if _unavailable(exc):
+        return EXIT_UNAVAILABLE
+    return EXIT_USAGE if exc.code in USAGE_CODES else EXIT_REFUSED
 
 
 def _unavailable(exc: FabGuardError | FixtureError) -> bool:
@@ -192,29 +227,34 @@ def print_json(data: object) -> None:
     console.print_json(json.dumps(data))
 
 
-def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:
-    """Print one error line on stderr and leave with exit code ``code``."""
+def fail(message: str, code: int = EXIT_USAGE, *, error: str | None = None, as_json: bool = False) -> NoReturn:
+    """Print one error line on stderr and leave with exit code ``code``; with ``as_json`` (the command's
+    ``--json``) also ``{"error": {"code", "message"}}`` on stdout, ``error`` its code (else ``usage``)."""
     err_console.print(f"[bold red]error:[/] {escape(message)}")
+    if as_json:
+        print(json.dumps({"error": {"code": error or "usage", "message": message}}))
     raise typer.Exit(code)
 
 
 def friendly(fn: F) -> F:
     """``fn`` with FabGuard errors, the fixture SDK's errors (and a few common environment errors) shown as
-    one line, not as a traceback: exit code 4 when the database, key store or server is unavailable, else 2."""
+    one line, not as a traceback: exit code 4 when the database, key store or server is unavailable, 2 for a
+    usage error, else 3 (refused). A command called with ``--json`` also gets the error as JSON on stdout."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = kwargs.get("as_json") is True
         try:
             return fn(*args, **kwargs)
         except FabGuardError as exc:
-            fail(f"{exc.message} [{exc.code}]", EXIT_UNAVAILABLE if _unavailable(exc) else EXIT_REFUSED)
+            fail(f"{exc.message} [{exc.code}]", _exit_code(exc), error=exc.code, as_json=as_json)
         except FixtureError as exc:  # the client SDK's root: a server's refusal, or a package that does not open
             refused = "the server refused: " if isinstance(exc, FabGuardClientError) else ""
-            fail(f"{refused}{exc.message} [{exc.code}]", EXIT_UNAVAILABLE if _unavailable(exc) else EXIT_REFUSED)
+            fail(f"{refused}{exc.message} [{exc.code}]", _exit_code(exc), error=exc.code, as_json=as_json)
         except OSError as exc:
-            fail(str(exc))
+            fail(str(exc), as_json=as_json)
         except httpx.HTTPError as exc:
-            fail(f"cannot reach the server: {exc}", EXIT_UNAVAILABLE)
+            fail(f"cannot reach the server: {exc}", EXIT_UNAVAILABLE, error="server_unavailable", as_json=as_json)
 
     return wrapper  # type: ignore[return-value]
 
@@ -225,7 +265,13 @@ def command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
 
     def register(fn: F) -> F:
         explaining = friendly(fn)
-        group.command(name)(explaining)
+
+        @wraps(explaining)
+        def named(*args: Any, **kwargs: Any) -> Any:
+            state.command = name or fn.__name__
+            return explaining(*args, **kwargs)
+
+        group.command(name)(named)
         return explaining
 
     return register

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from fabguard.cli.common import command, console, opened
+from fabguard.cli.remote import connected, remote
+from fabguard.domain.errors import Conflict
 from fabguard.service.compliance import evidence_pack
 
 compliance_app = typer.Typer(help="CRA evidence: the signed, checkpointed compliance pack.", no_args_is_help=True)
@@ -32,11 +35,19 @@ def export(
     A product without its CRA facts (set them with 'fabguard product compliance') is refused, naming
     what it lacks, unless --allow-incomplete.
     """
-    with opened() as inst:
-        pack = evidence_pack.export_pack(inst, out, allow_incomplete=allow_incomplete)
-    for pid, fields in sorted(pack.incomplete.items()):
+    if remote():  # the server makes the pack (POST /api/v1/compliance/pack) and sends it as one archive
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise Conflict(f"{out} exists and is not an empty directory", code="pack_target_exists")
+        with connected() as api:
+            headers = api.unpack("/api/v1/compliance/pack", out, allow_incomplete=allow_incomplete or None)
+        pack: dict[str, Any] = json.loads(headers["X-FabGuard-Summary"])
+    else:
+        with opened() as inst:
+            made = evidence_pack.export_pack(inst, out, allow_incomplete=allow_incomplete)
+        pack = {k: v for k, v in vars(made).items() if k != "directory"}
+    for pid, fields in sorted(pack["incomplete"].items()):
         console.print(f"[yellow]incomplete:[/] product {pid} has no {', '.join(fields)} (recorded in index.json)")
     console.print(
-        f"Compliance pack written to {out}: {pack.certificates} certificates, {pack.history} history entries, "
-        f"{pack.cas} CAs, {pack.releases} firmware releases, at checkpoint size {pack.tree_size}"
+        f"Compliance pack written to {out}: {pack['certificates']} certificates, {pack['history']} history entries, "
+        f"{pack['cas']} CAs, {pack['releases']} firmware releases, at checkpoint size {pack['tree_size']}"
     )

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fabguard.cli.common import command, console, print_json, state
+from fabguard.cli.common import JsonOption, command, console, print_json, state
 from fabguard.domain.errors import InvalidRequest
 from fabguard.service.core import server_tls
 from fabguard.service.core.config import InstanceConfig, load_config, set_published_urls
@@ -42,9 +42,9 @@ def _urls(config: InstanceConfig) -> dict[str, str | None]:
 
 
 @command(config_app, "show")
-def config_show() -> None:
-    """The published URLs and the HTTPS listener's certificate files, as instance.json holds them
-    (tls_cert null: the certificate init made under the station CA)."""
+def config_show(as_json: JsonOption = False) -> None:  # JSON either way
+    """The published URLs and the HTTPS listener's certificate files, as instance.json holds them (tls_cert
+    null: the certificate init made under the station CA), as JSON (``--json`` is accepted, like every show)."""
     print_json(_urls(load_config(state.home)))
 
 

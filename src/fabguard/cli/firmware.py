@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from cryptography.hazmat.primitives import serialization
@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from rich.table import Table
 
 from fabguard.cli.common import actor, approver, command, console, fail, opened, print_json
+from fabguard.cli.remote import through
 from fabguard.firmware import mcuboot
 from fabguard.fixture.client import Credentials, FixtureClient
 from fabguard.fixture.firmware import FirmwarePackageError, fetch_package, load_firmware_public_key, open_package
@@ -69,23 +70,25 @@ def list_releases(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """The releases, oldest first, with their state and the orders they are attached to."""
-    with opened() as inst:
-        releases = release_lifecycle.list_releases(inst, product_id=product)
+    releases: list[dict[str, Any]] = through(
+        lambda inst: [r.to_dict() for r in release_lifecycle.list_releases(inst, product_id=product)],
+        lambda api: api.get("/api/v1/firmware/releases", product_id=product),
+    )
     if as_json:
-        print_json([r.to_dict() for r in releases])
+        print_json(releases)
         return
     table = Table("id", "product", "version", "state", "size", "dual control", "uploaded by", "approved by", "orders")
     for r in releases:
         table.add_row(
-            r.id,
-            r.product_id,
-            r.version,
-            r.state,
-            str(r.size),
-            "yes" if r.dual_control else "no",
-            r.uploaded_by,
-            r.approved_by or "",
-            ", ".join(r.orders),
+            r["id"],
+            r["product_id"],
+            r["version"],
+            r["state"],
+            str(r["size"]),
+            "yes" if r["dual_control"] else "no",
+            r["uploaded_by"],
+            r["approved_by"] or "",
+            ", ".join(r["orders"]),
         )
     console.print(table)
 
@@ -93,9 +96,13 @@ def list_releases(
 @command(firmware_app, "approve")
 def approve(release_id: ReleaseId) -> None:
     """Approve a release (an approver's token in FABGUARD_TOKEN; under dual control, not the uploader's)."""
-    with opened() as inst:
-        release = release_lifecycle.approve_release(inst, release_id, actor=approver(inst).actor)
-    console.print(f"Release {release.id} ({release.product_id} {release.version}) approved by {release.approved_by}")
+    release = through(
+        lambda inst: release_lifecycle.approve_release(inst, release_id, actor=approver(inst).actor).to_dict(),
+        lambda api: api.post(f"/api/v1/firmware/releases/{release_id}/approve"),
+    )
+    console.print(
+        f"Release {release['id']} ({release['product_id']} {release['version']}) approved by {release['approved_by']}"
+    )
 
 
 @command(firmware_app, "attach")
@@ -103,16 +110,20 @@ def attach(
     release_id: ReleaseId, order: Annotated[str, typer.Option(help="The order whose units may receive it")]
 ) -> None:
     """Offer a release to the units of an order."""
-    with opened() as inst:
-        release = release_lifecycle.attach_release(inst, release_id, order, actor=actor(inst))
-    console.print(f"Release {release.id} attached to order {order}")
+    release = through(
+        lambda inst: release_lifecycle.attach_release(inst, release_id, order, actor=actor(inst)).to_dict(),
+        lambda api: api.post(f"/api/v1/firmware/releases/{release_id}/attach", {"order_id": order}),
+    )
+    console.print(f"Release {release['id']} attached to order {order}")
 
 
 @command(firmware_app, "withdraw")
 def withdraw(release_id: ReleaseId, reason: Annotated[str, typer.Option(help="Why (kept in the ledger)")]) -> None:
     """Stop releasing a version to any unit, for good."""
-    with opened() as inst:
-        release_lifecycle.withdraw_release(inst, release_id, reason=reason, actor=actor(inst))
+    through(
+        lambda inst: release_lifecycle.withdraw_release(inst, release_id, reason=reason, actor=actor(inst)).to_dict(),
+        lambda api: api.post(f"/api/v1/firmware/releases/{release_id}/withdraw", {"reason": reason}),
+    )
     console.print(f"Release {release_id} withdrawn")
 
 

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import JsonOption, actor, command, console, opened, print_json
+from fabguard.cli.common import Instance, JsonOption, actor, command, console, print_json, state
+from fabguard.cli.remote import Remote, through
 from fabguard.domain import values
 from fabguard.fixture.client import enroll
 from fabguard.service.catalog import fixtures
@@ -24,16 +25,26 @@ def fixture_add(
     fixture_id: FixtureId, site: Annotated[str, typer.Option(help="The site the fixture stands in")]
 ) -> None:
     """Register a fixture; prints its one-time enrolment token."""
-    with opened() as inst:
-        by = actor(inst)
+
+    def local(inst: Instance) -> tuple[dict[str, object], str, str]:
         f, token = fixtures.create_fixture(
-            inst, fixture_id=values.FixtureId(fixture_id), site_id=values.SiteId.named(site), actor=by
+            inst, fixture_id=values.FixtureId(fixture_id), site_id=values.SiteId.named(site), actor=actor(inst)
         )
-        ca, server = inst.cas.cert_path("root"), inst.config.public_url
+        ca = inst.cas.cert_path("root")
         operator = server_tls.operator_files(inst.config)
         if operator is not None:  # the listener serves the operator's certificate: enrolment trusts their CA
             ca = operator.ca or operator.cert
-    console.print(f"Fixture {f.id} registered at {f.site_id}. One-time enrolment token:\n[bold]{token}[/]")
+        return {**fixtures.fixture_dict(f), "enrollment_token": token}, str(ca), inst.config.public_url
+
+    def on_server(api: Remote) -> tuple[dict[str, object], str, str]:
+        made = api.post("/api/v1/fixtures", {"id": fixture_id, "site_id": site})
+        return made, str(state.ca or "root.pem"), api.url
+
+    f, ca_file, server = through(local, on_server)
+    ca = Path(ca_file)
+    console.print(
+        f"Fixture {f['id']} registered at {f['site_id']}. One-time enrolment token:\n[bold]{f['enrollment_token']}[/]"
+    )
     console.print(
         "On the line PC, with the token in FABGUARD_ENROLLMENT_TOKEN (an argument would show in the process list): "
         f"fabguard fixture enroll --server {server} --ca {ca.name} --out DIR   (copy {ca} there)"
@@ -43,17 +54,20 @@ def fixture_add(
 @command(fixture_app, "token")
 def fixture_token(fixture_id: FixtureId) -> None:
     """A fresh one-time enrolment token for a fixture (earlier unused ones lapse)."""
-    with opened() as inst:
-        by = actor(inst)
-        token = fixtures.new_enrollment_token(inst, values.FixtureId.named(fixture_id), actor=by)
+    token = through(
+        lambda inst: fixtures.new_enrollment_token(inst, values.FixtureId.named(fixture_id), actor=actor(inst)),
+        lambda api: str(api.post(f"/api/v1/fixtures/{fixture_id}/enrollment-token")["enrollment_token"]),
+    )
     console.print(token)
 
 
 @command(fixture_app, "list")
 def fixture_list(as_json: JsonOption = False) -> None:
     """Every fixture with its site, state, enrolment and certificate."""
-    with opened() as inst:
-        rows = [fixtures.fixture_dict(f) for f in fixtures.list_fixtures(inst)]
+    rows: list[dict[str, object]] = through(
+        lambda inst: [fixtures.fixture_dict(f) for f in fixtures.list_fixtures(inst)],
+        lambda api: api.get("/api/v1/fixtures"),
+    )
     if as_json:
         print_json(rows)
         return
@@ -73,9 +87,12 @@ def fixture_list(as_json: JsonOption = False) -> None:
 @command(fixture_app, "revoke")
 def fixture_revoke(fixture_id: FixtureId, reason: Annotated[str, typer.Option(help="Why")]) -> None:
     """Revoke a fixture: every later call with its certificate is refused."""
-    with opened() as inst:
-        by = actor(inst)
-        fixtures.revoke_fixture(inst, values.FixtureId.named(fixture_id), reason=reason, actor=by)
+    through(
+        lambda inst: fixtures.revoke_fixture(
+            inst, values.FixtureId.named(fixture_id), reason=reason, actor=actor(inst)
+        ),
+        lambda api: api.post(f"/api/v1/fixtures/{fixture_id}/revoke", {"reason": reason}),
+    )
     console.print(f"Fixture {fixture_id} revoked")
 
 

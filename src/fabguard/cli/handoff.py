@@ -3,12 +3,14 @@ and the signed manifest of an order's devices."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from fabguard.cli.common import actor, command, console, opened
+from fabguard.cli.common import Instance, actor, command, console
+from fabguard.cli.remote import remote, through
 from fabguard.domain.filenames import path_inside
 from fabguard.pki.handoff import RegistrationCode, VerificationCode
 from fabguard.service.handoff import clouds
@@ -52,14 +54,18 @@ def handoff_aws(
     ] = None,
 ) -> None:
     """AWS IoT Core: CA, verification certificate (CN = the registration code), JITP template, device manifest."""
-    with opened() as inst:
+
+    def local(inst: Instance) -> dict[str, Any]:
         by = actor(inst)
         code = clouds.checked(inst, "aws", ca, lambda: RegistrationCode(registration_code), actor=by)
-        bundle = clouds.aws_bundle(inst, ca, code, role_arn=role_arn, order_id=order, actor=by)
-    _write(out, bundle.files)
+        return clouds.aws_bundle(inst, ca, code, role_arn=role_arn, order_id=order, actor=by).to_dict()
+
+    body = {"ca": ca, "registration_code": registration_code, "role_arn": role_arn, "order_id": order}
+    bundle = through(local, lambda api: api.post("/api/v1/handoff/aws", body))
+    _write(out, bundle["files"])
     console.print(
-        f"AWS hand-off for {ca} written to {out} ({len(bundle.files)} files; ledger entry {bundle.event_seq - 1}); "
-        f"next: see {out / 'README.txt'}"
+        f"AWS hand-off for {ca} written to {out} ({len(bundle['files'])} files; ledger entry "
+        f"{bundle['event_seq'] - 1}); next: see {out / 'README.txt'}"
     )
 
 
@@ -78,16 +84,25 @@ def handoff_azure(
     ] = None,
 ) -> None:
     """Azure IoT Hub DPS: proof-of-possession certificate (CN = the verification code) and an X.509 enrolment group."""
-    with opened() as inst:
+
+    def local(inst: Instance) -> dict[str, Any]:
         by = actor(inst)
         code = clouds.checked(inst, "azure", ca, lambda: VerificationCode(verification_code), actor=by)
-        bundle = clouds.azure_bundle(
+        return clouds.azure_bundle(
             inst, ca, code, enrollment_group_id=enrollment_id, certificate_name=certificate_name, actor=by
-        )
-    _write(out, bundle.files)
+        ).to_dict()
+
+    body = {
+        "ca": ca,
+        "verification_code": verification_code,
+        "enrollment_group_id": enrollment_id,
+        "certificate_name": certificate_name,
+    }
+    bundle = through(local, lambda api: api.post("/api/v1/handoff/azure", body))
+    _write(out, bundle["files"])
     console.print(
-        f"Azure DPS hand-off for {ca} written to {out} ({len(bundle.files)} files; ledger entry "
-        f"{bundle.event_seq - 1}); next: see {out / 'README.txt'}"
+        f"Azure DPS hand-off for {ca} written to {out} ({len(bundle['files'])} files; ledger entry "
+        f"{bundle['event_seq'] - 1}); next: see {out / 'README.txt'}"
     )
 
 
@@ -97,17 +112,19 @@ def handoff_manifest(
     out: Out,
 ) -> None:
     """manifest.json and manifest.csv (+ .sig) of an order's devices, signed by the ledger key at a checkpoint
-    signed first, and recorded as a handoff.manifest event (as POST /api/v1/handoff/manifest/ORDER does)."""
-    with opened() as inst:
+    signed first, and recorded as a handoff.manifest event (as POST /api/v1/handoff/manifest/ORDER does).
+    Through --server only manifest.json: the CSV would be a second hand-off, recorded again."""
+
+    def local(inst: Instance) -> tuple[dict[str, Any], dict[str, str]]:
         manifest = clouds.order_manifest(inst, order, actor=actor(inst))
         text = clouds.manifest_csv(manifest)
-        files = {
-            "manifest.json": clouds.manifest_json(manifest),
-            "manifest.csv": text,
-            "manifest.csv.sig": reports.sign_bytes(inst, text.encode()) + "\n",
-        }
-    _write(out, files)
+        csv = {"manifest.csv": text, "manifest.csv.sig": reports.sign_bytes(inst, text.encode()) + "\n"}
+        return manifest.to_dict(), csv
+
+    signed, csv = through(local, lambda api: (api.post(f"/api/v1/handoff/manifest/{order}"), {}))
+    _write(out, {"manifest.json": json.dumps(signed, indent=2, sort_keys=True) + "\n", **csv})
     console.print(
-        f"{manifest.body['count']} devices of {order} written to {out}; check with "
+        f"{signed['manifest']['count']} devices of {order} written to {out}; check with "
         f"'fabguard audit verify-report {out / 'manifest.json'} --key ledger.pub'"
+        + ("; through --server manifest.json only (the CSV is another hand-off: ?format=csv)" if remote() else "")
     )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from fabguard.cli.common import actor, command, console, opened, print_json, requester
+from fabguard.cli.remote import through
 from fabguard.cli.tokens import parse_lifetime
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import OrderId
@@ -89,8 +90,10 @@ def lease_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """The leases issued, with their order, units, end and state."""
-    with opened() as inst:
-        rows = quota_leases.list_leases(inst, order_id=order)
+    rows: list[dict[str, Any]] = through(
+        lambda inst: quota_leases.list_leases(inst, order_id=order),
+        lambda api: api.get("/api/v1/leases", order_id=order),
+    )
     if as_json:
         print_json(rows)
         return

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from cryptography import x509
 from rich.table import Table
 
-from fabguard.cli.common import JsonOption, actor, command, console, fail, opened, parse_time, print_json, requester
+from fabguard.cli.common import (
+    Instance,
+    JsonOption,
+    actor,
+    command,
+    console,
+    fail,
+    parse_time,
+    print_json,
+    requester,
+)
+from fabguard.cli.remote import through
 from fabguard.domain.values import ProductId, Serial
 from fabguard.fixture.licence import LicenceInvalid, verify_licence
 from fabguard.service.approvals import requests
@@ -31,21 +42,40 @@ def issue(
     product: Annotated[str | None, typer.Option(help="The product, if the serial is in several")] = None,
 ) -> None:
     """Issue a licence (a ledger event) bound to the unit's current device certificate."""
-    with opened() as inst:
-        issued = licences.issue_licence(
+    until = parse_time(not_after, "--not-after")
+    wanted = {"features": feature, "not_after": until.isoformat() if until else None, "product_id": product}
+    issued: dict[str, Any] = through(
+        lambda inst: licences.issue_licence(
             inst,
             Serial.parse(serial),
             features=feature,
             actor=actor(inst),
-            not_after=parse_time(not_after, "--not-after"),
+            not_after=until,
             product_id=ProductId.named(product) if product else None,
-        )
-    out.write_text(json.dumps(issued.document, indent=2, sort_keys=True) + "\n")
-    body = issued.document["licence"]
-    console.print(
-        f"Licence {issued.licence_id} for {issued.serial} ({', '.join(body['features'])}), "
-        f"expires {body['not_after'] or 'never'}; ledger entry {issued.ledger_entry}; written to {out}"
+        ).to_dict(),
+        lambda api: api.post(f"/api/v1/units/{serial}/licences", wanted),
     )
+    document = {k: v for k, v in issued.items() if k not in ("id", "ledger_entry")}
+    out.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    body = document["licence"]
+    console.print(
+        f"Licence {issued['id']} for {body['device']['serial']} ({', '.join(body['features'])}), "
+        f"expires {body['not_after'] or 'never'}; ledger entry {issued['ledger_entry']}; written to {out}"
+    )
+
+
+@command(licence_app, "list")
+def licence_list(serial: Annotated[str, typer.Option(help="The unit's serial")], as_json: JsonOption = False) -> None:
+    """The licences issued to a unit, oldest first (their signed documents with --json)."""
+    found: list[dict[str, Any]] = through(
+        lambda inst: licences.licences_of(inst, serial), lambda api: api.get(f"/api/v1/units/{serial}/licences")
+    )
+    if as_json:
+        print_json(found)
+        return
+    for doc in found:
+        body = doc["licence"]
+        console.print(f"{doc['id']}: {', '.join(body['features'])}, expires {body['not_after'] or 'never'}")
 
 
 @command(licence_app, "verify")
@@ -87,8 +117,10 @@ def _crl(data: bytes) -> x509.CertificateRevocationList:
 def signers(product: Annotated[str, typer.Argument(help="The product")], json_out: JsonOption = False) -> None:
     """A product's licence signers, oldest first: which signs now, which retired, which were revoked, which
     waits for an offline root's ceremony (pending)."""
-    with opened() as inst:
-        rows = licences.signers(inst, ProductId.named(product))
+    pid = ProductId.named(product)
+    rows = through(
+        lambda inst: licences.signers(inst, pid), lambda api: api.get(f"/api/v1/products/{pid.value}/licence-signers")
+    )
     if json_out:
         print_json(rows)
         return
@@ -103,9 +135,15 @@ def signers(product: Annotated[str, typer.Argument(help="The product")], json_ou
 def rotate_signer(product: Annotated[str, typer.Argument(help="The product")]) -> None:
     """Give the product a new licence signer: it signs from now on; the older ones retire and the licences
     they signed stay valid (revoke a signer to end those)."""
-    with opened() as inst:
-        row = licences.rotate_signer(inst, ProductId.named(product), actor=actor(inst))
-    console.print(f"Licence signer {row.generation} of {product} signs from now on; earlier signers retired")
+    pid = ProductId.named(product)
+
+    def local(inst: Instance) -> int:
+        return licences.rotate_signer(inst, pid, actor=actor(inst)).generation
+
+    generation = through(
+        local, lambda api: int(api.post(f"/api/v1/products/{pid.value}/licence-signers/rotate", {})["generation"])
+    )
+    console.print(f"Licence signer {generation} of {product} signs from now on; earlier signers retired")
 
 
 @command(licence_app, "revoke-signer")
@@ -117,13 +155,12 @@ def revoke_signer(
 ) -> None:
     """Ask for a licence signer to be put on the root's CRL (devices that check it refuse its licences):
     carried out when a second person approves ('fabguard approval approve ID')."""
-    with opened() as inst:
-        pending = requests.request(
-            inst,
-            ProductId.named(product).value,
-            LicenceSignerRevocation(generation, reason, note),
-            by=requester(inst),
-        )
-    console.print(
-        f"Request {pending.id} to revoke licence signer {generation} of {product}: a second person approves it"
-    )
+    pid = ProductId.named(product)
+
+    def local(inst: Instance) -> int:
+        act = LicenceSignerRevocation(generation, reason, note)
+        return requests.request(inst, pid.value, act, by=requester(inst)).id
+
+    path = f"/api/v1/products/{pid.value}/licence-signers/{generation}/revoke"
+    asked = through(local, lambda api: int(api.post(path, {"reason": reason, "note": note})["id"]))
+    console.print(f"Request {asked} to revoke licence signer {generation} of {product}: a second person approves it")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.table import Table
@@ -20,6 +21,7 @@ from fabguard.cli.common import (
     print_json,
     requester,
 )
+from fabguard.cli.remote import through
 from fabguard.domain import values
 from fabguard.domain.errors import InvalidRequest
 from fabguard.service.approvals import requests
@@ -33,22 +35,31 @@ OrderId = Annotated[str, typer.Argument(help="The order's id (see 'fabguard orde
 ChangeId = Annotated[int, typer.Argument(help="The quota change's number (printed by 'fabguard order quota')")]
 
 
-def _order_table(views: list[orders.OrderView]) -> Table:
+def _order_table(rows: list[dict[str, object]]) -> Table:
+    """Orders as the API answers them (``OrderView.to_dict``), local or through --server alike."""
     table = Table("order", "product", "site", "state", "quota", "used", "remaining", "refused", "valid until")
-    for o in views:
-        refused = ", ".join(f"{k} {v}" for k, v in o.refused.items()) or "-"
+    for o in rows:
+        refused = cast(dict[str, int], o["refused"])
+        until = o["valid_until"]
         table.add_row(
-            o.id,
-            o.product_id,
-            o.site_id,
-            o.state,
-            str(o.quota),
-            str(o.used),
-            str(o.remaining),
-            refused,
-            o.valid_until.isoformat(timespec="seconds") if o.valid_until else "-",
+            str(o["id"]),
+            str(o["product_id"]),
+            str(o["site_id"]),
+            str(o["state"]),
+            str(o["quota"]),
+            str(o["used"]),
+            str(o["remaining"]),
+            ", ".join(f"{k} {v}" for k, v in refused.items()) or "-",
+            datetime.fromisoformat(str(until)).isoformat(timespec="seconds") if until else "-",
         )
     return table
+
+
+def _show(rows: list[dict[str, object]], as_json: bool) -> None:
+    if as_json:
+        print_json(rows)
+    else:
+        console.print(_order_table(rows))
 
 
 @command(order_app, "create")
@@ -61,53 +72,63 @@ def order_create(
         str | None, typer.Option(help="ISO 8601 with zone, or a date: 00:00 UTC; default now")
     ] = None,
     valid_until: Annotated[
-        str | None, typer.Option(help="ISO 8601 with zone, or a date: 00:00 UTC; default open-ended")
+        str | None, typer.Option(help="ISO 8601 with zone, or a date (2027-03-31): 00:00 UTC; default open-ended")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Open an order: how many units of a product a site may provision, and when."""
-    with opened() as inst:
-        by = actor(inst)
-        window = parse_time(valid_from, "--valid-from"), parse_time(valid_until, "--valid-until")
-        view = orders.create_order(
+    start, end = parse_time(valid_from, "--valid-from"), parse_time(valid_until, "--valid-until")
+    body = {
+        "id": order_id,
+        "product_id": product,
+        "site_id": site,
+        "quota": quota,
+        "valid_from": start.isoformat() if start else None,
+        "valid_until": end.isoformat() if end else None,
+    }
+    view = through(
+        lambda inst: orders.create_order(
             inst,
             order_id=values.OrderId(order_id) if order_id else None,
             product_id=values.ProductId.named(product),
             site_id=values.SiteId.named(site),
             quota=quota,
-            actor=by,
-            valid_from=window[0],
-            valid_until=window[1],
-        )
-    console.print(_order_table([view]))
+            actor=actor(inst),
+            valid_from=start,
+            valid_until=end,
+        ).to_dict(),
+        lambda api: api.post("/api/v1/orders", body),
+    )
+    _show([view], as_json)
 
 
 @command(order_app, "list")
 def order_list(as_json: JsonOption = False) -> None:
     """Every order with its quota, units used and left, and refusals by reason."""
-    with opened() as inst:
-        views = orders.list_orders(inst)
-    if as_json:
-        print_json([v.to_dict() for v in views])
-    else:
-        console.print(_order_table(views))
+    rows = through(lambda inst: [v.to_dict() for v in orders.list_orders(inst)], lambda api: api.get("/api/v1/orders"))
+    _show(rows, as_json)
 
 
 @command(order_app, "show")
 def order_show(order_id: OrderId, as_json: JsonOption = False) -> None:
     """One order, with its pending quota changes."""
-    with opened() as inst:
-        view = orders.get_order(inst, order_id)
+    view = through(
+        lambda inst: orders.get_order(inst, order_id).to_dict(), lambda api: api.get(f"/api/v1/orders/{order_id}")
+    )
     if as_json:
-        print_json(view.to_dict())
-    else:
-        console.print(_order_table([view]))
-        for c in view.pending_quota_changes:
-            console.print(f"pending quota change {c['id']}: to {c['new_quota']} by {c['requested_by']} ({c['reason']})")
+        print_json(view)
+        return
+    console.print(_order_table([view]))
+    for c in cast(list[dict[str, object]], view["pending_quota_changes"]):
+        console.print(f"pending quota change {c['id']}: to {c['new_quota']} by {c['requested_by']} ({c['reason']})")
 
 
 def _set_state(order_id: str, new_state: values.OrderState) -> None:
-    with opened() as inst:
-        console.print(_order_table([orders.set_order_state(inst, order_id, new_state, actor=actor(inst))]))
+    view = through(
+        lambda inst: orders.set_order_state(inst, order_id, new_state, actor=actor(inst)).to_dict(),
+        lambda api: api.post(f"/api/v1/orders/{order_id}/state", {"state": new_state.value}),
+    )
+    console.print(_order_table([view]))
 
 
 @command(order_app, "suspend")
@@ -119,11 +140,15 @@ def order_suspend(order_id: OrderId) -> None:
 @command(order_app, "resume")
 def order_resume(order_id: OrderId) -> None:
     """Ask for a suspended order to provision again: a second person approves ('fabguard approval approve')."""
-    with opened() as inst:
-        pending = requests.request(inst, values.OrderId(order_id).value, OrderActivation(), by=requester(inst))
+    pending = through(
+        lambda inst: requests.request(
+            inst, values.OrderId(order_id).value, OrderActivation(), by=requester(inst)
+        ).to_dict(),
+        lambda api: api.post(f"/api/v1/orders/{order_id}/state", {"state": values.OrderState.ACTIVE.value}),
+    )
     console.print(
-        f"Resuming {order_id} is request {pending.id}, [yellow]pending[/]: "
-        f"a second person approves it with 'fabguard approval approve {pending.id}'"
+        f"Resuming {order_id} is request {pending['id']}, [yellow]pending[/]: "
+        f"a second person approves it with 'fabguard approval approve {pending['id']}'"
     )
 
 
@@ -140,8 +165,10 @@ def order_quota(
     reason: Annotated[str, typer.Option(help="Why (kept in the event log)")],
 ) -> None:
     """Change a quota: a decrease applies now; an increase waits for a second approver."""
-    with opened() as inst:
-        change = orders.request_quota_change(inst, order_id, new_quota, reason=reason, actor=actor(inst))
+    change = through(
+        lambda inst: orders.request_quota_change(inst, order_id, new_quota, reason=reason, actor=actor(inst)),
+        lambda api: api.post(f"/api/v1/orders/{order_id}/quota-changes", {"quota": new_quota, "reason": reason}),
+    )
     if change["state"] == "pending":
         console.print(
             f"Quota raise {change['id']} to {new_quota} is [yellow]pending[/]: "
@@ -154,16 +181,20 @@ def order_quota(
 @command(order_app, "approve")
 def order_approve(change_id: ChangeId) -> None:
     """Approve a pending quota raise (needs an approver's token in FABGUARD_TOKEN, not the requester's)."""
-    with opened() as inst:
-        change = orders.decide_quota_change(inst, change_id, approve=True, actor=approver(inst).actor)
+    change = through(
+        lambda inst: orders.decide_quota_change(inst, change_id, approve=True, actor=approver(inst).actor),
+        lambda api: api.post(f"/api/v1/quota-changes/{change_id}/approve"),
+    )
     console.print(f"Quota change {change_id} applied: order {change['order_id']} quota {change['new_quota']}")
 
 
 @command(order_app, "reject")
 def order_reject(change_id: ChangeId) -> None:
     """Reject a pending quota raise (needs an approver's token in FABGUARD_TOKEN)."""
-    with opened() as inst:
-        orders.decide_quota_change(inst, change_id, approve=False, actor=approver(inst).actor)
+    through(
+        lambda inst: orders.decide_quota_change(inst, change_id, approve=False, actor=approver(inst).actor),
+        lambda api: api.post(f"/api/v1/quota-changes/{change_id}/reject"),
+    )
     console.print(f"Quota change {change_id} rejected")
 
 
@@ -174,8 +205,10 @@ def order_revoke_units(
     reason: Annotated[str, typer.Option(help=REASON_HELP)] = "unspecified",
 ) -> None:
     """Revoke every unit provisioned on an order."""
-    with opened() as inst:
-        n = revocation.revoke_order_units(inst, order_id, reason_code=reason, note=note, actor=actor(inst))
+    n = through(
+        lambda inst: revocation.revoke_order_units(inst, order_id, reason_code=reason, note=note, actor=actor(inst)),
+        lambda api: api.post(f"/api/v1/orders/{order_id}/revoke-units", {"reason": reason, "note": note})["revoked"],
+    )
     console.print(f"{n} units of {order_id} revoked; the issuing CA's CRL is updated")
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from fabguard.cli.common import JsonOption, actor, command, console, fail, opened, parse_time, print_json
+from fabguard.cli.common import Instance, JsonOption, actor, command, console, fail, parse_time, print_json
+from fabguard.cli.remote import Remote, through
 from fabguard.domain.money import Money
 from fabguard.domain.values import OrderId, ProductId, SiteId
+from fabguard.ledger.royalty import RoyaltyScope
 from fabguard.service.ledger import reports
 from fabguard.service.royalties import statement_pdf, statements
 
@@ -36,19 +39,24 @@ def rate_set(
     if (product is None) == (order is None):
         fail("name either --product or --order")
     rate = Money.parse(amount, currency)
-    with opened() as inst:
-        view = statements.set_rate(
+    start = parse_time(effective_from, "--from")
+    path = f"/api/v1/orders/{order}/royalty-rate" if order else f"/api/v1/products/{product}/royalty-rate"
+    body = {"amount": amount, "currency": currency, "effective_from": start.isoformat() if start else None}
+    view = through(
+        lambda inst: statements.set_rate(
             inst,
             rate=rate,
             actor=actor(inst),
             product_id=ProductId.named(product) if product else None,
             order_id=OrderId.named(order) if order else None,
-            effective_from=parse_time(effective_from, "--from"),
-        )
-    target = f"order {view.order_id}" if view.order_id else f"product {view.product_id}"
+            effective_from=start,
+        ).to_dict(),
+        lambda api: api.put(path, body),
+    )
+    target = f"order {view['order_id']}" if view["order_id"] else f"product {view['product_id']}"
     console.print(
-        f"Rate for {target}: {view.amount} {view.currency} per unit from {view.effective_from.isoformat()} "
-        f"(ledger entry {view.ledger_entry})"
+        f"Rate for {target}: {view['amount']} {view['currency']} per unit from {view['effective_from']} "
+        f"(ledger entry {view['ledger_entry']})"
     )
 
 
@@ -59,20 +67,22 @@ def rate_list(
     as_json: JsonOption = False,
 ) -> None:
     """Every rate set, oldest first."""
-    with opened() as inst:
-        rows = statements.list_rates(inst, product_id=product, order_id=order)
+    rows: list[dict[str, Any]] = through(
+        lambda inst: [r.to_dict() for r in statements.list_rates(inst, product_id=product, order_id=order)],
+        lambda api: api.get("/api/v1/royalties/rates", product_id=product, order_id=order),
+    )
     if as_json:
-        print_json([r.to_dict() for r in rows])
+        print_json(rows)
         return
     table = Table("product", "order", "per unit", "from", "set by", "ledger entry")
     for r in rows:
         table.add_row(
-            r.product_id,
-            r.order_id or "-",
-            f"{r.amount} {r.currency}",
-            r.effective_from.isoformat(),
-            r.set_by,
-            str(r.ledger_entry),
+            r["product_id"],
+            r["order_id"] or "-",
+            f"{r['amount']} {r['currency']}",
+            r["effective_from"],
+            r["set_by"],
+            str(r["ledger_entry"]),
         )
     console.print(table)
 
@@ -92,34 +102,28 @@ def statement(
     ] = None,
 ) -> None:
     """Units provisioned (priced), revoked and refused in the period, at a checkpoint of the whole ledger signed
-    first (run locally, taking it is the operator's act; the API's GET signs none); all three files signed by
-    the ledger key (check each with 'fabguard audit verify-report')."""
-    with opened() as inst:
-        st = statements.statement(
-            inst,
-            site_id=SiteId.named(site) if site else None,
-            order_id=OrderId.named(order) if order else None,
-            product_id=ProductId.named(product) if product else None,
-            since=parse_time(since, "--since"),
-            until=parse_time(until, "--until"),
-            sign_checkpoint=True,
-        )
-        pdf = statement_pdf.to_pdf(st)
-        table_bytes = statements.to_csv(st).encode()
-        # The JSON embeds its signature; the CSV and the PDF each get a detached one over their exact bytes
-        # ('fabguard audit verify-report statement.csv' reads statement.csv.sig beside it).
-        signatures = {
-            "statement.csv.sig": reports.sign_bytes(inst, table_bytes),
-            "statement.pdf.sig": reports.sign_bytes(inst, pdf),
-        }
+    first (run locally, taking it is the operator's act; through --server the API's GET signs none: the
+    statement stands at the newest stored checkpoint); all three files signed by the ledger key (check each
+    with 'fabguard audit verify-report')."""
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    signed, table_bytes, pdf, signatures = through(
+        lambda inst: _local_statement(inst, site, order, product, start, end),
+        lambda api: _remote_statement(
+            api,
+            {"site_id": site, "order_id": order, "product_id": product, "since": start, "until": end},
+        ),
+    )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "statement.json").write_text(statements.statement_json(st))
+    (out / "statement.json").write_text(json.dumps(signed, indent=2, sort_keys=True) + "\n")
     (out / "statement.csv").write_bytes(table_bytes)
     (out / "statement.pdf").write_bytes(pdf)
     for name, sig in signatures.items():
         (out / name).write_text(sig + "\n")
-    table = Table("site", "order", "product", "units", "per unit", "amount", title=st.computed.scope.describe())
-    for ln in st.body["lines"]:
+    body = signed["report"]
+    table = Table(
+        "site", "order", "product", "units", "per unit", "amount", title=RoyaltyScope(**body["scope"]).describe()
+    )
+    for ln in body["lines"]:
         rate = ln["rate"]
         table.add_row(
             ln["site_id"],
@@ -130,9 +134,48 @@ def statement(
             ln["amount"] or "-",
         )
     console.print(table)
-    f = st.body["figures"]
+    f = body["figures"]
     totals = ", ".join(f"{v} {c}" for c, v in f["totals"].items()) or "nothing"
     console.print(
         f"Due: {totals}; {f['unrated']} units with no rate, {f['revoked']} revoked, {f['refused_total']} refused. "
-        f"Computed at checkpoint size {st.body['checkpoint']['size']}; written to {out}"
+        f"Computed at checkpoint size {body['checkpoint']['size']}; written to {out}"
     )
+
+
+Signed = tuple[dict[str, Any], bytes, bytes, dict[str, str]]
+"""A statement: its signed JSON, its CSV and PDF bytes, and their detached signatures by file name."""
+
+
+def _local_statement(
+    inst: Instance, site: str | None, order: str | None, product: str | None, since: Any, until: Any
+) -> Signed:
+    st = statements.statement(
+        inst,
+        site_id=SiteId.named(site) if site else None,
+        order_id=OrderId.named(order) if order else None,
+        product_id=ProductId.named(product) if product else None,
+        since=since,
+        until=until,
+        sign_checkpoint=True,
+    )
+    pdf = statement_pdf.to_pdf(st)
+    table_bytes = statements.to_csv(st).encode()
+    # The JSON embeds its signature; the CSV and the PDF each get a detached one over their exact bytes
+    # ('fabguard audit verify-report statement.csv' reads statement.csv.sig beside it).
+    signatures = {
+        "statement.csv.sig": reports.sign_bytes(inst, table_bytes),
+        "statement.pdf.sig": reports.sign_bytes(inst, pdf),
+    }
+    return st.to_dict(), table_bytes, pdf, signatures
+
+
+def _remote_statement(api: Remote, scope: dict[str, Any]) -> Signed:
+    query = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in scope.items()}
+    path = "/api/v1/royalties/statement"
+    csv = api.call("GET", path, params={**query, "format": "csv"})
+    pdf = api.call("GET", path, params={**query, "format": "pdf"})
+    signatures = {
+        "statement.csv.sig": csv.headers["X-FabGuard-Signature"],
+        "statement.pdf.sig": pdf.headers["X-FabGuard-Signature"],
+    }
+    return api.get(path, **query), csv.content, pdf.content, signatures

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fabguard.cli.common import actor, command, console, opened, parse_time, print_json
+from fabguard.cli.common import Instance, actor, command, console, opened, parse_time, print_json
+from fabguard.cli.remote import Remote, through
 from fabguard.domain.errors import InvalidRequest
 from fabguard.runtime import tune_gc
 from fabguard.service.analytics import dashboard_queries, projection
@@ -176,18 +177,26 @@ def production(
             raise InvalidRequest("give --since or --hours, not both", code="invalid_window")
         if not (math.isfinite(hours) and 0 < hours <= MAX_HOURS):
             raise InvalidRequest(f"--hours must be more than 0 and at most {MAX_HOURS}", code="invalid_window")
-    with opened() as inst:
-        try:
-            if hours is not None:
-                end = end or inst.clock()
-                start = end - timedelta(hours=hours)
-            figures = dashboard_queries.production(
-                inst, since=start, until=end, product_id=product, order_id=order, site_id=site, fixture_id=fixture
-            )
-        except OverflowError:  # a window reaching past year 1 or 9999
-            raise InvalidRequest(
-                "the window reaches outside the dates a calendar can hold", code="invalid_window"
-            ) from None
+    scope = {"product": product, "order": order, "site": site, "fixture": fixture}
+
+    def local(inst: Instance) -> dict[str, Any]:
+        first, last = _window(start, end, hours, inst.clock())
+        return dashboard_queries.production(
+            inst, since=first, until=last, product_id=product, order_id=order, site_id=site, fixture_id=fixture
+        )
+
+    def on_server(api: Remote) -> dict[str, Any]:
+        first, last = _window(start, end, hours, datetime.now(UTC))
+        window = {"since": first.isoformat() if first else None, "until": last.isoformat() if last else None}
+        answer: dict[str, Any] = api.get("/api/v1/stats/production", **window, **scope)
+        return answer
+
+    try:
+        figures = through(local, on_server)
+    except OverflowError:  # a window reaching past year 1 or 9999
+        raise InvalidRequest(
+            "the window reaches outside the dates a calendar can hold", code="invalid_window"
+        ) from None
     if as_json:
         print_json(figures)
         return
@@ -205,6 +214,15 @@ def production(
     _print_breakdown(figures, figures["refusals"])
 
 
+def _window(
+    start: datetime | None, end: datetime | None, hours: float | None, now: datetime
+) -> tuple[datetime | None, datetime | None]:
+    if hours is None:
+        return start, end
+    end = end or now
+    return end - timedelta(hours=hours), end
+
+
 @command(stats_app, "order")
 def order_cmd(
     order_id: Annotated[str, typer.Argument(help="The order (see 'fabguard order list')")],
@@ -212,8 +230,10 @@ def order_cmd(
 ) -> None:
     """One order: quota burn-down with projected exhaustion, its units' yield, refusals, and the
     failure Pareto and capability at its site since it was created."""
-    with opened() as inst:
-        figures = dashboard_queries.order_stats(inst, order_id)
+    figures: dict[str, Any] = through(
+        lambda inst: dashboard_queries.order_stats(inst, order_id),
+        lambda api: api.get(f"/api/v1/stats/orders/{order_id}"),
+    )
     if as_json:
         print_json(figures)
         return
@@ -238,8 +258,10 @@ def alerts_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Alerts raised by the anomaly detectors: open ones (all with --all), most severe first."""
-    with opened() as inst:
-        found = [a.to_dict() for a in dashboard_queries.alerts(inst) if show_all or not a.acknowledged]
+    found: list[dict[str, object]] = through(
+        lambda inst: [a.to_dict() for a in dashboard_queries.alerts(inst) if show_all or not a.acknowledged],
+        lambda api: api.get("/api/v1/alerts", state="all" if show_all else "open", limit=1000),
+    )
     if as_json:
         print_json(found)
         return
@@ -276,10 +298,14 @@ def ack(
     note: Annotated[str, typer.Option(help="Why, in words (kept in the ledger; at most 500 characters)")] = "",
 ) -> None:
     """Acknowledge an alert up to its newest evidence (recorded in the ledger); new evidence re-opens it."""
-    with opened() as inst:
-        who = actor(inst)
-        done = dashboard_queries.acknowledge(inst, alert_id, actor=who, note=note)
-    console.print(f"Alert {escape(done.id)} ({escape(done.kind)}) acknowledged by {escape(who)}")
+    done = through(
+        lambda inst: dashboard_queries.acknowledge(inst, alert_id, actor=actor(inst), note=note).to_dict(),
+        lambda api: api.post(f"/api/v1/alerts/{alert_id}/ack", {"note": note}),
+    )
+    console.print(
+        f"Alert {escape(str(done['id']))} ({escape(str(done['kind']))}) acknowledged by "
+        f"{escape(str(done['acknowledged_by']))}"
+    )
 
 
 @command(stats_app, "catch-up")

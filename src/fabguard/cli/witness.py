@@ -22,7 +22,7 @@ import httpx
 import typer
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from fabguard.cli.common import TOKEN_ENV, command, console, fail
+from fabguard.cli.common import TOKEN_ENV, JsonOption, command, console, fail, print_json
 from fabguard.domain.errors import ConfigurationError
 from fabguard.ledger.checkpoint import CheckpointError, parse_verifier_key
 from fabguard.ledger.cosignature import (
@@ -164,10 +164,13 @@ def key(state: StateOpt = _DEFAULT_STATE) -> None:
 
 
 @command(witness_app, "status")
-def status(state: StateOpt = _DEFAULT_STATE) -> None:
+def status(state: StateOpt = _DEFAULT_STATE, as_json: JsonOption = False) -> None:
     """The log this witness follows and the checkpoint it last cosigned."""
     data = _read_state(state)
     log = WitnessState.from_dict(data["log"])
+    if as_json:
+        print_json({"name": data["name"], "origin": log.origin, "size": log.size, "root": data["log"]["root"]})
+        return
     console.print(f"{data['name']} follows {log.origin}: last cosigned size {log.size}, root {data['log']['root']}")
 
 

@@ -298,6 +298,10 @@ ERROR_STATUS: dict[str, int] = {
     # The dashboard: unit search, and a browser session's request from another origin (CSRF).
     "invalid_serial_query": 422,
     "cross_origin_refused": 403,
+    # The CLI through --server (cli/remote.py): a command that needs the instance directory itself; a server
+    # that does not answer (never sent by the API: the CLI's own codes for what it meets).
+    "needs_instance": 422,
+    "server_unavailable": 503,
 }
 
 

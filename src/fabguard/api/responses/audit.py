@@ -33,3 +33,23 @@ class UnitTestRecord(Out):
     end_time_millis: int
     measurements: int = Field(description="How many measurements it holds")
     received_at: str
+
+
+class UnitIdentityShown(Out):
+    """A unit's identities as listings show them: never the passcode, salt or verifier."""
+
+    serial_index: int | None
+    mac_addresses: list[str]
+    matter: dict[str, int] | None
+
+
+class UnitListed(Out):
+    serial: str
+    product_id: str
+    order_id: str
+    issuing_ca: str
+    cert_serial: str = Field(description="hex")
+    issued_at: str
+    revoked_at: str | None
+    revocation_reason: str | None
+    identity: UnitIdentityShown | None = Field(description="Its identities, where its product has identity pools")

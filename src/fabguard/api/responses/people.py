@@ -55,3 +55,17 @@ class NewToken(Out):
 
 class PendingToken(Approval):
     token: str = Field(description="The secret, shown once; it works only once a second person approves")
+
+
+class TokenListed(Out):
+    """A token as the token list shows it: never its secret (only its hash is kept)."""
+
+    id: str
+    name: str
+    person_id: str | None
+    role: str
+    site_id: str | None
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    made_by_person: str | None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 
+from fabguard.api.archives import ARCHIVE_MEDIA, directory_archive
 from fabguard.api.deps import Admin, Count, Engineer, Inst, Reader
 from fabguard.api.media import JSON, answers
 from fabguard.api.responses.ledger import Checkpoint, ConsistencyProof, InclusionProof, LedgerKeyChain
@@ -102,3 +104,16 @@ def ledger_inclusion(
 @router.get("/api/v1/ledger/proof/consistency", response_model=ConsistencyProof)
 def ledger_consistency(inst: Inst, _: Reader, first: Count, second: Count | None = None) -> dict[str, Any]:
     return merkle_log.consistency(inst, first, second)
+
+
+@router.post("/api/v1/ledger/export", **answers("The export directory as a gzip-compressed tar archive", ARCHIVE_MEDIA))
+def ledger_export(inst: Inst, _: Engineer) -> FileResponse:
+    """Sign a checkpoint of the whole ledger, then answer what ``fabguard ledger export DIR`` writes (entries,
+    checkpoints, the verifier key, the CA and unit certificates) as one ``.tar.gz``; ``fabguard --server URL
+    ledger export DIR`` unpacks it. Verify it offline with the verifier key you kept, never with its own."""
+
+    def fill(out: Path) -> dict[str, str]:
+        merkle_log.export(inst, out)
+        return {}
+
+    return directory_archive(fill, "ledger-export.tar.gz")

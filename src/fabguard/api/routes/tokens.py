@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
 from fabguard.api.deps import Admin, Inst
-from fabguard.api.responses.people import NewToken, PendingToken
+from fabguard.api.responses.people import NewToken, PendingToken, TokenListed
 from fabguard.api.schemas import TokenIn
 from fabguard.domain.values import SiteId
 from fabguard.service.access import people, tokens
@@ -56,3 +56,15 @@ def create_token(inst: Inst, body: TokenIn, p: Admin) -> Any:
         "expires_at": made.expires_at.isoformat() if made.expires_at else None,
         "token": secret,
     }
+
+
+@router.get("/api/v1/tokens", response_model=list[TokenListed])
+def list_tokens(inst: Inst, _: Admin) -> list[dict[str, object]]:
+    """Every token made so far, revoked ones included, with its person: never a secret (only hashes are kept)."""
+    return [tokens.token_dict(t) for t in tokens.list_tokens(inst)]
+
+
+@router.post("/api/v1/tokens/{token_id}/revoke", response_model=TokenListed)
+def revoke_token(inst: Inst, token_id: Annotated[str, Path(max_length=64)], p: Admin) -> dict[str, object]:
+    """Revoke a token: every later request with it is refused (401)."""
+    return tokens.revoke_token(inst, token_id, actor=p.actor)

@@ -324,7 +324,23 @@ def list_tokens(inst: Instance) -> list[ApiToken]:
         return list(s.execute(select(ApiToken).order_by(ApiToken.created_at)).scalars())
 
 
-def revoke_token(inst: Instance, token_id: str, *, actor: str) -> None:
+def token_dict(t: ApiToken) -> dict[str, object]:
+    """A token as ``GET /api/v1/tokens`` and ``fabguard token list --json`` show it: never its secret."""
+    return {
+        "id": t.id,
+        "name": t.name,
+        "person_id": t.person_id,
+        "role": t.role,
+        "site_id": t.site_id,
+        "created_at": t.created_at.isoformat(),
+        "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+        "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+        "made_by_person": t.made_by_person,
+    }
+
+
+def revoke_token(inst: Instance, token_id: str, *, actor: str) -> dict[str, object]:
+    """Revoke a token (refused from now on); the token as :func:`token_dict` shows it."""
     now = inst.clock()
     with inst.db.transaction() as s:
         row = s.get(ApiToken, token_id)
@@ -332,3 +348,4 @@ def revoke_token(inst: Instance, token_id: str, *, actor: str) -> None:
             raise InvalidRequest(f"no token {token_id!r}", code="token_not_found")
         row.revoked_at = now
         append_event(s, "token.revoked", at=now, actor=actor, detail={"token_id": token_id})
+        return token_dict(row)

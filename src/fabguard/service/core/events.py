@@ -97,9 +97,18 @@ def event_dict(e: Event) -> EventDict:
 
 
 def list_events(
-    inst: Instance, *, after: int = 0, limit: int = 100, kind: str | None = None, order_id: str | None = None
+    inst: Instance,
+    *,
+    after: int = 0,
+    limit: int = 100,
+    kind: str | None = None,
+    order_id: str | None = None,
+    since: datetime | None = None,
 ) -> list[EventDict]:
+    """Events after sequence number ``after`` (and at or after ``since``), oldest first, a page at most."""
     q = select(Event).where(Event.seq > after)
+    if since is not None:
+        q = q.where(Event.at >= since)
     if kind:
         q = q.where(Event.kind == kind)
     if order_id:

@@ -28,6 +28,20 @@ class UnitView:
     revocation_reason: str | None
     identity: dict[str, object] | None = None
 
+    def to_dict(self) -> dict[str, object]:
+        """The unit as ``GET /api/v1/units`` and ``fabguard unit list --json`` show it."""
+        return {
+            "serial": self.serial,
+            "product_id": self.product_id,
+            "order_id": self.order_id,
+            "issuing_ca": self.issuing_ca,
+            "cert_serial": self.cert_serial,
+            "issued_at": self.issued_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "revocation_reason": self.revocation_reason,
+            "identity": self.identity,
+        }
+
 
 def list_units(
     inst: Instance, *, order_id: str | None = None, product_id: str | None = None, limit: int = 100
