@@ -110,6 +110,14 @@ def agent_sync(
         str | None,
         typer.Option("--central", help="Or send it to the central server at this URL (admin token in FABGUARD_TOKEN)"),
     ] = None,
+    ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca",
+            help="The CA that certifies the central server's HTTPS certificate, when it serves the operator's own "
+            "(default: FabGuard's root, as the lease brought it)",
+        ),
+    ] = None,
 ) -> None:
     """Send the agent's log, signed checkpoint and unit certificates to the central server (or to a file)."""
     if (out is None) == (central is None):
@@ -123,7 +131,7 @@ def agent_sync(
     token = os.environ.get(TOKEN_ENV)
     if not token:
         raise InvalidRequest(f"--central needs an admin token in {TOKEN_ENV}", code="token_required")
-    verify = ssl.create_default_context(cafile=str(state.home / "ca" / "root.pem"))
+    verify = ssl.create_default_context(cafile=str(ca or state.home / "ca" / "root.pem"))
     with httpx.Client(base_url=str(central), verify=verify, timeout=60) as client:
         answer = client.post(
             f"/api/v1/leases/{package.lease_id}/sync",

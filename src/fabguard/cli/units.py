@@ -54,4 +54,9 @@ def unit_revoke(
         ),
         lambda api: api.post(f"/api/v1/units/{serial}/revoke", {"reason": reason, "note": note, "product_id": product}),
     )
-    console.print(f"Unit {serial} revoked (certificate {done['cert_serial']}); the issuing CA's CRL is updated")
+    crl = (
+        "the issuing CA's CRL is updated"
+        if done.get("crl_updated", True)
+        else "its CA is a site agent's, whose CRL this server does not sign: field checks here say revoked"
+    )
+    console.print(f"Unit {serial} revoked (certificate {done['cert_serial']}); {crl}")

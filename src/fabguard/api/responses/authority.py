@@ -41,6 +41,9 @@ class RevokedUnit(Out):
     order_id: str
     cert_serial: str
     reason: str
+    crl_updated: bool = Field(
+        description="Whether this server re-signed its CA's CRL (not for a site agent's CA, whose key is the agent's)"
+    )
 
 
 class RevokedUnits(Out):

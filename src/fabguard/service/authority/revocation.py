@@ -70,9 +70,16 @@ def revoke_unit(
                 "product_id": unit.product_id,
             },
         )
-    if unit.issuing_ca in ca_names(inst):  # not a site agent's CA, whose key is the agent's
+    crl = unit.issuing_ca in ca_names(inst)  # not a site agent's CA, whose key is the agent's
+    if crl:
         refresh_crl(inst, unit.issuing_ca)
-    return {"serial": serial, "order_id": unit.order_id, "cert_serial": unit.cert_serial, "reason": reason_code}
+    return {
+        "serial": serial,
+        "order_id": unit.order_id,
+        "cert_serial": unit.cert_serial,
+        "reason": reason_code,
+        "crl_updated": crl,
+    }
 
 
 def revoke_order_units(inst: Instance, order_id: str, *, reason_code: str, note: str, actor: str) -> int:
