@@ -30,7 +30,7 @@ from fabguard.store.eventlog import event_count
 from fabguard.store.models import Event, LedgerNode, TestRecordRow
 from tests.support import World
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the repository (tests/service/provisioning/ is three below it)
 
 
 def records(station: str, first: int, n: int, *, seed: int = 0) -> list[dict[str, Any]]:
