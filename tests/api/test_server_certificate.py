@@ -12,6 +12,8 @@ import os
 import re
 import signal
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from fabguard.fixture.client import FixtureClient, enroll
-from fabguard.pki.pkcs11 import Pkcs11KeyBackend
 from tests.operator_ca import OperatorCA, served_serial
 from tests.served import cli, free_port, init_instance, serve, stop, wait_healthy
-from tests.support import TOKEN, USER_PIN, SoftHsm, fresh_pg_database, tested_device
+from tests.support import SO_PIN, USER_PIN, SoftHsm, fresh_pg_database, tested_device
 
 pytestmark = pytest.mark.slow
 PASSPHRASE = "operator key passphrase"
@@ -225,17 +226,47 @@ def test_with_workers_sighup_reloads_every_worker_without_restarting_one(tmp_pat
             stop(server)
 
 
+def _new_token_key(softhsm: SoftHsm, token: str, label: str, *, init: bool = True) -> ec.EllipticCurvePublicKey:
+    """A P-256 key made in the token ``token`` (initialised first with ``init``) by a process of its own (this
+    one's PKCS#11 library sees only the tokens there were when it loaded); its public key."""
+    if init:
+        subprocess.run(
+            ["softhsm2-util", "--init-token", "--free", "--label", token, "--pin", USER_PIN, "--so-pin", SO_PIN],
+            check=True,
+            capture_output=True,
+        )
+    make = (
+        "import sys\nfrom cryptography.hazmat.primitives import serialization\n"
+        "from fabguard.pki.pkcs11 import Pkcs11KeyBackend\n"
+        "key = Pkcs11KeyBackend(sys.argv[1], sys.argv[2], sys.argv[3].encode()).generate(sys.argv[4])\n"
+        "print(key.public_key().public_bytes(serialization.Encoding.PEM, "
+        "serialization.PublicFormat.SubjectPublicKeyInfo).decode())"
+    )
+    made = subprocess.run(
+        [sys.executable, "-c", make, softhsm.module, token, USER_PIN, label],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")},
+    )
+    public = serialization.load_pem_public_key(made.stdout.encode())
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    return public
+
+
 def test_a_key_in_an_hsm_serves_through_openssls_pkcs11_engine_and_reloads(
     softhsm: SoftHsm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not Path("/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so").exists():
         pytest.skip("OpenSSL's pkcs11 engine is not installed (apt-get install libengine-pkcs11-openssl)")
     monkeypatch.setenv("FABGUARD_PKCS11_PIN", USER_PIN)  # for the CLI and serve subprocesses, as in production
-    hsm = Pkcs11KeyBackend(softhsm.module, TOKEN, USER_PIN.encode())
+    # A token of its own: OpenSSL's pkcs11 engine (libp11) enumerates a token's keys to find one, and fails on
+    # an Ed25519 key, which other tests of this session may have left in the shared one (docs/operations.md).
+    hsm_token = f"tls-{os.getpid()}-{time.monotonic_ns()}"
     operator = OperatorCA(tmp_path / "operator")
-    label = f"tls-{os.getpid()}-{time.monotonic_ns()}"
-    cert, first = operator.certificate_for(hsm.generate(label).public_key(), "hsm", with_root=True)  # type: ignore[arg-type]
-    uri = f"pkcs11:token={TOKEN};object={label};type=private"
+    label = "tls-key"
+    cert, first = operator.certificate_for(_new_token_key(softhsm, hsm_token, label), "hsm", with_root=True)
+    uri = f"pkcs11:token={hsm_token};object={label};type=private"
     port, home = free_port(), tmp_path / "home"
     admin = init_instance(home, port)
 
@@ -253,7 +284,7 @@ def test_a_key_in_an_hsm_serves_through_openssls_pkcs11_engine_and_reloads(
         ok=False,
     )
     assert "[certificate_key_mismatch]" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
-    refused = cli(home, "config", "tls", "--cert", str(cert), "--pkcs11-key", f"pkcs11:token={TOKEN};object=no-such-key",
+    refused = cli(home, "config", "tls", "--cert", str(cert), "--pkcs11-key", f"pkcs11:token={hsm_token};object=no-such-key",
                   "--pkcs11-module", softhsm.module, ok=False)  # fmt: skip
     assert "[server_tls_unreadable]" in refused.stderr, refused.stderr
     cli(home, "config", "tls", "--cert", str(cert), "--pkcs11-key", uri, "--pkcs11-module", softhsm.module)
@@ -273,9 +304,9 @@ def test_a_key_in_an_hsm_serves_through_openssls_pkcs11_engine_and_reloads(
             assert fx.provision("po-1", "SN-1", device.csr_pem()).serial == "SN-1"
 
         renewed_label = f"{label}-2"
-        operator.certificate_for(hsm.generate(renewed_label).public_key(), "hsm-2", with_root=True)  # type: ignore[arg-type]
+        operator.certificate_for(_new_token_key(softhsm, hsm_token, renewed_label, init=False), "hsm-2", with_root=True)
         renewed = x509.load_pem_x509_certificates((operator.directory / "hsm-2.pem").read_bytes())[0]
-        renewed_uri = f"pkcs11:token={TOKEN};object={renewed_label};type=private"
+        renewed_uri = f"pkcs11:token={hsm_token};object={renewed_label};type=private"
         cli(home, "config", "tls", "--cert", str(operator.directory / "hsm-2.pem"), "--pkcs11-key", renewed_uri,
             "--pkcs11-module", softhsm.module)  # fmt: skip
         server.send_signal(signal.SIGHUP)
