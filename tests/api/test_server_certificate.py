@@ -172,7 +172,7 @@ def test_config_tls_refuses_what_it_cannot_serve_and_changes_nothing(tmp_path: P
         (("--cert", str(operator.root_file), "--key", str(key)), "certificate_key_mismatch"),
     ):  # fmt: skip
         refused = cli(home, "config", "tls", *args, ok=False)
-        assert refused.returncode == 2 and f"[{code}]" in refused.stderr, (args, refused.stderr)
+        assert refused.returncode == 3 and f"[{code}]" in refused.stderr, (args, refused.stderr)
         assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert (home / "instance.json").read_text() == before
 

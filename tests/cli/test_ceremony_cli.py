@@ -97,20 +97,20 @@ def test_later_ceremonies_add_an_issuing_ca_and_renew_the_root_crl(
     assert crl.next_update_utc is not None and (crl.next_update_utc - crl.last_update_utc).days == 30
 
     code, out = fg(home, "ceremony", "import", str(tmp_path / "s2"))  # a bundle imported already
-    assert code == 2 and "[ca_not_pending]" in out and "Traceback" not in out, out
+    assert code == 3 and "[ca_not_pending]" in out and "Traceback" not in out, out
     code, out = fg(home, "ceremony", "import", str(tmp_path / "s3"))
-    assert code == 2 and "[crl_invalid]" in out, out
+    assert code == 3 and "[crl_invalid]" in out, out
 
 
 def test_ceremony_mistakes_are_one_line_with_their_code(tmp_path: Path) -> None:
     home = tmp_path / "home"
     assert fg(home, "init", "--org", ORG)[0] == 0  # the old way: the root key is on the server
     code, out = fg(home, "ceremony", "request", "--out", str(tmp_path / "r"))
-    assert code == 2 and "[root_not_offline]" in out, out
+    assert code == 3 and "[root_not_offline]" in out, out
     code, out = fg(home, "ceremony", "import", str(tmp_path / "nothing"))
-    assert code == 2 and "[ceremony_bundle_invalid]" in out, out
+    assert code == 3 and "[ceremony_bundle_invalid]" in out, out
     code, out = fg(tmp_path / "other", "init")
-    assert code == 2 and "--org" in out, out
+    assert code == 3 and "--org" in out, out
 
 
 def test_an_offline_root_instance_backs_up_and_restores(ceremony_done: tuple[Path, Path], tmp_path: Path) -> None:
@@ -133,7 +133,7 @@ def test_a_matter_pai_from_its_paa_ceremony_on_the_command_line(
     assert code == 0 and "CN=Acme Devices Matter PAA FFF1" in out, out
     assert fg(home, "product", "add", "bulb", "--name", "Bulb")[0] == 0
     code, out = fg(home, "ca", "create-matter-pai", "bulb-pai", "--product", "bulb", "--vid", "FFF1", "--pid", "8000")
-    assert code == 2 and "[ca_key_offline]" in out, out
+    assert code == 3 and "[ca_key_offline]" in out, out
     args = ["--product", "bulb", "--vid", "FFF1", "--pid", "8000", "--out", str(tmp_path / "r")]
     assert fg(home, "ceremony", "add-matter-pai", "bulb-pai", *args)[0] == 0
     code, out = fg(air, "ceremony", "sign", str(tmp_path / "r"), "--root", str(paa), "--out", str(tmp_path / "s"))
@@ -157,7 +157,7 @@ def test_a_licence_signer_from_the_root_ceremony_on_the_command_line(
     air = tmp_path / "air"
     assert fg(home, "product", "add", "sensor", "--name", "Sensor")[0] == 0
     code, out = fg(home, "licence", "rotate-signer", "sensor")
-    assert code == 2 and "[ca_key_offline]" in out and "ceremony add-licence-signer sensor" in out, out
+    assert code == 3 and "[ca_key_offline]" in out and "ceremony add-licence-signer sensor" in out, out
     code, out = fg(home, "ceremony", "add-licence-signer", "sensor", "--out", str(tmp_path / "r"))
     assert code == 0 and "manifest SHA-256" in out, out
     code, out = fg(home, "licence", "signers", "sensor")
@@ -169,4 +169,4 @@ def test_a_licence_signer_from_the_root_ceremony_on_the_command_line(
     code, out = fg(home, "licence", "signers", "sensor")
     assert code == 0 and "signing" in out and "pending" not in out, out
     code, out = fg(home, "ceremony", "add-licence-signer", "nosuch", "--out", str(tmp_path / "r2"))
-    assert code == 2 and "[product_not_found]" in out and "Traceback" not in out, out
+    assert code == 3 and "[product_not_found]" in out and "Traceback" not in out, out
