@@ -5,7 +5,7 @@ A command that works both ways reads or writes through :func:`through`, which ta
 paths: the service call on the instance directory, or the REST API call on the server. Both give the same data
 (the API's JSON shape), printed by the command's one printer. The server's ``{"error": {"code", "message"}}``
 becomes the same ``FabGuardError`` a local refusal raises, so the operator sees the same one line and exit code;
-a server that does not answer is ``server_unavailable`` (exit 4). ADR 0016 says why this shape.
+a server that does not answer is ``server_unavailable`` (exit 4). ADR 0019 says why this shape.
 """
 
 from __future__ import annotations
