@@ -199,19 +199,20 @@ def _licence_rows(world: World) -> int:
 def test_first_licences_issued_at_once_share_one_signer(units_any: tuple[World, dict[str, x509.Certificate]]) -> None:
     """Two first licences of a product at the same time: one signer is registered, both licences verify."""
     world, certs = units_any
-    barrier = threading.Barrier(2)
+    serials = ("SN-L1", "SN-L2") * 3
+    barrier = threading.Barrier(len(serials))
 
     def issue(serial: str) -> dict[str, object]:
         barrier.wait()
         return licences.issue_licence(world.inst, Serial(serial), features=["analytics"], actor="eng").document
 
-    with ThreadPoolExecutor(2) as pool:
-        docs = list(pool.map(issue, ("SN-L1", "SN-L2")))
+    with ThreadPoolExecutor(len(serials)) as pool:
+        docs = list(pool.map(issue, serials))
     with world.inst.db.read() as s:
         signers = s.execute(select(func.count()).select_from(LicenceSigner)).scalar_one()
     assert signers == 1
     assert len(list(world.inst.keys.directory.glob("licence-sensor-*"))) == 1  # a losing rival's key is gone
-    for serial, doc in zip(("SN-L1", "SN-L2"), docs, strict=True):
+    for serial, doc in zip(serials, docs, strict=True):
         sdk.verify_licence(doc, device_certificate=certs[serial], root=_root(world))
 
 

@@ -186,6 +186,9 @@ def _make_signer(inst: Instance, product_id: str, *, actor: str, rotate: bool = 
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     try:
         with inst.db.transaction() as s:
+            # The product's row is the signers' lock: a rival making the first signer (or rotating) at the same
+            # moment waits here, and what it committed is then seen below (PostgreSQL reads committed data).
+            s.execute(select(Product.id).where(Product.id == product_id).with_for_update())
             if not rotate and (rival := _active(s, product_id)) is not None:
                 _drop_key(inst, key_ref, key_name)  # a rival made the product's signer first: use that one
                 return rival
