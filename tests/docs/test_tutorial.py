@@ -58,7 +58,7 @@ MASKS = [
     (re.compile(r"fg[te]_[A-Za-z0-9_-]+"), "TOKEN"),
     (re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+(?:\+00:00|Z)?"), "TIME"),
     (re.compile(r"(notBefore|notAfter)=.*"), r"\1=DATE"),
-    (re.compile(r"\b[0-9a-f]{40}\b"), "HEX"),
+    (re.compile(r"\b[0-9a-f]{30,40}\b"), "HEX"),  # a random certificate serial: leading zeros are not printed
     (re.compile(r"[A-Za-z0-9+/]{40,}={0,2}"), "B64"),
     (re.compile(r"database: \d+; code: \d+"), "database: REV; code: REV"),  # the newest migration
     (re.compile(r"local:\w+"), "local:USER"),  # the CLI's actor names the operating-system user
