@@ -26,8 +26,17 @@ _PATTERNS = (
 )
 
 
+# What every pattern above needs to find (case aside): a line without any of these has nothing to redact, so one
+# search spares the four substitutions on nearly every line (each request's access line goes through here twice).
+_MAYBE_SECRET = re.compile(
+    r"PRIVATE KEY|fg[tes]_|[?&](?:token|access_token|secret|password|passphrase|pin)=|authorization", re.I
+)
+
+
 def redact(text: str) -> str:
     """``text`` with every secret the patterns know replaced by ``[redacted]``."""
+    if _MAYBE_SECRET.search(text) is None:
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
