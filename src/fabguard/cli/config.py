@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from fabguard.cli.common import JsonOption, command, console, print_json, state
+from fabguard.cli.common import JsonOption, actor, command, console, opened, print_json, state
 from fabguard.domain.errors import InvalidRequest
-from fabguard.service.core import server_tls
+from fabguard.service.core import config_changes, server_tls
 from fabguard.service.core.config import InstanceConfig, load_config, set_published_urls
 
 config_app = typer.Typer(
@@ -60,8 +60,13 @@ def config_set(
     url: Annotated[str, typer.Argument(help="e.g. https://fab.example:8443 or http://fab.example:8080")],
 ) -> None:
     """Change a published URL. Certificates signed from then on name it (restart 'fabguard serve');
-    those signed before keep naming the old one, so keep that address serving too."""
-    config = set_published_urls(state.home, **{setting.name: url})
+    those signed before keep naming the old one, so keep that address serving too. The change is recorded in
+    the ledger (config.urls_changed: who, each URL from and to)."""
+    with opened() as inst:
+        config = config_changes.change_config(
+            inst, state.home, "config.urls_changed", config_changes.URL_FIELDS,
+            lambda: set_published_urls(state.home, **{setting.name: url}), actor=actor(inst),
+        )  # fmt: skip
     print_json(_urls(config))
     console.print("Restart 'fabguard serve' for new certificates to name it.")
 
@@ -104,7 +109,8 @@ def config_tls(
     The files are checked (readable, the key opening and matching the certificate, the chain in order) and
     named in instance.json, never copied: replace them in place or name others, then send the running
     server SIGHUP (kill -HUP PID; systemctl reload fabguard). New connections get the new certificate.
-    Fixtures' client certificates are still verified against FabGuard's own CAs."""
+    Fixtures' client certificates are still verified against FabGuard's own CAs. The change is recorded in the
+    ledger (config.tls_changed: who, each file name from and to)."""
     files = None
     if station:
         if cert or key or key_passphrase_file or ca or pkcs11_key:
@@ -121,8 +127,24 @@ def config_tls(
             from fabguard.api.server_tls import check_operator
 
             check_operator(files)
-    config, credentials = server_tls.set_operator_tls(state.home, files)
+    config, credentials = _set_tls(files)
     print_json(_urls(config))
     if credentials is not None:
         console.print(f"The HTTPS listener will serve {credentials.describe()}.")
     console.print("Send the running server SIGHUP (kill -HUP PID) for new connections to get it.")
+
+
+def _set_tls(files: server_tls.OperatorFiles | None) -> tuple[InstanceConfig, Any]:
+    """Name ``files`` (or the station's certificate) in instance.json, recorded in the ledger."""
+    credentials: list[Any] = []
+
+    def change() -> InstanceConfig:
+        config, made = server_tls.set_operator_tls(state.home, files)
+        credentials.append(made)
+        return config
+
+    with opened() as inst:
+        config = config_changes.change_config(
+            inst, state.home, "config.tls_changed", config_changes.TLS_FIELDS, change, actor=actor(inst)
+        )
+    return config, credentials[0] if credentials else None
