@@ -1,0 +1,191 @@
+"""``/metrics`` with ``serve --workers N``: one view of the server, whichever worker answers the scrape.
+
+The workers share one listening socket (uvicorn's supervisor binds it and hands it to each worker it
+spawns), so each connection, a scrape's included, lands on any of them. prometheus_client's multiprocess
+mode makes the answer the server's: every worker writes its counters, histograms and gauges into files of
+its own (one a kind and process id) in one directory, and the worker that answers reads them all
+(``MultiProcessCollector``), summing counters and histograms over the processes, dead ones included, so
+that no total goes down when the supervisor replaces a worker.
+
+- The directory is this run's alone: ``private_metrics_dir`` makes a new one (``tempfile.mkdtemp``: mode
+  0700, under ``TMPDIR``) before the first worker starts, names it in ``PROMETHEUS_MULTIPROC_DIR`` for the
+  workers spawned from then on (prometheus_client reads it when a process first imports it, so it must be
+  in the worker's environment from its start), and removes it when the supervisor stops. Servers sharing
+  an instance directory or a host never share it; a ``PROMETHEUS_MULTIPROC_DIR`` already set is replaced
+  for the workers.
+- ``MetricsSupervisor`` tells prometheus_client of every worker that has exited (``mark_process_dead``):
+  its live gauges leave the sums, its counters stay in them.
+- What a worker can only read in itself (its writer's queue, its pool, its process) it writes every
+  second (``WorkerFigures`` on a ``runtime.sampler.Sampler`` thread): the queue and the pool as ``livesum``
+  gauges (the server's total over its live workers), the process's memory, file descriptors and start time
+  as ``liveall`` gauges (one series a live worker, labelled ``pid``), its CPU time as a counter summed over
+  the server's workers. Custom collectors, ``set_function`` and ``ProcessCollector`` see one process only,
+  so none is used for these in multiprocess mode.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from socket import socket
+from typing import Any
+
+import uvicorn
+from prometheus_client import Counter, Gauge, ProcessCollector, values
+from prometheus_client.multiprocess import mark_process_dead
+
+from fabguard.api.server_tls import ReloadingMultiprocess
+from fabguard.runtime.group_commit import GroupCommitter
+from fabguard.runtime.sampler import Sampler
+from fabguard.service.core.instance import Instance
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+DIR_PREFIX = "fabguard-metrics-"
+SAMPLE_SECONDS = 1.0
+# ProcessCollector's gauges, one series a live worker; its CPU time becomes a counter summed over them.
+PROCESS_GAUGES = (
+    "process_virtual_memory_bytes",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_open_fds",
+    "process_max_fds",
+)
+PROCESS_CPU = "process_cpu_seconds_total"
+
+
+@contextmanager
+def private_metrics_dir() -> Iterator[Path]:
+    """A new, empty directory for the workers' metric files (mode 0700), named in ``PROMETHEUS_MULTIPROC_DIR``
+    for the processes spawned inside the block, and removed, the variable restored, when it ends."""
+    folder = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+    before = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        if before is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = before
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def worker_metrics_dir() -> Path:
+    """In a worker process: the directory its supervisor made (``private_metrics_dir``).
+
+    Raises RuntimeError if prometheus_client is not in multiprocess mode here (it was imported before the
+    variable was set): the worker's figures would then be its own alone, which is what this is here to end."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if not folder or not Path(folder).is_dir() or not getattr(values.ValueClass, "_multiprocess", False):
+        raise RuntimeError(f"{MULTIPROC_ENV} was not set when this worker started: its metrics would be its own alone")
+    return Path(folder)
+
+
+class MetricsSupervisor(ReloadingMultiprocess):
+    """The supervisor of ``serve --workers N``: after each of its rounds (every half second: a dead or hung
+    worker replaced, one added or removed by a signal), every worker that is no longer running is marked
+    dead in ``metrics_dir``."""
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket], metrics_dir: Path) -> None:
+        super().__init__(config, sockets=sockets)
+        self.metrics_dir = metrics_dir
+        self._running: set[int] = set()
+
+    def keep_subprocess_alive(self) -> None:
+        super().keep_subprocess_alive()
+        self.forget_exited()
+
+    def forget_exited(self) -> None:
+        running = {p.pid for p in self.processes if p.pid is not None and p.exitcode is None}
+        for pid in self._running - running:
+            mark_process_dead(pid, str(self.metrics_dir))
+        self._running = running
+
+
+def pool_figures(inst: Instance) -> tuple[int, int, int] | None:
+    """The database pool's connections in use, idle, and its size; None for a pool that keeps none (SQLite's)."""
+    pool: Any = inst.db.engine.pool
+    if not all(hasattr(pool, name) for name in ("checkedout", "checkedin", "size")):  # not a QueuePool
+        return None
+    return int(pool.checkedout()), int(pool.checkedin()), int(pool.size())
+
+
+class WorkerFigures:
+    """What one worker writes for the others' scrapes, every ``SAMPLE_SECONDS`` (``start`` to ``stop``)."""
+
+    def __init__(self, inst: Instance, committer: GroupCommitter) -> None:
+        self._inst = inst
+        self._committer = committer
+        # registry=None: the shared files are the registry (MultiProcessCollector reads them).
+        self.queue = Gauge(
+            "fabguard_provisioning_queue_requests",
+            "Requests waiting for the provisioning writers, summed over the server's live worker processes.",
+            multiprocess_mode="livesum",
+            registry=None,
+        )
+        self.pool = Gauge(
+            "fabguard_db_pool_connections",
+            "Database connections by state, summed over the server's live worker processes.",
+            ["state"],
+            multiprocess_mode="livesum",
+            registry=None,
+        )
+        self.pool_size = Gauge(
+            "fabguard_db_pool_size_connections",
+            "Connections the pools keep open, summed over the server's live worker processes.",
+            multiprocess_mode="livesum",
+            registry=None,
+        )
+        self._process = ProcessCollector(registry=None)
+        self.process = {
+            name: Gauge(name, f"{doc} One series per live worker process (pid).", multiprocess_mode="liveall", registry=None)
+            for name, doc in self._process_docs().items()
+        }
+        self.cpu = Counter(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds, summed over the server's worker processes.",
+            registry=None,
+        )
+        self._cpu_seen = 0.0
+        self._sampler = Sampler(inst, self.sample, SAMPLE_SECONDS)
+
+    def _process_docs(self) -> dict[str, str]:
+        docs = {family.name: family.documentation for family in self._process.collect()}
+        return {name: docs.get(name, name.replace("_", " ") + ".") for name in PROCESS_GAUGES}
+
+    def start(self) -> None:
+        self._sampler.start()
+
+    def stop(self) -> None:
+        self._sampler.stop()
+
+    def sample(self) -> None:
+        """Write this process's figures as they are now into its files."""
+        self.queue.set(self._committer.queue_depth)
+        figures = pool_figures(self._inst)
+        if figures is not None:
+            in_use, idle, size = figures
+            self.pool.labels("in_use").set(in_use)
+            self.pool.labels("idle").set(idle)
+            self.pool_size.set(size)
+        for family in self._process.collect():
+            for s in family.samples:
+                if s.name in self.process:
+                    self.process[s.name].set(s.value)
+                elif s.name == PROCESS_CPU and s.value > self._cpu_seen:
+                    self.cpu.inc(s.value - self._cpu_seen)
+                    self._cpu_seen = s.value
+
+
+__all__ = [
+    "MULTIPROC_ENV",
+    "MetricsSupervisor",
+    "WorkerFigures",
+    "pool_figures",
+    "private_metrics_dir",
+    "worker_metrics_dir",
+]
