@@ -154,7 +154,10 @@ def test_every_scrape_counts_both_workers_and_no_counter_goes_down(served: tuple
     assert ("fabguard_provisioning_queue_requests", ()) in last  # one sum per server
     assert last[("fabguard_db_pool_size_connections", ())] >= 2  # each worker's pool, summed
     assert last[("fabguard_build_info", (("version", __version__),))] == 1
-    latency = ("fabguard_http_request_duration_seconds_count", (("method", "GET"), ("route", HEALTH), ("status", "200")))
+    latency = (
+        "fabguard_http_request_duration_seconds_count",
+        (("method", "GET"), ("route", HEALTH), ("status", "200")),
+    )
     assert last[latency] == sent
     _promtool_clean(text)
     assert list(named.iterdir()) == []  # the environment's directory is not the server's

@@ -58,19 +58,17 @@ def operation_id(route: APIRoute) -> str:
 
 def create_app(inst: Instance, *, metrics_dir: Path | None = None) -> Any:
     """Build the ASGI app for ``inst``: the FastAPI app inside the body size and read-time limit, inside
-    the request log (request ids, one line a request, ``api.logs``), so even a refused body is logged.
-    ``metrics_dir``: a worker of ``serve --workers N``, whose metrics are the server's (``api.metrics``)."""
+    the request log (request ids, one line a request, ``api.logs``), so even a refused body is logged
+    (``metrics_dir``: a worker of ``serve --workers N``, whose metrics are the server's, ``api.metrics``)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        workers = BackgroundWorkers(inst).start()  # maintenance, projector, webhook sender
+        workers = BackgroundWorkers(inst, *server_metrics.threads).start()  # maintenance, projector, webhooks, …
         committer.start()
         field_writer.start()
-        server_metrics.start()  # with several workers, this one's live figures for the others' scrapes
         try:
             yield
         finally:
-            server_metrics.stop()
             field_writer.stop()
             committer.stop()
             workers.stop()
@@ -99,9 +97,7 @@ def create_app(inst: Instance, *, metrics_dir: Path | None = None) -> Any:
     # recorded 1 a second, 10 at once; the next one recorded counts those left out.
     app.state.anonymous_refusal_records = EventAllowance(1, 10)
     app.state.dashboard = dashboard.DashboardState(inst)  # the stream's snapshots and the /metrics registry
-    server_metrics = ServerMetrics(  # requests, units, pool
-        app.state.dashboard.registry, inst, committer, multiprocess_dir=metrics_dir
-    )
+    server_metrics = ServerMetrics(app.state.dashboard.registry, inst, committer, multiprocess_dir=metrics_dir)
     install_error_handlers(app)
     for routes in (
         meta,

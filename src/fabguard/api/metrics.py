@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from fabguard import __version__
 from fabguard.api.multiprocess_metrics import WorkerFigures, pool_figures
 from fabguard.runtime.group_commit import GroupCommitter
+from fabguard.runtime.periodic import PeriodicWorker
 from fabguard.service.core.idempotency import Answer
 from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning.group import Job, Outcome
@@ -57,7 +58,7 @@ class ServerMetrics:
     """The metrics this process keeps, registered on ``registry`` (the one ``/metrics`` serves); with a
     ``multiprocess_dir`` (a worker of ``serve --workers N``), written to its files and read from everyone's.
 
-    ``start`` and ``stop`` run with the app's lifespan (a worker's sampling thread; nothing in one process)."""
+    ``threads`` run with the app's background workers (a worker's sampler; none in one process)."""
 
     def __init__(
         self,
@@ -113,17 +114,13 @@ class ServerMetrics:
             ProcessCollector(registry=registry)
             registry.register(PoolCollector(inst))
         else:
-            MultiProcessCollector(registry, path=str(multiprocess_dir))
+            MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
             self.workers = WorkerFigures(inst, committer)
         committer.observer = self.observe_group
 
-    def start(self) -> None:
-        if self.workers is not None:
-            self.workers.start()
-
-    def stop(self) -> None:
-        if self.workers is not None:
-            self.workers.stop()
+    @property
+    def threads(self) -> tuple[PeriodicWorker, ...]:
+        return () if self.workers is None else (self.workers.sampler,)
 
     def observe_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
         labels = (method, route or UNMATCHED, str(status))

@@ -8,11 +8,11 @@ its own (one a kind and process id) in one directory, and the worker that answer
 that no total goes down when the supervisor replaces a worker.
 
 - The directory is this run's alone: ``private_metrics_dir`` makes a new one (``tempfile.mkdtemp``: mode
-  0700, under ``TMPDIR``) before the first worker starts, names it in ``PROMETHEUS_MULTIPROC_DIR`` for the
-  workers spawned from then on (prometheus_client reads it when a process first imports it, so it must be
-  in the worker's environment from its start), and removes it when the supervisor stops. Servers sharing
-  an instance directory or a host never share it; a ``PROMETHEUS_MULTIPROC_DIR`` already set is replaced
-  for the workers.
+  0700, under ``TMPDIR``) before the first worker starts and removes it when the supervisor stops; the
+  ``serve`` command, which owns its process's environment, names it in ``PROMETHEUS_MULTIPROC_DIR`` for
+  the workers spawned from then on (prometheus_client reads the variable when a process first imports it,
+  so it must be in the worker's environment from its start). Servers sharing an instance directory or a
+  host never share it; a ``PROMETHEUS_MULTIPROC_DIR`` already set is replaced.
 - ``MetricsSupervisor`` tells prometheus_client of every worker that has exited (``mark_process_dead``):
   its live gauges leave the sums, its counters stay in them.
 - What a worker can only read in itself (its writer's queue, its pool, its process) it writes every
@@ -59,29 +59,26 @@ PROCESS_CPU = "process_cpu_seconds_total"
 
 @contextmanager
 def private_metrics_dir() -> Iterator[Path]:
-    """A new, empty directory for the workers' metric files (mode 0700), named in ``PROMETHEUS_MULTIPROC_DIR``
-    for the processes spawned inside the block, and removed, the variable restored, when it ends."""
+    """A new, empty directory for the workers' metric files (mode 0700, under ``TMPDIR``), removed when the
+    block ends. ``serve`` names it in ``PROMETHEUS_MULTIPROC_DIR`` before the first worker is spawned."""
     folder = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
-    before = os.environ.get(MULTIPROC_ENV)
-    os.environ[MULTIPROC_ENV] = str(folder)
     try:
         yield folder
     finally:
-        if before is None:
-            os.environ.pop(MULTIPROC_ENV, None)
-        else:
-            os.environ[MULTIPROC_ENV] = before
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def worker_metrics_dir() -> Path:
-    """In a worker process: the directory its supervisor made (``private_metrics_dir``).
+def worker_metrics_dir() -> Path | None:
+    """In a worker process: the directory its supervisor made (``private_metrics_dir``), None if there is none
+    (a worker of ``run_server`` called without one: its figures are then its own).
 
-    Raises RuntimeError if prometheus_client is not in multiprocess mode here (it was imported before the
-    variable was set): the worker's figures would then be its own alone, which is what this is here to end."""
+    Raises RuntimeError if prometheus_client is not in multiprocess mode here although the variable is set
+    (it was imported before): the worker's figures would be its own alone, and the scrape would not say so."""
     folder = os.environ.get(MULTIPROC_ENV)
-    if not folder or not Path(folder).is_dir() or not getattr(values.ValueClass, "_multiprocess", False):
-        raise RuntimeError(f"{MULTIPROC_ENV} was not set when this worker started: its metrics would be its own alone")
+    if not folder:
+        return None
+    if not Path(folder).is_dir() or not getattr(values.ValueClass, "_multiprocess", False):
+        raise RuntimeError(f"{MULTIPROC_ENV} names no directory prometheus_client writes to in this worker: {folder}")
     return Path(folder)
 
 
@@ -102,7 +99,7 @@ class MetricsSupervisor(ReloadingMultiprocess):
     def forget_exited(self) -> None:
         running = {p.pid for p in self.processes if p.pid is not None and p.exitcode is None}
         for pid in self._running - running:
-            mark_process_dead(pid, str(self.metrics_dir))
+            mark_process_dead(pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
         self._running = running
 
 
@@ -115,7 +112,8 @@ def pool_figures(inst: Instance) -> tuple[int, int, int] | None:
 
 
 class WorkerFigures:
-    """What one worker writes for the others' scrapes, every ``SAMPLE_SECONDS`` (``start`` to ``stop``)."""
+    """What one worker writes for the others' scrapes, every ``SAMPLE_SECONDS`` on ``sampler``'s thread
+    (started and stopped with the process's background workers)."""
 
     def __init__(self, inst: Instance, committer: GroupCommitter) -> None:
         self._inst = inst
@@ -142,7 +140,9 @@ class WorkerFigures:
         )
         self._process = ProcessCollector(registry=None)
         self.process = {
-            name: Gauge(name, f"{doc} One series per live worker process (pid).", multiprocess_mode="liveall", registry=None)
+            name: Gauge(
+                name, f"{doc} One series per live worker process (pid).", multiprocess_mode="liveall", registry=None
+            )
             for name, doc in self._process_docs().items()
         }
         self.cpu = Counter(
@@ -151,17 +151,11 @@ class WorkerFigures:
             registry=None,
         )
         self._cpu_seen = 0.0
-        self._sampler = Sampler(inst, self.sample, SAMPLE_SECONDS)
+        self.sampler = Sampler(inst, self.sample, SAMPLE_SECONDS)
 
     def _process_docs(self) -> dict[str, str]:
         docs = {family.name: family.documentation for family in self._process.collect()}
         return {name: docs.get(name, name.replace("_", " ") + ".") for name in PROCESS_GAUGES}
-
-    def start(self) -> None:
-        self._sampler.start()
-
-    def stop(self) -> None:
-        self._sampler.stop()
 
     def sample(self) -> None:
         """Write this process's figures as they are now into its files."""

@@ -24,9 +24,9 @@ from fabguard.api.connections import (
 )
 from fabguard.api.httptools_protocol import ClientCertHttpToolsProtocol
 from fabguard.api.logs import LogFormat, log_config
-from fabguard.api.multiprocess_metrics import MetricsSupervisor, private_metrics_dir, worker_metrics_dir
+from fabguard.api.multiprocess_metrics import MetricsSupervisor, worker_metrics_dir
 from fabguard.api.publication import create_publication_app
-from fabguard.api.server_tls import CLIENT_TRUST, ReloadableTLS
+from fabguard.api.server_tls import CLIENT_TRUST, ReloadableTLS, ReloadingMultiprocess
 from fabguard.api.tls import ClientCertH11Protocol
 from fabguard.api.uvloop_bound import BoundedUVLoop
 from fabguard.runtime import tune_gc
@@ -135,11 +135,13 @@ def publication_config(
     )
 
 
-def run_server(config: uvicorn.Config, publication: ServerThread | None = None) -> None:
+def run_server(
+    config: uvicorn.Config, publication: ServerThread | None = None, *, metrics_dir: Path | None = None
+) -> None:
     """Serve until stopped: in this process, or with ``config.workers > 1`` as that many worker processes
     on one listening socket under uvicorn's supervisor (which restarts a worker that dies), their metrics
-    shared through a directory of this run's (``api.multiprocess_metrics``). The ``publication`` listener,
-    if any, runs on a thread of this process meanwhile.
+    shared through ``metrics_dir`` (``api.multiprocess_metrics``: ``serve`` makes it and names it in the
+    workers' environment). The ``publication`` listener, if any, runs on a thread of this process meanwhile.
 
     ``uvicorn.Server(config).run()`` alone serves from this one process whatever ``workers`` says.
     """
@@ -147,9 +149,10 @@ def run_server(config: uvicorn.Config, publication: ServerThread | None = None) 
     if publication is not None:
         publication.start()
     try:
-        if config.workers > 1:
-            with private_metrics_dir() as metrics_dir:
-                MetricsSupervisor(config, sockets, metrics_dir).run()
+        if config.workers > 1 and metrics_dir is not None:
+            MetricsSupervisor(config, sockets, metrics_dir).run()
+        elif config.workers > 1:
+            ReloadingMultiprocess(config, sockets=sockets).run()
         else:
             uvicorn.Server(config).run(sockets=sockets)
     finally:
