@@ -23,11 +23,21 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from fabguard import __version__
+from fabguard.fixture.client import FabGuardClientError, FixtureClient
+from fabguard.fixture.device import SimulatedDevice
+from fabguard.service.core.instance import Instance
 from tests.served import free_port, init_instance, serve, stop, wait_healthy
+from tests.service.provisioning.test_quota_concurrency import (
+    enrol_fixtures,
+    new_order,
+    set_up_catalog,
+    upload_passing_tests,
+)
 from tests.support import fresh_pg_database
 
 pytestmark = pytest.mark.slow
 
+UNTESTED = "test_missing"
 HEALTH = "/livez"  # asked by this test alone (the start waits on /api/v1/health)
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -71,21 +81,50 @@ def _pids(samples: Samples, name: str) -> set[int]:
     return {int(dict(labels)["pid"]) for (n, labels) in samples if n == name}
 
 
-def _answered_by(folder: Path, route: str) -> dict[int, float]:
-    """Requests to ``route`` each process counted, read from its own file in the shared directory."""
+def _counted_by(folder: Path, name: str, **labels: str) -> dict[int, float]:
+    """What each process counted in ``name``'s series with ``labels``, read from its own file in the
+    shared directory."""
     counted: dict[int, float] = {}
     for file in folder.glob("counter_*.db"):
         pid = int(file.stem.split("_")[1])
         for metric in MultiProcessCollector.merge([str(file)]):
             for s in metric.samples:
-                if s.name == "fabguard_http_requests_total" and s.labels["route"] == route:
+                if s.name == name and labels.items() <= s.labels.items():
                     counted[pid] = counted.get(pid, 0) + s.value
     return counted
 
 
+def _answered_by(folder: Path, route: str) -> dict[int, float]:
+    return _counted_by(folder, "fabguard_http_requests_total", route=route)
+
+
+def _provision_on_both_workers(server: Server, home: Path, folder: Path, workers: set[int]) -> tuple[str, int]:
+    """Units provisioned one a connection until both workers have provisioned some, then one refused
+    (no test record); the order and the units provisioned."""
+    inst = Instance.open(home)
+    try:
+        set_up_catalog(inst)
+        order = new_order(inst, 100)
+        (creds,) = enrol_fixtures(inst, server.url, home.parent / "fixtures", 1)
+    finally:
+        inst.close()
+    provisioned = 0
+    while set(_counted_by(folder, "fabguard_units_provisioned_total", order_id=order)) != workers:
+        device = SimulatedDevice(f"SN-M{provisioned:04d}")
+        with FixtureClient(creds) as fixture:  # a connection of its own: either worker
+            upload_passing_tests(fixture, [device.serial])
+            fixture.provision(order, device.serial, device.csr_pem())
+        provisioned += 1
+        assert provisioned < 60, "one worker provisioned every unit"
+    with FixtureClient(creds) as fixture, pytest.raises(FabGuardClientError) as refused:
+        fixture.provision(order, "SN-UNTESTED", SimulatedDevice("SN-UNTESTED").csr_pem())
+    assert refused.value.code == UNTESTED
+    return order, provisioned
+
+
 class Server:
-    def __init__(self, url: str, trust: Path, admin: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-        self.url, self.proc, self.log = url, proc, log
+    def __init__(self, url: str, trust: Path, admin: str, proc: subprocess.Popen[bytes], log: Path, home: Path) -> None:
+        self.url, self.proc, self.log, self.home = url, proc, log, home
         self.verify = ssl.create_default_context(cafile=str(trust))
         self.bearer = {"Authorization": f"Bearer {admin}"}
 
@@ -117,7 +156,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Se
             url = f"https://127.0.0.1:{port}"
             wait_healthy(url, home / "ca" / "root.pem", proc)
             _until(lambda: log.read_text().count("Application startup complete") == 2, "both workers serve", 90)
-            yield Server(url, home / "ca" / "root.pem", admin, proc, log), tmp, named
+            yield Server(url, home / "ca" / "root.pem", admin, proc, log, home), tmp, named
         finally:
             stop(proc)
 
@@ -136,11 +175,15 @@ def test_every_scrape_counts_both_workers_and_no_counter_goes_down(served: tuple
         assert sent < 400, f"one worker answered every request: {_answered_by(folder, HEALTH)}"
     # The last answer reaches the client a moment before its worker counts it.
     _until(lambda: sum(_answered_by(folder, HEALTH).values()) == sent, "every request counted")
+    order, provisioned = _provision_on_both_workers(server, server.home, folder, workers)
+    units = ("fabguard_units_provisioned_total", (("order_id", order),))
+    refusals = ("fabguard_units_refused_total", (("code", UNTESTED), ("order_id", order)))
 
     scraped: list[Samples] = []
     while len(scraped) < 6 or set(_answered_by(folder, "/metrics")) != workers:
         text, samples = server.scrape()
         assert _requests(samples, HEALTH) == sent, "a scrape has every worker's requests"
+        assert samples[units] == provisioned and samples[refusals] == 1, "and every worker's units"
         if scraped:
             _never_less(scraped[-1], samples)
         scraped.append(samples)
@@ -172,7 +215,7 @@ def test_every_scrape_counts_both_workers_and_no_counter_goes_down(served: tuple
     previous = last
     for _ in range(10):
         _, samples = server.scrape()
-        assert _requests(samples, HEALTH) == sent
+        assert _requests(samples, HEALTH) == sent and samples[units] == provisioned
         _never_less(previous, samples)
         previous = samples
     _until(lambda: _pids(server.scrape()[1], "process_start_time_seconds") == now, "the dead worker's gauges go")
@@ -185,7 +228,8 @@ def _never_less(before: Samples, after: Samples) -> None:
     """Every counter and histogram series of ``before`` is in ``after``, at least as high."""
     for key, value in before.items():
         name = key[0]
-        if name.endswith(("_total", "_bucket", "_count", "_sum")) and name.startswith(("fabguard_http", "process_cpu")):
+        counted = name.startswith(("fabguard_http", "fabguard_units", "fabguard_provisioning_group", "process_cpu"))
+        if counted and name.endswith(("_total", "_bucket", "_count", "_sum")):
             assert after.get(key, -1) >= value, (key, value, after.get(key))
 
 
