@@ -13,6 +13,7 @@ import shutil
 import signal
 import ssl
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from fabguard import __version__
+from fabguard.api.multiprocess_metrics import private_metrics_dir
+from fabguard.domain.errors import ConfigurationError
 from fabguard.fixture.client import FabGuardClientError, FixtureClient
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.service.core.instance import Instance
@@ -34,8 +37,6 @@ from tests.service.provisioning.test_quota_concurrency import (
     upload_passing_tests,
 )
 from tests.support import fresh_pg_database
-
-pytestmark = pytest.mark.slow
 
 UNTESTED = "test_missing"
 HEALTH = "/livez"  # asked by this test alone (the start waits on /api/v1/health)
@@ -161,6 +162,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Se
             stop(proc)
 
 
+@pytest.mark.slow
 def test_every_scrape_counts_both_workers_and_no_counter_goes_down(served: tuple[Server, Path, Path]) -> None:
     server, tmp, named = served
     [folder] = tmp.glob("fabguard-metrics-*")
@@ -222,6 +224,24 @@ def test_every_scrape_counts_both_workers_and_no_counter_goes_down(served: tuple
 
     stop(server.proc)
     assert not folder.exists()  # the run's files go with it
+
+
+def test_the_metrics_directory_is_new_private_and_removed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with private_metrics_dir() as first, private_metrics_dir() as second:
+        assert first != second and first.parent == second.parent == tmp_path
+        assert first.stat().st_mode & 0o777 == 0o700 and list(first.iterdir()) == []
+        (first / "counter_1.db").write_bytes(b"x")
+    assert not first.exists() and not second.exists()
+
+
+def test_no_writable_temporary_directory_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with pytest.raises(ConfigurationError) as refused, private_metrics_dir():
+        pass
+    assert refused.value.code == "configuration_error" and "TMPDIR" in str(refused.value)
 
 
 def _never_less(before: Samples, after: Samples) -> None:

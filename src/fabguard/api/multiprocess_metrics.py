@@ -39,6 +39,7 @@ from prometheus_client import Counter, Gauge, ProcessCollector, values
 from prometheus_client.multiprocess import mark_process_dead
 
 from fabguard.api.server_tls import ReloadingMultiprocess
+from fabguard.domain.errors import ConfigurationError
 from fabguard.runtime.group_commit import GroupCommitter
 from fabguard.runtime.sampler import Sampler
 from fabguard.service.core.instance import Instance
@@ -61,7 +62,12 @@ PROCESS_CPU = "process_cpu_seconds_total"
 def private_metrics_dir() -> Iterator[Path]:
     """A new, empty directory for the workers' metric files (mode 0700, under ``TMPDIR``), removed when the
     block ends. ``serve`` names it in ``PROMETHEUS_MULTIPROC_DIR`` before the first worker is spawned."""
-    folder = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot make the workers' metrics directory ({exc}): set TMPDIR to a directory this user may write"
+        ) from exc
     try:
         yield folder
     finally:
