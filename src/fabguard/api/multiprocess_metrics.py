@@ -19,8 +19,9 @@ that no total goes down when the supervisor replaces a worker.
   second (``WorkerFigures`` on a ``runtime.sampler.Sampler`` thread): the queue and the pool as ``livesum``
   gauges (the server's total over its live workers), the process's memory, file descriptors and start time
   as ``liveall`` gauges (one series a live worker, labelled ``pid``), its CPU time as a counter summed over
-  the server's workers. Custom collectors, ``set_function`` and ``ProcessCollector`` see one process only,
-  so none is used for these in multiprocess mode.
+  the server's workers. A custom collector (the pool's), ``set_function`` (the queue's) and a registered
+  ``ProcessCollector`` would show the answering process alone; here a ``ProcessCollector`` only reads
+  ``/proc`` for the sampler.
 """
 
 from __future__ import annotations
