@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -55,13 +56,14 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(inst: Instance) -> Any:
+def create_app(inst: Instance, *, metrics_dir: Path | None = None) -> Any:
     """Build the ASGI app for ``inst``: the FastAPI app inside the body size and read-time limit, inside
-    the request log (request ids, one line a request, ``api.logs``), so even a refused body is logged."""
+    the request log (request ids, one line a request, ``api.logs``), so even a refused body is logged
+    (``metrics_dir``: a worker of ``serve --workers N``, whose metrics are the server's, ``api.metrics``)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        workers = BackgroundWorkers(inst).start()  # maintenance, projector, webhook sender
+        workers = BackgroundWorkers(inst, *server_metrics.threads).start()  # maintenance, projector, webhooks, …
         committer.start()
         field_writer.start()
         try:
@@ -95,7 +97,7 @@ def create_app(inst: Instance) -> Any:
     # recorded 1 a second, 10 at once; the next one recorded counts those left out.
     app.state.anonymous_refusal_records = EventAllowance(1, 10)
     app.state.dashboard = dashboard.DashboardState(inst)  # the stream's snapshots and the /metrics registry
-    server_metrics = ServerMetrics(app.state.dashboard.registry, inst, committer)  # requests, units, pool
+    server_metrics = ServerMetrics(app.state.dashboard.registry, inst, committer, multiprocess_dir=metrics_dir)
     install_error_handlers(app)
     # Routes are tried in order: the line's hot, static paths first (tests/api/test_route_order.py).
     for routes in (

@@ -3,20 +3,26 @@ requests and their latency by route template and status, process and build infor
 provisioned and refused by order and code, the provisioning writer's group sizes and queue, and the
 database pool's connections. docs/operations.md ("Metrics") lists them.
 
-Every figure is this process's: with ``serve --workers N`` each process counts its own requests and units.
+In one process (``serve``'s default) every figure is that process's. With ``serve --workers N`` (a
+``multiprocess_dir``) a scrape has the server's figures whichever worker answers it: counters and
+histograms summed over the workers, the writer's queue and the pool summed over the live ones, process
+figures one series a live worker (``api/multiprocess_metrics.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from fabguard import __version__
+from fabguard.api.multiprocess_metrics import WorkerFigures, pool_figures
 from fabguard.runtime.group_commit import GroupCommitter
+from fabguard.runtime.periodic import PeriodicWorker
 from fabguard.service.core.idempotency import Answer
 from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning.group import Job, Outcome
@@ -35,64 +41,86 @@ class PoolCollector(Collector):
         self._inst = inst
 
     def collect(self) -> Iterable[Metric]:
-        pool: Any = self._inst.db.engine.pool
         connections = GaugeMetricFamily(
             "fabguard_db_pool_connections", "Database connections of this process by state.", labels=["state"]
         )
         size = GaugeMetricFamily("fabguard_db_pool_size_connections", "Connections the pool keeps open.")
-        if all(hasattr(pool, name) for name in ("checkedout", "checkedin", "size")):  # a QueuePool
-            connections.add_metric(["in_use"], pool.checkedout())
-            connections.add_metric(["idle"], pool.checkedin())
-            size.add_metric([], pool.size())
+        figures = pool_figures(self._inst)
+        if figures is not None:
+            in_use, idle, pool_size = figures
+            connections.add_metric(["in_use"], in_use)
+            connections.add_metric(["idle"], idle)
+            size.add_metric([], pool_size)
         yield from (connections, size)
 
 
 class ServerMetrics:
-    """The metrics this process keeps, registered on ``registry`` (the one ``/metrics`` serves)."""
+    """The metrics this process keeps, registered on ``registry`` (the one ``/metrics`` serves); with a
+    ``multiprocess_dir`` (a worker of ``serve --workers N``), written to its files and read from everyone's.
 
-    def __init__(self, registry: CollectorRegistry, inst: Instance, committer: GroupCommitter) -> None:
+    ``threads`` run with the app's background workers (a worker's sampler; none in one process)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        inst: Instance,
+        committer: GroupCommitter,
+        *,
+        multiprocess_dir: Path | None = None,
+    ) -> None:
+        # In multiprocess mode the metrics are registered nowhere: the shared files are their registry.
+        own = registry if multiprocess_dir is None else None
         self.requests = Counter(
             "fabguard_http_requests",
             "HTTP requests answered, by method, route template and status.",
             ["method", "route", "status"],
-            registry=registry,
+            registry=own,
         )
         self.latency = Histogram(
             "fabguard_http_request_duration_seconds",
             "Time to answer an HTTP request, by method, route template and status.",
             ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
-            registry=registry,
+            registry=own,
         )
         self.provisioned = Counter(
             "fabguard_units_provisioned",
-            "Units given a certificate by this process, by order.",
+            "Units given a certificate, by order.",
             ["order_id"],
-            registry=registry,
+            registry=own,
         )
         self.refused = Counter(
             "fabguard_units_refused",
-            "Units refused by this process, by order (empty when it names no order) and reason code.",
+            "Units refused, by order (empty when it names no order) and reason code.",
             ["order_id", "code"],
-            registry=registry,
+            registry=own,
         )
         self.groups = Histogram(
             "fabguard_provisioning_group_units",
             "Units decided together in one transaction by the provisioning writer.",
             buckets=GROUP_BUCKETS,
-            registry=registry,
+            registry=own,
         )
-        queue = Gauge(
-            "fabguard_provisioning_queue_requests",
-            "Requests waiting for the provisioning writer.",
-            registry=registry,
-        )
-        queue.set_function(lambda: committer.queue_depth)
         build = Info("fabguard_build", "The FabGuard version this process runs.", registry=registry)
-        build.info({"version": __version__})
-        ProcessCollector(registry=registry)
-        registry.register(PoolCollector(inst))
+        build.info({"version": __version__})  # the same in every worker: the answering one's is the server's
+        self.workers: WorkerFigures | None = None
+        if multiprocess_dir is None:
+            queue = Gauge(
+                "fabguard_provisioning_queue_requests",
+                "Requests waiting for the provisioning writer.",
+                registry=registry,
+            )
+            queue.set_function(lambda: committer.queue_depth)
+            ProcessCollector(registry=registry)
+            registry.register(PoolCollector(inst))
+        else:
+            MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
+            self.workers = WorkerFigures(inst, committer)
         committer.observer = self.observe_group
+
+    @property
+    def threads(self) -> tuple[PeriodicWorker, ...]:
+        return () if self.workers is None else (self.workers.sampler,)
 
     def observe_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
         labels = (method, route or UNMATCHED, str(status))

@@ -24,6 +24,7 @@ from fabguard.api.connections import (
 )
 from fabguard.api.httptools_protocol import ClientCertHttpToolsProtocol
 from fabguard.api.logs import LogFormat, log_config
+from fabguard.api.multiprocess_metrics import MetricsSupervisor, worker_metrics_dir
 from fabguard.api.publication import create_publication_app
 from fabguard.api.server_tls import CLIENT_TRUST, ReloadableTLS, ReloadingMultiprocess
 from fabguard.api.tls import ClientCertH11Protocol
@@ -47,9 +48,10 @@ def write_client_trust(inst: Instance) -> None:
 
 def app_for_home(home: str) -> Any:
     """App factory for worker processes: opens the instance at ``home``, which the supervisor hands each
-    worker with its (pickled) configuration, so nothing is passed through this process's environment."""
+    worker with its (pickled) configuration, so nothing is passed through this process's environment; only
+    the metrics directory is (``api.multiprocess_metrics``: prometheus_client reads it at its import)."""
     tune_gc()
-    return create_app(Instance.open(Path(home), migrate=False))
+    return create_app(Instance.open(Path(home), migrate=False), metrics_dir=worker_metrics_dir())
 
 
 # The HTTP stacks a server can run (ADR 0016): llhttp's parser on uvloop (the default), or uvicorn's pure-Python
@@ -133,10 +135,13 @@ def publication_config(
     )
 
 
-def run_server(config: uvicorn.Config, publication: ServerThread | None = None) -> None:
+def run_server(
+    config: uvicorn.Config, publication: ServerThread | None = None, *, metrics_dir: Path | None = None
+) -> None:
     """Serve until stopped: in this process, or with ``config.workers > 1`` as that many worker processes
-    on one listening socket under uvicorn's supervisor (which restarts a worker that dies). The
-    ``publication`` listener, if any, runs on a thread of this process meanwhile.
+    on one listening socket under uvicorn's supervisor (which restarts a worker that dies), their metrics
+    shared through ``metrics_dir`` (``api.multiprocess_metrics``: ``serve`` makes it and names it in the
+    workers' environment). The ``publication`` listener, if any, runs on a thread of this process meanwhile.
 
     ``uvicorn.Server(config).run()`` alone serves from this one process whatever ``workers`` says.
     """
@@ -144,7 +149,9 @@ def run_server(config: uvicorn.Config, publication: ServerThread | None = None) 
     if publication is not None:
         publication.start()
     try:
-        if config.workers > 1:
+        if config.workers > 1 and metrics_dir is not None:
+            MetricsSupervisor(config, sockets, metrics_dir).run()
+        elif config.workers > 1:
             ReloadingMultiprocess(config, sockets=sockets).run()
         else:
             uvicorn.Server(config).run(sockets=sockets)

@@ -6,10 +6,11 @@ Both are top-level commands: ``cli.main`` registers them.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.markup import escape
@@ -23,6 +24,11 @@ from fabguard.runtime import tune_gc
 from fabguard.service.access import tokens
 from fabguard.service.authority import ceremony
 from fabguard.service.core import published_urls, server_tls
+
+if TYPE_CHECKING:  # the web stack is imported lazily (serve): its types only
+    import uvicorn
+
+    from fabguard.api.server import ServerThread
 
 OfflineRoot = Annotated[
     Path | None,
@@ -223,7 +229,7 @@ def serve(
     stack = _http_stack(http)
     # Lazy: the web stack (FastAPI, uvicorn) takes about half a second to import, which no other command needs.
     from fabguard.api.connections import OpenConnections, connection_limit, raise_open_file_limit
-    from fabguard.api.server import ServerThread, publication_config, run_server, server_config
+    from fabguard.api.server import ServerThread, publication_config, server_config
 
     tune_gc()
     raise_open_file_limit()
@@ -249,7 +255,22 @@ def serve(
             f" and http://{host}:{http_port} (CRLs, CA certificates)" * bool(http_port)
         )
         say(logging.INFO, f"FabGuard {__version__} serving {served} ({workers} worker(s), {stack})")
+        _run_server(config, publication, workers)
+
+
+def _run_server(config: uvicorn.Config, publication: ServerThread | None, workers: int) -> None:
+    """``run_server``; with several workers, their shared metrics directory made first and named in the
+    environment they are spawned with (prometheus_client's multiprocess mode, ``api.multiprocess_metrics``)."""
+    # Lazy, as in serve: the web stack's import cost.
+    from fabguard.api.multiprocess_metrics import MULTIPROC_ENV, private_metrics_dir
+    from fabguard.api.server import run_server
+
+    if workers == 1:
         run_server(config, publication)
+        return
+    with private_metrics_dir() as metrics_dir:
+        os.environ[MULTIPROC_ENV] = str(metrics_dir)  # replaces any the environment had: this run's alone
+        run_server(config, publication, metrics_dir=metrics_dir)
 
 
 def _http_stack(http: str) -> Literal["httptools", "h11"]:

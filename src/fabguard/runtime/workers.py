@@ -135,24 +135,30 @@ class BackgroundWorkers:
     runs every ``inst.limits.checkpoint_seconds``; the projector keeps rollups and alerts following the
     event log; the sender pushes alerts to the configured webhooks (``<home>/webhooks.json``). ``stop``
     returns once each thread has ended (or its join timed out), the liveness, projector and webhook
-    leases released for another process to take at once.
+    leases released for another process to take at once. ``others`` (a worker process's metrics sampler,
+    ``api.multiprocess_metrics``) start after these and stop before them.
     """
 
-    def __init__(self, inst: Instance) -> None:
+    def __init__(self, inst: Instance, *others: PeriodicWorker) -> None:
         self.liveness = ProcessLiveness(inst)
         self.maintenance = MaintenanceSchedule(inst, inst.limits.checkpoint_seconds)
         self.projector = Projector(inst)
         self.sender = WebhookSender(inst)
+        self.others = others
 
     def start(self) -> BackgroundWorkers:
         self.liveness.start()
         self.maintenance.start()
         self.projector.start()
         self.sender.start()
+        for other in self.others:
+            other.start()
         return self
 
     def stop(self) -> None:
         try:
+            for other in self.others:
+                other.stop()
             self.maintenance.stop()
             self.sender.stop()
         finally:
