@@ -56,6 +56,40 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
+def _include_routes(app: FastAPI) -> None:
+    # Routes are tried in order: the line's hot, static paths first (tests/api/test_route_order.py).
+    for routes in (
+        station,
+        field,
+        meta,
+        tokens,
+        catalog,
+        orders,
+        approvals,
+        fixtures,
+        audit,
+        ledger,
+        reports,
+        authorities,
+        publication,
+        revocation,
+        royalties,
+        licences,
+        handoff,
+        witness,
+        leases,
+        people,
+    ):
+        app.include_router(routes.router)
+    app.include_router(est.router)
+    app.include_router(dashboard.router)
+    app.include_router(stations.router)
+    app.include_router(genealogy.router)
+    app.include_router(session.router)
+    app.include_router(firmware.router)
+    app.include_router(docs.router)
+
+
 def create_app(inst: Instance, *, metrics_dir: Path | None = None) -> Any:
     """Build the ASGI app for ``inst``: the FastAPI app inside the body size and read-time limit, inside
     the request log (request ids, one line a request, ``api.logs``), so even a refused body is logged
@@ -99,37 +133,7 @@ def create_app(inst: Instance, *, metrics_dir: Path | None = None) -> Any:
     app.state.dashboard = dashboard.DashboardState(inst)  # the stream's snapshots and the /metrics registry
     server_metrics = ServerMetrics(app.state.dashboard.registry, inst, committer, multiprocess_dir=metrics_dir)
     install_error_handlers(app)
-    # Routes are tried in order: the line's hot, static paths first (tests/api/test_route_order.py).
-    for routes in (
-        station,
-        field,
-        meta,
-        tokens,
-        catalog,
-        orders,
-        approvals,
-        fixtures,
-        audit,
-        ledger,
-        reports,
-        authorities,
-        publication,
-        revocation,
-        royalties,
-        licences,
-        handoff,
-        witness,
-        leases,
-        people,
-    ):
-        app.include_router(routes.router)
-    app.include_router(est.router)
-    app.include_router(dashboard.router)
-    app.include_router(stations.router)
-    app.include_router(genealogy.router)
-    app.include_router(session.router)
-    app.include_router(firmware.router)
-    app.include_router(docs.router)
+    _include_routes(app)
     limits = inst.limits
     return RequestLog(
         BodyLimit(
