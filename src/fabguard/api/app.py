@@ -95,7 +95,8 @@ def create_app(inst: Instance) -> Any:
     # recorded 1 a second, 10 at once; the next one recorded counts those left out.
     app.state.anonymous_refusal_records = EventAllowance(1, 10)
     app.state.dashboard = dashboard.DashboardState(inst)  # the stream's snapshots and the /metrics registry
-    server_metrics = ServerMetrics(app.state.dashboard.registry, inst, committer)  # requests, units, pool
+    # requests, units, writers' groups and queues, pool
+    server_metrics = ServerMetrics(app.state.dashboard.registry, inst, committer, field_writer)
     install_error_handlers(app)
     for routes in (
         meta,

@@ -1,7 +1,7 @@
 """The server's own metrics on ``/metrics`` (beside ``routes/dashboard.py``'s production figures): HTTP
 requests and their latency by route template and status, process and build information, units
-provisioned and refused by order and code, the provisioning writer's group sizes and queue, and the
-database pool's connections. docs/operations.md ("Metrics") lists them.
+provisioned and refused by order and code, the provisioning and field-check writers' group sizes and
+queues, and the database pool's connections. docs/operations.md ("Metrics") lists them.
 
 Every figure is this process's: with ``serve --workers N`` each process counts its own requests and units.
 """
@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from fabguard import __version__
+from fabguard.runtime.field_writer import FieldWriter
 from fabguard.runtime.group_commit import GroupCommitter
 from fabguard.service.core.idempotency import Answer
 from fabguard.service.core.instance import Instance
@@ -50,7 +51,13 @@ class PoolCollector(Collector):
 class ServerMetrics:
     """The metrics this process keeps, registered on ``registry`` (the one ``/metrics`` serves)."""
 
-    def __init__(self, registry: CollectorRegistry, inst: Instance, committer: GroupCommitter) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        inst: Instance,
+        committer: GroupCommitter,
+        field_writer: FieldWriter | None = None,
+    ) -> None:
         self.requests = Counter(
             "fabguard_http_requests",
             "HTTP requests answered, by method, route template and status.",
@@ -93,6 +100,23 @@ class ServerMetrics:
         ProcessCollector(registry=registry)
         registry.register(PoolCollector(inst))
         committer.observer = self.observe_group
+        if field_writer is not None:
+            self._field_writer_metrics(registry, field_writer)
+
+    def _field_writer_metrics(self, registry: CollectorRegistry, writer: FieldWriter) -> None:
+        checks = Histogram(
+            "fabguard_field_group_checks",
+            "Field checks decided together in one transaction by the field-check writer.",
+            buckets=GROUP_BUCKETS,
+            registry=registry,
+        )
+        queue = Gauge(
+            "fabguard_field_queue_requests",
+            "Requests waiting for the field-check writer.",
+            registry=registry,
+        )
+        queue.set_function(lambda: writer.queue_depth)
+        writer.observer = lambda jobs, _outcomes: checks.observe(len(jobs))
 
     def observe_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
         labels = (method, route or UNMATCHED, str(status))
