@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from fabguard.service.core.instance import Instance
 from tests import hypothesis_profiles, templates
+from tests.served import ServerProcess, free_port
 from tests.support import (
     PASSPHRASE,
     PIN_TOKEN,
@@ -140,3 +141,19 @@ def ca_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     yield w
     w.stop()
     inst.close()
+
+
+@pytest.fixture
+def server_processes(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """A factory of started ``fabguard serve`` processes (``start(home, workers=1)``), each logging to its own
+    file under ``tmp_path``; every one is stopped at teardown, pass or fail."""
+    started: list[ServerProcess] = []
+
+    def start(home: Path, workers: int = 1) -> ServerProcess:
+        server = ServerProcess(home, free_port(), tmp_path / f"server-{len(started)}.log", workers)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()

@@ -19,7 +19,7 @@ from fabguard.service.agent.site_agent import sync_package
 from fabguard.service.core.instance import Instance
 from fabguard.store.models import Order, Unit
 from tests.agent.conftest import Site, agent_fixture
-from tests.service.provisioning.test_quota_concurrency import ServerProcess, fabguard_command, free_port
+from tests.served import ServerProcess, fabguard_command, free_port
 from tests.support import tested_device
 
 

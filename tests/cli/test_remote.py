@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from fabguard.cli.common import state
 from fabguard.cli.main import app
-from tests.service.provisioning.test_quota_concurrency import ServerProcess, fabguard_command, free_port
+from tests.served import ServerProcess, fabguard_command, free_port
 
 runner = CliRunner()
 

@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+import pytest
+
 from fabguard.domain.errors import InvalidRequest, Unavailable
 from fabguard.runtime.field_writer import FieldWriter
 from fabguard.service.core.instance import Instance
@@ -97,4 +99,29 @@ def test_a_writer_that_dies_fails_its_group_its_queue_and_later_requests_at_once
         assert time.monotonic() - t0 < 1.0 and isinstance(later, Unavailable) and later.code == "field_writer_down"
     finally:
         release.set()
+        writer.stop()
+
+
+def test_a_failed_group_gives_each_check_its_own_error_and_a_dead_writer_fails_its_check(instance: Instance) -> None:
+    calls = 0
+
+    def buggy_then_dying(jobs: Sequence[Job]) -> list[Outcome]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in one group")
+        raise WriterKilled
+
+    writer = FieldWriter(instance, decide=buggy_then_dying).start()
+    try:
+        failed = writer.run([refused(1), refused(2)])
+        assert all(isinstance(o, RuntimeError) for o in failed) and failed[0] is not failed[1]
+        assert not writer.down
+        writer.check()
+        [dead] = writer.run([refused(3)])
+        assert isinstance(dead, Unavailable) and dead.code == "field_writer_down"
+        with pytest.raises(Unavailable) as caught:
+            writer.check()
+        assert (caught.value.code, caught.value.status) == ("field_writer_down", 503)
+    finally:
         writer.stop()

@@ -131,7 +131,10 @@ def create_app(inst: Instance, *, metrics_dir: Path | None = None) -> Any:
     # recorded 1 a second, 10 at once; the next one recorded counts those left out.
     app.state.anonymous_refusal_records = EventAllowance(1, 10)
     app.state.dashboard = dashboard.DashboardState(inst)  # the stream's snapshots and the /metrics registry
-    server_metrics = ServerMetrics(app.state.dashboard.registry, inst, committer, multiprocess_dir=metrics_dir)
+    # requests, units, writers' groups and queues, pool
+    server_metrics = ServerMetrics(
+        app.state.dashboard.registry, inst, committer, field_writer, multiprocess_dir=metrics_dir
+    )
     install_error_handlers(app)
     _include_routes(app)
     limits = inst.limits

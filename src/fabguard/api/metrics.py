@@ -1,7 +1,7 @@
 """The server's own metrics on ``/metrics`` (beside ``routes/dashboard.py``'s production figures): HTTP
 requests and their latency by route template and status, process and build information, units
-provisioned and refused by order and code, the provisioning writer's group sizes and queue, and the
-database pool's connections. docs/operations.md ("Metrics") lists them.
+provisioned and refused by order and code, the provisioning and field-check writers' group sizes and
+queues, and the database pool's connections. docs/operations.md ("Metrics") lists them.
 
 In one process (``serve``'s default) every figure is that process's. With ``serve --workers N`` (a
 ``multiprocess_dir``) a scrape has the server's figures whichever worker answers it: counters and
@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from fabguard import __version__
 from fabguard.api.multiprocess_metrics import WorkerFigures, pool_figures
+from fabguard.runtime.field_writer import FieldWriter
 from fabguard.runtime.group_commit import GroupCommitter
 from fabguard.runtime.periodic import PeriodicWorker
 from fabguard.service.core.idempotency import Answer
@@ -65,6 +66,7 @@ class ServerMetrics:
         registry: CollectorRegistry,
         inst: Instance,
         committer: GroupCommitter,
+        field_writer: FieldWriter | None = None,
         *,
         multiprocess_dir: Path | None = None,
     ) -> None:
@@ -115,8 +117,28 @@ class ServerMetrics:
             registry.register(PoolCollector(inst))
         else:
             MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
-            self.workers = WorkerFigures(inst, committer)
+            self.workers = WorkerFigures(inst, committer, field_writer)
         committer.observer = self.observe_group
+        if field_writer is not None:
+            self._field_writer_metrics(registry, own, field_writer)
+
+    def _field_writer_metrics(
+        self, registry: CollectorRegistry, own: CollectorRegistry | None, writer: FieldWriter
+    ) -> None:
+        checks = Histogram(
+            "fabguard_field_group_checks",
+            "Field checks decided together in one transaction by the field-check writer.",
+            buckets=GROUP_BUCKETS,
+            registry=own,
+        )
+        if self.workers is None:  # with workers, WorkerFigures samples the queue into the shared files
+            queue = Gauge(
+                "fabguard_field_queue_requests",
+                "Requests waiting for the field-check writer.",
+                registry=registry,
+            )
+            queue.set_function(lambda: writer.queue_depth)
+        writer.observer = lambda jobs, _outcomes: checks.observe(len(jobs))
 
     @property
     def threads(self) -> tuple[PeriodicWorker, ...]:

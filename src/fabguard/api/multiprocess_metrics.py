@@ -41,6 +41,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from fabguard.api.server_tls import ReloadingMultiprocess
 from fabguard.domain.errors import ConfigurationError
+from fabguard.runtime.field_writer import FieldWriter
 from fabguard.runtime.group_commit import GroupCommitter
 from fabguard.runtime.sampler import Sampler
 from fabguard.service.core.instance import Instance
@@ -122,13 +123,20 @@ class WorkerFigures:
     """What one worker writes for the others' scrapes, every ``SAMPLE_SECONDS`` on ``sampler``'s thread
     (started and stopped with the process's background workers)."""
 
-    def __init__(self, inst: Instance, committer: GroupCommitter) -> None:
+    def __init__(self, inst: Instance, committer: GroupCommitter, field_writer: FieldWriter | None = None) -> None:
         self._inst = inst
         self._committer = committer
+        self._field_writer = field_writer
         # registry=None: the shared files are the registry (MultiProcessCollector reads them).
         self.queue = Gauge(
             "fabguard_provisioning_queue_requests",
             "Requests waiting for the provisioning writers, summed over the server's live worker processes.",
+            multiprocess_mode="livesum",
+            registry=None,
+        )
+        self.field_queue = Gauge(
+            "fabguard_field_queue_requests",
+            "Requests waiting for the field-check writers, summed over the server's live worker processes.",
             multiprocess_mode="livesum",
             registry=None,
         )
@@ -167,6 +175,8 @@ class WorkerFigures:
     def sample(self) -> None:
         """Write this process's figures as they are now into its files."""
         self.queue.set(self._committer.queue_depth)
+        if self._field_writer is not None:
+            self.field_queue.set(self._field_writer.queue_depth)
         figures = pool_figures(self._inst)
         if figures is not None:
             in_use, idle, size = figures

@@ -13,6 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
 
 from fabguard.domain.errors import FabGuardError
 from fabguard.domain.values import ProductId, Serial
@@ -24,6 +25,7 @@ from fabguard.service.authority import revocation
 from fabguard.service.core.instance import Instance
 from fabguard.service.royalties import licences
 from fabguard.service.royalties.licence_acts import LicenceSignerRevocation
+from fabguard.store.licence_models import LicenceSigner
 from fabguard_station.licence import LicenceInvalid, verify_licence
 from tests.service.authority.test_ceremony import ORG, Ceremony, new_ceremony, offline_instance
 from tests.support import REQUESTER, World, new_instance, second_person_approves, tested_device
@@ -185,3 +187,21 @@ def test_an_online_root_instance_refuses_the_ceremony_step(tmp_path: Path) -> No
     finally:
         inst.close()
     assert refused.value.code == "root_not_offline" and "signs its CAs itself" in refused.value.message
+
+
+def test_a_pending_signer_keeps_its_csr_apart_until_its_certificate_is_imported(world: World, root: Ceremony) -> None:
+    """The CSR has a column of its own (``csr_pem``): a pending signer has no ``certificate_pem`` at all, and
+    the import fills it with the certificate whose key is the CSR's."""
+    inst = world.inst
+    request = instance_side.add_licence_signer(inst, SENSOR, actor="admin")
+    with inst.db.read() as s:
+        row = s.execute(select(LicenceSigner).where(LicenceSigner.product_id == "sensor")).scalar_one()
+        assert row.pending and row.certificate_pem is None and row.csr_pem is not None
+        csr = x509.load_pem_x509_csr(row.csr_pem.encode())
+    assert csr.is_signature_valid
+    instance_side.import_bundle(inst, root.sign(request), actor="admin")
+    with inst.db.read() as s:
+        row = s.execute(select(LicenceSigner).where(LicenceSigner.product_id == "sensor")).scalar_one()
+        assert not row.pending and row.certificate_pem is not None
+        cert = x509.load_pem_x509_certificate(row.certificate_pem.encode())
+    assert cert.public_key() == csr.public_key() and cert.subject == csr.subject

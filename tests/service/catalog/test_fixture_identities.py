@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import ssl
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,29 +24,13 @@ from fabguard.service.access import tokens
 from fabguard.service.catalog import fixtures
 from fabguard.service.core.instance import Instance
 from fabguard.store.auth_generation import read_auth_generation
+from tests.served import ServerProcess, fabguard_command
 from tests.service.provisioning.test_quota_concurrency import (
     SITE,
-    ServerProcess,
-    fabguard_command,
-    free_port,
     set_up_catalog,
 )
 
 WHOAMI = "/api/v1/fixture/whoami"
-
-
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[Callable[[Path], ServerProcess]]:
-    started: list[ServerProcess] = []
-
-    def start(home: Path) -> ServerProcess:
-        server = ServerProcess(home, free_port(), tmp_path / f"server-{len(started)}.log")
-        started.append(server)
-        return server.start()
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def _whoami(server: ServerProcess, creds: Credentials) -> tuple[int, Any]:
@@ -72,11 +56,11 @@ def _statements_on_fixtures(inst: Instance) -> tuple[list[str], Callable[[], Non
 
 
 def test_a_known_certificate_is_answered_from_memory_until_the_generation_moves(
-    any_instance: Instance, tmp_path: Path, servers: Callable[[Path], ServerProcess]
+    any_instance: Instance, tmp_path: Path, server_processes: Callable[[Path], ServerProcess]
 ) -> None:
     inst = any_instance
     set_up_catalog(inst)
-    server = servers(inst.home)
+    server = server_processes(inst.home)
     creds = _enrolled(inst, server, "fx-mem", tmp_path)
     der = x509.load_pem_x509_certificate(creds.cert.read_bytes()).public_bytes(Encoding.DER)
     first = fixtures.authenticate_fixture(inst, der, route="test")
@@ -95,11 +79,11 @@ def test_a_known_certificate_is_answered_from_memory_until_the_generation_moves(
 
 
 def test_a_revocation_through_the_cli_refuses_the_next_request_of_a_running_server(
-    any_instance: Instance, tmp_path: Path, servers: Callable[[Path], ServerProcess]
+    any_instance: Instance, tmp_path: Path, server_processes: Callable[[Path], ServerProcess]
 ) -> None:
     inst = any_instance
     set_up_catalog(inst)
-    server = servers(inst.home)
+    server = server_processes(inst.home)
     creds = _enrolled(inst, server, "fx-cli", tmp_path)
     assert [_whoami(server, creds)[0] for _ in range(3)] == [200, 200, 200]  # remembered from the first
     subprocess.run(
@@ -115,13 +99,13 @@ def test_a_revocation_through_the_cli_refuses_the_next_request_of_a_running_serv
 
 @pytest.mark.postgres
 def test_a_revocation_in_one_server_process_refuses_the_next_request_in_every_other(
-    any_instance: Instance, tmp_path: Path, servers: Callable[[Path], ServerProcess]
+    any_instance: Instance, tmp_path: Path, server_processes: Callable[[Path], ServerProcess]
 ) -> None:
     inst = any_instance
     if inst.db.is_sqlite:
         pytest.skip("several server processes need PostgreSQL")
     set_up_catalog(inst)
-    first, second, third = servers(inst.home), servers(inst.home), servers(inst.home)
+    first, second, third = server_processes(inst.home), server_processes(inst.home), server_processes(inst.home)
     creds = _enrolled(inst, first, "fx-pg", tmp_path)
     other = _enrolled(inst, first, "fx-pg-other", tmp_path)
     for server in (first, second, third):  # each process remembers both
@@ -142,11 +126,11 @@ def test_a_revocation_in_one_server_process_refuses_the_next_request_in_every_ot
 
 
 def test_a_re_enrolled_fixture_s_old_certificate_is_refused_in_a_server_that_remembered_it(
-    any_instance: Instance, tmp_path: Path, servers: Callable[[Path], ServerProcess]
+    any_instance: Instance, tmp_path: Path, server_processes: Callable[[Path], ServerProcess]
 ) -> None:
     inst = any_instance
     set_up_catalog(inst)
-    server = servers(inst.home)
+    server = server_processes(inst.home)
     old = _enrolled(inst, server, "fx-re", tmp_path / "old")
     assert _whoami(server, old)[0] == 200
     token = fixtures.new_enrollment_token(inst, FixtureId("fx-re"), actor="test")

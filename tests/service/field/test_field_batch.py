@@ -10,9 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from fabguard.pki.field_nonce import make_nonce, nonce_digest
+from fabguard.service.access import tokens
 from fabguard.service.field.checks import NONCE_KEY
 from fabguard.store.field_models import FieldCheck, FieldNonce
 from fabguard.store.models import Event
@@ -148,3 +150,27 @@ def test_one_serial_from_two_places_in_one_batch_is_a_clone_signal(fw: Field) ->
     results = fw.http.post("/api/v1/field/verify-batch", json={"answers": answers}).json()["results"]
     assert results[0]["genuine"] and results[1]["genuine"]
     assert (results[1]["clone"], results[1]["other_place"]) == ("two_places", "kiosk-rome")
+
+
+def _field_writer_samples(fw: Field, secret: str) -> dict[str, float]:
+    with fw.world.admin() as client:
+        scraped = client.get("/metrics", headers={"Authorization": f"Bearer {secret}"})
+    assert scraped.status_code == 200, scraped.text
+    return {
+        s.name: s.value
+        for family in text_string_to_metric_families(scraped.text)
+        for s in family.samples
+        if s.name.startswith(("fabguard_field_group_checks", "fabguard_field_queue_requests"))
+    }
+
+
+def test_the_field_writers_groups_and_queue_are_metrics(fw: Field) -> None:
+    _, secret = tokens.create_token(fw.inst, name=f"prom-{secrets.token_hex(4)}", role="metrics", actor="test")
+    before = _field_writer_samples(fw, secret)
+    answers = [fw.good.field_answer(fw.challenge(), source="kiosk-rome") for _ in range(3)]
+    r = fw.http.post("/api/v1/field/verify-batch", json={"answers": answers})
+    assert r.status_code == 200, r.text
+    after = _field_writer_samples(fw, secret)
+    assert after["fabguard_field_group_checks_sum"] - before["fabguard_field_group_checks_sum"] == 3
+    assert after["fabguard_field_group_checks_count"] - before["fabguard_field_group_checks_count"] == 1
+    assert after["fabguard_field_queue_requests"] == 0

@@ -25,30 +25,14 @@ from fabguard.service.access import tokens
 from fabguard.service.core.instance import Instance
 from fabguard.service.core.seeding import init_instance
 from fabguard.store.field_models import FieldCheck, FieldNonce
+from tests.served import ServerProcess
 from tests.service.provisioning.test_quota_concurrency import (
-    ServerProcess,
     enrol_fixtures,
-    free_port,
     new_order,
     set_up_catalog,
     upload_passing_tests,
 )
 from tests.support import create_pg_database, drop_pg_database, pg_admin_url
-
-
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[Callable[[Path], ServerProcess]]:
-    """A factory of started server processes; every one is stopped at teardown, pass or fail."""
-    started: list[ServerProcess] = []
-
-    def start(home: Path) -> ServerProcess:
-        server = ServerProcess(home, free_port(), tmp_path / f"server-{len(started)}.log")
-        started.append(server)
-        return server.start()
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -99,11 +83,11 @@ def _cloud(inst: Instance, urls: list[str], where: Path, count: int) -> Cloud:
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_a_nonce_from_one_process_is_judged_by_another_and_is_single_use_across_both(
-    home: Instance, servers: Callable[[Path], ServerProcess], tmp_path: Path
+    home: Instance, server_processes: Callable[[Path], ServerProcess], tmp_path: Path
 ) -> None:
     if home.db.url.get_backend_name() != "postgresql":
         pytest.skip("several server processes share one database on PostgreSQL")
-    a, b = servers(home.home), servers(home.home)
+    a, b = server_processes(home.home), server_processes(home.home)
     cloud = _cloud(home, [a.url, b.url], tmp_path, 2)
     device = cloud.devices[0]
     try:
@@ -140,12 +124,12 @@ def test_a_nonce_from_one_process_is_judged_by_another_and_is_single_use_across_
 
 @pytest.mark.slow
 def test_a_server_killed_while_checks_are_in_flight_never_answers_a_nonce_genuine_twice(
-    home: Instance, servers: Callable[[Path], ServerProcess], tmp_path: Path
+    home: Instance, server_processes: Callable[[Path], ServerProcess], tmp_path: Path
 ) -> None:
     """Answers go out only after their group's commit: every genuine answer a client got is a recorded
     check, and an answer lost with the process is either not spent (genuine when sent again) or spent
     (nonce_used when sent again), never genuine twice."""
-    server = servers(home.home)
+    server = server_processes(home.home)
     cloud = _cloud(home, [server.url], tmp_path, 20)
     http = cloud.http[0]
     batches = []

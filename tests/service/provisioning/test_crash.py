@@ -23,9 +23,9 @@ from sqlalchemy import func, select
 from fabguard.fixture.client import FabGuardClientError, FixtureClient
 from fabguard.service.core.instance import Instance
 from fabguard.store.models import Unit
+from tests.served import ServerProcess
 from tests.service.provisioning.test_quota_concurrency import (
     PlannedUnit,
-    ServerProcess,
     assert_gap_free_events,
     enrol_fixtures,
     make_units,

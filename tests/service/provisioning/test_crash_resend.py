@@ -20,8 +20,8 @@ from fabguard.service.core.instance import Instance
 from fabguard.store.idempotency import IdempotencyKeyRow
 from fabguard.store.issuance_facts import lock_order
 from fabguard.store.models import Unit
+from tests.served import ServerProcess
 from tests.service.provisioning.test_quota_concurrency import (
-    ServerProcess,
     assert_gap_free_events,
     enrol_fixtures,
     make_units,

@@ -34,12 +34,12 @@ from fabguard.service.provisioning.group import Job, run_jobs
 from fabguard.service.provisioning.unit_requests import Provisioned
 from fabguard.store.identity_models import AllocatedMac, IdentityPoolRow, UnitIdentityRow
 from fabguard.store.models import Event, Order
+from tests.served import ServerProcess
 from tests.service.provisioning.test_identities import FIXTURE, PRODUCT, prepare
 from tests.service.provisioning.test_quota_concurrency import (
     PRODUCT as QUOTA_PRODUCT,
 )
 from tests.service.provisioning.test_quota_concurrency import (
-    ServerProcess,
     assert_gap_free_events,
     enrol_fixtures,
     new_order,

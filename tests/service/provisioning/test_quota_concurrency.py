@@ -12,10 +12,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
-import ssl
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -25,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -40,6 +35,7 @@ from fabguard.service.core.seeding import init_instance
 from fabguard.service.ledger import merkle_log
 from fabguard.store.eventlog import event_count
 from fabguard.store.models import Event, Order, Unit
+from tests.served import ServerProcess
 from tests.support import World, create_pg_database, drop_pg_database, pg_admin_url
 
 CLIENTS = 32
@@ -50,114 +46,6 @@ SITE = "cm-a"
 
 
 # ------------------------------------------------------------------ helpers shared with test_crash.py
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def fabguard_command() -> list[str]:
-    """The installed ``fabguard`` entry point of this venv (falls back to ``python -m``)."""
-    exe = Path(sys.executable).with_name("fabguard")
-    if exe.exists():
-        return [str(exe)]
-    return [sys.executable, "-m", "fabguard.cli.main"]
-
-
-class ServerProcess:
-    """``fabguard --home H serve`` as a real child process on a fixed loopback port."""
-
-    def __init__(self, home: Path, port: int, log: Path, workers: int = 1) -> None:
-        self.home = home
-        self.port = port
-        self.log = log
-        self.workers = workers
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> ServerProcess:
-        cmd = [
-            *fabguard_command(),
-            "--home",
-            str(self.home),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--log-level",
-            "warning",
-            "--workers",
-            str(self.workers),
-        ]
-        with self.log.open("ab") as out:
-            out.write(f"--- start {time.strftime('%H:%M:%S')}: {' '.join(cmd)}\n".encode())
-            out.flush()
-            # The passphrase (FABGUARD_KEY_PASSPHRASE, set by conftest) is inherited.
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
-        self.wait_healthy(timeout)
-        return self
-
-    def wait_healthy(self, timeout: float) -> None:
-        ctx = ssl.create_default_context(cafile=str(self.home / "ca" / "root.pem"))
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the server exited with {self.proc.returncode}:\n{self.log_text()}")
-            try:
-                with httpx.Client(verify=ctx, timeout=2.0) as http:
-                    if http.get(f"{self.url}/api/v1/health").status_code == 200:
-                        return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the server did not answer /api/v1/health in {timeout} s:\n{self.log_text()}")
-            time.sleep(0.1)
-
-    def worker_pids(self) -> list[int]:
-        """The live worker processes of a ``--workers N`` server (children of this one)."""
-        assert self.proc is not None
-        pids = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                cmdline = (stat.parent / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if (
-                int(fields[1]) == self.proc.pid and fields[0] != "Z" and b"spawn_main" in cmdline
-            ):  # not the resource tracker
-                pids.append(int(stat.parent.name))
-        return sorted(pids)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown handler runs, in-flight requests and transactions die with it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        if self.proc is not None:
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=15)
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-4000:]
-        except OSError:
-            return "(no log)"
-
-
 def set_up_catalog(inst: Instance) -> None:
     product_catalog.create_product(inst, product_id=ProductId(PRODUCT), name="Sensor v2", actor="test")
     product_catalog.create_site(inst, site_id=SiteId(SITE), name="CM A", actor="test")

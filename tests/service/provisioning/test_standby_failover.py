@@ -42,12 +42,11 @@ from fabguard.fixture.client import FixtureClient, tls_context
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.service.core.instance import Instance
 from fabguard.service.core.seeding import init_instance
+from tests.served import ServerProcess, free_port
 from tests.service.provisioning.test_quota_concurrency import (
     PlannedUnit,
-    ServerProcess,
     assert_gap_free_events,
     enrol_fixtures,
-    free_port,
     new_order,
     read_books,
     set_up_catalog,

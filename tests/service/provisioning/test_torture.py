@@ -48,13 +48,11 @@ from fabguard.fixture.device import SimulatedDevice
 from fabguard.service.core.instance import Instance
 from fabguard.service.core.seeding import init_instance
 from fabguard.store.models import Unit
+from tests.served import ServerProcess, fabguard_command, free_port
 from tests.service.provisioning.test_quota_concurrency import (
     PlannedUnit,
-    ServerProcess,
     assert_gap_free_events,
     enrol_fixtures,
-    fabguard_command,
-    free_port,
     new_order,
     read_books,
     set_up_catalog,

@@ -29,7 +29,7 @@ from fabguard.pki.licence import licence_signer_subject
 from fabguard.service.core.ca_registry import EXTERNAL_KEY
 from fabguard.service.core.instance import Instance
 from fabguard.store.eventlog import append_event
-from fabguard.store.licence_models import CSR_PEM_HEADER, LicenceSigner
+from fabguard.store.licence_models import LicenceSigner
 from fabguard.store.models import CertificateAuthority, Product
 
 NAME_PREFIX = "licence-signer."  # a dot, which no CA name (a slug) holds: the two never collide in a bundle
@@ -48,7 +48,7 @@ def bundle_name(row: LicenceSigner) -> str:
 def _pending(s: Session) -> list[LicenceSigner]:
     q = (
         select(LicenceSigner)
-        .where(LicenceSigner.certificate_pem.startswith(CSR_PEM_HEADER, autoescape=True))
+        .where(LicenceSigner.certificate_pem.is_(None))
         .order_by(LicenceSigner.product_id, LicenceSigner.generation)
     )
     return list(s.execute(q).scalars())
@@ -79,9 +79,7 @@ def make_pending(inst: Instance, product_id: ProductId, *, actor: str) -> Licenc
         with inst.db.transaction() as s:
             q = select(func.max(LicenceSigner.generation)).where(LicenceSigner.product_id == pid)
             generation = int(s.execute(q).scalar_one() or 0) + 1
-            row = LicenceSigner(
-                product_id=pid, generation=generation, key_ref=key_ref, certificate_pem=csr_pem, created_at=now
-            )
+            row = LicenceSigner(product_id=pid, generation=generation, key_ref=key_ref, csr_pem=csr_pem, created_at=now)
             s.add(row)
             s.flush()
             detail = {"product_id": pid, "generation": generation, "key_ref": key_ref, "ceremony": True}
@@ -101,7 +99,7 @@ def signing_requests(s: Session, organization: str) -> list[ceremony.SigningRequ
     """What the root's ceremony is asked to sign for the pending licence signers."""
     out = []
     for row in _pending(s):
-        csr = x509.load_pem_x509_csr(row.certificate_pem.encode())
+        csr = _csr(row)
         out.append(
             ceremony.SigningRequest(
                 bundle_name(row),
@@ -123,10 +121,16 @@ def expected(
     for row in _pending(s):
         name = bundle_name(row)
         if name in names:
-            subject = x509.load_pem_x509_csr(row.certificate_pem.encode()).subject
+            subject = _csr(row).subject
             want = ceremony_checks.Expected(inst.keys.load(row.key_ref).public_key(), subject, ceremony.LICENCE_SIGNER)
             found[name] = (row, want)
     return found
+
+
+def _csr(row: LicenceSigner) -> x509.CertificateSigningRequest:
+    if row.csr_pem is None:  # the table's check: a row with no certificate has its CSR
+        raise ValueError(f"licence signer {row.generation} of {row.product_id} has neither certificate nor CSR")
+    return x509.load_pem_x509_csr(row.csr_pem.encode())
 
 
 def install(s: Session, row: LicenceSigner, cert: x509.Certificate, *, now: datetime, actor: str) -> None:
@@ -156,7 +160,7 @@ def revoked_under(s: Session, root_subject: x509.Name) -> list[RevokedEntry]:
     """The revoked licence signers the root certified: its CRL lists them."""
     entries = []
     for signer in s.execute(select(LicenceSigner).where(LicenceSigner.revoked_at.is_not(None))).scalars():
-        if signer.pending or signer.revoked_at is None:
+        if signer.certificate_pem is None or signer.revoked_at is None:  # pending: it has no certificate
             continue
         cert = x509.load_pem_x509_certificate(signer.certificate_pem.encode())
         if cert.issuer == root_subject:

@@ -35,7 +35,7 @@ from fabguard.service.authority import ceremony_licences
 from fabguard.service.core.events import record_refusal
 from fabguard.service.core.instance import Instance
 from fabguard.store.eventlog import append_event
-from fabguard.store.licence_models import CSR_PEM_HEADER, Licence, LicenceSigner
+from fabguard.store.licence_models import Licence, LicenceSigner
 from fabguard.store.models import Product, Unit
 
 
@@ -59,7 +59,7 @@ def _active(s: Session, product_id: str) -> LicenceSigner | None:
             LicenceSigner.product_id == product_id,
             LicenceSigner.retired_at.is_(None),
             LicenceSigner.revoked_at.is_(None),
-            ~LicenceSigner.certificate_pem.startswith(CSR_PEM_HEADER, autoescape=True),  # pending: no certificate
+            LicenceSigner.certificate_pem.is_not(None),  # a pending one has no certificate yet
         )
         .order_by(LicenceSigner.generation.desc())
         .limit(1)
@@ -81,7 +81,7 @@ def signer(inst: Instance, product_id: str) -> profiles.Issuer:
             raise NotFound(f"no product {product_id!r}", code="product_not_found")
     if row is None:
         row = _make_signer(inst, product_id, actor="fabguard")
-    return profiles.Issuer(x509.load_pem_x509_certificate(row.certificate_pem.encode()), inst.keys.load(row.key_ref))
+    return profiles.Issuer(_certificate(row), inst.keys.load(row.key_ref))
 
 
 def rotate_signer(inst: Instance, product_id: ProductId, *, actor: str) -> LicenceSigner:
@@ -130,7 +130,7 @@ def revoke_signer_in(
     row = _signer_row(s, product_id, generation, lock=True)
     if row.revoked_at is None:
         row.revoked_at, row.revocation_reason = at, reason_code
-        cert = x509.load_pem_x509_certificate(row.certificate_pem.encode())
+        cert = _certificate(row)
         append_event(
             s,
             "licence.signer_revoked",
@@ -159,7 +159,7 @@ def signers(inst: Instance, product_id: ProductId) -> list[dict[str, Any]]:
 
 def _signer_view(r: LicenceSigner) -> dict[str, Any]:
     """A signer as listed; a pending one (an offline root's, waiting for its ceremony) has no certificate."""
-    cert = None if r.pending else x509.load_pem_x509_certificate(r.certificate_pem.encode())
+    cert = None if r.pending else _certificate(r)
     state = "pending" if cert is None else "revoked" if r.revoked_at else "retired" if r.retired_at else "signing"
     return {
         "product_id": r.product_id,
@@ -173,6 +173,12 @@ def _signer_view(r: LicenceSigner) -> dict[str, Any]:
         "revocation_reason": r.revocation_reason,
         "certificate_pem": r.certificate_pem if cert else None,
     }
+
+
+def _certificate(row: LicenceSigner) -> x509.Certificate:
+    if row.certificate_pem is None:  # callers look for signers that have one (a pending one is refused before)
+        raise ValueError(f"licence signer {row.generation} of {row.product_id} waits for its ceremony")
+    return x509.load_pem_x509_certificate(row.certificate_pem.encode())
 
 
 def _make_signer(inst: Instance, product_id: str, *, actor: str, rotate: bool = False) -> LicenceSigner:
