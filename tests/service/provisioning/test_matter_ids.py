@@ -20,7 +20,7 @@ from fabguard.api.parsing import unit_request
 from fabguard.domain.errors import FabGuardError
 from fabguard.domain.identities.pools import pool_from_json
 from fabguard.domain.issuance import FixtureFacts
-from fabguard.domain.values import CaName, FixtureId, OrderId, ProductId, SiteId
+from fabguard.domain.values import CaName, FixtureId, OrderId, ProductId, Serial, SiteId
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.pki import matter
@@ -29,6 +29,7 @@ from fabguard.service.authority.ca_acts import MatterPaiCreation
 from fabguard.service.catalog import fixtures, identity_pools, orders, product_catalog
 from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning import issuance, testrecords
+from fabguard.service.provisioning.allocation import Allocated, allocate_unit
 from fabguard.service.provisioning.unit_requests import Provisioned
 from fabguard.store.identity_models import IdentityPoolRow, UnitIdentityRow
 from fabguard.store.models import Event, Order, Unit
@@ -199,3 +200,45 @@ def test_a_unit_whose_onboarding_payload_would_differ_from_its_dac_gets_no_dac(
     with inst.db.read() as s:
         pool = s.get(IdentityPoolRow, PRODUCT)
         assert pool is not None and (pool.next_serial, pool.next_mac_unit) == (0, 0)
+
+
+def test_a_unit_allocated_before_gets_no_dac_naming_another_product_than_its_payload(any_instance: Instance) -> None:
+    """The payload allocated to the unit (not the pool's declaration) is what its DAC must name."""
+    inst = any_instance
+    _prepare(inst)
+    _pai(inst, 0xFFF1, 0x8000)
+    identity_pools.set_pools(inst, ProductId(PRODUCT), pool_from_json(_pool(0xFFF1, 0x8000)), actor="t")
+    _order(inst)
+    given = allocate_unit(inst, FIXTURE, OrderId(ORDER), Serial("SN-1"))
+    assert isinstance(given, Allocated)
+    with inst.db.transaction() as s:  # an allocation from before the rule, for another vendor
+        row = s.execute(select(UnitIdentityRow).where(UnitIdentityRow.serial == "SN-1")).scalar_one()
+        row.vendor_id = 0xFFF2
+
+    with pytest.raises(FabGuardError) as refused:
+        _provision(inst, "SN-1")
+
+    assert refused.value.code == "matter_ids_mismatch" and "FFF2" in refused.value.message
+    assert _counts(inst) == (0, 1, 0)  # no quota, no new identity, no unit
+    assert _refusals(inst) == [("unit.refused", "matter_ids_mismatch", "SN-1")]
+
+
+def test_an_allocation_gives_no_onboarding_data_the_orders_pai_would_contradict(any_instance: Instance) -> None:
+    inst = any_instance
+    _prepare(inst)
+    _pai(inst, 0xFFF1, 0x8000)
+    pool = {"serials": {"prefix": "BULB-", "width": 5}, "matter": {"vendor_id": 0xFFF1, "product_id": 0x8000}}
+    identity_pools.set_pools(inst, ProductId(PRODUCT), pool_from_json(pool), actor="t")
+    _order(inst)
+    assert isinstance(allocate_unit(inst, FIXTURE, OrderId(ORDER), None), Allocated)  # they agree: drawn
+    _declared_before_the_rule(inst, 0xFFF1, 0x8001)
+
+    with pytest.raises(FabGuardError) as refused:
+        allocate_unit(inst, FIXTURE, OrderId(ORDER), None)
+
+    assert refused.value.code == "matter_ids_mismatch" and "pai-bulb" in refused.value.message
+    assert _counts(inst) == (0, 1, 0)
+    assert _refusals(inst) == [("identity.refused", "matter_ids_mismatch", None)]
+    with inst.db.read() as s:
+        row = s.get(IdentityPoolRow, PRODUCT)
+        assert row is not None and row.next_serial == 1  # the refused allocation spent no serial
