@@ -11,6 +11,7 @@ SDK's published payload."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -33,7 +34,8 @@ from fabguard.service.provisioning.allocation import Allocated, allocate_unit
 from fabguard.service.provisioning.unit_requests import Provisioned
 from fabguard.store.identity_models import IdentityPoolRow, UnitIdentityRow
 from fabguard.store.models import Event, Order, Unit
-from tests.support import REQUESTER, second_person_approves
+from tests.cli.test_identities_cli import fg
+from tests.support import REQUESTER, World, second_person_approves
 
 PRODUCT, SITE, ORDER = "bulb", "cm-a", "po-bulb"
 FIXTURE = FixtureFacts("fx-1", SITE, False)
@@ -242,3 +244,28 @@ def test_an_allocation_gives_no_onboarding_data_the_orders_pai_would_contradict(
     with inst.db.read() as s:
         row = s.get(IdentityPoolRow, PRODUCT)
         assert row is not None and row.next_serial == 1  # the refused allocation spent no serial
+
+
+def test_over_https_and_in_the_cli_a_disagreeing_pool_is_a_409_and_a_one_line_refusal(
+    world: World, tmp_path: Path
+) -> None:
+    asked = requests.request(world.inst, "pai-sensor", MatterPaiCreation("sensor", 0xFFF1, 0x8000), by=REQUESTER)
+    second_person_approves(world.inst, asked)
+    with world.admin() as admin:
+        refused = admin.put("/api/v1/products/sensor/identities", json=_pool(0xFFF2, 0x8000))
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "matter_ids_mismatch"
+        assert "pai-sensor" in refused.json()["error"]["message"]
+        assert admin.get("/api/v1/products/sensor/identities").status_code == 404  # nothing declared
+        assert admin.put("/api/v1/products/sensor/identities", json=_pool(0xFFF1, 0x8000)).status_code == 200
+
+    home = tmp_path / "cli"
+    assert fg(home, "init", "--org", "Acme")[0] == 0
+    assert fg(home, "product", "add", PRODUCT, "--name", "Bulb")[0] == 0
+    inst = Instance.open(home)
+    try:
+        _pai(inst, 0xFFF1, 0x8000)
+    finally:
+        inst.close()
+    pool = ("--matter-vendor-id", str(0xFFF1), "--matter-product-id", str(0x8001))
+    code, out = fg(home, "product", "identities", PRODUCT, *pool)
+    assert code != 0 and "matter_ids_mismatch" in " ".join(out.split()) and "Traceback" not in out
