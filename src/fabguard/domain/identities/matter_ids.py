@@ -3,9 +3,10 @@ drawn from the product's pool) and its DAC (whose VID and PID are its PAI's) mus
 fails (the commissioner checks the DAC's VID and PID against the device's Basic Information and the
 Certification Declaration). docs/identities.md, "The pool's Matter IDs and the product's PAI".
 
-Three gates, one rule: a pool is not declared against the product's PAIs, a PAI is not made or imported
-against the product's pool, and, last, no DAC is signed whose VID or PID differs from the onboarding
-payload drawn for the same unit (``domain/issuance.dac_matches_onboarding``).
+One rule, four gates: a pool is not declared against the product's PAIs, a PAI is not made or imported
+against the product's pool, an allocation draws no onboarding data the order's PAI would contradict
+(``allocation.onboarding_fits_the_pai``), and, last, no DAC is signed whose VID or PID differs from the
+onboarding payload drawn for the same unit (``domain/issuance.dac_matches_onboarding``).
 """
 
 from __future__ import annotations
