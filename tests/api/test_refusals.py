@@ -640,3 +640,35 @@ def test_a_serial_sent_where_the_pool_draws_it_is_refused(
 
     assert_refused(world.inst, response, "allocation_serial_invalid", before, order_id=order, fixture_id="fx-1")
     assert _drawn(world.inst) == 0
+
+
+@provokes("matter_ids_mismatch")
+def test_a_matter_unit_whose_dac_would_name_another_product_than_its_payload_is_refused(
+    any_world: World, http_of: Callable[[FixtureClient], httpx.Client]
+) -> None:
+    from fabguard.service.approvals import requests
+    from fabguard.service.authority.ca_acts import MatterPaiCreation
+    from fabguard.store.identity_models import IdentityPoolRow
+    from tests.support import REQUESTER, second_person_approves
+
+    inst = any_world.inst
+    second_person_approves(
+        inst, requests.request(inst, "pai-sensor", MatterPaiCreation("sensor", 0xFFF1, 0x8000), by=REQUESTER)
+    )
+    _pools(any_world, {"matter": {"vendor_id": 0xFFF1, "product_id": 0x8000, "iterations": 1000}})
+    order = any_world.order(quota=5)
+    with inst.db.transaction() as s:  # a pool from before the rule (docs/identities.md): for another product
+        row = s.get(IdentityPoolRow, "sensor")
+        assert row is not None
+        row.matter_product_id = 0x8001
+    fx = any_world.fixture("fx-1")
+    device = tested_device(fx, "SN0001")
+    before = snapshot(inst)
+
+    response = http_of(fx).post(PROVISION, json=provision_body(order, "SN0001", device.csr_pem()))
+
+    assert_refused(inst, response, "matter_ids_mismatch", before, order_id=order, fixture_id="fx-1")
+    before = snapshot(inst)
+    allocating = http_of(fx).post(ALLOCATE, json={"order_id": order, "serial": "SN0001"})
+    assert_refused(inst, allocating, "matter_ids_mismatch", before, order_id=order, fixture_id="fx-1")
+    assert _drawn(inst) == 0

@@ -12,6 +12,7 @@ from fabguard.domain.identities.allocation import (
     AllocationRequest,
     decide_allocation,
 )
+from fabguard.domain.identities.matter_ids import PaiIds
 from fabguard.domain.identities.pools import IdentityPool, mac_block_apart, pool_from_json, pool_json
 from fabguard.domain.issuance import IdentityFacts, authorize_issuance, identities_left, serial_allocated
 from fabguard.domain.values import OrderState
@@ -68,6 +69,8 @@ def allocation(**kw: object) -> AllocationRequest:
 
 def test_allocation_policies_each_refuse_with_their_code_in_order() -> None:
     assert decide_allocation(allocation()) is AllocationDecision.ALLOCATE
+    agreeing = allocation(matter_pai=("pai", PaiIds(0xFFF1, 0x8000)), matter_ids=(0xFFF1, 0x8000))
+    assert decide_allocation(agreeing) is AllocationDecision.ALLOCATE
     r = allowed_request()
     cases = {
         "fixture_revoked": allocation(fixture=replace(r.fixture, revoked=True), exhausted="x"),
@@ -78,7 +81,10 @@ def test_allocation_policies_each_refuse_with_their_code_in_order() -> None:
         "allocation_serial_invalid": allocation(serial="S-1", exhausted="x"),
         "serial_already_allocated": allocation(draws_serial=False, serial="S-1", serial_order_id="po-9", exhausted="x"),
         "quota_exhausted": allocation(order_allocated=10, exhausted="x"),
-        "identity_pool_exhausted": allocation(exhausted="serial format x"),
+        "identity_pool_exhausted": allocation(
+            exhausted="serial format x", matter_pai=("pai", PaiIds(0xFFF1)), matter_ids=(1, 1)
+        ),
+        "matter_ids_mismatch": allocation(matter_pai=("pai", PaiIds(0xFFF1, 0x8000)), matter_ids=(0xFFF1, 0x8001)),
     }
     for code, request in cases.items():
         assert refused(decide_allocation, request) == code, code

@@ -442,8 +442,13 @@ def everything_failing() -> IssuanceRequest:
     r = with_order(r, state=OrderState.SUSPENDED, valid_from=NOW + timedelta(days=1), used=10)
     r = with_csr(r, key_type=KeyType.ED25519, subject_serial="SN0000002")
     r = replace(r, attestation=AttestationFacts(AttestationPolicy.REQUIRED))
-    r = replace(r, issuing_ca=IssuingCaFacts("pai", "revoked", MatterPai(None)))
-    r = replace(r, identity=IdentityFacts(serials_required=True, draws=True, order_allocated=10, exhausted="MAC block"))
+    r = replace(r, issuing_ca=IssuingCaFacts("pai", "revoked", MatterPai(None, 0xFFF1)))
+    r = replace(
+        r,
+        identity=IdentityFacts(
+            serials_required=True, draws=True, order_allocated=10, exhausted="MAC block", matter_ids=(0xFFF2, 0x8001)
+        ),
+    )
     return with_history(
         r, latest_test=TestOutcome.FAIL, serial_key_fingerprint=OTHER_FP, key_owner_serial="SN9", serial_revoked=True
     )
@@ -467,7 +472,11 @@ REPAIRS = [
     ("quota_exhausted", lambda r: replace(r, identity=replace(r.identity, order_allocated=0))),
     ("identity_pool_exhausted", lambda r: replace(r, identity=replace(r.identity, exhausted=None))),
     ("issuing_ca_revoked", lambda r: replace(r, issuing_ca=replace(r.issuing_ca, state="retired"))),
-    ("key_type_not_allowed", lambda r: replace(r, issuing_ca=IssuingCaFacts("pai", "active", MatterPai(0x8001)))),
+    (
+        "key_type_not_allowed",
+        lambda r: replace(r, issuing_ca=IssuingCaFacts("pai", "active", MatterPai(0x8001, 0xFFF1))),
+    ),
+    ("matter_ids_mismatch", lambda r: replace(r, identity=replace(r.identity, matter_ids=(0xFFF1, 0x8001)))),
 ]
 
 

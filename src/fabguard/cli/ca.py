@@ -92,7 +92,7 @@ def ca_create_matter_pai(
     pid: Annotated[str, typer.Option(help="Matter product ID, hex (e.g. 8000)")],
 ) -> None:
     """Ask for a Matter PAI for a product (under this vendor's PAA, made on first use): once a second
-    person approves, its units get DACs."""
+    person approves, its units get DACs. Its VID (and PID) must be the product's Matter pool's."""
     try:
         vid_n, pid_n = int(vid, 16), int(pid, 16)
     except ValueError:

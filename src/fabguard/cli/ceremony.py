@@ -165,7 +165,8 @@ def add_matter_pai(
     pid: Annotated[str | None, typer.Option(help="Matter product ID, hex (e.g. 8000)")] = None,
 ) -> None:
     """SERVER: make a Matter PAI's key here (pending) and write a request bundle for the ceremony of the
-    vendor's PAA ('ceremony sign --root PAA-DIR'); then 'fabguard ceremony import'."""
+    vendor's PAA ('ceremony sign --root PAA-DIR'); then 'fabguard ceremony import'. Its VID (and PID) must
+    be the product's Matter pool's."""
     pid_n = _hex(pid, "--pid") if pid is not None else None
     with opened() as inst:
         files = instance_side.add_matter_pai(

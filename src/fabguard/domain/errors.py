@@ -44,6 +44,7 @@ REFUSAL_STATUS: dict[str, int] = {
     "serial_not_allocated": 409,  # the product asks for allocated serials and this one was not allocated to the order
     "serial_already_allocated": 409,  # a station-chosen serial already allocated to another order
     "allocation_serial_invalid": 422,  # a serial sent where the pool draws it, or none where the station must
+    "matter_ids_mismatch": 409,  # a Matter pool and PAI (so QR code and DAC) name another vendor or product
 }
 
 # Refusal codes a fixture can meet while fetching firmware, with their HTTP status.

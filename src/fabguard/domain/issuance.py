@@ -17,6 +17,10 @@ from enum import Enum
 from typing import TypeVar
 
 from fabguard.domain.errors import InvalidRequest, Refusal
+from fabguard.domain.identities.matter_ids import PaiIds, dac_agrees_with_onboarding
+from fabguard.domain.matter_dac import MatterPai as MatterPai
+from fabguard.domain.matter_dac import dac_possible as dac_possible
+from fabguard.domain.matter_dac import dac_refused as dac_refused
 from fabguard.domain.values import KeyType, OrderState, Serial, TestOutcome
 
 
@@ -68,14 +72,6 @@ CA_STATES_THAT_SIGN = frozenset({"active", "retired"})
 
 
 @dataclass(frozen=True, slots=True)
-class MatterPai:
-    """An issuing CA that is a Matter PAI, as its certificate's subject says: the product ID the DACs it
-    signs carry (None: its subject names none, and a DAC needs one)."""
-
-    product_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
 class IssuingCaFacts:
     """The order's issuing CA as the registry holds it: its state (None: the registry has no such CA) and,
     for a Matter PAI, what its subject says (None: an IEEE 802.1AR IDevID issuer)."""
@@ -122,13 +118,16 @@ class IdentityFacts:
     """The product's identity pools as they bear on one unit (docs/identities.md): whether the product
     takes only allocated serials, the order this serial was allocated to (None: never allocated), whether
     the unit draws its MAC addresses and Matter data now (pools, and no allocation yet), how many units'
-    identities the order holds (the group's own draws counted) and which pool, if any, has none left."""
+    identities the order holds (the group's own draws counted) and which pool, if any, has none left;
+    ``matter_ids``: the vendor and product ID of the unit's onboarding payload, as allocated or as it would
+    be drawn now (None: it has no Matter data)."""
 
     serials_required: bool = False
     allocated_order_id: str | None = None
     draws: bool = False
     order_allocated: int = 0
     exhausted: str | None = None
+    matter_ids: tuple[int, int] | None = None
 
 
 NO_IDENTITIES = IdentityFacts()
@@ -322,24 +321,18 @@ def order_ca_can_sign(r: IssuanceRequest) -> None:
         raise Refusal("issuing_ca_revoked", f"order {r.order.id}'s issuing CA {ca.name} is {ca.state or 'missing'}")
 
 
-def dac_refused(reason: str) -> Refusal:
-    """A Matter DAC the profile does not allow (Matter 6.2.2): the PKI layer's reason, when it signs, for
-    what no fact foretold (a PAI outside its own validity)."""
-    return Refusal("key_type_not_allowed", f"a Matter DAC cannot be issued: {reason}")
-
-
-def dac_possible(ca_name: str, pai: MatterPai | None, key_type: KeyType) -> None:
-    if pai is None:  # an IDevID issuer
-        return
-    if pai.product_id is None:
-        raise Refusal("key_type_not_allowed", f"the Matter PAI {ca_name} names no product ID for the DAC")
-    if key_type is not KeyType.EC_P256:
-        raise dac_refused("the DAC public key must be ECDSA on P-256 (6.1)")
-
-
 def matter_dac_possible(r: IssuanceRequest) -> None:
     """Under a Matter PAI, the unit gets a DAC: the PAI names the product, and the key is P-256."""
     dac_possible(r.issuing_ca.name, r.issuing_ca.matter_pai, r.csr.key_type)
+
+
+def dac_matches_onboarding(r: IssuanceRequest) -> None:
+    """Under a Matter PAI, the DAC's VID and PID (the PAI's) are those of the unit's onboarding payload."""
+    pai = r.issuing_ca.matter_pai
+    if pai is None or pai.vendor_id is None:
+        return
+    ids = PaiIds(pai.vendor_id, pai.product_id)
+    dac_agrees_with_onboarding(r.serial.value, r.issuing_ca.name, ids, r.identity.matter_ids)
 
 
 ISSUANCE_POLICIES: tuple[Policy, ...] = (
@@ -359,6 +352,7 @@ ISSUANCE_POLICIES: tuple[Policy, ...] = (
     identities_left,
     order_ca_can_sign,
     matter_dac_possible,
+    dac_matches_onboarding,
 )
 
 # A retry (the serial presents the key it was issued with) is answered with the certificate it has, for

@@ -42,7 +42,8 @@ def create_issuing_ca(inst: Inst, body: IssuingCaIn, p: Admin) -> dict[str, obje
 @router.post("/api/v1/cas/matter-pai", status_code=202, tags=["ca"], responses=PENDING, response_model=Approval)
 def create_matter_pai(inst: Inst, body: MatterPaiIn, p: Admin) -> dict[str, object]:
     """Ask for a Matter PAI for one product (its orders then get Matter DACs, under the vendor's PAA):
-    made, with its key, when a second person approves."""
+    made, with its key, when a second person approves. Its VID (and PID) must be the product's Matter
+    pool's (`matter_ids_mismatch`, docs/identities.md)."""
     return requests.request(
         inst, CaName(body.name).value, MatterPaiCreation(body.product_id, body.vid, body.pid), by=requests.Person.of(p)
     ).to_dict()

@@ -88,7 +88,8 @@ def product_identities(inst: Inst, product_id: str, _: Reader) -> dict[str, obje
 @router.put("/api/v1/products/{product_id}/identities")
 def set_product_identities(inst: Inst, product_id: str, body: IdentityPoolIn, p: Engineer) -> dict[str, object]:
     """Declare the product's identity pools (docs/identities.md); replaceable until one unit's identities are
-    allocated (then `identity_pool_in_use`); a MAC block overlapping another product's is refused."""
+    allocated (then `identity_pool_in_use`); a MAC block overlapping another product's is refused, and a
+    Matter pool whose vendor or product ID is not the product's Matter PAIs' (`matter_ids_mismatch`)."""
     pool = pool_from_json(body.model_dump(mode="json"))
     return identity_pools.set_pools(inst, ProductId.named(product_id), pool, actor=p.actor)
 

@@ -261,7 +261,8 @@ def allocate_unit_identity(
     manual codes). 201 for new identities; 200 when a station-chosen serial already holds them on this
     order. Refused, drawing nothing: `identity_pool_exhausted`, `quota_exhausted` (the order holds
     identities for all its units), `identity_pool_missing`, `serial_already_allocated`,
-    `allocation_serial_invalid`, and the order and fixture refusals of provisioning."""
+    `allocation_serial_invalid`, `matter_ids_mismatch` (the order's Matter PAI would sign a DAC for another
+    vendor or product), and the order and fixture refusals of provisioning."""
     order_id = parsing.order_to_provision(body.order_id)
     serial = Serial.parse(body.serial) if body.serial is not None else None
     if idempotency_key is not None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import Enum
 
 from fabguard.domain.errors import Refusal
+from fabguard.domain.identities.matter_ids import PaiIds, dac_agrees_with_onboarding
 from fabguard.domain.issuance import FixtureFacts, OrderFacts, active_fixture, order_holds_identities, pool_left
 from fabguard.domain.values import OrderState
 
@@ -23,7 +24,8 @@ class AllocationRequest:
     """One unit's allocation: who asks, on which order (as its lock read it), the product's pools (None:
     it declares none; else whether they draw the serial), the station's serial if it sent one and the
     order it was already allocated to, how many units' identities the order holds, and which pool has
-    none left."""
+    none left; for a Matter pool, the vendor and product ID it draws (``matter_ids``) and what the order's
+    PAI fixes for the unit's DAC (``matter_pai``; None: its issuing CA is no Matter PAI)."""
 
     fixture: FixtureFacts
     order: OrderFacts
@@ -34,6 +36,8 @@ class AllocationRequest:
     serial_order_id: str | None
     order_allocated: int
     exhausted: str | None
+    matter_ids: tuple[int, int] | None = None
+    matter_pai: tuple[str, PaiIds] | None = None
 
 
 AllocationPolicy = Callable[[AllocationRequest], None]
@@ -90,6 +94,15 @@ def pools_left(r: AllocationRequest) -> None:
     pool_left(r.order.product_id, r.exhausted)
 
 
+def onboarding_fits_the_pai(r: AllocationRequest) -> None:
+    """No onboarding data (a label to print) for a unit whose DAC, from the order's PAI, would name another
+    vendor or product: provisioning would refuse it (``matter_ids_mismatch``)."""
+    if r.matter_pai is not None:
+        ca_name, pai = r.matter_pai
+        unit = r.serial or f"the next unit of order {r.order.id}"
+        dac_agrees_with_onboarding(unit, ca_name, pai, r.matter_ids)
+
+
 ALLOCATION_POLICIES: tuple[AllocationPolicy, ...] = (
     fixture_may_ask,
     order_open,
@@ -98,6 +111,7 @@ ALLOCATION_POLICIES: tuple[AllocationPolicy, ...] = (
     serial_free,
     within_quota,
     pools_left,
+    onboarding_fits_the_pai,
 )
 # The same station-chosen serial on the same order again: its identities, once the fixture may ask.
 RETRY_POLICIES: tuple[AllocationPolicy, ...] = (fixture_may_ask,)

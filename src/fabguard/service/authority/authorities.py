@@ -237,15 +237,16 @@ def is_matter_pai(cert: x509.Certificate) -> bool:
 
 
 def matter_pai_facts(certificate_pem: str | None) -> MatterPai | None:
-    """What a device issuer's certificate says for the DAC policies: a Matter PAI and its product ID, or
-    None (an IDevID issuer). A subject whose VID or PID is malformed is left to the signer, which refuses it."""
+    """What a device issuer's certificate says for the DAC policies: a Matter PAI, its product and vendor
+    IDs, or None (an IDevID issuer). A subject whose VID or PID is malformed is left to the signer, which
+    refuses it."""
     if not certificate_pem:
         return None
     try:
         vid, pid = matter.subject_ids(x509.load_pem_x509_certificate(certificate_pem.encode()).subject)
     except matter.AttestationProfileError:
         return None
-    return None if vid is None else MatterPai(pid.value if pid is not None else None)
+    return None if vid is None else MatterPai(pid.value if pid is not None else None, vid.value)
 
 
 def issuing_csr(inst: Instance, ca_name: CaName, *, site_id: str | None, product_id: str | None, actor: str) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
 from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import InvalidRequest
@@ -130,11 +131,19 @@ def _create_matter_pai(inst: Instance, s: Session, a: Approved[MatterPaiCreation
 
 def _import_is_possible(inst: Instance, s: Session, target: str, p: CaImport) -> None:
     authorities.check_import(s, inst, target, p.certificate.encode())
+    _imported_pai_agrees(s, target, p.certificate)
 
 
 def _import_certificate(inst: Instance, s: Session, a: Approved[CaImport]) -> dict[str, object]:
     pem = a.parameters.certificate.encode()
-    return authorities.import_certificate_in(s, inst, a.target, pem, at=a.now, actor=a.actor, detail=a.detail).to_dict()
+    done = authorities.import_certificate_in(s, inst, a.target, pem, at=a.now, actor=a.actor, detail=a.detail)
+    _imported_pai_agrees(s, a.target, a.parameters.certificate)  # refused: the approval's transaction rolls back
+    return done.to_dict()
+
+
+def _imported_pai_agrees(s: Session, target: str, pem: str) -> None:
+    """A Matter PAI's certificate imported for a product's CA names the vendor (and product) of its pool."""
+    matter_authorities.imported_pai_agrees(s, target, x509.load_pem_x509_certificate(pem.encode()))
 
 
 def _rotation_is_possible(inst: Instance, s: Session, target: str, p: CaRotation) -> None:

@@ -224,6 +224,7 @@ def import_bundle(inst: Instance, files: dict[str, bytes], *, actor: str) -> Imp
             if name in signers:
                 ceremony_licences.install(s, signers[name][0], cert, now=now, actor=actor)
             else:
+                matter_authorities.imported_pai_agrees(s, name, cert)  # a PAI names its product's pool's IDs
                 _activate(s, rows[name], cert, now=now, actor=actor)
         number = _install_crl(s, target, crl_row, bundle.crl, now=now, actor=actor)
         installed = tuple(f"{row.product_id} {row.generation}" for row, _ in signers.values())

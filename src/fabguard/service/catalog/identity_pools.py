@@ -2,7 +2,9 @@
 
 A declaration may be replaced until the pools have given one unit's identities out; from then on it stays
 (another format or block could give a serial or an address twice). A MAC block overlapping another
-product's is refused. Each declaration is an event (``product.identities_set``) in the ledger.
+product's is refused, and so is a Matter pool whose vendor (or product) ID is not the one the product's
+Matter PAIs fix (``matter_ids_mismatch``: its units' DACs would name another product than their QR codes;
+``domain/identities/matter_ids.py``). Each declaration is an event (``product.identities_set``) in the ledger.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import FabGuardError, InvalidRequest, NotFound
+from fabguard.domain.identities.matter_ids import pool_agrees_with_pais
 from fabguard.domain.identities.pools import IdentityPool, mac_block_apart, pool_json, pool_replaceable
 from fabguard.domain.values import ProductId
 from fabguard.pki.matter import (
@@ -24,6 +27,7 @@ from fabguard.pki.matter import (
 from fabguard.pki.matter import (
     ProductId as MatterProductId,
 )
+from fabguard.service.authority.matter_authorities import lock_product, product_pais
 from fabguard.service.core.instance import Instance
 from fabguard.store import identities as rows
 from fabguard.store.eventlog import append_event
@@ -54,8 +58,8 @@ def _matter_fits(pool: IdentityPool) -> None:
         ) from None
 
 
-def _product(s: Session, product_id: ProductId) -> Product:
-    product = s.get(Product, product_id.value)
+def _product(s: Session, product_id: ProductId, *, lock: bool = False) -> Product:
+    product = lock_product(s, product_id.value) if lock else s.get(Product, product_id.value)
     if product is None:
         raise NotFound(f"no product {product_id}", code="product_not_found")
     return product
@@ -66,10 +70,11 @@ def set_pools(inst: Instance, product_id: ProductId, pool: IdentityPool, *, acto
     _matter_fits(pool)
     now = inst.clock()
     with inst.db.transaction() as s:
-        _product(s, product_id)
+        _product(s, product_id, lock=True)  # a PAI made for it meanwhile waits (``matter_authorities``)
         row = rows.pool_row(s, product_id.value, lock=True)
         pool_replaceable(product_id.value, rows.given_out(s, product_id.value))
         mac_block_apart(product_id.value, pool.mac_range(), rows.mac_ranges(s))
+        pool_agrees_with_pais(product_id.value, pool.matter, product_pais(s, product_id.value))
         columns = rows.pool_columns(pool)
         if row is None:
             row = IdentityPoolRow(

@@ -170,7 +170,20 @@ class IdentityDraws:
             draws=draws,
             order_allocated=self.held[order_id],
             exhausted=self.exhausted(product_id, serial=False) if draws else None,
+            matter_ids=self._matter_ids(pool, product_id, serial, draws),
         )
+
+    def _matter_ids(self, pool: IdentityPool, product_id: str, serial: str, draws: bool) -> tuple[int, int] | None:
+        """The vendor and product ID of the unit's onboarding payload: its allocation's, or the pool's when
+        it draws now (the DAC must name the same: ``domain/issuance.dac_matches_onboarding``)."""
+        row = self.given.get((product_id, serial))
+        if row is not None:
+            if row.vendor_id is None or row.matter_product_id is None:
+                return None
+            return row.vendor_id, row.matter_product_id
+        if draws and pool.matter is not None:
+            return pool.matter.vendor_id, pool.matter.product_id
+        return None
 
     def existing(self, product_id: str, serial: str) -> UnitIdentity | None:
         if (product_id, serial) in self.drawn:
