@@ -94,3 +94,27 @@ def test_the_agent_syncs_over_the_link_with_an_admin_token(world: World, tmp_pat
     assert code == 0 and json.loads(out)["entries"] == 2, out
     code, out = fg(agent, "agent", "sync", "--central", world.url, env={"FABGUARD_TOKEN": "fg_not_a_token"})
     assert code == 3 and "[unauthorized]" in out, out
+
+
+def test_approving_a_lease_request_names_the_lease_it_made(world: World, tmp_path: Path) -> None:
+    central, agent, request = world.inst.home, tmp_path / "agent", tmp_path / "request.json"
+    fg(agent, "agent", "prepare", "--site", "cm-a", "--out", str(request))
+    order_id = world.order(5)
+    asked = []
+    for _ in range(2):
+        code, said = fg(central, "lease", "issue", "--order", order_id, "--units", "2", "--request", str(request))
+        found = re.search(r"Request (\d+) ", said)
+        assert code == 0 and found is not None, said
+        asked.append(found.group(1))
+    code, out = fg(central, "token", "create", "--name", "alex", "--role", "approver")
+    token = re.search(r"fgt_[\w-]+", out)
+    assert code == 0 and token is not None, out
+    approver = {"FABGUARD_TOKEN": token.group(0)}
+    code, out = fg(central, "approval", "approve", asked[0], env=approver)
+    leases = [str(row["id"]) for row in json.loads(fg(central, "lease", "list", "--json")[1])]
+    assert code == 0 and len(leases) == 1 and f"lease {leases[0]}" in out, out
+    code, out = fg(central, "approval", "approve", asked[1], "--json", env=approver)
+    assert code == 0, out
+    view = json.loads(out)
+    leases = [str(row["id"]) for row in json.loads(fg(central, "lease", "list", "--json")[1])]
+    assert view["state"] == "approved" and view["result"]["lease_id"] == leases[1] != leases[0], out

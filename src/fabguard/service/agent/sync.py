@@ -37,6 +37,7 @@ from fabguard.store.quota_leases import QuotaLease
 
 SYNC_FORMAT = "fabguard-agent-sync-v1"
 _KIND_LIMIT = 40  # events.kind
+AGENT_KIND_PREFIX = "agent."
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,14 @@ class SyncPackage:
             )
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
             raise InvalidRequest(f"not an agent sync package: {exc}", code="lease_sync_invalid") from None
+
+
+def agent_kind(kind: str) -> str:
+    """The central kind of an agent's event: under ``agent.``, kept apart from the server's own test records and
+    orders (the server makes no ``agent.*`` event of its own). The agent's own kinds already say ``agent.``
+    (``agent.initialized``, ``agent.sync_prepared``) and keep it once; syncs before this folded them as
+    ``agent.agent.*``, and those events stay in the ledger as they were signed (nothing reads their kind)."""
+    return (kind if kind.startswith(AGENT_KIND_PREFIX) else f"{AGENT_KIND_PREFIX}{kind}")[:_KIND_LIMIT]
 
 
 def parse_sync_package(text: str | bytes) -> SyncPackage:
@@ -162,7 +171,7 @@ def _fold(
                     )
                 )
             elif kind not in (PROVISIONED, "unit.refused"):
-                kind = f"agent.{kind}"[:_KIND_LIMIT]  # kept apart from the server's own test records and orders
+                kind = agent_kind(kind)
             detail["agent"] = {"lease_id": lease_id, "index": index, "actor": e.get("actor"), "at": e.get("at")}
             events.append(
                 NewEvent(
