@@ -301,5 +301,7 @@ def test_the_agents_own_kinds_are_folded_once_prefixed(any_site: Site) -> None:
         sync.sync_lease(central, sync_package(inst, any_site.home), actor="test")
     finally:
         inst.close()
-    folded = [e["kind"] for e in events.list_events(central, order_id=any_site.order_id) if e["actor"].startswith("agent:")]
+    folded = [
+        e["kind"] for e in events.list_events(central, order_id=any_site.order_id) if e["actor"].startswith("agent:")
+    ]
     assert sorted(folded) == ["agent.initialized", "agent.sync_prepared"], folded

@@ -87,7 +87,9 @@ def approval_approve(approval_id: ApprovalId, as_json: JsonOption = False) -> No
     if as_json:
         print_json(view)
         return
-    console.print(f"Request {view['id']} approved: {view['summary']} ({view['target']}) done{_made(view)}", soft_wrap=True)
+    console.print(
+        f"Request {view['id']} approved: {view['summary']} ({view['target']}) done{_made(view)}", soft_wrap=True
+    )
 
 
 def _made(view: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from fabguard.pki.crl import REASONS, RevokedEntry
 from fabguard.pki.profiles import BACKDATE, Issuer, hash_for
@@ -86,7 +86,12 @@ def status_signer_problem(
         basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound as missing:
         return f"it lacks {missing.oid.dotted_string}"
-    if basic.ca or not usage.crl_sign or not usage.digital_signature or ExtendedKeyUsageOID.OCSP_SIGNING not in purposes:
+    if (
+        basic.ca
+        or not usage.crl_sign
+        or not usage.digital_signature
+        or ExtendedKeyUsageOID.OCSP_SIGNING not in purposes
+    ):
         return "it is not an OCSP responder and CRL issuer (CA:FALSE, digitalSignature, cRLSign, OCSPSigning)"
     if cert.subject != status_signer_name(agent_ca):
         return "its subject is not the status signer's"
@@ -127,7 +132,9 @@ def build_indirect_crl(
         .add_extension(point, critical=True)
     )
     if signer_url is not None:
-        where = x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(signer_url))
+        where = x509.AccessDescription(
+            AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(signer_url)
+        )
         builder = builder.add_extension(x509.AuthorityInformationAccess([where]), critical=False)
     issuer = x509.CertificateIssuer([x509.DirectoryName(certificate_issuer)])
     for entry in revoked:

@@ -262,7 +262,9 @@ def current_crl(inst: Instance, ca: str) -> bytes:
     elsewhere (an offline root) serves the CRL last imported from its ceremony, as it is."""
     with inst.db.read() as s:
         authority, published = s.get(CertificateAuthority, ca), s.get(CrlRow, ca)
-        elsewhere = authority is not None and authority.key_ref.startswith(EXTERNAL_KEY) and authority.role != AGENT_ROLE
+        elsewhere = (
+            authority is not None and authority.key_ref.startswith(EXTERNAL_KEY) and authority.role != AGENT_ROLE
+        )
         if elsewhere and published is not None:
             return bytes(published.der)
     _role(inst, ca)

@@ -88,7 +88,9 @@ class CaRegistry:
         """Who signs the CRL of ``ca``'s certificates when not ``ca`` itself (on a site agent: the central
         status signer its CA certified, ADR 0020); certificates name it in their distribution point."""
         signer = self.published_elsewhere(ca).get("crl_issuer_certificate")
-        return None if signer is None else x509.load_pem_x509_certificate((self.directory / signer).read_bytes()).subject
+        return (
+            None if signer is None else x509.load_pem_x509_certificate((self.directory / signer).read_bytes()).subject
+        )
 
     def ca_issuers_url(self, ca: str) -> str | None:
         """Where the certificate of ``ca`` is published (DER); certificates it signs name it in Authority
