@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from fabguard.api.server import ServerThread
 from fabguard.cli.main import app
+from fabguard.service.approvals import requests
 from fabguard.service.core.instance import Instance
 from tests.agent.conftest import Site, agent_fixture
-from fabguard.service.approvals import requests
 from tests.support import World, second_person_approves, tested_device
 
 runner = CliRunner()
@@ -127,7 +127,9 @@ def test_approving_a_lease_request_names_the_lease_it_made(world: World, tmp_pat
     assert view["state"] == "approved" and view["result"]["lease_id"] == leases[1] != leases[0], out
 
 
-def test_a_station_is_sent_to_the_agent_with_its_own_credentials(site: Site, agent: tuple[Instance, ServerThread]) -> None:
+def test_a_station_is_sent_to_the_agent_with_its_own_credentials(
+    site: Site, agent: tuple[Instance, ServerThread]
+) -> None:
     """``FABGUARD_STATION_SERVER`` points the enrolled station at the site agent: the unit's certificate comes
     from the agent CA (without it, the station asks the central server, which never saw the unit's test)."""
     inst, server = agent
@@ -136,7 +138,16 @@ def test_a_station_is_sent_to_the_agent_with_its_own_credentials(site: Site, age
         device = tested_device(client, "SN-ST1")
     csr, out = site.world.tmp / "SN-ST1.csr", site.world.tmp / "units"
     csr.write_text(device.csr_pem())
-    station = [sys.executable, "-m", "fabguard_station", "--dir", str(credentials), "provision", "--order", site.order_id]
+    station = [
+        sys.executable,
+        "-m",
+        "fabguard_station",
+        "--dir",
+        str(credentials),
+        "provision",
+        "--order",
+        site.order_id,
+    ]
     args = [*station, "--serial", "SN-ST1", "--csr", str(csr), "--out", str(out)]
     env = {**os.environ, "FABGUARD_STATION_SERVER": server.url}
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
