@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import getpass
 import hashlib
 import json
@@ -32,6 +33,7 @@ from fabguard_station.token_keys import token_session, unit_csr_pem, unit_key
 
 TOKEN_ENV = "FABGUARD_ENROLLMENT_TOKEN"
 PIN_ENV = "FABGUARD_PKCS11_PIN"
+SERVER_ENV = "FABGUARD_STATION_SERVER"  # overrides the enrolled server URL (a site agent's)
 _OPENHTF_SPOOLED = re.compile(r"^\d{12}-[A-Za-z0-9_-]*\.json$")  # the OpenHTF uploader's spool files
 
 
@@ -67,9 +69,13 @@ def _secret(file: Path | None, env: str, what: str) -> str:
 
 def _credentials(args: Namespace) -> Credentials:
     try:
-        return Credentials.load(args.dir)
+        credentials = Credentials.load(args.dir)
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"no station credentials in {args.dir} ({exc}): run 'fabguard-station enroll' first") from None
+    # Another server for the same credentials: the site agent the line runs on while the link to the central
+    # server is down (its TLS certificate is under the station CA, so the enrolled CA file verifies it).
+    server = os.environ.get(SERVER_ENV, "").strip()
+    return dataclasses.replace(credentials, server=server.rstrip("/")) if server else credentials
 
 
 @contextmanager

@@ -35,7 +35,7 @@ from fabguard.service.core import events
 from fabguard.service.core.instance import Instance
 from fabguard.service.field import genuineness
 from fabguard.service.handoff import clouds
-from fabguard.service.ledger import merkle_log
+from fabguard.service.ledger import merkle_log, reports
 from fabguard.service.provisioning import reenrolment
 from fabguard.store.models import Unit
 from tests.agent.conftest import Site, agent_fixture
@@ -193,3 +193,13 @@ def test_an_agent_unit_that_re_enrols_at_the_central_server_is_refused_cleanly(s
         assert s.execute(select(Unit.certificate_pem).where(Unit.serial == "SN-G3")).scalar_one() == str(
             device.certificate_pem
         )
+
+
+def test_an_agent_units_passing_test_counts_in_the_reconciliation_report(any_site: Site, any_agent: Agent) -> None:
+    """The agent's test gate passed the unit, and its log came home verified: the report counts that test
+    (folded as ``agent.test.recorded``) and does not call the unit provisioned without a passing test."""
+    _issued_offline_and_synced(any_site, any_agent, "SN-REC1")
+    report = reports.reconciliation_report(any_site.world.inst, order_id=any_site.order_id, sign_checkpoint=True)
+    figures = report.body["figures"]
+    assert figures["provisioned"] == 1 and figures["exceptions"]["provisioned_without_a_passing_test"] == [], figures
+    assert figures["tested"]["final_pass"] == 1, figures

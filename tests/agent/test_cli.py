@@ -4,14 +4,21 @@ lease bundle, init, status, sync by file."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+from cryptography import x509
 from typer.testing import CliRunner
 
+from fabguard.api.server import ServerThread
 from fabguard.cli.main import app
 from fabguard.service.approvals import requests
-from tests.support import World, second_person_approves
+from fabguard.service.core.instance import Instance
+from tests.agent.conftest import Site, agent_fixture
+from tests.support import World, second_person_approves, tested_device
 
 runner = CliRunner()
 
@@ -94,3 +101,57 @@ def test_the_agent_syncs_over_the_link_with_an_admin_token(world: World, tmp_pat
     assert code == 0 and json.loads(out)["entries"] == 2, out
     code, out = fg(agent, "agent", "sync", "--central", world.url, env={"FABGUARD_TOKEN": "fg_not_a_token"})
     assert code == 3 and "[unauthorized]" in out, out
+
+
+def test_approving_a_lease_request_names_the_lease_it_made(world: World, tmp_path: Path) -> None:
+    central, agent, request = world.inst.home, tmp_path / "agent", tmp_path / "request.json"
+    fg(agent, "agent", "prepare", "--site", "cm-a", "--out", str(request))
+    order_id = world.order(5)
+    asked = []
+    for _ in range(2):
+        code, said = fg(central, "lease", "issue", "--order", order_id, "--units", "2", "--request", str(request))
+        found = re.search(r"Request (\d+) ", said)
+        assert code == 0 and found is not None, said
+        asked.append(found.group(1))
+    code, out = fg(central, "token", "create", "--name", "alex", "--role", "approver")
+    token = re.search(r"fgt_[\w-]+", out)
+    assert code == 0 and token is not None, out
+    approver = {"FABGUARD_TOKEN": token.group(0)}
+    code, out = fg(central, "approval", "approve", asked[0], env=approver)
+    leases = [str(row["id"]) for row in json.loads(fg(central, "lease", "list", "--json")[1])]
+    assert code == 0 and len(leases) == 1 and f"lease {leases[0]}" in out, out
+    code, out = fg(central, "approval", "approve", asked[1], "--json", env=approver)
+    assert code == 0, out
+    view = json.loads(out)
+    leases = [str(row["id"]) for row in json.loads(fg(central, "lease", "list", "--json")[1])]
+    assert view["state"] == "approved" and view["result"]["lease_id"] == leases[1] != leases[0], out
+
+
+def test_a_station_is_sent_to_the_agent_with_its_own_credentials(
+    site: Site, agent: tuple[Instance, ServerThread]
+) -> None:
+    """``FABGUARD_STATION_SERVER`` points the enrolled station at the site agent: the unit's certificate comes
+    from the agent CA (without it, the station asks the central server, which never saw the unit's test)."""
+    inst, server = agent
+    credentials = site.world.tmp / "fixtures" / "line-1"
+    with agent_fixture(site, server) as client:
+        device = tested_device(client, "SN-ST1")
+    csr, out = site.world.tmp / "SN-ST1.csr", site.world.tmp / "units"
+    csr.write_text(device.csr_pem())
+    station = [
+        sys.executable,
+        "-m",
+        "fabguard_station",
+        "--dir",
+        str(credentials),
+        "provision",
+        "--order",
+        site.order_id,
+    ]
+    args = [*station, "--serial", "SN-ST1", "--csr", str(csr), "--out", str(out)]
+    env = {**os.environ, "FABGUARD_STATION_SERVER": server.url}
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    issued = x509.load_pem_x509_certificate((out / "SN-ST1.pem").read_bytes())
+    assert issued.issuer == inst.cas.certificate("issuing").subject
+    assert json.loads(fg(site.home, "agent", "status")[1])["used"] == 1

@@ -290,3 +290,18 @@ def test_a_lease_issued_before_a_key_rotation_still_syncs_after_it(site: Site, a
     ledger_keys.finish_rotation(central, actor="admin")
     folded = sync.sync_lease(central, sync_package(inst, site.home), actor="test")
     assert folded["units"] == 1 and _central_units(site) == ["SN-K1"]
+
+
+def test_the_agents_own_kinds_are_folded_once_prefixed(any_site: Site) -> None:
+    """The agent's ``agent.initialized`` and ``agent.sync_prepared`` keep their kind (not ``agent.agent.*``);
+    a kind of the agent's without the prefix gets it, so it stays apart from the server's own."""
+    central = any_site.world.inst
+    inst = Instance.open(any_site.home)
+    try:
+        sync.sync_lease(central, sync_package(inst, any_site.home), actor="test")
+    finally:
+        inst.close()
+    folded = [
+        e["kind"] for e in events.list_events(central, order_id=any_site.order_id) if e["actor"].startswith("agent:")
+    ]
+    assert sorted(folded) == ["agent.initialized", "agent.sync_prepared"], folded

@@ -26,11 +26,11 @@ from fabguard.api.httptools_protocol import ClientCertHttpToolsProtocol
 from fabguard.api.logs import LogFormat, log_config
 from fabguard.api.multiprocess_metrics import MetricsSupervisor, worker_metrics_dir
 from fabguard.api.publication import create_publication_app
-from fabguard.api.server_tls import CLIENT_TRUST, ReloadableTLS, ReloadingMultiprocess
+from fabguard.api.server_tls import ReloadableTLS, ReloadingMultiprocess
 from fabguard.api.tls import ClientCertH11Protocol
 from fabguard.api.uvloop_bound import BoundedUVLoop
 from fabguard.runtime import tune_gc
-from fabguard.service.authority import authorities
+from fabguard.service.core import client_trust
 from fabguard.service.core.instance import Instance
 
 # How long uvicorn's supervisor waits for a worker to answer its ping before it kills it as hung. A new
@@ -41,9 +41,9 @@ WORKER_HEALTHCHECK_S = 30
 
 
 def write_client_trust(inst: Instance) -> None:
-    """The CAs whose certificates may be presented at the handshake (issuing CAs made later need a restart)."""
-    pems = [inst.cas.certificate_pem(c.name) for c in authorities.list_cas(inst) if c.subject and c.role != "paa"]
-    (inst.home / "ca" / CLIENT_TRUST).write_text("".join(pems))
+    """The CAs whose certificates may be presented at the handshake; CAs made later reach running servers
+    without a restart (``service.core.client_trust``)."""
+    client_trust.write_client_trust(inst)
 
 
 def app_for_home(home: str) -> Any:

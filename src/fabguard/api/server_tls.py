@@ -17,6 +17,7 @@ import os
 import signal
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,13 @@ from fabguard.domain.errors import FabGuardError
 from fabguard.pki.keys import passphrase_from_env, pin_from_env
 from fabguard.pki.server_tls import ServerCredentials, parse_chain
 from fabguard.service.core import server_tls
+from fabguard.service.core.client_trust import CLIENT_TRUST
 from fabguard.service.core.config import load_config
 
 log = logging.getLogger("fabguard.serve")
-CLIENT_TRUST = "client-trust.pem"
+# How often a handshake may look whether ``ca/client-trust.pem`` changed (one stat): a CA added to the registry
+# (a site agent's, a new issuing CA) is trusted by every server process within about this long, no restart.
+TRUST_CHECK_SECONDS = 1.0
 
 
 class ReloadableTLS:
@@ -47,6 +51,8 @@ class ReloadableTLS:
     def __init__(self, home: str) -> None:
         self.home = home
         self._current: ssl.SSLContext | None = None
+        self._trust_seen: tuple[int, int, int] | None = None  # the client-trust file loaded: (inode, size, mtime)
+        self._trust_checked = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         return {"home": self.home}
@@ -54,6 +60,8 @@ class ReloadableTLS:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.home = state["home"]
         self._current = None
+        self._trust_seen = None
+        self._trust_checked = 0.0
 
     def __call__(self, config: Any = None, default: Callable[[], ssl.SSLContext] | None = None) -> ssl.SSLContext:
         front = self.build()
@@ -78,7 +86,10 @@ class ReloadableTLS:
         else:
             served = load_operator(ctx, files)
         ctx.verify_mode = ssl.CERT_OPTIONAL
-        ctx.load_verify_locations(cafile=str(home / "ca" / CLIENT_TRUST))
+        trust = home / "ca" / CLIENT_TRUST
+        seen = _file_state(trust)
+        ctx.load_verify_locations(cafile=str(trust))
+        self._trust_seen = seen
         return ctx, served.describe()
 
     def reload(self) -> str:
@@ -89,9 +100,26 @@ class ReloadableTLS:
         return described
 
     def _choose(self, ssl_object: ssl.SSLObject, server_name: str | None, front: ssl.SSLContext) -> None:
+        self._trust_changed()
         current = self._current
         if current is not None and current is not front:
             ssl_object.context = current
+
+    def _trust_changed(self) -> None:
+        """Load the files again if the client-trust file changed since they were loaded (looked at no more than
+        every ``TRUST_CHECK_SECONDS``): this handshake and the next ones trust the CAs it names now."""
+        now = time.monotonic()
+        if now - self._trust_checked < TRUST_CHECK_SECONDS:
+            return
+        self._trust_checked = now
+        try:
+            if _file_state(Path(self.home) / "ca" / CLIENT_TRUST) == self._trust_seen:
+                return
+            self.reload()
+        except Exception as exc:  # as on SIGHUP: the old context serves on
+            _not_reloaded(exc)
+            return
+        log.info("the CAs clients may present changed: new connections trust them")
 
     def _on_sighup(self, signum: int, frame: object) -> None:
         # Runs between two bytecodes of whatever the main thread was doing (the event loop): nothing may
@@ -102,6 +130,14 @@ class ReloadableTLS:
             _not_reloaded(exc)
             return
         log.info("SIGHUP: the TLS certificate was reloaded; new connections get %s", served)
+
+
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _not_reloaded(exc: Exception) -> None:

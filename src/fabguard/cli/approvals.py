@@ -80,10 +80,27 @@ def _decide(approval_id: int, approve: bool) -> dict[str, Any]:
 
 
 @command(approval_app, "approve")
-def approval_approve(approval_id: ApprovalId) -> None:
-    """Approve a request and carry out its act (an approver's token in FABGUARD_TOKEN, not the requester's)."""
+def approval_approve(approval_id: ApprovalId, as_json: JsonOption = False) -> None:
+    """Approve a request and carry out its act (an approver's token in FABGUARD_TOKEN, not the requester's); says
+    what the act made (a lease's id, for one)."""
     view = _decide(approval_id, True)
-    console.print(f"Request {view['id']} approved: {view['summary']} ({view['target']}) done")
+    if as_json:
+        print_json(view)
+        return
+    console.print(
+        f"Request {view['id']} approved: {view['summary']} ({view['target']}) done{_made(view)}", soft_wrap=True
+    )
+
+
+def _made(view: dict[str, Any]) -> str:
+    """What the approved act made, for the line that says it was done: a lease's id and terms, for one."""
+    result = view.get("result") or {}
+    if "lease_id" in result:
+        return (
+            f": lease {result['lease_id']}, {result.get('units')} units until {result.get('not_after')} "
+            f"(fabguard lease bundle {result['lease_id']} --out lease.json)"
+        )
+    return ""
 
 
 @command(approval_app, "reject")

@@ -11,6 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+# A test record: the server's, and a site agent's folded at sync (its gate passed the unit there, and its log came
+# home verified: service/agent/sync.py keeps it apart from the server's own records under ``agent.``).
+TEST_RECORDED = ("test.recorded", "agent.test.recorded")
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -101,7 +105,7 @@ def reconcile(entries: Iterable[dict[str, Any]], scope: Scope) -> Reconciliation
                 result.orders[e["order_id"]] = int(detail.get("quota", 0))
         elif kind == "order.quota_changed" and e["order_id"] in result.orders:
             result.orders[e["order_id"]] = int(detail.get("to", result.orders[e["order_id"]]))
-        elif kind == "test.recorded" and e.get("serial"):
+        elif kind in TEST_RECORDED and e.get("serial"):
             if scope.in_period(e["at"]):
                 tests_by_serial[e["serial"]].append((str(detail.get("outcome")), index))
                 test_sites[e["serial"]].add(str(detail.get("site_id")))

@@ -73,14 +73,22 @@ def signature_key_usage() -> x509.KeyUsage:
 
 
 def _published(
-    builder: x509.CertificateBuilder, crl_url: str | None, ca_issuers_url: str | None, ocsp_url: str | None = None
+    builder: x509.CertificateBuilder,
+    crl_url: str | None,
+    ca_issuers_url: str | None,
+    ocsp_url: str | None = None,
+    crl_issuer: x509.Name | None = None,
 ) -> x509.CertificateBuilder:
     """Name where the issuer's CRL is published (CRL Distribution Points, RFC 5280 4.2.1.13), where its
     certificate is (Authority Information Access caIssuers, 4.2.2.1: over HTTP, one DER certificate) and
-    where its OCSP responder answers (Authority Information Access OCSP, RFC 6960 3.1)."""
+    where its OCSP responder answers (Authority Information Access OCSP, RFC 6960 3.1). ``crl_issuer``: who
+    signs that CRL when it is not the issuer (an indirect CRL, 4.2.1.13's cRLIssuer: a site agent's units)."""
     if crl_url is not None:
         point = x509.DistributionPoint(
-            full_name=[x509.UniformResourceIdentifier(crl_url)], relative_name=None, reasons=None, crl_issuer=None
+            full_name=[x509.UniformResourceIdentifier(crl_url)],
+            relative_name=None,
+            reasons=None,
+            crl_issuer=None if crl_issuer is None else [x509.DirectoryName(crl_issuer)],
         )
         builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
     access = []
@@ -196,6 +204,7 @@ def idevid_certificate(
     crl_url: str | None = None,
     ca_issuers_url: str | None = None,
     ocsp_url: str | None = None,
+    crl_issuer: x509.Name | None = None,
 ) -> x509.Certificate:
     """An IEEE 802.1AR-style device identity: the unit serial in the subject's serialNumber."""
     start = _utc(now) - BACKDATE
@@ -217,7 +226,7 @@ def idevid_certificate(
         key_usage=signature_key_usage(),
         authority_key=authority_key_id(issuer.certificate),
     )
-    return _published(builder, crl_url, ca_issuers_url, ocsp_url).sign(issuer.key, hash_for(issuer.key))
+    return _published(builder, crl_url, ca_issuers_url, ocsp_url, crl_issuer).sign(issuer.key, hash_for(issuer.key))
 
 
 def fixture_certificate(

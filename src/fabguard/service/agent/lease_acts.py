@@ -15,6 +15,7 @@ from fabguard.domain.values import OrderId
 from fabguard.service.agent import quota_leases
 from fabguard.service.agent.agent_request import AgentRequest, parse_agent_request
 from fabguard.service.approvals.registry import Approved, register
+from fabguard.service.core import client_trust
 from fabguard.service.core.instance import Instance
 
 LEASE_ISSUE = "lease.issue"
@@ -73,6 +74,7 @@ register(
     summary="issue a quota lease to a site agent (its CA under the root)",
     check=_lease_is_possible,
     apply=_issue_lease,
+    after=client_trust.write_client_trust,  # the agent CA: running servers trust its units at the handshake
 )
 
 __all__ = ["LEASE_ISSUE", "LeaseIssue"]

@@ -159,7 +159,8 @@ def issue_lease_in(
         "agent_ca": agent_ca_pem,
         "server": server.public_bytes(_PEM).decode(),
     }
-    bundle = sign_bundle(_bundle_body(inst, s, order, terms, certificates), ledger_signing_key(inst))
+    body = _bundle_body(inst, s, order, terms, certificates) | {"publication": _publication(inst, ca_name)}
+    bundle = sign_bundle(body, ledger_signing_key(inst))
     s.add(
         CertificateAuthority(
             name=ca_name,
@@ -195,6 +196,25 @@ def issue_lease_in(
     event_detail |= {"agent_ca": ca_name, "agent_ca_sha256": agent_ca_sha256, "agent_ledger_key": request.ledger_key}
     append_event(s, "lease.issued", at=now, actor=actor, order_id=order.id, detail={**event_detail, **(detail or {})})
     return bundle
+
+
+def status_key_name(agent_ca: str) -> str:
+    """The key-store name of the key this server made to answer for ``agent_ca``'s units (ADR 0020)."""
+    return f"{agent_ca}-status"
+
+
+def _publication(inst: Instance, ca_name: str) -> dict[str, object]:
+    """Where the agent's units are to name this server (its CRL, certificate and OCSP URLs for the agent CA),
+    and the public key of the status signer the agent CA is to certify at ``agent init`` (ADR 0020): made here,
+    kept in this server's key store, so the server answers for the agent's units after the agent is gone."""
+    status_key = inst.keys.load(inst.keys.generate(status_key_name(ca_name))).public_key()
+    return {
+        "ca": ca_name,
+        "crl_url": inst.cas.crl_url(ca_name),
+        "ca_issuers_url": inst.cas.ca_issuers_url(ca_name),
+        "ocsp_url": inst.cas.ocsp_url(ca_name),
+        "status_key": status_key.public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode(),
+    }
 
 
 def _reserve(s: Session, order: Order, units: int) -> None:

@@ -24,17 +24,17 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from sqlalchemy import select, update
 
 from fabguard.domain.errors import ConfigurationError
 from fabguard.domain.values import OrderState
 from fabguard.ledger.checkpoint import verifier_key
 from fabguard.ledger.lease import Lease, LeaseError, open_bundle
-from fabguard.pki import profiles
+from fabguard.pki import agent_status, profiles
 from fabguard.pki.keys import SigningKey, new_signing_key, passphrase_from_env, read_encrypted_key, write_encrypted_key
 from fabguard.service.agent.sync import SyncPackage
-from fabguard.service.core.ca_registry import EXTERNAL_KEY
+from fabguard.service.core.ca_registry import EXTERNAL_KEY, PUBLISHED_ELSEWHERE
 from fabguard.service.core.config import CONFIG_NAME, InstanceConfig, resolve_database_url
 from fabguard.service.core.instance import Clock, Instance, utcnow
 from fabguard.service.ledger import merkle_log
@@ -43,6 +43,7 @@ from fabguard.store.eventlog import append_event
 from fabguard.store.models import CertificateAuthority, Event, Fixture, Order, Product, Site, Unit
 
 PENDING_NAME = "agent-pending.json"
+STATUS_SIGNER_NAME = "status-signer.pem"  # in the CA directory: the central status signer the agent CA certified
 LEASE_NAME = "lease.json"
 _PEM = serialization.Encoding.PEM
 
@@ -120,6 +121,7 @@ def init_agent(home: Path, bundle_text: str, *, env: Mapping[str, str] | None = 
             config,
             passphrase_from_env(env),
         )
+        signer = _status_signer(bundle, certs["agent_ca"], store.load(store.ref_for("issuing")), clock())
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise LeaseError(f"malformed lease bundle: {exc}") from None
     finally:
@@ -135,6 +137,8 @@ def init_agent(home: Path, bundle_text: str, *, env: Mapping[str, str] | None = 
     for name, cert in files.items():
         (ca / f"{name}.pem").write_bytes(cert.public_bytes(_PEM))
     (ca / "server-chain.pem").write_bytes(certs["server"].public_bytes(_PEM) + certs["station"].public_bytes(_PEM))
+    if signer is not None:
+        _publish_at_central(ca, bundle["publication"], signer)
     (home / LEASE_NAME).write_text(bundle_text)
     (home / CONFIG_NAME).write_text(replace(config, organization=str(bundle["organization"])).to_json())
     pending.unlink()
@@ -147,6 +151,32 @@ def init_agent(home: Path, bundle_text: str, *, env: Mapping[str, str] | None = 
     finally:
         inst.close()
     return lease
+
+
+def _status_signer(
+    bundle: Mapping[str, object], agent_ca: x509.Certificate, issuing: SigningKey, now: datetime
+) -> x509.Certificate | None:
+    """The agent CA's delegation to the central server's status signer the lease names (ADR 0020); None for a
+    lease from a server that names none (its units then name this agent's URLs, as before)."""
+    publication = bundle.get("publication")
+    if publication is None:
+        return None
+    assert isinstance(publication, dict)
+    key = serialization.load_pem_public_key(str(publication["status_key"]).encode())
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise LeaseError("the lease's status key is not one a certificate can name")
+    return agent_status.status_signer_certificate(profiles.Issuer(agent_ca, issuing), key, now)
+
+
+def _publish_at_central(ca: Path, publication: object, signer: x509.Certificate) -> None:
+    """Make the units this agent issues name the central server's URLs for its CA, and the central status
+    signer as their CRL's issuer: the central server answers for them for their whole life once synced."""
+    assert isinstance(publication, dict)
+    (ca / STATUS_SIGNER_NAME).write_bytes(signer.public_bytes(_PEM))
+    published = {k: str(publication[k]) for k in ("crl_url", "ca_issuers_url", "ocsp_url")}
+    (ca / PUBLISHED_ELSEWHERE).write_text(
+        json.dumps({"issuing": {**published, "crl_issuer_certificate": STATUS_SIGNER_NAME}}, indent=2)
+    )
 
 
 def _check_bundle(
@@ -272,4 +302,6 @@ def sync_package(inst: Instance, home: Path) -> SyncPackage:
             for e in s.execute(select(Event.entry).where(Event.seq <= checkpoint.size).order_by(Event.seq)).scalars()
         ]
         certificates = {sha: pem for sha, pem in s.execute(select(Unit.cert_sha256, Unit.certificate_pem)).all()}
-    return SyncPackage(lease.lease_id, checkpoint.note, entries, certificates)
+    signer = home / "ca" / STATUS_SIGNER_NAME
+    status_signer = signer.read_text() if signer.exists() else None
+    return SyncPackage(lease.lease_id, checkpoint.note, entries, certificates, status_signer)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -27,16 +28,19 @@ from fabguard.domain.issuance import UnitHistory, synced_unit_unseen
 from fabguard.ledger.agent_sync import PROVISIONED, SyncDiscrepancy, VerifiedSync, verify_sync
 from fabguard.ledger.lease import open_bundle
 from fabguard.ledger.merkle import EMPTY_ROOT
+from fabguard.pki import agent_status
+from fabguard.service.agent import quota_leases
 from fabguard.service.core.instance import Instance
 from fabguard.service.ledger import ledger_keys
 from fabguard.service.ledger.merkle_log import public_verifier_key
 from fabguard.store.eventlog import NewEvent, append_event, append_events
 from fabguard.store.issuance_facts import key_owners, serial_keys
-from fabguard.store.models import CertificateAuthority, Event, Fixture, Unit
+from fabguard.store.models import CertificateAuthority, Event, Fixture, OcspResponder, Unit
 from fabguard.store.quota_leases import QuotaLease
 
 SYNC_FORMAT = "fabguard-agent-sync-v1"
 _KIND_LIMIT = 40  # events.kind
+AGENT_KIND_PREFIX = "agent."
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class SyncPackage:
     checkpoint: str
     entries: list[bytes]
     certificates: dict[str, str]
+    # The agent CA's delegation to the central status signer (PEM), from an agent whose lease named one.
+    status_signer: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -57,6 +63,7 @@ class SyncPackage:
                 "entries": [base64.b64encode(e).decode() for e in self.entries],
                 "certificates": self.certificates,
             }
+            | ({} if self.status_signer is None else {"status_signer": self.status_signer})
         )
 
     @classmethod
@@ -70,9 +77,18 @@ class SyncPackage:
                 checkpoint=str(data["checkpoint"]),
                 entries=[base64.b64decode(str(e), validate=True) for e in data["entries"]],
                 certificates={str(k): str(v) for k, v in dict(data["certificates"]).items()},
+                status_signer=None if data.get("status_signer") is None else str(data["status_signer"]),
             )
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
             raise InvalidRequest(f"not an agent sync package: {exc}", code="lease_sync_invalid") from None
+
+
+def agent_kind(kind: str) -> str:
+    """The central kind of an agent's event: under ``agent.``, kept apart from the server's own test records and
+    orders (the server makes no ``agent.*`` event of its own). The agent's own kinds already say ``agent.``
+    (``agent.initialized``, ``agent.sync_prepared``) and keep it once; syncs before this folded them as
+    ``agent.agent.*``, and those events stay in the ledger as they were signed (nothing reads their kind)."""
+    return (kind if kind.startswith(AGENT_KIND_PREFIX) else f"{AGENT_KIND_PREFIX}{kind}")[:_KIND_LIMIT]
 
 
 def parse_sync_package(text: str | bytes) -> SyncPackage:
@@ -103,7 +119,8 @@ def sync_lease(inst: Instance, package: SyncPackage, *, actor: str) -> dict[str,
         if verified.resent:
             with inst.db.read() as s:
                 return _earlier(s, row.id, row.order_id)
-        return _fold(inst, row.id, row.agent_ca, lease.product_id, verified, previous[0], actor)
+        signer = _status_signer(inst, bundle, agent_ca, package.status_signer)
+        return _fold(inst, row.id, row.agent_ca, lease.product_id, verified, previous[0], actor, signer)
     except SyncDiscrepancy as exc:  # _fold's transaction is rolled back: only the refusal is written
         _record_discrepancy(inst, row, exc, actor)
         raise
@@ -121,8 +138,51 @@ def _earlier(s: Session, lease_id: str, order_id: str) -> dict[str, object]:
     raise Conflict(f"lease {lease_id} has no accepted sync to answer again", code="lease_sync_replayed")
 
 
+def _status_signer(
+    inst: Instance, bundle: dict[str, Any], agent_ca: x509.Certificate, pem: str | None
+) -> x509.Certificate | None:
+    """The agent CA's delegation to this server's status signer (ADR 0020), checked: signed by the agent CA,
+    for the key the lease named, as OCSP responder and CRL issuer. None if the lease named no status key."""
+    publication = bundle.get("publication")
+    if pem is None or not isinstance(publication, dict):
+        return None
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        raise SyncDiscrepancy(code="lease_sync_invalid", message="the status signer is not a certificate") from None
+    key = inst.keys.load(inst.keys.ref_for(quota_leases.status_key_name(str(publication["ca"])))).public_key()
+    problem = agent_status.status_signer_problem(cert, agent_ca, key)
+    if problem is not None:
+        raise SyncDiscrepancy(code="lease_sync_invalid", message=f"the agent CA's status signer: {problem}")
+    return cert
+
+
+def _keep_status_signer(inst: Instance, s: Session, agent_ca: str, signer: x509.Certificate | None) -> None:
+    """Make ``signer`` (with this server's key for it) the agent CA's OCSP responder and CRL issuer, once: it
+    lasts the agent CA's life, since nobody can renew it once the agent is gone."""
+    if signer is None or s.execute(select(OcspResponder.id).where(OcspResponder.ca == agent_ca)).first() is not None:
+        return
+    s.add(
+        OcspResponder(
+            ca=agent_ca,
+            key_ref=inst.keys.ref_for(quota_leases.status_key_name(agent_ca)),
+            certificate_pem=signer.public_bytes(serialization.Encoding.PEM).decode(),
+            cert_serial=format(signer.serial_number, "x"),
+            not_after=signer.not_valid_after_utc,
+            created_at=inst.clock(),
+        )
+    )
+
+
 def _fold(
-    inst: Instance, lease_id: str, agent_ca: str, product_id: str, verified: VerifiedSync, before: int, actor: str
+    inst: Instance,
+    lease_id: str,
+    agent_ca: str,
+    product_id: str,
+    verified: VerifiedSync,
+    before: int,
+    actor: str,
+    signer: x509.Certificate | None = None,
 ) -> dict[str, object]:
     now = inst.clock()
     clones: list[str] = []
@@ -162,7 +222,7 @@ def _fold(
                     )
                 )
             elif kind not in (PROVISIONED, "unit.refused"):
-                kind = f"agent.{kind}"[:_KIND_LIMIT]  # kept apart from the server's own test records and orders
+                kind = agent_kind(kind)
             detail["agent"] = {"lease_id": lease_id, "index": index, "actor": e.get("actor"), "at": e.get("at")}
             events.append(
                 NewEvent(
@@ -178,6 +238,7 @@ def _fold(
             )
         s.flush()
         append_events(s, events)
+        _keep_status_signer(inst, s, agent_ca, signer)
         row.synced_size, row.synced_root, row.synced_at = verified.checkpoint.size, verified.checkpoint.root, now
         row.units_synced = verified.units_total
         if clones:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from fabguard.domain.errors import InvalidRequest
 from fabguard.service.approvals.registry import Approved, register
 from fabguard.service.authority import authorities, matter_authorities, revocation
+from fabguard.service.core import client_trust
 from fabguard.service.core.instance import Instance
 
 CA_CREATION = "ca.create"
@@ -176,16 +177,40 @@ def _resign_root_crl(inst: Instance) -> None:
         revocation.refresh_crl(inst, "root")
 
 
-register(CA_CREATION, CaCreation, summary="create an issuing CA", check=_new_ca_is_possible, apply=_create_issuing_ca)
+# A CA made or imported joins the CAs clients may present at the handshake, in every running server.
+_trusted = client_trust.write_client_trust
+register(
+    CA_CREATION,
+    CaCreation,
+    summary="create an issuing CA",
+    check=_new_ca_is_possible,
+    apply=_create_issuing_ca,
+    after=_trusted,
+)
 register(
     MATTER_PAI_CREATION,
     MatterPaiCreation,
     summary="create a Matter PAI",
     check=_new_pai_is_possible,
     apply=_create_matter_pai,
+    after=_trusted,
 )
-register(CA_IMPORT, CaImport, summary="import a CA certificate", check=_import_is_possible, apply=_import_certificate)
-register(CA_ROTATION, CaRotation, summary="rotate an issuing CA", check=_rotation_is_possible, apply=_rotate_ca)
+register(
+    CA_IMPORT,
+    CaImport,
+    summary="import a CA certificate",
+    check=_import_is_possible,
+    apply=_import_certificate,
+    after=_trusted,
+)
+register(
+    CA_ROTATION,
+    CaRotation,
+    summary="rotate an issuing CA",
+    check=_rotation_is_possible,
+    apply=_rotate_ca,
+    after=_trusted,
+)
 register(
     CA_REVOCATION,
     CaRevocation,

@@ -39,6 +39,9 @@ RESPONSE_VALIDITY = timedelta(hours=1)
 RESPONSE_FRESH_FOR = RESPONSE_VALIDITY / 2
 # The CAs that answer: their certificates name the responder in Authority Information Access.
 ANSWERING_ROLES = ("root", "station", "issuing")
+# A site agent's CA answers too once its first sync brought its delegation to this server's status signer
+# (ADR 0020): that responder lasts the agent CA's life and is never renewed here (the CA's key is the agent's).
+AGENT_ROLE = "agent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +103,12 @@ def _authority(s: Session, query: ocsp.CertQuery) -> _Authority | None:
     """The answering CA whose name and key ``query`` names, if any."""
     rows = s.execute(
         select(CertificateAuthority).where(
-            CertificateAuthority.role.in_(ANSWERING_ROLES),
             CertificateAuthority.certificate_pem.is_not(None),
-            CertificateAuthority.key_ref.not_like(f"{EXTERNAL_KEY}%"),
+            (CertificateAuthority.role.in_(ANSWERING_ROLES) & CertificateAuthority.key_ref.not_like(f"{EXTERNAL_KEY}%"))
+            | (
+                (CertificateAuthority.role == AGENT_ROLE)
+                & CertificateAuthority.name.in_(select(OcspResponder.ca).scalar_subquery())
+            ),
         )
     ).scalars()
     for row in rows:
@@ -116,7 +122,7 @@ def _status(s: Session, authority: _Authority, serial_number: int) -> ocsp.CertS
     """What the database says of the certificate ``serial_number`` that ``authority`` issued."""
     serial = format(serial_number, "x")
     found: tuple[datetime | None, str] | None = None
-    if authority.role == "issuing":
+    if authority.role in ("issuing", AGENT_ROLE):
         unit = s.execute(
             select(Unit.revoked_at, Unit.revocation_reason).where(
                 Unit.cert_serial == serial, Unit.issuing_ca == authority.name
@@ -157,7 +163,9 @@ def responder(inst: Instance, ca: str) -> Issuer:
         return loaded
     with inst.db.read() as s:
         row = _newest(s, ca)
-    if row is None or row.not_after - now <= RESPONDER_RENEWAL:
+        authority = s.get(CertificateAuthority, ca)
+    delegated = authority is not None and authority.role == AGENT_ROLE  # its status signer, never renewed here
+    if row is None or (row.not_after - now <= RESPONDER_RENEWAL and not delegated):
         row = renew_responder(inst, ca)
     current = Issuer(x509.load_pem_x509_certificate(row.certificate_pem.encode()), inst.keys.load(row.key_ref))
     with state.lock:

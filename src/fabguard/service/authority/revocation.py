@@ -7,6 +7,8 @@ again on a schedule before it expires), so ``openssl verify -crl_check`` sees it
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -15,18 +17,29 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, InvalidRequest, NotFound
+from fabguard.pki.agent_status import build_indirect_crl
 from fabguard.pki.crl import REASONS, RevokedEntry, build_crl
 from fabguard.pki.profiles import Issuer
 from fabguard.service.authority import ceremony_licences
-from fabguard.service.core.ca_registry import EXTERNAL_KEY
+from fabguard.service.core.ca_registry import EXTERNAL_KEY, STATUS_SIGNER_SUFFIX
 from fabguard.service.core.instance import Instance
 from fabguard.store.crls import insert_first_crl, lock_crl
 from fabguard.store.eventlog import append_event
-from fabguard.store.models import CertificateAuthority, CrlRow, Fixture, Order, SupersededCertificate, Unit
+from fabguard.store.models import (
+    CertificateAuthority,
+    CrlRow,
+    Fixture,
+    OcspResponder,
+    Order,
+    SupersededCertificate,
+    Unit,
+)
+from fabguard.store.quota_leases import QuotaLease
 
 CRL_VALIDITY = timedelta(days=7)
 # Re-sign when less than this is left, so a published CRL never lapses between scheduled runs.
 CRL_REFRESH_MARGIN = timedelta(days=6)
+AGENT_ROLE = "agent"  # a site agent's CA: its units' CRL is signed by its status signer, once synced (ADR 0020)
 
 
 def _check_reason(reason_code: str, note: str) -> None:
@@ -70,7 +83,7 @@ def revoke_unit(
                 "product_id": unit.product_id,
             },
         )
-    crl = unit.issuing_ca in ca_names(inst)  # not a site agent's CA, whose key is the agent's
+    crl = unit.issuing_ca in ca_names(inst)  # not a site agent's CA that delegated to no status signer here
     if crl:
         refresh_crl(inst, unit.issuing_ca)
     return {
@@ -110,14 +123,14 @@ def revoke_order_units(inst: Instance, order_id: str, *, reason_code: str, note:
                     "product_id": unit.product_id,
                 },
             )
-    held = set(ca_names(inst))  # a site agent's CA has its key elsewhere: its units are marked, no CRL signed here
+    held = set(ca_names(inst))  # a site agent's CA without a status signer here: its units are marked, no CRL
     for ca in sorted({u.issuing_ca for u in units} & held):
         refresh_crl(inst, ca)
     return len(units)
 
 
 def _revoked_entries(s: Session, inst: Instance, ca: str, role: str) -> list[RevokedEntry]:
-    if role == "issuing":
+    if role in ("issuing", AGENT_ROLE):
         rows = s.execute(
             select(Unit.cert_serial, Unit.revoked_at, Unit.revocation_reason).where(
                 Unit.revoked_at.is_not(None), Unit.issuing_ca == ca
@@ -158,22 +171,63 @@ def _revoked_entries(s: Session, inst: Instance, ca: str, role: str) -> list[Rev
 def _role(inst: Instance, ca: str) -> str:
     with inst.db.read() as s:
         row = s.get(CertificateAuthority, ca)
-    if row is None or row.certificate_pem is None or row.key_ref.startswith(EXTERNAL_KEY):
+        delegated = row is not None and row.role == AGENT_ROLE and _status_signer(s, ca) is not None
+    if row is None or row.certificate_pem is None or (row.key_ref.startswith(EXTERNAL_KEY) and not delegated):
         raise NotFound(f"no CA {ca!r} with a certificate and a key here", code="ca_not_found")
     return row.role
 
 
+def _status_signer(s: Session, ca: str) -> OcspResponder | None:
+    """A site agent CA's delegation to this server's status signer, once a sync brought it (ADR 0020)."""
+    return s.execute(
+        select(OcspResponder).where(OcspResponder.ca == ca).order_by(OcspResponder.not_after.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
 def ca_names(inst: Instance) -> list[str]:
-    """Every CA that publishes a CRL (all but those still waiting for their certificate, or whose key is elsewhere)."""
+    """Every CA that publishes a CRL: all but those still waiting for their certificate, or whose key is
+    elsewhere, unless (a site agent's) it certified this server's status signer to sign its units' CRL."""
     with inst.db.read() as s:
         return list(
             s.execute(
                 select(CertificateAuthority.name).where(
                     CertificateAuthority.certificate_pem.is_not(None),
-                    CertificateAuthority.key_ref.not_like(f"{EXTERNAL_KEY}%"),
+                    CertificateAuthority.key_ref.not_like(f"{EXTERNAL_KEY}%")
+                    | (
+                        (CertificateAuthority.role == AGENT_ROLE)
+                        & CertificateAuthority.name.in_(select(OcspResponder.ca).scalar_subquery())
+                    ),
                 )
             ).scalars()
         )
+
+
+Signer = Callable[[list[RevokedEntry], int, datetime], bytes]
+
+
+def _signer(inst: Instance, ca: str, role: str) -> Signer:
+    """What signs ``ca``'s CRL: the CA itself, or for a site agent's CA its status signer, as an indirect CRL
+    at the distribution point the agent's units name (the lease's, whatever this server's URLs are now)."""
+    if role != AGENT_ROLE:
+        issuer = inst.cas.issuer(ca)
+        return lambda entries, number, now: _signed(issuer, entries, number, now)
+    with inst.db.read() as s:
+        row, authority = _status_signer(s, ca), s.get(CertificateAuthority, ca)
+        bundle = s.execute(select(QuotaLease.bundle).where(QuotaLease.agent_ca == ca)).scalar_one()
+    assert row is not None and authority is not None and authority.certificate_pem is not None
+    subject = x509.load_pem_x509_certificate(authority.certificate_pem.encode()).subject
+    publication = json.loads(bundle)["publication"]
+    crl_url = str(publication["crl_url"])
+    signer_url = str(publication["ca_issuers_url"]).removesuffix(".crt") + f"{STATUS_SIGNER_SUFFIX}.crt"
+    signer = Issuer(x509.load_pem_x509_certificate(row.certificate_pem.encode()), inst.keys.load(row.key_ref))
+
+    def indirect(entries: list[RevokedEntry], number: int, now: datetime) -> bytes:
+        crl = build_indirect_crl(
+            signer, subject, crl_url, entries, number=number, now=now, valid_for=CRL_VALIDITY, signer_url=signer_url
+        )
+        return crl.public_bytes(serialization.Encoding.DER)
+
+    return indirect
 
 
 def refresh_crl(inst: Instance, ca: str) -> bytes:
@@ -181,18 +235,18 @@ def refresh_crl(inst: Instance, ca: str) -> bytes:
     CA's CRL row (its number counter) from reading the revocations to writing the CRL: concurrent publishers,
     in this process or others, take turns, so numbers strictly increase and none is used twice."""
     role = _role(inst, ca)
-    issuer = inst.cas.issuer(ca)
+    sign = _signer(inst, ca, role)
     with inst.db.transaction() as s:
         row = lock_crl(s, ca)
         if row is None:
             now = inst.clock()
-            der = _signed(issuer, _revoked_entries(s, inst, ca, role), 1, now)
+            der = sign(_revoked_entries(s, inst, ca, role), 1, now)
             if insert_first_crl(s, ca, der, now, now + CRL_VALIDITY):
                 return der
             row = lock_crl(s, ca)  # another publisher's first CRL committed meanwhile: follow it
             assert row is not None
         now = inst.clock()
-        der = _signed(issuer, _revoked_entries(s, inst, ca, role), row.number + 1, now)
+        der = sign(_revoked_entries(s, inst, ca, role), row.number + 1, now)
         row.number, row.der, row.this_update, row.next_update = row.number + 1, der, now, now + CRL_VALIDITY
     return der
 
@@ -208,7 +262,10 @@ def current_crl(inst: Instance, ca: str) -> bytes:
     elsewhere (an offline root) serves the CRL last imported from its ceremony, as it is."""
     with inst.db.read() as s:
         authority, published = s.get(CertificateAuthority, ca), s.get(CrlRow, ca)
-        if authority is not None and authority.key_ref.startswith(EXTERNAL_KEY) and published is not None:
+        elsewhere = (
+            authority is not None and authority.key_ref.startswith(EXTERNAL_KEY) and authority.role != AGENT_ROLE
+        )
+        if elsewhere and published is not None:
             return bytes(published.der)
     _role(inst, ca)
     with inst.db.read() as s:

@@ -6,6 +6,7 @@ issuing and station CAs that ``init`` wrote to ``<home>/ca`` stand in for it.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,13 +21,18 @@ from fabguard.domain.errors import ConfigurationError, Conflict, NotFound
 from fabguard.pki import profiles
 from fabguard.pki.keystore import KeyStore
 from fabguard.store.db import Database
-from fabguard.store.models import CertificateAuthority
+from fabguard.store.models import CertificateAuthority, OcspResponder
 
 # The key reference of a CA whose key this instance does not hold: a site agent's issuing CA on the central
 # server, the central root and station CA on an agent. Such a CA signs nothing here (no CRL either).
 EXTERNAL_KEY = "external:"
 # The key reference of an offline root (``init --offline-root``): its key is at the key ceremony only.
 OFFLINE_ROOT_KEY = f"{EXTERNAL_KEY}offline-root"
+# On a site agent, the file (in the CA directory) naming where its issuing CA's certificates are published:
+# the central server's URLs, and the central status signer that issues their CRL (ADR 0020).
+PUBLISHED_ELSEWHERE = "published-elsewhere.json"
+# ``<agent CA><suffix>`` names that status signer's certificate where CA certificates are published.
+STATUS_SIGNER_SUFFIX = "-status"
 
 
 class CaRegistry:
@@ -55,6 +61,7 @@ class CaRegistry:
         self._issuers: dict[str, profiles.Issuer] = {}
         self._chains: dict[str, tuple[str, ...]] = {}
         self._root: x509.Certificate | None = None
+        self._elsewhere: dict[str, dict[str, str]] | None = None
         self._lock = threading.Lock()
 
     def cert_path(self, name: str) -> Path:
@@ -65,24 +72,55 @@ class CaRegistry:
         """The certificate in the instance's file for ``name``."""
         return x509.load_pem_x509_certificate(self.cert_path(name).read_bytes())
 
+    def published_elsewhere(self, ca: str) -> dict[str, str]:
+        """Where another instance publishes for ``ca`` (a site agent's issuing CA: the central server), from
+        ``PUBLISHED_ELSEWHERE``; empty where this instance publishes itself."""
+        if self._elsewhere is None:
+            path = self.directory / PUBLISHED_ELSEWHERE
+            self._elsewhere = json.loads(path.read_text()) if path.exists() else {}
+        return self._elsewhere.get(ca, {})
+
     def crl_url(self, ca: str) -> str:
         """Where the CRL of ``ca`` is published; certificates name it in CRL Distribution Points."""
-        return f"{self._crl_base_url}/{ca}.crl"
+        return self.published_elsewhere(ca).get("crl_url") or f"{self._crl_base_url}/{ca}.crl"
+
+    def crl_issuer(self, ca: str) -> x509.Name | None:
+        """Who signs the CRL of ``ca``'s certificates when not ``ca`` itself (on a site agent: the central
+        status signer its CA certified, ADR 0020); certificates name it in their distribution point."""
+        signer = self.published_elsewhere(ca).get("crl_issuer_certificate")
+        return (
+            None if signer is None else x509.load_pem_x509_certificate((self.directory / signer).read_bytes()).subject
+        )
 
     def ca_issuers_url(self, ca: str) -> str | None:
         """Where the certificate of ``ca`` is published (DER); certificates it signs name it in Authority
         Information Access (caIssuers)."""
+        elsewhere = self.published_elsewhere(ca).get("ca_issuers_url")
+        if elsewhere:
+            return elsewhere
         return f"{self._ca_issuers_base_url}/{ca}.crt" if self._ca_issuers_base_url else None
 
     def ocsp_url(self, ca: str) -> str | None:
         """Where the OCSP responder answers for certificates ``ca`` signs (one URL for every CA: a request
         names its CA by hashes); certificates name it in Authority Information Access (OCSP)."""
-        return self._ocsp_url or None
+        return self.published_elsewhere(ca).get("ocsp_url") or self._ocsp_url or None
 
     def published_certificate(self, name: str) -> bytes:
-        """``name``'s certificate (DER) as the caIssuers URL serves it: any CA of the registry that has one."""
+        """``name``'s certificate (DER) as the caIssuers URL serves it: any CA of the registry that has one, and
+        ``<agent CA>-status``, the status signer a site agent's CA certified here (ADR 0020)."""
         with self._db.read() as s:
             row = s.get(CertificateAuthority, name)
+            if row is None and name.endswith(STATUS_SIGNER_SUFFIX):
+                agent_ca = name.removesuffix(STATUS_SIGNER_SUFFIX)
+                signer = s.execute(
+                    select(OcspResponder.certificate_pem)
+                    .join(CertificateAuthority, CertificateAuthority.name == OcspResponder.ca)
+                    .where(OcspResponder.ca == agent_ca, CertificateAuthority.role == "agent")
+                    .order_by(OcspResponder.not_after.desc())
+                    .limit(1)
+                ).scalar_one_or_none()
+                if signer is not None:
+                    return x509.load_pem_x509_certificate(signer.encode()).public_bytes(serialization.Encoding.DER)
         if row is None or not row.certificate_pem:
             raise NotFound(f"no CA {name[:80]!r} with a certificate here", code="ca_not_found")
         return x509.load_pem_x509_certificate(row.certificate_pem.encode()).public_bytes(serialization.Encoding.DER)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from fabguard.service.authority import ocsp, revocation
-from fabguard.service.core import idempotency
+from fabguard.service.core import client_trust, idempotency
 from fabguard.service.core.instance import Instance
 from fabguard.service.field import genuineness
 from fabguard.service.ledger import merkle_log
@@ -25,5 +25,6 @@ def run_round(inst: Instance) -> None:
     for ca in revocation.ca_names(inst):
         revocation.current_crl(inst, ca)  # re-signs only when close to nextUpdate
     ocsp.renew_responders(inst)  # makes or renews only a responder close to its end
+    client_trust.write_client_trust(inst)  # a CA another machine added: this home's servers trust it too
     idempotency.forget_expired(inst)
     genuineness.forget_expired_nonces(inst)

@@ -90,6 +90,7 @@ def device_certificate(
             crl_url=inst.cas.crl_url(ca_name),
             ca_issuers_url=inst.cas.ca_issuers_url(ca_name),
             ocsp_url=inst.cas.ocsp_url(ca_name),
+            crl_issuer=inst.cas.crl_issuer(ca_name),
         )
     # The DAC policies (``matter_dac_possible``) read this certificate: a PAI without a product ID is refused.
     assert pid is not None, f"the Matter PAI {ca_name} names no product ID"
