@@ -31,7 +31,7 @@ from tests.support import World, tested_device
 def schema_of(spec: dict[str, Any], component: str, *path: str) -> dict[str, Any]:
     """The schema of ``component``'s field at ``path`` (through arrays' items and $refs)."""
     components = spec["components"]["schemas"]
-    schema = components[component]
+    schema: dict[str, Any] = components[component]
     for step in path:
         schema = schema["items"] if step == "[]" else schema["properties"][step]
         if "$ref" in schema:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, JsonValue
 from pydantic_core import CoreSchema, core_schema
 
 from fabguard.domain.testrecord import COMPARISONS, MAX_NAME
@@ -89,6 +89,9 @@ class SeChainEvidence(_Closed):
 ATTESTATION = Annotated[TpmCertifyEvidence | SeChainEvidence, Field(discriminator="format")]
 
 
+_COMPARISONS: list[JsonValue] = [c for c in sorted(COMPARISONS)]
+
+
 class OpenHtfUnits(BaseModel):
     name: str = Field(description="The unit's name, e.g. volt")
 
@@ -108,7 +111,7 @@ class OpenHtfMeasurement(BaseModel):
     comparison: str | None = Field(
         default=None,
         description="How it was judged, in TestStand's words (default: from the limits)",
-        json_schema_extra={"enum": sorted(COMPARISONS)},
+        json_schema_extra={"enum": _COMPARISONS},
     )
     expected: str | None = Field(default=None, description="The string a string measurement is compared with")
 
