@@ -26,6 +26,7 @@ from fabguard.domain.testrecord import COMPARISONS, MAX_NAME
 from fabguard.domain.values import _SERIAL_RE, TestOutcome
 from fabguard.pki.attestation.chain import MAX_CERT_PEM, MAX_CHAIN
 from fabguard.pki.attestation.tpm import MAX_BLOB
+from fabguard.service.agent.sync import SYNC_FORMAT
 
 
 def _as_sent(value: Any, _handler: Any) -> Any:
@@ -157,7 +158,7 @@ class AgentRequestDocument(BaseModel):
 class SyncPackageDocument(BaseModel):
     """The file 'fabguard agent sync --out' wrote (else lease_sync_invalid)."""
 
-    format: Literal["fabguard-agent-sync-v1"]
+    format: str = Field(json_schema_extra={"enum": [SYNC_FORMAT]})
     lease_id: str
     checkpoint: str = Field(description="The agent's signed checkpoint (a C2SP signed note)")
     entries: list[str] = Field(description="The agent log's entries, base64, oldest first")
