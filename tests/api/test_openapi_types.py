@@ -11,6 +11,7 @@ sends such fields with the wrong JSON type and expects the codes they always had
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from tests.support import World
@@ -61,32 +62,40 @@ _ANNOTATIONS = {"title", "description", "default", "examples", "deprecated"}
 
 
 def untyped_parts(
-    schema: dict[str, Any], components: dict[str, Any], path: str = "", seen: frozenset[str] = frozenset()
+    schema: dict[str, Any],
+    components: dict[str, Any],
+    path: str = "",
+    seen: frozenset[str] = frozenset(),
+    open_fields: Mapping[tuple[str, str], str] | None = None,
+    owner: str = "",
 ) -> list[str]:
     """The places in ``schema`` (followed through ``$ref`` into ``components``) that take anything: ``{}``, an
     object without properties whose other keys may be anything, or such a thing inside an array, a union
-    or a map's values."""
+    or a map's values. A field named in ``open_fields`` (``(component, field)``) is not looked into."""
     schema = {k: v for k, v in schema.items() if k not in _ANNOTATIONS}
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
-        return [] if name in seen else untyped_parts(components[name], components, f"{path}<{name}>", seen | {name})
+        if name in seen:
+            return []
+        return untyped_parts(components[name], components, f"{path}<{name}>", seen | {name}, open_fields, name)
     if not schema:
         return [path or "(body)"]
     found: list[str] = []
     for key in ("anyOf", "oneOf", "allOf"):
         for i, option in enumerate(schema.get(key, [])):
-            found += untyped_parts(option, components, f"{path}|{i}", seen)
+            found += untyped_parts(option, components, f"{path}|{i}", seen, open_fields, owner)
     if schema.get("type") == "array":
-        found += untyped_parts(schema.get("items", {}), components, f"{path}[]", seen)
+        found += untyped_parts(schema.get("items", {}), components, f"{path}[]", seen, open_fields, owner)
     if schema.get("type") == "object" or "properties" in schema:
         properties = schema.get("properties", {})
         extra = schema.get("additionalProperties", not properties)
         if not properties and extra in (True, {}):
             return [*found, f"{path} (any object)"]
         for name, sub in properties.items():
-            found += untyped_parts(sub, components, f"{path}.{name}", seen)
+            if (owner, name) not in (open_fields or {}):
+                found += untyped_parts(sub, components, f"{path}.{name}", seen, open_fields, owner)
         if isinstance(extra, dict) and extra:
-            found += untyped_parts(extra, components, f"{path}.*", seen)
+            found += untyped_parts(extra, components, f"{path}.*", seen, open_fields, owner)
     return found
 
 
@@ -122,3 +131,40 @@ def test_json_request_bodies_are_typed_all_the_way_down(world: World) -> None:
     with world.admin() as http:
         spec = http.get("/openapi.json").json()
     assert untyped_request_bodies(spec) == {}
+
+
+# The only open places in the answers: documents whose shape is one per kind, or signed as they are.
+OPEN_IN_ANSWERS = {
+    ("Approval", "parameters"): "an act's parameters: one typed shape per kind of act (service/approvals/registry.py)",
+    ("Approval", "result"): "what carrying out the act answered: one shape per kind of act",
+    ("PendingToken", "parameters"): "an Approval's (a token waiting for a second person)",
+    ("PendingToken", "result"): "an Approval's",
+    ("LedgerEvent", "detail"): "what an event records: one shape per event kind (dozens, more with each feature)",
+    ("LedgerEntry", "detail"): "the same event detail, in a unit's genealogy",
+    ("SignedReport", "report"): "a reconciliation report or royalty statement, signed as canonical JSON as it is",
+    ("SignedManifest", "manifest"): "a cloud hand-off manifest, signed as canonical JSON as it is",
+    ("Release", "manifest"): "the signed firmware release manifest, which devices verify as it is",
+}
+
+
+def untyped_answers(spec: dict[str, Any]) -> dict[str, list[str]]:
+    components = spec.get("components", {}).get("schemas", {})
+    found: dict[str, list[str]] = {}
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                if status.startswith("2") and schema is not None:
+                    parts = untyped_parts(schema, components, open_fields=OPEN_IN_ANSWERS)
+                    if parts:
+                        found[f"{operation['operationId']} ({status})"] = parts
+    return found
+
+
+def test_json_answers_are_typed_all_the_way_down_but_for_named_documents(world: World) -> None:
+    with world.admin() as http:
+        spec = http.get("/openapi.json").json()
+    assert untyped_answers(spec) == {}
+    components = spec["components"]["schemas"]
+    for component, field in OPEN_IN_ANSWERS:
+        assert field in components[component]["properties"], "an open field that no longer exists"

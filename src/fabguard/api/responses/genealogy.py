@@ -9,6 +9,7 @@ from pydantic import Field, JsonValue
 from fabguard.api.responses import Out
 from fabguard.api.responses.audit import UnitIdentityShown
 from fabguard.api.responses.ledger import Checkpoint, InclusionProof
+from fabguard.api.responses.orders import UnitAttestation
 from fabguard.api.responses.royalties import Licence
 
 
@@ -48,7 +49,7 @@ class GenealogyUnit(Out):
     issuing_ca: str
     certificate: UnitCertificate
     key_fingerprint: str
-    attestation: dict[str, JsonValue] | None = Field(description="What key attestation backed the certificate")
+    attestation: UnitAttestation | None = Field(description="What key attestation backed the certificate")
 
 
 class SupersededCertificate(Out):

@@ -31,7 +31,7 @@ def search_units(
     return {"query": q, "serials": unit_history.search(inst, q, site_id=site)}
 
 
-@router.get("/api/v1/units/{serial}/genealogy", response_model=Genealogy)
+@router.get("/api/v1/units/{serial}/genealogy", response_model=Genealogy, response_model_exclude_unset=True)
 def unit_genealogy(inst: Inst, serial: Serial, p: SiteReader) -> dict[str, Any]:
     """Everything known about a serial: its units and certificates, test records with steps and
     measurements, provisioning decisions and refusals, firmware, field checks, licences, the fixture or
