@@ -148,11 +148,7 @@ def anonymous(target: Target) -> Iterator[dict[str, str]]:
     yield from _credentials(target, None)
 
 
-DEEP = {
-    "/api/v1/units/provision", "/api/v1/units/provision-batch", "/api/v1/units/allocate", "/api/v1/test-records",
-    "/api/v1/test-records/batch", "/api/v1/orders/{order_id}/leases", "/api/v1/leases/{lease_id}/sync",
-    "/api/v1/firmware/releases", "/api/v1/products/{product_id}/identities",
-}
+DEEP = {"/api/v1/units/provision"}
 _ANNOTATIONS = {"title", "description", "default", "examples"}
 
 
@@ -192,13 +188,15 @@ def _fuzz(api_schema: Any, headers: dict[str, str], modes: tuple[GenerationMode,
             try:
                 run()
             except (Exception, FailureGroup) as exc:  # FailureGroup: schemathesis' failed checks
-                failures.append(f"{operation.label} ({mode.value}): {exc}")
+                import traceback
+
+                failures.append(f"{operation.label} ({mode.value}): " + "".join(traceback.format_exception(exc))[-6000:])
     assert not failures, "\n\n".join(failures)
 
 
 # Invalid input with full rights reaches every check behind authentication; with fewer rights or none,
 # the refusal comes first, so valid-looking input is what probes those paths.
-BOTH = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+BOTH = (GenerationMode.NEGATIVE,)
 VALID = (GenerationMode.POSITIVE,)
 
 
