@@ -25,7 +25,7 @@ import pytest
 
 from fabguard.service.authority import authorities
 from fabguard.service.ledger import merkle_log
-from tests.support import World
+from tests.support import World, tested_device
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "scripts" / "openapi-python-client.yaml"
@@ -110,3 +110,26 @@ def test_generated_client_signs_and_reads_a_checkpoint(world: World, client_pack
         with anonymous:
             refused = take.sync(client=anonymous)
         assert isinstance(refused, models.Error) and refused.error.code == "unauthorized", refused
+
+
+def test_generated_client_reads_an_orders_figures_as_typed_models(world: World, client_package: Any) -> None:
+    """A dashboard answer (typed since issue 26 item 10 was finished): nested models, ``yield`` as ``yield_``."""
+    stats_order = importlib.import_module("fabguard_client.api.analytics.stats_order")
+    models = importlib.import_module("fabguard_client.models")
+    order = world.order(quota=7)
+    fx = world.fixture("fx-1")
+    device = tested_device(fx, "SN-GEN-1")
+    fx.provision(order, device.serial, device.csr_pem())
+    client = client_package.AuthenticatedClient(
+        base_url=world.url,
+        token=world.admin_token,
+        verify_ssl=ssl.create_default_context(cafile=str(world.root_ca)),
+    )
+    with client:
+        figures = stats_order.sync(order, client=client)
+    assert isinstance(figures, models.OrderFigures), figures
+    assert isinstance(figures.order, models.Order) and figures.order.id == order
+    assert isinstance(figures.burn_down, models.BurnDown)
+    assert (figures.burn_down.quota, figures.burn_down.used, figures.burn_down.remaining) == (7, 1, 6)
+    assert isinstance(figures.yield_, models.YieldFigures)
+    assert (figures.yield_.units_tested, figures.yield_.first_pass) == (1, 1)

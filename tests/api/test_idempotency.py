@@ -231,7 +231,8 @@ def test_keys_expire_after_the_retention_period_and_maintenance_forgets_them(wor
 
 
 def test_openapi_documents_the_header_on_the_four_writes(world: World) -> None:
-    spec = httpx.get(f"{world.url}/openapi.json", verify=tls_context(world.credentials("fx-1"))).json()
+    # The first call builds the document (seconds on a loaded machine: httpx waits 5 s by default).
+    spec = httpx.get(f"{world.url}/openapi.json", verify=tls_context(world.credentials("fx-1")), timeout=60).json()
     for path in (
         "/api/v1/test-records",
         "/api/v1/test-records/batch",

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
+from fabguard.api.documents import CycloneDxSbom
 from fabguard.cli.common import state
 from fabguard.cli.firmware import firmware_app
 from fabguard.domain.errors import FIRMWARE_REFUSAL_STATUS
@@ -35,6 +36,11 @@ from tests.support import World, tested_device
 
 RELEASES = "/api/v1/firmware/releases"
 MiB = 1024 * 1024
+
+
+def documented_sbom(doc: dict[str, Any]) -> bool:
+    """The SBOM fits the envelope /openapi.json documents (api/documents.py) and reads back unchanged through it."""
+    return CycloneDxSbom.model_validate(doc).model_dump(by_alias=True, exclude_unset=True) == doc
 
 
 def distinctive_image(size: int = MiB) -> bytes:
@@ -170,6 +176,7 @@ def test_the_manifest_is_signed_and_names_the_sbom_which_is_cyclonedx(line: Line
     assert release["approved_by"].startswith("alex") and release["uploaded_by"].startswith("erin")
     sbom = line.engineer.get(f"{RELEASES}/{rid}/sbom").json()
     validate_sbom(sbom)
+    assert documented_sbom(sbom)
     canonical = hashlib.sha256(json.dumps(sbom, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert manifest["sbom_sha256"] == canonical
     assert sbom["metadata"]["component"]["hashes"][0]["content"] == manifest["sha256"]
@@ -247,6 +254,7 @@ def test_an_sbom_from_the_oem_build_is_kept_when_valid_and_describing_the_image(
     r = line.upload(image, "4.0.0", sbom=oem)
     assert r.status_code == 201, r.text
     stored = line.engineer.get(f"{RELEASES}/{r.json()['id']}/sbom").json()
+    assert documented_sbom(stored)
     assert (
         stored == oem
         and r.json()["manifest"]["sbom_sha256"]

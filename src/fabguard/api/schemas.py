@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fabguard.api.documents import (
+    ATTESTATION,
+    CSR,
+    ORDER_ID,
+    SERIAL,
+    AgentRequestDocument,
+    OpenHtfRecord,
+    Published,
+)
 from fabguard.api.parsing import Day, Timestamp
 from fabguard.domain.issuance import AttestationPolicy
 from fabguard.domain.values import OrderState, Role
@@ -146,33 +155,40 @@ class AttestationRootIn(_Strict):
     certificate: str = Field(max_length=8192, description="The CA certificate, PEM")
 
 
+# Fields our parsers read as sent (api/documents.py): typed in /openapi.json, checked by us with our codes.
 class ProvisionIn(_Strict):
-    order_id: Any = Field(description="The production order")
-    serial: Any = Field(description="The unit serial; must equal the CSR subject's serialNumber")
-    csr: Any = Field(description="PKCS#10 CSR made on the device, PEM or base64 DER")
-    attestation: Any = Field(default=None, description=ATTESTATION_DOC)
+    order_id: Annotated[Any, Published(ORDER_ID)] = Field(description="The production order")
+    serial: Annotated[Any, Published(SERIAL)] = Field(
+        description="The unit serial; must equal the CSR subject's serialNumber"
+    )
+    csr: Annotated[Any, Published(CSR)] = Field(description="PKCS#10 CSR made on the device, PEM or base64 DER")
+    attestation: Annotated[Any, Published(ATTESTATION | None)] = Field(default=None, description=ATTESTATION_DOC)
 
 
 class BatchUnit(BaseModel):
-    serial: Any = None
-    csr: Any = None
-    attestation: Any = Field(default=None, description="As for a single unit")
+    serial: Annotated[Any, Published(SERIAL)] = None
+    csr: Annotated[Any, Published(CSR)] = None
+    attestation: Annotated[Any, Published(ATTESTATION | None)] = Field(default=None, description="As for a single unit")
 
 
 class ProvisionBatchIn(_Strict):
-    order_id: Any
+    order_id: Annotated[Any, Published(ORDER_ID)]
     units: list[BatchUnit]
 
 
 class TestRecordsIn(_Strict):
     __test__ = False
-    records: list[dict[str, Any]]
+    records: Annotated[list[dict[str, Any]], Published(list[OpenHtfRecord])] = Field(
+        description="OpenHTF JSON test records, each checked on its own"
+    )
 
 
 class LeaseIn(_Strict):
     units: int = Field(ge=1, le=100_000_000, description="Units of the order's quota the agent may provision")
     expires_in_minutes: int = Field(ge=1, le=90 * 24 * 60, description="How long the lease lasts (at most 90 days)")
-    agent_request: dict[str, Any] = Field(description="The request file 'fabguard agent prepare' wrote")
+    agent_request: Annotated[dict[str, Any], Published(AgentRequestDocument)] = Field(
+        description="The request file 'fabguard agent prepare' wrote"
+    )
 
 
 class ResolveIn(_Strict):
@@ -234,8 +250,8 @@ class IdentityPoolIn(_Strict):
 
 
 class AllocateIn(_Strict):
-    order_id: Any = Field(description="The production order the unit is made on")
-    serial: Any = Field(
+    order_id: Annotated[Any, Published(ORDER_ID)] = Field(description="The production order the unit is made on")
+    serial: Annotated[Any, Published(SERIAL | None)] = Field(
         default=None,
         description="The unit's serial, for a product without a serial format; none when the pool draws it",
     )

@@ -56,3 +56,40 @@ class Enrollment(Out):
     certificate: str = Field(description="The fixture's client certificate, PEM")
     chain: list[str] = Field(description="Its issuing chain, PEM")
     ca_certificates: list[str] = Field(description="The CA certificates to trust for the server, PEM")
+
+
+class SerialPool(Out):
+    prefix: str
+    width: int = Field(description="Digits of the counter")
+    check: str = Field(description="iso7064-mod-37-36 or luhn-mod-36")
+    required: bool = Field(description="Only serials allocated to the unit's order are provisioned")
+
+
+class MacPool(Out):
+    prefix: str = Field(description="The IEEE assignment, as declared")
+    assignment: str = Field(description="MA-L, MA-M or MA-S")
+    per_unit: int = Field(description="Consecutive addresses a unit gets")
+    first: int = Field(description="The block's first address, as an offset in the assignment")
+    count: int = Field(description="Addresses in the block")
+    first_address: str
+    units: int = Field(description="Units the block serves")
+
+
+class MatterPool(Out):
+    vendor_id: int
+    product_id: int
+    flow: int
+    discovery: int
+    iterations: int
+
+
+class IdentityPools(Out):
+    """A product's identity pools (docs/identities.md) and how much they gave out."""
+
+    product_id: str
+    serials: SerialPool | None
+    macs: MacPool | None
+    matter: MatterPool | None
+    next_serial: int = Field(description="The serial counter's next value")
+    next_mac_unit: int = Field(description="The next unit's place in the MAC block")
+    units_allocated: int = Field(description="Units whose identities were given out")

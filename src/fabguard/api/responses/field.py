@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from fabguard.api.responses import Out
+from fabguard.api.responses.station import RefusalDetail as ErrorDetail
 
 
 class FieldChallenge(Out):
@@ -48,3 +49,13 @@ class FieldCheck(Out):
     source: str | None
     client: str | None
     actor: str
+
+
+class FieldRefusal(Out):
+    """An answer of a batch refused on its own (malformed, nonce_unknown, nonce_expired, nonce_used)."""
+
+    error: ErrorDetail
+
+
+class FieldBatchResults(Out):
+    results: list[FieldVerdict | FieldRefusal] = Field(description="One per answer, in order")

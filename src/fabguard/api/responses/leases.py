@@ -36,3 +36,62 @@ class LeaseSync(Out):
 class LeaseResolved(Out):
     lease_id: str
     state: str
+
+
+class LeaseTerms(Out):
+    lease_id: str
+    order_id: str
+    site_id: str
+    product_id: str
+    units: int
+    issued_at: str
+    not_after: str
+    agent_ca_sha256: str = Field(description="The SHA-256 of the agent CA's certificate (DER), hex")
+    agent_ledger_key: str = Field(description="The C2SP verifier key of the agent's own ledger")
+    issuer_key: str = Field(description="The verifier key of the central ledger key that signed the bundle")
+
+
+class LeaseProduct(Out):
+    id: str
+    name: str
+    key_types: list[str]
+    cert_lifetime_days: int | None
+
+
+class LeaseSite(Out):
+    id: str
+    name: str
+
+
+class LeaseFixture(Out):
+    """An enrolled fixture of the site, which the agent lets in by its certificate."""
+
+    id: str
+    site_id: str
+    enrolled_at: str | None
+    cert_fingerprint: str
+    cert_serial: str | None
+    cert_not_after: str | None
+
+
+class LeaseCertificates(Out):
+    root: str = Field(description="PEM")
+    station: str = Field(description="The station CA (fixtures' client certificates), PEM")
+    agent_ca: str = Field(description="The agent's issuing CA, certified under the root, PEM")
+    server: str = Field(description="The agent's TLS server certificate, PEM")
+
+
+class LeaseBundle(Out):
+    """The signed bundle 'fabguard agent init --lease' reads; ``signature`` covers the rest (no secret)."""
+
+    format: str = Field(description="fabguard-lease-v1")
+    lease: LeaseTerms
+    organization: str
+    product: LeaseProduct
+    site: LeaseSite
+    fixtures: list[LeaseFixture]
+    certificates: LeaseCertificates
+    signature: str = Field(
+        description="Ed25519 by the central ledger key over the canonical JSON (sorted keys, no spaces) of the "
+        "bundle without its signature, base64"
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, JsonValue
+from pydantic import Field
 
 from fabguard.api.responses import Out
 
@@ -32,13 +32,24 @@ class Order(Out):
     issuing_ca: str = Field(description="The CA that signs its units")
 
 
+class UnitAttestation(Out):
+    """What key attestation backed a unit's certificate, as recorded with it and in its event."""
+
+    format: str = Field(description="tpm2-certify or se-chain")
+    evidence_sha256: str
+    leaf_sha256: str = Field(description="The AK's or the secure element's certificate")
+    root_sha256: str = Field(description="The trusted root it chained to")
+    root_subject: str
+    key_name: str | None = Field(default=None, description="The TPM's name of the certified key (tpm2-certify only)")
+
+
 class OrderUnit(Out):
     id: int
     serial: str
     fixture_id: str
     cert_serial: str
     issued_at: str
-    attestation: dict[str, JsonValue] | None = Field(description="What key attestation backed the certificate")
+    attestation: UnitAttestation | None = Field(description="What key attestation backed the certificate")
 
 
 class QuotaChange(Out):

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from fabguard.api.deps import Engineer, Inst, Reader
-from fabguard.api.responses.catalog import Product, ProductAttestation, Site
+from fabguard.api.responses.catalog import IdentityPools, Product, ProductAttestation, Site
 from fabguard.api.schemas import (
     AttestationRootIn,
     IdentityPoolIn,
@@ -79,13 +79,13 @@ def remove_attestation_root(inst: Inst, product_id: str, sha256: str, p: Enginee
     attestation.remove_root(inst, ProductId.named(product_id), sha256, actor=p.actor)
 
 
-@router.get("/api/v1/products/{product_id}/identities")
+@router.get("/api/v1/products/{product_id}/identities", response_model=IdentityPools)
 def product_identities(inst: Inst, product_id: str, _: Reader) -> dict[str, object]:
     """The product's identity pools (serial format, MAC block, Matter settings) and how much each gave out."""
     return identity_pools.pools(inst, ProductId.named(product_id))
 
 
-@router.put("/api/v1/products/{product_id}/identities")
+@router.put("/api/v1/products/{product_id}/identities", response_model=IdentityPools)
 def set_product_identities(inst: Inst, product_id: str, body: IdentityPoolIn, p: Engineer) -> dict[str, object]:
     """Declare the product's identity pools (docs/identities.md); replaceable until one unit's identities are
     allocated (then `identity_pool_in_use`); a MAC block overlapping another product's is refused, and a

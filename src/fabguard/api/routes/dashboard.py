@@ -26,6 +26,7 @@ from fabguard.api.deps import Inst, Reader, Scraper, SiteReader, session_or_toke
 from fabguard.api.media import answers
 from fabguard.api.parsing import Timestamp
 from fabguard.api.responses.analytics import Alert
+from fabguard.api.responses.stats import OrderFigures, Overview, Production
 from fabguard.domain.errors import InvalidRequest, NotFound
 from fabguard.domain.values import Role
 from fabguard.service.access import tokens
@@ -159,7 +160,7 @@ Since = Annotated[
 Until = Annotated[Timestamp | None, Query(description="Window end, RFC 3339 with its offset; default now")]
 
 
-@router.get("/api/v1/stats/overview")
+@router.get("/api/v1/stats/overview", response_model=Overview)
 def stats_overview(
     inst: Inst, p: SiteReader, since: Since = None, until: Until = None, site: SiteFilter = None
 ) -> dict[str, Any]:
@@ -173,7 +174,7 @@ def stats_overview(
         ) from None
 
 
-@router.get("/api/v1/stats/production")
+@router.get("/api/v1/stats/production", response_model=Production)
 def stats_production(
     inst: Inst,
     p: SiteReader,
@@ -205,7 +206,7 @@ def stats_production(
         ) from None
 
 
-@router.get("/api/v1/stats/orders/{order_id}")
+@router.get("/api/v1/stats/orders/{order_id}", response_model=OrderFigures)
 def stats_order(inst: Inst, order_id: str, p: SiteReader) -> dict[str, Any]:
     """One order: burn-down and projected exhaustion, throughput, refusals, yield and Cpk/Ppk at its site.
 

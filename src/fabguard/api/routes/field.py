@@ -9,7 +9,13 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from fabguard.api.deps import FieldChecker, Inst, Reader
-from fabguard.api.responses.field import FieldChallenge, FieldChallenges, FieldCheck, FieldVerdict
+from fabguard.api.responses.field import (
+    FieldBatchResults,
+    FieldChallenge,
+    FieldChallenges,
+    FieldCheck,
+    FieldVerdict,
+)
 from fabguard.domain.errors import FabGuardError
 from fabguard.domain.field import MAX_CHAIN_BYTES
 from fabguard.runtime.field_writer import FieldWriter
@@ -91,7 +97,7 @@ def field_verify(inst: Inst, body: FieldAnswerIn, request: Request, p: FieldChec
     return genuineness.verify(inst, answer, origin, run=_writer(request).run)
 
 
-@router.post("/api/v1/field/verify-batch")
+@router.post("/api/v1/field/verify-batch", response_model=FieldBatchResults, response_model_exclude_unset=True)
 def field_verify_batch(inst: Inst, body: FieldBatchIn, request: Request, p: FieldChecker) -> dict[str, list[Any]]:
     """Judge many devices' answers in one request (a device cloud's batch), decided and committed together
     with other requests' checks. ``results`` holds one entry per answer, in order: the verdict as

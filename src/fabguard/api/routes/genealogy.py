@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from fabguard.api.deps import Inst, SiteReader
 from fabguard.api.media import answers
+from fabguard.api.responses.genealogy import Genealogy, UnitSearch
 from fabguard.api.routes.dashboard import viewed_site
 from fabguard.service.genealogy import unit_history, unit_pdf
 
@@ -19,7 +20,7 @@ router = APIRouter(tags=["units"])
 Serial = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-@router.get("/api/v1/units/search")
+@router.get("/api/v1/units/search", response_model=UnitSearch)
 def search_units(
     inst: Inst,
     p: SiteReader,
@@ -30,7 +31,7 @@ def search_units(
     return {"query": q, "serials": unit_history.search(inst, q, site_id=site)}
 
 
-@router.get("/api/v1/units/{serial}/genealogy")
+@router.get("/api/v1/units/{serial}/genealogy", response_model=Genealogy, response_model_exclude_unset=True)
 def unit_genealogy(inst: Inst, serial: Serial, p: SiteReader) -> dict[str, Any]:
     """Everything known about a serial: its units and certificates, test records with steps and
     measurements, provisioning decisions and refusals, firmware, field checks, licences, the fixture or

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 
 from fabguard.api.deps import Admin, Inst, Reader
+from fabguard.api.documents import Published, SyncPackageDocument
 from fabguard.api.responses.authority import Approval
-from fabguard.api.responses.leases import Lease, LeaseResolved, LeaseSync
+from fabguard.api.responses.leases import Lease, LeaseBundle, LeaseResolved, LeaseSync
 from fabguard.api.schemas import LeaseIn, ResolveIn
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import OrderId
@@ -49,7 +50,7 @@ def get_lease(inst: Inst, lease_id: str, _: Reader) -> dict[str, object]:
     return quota_leases.get_lease(inst, lease_id)
 
 
-@router.get("/api/v1/leases/{lease_id}/bundle")
+@router.get("/api/v1/leases/{lease_id}/bundle", response_model=LeaseBundle)
 def get_lease_bundle(inst: Inst, lease_id: str, _: Admin) -> dict[str, object]:
     """The signed lease bundle an agent is made from ('fabguard agent init --lease'): its terms, its CA
     and TLS certificates, the site's fixtures; no secret."""
@@ -58,7 +59,10 @@ def get_lease_bundle(inst: Inst, lease_id: str, _: Admin) -> dict[str, object]:
 
 @router.post("/api/v1/leases/{lease_id}/sync", response_model=LeaseSync, response_model_exclude_unset=True)
 def sync_lease(
-    inst: Inst, lease_id: str, p: Admin, package: Annotated[dict[str, Any], Body(description="'agent sync --out' file")]
+    inst: Inst,
+    lease_id: str,
+    p: Admin,
+    package: Annotated[dict[str, Any], Body(description="'agent sync --out' file"), Published(SyncPackageDocument)],
 ) -> dict[str, object]:
     """Fold a site agent's log (checked against its lease and the log it synced before) into the ledger.
 

@@ -45,7 +45,7 @@ def get_order(inst: Inst, order_id: str, p: SiteReader) -> dict[str, object]:
     return visible_order(p, orders.get_order(inst, order_id)).to_dict()
 
 
-@router.get("/api/v1/orders/{order_id}/units", response_model=list[OrderUnit])
+@router.get("/api/v1/orders/{order_id}/units", response_model=list[OrderUnit], response_model_exclude_unset=True)
 def order_units(
     inst: Inst, order_id: str, p: SiteReader, after: Count = 0, limit: Count = 100
 ) -> list[dict[str, object]]:

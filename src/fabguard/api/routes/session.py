@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request, Response
 
 from fabguard.api.deps import Inst, SiteReader, same_origin
+from fabguard.api.responses.session import SignedIn, WhoAmI
 from fabguard.service.access import sessions, tokens
 
 router = APIRouter(tags=["session"])
@@ -24,7 +25,7 @@ def _who(p: tokens.Principal) -> dict[str, Any]:
     }
 
 
-@router.post("/api/v1/session")
+@router.post("/api/v1/session", response_model=SignedIn)
 def sign_in(
     inst: Inst,
     request: Request,
@@ -50,7 +51,7 @@ def sign_in(
     return {**_who(p), "session_expires_at": ends.isoformat()}
 
 
-@router.get("/api/v1/session")
+@router.get("/api/v1/session", response_model=WhoAmI)
 def who_am_i(p: SiteReader) -> dict[str, Any]:
     """Who the browser session (or bearer token) is: its role and, for an operator, its site (the
     dashboard's readers and operators; other roles are 403)."""

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from fabguard.api import parsing
 from fabguard.api.deps import Fixture, Inst, Provisioner, decided
+from fabguard.api.documents import OpenHtfRecord, Published
 from fabguard.api.responses.station import (
     AllocatedIdentity,
     ProvisionedUnit,
@@ -88,15 +89,9 @@ def fixture_whoami(f: Fixture) -> dict[str, str]:
 # A station's own report, as it is: the media types taken besides JSON.
 FILE_MEDIA_TYPES = ("application/xml", "text/xml", "text/csv")
 FileFormat = Literal["auto", "openhtf", "atml", "teststand-xml", "junit", "csv"]
-_JSON_RECORD = {"type": "object", "description": "An OpenHTF JSON test record (OutputToJSON)"}
+# The JSON body's schema is the parameter's (an OpenHTF record, api/documents.py); the files are text.
 _RECORD_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": _JSON_RECORD},
-            **{m: {"schema": {"type": "string"}} for m in FILE_MEDIA_TYPES},
-        },
-    }
+    "requestBody": {"required": True, "content": {m: {"schema": {"type": "string"}} for m in FILE_MEDIA_TYPES}}
 }
 FormatQuery = Annotated[
     FileFormat,
@@ -155,7 +150,7 @@ def _upload_file(
 )
 def upload_test_record(
     inst: Inst,
-    record: Annotated[Any, Body()],
+    record: Annotated[Any, Body(), Published(OpenHtfRecord)],
     f: Fixture,
     request: Request,
     format: FormatQuery = "auto",

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from fabguard.api.deps import Inst, SiteReader
+from fabguard.api.responses.stats import Distribution, FailingUnits, Stations
 from fabguard.api.routes.dashboard import Since, SiteFilter, Until, viewed_site
 from fabguard.domain.errors import InvalidRequest
 from fabguard.service.analytics import stations
@@ -24,7 +25,7 @@ def _calendar(exc: OverflowError) -> InvalidRequest:
     return InvalidRequest("the window reaches outside the dates a calendar can hold", code="invalid_window")
 
 
-@router.get("/api/v1/stats/stations")
+@router.get("/api/v1/stats/stations", response_model=Stations)
 def stats_stations(
     inst: Inst, p: SiteReader, since: Since = None, until: Until = None, site: SiteFilter = None
 ) -> dict[str, Any]:
@@ -36,7 +37,7 @@ def stats_stations(
         raise _calendar(exc) from None
 
 
-@router.get("/api/v1/stats/distribution")
+@router.get("/api/v1/stats/distribution", response_model=Distribution)
 def stats_distribution(
     inst: Inst,
     p: SiteReader,
@@ -65,7 +66,7 @@ def stats_distribution(
         raise _calendar(exc) from None
 
 
-@router.get("/api/v1/stats/failing-units")
+@router.get("/api/v1/stats/failing-units", response_model=FailingUnits)
 def stats_failing_units(
     inst: Inst,
     p: SiteReader,
