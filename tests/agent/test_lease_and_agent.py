@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fabguard.api.responses.leases import LeaseBundle
 from fabguard.api.server import ServerThread
 from fabguard.domain.errors import Conflict, InvalidRequest
 from fabguard.domain.identities.pools import pool_from_json
@@ -124,6 +125,8 @@ def test_a_lease_is_issued_over_the_api_by_an_admin_only(world: World, tmp_path:
         done = second_person_approves(world.inst, requests.get_approval(world.inst, asked.json()["id"]))
         bundle = admin.get(f"/api/v1/leases/{done['lease_id']}/bundle")
         assert bundle.status_code == 200, bundle.text
+        # Served as signed (not through the model), and the model that documents it fits it exactly.
+        assert LeaseBundle.model_validate(bundle.json()).model_dump(exclude_unset=True) == bundle.json()
         too_many = admin.post(f"/api/v1/orders/{order_id}/leases", json={**body, "units": 4})
         assert too_many.status_code == 409 and too_many.json()["error"]["code"] == "lease_exceeds_quota"
         listed = admin.get("/api/v1/leases", params={"order_id": order_id}).json()

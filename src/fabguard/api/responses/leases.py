@@ -81,6 +81,16 @@ class LeaseCertificates(Out):
     server: str = Field(description="The agent's TLS server certificate, PEM")
 
 
+class LeasePublication(Out):
+    """Where the agent's units name this server for their status, and the status signer's key (ADR 0020)."""
+
+    ca: str = Field(description="The agent CA's name")
+    crl_url: str
+    ca_issuers_url: str
+    ocsp_url: str
+    status_key: str = Field(description="The public key (PEM) the agent CA certifies as its status signer")
+
+
 class LeaseBundle(Out):
     """The signed bundle 'fabguard agent init --lease' reads; ``signature`` covers the rest (no secret)."""
 
@@ -91,6 +101,9 @@ class LeaseBundle(Out):
     site: LeaseSite
     fixtures: list[LeaseFixture]
     certificates: LeaseCertificates
+    publication: LeasePublication | None = Field(
+        default=None, description="Absent from bundles of leases issued before ADR 0020 (their units name the agent)"
+    )
     signature: str = Field(
         description="Ed25519 by the central ledger key over the canonical JSON (sorted keys, no spaces) of the "
         "bundle without its signature, base64"

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
+from fastapi.responses import JSONResponse
 
 from fabguard.api.deps import Admin, Inst, Reader
 from fabguard.api.documents import Published, SyncPackageDocument
@@ -51,10 +52,12 @@ def get_lease(inst: Inst, lease_id: str, _: Reader) -> dict[str, object]:
 
 
 @router.get("/api/v1/leases/{lease_id}/bundle", response_model=LeaseBundle)
-def get_lease_bundle(inst: Inst, lease_id: str, _: Admin) -> dict[str, object]:
+def get_lease_bundle(inst: Inst, lease_id: str, _: Admin) -> JSONResponse:
     """The signed lease bundle an agent is made from ('fabguard agent init --lease'): its terms, its CA
-    and TLS certificates, the site's fixtures; no secret."""
-    return quota_leases.lease_bundle(inst, lease_id)
+    and TLS certificates, the site's fixtures, where its units name this server; no secret."""
+    # Sent as signed, never through the model (which documents it): a field added or coerced on the way would
+    # break the signature the agent checks.
+    return JSONResponse(quota_leases.lease_bundle(inst, lease_id))
 
 
 @router.post("/api/v1/leases/{lease_id}/sync", response_model=LeaseSync, response_model_exclude_unset=True)
