@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from fabguard.analytics.production import YieldStats
 from fabguard.store.analytics_models import StatsHour, StatsMinute, YieldHour, YieldMinute
-from fabguard.store.models import TestRecordRow, Unit
+from fabguard.store.models import FAILED_RECORD, TestRecordRow, Unit
 from fabguard.store.windows import Scope, window_rows
 
 _YIELD_COLUMNS = ("units", "tests", "first_pass", "final_pass", "retested")
@@ -92,8 +92,8 @@ def newest_records(
         query = query.where(t.site_id == site_id)
     if fixture_id is not None:
         query = query.where(t.fixture_id == fixture_id)
-    if failed_only:
-        query = query.where(t.outcome != "PASS")
+    if failed_only:  # said as the partial indexes on failed records say it, so the planners use them
+        query = query.where(text(FAILED_RECORD))
     rows = s.execute(query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)).all()
     return _records(reversed(rows))
 
