@@ -4,11 +4,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from fabguard.store.eventlog import event_count
 from fabguard.store.field_models import FieldCheck
-from fabguard.store.models import Event, Fixture, Order, SupersededCertificate, TestRecordRow, Unit
+from fabguard.store.models import Event, Fixture, LedgerNode, Order, SupersededCertificate, TestRecordRow, Unit
 
 # The highest code point: ``serial >= q AND serial < q + TOP`` is a prefix match an index can serve.
 TOP = "\U0010ffff"
@@ -68,6 +69,23 @@ def field_checks(s: Session, serial: str, limit: int) -> list[FieldCheck]:
     """The newest ``limit`` field checks of ``serial``, oldest first."""
     query = select(FieldCheck).where(FieldCheck.serial == serial).order_by(FieldCheck.at.desc()).limit(limit)
     return list(reversed(s.execute(query).scalars().all()))
+
+
+def tree_size(s: Session) -> int:
+    """The ledger's current size."""
+    return event_count(s)
+
+
+def ledger_nodes(s: Session, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """The Merkle nodes (level, index) -> hash among ``keys``, read in a few statements (not one per node)."""
+    wanted, found = sorted(keys), {}
+    for at in range(0, len(wanted), 400):
+        chunk = wanted[at : at + 400]
+        query = select(LedgerNode.level, LedgerNode.idx, LedgerNode.hash).where(
+            tuple_(LedgerNode.level, LedgerNode.idx).in_(chunk)
+        )
+        found.update({(level, idx): bytes(h) for level, idx, h in s.execute(query)})
+    return found
 
 
 test_records.__test__ = False  # type: ignore[attr-defined]
