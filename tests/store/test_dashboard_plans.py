@@ -20,7 +20,7 @@ from sqlalchemy import event, insert
 from sqlalchemy.orm import Session
 
 from fabguard.service.core.instance import Instance
-from fabguard.store import station_windows
+from fabguard.store import station_windows, unit_history
 from fabguard.store.models import Fixture, Site, TestRecordRow
 
 AT = datetime(2026, 12, 1, tzinfo=UTC)
@@ -111,3 +111,12 @@ def test_the_failed_records_indexes_answer_exactly_the_failed_records(any_instan
         )
     assert [r.serial for r in got] == [f"SN{i:06d}" for i in (300, 320, 340, 360, 380)]
     assert {r.outcome for r in got} == {"FAIL"}
+
+
+def test_a_units_merkle_nodes_are_searched_on_the_primary_key(any_instance: Instance) -> None:
+    """Genealogy reads all its proofs' nodes in one statement; both engines must search, not scan, for it
+    (a row-value IN made SQLite scan every node: 1.5 s per unit page at 1M records)."""
+    keys = {(0, 5), (0, 8), (1, 3), (3, 0), (20, 1)}
+    plan = plan_of(any_instance, lambda s: unit_history.ledger_nodes(s, keys))
+    assert "ledger_nodes" in plan, plan
+    assert "SCAN ledger_nodes" not in plan and "Seq Scan" not in plan, plan

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from fabguard.store.eventlog import event_count
@@ -77,15 +77,17 @@ def tree_size(s: Session) -> int:
 
 
 def ledger_nodes(s: Session, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """The Merkle nodes (level, index) -> hash among ``keys``, read in a few statements (not one per node)."""
-    wanted, found = sorted(keys), {}
-    for at in range(0, len(wanted), 400):
-        chunk = wanted[at : at + 400]
-        query = select(LedgerNode.level, LedgerNode.idx, LedgerNode.hash).where(
-            tuple_(LedgerNode.level, LedgerNode.idx).in_(chunk)
-        )
-        found.update({(level, idx): bytes(h) for level, idx, h in s.execute(query)})
-    return found
+    """The Merkle nodes (level, index) -> hash among ``keys``, in one statement: per level an ``IN`` list of
+    indexes, ORed, which both engines search on the primary key (SQLite scans the whole table for a
+    row-value ``(level, idx) IN (...)``)."""
+    by_level: dict[int, list[int]] = {}
+    for level, idx in sorted(keys):
+        by_level.setdefault(level, []).append(idx)
+    if not by_level:
+        return {}
+    t = LedgerNode
+    where = or_(*(and_(t.level == level, t.idx.in_(idxs)) for level, idxs in by_level.items()))
+    return {(level, idx): bytes(h) for level, idx, h in s.execute(select(t.level, t.idx, t.hash).where(where))}
 
 
 test_records.__test__ = False  # type: ignore[attr-defined]
