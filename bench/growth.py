@@ -3,7 +3,7 @@ on SQLite and PostgreSQL, then the offline audit and the dashboard at scale.
 
     .venv/bin/python bench/growth.py [--sizes 0,1000000,5000000] [--units 1000] [--database-url URL]
                                      [--no-sqlite] [--audit-entries 10000000] [--dashboard-records 10000000]
-                                     [--skip-audit] [--skip-dashboard]
+                                     [--skip-audit] [--skip-dashboard] [--dashboard-only]
 
 1. **Provisioning at each size S.** A fresh instance is loaded with S units already provisioned: their unit rows
    (unique serial, key, certificate serial and digest, a real certificate's PEM), a passing test record each and
@@ -293,7 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dashboard-records", type=int, default=10_000_000)
     p.add_argument("--skip-audit", action="store_true")
     p.add_argument("--skip-dashboard", action="store_true")
+    p.add_argument("--dashboard-only", action="store_true", help="only the dashboard (3.), SQLite then --database-url")
     args = p.parse_args(argv)
+    if args.dashboard_only:
+        dashboard(args.dashboard_records, None)
+        if args.database_url:
+            dashboard(args.dashboard_records, args.database_url)
+        return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     print(
         f"# bench/growth.py  sizes {sizes}  units {args.units}  python {sys.version.split()[0]}  cores {os.cpu_count()}"

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -126,6 +127,10 @@ class EnrollmentToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+# A failed test record, as the partial indexes on failed records name it (a query must say it the same way).
+FAILED_RECORD = "outcome != 'PASS'"
+
+
 class TestRecordRow(Base):
     """A unit's test record. Its station is the fixture that uploaded it (``fixture_id``), and ``site_id`` is
     that fixture's site when it uploaded: only records of the order's site decide its units (the test gate).
@@ -137,6 +142,15 @@ class TestRecordRow(Base):
         # The test gate's read: the latest record of each (serial, site).
         Index("ix_test_records_serial_site_id", "serial", "site_id", "id"),
         Index("ix_test_records_received_at", "received_at"),  # time-windowed analytics
+        # The newest failed records of a range, a station, a site (the dashboard's failing units; 0029).
+        *(
+            Index(name, *columns, sqlite_where=text(FAILED_RECORD), postgresql_where=text(FAILED_RECORD))
+            for name, columns in (
+                ("ix_test_records_failed_received_at", ("received_at",)),
+                ("ix_test_records_failed_fixture", ("fixture_id", "received_at")),
+                ("ix_test_records_failed_site", ("site_id", "received_at")),
+            )
+        ),
     )
     __test__ = False
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -4,7 +4,8 @@ units that failed a step).
 
 Rollup sums come from ``windows.window_rows`` (whole hours from the hour rollups); record reads take
 at most ``limit`` of the newest records through an index (``ix_test_records_received_at``,
-``ix_test_records_serial_site_id``, ``units.order_id``), never a scan of every record.
+``ix_test_records_serial_site_id``, ``units.order_id``; failed ones through the partial indexes on failed
+records, ``ix_test_records_failed_*``), never a scan of every record.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from fabguard.analytics.production import YieldStats
 from fabguard.store.analytics_models import StatsHour, StatsMinute, YieldHour, YieldMinute
-from fabguard.store.models import TestRecordRow, Unit
+from fabguard.store.models import FAILED_RECORD, TestRecordRow, Unit
 from fabguard.store.windows import Scope, window_rows
 
 _YIELD_COLUMNS = ("units", "tests", "first_pass", "final_pass", "retested")
@@ -92,18 +93,19 @@ def newest_records(
         query = query.where(t.site_id == site_id)
     if fixture_id is not None:
         query = query.where(t.fixture_id == fixture_id)
-    if failed_only:
-        query = query.where(t.outcome != "PASS")
+    if failed_only:  # said as the partial indexes on failed records say it, so the planners use them
+        query = query.where(text(FAILED_RECORD))
     rows = s.execute(query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)).all()
     return _records(reversed(rows))
 
 
-def order_unit_records(s: Session, order_id: str, site_id: str, *, limit: int) -> list[StoredRecord]:
-    """The latest test record at the order's site of each of the order's newest ``limit`` units, oldest first."""
-    units = select(Unit.serial).where(Unit.order_id == order_id).order_by(Unit.id.desc()).limit(limit)
-    t = TestRecordRow
-    newest = (
-        select(func.max(t.id)).where(t.serial.in_(units.scalar_subquery()), t.site_id == site_id).group_by(t.serial)
+def order_unit_records(s: Session, order_id: str, site_id: str, *, limit: int) -> tuple[int, list[StoredRecord]]:
+    """The order's newest ``limit`` units (how many there were) and the latest test record at the order's
+    site of each, oldest first."""
+    serials = list(
+        s.execute(select(Unit.serial).where(Unit.order_id == order_id).order_by(Unit.id.desc()).limit(limit)).scalars()
     )
+    t = TestRecordRow
+    newest = select(func.max(t.id)).where(t.serial.in_(serials), t.site_id == site_id).group_by(t.serial)
     rows = s.execute(select(*_COLUMNS).where(t.id.in_(newest.scalar_subquery())).order_by(t.id)).all()
-    return _records(rows)
+    return len(serials), _records(rows)

@@ -4,11 +4,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from fabguard.store.eventlog import event_count
 from fabguard.store.field_models import FieldCheck
-from fabguard.store.models import Event, Fixture, Order, SupersededCertificate, TestRecordRow, Unit
+from fabguard.store.models import Event, Fixture, LedgerNode, Order, SupersededCertificate, TestRecordRow, Unit
 
 # The highest code point: ``serial >= q AND serial < q + TOP`` is a prefix match an index can serve.
 TOP = "\U0010ffff"
@@ -68,6 +69,25 @@ def field_checks(s: Session, serial: str, limit: int) -> list[FieldCheck]:
     """The newest ``limit`` field checks of ``serial``, oldest first."""
     query = select(FieldCheck).where(FieldCheck.serial == serial).order_by(FieldCheck.at.desc()).limit(limit)
     return list(reversed(s.execute(query).scalars().all()))
+
+
+def tree_size(s: Session) -> int:
+    """The ledger's current size."""
+    return event_count(s)
+
+
+def ledger_nodes(s: Session, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """The Merkle nodes (level, index) -> hash among ``keys``, in one statement: per level an ``IN`` list of
+    indexes, ORed, which both engines search on the primary key (SQLite scans the whole table for a
+    row-value ``(level, idx) IN (...)``)."""
+    by_level: dict[int, list[int]] = {}
+    for level, idx in sorted(keys):
+        by_level.setdefault(level, []).append(idx)
+    if not by_level:
+        return {}
+    t = LedgerNode
+    where = or_(*(and_(t.level == level, t.idx.in_(idxs)) for level, idxs in by_level.items()))
+    return {(level, idx): bytes(h) for level, idx, h in s.execute(select(t.level, t.idx, t.hash).where(where))}
 
 
 test_records.__test__ = False  # type: ignore[attr-defined]

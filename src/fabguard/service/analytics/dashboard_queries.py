@@ -140,7 +140,7 @@ def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | 
     window = Scope(max(now - settings.window, view.created_at), now, order_id=order_id, site_id=view.site_id)
     since_created = _order_units(inst, view, view.created_at, now)
     at_site = Scope(view.created_at, now, site_id=view.site_id)
-    capability = record_samples.order_capability(inst, view.id, view.site_id)
+    capability, sample = record_samples.order_capability(inst, view.id, view.site_id)
     with inst.db.read() as s:
         recent = windows.recent_provisioned(s, now - settings.burn_window)
         return {
@@ -151,6 +151,7 @@ def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | 
             "series": windows.series(s, window, settings.bucket),
             "capability": capability,
             "capability_basis": "units",
+            "capability_sample": sample,
             "failures": windows.pareto(s, at_site),
             "as_of": now.isoformat(),
             "sequence": event_count(s),

@@ -23,10 +23,12 @@ def parsed(record: StoredRecord) -> samples.Parsed | None:
         return None
 
 
-def order_capability(inst: Instance, order_id: str, site_id: str) -> list[dict[str, Any]]:
+def order_capability(inst: Instance, order_id: str, site_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Cp/Cpk and Pp/Ppk per measurement over the order's own units (each unit's latest record at the
-    order's site; its newest ``SAMPLE`` units), so another order's units at the same site never mix in."""
+    order's site; its newest ``SAMPLE`` units), so another order's units at the same site never mix in;
+    and what they were drawn from (``units_read``, ``limit``, ``sampled``: the order has more units)."""
     with inst.db.read() as s:
-        records = station_windows.order_unit_records(s, order_id, site_id, limit=SAMPLE)
+        units, records = station_windows.order_unit_records(s, order_id, site_id, limit=SAMPLE)
     found = [p for p in map(parsed, records) if p is not None]
-    return [c.to_dict() for c in samples.capabilities(found)]
+    sample = {"units_read": units, "records_read": len(records), "limit": SAMPLE, "sampled": units >= SAMPLE}
+    return [c.to_dict() for c in samples.capabilities(found)], sample

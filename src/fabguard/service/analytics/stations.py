@@ -120,6 +120,8 @@ def distribution(
         **found.to_dict(),
         "records_read": len(records),
         "sample_limit": SAMPLE,
+        # The range held at least as many records as were read: the figures are of its newest ones only.
+        "sampled": len(records) >= SAMPLE,
         "capability": capability[0].to_dict() if capability else None,
     }
 
@@ -162,4 +164,6 @@ def failing_units(
         "units": hits,
         "records_read": len(records),
         "scan_limit": FAILING_SCAN,
+        # Only the range's newest ``scan_limit`` failed records were searched: older failures are not listed.
+        "sampled": len(records) >= FAILING_SCAN,
     }
