@@ -146,6 +146,15 @@ class Production(Out):
     lag: int
 
 
+class CapabilitySample(Out):
+    """What the order's capability was drawn from: its newest units' latest records, at most ``limit`` units."""
+
+    units_read: int
+    records_read: int
+    limit: int
+    sampled: bool = Field(description="True when the order has more units than were read")
+
+
 class OrderFigures(Out):
     order: Order
     burn_down: BurnDown
@@ -154,6 +163,7 @@ class OrderFigures(Out):
     series: list[SeriesBucket]
     capability: list[Capability] = Field(description="Over the order's own units (each one's latest test)")
     capability_basis: str = Field(description="units: what the capability is drawn from")
+    capability_sample: CapabilitySample
     failures: list[ParetoRow] = Field(description="The failure Pareto at the order's site")
     as_of: str
     sequence: int
@@ -194,6 +204,7 @@ class Distribution(Out):
     mean: float | None
     records_read: int = Field(description="The newest records of the window the sample holds")
     sample_limit: int
+    sampled: bool = Field(description="True when the window holds more records than the sample")
     capability: Capability | None
 
 
@@ -212,3 +223,4 @@ class FailingUnits(Out):
     units: list[FailingUnit] = Field(description="Newest first")
     records_read: int = Field(description="The newest failed records of the window searched")
     scan_limit: int
+    sampled: bool = Field(description="True when the window holds more failed records than were searched")

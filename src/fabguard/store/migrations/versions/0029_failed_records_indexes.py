@@ -7,14 +7,14 @@ chose a sequential scan of the whole table for one station. These indexes hold t
 (a few percent of the rows, so they cost little to keep).
 
 Revision ID: 0029
-Revises: 0027
+Revises: 0028
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0029"
-down_revision = "0027"
+down_revision = "0028"
 branch_labels = None
 depends_on = None
 
