@@ -91,15 +91,19 @@ def make_instance(home: Path, url: str | None, size: int) -> Instance:
     os.environ.setdefault("FABGUARD_KEY_PASSPHRASE", "bench-passphrase-not-a-secret")
     init_instance(home, organization="Bench", database_url=url)
     inst = Instance.open(home)
+    prepare(inst, size)
+    return inst
+
+
+def prepare(inst: Instance, size: int) -> None:
+    """The product, site, fixture and the order the stored units were provisioned under."""
     product_catalog.create_product(inst, product_id=ProductId(PRODUCT), name="Sensor", actor="bench")
     product_catalog.create_site(inst, site_id=SiteId(SITE), name="CM A", actor="bench")
     fixtures.create_fixture(inst, fixture_id=FixtureId(FIXTURE), site_id=SiteId(SITE), actor="bench")
-    quota = max(size, 1)
     orders.create_order(
-        inst, order_id=OrderId(OLD_ORDER), product_id=ProductId(PRODUCT), site_id=SiteId(SITE), quota=quota,
-        actor="bench",
+        inst, order_id=OrderId(OLD_ORDER), product_id=ProductId(PRODUCT), site_id=SiteId(SITE),
+        quota=max(size, 1), actor="bench",
     )  # fmt: skip
-    return inst
 
 
 def _sample_certificate() -> str:
