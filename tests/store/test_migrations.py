@@ -132,3 +132,30 @@ def test_upgrade_to_0018_binds_stored_test_records_to_their_fixtures_sites(any_i
             ("st-1",),
             ("fx-cm-a",),
         ]
+
+
+def test_upgrade_to_0030_counts_each_orders_allocated_identities_once(any_instance: Instance) -> None:
+    """Orders allocated identities before 0030 start from what they hold; from then on the order keeps the
+    figure (the write path reads it instead of counting the order's identities)."""
+    from fabguard.domain.identities.pools import pool_from_json
+    from fabguard.domain.issuance import FixtureFacts
+    from fabguard.domain.values import FixtureId, OrderId
+    from fabguard.service.catalog import fixtures, identity_pools, orders, product_catalog
+    from fabguard.service.provisioning.allocation import allocate_unit
+
+    inst = any_instance
+    product_catalog.create_product(inst, product_id=ProductId("p"), name="P", actor="t")
+    product_catalog.create_site(inst, site_id=SiteId("s"), name="S", actor="t")
+    fixtures.create_fixture(inst, fixture_id=FixtureId("fx"), site_id=SiteId("s"), actor="t")
+    for order_id in ("po-a", "po-b", "po-c"):
+        orders.create_order(
+            inst, order_id=OrderId(order_id), product_id=ProductId("p"), site_id=SiteId("s"), quota=9, actor="t"
+        )
+    identity_pools.set_pools(inst, ProductId("p"), pool_from_json({"serials": {"prefix": "P-", "width": 4}}), actor="t")
+    for order_id in ("po-a", "po-a", "po-a", "po-b"):
+        allocate_unit(inst, FixtureFacts("fx", "s", False), OrderId(order_id), None)
+    _migrate(inst, "0029", down=True)
+    _migrate(inst, "head")
+    with inst.db.engine.connect() as conn:
+        held = conn.execute(text("SELECT id, identities_allocated FROM orders ORDER BY id"))
+        assert [tuple(r) for r in held] == [("po-a", 3), ("po-b", 1), ("po-c", 0)]

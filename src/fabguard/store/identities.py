@@ -8,6 +8,7 @@ Never an in-process counter: two processes drawing from one pool wait for each o
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from fabguard.domain.identities import CheckAlgorithm, MacAddress, MacBlock, SerialFormat
 from fabguard.domain.identities.pools import IdentityPool, MatterPool
 from fabguard.store.identity_models import AllocatedMac, IdentityPoolRow, UnitIdentityRow
-from fabguard.store.models import Unit
+from fabguard.store.models import Order, Unit
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +105,12 @@ def take_pool(s: Session, product_id: str, serials: int, mac_units: int) -> bool
 
 
 def order_allocations(s: Session, order_ids: Sequence[str]) -> dict[str, int]:
-    """How many units' identities each order holds (read under the orders' locks, so exact)."""
+    """How many units' identities each order holds: the figure its row keeps (read under the orders' locks,
+    so exact; one primary-key read, however many the order holds)."""
     if not order_ids:
         return {}
-    c = UnitIdentityRow.__table__.c
-    rows = s.execute(
-        select(c.order_id, func.count()).where(c.order_id.in_(sorted(set(order_ids)))).group_by(c.order_id)
-    )
+    o = Order.__table__.c
+    rows = s.execute(select(o.id, o.identities_allocated).where(o.id.in_(sorted(set(order_ids)))))
     return {order_id: int(n) for order_id, n in rows}
 
 
@@ -142,9 +142,13 @@ def passcodes_taken(s: Session, passcodes: Sequence[int]) -> set[int]:
 
 
 def insert_allocations(s: Session, units: Sequence[dict[str, Any]], macs: Sequence[dict[str, Any]]) -> None:
-    """Record allocated identities and their addresses, each in one multi-row insert."""
+    """Record allocated identities and their addresses, each in one multi-row insert, and add them to their
+    orders' count (the orders are locked by the caller, as ``order_allocations`` read them)."""
     if units:
         s.execute(insert(cast(Table, UnitIdentityRow.__table__)), list(units))
+        o = Order.__table__.c
+        for order_id, n in sorted(Counter(u["order_id"] for u in units).items()):
+            s.execute(update(Order).where(o.id == order_id).values(identities_allocated=o.identities_allocated + n))
     if macs:
         s.execute(insert(cast(Table, AllocatedMac.__table__)), list(macs))
 
