@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-from fabguard.pki.crl import REASONS, RevokedEntry
+from fabguard.pki.crl import REASONS, RevokedEntry, crl_builder
 from fabguard.pki.profiles import BACKDATE, Issuer, hash_for
 
 UNIT_LABEL = "FabGuard revocation status"  # the status signer's OU (no unit subject has one)
@@ -112,7 +112,6 @@ def build_indirect_crl(
     """The CRL of ``certificate_issuer``'s certificates signed by its status signer: an indirect CRL (RFC 5280
     5.2.5) whose distribution point is ``crl_url``, every entry naming its certificate's issuer (5.3.3), and
     where the signer's certificate is published (``signer_url``, Authority Information Access, 5.2.7)."""
-    ski = signer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     point = x509.IssuingDistributionPoint(
         full_name=[x509.UniformResourceIdentifier(crl_url)],
         relative_name=None,
@@ -122,14 +121,8 @@ def build_indirect_crl(
         indirect_crl=True,
         only_contains_attribute_certs=False,
     )
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(signer.certificate.subject)
-        .last_update(now)
-        .next_update(now + valid_for)
-        .add_extension(x509.CRLNumber(number), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-        .add_extension(point, critical=True)
+    builder = crl_builder(signer.certificate, number=number, now=now, valid_for=valid_for).add_extension(
+        point, critical=True
     )
     if signer_url is not None:
         where = x509.AccessDescription(

@@ -27,18 +27,25 @@ class RevokedEntry:
     reason: str = "unspecified"
 
 
-def build_crl(
-    issuer: Issuer, revoked: list[RevokedEntry], *, number: int, now: datetime, valid_for: timedelta
-) -> x509.CertificateRevocationList:
-    ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    builder = (
+def crl_builder(
+    signer: x509.Certificate, *, number: int, now: datetime, valid_for: timedelta
+) -> x509.CertificateRevocationListBuilder:
+    """What every CRL here starts from: ``signer``'s name and key identifier, the update times and the number."""
+    ski = signer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
         x509.CertificateRevocationListBuilder()
-        .issuer_name(issuer.certificate.subject)
+        .issuer_name(signer.subject)
         .last_update(now)
         .next_update(now + valid_for)
         .add_extension(x509.CRLNumber(number), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
     )
+
+
+def build_crl(
+    issuer: Issuer, revoked: list[RevokedEntry], *, number: int, now: datetime, valid_for: timedelta
+) -> x509.CertificateRevocationList:
+    builder = crl_builder(issuer.certificate, number=number, now=now, valid_for=valid_for)
     for entry in revoked:
         item = x509.RevokedCertificateBuilder().serial_number(entry.serial_number).revocation_date(entry.revoked_at)
         flag = REASONS.get(entry.reason)
