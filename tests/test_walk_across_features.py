@@ -1,0 +1,521 @@
+"""A walk across the product, as its users walk it: one world where every feature has left its data (a Matter
+product with an identity pool and its PAI, an IDevID product with key attestation, two sites, test records in
+four formats, provisioned, refused and revoked units, a licence, a firmware release delivered, field checks, a
+site agent's units synced home, a configuration change, an act of each kind under dual control), then every GET
+route of /openapi.json called as an admin with the world's real ids, the dashboard's stats over each range it
+offers, its pages, and the CLI's list and show commands with ``--json``.
+
+Where one feature's data reaches another's typed answer is where a merge breaks without any feature's own test
+failing: an answer the server cannot fit into its model is a 500. Here every answer must be below 500, every
+2xx JSON answer must fit its schema in /openapi.json, and no command may end in a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import re
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import jsonschema
+import pytest
+import typer
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
+from typer.testing import CliRunner
+
+from fabguard.cli.main import app
+from fabguard.domain.identities.pools import pool_from_json
+from fabguard.domain.values import CaName, ProductId, Serial, SiteId
+from fabguard.fixture.client import FabGuardClientError, FixtureClient
+from fabguard.fixture.device import SimulatedDevice
+from fabguard.fixture.openhtf_records import openhtf_record
+from fabguard.pki import profiles
+from fabguard.service.access import tokens
+from fabguard.service.agent import sync
+from fabguard.service.agent.site_agent import sync_package
+from fabguard.service.approvals import requests
+from fabguard.service.authority import revocation
+from fabguard.service.authority.ca_acts import MatterPaiCreation
+from fabguard.service.catalog import identity_pools, product_catalog
+from fabguard.service.core.instance import Instance
+from fabguard.service.provisioning import reenrolment
+from tests.agent.conftest import Site, agent_fixture, make_site, serve
+from tests.service.ledger.test_witness import Site as WitnessSite
+from tests.support import REQUESTER, World, new_instance, second_person_approves, tested_device
+from tests.tpm_support import TestCa, pem
+
+pytestmark = pytest.mark.slow  # one rich world, ~150 answers and ~30 commands: about a minute
+
+DATA = Path(__file__).resolve().parent / "data" / "testformats"
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="station" errors="0" failures="0" skipped="0" tests="2"
+ timestamp="2026-12-07T09:40:00.000000+00:00" time="0.5" hostname="line-pc">
+<properties><property name="serial" value="SN-JUNIT-0001"/><property name="station" value="pytest-station-1"/></properties>
+<testcase classname="station_suite" name="test_supply_voltage" time="0.2"><properties>
+<property name="vcc" value="3.31"/><property name="vcc.lower" value="3.2"/><property name="vcc.upper" value="3.4"/>
+<property name="vcc.units" value="V"/></properties></testcase>
+<testcase classname="station_suite" name="test_idle_current" time="0.3"><properties>
+<property name="idle_current" value="11.5"/></properties></testcase>
+</testsuite></testsuites>
+"""
+
+
+@dataclass
+class Walk:
+    """The world after every feature has had its turn, and the real ids to fill the routes' paths with."""
+
+    world: World
+    approver: httpx.Client
+    values: dict[str, list[str]] = field(default_factory=dict)
+    orders: dict[str, str] = field(default_factory=dict)  # order id -> its creation time
+
+
+def _ok(answer: httpx.Response, *statuses: int) -> dict[str, Any]:
+    assert answer.status_code in (statuses or (200, 201)), (answer.request.url, answer.status_code, answer.text)
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def _provisioned(fx: FixtureClient, order: str, serial: str, **kw: Any) -> SimulatedDevice:
+    device = tested_device(fx, serial, seed=hash(serial) % 1000)
+    device.certificate_pem = fx.provision(order, serial, device.csr_pem(), **kw).certificate_pem
+    return device
+
+
+def _approve(walk: Walk, answer: httpx.Response) -> str:
+    """A request that waits for a second person (202), approved by the approver over the API: its id."""
+    pending = _ok(answer, 202)
+    approval_id = str((pending.get("pending_approval") or pending)["id"])
+    _ok(walk.approver.post(f"/api/v1/approvals/{approval_id}/approve"), 200)
+    return approval_id
+
+
+def _matter_product(world: World, fx: FixtureClient) -> tuple[str, list[str]]:
+    """A Matter bulb: its PAI (dual control), its pool (serials, MACs, Matter), an order, allocated and issued units."""
+    inst = world.inst
+    product_catalog.create_product(inst, product_id=ProductId("bulb"), name="Smart Bulb", actor="test")
+    asked = requests.request(inst, CaName("pai-bulb").value, MatterPaiCreation("bulb", 0xFFF1, 0x8000), by=REQUESTER)
+    second_person_approves(inst, asked)
+    pool = {
+        "serials": {"prefix": "BULB-", "width": 5},
+        "macs": {"prefix": "00-1B-63", "per_unit": 2, "first": 0, "count": 64},
+        "matter": {"vendor_id": 0xFFF1, "product_id": 0x8000, "iterations": 1000},
+    }
+    identity_pools.set_pools(inst, ProductId("bulb"), pool_from_json(pool), actor="test")
+    with world.admin() as admin:
+        order = _ok(admin.post("/api/v1/orders", json={"product_id": "bulb", "site_id": "cm-a", "quota": 5}))["id"]
+    serials = []
+    for _ in range(2):
+        serial = fx.allocate(order)["serial"]
+        _provisioned(fx, order, serial)
+        serials.append(serial)
+    allocated_only = fx.allocate(order)["serial"]  # drawn, never provisioned
+    return order, [*serials, allocated_only]
+
+
+def _test_files(fx: FixtureClient) -> list[str]:
+    """The station's own reports, as they are: ATML, CSV, JUnit XML (the OpenHTF ones come with each unit)."""
+    stored = fx.upload_test_file((DATA / "atml" / "teststand_atml500_passed.xml").read_bytes(), "application/xml")
+    stored += fx.upload_test_file((DATA / "atml" / "teststand_atml601_failed.xml").read_bytes(), "application/xml")
+    stored += fx.upload_test_file((DATA / "csv" / "station_run.csv").read_bytes(), "text/csv")
+    stored += fx.upload_test_file(JUNIT.encode(), "application/xml", format="junit")
+    return [str(r["serial"]) for r in stored]
+
+
+def _field_checks(world: World, devices: list[SimulatedDevice]) -> None:
+    """Each device answers a challenge; a certificate the issuing CA signed off the log (a clone) too."""
+    with world.admin() as admin:
+        for device in devices:
+            nonce = _ok(admin.post("/api/v1/field/challenge"))["nonce"]
+            _ok(admin.post("/api/v1/field/verify", json=device.field_answer(nonce, source="store-berlin")))
+        key = ec.generate_private_key(ec.SECP256R1())
+        inst = world.inst
+        rogue = profiles.idevid_certificate(
+            inst.cas.issuer("issuing"), key.public_key(), Serial("SN-OFFLOG"), "Acme Devices", "sensor", inst.clock()
+        )
+        clone = SimulatedDevice("SN-OFFLOG", key, rogue.public_bytes(serialization.Encoding.PEM).decode())
+        nonce = _ok(admin.post("/api/v1/field/challenge"))["nonce"]
+        assert _ok(admin.post("/api/v1/field/verify", json=clone.field_answer(nonce)))["genuine"] is False
+
+
+def _firmware(world: World, fx: FixtureClient, order: str, serial: str) -> str:
+    with world.admin() as admin:
+        image = base64.b64encode(b"\x7fFIRMWARE" * 512).decode()
+        body = {"product_id": "sensor", "version": "1.0.0", "image": image, "notes": "First release."}
+        release = _ok(admin.post("/api/v1/firmware/releases", json=body), 201)["id"]
+        _ok(admin.post(f"/api/v1/firmware/releases/{release}/approve"))
+        _ok(admin.post(f"/api/v1/firmware/releases/{release}/attach", json={"order_id": order}))
+        withdrawn = _ok(admin.post("/api/v1/firmware/releases", json={**body, "version": "0.9.0"}), 201)["id"]
+        _ok(admin.post(f"/api/v1/firmware/releases/{withdrawn}/withdraw", json={"reason": "superseded"}))
+    assert fx.fetch_firmware(order, serial, release)
+    return str(release)
+
+
+def _acts_under_dual_control(walk: Walk, idle_order: str) -> list[str]:
+    """One act of each kind a person asks for over the API, approved by a second; one left pending, one rejected."""
+    done: list[str] = []
+    with walk.world.admin() as admin:
+        done.append(_approve(walk, admin.post("/api/v1/cas", json={"name": "issuing-b", "site_id": "cm-b"})))
+        done.append(_approve(walk, admin.post("/api/v1/cas/issuing-b/revoke", json={"note": "never used"})))
+        person = _ok(admin.post("/api/v1/people", json={"name": "Pat", "roles": ["engineer"]}), 201)["id"]
+        done.append(_approve(walk, admin.post(f"/api/v1/people/{person}/grant", json={"role": "approver"})))
+        done.append(_approve(walk, admin.post("/api/v1/tokens", json={"person": person, "role": "approver"})))
+        _ok(admin.post(f"/api/v1/orders/{idle_order}/state", json={"state": "suspended"}))
+        done.append(_approve(walk, admin.post(f"/api/v1/orders/{idle_order}/state", json={"state": "active"})))
+        _ok(admin.post("/api/v1/products/sensor/licence-signers/rotate"), 201)
+        done.append(_approve(walk, admin.post("/api/v1/products/sensor/licence-signers/1/revoke", json={"note": "old"})))
+        pending = _ok(admin.post("/api/v1/cas", json={"name": "issuing-c"}), 202)
+        rejected = _ok(admin.post("/api/v1/cas", json={"name": "issuing-d"}), 202)
+        _ok(walk.approver.post(f"/api/v1/approvals/{rejected['id']}/reject"))
+        change = _ok(admin.post(f"/api/v1/orders/{idle_order}/quota-changes", json={"quota": 20, "reason": "more"}))
+        _ok(walk.approver.post(f"/api/v1/quota-changes/{change['id']}/approve"))
+        walk.values["change_id"] = [str(change["id"])]
+        walk.values["person_id"] = [person]
+    return [*done, str(pending["id"]), str(rejected["id"])]
+
+
+def _agent_units(world: World, home: Path) -> Site:
+    """A site agent made from an approved lease (which names this server), its unit issued offline, synced."""
+    site = make_site(world, home)
+    for inst, server in serve(site):
+        with agent_fixture(site, server) as client:
+            device = tested_device(client, "SN-AGENT-1")
+            device.certificate_pem = client.provision(site.order_id, "SN-AGENT-1", device.csr_pem()).certificate_pem
+        summary = sync.sync_lease(world.inst, sync_package(inst, site.home), actor="test")
+        assert summary["units"] == 1, summary
+    return site
+
+
+def _ocsp_requests(world: World, devices: list[SimulatedDevice]) -> list[str]:
+    """OCSP requests (base64 DER, as a GET carries them) for these devices' certificates."""
+    issuer = x509.load_pem_x509_certificate(world.inst.cas.certificate_pem("issuing").encode())
+    out = []
+    for device in devices:
+        leaf = x509.load_pem_x509_certificate(str(device.certificate_pem).encode())
+        asked = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build()
+        out.append(base64.b64encode(asked.public_bytes(serialization.Encoding.DER)).decode())
+    return out
+
+
+def _reenrolled(world: World, device: SimulatedDevice) -> None:
+    """The unit's EST re-enrolment: a second certificate in its history."""
+    leaf = x509.load_pem_x509_certificate(str(device.certificate_pem).encode())
+    der = leaf.public_bytes(serialization.Encoding.DER)
+    assert reenrolment.reenroll_unit(world.inst, der, device.csr_pem().encode())
+
+
+def _audits_and_upkeep(walk: Walk, order_b: str) -> None:
+    """A witness's cosignature, the hand-off manifest, the CRA pack and a ledger export; a fixture, a person and a
+    token revoked or suspended; an order's units revoked; an alert acknowledged; the issuing CA rotated."""
+    with walk.world.admin() as admin:
+        support = {"support_until": "2031-12-31", "vulnerability_contact": "mailto:psirt@example.com"}
+        for product in ("sensor", "bulb"):
+            _ok(admin.put(f"/api/v1/products/{product}/compliance", json=support))
+        _ok(admin.post("/api/v1/ledger/checkpoint"))
+        witness_site = WitnessSite(walk.world.inst)
+        _ok(admin.post("/api/v1/ledger/witnesses", json={"site_id": "cm-a", "verifier_key": witness_site.verifier}))
+        size, line = witness_site.cosign(walk.world.inst)
+        _ok(admin.post("/api/v1/ledger/cosignatures", json={"size": size, "signatures": line}))
+        _ok(admin.post(f"/api/v1/handoff/manifest/{order_b}"))
+        for archive in ("/api/v1/compliance/pack", "/api/v1/ledger/export"):  # archives, not JSON
+            assert admin.post(archive).status_code == 200, archive
+        _ok(admin.post("/api/v1/fixtures/fx-b1/revoke", json={"reason": "line closed"}))
+        _ok(admin.post(f"/api/v1/orders/{order_b}/revoke-units", json={"note": "recall"}))
+        sam = _ok(admin.post("/api/v1/people", json={"name": "Sam", "roles": ["operator"], "site_id": "cm-b"}))
+        made = _ok(admin.post("/api/v1/tokens", json={"person": sam["id"], "role": "operator", "site_id": "cm-b"}))
+        _ok(admin.post(f"/api/v1/tokens/{made['id']}/revoke"))
+        _ok(admin.post(f"/api/v1/people/{sam['id']}/suspend", json={"reason": "left"}))
+        alerts = _ok(admin.get("/api/v1/alerts", params={"state": "all"}))
+        assert alerts, "the clone raised no alert"
+        _ok(admin.post(f"/api/v1/alerts/{alerts[0]['id']}/ack", json={"note": "a clone, reported"}))  # type: ignore[index]
+        change = _ok(admin.post(f"/api/v1/orders/{order_b}/quota-changes", json={"quota": 9, "reason": "less"}))
+        _ok(walk.approver.post(f"/api/v1/quota-changes/{change['id']}/reject"))
+        walk.values["approval_id"].append(_approve(walk, admin.post("/api/v1/cas/issuing/rotate", json={"new_name": "issuing-2"})))
+
+
+def _config_change(world: World) -> None:
+    done = CliRunner().invoke(app, ["--home", str(world.inst.home), "config", "set", "public-url", world.url])
+    assert done.exit_code == 0, done.output
+
+
+def _build(world: World, tmp: Path) -> Walk:
+    inst = world.inst
+    _, approver_secret = tokens.create_token(inst, name="alex", role="approver", actor="test")
+    approver = world.admin()
+    approver.headers["Authorization"] = f"Bearer {approver_secret}"
+    walk = Walk(world, approver)
+    agent = _agent_units(world, tmp / "agent")  # first: its lease carries the fixture line-1
+
+    fx_a, fx_b = world.fixture("fx-a1", "cm-a"), world.fixture("fx-b1", "cm-b")
+    order_a, order_b, idle = world.order(10), world.order(5, site="cm-b"), world.order(3)
+    vendor = TestCa.make("Walk SE vendor root")
+    with world.admin() as admin:
+        _ok(admin.put("/api/v1/products/sensor/attestation", json={"policy": "optional"}))
+        _ok(admin.post("/api/v1/products/sensor/attestation/roots", json={"kind": "se", "certificate": vendor.pem}))
+        _ok(admin.put("/api/v1/products/sensor/royalty-rate", json={"amount": "0.25", "currency": "EUR"}))
+    plain = _provisioned(fx_a, order_a, "SN-A1")
+    revoked = _provisioned(fx_a, order_a, "SN-A2")
+    licensed = _provisioned(fx_a, order_a, "SN-A3")
+    se_device = tested_device(fx_a, "SN-A4")
+    chain = [pem(vendor.issue("se-device", se_device.key.public_key())), vendor.pem]
+    attested = fx_a.provision(order_a, "SN-A4", se_device.csr_pem(), attestation={"format": "se-chain", "chain": chain})
+    se_device.certificate_pem = attested.certificate_pem
+    at_b = _provisioned(fx_b, order_b, "SN-B1")
+    failed = tested_device(fx_a, "SN-FAIL", passed=False)
+    with pytest.raises(FabGuardClientError):  # a failed test: refused
+        fx_a.provision(order_a, "SN-FAIL", failed.csr_pem())
+    with pytest.raises(FabGuardClientError):  # never tested: refused
+        fx_a.provision(order_a, "SN-UNTESTED", SimulatedDevice("SN-UNTESTED").csr_pem())
+    from_files = _test_files(fx_a)
+    fx_b.upload_test_record(openhtf_record("SN-B2", "fx-b1", fail=False, rng=random.Random(7)))  # tested only
+    revocation.revoke_unit(inst, "SN-A2", reason_code="key_compromise", note="cloned", actor="admin")
+    matter_order, matter_serials = _matter_product(world, fx_a)
+    with world.admin() as admin:
+        _ok(admin.post("/api/v1/units/SN-A3/licences", json={"features": ["radio.lte"]}), 201)
+        _ok(admin.post("/api/v1/ledger/checkpoint"))
+    release = _firmware(world, fx_a, order_a, "SN-A1")
+    _field_checks(world, [plain, revoked, licensed, se_device, at_b])
+    approvals = _acts_under_dual_control(walk, idle)
+    _reenrolled(world, plain)
+    _config_change(world)
+    walk.values["approval_id"] = approvals
+    _audits_and_upkeep(walk, order_b)
+    with world.admin() as admin:
+        _ok(admin.post("/api/v1/ledger/checkpoint"))
+        leases = [str(x["id"]) for x in _ok(admin.get("/api/v1/leases"))]  # type: ignore[union-attr]
+        cas = [str(x["name"]) for x in _ok(admin.get("/api/v1/cas"))]  # type: ignore[union-attr]
+        fixtures = [str(x["id"]) for x in _ok(admin.get("/api/v1/fixtures"))]  # type: ignore[union-attr]
+        tokens_listed = [str(x["id"]) for x in _ok(admin.get("/api/v1/tokens"))]  # type: ignore[union-attr]
+        orders = _ok(admin.get("/api/v1/orders"))
+        walk.orders = {str(o["id"]): str(o["created_at"]) for o in orders}  # type: ignore[union-attr]
+    serials = ["SN-A1", "SN-A2", "SN-A3", "SN-A4", "SN-B1", "SN-B2", "SN-FAIL", "SN-UNTESTED", "SN-AGENT-1"]
+    walk.values.update(
+        serial=[*serials, *matter_serials, *from_files],
+        order_id=[order_a, order_b, idle, matter_order, agent.order_id],
+        label=[order_a, matter_order],
+        product_id=["sensor", "bulb"],
+        fixture_id=fixtures,
+        ca=cas,
+        name=cas,
+        release_id=[release],
+        lease_id=leases,
+        token_id=tokens_listed,
+        ocsp_request=_ocsp_requests(world, [plain, revoked]),
+    )
+    with world.admin() as admin:
+        people = _ok(admin.get("/api/v1/people"))
+    walk.values.setdefault("person_id", []).extend(str(p["id"]) for p in people)  # type: ignore[union-attr]
+    return walk
+
+
+@pytest.fixture(scope="module")
+def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walk]:
+    tmp = tmp_path_factory.mktemp("walk")
+    inst = new_instance(tmp / "home")
+    world = World.start(inst, tmp)
+    try:
+        yield _build(world, tmp)
+    finally:
+        world.stop()
+        inst.close()
+
+
+# ---------------------------------------------------------------------------------------------- the API
+
+
+def _spec(walk: Walk) -> dict[str, Any]:
+    with walk.world.admin() as admin:
+        return _ok(admin.get("/openapi.json"))
+
+
+def _query_sets(path: str, walk: Walk) -> list[dict[str, str]]:
+    """The queries a user sends to ``path`` (beyond none at all), with the world's ids."""
+    order = walk.values["order_id"][0]
+    serial = "SN-A1"
+    sets: dict[str, list[dict[str, str]]] = {
+        "/api/v1/ledger/proof/inclusion": [{"serial": serial}, {"index": "0"}, {"serial": "SN-AGENT-1"}],
+        "/api/v1/ledger/proof/consistency": [{"first": "1", "second": "5"}],
+        "/api/v1/ledger/checkpoint": [{"format": "json"}],
+        "/api/v1/reports/reconciliation": [{"order_id": o} for o in walk.values["order_id"]] + [{"site_id": "cm-b"}],
+        "/api/v1/royalties/statement": [{"product_id": "sensor"}, {"order_id": order}, {"site_id": "cm-a"}],
+        "/api/v1/royalties/rates": [{"product_id": "sensor"}, {"order_id": order}],
+        "/api/v1/approvals": [{"state": s} for s in ("pending", "approved", "rejected", "expired")],
+        "/api/v1/events": [{"kind": k} for k in ("config.urls_changed", "unit.refused", "agent.unit.provisioned")]
+        + [{"order_id": order}, {"limit": "1000"}],
+        "/api/v1/units": [{"order_id": o} for o in walk.values["order_id"]] + [{"product_id": "bulb"}],
+        "/api/v1/units/search": [{"q": q} for q in ("SN-A", "BULB-", "SN-AGENT-1", "SN-CSV-0001", "00:1B:63")],
+        "/api/v1/leases": [{"order_id": walk.values["order_id"][-1]}],
+        "/api/v1/firmware/releases": [{"product_id": "sensor"}],
+        "/api/v1/alerts": [{"state": "all"}],
+        "/api/v1/stats/distribution": [{"phase": "power", "name": "vcc"}],
+        "/api/v1/stats/failing-units": [{"phase": "power"}],
+        "/api/v1/stats/production": [{"order": order}, {"site": "cm-b"}, {"product": "bulb"}],
+    }
+    return sets.get(path, [])
+
+
+NOT_JSON = {"/api/v1/stream", "/metrics"}  # a stream that never ends; Prometheus text (checked on its own)
+
+
+def _concrete(path: str, walk: Walk) -> list[str]:
+    """``path`` with each real id the world has for its parameters (every one; the others left at their first)."""
+    names = re.findall(r"{(\w+)}", path)
+    if not names:
+        return [path]
+    out = []
+    for name in names:
+        assert name in walk.values, f"no value for {{{name}}} in {path}: add one to the walk"
+        for value in walk.values[name]:
+            filled = path.replace("{" + name + "}", quote(value, safe=""))
+            for other in names:
+                if other != name:
+                    filled = filled.replace("{" + other + "}", quote(walk.values[other][0], safe=""))
+            out.append(filled)
+    return out
+
+
+def _checked(spec: dict[str, Any], template: str, answer: httpx.Response) -> str | None:
+    """What is wrong with ``answer`` to ``GET template`` (None: nothing)."""
+    where = f"GET {answer.request.url.raw_path.decode()}"
+    if answer.status_code >= 500:
+        return f"{where}: {answer.status_code} {answer.text[:300]}"
+    kind = answer.headers.get("content-type", "").split(";")[0]
+    if answer.status_code >= 300 or kind != "application/json":
+        return None
+    documented = spec["paths"][template]["get"]["responses"].get(str(answer.status_code), {})
+    schema = documented.get("content", {}).get("application/json", {}).get("schema")
+    if schema is None:
+        return f"{where}: {answer.status_code} has no JSON schema in /openapi.json"
+    try:
+        jsonschema.validate(answer.json(), {**schema, "components": spec["components"]})
+    except jsonschema.ValidationError as wrong:
+        return f"{where}: does not fit its schema at {list(wrong.absolute_path)}: {wrong.message[:300]}"
+    return None
+
+
+def test_every_get_route_answers_below_500_and_fits_its_schema(walk: Walk) -> None:
+    spec = _spec(walk)
+    problems: list[str] = []
+    called = 0
+    with walk.world.admin() as admin:
+        for template, operations in spec["paths"].items():
+            if "get" not in operations or template in NOT_JSON:
+                continue
+            for path in _concrete(template, walk):
+                for query in [{}, *_query_sets(template, walk)]:
+                    answer = admin.get(path, params=query)
+                    called += 1
+                    problem = _checked(spec, template, answer)
+                    print("WALK", answer.status_code, answer.request.url.raw_path.decode()[:140], answer.text[:150] if answer.status_code >= 300 else "")
+                    if problem:
+                        problems.append(problem)
+        metrics = admin.get("/metrics")
+        assert metrics.status_code == 200 and "fabguard_" in metrics.text
+    assert not problems, "\n".join(problems)
+    assert called > 150
+
+
+def test_the_world_is_as_rich_as_the_walk_says(walk: Walk) -> None:
+    """The data the walk is about is there (else the walk proves little)."""
+    with walk.world.admin() as admin:
+        kinds = {e["kind"] for e in _ok(admin.get("/api/v1/events", params={"limit": "1000"}))}  # type: ignore[union-attr]
+        genealogy = _ok(admin.get(f"/api/v1/units/{walk.values['serial'][9]}/genealogy"))
+        states = {a["state"] for a in _ok(admin.get("/api/v1/approvals", params={"state": "approved"}))}  # type: ignore[union-attr]
+    expected = {"config.urls_changed", "unit.refused", "unit.revoked", "field.checked", "licence.issued"}
+    assert expected <= kinds, expected - kinds
+    assert any(k.startswith("agent.") for k in kinds), kinds
+    assert genealogy and states == {"approved"}
+
+
+# The dashboard's ranges (web/static/core.js): the shift is the server's default window.
+RANGES = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
+STATS = ("overview", "production", "stations", "distribution", "failing-units")
+
+
+def _windows(walk: Walk) -> list[dict[str, str]]:
+    now = datetime.now(UTC)
+    windows = [{}] + [{"since": (now - span).isoformat(), "until": now.isoformat()} for span in RANGES.values()]
+    windows += [{"since": created, "until": now.isoformat()} for created in walk.orders.values()]  # the order's life
+    windows.append({"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z"})  # custom, empty
+    return windows
+
+
+def test_the_dashboards_stats_answer_every_range_within_their_schema(walk: Walk) -> None:
+    spec = _spec(walk)
+    problems: list[str] = []
+    with walk.world.admin() as admin:
+        for window in _windows(walk):
+            for name in STATS:
+                for extra in [{}, *_query_sets(f"/api/v1/stats/{name}", walk)]:
+                    problem = _checked(spec, f"/api/v1/stats/{name}", admin.get(f"/api/v1/stats/{name}", params={**window, **extra}))
+                    if problem:
+                        problems.append(problem)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_dashboard_pages_and_their_files_load(walk: Walk) -> None:
+    verify = ssl.create_default_context(cafile=str(walk.world.root_ca))
+    with httpx.Client(base_url=walk.world.url, verify=verify) as anyone:
+        page = anyone.get("/")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        files = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
+        assert files
+        for path in [*files, "/docs"]:
+            assert anyone.get(path).status_code == 200, path
+
+
+# ---------------------------------------------------------------------------------------------- the CLI
+
+
+def _json_commands() -> list[tuple[list[str], list[str]]]:
+    """Each command with ``--json`` that only reads (its words, its required arguments' names)."""
+    found: list[tuple[list[str], list[str]]] = []
+
+    def visit(command: Any, words: list[str]) -> None:
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            visit(sub, [*words, name])
+        if getattr(command, "commands", None) or not any("--json" in getattr(p, "opts", []) for p in command.params):
+            return
+        if words[-1] not in {"create", "approve"}:  # these write
+            found.append((words, [p.name for p in command.params if p.required]))
+
+    visit(typer.main.get_command(app), [])
+    return found
+
+
+ARGUMENT_VALUES = {"person": "person_id", "order_id": "order_id", "approval_id": "approval_id", "serial": "serial"}
+
+
+def test_every_cli_list_and_show_with_json_ends_without_a_traceback(walk: Walk) -> None:
+    home = ["--home", str(walk.world.inst.home)]
+    runner = CliRunner()
+    problems = []
+    commands = _json_commands()
+    assert len(commands) > 25
+    for words, required in commands:
+        args = list(words)
+        for name in required:
+            if name in {"product_id", "product"}:
+                value = "bulb"
+            else:
+                value = walk.values[ARGUMENT_VALUES[name]][0] if name != "serial" else "SN-A3"
+            args += [f"--{name}", value] if name == "serial" else [value]
+        done = runner.invoke(app, [*home, *args, "--json"], env={"COLUMNS": "200"})
+        print("CLI", done.exit_code, args, done.output[:200].replace("\n", " "))
+        crashed = done.exception is not None and not isinstance(done.exception, SystemExit)
+        if crashed or "Traceback" in done.output:
+            problems.append(f"fabguard {' '.join(args)} --json: {done.exception!r}\n{done.output[-800:]}")
+        elif done.exit_code == 0 and words[0] not in {"doctor", "agent"}:
+            json.loads(done.stdout)
+    assert not problems, "\n\n".join(problems)
