@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from typer.testing import CliRunner
 
+from fabguard.api.server import ServerThread
 from fabguard.cli.main import app
 from fabguard.domain.identities.pools import pool_from_json
 from fabguard.domain.values import CaName, ProductId, Serial, SiteId
@@ -50,7 +51,8 @@ from fabguard.service.authority.ca_acts import MatterPaiCreation
 from fabguard.service.catalog import identity_pools, product_catalog
 from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning import reenrolment
-from tests.agent.conftest import Site, agent_fixture, make_site, serve
+from tests.api.test_role_matrix import PATH_VALUES
+from tests.agent.conftest import Site, agent_fixture, make_site
 from tests.service.ledger.test_witness import Site as WitnessSite
 from tests.support import REQUESTER, World, new_instance, second_person_approves, tested_device
 from tests.tpm_support import TestCa, pem
@@ -72,11 +74,28 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 
 
 @dataclass
+class Agent:
+    """The site agent, serving (its own instance and server), with an admin token of its own, and its ids."""
+
+    site: Site
+    inst: Instance
+    server: ServerThread
+    token: str = ""
+    values: dict[str, list[str]] = field(default_factory=dict)
+
+    def admin(self) -> httpx.Client:
+        verify = ssl.create_default_context(cafile=str(self.site.world.root_ca))
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return httpx.Client(base_url=self.server.url, verify=verify, headers=headers, timeout=30)
+
+
+@dataclass
 class Walk:
     """The world after every feature has had its turn, and the real ids to fill the routes' paths with."""
 
     world: World
     approver: httpx.Client
+    agent: Agent
     values: dict[str, list[str]] = field(default_factory=dict)
     orders: dict[str, str] = field(default_factory=dict)  # order id -> its creation time
 
@@ -185,16 +204,39 @@ def _acts_under_dual_control(walk: Walk, idle_order: str) -> list[str]:
     return [*done, str(pending["id"]), str(rejected["id"])]
 
 
-def _agent_units(world: World, home: Path) -> Site:
-    """A site agent made from an approved lease (which names this server), its unit issued offline, synced."""
+def _agent_units(world: World, home: Path) -> Agent:
+    """A site agent made from an approved lease (which names this server), serving: two units issued offline
+    and synced, one refused, then one more issued after the sync (not yet home)."""
     site = make_site(world, home)
-    for inst, server in serve(site):
-        with agent_fixture(site, server) as client:
-            device = tested_device(client, "SN-AGENT-1")
-            device.certificate_pem = client.provision(site.order_id, "SN-AGENT-1", device.csr_pem()).certificate_pem
+    inst = Instance.open(site.home)
+    agent = Agent(site, inst, ServerThread(inst).start())
+    _, agent.token = tokens.create_token(inst, name="agent-admin", role="admin", actor="test")
+    with agent_fixture(site, agent.server) as client:
+        for serial in ("SN-AGENT-1", "SN-AGENT-2"):
+            device = tested_device(client, serial)
+            device.certificate_pem = client.provision(site.order_id, serial, device.csr_pem()).certificate_pem
+        with pytest.raises(FabGuardClientError):
+            client.provision(site.order_id, "SN-AGENT-X", SimulatedDevice("SN-AGENT-X").csr_pem())
         summary = sync.sync_lease(world.inst, sync_package(inst, site.home), actor="test")
-        assert summary["units"] == 1, summary
-    return site
+        assert summary["units"] == 2, summary
+        later = tested_device(client, "SN-AGENT-3")
+        client.provision(site.order_id, "SN-AGENT-3", later.csr_pem())
+    terms = site.lease["lease"]
+    assert isinstance(terms, dict)
+    with agent.admin() as admin:
+        agent.values = {
+            "serial": ["SN-AGENT-1", "SN-AGENT-3", "SN-AGENT-X"],
+            "order_id": [site.order_id],
+            "label": [site.order_id],
+            "product_id": ["sensor"],
+            "lease_id": [str(terms["lease_id"])],
+            "ca": [str(x["name"]) for x in _ok(admin.get("/api/v1/cas"))],  # type: ignore[union-attr]
+            "fixture_id": ["line-1"],
+            "person_id": [str(x["id"]) for x in _ok(admin.get("/api/v1/people"))],  # type: ignore[union-attr]
+            "token_id": [str(x["id"]) for x in _ok(admin.get("/api/v1/tokens"))],  # type: ignore[union-attr]
+        }
+    agent.values["name"] = agent.values["ca"]
+    return agent
 
 
 def _ocsp_requests(world: World, devices: list[SimulatedDevice]) -> list[str]:
@@ -206,6 +248,11 @@ def _ocsp_requests(world: World, devices: list[SimulatedDevice]) -> list[str]:
         asked = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build()
         out.append(base64.b64encode(asked.public_bytes(serialization.Encoding.DER)).decode())
     return out
+
+
+def _sha256(device: SimulatedDevice) -> str:
+    leaf = x509.load_pem_x509_certificate(str(device.certificate_pem).encode())
+    return leaf.fingerprint(hashes.SHA256()).hex()
 
 
 def _reenrolled(world: World, device: SimulatedDevice) -> None:
@@ -254,8 +301,8 @@ def _build(world: World, tmp: Path) -> Walk:
     _, approver_secret = tokens.create_token(inst, name="alex", role="approver", actor="test")
     approver = world.admin()
     approver.headers["Authorization"] = f"Bearer {approver_secret}"
-    walk = Walk(world, approver)
     agent = _agent_units(world, tmp / "agent")  # first: its lease carries the fixture line-1
+    walk = Walk(world, approver, agent)
 
     fx_a, fx_b = world.fixture("fx-a1", "cm-a"), world.fixture("fx-b1", "cm-b")
     order_a, order_b, idle = world.order(10), world.order(5, site="cm-b"), world.order(3)
@@ -299,10 +346,10 @@ def _build(world: World, tmp: Path) -> Walk:
         tokens_listed = [str(x["id"]) for x in _ok(admin.get("/api/v1/tokens"))]  # type: ignore[union-attr]
         orders = _ok(admin.get("/api/v1/orders"))
         walk.orders = {str(o["id"]): str(o["created_at"]) for o in orders}  # type: ignore[union-attr]
-    serials = ["SN-A1", "SN-A2", "SN-A3", "SN-A4", "SN-B1", "SN-B2", "SN-FAIL", "SN-UNTESTED", "SN-AGENT-1"]
+    serials = ["SN-A1", "SN-A2", "SN-A3", "SN-A4", "SN-B1", "SN-B2", "SN-FAIL", "SN-UNTESTED", "SN-AGENT-1", "SN-AGENT-3"]
     walk.values.update(
         serial=[*serials, *matter_serials, *from_files],
-        order_id=[order_a, order_b, idle, matter_order, agent.order_id],
+        order_id=[order_a, order_b, idle, matter_order, agent.site.order_id],
         label=[order_a, matter_order],
         product_id=["sensor", "bulb"],
         fixture_id=fixtures,
@@ -312,6 +359,7 @@ def _build(world: World, tmp: Path) -> Walk:
         lease_id=leases,
         token_id=tokens_listed,
         ocsp_request=_ocsp_requests(world, [plain, revoked]),
+        cert=[_sha256(plain), _sha256(revoked)],
     )
     with world.admin() as admin:
         people = _ok(admin.get("/api/v1/people"))
@@ -324,9 +372,14 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walk]:
     tmp = tmp_path_factory.mktemp("walk")
     inst = new_instance(tmp / "home")
     world = World.start(inst, tmp)
+    walk = None
     try:
-        yield _build(world, tmp)
+        walk = _build(world, tmp)
+        yield walk
     finally:
+        if walk is not None:
+            walk.agent.server.stop()
+            walk.agent.inst.close()
         world.stop()
         inst.close()
 
@@ -339,28 +392,39 @@ def _spec(walk: Walk) -> dict[str, Any]:
         return _ok(admin.get("/openapi.json"))
 
 
-def _query_sets(path: str, walk: Walk) -> list[dict[str, str]]:
+def _query_sets(path: str, values: dict[str, list[str]]) -> list[dict[str, str]]:
     """The queries a user sends to ``path`` (beyond none at all), with the world's ids."""
-    order = walk.values["order_id"][0]
-    serial = "SN-A1"
+    orders, serials = values["order_id"], values["serial"]
+    order = orders[0]
     sets: dict[str, list[dict[str, str]]] = {
-        "/api/v1/ledger/proof/inclusion": [{"serial": serial}, {"index": "0"}, {"serial": "SN-AGENT-1"}],
+        "/api/v1/ledger/proof/inclusion": [{"serial": s} for s in serials[:3]]
+        + [{"index": "0"}, *({"cert": c} for c in values.get("cert", []))],
         "/api/v1/ledger/proof/consistency": [{"first": "1", "second": "5"}],
-        "/api/v1/ledger/checkpoint": [{"format": "json"}],
-        "/api/v1/reports/reconciliation": [{"order_id": o} for o in walk.values["order_id"]] + [{"site_id": "cm-b"}],
-        "/api/v1/royalties/statement": [{"product_id": "sensor"}, {"order_id": order}, {"site_id": "cm-a"}],
+        "/api/v1/ledger/checkpoint": [{"format": "json"}, {"format": "text"}],
+        "/api/v1/ledger/checkpoint/cosigned": [{"format": "text"}],
+        "/api/v1/ledger/checkpoints": [{"limit": "100"}],
+        "/api/v1/ledger/cosign-request": [{"old": "1"}],
+        "/api/v1/reports/reconciliation": [{"order_id": o} for o in orders]
+        + [{"site_id": "cm-b"}, {"order_id": order, "format": "csv"}, {"order_id": order, "format": "pdf"}],
+        "/api/v1/royalties/statement": [{"product_id": "sensor"}, {"order_id": order}, {"site_id": "cm-a"}]
+        + [{"product_id": "sensor", "format": "csv"}, {"product_id": "sensor", "format": "pdf"}],
         "/api/v1/royalties/rates": [{"product_id": "sensor"}, {"order_id": order}],
         "/api/v1/approvals": [{"state": s} for s in ("pending", "approved", "rejected", "expired")],
         "/api/v1/events": [{"kind": k} for k in ("config.urls_changed", "unit.refused", "agent.unit.provisioned")]
-        + [{"order_id": order}, {"limit": "1000"}],
-        "/api/v1/units": [{"order_id": o} for o in walk.values["order_id"]] + [{"product_id": "bulb"}],
+        + [{"order_id": order}, {"limit": "1000"}, {"after": "5"}],
+        "/api/v1/orders/{order_id}/units": [{"limit": "1"}, {"after": "SN-A1"}],
+        "/api/v1/units": [{"order_id": o} for o in orders] + [{"product_id": "bulb"}],
         "/api/v1/units/search": [{"q": q} for q in ("SN-A", "BULB-", "SN-AGENT-1", "SN-CSV-0001", "00:1B:63")],
-        "/api/v1/leases": [{"order_id": walk.values["order_id"][-1]}],
+        "/api/v1/leases": [{"order_id": orders[-1]}],
         "/api/v1/firmware/releases": [{"product_id": "sensor"}],
+        "/api/v1/field/checks": [{"limit": "1000"}],
         "/api/v1/alerts": [{"state": "all"}],
-        "/api/v1/stats/distribution": [{"phase": "power", "name": "vcc"}],
-        "/api/v1/stats/failing-units": [{"phase": "power"}],
-        "/api/v1/stats/production": [{"order": order}, {"site": "cm-b"}, {"product": "bulb"}],
+        "/api/v1/stats/overview": [{"site": "cm-a"}, {"site": "cm-b"}],
+        "/api/v1/stats/stations": [{"site": "cm-a"}],
+        "/api/v1/stats/distribution": [{"phase": "power", "name": "vcc"}, {"phase": "power", "name": "vcc", "bins": "5"}]
+        + [{"phase": "Supply voltage", "name": "vcc", "fixture": "fx-a1"}],
+        "/api/v1/stats/failing-units": [{"phase": "power"}, {"phase": "power", "measurement": "vcc", "site": "cm-a"}],
+        "/api/v1/stats/production": [{"order": order}, {"site": "cm-b"}, {"product": "bulb"}, {"fixture": "fx-a1"}],
     }
     return sets.get(path, [])
 
@@ -368,19 +432,20 @@ def _query_sets(path: str, walk: Walk) -> list[dict[str, str]]:
 NOT_JSON = {"/api/v1/stream", "/metrics"}  # a stream that never ends; Prometheus text (checked on its own)
 
 
-def _concrete(path: str, walk: Walk) -> list[str]:
-    """``path`` with each real id the world has for its parameters (every one; the others left at their first)."""
+def _concrete(path: str, values: dict[str, list[str]]) -> list[str]:
+    """``path`` with each real id the world has for its parameters (every one; the others left at their first);
+    a parameter the world has no value for gets the role matrix's value for none."""
     names = re.findall(r"{(\w+)}", path)
     if not names:
         return [path]
+    filled_in = {name: values.get(name) or [PATH_VALUES[name]] for name in names}
     out = []
     for name in names:
-        assert name in walk.values, f"no value for {{{name}}} in {path}: add one to the walk"
-        for value in walk.values[name]:
+        for value in filled_in[name]:
             filled = path.replace("{" + name + "}", quote(value, safe=""))
             for other in names:
                 if other != name:
-                    filled = filled.replace("{" + other + "}", quote(walk.values[other][0], safe=""))
+                    filled = filled.replace("{" + other + "}", quote(filled_in[other][0], safe=""))
             out.append(filled)
     return out
 
@@ -404,33 +469,47 @@ def _checked(spec: dict[str, Any], template: str, answer: httpx.Response) -> str
     return None
 
 
-def test_every_get_route_answers_below_500_and_fits_its_schema(walk: Walk) -> None:
-    spec = _spec(walk)
+def _walk_routes(client: httpx.Client, values: dict[str, list[str]]) -> tuple[int, list[str]]:
+    """Every GET route of the server's /openapi.json, with each id of ``values`` and each query a user sends:
+    how many calls, and what was wrong."""
+    spec = _ok(client.get("/openapi.json"))
     problems: list[str] = []
     called = 0
+    for template, operations in spec["paths"].items():
+        if "get" not in operations or template in NOT_JSON:
+            continue
+        for path in _concrete(template, values):
+            for query in [{}, *_query_sets(template, values)]:
+                answer = client.get(path, params=query)
+                called += 1
+                problem = _checked(spec, template, answer)
+                if problem:
+                    problems.append(problem)
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and "fabguard_" in metrics.text
+    return called, problems
+
+
+def test_every_get_route_answers_below_500_and_fits_its_schema(walk: Walk) -> None:
     with walk.world.admin() as admin:
-        for template, operations in spec["paths"].items():
-            if "get" not in operations or template in NOT_JSON:
-                continue
-            for path in _concrete(template, walk):
-                for query in [{}, *_query_sets(template, walk)]:
-                    answer = admin.get(path, params=query)
-                    called += 1
-                    problem = _checked(spec, template, answer)
-                    print("WALK", answer.status_code, answer.request.url.raw_path.decode()[:140], answer.text[:150] if answer.status_code >= 300 else "")
-                    if problem:
-                        problems.append(problem)
-        metrics = admin.get("/metrics")
-        assert metrics.status_code == 200 and "fabguard_" in metrics.text
+        called, problems = _walk_routes(admin, walk.values)
     assert not problems, "\n".join(problems)
-    assert called > 150
+    assert called > 200
+
+
+def test_every_get_route_of_the_site_agent_answers_below_500_and_fits_its_schema(walk: Walk) -> None:
+    """The agent serves the same API over its own instance: its lease, its units (synced or not), its refusals."""
+    with walk.agent.admin() as admin:
+        called, problems = _walk_routes(admin, walk.agent.values)
+    assert not problems, "\n".join(problems)
+    assert called > 80
 
 
 def test_the_world_is_as_rich_as_the_walk_says(walk: Walk) -> None:
     """The data the walk is about is there (else the walk proves little)."""
     with walk.world.admin() as admin:
         kinds = {e["kind"] for e in _ok(admin.get("/api/v1/events", params={"limit": "1000"}))}  # type: ignore[union-attr]
-        genealogy = _ok(admin.get(f"/api/v1/units/{walk.values['serial'][9]}/genealogy"))
+        genealogy = _ok(admin.get("/api/v1/units/SN-AGENT-1/genealogy"))
         states = {a["state"] for a in _ok(admin.get("/api/v1/approvals", params={"state": "approved"}))}  # type: ignore[union-attr]
     expected = {"config.urls_changed", "unit.refused", "unit.revoked", "field.checked", "licence.issued"}
     assert expected <= kinds, expected - kinds
@@ -457,7 +536,7 @@ def test_the_dashboards_stats_answer_every_range_within_their_schema(walk: Walk)
     with walk.world.admin() as admin:
         for window in _windows(walk):
             for name in STATS:
-                for extra in [{}, *_query_sets(f"/api/v1/stats/{name}", walk)]:
+                for extra in [{}, *_query_sets(f"/api/v1/stats/{name}", walk.values)]:
                     problem = _checked(spec, f"/api/v1/stats/{name}", admin.get(f"/api/v1/stats/{name}", params={**window, **extra}))
                     if problem:
                         problems.append(problem)
@@ -494,28 +573,89 @@ def _json_commands() -> list[tuple[list[str], list[str]]]:
     return found
 
 
-ARGUMENT_VALUES = {"person": "person_id", "order_id": "order_id", "approval_id": "approval_id", "serial": "serial"}
+# A command's required argument -> the world's ids it takes.
+ARGUMENT_VALUES = {
+    "person": "person_id",
+    "order_id": "order_id",
+    "approval_id": "approval_id",
+    "serial": "serial",
+    "product_id": "product_id",
+    "product": "product_id",
+}
+OPTIONS = {"serial"}  # given as --serial, not as an argument
+
+
+def _invocations(values: dict[str, list[str]]) -> Iterator[list[str]]:
+    """Each read-only ``--json`` command, once per real id of its one required argument."""
+    for words, required in _json_commands():
+        assert len(required) <= 1, (words, required)
+        if not required:
+            yield words
+            continue
+        (name,) = required
+        for value in values.get(ARGUMENT_VALUES[name], []):
+            yield [*words, f"--{name}", value] if name in OPTIONS else [*words, value]
+
+
+def _run(where: list[str], args: list[str], env: dict[str, str], problems: list[str]) -> Any:
+    """``fabguard WHERE ARGS --json``: its JSON, or None where it refused (a problem where it crashed)."""
+    done = CliRunner().invoke(app, [*where, *args, "--json"], env={"COLUMNS": "200", **env})
+    crashed = done.exception is not None and not isinstance(done.exception, SystemExit)
+    if crashed or "Traceback" in done.output:
+        problems.append(f"fabguard {' '.join([*where, *args])} --json: {done.exception!r}\n{done.output[-800:]}")
+        return None
+    try:
+        return json.loads(done.stdout) if done.exit_code == 0 else None
+    except ValueError:
+        problems.append(f"fabguard {' '.join(args)} --json printed no JSON: {done.stdout[:300]}")
+        return None
+
+
+# Figures of "now": a stats command run twice a moment apart gives two.
+NOW = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+
+
+def _differences(local: Any, remote: Any, at: str = "") -> list[str]:
+    """Where two printouts of the same data differ (timestamps of the moment each was made aside)."""
+    if isinstance(local, dict) and isinstance(remote, dict):
+        found = [f"{at}.{k}: only {'local' if k in local else 'remote'}" for k in local.keys() ^ remote.keys()]
+        for k in local.keys() & remote.keys():
+            found += _differences(local[k], remote[k], f"{at}.{k}")
+        return found
+    if isinstance(local, list) and isinstance(remote, list) and len(local) == len(remote):
+        return [d for i, (a, b) in enumerate(zip(local, remote, strict=True)) for d in _differences(a, b, f"{at}[{i}]")]
+    if local == remote or (isinstance(local, str) and isinstance(remote, str) and NOW.match(local) and NOW.match(remote)):
+        return []
+    return [f"{at}: {local!r:.80} != {remote!r:.80}"]
+
+
+def _cli_problems(home: Path, values: dict[str, list[str]], server: tuple[str, Path, str] | None) -> tuple[int, list[str]]:
+    """Each command on the instance directory and, given ``server`` (its URL, CA and a token), through the
+    server's API: neither ends in a traceback, and both print the same data (ADR 0019)."""
+    problems: list[str] = []
+    ran = 0
+    for args in _invocations(values):
+        local = _run(["--home", str(home)], args, {}, problems)
+        ran += 1
+        if server is None or args[0] in {"doctor", "db", "config", "agent", "witness"}:  # on the directory only
+            continue
+        url, ca, token = server
+        remote = _run(["--server", url, "--ca", str(ca)], args, {"FABGUARD_TOKEN": token}, problems)
+        differs = _differences(local, remote) if local is not None and remote is not None else []
+        if differs:
+            problems.append(f"fabguard {' '.join(args)} --json differs, local and remote: {differs[:5]}")
+    return ran, problems
 
 
 def test_every_cli_list_and_show_with_json_ends_without_a_traceback(walk: Walk) -> None:
-    home = ["--home", str(walk.world.inst.home)]
-    runner = CliRunner()
-    problems = []
-    commands = _json_commands()
-    assert len(commands) > 25
-    for words, required in commands:
-        args = list(words)
-        for name in required:
-            if name in {"product_id", "product"}:
-                value = "bulb"
-            else:
-                value = walk.values[ARGUMENT_VALUES[name]][0] if name != "serial" else "SN-A3"
-            args += [f"--{name}", value] if name == "serial" else [value]
-        done = runner.invoke(app, [*home, *args, "--json"], env={"COLUMNS": "200"})
-        print("CLI", done.exit_code, args, done.output[:200].replace("\n", " "))
-        crashed = done.exception is not None and not isinstance(done.exception, SystemExit)
-        if crashed or "Traceback" in done.output:
-            problems.append(f"fabguard {' '.join(args)} --json: {done.exception!r}\n{done.output[-800:]}")
-        elif done.exit_code == 0 and words[0] not in {"doctor", "agent"}:
-            json.loads(done.stdout)
+    server = (walk.world.url, walk.world.root_ca, walk.world.admin_token)
+    ran, problems = _cli_problems(walk.world.inst.home, walk.values, server)
     assert not problems, "\n\n".join(problems)
+    assert ran > 60
+
+
+def test_the_site_agents_cli_list_and_show_with_json_end_without_a_traceback(walk: Walk) -> None:
+    server = (walk.agent.server.url, walk.world.root_ca, walk.agent.token)
+    ran, problems = _cli_problems(walk.agent.site.home, walk.agent.values, server)
+    assert not problems, "\n\n".join(problems)
+    assert ran > 25
