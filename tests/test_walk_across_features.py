@@ -54,7 +54,13 @@ from fabguard.service.provisioning import reenrolment
 from tests.api.test_role_matrix import PATH_VALUES
 from tests.agent.conftest import Site, agent_fixture, make_site
 from tests.service.ledger.test_witness import Site as WitnessSite
-from tests.support import REQUESTER, World, new_instance, second_person_approves, tested_device
+from tests.support import (
+    REQUESTER,
+    create_pg_database,
+    drop_pg_database,
+    pg_admin_url,
+)
+from tests.support import World, new_instance, second_person_approves, tested_device
 from tests.tpm_support import TestCa, pem
 
 pytestmark = pytest.mark.slow  # one rich world, ~150 answers and ~30 commands: about a minute
@@ -348,6 +354,7 @@ def _build(world: World, tmp: Path) -> Walk:
         walk.orders = {str(o["id"]): str(o["created_at"]) for o in orders}  # type: ignore[union-attr]
     serials = ["SN-A1", "SN-A2", "SN-A3", "SN-A4", "SN-B1", "SN-B2", "SN-FAIL", "SN-UNTESTED", "SN-AGENT-1", "SN-AGENT-3"]
     walk.values.update(
+        matter=matter_serials,
         serial=[*serials, *matter_serials, *from_files],
         order_id=[order_a, order_b, idle, matter_order, agent.site.order_id],
         label=[order_a, matter_order],
@@ -367,10 +374,17 @@ def _build(world: World, tmp: Path) -> Walk:
     return walk
 
 
-@pytest.fixture(scope="module")
-def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walk]:
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def walk(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walk]:
+    """The world on each database engine in turn (an answer's types come from the engine's rows)."""
     tmp = tmp_path_factory.mktemp("walk")
-    inst = new_instance(tmp / "home")
+    if request.param == "postgres":
+        if not pg_admin_url():
+            pytest.skip("FABGUARD_TEST_PG_URL is not set (scripts/test starts a PostgreSQL cluster)")
+        database_url: str | None = create_pg_database(migrated=True)
+    else:
+        database_url = None
+    inst = new_instance(tmp / "home", database_url)
     world = World.start(inst, tmp)
     walk = None
     try:
@@ -382,6 +396,8 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walk]:
             walk.agent.inst.close()
         world.stop()
         inst.close()
+        if database_url is not None:
+            drop_pg_database(database_url)
 
 
 # ---------------------------------------------------------------------------------------------- the API
@@ -480,8 +496,12 @@ def _walk_routes(client: httpx.Client, values: dict[str, list[str]]) -> tuple[in
             continue
         for path in _concrete(template, values):
             for query in [{}, *_query_sets(template, values)]:
-                answer = client.get(path, params=query)
                 called += 1
+                try:
+                    answer = client.get(path, params=query)
+                except httpx.TransportError as lost:
+                    problems.append(f"GET {path} {query}: no answer: {lost!r}")
+                    continue
                 problem = _checked(spec, template, answer)
                 if problem:
                     problems.append(problem)
@@ -506,15 +526,28 @@ def test_every_get_route_of_the_site_agent_answers_below_500_and_fits_its_schema
 
 
 def test_the_world_is_as_rich_as_the_walk_says(walk: Walk) -> None:
-    """The data the walk is about is there (else the walk proves little)."""
+    """The data the walk is about is there, in the answers it walks (else the walk proves little)."""
     with walk.world.admin() as admin:
-        kinds = {e["kind"] for e in _ok(admin.get("/api/v1/events", params={"limit": "1000"}))}  # type: ignore[union-attr]
-        genealogy = _ok(admin.get("/api/v1/units/SN-AGENT-1/genealogy"))
-        states = {a["state"] for a in _ok(admin.get("/api/v1/approvals", params={"state": "approved"}))}  # type: ignore[union-attr]
+        events = _ok(admin.get("/api/v1/events", params={"limit": "1000"}))
+        approvals = _ok(admin.get("/api/v1/approvals", params={"state": "approved"}))
+        genealogy = {s: _ok(admin.get(f"/api/v1/units/{s}/genealogy")) for s in ("SN-A1", "SN-A2", "SN-A3", "SN-A4")}
+        genealogy["agent"] = _ok(admin.get("/api/v1/units/SN-AGENT-1/genealogy"))
+        genealogy["matter"] = _ok(admin.get(f"/api/v1/units/{walk.values['matter'][0]}/genealogy"))
+        alerts = _ok(admin.get("/api/v1/alerts", params={"state": "all"}))
+    kinds = {e["kind"] for e in events}  # type: ignore[union-attr]
     expected = {"config.urls_changed", "unit.refused", "unit.revoked", "field.checked", "licence.issued"}
     assert expected <= kinds, expected - kinds
     assert any(k.startswith("agent.") for k in kinds), kinds
-    assert genealogy and states == {"approved"}
+    acts = {a["kind"] for a in approvals}  # type: ignore[union-attr]
+    assert len(acts) >= 8, acts
+    assert genealogy["SN-A1"]["superseded_certificates"] and genealogy["SN-A1"]["firmware"]
+    assert genealogy["SN-A2"]["units"][0]["certificate"]["revoked_at"] is not None
+    assert genealogy["SN-A3"]["licences"] and genealogy["SN-A3"]["field_checks"]
+    assert genealogy["SN-A4"]["units"][0]["attestation"] is not None
+    assert genealogy["agent"]["units"][0]["made_by"]["kind"] == "site_agent"
+    matter = genealogy["matter"]["identities"][0]
+    assert matter["matter"] is not None and matter["mac_addresses"], matter
+    assert any(a["kind"] == "field_clone" for a in alerts), alerts  # type: ignore[union-attr]
 
 
 # The dashboard's ranges (web/static/core.js): the shift is the server's default window.
