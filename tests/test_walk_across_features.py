@@ -37,7 +37,7 @@ from typer.testing import CliRunner
 from fabguard.api.server import ServerThread
 from fabguard.cli.main import app
 from fabguard.domain.identities.pools import pool_from_json
-from fabguard.domain.values import CaName, ProductId, Serial, SiteId
+from fabguard.domain.values import CaName, ProductId, Serial
 from fabguard.fixture.client import FabGuardClientError, FixtureClient
 from fabguard.fixture.device import SimulatedDevice
 from fabguard.fixture.openhtf_records import openhtf_record
@@ -51,19 +51,22 @@ from fabguard.service.authority.ca_acts import MatterPaiCreation
 from fabguard.service.catalog import identity_pools, product_catalog
 from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning import reenrolment
-from tests.api.test_role_matrix import PATH_VALUES
 from tests.agent.conftest import Site, agent_fixture, make_site
+from tests.api.test_role_matrix import PATH_VALUES
 from tests.service.ledger.test_witness import Site as WitnessSite
 from tests.support import (
     REQUESTER,
+    World,
     create_pg_database,
     drop_pg_database,
+    new_instance,
     pg_admin_url,
+    second_person_approves,
+    tested_device,
 )
-from tests.support import World, new_instance, second_person_approves, tested_device
 from tests.tpm_support import TestCa, pem
 
-pytestmark = pytest.mark.slow  # one rich world, ~150 answers and ~30 commands: about a minute
+pytestmark = pytest.mark.slow  # one rich world per engine, ~300 answers and ~150 commands: about 70 s each
 
 DATA = Path(__file__).resolve().parent / "data" / "testformats"
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
@@ -199,7 +202,9 @@ def _acts_under_dual_control(walk: Walk, idle_order: str) -> list[str]:
         _ok(admin.post(f"/api/v1/orders/{idle_order}/state", json={"state": "suspended"}))
         done.append(_approve(walk, admin.post(f"/api/v1/orders/{idle_order}/state", json={"state": "active"})))
         _ok(admin.post("/api/v1/products/sensor/licence-signers/rotate"), 201)
-        done.append(_approve(walk, admin.post("/api/v1/products/sensor/licence-signers/1/revoke", json={"note": "old"})))
+        done.append(
+            _approve(walk, admin.post("/api/v1/products/sensor/licence-signers/1/revoke", json={"note": "old"}))
+        )
         pending = _ok(admin.post("/api/v1/cas", json={"name": "issuing-c"}), 202)
         rejected = _ok(admin.post("/api/v1/cas", json={"name": "issuing-d"}), 202)
         _ok(walk.approver.post(f"/api/v1/approvals/{rejected['id']}/reject"))
@@ -294,7 +299,9 @@ def _audits_and_upkeep(walk: Walk, order_b: str) -> None:
         _ok(admin.post(f"/api/v1/alerts/{alerts[0]['id']}/ack", json={"note": "a clone, reported"}))  # type: ignore[index]
         change = _ok(admin.post(f"/api/v1/orders/{order_b}/quota-changes", json={"quota": 9, "reason": "less"}))
         _ok(walk.approver.post(f"/api/v1/quota-changes/{change['id']}/reject"))
-        walk.values["approval_id"].append(_approve(walk, admin.post("/api/v1/cas/issuing/rotate", json={"new_name": "issuing-2"})))
+        walk.values["approval_id"].append(
+            _approve(walk, admin.post("/api/v1/cas/issuing/rotate", json={"new_name": "issuing-2"}))
+        )
 
 
 def _config_change(world: World) -> None:
@@ -352,7 +359,18 @@ def _build(world: World, tmp: Path) -> Walk:
         tokens_listed = [str(x["id"]) for x in _ok(admin.get("/api/v1/tokens"))]  # type: ignore[union-attr]
         orders = _ok(admin.get("/api/v1/orders"))
         walk.orders = {str(o["id"]): str(o["created_at"]) for o in orders}  # type: ignore[union-attr]
-    serials = ["SN-A1", "SN-A2", "SN-A3", "SN-A4", "SN-B1", "SN-B2", "SN-FAIL", "SN-UNTESTED", "SN-AGENT-1", "SN-AGENT-3"]
+    serials = [
+        "SN-A1",
+        "SN-A2",
+        "SN-A3",
+        "SN-A4",
+        "SN-B1",
+        "SN-B2",
+        "SN-FAIL",
+        "SN-UNTESTED",
+        "SN-AGENT-1",
+        "SN-AGENT-3",
+    ]
     walk.values.update(
         matter=matter_serials,
         serial=[*serials, *matter_serials, *from_files],
@@ -422,8 +440,13 @@ def _query_sets(path: str, values: dict[str, list[str]]) -> list[dict[str, str]]
         "/api/v1/ledger/cosign-request": [{"old": "1"}],
         "/api/v1/reports/reconciliation": [{"order_id": o} for o in orders]
         + [{"site_id": "cm-b"}, {"order_id": order, "format": "csv"}, {"order_id": order, "format": "pdf"}],
-        "/api/v1/royalties/statement": [{"product_id": "sensor"}, {"order_id": order}, {"site_id": "cm-a"}]
-        + [{"product_id": "sensor", "format": "csv"}, {"product_id": "sensor", "format": "pdf"}],
+        "/api/v1/royalties/statement": [
+            {"product_id": "sensor"},
+            {"order_id": order},
+            {"site_id": "cm-a"},
+            {"product_id": "sensor", "format": "csv"},
+            {"product_id": "sensor", "format": "pdf"},
+        ],
         "/api/v1/royalties/rates": [{"product_id": "sensor"}, {"order_id": order}],
         "/api/v1/approvals": [{"state": s} for s in ("pending", "approved", "rejected", "expired")],
         "/api/v1/events": [{"kind": k} for k in ("config.urls_changed", "unit.refused", "agent.unit.provisioned")]
@@ -437,8 +460,11 @@ def _query_sets(path: str, values: dict[str, list[str]]) -> list[dict[str, str]]
         "/api/v1/alerts": [{"state": "all"}],
         "/api/v1/stats/overview": [{"site": "cm-a"}, {"site": "cm-b"}],
         "/api/v1/stats/stations": [{"site": "cm-a"}],
-        "/api/v1/stats/distribution": [{"phase": "power", "name": "vcc"}, {"phase": "power", "name": "vcc", "bins": "5"}]
-        + [{"phase": "Supply voltage", "name": "vcc", "fixture": "fx-a1"}],
+        "/api/v1/stats/distribution": [
+            {"phase": "power", "name": "vcc"},
+            {"phase": "power", "name": "vcc", "bins": "5"},
+            {"phase": "Supply voltage", "name": "vcc", "fixture": "fx-a1"},
+        ],
         "/api/v1/stats/failing-units": [{"phase": "power"}, {"phase": "power", "measurement": "vcc", "site": "cm-a"}],
         "/api/v1/stats/production": [{"order": order}, {"site": "cm-b"}, {"product": "bulb"}, {"fixture": "fx-a1"}],
     }
@@ -570,7 +596,9 @@ def test_the_dashboards_stats_answer_every_range_within_their_schema(walk: Walk)
         for window in _windows(walk):
             for name in STATS:
                 for extra in [{}, *_query_sets(f"/api/v1/stats/{name}", walk.values)]:
-                    problem = _checked(spec, f"/api/v1/stats/{name}", admin.get(f"/api/v1/stats/{name}", params={**window, **extra}))
+                    problem = _checked(
+                        spec, f"/api/v1/stats/{name}", admin.get(f"/api/v1/stats/{name}", params={**window, **extra})
+                    )
                     if problem:
                         problems.append(problem)
     assert not problems, "\n".join(problems)
@@ -585,6 +613,44 @@ def test_the_dashboard_pages_and_their_files_load(walk: Walk) -> None:
         assert files
         for path in [*files, "/docs"]:
             assert anyone.get(path).status_code == 200, path
+
+
+def _first_overview(client: httpx.Client) -> dict[str, Any]:
+    """The first ``overview`` event of the dashboard's stream (the page renders it as /stats/overview's answer)."""
+    with client.stream("GET", "/api/v1/stream") as events:
+        assert events.status_code == 200
+        for line in events.iter_lines():
+            if line.startswith("data: "):
+                snapshot: dict[str, Any] = json.loads(line.removeprefix("data: "))
+                return snapshot
+    raise AssertionError("the stream sent no overview")
+
+
+def test_the_dashboard_signed_in_streams_an_overview_that_fits_the_overviews_schema(walk: Walk) -> None:
+    """As the page does: sign in (a session cookie), read who it is, the stream's snapshot, and the same
+    overview over the API; the snapshot is no answer of a route, so nothing but this checks its shape."""
+    spec = _spec(walk)
+    verify = ssl.create_default_context(cafile=str(walk.world.root_ca))
+    with httpx.Client(base_url=walk.world.url, verify=verify, headers={"Origin": walk.world.url}) as page:
+        _ok(page.post("/api/v1/session", json={"token": walk.world.admin_token}))
+        who = page.get("/api/v1/session")
+        assert _checked(spec, "/api/v1/session", who) is None and who.status_code == 200, who.text
+        snapshot = _first_overview(page)
+    schema = spec["paths"]["/api/v1/stats/overview"]["get"]["responses"]["200"]["content"]["application/json"]
+    jsonschema.validate(snapshot, {**schema["schema"], "components": spec["components"]})
+    assert snapshot["orders"], snapshot
+
+
+def test_a_fixture_sees_itself(walk: Walk) -> None:
+    spec = _spec(walk)
+    fixture = walk.world.clients[0]
+    assert fixture.whoami()["fixture_id"] == fixture.credentials.fixture_id
+    verify = ssl.create_default_context(cafile=str(walk.world.root_ca))
+    creds = fixture.credentials
+    verify.load_cert_chain(str(creds.cert), str(creds.key))
+    with httpx.Client(base_url=walk.world.url, verify=verify) as station:
+        answer = station.get("/api/v1/fixture/whoami")
+    assert answer.status_code == 200 and _checked(spec, "/api/v1/fixture/whoami", answer) is None, answer.text
 
 
 # ---------------------------------------------------------------------------------------------- the CLI
@@ -657,12 +723,16 @@ def _differences(local: Any, remote: Any, at: str = "") -> list[str]:
         return found
     if isinstance(local, list) and isinstance(remote, list) and len(local) == len(remote):
         return [d for i, (a, b) in enumerate(zip(local, remote, strict=True)) for d in _differences(a, b, f"{at}[{i}]")]
-    if local == remote or (isinstance(local, str) and isinstance(remote, str) and NOW.match(local) and NOW.match(remote)):
+    if local == remote or (
+        isinstance(local, str) and isinstance(remote, str) and NOW.match(local) and NOW.match(remote)
+    ):
         return []
     return [f"{at}: {local!r:.80} != {remote!r:.80}"]
 
 
-def _cli_problems(home: Path, values: dict[str, list[str]], server: tuple[str, Path, str] | None) -> tuple[int, list[str]]:
+def _cli_problems(
+    home: Path, values: dict[str, list[str]], server: tuple[str, Path, str] | None
+) -> tuple[int, list[str]]:
     """Each command on the instance directory and, given ``server`` (its URL, CA and a token), through the
     server's API: neither ends in a traceback, and both print the same data (ADR 0019)."""
     problems: list[str] = []
