@@ -17,7 +17,7 @@ import json
 import random
 import re
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +53,7 @@ from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning import reenrolment
 from tests.agent.conftest import Site, agent_fixture, make_site
 from tests.api.test_role_matrix import PATH_VALUES
+from tests.served import ServerProcess
 from tests.service.ledger.test_witness import Site as WitnessSite
 from tests.support import (
     REQUESTER,
@@ -541,6 +542,22 @@ def test_every_get_route_answers_below_500_and_fits_its_schema(walk: Walk) -> No
         called, problems = _walk_routes(admin, walk.values)
     assert not problems, "\n".join(problems)
     assert called > 200
+
+
+def test_serve_with_two_workers_answers_the_same_walk(
+    walk: Walk, server_processes: Callable[..., ServerProcess]
+) -> None:
+    """``fabguard serve --workers 2`` on the same instance (PostgreSQL: several processes): whichever worker
+    answers, every route of the walk is below 500 and fits its schema, and ``/metrics`` answers."""
+    if walk.world.inst.db.is_sqlite:
+        pytest.skip("several workers need PostgreSQL")
+    server = server_processes(walk.world.inst.home, workers=2)
+    verify = ssl.create_default_context(cafile=str(walk.world.root_ca))
+    headers = {"Authorization": f"Bearer {walk.world.admin_token}"}
+    with httpx.Client(base_url=server.url, verify=verify, headers=headers, timeout=30) as admin:
+        called, problems = _walk_routes(admin, walk.values)
+    assert not problems, "\n".join(problems)
+    assert called > 200 and len(server.worker_pids()) == 2
 
 
 def test_every_get_route_of_the_site_agent_answers_below_500_and_fits_its_schema(walk: Walk) -> None:
