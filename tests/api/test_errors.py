@@ -11,6 +11,7 @@ import pkgutil
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import fabguard
@@ -18,6 +19,7 @@ from fabguard.api.errors import install_error_handlers
 from fabguard.domain.errors import FabGuardError, Refusal, Unavailable, is_declared
 from fabguard.firmware.policy import FirmwareRefusal
 from fabguard.pki.matter import AttestationProfileError
+from tests.support import World
 
 # The classes whose constructor is not (message): what to build each with.
 _ARGUMENTS: dict[type[FabGuardError], tuple[str, ...]] = {
@@ -91,3 +93,20 @@ def test_an_http_level_error_keeps_its_status_with_a_declared_code(status: int) 
     assert response.status_code == status
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
     assert is_declared(body["error"]["code"]), body
+
+
+def test_an_unexpected_error_is_a_500_that_closes_its_connection_so_the_next_request_is_answered(
+    world: World,
+) -> None:
+    """Starlette re-raises an unexpected error after its 500 is sent, and uvicorn then closes the connection:
+    a 500 that did not say ``Connection: close`` left a keep-alive client sending its next request into a
+    closed connection ("Server disconnected without sending a response"), found by
+    tests/test_walk_across_features.py when an answer did not fit its model."""
+    with world.inst.db.transaction() as s:  # a row the code cannot read: an unexpected error, not a refusal
+        s.execute(text("UPDATE events SET detail = '{not json' WHERE seq = (SELECT max(seq) FROM events)"))
+    with world.admin() as admin:
+        for _ in range(2):
+            broken = admin.get("/api/v1/events")
+            assert broken.status_code == 500 and broken.json()["error"]["code"] == "internal_error"
+            assert broken.headers["connection"] == "close"
+            assert admin.get("/api/v1/products").status_code == 200  # the same client, its next request

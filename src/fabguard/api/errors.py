@@ -150,7 +150,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
-        return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+        # Starlette raises the error again once this answer is sent, and uvicorn then closes the connection:
+        # say so, or a keep-alive client sends its next request into the closed connection.
+        message = "an unexpected error occurred; it has been logged"
+        return error_response(500, "internal_error", message, {"Connection": "close"})
 
 
 class BodyLimit:
