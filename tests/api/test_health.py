@@ -13,9 +13,14 @@ import httpx
 from sqlalchemy import text
 
 from fabguard.api.app import create_app
+from fabguard.runtime.field_writer import FieldWriter
 from fabguard.runtime.group_commit import GroupCommitter, Job, Outcome
 from fabguard.service.core.instance import Instance
+from fabguard.service.field.checks import Job as FieldJob
+from fabguard.service.field.checks import Outcome as FieldOutcome
 from fabguard.store.migrate import code_revision
+from tests.runtime.test_field_writer import WriterKilled as FieldWriterKilled
+from tests.runtime.test_field_writer import refused
 from tests.runtime.test_group_commit_writer import WriterKilled, job
 
 
@@ -47,7 +52,7 @@ def test_a_ready_instance_answers_every_check_ok(any_instance: Instance) -> None
     assert ready.status_code == 200, ready.text
     ok = {"ok": True, "code": None, "message": None}
     assert ready.json()["status"] == "ready"
-    assert ready.json()["checks"] == {"database": ok, "keys": ok, "provisioning_writer": ok}
+    assert ready.json()["checks"] == {"database": ok, "keys": ok, "provisioning_writer": ok, "field_writer": ok}
     assert health.status_code == 200 and health.json()["status"] == "ok"
 
 
@@ -115,4 +120,29 @@ def test_a_dead_provisioning_writer_is_not_ready(instance: Instance) -> None:
     writer = ready.json()["checks"]["provisioning_writer"]
     assert writer["ok"] is False and writer["code"] == "provisioning_writer_down"
     assert health.status_code == 503 and health.json()["error"]["code"] == "provisioning_writer_down"
+    assert get(app, "/livez").status_code == 200
+
+
+def test_a_dead_field_writer_is_not_ready(instance: Instance) -> None:
+    app = create_app(instance)
+    inner = app
+    while not hasattr(inner, "state"):
+        inner = inner.app
+    writer: FieldWriter = inner.state.field_writer
+
+    def dying(jobs: Sequence[FieldJob]) -> list[FieldOutcome]:
+        raise FieldWriterKilled
+
+    writer.decide = dying
+    writer.start()
+    try:
+        [outcome] = writer.run([refused(1)])
+    finally:
+        writer.stop()
+    assert getattr(outcome, "code", None) == "field_writer_down"
+    ready = get(app, "/readyz")
+    assert ready.status_code == 503, ready.text
+    checks = ready.json()["checks"]
+    assert checks["field_writer"]["ok"] is False and checks["field_writer"]["code"] == "field_writer_down"
+    assert checks["provisioning_writer"]["ok"] is True  # provisioning goes on; a balancer still sends no traffic
     assert get(app, "/livez").status_code == 200

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from fabguard import __version__
 from fabguard.api.deps import Inst, Writer
 from fabguard.domain.errors import FabGuardError
+from fabguard.runtime.field_writer import FieldWriter
 from fabguard.service.authority import authorities
 from fabguard.service.operations import readiness
 
@@ -40,6 +41,7 @@ class ReadinessChecks(BaseModel):
     database: Check = Field(description="Reachable, and its schema at the code's revision")
     keys: Check = Field(description="The key store signs with the issuing CA's key")
     provisioning_writer: Check = Field(description="This process's provisioning writer is alive")
+    field_writer: Check = Field(description="This process's field-check writer is alive")
 
 
 class Readiness(BaseModel):
@@ -68,16 +70,18 @@ def _run(check: Callable[[], None]) -> Check:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "Not ready: the checks say which part and why"}},
 )
-def get_readiness(inst: Inst, writer: Writer) -> JSONResponse:
+def get_readiness(inst: Inst, writer: Writer, request: Request) -> JSONResponse:
     """200 when this process can serve: its database reachable and at the code's schema revision, its key
-    store signing with the issuing CA's key, its provisioning writer alive; 503 otherwise, with every
-    check's answer. For a readiness probe or a load balancer's health check."""
+    store signing with the issuing CA's key, its provisioning and field-check writers alive; 503 otherwise,
+    with every check's answer. For a readiness probe or a load balancer's health check."""
+    field_writer: FieldWriter = request.app.state.field_writer
     checks = ReadinessChecks(
         database=_run(lambda: readiness.check_database(inst)),
         keys=_run(lambda: readiness.check_keys(inst)),
         provisioning_writer=_run(writer.check),
+        field_writer=_run(field_writer.check),
     )
-    ready = checks.database.ok and checks.keys.ok and checks.provisioning_writer.ok
+    ready = all(check.ok for check in (checks.database, checks.keys, checks.provisioning_writer, checks.field_writer))
     body = Readiness(status="ready" if ready else "not_ready", version=__version__, checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
