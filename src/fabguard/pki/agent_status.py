@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPub
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from fabguard.pki.crl import REASONS, RevokedEntry, crl_builder
-from fabguard.pki.profiles import BACKDATE, Issuer, hash_for
+from fabguard.pki.profiles import BACKDATE, Issuer, hash_for, signature_key_usage
 
 UNIT_LABEL = "FabGuard revocation status"  # the status signer's OU (no unit subject has one)
 
@@ -41,17 +41,6 @@ def status_signer_certificate(
     """The agent CA's delegation to the central server's ``public_key``: OCSP responses (digitalSignature,
     id-kp-OCSPSigning, id-pkix-ocsp-nocheck) and its units' indirect CRL (cRLSign), for the agent CA's life."""
     ski = agent_ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    usage = x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
     return (
         x509.CertificateBuilder()
         .subject_name(status_signer_name(agent_ca.certificate))
@@ -61,7 +50,7 @@ def status_signer_certificate(
         .not_valid_before(now - BACKDATE)
         .not_valid_after(agent_ca.certificate.not_valid_after_utc)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(usage, critical=True)
+        .add_extension(signature_key_usage(crl_sign=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
         .add_extension(x509.OCSPNoCheck(), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)

@@ -58,7 +58,8 @@ def ca_key_usage() -> x509.KeyUsage:
     )
 
 
-def signature_key_usage() -> x509.KeyUsage:
+def signature_key_usage(*, crl_sign: bool = False) -> x509.KeyUsage:
+    """digitalSignature alone (or with cRLSign: a delegated CRL issuer, ``pki.agent_status``)."""
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
@@ -66,7 +67,7 @@ def signature_key_usage() -> x509.KeyUsage:
         data_encipherment=False,
         key_agreement=False,
         key_cert_sign=False,
-        crl_sign=False,
+        crl_sign=crl_sign,
         encipher_only=False,
         decipher_only=False,
     )
