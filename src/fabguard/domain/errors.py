@@ -281,6 +281,10 @@ ERROR_STATUS: dict[str, int] = {
     "lease_sync_forked": 409,
     "lease_sync_replayed": 409,
     "lease_units_beyond": 409,
+    # Closing a lease to return its unused units (ledger.lease_end, ADR 0022): before the agent's final log is
+    # synced; a second close, or a sync of a closed lease (recorded and alerted: overproduction).
+    "lease_not_final": 409,
+    "lease_closed": 409,
     # Unique identities the OEM allocates (domain/identities, pki/matter/onboarding, labels): a serial
     # format, MAC block, Matter onboarding value or label that breaks its rule; a pool with none left.
     "invalid_serial_format": 422,

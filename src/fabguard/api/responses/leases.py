@@ -38,6 +38,19 @@ class LeaseResolved(Out):
     state: str
 
 
+class LeaseClosed(Out):
+    """A lease closed (ADR 0022): the units its agent did not make went back to the order."""
+
+    lease_id: str
+    order_id: str
+    state: str = Field(description="closed")
+    leased: int = Field(description="The units the lease took from the order")
+    made: int = Field(description="The units the agent's synced log made")
+    returned: int = Field(description="leased - made: the order's used units decreased by exactly these")
+    order_used: int = Field(description="The order's used units after the close")
+    order_quota: int
+
+
 class LeaseTerms(Out):
     lease_id: str
     order_id: str
