@@ -192,16 +192,7 @@ def _fold(
         assert row is not None
         if row.synced_size == verified.checkpoint.size and bytes(row.synced_root or b"") == verified.checkpoint.root:
             return _earlier(s, lease_id, row.order_id)  # the same log, accepted meanwhile
-        if row.state == CLOSED:  # ADR 0022: its unused units are the order's again; nothing of it counts now
-            raise SyncConflict(
-                code="lease_closed",
-                message=f"lease {lease_id} is closed: its agent's log of size {verified.checkpoint.size} brings "
-                f"{len(verified.new_units)} units made after its final sync, refused as overproduction",
-            )
-        if row.synced_size != before:
-            raise Conflict(
-                f"lease {lease_id} was synced meanwhile; send the agent's log again", code="lease_sync_replayed"
-            )
+        _still_open(row, verified, before)
         clone_of = _clone_codes(s, product_id, verified)
         by_index = {u.index: u for u in verified.new_units}
         events: list[NewEvent] = []
@@ -260,6 +251,19 @@ def _fold(
         }
         append_event(s, "lease.synced", at=now, actor=actor, order_id=row.order_id, detail=summary)
     return summary
+
+
+def _still_open(row: QuotaLease, verified: VerifiedSync, before: int) -> None:
+    """Refuse a sync of a closed lease (ADR 0022: its unused units are the order's again, so nothing of it may
+    count now), or one whose lease was synced since it was verified."""
+    if row.state == CLOSED:
+        raise SyncConflict(
+            code="lease_closed",
+            message=f"lease {row.id} is closed: its agent's log of size {verified.checkpoint.size} brings "
+            f"{len(verified.new_units)} units made after its final sync, refused as overproduction",
+        )
+    if row.synced_size != before:
+        raise Conflict(f"lease {row.id} was synced meanwhile; send the agent's log again", code="lease_sync_replayed")
 
 
 def _clone_codes(s: Session, product_id: str, verified: VerifiedSync) -> dict[int, str | None]:
