@@ -10,6 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp as x509_ocsp
 from sqlalchemy import func, select, update
 
 from fabguard.api.server import ServerThread
@@ -20,6 +23,7 @@ from fabguard.ledger.agent_sync import SyncDiscrepancy
 from fabguard.service.agent import lease_close, quota_leases, sync
 from fabguard.service.agent.site_agent import finish_agent, sync_package
 from fabguard.service.analytics import dashboard_queries
+from fabguard.service.authority import ocsp
 from fabguard.service.catalog import orders
 from fabguard.service.core import events
 from fabguard.service.core.instance import Instance
@@ -27,6 +31,7 @@ from fabguard.service.ledger import reports
 from fabguard.service.royalties import statements
 from fabguard.store.models import Order, Unit
 from tests.agent.conftest import Site, agent_fixture, lease_for
+from tests.agent.test_agent_units_everywhere import _check
 from tests.support import tested_device
 
 Agent = tuple[Instance, ServerThread]
@@ -111,6 +116,15 @@ def test_closing_after_the_agents_final_sync_returns_exactly_the_units_it_did_no
     assert full.value.code == "quota_exhausted" and _used(site) == 10
 
 
+def _ocsp(central: Instance, device: SimulatedDevice, issuer: x509.Certificate) -> x509_ocsp.OCSPCertStatus:
+    leaf = x509.load_pem_x509_certificate(str(device.certificate_pem).encode())
+    request = x509_ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build()
+    answer = ocsp.respond(central, request.public_bytes(serialization.Encoding.DER))
+    response = x509_ocsp.load_der_ocsp_response(answer.der)
+    assert response.response_status == x509_ocsp.OCSPResponseStatus.SUCCESSFUL
+    return response.certificate_status
+
+
 def _agent_at(site: Site, clock: list[datetime]) -> Iterator[tuple[Instance, ServerThread]]:
     inst = Instance.open(site.home, clock=lambda: clock[0])
     server = ServerThread(inst).start()
@@ -133,7 +147,7 @@ def test_a_sync_after_the_close_is_refused_recorded_and_alerted_and_its_units_ar
     inst, server = next(agent)
     try:
         with agent_fixture(site, server) as client:
-            _made(client, site.order_id, "SN-E1")
+            made = _made(client, site.order_id, "SN-E1")
         clock[0] = not_after + timedelta(minutes=5)
         monkeypatch.setattr(central, "clock", lambda: clock[0])
         package = sync_package(inst, site.home)
@@ -159,10 +173,12 @@ def test_a_sync_after_the_close_is_refused_recorded_and_alerted_and_its_units_ar
         assert s.execute(select(Unit.serial).where(Unit.serial == "SN-E2")).first() is None
     assert _used(site) == 1  # nothing counted, nothing returned twice
     # The unit is not genuine in a field check: the server never issued it.
-    from tests.agent.test_agent_units_everywhere import _check
-
     verdict = _check(central, rogue, "store-rome")
     assert (verdict["genuine"], verdict["reason"], verdict["clone"]) == (False, "serial_unknown", "not_issued")
+    # OCSP, as the unit's certificate names it: the made unit is good, the unit after the close unknown.
+    agent_ca = x509.load_pem_x509_certificate(central.cas.certificate_pem(str(row["agent_ca"])).encode())
+    assert _ocsp(central, made, agent_ca) == x509_ocsp.OCSPCertStatus.GOOD
+    assert _ocsp(central, rogue, agent_ca) == x509_ocsp.OCSPCertStatus.UNKNOWN
     # The overproduction stands against new leases of the order and site until looked into; resolving it keeps
     # the lease closed, so it is never closed (and its units never returned) twice.
     with pytest.raises(Conflict) as blocked:
