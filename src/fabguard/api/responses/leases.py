@@ -16,7 +16,7 @@ class Lease(Out):
     not_after: str
     issued_by: str
     agent_ca: str = Field(description="The site agent's CA, which signs the units it provisions")
-    state: str
+    state: str = Field(description="active, discrepancy, resolved, or closed (its unused units returned: ADR 0022)")
     synced_size: int = Field(description="The size of the agent's log accepted so far")
     synced_at: str | None
     units_synced: int
