@@ -155,3 +155,41 @@ def test_a_station_is_sent_to_the_agent_with_its_own_credentials(
     issued = x509.load_pem_x509_certificate((out / "SN-ST1.pem").read_bytes())
     assert issued.issuer == inst.cas.certificate("issuing").subject
     assert json.loads(fg(site.home, "agent", "status")[1])["used"] == 1
+
+
+def test_a_lease_is_finished_at_the_site_and_closed_from_the_command_line(
+    site: Site, agent: tuple[Instance, ServerThread], tmp_path: Path
+) -> None:
+    """'agent finish', 'agent sync', then 'lease close' (here through --server): the units not made go back."""
+    from fabguard.cli.common import state
+
+    _, server = agent
+    terms = site.lease["lease"]
+    assert isinstance(terms, dict)
+    central, lease_id = site.world.inst.home, str(terms["lease_id"])
+    with agent_fixture(site, server) as client:
+        device = tested_device(client, "SN-CLI-C1")
+        client.provision(site.order_id, device.serial, device.csr_pem())
+    code, out = fg(central, "lease", "close", lease_id)
+    assert code == 3 and "[lease_not_final]" in out and "Traceback" not in out, out
+    code, out = fg(site.home, "agent", "finish")
+    assert code == 0 and "1 of 3 units made" in out and "agent sync" in out, out
+    package = tmp_path / "final.json"
+    assert fg(site.home, "agent", "sync", "--out", str(package))[0] == 0
+    assert fg(central, "lease", "sync", str(package))[0] == 0
+    remote = ["--server", site.world.url, "--ca", str(site.world.root_ca)]
+    try:
+        result = runner.invoke(
+            app,
+            [*remote, "lease", "close", lease_id, "--json"],
+            env={"COLUMNS": "200", "FABGUARD_TOKEN": site.world.admin_token},
+        )
+    finally:
+        state.server = state.ca = None
+    assert result.exit_code == 0, result.output
+    closed = json.loads(result.output)
+    assert (closed["leased"], closed["made"], closed["returned"], closed["order_used"]) == (3, 1, 2, 1)
+    code, out = fg(central, "lease", "close", lease_id)
+    assert code == 3 and "[lease_closed]" in out, out
+    code, out = fg(central, "lease", "list", "--json")
+    assert [r["state"] for r in json.loads(out)] == ["closed"]

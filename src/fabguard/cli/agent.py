@@ -35,7 +35,8 @@ agent_app = typer.Typer(
         "An offline site agent: provisions within a quota lease while the link to the central server is down. "
         "Steps: 'agent prepare' (keys and a lease request), 'lease issue' on the central server (a second "
         "person approves), 'lease bundle', "
-        "'agent init --lease', 'agent serve'."
+        "'agent init --lease', 'agent serve'; to give unused units back: 'agent finish', 'agent sync', and "
+        "'lease close' on the central server."
     ),
     no_args_is_help=True,
 )
@@ -147,6 +148,25 @@ def agent_sync(
         code = str(error.get("code", answer.status_code))
         fail(f"the server refused: {error.get('message', answer.text[:200])} [{code}]", EXIT_REFUSED, error=code)
     print_json(answer.json())
+
+
+@command(agent_app, "finish")
+def agent_finish(as_json: JsonOption = False) -> None:
+    """End the lease here before its time: the agent provisions no more, and its next sync is its final log.
+
+    The agent's order is closed (its quota cut to the units made) and an agent.lease_finished entry goes into
+    its log. Then 'fabguard agent sync' and, on the central server, 'fabguard lease close LEASE' return the
+    units not made to the order. Running it again changes nothing.
+    """
+    with opened() as inst:
+        done = site_agent.finish_agent(inst, state.home)
+    if as_json:
+        print_json(done)
+        return
+    console.print(
+        f"[green]Lease {done['lease_id']} finished[/] at the site: {done['made']} of {done['units']} units made. "
+        "Next: 'fabguard agent sync', then 'fabguard lease close' on the central server"
+    )
 
 
 @wraps(instance.serve)

@@ -14,7 +14,7 @@ from fabguard.cli.remote import through
 from fabguard.cli.tokens import parse_lifetime
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import OrderId
-from fabguard.service.agent import quota_leases, sync
+from fabguard.service.agent import lease_close, quota_leases, sync
 from fabguard.service.agent.agent_request import parse_agent_request
 from fabguard.service.agent.lease_acts import LeaseIssue
 from fabguard.service.approvals import requests
@@ -121,3 +121,29 @@ def lease_resolve(
     """Close a lease's discrepancy: new leases for its order and site are issued again."""
     with opened() as inst:
         print_json(sync.resolve_discrepancy(inst, lease_id, note=note, actor=actor(inst)))
+
+
+@command(lease_app, "close")
+def lease_close_cmd(
+    lease_id: Annotated[str, typer.Argument(help="The lease whose agent's final log is synced")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Close a lease: the units its agent did not make go back to the order's quota.
+
+    Allowed once the agent's final log is synced: 'fabguard agent finish' then 'fabguard agent sync' at the
+    site, or a sync after the lease ended (else lease_not_final). The order's used units decrease by exactly
+    the units not made, a lease.closed event records leased, made and returned, and every later sync of the
+    lease is refused and alerted (lease_closed): what its agent signs after its final sync is never genuine.
+    """
+    closed: dict[str, Any] = through(
+        lambda inst: lease_close.close_lease(inst, lease_id, actor=actor(inst)),
+        lambda api: api.post(f"/api/v1/leases/{lease_id}/close"),
+    )
+    if as_json:
+        print_json(closed)
+        return
+    console.print(
+        f"[green]Lease {closed['lease_id']} closed[/]: {closed['made']} of {closed['leased']} units made, "
+        f"{closed['returned']} returned to order {closed['order_id']} (now {closed['order_used']} of "
+        f"{closed['order_quota']} used)"
+    )

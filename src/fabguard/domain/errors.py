@@ -267,7 +267,7 @@ ERROR_STATUS: dict[str, int] = {
     "field_signature_malformed": 422,
     "field_source_invalid": 422,
     "field_batch_invalid": 422,  # a batch of field answers or challenges: empty, or over Limits.max_field_batch
-    # Quota leases for offline site agents.
+    # Quota leases for offline site agents; an agent's sync that does not verify or fit (ledger.agent_sync).
     "lease_invalid": 422,
     "lease_units_invalid": 422,
     "agent_request_invalid": 422,
@@ -275,12 +275,13 @@ ERROR_STATUS: dict[str, int] = {
     "lease_exceeds_quota": 409,
     "lease_order_unsupported": 409,
     "lease_discrepancy": 409,
-    # An agent's sync that does not verify or does not fit its lease (ledger.agent_sync).
     "lease_sync_invalid": 422,
     "lease_sync_tampered": 422,
     "lease_sync_forked": 409,
     "lease_sync_replayed": 409,
     "lease_units_beyond": 409,
+    "lease_not_final": 409,  # closing a lease (ledger.lease_end, ADR 0022) before its agent's final log is synced
+    "lease_closed": 409,  # a second close, or a sync of a closed lease (recorded and alerted: overproduction)
     # Unique identities the OEM allocates (domain/identities, pki/matter/onboarding, labels): a serial
     # format, MAC block, Matter onboarding value or label that breaks its rule; a pool with none left.
     "invalid_serial_format": 422,

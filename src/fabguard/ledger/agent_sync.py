@@ -27,6 +27,7 @@ from fabguard.ledger import merkle
 from fabguard.ledger.checkpoint import Checkpoint, CheckpointError, open_signed_checkpoint
 from fabguard.ledger.entry import decode_entry
 from fabguard.ledger.lease import Lease
+from fabguard.ledger.lease_end import FINISHED
 
 PROVISIONED = "unit.provisioned"
 
@@ -114,6 +115,11 @@ def verify_sync(
                 code="lease_units_beyond",
                 message=f"entry {e['index']} issued unit {e.get('serial')} outside the lease's order or time",
             )
+    finished = next((e["index"] for e in decoded if e["kind"] == FINISHED), None)
+    if finished is not None and any(e["index"] > finished for e in provisioned):
+        raise SyncConflict(
+            code="lease_units_beyond", message=f"the agent issued units after it finished its lease (entry {finished})"
+        )
     for e in decoded:
         if e["order_id"] is not None and e["order_id"] != lease.order_id:
             raise SyncDiscrepancy(

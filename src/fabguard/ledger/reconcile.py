@@ -42,6 +42,19 @@ class Reconciliation:
     refused: list[tuple[str | None, str, int]] = field(default_factory=list)
     revoked: list[tuple[str, int]] = field(default_factory=list)
     tests: dict[str, list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
+    leased: dict[str, int] = field(default_factory=dict)  # lease id -> units it took from the order
+    lease_ends: dict[str, tuple[int, int]] = field(default_factory=dict)  # closed lease id -> (made, returned)
+
+    def lease_figures(self) -> dict[str, int]:
+        """Quota leases in scope (ADR 0022): the units they took, of the closed ones the units their agents made
+        and those returned, and the units of leases still open (taken from the order, not yet accounted)."""
+        ends = self.lease_ends.values()
+        return {
+            "units": sum(self.leased.values()),
+            "made": sum(made for made, _ in ends),
+            "returned": sum(returned for _, returned in ends),
+            "open": sum(units for lease, units in self.leased.items() if lease not in self.lease_ends),
+        }
 
     def figures(self) -> dict[str, Any]:
         tested_serials = self.tests
@@ -67,6 +80,8 @@ class Reconciliation:
             "refused_total": len(self.refused),
             "revoked": len(self.revoked),
             "remaining": max(sum(self.orders.values()) - len(self.provisioned), 0),
+            # Only where a lease is in scope: a report without one reads (and verifies) as before leases closed.
+            **({"leases": self.lease_figures()} if self.leased or self.lease_ends else {}),
             "exceptions": {
                 "passed_but_not_provisioned": passed_untaken,
                 "provisioned_without_a_passing_test": untested,
@@ -123,6 +138,8 @@ def reconcile(entries: Iterable[dict[str, Any]], scope: Scope) -> Reconciliation
                 result.provisioned.append((e["serial"], index))
             else:
                 result.refused.append((e.get("serial"), str(e.get("code")), index))
+        elif kind in ("lease.issued", "lease.closed"):
+            _lease(result, scope, e, order_sites)
         elif (
             kind == "unit.revoked"
             and scope.in_period(e["at"])
@@ -143,3 +160,15 @@ def _order_in_scope(scope: Scope, order_id: str | None, order_sites: dict[str, s
     if scope.order_id is not None and order_id != scope.order_id:
         return False
     return not (scope.site_id is not None and order_id is not None and order_sites.get(order_id) != scope.site_id)
+
+
+def _lease(result: Reconciliation, scope: Scope, e: dict[str, Any], order_sites: dict[str, str]) -> None:
+    """A lease issued (its units leave the order) or closed (its unused units come back), in scope."""
+    if not (scope.in_period(e["at"]) and _order_in_scope(scope, e.get("order_id"), order_sites)):
+        return
+    detail = e.get("detail") or {}
+    lease_id = str(detail.get("lease_id"))
+    if e["kind"] == "lease.issued":
+        result.leased[lease_id] = int(detail.get("units", 0))
+    else:
+        result.lease_ends[lease_id] = (int(detail.get("made", 0)), int(detail.get("returned", 0)))

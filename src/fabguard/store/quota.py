@@ -37,3 +37,15 @@ def reserve_units(session: Session, order_id: str, units: int) -> bool:
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def release_units(session: Session, order_id: str, units: int) -> bool:
+    """Give ``units`` back to the order's quota (a closed lease's unused units, ADR 0022): ``used`` decreases by
+    exactly that, never below zero (``CHECK (used >= 0)`` behind it); False, nothing changed, if fewer are used."""
+    result = session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.used >= units)
+        .values(used=Order.used - units)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]

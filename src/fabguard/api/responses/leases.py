@@ -16,7 +16,7 @@ class Lease(Out):
     not_after: str
     issued_by: str
     agent_ca: str = Field(description="The site agent's CA, which signs the units it provisions")
-    state: str
+    state: str = Field(description="active, discrepancy, resolved, or closed (its unused units returned: ADR 0022)")
     synced_size: int = Field(description="The size of the agent's log accepted so far")
     synced_at: str | None
     units_synced: int
@@ -36,6 +36,19 @@ class LeaseSync(Out):
 class LeaseResolved(Out):
     lease_id: str
     state: str
+
+
+class LeaseClosed(Out):
+    """A lease closed (ADR 0022): the units its agent did not make went back to the order."""
+
+    lease_id: str
+    order_id: str
+    state: str = Field(description="closed")
+    leased: int = Field(description="The units the lease took from the order")
+    made: int = Field(description="The units the agent's synced log made")
+    returned: int = Field(description="leased - made: the order's used units decreased by exactly these")
+    order_used: int = Field(description="The order's used units after the close")
+    order_quota: int
 
 
 class LeaseTerms(Out):

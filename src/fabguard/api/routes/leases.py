@@ -1,4 +1,5 @@
-"""Quota leases for offline site agents: ask for one (admin; a second person approves), list them (readers)."""
+"""Quota leases for offline site agents: ask for one (admin; a second person approves), list them (readers),
+sync an agent's log, resolve a discrepancy, close a lease to return its unused units (admin)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from fastapi.responses import JSONResponse
 from fabguard.api.deps import Admin, Inst, Reader
 from fabguard.api.documents import Published, SyncPackageDocument
 from fabguard.api.responses.authority import Approval
-from fabguard.api.responses.leases import Lease, LeaseBundle, LeaseResolved, LeaseSync
+from fabguard.api.responses.leases import Lease, LeaseBundle, LeaseClosed, LeaseResolved, LeaseSync
 from fabguard.api.schemas import LeaseIn, ResolveIn
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.values import OrderId
-from fabguard.service.agent import quota_leases, sync
+from fabguard.service.agent import lease_close, quota_leases, sync
 from fabguard.service.agent.agent_request import AgentRequest
 from fabguard.service.agent.lease_acts import LeaseIssue
 from fabguard.service.approvals import requests
@@ -82,3 +83,14 @@ def sync_lease(
 def resolve_lease(inst: Inst, lease_id: str, body: ResolveIn, p: Admin) -> dict[str, object]:
     """Close a lease's discrepancy once it was looked into."""
     return sync.resolve_discrepancy(inst, lease_id, note=body.note, actor=p.actor)
+
+
+@router.post("/api/v1/leases/{lease_id}/close", response_model=LeaseClosed)
+def close_lease(inst: Inst, lease_id: str, p: Admin) -> dict[str, object]:
+    """Close a lease once its agent's final log is synced: the units it did not make go back to the order.
+
+    Final: the synced log holds the agent's 'agent finish' entry, or the lease has ended and its last sync came
+    after (else 409 lease_not_final). In one transaction the order's used units decrease by exactly the units
+    not made and a lease.closed event records leased, made and returned; every later sync of the lease is
+    refused, recorded and alerted (409 lease_closed). A second close is 409 lease_closed."""
+    return lease_close.close_lease(inst, lease_id, actor=p.actor)

@@ -105,7 +105,7 @@ def _terms(
 def _no_standing_discrepancy(s: Session, order: Order) -> None:
     standing = s.execute(
         select(QuotaLease.id).where(
-            QuotaLease.state == "discrepancy",
+            (QuotaLease.state == "discrepancy") | QuotaLease.discrepancy.is_not(None),  # a closed lease's too
             (QuotaLease.order_id == order.id) | (QuotaLease.site_id == order.site_id),
         )
     ).first()

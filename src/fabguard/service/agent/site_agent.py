@@ -31,6 +31,7 @@ from fabguard.domain.errors import ConfigurationError
 from fabguard.domain.values import OrderState
 from fabguard.ledger.checkpoint import verifier_key
 from fabguard.ledger.lease import Lease, LeaseError, open_bundle
+from fabguard.ledger.lease_end import FINISHED
 from fabguard.pki import agent_status, profiles
 from fabguard.pki.keys import SigningKey, new_signing_key, passphrase_from_env, read_encrypted_key, write_encrypted_key
 from fabguard.service.agent.sync import SyncPackage
@@ -305,3 +306,27 @@ def sync_package(inst: Instance, home: Path) -> SyncPackage:
     signer = home / "ca" / STATUS_SIGNER_NAME
     status_signer = signer.read_text() if signer.exists() else None
     return SyncPackage(lease.lease_id, checkpoint.note, entries, certificates, status_signer)
+
+
+def finish_agent(inst: Instance, home: Path) -> dict[str, object]:
+    """End the agent's lease at the site before its time (ADR 0022): its one order is closed and its quota cut
+    to the units made (so no unit can follow, whatever a provisioning in flight read), and an
+    ``agent.lease_finished`` entry, signed into its log with the next sync, says so. The central server then
+    takes that synced log as final and may close the lease, returning the units not made to the order."""
+    lease = agent_lease(home)
+    with inst.db.transaction() as s:
+        s.execute(
+            update(Order)
+            .where(Order.id == lease.order_id)
+            .values(state=OrderState.CLOSED.value, quota=Order.used)
+            .execution_options(synchronize_session=False)
+        )
+        order = s.get(Order, lease.order_id, populate_existing=True)
+        assert order is not None
+        detail = {"lease_id": lease.lease_id, "units": lease.units, "made": order.used}
+        already = s.execute(select(Event.seq).where(Event.kind == FINISHED).limit(1)).first()
+        if already is None:
+            append_event(
+                s, FINISHED, at=inst.clock(), actor=f"lease:{lease.lease_id}", order_id=lease.order_id, detail=detail
+            )
+    return {**detail, "already": already is not None}

@@ -25,8 +25,9 @@ from sqlalchemy.orm import Session
 
 from fabguard.domain.errors import Conflict, InvalidRequest, NotFound, Refusal
 from fabguard.domain.issuance import UnitHistory, synced_unit_unseen
-from fabguard.ledger.agent_sync import PROVISIONED, SyncDiscrepancy, VerifiedSync, verify_sync
+from fabguard.ledger.agent_sync import PROVISIONED, SyncConflict, SyncDiscrepancy, VerifiedSync, verify_sync
 from fabguard.ledger.lease import open_bundle
+from fabguard.ledger.lease_end import CLOSED
 from fabguard.ledger.merkle import EMPTY_ROOT
 from fabguard.pki import agent_status
 from fabguard.service.agent import quota_leases
@@ -191,10 +192,7 @@ def _fold(
         assert row is not None
         if row.synced_size == verified.checkpoint.size and bytes(row.synced_root or b"") == verified.checkpoint.root:
             return _earlier(s, lease_id, row.order_id)  # the same log, accepted meanwhile
-        if row.synced_size != before:
-            raise Conflict(
-                f"lease {lease_id} was synced meanwhile; send the agent's log again", code="lease_sync_replayed"
-            )
+        _still_open(row, verified, before)
         clone_of = _clone_codes(s, product_id, verified)
         by_index = {u.index: u for u in verified.new_units}
         events: list[NewEvent] = []
@@ -255,6 +253,19 @@ def _fold(
     return summary
 
 
+def _still_open(row: QuotaLease, verified: VerifiedSync, before: int) -> None:
+    """Refuse a sync of a closed lease (ADR 0022: its unused units are the order's again, so nothing of it may
+    count now), or one whose lease was synced since it was verified."""
+    if row.state == CLOSED:
+        raise SyncConflict(
+            code="lease_closed",
+            message=f"lease {row.id} is closed: its agent's log of size {verified.checkpoint.size} brings "
+            f"{len(verified.new_units)} units made after its final sync, refused as overproduction",
+        )
+    if row.synced_size != before:
+        raise Conflict(f"lease {row.id} was synced meanwhile; send the agent's log again", code="lease_sync_replayed")
+
+
 def _clone_codes(s: Session, product_id: str, verified: VerifiedSync) -> dict[int, str | None]:
     """Each new unit's clone code (``synced_unit_unseen``): its key or serial known to the server, or else
     to an earlier unit of this sync. A certificate serial the server (or this sync) already holds, or an
@@ -302,7 +313,10 @@ def _record_discrepancy(inst: Instance, row: QuotaLease, exc: SyncDiscrepancy, a
     with inst.db.transaction() as s:
         locked = s.get(QuotaLease, row.id, with_for_update=True)
         assert locked is not None
-        locked.state, locked.discrepancy = "discrepancy", f"{exc.code}: {exc.message}"[:2000]
+        # A closed lease stays closed (its units were returned once: resolving must not reopen it), its discrepancy
+        # standing against new leases all the same.
+        locked.state = locked.state if locked.state == CLOSED else "discrepancy"
+        locked.discrepancy = f"{exc.code}: {exc.message}"[:2000]
         append_event(
             s,
             "lease.sync_refused",
@@ -322,7 +336,7 @@ def resolve_discrepancy(inst: Instance, lease_id: str, *, note: str, actor: str)
         row = s.get(QuotaLease, lease_id, with_for_update=True)
         if row is None:
             raise NotFound(f"no lease {lease_id!r}", code="lease_not_found")
-        if row.state != "discrepancy":
+        if row.state != "discrepancy" and not (row.state == CLOSED and row.discrepancy is not None):
             raise Conflict(f"lease {lease_id} has no discrepancy", code="lease_discrepancy")
         append_event(
             s,
@@ -332,5 +346,5 @@ def resolve_discrepancy(inst: Instance, lease_id: str, *, note: str, actor: str)
             order_id=row.order_id,
             detail={"lease_id": lease_id, "discrepancy": row.discrepancy, "note": note},
         )
-        row.state, row.discrepancy = "resolved", None
+        row.state, row.discrepancy = (CLOSED if row.state == CLOSED else "resolved"), None
         return {"lease_id": lease_id, "state": row.state}
