@@ -52,6 +52,10 @@ def _answer(method: str, path: str, status: int, **kw: Any) -> httpx.Response:
         (_answer("POST", "/things", 409, json={"detail": "t1 exists"}), "does not fit its schema"),
         (_answer("POST", "/things", 500, json={"error": {"code": "internal_error", "message": "x"}}), "-> 500"),
         (_answer("DELETE", "/things/t1", 204, content=b"null"), "a body"),
+        (
+            _answer("DELETE", "/things/t1", 204, headers={"content-type": "application/json"}),
+            "of type application/json",
+        ),
         (_answer("PUT", "/things", 200, json={}), "no route of /openapi.json"),
     ],
 )

@@ -56,8 +56,10 @@ def checked(spec: dict[str, Any], answer: httpx.Response) -> str | None:
     if documented is None and answer.status_code < 400:
         return f"{where}: status not in /openapi.json ({sorted(responses)})"
     documented = documented or responses["default"]
-    if answer.status_code == 204 or not answer.content:  # no content: FastAPI still names JSON for a 204
-        return f"{where}: a body {answer.content[:80]!r}" if answer.content else None
+    if answer.status_code == 204:  # RFC 9110 15.3.5: no content, so no type of it either
+        if answer.content or "content-type" in answer.headers:
+            return f"{where}: a body {answer.content[:80]!r} of type {answer.headers.get('content-type')}"
+        return None
     kind = answer.headers.get("content-type", "").split(";")[0]
     if kind != "application/json":
         content = documented.get("content", {})
