@@ -65,7 +65,7 @@ from tests.support import (
     tested_device,
 )
 from tests.tpm_support import TestCa, pem
-from tests.walk_writes import checked, recording, refused_answers
+from tests.walk_writes import checked, fits, recording, refused_answers
 
 pytestmark = pytest.mark.slow  # one rich world per engine, ~300 answers and ~150 commands: about 70 s each
 
@@ -569,14 +569,7 @@ def _checked(spec: dict[str, Any], template: str, answer: httpx.Response) -> str
     if answer.status_code >= 300 or kind != "application/json":
         return None
     documented = spec["paths"][template]["get"]["responses"].get(str(answer.status_code), {})
-    schema = documented.get("content", {}).get("application/json", {}).get("schema")
-    if schema is None:
-        return f"{where}: {answer.status_code} has no JSON schema in /openapi.json"
-    try:
-        jsonschema.validate(answer.json(), {**schema, "components": spec["components"]})
-    except jsonschema.ValidationError as wrong:
-        return f"{where}: does not fit its schema at {list(wrong.absolute_path)}: {wrong.message[:300]}"
-    return None
+    return fits(spec, documented, answer, f"{where} -> {answer.status_code}")
 
 
 def _walk_routes(client: httpx.Client, values: dict[str, list[str]]) -> tuple[int, list[str]]:

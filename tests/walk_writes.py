@@ -66,6 +66,12 @@ def checked(spec: dict[str, Any], answer: httpx.Response) -> str | None:
         if answer.content and content and not any(k.split(";")[0] == kind for k in content):
             return f"{where}: {kind} is not among {sorted(content)}"
         return None
+    return fits(spec, documented, answer, where)
+
+
+def fits(spec: dict[str, Any], documented: dict[str, Any], answer: httpx.Response, where: str) -> str | None:
+    """What is wrong with ``answer``'s JSON body against the schema of ``documented`` (an answer of one route
+    and status in ``spec``), ``where`` naming the call (None: nothing)."""
     schema = documented.get("content", {}).get("application/json", {}).get("schema")
     if schema is None:
         return f"{where}: a JSON answer, no JSON schema in /openapi.json"
