@@ -46,7 +46,6 @@ from fabguard.service.access import tokens
 from fabguard.service.agent import sync
 from fabguard.service.agent.site_agent import sync_package
 from fabguard.service.approvals import requests
-from fabguard.service.authority import revocation
 from fabguard.service.authority.ca_acts import MatterPaiCreation
 from fabguard.service.catalog import identity_pools, product_catalog
 from fabguard.service.core.instance import Instance
@@ -66,6 +65,7 @@ from tests.support import (
     tested_device,
 )
 from tests.tpm_support import TestCa, pem
+from tests.walk_writes import checked, fits, recording, refused_answers
 
 pytestmark = pytest.mark.slow  # one rich world per engine, ~300 answers and ~150 commands: about 70 s each
 
@@ -108,6 +108,7 @@ class Walk:
     agent: Agent
     values: dict[str, list[str]] = field(default_factory=dict)
     orders: dict[str, str] = field(default_factory=dict)  # order id -> its creation time
+    writes: list[httpx.Response] = field(default_factory=list)  # the world-building's answers to its writes
 
 
 def _ok(answer: httpx.Response, *statuses: int) -> dict[str, Any]:
@@ -199,6 +200,7 @@ def _acts_under_dual_control(walk: Walk, idle_order: str) -> list[str]:
         done.append(_approve(walk, admin.post("/api/v1/cas/issuing-b/revoke", json={"note": "never used"})))
         person = _ok(admin.post("/api/v1/people", json={"name": "Pat", "roles": ["engineer"]}), 201)["id"]
         done.append(_approve(walk, admin.post(f"/api/v1/people/{person}/grant", json={"role": "approver"})))
+        _ok(admin.post(f"/api/v1/people/{person}/revoke", json={"role": "engineer"}), 200, 202)
         done.append(_approve(walk, admin.post("/api/v1/tokens", json={"person": person, "role": "approver"})))
         _ok(admin.post(f"/api/v1/orders/{idle_order}/state", json={"state": "suspended"}))
         done.append(_approve(walk, admin.post(f"/api/v1/orders/{idle_order}/state", json={"state": "active"})))
@@ -279,7 +281,7 @@ def _audits_and_upkeep(walk: Walk, order_b: str) -> None:
     token revoked or suspended; an order's units revoked; an alert acknowledged; the issuing CA rotated."""
     with walk.world.admin() as admin:
         support = {"support_until": "2031-12-31", "vulnerability_contact": "mailto:psirt@example.com"}
-        for product in ("sensor", "bulb"):
+        for product in ("sensor", "bulb", "lamp"):
             _ok(admin.put(f"/api/v1/products/{product}/compliance", json=support))
         _ok(admin.post("/api/v1/ledger/checkpoint"))
         witness_site = WitnessSite(walk.world.inst)
@@ -305,12 +307,74 @@ def _audits_and_upkeep(walk: Walk, order_b: str) -> None:
         )
 
 
+def _api_writes(world: World, fx: FixtureClient, order: str, devices: list[SimulatedDevice]) -> None:
+    """Writes the rest of the world makes through the service, or not at all: over the API here, so their answers
+    are walked too (a product, site and fixture added; an attestation root trusted, then removed; an order's own
+    royalty rate; field checks and a station's records and units in batches; a browser session)."""
+    with world.admin() as admin:
+        _ok(admin.post("/api/v1/products", json={"id": "lamp", "name": "Lamp"}), 201)
+        _ok(admin.post("/api/v1/sites", json={"id": "cm-c", "name": "CM C"}), 201)
+        _ok(admin.post("/api/v1/fixtures", json={"id": "fx-c1", "site_id": "cm-c"}), 201)
+        _ok(admin.post("/api/v1/fixtures/fx-c1/enrollment-token"), 201)
+        spare = TestCa.make("Walk spare root")
+        root = _ok(
+            admin.post("/api/v1/products/sensor/attestation/roots", json={"kind": "se", "certificate": spare.pem})
+        )
+        assert admin.delete(f"/api/v1/products/sensor/attestation/roots/{root['sha256']}").status_code == 204
+        _ok(admin.put(f"/api/v1/orders/{order}/royalty-rate", json={"amount": "0.30", "currency": "EUR"}))
+        challenges = _ok(admin.post("/api/v1/field/challenges", json={"count": len(devices)}))["challenges"]
+        answers = [d.field_answer(c["nonce"]) for d, c in zip(devices, challenges, strict=True)]
+        _ok(admin.post("/api/v1/field/verify-batch", json={"answers": answers}))
+        session = world.admin()
+        del session.headers["Authorization"]
+        session.headers["Origin"] = world.url
+        with session:
+            _ok(session.post("/api/v1/session", json={"token": world.admin_token}))
+            _ok(session.delete("/api/v1/session"))
+    batch = [SimulatedDevice(serial) for serial in ("SN-BATCH-1", "SN-BATCH-2")]
+    fx.upload_test_records([openhtf_record(d.serial, "fx-a1", fail=False, rng=random.Random(3)) for d in batch])
+    results = fx.provision_batch(order, [(d.serial, d.csr_pem()) for d in batch])
+    assert all("certificate" in r for r in results), results
+
+
 def _config_change(world: World) -> None:
     done = CliRunner().invoke(app, ["--home", str(world.inst.home), "config", "set", "public-url", world.url])
     assert done.exit_code == 0, done.output
 
 
+def _record_writes(world: World, writes: list[httpx.Response]) -> Callable[[], None]:
+    """Keep every answer to a write of the admin's, the approver's and the stations' clients while the world is
+    built; what to call to stop."""
+    admin, fixture = world.admin, world.fixture
+
+    def recorded_admin() -> httpx.Client:
+        return recording(admin(), writes)
+
+    def recorded_fixture(fixture_id: str, site: str = "cm-a") -> FixtureClient:
+        client = fixture(fixture_id, site)
+        recording(client._http, writes)
+        return client
+
+    world.admin, world.fixture = recorded_admin, recorded_fixture  # type: ignore[method-assign]
+
+    def stop() -> None:
+        del world.admin, world.fixture  # the class's own again
+
+    return stop
+
+
 def _build(world: World, tmp: Path) -> Walk:
+    writes: list[httpx.Response] = []
+    stop_recording = _record_writes(world, writes)
+    try:
+        walk = _build_recorded(world, tmp)
+    finally:
+        stop_recording()
+    walk.writes = writes
+    return walk
+
+
+def _build_recorded(world: World, tmp: Path) -> Walk:
     inst = world.inst
     _, approver_secret = tokens.create_token(inst, name="alex", role="approver", actor="test")
     approver = world.admin()
@@ -340,7 +404,8 @@ def _build(world: World, tmp: Path) -> Walk:
         fx_a.provision(order_a, "SN-UNTESTED", SimulatedDevice("SN-UNTESTED").csr_pem())
     from_files = _test_files(fx_a)
     fx_b.upload_test_record(openhtf_record("SN-B2", "fx-b1", fail=False, rng=random.Random(7)))  # tested only
-    revocation.revoke_unit(inst, "SN-A2", reason_code="key_compromise", note="cloned", actor="admin")
+    with world.admin() as admin:
+        _ok(admin.post("/api/v1/units/SN-A2/revoke", json={"reason": "key_compromise", "note": "cloned"}))
     matter_order, matter_serials = _matter_product(world, fx_a)
     with world.admin() as admin:
         _ok(admin.post("/api/v1/units/SN-A3/licences", json={"features": ["radio.lte"]}), 201)
@@ -349,6 +414,7 @@ def _build(world: World, tmp: Path) -> Walk:
     _field_checks(world, [plain, revoked, licensed, se_device, at_b])
     approvals = _acts_under_dual_control(walk, idle)
     _reenrolled(world, plain)
+    _api_writes(world, fx_a, order_a, [plain, licensed])
     _config_change(world)
     walk.values["approval_id"] = approvals
     _audits_and_upkeep(walk, order_b)
@@ -371,6 +437,7 @@ def _build(world: World, tmp: Path) -> Walk:
         "SN-UNTESTED",
         "SN-AGENT-1",
         "SN-AGENT-3",
+        "SN-BATCH-1",
     ]
     walk.values.update(
         matter=matter_serials,
@@ -502,14 +569,7 @@ def _checked(spec: dict[str, Any], template: str, answer: httpx.Response) -> str
     if answer.status_code >= 300 or kind != "application/json":
         return None
     documented = spec["paths"][template]["get"]["responses"].get(str(answer.status_code), {})
-    schema = documented.get("content", {}).get("application/json", {}).get("schema")
-    if schema is None:
-        return f"{where}: {answer.status_code} has no JSON schema in /openapi.json"
-    try:
-        jsonschema.validate(answer.json(), {**schema, "components": spec["components"]})
-    except jsonschema.ValidationError as wrong:
-        return f"{where}: does not fit its schema at {list(wrong.absolute_path)}: {wrong.message[:300]}"
-    return None
+    return fits(spec, documented, answer, f"{where} -> {answer.status_code}")
 
 
 def _walk_routes(client: httpx.Client, values: dict[str, list[str]]) -> tuple[int, list[str]]:
@@ -607,6 +667,26 @@ def test_the_world_is_as_rich_as_the_walk_says(walk: Walk) -> None:
     matter = genealogy["matter"]["identities"][0]
     assert matter["matter"] is not None and matter["mac_addresses"], matter
     assert any(a["kind"] == "field_clone" for a in alerts), alerts  # type: ignore[union-attr]
+
+
+def test_every_write_answer_of_the_world_building_fits_its_schema(walk: Walk) -> None:
+    """Each POST, PUT and DELETE answer the world was built with (created, pending, approved, refused; the
+    stations' uploads and units among them) fits what /openapi.json publishes for its route and status."""
+    spec = _spec(walk)
+    problems = [problem for answer in walk.writes if (problem := checked(spec, answer)) is not None]
+    assert not problems, "\n".join(problems)
+    routes = {(a.request.method, a.request.url.path) for a in walk.writes}
+    assert len(walk.writes) > 60 and len(routes) > 40, (len(walk.writes), len(routes))
+    assert any(a.status_code >= 400 for a in walk.writes)  # refusals among them
+
+
+def test_every_write_route_refuses_a_bad_call_with_the_error_schema(walk: Walk) -> None:
+    """Each write route, called with ids no row has or a body of the wrong type, is refused (nothing done)
+    with an answer that fits the ``Error`` schema /openapi.json publishes for it."""
+    spec = _spec(walk)
+    with walk.world.admin() as admin:
+        problems = refused_answers(admin, spec, walk.values)
+    assert not problems, "\n".join(problems)
 
 
 # The dashboard's ranges (web/static/core.js): the shift is the server's default window.

@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from fabguard import __version__
-from fabguard.api.multiprocess_metrics import WorkerFigures, pool_figures
+from fabguard.api.multiprocess_metrics import WorkerFigures, pool_figures, queue_gauge
 from fabguard.runtime.field_writer import FieldWriter
 from fabguard.runtime.group_commit import GroupCommitter
 from fabguard.runtime.periodic import PeriodicWorker
@@ -107,12 +107,7 @@ class ServerMetrics:
         build.info({"version": __version__})  # the same in every worker: the answering one's is the server's
         self.workers: WorkerFigures | None = None
         if multiprocess_dir is None:
-            queue = Gauge(
-                "fabguard_provisioning_queue_requests",
-                "Requests waiting for the provisioning writer.",
-                registry=registry,
-            )
-            queue.set_function(lambda: committer.queue_depth)
+            queue_gauge("provisioning", registry).set_function(lambda: committer.queue_depth)
             ProcessCollector(registry=registry)
             registry.register(PoolCollector(inst))
         else:
@@ -132,12 +127,7 @@ class ServerMetrics:
             registry=own,
         )
         if self.workers is None:  # with workers, WorkerFigures samples the queue into the shared files
-            queue = Gauge(
-                "fabguard_field_queue_requests",
-                "Requests waiting for the field-check writer.",
-                registry=registry,
-            )
-            queue.set_function(lambda: writer.queue_depth)
+            queue_gauge("field", registry).set_function(lambda: writer.queue_depth)
         writer.observer = lambda jobs, _outcomes: checks.observe(len(jobs))
 
     @property

@@ -36,7 +36,7 @@ from socket import socket
 from typing import Any
 
 import uvicorn
-from prometheus_client import Counter, Gauge, ProcessCollector, values
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, values
 from prometheus_client.multiprocess import mark_process_dead
 
 from fabguard.api.server_tls import ReloadingMultiprocess
@@ -111,6 +111,21 @@ class MetricsSupervisor(ReloadingMultiprocess):
         self._running = running
 
 
+# Each writer's queue gauge: its name's word and the writer's.
+WRITER_QUEUES = {"provisioning": "provisioning", "field": "field-check"}
+
+
+def queue_gauge(writer: str, registry: CollectorRegistry | None) -> Gauge:
+    """The gauge of the requests waiting for ``writer`` (a key of ``WRITER_QUEUES``): in one process, on
+    ``registry``, where the caller makes it read the queue at scrape time (``set_function``); in a worker
+    (``registry`` None: the shared files), a ``livesum`` gauge ``WorkerFigures`` writes, summed over the
+    server's live workers."""
+    helps = f"Requests waiting for the {WRITER_QUEUES[writer]} writer"
+    if registry is None:
+        helps += "s, summed over the server's live worker processes"
+    return Gauge(f"fabguard_{writer}_queue_requests", f"{helps}.", multiprocess_mode="livesum", registry=registry)
+
+
 def pool_figures(inst: Instance) -> tuple[int, int, int] | None:
     """The database pool's connections in use, idle, and its size; None for a pool that keeps none (SQLite's)."""
     pool: Any = inst.db.engine.pool
@@ -128,18 +143,8 @@ class WorkerFigures:
         self._committer = committer
         self._field_writer = field_writer
         # registry=None: the shared files are the registry (MultiProcessCollector reads them).
-        self.queue = Gauge(
-            "fabguard_provisioning_queue_requests",
-            "Requests waiting for the provisioning writers, summed over the server's live worker processes.",
-            multiprocess_mode="livesum",
-            registry=None,
-        )
-        self.field_queue = Gauge(
-            "fabguard_field_queue_requests",
-            "Requests waiting for the field-check writers, summed over the server's live worker processes.",
-            multiprocess_mode="livesum",
-            registry=None,
-        )
+        self.queue = queue_gauge("provisioning", None)
+        self.field_queue = queue_gauge("field", None)
         self.pool = Gauge(
             "fabguard_db_pool_connections",
             "Database connections by state, summed over the server's live worker processes.",
@@ -198,5 +203,6 @@ __all__ = [
     "WorkerFigures",
     "pool_figures",
     "private_metrics_dir",
+    "queue_gauge",
     "worker_metrics_dir",
 ]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from fabguard.cli.common import JsonOption, actor, command, console, opened, print_json, state
 from fabguard.domain.errors import InvalidRequest
+from fabguard.pki.server_tls import ServerCredentials
 from fabguard.service.core import config_changes, server_tls
 from fabguard.service.core.config import InstanceConfig, load_config, set_published_urls
 
@@ -134,17 +135,13 @@ def config_tls(
     console.print("Send the running server SIGHUP (kill -HUP PID) for new connections to get it.")
 
 
-def _set_tls(files: server_tls.OperatorFiles | None) -> tuple[InstanceConfig, Any]:
-    """Name ``files`` (or the station's certificate) in instance.json, recorded in the ledger."""
-    credentials: list[Any] = []
-
-    def change() -> InstanceConfig:
-        config, made = server_tls.set_operator_tls(state.home, files)
-        credentials.append(made)
-        return config
-
+def _set_tls(
+    files: server_tls.OperatorFiles | None,
+) -> tuple[InstanceConfig, ServerCredentials | None]:
+    """Name ``files`` (or the station's certificate) in instance.json, recorded in the ledger: the
+    configuration saved and the credentials the listener will serve."""
     with opened() as inst:
-        config = config_changes.change_config(
-            inst, state.home, "config.tls_changed", config_changes.TLS_FIELDS, change, actor=actor(inst)
-        )
-    return config, credentials[0] if credentials else None
+        return config_changes.change_config(
+            inst, state.home, "config.tls_changed", config_changes.TLS_FIELDS,
+            lambda: server_tls.set_operator_tls(state.home, files), actor=actor(inst),
+        )  # fmt: skip

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fabguard.domain.errors import Refusal
+from fabguard.domain.identities.matter_ids import PaiIds, dac_agrees_with_onboarding
 from fabguard.domain.issuance import CsrFacts, MatterPai, dac_possible
 from fabguard.domain.values import KeyType
 
@@ -27,6 +28,8 @@ class ReenrolmentRequest:
     matter_pai: MatterPai | None = None  # the unit's issuing CA, when it is a Matter PAI
     # The unit's issuing CA is a site agent's (ADR 0010): its key is at the agent, not here.
     issuing_ca_at_agent: bool = False
+    # The vendor and product ID of the unit's onboarding payload (its allocation), None without Matter data.
+    onboarding: tuple[int, int] | None = None
 
 
 ReenrolmentPolicy = Callable[[ReenrolmentRequest], None]
@@ -75,6 +78,15 @@ def matter_dac_still_possible(r: ReenrolmentRequest) -> None:
     dac_possible(r.issuing_ca, r.matter_pai, r.csr.key_type)
 
 
+def dac_matches_onboarding(r: ReenrolmentRequest) -> None:
+    """The new DAC's VID and PID (its PAI's, the unit's own) are those of the unit's onboarding payload, as
+    at first issuance (``issuance.dac_matches_onboarding``): data from before that rule may disagree."""
+    pai = r.matter_pai
+    if pai is None or pai.vendor_id is None:
+        return
+    dac_agrees_with_onboarding(r.serial, r.issuing_ca, PaiIds(pai.vendor_id, pai.product_id), r.onboarding)
+
+
 REENROLMENT_POLICIES: tuple[ReenrolmentPolicy, ...] = (
     unit_not_revoked,
     csr_names_the_unit,
@@ -83,6 +95,7 @@ REENROLMENT_POLICIES: tuple[ReenrolmentPolicy, ...] = (
     new_key_attested,
     issuing_ca_can_sign,
     matter_dac_still_possible,
+    dac_matches_onboarding,
 )
 
 

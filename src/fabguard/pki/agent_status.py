@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPub
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from fabguard.pki.crl import REASONS, RevokedEntry, crl_builder
-from fabguard.pki.profiles import BACKDATE, Issuer, hash_for, signature_key_usage
+from fabguard.pki.ocsp import delegated_responder
+from fabguard.pki.profiles import BACKDATE, Issuer, hash_for
 
 UNIT_LABEL = "FabGuard revocation status"  # the status signer's OU (no unit subject has one)
 
@@ -40,23 +41,9 @@ def status_signer_certificate(
 ) -> x509.Certificate:
     """The agent CA's delegation to the central server's ``public_key``: OCSP responses (digitalSignature,
     id-kp-OCSPSigning, id-pkix-ocsp-nocheck) and its units' indirect CRL (cRLSign), for the agent CA's life."""
-    ski = agent_ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return (
-        x509.CertificateBuilder()
-        .subject_name(status_signer_name(agent_ca.certificate))
-        .issuer_name(agent_ca.certificate.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(agent_ca.certificate.not_valid_after_utc)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(signature_key_usage(crl_sign=True), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
-        .add_extension(x509.OCSPNoCheck(), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-        .sign(agent_ca.key, hash_for(agent_ca.key))
-    )
+    name = status_signer_name(agent_ca.certificate)
+    until = agent_ca.certificate.not_valid_after_utc
+    return delegated_responder(agent_ca, public_key, name, now - BACKDATE, until, crl_sign=True)
 
 
 def status_signer_problem(

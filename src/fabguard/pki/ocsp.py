@@ -132,6 +132,22 @@ def responder_certificate(
     common = ca.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     label = str(common[0].value if common else "CA")[:49]
     subject = x509.Name([*organization, x509.NameAttribute(NameOID.COMMON_NAME, f"{label} OCSP responder")])
+    until = min(start + lifetime, ca.certificate.not_valid_after_utc)
+    return delegated_responder(ca, public_key, subject, start, until)
+
+
+def delegated_responder(
+    ca: Issuer,
+    public_key: CertificateIssuerPublicKeyTypes,
+    subject: x509.Name,
+    not_before: datetime,
+    not_after: datetime,
+    *,
+    crl_sign: bool = False,
+) -> x509.Certificate:
+    """A certificate ``ca`` issues directly to ``public_key`` to answer OCSP for it (RFC 6960 4.2.2.2:
+    CA:FALSE, digitalSignature, id-kp-OCSPSigning, id-pkix-ocsp-nocheck), and with ``crl_sign`` to sign its
+    CRLs too (an agent CA's status signer, ``agent_status``)."""
     ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return (
         x509.CertificateBuilder()
@@ -139,10 +155,10 @@ def responder_certificate(
         .issuer_name(ca.certificate.subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(min(start + lifetime, ca.certificate.not_valid_after_utc))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(signature_key_usage(), critical=True)
+        .add_extension(signature_key_usage(crl_sign=crl_sign), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
         .add_extension(x509.OCSPNoCheck(), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
@@ -243,6 +259,7 @@ __all__ = [
     "OcspState",
     "ResponseCache",
     "build_response",
+    "delegated_responder",
     "issuer_hashes",
     "names",
     "parse_request",

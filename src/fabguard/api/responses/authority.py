@@ -24,6 +24,11 @@ class Approval(Out):
     result: dict[str, JsonValue] | None = Field(description="What carrying it out answered, once approved")
 
 
+class CaCsr(Out):
+    name: str
+    csr: str = Field(description="The new CA key's certificate signing request, PEM, for the offline root")
+
+
 class Ca(Out):
     name: str
     role: str

@@ -28,6 +28,12 @@ class AttestationRoot(Out):
     added_at: str
 
 
+class NewAttestationRoot(Out):
+    kind: str = Field(description="tpm or se")
+    sha256: str = Field(description="The root certificate's SHA-256, hex: what removes it")
+    subject: str
+
+
 class ProductAttestation(Out):
     product_id: str
     policy: str = Field(description="off, optional or required")
@@ -48,6 +54,11 @@ class Fixture(Out):
 
 class NewFixture(Fixture):
     enrollment_token: str = Field(description="The one-time token the fixture enrols with (shown once)")
+
+
+class EnrollmentToken(Out):
+    fixture_id: str
+    enrollment_token: str = Field(description="A new one-time token the fixture enrols with (shown once)")
 
 
 class Enrollment(Out):

@@ -16,5 +16,9 @@ class WhoAmI(Out):
     token_expires_at: str | None
 
 
+class SignedOut(Out):
+    ended: bool = Field(description="Whether a session was open (its cookie is cleared either way)")
+
+
 class SignedIn(WhoAmI):
     session_expires_at: str

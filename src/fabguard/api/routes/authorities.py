@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from fabguard.api.deps import Admin, Inst, Reader
-from fabguard.api.responses.authority import Approval, Ca
+from fabguard.api.responses.authority import Approval, Ca, CaCsr
 from fabguard.api.schemas import CaCertificateIn, CaScopeIn, IssuingCaIn, MatterPaiIn, RevokeUnitIn, RotateIn
 from fabguard.domain.values import CaName
 from fabguard.service.approvals import requests
@@ -49,7 +49,7 @@ def create_matter_pai(inst: Inst, body: MatterPaiIn, p: Admin) -> dict[str, obje
     ).to_dict()
 
 
-@router.post("/api/v1/cas/{name}/csr", status_code=201, tags=["ca"])
+@router.post("/api/v1/cas/{name}/csr", status_code=201, tags=["ca"], response_model=CaCsr)
 def issuing_ca_csr(inst: Inst, name: str, body: CaScopeIn, p: Admin) -> dict[str, str]:
     """For an offline root: make the CA key here and return its CSR (PEM). The CA is pending and signs
     nothing until its certificate is imported, which needs a second person."""

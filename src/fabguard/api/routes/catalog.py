@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from fabguard.api.deps import Engineer, Inst, Reader
-from fabguard.api.responses.catalog import IdentityPools, Product, ProductAttestation, Site
+from fabguard.api.responses.catalog import IdentityPools, NewAttestationRoot, Product, ProductAttestation, Site
 from fabguard.api.schemas import (
     AttestationRootIn,
     IdentityPoolIn,
@@ -67,13 +67,13 @@ def set_product_attestation(inst: Inst, product_id: str, body: ProductAttestatio
     return attestation.set_policy(inst, ProductId.named(product_id), body.policy, actor=p.actor)
 
 
-@router.post("/api/v1/products/{product_id}/attestation/roots", status_code=201)
+@router.post("/api/v1/products/{product_id}/attestation/roots", status_code=201, response_model=NewAttestationRoot)
 def add_attestation_root(inst: Inst, product_id: str, body: AttestationRootIn, p: Engineer) -> dict[str, str]:
     """Trust a TPM maker's AK-issuing CA (kind tpm) or an SE vendor's CA (kind se) for this product."""
     return attestation.add_root(inst, ProductId.named(product_id), body.kind, body.certificate, actor=p.actor)
 
 
-@router.delete("/api/v1/products/{product_id}/attestation/roots/{sha256}", status_code=204)
+@router.delete("/api/v1/products/{product_id}/attestation/roots/{sha256}", status_code=204, response_class=Response)
 def remove_attestation_root(inst: Inst, product_id: str, sha256: str, p: Engineer) -> None:
     """Stop trusting a root (by its certificate's SHA-256); issued certificates stay as they are."""
     attestation.remove_root(inst, ProductId.named(product_id), sha256, actor=p.actor)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from fabguard.api.deps import Admin, Inst, Reader
-from fabguard.api.responses.catalog import Enrollment, Fixture, NewFixture
+from fabguard.api.responses.catalog import Enrollment, EnrollmentToken, Fixture, NewFixture
 from fabguard.api.schemas import EnrollIn, FixtureIn, RevokeIn
 from fabguard.domain.values import FixtureId, SiteId
 from fabguard.service.catalog import fixtures
@@ -34,7 +34,9 @@ def revoke_fixture(inst: Inst, fixture_id: str, body: RevokeIn, p: Admin) -> dic
     return fixtures.fixture_dict(revoked)
 
 
-@router.post("/api/v1/fixtures/{fixture_id}/enrollment-token", status_code=201, tags=["fixtures"])
+@router.post(
+    "/api/v1/fixtures/{fixture_id}/enrollment-token", status_code=201, tags=["fixtures"], response_model=EnrollmentToken
+)
 def new_enrollment_token(inst: Inst, fixture_id: str, p: Admin) -> dict[str, str]:
     token = fixtures.new_enrollment_token(inst, FixtureId.named(fixture_id), actor=p.actor)
     return {"fixture_id": fixture_id, "enrollment_token": token}

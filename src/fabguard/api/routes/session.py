@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request, Response
 
 from fabguard.api.deps import Inst, SiteReader, same_origin
-from fabguard.api.responses.session import SignedIn, WhoAmI
+from fabguard.api.responses.session import SignedIn, SignedOut, WhoAmI
 from fabguard.service.access import sessions, tokens
 
 router = APIRouter(tags=["session"])
@@ -58,7 +58,7 @@ def who_am_i(p: SiteReader) -> dict[str, Any]:
     return _who(p)
 
 
-@router.delete("/api/v1/session")
+@router.delete("/api/v1/session", response_model=SignedOut)
 def sign_out(inst: Inst, request: Request, response: Response) -> dict[str, bool]:
     """End the browser session and clear its cookie (from the dashboard's own page)."""
     same_origin(request)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fabguard.service.core.config import InstanceConfig, load_config
 from fabguard.service.core.instance import Instance
 from fabguard.store.eventlog import append_event
 
+T = TypeVar("T")
 URL_FIELDS = ("public_url", "pki_url", "crl_base_url")
 TLS_FIELDS = (
     "tls_cert",
@@ -39,24 +40,26 @@ def change_config(
     home: Path,
     kind: str,
     fields: Sequence[str],
-    change: Callable[[], InstanceConfig],
+    change: Callable[[], T],
     *,
     actor: str,
-) -> InstanceConfig:
+) -> T:
     """Run ``change`` (which checks and saves ``home``'s configuration, raising on a refusal with nothing
-    changed) and record ``kind`` with what changed among ``fields``; nothing is recorded if nothing changed."""
+    changed) and record ``kind`` with what changed among ``fields``, as the file reads before and after it;
+    nothing is recorded if nothing changed. The change's own result is returned as it is (the configuration
+    saved, and whatever else it made, e.g. the listener's credentials)."""
     before = load_config(home)
-    after = change()
-    changed = changed_fields(before, after, fields)
+    done = change()
+    changed = changed_fields(before, load_config(home), fields)
     if not changed:
-        return after
+        return done
     try:
         with inst.db.transaction() as s:
             append_event(s, kind, at=inst.clock(), actor=actor, detail={"changed": changed})
     except BaseException:
         before.save(home)
         raise
-    return after
+    return done
 
 
 __all__ = ["TLS_FIELDS", "URL_FIELDS", "change_config", "changed_fields"]

@@ -2,7 +2,9 @@
 
 Consumes no quota. The unit may keep its key or move to a new one (never one seen elsewhere). The new
 certificate has the product's device profile, as at first issuance: a Matter DAC under the order's PAI,
-else an IEEE 802.1AR IDevID.
+else an IEEE 802.1AR IDevID. The DAC is signed by the unit's own PAI (the one that signed its first DAC,
+retired or not), never its order's current CA, and names the vendor and product ID of the unit's onboarding
+payload, or is refused (``matter_ids_mismatch``: data from before that rule may disagree).
 
 The certificate it replaces is revoked with reason ``superseded`` (RFC 5280 CRLReason 4) at the
 re-enrolment, in the same transaction: OCSP answers ``revoked`` for it, and the issuing CA's CRL is
@@ -28,6 +30,8 @@ from fabguard.service.core.events import record_refusal
 from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning.unit_requests import Provisioned, device_certificate
 from fabguard.store.eventlog import append_event
+from fabguard.store.identities import allocations
+from fabguard.store.identity_models import UnitIdentityRow
 from fabguard.store.models import CertificateAuthority, Product, SupersededCertificate, Unit
 
 
@@ -63,6 +67,7 @@ def _reenroll_in(inst: Instance, fingerprint: str, checked: CheckedCsr) -> tuple
         if new_key != unit.key_fingerprint:
             owner = s.execute(select(Unit.serial).where(Unit.key_fingerprint == new_key)).scalar_one_or_none()
         ca = s.get(CertificateAuthority, unit.issuing_ca)
+        given = allocations(s, [(unit.product_id, unit.serial)]).get((unit.product_id, unit.serial))
         authorize_reenrolment(
             ReenrolmentRequest(
                 serial=unit.serial,
@@ -75,6 +80,7 @@ def _reenroll_in(inst: Instance, fingerprint: str, checked: CheckedCsr) -> tuple
                 new_key_unattested=new_key != unit.key_fingerprint and product.attestation_policy == "required",
                 matter_pai=matter_pai_facts(ca.certificate_pem) if ca is not None else None,
                 issuing_ca_at_agent=ca is not None and ca.key_ref.startswith(EXTERNAL_KEY),
+                onboarding=_onboarding(given),
             )
         )
         lifetime = timedelta(days=product.cert_lifetime_days) if product.cert_lifetime_days else None
@@ -118,6 +124,13 @@ def _reenroll_in(inst: Instance, fingerprint: str, checked: CheckedCsr) -> tuple
         pem, order_id, ca_name = unit.certificate_pem, unit.order_id, unit.issuing_ca
         serial = unit.serial
     return Provisioned(serial, order_id, pem, inst.cas.chain_pem(ca_name), False), ca_name
+
+
+def _onboarding(given: UnitIdentityRow | None) -> tuple[int, int] | None:
+    """The vendor and product ID of the unit's onboarding payload, if its allocation has Matter data."""
+    if given is None or given.vendor_id is None or given.matter_product_id is None:
+        return None
+    return given.vendor_id, given.matter_product_id
 
 
 __all__ = ["reenroll_unit"]
