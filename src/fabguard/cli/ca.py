@@ -133,8 +133,9 @@ def ca_import(
 
 @command(ca_app, "rotate")
 def ca_rotate(name: CaName, new_name: Annotated[str, typer.Option(help="Name of the successor CA")]) -> None:
-    """Ask for new orders to go to a fresh CA of the same scope; once approved the old one retires, its
-    certificates keep verifying."""
+    """Ask for new orders to go to a fresh CA of the same scope (a Matter PAI's successor is a PAI with its
+    vendor and product IDs under the same PAA); once approved the old one retires, its certificates keep
+    verifying."""
     _ask(name, lambda: CaRotation(values.CaName(new_name).value), f"/api/v1/cas/{name}/rotate", {"new_name": new_name})
 
 

@@ -68,8 +68,9 @@ def import_ca_certificate(inst: Inst, name: str, body: CaCertificateIn, p: Admin
 
 @router.post("/api/v1/cas/{name}/rotate", status_code=202, tags=["ca"], responses=PENDING, response_model=Approval)
 def rotate_ca(inst: Inst, name: str, body: RotateIn, p: Admin) -> dict[str, object]:
-    """Ask for new orders to go to a fresh CA of the same scope; once approved the old one is retired,
-    its certificates stay valid."""
+    """Ask for new orders to go to a fresh CA of the same scope (a Matter PAI's successor is a PAI with its
+    vendor and product IDs under the same PAA; refused with ``ca_key_offline`` where that PAA is offline);
+    once approved the old one is retired, its certificates stay valid."""
     return requests.request(inst, name, CaRotation(CaName(body.new_name).value), by=requests.Person.of(p)).to_dict()
 
 

@@ -9,7 +9,7 @@ request when it is made, each ``*_in`` carries it out in the approval's transact
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -333,14 +333,20 @@ def check_rotation(s: Session, name: str, *, new_name: str) -> CertificateAuthor
 
 
 def rotate_issuing_ca_in(
-    s: Session, inst: Instance, name: str, *, new_name: str, at: datetime, actor: str, detail: Mapping[str, object]
+    s: Session,
+    name: str,
+    *,
+    new_name: str,
+    at: datetime,
+    actor: str,
+    detail: Mapping[str, object],
+    successor: Callable[[CertificateAuthority], CaView],
 ) -> CaView:
-    """In the caller's transaction: a new issuing CA with the same scope; the old one is retired (no new
-    orders, its units stay valid)."""
+    """In the caller's transaction: the old CA's ``successor`` (``matter_authorities.successor_in``: the same
+    scope, and a Matter PAI's a PAI with its IDs) is made, and the old one retired (no new orders, its units
+    stay valid)."""
     old = check_rotation(s, name, new_name=new_name)
-    new = create_issuing_ca_in(
-        s, inst, new_name, site_id=old.site_id, product_id=old.product_id, at=at, actor=actor, detail=detail
-    )
+    new = successor(old)
     old.state = "retired"
     append_event(s, "ca.rotated", at=at, actor=actor, detail={"ca": name, "successor": new_name, **detail})
     return new

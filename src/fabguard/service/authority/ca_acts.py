@@ -17,6 +17,7 @@ from fabguard.service.approvals.registry import Approved, register
 from fabguard.service.authority import authorities, matter_authorities, revocation
 from fabguard.service.core import client_trust
 from fabguard.service.core.instance import Instance
+from fabguard.store.models import CertificateAuthority
 
 CA_CREATION = "ca.create"
 MATTER_PAI_CREATION = "ca.create_matter_pai"
@@ -148,14 +149,21 @@ def _imported_pai_agrees(s: Session, target: str, pem: str) -> None:
 
 
 def _rotation_is_possible(inst: Instance, s: Session, target: str, p: CaRotation) -> None:
-    authorities.check_rotation(s, target, new_name=p.new_name)
-    inst.cas.issuer("root", s)
+    old = authorities.check_rotation(s, target, new_name=p.new_name)
+    if matter_authorities.rotated_pai(old) is None:
+        inst.cas.issuer("root", s)
+    else:  # a Matter PAI's successor is signed by its PAA
+        matter_authorities.check_pai_rotation(s, old, p.new_name)
 
 
 def _rotate_ca(inst: Instance, s: Session, a: Approved[CaRotation]) -> dict[str, object]:
     new_name = a.parameters.new_name
+
+    def successor(old: CertificateAuthority) -> authorities.CaView:
+        return matter_authorities.successor_in(s, inst, old, new_name, at=a.now, actor=a.actor, detail=a.detail)
+
     return authorities.rotate_issuing_ca_in(
-        s, inst, a.target, new_name=new_name, at=a.now, actor=a.actor, detail=a.detail
+        s, a.target, new_name=new_name, at=a.now, actor=a.actor, detail=a.detail, successor=successor
     ).to_dict()
 
 

@@ -149,3 +149,39 @@ def imported_pai_agrees(s: Session, name: str, certificate: x509.Certificate) ->
         return
     if vid is not None:
         pai_agrees_with_pool(s, row.product_id, name, PaiIds(vid.value, pid.value if pid is not None else None))
+
+
+def rotated_pai(old: CertificateAuthority) -> PaiIds | None:
+    """What a rotated CA's successor must fix: the IDs of a product's Matter PAI, None for an IDevID issuer."""
+    return pai_ids(old) if old.product_id is not None else None
+
+
+def check_pai_rotation(s: Session, old: CertificateAuthority, new_name: str) -> None:
+    """Refuse to rotate a Matter PAI where its successor could not be made here (its PAA's key offline:
+    ``ca_key_offline``, a ceremony step) or would disagree with the product's pool."""
+    ids = rotated_pai(old)
+    if ids is not None and old.product_id is not None:
+        check_matter_pai(s, new_name, product_id=old.product_id, vid=ids.vendor_id, pid=ids.product_id)
+
+
+def successor_in(
+    s: Session,
+    inst: Instance,
+    old: CertificateAuthority,
+    new_name: str,
+    *,
+    at: datetime,
+    actor: str,
+    detail: Mapping[str, object],
+) -> authorities.CaView:
+    """The successor of a rotated issuing CA, in the caller's transaction: a Matter PAI with the same vendor and
+    product IDs under the same PAA for a PAI (the product's orders keep getting DACs), else an issuing CA of the
+    same scope under the root."""
+    ids = rotated_pai(old)
+    if ids is None or old.product_id is None:
+        scope = {"site_id": old.site_id, "product_id": old.product_id}
+        return authorities.create_issuing_ca_in(s, inst, new_name, **scope, at=at, actor=actor, detail=detail)
+    return create_matter_pai_in(
+        s, inst, new_name, product_id=old.product_id, vid=ids.vendor_id, pid=ids.product_id,
+        at=at, actor=actor, detail=detail,
+    )  # fmt: skip
