@@ -150,7 +150,11 @@ def build_world(inst: Instance) -> World:
     fixtures.revoke_fixture(inst, FixtureId("fx-gone"), reason="stolen", actor="test")
     tested = [f"SN-K-{i}" for i in range(1, 9)]
     for serial in tested:
-        testrecords.record_test(inst, FixtureFacts(FIXTURE, "cm-a", revoked=False), openhtf_record(serial, FIXTURE, fail=False, rng=random.Random(1)))
+        testrecords.record_test(
+            inst,
+            FixtureFacts(FIXTURE, "cm-a", revoked=False),
+            openhtf_record(serial, FIXTURE, fail=False, rng=random.Random(1)),
+        )
     return World(inst, create_app(inst), cert, revoked_cert, stranger_certificate(), tested)
 
 
@@ -392,7 +396,10 @@ def test_callers_without_an_active_fixture_s_certificate_are_refused_and_recorde
     body = unit_body("SN-K-1")
     cases = {
         "none": (None, (401, "unauthorized", "this call needs the fixture's TLS client certificate")),
-        "stranger": (world.stranger_cert, (401, "unknown_fixture", "no enrolled fixture holds the certificate CN=not-a-fixture")),
+        "stranger": (
+            world.stranger_cert,
+            (401, "unknown_fixture", "no enrolled fixture holds the certificate CN=not-a-fixture"),
+        ),
         "revoked": (world.revoked_cert, (403, "fixture_revoked", "fixture fx-gone has been revoked")),
     }
     for name, (cert, expected) in cases.items():

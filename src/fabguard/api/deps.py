@@ -190,7 +190,7 @@ async def fixture_of(request: Request) -> FixtureFacts:
         recorded: RateLimiter = request.app.state.fixture_rate_records
         if recorded.take(facts.id, time.monotonic()) == 0.0:
             # Recorded once a second at most, so a flood of requests is no flood of events.
-            detail = {"route": request.url.path}
+            detail: dict[str, object] = {"route": request.url.path}
             await run_in_threadpool(
                 partial(events.record_refusal, inst, "request.refused", refusal, fixture_id=facts.id, detail=detail)
             )

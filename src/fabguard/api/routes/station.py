@@ -31,8 +31,8 @@ from fabguard.api.responses.station import (
 )
 from fabguard.api.schemas import AllocateIn, ProvisionBatchIn, ProvisionIn, TestRecordsIn
 from fabguard.domain.errors import InvalidRequest
-from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.idempotency import IdempotencyKey
+from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.testformats import FormatUnknown
 from fabguard.domain.values import Serial
 from fabguard.service.core.idempotency import Answer, Keyed
