@@ -76,7 +76,7 @@ def _provision_body(request: Request, body: bytes) -> ProvisionIn | None:
         return None  # FastAPI decides what another content type means
     try:
         return ProvisionIn.model_validate(json.loads(body))
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, too deep, or invalid: FastAPI's answer
+    except Exception:  # not JSON, not UTF-8, too deep, invalid, or anything else: FastAPI answers it
         return None
 
 
