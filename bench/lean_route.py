@@ -25,10 +25,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("FABGUARD_KEY_PASSPHRASE", "bench-lean-route-passphrase")
 
-from fabguard.api import hot_routes  # noqa: E402
-from fabguard.api.app import create_app  # noqa: E402
-from tests.api.test_provision_contract import build_world, unit_body  # noqa: E402
-from tests.support import new_instance  # noqa: E402
+from tests.api.test_provision_contract import build_world, unit_body
+from tests.support import new_instance
+
+from fabguard.api import hot_routes
+from fabguard.api.app import create_app
 
 
 def _scope(cert: str, body: bytes) -> dict[str, Any]:
