@@ -6,6 +6,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
@@ -163,15 +164,21 @@ def visible_order(p: tokens.Principal, order: OrderView) -> OrderView:
     return order
 
 
-def fixture(inst: Inst, request: Request) -> FixtureFacts:
+async def fixture_of(request: Request) -> FixtureFacts:
     """The enrolled, active fixture holding the TLS client certificate (refused and recorded otherwise),
-    within its request rate (``rate_limited`` otherwise)."""
-    facts = fixtures.authenticate_fixture(
-        inst,
-        client_cert_der(request.scope),
-        route=request.url.path,
-        anonymous=request.app.state.anonymous_refusal_records,
-    )
+    within its request rate (``rate_limited`` otherwise).
+
+    On SQLite a remembered fixture is answered on the event loop (ADR 0021: the auth generation is a local
+    read that waits for no writer); anything that may write (a refusal's event) or read over the network
+    (PostgreSQL) runs in a worker thread, as the ``def`` dependency this was did."""
+    inst: Instance = request.app.state.instance
+    der = client_cert_der(request.scope)
+    facts = fixtures.remembered_fixture(inst, der) if fixtures.generation_is_local(inst) else None
+    if facts is None:
+        anonymous = request.app.state.anonymous_refusal_records
+        facts = await run_in_threadpool(
+            partial(fixtures.authenticate_fixture, inst, der, route=request.url.path, anonymous=anonymous)
+        )
     note_who(request.scope, "fixture", facts.id, facts.id)
     limiter: RateLimiter = request.app.state.fixture_rate
     wait = limiter.take(facts.id, time.monotonic())
@@ -183,11 +190,17 @@ def fixture(inst: Inst, request: Request) -> FixtureFacts:
         recorded: RateLimiter = request.app.state.fixture_rate_records
         if recorded.take(facts.id, time.monotonic()) == 0.0:
             # Recorded once a second at most, so a flood of requests is no flood of events.
-            events.record_refusal(
-                inst, "request.refused", refusal, fixture_id=facts.id, detail={"route": request.url.path}
+            detail: dict[str, object] = {"route": request.url.path}
+            await run_in_threadpool(
+                partial(events.record_refusal, inst, "request.refused", refusal, fixture_id=facts.id, detail=detail)
             )
         raise refusal
     return facts
+
+
+async def fixture(request: Request) -> FixtureFacts:
+    """``fixture_of`` as a dependency (``async``: no thread hop for a remembered fixture on SQLite)."""
+    return await fixture_of(request)
 
 
 Engineer = Annotated[tokens.Principal, Depends(engineer)]
@@ -216,6 +229,7 @@ __all__ = [
     "decided",
     "engineer",
     "fixture",
+    "fixture_of",
     "instance",
     "principal",
     "reader",

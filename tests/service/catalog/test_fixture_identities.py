@@ -39,6 +39,12 @@ def _whoami(server: ServerProcess, creds: Credentials) -> tuple[int, Any]:
     return response.status_code, response.json()
 
 
+def _provision(server: ServerProcess, creds: Credentials) -> tuple[int, Any]:
+    with httpx.Client(base_url=server.url, verify=tls_context(creds), timeout=20) as http:
+        response = http.post("/api/v1/units/provision", json={"order_id": "po-x", "serial": "SN-1", "csr": "x"})
+    return response.status_code, response.json()
+
+
 def _enrolled(inst: Instance, server: ServerProcess, fixture_id: str, where: Path) -> Credentials:
     _, token = fixtures.create_fixture(inst, fixture_id=FixtureId(fixture_id), site_id=SiteId(SITE), actor="test")
     return enroll(server.url, token, where / fixture_id, ca_file=inst.cas.cert_path("root"))
@@ -123,6 +129,9 @@ def test_a_revocation_in_one_server_process_refuses_the_next_request_in_every_ot
         status, body = _whoami(server, creds)
         assert (status, body["error"]["code"]) == (403, "fixture_revoked")
         assert _whoami(server, other)[0] == 200  # the others are read again, and still pass
+        # The provisioning call too, served by its lean route (api.hot_routes, ADR 0021), not FastAPI's.
+        status, body = _provision(server, creds)
+        assert (status, body["error"]["code"]) == (403, "fixture_revoked")
 
 
 def test_a_re_enrolled_fixture_s_old_certificate_is_refused_in_a_server_that_remembered_it(

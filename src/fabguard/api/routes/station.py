@@ -32,9 +32,11 @@ from fabguard.api.responses.station import (
 from fabguard.api.schemas import AllocateIn, ProvisionBatchIn, ProvisionIn, TestRecordsIn
 from fabguard.domain.errors import InvalidRequest
 from fabguard.domain.idempotency import IdempotencyKey
+from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.testformats import FormatUnknown
 from fabguard.domain.values import Serial
 from fabguard.service.core.idempotency import Answer, Keyed
+from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning import allocation, issuance, testrecords
 
 router = APIRouter(tags=["fixture"])
@@ -209,6 +211,20 @@ async def provision_unit(
     idempotency_key: KeyHeader = None,
 ) -> dict[str, object] | JSONResponse:
     """Check and, if allowed, issue one unit's device certificate (201; 200 for an idempotent retry)."""
+    # Requests are served by api.hot_routes' lean route, placed first; this one documents the call in
+    # /openapi.json and answers what the lean route hands on (any body that does not validate).
+    answer = await unit_answer(request, inst, f, body, idempotency_key)
+    if isinstance(answer, JSONResponse):
+        return answer
+    content, response.status_code = answer
+    return content
+
+
+async def unit_answer(
+    request: Request, inst: Instance, f: FixtureFacts, body: ProvisionIn, idempotency_key: str | None
+) -> tuple[dict[str, object], int] | JSONResponse:
+    """One unit's answer, for ``provision_unit`` and the lean route (``api.hot_routes``): the unit's body and
+    status (201, 200 for a retry), or the answer kept under the idempotency key."""
     # On the event loop: parsing is pure, and the unit is decided by the writer thread, awaited (deps.decided).
     unit = parsing.unit_request(
         body.order_id, body.serial, body.csr, body.attestation, max_csr_bytes=inst.limits.max_csr_bytes
@@ -219,8 +235,7 @@ async def provision_unit(
         return _answered(issuance.answered(outcome))
     [outcome] = await decided(request, [issuance.unit_job(f, unit)])
     done = issuance.provisioned(outcome)
-    response.status_code = 200 if done.replayed else 201
-    return done.to_dict()
+    return done.to_dict(), 200 if done.replayed else 201
 
 
 @router.post("/api/v1/units/provision-batch", response_model=UnitResults, response_model_exclude_unset=True)

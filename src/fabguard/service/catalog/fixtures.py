@@ -6,7 +6,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -179,9 +179,9 @@ def authenticate_fixture(
     # From this process's memory while the auth generation stands (ADR 0017); read first, so that facts read
     # after it are kept under it and a revocation committed in between bumps it past them.
     generation = read_auth_generation(inst.db)
-    known = inst.fixture_identities.get(generation, fp)
-    if known is not None and (known.cert_not_after is None or known.cert_not_after > now):
-        return known.facts
+    known = _known(inst, generation, fp, now)
+    if known is not None:
+        return known
     with inst.db.read() as s:  # the columns, not the ORM object
         fixture = s.execute(
             select(Fixture.id, Fixture.site_id, Fixture.revoked_at, Fixture.cert_not_after).where(
@@ -211,6 +211,31 @@ def authenticate_fixture(
         )
     inst.fixture_identities.put(generation, fp, FixtureIdentity(facts, fixture.cert_not_after))
     return facts
+
+
+def _known(inst: Instance, generation: int, fp: str, now: datetime) -> FixtureFacts | None:
+    known = inst.fixture_identities.get(generation, fp)
+    if known is not None and (known.cert_not_after is None or known.cert_not_after > now):
+        return known.facts
+    return None
+
+
+def generation_is_local(inst: Instance) -> bool:
+    """Whether reading the auth generation is a local read that waits for no writer, fit for an event loop
+    (ADR 0021): SQLite in WAL mode, where readers read the last commit while a writer writes. On PostgreSQL
+    it is a round trip to the server, for a worker thread."""
+    return inst.db.is_sqlite
+
+
+def remembered_fixture(inst: Instance, cert_der: bytes | None) -> FixtureFacts | None:
+    """The active fixture holding ``cert_der`` as this process remembers it under the current auth generation
+    (one read of one value, no write, no refusal): what :func:`authenticate_fixture` answers first. None when
+    there is no certificate, the generation moved, the certificate is not remembered or has expired: then
+    :func:`authenticate_fixture` decides (and records any refusal)."""
+    if not cert_der:
+        return None
+    generation = read_auth_generation(inst.db)
+    return _known(inst, generation, cert_fingerprint(cert_der), inst.clock())
 
 
 def _subject_of(der: bytes) -> str:
