@@ -268,13 +268,22 @@ def load(inst: Instance, n: int) -> tuple[Loader, dict[str, float]]:
             print(f"  .. {i + 1:,} records in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     loader.flush()
     total = time.perf_counter() - t0
-    if not inst.db.is_sqlite:
-        with inst.db.engine.connect() as conn:
-            conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('test_records', 'id'), %(n)s)", {"n": n})
-            conn.exec_driver_sql("ANALYZE")
-            conn.commit()
+    settle(inst)
     stored = loader.write_s
     return loader, {"generate_s": total - stored, "stored_s": stored, "events": loader.seq - first_seq}
+
+
+def settle(inst: Instance) -> None:
+    """PostgreSQL: the records' id sequence past the loaded ids (COPY gave them), and fresh statistics;
+    also run on a kept instance, whose load may have been cut short."""
+    if not inst.db.is_sqlite:
+        with inst.db.engine.connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence('test_records', 'id'), "
+                "(SELECT coalesce(max(id), 0) + 1 FROM test_records), false)"
+            )
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()
 
 
 def timed(fn: Callable[[], object], before: Callable[[], object] | None = None, rounds: int = 5) -> tuple[float, float]:
@@ -380,7 +389,9 @@ def queries(inst: Instance, n: int) -> dict[str, Callable[[], object]]:
     return found
 
 
-def report_load(label: str, n: int, loaded: dict[str, float], home: Path, inst: Instance) -> None:
+def report_load(
+    label: str, n: int, loaded: dict[str, float], home: Path, inst: Instance, *, catch_up: bool = True
+) -> None:
     measurements = n * len(PROCEDURE)
     print(f"\n{label}: {n:,} records, {measurements:,} measurements, {loaded['events']:,.0f} events", flush=True)
     print(f"  generate (Python, not the store)   {loaded['generate_s']:8.1f} s")
@@ -392,6 +403,13 @@ def report_load(label: str, n: int, loaded: dict[str, float], home: Path, inst: 
     if inst.db.is_sqlite:
         size = sum(p.stat().st_size for p in home.glob("fabguard.db*"))
         print(f"  database size                      {size / 2**30:8.2f} GiB")
+    if catch_up:
+        timed_catch_up(inst, n)
+
+
+def timed_catch_up(inst: Instance, n: int) -> None:
+    """The projector's catch-up over whatever is not yet folded (``fabguard stats catch-up``), timed."""
+    measurements = n * len(PROCEDURE)
     t = time.perf_counter()
     folded = projection.advance(inst, dashboard_queries.load_settings(inst)).events
     took = time.perf_counter() - t
@@ -424,9 +442,13 @@ def time_queries(inst: Instance, loader: Loader, n: int, only: str | None) -> No
     print(f"  load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) after; {over} over 200 ms")
 
 
-def run(label: str, url: str | None, n: int, *, home: Path | None = None, only: str | None = None) -> None:
+def run(
+    label: str, url: str | None, n: int, *, home: Path | None = None, only: str | None = None, load_only: bool = False
+) -> None:
     """Load ``n`` records into a fresh instance and time the queries; with ``home``, keep the instance
-    there, and when ``home`` already holds one, time the queries over it without loading again."""
+    there, and when ``home`` already holds one, time its catch-up (what is not yet folded) and the queries
+    over it without loading again. ``load_only``: load, then stop before the catch-up (a later run with the
+    same ``home`` catches up and times the queries)."""
     with tempfile.TemporaryDirectory() as tmp:
         home = home or Path(tmp) / "home"
         if (home / "instance.json").exists():
@@ -436,11 +458,15 @@ def run(label: str, url: str | None, n: int, *, home: Path | None = None, only: 
                 n = int(s.execute(select(func.count()).select_from(TestRecordRow).where(
                     TestRecordRow.serial.like("SN%"))).scalar_one())  # fmt: skip
             print(f"\n{label}: the kept instance in {home}, {n:,} loaded records", flush=True)
-            projection.advance(inst, dashboard_queries.load_settings(inst))
+            settle(inst)
+            timed_catch_up(inst, n)
         else:
             inst = make_instance(home, url)
             loader, loaded = load(inst, n)
-            report_load(label, n, loaded, home, inst)
+            report_load(label, n, loaded, home, inst, catch_up=not load_only)
+        if load_only:
+            inst.close()
+            return
         try:
             time_queries(inst, loader, n, only)
         finally:
@@ -455,11 +481,15 @@ def main() -> None:
     parser.add_argument("--no-sqlite", action="store_true", help="only the PostgreSQL run")
     parser.add_argument("--home", type=Path, help="keep the (last) instance here; if one is there, reuse it")
     parser.add_argument("--only", help="time only the queries whose name matches this regular expression")
+    parser.add_argument(
+        "--load-only", action="store_true", help="load, then stop before the catch-up (keep it with --home)"
+    )
     args = parser.parse_args()
+    kw: dict[str, Any] = {"home": args.home, "only": args.only, "load_only": args.load_only}
     if not args.no_sqlite:
-        run("SQLite", None, args.records, home=args.home, only=args.only)
+        run("SQLite", None, args.records, **kw)
     if args.database_url:
-        run("PostgreSQL", args.database_url, args.records, home=args.home, only=args.only)
+        run("PostgreSQL", args.database_url, args.records, **kw)
 
 
 if __name__ == "__main__":
