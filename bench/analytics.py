@@ -54,7 +54,7 @@ from fabguard.service.catalog import fixtures, orders, product_catalog  # noqa: 
 from fabguard.service.core.instance import Instance  # noqa: E402
 from fabguard.service.core.seeding import init_instance  # noqa: E402
 from fabguard.service.genealogy import unit_history  # noqa: E402
-from fabguard.store.eventlog import EVENT_COUNTER, event_count  # noqa: E402
+from fabguard.store.eventlog import EVENT_COUNTER  # noqa: E402
 from fabguard.store.models import Counter, Event, LedgerNode, Order, TestRecordRow, Unit  # noqa: E402
 
 BATCH = 20_000
@@ -164,9 +164,11 @@ class Loader:
         self.rng = random.Random(2)
         self.tree = merkle.CompactRange()
         with inst.db.read() as s:
-            for (entry,) in s.execute(select(Event.entry).order_by(Event.seq)):
+            entries = select(Event.entry).order_by(Event.seq).execution_options(yield_per=20_000)
+            for (entry,) in s.execute(entries):  # streamed: a kept instance may hold tens of millions
                 self.tree.push(merkle.leaf_hash(bytes(entry)))
-            self.seq = event_count(s)
+            # The events stored, not the counter: a load cut short may have stored a batch without it.
+            self.seq = self.tree.size
         self.batches: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
         self.write_s = 0.0
         self.units = 0
@@ -253,18 +255,31 @@ class Loader:
 TABLES = {"test_records": TestRecordRow, "units": Unit, "events": Event, "ledger_nodes": LedgerNode}
 
 
-def load(inst: Instance, n: int) -> tuple[Loader, dict[str, float]]:
-    """Bulk-load n records (3% failed) over the past week, with their units, events and Merkle nodes."""
+def load(inst: Instance, n: int, start: int = 0) -> tuple[Loader, dict[str, float]]:
+    """Bulk-load records ``start..n-1`` (3% failed) with their units, events and Merkle nodes: spread
+    over the past week, or, continuing a kept instance's load (``start`` > 0), from its last record's
+    time until now."""
     now = inst.clock()
     loader = Loader(inst)
     first_seq = loader.seq
-    fails = random.Random(3)
+    fails = random.Random(3 + start)
+    if start:
+        with inst.db.read() as s:
+            last = s.execute(select(func.max(TestRecordRow.received_at))).scalar_one()
+
+        def at(i: int) -> datetime:
+            return last + (now - last) * ((i - start + 1) / (n - start))
+    else:
+
+        def at(i: int) -> datetime:
+            return now - SPAN + SPAN * (i / n)
+
     t0 = time.perf_counter()
-    for i in range(n):
-        loader.add(i, f"SN{i:010d}", now - SPAN + SPAN * (i / n), fails.random() < 0.03)
+    for i in range(start, n):
+        loader.add(i, f"SN{i:010d}", at(i), fails.random() < 0.03)
         if len(loader.batches["test_records"]) >= BATCH:
             loader.flush()
-        if (i + 1) % 1_000_000 == 0:
+        if (i + 1) % 100_000 == 0:
             print(f"  .. {i + 1:,} records in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     loader.flush()
     total = time.perf_counter() - t0
@@ -445,10 +460,12 @@ def time_queries(inst: Instance, loader: Loader, n: int, only: str | None) -> No
 def run(
     label: str, url: str | None, n: int, *, home: Path | None = None, only: str | None = None, load_only: bool = False
 ) -> None:
+    records = n
     """Load ``n`` records into a fresh instance and time the queries; with ``home``, keep the instance
     there, and when ``home`` already holds one, time its catch-up (what is not yet folded) and the queries
     over it without loading again. ``load_only``: load, then stop before the catch-up (a later run with the
-    same ``home`` catches up and times the queries)."""
+    same ``home`` catches up and times the queries; with ``home`` holding a load cut short, it goes on
+    loading up to ``n`` records, the rest spread from the last record's time until now)."""
     with tempfile.TemporaryDirectory() as tmp:
         home = home or Path(tmp) / "home"
         if (home / "instance.json").exists():
@@ -459,7 +476,14 @@ def run(
                     TestRecordRow.serial.like("SN%"))).scalar_one())  # fmt: skip
             print(f"\n{label}: the kept instance in {home}, {n:,} loaded records", flush=True)
             settle(inst)
-            timed_catch_up(inst, n)
+            if load_only and records > n:  # a load cut short: go on to ``records``, up to now
+                with inst.db.read() as s:
+                    start = int(s.execute(select(func.max(TestRecordRow.id))).scalar_one() or 0)
+                loader, loaded = load(inst, records, start)
+                report_load(label, records - start, loaded, home, inst, catch_up=False)
+                n = records
+            else:
+                timed_catch_up(inst, n)
         else:
             inst = make_instance(home, url)
             loader, loaded = load(inst, n)
