@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -458,7 +458,14 @@ def time_queries(inst: Instance, loader: Loader, n: int, only: str | None) -> No
 
 
 def run(
-    label: str, url: str | None, n: int, *, home: Path | None = None, only: str | None = None, load_only: bool = False
+    label: str,
+    url: str | None,
+    n: int,
+    *,
+    home: Path | None = None,
+    only: str | None = None,
+    load_only: bool = False,
+    as_of_last: bool = False,
 ) -> None:
     records = n
     """Load ``n`` records into a fresh instance and time the queries; with ``home``, keep the instance
@@ -470,6 +477,13 @@ def run(
         home = home or Path(tmp) / "home"
         if (home / "instance.json").exists():
             inst = Instance.open(home, migrate=True)  # a kept instance, upgraded to this code's schema
+            if as_of_last:  # "now" a minute after its last record: the ranges end where its records do
+                with inst.db.read() as s:
+                    last = s.execute(select(func.max(TestRecordRow.received_at))).scalar_one()
+                inst.close()
+                shift = datetime.now(UTC) - (last + timedelta(minutes=1))
+                inst = Instance.open(home, clock=lambda: datetime.now(UTC) - shift)
+                print(f"  as of {inst.clock():%Y-%m-%d %H:%M} (a minute after the last record)", flush=True)
             loader = Loader(inst)
             with inst.db.read() as s:
                 n = int(s.execute(select(func.count()).select_from(TestRecordRow).where(
@@ -508,8 +522,18 @@ def main() -> None:
     parser.add_argument(
         "--load-only", action="store_true", help="load, then stop before the catch-up (keep it with --home)"
     )
+    parser.add_argument(
+        "--as-of-last",
+        action="store_true",
+        help="time a kept instance as of a minute after its last record (a load cut short still fills every range)",
+    )
     args = parser.parse_args()
-    kw: dict[str, Any] = {"home": args.home, "only": args.only, "load_only": args.load_only}
+    kw: dict[str, Any] = {
+        "home": args.home,
+        "only": args.only,
+        "load_only": args.load_only,
+        "as_of_last": args.as_of_last,
+    }
     if not args.no_sqlite:
         run("SQLite", None, args.records, **kw)
     if args.database_url:
