@@ -103,7 +103,7 @@ def _merge_sql(
     if on_sqlite:
         values = "VALUES (" + ", ".join(["?"] * len(columns)) + ")"
         return (f'INSERT INTO "{table}" ({names}) {values} ON CONFLICT ({target}) {action}',)
-    pg = postgresql.dialect()
+    pg = postgresql.dialect()  # type: ignore[no-untyped-call]
     arrays = ", ".join(f"%s::{table_.c[c].type.compile(dialect=pg)}[]" for c in columns)
     temp = f"projector_{table}"
     create = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{temp}" ON COMMIT DELETE ROWS AS SELECT {names} FROM "{table}"'  # noqa: S608

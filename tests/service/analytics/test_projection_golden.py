@@ -27,8 +27,8 @@ from fabguard.ledger.entry import encode_entry
 from fabguard.service.analytics import dashboard_queries, projection
 from fabguard.service.core.instance import Instance
 from fabguard.store import rollups
-from fabguard.store.eventlog import EVENT_COUNTER
 from fabguard.store.analytics_models import AlertRow
+from fabguard.store.eventlog import EVENT_COUNTER
 from fabguard.store.models import Counter, Event, Fixture, Site, TestRecordRow
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
@@ -203,7 +203,6 @@ GOLDEN: dict[str, dict[str, str]] = {
     "in_rounds": {"alerts": "21:65da4e7359581413", "analytics_state": "21:af4850a1b3f1cd71", "failure_hours": "21:a72ec13a8cdcf86d", "failure_minutes": "30:ed6f9fa2343d4057", "fixture_activity": "4:d0b12994d0bc39c6", "measurement_hours": "96:5ff816bcf61bf887", "stats_hours": "91:3acd093dfdfcc6e2", "stats_minutes": "1402:c07944eb2bc2be06", "stats_totals": "28:9fa7e058ece47965", "test_vectors": "686:72dd50587f1fa32b", "unit_tests": "693:d925a7349953ec9c", "yield_hours": "47:118e1ee86492dab0", "yield_minutes": "710:f2173212ecd81d71"},
     "across_a_restart": {"alerts": "21:65da4e7359581413", "analytics_state": "21:af4850a1b3f1cd71", "failure_hours": "21:a72ec13a8cdcf86d", "failure_minutes": "30:ed6f9fa2343d4057", "fixture_activity": "4:d0b12994d0bc39c6", "measurement_hours": "96:0cfd6ea51bbe485f", "stats_hours": "91:3acd093dfdfcc6e2", "stats_minutes": "1402:c07944eb2bc2be06", "stats_totals": "28:9fa7e058ece47965", "test_vectors": "686:72dd50587f1fa32b", "unit_tests": "693:d925a7349953ec9c", "yield_hours": "46:91f54dd079a95575", "yield_minutes": "695:ba053d2494bb48c4"},
 }  # fmt: skip
-
 
 
 def test_only_the_batch_dependent_rows_differ_between_the_ways_of_folding() -> None:
