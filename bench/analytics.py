@@ -1,6 +1,11 @@
 """Analytics benchmark: bulk-load test records (20 measurements each) and time every dashboard query.
 
     .venv/bin/python bench/analytics.py [--records 1000000] [--database-url postgresql+psycopg://...]
+        [--no-sqlite] [--home DIR [--load-only] [--as-of-last]] [--only REGEX]
+
+``--home`` keeps the instance (a second run reuses it: catches up, then times the queries); ``--load-only``
+stops before the catch-up (or, over a kept instance with fewer records, loads on up to ``--records``);
+``--as-of-last`` times a kept instance as of a minute after its last record.
 
 Loads a fresh instance (SQLite in a temporary directory, and PostgreSQL when a URL of an empty database
 is given) with synthetic OpenHTF records over the past week from 8 fixtures at 2 sites, one
