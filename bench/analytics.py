@@ -1,6 +1,11 @@
 """Analytics benchmark: bulk-load test records (20 measurements each) and time every dashboard query.
 
     .venv/bin/python bench/analytics.py [--records 1000000] [--database-url postgresql+psycopg://...]
+        [--no-sqlite] [--home DIR [--load-only] [--as-of-last]] [--only REGEX]
+
+``--home`` keeps the instance (a second run reuses it: catches up, then times the queries); ``--load-only``
+stops before the catch-up (or, over a kept instance with fewer records, loads on up to ``--records``);
+``--as-of-last`` times a kept instance as of a minute after its last record.
 
 Loads a fresh instance (SQLite in a temporary directory, and PostgreSQL when a URL of an empty database
 is given) with synthetic OpenHTF records over the past week from 8 fixtures at 2 sites, one
@@ -33,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +59,7 @@ from fabguard.service.catalog import fixtures, orders, product_catalog  # noqa: 
 from fabguard.service.core.instance import Instance  # noqa: E402
 from fabguard.service.core.seeding import init_instance  # noqa: E402
 from fabguard.service.genealogy import unit_history  # noqa: E402
-from fabguard.store.eventlog import EVENT_COUNTER, event_count  # noqa: E402
+from fabguard.store.eventlog import EVENT_COUNTER  # noqa: E402
 from fabguard.store.models import Counter, Event, LedgerNode, Order, TestRecordRow, Unit  # noqa: E402
 
 BATCH = 20_000
@@ -164,9 +169,17 @@ class Loader:
         self.rng = random.Random(2)
         self.tree = merkle.CompactRange()
         with inst.db.read() as s:
-            for (entry,) in s.execute(select(Event.entry).order_by(Event.seq)):
+            entries = select(Event.entry).order_by(Event.seq).execution_options(yield_per=20_000)
+            for (entry,) in s.execute(entries):  # streamed: a kept instance may hold tens of millions
                 self.tree.push(merkle.leaf_hash(bytes(entry)))
-            self.seq = event_count(s)
+            # The events stored, not the counter: a load cut short may have stored a batch without it.
+            self.seq = self.tree.size
+        if self.seq > 1000:
+            # A kept instance: draw new values. With the first load's seeds the live records of a reuse
+            # (and a resumed load) were exact copies of the first records, each raising a
+            # copied_test_record alert (9,045 in one reuse at 1.1M; the overview reads every alert).
+            self.bodies.rng = random.Random(self.seq)
+            self.rng = random.Random(self.seq + 1)
         self.batches: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
         self.write_s = 0.0
         self.units = 0
@@ -253,28 +266,50 @@ class Loader:
 TABLES = {"test_records": TestRecordRow, "units": Unit, "events": Event, "ledger_nodes": LedgerNode}
 
 
-def load(inst: Instance, n: int) -> tuple[Loader, dict[str, float]]:
-    """Bulk-load n records (3% failed) over the past week, with their units, events and Merkle nodes."""
+def load(inst: Instance, n: int, start: int = 0) -> tuple[Loader, dict[str, float]]:
+    """Bulk-load records ``start..n-1`` (3% failed) with their units, events and Merkle nodes: spread
+    over the past week, or, continuing a kept instance's load (``start`` > 0), from its last record's
+    time until now."""
     now = inst.clock()
     loader = Loader(inst)
     first_seq = loader.seq
-    fails = random.Random(3)
+    fails = random.Random(3 + start)
+    if start:
+        with inst.db.read() as s:
+            last = s.execute(select(func.max(TestRecordRow.received_at))).scalar_one()
+
+        def at(i: int) -> datetime:
+            return last + (now - last) * ((i - start + 1) / (n - start))
+    else:
+
+        def at(i: int) -> datetime:
+            return now - SPAN + SPAN * (i / n)
+
     t0 = time.perf_counter()
-    for i in range(n):
-        loader.add(i, f"SN{i:010d}", now - SPAN + SPAN * (i / n), fails.random() < 0.03)
+    for i in range(start, n):
+        loader.add(i, f"SN{i:010d}", at(i), fails.random() < 0.03)
         if len(loader.batches["test_records"]) >= BATCH:
             loader.flush()
-        if (i + 1) % 1_000_000 == 0:
+        if (i + 1) % 100_000 == 0:
             print(f"  .. {i + 1:,} records in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     loader.flush()
     total = time.perf_counter() - t0
-    if not inst.db.is_sqlite:
-        with inst.db.engine.connect() as conn:
-            conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('test_records', 'id'), %(n)s)", {"n": n})
-            conn.exec_driver_sql("ANALYZE")
-            conn.commit()
+    settle(inst)
     stored = loader.write_s
     return loader, {"generate_s": total - stored, "stored_s": stored, "events": loader.seq - first_seq}
+
+
+def settle(inst: Instance) -> None:
+    """PostgreSQL: the records' id sequence past the loaded ids (COPY gave them), and fresh statistics;
+    also run on a kept instance, whose load may have been cut short."""
+    if not inst.db.is_sqlite:
+        with inst.db.engine.connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence('test_records', 'id'), "
+                "(SELECT coalesce(max(id), 0) + 1 FROM test_records), false)"
+            )
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()
 
 
 def timed(fn: Callable[[], object], before: Callable[[], object] | None = None, rounds: int = 5) -> tuple[float, float]:
@@ -380,7 +415,9 @@ def queries(inst: Instance, n: int) -> dict[str, Callable[[], object]]:
     return found
 
 
-def report_load(label: str, n: int, loaded: dict[str, float], home: Path, inst: Instance) -> None:
+def report_load(
+    label: str, n: int, loaded: dict[str, float], home: Path, inst: Instance, *, catch_up: bool = True
+) -> None:
     measurements = n * len(PROCEDURE)
     print(f"\n{label}: {n:,} records, {measurements:,} measurements, {loaded['events']:,.0f} events", flush=True)
     print(f"  generate (Python, not the store)   {loaded['generate_s']:8.1f} s")
@@ -392,6 +429,13 @@ def report_load(label: str, n: int, loaded: dict[str, float], home: Path, inst: 
     if inst.db.is_sqlite:
         size = sum(p.stat().st_size for p in home.glob("fabguard.db*"))
         print(f"  database size                      {size / 2**30:8.2f} GiB")
+    if catch_up:
+        timed_catch_up(inst, n)
+
+
+def timed_catch_up(inst: Instance, n: int) -> None:
+    """The projector's catch-up over whatever is not yet folded (``fabguard stats catch-up``), timed."""
+    measurements = n * len(PROCEDURE)
     t = time.perf_counter()
     folded = projection.advance(inst, dashboard_queries.load_settings(inst)).events
     took = time.perf_counter() - t
@@ -424,23 +468,54 @@ def time_queries(inst: Instance, loader: Loader, n: int, only: str | None) -> No
     print(f"  load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) after; {over} over 200 ms")
 
 
-def run(label: str, url: str | None, n: int, *, home: Path | None = None, only: str | None = None) -> None:
+def run(
+    label: str,
+    url: str | None,
+    n: int,
+    *,
+    home: Path | None = None,
+    only: str | None = None,
+    load_only: bool = False,
+    as_of_last: bool = False,
+) -> None:
+    records = n
     """Load ``n`` records into a fresh instance and time the queries; with ``home``, keep the instance
-    there, and when ``home`` already holds one, time the queries over it without loading again."""
+    there, and when ``home`` already holds one, time its catch-up (what is not yet folded) and the queries
+    over it without loading again. ``load_only``: load, then stop before the catch-up (a later run with the
+    same ``home`` catches up and times the queries; with ``home`` holding a load cut short, it goes on
+    loading up to ``n`` records, the rest spread from the last record's time until now)."""
     with tempfile.TemporaryDirectory() as tmp:
         home = home or Path(tmp) / "home"
         if (home / "instance.json").exists():
             inst = Instance.open(home, migrate=True)  # a kept instance, upgraded to this code's schema
+            if as_of_last:  # "now" a minute after its last record: the ranges end where its records do
+                with inst.db.read() as s:
+                    last = s.execute(select(func.max(TestRecordRow.received_at))).scalar_one()
+                inst.close()
+                shift = datetime.now(UTC) - (last + timedelta(minutes=1))
+                inst = Instance.open(home, clock=lambda: datetime.now(UTC) - shift)
+                print(f"  as of {inst.clock():%Y-%m-%d %H:%M} (a minute after the last record)", flush=True)
             loader = Loader(inst)
             with inst.db.read() as s:
                 n = int(s.execute(select(func.count()).select_from(TestRecordRow).where(
                     TestRecordRow.serial.like("SN%"))).scalar_one())  # fmt: skip
             print(f"\n{label}: the kept instance in {home}, {n:,} loaded records", flush=True)
-            projection.advance(inst, dashboard_queries.load_settings(inst))
+            settle(inst)
+            if load_only and records > n:  # a load cut short: go on to ``records``, up to now
+                with inst.db.read() as s:
+                    start = int(s.execute(select(func.max(TestRecordRow.id))).scalar_one() or 0)
+                loader, loaded = load(inst, records, start)
+                report_load(label, records - start, loaded, home, inst, catch_up=False)
+                n = records
+            else:
+                timed_catch_up(inst, n)
         else:
             inst = make_instance(home, url)
             loader, loaded = load(inst, n)
-            report_load(label, n, loaded, home, inst)
+            report_load(label, n, loaded, home, inst, catch_up=not load_only)
+        if load_only:
+            inst.close()
+            return
         try:
             time_queries(inst, loader, n, only)
         finally:
@@ -455,11 +530,25 @@ def main() -> None:
     parser.add_argument("--no-sqlite", action="store_true", help="only the PostgreSQL run")
     parser.add_argument("--home", type=Path, help="keep the (last) instance here; if one is there, reuse it")
     parser.add_argument("--only", help="time only the queries whose name matches this regular expression")
+    parser.add_argument(
+        "--load-only", action="store_true", help="load, then stop before the catch-up (keep it with --home)"
+    )
+    parser.add_argument(
+        "--as-of-last",
+        action="store_true",
+        help="time a kept instance as of a minute after its last record (a load cut short still fills every range)",
+    )
     args = parser.parse_args()
+    kw: dict[str, Any] = {
+        "home": args.home,
+        "only": args.only,
+        "load_only": args.load_only,
+        "as_of_last": args.as_of_last,
+    }
     if not args.no_sqlite:
-        run("SQLite", None, args.records, home=args.home, only=args.only)
+        run("SQLite", None, args.records, **kw)
     if args.database_url:
-        run("PostgreSQL", args.database_url, args.records, home=args.home, only=args.only)
+        run("PostgreSQL", args.database_url, args.records, **kw)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,12 @@ from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import chain, repeat
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from fabguard.analytics.alerts import Alert, Severity, make_alert, merge_all
 from fabguard.analytics.drift import MeasurementDrift
 from fabguard.analytics.facts import EventFact, MeasuredValue, TestFact
+from fabguard.domain.testrecord import StoredMeasurement
 
 
 class EventDetector(Protocol):
@@ -32,6 +33,12 @@ class EventDetector(Protocol):
     def hit(self, e: EventFact) -> Alert | None: ...
 
     def detect(self, events: Sequence[EventFact]) -> list[Alert]: ...
+
+
+def detectors_of_kind(detectors: Sequence[EventDetector], kind: str) -> list[EventDetector]:
+    """Those of ``detectors`` that may hit on an event of ``kind``, in order: a detector that names the
+    only kinds its ``hit`` looks at (``kinds``) is left out for the others; one that names none is kept."""
+    return [d for d in detectors if (kinds := getattr(d, "kinds", None)) is None or kind in kinds]
 
 
 def _detect(detector: EventDetector, events: Sequence[EventFact]) -> list[Alert]:
@@ -61,6 +68,7 @@ class _UnitRefusals:
     codes: frozenset[str]
     severity: Severity
     what: str
+    kinds: ClassVar[frozenset[str]] = frozenset({"unit.refused"})  # the only events ``hit`` looks at
 
     def hit(self, e: EventFact) -> Alert | None:
         if e.kind != "unit.refused" or e.code not in self.codes:
@@ -119,6 +127,7 @@ class LeaseDiscrepancy:
     """A site agent's sync refused: units beyond its lease, a forked, tampered or replayed log."""
 
     kind: str = "lease_discrepancy"
+    kinds: ClassVar[frozenset[str]] = frozenset({"lease.sync_refused"})
 
     def hit(self, e: EventFact) -> Alert | None:
         if e.kind != "lease.sync_refused":
@@ -142,6 +151,7 @@ class UntrustedFixture:
     """Requests refused at fixture authentication: unknown, revoked or missing certificates."""
 
     kind: str = "untrusted_fixture"
+    kinds: ClassVar[frozenset[str]] = frozenset({"request.refused"})
 
     def hit(self, e: EventFact) -> Alert | None:
         if e.kind != "request.refused" or e.code not in _FIXTURE_CODES:
@@ -175,6 +185,7 @@ class FieldClones:
     decided by ``domain.field.clone_signal``): one alert per serial and signal."""
 
     kind: str = "field_clone"
+    kinds: ClassVar[frozenset[str]] = frozenset({"field.checked"})
 
     def hit(self, e: EventFact) -> Alert | None:
         if e.kind != "field.checked":
@@ -308,7 +319,14 @@ class CopiedTestRecords:
         their count and values (little-endian doubles), then their phases joined by a unit separator, a
         record separator and their names likewise (names are printable: this is unambiguous). The same in
         every process and on every machine, so digests stored in ``test_vectors`` stay comparable."""
-        vector = sorted([(m.phase, m.name, m.value) for m in measurements if m.value is not None])
+        return self._digest(sorted([(m.phase, m.name, m.value) for m in measurements if m.value is not None]))
+
+    def rows_digest(self, rows: Iterable[StoredMeasurement]) -> str | None:
+        """``vector_digest`` of a stored record's measurement rows (phase, name, outcome, value, lower,
+        upper), without a ``MeasuredValue`` each (the projector's path)."""
+        return self._digest(sorted([(p, n, v) for p, n, _, v, _, _ in rows if v is not None]))
+
+    def _digest(self, vector: list[tuple[str, str, float]]) -> str | None:
         n = len(vector)
         if n < self.min_measurements:
             return None

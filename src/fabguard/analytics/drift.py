@@ -70,6 +70,7 @@ from math import sqrt
 
 from fabguard.analytics.alerts import Alert, Severity, make_alert, merge_all
 from fabguard.analytics.facts import TestFact
+from fabguard.domain.testrecord import StoredMeasurement
 
 PASS = "PASS"
 _D2 = 1.128
@@ -237,17 +238,28 @@ class MeasurementDrift:
         """Add one unit's values to its site's charts; the hits of the subgroups it completes."""
         if record.outcome != PASS:  # failed units are the test gate's business; drift is about passing ones
             return []
-        site = record.site_id or ""
-        seq, at, fixture = record.seq, record.at, record.fixture_id
+        rows = [(m.phase, m.name, "", m.value, None, None) for m in record.measurements]
+        return self.feed_rows(charts, record.site_id or "", record.seq, record.at, record.fixture_id, rows)
+
+    def feed_rows(
+        self,
+        charts: MutableMapping[ChartKey, ChartState],
+        site: str,
+        seq: int | None,
+        at: datetime,
+        fixture: str,
+        rows: Iterable[StoredMeasurement],
+    ) -> list[Alert]:
+        """``feed`` of a passing unit given as its stored measurement rows (phase, name, outcome, value,
+        lower, upper): the projector's path, without a ``TestFact`` and a ``MeasuredValue`` per value."""
         n = self.subgroup
         hits = []
         # The hot path (the projector feeds every passing unit): plain arithmetic and appends, no
         # conversions; times are converted only for a hit and when the chart is saved.
-        for m in record.measurements:
-            value = m.value
+        for phase, name, _, value, _, _ in rows:
             if value is None:
                 continue
-            key = (site, m.phase, m.name)
+            key = (site, phase, name)
             chart = charts.get(key)
             if chart is None:
                 chart = charts[key] = ChartState(last=value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from typing import ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fabguard.analytics.alerts import Alert, Severity, make_alert, merge_all
@@ -63,6 +64,7 @@ class OffHoursActivity:
     hours: Mapping[str, WorkingHours]
     fixture_sites: Mapping[str, str] = field(default_factory=dict)
     kind: str = "off_hours_activity"
+    kinds: ClassVar[frozenset[str]] = ACTIVITY_KINDS  # the only events ``hit`` looks at
 
     def hit(self, e: EventFact) -> Alert | None:
         if e.kind not in ACTIVITY_KINDS:

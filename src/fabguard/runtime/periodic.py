@@ -1,5 +1,6 @@
 """The one shape of a background worker: a daemon thread that runs one round every ``interval`` seconds
-from ``start`` until ``stop``, logging a failed round and trying again at the next one.
+(or as ``wait_seconds`` says after each round) from ``start`` until ``stop``, logging a failed round and
+trying again at the next one.
 
 A worker that holds a lease (``store.worker_leases.Hold``) as ``lease`` gives it up when its thread
 ends, in the thread: only once its last round is done (and recorded) may another process take over.
@@ -49,6 +50,10 @@ class PeriodicWorker:
     def join_seconds(self) -> float:
         return 10.0
 
+    def wait_seconds(self) -> float:
+        """How long to wait before the next round (``interval``, unless the worker says otherwise)."""
+        return self.interval
+
     def run_round(self) -> None:
         """One round of the worker's job."""
         raise NotImplementedError
@@ -61,7 +66,7 @@ class PeriodicWorker:
     def _run(self) -> None:
         try:
             with self.rounds():
-                while not self._stop.wait(self.interval):
+                while not self._stop.wait(self.wait_seconds()):
                     try:
                         self.run_round()
                     except Exception:  # a failed round is logged and retried at the next interval

@@ -1,7 +1,8 @@
 """Engine-specific bulk writes: upserts and merges of many rows, straight to the driver on each engine.
 
-SQLite gets ``INSERT .. ON CONFLICT`` by ``executemany``; PostgreSQL a ``COPY`` into a temporary table
-and one ``INSERT .. SELECT .. ON CONFLICT`` from it, and ``= ANY(array)`` for long ``IN`` lists.
+SQLite gets ``INSERT .. ON CONFLICT`` by ``executemany``; PostgreSQL one ``INSERT .. SELECT .. FROM
+unnest(arrays) .. ON CONFLICT`` for a few rows (one round trip) and a ``COPY`` into a temporary table then
+one ``INSERT .. SELECT .. ON CONFLICT`` from it for many, and ``= ANY(array)`` for long ``IN`` lists.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, any_, bindparam
+from sqlalchemy import Float, Table, any_, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,10 @@ _T = TypeVar("_T")
 # its own ``ref`` (kept: KEEP), so sums of squares never suffer from a large mean (2.4e9 Hz +- 1 Hz).
 ADD, REPLACE, LEAST, GREATEST, KEEP = "add", "replace", "least", "greatest", "keep"
 SHIFTED_SUM, SHIFTED_SQUARES = "shifted_sum", "shifted_squares"
+
+
+# Rows up to which a merge on PostgreSQL sends arrays (one round trip) rather than a COPY (three).
+FEW_ROWS = 200
 
 
 def chunks(items: Sequence[_T], size: int = 500) -> Iterator[Sequence[_T]]:
@@ -68,11 +73,14 @@ def _merge_sql(
     model: type[Base], dialect: str, columns: tuple[str, ...], keys: tuple[str, ...], how: tuple[str, ...]
 ) -> tuple[str, ...]:
     """The statements of a ``merge``: on SQLite an ``INSERT .. ON CONFLICT (keys) DO UPDATE`` of one row
-    (for ``executemany``); on PostgreSQL the creation of a temporary table (once per connection, emptied
-    at each commit), the ``COPY`` into it, then that ``INSERT`` from it.
+    (for ``executemany``); on PostgreSQL that ``INSERT`` of every row at once from one array per column
+    (``unnest``: one round trip, for a few rows), then, for many rows, the creation of a temporary table
+    (once per connection, emptied at each commit), the ``COPY`` into it and that ``INSERT`` from it (three
+    round trips, but the driver sends the rows far faster than it builds arrays of them).
 
     Every name here is one of the models' own (no input reaches this text); values are parameters."""
-    table = cast(Table, model.__table__).name
+    table_ = cast(Table, model.__table__)
+    table = table_.name
     on_sqlite = dialect == "sqlite"
     shift = f'(excluded."ref" - "{table}"."ref")'
     combine = {
@@ -95,13 +103,25 @@ def _merge_sql(
     if on_sqlite:
         values = "VALUES (" + ", ".join(["?"] * len(columns)) + ")"
         return (f'INSERT INTO "{table}" ({names}) {values} ON CONFLICT ({target}) {action}',)
+    pg = postgresql.dialect()  # type: ignore[no-untyped-call]
+    arrays = ", ".join(f"%s::{table_.c[c].type.compile(dialect=pg)}[]" for c in columns)
     temp = f"projector_{table}"
     create = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{temp}" ON COMMIT DELETE ROWS AS SELECT {names} FROM "{table}"'  # noqa: S608
     return (
+        f'INSERT INTO "{table}" ({names}) SELECT {names} FROM unnest({arrays}) AS v({names}) '  # noqa: S608
+        f"ON CONFLICT ({target}) {action}",
         f"{create} WITH NO DATA",
         f'COPY "{temp}" ({names}) FROM STDIN',
         f'INSERT INTO "{table}" ({names}) SELECT {names} FROM "{temp}" ON CONFLICT ({target}) {action}',  # noqa: S608
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _float_columns(model: type[Base], columns: tuple[str, ...]) -> frozenset[int]:
+    """The positions of ``columns`` that are floating point: their arrays are sent as floats throughout
+    (the driver sends no array of ints and floats mixed)."""
+    table = cast(Table, model.__table__)
+    return frozenset(i for i, c in enumerate(columns) if isinstance(table.c[c].type, Float))
 
 
 def merge(
@@ -116,7 +136,8 @@ def merge(
     each non-key column with a row already there as ``how`` says (no ``how``: keep the row there).
 
     The bulk of a batch, so straight to the driver, without the ORM's per-row parameter handling: one
-    ``executemany`` on SQLite, a ``COPY`` then one ``INSERT .. SELECT`` on PostgreSQL."""
+    ``executemany`` on SQLite; on PostgreSQL one ``INSERT .. SELECT .. FROM unnest(arrays)`` for up to
+    ``FEW_ROWS`` rows, else a ``COPY`` then one ``INSERT .. SELECT``."""
     if not rows:
         return
     conn = s.connection()
@@ -124,10 +145,18 @@ def merge(
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(statements[0], list(rows))
         return
-    create, copy_in, insert = statements
+    unnest, create, copy_in, insert = statements
     with conn.connection.dbapi_connection.cursor() as cur:  # type: ignore[union-attr]
-        cur.execute(create)
-        with cur.copy(copy_in) as copy:
-            for row in rows:
-                copy.write_row(row)
-        cur.execute(insert)
+        if len(rows) > FEW_ROWS:
+            cur.execute(create)
+            with cur.copy(copy_in) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(insert)
+            return
+        floats = _float_columns(model, tuple(columns))
+        arrays = [
+            [None if v is None else float(v) for v in column] if i in floats else list(column)  # one type per array
+            for i, column in enumerate(zip(*rows, strict=True))
+        ]
+        cur.execute(unnest, arrays)
