@@ -778,7 +778,7 @@ def _json_commands() -> list[tuple[list[str], list[str]]]:
             visit(sub, [*words, name])
         if getattr(command, "commands", None) or not any("--json" in getattr(p, "opts", []) for p in command.params):
             return
-        if words[-1] not in {"create", "approve"}:  # these write
+        if words[-1] not in {"create", "approve", "close", "finish"}:  # these write
             found.append((words, [p.name for p in command.params if p.required]))
 
     visit(typer.main.get_command(app), [])
