@@ -167,6 +167,10 @@ class TestRecordRow(Base):
     measurement_count: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     record_json: Mapped[str] = mapped_column(Text)
+    # What the dashboard's bounded samples read instead of the body (``analytics.record_digest``; 0032):
+    # the measurements with a value, and a failed record's failed steps. Null ``measured``: not extracted.
+    measured: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failed_steps: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Unit(Base):

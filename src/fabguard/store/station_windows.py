@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import func, select, text
+from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import Session
 
 from fabguard.analytics.production import YieldStats
@@ -27,7 +27,9 @@ _YIELD_COLUMNS = ("units", "tests", "first_pass", "final_pass", "retested")
 
 @dataclass(frozen=True)
 class StoredRecord:
-    """A stored test record as the sample reads need it."""
+    """A stored test record as the sample reads need it: one of its narrow columns (``digest``:
+    ``measured`` or ``failed_steps``, ``analytics.record_digest``) and, only where the record has none
+    extracted (stored before they existed), its JSON body instead."""
 
     id: int
     serial: str
@@ -35,7 +37,11 @@ class StoredRecord:
     site_id: str
     outcome: str
     received_at: datetime
-    record_json: str
+    record_json: str | None
+    digest: str | None
+
+
+Digest = Literal["measured", "failed_steps"]
 
 
 def yield_by_fixture(s: Session, scope: Scope) -> dict[tuple[str, str], YieldStats]:
@@ -60,15 +66,19 @@ def counts_by_fixture(s: Session, scope: Scope, kind: str) -> dict[tuple[str, st
     return {(site, fx): int(n) for site, fx, n in s.execute(query)}
 
 
-_COLUMNS = (
-    TestRecordRow.id,
-    TestRecordRow.serial,
-    TestRecordRow.fixture_id,
-    TestRecordRow.site_id,
-    TestRecordRow.outcome,
-    TestRecordRow.received_at,
-    TestRecordRow.record_json,
-)
+def _columns(digest: Digest) -> tuple[Any, ...]:
+    t = TestRecordRow
+    extracted = t.measured.is_not(None)  # both columns are written together
+    return (
+        t.id,
+        t.serial,
+        t.fixture_id,
+        t.site_id,
+        t.outcome,
+        t.received_at,
+        case((extracted, None), else_=t.record_json),  # the body only where nothing was extracted
+        getattr(t, digest),
+    )
 
 
 def _records(rows: Any) -> list[StoredRecord]:
@@ -84,11 +94,12 @@ def newest_records(
     fixture_id: str | None = None,
     failed_only: bool = False,
     limit: int,
+    digest: Digest = "measured",
 ) -> list[StoredRecord]:
     """Up to ``limit`` of the newest records received in ``[since, until)`` (of a site, a fixture, only
-    failed ones), oldest first."""
+    failed ones), oldest first, with their ``digest`` column."""
     t = TestRecordRow
-    query = select(*_COLUMNS).where(t.received_at >= since, t.received_at < until)
+    query = select(*_columns(digest)).where(t.received_at >= since, t.received_at < until)
     if site_id is not None:
         query = query.where(t.site_id == site_id)
     if fixture_id is not None:
@@ -101,11 +112,11 @@ def newest_records(
 
 def order_unit_records(s: Session, order_id: str, site_id: str, *, limit: int) -> tuple[int, list[StoredRecord]]:
     """The order's newest ``limit`` units (how many there were) and the latest test record at the order's
-    site of each, oldest first."""
+    site of each, oldest first, with their ``measured`` column."""
     serials = list(
         s.execute(select(Unit.serial).where(Unit.order_id == order_id).order_by(Unit.id.desc()).limit(limit)).scalars()
     )
     t = TestRecordRow
     newest = select(func.max(t.id)).where(t.serial.in_(serials), t.site_id == site_id).group_by(t.serial)
-    rows = s.execute(select(*_COLUMNS).where(t.id.in_(newest.scalar_subquery())).order_by(t.id)).all()
+    rows = s.execute(select(*_columns("measured")).where(t.id.in_(newest.scalar_subquery())).order_by(t.id)).all()
     return len(serials), _records(rows)

@@ -11,16 +11,24 @@ stores each record in OpenHTF's JSON shape, so analytics and the gate read it li
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from sqlalchemy import insert, select
 
+from fabguard.analytics import record_digest
 from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.testformats import FormatLimits, RecordTooLarge, openhtf_json, parse_test_records
-from fabguard.domain.testrecord import TestRecord, TestRecordInvalid, parse_openhtf_record, stored_text
+from fabguard.domain.testrecord import (
+    TestRecord,
+    TestRecordInvalid,
+    parse_openhtf_record,
+    stored_rows,
+    stored_text,
+)
 from fabguard.domain.values import recorded_serial
 from fabguard.service.core.events import refusal_event
 from fabguard.service.core.idempotency import Answer, Keyed, keep, take
@@ -51,6 +59,20 @@ def _check(inst: Instance, data: JsonObject) -> tuple[TestRecord, str]:
     if len(raw) > inst.limits.max_test_record_bytes:
         raise TestRecordInvalid(f"a test record may be at most {inst.limits.max_test_record_bytes} bytes")
     return record, raw
+
+
+def _digest(data: JsonObject, record: TestRecord, raw: str, uploaded: bool) -> dict[str, str | None]:
+    """The narrow columns the dashboard's samples read (``analytics.record_digest``), from what the
+    stored JSON ``raw`` reads as. An uploaded record's own check (``parse_openhtf_record`` of ``data``)
+    already read it, in the upload's order; a station file's record is read from ``raw``."""
+    failed = record.outcome.value != "PASS"  # the dashboard's failed records (``store.models.FAILED_RECORD``)
+    if uploaded:
+        phases = [(p.name, p.outcome) for p in record.phases] if failed else []
+        measurements = [(m.phase, m.name, m.outcome, m.value, m.lower, m.upper) for m in record.measurements]
+        failed_steps, measured = record_digest.digest(phases, record_digest.stored_order(data, measurements), failed)
+    else:
+        failed_steps, measured = record_digest.digest(*stored_rows(json.loads(raw)), failed)
+    return {"failed_steps": failed_steps, "measured": measured}
 
 
 def _refusal(fixture: FixtureFacts, data: JsonObject, exc: FabGuardError, at: datetime) -> NewEvent:
@@ -93,10 +115,12 @@ def _store(
     ``checked`` is what ``records`` gave when they were checked before (a file's records, parsed from
     their format: ``records`` then holds each one's OpenHTF shape, or ``{}`` for the file's refusal).
     """
+    uploaded = checked is None
     checked = _checked(inst, records) if checked is None else checked
     now = inst.clock()
     rows = [
         {
+            **_digest(data, record, raw, uploaded),
             "serial": record.serial.value,
             "fixture_id": fixture.id,
             "site_id": fixture.site_id,
@@ -108,7 +132,7 @@ def _store(
             "received_at": now,
             "record_json": raw,
         }
-        for record, raw in (c for c in checked if not isinstance(c, FabGuardError))
+        for data, (record, raw) in ((d, c) for d, c in zip(records, checked, strict=True) if not isinstance(c, FabGuardError))
     ]
     with inst.db.transaction() as s:
         if keyed is not None and (stored_answer := take(s, inst, keyed[0], now)) is not None:
