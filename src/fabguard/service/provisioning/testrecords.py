@@ -132,7 +132,9 @@ def _store(
             "received_at": now,
             "record_json": raw,
         }
-        for data, (record, raw) in ((d, c) for d, c in zip(records, checked, strict=True) if not isinstance(c, FabGuardError))
+        for data, (record, raw) in (
+            (d, c) for d, c in zip(records, checked, strict=True) if not isinstance(c, FabGuardError)
+        )
     ]
     with inst.db.transaction() as s:
         if keyed is not None and (stored_answer := take(s, inst, keyed[0], now)) is not None:
