@@ -43,7 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("FABGUARD_KEY_PASSPHRASE", "bench-passphrase-not-secret")
 
+from fabguard.analytics import record_digest  # noqa: E402
 from fabguard.api.routes.dashboard import ProductionCollector  # noqa: E402
+from fabguard.domain.testrecord import stored_rows  # noqa: E402
 from fabguard.domain.values import FixtureId, OrderId, ProductId, SiteId  # noqa: E402
 from fabguard.fixture.openhtf_records import MeasurementSpec  # noqa: E402
 from fabguard.ledger import merkle  # noqa: E402
@@ -176,12 +178,14 @@ class Loader:
         outcome = "FAIL" if fail else "PASS"
         start_ms = int(at.timestamp() * 1000)
         b = self.batches
+        body = self.bodies.json(serial, fixture_id, start_ms, fail)
+        failed_steps, measured = record_digest.digest(*stored_rows(json.loads(body)), fail)  # as the server writes them
         b["test_records"].append(
             {
                 "id": i + 1, "serial": serial, "fixture_id": fixture_id, "site_id": site,
                 "declared_station_id": fixture_id, "outcome": outcome, "start_ms": start_ms,
                 "end_ms": start_ms + 400, "measurement_count": len(PROCEDURE), "received_at": at,
-                "record_json": self.bodies.json(serial, fixture_id, start_ms, fail),
+                "record_json": body, "measured": measured, "failed_steps": failed_steps,
             }
         )  # fmt: skip
         detail = {"outcome": outcome, "record_id": i + 1, "site_id": site, "station_id": fixture_id,
