@@ -57,7 +57,7 @@ from fabguard.service.core.instance import Instance  # noqa: E402
 from fabguard.service.core.seeding import init_instance  # noqa: E402
 from fabguard.service.genealogy import unit_history  # noqa: E402
 from fabguard.store.eventlog import EVENT_COUNTER, event_count  # noqa: E402
-from fabguard.store.models import Counter, Event, LedgerNode, Order, TestRecordRow, Unit  # noqa: E402
+from fabguard.store.models import Counter, Event, LedgerNode, Order, RecordDigest, TestRecordRow, Unit  # noqa: E402
 
 BATCH = 20_000
 SITES = ("cm-a", "cm-b")
@@ -185,9 +185,10 @@ class Loader:
                 "id": i + 1, "serial": serial, "fixture_id": fixture_id, "site_id": site,
                 "declared_station_id": fixture_id, "outcome": outcome, "start_ms": start_ms,
                 "end_ms": start_ms + 400, "measurement_count": len(PROCEDURE), "received_at": at,
-                "record_json": body, "measured": measured, "failed_steps": failed_steps,
+                "record_json": body,
             }
         )  # fmt: skip
+        b["record_digests"].append({"record_id": i + 1, "measured": measured, "failed_steps": failed_steps})
         detail = {"outcome": outcome, "record_id": i + 1, "site_id": site, "station_id": fixture_id,
                   "declared_station_id": fixture_id}  # fmt: skip
         self._event(at, "test.recorded", fixture_id, serial, None, detail)
@@ -254,7 +255,13 @@ class Loader:
             s.execute(update(Order).where(Order.id == f"po-{site}").values(used=used))
 
 
-TABLES = {"test_records": TestRecordRow, "units": Unit, "events": Event, "ledger_nodes": LedgerNode}
+TABLES = {
+    "test_records": TestRecordRow,
+    "record_digests": RecordDigest,  # after its records (a foreign key)
+    "units": Unit,
+    "events": Event,
+    "ledger_nodes": LedgerNode,
+}
 
 
 def load(inst: Instance, n: int) -> tuple[Loader, dict[str, float]]:

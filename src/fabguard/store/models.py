@@ -167,10 +167,24 @@ class TestRecordRow(Base):
     measurement_count: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     record_json: Mapped[str] = mapped_column(Text)
-    # What the dashboard's bounded samples read instead of the body (``analytics.record_digest``; 0032):
-    # the measurements with a value, and a failed record's failed steps. Null ``measured``: not extracted.
-    measured: Mapped[str | None] = mapped_column(Text, nullable=True)
-    failed_steps: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class RecordDigest(Base):
+    """What the dashboard's bounded samples read of a test record instead of its JSON body
+    (``analytics.record_digest``; migration 0032): its measurements with a value, and a failed record's
+    failed steps. Written with the record; a record without one (stored before 0032, not yet filled in)
+    is read from its body. A table of its own, not columns of ``test_records``: a record's row plus
+    these is over what an SQLite page holds, and every row would take an overflow page."""
+
+    __tablename__ = "record_digests"
+    record_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("test_records.id"),
+        primary_key=True,
+        autoincrement=False,
+    )
+    measured: Mapped[str] = mapped_column(Text)
+    failed_steps: Mapped[str | None] = mapped_column(Text, nullable=True)  # null for a passing record
 
 
 class Unit(Base):

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import case, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from fabguard.analytics.production import YieldStats
 from fabguard.store.analytics_models import StatsHour, StatsMinute, YieldHour, YieldMinute
-from fabguard.store.models import FAILED_RECORD, TestRecordRow, Unit
+from fabguard.store.models import FAILED_RECORD, RecordDigest, TestRecordRow, Unit
+from fabguard.store.upserts import among
 from fabguard.store.windows import Scope, window_rows
 
 _YIELD_COLUMNS = ("units", "tests", "first_pass", "final_pass", "retested")
@@ -27,9 +28,9 @@ _YIELD_COLUMNS = ("units", "tests", "first_pass", "final_pass", "retested")
 
 @dataclass(frozen=True)
 class StoredRecord:
-    """A stored test record as the sample reads need it: one of its narrow columns (``digest``:
-    ``measured`` or ``failed_steps``, ``analytics.record_digest``) and, only where the record has none
-    extracted (stored before they existed), its JSON body instead."""
+    """A stored test record as the sample reads need it: one column of its digest (``digest``:
+    ``measured`` or ``failed_steps``, ``store.models.RecordDigest``) or, only where it has no digest
+    (stored before they existed), its JSON body instead."""
 
     id: int
     serial: str
@@ -66,23 +67,29 @@ def counts_by_fixture(s: Session, scope: Scope, kind: str) -> dict[tuple[str, st
     return {(site, fx): int(n) for site, fx, n in s.execute(query)}
 
 
-def _columns(digest: Digest) -> tuple[Any, ...]:
-    t = TestRecordRow
-    extracted = t.measured.is_not(None)  # both columns are written together
-    return (
-        t.id,
-        t.serial,
-        t.fixture_id,
-        t.site_id,
-        t.outcome,
-        t.received_at,
-        case((extracted, None), else_=t.record_json),  # the body only where nothing was extracted
-        getattr(t, digest),
+_HEAD = (
+    TestRecordRow.id,
+    TestRecordRow.serial,
+    TestRecordRow.fixture_id,
+    TestRecordRow.site_id,
+    TestRecordRow.outcome,
+    TestRecordRow.received_at,
+)
+
+
+def _records(s: Session, rows: Any, digest: Digest) -> list[StoredRecord]:
+    """``rows`` (``_HEAD``) with their digests' ``digest`` column, read by primary key, and the bodies of
+    those without one."""
+    rows = list(rows)
+    ids = [row[0] for row in rows]
+    d = RecordDigest
+    digests = (
+        dict(s.execute(select(d.record_id, getattr(d, digest)).where(among(s, d.record_id, ids))).all()) if ids else {}
     )
-
-
-def _records(rows: Any) -> list[StoredRecord]:
-    return [StoredRecord(*row) for row in rows]
+    missing = [i for i in ids if i not in digests]
+    t = TestRecordRow
+    bodies = dict(s.execute(select(t.id, t.record_json).where(among(s, t.id, missing))).all()) if missing else {}
+    return [StoredRecord(*row, bodies.get(row[0]), digests.get(row[0])) for row in rows]
 
 
 def newest_records(
@@ -97,9 +104,9 @@ def newest_records(
     digest: Digest = "measured",
 ) -> list[StoredRecord]:
     """Up to ``limit`` of the newest records received in ``[since, until)`` (of a site, a fixture, only
-    failed ones), oldest first, with their ``digest`` column."""
+    failed ones), oldest first, with their digest's ``digest`` column."""
     t = TestRecordRow
-    query = select(*_columns(digest)).where(t.received_at >= since, t.received_at < until)
+    query = select(*_HEAD).where(t.received_at >= since, t.received_at < until)
     if site_id is not None:
         query = query.where(t.site_id == site_id)
     if fixture_id is not None:
@@ -107,16 +114,16 @@ def newest_records(
     if failed_only:  # said as the partial indexes on failed records say it, so the planners use them
         query = query.where(text(FAILED_RECORD))
     rows = s.execute(query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)).all()
-    return _records(reversed(rows))
+    return _records(s, reversed(rows), digest)
 
 
 def order_unit_records(s: Session, order_id: str, site_id: str, *, limit: int) -> tuple[int, list[StoredRecord]]:
     """The order's newest ``limit`` units (how many there were) and the latest test record at the order's
-    site of each, oldest first, with their ``measured`` column."""
+    site of each, oldest first, with their digest's ``measured`` column."""
     serials = list(
         s.execute(select(Unit.serial).where(Unit.order_id == order_id).order_by(Unit.id.desc()).limit(limit)).scalars()
     )
     t = TestRecordRow
     newest = select(func.max(t.id)).where(t.serial.in_(serials), t.site_id == site_id).group_by(t.serial)
-    rows = s.execute(select(*_columns("measured")).where(t.id.in_(newest.scalar_subquery())).order_by(t.id)).all()
-    return len(serials), _records(rows)
+    rows = s.execute(select(*_HEAD).where(t.id.in_(newest.scalar_subquery())).order_by(t.id)).all()
+    return len(serials), _records(s, rows, "measured")

@@ -1,13 +1,13 @@
-"""The dashboard's bounded samples read the narrow columns each test record keeps (``measured``,
-``failed_steps``: ``analytics.record_digest``, session 11) and answer exactly what they answered when they
-parsed every record's JSON.
+"""The dashboard's bounded samples read the digest each test record keeps (``record_digests``: its
+measured values and failed steps, ``analytics.record_digest``, session 11) and answer exactly what they
+answered when they parsed every record's JSON.
 
 Records of every format (OpenHTF uploads, ATML and TestStand XML reports, JUnit XML, CSV) with failed
 phases, failed measurements, measurements given as an object in unsorted order and as a list, repeated
 phase names, skipped phases, and values that are no number (strings, booleans, null, NaN, an integer of
 hundreds of digits) are stored through the service; each view (distribution, failing units, an order's
 capability), with each filter (all, a site as an operator sees it, a station) and each step, is asked
-twice: as stored, and with the columns emptied, which makes the readers parse each record's JSON as the
+twice: as stored, and with the digests deleted, which makes the readers parse each record's JSON as the
 code before this change did. The answers must be equal, on both engines; the migration's backfill must
 write what the write path wrote.
 """
@@ -24,7 +24,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, update
+from alembic import command
+from sqlalchemy import delete, func, insert, inspect, select
 
 from fabguard.analytics import record_digest, samples
 from fabguard.domain.issuance import FixtureFacts
@@ -34,7 +35,8 @@ from fabguard.service.analytics import dashboard_queries, record_samples, statio
 from fabguard.service.catalog import fixtures, orders, product_catalog
 from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning import testrecords
-from fabguard.store.models import TestRecordRow, Unit
+from fabguard.store.migrate import alembic_config
+from fabguard.store.models import RecordDigest, TestRecordRow, Unit
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "testformats"
 MIGRATION = Path(__file__).resolve().parents[3] / "src/fabguard/store/migrations/versions/0032_test_record_digest.py"
@@ -177,9 +179,9 @@ def _answers(inst: Instance, made: list[str]) -> dict[str, Any]:
     return found
 
 
-def _empty_columns(inst: Instance) -> None:
+def _delete_digests(inst: Instance) -> None:
     with inst.db.transaction() as s:
-        s.execute(update(TestRecordRow).values(measured=None, failed_steps=None))
+        s.execute(delete(RecordDigest))
 
 
 def _migration() -> ModuleType:
@@ -212,13 +214,15 @@ def test_the_columns_answer_what_parsing_the_records_answered(
         monkeypatch.setattr(stations, "SAMPLE", 7)
         monkeypatch.setattr(stations, "FAILING_SCAN", 9)
         monkeypatch.setattr(record_samples, "SAMPLE", 8)
+    t, d = TestRecordRow, RecordDigest
     with inst.db.read() as s:
-        rows = s.execute(select(TestRecordRow.outcome, TestRecordRow.measured, TestRecordRow.failed_steps)).all()
-    assert rows and all(m is not None for _, m, _ in rows)  # the write path filled them in, every format
-    assert all((f is not None) == (o != "PASS") for o, _, f in rows)
+        rows = s.execute(select(t.outcome, d.failed_steps).join(d, d.record_id == t.id, isouter=True)).all()
+        digests = s.execute(select(func.count()).select_from(d)).scalar_one()
+    assert rows and digests == len(rows)  # the write path wrote one for each record, every format
+    assert all((f is not None) == (o != "PASS") for o, f in rows)
 
     from_columns = _answers(inst, made)
-    _empty_columns(inst)
+    _delete_digests(inst)
     from_json = _answers(inst, made)
 
     assert from_columns.keys() == from_json.keys()
@@ -231,9 +235,10 @@ def test_the_columns_answer_what_parsing_the_records_answered(
 def test_the_migration_writes_what_the_write_path_wrote(any_instance: Instance) -> None:
     inst = any_instance
     _store(inst)
+    t, d = TestRecordRow, RecordDigest
     with inst.db.read() as s:
         rows = s.execute(
-            select(TestRecordRow.outcome, TestRecordRow.record_json, TestRecordRow.measured, TestRecordRow.failed_steps)
+            select(t.outcome, t.record_json, d.measured, d.failed_steps).join(d, d.record_id == t.id, isouter=True)
         ).all()
     digested = _migration()._digested
     for outcome, body, measured, failed_steps in rows:
@@ -249,3 +254,23 @@ def test_failed_steps_say_what_failed_step_says() -> None:
         for phase in ("power", "radio", "flash", "skipped", "none"):
             for m in (None, "", "vcc", "tx_dbm", "rx_dbm", "z_rail", "v"):
                 assert record_digest.failed_in(steps, phase, m) == samples.failed_step(parsed, phase, m)
+
+
+@pytest.mark.migrations  # this instance runs every migration (no template copy)
+def test_upgrading_to_0032_writes_each_stored_record_its_digest(any_instance: Instance) -> None:
+    """Records stored before 0032 get the digest the write path gives them now (dropped with the table
+    by the downgrade, written again by the upgrade's backfill)."""
+    inst = any_instance
+    _store(inst)
+    d = RecordDigest
+    query = select(d.record_id, d.measured, d.failed_steps).order_by(d.record_id)
+    with inst.db.read() as s:
+        written = s.execute(query).all()
+    with inst.db.engine.begin() as conn:
+        cfg = alembic_config(inst.db)
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0030")
+        assert "record_digests" not in inspect(conn).get_table_names()
+        command.upgrade(cfg, "head")
+    with inst.db.read() as s:
+        assert s.execute(query).all() == written
