@@ -80,16 +80,20 @@ _HEAD = (
 def _records(s: Session, rows: Any, digest: Digest) -> list[StoredRecord]:
     """``rows`` (``_HEAD``) with their digests' ``digest`` column, read by primary key, and the bodies of
     those without one."""
-    rows = list(rows)
-    ids = [row[0] for row in rows]
-    d = RecordDigest
-    digests = (
-        dict(s.execute(select(d.record_id, getattr(d, digest)).where(among(s, d.record_id, ids))).all()) if ids else {}
-    )
+    heads = list(rows)
+    ids = [row[0] for row in heads]
+    d, t = RecordDigest, TestRecordRow
+    digests: dict[int, str | None] = {}
+    if ids:
+        digests.update(s.execute(select(d.record_id, getattr(d, digest)).where(among(s, d.record_id, ids))).all())
     missing = [i for i in ids if i not in digests]
-    t = TestRecordRow
-    bodies = dict(s.execute(select(t.id, t.record_json).where(among(s, t.id, missing))).all()) if missing else {}
-    return [StoredRecord(*row, bodies.get(row[0]), digests.get(row[0])) for row in rows]
+    bodies: dict[int, str] = {}
+    if missing:
+        bodies.update(s.execute(select(t.id, t.record_json).where(among(s, t.id, missing))).all())
+    return [
+        StoredRecord(id_, serial, fixture_id, site_id, outcome, at, bodies.get(id_), digests.get(id_))
+        for id_, serial, fixture_id, site_id, outcome, at in heads
+    ]
 
 
 def newest_records(
