@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from fabguard.analytics.samples import PASS, SKIP, Parsed
-from fabguard.domain.testrecord import StoredMeasurement
+from fabguard.domain.testrecord import StoredMeasurement, TestRecord
 
+T = TypeVar("T")
 Step = tuple[str, str | None]  # (phase, failed measurement), or (phase, None): the phase itself
 
 
@@ -44,7 +45,9 @@ def _loads(text: str) -> Any:
         return json.loads(text)
 
 
-def failed_steps(phases: Sequence[tuple[str, str]], measurements: Sequence[StoredMeasurement]) -> list[Step]:
+def failed_steps(
+    phases: Sequence[tuple[str, str]], measurements: Sequence[StoredMeasurement | tuple[str, str, str]]
+) -> list[Step]:
     """Every step ``samples.failed_step`` says the record failed, sorted (phase steps last in a phase)."""
     failed_measurements = {(p, n) for p, n, o, *_ in measurements if o == "FAIL"}
     phases_with_failed = {p for p, _ in failed_measurements}
@@ -61,20 +64,31 @@ def digest(
     return (_dumps(failed_steps(phases, measurements)) if failed else None), _dumps(measured)
 
 
-def stored_order(data: dict[str, Any], measurements: Sequence[StoredMeasurement]) -> list[StoredMeasurement]:
+def stored_order(data: dict[str, Any], measurements: Sequence[T]) -> Sequence[T]:
     """An uploaded record's measurements (in the upload's order, one phase after another, as
     ``parse_openhtf_record`` gives them) in the order its stored JSON holds them: a phase's measurements
     given as an object are stored with their keys sorted."""
-    out: list[StoredMeasurement] = []
-    at = 0
+    at, out = 0, None
     for ph in data.get("phases", ()):
         raw = ph.get("measurements", {})
-        chunk = measurements[at : at + len(raw)]
-        at += len(raw)
-        if isinstance(raw, dict) and len(raw) > 1 and (keys := list(raw)) != sorted(keys):
-            chunk = [m for _, m in sorted(zip(keys, chunk, strict=True), key=lambda km: km[0])]
-        out.extend(chunk)
-    return out
+        n = len(raw)
+        if isinstance(raw, dict) and n > 1 and (keys := list(raw)) != sorted(keys):
+            out = list(measurements) if out is None else out
+            chunk = out[at : at + n]
+            out[at : at + n] = [m for _, m in sorted(zip(keys, chunk, strict=True), key=lambda km: km[0])]
+        at += n
+    return measurements if out is None else out
+
+
+def uploaded(data: dict[str, Any], record: TestRecord) -> tuple[str | None, str]:
+    """``digest`` of an uploaded record, from its check (``parse_openhtf_record(data)``: the same values
+    ``stored_rows`` reads from its stored JSON, in the upload's order) without reading it again."""
+    ms = stored_order(data, record.measurements)
+    measured = _dumps([[m.phase, m.name, m.value, m.lower, m.upper] for m in ms if m.value is not None])
+    if record.outcome.value == PASS:
+        return None, measured
+    phases = [(p.name, p.outcome) for p in record.phases]
+    return _dumps(failed_steps(phases, [(m.phase, m.name, m.outcome) for m in ms])), measured
 
 
 def steps_of(text: str) -> set[Step]:

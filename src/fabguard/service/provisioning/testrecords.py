@@ -84,7 +84,8 @@ def _insert(s: Session, rows: list[dict[str, object]], digests: list[dict[str, s
     ids = list(
         s.execute(insert(TestRecordRow).returning(TestRecordRow.id, sort_by_parameter_order=True), rows).scalars()
     )
-    s.execute(insert(RecordDigest), [{"record_id": i, **d} for i, d in zip(ids, digests, strict=True)])
+    digest_rows = [{"record_id": i, **d} for i, d in zip(ids, digests, strict=True)]
+    s.execute(insert(RecordDigest), digest_rows)
     return ids
 
 
@@ -92,12 +93,10 @@ def _digest(data: JsonObject, record: TestRecord, raw: str, uploaded: bool) -> d
     """The digest the dashboard's samples read (``store.models.RecordDigest``), from what the
     stored JSON ``raw`` reads as. An uploaded record's own check (``parse_openhtf_record`` of ``data``)
     already read it, in the upload's order; a station file's record is read from ``raw``."""
-    failed = record.outcome.value != "PASS"  # the dashboard's failed records (``store.models.FAILED_RECORD``)
     if uploaded:
-        phases = [(p.name, p.outcome) for p in record.phases] if failed else []
-        measurements = [(m.phase, m.name, m.outcome, m.value, m.lower, m.upper) for m in record.measurements]
-        failed_steps, measured = record_digest.digest(phases, record_digest.stored_order(data, measurements), failed)
+        failed_steps, measured = record_digest.uploaded(data, record)
     else:
+        failed = record.outcome.value != "PASS"  # the dashboard's failed records (``store.models.FAILED_RECORD``)
         failed_steps, measured = record_digest.digest(*stored_rows(json.loads(raw)), failed)
     return {"failed_steps": failed_steps, "measured": measured}
 
