@@ -101,6 +101,10 @@ def failed_in(steps: set[Step], phase: str, measurement: str | None) -> bool:
     return (phase, measurement or None) in steps
 
 
-def measured_of(text: str) -> Parsed:
-    """The ``measured`` column read back as ``samples`` reads a record (no phases; no outcomes)."""
-    return [], [(p, n, "", v, lo, hi) for p, n, v, lo, hi in _loads(text)]
+def measured_of(text: str, step: tuple[str, str] | None = None) -> Parsed:
+    """The ``measured`` column read back as ``samples`` reads a record (no phases; no outcomes); with
+    ``step``, only that measurement's entries."""
+    if step is None:
+        return [], [(p, n, "", v, lo, hi) for p, n, v, lo, hi in _loads(text)]
+    phase, name = step
+    return [], [(p, n, "", v, lo, hi) for p, n, v, lo, hi in _loads(text) if n == name and p == phase]

@@ -23,11 +23,11 @@ def _parse(record_json: str) -> samples.Parsed | None:
         return None
 
 
-def parsed(record: StoredRecord) -> samples.Parsed | None:
-    """A record read with its ``measured`` column: its measurements (its phases only where they were
-    parsed from its JSON); None if unreadable. The record was checked when stored."""
+def parsed(record: StoredRecord, step: tuple[str, str] | None = None) -> samples.Parsed | None:
+    """A record read with its digest's ``measured``: its measurements (those of ``step`` at least; its
+    phases only where they were parsed from its JSON); None if unreadable. It was checked when stored."""
     if record.record_json is None:
-        return record_digest.measured_of(record.digest) if record.digest is not None else None
+        return record_digest.measured_of(record.digest, step) if record.digest is not None else None
     return _parse(record.record_json)
 
 

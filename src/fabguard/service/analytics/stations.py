@@ -113,7 +113,7 @@ def distribution(
     since, until = _window(inst, since, until)
     with inst.db.read() as s:
         records = station_windows.newest_records(s, since, until, site_id=site_id, fixture_id=fixture_id, limit=SAMPLE)
-    parsed = [p for p in map(_parsed, _naming(records, phase, name)) if p is not None]
+    parsed = [p for p in (_parsed(r, (phase, name)) for r in _naming(records, phase, name)) if p is not None]
     values, lower, upper = samples.values_of(parsed, phase, name)
     found = samples.histogram(phase, name, values, lower, upper, bins)
     capability = samples.capabilities([([], [(phase, name, "", v, lower, upper) for v in values])])
