@@ -2,8 +2,8 @@
 
 The distribution, an order's capability and the units that failed a step read a bounded sample of the
 newest records (``analytics.samples``). Parsing each one's full OpenHTF JSON (3 kB, most of it units,
-validators and times) was most of their cost, so each record also keeps two narrow columns, written in
-the same statement as the record:
+validators and times) was most of their cost, so each record also keeps a digest (``record_digests``,
+written in the record's transaction):
 
 - ``measured``: its measurements that have a finite value, ``[phase, name, value, lower, upper]`` each,
   in the stored record's order (JSON);
@@ -12,8 +12,8 @@ the same statement as the record:
   that failed with none of its measurements failing, sorted (JSON); null for a passing record.
 
 Both are made from the same ``(phases, measurements)`` the readers parsed before (``stored_rows`` of the
-stored JSON), so the answers do not change. A record stored before the columns existed, and not yet
-filled in, has ``measured`` null: readers parse its JSON as before.
+stored JSON), so the answers do not change. A record without a digest (stored before they existed and
+not filled in) is read from its JSON as before.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def uploaded(data: dict[str, Any], record: TestRecord) -> tuple[str | None, str]
 
 
 def steps_of(text: str) -> set[Step]:
-    """The ``failed_steps`` column read back."""
+    """A digest's ``failed_steps`` read back."""
     return {(p, n) for p, n in _loads(text)}
 
 
@@ -102,7 +102,7 @@ def failed_in(steps: set[Step], phase: str, measurement: str | None) -> bool:
 
 
 def measured_of(text: str, step: tuple[str, str] | None = None) -> Parsed:
-    """The ``measured`` column read back as ``samples`` reads a record (no phases; no outcomes); with
+    """A digest's ``measured`` read back as ``samples`` reads a record (no phases; no outcomes); with
     ``step``, only that measurement's entries."""
     if step is None:
         return [], [(p, n, "", v, lo, hi) for p, n, v, lo, hi in _loads(text)]

@@ -204,7 +204,7 @@ def _same(a: Any, b: Any) -> bool:
 
 
 @pytest.mark.parametrize("limits", ["default", "small"])
-def test_the_columns_answer_what_parsing_the_records_answered(
+def test_the_digests_answer_what_parsing_the_records_answered(
     any_instance: Instance, limits: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inst = any_instance

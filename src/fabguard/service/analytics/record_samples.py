@@ -1,5 +1,5 @@
 """Stored test records read back for the figures rollups keep no values for: a record's measurements and
-whether it failed a step (from the narrow columns extracted when it was stored, ``analytics.record_digest``,
+whether it failed a step (from the digest written when it was stored, ``analytics.record_digest``,
 or parsing its JSON where it has none), and the capability of one order's own units (the order page)."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def parsed(record: StoredRecord, step: tuple[str, str] | None = None) -> samples
 
 
 def failed_step(record: StoredRecord, phase: str, measurement: str | None) -> bool:
-    """``samples.failed_step`` of a failed record read with its ``failed_steps`` column."""
+    """``samples.failed_step`` of a failed record read with its digest's ``failed_steps``."""
     if record.record_json is None:
         return record.digest is not None and record_digest.failed_in(
             record_digest.steps_of(record.digest), phase, measurement

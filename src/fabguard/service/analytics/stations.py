@@ -40,7 +40,7 @@ def _window(inst: Instance, since: datetime | None, until: datetime | None) -> t
 
 
 def _naming(records: list[StoredRecord], *names: str | None) -> list[StoredRecord]:
-    """The records whose JSON text (their body, or the narrow column read instead) holds every plain
+    """The records whose JSON text (their body, or the digest read instead) holds every plain
     name in ``names`` as a string: a cheap test that spares parsing records that cannot hold them (a
     name with quotes, backslashes or non-ASCII is not tested, since its JSON spelling may differ)."""
     needles = [f'"{n}"' for n in names if n and n.isascii() and n.isprintable() and not set(n) & set('"\\')]
