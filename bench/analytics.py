@@ -48,7 +48,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("FABGUARD_KEY_PASSPHRASE", "bench-passphrase-not-secret")
 
+from fabguard.analytics import record_digest  # noqa: E402
 from fabguard.api.routes.dashboard import ProductionCollector  # noqa: E402
+from fabguard.domain.testrecord import stored_rows  # noqa: E402
 from fabguard.domain.values import FixtureId, OrderId, ProductId, SiteId  # noqa: E402
 from fabguard.fixture.openhtf_records import MeasurementSpec  # noqa: E402
 from fabguard.ledger import merkle  # noqa: E402
@@ -60,7 +62,7 @@ from fabguard.service.core.instance import Instance  # noqa: E402
 from fabguard.service.core.seeding import init_instance  # noqa: E402
 from fabguard.service.genealogy import unit_history  # noqa: E402
 from fabguard.store.eventlog import EVENT_COUNTER  # noqa: E402
-from fabguard.store.models import Counter, Event, LedgerNode, Order, TestRecordRow, Unit  # noqa: E402
+from fabguard.store.models import Counter, Event, LedgerNode, Order, RecordDigest, TestRecordRow, Unit  # noqa: E402
 
 BATCH = 20_000
 SITES = ("cm-a", "cm-b")
@@ -189,14 +191,17 @@ class Loader:
         outcome = "FAIL" if fail else "PASS"
         start_ms = int(at.timestamp() * 1000)
         b = self.batches
+        body = self.bodies.json(serial, fixture_id, start_ms, fail)
+        failed_steps, measured = record_digest.digest(*stored_rows(json.loads(body)), fail)  # as the server writes them
         b["test_records"].append(
             {
                 "id": i + 1, "serial": serial, "fixture_id": fixture_id, "site_id": site,
                 "declared_station_id": fixture_id, "outcome": outcome, "start_ms": start_ms,
                 "end_ms": start_ms + 400, "measurement_count": len(PROCEDURE), "received_at": at,
-                "record_json": self.bodies.json(serial, fixture_id, start_ms, fail),
+                "record_json": body,
             }
         )  # fmt: skip
+        b["record_digests"].append({"record_id": i + 1, "measured": measured, "failed_steps": failed_steps})
         detail = {"outcome": outcome, "record_id": i + 1, "site_id": site, "station_id": fixture_id,
                   "declared_station_id": fixture_id}  # fmt: skip
         self._event(at, "test.recorded", fixture_id, serial, None, detail)
@@ -263,7 +268,13 @@ class Loader:
             s.execute(update(Order).where(Order.id == f"po-{site}").values(used=used))
 
 
-TABLES = {"test_records": TestRecordRow, "units": Unit, "events": Event, "ledger_nodes": LedgerNode}
+TABLES = {
+    "test_records": TestRecordRow,
+    "record_digests": RecordDigest,  # after its records (a foreign key)
+    "units": Unit,
+    "events": Event,
+    "ledger_nodes": LedgerNode,
+}
 
 
 def load(inst: Instance, n: int, start: int = 0) -> tuple[Loader, dict[str, float]]:

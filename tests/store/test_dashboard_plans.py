@@ -16,12 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, select
 from sqlalchemy.orm import Session
 
+from fabguard.domain.values import OrderId, ProductId, SiteId
+from fabguard.service.catalog import orders, product_catalog
 from fabguard.service.core.instance import Instance
 from fabguard.store import station_windows, unit_history
-from fabguard.store.models import Fixture, Site, TestRecordRow
+from fabguard.store.models import Fixture, RecordDigest, Site, TestRecordRow, Unit
 
 AT = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -64,20 +66,29 @@ def _statements(inst: Instance) -> Iterator[list[tuple[str, Any]]]:
         event.remove(inst.db.engine, "before_cursor_execute", grab)
 
 
-def plan_of(inst: Instance, read: Callable[[Session], object]) -> str:
-    """The plan the engine chooses for the one SELECT ``read`` makes."""
+def plans_of(inst: Instance, read: Callable[[Session], object]) -> list[str]:
+    """The plans the engine chooses for the SELECTs ``read`` makes, in order."""
     with _statements(inst) as seen, inst.db.read() as s:
         read(s)
-    assert len(seen) == 1, seen
-    statement, params = seen[0]
-    with inst.db.engine.connect() as conn:
-        if inst.db.is_sqlite:
-            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params).all()
-            return "\n".join(str(r[-1]) for r in rows)
-        conn.exec_driver_sql("SET enable_seqscan = off")
-        rows = conn.exec_driver_sql(f"EXPLAIN {statement}", params).all()
-        conn.rollback()
-        return "\n".join(str(r[0]) for r in rows)
+    plans = []
+    for statement, params in seen:
+        with inst.db.engine.connect() as conn:
+            if inst.db.is_sqlite:
+                rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params).all()
+                plans.append("\n".join(str(r[-1]) for r in rows))
+                continue
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            rows = conn.exec_driver_sql(f"EXPLAIN {statement}", params).all()
+            conn.rollback()
+            plans.append("\n".join(str(r[0]) for r in rows))
+    return plans
+
+
+def plan_of(inst: Instance, read: Callable[[Session], object]) -> str:
+    """The plan the engine chooses for the one SELECT ``read`` makes."""
+    plans = plans_of(inst, read)
+    assert len(plans) == 1, plans
+    return plans[0]
 
 
 FAILED_READS = {
@@ -92,14 +103,16 @@ def test_the_newest_failed_records_are_read_from_the_failed_records_indexes(any_
     """Failing units (of a range, a station, an operator's site) read the failed records alone."""
     _records(any_instance)
     filters = FAILED_READS[index]
-    plan = plan_of(
+    plan, *then = plans_of(
         any_instance,
         lambda s: station_windows.newest_records(
-            s, AT, AT + timedelta(days=1), failed_only=True, limit=1000, **filters
+            s, AT, AT + timedelta(days=1), failed_only=True, limit=1000, digest="failed_steps", **filters
         ),
     )
     assert index in plan, plan
     assert "SCAN test_records" not in plan and "Seq Scan" not in plan, plan
+    # Their digests, then the bodies of those without one (none here has one), when any were found.
+    assert all("SCAN" not in p and "Seq Scan" not in p for p in then), then
 
 
 def test_the_failed_records_indexes_answer_exactly_the_failed_records(any_instance: Instance) -> None:
@@ -120,3 +133,64 @@ def test_a_units_merkle_nodes_are_searched_on_the_primary_key(any_instance: Inst
     plan = plan_of(any_instance, lambda s: unit_history.ledger_nodes(s, keys))
     assert "ledger_nodes" in plan, plan
     assert "SCAN ledger_nodes" not in plan and "Seq Scan" not in plan, plan
+
+
+def _digests(inst: Instance) -> None:
+    """A digest for each record but every twentieth (as if stored before digests existed)."""
+    with inst.db.transaction() as s:
+        ids = s.execute(select(TestRecordRow.id).order_by(TestRecordRow.id)).scalars().all()
+        rows = [{"record_id": i, "measured": "[]", "failed_steps": "[]"} for k, i in enumerate(ids) if k % 20]
+        s.execute(insert(RecordDigest), rows)
+    if not inst.db.is_sqlite:
+        with inst.db.engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE record_digests")
+            conn.commit()
+
+
+@pytest.mark.parametrize("failed_only", [False, True])
+def test_the_samples_read_digests_and_bodies_by_primary_key(any_instance: Instance, failed_only: bool) -> None:
+    """The distribution and failing units read the newest records' heads through their index, then their
+    digests by primary key, then the bodies of the records without one by primary key: each plan a search,
+    none growing with the tables."""
+    _records(any_instance)
+    _digests(any_instance)
+    heads, digests, bodies = plans_of(
+        any_instance,
+        lambda s: station_windows.newest_records(s, AT, AT + timedelta(days=1), failed_only=failed_only, limit=500),
+    )
+    assert ("ix_test_records_failed_received_at" if failed_only else "ix_test_records_received_at") in heads, heads
+    primary = ("USING INTEGER PRIMARY KEY", "pk_record_digests", "pk_test_records")
+    for plan, table in ((digests, "record_digests"), (bodies, "test_records")):
+        assert table in plan and any(p in plan for p in primary), plan
+        assert "SCAN" not in plan and "Seq Scan" not in plan, plan
+    with any_instance.db.read() as s:
+        got = station_windows.newest_records(s, AT, AT + timedelta(days=1), failed_only=failed_only, limit=500)
+    expected = [(None, "[]") if int(r.serial[2:]) % 20 else ("{}", None) for r in got]
+    assert [(r.record_json, r.digest) for r in got] == expected
+    assert {e[1] for e in expected} == {None, "[]"}
+
+
+def test_an_orders_sample_reads_digests_by_primary_key(any_instance: Instance) -> None:
+    """The order page's capability: the order's units, their records, then the records' digests by key."""
+    _records(any_instance)
+    _digests(any_instance)
+    plans = plans_of(any_instance, lambda s: station_windows.order_unit_records(s, "po-1", "cm-a", limit=500))
+    assert len(plans) == 2 and all("record_digests" not in p for p in plans), plans  # no records: no digests
+    product_catalog.create_product(any_instance, product_id=ProductId("p"), name="P", actor="t")
+    orders.create_order(
+        any_instance, order_id=OrderId("po-1"), product_id=ProductId("p"), site_id=SiteId("cm-a"), quota=9, actor="t"
+    )
+    with any_instance.db.transaction() as s:
+        s.add_all(
+            [
+                Unit(product_id="p", serial=f"SN{i:06d}", order_id="po-1", fixture_id="fx-0", key_fingerprint=f"k{i}",
+                     cert_serial=f"c{i}", cert_sha256=f"h{i}", certificate_pem="", issued_at=AT)
+                for i in (0, 4, 8)
+            ]
+        )  # fmt: skip
+    _, _, digests, bodies = plans_of(
+        any_instance, lambda s: station_windows.order_unit_records(s, "po-1", "cm-a", limit=500)
+    )
+    for plan, table in ((digests, "record_digests"), (bodies, "test_records")):
+        assert table in plan and ("PRIMARY KEY" in plan or f"pk_{table}" in plan), plan
+        assert "SCAN" not in plan and "Seq Scan" not in plan, plan

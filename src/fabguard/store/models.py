@@ -169,6 +169,24 @@ class TestRecordRow(Base):
     record_json: Mapped[str] = mapped_column(Text)
 
 
+class RecordDigest(Base):
+    """What the dashboard's bounded samples read of a test record instead of its JSON body
+    (``analytics.record_digest``; migration 0031): its measurements with a value, and a failed record's
+    failed steps. Written with the record; a record without one (stored before 0031, not yet filled in)
+    is read from its body. A table of its own, not columns of ``test_records``: a record's row plus
+    these is over what an SQLite page holds, and every row would take an overflow page."""
+
+    __tablename__ = "record_digests"
+    record_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("test_records.id"),
+        primary_key=True,
+        autoincrement=False,
+    )
+    measured: Mapped[str] = mapped_column(Text)
+    failed_steps: Mapped[str | None] = mapped_column(Text, nullable=True)  # null for a passing record
+
+
 class Unit(Base):
     """A provisioned unit: one serial of one product, bound to one key and one certificate."""
 

@@ -17,6 +17,7 @@ from fabguard.analytics import ranges, samples
 from fabguard.analytics.production import YieldStats
 from fabguard.domain.errors import InvalidRequest
 from fabguard.service.analytics import dashboard_queries
+from fabguard.service.analytics.record_samples import failed_step as _failed_step
 from fabguard.service.analytics.record_samples import parsed as _parsed
 from fabguard.service.core.instance import Instance
 from fabguard.store import station_windows, windows
@@ -39,11 +40,11 @@ def _window(inst: Instance, since: datetime | None, until: datetime | None) -> t
 
 
 def _naming(records: list[StoredRecord], *names: str | None) -> list[StoredRecord]:
-    """The records whose JSON text holds every plain name in ``names`` as a string: a cheap test that
-    spares parsing records that cannot hold them (a name with quotes, backslashes or non-ASCII is not
-    tested, since its JSON spelling may differ)."""
+    """The records whose JSON text (their body, or the digest read instead) holds every plain
+    name in ``names`` as a string: a cheap test that spares parsing records that cannot hold them (a
+    name with quotes, backslashes or non-ASCII is not tested, since its JSON spelling may differ)."""
     needles = [f'"{n}"' for n in names if n and n.isascii() and n.isprintable() and not set(n) & set('"\\')]
-    return [r for r in records if all(x in r.record_json for x in needles)]
+    return [r for r in records if all(x in (r.record_json or r.digest or "") for x in needles)]
 
 
 def _row(key: tuple[str, str], stats: YieldStats, provisioned: int, tests: int, hours: float) -> dict[str, Any]:
@@ -112,7 +113,7 @@ def distribution(
     since, until = _window(inst, since, until)
     with inst.db.read() as s:
         records = station_windows.newest_records(s, since, until, site_id=site_id, fixture_id=fixture_id, limit=SAMPLE)
-    parsed = [p for p in map(_parsed, _naming(records, phase, name)) if p is not None]
+    parsed = [p for p in (_parsed(r, (phase, name)) for r in _naming(records, phase, name)) if p is not None]
     values, lower, upper = samples.values_of(parsed, phase, name)
     found = samples.histogram(phase, name, values, lower, upper, bins)
     capability = samples.capabilities([([], [(phase, name, "", v, lower, upper) for v in values])])
@@ -140,12 +141,18 @@ def failing_units(
     since, until = _window(inst, since, until)
     with inst.db.read() as s:
         records = station_windows.newest_records(
-            s, since, until, site_id=site_id, fixture_id=fixture_id, failed_only=True, limit=FAILING_SCAN
+            s,
+            since,
+            until,
+            site_id=site_id,
+            fixture_id=fixture_id,
+            failed_only=True,
+            limit=FAILING_SCAN,
+            digest="failed_steps",
         )
     hits = []
     for r in reversed(_naming(records, phase, measurement)):
-        parsed = _parsed(r)
-        if parsed is not None and samples.failed_step(parsed, phase, measurement):
+        if _failed_step(r, phase, measurement):
             hits.append(
                 {
                     "serial": r.serial,

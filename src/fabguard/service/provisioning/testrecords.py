@@ -11,22 +11,32 @@ stores each record in OpenHTF's JSON shape, so analytics and the gate read it li
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from typing import cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
+from sqlalchemy.orm import Session
 
+from fabguard.analytics import record_digest
 from fabguard.domain.errors import FabGuardError, InvalidRequest
 from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.testformats import FormatLimits, RecordTooLarge, openhtf_json, parse_test_records
-from fabguard.domain.testrecord import TestRecord, TestRecordInvalid, parse_openhtf_record, stored_text
+from fabguard.domain.testrecord import (
+    TestRecord,
+    TestRecordInvalid,
+    parse_openhtf_record,
+    stored_rows,
+    stored_text,
+)
 from fabguard.domain.values import recorded_serial
 from fabguard.service.core.events import refusal_event
 from fabguard.service.core.idempotency import Answer, Keyed, keep, take
 from fabguard.service.core.instance import Instance
 from fabguard.store.eventlog import NewEvent, append_events
-from fabguard.store.models import TestRecordRow
+from fabguard.store.models import RecordDigest, TestRecordRow
 
 # An uploaded record as the API decoded it from JSON; its shape is checked here, record by record.
 JsonObject = dict[str, object]
@@ -51,6 +61,45 @@ def _check(inst: Instance, data: JsonObject) -> tuple[TestRecord, str]:
     if len(raw) > inst.limits.max_test_record_bytes:
         raise TestRecordInvalid(f"a test record may be at most {inst.limits.max_test_record_bytes} bytes")
     return record, raw
+
+
+def _row(fixture: FixtureFacts, record: TestRecord, raw: str, now: datetime) -> dict[str, object]:
+    return {
+        "serial": record.serial.value,
+        "fixture_id": fixture.id,
+        "site_id": fixture.site_id,
+        "declared_station_id": record.declared_station_id,
+        "outcome": record.outcome.value,
+        "start_ms": record.start_ms,
+        "end_ms": record.end_ms,
+        "measurement_count": len(record.measurements),
+        "received_at": now,
+        "record_json": raw,
+    }
+
+
+def _insert(s: Session, rows: list[dict[str, object]], digests: list[dict[str, str | None]]) -> list[int]:
+    """Insert the records and their digests; the records' ids, in order."""
+    if not rows:
+        return []
+    ids = list(
+        s.execute(insert(TestRecordRow).returning(TestRecordRow.id, sort_by_parameter_order=True), rows).scalars()
+    )
+    digest_rows = [{"record_id": i, **d} for i, d in zip(ids, digests, strict=True)]
+    s.connection().execute(insert(cast(Table, RecordDigest.__table__)), digest_rows)  # Core: no ORM bookkeeping
+    return ids
+
+
+def _digest(data: JsonObject, record: TestRecord, raw: str, uploaded: bool) -> dict[str, str | None]:
+    """The digest the dashboard's samples read (``store.models.RecordDigest``), from what the
+    stored JSON ``raw`` reads as. An uploaded record's own check (``parse_openhtf_record`` of ``data``)
+    already read it, in the upload's order; a station file's record is read from ``raw``."""
+    if uploaded:
+        failed_steps, measured = record_digest.uploaded(data, record)
+    else:
+        failed = record.outcome.value != "PASS"  # the dashboard's failed records (``store.models.FAILED_RECORD``)
+        failed_steps, measured = record_digest.digest(*stored_rows(json.loads(raw)), failed)
+    return {"failed_steps": failed_steps, "measured": measured}
 
 
 def _refusal(fixture: FixtureFacts, data: JsonObject, exc: FabGuardError, at: datetime) -> NewEvent:
@@ -93,33 +142,16 @@ def _store(
     ``checked`` is what ``records`` gave when they were checked before (a file's records, parsed from
     their format: ``records`` then holds each one's OpenHTF shape, or ``{}`` for the file's refusal).
     """
+    uploaded = checked is None
     checked = _checked(inst, records) if checked is None else checked
     now = inst.clock()
-    rows = [
-        {
-            "serial": record.serial.value,
-            "fixture_id": fixture.id,
-            "site_id": fixture.site_id,
-            "declared_station_id": record.declared_station_id,
-            "outcome": record.outcome.value,
-            "start_ms": record.start_ms,
-            "end_ms": record.end_ms,
-            "measurement_count": len(record.measurements),
-            "received_at": now,
-            "record_json": raw,
-        }
-        for record, raw in (c for c in checked if not isinstance(c, FabGuardError))
-    ]
+    good = [(d, c) for d, c in zip(records, checked, strict=True) if not isinstance(c, FabGuardError)]
+    rows = [_row(fixture, record, raw, now) for _, (record, raw) in good]
+    digests = [_digest(data, record, raw, uploaded) for data, (record, raw) in good]
     with inst.db.transaction() as s:
         if keyed is not None and (stored_answer := take(s, inst, keyed[0], now)) is not None:
             return stored_answer
-        ids = iter(
-            s.execute(insert(TestRecordRow).returning(TestRecordRow.id, sort_by_parameter_order=True), rows)
-            .scalars()
-            .all()
-            if rows
-            else ()
-        )
+        ids = iter(_insert(s, rows, digests))
         out: list[StoredRecord | FabGuardError] = []
         events: list[NewEvent] = []
         for data, c in zip(records, checked, strict=True):
