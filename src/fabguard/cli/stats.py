@@ -252,15 +252,18 @@ def order_cmd(
     _print_breakdown(figures, {"unit.refused": figures["refused"]} if figures["refused"] else {})
 
 
+ALERTS_SHOWN = 1000  # the API's most (GET /api/v1/alerts ?limit): locally and through --server alike
+
+
 @command(stats_app, "alerts")
 def alerts_cmd(
     show_all: Annotated[bool, typer.Option("--all", help="Include acknowledged alerts")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Alerts raised by the anomaly detectors: open ones (all with --all), most severe first."""
+    """Alerts raised by the anomaly detectors: open ones (all with --all), most severe first; the first 1,000."""
     found: list[dict[str, object]] = through(
-        lambda inst: [a.to_dict() for a in dashboard_queries.alerts(inst) if show_all or not a.acknowledged],
-        lambda api: api.get("/api/v1/alerts", state="all" if show_all else "open", limit=1000),
+        lambda inst: [a.to_dict() for a in dashboard_queries.alerts(inst, open_only=not show_all, limit=ALERTS_SHOWN)],
+        lambda api: api.get("/api/v1/alerts", state="all" if show_all else "open", limit=ALERTS_SHOWN),
     )
     if as_json:
         print_json(found)

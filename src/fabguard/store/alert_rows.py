@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, case, func, not_, select
 from sqlalchemy.orm import Session
 
 from fabguard.analytics.alerts import AckState, Alert, Severity
@@ -50,9 +50,44 @@ def _alert_row(a: Alert, acked_by: str | None, acked_up_to: int | None) -> dict[
     }
 
 
+def _acknowledged() -> ColumnElement[bool]:
+    """An alert acknowledged up to its newest evidence (``alert_from_row``'s ``acknowledged_by``)."""
+    return and_(
+        AlertRow.acked_by.is_not(None), AlertRow.acked_up_to.is_not(None), AlertRow.acked_up_to >= AlertRow.last_seq
+    )
+
+
 def all_alerts(s: Session) -> list[Alert]:
     """Every stored alert (in no particular order)."""
     return [alert_from_row(r) for r in s.execute(select(AlertRow)).scalars()]
+
+
+def listed(s: Session, *, site_id: str | None = None, open_only: bool = False, limit: int | None = None) -> list[Alert]:
+    """The alerts in the dashboard's order (``analytics.alerts.ordered``: open first, most severe, newest),
+    of one site or all, open ones only or all, the first ``limit``: sorted and cut by the database, so a
+    page costs its rows, not the alerts ever raised."""
+    q = select(AlertRow)
+    if site_id is not None:
+        q = q.where(AlertRow.site_id == site_id)
+    if open_only:
+        q = q.where(not_(_acknowledged()))
+    acked_last = case((_acknowledged(), 1), else_=0)
+    q = q.order_by(acked_last, AlertRow.severity.desc(), AlertRow.last_at.desc(), AlertRow.id)
+    return [alert_from_row(r) for r in s.execute(q.limit(limit)).scalars()]
+
+
+def found(s: Session, alert_id: str) -> Alert | None:
+    row = s.get(AlertRow, alert_id)
+    return alert_from_row(row) if row is not None else None
+
+
+def open_counts(s: Session, *, site_id: str | None = None) -> dict[tuple[str, str], int]:
+    """Open alerts by kind and severity label (``analytics.alerts.counts_by``), counted by the database."""
+    q = select(AlertRow.kind, AlertRow.severity, func.count()).where(not_(_acknowledged()))
+    if site_id is not None:
+        q = q.where(AlertRow.site_id == site_id)
+    rows = s.execute(q.group_by(AlertRow.kind, AlertRow.severity)).all()
+    return {(kind, Severity(severity).label): n for kind, severity, n in rows}
 
 
 def stored(s: Session, ids: Sequence[str]) -> dict[str, tuple[Alert, AckState]]:

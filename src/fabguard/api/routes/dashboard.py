@@ -225,8 +225,8 @@ def list_alerts(
     """Alerts from the anomaly detectors, open first; ``state=all`` includes acknowledged ones. An
     operator's token sees its own site's alerts only."""
     site = viewed_site(p, None)
-    found = [a for a in dashboard_queries.alerts(inst) if site is None or a.site_id == site]
-    return [a.to_dict() for a in found if state == "all" or not a.acknowledged][:limit]
+    found = dashboard_queries.alerts(inst, site_id=site, open_only=state == "open", limit=limit)
+    return [a.to_dict() for a in found]
 
 
 @router.post("/api/v1/alerts/{alert_id}/ack", response_model=Alert)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from fabguard.analytics import figures as figure
 from fabguard.analytics import ranges
-from fabguard.analytics.alerts import Acknowledgement, Alert, ordered, with_acknowledgements
+from fabguard.analytics.alerts import Acknowledgement, Alert, with_acknowledgements
 from fabguard.analytics.fold import ACK_KIND
 from fabguard.analytics.settings import DEFAULT, AnalyticsSettings, settings_from_dict
 from fabguard.analytics.spc import capability_from_sums
@@ -202,7 +202,8 @@ def overview(
         series = windows.series(s, scope, bucket)
         recent = windows.recent_provisioned(s, now - settings.burn_window)
         order_rows = [{**v.to_dict(), "burn_down": _burn(v, recent, now, settings.burn_window)} for v in views]
-        found = [a for a in ordered(alert_rows.all_alerts(s)) if site_id is None or a.site_id == site_id]
+        shown = alert_rows.listed(s, site_id=site_id, limit=alerts_limit)
+        open_alerts = sum(alert_rows.open_counts(s, site_id=site_id).values())
     fixture_rows = [
         {**fixtures.fixture_dict(f), "last_activity": _iso(last_seen.get(f.id) or f.enrolled_at)}
         for f in fixtures.list_fixtures(inst)
@@ -219,7 +220,7 @@ def overview(
             "active_orders": sum(1 for v in views if v.state == "active"),
             "provisioned": provisioned,
             "refused": sum(sum(c.values()) for c in refusals.values()),
-            "open_alerts": sum(1 for a in found if not a.acknowledged),
+            "open_alerts": open_alerts,
         },
         "yield": yield_stats.to_dict(),
         "orders": order_rows,
@@ -227,7 +228,7 @@ def overview(
         "refusals": refusals,
         "series": series,
         "bucket_seconds": int(bucket.total_seconds()),
-        "alerts": [a.to_dict() for a in found[:alerts_limit]],
+        "alerts": [a.to_dict() for a in shown],
         "field_checks": genuineness.list_checks(inst, limit=FIELD_CHECKS_SHOWN) if site_id is None else [],
     }
 
@@ -299,11 +300,26 @@ def production(
     return figures
 
 
-def alerts(inst: Instance, *, settings: AnalyticsSettings | None = None) -> list[Alert]:
-    """Every alert the detectors have raised, acknowledged ones marked, open ones first."""
+def alerts(
+    inst: Instance,
+    *,
+    settings: AnalyticsSettings | None = None,
+    site_id: str | None = None,
+    open_only: bool = False,
+    limit: int | None = None,
+) -> list[Alert]:
+    """The alerts the detectors have raised (of one site, open ones only, the first ``limit``: each cut made by
+    the database), acknowledged ones marked, open ones first (``ordered``)."""
     refresh(inst, settings)
     with inst.db.read() as s:
-        return ordered(alert_rows.all_alerts(s))
+        return alert_rows.listed(s, site_id=site_id, open_only=open_only, limit=limit)
+
+
+def open_alert_counts(inst: Instance, *, settings: AnalyticsSettings | None = None) -> dict[tuple[str, str], int]:
+    """Open alerts by kind and severity label, once the projection has caught up."""
+    refresh(inst, settings)
+    with inst.db.read() as s:
+        return alert_rows.open_counts(s)
 
 
 def acknowledge(
@@ -312,7 +328,9 @@ def acknowledge(
     """Acknowledge an open alert up to its newest evidence; recorded as an ``alert.acknowledged`` event."""
     if len(note) > 500 or not note.isprintable():
         raise InvalidRequest("an acknowledgement note is at most 500 printable characters", code="invalid_note")
-    alert = next((a for a in alerts(inst, settings=settings) if a.id == alert_id), None)
+    refresh(inst, settings)
+    with inst.db.read() as s:
+        alert = alert_rows.found(s, alert_id)
     if alert is None:
         raise NotFound(f"no alert {alert_id[:80]!r}", code="alert_not_found")
     with inst.db.transaction() as s:

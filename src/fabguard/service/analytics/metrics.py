@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fabguard.analytics.alerts import counts_by
 from fabguard.service.analytics import dashboard_queries
 from fabguard.service.core.instance import Instance
 from fabguard.store import totals
@@ -27,12 +26,12 @@ class ProductionMetrics:
 def production_metrics(inst: Instance) -> ProductionMetrics:
     """Orders' quotas and use, refusals and tests folded so far, fixtures' last activity, the ledger's
     size and open alerts by kind and severity (the projection is caught up first)."""
-    found = dashboard_queries.alerts(inst)  # catches the projection up first
+    counts = dashboard_queries.open_alert_counts(inst)  # catches the projection up first
     with inst.db.read() as s:
         seq = event_count(s)
         orders = totals.order_quotas(s)
         refusals = totals.refusal_totals(s)
         tests = totals.outcome_totals(s)
         fixtures = [(f, site, at.timestamp()) for f, site, at in totals.fixtures_last_seen(s)]
-    open_alerts = [(kind, severity, n) for (kind, severity), n in sorted(counts_by(found).items())]
+    open_alerts = [(kind, severity, n) for (kind, severity), n in sorted(counts.items())]
     return ProductionMetrics(orders, refusals, tests, fixtures, seq, open_alerts)

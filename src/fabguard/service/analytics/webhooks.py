@@ -233,9 +233,7 @@ def pending(inst: Instance, hooks: Iterable[Webhook], policy: DeliveryPolicy) ->
     """Open alerts each webhook has not received (and has not given up on lately), oldest first."""
     history = _history(inst)
     now = inst.clock()
-    open_alerts = sorted(
-        (a for a in dashboard_queries.alerts(inst) if not a.acknowledged), key=lambda a: (a.first_at, a.id)
-    )
+    open_alerts = sorted(dashboard_queries.alerts(inst, open_only=True), key=lambda a: (a.first_at, a.id))
     out = []
     for hook in hooks:
         due = []
