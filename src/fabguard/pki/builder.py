@@ -7,8 +7,10 @@ and sign; none assembles the common part by hand.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -57,4 +59,71 @@ def certificate_builder(
     return builder
 
 
-__all__ = ["authority_key_id", "certificate_builder"]
+def _extension(value: x509.ExtensionType, critical: bool) -> x509.Extension[x509.ExtensionType]:
+    return x509.Extension(value.oid, critical, value)
+
+
+def _naive_utc(t: datetime) -> datetime:
+    """What ``CertificateBuilder.not_valid_before``/``after`` store: naive UTC (a naive time is UTC already)."""
+    return t if t.tzinfo is None else t.astimezone(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """What :func:`certificate_builder` makes of an issuer's name and the extensions that do not vary from one
+    certificate to the next, built once, for profiles that sign many certificates (a device per unit): the
+    certificates it builds are those ``certificate_builder`` would build, extension for extension
+    (``tests/pki/test_certificate_templates.py`` compares them byte for byte)."""
+
+    issuer: x509.Name
+    head: tuple[x509.Extension[x509.ExtensionType], ...]  # basicConstraints, keyUsage, then ``extensions``
+    tail: tuple[x509.Extension[x509.ExtensionType], ...]  # after the subject key identifier
+
+    @classmethod
+    def of(
+        cls,
+        issuer: x509.Name,
+        *,
+        constraints: x509.BasicConstraints,
+        key_usage: x509.KeyUsage,
+        extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+        authority_key: x509.AuthorityKeyIdentifier | None = None,
+        after: Sequence[tuple[x509.ExtensionType, bool]] = (),
+    ) -> Template:
+        """``certificate_builder``'s arguments but the certificate's own; ``after``: what the profile adds
+        after them (its ``add_extension`` calls on the builder, in order)."""
+        head = (_extension(constraints, True), _extension(key_usage, True), *(_extension(*e) for e in extensions))
+        tail = (
+            *(() if authority_key is None else (_extension(authority_key, False),)),
+            *(_extension(*e) for e in after),
+        )
+        return cls(issuer, head, tail)
+
+    def builder(
+        self, subject: x509.Name, public_key: CertificatePublicKeyTypes, not_before: datetime, not_after: datetime
+    ) -> x509.CertificateBuilder:
+        """A builder of this certificate, with a random serial number, ready to sign."""
+        start, end = _naive_utc(not_before), _naive_utc(not_after)
+        if end < start:
+            raise ValueError("The not valid after date must be after the not valid before date.")
+        ski = _extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
+        return x509.CertificateBuilder(
+            issuer_name=self.issuer,
+            subject_name=subject,
+            public_key=public_key,
+            serial_number=x509.random_serial_number(),
+            not_valid_before=start,
+            not_valid_after=end,
+            extensions=[*self.head, ski, *self.tail],
+        )
+
+
+def certificate_pem(der: bytes) -> str:
+    """The PEM of a DER certificate, as ``Certificate.public_bytes(Encoding.PEM)`` writes it (64-character
+    lines), for a caller that needs both and should not encode the certificate twice."""
+    b64 = base64.b64encode(der).decode("ascii")
+    lines = "".join(b64[at : at + 64] + "\n" for at in range(0, len(b64), 64))
+    return f"-----BEGIN CERTIFICATE-----\n{lines}-----END CERTIFICATE-----\n"
+
+
+__all__ = ["Template", "authority_key_id", "certificate_builder", "certificate_pem"]
