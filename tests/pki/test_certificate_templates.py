@@ -6,19 +6,20 @@ and without an expiry."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509.oid import NameOID
 
 from fabguard.domain.values import Serial
 from fabguard.pki import profiles
 from fabguard.pki.builder import authority_key_id, certificate_builder, certificate_pem
-from fabguard.pki.keys import new_signing_key
+from fabguard.pki.keys import key_identifiers, new_signing_key, spki_fingerprint
 from fabguard.pki.matter import DacProfile, ProductId, VendorId, attestation_subject, paa_certificate, pai_certificate
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
@@ -72,7 +73,7 @@ def _old_dac(
         constraints=x509.BasicConstraints(ca=False, path_length=None),
         key_usage=profiles.signature_key_usage(),
         authority_key=authority_key_id(pai.certificate),
-    ).sign(pai.key, hashes.SHA256())  # type: ignore[arg-type]
+    ).sign(pai.key, hashes.SHA256())
 
 
 def _tbs_without_serial(cert: x509.Certificate) -> bytes:
@@ -97,13 +98,16 @@ def _issuer(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> prof
     return profiles.Issuer(profiles.intermediate_ca(root, key.public_key(), ORG, "Issuing", NOW), key)
 
 
-ISSUERS = {"p256": lambda: ec.generate_private_key(ec.SECP256R1()), "ed25519": ed25519.Ed25519PrivateKey.generate}
-DEVICE_KEYS = {
+ISSUERS: dict[str, Callable[[], ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey]] = {
+    "p256": lambda: ec.generate_private_key(ec.SECP256R1()),
+    "ed25519": ed25519.Ed25519PrivateKey.generate,
+}
+DEVICE_KEYS: dict[str, Callable[[], CertificateIssuerPublicKeyTypes]] = {
     "p256": lambda: ec.generate_private_key(ec.SECP256R1()).public_key(),
     "p384": lambda: ec.generate_private_key(ec.SECP384R1()).public_key(),
     "ed25519": lambda: ed25519.Ed25519PrivateKey.generate().public_key(),
 }
-URLS = {
+URLS: dict[str, dict[str, str | None]] = {
     "none": {"crl": None, "ca_issuers": None, "ocsp": None},
     "crl": {"crl": "http://pki.example/crl/issuing.crl", "ca_issuers": None, "ocsp": None},
     "all": {
@@ -128,6 +132,7 @@ def test_an_idevid_profile_signs_what_the_builder_signed(
         public_key = DEVICE_KEYS[device_key]()
         old = _old_idevid(issuer, public_key, serial, "sensor", lifetime, urls, None)
         _same(profile.certificate(public_key, serial, NOW), old)
+        _same(profile.certificate(public_key, serial, NOW, key_identifiers(public_key)[1]), old)  # the CSR's
         one = profiles.idevid_certificate(
             issuer, public_key, serial, ORG, "sensor", NOW, lifetime, urls["crl"], urls["ca_issuers"], urls["ocsp"]
         )
@@ -161,6 +166,9 @@ def test_a_dac_profile_signs_what_the_builder_signed(expiry: datetime | None) ->
         public_key = ec.generate_private_key(ec.SECP256R1()).public_key()
         new = profile.certificate(public_key, cn, VendorId(0xFFF1), ProductId(0x8000), NOW, expiry)
         _same(new, _old_dac(pai, public_key, cn, expiry))
+        key_id = key_identifiers(public_key)[1]
+        again = profile.certificate(public_key, cn, VendorId(0xFFF1), ProductId(0x8000), NOW, expiry, key_id)
+        _same(again, _old_dac(pai, public_key, cn, expiry))
 
 
 def test_the_pem_made_from_the_der_is_the_pem_cryptography_writes() -> None:
@@ -169,3 +177,22 @@ def test_the_pem_made_from_the_der_is_the_pem_cryptography_writes() -> None:
     cert = profile.certificate(DEVICE_KEYS["p384"](), Serial("SN-" + "7" * 60), NOW)
     der = cert.public_bytes(serialization.Encoding.DER)
     assert certificate_pem(der) == cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ec.generate_private_key(ec.SECP256R1()).public_key(),
+        lambda: ec.generate_private_key(ec.SECP384R1()).public_key(),
+        lambda: ed25519.Ed25519PrivateKey.generate().public_key(),
+        lambda: rsa.generate_private_key(65537, 2048).public_key(),  # lengths in the long form
+    ],
+    ids=["p256", "p384", "ed25519", "rsa2048"],
+)
+def test_key_identifiers_are_the_fingerprint_and_the_key_identifier_cryptography_computes(
+    make: Callable[[], CertificateIssuerPublicKeyTypes],
+) -> None:
+    public_key = make()
+    fingerprint, key_id = key_identifiers(public_key)
+    assert fingerprint == spki_fingerprint(public_key)
+    assert key_id == x509.SubjectKeyIdentifier.from_public_key(public_key).digest

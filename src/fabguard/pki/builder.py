@@ -100,13 +100,24 @@ class Template:
         return cls(issuer, head, tail)
 
     def builder(
-        self, subject: x509.Name, public_key: CertificatePublicKeyTypes, not_before: datetime, not_after: datetime
+        self,
+        subject: x509.Name,
+        public_key: CertificatePublicKeyTypes,
+        not_before: datetime,
+        not_after: datetime,
+        key_id: bytes | None = None,
     ) -> x509.CertificateBuilder:
-        """A builder of this certificate, with a random serial number, ready to sign."""
+        """A builder of this certificate, with a random serial number, ready to sign. ``key_id``: the subject key
+        identifier of ``public_key`` when the caller has it (``keys.key_identifiers``), else it is computed."""
         start, end = _naive_utc(not_before), _naive_utc(not_after)
         if end < start:
             raise ValueError("The not valid after date must be after the not valid before date.")
-        ski = _extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
+        ski_value = (
+            x509.SubjectKeyIdentifier.from_public_key(public_key)
+            if key_id is None
+            else x509.SubjectKeyIdentifier(key_id)
+        )
+        ski = _extension(ski_value, False)
         return x509.CertificateBuilder(
             issuer_name=self.issuer,
             subject_name=subject,

@@ -243,14 +243,15 @@ class IdevidProfile:
         return cls(issuer, template, product, lifetime, hash_for(issuer.key))
 
     def certificate(
-        self, public_key: CertificateIssuerPublicKeyTypes, serial: Serial, now: datetime
+        self, public_key: CertificateIssuerPublicKeyTypes, serial: Serial, now: datetime, key_id: bytes | None = None
     ) -> x509.Certificate:
-        """An IEEE 802.1AR-style device identity: the unit serial in the subject's serialNumber."""
+        """An IEEE 802.1AR-style device identity: the unit serial in the subject's serialNumber. ``key_id``: the
+        key's subject key identifier, if the caller has it (``csr.CheckedCsr.key_id``)."""
         start = _utc(now) - BACKDATE
         end = NO_WELL_DEFINED_EXPIRY if self.lifetime is None else start + self.lifetime
         serial_rdn = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.SERIAL_NUMBER, serial.value)])
         subject = x509.Name([*self.product, serial_rdn])
-        return self.template.builder(subject, public_key, start, end).sign(self.issuer.key, self.hash)
+        return self.template.builder(subject, public_key, start, end, key_id).sign(self.issuer.key, self.hash)
 
 
 def idevid_certificate(

@@ -134,8 +134,10 @@ class DacProfile:
         pid: ProductId,
         now: datetime,
         not_after: datetime | None = None,
+        key_id: bytes | None = None,
     ) -> x509.Certificate:
-        """A Device Attestation Certificate; without ``not_after`` it has no well-defined expiry (99991231235959Z)."""
+        """A Device Attestation Certificate; without ``not_after`` it has no well-defined expiry (99991231235959Z).
+        ``key_id``: the key's subject key identifier, if the caller has it (``csr.CheckedCsr.key_id``)."""
         subject_key = _p256_public(public_key, "DAC")
         if self.pai_vid != vid:
             raise AttestationProfileError(
@@ -152,7 +154,7 @@ class DacProfile:
         if end <= start:
             raise AttestationProfileError("validity-period", f"the DAC would expire ({end}) before it starts ({start})")
         subject = attestation_subject(common_name, vid, pid)
-        return self.template.builder(subject, subject_key, start, end).sign(self.signer, hashes.SHA256())
+        return self.template.builder(subject, subject_key, start, end, key_id).sign(self.signer, hashes.SHA256())
 
 
 def dac_certificate(

@@ -334,7 +334,8 @@ def _issue(s: Session, group: _Group, job: Job, unit: UnitRequest) -> Outcome:
         again = Provisioned(serial.value, facts.id, existing.certificate_pem, chain, True, ident)
         return group.answer(job.key, 200, again.to_dict(), again)
     lifetime = timedelta(days=order.cert_lifetime_days) if order.cert_lifetime_days else None
-    cert = group.device_profile(s, ca_name, product_id, lifetime).certificate(checked.public_key, serial, now)
+    profile = group.device_profile(s, ca_name, product_id, lifetime)
+    cert = profile.certificate(checked.public_key, serial, now, checked.key_id)
     chain = inst.cas.chain_pem(ca_name, s)  # all that can fail comes before the unit joins the group's writes
     group.taken[facts.id] += 1
     ident = group.ids.existing(product_id, serial.value)

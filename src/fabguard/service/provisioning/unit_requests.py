@@ -74,12 +74,12 @@ class DeviceProfile:
     lifetime: timedelta | None
 
     def certificate(
-        self, public_key: CertificateIssuerPublicKeyTypes, serial: Serial, now: datetime
+        self, public_key: CertificateIssuerPublicKeyTypes, serial: Serial, now: datetime, key_id: bytes | None = None
     ) -> x509.Certificate:
         """The unit's certificate. Called once the policies allowed the unit (a DAC's among them); what the
         Matter profile still refuses when signing (a PAI outside its own validity) is refused as they would."""
         if self.idevid is not None:
-            return self.idevid.certificate(public_key, serial, now)
+            return self.idevid.certificate(public_key, serial, now, key_id)
         assert self.dac is not None
         dac, vid, pid = self.dac
         # The product's certificate lifetime bounds a DAC too (within its PAI's validity, as esp-matter-mfg-tool
@@ -87,7 +87,7 @@ class DeviceProfile:
         pai_end = self.issuer.certificate.not_valid_after_utc
         not_after = min(now + self.lifetime, pai_end) if self.lifetime is not None else None
         try:
-            return dac.certificate(public_key, serial.value, vid, pid, now, not_after)
+            return dac.certificate(public_key, serial.value, vid, pid, now, not_after, key_id)
         except matter.AttestationProfileError as exc:
             raise dac_refused(exc.message) from None
 
