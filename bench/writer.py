@@ -50,11 +50,18 @@ def _instance(home: Path, serials: list[str]) -> Instance:
     product_catalog.create_site(inst, site_id=SiteId(SITE), name="CM A", actor="bench")
     fixtures.create_fixture(inst, fixture_id=FixtureId(FIXTURE.id), site_id=SiteId(SITE), actor="bench")
     orders.create_order(
-        inst, order_id=OrderId(ORDER), product_id=ProductId(PRODUCT), site_id=SiteId(SITE), quota=len(serials), actor="b"
+        inst,
+        order_id=OrderId(ORDER),
+        product_id=ProductId(PRODUCT),
+        site_id=SiteId(SITE),
+        quota=len(serials),
+        actor="b",
     )
     rng = random.Random(7)
     for at in range(0, len(serials), 200):
-        testrecords.record_tests(inst, FIXTURE, [openhtf_record(s, FIXTURE.id, fail=False, rng=rng) for s in serials[at : at + 200]])
+        testrecords.record_tests(
+            inst, FIXTURE, [openhtf_record(s, FIXTURE.id, fail=False, rng=rng) for s in serials[at : at + 200]]
+        )
     return inst
 
 
