@@ -15,7 +15,7 @@ from cryptography.x509.oid import AttributeOID, NameOID
 from fabguard.domain.errors import Refusal
 from fabguard.domain.issuance import CsrFacts
 from fabguard.domain.values import KeyType
-from fabguard.pki.keys import spki_fingerprint
+from fabguard.pki.keys import key_identifiers
 
 _ALLOWED_ATTRIBUTES = {AttributeOID.CHALLENGE_PASSWORD}
 # PKCS#9 extensionRequest: allowed only when it requests nothing (checked through csr.extensions).
@@ -27,6 +27,7 @@ class CheckedCsr:
     facts: CsrFacts
     public_key: CertificateIssuerPublicKeyTypes
     csr: x509.CertificateSigningRequest  # for key attestation, which binds to the CSR's bytes
+    key_id: bytes | None = None  # the subject key identifier of ``public_key``, made with its fingerprint
 
 
 def load_csr(data: bytes, max_bytes: int) -> x509.CertificateSigningRequest:
@@ -109,4 +110,5 @@ def check_device_csr(csr: x509.CertificateSigningRequest) -> CheckedCsr:
                 f"the CSR subject carries an unexpected attribute {attr.oid._name}; "
                 "only serialNumber (and a commonName equal to it) is accepted",
             )
-    return CheckedCsr(CsrFacts(serial, key_type, spki_fingerprint(public_key)), public_key, csr)
+    fingerprint, key_id = key_identifiers(public_key)
+    return CheckedCsr(CsrFacts(serial, key_type, fingerprint), public_key, csr, key_id)

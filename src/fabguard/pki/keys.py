@@ -99,3 +99,26 @@ def spki_fingerprint(public_key: PublicKeyTypes) -> str:
     """SHA-256 of the DER SubjectPublicKeyInfo, hex: the identity of a key across CSRs."""
     der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()
+
+
+def key_identifiers(public_key: PublicKeyTypes) -> tuple[str, bytes]:
+    """:func:`spki_fingerprint` and the subject key identifier a certificate of the key carries (RFC 5280
+    4.2.1.2 method 1, as ``x509.SubjectKeyIdentifier.from_public_key`` computes it: SHA-1 of the
+    subjectPublicKey bits), from one encoding of the key."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    start, _ = _content(der, 0)  # SubjectPublicKeyInfo ::= SEQUENCE { algorithm, subjectPublicKey BIT STRING }
+    _, algorithm_end = _content(der, start)
+    if der[algorithm_end] != 0x03:
+        raise ValueError("a SubjectPublicKeyInfo without its BIT STRING")
+    bits, end = _content(der, algorithm_end)
+    key_id = hashlib.sha1(der[bits + 1 : end], usedforsecurity=False).digest()  # after the unused-bits octet
+    return hashlib.sha256(der).hexdigest(), key_id
+
+
+def _content(der: bytes, at: int) -> tuple[int, int]:
+    """Where the content of the DER element at ``at`` starts and ends."""
+    length, at = der[at + 1], at + 2
+    if length & 0x80:
+        octets = length & 0x7F
+        length, at = int.from_bytes(der[at : at + octets], "big"), at + octets
+    return at, at + length

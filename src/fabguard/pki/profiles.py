@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPub
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from fabguard.domain.values import Serial
-from fabguard.pki.builder import authority_key_id, certificate_builder
+from fabguard.pki.builder import Template, authority_key_id, certificate_builder
 from fabguard.pki.keys import SigningKey
 
 # IEEE 802.1AR: an IDevID is meant to live as long as the device; RFC 5280 4.1.2.5 names this date.
@@ -73,17 +73,18 @@ def signature_key_usage(*, crl_sign: bool = False) -> x509.KeyUsage:
     )
 
 
-def _published(
-    builder: x509.CertificateBuilder,
+def published(
     crl_url: str | None,
     ca_issuers_url: str | None,
     ocsp_url: str | None = None,
     crl_issuer: x509.Name | None = None,
-) -> x509.CertificateBuilder:
+) -> list[tuple[x509.ExtensionType, bool]]:
     """Name where the issuer's CRL is published (CRL Distribution Points, RFC 5280 4.2.1.13), where its
     certificate is (Authority Information Access caIssuers, 4.2.2.1: over HTTP, one DER certificate) and
     where its OCSP responder answers (Authority Information Access OCSP, RFC 6960 3.1). ``crl_issuer``: who
-    signs that CRL when it is not the issuer (an indirect CRL, 4.2.1.13's cRLIssuer: a site agent's units)."""
+    signs that CRL when it is not the issuer (an indirect CRL, 4.2.1.13's cRLIssuer: a site agent's units).
+    The extensions with their criticality, in the order a certificate carries them."""
+    extensions: list[tuple[x509.ExtensionType, bool]] = []
     if crl_url is not None:
         point = x509.DistributionPoint(
             full_name=[x509.UniformResourceIdentifier(crl_url)],
@@ -91,7 +92,7 @@ def _published(
             reasons=None,
             crl_issuer=None if crl_issuer is None else [x509.DirectoryName(crl_issuer)],
         )
-        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+        extensions.append((x509.CRLDistributionPoints([point]), False))
     access = []
     if ocsp_url is not None:
         access.append(
@@ -104,7 +105,20 @@ def _published(
             )
         )
     if access:
-        builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
+        extensions.append((x509.AuthorityInformationAccess(access), False))
+    return extensions
+
+
+def _published(
+    builder: x509.CertificateBuilder,
+    crl_url: str | None,
+    ca_issuers_url: str | None,
+    ocsp_url: str | None = None,
+    crl_issuer: x509.Name | None = None,
+) -> x509.CertificateBuilder:
+    """``builder`` with the :func:`published` extensions added."""
+    for extension, critical in published(crl_url, ca_issuers_url, ocsp_url, crl_issuer):
+        builder = builder.add_extension(extension, critical=critical)
     return builder
 
 
@@ -194,6 +208,52 @@ def agent_issuing_ca(
     return _published(builder, crl_url, ca_issuers_url, ocsp_url).sign(parent.key, hash_for(parent.key))
 
 
+@dataclass(frozen=True, slots=True)
+class IdevidProfile:
+    """The IDevIDs one issuer signs for one product: what does not vary from unit to unit (the issuer's name,
+    the subject's organization and product, the extensions but the subject key identifier) built once, so a
+    writer signing a group of units builds only each unit's own part."""
+
+    issuer: Issuer
+    template: Template
+    product: tuple[x509.RelativeDistinguishedName, ...]  # O=organization, CN=product
+    lifetime: timedelta | None
+    hash: hashes.SHA256 | None
+
+    @classmethod
+    def of(
+        cls,
+        issuer: Issuer,
+        organization: str,
+        product_id: str,
+        lifetime: timedelta | None = None,
+        crl_url: str | None = None,
+        ca_issuers_url: str | None = None,
+        ocsp_url: str | None = None,
+        crl_issuer: x509.Name | None = None,
+    ) -> IdevidProfile:
+        template = Template.of(
+            issuer.certificate.subject,
+            constraints=x509.BasicConstraints(ca=False, path_length=None),
+            key_usage=signature_key_usage(),
+            authority_key=authority_key_id(issuer.certificate),
+            after=published(crl_url, ca_issuers_url, ocsp_url, crl_issuer),
+        )
+        product = tuple(_name(organization, product_id).rdns)
+        return cls(issuer, template, product, lifetime, hash_for(issuer.key))
+
+    def certificate(
+        self, public_key: CertificateIssuerPublicKeyTypes, serial: Serial, now: datetime, key_id: bytes | None = None
+    ) -> x509.Certificate:
+        """An IEEE 802.1AR-style device identity: the unit serial in the subject's serialNumber. ``key_id``: the
+        key's subject key identifier, if the caller has it (``csr.CheckedCsr.key_id``)."""
+        start = _utc(now) - BACKDATE
+        end = NO_WELL_DEFINED_EXPIRY if self.lifetime is None else start + self.lifetime
+        serial_rdn = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.SERIAL_NUMBER, serial.value)])
+        subject = x509.Name([*self.product, serial_rdn])
+        return self.template.builder(subject, public_key, start, end, key_id).sign(self.issuer.key, self.hash)
+
+
 def idevid_certificate(
     issuer: Issuer,
     public_key: CertificateIssuerPublicKeyTypes,
@@ -207,27 +267,12 @@ def idevid_certificate(
     ocsp_url: str | None = None,
     crl_issuer: x509.Name | None = None,
 ) -> x509.Certificate:
-    """An IEEE 802.1AR-style device identity: the unit serial in the subject's serialNumber."""
-    start = _utc(now) - BACKDATE
-    end = NO_WELL_DEFINED_EXPIRY if lifetime is None else start + lifetime
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
-            x509.NameAttribute(NameOID.COMMON_NAME, product_id),
-            x509.NameAttribute(NameOID.SERIAL_NUMBER, serial.value),
-        ]
+    """An IEEE 802.1AR-style device identity: the unit serial in the subject's serialNumber (one certificate
+    of :class:`IdevidProfile`)."""
+    profile = IdevidProfile.of(
+        issuer, organization, product_id, lifetime, crl_url, ca_issuers_url, ocsp_url, crl_issuer
     )
-    builder = certificate_builder(
-        subject,
-        issuer.certificate.subject,
-        public_key,
-        start,
-        end,
-        constraints=x509.BasicConstraints(ca=False, path_length=None),
-        key_usage=signature_key_usage(),
-        authority_key=authority_key_id(issuer.certificate),
-    )
-    return _published(builder, crl_url, ca_issuers_url, ocsp_url, crl_issuer).sign(issuer.key, hash_for(issuer.key))
+    return profile.certificate(public_key, serial, now)
 
 
 def fixture_certificate(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from fabguard.ledger import merkle
@@ -119,12 +119,13 @@ def _append_leaves(session: Session, start: int, leaves: Sequence[bytes]) -> Non
     before = _siblings_before(start, len(leaves))
     stored: dict[tuple[int, int], bytes] = {}
     if before:
-        rows = session.execute(
-            select(LedgerNode.level, LedgerNode.idx, LedgerNode.hash).where(
-                or_(*(and_(LedgerNode.level == level, LedgerNode.idx == idx) for level, idx in before))
-            )
-        )
-        stored = {(level, idx): h for level, idx, h in rows}
+        # Textual SQL: its cache key is its text, the same for the same number of siblings (an expression tree
+        # built per group cost more to key than to run). Each pair is a primary-key lookup.
+        pairs = " OR ".join(f"(level = :l{n} AND idx = :i{n})" for n in range(len(before)))
+        params = {f"{name}{n}": value for n, pair in enumerate(before) for name, value in zip("li", pair, strict=True)}
+        sql = f"SELECT level, idx, hash FROM ledger_nodes WHERE {pairs}"  # noqa: S608 - placeholders only
+        rows = session.execute(text(sql), params)
+        stored = {(level, idx): bytes(h) for level, idx, h in rows}
     made: dict[tuple[int, int], bytes] = {}
     for index, leaf in enumerate(leaves, start=start):
         made[(0, index)] = h = leaf

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from fabguard.domain.identities import CheckAlgorithm, MacAddress, MacBlock, SerialFormat
@@ -77,13 +77,17 @@ def lock_pools(s: Session, product_ids: Sequence[str]) -> dict[str, LockedPool]:
     """Lock the pools of ``product_ids`` (in product order) and read them."""
     if not product_ids:
         return {}
-    rows = s.execute(
-        select(IdentityPoolRow)
-        .where(IdentityPoolRow.product_id.in_(sorted(set(product_ids))))
-        .order_by(IdentityPoolRow.product_id)
-        .with_for_update()
-    ).scalars()
+    rows = s.execute(_LOCK_POOLS, {"products": sorted(set(product_ids))}).scalars()
     return {r.product_id: LockedPool(pool_of(r), r.next_serial, r.next_mac_unit) for r in rows}
+
+
+# Built once (every provisioning group runs it): an expanding list, so one compiled statement for any number.
+_LOCK_POOLS = (
+    select(IdentityPoolRow)
+    .where(IdentityPoolRow.product_id.in_(bindparam("products", expanding=True)))
+    .order_by(IdentityPoolRow.product_id)
+    .with_for_update()
+)
 
 
 def take_pool(s: Session, product_id: str, serials: int, mac_units: int) -> bool:

@@ -189,4 +189,7 @@ def serial_keys(s: Session, product_id: str, serials: Sequence[str]) -> dict[str
 def insert_units(s: Session, units: Sequence[dict[str, Any]]) -> None:
     """Record issued units (columns of ``units`` by name) in one multi-row insert."""
     if units:
-        s.execute(insert(cast(Table, Unit.__table__)), list(units))
+        s.execute(_INSERT_UNITS, list(units))
+
+
+_INSERT_UNITS = insert(cast(Table, Unit.__table__))  # built once: a statement built per group costs its cache key

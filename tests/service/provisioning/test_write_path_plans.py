@@ -15,11 +15,15 @@ from typing import Any
 
 from sqlalchemy import event
 
+from fabguard.api.parsing import unit_request
+from fabguard.domain.idempotency import IdempotencyKey
 from fabguard.domain.values import OrderId
+from fabguard.service.core.idempotency import Answer, Keyed
 from fabguard.service.core.instance import Instance
+from fabguard.service.provisioning import issuance
 from fabguard.service.provisioning.allocation import Allocated, allocate_unit
 from fabguard.store.models import Order
-from tests.service.provisioning.test_identities import FIXTURE, POOL, prepare, provision
+from tests.service.provisioning.test_identities import DEVICES, FIXTURE, POOL, prepare, provision
 
 # Tables with rows per unit, record or event: what a scan or an aggregate over would grow with the database.
 GROWING = {
@@ -92,6 +96,25 @@ def test_provisioning_without_pools_reads_every_growing_table_through_an_index(a
     prepare(inst)
     provision(inst, "SN-1")  # the first of the order, then one after it (the ledger's siblings exist)
     assert assert_flat(inst, lambda: provision(inst, "SN-2")) >= 4
+
+
+def test_keyed_provisioning_reads_its_idempotency_keys_through_an_index(any_instance: Instance) -> None:
+    """A unit sent with an Idempotency-Key: the writer looks its key up (and finds another fixture's key and
+    an older key of its own beside it) through the primary key, then answers a resend from it."""
+    inst = any_instance
+    prepare(inst)
+    provision(inst, "SN-1")
+
+    def keyed(serial: str) -> Answer:
+        provision(inst, serial)  # its test record, and a first issue without a key
+        request = unit_request("po-a", serial, DEVICES[serial].csr_pem(), max_csr_bytes=8192)
+        key = Keyed.of(FIXTURE.id, IdempotencyKey.parse(f"key-{serial}"), "POST /api/v1/units/provision", serial)
+        return issuance.provision_unit_once(inst, FIXTURE, request, key)
+
+    assert keyed("SN-2").status == 200  # the first issue replayed, its answer now kept under the key
+    assert assert_flat(inst, lambda: keyed("SN-3")) >= 4
+    again = keyed("SN-3")
+    assert again.replayed and again.status == 200
 
 
 # Identities drawn when the unit is provisioned: no serial format, so a station's own serial is taken.

@@ -21,7 +21,7 @@ from fabguard.pki.matter.identity import (
     attestation_subject,
     subject_ids,
 )
-from fabguard.pki.matter.issue import dac_certificate, paa_certificate, pai_certificate
+from fabguard.pki.matter.issue import DacProfile, dac_certificate, paa_certificate, pai_certificate
 from fabguard.pki.matter.onboarding import (
     CommissioningFlow,
     DiscoveryCapability,
@@ -37,6 +37,7 @@ __all__ = [
     "AttestationProfileError",
     "AttestationRole",
     "CommissioningFlow",
+    "DacProfile",
     "DiscoveryCapability",
     "Discriminator",
     "OnboardingPayload",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -9,7 +10,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from fabguard.pki.builder import authority_key_id, certificate_builder
+from fabguard.pki.builder import Template, authority_key_id, certificate_builder
 from fabguard.pki.keys import SigningKey
 from fabguard.pki.matter.identity import (
     AttestationProfileError,
@@ -102,6 +103,60 @@ def pai_certificate(
     ).sign(signer, hashes.SHA256())
 
 
+@dataclass(frozen=True, slots=True)
+class DacProfile:
+    """The DACs one PAI signs: what does not vary from device to device (the PAI's name, vendor and product,
+    the extensions but the subject key identifier) read and built once, for a writer signing many."""
+
+    pai: Issuer
+    signer: ec.EllipticCurvePrivateKey
+    pai_vid: VendorId | None
+    pai_pid: ProductId | None
+    template: Template
+
+    @classmethod
+    def of(cls, pai: Issuer) -> DacProfile:
+        signer = _p256_private(pai.key, "PAI")
+        pai_vid, pai_pid = subject_ids(pai.certificate.subject)
+        template = Template.of(
+            pai.certificate.subject,
+            constraints=x509.BasicConstraints(ca=False, path_length=None),
+            key_usage=signature_key_usage(),
+            authority_key=authority_key_id(pai.certificate),
+        )
+        return cls(pai, signer, pai_vid, pai_pid, template)
+
+    def certificate(
+        self,
+        public_key: CertificatePublicKeyTypes,
+        common_name: str,
+        vid: VendorId,
+        pid: ProductId,
+        now: datetime,
+        not_after: datetime | None = None,
+        key_id: bytes | None = None,
+    ) -> x509.Certificate:
+        """A Device Attestation Certificate; without ``not_after`` it has no well-defined expiry (99991231235959Z).
+        ``key_id``: the key's subject key identifier, if the caller has it (``csr.CheckedCsr.key_id``)."""
+        subject_key = _p256_public(public_key, "DAC")
+        if self.pai_vid != vid:
+            raise AttestationProfileError(
+                "dac-vid-matches-pai", f"the PAI is for vendor {self.pai_vid}; it cannot issue a DAC for vendor {vid}"
+            )
+        if self.pai_pid is not None and self.pai_pid != pid:
+            raise AttestationProfileError(
+                "dac-pid-matches-pai",
+                f"the PAI is for product {self.pai_pid}; it cannot issue a DAC for product {pid}",
+            )
+        start = utc(now) - BACKDATE
+        _issued_within(self.pai.certificate, start, AttestationRole.DAC)
+        end = NO_WELL_DEFINED_EXPIRY if not_after is None else utc(not_after)
+        if end <= start:
+            raise AttestationProfileError("validity-period", f"the DAC would expire ({end}) before it starts ({start})")
+        subject = attestation_subject(common_name, vid, pid)
+        return self.template.builder(subject, subject_key, start, end, key_id).sign(self.signer, hashes.SHA256())
+
+
 def dac_certificate(
     pai: Issuer,
     public_key: CertificatePublicKeyTypes,
@@ -111,30 +166,6 @@ def dac_certificate(
     now: datetime,
     not_after: datetime | None = None,
 ) -> x509.Certificate:
-    """A Device Attestation Certificate; without ``not_after`` it has no well-defined expiry (99991231235959Z)."""
-    signer = _p256_private(pai.key, "PAI")
-    subject_key = _p256_public(public_key, "DAC")
-    pai_vid, pai_pid = subject_ids(pai.certificate.subject)
-    if pai_vid != vid:
-        raise AttestationProfileError(
-            "dac-vid-matches-pai", f"the PAI is for vendor {pai_vid}; it cannot issue a DAC for vendor {vid}"
-        )
-    if pai_pid is not None and pai_pid != pid:
-        raise AttestationProfileError(
-            "dac-pid-matches-pai", f"the PAI is for product {pai_pid}; it cannot issue a DAC for product {pid}"
-        )
-    start = utc(now) - BACKDATE
-    _issued_within(pai.certificate, start, AttestationRole.DAC)
-    end = NO_WELL_DEFINED_EXPIRY if not_after is None else utc(not_after)
-    if end <= start:
-        raise AttestationProfileError("validity-period", f"the DAC would expire ({end}) before it starts ({start})")
-    return certificate_builder(
-        attestation_subject(common_name, vid, pid),
-        pai.certificate.subject,
-        subject_key,
-        start,
-        end,
-        constraints=x509.BasicConstraints(ca=False, path_length=None),
-        key_usage=signature_key_usage(),
-        authority_key=authority_key_id(pai.certificate),
-    ).sign(signer, hashes.SHA256())
+    """A Device Attestation Certificate; without ``not_after`` it has no well-defined expiry (99991231235959Z)
+    (one certificate of :class:`DacProfile`)."""
+    return DacProfile.of(pai).certificate(public_key, common_name, vid, pid, now, not_after)

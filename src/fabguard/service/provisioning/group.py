@@ -44,6 +44,7 @@ from fabguard.domain.issuance import (
 )
 from fabguard.domain.values import parse_key_types, recorded_order_id, recorded_serial
 from fabguard.pki.attestation import Attested
+from fabguard.pki.builder import certificate_pem
 from fabguard.service.authority.authorities import matter_pai_facts
 from fabguard.service.core import idempotency
 from fabguard.service.core.events import refusal_event
@@ -51,7 +52,8 @@ from fabguard.service.core.idempotency import Answer, Keyed
 from fabguard.service.core.instance import Instance
 from fabguard.service.provisioning.attestation import check_request, recorded
 from fabguard.service.provisioning.identity_draws import IdentityDraws
-from fabguard.service.provisioning.unit_requests import Provisioned, UnitRequest, UnparsedUnit, device_certificate
+from fabguard.service.provisioning.unit_requests import DeviceProfile, Provisioned, UnitRequest, UnparsedUnit
+from fabguard.service.provisioning.unit_requests import device_profile as new_profile
 from fabguard.store import idempotency as key_rows
 from fabguard.store.eventlog import NewEvent, append_events
 from fabguard.store.issuance_facts import GroupHistory, OrderRow, group_history, insert_units, lock_order
@@ -172,6 +174,7 @@ class _Group:
     expired: list[Keyed] = field(default_factory=list)
     cas: dict[str, IssuingCaFacts] = field(default_factory=dict)
     ids: IdentityDraws = field(default_factory=IdentityDraws)
+    profiles: dict[tuple[str, str, timedelta | None], DeviceProfile] = field(default_factory=dict)
 
     def issuing_ca(self, name: str) -> IssuingCaFacts:
         """The facts of an issuing CA, its certificate read once per group."""
@@ -179,6 +182,13 @@ class _Group:
             pai = matter_pai_facts(self.history.ca_certificates.get(name))
             self.cas[name] = IssuingCaFacts(name, self.history.ca_states.get(name), pai)
         return self.cas[name]
+
+    def device_profile(self, s: Session, ca_name: str, product_id: str, lifetime: timedelta | None) -> DeviceProfile:
+        """The product's device profile under ``ca_name``, its constant part built once per group."""
+        if (key := (ca_name, product_id, lifetime)) not in self.profiles:
+            issuer = self.inst.cas.issuer(ca_name, s)
+            self.profiles[key] = new_profile(self.inst, issuer, product_id, lifetime, ca_name)
+        return self.profiles[key]
 
     def answer(self, key: Keyed | None, status: int, body: dict[str, Any], unkeyed: Outcome) -> Outcome:
         """``unkeyed`` when no key was sent, else the answer kept under the key (written with the group)."""
@@ -323,9 +333,9 @@ def _issue(s: Session, group: _Group, job: Job, unit: UnitRequest) -> Outcome:
         chain, ident = inst.cas.chain_pem(ca_name, s), group.ids.existing(product_id, serial.value)
         again = Provisioned(serial.value, facts.id, existing.certificate_pem, chain, True, ident)
         return group.answer(job.key, 200, again.to_dict(), again)
-    issuer = inst.cas.issuer(ca_name, s)
     lifetime = timedelta(days=order.cert_lifetime_days) if order.cert_lifetime_days else None
-    cert = device_certificate(inst, issuer, checked.public_key, serial, product_id, now, lifetime, ca_name)
+    profile = group.device_profile(s, ca_name, product_id, lifetime)
+    cert = profile.certificate(checked.public_key, serial, now, checked.key_id)
     chain = inst.cas.chain_pem(ca_name, s)  # all that can fail comes before the unit joins the group's writes
     group.taken[facts.id] += 1
     ident = group.ids.existing(product_id, serial.value)
@@ -349,9 +359,9 @@ def _add_unit(
 ) -> str:
     """Add the issued unit and its ``unit.provisioned`` event to the group's writes; its certificate's PEM."""
     now, fixture, serial, key_fingerprint = group.now, job.fixture, unit.serial, unit.csr.facts.key_fingerprint
-    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    der = cert.public_bytes(serialization.Encoding.DER)
+    pem, cert_sha256 = certificate_pem(der), hashlib.sha256(der).hexdigest()
     cert_serial = format(cert.serial_number, "x")
-    cert_sha256 = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
     group.units.append(
         {
             "product_id": product_id,

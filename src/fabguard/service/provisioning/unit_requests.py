@@ -63,6 +63,61 @@ class UnparsedUnit:
     serial: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceProfile:
+    """The product's device profile under one issuing CA, its constant part built once (a writer signs a
+    group's units with one): a Matter DAC under a Matter PAI, else an IEEE 802.1AR IDevID."""
+
+    idevid: profiles.IdevidProfile | None
+    dac: tuple[matter.DacProfile, matter.VendorId, matter.ProductId] | None
+    issuer: profiles.Issuer
+    lifetime: timedelta | None
+
+    def certificate(
+        self, public_key: CertificateIssuerPublicKeyTypes, serial: Serial, now: datetime, key_id: bytes | None = None
+    ) -> x509.Certificate:
+        """The unit's certificate. Called once the policies allowed the unit (a DAC's among them); what the
+        Matter profile still refuses when signing (a PAI outside its own validity) is refused as they would."""
+        if self.idevid is not None:
+            return self.idevid.certificate(public_key, serial, now, key_id)
+        assert self.dac is not None
+        dac, vid, pid = self.dac
+        # The product's certificate lifetime bounds a DAC too (within its PAI's validity, as esp-matter-mfg-tool
+        # asks of a chain it writes to a factory partition); without one it has no well-defined expiry.
+        pai_end = self.issuer.certificate.not_valid_after_utc
+        not_after = min(now + self.lifetime, pai_end) if self.lifetime is not None else None
+        try:
+            return dac.certificate(public_key, serial.value, vid, pid, now, not_after, key_id)
+        except matter.AttestationProfileError as exc:
+            raise dac_refused(exc.message) from None
+
+
+def device_profile(
+    inst: Instance, issuer: profiles.Issuer, product_id: str, lifetime: timedelta | None, ca_name: str
+) -> DeviceProfile:
+    """The device profile of ``product_id``'s units signed by ``issuer`` (the CA ``ca_name``)."""
+    vid, pid = matter.subject_ids(issuer.certificate.subject)
+    if vid is None:
+        idevid = profiles.IdevidProfile.of(
+            issuer,
+            inst.config.organization,
+            product_id,
+            lifetime,
+            crl_url=inst.cas.crl_url(ca_name),
+            ca_issuers_url=inst.cas.ca_issuers_url(ca_name),
+            ocsp_url=inst.cas.ocsp_url(ca_name),
+            crl_issuer=inst.cas.crl_issuer(ca_name),
+        )
+        return DeviceProfile(idevid, None, issuer, lifetime)
+    # The DAC policies (``matter_dac_possible``) read this certificate: a PAI without a product ID is refused.
+    assert pid is not None, f"the Matter PAI {ca_name} names no product ID"
+    try:
+        dac = matter.DacProfile.of(issuer)
+    except matter.AttestationProfileError as exc:
+        raise dac_refused(exc.message) from None
+    return DeviceProfile(None, (dac, vid, pid), issuer, lifetime)
+
+
 def device_certificate(
     inst: Instance,
     issuer: profiles.Issuer,
@@ -73,31 +128,5 @@ def device_certificate(
     lifetime: timedelta | None,
     ca_name: str,
 ) -> x509.Certificate:
-    """The product's device profile: a Matter DAC under a Matter PAI, else an IEEE 802.1AR IDevID.
-
-    Called once the policies allowed the unit (a DAC's among them); what the Matter profile still refuses
-    when signing (a PAI outside its own validity) is refused as they would."""
-    vid, pid = matter.subject_ids(issuer.certificate.subject)
-    if vid is None:
-        return profiles.idevid_certificate(
-            issuer,
-            public_key,
-            serial,
-            inst.config.organization,
-            product_id,
-            now,
-            lifetime,
-            crl_url=inst.cas.crl_url(ca_name),
-            ca_issuers_url=inst.cas.ca_issuers_url(ca_name),
-            ocsp_url=inst.cas.ocsp_url(ca_name),
-            crl_issuer=inst.cas.crl_issuer(ca_name),
-        )
-    # The DAC policies (``matter_dac_possible``) read this certificate: a PAI without a product ID is refused.
-    assert pid is not None, f"the Matter PAI {ca_name} names no product ID"
-    # The product's certificate lifetime bounds a DAC too (within its PAI's validity, as esp-matter-mfg-tool
-    # asks of a chain it writes to a factory partition); without one it has no well-defined expiry.
-    not_after = min(now + lifetime, issuer.certificate.not_valid_after_utc) if lifetime is not None else None
-    try:
-        return matter.dac_certificate(issuer, public_key, serial.value, vid, pid, now, not_after)
-    except matter.AttestationProfileError as exc:
-        raise dac_refused(exc.message) from None
+    """One certificate of the product's :class:`DeviceProfile`."""
+    return device_profile(inst, issuer, product_id, lifetime, ca_name).certificate(public_key, serial, now)
