@@ -45,7 +45,6 @@ import os
 import random
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -78,6 +77,7 @@ from fabguard.service.provisioning import issuance, testrecords
 from fabguard.store.eventlog import EVENT_COUNTER
 from fabguard.store.models import Counter, Event, LedgerNode, Order, TestRecordRow
 
+ROOT = Path(__file__).resolve().parents[1]
 BATCH = 20_000
 PRODUCT, SITE, FIXTURE, OLD_ORDER = "sensor", "cm-a", "fx-1", "po-old"
 AT = datetime(2026, 11, 1, tzinfo=UTC)
@@ -415,20 +415,21 @@ def growth(engine: str, url: str | None, sizes: list[int], units: int, repeat: i
             inst.close()
 
 
-def audit(entries: int) -> None:
+def audit(entries: int, units: list[int], src: Path) -> None:
     import ledger as ledger_bench  # bench/ledger.py
 
-    print("\n## offline audit (audit verify) of a synthetic export, in a process of its own")
-    print(f"{'entries':>12} {'seconds':>8} {'entries/s':>10} {'peak MiB':>9}")
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    for n in (entries // 10, entries):
+    print("\n## offline audit (audit verify) of a synthetic export, in a process of its own", flush=True)
+    print(f"{'entries':>12} {'units':>10} {'seconds':>8} {'entries/s':>10} {'peak MiB':>9}  made s")
+    runs = [(n, False) for n in (entries // 10, entries) if n] + [(2 * u, True) for u in units]
+    for n, with_units in runs:
         with tempfile.TemporaryDirectory() as tmp:
-            vkey = ledger_bench.write_export(Path(tmp) / "export", n)
-            code = ledger_bench.VERIFY.format(src=src, d=str(Path(tmp) / "export"), vkey=vkey)
-            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-        checked, elapsed, hwm_kib = out.split()
+            start = time.perf_counter()
+            vkey = ledger_bench.write_export(Path(tmp) / "export", n, units=with_units)
+            made = time.perf_counter() - start
+            checked, elapsed, hwm_kib, certs = ledger_bench.measure_verify(Path(tmp) / "export", vkey, src)
         print(
-            f"{int(checked):>12,} {float(elapsed):8.1f} {int(checked) / float(elapsed):10,.0f} {int(hwm_kib) / 1024:9.1f}"
+            f"{checked:>12,} {certs:>10,} {elapsed:8.1f} {checked / elapsed:10,.0f} {hwm_kib / 1024:9.1f}  {made:6.0f}",
+            flush=True,
         )
 
 
@@ -449,6 +450,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--audit-entries", type=int, default=10_000_000)
     p.add_argument("--dashboard-records", type=int, default=10_000_000)
     p.add_argument("--skip-audit", action="store_true")
+    p.add_argument(
+        "--audit-units", default="100000,1000000", help="exports of units (two entries and a certificate file each)"
+    )
+    p.add_argument("--verifier-src", type=Path, default=ROOT / "src", help="the fabguard the audit's verifier imports")
     p.add_argument("--skip-dashboard", action="store_true")
     p.add_argument("--dashboard-only", action="store_true", help="only the dashboard (3.), SQLite then --database-url")
     args = p.parse_args(argv)
@@ -466,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.database_url:
         growth("PostgreSQL", args.database_url, sizes, args.units, args.repeat)
     if not args.skip_audit:
-        audit(args.audit_entries)
+        audit(args.audit_entries, [int(u) for u in args.audit_units.split(",") if u], args.verifier_src)
     if not args.skip_dashboard:
         dashboard(args.dashboard_records, None)
         if args.database_url:
