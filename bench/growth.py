@@ -415,22 +415,26 @@ def growth(engine: str, url: str | None, sizes: list[int], units: int, repeat: i
             inst.close()
 
 
-def audit(entries: int, units: list[int], src: Path) -> None:
+def audit(entries: int, units: list[int], sources: list[Path]) -> None:
+    """Each export is verified once by the fabguard of each of ``sources`` (its src folder: one export, the
+    verifier before and after a change)."""
     import ledger as ledger_bench  # bench/ledger.py
 
     print("\n## offline audit (audit verify) of a synthetic export, in a process of its own", flush=True)
-    print(f"{'entries':>12} {'units':>10} {'seconds':>8} {'entries/s':>10} {'peak MiB':>9}  made s")
+    print(f"{'entries':>12} {'units':>10} {'seconds':>8} {'entries/s':>10} {'peak MiB':>9}  made s  verifier")
     runs = [(n, False) for n in (entries // 10, entries) if n] + [(2 * u, True) for u in units]
     for n, with_units in runs:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             vkey = ledger_bench.write_export(Path(tmp) / "export", n, units=with_units)
             made = time.perf_counter() - start
-            checked, elapsed, hwm_kib, certs = ledger_bench.measure_verify(Path(tmp) / "export", vkey, src)
-        print(
-            f"{checked:>12,} {certs:>10,} {elapsed:8.1f} {checked / elapsed:10,.0f} {hwm_kib / 1024:9.1f}  {made:6.0f}",
-            flush=True,
-        )
+            for src in sources:
+                checked, elapsed, hwm_kib, certs = ledger_bench.measure_verify(Path(tmp) / "export", vkey, src)
+                print(
+                    f"{checked:>12,} {certs:>10,} {elapsed:8.1f} {checked / elapsed:10,.0f} {hwm_kib / 1024:9.1f}"
+                    f"  {made:6.0f}  {src}",
+                    flush=True,
+                )
 
 
 def dashboard(records: int, url: str | None) -> None:
@@ -453,7 +457,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--audit-units", default="100000,1000000", help="exports of units (two entries and a certificate file each)"
     )
-    p.add_argument("--verifier-src", type=Path, default=ROOT / "src", help="the fabguard the audit's verifier imports")
+    p.add_argument(
+        "--verifier-src",
+        type=Path,
+        action="append",
+        help="the src folder of a fabguard whose verifier checks each export (repeat to compare; default ours)",
+    )
     p.add_argument("--skip-dashboard", action="store_true")
     p.add_argument("--dashboard-only", action="store_true", help="only the dashboard (3.), SQLite then --database-url")
     args = p.parse_args(argv)
@@ -471,7 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.database_url:
         growth("PostgreSQL", args.database_url, sizes, args.units, args.repeat)
     if not args.skip_audit:
-        audit(args.audit_entries, [int(u) for u in args.audit_units.split(",") if u], args.verifier_src)
+        audit(
+            args.audit_entries, [int(u) for u in args.audit_units.split(",") if u], args.verifier_src or [ROOT / "src"]
+        )
     if not args.skip_dashboard:
         dashboard(args.dashboard_records, None)
         if args.database_url:
