@@ -22,20 +22,21 @@ class NotAnObject(ValueError):
 class _Reader:
     """A window on a text file that JSON values are decoded from in order."""
 
-    def __init__(self, fh: TextIO) -> None:
+    def __init__(self, fh: TextIO, chunk: int) -> None:
         self._fh = fh
+        self._chunk = chunk
         self._buf = ""
         self._pos = 0
         self._eof = False
 
-    def _more(self, size: int = _CHUNK) -> bool:
+    def _more(self, size: int = 0) -> bool:
         if self._eof:
             return False
-        text = self._fh.read(size)
+        text = self._fh.read(size or self._chunk)
         if not text:
             self._eof = True
             return False
-        if self._pos > _CHUNK:
+        if self._pos > self._chunk:
             self._buf, self._pos = self._buf[self._pos :], 0
         self._buf += text
         return True
@@ -59,7 +60,7 @@ class _Reader:
     def value(self) -> object:
         """The next value, whole (a value that reaches the end of the window is read again with more of it)."""
         self.peek()
-        more = _CHUNK
+        more = self._chunk
         while True:
             try:
                 value, end = _DECODER.raw_decode(self._buf, self._pos)
@@ -82,13 +83,18 @@ class _Reader:
 
 
 def read_object(
-    fh: TextIO, streamed: str, member: Callable[[str, object], None], restart: Callable[[], None]
+    fh: TextIO,
+    streamed: str,
+    member: Callable[[str, object], None],
+    restart: Callable[[], None],
+    *,
+    chunk: int = _CHUNK,
 ) -> tuple[dict[str, object], bool]:
     """The file's top-level object but for member ``streamed``, whose own members go to ``member`` one at a
     time (``restart`` is called before each time ``streamed`` appears: the last one counts); and whether
     ``streamed`` (its last appearance) was an object handed over that way. A ``streamed`` that is not an
     object is kept among the others. Raises ValueError (``NotAnObject`` for JSON that is not an object)."""
-    reader = _Reader(fh)
+    reader = _Reader(fh, chunk)
     others: dict[str, object] = {}
     was_streamed = False
     if reader.peek() != "{":
