@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fabguard.ledger.entry import canonical_json
@@ -28,6 +28,9 @@ def _line(kind: str, order_id: str, serial: str, cert: int) -> bytes:
 
 @settings(max_examples=examples(150), deadline=None)
 @given(st.lists(st.tuples(KINDS, ORDERS, SERIALS, CERTS), max_size=25))
+@example([("unit.provisioned", "po-1", "SN-1", 0), ("unit.provisioned", "po-2", "SN-1", 0)])  # one name for two
+@example([("unit.provisioned", "po-1", "SN-1", 0), ("unit.provisioned", "po-1", "sn-1", 1)])  # a clash of case
+@example([("unit.reenrolled", "po-1", "SN-1", 1), ("unit.provisioned", "po-1", "SN-1", 0)])  # renewed before
 def test_the_index_names_the_same_files_and_owners_as_the_writer(entries: list[tuple[str, str, str, int]]) -> None:
     memory = IssuedCertificates()
     with UnitIndex() as disk:

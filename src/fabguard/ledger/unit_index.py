@@ -22,25 +22,36 @@ from fabguard.domain.filenames import safe_file_name
 from fabguard.ledger.export_files import IssuedUnit, issuance
 
 _BATCH = 5_000
-_CACHE_KIB = 16 * 1024  # SQLite's page cache: a fixed size whatever the number of units
+_CACHE_KIB = 2 * 1024  # SQLite's page cache (its default size), and its sorters' memory: fixed, whatever the units
 
 _DERIVE = (
     # The entry from which each unit counts: its first unit.provisioned (a re-enrolment before it is ignored).
     "CREATE TABLE first AS SELECT order_id, serial, MIN(idx) AS idx FROM seen WHERE provisioned "
     "GROUP BY order_id, serial",
     "CREATE UNIQUE INDEX ix_first ON first (order_id, serial)",
-    "CREATE TABLE accepted AS SELECT s.idx, s.order_id, s.serial, s.sha FROM seen s "
+    "CREATE TABLE accepted AS SELECT s.idx, s.order_id, s.serial, s.sha, f.idx AS since FROM seen s "
     "JOIN first f ON f.order_id = s.order_id AND f.serial = s.serial WHERE s.idx >= f.idx",
     # SQLite takes a bare column of an aggregate query from the row holding the MAX().
     "CREATE TABLE recorded AS SELECT sha, order_id, serial, MAX(idx) AS idx FROM accepted GROUP BY sha",
     "CREATE UNIQUE INDEX ix_recorded ON recorded (sha)",
-    "CREATE TABLE units AS SELECT order_id, serial, sha, MAX(idx) AS idx FROM accepted GROUP BY order_id, serial",
+    "CREATE TABLE units AS SELECT order_id, serial, sha, MAX(idx) AS idx, since FROM accepted "
+    "GROUP BY order_id, serial",
+    "CREATE UNIQUE INDEX ix_units ON units (order_id, serial)",
+    "DROP TABLE accepted",
+    "DROP TABLE first",
+    # A plain serial is its own name (safe_file_name's rule, said in SQL so Python is called only for the rest).
+    "CREATE TABLE bases AS SELECT CASE WHEN serial GLOB '*[^A-Za-z0-9._-]*' OR serial GLOB '.*' "
+    "THEN safe_file_name(serial) ELSE serial END AS base, order_id, serial, sha, idx, since FROM units",
     # certs/NAME.pem (export_files.CERTS); a name two units would share, ignoring case, carries the first 16
     # hex digits of each one's digest.
-    "CREATE TABLE files AS SELECT 'certs/' || CASE WHEN COUNT(*) OVER (PARTITION BY lower(base)) = 1 THEN base "
-    "ELSE base || '~' || substr(sha, 1, 16) END || '.pem' AS name, order_id, serial, sha, idx "
-    "FROM (SELECT safe_file_name(serial) AS base, order_id, serial, sha, idx FROM units)",
-    "CREATE INDEX ix_files_name ON files (name)",
+    "CREATE TABLE named AS SELECT 'certs/' || CASE WHEN COUNT(*) OVER (PARTITION BY lower(base)) = 1 THEN base "
+    "ELSE base || '~' || substr(sha, 1, 16) END || '.pem' AS name, order_id, serial, sha, idx, since FROM bases",
+    # Two units under one name even so (one serial, one certificate, two orders): the writer's map keeps the
+    # unit provisioned last.
+    "CREATE TABLE files AS SELECT name, order_id, serial, sha, idx, MAX(since) FROM named GROUP BY name",
+    "DROP TABLE bases",
+    "DROP TABLE named",
+    "CREATE UNIQUE INDEX ix_files_name ON files (name)",
     "CREATE INDEX ix_files_unit ON files (order_id, serial)",
     "CREATE TABLE present (name TEXT PRIMARY KEY, added INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE mapped (name TEXT PRIMARY KEY, serial, order_id, ok INTEGER NOT NULL) WITHOUT ROWID",
@@ -107,15 +118,16 @@ class UnitIndex:
     def file_of(self, name: str) -> IssuedUnit | None:
         """The unit whose certificate file is ``name`` (``certs/….pem``), if any."""
         self.derive()
-        query = f"SELECT {_UNIT} FROM files WHERE name = ? ORDER BY rowid DESC"  # noqa: S608 (constants)
+        query = f"SELECT {_UNIT} FROM files WHERE name = ?"  # noqa: S608 (constants)
         row = self._db.execute(query, (name,)).fetchone()
         return None if row is None else _unit(row)
 
     def home(self, unit: IssuedUnit) -> str:
-        """The name of ``unit``'s file."""
+        """The name of ``unit``'s file (or why it has none: another unit holds its name)."""
         self.derive()
-        query = "SELECT name FROM files WHERE order_id = ? AND serial = ? ORDER BY rowid DESC"
-        return str(self._db.execute(query, (unit.order_id, unit.serial)).fetchone()[0])
+        query = "SELECT name FROM files WHERE order_id = ? AND serial = ?"
+        row = self._db.execute(query, (unit.order_id, unit.serial)).fetchone()
+        return "none (another unit's file has its name)" if row is None else str(row[0])
 
     def recorded(self, sha: str) -> IssuedUnit | None:
         """The unit of the last entry that issued certificate ``sha``, if one did."""
@@ -190,7 +202,7 @@ class UnitIndex:
         if self._db.execute("SELECT 1 FROM mapped WHERE NOT ok LIMIT 1").fetchone() is not None:
             return False
         (mapped,) = self._db.execute("SELECT COUNT(*) FROM mapped").fetchone()
-        (named,) = self._db.execute("SELECT COUNT(DISTINCT name) FROM files").fetchone()
+        (named,) = self._db.execute("SELECT COUNT(*) FROM files").fetchone()
         unmatched = self._db.execute(
             "SELECT 1 FROM files f LEFT JOIN mapped m ON m.name = f.name "
             "WHERE m.name IS NULL OR m.serial IS NOT f.serial OR m.order_id IS NOT f.order_id LIMIT 1"
