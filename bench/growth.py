@@ -3,7 +3,8 @@ on SQLite and PostgreSQL, then the offline audit and the dashboard at scale.
 
     .venv/bin/python bench/growth.py [--sizes 0,1000000,5000000] [--units 1000] [--repeat 2] [--database-url URL]
                                      [--no-sqlite] [--audit-entries 10000000] [--dashboard-records 10000000]
-                                     [--skip-audit] [--skip-dashboard] [--dashboard-only]
+                                     [--skip-audit] [--audit-units 100000,1000000] [--verifier-src SRC ...]
+                                     [--skip-dashboard] [--dashboard-only]
 
 1. **Provisioning at each size S.** One instance is grown from size to size (a size smaller than the one
    before starts a fresh instance; the few thousand units the timed runs add stay, noise beside millions).
@@ -26,9 +27,11 @@ on SQLite and PostgreSQL, then the offline audit and the dashboard at scale.
    one you can lose) PostgreSQL runs too. tests/service/provisioning/test_write_path_plans.py checks the
    same path's query plans (every growing table read through an index, nothing counted).
 2. **The offline audit** (bench/ledger.py's generator and verifier): ``fabguard audit verify`` of an export of
-   N/10 and N entries in a process of its own, time, entries/s and peak resident memory (VmHWM): linear time,
-   memory flat. Its entries are test records: an export's units each need their certificate file, which
-   this synthetic export does not hold, so what grows per unit in the verifier is not measured here.
+   N/10 and N entries (test records) in a process of its own, time, entries/s and peak resident memory
+   (VmHWM): linear time, memory flat. Then exports of U units each (``--audit-units``: a test record and a
+   provisioning each, a real certificate file per unit, the CA certificates, the manifest's file map, as
+   ``fabguard ledger export`` writes them), each verified by the fabguard of every ``--verifier-src`` (the
+   verifier before and after a change, on one export).
 3. **The dashboard** (bench/analytics.py's loader and queries) over R test records: every dashboard query's
    median and worst of 5, warm and live; the goal is each under 200 ms.
 

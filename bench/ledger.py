@@ -1,4 +1,5 @@
 """Ledger benchmark: append rate inside a transaction, proof time at 1M entries, offline verification of 1M.
+(``write_export(..., units=True)`` and ``measure_verify`` also serve bench/growth.py's audit of exports of units.)
 
     .venv/bin/python bench/ledger.py [--entries 1000000] [--appends 5000] [--database-url URL]
 

@@ -179,9 +179,10 @@ class UnitIndex:
     # ------------------------------------------------------------------ the manifest's map
     def map_file(self, name: str, unit: object) -> None:
         """One member of the manifest's ``certificate_files`` (a later one of the same name replaces it)."""
-        ok = isinstance(unit, dict) and set(unit) == {"serial", "order_id"}
-        ok = ok and all(isinstance(v, str) for v in unit.values())  # type: ignore[union-attr]
-        serial, order_id = (unit["serial"], unit["order_id"]) if ok else (None, None)  # type: ignore[index]
+        serial = order_id = None
+        if isinstance(unit, dict) and set(unit) == {"serial", "order_id"}:
+            serial, order_id = unit["serial"], unit["order_id"]
+        ok = isinstance(serial, str) and isinstance(order_id, str)
         self._mapped.append((name, serial, order_id, ok))
         if len(self._mapped) >= _BATCH:
             self._flush_mapped()

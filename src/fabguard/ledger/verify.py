@@ -18,8 +18,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fabguard.ledger.audit_failure import AuditFailure
-from fabguard.ledger.audit_failure import issued_by as issued_by  # where the CRA pack's verifier takes it from
+# Imported from here by the CLI and the CRA pack's verifier.
+from fabguard.ledger.audit_failure import AuditFailure as AuditFailure
+from fabguard.ledger.audit_failure import issued_by as issued_by
 from fabguard.ledger.checkpoint import Checkpoint, CheckpointError
 from fabguard.ledger.entry import canonical_json
 from fabguard.ledger.export_certs import MAP, check_certificates, read_manifest
