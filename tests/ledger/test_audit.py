@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -451,3 +453,20 @@ def test_the_verifier_leaves_no_file_behind(
     with pytest.raises(AuditFailure):
         verify_export(copy, verifier=exported[1])
     assert list(scratch.iterdir()) == []
+
+
+def test_a_file_whose_name_is_not_utf8_is_named_as_added(copy: Path, exported: tuple[Path, str, Path]) -> None:
+    shutil.copyfile(_certs(copy)[0], os.fsencode(copy / "certs") + b"/SN\xff.pem")
+    with pytest.raises(AuditFailure, match=re.escape("certs/SN\\udcff.pem is not a certificate file")):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_a_manifest_map_naming_a_file_with_an_unpaired_surrogate_fails(
+    copy: Path, exported: tuple[Path, str, Path]
+) -> None:
+    text = _manifest_text(copy)
+    at = text.index('"certificate_files": {') + len('"certificate_files": {')
+    odd = '"certs/SN\\ud800.pem": {"serial": "SN\\ud800", "order_id": "po"}, '
+    (copy / "manifest.json").write_text(text[:at] + odd + text[at:])
+    with pytest.raises(AuditFailure, match=r"manifest\.json maps"):
+        verify_export(copy, verifier=exported[1])

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from fabguard.ledger.audit_failure import AuditFailure
 from fabguard.ledger.entry import canonical_json
 from fabguard.ledger.export_files import IssuedCertificates, file_map
 from fabguard.ledger.unit_index import UnitIndex
@@ -60,3 +62,9 @@ def test_a_certificate_no_entry_issued_has_no_owner() -> None:
         assert disk.recorded(hashlib.sha256(b"2").hexdigest()) is None
         assert disk.file_of("certs/SN-2.pem") is None
         assert disk.file_of("certs/SN-1.pem") is not None
+
+
+def test_an_entry_whose_serial_is_not_unicode_text_fails_the_audit() -> None:
+    """A JSON escape can put an unpaired surrogate in a serial; no server issues to one, no file can name it."""
+    with UnitIndex() as disk, pytest.raises(AuditFailure, match="entry 3: its order or serial is not Unicode text"):
+        disk.see(3, _line("unit.provisioned", "po-1", "SN-\ud800", 1))

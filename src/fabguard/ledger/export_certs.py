@@ -20,7 +20,7 @@ from fabguard.domain.errors import InvalidRequest
 from fabguard.ledger.audit_failure import AuditFailure, export_certificate, issued_by
 from fabguard.ledger.export_files import CERTS
 from fabguard.ledger.json_stream import NotAnObject, read_object
-from fabguard.ledger.unit_index import UnitIndex
+from fabguard.ledger.unit_index import UnitIndex, is_text, printable
 
 MAP = "certificate_files"
 
@@ -52,7 +52,10 @@ def _listing(cert_dir: Path) -> Iterator[tuple[str, bool]]:
     with os.scandir(cert_dir) as entries:
         for entry in entries:
             plain = entry.is_file(follow_symlinks=False) and entry.name.endswith(".pem") and entry.name != ".pem"
-            yield f"{CERTS}/{entry.name}", not plain
+            if not is_text(entry.name):  # not UTF-8: no unit's file (their names are ASCII)
+                yield f"{CERTS}/{printable(entry.name)}", True
+            else:
+                yield f"{CERTS}/{entry.name}", not plain
 
 
 def _read_listing(directory: Path, index: UnitIndex) -> bool:

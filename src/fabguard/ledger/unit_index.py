@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from fabguard.domain.filenames import safe_file_name
+from fabguard.ledger.audit_failure import AuditFailure
 from fabguard.ledger.export_files import IssuedUnit, issuance
 
 _BATCH = 5_000
@@ -59,6 +60,21 @@ _DERIVE = (
 _UNIT = "order_id, serial, sha, idx"
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value`` can be stored as SQLite text (UTF-8): not with an unpaired surrogate, which a JSON
+    escape (``\\ud800``) or a file name that is not UTF-8 (Python's surrogate escapes) can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(value: str) -> str:
+    """``value`` made storable, for a message (an unpaired surrogate shown as its escape: ``\\udcff``)."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _unit(row: tuple[str, str, str, int]) -> IssuedUnit:
     return IssuedUnit(row[0], row[1], row[2], int(row[3]))
 
@@ -93,6 +109,8 @@ class UnitIndex:
         """Take one entry's bytes, in order (any entry: those that issue no certificate are skipped)."""
         issued = issuance(line)
         if issued is not None:
+            if not (is_text(issued[1]) and is_text(issued[2])):  # no server issues to one: no file can name it
+                raise AuditFailure(f"entry {index}: its order or serial is not Unicode text (an unpaired surrogate)")
             self._seen.append((index, *issued))
             if len(self._seen) >= _BATCH:
                 self._flush_seen()
@@ -182,7 +200,11 @@ class UnitIndex:
         serial = order_id = None
         if isinstance(unit, dict) and set(unit) == {"serial", "order_id"}:
             serial, order_id = unit["serial"], unit["order_id"]
-        ok = isinstance(serial, str) and isinstance(order_id, str)
+        ok = isinstance(serial, str) and isinstance(order_id, str) and is_text(serial) and is_text(order_id)
+        if not ok:
+            serial = order_id = None
+        if not is_text(name):  # no unit's file has such a name (they are ASCII): the map is not the entries'
+            name, ok = printable(name), False
         self._mapped.append((name, serial, order_id, ok))
         if len(self._mapped) >= _BATCH:
             self._flush_mapped()
@@ -211,4 +233,4 @@ class UnitIndex:
         return bool(mapped == named and unmatched is None)
 
 
-__all__ = ["UnitIndex"]
+__all__ = ["UnitIndex", "is_text", "printable"]
