@@ -3,7 +3,8 @@ on SQLite and PostgreSQL, then the offline audit and the dashboard at scale.
 
     .venv/bin/python bench/growth.py [--sizes 0,1000000,5000000] [--units 1000] [--repeat 2] [--database-url URL]
                                      [--no-sqlite] [--audit-entries 10000000] [--dashboard-records 10000000]
-                                     [--skip-audit] [--skip-dashboard] [--dashboard-only]
+                                     [--skip-audit] [--audit-units 100000,1000000] [--verifier-src SRC ...]
+                                     [--skip-dashboard] [--dashboard-only]
 
 1. **Provisioning at each size S.** One instance is grown from size to size (a size smaller than the one
    before starts a fresh instance; the few thousand units the timed runs add stay, noise beside millions).
@@ -26,9 +27,11 @@ on SQLite and PostgreSQL, then the offline audit and the dashboard at scale.
    one you can lose) PostgreSQL runs too. tests/service/provisioning/test_write_path_plans.py checks the
    same path's query plans (every growing table read through an index, nothing counted).
 2. **The offline audit** (bench/ledger.py's generator and verifier): ``fabguard audit verify`` of an export of
-   N/10 and N entries in a process of its own, time, entries/s and peak resident memory (VmHWM): linear time,
-   memory flat. Its entries are test records: an export's units each need their certificate file, which
-   this synthetic export does not hold, so what grows per unit in the verifier is not measured here.
+   N/10 and N entries (test records) in a process of its own, time, entries/s and peak resident memory
+   (VmHWM): linear time, memory flat. Then exports of U units each (``--audit-units``: a test record and a
+   provisioning each, a real certificate file per unit, the CA certificates, the manifest's file map, as
+   ``fabguard ledger export`` writes them), each verified by the fabguard of every ``--verifier-src`` (the
+   verifier before and after a change, on one export).
 3. **The dashboard** (bench/analytics.py's loader and queries) over R test records: every dashboard query's
    median and worst of 5, warm and live; the goal is each under 200 ms.
 
@@ -45,7 +48,6 @@ import os
 import random
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -78,6 +80,7 @@ from fabguard.service.provisioning import issuance, testrecords
 from fabguard.store.eventlog import EVENT_COUNTER
 from fabguard.store.models import Counter, Event, LedgerNode, Order, TestRecordRow
 
+ROOT = Path(__file__).resolve().parents[1]
 BATCH = 20_000
 PRODUCT, SITE, FIXTURE, OLD_ORDER = "sensor", "cm-a", "fx-1", "po-old"
 AT = datetime(2026, 11, 1, tzinfo=UTC)
@@ -415,21 +418,26 @@ def growth(engine: str, url: str | None, sizes: list[int], units: int, repeat: i
             inst.close()
 
 
-def audit(entries: int) -> None:
+def audit(entries: int, units: list[int], sources: list[Path]) -> None:
+    """Each export is verified once by the fabguard of each of ``sources`` (its src folder: one export, the
+    verifier before and after a change)."""
     import ledger as ledger_bench  # bench/ledger.py
 
-    print("\n## offline audit (audit verify) of a synthetic export, in a process of its own")
-    print(f"{'entries':>12} {'seconds':>8} {'entries/s':>10} {'peak MiB':>9}")
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    for n in (entries // 10, entries):
+    print("\n## offline audit (audit verify) of a synthetic export, in a process of its own", flush=True)
+    print(f"{'entries':>12} {'units':>10} {'seconds':>8} {'entries/s':>10} {'peak MiB':>9}  made s  verifier")
+    runs = [(n, False) for n in (entries // 10, entries) if n] + [(2 * u, True) for u in units]
+    for n, with_units in runs:
         with tempfile.TemporaryDirectory() as tmp:
-            vkey = ledger_bench.write_export(Path(tmp) / "export", n)
-            code = ledger_bench.VERIFY.format(src=src, d=str(Path(tmp) / "export"), vkey=vkey)
-            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-        checked, elapsed, hwm_kib = out.split()
-        print(
-            f"{int(checked):>12,} {float(elapsed):8.1f} {int(checked) / float(elapsed):10,.0f} {int(hwm_kib) / 1024:9.1f}"
-        )
+            start = time.perf_counter()
+            vkey = ledger_bench.write_export(Path(tmp) / "export", n, units=with_units)
+            made = time.perf_counter() - start
+            for src in sources:
+                checked, elapsed, hwm_kib, certs = ledger_bench.measure_verify(Path(tmp) / "export", vkey, src)
+                print(
+                    f"{checked:>12,} {certs:>10,} {elapsed:8.1f} {checked / elapsed:10,.0f} {hwm_kib / 1024:9.1f}"
+                    f"  {made:6.0f}  {src}",
+                    flush=True,
+                )
 
 
 def dashboard(records: int, url: str | None) -> None:
@@ -449,6 +457,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--audit-entries", type=int, default=10_000_000)
     p.add_argument("--dashboard-records", type=int, default=10_000_000)
     p.add_argument("--skip-audit", action="store_true")
+    p.add_argument(
+        "--audit-units", default="100000,1000000", help="exports of units (two entries and a certificate file each)"
+    )
+    p.add_argument(
+        "--verifier-src",
+        type=Path,
+        action="append",
+        help="the src folder of a fabguard whose verifier checks each export (repeat to compare; default ours)",
+    )
     p.add_argument("--skip-dashboard", action="store_true")
     p.add_argument("--dashboard-only", action="store_true", help="only the dashboard (3.), SQLite then --database-url")
     args = p.parse_args(argv)
@@ -466,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.database_url:
         growth("PostgreSQL", args.database_url, sizes, args.units, args.repeat)
     if not args.skip_audit:
-        audit(args.audit_entries)
+        audit(
+            args.audit_entries, [int(u) for u in args.audit_units.split(",") if u], args.verifier_src or [ROOT / "src"]
+        )
     if not args.skip_dashboard:
         dashboard(args.dashboard_records, None)
         if args.database_url:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -344,3 +346,127 @@ def test_audit_verify_without_a_key_proves_nothing_and_exits_non_zero(
     done = subprocess.run([fabguard, "audit", "verify", exported[0]], capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "verified" not in done.stdout, done.stdout + done.stderr
     assert "--key" in done.stderr and "proves nothing" in done.stderr and "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------ the same checks, kept on disk (session 11)
+def test_an_altered_certificate_file_fails_and_is_named(copy: Path, exported: tuple[Path, str, Path]) -> None:
+    """One character of a certificate's signature changed: it still parses, but no entry issued it."""
+    target = _certs(copy)[7]
+    lines_ = target.read_text().splitlines()
+    last = lines_[-2]  # the end of the base64 body: the signature's bytes
+    lines_[-2] = last[:-6] + ("A" if last[-6] != "A" else "B") + last[-5:]
+    target.write_text("\n".join(lines_) + "\n")
+    with pytest.raises(AuditFailure, match=rf"certificate certs/{target.name} \(SHA-256 .*\) was never recorded"):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_a_certificate_file_that_is_not_a_certificate_fails_and_is_named(
+    copy: Path, exported: tuple[Path, str, Path]
+) -> None:
+    target = _certs(copy)[2]
+    target.write_text(target.read_text()[:200])
+    with pytest.raises(AuditFailure, match=rf"certificate {target.name} cannot be parsed"):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_an_extra_file_that_is_not_pem_is_named_before_anything_else(
+    copy: Path, exported: tuple[Path, str, Path]
+) -> None:
+    _certs(copy)[0].unlink()  # a missing file too: the added one is named first, as before
+    (copy / "certs" / "notes.txt").write_text("x")
+    with pytest.raises(AuditFailure, match=r"certs/notes\.txt is not a certificate file of this export"):
+        verify_export(copy, verifier=exported[1])
+
+
+def _manifest_text(copy: Path) -> str:
+    return (copy / "manifest.json").read_text()
+
+
+def test_a_manifest_whose_map_is_in_another_order_or_formatting_verifies(
+    copy: Path, exported: tuple[Path, str, Path]
+) -> None:
+    manifest = json.loads(_manifest_text(copy))
+    manifest["certificate_files"] = dict(reversed(list(manifest["certificate_files"].items())))
+    (copy / "manifest.json").write_text(json.dumps(manifest, separators=(",", ":")))
+    assert verify_export(copy, verifier=exported[1]).certificates_checked == 20
+
+
+def test_a_file_named_twice_in_the_manifests_map_counts_as_json_says_its_last(
+    copy: Path, exported: tuple[Path, str, Path]
+) -> None:
+    """A name given twice: JSON keeps the last, so a wrong first one is harmless and a wrong last one fails."""
+    text = _manifest_text(copy)
+    name = _certs(copy)[0].name
+    wrong = f'"certs/{name}": {{"serial": "SN-OTHER", "order_id": "po-x"}}'
+    right_at = text.index(f'"certs/{name}"')
+    (copy / "manifest.json").write_text(text[:right_at] + wrong + ", " + text[right_at:])
+    verify_export(copy, verifier=exported[1])
+    value_end = text.index("}", right_at) + 1
+    (copy / "manifest.json").write_text(text[:value_end] + ", " + wrong + text[value_end:])
+    with pytest.raises(AuditFailure, match=r"manifest\.json maps"):
+        verify_export(copy, verifier=exported[1])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda files: {**files, "certs/SN-EXTRA.pem": {"serial": "SN-EXTRA", "order_id": "po"}},
+        lambda files: {k: {**v, "note": "x"} for k, v in files.items()},
+        lambda files: {k: {"serial": v["serial"], "order_id": 7} for k, v in files.items()},
+        lambda files: list(files),
+        lambda files: None,
+    ],
+    ids=["extra name", "extra field", "not a string", "a list", "null"],
+)
+def test_a_manifest_map_that_is_not_the_units_files_fails(
+    copy: Path, exported: tuple[Path, str, Path], change: Callable[[Any], Any]
+) -> None:
+    manifest = json.loads(_manifest_text(copy))
+    manifest["certificate_files"] = change(manifest["certificate_files"])
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AuditFailure, match=r"manifest\.json maps"):
+        verify_export(copy, verifier=exported[1])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("[1, 2]", "is not a JSON object"), ('{"entries": 1', "is not JSON"), ('{"entries": 1} {}', "is not JSON")],
+)
+def test_a_manifest_that_is_not_a_json_object_fails(
+    copy: Path, exported: tuple[Path, str, Path], text: str, message: str
+) -> None:
+    (copy / "manifest.json").write_text(text)
+    with pytest.raises(AuditFailure, match=rf"manifest\.json {message}"):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_the_verifier_leaves_no_file_behind(
+    copy: Path, exported: tuple[Path, str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Its on-disk index lives in a temporary folder of its own, removed whether the export verifies or not."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    verify_export(copy, verifier=exported[1])
+    _certs(copy)[0].unlink()
+    with pytest.raises(AuditFailure):
+        verify_export(copy, verifier=exported[1])
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_file_whose_name_is_not_utf8_is_named_as_added(copy: Path, exported: tuple[Path, str, Path]) -> None:
+    shutil.copyfile(_certs(copy)[0], os.fsencode(copy / "certs") + b"/SN\xff.pem")
+    with pytest.raises(AuditFailure, match=re.escape("certs/SN\\udcff.pem is not a certificate file")):
+        verify_export(copy, verifier=exported[1])
+
+
+def test_a_manifest_map_naming_a_file_with_an_unpaired_surrogate_fails(
+    copy: Path, exported: tuple[Path, str, Path]
+) -> None:
+    text = _manifest_text(copy)
+    at = text.index('"certificate_files": {') + len('"certificate_files": {')
+    odd = '"certs/SN\\ud800.pem": {"serial": "SN\\ud800", "order_id": "po"}, '
+    (copy / "manifest.json").write_text(text[:at] + odd + text[at:])
+    with pytest.raises(AuditFailure, match=r"manifest\.json maps"):
+        verify_export(copy, verifier=exported[1])

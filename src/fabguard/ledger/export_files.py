@@ -39,7 +39,8 @@ class IssuedUnit:
 
 
 class IssuedCertificates:
-    """The certificates the entries issue, replayed one entry at a time (O(units) memory)."""
+    """The certificates the entries issue, replayed one entry at a time, in memory (O(units): the export's
+    writer; the offline verifier keeps the same on disk, :class:`fabguard.ledger.unit_index.UnitIndex`)."""
 
     def __init__(self) -> None:
         self._units: dict[tuple[str, str], IssuedUnit] = {}
@@ -47,21 +48,13 @@ class IssuedCertificates:
 
     def see(self, index: int, line: bytes) -> None:
         """Take one entry's bytes (any entry: those that issue no certificate are skipped)."""
-        if _PROVISIONED not in line and _REENROLLED not in line:
+        issued = issuance(line)
+        if issued is None:
             return
-        try:
-            entry = json.loads(line)
-        except (ValueError, RecursionError):
-            return  # malformed: the tree's check names it
-        if not isinstance(entry, dict) or not isinstance(entry.get("detail"), dict):
-            return
-        kind, order_id, serial = entry.get("kind"), entry.get("order_id"), entry.get("serial")
-        sha = entry["detail"].get("cert_sha256")
-        if not (isinstance(order_id, str) and isinstance(serial, str) and serial and _is_sha256(sha)):
-            return
+        provisioned, order_id, serial, sha = issued
         key = (order_id, serial)
-        if kind == "unit.provisioned" or (kind == "unit.reenrolled" and key in self._units):
-            unit = IssuedUnit(order_id, serial, str(sha), index)
+        if provisioned or key in self._units:  # a re-enrolment counts for a unit already provisioned
+            unit = IssuedUnit(order_id, serial, sha, index)
             self._units[key] = unit
             self.recorded[unit.cert_sha256] = unit
 
@@ -81,6 +74,26 @@ class IssuedCertificates:
         return dict(sorted(named.items()))
 
 
+def issuance(line: bytes) -> tuple[bool, str, str, str] | None:
+    """What one entry issues, if it issues a certificate: whether it provisions (else it re-enrols), the
+    order, the serial and the certificate's SHA-256 (hex); None for any other entry or a malformed one."""
+    if _PROVISIONED not in line and _REENROLLED not in line:
+        return None
+    try:
+        entry = json.loads(line)
+    except (ValueError, RecursionError):
+        return None  # malformed: the tree's check names it
+    if not isinstance(entry, dict) or not isinstance(entry.get("detail"), dict):
+        return None
+    kind, order_id, serial = entry.get("kind"), entry.get("order_id"), entry.get("serial")
+    sha = entry["detail"].get("cert_sha256")
+    if kind not in ("unit.provisioned", "unit.reenrolled"):
+        return None
+    if not (isinstance(order_id, str) and isinstance(serial, str) and serial and _is_sha256(sha)):
+        return None
+    return kind == "unit.provisioned", order_id, serial, str(sha)
+
+
 def file_map(files: dict[str, IssuedUnit]) -> dict[str, dict[str, str]]:
     """What the export's manifest says of its certificate files: each one's unit."""
     return {name: {"serial": unit.serial, "order_id": unit.order_id} for name, unit in files.items()}
@@ -90,4 +103,4 @@ def _is_sha256(value: object) -> bool:
     return isinstance(value, str) and len(value) == 64 and _HEX.issuperset(value)
 
 
-__all__ = ["CERTS", "EXPORT_FORMAT", "IssuedCertificates", "IssuedUnit", "file_map"]
+__all__ = ["CERTS", "EXPORT_FORMAT", "IssuedCertificates", "IssuedUnit", "file_map", "issuance"]

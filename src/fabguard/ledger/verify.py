@@ -18,25 +18,18 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-
-from fabguard.domain.errors import FabGuardError, InvalidRequest
+# Imported from here by the CLI and the CRA pack's verifier.
+from fabguard.ledger.audit_failure import AuditFailure as AuditFailure
+from fabguard.ledger.audit_failure import issued_by as issued_by
 from fabguard.ledger.checkpoint import Checkpoint, CheckpointError
 from fabguard.ledger.entry import canonical_json
-from fabguard.ledger.export_files import CERTS, EXPORT_FORMAT, IssuedCertificates, IssuedUnit, file_map
+from fabguard.ledger.export_certs import MAP, check_certificates, read_manifest
+from fabguard.ledger.export_files import EXPORT_FORMAT
 from fabguard.ledger.keychain import KEYCHAIN_FILE, LedgerKey, keys_for, open_checkpoint, verifies
 from fabguard.ledger.merkle import CompactRange
+from fabguard.ledger.unit_index import UnitIndex
 
 _INDEX_KEY = b',"index":'
-
-
-class AuditFailure(FabGuardError):
-    """The export does not verify; the message names the first thing found wrong and where."""
-
-    code = "audit_failed"
-    status = 422
 
 
 @dataclass
@@ -107,13 +100,13 @@ def verify_export(
     if verifier is None:
         verifier = _export_verifier(directory, report)
     by_size = _checkpoints_by_size(directory, verifier, trusted_checkpoints, report)
-    issued = IssuedCertificates()  # the tree takes O(log n) memory; the units' certificates one record each
-    tree, roots = _hash_entries(directory, set(by_size), issued)
-    report.entries = tree.size
-    report.root = tree.root()
-    _match_checkpoints(directory, by_size, roots, tree.size, report)
-    report.certificates_checked = _check_certificates(directory, issued, root_ca)
-    _check_manifest(directory, report, issued.files())
+    with UnitIndex() as index:  # the tree takes O(log n) memory; the units are kept on disk
+        tree, roots = _hash_entries(directory, set(by_size), index)
+        report.entries = tree.size
+        report.root = tree.root()
+        _match_checkpoints(directory, by_size, roots, tree.size, report)
+        report.certificates_checked = check_certificates(directory, index, root_ca)
+        _check_manifest(directory, report, index)
     return report
 
 
@@ -166,9 +159,7 @@ def _keys(directory: Path, verifier: str, report: AuditReport) -> tuple[LedgerKe
     return keys
 
 
-def _hash_entries(
-    directory: Path, wanted: set[int], issued: IssuedCertificates
-) -> tuple[CompactRange, dict[int, bytes]]:
+def _hash_entries(directory: Path, wanted: set[int], issued: UnitIndex) -> tuple[CompactRange, dict[int, bytes]]:
     """The Merkle tree of the entries, in order, and its root at each ``wanted`` size; each entry is
     shown to ``issued``."""
     roots: dict[int, bytes] = {}
@@ -238,111 +229,9 @@ def _locate(directory: Path, start: int, end: int) -> str:
     return ""
 
 
-def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Whether ``issuer`` signed ``cert`` (names and signature); never raises for a mismatch."""
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _export_certificate(path: Path, what: str) -> x509.Certificate:
-    try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
-    except ValueError:
-        raise AuditFailure(f"{what} {path.name} cannot be parsed") from None
-
-
-def _load_issuers(directory: Path, root_ca: Path | None) -> dict[x509.Name, list[x509.Certificate]]:
-    if root_ca is None:
-        root = _export_certificate(directory / "ca" / "root.pem", "the root CA certificate")
-    else:
-        try:
-            root = x509.load_pem_x509_certificate(root_ca.read_bytes())
-        except ValueError:
-            raise InvalidRequest(f"the root CA certificate you trust, {root_ca}, is not a PEM certificate") from None
-    issuers: dict[x509.Name, list[x509.Certificate]] = {}
-    for path in sorted((directory / "ca").glob("issuing*.pem")):
-        issuing = _export_certificate(path, "the issuing CA certificate")
-        try:
-            issuing.verify_directly_issued_by(root)
-        except (ValueError, TypeError, InvalidSignature) as exc:
-            raise AuditFailure(
-                f"the issuing CA {path.name} in the export is not signed by the root CA: {exc}"
-            ) from None
-        issuers.setdefault(issuing.subject, []).append(issuing)
-    return issuers
-
-
-def _certificate_files(directory: Path) -> list[str]:
-    """The files under ``certs/``; anything there but a plain ``.pem`` file is named as not the export's."""
-    cert_dir = directory / CERTS
-    if not cert_dir.exists():
-        return []
-    if cert_dir.is_symlink() or not cert_dir.is_dir():
-        raise AuditFailure(f"{CERTS} is not a folder of certificate files")
-    names = []
-    for path in sorted(cert_dir.rglob("*")):
-        name = path.relative_to(directory).as_posix()
-        if path.is_symlink() or not path.is_file() or path.parent != cert_dir or path.suffix != ".pem":
-            raise AuditFailure(f"{name} is not a certificate file of this export: it was added")
-        names.append(name)
-    return names
-
-
-def _misplaced(name: str, digest: str, issued: IssuedCertificates, files: dict[str, IssuedUnit]) -> str:
-    """Why the certificate with ``digest`` does not belong in file ``name``."""
-    owner = issued.recorded.get(digest)
-    if owner is None:
-        return f"certificate {name} (SHA-256 {digest[:16]}...) was never recorded in the ledger"
-    if not issued.current(digest):
-        return f"{name} holds a certificate of {owner.describe()} that a re-enrolment superseded (entry {owner.index})"
-    home = next(n for n, u in files.items() if u == owner)
-    if name in files:
-        return (
-            f"{name} holds the certificate of {owner.describe()} (whose file is {home}), not that of "
-            f"{files[name].describe()}: certificate files were swapped or copied"
-        )
-    return f"{name} is an extra file: it holds the certificate of {owner.describe()}, whose file is {home}"
-
-
-def _check_certificates(directory: Path, issued: IssuedCertificates, root_ca: Path | None) -> int:
-    """Each unit's file holds its current certificate, chaining to the CA; no file is missing or extra."""
-    files = issued.files()
-    present = _certificate_files(directory)
-    for name in sorted(set(files) - set(present)):
-        missing = files[name]
-        raise AuditFailure(
-            f"{name} is missing: {missing.describe()} was issued certificate {missing.cert_sha256[:16]}... "
-            f"(entry {missing.index})"
-        )
-    if not present:
-        return 0
-    issuers = _load_issuers(directory, root_ca)
-    count = 0
-    for name in present:
-        cert = _export_certificate(directory / name, "certificate")
-        digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
-        owner = files.get(name)
-        if owner is None or owner.cert_sha256 != digest:
-            raise AuditFailure(_misplaced(name, digest, issued, files))
-        if not any(issued_by(cert, ca) for ca in issuers.get(cert.issuer, [])):
-            raise AuditFailure(f"certificate {name} does not chain to an issuing CA of the root") from None
-        count += 1
-    return count
-
-
-def _check_manifest(directory: Path, report: AuditReport, files: dict[str, IssuedUnit]) -> None:
+def _check_manifest(directory: Path, report: AuditReport, index: UnitIndex) -> None:
     """The manifest's figures are what was verified (an edited or stale manifest misleads a reader)."""
-    try:
-        manifest = json.loads((directory / "manifest.json").read_bytes())
-    except OSError as exc:
-        raise AuditFailure(f"the export's manifest.json cannot be read: {exc.strerror or exc}") from None
-    except (ValueError, RecursionError):
-        raise AuditFailure("the export's manifest.json is not JSON") from None
-    if not isinstance(manifest, dict):
-        raise AuditFailure("the export's manifest.json is not a JSON object")
+    manifest, has_map = read_manifest(directory, index)
     verified = (
         ("entries", report.entries, "manifest.json says {} entries, but the export holds {}"),
         ("tree_size", report.entries, "manifest.json says a tree of {} entries, but the newest checkpoint signs {}"),
@@ -353,8 +242,8 @@ def _check_manifest(directory: Path, report: AuditReport, files: dict[str, Issue
         said = manifest.get(key)
         if type(said) is not int or said != value:
             raise AuditFailure(message.format(json.dumps(said), value))
-    mapped = manifest.get("format") == EXPORT_FORMAT or "certificate_files" in manifest  # older exports map none
-    if mapped and manifest.get("certificate_files") != file_map(files):
+    mapped = manifest.get("format") == EXPORT_FORMAT or has_map or MAP in manifest  # older exports map none
+    if mapped and not (has_map and index.map_matches()):
         raise AuditFailure("manifest.json maps its certificate files to other units than the entries issued them to")
 
 

@@ -194,11 +194,12 @@ class Unit(Base):
     __table_args__ = (
         UniqueConstraint("product_id", "serial", name="uq_units_product_serial"),
         Index("ix_units_serial", "serial"),  # unit search by serial or its start (migration 0026)
+        Index("ix_units_order_id_id", "order_id", "id"),  # an order's units by id, newest first (migration 0032)
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id"))
     serial: Mapped[str] = mapped_column(String(64))
-    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
     fixture_id: Mapped[str] = mapped_column(ForeignKey("fixtures.id"))
     key_fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
     cert_serial: Mapped[str] = mapped_column(String(48), unique=True)
