@@ -11,12 +11,17 @@ import json
 from collections.abc import Callable
 from typing import TextIO
 
+from fabguard.domain.errors import FabGuardError
+
 _DECODER = json.JSONDecoder()
 _CHUNK = 1 << 16
 
 
-class NotAnObject(ValueError):
-    """The file is JSON, but not an object."""
+class NotAnObject(FabGuardError, ValueError):
+    """The file is JSON, but not an object (an audit's failure where it is an export's manifest)."""
+
+    code = "audit_failed"
+    status = 422
 
 
 class _Reader:
