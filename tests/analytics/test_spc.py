@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import random
 import statistics
 from datetime import UTC, datetime
@@ -80,3 +82,30 @@ def test_capability_from_running_sums_equals_capability_from_the_values() -> Non
         ).mean
         is None
     )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[1e300, -1e300, 5.0], [1.7e308, 1.7e308], [1e200, 1e200, 1e200 * 3], [5.0, 1e308, -1e308, 4.0]],
+)
+def test_values_too_large_to_square_give_no_figure_rather_than_an_error(values: list[float]) -> None:
+    """A finite value near the float's range (a station reporting 1e300) overflowed the sums of squares and the
+    dashboard's distribution answered 500; what cannot be computed is left out (None), every figure given is
+    finite (JSON has no inf or NaN)."""
+    done = capability(values, lower=0.0, upper=10.0)
+    assert done.n == len(values)
+    from_sums = capability_from_sums(
+        phase="p",
+        name="m",
+        n=len(values),
+        total=math.fsum(values) if math.isfinite(sum(values)) else math.inf,
+        total_sq=math.inf,
+        mr_total=math.inf,
+        mr_n=len(values) - 1,
+        lower=0.0,
+        upper=10.0,
+    )
+    for cap in (done, from_sums):
+        figures = [cap.mean, cap.sigma, cap.sigma_within, cap.cpk, cap.ppk]
+        assert all(f is None or math.isfinite(f) for f in figures), cap
+        json.dumps(cap.to_dict(), allow_nan=False)

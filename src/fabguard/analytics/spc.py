@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from fabguard.analytics.facts import TestFact
@@ -41,14 +41,24 @@ class Capability:
         }
 
 
-def _index(mean: float, sigma: float | None, lower: float | None, upper: float | None) -> float | None:
+def _figure(compute: Callable[[], float | None]) -> float | None:
+    """A figure, or None where the float cannot hold it (values near its range overflow a sum or a square:
+    a station may report 1e300) or it is not a number: every figure given is finite, as JSON needs."""
+    try:
+        value = compute()
+    except (OverflowError, ValueError, ZeroDivisionError):
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _index(mean: float | None, sigma: float | None, lower: float | None, upper: float | None) -> float | None:
     """min((USL-mean), (mean-LSL)) / 3 sigma over the limits that exist; None without limits or spread."""
-    if sigma is None or sigma <= 0 or (lower is None and upper is None):
+    if mean is None or sigma is None or sigma <= 0 or (lower is None and upper is None):
         return None
     sides = [upper - mean] if upper is not None else []
     if lower is not None:
         sides.append(mean - lower)
-    return min(sides) / (3 * sigma)
+    return _figure(lambda: min(sides) / (3 * sigma))
 
 
 def capability(
@@ -58,9 +68,12 @@ def capability(
     n = len(values)
     if n == 0:
         return Capability(phase, name, 0, None, None, None, lower, upper, None, None)
-    mean = math.fsum(values) / n
-    sigma = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
-    within = math.fsum(abs(b - a) for a, b in itertools.pairwise(values)) / (n - 1) / _D2 if n > 1 else None
+    mean = _figure(lambda: math.fsum(values) / n)
+    if mean is None or n == 1:
+        return _indices(phase, name, n, mean, None, None, lower, upper)
+    center = mean
+    sigma = _figure(lambda: math.sqrt(math.fsum((v - center) * (v - center) for v in values) / (n - 1)))
+    within = _figure(lambda: math.fsum(abs(b - a) for a, b in itertools.pairwise(values)) / (n - 1) / _D2)
     return _indices(phase, name, n, mean, sigma, within, lower, upper)
 
 
@@ -68,7 +81,7 @@ def _indices(
     phase: str,
     name: str,
     n: int,
-    mean: float,
+    mean: float | None,
     sigma: float | None,
     within: float | None,
     lower: float | None,
@@ -127,7 +140,7 @@ def capability_from_sums(
     """
     if n == 0:
         return Capability(phase, name, 0, None, None, None, lower, upper, None, None)
-    mean = ref + total / n
-    sigma = math.sqrt(max(total_sq - total * total / n, 0.0) / (n - 1)) if n > 1 else None
-    within = mr_total / mr_n / _D2 if mr_n > 0 else None
+    mean = _figure(lambda: ref + total / n)
+    sigma = _figure(lambda: math.sqrt(max(total_sq - total * total / n, 0.0) / (n - 1))) if n > 1 else None
+    within = _figure(lambda: mr_total / mr_n / _D2) if mr_n > 0 else None
     return _indices(phase, name, n, mean, sigma, within, lower, upper)

@@ -5,9 +5,13 @@ or units, whatever the database holds, and their answers carry how many were rea
 
 from __future__ import annotations
 
+import json
+import random
+
 import pytest
 
 from fabguard.service.analytics import dashboard_queries, record_samples, stations
+from fabguard_station.openhtf_records import openhtf_record
 from tests.support import World, tested_device
 
 
@@ -43,3 +47,26 @@ def test_the_samples_are_bounded_and_say_so(any_world: World, monkeypatch: pytes
     order_page = dashboard_queries.order_stats(inst, order)
     assert order_page["capability_sample"] == {"units_read": 4, "records_read": 4, "limit": 4, "sampled": True}
     assert {c["n"] for c in order_page["capability"]} == {4}
+
+
+def test_a_value_near_the_floats_range_leaves_figures_out_instead_of_failing(any_world: World) -> None:
+    """A station reporting 1e300 (finite, and valid JSON) made the distribution and the order page's capability
+    answer 500 (an overflow squaring it); now the figures that cannot be computed are None, the rest stand."""
+    order = any_world.order(5, order_id="po-big")
+    line = any_world.fixture("f1")
+    for i, value in enumerate([1e300, 3.3, -1e300]):
+        record = openhtf_record(f"SN-B{i}", "f1", fail=False, rng=random.Random(i))
+        record["phases"][0]["measurements"]["vcc_3v3"]["measured_value"] = value
+        record["phases"][0]["measurements"]["vcc_3v3"]["outcome"] = "FAIL" if abs(value) > 10 else "PASS"
+        line.upload_test_record(record)
+    device = tested_device(line, "SN-B3", seed=3)
+    line.provision(order, device.serial, device.csr_pem())
+    inst = any_world.inst
+
+    shown = stations.distribution(inst, phase="power_rails", name="vcc_3v3")
+    page = dashboard_queries.order_stats(inst, order)
+    overview = dashboard_queries.overview(inst)
+
+    assert shown["n"] == 4 and shown["records_read"] == 4
+    for answer in (shown, page, overview):
+        json.dumps(answer, allow_nan=False, default=str)  # no inf or NaN reaches the JSON
