@@ -1,6 +1,8 @@
 """The CAs whose certificates a client may present at the HTTPS handshake (``ca/client-trust.pem``): every CA
-of the registry with a certificate but a Matter PAA (the root, the station CA, the issuing CAs, the site
-agents' CAs). Which certificate may do what is the app's decision (ADR 0001).
+of the registry with a certificate (the root, the station CA, the issuing CAs, the site agents' CAs, and the
+Matter PAAs: a Matter unit's DAC chains to its vendor's PAA, not to FabGuard's root, and re-enrols over EST
+with it). Which certificate may do what is the app's decision, by exact fingerprint (ADR 0001): a DAC of
+another maker under the same vendor's PAA gets through the handshake and is refused by the app.
 
 Every server process of a home watches the file and takes a new one for its next handshakes without a
 restart (``api.server_tls.ReloadableTLS``): whatever adds a CA to the registry (a lease's agent CA, an
@@ -26,7 +28,7 @@ def client_trust_pems(inst: Instance) -> list[str]:
     with inst.db.read() as s:
         rows = s.execute(
             select(CertificateAuthority.certificate_pem)
-            .where(CertificateAuthority.certificate_pem.is_not(None), CertificateAuthority.role != "paa")
+            .where(CertificateAuthority.certificate_pem.is_not(None))
             .order_by(CertificateAuthority.name)
         ).scalars()
         return [str(pem) for pem in rows]
