@@ -198,11 +198,6 @@ async def fixture_of(request: Request) -> FixtureFacts:
     return facts
 
 
-async def fixture(request: Request) -> FixtureFacts:
-    """``fixture_of`` as a dependency (``async``: no thread hop for a remembered fixture on SQLite)."""
-    return await fixture_of(request)
-
-
 Engineer = Annotated[tokens.Principal, Depends(engineer)]
 SiteReader = Annotated[tokens.Principal, Depends(site_reader)]
 Admin = Annotated[tokens.Principal, Depends(admin)]
@@ -210,7 +205,7 @@ Approver = Annotated[tokens.Principal, Depends(approver)]
 Reader = Annotated[tokens.Principal, Depends(reader)]
 Scraper = Annotated[tokens.Principal, Depends(scraper)]
 FieldChecker = Annotated[tokens.Principal, Depends(field_checker)]
-Fixture = Annotated[FixtureFacts, Depends(fixture)]
+Fixture = Annotated[FixtureFacts, Depends(fixture_of)]
 
 __all__ = [
     "Admin",
@@ -228,7 +223,6 @@ __all__ = [
     "approver",
     "decided",
     "engineer",
-    "fixture",
     "fixture_of",
     "instance",
     "principal",
