@@ -7,7 +7,6 @@ from fabguard.analytics.alerts import (
     alert_id,
     merge_alerts,
     merge_all,
-    ordered,
     with_acknowledgements,
 )
 from fabguard.analytics.detectors import (
@@ -71,7 +70,6 @@ __all__ = [
     "merge_alerts",
     "merge_all",
     "nelson_signals",
-    "ordered",
     "parse_working_hours",
     "quota_burndown",
     "quota_overrun",

@@ -185,18 +185,3 @@ def fold_batch_alerts(
                 acked[ack.alert_id] = (ack.actor, ack.up_to_seq)
                 touched.add(ack.alert_id)
     return [(alerts[i], acked.get(i, NOT_ACKED)) for i in sorted(touched)]
-
-
-def ordered(alerts: Iterable[Alert]) -> list[Alert]:
-    """Open before acknowledged, then most severe, then newest."""
-    return sorted(alerts, key=lambda a: (a.acknowledged, -a.severity, -a.last_at.timestamp(), a.id))
-
-
-def counts_by(alerts: Iterable[Alert], *, open_only: bool = True) -> Mapping[tuple[str, str], int]:
-    counts: dict[tuple[str, str], int] = {}
-    for a in alerts:
-        if open_only and a.acknowledged:
-            continue
-        key = (a.kind, a.severity.label)
-        counts[key] = counts.get(key, 0) + 1
-    return counts

@@ -57,13 +57,8 @@ def _acknowledged() -> ColumnElement[bool]:
     )
 
 
-def all_alerts(s: Session) -> list[Alert]:
-    """Every stored alert (in no particular order)."""
-    return [alert_from_row(r) for r in s.execute(select(AlertRow)).scalars()]
-
-
 def listed(s: Session, *, site_id: str | None = None, open_only: bool = False, limit: int | None = None) -> list[Alert]:
-    """The alerts in the dashboard's order (``analytics.alerts.ordered``: open first, most severe, newest),
+    """The alerts in the dashboard's order (open first, then most severe, newest, by id),
     of one site or all, open ones only or all, the first ``limit``: sorted and cut by the database, so a
     page costs its rows, not the alerts ever raised."""
     q = select(AlertRow)
@@ -82,7 +77,7 @@ def found(s: Session, alert_id: str) -> Alert | None:
 
 
 def open_counts(s: Session, *, site_id: str | None = None) -> dict[tuple[str, str], int]:
-    """Open alerts by kind and severity label (``analytics.alerts.counts_by``), counted by the database."""
+    """Open alerts by kind and severity label, counted by the database."""
     q = select(AlertRow.kind, AlertRow.severity, func.count()).where(not_(_acknowledged()))
     if site_id is not None:
         q = q.where(AlertRow.site_id == site_id)

@@ -309,7 +309,7 @@ def alerts(
     limit: int | None = None,
 ) -> list[Alert]:
     """The alerts the detectors have raised (of one site, open ones only, the first ``limit``: each cut made by
-    the database), acknowledged ones marked, open ones first (``ordered``)."""
+    the database), acknowledged ones marked, open ones first (``alert_rows.listed``)."""
     refresh(inst, settings)
     with inst.db.read() as s:
         return alert_rows.listed(s, site_id=site_id, open_only=open_only, limit=limit)
