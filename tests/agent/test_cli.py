@@ -189,7 +189,7 @@ def test_a_lease_is_finished_at_the_site_and_closed_from_the_command_line(
     assert result.exit_code == 0, result.output
     closed = json.loads(result.output)
     assert (closed["leased"], closed["made"], closed["returned"], closed["order_used"]) == (3, 1, 2, 1)
-    code, out = fg(central, "lease", "close", lease_id)
-    assert code == 3 and "[lease_closed]" in out, out
+    code, out = fg(central, "lease", "close", lease_id)  # a retry: nothing changes, the same figures
+    assert code == 0 and "was closed before: 1 of 3 units made, 2 returned" in " ".join(out.split()), out
     code, out = fg(central, "lease", "list", "--json")
     assert [r["state"] for r in json.loads(out)] == ["closed"]

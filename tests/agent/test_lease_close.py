@@ -93,9 +93,12 @@ def test_closing_after_the_agents_final_sync_returns_exactly_the_units_it_did_no
             "returned": 2,
             "order_used": 1,
             "order_quota": 10,
+            "already": False,
         }
+        # A retry (the answer lost on the way) gets the same figures and changes nothing.
         again = admin.post(f"/api/v1/leases/{lease_id}/close")
-        assert again.status_code == 409 and again.json()["error"]["code"] == "lease_closed"
+        assert again.status_code == 200, again.text
+        assert again.json() == {**answer.json(), "already": True}
         assert admin.get(f"/api/v1/leases/{lease_id}").json()["state"] == "closed"
     assert _used(site) == 1  # the unit the agent made, and no other
     [closed] = events.list_events(central, kind="lease.closed", order_id=site.order_id)
@@ -188,7 +191,10 @@ def test_a_sync_after_the_close_is_refused_recorded_and_alerted_and_its_units_ar
         "lease_id": lease_id,
         "state": "closed",
     }
-    _refused_close(site, "lease_closed")
+    used, closes = _used(site), events.list_events(central, kind="lease.closed")
+    again = lease_close.close_lease(central, lease_id, actor="test")
+    assert (again["already"], again["returned"], again["state"]) == (True, closes[0]["detail"]["returned"], "closed")
+    assert _used(site) == used and events.list_events(central, kind="lease.closed") == closes
     lease_for(site.world, site.order_id, site.world.tmp / "agent-after", units=1)
 
 

@@ -134,6 +134,7 @@ def lease_close_cmd(
     site, or a sync after the lease ended (else lease_not_final). The order's used units decrease by exactly
     the units not made, a lease.closed event records leased, made and returned, and every later sync of the
     lease is refused and alerted (lease_closed): what its agent signs after its final sync is never genuine.
+    Closing a closed lease changes nothing and prints its close's figures again.
     """
     closed: dict[str, Any] = through(
         lambda inst: lease_close.close_lease(inst, lease_id, actor=actor(inst)),
@@ -142,8 +143,9 @@ def lease_close_cmd(
     if as_json:
         print_json(closed)
         return
+    when = "was closed before" if closed.get("already") else "closed"
     console.print(
-        f"[green]Lease {closed['lease_id']} closed[/]: {closed['made']} of {closed['leased']} units made, "
+        f"[green]Lease {closed['lease_id']} {when}[/]: {closed['made']} of {closed['leased']} units made, "
         f"{closed['returned']} returned to order {closed['order_id']} (now {closed['order_used']} of "
         f"{closed['order_quota']} used)"
     )

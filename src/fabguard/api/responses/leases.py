@@ -49,6 +49,9 @@ class LeaseClosed(Out):
     returned: int = Field(description="leased - made: the order's used units decreased by exactly these")
     order_used: int = Field(description="The order's used units after the close")
     order_quota: int
+    already: bool = Field(
+        description="The lease was closed before: nothing changed, the figures are its close's (a retry is safe)"
+    )
 
 
 class LeaseTerms(Out):

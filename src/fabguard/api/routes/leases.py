@@ -92,5 +92,6 @@ def close_lease(inst: Inst, lease_id: str, p: Admin) -> dict[str, object]:
     Final: the synced log holds the agent's 'agent finish' entry, or the lease has ended and its last sync came
     after (else 409 lease_not_final). In one transaction the order's used units decrease by exactly the units
     not made and a lease.closed event records leased, made and returned; every later sync of the lease is
-    refused, recorded and alerted (409 lease_closed). A second close is 409 lease_closed."""
+    refused, recorded and alerted (409 lease_closed). A second close changes nothing and answers the first's
+    figures with already: true, so a lost answer can be asked for again."""
     return lease_close.close_lease(inst, lease_id, actor=p.actor)
