@@ -142,7 +142,6 @@ ERROR_STATUS: dict[str, int] = {
     "unsupported_media_type": 415,  # not JSON, XML or CSV
     "time_zone_invalid": 422,  # the station's time zone is not an IANA name (Europe/Berlin)
     "token_expiry_invalid": 422,
-    "token_not_found": 422,
     "token_required": 422,
     "token_site_invalid": 422,
     "version_invalid": 422,
@@ -158,6 +157,7 @@ ERROR_STATUS: dict[str, int] = {
     # People (docs/roles.md): dual control compares the people behind tokens.
     "same_person": 403,  # another token of the requester's person, or of the person who made the requester's token
     "person_not_found": 404,
+    "token_not_found": 404,
     "person_exists": 409,
     "person_invalid": 422,
     "person_lacks_role": 409,  # a token may carry only a role its person holds

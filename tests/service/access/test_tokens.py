@@ -74,3 +74,16 @@ def test_only_the_hash_is_stored_and_the_creation_is_an_event_naming_its_scope(i
     created = [e for e in events.list_events(inst, kind="token.created") if e["detail"]["token_id"] == made.id]
     assert len(created) == 1 and created[0]["actor"] == "boss (b1)"
     assert created[0]["detail"]["site_id"] == "cm-a" and created[0]["detail"]["expires_at"]
+
+
+def test_revoking_is_safe_to_retry_and_an_unknown_token_is_not_found(inst: Instance) -> None:
+    made, _ = tokens.create_token(inst, name="leaver", role=Role.ADMIN, actor="t")
+    first = tokens.revoke_token(inst, made.id, actor="t")
+    assert first["revoked_at"] is not None
+    assert tokens.revoke_token(inst, made.id, actor="another") == first  # the first revocation stands
+    assert [e["detail"] for e in events.list_events(inst, kind="token.revoked")] == [{"token_id": made.id}]
+    with pytest.raises(FabGuardError) as caught:
+        tokens.revoke_token(inst, "tok-nobody", actor="t")
+    assert (caught.value.code, caught.value.status) == ("token_not_found", 404)
+    assert "tok-nobody" in caught.value.message
+    assert len(events.list_events(inst, kind="token.revoked")) == 1

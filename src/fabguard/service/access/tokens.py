@@ -340,12 +340,15 @@ def token_dict(t: ApiToken) -> dict[str, object]:
 
 
 def revoke_token(inst: Instance, token_id: str, *, actor: str) -> dict[str, object]:
-    """Revoke a token (refused from now on); the token as :func:`token_dict` shows it."""
+    """Revoke a token (refused from now on); the token as :func:`token_dict` shows it. Revoking a revoked
+    token changes nothing (its first revocation stands), so a retry is safe."""
     now = inst.clock()
     with inst.db.transaction() as s:
         row = s.get(ApiToken, token_id)
         if row is None:
-            raise InvalidRequest(f"no token {token_id!r}", code="token_not_found")
+            raise NotFound(f"no token {token_id[:80]!r}", code="token_not_found")
+        if row.revoked_at is not None:
+            return token_dict(row)
         row.revoked_at = now
         append_event(s, "token.revoked", at=now, actor=actor, detail={"token_id": token_id})
         return token_dict(row)
