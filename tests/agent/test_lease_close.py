@@ -100,6 +100,12 @@ def test_closing_after_the_agents_final_sync_returns_exactly_the_units_it_did_no
         assert again.status_code == 200, again.text
         assert again.json() == {**answer.json(), "already": True}
         assert admin.get(f"/api/v1/leases/{lease_id}").json()["state"] == "closed"
+        # The order page carries its leases: the dashboard shows what each held and what came back.
+        figures = admin.get(f"/api/v1/stats/orders/{site.order_id}").json()
+        assert [(x["id"], x["state"], x["units"], x["units_synced"]) for x in figures["leases"]] == [
+            (lease_id, "closed", 3, 1)
+        ]
+        assert figures["burn_down"]["used"] == 1
     assert _used(site) == 1  # the unit the agent made, and no other
     [closed] = events.list_events(central, kind="lease.closed", order_id=site.order_id)
     assert {k: closed["detail"][k] for k in ("lease_id", "leased", "made", "returned", "finished")} == {

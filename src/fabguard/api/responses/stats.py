@@ -12,6 +12,7 @@ from fabguard.api.responses import Out
 from fabguard.api.responses.analytics import Alert
 from fabguard.api.responses.catalog import Fixture
 from fabguard.api.responses.field import FieldCheck
+from fabguard.api.responses.leases import Lease
 from fabguard.api.responses.orders import Order
 
 RefusalCounts = dict[str, dict[str, int]]
@@ -165,6 +166,10 @@ class OrderFigures(Out):
     capability_basis: str = Field(description="units: what the capability is drawn from")
     capability_sample: CapabilitySample
     failures: list[ParetoRow] = Field(description="The failure Pareto at the order's site")
+    leases: list[Lease] = Field(
+        description="The order's quota leases to offline site agents, oldest first: the units each holds of the "
+        "order's used units, the units its synced log made and, once closed, what went back (ADR 0022)"
+    )
     as_of: str
     sequence: int
     lag: int

@@ -116,6 +116,34 @@ function renderOrderSeries(data) {
   }
 }
 
+// Quota leases: a lease's units left the order's quota when it was issued; the units its agent did not make
+// go back when it is closed (returned = units - made), so an open lease still holds all of its units.
+function renderLeases(leases) {
+  const rows = leases || [];
+  $("order-leases-card").hidden = !rows.length;
+  const open = rows.filter((l) => l.state !== "closed");
+  $("order-leased-fact").hidden = !open.length;
+  const held = open.reduce((a, l) => a + l.units, 0);
+  const made = open.reduce((a, l) => a + l.units_synced, 0);
+  $("order-leased").textContent = `${num(held)} units in ${open.length} open lease${open.length === 1 ? "" : "s"} (${num(made)} made as last synced)`;
+  const body = $("order-leases");
+  body.replaceChildren();
+  for (const l of rows) {
+    const closed = l.state === "closed";
+    const state = el("span", { class: "state " + l.state }, l.state);
+    body.append(
+      el("tr", { "data-lease": l.id },
+        el("td", { class: "mono" }, l.id),
+        el("td", {}, l.site_id),
+        el("td", { class: "num" }, num(l.units)),
+        el("td", { class: "num" }, num(l.units_synced)),
+        el("td", { class: "num" }, closed ? num(l.units - l.units_synced) : "–"),
+        el("td", { title: l.discrepancy || "" }, state, l.discrepancy ? el("div", { class: "muted small" }, l.discrepancy) : ""),
+        el("td", {}, l.synced_at ? when(l.synced_at) : "never"),
+        el("td", {}, when(l.not_after))));
+  }
+}
+
 function renderOrder(data) {
   const o = data.order;
   const burn = data.burn_down;
@@ -153,6 +181,7 @@ function renderOrder(data) {
     `From this order's own units: each unit's latest test at site ${o.site_id} (its newest 500 units). Cpk uses σ within (moving range), Ppk σ overall; ` +
     "each needs two values and a spec limit.";
   renderCapability(data.capability, o.site_id);
+  renderLeases(data.leases);
   if (window.Chart) {
     chartTheme();
     renderRefusalChart("orderRefusals", $("chart-order-refusals"), refused, $("order-no-refusals"));
