@@ -207,3 +207,42 @@ def test_serve_migrate_upgrades_first_then_serves_ready(tmp_path: Path) -> None:
             server.wait()
     assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
     assert fg(home, "db", "check")[0] == 0
+
+
+def test_the_demo_upgrades_an_instance_an_earlier_demo_made_and_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`./scripts/demo` after pulling a newer FabGuard: the demo's own instance (its generated passphrase file
+    beside it) is brought to the code's revision with its data; an instance of anyone else is refused."""
+    from fabguard.cli.demo import DEMO_PASSPHRASE_FILE, _open_demo_instance
+    from fabguard.pki.keys import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV
+
+    for name in (PASSPHRASE_ENV, PASSPHRASE_FILE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    demo_home = tmp_path / "demo"
+    _open_demo_instance(demo_home).close()
+    assert (demo_home / DEMO_PASSPHRASE_FILE).exists()
+    _as_an_older_release(demo_home, None)
+    inst = _open_demo_instance(demo_home)
+    try:
+        assert orders.get_order(inst, "po-old").used == 7  # the older release's data, kept
+    finally:
+        inst.close()
+    db = _database(demo_home, None)
+    try:
+        assert database_revision(db) == code_revision()
+    finally:
+        db.dispose()
+
+    other = tmp_path / "other"
+    monkeypatch.setenv(PASSPHRASE_ENV, "an operator's own passphrase")
+    init_instance(other, organization="Acme Devices")
+    _as_an_older_release(other, None)
+    with pytest.raises(SchemaMismatch) as refused:
+        _open_demo_instance(other)
+    assert refused.value.code == "database_behind_code"
+    db = _database(other, None)
+    try:
+        assert database_revision(db) == OLD_RELEASE  # nothing migrated
+    finally:
+        db.dispose()

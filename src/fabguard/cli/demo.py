@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fabguard.cli.common import CONFIG_NAME, Instance, console, init_instance, state
+from fabguard.domain.errors import SchemaMismatch
 from fabguard.domain.filenames import path_inside, safe_file_name
 from fabguard.domain.values import FixtureId, OrderId, ProductId, Role, SiteId
 from fabguard.fixture.client import Credentials, enroll
@@ -117,7 +118,10 @@ def demo(
     keep_serving: Annotated[bool, typer.Option("--keep-serving", help="Keep the server up after the run")] = False,
     seed: Annotated[int, typer.Option(help="Random seed for the simulated line")] = 1,
 ) -> None:
-    """Start the server and drive a simulated production line against it over HTTPS, then summarise."""
+    """Start the server and drive a simulated production line against it over HTTPS, then summarise.
+
+    Creates a demo instance in the home when there is none; one an earlier demo made is upgraded to this
+    FabGuard's schema first (any other instance behind the code is refused: database_behind_code)."""
     # Lazy: the web stack (FastAPI, uvicorn) takes about half a second to import, which no other command needs.
     from fabguard.api.server import ServerThread
 
@@ -172,12 +176,22 @@ def demo(
 
 
 def _open_demo_instance(home: Path) -> Instance:
-    """The instance at ``home``, created for the demo when there is none."""
+    """The instance at ``home``, created for the demo when there is none. An instance an earlier demo made
+    (its own passphrase file beside it) is brought up to the code's schema, as a newer FabGuard's demo
+    needs; any other instance behind the code is refused (``database_behind_code``), as every command does."""
     _ensure_passphrase(home)
     if not (home / CONFIG_NAME).exists():
         init_instance(home, organization="FabGuard Demo Devices")
         console.print(f"Created a demo instance in {home}")
-    return Instance.open(home)
+    try:
+        return Instance.open(home)
+    except SchemaMismatch as behind:
+        if behind.code != "database_behind_code" or not (home / DEMO_PASSPHRASE_FILE).exists():
+            raise
+        why = behind.message.split(":")[0]  # "the database is at revision R and this FabGuard needs revision C"
+    inst = Instance.open(home, migrate=True)
+    console.print(f"[yellow]demo:[/] upgraded the demo instance in {home} ({why})")
+    return inst
 
 
 def _enroll_line(
