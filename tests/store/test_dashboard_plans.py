@@ -194,3 +194,14 @@ def test_an_orders_sample_reads_digests_by_primary_key(any_instance: Instance) -
     for plan, table in ((digests, "record_digests"), (bodies, "test_records")):
         assert table in plan and ("PRIMARY KEY" in plan or f"pk_{table}" in plan), plan
         assert "SCAN" not in plan and "Seq Scan" not in plan, plan
+
+
+@pytest.mark.parametrize("digits", ["001b63000010", "ab" * 32], ids=["mac", "sha256"])
+def test_a_search_by_identifier_reads_unique_keys_only(any_instance: Instance, digits: str) -> None:
+    """Unit search by a MAC address, a certificate's serial or SHA-256, or a key's fingerprint: each read is a
+    search on a unique key (never a scan of units, certificates or addresses), on both engines."""
+    plans = plans_of(any_instance, lambda s: unit_history.serials_by_identifier(s, digits))
+    assert len(plans) == (3 if len(digits) == 12 else 2), plans
+    for plan in plans:
+        assert not any(f"SCAN {t}" in plan for t in ("units", "superseded_certificates", "allocated_macs")), plan
+        assert "Seq Scan" not in plan, plan

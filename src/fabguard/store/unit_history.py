@@ -1,6 +1,9 @@
 """Reads of one serial's history (unit search and genealogy): indexed by serial everywhere
 (``ix_units_serial``, ``ix_test_records_serial_site_id``, ``ix_events_serial_seq``,
-``ix_field_checks_serial_at``), so a unit's page costs the same among millions of units."""
+``ix_field_checks_serial_at``), so a unit's page costs the same among millions of units. A search by what a
+unit shows in the field (a MAC address, its certificate's serial or SHA-256, its key's fingerprint) reads
+unique columns only (``allocated_macs``' primary key, ``units``' and ``superseded_certificates``' unique
+keys)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from fabguard.store.eventlog import event_count
 from fabguard.store.field_models import FieldCheck
+from fabguard.store.identity_models import AllocatedMac, UnitIdentityRow
 from fabguard.store.models import Event, Fixture, LedgerNode, Order, SupersededCertificate, TestRecordRow, Unit
 
 # The highest code point: ``serial >= q AND serial < q + TOP`` is a prefix match an index can serve.
@@ -28,6 +32,29 @@ def serials_starting(s: Session, prefix: str, limit: int, site_id: str | None = 
     for query in (tested.order_by(t.serial), made.order_by(Unit.serial)):
         found.update(x for x in s.execute(query.limit(limit)).scalars() if x.startswith(prefix))
     return sorted(found)[:limit]
+
+
+def serials_by_identifier(s: Session, digits: str, site_id: str | None = None) -> list[str]:
+    """The serials whose MAC address, certificate (serial number or SHA-256, current or superseded) or key
+    fingerprint is ``digits`` (lowercase hex, no separators; at ``site_id``: units of its orders), in order."""
+    found: set[str] = set()
+    cert_serial = digits.lstrip("0") or "0"  # stored as format(n, "x")
+    unit_keys = [Unit.cert_serial == cert_serial]
+    if len(digits) == 64:
+        unit_keys += [Unit.cert_sha256 == digits, Unit.key_fingerprint == digits]
+    units = select(Unit.serial).where(or_(*unit_keys))
+    old = select(SupersededCertificate.unit_serial).where(SupersededCertificate.cert_serial == cert_serial)
+    queries = [units, old]
+    if len(digits) == 12:  # a MAC address (EUI-48); an address given out names one unit's serial
+        queries.append(select(AllocatedMac.serial).where(AllocatedMac.address == int(digits, 16)))
+    for query in queries:
+        found.update(s.execute(query).scalars())
+    if site_id is not None and found:  # units of the site's orders, or identities drawn for one
+        made = select(Unit.serial).join(Order, Order.id == Unit.order_id).where(Unit.serial.in_(found))
+        drawn = select(UnitIdentityRow.serial).join(Order, Order.id == UnitIdentityRow.order_id)
+        drawn = drawn.where(UnitIdentityRow.serial.in_(found))
+        found = {x for q in (made, drawn) for x in s.execute(q.where(Order.site_id == site_id)).scalars()}
+    return sorted(found)
 
 
 def site_orders_and_fixtures(s: Session, site_id: str) -> tuple[set[str], set[str]]:

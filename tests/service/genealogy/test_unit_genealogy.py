@@ -4,13 +4,20 @@ the signed checkpoint, as JSON and PDF, and an operator's view of its own site o
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
-from fabguard.domain.values import Role, SiteId
+from fabguard.domain.identities.pools import pool_from_json
+from fabguard.domain.issuance import FixtureFacts
+from fabguard.domain.values import OrderId, ProductId, Role, Serial, SiteId
 from fabguard.ledger import merkle
 from fabguard.service.access import tokens
+from fabguard.service.catalog import identity_pools
+from fabguard.service.provisioning.allocation import Allocated, allocate_unit
 from fabguard.service.ledger import merkle_log
 from tests.support import World, tested_device
 
@@ -99,3 +106,55 @@ def test_an_operator_finds_and_reads_its_own_sites_units_only(any_world: World) 
     theirs = _get(any_world, "/api/v1/units/SN-A-1/genealogy", made["cm-b"])
     assert (theirs.status_code, theirs.json()["error"]["code"]) == (404, "unit_not_found")
     assert _get(any_world, "/api/v1/units/SN-A-1/genealogy.pdf", made["cm-b"]).status_code == 404
+
+
+def test_a_unit_back_from_the_field_is_found_by_what_it_shows(any_world: World) -> None:
+    """A MAC address from its label, its certificate's serial number or SHA-256 fingerprint (as openssl prints
+    them), its key's fingerprint: each finds the unit, in any case and with or without separators; another
+    site's operator finds nothing, and a query that names nothing finds nothing."""
+    identity_pools.set_pools(
+        any_world.inst,
+        ProductId("sensor"),
+        pool_from_json({"macs": {"prefix": "00-1B-63", "per_unit": 1, "first": 16, "count": 8}}),
+        actor="test",
+    )
+    order = any_world.order(5, order_id="po-field")
+    line = any_world.fixture("f1")
+    drawn = allocate_unit(any_world.inst, FixtureFacts("f1", "cm-a", False), OrderId(order), Serial("SN-FIELD-1"))
+    assert isinstance(drawn, Allocated)
+    [mac] = drawn.identity.mac_addresses
+    device = tested_device(line, "SN-FIELD-1", seed=11)
+    pem = line.provision(order, device.serial, device.csr_pem()).certificate_pem
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    serial_hex = format(cert.serial_number, "X")
+    sha = cert.fingerprint(hashes.SHA256()).hex()
+    spki = hashlib.sha256(
+        cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ).hexdigest()
+    tested_device(line, "SN-FIELD-2", seed=12)  # tested, never provisioned: no identifier names it
+
+    def found(q: str, token: str | None = None) -> list[str]:
+        answer = _get(any_world, "/api/v1/units/search", token, q=q)
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["serials"])
+
+    for q in (
+        str(mac),  # as the pool writes it
+        str(mac).replace("-", ":").lower(),
+        str(mac).replace("-", ""),
+        serial_hex,  # openssl x509 -serial
+        "00" + serial_hex.lower(),
+        ":".join(sha[i : i + 2] for i in range(0, 64, 2)).upper(),  # openssl x509 -fingerprint -sha256
+        sha,
+        spki,
+    ):
+        assert found(q) == ["SN-FIELD-1"], q
+    assert found("SN-FIELD") == ["SN-FIELD-1", "SN-FIELD-2"]  # a serial's start, as before
+    assert found("00:1B:63:00:00:FF") == [] and found(sha[:-1] + "0" if sha[-1] != "0" else sha[:-1] + "1") == []
+    others = tokens.create_token(any_world.inst, name="b", role=Role.OPERATOR, site_id=SiteId("cm-b"), actor="t")[1]
+    mine = tokens.create_token(any_world.inst, name="a", role=Role.OPERATOR, site_id=SiteId("cm-a"), actor="t")[1]
+    assert found(str(mac), others) == [] and found(sha, others) == []
+    assert found(str(mac), mine) == ["SN-FIELD-1"]
+    assert found(":".join(sha[i : i + 2] for i in range(0, 64, 2)) + ":00") == []  # too long for a fingerprint
+    g = _get(any_world, f"/api/v1/units/{found(serial_hex)[0]}/genealogy").json()
+    assert g["units"][0]["certificate"]["pem"].strip() == pem.strip()

@@ -24,9 +24,19 @@ Serial = Annotated[str, Path(min_length=1, max_length=64)]
 def search_units(
     inst: Inst,
     p: SiteReader,
-    q: Annotated[str, Query(min_length=1, max_length=64, description="A serial or its first characters")],
+    q: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=100,
+            description="A serial or its first characters, a MAC address, a certificate's serial number or "
+            "SHA-256 fingerprint, or a key's fingerprint (hex, any case, with or without ':', '-', '.' or spaces)",
+        ),
+    ],
 ) -> dict[str, Any]:
-    """Serials that start with ``q``, tested or provisioned (at most 50, in order)."""
+    """Serials a unit search finds (at most 50): first those whose MAC address, certificate (serial number or
+    SHA-256, current or replaced by re-enrolment) or key fingerprint ``q`` is, then those that start with
+    ``q``, tested or provisioned, in order. A unit back from the field is found by what it shows."""
     site = viewed_site(p, None)
     return {"query": q, "serials": unit_history.search(inst, q, site_id=site)}
 

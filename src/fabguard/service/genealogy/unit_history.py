@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from fabguard.domain.errors import InvalidRequest, NotFound
@@ -24,6 +25,9 @@ from fabguard.store import unit_history as store
 from fabguard.store.models import Event, TestRecordRow, Unit
 
 SEARCH_LIMIT = 50
+SEARCH_CHARS = 100  # a SHA-256 fingerprint written with colons is 95
+_SEPARATORS = re.compile(r"[\s:.-]")
+_HEX = re.compile(r"[0-9a-f]{1,64}")
 RECORDS_SHOWN = 100
 EVENTS_SHOWN = 500
 FIELD_CHECKS_SHOWN = 200
@@ -31,12 +35,23 @@ AGENT_PREFIX = "agent:"
 
 
 def search(inst: Instance, query: str, *, site_id: str | None = None, limit: int = SEARCH_LIMIT) -> list[str]:
-    """Serials that start with ``query`` (tested or provisioned; at ``site_id`` only, for an operator)."""
+    """Serials that start with ``query`` (tested or provisioned), and those whose MAC address, certificate
+    serial or SHA-256, or key fingerprint ``query`` is (hex, any case, with or without ``:``, ``-``, ``.`` or
+    spaces: as a label, ``openssl x509 -serial`` or ``-fingerprint -sha256`` print them); at ``site_id`` only,
+    for an operator."""
     query = query.strip()
-    if not query or len(query) > 64 or not query.isprintable():
-        raise InvalidRequest("search for 1-64 printable characters of a serial", code="invalid_serial_query")
+    if not query or len(query) > SEARCH_CHARS or not query.isprintable():
+        raise InvalidRequest(
+            f"search for 1-{SEARCH_CHARS} printable characters: a serial or its start, a MAC address, a "
+            "certificate's serial number or SHA-256 fingerprint, or a key's fingerprint",
+            code="invalid_serial_query",
+        )
+    digits = _SEPARATORS.sub("", query).lower()
     with inst.db.read() as s:
-        return store.serials_starting(s, query, limit, site_id)
+        # An identifier names its unit exactly: those serials first, then the serials starting with the query.
+        named = store.serials_by_identifier(s, digits, site_id) if _HEX.fullmatch(digits) else []
+        starting = store.serials_starting(s, query, limit, site_id) if len(query) <= 64 else []
+    return [*named, *(x for x in starting if x not in named)][:limit]
 
 
 def _record(r: TestRecordRow) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-// FabGuard dashboard, units at #units (search) and #unit=<serial> (genealogy): a serial or its start
-// finds the unit; its page shows every test with its steps, each decision and refusal, its
+// FabGuard dashboard, units at #units (search) and #unit=<serial> (genealogy): a serial or its start, or
+// what a unit shows in the field (a MAC address, its certificate's serial or fingerprint) finds the unit; its page shows every test with its steps, each decision and refusal, its
 // certificates, firmware, field checks, licences, who made it and its ledger entries, exportable as
 // JSON (with the inclusion proofs) and PDF.
 "use strict";
@@ -12,12 +12,14 @@ async function searchUnits(query) {
   if (!query) return;
   try {
     const found = await api("/api/v1/units/search?q=" + encodeURIComponent(query));
-    if (found.serials.length === 1 && found.serials[0] === query) {
-      location.hash = unitHref(query);
+    // One unit named exactly (its serial, or an identifier of it, which its serial does not start with): open it.
+    const [one] = found.serials;
+    if (found.serials.length === 1 && (one === query || !one.startsWith(query))) {
+      location.hash = unitHref(one);
       return;
     }
     for (const s of found.serials) list.append(el("li", {}, el("a", { href: unitHref(s), class: "mono", "data-serial": s }, s)));
-    if (!found.serials.length) list.append(el("li", { class: "empty" }, `No unit starts with “${query}”.`));
+    if (!found.serials.length) list.append(el("li", { class: "empty" }, `No unit starts with “${query}” or shows it as its MAC address, certificate or key.`));
   } catch (err) {
     if (String(err.message) !== "unauthorized") list.append(el("li", { class: "error" }, String(err.message || err)));
   }
