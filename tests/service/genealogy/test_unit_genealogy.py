@@ -17,8 +17,8 @@ from fabguard.domain.values import OrderId, ProductId, Role, Serial, SiteId
 from fabguard.ledger import merkle
 from fabguard.service.access import tokens
 from fabguard.service.catalog import identity_pools
-from fabguard.service.provisioning.allocation import Allocated, allocate_unit
 from fabguard.service.ledger import merkle_log
+from fabguard.service.provisioning.allocation import Allocated, allocate_unit
 from tests.support import World, tested_device
 
 
