@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from sqlalchemy import select
 
 from fabguard.domain.values import Role, SiteId
 from fabguard.fixture.openhtf_records import openhtf_record
 from fabguard.service.access import tokens
 from fabguard.service.ledger import merkle_log
+from fabguard.store.models import Unit
 from tests.support import World, tested_device
 from tests.web.test_dashboard import CHROMIUM, browser
 
@@ -134,6 +138,15 @@ def test_every_view_as_an_engineer(world: World, browser: Any, size: str) -> Non
         pdf = page.request.get(world.url + "/api/v1/units/SNA0003/genealogy.pdf")
         assert pdf.status == 200 and pdf.body().startswith(b"%PDF")
         _shot(page, f"engineer-units-{size}")
+        # A unit back from the field, found by its certificate's fingerprint as openssl prints it: one match opens it.
+        with world.inst.db.read() as s:
+            pem = s.execute(select(Unit.certificate_pem).where(Unit.serial == "SNA0005")).scalar_one()
+        sha = x509.load_pem_x509_certificate(pem.encode()).fingerprint(hashes.SHA256()).hex().upper()
+        page.goto(world.url + "/#units")
+        page.fill("#unit-q", ":".join(sha[i : i + 2] for i in range(0, 64, 2)))
+        page.click("#unit-search button")
+        page.wait_for_url("**#unit=SNA0005")
+        expect(page.locator("#unit-serial")).to_have_text("SNA0005")
 
         # The order page, then signing out ends the session: a reload asks to sign in again.
         page.goto(world.url + "/#order=po-a1")
