@@ -142,7 +142,9 @@ def test_a_unit_back_from_the_field_is_found_by_what_it_shows(any_world: World) 
         str(mac),  # as the pool writes it
         str(mac).replace("-", ":").lower(),
         str(mac).replace("-", ""),
-        serial_hex,  # openssl x509 -serial
+        serial_hex,
+        f"serial={serial_hex}",  # openssl x509 -noout -serial, as pasted
+        "sha256 Fingerprint=" + ":".join(sha[i : i + 2] for i in range(0, 64, 2)).upper(),
         "00" + serial_hex.lower(),
         ":".join(sha[i : i + 2] for i in range(0, 64, 2)).upper(),  # openssl x509 -fingerprint -sha256
         sha,

@@ -28,7 +28,7 @@ def search_units(
         str,
         Query(
             min_length=1,
-            max_length=100,
+            max_length=128,
             description="A serial or its first characters, a MAC address, a certificate's serial number or "
             "SHA-256 fingerprint, or a key's fingerprint (hex, any case, with or without ':', '-', '.' or spaces)",
         ),

@@ -25,7 +25,7 @@ from fabguard.store import unit_history as store
 from fabguard.store.models import Event, TestRecordRow, Unit
 
 SEARCH_LIMIT = 50
-SEARCH_CHARS = 100  # a SHA-256 fingerprint written with colons is 95
+SEARCH_CHARS = 128  # a SHA-256 fingerprint with colons is 95 characters, openssl's whole line 115
 _SEPARATORS = re.compile(r"[\s:.-]")
 _HEX = re.compile(r"[0-9a-f]{1,64}")
 RECORDS_SHOWN = 100
@@ -37,8 +37,8 @@ AGENT_PREFIX = "agent:"
 def search(inst: Instance, query: str, *, site_id: str | None = None, limit: int = SEARCH_LIMIT) -> list[str]:
     """Serials that start with ``query`` (tested or provisioned), and those whose MAC address, certificate
     serial or SHA-256, or key fingerprint ``query`` is (hex, any case, with or without ``:``, ``-``, ``.`` or
-    spaces: as a label, ``openssl x509 -serial`` or ``-fingerprint -sha256`` print them); at ``site_id`` only,
-    for an operator."""
+    spaces: as a label, ``openssl x509 -serial`` or ``-fingerprint -sha256`` print them, their ``name=`` too);
+    at ``site_id`` only, for an operator."""
     query = query.strip()
     if not query or len(query) > SEARCH_CHARS or not query.isprintable():
         raise InvalidRequest(
@@ -46,7 +46,8 @@ def search(inst: Instance, query: str, *, site_id: str | None = None, limit: int
             "certificate's serial number or SHA-256 fingerprint, or a key's fingerprint",
             code="invalid_serial_query",
         )
-    digits = _SEPARATORS.sub("", query).lower()
+    # openssl's own line ("serial=...", "sha256 Fingerprint=...") as pasted: the value after its "=".
+    digits = _SEPARATORS.sub("", query.rsplit("=", 1)[-1]).lower()
     with inst.db.read() as s:
         # An identifier names its unit exactly: those serials first, then the serials starting with the query.
         named = store.serials_by_identifier(s, digits, site_id) if _HEX.fullmatch(digits) else []
