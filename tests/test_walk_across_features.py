@@ -667,6 +667,16 @@ def test_the_world_is_as_rich_as_the_walk_says(walk: Walk) -> None:
     matter = genealogy["matter"]["identities"][0]
     assert matter["matter"] is not None and matter["mac_addresses"], matter
     assert any(a["kind"] == "field_clone" for a in alerts), alerts  # type: ignore[union-attr]
+    # A unit back from the field is found by what it shows: the site agent's unit by its certificate's SHA-256,
+    # the Matter unit by its MAC address, SN-A1 by the certificate its re-enrolment replaced.
+    with walk.world.admin() as admin:
+        for q, serial in (
+            (genealogy["agent"]["units"][0]["certificate"]["sha256"].upper(), "SN-AGENT-1"),
+            (matter["mac_addresses"][0], walk.values["matter"][0]),
+            (genealogy["SN-A1"]["superseded_certificates"][0]["serial"], "SN-A1"),
+        ):
+            found = _ok(admin.get("/api/v1/units/search", params={"q": q}))
+            assert found["serials"][:1] == [serial], (q, found)  # type: ignore[index]
 
 
 def test_every_write_answer_of_the_world_building_fits_its_schema(walk: Walk) -> None:
