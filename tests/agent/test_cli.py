@@ -193,3 +193,5 @@ def test_a_lease_is_finished_at_the_site_and_closed_from_the_command_line(
     assert code == 0 and "was closed before: 1 of 3 units made, 2 returned" in " ".join(out.split()), out
     code, out = fg(central, "lease", "list", "--json")
     assert [r["state"] for r in json.loads(out)] == ["closed"]
+    code, out = fg(central, "lease", "list")  # the table: 3 units, 1 made, 2 returned, synced, closed
+    assert code == 0 and f"{lease_id} │ {site.order_id} │ cm-a │ 3 │ 1 │ 2 │" in out and "│ closed │" in out, out

@@ -89,7 +89,8 @@ def lease_list(
     order: Annotated[str | None, typer.Option("--order", help="Only this order's leases")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """The leases issued, with their order, units, end and state."""
+    """The leases issued: order, site, units, the units the agent's synced log made, the units returned to the
+    order once closed, the last sync, the end and the state."""
     rows: list[dict[str, Any]] = through(
         lambda inst: quota_leases.list_leases(inst, order_id=order),
         lambda api: api.get("/api/v1/leases", order_id=order),
@@ -97,9 +98,12 @@ def lease_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("lease", "order", "site", "units", "not after", "agent CA", "state")
+    table = Table("lease", "order", "site", "units", "made", "returned", "last sync", "not after", "state")
     for r in rows:
-        table.add_row(*(str(r[k]) for k in ("id", "order_id", "site_id", "units", "not_after", "agent_ca", "state")))
+        returned = str(r["units"] - r["units_synced"]) if r["state"] == "closed" else "-"
+        state = f"{r['state']}: {r['discrepancy']}" if r["discrepancy"] else str(r["state"])
+        cells = (r["id"], r["order_id"], r["site_id"], r["units"], r["units_synced"], returned)
+        table.add_row(*(str(c) for c in cells), str(r["synced_at"] or "never"), str(r["not_after"]), state)
     console.print(table)
 
 
