@@ -467,6 +467,10 @@ def time_queries(inst: Instance, loader: Loader, n: int, only: str | None) -> No
     for name, fn in queries(inst, n).items():
         if only and not re.search(only, name):
             continue
+        # Warm: nothing new since the last call. The sampled views (failing units, distribution) read records,
+        # not the projection, so their live bursts are still to fold: fold them first, untimed (else the next
+        # query's first warm call pays for folding a hundred records, which no warm read does).
+        dashboard_queries.refresh(inst, max_events=None)
         warm, warm_max = timed(fn)
         hot, hot_max = timed(fn, live)
         verdict = "ok" if max(warm_max, hot_max) < 0.2 else "OVER 200 ms"
