@@ -13,7 +13,16 @@ from sqlalchemy.orm import Session
 from fabguard.store.eventlog import event_count
 from fabguard.store.field_models import FieldCheck
 from fabguard.store.identity_models import AllocatedMac, UnitIdentityRow
-from fabguard.store.models import Event, Fixture, LedgerNode, Order, SupersededCertificate, TestRecordRow, Unit
+from fabguard.store.models import (
+    Event,
+    Fixture,
+    LedgerNode,
+    Order,
+    Product,
+    SupersededCertificate,
+    TestRecordRow,
+    Unit,
+)
 
 # The highest code point: ``serial >= q AND serial < q + TOP`` is a prefix match an index can serve.
 TOP = "\U0010ffff"
@@ -55,6 +64,11 @@ def serials_by_identifier(s: Session, digits: str, site_id: str | None = None) -
         drawn = drawn.where(UnitIdentityRow.serial.in_(found))
         found = {x for q in (made, drawn) for x in s.execute(q.where(Order.site_id == site_id)).scalars()}
     return sorted(found)
+
+
+def product_ids(s: Session) -> list[str]:
+    """Every product's id (a handful): a serial's identities are looked up under each, by the unique key."""
+    return list(s.execute(select(Product.id).order_by(Product.id)).scalars())
 
 
 def site_orders_and_fixtures(s: Session, site_id: str) -> tuple[set[str], set[str]]:

@@ -16,7 +16,7 @@ from fabguard.domain.issuance import FixtureFacts
 from fabguard.domain.values import OrderId, ProductId, Role, Serial, SiteId
 from fabguard.ledger import merkle
 from fabguard.service.access import tokens
-from fabguard.service.catalog import identity_pools
+from fabguard.service.catalog import identity_pools, orders, product_catalog
 from fabguard.service.ledger import merkle_log
 from fabguard.service.provisioning.allocation import Allocated, allocate_unit
 from tests.support import World, tested_device
@@ -160,3 +160,24 @@ def test_a_unit_back_from_the_field_is_found_by_what_it_shows(any_world: World) 
     assert found(":".join(sha[i : i + 2] for i in range(0, 64, 2)) + ":00") == []  # too long for a fingerprint
     g = _get(any_world, f"/api/v1/units/{found(serial_hex)[0]}/genealogy").json()
     assert g["units"][0]["certificate"]["pem"].strip() == pem.strip()
+    assert [i["mac_addresses"] for i in g["identities"]] == [[str(mac)]]
+    # Identities drawn, the unit not provisioned yet: its MAC finds it, and its page shows what was drawn.
+    later = allocate_unit(any_world.inst, FixtureFacts("f1", "cm-a", False), OrderId(order), Serial("SN-FIELD-3"))
+    assert isinstance(later, Allocated)
+    [later_mac] = later.identity.mac_addresses
+    assert found(str(later_mac)) == ["SN-FIELD-3"] and found(str(later_mac), mine) == ["SN-FIELD-3"]
+    drawn = _get(any_world, "/api/v1/units/SN-FIELD-3/genealogy").json()
+    assert drawn["units"] == [] and [i["mac_addresses"] for i in drawn["identities"]] == [[str(later_mac)]]
+    theirs = _get(any_world, "/api/v1/units/SN-FIELD-3/genealogy", others)
+    assert (theirs.status_code, theirs.json()["error"]["code"]) == (404, "unit_not_found")
+    # The same serial made at cm-b under another product: cm-b's operator sees that unit, never the MAC drawn
+    # for cm-a's.
+    product_catalog.create_product(any_world.inst, product_id=ProductId("bulb"), name="Bulb", actor="test")
+    bulbs = orders.create_order(
+        any_world.inst, product_id=ProductId("bulb"), site_id=SiteId("cm-b"), quota=2, actor="test"
+    ).id
+    b_line = any_world.fixture("fb", site="cm-b")
+    twin = tested_device(b_line, "SN-FIELD-1", seed=13)
+    b_line.provision(bulbs, twin.serial, twin.csr_pem())
+    at_b = _get(any_world, "/api/v1/units/SN-FIELD-1/genealogy", others).json()
+    assert [u["product_id"] for u in at_b["units"]] == ["bulb"] and at_b["identities"] == []

@@ -221,12 +221,14 @@ def genealogy(inst: Instance, serial: str, *, site_id: str | None = None) -> dic
         events = store.events(s, serial, EVENTS_SHOWN)
         superseded = store.superseded(s, serial)
         checks = store.field_checks(s, serial, FIELD_CHECKS_SHOWN) if site_id is None else []
-        drawn = identity_rows.allocations(s, [(u.product_id, u.serial) for u, _ in units])
+        # Drawn for it under any product, provisioned or not yet (a MAC on a label finds the serial before then).
+        drawn = identity_rows.allocations(s, [(p, serial) for p in store.product_ids(s)])
         if site_id is not None:
             orders, fixtures = store.site_orders_and_fixtures(s, site_id)
             units = [(u, site) for u, site in units if site == site_id]
             records = [r for r in records if r.site_id == site_id]
             events = [e for e in events if _visible(e, orders, fixtures)]
+            drawn = {key: row for key, row in drawn.items() if row.order_id in orders}
     if not (units or records or events or checks):
         raise NotFound(f"no unit {serial!r}", code="unit_not_found")
     entries, checkpoint = _entries(inst, events)
