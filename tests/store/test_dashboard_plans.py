@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from fabguard.domain.values import OrderId, ProductId, SiteId
 from fabguard.service.catalog import orders, product_catalog
 from fabguard.service.core.instance import Instance
-from fabguard.store import station_windows, unit_history
+from fabguard.store import station_windows, unit_history, windows
 from fabguard.store.models import Fixture, RecordDigest, Site, TestRecordRow, Unit
 
 AT = datetime(2026, 12, 1, tzinfo=UTC)
@@ -56,7 +56,7 @@ def _statements(inst: Instance) -> Iterator[list[tuple[str, Any]]]:
     seen: list[tuple[str, Any]] = []
 
     def grab(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
             seen.append((statement, params))
 
     event.listen(inst.db.engine, "before_cursor_execute", grab)
@@ -205,3 +205,14 @@ def test_a_search_by_identifier_reads_unique_keys_only(any_instance: Instance, d
     for plan in plans:
         assert not any(f"SCAN {t}" in plan for t in ("units", "superseded_certificates", "allocated_macs")), plan
         assert "Seq Scan" not in plan, plan
+
+
+def test_a_windows_measurement_sums_read_its_hours_through_the_primary_key(any_instance: Instance) -> None:
+    """The capability table's sums (added up by the database since session 12) read the window's hourly rows
+    through the key that starts with the hour, never the whole rollup, on both engines."""
+    scope = windows.Scope(AT, AT + timedelta(days=7))
+    plans = plans_of(any_instance, lambda s: windows.measurement_sums(s, scope))
+    assert len(plans) == 2, plans  # the newest limits, then the sums
+    for plan in plans:
+        assert "measurement_hours" in plan, plan
+        assert "SCAN measurement_hours" not in plan and "Seq Scan on measurement_hours" not in plan, plan
