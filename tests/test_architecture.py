@@ -220,7 +220,7 @@ SLICES: dict[str, frozenset[str]] = {
     "royalties": frozenset({"core", "ledger", "approvals", "authority"}),
     "compliance": frozenset({"core", "firmware", "ledger"}),
     "handoff": frozenset({"core", "authority", "ledger"}),
-    "analytics": frozenset({"core", "catalog", "field"}),
+    "analytics": frozenset({"core", "catalog", "field", "agent"}),  # agent: an order page's quota leases
     "operations": frozenset({"core", "authority", "field", "ledger"}),
     "genealogy": frozenset({"core", "ledger", "royalties"}),
 }

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import click
 import httpx
 import jsonschema
 import pytest
@@ -779,9 +780,10 @@ def test_a_fixture_sees_itself(walk: Walk) -> None:
 # ---------------------------------------------------------------------------------------------- the CLI
 
 
-def _json_commands() -> list[tuple[list[str], list[str]]]:
-    """Each command with ``--json`` that only reads (its words, its required arguments' names)."""
-    found: list[tuple[list[str], list[str]]] = []
+def _json_commands() -> list[tuple[list[str], list[tuple[str, str | None]]]]:
+    """Each command with ``--json`` that only reads (its words, its required parameters' names, each with its
+    flag when it is an option, None when it is an argument)."""
+    found: list[tuple[list[str], list[tuple[str, str | None]]]] = []
 
     def visit(command: Any, words: list[str]) -> None:
         for name, sub in (getattr(command, "commands", None) or {}).items():
@@ -789,7 +791,8 @@ def _json_commands() -> list[tuple[list[str], list[str]]]:
         if getattr(command, "commands", None) or not any("--json" in getattr(p, "opts", []) for p in command.params):
             return
         if words[-1] not in {"create", "approve", "close", "finish"}:  # these write
-            found.append((words, [p.name for p in command.params if p.required]))
+            flags = [(p.name, p.opts[0] if isinstance(p, click.Option) else None) for p in command.params if p.required]
+            found.append((words, flags))
 
     visit(typer.main.get_command(app), [])
     return found
@@ -803,8 +806,8 @@ ARGUMENT_VALUES = {
     "serial": "serial",
     "product_id": "product_id",
     "product": "product_id",
+    "query": "serial",  # unit find: a serial, as a returned unit's would be typed
 }
-OPTIONS = {"serial"}  # given as --serial, not as an argument
 
 
 def _invocations(values: dict[str, list[str]]) -> Iterator[list[str]]:
@@ -814,9 +817,9 @@ def _invocations(values: dict[str, list[str]]) -> Iterator[list[str]]:
         if not required:
             yield words
             continue
-        (name,) = required
+        ((name, flag),) = required
         for value in values.get(ARGUMENT_VALUES[name], []):
-            yield [*words, f"--{name}", value] if name in OPTIONS else [*words, value]
+            yield [*words, flag, value] if flag else [*words, value]
 
 
 def _run(where: list[str], args: list[str], env: dict[str, str], problems: list[str]) -> Any:

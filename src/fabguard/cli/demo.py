@@ -118,10 +118,8 @@ def demo(
     keep_serving: Annotated[bool, typer.Option("--keep-serving", help="Keep the server up after the run")] = False,
     seed: Annotated[int, typer.Option(help="Random seed for the simulated line")] = 1,
 ) -> None:
-    """Start the server and drive a simulated production line against it over HTTPS, then summarise.
-
-    Creates a demo instance in the home when there is none; one an earlier demo made is upgraded to this
-    FabGuard's schema first (any other instance behind the code is refused: database_behind_code)."""
+    """Start the server and drive a simulated production line against it over HTTPS, then summarise (the
+    instance an earlier demo made is upgraded to this FabGuard's schema first; any other is not touched)."""
     # Lazy: the web stack (FastAPI, uvicorn) takes about half a second to import, which no other command needs.
     from fabguard.api.server import ServerThread
 

@@ -30,7 +30,6 @@ from fabguard.api.responses.stats import OrderFigures, Overview, Production
 from fabguard.domain.errors import InvalidRequest, NotFound
 from fabguard.domain.values import Role
 from fabguard.service.access import tokens
-from fabguard.service.agent import quota_leases
 from fabguard.service.analytics import dashboard_queries
 from fabguard.service.analytics.metrics import production_metrics
 from fabguard.service.catalog import orders
@@ -214,10 +213,7 @@ def stats_order(inst: Inst, order_id: str, p: SiteReader) -> dict[str, Any]:
 
     Another site's order is not found for an operator's token."""
     visible_order(p, orders.get_order(inst, order_id))
-    return {
-        **dashboard_queries.order_stats(inst, order_id),
-        "leases": quota_leases.list_leases(inst, order_id=order_id),
-    }
+    return dashboard_queries.order_stats(inst, order_id)
 
 
 @router.get("/api/v1/alerts", response_model=list[Alert])

@@ -66,5 +66,6 @@ def list_tokens(inst: Inst, _: Admin) -> list[dict[str, object]]:
 
 @router.post("/api/v1/tokens/{token_id}/revoke", response_model=TokenListed)
 def revoke_token(inst: Inst, token_id: Annotated[str, Path(max_length=64)], p: Admin) -> dict[str, object]:
-    """Revoke a token: every later request with it is refused (401)."""
+    """Revoke a token: every later request with it is refused (401). Revoking a revoked token changes nothing
+    and answers it as it is; an unknown id is 404 token_not_found."""
     return tokens.revoke_token(inst, token_id, actor=p.actor)

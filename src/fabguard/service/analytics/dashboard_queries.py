@@ -25,6 +25,7 @@ from fabguard.analytics.fold import ACK_KIND
 from fabguard.analytics.settings import DEFAULT, AnalyticsSettings, settings_from_dict
 from fabguard.analytics.spc import capability_from_sums
 from fabguard.domain.errors import ConfigurationError, InvalidRequest, NotFound
+from fabguard.service.agent import quota_leases
 from fabguard.service.analytics import projection, record_samples
 from fabguard.service.catalog import fixtures, orders
 from fabguard.service.core.instance import Instance
@@ -132,7 +133,7 @@ def _order_units(inst: Instance, view: orders.OrderView, since: datetime, until:
 
 def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | None = None) -> dict[str, Any]:
     """One order: quota burn-down, throughput, refusals, yield of its units, capability over its own
-    units (each one's latest test at the order's site), the failure Pareto at its site."""
+    units (each one's latest test at the order's site), the failure Pareto at its site, its quota leases."""
     settings = settings or load_settings(inst)
     lag = refresh(inst, settings)
     view = orders.get_order(inst, order_id)
@@ -153,6 +154,7 @@ def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | 
             "capability_basis": "units",
             "capability_sample": sample,
             "failures": windows.pareto(s, at_site),
+            "leases": quota_leases.list_leases(inst, order_id=view.id),
             "as_of": now.isoformat(),
             "sequence": event_count(s),
             "lag": lag,
