@@ -5,6 +5,7 @@ capability drawn from them must be what the raw values give, even for a 2.4 GHz 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import statistics
@@ -65,18 +66,7 @@ def test_the_sums_of_many_rows_give_the_raw_values_capability_and_the_newest_lim
         one_site = windows.measurement_sums(s, windows.Scope(START, START + timedelta(hours=30), site_id="cm-b"))
     assert [m.name for m in sums] == sorted(SPECS)
     for m in sums:
-        c = capability_from_sums(
-            phase=m.phase,
-            name=m.name,
-            n=m.n,
-            total=m.total,
-            total_sq=m.total_sq,
-            mr_total=m.mr_total,
-            mr_n=m.mr_n,
-            lower=m.lower,
-            upper=m.upper,
-            ref=m.ref,
-        )
+        c = capability_from_sums(**dataclasses.asdict(m))  # the sums are the function's arguments, name for name
         vs = values[m.name]
         mean, sigma = SPECS[m.name]
         assert c.n == len(vs)
