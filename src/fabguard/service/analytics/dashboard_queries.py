@@ -142,6 +142,7 @@ def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | 
     since_created = _order_units(inst, view, view.created_at, now)
     at_site = Scope(view.created_at, now, site_id=view.site_id)
     capability, sample = record_samples.order_capability(inst, view.id, view.site_id)
+    leases = quota_leases.list_leases(inst, order_id=view.id)  # its own read, not nested in ours
     with inst.db.read() as s:
         recent = windows.recent_provisioned(s, now - settings.burn_window)
         return {
@@ -154,7 +155,7 @@ def order_stats(inst: Instance, order_id: str, *, settings: AnalyticsSettings | 
             "capability_basis": "units",
             "capability_sample": sample,
             "failures": windows.pareto(s, at_site),
-            "leases": quota_leases.list_leases(inst, order_id=view.id),
+            "leases": leases,
             "as_of": now.isoformat(),
             "sequence": event_count(s),
             "lag": lag,

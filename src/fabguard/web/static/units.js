@@ -1,7 +1,7 @@
 // FabGuard dashboard, units at #units (search) and #unit=<serial> (genealogy): a serial or its start, or
-// what a unit shows in the field (a MAC address, its certificate's serial or fingerprint) finds the unit; its page shows every test with its steps, each decision and refusal, its
-// certificates, firmware, field checks, licences, who made it and its ledger entries, exportable as
-// JSON (with the inclusion proofs) and PDF.
+// what a unit shows in the field (a MAC address, its certificate's serial or fingerprint) finds the unit;
+// its page shows every test with its steps, each decision and refusal, its certificates, firmware, field
+// checks, licences, who made it and its ledger entries, exportable as JSON (with the inclusion proofs) and PDF.
 "use strict";
 
 const unitHref = (serial) => "#unit=" + encodeURIComponent(serial);
